@@ -1,0 +1,959 @@
+// stats.ts: certify (or refuse) a speedrun record from its run logs.
+//
+//   npx tsx stats.ts [RUNS...] [--baseline RUNS...] [--target 3.28] [--alpha 0.01]
+//                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed]
+//
+// The rule (shared/reference/speedrun.md): a record must show with p < alpha (0.01) that its mean final val
+// loss is below the target (3.28), by a one-sample one-sided t-test over repeated runs, and must be faster
+// than the previous record re-timed on the same hardware (the baseline). This file reads the logs, counts
+// every run it finds, runs the tests, says how many runs would likely be needed, and prints a verdict.
+//
+// Read top to bottom: 1. reading a log, 2. finding the logs, 3. statistics, 4. the analysis,
+// 5. the reports (terminal, markdown, JSON), 6. the plot, 7. the command line.
+
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, stripVTControlCharacters } from 'node:util';
+import chalk from 'chalk';
+import { max, mean, min, sampleStandardDeviation } from 'simple-statistics';
+import tCdf from '@stdlib/stats-base-dists-t-cdf';
+import tQuantile from '@stdlib/stats-base-dists-t-quantile';
+import type { TopLevelSpec } from 'vega-lite';
+
+/** A user-facing error (bad flag, missing file, nothing to analyse): printed as one line, never a stack. */
+export class UsageError extends Error {}
+
+// ------------------------------------------------------------------------------------------------------
+// 1. Reading a log
+// ------------------------------------------------------------------------------------------------------
+// A log is: the training script's source, a line of exactly 100 '=', runtime versions and the GPU listing,
+// another such line, then step lines. The PyTorch speedrun writes the same lines (older logs add a third
+// '=' block, print attention scales, write `step_avg:nanms` early on, or `peak memory consumption`), so we
+// pick out only the `step:n/N ...` lines and ignore everything else.
+
+export const SEPARATOR = '='.repeat(100);
+
+export interface ValPoint {
+  step: number;
+  trainTimeMs: number;
+  valLoss: number;
+}
+
+export interface Run {
+  file: string; // as shown to the user (relative to the working directory)
+  codeHash: string; // short hash of the logged source: runs of different code are different groups
+  contentHash: string; // hash of the whole log, to catch one run counted twice
+  hardware: string; // e.g. "8× NVIDIA H100 80GB HBM3", from the nvidia-smi listing
+  steps: number;
+  finalValLoss: number;
+  trainTimeMs: number;
+  stepAvgMs: number;
+  valCurve: ValPoint[];
+}
+
+export type ParsedLog = { ok: true; run: Run } | { ok: false; reason: string };
+
+const STEP_LINE = /^step:(\d+)\/(\d+)\s/;
+const VAL_LOSS = /\bval_loss:(\S+)/;
+const TRAIN_TIME = /\btrain_time:([\d.]+)ms\b/;
+const STEP_AVG = /\bstep_avg:(\S+?)ms\b/;
+const NVIDIA_SMI_GPU = /^\|\s+\d+\s+(.+?)\s{2,}(?:On|Off)\s+\|/;
+
+function shortHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 8);
+}
+
+/** "8× NVIDIA H100 80GB HBM3" from an nvidia-smi listing, "no GPU" when the log says so, else "unknown". */
+function describeHardware(header: string[]): string {
+  const gpus = header.map((line) => NVIDIA_SMI_GPU.exec(line)?.[1]).filter((name): name is string => !!name);
+  if (gpus.length > 0) {
+    const names = [...new Set(gpus)];
+    return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
+  }
+  return header.some((line) => /\b(no gpu|none)\b/i.test(line)) ? 'no GPU' : 'unknown';
+}
+
+/** Parses one log. Never throws: a log that is not a finished run comes back with the reason. */
+export function parseLog(text: string, file: string): ParsedLog {
+  // Normalise line endings so a log that went through Windows keeps its code hash.
+  const lines = text.replace(/\r\n?/g, '\n').split('\n');
+  const firstSeparator = lines.indexOf(SEPARATOR);
+  if (text.trim() === '') return { ok: false, reason: 'empty file' };
+  if (firstSeparator < 0) return { ok: false, reason: `malformed: no line of 100 '=' (not a speedrun log)` };
+  const source = lines.slice(0, firstSeparator).join('\n').trimEnd();
+  const secondSeparator = lines.indexOf(SEPARATOR, firstSeparator + 1);
+  const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
+
+  let total: number | undefined;
+  const valCurve: ValPoint[] = [];
+  let lastVal: { step: number; stepAvgMs: number } | undefined;
+  for (const line of lines.slice(firstSeparator + 1)) {
+    const step = STEP_LINE.exec(line);
+    if (!step) continue;
+    const n = Number(step[1]);
+    const lineTotal = Number(step[2]);
+    if (total !== undefined && lineTotal !== total) {
+      return { ok: false, reason: `malformed: step lines disagree on the number of steps (${total} and ${lineTotal})` };
+    }
+    total = lineTotal;
+    const val = VAL_LOSS.exec(line);
+    if (!val) continue;
+    const time = TRAIN_TIME.exec(line);
+    if (!time) return { ok: false, reason: `malformed: validation line without train_time: "${line.trim()}"` };
+    valCurve.push({ step: n, trainTimeMs: Number(time[1]), valLoss: Number(val[1]) });
+    lastVal = { step: n, stepAvgMs: Number(STEP_AVG.exec(line)?.[1] ?? NaN) };
+  }
+
+  if (total === undefined) return { ok: false, reason: 'unfinished: no step lines (crashed before training?)' };
+  if (!lastVal) return { ok: false, reason: `unfinished: no validation line (reached step ${total === 0 ? 0 : '?'} of ${total})` };
+  if (lastVal.step !== total) {
+    return { ok: false, reason: `unfinished: last validation at step ${lastVal.step} of ${total}` };
+  }
+  const final = valCurve[valCurve.length - 1];
+  if (!Number.isFinite(final.valLoss)) return { ok: false, reason: `diverged: final val_loss is ${final.valLoss}` };
+  return {
+    ok: true,
+    run: {
+      file,
+      codeHash: shortHash(source),
+      contentHash: shortHash(text),
+      hardware: describeHardware(header),
+      steps: total,
+      finalValLoss: final.valLoss,
+      trainTimeMs: final.trainTimeMs,
+      stepAvgMs: lastVal.stepAvgMs,
+      valCurve,
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 2. Finding the logs
+// ------------------------------------------------------------------------------------------------------
+// RUNS are files, folders or globs. A folder means the .txt/.log files directly inside it; a record folder
+// (records/<track>/<date>_<name>/) is such a folder, and its baseline/ subfolder is the baseline unless
+// --baseline is given. Other subfolders are named in a note, never read silently.
+
+const LOG_EXTENSIONS = new Set(['.txt', '.log']);
+
+/** Shows paths relative to the working directory, as the user typed them. */
+function displayPath(path: string): string {
+  return relative(process.cwd(), path) || '.';
+}
+
+// Node 20 has no stable glob (fs.glob arrives in Node 22); shells expand unquoted globs already, so this
+// covers quoted patterns: `*`, `?`, `[...]` within one path segment and `**` for any depth of folders.
+function hasGlobMagic(text: string): boolean {
+  return /[*?[]/.test(text);
+}
+
+function segmentToRegExp(segment: string): RegExp {
+  let source = '';
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment[i];
+    if (c === '*') source += '[^/]*';
+    else if (c === '?') source += '[^/]';
+    else if (c === '[' && segment.indexOf(']', i + 2) > 0) {
+      const end = segment.indexOf(']', i + 2);
+      source += '[' + segment.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\') + ']';
+      i = end;
+    } else source += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`);
+}
+
+export function expandGlob(pattern: string): string[] {
+  const absolute = resolve(pattern);
+  const root = absolute.startsWith(sep) ? sep : absolute.slice(0, absolute.indexOf(sep) + 1);
+  const segments = absolute.slice(root.length).split(sep).filter(Boolean);
+  const found: string[] = [];
+  const walk = (dir: string, index: number): void => {
+    if (index === segments.length) {
+      found.push(dir);
+      return;
+    }
+    const segment = segments[index];
+    if (!hasGlobMagic(segment)) {
+      const next = join(dir, segment);
+      if (existsSync(next)) walk(next, index + 1);
+      return;
+    }
+    let entries: { name: string; isDirectory(): boolean }[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // not a folder, or unreadable: nothing matches below it
+    }
+    if (segment === '**') {
+      walk(dir, index + 1); // zero folders
+      for (const entry of entries) if (entry.isDirectory() && !entry.name.startsWith('.')) walk(join(dir, entry.name), index);
+      return;
+    }
+    const matcher = segmentToRegExp(segment);
+    for (const entry of entries) {
+      // Like a shell: hidden names match only a pattern that starts with a dot.
+      if (entry.name.startsWith('.') && !segment.startsWith('.')) continue;
+      if (matcher.test(entry.name)) walk(join(dir, entry.name), index + 1);
+    }
+  };
+  walk(root, 0);
+  return [...new Set(found)].sort();
+}
+
+export interface LogInputs {
+  record: string[]; // absolute paths of candidate log files
+  baseline: string[];
+  notes: string[];
+}
+
+function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
+  const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+  return {
+    files: entries.filter((e) => e.isFile() && LOG_EXTENSIONS.has(extname(e.name).toLowerCase())).map((e) => join(dir, e.name)),
+    subfolders: entries.filter((e) => e.isDirectory()).map((e) => e.name),
+  };
+}
+
+/** Turns the RUNS arguments into log files. Throws UsageError for a path or pattern that finds nothing. */
+export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogInputs {
+  const notes: string[] = [];
+  const record: string[] = [];
+  const baseline: string[] = [];
+  const impliedBaseline: string[] = [];
+
+  const expand = (arg: string): string[] => {
+    if (existsSync(arg)) return [resolve(arg)];
+    if (!hasGlobMagic(arg)) throw new UsageError(`no such file or folder: ${arg}`);
+    const matches = expandGlob(arg);
+    if (matches.length === 0) throw new UsageError(`no files match ${JSON.stringify(arg)}`);
+    return matches;
+  };
+  const add = (arg: string, into: string[], isBaseline: boolean): void => {
+    for (const path of expand(arg)) {
+      if (!statSync(path).isDirectory()) {
+        into.push(path);
+        continue;
+      }
+      const { files, subfolders } = logFilesIn(path);
+      into.push(...files);
+      if (files.length === 0) notes.push(`${displayPath(path)}/ holds no .txt or .log files`);
+      for (const sub of subfolders) {
+        if (sub === 'baseline' && !isBaseline) {
+          if (baselineArgs.length > 0) notes.push(`${displayPath(join(path, sub))}/ not read: --baseline was given`);
+          else impliedBaseline.push(...logFilesIn(join(path, sub)).files);
+        } else {
+          notes.push(`subfolder ${displayPath(join(path, sub))}/ not read (name it to include it)`);
+        }
+      }
+    }
+  };
+  for (const arg of recordArgs) add(arg, record, false);
+  for (const arg of baselineArgs) add(arg, baseline, true);
+  baseline.push(...impliedBaseline);
+
+  // A file named twice (a folder and a glob, say) is one file; a file on both sides is a mistake.
+  const unique = (paths: string[]): string[] => [...new Map(paths.map((p) => [realpathSync(p), p])).values()];
+  const recordFiles = unique(record);
+  const baselineFiles = unique(baseline);
+  const recordReal = new Set(recordFiles.map((p) => realpathSync(p)));
+  const both = baselineFiles.filter((p) => recordReal.has(realpathSync(p)));
+  if (both.length > 0) throw new UsageError(`${displayPath(both[0])} is given both as a record run and as a baseline run`);
+  return { record: recordFiles, baseline: baselineFiles, notes };
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 3. Statistics
+// ------------------------------------------------------------------------------------------------------
+// Descriptive statistics come from simple-statistics, the t distribution from @stdlib. p-values use the
+// lower tail at -|t| directly: 1 - cdf(|t|) would round to 0 below about 1e-16, while the lower tail is
+// accurate far beyond the 1e-12 we must match scipy to.
+
+export type Alternative = 'less' | 'two-sided'; // H1: mean (difference) < 0, or ≠ 0
+
+export interface Summary {
+  n: number;
+  mean: number;
+  sd: number; // sample standard deviation (n - 1); NaN for n < 2
+  se: number; // standard error of the mean
+  ci95: [number, number]; // 95 % t confidence interval of the mean
+  min: number;
+  max: number;
+}
+
+export interface TTest {
+  t: number;
+  df: number;
+  p: number;
+  alternative: Alternative;
+}
+
+export interface Comparison extends TTest {
+  diff: number; // mean(a) - mean(b)
+  ci95: [number, number]; // 95 % Welch interval of the difference
+  pTwoSided: number;
+  cohenD: number; // difference over the pooled standard deviation
+  hedgesG: number; // Cohen's d with the small-sample bias correction
+}
+
+export function summarize(xs: number[]): Summary {
+  const n = xs.length;
+  const m = mean(xs);
+  const sd = n >= 2 ? sampleStandardDeviation(xs) : NaN;
+  const se = sd / Math.sqrt(n);
+  const half = n >= 2 ? tQuantile(0.975, n - 1) * se : NaN;
+  return { n, mean: m, sd, se, ci95: [m - half, m + half], min: min(xs), max: max(xs) };
+}
+
+/** p-value of a t statistic under the chosen alternative. */
+export function tPValue(t: number, df: number, alternative: Alternative): number {
+  if (Number.isNaN(t)) return NaN;
+  if (!Number.isFinite(t)) {
+    // Zero spread: the sample says exactly which side it is on.
+    return alternative === 'two-sided' || t < 0 ? 0 : 1;
+  }
+  const tail = tCdf(-Math.abs(t), df); // P(T < -|t|), accurate in the far tail
+  if (alternative === 'two-sided') return Math.min(1, 2 * tail);
+  return t < 0 ? tail : 1 - tail; // 'less'; for t > 0 the p-value is large, so 1 - tail loses nothing
+}
+
+function tStatistic(diff: number, se: number): number {
+  return se === 0 ? (diff === 0 ? NaN : diff > 0 ? Infinity : -Infinity) : diff / se;
+}
+
+/** One-sample t-test of mean(xs) against mu (scipy.stats.ttest_1samp). */
+export function oneSampleTTest(xs: number[], mu: number, alternative: Alternative): TTest {
+  const s = summarize(xs);
+  const df = s.n - 1;
+  const t = s.n >= 2 ? tStatistic(s.mean - mu, s.se) : NaN;
+  return { t, df, p: tPValue(t, df, alternative), alternative };
+}
+
+/** Welch's two-sample t-test of mean(a) - mean(b) (scipy.stats.ttest_ind(a, b, equal_var=False)). */
+export function welchTTest(a: number[], b: number[], alternative: Alternative): Comparison {
+  const sa = summarize(a);
+  const sb = summarize(b);
+  const va = sa.sd ** 2 / sa.n;
+  const vb = sb.sd ** 2 / sb.n;
+  const se = Math.sqrt(va + vb);
+  // Welch-Satterthwaite degrees of freedom.
+  const df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1));
+  const diff = sa.mean - sb.mean;
+  const t = tStatistic(diff, se);
+  const half = tQuantile(0.975, df) * se;
+  const pooledSd = Math.sqrt(((sa.n - 1) * sa.sd ** 2 + (sb.n - 1) * sb.sd ** 2) / (sa.n + sb.n - 2));
+  const cohenD = diff / pooledSd;
+  return {
+    t,
+    df,
+    p: tPValue(t, df, alternative),
+    alternative,
+    diff,
+    ci95: [diff - half, diff + half],
+    pTwoSided: tPValue(t, df, 'two-sided'),
+    cohenD,
+    hedgesG: cohenD * (1 - 3 / (4 * (sa.n + sb.n) - 9)),
+  };
+}
+
+export interface RunsNeeded {
+  have: number;
+  /** Smallest n at which the one-sided test would give p < alpha if the mean and spread stay as observed. */
+  forP: number | null;
+  /** About how many runs give an 80 % chance that a fresh set of runs reaches p < alpha. */
+  for80Power: number | null;
+  note: string;
+}
+
+const RUNS_NEEDED_CAP = 1_000_000;
+
+/** Smallest n in [2, cap] with ok(n), for ok monotone in n; null when even the cap fails. */
+function smallestN(ok: (n: number) => boolean): number | null {
+  if (!ok(RUNS_NEEDED_CAP)) return null;
+  let lo = 2;
+  let hi = RUNS_NEEDED_CAP;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (ok(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/**
+ * How many runs the one-sided test against the target likely needs, at effect size
+ * d = (target - mean) / sd. Power uses the usual central-t approximation of the noncentral t:
+ * P(T_{n-1} > t_crit - d sqrt(n)); it agrees with scipy's exact nct power to within one run.
+ */
+export function runsNeeded(losses: number[], target: number, alpha: number): RunsNeeded {
+  const have = losses.length;
+  if (have < 2) return { have, forP: null, for80Power: null, note: 'needs at least 2 runs to estimate the spread' };
+  const s = summarize(losses);
+  if (s.mean >= target) {
+    return { have, forP: null, for80Power: null, note: 'the mean is not below the target: more runs will not help' };
+  }
+  if (s.sd === 0) return { have, forP: 2, for80Power: 2, note: 'all losses are equal: any 2 runs would do' };
+  const d = (target - s.mean) / s.sd;
+  const critical = (n: number): number => tQuantile(1 - alpha, n - 1);
+  const forP = smallestN((n) => d * Math.sqrt(n) > critical(n));
+  const for80Power = smallestN((n) => 1 - tCdf(critical(n) - d * Math.sqrt(n), n - 1) >= 0.8);
+  const note = forP === null ? `more than ${RUNS_NEEDED_CAP} runs: the mean is too close to the target` : '';
+  return { have, forP, for80Power, note };
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 4. The analysis
+// ------------------------------------------------------------------------------------------------------
+
+export type Role = 'record' | 'baseline';
+
+export interface RoleRun extends Run {
+  role: Role;
+}
+
+export interface Skipped {
+  file: string;
+  role: Role;
+  reason: string;
+}
+
+export interface Group {
+  role: Role;
+  codeHashes: string[];
+  files: string[];
+  loss: Summary;
+  timeS: Summary;
+  /** One-sided test of the mean loss against the target (H1: mean < target). */
+  targetTest: TTest;
+}
+
+export interface Check {
+  ok: boolean;
+  text: string;
+}
+
+export interface Report {
+  target: number;
+  alpha: number;
+  allowMixed: boolean;
+  runs: RoleRun[];
+  skipped: Skipped[];
+  notes: string[];
+  /** One group per (role, code version): the runs of different code, reported separately. */
+  versions: Group[];
+  /** All record (baseline) runs pooled; null when they mix code versions without --allow-mixed. */
+  record: Group | null;
+  baseline: Group | null;
+  /** Welch tests record - baseline, one-sided in the improving direction (lower loss, lower time). */
+  vsBaseline: { loss: Comparison; timeS: Comparison } | null;
+  runsNeeded: RunsNeeded | null;
+  verdict: { certified: boolean; checks: Check[] };
+  plot?: string;
+}
+
+export interface AnalysisOptions {
+  target: number;
+  alpha: number;
+  allowMixed: boolean;
+}
+
+export function makeGroup(role: Role, runs: Run[], target: number): Group {
+  const losses = runs.map((r) => r.finalValLoss);
+  return {
+    role,
+    codeHashes: [...new Set(runs.map((r) => r.codeHash))],
+    files: runs.map((r) => r.file),
+    loss: summarize(losses),
+    timeS: summarize(runs.map((r) => r.trainTimeMs / 1000)),
+    targetTest: oneSampleTTest(losses, target, 'less'),
+  };
+}
+
+/** Reads and parses every candidate file. A file that is not a finished run is skipped with its reason. */
+export function loadRuns(inputs: LogInputs): { runs: RoleRun[]; skipped: Skipped[] } {
+  const runs: RoleRun[] = [];
+  const skipped: Skipped[] = [];
+  const seen = new Map<string, string>(); // content hash -> file
+  const load = (path: string, role: Role): void => {
+    const file = displayPath(path);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      skipped.push({ file, role, reason: `unreadable: ${(error as Error).message}` });
+      return;
+    }
+    const parsed = parseLog(text, file);
+    if (!parsed.ok) {
+      skipped.push({ file, role, reason: parsed.reason });
+      return;
+    }
+    const twin = seen.get(parsed.run.contentHash);
+    if (twin !== undefined) {
+      // Counting one run twice would shrink the standard error for free.
+      skipped.push({ file, role, reason: `identical to ${twin} (the same run counted twice?)` });
+      return;
+    }
+    seen.set(parsed.run.contentHash, file);
+    runs.push({ ...parsed.run, role });
+  };
+  for (const path of inputs.record) load(path, 'record');
+  for (const path of inputs.baseline) load(path, 'baseline');
+  return { runs, skipped };
+}
+
+const fmtP = (p: number): string => (Number.isNaN(p) ? 'n/a' : p !== 0 && p < 1e-4 ? p.toExponential(3) : p.toPrecision(4));
+const fmtS = (x: number): string => x.toFixed(3);
+
+export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], options: AnalysisOptions): Report {
+  const { target, alpha, allowMixed } = options;
+  const recordRuns = runs.filter((r) => r.role === 'record');
+  const baselineRuns = runs.filter((r) => r.role === 'baseline');
+  if (recordRuns.length === 0) {
+    const listed = skipped.slice(0, 10).map((s) => `${s.file} (${s.reason})`).join(', ');
+    const why = skipped.length > 0 ? `; skipped: ${listed}${skipped.length > 10 ? `, and ${skipped.length - 10} more` : ''}` : '';
+    throw new UsageError(`no usable record run among the logs given${why}`);
+  }
+
+  const versions: Group[] = [];
+  for (const role of ['record', 'baseline'] as const) {
+    const ofRole = runs.filter((r) => r.role === role);
+    for (const hash of new Set(ofRole.map((r) => r.codeHash))) {
+      versions.push(makeGroup(role, ofRole.filter((r) => r.codeHash === hash), target));
+    }
+  }
+  const mixed = (role: Role): boolean => versions.filter((v) => v.role === role).length > 1;
+  const pooled = (role: Role, ofRole: RoleRun[]): Group | null =>
+    ofRole.length === 0 || (mixed(role) && !allowMixed) ? null : makeGroup(role, ofRole, target);
+  const record = pooled('record', recordRuns);
+  const baseline = pooled('baseline', baselineRuns);
+
+  const allNotes = [...notes];
+  const hardware = (rs: Run[]): string[] => [...new Set(rs.map((r) => r.hardware))].sort();
+  if (baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join()) {
+    allNotes.push(`hardware differs: record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`);
+  }
+  if (baselineRuns.some((b) => recordRuns.some((r) => r.codeHash === b.codeHash))) {
+    allNotes.push('some baseline runs have the same source code as record runs');
+  }
+  const stepCounts = [...new Set(recordRuns.map((r) => r.steps))];
+  if (stepCounts.length > 1) allNotes.push(`record runs differ in step count: ${stepCounts.join(', ')}`);
+
+  const bothTestable = record !== null && baseline !== null && record.loss.n >= 2 && baseline.loss.n >= 2;
+  const vsBaseline = bothTestable
+    ? {
+        loss: welchTTest(recordRuns.map((r) => r.finalValLoss), baselineRuns.map((r) => r.finalValLoss), 'less'),
+        timeS: welchTTest(recordRuns.map((r) => r.trainTimeMs / 1000), baselineRuns.map((r) => r.trainTimeMs / 1000), 'less'),
+      }
+    : null;
+
+  // The verdict: each condition of the rule, passed or not, with the numbers that decide it.
+  const checks: Check[] = [];
+  for (const role of ['record', 'baseline'] as const) {
+    if (!mixed(role)) continue;
+    const list = versions.filter((v) => v.role === role).map((v) => `${v.codeHashes[0]}: ${v.loss.n} runs`).join(', ');
+    checks.push({
+      ok: allowMixed,
+      text: allowMixed
+        ? `${role} runs mix ${versions.filter((v) => v.role === role).length} code versions (${list}), pooled because of --allow-mixed`
+        : `${role} runs come from different source code (${list}); mixing them is refused: pass the logs of one version, or --allow-mixed`,
+    });
+  }
+  if (record) {
+    const test = record.targetTest;
+    if (record.loss.n < 2) {
+      checks.push({ ok: false, text: `only ${record.loss.n} finished record run: the t-test needs at least 2` });
+    } else {
+      const below = test.p < alpha;
+      checks.push({
+        ok: below,
+        text: `mean val loss ${record.loss.mean.toFixed(5)} ${below ? '<' : 'is not shown below'} ${target}: ` +
+          `t = ${test.t.toFixed(4)}, df = ${test.df}, p = ${fmtP(test.p)} ${below ? '<' : '≥'} ${alpha}`,
+      });
+    }
+  }
+  if (baselineRuns.length === 0) {
+    checks.push({ ok: true, text: 'no baseline given: the speed condition (faster than the previous record re-timed on the same hardware) is not checked' });
+  } else if (record && baseline) {
+    const faster = record.timeS.mean < baseline.timeS.mean;
+    const change = (record.timeS.mean / baseline.timeS.mean - 1) * 100;
+    const significance = vsBaseline ? `, one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}` : '';
+    checks.push({
+      ok: faster,
+      text: `${faster ? 'faster' : 'not faster'} than the baseline: mean ${fmtS(record.timeS.mean)} s vs ${fmtS(baseline.timeS.mean)} s ` +
+        `(${change >= 0 ? '+' : ''}${change.toFixed(2)} %${significance})`,
+    });
+    if (faster && vsBaseline && vsBaseline.timeS.p >= alpha) {
+      allNotes.push(`the speed-up is not significant at alpha = ${alpha} (one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}): consider more runs`);
+    }
+  }
+
+  return {
+    target,
+    alpha,
+    allowMixed,
+    runs,
+    skipped,
+    notes: allNotes,
+    versions,
+    record,
+    baseline,
+    vsBaseline,
+    runsNeeded: record ? runsNeeded(recordRuns.map((r) => r.finalValLoss), target, alpha) : null,
+    verdict: { certified: record !== null && checks.every((c) => c.ok), checks },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 5. The reports: coloured terminal tables, a markdown block for a record's README, JSON for tools
+// ------------------------------------------------------------------------------------------------------
+
+const fmtLoss = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toFixed(5));
+const fmtSd = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toPrecision(3));
+const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(4) : String(x));
+const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
+const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
+
+function runsNeededText(r: RunsNeeded, alpha: number): string {
+  if (r.forP === null) return `${r.note} (have ${r.have})`;
+  const reached = r.have >= r.forP ? 'reached' : `${r.forP - r.have} more`;
+  return `p < ${alpha} from n = ${r.forP} runs at the observed mean and spread (have ${r.have}: ${reached}); ` +
+    `≈ ${r.for80Power ?? `> ${RUNS_NEEDED_CAP}`} runs for an 80 % chance that a fresh set certifies`;
+}
+
+function groupRows(groups: Group[]): string[][] {
+  return groups.flatMap((g) => [
+    [`${g.role} val loss`, g.codeHashes.join('+'), String(g.loss.n), fmtLoss(g.loss.mean), fmtSd(g.loss.sd), fmtSd(g.loss.se),
+      fmtCi(g.loss.ci95, fmtLoss), fmtLoss(g.loss.min), fmtLoss(g.loss.max)],
+    [`${g.role} time (s)`, g.codeHashes.join('+'), String(g.timeS.n), fmtS(g.timeS.mean), fmtSd(g.timeS.sd), fmtSd(g.timeS.se),
+      fmtCi(g.timeS.ci95, fmtS), fmtS(g.timeS.min), fmtS(g.timeS.max)],
+  ]);
+}
+const GROUP_HEADER = ['group', 'code', 'n', 'mean', 'std (n−1)', 's.e.', '95 % CI', 'min', 'max'];
+
+function comparisonRows(vs: NonNullable<Report['vsBaseline']>): string[][] {
+  return ([['val loss', vs.loss, fmtLoss], ['time (s)', vs.timeS, fmtS]] as const).map(([name, c, f]) => [
+    name, f(c.diff), fmtCi(c.ci95, f), fmtT(c.t), fmtDf(c.df), fmtP(c.p), fmtP(c.pTwoSided), c.cohenD.toFixed(3), c.hedgesG.toFixed(3),
+  ]);
+}
+const COMPARISON_HEADER = ['quantity', 'record − baseline', '95 % CI', 't', 'df', 'p (one-sided, record lower)', 'p (two-sided)', "Cohen's d", "Hedges' g"];
+
+const runRow = (r: RoleRun): string[] =>
+  [r.role, r.file, r.codeHash, String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
+const RUN_HEADER = ['role', 'file', 'code', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
+
+function foundLine(report: Report): string {
+  const n = (role: Role): number => report.runs.filter((r) => r.role === role).length;
+  const count = (k: number, what: string): string => `${k} ${what}${k === 1 ? '' : 's'}`;
+  return `Found ${count(report.runs.length + report.skipped.length, 'log file')}: ${count(n('record'), 'record run')}, ` +
+    `${count(n('baseline'), 'baseline run')}, ${report.skipped.length} skipped.`;
+}
+
+/** Aligned columns; widths are measured without the colour codes. */
+function textTable(header: string[], rows: string[][]): string {
+  const width = (s: string): number => stripVTControlCharacters(s).length;
+  const widths = header.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i]))));
+  const line = (cells: string[]): string => '  ' + cells.map((c, i) => c + ' '.repeat(widths[i] - width(c))).join('  ').trimEnd();
+  return [chalk.bold(line(header)), ...rows.map(line)].join('\n');
+}
+
+/** Whether the runs of a role come from more than one code version. */
+function isMixed(report: Report, role: Role): boolean {
+  return report.versions.filter((v) => v.role === role).length > 1;
+}
+
+export function terminalReport(report: Report): string {
+  const out: string[] = [];
+  const heading = (text: string): void => void out.push('', chalk.bold.cyan(text));
+  const mark = (ok: boolean): string => (ok ? chalk.green('✓') : chalk.red('✗'));
+  out.push(chalk.bold(`stats.ts: target ${report.target}, alpha ${report.alpha}`), foundLine(report));
+
+  heading('Runs');
+  out.push(textTable(RUN_HEADER, report.runs.map(runRow)));
+  if (report.skipped.length > 0) {
+    heading('Skipped logs (not counted)');
+    out.push(textTable(['role', 'file', 'reason'], report.skipped.map((s) => [s.role, s.file, chalk.yellow(s.reason)])));
+  }
+  if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
+    heading('Code versions (reported separately)');
+    out.push(textTable(GROUP_HEADER, groupRows(report.versions)));
+    const tests = report.versions.filter((v) => v.role === 'record');
+    out.push(...tests.map((v) => `  record ${v.codeHashes[0]} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`));
+  }
+  const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
+  if (pooled.length > 0) {
+    heading('Groups');
+    out.push(textTable(GROUP_HEADER, groupRows(pooled)));
+  }
+  if (report.record) {
+    const t = report.record.targetTest;
+    heading(`Against the target ${report.target} (one-sample t-test, one-sided, H1: mean < ${report.target})`);
+    out.push(`  t = ${fmtT(t.t)}, df = ${t.df}, p = ${chalk.bold(fmtP(t.p))}`);
+  }
+  if (report.vsBaseline) {
+    heading('Against the baseline (Welch two-sample t-tests)');
+    out.push(textTable(COMPARISON_HEADER, comparisonRows(report.vsBaseline)));
+  }
+  if (report.runsNeeded) {
+    heading('Runs needed');
+    out.push(`  ${runsNeededText(report.runsNeeded, report.alpha)}`);
+  }
+  if (report.notes.length > 0) {
+    heading('Notes');
+    out.push(...report.notes.map((n) => `  ${chalk.yellow('!')} ${n}`));
+  }
+  out.push('');
+  for (const check of report.verdict.checks) out.push(`  ${mark(check.ok)} ${check.text}`);
+  out.push(report.verdict.certified ? chalk.bold.green('Verdict: CERTIFIED') : chalk.bold.red('Verdict: NOT CERTIFIED'));
+  if (report.plot) out.push(`Plot written to ${report.plot}`);
+  return out.join('\n') + '\n';
+}
+
+function markdownTable(header: string[], rows: string[][]): string {
+  const escape = (s: string): string => s.replace(/\|/g, '\\|');
+  return [header, header.map(() => '---'), ...rows].map((r) => `| ${r.map(escape).join(' | ')} |`).join('\n');
+}
+
+export function markdownReport(report: Report, command: string): string {
+  const out: string[] = ['## Statistics', ''];
+  out.push(`Computed by \`${command}\` (target ${report.target}, alpha ${report.alpha}). ${foundLine(report)}`, '');
+  const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
+  if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
+    out.push('Code versions, reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '');
+  }
+  if (pooled.length > 0) out.push(markdownTable(GROUP_HEADER, groupRows(pooled)), '');
+  if (report.record) {
+    const t = report.record.targetTest;
+    out.push(`**Against the target** (one-sample t-test, one-sided, H1: mean < ${report.target}): ` +
+      `t = ${fmtT(t.t)}, df = ${t.df}, p = ${fmtP(t.p)}.`, '');
+  }
+  if (report.vsBaseline) {
+    out.push('**Against the baseline** (Welch two-sample t-tests, record − baseline):', '',
+      markdownTable(COMPARISON_HEADER, comparisonRows(report.vsBaseline)), '');
+  }
+  if (report.runsNeeded) out.push(`**Runs needed:** ${runsNeededText(report.runsNeeded, report.alpha)}.`, '');
+  out.push(`**Verdict: ${report.verdict.certified ? 'certified' : 'not certified'}.**`, '');
+  out.push(...report.verdict.checks.map((c) => `- ${c.ok ? '✓' : '✗'} ${c.text}`), '');
+  if (report.notes.length > 0) out.push('Notes:', '', ...report.notes.map((n) => `- ${n}`), '');
+  out.push('<details><summary>Runs</summary>', '', markdownTable(RUN_HEADER, report.runs.map(runRow)), '');
+  if (report.skipped.length > 0) {
+    out.push('Skipped logs (not counted):', '', markdownTable(['role', 'file', 'reason'], report.skipped.map((s) => [s.role, s.file, s.reason])), '');
+  }
+  out.push('</details>');
+  return out.join('\n') + '\n';
+}
+
+/** The report as JSON. NaN (undefined statistics, such as the spread of one run) becomes null. */
+export function jsonReport(report: Report): string {
+  return JSON.stringify(report, null, 2) + '\n';
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 6. The plot: val-loss curves against training time, record and baseline in two colours, target line.
+// Vega-Lite compiles the chart to Vega, Vega renders SVG headlessly, resvg rasterises the SVG for PNG.
+// ------------------------------------------------------------------------------------------------------
+
+export interface PlotSize {
+  width: number;
+  height: number;
+}
+
+export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLevelSpec {
+  const values = runs.flatMap((r) =>
+    r.valCurve.map((p) => ({ run: r.file, role: r.role, time: p.trainTimeMs / 1000, loss: p.valLoss })));
+  const losses = values.map((v) => v.loss).filter(Number.isFinite);
+  // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show the last ≈ 0.7 above
+  // the worst final loss and clip above.
+  const low = Math.min(target, ...losses) - 0.02;
+  const worstFinal = Math.max(target, ...runs.map((r) => r.finalValLoss));
+  const high = Math.min(Math.max(...losses), worstFinal + 0.7);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    width: size.width,
+    height: size.height,
+    autosize: { type: 'fit', contains: 'padding' }, // the whole picture, axes and legend included, is width × height
+    background: 'white',
+    config: { font: 'sans-serif' },
+    title: {
+      text: `Validation loss of ${runs.length} runs`,
+      subtitle: high < Math.max(...losses) ? `losses above ${high.toFixed(2)} clipped` : '',
+    },
+    layer: [
+      {
+        data: { values },
+        mark: { type: 'line', clip: true, strokeWidth: 1.2, strokeOpacity: 0.75 }, // not `opacity`: resvg drops clipped paths with it
+        encoding: {
+          x: { field: 'time', type: 'quantitative', title: 'training time (s)' },
+          y: { field: 'loss', type: 'quantitative', title: 'val loss', scale: { domain: [low, high], zero: false } },
+          color: { field: 'role', type: 'nominal', title: null, scale: { domain: ['record', 'baseline'], range: ['#d62728', '#1f77b4'] } },
+          detail: { field: 'run', type: 'nominal' },
+        },
+      },
+      {
+        data: { values: [{ target }] },
+        mark: { type: 'rule', strokeDash: [6, 4], color: 'black' },
+        encoding: { y: { field: 'target', type: 'quantitative' } },
+      },
+      {
+        data: { values: [{ target, label: `target ${target}` }] },
+        mark: { type: 'text', align: 'left', dx: 4, dy: -6, x: 0, color: 'black' }, // left: the curves end on the right
+        encoding: { y: { field: 'target', type: 'quantitative' }, text: { field: 'label' } },
+      },
+    ],
+  };
+}
+
+/** Draws the plot and writes it atomically (temp file + rename). The format follows the extension. */
+export async function writePlot(file: string, runs: RoleRun[], target: number, size: PlotSize): Promise<void> {
+  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
+  const spec = plotSpec(runs, target, size);
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  let bytes: string | Buffer = svg;
+  if (extname(file).toLowerCase() === '.png') {
+    const { Resvg } = await import('@resvg/resvg-js');
+    bytes = new Resvg(svg, { fitTo: { mode: 'original' }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' } }).render().asPng();
+  }
+  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  writeFileSync(temp, bytes);
+  renameSync(temp, file);
+}
+
+// ------------------------------------------------------------------------------------------------------
+// 7. The command line
+// ------------------------------------------------------------------------------------------------------
+
+export const OPTIONS = {
+  baseline: { type: 'string', multiple: true, arg: 'RUNS...', help: 'logs of the previous record re-timed on the same hardware' },
+  target: { type: 'string', arg: 'LOSS', help: 'the val loss to beat (default 3.28)' },
+  alpha: { type: 'string', arg: 'P', help: 'significance level, 0 < P < 1 (default 0.01)' },
+  markdown: { type: 'boolean', arg: '', help: 'print the statistics block for a record README' },
+  json: { type: 'boolean', arg: '', help: 'print the whole report as JSON, for tools' },
+  plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves to FILE.svg or FILE.png' },
+  'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
+  'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code differs' },
+  help: { type: 'boolean', short: 'h', arg: '', help: 'show this help (also -h)' },
+} as const;
+
+const optionLines = Object.entries(OPTIONS).map(([name, o]) => [`--${name} ${o.arg}`, o.help]);
+const optionWidth = Math.max(...optionLines.map(([flag]) => flag.length));
+
+export const USAGE = `Certify a speedrun record from its run logs.
+
+Usage: npx tsx stats.ts [RUNS...] [--baseline RUNS...] [options]
+
+RUNS are log files, folders or globs. A folder means the .txt and .log files directly in it; a record
+folder (records/<track>/<date>_<name>/) means its logs, and its baseline/ subfolder is the baseline
+unless --baseline is given. The positionals right after --baseline (up to the next flag) are baseline runs.
+
+Options:
+${optionLines.map(([flag, help]) => `  ${flag.padEnd(optionWidth)}  ${help}`).join('\n')}
+
+Exit status: 0 certified, 1 not certified, 2 bad usage or no usable run.
+`;
+
+export interface CliOptions {
+  record: string[];
+  baseline: string[];
+  target: number;
+  alpha: number;
+  format: 'terminal' | 'markdown' | 'json';
+  plot?: string;
+  plotSize: PlotSize;
+  allowMixed: boolean;
+  help: boolean;
+}
+
+function numberFlag(name: string, text: string | undefined, fallback: number, valid: (x: number) => boolean, what: string): number {
+  if (text === undefined) return fallback;
+  const x = Number(text);
+  if (text.trim() === '' || !Number.isFinite(x) || !valid(x)) throw new UsageError(`--${name} must be ${what}, got ${JSON.stringify(text)}`);
+  return x;
+}
+
+export function parseCli(argv: string[]): CliOptions {
+  const config = Object.fromEntries(Object.entries(OPTIONS).map(([name, { help: _help, arg: _arg, ...o }]) => [name, o]));
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: config as typeof OPTIONS, allowPositionals: true, strict: true, tokens: true });
+  } catch (error) {
+    // parseArgs names the offending flag; drop its long hint about positionals that start with '-'.
+    throw new UsageError(`${(error as Error).message.split('. To specify')[0]} (see --help)`);
+  }
+  // Positionals right after --baseline (up to the next flag) are baseline runs; all others are record runs.
+  const record: string[] = [];
+  const baseline: string[] = [];
+  let into = record;
+  for (const token of parsed.tokens) {
+    if (token.kind === 'option') {
+      into = token.name === 'baseline' ? baseline : record;
+      if (token.name === 'baseline' && token.value !== undefined) baseline.push(token.value);
+    } else if (token.kind === 'positional') into.push(token.value);
+    else into = record; // after '--'
+  }
+  const v = parsed.values;
+  if (v.markdown && v.json) throw new UsageError('choose one of --markdown and --json');
+  const plot = v.plot;
+  if (plot !== undefined && !['.svg', '.png'].includes(extname(plot).toLowerCase())) {
+    throw new UsageError(`--plot must name a .svg or .png file, got ${JSON.stringify(plot)}`);
+  }
+  if (plot !== undefined && !existsSync(dirname(resolve(plot)))) throw new UsageError(`--plot: folder ${dirname(plot)} does not exist`);
+  const sizeText = v['plot-size'] ?? '900x560';
+  const size = /^(\d+)x(\d+)$/.exec(sizeText);
+  if (!size || Number(size[1]) < 100 || Number(size[2]) < 100 || Number(size[1]) > 10000 || Number(size[2]) > 10000) {
+    throw new UsageError(`--plot-size must be WIDTHxHEIGHT in pixels (100 to 10000), got ${JSON.stringify(sizeText)}`);
+  }
+  return {
+    record,
+    baseline,
+    target: numberFlag('target', v.target, 3.28, () => true, 'a number'),
+    alpha: numberFlag('alpha', v.alpha, 0.01, (x) => x > 0 && x < 1, 'a number between 0 and 1'),
+    format: v.markdown ? 'markdown' : v.json ? 'json' : 'terminal',
+    plot,
+    plotSize: { width: Number(size[1]), height: Number(size[2]) },
+    allowMixed: v['allow-mixed'] ?? false,
+    help: v.help ?? false,
+  };
+}
+
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** Runs the command; returns the exit status (0 certified, 1 not certified, 2 usage error). */
+export async function main(argv: string[], io: Io): Promise<number> {
+  try {
+    const cli = parseCli(argv);
+    if (cli.help) {
+      io.stdout(USAGE);
+      return 0;
+    }
+    if (cli.record.length === 0) throw new UsageError('no runs given: pass log files, folders or globs (see --help)');
+    const inputs = collectLogs(cli.record, cli.baseline);
+    const { runs, skipped } = loadRuns(inputs);
+    const report = analyze(runs, skipped, inputs.notes, { target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed });
+    if (cli.plot) {
+      await writePlot(cli.plot, runs, cli.target, cli.plotSize);
+      report.plot = cli.plot;
+    }
+    const quote = (arg: string): string => (/^[\w./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+    const command = ['npx tsx stats.ts', ...argv.map(quote)].join(' ');
+    io.stdout(cli.format === 'json' ? jsonReport(report) : cli.format === 'markdown' ? markdownReport(report, command) : terminalReport(report));
+    return report.verdict.certified ? 0 : 1;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    io.stderr(`stats.ts: error: ${error.message}\n`);
+    return 2;
+  }
+}
+
+// Run the command only when this file is executed, not when tests import it.
+if (process.argv[1] && existsSync(process.argv[1]) && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  process.exitCode = await main(process.argv.slice(2), {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+  });
+}

@@ -1,0 +1,459 @@
+// Tests for stats.ts: log parsing, finding logs, statistics against scipy, the reports, the plot and the CLI.
+//
+// Reference values were computed once, by hand, with scipy 1.17 / numpy (never from these tests):
+//   stats.ttest_1samp(x, 3.28, alternative='less')             -> t, df, p
+//   stats.t.interval(0.95, n - 1, loc=mean, scale=sem)          -> 95 % CI of the mean
+//   stats.ttest_ind(a, b, equal_var=False, alternative='less')  -> t, df, one-sided p
+//   stats.ttest_ind(a, b, equal_var=False)                      -> two-sided p, .confidence_interval(0.95)
+//   Cohen's d = diff / pooled sd (n - 1 weights), Hedges' g = d * (1 - 3 / (4 (na + nb) - 9))
+//   runs needed: smallest n with (3.28 - mean) / sd * sqrt(n) > stats.t.ppf(0.99, n - 1); power from
+//   stats.nct.sf(stats.t.ppf(0.99, n - 1), n - 1, d * sqrt(n)) >= 0.8 (the exact noncentral t).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
+import { Resvg } from '@resvg/resvg-js';
+import {
+  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, runsNeeded, summarize, tPValue, welchTTest,
+  type Report,
+} from '../stats.ts';
+import * as F from './stats_fixtures.ts';
+
+function assertClose(actual: number, expected: number, what: string, relative = 1e-9): void {
+  const error = Math.abs(actual - expected) / Math.abs(expected);
+  assert.ok(error <= relative, `${what}: got ${actual}, expected ${expected} (relative error ${error.toExponential(2)})`);
+}
+
+/** Agreement to 4 significant digits, the rule's requirement, checked much tighter above. */
+function assertSameToFourDigits(actual: number, expected: number, what: string): void {
+  assert.equal(actual.toPrecision(4), expected.toPrecision(4), what);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reference values (scipy)
+// ---------------------------------------------------------------------------------------------------------
+
+const SCIPY = {
+  record: { t: -6.245144858321559, df: 7, p: 0.00021307562869107583, mean: 3.2783125, sd: 0.0007642690251849339,
+    se: 0.0002702099051795495, ci: [3.277673555105192, 3.2789514448948083] },
+  baseline: { t: -2.8030595529074835, df: 5, p: 0.01892836733842595, mean: 3.279083333333333, sd: 0.0008010409893799087,
+    ci: [3.27824269237006, 3.2799239742966058] },
+  pooledWithVariant: { t: -7.213538087791963, df: 9, p: 2.504678198107452e-5 },
+  variant: { t: -11.39999999999627, df: 1, p: 0.02785063197243022 },
+  recordTimeS: { mean: 130.518625, sd: 0.44566897949679224, ci: [130.1460364090193, 130.89121359098067] },
+  welchLoss: { t: -1.8170844174062184, df: 10.621499362040367, pLess: 0.04874665218300457, pTwo: 0.09749330436600914,
+    diff: -0.0007708333333327211, ci: [-0.0017085984050231283, 0.00016693173835768602], d: -0.988499506276669, g: -0.9254037931100731 },
+  welchTime: { t: -21.19519729665847, df: 11.970407524909158, pLess: 3.684888691119803e-11, pTwo: 7.369777382239606e-11,
+    diff: -4.467541666666676, ci: [-4.9269196338313375, -4.008163699502015], d: -11.002844088709056, g: -10.300534891557414 },
+};
+
+// The January 2025 record's evidence in the PyTorch speedrun (its README: p=0.0061).
+const KJ_LOSSES = [3.2807, 3.279, 3.2801, 3.2784, 3.279, 3.2783, 3.2785, 3.2796, 3.2793, 3.2795];
+const KJ = { t: -3.1247539347137847, df: 9, p: 0.006112300205544643 };
+
+// Far-tail cases: the p-values must still match.
+const TINY_1 = [3.27, 3.2712, 3.2695, 3.2708, 3.2703, 3.2699, 3.2711, 3.2704, 3.2697, 3.2706];
+const TINY_1_REF = { t: -52.63636363635522, df: 9, p: 8.100388246344193e-13 };
+const TINY_2 = [3.265, 3.2661, 3.2655, 3.2648, 3.2659, 3.2652, 3.2657, 3.265, 3.2662, 3.2653, 3.2656, 3.2649];
+const TINY_2_REF = { t: -106.13004820205548, df: 11, p: 3.2481973550375914e-18 };
+const TINY_WELCH_B = [3.2801, 3.2795, 3.281, 3.2799, 3.2806];
+const TINY_WELCH_REF = { t: -49.778466139430414, df: 6.29756803354669, pLess: 1.0239741901482589e-9, pTwo: 2.0479483802965177e-9,
+  ci: [-0.01550527587614986, -0.014068057457182703] };
+const DEEP_A = [3.265, 3.2661, 3.2655, 3.2648, 3.2659, 3.2652, 3.2657, 3.265, 3.2662, 3.2653, 3.2656, 3.2649, 3.2654, 3.2658, 3.2651, 3.266];
+const DEEP_B = [3.2801, 3.2795, 3.281, 3.2799, 3.2806, 3.2797, 3.2803, 3.28, 3.2808, 3.2794, 3.2802, 3.2798];
+const DEEP_REF = { t: -80.02012807192766, df: 22.364934989212852, pLess: 2.7014943274873944e-29, pTwo: 5.402988654974789e-29 };
+
+// Runs needed, [mean, sd] -> [n for p < 0.01 at the observed mean and sd, n for 80 % power (exact nct)].
+const RUNS_NEEDED_REF: [number, number, number, number][] = [
+  [3.2795, 0.0015, 52, 94],
+  [3.279, 0.002, 25, 43],
+  [3.2799, 0.001, 545, 1007],
+  [3.275, 0.002, 4, 5],
+  [3.2797, 0.0012, 90, 164],
+];
+
+// ---------------------------------------------------------------------------------------------------------
+// Statistics
+// ---------------------------------------------------------------------------------------------------------
+
+describe('statistics agree with scipy', () => {
+  test('one-sample one-sided t-test and the descriptive statistics of the record group', () => {
+    const r = oneSampleTTest(F.RECORD_LOSSES, 3.28, 'less');
+    assertClose(r.t, SCIPY.record.t, 't');
+    assert.equal(r.df, SCIPY.record.df);
+    assertClose(r.p, SCIPY.record.p, 'p');
+    const s = summarize(F.RECORD_LOSSES);
+    assert.equal(s.n, 8);
+    assertClose(s.mean, SCIPY.record.mean, 'mean', 1e-14);
+    assertClose(s.sd, SCIPY.record.sd, 'sd', 1e-10);
+    assertClose(s.se, SCIPY.record.se, 'se', 1e-10);
+    assertClose(s.ci95[0], SCIPY.record.ci[0], 'ci low', 1e-12);
+    assertClose(s.ci95[1], SCIPY.record.ci[1], 'ci high', 1e-12);
+    assert.equal(s.min, 3.2772);
+    assert.equal(s.max, 3.2795);
+    const time = summarize(F.RECORD_TIMES_MS.map((ms) => ms / 1000));
+    assertClose(time.mean, SCIPY.recordTimeS.mean, 'time mean', 1e-14);
+    assertClose(time.sd, SCIPY.recordTimeS.sd, 'time sd', 1e-10);
+    assertClose(time.ci95[0], SCIPY.recordTimeS.ci[0], 'time ci low', 1e-12);
+    assertClose(time.ci95[1], SCIPY.recordTimeS.ci[1], 'time ci high', 1e-12);
+  });
+
+  test('the PyTorch record example and the other groups', () => {
+    for (const [xs, ref] of [[KJ_LOSSES, KJ], [F.BASELINE_LOSSES, SCIPY.baseline], [[...F.RECORD_LOSSES, ...F.VARIANT_LOSSES], SCIPY.pooledWithVariant],
+      [F.VARIANT_LOSSES, SCIPY.variant]] as const) {
+      const r = oneSampleTTest([...xs], 3.28, 'less');
+      assertClose(r.t, ref.t, 't', 1e-9);
+      assert.equal(r.df, ref.df);
+      assertClose(r.p, ref.p, 'p', 1e-9);
+      assertSameToFourDigits(r.p, ref.p, 'p to 4 digits');
+    }
+  });
+
+  test('p-values in the far tail (1e-12 and below)', () => {
+    for (const [xs, ref] of [[TINY_1, TINY_1_REF], [TINY_2, TINY_2_REF]] as const) {
+      const r = oneSampleTTest([...xs], 3.28, 'less');
+      assertClose(r.t, ref.t, 't', 1e-9);
+      assertClose(r.p, ref.p, 'tiny p', 1e-8);
+    }
+    const w = welchTTest(TINY_2, TINY_WELCH_B, 'less');
+    assertClose(w.t, TINY_WELCH_REF.t, 'welch t');
+    assertClose(w.df, TINY_WELCH_REF.df, 'welch df');
+    assertClose(w.p, TINY_WELCH_REF.pLess, 'welch p less', 1e-8);
+    assertClose(w.pTwoSided, TINY_WELCH_REF.pTwo, 'welch p two-sided', 1e-8);
+    assertClose(w.ci95[0], TINY_WELCH_REF.ci[0], 'ci low', 1e-10);
+    assertClose(w.ci95[1], TINY_WELCH_REF.ci[1], 'ci high', 1e-10);
+    const deep = welchTTest(DEEP_A, DEEP_B, 'less');
+    assertClose(deep.t, DEEP_REF.t, 'deep t');
+    assertClose(deep.df, DEEP_REF.df, 'deep df');
+    assertClose(deep.p, DEEP_REF.pLess, 'deep p', 1e-8);
+    assertClose(deep.pTwoSided, DEEP_REF.pTwo, 'deep p two-sided', 1e-8);
+  });
+
+  test('Welch tests of loss and time against the baseline, with CIs and effect sizes', () => {
+    const ms = (xs: number[]): number[] => xs.map((x) => x / 1000);
+    for (const [a, b, ref] of [[F.RECORD_LOSSES, F.BASELINE_LOSSES, SCIPY.welchLoss],
+      [ms(F.RECORD_TIMES_MS), ms(F.BASELINE_TIMES_MS), SCIPY.welchTime]] as const) {
+      const w = welchTTest([...a], [...b], 'less');
+      assertClose(w.t, ref.t, 't', 1e-9);
+      assertClose(w.df, ref.df, 'df', 1e-10);
+      assertClose(w.p, ref.pLess, 'p one-sided', 1e-8);
+      assertClose(w.pTwoSided, ref.pTwo, 'p two-sided', 1e-8);
+      assertClose(w.diff, ref.diff, 'diff', 1e-10);
+      assertClose(w.ci95[0], ref.ci[0], 'ci low', 1e-9);
+      assertClose(w.ci95[1], ref.ci[1], 'ci high', 1e-9);
+      assertClose(w.cohenD, ref.d, "Cohen's d", 1e-9);
+      assertClose(w.hedgesG, ref.g, "Hedges' g", 1e-9);
+    }
+  });
+
+  test('p-value edge cases: zero spread, one run, t > 0', () => {
+    assert.equal(oneSampleTTest([3.27, 3.27, 3.27], 3.28, 'less').p, 0);
+    assert.equal(oneSampleTTest([3.29, 3.29], 3.28, 'less').p, 1);
+    assert.ok(Number.isNaN(oneSampleTTest([3.28, 3.28], 3.28, 'less').p));
+    assert.ok(Number.isNaN(oneSampleTTest([3.27], 3.28, 'less').p));
+    // scipy: stats.t.cdf(-2.5, 7) and stats.t.cdf(2.5, 7).
+    assertClose(tPValue(-2.5, 7, 'less'), 0.020496109292876444, 'lower tail', 1e-9);
+    assertClose(tPValue(2.5, 7, 'less'), 0.9795038907071235, 't > 0', 1e-12);
+    assertClose(tPValue(-2.5, 7, 'two-sided'), 2 * 0.020496109292876444, 'two-sided', 1e-9);
+  });
+
+  test('runs needed: exact for p < alpha, within one run of the exact noncentral-t power', () => {
+    for (const [m, sd, forP, forPower] of RUNS_NEEDED_REF) {
+      // Two values with the given mean and sample sd.
+      const r = runsNeeded([m - sd / Math.SQRT2, m + sd / Math.SQRT2], 3.28, 0.01);
+      assert.equal(r.forP, forP, `n for p at mean ${m}, sd ${sd}`);
+      assert.ok(r.for80Power !== null && Math.abs(r.for80Power - forPower) <= 1, `power n ${r.for80Power} vs ${forPower}`);
+    }
+    assert.equal(runsNeeded(F.BASELINE_LOSSES, 3.28, 0.01).forP, 8);
+    assert.equal(runsNeeded([3.281, 3.282], 3.28, 0.01).forP, null);
+    assert.equal(runsNeeded([3.27], 3.28, 0.01).forP, null);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading logs
+// ---------------------------------------------------------------------------------------------------------
+
+describe('parseLog', () => {
+  test('a finished run of this project', () => {
+    const parsed = parseLog(F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 }), 'a.txt');
+    assert.ok(parsed.ok);
+    const run = parsed.run;
+    assert.equal(run.finalValLoss, 3.2781);
+    assert.equal(run.trainTimeMs, 130412);
+    assert.equal(run.steps, 200);
+    assert.equal(run.stepAvgMs, 652.06);
+    assert.equal(run.hardware, '2× NVIDIA H100 80GB HBM3');
+    assert.deepEqual(run.valCurve.map((p) => p.step), [0, 50, 100, 150, 200]);
+    assert.equal(run.valCurve[0].valLoss, 10.8258);
+    assert.match(run.codeHash, /^[0-9a-f]{8}$/);
+  });
+
+  test('a PyTorch speedrun log (extra blocks and lines, nan step_avg, peak memory consumption)', () => {
+    const parsed = parseLog(F.makePytorchLog(3.2772, 201373), 'torch.txt');
+    assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
+    assert.equal(parsed.run.finalValLoss, 3.2772);
+    assert.equal(parsed.run.trainTimeMs, 201373);
+    assert.equal(parsed.run.steps, 1370);
+    assert.equal(parsed.run.stepAvgMs, 148.07);
+    assert.equal(parsed.run.hardware, '1× NVIDIA H100 80GB HBM3');
+    assert.deepEqual(parsed.run.valCurve.map((p) => p.step), [0, 125, 1370]);
+  });
+
+  test('the code hash follows the source only, and survives CRLF line endings', () => {
+    const hash = (run: F.FixtureRun): string => {
+      const parsed = parseLog(F.makeLog(run), 'x.txt');
+      assert.ok(parsed.ok);
+      return parsed.run.codeHash;
+    };
+    const a = hash({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130000 });
+    assert.equal(hash({ source: F.RECORD_SOURCE, finalLoss: 3.279, trainTimeMs: 131000 }), a);
+    assert.equal(hash({ source: F.RECORD_SOURCE, finalLoss: 3.279, trainTimeMs: 131000, crlf: true }), a);
+    assert.notEqual(hash({ source: F.RECORD_VARIANT_SOURCE, finalLoss: 3.2781, trainTimeMs: 130000 }), a);
+  });
+
+  test('unfinished, malformed, empty and diverged logs come back with a reason, never a throw', () => {
+    const reason = (text: string): string => {
+      const parsed = parseLog(text, 'x.txt');
+      assert.ok(!parsed.ok, 'should be rejected');
+      return parsed.reason;
+    };
+    assert.match(reason(F.makeLog({ source: 'x', finalLoss: 3.27, trainTimeMs: 1000, stopAtStep: 120 })),
+      /unfinished: last validation at step 100 of 200/);
+    assert.match(reason(F.makeLog({ source: 'x', finalLoss: 3.27, trainTimeMs: 1000, stopAtStep: 0 })), /unfinished: last validation at step 0 of 200/);
+    assert.match(reason(''), /empty/);
+    assert.match(reason('just some text\nstep:1/10 val_loss:3.0 train_time:1ms step_avg:1.00ms\n'), /malformed: no line of 100 '='/);
+    assert.match(reason(`src\n${F.SEPARATOR}\nno gpu\n${F.SEPARATOR}\n`), /unfinished: no step lines/);
+    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:0/10 val_loss:10.8 train_time:0ms step_avg:0.00ms\nstep:10/12 train_time:5ms step_avg:0.5ms\n`),
+      /disagree on the number of steps \(10 and 12\)/);
+    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:10/10 val_loss:nan train_time:50ms step_avg:5.00ms\n`), /diverged/);
+    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:10/10 val_loss:3.2 step_avg:5.00ms\n`), /without train_time/);
+    assert.match(reason('\u0000\u0001binary garbage'), /malformed/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The command, on fixture logs written to a temporary folder
+// ---------------------------------------------------------------------------------------------------------
+
+describe('the stats.ts command', () => {
+  let root: string;
+  let recordDir: string; // records/track_1/2025-11-25_Test: 8 record runs, an unfinished and a malformed log, baseline/
+  let variantDir: string; // 2 runs of edited source code
+  let outOfTreeBaseline: string;
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'stats-test-'));
+    recordDir = join(root, 'records', 'track_1', '2025-11-25_Test');
+    F.writeRuns(recordDir, 'rec', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS);
+    F.writeRuns(join(recordDir, 'baseline'), 'base', F.BASELINE_SOURCE, F.BASELINE_LOSSES, F.BASELINE_TIMES_MS);
+    writeFileSync(join(recordDir, 'unfinished.txt'), F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2, trainTimeMs: 90000, stopAtStep: 130 }));
+    writeFileSync(join(recordDir, 'malformed.txt'), 'Traceback (most recent call last):\n  RuntimeError: CUDA out of memory\n');
+    writeFileSync(join(recordDir, 'README.md'), '# Test record\n');
+    variantDir = join(root, 'variant');
+    F.writeRuns(variantDir, 'var', F.RECORD_VARIANT_SOURCE, F.VARIANT_LOSSES, F.VARIANT_TIMES_MS);
+    // A slower "record" to compare against: the baseline losses and times, as a folder of its own.
+    outOfTreeBaseline = join(root, 'slow');
+    F.writeRuns(outOfTreeBaseline, 'slow', F.BASELINE_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS.map((t) => t - 5000));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  // The one real process: started here so that its start-up (≈ 1.5 s of tsx) overlaps the other tests.
+  let direct: Promise<{ status: number; stdout: string; stderr: string }>;
+  before(() => {
+    direct = new Promise((done) => {
+      const cwd = join(import.meta.dirname, '..');
+      execFile(process.execPath, ['--import', 'tsx', 'stats.ts', recordDir, '--json'], { cwd }, (error, stdout, stderr) =>
+        done({ status: error ? Number(error.code) : 0, stdout, stderr }));
+    });
+  });
+
+  async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(argv, { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) });
+    return { code, stdout: stripVTControlCharacters(stdout), stderr };
+  }
+  async function report(...argv: string[]): Promise<{ code: number; report: Report }> {
+    const r = await run(...argv, '--json');
+    assert.equal(r.stderr, '');
+    return { code: r.code, report: JSON.parse(r.stdout) as Report };
+  }
+
+  test('a record folder: its logs, its baseline/ subfolder, every file counted, the verdict', async () => {
+    const { code, report: rep } = await report(recordDir);
+    assert.equal(code, 0);
+    assert.equal(rep.runs.filter((r) => r.role === 'record').length, 8);
+    assert.equal(rep.runs.filter((r) => r.role === 'baseline').length, 6);
+    assert.deepEqual(rep.skipped.map((s) => [s.file.split('/').pop(), s.reason.split(':')[0]]),
+      [['malformed.txt', 'malformed'], ['unfinished.txt', 'unfinished']]);
+    assert.ok(rep.record && rep.baseline && rep.vsBaseline && rep.runsNeeded);
+    assertClose(rep.record.targetTest.p, SCIPY.record.p, 'record p');
+    assertClose(rep.record.targetTest.t, SCIPY.record.t, 'record t');
+    assertClose(rep.record.loss.ci95[0], SCIPY.record.ci[0], 'record ci low', 1e-12);
+    assertClose(rep.baseline.loss.sd, SCIPY.baseline.sd, 'baseline sd', 1e-10);
+    assertClose(rep.vsBaseline.loss.p, SCIPY.welchLoss.pLess, 'welch loss p', 1e-8);
+    assertClose(rep.vsBaseline.timeS.p, SCIPY.welchTime.pLess, 'welch time p', 1e-8);
+    assertClose(rep.vsBaseline.timeS.ci95[1], SCIPY.welchTime.ci[1], 'welch time ci', 1e-9);
+    assert.equal(rep.runsNeeded.forP, 5);
+    assert.equal(rep.verdict.certified, true);
+    assert.equal(rep.record.loss.n + rep.baseline.loss.n + rep.skipped.length, 16);
+  });
+
+  test('the terminal report', async () => {
+    const { code, stdout } = await run(recordDir);
+    assert.equal(code, 0);
+    assert.match(stdout, /Found 16 log files: 8 record runs, 6 baseline runs, 2 skipped\./);
+    assert.match(stdout, /t = -6\.2451, df = 7, p = 0\.0002131/);
+    assert.match(stdout, /unfinished: last validation at step 100 of 200/);
+    assert.match(stdout, /faster than the baseline: mean 130\.519 s vs 134\.986 s/);
+    assert.match(stdout, /Verdict: CERTIFIED/);
+  });
+
+  test('the markdown block', async () => {
+    const { code, stdout } = await run(recordDir, '--markdown');
+    assert.equal(code, 0);
+    assert.match(stdout, /^## Statistics\n/);
+    assert.match(stdout, /\| record val loss \| [0-9a-f]{8} \| 8 \| 3\.27831 \| 0\.000764 \| 0\.000270 \| \[3\.27767, 3\.27895\] \| 3\.27720 \| 3\.27950 \|/);
+    assert.match(stdout, /\*\*Against the target\*\* \(one-sample t-test, one-sided, H1: mean < 3\.28\): t = -6\.2451, df = 7, p = 0\.0002131\./);
+    assert.match(stdout, /\| time \(s\) \| -4\.468 \| \[-4\.927, -4\.008\] \| -21\.1952 \| 11\.97 \| 3\.685e-11 \| 7\.370e-11 \| -11\.003 \| -10\.301 \|/);
+    assert.match(stdout, /\*\*Verdict: certified\.\*\*/);
+    assert.match(stdout, /\| record \| .*unfinished\.txt \| unfinished: last validation at step 100 of 200 \|/);
+  });
+
+  test('mixed code versions are reported separately and refused, unless --allow-mixed', async () => {
+    const refused = await report(recordDir, variantDir);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.report.record, null);
+    assert.equal(refused.report.verdict.certified, false);
+    assert.match(refused.report.verdict.checks[0].text, /different source code .* mixing them is refused.*--allow-mixed/);
+    const versions = refused.report.versions.filter((v) => v.role === 'record');
+    assert.deepEqual(versions.map((v) => v.loss.n), [8, 2]);
+    assertClose(versions[1].targetTest.p, SCIPY.variant.p, 'variant p');
+    const terminal = await run(recordDir, variantDir);
+    assert.match(terminal.stdout, /Code versions \(reported separately\)/);
+    assert.match(terminal.stdout, /Verdict: NOT CERTIFIED/);
+
+    const allowed = await report(recordDir, variantDir, '--allow-mixed');
+    assert.equal(allowed.code, 0);
+    assert.ok(allowed.report.record);
+    assert.equal(allowed.report.record.loss.n, 10);
+    assertClose(allowed.report.record.targetTest.p, SCIPY.pooledWithVariant.p, 'pooled p');
+  });
+
+  test('--baseline takes the runs after it and replaces the folder baseline; slower records are refused', async () => {
+    const { code, report: rep } = await report(join(recordDir, 'rec-*.txt'), '--baseline', join(outOfTreeBaseline, '*.txt'), '--alpha', '0.001');
+    assert.equal(code, 1);
+    assert.equal(rep.alpha, 0.001);
+    assert.deepEqual(rep.runs.map((r) => r.role).filter((r) => r === 'baseline').length, 8);
+    assert.equal(rep.skipped.length, 0);
+    const speed = rep.verdict.checks.find((c) => c.text.includes('than the baseline'));
+    assert.ok(speed && !speed.ok && /not faster/.test(speed.text));
+    const folder = await report(recordDir, '--baseline', outOfTreeBaseline);
+    assert.ok(folder.report.notes.some((n) => /baseline\/ not read: --baseline was given/.test(n)));
+    assert.equal(folder.report.runs.filter((r) => r.role === 'baseline').length, 8);
+  });
+
+  test('the target and alpha decide the verdict', async () => {
+    const strict = await report(recordDir, '--target', '3.278');
+    assert.equal(strict.code, 1);
+    assert.match(strict.report.verdict.checks.find((c) => !c.ok)?.text ?? '', /is not shown below 3\.278/);
+    assert.equal(strict.report.runsNeeded?.forP, null);
+  });
+
+  test('a run counted twice is skipped, a subfolder is named in a note, a glob finds files', async () => {
+    const dir = join(root, 'dup');
+    mkdirSync(join(dir, 'old_logs'), { recursive: true });
+    const [first] = F.writeRuns(dir, 'a', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS);
+    writeFileSync(join(dir, 'copy.txt'), readFileSync(first));
+    const { report: rep } = await report(dir, first);
+    assert.equal(rep.runs.length, 3);
+    assert.deepEqual(rep.skipped.map((s) => s.reason), [`identical to ${rep.runs[0].file} (the same run counted twice?)`]);
+    assert.ok(rep.notes.some((n) => /subfolder .*old_logs\/ not read/.test(n)));
+    assert.deepEqual(expandGlob(join(root, 'records', '**', 'rec-[0-2].txt')).map((p) => p.split('/').pop()), ['rec-0.txt', 'rec-1.txt', 'rec-2.txt']);
+    assert.deepEqual(expandGlob(join(root, 'nothing', '*.txt')), []);
+    const inputs = collectLogs([join(root, 'variant', 'var-?.txt')], []);
+    assert.equal(inputs.record.length, 2);
+  });
+
+  test('a PyTorch speedrun record folder works too', async () => {
+    const dir = join(root, 'pytorch');
+    mkdirSync(dir);
+    KJ_LOSSES.forEach((loss, i) => writeFileSync(join(dir, `run${i}.txt`), F.makePytorchLog(loss, 202000 + 100 * i)));
+    const { code, report: rep } = await report(dir);
+    assert.equal(code, 0);
+    assert.equal(rep.record?.loss.n, 10);
+    assertClose(rep.record?.targetTest.p ?? NaN, KJ.p, 'p');
+    assert.ok(rep.verdict.checks.some((c) => /no baseline given/.test(c.text)));
+  });
+
+  test('CLI errors name the flag, file or value, and exit with 2', async () => {
+    const cases: [string[], RegExp][] = [
+      [[recordDir, '--frobnicate'], /Unknown option '--frobnicate'/],
+      [[], /no runs given/],
+      [[join(root, 'missing.txt')], /no such file or folder: .*missing\.txt/],
+      [[join(root, 'nope', '*.txt')], /no files match ".*nope\/\*\.txt"/],
+      [[recordDir, '--target', 'abc'], /--target must be a number, got "abc"/],
+      [[recordDir, '--alpha', '1.5'], /--alpha must be a number between 0 and 1, got "1\.5"/],
+      [[recordDir, '--plot', join(root, 'plot.jpg')], /--plot must name a \.svg or \.png file, got ".*plot\.jpg"/],
+      [[recordDir, '--plot', join(root, 'no', 'such', 'p.svg')], /--plot: folder .* does not exist/],
+      [[recordDir, '--plot-size', '12by4'], /--plot-size must be WIDTHxHEIGHT/],
+      [[recordDir, '--markdown', '--json'], /choose one of --markdown and --json/],
+      [[recordDir, '--baseline'], /--baseline/],
+      [[join(recordDir, 'malformed.txt'), join(recordDir, 'unfinished.txt')], /no usable record run .*malformed\.txt \(malformed.*unfinished\.txt \(unfinished/],
+      [[join(recordDir, 'rec-0.txt'), '--baseline', join(recordDir, 'rec-0.txt')], /given both as a record run and as a baseline run/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await run(...argv);
+      assert.equal(r.code, 2, `exit status for ${argv.join(' ')}`);
+      assert.match(r.stderr, /^stats\.ts: error: /);
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout, '');
+    }
+  });
+
+  test('--help lists every flag', async () => {
+    const r = await run('--help');
+    assert.equal(r.code, 0);
+    for (const name of Object.keys(OPTIONS)) assert.match(r.stdout, new RegExp(`--${name}\\b`), `--${name} in help`);
+    assert.equal(r.stdout, USAGE);
+    assert.deepEqual(parseCli(['a', '--baseline', 'b', 'c', '--json', 'd']).baseline, ['b', 'c']);
+    assert.deepEqual(parseCli(['a', '--baseline', 'b', 'c', '--json', 'd']).record, ['a', 'd']);
+  });
+
+  test('--plot draws an SVG of the stated size, with both groups and the target line', async () => {
+    const file = join(root, 'curves.svg');
+    const r = await run(recordDir, '--plot', file, '--plot-size', '640x400');
+    assert.equal(r.code, 0);
+    const svg = readFileSync(file, 'utf8');
+    assert.match(svg, /^<svg [^>]*width="640" height="400"/);
+    const parsed = new Resvg(svg); // throws on an invalid SVG
+    assert.equal(parsed.width, 640);
+    assert.equal(parsed.height, 400);
+    assert.match(svg, /stroke="#d62728"/); // record
+    assert.match(svg, /stroke="#1f77b4"/); // baseline
+    assert.match(svg, /target 3\.28/);
+    assert.equal((svg.match(/class="mark-line role-mark/g) ?? []).length, 14); // one line per usable run
+    assert.deepEqual(readdirSync(root).filter((f) => f.includes('.tmp')), []); // the temp file was renamed
+  });
+
+  test('--plot draws a PNG of the stated size', async () => {
+    const file = join(root, 'curves.png');
+    const r = await run(recordDir, '--plot', file, '--plot-size', '500x300');
+    assert.equal(r.code, 0);
+    const png = readFileSync(file);
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.equal(png.subarray(12, 16).toString('ascii'), 'IHDR');
+    assert.equal(png.readUInt32BE(16), 500);
+    assert.equal(png.readUInt32BE(20), 300);
+  });
+
+  test('executed directly, it runs the command (importing it, as these tests do, does not)', async () => {
+    const { status, stdout, stderr } = await direct;
+    assert.equal(status, 0, stderr);
+    assert.equal((JSON.parse(stdout) as Report).verdict.certified, true);
+  });
+});
