@@ -61,18 +61,14 @@ const TRAIN_TIME = /\btrain_time:([\d.]+)ms\b/;
 const STEP_AVG = /\bstep_avg:(\S+?)ms\b/;
 const NVIDIA_SMI_GPU = /^\|\s+\d+\s+(.+?)\s{2,}(?:On|Off)\s+\|/;
 
-function shortHash(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 8);
-}
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
-/** "8× NVIDIA H100 80GB HBM3" from an nvidia-smi listing, "no GPU" when the log says so, else "unknown". */
+/** "8× NVIDIA H100 80GB HBM3" from the nvidia-smi listing in the log's header. */
 function describeHardware(header: string[]): string {
   const gpus = header.map((line) => NVIDIA_SMI_GPU.exec(line)?.[1]).filter((name): name is string => !!name);
-  if (gpus.length > 0) {
-    const names = [...new Set(gpus)];
-    return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
-  }
-  return header.some((line) => /\b(no gpu|none)\b/i.test(line)) ? 'no GPU' : 'unknown';
+  if (gpus.length === 0) return 'no GPU listed';
+  const names = [...new Set(gpus)];
+  return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
 }
 
 /** Parses one log. Never throws: a log that is not a finished run comes back with the reason. */
@@ -87,12 +83,13 @@ export function parseLog(text: string, file: string): ParsedLog {
   const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
 
   let total: number | undefined;
+  let lastStep = 0;
   const valCurve: ValPoint[] = [];
-  let lastVal: { step: number; stepAvgMs: number } | undefined;
+  let finalStepAvgMs = NaN; // from the last validation line
   for (const line of lines.slice(firstSeparator + 1)) {
     const step = STEP_LINE.exec(line);
     if (!step) continue;
-    const n = Number(step[1]);
+    lastStep = Number(step[1]);
     const lineTotal = Number(step[2]);
     if (total !== undefined && lineTotal !== total) {
       return { ok: false, reason: `malformed: step lines disagree on the number of steps (${total} and ${lineTotal})` };
@@ -102,28 +99,26 @@ export function parseLog(text: string, file: string): ParsedLog {
     if (!val) continue;
     const time = TRAIN_TIME.exec(line);
     if (!time) return { ok: false, reason: `malformed: validation line without train_time: "${line.trim()}"` };
-    valCurve.push({ step: n, trainTimeMs: Number(time[1]), valLoss: Number(val[1]) });
-    lastVal = { step: n, stepAvgMs: Number(STEP_AVG.exec(line)?.[1] ?? NaN) };
+    valCurve.push({ step: lastStep, trainTimeMs: Number(time[1]), valLoss: Number(val[1]) });
+    finalStepAvgMs = Number(STEP_AVG.exec(line)?.[1] ?? NaN);
   }
 
   if (total === undefined) return { ok: false, reason: 'unfinished: no step lines (crashed before training?)' };
-  if (!lastVal) return { ok: false, reason: `unfinished: no validation line (reached step ${total === 0 ? 0 : '?'} of ${total})` };
-  if (lastVal.step !== total) {
-    return { ok: false, reason: `unfinished: last validation at step ${lastVal.step} of ${total}` };
-  }
-  const final = valCurve[valCurve.length - 1];
+  const final = valCurve.at(-1);
+  if (!final) return { ok: false, reason: `unfinished: no validation line (last step ${lastStep} of ${total})` };
+  if (final.step !== total) return { ok: false, reason: `unfinished: last validation at step ${final.step} of ${total}` };
   if (!Number.isFinite(final.valLoss)) return { ok: false, reason: `diverged: final val_loss is ${final.valLoss}` };
   return {
     ok: true,
     run: {
       file,
-      codeHash: shortHash(source),
-      contentHash: shortHash(text),
+      codeHash: sha256(source).slice(0, 8),
+      contentHash: sha256(text),
       hardware: describeHardware(header),
       steps: total,
       finalValLoss: final.valLoss,
       trainTimeMs: final.trainTimeMs,
-      stepAvgMs: lastVal.stepAvgMs,
+      stepAvgMs: finalStepAvgMs,
       valCurve,
     },
   };
@@ -159,7 +154,7 @@ function segmentToRegExp(segment: string): RegExp {
       const end = segment.indexOf(']', i + 2);
       source += '[' + segment.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\') + ']';
       i = end;
-    } else source += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
+    } else source += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
   return new RegExp(`^${source}$`);
 }
@@ -242,7 +237,11 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
       for (const sub of subfolders) {
         if (sub === 'baseline' && !isBaseline) {
           if (baselineArgs.length > 0) notes.push(`${displayPath(join(path, sub))}/ not read: --baseline was given`);
-          else impliedBaseline.push(...logFilesIn(join(path, sub)).files);
+          else {
+            const { files: baselineFiles } = logFilesIn(join(path, sub));
+            if (baselineFiles.length === 0) notes.push(`${displayPath(join(path, sub))}/ holds no .txt or .log files`);
+            impliedBaseline.push(...baselineFiles);
+          }
         } else {
           notes.push(`subfolder ${displayPath(join(path, sub))}/ not read (name it to include it)`);
         }
@@ -391,7 +390,7 @@ export function runsNeeded(losses: number[], target: number, alpha: number): Run
   if (have < 2) return { have, forP: null, for80Power: null, note: 'needs at least 2 runs to estimate the spread' };
   const s = summarize(losses);
   if (s.mean >= target) {
-    return { have, forP: null, for80Power: null, note: 'the mean is not below the target: more runs will not help' };
+    return { have, forP: null, for80Power: null, note: 'the mean is not below the target: more runs alone will not certify it' };
   }
   if (s.sd === 0) return { have, forP: 2, for80Power: 2, note: 'all losses are equal: any 2 runs would do' };
   const d = (target - s.mean) / s.sd;
@@ -503,8 +502,14 @@ export function loadRuns(inputs: LogInputs): { runs: RoleRun[]; skipped: Skipped
   return { runs, skipped };
 }
 
+// Number formats, shared by the verdict and the reports. p keeps 4 significant digits, as the rule asks.
 const fmtP = (p: number): string => (Number.isNaN(p) ? 'n/a' : p !== 0 && p < 1e-4 ? p.toExponential(3) : p.toPrecision(4));
 const fmtS = (x: number): string => x.toFixed(3);
+const fmtLoss = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toFixed(5));
+const fmtSd = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toPrecision(3));
+const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(4) : String(x));
+const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
+const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
 
 export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], options: AnalysisOptions): Report {
   const { target, alpha, allowMixed } = options;
@@ -568,8 +573,8 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       const below = test.p < alpha;
       checks.push({
         ok: below,
-        text: `mean val loss ${record.loss.mean.toFixed(5)} ${below ? '<' : 'is not shown below'} ${target}: ` +
-          `t = ${test.t.toFixed(4)}, df = ${test.df}, p = ${fmtP(test.p)} ${below ? '<' : '≥'} ${alpha}`,
+        text: `mean val loss ${fmtLoss(record.loss.mean)} ${below ? '<' : 'is not shown below'} ${target}: ` +
+          `t = ${fmtT(test.t)}, df = ${test.df}, p = ${fmtP(test.p)} ${below ? '<' : '≥'} ${alpha}`,
       });
     }
   }
@@ -584,6 +589,7 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       text: `${faster ? 'faster' : 'not faster'} than the baseline: mean ${fmtS(record.timeS.mean)} s vs ${fmtS(baseline.timeS.mean)} s ` +
         `(${change >= 0 ? '+' : ''}${change.toFixed(2)} %${significance})`,
     });
+    if (!vsBaseline) allNotes.push('no Welch tests against the baseline: they need at least 2 runs on each side');
     if (faster && vsBaseline && vsBaseline.timeS.p >= alpha) {
       allNotes.push(`the speed-up is not significant at alpha = ${alpha} (one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}): consider more runs`);
     }
@@ -608,12 +614,6 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
 // ------------------------------------------------------------------------------------------------------
 // 5. The reports: coloured terminal tables, a markdown block for a record's README, JSON for tools
 // ------------------------------------------------------------------------------------------------------
-
-const fmtLoss = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toFixed(5));
-const fmtSd = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toPrecision(3));
-const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(4) : String(x));
-const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
-const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
 
 function runsNeededText(r: RunsNeeded, alpha: number): string {
   if (r.forP === null) return `${r.note} (have ${r.have})`;

@@ -357,6 +357,21 @@ describe('the stats.ts command', () => {
     assert.equal(folder.report.runs.filter((r) => r.role === 'baseline').length, 8);
   });
 
+  test('notes: a baseline of one run, timed on other hardware', async () => {
+    const dir = join(root, 'other-hardware');
+    mkdirSync(dir);
+    const file = join(dir, 'cpu.txt');
+    writeFileSync(file, F.makeLog({ source: F.BASELINE_SOURCE, finalLoss: 3.279, trainTimeMs: 140000, gpuListing: 'nvidia-smi: not available (no NVIDIA GPU listed)' }));
+    const { code, report: rep } = await report(join(recordDir, 'rec-0.txt'), join(recordDir, 'rec-1.txt'), join(recordDir, 'rec-2.txt'), '--baseline', file);
+    assert.equal(rep.vsBaseline, null);
+    assert.ok(rep.notes.some((n) => /no Welch tests against the baseline: they need at least 2 runs on each side/.test(n)));
+    assert.ok(rep.notes.some((n) => /hardware differs: record on 2× NVIDIA H100 80GB HBM3; baseline on no GPU listed/.test(n)));
+    assert.ok(rep.verdict.checks.some((c) => c.ok && /^faster than the baseline/.test(c.text)));
+    // 3 runs are not enough: scipy gives p = 0.06115 for 3.2781, 3.2795, 3.2772.
+    assert.equal(code, 1);
+    assertClose(rep.record?.targetTest.p ?? NaN, 0.06114627426375613, 'p of 3 runs', 1e-9);
+  });
+
   test('the target and alpha decide the verdict', async () => {
     const strict = await report(recordDir, '--target', '3.278');
     assert.equal(strict.code, 1);
