@@ -1,0 +1,166 @@
+// The tfjs backend class: tensor storage on the device, reference counting of dataIds, transfers,
+// timing and memory. Kernels live in kernels/ (one registration list: register_all_kernels.ts).
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendTimingInfo, BackendValues, DataId, DataType, TensorInfo } from '@tensorflow/tfjs-core';
+import { PRECISION, type CudaDevice, type DeviceDtype, type DeviceInfo, type MatmulPrecision } from './device.ts';
+
+export interface TensorData {
+  ptr: number;
+  bytes: number;
+  dtype: DeviceDtype;
+  refCount: number;
+}
+
+export function bytesPerElement(dtype: DataType): number {
+  return dtype === 'bool' ? 1 : 4;
+}
+
+export function checkDtype(dtype: DataType, where: string): DeviceDtype {
+  if (dtype === 'float32' || dtype === 'int32' || dtype === 'bool') return dtype;
+  throw new Error(`cuda backend: ${where}: dtype '${dtype}' is not supported (float32, int32 and bool are)`);
+}
+
+type HostValues = Float32Array | Int32Array | Uint8Array;
+
+function toHostArray(values: BackendValues, dtype: DeviceDtype): HostValues {
+  const want = dtype === 'float32' ? Float32Array : dtype === 'int32' ? Int32Array : Uint8Array;
+  if (values instanceof want) return values;
+  if (Array.isArray(values) || ArrayBuffer.isView(values)) return want.from(values as ArrayLike<number>);
+  throw new Error(`cuda backend: cannot upload values of type ${Object.prototype.toString.call(values)}`);
+}
+
+function fromBuffer(buf: ArrayBuffer, dtype: DeviceDtype): HostValues {
+  return dtype === 'float32' ? new Float32Array(buf) : dtype === 'int32' ? new Int32Array(buf) : new Uint8Array(buf);
+}
+
+export class CudaBackend extends tf.KernelBackend {
+  readonly data: tf.DataStorage<TensorData>;
+  precisionCode: number;
+  private nextId = 0;
+
+  constructor(readonly device: CudaDevice, readonly info: DeviceInfo, private precision: MatmulPrecision) {
+    super();
+    this.data = new tf.DataStorage(this, tf.engine());
+    this.precisionCode = PRECISION[precision];
+  }
+
+  get matmulPrecision(): MatmulPrecision {
+    return this.precision;
+  }
+
+  /** bf16 (default): float32 operands rounded to bf16, fp32 accumulation; tf32; or full fp32. */
+  setMatmulPrecision(p: MatmulPrecision): void {
+    if (!(p in PRECISION)) throw new Error(`cuda backend: matmul precision '${p}' is not one of ${Object.keys(PRECISION).join(', ')}`);
+    this.precision = p;
+    this.precisionCode = PRECISION[p];
+  }
+
+  // ---- storage ----
+
+  private store(dataId: DataId, shape: number[], dtype: DataType, refCount: number, values?: BackendValues): void {
+    const dt = checkDtype(dtype, 'write');
+    const bytes = tf.util.sizeFromShape(shape) * bytesPerElement(dt);
+    const ptr = this.device.alloc(bytes);
+    if (values != null && bytes > 0) this.device.upload(ptr, toHostArray(values, dt));
+    this.data.set(dataId, { ptr, bytes, dtype: dt, refCount });
+  }
+
+  override write(values: BackendValues, shape: number[], dtype: DataType): DataId {
+    const dataId = { id: this.nextId++ };
+    this.store(dataId, shape, dtype, 1, values);
+    return dataId;
+  }
+
+  override move(dataId: DataId, values: BackendValues, shape: number[], dtype: DataType, refCount: number): void {
+    this.store(dataId, shape, dtype, refCount, values);
+  }
+
+  /** A new device tensor (uninitialised: the kernel that asks for it writes every element). */
+  makeOutput(shape: number[], dtype: DataType): TensorInfo {
+    const dataId = { id: this.nextId++ };
+    this.store(dataId, shape, dtype, 1);
+    return { dataId, shape, dtype };
+  }
+
+  /** A new device tensor holding host values (small constants). */
+  makeTensorInfo(shape: number[], dtype: DataType, values: BackendValues): TensorInfo {
+    return { dataId: this.write(values, shape, dtype), shape, dtype };
+  }
+
+  ptr(t: TensorInfo): number {
+    return this.data.get(t.dataId).ptr;
+  }
+
+  override numDataIds(): number {
+    return this.data.numDataIds();
+  }
+
+  override refCount(dataId: DataId): number {
+    return this.data.has(dataId) ? this.data.get(dataId).refCount : 0;
+  }
+
+  override incRef(dataId: DataId): void {
+    this.data.get(dataId).refCount++;
+  }
+
+  /** Drops one reference; frees the device buffer (stream-ordered) when none is left. */
+  override disposeData(dataId: DataId, force = false): boolean {
+    if (!this.data.has(dataId)) return true;
+    const d = this.data.get(dataId);
+    d.refCount--;
+    if (!force && d.refCount > 0) return false;
+    this.device.free(d.ptr);
+    this.data.delete(dataId);
+    return true;
+  }
+
+  disposeIntermediateTensorInfo(t: TensorInfo): void {
+    this.disposeData(t.dataId);
+  }
+
+  // ---- transfers ----
+
+  override readSync(dataId: DataId): HostValues {
+    const d = this.data.get(dataId);
+    return fromBuffer(this.device.readSync(d.ptr, d.bytes), d.dtype);
+  }
+
+  override async read(dataId: DataId): Promise<HostValues> {
+    const d = this.data.get(dataId);
+    return fromBuffer(await this.device.read(d.ptr, d.bytes), d.dtype);
+  }
+
+  // ---- timing and memory ----
+
+  override timerAvailable(): boolean {
+    return true;
+  }
+
+  override async time(f: () => void): Promise<BackendTimingInfo> {
+    const id = this.device.timerStart();
+    f();
+    return { kernelMs: await this.device.timerEnd(id) };
+  }
+
+  override memory(): { unreliable: boolean; numBytesInGPU: number; numBytesInGPUAllocated: number; peakBytesInGPU: number; poolReservedBytes: number; liveBuffers: number } {
+    const m = this.device.memory();
+    return {
+      unreliable: false,
+      numBytesInGPU: m.bytesInUse,
+      numBytesInGPUAllocated: m.poolReservedBytes,
+      peakBytesInGPU: m.peakBytesInUse,
+      poolReservedBytes: m.poolReservedBytes,
+      liveBuffers: m.liveBuffers,
+    };
+  }
+
+  override floatPrecision(): 32 {
+    return 32;
+  }
+
+  override dispose(): void {
+    this.device.synchronize();
+    this.device.dispose();
+  }
+}
+

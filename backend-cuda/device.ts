@@ -1,0 +1,87 @@
+// The native device interface: what the Node-API addon (native/addon.cc) exports, and what the
+// host reference device (host_device.ts) implements on the CPU. Device pointers are Numbers
+// (byte addresses; pointer arithmetic in bytes is exact below 2^53). Codes mirror native/kernels.h.
+
+export const DTYPE = { float32: 0, int32: 1, bool: 2 } as const;
+export type DeviceDtype = keyof typeof DTYPE;
+
+export const UNARY = {
+  Abs: 0, Neg: 1, Exp: 2, Log: 3, Log1p: 4, Sqrt: 5, Rsqrt: 6, Square: 7, Tanh: 8, Sigmoid: 9,
+  Relu: 10, Step: 11, Sin: 12, Cos: 13, Reciprocal: 14, Floor: 15, Ceil: 16, Round: 17, Sign: 18,
+  LogicalNot: 19, Erf: 20, Softplus: 21, ClipByValue: 22, LeakyRelu: 23, Expm1: 24, Elu: 25,
+  Relu6: 26, Atan: 27, Selu: 28,
+} as const;
+export type UnaryName = keyof typeof UNARY;
+
+export const BINARY = {
+  Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, FloorDiv: 4, Maximum: 5, Minimum: 6, Pow: 7,
+  SquaredDifference: 8, Mod: 9, Atan2: 10,
+  // from here on the output is bool
+  Equal: 32, NotEqual: 33, Less: 34, LessEqual: 35, Greater: 36, GreaterEqual: 37,
+  LogicalAnd: 38, LogicalOr: 39,
+} as const;
+export type BinaryName = keyof typeof BINARY;
+export const FIRST_COMPARISON = 32;
+
+export const REDUCE = { Sum: 0, Mean: 1, Max: 2, Min: 3, Prod: 4, All: 5, Any: 6, ArgMax: 7, ArgMin: 8 } as const;
+export type ReduceName = keyof typeof REDUCE;
+
+export const PRECISION = { bf16: 0, tf32: 1, fp32: 2 } as const;
+export type MatmulPrecision = keyof typeof PRECISION;
+
+export interface DeviceInfo {
+  name: string;
+  ordinal: number;
+  multiProcessorCount: number;
+  totalMemory: number;
+  computeCapability: string;
+}
+
+export interface DeviceMemory {
+  bytesInUse: number;
+  peakBytesInUse: number;
+  poolReservedBytes: number;
+  poolUsedBytes: number;
+  liveBuffers: number;
+}
+
+/** Everything below enqueues on the device's one stream unless it says it waits. */
+export interface CudaDevice {
+  probe(): { deviceCount: number; driverVersion: number; runtimeVersion: number };
+  init(ordinal: number): DeviceInfo;
+  dispose(): void;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  memory(): DeviceMemory;
+  upload(ptr: number, data: Float32Array | Int32Array | Uint8Array): void;
+  /** Waits for the stream, then copies. */
+  readSync(ptr: number, bytes: number): ArrayBuffer;
+  /** Queues the copy; resolves once it is done, without blocking the JS thread. */
+  read(ptr: number, bytes: number): Promise<ArrayBuffer>;
+  synchronize(): void;
+  sync(): Promise<void>;
+  timerStart(): number;
+  timerEnd(id: number): Promise<number>;
+
+  unary(op: number, dtype: number, x: number, y: number, n: number, alpha: number, beta: number): void;
+  /** out is contiguous over dims; aStrides/bStrides in elements (0 = broadcast). */
+  binary(op: number, dtype: number, a: number, b: number, out: number, dims: number[], aStrides: number[], bStrides: number[]): void;
+  select(elemBytes: number, cond: number, a: number, b: number, out: number, n: number): void;
+  cast(fromDtype: number, toDtype: number, x: number, y: number, n: number): void;
+  fill(dtype: number, out: number, n: number, value: number): void;
+  range(dtype: number, out: number, n: number, start: number, step: number): void;
+  /** dst[Σ i_k·dstStrides_k] = src[Σ i_k·srcStrides_k] over dims (pointers already offset). */
+  copy(elemBytes: number, src: number, dst: number, dims: number[], srcStrides: number[], dstStrides: number[]): void;
+  /** outer rows of inner contiguous elements → outer results (int32 for ArgMax/ArgMin). */
+  reduce(op: number, dtype: number, x: number, out: number, outer: number, inner: number): void;
+  gather(elemBytes: number, params: number, indices: number, out: number, batch: number, outer: number, axisDim: number, inner: number, nIdx: number): void;
+  /** out (zeroed by the caller) [ids[r], i] += x[r, i]. */
+  segmentSum(dtype: number, x: number, ids: number, out: number, rows: number, inner: number, numSegments: number): void;
+  oneHot(dtype: number, indices: number, out: number, n: number, depth: number, onValue: number, offValue: number): void;
+  softmax(x: number, y: number, rows: number, cols: number): void;
+  /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n}. */
+  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
+  /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
+  rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
+  rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
+}

@@ -1,0 +1,326 @@
+// A CPU reference of the native device (each kernel of native/*.cu written as a plain loop), so
+// the backend's TypeScript layer — shape logic, strides, refcounts, dtype rules — runs and is
+// tested on machines without a GPU (CI), under the backend name given to registerCudaHostBackend.
+// Pointers are (buffer id · 2^32 + byte offset), so the backend's pointer arithmetic works as on
+// the device.
+import * as tf from '@tensorflow/tfjs-core';
+import { CudaBackend } from './backend.ts';
+import { BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { registerAllKernels } from './register_all_kernels.ts';
+
+const SPAN = 2 ** 32;
+type View = Float32Array | Int32Array | Uint8Array;
+
+function erf(x: number): number {  // Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7)
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+const U = UNARY;
+function unaryOp(op: number, x: number, a: number, b: number, isFloat: boolean): number {
+  switch (op) {
+    case U.Abs: return Math.abs(x);
+    case U.Neg: return -x;
+    case U.Exp: return Math.exp(x);
+    case U.Log: return Math.log(x);
+    case U.Log1p: return Math.log1p(x);
+    case U.Sqrt: return Math.sqrt(x);
+    case U.Rsqrt: return 1 / Math.sqrt(x);
+    case U.Square: return x * x;
+    case U.Tanh: return Math.tanh(x);
+    case U.Sigmoid: return 1 / (1 + Math.exp(-x));
+    case U.Relu: return x > 0 ? x : 0;
+    case U.Step: return Number.isNaN(x) ? x : x > 0 ? 1 : a;
+    case U.Sin: return Math.sin(x);
+    case U.Cos: return Math.cos(x);
+    case U.Reciprocal: return 1 / x;
+    case U.Floor: return Math.floor(x);
+    case U.Ceil: return Math.ceil(x);
+    case U.Round: return roundHalfEven(x);
+    case U.Sign: return x > 0 ? 1 : x < 0 ? -1 : 0;
+    case U.LogicalNot: return x === 0 ? 1 : 0;
+    case U.Erf: return erf(x);
+    case U.Softplus: return x > 20 ? x : Math.log1p(Math.exp(x));
+    case U.ClipByValue: return isFloat ? Math.min(Math.max(x, a), b) : Math.min(Math.max(x, Math.trunc(a)), Math.trunc(b));
+    case U.LeakyRelu: return x < 0 ? a * x : x;
+    case U.Expm1: return Math.expm1(x);
+    case U.Elu: return x >= 0 ? x : Math.expm1(x);
+    case U.Relu6: return Math.min(Math.max(x, 0), 6);
+    case U.Atan: return Math.atan(x);
+    case U.Selu: return x >= 0 ? 1.0507009873554805 * x : 1.7580993408473768 * Math.expm1(x);
+    default: throw new Error(`host device: unary op ${op}`);
+  }
+}
+
+const B = BINARY;
+function binaryOp(op: number, a: number, b: number, isFloat: boolean): number {
+  const floorDiv = () => (isFloat ? Math.floor(a / b) : b === 0 ? 0 : Math.floor(a / b));
+  switch (op) {
+    case B.Add: return a + b;
+    case B.Sub: return a - b;
+    case B.Multiply: return isFloat ? a * b : Math.imul(a, b);
+    case B.RealDiv: return isFloat ? a / b : floorDiv();
+    case B.FloorDiv: return floorDiv();
+    case B.Maximum: return Number.isNaN(a) || Number.isNaN(b) ? NaN : Math.max(a, b);
+    case B.Minimum: return Number.isNaN(a) || Number.isNaN(b) ? NaN : Math.min(a, b);
+    case B.Pow: return isFloat ? Math.pow(a, b) : b < 0 ? (a === 1 ? 1 : 0) : Math.pow(a, b);
+    case B.SquaredDifference: return (a - b) * (a - b);
+    case B.Mod: {
+      if (!isFloat && b === 0) return 0;
+      const r = a % b;
+      return r !== 0 && (r < 0) !== (b < 0) ? r + b : r;
+    }
+    case B.Atan2: return Math.atan2(a, b);
+    case B.Equal: return a === b ? 1 : 0;
+    case B.NotEqual: return a !== b ? 1 : 0;
+    case B.Less: return a < b ? 1 : 0;
+    case B.LessEqual: return a <= b ? 1 : 0;
+    case B.Greater: return a > b ? 1 : 0;
+    case B.GreaterEqual: return a >= b ? 1 : 0;
+    case B.LogicalAnd: return a !== 0 && b !== 0 ? 1 : 0;
+    case B.LogicalOr: return a !== 0 || b !== 0 ? 1 : 0;
+    default: throw new Error(`host device: binary op ${op}`);
+  }
+}
+
+/** Offsets of every index of `dims` (row-major order) under each stride vector. */
+function* walk(dims: number[], strides: number[][]): Generator<number[]> {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const idx = new Array<number>(dims.length).fill(0);
+  for (let i = 0; i < n; i++) {
+    yield strides.map(s => idx.reduce((acc, v, k) => acc + v * s[k], 0));
+    for (let k = dims.length - 1; k >= 0; k--) {
+      if (++idx[k] < dims[k]) break;
+      idx[k] = 0;
+    }
+  }
+}
+
+export class HostDevice implements CudaDevice {
+  private buffers = new Map<number, ArrayBuffer>();
+  private freeIds: number[] = [];
+  private nextId = 1;
+  private inUse = 0;
+  private peak = 0;
+  private timers = new Map<number, number>();
+  private nextTimer = 1;
+
+  private locate(ptr: number): [ArrayBuffer, number] {
+    const id = Math.floor(ptr / SPAN);
+    const buf = this.buffers.get(id);
+    if (!buf) throw new Error(`host device: pointer ${ptr} is not allocated`);
+    return [buf, ptr - id * SPAN];
+  }
+
+  private view(ptr: number, dtype: number, n: number): View {
+    const [buf, off] = this.locate(ptr);
+    if (dtype === DTYPE.float32) return new Float32Array(buf, off, n);
+    if (dtype === DTYPE.int32) return new Int32Array(buf, off, n);
+    return new Uint8Array(buf, off, n);
+  }
+
+  /** A view from byte `ptr` to the end of its buffer, for strided access (negative strides too). */
+  private span(ptr: number, elemBytes: number): { v: View; base: number } {
+    const [buf, off] = this.locate(ptr);
+    const v = elemBytes === 4 ? new Int32Array(buf) : new Uint8Array(buf);
+    return { v, base: off / elemBytes };
+  }
+
+  probe() { return { deviceCount: 1, driverVersion: 0, runtimeVersion: 0 }; }
+  init(ordinal: number): DeviceInfo {
+    return { name: 'host reference device', ordinal, multiProcessorCount: 0, totalMemory: 0, computeCapability: 'host' };
+  }
+  dispose(): void { this.buffers.clear(); }
+
+  alloc(bytes: number): number {
+    if (bytes === 0) return 0;
+    const id = this.freeIds.pop() ?? this.nextId++;
+    this.buffers.set(id, new ArrayBuffer(bytes));
+    this.inUse += bytes;
+    this.peak = Math.max(this.peak, this.inUse);
+    return id * SPAN;
+  }
+  free(ptr: number): void {
+    if (ptr === 0) return;
+    const [buf] = this.locate(ptr);
+    this.inUse -= buf.byteLength;
+    this.buffers.delete(ptr / SPAN);
+    this.freeIds.push(ptr / SPAN);
+  }
+  memory(): DeviceMemory {
+    return { bytesInUse: this.inUse, peakBytesInUse: this.peak, poolReservedBytes: this.inUse, poolUsedBytes: this.inUse, liveBuffers: this.buffers.size };
+  }
+  upload(ptr: number, data: Float32Array | Int32Array | Uint8Array): void {
+    const [buf, off] = this.locate(ptr);
+    new Uint8Array(buf, off, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  readSync(ptr: number, bytes: number): ArrayBuffer {
+    if (bytes === 0) return new ArrayBuffer(0);
+    const [buf, off] = this.locate(ptr);
+    return buf.slice(off, off + bytes);
+  }
+  async read(ptr: number, bytes: number): Promise<ArrayBuffer> { return this.readSync(ptr, bytes); }
+  synchronize(): void {}
+  async sync(): Promise<void> {}
+  timerStart(): number { const id = this.nextTimer++; this.timers.set(id, performance.now()); return id; }
+  async timerEnd(id: number): Promise<number> { const t = performance.now() - this.timers.get(id)!; this.timers.delete(id); return t; }
+
+  unary(op: number, dtype: number, x: number, y: number, n: number, alpha: number, beta: number): void {
+    if (n === 0) return;
+    const xv = this.view(x, dtype, n), yv = this.view(y, dtype, n);
+    for (let i = 0; i < n; i++) yv[i] = unaryOp(op, xv[i], alpha, beta, dtype === DTYPE.float32);
+  }
+  binary(op: number, dtype: number, a: number, b: number, out: number, dims: number[], aStrides: number[], bStrides: number[]): void {
+    const n = dims.reduce((p, d) => p * d, 1);
+    const isFloat = dtype === DTYPE.float32;
+    const av = this.span(a, dtype === DTYPE.bool ? 1 : 4), bv = this.span(b, dtype === DTYPE.bool ? 1 : 4);
+    const read = (s: { v: View; base: number }, off: number) => (isFloat ? new Float32Array(s.v.buffer)[s.base + off] : s.v[s.base + off]);
+    const ov = this.view(out, op >= FIRST_COMPARISON ? DTYPE.bool : dtype, n);
+    let i = 0;
+    for (const [oa, ob] of walk(dims, [aStrides, bStrides])) ov[i++] = binaryOp(op, read(av, oa), read(bv, ob), isFloat);
+  }
+  select(elemBytes: number, cond: number, a: number, b: number, out: number, n: number): void {
+    if (n === 0) return;
+    const c = this.view(cond, DTYPE.bool, n);
+    const dt = elemBytes === 4 ? DTYPE.int32 : DTYPE.bool;
+    const av = this.view(a, dt, n), bv = this.view(b, dt, n), ov = this.view(out, dt, n);
+    for (let i = 0; i < n; i++) ov[i] = c[i] ? av[i] : bv[i];
+  }
+  cast(fromDtype: number, toDtype: number, x: number, y: number, n: number): void {
+    if (n === 0) return;
+    const xv = this.view(x, fromDtype, n), yv = this.view(y, toDtype, n);
+    for (let i = 0; i < n; i++) {
+      const v = xv[i];
+      yv[i] = toDtype === DTYPE.bool ? (v !== 0 ? 1 : 0) : toDtype === DTYPE.int32 ? (Number.isNaN(v) ? 0 : Math.trunc(v)) : v;
+    }
+  }
+  fill(dtype: number, out: number, n: number, value: number): void {
+    if (n > 0) this.view(out, dtype, n).fill(dtype === DTYPE.bool ? (value !== 0 ? 1 : 0) : value);
+  }
+  range(dtype: number, out: number, n: number, start: number, step: number): void {
+    if (n === 0) return;
+    const v = this.view(out, dtype, n);
+    for (let i = 0; i < n; i++) v[i] = start + step * i;
+  }
+  copy(elemBytes: number, src: number, dst: number, dims: number[], srcStrides: number[], dstStrides: number[]): void {
+    const s = this.span(src, elemBytes), d = this.span(dst, elemBytes);
+    for (const [os, od] of walk(dims, [srcStrides, dstStrides])) d.v[d.base + od] = s.v[s.base + os];
+  }
+  reduce(op: number, dtype: number, x: number, out: number, outer: number, inner: number): void {
+    if (outer === 0) return;
+    const isArg = op === REDUCE.ArgMax || op === REDUCE.ArgMin;
+    const ov = this.view(out, isArg ? DTYPE.int32 : dtype, outer);
+    if (inner === 0) {  // an empty reduction yields the identity, as native/reduce.cu
+      ov.fill(op === REDUCE.Prod || op === REDUCE.All ? 1 : op === REDUCE.Max ? -Infinity : op === REDUCE.Min ? Infinity : 0);
+      return;
+    }
+    const xv = this.view(x, dtype, outer * inner);
+    for (let r = 0; r < outer; r++) {
+      const row = Array.from(xv.subarray(r * inner, (r + 1) * inner));
+      let acc: number;
+      switch (op) {
+        case REDUCE.Sum: acc = row.reduce((p, v) => p + v, 0); break;
+        case REDUCE.Mean: acc = row.reduce((p, v) => p + v, 0) / inner; break;
+        case REDUCE.Max: acc = row.reduce((p, v) => Math.max(p, v), -Infinity); break;
+        case REDUCE.Min: acc = row.reduce((p, v) => Math.min(p, v), Infinity); break;
+        case REDUCE.Prod: acc = row.reduce((p, v) => p * v, 1); break;
+        case REDUCE.All: acc = row.every(v => v !== 0) ? 1 : 0; break;
+        case REDUCE.Any: acc = row.some(v => v !== 0) ? 1 : 0; break;
+        default: {
+          acc = 0;
+          for (let j = 1; j < inner; j++) if (op === REDUCE.ArgMax ? row[j] > row[acc] : row[j] < row[acc]) acc = j;
+        }
+      }
+      ov[r] = acc;
+    }
+  }
+  gather(elemBytes: number, params: number, indices: number, out: number, batch: number, outer: number, axisDim: number, inner: number, nIdx: number): void {
+    const n = batch * outer * nIdx * inner;
+    if (n === 0) return;
+    const dt = elemBytes === 4 ? DTYPE.int32 : DTYPE.bool;
+    const p = this.view(params, dt, batch * outer * axisDim * inner), idx = this.view(indices, DTYPE.int32, batch * nIdx), o = this.view(out, dt, n);
+    for (let i = 0; i < n; i++) {
+      const inn = i % inner, j = Math.floor(i / inner) % nIdx, ob = Math.floor(i / (inner * nIdx));
+      const oo = ob % outer, b = Math.floor(ob / outer), k = idx[b * nIdx + j];
+      o[i] = k >= 0 && k < axisDim ? p[((b * outer + oo) * axisDim + k) * inner + inn] : 0;
+    }
+  }
+  segmentSum(dtype: number, x: number, ids: number, out: number, rows: number, inner: number, numSegments: number): void {
+    if (rows * inner === 0) return;
+    const xv = this.view(x, dtype, rows * inner), iv = this.view(ids, DTYPE.int32, rows), ov = this.view(out, dtype, numSegments * inner);
+    for (let r = 0; r < rows; r++) {
+      const s = iv[r];
+      if (s < 0 || s >= numSegments) continue;
+      for (let j = 0; j < inner; j++) ov[s * inner + j] += xv[r * inner + j];
+    }
+  }
+  oneHot(dtype: number, indices: number, out: number, n: number, depth: number, onValue: number, offValue: number): void {
+    if (n * depth === 0) return;
+    const iv = this.view(indices, DTYPE.int32, n), ov = this.view(out, dtype, n * depth);
+    for (let i = 0; i < n * depth; i++) ov[i] = iv[Math.floor(i / depth)] === i % depth ? onValue : offValue;
+  }
+  softmax(x: number, y: number, rows: number, cols: number): void {
+    if (rows * cols === 0) return;
+    const xv = this.view(x, DTYPE.float32, rows * cols), yv = this.view(y, DTYPE.float32, rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(xv.subarray(r * cols, (r + 1) * cols));
+      const m = row.reduce((p, v) => Math.max(p, v), -Infinity);
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += Math.exp(row[j] - m);
+      for (let j = 0; j < cols; j++) yv[r * cols + j] = Math.exp(row[j] - m) / s;
+    }
+  }
+  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number): void {
+    if (batch * m * n === 0) return;
+    const av = this.view(a, DTYPE.float32, (strideA ? batch : 1) * m * k), bv = this.view(b, DTYPE.float32, (strideB ? batch : 1) * k * n);
+    const ov = this.view(out, DTYPE.float32, batch * m * n);
+    for (let p = 0; p < batch; p++) {
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let q = 0; q < k; q++) {
+            const x = av[p * strideA + (transA ? q * m + i : i * k + q)];
+            const y = bv[p * strideB + (transB ? j * k + q : q * n + j)];
+            s += x * y;
+          }
+          ov[(p * m + i) * n + j] = s;
+        }
+      }
+    }
+  }
+  rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void {
+    if (rows * cols === 0) return;
+    const xv = this.view(x, DTYPE.float32, rows * cols), yv = this.view(y, DTYPE.float32, rows * cols);
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let j = 0; j < cols; j++) ss += xv[r * cols + j] ** 2;
+      const rstd = 1 / Math.sqrt(ss / cols + eps);
+      for (let j = 0; j < cols; j++) yv[r * cols + j] = xv[r * cols + j] * rstd;
+    }
+  }
+  rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void {
+    if (rows * cols === 0) return;
+    const g = this.view(dy, DTYPE.float32, rows * cols), xv = this.view(x, DTYPE.float32, rows * cols), o = this.view(dx, DTYPE.float32, rows * cols);
+    for (let r = 0; r < rows; r++) {
+      let ss = 0, dot = 0;
+      for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += g[r * cols + j] * xv[r * cols + j]; }
+      const rstd = 1 / Math.sqrt(ss / cols + eps);
+      const c = rstd ** 3 * dot / cols;
+      for (let j = 0; j < cols; j++) o[r * cols + j] = rstd * g[r * cols + j] - c * xv[r * cols + j];
+    }
+  }
+}
+
+/** Registers the backend class on the host reference device as `name` (tests without a GPU). */
+export function registerCudaHostBackend(name: string): void {
+  if (tf.findBackendFactory(name) != null) return;
+  const device = new HostDevice();
+  tf.registerBackend(name, () => new CudaBackend(device, device.init(0), 'fp32'));
+  registerAllKernels(name);
+}

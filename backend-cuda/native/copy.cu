@@ -1,0 +1,45 @@
+// The strided copy behind Transpose, Slice, StridedSlice, Concat, SplitV, Tile, PadV2, Reverse and
+// broadcasting: every layout change is a walk over an index space with one stride vector for the
+// source and one for the destination (negative strides reverse, 0 strides broadcast).
+#include "kernels.h"
+#include "launch.h"
+
+namespace tsgpt {
+namespace {
+
+template <typename T>
+__global__ void stridedCopyKernel(const T* __restrict__ src, T* __restrict__ dst, StridedShape sh,
+                                  int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) {
+    int64_t rem = i, offS = 0, offD = 0;
+#pragma unroll
+    for (int k = kMaxRank - 1; k >= 0; --k) {
+      if (k >= sh.rank) continue;
+      const int64_t d = sh.dims[k];
+      const int64_t idx = rem % d;
+      rem /= d;
+      offS += idx * sh.strides[0][k];
+      offD += idx * sh.strides[1][k];
+    }
+    dst[offD] = src[offS];
+  }
+}
+
+}  // namespace
+
+cudaError_t launchStridedCopy(cudaStream_t s, int elemBytes, const void* src, void* dst,
+                              const StridedShape& shape) {
+  int64_t n = 1;
+  for (int k = 0; k < shape.rank; ++k) n *= shape.dims[k];
+  if (n == 0) return cudaSuccess;
+  const unsigned g = gridFor(n);
+  switch (elemBytes) {
+    case 4: stridedCopyKernel<uint32_t><<<g, kThreads, 0, s>>>((const uint32_t*)src, (uint32_t*)dst, shape, n); break;
+    case 2: stridedCopyKernel<uint16_t><<<g, kThreads, 0, s>>>((const uint16_t*)src, (uint16_t*)dst, shape, n); break;
+    case 1: stridedCopyKernel<uint8_t><<<g, kThreads, 0, s>>>((const uint8_t*)src, (uint8_t*)dst, shape, n); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace tsgpt

@@ -1,0 +1,82 @@
+// Gather (GatherV2), its gradient UnsortedSegmentSum (an atomic scatter-add), and OneHot.
+#include "kernels.h"
+#include "launch.h"
+
+namespace tsgpt {
+namespace {
+
+template <typename T>
+__global__ void gatherKernel(const T* __restrict__ params, const int32_t* __restrict__ idx,
+                             T* __restrict__ out, int64_t outer, int64_t axisDim, int64_t inner,
+                             int64_t nIdx, int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) {  // i over out[batch, outer, nIdx, inner]
+    const int64_t in = i % inner;
+    int64_t rest = i / inner;
+    const int64_t j = rest % nIdx;
+    rest /= nIdx;
+    const int64_t o = rest % outer;
+    const int64_t b = rest / outer;
+    const int64_t k = idx[b * nIdx + j];
+    out[i] = (k >= 0 && k < axisDim) ? params[((b * outer + o) * axisDim + k) * inner + in] : T(0);
+  }
+}
+
+template <typename T>
+__global__ void segmentSumKernel(const T* __restrict__ x, const int32_t* __restrict__ ids,
+                                 T* __restrict__ out, int64_t inner, int64_t numSegments, int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) {
+    const int64_t seg = ids[i / inner];
+    if (seg >= 0 && seg < numSegments) atomicAdd(out + seg * inner + i % inner, x[i]);
+  }
+}
+
+template <typename T>
+__global__ void oneHotKernel(const int32_t* __restrict__ idx, T* __restrict__ out, int64_t depth,
+                             T on, T off, int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) { out[i] = idx[i / depth] == i % depth ? on : off; }
+}
+
+}  // namespace
+
+cudaError_t launchGather(cudaStream_t s, int elemBytes, const void* params, const int32_t* idx,
+                         void* out, int64_t batch, int64_t outer, int64_t axisDim, int64_t inner,
+                         int64_t nIdx) {
+  const int64_t n = batch * outer * nIdx * inner;
+  if (n == 0) return cudaSuccess;
+  const unsigned g = gridFor(n);
+  switch (elemBytes) {
+    case 4: gatherKernel<uint32_t><<<g, kThreads, 0, s>>>((const uint32_t*)params, idx, (uint32_t*)out, outer, axisDim, inner, nIdx, n); break;
+    case 1: gatherKernel<uint8_t><<<g, kThreads, 0, s>>>((const uint8_t*)params, idx, (uint8_t*)out, outer, axisDim, inner, nIdx, n); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launchSegmentSum(cudaStream_t s, int dtype, const void* x, const int32_t* ids, void* out,
+                             int64_t rows, int64_t inner, int64_t numSegments) {
+  const int64_t n = rows * inner;
+  if (n == 0) return cudaSuccess;
+  const unsigned g = gridFor(n);
+  switch (dtype) {
+    case kFloat32: segmentSumKernel<float><<<g, kThreads, 0, s>>>((const float*)x, ids, (float*)out, inner, numSegments, n); break;
+    case kInt32: segmentSumKernel<int32_t><<<g, kThreads, 0, s>>>((const int32_t*)x, ids, (int32_t*)out, inner, numSegments, n); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launchOneHot(cudaStream_t s, int dtype, const int32_t* idx, void* out, int64_t n,
+                         int64_t depth, double onValue, double offValue) {
+  const int64_t total = n * depth;
+  if (total == 0) return cudaSuccess;
+  const unsigned g = gridFor(total);
+  switch (dtype) {
+    case kFloat32: oneHotKernel<float><<<g, kThreads, 0, s>>>(idx, (float*)out, depth, (float)onValue, (float)offValue, total); break;
+    case kInt32: oneHotKernel<int32_t><<<g, kThreads, 0, s>>>(idx, (int32_t*)out, depth, (int32_t)onValue, (int32_t)offValue, total); break;
+    case kBool: oneHotKernel<uint8_t><<<g, kThreads, 0, s>>>(idx, (uint8_t*)out, depth, onValue != 0, offValue != 0, total); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace tsgpt

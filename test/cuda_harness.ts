@@ -1,0 +1,104 @@
+// Shared by the cuda backend's tests: the backends under test, random inputs, and the comparison of
+// one computation on the cpu backend (the reference) and on a backend under test.
+//   'cuda-host': the backend's TypeScript layer on the host reference device (always runs; CI).
+//   'cuda':      the real GPU backend (skips with the reason where cudaAvailability() is not ok).
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
+import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
+
+export interface Target {
+  name: 'cuda-host' | 'cuda';
+  /** false, or why the suite is skipped */
+  skip: string | false;
+  /** a size that is large for this target (GPU: over a million elements) */
+  big: number;
+}
+
+const availability = cudaAvailability();
+if (!availability.ok) console.log(`# cuda GPU tests skipped: ${availability.reason}`);
+
+export const targets: Target[] = [
+  { name: 'cuda-host', skip: false, big: 4099 },
+  { name: 'cuda', skip: availability.ok ? false : `no usable GPU: ${availability.reason}`, big: (1 << 20) + 7 },
+];
+
+export async function useBackend(name: string): Promise<void> {
+  if (name === 'cuda-host') registerCudaHostBackend('cuda-host');
+  else if (name === 'cuda' && tf.findBackendFactory('cuda') == null) await registerCudaBackend({ matmulPrecision: 'fp32' });
+  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to start`);
+}
+
+/** Seeded-per-run random source: fresh inputs on every run, reproducible within it. */
+let seed = (Date.now() ^ (process.pid << 8)) >>> 0;
+export function random(): number {
+  seed = (seed + 0x6d2b79f5) >>> 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+export type HostTensor = { shape: number[]; dtype: 'float32' | 'int32' | 'bool'; values: Float32Array | Int32Array | Uint8Array };
+
+export function randFloat(shape: number[], lo = -2, hi = 2): HostTensor {
+  const v = new Float32Array(tf.util.sizeFromShape(shape));
+  for (let i = 0; i < v.length; i++) v[i] = lo + (hi - lo) * random();
+  return { shape, dtype: 'float32', values: v };
+}
+export function randInt(shape: number[], lo: number, hi: number): HostTensor {  // [lo, hi)
+  const v = new Int32Array(tf.util.sizeFromShape(shape));
+  for (let i = 0; i < v.length; i++) v[i] = lo + Math.floor((hi - lo) * random());
+  return { shape, dtype: 'int32', values: v };
+}
+export function randBool(shape: number[]): HostTensor {
+  const v = new Uint8Array(tf.util.sizeFromShape(shape));
+  for (let i = 0; i < v.length; i++) v[i] = random() < 0.5 ? 1 : 0;
+  return { shape, dtype: 'bool', values: v };
+}
+
+type Result = { shape: number[]; dtype: string; values: Float32Array | Int32Array | Uint8Array };
+
+async function runOn(backend: string, inputs: HostTensor[], fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): Promise<Result[]> {
+  await useBackend(backend);
+  const xs = inputs.map(h => tf.tensor(h.values, h.shape, h.dtype));
+  const out = fn(...xs);
+  const outs = Array.isArray(out) ? out : [out];
+  const res = outs.map(t => ({ shape: t.shape, dtype: t.dtype, values: t.dataSync() as Result['values'] }));
+  tf.dispose([...xs, ...outs]);
+  return res;
+}
+
+export interface Tolerance { rtol?: number; atol?: number }
+
+/** Runs fn on `target` and refFn (default fn) on cpu, and asserts equal shapes, dtypes and values (within tolerance for floats). */
+export async function compare(target: string, label: string, inputs: HostTensor[], fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+  tol: Tolerance = {}, refFn = fn): Promise<void> {
+  const want = await runOn('cpu', inputs, refFn);
+  const got = await runOn(target, inputs, fn);
+  assert.equal(got.length, want.length, `${label}: number of outputs`);
+  const rtol = tol.rtol ?? 1e-5, atol = tol.atol ?? 1e-6;
+  for (let o = 0; o < want.length; o++) {
+    const w = want[o], g = got[o];
+    assert.deepEqual(g.shape, w.shape, `${label}: output ${o} shape`);
+    assert.equal(g.dtype, w.dtype, `${label}: output ${o} dtype`);
+    assert.equal(g.values.length, w.values.length, `${label}: output ${o} size`);
+    for (let i = 0; i < w.values.length; i++) {
+      const a = g.values[i], b = w.values[i];
+      if (Number.isNaN(b) && Number.isNaN(a)) continue;
+      const ok = w.dtype === 'float32' ? Math.abs(a - b) <= atol + rtol * Math.abs(b) : a === b;
+      if (!ok) assert.fail(`${label}: output ${o} [${w.shape}] differs at flat index ${i}: ${target} ${a}, cpu ${b}`);
+    }
+  }
+}
+
+/** ‖a − b‖ / ‖b‖ */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}

@@ -1,0 +1,187 @@
+// Every kernel of the cuda backend against tfjs-backend-cpu on fresh random inputs of several
+// shapes (broadcasting, odd and large sizes, empty axes), on each target of cuda_harness.ts.
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, it } from 'node:test';
+import { compare, randBool, randFloat, randInt, targets } from './cuda_harness.ts';
+
+for (const target of targets) {
+  describe(`cuda backend kernels on ${target.name}`, { skip: target.skip }, () => {
+    const T = target.name;
+    const big = target.big;
+
+    it('unary float ops', async () => {
+      const ops: Array<[string, (x: tf.Tensor) => tf.Tensor, [number, number]]> = [
+        ['abs', tf.abs, [-3, 3]], ['neg', tf.neg, [-3, 3]], ['exp', tf.exp, [-5, 5]], ['log', tf.log, [0.01, 10]],
+        ['log1p', tf.log1p, [-0.9, 5]], ['sqrt', tf.sqrt, [0, 10]], ['rsqrt', tf.rsqrt, [0.01, 10]],
+        ['square', tf.square, [-3, 3]], ['tanh', tf.tanh, [-5, 5]], ['sigmoid', tf.sigmoid, [-8, 8]],
+        ['relu', tf.relu, [-3, 3]], ['step', x => tf.step(x, 0.25), [-3, 3]], ['sin', tf.sin, [-4, 4]], ['cos', tf.cos, [-4, 4]],
+        ['reciprocal', tf.reciprocal, [0.1, 5]], ['floor', tf.floor, [-5, 5]], ['ceil', tf.ceil, [-5, 5]],
+        ['round', tf.round, [-5, 5]], ['sign', tf.sign, [-3, 3]], ['erf', tf.erf, [-3, 3]], ['softplus', tf.softplus, [-30, 30]],
+        ['clipByValue', x => tf.clipByValue(x, -0.5, 0.75), [-2, 2]], ['leakyRelu', x => tf.leakyRelu(x, 0.1), [-3, 3]],
+        ['expm1', tf.expm1, [-3, 3]], ['elu', tf.elu, [-3, 3]], ['relu6', tf.relu6, [-3, 9]], ['atan', tf.atan, [-5, 5]],
+        ['selu', tf.selu, [-3, 3]],
+      ];
+      for (const shape of [[7], [3, 5, 2], [big], [0, 4]]) {
+        for (const [name, f, [lo, hi]] of ops) await compare(T, `${name} [${shape}]`, [randFloat(shape, lo, hi)], f, { rtol: 2e-6, atol: 2e-6 });
+      }
+    });
+
+    it('unary int32 and bool ops', async () => {
+      for (const shape of [[9], [4, 33]]) {
+        const xi = randInt(shape, -50, 50);
+        for (const [name, f] of [['abs', tf.abs], ['neg', tf.neg], ['square', tf.square], ['sign', tf.sign], ['relu', tf.relu],
+          ['exp→float', (x: tf.Tensor) => tf.exp(tf.div(x, 10))]] as const) {
+          await compare(T, `${name} int32 [${shape}]`, [xi], f as (x: tf.Tensor) => tf.Tensor);
+        }
+        await compare(T, `logicalNot [${shape}]`, [randBool(shape)], tf.logicalNot);
+      }
+    });
+
+    it('binary float ops with broadcasting', async () => {
+      const ops: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor]> = [
+        ['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['div', tf.div], ['floorDiv', tf.floorDiv], ['maximum', tf.maximum],
+        ['minimum', tf.minimum], ['squaredDifference', tf.squaredDifference], ['mod', tf.mod], ['atan2', tf.atan2],
+        ['pow', (a, b) => tf.pow(tf.abs(a), b)],
+        ['equal', tf.equal], ['notEqual', tf.notEqual], ['less', tf.less], ['lessEqual', tf.lessEqual], ['greater', tf.greater],
+        ['greaterEqual', tf.greaterEqual],
+      ];
+      const shapes: Array<[number[], number[]]> = [
+        [[3, 4], [3, 4]], [[2, 3, 4], [4]], [[2, 1, 4], [1, 3, 1]], [[5], []], [[], [6]], [[0, 3], [1, 3]],
+        [[Math.ceil(big / 37), 37], [37]], [[2, 3, 1, 5, 1, 2], [3, 4, 1, 1, 2]],
+      ];
+      for (const [sa, sb] of shapes) {
+        const a = randFloat(sa, -3, 3), b = randFloat(sb, 0.5, 3);
+        for (const [name, f] of ops) await compare(T, `${name} [${sa}]·[${sb}]`, [a, b], f, { rtol: 3e-6, atol: 1e-6 });
+      }
+    });
+
+    it('binary int32 and bool ops', async () => {
+      const ops: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor]> = [
+        ['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['floorDiv', tf.floorDiv], ['div', tf.div], ['maximum', tf.maximum],
+        ['minimum', tf.minimum], ['mod', tf.mod], ['equal', tf.equal], ['less', tf.less], ['greaterEqual', tf.greaterEqual],
+      ];
+      for (const [sa, sb] of [[[4, 6], [6]], [[3, 1, 5], [1, 2, 5]]] as Array<[number[], number[]]>) {
+        const a = randInt(sa, -20, 20), b = randInt(sb, 1, 7);
+        for (const [name, f] of ops) await compare(T, `${name} int32 [${sa}]·[${sb}]`, [a, b], f);
+        await compare(T, `pow int32 [${sa}]`, [randInt(sa, -4, 5), randInt(sb, 0, 4)], tf.pow);
+        await compare(T, `logicalAnd [${sa}]`, [randBool(sa), randBool(sb)], tf.logicalAnd);
+        await compare(T, `logicalOr [${sa}]`, [randBool(sa), randBool(sb)], tf.logicalOr);
+      }
+      await compare(T, 'addN', [randFloat([3, 4]), randFloat([3, 4]), randFloat([3, 4])], (a, b, c) => tf.addN([a, b, c]));
+    });
+
+    it('reductions over any axes', async () => {
+      const cases: Array<[number[], number | number[] | undefined]> = [
+        [[17], undefined], [[4, 5], 0], [[4, 5], 1], [[3, 4, 5], [0, 2]], [[2, 3, 4, 5], [1, 3]], [[3, 2000], -1],
+        [[Math.ceil(big / 64), 64], 0], [[big], 0], [[3, 0, 4], 1], [[6, 7], [0, 1]],
+      ];
+      for (const [shape, axis] of cases) {
+        const x = randFloat(shape);
+        const tol = { rtol: 1e-4, atol: 1e-4 * Math.sqrt(tf.util.sizeFromShape(shape) + 1) };
+        for (const keep of [false, true]) {
+          await compare(T, `sum [${shape}] ${axis} ${keep}`, [x], t => tf.sum(t, axis, keep), tol);
+          await compare(T, `mean [${shape}] ${axis} ${keep}`, [x], t => tf.mean(t, axis, keep), tol);
+          if (tf.util.sizeFromShape(shape) > 0) {
+            await compare(T, `max [${shape}] ${axis}`, [x], t => tf.max(t, axis, keep));
+            await compare(T, `min [${shape}] ${axis}`, [x], t => tf.min(t, axis, keep));
+          }
+        }
+        if (shape.length <= 3 && tf.util.sizeFromShape(shape) < 5000 && tf.util.sizeFromShape(shape) > 0) {
+          await compare(T, `prod [${shape}] ${axis}`, [randFloat(shape, 0.9, 1.1)], t => tf.prod(t, axis), { rtol: 1e-4 });
+          await compare(T, `all [${shape}]`, [randBool(shape)], t => tf.all(t, axis));
+          await compare(T, `any [${shape}]`, [randBool(shape)], t => tf.any(t, axis));
+        }
+      }
+      await compare(T, 'sum int32', [randInt([5, 300], -1000, 1000)], t => tf.sum(t, 1));
+      await compare(T, 'sum bool', [randBool([5, 30])], t => tf.sum(t, 0));
+      await compare(T, 'max int32', [randInt([5, 3000], -1000000, 1000000)], t => tf.max(t, 1));
+      for (const [shape, axis] of [[[7, 9], 1], [[7, 9], 0], [[3, 2000], 1], [[2, 3, 4], 1]] as Array<[number[], number]>) {
+        await compare(T, `argMax [${shape}] ${axis}`, [randFloat(shape)], t => tf.argMax(t, axis));
+        await compare(T, `argMin [${shape}] ${axis}`, [randFloat(shape)], t => tf.argMin(t, axis));
+      }
+    });
+
+    it('layout: transpose, reshape, slice, stridedSlice, reverse, broadcastTo', async () => {
+      const x = randFloat([2, 3, 4, 5]);
+      for (const perm of [[0, 1, 2, 3], [3, 2, 1, 0], [0, 2, 1, 3], [1, 0, 3, 2], [2, 3, 0, 1]]) {
+        await compare(T, `transpose ${perm}`, [x], t => tf.transpose(t, perm));
+      }
+      await compare(T, 'transpose int32 2-D large', [randInt([Math.ceil(big / 129), 129], -9, 9)], t => tf.transpose(t));
+      await compare(T, 'transpose bool', [randBool([3, 7])], t => tf.transpose(t));
+      await compare(T, 'reshape', [x], t => tf.reshape(t, [6, 20]));
+      await compare(T, 'slice', [x], t => tf.slice(t, [1, 0, 1, 2], [1, 2, 3, -1]));
+      await compare(T, 'slice empty', [x], t => tf.slice(t, [0, 0, 0, 0], [2, 0, 4, 5]));
+      await compare(T, 'stridedSlice', [x], t => tf.stridedSlice(t, [0, 2, 3, 0], [2, 0, 0, 5], [1, -1, -2, 2]));
+      await compare(T, 'stridedSlice shrink + new axis', [x], t => tf.stridedSlice(t, [1, 0, 0, 1], [2, 3, 4, 4], [1, 1, 1, 1], 0, 0, 0, 2, 1));
+      await compare(T, 'stridedSlice masks', [x], t => tf.stridedSlice(t, [0, 1, 0, 0], [0, 3, 0, 0], [1, 1, 1, 1], 13, 13));
+      await compare(T, 'reverse', [x], t => tf.reverse(t, [1, 3]));
+      await compare(T, 'broadcastTo', [randFloat([3, 1, 2])], t => tf.broadcastTo(t, [4, 3, 5, 2]));
+    });
+
+    it('layout: concat, split, stack, unstack, pad, tile', async () => {
+      const a = randFloat([2, 3, 4]), b = randFloat([2, 5, 4]), c = randFloat([2, 0, 4]);
+      await compare(T, 'concat axis 1', [a, b, c], (p, q, r) => tf.concat([p, q, r], 1));
+      await compare(T, 'concat axis 0', [a, a], (p, q) => tf.concat([p, q], 0));
+      await compare(T, 'concat axis -1', [a, randFloat([2, 3, 1])], (p, q) => tf.concat([p, q], -1));
+      await compare(T, 'concat int32', [randInt([3, 2], 0, 9), randInt([3, 4], 0, 9)], (p, q) => tf.concat([p, q], 1));
+      await compare(T, 'split sizes', [b], t => tf.split(t, [1, 3, 1], 1));
+      await compare(T, 'split even', [randFloat([6, 4])], t => tf.split(t, 3, 0));
+      await compare(T, 'stack', [a, a, a], (p, q, r) => tf.stack([p, q, r], 1));
+      await compare(T, 'unstack', [a], t => tf.unstack(t, 2));
+      await compare(T, 'pad', [a], t => tf.pad(t, [[1, 0], [0, 2], [3, 1]], 0.5));
+      await compare(T, 'pad int32', [randInt([3, 3], 0, 9)], t => tf.pad(t, [[1, 1], [2, 0]], 7));
+      await compare(T, 'tile', [a], t => tf.tile(t, [2, 1, 3]));
+      await compare(T, 'tile 1-D', [randInt([5], 0, 9)], t => tf.tile(t, [4]));
+    });
+
+    it('gather, unsortedSegmentSum, oneHot', async () => {
+      const table = randFloat([50, 8]);
+      const idx = randInt([4, 6], 0, 50);
+      await compare(T, 'gather axis 0', [table, idx], (p, i) => tf.gather(p, i, 0));
+      await compare(T, 'gather axis 1', [randFloat([3, 10, 4]), randInt([7], 0, 10)], (p, i) => tf.gather(p, i, 1));
+      await compare(T, 'gather batchDims 1', [randFloat([3, 10, 4]), randInt([3, 5], 0, 10)], (p, i) => tf.gather(p, i, 1, 1));
+      await compare(T, 'gather int32', [randInt([20], -5, 5), randInt([30], 0, 20)], (p, i) => tf.gather(p, i));
+      await compare(T, 'gather large', [randFloat([1000, 64]), randInt([Math.ceil(big / 64)], 0, 1000)], (p, i) => tf.gather(p, i));
+      await compare(T, 'unsortedSegmentSum', [randFloat([40, 6]), randInt([40], 0, 9)], (x, s) => tf.unsortedSegmentSum(x, s, 9), { rtol: 1e-5, atol: 1e-5 });
+      // int32 stays int32 here; tfjs-backend-cpu returns float32, so compare values through a cast.
+      await compare(T, 'unsortedSegmentSum int32', [randInt([40, 3], -5, 5), randInt([40], 0, 4)], (x, s) => tf.cast(tf.unsortedSegmentSum(x, s, 4), 'float32'));
+      await compare(T, 'oneHot', [randInt([5, 3], 0, 7)], i => tf.oneHot(i, 7, 2, -1));
+      await compare(T, 'oneHot out of range', [randInt([9], -2, 9)], i => tf.oneHot(i, 6));
+    });
+
+    it('creation, cast, select, softmax', async () => {
+      await compare(T, 'fill', [], () => tf.fill([3, 4], 2.5));
+      await compare(T, 'fill int32', [], () => tf.fill([5], 7, 'int32'));
+      await compare(T, 'zeros/ones like', [randFloat([2, 3])], x => [tf.zerosLike(x), tf.onesLike(x)]);
+      await compare(T, 'range', [], () => [tf.range(0, 10, 3), tf.range(5, -3, -2, 'int32'), tf.range(2, 2), tf.range(1.5, 8.25, 0.5)]);
+      const f = randFloat([4, 9], -100, 100);
+      await compare(T, 'cast float→int32/bool', [f], x => [tf.cast(x, 'int32'), tf.cast(x, 'bool')]);
+      await compare(T, 'cast int32→float/bool', [randInt([7], -3, 3)], x => [tf.cast(x, 'float32'), tf.cast(x, 'bool')]);
+      await compare(T, 'cast bool→float/int32', [randBool([7])], x => [tf.cast(x, 'float32'), tf.cast(x, 'int32')]);
+      await compare(T, 'where', [randBool([3, 4]), randFloat([3, 4]), randFloat([3, 4])], (c, a, b) => tf.where(c, a, b));
+      await compare(T, 'where broadcast', [randBool([4]), randFloat([3, 4]), randFloat([1, 4])], (c, a, b) => tf.where(c, a, b));
+      await compare(T, 'where int32', [randBool([6]), randInt([6], 0, 9), randInt([6], 0, 9)], (c, a, b) => tf.where(c, a, b));
+      for (const shape of [[3, 5], [2, 3, 50304 % 997], [7, 1], [Math.ceil(big / 2048), 2048]]) {
+        await compare(T, `softmax [${shape}]`, [randFloat(shape, -10, 10)], x => tf.softmax(x), { rtol: 1e-5, atol: 1e-7 });
+      }
+    });
+
+    it('batchMatMul with transposes and broadcast batch dims (fp32)', async () => {
+      const cases: Array<[number[], number[], boolean, boolean]> = [
+        [[4, 6], [6, 5], false, false], [[6, 4], [6, 5], true, false], [[4, 6], [5, 6], false, true], [[6, 4], [5, 6], true, true],
+        [[3, 4, 6], [3, 6, 5], false, false], [[3, 4, 6], [6, 5], false, false], [[6, 5], [3, 5, 4], false, false],
+        [[3, 1, 4, 6], [1, 6, 5], false, false], [[2, 3, 6, 4], [2, 3, 5, 6], true, true], [[4, 0], [0, 5], false, false],
+        [[0, 3], [3, 2], false, false], [[65, 129], [129, 33], false, false], [[1, 257], [257, 1], false, false],
+      ];
+      for (const [sa, sb, ta, tb] of cases) {
+        const k = ta ? sa[sa.length - 2] : sa[sa.length - 1];
+        await compare(T, `matMul [${sa}]${ta ? 'ᵀ' : ''}·[${sb}]${tb ? 'ᵀ' : ''}`, [randFloat(sa), randFloat(sb)],
+          (a, b) => tf.matMul(a, b, ta, tb), { rtol: 1e-4, atol: 1e-5 * Math.sqrt(k + 1) });
+      }
+      // Batch dims broadcast on both sides (tfjs-backend-cpu gets this one wrong: the reference broadcasts first).
+      await compare(T, 'matMul [2,1,4,6]·[1,3,6,5]', [randFloat([2, 1, 4, 6]), randFloat([1, 3, 6, 5])], (a, b) => tf.matMul(a, b),
+        { rtol: 1e-4, atol: 1e-5 }, (a, b) => tf.matMul(tf.broadcastTo(a, [2, 3, 4, 6]), tf.broadcastTo(b, [2, 3, 6, 5])));
+      await compare(T, 'matMul int32', [randInt([3, 4], -9, 9), randInt([4, 2], -9, 9)], (a, b) => tf.matMul(a, b));
+    });
+  });
+}
