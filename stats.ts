@@ -75,10 +75,17 @@ function describeHardware(header: string[]): string {
 export function parseLog(text: string, file: string): ParsedLog {
   // Normalise line endings so a log that went through Windows keeps its code hash.
   const lines = text.replace(/\r\n?/g, '\n').split('\n');
-  const firstSeparator = lines.indexOf(SEPARATOR);
   if (text.trim() === '') return { ok: false, reason: 'empty file' };
+  let sourceStart = 0;
+  let firstSeparator = lines.indexOf(SEPARATOR);
   if (firstSeparator < 0) return { ok: false, reason: `malformed: no line of 100 '=' (not a speedrun log)` };
-  const source = lines.slice(0, firstSeparator).join('\n').trimEnd();
+  if (lines.slice(0, firstSeparator).every((line) => line.trim() === '')) {
+    // The PyTorch speedrun's 2024 logs open with a '=' line before the source: skip it.
+    sourceStart = firstSeparator + 1;
+    firstSeparator = lines.indexOf(SEPARATOR, sourceStart);
+    if (firstSeparator < 0) return { ok: false, reason: `malformed: no line of 100 '=' after the source` };
+  }
+  const source = lines.slice(sourceStart, firstSeparator).join('\n').trimEnd();
   const secondSeparator = lines.indexOf(SEPARATOR, firstSeparator + 1);
   const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
 
@@ -518,7 +525,7 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   if (recordRuns.length === 0) {
     const listed = skipped.slice(0, 10).map((s) => `${s.file} (${s.reason})`).join(', ');
     const why = skipped.length > 0 ? `; skipped: ${listed}${skipped.length > 10 ? `, and ${skipped.length - 10} more` : ''}` : '';
-    throw new UsageError(`no usable record run among the logs given${why}`);
+    throw new UsageError(`no usable record run among the logs given${why}${notes.map((n) => `; ${n}`).join('')}`);
   }
 
   const versions: Group[] = [];

@@ -203,6 +203,18 @@ describe('parseLog', () => {
     assert.deepEqual(parsed.run.valCurve.map((p) => p.step), [0, 125, 1370]);
   });
 
+  test("a 2024 PyTorch log that opens with a '=' line before the source", () => {
+    const plain = parseLog(F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 }), 'a.txt');
+    const opened = parseLog(`${F.SEPARATOR}\n${F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'b.txt');
+    assert.ok(plain.ok && opened.ok);
+    assert.equal(opened.run.codeHash, plain.run.codeHash);
+    assert.equal(opened.run.hardware, '2× NVIDIA H100 80GB HBM3');
+    assert.equal(opened.run.finalValLoss, 3.2781);
+    const other = parseLog(`${F.SEPARATOR}\n${F.makeLog({ source: F.BASELINE_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'c.txt');
+    assert.ok(other.ok);
+    assert.notEqual(other.run.codeHash, opened.run.codeHash);
+  });
+
   test('the code hash follows the source only, and survives CRLF line endings', () => {
     const hash = (run: F.FixtureRun): string => {
       const parsed = parseLog(F.makeLog(run), 'x.txt');
