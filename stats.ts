@@ -665,6 +665,12 @@ function textTable(header: string[], rows: string[][]): string {
   return [chalk.bold(line(header)), ...rows.map(line)].join('\n');
 }
 
+/** The test against the target of each record code version, for a report of mixed versions. */
+function versionTests(report: Report): string[] {
+  return report.versions.filter((v) => v.role === 'record').map((v) =>
+    `record ${v.codeHashes[0]} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`);
+}
+
 /** Whether the runs of a role come from more than one code version. */
 function isMixed(report: Report, role: Role): boolean {
   return report.versions.filter((v) => v.role === role).length > 1;
@@ -684,9 +690,7 @@ export function terminalReport(report: Report): string {
   }
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
     heading('Code versions (reported separately)');
-    out.push(textTable(GROUP_HEADER, groupRows(report.versions)));
-    const tests = report.versions.filter((v) => v.role === 'record');
-    out.push(...tests.map((v) => `  record ${v.codeHashes[0]} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`));
+    out.push(textTable(GROUP_HEADER, groupRows(report.versions)), ...versionTests(report).map((line) => `  ${line}`));
   }
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (pooled.length > 0) {
@@ -727,7 +731,8 @@ export function markdownReport(report: Report, command: string): string {
   out.push(`Computed by \`${command}\` (target ${report.target}, alpha ${report.alpha}). ${foundLine(report)}`, '');
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
-    out.push('Code versions, reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '');
+    out.push('Code versions, reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '',
+      ...versionTests(report).map((line) => `- ${line}`), '');
   }
   if (pooled.length > 0) out.push(markdownTable(GROUP_HEADER, groupRows(pooled)), '');
   if (report.record) {
@@ -772,9 +777,9 @@ export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLe
   const losses = values.map((v) => v.loss).filter(Number.isFinite);
   // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show the last ≈ 0.7 above
   // the worst final loss and clip above.
-  const low = Math.min(target, ...losses) - 0.02;
-  const worstFinal = Math.max(target, ...runs.map((r) => r.finalValLoss));
-  const high = Math.min(Math.max(...losses), worstFinal + 0.7);
+  const low = Math.min(target, min(losses)) - 0.02;
+  const worstFinal = Math.max(target, max(runs.map((r) => r.finalValLoss)));
+  const high = Math.min(max(losses), worstFinal + 0.7);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     width: size.width,
@@ -784,7 +789,7 @@ export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLe
     config: { font: 'sans-serif' },
     title: {
       text: `Validation loss of ${runs.length} runs`,
-      subtitle: high < Math.max(...losses) ? `losses above ${high.toFixed(2)} clipped` : '',
+      subtitle: high < max(losses) ? `losses above ${high.toFixed(2)} clipped` : '',
     },
     layer: [
       {

@@ -348,6 +348,10 @@ describe('the stats.ts command', () => {
     const terminal = await run(recordDir, variantDir);
     assert.match(terminal.stdout, /Code versions \(reported separately\)/);
     assert.match(terminal.stdout, /Verdict: NOT CERTIFIED/);
+    const markdown = await run(recordDir, variantDir, '--markdown');
+    assert.equal(markdown.code, 1);
+    assert.match(markdown.stdout, /^- record [0-9a-f]{8} against 3\.28: t = -11\.4000, df = 1, p = 0\.02785$/m);
+    assert.match(markdown.stdout, /\*\*Verdict: not certified\.\*\*/);
 
     const allowed = await report(recordDir, variantDir, '--allow-mixed');
     assert.equal(allowed.code, 0);
