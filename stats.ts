@@ -12,7 +12,7 @@
 // 5. the reports (terminal, markdown, JSON), 6. the plot, 7. the command line.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
@@ -211,7 +211,12 @@ export interface LogInputs {
 }
 
 function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
-  const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
+  } catch (error) {
+    throw new UsageError(`cannot read folder ${displayPath(dir)}: ${(error as Error).message}`);
+  }
   return {
     files: entries.filter((e) => e.isFile() && LOG_EXTENSIONS.has(extname(e.name).toLowerCase())).map((e) => join(dir, e.name)),
     subfolders: entries.filter((e) => e.isDirectory()).map((e) => e.name),
@@ -826,11 +831,18 @@ export async function writePlot(file: string, runs: RoleRun[], target: number, s
   let bytes: string | Buffer = svg;
   if (extname(file).toLowerCase() === '.png') {
     const { Resvg } = await import('@resvg/resvg-js');
-    bytes = new Resvg(svg, { fitTo: { mode: 'original' }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' } }).render().asPng();
+    // Vega asks for "sans-serif"; name a common one, else resvg falls back to the first system font (often a serif).
+    const font = { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' };
+    bytes = new Resvg(svg, { fitTo: { mode: 'original' }, font }).render().asPng();
   }
   const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  writeFileSync(temp, bytes);
-  renameSync(temp, file);
+  try {
+    writeFileSync(temp, bytes);
+    renameSync(temp, file);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw new UsageError(`--plot: cannot write ${file}: ${(error as Error).message}`);
+  }
 }
 
 // ------------------------------------------------------------------------------------------------------
