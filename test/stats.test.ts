@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { Resvg } from '@resvg/resvg-js';
 import {
@@ -277,7 +278,7 @@ describe('the stats.ts command', () => {
   let direct: Promise<{ status: number; stdout: string; stderr: string }>;
   before(() => {
     direct = new Promise((done) => {
-      const cwd = join(import.meta.dirname, '..');
+      const cwd = fileURLToPath(new URL('..', import.meta.url)); // the repository root
       execFile(process.execPath, ['--import', 'tsx', 'stats.ts', recordDir, '--json'], { cwd }, (error, stdout, stderr) =>
         done({ status: error ? Number(error.code) : 0, stdout, stderr }));
     });
