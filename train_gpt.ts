@@ -1,0 +1,1439 @@
+// train_gpt.ts: the NanoGPT speedrun in TypeScript.
+//
+// One file, read top to bottom: hyperparameters, backends, the model, the optimisers, the data, the
+// training loop and its log. Run it with `npx tsx train_gpt.ts` (see `--help`); import it (tests do)
+// and it exports its pieces and runs nothing.
+//
+// The model is the modded-nanogpt speedrun GPT (see ../shared/reference/model.md) written on the
+// TensorFlow.js API, so the same code runs on every tfjs backend: `cpu`/`wasm` for small runs and tests,
+// the project's own `cuda` backend on NVIDIA GPUs, or tfjs-node-gpu where a user has it. Every trick
+// carries a comment saying why and where it came from; each block variant from the literature is a flag.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
+import cliProgress from 'cli-progress';
+import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
+import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
+
+const REPO_ROOT = path.dirname(fileURLToPath(import.meta.url));
+
+// -----------------------------------------------------------------------------
+// Hyperparameters
+//
+// Every field is a command-line flag (camelCase here, kebab-case there: `modelDim` is `--model-dim`).
+// The defaults are the speedrun baseline (124M model, Nov 2025 batch form); `--preset tiny` overrides
+// the size and schedule for a run of a few minutes on a CPU.
+
+export const DEFAULTS = {
+  preset: 'auto' as 'auto' | 'speedrun' | 'tiny',
+  backend: 'auto' as 'auto' | 'cuda' | 'tensorflow' | 'wasm' | 'cpu',
+  matmulPrecision: 'bf16' as 'bf16' | 'tf32' | 'fp32',
+  // data
+  corpus: 'auto' as 'auto' | 'fineweb' | 'builtin-gpt2' | 'builtin-bytes',
+  dataDir: 'data/fineweb10B',
+  trainFiles: 'fineweb_train_*.bin',
+  valFiles: 'fineweb_val_*.bin',
+  valTokens: 10_485_760, // fixed by the rules: the first 10M tokens of the val shard
+  vocabSize: 50304, // 50257 GPT-2 tokens padded to a multiple of 128 for fast matmuls
+  bosToken: GPT2_BOS,
+  // model shape
+  numLayers: 12,
+  modelDim: 768,
+  numHeads: 6,
+  headDim: 128,
+  kvHeads: 6, // grouped-query attention when < numHeads
+  noAttnLayers: [0, 7] as number[], // layer 0 is a null layer; layer 7 is MLP-only (model.md)
+  noMlpLayers: [0] as number[],
+  mlp: 'relu2' as 'relu2' | 'swiglu',
+  mlpRatio: 4,
+  // architecture options (model.md)
+  block: 'prenorm' as 'prenorm' | 'sas' | 'sas-p',
+  parallel: false,
+  skip: '4-7', // 'A-B' (output of layer A added to the input of layer B), 'unet' or 'none'
+  blockLambdas: true,
+  lambdaInit: 1.1,
+  canon: 'none', // any subset of ABCD, or 'none'
+  canonInit: 'uniform' as 'uniform' | 'zero',
+  attnScore: 'softmax' as 'softmax' | 'softpick' | 'softmax1',
+  valueEmbeds: 3, // number of value-embedding tables (0 = off)
+  smear: true,
+  attnGate: true,
+  backout: true,
+  backoutLayer: 8,
+  backoutInit: 0.5,
+  logitCap: 'sigmoid' as 'sigmoid' | 'tanh' | 'none',
+  logitCapScale: 30,
+  logitCapTemp: 7.5,
+  qkNorm: true,
+  rotary: 'half' as 'half' | 'full' | 'none',
+  attnScale: 0.1,
+  tieEmbed: false,
+  // batch and schedule
+  seqLen: 2048, // documents are cut at this length
+  batchTokens: 262_144, // global tokens per optimiser step, on any number of GPUs
+  deviceBatch: 16, // sequences per GPU per micro-step; the rest is gradient accumulation
+  numIterations: 2225,
+  cooldownFrac: 0.45,
+  cooldownFloor: 0.1,
+  windowBlock: 128,
+  windowSchedule: [3, 7, 11, 13] as number[], // long window in blocks, in equal stages of training
+  windowPattern: 'SSSSLSSSSSSL', // per layer: short or long window
+  valWindow: 20, // long window for the final validation, reached by YaRN extension
+  // optimisers
+  muonLr: 0.05,
+  muonMomentum: 0.95,
+  muonMomentumStart: 0.85,
+  muonWarmupSteps: 300,
+  orthogonalizer: 'ns5' as 'ns5' | 'polar',
+  adamLr: 0.008,
+  adamBeta1: 0.8,
+  adamBeta2: 0.95,
+  adamEps: 1e-10,
+  embedLrMul: 75,
+  scalarLrMul: 5,
+  headLrMul: 1,
+  // run
+  valEvery: 250,
+  warmupSteps: 10,
+  seed: 0,
+  saveCheckpoint: false,
+  checkpointEvery: 0,
+  checkpointDir: 'checkpoints',
+  resume: '',
+  logDir: 'logs',
+  printEvery: 10,
+};
+export type Config = typeof DEFAULTS;
+type Key = keyof Config;
+
+const HELP: Record<Key, string> = {
+  preset: 'speedrun (124M, FineWeb) | tiny (built-in corpus, CPU) | auto: speedrun with a GPU backend and FineWeb shards, else tiny',
+  backend: 'tensor backend: cuda | tensorflow (tfjs-node-gpu, if installed) | wasm | cpu | auto (fastest that loads)',
+  matmulPrecision: 'cuda matmul precision: bf16 (autocast) | tf32 | fp32',
+  corpus: 'fineweb (shards in --data-dir) | builtin-gpt2 | builtin-bytes | auto (fineweb when present)',
+  dataDir: 'folder holding the FineWeb .bin shards',
+  trainFiles: 'glob of training shards inside --data-dir',
+  valFiles: 'glob of validation shards inside --data-dir',
+  valTokens: 'validation tokens (clamped to the val shard)',
+  vocabSize: 'embedding rows (padded vocabulary)',
+  bosToken: 'document-start token',
+  numLayers: 'transformer layers',
+  modelDim: 'residual width d',
+  numHeads: 'query heads',
+  headDim: 'head dimension',
+  kvHeads: 'key/value heads (grouped-query attention when fewer than --num-heads)',
+  noAttnLayers: 'layers without attention (comma list, or none)',
+  noMlpLayers: 'layers without MLP (comma list, or none)',
+  mlp: 'MLP: relu2 (ReLU squared) | swiglu (hidden is 2/3 of --mlp-ratio·d)',
+  mlpRatio: 'MLP hidden width as a multiple of d',
+  block: 'prenorm | sas | sas-p (He & Hofmann simplified blocks; they exclude value embeddings, attention gate, Canon B, GQA, non-softmax scores, skips, backout, block lambdas, --parallel)',
+  parallel: 'attention and MLP in parallel from one normed input (PaLM)',
+  skip: 'U-net skip: A-B (layer A output into layer B input, sigmoid gate) | unet (full) | none',
+  blockLambdas: 'x <- a·x + b·x0 at each block start',
+  lambdaInit: 'initial a of the block lambdas',
+  canon: 'Canon layers (Allen-Zhu): any subset of ABCD, or none',
+  canonInit: 'Canon weight init: uniform (author, ±0.5) | zero',
+  attnScore: 'attention normaliser: softmax | softpick | softmax1',
+  valueEmbeds: 'value-embedding tables (0 = off)',
+  smear: 'token smear: mix the previous token into each embedding through a learned gate',
+  attnGate: 'sparse attention output gate per head',
+  backout: 'subtract a learned multiple of layer --backout-layer output before the head',
+  backoutLayer: 'layer whose output is backed out',
+  backoutInit: 'initial backout lambda',
+  logitCap: 'logit soft cap: sigmoid (s·σ(x/t)) | tanh (s·tanh(x/s)) | none',
+  logitCapScale: 'soft-cap scale s',
+  logitCapTemp: 'sigmoid soft-cap temperature t',
+  qkNorm: 'RMSNorm on queries and keys',
+  rotary: 'rotary embedding: half (half the dims stationary) | full | none',
+  attnScale: 'softmax scale (prenorm attention)',
+  tieEmbed: 'tie the head to the embedding',
+  seqLen: 'sequence length (documents longer are cut)',
+  batchTokens: 'global tokens per optimiser step',
+  deviceBatch: 'sequences per GPU per micro-step',
+  numIterations: 'optimiser steps',
+  cooldownFrac: 'fraction of steps in the final linear cooldown',
+  cooldownFloor: 'learning-rate multiplier at the end of the cooldown',
+  windowBlock: 'tokens per attention-window block',
+  windowSchedule: 'long window in blocks for equal stages of training (short = long/2)',
+  windowPattern: 'per-layer window: S (short) or L (long), one letter a layer',
+  valWindow: 'long window in blocks at the final validation (YaRN-extended)',
+  muonLr: 'Muon learning rate',
+  muonMomentum: 'Muon momentum after warm-up',
+  muonMomentumStart: 'Muon momentum at step 0',
+  muonWarmupSteps: 'Muon momentum warm-up steps',
+  orthogonalizer: 'Muon orthogonalisation: ns5 (Newton-Schulz) | polar (Polar Express)',
+  adamLr: 'Adam base learning rate',
+  adamBeta1: 'Adam beta1',
+  adamBeta2: 'Adam beta2',
+  adamEps: 'Adam epsilon',
+  embedLrMul: 'Adam lr multiplier for embeddings and value embeddings',
+  scalarLrMul: 'Adam lr multiplier for scalars and gates',
+  headLrMul: 'Adam lr multiplier for the head',
+  valEvery: 'validate every N steps (0: only at the end)',
+  warmupSteps: 'untimed warm-up steps (then the state is restored)',
+  seed: 'random seed',
+  saveCheckpoint: 'save a checkpoint at the end',
+  checkpointEvery: 'also save every N steps (0: off)',
+  checkpointDir: 'checkpoint folder',
+  resume: 'resume from a checkpoint file',
+  logDir: 'log folder (one new file per run)',
+  printEvery: 'console line every N steps when not on a terminal',
+};
+
+// Presets override the defaults; explicit flags override presets.
+export const PRESETS: Record<'speedrun' | 'tiny', Partial<Config>> = {
+  speedrun: {},
+  // A byte-level model small enough to train in about two minutes on a 2-core CPU: the 50k-token GPT-2
+  // head alone would cost more than the whole tiny model. It keeps the speedrun's architecture tricks.
+  tiny: {
+    corpus: 'builtin-bytes', vocabSize: 320, bosToken: 256, valTokens: 16384,
+    numLayers: 4, modelDim: 128, numHeads: 2, headDim: 64, kvHeads: 2, noAttnLayers: [], noMlpLayers: [],
+    skip: '1-3', valueEmbeds: 1, backoutLayer: 2,
+    seqLen: 128, batchTokens: 2048, deviceBatch: 16, numIterations: 100, cooldownFrac: 0.4,
+    windowBlock: 32, windowSchedule: [2, 4], windowPattern: 'SLSL', valWindow: 4,
+    muonLr: 0.03, muonWarmupSteps: 30, adamLr: 0.01, embedLrMul: 10,
+    valEvery: 50, warmupSteps: 1,
+  },
+};
+
+const ENUMS: Partial<Record<Key, readonly string[]>> = {
+  preset: ['auto', 'speedrun', 'tiny'], backend: ['auto', 'cuda', 'tensorflow', 'wasm', 'cpu'],
+  matmulPrecision: ['bf16', 'tf32', 'fp32'], corpus: ['auto', 'fineweb', 'builtin-gpt2', 'builtin-bytes'],
+  mlp: ['relu2', 'swiglu'], block: ['prenorm', 'sas', 'sas-p'], canonInit: ['uniform', 'zero'],
+  attnScore: ['softmax', 'softpick', 'softmax1'], logitCap: ['sigmoid', 'tanh', 'none'],
+  rotary: ['half', 'full', 'none'], orthogonalizer: ['ns5', 'polar'],
+};
+const FLOATS = new Set<Key>(['lambdaInit', 'backoutInit', 'logitCapScale', 'logitCapTemp', 'attnScale', 'cooldownFrac',
+  'cooldownFloor', 'muonLr', 'muonMomentum', 'muonMomentumStart', 'adamLr', 'adamBeta1', 'adamBeta2', 'adamEps',
+  'embedLrMul', 'scalarLrMul', 'headLrMul', 'mlpRatio']);
+
+export class ConfigError extends Error {}
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+const flagOf = (k: Key) => '--' + kebab(k);
+
+function parseValue(key: Key, raw: string): Config[Key] {
+  const def = DEFAULTS[key];
+  const bad = (why: string) => new ConfigError(`${flagOf(key)} ${JSON.stringify(raw)}: ${why}`);
+  if (typeof def === 'boolean') {
+    if (['on', 'true', '1', 'yes'].includes(raw)) return true;
+    if (['off', 'false', '0', 'no'].includes(raw)) return false;
+    throw bad('expected on or off');
+  }
+  if (typeof def === 'number') {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v)) throw bad('expected a number');
+    if (!FLOATS.has(key) && !Number.isInteger(v)) throw bad('expected an integer');
+    return v;
+  }
+  if (Array.isArray(def)) {
+    if (raw === 'none' || raw === '') return [];
+    const parts = raw.split(',').map((s) => Number(s.trim()));
+    if (parts.some((v) => !Number.isInteger(v) || v < 0)) throw bad('expected a comma-separated list of non-negative integers');
+    return parts;
+  }
+  const choices = ENUMS[key];
+  if (choices && !choices.includes(raw)) throw bad(`expected one of ${choices.join(', ')}`);
+  return raw;
+}
+
+export function helpText(): string {
+  const lines = ['Usage: npx tsx train_gpt.ts [--flag value ...]', '',
+    'Boolean flags take on/off (a bare --flag means on). Defaults are the speedrun baseline;',
+    '--preset tiny overrides some (shown in brackets).', ''];
+  for (const key of Object.keys(DEFAULTS) as Key[]) {
+    const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+    const tiny = key in PRESETS.tiny ? ` [tiny: ${fmt(PRESETS.tiny[key])}]` : '';
+    lines.push(`  ${flagOf(key).padEnd(22)} ${HELP[key]} (default: ${fmt(DEFAULTS[key])})${tiny}`);
+  }
+  lines.push('  --help                 this text');
+  return lines.join('\n');
+}
+
+/** Parses argv into the explicit overrides (validated) without applying presets. */
+export function parseFlags(argv: string[]): { overrides: Partial<Config>; help: boolean } {
+  const keys = Object.keys(DEFAULTS) as Key[];
+  // A bare boolean flag (`--parallel`) means on: give it a value so every flag parses as a string.
+  const booleanFlags = new Set(keys.filter((k) => typeof DEFAULTS[k] === 'boolean').map(flagOf));
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    args.push(argv[i]);
+    if (booleanFlags.has(argv[i]) && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) args.push('on');
+  }
+  const options: Record<string, { type: 'string' } | { type: 'boolean' }> = { help: { type: 'boolean' } };
+  for (const k of keys) options[kebab(k)] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`);
+  }
+  const overrides: Partial<Config> = {};
+  for (const k of keys) {
+    const raw = values[kebab(k)];
+    if (typeof raw === 'string') (overrides as Record<string, unknown>)[k] = parseValue(k, raw);
+  }
+  return { overrides, help: values.help === true };
+}
+
+// Options that the shaped-attention blocks (sas, sas-p) do not define: they have no value or output
+// matrices, no residual skips and softmax scores. A default is switched off (and said so); a value the
+// user asked for is an error.
+const SAS_EXCLUDES: Partial<Config> = {
+  valueEmbeds: 0, attnGate: false, skip: 'none', backout: false, blockLambdas: false, parallel: false, attnScore: 'softmax',
+};
+
+/** Defaults ← preset ← explicit flags, then checks every combination. Returns notes to print. */
+export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Config>): { cfg: Config; notes: string[] } {
+  const cfg: Config = { ...DEFAULTS, ...PRESETS[preset], ...overrides, preset };
+  const notes: string[] = [];
+  const fail = (msg: string) => { throw new ConfigError(msg); };
+  if (cfg.block !== 'prenorm') {
+    for (const [k, v] of Object.entries(SAS_EXCLUDES) as [Key, unknown][]) {
+      if (cfg[k] === v) continue;
+      if (k in overrides) fail(`--block ${cfg.block} excludes ${flagOf(k)} ${String(cfg[k])} (shaped-attention blocks have no value/output matrices, skips or non-softmax scores)`);
+      (cfg as Record<string, unknown>)[k] = v;
+    }
+    notes.push(`--block ${cfg.block}: value embeddings, attention gate, U-net skip, backout, block lambdas and --parallel are off`);
+    if (cfg.canon.includes('B')) fail(`--block ${cfg.block} excludes Canon B (there is no q|k|v projection to convolve)`);
+    if (cfg.kvHeads !== cfg.numHeads) fail(`--block ${cfg.block} excludes grouped-query attention (--kv-heads ${cfg.kvHeads} != --num-heads ${cfg.numHeads})`);
+    if (cfg.numHeads * cfg.headDim !== cfg.modelDim) fail(`--block ${cfg.block} needs --num-heads × --head-dim = --model-dim (heads read the input directly)`);
+  }
+  const L = cfg.numLayers;
+  const positive: Key[] = ['numLayers', 'modelDim', 'numHeads', 'headDim', 'kvHeads', 'vocabSize', 'seqLen', 'batchTokens',
+    'deviceBatch', 'numIterations', 'windowBlock', 'valTokens'];
+  for (const k of positive) if ((cfg[k] as number) <= 0) fail(`${flagOf(k)} must be positive (got ${cfg[k]})`);
+  if (cfg.numHeads % cfg.kvHeads) fail(`--num-heads ${cfg.numHeads} must be a multiple of --kv-heads ${cfg.kvHeads}`);
+  if (cfg.headDim % 4) fail(`--head-dim ${cfg.headDim} must be a multiple of 4 (rotary pairs)`);
+  if (cfg.bosToken >= cfg.vocabSize) fail(`--bos-token ${cfg.bosToken} must be below --vocab-size ${cfg.vocabSize}`);
+  for (const k of ['noAttnLayers', 'noMlpLayers'] as const) for (const i of cfg[k]) if (i >= L) fail(`${flagOf(k)}: layer ${i} does not exist (--num-layers ${L})`);
+  if (cfg.canon !== 'none' && (!/^[ABCD]+$/.test(cfg.canon) || new Set(cfg.canon).size !== cfg.canon.length)) fail(`--canon ${JSON.stringify(cfg.canon)}: expected none or a subset of ABCD such as AC`);
+  if (cfg.skip !== 'none' && cfg.skip !== 'unet') {
+    const m = /^(\d+)-(\d+)$/.exec(cfg.skip);
+    if (!m || +m[1] >= +m[2] || +m[2] >= L) fail(`--skip ${JSON.stringify(cfg.skip)}: expected A-B with A < B < ${L}, unet or none`);
+  }
+  if (cfg.backout && (cfg.backoutLayer < 0 || cfg.backoutLayer >= L - 1)) fail(`--backout-layer ${cfg.backoutLayer} must be below the last layer (${L - 1})`);
+  if (cfg.windowPattern.length !== L || !/^[SL]+$/.test(cfg.windowPattern)) fail(`--window-pattern ${JSON.stringify(cfg.windowPattern)}: expected ${L} letters S or L`);
+  if (!cfg.windowSchedule.length || cfg.windowSchedule.some((w) => w < 1)) fail('--window-schedule: expected blocks ≥ 1, e.g. 3,7,11,13');
+  if (cfg.valueEmbeds * 2 > L) fail(`--value-embeds ${cfg.valueEmbeds}: at most ${Math.floor(L / 2)} tables for ${L} layers`);
+  if (cfg.smear && cfg.modelDim < 12) fail('--smear needs --model-dim ≥ 12 (its gate reads 12 channels)');
+  if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
+  if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
+  if (!(cfg.cooldownFrac >= 0 && cfg.cooldownFrac <= 1)) fail(`--cooldown-frac ${cfg.cooldownFrac} must be in [0, 1]`);
+  return { cfg, notes };
+}
+
+// -----------------------------------------------------------------------------
+// Backends
+//
+// `cuda` is the project's own backend (backend-cuda/); `tensorflow` is tfjs-node-gpu, used only where a
+// user installed it (its install downloads libtensorflow 2.9 for CUDA 11.2 from outside npm); `wasm`
+// (XNNPACK matmuls, ~15× the pure-JS `cpu` backend) and `cpu` run anywhere.
+
+interface CudaModule {
+  cudaAvailability(): { ok: true } | { ok: false; reason: string };
+  registerCudaBackend(opts?: { matmulPrecision?: 'bf16' | 'tf32' | 'fp32'; device?: number }): Promise<void>;
+}
+// Imported through a variable so that a checkout without the addon still type-checks and runs.
+const importOptional = (spec: string): Promise<unknown> => import(spec);
+
+async function loadBackend(name: Exclude<Config['backend'], 'auto'>, cfg: Config): Promise<void> {
+  if (name === 'cuda') {
+    let mod: CudaModule;
+    try {
+      mod = (await importOptional(path.join(REPO_ROOT, 'backend-cuda', 'index.ts'))) as CudaModule;
+    } catch (e) {
+      throw new Error(`the cuda backend could not be loaded (${(e as Error).message.split('\n')[0]})`);
+    }
+    const avail = mod.cudaAvailability();
+    if (!avail.ok) throw new Error(`the cuda backend is unavailable: ${avail.reason}`);
+    await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0) });
+  } else if (name === 'tensorflow') {
+    let loaded = false;
+    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+      try { await importOptional(pkg); loaded = true; break; } catch { /* try the next one */ }
+    }
+    if (!loaded) {
+      throw new Error('the tensorflow backend needs @tensorflow/tfjs-node-gpu (or @tensorflow/tfjs-node), which is not installed. ' +
+        'Install it with `npm install @tensorflow/tfjs-node-gpu` (it downloads libtensorflow 2.9 for CUDA 11.2 + cuDNN 8 from outside the npm registry).');
+    }
+  } else if (name === 'wasm') {
+    const { registerWasmKernels } = await import('./backend-wasm/index.ts');
+    registerWasmKernels();
+  }
+  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
+  await tf.ready();
+}
+
+/** Sets the tfjs backend; `auto` takes the fastest that loads. Returns the name and why. */
+export async function selectBackend(cfg: Config): Promise<{ name: string; notes: string[] }> {
+  if (cfg.backend !== 'auto') {
+    await loadBackend(cfg.backend, cfg);
+    return { name: cfg.backend, notes: [] };
+  }
+  const notes: string[] = [];
+  for (const name of ['cuda', 'tensorflow', 'wasm', 'cpu'] as const) {
+    try {
+      await loadBackend(name, cfg);
+      return { name, notes: [...notes, `backend auto: using ${name}`] };
+    } catch (e) {
+      notes.push(`backend auto: ${name} skipped (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  throw new Error(`no backend could be loaded:\n${notes.join('\n')}`);
+}
+
+const isGpuBackend = (name: string) => name === 'cuda' || name === 'tensorflow';
+
+// -----------------------------------------------------------------------------
+// The model: named pieces, each a function of tensors
+//
+// Weights are stored [in, out] so a linear layer is x @ W. Every 3-D activation is flattened to 2-D
+// before a matmul: tfjs returns a wrongly shaped gradient for a 3-D × 2-D matMul.
+
+/** What each layer has, derived once from the config. */
+export interface LayerPlan { attn: boolean; mlp: boolean; long: boolean; valueEmbed: number /* table, or -1 */ }
+
+export function layerPlan(cfg: Config): LayerPlan[] {
+  const L = cfg.numLayers;
+  const plan = Array.from({ length: L }, (_, i) => ({
+    attn: !cfg.noAttnLayers.includes(i), mlp: !cfg.noMlpLayers.includes(i), long: cfg.windowPattern[i] === 'L', valueEmbed: -1,
+  }));
+  // Value embeddings (@KoszarskyB, after the value-residual paper arXiv 2410.17897): table k feeds layer k
+  // and layer L-n+k, so the first and last layers share tables; a layer without attention takes none.
+  const n = cfg.valueEmbeds;
+  for (let k = 0; k < n; k++) for (const i of [k, L - n + k]) if (plan[i].attn) plan[i].valueEmbed = k;
+  return plan;
+}
+
+/** U-net skips as [from, to] pairs: the output of layer `from` is added to the input of layer `to`. */
+export function skipPairs(cfg: Config, plan: LayerPlan[]): [number, number][] {
+  if (cfg.skip === 'none') return [];
+  if (cfg.skip === 'unet') {
+    // Full U-net (older speedrun form): encoder layer i feeds decoder layer L-1-i; a null first layer is skipped.
+    const L = cfg.numLayers, pairs: [number, number][] = [];
+    for (let i = plan.findIndex((p) => p.attn || p.mlp); i >= 0 && i < L - 1 - i; i++) pairs.push([i, L - 1 - i]);
+    return pairs;
+  }
+  const [a, b] = cfg.skip.split('-').map(Number);
+  return [[a, b]];
+}
+
+export interface ParamInfo { opt: 'muon' | 'adam'; lrMul: number; split?: number[] /* Muon: column blocks orthogonalised apart */ }
+export interface Model {
+  cfg: Config;
+  plan: LayerPlan[];
+  skips: [number, number][];
+  params: Map<string, tf.Variable>;
+  info: Map<string, ParamInfo>;
+}
+
+/** Builds the parameters with the speedrun's initialisation (model.md), deterministic for a seed. */
+export function createModel(cfg: Config): Model {
+  const plan = layerPlan(cfg), skips = skipPairs(cfg, plan);
+  const params = new Map<string, tf.Variable>(), info = new Map<string, ParamInfo>();
+  const { modelDim: d, numHeads: H, kvHeads: Hk, headDim: h, vocabSize: V } = cfg;
+  let seed = cfg.seed * 1000003 + 17;
+  // Uniform(±√3·σ) with σ = 0.5·d^-0.5: the speedrun's "improved init scale" (@YouJiacheng, @srashedll).
+  const bound = Math.sqrt(3) * 0.5 * d ** -0.5;
+  const muon = (split?: number[]): ParamInfo => ({ opt: 'muon', lrMul: 1, split });
+  const scalar: ParamInfo = { opt: 'adam', lrMul: cfg.scalarLrMul };
+  const add = (name: string, shape: number[], init: 'zeros' | 'normal' | 'uniform' | 'canon' | number[], pinfo: ParamInfo) => {
+    const value = tf.tidy(() => {
+      seed += 1;
+      if (Array.isArray(init)) return tf.tensor(init, shape);
+      if (init === 'zeros') return tf.zeros(shape);
+      if (init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
+      const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
+      return tf.randomUniform(shape, -b, b, 'float32', seed);
+    });
+    params.set(name, tf.variable(value, true));
+    value.dispose();
+    info.set(name, pinfo);
+  };
+  const canonInit = cfg.canonInit === 'zero' ? 'zeros' : 'canon';
+  const qkvDim = (H + 2 * Hk) * h;
+  const hidden = cfg.mlp === 'swiglu' ? Math.round((cfg.mlpRatio * d * 2) / 3) : cfg.mlpRatio * d;
+
+  add('embed', [V, d], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
+  for (let k = 0; k < cfg.valueEmbeds; k++) add(`value_embed.${k}`, [V, Hk * h], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
+  if (cfg.smear) {
+    add('smear_gate', [12, 1], 'zeros', scalar);
+    add('smear_lambda', [1], 'zeros', scalar);
+  }
+  plan.forEach((lp, i) => {
+    const p = `layer.${i}.`;
+    if (!lp.attn && !lp.mlp) return; // a null layer has no parameters
+    if (cfg.blockLambdas) add(p + 'lambdas', [2], [cfg.lambdaInit, 0], scalar);
+    if (lp.attn && cfg.canon.includes('A')) add(p + 'canon_a', [d, 4], canonInit, scalar);
+    if (lp.attn && cfg.block === 'prenorm') {
+      add(p + 'qkv', [d, qkvDim], 'uniform', muon([H * h, Hk * h, Hk * h]));
+      add(p + 'proj', [H * h, d], 'zeros', muon());
+      add(p + 'sa_lambdas', [2], [0.5, 0.5], scalar);
+      if (cfg.attnGate) add(p + 'attn_gate', [12, H], 'zeros', scalar);
+      if (cfg.canon.includes('B')) add(p + 'canon_b', [qkvDim, 4], canonInit, scalar);
+    } else if (lp.attn) {
+      // Shaped attention (arXiv 2311.01906): W_Q zero so that A = I at init; no value or output matrices.
+      add(p + 'wq', [d, H * h], 'zeros', muon());
+      add(p + 'wk', [d, H * h], 'uniform', muon());
+      add(p + 'shape', [3, H], 'zeros', scalar); // α, β, γ per head, stored as offsets from 1
+      add(p + 'beta_sa', [1], [1], scalar);
+    }
+    if (lp.mlp) {
+      if (cfg.canon.includes('C')) add(p + 'canon_c', [d, 4], canonInit, scalar);
+      const up = cfg.mlp === 'swiglu' ? 2 * hidden : hidden;
+      add(p + 'w1', [d, up], 'uniform', muon(cfg.mlp === 'swiglu' ? [hidden, hidden] : undefined));
+      add(p + 'w2', [hidden, d], 'zeros', muon());
+      if (cfg.canon.includes('D')) add(p + 'canon_d', [up, 4], canonInit, scalar);
+      if (cfg.block !== 'prenorm') add(p + 'beta_ff', [1], [0.1], scalar);
+    }
+  });
+  if (cfg.skip === 'unet') add('skip_weights', [skips.length], Array(skips.length).fill(1), scalar);
+  else if (skips.length) add('skip_weight', [1], [-1.5], scalar); // σ(-1.5) ≈ 0.18 at init
+  if (cfg.backout) add('backout_lambda', [1], [cfg.backoutInit], scalar);
+  if (!cfg.tieEmbed) add('head', [d, V], 'zeros', { opt: 'adam', lrMul: cfg.headLrMul });
+  return { cfg, plan, skips, params, info };
+}
+
+export function disposeModel(m: Model): void {
+  for (const v of m.params.values()) v.dispose();
+}
+
+export const countParams = (m: Model) => [...m.params.values()].reduce((n, v) => n + v.size, 0);
+
+// --- Fusion hook ---------------------------------------------------------------
+// A backend replaces a composite below with a fused kernel by registering a kernel of the same name
+// (and its gradient with tf.registerGradient). The composite stays the CPU implementation and the
+// test oracle for the fused one.
+function runFused(kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor | null {
+  if (!tf.getKernel(kernel, tf.getBackend())) return null;
+  return tf.engine().runKernel(kernel, inputs, attrs) as tf.Tensor;
+}
+
+/** RMSNorm over the last axis, no learned weight. */
+export function rmsNorm(x: tf.Tensor, eps = 1e-6): tf.Tensor {
+  return runFused('RMSNorm', { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
+}
+
+/** x[..., in] @ W[in, out], through a 2-D matmul. */
+export function linear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  const [inDim, outDim] = w.shape;
+  return tf.matMul(x.reshape([-1, inDim]), w).reshape([...x.shape.slice(0, -1), outDim]);
+}
+
+/** Per-forward tensors shared by the layers: document ids and the masks derived from them. */
+export class ForwardContext {
+  readonly B: number;
+  readonly T: number;
+  private masks = new Map<number, { keep: tf.Tensor; bias: tf.Tensor }>();
+  private shifts = new Map<number, tf.Tensor>();
+  constructor(readonly docIds: tf.Tensor2D) {
+    [this.B, this.T] = docIds.shape;
+  }
+  /** [B,1,T,T] 0/1 mask (same document, causal, within `window` tokens) and its additive −1e9 bias. */
+  mask(window: number): { keep: tf.Tensor; bias: tf.Tensor } {
+    let m = this.masks.get(window);
+    if (!m) {
+      const same = tf.equal(this.docIds.expandDims(2), this.docIds.expandDims(1)).cast('float32');
+      const keep = same.mul(bandMatrix(this.T, window)).expandDims(1);
+      m = { keep, bias: keep.sub(1).mul(1e9) };
+      this.masks.set(window, m);
+    }
+    return m;
+  }
+  /** [B,T,1]: 1 where token t−s exists and is in the same document as token t. */
+  sameDocShift(s: number): tf.Tensor {
+    let m = this.shifts.get(s);
+    if (!m) {
+      const prev = tf.pad(this.docIds, [[0, 0], [s, 0]], -1).slice([0, 0], [this.B, this.T]);
+      m = tf.equal(this.docIds, prev).cast('float32').expandDims(2);
+      this.shifts.set(s, m);
+    }
+    return m;
+  }
+}
+
+// Causal sliding-window bands are constants of (T, window): built once and kept.
+const bands = new Map<string, tf.Tensor2D>();
+function bandMatrix(T: number, window: number): tf.Tensor2D {
+  const key = `${T}:${window}`;
+  let band = bands.get(key);
+  if (!band) {
+    const v = new Float32Array(T * T);
+    for (let i = 0; i < T; i++) for (let j = Math.max(0, i - window + 1); j <= i; j++) v[i * T + j] = 1;
+    band = tf.keep(tf.tensor2d(v, [T, T]));
+    bands.set(key, band);
+  }
+  return band;
+}
+
+/** x shifted right by s along time (zeros enter), with tokens from another document zeroed. */
+function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext): tf.Tensor {
+  const [B, T, C] = x.shape;
+  return tf.pad(x, [[0, 0], [s, 0], [0, 0]]).slice([0, 0, 0], [B, T, C]).mul(ctx.sameDocShift(s));
+}
+
+/** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. */
+export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  const fused = runFused('CanonConv', { x, w, docIds: ctx.docIds }, {});
+  if (fused) return fused;
+  const taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
+  let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
+  for (let s = 1; s <= 3; s++) y = y.add(shiftTime(x, s, ctx).mul(taps[3 - s]));
+  return y;
+}
+
+/** Token smear (modded-nanogpt): x[t] += λ·σ(gate(x[t][:12]))·x[t−1], never across a document start. */
+function smear(x: tf.Tensor, gateW: tf.Tensor, lambda: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  const [B, T] = x.shape;
+  const gate = tf.sigmoid(linear(x.slice([0, 0, 0], [B, T, 12]), gateW)).mul(lambda);
+  return x.add(shiftTime(x, 1, ctx).mul(gate));
+}
+
+// --- Rotary position embedding with YaRN -------------------------------------------
+
+/** Rotary frequencies and the attention scale; YaRN rescales both when the window grows. */
+export interface RopeState { freqs: Float32Array; attnScale: number; version: number }
+
+export function initRope(cfg: Config): RopeState {
+  const half = cfg.headDim / 2;
+  const freqs = new Float32Array(half);
+  // Half-truncated RoPE (@YouJiacheng): h/4 frequencies from 1 down to 1/1024 rotate; the other half of the
+  // dims are stationary (frequency 0). `full` rotates every pair over the same range.
+  const n = cfg.rotary === 'half' ? half / 2 : cfg.rotary === 'full' ? half : 0;
+  for (let j = 0; j < n; j++) freqs[j] = (1 / 1024) ** (n > 1 ? j / (n - 1) : 0);
+  return { freqs, attnScale: cfg.attnScale, version: 0 };
+}
+
+/** YaRN (arXiv 2309.00071, as in the speedrun): interpolate slow frequencies, sharpen the softmax. */
+export function yarnExtend(rope: RopeState, oldWindow: number, newWindow: number, alpha = 1, beta = 32): RopeState {
+  const scaling = oldWindow / newWindow;
+  const freqs = rope.freqs.map((f) => {
+    const rotations = (oldWindow * f) / (2 * Math.PI);
+    const w = Math.min(1, Math.max(0, (rotations - alpha) / (beta - alpha)));
+    return f * (scaling + w * (1 - scaling));
+  });
+  return { freqs, attnScale: rope.attnScale * (0.2 * Math.log(newWindow / oldWindow) + 1), version: rope.version + 1 };
+}
+
+const ropeTables = new Map<string, { cos: tf.Tensor; sin: tf.Tensor }>();
+function rotaryTables(rope: RopeState, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
+  const key = `${T}:${rope.freqs.join(',')}`;
+  let tables = ropeTables.get(key);
+  if (!tables) {
+    const half = rope.freqs.length, c = new Float32Array(T * half), s = new Float32Array(T * half);
+    for (let t = 0; t < T; t++) for (let j = 0; j < half; j++) { c[t * half + j] = Math.cos(t * rope.freqs[j]); s[t * half + j] = Math.sin(t * rope.freqs[j]); }
+    tables = { cos: tf.keep(tf.tensor4d(c, [1, T, 1, half])), sin: tf.keep(tf.tensor4d(s, [1, T, 1, half])) };
+    if (ropeTables.size > 16) { for (const t of ropeTables.values()) { t.cos.dispose(); t.sin.dispose(); } ropeTables.clear(); }
+    ropeTables.set(key, tables);
+  }
+  return tables;
+}
+
+/** Rotates dims (j, j + h/2) of x [B,T,H,h] by angle t·freq_j. */
+export function rotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
+  if (!rope.freqs.some((f) => f !== 0)) return x;
+  const { cos, sin } = rotaryTables(rope, x.shape[1]!);
+  const [x1, x2] = tf.split(x, 2, -1);
+  return tf.concat([x1.mul(cos).add(x2.mul(sin)), x2.mul(cos).sub(x1.mul(sin))], -1);
+}
+
+// --- Attention ------------------------------------------------------------------------
+
+/**
+ * Attention probabilities from scores s [.., T, T] under a 0/1 mask `keep` (its additive form `bias`).
+ * softmax; softpick (arXiv 2504.20966): relu(e^s − 1) / (Σ|e^s − 1| + ε), rows need not sum to 1;
+ * softmax1 ("attention is off by one"): e^s / (1 + Σ e^s). Masked entries count in no sum.
+ */
+export function attentionProbs(s: tf.Tensor, keep: tf.Tensor, bias: tf.Tensor, kind: Config['attnScore']): tf.Tensor {
+  const masked = s.add(bias);
+  if (kind === 'softmax') return tf.softmax(masked);
+  if (kind === 'softpick') {
+    const m = masked.max(-1, true);
+    const d = tf.exp(masked.sub(m)).sub(tf.exp(m.neg())).mul(keep); // e^{s−m} − e^{−m}, in the shifted frame
+    return tf.relu(d).div(tf.abs(d).sum(-1, true).add(1e-6));
+  }
+  const m = tf.maximum(masked.max(-1, true), 0); // the extra zero logit takes part in the max
+  const e = tf.exp(masked.sub(m));
+  return e.div(tf.exp(m.neg()).add(e.sum(-1, true)));
+}
+
+/** [B,T,Hk,h] → [B,H,T,h]: heads first, each K/V head repeated for its group of query heads. */
+function headsFirst(x: tf.Tensor, H: number): tf.Tensor {
+  const [B, T, Hk, h] = x.shape;
+  const t = x.transpose([0, 2, 1, 3]);
+  if (Hk === H) return t;
+  return t.expandDims(2).tile([1, 1, H / Hk, 1, 1]).reshape([B, H, T, h]);
+}
+
+/**
+ * Causal attention over q [B,T,H,h], k and v [B,T,Hk,h] within `window` tokens and one document.
+ * The composite materialises the T×T scores; a backend's fused 'CausalAttention' kernel need not.
+ */
+export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext, window: number, scale: number,
+  score: Config['attnScore']): tf.Tensor {
+  const fused = runFused('CausalAttention', { q, k, v, docIds: ctx.docIds }, { window, scale, score });
+  if (fused) return fused;
+  const H = q.shape[2]!;
+  const { keep, bias } = ctx.mask(window);
+  const s = tf.matMul(headsFirst(q, H), headsFirst(k, H), false, true).mul(scale);
+  const y = tf.matMul(attentionProbs(s, keep, bias, score), headsFirst(v, H));
+  return y.transpose([0, 2, 1, 3]);
+}
+
+/** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras. */
+function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
+  const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
+  const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
+  const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
+  let qkv = linear(a, P('qkv'));
+  let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
+  q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
+  if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); } // QK-norm (@Grad62304977)
+  if (cfg.canon.includes('B')) {
+    qkv = canon(tf.concat([q.reshape([B, T, -1]), k.reshape([B, T, -1]), v.reshape([B, T, -1])], -1), P('canon_b'), ctx);
+    [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
+    q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
+  }
+  q = rotary(q, sched.rope); k = rotary(k, sched.rope);
+  // v ← λa·v + λb·ve: value embeddings mixed into the values by learned per-layer lambdas.
+  const [la, lb] = tf.unstack(P('sa_lambdas'));
+  const ve = m.plan[i].valueEmbed;
+  v = ve >= 0 ? v.mul(la).add(ves[ve].mul(lb)) : v.mul(la);
+  const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
+  let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
+  if (cfg.attnGate) {
+    // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
+    const gate = tf.sigmoid(linear(xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
+    y = y.mul(gate.expandDims(3));
+  }
+  return linear(y.reshape([B, T, H * h]), P('proj'));
+}
+
+/** Shaped attention (He & Hofmann): A = α·I + β·softmax(QKᵀ/√h) − γ·C applied to the heads of the input. */
+function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
+  const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
+  const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
+  const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
+  let q = linear(a, P('wq')).reshape([B, T, H, h]), k = linear(a, P('wk')).reshape([B, T, H, h]);
+  if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
+  q = rotary(q, sched.rope); k = rotary(k, sched.rope);
+  const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
+  const { keep, bias } = ctx.mask(window);
+  const probs = attentionProbs(tf.matMul(headsFirst(q, H), headsFirst(k, H), false, true).mul(1 / Math.sqrt(h)), keep, bias, 'softmax');
+  const x = headsFirst(a.reshape([B, T, H, h]), H); // [B,H,T,h]
+  const uniform = keep.div(keep.sum(-1, true)); // C: the causal average over the allowed keys (1/i in the plain case)
+  const [alpha, beta, gamma] = tf.unstack(P('shape').add(1)).map((t) => t.reshape([1, H, 1, 1]));
+  const y = x.mul(alpha).add(tf.matMul(probs, x).mul(beta)).sub(tf.matMul(uniform.tile([1, H, 1, 1]), x).mul(gamma));
+  return y.transpose([0, 2, 1, 3]).reshape([B, T, H * h]);
+}
+
+/** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D. */
+function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
+  const a = cfg.canon.includes('C') ? canon(xn, P('canon_c'), ctx) : xn;
+  let up = linear(a, P('w1'));
+  if (cfg.canon.includes('D')) up = canon(up, P('canon_d'), ctx);
+  let act: tf.Tensor;
+  if (cfg.mlp === 'relu2') act = tf.relu(up).square();
+  else { const [g, u] = tf.split(up, 2, -1); act = g.mul(tf.sigmoid(g)).mul(u); }
+  return linear(act, P('w2'));
+}
+
+/** Window sizes (tokens) and rotary state for one forward pass. */
+export interface AttnSchedule { shortWindow: number; longWindow: number; rope: RopeState }
+
+/** One transformer block on the residual stream x. */
+function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
+  const { cfg } = m, lp = m.plan[i];
+  if (cfg.block === 'prenorm') {
+    if (cfg.parallel) {
+      // PaLM's parallel block: both sublayers read one normed input (one norm serves both: it has no weight).
+      const xn = rmsNorm(x);
+      let y = x;
+      if (lp.attn) y = y.add(attentionSublayer(m, i, xn, ves, ctx, sched));
+      if (lp.mlp) y = y.add(mlpSublayer(m, i, xn, ctx));
+      return y;
+    }
+    if (lp.attn) x = x.add(attentionSublayer(m, i, rmsNorm(x), ves, ctx, sched));
+    if (lp.mlp) x = x.add(mlpSublayer(m, i, rmsNorm(x), ctx));
+    return x;
+  }
+  const P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
+  const betaFF = lp.mlp ? P('beta_ff') : null;
+  if (cfg.block === 'sas') {
+    // SAS: x' = β_SA·ShapedAttn(norm(x)); out = x' + β_FF·MLP(norm(x')). A layer without attention keeps x' = x.
+    const xa = lp.attn ? shapedAttentionSublayer(m, i, rmsNorm(x), ctx, sched).mul(P('beta_sa')) : x;
+    return betaFF ? xa.add(mlpSublayer(m, i, rmsNorm(xa), ctx).mul(betaFF)) : xa;
+  }
+  // SAS-P: out = β_SA·ShapedAttn(norm(x)) + β_FF·MLP(norm(x)); without attention, x stands in for A = I.
+  const xn = rmsNorm(x);
+  const xa = lp.attn ? shapedAttentionSublayer(m, i, xn, ctx, sched).mul(P('beta_sa')) : x;
+  return betaFF ? xa.add(mlpSublayer(m, i, xn, ctx).mul(betaFF)) : xa;
+}
+
+/** Token ids [B,T] → final normed hidden states [B,T,d]. */
+export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule): tf.Tensor {
+  const { cfg, plan } = m, ctx = new ForwardContext(docIds);
+  const { B, T } = ctx, d = cfg.modelDim, p = (n: string) => m.params.get(n)!;
+  const ids = inputs.reshape([-1]);
+  let x = tf.gather(p('embed'), ids).reshape([B, T, d]);
+  if (cfg.smear) x = smear(x, p('smear_gate'), p('smear_lambda'), ctx);
+  x = rmsNorm(x);
+  const x0 = x;
+  const ves = Array.from({ length: cfg.valueEmbeds }, (_, k) => tf.gather(p(`value_embed.${k}`), ids).reshape([B, T, cfg.kvHeads, cfg.headDim]));
+  const outputs = new Map<number, tf.Tensor>();
+  let backout: tf.Tensor | null = null;
+  for (let i = 0; i < cfg.numLayers; i++) {
+    m.skips.forEach(([from, to], j) => {
+      if (to !== i) return;
+      // Refined skip: a sigmoid gate (init σ(−1.5) ≈ 0.18); the full U-net uses plain learned weights.
+      const w = cfg.skip === 'unet' ? p('skip_weights').slice([j], [1]) : tf.sigmoid(p('skip_weight'));
+      x = x.add(outputs.get(from)!.mul(w));
+    });
+    if (plan[i].attn || plan[i].mlp) {
+      if (cfg.blockLambdas) {
+        // x ← a·x + b·x0: each block re-reads the embedding; a (init 1.1) rescales the stream.
+        const [a, b] = tf.unstack(p(`layer.${i}.lambdas`));
+        x = x.mul(a).add(x0.mul(b));
+      }
+      x = block(m, i, x, ves, ctx, sched);
+    }
+    if (m.skips.some(([from]) => from === i)) outputs.set(i, x);
+    if (cfg.backout && i === cfg.backoutLayer) backout = x;
+  }
+  // Backout: remove a learned share of an early layer's output that the head should not see.
+  if (backout) x = x.sub(backout.mul(p('backout_lambda')));
+  return rmsNorm(x);
+}
+
+/** Logit soft cap: keeps logits bounded so the head cannot grow them without limit. */
+export function logitSoftcap(logits: tf.Tensor, cfg: Config): tf.Tensor {
+  if (cfg.logitCap === 'sigmoid') return tf.sigmoid(logits.div(cfg.logitCapTemp)).mul(cfg.logitCapScale);
+  if (cfg.logitCap === 'tanh') return tf.tanh(logits.div(cfg.logitCapScale)).mul(cfg.logitCapScale);
+  return logits;
+}
+
+/** Hidden states [.., d] → capped logits [N, V]. */
+export function headLogits(m: Model, x: tf.Tensor): tf.Tensor2D {
+  const x2 = x.reshape([-1, m.cfg.modelDim]);
+  const raw = m.cfg.tieEmbed ? tf.matMul(x2, m.params.get('embed')!, false, true) : tf.matMul(x2, m.params.get('head')!);
+  return logitSoftcap(raw, m.cfg) as tf.Tensor2D;
+}
+
+/** Cross-entropy of logits [N,V] against int32 targets [N], summed or averaged over tokens. */
+export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, reduction: 'sum' | 'mean'): tf.Scalar {
+  const [N, V] = logits.shape;
+  const picked = tf.gather(logits.reshape([-1]), targets.add(tf.range(0, N * V, V, 'int32')));
+  const losses = tf.logSumExp(logits, 1).sub(picked);
+  return (reduction === 'sum' ? losses.sum() : losses.mean()) as tf.Scalar;
+}
+
+export interface Batch { inputs: tf.Tensor2D; targets: tf.Tensor2D; docIds: tf.Tensor2D }
+
+/** The training objective: summed token losses in training (as the speedrun), mean in validation. */
+export function modelLoss(m: Model, batch: Batch, sched: AttnSchedule, reduction: 'sum' | 'mean'): tf.Scalar {
+  const x = trunk(m, batch.inputs, batch.docIds, sched);
+  const targets = batch.targets.reshape([-1]) as tf.Tensor1D;
+  const fused = m.cfg.tieEmbed ? null : runFused('SoftcapCrossEntropy', { x: x.reshape([-1, m.cfg.modelDim]), w: m.params.get('head')!, targets },
+    { cap: m.cfg.logitCap, scale: m.cfg.logitCapScale, temp: m.cfg.logitCapTemp, reduction });
+  return (fused as tf.Scalar | null) ?? crossEntropy(headLogits(m, x), targets, reduction);
+}
+
+// -----------------------------------------------------------------------------
+// Optimisers and schedules
+//
+// Muon (https://kellerjordan.github.io/posts/muon/) for the hidden matrices: SGD-Nesterov momentum whose
+// update is replaced by the nearest semi-orthogonal matrix. Adam for embeddings, head and scalars.
+
+const NS5 = [3.4445, -4.775, 2.0315] as const;
+// Polar Express (arXiv 2505.16932): per-iteration coefficients for 5 steps (safety 2e-2, cushion 2).
+const POLAR_EXPRESS: readonly (readonly [number, number, number])[] = [
+  [8.156554524902461, -22.48329292557795, 15.878769915207462],
+  [4.042929935166739, -2.808917465908714, 0.5000178451051316],
+  [3.8916678022926607, -2.772484153217685, 0.5060648178503393],
+  [3.285753657755655, -2.3681294933425376, 0.46449024233003106],
+  [2.3465413258596377, -1.7097828382687081, 0.42323551169305323],
+];
+
+/** Approximately U·Vᵀ of G = U·S·Vᵀ by 5 odd-polynomial iterations X ← aX + (bA + cA²)X, A = XXᵀ. */
+export function orthogonalize(G: tf.Tensor2D, kind: Config['orthogonalizer'] = 'ns5'): tf.Tensor2D {
+  return tf.tidy(() => {
+    const tall = G.shape[0] > G.shape[1];
+    let X: tf.Tensor2D = tall ? G.transpose() : G; // iterate on the wide side: A is the smaller Gram matrix
+    // Scale so every singular value is ≤ 1, where the polynomials converge.
+    const norm = X.norm().mul(kind === 'polar' ? 1.02 : 1).add(kind === 'polar' ? 1e-6 : 1e-7);
+    X = X.div(norm);
+    const coeffs = kind === 'polar' ? POLAR_EXPRESS : Array(5).fill(NS5);
+    for (const [a, b, c] of coeffs) {
+      const A = tf.matMul(X, X, false, true);
+      const Bm = A.mul(b).add(tf.matMul(A, A).mul(c));
+      X = X.mul(a).add(tf.matMul(Bm, X));
+    }
+    return tall ? X.transpose() : X;
+  });
+}
+
+/** Learning-rate multiplier: stable, then a linear cooldown to `cooldownFloor` over the last steps. */
+export function lrScale(step: number, cfg: Config): number {
+  const N = cfg.numIterations, start = N * (1 - cfg.cooldownFrac);
+  if (step < start) return 1;
+  const t = Math.min(1, (step - start) / Math.max(1, N - start));
+  return 1 - t * (1 - cfg.cooldownFloor);
+}
+
+/** Muon momentum warms up linearly (0.85 → 0.95 over 300 steps in the speedrun). */
+export function muonMomentumAt(step: number, cfg: Config): number {
+  const t = Math.min(1, step / Math.max(1, cfg.muonWarmupSteps));
+  return cfg.muonMomentumStart + t * (cfg.muonMomentum - cfg.muonMomentumStart);
+}
+
+/** The long attention window (in blocks) at a step: the schedule's stages split training evenly. */
+export function longWindowBlocks(step: number, cfg: Config): number {
+  const S = cfg.windowSchedule.length;
+  return cfg.windowSchedule[Math.min(S - 1, Math.floor((step / cfg.numIterations) * S))];
+}
+
+/** The attention schedule at a step: windows in tokens (short = long/2) and the rotary state. */
+export function attnScheduleAt(longBlocks: number, rope: RopeState, cfg: Config): AttnSchedule {
+  return { longWindow: longBlocks * cfg.windowBlock, shortWindow: Math.max(1, Math.floor(longBlocks / 2)) * cfg.windowBlock, rope };
+}
+
+export interface OptimizerState {
+  step: number; // Adam's bias-correction count
+  slots: Map<string, tf.Variable[]>; // Muon: [momentum]; Adam: [m, v]
+}
+
+export function createOptimizerState(m: Model): OptimizerState {
+  const slots = new Map<string, tf.Variable[]>();
+  for (const [name, v] of m.params) {
+    const n = m.info.get(name)!.opt === 'muon' ? 1 : 2;
+    slots.set(name, Array.from({ length: n }, () => tf.variable(tf.zerosLike(v), false)));
+  }
+  return { step: 0, slots };
+}
+
+export function disposeOptimizerState(st: OptimizerState): void {
+  for (const vs of st.slots.values()) for (const v of vs) v.dispose();
+}
+
+/** One optimiser step on every parameter from its (accumulated, averaged) gradient. */
+export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number): void {
+  const { cfg } = m, lr = lrScale(step, cfg), mom = muonMomentumAt(step, cfg);
+  st.step += 1;
+  const bc1 = 1 - cfg.adamBeta1 ** st.step, bc2 = 1 - cfg.adamBeta2 ** st.step;
+  tf.tidy(() => {
+    for (const [name, p] of m.params) {
+      const g = grads.get(name);
+      if (!g) throw new Error(`no gradient for parameter ${name}`);
+      const info = m.info.get(name)!, slots = st.slots.get(name)!;
+      if (info.opt === 'muon') {
+        const [buf] = slots;
+        buf.assign(buf.mul(mom).add(g.mul(1 - mom)));
+        const nesterov = g.mul(1 - mom).add(buf.mul(mom)) as tf.Tensor2D;
+        // Orthogonalise each block (q, k, v of a merged projection) on its own, as separate matrices.
+        const blocks = info.split ? tf.split(nesterov, info.split, 1) : [nesterov];
+        const rows = p.shape[0]!;
+        const update = tf.concat(blocks.map((b) => {
+          // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent.
+          return orthogonalize(b as tf.Tensor2D, cfg.orthogonalizer).mul(Math.sqrt(Math.max(1, b.shape[1]! / rows)));
+        }), 1);
+        p.assign(p.sub(update.mul(cfg.muonLr * lr * info.lrMul)));
+      } else {
+        const [mv, vv] = slots;
+        mv.assign(mv.mul(cfg.adamBeta1).add(g.mul(1 - cfg.adamBeta1)));
+        vv.assign(vv.mul(cfg.adamBeta2).add(g.square().mul(1 - cfg.adamBeta2)));
+        const update = mv.div(bc1).div(vv.div(bc2).sqrt().add(cfg.adamEps));
+        p.assign(p.sub(update.mul(cfg.adamLr * info.lrMul * lr)));
+      }
+    }
+  });
+}
+
+// -----------------------------------------------------------------------------
+// Data
+//
+// Shards hold uint16 GPT-2 tokens (data/shard.ts). Training sequences start at a document start (BOS);
+// a document longer than the sequence is cut, and every rank computes every rank's sequence starts the
+// same way, so ranks never overlap. Validation reads contiguous slices.
+
+/** Per-row document index (cumulative count of BOS tokens) for tokens [B*T]; attention stays inside one. */
+export function documentIds(tokens: ArrayLike<number>, B: number, T: number, bos: number): Int32Array {
+  const ids = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let doc = 0;
+    for (let t = 0; t < T; t++) {
+      if (tokens[b * T + t] === bos && t > 0) doc++;
+      ids[b * T + t] = doc;
+    }
+  }
+  return ids;
+}
+
+export interface HostBatch { inputs: Int32Array; targets: Int32Array; B: number; T: number }
+export interface LoaderState { file: number; pos: number }
+
+/** BOS-aligned training batches for one rank, with the next shard read in the background. */
+export class TrainLoader {
+  private tokens: Uint16Array | null = null;
+  private bosPos = new Int32Array(0);
+  private file = -1;
+  private pos = 0;
+  private prefetch: { file: number; data: Promise<Uint16Array> } | null = null;
+  private pendingStart: LoaderState | null; // where the first call to next() begins
+  wrapped = false; // set once the loader has gone past the last shard back to the first
+
+  constructor(readonly files: string[], readonly T: number, readonly B: number, readonly worldSize: number,
+    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }) {
+    if (!files.length) throw new Error('no training shards given');
+    if (rank < 0 || rank >= worldSize) throw new Error(`rank ${rank} is outside world size ${worldSize}`);
+    this.pendingStart = start;
+  }
+
+  private async open(file: number): Promise<void> {
+    const name = this.files[file];
+    this.tokens = this.prefetch?.file === file ? await this.prefetch.data : await readShard(name);
+    const pos: number[] = [];
+    for (let i = 0; i < this.tokens.length; i++) if (this.tokens[i] === this.bos) pos.push(i);
+    if (!pos.length) throw new Error(`${name}: no document-start token ${this.bos} in ${this.tokens.length} tokens (wrong --bos-token?)`);
+    this.bosPos = Int32Array.from(pos);
+    this.file = file;
+    this.pos = 0;
+    const next = (file + 1) % this.files.length;
+    this.prefetch = next === file ? null : { file: next, data: readShard(this.files[next]) };
+    this.prefetch?.data.catch(() => { /* reported when the shard is opened */ });
+  }
+
+  state(): LoaderState { return { file: this.file, pos: this.pos }; }
+
+  /** The next B sequences of this rank, T+1 tokens each, as inputs and shifted targets. */
+  async next(): Promise<HostBatch> {
+    const { T, B, worldSize, rank } = this;
+    if (this.pendingStart) { await this.open(this.pendingStart.file); this.pos = this.pendingStart.pos; this.pendingStart = null; }
+    const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
+    let emptyShards = 0;
+    for (let n = 0; n < worldSize * B;) {
+      const tokens = this.tokens!;
+      const start = this.nextBos(this.pos);
+      if (start < 0 || start + T + 1 > tokens.length) {
+        if (++emptyShards > this.files.length) throw new Error(`no shard holds a document start followed by ${T + 1} tokens`);
+        const nextFile = (this.file + 1) % this.files.length;
+        if (nextFile === 0) this.wrapped = true;
+        await this.open(nextFile);
+        continue;
+      }
+      const row = n - rank * B;
+      if (row >= 0 && row < B) {
+        for (let t = 0; t < T; t++) { inputs[row * T + t] = tokens[start + t]; targets[row * T + t] = tokens[start + t + 1]; }
+      }
+      this.pos = start + T; // the next sequence starts at the first document start from here on
+      n++;
+    }
+    return { inputs, targets, B, T };
+  }
+
+  private nextBos(from: number): number {
+    let lo = 0, hi = this.bosPos.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (this.bosPos[mid] < from) lo = mid + 1; else hi = mid; }
+    return lo < this.bosPos.length ? this.bosPos[lo] : -1;
+  }
+}
+
+/** Contiguous validation batches: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
+export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number): { steps: number; batch(s: number): HostBatch } {
+  const span = worldSize * B * T;
+  const steps = Math.floor(Math.min(valTokens, tokens.length - 1) / span);
+  if (steps < 1) throw new Error(`the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
+  return {
+    steps,
+    batch(s: number): HostBatch {
+      const off = (s * worldSize + rank) * B * T;
+      return { inputs: Int32Array.from(tokens.subarray(off, off + B * T)), targets: Int32Array.from(tokens.subarray(off + 1, off + B * T + 1)), B, T };
+    },
+  };
+}
+
+/** Entropy (nats) of the token distribution: the best loss of a model that ignores context. */
+export function unigramEntropy(tokens: ArrayLike<number>): number {
+  const counts = new Map<number, number>();
+  for (let i = 0; i < tokens.length; i++) counts.set(tokens[i], (counts.get(tokens[i]) ?? 0) + 1);
+  let H = 0;
+  for (const c of counts.values()) { const p = c / tokens.length; H -= p * Math.log(p); }
+  return H;
+}
+
+/** Host batch → device tensors. */
+export function toDevice(hb: HostBatch, bos: number): Batch {
+  return {
+    inputs: tf.tensor2d(hb.inputs, [hb.B, hb.T], 'int32'),
+    targets: tf.tensor2d(hb.targets, [hb.B, hb.T], 'int32'),
+    docIds: tf.tensor2d(documentIds(hb.inputs, hb.B, hb.T, bos), [hb.B, hb.T], 'int32'),
+  };
+}
+
+export function disposeBatch(b: Batch): void { b.inputs.dispose(); b.targets.dispose(); b.docIds.dispose(); }
+
+/** Resolves shard globs (`*` only) inside a folder, sorted. */
+export function globShards(dir: string, pattern: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const re = new RegExp('^' + pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+  return fs.readdirSync(dir).filter((f) => re.test(f)).sort().map((f) => path.join(dir, f));
+}
+
+// -----------------------------------------------------------------------------
+// Logs and checkpoints
+//
+// The log format is the speedrun's (../shared/reference/speedrun.md), so its tools parse ours: the script's
+// source, a line of 100 '=', versions and the GPU listing, another line of '=', then one line per step.
+
+export const stepLine = (step: number, N: number, trainMs: number) =>
+  `step:${step}/${N} train_time:${Math.round(trainMs)}ms step_avg:${(trainMs / Math.max(step, 1)).toFixed(2)}ms`;
+export const valLine = (step: number, N: number, loss: number, trainMs: number) =>
+  `step:${step}/${N} val_loss:${loss.toFixed(4)} train_time:${Math.round(trainMs)}ms step_avg:${(trainMs / Math.max(step, 1)).toFixed(2)}ms`;
+
+function gpuListing(): string {
+  const r = spawnSync('nvidia-smi', [], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? r.stdout.trimEnd() : 'nvidia-smi: not available (no NVIDIA GPU listed)';
+}
+
+/** One new file per run under logDir; it is never overwritten (opened with O_EXCL). */
+export class RunLog {
+  readonly file: string;
+  constructor(dir: string, runId: string, versions: string) {
+    fs.mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, `${runId}.txt`);
+    const source = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8');
+    const rule = '='.repeat(100);
+    fs.writeFileSync(this.file, `${source}\n${rule}\n${versions}\n${gpuListing()}\n${rule}\n`, { flag: 'wx' });
+  }
+  write(line: string): void { fs.appendFileSync(this.file, line + '\n'); }
+}
+
+const CKPT_MAGIC = 'TSGPT-CKPT-1\n';
+
+/** Writes parameters, optimiser state and loader position into one file, atomically. */
+export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta: { step: number; loader: LoaderState; config: Config }): void {
+  const entries: { name: string; shape: number[]; offset: number }[] = [];
+  const blobs: Float32Array[] = [];
+  let offset = 0;
+  const put = (name: string, t: tf.Tensor) => {
+    const data = t.dataSync() as Float32Array;
+    entries.push({ name, shape: t.shape, offset });
+    blobs.push(data);
+    offset += data.byteLength;
+  };
+  for (const [name, v] of m.params) put(`param/${name}`, v);
+  for (const [name, vs] of st.slots) vs.forEach((v, i) => put(`slot${i}/${name}`, v));
+  const header = Buffer.from(JSON.stringify({ ...meta, optStep: st.step, entries }));
+  const out = Buffer.alloc(CKPT_MAGIC.length + 4 + header.length + offset);
+  let at = out.write(CKPT_MAGIC, 'latin1');
+  at = out.writeUInt32LE(header.length, at);
+  at += header.copy(out, at);
+  for (const b of blobs) at += Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, at);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, out);
+}
+
+/** Restores a checkpoint into a model built with the same shape; returns its step and loader position. */
+export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { step: number; loader: LoaderState } {
+  if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
+  const buf = fs.readFileSync(file);
+  if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
+  const len = buf.readUInt32LE(CKPT_MAGIC.length), base = CKPT_MAGIC.length + 4 + len;
+  const header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base)) as { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
+  const targets = new Map<string, tf.Variable>();
+  for (const [name, v] of m.params) targets.set(`param/${name}`, v);
+  for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
+  if (header.entries.length !== targets.size) throw new ConfigError(`--resume ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
+  for (const e of header.entries) {
+    const v = targets.get(e.name);
+    if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`--resume ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + e.offset, buf.byteOffset + base + e.offset + n * 4));
+    tf.tidy(() => v.assign(tf.tensor(data, e.shape)));
+  }
+  st.step = header.optStep;
+  return { step: header.step, loader: header.loader };
+}
+
+// -----------------------------------------------------------------------------
+// Training
+
+export class TrainingError extends Error {}
+
+/** Rotary state after `step` steps: YaRN applied at every growth of the long window so far. */
+export function ropeAt(step: number, cfg: Config): RopeState {
+  let rope = initRope(cfg), blocks = longWindowBlocks(0, cfg);
+  for (let s = 1; s <= step; s++) {
+    const nb = longWindowBlocks(s, cfg);
+    if (nb !== blocks) { rope = yarnExtend(rope, blocks * cfg.windowBlock, nb * cfg.windowBlock); blocks = nb; }
+  }
+  return rope;
+}
+
+/** Forward and backward over `accum` micro-batches, then one optimiser step. Returns the mean token loss. */
+export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoader, sched: AttnSchedule, accum: number, step: number): Promise<tf.Scalar> {
+  const nameOf = new Map([...m.params].map(([name, v]) => [v.name, name]));
+  const grads = new Map<string, tf.Tensor>();
+  let lossSum: tf.Scalar = tf.scalar(0);
+  for (let a = 0; a < accum; a++) {
+    const hb = await loader.next();
+    const { value, grads: g } = tf.tidy(() => {
+      const batch = toDevice(hb, m.cfg.bosToken);
+      // Summed token loss scaled by 1/accum (the speedrun's convention): gradients then add up over micro-steps.
+      return tf.variableGrads(() => modelLoss(m, batch, sched, 'sum').div(accum) as tf.Scalar);
+    });
+    for (const [vname, gi] of Object.entries(g)) {
+      const name = nameOf.get(vname)!, prev = grads.get(name);
+      grads.set(name, prev ? tf.tidy(() => prev.add(gi)) : gi);
+      if (prev) { prev.dispose(); gi.dispose(); }
+    }
+    const next = tf.tidy(() => lossSum.add(value.div((hb.B * hb.T) / accum)) as tf.Scalar);
+    lossSum.dispose(); value.dispose();
+    lossSum = next;
+  }
+  optimizerStep(m, st, grads, step);
+  for (const g of grads.values()) g.dispose();
+  return lossSum;
+}
+
+/** Mean validation loss over the val slices (per-token mean, as the rules define it). */
+export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sched: AttnSchedule): Promise<number> {
+  let total: tf.Scalar = tf.scalar(0);
+  for (let s = 0; s < val.steps; s++) {
+    const next = tf.tidy(() => {
+      const batch = toDevice(val.batch(s), m.cfg.bosToken);
+      return total.add(modelLoss(m, batch, sched, 'mean')) as tf.Scalar;
+    });
+    total.dispose();
+    total = next; // accumulated on the device: one read at the end
+  }
+  const sum = (await total.data())[0];
+  total.dispose();
+  return sum / val.steps;
+}
+
+export interface World { size: number; rank: number }
+export interface TrainResult { finalValLoss: number; trainMs: number; steps: number; logFile: string | null; unigramEntropy: number; tokensPerSecond: number }
+
+interface DataFiles { train: string[]; val: string; label: string }
+
+/** Finds the training and validation shards of the configured corpus (building the built-in one if needed). */
+export async function resolveData(cfg: Config, say: (s: string) => void): Promise<DataFiles> {
+  const dataDir = path.resolve(REPO_ROOT, cfg.dataDir);
+  const fineweb = { train: globShards(dataDir, cfg.trainFiles), val: globShards(dataDir, cfg.valFiles) };
+  let corpus = cfg.corpus;
+  if (corpus === 'auto') {
+    corpus = fineweb.train.length && fineweb.val.length ? 'fineweb' : cfg.vocabSize >= 50257 ? 'builtin-gpt2' : 'builtin-bytes';
+    if (corpus !== 'fineweb') say(`corpus auto: no FineWeb shards in ${dataDir} (npx tsx data/cached_fineweb10B.ts 8 downloads them); using ${corpus}`);
+  }
+  if (corpus === 'fineweb') {
+    if (!fineweb.train.length || !fineweb.val.length) {
+      throw new ConfigError(`--corpus fineweb: no ${!fineweb.train.length ? cfg.trainFiles : cfg.valFiles} in ${dataDir}; download shards with \`npx tsx data/cached_fineweb10B.ts 8\``);
+    }
+    if (cfg.vocabSize < 50257 || cfg.bosToken !== GPT2_BOS) throw new ConfigError(`FineWeb holds GPT-2 tokens: it needs --vocab-size ≥ 50257 and --bos-token ${GPT2_BOS}`);
+    return { train: fineweb.train, val: fineweb.val[0], label: `fineweb (${dataDir})` };
+  }
+  const tokenizer: CorpusTokenizer = corpus === 'builtin-gpt2' ? 'gpt2' : 'bytes';
+  const c = await ensureBuiltinCorpus(tokenizer, { log: say });
+  if (c.vocabSize > cfg.vocabSize || c.bosToken !== cfg.bosToken) {
+    throw new ConfigError(`--corpus ${corpus} has ${c.vocabSize} token ids with document start ${c.bosToken}: set --vocab-size ≥ ${c.vocabSize} and --bos-token ${c.bosToken}`);
+  }
+  return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)` };
+}
+
+/** Trains with a resolved config on the current backend; rank 0 writes the log. */
+export async function train(cfg: Config, opts: { backend: string; world?: World; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean } }): Promise<TrainResult> {
+  const world = opts.world ?? { size: 1, rank: 0 };
+  const lead = world.rank === 0;
+  const say = opts.say ?? ((s: string) => { if (lead) console.log(s); });
+  const N = cfg.numIterations;
+  const microTokens = cfg.seqLen * cfg.deviceBatch * world.size;
+  if (cfg.batchTokens % microTokens) {
+    throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × --device-batch × GPUs = ${microTokens}`);
+  }
+  if (world.size > 1) throw new ConfigError('data-parallel training across processes is not available yet: run a single process');
+  const accum = cfg.batchTokens / microTokens;
+  const data = await resolveData(cfg, say);
+  const valTokens = readShardSync(data.val);
+  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank);
+  const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * cfg.deviceBatch * cfg.seqLen + 1));
+
+  const m = createModel(cfg);
+  const st = createOptimizerState(m);
+  let startStep = 0, loaderStart: LoaderState = { file: 0, pos: 0 };
+  if (cfg.resume) {
+    ({ step: startStep, loader: loaderStart } = loadCheckpoint(path.resolve(cfg.resume), m, st));
+    say(`resumed from ${cfg.resume} at step ${startStep}`);
+  }
+  say(`model: ${(countParams(m) / 1e6).toFixed(2)}M parameters, ${cfg.numLayers} layers, d ${cfg.modelDim}; data: ${data.label}`);
+  say(`batch: ${cfg.batchTokens} tokens/step = ${accum} micro-step(s) × ${world.size} rank(s) × ${cfg.deviceBatch} × ${cfg.seqLen}; val: ${val.steps} step(s); unigram entropy of val: ${unigram.toFixed(4)} nats`);
+
+  const runId = randomUUID();
+  const log = lead ? new RunLog(path.resolve(REPO_ROOT, cfg.logDir), runId, [
+    `node ${process.version}, tfjs-core ${tf.version_core}, backend ${opts.backend}, ${os.type()} ${os.release()}, ${os.cpus().length} CPUs`,
+    ...(opts.header ?? []),
+    `config: ${JSON.stringify(cfg)}`,
+  ].join('\n')) : null;
+  if (log) say(`log: ${path.relative(process.cwd(), log.file)}`);
+  const logLine = (s: string) => log?.write(s);
+
+  // Warm-up (untimed, as the rules allow): real steps through every window size, then restore the state.
+  if (cfg.warmupSteps > 0 && !cfg.resume) {
+    const t = performance.now();
+    const snapshot = [...m.params.values()].map((v) => tf.keep(v.clone()));
+    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
+    for (let w = 0; w < cfg.warmupSteps; w++) {
+      const blocks = cfg.windowSchedule[w % cfg.windowSchedule.length];
+      const loss = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w);
+      await loss.data();
+      loss.dispose();
+    }
+    [...m.params.values()].forEach((v, i) => { v.assign(snapshot[i]); snapshot[i].dispose(); });
+    disposeOptimizerState(st);
+    Object.assign(st, createOptimizerState(m));
+    say(`warm-up: ${cfg.warmupSteps} step(s) in ${((performance.now() - t) / 1000).toFixed(1)}s, state restored`);
+  }
+
+  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart);
+  let longBlocks = longWindowBlocks(startStep, cfg), rope = ropeAt(startStep, cfg);
+  let trainMs = 0, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
+  let pending: { step: number; loss: tf.Scalar } | null = null;
+  // The loss of step s is read after step s+1 is queued, so a GPU backend never waits on the host.
+  const flushLoss = async () => {
+    if (!pending) return;
+    const { step, loss } = pending;
+    pending = null;
+    lastLoss = (await loss.data())[0];
+    loss.dispose();
+    if (!Number.isFinite(lastLoss)) {
+      logLine(`stopped: train loss is ${lastLoss} at step ${step}`);
+      throw new TrainingError(`train loss is ${lastLoss} at step ${step}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
+    }
+  };
+  const bar = lead && process.stdout.isTTY ? new cliProgress.SingleBar({
+    format: 'step {value}/{total} [{bar}] loss {loss} | {avg} ms/step | eta {eta_formatted}', hideCursor: true,
+  }, cliProgress.Presets.shades_classic) : null;
+  bar?.start(N, startStep, { loss: '-', avg: '-' });
+  const checkpointFile = (step: number) => path.resolve(REPO_ROOT, cfg.checkpointDir, `${runId}_step${step}.ckpt`);
+  const save = (step: number) => {
+    const file = checkpointFile(step);
+    saveCheckpoint(file, m, st, { step, loader: loader.state(), config: cfg });
+    return file;
+  };
+
+  let t0 = performance.now();
+  try {
+    for (let step = startStep; ; step++) {
+      const last = step === N;
+      if (last || (cfg.valEvery > 0 && step % cfg.valEvery === 0)) {
+        await flushLoss(); // also waits for queued device work, so the clock below is honest
+        trainMs += performance.now() - t0;
+        let sched = attnScheduleAt(longBlocks, rope, cfg);
+        if (last && cfg.valWindow !== longBlocks) {
+          // Final validation with a longer window, reached by one more YaRN extension (@classiclarryd).
+          sched = attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
+        }
+        const loss = await evaluate(m, val, sched);
+        if (!Number.isFinite(loss)) throw new TrainingError(`validation loss is ${loss} at step ${step}`);
+        finalValLoss = loss;
+        logLine(valLine(step, N, loss, trainMs));
+        if (!bar) say(valLine(step, N, loss, trainMs));
+        t0 = performance.now();
+      }
+      if (last) break;
+      if (opts.interrupt?.requested) {
+        await flushLoss();
+        trainMs += performance.now() - t0;
+        const where = `interrupted at step ${step}/${N} (train_time ${Math.round(trainMs)}ms)`;
+        logLine(where);
+        bar?.stop();
+        say(`${where}${cfg.saveCheckpoint ? `; checkpoint: ${save(step)}` : ''}${log ? `; log: ${log.file}` : ''}`);
+        throw new TrainingError(where);
+      }
+      const blocks = longWindowBlocks(step, cfg);
+      if (blocks !== longBlocks) {
+        rope = yarnExtend(rope, longBlocks * cfg.windowBlock, blocks * cfg.windowBlock);
+        longBlocks = blocks;
+      }
+      const loss = await trainStep(m, st, loader, attnScheduleAt(longBlocks, rope, cfg), accum, step);
+      await flushLoss();
+      pending = { step: step + 1, loss };
+      const approxMs = trainMs + performance.now() - t0;
+      logLine(stepLine(step + 1, N, approxMs));
+      peakBytes = Math.max(peakBytes, tf.memory().numBytes);
+      bar?.update(step + 1, { loss: lastLoss.toFixed(4), avg: (approxMs / (step + 1 - startStep)).toFixed(1) });
+      if (!bar && ((step + 1) % cfg.printEvery === 0 || step + 1 === N)) {
+        say(`step ${step + 1}/${N} train_loss ${lastLoss.toFixed(4)} ${(approxMs / (step + 1 - startStep)).toFixed(1)} ms/step`);
+      }
+      if (cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1)}`);
+    }
+  } finally {
+    bar?.stop();
+    pending?.loss.dispose();
+    if (loader.wrapped) say('note: the training data was used more than once (the loader wrapped around)');
+  }
+  if (cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
+  const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
+  const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
+  logLine(`peak memory allocated: ${Math.round((mem.peakBytes ?? peakBytes) / 2 ** 20)} MiB reserved: ${Math.round(reserved / 2 ** 20)} MiB`);
+  const steps = N - startStep;
+  const tokensPerSecond = (steps * cfg.batchTokens) / (trainMs / 1000);
+  say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
+    `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
+  disposeOptimizerState(st);
+  disposeModel(m);
+  return { finalValLoss, trainMs, steps, logFile: log?.file ?? null, unigramEntropy: unigram, tokensPerSecond };
+}
+
+// -----------------------------------------------------------------------------
+// Command line
+
+/** Parses flags, picks backend and preset, trains. Returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const t = performance.now();
+  const interrupt = { requested: false };
+  const onSigint = () => {
+    if (interrupt.requested) process.exit(130); // a second Ctrl-C stops at once
+    interrupt.requested = true;
+    console.error('\ninterrupt: stopping after this step (Ctrl-C again to stop now)');
+  };
+  try {
+    const { overrides, help } = parseFlags(argv);
+    if (help) { console.log(helpText()); return 0; }
+    const base = { ...DEFAULTS, ...overrides } as Config;
+    const backend = await selectBackend(base);
+    for (const n of backend.notes) console.log(n);
+    let preset = overrides.preset ?? 'auto';
+    if (preset === 'auto') {
+      const dataDir = path.resolve(REPO_ROOT, base.dataDir);
+      const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
+      preset = isGpuBackend(backend.name) && hasFineweb ? 'speedrun' : 'tiny';
+      console.log(`preset auto: ${preset} (${isGpuBackend(backend.name) ? 'GPU backend' : 'no GPU backend'}, ${hasFineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`})`);
+    }
+    const { cfg, notes } = resolveConfig(preset, overrides);
+    for (const n of notes) console.log(n);
+    const world = { size: Number(process.env.WORLD_SIZE ?? 1), rank: Number(process.env.RANK ?? 0) };
+    process.on('SIGINT', onSigint);
+    await train(cfg, { backend: backend.name, world, interrupt, header: [`preset ${cfg.preset}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof ConfigError) { console.error(`error: ${err.message}`); return 2; }
+    if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return interrupt.requested ? 130 : 1; }
+    console.error(`error: ${err.message}`);
+    if (process.env.TSGPT_DEBUG) console.error(err.stack);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}
