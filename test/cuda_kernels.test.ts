@@ -142,9 +142,9 @@ for (const target of targets) {
       await compare(T, 'gather batchDims 1', [randFloat([3, 10, 4]), randInt([3, 5], 0, 10)], (p, i) => tf.gather(p, i, 1, 1));
       await compare(T, 'gather int32', [randInt([20], -5, 5), randInt([30], 0, 20)], (p, i) => tf.gather(p, i));
       await compare(T, 'gather large', [randFloat([1000, 64]), randInt([Math.ceil(big / 64)], 0, 1000)], (p, i) => tf.gather(p, i));
-      await compare(T, 'unsortedSegmentSum', [randFloat([40, 6]), randInt([40], 0, 9)], (x, s) => tf.unsortedSegmentSum(x, s, 9), { rtol: 1e-5, atol: 1e-5 });
+      await compare(T, 'unsortedSegmentSum', [randFloat([40, 6]), randInt([40], 0, 9)], (x, s) => tf.unsortedSegmentSum(x, s as tf.Tensor1D, 9), { rtol: 1e-5, atol: 1e-5 });
       // int32 stays int32 here; tfjs-backend-cpu returns float32, so compare values through a cast.
-      await compare(T, 'unsortedSegmentSum int32', [randInt([40, 3], -5, 5), randInt([40], 0, 4)], (x, s) => tf.cast(tf.unsortedSegmentSum(x, s, 4), 'float32'));
+      await compare(T, 'unsortedSegmentSum int32', [randInt([40, 3], -5, 5), randInt([40], 0, 4)], (x, s) => tf.cast(tf.unsortedSegmentSum(x, s as tf.Tensor1D, 4), 'float32'));
       await compare(T, 'oneHot', [randInt([5, 3], 0, 7)], i => tf.oneHot(i, 7, 2, -1));
       await compare(T, 'oneHot out of range', [randInt([9], -2, 9)], i => tf.oneHot(i, 6));
     });

@@ -5,7 +5,6 @@
 #include <napi.h>
 
 #include <cstring>
-#include <memory>
 #include <unordered_map>
 
 #include "device.h"
@@ -14,7 +13,9 @@
 namespace tsgpt {
 namespace {
 
-std::unique_ptr<Device> gDevice;
+// Deliberately never destroyed at process exit: static destructors run after the CUDA runtime has
+// begun its own teardown, and CUDA calls from there hang or crash. dispose() frees it explicitly.
+Device* gDevice = nullptr;
 
 Device& dev() {
   if (!gDevice) throw CudaError("the cuda backend's device is not initialised (call init first)");
@@ -75,8 +76,9 @@ Napi::Value probe(const Napi::CallbackInfo& info) {
 Napi::Value init(const Napi::CallbackInfo& info) {
   const int ordinal = static_cast<int>(intArg(info, 0));
   if (!gDevice || gDevice->ordinal() != ordinal) {
-    gDevice.reset();
-    gDevice = std::make_unique<Device>(ordinal);
+    delete gDevice;
+    gDevice = nullptr;
+    gDevice = new Device(ordinal);
   }
   const cudaDeviceProp& p = gDevice->props();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -89,7 +91,8 @@ Napi::Value init(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value dispose(const Napi::CallbackInfo& info) {
-  gDevice.reset();
+  delete gDevice;
+  gDevice = nullptr;
   return info.Env().Undefined();
 }
 
