@@ -1009,14 +1009,15 @@ export class TrainLoader {
     this.prefetch?.data.catch(() => { /* reported when the shard is opened */ });
   }
 
-  state(): LoaderState { return { file: this.file, pos: this.pos }; }
+  // Before the first next(), the position it will start from: a checkpoint taken then must resume there.
+  state(): LoaderState { return this.pendingStart ? { ...this.pendingStart } : { file: this.file, pos: this.pos }; }
 
   /** The next B sequences of this rank, T+1 tokens each, as inputs and shifted targets. */
   async next(): Promise<HostBatch> {
     const { T, B, worldSize, rank } = this;
     if (this.pendingStart) { await this.open(this.pendingStart.file); this.pos = this.pendingStart.pos; this.pendingStart = null; }
     const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
-    let emptyShards = 0;
+    let emptyShards = 0; // shards opened in a row without a sequence; a small shard may be read several times a step
     for (let n = 0; n < worldSize * B;) {
       const tokens = this.tokens!;
       const start = this.nextBos(this.pos);
@@ -1033,6 +1034,7 @@ export class TrainLoader {
       }
       this.pos = start + T; // the next sequence starts at the first document start from here on
       n++;
+      emptyShards = 0;
     }
     return { inputs, targets, B, T };
   }
