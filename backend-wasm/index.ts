@@ -71,18 +71,20 @@ function batchMatMul(args: KernelArgs): tf.TensorInfo {
       }
       return idx;
     };
-    const ai = backend.makeOutput([m, k], 'float32'), bi = backend.makeOutput([k, n], 'float32');
+    const ai = backend.makeOutput([m, k], 'float32');
     for (let o = 0; o < nb; o++) {
       const ia = sourceIndex(batchA, o), ib = sourceIndex(batchB, o);
+      // A fresh b for every product: XNNPACK packs b once and caches it by b's id, so b must never be rewritten.
+      const bi = backend.makeOutput([k, n], 'float32');
       backend.typedArrayFromHeap(ai).set(backend.typedArrayFromHeap(a).subarray(ia * m * k, (ia + 1) * m * k));
       backend.typedArrayFromHeap(bi).set(backend.typedArrayFromHeap(b).subarray(ib * k * n, (ib + 1) * k * n));
       const r = stockBatchMatMul({ inputs: { a: ai, b: bi }, backend, attrs: plain }) as tf.TensorInfo;
       // Views are taken after every allocation: a growing wasm heap detaches older ones.
       backend.typedArrayFromHeap(out).set(backend.typedArrayFromHeap(r), o * m * n);
       backend.disposeData(r.dataId);
+      backend.disposeData(bi.dataId); // also drops its cached XNNPACK operator
     }
     backend.disposeData(ai.dataId);
-    backend.disposeData(bi.dataId);
   }
   for (const t of temps) backend.disposeData(t.dataId);
   return out;

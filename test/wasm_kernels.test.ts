@@ -1,0 +1,151 @@
+// backend-wasm/index.ts: its BatchMatMul and UnsortedSegmentSum kernels on the 'wasm' backend against
+// the 'cpu' backend (the reference) on fresh random inputs, and the gradient of tf.gather through them.
+// tfjs has one global active backend: each computation runs on one, its inputs built there from arrays.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs'; // gradients and the cpu backend
+import { registerWasmKernels } from '../backend-wasm/index.ts';
+
+const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;
+const stockSegmentSum = tf.getKernel(tf.UnsortedSegmentSum, 'wasm');
+
+before(async () => {
+  registerWasmKernels();
+  registerWasmKernels(); // idempotent
+  assert.ok(await tf.setBackend('wasm'), 'the wasm backend initialises');
+});
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+/** Uniform in [-1, 1), never all zero. */
+const randomArray = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1)); // inclusive
+
+/** Runs fn on a backend; returns its result's values and shape, and checks it left no tensor or buffer behind. */
+async function on(backend: 'cpu' | 'wasm', fn: () => tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
+  assert.ok(await tf.setBackend(backend));
+  const tensorsBefore = tf.memory().numTensors, buffersBefore = tf.engine().backend.numDataIds();
+  const out = fn();
+  const result = { values: Float32Array.from(out.dataSync()), shape: out.shape };
+  out.dispose();
+  assert.equal(tf.memory().numTensors, tensorsBefore, `${backend}: tensors leaked`);
+  assert.equal(tf.engine().backend.numDataIds(), buffersBefore, `${backend}: backend buffers leaked`);
+  return result;
+}
+
+/** The computation on cpu (cpuFn if given) and on wasm must agree in shape and, to float32 rounding, in every value. */
+async function assertAgree(what: string, fn: () => tf.Tensor, cpuFn = fn, atol = 1e-4): Promise<Float32Array> {
+  const cpu = await on('cpu', cpuFn);
+  const wasm = await on('wasm', fn);
+  assert.deepEqual(wasm.shape, cpu.shape, `${what}: shape`);
+  assert.ok(cpu.values.some((v) => v !== 0), `${what}: the reference is not all zeros`);
+  for (let i = 0; i < cpu.values.length; i++) {
+    const d = Math.abs(wasm.values[i] - cpu.values[i]);
+    if (!(d <= atol * (1 + Math.abs(cpu.values[i])))) assert.fail(`${what}: element ${i} is ${wasm.values[i]} on wasm, ${cpu.values[i]} on cpu`);
+  }
+  return cpu.values;
+}
+
+test('registerWasmKernels replaces BatchMatMul and adds UnsortedSegmentSum on wasm', () => {
+  assert.equal(stockSegmentSum, undefined, 'tfjs-backend-wasm 4.22 has no UnsortedSegmentSum of its own');
+  assert.ok(tf.getKernel(tf.UnsortedSegmentSum, 'wasm'));
+  assert.ok(stockBatchMatMul);
+  assert.notEqual(tf.getKernel(tf.BatchMatMul, 'wasm')!.kernelFunc, stockBatchMatMul, 'BatchMatMul is the replacement');
+});
+
+test('BatchMatMul on wasm equals cpu: 2-D, batched, transposed operands, broadcast batch dimensions', async () => {
+  const m = randInt(3, 9), k = randInt(3, 40), n = randInt(2, 9);
+  // [a shape before transposition, b shape before transposition] for each case; transposes apply to the last two dims.
+  const cases: { a: number[]; b: number[] }[] = [
+    { a: [m, k], b: [k, n] },
+    { a: [1, m, k], b: [k, n] }, // batch of one: output keeps the batch dim
+    { a: [1, 1, m, k], b: [1, k, n] },
+    { a: [4, m, k], b: [4, k, n] },
+    { a: [3, m, k], b: [k, n] }, // b shared by every matrix of a
+    { a: [m, k], b: [2, 3, k, n] },
+    { a: [2, 1, m, k], b: [3, k, n] }, // broadcast both ways to [2, 3]
+    { a: [2, 3, 1, m, k], b: [1, 4, k, n] },
+    { a: [2, 33, 65], b: [2, 65, 17] }, // sizes past any blocking of the wasm kernel
+    { a: [1, k], b: [k, 1] },
+  ];
+  for (const c of cases) {
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const swap = (s: number[]) => [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]];
+      const aShape = tA ? swap(c.a) : c.a, bShape = tB ? swap(c.b) : c.b;
+      const av = randomArray(size(aShape)), bv = randomArray(size(bShape));
+      // The cpu kernel broadcasts only a batch of one against a batch (its output has max(batchA, batchB)
+      // matrices), so its operands are broadcast to the full batch first; wasm gets them as they are.
+      const batch = tf.broadcast_util.assertAndGetBroadcastShape(c.a.slice(0, -2), c.b.slice(0, -2));
+      const full = (s: number[]) => [...batch, ...s.slice(-2)];
+      await assertAgree(`[${aShape}]${tA ? 'ᵀ' : ''} × [${bShape}]${tB ? 'ᵀ' : ''}`,
+        () => tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB)),
+        () => tf.tidy(() => tf.matMul(tf.broadcastTo(tf.tensor(av, aShape), full(aShape)), tf.broadcastTo(tf.tensor(bv, bShape), full(bShape)), tA, tB)));
+    }
+  }
+});
+
+test('BatchMatMul on wasm: every matrix of a batch is its own product (checked against a plain JS reference)', async () => {
+  const [B, m, k, n] = [3, randInt(2, 6), randInt(2, 6), randInt(2, 6)];
+  for (const bShared of [false, true]) {
+    const av = randomArray(B * m * k), bv = randomArray((bShared ? 1 : B) * k * n);
+    const got = await on('wasm', () => tf.tidy(() => tf.matMul(tf.tensor(av, [B, m, k]), tf.tensor(bv, bShared ? [k, n] : [B, k, n]))));
+    assert.deepEqual(got.shape, [B, m, n]);
+    for (let b = 0; b < B; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += av[(b * m + i) * k + p] * bv[(bShared ? 0 : b * k * n) + p * n + j];
+      assert.ok(Math.abs(got.values[(b * m + i) * n + j] - s) < 1e-5, `b ${bShared ? 'shared' : 'batched'}: [${b},${i},${j}]`);
+    }
+  }
+});
+
+test('UnsortedSegmentSum on wasm equals cpu: repeated ids summed, out-of-range ids dropped', async () => {
+  for (const rowShape of [[], [3], [2, 5]]) {
+    const numSegments = randInt(4, 9), N = randInt(20, 40);
+    // Ids from -2 to numSegments + 1: some repeated, some out of range on both sides.
+    const ids = Int32Array.from({ length: N }, () => randInt(-2, numSegments + 1));
+    ids[0] = ids[1] = 1; // at least one repeat
+    ids[2] = -1; ids[3] = numSegments; // at least one out of range each side
+    const xs = randomArray(N * size(rowShape));
+    const values = await assertAgree(`x [${N},${rowShape}], ${numSegments} segments`,
+      () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(xs, [N, ...rowShape]), tf.tensor1d(ids, 'int32'), numSegments)));
+    // And the definition, by hand.
+    const row = size(rowShape), want = new Float64Array(numSegments * row);
+    ids.forEach((s, i) => { if (s >= 0 && s < numSegments) for (let j = 0; j < row; j++) want[s * row + j] += xs[i * row + j]; });
+    want.forEach((w, i) => assert.ok(Math.abs(values[i] - w) < 1e-5, `segment element ${i}: ${values[i]} vs ${w}`));
+  }
+});
+
+test('UnsortedSegmentSum on wasm: int32 values, and a 2-D segmentIds is refused with a clear error', async () => {
+  const xs = Int32Array.from({ length: 12 }, () => randInt(-50, 50));
+  const ids = Int32Array.from([0, 2, 2, 5]);
+  const cpu = await on('cpu', () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(xs, [4, 3], 'int32'), tf.tensor1d(ids, 'int32'), 3)));
+  const wasm = await on('wasm', () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(xs, [4, 3], 'int32'), tf.tensor1d(ids, 'int32'), 3)));
+  assert.deepEqual(wasm, cpu);
+  await tf.setBackend('wasm');
+  assert.throws(() => tf.tidy(() => tf.engine().runKernel(tf.UnsortedSegmentSum,
+    { x: tf.ones([2, 2]), segmentIds: tf.tensor2d([0, 1, 0, 1], [2, 2], 'int32') }, { numSegments: 2 })), /segmentIds \[2,2\] must be 1-D/);
+});
+
+test('the gradient of tf.gather on wasm equals cpu (embedding rows hit several times, axis 0 and 1)', async () => {
+  const V = randInt(10, 30), d = randInt(3, 12), N = randInt(30, 60);
+  const table = randomArray(V * d);
+  const ids = Int32Array.from({ length: N }, () => randInt(0, V - 1));
+  ids[0] = ids[1] = ids[2] = randInt(0, V - 1); // a row used three times
+  const weights = randomArray(N * d);
+  const grad0 = await assertAgree('d/dtable Σ w·gather(table, ids)', () => tf.tidy(() => {
+    const w = tf.tensor(weights, [N, d]);
+    return tf.grad((p: tf.Tensor) => tf.gather(p, tf.tensor1d(ids, 'int32')).mul(w).sum())(tf.tensor(table, [V, d]));
+  }));
+  // By hand: row v of the gradient is the sum of the weights of the lookups of v; unused rows are zero.
+  for (let v = 0; v < V; v++) for (let j = 0; j < d; j++) {
+    let s = 0;
+    ids.forEach((id, i) => { if (id === v) s += weights[i * d + j]; });
+    assert.ok(Math.abs(grad0[v * d + j] - s) < 1e-5, `gradient [${v},${j}]`);
+  }
+  const cols = Int32Array.from({ length: 7 }, () => randInt(0, d - 1));
+  const w1 = randomArray(V * cols.length);
+  await assertAgree('gradient of gather along axis 1', () => tf.tidy(() => {
+    const w = tf.tensor(w1, [V, cols.length]);
+    return tf.grad((p: tf.Tensor) => tf.gather(p, tf.tensor1d(cols, 'int32'), 1).mul(w).sum())(tf.tensor(table, [V, d]));
+  }));
+});
