@@ -654,7 +654,8 @@ export function attentionProbs(s: tf.Tensor, keep: tf.Tensor, bias: tf.Tensor, k
   const masked = s.add(bias);
   if (kind === 'softmax') return tf.softmax(masked);
   if (kind === 'softpick') {
-    const m = masked.max(-1, true);
+    // The shift m is arbitrary (it cancels up to ε); its floor keeps e^{−m} finite in a fully masked row.
+    const m = tf.maximum(masked.max(-1, true), -60);
     const d = tf.exp(masked.sub(m)).sub(tf.exp(m.neg())).mul(keep); // e^{s−m} − e^{−m}, in the shifted frame
     return tf.relu(d).div(tf.abs(d).sum(-1, true).add(1e-6));
   }
@@ -668,7 +669,8 @@ function headsFirst(x: tf.Tensor, H: number): tf.Tensor {
   const [B, T, Hk, h] = x.shape;
   const t = x.transpose([0, 2, 1, 3]);
   if (Hk === H) return t;
-  return t.expandDims(2).tile([1, 1, H / Hk, 1, 1]).reshape([B, H, T, h]);
+  const group = H / Hk; // query head i reads K/V head ⌊i/group⌋ (a gather: tile has no rank-5 gradient in tfjs)
+  return tf.gather(t, Array.from({ length: H }, (_, i) => Math.floor(i / group)), 1);
 }
 
 /**
@@ -1146,8 +1148,16 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { st
   if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
   const buf = fs.readFileSync(file);
   if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
+  const corrupt = (what: string) => new ConfigError(`--resume ${file}: truncated or corrupt checkpoint (${what})`);
+  if (buf.length < CKPT_MAGIC.length + 4) throw corrupt('no header');
   const len = buf.readUInt32LE(CKPT_MAGIC.length), base = CKPT_MAGIC.length + 4 + len;
-  const header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base)) as { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
+  let header: { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
+  try {
+    if (base > buf.length) throw new Error();
+    header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base));
+  } catch {
+    throw corrupt('unreadable header');
+  }
   const targets = new Map<string, tf.Variable>();
   for (const [name, v] of m.params) targets.set(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
@@ -1156,6 +1166,7 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { st
     const v = targets.get(e.name);
     if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`--resume ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
     const n = e.shape.reduce((a, b) => a * b, 1);
+    if (base + e.offset + n * 4 > buf.length) throw corrupt(`tensor ${e.name} runs past the end of the file`);
     const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + e.offset, buf.byteOffset + base + e.offset + n * 4));
     tf.tidy(() => v.assign(tf.tensor(data, e.shape)));
   }
@@ -1303,7 +1314,9 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
   }
 
   const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart);
-  let longBlocks = longWindowBlocks(startStep, cfg), rope = ropeAt(startStep, cfg);
+  // The top of step s holds the window and rotary state that step s−1 trained with (the validation at s uses them).
+  const lastTrained = Math.max(0, startStep - 1);
+  let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);
   let trainMs = 0, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
   let pending: { step: number; loss: tf.Scalar } | null = null;
   // The loss of step s is read after step s+1 is queued, so a GPU backend never waits on the host.

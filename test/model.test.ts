@@ -1,0 +1,314 @@
+// The model of train_gpt.ts on the cpu backend: every architectural option has a correct gradient
+// (finite differences), changes the output when turned on, and is causal (no future token and no
+// earlier document reaches an output). Also the attention score functions against their formulas,
+// the Muon orthogonalisation, the schedules and YaRN.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { Matrix, SingularValueDecomposition } from 'ml-matrix';
+import * as T from '../train_gpt.ts';
+
+await tf.setBackend('cpu');
+
+// A micro model with every option off; each case below turns options on.
+const BOS = 63;
+const OFF: Partial<T.Config> = {
+  vocabSize: 64, bosToken: BOS, numLayers: 4, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
+  noAttnLayers: [], noMlpLayers: [], skip: 'none', blockLambdas: false, canon: 'none', valueEmbeds: 0, smear: false,
+  attnGate: false, backout: false, logitCap: 'none', qkNorm: false, rotary: 'none', seqLen: 16,
+  windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2, backoutLayer: 2,
+};
+const config = (over: Partial<T.Config>) => T.resolveConfig('tiny', { ...OFF, ...over }).cfg;
+
+const CASES: [string, Partial<T.Config>][] = [
+  ['skip 1-3', { skip: '1-3' }],
+  ['skip unet', { skip: 'unet' }],
+  ['block lambdas', { blockLambdas: true }],
+  ['canon A', { canon: 'A' }],
+  ['canon B', { canon: 'B' }],
+  ['canon C', { canon: 'C' }],
+  ['canon D', { canon: 'D' }],
+  ['canon ABCD', { canon: 'ABCD' }],
+  ['parallel', { parallel: true }],
+  ['softpick', { attnScore: 'softpick' }],
+  ['softmax1', { attnScore: 'softmax1' }],
+  ['sas', { block: 'sas' }],
+  ['sas-p', { block: 'sas-p' }],
+  ['value embeddings', { valueEmbeds: 1 }],
+  ['smear', { smear: true }],
+  ['attention gate', { attnGate: true }],
+  ['backout', { backout: true }],
+  ['logit cap sigmoid', { logitCap: 'sigmoid' }],
+  ['logit cap tanh', { logitCap: 'tanh', logitCapScale: 2 }],
+  ['qk-norm', { qkNorm: true }],
+  ['rotary half', { rotary: 'half' }],
+  ['rotary full', { rotary: 'full' }],
+  ['grouped-query attention', { kvHeads: 1 }],
+  ['swiglu', { mlp: 'swiglu' }],
+  ['tied embedding', { tieEmbed: true }],
+  ['null and MLP-only layers', { noAttnLayers: [0, 2], noMlpLayers: [0] }],
+  ['speedrun defaults', {
+    skip: '1-3', blockLambdas: true, valueEmbeds: 1, smear: true, attnGate: true, backout: true, logitCap: 'sigmoid',
+    qkNorm: true, rotary: 'half', noAttnLayers: [0], noMlpLayers: [0],
+  }],
+];
+
+/** Two rows of 16 tokens: row 0 holds two documents (a BOS at 0 and at 9), row 1 one. */
+function tokens(): number[][] {
+  const row = () => Array.from({ length: 16 }, () => Math.floor(Math.random() * (BOS - 1)));
+  const a = row(), b = row();
+  a[0] = BOS; a[9] = BOS; b[0] = BOS;
+  return [a, b];
+}
+
+const schedule = (cfg: T.Config) => T.attnScheduleAt(2, T.initRope(cfg), cfg); // windows of 8 and 4 tokens
+
+function batchOf(cfg: T.Config, rows: number[][]): T.Batch {
+  const flat = rows.flat();
+  const targets = flat.map(() => Math.floor(Math.random() * (BOS - 1)));
+  return T.toDevice({ inputs: Int32Array.from(flat), targets: Int32Array.from(targets), B: rows.length, T: rows[0].length }, cfg.bosToken);
+}
+
+/** Puts every parameter off its initial value (zero-initialised projections would hide gradients). */
+function randomize(m: T.Model): void {
+  for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2))));
+}
+
+function logits(m: T.Model, rows: number[][]): Float32Array {
+  return tf.tidy(() => {
+    const b = batchOf(m.cfg, rows);
+    return T.headLogits(m, T.trunk(m, b.inputs, b.docIds, schedule(m.cfg))).dataSync() as Float32Array;
+  });
+}
+
+/** Largest |a−b| over the logits of token positions [from, to) of one row. */
+function maxDiff(a: Float32Array, b: Float32Array, row: number, from: number, to: number, V: number): number {
+  let d = 0;
+  for (let t = from; t < to; t++) for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(a[(row * 16 + t) * V + v] - b[(row * 16 + t) * V + v]));
+  return d;
+}
+
+for (const [name, over] of CASES) {
+  test(`${name}: gradients match finite differences for every parameter`, () => {
+    const cfg = config(over);
+    const m = T.createModel(cfg);
+    randomize(m);
+    const batch = batchOf(cfg, tokens());
+    const sched = schedule(cfg);
+    const loss = () => T.modelLoss(m, batch, sched, 'mean');
+    const { grads } = tf.variableGrads(loss);
+    const eps = 3e-3; // some directions curve sharply (sas's β_FF): a small step, float32 rounding allowed for below
+    for (const [pname, v] of m.params) {
+      const g = grads[v.name];
+      assert.ok(g, `${name}: no gradient for ${pname}`);
+      const original = v.clone();
+      // Softpick is a step function of the score where a query has a single key (its document's first
+      // token): a direction whose finite difference changes with the step size crossed such a kink, so
+      // another random direction is drawn.
+      let checked = false;
+      for (let attempt = 0; attempt < 6 && !checked; attempt++) {
+        const u = tf.tidy(() => { const r = tf.randomNormal(v.shape); return r.div(r.norm()); });
+        const analytic = tf.tidy(() => g.mul(u).sum().dataSync()[0]);
+        const at = (s: number) => tf.tidy(() => { v.assign(original.add(u.mul(s))); return loss().dataSync()[0]; });
+        const fd = (e: number) => (at(e) - at(-e)) / (2 * e);
+        const numeric = fd(eps), coarse = fd(3 * eps);
+        v.assign(original);
+        u.dispose();
+        assert.ok(Number.isFinite(analytic), `${name}: ${pname} gradient is ${analytic}`);
+        if (Math.abs(numeric - coarse) > 0.05 * Math.max(Math.abs(numeric), Math.abs(coarse)) + 2e-4) continue;
+        assert.ok(Math.abs(analytic - numeric) <= 0.03 * Math.max(Math.abs(analytic), Math.abs(numeric)) + 6e-4,
+          `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric}`);
+        checked = true;
+      }
+      assert.ok(checked, `${name}: ${pname}: every direction crossed a kink`);
+      original.dispose();
+    }
+    tf.dispose(Object.values(grads));
+    T.disposeBatch(batch);
+    T.disposeModel(m);
+  });
+
+  test(`${name}: causal, and no information crosses a document boundary`, () => {
+    const cfg = config(over);
+    const m = T.createModel(cfg);
+    randomize(m);
+    const V = cfg.vocabSize;
+    const rows = tokens();
+    const base = logits(m, rows);
+    // A future token (row 1, position 12) reaches no earlier position.
+    const future = rows.map((r) => [...r]);
+    future[1][12] = (future[1][12] + 1) % (BOS - 1);
+    const f = logits(m, future);
+    assert.ok(maxDiff(base, f, 1, 0, 12, V) < 1e-5, `${name}: position 12 leaked into earlier positions`);
+    assert.ok(maxDiff(base, f, 1, 12, 16, V) > 1e-4, `${name}: changing a token changed nothing after it`);
+    // A token of row 0's first document (position 3) reaches nothing in its second document (9..15).
+    const earlier = rows.map((r) => [...r]);
+    earlier[0][3] = (earlier[0][3] + 1) % (BOS - 1);
+    const e = logits(m, earlier);
+    assert.ok(maxDiff(base, e, 0, 9, 16, V) < 1e-5, `${name}: information crossed the document boundary`);
+    assert.ok(maxDiff(base, e, 0, 3, 9, V) > 1e-4, `${name}: the change did not reach its own document`);
+    assert.ok(maxDiff(base, e, 1, 0, 16, V) < 1e-5, `${name}: information crossed between rows`);
+    T.disposeModel(m);
+  });
+
+  if (name === 'speedrun defaults' || name === 'null and MLP-only layers') continue;
+  test(`${name}: turning it on changes the output`, () => {
+    const off = T.createModel(config({})), on = T.createModel(config(over));
+    randomize(off);
+    randomize(on);
+    for (const [pname, v] of off.params) {
+      const w = on.params.get(pname);
+      if (w && w.shape.join() === v.shape.join()) w.assign(v); // shared weights equal: only the option differs
+    }
+    const rows = tokens();
+    const a = logits(off, rows), b = logits(on, rows);
+    assert.ok(maxDiff(a, b, 0, 0, 16, 64) > 1e-3, `${name} left the output unchanged`);
+    T.disposeModel(off);
+    T.disposeModel(on);
+  });
+}
+
+test('the sliding window: keys beyond the window reach no query', () => {
+  const [B, Tn, H, h, W] = [1, 12, 2, 8, 4];
+  const q = tf.randomNormal([B, Tn, H, h]), k = tf.randomNormal([B, Tn, H, h]), v = tf.randomNormal([B, Tn, H, h]);
+  const ctx = new T.ForwardContext(tf.zeros([B, Tn], 'int32'));
+  for (const score of ['softmax', 'softpick', 'softmax1'] as const) {
+    const y0 = T.attention(q, k, v, ctx, W, 0.3, score).arraySync() as number[][][][];
+    const j = 3;
+    const bump = tf.oneHot([j], Tn).reshape([1, Tn, 1, 1]).mul(5);
+    const y1 = T.attention(q, k.add(bump), v.add(bump), ctx, W, 0.3, score).arraySync() as number[][][][];
+    for (let i = 0; i < Tn; i++) {
+      const diff = Math.max(...y0[0][i].flat().map((x, n) => Math.abs(x - y1[0][i].flat()[n])));
+      const inWindow = i >= j && i - j < W;
+      if (inWindow) assert.ok(diff > 1e-4, `${score}: query ${i} should see key ${j}`);
+      else assert.ok(diff < 1e-6, `${score}: query ${i} saw key ${j} outside its window of ${W}`);
+    }
+  }
+});
+
+test('softmax, softpick and softmax1 match their formulas, with masked, fully masked and all-negative rows', () => {
+  const R = 6, Tn = 7;
+  const s = Array.from({ length: R }, () => Array.from({ length: Tn }, () => (Math.random() - 0.5) * 6));
+  s[3] = s[3].map((x) => -Math.abs(x) - 0.1); // all negative
+  const mask = s.map(() => Array.from({ length: Tn }, () => (Math.random() < 0.7 ? 1 : 0)));
+  mask[0] = mask[0].map(() => 0); // fully masked
+  mask[3] = mask[3].map(() => 1);
+  mask[1][0] = 1;
+  const keep = tf.tensor2d(mask), bias = keep.sub(1).mul(1e9);
+  const st = tf.tensor2d(s);
+  for (const kind of ['softmax', 'softpick', 'softmax1'] as const) {
+    const p = T.attentionProbs(st, keep, bias, kind).arraySync() as number[][];
+    for (let r = 0; r < R; r++) {
+      const M = mask[r], e = s[r].map(Math.exp);
+      const allowed = M.some((x) => x === 1);
+      let expect: number[];
+      if (kind === 'softmax') {
+        const Z = e.reduce((a, x, j) => a + x * M[j], 0);
+        expect = e.map((x, j) => (M[j] ? x / Z : 0));
+      } else if (kind === 'softpick') {
+        // relu(e^s − 1) / (Σ|e^s − 1| + ε); ε is 1e-6 in the frame shifted by the row max m, so ε·e^m here.
+        const m = Math.max(...s[r].filter((_, j) => M[j]));
+        const den = e.reduce((a, x, j) => a + Math.abs(x - 1) * M[j], 0) + 1e-6 * Math.exp(m);
+        expect = e.map((x, j) => (M[j] ? Math.max(0, x - 1) / den : 0));
+      } else {
+        const Z = 1 + e.reduce((a, x, j) => a + x * M[j], 0);
+        expect = e.map((x, j) => (M[j] ? x / Z : 0));
+      }
+      if (!allowed && kind === 'softmax') continue; // an empty softmax row is undefined; attention never has one
+      for (let j = 0; j < Tn; j++) assert.ok(Math.abs(p[r][j] - expect[j]) < 1e-5, `${kind} row ${r} col ${j}: ${p[r][j]} vs ${expect[j]}`);
+      if (!allowed) assert.ok(p[r].every((x) => x === 0), `${kind}: a fully masked row must be all zeros`);
+    }
+    if (kind === 'softpick') assert.ok(p[3].every((x) => x === 0), 'softpick: an all-negative row gives all zeros');
+    if (kind === 'softmax1') assert.ok(p[3].reduce((a, x) => a + x, 0) < 1, 'softmax1: rows sum below 1');
+  }
+});
+
+test("softpick's gradient matches the closed form of model.md", () => {
+  const Tn = 9;
+  const s = tf.tensor2d([Array.from({ length: Tn }, () => (Math.random() - 0.4) * 4)]);
+  const keep = tf.ones([1, Tn]), bias = tf.zeros([1, Tn]);
+  const g = tf.randomNormal([1, Tn]);
+  const grad = tf.grad((x: tf.Tensor) => T.attentionProbs(x, keep, bias, 'softpick').mul(g).sum())(s).dataSync();
+  const sv = s.dataSync(), gv = g.dataSync();
+  const a = Array.from(sv, Math.exp);
+  const S = a.reduce((acc, x) => acc + Math.abs(x - 1), 0);
+  const p = a.map((x) => Math.max(0, x - 1) / S);
+  const gp = p.reduce((acc, x, i) => acc + x * gv[i], 0);
+  for (let j = 0; j < Tn; j++) {
+    const expect = (a[j] / S) * (gv[j] * (sv[j] > 0 ? 1 : 0) - Math.sign(sv[j]) * gp);
+    assert.ok(Math.abs(grad[j] - expect) < 1e-4 * Math.max(1, Math.abs(expect)), `dL/ds_${j}: ${grad[j]} vs ${expect}`);
+  }
+});
+
+function singularValues(x: tf.Tensor2D): number[] {
+  return new SingularValueDecomposition(new Matrix(x.arraySync()), { autoTranspose: true }).diagonal;
+}
+
+/** A random matrix with singular values in [0.3, 3]: Newton-Schulz leaves near-zero ones near zero by design. */
+function wellConditioned(m: number, n: number): tf.Tensor2D {
+  const r = Math.min(m, n);
+  const [U] = tf.linalg.qr(tf.randomNormal([m, r]) as tf.Tensor2D), [V] = tf.linalg.qr(tf.randomNormal([n, r]) as tf.Tensor2D);
+  return tf.matMul(U.mul(tf.randomUniform([1, r], 0.3, 3)), V, false, true);
+}
+
+test("Muon's orthogonalised update has singular values near 1 (Newton-Schulz and Polar Express), for wide and tall matrices", () => {
+  for (const kind of ['ns5', 'polar'] as const) {
+    for (const shape of [[24, 40], [40, 24], [32, 32]] as [number, number][]) {
+      const G = wellConditioned(...shape);
+      const O = T.orthogonalize(G, kind);
+      assert.deepEqual(O.shape, shape);
+      const sv = singularValues(O);
+      // The quintic iterations do not converge to exactly 1: they push every singular value into a band
+      // around it (≈ 0.68-1.13 for the Newton-Schulz coefficients), which is all Muon needs.
+      for (const x of sv) assert.ok(x > 0.6 && x < 1.25, `${kind} ${shape}: singular value ${x}`);
+      // And it points along G: ⟨G, O⟩ equals the nuclear norm of G to within the band.
+      const inner = tf.sum(G.mul(O)).dataSync()[0], nuclear = singularValues(G).reduce((a, b) => a + b, 0);
+      assert.ok(inner > 0.6 * nuclear && inner < 1.25 * nuclear, `${kind} ${shape}: <G,O> ${inner} vs nuclear norm ${nuclear}`);
+    }
+  }
+});
+
+test('a Muon step moves each q/k/v block of a merged projection by an orthogonal matrix times lr·scale', () => {
+  const cfg = config({ muonMomentumStart: 0, muonMomentum: 0, cooldownFrac: 0 });
+  const m = T.createModel(cfg);
+  const st = T.createOptimizerState(m);
+  const grads = new Map([...m.params].map(([n, v]) => [n, tf.randomNormal(v.shape)]));
+  const d = cfg.modelDim;
+  grads.set('layer.1.qkv', tf.concat([wellConditioned(d, d), wellConditioned(d, d), wellConditioned(d, d)], 1));
+  grads.set('layer.1.w1', wellConditioned(d, 4 * d));
+  const before = m.params.get('layer.1.qkv')!.clone(), w1Before = m.params.get('layer.1.w1')!.clone();
+  T.optimizerStep(m, st, grads, 0);
+  const delta = before.sub(m.params.get('layer.1.qkv')!).div(cfg.muonLr) as tf.Tensor2D;
+  for (const block of tf.split(delta, 3, 1)) {
+    for (const x of singularValues(block as tf.Tensor2D)) assert.ok(x > 0.6 && x < 1.25, `qkv block singular value ${x}`);
+  }
+  // w1 is [d, 4d]: as a PyTorch [out, in] matrix it is tall, so its update is scaled by sqrt(4d/d) = 2.
+  const dw1 = w1Before.sub(m.params.get('layer.1.w1')!).div(cfg.muonLr * 2) as tf.Tensor2D;
+  for (const x of singularValues(dw1)) assert.ok(x > 0.6 && x < 1.25, `w1 singular value ${x}`);
+  T.disposeOptimizerState(st);
+  T.disposeModel(m);
+});
+
+test('schedules: lr cooldown, Muon momentum warm-up, window stages, YaRN', () => {
+  const cfg = config({ numIterations: 100, cooldownFrac: 0.4, cooldownFloor: 0.1, muonWarmupSteps: 10, windowSchedule: [1, 2, 3, 4] });
+  assert.equal(T.lrScale(0, cfg), 1);
+  assert.equal(T.lrScale(60, cfg), 1);
+  assert.ok(Math.abs(T.lrScale(80, cfg) - 0.55) < 1e-12);
+  assert.ok(Math.abs(T.lrScale(100, cfg) - 0.1) < 1e-12);
+  assert.equal(T.muonMomentumAt(0, cfg), cfg.muonMomentumStart);
+  assert.equal(T.muonMomentumAt(10, cfg), cfg.muonMomentum);
+  assert.deepEqual([0, 24, 25, 50, 99].map((s) => T.longWindowBlocks(s, cfg)), [1, 1, 2, 3, 4]);
+  const rope = T.initRope(config({ rotary: 'half' }));
+  assert.equal(rope.freqs[0], 1);
+  assert.ok(Math.abs(rope.freqs[3] - 1 / 1024) < 1e-9);
+  assert.ok(rope.freqs.slice(4).every((f) => f === 0), 'half the dims are stationary');
+  const ext = T.yarnExtend(rope, 1024, 2048);
+  assert.ok(Math.abs(ext.attnScale - rope.attnScale * (0.2 * Math.log(2) + 1)) < 1e-12);
+  assert.ok(Math.abs(ext.freqs[0] - rope.freqs[0]) < 1e-6, 'fast frequencies (> 32 turns in the old window) are kept');
+  const mid = T.yarnExtend(rope, 128, 256).freqs[0]; // 20.4 turns: between α = 1 and β = 32
+  const w = (128 / (2 * Math.PI) - 1) / 31;
+  assert.ok(Math.abs(mid - (0.5 + w * 0.5)) < 1e-6, `ramp: ${mid}`);
+  assert.ok(Math.abs(ext.freqs[3] - rope.freqs[3] / 2) < 1e-9, 'slow frequencies are interpolated by old/new');
+  const replay = T.ropeAt(60, { ...cfg, rotary: 'half', headDim: 16 });
+  assert.equal(replay.version, 2, 'two window growths by step 60');
+});
