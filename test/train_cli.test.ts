@@ -1,0 +1,295 @@
+// The command line of train_gpt.ts: flag parsing and config checks in-process, then whole runs as a user
+// starts them (`node --import tsx train_gpt.ts ...`, a few seconds each on the built-in bytes corpus):
+// exit codes, the log format, checkpoints and resuming, and one-line errors without stack traces.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, DEFAULTS, PRESETS, RunLog, helpText, parseFlags, resolveConfig, type Config } from '../train_gpt.ts';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const RULE = '='.repeat(100);
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'train-cli-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Asserts fn throws a ConfigError whose message matches every pattern. */
+function assertConfigError(fn: () => unknown, ...patterns: RegExp[]): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+    for (const p of patterns) assert.match(e.message, p);
+    return true;
+  });
+}
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // a path inside a RegExp
+const kebab = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+test('parseFlags: values by type, a bare boolean flag means on; unknown flags and bad values are ConfigErrors naming the flag', () => {
+  const { overrides, help } = parseFlags(['--model-dim', '64', '--adam-lr=0.02', '--parallel', '--tie-embed', 'off', '--no-attn-layers', '1,3',
+    '--no-mlp-layers', 'none', '--mlp', 'swiglu', '--canon', 'AC', '--smear']);
+  assert.equal(help, false);
+  assert.deepEqual(overrides, { modelDim: 64, adamLr: 0.02, parallel: true, tieEmbed: false, noAttnLayers: [1, 3], noMlpLayers: [], mlp: 'swiglu', canon: 'AC', smear: true });
+  assert.deepEqual(parseFlags(['--backout', 'no', '--qk-norm', 'yes', '--attn-gate', '0']).overrides, { backout: false, qkNorm: true, attnGate: false });
+  assert.deepEqual(parseFlags([]), { overrides: {}, help: false });
+  assert.equal(parseFlags(['--help']).help, true);
+
+  assertConfigError(() => parseFlags(['--model-dimm', '64']), /'--model-dimm'/, /see --help/);
+  assertConfigError(() => parseFlags(['--model-dim', 'abc']), /^--model-dim "abc": expected a number/);
+  assertConfigError(() => parseFlags(['--model-dim', '']), /^--model-dim "": expected a number/);
+  assertConfigError(() => parseFlags(['--num-layers', '2.5']), /^--num-layers "2.5": expected an integer/);
+  assertConfigError(() => parseFlags(['--adam-lr', 'NaN']), /^--adam-lr "NaN": expected a number/);
+  assertConfigError(() => parseFlags(['--parallel', 'maybe']), /^--parallel "maybe": expected on or off/);
+  assertConfigError(() => parseFlags(['--mlp', 'gelu']), /^--mlp "gelu": expected one of relu2, swiglu/);
+  assertConfigError(() => parseFlags(['--backend', 'gpu']), /^--backend "gpu": expected one of auto, cuda, tensorflow, wasm, cpu/);
+  assertConfigError(() => parseFlags(['--no-attn-layers', '1,x']), /^--no-attn-layers "1,x": expected a comma-separated list/);
+  assertConfigError(() => parseFlags(['--window-schedule', '3,-1']), /^--window-schedule "3,-1": expected a comma-separated list of non-negative integers/);
+  assertConfigError(() => parseFlags(['--model-dim']), /--model-dim/); // value missing
+  assertConfigError(() => parseFlags(['stray']), /stray/);
+});
+
+test('--help lists every flag of DEFAULTS with its default (and the tiny preset value where it differs)', () => {
+  const lines = helpText().split('\n');
+  const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  for (const [k, v] of Object.entries(DEFAULTS)) {
+    const line = lines.find((l) => l.startsWith(`  ${kebab(k)} `));
+    assert.ok(line, `--help lists ${kebab(k)}`);
+    assert.ok(line.includes(`(default: ${fmt(v)})`), `${kebab(k)} shows its default ${fmt(v)}: ${line}`);
+    const tiny = (PRESETS.tiny as Record<string, unknown>)[k];
+    if (tiny !== undefined) assert.ok(line.includes(`[tiny: ${fmt(tiny)}]`), `${kebab(k)} shows its tiny value: ${line}`);
+  }
+  assert.ok(lines.some((l) => l.startsWith('  --help ')));
+  assert.match(helpText(), /bare --flag means on/);
+});
+
+test('resolveConfig: presets under flags; invalid combinations are ConfigErrors naming the flags; --block sas turns its exclusions off and says so', () => {
+  const resolve = (argv: string[], preset: 'speedrun' | 'tiny' = 'speedrun') => resolveConfig(preset, parseFlags(argv).overrides);
+  // Defaults, preset, flags in that order.
+  assert.deepEqual(resolve([]).cfg, { ...DEFAULTS, preset: 'speedrun' });
+  const tiny = resolve(['--model-dim', '64', '--skip', 'none'], 'tiny').cfg;
+  assert.equal(tiny.modelDim, 64);
+  assert.equal(tiny.skip, 'none');
+  assert.equal(tiny.numLayers, PRESETS.tiny.numLayers);
+  assert.equal(tiny.corpus, 'builtin-bytes');
+
+  const bad: [string[], RegExp[]][] = [
+    [['--block', 'sas', '--value-embeds', '3'], [/--block sas excludes --value-embeds 3/]],
+    [['--block', 'sas-p', '--attn-gate', 'on'], [/--block sas-p excludes --attn-gate true/]],
+    [['--block', 'sas', '--parallel'], [/--block sas excludes --parallel/]],
+    [['--block', 'sas', '--attn-score', 'softpick'], [/--block sas excludes --attn-score softpick/]],
+    [['--block', 'sas', '--canon', 'B'], [/--block sas excludes Canon B/]],
+    [['--block', 'sas', '--kv-heads', '2'], [/--block sas excludes grouped-query attention/, /--kv-heads 2/, /--num-heads 6/]],
+    [['--block', 'sas', '--head-dim', '64'], [/--num-heads × --head-dim = --model-dim/]],
+    [['--skip', '9-3'], [/^--skip "9-3": expected A-B with A < B < 12/]],
+    [['--skip', '3-12'], [/^--skip "3-12"/]],
+    [['--skip', 'sideways'], [/^--skip "sideways"/]],
+    [['--canon', 'AX'], [/^--canon "AX": expected none or a subset of ABCD/]],
+    [['--canon', 'AA'], [/^--canon "AA"/]],
+    [['--num-heads', '6', '--kv-heads', '4'], [/--num-heads 6 must be a multiple of --kv-heads 4/]],
+    [['--window-pattern', 'SSSL'], [/^--window-pattern "SSSL": expected 12 letters S or L/]],
+    [['--window-pattern', 'SSSSLSSSSSSX'], [/^--window-pattern "SSSSLSSSSSSX"/]],
+    [['--window-schedule', 'none'], [/--window-schedule/]],
+    [['--head-dim', '30'], [/--head-dim 30 must be a multiple of 4/]],
+    [['--model-dim', '0'], [/--model-dim must be positive/]],
+    [['--bos-token', '60000'], [/--bos-token 60000 must be below --vocab-size 50304/]],
+    [['--no-attn-layers', '0,12'], [/--no-attn-layers: layer 12 does not exist/]],
+    [['--backout-layer', '11'], [/--backout-layer 11 must be below the last layer/]],
+    [['--value-embeds', '7'], [/--value-embeds 7: at most 6 tables/]],
+    [['--cooldown-frac', '1.5'], [/--cooldown-frac 1.5 must be in \[0, 1\]/]],
+    [['--model-dim', '8', '--head-dim', '4', '--smear', 'off'], [/--attn-gate needs --model-dim ≥ 12/]],
+  ];
+  for (const [argv, patterns] of bad) assertConfigError(() => resolve(argv), ...patterns);
+
+  const sas = resolve(['--block', 'sas']);
+  const excluded: Partial<Config> = { valueEmbeds: 0, attnGate: false, skip: 'none', backout: false, blockLambdas: false, parallel: false, attnScore: 'softmax' };
+  for (const [k, v] of Object.entries(excluded)) assert.deepEqual(sas.cfg[k as keyof Config], v, `--block sas: ${k}`);
+  assert.equal(sas.notes.length, 1);
+  assert.match(sas.notes[0], /--block sas: value embeddings, attention gate, U-net skip, backout, block lambdas and --parallel are off/);
+  assert.equal(resolve(['--block', 'sas', '--value-embeds', '0']).cfg.valueEmbeds, 0, 'asking for what sas implies is fine');
+  assert.deepEqual(resolve([]).notes, []);
+});
+
+test('a run log is a new file: one with the same name is never overwritten', (t) => {
+  const dir = tempDir(t);
+  const log = new RunLog(dir, 'run-a', 'versions here');
+  log.write('step:1/1 train_time:1ms step_avg:1.00ms');
+  const before = readFileSync(log.file, 'utf8');
+  assert.throws(() => new RunLog(dir, 'run-a', 'other'), /EEXIST/);
+  assert.equal(readFileSync(log.file, 'utf8'), before);
+  assert.ok(before.startsWith(scriptSource() + '\n' + RULE + '\nversions here\n'));
+});
+
+// --- Whole runs -------------------------------------------------------------------------------------------
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+/** Runs train_gpt.ts as a user does, from the repository root. */
+function trainGpt(args: string[]): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env };
+    for (const k of ['TSGPT_DEBUG', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'train_gpt.ts', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const show = (r: Result) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+
+/** A failed run's report: exactly one line on stderr, matching `pattern`, and no stack trace anywhere. */
+function assertOneLineError(r: Result, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, show(r));
+  const lines = r.stderr.split('\n').filter((l) => l.trim());
+  assert.equal(lines.length, 1, `one line on stderr:\n${show(r)}`);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stdout + r.stderr, /^\s+at .+[:(]/m, 'no stack trace');
+}
+
+/** A tiny model on the built-in bytes corpus: a few seconds a run. */
+const small = (dir: string, iterations = 12) => ['--preset', 'tiny', '--backend', 'wasm', '--num-iterations', String(iterations), '--val-every', '6',
+  '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--batch-tokens', '512', '--device-batch', '4',
+  '--val-tokens', '2048', '--log-dir', join(dir, 'logs'), '--checkpoint-dir', join(dir, 'ckpt')];
+
+interface ParsedLog { header: string; lines: string[] }
+
+const scriptSource = () => readFileSync(join(REPO, 'train_gpt.ts'), 'utf8');
+
+/** Splits a log into the speedrun's parts: the script source, a rule, versions and GPU listing, a rule, then one line per event. */
+function parseLog(file: string, source: string): ParsedLog {
+  const text = readFileSync(file, 'utf8');
+  assert.ok(text.startsWith(source + '\n' + RULE + '\n'), 'the log opens with the source of train_gpt.ts and a line of 100 =');
+  const rest = text.slice(source.length + RULE.length + 2);
+  const end = rest.indexOf('\n' + RULE + '\n');
+  assert.ok(end > 0, 'a second line of 100 = closes the header');
+  const header = rest.slice(0, end);
+  assert.match(header, /^node v\d+\.\d+\.\d+, tfjs-core \d+\.\d+\.\d+, backend wasm, /);
+  assert.match(header, /NVIDIA-SMI|nvidia-smi: not available/, 'the header holds the GPU listing');
+  assert.ok(text.endsWith('\n'));
+  return { header, lines: rest.slice(end + RULE.length + 2).trimEnd().split('\n') };
+}
+
+const STEP = /^step:(\d+)\/(\d+) train_time:(\d+)ms step_avg:(\d+\.\d\d)ms$/;
+const VAL = /^step:(\d+)\/(\d+) val_loss:(\d+\.\d{4}) train_time:(\d+)ms step_avg:(\d+\.\d\d)ms$/;
+const PEAK = /^peak memory allocated: \d+ MiB reserved: \d+ MiB$/;
+
+/** Checks the per-step lines of a run from step `from` to N with validations every 6 steps; returns val losses by step. */
+function checkSteps(lines: string[], from: number, N: number): Map<number, number> {
+  const want: string[] = [];
+  for (let s = from; s <= N; s++) {
+    if (s > from) want.push(`step ${s}`);
+    if (s % 6 === 0 || s === N) want.push(`val ${s}`);
+  }
+  want.push('peak');
+  const got = lines.map((l) => {
+    let m = VAL.exec(l);
+    if (m) { assert.equal(+m[2], N); return `val ${m[1]}`; }
+    m = STEP.exec(l);
+    if (m) {
+      assert.equal(+m[2], N);
+      // step_avg is train_time / step (train_time is rounded to the millisecond).
+      assert.ok(Math.abs(+m[4] * +m[1] - +m[3]) <= 0.5 + 0.005 * +m[1], `step_avg of ${l}`);
+      return `step ${m[1]}`;
+    }
+    if (PEAK.test(l)) return 'peak';
+    return `unexpected line: ${l}`;
+  });
+  assert.deepEqual(got, want);
+  const times = lines.map((l) => STEP.exec(l)?.[3] ?? VAL.exec(l)?.[4]).filter((x) => x !== undefined).map(Number);
+  for (let i = 1; i < times.length; i++) assert.ok(times[i] >= times[i - 1], 'train_time never decreases');
+  return new Map(lines.flatMap((l) => { const m = VAL.exec(l); return m ? [[+m[1], +m[3]] as [number, number]] : []; }));
+}
+
+// Two chains of subprocesses side by side (2 cores): the run/resume chain, and the failing runs one after another.
+test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
+  const dir = tempDir(t);
+  const runs: Promise<void>[] = [];
+  const chain = (f: () => Promise<void>) => { errors = errors.then(f); };
+  let errors = Promise.resolve();
+
+  runs.push(t.test('a short run trains, logs in the speedrun format, checkpoints atomically; a resumed run continues at the saved step', async () => {
+    const sourceA = scriptSource(); // as the run reads it (this checkout may be edited meanwhile)
+    const a = await trainGpt([...small(dir), '--checkpoint-every', '6', '--save-checkpoint']);
+    assert.equal(a.code, 0, show(a));
+    assert.doesNotMatch(a.stderr, /error/i, show(a));
+    const logs = readdirSync(join(dir, 'logs'));
+    assert.equal(logs.length, 1);
+    const logA = join(dir, 'logs', logs[0]);
+    const runId = basename(logA, '.txt');
+    assert.match(runId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'logs/<uuid>.txt');
+    const parsedA = parseLog(logA, sourceA);
+    assert.match(parsedA.header, /config: \{.*"numIterations":12/);
+    const valA = checkSteps(parsedA.lines, 0, 12);
+    assert.deepEqual([...valA.keys()], [0, 6, 12]);
+    // Step 0: the head starts at zero, so every token is equally likely: ln(vocabulary of 320).
+    assert.ok(Math.abs(valA.get(0)! - Math.log(320)) < 1e-3, `val loss at step 0 is ln 320, got ${valA.get(0)}`);
+    assert.ok(valA.get(12)! < valA.get(0)! - 1, `val loss falls: ${valA.get(0)} → ${valA.get(12)}`);
+    assert.match(a.stdout, new RegExp(`final val_loss ${valA.get(12)!.toFixed(4)} `));
+
+    // Checkpoints: one at step 6 and one at the end, named by the run, written whole (no temp file left).
+    const ckpt = (s: number) => join(dir, 'ckpt', `${runId}_step${s}.ckpt`);
+    assert.deepEqual(readdirSync(join(dir, 'ckpt')).sort(), [`${runId}_step12.ckpt`, `${runId}_step6.ckpt`]);
+    assert.ok(a.stdout.includes(`checkpoint: ${ckpt(6)}`) && a.stdout.includes(`checkpoint: ${ckpt(12)}`), a.stdout);
+
+    // Resume from step 6: the new run logs steps 7..12 in a new file and reaches what the first run reached.
+    const logBefore = readFileSync(logA, 'utf8');
+    const sourceB = scriptSource();
+    const b = await trainGpt([...small(dir), '--resume', ckpt(6)]);
+    assert.equal(b.code, 0, show(b));
+    assert.ok(b.stdout.includes(`resumed from ${ckpt(6)} at step 6`), b.stdout);
+    assert.doesNotMatch(b.stdout, /warm-up/, 'a resumed run does not warm up (it would not restore the state)');
+    const logsAfter = readdirSync(join(dir, 'logs'));
+    assert.equal(logsAfter.length, 2, 'the second run wrote a second log');
+    assert.equal(readFileSync(logA, 'utf8'), logBefore, 'the first log is untouched');
+    const valB = checkSteps(parseLog(join(dir, 'logs', logsAfter.find((f) => f !== logs[0])!), sourceB).lines, 6, 12);
+    assert.deepEqual(valB, new Map([[6, valA.get(6)!], [12, valA.get(12)!]]), 'the resumed run validates as the uninterrupted one');
+    assert.deepEqual(readdirSync(join(dir, 'ckpt')).filter((f) => !f.endsWith('.ckpt')), [], 'no temp file in the checkpoint folder');
+
+    // A truncated checkpoint (a copy cut short) and a checkpoint of another model shape are clear errors.
+    const full = readFileSync(ckpt(6));
+    const cut = join(dir, 'cut.ckpt');
+    writeFileSync(cut, full.subarray(0, Math.floor(full.length / 2)));
+    assertOneLineError(await trainGpt([...small(dir), '--resume', cut]), 2, new RegExp(`^error: --resume ${esc(cut)}: truncated or corrupt checkpoint`));
+    assertOneLineError(await trainGpt([...small(dir), '--model-dim', '64', '--head-dim', '32', '--resume', ckpt(6)]), 2,
+      new RegExp(`^error: --resume ${esc(ckpt(6))}: tensor .* does not fit this model`));
+  }));
+
+  chain(() => t.test('--resume of a missing file or of a file that is no checkpoint: exit code 2, one line naming the file', async () => {
+    const missing = join(dir, 'no-such.ckpt');
+    assertOneLineError(await trainGpt([...small(dir), '--resume', missing]), 2, new RegExp(`^error: --resume ${esc(missing)}: no such file$`));
+    const garbage = join(dir, 'garbage.ckpt');
+    writeFileSync(garbage, randomBytes(4096));
+    assertOneLineError(await trainGpt([...small(dir), '--resume', garbage]), 2, new RegExp(`^error: --resume ${esc(garbage)}: not a checkpoint of this trainer$`));
+  }));
+
+  chain(() => t.test('a diverging run stops with the step and the NaN loss: exit code 1, no stack trace', async () => {
+    const sub = join(dir, 'diverge');
+    const r = await trainGpt([...small(sub), '--adam-lr', '1e38', '--muon-lr', '1e38']);
+    assertOneLineError(r, 1, /^stopped: train loss is (NaN|-?Infinity) at step \d+: the run diverged/);
+    const [, loss, step] = /loss is (\S+) at step (\d+)/.exec(r.stderr)!;
+    const [log] = readdirSync(join(sub, 'logs'));
+    assert.ok(readFileSync(join(sub, 'logs', log), 'utf8').endsWith(`\nstopped: train loss is ${loss} at step ${step}\n`), 'the log says why it stops');
+  }));
+
+  chain(() => t.test('--backend cuda without a GPU build, --backend tensorflow without tfjs-node, an unknown flag: one clear line each', async (st) => {
+    if (existsSync(join(REPO, 'build', 'cuda', 'Release', 'tsgpt_cuda.node'))) st.diagnostic('skipped --backend cuda: the cuda addon is built here');
+    else assertOneLineError(await trainGpt(['--backend', 'cuda', '--preset', 'tiny']), 1, /^error: the cuda backend (is unavailable|could not be loaded)/);
+    if (['tfjs-node-gpu', 'tfjs-node'].some((p) => existsSync(join(REPO, 'node_modules', '@tensorflow', p)))) st.diagnostic('skipped --backend tensorflow: tfjs-node is installed here');
+    else assertOneLineError(await trainGpt(['--backend', 'tensorflow', '--preset', 'tiny']), 1, /^error: the tensorflow backend needs @tensorflow\/tfjs-node-gpu .* not installed/);
+    const unknown = await trainGpt(['--preset', 'tiny', '--model-dimm', '32']);
+    assertOneLineError(unknown, 2, /^error: .*'--model-dimm'/);
+    assert.equal(unknown.stdout, '', 'nothing ran');
+    const badValue = await trainGpt(['--num-layers', 'four']);
+    assertOneLineError(badValue, 2, /^error: --num-layers "four": expected a number$/);
+  }));
+  await Promise.all([...runs, errors]);
+});
