@@ -230,8 +230,8 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.match(parsedA.header, /config: \{.*"numIterations":12/);
     const valA = checkSteps(parsedA.lines, 0, 12);
     assert.deepEqual([...valA.keys()], [0, 6, 12]);
-    // Step 0: the head starts at zero, so every token is equally likely: ln(vocabulary of 320).
-    assert.ok(Math.abs(valA.get(0)! - Math.log(320)) < 1e-3, `val loss at step 0 is ln 320, got ${valA.get(0)}`);
+    // Step 0: an untrained model predicts (nearly) every one of the 320 tokens alike (exactly so with a zero head).
+    assert.ok(Math.abs(valA.get(0)! - Math.log(320)) < 0.05, `val loss at step 0 is about ln 320, got ${valA.get(0)}`);
     assert.ok(valA.get(12)! < valA.get(0)! - 1, `val loss falls: ${valA.get(0)} → ${valA.get(12)}`);
     assert.match(a.stdout, new RegExp(`final val_loss ${valA.get(12)!.toFixed(4)} `));
 
