@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
@@ -108,6 +109,7 @@ export const DEFAULTS = {
   resume: '',
   logDir: 'logs',
   printEvery: 10,
+  gpus: 0, // processes, one per GPU; 0: every visible GPU for the speedrun preset on cuda, else 1
 };
 export type Config = typeof DEFAULTS;
 type Key = keyof Config;
@@ -184,6 +186,7 @@ const HELP: Record<Key, string> = {
   resume: 'resume from a checkpoint file',
   logDir: 'log folder (one new file per run)',
   printEvery: 'console line every N steps when not on a terminal',
+  gpus: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers',
 };
 
 // Presets override the defaults; explicit flags override presets.
@@ -338,6 +341,10 @@ export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Co
 interface CudaModule {
   cudaAvailability(): { ok: true } | { ok: false; reason: string };
   registerCudaBackend(opts?: { matmulPrecision?: 'bf16' | 'tf32' | 'fp32'; device?: number }): Promise<void>;
+  ncclUniqueId?(): string;
+  ncclInit?(opts: { uniqueId: string; worldSize: number; rank: number }): void;
+  ncclAllReduce?(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tensor[];
+  ncclDestroy?(): void;
 }
 // Imported through a variable so that a checkout without the addon still type-checks and runs.
 const importOptional = (spec: string): Promise<unknown> => import(spec);
@@ -1175,9 +1182,232 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { st
 }
 
 // -----------------------------------------------------------------------------
+// Distributed data parallel
+//
+// One process per GPU, like torchrun: `--gpus N` starts N workers with RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR and MASTER_PORT set (an external launcher may set them instead). The workers meet over TCP
+// at rank 0 (the rendezvous, also the CPU collective: gradients summed at rank 0 in rank order), and on
+// the cuda backend average gradients with NCCL, whose unique id rank 0 creates and shares over that TCP link.
+
+export interface World { size: number; rank: number; localRank: number }
+
+/** Averages tensors across ranks; `size` 1 is the identity. Every rank calls in the same order. */
+export interface Collective {
+  readonly size: number;
+  readonly rank: number;
+  allReduceMean(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
+  /** Rank 0's string, on every rank. */
+  broadcast(value: string): Promise<string>;
+  close(): void;
+}
+
+export const soloCollective: Collective = {
+  size: 1, rank: 0,
+  allReduceMean: async (tensors) => tensors.map((t) => t.clone()),
+  broadcast: async (value) => value,
+  close: () => {},
+};
+
+/** Length-prefixed frames over a socket, read in order. */
+class FrameSocket {
+  private buffered = Buffer.alloc(0);
+  private frames: Buffer[] = [];
+  private waiting: { resolve: (b: Buffer) => void; reject: (e: Error) => void }[] = [];
+  private failure: Error | null = null;
+  constructor(readonly socket: net.Socket, public peer: string) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      while (this.buffered.length >= 4 && this.buffered.length >= 4 + this.buffered.readUInt32LE(0)) {
+        const n = this.buffered.readUInt32LE(0);
+        const frame = Buffer.from(this.buffered.subarray(4, 4 + n));
+        this.buffered = this.buffered.subarray(4 + n);
+        const w = this.waiting.shift();
+        if (w) w.resolve(frame); else this.frames.push(frame);
+      }
+    });
+    const fail = (why: string) => {
+      this.failure ??= new TrainingError(`${this.peer} ${why}: a worker stopped`);
+      for (const w of this.waiting.splice(0)) w.reject(this.failure);
+    };
+    socket.on('close', () => fail('closed the connection'));
+    socket.on('error', (e) => fail(`connection error (${e.message})`));
+  }
+  send(payload: Buffer): void {
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(payload.length);
+    this.socket.write(Buffer.concat([head, payload]));
+  }
+  recv(): Promise<Buffer> {
+    const f = this.frames.shift();
+    if (f) return Promise.resolve(f);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+}
+
+const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Rendezvous at rank 0 over TCP; all-reduce sums at rank 0 in rank order, so results are deterministic. */
+export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000): Promise<Collective> {
+  const peers: FrameSocket[] = []; // rank 0: index r-1 holds rank r; others: [rank 0]
+  if (world.rank === 0) {
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, addr, () => resolve()); });
+    const joined = new Map<number, FrameSocket>();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TrainingError(`rendezvous: ${world.size - 1 - joined.size} rank(s) did not join ${addr}:${port} within ${timeoutMs / 1000}s`)), timeoutMs);
+      server.on('connection', async (socket) => {
+        const peer = new FrameSocket(socket, 'a worker');
+        const r = (await peer.recv()).readUInt32LE(0);
+        peer.peer = `rank ${r}`;
+        joined.set(r, peer);
+        if (joined.size === world.size - 1) { clearTimeout(timer); resolve(); }
+      });
+    });
+    server.close();
+    for (let r = 1; r < world.size; r++) peers.push(joined.get(r)!);
+  } else {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const socket = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(port, addr, () => resolve(s));
+          s.once('error', reject);
+        });
+        const peer = new FrameSocket(socket, 'rank 0');
+        const hello = Buffer.alloc(4);
+        hello.writeUInt32LE(world.rank);
+        peer.send(hello);
+        peers.push(peer);
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw new TrainingError(`rendezvous: rank 0 at ${addr}:${port} unreachable (${(e as Error).message})`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  return {
+    size: world.size, rank: world.rank,
+    async allReduceMean(tensors) {
+      const sizes = tensors.map((t) => t.size);
+      const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+      let at = 0;
+      for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
+      let result: Float32Array;
+      if (world.rank === 0) {
+        const parts = await Promise.all(peers.map((p) => p.recv()));
+        for (const part of parts) {
+          const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
+          for (let i = 0; i < flat.length; i++) flat[i] += v[i];
+        }
+        for (let i = 0; i < flat.length; i++) flat[i] /= world.size;
+        for (const p of peers) p.send(f32Bytes(flat));
+        result = flat;
+      } else {
+        peers[0].send(f32Bytes(flat));
+        const r = await peers[0].recv();
+        result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
+      }
+      at = 0;
+      return tensors.map((t) => { const out = tf.tensor(result.subarray(at, at + t.size), t.shape); at += t.size; return out; });
+    },
+    async broadcast(value) {
+      if (world.rank === 0) { for (const p of peers) p.send(Buffer.from(value)); return value; }
+      return (await peers[0].recv()).toString();
+    },
+    close() { for (const p of peers) p.socket.destroy(); },
+  };
+}
+
+/** NCCL all-reduce on the cuda backend; the TCP collective carries the unique id. */
+async function ncclCollective(tcp: Collective): Promise<Collective> {
+  const cuda = (await importOptional(path.join(REPO_ROOT, 'backend-cuda', 'index.ts'))) as CudaModule;
+  if (!cuda.ncclUniqueId || !cuda.ncclInit || !cuda.ncclAllReduce) throw new Error('this build of the cuda backend has no NCCL bindings');
+  const uniqueId = await tcp.broadcast(tcp.rank === 0 ? cuda.ncclUniqueId() : '');
+  cuda.ncclInit({ uniqueId, worldSize: tcp.size, rank: tcp.rank });
+  return {
+    size: tcp.size, rank: tcp.rank,
+    allReduceMean: async (tensors) => cuda.ncclAllReduce!(tensors, 'avg'),
+    broadcast: (value) => tcp.broadcast(value),
+    close() { cuda.ncclDestroy?.(); tcp.close(); },
+  };
+}
+
+/** The collective for this process: solo, TCP (CPU backends) or NCCL (cuda). */
+export async function createCollective(world: World, backend: string): Promise<Collective> {
+  if (world.size === 1) return soloCollective;
+  const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500));
+  return backend === 'cuda' ? ncclCollective(tcp) : tcp;
+}
+
+/** This process's place, from the environment a launcher sets (RANK, WORLD_SIZE, LOCAL_RANK). */
+export function worldFromEnv(env: NodeJS.ProcessEnv = process.env): World & { launched: boolean } {
+  const num = (k: string, def: number) => {
+    if (env[k] === undefined) return def;
+    const v = Number(env[k]);
+    if (!Number.isInteger(v) || v < 0) throw new ConfigError(`environment ${k}=${JSON.stringify(env[k])}: expected a non-negative integer`);
+    return v;
+  };
+  const size = num('WORLD_SIZE', 1), rank = num('RANK', 0);
+  if (size < 1 || rank >= size) throw new ConfigError(`environment RANK=${rank} is outside WORLD_SIZE=${size}`);
+  return { size, rank, localRank: num('LOCAL_RANK', rank), launched: env.WORLD_SIZE !== undefined };
+}
+
+/** GPUs this process may use: CUDA_VISIBLE_DEVICES, else nvidia-smi's listing. */
+export function visibleGpuCount(): number {
+  const cvd = process.env.CUDA_VISIBLE_DEVICES;
+  if (cvd !== undefined) return cvd.trim() === '' ? 0 : cvd.split(',').length;
+  const r = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? r.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length : 0;
+}
+
+/** Starts `n` workers of this script with the same flags; returns the exit code of the run. */
+export async function launch(n: number, argv: string[], onStart?: (pids: number[]) => void): Promise<number> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+  const script = fileURLToPath(import.meta.url);
+  const workers = Array.from({ length: n }, (_, rank) => spawn(process.execPath, [...process.execArgv, script, ...argv], {
+    env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+    stdio: 'inherit',
+    detached: true, // its own process group: a Ctrl-C reaches the launcher only, which passes it on once
+  }));
+  onStart?.(workers.map((w) => w.pid!));
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) { for (const w of workers) w.kill('SIGKILL'); return; }
+    interrupted = true;
+    for (const w of workers) w.kill('SIGINT');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await new Promise<number>((resolve) => {
+      let running = n, failed = false;
+      workers.forEach((w, rank) => w.on('exit', (code, signal) => {
+        running--;
+        const status = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
+        if (status !== 0 && !failed && !interrupted) {
+          failed = true;
+          console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
+          for (const other of workers) if (other !== w && other.exitCode === null) other.kill('SIGTERM');
+          resolve(status);
+        }
+        if (running === 0) resolve(interrupted ? 130 : 0);
+      }));
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+// -----------------------------------------------------------------------------
 // Training
 
 export class TrainingError extends Error {}
+export class InterruptedError extends TrainingError {}
 
 /** Rotary state after `step` steps: YaRN applied at every growth of the long window so far. */
 export function ropeAt(step: number, cfg: Config): RopeState {
@@ -1189,8 +1419,13 @@ export function ropeAt(step: number, cfg: Config): RopeState {
   return rope;
 }
 
-/** Forward and backward over `accum` micro-batches, then one optimiser step. Returns the mean token loss. */
-export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoader, sched: AttnSchedule, accum: number, step: number): Promise<tf.Scalar> {
+/**
+ * Forward and backward over `accum` micro-batches, gradients averaged across ranks, one optimiser step.
+ * Returns [mean token loss, stop] averaged over ranks: `stop` > 0 when any rank asked to stop, so that
+ * every rank stops after the same step.
+ */
+export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoader, sched: AttnSchedule, accum: number, step: number,
+  collective: Collective = soloCollective, stop = false): Promise<tf.Tensor1D> {
   const nameOf = new Map([...m.params].map(([name, v]) => [v.name, name]));
   const grads = new Map<string, tf.Tensor>();
   let lossSum: tf.Scalar = tf.scalar(0);
@@ -1206,17 +1441,26 @@ export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoade
       grads.set(name, prev ? tf.tidy(() => prev.add(gi)) : gi);
       if (prev) { prev.dispose(); gi.dispose(); }
     }
-    const next = tf.tidy(() => lossSum.add(value.div((hb.B * hb.T) / accum)) as tf.Scalar);
+    const next = tf.tidy(() => lossSum.add(value.div(hb.B * hb.T)) as tf.Scalar); // value is sum/accum: this adds up to the mean
     lossSum.dispose(); value.dispose();
     lossSum = next;
   }
-  optimizerStep(m, st, grads, step);
-  for (const g of grads.values()) g.dispose();
-  return lossSum;
+  const names = [...grads.keys()];
+  let tensors = [...names.map((n) => grads.get(n)!), tf.tidy(() => tf.stack([lossSum, tf.scalar(stop ? 1 : 0)]))];
+  lossSum.dispose();
+  if (collective.size > 1) {
+    const reduced = await collective.allReduceMean(tensors);
+    tf.dispose(tensors);
+    tensors = reduced;
+  }
+  const stats = tensors.pop() as tf.Tensor1D;
+  optimizerStep(m, st, new Map(names.map((n, i) => [n, tensors[i]])), step);
+  tf.dispose(tensors);
+  return stats;
 }
 
 /** Mean validation loss over the val slices (per-token mean, as the rules define it). */
-export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sched: AttnSchedule): Promise<number> {
+export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sched: AttnSchedule, collective: Collective = soloCollective): Promise<number> {
   let total: tf.Scalar = tf.scalar(0);
   for (let s = 0; s < val.steps; s++) {
     const next = tf.tidy(() => {
@@ -1226,12 +1470,12 @@ export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sch
     total.dispose();
     total = next; // accumulated on the device: one read at the end
   }
-  const sum = (await total.data())[0];
-  total.dispose();
+  const [mean] = await collective.allReduceMean([total]); // every rank's slices weigh the same
+  const sum = (await mean.data())[0];
+  tf.dispose([total, mean]);
   return sum / val.steps;
 }
 
-export interface World { size: number; rank: number }
 export interface TrainResult { finalValLoss: number; trainMs: number; steps: number; logFile: string | null; unigramEntropy: number; tokensPerSecond: number }
 
 interface DataFiles { train: string[]; val: string; label: string }
@@ -1261,8 +1505,11 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
 }
 
 /** Trains with a resolved config on the current backend; rank 0 writes the log. */
-export async function train(cfg: Config, opts: { backend: string; world?: World; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean } }): Promise<TrainResult> {
-  const world = opts.world ?? { size: 1, rank: 0 };
+export async function train(cfg: Config, opts: {
+  backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
+}): Promise<TrainResult> {
+  const collective = opts.collective ?? soloCollective;
+  const world = { size: collective.size, rank: collective.rank };
   const lead = world.rank === 0;
   const say = opts.say ?? ((s: string) => { if (lead) console.log(s); });
   const N = cfg.numIterations;
@@ -1270,7 +1517,6 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
   if (cfg.batchTokens % microTokens) {
     throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × --device-batch × GPUs = ${microTokens}`);
   }
-  if (world.size > 1) throw new ConfigError('data-parallel training across processes is not available yet: run a single process');
   const accum = cfg.batchTokens / microTokens;
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
@@ -1283,6 +1529,14 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
   if (cfg.resume) {
     ({ step: startStep, loader: loaderStart } = loadCheckpoint(path.resolve(cfg.resume), m, st));
     say(`resumed from ${cfg.resume} at step ${startStep}`);
+  }
+  if (world.size > 1) {
+    // Every rank builds the same parameters from the seed; checked once, since a mismatch would go unnoticed.
+    const own = tf.tidy(() => tf.addN([...m.params.values()].map((v, i) => v.sum().mul(i + 1))));
+    const [mean] = await collective.allReduceMean([own]);
+    const [a, b] = [(await own.data())[0], (await mean.data())[0]];
+    tf.dispose([own, mean]);
+    if (Math.abs(a - b) > 1e-5 * Math.max(1, Math.abs(a))) throw new TrainingError(`rank ${world.rank}: parameters differ across ranks at the start (checksum ${a} vs mean ${b})`);
   }
   say(`model: ${(countParams(m) / 1e6).toFixed(2)}M parameters, ${cfg.numLayers} layers, d ${cfg.modelDim}; data: ${data.label}`);
   say(`batch: ${cfg.batchTokens} tokens/step = ${accum} micro-step(s) × ${world.size} rank(s) × ${cfg.deviceBatch} × ${cfg.seqLen}; val: ${val.steps} step(s); unigram entropy of val: ${unigram.toFixed(4)} nats`);
@@ -1303,9 +1557,9 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
     const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
     for (let w = 0; w < cfg.warmupSteps; w++) {
       const blocks = cfg.windowSchedule[w % cfg.windowSchedule.length];
-      const loss = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w);
-      await loss.data();
-      loss.dispose();
+      const stats = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w, collective);
+      await stats.data();
+      stats.dispose();
     }
     [...m.params.values()].forEach((v, i) => { v.assign(snapshot[i]); snapshot[i].dispose(); });
     disposeOptimizerState(st);
@@ -1318,14 +1572,20 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
   const lastTrained = Math.max(0, startStep - 1);
   let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);
   let trainMs = 0, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
-  let pending: { step: number; loss: tf.Scalar } | null = null;
+  let pending: { step: number; stats: tf.Tensor1D } | null = null;
+  let stopAgreed = false; // a rank asked to stop: every rank stops after the same step
   // The loss of step s is read after step s+1 is queued, so a GPU backend never waits on the host.
   const flushLoss = async () => {
     if (!pending) return;
-    const { step, loss } = pending;
+    const { step, stats } = pending;
     pending = null;
-    lastLoss = (await loss.data())[0];
-    loss.dispose();
+    const [loss, stop] = await stats.data();
+    stats.dispose();
+    lastLoss = loss;
+    if (stop > 0) stopAgreed = true;
+    if (!bar && (step % cfg.printEvery === 0 || step === N)) {
+      say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
+    }
     if (!Number.isFinite(lastLoss)) {
       logLine(`stopped: train loss is ${lastLoss} at step ${step}`);
       throw new TrainingError(`train loss is ${lastLoss} at step ${step}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
@@ -1354,7 +1614,7 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
           // Final validation with a longer window, reached by one more YaRN extension (@classiclarryd).
           sched = attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
         }
-        const loss = await evaluate(m, val, sched);
+        const loss = await evaluate(m, val, sched, collective);
         if (!Number.isFinite(loss)) throw new TrainingError(`validation loss is ${loss} at step ${step}`);
         finalValLoss = loss;
         logLine(valLine(step, N, loss, trainMs));
@@ -1362,38 +1622,36 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
         t0 = performance.now();
       }
       if (last) break;
-      if (opts.interrupt?.requested) {
+      if (process.env.TSGPT_FAIL_AT === `${world.rank}:${step}`) throw new Error(`fault injected at rank ${world.rank}, step ${step} (TSGPT_FAIL_AT)`);
+      if (stopAgreed || (world.size === 1 && opts.interrupt?.requested)) {
         await flushLoss();
         trainMs += performance.now() - t0;
         const where = `interrupted at step ${step}/${N} (train_time ${Math.round(trainMs)}ms)`;
         logLine(where);
         bar?.stop();
-        say(`${where}${cfg.saveCheckpoint ? `; checkpoint: ${save(step)}` : ''}${log ? `; log: ${log.file}` : ''}`);
-        throw new TrainingError(where);
+        say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step)}` : ''}${log ? `; log: ${log.file}` : ''}`);
+        throw new InterruptedError(where);
       }
       const blocks = longWindowBlocks(step, cfg);
       if (blocks !== longBlocks) {
         rope = yarnExtend(rope, longBlocks * cfg.windowBlock, blocks * cfg.windowBlock);
         longBlocks = blocks;
       }
-      const loss = await trainStep(m, st, loader, attnScheduleAt(longBlocks, rope, cfg), accum, step);
+      const stats = await trainStep(m, st, loader, attnScheduleAt(longBlocks, rope, cfg), accum, step, collective, opts.interrupt?.requested);
       await flushLoss();
-      pending = { step: step + 1, loss };
+      pending = { step: step + 1, stats };
       const approxMs = trainMs + performance.now() - t0;
       logLine(stepLine(step + 1, N, approxMs));
       peakBytes = Math.max(peakBytes, tf.memory().numBytes);
-      bar?.update(step + 1, { loss: lastLoss.toFixed(4), avg: (approxMs / (step + 1 - startStep)).toFixed(1) });
-      if (!bar && ((step + 1) % cfg.printEvery === 0 || step + 1 === N)) {
-        say(`step ${step + 1}/${N} train_loss ${lastLoss.toFixed(4)} ${(approxMs / (step + 1 - startStep)).toFixed(1)} ms/step`);
-      }
-      if (cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1)}`);
+      bar?.update(step + 1, { loss: Number.isNaN(lastLoss) ? '-' : lastLoss.toFixed(4), avg: (approxMs / (step + 1 - startStep)).toFixed(1) });
+      if (lead && cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1)}`);
     }
   } finally {
     bar?.stop();
-    pending?.loss.dispose();
+    pending?.stats.dispose();
     if (loader.wrapped) say('note: the training data was used more than once (the loader wrapped around)');
   }
-  if (cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
+  if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
   const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
   const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
   logLine(`peak memory allocated: ${Math.round((mem.peakBytes ?? peakBytes) / 2 ** 20)} MiB reserved: ${Math.round(reserved / 2 ** 20)} MiB`);
@@ -1409,7 +1667,18 @@ export async function train(cfg: Config, opts: { backend: string; world?: World;
 // -----------------------------------------------------------------------------
 // Command line
 
-/** Parses flags, picks backend and preset, trains. Returns the process exit code. */
+/** How many processes a run without a launcher starts: `--gpus`, else every visible GPU for the speedrun on cuda. */
+export function defaultGpus(overrides: Partial<Config>, base: Config): number {
+  if (overrides.gpus) return overrides.gpus;
+  if (base.preset === 'tiny' || !['auto', 'cuda'].includes(base.backend)) return 1;
+  const count = visibleGpuCount();
+  if (count <= 1) return 1;
+  const dataDir = path.resolve(REPO_ROOT, base.dataDir);
+  const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
+  return base.preset === 'speedrun' || hasFineweb ? count : 1;
+}
+
+/** Parses flags, launches workers or picks backend and preset and trains. Returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const t = performance.now();
   const interrupt = { requested: false };
@@ -1418,34 +1687,51 @@ export async function main(argv: string[]): Promise<number> {
     interrupt.requested = true;
     console.error('\ninterrupt: stopping after this step (Ctrl-C again to stop now)');
   };
+  let collective: Collective = soloCollective;
   try {
     const { overrides, help } = parseFlags(argv);
     if (help) { console.log(helpText()); return 0; }
     const base = { ...DEFAULTS, ...overrides } as Config;
+    const world = worldFromEnv();
+    if (!world.launched) {
+      const n = defaultGpus(overrides, base);
+      if (n > 1) {
+        const gpus = visibleGpuCount();
+        const wantsGpu = base.backend === 'cuda' || base.backend === 'tensorflow' || (base.backend === 'auto' && gpus > 0);
+        if (wantsGpu && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`);
+        console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
+        return await launch(n, argv);
+      }
+    } else if (overrides.gpus && overrides.gpus !== world.size) {
+      throw new ConfigError(`--gpus ${overrides.gpus} disagrees with the launcher's WORLD_SIZE=${world.size}`);
+    }
+    const say = (s: string) => { if (world.rank === 0) console.log(s); };
     const backend = await selectBackend(base);
-    for (const n of backend.notes) console.log(n);
+    backend.notes.forEach(say);
     let preset = overrides.preset ?? 'auto';
     if (preset === 'auto') {
       const dataDir = path.resolve(REPO_ROOT, base.dataDir);
       const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
       preset = isGpuBackend(backend.name) && hasFineweb ? 'speedrun' : 'tiny';
-      console.log(`preset auto: ${preset} (${isGpuBackend(backend.name) ? 'GPU backend' : 'no GPU backend'}, ${hasFineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`})`);
+      say(`preset auto: ${preset} (${isGpuBackend(backend.name) ? 'GPU backend' : 'no GPU backend'}, ${hasFineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`})`);
     }
     const { cfg, notes } = resolveConfig(preset, overrides);
-    for (const n of notes) console.log(n);
-    const world = { size: Number(process.env.WORLD_SIZE ?? 1), rank: Number(process.env.RANK ?? 0) };
+    notes.forEach(say);
+    collective = await createCollective(world, backend.name);
     process.on('SIGINT', onSigint);
-    await train(cfg, { backend: backend.name, world, interrupt, header: [`preset ${cfg.preset}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
+    await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;
   } catch (e) {
     const err = e as Error;
     if (err instanceof ConfigError) { console.error(`error: ${err.message}`); return 2; }
-    if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return interrupt.requested ? 130 : 1; }
+    if (err instanceof InterruptedError) { console.error(`stopped: ${err.message}`); return 130; }
+    if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return 1; }
     console.error(`error: ${err.message}`);
     if (process.env.TSGPT_DEBUG) console.error(err.stack);
     return 1;
   } finally {
     process.off('SIGINT', onSigint);
+    collective.close();
   }
 }
 
