@@ -142,7 +142,8 @@ export class CudaBackend extends tf.KernelBackend {
     return { kernelMs: await this.device.timerEnd(id) };
   }
 
-  override memory(): { unreliable: boolean; numBytesInGPU: number; numBytesInGPUAllocated: number; peakBytesInGPU: number; poolReservedBytes: number; liveBuffers: number } {
+  /** peakBytes and poolBytes are the names train_gpt.ts reads for its "peak memory" log line. */
+  override memory(): { unreliable: boolean; numBytesInGPU: number; numBytesInGPUAllocated: number; peakBytesInGPU: number; poolReservedBytes: number; liveBuffers: number; peakBytes: number; poolBytes: number } {
     const m = this.device.memory();
     return {
       unreliable: false,
@@ -151,6 +152,8 @@ export class CudaBackend extends tf.KernelBackend {
       peakBytesInGPU: m.peakBytesInUse,
       poolReservedBytes: m.poolReservedBytes,
       liveBuffers: m.liveBuffers,
+      peakBytes: m.peakBytesInUse,
+      poolBytes: m.poolReservedBytes,
     };
   }
 

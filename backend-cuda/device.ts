@@ -85,3 +85,13 @@ export interface CudaDevice {
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
   rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
 }
+
+/** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */
+export interface CudaCollectives {
+  /** ncclGetUniqueId: 128 bytes. */
+  ncclGetUniqueId(): Uint8Array;
+  ncclInit(uniqueId: Uint8Array, worldSize: number, rank: number): void;
+  /** Out-of-place float32 all-reduce of each (in, out, count), grouped, on the device's stream. */
+  ncclAllReduce(inPtrs: number[], outPtrs: number[], counts: number[], average: boolean): void;
+  ncclDestroy(): void;
+}

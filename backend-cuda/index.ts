@@ -2,12 +2,13 @@
 //   cudaAvailability()       cheap, never throws: is the addon built and a GPU visible?
 //   registerCudaBackend()    registers the tfjs backend 'cuda' (then tf.setBackend('cuda'))
 //   cudaDeviceName()         the GPU's name, for logs
+//   ncclUniqueId() / ncclInit() / ncclAllReduce() / ncclDestroy()   NCCL collectives for data parallelism
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
-import { PRECISION, type CudaDevice, type MatmulPrecision } from './device.ts';
+import { PRECISION, type CudaCollectives, type CudaDevice, type MatmulPrecision } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import './fused/rms_norm.ts';
 
@@ -17,7 +18,7 @@ export { rmsNorm, rmsNormComposite } from './fused/rms_norm.ts';
 /** Where `npm run build:cuda` puts the addon; TSGPT_CUDA_ADDON overrides. */
 export const ADDON_PATH = process.env.TSGPT_CUDA_ADDON ?? fileURLToPath(new URL('../build/cuda/Release/tsgpt_cuda.node', import.meta.url));
 
-type Loaded = { ok: true; addon: CudaDevice; deviceCount: number } | { ok: false; reason: string };
+type Loaded = { ok: true; addon: CudaDevice & CudaCollectives; deviceCount: number } | { ok: false; reason: string };
 let loaded: Loaded | undefined;
 
 function load(): Loaded {
@@ -27,7 +28,7 @@ function load(): Loaded {
     return loaded;
   }
   try {
-    const addon = createRequire(import.meta.url)(ADDON_PATH) as CudaDevice;
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as CudaDevice & CudaCollectives;
     const probe = addon.probe();
     loaded = probe.deviceCount > 0
       ? { ok: true, addon, deviceCount: probe.deviceCount }
@@ -72,4 +73,71 @@ export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecis
 /** The GPU's name (e.g. "NVIDIA H100 80GB HBM3"), once the backend has started; else ''. */
 export function cudaDeviceName(): string {
   return deviceName ?? '';
+}
+
+// ---- NCCL collectives ----
+// One communicator per process, on the backend's device. All-reduce runs on the backend's one stream,
+// so it is ordered after the kernels that wrote its inputs and before those that read its outputs.
+
+const NCCL_UNIQUE_ID_BYTES = 128;
+
+function ncclAddon(fn: string): CudaDevice & CudaCollectives {
+  const l = load();
+  if (!l.ok) throw new Error(`${fn}: the cuda backend is unavailable: ${l.reason}`);
+  return l.addon;
+}
+
+/** The started cuda backend (ncclInit/ncclAllReduce need its device and stream). */
+function startedBackend(fn: string): CudaBackend {
+  if (tf.findBackendFactory('cuda') == null) throw new Error(`${fn}: call registerCudaBackend() first`);
+  const backend = tf.findBackend('cuda');
+  if (!(backend instanceof CudaBackend)) throw new Error(`${fn}: the 'cuda' backend failed to start`);
+  return backend;
+}
+
+/** Rank 0's ncclGetUniqueId as base64, to hand to every rank; callable before the backend is registered. */
+export function ncclUniqueId(): string {
+  return Buffer.from(ncclAddon('ncclUniqueId').ncclGetUniqueId()).toString('base64');
+}
+
+/** Joins the communicator (ncclCommInitRank on the backend's device); blocks until every rank has joined. */
+export function ncclInit(opts: { uniqueId: string; worldSize: number; rank: number }): void {
+  const addon = ncclAddon('ncclInit');
+  const { uniqueId, worldSize, rank } = opts;
+  if (!Number.isInteger(worldSize) || worldSize < 1) throw new Error(`ncclInit: worldSize ${worldSize} is not a positive integer`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new Error(`ncclInit: rank ${rank} is outside [0, ${worldSize})`);
+  const id = typeof uniqueId === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(uniqueId) ? Buffer.from(uniqueId, 'base64') : null;
+  if (!id || id.length !== NCCL_UNIQUE_ID_BYTES) {
+    throw new Error(`ncclInit: uniqueId is not the base64 of ${NCCL_UNIQUE_ID_BYTES} bytes (got ${id ? `${id.length} bytes` : JSON.stringify(String(uniqueId).slice(0, 32))}); pass rank 0's ncclUniqueId()`);
+  }
+  startedBackend('ncclInit');
+  addon.ncclInit(id, worldSize, rank);
+}
+
+/**
+ * Sum or average of each float32 tensor over all ranks, as new tensors (out of place; the inputs are
+ * untouched). One NCCL group for the whole list: one launch of fused collectives, not one per tensor.
+ */
+export function ncclAllReduce(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tensor[] {
+  const addon = ncclAddon('ncclAllReduce');
+  if (op !== 'sum' && op !== 'avg') throw new Error(`ncclAllReduce: op '${String(op)}' is not 'sum' or 'avg'`);
+  const backend = startedBackend('ncclAllReduce');
+  tensors.forEach((t, i) => {
+    if (t.isDisposed) throw new Error(`ncclAllReduce: tensor ${i} is disposed`);
+    if (t.dtype !== 'float32') throw new Error(`ncclAllReduce: tensor ${i} [${t.shape}] is ${t.dtype}; only float32 is reduced`);
+    if (!backend.data.has(t.dataId)) throw new Error(`ncclAllReduce: tensor ${i} [${t.shape}] is not on the cuda backend (tf.getBackend() is '${tf.getBackend()}')`);
+  });
+  const outs = tensors.map(t => backend.makeOutput(t.shape.slice(), 'float32'));
+  try {
+    addon.ncclAllReduce(tensors.map(t => backend.ptr(t)), outs.map(o => backend.ptr(o)), tensors.map(t => t.size), op === 'avg');
+  } catch (e) {
+    for (const o of outs) backend.disposeData(o.dataId);
+    throw e;
+  }
+  return outs.map(o => tf.engine().makeTensorFromTensorInfo(o, backend));
+}
+
+/** Leaves the communicator (ncclCommFinalize + ncclCommDestroy); a no-op when none is open. */
+export function ncclDestroy(): void {
+  ncclAddon('ncclDestroy').ncclDestroy();
 }

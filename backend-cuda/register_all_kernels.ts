@@ -9,6 +9,7 @@ import { binaryKernels } from './kernels/binary.ts';
 import { broadcastToConfig } from './kernels/BroadcastTo.ts';
 import { castConfig } from './kernels/Cast.ts';
 import { concatConfig } from './kernels/Concat.ts';
+import { expandDimsConfig } from './kernels/ExpandDims.ts';
 import { fillConfig } from './kernels/Fill.ts';
 import { gatherV2Config } from './kernels/GatherV2.ts';
 import { identityConfig } from './kernels/Identity.ts';
@@ -42,6 +43,7 @@ export const cudaKernels: CudaKernel[] = [
   broadcastToConfig,
   castConfig,
   concatConfig,
+  expandDimsConfig,
   fillConfig,
   gatherV2Config,
   identityConfig,

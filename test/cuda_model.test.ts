@@ -141,6 +141,14 @@ for (const target of targets) {
       const before = mem.numBytesInGPU;
       tf.dispose([x, y]);
       assert.equal((tf.memory() as typeof mem).numBytesInGPU, before - (257 * 33 + 33 * 33) * 4);
+      // uploads round-trip at every size, across the small (kernel-argument) path's 256-byte limit
+      for (const n of [1, 3, 63, 64, 65, 255, 256, 257, 1000]) {
+        const f = randFloat([n]), bools = Uint8Array.from(f.values, v => (v > 0 ? 1 : 0));
+        const ft = tf.tensor(f.values, [n]), bt = tf.tensor(bools, [n], 'bool');
+        assert.deepEqual(await ft.data(), f.values, `float32 upload of ${n * 4} bytes`);
+        assert.deepEqual(Array.from(await bt.data()), Array.from(bools), `bool upload of ${n} bytes`);
+        tf.dispose([ft, bt]);
+      }
       // a kernel returning its input's buffer keeps it alive for the other holder
       const a = tf.tensor([1, 2, 3, 4]);
       const r = tf.reshape(a, [2, 2]);

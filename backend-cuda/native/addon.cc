@@ -6,7 +6,9 @@
 
 #include <cstring>
 #include <unordered_map>
+#include <vector>
 
+#include "collectives.h"
 #include "device.h"
 #include "kernels.h"
 
@@ -91,6 +93,7 @@ Napi::Value init(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value dispose(const Napi::CallbackInfo& info) {
+  ncclClose();  // a communicator must not outlive its device's stream
   delete gDevice;
   gDevice = nullptr;
   return info.Env().Undefined();
@@ -124,6 +127,10 @@ Napi::Value upload(const Napi::CallbackInfo& info) {
   const size_t bytes = src.ByteLength();
   if (bytes == 0) return info.Env().Undefined();
   const uint8_t* data = static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
+  if (bytes <= uint64_t(kSmallUploadBytes)) {  // scalars and small constants: never blocks the host
+    check(launchUploadSmall(dev().stream(), dst, data, int64_t(bytes)), "upload (small, through kernel arguments)");
+    return info.Env().Undefined();
+  }
   // From pageable memory: the runtime stages the source before returning, so JS may reuse it.
   check(cudaMemcpyAsync(dst, data, bytes, cudaMemcpyHostToDevice, dev().stream()), "upload (cudaMemcpyAsync host→device)");
   return info.Env().Undefined();
@@ -358,6 +365,41 @@ Napi::Value rmsNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- NCCL (collectives.cc) ----
+
+Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
+  const std::string id = ncclNewUniqueId();
+  return Napi::Buffer<char>::Copy(info.Env(), id.data(), id.size());
+}
+
+Napi::Value ncclInitBinding(const Napi::CallbackInfo& info) {
+  const Napi::Buffer<char> id = info[0].As<Napi::Buffer<char>>();
+  ncclOpen(dev(), std::string(id.Data(), id.Length()), int(intArg(info, 1)), int(intArg(info, 2)));
+  return info.Env().Undefined();
+}
+
+// ncclAllReduce(inPtrs[], outPtrs[], counts[], average)
+Napi::Value ncclAllReduceBinding(const Napi::CallbackInfo& info) {
+  const Napi::Array ins = info[0].As<Napi::Array>(), outs = info[1].As<Napi::Array>(), counts = info[2].As<Napi::Array>();
+  const uint32_t n = ins.Length();
+  if (outs.Length() != n || counts.Length() != n) throw CudaError("ncclAllReduce: inputs, outputs and counts differ in length");
+  std::vector<const float*> in(n);
+  std::vector<float*> out(n);
+  std::vector<int64_t> count(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    in[i] = reinterpret_cast<const float*>(static_cast<uintptr_t>(ins.Get(i).As<Napi::Number>().Int64Value()));
+    out[i] = reinterpret_cast<float*>(static_cast<uintptr_t>(outs.Get(i).As<Napi::Number>().Int64Value()));
+    count[i] = counts.Get(i).As<Napi::Number>().Int64Value();
+  }
+  ncclAllReduceFloat32(dev(), in, out, count, info[3].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value ncclDestroyBinding(const Napi::CallbackInfo& info) {
+  ncclClose();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Binding> fns[] = {
       {"probe", guarded<probe>},       {"init", guarded<init>},
@@ -374,6 +416,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
+      {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
+      {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
   return exports;

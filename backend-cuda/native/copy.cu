@@ -1,6 +1,8 @@
 // The strided copy behind Transpose, Slice, StridedSlice, Concat, SplitV, Tile, PadV2, Reverse and
-// broadcasting: every layout change is a walk over an index space with one stride vector for the
+// broadcasting (plus the small uploads): every layout change is a walk over an index space with one stride vector for the
 // source and one for the destination (negative strides reverse, 0 strides broadcast).
+#include <cstring>
+
 #include "kernels.h"
 #include "launch.h"
 
@@ -25,7 +27,28 @@ __global__ void stridedCopyKernel(const T* __restrict__ src, T* __restrict__ dst
   }
 }
 
+// A host→device copy of at most kSmallUploadBytes carried in the launch's own parameters: the driver
+// copies kernel arguments at launch, so the host never waits (a cudaMemcpyAsync from pageable memory
+// may wait for the stream), and scalar constants stay asynchronous.
+struct SmallPayload {
+  uint8_t bytes[kSmallUploadBytes];
+};
+
+__global__ void uploadSmallKernel(uint8_t* __restrict__ dst, SmallPayload p, int n) {
+  const int i = threadIdx.x;
+  if (i < n) dst[i] = p.bytes[i];
+}
+
 }  // namespace
+
+cudaError_t launchUploadSmall(cudaStream_t s, void* dst, const void* src, int64_t bytes) {
+  if (bytes <= 0) return cudaSuccess;
+  if (bytes > kSmallUploadBytes) return cudaErrorInvalidValue;
+  SmallPayload p;
+  std::memcpy(p.bytes, src, size_t(bytes));
+  uploadSmallKernel<<<1, kSmallUploadBytes, 0, s>>>(static_cast<uint8_t*>(dst), p, int(bytes));
+  return cudaGetLastError();
+}
 
 cudaError_t launchStridedCopy(cudaStream_t s, int elemBytes, const void* src, void* dst,
                               const StridedShape& shape) {

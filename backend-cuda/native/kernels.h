@@ -49,6 +49,9 @@ cudaError_t launchF32ToBf16(cudaStream_t s, const float* x, void* y, int64_t n);
 // out[dstOffset + Σ i_k·strides[1][k]] = in[srcOffset + Σ i_k·strides[0][k]] (copy.cu).
 cudaError_t launchStridedCopy(cudaStream_t s, int elemBytes, const void* src, void* dst,
                               const StridedShape& shape);
+// dst[0..bytes) = src[0..bytes) for bytes ≤ kSmallUploadBytes, through kernel arguments (copy.cu).
+constexpr int kSmallUploadBytes = 256;
+cudaError_t launchUploadSmall(cudaStream_t s, void* dst, const void* src, int64_t bytes);
 
 // Rows of length `inner`, `outer` of them, contiguous; out has `outer` elements (reduce.cu).
 cudaError_t launchReduce(cudaStream_t s, int op, int dtype, const void* x, void* out, int64_t outer,

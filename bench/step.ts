@@ -1,0 +1,243 @@
+// bench/step.ts: the speedrun model's training step (train_gpt.ts's createModel + trainStep: forward,
+// backward and the Muon/Adam update) on one backend for a fixed batch. Prints ms/step, training tokens/s
+// per GPU, MFU and peak memory, and writes them as JSON with --out.
+//
+//   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
+//                    [--warmup 2] [--accum 1] [--profile] [--out FILE]
+//
+// The batch is synthetic (random GPT-2-range tokens in documents of random length, written as a shard in
+// a temporary folder and read by the trainer's own BOS-aligned loader), so no corpus is needed. Warm-up
+// steps are excluded; each timed step ends when its loss is read back (a sync per step).
+//
+// MFU = model FLOPs per token × tokens/s ÷ the card's dense bf16 peak, with (PaLM appendix B, the formula
+// in shared/reference/speedrun.md) model FLOPs per token = 6 × (hidden matmul params + head params)
+// + 12 × attention layers × heads × head dim × seq len. The attention term counts the full T×T scores of
+// every attention layer (no causal or window discount), as PaLM and nanoGPT do.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { writeShard } from '../data/shard.ts';
+import {
+  attnScheduleAt, countParams, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
+  resolveConfig, selectBackend, trainStep, TrainLoader, type Config, type Model,
+} from '../train_gpt.ts';
+
+/** Dense bf16 tensor-core peaks (FLOP/s) by card name; used for MFU on GPU backends. */
+const BF16_PEAK: [RegExp, number][] = [
+  [/H100.*PCIe/i, 756e12],
+  [/H100|H200|GH200/i, 989e12], // SXM: 989.4 TFLOP/s dense
+  [/A100/i, 312e12],
+];
+
+class UsageError extends Error {}
+
+const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
+  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--profile] [--out FILE]';
+
+interface Args {
+  backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
+  accum: number; matmulPrecision?: Config['matmulPrecision']; profile: boolean; out?: string;
+}
+
+function parse(argv: string[]): Args {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv, strict: true, allowPositionals: false, options: {
+        backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
+        'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
+        warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' },
+        'matmul-precision': { type: 'string' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) { console.log(USAGE); process.exit(0); }
+  const int = (flag: string, raw: string | undefined, min: number): number | undefined => {
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} ${raw}: expected an integer ≥ ${min}`);
+    return n;
+  };
+  const oneOf = <T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T | undefined => {
+    if (raw === undefined) return undefined;
+    if (!allowed.includes(raw as T)) throw new UsageError(`--${flag} ${raw}: expected one of ${allowed.join(', ')}`);
+    return raw as T;
+  };
+  return {
+    backend: oneOf('backend', values.backend, ['cuda', 'tensorflow', 'wasm', 'cpu'] as const)!,
+    preset: oneOf('preset', values.preset, ['speedrun', 'tiny'] as const)!,
+    deviceBatch: int('device-batch', values['device-batch'], 1),
+    seqLen: int('seq-len', values['seq-len'], 2),
+    steps: int('steps', values.steps, 1)!,
+    warmup: int('warmup', values.warmup, 0)!,
+    accum: int('accum', values.accum, 1)!,
+    matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
+    profile: values.profile!,
+    out: values.out,
+  };
+}
+
+/** Model FLOPs per token (see the top of this file) and the parameter counts it is built from. */
+export function modelFlopsPerToken(m: Model): { flopsPerToken: number; matmulParams: number; headParams: number; attnLayers: number; formula: string } {
+  const { cfg } = m;
+  let matmulParams = 0;
+  for (const [name, v] of m.params) if (m.info.get(name)!.opt === 'muon') matmulParams += v.size; // the hidden matrices
+  const headParams = cfg.tieEmbed ? m.params.get('embed')!.size : m.params.get('head')!.size;
+  const attnLayers = m.plan.filter((p) => p.attn).length;
+  const flopsPerToken = 6 * (matmulParams + headParams) + 12 * attnLayers * cfg.numHeads * cfg.headDim * cfg.seqLen;
+  return { flopsPerToken, matmulParams, headParams, attnLayers, formula: '6*(hidden matmul params + head params) + 12*attn_layers*heads*head_dim*seq_len' };
+}
+
+/** A shard of synthetic documents: BOS + random tokens, lengths uniform in [T/8, 2T]. */
+function syntheticShard(dir: string, cfg: Config, tokens: number): string {
+  let s = 0x9e3779b9 ^ cfg.seed;
+  const rand = () => { s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return s / 2 ** 32; };
+  const vocab = Math.min(cfg.vocabSize, 65535);
+  const data = new Uint16Array(tokens);
+  for (let i = 0; i < tokens;) {
+    data[i++] = cfg.bosToken;
+    const len = Math.floor(cfg.seqLen / 8 + rand() * cfg.seqLen * 1.875);
+    for (let j = 0; j < len && i < tokens; j++) {
+      let t = Math.floor(rand() * vocab);
+      if (t === cfg.bosToken) t = (t + 1) % vocab;
+      data[i++] = t;
+    }
+  }
+  const file = path.join(dir, 'bench_train_000001.bin');
+  writeShard(file, data);
+  return file;
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const k = s.length >> 1; return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2; };
+
+async function profileStep(run: () => Promise<void>, topN = 20): Promise<{ kernelMs: number; kernels: number; byName: { name: string; ms: number; count: number; share: number }[]; byShape: { kernel: string; ms: number; count: number }[] }> {
+  const check = tf.env().getBool('CHECK_COMPUTATION_FOR_ERRORS');
+  tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false); // else every kernel output is read back to look for NaNs
+  let info: Awaited<ReturnType<typeof tf.profile>>;
+  try {
+    info = await tf.profile(run);
+  } finally {
+    tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', check);
+  }
+  const byName = new Map<string, { ms: number; count: number }>(), byShape = new Map<string, { ms: number; count: number }>();
+  let total = 0;
+  for (const k of info.kernels) {
+    const ms = Number(k.kernelTimeMs) || 0;
+    total += ms;
+    const a = byName.get(k.name) ?? { ms: 0, count: 0 }; a.ms += ms; a.count++; byName.set(k.name, a);
+    const key = `${k.name}(${k.inputShapes.map((s: number[]) => `[${s}]`).join(',')})`;
+    const b = byShape.get(key) ?? { ms: 0, count: 0 }; b.ms += ms; b.count++; byShape.set(key, b);
+  }
+  return {
+    kernelMs: total, kernels: info.kernels.length,
+    byName: [...byName].map(([name, v]) => ({ name, ...v, share: v.ms / total })).sort((x, y) => y.ms - x.ms).slice(0, topN),
+    byShape: [...byShape].map(([kernel, v]) => ({ kernel, ...v })).sort((x, y) => y.ms - x.ms).slice(0, topN),
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: Args;
+  try {
+    args = parse(argv);
+  } catch (e) {
+    if (e instanceof UsageError) { console.error(`bench/step.ts: ${e.message}\n${USAGE}`); return 2; }
+    throw e;
+  }
+  const overrides: Partial<Config> = { backend: args.backend, warmupSteps: 0 };
+  if (args.deviceBatch !== undefined) overrides.deviceBatch = args.deviceBatch;
+  if (args.seqLen !== undefined) overrides.seqLen = args.seqLen;
+  if (args.matmulPrecision !== undefined) overrides.matmulPrecision = args.matmulPrecision;
+  const base = resolveConfig(args.preset, overrides).cfg;
+  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * args.accum });
+  if (args.out && fs.existsSync(args.out)) { console.error(`bench/step.ts: --out ${args.out} exists; results are never overwritten`); return 2; }
+
+  await selectBackend(cfg);
+  const backend = tf.getBackend();
+  const deviceName = backend === 'cuda' ? ((await import('../backend-cuda/index.ts')).cudaDeviceName()) : os.cpus()[0]?.model ?? 'cpu';
+  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * args.accum;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-bench-'));
+  try {
+    const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
+    const loader = new TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
+    const m = createModel(cfg), st = createOptimizerState(m);
+    // The last stage of the window schedule: the longest windows (the composite attention's cost does not depend on it).
+    const sched = attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], initRope(cfg), cfg);
+    const flops = modelFlopsPerToken(m);
+    console.log(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
+      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${args.accum} micro-step(s) = ${tokensPerStep} tokens/step, matmul ${cfg.matmulPrecision}`);
+    const stepOnce = async (s: number) => {
+      const loss = await trainStep(m, st, loader, sched, args.accum, s);
+      const v = (await loss.data())[0];
+      loss.dispose();
+      if (!Number.isFinite(v)) throw new Error(`loss is ${v} at bench step ${s}`);
+      return v;
+    };
+    for (let s = 0; s < args.warmup; s++) {
+      const t = performance.now();
+      const loss = await stepOnce(s);
+      console.log(`warm-up ${s + 1}/${args.warmup}: ${(performance.now() - t).toFixed(1)} ms, loss ${loss.toFixed(4)}`);
+    }
+    const times: number[] = [];
+    for (let s = 0; s < args.steps; s++) {
+      const t = performance.now();
+      const loss = await stepOnce(args.warmup + s);
+      times.push(performance.now() - t);
+      console.log(`step ${s + 1}/${args.steps}: ${times[s].toFixed(1)} ms, loss ${loss.toFixed(4)}`);
+    }
+    const msPerStep = median(times);
+    const tokensPerSecond = tokensPerStep / (msPerStep / 1000);
+    const peak = backend === 'cuda' ? BF16_PEAK.find(([re]) => re.test(deviceName))?.[1] ?? null : null;
+    const achieved = flops.flopsPerToken * tokensPerSecond;
+    const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number };
+    const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
+    const result: Record<string, unknown> = {
+      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision,
+      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum: args.accum, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
+      msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
+      tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
+      peakTflops: peak === null ? null : peak / 1e12, mfu: peak === null ? null : achieved / peak,
+      peakMemoryBytes: peakBytes, peakMemoryKind: mem.peakBytes !== undefined ? 'device bytes allocated to tensors' : 'host peak RSS',
+      node: process.version, tfjs: tf.version_core, date: new Date().toISOString(),
+    };
+    if (args.profile) {
+      const prof = await profileStep(async () => { await stepOnce(args.warmup + args.steps); });
+      result.profile = prof;
+      console.log(`profile of one step: ${prof.kernels} kernels, ${prof.kernelMs.toFixed(1)} ms of kernel time (events around each kernel)`);
+      for (const k of prof.byName) console.log(`  ${k.name.padEnd(22)} ${k.ms.toFixed(2).padStart(9)} ms ${(100 * k.share).toFixed(1).padStart(5)}%  ×${k.count}`);
+      console.log('  top kernels by input shapes:');
+      for (const k of prof.byShape) console.log(`  ${k.ms.toFixed(2).padStart(9)} ms ×${String(k.count).padEnd(4)} ${k.kernel}`);
+    }
+    console.log(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
+      `${(achieved / 1e12).toFixed(1)} TFLOP/s model FLOPs (${(flops.flopsPerToken / 1e9).toFixed(3)} GFLOP/token)` +
+      `${peak === null ? '' : `, MFU ${(100 * achieved / peak).toFixed(1)}% of ${peak / 1e12} TFLOP/s bf16`}, ` +
+      `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind})`);
+    if (args.out) {
+      // Atomic and never overwriting: a complete temp file, hard-linked to the name only if it is free.
+      const out = path.resolve(args.out), tmp = `${out}.${process.pid}.tmp`;
+      fs.mkdirSync(path.dirname(out), { recursive: true });
+      fs.writeFileSync(tmp, JSON.stringify(result, null, 2) + '\n');
+      try { fs.linkSync(tmp, out); } finally { fs.rmSync(tmp, { force: true }); }
+      console.log(`wrote ${args.out}`);
+    }
+    disposeOptimizerState(st);
+    disposeModel(m);
+    return 0;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (e) {
+    console.error(`bench/step.ts: ${(e as Error).message}`);
+    if (process.env.TSGPT_DEBUG) console.error((e as Error).stack);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,66 @@
+// bench/step.ts (the training-step benchmark) on a CPU backend with the tiny preset, so CI runs it:
+// its JSON holds consistent numbers, its FLOP count matches a hand count of the model, and bad flags
+// or an existing --out file are clear errors.
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createModel, resolveConfig } from '../train_gpt.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const bench = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'bench/step.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+
+describe('bench/step.ts', () => {
+  it('runs the tiny preset on wasm for 2 steps and writes consistent JSON', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-step-test-'));
+    try {
+      const out = path.join(dir, 'r.json');
+      const r = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '2', '--warmup', '1', '--out', out]);
+      assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /ms\/step \(median of 2\), \d+ tokens\/s per GPU/);
+      const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+      const { cfg } = resolveConfig('tiny', {});
+      assert.equal(j.backend, 'wasm');
+      assert.equal(j.steps, 2);
+      assert.equal(j.stepMs.length, 2);
+      assert.equal(j.tokensPerStep, cfg.deviceBatch * cfg.seqLen);
+      assert.ok(j.msPerStep > 0 && j.stepMs.every((t: number) => t > 0));
+      assert.ok(Math.abs(j.tokensPerSecond - j.tokensPerStep / (j.msPerStep / 1000)) < 1e-6 * j.tokensPerSecond);
+      // FLOPs per token by hand: every 2-D weight other than the embedding tables and the head is a hidden matmul.
+      tf.setBackend('cpu');
+      const m = createModel(cfg);
+      let hidden = 0;
+      for (const [name, v] of m.params) if (v.rank === 2 && !/^(embed|value_embed\.\d+|head)$/.test(name) && !/(smear_gate|attn_gate|canon_)/.test(name)) hidden += v.size;
+      const head = m.params.get('head')!.size;
+      const attnLayers = cfg.numLayers - cfg.noAttnLayers.length;
+      tf.dispose([...m.params.values()]);
+      assert.equal(j.matmulParams, hidden);
+      assert.equal(j.headParams, head);
+      assert.equal(j.flopsPerToken, 6 * (hidden + head) + 12 * attnLayers * cfg.numHeads * cfg.headDim * cfg.seqLen);
+      assert.equal(j.mfu, null, 'no MFU on a CPU backend');
+      assert.ok(j.peakMemoryBytes > 0);
+      // never overwrites
+      const again = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '1', '--warmup', '0', '--out', out]);
+      assert.equal(again.status, 2);
+      assert.match(again.stderr, /--out .*r\.json exists; results are never overwritten/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects bad flags with a one-line reason and the usage', () => {
+    for (const [args, re] of [[['--steps', '0'], /--steps 0: expected an integer ≥ 1/], [['--backend', 'tpu'], /--backend tpu: expected one of cuda, tensorflow, wasm, cpu/],
+      [['--bogus'], /Unknown option '--bogus'/]] as const) {
+      const r = bench([...args]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, re);
+      assert.match(r.stderr, /usage: npm run bench/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+  });
+});
