@@ -110,6 +110,7 @@ export const DEFAULTS = {
   logDir: 'logs',
   printEvery: 10,
   gpus: 0, // processes, one per GPU; 0: every visible GPU for the speedrun preset on cuda, else 1
+  collective: 'auto' as 'auto' | 'tcp' | 'nccl',
 };
 export type Config = typeof DEFAULTS;
 type Key = keyof Config;
@@ -187,6 +188,7 @@ const HELP: Record<Key, string> = {
   logDir: 'log folder (one new file per run)',
   printEvery: 'console line every N steps when not on a terminal',
   gpus: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers',
+  collective: 'gradient all-reduce: auto (none for one rank, nccl on cuda, else tcp) | tcp | nccl (also with one rank, to exercise the NCCL path)',
 };
 
 // Presets override the defaults; explicit flags override presets.
@@ -210,7 +212,7 @@ const ENUMS: Partial<Record<Key, readonly string[]>> = {
   matmulPrecision: ['bf16', 'tf32', 'fp32'], corpus: ['auto', 'fineweb', 'builtin-gpt2', 'builtin-bytes'],
   mlp: ['relu2', 'swiglu'], block: ['prenorm', 'sas', 'sas-p'], canonInit: ['uniform', 'zero'],
   attnScore: ['softmax', 'softpick', 'softmax1'], logitCap: ['sigmoid', 'tanh', 'none'],
-  rotary: ['half', 'full', 'none'], orthogonalizer: ['ns5', 'polar'],
+  rotary: ['half', 'full', 'none'], orthogonalizer: ['ns5', 'polar'], collective: ['auto', 'tcp', 'nccl'],
 };
 const FLOATS = new Set<Key>(['lambdaInit', 'backoutInit', 'logitCapScale', 'logitCapTemp', 'attnScale', 'cooldownFrac',
   'cooldownFloor', 'muonLr', 'muonMomentum', 'muonMomentumStart', 'adamLr', 'adamBeta1', 'adamBeta2', 'adamEps',
@@ -1251,7 +1253,9 @@ const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byte
 /** Rendezvous at rank 0 over TCP; all-reduce sums at rank 0 in rank order, so results are deterministic. */
 export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000): Promise<Collective> {
   const peers: FrameSocket[] = []; // rank 0: index r-1 holds rank r; others: [rank 0]
-  if (world.rank === 0) {
+  if (world.size === 1) {
+    // Nothing to meet: the reductions below are identities.
+  } else if (world.rank === 0) {
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, addr, () => resolve()); });
     const joined = new Map<number, FrameSocket>();
@@ -1335,10 +1339,11 @@ async function ncclCollective(tcp: Collective): Promise<Collective> {
 }
 
 /** The collective for this process: solo, TCP (CPU backends) or NCCL (cuda). */
-export async function createCollective(world: World, backend: string): Promise<Collective> {
-  if (world.size === 1) return soloCollective;
+export async function createCollective(world: World, backend: string, kind: Config['collective'] = 'auto'): Promise<Collective> {
+  if (world.size === 1 && kind === 'auto') return soloCollective;
+  if (kind === 'nccl' && backend !== 'cuda') throw new ConfigError(`--collective nccl needs --backend cuda (the backend is ${backend})`);
   const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500));
-  return backend === 'cuda' ? ncclCollective(tcp) : tcp;
+  return kind === 'nccl' || (kind === 'auto' && backend === 'cuda') ? ncclCollective(tcp) : tcp;
 }
 
 /** This process's place, from the environment a launcher sets (RANK, WORLD_SIZE, LOCAL_RANK). */
@@ -1448,7 +1453,7 @@ export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoade
   const names = [...grads.keys()];
   let tensors = [...names.map((n) => grads.get(n)!), tf.tidy(() => tf.stack([lossSum, tf.scalar(stop ? 1 : 0)]))];
   lossSum.dispose();
-  if (collective.size > 1) {
+  if (collective !== soloCollective) {
     const reduced = await collective.allReduceMean(tensors);
     tf.dispose(tensors);
     tensors = reduced;
@@ -1717,7 +1722,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { cfg, notes } = resolveConfig(preset, overrides);
     notes.forEach(say);
-    collective = await createCollective(world, backend.name);
+    collective = await createCollective(world, backend.name, cfg.collective);
     process.on('SIGINT', onSigint);
     await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;

@@ -37,6 +37,16 @@ test('the TCP collective averages tensors across ranks (in rank order) and broad
   collectives.forEach((c) => c.close());
 });
 
+test('a one-rank TCP collective (what --collective tcp|nccl builds for one process) reduces to the identity', async () => {
+  const c = await T.tcpCollective({ size: 1, rank: 0, localRank: 0 }, '127.0.0.1', await freePort());
+  const x = tf.randomNormal([4, 3]);
+  const [y] = await c.allReduceMean([x]);
+  assert.deepEqual(y.dataSync(), x.dataSync());
+  assert.equal(await c.broadcast('only'), 'only');
+  c.close();
+  await assert.rejects(T.createCollective({ size: 1, rank: 0, localRank: 0 }, 'wasm', 'nccl'), /--collective nccl needs --backend cuda/);
+});
+
 test('a rank that disconnects makes the others fail instead of hanging', async () => {
   const port = await freePort();
   const [c0, c1] = await Promise.all([0, 1].map((rank) => T.tcpCollective({ size: 2, rank, localRank: rank }, '127.0.0.1', port)));
