@@ -143,7 +143,7 @@ export class CudaBackend extends tf.KernelBackend {
   }
 
   /** peakBytes and poolBytes are the names train_gpt.ts reads for its "peak memory" log line. */
-  override memory(): { unreliable: boolean; numBytesInGPU: number; numBytesInGPUAllocated: number; peakBytesInGPU: number; poolReservedBytes: number; liveBuffers: number; peakBytes: number; poolBytes: number } {
+  override memory(): { unreliable: boolean; numBytesInGPU: number; numBytesInGPUAllocated: number; peakBytesInGPU: number; poolReservedBytes: number; liveBuffers: number; allocRetries: number; peakBytes: number; poolBytes: number } {
     const m = this.device.memory();
     return {
       unreliable: false,
@@ -152,6 +152,7 @@ export class CudaBackend extends tf.KernelBackend {
       peakBytesInGPU: m.peakBytesInUse,
       poolReservedBytes: m.poolReservedBytes,
       liveBuffers: m.liveBuffers,
+      allocRetries: m.allocRetries,
       peakBytes: m.peakBytesInUse,
       poolBytes: m.poolReservedBytes,
     };

@@ -43,6 +43,8 @@ export interface DeviceMemory {
   poolReservedBytes: number;
   poolUsedBytes: number;
   liveBuffers: number;
+  /** Allocations that failed once and succeeded only after waiting for the stream and emptying the pool (slow). */
+  allocRetries: number;
 }
 
 /** Everything below enqueues on the device's one stream unless it says it waits. */

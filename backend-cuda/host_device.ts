@@ -154,7 +154,7 @@ export class HostDevice implements CudaDevice {
     this.freeIds.push(ptr / SPAN);
   }
   memory(): DeviceMemory {
-    return { bytesInUse: this.inUse, peakBytesInUse: this.peak, poolReservedBytes: this.inUse, poolUsedBytes: this.inUse, liveBuffers: this.buffers.size };
+    return { bytesInUse: this.inUse, peakBytesInUse: this.peak, poolReservedBytes: this.inUse, poolUsedBytes: this.inUse, liveBuffers: this.buffers.size, allocRetries: 0 };
   }
   upload(ptr: number, data: Float32Array | Int32Array | Uint8Array): void {
     const [buf, off] = this.locate(ptr);

@@ -193,7 +193,7 @@ export async function main(argv: string[]): Promise<number> {
     const tokensPerSecond = tokensPerStep / (msPerStep / 1000);
     const peak = backend === 'cuda' ? BF16_PEAK.find(([re]) => re.test(deviceName))?.[1] ?? null : null;
     const achieved = flops.flopsPerToken * tokensPerSecond;
-    const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number };
+    const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; allocRetries?: number };
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
       backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision,
@@ -201,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
       peakTflops: peak === null ? null : peak / 1e12, mfu: peak === null ? null : achieved / peak,
-      peakMemoryBytes: peakBytes, peakMemoryKind: mem.peakBytes !== undefined ? 'device bytes allocated to tensors' : 'host peak RSS',
+      allocRetries: mem.allocRetries ?? null, peakMemoryBytes: peakBytes, peakMemoryKind: mem.peakBytes !== undefined ? 'device bytes allocated to tensors' : 'host peak RSS',
       node: process.version, tfjs: tf.version_core, date: new Date().toISOString(),
     };
     if (args.profile) {
@@ -215,7 +215,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
       `${(achieved / 1e12).toFixed(1)} TFLOP/s model FLOPs (${(flops.flopsPerToken / 1e9).toFixed(3)} GFLOP/token)` +
       `${peak === null ? '' : `, MFU ${(100 * achieved / peak).toFixed(1)}% of ${peak / 1e12} TFLOP/s bf16`}, ` +
-      `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind})`);
+      `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind})` +
+      `${mem.allocRetries ? `; ${mem.allocRetries} allocations waited for the stream and emptied the pool (memory nearly full)` : ''}`);
     if (args.out) {
       // Atomic and never overwriting: a complete temp file, hard-linked to the name only if it is free.
       const out = path.resolve(args.out), tmp = `${out}.${process.pid}.tmp`;

@@ -74,6 +74,7 @@ for (const target of targets) {
       const cases: Array<[number[], number | number[] | undefined]> = [
         [[17], undefined], [[4, 5], 0], [[4, 5], 1], [[3, 4, 5], [0, 2]], [[2, 3, 4, 5], [1, 3]], [[3, 2000], -1],
         [[Math.ceil(big / 64), 64], 0], [[big], 0], [[3, 0, 4], 1], [[6, 7], [0, 1]],
+        [[3, big], -1], [[2, 5, Math.ceil(big / 5)], [0, 2]],  // a few very long rows: the two-pass path on the GPU
       ];
       for (const [shape, axis] of cases) {
         const x = randFloat(shape);
@@ -93,6 +94,8 @@ for (const target of targets) {
         }
       }
       await compare(T, 'sum int32', [randInt([5, 300], -1000, 1000)], t => tf.sum(t, 1));
+      await compare(T, 'sum int32 long rows', [randInt([2, big], -1000, 1000)], t => tf.sum(t, 1));
+      await compare(T, 'max int32 long rows', [randInt([2, big], -1000000, 1000000)], t => tf.max(t, 1));
       await compare(T, 'sum bool', [randBool([5, 30])], t => tf.sum(t, 0));
       await compare(T, 'max int32', [randInt([5, 3000], -1000000, 1000000)], t => tf.max(t, 1));
       for (const [shape, axis] of [[[7, 9], 1], [[7, 9], 0], [[3, 2000], 1], [[2, 3, 4], 1]] as Array<[number[], number]>) {

@@ -116,6 +116,7 @@ Napi::Value memory(const Napi::CallbackInfo& info) {
   o.Set("poolReservedBytes", static_cast<double>(s.poolReserved));
   o.Set("poolUsedBytes", static_cast<double>(s.poolUsed));
   o.Set("liveBuffers", static_cast<double>(s.live));
+  o.Set("allocRetries", static_cast<double>(s.allocRetries));
   return o;
 }
 

@@ -59,6 +59,7 @@ void* Device::alloc(uint64_t bytes) {
     // Cached blocks of other sizes may be what is missing: wait for pending frees, hand the
     // cache back to the driver and try once more.
     cudaGetLastError();
+    ++allocRetries_;
     cudaStreamSynchronize(stream_);
     cudaMemPoolTrimTo(pool_, 0);
     e = cudaMallocAsync(&p, bytes, stream_);
@@ -104,7 +105,7 @@ void Device::freeScratch(void* p) {
 }
 
 MemoryStats Device::memory() const {
-  MemoryStats s{inUse_, peak_, 0, 0, sizes_.size()};
+  MemoryStats s{inUse_, peak_, 0, 0, sizes_.size(), allocRetries_};
   uint64_t v = 0;
   if (cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemCurrent, &v) == cudaSuccess)
     s.poolReserved = v;

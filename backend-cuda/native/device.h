@@ -21,7 +21,7 @@ std::string cudaErrorText(cudaError_t e);
 void check(cudaError_t e, const char* what);  // throws CudaError naming `what` and the error
 
 struct MemoryStats {
-  uint64_t inUse, peak, poolReserved, poolUsed, live;
+  uint64_t inUse, peak, poolReserved, poolUsed, live, allocRetries;
 };
 
 class Device {
@@ -62,7 +62,7 @@ class Device {
   void* workspace_ = nullptr;
   uint64_t workspaceBytes_ = 32ull << 20;
   std::unordered_map<void*, uint64_t> sizes_;
-  uint64_t inUse_ = 0, peak_ = 0;
+  uint64_t inUse_ = 0, peak_ = 0, allocRetries_ = 0;
   std::map<uint64_t, std::vector<void*>> pinned_;  // by power-of-two bucket size
 };
 

@@ -1,6 +1,8 @@
 // Row reductions: `outer` rows of `inner` contiguous elements each (the TypeScript side transposes
-// the reduced axes to the end first). A warp per row for short rows, a block per row for long ones.
+// the reduced axes to the end first). A warp per row for short rows, a block per row for long ones,
+// several blocks per row (two passes) for a few very long rows.
 #include <cfloat>
+#include <algorithm>
 #include <climits>
 #include "kernels.h"
 #include "launch.h"
@@ -68,21 +70,50 @@ __global__ void reduceWarpPerRow(int op, const T* __restrict__ x, T* __restrict_
   if (lane == 0) store<T, A>(op, out + row, v, inner);
 }
 
+// The whole block's combination of `v` (valid in thread 0).
+template <typename A>
+__device__ __forceinline__ A blockCombine(int op, A v) {
+  __shared__ A warpSums[32];
+  v = warpReduce<A>(op, v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nWarps = blockDim.x / 32;
+  if (lane == 0) warpSums[warp] = v;
+  __syncthreads();
+  v = identity<A>(op);
+  if (warp == 0) v = warpReduce<A>(op, lane < nWarps ? warpSums[lane] : identity<A>(op));
+  return v;
+}
+
 template <typename T>
 __global__ void reduceBlockPerRow(int op, const T* __restrict__ x, T* __restrict__ out,
                                   int64_t inner) {
   using A = typename AccOf<T>::type;
-  __shared__ A warpSums[32];
   const int64_t row = blockIdx.x;
-  A v = warpReduce<A>(op, partial<T, A>(op, x + row * inner, inner, threadIdx.x, blockDim.x));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nWarps = blockDim.x / 32;
-  if (lane == 0) warpSums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < nWarps ? warpSums[lane] : identity<A>(op);
-    v = warpReduce<A>(op, v);
-    if (lane == 0) store<T, A>(op, out + row, v, inner);
-  }
+  const A v = blockCombine<A>(op, partial<T, A>(op, x + row * inner, inner, threadIdx.x, blockDim.x));
+  if (threadIdx.x == 0) store<T, A>(op, out + row, v, inner);
+}
+
+// Few long rows (a gradient summed to a scalar, a norm): one block per row would leave most of the
+// GPU idle, so each row is cut into `chunks` pieces, each block combines one piece into partials[],
+// and a second pass combines each row's partials.
+template <typename T>
+__global__ void reduceChunks(int op, const T* __restrict__ x, typename AccOf<T>::type* __restrict__ partials,
+                             int64_t inner, int64_t chunk, int chunks) {
+  using A = typename AccOf<T>::type;
+  const int64_t row = blockIdx.x / chunks, c = blockIdx.x % chunks;
+  const int64_t start = c * chunk, len = start < inner ? (inner - start < chunk ? inner - start : chunk) : 0;
+  const A v = blockCombine<A>(op, partial<T, A>(op, x + row * inner + start, len, threadIdx.x, blockDim.x));
+  if (threadIdx.x == 0) partials[blockIdx.x] = v;
+}
+
+template <typename T>
+__global__ void reducePartials(int op, const typename AccOf<T>::type* __restrict__ partials, T* __restrict__ out,
+                               int64_t outer, int chunks, int64_t inner) {
+  using A = typename AccOf<T>::type;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= outer) return;
+  const A v = warpReduce<A>(op, partial<A, A>(op, partials + row * chunks, chunks, lane, 32));
+  if (lane == 0) store<T, A>(op, out + row, v, inner);
 }
 
 // ArgMax/ArgMin: (value, index) pairs; ties resolve to the lowest index, as the CPU backend does.
@@ -120,6 +151,20 @@ template <typename T>
 cudaError_t reduceTyped(cudaStream_t s, int op, const T* x, void* out, int64_t outer, int64_t inner) {
   if (op == kArgMax || op == kArgMin) {
     argReduceBlockPerRow<T><<<(unsigned)outer, inner >= 256 ? 256 : 32, 0, s>>>(op == kArgMax, x, (int32_t*)out, inner);
+  } else if (inner >= (1 << 16) && outer < 1024) {
+    using A = typename AccOf<T>::type;
+    const int64_t chunks64 = std::min<int64_t>((inner + 8191) / 8192, (2048 + outer - 1) / outer);
+    const int chunks = int(std::max<int64_t>(chunks64, 2));
+    const int64_t chunk = (inner + chunks - 1) / chunks;
+    A* partials = nullptr;
+    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(A) * outer * chunks, s);
+    if (e != cudaSuccess) return e;
+    reduceChunks<T><<<(unsigned)(outer * chunks), 512, 0, s>>>(op, x, partials, inner, chunk, chunks);
+    const int rowsPerBlock = kThreads / 32;
+    reducePartials<T><<<(unsigned)((outer + rowsPerBlock - 1) / rowsPerBlock), kThreads, 0, s>>>(op, partials, (T*)out, outer, chunks, inner);
+    e = cudaGetLastError();
+    const cudaError_t f = cudaFreeAsync(partials, s);  // stream-ordered: after the second pass
+    return e != cudaSuccess ? e : f;
   } else if (inner <= 1024) {
     const int rowsPerBlock = kThreads / 32;
     reduceWarpPerRow<T><<<(unsigned)((outer + rowsPerBlock - 1) / rowsPerBlock), kThreads, 0, s>>>(op, x, (T*)out, outer, inner);
