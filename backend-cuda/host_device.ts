@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
 import { BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
+import { registerReductionGradients } from './gradients.ts';
 
 const SPAN = 2 ** 32;
 type View = Float32Array | Int32Array | Uint8Array;
@@ -319,6 +320,7 @@ export class HostDevice implements CudaDevice {
 
 /** Registers the backend class on the host reference device as `name` (tests without a GPU). */
 export function registerCudaHostBackend(name: string): void {
+  registerReductionGradients();
   if (tf.findBackendFactory(name) != null) return;
   const device = new HostDevice();
   tf.registerBackend(name, () => new CudaBackend(device, device.init(0), 'fp32'));

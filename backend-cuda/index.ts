@@ -11,6 +11,7 @@ import { CudaBackend } from './backend.ts';
 import { PRECISION, type CudaCollectives, type CudaDevice, type MatmulPrecision } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import './fused/rms_norm.ts';
+import { registerReductionGradients } from './gradients.ts';
 
 export type { MatmulPrecision } from './device.ts';
 export { rmsNorm, rmsNormComposite } from './fused/rms_norm.ts';
@@ -39,6 +40,8 @@ function load(): Loaded {
   return loaded;
 }
 
+registerReductionGradients();
+
 export function cudaAvailability(): { ok: true } | { ok: false; reason: string } {
   const l = load();
   return l.ok ? { ok: true } : { ok: false, reason: l.reason };
@@ -64,6 +67,7 @@ export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecis
     deviceName = info.name;
     return new CudaBackend(l.addon, info, precision);
   });
+  registerReductionGradients(); // again here: an `import '@tensorflow/tfjs'` after this module would have put tfjs's back
   if (!kernelsRegistered) {
     registerAllKernels('cuda');
     kernelsRegistered = true;

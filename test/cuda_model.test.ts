@@ -96,6 +96,39 @@ for (const target of targets) {
       assert.ok(tf.getKernel('RMSNorm', T0) != null, 'the fused kernel is registered on this backend');
     });
 
+    it('Sum and Mean gradients broadcast dy on the device (no host-made ones array)', async () => {
+      await useBackend(T0);
+      const backend = tf.backend() as CudaBackend;
+      const write = backend.write.bind(backend);
+      let maxUpload = 0;
+      backend.write = (values, shape, dtype) => { maxUpload = Math.max(maxUpload, tf.util.sizeFromShape(shape)); return write(values, shape, dtype); };
+      try {
+        for (const [shape, axis, keep] of [[[6, 70, 5], [0, 2], false], [[300, 41], -1, true], [[4099], 0, false], [[3, 4], [0, 1], true]] as Array<[number[], number | number[], boolean]>) {
+          const xh = randFloat(shape);
+          const axes = tf.util.parseAxisParam(axis, shape);
+          const outShape = shape.map((d, k) => (axes.includes(k) ? 1 : d));
+          const ch = randFloat(outShape);  // upstream weights: d/dx Σ c·sum(x) = c broadcast back
+          const n = axes.reduce((p, a) => p * shape[a], 1);
+          const x = tf.tensor(xh.values, shape), c = tf.tensor(ch.values, keep ? outShape : outShape.filter((_, k) => !axes.includes(k)));
+          maxUpload = 0;
+          const gs = tf.grad(t => tf.sum(tf.mul(tf.sum(t, axis, keep), c)))(x);
+          const gm = tf.grad(t => tf.sum(tf.mul(tf.mean(t, axis, keep), c)))(x);
+          assert.ok(maxUpload <= n + tf.util.sizeFromShape(outShape), `a gradient uploaded ${maxUpload} values from the host`);
+          const [vs, vm] = [await gs.data(), await gm.data()];
+          const strides = tf.util.computeStrides(outShape);
+          for (let i = 0; i < vs.length; i++) {
+            const idx = tf.util.indexToLoc(i, shape.length, tf.util.computeStrides(shape));
+            const j = idx.reduce((o, v, k) => o + (axes.includes(k) ? 0 : v) * (k < strides.length ? strides[k] : 1), 0);
+            assert.equal(vs[i], ch.values[j], `sum grad [${shape}] ${axis} at ${i}`);
+            assert.ok(Math.abs(vm[i] - ch.values[j] / n) <= 1e-7 * Math.abs(ch.values[j]), `mean grad [${shape}] ${axis} at ${i}`);
+          }
+          tf.dispose([x, c, gs, gm]);
+        }
+      } finally {
+        backend.write = write;
+      }
+    });
+
     it('memory is stable over 200 training steps and the loss falls', async () => {
       await useBackend(T0);
       const tok = randInt([B, T], 0, V);
