@@ -830,11 +830,15 @@ export function logitSoftcap(logits: tf.Tensor, cfg: Config): tf.Tensor {
   return logits;
 }
 
+/** Hidden states [.., d] → raw logits [N, V], before the soft cap. */
+export function rawLogits(m: Model, x: tf.Tensor): tf.Tensor2D {
+  const x2 = x.reshape([-1, m.cfg.modelDim]);
+  return m.cfg.tieEmbed ? tf.matMul(x2, m.params.get('embed')!, false, true) : tf.matMul(x2, m.params.get('head')!);
+}
+
 /** Hidden states [.., d] → capped logits [N, V]. */
 export function headLogits(m: Model, x: tf.Tensor): tf.Tensor2D {
-  const x2 = x.reshape([-1, m.cfg.modelDim]);
-  const raw = m.cfg.tieEmbed ? tf.matMul(x2, m.params.get('embed')!, false, true) : tf.matMul(x2, m.params.get('head')!);
-  return logitSoftcap(raw, m.cfg) as tf.Tensor2D;
+  return logitSoftcap(rawLogits(m, x), m.cfg) as tf.Tensor2D;
 }
 
 /** Cross-entropy of logits [N,V] against int32 targets [N], summed or averaged over tokens. */
@@ -850,10 +854,13 @@ export interface Batch { inputs: tf.Tensor2D; targets: tf.Tensor2D; docIds: tf.T
 /** The training objective: summed token losses in training (as the speedrun), mean in validation. */
 export function modelLoss(m: Model, batch: Batch, sched: AttnSchedule, reduction: 'sum' | 'mean'): tf.Scalar {
   const x = trunk(m, batch.inputs, batch.docIds, sched);
-  const targets = batch.targets.reshape([-1]) as tf.Tensor1D;
-  const fused = m.cfg.tieEmbed ? null : runFused('SoftcapCrossEntropy', { x: x.reshape([-1, m.cfg.modelDim]), w: m.params.get('head')!, targets },
-    { cap: m.cfg.logitCap, scale: m.cfg.logitCapScale, temp: m.cfg.logitCapTemp, reduction });
-  return (fused as tf.Scalar | null) ?? crossEntropy(headLogits(m, x), targets, reduction);
+  return softcapCrossEntropy(rawLogits(m, x), batch.targets.reshape([-1]) as tf.Tensor1D, m.cfg, reduction);
+}
+
+/** Cross-entropy of soft-capped logits; one fused kernel ('SoftcapCrossEntropy') where the backend has it. */
+export function softcapCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, cfg: Config, reduction: 'sum' | 'mean'): tf.Scalar {
+  const fused = runFused('SoftcapCrossEntropy', { logits, targets }, { cap: cfg.logitCap, scale: cfg.logitCapScale, temp: cfg.logitCapTemp, reduction });
+  return (fused as tf.Scalar | null) ?? crossEntropy(logitSoftcap(logits, cfg) as tf.Tensor2D, targets, reduction);
 }
 
 // -----------------------------------------------------------------------------
