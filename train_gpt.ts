@@ -879,20 +879,31 @@ const POLAR_EXPRESS: readonly (readonly [number, number, number])[] = [
   [2.3465413258596377, -1.7097828382687081, 0.42323551169305323],
 ];
 
-/** Approximately U·Vᵀ of G = U·S·Vᵀ by 5 odd-polynomial iterations X ← aX + (bA + cA²)X, A = XXᵀ. */
-export function orthogonalize(G: tf.Tensor2D, kind: Config['orthogonalizer'] = 'ns5'): tf.Tensor2D {
+/**
+ * Approximately U·Vᵀ of each G = U·S·Vᵀ in a batch [n, r, c] with r ≤ c (wide), by 5 odd-polynomial
+ * iterations X ← aX + (bA + cA²)X with A = XXᵀ, the smaller Gram matrix. One batched matmul per term
+ * serves every matrix of a shape: a few large GEMMs instead of many small ones.
+ */
+export function orthogonalizeBatch(G: tf.Tensor3D, kind: Config['orthogonalizer'] = 'ns5'): tf.Tensor3D {
   return tf.tidy(() => {
-    const tall = G.shape[0] > G.shape[1];
-    let X: tf.Tensor2D = tall ? G.transpose() : G; // iterate on the wide side: A is the smaller Gram matrix
     // Scale so every singular value is ≤ 1, where the polynomials converge.
-    const norm = X.norm().mul(kind === 'polar' ? 1.02 : 1).add(kind === 'polar' ? 1e-6 : 1e-7);
-    X = X.div(norm);
+    const norm = G.square().sum([1, 2], true).sqrt().mul(kind === 'polar' ? 1.02 : 1).add(kind === 'polar' ? 1e-6 : 1e-7);
+    let X = G.div(norm) as tf.Tensor3D;
     const coeffs = kind === 'polar' ? POLAR_EXPRESS : Array(5).fill(NS5);
     for (const [a, b, c] of coeffs) {
       const A = tf.matMul(X, X, false, true);
       const Bm = A.mul(b).add(tf.matMul(A, A).mul(c));
       X = X.mul(a).add(tf.matMul(Bm, X));
     }
+    return X;
+  });
+}
+
+/** orthogonalizeBatch for one matrix of any orientation. */
+export function orthogonalize(G: tf.Tensor2D, kind: Config['orthogonalizer'] = 'ns5'): tf.Tensor2D {
+  return tf.tidy(() => {
+    const tall = G.shape[0] > G.shape[1];
+    const X = orthogonalizeBatch((tall ? G.transpose() : G).expandDims(0) as tf.Tensor3D, kind).squeeze([0]) as tf.Tensor2D;
     return tall ? X.transpose() : X;
   });
 }
@@ -946,6 +957,9 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
   st.step += 1;
   const bc1 = 1 - cfg.adamBeta1 ** st.step, bc2 = 1 - cfg.adamBeta2 ** st.step;
   tf.tidy(() => {
+    // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
+    // shape and orthogonalised as one batch.
+    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor }[] = [];
     for (const [name, p] of m.params) {
       const g = grads.get(name);
       if (!g) throw new Error(`no gradient for parameter ${name}`);
@@ -953,15 +967,13 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
       if (info.opt === 'muon') {
         const [buf] = slots;
         buf.assign(buf.mul(mom).add(g.mul(1 - mom)));
-        const nesterov = g.mul(1 - mom).add(buf.mul(mom)) as tf.Tensor2D;
-        // Orthogonalise each block (q, k, v of a merged projection) on its own, as separate matrices.
-        const blocks = info.split ? tf.split(nesterov, info.split, 1) : [nesterov];
+        const nesterov = g.mul(1 - mom).add(buf.mul(mom));
         const rows = p.shape[0]!;
-        const update = tf.concat(blocks.map((b) => {
+        (info.split ? tf.split(nesterov, info.split, 1) : [nesterov]).forEach((x, index) => {
+          const tall = x.shape[0]! > x.shape[1]!;
           // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent.
-          return orthogonalize(b as tf.Tensor2D, cfg.orthogonalizer).mul(Math.sqrt(Math.max(1, b.shape[1]! / rows)));
-        }), 1);
-        p.assign(p.sub(update.mul(cfg.muonLr * lr * info.lrMul)));
+          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: tall ? x.transpose() : x });
+        });
       } else {
         const [mv, vv] = slots;
         mv.assign(mv.mul(cfg.adamBeta1).add(g.mul(1 - cfg.adamBeta1)));
@@ -969,6 +981,26 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
         const update = mv.div(bc1).div(vv.div(bc2).sqrt().add(cfg.adamEps));
         p.assign(p.sub(update.mul(cfg.adamLr * info.lrMul * lr)));
       }
+    }
+    const byShape = new Map<string, typeof blocks>();
+    for (const b of blocks) {
+      const key = b.x.shape.join('x');
+      byShape.set(key, [...(byShape.get(key) ?? []), b]);
+    }
+    const updates = new Map<string, tf.Tensor[]>();
+    for (const group of byShape.values()) {
+      const orth = tf.unstack(orthogonalizeBatch(tf.stack(group.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer));
+      group.forEach((b, i) => {
+        const u = (b.tall ? orth[i].transpose() : orth[i]).mul(b.scale);
+        const list = updates.get(b.name) ?? [];
+        list[b.index] = u;
+        updates.set(b.name, list);
+      });
+    }
+    for (const [name, parts] of updates) {
+      const p = m.params.get(name)!;
+      const update = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
+      p.assign(p.sub(update.mul(cfg.muonLr * lr * m.info.get(name)!.lrMul)));
     }
   });
 }
