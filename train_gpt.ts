@@ -942,7 +942,7 @@ export function createOptimizerState(m: Model): OptimizerState {
   const slots = new Map<string, tf.Variable[]>();
   for (const [name, v] of m.params) {
     const n = m.info.get(name)!.opt === 'muon' ? 1 : 2;
-    slots.set(name, Array.from({ length: n }, () => tf.variable(tf.zerosLike(v), false)));
+    slots.set(name, Array.from({ length: n }, () => tf.tidy(() => tf.variable(tf.zerosLike(v), false))));
   }
   return { step: 0, slots };
 }

@@ -1,0 +1,85 @@
+// The real model of train_gpt.ts on the cuda backend against tfjs-backend-cpu: loss and every
+// parameter's gradient for the speedrun's options and the block variants, and one whole optimiser
+// step. On 'cuda-host' (the backend's TypeScript layer on its CPU reference device) this runs in CI and
+// proves every kernel the training step needs exists; on 'cuda' it runs on the GPU.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CudaBackend } from '../backend-cuda/backend.ts';
+import { targets, useBackend } from './cuda_harness.ts';
+import * as T from '../train_gpt.ts';
+
+const MICRO: Partial<T.Config> = {
+  vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
+  noAttnLayers: [0], noMlpLayers: [0], skip: '1-3', valueEmbeds: 1, backoutLayer: 2, seqLen: 16,
+  windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
+};
+const VARIANTS: [string, Partial<T.Config>][] = [
+  ['speedrun options', {}],
+  ['canon ABCD + softpick + polar express', { canon: 'ABCD', attnScore: 'softpick', orthogonalizer: 'polar' }],
+  ['softmax1 + parallel + unet + tanh cap', { attnScore: 'softmax1', parallel: true, skip: 'unet', logitCap: 'tanh' }],
+  ['GQA + swiglu + tied head + full rotary', { kvHeads: 1, mlp: 'swiglu', tieEmbed: true, rotary: 'full' }],
+  ['sas', { block: 'sas', valueEmbeds: 0, skip: 'none' }],
+  ['sas-p', { block: 'sas-p', valueEmbeds: 0, skip: 'none' }],
+];
+
+const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 9 || i === 16 ? 63 : (i * 37 + 11) % 60));
+const targetsOf = Int32Array.from({ length: 32 }, (_, i) => (i * 13 + 5) % 60);
+
+/** Loss, gradients and the parameters after one optimiser step, on the current backend. */
+async function run(cfg: T.Config): Promise<{ loss: number; grads: Map<string, Float32Array>; after: Map<string, Float32Array> }> {
+  const m = T.createModel(cfg);
+  let seed = 100;
+  for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', seed++))));
+  const batch = T.toDevice({ inputs: tokens, targets: targetsOf, B: 2, T: 16 }, cfg.bosToken);
+  const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
+  const { value, grads } = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean'));
+  const byName = new Map<string, tf.Tensor>();
+  for (const [name, v] of m.params) byName.set(name, grads[v.name]);
+  const out = {
+    loss: (await value.data())[0],
+    grads: new Map(await Promise.all([...byName].map(async ([n, g]) => [n, (await g.data()) as Float32Array] as const))),
+    after: new Map<string, Float32Array>(),
+  };
+  const st = T.createOptimizerState(m);
+  T.optimizerStep(m, st, byName, 0);
+  for (const [n, v] of m.params) out.after.set(n, (await v.data()) as Float32Array);
+  tf.dispose([value, ...Object.values(grads)]);
+  T.disposeBatch(batch);
+  T.disposeOptimizerState(st);
+  T.disposeModel(m);
+  return out;
+}
+
+function relError(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+for (const target of targets) {
+  describe(`train_gpt.ts model on ${target.name} vs cpu`, { skip: target.skip }, () => {
+    for (const [label, over] of VARIANTS) {
+      it(`${label}: loss, gradients and one optimiser step match (fp32 matmuls)`, async () => {
+        const cfg = T.resolveConfig('tiny', { ...MICRO, ...over }).cfg;
+        await useBackend('cpu');
+        const want = await run(cfg);
+        await useBackend(target.name);
+        (tf.backend() as CudaBackend).setMatmulPrecision('fp32');
+        await run(cfg); // the first run fills the model's constant caches (window bands, rotary tables)
+        const before = tf.memory().numTensors;
+        const got = await run(cfg);
+        assert.equal(tf.memory().numTensors, before, 'the step leaks no tensors');
+        assert.ok(Math.abs(got.loss - want.loss) < 1e-4 * Math.abs(want.loss), `loss ${got.loss} vs cpu ${want.loss}`);
+        for (const [n, g] of want.grads) {
+          const e = relError(got.grads.get(n)!, g);
+          assert.ok(e < 1e-3, `${label}: gradient of ${n}: relative error ${e}`);
+        }
+        for (const [n, p] of want.after) {
+          const e = relError(got.after.get(n)!, p);
+          assert.ok(e < 1e-3, `${label}: ${n} after the optimiser step: relative error ${e}`);
+        }
+      });
+    }
+  });
+}
