@@ -1635,10 +1635,11 @@ export async function train(cfg: Config, opts: {
       throw new TrainingError(`train loss is ${lastLoss} at step ${step}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
     }
   };
+  // On a terminal: a progress bar showing the latest train and val losses; otherwise plain lines.
   const bar = lead && process.stdout.isTTY ? new cliProgress.SingleBar({
-    format: 'step {value}/{total} [{bar}] loss {loss} | {avg} ms/step | eta {eta_formatted}', hideCursor: true,
+    format: 'step {value}/{total} [{bar}] loss {loss} | val {val} | {avg} ms/step | eta {eta_formatted}', hideCursor: true,
   }, cliProgress.Presets.shades_classic) : null;
-  bar?.start(N, startStep, { loss: '-', avg: '-' });
+  bar?.start(N, startStep, { loss: '-', val: '-', avg: '-' });
   const checkpointFile = (step: number) => path.resolve(REPO_ROOT, cfg.checkpointDir, `${runId}_step${step}.ckpt`);
   const save = (step: number) => {
     const file = checkpointFile(step);
@@ -1662,7 +1663,7 @@ export async function train(cfg: Config, opts: {
         if (!Number.isFinite(loss)) throw new TrainingError(`validation loss is ${loss} at step ${step}`);
         finalValLoss = loss;
         logLine(valLine(step, N, loss, trainMs));
-        if (!bar) say(valLine(step, N, loss, trainMs));
+        if (bar) bar.update({ val: loss.toFixed(4) }); else say(valLine(step, N, loss, trainMs));
         t0 = performance.now();
       }
       if (last) break;
