@@ -9,6 +9,8 @@ export interface TensorData {
   bytes: number;
   dtype: DeviceDtype;
   refCount: number;
+  /** A second buffer a fused kernel keeps with its output for the gradient (attachSaved); freed with this one. */
+  saved?: number;
 }
 
 export function bytesPerElement(dtype: DataType): number {
@@ -91,6 +93,21 @@ export class CudaBackend extends tf.KernelBackend {
     return this.data.get(t.dataId).ptr;
   }
 
+  /** A new device buffer of `bytes` kept with tensor t and freed with t's buffer: what a fused kernel
+   * saves beside its output for its gradient (the gradient gets the output, not extra tensors). */
+  attachSaved(t: TensorInfo, bytes: number): number {
+    const d = this.data.get(t.dataId);
+    if (d.saved !== undefined) throw new Error('attachSaved: this tensor already carries a saved buffer');
+    if (bytes === 0) return 0;
+    d.saved = this.device.alloc(bytes);
+    return d.saved;
+  }
+
+  /** The buffer attachSaved kept with t, if any. */
+  saved(t: TensorInfo): number | undefined {
+    return this.data.get(t.dataId).saved;
+  }
+
   override numDataIds(): number {
     return this.data.numDataIds();
   }
@@ -110,6 +127,7 @@ export class CudaBackend extends tf.KernelBackend {
     d.refCount--;
     if (!force && d.refCount > 0) return false;
     this.device.free(d.ptr);
+    if (d.saved !== undefined) this.device.free(d.saved);
     this.data.delete(dataId);
     return true;
   }
