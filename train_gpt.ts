@@ -158,7 +158,7 @@ const HELP: Record<Key, string> = {
   tieEmbed: 'tie the head to the embedding',
   seqLen: 'sequence length (documents longer are cut)',
   batchTokens: 'global tokens per optimiser step',
-  deviceBatch: 'sequences per GPU per micro-step',
+  deviceBatch: 'sequences per GPU per micro-step (at most: lowered until it divides each GPU\'s share of the batch)',
   numIterations: 'optimiser steps',
   cooldownFrac: 'fraction of steps in the final linear cooldown',
   cooldownFloor: 'learning-rate multiplier at the end of the cooldown',
@@ -1549,19 +1549,28 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
 }
 
 /** Trains with a resolved config on the current backend; rank 0 writes the log. */
-export async function train(cfg: Config, opts: {
+export async function train(config: Config, opts: {
   backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
 }): Promise<TrainResult> {
+  let cfg = config;
   const collective = opts.collective ?? soloCollective;
   const world = { size: collective.size, rank: collective.rank };
   const lead = world.rank === 0;
   const say = opts.say ?? ((s: string) => { if (lead) console.log(s); });
   const N = cfg.numIterations;
-  const microTokens = cfg.seqLen * cfg.deviceBatch * world.size;
-  if (cfg.batchTokens % microTokens) {
-    throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × --device-batch × GPUs = ${microTokens}`);
+  // The global batch is fixed; each rank takes the largest device batch up to --device-batch that divides
+  // its share, and accumulates gradients over the rest (8 micro-steps on 1 GPU for the speedrun).
+  const rowsPerRank = cfg.batchTokens / (cfg.seqLen * world.size);
+  if (!Number.isInteger(rowsPerRank)) {
+    throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * world.size}`);
   }
-  const accum = cfg.batchTokens / microTokens;
+  let deviceBatch = Math.min(cfg.deviceBatch, rowsPerRank);
+  while (rowsPerRank % deviceBatch) deviceBatch--;
+  if (deviceBatch !== cfg.deviceBatch) {
+    say(`device batch: ${deviceBatch} sequences per micro-step (the largest divisor of the ${rowsPerRank} sequences per rank up to --device-batch ${cfg.deviceBatch})`);
+    cfg = { ...cfg, deviceBatch };
+  }
+  const accum = rowsPerRank / deviceBatch;
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
   const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank);
