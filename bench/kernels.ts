@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { cudaAvailability, cudaDeviceName, registerCudaBackend } from '../backend-cuda/index.ts';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import type { MatmulPrecision } from '../backend-cuda/device.ts';
+import { crossEntropy, DEFAULTS, logitSoftcap, softcapCrossEntropy } from '../train_gpt.ts';
 
 const avail = cudaAvailability();
 if (!avail.ok) {
@@ -70,7 +71,16 @@ const smMs = await medianMs(() => tf.softmax(logits));
 rows.push({ kernel: 'softmax 8192×50304', ms: +smMs.toFixed(3), 'GB/s': +((2 * 4 * 8192 * 50304) / smMs / 1e6).toFixed(0) });
 const trMs = await medianMs(() => tf.transpose(tf.reshape(logits, [8, 1024, 6, 8384]), [0, 2, 1, 3]));
 rows.push({ kernel: 'transpose [8,1024,6,8384]→[0,2,1,3]', ms: +trMs.toFixed(3), 'GB/s': +((2 * 4 * 8192 * 50304) / trMs / 1e6).toFixed(0) });
-tf.dispose(logits);
+// Soft-capped cross-entropy forward + backward (the speedrun's sigmoid cap): the fused kernels
+// (logits read twice, dlogits written once: 12 bytes a logit) and the composite they replace.
+const ceTargets = tf.randomUniform([8192], 0, 50304, 'int32') as tf.Tensor1D;
+const ceFused = (l: tf.Tensor) => softcapCrossEntropy(l as tf.Tensor2D, ceTargets, DEFAULTS, 'sum');
+const ceComposite = (l: tf.Tensor) => crossEntropy(logitSoftcap(l, DEFAULTS) as tf.Tensor2D, ceTargets, 'sum');
+for (const [label, f] of [['fused', ceFused], ['composite', ceComposite]] as const) {
+  const ms = await medianMs(() => tf.grad(f)(logits), 5);
+  rows.push({ kernel: `softcap cross-entropy fwd+bwd 8192×50304 (${label})`, ms: +ms.toFixed(3), 'GB/s': +((12 * 8192 * 50304) / ms / 1e6).toFixed(0) });
+}
+tf.dispose([logits, ceTargets]);
 
 console.log(`device: ${cudaDeviceName()}`);
 console.table(rows);
