@@ -3,7 +3,10 @@
 // per GPU, MFU and peak memory, and writes them as JSON with --out.
 //
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
-//                    [--warmup 2] [--accum 1] [--profile] [--out FILE]
+//                    [--warmup 2] [--accum 1] [--collective nccl|tcp] [--profile] [--out FILE]
+//
+// --collective runs the gradient all-reduce of one rank through NCCL (cuda) or the TCP collective, as a
+// multi-GPU run does, and reports its time per step (CUDA events on the backend's stream on cuda).
 //
 // The batch is synthetic (random GPT-2-range tokens in documents of random length, written as a shard in
 // a temporary folder and read by the trainer's own BOS-aligned loader), so no corpus is needed. Warm-up
@@ -20,8 +23,8 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeShard } from '../data/shard.ts';
 import {
-  attnScheduleAt, countParams, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
-  resolveConfig, selectBackend, trainStep, TrainLoader, type Config, type Model,
+  attnScheduleAt, countParams, createCollective, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
+  resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, type Collective, type Config, type Model,
 } from '../train_gpt.ts';
 
 /** Dense bf16 tensor-core peaks (FLOP/s) by card name; used for MFU on GPU backends. */
@@ -34,11 +37,11 @@ const BF16_PEAK: [RegExp, number][] = [
 class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
-  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--profile] [--out FILE]';
+  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--profile] [--out FILE]';
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
-  accum: number; matmulPrecision?: Config['matmulPrecision']; profile: boolean; out?: string;
+  accum: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; profile: boolean; out?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -49,7 +52,7 @@ function parse(argv: string[]): Args {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' },
-        'matmul-precision': { type: 'string' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
+        'matmul-precision': { type: 'string' }, collective: { type: 'string' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -77,6 +80,7 @@ function parse(argv: string[]): Args {
     warmup: int('warmup', values.warmup, 0)!,
     accum: int('accum', values.accum, 1)!,
     matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
+    collective: oneOf('collective', values.collective, ['nccl', 'tcp'] as const),
     profile: values.profile!,
     out: values.out,
   };
@@ -170,8 +174,26 @@ export async function main(argv: string[]): Promise<number> {
     const flops = modelFlopsPerToken(m);
     console.log(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
       `batch ${cfg.deviceBatch}×${cfg.seqLen}×${args.accum} micro-step(s) = ${tokensPerStep} tokens/step, matmul ${cfg.matmulPrecision}`);
+    // The all-reduce of one rank, timed alone: the queue is drained before it (reading the small loss
+    // vector, the last tensor) and after it, so the wall time is the all-reduce's own.
+    let collective: Collective = soloCollective, allReduceMs = 0, allReduces = 0;
+    if (args.collective) {
+      const inner = await createCollective({ size: 1, rank: 0, localRank: 0 }, backend, args.collective);
+      collective = {
+        ...inner,
+        async allReduceMean(tensors) {
+          await tensors[tensors.length - 1].data();
+          const t = performance.now();
+          const out = await inner.allReduceMean(tensors);
+          await out[out.length - 1].data();
+          allReduceMs += performance.now() - t;
+          allReduces++;
+          return out;
+        },
+      };
+    }
     const stepOnce = async (s: number) => {
-      const loss = await trainStep(m, st, loader, sched, args.accum, s);
+      const loss = await trainStep(m, st, loader, sched, args.accum, s, collective);
       const v = (await loss.data())[0];
       loss.dispose();
       if (!Number.isFinite(v)) throw new Error(`loss is ${v} at bench step ${s}`);
@@ -183,6 +205,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`warm-up ${s + 1}/${args.warmup}: ${(performance.now() - t).toFixed(1)} ms, loss ${loss.toFixed(4)}`);
     }
     const times: number[] = [];
+    allReduceMs = 0; allReduces = 0; // timed steps only
     for (let s = 0; s < args.steps; s++) {
       const t = performance.now();
       const loss = await stepOnce(args.warmup + s);
@@ -201,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
       peakTflops: peak === null ? null : peak / 1e12, mfu: peak === null ? null : achieved / peak,
+      collective: args.collective ?? null, allReduceMsPerStep: allReduces ? allReduceMs / allReduces : null,
       allocRetries: mem.allocRetries ?? null, peakMemoryBytes: peakBytes, peakMemoryKind: mem.peakBytes !== undefined ? 'device bytes allocated to tensors' : 'host peak RSS',
       node: process.version, tfjs: tf.version_core, date: new Date().toISOString(),
     };
@@ -212,6 +236,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log('  top kernels by input shapes:');
       for (const k of prof.byShape) console.log(`  ${k.ms.toFixed(2).padStart(9)} ms ×${String(k.count).padEnd(4)} ${k.kernel}`);
     }
+    if (allReduces) console.log(`all-reduce (${args.collective}, one rank): ${(allReduceMs / allReduces).toFixed(2)} ms per step`);
     console.log(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
       `${(achieved / 1e12).toFixed(1)} TFLOP/s model FLOPs (${(flops.flopsPerToken / 1e9).toFixed(3)} GFLOP/token)` +
       `${peak === null ? '' : `, MFU ${(100 * achieved / peak).toFixed(1)}% of ${peak / 1e12} TFLOP/s bf16`}, ` +
@@ -225,6 +250,7 @@ export async function main(argv: string[]): Promise<number> {
       try { fs.linkSync(tmp, out); } finally { fs.rmSync(tmp, { force: true }); }
       console.log(`wrote ${args.out}`);
     }
+    collective.close();
     disposeOptimizerState(st);
     disposeModel(m);
     return 0;

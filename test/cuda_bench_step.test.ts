@@ -20,7 +20,7 @@ describe('bench/step.ts', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-step-test-'));
     try {
       const out = path.join(dir, 'r.json');
-      const r = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '2', '--warmup', '1', '--out', out]);
+      const r = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '2', '--warmup', '1', '--collective', 'tcp', '--out', out]);
       assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /ms\/step \(median of 2\), \d+ tokens\/s per GPU/);
       const j = JSON.parse(fs.readFileSync(out, 'utf8'));
@@ -43,6 +43,9 @@ describe('bench/step.ts', () => {
       assert.equal(j.headParams, head);
       assert.equal(j.flopsPerToken, 6 * (hidden + head) + 12 * attnLayers * cfg.numHeads * cfg.headDim * cfg.seqLen);
       assert.equal(j.mfu, null, 'no MFU on a CPU backend');
+      assert.equal(j.collective, 'tcp');
+      assert.ok(j.allReduceMsPerStep > 0, 'the all-reduce of each timed step is timed');
+      assert.match(r.stdout, /all-reduce \(tcp, one rank\): [\d.]+ ms per step/);
       assert.ok(j.peakMemoryBytes > 0);
       // never overwrites
       const again = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '1', '--warmup', '0', '--out', out]);
