@@ -4,6 +4,8 @@
 # model, and the other GPU tests, each under its own time limit, logs under $OUT.
 # Carry: .gpu-box and data/builtin/gpt2 (build it here first: see NOTES.md).
 #   BENCH_ARGS / TRAIN_ARGS override the benchmark's and the training run's flags; STAGES picks stages.
+#   BENCH_ARGS2 runs a second benchmark, e.g. "--device-batch 4 --steps 5 --collective nccl" (the all-reduce
+#   time through NCCL); TRAIN_ARGS="... --collective nccl" trains through NCCL at one rank.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_session_out}
 mkdir -p "$OUT"
@@ -48,8 +50,8 @@ if [[ $STAGES == *train* ]]; then
   f=$(ls logs/*.txt 2>/dev/null | head -1); [ -n "$f" ] && cp "$f" "$OUT/train_log.txt" && sed -n '/^=\{100\}$/,$p' "$f" | grep -E "^step:.*val_loss|^peak" 
 fi
 if [[ $STAGES == *tests* ]]; then
-  stage "GPU tests: cuda_kernels, cuda_model"
-  timeout 150 node --import tsx --test test/cuda_kernels.test.ts test/cuda_model.test.ts >>"$OUT/tests.log" 2>&1; echo "exit $?"
+  stage "GPU tests: test/cuda_*.test.ts"
+  timeout 240 node --import tsx --test test/cuda_*.test.ts >>"$OUT/tests.log" 2>&1; echo "exit $?"
   grep -E "^# (tests|pass|fail|skipped)|^not ok|^# cuda" "$OUT/tests.log" | tail -14
 fi
 stage "done"
