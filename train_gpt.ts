@@ -1780,7 +1780,9 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) { console.error(`error: ${err.message}`); return 2; }
     if (err instanceof InterruptedError) { console.error(`stopped: ${err.message}`); return 130; }
     if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return 1; }
-    console.error(`error: ${err.message}`);
+    // Out of device memory: the activations scale with the device batch, the global batch does not.
+    const hint = /out of (device )?memory/i.test(err.message) ? ' (lower --device-batch: gradient accumulation keeps the global batch)' : '';
+    console.error(`error: ${err.message}${hint}`);
     if (process.env.TSGPT_DEBUG) console.error(err.stack);
     return 1;
   } finally {
