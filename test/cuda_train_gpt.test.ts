@@ -83,3 +83,24 @@ for (const target of targets) {
     }
   });
 }
+
+// Issue 5 on one GPU: the same run through the real NCCL all-reduce (one rank) and without it.
+const gpu = targets.find((t) => t.name === 'cuda')!;
+describe('train_gpt.ts on cuda through NCCL at one rank', { skip: gpu.skip }, () => {
+  it('gives the same losses as the run without a collective', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const logs = mkdtempSync(join(tmpdir(), 'tsgpt-nccl-'));
+    const runWith = (collective: string) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'train_gpt.ts', '--preset', 'tiny', '--backend', 'cuda', '--matmul-precision', 'fp32',
+        '--num-iterations', '6', '--val-every', '3', '--collective', collective, '--log-dir', logs], { cwd: new URL('..', import.meta.url).pathname, encoding: 'utf8', timeout: 300_000 });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      return [...r.stdout.matchAll(/val_loss:(\d+\.\d+)/g)].map((x) => x[1]);
+    };
+    const plain = runWith('auto'), nccl = runWith('nccl');
+    assert.equal(plain.length, 3);
+    assert.deepEqual(nccl, plain);
+  });
+});
