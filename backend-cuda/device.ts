@@ -29,6 +29,11 @@ export type ReduceName = keyof typeof REDUCE;
 export const PRECISION = { bf16: 0, tf32: 1, fp32: 2 } as const;
 export type MatmulPrecision = keyof typeof PRECISION;
 
+/** The fused attention's score (native/attention.cu): softmax, softpick or softmax1 over the visible keys. */
+export const ATTENTION_SCORE = { softmax: 0, softpick: 1, softmax1: 2 } as const;
+/** Floats per query row of the fused attention's statistics: m, den, argmax key. */
+export const ATTENTION_STATS = 3;
+
 export interface DeviceInfo {
   name: string;
   ordinal: number;
@@ -86,6 +91,15 @@ export interface CudaDevice {
   /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
   rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
+  /** Causal attention: q, o [B,T,H,h], k, v [B,T,Hk,h], docIds int32 [B,T] nondecreasing; key j
+   * visible to query i iff j ≤ i, i − j < window, same document; score: ATTENTION_SCORE. stats
+   * (B·T·H·ATTENTION_STATS floats) is written where not 0. */
+  attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
+    Hk: number, h: number, window: number, scale: number, score: number): void;
+  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady. */
+  attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
+    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number, window: number,
+    scale: number, score: number): void;
 }
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */

@@ -8,6 +8,8 @@ import { CudaBackend } from './backend.ts';
 import { BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
+import { attentionBackward, attentionForward, type AttentionArgs } from './host_attention.ts';
+import { ATTENTION_STATS } from './device.ts';
 
 const SPAN = 2 ** 32;
 type View = Float32Array | Int32Array | Uint8Array;
@@ -315,6 +317,29 @@ export class HostDevice implements CudaDevice {
       const c = rstd ** 3 * dot / cols;
       for (let j = 0; j < cols; j++) o[r * cols + j] = rstd * g[r * cols + j] - c * xv[r * cols + j];
     }
+  }
+  private attentionArgs(q: number, k: number, v: number, docIds: number, B: number, T: number, H: number, Hk: number,
+    h: number, window: number, scale: number, score: number): AttentionArgs {
+    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array;
+    return { q: f(q, B * T * H * h), k: f(k, B * T * Hk * h), v: f(v, B * T * Hk * h),
+      docIds: this.view(docIds, DTYPE.int32, B * T) as Int32Array, B, T, H, Hk, h, window, scale, score };
+  }
+  attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
+    Hk: number, h: number, window: number, scale: number, score: number): void {
+    if (B * T === 0) return;
+    const n = B * T * H;
+    attentionForward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score),
+      this.view(o, DTYPE.float32, n * h) as Float32Array,
+      stats === 0 ? null : this.view(stats, DTYPE.float32, n * ATTENTION_STATS) as Float32Array);
+  }
+  attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
+    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number, window: number,
+    scale: number, score: number): void {
+    if (B * T === 0) return;
+    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array;
+    const nq = B * T * H, nk = B * T * Hk * h;
+    attentionBackward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score), f(o, nq * h), f(dO, nq * h),
+      f(stats, nq * ATTENTION_STATS), statsReady, f(dq, nq * h), f(dk, nk), f(dv, nk));
   }
 }
 

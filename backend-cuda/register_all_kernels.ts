@@ -8,6 +8,7 @@ import { batchMatMulConfig } from './kernels/BatchMatMul.ts';
 import { binaryKernels } from './kernels/binary.ts';
 import { broadcastToConfig } from './kernels/BroadcastTo.ts';
 import { castConfig } from './kernels/Cast.ts';
+import { causalAttentionKernels } from './kernels/CausalAttention.ts';
 import { concatConfig } from './kernels/Concat.ts';
 import { expandDimsConfig } from './kernels/ExpandDims.ts';
 import { fillConfig } from './kernels/Fill.ts';
@@ -38,6 +39,7 @@ export const cudaKernels: CudaKernel[] = [
   ...binaryKernels,
   ...reduceKernels,
   ...rmsNormKernels,
+  ...causalAttentionKernels,
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,

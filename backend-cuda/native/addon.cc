@@ -366,6 +366,32 @@ Napi::Value rmsNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score); stats may be 0
+Napi::Value attention(const Napi::CallbackInfo& info) {
+  check(launchAttention(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                        static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
+                        static_cast<const int*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)),
+                        static_cast<float*>(ptrArg(info, 5)), int(intArg(info, 6)), int(intArg(info, 7)),
+                        int(intArg(info, 8)), int(intArg(info, 9)), int(intArg(info, 10)), int(intArg(info, 11)),
+                        float(numArg(info, 12)), int(intArg(info, 13))),
+        "CausalAttention kernel launch");
+  return info.Env().Undefined();
+}
+
+// attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, B, T, H, Hk, h, window, scale, score)
+Napi::Value attentionGrad(const Napi::CallbackInfo& info) {
+  check(launchAttentionGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                            static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
+                            static_cast<const int*>(ptrArg(info, 3)), static_cast<const float*>(ptrArg(info, 4)),
+                            static_cast<const float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
+                            info[7].As<Napi::Boolean>().Value(), static_cast<float*>(ptrArg(info, 8)),
+                            static_cast<float*>(ptrArg(info, 9)), static_cast<float*>(ptrArg(info, 10)),
+                            int(intArg(info, 11)), int(intArg(info, 12)), int(intArg(info, 13)), int(intArg(info, 14)),
+                            int(intArg(info, 15)), int(intArg(info, 16)), float(numArg(info, 17)), int(intArg(info, 18))),
+        "CausalAttention gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
@@ -417,6 +443,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
+      {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };

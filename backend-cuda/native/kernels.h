@@ -75,4 +75,17 @@ cudaError_t launchRmsNorm(cudaStream_t s, const float* x, float* y, int64_t rows
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const float* x, float* dx,
                               int64_t rows, int64_t cols, float eps);
 
+// Fused causal attention (attention.cu): q [B,T,H,h], k/v [B,T,Hk,h] (H % Hk = 0), docIds int32
+// [B,T] nondecreasing, o [B,T,H,h]; key j visible to query i iff j ≤ i, i − j < window and the
+// same document. stats: B·T·H·3 floats per row (m, den, argmax key), written by the forward where
+// not null; the backward recomputes them into it first unless statsReady. dq like q, dk/dv like k.
+constexpr int kMaxAttentionHead = 128;
+enum AttentionScore : int { kScoreSoftmax = 0, kScoreSoftpick = 1, kScoreSoftmax1 = 2 };
+cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
+                            float* o, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
+                            int score);
+cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
+                                const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
+                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score);
+
 }  // namespace tsgpt

@@ -1,0 +1,138 @@
+// The fused causal attention ('CausalAttention', backend-cuda/native/attention.cu) against the
+// composite attention() of train_gpt.ts on tfjs-backend-cpu (the oracle): output and the gradients
+// of q, k, v, for softmax, softpick and softmax1, on fresh random inputs: T not a multiple of the
+// tiles, B > 1, grouped-query heads, documents of varied lengths (length 1 too), windows smaller
+// and larger than T, head dims 16 to 128. On the host reference device (the same tiled online
+// algorithm as plain loops: CI) and on the GPU where there is one, with a speedrun-sized case there.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { attention, ForwardContext } from '../train_gpt.ts';
+import { compare, randFloat, random, relError, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+
+type Score = 'softmax' | 'softpick' | 'softmax1';
+const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
+
+interface Case { B: number; T: number; H: number; Hk: number; h: number; window: number; docs: 'varied' | 'one' }
+
+/** Nondecreasing document ids per row, starting anywhere; 'varied': lengths from 1 (often) to T/2. */
+function docIds(B: number, T: number, docs: Case['docs']): HostTensor {
+  const v = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let id = Math.floor(random() * 1000), left = 0;
+    for (let t = 0; t < T; t++) {
+      if (docs === 'varied' && left === 0) {
+        id += 1;
+        left = random() < 0.3 ? 1 : 1 + Math.floor(random() * Math.max(1, T / 2));
+      }
+      v[b * T + t] = id;
+      left = Math.max(0, left - 1);
+    }
+  }
+  return { shape: [B, T], dtype: 'int32', values: v };
+}
+
+/** [out, dq, dk, dv] of sum(attention(q, k, v)·w), fused where the backend has the kernel. */
+function attentionAndGrads(c: Case, score: Score, scale: number) {
+  return (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor): tf.Tensor[] => {
+    const ctx = new ForwardContext(ids as tf.Tensor2D);
+    const out = attention(q, k, v, ctx, c.window, scale, score);
+    const loss = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => tf.sum(tf.mul(attention(a, b, d, ctx, c.window, scale, score), w));
+    return [out, ...tf.grads(loss)([q, k, v])];
+  };
+}
+
+/**
+ * Softpick's gradient is ill-conditioned in float32 where a row's Σ|e^{s−m} − e^{−m}| is tiny
+ * (∂p/∂s ~ ε/S²): a query that sees only itself (the first token of a document) with s ≈ 0. There
+ * the composite's own rounding (of s and of 1 − e^{−s}) moves its gradient by ~1e-3, so such
+ * queries are redrawn until |s| ≥ 0.05.
+ */
+function conditionSoftpick(q: HostTensor, k: HostTensor, ids: HostTensor, c: Case, scale: number): void {
+  const qv = q.values as Float32Array, kv = k.values as Float32Array, group = c.H / c.Hk;
+  for (let b = 0; b < c.B; b++) for (let t = 0; t < c.T; t++) {
+    if (t > 0 && ids.values[b * c.T + t - 1] === ids.values[b * c.T + t]) continue;
+    for (let head = 0; head < c.H; head++) {
+      const qOff = ((b * c.T + t) * c.H + head) * c.h, kOff = ((b * c.T + t) * c.Hk + Math.floor(head / group)) * c.h;
+      for (;;) {
+        let s = 0;
+        for (let d = 0; d < c.h; d++) s += qv[qOff + d] * kv[kOff + d];
+        if (Math.abs(s * scale) >= 0.05) break;
+        for (let d = 0; d < c.h; d++) qv[qOff + d] = -2 + 4 * random();
+      }
+    }
+  }
+}
+
+async function check(target: string, c: Case, score: Score): Promise<void> {
+  const scale = 1 / Math.sqrt(c.h);  // scores of order 1: both signs for softpick, rows far from one-hot
+  const inputs = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
+    docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
+  if (score === 'softpick') conditionSoftpick(inputs[0], inputs[1], inputs[3], c, scale);
+  await compare(target, `${score} B${c.B} T${c.T} H${c.H}/${c.Hk} h${c.h} window ${c.window} ${c.docs} docs`, inputs,
+    attentionAndGrads(c, score, scale), { rtol: 1e-4, atol: 1e-5 });
+}
+
+const CASES: Case[] = [
+  { B: 2, T: 37, H: 4, Hk: 2, h: 16, window: 8, docs: 'varied' },      // window < tile, GQA, B > 1
+  { B: 1, T: 70, H: 2, Hk: 1, h: 64, window: 1000, docs: 'varied' },   // window > T, one K/V head
+  { B: 1, T: 45, H: 2, Hk: 2, h: 128, window: 40, docs: 'varied' },    // largest head dim
+  { B: 2, T: 50, H: 3, Hk: 3, h: 24, window: 50, docs: 'one' },        // head dim not a multiple of 32, window = T
+  { B: 1, T: 81, H: 2, Hk: 1, h: 16, window: 18, docs: 'one' },        // window alone skips key tiles; 18: tile edges line up
+];
+const GPU_CASES: Case[] = [
+  { B: 1, T: 2048, H: 6, Hk: 6, h: 128, window: 1664, docs: 'varied' }, // speedrun-sized (long window, 13 blocks)
+  { B: 2, T: 1000, H: 6, Hk: 2, h: 128, window: 384, docs: 'varied' },
+];
+
+for (const target of targets) {
+  describe(`fused CausalAttention on ${target.name}`, { skip: target.skip }, () => {
+    for (const score of SCORES) {
+      it(`${score}: output and q/k/v gradients match the composite attention on cpu`, async () => {
+        for (const c of CASES) await check(target.name, c, score);
+        await useBackend(target.name);
+        assert.ok(tf.getKernel('CausalAttention', target.name) != null, 'the fused kernel is registered on this backend');
+      });
+      if (target.name === 'cuda') {
+        it(`${score}: speedrun-sized cases (T up to 2048, h 128, 6 heads) match the composite on cpu`, async () => {
+          for (const c of GPU_CASES) await check(target.name, c, score);
+        });
+      }
+    }
+
+    it('the gradient of an o without saved statistics (made elsewhere) recomputes them: same dq, dk, dv', async () => {
+      await useBackend(target.name);
+      const c: Case = { B: 2, T: 40, H: 4, Hk: 2, h: 32, window: 24, docs: 'varied' }, scale = 1 / Math.sqrt(c.h);
+      const host = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
+        docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
+      const [q, k, v, ids, dy] = host.map(x => tf.tensor(x.values, x.shape, x.dtype));
+      for (const score of SCORES) {
+        const attrs = { window: c.window, scale, score };
+        const o = tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor;
+        const oCopy = tf.add(o, 0);
+        const fromSaved = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[];
+        const recomputed = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o: oCopy }, attrs) as tf.Tensor[];
+        for (let n = 0; n < 3; n++) {
+          const a = fromSaved[n].dataSync(), b = recomputed[n].dataSync();
+          assert.ok(relError(b, a) < 1e-6, `${score}: gradient ${'qkv'[n]} with recomputed statistics, rel. error ${relError(b, a)}`);
+        }
+        tf.dispose([o, oCopy, ...fromSaved, ...recomputed]);
+      }
+      tf.dispose([q, k, v, ids, dy]);
+    });
+
+    it('bad inputs and attrs fail with a message naming them', async () => {
+      await useBackend(target.name);
+      const q = tf.zeros([1, 4, 2, 8]), k = tf.zeros([1, 4, 1, 8]), ids = tf.zeros([1, 4], 'int32');
+      const run = (inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => () =>
+        tf.engine().runKernel('CausalAttention', inputs, { window: 4, scale: 1, score: 'softmax', ...attrs });
+      assert.throws(run({ q, k, v: k, docIds: ids }, { window: 0 }), /window must be a positive integer, got 0/);
+      assert.throws(run({ q, k, v: k, docIds: ids }, { score: 'sparsemax' }), /score must be one of softmax, softpick, softmax1, got sparsemax/);
+      assert.throws(run({ q, k, v: k, docIds: tf.zeros([1, 4]) }, {}), /docIds must be int32, got float32/);
+      const k2 = tf.zeros([1, 4, 2, 8]);
+      assert.throws(run({ q: tf.zeros([1, 4, 3, 8]), k: k2, v: k2, docIds: ids }, {}), /CausalAttention: the query heads \(3\) must be a multiple of the key\/value heads \(2\)/);
+      assert.throws(run({ q: tf.zeros([1, 4, 2, 130]), k: tf.zeros([1, 4, 1, 130]), v: tf.zeros([1, 4, 1, 130]), docIds: ids }, {}),
+        /head dim 130 is outside the kernel's 1\.\.128/);
+    });
+  });
+}
