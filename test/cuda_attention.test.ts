@@ -159,6 +159,18 @@ for (const target of targets) {
       tf.dispose([q, k, v, ids, dy]);
     });
 
+    it('an empty sequence gives an empty output; a window far over T acts as T', async () => {
+      await useBackend(target.name);
+      const run = (q: tf.Tensor, k: tf.Tensor, ids: tf.Tensor, window: number) =>
+        tf.engine().runKernel('CausalAttention', { q, k, v: k, docIds: ids }, { window, scale: 0.5, score: 'softmax' }) as tf.Tensor;
+      const empty = run(tf.zeros([2, 0, 2, 8]), tf.zeros([2, 0, 1, 8]), tf.zeros([2, 0], 'int32'), 4);
+      assert.deepEqual(empty.shape, [2, 0, 2, 8]);
+      const c: Case = { B: 1, T: 20, H: 2, Hk: 1, h: 8, window: 20, docs: 'varied' };
+      const [q, k, , ids] = inputsFor(c, 'softmax', 0.5).map(x => tf.tensor(x.values, x.shape, x.dtype));
+      assert.deepEqual(run(q, k, ids, 2 ** 40).dataSync(), run(q, k, ids, 20).dataSync());
+      tf.dispose([empty, q, k, ids]);
+    });
+
     it('bad inputs and attrs fail with a message naming them', async () => {
       await useBackend(target.name);
       const q = tf.zeros([1, 4, 2, 8]), k = tf.zeros([1, 4, 1, 8]), ids = tf.zeros([1, 4], 'int32');

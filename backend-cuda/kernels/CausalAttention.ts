@@ -30,7 +30,8 @@ function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap): Problem {
   if (typeof scale !== 'number' || !Number.isFinite(scale)) fail(`scale must be a finite number, got ${scale}`);
   if (!(scoreName in ATTENTION_SCORE)) fail(`score must be one of ${Object.keys(ATTENTION_SCORE).join(', ')}, got ${scoreName}`);
   if (T >= 2 ** 24) fail(`T = ${T} is too long (the statistics carry key indices as floats)`);
-  return { B, T, H, Hk, h, window, scale, score: ATTENTION_SCORE[scoreName as keyof typeof ATTENTION_SCORE] };
+  // a window over T sees as much as T (and keeps the native int argument in range)
+  return { B, T, H, Hk, h, window: Math.min(window, T), scale, score: ATTENTION_SCORE[scoreName as keyof typeof ATTENTION_SCORE] };
 }
 
 export const causalAttentionKernels: CudaKernel[] = [
