@@ -5,11 +5,10 @@
 // the device.
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
-import { BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 import { attentionBackward, attentionForward, type AttentionArgs } from './host_attention.ts';
-import { ATTENTION_STATS } from './device.ts';
 
 const SPAN = 2 ** 32;
 type View = Float32Array | Int32Array | Uint8Array;
