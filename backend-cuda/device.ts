@@ -34,6 +34,9 @@ export const ATTENTION_SCORE = { softmax: 0, softpick: 1, softmax1: 2 } as const
 /** Floats per query row of the fused attention's statistics: m, den, argmax key. */
 export const ATTENTION_STATS = 3;
 
+/** The fused cross-entropy's logit soft cap z = cap(x): x | scale·σ(x/temp) | scale·tanh(x/scale). */
+export const LOGIT_CAP = { none: 0, sigmoid: 1, tanh: 2 } as const;
+
 export interface DeviceInfo {
   name: string;
   ordinal: number;
@@ -100,6 +103,14 @@ export interface CudaDevice {
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
     dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number, window: number,
     scale: number, score: number): void;
+  /** Soft-capped cross-entropy of raw logits [rows, cols] (cap: LOGIT_CAP) against int32 targets:
+   * rowStats (2·rows floats) ← each row's logsumexp, then each row's loss (NaN for a target outside
+   * [0, cols)); loss (1 float) ← their sum, or mean (0 for no rows). */
+  softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
+    cap: number, scale: number, temp: number, mean: boolean): void;
+  /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward. */
+  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, rows: number,
+    cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
 }
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */

@@ -5,7 +5,7 @@
 // the device.
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
-import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, LOGIT_CAP, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 import { attentionBackward, attentionForward, type AttentionArgs } from './host_attention.ts';
@@ -89,6 +89,20 @@ function binaryOp(op: number, a: number, b: number, isFloat: boolean): number {
     case B.LogicalOr: return a !== 0 || b !== 0 ? 1 : 0;
     default: throw new Error(`host device: binary op ${op}`);
   }
+}
+
+/** The cross-entropy's soft cap: [z, dz/dx] for raw logit x (native/cross_entropy.cu). */
+function cappedLogit(cap: number, x: number, scale: number, temp: number): [number, number] {
+  if (cap === LOGIT_CAP.sigmoid) {
+    const sig = 1 / (1 + Math.exp(-x / temp));
+    return [scale * sig, (scale / temp) * sig * (1 - sig)];
+  }
+  if (cap === LOGIT_CAP.tanh) {
+    const th = Math.tanh(x / scale);
+    return [scale * th, 1 - th * th];
+  }
+  if (cap === LOGIT_CAP.none) return [x, 1];
+  throw new Error(`host device: logit cap ${cap}`);
 }
 
 /** Offsets of every index of `dims` (row-major order) under each stride vector. */
@@ -339,6 +353,38 @@ export class HostDevice implements CudaDevice {
     const nq = B * T * H, nk = B * T * Hk * h;
     attentionBackward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score), f(o, nq * h), f(dO, nq * h),
       f(stats, nq * ATTENTION_STATS), statsReady, f(dq, nq * h), f(dk, nk), f(dv, nk));
+  }
+  softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
+    cap: number, scale: number, temp: number, mean: boolean): void {
+    let total = 0;
+    if (rows > 0) {
+      const x = this.view(logits, DTYPE.float32, rows * cols), t = this.view(targets, DTYPE.int32, rows);
+      const stats = this.view(rowStats, DTYPE.float32, 2 * rows);
+      for (let r = 0; r < rows; r++) {
+        const z = Array.from(x.subarray(r * cols, (r + 1) * cols), v => cappedLogit(cap, v, scale, temp)[0]);
+        const m = z.reduce((p, v) => Math.max(p, v), -Infinity);
+        let s = 0;
+        for (let j = 0; j < cols; j++) s += Math.exp(z[j] - m);
+        stats[r] = m + Math.log(s);
+        stats[rows + r] = t[r] >= 0 && t[r] < cols ? stats[r] - z[t[r]] : NaN;
+        total += stats[rows + r];
+      }
+    }
+    this.view(loss, DTYPE.float32, 1)[0] = mean && rows > 0 ? total / rows : total;  // an empty mean is 0, as tfjs's
+  }
+  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, rows: number,
+    cols: number, cap: number, scale: number, temp: number, mean: boolean): void {
+    if (rows === 0) return;
+    const x = this.view(logits, DTYPE.float32, rows * cols), t = this.view(targets, DTYPE.int32, rows);
+    const stats = this.view(rowStats, DTYPE.float32, 2 * rows), o = this.view(dlogits, DTYPE.float32, rows * cols);
+    const w = this.view(dy, DTYPE.float32, 1)[0] * (mean ? 1 / rows : 1);
+    for (let r = 0; r < rows; r++) {
+      const g = t[r] >= 0 && t[r] < cols ? w : NaN;
+      for (let j = 0; j < cols; j++) {
+        const [z, dz] = cappedLogit(cap, x[r * cols + j], scale, temp);
+        o[r * cols + j] = g * (Math.exp(z - stats[r]) - (j === t[r] ? 1 : 0)) * dz;
+      }
+    }
   }
 }
 

@@ -24,6 +24,7 @@ import { reverseConfig } from './kernels/Reverse.ts';
 import { rmsNormKernels } from './kernels/RMSNorm.ts';
 import { selectConfig } from './kernels/Select.ts';
 import { sliceConfig } from './kernels/Slice.ts';
+import { softcapCrossEntropyKernels } from './kernels/SoftcapCrossEntropy.ts';
 import { softmaxConfig } from './kernels/Softmax.ts';
 import { splitVConfig } from './kernels/SplitV.ts';
 import { stridedSliceConfig } from './kernels/StridedSlice.ts';
@@ -40,6 +41,7 @@ export const cudaKernels: CudaKernel[] = [
   ...reduceKernels,
   ...rmsNormKernels,
   ...causalAttentionKernels,
+  ...softcapCrossEntropyKernels,
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,

@@ -392,6 +392,28 @@ Napi::Value attentionGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// softcapCrossEntropy(logits, targets, rowStats, loss, rows, cols, cap, scale, temp, mean)
+Napi::Value softcapCrossEntropy(const Napi::CallbackInfo& info) {
+  check(launchSoftcapCrossEntropy(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                                  static_cast<const int32_t*>(ptrArg(info, 1)), static_cast<float*>(ptrArg(info, 2)),
+                                  static_cast<float*>(ptrArg(info, 3)), intArg(info, 4), intArg(info, 5),
+                                  int(intArg(info, 6)), float(numArg(info, 7)), float(numArg(info, 8)),
+                                  info[9].As<Napi::Boolean>().Value()),
+        "SoftcapCrossEntropy kernel launch");
+  return info.Env().Undefined();
+}
+
+// softcapCrossEntropyGrad(dy, logits, targets, rowStats, dlogits, rows, cols, cap, scale, temp, mean)
+Napi::Value softcapCrossEntropyGrad(const Napi::CallbackInfo& info) {
+  check(launchSoftcapCrossEntropyGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                                      static_cast<const float*>(ptrArg(info, 1)), static_cast<const int32_t*>(ptrArg(info, 2)),
+                                      static_cast<const float*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)),
+                                      intArg(info, 5), intArg(info, 6), int(intArg(info, 7)), float(numArg(info, 8)),
+                                      float(numArg(info, 9)), info[10].As<Napi::Boolean>().Value()),
+        "SoftcapCrossEntropy gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
@@ -444,6 +466,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
+      {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
+      {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };

@@ -88,4 +88,15 @@ cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, 
                                 const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
                                 float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score);
 
+// Soft-capped cross-entropy of raw logits [rows, cols] against int32 targets (cross_entropy.cu).
+// rowStats: 2·rows floats written by the forward (each row's logsumexp, then each row's loss) and
+// read by the backward; loss: one float, the sum (or mean) of the rows' losses; dy: one float.
+enum LogitCap : int { kLogitCapNone = 0, kLogitCapSigmoid = 1, kLogitCapTanh = 2 };
+cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const int32_t* targets, float* rowStats,
+                                      float* loss, int64_t rows, int64_t cols, int cap, float scale, float temp,
+                                      bool mean);
+cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const float* logits,
+                                          const int32_t* targets, const float* rowStats, float* dlogits,
+                                          int64_t rows, int64_t cols, int cap, float scale, float temp, bool mean);
+
 }  // namespace tsgpt
