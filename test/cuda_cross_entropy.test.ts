@@ -74,8 +74,9 @@ for (const target of targets) {
             const dy = 0.5 + random();
             const x = randFloat([N, V], -25, 25), t = randInt([N], 0, V);
             const w = dy * (reduction === 'mean' ? 1 / N : 1);
+            // atol: a softmax near 1 minus the one-hot carries the float32 rounding of lse (≈ 1e-6 at |z| ≈ 30) on either side
             await compare(B, `${cap} ${reduction} [${N},${V}]`, [x, t], lossAndGrad(config(cap, scale, temp), reduction, dy),
-              { rtol: 2e-5, atol: 2e-6 * w * Math.max(1, scale / temp) });
+              { rtol: 2e-5, atol: 1e-5 * w * Math.max(1, scale / temp) });
           }
         }
       }
@@ -98,7 +99,7 @@ for (const target of targets) {
               const want = rowReference(x.values.subarray(r * V, (r + 1) * V) as Float32Array, t.values[r], cap, scale, temp).grad;
               let num = 0, den = 0;
               for (let j = 0; j < V; j++) { num += (g[r * V + j] - w * want[j]) ** 2; den += (w * want[j]) ** 2; }
-              assert.ok(Math.sqrt(num / den) < 1e-5, `${cap} ${reduction} [${N},${V}] row ${r}: dlogits relative error ${Math.sqrt(num / den)} vs float64`);
+              assert.ok(Math.sqrt(num / den) < 2e-5, `${cap} ${reduction} [${N},${V}] row ${r}: dlogits relative error ${Math.sqrt(num / den)} vs float64`);
             }
             tf.dispose([xt, tt, loss, grad]);
           }
@@ -123,7 +124,7 @@ for (const target of targets) {
       for (const [cap, scale, temp] of CAPS) {
         for (const reduction of REDUCTIONS) {
           const x = randFloat([4, 1001], -3000, 3000), t = randInt([4], 0, 1001);
-          // where one logit dominates a row, its softmax is 1 − ε: float32 rounding of lse (≈ 1e3) is ≈ 1e-4 of it
+          // where one logit dominates a row its softmax is 1 − ε, and the float32 lse (|z| ≈ 3e3) is rounded by ≈ 1e-4
           const finite = (l: tf.Tensor, tg: tf.Tensor) => {
             const out = lossAndGrad(config(cap, scale, temp), reduction, 1)(l, tg);
             // compare() lets NaN equal NaN: here every value must also be finite
@@ -131,7 +132,7 @@ for (const target of targets) {
             return out;
           };
           await compare(B, `large ${cap} ${reduction}`, [x, t], finite,
-            { rtol: 1e-5, atol: cap === 'none' ? 3e-4 : 2e-6 * Math.max(1, scale / temp) });
+            { rtol: 1e-5, atol: cap === 'none' ? 5e-4 : 1e-5 * Math.max(1, scale / temp) });
         }
       }
     });
@@ -210,7 +211,7 @@ for (const target of targets) {
               const got = await tf.tidy(() => tf.slice(grad, [r, 0], [1, V])).data();
               let num = 0, den = 0;
               for (let j = 0; j < V; j++) { num += (got[j] - w * want[j]) ** 2; den += (w * want[j]) ** 2; }
-              assert.ok(Math.sqrt(num / den) < 1e-5, `${cap} ${reduction} row ${r}: relative error ${Math.sqrt(num / den)} vs float64`);
+              assert.ok(Math.sqrt(num / den) < 2e-5, `${cap} ${reduction} row ${r}: relative error ${Math.sqrt(num / den)} vs float64`);
             }
             tf.dispose([loss, grad, refLoss, refGrad]);
           }
