@@ -113,6 +113,7 @@ export const DEFAULTS = {
   printEvery: 10,
   gpus: 0, // processes, one per GPU; 0: every visible GPU for the speedrun preset on cuda, else 1
   collective: 'auto' as 'auto' | 'tcp' | 'nccl',
+  fused: true,
 };
 export type Config = typeof DEFAULTS;
 type Key = keyof Config;
@@ -191,6 +192,7 @@ const HELP: Record<Key, string> = {
   printEvery: 'console line every N steps when not on a terminal',
   gpus: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers',
   collective: 'gradient all-reduce: auto (none for one rank, nccl on cuda, else tcp) | tcp | nccl (also with one rank, to exercise the NCCL path)',
+  fused: 'use the backend\'s fused kernels (attention, cross-entropy, RMSNorm, Canon) where it has them; off: the composites',
 };
 
 // Presets override the defaults; explicit flags override presets.
@@ -521,8 +523,11 @@ export const countParams = (m: Model) => [...m.params.values()].reduce((n, v) =>
 // A backend replaces a composite below with a fused kernel by registering a kernel of the same name
 // (and its gradient with tf.registerGradient). The composite stays the CPU implementation and the
 // test oracle for the fused one.
+let fusedKernels = true;
+/** `--fused off` runs the composites on every backend: the A/B switch for a fused kernel's speed and results. */
+export function useFusedKernels(on: boolean): void { fusedKernels = on; }
 function runFused(kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor | null {
-  if (!tf.getKernel(kernel, tf.getBackend())) return null;
+  if (!fusedKernels || !tf.getKernel(kernel, tf.getBackend())) return null;
   return tf.engine().runKernel(kernel, inputs, attrs) as tf.Tensor;
 }
 
@@ -1555,6 +1560,7 @@ export async function train(config: Config, opts: {
   backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
 }): Promise<TrainResult> {
   let cfg = config;
+  useFusedKernels(cfg.fused);
   const collective = opts.collective ?? soloCollective;
   const world = { size: collective.size, rank: collective.rank };
   const lead = world.rank === 0;

@@ -103,15 +103,16 @@ for (const [name, over] of CASES) {
       assert.ok(g, `${name}: no gradient for ${pname}`);
       const original = v.clone();
       // Softpick is a step function of the score where a query has a single key (its document's first
-      // token): a direction whose finite difference changes with the step size crossed such a kink, so
-      // another random direction is drawn.
+      // token), and some directions curve sharply (sas's β_FF): when the finite difference changes with the
+      // step size, another random direction is drawn with a smaller step.
       let checked = false;
       for (let attempt = 0; attempt < 6 && !checked; attempt++) {
         const u = tf.tidy(() => { const r = tf.randomNormal(v.shape); return r.div(r.norm()); });
         const analytic = tf.tidy(() => g.mul(u).sum().dataSync()[0]);
         const at = (s: number) => tf.tidy(() => { v.assign(original.add(u.mul(s))); return loss().dataSync()[0]; });
         const fd = (e: number) => (at(e) - at(-e)) / (2 * e);
-        const numeric = fd(eps), coarse = fd(3 * eps);
+        const step = eps / 2 ** attempt;
+        const numeric = fd(step), coarse = fd(3 * step);
         v.assign(original);
         u.dispose();
         assert.ok(Number.isFinite(analytic), `${name}: ${pname} gradient is ${analytic}`);
