@@ -3,7 +3,7 @@
 // per GPU, MFU and peak memory, and writes them as JSON with --out.
 //
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
-//                    [--warmup 2] [--accum 1] [--collective nccl|tcp] [--profile] [--out FILE]
+//                    [--warmup 2] [--accum 1] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
 //
 // --collective runs the gradient all-reduce of one rank through NCCL (cuda) or the TCP collective, as a
 // multi-GPU run does, and reports its time per step (CUDA events on the backend's stream on cuda).
@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { writeShard } from '../data/shard.ts';
 import {
   attnScheduleAt, countParams, createCollective, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
-  resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, type Collective, type Config, type Model,
+  resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, useFusedKernels, type Collective, type Config, type Model,
 } from '../train_gpt.ts';
 
 /** Dense bf16 tensor-core peaks (FLOP/s) by card name; used for MFU on GPU backends. */
@@ -37,11 +37,11 @@ const BF16_PEAK: [RegExp, number][] = [
 class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
-  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--profile] [--out FILE]';
+  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]';
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
-  accum: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; profile: boolean; out?: string;
+  accum: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean; out?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -52,7 +52,7 @@ function parse(argv: string[]): Args {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' },
-        'matmul-precision': { type: 'string' }, collective: { type: 'string' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
+        'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -81,6 +81,7 @@ function parse(argv: string[]): Args {
     accum: int('accum', values.accum, 1)!,
     matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
     collective: oneOf('collective', values.collective, ['nccl', 'tcp'] as const),
+    fused: oneOf('fused', values.fused, ['on', 'off'] as const) === 'on',
     profile: values.profile!,
     out: values.out,
   };
@@ -161,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
   if (args.out && fs.existsSync(args.out)) { console.error(`bench/step.ts: --out ${args.out} exists; results are never overwritten`); return 2; }
 
   await selectBackend(cfg);
+  useFusedKernels(args.fused);
   const backend = tf.getBackend();
   const deviceName = backend === 'cuda' ? ((await import('../backend-cuda/index.ts')).cudaDeviceName()) : os.cpus()[0]?.model ?? 'cpu';
   const tokensPerStep = cfg.deviceBatch * cfg.seqLen * args.accum;
@@ -219,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
     const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; allocRetries?: number };
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
-      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision,
+      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fused: args.fused,
       deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum: args.accum, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
