@@ -14,7 +14,6 @@ import './fused/rms_norm.ts';
 import { registerReductionGradients } from './gradients.ts';
 
 export type { MatmulPrecision } from './device.ts';
-export { rmsNorm, rmsNormComposite } from './fused/rms_norm.ts';
 
 /** Where `npm run build:cuda` puts the addon; TSGPT_CUDA_ADDON overrides. */
 export const ADDON_PATH = process.env.TSGPT_CUDA_ADDON ?? fileURLToPath(new URL('../build/cuda/Release/tsgpt_cuda.node', import.meta.url));

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
-import { rmsNorm } from '../backend-cuda/index.ts';
+import { rmsNorm } from '../train_gpt.ts';
 import type { MatmulPrecision } from '../backend-cuda/device.ts';
 import { compare, randFloat, randInt, relError, targets, useBackend, type HostTensor } from './cuda_harness.ts';
 
