@@ -1,5 +1,6 @@
 // Kernels for tfjs-backend-wasm 4.22: one it lacks (UnsortedSegmentSum, the gradient of an embedding
-// lookup) and a faster BatchMatMul. Both work on the wasm heap from JavaScript.
+// lookup) and faster versions of BatchMatMul, Identity, Slice, SplitV and Unpack, all working on the
+// wasm heap from JavaScript.
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -90,6 +91,70 @@ function batchMatMul(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
+// The stock Identity copies its input, and the autodiff tape clones every tensor it saves through
+// Identity: tensors are immutable, so sharing the buffer (as the cpu backend does) is enough.
+function identity(args: KernelArgs): tf.TensorInfo {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  (args.backend as BackendWasm).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+// The stock Slice reads its whole input through readSync, a copy, for every slice: splitting q|k|v or
+// unstacking n matrices copied the input n times. These read the heap in place.
+function sliceInto(backend: BackendWasm, x: tf.TensorInfo, begin: number[], size: number[], outShape = size): tf.TensorInfo {
+  const out = backend.makeOutput(outShape, x.dtype);
+  const n = size.reduce((a, b) => a * b, 1);
+  if (n === 0) return out;
+  const xs = backend.typedArrayFromHeap(x), ys = backend.typedArrayFromHeap(out); // after the allocation
+  const strides = tf.util.computeStrides(x.shape);
+  if (tf.slice_util.isSliceContinous(x.shape, begin, size)) {
+    const off = tf.slice_util.computeFlatOffset(begin, strides);
+    ys.set(xs.subarray(off, off + n));
+    return out;
+  }
+  const rank = x.shape.length, inner = size[rank - 1], idx = new Array<number>(rank - 1).fill(0);
+  for (let o = 0; o < n / inner; o++) {
+    let src = begin[rank - 1];
+    for (let d = 0; d < rank - 1; d++) src += (begin[d] + idx[d]) * strides[d];
+    ys.set(xs.subarray(src, src + inner), o * inner);
+    for (let d = rank - 2; d >= 0 && ++idx[d] === size[d]; d--) idx[d] = 0;
+  }
+  return out;
+}
+
+function slice(args: KernelArgs): tf.TensorInfo {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  const [begin, size] = tf.slice_util.parseSliceParams(x, args.attrs.begin as number[], args.attrs.size as number[]);
+  return sliceInto(args.backend as BackendWasm, x, begin, size);
+}
+
+function splitV(args: KernelArgs): tf.TensorInfo[] {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  const axis = tf.util.parseAxisParam(args.attrs.axis as number, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, args.attrs.numOrSizeSplits as number[] | number, axis);
+  const begin = new Array<number>(x.shape.length).fill(0);
+  return sizes.map((s) => {
+    const size = [...x.shape];
+    size[axis] = s;
+    const out = sliceInto(args.backend as BackendWasm, x, [...begin], size);
+    begin[axis] += s;
+    return out;
+  });
+}
+
+function unpack(args: KernelArgs): tf.TensorInfo[] {
+  const { value: x } = args.inputs as { value: tf.TensorInfo };
+  const axis = tf.util.parseAxisParam(args.attrs.axis as number, x.shape)[0];
+  const size = [...x.shape];
+  size[axis] = 1;
+  const outShape = x.shape.filter((_, d) => d !== axis);
+  return Array.from({ length: x.shape[axis] }, (_, i) => {
+    const begin = new Array<number>(x.shape.length).fill(0);
+    begin[axis] = i;
+    return sliceInto(args.backend as BackendWasm, x, begin, size, outShape);
+  });
+}
+
 let registered = false;
 /** Registers the wasm kernels once (idempotent); call after importing the wasm backend. */
 export function registerWasmKernels(): void {
@@ -103,5 +168,12 @@ export function registerWasmKernels(): void {
   tf.unregisterKernel(tf.BatchMatMul, 'wasm');
   // The stock setupFunc binds the wasm function that stockBatchMatMul calls; keep it.
   tf.registerKernel({ ...stock, kernelFunc: batchMatMul as unknown as tf.KernelFunc });
+  const replacements: [string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
+    [tf.Identity, identity], [tf.Slice, slice], [tf.SplitV, splitV], [tf.Unpack, unpack],
+  ];
+  for (const [kernelName, kernelFunc] of replacements) {
+    tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  }
   registered = true;
 }

@@ -1,4 +1,4 @@
-// backend-wasm/index.ts: its BatchMatMul and UnsortedSegmentSum kernels on the 'wasm' backend against
+// backend-wasm/index.ts: its BatchMatMul, UnsortedSegmentSum, Identity, Slice, SplitV and Unpack kernels on the 'wasm' backend against
 // the 'cpu' backend (the reference) on fresh random inputs, and the gradient of tf.gather through them.
 // tfjs has one global active backend: each computation runs on one, its inputs built there from arrays.
 import { test, before } from 'node:test';
@@ -148,4 +148,38 @@ test('the gradient of tf.gather on wasm equals cpu (embedding rows hit several t
     const w = tf.tensor(w1, [V, cols.length]);
     return tf.grad((p: tf.Tensor) => tf.gather(p, tf.tensor1d(cols, 'int32'), 1).mul(w).sum())(tf.tensor(table, [V, d]));
   }));
+});
+
+test('Slice, SplitV and Unpack read the heap in place and agree with cpu (contiguous and strided, ranks 1-5)', async () => {
+  for (const shape of [[17], [5, 9], [3, 4, 7], [2, 3, 4, 5], [2, 2, 3, 2, 4]]) {
+    const values = randomArray(size(shape));
+    const begin = shape.map((d) => randInt(0, d - 1));
+    const sliceSize = shape.map((d, i) => randInt(1, d - begin[i]));
+    await assertAgree(`slice [${shape}] at [${begin}] size [${sliceSize}]`, () => tf.tidy(() => tf.slice(tf.tensor(values, shape), begin, sliceSize)));
+    for (let axis = 0; axis < shape.length; axis++) {
+      if (shape[axis] >= 2) {
+        const first = randInt(1, shape[axis] - 1);
+        for (const [k, part] of [[0, 0], [1, 1]]) {
+          await assertAgree(`split [${shape}] axis ${axis} part ${part}`, () => tf.tidy(() => tf.split(tf.tensor(values, shape), [first, shape[axis] - first], axis)[k]));
+        }
+      }
+      const pick = randInt(0, shape[axis] - 1);
+      await assertAgree(`unstack [${shape}] axis ${axis} item ${pick}`, () => tf.tidy(() => tf.unstack(tf.tensor(values, shape), axis)[pick]));
+    }
+  }
+  const even = randomArray(24);
+  await assertAgree('split into equal parts', () => tf.tidy(() => tf.split(tf.tensor(even, [4, 6]), 3, 1)[2]));
+});
+
+test('Identity shares the buffer (no copy), and gradients through saved tensors still agree with cpu', async () => {
+  assert.ok(await tf.setBackend('wasm'));
+  const x = tf.tensor(randomArray(12), [3, 4]);
+  const y = tf.engine().runKernel(tf.Identity, { x }) as tf.Tensor;
+  assert.equal(y.dataId, x.dataId, 'the output is the input buffer');
+  x.dispose();
+  assert.equal(y.dataSync().length, 12, 'the buffer outlives the first owner');
+  y.dispose();
+  const a = randomArray(20), b = randomArray(20);
+  const f = () => tf.tidy(() => tf.grad((t: tf.Tensor) => t.mul(t).sin().mul(tf.tensor(b, [4, 5])).sum())(tf.tensor(a, [4, 5])));
+  await assertAgree('gradient of sum(sin(x²)·b)', f);
 });
