@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "launch.h"
+#include "strided.cuh"
 
 namespace tsgpt {
 namespace {
@@ -13,16 +14,8 @@ template <typename T>
 __global__ void stridedCopyKernel(const T* __restrict__ src, T* __restrict__ dst, StridedShape sh,
                                   int64_t n) {
   TSGPT_GRID_STRIDE(i, n) {
-    int64_t rem = i, offS = 0, offD = 0;
-#pragma unroll
-    for (int k = kMaxRank - 1; k >= 0; --k) {
-      if (k >= sh.rank) continue;
-      const int64_t d = sh.dims[k];
-      const int64_t idx = rem % d;
-      rem /= d;
-      offS += idx * sh.strides[0][k];
-      offD += idx * sh.strides[1][k];
-    }
+    int64_t offS, offD;
+    stridedOffsets(i, sh, offS, offD);
     dst[offD] = src[offS];
   }
 }

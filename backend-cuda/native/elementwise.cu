@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include "kernels.h"
 #include "launch.h"
+#include "strided.cuh"
 
 namespace tsgpt {
 namespace {
@@ -123,7 +124,9 @@ __device__ __forceinline__ T arith(int op, T a, T b) {
   }
 }
 
-__device__ __forceinline__ bool compareOp(int op, float a, float b) {
+// Compares in T: exact for int32, IEEE for float32.
+template <typename T>
+__device__ __forceinline__ bool compareT(int op, T a, T b) {
   switch (op) {
     case kEqual: return a == b;
     case kNotEqual: return a != b;
@@ -138,39 +141,12 @@ __device__ __forceinline__ bool compareOp(int op, float a, float b) {
 }
 
 template <typename T>
-__device__ __forceinline__ bool compareT(int op, T a, T b) {
-  if constexpr (std::is_same_v<T, float>) {
-    return compareOp(op, a, b);
-  } else {  // exact for int32
-    switch (op) {
-      case kEqual: return a == b;
-      case kNotEqual: return a != b;
-      case kLess: return a < b;
-      case kLessEqual: return a <= b;
-      case kGreater: return a > b;
-      case kGreaterEqual: return a >= b;
-      case kLogicalAnd: return a != 0 && b != 0;
-      case kLogicalOr: return a != 0 || b != 0;
-      default: return false;
-    }
-  }
-}
-
-template <typename T>
 __global__ void binaryKernel(int op, const T* __restrict__ a, const T* __restrict__ b,
                              void* __restrict__ out, StridedShape sh, int64_t n) {
   const bool toBool = op >= kEqual;
   TSGPT_GRID_STRIDE(i, n) {
-    int64_t rem = i, offA = 0, offB = 0;
-#pragma unroll
-    for (int k = kMaxRank - 1; k >= 0; --k) {
-      if (k >= sh.rank) continue;
-      const int64_t d = sh.dims[k];
-      const int64_t idx = rem % d;
-      rem /= d;
-      offA += idx * sh.strides[0][k];
-      offB += idx * sh.strides[1][k];
-    }
+    int64_t offA, offB;
+    stridedOffsets(i, sh, offA, offB);
     if (toBool) static_cast<uint8_t*>(out)[i] = compareT<T>(op, a[offA], b[offB]) ? 1 : 0;
     else static_cast<T*>(out)[i] = arith<T>(op, a[offA], b[offB]);
   }
