@@ -96,13 +96,15 @@ export interface CudaDevice {
   rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
   /** Causal attention: q, o [B,T,H,h], k, v [B,T,Hk,h], docIds int32 [B,T] nondecreasing; key j
    * visible to query i iff j ≤ i, i − j < window, same document; score: ATTENTION_SCORE. stats
-   * (B·T·H·ATTENTION_STATS floats) is written where not 0. */
+   * (B·T·H·ATTENTION_STATS floats) is written where not 0. tensorCores: bf16 tensor-core kernels
+   * where they apply (head dim 64 or 128, 16-byte aligned tensors), else exact fp32 ones. */
   attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number): void;
-  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady. */
+    Hk: number, h: number, window: number, scale: number, score: number, tensorCores: boolean): void;
+  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady;
+   * delta: B·T·H floats of scratch for the tensor-core kernels (0: the exact ones). */
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
-    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number, window: number,
-    scale: number, score: number): void;
+    delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
+    window: number, scale: number, score: number, tensorCores: boolean): void;
   /** Soft-capped cross-entropy of raw logits [rows, cols] (cap: LOGIT_CAP) against int32 targets:
    * rowStats (2·rows floats) ← each row's logsumexp, then each row's loss (NaN for a target outside
    * [0, cols)); loss (1 float) ← their sum, or mean (0 for no rows). */

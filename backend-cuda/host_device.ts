@@ -337,8 +337,9 @@ export class HostDevice implements CudaDevice {
     return { q: f(q, B * T * H * h), k: f(k, B * T * Hk * h), v: f(v, B * T * Hk * h),
       docIds: this.view(docIds, DTYPE.int32, B * T) as Int32Array, B, T, H, Hk, h, window, scale, score };
   }
+  // The reference is exact: tensorCores and delta (the GPU's bf16 path) do not apply here.
   attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number): void {
+    Hk: number, h: number, window: number, scale: number, score: number, _tensorCores: boolean): void {
     if (B * T === 0) return;
     const n = B * T * H;
     attentionForward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score),
@@ -346,8 +347,8 @@ export class HostDevice implements CudaDevice {
       stats === 0 ? null : this.view(stats, DTYPE.float32, n * ATTENTION_STATS) as Float32Array);
   }
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
-    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number, window: number,
-    scale: number, score: number): void {
+    _delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
+    window: number, scale: number, score: number, _tensorCores: boolean): void {
     if (B * T === 0) return;
     const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array;
     const nq = B * T * H, nk = B * T * Hk * h;

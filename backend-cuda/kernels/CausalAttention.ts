@@ -1,7 +1,9 @@
-// The fused causal attention kernels (native/attention.cu) behind fused/attention.ts:
-// 'CausalAttention' and its gradient kernel 'CausalAttentionGrad' ([dq, dk, dv]), float32.
+// The fused causal attention kernels behind fused/attention.ts: 'CausalAttention' and its gradient
+// kernel 'CausalAttentionGrad' ([dq, dk, dv]), float32 tensors. With --matmul-precision bf16 they run
+// on bf16 tensor cores (native/attention_mma.cu: head dims 64 and 128), as the matmuls do; with tf32
+// or fp32, and for other head dims, the exact fp32 kernels (native/attention.cu).
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { ATTENTION_SCORE, ATTENTION_STATS } from '../device.ts';
+import { ATTENTION_SCORE, ATTENTION_STATS, PRECISION } from '../device.ts';
 import { CAUSAL_ATTENTION, CAUSAL_ATTENTION_GRAD } from '../fused/attention.ts';
 import type { CudaKernel } from './types.ts';
 
@@ -34,6 +36,9 @@ function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap): Problem {
   return { B, T, H, Hk, h, window: Math.min(window, T), scale, score: ATTENTION_SCORE[scoreName as keyof typeof ATTENTION_SCORE] };
 }
 
+/** bf16 matmuls ask for bf16 attention products too. */
+const tensorCores = (precisionCode: number) => precisionCode === PRECISION.bf16;
+
 export const causalAttentionKernels: CudaKernel[] = [
   {
     kernelName: CAUSAL_ATTENTION,
@@ -44,7 +49,8 @@ export const causalAttentionKernels: CudaKernel[] = [
       // the per-row statistics (m, den, argmax key) ride with o for the gradient
       const stats = backend.attachSaved(o, p.B * p.T * p.H * ATTENTION_STATS * 4);
       backend.device.attention(backend.ptr(q), backend.ptr(inputs.k as TensorInfo), backend.ptr(inputs.v as TensorInfo),
-        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(o), stats, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(o), stats, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score,
+        tensorCores(backend.precisionCode));
       return o;
     },
   },
@@ -58,10 +64,13 @@ export const causalAttentionKernels: CudaKernel[] = [
       // kernel recomputes them into scratch.
       const saved = backend.saved(inputs.o as TensorInfo);
       const scratch = saved === undefined ? backend.makeOutput([p.B, p.T, p.H, ATTENTION_STATS], 'float32') : null;
+      const cores = tensorCores(backend.precisionCode);
+      const delta = cores ? backend.makeOutput([p.B, p.T, p.H], 'float32') : null;  // dO·O per row
       backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), backend.ptr(inputs.docIds as TensorInfo),
         backend.ptr(inputs.o as TensorInfo), backend.ptr(inputs.dy as TensorInfo), saved ?? backend.ptr(scratch!), saved !== undefined,
-        backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
-      if (scratch) backend.disposeIntermediateTensorInfo(scratch);
+        delta ? backend.ptr(delta) : 0, backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window,
+        p.scale, p.score, cores);
+      for (const t of [scratch, delta]) if (t) backend.disposeIntermediateTensorInfo(t);
       return [dq, dk, dv];
     },
   },

@@ -366,19 +366,20 @@ Napi::Value rmsNormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score); stats may be 0
+// attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score, tensorCores); stats may be 0
 Napi::Value attention(const Napi::CallbackInfo& info) {
   check(launchAttention(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
                         static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
                         static_cast<const int*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)),
                         static_cast<float*>(ptrArg(info, 5)), int(intArg(info, 6)), int(intArg(info, 7)),
                         int(intArg(info, 8)), int(intArg(info, 9)), int(intArg(info, 10)), int(intArg(info, 11)),
-                        float(numArg(info, 12)), int(intArg(info, 13))),
+                        float(numArg(info, 12)), int(intArg(info, 13)), info[14].As<Napi::Boolean>().Value()),
         "CausalAttention kernel launch");
   return info.Env().Undefined();
 }
 
-// attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, B, T, H, Hk, h, window, scale, score)
+// attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score,
+//               tensorCores); delta may be 0 (the exact kernels need none)
 Napi::Value attentionGrad(const Napi::CallbackInfo& info) {
   check(launchAttentionGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
                             static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
@@ -386,8 +387,9 @@ Napi::Value attentionGrad(const Napi::CallbackInfo& info) {
                             static_cast<const float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
                             info[7].As<Napi::Boolean>().Value(), static_cast<float*>(ptrArg(info, 8)),
                             static_cast<float*>(ptrArg(info, 9)), static_cast<float*>(ptrArg(info, 10)),
-                            int(intArg(info, 11)), int(intArg(info, 12)), int(intArg(info, 13)), int(intArg(info, 14)),
-                            int(intArg(info, 15)), int(intArg(info, 16)), float(numArg(info, 17)), int(intArg(info, 18))),
+                            static_cast<float*>(ptrArg(info, 11)), int(intArg(info, 12)), int(intArg(info, 13)),
+                            int(intArg(info, 14)), int(intArg(info, 15)), int(intArg(info, 16)), int(intArg(info, 17)),
+                            float(numArg(info, 18)), int(intArg(info, 19)), info[20].As<Napi::Boolean>().Value()),
         "CausalAttention gradient kernel launch");
   return info.Env().Undefined();
 }

@@ -32,7 +32,7 @@
 // structure (query block × key tile, per-row m/den, the three-kernel backward) is what the
 // tensor-core version keeps; NOTES.md has the cost and the plan.
 #include <cmath>
-#include "kernels.h"
+#include "attention.cuh"
 
 namespace tsgpt {
 namespace {
@@ -44,15 +44,6 @@ constexpr int kRowsPerWarp = kBlockQ / kWarps;
 constexpr int kBlockK = 32;                       // keys per tile: one per lane
 constexpr int kKeysPerWarp = kBlockK / kWarps;    // dk/dv: keys owned by each warp
 constexpr int kDimsPerLane = kMaxAttentionHead / 32;
-constexpr float kSoftpickEps = 1e-6f;
-constexpr float kSoftpickFloor = -60.f;
-constexpr unsigned kFull = 0xffffffffu;
-constexpr int kStats = 3;                          // per row: m, den, argmax key (−1: none)
-
-struct Dims {
-  int B, T, H, Hk, h, window;
-  float scale;
-};
 
 __device__ __forceinline__ float warpMax(float x) {
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
@@ -63,21 +54,8 @@ __device__ __forceinline__ float warpSum(float x) {
   return x;
 }
 
-template <int kScore>
-__device__ __forceinline__ float initialMax() {
-  return kScore == kScoreSoftmax ? -INFINITY : kScore == kScoreSoftmax1 ? 0.f : kSoftpickFloor;
-}
-
 __device__ __forceinline__ bool visible(int i, int j, int jEnd, int window, const int* doc) {
   return j < jEnd && j <= i && i - j < window && doc[j] == doc[i];
-}
-
-// Row offsets in elements: q/o/dq rows are (b, t, head) of [B,T,H,h], k/v rows of [B,T,Hk,h].
-__device__ __forceinline__ int64_t qRow(const Dims& d, int b, int t, int head) {
-  return ((int64_t)b * d.T + t) * d.H + head;
-}
-__device__ __forceinline__ int64_t kRow(const Dims& d, int b, int t, int head) {
-  return ((int64_t)b * d.T + t) * d.Hk + head;
 }
 
 // rows [t0, t0 + n) of one head of x ([B,T,heads,h]) into smem rows of `stride` floats; zeros past T.
@@ -87,24 +65,6 @@ __device__ __forceinline__ void loadRows(float* dst, int stride, const float* x,
     const int r = idx / h, c = idx - r * h;
     dst[r * stride + c] = t0 + r < T ? x[(row0 + (int64_t)r * heads) * h + c] : 0.f;
   }
-}
-
-// The probability of a visible key from the row's statistics (m, den), as the forward defines it.
-template <int kScore>
-__device__ __forceinline__ float probability(float s, float m, float den) {
-  if (kScore == kScoreSoftpick) return fmaxf(expf(s - m) - expf(-m), 0.f) / den;
-  return expf(s - m) / den;
-}
-
-// ds for a visible key: g = dO·v, D = dO·O, isArgmax: this key set m (softpick).
-template <int kScore>
-__device__ __forceinline__ float scoreGrad(float s, float g, float m, float den, float D, bool isArgmax) {
-  if (kScore == kScoreSoftpick) {
-    const float e = expf(s - m), d = e - expf(-m);
-    const float ds = e / den * (d > 0.f ? g - D : D);  // g·[d>0] − sgn(d)·D (sgn(0) = −1, as tfjs's abs)
-    return isArgmax ? ds - D * kSoftpickEps / den : ds;
-  }
-  return expf(s - m) / den * (g - D);
 }
 
 // ---- forward (kWithOutput false: the backward's statistics pass, no P·V); stats may be null ----
@@ -262,7 +222,7 @@ attentionGradQKernel(const float* __restrict__ q, const float* __restrict__ k, c
         g = fmaf(sDO[r * h + c], sV[lane * hp + c], g);
       }
       const float ds = visible(i, j, k1, dm.window, doc)
-          ? scoreGrad<kScore>(dot * dm.scale, g, m[rr], den[rr], D[rr], j == argmax[rr]) : 0.f;
+          ? scoreGrad<kScore, false>(dot * dm.scale, g, m[rr], 1.f / den[rr], D[rr], j == argmax[rr]) : 0.f;
       for (int jj = 0; jj < kBlockK; jj++) {
         const float dsj = __shfl_sync(kFull, ds, jj);
 #pragma unroll
@@ -343,8 +303,8 @@ attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, 
           }
           if (visible(i, j, k1, dm.window, doc)) {
             const float s = dot * dm.scale;
-            p = probability<kScore>(s, m, den);
-            ds = scoreGrad<kScore>(s, g, m, den, D, j == argmax);
+            p = probability<kScore, false>(s, m, 1.f / den);
+            ds = scoreGrad<kScore, false>(s, g, m, 1.f / den, D, j == argmax);
           }
         }
         sP[r * kBlockK + lane] = p;
@@ -387,13 +347,6 @@ attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, 
       }
     }
   }
-}
-
-// Kernels over 48 KiB of dynamic shared memory must opt in.
-template <typename Kernel>
-cudaError_t allowSharedMemory(Kernel kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
 cudaError_t checkDims(const Dims& d) {
@@ -441,10 +394,12 @@ cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float
 
 cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                             float* o, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
-                            int score) {
+                            int score, bool tensorCores) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
+  const void* tensors[] = {q, k, v, o};
+  if (tensorCores && mmaAttentionSupports(d, tensors, 4)) return mmaAttentionForward(s, q, k, v, docIds, o, stats, d, score);
   switch (score) {
     case kScoreSoftmax: return forward<kScoreSoftmax, true>(s, q, k, v, docIds, o, stats, d);
     case kScoreSoftpick: return forward<kScoreSoftpick, true>(s, q, k, v, docIds, o, stats, d);
@@ -454,11 +409,25 @@ cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, cons
 }
 
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
-                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score) {
+                                const float* o, const float* dO, float* stats, bool statsReady, float* delta,
+                                float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
+                                float scale, int score, bool tensorCores) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
+  const void* tensors[] = {q, k, v, o, dO, dq, dk, dv};
+  if (tensorCores && delta != nullptr && mmaAttentionSupports(d, tensors, 8)) {
+    if (!statsReady) {  // the exact statistics pass, as below
+      cudaError_t e = cudaErrorInvalidValue;
+      switch (score) {
+        case kScoreSoftmax: e = forward<kScoreSoftmax, false>(s, q, k, v, docIds, nullptr, stats, d); break;
+        case kScoreSoftpick: e = forward<kScoreSoftpick, false>(s, q, k, v, docIds, nullptr, stats, d); break;
+        case kScoreSoftmax1: e = forward<kScoreSoftmax1, false>(s, q, k, v, docIds, nullptr, stats, d); break;
+      }
+      if (e != cudaSuccess) return e;
+    }
+    return mmaAttentionBackward(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d, score);
+  }
   switch (score) {
     case kScoreSoftmax: return backward<kScoreSoftmax>(s, q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, d);
     case kScoreSoftpick: return backward<kScoreSoftpick>(s, q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, d);

@@ -79,14 +79,17 @@ cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const float* x, f
 // [B,T] nondecreasing, o [B,T,H,h]; key j visible to query i iff j ≤ i, i − j < window and the
 // same document. stats: B·T·H·3 floats per row (m, den, argmax key), written by the forward where
 // not null; the backward recomputes them into it first unless statsReady. dq like q, dk/dv like k.
+// tensorCores: bf16 tensor-core kernels (attention_mma.cu) where they support the head dim and the
+// pointers are 16-byte aligned (the backward also needs delta, B·T·H floats of scratch), else exact fp32.
 constexpr int kMaxAttentionHead = 128;
 enum AttentionScore : int { kScoreSoftmax = 0, kScoreSoftpick = 1, kScoreSoftmax1 = 2 };
 cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                             float* o, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
-                            int score);
+                            int score, bool tensorCores);
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
-                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score);
+                                const float* o, const float* dO, float* stats, bool statsReady, float* delta,
+                                float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
+                                float scale, int score, bool tensorCores);
 
 // Soft-capped cross-entropy of raw logits [rows, cols] against int32 targets (cross_entropy.cu).
 // rowStats: 2·rows floats written by the forward (each row's logsumexp, then each row's loss) and
