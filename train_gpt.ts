@@ -651,10 +651,13 @@ function rotaryTables(rope: RopeState, T: number): { cos: tf.Tensor; sin: tf.Ten
   return tables;
 }
 
-/** Rotates dims (j, j + h/2) of x [B,T,H,h] by angle t·freq_j. */
+/** Rotates dims (j, j + h/2) of x [B,T,H,h] by angle t·freq_j. A backend's fused 'Rotary' does it in one
+ * pass each way (the composite: split, 4 broadcast Multiplies, Add, Sub, concat, and as many backward). */
 export function rotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
   if (!rope.freqs.some((f) => f !== 0)) return x;
   const { cos, sin } = rotaryTables(rope, x.shape[1]!);
+  const fused = runFused('Rotary', { x, cos, sin }, {});
+  if (fused) return fused;
   const [x1, x2] = tf.split(x, 2, -1);
   return tf.concat([x1.mul(cos).add(x2.mul(sin)), x2.mul(cos).sub(x1.mul(sin))], -1);
 }
@@ -751,6 +754,11 @@ function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: Forwar
   return y.transpose([0, 2, 1, 3]).reshape([B, T, H * h]);
 }
 
+/** relu(x)², the relu2 MLP's activation: one pass each way through a backend's fused 'ReluSquared'. */
+export function reluSquared(x: tf.Tensor): tf.Tensor {
+  return runFused('ReluSquared', { x }, {}) ?? tf.relu(x).square();
+}
+
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D. */
 function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
@@ -758,7 +766,7 @@ function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext): t
   let up = linear(a, P('w1'));
   if (cfg.canon.includes('D')) up = canon(up, P('canon_d'), ctx);
   let act: tf.Tensor;
-  if (cfg.mlp === 'relu2') act = tf.relu(up).square();
+  if (cfg.mlp === 'relu2') act = reluSquared(up);
   else { const [g, u] = tf.split(up, 2, -1); act = g.mul(tf.sigmoid(g)).mul(u); }
   return linear(act, P('w2'));
 }

@@ -113,6 +113,13 @@ export interface CudaDevice {
   /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward. */
   softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, rows: number,
     cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
+  /** Rotary embedding of x [B,T,H,2·half] into y: the pair (j, j + half) of token t turns by the angle
+   * with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse turns back (the gradient). */
+  rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void;
+  /** y = relu(x)² over n floats. */
+  reluSquared(x: number, y: number, n: number): void;
+  /** dx = dy·2·relu(x) over n floats. */
+  reluSquaredGrad(dy: number, x: number, dx: number, n: number): void;
 }
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */

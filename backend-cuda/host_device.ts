@@ -387,6 +387,31 @@ export class HostDevice implements CudaDevice {
       }
     }
   }
+  rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void {
+    const n = B * T * H * 2 * half;
+    if (n === 0) return;
+    const xv = this.view(x, DTYPE.float32, n), yv = this.view(y, DTYPE.float32, n);
+    const c = this.view(cos, DTYPE.float32, T * half), s = this.view(sin, DTYPE.float32, T * half);
+    const sign = inverse ? -1 : 1;
+    for (let row = 0; row < B * T * H; row++) {
+      const t = Math.floor(row / H) % T, o = row * 2 * half;
+      for (let j = 0; j < half; j++) {
+        const x1 = xv[o + j], x2 = xv[o + half + j], cj = c[t * half + j], sj = sign * s[t * half + j];
+        yv[o + j] = x1 * cj + x2 * sj;
+        yv[o + half + j] = x2 * cj - x1 * sj;
+      }
+    }
+  }
+  reluSquared(x: number, y: number, n: number): void {
+    if (n === 0) return;
+    const xv = this.view(x, DTYPE.float32, n), yv = this.view(y, DTYPE.float32, n);
+    for (let i = 0; i < n; i++) yv[i] = xv[i] > 0 ? xv[i] * xv[i] : 0;  // NaN → 0, as fmaxf in relu_squared.cu
+  }
+  reluSquaredGrad(dy: number, x: number, dx: number, n: number): void {
+    if (n === 0) return;
+    const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.view(dx, DTYPE.float32, n);
+    for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
+  }
 }
 
 /** Registers the backend class on the host reference device as `name` (tests without a GPU). */

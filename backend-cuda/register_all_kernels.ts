@@ -19,9 +19,11 @@ import { packConfig } from './kernels/Pack.ts';
 import { padV2Config } from './kernels/PadV2.ts';
 import { rangeConfig } from './kernels/Range.ts';
 import { reduceKernels } from './kernels/reduce.ts';
+import { reluSquaredKernels } from './kernels/ReluSquared.ts';
 import { reshapeConfig } from './kernels/Reshape.ts';
 import { reverseConfig } from './kernels/Reverse.ts';
 import { rmsNormKernels } from './kernels/RMSNorm.ts';
+import { rotaryKernels } from './kernels/Rotary.ts';
 import { selectConfig } from './kernels/Select.ts';
 import { sliceConfig } from './kernels/Slice.ts';
 import { softcapCrossEntropyKernels } from './kernels/SoftcapCrossEntropy.ts';
@@ -42,6 +44,8 @@ export const cudaKernels: CudaKernel[] = [
   ...rmsNormKernels,
   ...causalAttentionKernels,
   ...softcapCrossEntropyKernels,
+  ...rotaryKernels,
+  ...reluSquaredKernels,
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { cudaAvailability, cudaDeviceName, registerCudaBackend } from '../backend-cuda/index.ts';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import type { MatmulPrecision } from '../backend-cuda/device.ts';
-import { crossEntropy, DEFAULTS, logitSoftcap, softcapCrossEntropy } from '../train_gpt.ts';
+import { crossEntropy, DEFAULTS, initRope, logitSoftcap, reluSquared, rotary, softcapCrossEntropy, useFusedKernels } from '../train_gpt.ts';
 
 const avail = cudaAvailability();
 if (!avail.ok) {
@@ -81,6 +81,21 @@ for (const [label, f] of [['fused', ceFused], ['composite', ceComposite]] as con
   rows.push({ kernel: `softcap cross-entropy fwd+bwd 8192×50304 (${label})`, ms: +ms.toFixed(3), 'GB/s': +((12 * 8192 * 50304) / ms / 1e6).toFixed(0) });
 }
 tf.dispose([logits, ceTargets]);
+// Rotary on q of the speedrun step at B = 8 and ReLU² on its MLP's [8·2048, 3072], forward + backward:
+// the fused kernels and the composites (useFusedKernels(false), as --fused off). GB/s counts the
+// fused kernels' traffic (4 and 5 passes over the tensor) for both.
+const rope = initRope(DEFAULTS);
+const q = tf.reshape(randn([8 * 2048 * 6, 128]), [8, 2048, 6, 128]), up = randn([8 * 2048, 3072]);
+for (const fused of [true, false]) {
+  useFusedKernels(fused);
+  const label = fused ? 'fused' : 'composite';
+  const rotMs = await medianMs(() => tf.grad((v: tf.Tensor) => rotary(v, rope))(q, q));
+  rows.push({ kernel: `rotary fwd+bwd [8,2048,6,128] (${label})`, ms: +rotMs.toFixed(3), 'GB/s': +((16 * q.size) / rotMs / 1e6).toFixed(0) });
+  const reluMs = await medianMs(() => tf.grad((v: tf.Tensor) => reluSquared(v))(up, up));
+  rows.push({ kernel: `relu² fwd+bwd 16384×3072 (${label})`, ms: +reluMs.toFixed(3), 'GB/s': +((20 * up.size) / reluMs / 1e6).toFixed(0) });
+}
+useFusedKernels(true);
+tf.dispose([q, up]);
 
 console.log(`device: ${cudaDeviceName()}`);
 console.table(rows);

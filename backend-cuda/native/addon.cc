@@ -416,6 +416,32 @@ Napi::Value softcapCrossEntropyGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rotary(x, cos, sin, y, B, T, H, half, inverse)
+Napi::Value rotary(const Napi::CallbackInfo& info) {
+  check(launchRotary(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                     static_cast<const float*>(ptrArg(info, 2)), static_cast<float*>(ptrArg(info, 3)), intArg(info, 4),
+                     intArg(info, 5), intArg(info, 6), intArg(info, 7), info[8].As<Napi::Boolean>().Value()),
+        info[8].As<Napi::Boolean>().Value() ? "Rotary gradient kernel launch" : "Rotary kernel launch");
+  return info.Env().Undefined();
+}
+
+// reluSquared(x, y, n)
+Napi::Value reluSquared(const Napi::CallbackInfo& info) {
+  check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<float*>(ptrArg(info, 1)),
+                          intArg(info, 2)),
+        "ReluSquared kernel launch");
+  return info.Env().Undefined();
+}
+
+// reluSquaredGrad(dy, x, dx, n)
+Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
+  check(launchReluSquaredGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                              static_cast<const float*>(ptrArg(info, 1)), static_cast<float*>(ptrArg(info, 2)),
+                              intArg(info, 3)),
+        "ReluSquared gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
@@ -470,6 +496,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
+      {"rotary", guarded<rotary>},
+      {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };

@@ -102,4 +102,13 @@ cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const
                                           const int32_t* targets, const float* rowStats, float* dlogits,
                                           int64_t rows, int64_t cols, int cap, float scale, float temp, bool mean);
 
+// Rotary position embedding (rotary.cu): x, y [B,T,H,2·half], cos/sin tables [T,half]; the pair
+// (j, j + half) of token t turns by the tables' [t, j]; inverse turns back (the gradient).
+cudaError_t launchRotary(cudaStream_t s, const float* x, const float* cosT, const float* sinT, float* y, int64_t B,
+                         int64_t T, int64_t H, int64_t half, bool inverse);
+
+// y = relu(x)² and dx = dy·2·relu(x) over n floats (relu_squared.cu).
+cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n);
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n);
+
 }  // namespace tsgpt

@@ -1,0 +1,35 @@
+// The fused ReLU² kernels (native/relu_squared.cu) behind fused/relu_squared.ts: 'ReluSquared'
+// ({x} → relu(x)²) and its gradient kernel 'ReluSquaredGrad' ({dy, x} → dy·2·relu(x)), any shape.
+import * as tf from '@tensorflow/tfjs-core';
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../fused/relu_squared.ts';
+import type { CudaKernel } from './types.ts';
+
+function checkFloat32(kernel: string, name: string, t: TensorInfo | undefined): TensorInfo {
+  if (t == null) throw new Error(`${kernel}: input ${name} is missing`);
+  if (t.dtype !== 'float32') throw new Error(`${kernel}: ${name} must be float32, got ${t.dtype}[${t.shape}]`);
+  return t;
+}
+
+export const reluSquaredKernels: CudaKernel[] = [
+  {
+    kernelName: RELU_SQUARED,
+    kernelFunc: ({ inputs, backend }) => {
+      const x = checkFloat32(RELU_SQUARED, 'x', inputs.x as TensorInfo);
+      const y = backend.makeOutput(x.shape, 'float32');
+      backend.device.reluSquared(backend.ptr(x), backend.ptr(y), tf.util.sizeFromShape(x.shape));
+      return y;
+    },
+  },
+  {
+    kernelName: RELU_SQUARED_GRAD,
+    kernelFunc: ({ inputs, backend }) => {
+      const dy = checkFloat32(RELU_SQUARED_GRAD, 'dy', inputs.dy as TensorInfo);
+      const x = checkFloat32(RELU_SQUARED_GRAD, 'x', inputs.x as TensorInfo);
+      if (!tf.util.arraysEqual(dy.shape, x.shape)) throw new Error(`${RELU_SQUARED_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
+      const dx = backend.makeOutput(x.shape, 'float32');
+      backend.device.reluSquaredGrad(backend.ptr(dy), backend.ptr(x), backend.ptr(dx), tf.util.sizeFromShape(x.shape));
+      return dx;
+    },
+  },
+];

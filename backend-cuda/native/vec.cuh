@@ -1,0 +1,33 @@
+// V consecutive floats as one load/store: float4 (one 16-byte transaction) for V = 4, a plain float
+// for V = 1. The memory-bound fused kernels (rotary.cu, relu_squared.cu) take V = 4 where their
+// pointers are 16-byte aligned and their rows a multiple of 4, else V = 1.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+
+namespace tsgpt {
+
+template <int V>
+__device__ __forceinline__ void loadVec(const float* __restrict__ p, float (&v)[V]) {
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
+  if constexpr (V == 4) {
+    const float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+  } else {
+    v[0] = *p;
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void storeVec(float* __restrict__ p, const float (&v)[V]) {
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
+  if constexpr (V == 4) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  else *p = v[0];
+}
+
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs) if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+}  // namespace tsgpt

@@ -1,0 +1,132 @@
+// The fused rotary embedding ('Rotary', native/rotary.cu) and ReLU² ('ReluSquared',
+// native/relu_squared.cu) against their oracles, train_gpt.ts's composites on the cpu backend: values
+// and gradients (dy ≠ 1) through train_gpt.ts's own hooks (rotary, reluSquared → runFused) on fresh
+// random inputs and tables; shapes whose rotary half is not a multiple of 4 (the GPU's scalar path),
+// T = 1, B > 1; half-rotary tables (frequency 0: cos = 1, sin = 0); that the hook runs the fused kernels
+// and `--fused off` (useFusedKernels(false)) the composites; bad inputs failing with the kernel's name.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../train_gpt.ts';
+import { ROTARY, ROTARY_GRAD } from '../backend-cuda/fused/rotary.ts';
+import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/fused/relu_squared.ts';
+import { compare, random, randFloat, targets, useBackend } from './cuda_harness.ts';
+
+/** Random rotary frequencies for head size h: all h/2 rotate ('full'), or the first ⌈h/4⌉ and the rest are
+ * stationary ('half', the speedrun's half-truncated RoPE: their tables hold cos = 1, sin = 0). */
+function randomRope(h: number, kind: 'full' | 'half'): T.RopeState {
+  const half = h / 2, moving = kind === 'full' ? half : Math.ceil(half / 2);
+  const freqs = Float32Array.from({ length: half }, (_, j) => (j < moving ? 0.01 + random() : 0));
+  return { freqs, attnScale: 1, version: 0 };
+}
+
+/** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
+const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
+  [T.rotary(x, rope), tf.grad((v: tf.Tensor) => T.rotary(v, rope))(x, dy)];
+const reluSquaredAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
+  [T.reluSquared(x), tf.grad((v: tf.Tensor) => T.reluSquared(v))(x, dy)];
+
+/** Device bytes in use (the backend's buffers: a clone that shares one counts once). */
+const bytesInUse = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+for (const target of targets) {
+  describe(`fused Rotary and ReluSquared on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+    // [B, T, H, h]: half = 5, 1, 3 and 7 take the GPU's scalar path, half = 8 and 64 its float4 path
+    const ROTARY_SHAPES = [[2, 7, 3, 10], [1, 1, 2, 8], [3, 1, 2, 2], [2, 33, 3, 6], [1, 9, 1, 14], [3, 5, 2, 16],
+      target.name === 'cuda' ? [4, 512, 6, 128] : [2, 64, 6, 128]];
+
+    it('Rotary: output and dx match the composite on cpu (full and half-rotary tables, odd shapes)', async () => {
+      for (const shape of ROTARY_SHAPES) {
+        for (const kind of ['full', 'half'] as const) {
+          const rope = randomRope(shape[3], kind);
+          await compare(B, `rotary ${kind} [${shape}]`, [randFloat(shape), randFloat(shape)], rotaryAndGrad(rope), { rtol: 1e-5, atol: 2e-6 });
+        }
+      }
+    });
+
+    it('Rotary: a YaRN-extended table of the model\'s half rotary at T = 1 and T > 1', async () => {
+      const cfg = T.resolveConfig('tiny', { headDim: 16, rotary: 'half' }).cfg;
+      const rope = T.yarnExtend(T.initRope(cfg), 8, 32);
+      assert.ok(rope.freqs.some(f => f === 0) && rope.freqs.some(f => f !== 0), 'half rotary has stationary and rotating dims');
+      for (const shape of [[3, 1, 2, 16], [2, 40, 4, 16]]) {
+        await compare(B, `rotary yarn [${shape}]`, [randFloat(shape), randFloat(shape)], rotaryAndGrad(rope), { rtol: 1e-5, atol: 2e-6 });
+      }
+    });
+
+    it('ReluSquared: output and dx match the composite on cpu (sizes with and without a multiple of 4)', async () => {
+      for (const shape of [[7], [3, 5, 9], [2, 16, 64], [1, 1], [0, 3], [target.big]]) {
+        await compare(B, `reluSquared [${shape}]`, [randFloat(shape), randFloat(shape)], reluSquaredAndGrad, { rtol: 1e-6, atol: 1e-7 });
+      }
+    });
+
+    it('train_gpt.ts\'s hooks run the fused kernels, and useFusedKernels(false) (--fused off) the composites', async () => {
+      await useBackend(B);
+      const rope = randomRope(8, 'half');
+      const x = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]), dy = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]);
+      const fusedNames = [...await kernelsRun(() => rotaryAndGrad(rope)(x, dy)), ...await kernelsRun(() => reluSquaredAndGrad(x, dy))];
+      for (const k of [ROTARY, ROTARY_GRAD, RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
+      for (const k of ['SplitV', 'Concat', 'Multiply', 'Relu', 'Square', 'Step']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
+      T.useFusedKernels(false);
+      try {
+        const compositeNames = [...await kernelsRun(() => rotaryAndGrad(rope)(x, dy)), ...await kernelsRun(() => reluSquaredAndGrad(x, dy))];
+        for (const k of [ROTARY, ROTARY_GRAD, RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
+        for (const k of ['Concat', 'Relu', 'Square']) assert.ok(compositeNames.includes(k), `composite kernel ${k} did not run: ${compositeNames.join(', ')}`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([x, dy]);
+    });
+
+    it('ReluSquared keeps only x for its gradient (the composite also keeps relu(x))', async () => {
+      await useBackend(B);
+      const x = tf.tensor(randFloat([4, 257]).values, [4, 257]), bytes = x.size * 4;
+      /** Bytes alive right after the forward, before backprop: y and whatever the tape saved. */
+      const heldAfterForward = () => {
+        const before = bytesInUse();
+        let held = 0;
+        const { value, grads } = tf.valueAndGrads((v: tf.Tensor) => {
+          const y = T.reluSquared(v);
+          held = bytesInUse() - before;
+          return y.sum();
+        })([x]);
+        tf.dispose([value, grads[0]]);
+        assert.equal(bytesInUse(), before, 'no buffer outlives the step');
+        return held;
+      };
+      assert.equal(heldAfterForward(), bytes, 'fused: y only (the saved x shares x\'s buffer)');
+      T.useFusedKernels(false);
+      try {
+        assert.equal(heldAfterForward(), 2 * bytes, 'composite: y and relu(x)');
+      } finally {
+        T.useFusedKernels(true);
+      }
+      x.dispose();
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const x = tf.zeros([2, 5, 3, 8]), cos = tf.ones([1, 5, 1, 4]), sin = tf.zeros([1, 5, 1, 4]);
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 24]), cos, sin }), /kernel Rotary\(.*Rotary: x must be float32 \[B,T,H,h\] with h even, got float32\[2,5,24\]/);
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 3, 7]), cos, sin }), /Rotary: x must be float32 \[B,T,H,h\] with h even/);
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 3, 8], 'int32'), cos, sin }), /Rotary: x must be float32/);
+        assert.throws(run(ROTARY, { x, cos: tf.ones([1, 5, 1, 8]), sin }), /Rotary: cos must be float32 \[1,5,1,4\] for x float32\[2,5,3,8\], got float32\[1,5,1,8\]/);
+        assert.throws(run(ROTARY, { x, cos, sin: tf.zeros([1, 6, 1, 4]) }), /Rotary: sin must be float32 \[1,5,1,4\]/);
+        assert.throws(run(ROTARY, { x, cos: tf.ones([5, 4]), sin }), /Rotary: cos must be/);
+        assert.throws(run(ROTARY, { x, cos }), /Rotary: the sin table is missing/);
+        assert.throws(run(ROTARY_GRAD, { dy: tf.zeros([2, 5, 3]), cos, sin }), /kernel RotaryGrad\(.*RotaryGrad: dy must be float32 \[B,T,H,h\]/);
+        assert.throws(run(ROTARY_GRAD, { x, cos, sin }), /RotaryGrad: input dy is missing/);
+        assert.throws(run(RELU_SQUARED, { x: tf.zeros([3], 'int32') }), /kernel ReluSquared\(.*ReluSquared: x must be float32, got int32\[3\]/);
+        assert.throws(run(RELU_SQUARED_GRAD, { dy: tf.zeros([3]), x: tf.zeros([4]) }), /ReluSquaredGrad: dy \[3\] and x \[4\] differ in shape/);
+        assert.throws(run(RELU_SQUARED_GRAD, { dy: tf.zeros([3], 'bool'), x: tf.zeros([3]) }), /ReluSquaredGrad: dy must be float32/);
+      });
+    });
+  });
+}
