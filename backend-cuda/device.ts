@@ -120,6 +120,12 @@ export interface CudaDevice {
   reluSquared(x: number, y: number, n: number): void;
   /** dx = dy·2·relu(x) over n floats. */
   reluSquaredGrad(dy: number, x: number, dx: number, n: number): void;
+  /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
+   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). */
+  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
+    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void;
+  /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. */
+  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void;
 }
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */

@@ -15,6 +15,7 @@ import { fillConfig } from './kernels/Fill.ts';
 import { gatherV2Config } from './kernels/GatherV2.ts';
 import { identityConfig } from './kernels/Identity.ts';
 import { oneHotConfig } from './kernels/OneHot.ts';
+import { optimizerKernels } from './kernels/OptimizerUpdate.ts';
 import { packConfig } from './kernels/Pack.ts';
 import { padV2Config } from './kernels/PadV2.ts';
 import { rangeConfig } from './kernels/Range.ts';
@@ -46,6 +47,7 @@ export const cudaKernels: CudaKernel[] = [
   ...softcapCrossEntropyKernels,
   ...rotaryKernels,
   ...reluSquaredKernels,
+  ...optimizerKernels,
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,

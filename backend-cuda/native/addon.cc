@@ -442,6 +442,29 @@ Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adamUpdate(p, m, v, g, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr)
+Napi::Value adamUpdate(const Napi::CallbackInfo& info) {
+  const double beta1 = numArg(info, 8), beta2 = numArg(info, 9);
+  const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
+                    float(numArg(info, 10)), float(numArg(info, 11)), float(numArg(info, 12)), float(numArg(info, 13))};
+  check(launchAdamUpdate(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                         static_cast<const float*>(ptrArg(info, 2)), static_cast<const float*>(ptrArg(info, 3)),
+                         static_cast<float*>(ptrArg(info, 4)), static_cast<float*>(ptrArg(info, 5)),
+                         static_cast<float*>(ptrArg(info, 6)), intArg(info, 7), h),
+        "AdamUpdate kernel launch");
+  return info.Env().Undefined();
+}
+
+// muonMomentum(buf, g, bufOut, nesterov, n, momentum)
+Napi::Value muonMomentum(const Napi::CallbackInfo& info) {
+  const double mu = numArg(info, 5);
+  check(launchMuonMomentum(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                           static_cast<float*>(ptrArg(info, 2)), static_cast<float*>(ptrArg(info, 3)), intArg(info, 4),
+                           float(mu), float(1 - mu)),
+        "MuonMomentum kernel launch");
+  return info.Env().Undefined();
+}
+
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
@@ -498,6 +521,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"rotary", guarded<rotary>},
       {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
+      {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };
