@@ -895,6 +895,15 @@ const POLAR_EXPRESS: readonly (readonly [number, number, number])[] = [
   [2.3465413258596377, -1.7097828382687081, 0.42323551169305323],
 ];
 
+/** alpha·(a @ op(b)) + beta·c over a batch: one cuBLASLt call with c in its epilogue where the backend
+ * registers 'MatMulAdd' (the composite scales the product, scales c and adds: three more passes). */
+export function matMulAdd(a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D, alpha: number, beta: number, transposeB = false): tf.Tensor3D {
+  const fused = runFused<tf.Tensor3D>('MatMulAdd', { a, b, c }, { alpha, beta, transposeA: false, transposeB });
+  if (fused) return fused;
+  const product = tf.matMul(a, b, false, transposeB);
+  return (alpha === 1 ? product : product.mul(alpha)).add(c.mul(beta)) as tf.Tensor3D;
+}
+
 /**
  * Approximately U·Vᵀ of each G = U·S·Vᵀ in a batch [n, r, c] with r ≤ c (wide), by 5 odd-polynomial
  * iterations X ← aX + (bA + cA²)X with A = XXᵀ, the smaller Gram matrix. One batched matmul per term
@@ -907,9 +916,9 @@ export function orthogonalizeBatch(G: tf.Tensor3D, kind: Config['orthogonalizer'
     let X = G.div(norm) as tf.Tensor3D;
     const coeffs = kind === 'polar' ? POLAR_EXPRESS : Array(5).fill(NS5);
     for (const [a, b, c] of coeffs) {
-      const A = tf.matMul(X, X, false, true);
-      const Bm = A.mul(b).add(tf.matMul(A, A).mul(c));
-      X = X.mul(a).add(tf.matMul(Bm, X));
+      const A = tf.matMul(X, X, false, true) as tf.Tensor3D;
+      const Bm = matMulAdd(A, A, A, c, b); // bA + cA²
+      X = matMulAdd(Bm, X, X, 1, a); // aX + BX
     }
     return X;
   });

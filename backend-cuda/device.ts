@@ -91,6 +91,10 @@ export interface CudaDevice {
   softmax(x: number, y: number, rows: number, cols: number): void;
   /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n}. */
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
+  /** Row-major out[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] in one cuBLASLt call; every operand has the batch (no
+   * broadcast), c is float32 [batch, m, n], k > 0. */
+  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
+    transB: boolean, precision: number, alpha: number, beta: number): void;
   /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
   rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;

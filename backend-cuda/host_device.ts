@@ -310,6 +310,14 @@ export class HostDevice implements CudaDevice {
       }
     }
   }
+  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
+    transB: boolean, _precision: number, alpha: number, beta: number): void {
+    if (batch * m * n === 0) return;
+    if (k === 0) throw new Error('matmul with a C operand needs k > 0 (the caller scales C)');
+    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n);
+    const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
+    for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
+  }
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void {
     if (rows * cols === 0) return;
     const xv = this.view(x, DTYPE.float32, rows * cols), yv = this.view(y, DTYPE.float32, rows * cols);

@@ -3,15 +3,16 @@
 // functions (runFused) on fresh random inputs and hyperparameters: sizes with and without a multiple of 4
 // (the GPU's scalar and float4 paths), a large one, an empty one; that the hook runs the fused kernels and
 // `--fused off` (useFusedKernels(false)) the composites; a whole optimizerStep (Muon + Adam, two steps)
-// fused vs composite on one backend; bad inputs failing with the kernel's name.
+// fused vs composite on one backend; bad inputs failing with the kernel's name. 'MatMulAdd' (Newton–Schulz's
+// alpha·A·B + beta·C in one cuBLASLt call) against the composite on cpu, and orthogonalizeBatch fused vs off.
 // The kernels do the composite's float32 operations in its order without contraction, so on the host
 // reference device they must agree with tfjs-cpu exactly; on the GPU within a few ulps.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
-import { ADAM_UPDATE, MUON_MOMENTUM } from '../backend-cuda/fused/optimizer.ts';
-import { compare, random, randFloat, targets, useBackend, type HostTensor, type Tolerance } from './cuda_harness.ts';
+import { ADAM_UPDATE, MATMUL_ADD, MUON_MOMENTUM } from '../backend-cuda/fused/optimizer.ts';
+import { compare, random, randFloat, relError, targets, useBackend, type HostTensor, type Tolerance } from './cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -141,6 +142,55 @@ for (const target of targets) {
       }
     });
 
+    it('MatMulAdd: alpha·op(a)·op(b) + beta·c matches the composite on cpu (transposes, ranks 2–4, k = 0, empty)', async () => {
+      // [a, b] shapes before transposition, and the transposes
+      const CASES: [number[], number[], boolean, boolean][] = [
+        [[1, 3, 5], [1, 5, 7], false, false], [[4, 17, 9], [4, 9, 13], false, false], [[2, 6, 5], [2, 7, 5], false, true],
+        [[3, 5, 6], [3, 5, 4], true, false], [[2, 5, 6], [2, 4, 5], true, true], [[5, 6], [6, 3], false, false],
+        [[2, 2, 3, 4], [2, 2, 4, 5], false, false], [[2, 3, 0], [2, 0, 4], false, false], [[0, 3, 4], [0, 4, 2], false, false],
+        B === 'cuda' ? [[2, 768, 768], [2, 768, 768], false, true] : [[2, 48, 64], [2, 64, 48], false, false],
+      ];
+      for (const [sa, sb, transposeA, transposeB] of CASES) {
+        const r = sa.length, m = sa[r - (transposeA ? 1 : 2)], n = sb[r - (transposeB ? 2 : 1)];
+        const alpha = between(-3, 3), beta = between(-3, 3);
+        const attrs = { alpha, beta, transposeA, transposeB };
+        await compare(B, `matMulAdd [${sa}]${transposeA ? 'ᵀ' : ''}·[${sb}]${transposeB ? 'ᵀ' : ''} α = ${alpha} β = ${beta}`,
+          [randFloat(sa), randFloat(sb), randFloat([...sa.slice(0, -2), m, n])],
+          (a, b, c) => tf.engine().runKernel(MATMUL_ADD, { a, b, c }, attrs) as tf.Tensor,
+          { rtol: 1e-5, atol: 1e-4 },
+          (a, b, c) => tf.matMul(a, b, transposeA, transposeB).mul(alpha).add(c.mul(beta)));
+      }
+      for (const transposeB of [false, true]) {  // through train_gpt.ts's hook (the cpu reference is its composite)
+        const alpha = between(-3, 3), beta = between(-3, 3);
+        await compare(B, `T.matMulAdd transposeB = ${transposeB}`, [randFloat([3, 7, 11]), randFloat(transposeB ? [3, 9, 11] : [3, 11, 9]), randFloat([3, 7, 9])],
+          (a, b, c) => T.matMulAdd(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D, alpha, beta, transposeB), { rtol: 1e-5, atol: 1e-4 });
+      }
+    });
+
+    it('orthogonalizeBatch runs MatMulAdd twice per iteration and equals the composite (--fused off)', async () => {
+      await useBackend(B);
+      for (const kind of ['ns5', 'polar'] as const) {
+        const G = tf.tensor(randFloat([3, 8, 24]).values, [3, 8, 24]) as tf.Tensor3D;
+        const run = () => T.orthogonalizeBatch(G, kind);
+        const fusedNames = await kernelsRun(() => [run()]);
+        const fused = tf.tidy(run);
+        T.useFusedKernels(false);
+        let composite: tf.Tensor3D, compositeNames: string[];
+        try {
+          compositeNames = await kernelsRun(() => [run()]);
+          composite = tf.tidy(run);
+        } finally {
+          T.useFusedKernels(true);
+        }
+        assert.equal(fusedNames.filter(k => k === MATMUL_ADD).length, 10, fusedNames.join(', '));
+        assert.equal(compositeNames.filter(k => k === MATMUL_ADD).length, 0);
+        assert.ok(fusedNames.length < compositeNames.length - 20, `${fusedNames.length} kernels fused vs ${compositeNames.length}`);
+        const e = relError(fused.dataSync(), composite.dataSync());
+        assert.ok(e < 1e-5, `${kind}: orthogonalizeBatch fused vs composite: relative error ${e}`);
+        tf.dispose([G, fused, composite]);
+      }
+    });
+
     it('rejects bad inputs with an error naming the kernel, and has no gradient', async () => {
       await useBackend(B);
       tf.tidy(() => {
@@ -156,6 +206,15 @@ for (const target of targets) {
         assert.throws(run(MUON_MOMENTUM, { buf: x, g: tf.ones([15]) }, { momentum: 0.9 }), /kernel MuonMomentum\(.*MuonMomentum: g \[15\] and buf \[3,5\] differ in shape/);
         assert.throws(run(MUON_MOMENTUM, { g: x }, { momentum: 0.9 }), /MuonMomentum: input buf is missing/);
         assert.throws(run(MUON_MOMENTUM, { buf: x, g: x }, {}), /MuonMomentum: attr momentum must be a finite number/);
+        const mm = { alpha: 1, beta: 0.5, transposeA: false, transposeB: false };
+        const a = tf.ones([2, 3, 4]), b = tf.ones([2, 4, 5]), c = tf.ones([2, 3, 5]);
+        assert.throws(run(MATMUL_ADD, { a, b }, mm), /kernel MatMulAdd\(.*MatMulAdd: input c is missing/);
+        assert.throws(run(MATMUL_ADD, { a, b: tf.ones([1, 4, 5]), c }, mm), /MatMulAdd: a \[2,3,4\] and b \[1,4,5\] must have the same batch dims/);
+        assert.throws(run(MATMUL_ADD, { a, b: tf.ones([2, 5, 5]), c }, mm), /MatMulAdd: inner dimensions differ/);
+        assert.throws(run(MATMUL_ADD, { a, b, c: tf.ones([2, 5, 3]) }, mm), /MatMulAdd: c must be \[2,3,5\] \(the product's shape\), got \[2,5,3\]/);
+        assert.throws(run(MATMUL_ADD, { a: tf.ones([2, 3, 4], 'int32'), b, c }, mm), /MatMulAdd: a must be float32 of rank ≥ 2, got int32/);
+        assert.throws(run(MATMUL_ADD, { a, b, c }, { ...mm, beta: Infinity }), /MatMulAdd: attr beta must be a finite number, got Infinity/);
+        assert.throws(run(MATMUL_ADD, { a, b, c }, { alpha: 1, beta: 1 }), /MatMulAdd: attr transposeA must be a boolean, got undefined/);
         assert.throws(() => tf.grad((g: tf.Tensor) => T.adamUpdate(x, x, x, g, h)[0].sum())(x), /AdamUpdate/);
         assert.throws(() => tf.grad((g: tf.Tensor) => T.muonMomentum(x, g, 0.9)[1].sum())(x), /MuonMomentum/);
       });

@@ -350,6 +350,16 @@ Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// matmulAdd(a, b, c, out, batch, m, n, k, transA, transB, precision, alpha, beta): out = alpha·op(A)·op(B) + beta·C
+Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
+  const int64_t batch = intArg(info, 4), m = intArg(info, 5), n = intArg(info, 6), k = intArg(info, 7);
+  matmul(dev(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+         static_cast<float*>(ptrArg(info, 3)), batch, m, n, k, info[8].As<Napi::Boolean>().Value(),
+         info[9].As<Napi::Boolean>().Value(), m * k, k * n, int(intArg(info, 10)),
+         static_cast<const float*>(ptrArg(info, 2)), float(numArg(info, 11)), float(numArg(info, 12)));
+  return info.Env().Undefined();
+}
+
 Napi::Value rmsNorm(const Napi::CallbackInfo& info) {
   check(launchRmsNorm(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
                       static_cast<float*>(ptrArg(info, 1)), intArg(info, 2), intArg(info, 3),
@@ -515,6 +525,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"reduce", guarded<reduce>},     {"gather", guarded<gather>},
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
+      {"matmulAdd", guarded<matmulAddBinding>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
