@@ -91,6 +91,10 @@ export interface CudaDevice {
   softmax(x: number, y: number, rows: number, cols: number): void;
   /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n}. */
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
+  /** Row-major out[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] in one cuBLASLt call; every operand has the batch (no
+   * broadcast), c is float32 [batch, m, n], k > 0. */
+  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
+    transB: boolean, precision: number, alpha: number, beta: number): void;
   /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
   rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
@@ -120,6 +124,12 @@ export interface CudaDevice {
   reluSquared(x: number, y: number, n: number): void;
   /** dx = dy·2·relu(x) over n floats. */
   reluSquaredGrad(dy: number, x: number, dx: number, n: number): void;
+  /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
+   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). */
+  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
+    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void;
+  /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. */
+  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void;
 }
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */

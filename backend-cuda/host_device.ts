@@ -310,6 +310,14 @@ export class HostDevice implements CudaDevice {
       }
     }
   }
+  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
+    transB: boolean, _precision: number, alpha: number, beta: number): void {
+    if (batch * m * n === 0) return;
+    if (k === 0) throw new Error('matmul with a C operand needs k > 0 (the caller scales C)');
+    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n);
+    const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
+    for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
+  }
   rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void {
     if (rows * cols === 0) return;
     const xv = this.view(x, DTYPE.float32, rows * cols), yv = this.view(y, DTYPE.float32, rows * cols);
@@ -411,6 +419,33 @@ export class HostDevice implements CudaDevice {
     if (n === 0) return;
     const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.view(dx, DTYPE.float32, n);
     for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
+  }
+  // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
+  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
+    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void {
+    if (n === 0) return;
+    const f = (ptr: number) => this.view(ptr, DTYPE.float32, n) as Float32Array, r = Math.fround;
+    const pv = f(p), mv = f(m), vv = f(v), gv = f(g), po = f(pOut), mo = f(mOut), vo = f(vOut);
+    const b1 = r(beta1), c1 = r(1 - beta1), b2 = r(beta2), c2 = r(1 - beta2);
+    const [bc1f, bc2f, epsf, lrf] = [bc1, bc2, eps, lr].map(r);
+    for (let i = 0; i < n; i++) {
+      const mi = r(r(mv[i] * b1) + r(gv[i] * c1));
+      const vi = r(r(vv[i] * b2) + r(r(gv[i] * gv[i]) * c2));
+      const update = r(r(mi / bc1f) / r(r(Math.sqrt(r(vi / bc2f))) + epsf));
+      po[i] = pv[i] - r(update * lrf);
+      mo[i] = mi;
+      vo[i] = vi;
+    }
+  }
+  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void {
+    if (n === 0) return;
+    const f = (ptr: number) => this.view(ptr, DTYPE.float32, n) as Float32Array, r = Math.fround;
+    const b = f(buf), gv = f(g), bo = f(bufOut), no = f(nesterov), mu = r(momentum), c = r(1 - momentum);
+    for (let i = 0; i < n; i++) {
+      const scaledG = r(gv[i] * c), bi = r(r(b[i] * mu) + scaledG);
+      bo[i] = bi;
+      no[i] = scaledG + r(bi * mu);
+    }
   }
 }
 

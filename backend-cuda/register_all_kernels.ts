@@ -14,7 +14,9 @@ import { expandDimsConfig } from './kernels/ExpandDims.ts';
 import { fillConfig } from './kernels/Fill.ts';
 import { gatherV2Config } from './kernels/GatherV2.ts';
 import { identityConfig } from './kernels/Identity.ts';
+import { matMulAddConfig } from './kernels/MatMulAdd.ts';
 import { oneHotConfig } from './kernels/OneHot.ts';
+import { optimizerKernels } from './kernels/OptimizerUpdate.ts';
 import { packConfig } from './kernels/Pack.ts';
 import { padV2Config } from './kernels/PadV2.ts';
 import { rangeConfig } from './kernels/Range.ts';
@@ -46,6 +48,7 @@ export const cudaKernels: CudaKernel[] = [
   ...softcapCrossEntropyKernels,
   ...rotaryKernels,
   ...reluSquaredKernels,
+  ...optimizerKernels,
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,
@@ -55,6 +58,7 @@ export const cudaKernels: CudaKernel[] = [
   fillConfig,
   gatherV2Config,
   identityConfig,
+  matMulAddConfig,
   oneHotConfig,
   onesLikeConfig,
   packConfig,

@@ -350,6 +350,16 @@ Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// matmulAdd(a, b, c, out, batch, m, n, k, transA, transB, precision, alpha, beta): out = alpha·op(A)·op(B) + beta·C
+Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
+  const int64_t batch = intArg(info, 4), m = intArg(info, 5), n = intArg(info, 6), k = intArg(info, 7);
+  matmul(dev(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+         static_cast<float*>(ptrArg(info, 3)), batch, m, n, k, info[8].As<Napi::Boolean>().Value(),
+         info[9].As<Napi::Boolean>().Value(), m * k, k * n, int(intArg(info, 10)),
+         static_cast<const float*>(ptrArg(info, 2)), float(numArg(info, 11)), float(numArg(info, 12)));
+  return info.Env().Undefined();
+}
+
 Napi::Value rmsNorm(const Napi::CallbackInfo& info) {
   check(launchRmsNorm(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
                       static_cast<float*>(ptrArg(info, 1)), intArg(info, 2), intArg(info, 3),
@@ -442,6 +452,29 @@ Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adamUpdate(p, m, v, g, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr)
+Napi::Value adamUpdate(const Napi::CallbackInfo& info) {
+  const double beta1 = numArg(info, 8), beta2 = numArg(info, 9);
+  const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
+                    float(numArg(info, 10)), float(numArg(info, 11)), float(numArg(info, 12)), float(numArg(info, 13))};
+  check(launchAdamUpdate(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                         static_cast<const float*>(ptrArg(info, 2)), static_cast<const float*>(ptrArg(info, 3)),
+                         static_cast<float*>(ptrArg(info, 4)), static_cast<float*>(ptrArg(info, 5)),
+                         static_cast<float*>(ptrArg(info, 6)), intArg(info, 7), h),
+        "AdamUpdate kernel launch");
+  return info.Env().Undefined();
+}
+
+// muonMomentum(buf, g, bufOut, nesterov, n, momentum)
+Napi::Value muonMomentum(const Napi::CallbackInfo& info) {
+  const double mu = numArg(info, 5);
+  check(launchMuonMomentum(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                           static_cast<float*>(ptrArg(info, 2)), static_cast<float*>(ptrArg(info, 3)), intArg(info, 4),
+                           float(mu), float(1 - mu)),
+        "MuonMomentum kernel launch");
+  return info.Env().Undefined();
+}
+
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
@@ -492,12 +525,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"reduce", guarded<reduce>},     {"gather", guarded<gather>},
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
+      {"matmulAdd", guarded<matmulAddBinding>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"rotary", guarded<rotary>},
       {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
+      {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };

@@ -111,4 +111,16 @@ cudaError_t launchRotary(cudaStream_t s, const float* x, const float* cosT, cons
 cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n);
 cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n);
 
+// Fused optimiser updates over n floats (optimizer.cu), outputs distinct from inputs:
+// Adam  m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g², p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps);
+// Muon  buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. The 1 − β and 1 − μ come rounded from
+// the host's double, as tfjs rounds the composite's scalars.
+struct AdamHyper {
+  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, bc1, bc2, eps, lr;
+};
+cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, float* pOut,
+                             float* mOut, float* vOut, int64_t n, const AdamHyper& h);
+cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g, float* bufOut, float* nesterov, int64_t n,
+                               float momentum, float oneMinusMomentum);
+
 }  // namespace tsgpt

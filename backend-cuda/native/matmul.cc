@@ -100,8 +100,9 @@ void releaseMatmulPlans() {
 
 void matmul(Device& dev, const float* a, const float* b, float* out, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
-            int precision) {
+            int precision, const float* c, float alpha, float beta) {
   if (batch == 0 || m == 0 || n == 0) return;
+  if (c != nullptr && k == 0) throw CudaError("matmul with a C operand needs k > 0 (the caller scales C)");
   if (k == 0) {  // empty contraction: the product is all zeros
     check(launchFill(dev.stream(), kFloat32, out, batch * m * n, 0.0), "matmul zero fill");
     return;
@@ -121,10 +122,10 @@ void matmul(Device& dev, const float* a, const float* b, float* out, int64_t bat
     opA = b16;
     opB = a16;
   }
-  const float alpha = 1.f, beta = 0.f;
+  // C (read only where beta ≠ 0) has D's layout; out-of-place C → D is cuBLASLt's general case.
   const cublasStatus_t st = cublasLtMatmul(
-      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, opA, p.la, opB, p.lb, &beta, out,
-      p.lc, out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream());
+      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, opA, p.la, opB, p.lb, &beta,
+      c != nullptr ? c : out, p.lc, out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream());
   dev.freeScratch(a16);  // stream-ordered: freed only after the matmul that reads it
   dev.freeScratch(b16);
   checkLt(st, "cublasLtMatmul");

@@ -1,0 +1,16 @@
+// Fused optimiser updates: the kernels train_gpt.ts's adamUpdate() and muonMomentum() hand to a backend
+// that registers them (runFused); their composites in train_gpt.ts are the implementation everywhere
+// else and the tests' oracle. Each reads every input once and writes every output once, instead of a
+// chain of ~6–14 elementwise kernels over whole parameter-sized tensors.
+//   'AdamUpdate'   {p, m, v, g}, {beta1, beta2, bc1, bc2, eps, lr} → [p', m', v']:
+//                  m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps)
+//   'MuonMomentum' {buf, g}, {momentum} → [buf', nesterov]:
+//                  buf' = μ·buf + (1−μ)·g,  nesterov = (1−μ)·g + μ·buf'
+// They run outside any gradient tape (optimiser state is not differentiated), so they register no
+// gradient: differentiating through one fails in tfjs with "gradient function not found for AdamUpdate".
+export const ADAM_UPDATE = 'AdamUpdate';
+export const MUON_MOMENTUM = 'MuonMomentum';
+//   'MatMulAdd'    {a, b, c}, {alpha, beta, transposeA, transposeB} → alpha·op(a)·op(b) + beta·c, batched
+//                  (Muon's Newton–Schulz terms b·A + c·A² and a·X + B·X): C rides in cuBLASLt's epilogue
+//                  instead of two scaling passes and an Add over the product.
+export const MATMUL_ADD = 'MatMulAdd';
