@@ -52,13 +52,30 @@ struct Tile {
   static constexpr int kElems = kTile * kStride;
 };
 
+// Four 8×8 bf16 matrices from shared memory into the mma fragment layout (ldmatrix.x4: lanes 8i..8i+7
+// give the row addresses of matrix i; .trans transposes each matrix).
+template <bool kTranspose>
+__device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const bf16* p) {
+  if constexpr (kTranspose)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sharedAddress(p)));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sharedAddress(p)));
+}
+
+// This lane's row address for a 16×16 block at (row0, col0) of tile `s`: rows 0–15 from lanes 0–15
+// at col0, again from lanes 16–31 at col0 + 8.
+template <int kHead>
+__device__ __forceinline__ const bf16* blockRow(const bf16* s, int row0, int col0) {
+  const int lane = threadIdx.x & 31;
+  return s + (row0 + (lane & 15)) * Tile<kHead>::kStride + col0 + (lane >> 4) * 8;
+}
+
 // The A operand (16×16, row-major: rows row0.., columns col0..) of tile `s`.
 template <int kHead>
 __device__ __forceinline__ void loadA(uint32_t (&a)[4], const bf16* s, int row0, int col0) {
-  const int lane = threadIdx.x & 31;
-  const bf16* p = s + (row0 + (lane & 15)) * Tile<kHead>::kStride + col0 + (lane >> 4) * 8;
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(sharedAddress(p)));
+  ldmatrix4<false>(a, blockRow<kHead>(s, row0, col0));
 }
 
 // B operands (16×8) of two n-tiles, n0.. and n0+8.., k0..k0+15, from a tile stored [n][k] (b[0..1]
@@ -66,18 +83,13 @@ __device__ __forceinline__ void loadA(uint32_t (&a)[4], const bf16* s, int row0,
 template <int kHead>
 __device__ __forceinline__ void loadB(uint32_t (&b)[4], const bf16* s, int n0, int k0) {
   const int lane = threadIdx.x & 31;
-  const bf16* p = s + (n0 + (lane & 7) + (lane >> 4) * 8) * Tile<kHead>::kStride + k0 + ((lane >> 3) & 1) * 8;
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(sharedAddress(p)));
+  ldmatrix4<false>(b, s + (n0 + (lane & 7) + (lane >> 4) * 8) * Tile<kHead>::kStride + k0 + ((lane >> 3) & 1) * 8);
 }
 
 // The same from a tile stored [k][n] (transposed by ldmatrix): V in P·V, K in dS·K, dO in Pᵀ·dO, Q in dSᵀ·Q.
 template <int kHead>
 __device__ __forceinline__ void loadBTransposed(uint32_t (&b)[4], const bf16* s, int k0, int n0) {
-  const int lane = threadIdx.x & 31;
-  const bf16* p = s + (k0 + (lane & 15)) * Tile<kHead>::kStride + n0 + (lane >> 4) * 8;
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(sharedAddress(p)));
+  ldmatrix4<true>(b, blockRow<kHead>(s, k0, n0));
 }
 
 // Rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] fp32) into a bf16 tile; zeros past T.
@@ -101,16 +113,30 @@ __device__ __forceinline__ void scoresAsA(uint32_t (&a)[4], const float (&lo)[4]
   a[3] = packBf16(hi[2], hi[3]);
 }
 
-// acc[16 rows × kHead] += a[16 × 16 of the scores] · tile rows k0..k0+15 (stored [k][n]).
+// acc[16 rows × kHead] += scores[16 rows × kTile] · tile `s` (stored [k][n], k over the scores' columns).
 template <int kHead>
-__device__ __forceinline__ void accumulate(float (&acc)[kHead / 8][4], const uint32_t (&a)[4], const bf16* s, int k0) {
+__device__ __forceinline__ void accumulate(float (&acc)[kHead / 8][4], const float (&scores)[kTile / 8][4], const bf16* s) {
 #pragma unroll
-  for (int n = 0; n < kHead / 16; n++) {
-    uint32_t b[4];
-    loadBTransposed<kHead>(b, s, k0, n * 16);
-    mma(acc[2 * n], a, b[0], b[1]);
-    mma(acc[2 * n + 1], a, b[2], b[3]);
+  for (int kk = 0; kk < kTile / 16; kk++) {
+    uint32_t a[4];
+    scoresAsA(a, scores[2 * kk], scores[2 * kk + 1]);
+#pragma unroll
+    for (int n = 0; n < kHead / 16; n++) {
+      uint32_t b[4];
+      loadBTransposed<kHead>(b, s, kk * 16, n * 16);
+      mma(acc[2 * n], a, b[0], b[1]);
+      mma(acc[2 * n + 1], a, b[2], b[3]);
+    }
   }
+}
+
+// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats.
+template <int kHead>
+__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 8][4], int r, float mul) {
+  const int t4 = threadIdx.x & 3;
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++)
+    *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = make_float2(acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul);
 }
 
 // scores[16 rows × kTile] = A rows (from `a` fragments or a tile) · tile `s` rows (stored [n][k]).
@@ -253,12 +279,7 @@ mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const
       acc[n][2] *= alpha[1];
       acc[n][3] *= alpha[1];
     }
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-      uint32_t a[4];
-      scoresAsA(a, s[2 * kk], s[2 * kk + 1]);
-      accumulate<kHead>(acc, a, sV, kk * 16);
-    }
+    accumulate<kHead>(acc, s, sV);
   }
 
 #pragma unroll
@@ -275,9 +296,7 @@ mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const
       stats[row * kStats + 1] = den;
       stats[row * kStats + 2] = float(argmax[r]);
     }
-#pragma unroll
-    for (int n = 0; n < kHead / 8; n++)
-      *reinterpret_cast<float2*>(o + row * kHead + n * 8 + 2 * t4) = make_float2(acc[n][2 * r] * inv, acc[n][2 * r + 1] * inv);
+    storeRow<kHead>(o + row * kHead, acc, r, inv);
   }
 }
 
@@ -358,22 +377,14 @@ mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const f
         const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == rowDoc[r]);
         s[n][e] = vis ? scoreGrad<kScore, true>(s[n][e] * dm.scale, dp[n][e], m[r], invDen[r], D[r], j == argmax[r]) : 0.f;
       }
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-      uint32_t a[4];
-      scoresAsA(a, s[2 * kk], s[2 * kk + 1]);
-      accumulate<kHead>(acc, a, sK, kk * 16);
-    }
+    accumulate<kHead>(acc, s, sK);
   }
 
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     if (rows[r] >= T) continue;
     const int64_t row = qRow(dm, b, rows[r], head);
-#pragma unroll
-    for (int n = 0; n < kHead / 8; n++)
-      *reinterpret_cast<float2*>(dq + row * kHead + n * 8 + 2 * t4) =
-          make_float2(acc[n][2 * r] * dm.scale, acc[n][2 * r + 1] * dm.scale);
+    storeRow<kHead>(dq + row * kHead, acc, r, dm.scale);
   }
 }
 
@@ -466,14 +477,8 @@ mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const 
           st[n][e] = p;
           dpt[n][e] = ds;
         }
-#pragma unroll
-      for (int kk = 0; kk < kTile / 16; kk++) {
-        uint32_t a[4];
-        scoresAsA(a, st[2 * kk], st[2 * kk + 1]);
-        accumulate<kHead>(accV, a, sDO, kk * 16);
-        scoresAsA(a, dpt[2 * kk], dpt[2 * kk + 1]);
-        accumulate<kHead>(accK, a, sQ, kk * 16);
-      }
+      accumulate<kHead>(accV, st, sDO);
+      accumulate<kHead>(accK, dpt, sQ);
     }
   }
 
@@ -481,12 +486,8 @@ mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const 
   for (int r = 0; r < 2; r++) {
     if (keys[r] >= T) continue;
     const int64_t row = kRow(dm, b, keys[r], kvHead);
-#pragma unroll
-    for (int n = 0; n < kHead / 8; n++) {
-      const int c = n * 8 + 2 * t4;
-      *reinterpret_cast<float2*>(dk + row * kHead + c) = make_float2(accK[n][2 * r] * dm.scale, accK[n][2 * r + 1] * dm.scale);
-      *reinterpret_cast<float2*>(dv + row * kHead + c) = make_float2(accV[n][2 * r], accV[n][2 * r + 1]);
-    }
+    storeRow<kHead>(dk + row * kHead, accK, r, dm.scale);
+    storeRow<kHead>(dv + row * kHead, accV, r, 1.f);
   }
 }
 
