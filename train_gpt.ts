@@ -1456,14 +1456,13 @@ export function visibleGpuCount(): number {
   return r.status === 0 ? r.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length : 0;
 }
 
-/** Starts `n` workers of this script with the same flags; returns the exit code of the run. */
-export async function launch(n: number, argv: string[], onStart?: (pids: number[]) => void): Promise<number> {
+/** Starts `n` workers of `script` (this one by default) with the same flags; returns the exit code of the run. */
+export async function launch(n: number, argv: string[], onStart?: (pids: number[]) => void, script = fileURLToPath(import.meta.url)): Promise<number> {
   const port = await new Promise<number>((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
   });
-  const script = fileURLToPath(import.meta.url);
   const workers = Array.from({ length: n }, (_, rank) => spawn(process.execPath, [...process.execArgv, script, ...argv], {
     env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
     stdio: 'inherit',

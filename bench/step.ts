@@ -3,10 +3,13 @@
 // per GPU, MFU and peak memory, and writes them as JSON with --out.
 //
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
-//                    [--warmup 2] [--accum 1] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
+//                    [--warmup 2] [--accum 1] [--gpus N] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
 //
-// --collective runs the gradient all-reduce of one rank through NCCL (cuda) or the TCP collective, as a
-// multi-GPU run does, and reports its time per step (CUDA events on the backend's stream on cuda).
+// --gpus N runs N ranks through train_gpt.ts's launcher (one per GPU on cuda), each on its own slice of the
+// batch with the real gradient all-reduce (NCCL on cuda, TCP elsewhere); rank 0 reports, per GPU. With one
+// rank, --collective runs the all-reduce through NCCL (cuda) or the TCP collective all the same. The
+// all-reduce's time per step is reported either way: the queue is drained before and after it, so it is its
+// own wall time (with several ranks it includes waiting for the slowest).
 //
 // The batch is synthetic (random GPT-2-range tokens in documents of random length, written as a shard in
 // a temporary folder and read by the trainer's own BOS-aligned loader), so no corpus is needed. Warm-up
@@ -19,12 +22,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeShard } from '../data/shard.ts';
 import {
   attnScheduleAt, countParams, createCollective, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
-  resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, useFusedKernels, type Collective, type Config, type Model,
+  launch, resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, useFusedKernels, visibleGpuCount, worldFromEnv,
+  type Collective, type Config, type Model,
 } from '../train_gpt.ts';
 
 /** Dense bf16 tensor-core peaks (FLOP/s) by card name; used for MFU on GPU backends. */
@@ -37,11 +42,12 @@ const BF16_PEAK: [RegExp, number][] = [
 class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
-  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]';
+  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]';
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
-  accum: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean; out?: string;
+  accum: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
+  out?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -51,7 +57,7 @@ function parse(argv: string[]): Args {
       args: argv, strict: true, allowPositionals: false, options: {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' },
+        warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' }, gpus: { type: 'string', default: '1' },
         'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -79,6 +85,7 @@ function parse(argv: string[]): Args {
     steps: int('steps', values.steps, 1)!,
     warmup: int('warmup', values.warmup, 0)!,
     accum: int('accum', values.accum, 1)!,
+    gpus: int('gpus', values.gpus, 1)!,
     matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
     collective: oneOf('collective', values.collective, ['nccl', 'tcp'] as const),
     fused: oneOf('fused', values.fused, ['on', 'off'] as const) === 'on',
@@ -153,34 +160,44 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError) { console.error(`bench/step.ts: ${e.message}\n${USAGE}`); return 2; }
     throw e;
   }
+  const world = worldFromEnv();
+  if (args.out && fs.existsSync(args.out) && world.rank === 0) { console.error(`bench/step.ts: --out ${args.out} exists; results are never overwritten`); return 2; }
+  if (!world.launched && args.gpus > 1) {
+    const visible = visibleGpuCount();
+    if (args.backend === 'cuda' && args.gpus > visible) { console.error(`bench/step.ts: --gpus ${args.gpus}: only ${visible} GPU(s) visible`); return 2; }
+    return launch(args.gpus, argv, undefined, fileURLToPath(import.meta.url));
+  }
+  if (world.size !== args.gpus) { console.error(`bench/step.ts: --gpus ${args.gpus} but WORLD_SIZE=${world.size}`); return 2; }
+  const lead = world.rank === 0, say = (line: string) => { if (lead) console.log(line); };
   const overrides: Partial<Config> = { backend: args.backend, warmupSteps: 0 };
   if (args.deviceBatch !== undefined) overrides.deviceBatch = args.deviceBatch;
   if (args.seqLen !== undefined) overrides.seqLen = args.seqLen;
   if (args.matmulPrecision !== undefined) overrides.matmulPrecision = args.matmulPrecision;
   const base = resolveConfig(args.preset, overrides).cfg;
-  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * args.accum });
-  if (args.out && fs.existsSync(args.out)) { console.error(`bench/step.ts: --out ${args.out} exists; results are never overwritten`); return 2; }
+  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * args.accum * world.size });
 
   await selectBackend(cfg);
   useFusedKernels(args.fused);
   const backend = tf.getBackend();
   const deviceName = backend === 'cuda' ? ((await import('../backend-cuda/index.ts')).cudaDeviceName()) : os.cpus()[0]?.model ?? 'cpu';
-  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * args.accum;
+  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * args.accum; // per rank
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-bench-'));
   try {
-    const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
-    const loader = new TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
+    const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * world.size * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
+    const loader = new TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
     const m = createModel(cfg), st = createOptimizerState(m);
     // The last stage of the window schedule: the longest windows (the composite attention's cost does not depend on it).
     const sched = attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], initRope(cfg), cfg);
     const flops = modelFlopsPerToken(m);
-    console.log(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
-      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${args.accum} micro-step(s) = ${tokensPerStep} tokens/step, matmul ${cfg.matmulPrecision}`);
-    // The all-reduce of one rank, timed alone: the queue is drained before it (reading the small loss
-    // vector, the last tensor) and after it, so the wall time is the all-reduce's own.
+    say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
+      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${args.accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
+      `${world.size} rank(s), matmul ${cfg.matmulPrecision}`);
+    // The all-reduce, timed alone: the queue is drained before it (reading the small loss vector, the last
+    // tensor) and after it, so the wall time is the all-reduce's own (and, with several ranks, the wait for
+    // the slowest).
     let collective: Collective = soloCollective, allReduceMs = 0, allReduces = 0;
-    if (args.collective) {
-      const inner = await createCollective({ size: 1, rank: 0, localRank: 0 }, backend, args.collective);
+    if (args.collective || world.size > 1) {
+      const inner = await createCollective(world, backend, args.collective ?? 'auto');
       collective = {
         ...inner,
         async allReduceMean(tensors) {
@@ -204,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
     for (let s = 0; s < args.warmup; s++) {
       const t = performance.now();
       const loss = await stepOnce(s);
-      console.log(`warm-up ${s + 1}/${args.warmup}: ${(performance.now() - t).toFixed(1)} ms, loss ${loss.toFixed(4)}`);
+      say(`warm-up ${s + 1}/${args.warmup}: ${(performance.now() - t).toFixed(1)} ms, loss ${loss.toFixed(4)}`);
     }
     const times: number[] = [];
     allReduceMs = 0; allReduces = 0; // timed steps only
@@ -212,7 +229,7 @@ export async function main(argv: string[]): Promise<number> {
       const t = performance.now();
       const loss = await stepOnce(args.warmup + s);
       times.push(performance.now() - t);
-      console.log(`step ${s + 1}/${args.steps}: ${times[s].toFixed(1)} ms, loss ${loss.toFixed(4)}`);
+      say(`step ${s + 1}/${args.steps}: ${times[s].toFixed(1)} ms, loss ${loss.toFixed(4)}`);
     }
     const msPerStep = median(times);
     const tokensPerSecond = tokensPerStep / (msPerStep / 1000);
@@ -222,15 +239,17 @@ export async function main(argv: string[]): Promise<number> {
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
       backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fused: args.fused,
-      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum: args.accum, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
+      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum: args.accum, gpus: world.size, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
       peakTflops: peak === null ? null : peak / 1e12, mfu: peak === null ? null : achieved / peak,
-      collective: args.collective ?? null, allReduceMsPerStep: allReduces ? allReduceMs / allReduces : null,
+      collective: allReduces ? args.collective ?? (backend === 'cuda' ? 'nccl' : 'tcp') : null,
+      allReduceMsPerStep: allReduces ? allReduceMs / allReduces : null,
       allocRetries: mem.allocRetries ?? null, peakMemoryBytes: peakBytes, peakMemoryKind: mem.peakBytes !== undefined ? 'device bytes allocated to tensors' : 'host peak RSS',
       node: process.version, tfjs: tf.version_core, date: new Date().toISOString(),
     };
-    if (args.profile) {
+    if (args.profile && !lead) await stepOnce(args.warmup + args.steps);  // the all-reduce needs every rank
+    if (args.profile && lead) {
       const prof = await profileStep(async () => { await stepOnce(args.warmup + args.steps); });
       result.profile = prof;
       console.log(`profile of one step: ${prof.kernels} kernels, ${prof.kernelMs.toFixed(1)} ms of kernel time (events around each kernel)`);
@@ -238,13 +257,13 @@ export async function main(argv: string[]): Promise<number> {
       console.log('  top kernels by input shapes:');
       for (const k of prof.byShape) console.log(`  ${k.ms.toFixed(2).padStart(9)} ms ×${String(k.count).padEnd(4)} ${k.kernel}`);
     }
-    if (allReduces) console.log(`all-reduce (${args.collective}, one rank): ${(allReduceMs / allReduces).toFixed(2)} ms per step`);
-    console.log(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
+    if (allReduces) say(`all-reduce (${result.collective}, ${world.size === 1 ? 'one rank' : `${world.size} ranks`}): ${(allReduceMs / allReduces).toFixed(2)} ms per step`);
+    say(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
       `${(achieved / 1e12).toFixed(1)} TFLOP/s model FLOPs (${(flops.flopsPerToken / 1e9).toFixed(3)} GFLOP/token)` +
       `${peak === null ? '' : `, MFU ${(100 * achieved / peak).toFixed(1)}% of ${peak / 1e12} TFLOP/s bf16`}, ` +
       `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind})` +
       `${mem.allocRetries ? `; ${mem.allocRetries} allocations waited for the stream and emptied the pool (memory nearly full)` : ''}`);
-    if (args.out) {
+    if (args.out && lead) {
       // Atomic and never overwriting: a complete temp file, hard-linked to the name only if it is free.
       const out = path.resolve(args.out), tmp = `${out}.${process.pid}.tmp`;
       fs.mkdirSync(path.dirname(out), { recursive: true });

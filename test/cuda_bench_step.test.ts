@@ -1,6 +1,6 @@
 // bench/step.ts (the training-step benchmark) on a CPU backend with the tiny preset, so CI runs it:
-// its JSON holds consistent numbers, its FLOP count matches a hand count of the model, and bad flags
-// or an existing --out file are clear errors.
+// its JSON holds consistent numbers, its FLOP count matches a hand count of the model, 2 ranks run through
+// the launcher, and bad flags or an existing --out file are clear errors.
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -56,9 +56,35 @@ describe('bench/step.ts', () => {
     }
   });
 
+  it('runs 2 ranks through the launcher (--gpus 2): rank 0 alone reports, per GPU, with the all-reduce time', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-step-test-'));
+    try {
+      const out = path.join(dir, 'r.json');
+      const r = bench(['--preset', 'tiny', '--backend', 'wasm', '--gpus', '2', '--steps', '2', '--warmup', '1', '--out', out]);
+      assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      assert.equal(r.stdout.match(/ms\/step \(median of 2\)/g)?.length, 1, 'one report, from rank 0');
+      assert.match(r.stdout, /all-reduce \(tcp, 2 ranks\): [\d.]+ ms per step/);
+      const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+      const { cfg } = resolveConfig('tiny', {});
+      assert.equal(j.gpus, 2);
+      assert.equal(j.tokensPerStep, cfg.deviceBatch * cfg.seqLen, 'tokens per step are per rank');
+      assert.equal(j.collective, 'tcp');
+      assert.ok(j.allReduceMsPerStep > 0);
+      assert.deepEqual(fs.readdirSync(dir), ['r.json'], 'one result file');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--gpus over the visible GPUs is a clear error', () => {
+    const r = bench(['--gpus', '64']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^bench\/step\.ts: --gpus 64: only \d+ GPU\(s\) visible\n$/);
+  });
+
   it('rejects bad flags with a one-line reason and the usage', () => {
     for (const [args, re] of [[['--steps', '0'], /--steps 0: expected an integer ≥ 1/], [['--backend', 'tpu'], /--backend tpu: expected one of cuda, tensorflow, wasm, cpu/],
-      [['--bogus'], /Unknown option '--bogus'/]] as const) {
+      [['--gpus', '0'], /--gpus 0: expected an integer ≥ 1/], [['--bogus'], /Unknown option '--bogus'/]] as const) {
       const r = bench([...args]);
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, re);
