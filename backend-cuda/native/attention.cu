@@ -58,6 +58,28 @@ __device__ __forceinline__ bool visible(int i, int j, int jEnd, int window, cons
   return j < jEnd && j <= i && i - j < window && doc[j] == doc[i];
 }
 
+// acc (this lane's dims lane + 32c) += Σ_jj w_jj · tile[jj][·] over the kBlockK keys of a tile, w_jj held by lane jj.
+__device__ __forceinline__ void accumulateKeys(float (&acc)[kDimsPerLane], float w, const float* tile, int stride, int h,
+                                               int lane) {
+  for (int jj = 0; jj < kBlockK; jj++) {
+    const float wj = __shfl_sync(kFull, w, jj);
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; c++) {
+      const int d = lane + 32 * c;
+      if (d < h) acc[c] = fmaf(wj, tile[jj * stride + d], acc[c]);
+    }
+  }
+}
+
+// dst[d] = acc · mul for this lane's dims d = lane + 32c of a row of h floats.
+__device__ __forceinline__ void storeLaneDims(float* dst, const float (&acc)[kDimsPerLane], float mul, int h, int lane) {
+#pragma unroll
+  for (int c = 0; c < kDimsPerLane; c++) {
+    const int d = lane + 32 * c;
+    if (d < h) dst[d] = acc[c] * mul;
+  }
+}
+
 // rows [t0, t0 + n) of one head of x ([B,T,heads,h]) into smem rows of `stride` floats; zeros past T.
 __device__ __forceinline__ void loadRows(float* dst, int stride, const float* x, int64_t row0, int heads,
                                          int t0, int n, int T, int h) {
@@ -131,14 +153,7 @@ attentionForwardKernel(const float* __restrict__ q, const float* __restrict__ k,
       if (kWithOutput) {
 #pragma unroll
         for (int c = 0; c < kDimsPerLane; c++) acc[rr][c] *= alpha;
-        for (int jj = 0; jj < kBlockK; jj++) {
-          const float pj = __shfl_sync(kFull, p, jj);
-#pragma unroll
-          for (int c = 0; c < kDimsPerLane; c++) {
-            const int d = lane + 32 * c;
-            if (d < h) acc[rr][c] = fmaf(pj, sV[jj * h + d], acc[rr][c]);
-          }
-        }
+        accumulateKeys(acc[rr], p, sV, h, h, lane);
       }
     }
   }
@@ -157,11 +172,7 @@ attentionForwardKernel(const float* __restrict__ q, const float* __restrict__ k,
     }
     if (kWithOutput) {
       const float inv = den > 0.f ? 1.f / den : 0.f;  // den = 0 only for a row that sees no key
-#pragma unroll
-      for (int c = 0; c < kDimsPerLane; c++) {
-        const int d = lane + 32 * c;
-        if (d < h) o[row * h + d] = acc[rr][c] * inv;
-      }
+      storeLaneDims(o + row * h, acc[rr], inv, h, lane);
     }
   }
 }
@@ -223,14 +234,7 @@ attentionGradQKernel(const float* __restrict__ q, const float* __restrict__ k, c
       }
       const float ds = visible(i, j, k1, dm.window, doc)
           ? scoreGrad<kScore, false>(dot * dm.scale, g, m[rr], 1.f / den[rr], D[rr], j == argmax[rr]) : 0.f;
-      for (int jj = 0; jj < kBlockK; jj++) {
-        const float dsj = __shfl_sync(kFull, ds, jj);
-#pragma unroll
-        for (int c = 0; c < kDimsPerLane; c++) {
-          const int d = lane + 32 * c;
-          if (d < h) acc[rr][c] = fmaf(dsj, sK[jj * hp + d], acc[rr][c]);
-        }
-      }
+      accumulateKeys(acc[rr], ds, sK, hp, h, lane);
     }
   }
 
@@ -239,11 +243,7 @@ attentionGradQKernel(const float* __restrict__ q, const float* __restrict__ k, c
     const int i = q0 + warp * kRowsPerWarp + rr;
     if (i >= T) continue;
     const int64_t row = qRow(dm, b, i, head);
-#pragma unroll
-    for (int c = 0; c < kDimsPerLane; c++) {
-      const int d = lane + 32 * c;
-      if (d < h) dq[row * h + d] = acc[rr][c] * dm.scale;
-    }
+    storeLaneDims(dq + row * h, acc[rr], dm.scale, h, lane);
   }
 }
 
@@ -338,14 +338,8 @@ attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, 
     const int j = k0 + warp * kKeysPerWarp + jj;
     if (j >= T) continue;
     const int64_t row = kRow(dm, b, j, kvHead);
-#pragma unroll
-    for (int c = 0; c < kDimsPerLane; c++) {
-      const int d = lane + 32 * c;
-      if (d < h) {
-        dk[row * h + d] = accK[jj][c] * dm.scale;
-        dv[row * h + d] = accV[jj][c];
-      }
-    }
+    storeLaneDims(dk + row * h, accK[jj], dm.scale, h, lane);
+    storeLaneDims(dv + row * h, accV[jj], 1.f, h, lane);
   }
 }
 
@@ -369,12 +363,8 @@ cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float*
 
 template <int kScore>
 cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                     const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk, float* dv,
+                     const float* o, const float* dO, const float* stats, float* dq, float* dk, float* dv,
                      const Dims& d) {
-  if (!statsReady) {
-    if (const cudaError_t e = forward<kScore, false>(s, q, k, v, docIds, nullptr, stats, d); e != cudaSuccess) return e;
-  }
-
   const size_t smemQ = sizeof(float) * (2 * kBlockQ * d.h + 2 * kBlockK * (d.h + 1));
   const dim3 gridQ((d.T + kBlockQ - 1) / kBlockQ, d.H, d.B);
   const auto kernelQ = attentionGradQKernel<kScore>;
@@ -400,12 +390,7 @@ cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, cons
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
   const void* tensors[] = {q, k, v, o};
   if (tensorCores && mmaAttentionSupports(d, tensors, 4)) return mmaAttentionForward(s, q, k, v, docIds, o, stats, d, score);
-  switch (score) {
-    case kScoreSoftmax: return forward<kScoreSoftmax, true>(s, q, k, v, docIds, o, stats, d);
-    case kScoreSoftpick: return forward<kScoreSoftpick, true>(s, q, k, v, docIds, o, stats, d);
-    case kScoreSoftmax1: return forward<kScoreSoftmax1, true>(s, q, k, v, docIds, o, stats, d);
-    default: return cudaErrorInvalidValue;
-  }
+  return byScore(score, [&](auto c) { return forward<decltype(c)::value, true>(s, q, k, v, docIds, o, stats, d); });
 }
 
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
@@ -415,25 +400,18 @@ cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, 
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
+  if (!statsReady) {  // o came without its statistics: the exact statistics-only forward pass, for either path
+    const cudaError_t e = byScore(score, [&](auto c) {
+      return forward<decltype(c)::value, false>(s, q, k, v, docIds, nullptr, stats, d);
+    });
+    if (e != cudaSuccess) return e;
+  }
   const void* tensors[] = {q, k, v, o, dO, dq, dk, dv};
-  if (tensorCores && delta != nullptr && mmaAttentionSupports(d, tensors, 8)) {
-    if (!statsReady) {  // the exact statistics pass, as below
-      cudaError_t e = cudaErrorInvalidValue;
-      switch (score) {
-        case kScoreSoftmax: e = forward<kScoreSoftmax, false>(s, q, k, v, docIds, nullptr, stats, d); break;
-        case kScoreSoftpick: e = forward<kScoreSoftpick, false>(s, q, k, v, docIds, nullptr, stats, d); break;
-        case kScoreSoftmax1: e = forward<kScoreSoftmax1, false>(s, q, k, v, docIds, nullptr, stats, d); break;
-      }
-      if (e != cudaSuccess) return e;
-    }
+  if (tensorCores && delta != nullptr && mmaAttentionSupports(d, tensors, 8))
     return mmaAttentionBackward(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d, score);
-  }
-  switch (score) {
-    case kScoreSoftmax: return backward<kScoreSoftmax>(s, q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, d);
-    case kScoreSoftpick: return backward<kScoreSoftpick>(s, q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, d);
-    case kScoreSoftmax1: return backward<kScoreSoftmax1>(s, q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, d);
-    default: return cudaErrorInvalidValue;
-  }
+  return byScore(score, [&](auto c) {
+    return backward<decltype(c)::value>(s, q, k, v, docIds, o, dO, stats, dq, dk, dv, d);
+  });
 }
 
 }  // namespace tsgpt

@@ -3,6 +3,7 @@
 // comment at the top of attention.cu.
 #pragma once
 #include <cmath>
+#include <type_traits>
 #include "kernels.h"
 
 namespace tsgpt {
@@ -52,6 +53,17 @@ __device__ __forceinline__ float scoreGrad(float s, float g, float m, float invD
     return isArgmax ? ds - D * kSoftpickEps * invDen : ds;
   }
   return attnExp<kFast>(s - m) * invDen * (g - D);
+}
+
+// f(std::integral_constant<int, score>): the score as a compile-time constant for the kernel templates.
+template <typename F>
+cudaError_t byScore(int score, F&& f) {
+  switch (score) {
+    case kScoreSoftmax: return f(std::integral_constant<int, kScoreSoftmax>{});
+    case kScoreSoftpick: return f(std::integral_constant<int, kScoreSoftpick>{});
+    case kScoreSoftmax1: return f(std::integral_constant<int, kScoreSoftmax1>{});
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 // Kernels over 48 KiB of dynamic shared memory must opt in.

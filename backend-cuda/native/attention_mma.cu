@@ -17,7 +17,6 @@
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
 #include <cstdint>
-#include <type_traits>
 #include "attention.cuh"
 
 namespace tsgpt {
@@ -520,17 +519,6 @@ cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float
   if (const cudaError_t e = allowSharedMemory(kernelKV, smemKV); e != cudaSuccess) return e;
   kernelKV<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smemKV, s>>>(q, k, v, docIds, dO, stats, delta, dk, dv, d);
   return cudaGetLastError();
-}
-
-// The score as a compile-time constant: f(std::integral_constant<int, score>).
-template <typename F>
-cudaError_t byScore(int score, F&& f) {
-  switch (score) {
-    case kScoreSoftmax: return f(std::integral_constant<int, kScoreSoftmax>{});
-    case kScoreSoftpick: return f(std::integral_constant<int, kScoreSoftpick>{});
-    case kScoreSoftmax1: return f(std::integral_constant<int, kScoreSoftmax1>{});
-    default: return cudaErrorInvalidValue;
-  }
 }
 
 }  // namespace
