@@ -89,10 +89,13 @@ export interface CudaDevice {
   segmentSum(dtype: number, x: number, ids: number, out: number, rows: number, inner: number, numSegments: number): void;
   oneHot(dtype: number, indices: number, out: number, n: number, depth: number, onValue: number, offValue: number): void;
   softmax(x: number, y: number, rows: number, cols: number): void;
-  /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n}. */
+  /** y (bf16, 2 bytes each) = x (float32) rounded to nearest even: the operand copy of a bf16 matmul. */
+  toBf16(x: number, y: number, n: number): void;
+  /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n} elements. Under precision bf16 a
+   * and b point to bf16 copies (toBf16), else to the float32 tensors; out is float32. */
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
   /** Row-major out[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] in one cuBLASLt call; every operand has the batch (no
-   * broadcast), c is float32 [batch, m, n], k > 0. */
+   * broadcast), a and b as in matmul, c is float32 [batch, m, n], k > 0. */
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
     transB: boolean, precision: number, alpha: number, beta: number): void;
   /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */

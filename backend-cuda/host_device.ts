@@ -5,7 +5,7 @@
 // the device.
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
-import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, LOGIT_CAP, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, LOGIT_CAP, PRECISION, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 import { attentionBackward, attentionForward, type AttentionArgs } from './host_attention.ts';
@@ -17,6 +17,12 @@ function erf(x: number): number {  // Abramowitz–Stegun 7.1.26 (|error| < 1.5e
   const t = 1 / (1 + 0.3275911 * Math.abs(x));
   const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
   return x >= 0 ? y : -y;
+}
+
+/** The bf16 bits of float32 bits u, rounded to nearest even (NaN stays a quiet NaN), as __float2bfloat16. */
+function bf16Bits(u: number): number {
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 function roundHalfEven(x: number): number {
@@ -292,9 +298,23 @@ export class HostDevice implements CudaDevice {
       for (let j = 0; j < cols; j++) yv[r * cols + j] = Math.exp(row[j] - m) / s;
     }
   }
-  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number): void {
+  toBf16(x: number, y: number, n: number): void {
+    if (n === 0) return;
+    const xv = new Uint32Array(this.view(x, DTYPE.float32, n).slice().buffer), [buf, off] = this.locate(y);
+    const yv = new Uint16Array(buf, off, n);
+    for (let i = 0; i < n; i++) yv[i] = bf16Bits(xv[i]);
+  }
+  /** The operand of a matmul: float32 values, or under precision bf16 the bf16 copy's values widened. */
+  private operand(ptr: number, n: number, precision: number): Float32Array {
+    if (precision !== PRECISION.bf16) return this.view(ptr, DTYPE.float32, n) as Float32Array;
+    const [buf, off] = this.locate(ptr);
+    const bits = new Uint16Array(buf, off, n), wide = new Uint32Array(n);
+    for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
+    return new Float32Array(wide.buffer);
+  }
+  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void {
     if (batch * m * n === 0) return;
-    const av = this.view(a, DTYPE.float32, (strideA ? batch : 1) * m * k), bv = this.view(b, DTYPE.float32, (strideB ? batch : 1) * k * n);
+    const av = this.operand(a, (strideA ? batch : 1) * m * k, precision), bv = this.operand(b, (strideB ? batch : 1) * k * n, precision);
     const ov = this.view(out, DTYPE.float32, batch * m * n);
     for (let p = 0; p < batch; p++) {
       for (let i = 0; i < m; i++) {
@@ -311,10 +331,10 @@ export class HostDevice implements CudaDevice {
     }
   }
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
-    transB: boolean, _precision: number, alpha: number, beta: number): void {
+    transB: boolean, precision: number, alpha: number, beta: number): void {
     if (batch * m * n === 0) return;
     if (k === 0) throw new Error('matmul with a C operand needs k > 0 (the caller scales C)');
-    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n);
+    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n, precision);
     const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
   }

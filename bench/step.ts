@@ -3,7 +3,11 @@
 // per GPU, MFU and peak memory, and writes them as JSON with --out.
 //
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
-//                    [--warmup 2] [--accum 1] [--gpus N] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
+//                    [--warmup 2] [--accum N] [--gpus N] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
+//
+// The default batch is one GPU's share of the preset's batch on the 8 GPUs of the speedrun: --accum micro-steps
+// of --device-batch × --seq-len with batchTokens / 8 tokens per optimiser step (speedrun: 2 × 8 × 2048 = 32,768,
+// one optimiser step per 32k tokens as on an 8-GPU run), or one micro-step where that share is smaller.
 //
 // --gpus N runs N ranks through train_gpt.ts's launcher (one per GPU on cuda), each on its own slice of the
 // batch with the real gradient all-reduce (NCCL on cuda, TCP elsewhere); rank 0 reports, per GPU. With one
@@ -39,6 +43,9 @@ const BF16_PEAK: [RegExp, number][] = [
   [/A100/i, 312e12],
 ];
 
+/** The GPUs of the speedrun's record runs: the default batch is one GPU's share of the preset's. */
+const SPEEDRUN_GPUS = 8;
+
 class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
@@ -46,7 +53,7 @@ const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--p
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
-  accum: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
+  accum?: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
   out?: string;
 }
 
@@ -57,7 +64,7 @@ function parse(argv: string[]): Args {
       args: argv, strict: true, allowPositionals: false, options: {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
-        warmup: { type: 'string', default: '2' }, accum: { type: 'string', default: '1' }, gpus: { type: 'string', default: '1' },
+        warmup: { type: 'string', default: '2' }, accum: { type: 'string' }, gpus: { type: 'string', default: '1' },
         'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
@@ -84,7 +91,7 @@ function parse(argv: string[]): Args {
     seqLen: int('seq-len', values['seq-len'], 2),
     steps: int('steps', values.steps, 1)!,
     warmup: int('warmup', values.warmup, 0)!,
-    accum: int('accum', values.accum, 1)!,
+    accum: int('accum', values.accum, 1),
     gpus: int('gpus', values.gpus, 1)!,
     matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
     collective: oneOf('collective', values.collective, ['nccl', 'tcp'] as const),
@@ -174,13 +181,14 @@ export async function main(argv: string[]): Promise<number> {
   if (args.seqLen !== undefined) overrides.seqLen = args.seqLen;
   if (args.matmulPrecision !== undefined) overrides.matmulPrecision = args.matmulPrecision;
   const base = resolveConfig(args.preset, overrides).cfg;
-  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * args.accum * world.size });
+  const accum = args.accum ?? Math.max(1, Math.floor(base.batchTokens / (SPEEDRUN_GPUS * base.deviceBatch * base.seqLen)));
+  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * accum * world.size });
 
   await selectBackend(cfg);
   useFusedKernels(args.fused);
   const backend = tf.getBackend();
   const deviceName = backend === 'cuda' ? ((await import('../backend-cuda/index.ts')).cudaDeviceName()) : os.cpus()[0]?.model ?? 'cpu';
-  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * args.accum; // per rank
+  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * accum; // per rank
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-bench-'));
   try {
     const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * world.size * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
@@ -190,7 +198,7 @@ export async function main(argv: string[]): Promise<number> {
     const sched = attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], initRope(cfg), cfg);
     const flops = modelFlopsPerToken(m);
     say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
-      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${args.accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
+      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
       `${world.size} rank(s), matmul ${cfg.matmulPrecision}`);
     // The all-reduce, timed alone: the queue is drained before it (reading the small loss vector, the last
     // tensor) and after it, so the wall time is the all-reduce's own (and, with several ranks, the wait for
@@ -211,8 +219,13 @@ export async function main(argv: string[]): Promise<number> {
         },
       };
     }
+    // Host time per step: until trainStep has queued the whole step (its loss not yet read). Close to the step's
+    // time, the host is the bottleneck (tfjs and kernel-launch overhead); far below it, the GPU is.
+    let hostMs = 0;
     const stepOnce = async (s: number) => {
-      const loss = await trainStep(m, st, loader, sched, args.accum, s, collective);
+      const t = performance.now();
+      const loss = await trainStep(m, st, loader, sched, accum, s, collective);
+      hostMs += performance.now() - t;
       const v = (await loss.data())[0];
       loss.dispose();
       if (!Number.isFinite(v)) throw new Error(`loss is ${v} at bench step ${s}`);
@@ -224,14 +237,14 @@ export async function main(argv: string[]): Promise<number> {
       say(`warm-up ${s + 1}/${args.warmup}: ${(performance.now() - t).toFixed(1)} ms, loss ${loss.toFixed(4)}`);
     }
     const times: number[] = [];
-    allReduceMs = 0; allReduces = 0; // timed steps only
+    allReduceMs = 0; allReduces = 0; hostMs = 0; // timed steps only
     for (let s = 0; s < args.steps; s++) {
       const t = performance.now();
       const loss = await stepOnce(args.warmup + s);
       times.push(performance.now() - t);
       say(`step ${s + 1}/${args.steps}: ${times[s].toFixed(1)} ms, loss ${loss.toFixed(4)}`);
     }
-    const msPerStep = median(times);
+    const msPerStep = median(times), hostMsPerStep = hostMs / args.steps;
     const tokensPerSecond = tokensPerStep / (msPerStep / 1000);
     const peak = backend === 'cuda' ? BF16_PEAK.find(([re]) => re.test(deviceName))?.[1] ?? null : null;
     const achieved = flops.flopsPerToken * tokensPerSecond;
@@ -239,8 +252,9 @@ export async function main(argv: string[]): Promise<number> {
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
       backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fused: args.fused,
-      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum: args.accum, gpus: world.size, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
+      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum, gpus: world.size, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
+      hostMsPerStep,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,
       peakTflops: peak === null ? null : peak / 1e12, mfu: peak === null ? null : achieved / peak,
       collective: allReduces ? args.collective ?? (backend === 'cuda' ? 'nccl' : 'tcp') : null,
@@ -261,7 +275,7 @@ export async function main(argv: string[]): Promise<number> {
     say(`${msPerStep.toFixed(1)} ms/step (median of ${args.steps}), ${Math.round(tokensPerSecond)} tokens/s per GPU, ` +
       `${(achieved / 1e12).toFixed(1)} TFLOP/s model FLOPs (${(flops.flopsPerToken / 1e9).toFixed(3)} GFLOP/token)` +
       `${peak === null ? '' : `, MFU ${(100 * achieved / peak).toFixed(1)}% of ${peak / 1e12} TFLOP/s bf16`}, ` +
-      `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind})` +
+      `peak memory ${(peakBytes / 2 ** 20).toFixed(0)} MiB (${result.peakMemoryKind}), host ${hostMsPerStep.toFixed(1)} ms/step to queue it` +
       `${mem.allocRetries ? `; ${mem.allocRetries} allocations waited for the stream and emptied the pool (memory nearly full)` : ''}`);
     if (args.out && lead) {
       // Atomic and never overwriting: a complete temp file, hard-linked to the name only if it is free.

@@ -1,8 +1,20 @@
 // Every kernel of the cuda backend against tfjs-backend-cpu on fresh random inputs of several
 // shapes (broadcasting, odd and large sizes, empty axes), on each target of cuda_harness.ts.
 import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compare, randBool, randFloat, randInt, targets } from './cuda_harness.ts';
+import type { CudaBackend } from '../backend-cuda/backend.ts';
+import { MATMUL_ADD } from '../backend-cuda/fused/optimizer.ts';
+import { compare, randBool, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+
+/** x rounded to the nearest bf16 (8 significant bits; subnormal below 2^-126 as float32), ties to even: by
+ * arithmetic, not by bits as the backends do. */
+function bf16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x))), -126) - 7), q = x / ulp, r = Math.round(q);
+  return (Math.abs(q % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r) * ulp;
+}
+const roundedBf16 = (t: tf.Tensor): tf.Tensor => tf.tensor(Array.from(t.dataSync(), bf16), t.shape);
 
 for (const target of targets) {
   describe(`cuda backend kernels on ${target.name}`, { skip: target.skip }, () => {
@@ -185,6 +197,67 @@ for (const target of targets) {
       await compare(T, 'matMul [2,1,4,6]·[1,3,6,5]', [randFloat([2, 1, 4, 6]), randFloat([1, 3, 6, 5])], (a, b) => tf.matMul(a, b),
         { rtol: 1e-4, atol: 1e-5 }, (a, b) => tf.matMul(tf.broadcastTo(a, [2, 3, 4, 6]), tf.broadcastTo(b, [2, 3, 6, 5])));
       await compare(T, 'matMul int32', [randInt([3, 4], -9, 9), randInt([4, 2], -9, 9)], (a, b) => tf.matMul(a, b));
+    });
+
+    it('bf16 matmuls: operands rounded to bf16 once per tensor, the copy freed with it', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      const device = backend.device, toBf16 = device.toBf16;
+      let conversions = 0;
+      device.toBf16 = (x, y, n) => { conversions++; toBf16.call(device, x, y, n); };
+      const counted = (fn: () => void): number => { const before = conversions; fn(); return conversions - before; };
+      const bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+      backend.setMatmulPrecision('bf16');
+      try {
+        // Rounding, exactly: A·I = bf16(A), with ties (1 + 2^-8 → 1, 1 + 3·2^-8 → 1 + 2^-6) and tiny/huge values.
+        const special = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 3e-39, 1e30, -7.3e-12];
+        const a: HostTensor = randFloat([6, 8]);
+        special.forEach((v, i) => { a.values[i * 9 % 48] = v; });
+        await compare(T, 'bf16 A·I', [a], x => tf.matMul(x, tf.eye(8)), { rtol: 0, atol: 0 }, x => tf.matMul(roundedBf16(x), tf.eye(8)));
+        await compare(T, 'bf16 (Aᵀ)ᵀ·I', [a], x => tf.matMul(x.transpose(), tf.eye(8), true, false), { rtol: 0, atol: 0 },
+          x => roundedBf16(x));
+        // Products of the rounded operands in fp32, any layout.
+        for (const [sa, sb, ta, tb] of [[[33, 65], [65, 17], false, false], [[65, 33], [17, 65], true, true], [[3, 9, 20], [20, 7], false, false]] as const) {
+          await compare(T, `bf16 matMul [${sa}]·[${sb}]`, [randFloat([...sa]), randFloat([...sb])], (x, w) => tf.matMul(x, w, ta, tb),
+            { rtol: 1e-4, atol: 1e-4 }, (x, w) => tf.matMul(roundedBf16(x), roundedBf16(w), ta, tb));
+        }
+        // alpha·A·B + beta·C: A and B rounded, C not.
+        await compare(T, 'bf16 MatMulAdd', [randFloat([2, 9, 12]), randFloat([2, 12, 5]), randFloat([2, 9, 5])],
+          (x, w, c) => tf.engine().runKernel(MATMUL_ADD, { a: x, b: w, c }, { alpha: 0.75, beta: -1.5, transposeA: false, transposeB: false }) as tf.Tensor,
+          { rtol: 1e-4, atol: 1e-4 }, (x, w, c) => tf.matMul(roundedBf16(x), roundedBf16(w)).mul(0.75).add(c.mul(-1.5)));
+        await compare(T, 'int32 matMul stays exact', [randInt([3, 4], -999, 999), randInt([4, 2], -999, 999)], (x, w) => tf.matMul(x, w));
+
+        // One conversion per tensor, however many matmuls read it, through views (reshape) too; the copies are
+        // freed with their tensors.
+        const before = bytes();
+        const x = tf.tensor(randFloat([16, 24]).values, [16, 24]), w1 = tf.tensor(randFloat([24, 8]).values, [24, 8]);
+        const w2 = tf.tensor(randFloat([24, 8]).values, [24, 8]), dy = tf.tensor(randFloat([16, 8]).values, [16, 8]);
+        const live: tf.Tensor[] = [];
+        assert.equal(counted(() => live.push(tf.matMul(x, w1))), 2, 'x and w1 converted');
+        assert.equal(counted(() => live.push(tf.matMul(x, w2))), 1, 'only w2 converted: x is cached');
+        assert.equal(counted(() => live.push(tf.tidy(() => tf.matMul(x.reshape([2, 8, 24]), w1)))), 0, 'a view reuses the copy');
+        assert.equal(bytes() - before, 4 * (16 * 24 + 2 * 24 * 8 + 16 * 8) + 3 * 4 * 16 * 8 + 2 * (16 * 24 + 2 * 24 * 8),
+          'tensors, products and one bf16 copy each of x, w1, w2');
+        // The backward of x·w1: dy converted once for both products, x and w1 not again.
+        assert.equal(counted(() => live.push(...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.matMul(p, q))([x, w1], dy))), 1, 'only dy converted');
+        const [dxGot, dwGot] = [live[3].dataSync(), live[4].dataSync()];
+        await useBackend('cpu');
+        const [xr, w1r, dyr] = [x, w1, dy].map(t => roundedBf16(tf.tensor(t.dataSync(), t.shape)));
+        const [dxWant, dwWant] = [tf.matMul(dyr, w1r, false, true).dataSync(), tf.matMul(xr, dyr, true, false).dataSync()];
+        tf.dispose([xr, w1r, dyr]);
+        await useBackend(T);
+        dxWant.forEach((v, i) => assert.ok(Math.abs(dxGot[i] - v) <= 1e-4 + 1e-4 * Math.abs(v), `dx[${i}] ${dxGot[i]} vs ${v}`));
+        dwWant.forEach((v, i) => assert.ok(Math.abs(dwGot[i] - v) <= 1e-4 + 1e-4 * Math.abs(v), `dw[${i}] ${dwGot[i]} vs ${v}`));
+        tf.dispose([x, w1, w2, dy, ...live]);
+        assert.equal(bytes(), before, 'every bf16 copy freed with its tensor');
+        backend.setMatmulPrecision('fp32');
+        const [p, q] = [tf.ones([4, 4]), tf.ones([4, 4])];
+        assert.equal(counted(() => tf.dispose(tf.matMul(p, q))), 0, 'fp32 matmuls make no copies');
+        tf.dispose([p, q]);
+      } finally {
+        device.toBf16 = toBf16;
+        backend.setMatmulPrecision('fp32');
+      }
     });
   });
 }

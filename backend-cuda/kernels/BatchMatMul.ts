@@ -7,8 +7,9 @@ import type { CudaKernel } from './types.ts';
 
 /**
  * a [...batchA, m, k] · b [...batchB, k, n] (either transposed) with broadcast batch dims, on
- * cuBLASLt in the backend's matmul precision. A batch of 1 is broadcast by a zero batch stride;
- * other broadcasts are materialised first. int32 operands go through float32.
+ * cuBLASLt in the backend's matmul precision (bf16: the operands' cached bf16 copies, matmulOperand). A
+ * batch of 1 is broadcast by a zero batch stride; other broadcasts are materialised first. int32 operands
+ * go through float32 at fp32 precision.
  */
 export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo {
   const ra = a.shape.length, rb = b.shape.length;
@@ -40,9 +41,10 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
   if (k === 0) {
     out = fill(backend, outShape, 'float32', 0);
   } else {
+    const precision = outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32;  // integers stay exact
     out = backend.makeOutput(outShape, 'float32');
-    backend.device.matmul(backend.ptr(A.t), backend.ptr(B.t), backend.ptr(out), batch, m, n, k, transposeA, transposeB,
-      A.stride, B.stride, outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32);  // integers stay exact
+    backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), backend.ptr(out), batch, m, n, k,
+      transposeA, transposeB, A.stride, B.stride, precision);
   }
   toDispose.forEach(t => backend.disposeIntermediateTensorInfo(t));
   if (outDtype === 'float32') return out;

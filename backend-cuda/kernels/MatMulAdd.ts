@@ -47,8 +47,9 @@ export const matMulAddConfig: CudaKernel = {
     const out = backend.makeOutput(outShape, 'float32');
     const batch = tf.util.sizeFromShape(outer);
     if (batch * m * n > 0) {
-      backend.device.matmulAdd(backend.ptr(a), backend.ptr(b), backend.ptr(c), backend.ptr(out), batch, m, n, k, transA, transB,
-        backend.precisionCode, alpha, beta);
+      const precision = backend.precisionCode;
+      backend.device.matmulAdd(backend.matmulOperand(a, precision), backend.matmulOperand(b, precision), backend.ptr(c), backend.ptr(out),
+        batch, m, n, k, transA, transB, precision, alpha, beta);
     }
     return out;
   },

@@ -342,8 +342,15 @@ Napi::Value softmax(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// toBf16(x, y, n): y (bf16) = x (float32) rounded to nearest even; a bf16 matmul's operand copy
+Napi::Value toBf16(const Napi::CallbackInfo& info) {
+  check(launchF32ToBf16(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), ptrArg(info, 1), intArg(info, 2)),
+        "float32→bf16 kernel launch");
+  return info.Env().Undefined();
+}
+
 Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
-  matmul(dev(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+  matmul(dev(), ptrArg(info, 0), ptrArg(info, 1),
          static_cast<float*>(ptrArg(info, 2)), intArg(info, 3), intArg(info, 4), intArg(info, 5),
          intArg(info, 6), info[7].As<Napi::Boolean>().Value(), info[8].As<Napi::Boolean>().Value(),
          intArg(info, 9), intArg(info, 10), int(intArg(info, 11)));
@@ -353,7 +360,7 @@ Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
 // matmulAdd(a, b, c, out, batch, m, n, k, transA, transB, precision, alpha, beta): out = alpha·op(A)·op(B) + beta·C
 Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
   const int64_t batch = intArg(info, 4), m = intArg(info, 5), n = intArg(info, 6), k = intArg(info, 7);
-  matmul(dev(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+  matmul(dev(), ptrArg(info, 0), ptrArg(info, 1),
          static_cast<float*>(ptrArg(info, 3)), batch, m, n, k, info[8].As<Napi::Boolean>().Value(),
          info[9].As<Napi::Boolean>().Value(), m * k, k * n, int(intArg(info, 10)),
          static_cast<const float*>(ptrArg(info, 2)), float(numArg(info, 11)), float(numArg(info, 12)));
@@ -525,7 +532,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"reduce", guarded<reduce>},     {"gather", guarded<gather>},
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
-      {"matmulAdd", guarded<matmulAddBinding>},
+      {"matmulAdd", guarded<matmulAddBinding>}, {"toBf16", guarded<toBf16>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},

@@ -1,9 +1,9 @@
 // Row-major batched matmul on cuBLASLt (column-major): C = op(A)·op(B) is computed as
 // Cᵀ = op(B)ᵀ·op(A)ᵀ, i.e. cuBLAS's "A" is our B and its "B" is our A, each described by the
 // layout it is stored in. Plans (descriptors + the heuristic's algorithm) are cached per shape.
-// bf16: float32 operands are converted to bf16 scratch copies on the stream, multiplied with fp32
-// accumulation into a float32 output (as PyTorch autocast does); tf32 and fp32 use the float32
-// operands directly with the matching compute type.
+// bf16: the operands are bf16 copies the caller made (the backend keeps one per float32 tensor:
+// backend.ts's matmulOperand), multiplied with fp32 accumulation into a float32 output (as PyTorch
+// autocast does); tf32 and fp32 take the float32 operands with the matching compute type.
 #include <cublasLt.h>
 
 #include <map>
@@ -98,7 +98,7 @@ void releaseMatmulPlans() {
   plans.clear();
 }
 
-void matmul(Device& dev, const float* a, const float* b, float* out, int64_t batch, int64_t m,
+void matmul(Device& dev, const void* a, const void* b, float* out, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
             int precision, const float* c, float alpha, float beta) {
   if (batch == 0 || m == 0 || n == 0) return;
@@ -108,26 +108,11 @@ void matmul(Device& dev, const float* a, const float* b, float* out, int64_t bat
     return;
   }
   Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision);
-  const void* opA = b;  // cuBLAS's A is our B (see the top of this file)
-  const void* opB = a;
-  void* a16 = nullptr;
-  void* b16 = nullptr;
-  if (precision == 0) {
-    const int64_t na = (strideA == 0 ? 1 : batch) * m * k;
-    const int64_t nb = (strideB == 0 ? 1 : batch) * k * n;
-    a16 = dev.scratch(uint64_t(na) * 2, "matmul bf16 copy of A");
-    b16 = dev.scratch(uint64_t(nb) * 2, "matmul bf16 copy of B");
-    check(launchF32ToBf16(dev.stream(), a, a16, na), "matmul float32→bf16 (A)");
-    check(launchF32ToBf16(dev.stream(), b, b16, nb), "matmul float32→bf16 (B)");
-    opA = b16;
-    opB = a16;
-  }
+  // cuBLAS's A is our B (see the top of this file).
   // C (read only where beta ≠ 0) has D's layout; out-of-place C → D is cuBLASLt's general case.
   const cublasStatus_t st = cublasLtMatmul(
-      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, opA, p.la, opB, p.lb, &beta,
+      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta,
       c != nullptr ? c : out, p.lc, out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream());
-  dev.freeScratch(a16);  // stream-ordered: freed only after the matmul that reads it
-  dev.freeScratch(b16);
   checkLt(st, "cublasLtMatmul");
 }
 
