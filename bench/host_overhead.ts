@@ -1,0 +1,122 @@
+// bench/host_overhead.ts: the host's share of the speedrun's training step. The GPU only runs what the host has
+// queued, so once the kernels are fast the step cannot be shorter than the time tfjs and the backend's
+// TypeScript take to queue it. This runs the cuda backend's TypeScript layer over a device whose kernels do
+// nothing (the null device: allocations are numbers, reads return zeros), so the time per step is the host's
+// alone; it prints the kernels a step runs by name and input shapes (what fusing would remove), and the host
+// cost of single ops. With --device cuda the same op timings go through the real addon (kernel launches,
+// cudaMallocAsync/cudaFreeAsync), to compare with the null device on the same machine.
+//
+//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 2] [--device-batch 8]
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CudaBackend } from '../backend-cuda/backend.ts';
+import type { CudaDevice } from '../backend-cuda/device.ts';
+import { registerAllKernels } from '../backend-cuda/register_all_kernels.ts';
+import { registerReductionGradients } from '../backend-cuda/gradients.ts';
+import { writeShard } from '../data/shard.ts';
+import * as T from '../train_gpt.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    device: { type: 'string', default: 'null' }, steps: { type: 'string', default: '6' }, accum: { type: 'string', default: '2' },
+    'device-batch': { type: 'string', default: '8' },
+  },
+});
+if (args.device !== 'null' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected null or cuda`);
+
+/** Native calls by name (null device): what the kernels would launch. */
+const calls = new Map<string, number>();
+
+/** A device that allocates addresses and does nothing else: every kernel is a counted no-op. */
+function nullDevice(): CudaDevice {
+  let next = 1 << 20;
+  const base: Partial<Record<keyof CudaDevice, unknown>> = {
+    probe: () => ({ deviceCount: 1, driverVersion: 0, runtimeVersion: 0 }),
+    init: (ordinal: number) => ({ name: 'null device', ordinal, multiProcessorCount: 0, totalMemory: 0, computeCapability: 'none' }),
+    dispose() {},
+    alloc: (bytes: number) => { if (bytes === 0) return 0; const p = next; next += Math.ceil(bytes / 256) * 256; return p; },
+    free() {},
+    memory: () => ({ bytesInUse: 0, peakBytesInUse: 0, poolReservedBytes: 0, poolUsedBytes: 0, liveBuffers: 0, allocRetries: 0 }),
+    upload() {}, readSync: (_p: number, bytes: number) => new ArrayBuffer(bytes), read: async (_p: number, bytes: number) => new ArrayBuffer(bytes),
+    synchronize() {}, sync: async () => {}, timerStart: () => 0, timerEnd: async () => 0,
+  };
+  return new Proxy(base, {
+    get: (t, k: string) => t[k as keyof CudaDevice] ?? (() => { calls.set(k, (calls.get(k) ?? 0) + 1); }),
+  }) as CudaDevice;
+}
+
+if (args.device === 'null') {
+  registerReductionGradients();
+  const device = nullDevice();
+  tf.registerBackend('null', () => new CudaBackend(device, device.init(0), 'bf16'));
+  registerAllKernels('null');
+  await tf.setBackend('null');
+} else {
+  await (await import('../backend-cuda/index.ts')).registerCudaBackend({ matmulPrecision: 'bf16' });
+  await tf.setBackend('cuda');
+}
+tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+
+// Host cost of single ops (median of 5 rounds); tensors of the speedrun's activation size.
+const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
+  const rounds: number[] = [];
+  for (let r = 0; r < 6; r++) {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) tf.dispose(f());
+    rounds.push((performance.now() - t) * 1000 / n);
+  }
+  rounds.shift();  // warm-up
+  console.log(`  ${label.padEnd(34)} ${rounds.sort((a, b) => a - b)[2].toFixed(1).padStart(6)} µs`);
+};
+{
+  const B = Number(args['device-batch']);
+  const x = tf.randomNormal([B, 2048, 768]), y = tf.randomNormal([B, 2048, 768]), s = tf.scalar(2), w = tf.randomNormal([768, 768]);
+  console.log(`host time per op on ${args.device === 'null' ? 'the null device' : 'the GPU'} (${os.cpus()[0]?.model ?? 'cpu'}):`);
+  perOp('add [B,2048,768]', () => tf.add(x, y));
+  perOp('mul by a scalar tensor', () => tf.mul(x, s));
+  perOp('reshape (a view)', () => tf.reshape(x, [-1, 768]));
+  perOp('matMul [B·2048,768]·[768,768]', () => tf.tidy(() => tf.matMul(tf.reshape(x, [-1, 768]), w)), 500);
+  perOp('grads of x·s + y (2 outputs)', () => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.add(tf.mul(p, s), q))([x, y], y), 500);
+  if (args.device === 'cuda') await (tf.backend() as CudaBackend).device.sync();
+  tf.dispose([x, y, s, w]);
+}
+
+// The speedrun step.
+const { cfg } = T.resolveConfig('speedrun', { deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-host-'));
+const tokens = new Uint16Array(cfg.deviceBatch * cfg.seqLen * 8);
+for (let i = 0; i < tokens.length; i++) tokens[i] = i % 700 === 0 ? cfg.bosToken : (i * 7919) % 50000;
+writeShard(path.join(dir, 'host_train_000001.bin'), tokens);
+const loader = new T.TrainLoader([path.join(dir, 'host_train_000001.bin')], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
+const m = T.createModel(cfg), st = T.createOptimizerState(m);
+const sched = T.attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], T.initRope(cfg), cfg);
+const accum = Number(args.accum);
+console.log(`speedrun step, ${accum} micro-step(s) of ${cfg.deviceBatch}×${cfg.seqLen}:`);
+const steps: number[] = [];
+for (let s = 0; s < Number(args.steps); s++) {
+  calls.clear();
+  const t = performance.now();
+  const loss = await T.trainStep(m, st, loader, sched, accum, s);
+  steps.push(performance.now() - t);
+  await loss.data();
+  loss.dispose();
+  console.log(`  step ${s}: ${steps[s].toFixed(1)} ms to queue${calls.size ? `, ${[...calls.values()].reduce((a, b) => a + b, 0)} native calls` : ''}`);
+}
+calls.clear();
+const prof = await tf.profile(async () => { const l = await T.trainStep(m, st, loader, sched, accum, steps.length); await l.data(); l.dispose(); });
+const count = (key: (k: (typeof prof.kernels)[number]) => string) => {
+  const c = new Map<string, number>();
+  for (const k of prof.kernels) c.set(key(k), (c.get(key(k)) ?? 0) + 1);
+  return [...c].sort((a, b) => b[1] - a[1]);
+};
+console.log(`${prof.kernels.length} kernels per step: ${count(k => k.name).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+console.log('by input shapes (top 40):');
+for (const [k, v] of count(k => `${k.name}(${k.inputShapes.map(s => `[${s}]`).join(',')})`).slice(0, 40)) console.log(`  ${String(v).padStart(5)} ${k}`);
+if (calls.size) console.log(`native calls of that step: ${[...calls].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+T.disposeModel(m);
+T.disposeOptimizerState(st);
+fs.rmSync(dir, { recursive: true, force: true });
