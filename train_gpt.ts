@@ -538,6 +538,14 @@ export function rmsNorm(x: tf.Tensor, eps = 1e-6): tf.Tensor {
   return runFused('RMSNorm', { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
 }
 
+/** a·x + b·z for x and z of one shape and scalars a, b (shape []): block lambdas, the value-embedding mix,
+ * skips and backout. One pass each way through a backend's fused 'ScaledAdd' (the composite: 3 kernels
+ * forward, 6 backward, and it keeps x·a and z·b for the backward). A constant a (tf.scalar(1)) is fine: its
+ * gradient is simply not used. */
+export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return runFused('ScaledAdd', { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
+}
+
 /** x[..., in] @ W[in, out], through a 2-D matmul. */
 export function linear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
   const [inDim, outDim] = w.shape;
@@ -727,7 +735,7 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
   // v ← λa·v + λb·ve: value embeddings mixed into the values by learned per-layer lambdas.
   const [la, lb] = tf.unstack(P('sa_lambdas'));
   const ve = m.plan[i].valueEmbed;
-  v = ve >= 0 ? v.mul(la).add(ves[ve].mul(lb)) : v.mul(la);
+  v = ve >= 0 ? scaledAdd(v, ves[ve], la, lb) : v.mul(la);
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {
@@ -822,13 +830,13 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
       if (to !== i) return;
       // Refined skip: a sigmoid gate (init σ(−1.5) ≈ 0.18); the full U-net uses plain learned weights.
       const w = cfg.skip === 'unet' ? p('skip_weights').slice([j], [1]) : tf.sigmoid(p('skip_weight'));
-      x = x.add(outputs.get(from)!.mul(w));
+      x = scaledAdd(x, outputs.get(from)!, tf.scalar(1), w.reshape([]));
     });
     if (plan[i].attn || plan[i].mlp) {
       if (cfg.blockLambdas) {
         // x ← a·x + b·x0: each block re-reads the embedding; a (init 1.1) rescales the stream.
         const [a, b] = tf.unstack(p(`layer.${i}.lambdas`));
-        x = x.mul(a).add(x0.mul(b));
+        x = scaledAdd(x, x0, a, b);
       }
       x = block(m, i, x, ves, ctx, sched);
     }
@@ -836,7 +844,7 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
     if (cfg.backout && i === cfg.backoutLayer) backout = x;
   }
   // Backout: remove a learned share of an early layer's output that the head should not see.
-  if (backout) x = x.sub(backout.mul(p('backout_lambda')));
+  if (backout) x = scaledAdd(x, backout, tf.scalar(1), p('backout_lambda').reshape([]).neg());
   return rmsNorm(x);
 }
 

@@ -127,6 +127,10 @@ export interface CudaDevice {
   reluSquared(x: number, y: number, n: number): void;
   /** dx = dy·2·relu(x) over n floats. */
   reluSquaredGrad(dy: number, x: number, dx: number, n: number): void;
+  /** y = a·x + b·z over n floats; a and b are one float each on the device. */
+  scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void;
+  /** dx = a·dy, dz = b·dy over n floats; da = Σ dy·x, db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
+  scaledAddGrad(dy: number, x: number, z: number, a: number, b: number, dx: number, dz: number, da: number, db: number, n: number): void;
   /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
    * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). */
   adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,

@@ -440,6 +440,29 @@ export class HostDevice implements CudaDevice {
     const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.view(dx, DTYPE.float32, n);
     for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
   }
+  // Products and sums rounded to float32 (Math.fround and the Float32Array stores) as scaled_add.cu (no
+  // FMA) and the composite round them; da and db summed in float64 (the GPU's are float32 partial sums).
+  scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void {
+    if (n === 0) return;
+    const f = (ptr: number, len = n) => this.view(ptr, DTYPE.float32, len) as Float32Array, r = Math.fround;
+    const xv = f(x), zv = f(z), av = f(a, 1)[0], bv = f(b, 1)[0], yv = f(y);
+    for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
+  }
+  scaledAddGrad(dy: number, x: number, z: number, a: number, b: number, dx: number, dz: number, da: number, db: number, n: number): void {
+    const f = (ptr: number, len = n) => this.view(ptr, DTYPE.float32, len) as Float32Array;
+    let sa = 0, sb = 0;
+    if (n > 0) {
+      const g = f(dy), xv = f(x), zv = f(z), av = f(a, 1)[0], bv = f(b, 1)[0], dxv = f(dx), dzv = f(dz);
+      for (let i = 0; i < n; i++) {
+        sa += g[i] * xv[i];
+        sb += g[i] * zv[i];
+        dxv[i] = av * g[i];
+        dzv[i] = bv * g[i];
+      }
+    }
+    f(da, 1)[0] = sa;
+    f(db, 1)[0] = sb;
+  }
   // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
   adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
     beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void {

@@ -26,6 +26,7 @@ import { reshapeConfig } from './kernels/Reshape.ts';
 import { reverseConfig } from './kernels/Reverse.ts';
 import { rmsNormKernels } from './kernels/RMSNorm.ts';
 import { rotaryKernels } from './kernels/Rotary.ts';
+import { scaledAddKernels } from './kernels/ScaledAdd.ts';
 import { selectConfig } from './kernels/Select.ts';
 import { sliceConfig } from './kernels/Slice.ts';
 import { softcapCrossEntropyKernels } from './kernels/SoftcapCrossEntropy.ts';
@@ -48,6 +49,7 @@ export const cudaKernels: CudaKernel[] = [
   ...softcapCrossEntropyKernels,
   ...rotaryKernels,
   ...reluSquaredKernels,
+  ...scaledAddKernels,
   ...optimizerKernels,
   addNConfig,
   batchMatMulConfig,

@@ -459,6 +459,26 @@ Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// scaledAdd(x, z, a, b, y, n)
+Napi::Value scaledAdd(const Napi::CallbackInfo& info) {
+  check(launchScaledAdd(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
+                        static_cast<const float*>(ptrArg(info, 2)), static_cast<const float*>(ptrArg(info, 3)),
+                        static_cast<float*>(ptrArg(info, 4)), intArg(info, 5)),
+        "ScaledAdd kernel launch");
+  return info.Env().Undefined();
+}
+
+// scaledAddGrad(dy, x, z, a, b, dx, dz, da, db, n)
+Napi::Value scaledAddGrad(const Napi::CallbackInfo& info) {
+  check(launchScaledAddGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
+                            static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
+                            static_cast<const float*>(ptrArg(info, 3)), static_cast<const float*>(ptrArg(info, 4)),
+                            static_cast<float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
+                            static_cast<float*>(ptrArg(info, 7)), static_cast<float*>(ptrArg(info, 8)), intArg(info, 9)),
+        "ScaledAdd gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // adamUpdate(p, m, v, g, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr)
 Napi::Value adamUpdate(const Napi::CallbackInfo& info) {
   const double beta1 = numArg(info, 8), beta2 = numArg(info, 9);
@@ -539,6 +559,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"rotary", guarded<rotary>},
       {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
+      {"scaledAdd", guarded<scaledAdd>}, {"scaledAddGrad", guarded<scaledAddGrad>},
       {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},

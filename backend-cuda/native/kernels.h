@@ -111,6 +111,13 @@ cudaError_t launchRotary(cudaStream_t s, const float* x, const float* cosT, cons
 cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n);
 cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n);
 
+// y = a·x + b·z over n floats, a and b one float each on the device (scaled_add.cu); its gradient
+// dx = a·dy, dz = b·dy, da = Σ dy·x, db = Σ dy·z (deterministic sums; 0 for n = 0).
+cudaError_t launchScaledAdd(cudaStream_t s, const float* x, const float* z, const float* a, const float* b, float* y,
+                            int64_t n);
+cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x, const float* z, const float* a,
+                                const float* b, float* dx, float* dz, float* da, float* db, int64_t n);
+
 // Fused optimiser updates over n floats (optimizer.cu), outputs distinct from inputs:
 // Adam  m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g², p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps);
 // Muon  buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. The 1 − β and 1 − μ come rounded from
