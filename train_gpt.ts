@@ -533,8 +533,11 @@ function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor>(kernel: string,
   return tf.engine().runKernel(kernel, inputs, attrs) as R;
 }
 
+/** RMSNorm's epsilon (also the QK-norm inside a fused 'AttentionInputs'). */
+const RMS_EPS = 1e-6;
+
 /** RMSNorm over the last axis, no learned weight. */
-export function rmsNorm(x: tf.Tensor, eps = 1e-6): tf.Tensor {
+export function rmsNorm(x: tf.Tensor, eps = RMS_EPS): tf.Tensor {
   return runFused('RMSNorm', { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
 }
 
@@ -717,25 +720,46 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: Forward
   return y.transpose([0, 2, 1, 3]);
 }
 
+/**
+ * The attention's q [B,T,H,h], k and v [B,T,Hk,h] from the QKV projection qkv [B,T,(H+2·Hk)·h]: split into
+ * heads, QK-norm (RMSNorm over h, if qkNorm), rotary on q and k, and v ← λa·v + λb·ve (value embeddings
+ * ve [B,T,Hk,h] mixed in by learned per-layer lambdas [λa, λb]; λa·v alone where ve is null). A backend's
+ * fused 'AttentionInputs' (with ve: 'AttentionInputsVE') reads qkv once and writes q, k, v once, and its
+ * gradient writes dqkv in one pass; the composite (split, reshapes, 2 norms, 2 rotaries, 3–4 elementwise
+ * kernels, and as many backward plus a concat) runs elsewhere and is its oracle.
+ */
+export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor | null, lambdas: tf.Tensor,
+  o: { H: number; Hk: number; h: number; qkNorm: boolean }): tf.Tensor[] {
+  const { H, Hk, h } = o, [B, T] = qkv.shape;
+  const { cos, sin } = rotaryTables(rope, T);
+  const attrs = { numHeads: H, kvHeads: Hk, qkNorm: o.qkNorm, eps: RMS_EPS };
+  const fused = ve ? runFused<tf.Tensor[]>('AttentionInputsVE', { qkv, cos, sin, lambdas, ve }, attrs)
+    : runFused<tf.Tensor[]>('AttentionInputs', { qkv, cos, sin, lambdas }, attrs);
+  if (fused) return fused;
+  let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
+  q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
+  if (o.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); } // QK-norm (@Grad62304977)
+  q = rotary(q, rope); k = rotary(k, rope);
+  const [la, lb] = tf.unstack(lambdas);
+  v = ve ? scaledAdd(v, ve, la, lb) : v.mul(la);
+  return [q, k, v];
+}
+
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras. */
 function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
   const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
-  let qkv = linear(a, P('qkv'));
-  let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
-  q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
-  if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); } // QK-norm (@Grad62304977)
+  let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
-    qkv = canon(tf.concat([q.reshape([B, T, -1]), k.reshape([B, T, -1]), v.reshape([B, T, -1])], -1), P('canon_b'), ctx);
-    [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
-    q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
+    // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens here, not in attentionInputs.
+    let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
+    if (qkNorm) { q = rmsNorm(q.reshape([B, T, H, h])).reshape([B, T, -1]); k = rmsNorm(k.reshape([B, T, Hk, h])).reshape([B, T, -1]); }
+    qkv = canon(tf.concat([q, k, v], -1), P('canon_b'), ctx);
+    qkNorm = false;
   }
-  q = rotary(q, sched.rope); k = rotary(k, sched.rope);
-  // v ← λa·v + λb·ve: value embeddings mixed into the values by learned per-layer lambdas.
-  const [la, lb] = tf.unstack(P('sa_lambdas'));
   const ve = m.plan[i].valueEmbed;
-  v = ve >= 0 ? scaledAdd(v, ves[ve], la, lb) : v.mul(la);
+  const [q, k, v] = attentionInputs(qkv, sched.rope, ve >= 0 ? ves[ve] : null, P('sa_lambdas'), { H, Hk, h, qkNorm });
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {

@@ -123,6 +123,17 @@ export interface CudaDevice {
   /** Rotary embedding of x [B,T,H,2·half] into y: the pair (j, j + half) of token t turns by the angle
    * with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse turns back (the gradient). */
   rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void;
+  /** The attention's inputs from the QKV projection qkv [B,T,(H+2·Hk)·h] (q heads, k heads, v heads):
+   * q [B,T,H,h] and k [B,T,Hk,h] = rotary(norm(raw)) with the tables cos, sin [T, h/2] (norm: RMSNorm
+   * over h with eps when qkNorm, else none), v [B,T,Hk,h] = λa·v_raw + λb·ve (λa·v_raw where ve is 0);
+   * lambdas: 2 floats on the device. */
+  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
+    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
+  /** Its gradient in one pass: dqkv from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
+   * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
+  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
+    dqkv: number, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
+    eps: number): void;
   /** y = relu(x)² over n floats. */
   reluSquared(x: number, y: number, n: number): void;
   /** dx = dy·2·relu(x) over n floats. */

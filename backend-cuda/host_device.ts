@@ -430,6 +430,76 @@ export class HostDevice implements CudaDevice {
       }
     }
   }
+  /** Each (token, head) row of qkv: [its offset in qkv, kind (0 q, 1 k, 2 v), its offset in q, k or v (and dq, dk or dv), position t]. */
+  private static qkvRows(B: number, T: number, H: number, Hk: number, h: number): Array<[number, number, number, number]> {
+    const rows: Array<[number, number, number, number]> = [], heads = H + 2 * Hk;
+    for (let token = 0; token < B * T; token++) {
+      for (let j = 0; j < heads; j++) {
+        const kind = j < H ? 0 : j < H + Hk ? 1 : 2;
+        const out = kind === 0 ? (token * H + j) * h : (token * Hk + j - H - (kind === 2 ? Hk : 0)) * h;
+        rows.push([(token * heads + j) * h, kind, out, token % T]);
+      }
+    }
+    return rows;
+  }
+  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
+    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void {
+    if (B * T === 0) return;
+    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array, half = h / 2;
+    const x = f(qkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
+    const outs = [f(q, B * T * H * h), f(k, B * T * Hk * h), f(v, B * T * Hk * h)], e = ve ? f(ve, B * T * Hk * h) : null;
+    for (const [i, kind, o, t] of HostDevice.qkvRows(B, T, H, Hk, h)) {
+      const y = outs[kind];
+      if (kind === 2) {
+        for (let j = 0; j < h; j++) y[o + j] = la * x[i + j] + (e ? lb * e[o + j] : 0);
+        continue;
+      }
+      let ss = 0;
+      for (let j = 0; j < h; j++) ss += x[i + j] ** 2;
+      const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1;
+      for (let j = 0; j < half; j++) {
+        const x1 = x[i + j] * rstd, x2 = x[i + half + j] * rstd, cj = c[t * half + j], sj = s[t * half + j];
+        y[o + j] = x1 * cj + x2 * sj;
+        y[o + half + j] = x2 * cj - x1 * sj;
+      }
+    }
+  }
+  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
+    dqkv: number, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
+    eps: number): void {
+    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array, half = h / 2;
+    const dl = f(dlambdas, 2);
+    dl.fill(0);
+    if (B * T === 0) return;
+    const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = f(dqkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half);
+    const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
+    const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;
+    let dla = 0, dlb = 0;
+    for (const [i, kind, o, t] of HostDevice.qkvRows(B, T, H, Hk, h)) {
+      const dy = dys[kind];
+      if (kind === 2) {
+        for (let j = 0; j < h; j++) {
+          dx[i + j] = la * dy[o + j];
+          dla += dy[o + j] * x[i + j];
+          if (e && de) { de[o + j] = lb * dy[o + j]; dlb += dy[o + j] * e[o + j]; }
+        }
+        continue;
+      }
+      // g: the gradient of the normed row, the transpose rotation of dy
+      const g = new Float64Array(h);
+      let ss = 0, dot = 0;
+      for (let j = 0; j < half; j++) {
+        const d1 = dy[o + j], d2 = dy[o + half + j], cj = c[t * half + j], sj = s[t * half + j];
+        g[j] = d1 * cj - d2 * sj;
+        g[half + j] = d1 * sj + d2 * cj;
+      }
+      for (let j = 0; j < h; j++) { ss += x[i + j] ** 2; dot += g[j] * x[i + j]; }
+      const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1, coef = qkNorm ? rstd ** 3 * dot / h : 0;
+      for (let j = 0; j < h; j++) dx[i + j] = rstd * g[j] - coef * x[i + j];
+    }
+    dl[0] = dla;
+    dl[1] = dlb;
+  }
   reluSquared(x: number, y: number, n: number): void {
     if (n === 0) return;
     const xv = this.view(x, DTYPE.float32, n), yv = this.view(y, DTYPE.float32, n);

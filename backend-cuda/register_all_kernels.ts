@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { CudaKernel, CudaKernelArgs } from './kernels/types.ts';
 import { addNConfig } from './kernels/AddN.ts';
+import { attentionInputsKernels } from './kernels/AttentionInputs.ts';
 import { batchMatMulConfig } from './kernels/BatchMatMul.ts';
 import { binaryKernels } from './kernels/binary.ts';
 import { broadcastToConfig } from './kernels/BroadcastTo.ts';
@@ -48,6 +49,7 @@ export const cudaKernels: CudaKernel[] = [
   ...causalAttentionKernels,
   ...softcapCrossEntropyKernels,
   ...rotaryKernels,
+  ...attentionInputsKernels,
   ...reluSquaredKernels,
   ...scaledAddKernels,
   ...optimizerKernels,

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
+import type { RopeState } from '../train_gpt.ts';
 
 export interface Target {
   name: 'cuda-host' | 'cuda';
@@ -56,6 +57,14 @@ export function randBool(shape: number[]): HostTensor {
   const v = new Uint8Array(tf.util.sizeFromShape(shape));
   for (let i = 0; i < v.length; i++) v[i] = random() < 0.5 ? 1 : 0;
   return { shape, dtype: 'bool', values: v };
+}
+
+/** Random rotary frequencies for head size h: all h/2 rotate ('full'), or the first ⌈h/4⌉ and the rest are
+ * stationary ('half', the speedrun's half-truncated RoPE: their tables hold cos = 1, sin = 0). */
+export function randomRope(h: number, kind: 'full' | 'half'): RopeState {
+  const half = h / 2, moving = kind === 'full' ? half : Math.ceil(half / 2);
+  const freqs = Float32Array.from({ length: half }, (_, j) => (j < moving ? 0.01 + random() : 0));
+  return { freqs, attnScale: 1, version: 0 };
 }
 
 type Result = { shape: number[]; dtype: string; values: Float32Array | Int32Array | Uint8Array };

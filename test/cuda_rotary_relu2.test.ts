@@ -10,15 +10,7 @@ import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { ROTARY, ROTARY_GRAD } from '../backend-cuda/fused/rotary.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/fused/relu_squared.ts';
-import { compare, random, randFloat, targets, useBackend } from './cuda_harness.ts';
-
-/** Random rotary frequencies for head size h: all h/2 rotate ('full'), or the first ⌈h/4⌉ and the rest are
- * stationary ('half', the speedrun's half-truncated RoPE: their tables hold cos = 1, sin = 0). */
-function randomRope(h: number, kind: 'full' | 'half'): T.RopeState {
-  const half = h / 2, moving = kind === 'full' ? half : Math.ceil(half / 2);
-  const freqs = Float32Array.from({ length: half }, (_, j) => (j < moving ? 0.01 + random() : 0));
-  return { freqs, attnScale: 1, version: 0 };
-}
+import { compare, randFloat, randomRope, targets, useBackend } from './cuda_harness.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>

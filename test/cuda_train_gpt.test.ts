@@ -19,6 +19,7 @@ const VARIANTS: [string, Partial<T.Config>][] = [
   ['canon ABCD + softpick + polar express', { canon: 'ABCD', attnScore: 'softpick', orthogonalizer: 'polar' }],
   ['softmax1 + parallel + unet + tanh cap', { attnScore: 'softmax1', parallel: true, skip: 'unet', logitCap: 'tanh' }],
   ['GQA + swiglu + tied head + full rotary', { kvHeads: 1, mlp: 'swiglu', tieEmbed: true, rotary: 'full' }],
+  ['no QK-norm, no rotary', { qkNorm: false, rotary: 'none' }],
   ['sas', { block: 'sas', valueEmbeds: 0, skip: 'none' }],
   ['sas-p', { block: 'sas-p', valueEmbeds: 0, skip: 'none' }],
 ];

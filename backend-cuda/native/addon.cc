@@ -33,6 +33,9 @@ int64_t intArg(const Napi::CallbackInfo& info, size_t i) {
 double numArg(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Number>().DoubleValue();
 }
+const float* floatArg(const Napi::CallbackInfo& info, size_t i) {
+  return static_cast<const float*>(ptrArg(info, i));
+}
 Napi::Number ptrValue(Napi::Env env, void* p) {
   return Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(p)));
 }
@@ -442,6 +445,28 @@ Napi::Value rotary(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, B, T, H, Hk, h, qkNorm, eps); ve 0: none
+Napi::Value attentionInputs(const Napi::CallbackInfo& info) {
+  check(launchAttentionInputs(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2), floatArg(info, 3),
+                              floatArg(info, 4), static_cast<float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
+                              static_cast<float*>(ptrArg(info, 7)), intArg(info, 8), intArg(info, 9), intArg(info, 10),
+                              intArg(info, 11), intArg(info, 12), info[13].As<Napi::Boolean>().Value(), float(numArg(info, 14))),
+        "AttentionInputs kernel launch");
+  return info.Env().Undefined();
+}
+
+// attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps)
+Napi::Value attentionInputsGrad(const Napi::CallbackInfo& info) {
+  check(launchAttentionInputsGrad(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2), floatArg(info, 3),
+                                  floatArg(info, 4), floatArg(info, 5), floatArg(info, 6), floatArg(info, 7),
+                                  static_cast<float*>(ptrArg(info, 8)), static_cast<float*>(ptrArg(info, 9)),
+                                  static_cast<float*>(ptrArg(info, 10)), intArg(info, 11), intArg(info, 12), intArg(info, 13),
+                                  intArg(info, 14), intArg(info, 15), info[16].As<Napi::Boolean>().Value(),
+                                  float(numArg(info, 17))),
+        "AttentionInputs gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // reluSquared(x, y, n)
 Napi::Value reluSquared(const Napi::CallbackInfo& info) {
   check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<float*>(ptrArg(info, 1)),
@@ -558,6 +583,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"rotary", guarded<rotary>},
+      {"attentionInputs", guarded<attentionInputs>}, {"attentionInputsGrad", guarded<attentionInputsGrad>},
       {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
       {"scaledAdd", guarded<scaledAdd>}, {"scaledAddGrad", guarded<scaledAddGrad>},
       {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},

@@ -107,6 +107,18 @@ cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const
 cudaError_t launchRotary(cudaStream_t s, const float* x, const float* cosT, const float* sinT, float* y, int64_t B,
                          int64_t T, int64_t H, int64_t half, bool inverse);
 
+// The attention's inputs from the QKV projection (attention_inputs.cu): qkv [B,T,(H+2·Hk)·h] (q, k, v
+// heads per token) → q [B,T,H,h], k, v [B,T,Hk,h]: q, k = rotary(RMSNorm over h if qkNorm), tables
+// [T, h/2]; v = λa·v_raw + λb·ve (ve may be null: λa·v_raw); lambdas: [λa, λb] on the device. The
+// gradient writes dqkv, dve = λb·dv (where ve), dlambdas [2] = [Σ dv·v_raw, Σ dv·ve], deterministically.
+cudaError_t launchAttentionInputs(cudaStream_t s, const float* qkv, const float* cosT, const float* sinT,
+                                  const float* lambdas, const float* ve, float* q, float* k, float* v, int64_t B,
+                                  int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
+cudaError_t launchAttentionInputsGrad(cudaStream_t s, const float* dq, const float* dk, const float* dv, const float* qkv,
+                                      const float* cosT, const float* sinT, const float* lambdas, const float* ve,
+                                      float* dqkv, float* dlambdas, float* dve, int64_t B, int64_t T, int64_t H,
+                                      int64_t Hk, int64_t h, bool qkNorm, float eps);
+
 // y = relu(x)² and dx = dy·2·relu(x) over n floats (relu_squared.cu).
 cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n);
 cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n);

@@ -1,0 +1,172 @@
+// The fused attention inputs (attention_inputs.cu) without Node: forward and backward against a float64
+// CPU reference on one random problem (relative errors), both kernel paths (float4 on aligned buffers,
+// the scalar one on buffers shifted by one float), bit-identical reruns, and CUDA-event timings.
+// For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
+//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_inputs_native.cu backend-cuda/native/attention_inputs.cu \
+//        -o /tmp/attention_inputs_native
+//   /tmp/attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
+//   e.g. /tmp/attention_inputs_native 8 2048 6 6 128 1 1     (the speedrun's shape, a layer with value embeddings)
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../backend-cuda/native/kernels.h"
+
+using namespace tsgpt;
+
+static void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+  std::exit(1);
+}
+
+// A device buffer of n floats starting `shift` floats into its allocation (shift 1: not 16-byte aligned).
+struct Buffer {
+  float* base = nullptr;
+  float* d = nullptr;
+  size_t n = 0;
+  Buffer(size_t n_, int shift) : n(n_) {
+    check(cudaMalloc(&base, (n + 4) * sizeof(float)), "cudaMalloc");
+    d = base + shift;
+  }
+  ~Buffer() { cudaFree(base); }
+  void upload(const std::vector<float>& h) { check(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice), "upload"); }
+  std::vector<float> download() const {
+    std::vector<float> h(n);
+    check(cudaMemcpy(h.data(), d, n * 4, cudaMemcpyDeviceToHost), "download");
+    return h;
+  }
+};
+
+// ‖a − b‖ / ‖b‖ and max |a − b| / (1e-3 + |b|)
+static void report(const char* name, const std::vector<float>& got, const std::vector<double>& want, double& worst) {
+  double num = 0, den = 0, maxRel = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    const double d = double(got[i]) - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+    maxRel = std::fmax(maxRel, std::fabs(d) / (1e-3 + std::fabs(want[i])));
+    if (!std::isfinite(got[i])) maxRel = INFINITY;
+  }
+  const double rel = std::sqrt(num / std::fmax(den, 1e-300));
+  worst = std::fmax(worst, std::fmax(rel, maxRel));
+  std::printf("  %-9s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
+}
+
+int main(int argc, char** argv) {
+  if (argc != 8) {
+    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1)\n", argv[0]);
+    return 2;
+  }
+  const int64_t B = std::atoll(argv[1]), T = std::atoll(argv[2]), H = std::atoll(argv[3]), Hk = std::atoll(argv[4]), h = std::atoll(argv[5]);
+  const bool qkNorm = std::atoi(argv[6]) != 0, withVe = std::atoi(argv[7]) != 0;
+  const int64_t heads = H + 2 * Hk, half = h / 2, nQkv = B * T * heads * h, nQ = B * T * H * h, nK = B * T * Hk * h;
+  const float eps = 1e-6f;
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  auto random = [&](int64_t n) { std::vector<float> v(n); for (float& x : v) x = u(rng); return v; };
+  const std::vector<float> qkv = random(nQkv), ve = random(nK), dq = random(nQ), dk = random(nK), dv = random(nK);
+  const std::vector<float> lambdas = {0.7f, -0.4f};
+  std::vector<float> cosT(T * half), sinT(T * half);  // half-truncated rotary: the second half of the pairs stationary
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t j = 0; j < half; j++) {
+      const double f = j < (half + 1) / 2 ? std::pow(1.0 / 1024, double(j) / std::fmax(1.0, (half + 1) / 2 - 1.0)) : 0.0;
+      cosT[t * half + j] = float(std::cos(t * f));
+      sinT[t * half + j] = float(std::sin(t * f));
+    }
+  }
+
+  // float64 reference
+  std::vector<double> q(nQ), k(nK), v(nK), dqkv(nQkv), dve(nK), dl(2, 0.0);
+  for (int64_t token = 0; token < B * T; token++) {
+    for (int64_t j = 0; j < heads; j++) {
+      const float* x = &qkv[(token * heads + j) * h];
+      const int64_t t = token % T;
+      double* dx = &dqkv[(token * heads + j) * h];
+      if (j >= H + Hk) {
+        const int64_t o = (token * Hk + j - H - Hk) * h;
+        for (int64_t i = 0; i < h; i++) {
+          v[o + i] = lambdas[0] * double(x[i]) + (withVe ? lambdas[1] * double(ve[o + i]) : 0.0);
+          dx[i] = lambdas[0] * double(dv[o + i]);
+          dl[0] += double(dv[o + i]) * x[i];
+          if (withVe) { dve[o + i] = lambdas[1] * double(dv[o + i]); dl[1] += double(dv[o + i]) * ve[o + i]; }
+        }
+        continue;
+      }
+      const bool isQ = j < H;
+      const int64_t o = isQ ? (token * H + j) * h : (token * Hk + j - H) * h;
+      double* y = isQ ? &q[o] : &k[o];
+      const float* dy = isQ ? &dq[o] : &dk[o];
+      double ss = 0;
+      for (int64_t i = 0; i < h; i++) ss += double(x[i]) * x[i];
+      const double rstd = qkNorm ? 1 / std::sqrt(ss / h + eps) : 1;
+      std::vector<double> g(h);
+      double dot = 0;
+      for (int64_t i = 0; i < half; i++) {
+        const double c = cosT[t * half + i], s = sinT[t * half + i];
+        y[i] = x[i] * rstd * c + x[half + i] * rstd * s;
+        y[half + i] = x[half + i] * rstd * c - x[i] * rstd * s;
+        g[i] = dy[i] * c - dy[half + i] * s;
+        g[half + i] = dy[i] * s + dy[half + i] * c;
+      }
+      for (int64_t i = 0; i < h; i++) dot += g[i] * x[i];
+      const double coef = qkNorm ? rstd * rstd * rstd * dot / h : 0;
+      for (int64_t i = 0; i < h; i++) dx[i] = rstd * g[i] - coef * x[i];
+    }
+  }
+
+  double worst = 0;
+  for (int shift : {0, 1}) {
+    std::printf("%s buffers (%s path where h/2 = 4·2^k):\n", shift ? "shifted" : "aligned", shift ? "scalar" : "float4");
+    Buffer dQkv(nQkv, shift), dCos(T * half, shift), dSin(T * half, shift), dLam(2, shift), dVe(nK, shift), oQ(nQ, shift), oK(nK, shift),
+        oV(nK, shift), dDq(nQ, shift), dDk(nK, shift), dDv(nK, shift), gQkv(nQkv, shift), gLam(2, shift), gVe(nK, shift);
+    dQkv.upload(qkv); dCos.upload(cosT); dSin.upload(sinT); dLam.upload(lambdas); dVe.upload(ve);
+    dDq.upload(dq); dDk.upload(dk); dDv.upload(dv);
+    const float* vePtr = withVe ? dVe.d : nullptr;
+    auto forward = [&] {
+      check(launchAttentionInputs(0, dQkv.d, dCos.d, dSin.d, dLam.d, vePtr, oQ.d, oK.d, oV.d, B, T, H, Hk, h, qkNorm, eps), "forward");
+    };
+    auto backward = [&] {
+      check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, dQkv.d, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, gLam.d,
+                                      withVe ? gVe.d : nullptr, B, T, H, Hk, h, qkNorm, eps), "backward");
+    };
+    forward();
+    backward();
+    check(cudaDeviceSynchronize(), "run");
+    report("q", oQ.download(), q, worst);
+    report("k", oK.download(), k, worst);
+    report("v", oV.download(), v, worst);
+    report("dqkv", gQkv.download(), dqkv, worst);
+    report("dlambdas", gLam.download(), dl, worst);
+    if (withVe) report("dve", gVe.download(), dve, worst);
+    const std::vector<float> first = gQkv.download(), firstL = gLam.download();
+    backward();
+    const std::vector<float> again = gQkv.download(), againL = gLam.download();
+    const bool same = std::memcmp(first.data(), again.data(), first.size() * 4) == 0 && std::memcmp(firstL.data(), againL.data(), 8) == 0;
+    std::printf("  rerun bit-identical: %s\n", same ? "yes" : "NO");
+    if (!same) worst = INFINITY;
+
+    cudaEvent_t e0, e1;
+    check(cudaEventCreate(&e0), "event");
+    check(cudaEventCreate(&e1), "event");
+    auto time = [&](const char* name, auto&& run, double bytes) {
+      const int reps = 20;
+      run();
+      check(cudaEventRecord(e0), "record");
+      for (int r = 0; r < reps; r++) run();
+      check(cudaEventRecord(e1), "record");
+      check(cudaEventSynchronize(e1), "sync");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+      ms /= reps;
+      std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
+    };
+    time("forward", forward, 4.0 * (2 * nQkv + (withVe ? nK : 0)));
+    time("backward", backward, 4.0 * (3 * nQkv + (withVe ? 2 * nK : 0)));
+  }
+  std::printf("worst error %.2e: %s\n", worst, worst < 1e-4 ? "PASS" : "FAIL");
+  return worst < 1e-4 ? 0 : 1;
+}
