@@ -5,6 +5,7 @@ import type { BackendTimingInfo, BackendValues, DataId, DataType, TensorInfo } f
 import { PRECISION, type CudaDevice, type DeviceDtype, type DeviceInfo, type MatmulPrecision } from './device.ts';
 
 export interface TensorData {
+  /** The values (float32, int32 or bool); for a bf16-only tensor (makeMatmulInput) made from the bf16 copy on first use. */
   ptr: number;
   bytes: number;
   dtype: DeviceDtype;
@@ -13,6 +14,8 @@ export interface TensorData {
   saved?: number;
   /** The bf16 copy of a float32 buffer made for bf16 matmuls (matmulOperand); freed with this one. */
   bf16?: number;
+  /** The values exist only as the bf16 copy: ptr is not allocated yet (makeMatmulInput). */
+  bf16Only?: boolean;
 }
 
 export function bytesPerElement(dtype: DataType): number {
@@ -92,7 +95,35 @@ export class CudaBackend extends tf.KernelBackend {
   }
 
   ptr(t: TensorInfo): number {
-    return this.data.get(t.dataId).ptr;
+    return this.floatBuffer(this.data.get(t.dataId));
+  }
+
+  /** d's buffer; a bf16-only tensor gets its float32 buffer here, widened from the bf16 copy (exact). */
+  private floatBuffer(d: TensorData): number {
+    if (d.bf16Only) {
+      d.ptr = this.device.alloc(d.bytes);
+      this.device.fromBf16(d.bf16!, d.ptr, d.bytes / 4);
+      d.bf16Only = false;
+    }
+    return d.ptr;
+  }
+
+  /**
+   * A float32 output of a kernel whose result feeds matmuls (the MLP activation, dlogits, ...). Under bf16 matmul
+   * precision the kernel writes it in bf16 only, as the matmuls would round it anyway: half the bytes written and
+   * no conversion pass (PyTorch autocast likewise keeps such activations in bf16); anything else that reads it
+   * gets the bf16 values widened to float32, made on first use (ptr, read). Else an ordinary float32 output.
+   * Returns the tensor, the pointer the kernel writes and whether that is bf16.
+   */
+  makeMatmulInput(shape: number[]): { out: TensorInfo; ptr: number; bf16: boolean } {
+    if (this.precisionCode !== PRECISION.bf16) {
+      const out = this.makeOutput(shape, 'float32');
+      return { out, ptr: this.ptr(out), bf16: false };
+    }
+    const dataId = { id: this.nextId++ }, n = tf.util.sizeFromShape(shape);
+    const bf16 = this.device.alloc(n * 2);
+    this.data.set(dataId, { ptr: 0, bytes: n * 4, dtype: 'float32', refCount: 1, bf16, bf16Only: true });
+    return { out: { dataId, shape, dtype: 'float32' }, ptr: bf16, bf16: true };
   }
 
   /** A new device buffer of `bytes` kept with tensor t and freed with t's buffer: what a fused kernel
@@ -119,7 +150,7 @@ export class CudaBackend extends tf.KernelBackend {
    */
   matmulOperand(t: TensorInfo, precision: number): number {
     const d = this.data.get(t.dataId);
-    if (precision !== PRECISION.bf16) return d.ptr;
+    if (precision !== PRECISION.bf16) return this.floatBuffer(d);
     if (d.dtype !== 'float32') throw new Error(`matmulOperand: a bf16 matmul operand must be float32, got ${d.dtype}`);
     if (d.bf16 === undefined) {
       const n = d.bytes / 4;
@@ -147,7 +178,7 @@ export class CudaBackend extends tf.KernelBackend {
     const d = this.data.get(dataId);
     d.refCount--;
     if (!force && d.refCount > 0) return false;
-    this.device.free(d.ptr);
+    if (!d.bf16Only) this.device.free(d.ptr);
     if (d.saved !== undefined) this.device.free(d.saved);
     if (d.bf16 !== undefined) this.device.free(d.bf16);
     this.data.delete(dataId);
@@ -162,12 +193,12 @@ export class CudaBackend extends tf.KernelBackend {
 
   override readSync(dataId: DataId): HostValues {
     const d = this.data.get(dataId);
-    return fromBuffer(this.device.readSync(d.ptr, d.bytes), d.dtype);
+    return fromBuffer(this.device.readSync(this.floatBuffer(d), d.bytes), d.dtype);
   }
 
   override async read(dataId: DataId): Promise<HostValues> {
     const d = this.data.get(dataId);
-    return fromBuffer(await this.device.read(d.ptr, d.bytes), d.dtype);
+    return fromBuffer(await this.device.read(this.floatBuffer(d), d.bytes), d.dtype);
   }
 
   // ---- timing and memory ----

@@ -91,6 +91,8 @@ export interface CudaDevice {
   softmax(x: number, y: number, rows: number, cols: number): void;
   /** y (bf16, 2 bytes each) = x (float32) rounded to nearest even: the operand copy of a bf16 matmul. */
   toBf16(x: number, y: number, n: number): void;
+  /** y (float32) = x (bf16), exactly: a bf16-only tensor's float32 values, made when something reads them. */
+  fromBf16(x: number, y: number, n: number): void;
   /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n} elements. Under precision bf16 a
    * and b point to bf16 copies (toBf16), else to the float32 tensors; out is float32. */
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
@@ -117,9 +119,10 @@ export interface CudaDevice {
    * [0, cols)); loss (1 float) ← their sum, or mean (0 for no rows). */
   softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
     cap: number, scale: number, temp: number, mean: boolean): void;
-  /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward. */
-  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, rows: number,
-    cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
+  /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward;
+   * dlogits in bf16 where dlogitsBf16. */
+  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, dlogitsBf16: boolean,
+    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
   /** Rotary embedding of x [B,T,H,2·half] into y: the pair (j, j + half) of token t turns by the angle
    * with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse turns back (the gradient). */
   rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void;
@@ -129,15 +132,15 @@ export interface CudaDevice {
    * lambdas: 2 floats on the device. */
   attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
     B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
-  /** Its gradient in one pass: dqkv from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
+  /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
    * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
+    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
     eps: number): void;
-  /** y = relu(x)² over n floats. */
-  reluSquared(x: number, y: number, n: number): void;
-  /** dx = dy·2·relu(x) over n floats. */
-  reluSquaredGrad(dy: number, x: number, dx: number, n: number): void;
+  /** y = relu(x)² over n floats (y in bf16 where yBf16). */
+  reluSquared(x: number, y: number, yBf16: boolean, n: number): void;
+  /** dx = dy·2·relu(x) over n floats (dx in bf16 where dxBf16). */
+  reluSquaredGrad(dy: number, x: number, dx: number, dxBf16: boolean, n: number): void;
   /** y = a·x + b·z over n floats; a and b are one float each on the device. */
   scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void;
   /** dx = a·dy, dz = b·dy over n floats; da = Σ dy·x, db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */

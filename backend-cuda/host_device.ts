@@ -298,6 +298,19 @@ export class HostDevice implements CudaDevice {
       for (let j = 0; j < cols; j++) yv[r * cols + j] = Math.exp(row[j] - m) / s;
     }
   }
+  /** Where a kernel writes n float32 results: the buffer itself, or (bf16 output) a temporary that flush rounds into it. */
+  private output(ptr: number, n: number, bf16: boolean): Float32Array {
+    return bf16 ? new Float32Array(n) : this.view(ptr, DTYPE.float32, n) as Float32Array;
+  }
+  private flush(ptr: number, values: Float32Array, bf16: boolean): void {
+    if (!bf16 || values.length === 0) return;
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length), [buf, off] = this.locate(ptr);
+    const out = new Uint16Array(buf, off, values.length);
+    for (let i = 0; i < values.length; i++) out[i] = bf16Bits(bits[i]);
+  }
+  fromBf16(x: number, y: number, n: number): void {
+    if (n > 0) this.view(y, DTYPE.float32, n).set(this.operand(x, n, PRECISION.bf16));
+  }
   toBf16(x: number, y: number, n: number): void {
     if (n === 0) return;
     const xv = new Uint32Array(this.view(x, DTYPE.float32, n).slice().buffer), [buf, off] = this.locate(y);
@@ -401,11 +414,11 @@ export class HostDevice implements CudaDevice {
     }
     this.view(loss, DTYPE.float32, 1)[0] = mean && rows > 0 ? total / rows : total;  // an empty mean is 0, as tfjs's
   }
-  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, rows: number,
-    cols: number, cap: number, scale: number, temp: number, mean: boolean): void {
+  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, dlogitsBf16: boolean,
+    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void {
     if (rows === 0) return;
     const x = this.view(logits, DTYPE.float32, rows * cols), t = this.view(targets, DTYPE.int32, rows);
-    const stats = this.view(rowStats, DTYPE.float32, 2 * rows), o = this.view(dlogits, DTYPE.float32, rows * cols);
+    const stats = this.view(rowStats, DTYPE.float32, 2 * rows), o = this.output(dlogits, rows * cols, dlogitsBf16);
     const w = this.view(dy, DTYPE.float32, 1)[0] * (mean ? 1 / rows : 1);
     for (let r = 0; r < rows; r++) {
       const g = t[r] >= 0 && t[r] < cols ? w : NaN;
@@ -414,6 +427,7 @@ export class HostDevice implements CudaDevice {
         o[r * cols + j] = g * (Math.exp(z - stats[r]) - (j === t[r] ? 1 : 0)) * dz;
       }
     }
+    this.flush(dlogits, o, dlogitsBf16);
   }
   rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void {
     const n = B * T * H * 2 * half;
@@ -465,13 +479,14 @@ export class HostDevice implements CudaDevice {
     }
   }
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
-    eps: number): void {
+    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number,
+    qkNorm: boolean, eps: number): void {
     const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array, half = h / 2;
     const dl = f(dlambdas, 2);
     dl.fill(0);
     if (B * T === 0) return;
-    const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = f(dqkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half);
+    const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = this.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
+    const c = f(cos, T * half), s = f(sin, T * half);
     const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
     const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;
     let dla = 0, dlb = 0;
@@ -497,18 +512,21 @@ export class HostDevice implements CudaDevice {
       const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1, coef = qkNorm ? rstd ** 3 * dot / h : 0;
       for (let j = 0; j < h; j++) dx[i + j] = rstd * g[j] - coef * x[i + j];
     }
+    this.flush(dqkv, dx, dqkvBf16);
     dl[0] = dla;
     dl[1] = dlb;
   }
-  reluSquared(x: number, y: number, n: number): void {
+  reluSquared(x: number, y: number, yBf16: boolean, n: number): void {
     if (n === 0) return;
-    const xv = this.view(x, DTYPE.float32, n), yv = this.view(y, DTYPE.float32, n);
+    const xv = this.view(x, DTYPE.float32, n), yv = this.output(y, n, yBf16);
     for (let i = 0; i < n; i++) yv[i] = xv[i] > 0 ? xv[i] * xv[i] : 0;  // NaN → 0, as fmaxf in relu_squared.cu
+    this.flush(y, yv, yBf16);
   }
-  reluSquaredGrad(dy: number, x: number, dx: number, n: number): void {
+  reluSquaredGrad(dy: number, x: number, dx: number, dxBf16: boolean, n: number): void {
     if (n === 0) return;
-    const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.view(dx, DTYPE.float32, n);
+    const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.output(dx, n, dxBf16);
     for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
+    this.flush(dx, o, dxBf16);
   }
   // Products and sums rounded to float32 (Math.fround and the Float32Array stores) as scaled_add.cu (no
   // FMA) and the composite round them; da and db summed in float64 (the GPU's are float32 partial sums).

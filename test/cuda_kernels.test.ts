@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { MATMUL_ADD } from '../backend-cuda/fused/optimizer.ts';
+import { RELU_SQUARED } from '../backend-cuda/fused/relu_squared.ts';
+import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/fused/cross_entropy.ts';
+import { ATTENTION_INPUTS } from '../backend-cuda/fused/attention_inputs.ts';
 import { compare, randBool, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
 
 /** x rounded to the nearest bf16 (8 significant bits; subnormal below 2^-126 as float32), ties to even: by
@@ -256,6 +259,68 @@ for (const target of targets) {
         tf.dispose([p, q]);
       } finally {
         device.toBf16 = toBf16;
+        backend.setMatmulPrecision('fp32');
+      }
+    });
+
+    it('bf16-only outputs: ReLU², its gradient, dlogits and dqkv are written in bf16 for the matmuls that read them', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      const device = backend.device, { toBf16, fromBf16 } = device;
+      const count = { toBf16: 0, fromBf16: 0 };
+      device.toBf16 = (x, y, n) => { count.toBf16++; toBf16.call(device, x, y, n); };
+      device.fromBf16 = (x, y, n) => { count.fromBf16++; fromBf16.call(device, x, y, n); };
+      const bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+      const relu2 = (x: tf.Tensor) => tf.engine().runKernel(RELU_SQUARED, { x }) as tf.Tensor;
+      const ce = (logits: tf.Tensor, targets: tf.Tensor) =>
+        tf.engine().runKernel(SOFTCAP_CROSS_ENTROPY, { logits, targets }, { cap: 'sigmoid', scale: 30, temp: 7.5, reduction: 'sum' }) as tf.Scalar;
+      // AttentionInputs on [B=2, T=3, 3 heads (q, k, v) of 8]: the gradient of Σ q·rq + k·rk + v·rv for qkv.
+      const [qkv, cos, sin, lambdas, rq, rk, rv] = [[2, 3, 24], [1, 3, 1, 4], [1, 3, 1, 4], [2], [2, 3, 1, 8], [2, 3, 1, 8], [2, 3, 1, 8]]
+        .map(shape => tf.tensor(randFloat(shape).values, shape));
+      const qkvLoss = (t: tf.Tensor) => {
+        const [q, k, v] = tf.engine().runKernel(ATTENTION_INPUTS, { qkv: t, cos, sin, lambdas },
+          { numHeads: 1, kvHeads: 1, qkNorm: true, eps: 1e-6 }) as tf.Tensor[];
+        return tf.addN([q.mul(rq).sum(), k.mul(rk).sum(), v.mul(rv).sum()]) as tf.Scalar;
+      };
+      /** [relu²(x), its dx for dy, dlogits of the summed loss, dqkv] at a precision, as host arrays. */
+      const outputs = (x: tf.Tensor, dy: tf.Tensor, logits: tf.Tensor, targets: tf.Tensor) => {
+        const y = relu2(x), dx = tf.grad(relu2)(x, dy), dl = tf.grad((l: tf.Tensor) => ce(l, targets))(logits), dqkv = tf.grad(qkvLoss)(qkv);
+        const res = [y, dx, dl, dqkv].map(t => t.dataSync().slice());
+        tf.dispose([y, dx, dl, dqkv]);
+        return res;
+      };
+      try {
+        const x = tf.tensor(randFloat([16, 24]).values, [16, 24]), dy = tf.tensor(randFloat([16, 24]).values, [16, 24]);
+        const w = tf.tensor(randFloat([24, 8]).values, [24, 8]);
+        const logits = tf.tensor(randFloat([6, 50], -40, 40).values, [6, 50]), targets = tf.tensor(randInt([6], 0, 50).values, [6], 'int32');
+        backend.setMatmulPrecision('fp32');
+        const want = outputs(x, dy, logits, targets).map(v => v.map(bf16));
+        backend.setMatmulPrecision('bf16');
+        // The bf16 results are the float32 kernels' results rounded to nearest even, bit for bit.
+        outputs(x, dy, logits, targets).forEach((got, o) => got.forEach((v, i) => assert.equal(v, want[o][i], `output ${o} [${i}]`)));
+
+        // Only the bf16 buffer exists until something other than a matmul reads the tensor; a matmul takes it as is.
+        const before = bytes();
+        const y = relu2(x);
+        assert.equal(bytes() - before, 2 * 16 * 24, 'relu²(x) holds only its bf16 values');
+        count.toBf16 = count.fromBf16 = 0;
+        const yw = tf.matMul(y, w);
+        assert.deepEqual(count, { toBf16: 1, fromBf16: 0 }, 'the matmul converts w only and reads y\'s bf16 values');
+        // A read makes the float32 buffer once (the bf16 values widened); every later reader uses it.
+        assert.deepEqual(Array.from(y.dataSync()), Array.from(want[0]), 'read back: the bf16 values');
+        y.dataSync();
+        tf.dispose(tf.add(y, y));
+        assert.equal(count.fromBf16, 1, 'widened once');
+        assert.equal(bytes() - before, 2 * 16 * 24 + 4 * 16 * 24 + 4 * 16 * 8 + 2 * 24 * 8, 'both buffers of y, the product and w\'s bf16 copy');
+        tf.dispose([y, yw]);
+        assert.equal(bytes() - before, 2 * 24 * 8, 'both buffers of y freed with it (w keeps its bf16 copy)');
+        // Under fp32 precision the outputs are ordinary float32 tensors.
+        backend.setMatmulPrecision('fp32');
+        const y32 = relu2(x);
+        assert.equal(bytes() - before, 2 * 24 * 8 + 4 * 16 * 24, 'fp32: a float32 output');
+        tf.dispose([y32, x, dy, w, logits, targets, qkv, cos, sin, lambdas, rq, rk, rv]);
+      } finally {
+        Object.assign(device, { toBf16, fromBf16 });
         backend.setMatmulPrecision('fp32');
       }
     });

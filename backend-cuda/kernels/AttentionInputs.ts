@@ -68,12 +68,13 @@ const gradient: CudaKernel = {
       }
     }
     const qkv = inputs.qkv as TensorInfo;
-    const dqkv = backend.makeOutput(qkv.shape, 'float32'), dlambdas = backend.makeOutput([2], 'float32');
+    // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeMatmulInput)
+    const dqkv = backend.makeMatmulInput(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
     const dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
     backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'),
-      p.ve ? backend.ptr(p.ve) : 0, backend.ptr(dqkv), backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
+      p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
       p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
-    return dve ? [dqkv, dlambdas, dve] : [dqkv, dlambdas];
+    return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];
   },
 };
 

@@ -48,10 +48,10 @@ export const softcapCrossEntropyKernels: CudaKernel[] = [
       if (dy.dtype !== 'float32' || dy.shape.length !== 0) throw new Error(`dy must be a float32 scalar, got ${dy.dtype}[${dy.shape}]`);
       const rowStats = backend.saved(loss);
       if (rowStats === undefined && a.rows > 0) throw new Error('loss carries no saved row statistics (it was not made by SoftcapCrossEntropy on this backend)');
-      const dlogits = backend.makeOutput(a.logits.shape, 'float32');
+      const dlogits = backend.makeMatmulInput(a.logits.shape);  // the head's two gradient matmuls read it
       backend.device.softcapCrossEntropyGrad(backend.ptr(dy), backend.ptr(a.logits), backend.ptr(a.targets), rowStats ?? 0,
-        backend.ptr(dlogits), a.rows, a.cols, a.cap, a.scale, a.temp, a.mean);
-      return dlogits;
+        dlogits.ptr, dlogits.bf16, a.rows, a.cols, a.cap, a.scale, a.temp, a.mean);
+      return dlogits.out;
     },
   },
 ];

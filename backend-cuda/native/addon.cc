@@ -352,6 +352,13 @@ Napi::Value toBf16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// fromBf16(x, y, n): y (float32) = x (bf16), exactly
+Napi::Value fromBf16(const Napi::CallbackInfo& info) {
+  check(launchBf16ToF32(dev().stream(), ptrArg(info, 0), static_cast<float*>(ptrArg(info, 1)), intArg(info, 2)),
+        "bf16→float32 kernel launch");
+  return info.Env().Undefined();
+}
+
 Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
   matmul(dev(), ptrArg(info, 0), ptrArg(info, 1),
          static_cast<float*>(ptrArg(info, 2)), intArg(info, 3), intArg(info, 4), intArg(info, 5),
@@ -425,13 +432,13 @@ Napi::Value softcapCrossEntropy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// softcapCrossEntropyGrad(dy, logits, targets, rowStats, dlogits, rows, cols, cap, scale, temp, mean)
+// softcapCrossEntropyGrad(dy, logits, targets, rowStats, dlogits, dlogitsBf16, rows, cols, cap, scale, temp, mean)
 Napi::Value softcapCrossEntropyGrad(const Napi::CallbackInfo& info) {
   check(launchSoftcapCrossEntropyGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
                                       static_cast<const float*>(ptrArg(info, 1)), static_cast<const int32_t*>(ptrArg(info, 2)),
-                                      static_cast<const float*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)),
-                                      intArg(info, 5), intArg(info, 6), int(intArg(info, 7)), float(numArg(info, 8)),
-                                      float(numArg(info, 9)), info[10].As<Napi::Boolean>().Value()),
+                                      static_cast<const float*>(ptrArg(info, 3)), ptrArg(info, 4), info[5].As<Napi::Boolean>().Value(),
+                                      intArg(info, 6), intArg(info, 7), int(intArg(info, 8)), float(numArg(info, 9)),
+                                      float(numArg(info, 10)), info[11].As<Napi::Boolean>().Value()),
         "SoftcapCrossEntropy gradient kernel launch");
   return info.Env().Undefined();
 }
@@ -455,31 +462,31 @@ Napi::Value attentionInputs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps)
+// attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps)
 Napi::Value attentionInputsGrad(const Napi::CallbackInfo& info) {
   check(launchAttentionInputsGrad(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2), floatArg(info, 3),
                                   floatArg(info, 4), floatArg(info, 5), floatArg(info, 6), floatArg(info, 7),
-                                  static_cast<float*>(ptrArg(info, 8)), static_cast<float*>(ptrArg(info, 9)),
-                                  static_cast<float*>(ptrArg(info, 10)), intArg(info, 11), intArg(info, 12), intArg(info, 13),
-                                  intArg(info, 14), intArg(info, 15), info[16].As<Napi::Boolean>().Value(),
-                                  float(numArg(info, 17))),
+                                  ptrArg(info, 8), info[9].As<Napi::Boolean>().Value(), static_cast<float*>(ptrArg(info, 10)),
+                                  static_cast<float*>(ptrArg(info, 11)), intArg(info, 12), intArg(info, 13), intArg(info, 14),
+                                  intArg(info, 15), intArg(info, 16), info[17].As<Napi::Boolean>().Value(),
+                                  float(numArg(info, 18))),
         "AttentionInputs gradient kernel launch");
   return info.Env().Undefined();
 }
 
-// reluSquared(x, y, n)
+// reluSquared(x, y, yBf16, n)
 Napi::Value reluSquared(const Napi::CallbackInfo& info) {
-  check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<float*>(ptrArg(info, 1)),
-                          intArg(info, 2)),
+  check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), ptrArg(info, 1),
+                          info[2].As<Napi::Boolean>().Value(), intArg(info, 3)),
         "ReluSquared kernel launch");
   return info.Env().Undefined();
 }
 
-// reluSquaredGrad(dy, x, dx, n)
+// reluSquaredGrad(dy, x, dx, dxBf16, n)
 Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
   check(launchReluSquaredGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                              static_cast<const float*>(ptrArg(info, 1)), static_cast<float*>(ptrArg(info, 2)),
-                              intArg(info, 3)),
+                              static_cast<const float*>(ptrArg(info, 1)), ptrArg(info, 2),
+                              info[3].As<Napi::Boolean>().Value(), intArg(info, 4)),
         "ReluSquared gradient kernel launch");
   return info.Env().Undefined();
 }
@@ -578,6 +585,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
       {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
       {"matmulAdd", guarded<matmulAddBinding>}, {"toBf16", guarded<toBf16>},
+      {"fromBf16", guarded<fromBf16>},
       {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
       {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
       {"softcapCrossEntropy", guarded<softcapCrossEntropy>},

@@ -137,10 +137,11 @@ __device__ __forceinline__ void rotateBack(const float* __restrict__ dy, const f
 }
 
 // Also writes this block's [Σ dv·v_raw, Σ dv·ve] to partials[2·blockIdx.x ..].
-template <int V, int R, bool kCached>
+// dqkv is float, or bf16 where only the QKV projection's gradient matmuls read it (bf16 matmul precision).
+template <int V, int R, bool kCached, typename Out>
 __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const float* __restrict__ dk,
     const float* __restrict__ dv, const float* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
-    const float* __restrict__ lambdas, const float* __restrict__ ve, float* __restrict__ dqkv, float* __restrict__ dve,
+    const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ dqkv, float* __restrict__ dve,
     float* __restrict__ partials, Sizes s) {
   __shared__ float scratch[32];
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
     ss = rowSum<R>(ss);
     dot = rowSum<R>(dot);
     if (!valid) continue;
-    float* dx = dqkv + r * s.h;
+    Out* dx = dqkv + r * s.h;
     if (row.kind == kValueRow) {
       for (int j = V * lane; j < half; j += V * R) {
         float d1[V], d2[V], e1[V] = {}, e2[V] = {}, o1[V], o2[V];
@@ -317,8 +318,8 @@ cudaError_t launchAttentionInputs(cudaStream_t st, const float* qkv, const float
 
 cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const float* qkv,
                                       const float* cosT, const float* sinT, const float* lambdas, const float* ve,
-                                      float* dqkv, float* dlambdas, float* dve, int64_t B, int64_t T, int64_t H,
-                                      int64_t Hk, int64_t h, bool qkNorm, float eps) {
+                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, int64_t B, int64_t T,
+                                      int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T * (H + 2 * Hk);
   if (rows == 0) return cudaMemsetAsync(dlambdas, 0, 2 * sizeof(float), st);
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
@@ -328,7 +329,12 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   float* partials = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st);
   if (e != cudaSuccess) return e;
-  dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, dqkv, dve, partials, s);
+  if (dqkvBf16) {
+    dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
+                       partials, s);
+  } else {
+    dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, partials, s);
+  }
   sumPartialsKernel<<<1, kThreads, 0, st>>>(partials, int(blocks), dlambdas);
   e = cudaGetLastError();
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum

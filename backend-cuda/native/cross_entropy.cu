@@ -8,10 +8,13 @@
 // keeps 2·rows floats (lse, then each row's loss); the backward reads the logits once more and
 // writes dlogits once, recomputing z from x and the saved lse. A target outside [0, cols) makes its
 // row's loss and gradient NaN (checking on the host would need the targets there: a sync per step).
+// Under bf16 matmul precision dlogits is written in bf16 only (only the head's two gradient matmuls read
+// it): half the bytes, and no conversion pass before each of them.
 #include <type_traits>
 #include "kernels.h"
 #include "launch.h"
 #include "rows.cuh"
+#include "vec.cuh"
 
 namespace tsgpt {
 namespace {
@@ -117,13 +120,13 @@ __global__ void sumRowLossesKernel(const float* __restrict__ rowLoss, float* __r
   if (threadIdx.x == 0) *out = mean && rows > 0 ? acc / float(rows) : acc;  // an empty mean is 0, as tfjs's
 }
 
-template <int kCap, bool kVec4>
+template <int kCap, bool kVec4, typename Out>
 __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, const float* __restrict__ logits,
                                               const int32_t* __restrict__ targets, const float* __restrict__ lse,
-                                              float* __restrict__ dlogits, int64_t cols, float w, CapParams p) {
+                                              Out* __restrict__ dlogits, int64_t cols, float w, CapParams p) {
   const int64_t row = blockIdx.x;
   const float* xr = logits + row * cols;
-  float* dr = dlogits + row * cols;
+  Out* dr = dlogits + row * cols;
   const float l = lse[row];
   const int64_t t = targets[row];
   const float g = t >= 0 && t < cols ? dy[0] * w : NAN;  // out-of-range target: a NaN row, as its loss
@@ -134,13 +137,16 @@ __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, cons
   };
   if (kVec4) {
     const float4* x4 = reinterpret_cast<const float4*>(xr);
-    float4* d4 = reinterpret_cast<float4*>(dr);
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
       const float4 v = x4[j];
-      d4[j] = make_float4(grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2), grad(v.w, 4 * j + 3));
+      const float d[4] = {grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2), grad(v.w, 4 * j + 3)};
+      storeVec<4>(dr + 4 * j, d);
     }
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = grad(xr[j], j);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const float d[1] = {grad(xr[j], j)};
+      storeVec<1>(dr + j, d);
+    }
   }
 }
 
@@ -192,15 +198,23 @@ cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const
 }
 
 cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const float* logits,
-                                          const int32_t* targets, const float* rowStats, float* dlogits,
-                                          int64_t rows, int64_t cols, int cap, float scale, float temp, bool mean) {
+                                          const int32_t* targets, const float* rowStats, void* dlogits,
+                                          bool dlogitsBf16, int64_t rows, int64_t cols, int cap, float scale,
+                                          float temp, bool mean) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL || cols <= 0) return cudaErrorInvalidValue;
   const CapParams p = capParams(cap, scale, temp);
   const float w = mean ? 1.f / float(rows) : 1.f;
   return dispatch(cap, canVec4(logits, dlogits, cols), [&](auto capC, auto vecC) {
-    softcapCrossEntropyGradKernel<decltype(capC)::value, decltype(vecC)::value>
-        <<<(unsigned)rows, rowThreads(cols), 0, s>>>(dy, logits, targets, rowStats, dlogits, cols, w, p);
+    constexpr int kCap = decltype(capC)::value;
+    constexpr bool kVec4 = decltype(vecC)::value;
+    if (dlogitsBf16) {
+      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+          dy, logits, targets, rowStats, static_cast<__nv_bfloat16*>(dlogits), cols, w, p);
+    } else {
+      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+          dy, logits, targets, rowStats, static_cast<float*>(dlogits), cols, w, p);
+    }
   });
 }
 

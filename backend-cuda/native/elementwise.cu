@@ -187,6 +187,10 @@ __global__ void f32ToBf16Kernel(const float* __restrict__ x, __nv_bfloat16* __re
   if ((n & 1) && blockIdx.x == 0 && threadIdx.x == 0) y[n - 1] = __float2bfloat16_rn(x[n - 1]);
 }
 
+__global__ void bf16ToF32Kernel(const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) { y[i] = __bfloat162float(x[i]); }
+}
+
 }  // namespace
 
 cudaError_t launchUnary(cudaStream_t s, int op, int dtype, const void* x, void* y, int64_t n,
@@ -275,6 +279,12 @@ cudaError_t launchRange(cudaStream_t s, int dtype, void* out, int64_t n, double 
 cudaError_t launchF32ToBf16(cudaStream_t s, const float* x, void* y, int64_t n) {
   if (n == 0) return cudaSuccess;
   f32ToBf16Kernel<<<gridFor((n + 1) / 2), kThreads, 0, s>>>(x, (__nv_bfloat16*)y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchBf16ToF32(cudaStream_t s, const void* x, float* y, int64_t n) {
+  if (n == 0) return cudaSuccess;
+  bf16ToF32Kernel<<<gridFor(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, n);
   return cudaGetLastError();
 }
 

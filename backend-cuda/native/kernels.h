@@ -45,6 +45,7 @@ cudaError_t launchCast(cudaStream_t s, int fromDtype, int toDtype, const void* x
 cudaError_t launchFill(cudaStream_t s, int dtype, void* out, int64_t n, double value);
 cudaError_t launchRange(cudaStream_t s, int dtype, void* out, int64_t n, double start, double step);
 cudaError_t launchF32ToBf16(cudaStream_t s, const float* x, void* y, int64_t n);
+cudaError_t launchBf16ToF32(cudaStream_t s, const void* x, float* y, int64_t n);
 
 // out[dstOffset + Σ i_k·strides[1][k]] = in[srcOffset + Σ i_k·strides[0][k]] (copy.cu).
 cudaError_t launchStridedCopy(cudaStream_t s, int elemBytes, const void* src, void* dst,
@@ -99,8 +100,9 @@ cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const
                                       float* loss, int64_t rows, int64_t cols, int cap, float scale, float temp,
                                       bool mean);
 cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const float* logits,
-                                          const int32_t* targets, const float* rowStats, float* dlogits,
-                                          int64_t rows, int64_t cols, int cap, float scale, float temp, bool mean);
+                                          const int32_t* targets, const float* rowStats, void* dlogits,
+                                          bool dlogitsBf16, int64_t rows, int64_t cols, int cap, float scale,
+                                          float temp, bool mean);
 
 // Rotary position embedding (rotary.cu): x, y [B,T,H,2·half], cos/sin tables [T,half]; the pair
 // (j, j + half) of token t turns by the tables' [t, j]; inverse turns back (the gradient).
@@ -116,12 +118,12 @@ cudaError_t launchAttentionInputs(cudaStream_t s, const float* qkv, const float*
                                   int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
 cudaError_t launchAttentionInputsGrad(cudaStream_t s, const float* dq, const float* dk, const float* dv, const float* qkv,
                                       const float* cosT, const float* sinT, const float* lambdas, const float* ve,
-                                      float* dqkv, float* dlambdas, float* dve, int64_t B, int64_t T, int64_t H,
-                                      int64_t Hk, int64_t h, bool qkNorm, float eps);
+                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, int64_t B, int64_t T,
+                                      int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
 
 // y = relu(x)² and dx = dy·2·relu(x) over n floats (relu_squared.cu).
-cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n);
-cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n);
+cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n);
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n);
 
 // y = a·x + b·z over n floats, a and b one float each on the device (scaled_add.cu); its gradient
 // dx = a·dy, dz = b·dy, da = Σ dy·x, db = Σ dy·z (deterministic sums; 0 for n = 0).

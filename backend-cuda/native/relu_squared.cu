@@ -4,15 +4,19 @@
 // The composite runs Relu and Square forward, Step and three Multiplies backward, and keeps relu(x)
 // for Square's gradient; here one pass each way, and only x is kept.
 // Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned.
+// Under bf16 matmul precision the output (y feeds the MLP's down projection, dx the up projection's
+// gradient matmuls) is written in bf16 only: Out = __nv_bfloat16.
 #include "kernels.h"
 #include "launch.h"
 #include "vec.cuh"
 
+#include <type_traits>
+
 namespace tsgpt {
 namespace {
 
-template <int V>
-__global__ void reluSquaredKernel(const float* __restrict__ x, float* __restrict__ y, int64_t groups) {
+template <int V, typename Out>
+__global__ void reluSquaredKernel(const float* __restrict__ x, Out* __restrict__ y, int64_t groups) {
   TSGPT_GRID_STRIDE(i, groups) {
     float v[V];
     loadVec<V>(x + i * V, v);
@@ -25,9 +29,9 @@ __global__ void reluSquaredKernel(const float* __restrict__ x, float* __restrict
   }
 }
 
-template <int V>
+template <int V, typename Out>
 __global__ void reluSquaredGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                      float* __restrict__ dx, int64_t groups) {
+                                      Out* __restrict__ dx, int64_t groups) {
   TSGPT_GRID_STRIDE(i, groups) {
     float g[V], v[V];
     loadVec<V>(dy + i * V, g);
@@ -38,20 +42,34 @@ __global__ void reluSquaredGradKernel(const float* __restrict__ dy, const float*
   }
 }
 
-}  // namespace
-
-cudaError_t launchReluSquared(cudaStream_t s, const float* x, float* y, int64_t n) {
-  if (n == 0) return cudaSuccess;
-  if (n % 4 == 0 && aligned16({x, y})) reluSquaredKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(x, y, n / 4);
-  else reluSquaredKernel<1><<<gridFor(n), kThreads, 0, s>>>(x, y, n);
+// Calls f(std::integral_constant<int, V>{}, Out* out) for the vector width and output type.
+template <typename F>
+cudaError_t byWidthAndType(bool vec4, void* out, bool outBf16, F f) {
+  auto withType = [&](auto width) {
+    if (outBf16) f(width, static_cast<__nv_bfloat16*>(out));
+    else f(width, static_cast<float*>(out));
+  };
+  if (vec4) withType(std::integral_constant<int, 4>{});
+  else withType(std::integral_constant<int, 1>{});
   return cudaGetLastError();
 }
 
-cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, float* dx, int64_t n) {
+}  // namespace
+
+cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n) {
   if (n == 0) return cudaSuccess;
-  if (n % 4 == 0 && aligned16({dy, x, dx})) reluSquaredGradKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(dy, x, dx, n / 4);
-  else reluSquaredGradKernel<1><<<gridFor(n), kThreads, 0, s>>>(dy, x, dx, n);
-  return cudaGetLastError();
+  return byWidthAndType(n % 4 == 0 && aligned16({x, y}), y, yBf16, [&](auto width, auto* out) {
+    constexpr int V = decltype(width)::value;
+    reluSquaredKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(x, out, n / V);
+  });
+}
+
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n) {
+  if (n == 0) return cudaSuccess;
+  return byWidthAndType(n % 4 == 0 && aligned16({dy, x, dx}), dx, dxBf16, [&](auto width, auto* out) {
+    constexpr int V = decltype(width)::value;
+    reluSquaredGradKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(dy, x, out, n / V);
+  });
 }
 
 }  // namespace tsgpt

@@ -1,7 +1,9 @@
 // V consecutive floats as one load/store: float4 (one 16-byte transaction) for V = 4, a plain float
 // for V = 1. The memory-bound fused kernels (rotary.cu, relu_squared.cu) take V = 4 where their
-// pointers are 16-byte aligned and their rows a multiple of 4, else V = 1.
+// pointers are 16-byte aligned and their rows a multiple of 4, else V = 1. A store to bf16 rounds to
+// nearest even (the outputs that only matmuls read under bf16 precision: backend.ts's makeMatmulInput).
 #pragma once
+#include <cuda_bf16.h>
 #include <cstdint>
 #include <initializer_list>
 
@@ -23,6 +25,18 @@ __device__ __forceinline__ void storeVec(float* __restrict__ p, const float (&v)
   static_assert(V == 1 || V == 4, "V is 1 or 4");
   if constexpr (V == 4) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
   else *p = v[0];
+}
+
+template <int V>
+__device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const float (&v)[V]) {
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
+  if constexpr (V == 4) {
+    __nv_bfloat162* p2 = reinterpret_cast<__nv_bfloat162*>(p);  // 8-byte aligned where the float32 twin is 16
+    p2[0] = __floats2bfloat162_rn(v[0], v[1]);
+    p2[1] = __floats2bfloat162_rn(v[2], v[3]);
+  } else {
+    *p = __float2bfloat16_rn(v[0]);
+  }
 }
 
 inline bool aligned16(std::initializer_list<const void*> ptrs) {
