@@ -745,6 +745,11 @@ export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor |
   return [q, k, v];
 }
 
+/** Each head's output o [B,T,H,h] scaled by σ(its gate logit g [B,T,H]): one pass each way through a backend's fused 'HeadGate'. */
+export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
+  return runFused('HeadGate', { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
+}
+
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras. */
 function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
@@ -764,8 +769,7 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {
     // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
-    const gate = tf.sigmoid(linear(xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
-    y = y.mul(gate.expandDims(3));
+    y = headGate(y, linear(xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
   }
   return linear(y.reshape([B, T, H * h]), P('proj'));
 }

@@ -9,7 +9,7 @@ if [ -z "$nvcc_bin" ]; then echo "check_kernels: no nvcc here; skipped"; exit 0;
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 pids=()
-for f in elementwise copy reduce gather rotary attention_inputs relu_squared scaled_add optimizer softmax rmsnorm attention attention_mma cross_entropy; do
+for f in elementwise copy reduce gather rotary attention_inputs head_gate relu_squared scaled_add optimizer softmax rmsnorm attention attention_mma cross_entropy; do
   "$nvcc_bin" -std=c++17 -arch=sm_90 -diag-suppress=186 -Werror all-warnings -c "$f.cu" -o "$out/$f.o" &
   pids+=($!)
 done

@@ -137,6 +137,10 @@ export interface CudaDevice {
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
     dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
     eps: number): void;
+  /** The attention output gate over rows of h floats: y = o·σ(g), g one logit per row (y in bf16 where yBf16). */
+  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
+  /** Its gradient: dO = dy·σ(g), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row. */
+  headGateGrad(dy: number, o: number, g: number, dO: number, dg: number, rows: number, h: number): void;
   /** y = relu(x)² over n floats (y in bf16 where yBf16). */
   reluSquared(x: number, y: number, yBf16: boolean, n: number): void;
   /** dx = dy·2·relu(x) over n floats (dx in bf16 where dxBf16). */

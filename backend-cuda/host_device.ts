@@ -516,6 +516,26 @@ export class HostDevice implements CudaDevice {
     dl[0] = dla;
     dl[1] = dlb;
   }
+  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void {
+    if (rows * h === 0) return;
+    const ov = this.view(o, DTYPE.float32, rows * h), gv = this.view(g, DTYPE.float32, rows), yv = this.output(y, rows * h, yBf16);
+    for (let r = 0; r < rows; r++) {
+      const s = 1 / (1 + Math.exp(-gv[r]));
+      for (let j = 0; j < h; j++) yv[r * h + j] = ov[r * h + j] * s;
+    }
+    this.flush(y, yv, yBf16);
+  }
+  headGateGrad(dy: number, o: number, g: number, dO: number, dg: number, rows: number, h: number): void {
+    if (rows === 0) return;
+    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n);
+    const d = f(dy, rows * h), ov = f(o, rows * h), gv = f(g, rows), dov = f(dO, rows * h), dgv = f(dg, rows);
+    for (let r = 0; r < rows; r++) {
+      const s = 1 / (1 + Math.exp(-gv[r]));
+      let dot = 0;
+      for (let j = 0; j < h; j++) { dot += d[r * h + j] * ov[r * h + j]; dov[r * h + j] = d[r * h + j] * s; }
+      dgv[r] = s * (1 - s) * dot;
+    }
+  }
   reluSquared(x: number, y: number, yBf16: boolean, n: number): void {
     if (n === 0) return;
     const xv = this.view(x, DTYPE.float32, n), yv = this.output(y, n, yBf16);

@@ -22,6 +22,7 @@ import { packConfig } from './kernels/Pack.ts';
 import { padV2Config } from './kernels/PadV2.ts';
 import { rangeConfig } from './kernels/Range.ts';
 import { reduceKernels } from './kernels/reduce.ts';
+import { headGateKernels } from './kernels/HeadGate.ts';
 import { reluSquaredKernels } from './kernels/ReluSquared.ts';
 import { reshapeConfig } from './kernels/Reshape.ts';
 import { reverseConfig } from './kernels/Reverse.ts';
@@ -50,6 +51,7 @@ export const cudaKernels: CudaKernel[] = [
   ...softcapCrossEntropyKernels,
   ...rotaryKernels,
   ...attentionInputsKernels,
+  ...headGateKernels,
   ...reluSquaredKernels,
   ...scaledAddKernels,
   ...optimizerKernels,

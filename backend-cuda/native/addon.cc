@@ -474,6 +474,23 @@ Napi::Value attentionInputsGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// headGate(o, g, y, yBf16, rows, h)
+Napi::Value headGate(const Napi::CallbackInfo& info) {
+  check(launchHeadGate(dev().stream(), floatArg(info, 0), floatArg(info, 1), ptrArg(info, 2), info[3].As<Napi::Boolean>().Value(),
+                       intArg(info, 4), intArg(info, 5)),
+        "HeadGate kernel launch");
+  return info.Env().Undefined();
+}
+
+// headGateGrad(dy, o, g, dO, dg, rows, h)
+Napi::Value headGateGrad(const Napi::CallbackInfo& info) {
+  check(launchHeadGateGrad(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2),
+                           static_cast<float*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)), intArg(info, 5),
+                           intArg(info, 6)),
+        "HeadGate gradient kernel launch");
+  return info.Env().Undefined();
+}
+
 // reluSquared(x, y, yBf16, n)
 Napi::Value reluSquared(const Napi::CallbackInfo& info) {
   check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), ptrArg(info, 1),
@@ -592,6 +609,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
       {"rotary", guarded<rotary>},
       {"attentionInputs", guarded<attentionInputs>}, {"attentionInputsGrad", guarded<attentionInputsGrad>},
+      {"headGate", guarded<headGate>}, {"headGateGrad", guarded<headGateGrad>},
       {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
       {"scaledAdd", guarded<scaledAdd>}, {"scaledAddGrad", guarded<scaledAddGrad>},
       {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},

@@ -122,6 +122,12 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t s, const float* dq, const flo
                                       int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
 
 // y = relu(x)² and dx = dy·2·relu(x) over n floats (relu_squared.cu).
+// Attention output gate (head_gate.cu): y = o·σ(g) over rows of h (g one logit per row; y bf16 where yBf16);
+// its gradient do = dy·σ(g), dg = σ(g)(1 − σ(g))·Σ_h dy·o.
+cudaError_t launchHeadGate(cudaStream_t s, const float* o, const float* g, void* y, bool yBf16, int64_t rows, int64_t h);
+cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, float* dO, float* dg,
+                               int64_t rows, int64_t h);
+
 cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n);
 cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n);
 
