@@ -549,10 +549,14 @@ export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor
   return runFused('ScaledAdd', { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
 }
 
-/** x[..., in] @ W[in, out], through a 2-D matmul. */
-export function linear(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
-  const [inDim, outDim] = w.shape;
-  return tf.matMul(x.reshape([-1, inDim]), w).reshape([...x.shape.slice(0, -1), outDim]);
+/** x[..., in] @ W[in, out] through a 2-D matmul, plus `residual` (x's shape with out) if given. */
+export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
+  const [inDim, outDim] = w.shape, outShape = [...x.shape.slice(0, -1), outDim], x2 = x.reshape([-1, inDim]);
+  if (!residual) return tf.matMul(x2, w).reshape(outShape);
+  // residual + x·W: the add rides in the matmul's epilogue where the backend has 'MatMulAdd' (no Add kernel
+  // over the residual stream, and its gradient is dy itself).
+  const fused = runFused('MatMulAdd', { a: x2, b: w, c: residual.reshape([-1, outDim]) }, { alpha: 1, beta: 1, transposeA: false, transposeB: false });
+  return fused ? fused.reshape(outShape) : residual.add(tf.matMul(x2, w).reshape(outShape));
 }
 
 /** Per-forward tensors shared by the layers: document ids and the masks derived from them. */
@@ -750,8 +754,9 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused('HeadGate', { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
-/** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras. */
-function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
+/** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras (plus `residual`, if given). */
+function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule,
+  residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
   const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
@@ -771,7 +776,7 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
     // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
     y = headGate(y, linear(xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
   }
-  return linear(y.reshape([B, T, H * h]), P('proj'));
+  return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }
 
 /** Shaped attention (He & Hofmann): A = α·I + β·softmax(QKᵀ/√h) − γ·C applied to the heads of the input. */
@@ -797,8 +802,8 @@ export function reluSquared(x: tf.Tensor): tf.Tensor {
   return runFused('ReluSquared', { x }, {}) ?? tf.relu(x).square();
 }
 
-/** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D. */
-function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+/** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
+function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const a = cfg.canon.includes('C') ? canon(xn, P('canon_c'), ctx) : xn;
   let up = linear(a, P('w1'));
@@ -806,7 +811,7 @@ function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext): t
   let act: tf.Tensor;
   if (cfg.mlp === 'relu2') act = reluSquared(up);
   else { const [g, u] = tf.split(up, 2, -1); act = g.mul(tf.sigmoid(g)).mul(u); }
-  return linear(act, P('w2'));
+  return linear(act, P('w2'), residual);
 }
 
 /** Window sizes (tokens) and rotary state for one forward pass. */
@@ -820,12 +825,13 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
       // PaLM's parallel block: both sublayers read one normed input (one norm serves both: it has no weight).
       const xn = rmsNorm(x);
       let y = x;
-      if (lp.attn) y = y.add(attentionSublayer(m, i, xn, ves, ctx, sched));
-      if (lp.mlp) y = y.add(mlpSublayer(m, i, xn, ctx));
+      if (lp.attn) y = attentionSublayer(m, i, xn, ves, ctx, sched, y);
+      if (lp.mlp) y = mlpSublayer(m, i, xn, ctx, y);
       return y;
     }
-    if (lp.attn) x = x.add(attentionSublayer(m, i, rmsNorm(x), ves, ctx, sched));
-    if (lp.mlp) x = x.add(mlpSublayer(m, i, rmsNorm(x), ctx));
+    // The residual adds ride in the sublayers' output projections (linear's residual).
+    if (lp.attn) x = attentionSublayer(m, i, rmsNorm(x), ves, ctx, sched, x);
+    if (lp.mlp) x = mlpSublayer(m, i, rmsNorm(x), ctx, x);
     return x;
   }
   const P = (n: string) => m.params.get(`layer.${i}.${n}`)!;

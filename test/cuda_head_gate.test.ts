@@ -28,8 +28,10 @@ for (const target of targets) {
       const rowsBig = Math.ceil(target.big / 128);
       for (const shape of [[2, 5, 3, 128], [1, 3, 2, 6], [2, 4, 6, 64], [1, 1, 1, 4], [3, 2, 2, 7], [1, rowsBig, 1, 128]]) {
         const gShape = shape.slice(0, 3);
+        // dg sums h products in another order (a warp's tree against tfjs-cpu's running sum) and cancels: its
+        // error is ~h·ulp of the terms, not of the result (2.7e-6 at h = 128 on an H100)
         await compare(B, `headGate [${shape}]`, [randFloat(shape), randFloat(gShape, -6, 6), randFloat(shape)], gateAndGrads,
-          { rtol: 1e-5, atol: 1e-6 });
+          { rtol: 1e-5, atol: 2e-5 });
       }
       await compare(B, 'headGate, saturated gates', [randFloat([2, 3, 2, 8]), randFloat([2, 3, 2], -90, 90), randFloat([2, 3, 2, 8])],
         gateAndGrads, { rtol: 1e-5, atol: 1e-6 });

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
-import { MATMUL_ADD } from '../backend-cuda/fused/optimizer.ts';
+import { MATMUL_ADD } from '../backend-cuda/fused/matmul_add.ts';
 import { RELU_SQUARED } from '../backend-cuda/fused/relu_squared.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/fused/cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/fused/attention_inputs.ts';

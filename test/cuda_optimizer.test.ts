@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
-import { ADAM_UPDATE, MATMUL_ADD, MUON_MOMENTUM } from '../backend-cuda/fused/optimizer.ts';
+import { ADAM_UPDATE, MUON_MOMENTUM } from '../backend-cuda/fused/optimizer.ts';
+import { MATMUL_ADD } from '../backend-cuda/fused/matmul_add.ts';
 import { compare, random, randFloat, relError, targets, useBackend, type HostTensor, type Tolerance } from './cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
@@ -169,6 +170,22 @@ for (const target of targets) {
       }
     });
 
+    it('MatMulAdd\'s gradients for a, b and c (any transposes, α, β) match the composite\'s on cpu', async () => {
+      for (const [sa, sb, transposeA, transposeB] of [[[5, 6], [6, 3], false, false], [[6, 5], [6, 3], true, false],
+        [[5, 6], [3, 6], false, true], [[2, 6, 5], [2, 3, 6], true, true], [[2, 4, 7], [2, 7, 3], false, false]] as const) {
+        const r = sa.length, m = sa[r - (transposeA ? 1 : 2)], n = sb[r - (transposeB ? 2 : 1)];
+        const [alpha, beta] = r === 2 && !transposeA && !transposeB ? [1, 1] : [between(-3, 3), between(-3, 3)];  // (1, 1): linear()'s residual
+        const attrs = { alpha, beta, transposeA, transposeB };
+        const outShape = [...sa.slice(0, -2), m, n];
+        const valueAndGrads = (f: (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, dy: tf.Tensor) =>
+          [f(a, b, c), ...tf.grads(f)([a, b, c], dy)];
+        await compare(B, `d matMulAdd [${sa}]${transposeA ? 'ᵀ' : ''}·[${sb}]${transposeB ? 'ᵀ' : ''} α = ${alpha} β = ${beta}`,
+          [randFloat([...sa]), randFloat([...sb]), randFloat(outShape), randFloat(outShape)],
+          valueAndGrads((a, b, c) => tf.engine().runKernel(MATMUL_ADD, { a, b, c }, attrs) as tf.Tensor), { rtol: 1e-5, atol: 1e-4 },
+          valueAndGrads((a, b, c) => tf.matMul(a, b, transposeA, transposeB).mul(alpha).add(c.mul(beta))));
+      }
+    });
+
     it('orthogonalizeBatch runs MatMulAdd twice per iteration and equals the composite (--fused off)', async () => {
       await useBackend(B);
       for (const kind of ['ns5', 'polar'] as const) {
@@ -193,7 +210,7 @@ for (const target of targets) {
       }
     });
 
-    it('rejects bad inputs with an error naming the kernel, and has no gradient', async () => {
+    it('rejects bad inputs with an error naming the kernel; the optimiser updates have no gradient', async () => {
       await useBackend(B);
       tf.tidy(() => {
         const x = tf.ones([3, 5]);

@@ -121,8 +121,11 @@ for (const [name, over] of CASES) {
         assert.ok(Number.isFinite(analytic), `${name}: ${pname} gradient is ${analytic}`);
         const differ = (a: number, b: number, rel: number, abs: number) => Math.abs(a - b) > rel * Math.max(Math.abs(a), Math.abs(b)) + abs;
         if (differ(numeric, coarse, 0.05, 2e-4) || differ(forward, backward, 0.1, 1e-3)) continue;
-        assert.ok(Math.abs(analytic - numeric) <= 0.03 * Math.max(Math.abs(analytic), Math.abs(numeric)) + 6e-4,
-          `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric}`);
+        // The difference quotient of float32 losses moves in steps of ulp(loss)/step: at the smaller steps of the
+        // later attempts a few of those exceed a fixed bound (sas-p's β_FF once: -0.01411 vs -0.01526 = 1000 ulps/2·step).
+        const resolution = 2 ** (Math.floor(Math.log2(Math.abs(f0))) - 23) / step;
+        assert.ok(Math.abs(analytic - numeric) <= 0.03 * Math.max(Math.abs(analytic), Math.abs(numeric)) + 6e-4 + 2 * resolution,
+          `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric} (step ${step})`);
         checked = true;
       }
       assert.ok(checked, `${name}: ${pname}: every direction crossed a kink`);

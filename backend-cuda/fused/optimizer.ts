@@ -10,7 +10,3 @@
 // gradient: differentiating through one fails in tfjs with "gradient function not found for AdamUpdate".
 export const ADAM_UPDATE = 'AdamUpdate';
 export const MUON_MOMENTUM = 'MuonMomentum';
-//   'MatMulAdd'    {a, b, c}, {alpha, beta, transposeA, transposeB} → alpha·op(a)·op(b) + beta·c, batched
-//                  (Muon's Newton–Schulz terms b·A + c·A² and a·X + B·X): C rides in cuBLASLt's epilogue
-//                  instead of two scaling passes and an Add over the product.
-export const MATMUL_ADD = 'MatMulAdd';

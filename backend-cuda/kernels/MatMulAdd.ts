@@ -1,11 +1,11 @@
-// 'MatMulAdd' (fused/optimizer.ts): out = alpha·op(a)·op(b) + beta·c in one cuBLASLt call (native/matmul.cc
+// 'MatMulAdd' (fused/matmul_add.ts): out = alpha·op(a)·op(b) + beta·c in one cuBLASLt call (native/matmul.cc
 // with a C operand), in the backend's matmul precision; c and the output stay float32. a [...batch, m, k],
 // b [...batch, k, n] (either transposed), c [...batch, m, n], all float32 with the same batch dims (no
 // broadcast: Newton–Schulz never needs one). An empty contraction (k = 0) gives beta·c.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { binary, fill } from '../kernel_utils.ts';
-import { MATMUL_ADD } from '../fused/optimizer.ts';
+import { MATMUL_ADD } from '../fused/matmul_add.ts';
 import type { CudaKernel } from './types.ts';
 
 function input(inputs: Record<string, unknown>, name: string): TensorInfo {
