@@ -11,27 +11,9 @@
 #include <vector>
 
 #include "../backend-cuda/native/kernels.h"
+#include "native_bench.h"
 
 using namespace tsgpt;
-
-static void check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-  std::exit(1);
-}
-
-struct Buffer {
-  float* d = nullptr;
-  size_t n = 0;
-  explicit Buffer(size_t n_) : n(n_) { check(cudaMalloc(&d, n * sizeof(float) + 16), "cudaMalloc"); }
-  ~Buffer() { cudaFree(d); }
-  void upload(const std::vector<float>& h) { check(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice), "upload"); }
-  std::vector<float> download() const {
-    std::vector<float> h(n);
-    check(cudaMemcpy(h.data(), d, n * 4, cudaMemcpyDeviceToHost), "download");
-    return h;
-  }
-};
 
 // ‖a − b‖ / ‖b‖
 static double relError(const Buffer& a, const Buffer& b) {

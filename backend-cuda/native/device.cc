@@ -88,22 +88,6 @@ void Device::free(void* p) {
   check(cudaFreeAsync(p, stream_), "cudaFreeAsync");
 }
 
-void* Device::scratch(uint64_t bytes, const char* what) {
-  void* p = nullptr;
-  if (bytes == 0) return p;
-  const cudaError_t e = cudaMallocAsync(&p, bytes, stream_);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    throw CudaError(std::string(what) + ": out of device memory for " + mib(bytes) +
-                    " of scratch with " + mib(inUse_) + " in use by tensors: " + cudaErrorText(e));
-  }
-  return p;
-}
-
-void Device::freeScratch(void* p) {
-  if (p != nullptr) check(cudaFreeAsync(p, stream_), "cudaFreeAsync(scratch)");
-}
-
 MemoryStats Device::memory() const {
   MemoryStats s{inUse_, peak_, 0, 0, sizes_.size(), allocRetries_};
   uint64_t v = 0;

@@ -39,10 +39,6 @@ class Device {
   // size asked for and what is in use.
   void* alloc(uint64_t bytes);
   void free(void* p);
-  // Scratch memory inside one kernel launch (e.g. bf16 copies of matmul operands): stream ordered,
-  // not counted as tensor memory.
-  void* scratch(uint64_t bytes, const char* what);
-  void freeScratch(void* p);
   MemoryStats memory() const;
 
   // Pinned host staging for device→host reads that must not block the JS thread.
