@@ -79,7 +79,7 @@ export const DEFAULTS = {
   seqLen: 2048, // documents are cut at this length
   batchTokens: 262_144, // global tokens per optimiser step, on any number of GPUs
   // Sequences per GPU per micro-step; the rest is gradient accumulation. 16 as the PyTorch speedrun (its 8-GPU
-  // step is one micro-step per GPU): 59 GiB on an 80 GB H100 with the cuda backend's fused kernels and bf16
+  // step is one micro-step per GPU): 58 GiB on an 80 GB H100 with the cuda backend's fused kernels and bf16
   // matmul inputs (the tape's other activations stay fp32); use 8 (32 GiB) on a smaller card.
   deviceBatch: 16,
   numIterations: 2225,
