@@ -90,6 +90,10 @@ export function cast(backend: CudaBackend, x: TensorInfo, dtype: DataType): Tens
 
 export function transpose(backend: CudaBackend, x: TensorInfo, perm: readonly number[]): TensorInfo {
   const outShape = perm.map(p => x.shape[p]);
+  // A permutation that keeps the order of the dims longer than 1 moves no element: a view (tfjs's gather
+  // gradient transposes by the identity around its segment sum: 8 copies of embedding-sized tensors a step).
+  const moved = perm.filter(p => x.shape[p] > 1);
+  if (moved.every((p, i) => i === 0 || moved[i - 1] < p)) return reshapeInfo(backend, x, outShape);
   const out = backend.makeOutput(outShape, x.dtype);
   const xStrides = contiguousStrides(x.shape);
   stridedCopy(backend, x, 0, perm.map(p => xStrides[p]), out, 0, contiguousStrides(outShape), outShape);

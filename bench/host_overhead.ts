@@ -6,7 +6,7 @@
 // cost of single ops. With --device cuda the same op timings go through the real addon (kernel launches,
 // cudaMallocAsync/cudaFreeAsync), to compare with the null device on the same machine.
 //
-//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 2] [--device-batch 8]
+//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 2] [--device-batch 8]   (TOP=N: rows of the shapes table)
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
@@ -115,7 +115,7 @@ const count = (key: (k: (typeof prof.kernels)[number]) => string) => {
 };
 console.log(`${prof.kernels.length} kernels per step: ${count(k => k.name).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 console.log('by input shapes (top 40):');
-for (const [k, v] of count(k => `${k.name}(${k.inputShapes.map(s => `[${s}]`).join(',')})`).slice(0, 40)) console.log(`  ${String(v).padStart(5)} ${k}`);
+for (const [k, v] of count(k => `${k.name}(${k.inputShapes.map(s => `[${s}]`).join(',')})`).slice(0, Number(process.env.TOP ?? 40))) console.log(`  ${String(v).padStart(5)} ${k}`);
 if (calls.size) console.log(`native calls of that step: ${[...calls].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 T.disposeModel(m);
 T.disposeOptimizerState(st);

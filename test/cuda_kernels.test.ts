@@ -126,6 +126,21 @@ for (const target of targets) {
       }
       await compare(T, 'transpose int32 2-D large', [randInt([Math.ceil(big / 129), 129], -9, 9)], t => tf.transpose(t));
       await compare(T, 'transpose bool', [randBool([3, 7])], t => tf.transpose(t));
+      // Permutations that move no element (only unit dims change place) are views: no new buffer, same values.
+      const y = randFloat([3, 1, 4, 1]);
+      for (const perm of [[0, 1, 2, 3], [1, 0, 2, 3], [0, 2, 1, 3], [3, 0, 2, 1], [0, 2, 3, 1]]) {
+        await compare(T, `transpose ${perm} of [3,1,4,1]`, [y], t => tf.transpose(t, perm));
+      }
+      await useBackend(T);
+      tf.tidy(() => {
+        const t = tf.tensor(y.values, y.shape), bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+        const before = bytes();
+        tf.transpose(t, [1, 0, 2, 3]);
+        tf.transpose(t, [0, 2, 3, 1]);
+        assert.equal(bytes(), before, 'views: no new buffer');
+        tf.transpose(t, [2, 1, 0, 3]);
+        assert.equal(bytes() - before, 4 * 12, 'a permutation of the longer dims copies');
+      });
       await compare(T, 'reshape', [x], t => tf.reshape(t, [6, 20]));
       await compare(T, 'slice', [x], t => tf.slice(t, [1, 0, 1, 2], [1, 2, 3, -1]));
       await compare(T, 'slice empty', [x], t => tf.slice(t, [0, 0, 0, 0], [2, 0, 4, 5]));
