@@ -6,7 +6,7 @@
 // cost of single ops. With --device cuda the same op timings go through the real addon (kernel launches,
 // cudaMallocAsync/cudaFreeAsync), to compare with the null device on the same machine.
 //
-//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 2] [--device-batch 8]   (TOP=N: rows of the shapes table)
+//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 1] [--device-batch 16]   (TOP=N: rows of the shapes table)
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
@@ -22,8 +22,8 @@ import * as T from '../train_gpt.ts';
 
 const { values: args } = parseArgs({
   options: {
-    device: { type: 'string', default: 'null' }, steps: { type: 'string', default: '6' }, accum: { type: 'string', default: '2' },
-    'device-batch': { type: 'string', default: '8' },
+    device: { type: 'string', default: 'null' }, steps: { type: 'string', default: '6' }, accum: { type: 'string', default: '1' },
+    'device-batch': { type: 'string', default: '16' },
   },
 });
 if (args.device !== 'null' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected null or cuda`);
