@@ -3,6 +3,7 @@
 // the scalar one on buffers shifted by one float), bit-identical reruns, and CUDA-event timings.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_inputs_native.cu backend-cuda/native/attention_inputs.cu \
+//        backend-cuda/native/reduce.cu backend-cuda/native/elementwise.cu \
 //        -o /tmp/attention_inputs_native
 //   /tmp/attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
 //   e.g. /tmp/attention_inputs_native 8 2048 6 6 128 1 1     (the speedrun's shape, a layer with value embeddings)

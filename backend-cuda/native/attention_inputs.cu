@@ -236,23 +236,6 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
   }
 }
 
-// dlambdas = the sums of the blocks' partials, in a fixed order.
-__global__ void __launch_bounds__(kThreads) sumPartialsKernel(const float* __restrict__ partials, int blocks,
-                                                              float* __restrict__ dlambdas) {
-  __shared__ float scratch[32];
-  float a = 0.f, b = 0.f;
-  for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
-    a += partials[2 * i];
-    b += partials[2 * i + 1];
-  }
-  a = blockReduce<false>(a, scratch);
-  b = blockReduce<false>(b, scratch);
-  if (threadIdx.x == 0) {
-    dlambdas[0] = a;
-    dlambdas[1] = b;
-  }
-}
-
 // Lanes per row for the float4 path (half = 4·R), or 0 where the scalar path runs.
 int vectorLanes(int64_t half, std::initializer_list<const void*> ptrs) {
   if (half % 4 != 0 || !aligned16(ptrs)) return 0;
@@ -335,8 +318,7 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   } else {
     dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, partials, s);
   }
-  sumPartialsKernel<<<1, kThreads, 0, st>>>(partials, int(blocks), dlambdas);
-  e = cudaGetLastError();
+  e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1);
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum
   return e != cudaSuccess ? e : f;
 }

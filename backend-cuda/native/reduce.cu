@@ -6,6 +6,7 @@
 #include <climits>
 #include "kernels.h"
 #include "launch.h"
+#include "rows.cuh"
 
 namespace tsgpt {
 namespace {
@@ -190,6 +191,31 @@ cudaError_t launchReduce(cudaStream_t s, int op, int dtype, const void* x, void*
     case kBool: return reduceTyped<uint8_t>(s, op, (const uint8_t*)x, out, outer, inner);
     default: return cudaErrorInvalidValue;
   }
+}
+
+namespace {
+
+__global__ void sumPartialPairsKernel(const float* __restrict__ partials, int count, float* __restrict__ first,
+                                      float* __restrict__ second) {
+  __shared__ float scratch[32];
+  float a = 0.f, b = 0.f;
+  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    a += partials[2 * j];
+    b += partials[2 * j + 1];
+  }
+  a = blockReduce<false>(a, scratch);
+  b = blockReduce<false>(b, scratch);
+  if (threadIdx.x == 0) {
+    *first = a;
+    *second = b;
+  }
+}
+
+}  // namespace
+
+cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int count, float* first, float* second) {
+  sumPartialPairsKernel<<<1, 1024, 0, s>>>(partials, count, first, second);
+  return cudaGetLastError();
 }
 
 }  // namespace tsgpt

@@ -35,7 +35,7 @@ __global__ void scaledAddKernel(const float* __restrict__ x, const float* __rest
   }
 }
 
-// dx, dz, and this block's sums into partials[block] (Σ dy·x) and partials[gridDim.x + block] (Σ dy·z).
+// dx, dz, and this block's sums into partials[2·block] (Σ dy·x) and partials[2·block + 1] (Σ dy·z).
 template <int V>
 __global__ void scaledAddGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
                                     const float* __restrict__ z, const float* __restrict__ a,
@@ -62,25 +62,8 @@ __global__ void scaledAddGradKernel(const float* __restrict__ dy, const float* _
   sa = blockReduce<false>(sa, scratch);
   sb = blockReduce<false>(sb, scratch);
   if (threadIdx.x == 0) {
-    partials[blockIdx.x] = sa;
-    partials[gridDim.x + blockIdx.x] = sb;
-  }
-}
-
-// da = Σ partials[0..count), db = Σ partials[count..2·count), in a fixed order (0 for count = 0).
-__global__ void sumPartialsKernel(const float* __restrict__ partials, int count, float* __restrict__ da,
-                                  float* __restrict__ db) {
-  __shared__ float scratch[32];
-  float sa = 0.f, sb = 0.f;
-  for (int j = threadIdx.x; j < count; j += blockDim.x) {
-    sa += partials[j];
-    sb += partials[count + j];
-  }
-  sa = blockReduce<false>(sa, scratch);
-  sb = blockReduce<false>(sb, scratch);
-  if (threadIdx.x == 0) {
-    *da = sa;
-    *db = sb;
+    partials[2 * blockIdx.x] = sa;
+    partials[2 * blockIdx.x + 1] = sb;
   }
 }
 
@@ -96,10 +79,7 @@ cudaError_t launchScaledAdd(cudaStream_t s, const float* x, const float* z, cons
 
 cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x, const float* z, const float* a,
                                 const float* b, float* dx, float* dz, float* da, float* db, int64_t n) {
-  if (n == 0) {  // empty sums are 0
-    sumPartialsKernel<<<1, 32, 0, s>>>(nullptr, 0, da, db);
-    return cudaGetLastError();
-  }
+  if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
   const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, dx, dz});
   const int64_t groups = vec4 ? n / 4 : n;
   // The grid depends only on n and the path, so the sums' order (and rounding) is the same every run.
@@ -109,8 +89,7 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x,
   if (e != cudaSuccess) return e;
   if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
   else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
-  sumPartialsKernel<<<1, kMaxGradBlocks, 0, s>>>(partials, blocks, da, db);
-  e = cudaGetLastError();
+  e = launchSumPartialPairs(s, partials, blocks, da, db);
   const cudaError_t f = cudaFreeAsync(partials, s);  // stream-ordered: after the second pass
   return e != cudaSuccess ? e : f;
 }
