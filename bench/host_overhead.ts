@@ -17,8 +17,8 @@ import { CudaBackend } from '../backend-cuda/backend.ts';
 import type { CudaDevice } from '../backend-cuda/device.ts';
 import { registerAllKernels } from '../backend-cuda/register_all_kernels.ts';
 import { registerReductionGradients } from '../backend-cuda/gradients.ts';
-import { writeShard } from '../data/shard.ts';
 import * as T from '../train_gpt.ts';
+import { syntheticShard } from './step.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -88,10 +88,8 @@ const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
 // The speedrun step.
 const { cfg } = T.resolveConfig('speedrun', { deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-host-'));
-const tokens = new Uint16Array(cfg.deviceBatch * cfg.seqLen * 8);
-for (let i = 0; i < tokens.length; i++) tokens[i] = i % 700 === 0 ? cfg.bosToken : (i * 7919) % 50000;
-writeShard(path.join(dir, 'host_train_000001.bin'), tokens);
-const loader = new T.TrainLoader([path.join(dir, 'host_train_000001.bin')], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
+const shard = syntheticShard(dir, cfg, cfg.deviceBatch * cfg.seqLen * 8);
+const loader = new T.TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
 const m = T.createModel(cfg), st = T.createOptimizerState(m);
 const sched = T.attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], T.initRope(cfg), cfg);
 const accum = Number(args.accum);

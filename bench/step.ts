@@ -113,7 +113,7 @@ export function modelFlopsPerToken(m: Model): { flopsPerToken: number; matmulPar
 }
 
 /** A shard of synthetic documents: BOS + random tokens, lengths uniform in [T/8, 2T]. */
-function syntheticShard(dir: string, cfg: Config, tokens: number): string {
+export function syntheticShard(dir: string, cfg: Config, tokens: number): string {
   let s = 0x9e3779b9 ^ cfg.seed;
   const rand = () => { s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return s / 2 ** 32; };
   const vocab = Math.min(cfg.vocabSize, 65535);

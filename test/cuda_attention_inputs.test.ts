@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../backend-cuda/fused/attention_inputs.ts';
-import { compare, randFloat, randomRope, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { bytesInUse, compare, randFloat, randomRope, targets, type HostTensor, useBackend } from './cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -43,9 +43,6 @@ async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
   const profile = await tf.profile(() => tf.dispose(fn()));
   return profile.kernels.map(k => k.name);
 }
-
-/** Device bytes in use (the backend's buffers: a clone that shares one counts once). */
-const bytesInUse = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
 
 const tensorOf = (h: HostTensor) => tf.tensor(h.values, h.shape, h.dtype);
 

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { SOFTCAP_CROSS_ENTROPY, SOFTCAP_CROSS_ENTROPY_GRAD } from '../backend-cuda/fused/cross_entropy.ts';
-import { compare, random, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { bytesInUse, compare, randFloat, randInt, random, targets, type HostTensor, useBackend } from './cuda_harness.ts';
 
 type Cap = T.Config['logitCap'];
 type Reduction = 'sum' | 'mean';
@@ -39,7 +39,6 @@ function rowReference(x: Float32Array, t: number, cap: Cap, scale: number, temp:
   return { loss: lse - zd[t][0], grad: Float64Array.from(zd, ([z, dz], j) => (Math.exp(z - lse) - (j === t ? 1 : 0)) * dz) };
 }
 
-const bytesInUse = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
 const peakBytes = () => (tf.memory() as tf.MemoryInfo & { peakBytesInGPU: number }).peakBytesInGPU;
 
 for (const target of targets) {

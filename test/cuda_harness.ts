@@ -31,6 +31,17 @@ export async function useBackend(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to start`);
 }
 
+/** Device bytes in use (the backend's buffers: a view that shares one counts once). */
+export const bytesInUse = (): number => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+
+/** x rounded to the nearest bf16 (8 significant bits; subnormal below 2^-126 as float32), ties to even: by
+ * arithmetic, not by bits as the backends do. */
+export function bf16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x))), -126) - 7), q = x / ulp, r = Math.round(q);
+  return (Math.abs(q % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r) * ulp;
+}
+
 /** Seeded-per-run random source: fresh inputs on every run, reproducible within it. */
 let seed = (Date.now() ^ (process.pid << 8)) >>> 0;
 export function random(): number {

@@ -8,15 +8,8 @@ import { MATMUL_ADD } from '../backend-cuda/fused/matmul_add.ts';
 import { RELU_SQUARED } from '../backend-cuda/fused/relu_squared.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/fused/cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/fused/attention_inputs.ts';
-import { compare, randBool, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { bf16, bytesInUse, compare, randBool, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
 
-/** x rounded to the nearest bf16 (8 significant bits; subnormal below 2^-126 as float32), ties to even: by
- * arithmetic, not by bits as the backends do. */
-function bf16(x: number): number {
-  if (!Number.isFinite(x) || x === 0) return x;
-  const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x))), -126) - 7), q = x / ulp, r = Math.round(q);
-  return (Math.abs(q % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r) * ulp;
-}
 const roundedBf16 = (t: tf.Tensor): tf.Tensor => tf.tensor(Array.from(t.dataSync(), bf16), t.shape);
 
 for (const target of targets) {
@@ -133,7 +126,7 @@ for (const target of targets) {
       }
       await useBackend(T);
       tf.tidy(() => {
-        const t = tf.tensor(y.values, y.shape), bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+        const t = tf.tensor(y.values, y.shape), bytes = bytesInUse;
         const before = bytes();
         tf.transpose(t, [1, 0, 2, 3]);
         tf.transpose(t, [0, 2, 3, 1]);
@@ -224,7 +217,7 @@ for (const target of targets) {
       let conversions = 0;
       device.toBf16 = (x, y, n) => { conversions++; toBf16.call(device, x, y, n); };
       const counted = (fn: () => void): number => { const before = conversions; fn(); return conversions - before; };
-      const bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+      const bytes = bytesInUse;
       backend.setMatmulPrecision('bf16');
       try {
         // Rounding, exactly: A·I = bf16(A), with ties (1 + 2^-8 → 1, 1 + 3·2^-8 → 1 + 2^-6) and tiny/huge values.
@@ -285,7 +278,7 @@ for (const target of targets) {
       const count = { toBf16: 0, fromBf16: 0 };
       device.toBf16 = (x, y, n) => { count.toBf16++; toBf16.call(device, x, y, n); };
       device.fromBf16 = (x, y, n) => { count.fromBf16++; fromBf16.call(device, x, y, n); };
-      const bytes = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
+      const bytes = bytesInUse;
       const relu2 = (x: tf.Tensor) => tf.engine().runKernel(RELU_SQUARED, { x }) as tf.Tensor;
       const ce = (logits: tf.Tensor, targets: tf.Tensor) =>
         tf.engine().runKernel(SOFTCAP_CROSS_ENTROPY, { logits, targets }, { cap: 'sigmoid', scale: 30, temp: 7.5, reduction: 'sum' }) as tf.Scalar;

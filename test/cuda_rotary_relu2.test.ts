@@ -10,16 +10,13 @@ import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { ROTARY, ROTARY_GRAD } from '../backend-cuda/fused/rotary.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/fused/relu_squared.ts';
-import { compare, randFloat, randomRope, targets, useBackend } from './cuda_harness.ts';
+import { bytesInUse, compare, randFloat, randomRope, targets, useBackend } from './cuda_harness.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.rotary(x, rope), tf.grad((v: tf.Tensor) => T.rotary(v, rope))(x, dy)];
 const reluSquaredAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.reluSquared(x), tf.grad((v: tf.Tensor) => T.reluSquared(v))(x, dy)];
-
-/** Device bytes in use (the backend's buffers: a clone that shares one counts once). */
-const bytesInUse = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
 
 async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
   const profile = await tf.profile(() => tf.dispose(fn()));

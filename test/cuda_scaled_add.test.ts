@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { SCALED_ADD, SCALED_ADD_GRAD } from '../backend-cuda/fused/scaled_add.ts';
-import { randFloat, relError, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { bytesInUse, randFloat, relError, targets, type HostTensor, useBackend } from './cuda_harness.ts';
 
 type Out = { shape: number[]; values: Float32Array };
 
@@ -64,9 +64,6 @@ async function kernelsRun(fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> 
   const profile = await tf.profile(() => tf.dispose(fn()));
   return profile.kernels.map(k => k.name).filter(k => k !== 'Identity');
 }
-
-/** Device bytes in use (the backend's buffers: a clone that shares one counts once). */
-const bytesInUse = () => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
 
 for (const target of targets) {
   describe(`fused ScaledAdd on ${target.name}`, { skip: target.skip }, () => {

@@ -58,15 +58,10 @@ cudaError_t launchHeadGate(cudaStream_t s, const float* o, const float* g, void*
   const int64_t n = rows * h;
   if (n == 0) return cudaSuccess;
   if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
-  const bool vec4 = h % 4 == 0 && aligned16({o, y});
-  const int V = vec4 ? 4 : 1;
-  const int64_t groups = n / V;
-  const int perRow = int(h / V);
-  if (vec4 && yBf16) headGateKernel<4><<<gridFor(groups), kThreads, 0, s>>>(o, g, static_cast<__nv_bfloat16*>(y), groups, perRow);
-  else if (vec4) headGateKernel<4><<<gridFor(groups), kThreads, 0, s>>>(o, g, static_cast<float*>(y), groups, perRow);
-  else if (yBf16) headGateKernel<1><<<gridFor(groups), kThreads, 0, s>>>(o, g, static_cast<__nv_bfloat16*>(y), groups, perRow);
-  else headGateKernel<1><<<gridFor(groups), kThreads, 0, s>>>(o, g, static_cast<float*>(y), groups, perRow);
-  return cudaGetLastError();
+  return byWidthAndType(h % 4 == 0 && aligned16({o, y}), y, yBf16, [&](auto width, auto* out) {
+    constexpr int V = decltype(width)::value;
+    headGateKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(o, g, out, n / V, int(h / V));
+  });
 }
 
 cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, float* dO, float* dg,

@@ -10,8 +10,6 @@
 #include "launch.h"
 #include "vec.cuh"
 
-#include <type_traits>
-
 namespace tsgpt {
 namespace {
 
@@ -40,18 +38,6 @@ __global__ void reluSquaredGradKernel(const float* __restrict__ dy, const float*
     for (int k = 0; k < V; ++k) v[k] = 2.f * g[k] * fmaxf(v[k], 0.f);
     storeVec<V>(dx + i * V, v);
   }
-}
-
-// Calls f(std::integral_constant<int, V>{}, Out* out) for the vector width and output type.
-template <typename F>
-cudaError_t byWidthAndType(bool vec4, void* out, bool outBf16, F f) {
-  auto withType = [&](auto width) {
-    if (outBf16) f(width, static_cast<__nv_bfloat16*>(out));
-    else f(width, static_cast<float*>(out));
-  };
-  if (vec4) withType(std::integral_constant<int, 4>{});
-  else withType(std::integral_constant<int, 1>{});
-  return cudaGetLastError();
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 // nearest even (the outputs that only matmuls read under bf16 precision: backend.ts's makeMatmulInput).
 #pragma once
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 namespace tsgpt {
 
@@ -42,6 +44,19 @@ __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const fl
 inline bool aligned16(std::initializer_list<const void*> ptrs) {
   for (const void* p : ptrs) if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   return true;
+}
+
+// Calls f(std::integral_constant<int, V>{}, Out* out) for the vector width (4 where vec4, else 1) and the output's
+// type (bf16 where outBf16, else float); returns the launch's error.
+template <typename F>
+cudaError_t byWidthAndType(bool vec4, void* out, bool outBf16, F f) {
+  auto withType = [&](auto width) {
+    if (outBf16) f(width, static_cast<__nv_bfloat16*>(out));
+    else f(width, static_cast<float*>(out));
+  };
+  if (vec4) withType(std::integral_constant<int, 4>{});
+  else withType(std::integral_constant<int, 1>{});
+  return cudaGetLastError();
 }
 
 }  // namespace tsgpt
