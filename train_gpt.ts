@@ -21,6 +21,18 @@ import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and
 import cliProgress from 'cli-progress';
 import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
+// The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
+import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
+import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
+import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
+import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
+import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
+import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
+import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
+import { rmsNorm as rmsNormKernel } from './backend-cuda/ops/rms_norm/rms_norm.ts';
+import { rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
+import { scaledAdd as scaledAddKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
+import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 
 const REPO_ROOT = path.dirname(fileURLToPath(import.meta.url));
 
@@ -521,16 +533,25 @@ export function disposeModel(m: Model): void {
 export const countParams = (m: Model) => [...m.params.values()].reduce((n, v) => n + v.size, 0);
 
 // --- Fusion hook ---------------------------------------------------------------
-// A backend replaces a composite below with a fused kernel by registering a kernel of the same name
-// (and its gradient with tf.registerGradient). The composite stays the CPU implementation and the
-// test oracle for the fused one.
+// A backend replaces a composite below with a fused kernel by registering a kernel of the spec's name (its
+// gradient is registered with the spec, backend-cuda/ops/<op>/<op>.ts). The composite stays the CPU
+// implementation and the test oracle for the fused one, and runs wherever the kernel does not support a call.
 let fusedKernels = true;
 /** `--fused off` runs the composites on every backend: the A/B switch for a fused kernel's speed and results. */
 export function useFusedKernels(on: boolean): void { fusedKernels = on; }
-/** The fused kernel's output (R = tf.Tensor[] for a kernel of several outputs), or null where there is none. */
-function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor>(kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): R | null {
-  if (!fusedKernels || !tf.getKernel(kernel, tf.getBackend())) return null;
-  return tf.engine().runKernel(kernel, inputs, attrs) as R;
+const fallbacksNoted = new Set<string>();
+/** The fused kernel's output (R = tf.Tensor[] for a kernel of several outputs), or null where the backend has no
+ * such kernel or the kernel does not support this call (said once per kernel and reason). */
+function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor, A extends object = tf.NamedAttrMap>(
+  kernel: FusedKernelSpec<A>, inputs: tf.NamedTensorMap, attrs: A): R | null {
+  if (!fusedKernels || !tf.getKernel(kernel.name, tf.getBackend())) return null;
+  const supported = kernel.supports(inputs, attrs);
+  if (supported !== true) {
+    const note = `${kernel.name}: ${supported}; the composite runs instead`;
+    if (!fallbacksNoted.has(note)) { fallbacksNoted.add(note); console.warn(`note: ${note}`); }
+    return null;
+  }
+  return tf.engine().runKernel(kernel.name, inputs, attrs as unknown as tf.NamedAttrMap) as R;
 }
 
 /** RMSNorm's epsilon (also the QK-norm inside a fused 'AttentionInputs'). */
@@ -538,7 +559,7 @@ const RMS_EPS = 1e-6;
 
 /** RMSNorm over the last axis, no learned weight. */
 export function rmsNorm(x: tf.Tensor, eps = RMS_EPS): tf.Tensor {
-  return runFused('RMSNorm', { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
+  return runFused(rmsNormKernel, { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
 }
 
 /** a·x + b·z for x and z of one shape and scalars a, b (shape []): block lambdas, the value-embedding mix,
@@ -546,7 +567,7 @@ export function rmsNorm(x: tf.Tensor, eps = RMS_EPS): tf.Tensor {
  * forward, 6 backward, and it keeps x·a and z·b for the backward). A constant a (tf.scalar(1)) is fine: its
  * gradient is simply not used. */
 export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return runFused('ScaledAdd', { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
+  return runFused(scaledAddKernel, { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
 }
 
 /** x[..., in] @ W[in, out] through a 2-D matmul, plus `residual` (x's shape with out) if given. */
@@ -555,7 +576,7 @@ export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Ten
   if (!residual) return tf.matMul(x2, w).reshape(outShape);
   // residual + x·W: the add rides in the matmul's epilogue where the backend has 'MatMulAdd' (no Add kernel
   // over the residual stream, and its gradient is dy itself).
-  const fused = runFused('MatMulAdd', { a: x2, b: w, c: residual.reshape([-1, outDim]) }, { alpha: 1, beta: 1, transposeA: false, transposeB: false });
+  const fused = runFused(matMulAddKernel, { a: x2, b: w, c: residual.reshape([-1, outDim]) }, { alpha: 1, beta: 1, transposeA: false, transposeB: false });
   return fused ? fused.reshape(outShape) : residual.add(tf.matMul(x2, w).reshape(outShape));
 }
 
@@ -613,8 +634,6 @@ function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext): tf.Tensor {
 
 /** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. */
 export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-  const fused = runFused('CanonConv', { x, w, docIds: ctx.docIds }, {});
-  if (fused) return fused;
   const taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
   let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
   for (let s = 1; s <= 3; s++) y = y.add(shiftTime(x, s, ctx).mul(taps[3 - s]));
@@ -673,7 +692,7 @@ function rotaryTables(rope: RopeState, T: number): { cos: tf.Tensor; sin: tf.Ten
 export function rotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
   if (!rope.freqs.some((f) => f !== 0)) return x;
   const { cos, sin } = rotaryTables(rope, x.shape[1]!);
-  const fused = runFused('Rotary', { x, cos, sin }, {});
+  const fused = runFused(rotaryKernel, { x, cos, sin }, {});
   if (fused) return fused;
   const [x1, x2] = tf.split(x, 2, -1);
   return tf.concat([x1.mul(cos).add(x2.mul(sin)), x2.mul(cos).sub(x1.mul(sin))], -1);
@@ -715,7 +734,7 @@ function headsFirst(x: tf.Tensor, H: number): tf.Tensor {
  */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext, window: number, scale: number,
   score: Config['attnScore']): tf.Tensor {
-  const fused = runFused('CausalAttention', { q, k, v, docIds: ctx.docIds }, { window, scale, score });
+  const fused = runFused(causalAttention, { q, k, v, docIds: ctx.docIds }, { window, scale, score });
   if (fused) return fused;
   const H = q.shape[2]!;
   const { keep, bias } = ctx.mask(window);
@@ -737,8 +756,8 @@ export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor |
   const { H, Hk, h } = o, [B, T] = qkv.shape;
   const { cos, sin } = rotaryTables(rope, T);
   const attrs = { numHeads: H, kvHeads: Hk, qkNorm: o.qkNorm, eps: RMS_EPS };
-  const fused = ve ? runFused<tf.Tensor[]>('AttentionInputsVE', { qkv, cos, sin, lambdas, ve }, attrs)
-    : runFused<tf.Tensor[]>('AttentionInputs', { qkv, cos, sin, lambdas }, attrs);
+  const fused = ve ? runFused<tf.Tensor[], typeof attrs>(attentionInputsVE, { qkv, cos, sin, lambdas, ve }, attrs)
+    : runFused<tf.Tensor[], typeof attrs>(attentionInputsKernel, { qkv, cos, sin, lambdas }, attrs);
   if (fused) return fused;
   let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
   q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
@@ -751,7 +770,7 @@ export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor |
 
 /** Each head's output o [B,T,H,h] scaled by σ(its gate logit g [B,T,H]): one pass each way through a backend's fused 'HeadGate'. */
 export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
-  return runFused('HeadGate', { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
+  return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras (plus `residual`, if given). */
@@ -799,7 +818,7 @@ function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: Forwar
 
 /** relu(x)², the relu2 MLP's activation: one pass each way through a backend's fused 'ReluSquared'. */
 export function reluSquared(x: tf.Tensor): tf.Tensor {
-  return runFused('ReluSquared', { x }, {}) ?? tf.relu(x).square();
+  return runFused(reluSquaredKernel, { x }, {}) ?? tf.relu(x).square();
 }
 
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
@@ -918,7 +937,7 @@ export function modelLoss(m: Model, batch: Batch, sched: AttnSchedule, reduction
 
 /** Cross-entropy of soft-capped logits; one fused kernel ('SoftcapCrossEntropy') where the backend has it. */
 export function softcapCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, cfg: Config, reduction: 'sum' | 'mean'): tf.Scalar {
-  const fused = runFused('SoftcapCrossEntropy', { logits, targets }, { cap: cfg.logitCap, scale: cfg.logitCapScale, temp: cfg.logitCapTemp, reduction });
+  const fused = runFused(softcapCrossEntropyKernel, { logits, targets }, { cap: cfg.logitCap, scale: cfg.logitCapScale, temp: cfg.logitCapTemp, reduction });
   return (fused as tf.Scalar | null) ?? crossEntropy(logitSoftcap(logits, cfg) as tf.Tensor2D, targets, reduction);
 }
 
@@ -941,7 +960,7 @@ const POLAR_EXPRESS: readonly (readonly [number, number, number])[] = [
 /** alpha·(a @ op(b)) + beta·c over a batch: one cuBLASLt call with c in its epilogue where the backend
  * registers 'MatMulAdd' (the composite scales the product, scales c and adds: three more passes). */
 export function matMulAdd(a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D, alpha: number, beta: number, transposeB = false): tf.Tensor3D {
-  const fused = runFused<tf.Tensor3D>('MatMulAdd', { a, b, c }, { alpha, beta, transposeA: false, transposeB });
+  const fused = runFused<tf.Tensor3D, MatMulAddAttrs>(matMulAddKernel, { a, b, c }, { alpha, beta, transposeA: false, transposeB });
   if (fused) return fused;
   const product = tf.matMul(a, b, false, transposeB);
   return (alpha === 1 ? product : product.mul(alpha)).add(c.mul(beta)) as tf.Tensor3D;
@@ -1007,7 +1026,7 @@ export interface AdamHyper { beta1: number; beta2: number; bc1: number; bc2: num
  * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). One fused 'AdamUpdate' kernel where the backend has it
  * (4 reads + 3 writes per element instead of ~14 kernels' 32); this composite elsewhere and as its oracle. */
 export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamHyper): tf.Tensor[] {
-  const fused = runFused<tf.Tensor[]>('AdamUpdate', { p, m, v, g }, { ...h });
+  const fused = runFused<tf.Tensor[]>(adamUpdateKernel, { p, m, v, g }, { ...h });
   if (fused) return fused;
   const m2 = m.mul(h.beta1).add(g.mul(1 - h.beta1));
   const v2 = v.mul(h.beta2).add(g.square().mul(1 - h.beta2));
@@ -1018,7 +1037,7 @@ export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tenso
 /** Muon's momentum → [buf', nesterov]: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. One fused
  * 'MuonMomentum' kernel where the backend has it (2 reads + 2 writes instead of 6 kernels' 14). */
 export function muonMomentum(buf: tf.Tensor, g: tf.Tensor, momentum: number): tf.Tensor[] {
-  const fused = runFused<tf.Tensor[]>('MuonMomentum', { buf, g }, { momentum });
+  const fused = runFused<tf.Tensor[]>(muonMomentumKernel, { buf, g }, { momentum });
   if (fused) return fused;
   const buf2 = buf.mul(momentum).add(g.mul(1 - momentum));
   return [buf2, g.mul(1 - momentum).add(buf2.mul(momentum))];

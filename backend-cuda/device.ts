@@ -1,6 +1,8 @@
-// The native device interface: what the Node-API addon (native/addon.cc) exports, and what the
-// host reference device (host_device.ts) implements on the CPU. Device pointers are Numbers
+// The native device interface: what the Node-API addon (native/addon.cc and the registered launchers) exports,
+// and what the host reference device (host_device.ts) implements on the CPU. Device pointers are Numbers
 // (byte addresses; pointer arithmetic in bytes is exact below 2^53). Codes mirror native/kernels.h.
+
+import type { FusedNative } from './ops/index.ts';
 
 export const DTYPE = { float32: 0, int32: 1, bool: 2 } as const;
 export type DeviceDtype = keyof typeof DTYPE;
@@ -29,14 +31,6 @@ export type ReduceName = keyof typeof REDUCE;
 export const PRECISION = { bf16: 0, tf32: 1, fp32: 2 } as const;
 export type MatmulPrecision = keyof typeof PRECISION;
 
-/** The fused attention's score (native/attention.cu): softmax, softpick or softmax1 over the visible keys. */
-export const ATTENTION_SCORE = { softmax: 0, softpick: 1, softmax1: 2 } as const;
-/** Floats per query row of the fused attention's statistics: m, den, argmax key. */
-export const ATTENTION_STATS = 3;
-
-/** The fused cross-entropy's logit soft cap z = cap(x): x | scale·σ(x/temp) | scale·tanh(x/scale). */
-export const LOGIT_CAP = { none: 0, sigmoid: 1, tanh: 2 } as const;
-
 export interface DeviceInfo {
   name: string;
   ordinal: number;
@@ -55,8 +49,9 @@ export interface DeviceMemory {
   allocRetries: number;
 }
 
-/** Everything below enqueues on the device's one stream unless it says it waits. */
-export interface CudaDevice {
+/** The device's core: memory, transfers and the generic kernels. Everything below enqueues on the device's one
+ * stream unless it says it waits. */
+export interface CoreDevice {
   probe(): { deviceCount: number; driverVersion: number; runtimeVersion: number };
   init(ordinal: number): DeviceInfo;
   dispose(): void;
@@ -100,62 +95,10 @@ export interface CudaDevice {
    * broadcast), a and b as in matmul, c is float32 [batch, m, n], k > 0. */
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
     transB: boolean, precision: number, alpha: number, beta: number): void;
-  /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
-  rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
-  rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
-  /** Causal attention: q, o [B,T,H,h], k, v [B,T,Hk,h], docIds int32 [B,T] nondecreasing; key j
-   * visible to query i iff j ≤ i, i − j < window, same document; score: ATTENTION_SCORE. stats
-   * (B·T·H·ATTENTION_STATS floats) is written where not 0. tensorCores: bf16 tensor-core kernels
-   * where they apply (head dim 64 or 128, 16-byte aligned tensors), else exact fp32 ones. */
-  attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number, tensorCores: boolean): void;
-  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady;
-   * delta: B·T·H floats of scratch for the tensor-core kernels (0: the exact ones). */
-  attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
-    delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
-    window: number, scale: number, score: number, tensorCores: boolean): void;
-  /** Soft-capped cross-entropy of raw logits [rows, cols] (cap: LOGIT_CAP) against int32 targets:
-   * rowStats (2·rows floats) ← each row's logsumexp, then each row's loss (NaN for a target outside
-   * [0, cols)); loss (1 float) ← their sum, or mean (0 for no rows). */
-  softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
-    cap: number, scale: number, temp: number, mean: boolean): void;
-  /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward;
-   * dlogits in bf16 where dlogitsBf16. */
-  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, dlogitsBf16: boolean,
-    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
-  /** Rotary embedding of x [B,T,H,2·half] into y: the pair (j, j + half) of token t turns by the angle
-   * with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse turns back (the gradient). */
-  rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void;
-  /** The attention's inputs from the QKV projection qkv [B,T,(H+2·Hk)·h] (q heads, k heads, v heads):
-   * q [B,T,H,h] and k [B,T,Hk,h] = rotary(norm(raw)) with the tables cos, sin [T, h/2] (norm: RMSNorm
-   * over h with eps when qkNorm, else none), v [B,T,Hk,h] = λa·v_raw + λb·ve (λa·v_raw where ve is 0);
-   * lambdas: 2 floats on the device. */
-  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
-    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
-  /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
-   * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
-  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
-    eps: number): void;
-  /** The attention output gate over rows of h floats: y = o·σ(g), g one logit per row (y in bf16 where yBf16). */
-  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
-  /** Its gradient: dO = dy·σ(g), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row. */
-  headGateGrad(dy: number, o: number, g: number, dO: number, dg: number, rows: number, h: number): void;
-  /** y = relu(x)² over n floats (y in bf16 where yBf16). */
-  reluSquared(x: number, y: number, yBf16: boolean, n: number): void;
-  /** dx = dy·2·relu(x) over n floats (dx in bf16 where dxBf16). */
-  reluSquaredGrad(dy: number, x: number, dx: number, dxBf16: boolean, n: number): void;
-  /** y = a·x + b·z over n floats; a and b are one float each on the device. */
-  scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void;
-  /** dx = a·dy, dz = b·dy over n floats; da = Σ dy·x, db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
-  scaledAddGrad(dy: number, x: number, z: number, a: number, b: number, dx: number, dz: number, da: number, db: number, n: number): void;
-  /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
-   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). */
-  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
-    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void;
-  /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. */
-  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void;
 }
+
+/** The native device: its core and every fused op's launchers (ops/index.ts). */
+export type CudaDevice = CoreDevice & FusedNative;
 
 /** NCCL collectives (native/collectives.cc): the real addon has them, the host reference device does not. */
 export interface CudaCollectives {

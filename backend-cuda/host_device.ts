@@ -1,14 +1,15 @@
-// A CPU reference of the native device (each kernel of native/*.cu written as a plain loop), so
-// the backend's TypeScript layer — shape logic, strides, refcounts, dtype rules — runs and is
-// tested on machines without a GPU (CI), under the backend name given to registerCudaHostBackend.
+// A CPU reference of the native device (each kernel of native/*.cu written as a plain loop, and each fused
+// op's launchers from its folder's host.ts), so the backend's TypeScript layer — shape logic, strides,
+// refcounts, dtype rules — runs and is tested on machines without a GPU (CI), under the backend name given to
+// registerCudaHostBackend.
 // Pointers are (buffer id · 2^32 + byte offset), so the backend's pointer arithmetic works as on
 // the device.
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
-import { ATTENTION_STATS, BINARY, DTYPE, FIRST_COMPARISON, LOGIT_CAP, PRECISION, REDUCE, UNARY, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { BINARY, DTYPE, FIRST_COMPARISON, PRECISION, REDUCE, UNARY, type CoreDevice, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
+import { fusedOps } from './ops/index.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
-import { attentionBackward, attentionForward, type AttentionArgs } from './host_attention.ts';
 
 const SPAN = 2 ** 32;
 type View = Float32Array | Int32Array | Uint8Array;
@@ -97,20 +98,6 @@ function binaryOp(op: number, a: number, b: number, isFloat: boolean): number {
   }
 }
 
-/** The cross-entropy's soft cap: [z, dz/dx] for raw logit x (native/cross_entropy.cu). */
-function cappedLogit(cap: number, x: number, scale: number, temp: number): [number, number] {
-  if (cap === LOGIT_CAP.sigmoid) {
-    const sig = 1 / (1 + Math.exp(-x / temp));
-    return [scale * sig, (scale / temp) * sig * (1 - sig)];
-  }
-  if (cap === LOGIT_CAP.tanh) {
-    const th = Math.tanh(x / scale);
-    return [scale * th, 1 - th * th];
-  }
-  if (cap === LOGIT_CAP.none) return [x, 1];
-  throw new Error(`host device: logit cap ${cap}`);
-}
-
 /** Offsets of every index of `dims` (row-major order) under each stride vector. */
 function* walk(dims: number[], strides: number[][]): Generator<number[]> {
   const n = dims.reduce((a, b) => a * b, 1);
@@ -124,7 +111,7 @@ function* walk(dims: number[], strides: number[][]): Generator<number[]> {
   }
 }
 
-export class HostDevice implements CudaDevice {
+export class HostDevice implements CoreDevice {
   private buffers = new Map<number, ArrayBuffer>();
   private freeIds: number[] = [];
   private nextId = 1;
@@ -139,6 +126,10 @@ export class HostDevice implements CudaDevice {
     if (!buf) throw new Error(`host device: pointer ${ptr} is not allocated`);
     return [buf, ptr - id * SPAN];
   }
+
+  /** n float32 values at ptr (a fused op's reference reads and writes through these). */
+  floats(ptr: number, n: number): Float32Array { return this.view(ptr, DTYPE.float32, n) as Float32Array; }
+  ints(ptr: number, n: number): Int32Array { return this.view(ptr, DTYPE.int32, n) as Int32Array; }
 
   private view(ptr: number, dtype: number, n: number): View {
     const [buf, off] = this.locate(ptr);
@@ -299,10 +290,10 @@ export class HostDevice implements CudaDevice {
     }
   }
   /** Where a kernel writes n float32 results: the buffer itself, or (bf16 output) a temporary that flush rounds into it. */
-  private output(ptr: number, n: number, bf16: boolean): Float32Array {
+  output(ptr: number, n: number, bf16: boolean): Float32Array {
     return bf16 ? new Float32Array(n) : this.view(ptr, DTYPE.float32, n) as Float32Array;
   }
-  private flush(ptr: number, values: Float32Array, bf16: boolean): void {
+  flush(ptr: number, values: Float32Array, bf16: boolean): void {
     if (!bf16 || values.length === 0) return;
     const bits = new Uint32Array(values.buffer, values.byteOffset, values.length), [buf, off] = this.locate(ptr);
     const out = new Uint16Array(buf, off, values.length);
@@ -351,260 +342,20 @@ export class HostDevice implements CudaDevice {
     const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
   }
-  rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void {
-    if (rows * cols === 0) return;
-    const xv = this.view(x, DTYPE.float32, rows * cols), yv = this.view(y, DTYPE.float32, rows * cols);
-    for (let r = 0; r < rows; r++) {
-      let ss = 0;
-      for (let j = 0; j < cols; j++) ss += xv[r * cols + j] ** 2;
-      const rstd = 1 / Math.sqrt(ss / cols + eps);
-      for (let j = 0; j < cols; j++) yv[r * cols + j] = xv[r * cols + j] * rstd;
-    }
-  }
-  rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void {
-    if (rows * cols === 0) return;
-    const g = this.view(dy, DTYPE.float32, rows * cols), xv = this.view(x, DTYPE.float32, rows * cols), o = this.view(dx, DTYPE.float32, rows * cols);
-    for (let r = 0; r < rows; r++) {
-      let ss = 0, dot = 0;
-      for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += g[r * cols + j] * xv[r * cols + j]; }
-      const rstd = 1 / Math.sqrt(ss / cols + eps);
-      const c = rstd ** 3 * dot / cols;
-      for (let j = 0; j < cols; j++) o[r * cols + j] = rstd * g[r * cols + j] - c * xv[r * cols + j];
-    }
-  }
-  private attentionArgs(q: number, k: number, v: number, docIds: number, B: number, T: number, H: number, Hk: number,
-    h: number, window: number, scale: number, score: number): AttentionArgs {
-    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array;
-    return { q: f(q, B * T * H * h), k: f(k, B * T * Hk * h), v: f(v, B * T * Hk * h),
-      docIds: this.view(docIds, DTYPE.int32, B * T) as Int32Array, B, T, H, Hk, h, window, scale, score };
-  }
-  // The reference is exact: tensorCores and delta (the GPU's bf16 path) do not apply here.
-  attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number, _tensorCores: boolean): void {
-    if (B * T === 0) return;
-    const n = B * T * H;
-    attentionForward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score),
-      this.view(o, DTYPE.float32, n * h) as Float32Array,
-      stats === 0 ? null : this.view(stats, DTYPE.float32, n * ATTENTION_STATS) as Float32Array);
-  }
-  attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
-    _delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
-    window: number, scale: number, score: number, _tensorCores: boolean): void {
-    if (B * T === 0) return;
-    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array;
-    const nq = B * T * H, nk = B * T * Hk * h;
-    attentionBackward(this.attentionArgs(q, k, v, docIds, B, T, H, Hk, h, window, scale, score), f(o, nq * h), f(dO, nq * h),
-      f(stats, nq * ATTENTION_STATS), statsReady, f(dq, nq * h), f(dk, nk), f(dv, nk));
-  }
-  softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
-    cap: number, scale: number, temp: number, mean: boolean): void {
-    let total = 0;
-    if (rows > 0) {
-      const x = this.view(logits, DTYPE.float32, rows * cols), t = this.view(targets, DTYPE.int32, rows);
-      const stats = this.view(rowStats, DTYPE.float32, 2 * rows);
-      for (let r = 0; r < rows; r++) {
-        const z = Array.from(x.subarray(r * cols, (r + 1) * cols), v => cappedLogit(cap, v, scale, temp)[0]);
-        const m = z.reduce((p, v) => Math.max(p, v), -Infinity);
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += Math.exp(z[j] - m);
-        stats[r] = m + Math.log(s);
-        stats[rows + r] = t[r] >= 0 && t[r] < cols ? stats[r] - z[t[r]] : NaN;
-        total += stats[rows + r];
-      }
-    }
-    this.view(loss, DTYPE.float32, 1)[0] = mean && rows > 0 ? total / rows : total;  // an empty mean is 0, as tfjs's
-  }
-  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, dlogitsBf16: boolean,
-    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void {
-    if (rows === 0) return;
-    const x = this.view(logits, DTYPE.float32, rows * cols), t = this.view(targets, DTYPE.int32, rows);
-    const stats = this.view(rowStats, DTYPE.float32, 2 * rows), o = this.output(dlogits, rows * cols, dlogitsBf16);
-    const w = this.view(dy, DTYPE.float32, 1)[0] * (mean ? 1 / rows : 1);
-    for (let r = 0; r < rows; r++) {
-      const g = t[r] >= 0 && t[r] < cols ? w : NaN;
-      for (let j = 0; j < cols; j++) {
-        const [z, dz] = cappedLogit(cap, x[r * cols + j], scale, temp);
-        o[r * cols + j] = g * (Math.exp(z - stats[r]) - (j === t[r] ? 1 : 0)) * dz;
-      }
-    }
-    this.flush(dlogits, o, dlogitsBf16);
-  }
-  rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void {
-    const n = B * T * H * 2 * half;
-    if (n === 0) return;
-    const xv = this.view(x, DTYPE.float32, n), yv = this.view(y, DTYPE.float32, n);
-    const c = this.view(cos, DTYPE.float32, T * half), s = this.view(sin, DTYPE.float32, T * half);
-    const sign = inverse ? -1 : 1;
-    for (let row = 0; row < B * T * H; row++) {
-      const t = Math.floor(row / H) % T, o = row * 2 * half;
-      for (let j = 0; j < half; j++) {
-        const x1 = xv[o + j], x2 = xv[o + half + j], cj = c[t * half + j], sj = sign * s[t * half + j];
-        yv[o + j] = x1 * cj + x2 * sj;
-        yv[o + half + j] = x2 * cj - x1 * sj;
-      }
-    }
-  }
-  /** Each (token, head) row of qkv: [its offset in qkv, kind (0 q, 1 k, 2 v), its offset in q, k or v (and dq, dk or dv), position t]. */
-  private static qkvRows(B: number, T: number, H: number, Hk: number, h: number): Array<[number, number, number, number]> {
-    const rows: Array<[number, number, number, number]> = [], heads = H + 2 * Hk;
-    for (let token = 0; token < B * T; token++) {
-      for (let j = 0; j < heads; j++) {
-        const kind = j < H ? 0 : j < H + Hk ? 1 : 2;
-        const out = kind === 0 ? (token * H + j) * h : (token * Hk + j - H - (kind === 2 ? Hk : 0)) * h;
-        rows.push([(token * heads + j) * h, kind, out, token % T]);
-      }
-    }
-    return rows;
-  }
-  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
-    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void {
-    if (B * T === 0) return;
-    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array, half = h / 2;
-    const x = f(qkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
-    const outs = [f(q, B * T * H * h), f(k, B * T * Hk * h), f(v, B * T * Hk * h)], e = ve ? f(ve, B * T * Hk * h) : null;
-    for (const [i, kind, o, t] of HostDevice.qkvRows(B, T, H, Hk, h)) {
-      const y = outs[kind];
-      if (kind === 2) {
-        for (let j = 0; j < h; j++) y[o + j] = la * x[i + j] + (e ? lb * e[o + j] : 0);
-        continue;
-      }
-      let ss = 0;
-      for (let j = 0; j < h; j++) ss += x[i + j] ** 2;
-      const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1;
-      for (let j = 0; j < half; j++) {
-        const x1 = x[i + j] * rstd, x2 = x[i + half + j] * rstd, cj = c[t * half + j], sj = s[t * half + j];
-        y[o + j] = x1 * cj + x2 * sj;
-        y[o + half + j] = x2 * cj - x1 * sj;
-      }
-    }
-  }
-  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number,
-    qkNorm: boolean, eps: number): void {
-    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n) as Float32Array, half = h / 2;
-    const dl = f(dlambdas, 2);
-    dl.fill(0);
-    if (B * T === 0) return;
-    const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = this.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
-    const c = f(cos, T * half), s = f(sin, T * half);
-    const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
-    const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;
-    let dla = 0, dlb = 0;
-    for (const [i, kind, o, t] of HostDevice.qkvRows(B, T, H, Hk, h)) {
-      const dy = dys[kind];
-      if (kind === 2) {
-        for (let j = 0; j < h; j++) {
-          dx[i + j] = la * dy[o + j];
-          dla += dy[o + j] * x[i + j];
-          if (e && de) { de[o + j] = lb * dy[o + j]; dlb += dy[o + j] * e[o + j]; }
-        }
-        continue;
-      }
-      // g: the gradient of the normed row, the transpose rotation of dy
-      const g = new Float64Array(h);
-      let ss = 0, dot = 0;
-      for (let j = 0; j < half; j++) {
-        const d1 = dy[o + j], d2 = dy[o + half + j], cj = c[t * half + j], sj = s[t * half + j];
-        g[j] = d1 * cj - d2 * sj;
-        g[half + j] = d1 * sj + d2 * cj;
-      }
-      for (let j = 0; j < h; j++) { ss += x[i + j] ** 2; dot += g[j] * x[i + j]; }
-      const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1, coef = qkNorm ? rstd ** 3 * dot / h : 0;
-      for (let j = 0; j < h; j++) dx[i + j] = rstd * g[j] - coef * x[i + j];
-    }
-    this.flush(dqkv, dx, dqkvBf16);
-    dl[0] = dla;
-    dl[1] = dlb;
-  }
-  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void {
-    if (rows * h === 0) return;
-    const ov = this.view(o, DTYPE.float32, rows * h), gv = this.view(g, DTYPE.float32, rows), yv = this.output(y, rows * h, yBf16);
-    for (let r = 0; r < rows; r++) {
-      const s = 1 / (1 + Math.exp(-gv[r]));
-      for (let j = 0; j < h; j++) yv[r * h + j] = ov[r * h + j] * s;
-    }
-    this.flush(y, yv, yBf16);
-  }
-  headGateGrad(dy: number, o: number, g: number, dO: number, dg: number, rows: number, h: number): void {
-    if (rows === 0) return;
-    const f = (p: number, n: number) => this.view(p, DTYPE.float32, n);
-    const d = f(dy, rows * h), ov = f(o, rows * h), gv = f(g, rows), dov = f(dO, rows * h), dgv = f(dg, rows);
-    for (let r = 0; r < rows; r++) {
-      const s = 1 / (1 + Math.exp(-gv[r]));
-      let dot = 0;
-      for (let j = 0; j < h; j++) { dot += d[r * h + j] * ov[r * h + j]; dov[r * h + j] = d[r * h + j] * s; }
-      dgv[r] = s * (1 - s) * dot;
-    }
-  }
-  reluSquared(x: number, y: number, yBf16: boolean, n: number): void {
-    if (n === 0) return;
-    const xv = this.view(x, DTYPE.float32, n), yv = this.output(y, n, yBf16);
-    for (let i = 0; i < n; i++) yv[i] = xv[i] > 0 ? xv[i] * xv[i] : 0;  // NaN → 0, as fmaxf in relu_squared.cu
-    this.flush(y, yv, yBf16);
-  }
-  reluSquaredGrad(dy: number, x: number, dx: number, dxBf16: boolean, n: number): void {
-    if (n === 0) return;
-    const g = this.view(dy, DTYPE.float32, n), xv = this.view(x, DTYPE.float32, n), o = this.output(dx, n, dxBf16);
-    for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
-    this.flush(dx, o, dxBf16);
-  }
-  // Products and sums rounded to float32 (Math.fround and the Float32Array stores) as scaled_add.cu (no
-  // FMA) and the composite round them; da and db summed in float64 (the GPU's are float32 partial sums).
-  scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void {
-    if (n === 0) return;
-    const f = (ptr: number, len = n) => this.view(ptr, DTYPE.float32, len) as Float32Array, r = Math.fround;
-    const xv = f(x), zv = f(z), av = f(a, 1)[0], bv = f(b, 1)[0], yv = f(y);
-    for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
-  }
-  scaledAddGrad(dy: number, x: number, z: number, a: number, b: number, dx: number, dz: number, da: number, db: number, n: number): void {
-    const f = (ptr: number, len = n) => this.view(ptr, DTYPE.float32, len) as Float32Array;
-    let sa = 0, sb = 0;
-    if (n > 0) {
-      const g = f(dy), xv = f(x), zv = f(z), av = f(a, 1)[0], bv = f(b, 1)[0], dxv = f(dx), dzv = f(dz);
-      for (let i = 0; i < n; i++) {
-        sa += g[i] * xv[i];
-        sb += g[i] * zv[i];
-        dxv[i] = av * g[i];
-        dzv[i] = bv * g[i];
-      }
-    }
-    f(da, 1)[0] = sa;
-    f(db, 1)[0] = sb;
-  }
-  // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
-  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
-    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void {
-    if (n === 0) return;
-    const f = (ptr: number) => this.view(ptr, DTYPE.float32, n) as Float32Array, r = Math.fround;
-    const pv = f(p), mv = f(m), vv = f(v), gv = f(g), po = f(pOut), mo = f(mOut), vo = f(vOut);
-    const b1 = r(beta1), c1 = r(1 - beta1), b2 = r(beta2), c2 = r(1 - beta2);
-    const [bc1f, bc2f, epsf, lrf] = [bc1, bc2, eps, lr].map(r);
-    for (let i = 0; i < n; i++) {
-      const mi = r(r(mv[i] * b1) + r(gv[i] * c1));
-      const vi = r(r(vv[i] * b2) + r(r(gv[i] * gv[i]) * c2));
-      const update = r(r(mi / bc1f) / r(r(Math.sqrt(r(vi / bc2f))) + epsf));
-      po[i] = pv[i] - r(update * lrf);
-      mo[i] = mi;
-      vo[i] = vi;
-    }
-  }
-  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void {
-    if (n === 0) return;
-    const f = (ptr: number) => this.view(ptr, DTYPE.float32, n) as Float32Array, r = Math.fround;
-    const b = f(buf), gv = f(g), bo = f(bufOut), no = f(nesterov), mu = r(momentum), c = r(1 - momentum);
-    for (let i = 0; i < n; i++) {
-      const scaledG = r(gv[i] * c), bi = r(r(b[i] * mu) + scaledG);
-      bo[i] = bi;
-      no[i] = scaledG + r(bi * mu);
-    }
-  }
+}
+
+/** The host reference device: the core above and every fused op's reference launchers (ops/index.ts). */
+export function createHostDevice(): CudaDevice {
+  const core = new HostDevice();
+  for (const op of fusedOps) if ('host' in op) Object.assign(core, op.host(core));
+  return core as HostDevice & CudaDevice;
 }
 
 /** Registers the backend class on the host reference device as `name` (tests without a GPU). */
 export function registerCudaHostBackend(name: string): void {
   registerReductionGradients();
   if (tf.findBackendFactory(name) != null) return;
-  const device = new HostDevice();
+  const device = createHostDevice();
   tf.registerBackend(name, () => new CudaBackend(device, device.init(0), 'fp32'));
   registerAllKernels(name);
 }

@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
 import { PRECISION, type CudaCollectives, type CudaDevice, type MatmulPrecision } from './device.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
-import './fused/rms_norm.ts';
 import { registerReductionGradients } from './gradients.ts';
 
 export type { MatmulPrecision } from './device.ts';

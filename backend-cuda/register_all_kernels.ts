@@ -1,37 +1,27 @@
-// The one list of the cuda backend's kernels. Registration wraps each kernel so that any error
+// The one list of the cuda backend's kernels: the generic ones (kernels/) and every fused op's (ops/index.ts). Registration wraps each kernel so that any error
 // (a CUDA error, an unsupported case, a bad shape) names the kernel and its input shapes.
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { CudaKernel, CudaKernelArgs } from './kernels/types.ts';
 import { addNConfig } from './kernels/AddN.ts';
-import { attentionInputsKernels } from './kernels/AttentionInputs.ts';
 import { batchMatMulConfig } from './kernels/BatchMatMul.ts';
 import { binaryKernels } from './kernels/binary.ts';
 import { broadcastToConfig } from './kernels/BroadcastTo.ts';
 import { castConfig } from './kernels/Cast.ts';
-import { causalAttentionKernels } from './kernels/CausalAttention.ts';
 import { concatConfig } from './kernels/Concat.ts';
 import { expandDimsConfig } from './kernels/ExpandDims.ts';
 import { fillConfig } from './kernels/Fill.ts';
 import { gatherV2Config } from './kernels/GatherV2.ts';
 import { identityConfig } from './kernels/Identity.ts';
-import { matMulAddConfig } from './kernels/MatMulAdd.ts';
 import { oneHotConfig } from './kernels/OneHot.ts';
-import { optimizerKernels } from './kernels/OptimizerUpdate.ts';
 import { packConfig } from './kernels/Pack.ts';
 import { padV2Config } from './kernels/PadV2.ts';
 import { rangeConfig } from './kernels/Range.ts';
 import { reduceKernels } from './kernels/reduce.ts';
-import { headGateKernels } from './kernels/HeadGate.ts';
-import { reluSquaredKernels } from './kernels/ReluSquared.ts';
 import { reshapeConfig } from './kernels/Reshape.ts';
 import { reverseConfig } from './kernels/Reverse.ts';
-import { rmsNormKernels } from './kernels/RMSNorm.ts';
-import { rotaryKernels } from './kernels/Rotary.ts';
-import { scaledAddKernels } from './kernels/ScaledAdd.ts';
 import { selectConfig } from './kernels/Select.ts';
 import { sliceConfig } from './kernels/Slice.ts';
-import { softcapCrossEntropyKernels } from './kernels/SoftcapCrossEntropy.ts';
 import { softmaxConfig } from './kernels/Softmax.ts';
 import { splitVConfig } from './kernels/SplitV.ts';
 import { stridedSliceConfig } from './kernels/StridedSlice.ts';
@@ -41,20 +31,13 @@ import { unaryKernels } from './kernels/unary.ts';
 import { unpackConfig } from './kernels/Unpack.ts';
 import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum.ts';
 import { onesLikeConfig, zerosLikeConfig } from './kernels/ZerosLike.ts';
+import { fusedOps } from './ops/index.ts';
 
 export const cudaKernels: CudaKernel[] = [
   ...unaryKernels,
   ...binaryKernels,
   ...reduceKernels,
-  ...rmsNormKernels,
-  ...causalAttentionKernels,
-  ...softcapCrossEntropyKernels,
-  ...rotaryKernels,
-  ...attentionInputsKernels,
-  ...headGateKernels,
-  ...reluSquaredKernels,
-  ...scaledAddKernels,
-  ...optimizerKernels,
+  ...fusedOps.flatMap(op => op.kernels),
   addNConfig,
   batchMatMulConfig,
   broadcastToConfig,
@@ -64,7 +47,6 @@ export const cudaKernels: CudaKernel[] = [
   fillConfig,
   gatherV2Config,
   identityConfig,
-  matMulAddConfig,
   oneHotConfig,
   onesLikeConfig,
   packConfig,

@@ -1,4 +1,4 @@
-// Speed of the fused causal attention ('CausalAttention', backend-cuda/native/attention.cu) against
+// Speed of the fused causal attention ('CausalAttention', backend-cuda/ops/causal_attention/causal_attention.cu) against
 // the composite attention() of train_gpt.ts (scores as [B,H,T,T]) on the GPU, at the speedrun's
 // shapes (T = 2048, 6 heads of 128), short and long windows, one document or many. CUDA-event
 // timings (tf.time), median of several runs after a warm-up. TFLOP/s count only visible (query,

@@ -2,7 +2,7 @@
 // CPU reference on one random problem (relative errors), both kernel paths (float4 on aligned buffers,
 // the scalar one on buffers shifted by one float), bit-identical reruns, and CUDA-event timings.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
-//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_inputs_native.cu backend-cuda/native/attention_inputs.cu \
+//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_inputs_native.cu backend-cuda/ops/attention_inputs/attention_inputs.cu \
 //        backend-cuda/native/reduce.cu backend-cuda/native/elementwise.cu \
 //        -o /tmp/attention_inputs_native
 //   /tmp/attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
@@ -14,7 +14,7 @@
 #include <random>
 #include <vector>
 
-#include "../backend-cuda/native/kernels.h"
+#include "../backend-cuda/ops/attention_inputs/attention_inputs.h"
 #include "native_bench.h"
 
 using namespace tsgpt;

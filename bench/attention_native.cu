@@ -1,8 +1,8 @@
-// The fused attention kernels without Node: the bf16 tensor-core kernels (attention_mma.cu) against
-// the exact fp32 ones (attention.cu) on one random problem, relative errors and CUDA-event timings.
+// The fused attention kernels without Node: the bf16 tensor-core kernels (causal_attention_mma.cu) against
+// the exact fp32 ones (causal_attention.cu) on one random problem, relative errors and CUDA-event timings.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
-//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_native.cu backend-cuda/native/attention.cu \
-//        backend-cuda/native/attention_mma.cu -o /tmp/attention_native
+//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
+//        backend-cuda/ops/causal_attention/causal_attention_mma.cu -o /tmp/attention_native
 //   /tmp/attention_native B T H Hk h window score docLen     (score: 0 softmax, 1 softpick, 2 softmax1)
 //   e.g. /tmp/attention_native 8 2048 6 6 128 2048 0 5000     (the speedrun's shape, one document)
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "../backend-cuda/native/kernels.h"
+#include "../backend-cuda/ops/causal_attention/causal_attention.h"
 #include "native_bench.h"
 
 using namespace tsgpt;

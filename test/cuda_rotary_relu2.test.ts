@@ -1,5 +1,5 @@
-// The fused rotary embedding ('Rotary', native/rotary.cu) and ReLU² ('ReluSquared',
-// native/relu_squared.cu) against their oracles, train_gpt.ts's composites on the cpu backend: values
+// The fused rotary embedding ('Rotary', ops/rotary/rotary.cu) and ReLU² ('ReluSquared',
+// ops/relu_squared/relu_squared.cu) against their oracles, train_gpt.ts's composites on the cpu backend: values
 // and gradients (dy ≠ 1) through train_gpt.ts's own hooks (rotary, reluSquared → runFused) on fresh
 // random inputs and tables; shapes whose rotary half is not a multiple of 4 (the GPU's scalar path),
 // T = 1, B > 1; half-rotary tables (frequency 0: cos = 1, sin = 0); that the hook runs the fused kernels
@@ -8,8 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../train_gpt.ts';
-import { ROTARY, ROTARY_GRAD } from '../backend-cuda/fused/rotary.ts';
-import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/fused/relu_squared.ts';
+import { ROTARY, ROTARY_GRAD } from '../backend-cuda/ops/rotary/rotary.ts';
+import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
 import { bytesInUse, compare, randFloat, randomRope, targets, useBackend } from './cuda_harness.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */

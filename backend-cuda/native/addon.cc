@@ -4,6 +4,7 @@
 // and input shapes.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "collectives.h"
 #include "device.h"
 #include "kernels.h"
+#include "launchers.h"
 
 namespace tsgpt {
 namespace {
@@ -24,31 +26,89 @@ Device& dev() {
   return *gDevice;
 }
 
-void* ptrArg(const Napi::CallbackInfo& info, size_t i) {
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(info[i].As<Napi::Number>().Int64Value()));
-}
-int64_t intArg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::Number>().Int64Value();
-}
-double numArg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::Number>().DoubleValue();
-}
-const float* floatArg(const Napi::CallbackInfo& info, size_t i) {
-  return static_cast<const float*>(ptrArg(info, i));
-}
-Napi::Number ptrValue(Napi::Env env, void* p) {
+// The JavaScript arguments of one call, checked against the binding's declared names: the count on
+// construction, each argument's type as it is read. A wrong call is a JS Error naming the function and the
+// argument (never a crash or a silently truncated value). Kernel launchers (launchers.h) read theirs through
+// it too.
+class Args : public LaunchArgs {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn, const char* const* names, size_t count)
+      : info_(info), fn_(fn), names_(names) {
+    if (info.Length() != count) {
+      std::string want;
+      for (size_t i = 0; i < count; ++i) want += (i ? ", " : "") + std::string(names[i]);
+      throw CudaError(std::string(fn) + "(" + want + "): called with " + std::to_string(info.Length()) + " argument(s), takes " +
+                      std::to_string(count));
+    }
+  }
+  template <size_t N>
+  Args(const Napi::CallbackInfo& info, const char* fn, const char* const (&names)[N]) : Args(info, fn, names, N) {}
+
+  uintptr_t pointer(int i) const override {
+    const double d = numberOf(i, "a device address (an integer Number ≥ 0)");
+    if (!(d >= 0 && d <= 9007199254740992.0 && d == std::floor(d))) outOfRange(i, "a device address (an integer Number ≥ 0)");
+    return static_cast<uintptr_t>(d);
+  }
+  int64_t integer(int i) const override {
+    const double d = numberOf(i, "an integer");
+    if (!(std::fabs(d) <= 9007199254740992.0 && d == std::floor(d))) outOfRange(i, "an integer");
+    return static_cast<int64_t>(d);
+  }
+  double number(int i) const override { return numberOf(i, "a number"); }
+  bool boolean(int i) const override {
+    bool b = false;
+    if (napi_get_value_bool(info_.Env(), info_[i], &b) != napi_ok) fail(i, "a boolean");
+    return b;
+  }
+  [[noreturn]] void outOfRange(int i, const char* type) const override { fail(i, type); }
+
+  Napi::Array array(int i) const {
+    if (!info_[i].IsArray()) fail(i, "an array");
+    return info_[i].As<Napi::Array>();
+  }
+  Napi::TypedArray typedArray(int i) const {
+    if (!info_[i].IsTypedArray()) fail(i, "a typed array");
+    return info_[i].As<Napi::TypedArray>();
+  }
+  Napi::Buffer<char> buffer(int i) const {
+    if (!info_[i].IsBuffer()) fail(i, "a Buffer");
+    return info_[i].As<Napi::Buffer<char>>();
+  }
+  template <typename T>
+  T* ptr(int i) const { return reinterpret_cast<T*>(pointer(i)); }
+
+ private:
+  double numberOf(int i, const char* type) const {
+    double d = 0;
+    if (napi_get_value_double(info_.Env(), info_[i], &d) != napi_ok) fail(i, type);
+    return d;
+  }
+  [[noreturn]] void fail(int i, const char* type) const {
+    const Napi::Value v = info_[i];
+    const std::string got = v.IsNumber() ? std::to_string(v.As<Napi::Number>().DoubleValue())
+                            : v.IsBoolean() ? (v.As<Napi::Boolean>().Value() ? "true" : "false")
+                            : v.IsUndefined() ? "undefined" : v.IsNull() ? "null" : v.IsString() ? "a string" : "an object";
+    throw CudaError(std::string(fn_) + ": argument " + std::to_string(i + 1) + " (" + names_[i] + ") must be " + type + ", got " + got);
+  }
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+  const char* const* names_;
+};
+
+Napi::Value ptrValue(Napi::Env env, void* p) {
   return Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(p)));
 }
 
-// dims = info[first], then one stride array per operand.
-StridedShape shapeArg(const Napi::CallbackInfo& info, size_t first, int operands) {
+// dims = args[first], then one stride array per operand.
+StridedShape shapeArg(const Args& args, int first, int operands) {
   StridedShape s{};
-  const Napi::Array dims = info[first].As<Napi::Array>();
+  const Napi::Array dims = args.array(first);
   if (dims.Length() > uint32_t(kMaxRank)) throw CudaError("rank above 8 after merging dimensions");
   s.rank = static_cast<int>(dims.Length());
   for (int k = 0; k < s.rank; ++k) s.dims[k] = dims.Get(uint32_t(k)).As<Napi::Number>().Int64Value();
   for (int o = 0; o < operands; ++o) {
-    const Napi::Array st = info[first + 1 + o].As<Napi::Array>();
+    const Napi::Array st = args.array(first + 1 + o);
+    if (st.Length() != dims.Length()) throw CudaError("a stride array's length differs from the rank");
     for (int k = 0; k < s.rank; ++k) s.strides[o][k] = st.Get(uint32_t(k)).As<Napi::Number>().Int64Value();
   }
   return s;
@@ -64,9 +124,16 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
   }
 }
 
+// A binding's argument names, declared once; the count is checked here, each type where it is read.
+#define TSGPT_ARGS(fn, ...)                            \
+  static const char* const kArgNames[] = {__VA_ARGS__}; \
+  const Args a(info, fn, kArgNames)
+#define TSGPT_NO_ARGS(fn) const Args a(info, fn, nullptr, 0)
+
 // ---- device and memory ----
 
 Napi::Value probe(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("probe");
   int count = 0, driver = 0, runtime = 0;
   check(cudaDriverGetVersion(&driver), "cudaDriverGetVersion");
   check(cudaRuntimeGetVersion(&runtime), "cudaRuntimeGetVersion");
@@ -79,7 +146,8 @@ Napi::Value probe(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value init(const Napi::CallbackInfo& info) {
-  const int ordinal = static_cast<int>(intArg(info, 0));
+  TSGPT_ARGS("init", "ordinal");
+  const int ordinal = static_cast<int>(a.integer(0));
   if (!gDevice || gDevice->ordinal() != ordinal) {
     delete gDevice;
     gDevice = nullptr;
@@ -96,6 +164,7 @@ Napi::Value init(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value dispose(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("dispose");
   ncclClose();  // a communicator must not outlive its device's stream
   delete gDevice;
   gDevice = nullptr;
@@ -103,15 +172,18 @@ Napi::Value dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value alloc(const Napi::CallbackInfo& info) {
-  return ptrValue(info.Env(), dev().alloc(static_cast<uint64_t>(intArg(info, 0))));
+  TSGPT_ARGS("alloc", "bytes");
+  return ptrValue(info.Env(), dev().alloc(static_cast<uint64_t>(a.integer(0))));
 }
 
 Napi::Value freeBuffer(const Napi::CallbackInfo& info) {
-  dev().free(ptrArg(info, 0));
+  TSGPT_ARGS("free", "ptr");
+  dev().free(a.ptr<void>(0));
   return info.Env().Undefined();
 }
 
 Napi::Value memory(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("memory");
   const MemoryStats s = dev().memory();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("bytesInUse", static_cast<double>(s.inUse));
@@ -126,8 +198,9 @@ Napi::Value memory(const Napi::CallbackInfo& info) {
 // ---- transfers and synchronisation ----
 
 Napi::Value upload(const Napi::CallbackInfo& info) {
-  void* dst = ptrArg(info, 0);
-  const Napi::TypedArray src = info[1].As<Napi::TypedArray>();
+  TSGPT_ARGS("upload", "ptr", "data");
+  void* dst = a.ptr<void>(0);
+  const Napi::TypedArray src = a.typedArray(1);
   const size_t bytes = src.ByteLength();
   if (bytes == 0) return info.Env().Undefined();
   const uint8_t* data = static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset();
@@ -141,8 +214,9 @@ Napi::Value upload(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value readSync(const Napi::CallbackInfo& info) {
-  void* src = ptrArg(info, 0);
-  const size_t bytes = static_cast<size_t>(intArg(info, 1));
+  TSGPT_ARGS("readSync", "ptr", "bytes");
+  void* src = a.ptr<void>(0);
+  const size_t bytes = static_cast<size_t>(a.integer(1));
   Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
   check(cudaStreamSynchronize(dev().stream()), "readSync (cudaStreamSynchronize)");
   if (bytes > 0) check(cudaMemcpy(out.Data(), src, bytes, cudaMemcpyDeviceToHost), "readSync (cudaMemcpy device→host)");
@@ -208,8 +282,9 @@ cudaEvent_t recordEvent(unsigned flags, const char* what) {
 }
 
 Napi::Value read(const Napi::CallbackInfo& info) {
-  void* src = ptrArg(info, 0);
-  const size_t bytes = static_cast<size_t>(intArg(info, 1));
+  TSGPT_ARGS("read", "ptr", "bytes");
+  void* src = a.ptr<void>(0);
+  const size_t bytes = static_cast<size_t>(a.integer(1));
   void* pinned = dev().acquirePinned(bytes);
   try {
     if (bytes > 0) check(cudaMemcpyAsync(pinned, src, bytes, cudaMemcpyDeviceToHost, dev().stream()), "read (cudaMemcpyAsync device→host)");
@@ -225,11 +300,13 @@ Napi::Value read(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("synchronize");
   check(cudaStreamSynchronize(dev().stream()), "cudaStreamSynchronize");
   return info.Env().Undefined();
 }
 
 Napi::Value sync(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("sync");
   auto* w = new EventWorker(info.Env(), EventWorker::kSync, recordEvent(cudaEventDisableTiming, "sync (event)"));
   Napi::Promise p = w->promise();
   w->Queue();
@@ -241,13 +318,15 @@ std::unordered_map<int64_t, cudaEvent_t> gTimers;
 int64_t gNextTimer = 1;
 
 Napi::Value timerStart(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("timerStart");
   const int64_t id = gNextTimer++;
   gTimers[id] = recordEvent(cudaEventDefault, "time (start event)");
   return Napi::Number::New(info.Env(), static_cast<double>(id));
 }
 
 Napi::Value timerEnd(const Napi::CallbackInfo& info) {
-  auto it = gTimers.find(intArg(info, 0));
+  TSGPT_ARGS("timerEnd", "id");
+  auto it = gTimers.find(a.integer(0));
   if (it == gTimers.end()) throw CudaError("timerEnd: unknown timer");
   cudaEvent_t start = it->second;
   gTimers.erase(it);
@@ -258,315 +337,65 @@ Napi::Value timerEnd(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// ---- kernels ----
-
-Napi::Value unary(const Napi::CallbackInfo& info) {
-  check(launchUnary(dev().stream(), int(intArg(info, 0)), int(intArg(info, 1)), ptrArg(info, 2),
-                    ptrArg(info, 3), intArg(info, 4), float(numArg(info, 5)), float(numArg(info, 6))),
-        "unary kernel launch");
-  return info.Env().Undefined();
-}
+// ---- kernels that take shapes or the device itself (the others are registered launchers: launchers.h) ----
 
 Napi::Value binary(const Napi::CallbackInfo& info) {
-  check(launchBinary(dev().stream(), int(intArg(info, 0)), int(intArg(info, 1)), ptrArg(info, 2),
-                     ptrArg(info, 3), ptrArg(info, 4), shapeArg(info, 5, 2)),
+  TSGPT_ARGS("binary", "op", "dtype", "a", "b", "out", "dims", "aStrides", "bStrides");
+  check(launchBinary(dev().stream(), int(a.integer(0)), int(a.integer(1)), a.ptr<void>(2), a.ptr<void>(3), a.ptr<void>(4),
+                     shapeArg(a, 5, 2)),
         "binary kernel launch");
   return info.Env().Undefined();
 }
 
-Napi::Value select(const Napi::CallbackInfo& info) {
-  check(launchSelect(dev().stream(), int(intArg(info, 0)), static_cast<const uint8_t*>(ptrArg(info, 1)),
-                     ptrArg(info, 2), ptrArg(info, 3), ptrArg(info, 4), intArg(info, 5)),
-        "select kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value cast(const Napi::CallbackInfo& info) {
-  check(launchCast(dev().stream(), int(intArg(info, 0)), int(intArg(info, 1)), ptrArg(info, 2),
-                   ptrArg(info, 3), intArg(info, 4)),
-        "cast kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value fill(const Napi::CallbackInfo& info) {
-  check(launchFill(dev().stream(), int(intArg(info, 0)), ptrArg(info, 1), intArg(info, 2), numArg(info, 3)),
-        "fill kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value range(const Napi::CallbackInfo& info) {
-  check(launchRange(dev().stream(), int(intArg(info, 0)), ptrArg(info, 1), intArg(info, 2),
-                    numArg(info, 3), numArg(info, 4)),
-        "range kernel launch");
-  return info.Env().Undefined();
-}
-
 Napi::Value copy(const Napi::CallbackInfo& info) {
-  check(launchStridedCopy(dev().stream(), int(intArg(info, 0)), ptrArg(info, 1), ptrArg(info, 2),
-                          shapeArg(info, 3, 2)),
+  TSGPT_ARGS("copy", "elemBytes", "src", "dst", "dims", "srcStrides", "dstStrides");
+  check(launchStridedCopy(dev().stream(), int(a.integer(0)), a.ptr<void>(1), a.ptr<void>(2), shapeArg(a, 3, 2)),
         "strided copy kernel launch");
   return info.Env().Undefined();
 }
 
-Napi::Value reduce(const Napi::CallbackInfo& info) {
-  check(launchReduce(dev().stream(), int(intArg(info, 0)), int(intArg(info, 1)), ptrArg(info, 2),
-                     ptrArg(info, 3), intArg(info, 4), intArg(info, 5)),
-        "reduce kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value gather(const Napi::CallbackInfo& info) {
-  check(launchGather(dev().stream(), int(intArg(info, 0)), ptrArg(info, 1),
-                     static_cast<const int32_t*>(ptrArg(info, 2)), ptrArg(info, 3), intArg(info, 4),
-                     intArg(info, 5), intArg(info, 6), intArg(info, 7), intArg(info, 8)),
-        "gather kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value segmentSum(const Napi::CallbackInfo& info) {
-  check(launchSegmentSum(dev().stream(), int(intArg(info, 0)), ptrArg(info, 1),
-                         static_cast<const int32_t*>(ptrArg(info, 2)), ptrArg(info, 3), intArg(info, 4),
-                         intArg(info, 5), intArg(info, 6)),
-        "segment sum kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value oneHot(const Napi::CallbackInfo& info) {
-  check(launchOneHot(dev().stream(), int(intArg(info, 0)), static_cast<const int32_t*>(ptrArg(info, 1)),
-                     ptrArg(info, 2), intArg(info, 3), intArg(info, 4), numArg(info, 5), numArg(info, 6)),
-        "one-hot kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value softmax(const Napi::CallbackInfo& info) {
-  check(launchSoftmax(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                      static_cast<float*>(ptrArg(info, 1)), intArg(info, 2), intArg(info, 3)),
-        "softmax kernel launch");
-  return info.Env().Undefined();
-}
-
-// toBf16(x, y, n): y (bf16) = x (float32) rounded to nearest even; a bf16 matmul's operand copy
-Napi::Value toBf16(const Napi::CallbackInfo& info) {
-  check(launchF32ToBf16(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), ptrArg(info, 1), intArg(info, 2)),
-        "float32→bf16 kernel launch");
-  return info.Env().Undefined();
-}
-
-// fromBf16(x, y, n): y (float32) = x (bf16), exactly
-Napi::Value fromBf16(const Napi::CallbackInfo& info) {
-  check(launchBf16ToF32(dev().stream(), ptrArg(info, 0), static_cast<float*>(ptrArg(info, 1)), intArg(info, 2)),
-        "bf16→float32 kernel launch");
-  return info.Env().Undefined();
-}
-
 Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
-  matmul(dev(), ptrArg(info, 0), ptrArg(info, 1),
-         static_cast<float*>(ptrArg(info, 2)), intArg(info, 3), intArg(info, 4), intArg(info, 5),
-         intArg(info, 6), info[7].As<Napi::Boolean>().Value(), info[8].As<Napi::Boolean>().Value(),
-         intArg(info, 9), intArg(info, 10), int(intArg(info, 11)));
+  TSGPT_ARGS("matmul", "a", "b", "out", "batch", "m", "n", "k", "transA", "transB", "strideA", "strideB", "precision");
+  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<float>(2), a.integer(3), a.integer(4), a.integer(5), a.integer(6),
+         a.boolean(7), a.boolean(8), a.integer(9), a.integer(10), int(a.integer(11)));
   return info.Env().Undefined();
 }
 
-// matmulAdd(a, b, c, out, batch, m, n, k, transA, transB, precision, alpha, beta): out = alpha·op(A)·op(B) + beta·C
+// out = alpha·op(A)·op(B) + beta·C
 Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
-  const int64_t batch = intArg(info, 4), m = intArg(info, 5), n = intArg(info, 6), k = intArg(info, 7);
-  matmul(dev(), ptrArg(info, 0), ptrArg(info, 1),
-         static_cast<float*>(ptrArg(info, 3)), batch, m, n, k, info[8].As<Napi::Boolean>().Value(),
-         info[9].As<Napi::Boolean>().Value(), m * k, k * n, int(intArg(info, 10)),
-         static_cast<const float*>(ptrArg(info, 2)), float(numArg(info, 11)), float(numArg(info, 12)));
+  TSGPT_ARGS("matmulAdd", "a", "b", "c", "out", "batch", "m", "n", "k", "transA", "transB", "precision", "alpha", "beta");
+  const int64_t batch = a.integer(4), m = a.integer(5), n = a.integer(6), k = a.integer(7);
+  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<float>(3), batch, m, n, k, a.boolean(8), a.boolean(9), m * k, k * n,
+         int(a.integer(10)), a.ptr<const float>(2), float(a.number(11)), float(a.number(12)));
   return info.Env().Undefined();
 }
 
-Napi::Value rmsNorm(const Napi::CallbackInfo& info) {
-  check(launchRmsNorm(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                      static_cast<float*>(ptrArg(info, 1)), intArg(info, 2), intArg(info, 3),
-                      float(numArg(info, 4))),
-        "RMSNorm kernel launch");
-  return info.Env().Undefined();
-}
-
-Napi::Value rmsNormGrad(const Napi::CallbackInfo& info) {
-  check(launchRmsNormGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                          static_cast<const float*>(ptrArg(info, 1)), static_cast<float*>(ptrArg(info, 2)),
-                          intArg(info, 3), intArg(info, 4), float(numArg(info, 5))),
-        "RMSNorm gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score, tensorCores); stats may be 0
-Napi::Value attention(const Napi::CallbackInfo& info) {
-  check(launchAttention(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                        static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
-                        static_cast<const int*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)),
-                        static_cast<float*>(ptrArg(info, 5)), int(intArg(info, 6)), int(intArg(info, 7)),
-                        int(intArg(info, 8)), int(intArg(info, 9)), int(intArg(info, 10)), int(intArg(info, 11)),
-                        float(numArg(info, 12)), int(intArg(info, 13)), info[14].As<Napi::Boolean>().Value()),
-        "CausalAttention kernel launch");
-  return info.Env().Undefined();
-}
-
-// attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score,
-//               tensorCores); delta may be 0 (the exact kernels need none)
-Napi::Value attentionGrad(const Napi::CallbackInfo& info) {
-  check(launchAttentionGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                            static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
-                            static_cast<const int*>(ptrArg(info, 3)), static_cast<const float*>(ptrArg(info, 4)),
-                            static_cast<const float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
-                            info[7].As<Napi::Boolean>().Value(), static_cast<float*>(ptrArg(info, 8)),
-                            static_cast<float*>(ptrArg(info, 9)), static_cast<float*>(ptrArg(info, 10)),
-                            static_cast<float*>(ptrArg(info, 11)), int(intArg(info, 12)), int(intArg(info, 13)),
-                            int(intArg(info, 14)), int(intArg(info, 15)), int(intArg(info, 16)), int(intArg(info, 17)),
-                            float(numArg(info, 18)), int(intArg(info, 19)), info[20].As<Napi::Boolean>().Value()),
-        "CausalAttention gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// softcapCrossEntropy(logits, targets, rowStats, loss, rows, cols, cap, scale, temp, mean)
-Napi::Value softcapCrossEntropy(const Napi::CallbackInfo& info) {
-  check(launchSoftcapCrossEntropy(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                                  static_cast<const int32_t*>(ptrArg(info, 1)), static_cast<float*>(ptrArg(info, 2)),
-                                  static_cast<float*>(ptrArg(info, 3)), intArg(info, 4), intArg(info, 5),
-                                  int(intArg(info, 6)), float(numArg(info, 7)), float(numArg(info, 8)),
-                                  info[9].As<Napi::Boolean>().Value()),
-        "SoftcapCrossEntropy kernel launch");
-  return info.Env().Undefined();
-}
-
-// softcapCrossEntropyGrad(dy, logits, targets, rowStats, dlogits, dlogitsBf16, rows, cols, cap, scale, temp, mean)
-Napi::Value softcapCrossEntropyGrad(const Napi::CallbackInfo& info) {
-  check(launchSoftcapCrossEntropyGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                                      static_cast<const float*>(ptrArg(info, 1)), static_cast<const int32_t*>(ptrArg(info, 2)),
-                                      static_cast<const float*>(ptrArg(info, 3)), ptrArg(info, 4), info[5].As<Napi::Boolean>().Value(),
-                                      intArg(info, 6), intArg(info, 7), int(intArg(info, 8)), float(numArg(info, 9)),
-                                      float(numArg(info, 10)), info[11].As<Napi::Boolean>().Value()),
-        "SoftcapCrossEntropy gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// rotary(x, cos, sin, y, B, T, H, half, inverse)
-Napi::Value rotary(const Napi::CallbackInfo& info) {
-  check(launchRotary(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
-                     static_cast<const float*>(ptrArg(info, 2)), static_cast<float*>(ptrArg(info, 3)), intArg(info, 4),
-                     intArg(info, 5), intArg(info, 6), intArg(info, 7), info[8].As<Napi::Boolean>().Value()),
-        info[8].As<Napi::Boolean>().Value() ? "Rotary gradient kernel launch" : "Rotary kernel launch");
-  return info.Env().Undefined();
-}
-
-// attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, B, T, H, Hk, h, qkNorm, eps); ve 0: none
-Napi::Value attentionInputs(const Napi::CallbackInfo& info) {
-  check(launchAttentionInputs(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2), floatArg(info, 3),
-                              floatArg(info, 4), static_cast<float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
-                              static_cast<float*>(ptrArg(info, 7)), intArg(info, 8), intArg(info, 9), intArg(info, 10),
-                              intArg(info, 11), intArg(info, 12), info[13].As<Napi::Boolean>().Value(), float(numArg(info, 14))),
-        "AttentionInputs kernel launch");
-  return info.Env().Undefined();
-}
-
-// attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps)
-Napi::Value attentionInputsGrad(const Napi::CallbackInfo& info) {
-  check(launchAttentionInputsGrad(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2), floatArg(info, 3),
-                                  floatArg(info, 4), floatArg(info, 5), floatArg(info, 6), floatArg(info, 7),
-                                  ptrArg(info, 8), info[9].As<Napi::Boolean>().Value(), static_cast<float*>(ptrArg(info, 10)),
-                                  static_cast<float*>(ptrArg(info, 11)), intArg(info, 12), intArg(info, 13), intArg(info, 14),
-                                  intArg(info, 15), intArg(info, 16), info[17].As<Napi::Boolean>().Value(),
-                                  float(numArg(info, 18))),
-        "AttentionInputs gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// headGate(o, g, y, yBf16, rows, h)
-Napi::Value headGate(const Napi::CallbackInfo& info) {
-  check(launchHeadGate(dev().stream(), floatArg(info, 0), floatArg(info, 1), ptrArg(info, 2), info[3].As<Napi::Boolean>().Value(),
-                       intArg(info, 4), intArg(info, 5)),
-        "HeadGate kernel launch");
-  return info.Env().Undefined();
-}
-
-// headGateGrad(dy, o, g, dO, dg, rows, h)
-Napi::Value headGateGrad(const Napi::CallbackInfo& info) {
-  check(launchHeadGateGrad(dev().stream(), floatArg(info, 0), floatArg(info, 1), floatArg(info, 2),
-                           static_cast<float*>(ptrArg(info, 3)), static_cast<float*>(ptrArg(info, 4)), intArg(info, 5),
-                           intArg(info, 6)),
-        "HeadGate gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// reluSquared(x, y, yBf16, n)
-Napi::Value reluSquared(const Napi::CallbackInfo& info) {
-  check(launchReluSquared(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), ptrArg(info, 1),
-                          info[2].As<Napi::Boolean>().Value(), intArg(info, 3)),
-        "ReluSquared kernel launch");
-  return info.Env().Undefined();
-}
-
-// reluSquaredGrad(dy, x, dx, dxBf16, n)
-Napi::Value reluSquaredGrad(const Napi::CallbackInfo& info) {
-  check(launchReluSquaredGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                              static_cast<const float*>(ptrArg(info, 1)), ptrArg(info, 2),
-                              info[3].As<Napi::Boolean>().Value(), intArg(info, 4)),
-        "ReluSquared gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// scaledAdd(x, z, a, b, y, n)
-Napi::Value scaledAdd(const Napi::CallbackInfo& info) {
-  check(launchScaledAdd(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
-                        static_cast<const float*>(ptrArg(info, 2)), static_cast<const float*>(ptrArg(info, 3)),
-                        static_cast<float*>(ptrArg(info, 4)), intArg(info, 5)),
-        "ScaledAdd kernel launch");
-  return info.Env().Undefined();
-}
-
-// scaledAddGrad(dy, x, z, a, b, dx, dz, da, db, n)
-Napi::Value scaledAddGrad(const Napi::CallbackInfo& info) {
-  check(launchScaledAddGrad(dev().stream(), static_cast<const float*>(ptrArg(info, 0)),
-                            static_cast<const float*>(ptrArg(info, 1)), static_cast<const float*>(ptrArg(info, 2)),
-                            static_cast<const float*>(ptrArg(info, 3)), static_cast<const float*>(ptrArg(info, 4)),
-                            static_cast<float*>(ptrArg(info, 5)), static_cast<float*>(ptrArg(info, 6)),
-                            static_cast<float*>(ptrArg(info, 7)), static_cast<float*>(ptrArg(info, 8)), intArg(info, 9)),
-        "ScaledAdd gradient kernel launch");
-  return info.Env().Undefined();
-}
-
-// adamUpdate(p, m, v, g, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr)
-Napi::Value adamUpdate(const Napi::CallbackInfo& info) {
-  const double beta1 = numArg(info, 8), beta2 = numArg(info, 9);
-  const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
-                    float(numArg(info, 10)), float(numArg(info, 11)), float(numArg(info, 12)), float(numArg(info, 13))};
-  check(launchAdamUpdate(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
-                         static_cast<const float*>(ptrArg(info, 2)), static_cast<const float*>(ptrArg(info, 3)),
-                         static_cast<float*>(ptrArg(info, 4)), static_cast<float*>(ptrArg(info, 5)),
-                         static_cast<float*>(ptrArg(info, 6)), intArg(info, 7), h),
-        "AdamUpdate kernel launch");
-  return info.Env().Undefined();
-}
-
-// muonMomentum(buf, g, bufOut, nesterov, n, momentum)
-Napi::Value muonMomentum(const Napi::CallbackInfo& info) {
-  const double mu = numArg(info, 5);
-  check(launchMuonMomentum(dev().stream(), static_cast<const float*>(ptrArg(info, 0)), static_cast<const float*>(ptrArg(info, 1)),
-                           static_cast<float*>(ptrArg(info, 2)), static_cast<float*>(ptrArg(info, 3)), intArg(info, 4),
-                           float(mu), float(1 - mu)),
-        "MuonMomentum kernel launch");
+// A registered launcher (launchers.h), called with its arguments checked against its signature.
+Napi::Value callLauncher(const Napi::CallbackInfo& info) {
+  const Launcher& l = *static_cast<const Launcher*>(info.Data());
+  const Args a(info, l.name, l.argNames, l.arity);
+  check(l.call(dev().stream(), a), (std::string(l.name) + " kernel launch").c_str());
   return info.Env().Undefined();
 }
 
 // ---- NCCL (collectives.cc) ----
 
 Napi::Value ncclGetUniqueIdBinding(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("ncclGetUniqueId");
   const std::string id = ncclNewUniqueId();
   return Napi::Buffer<char>::Copy(info.Env(), id.data(), id.size());
 }
 
 Napi::Value ncclInitBinding(const Napi::CallbackInfo& info) {
-  const Napi::Buffer<char> id = info[0].As<Napi::Buffer<char>>();
-  ncclOpen(dev(), std::string(id.Data(), id.Length()), int(intArg(info, 1)), int(intArg(info, 2)));
+  TSGPT_ARGS("ncclInit", "uniqueId", "worldSize", "rank");
+  const Napi::Buffer<char> id = a.buffer(0);
+  ncclOpen(dev(), std::string(id.Data(), id.Length()), int(a.integer(1)), int(a.integer(2)));
   return info.Env().Undefined();
 }
 
-// ncclAllReduce(inPtrs[], outPtrs[], counts[], average)
 Napi::Value ncclAllReduceBinding(const Napi::CallbackInfo& info) {
-  const Napi::Array ins = info[0].As<Napi::Array>(), outs = info[1].As<Napi::Array>(), counts = info[2].As<Napi::Array>();
+  TSGPT_ARGS("ncclAllReduce", "inPtrs", "outPtrs", "counts", "average");
+  const Napi::Array ins = a.array(0), outs = a.array(1), counts = a.array(2);
   const uint32_t n = ins.Length();
   if (outs.Length() != n || counts.Length() != n) throw CudaError("ncclAllReduce: inputs, outputs and counts differ in length");
   std::vector<const float*> in(n);
@@ -577,11 +406,12 @@ Napi::Value ncclAllReduceBinding(const Napi::CallbackInfo& info) {
     out[i] = reinterpret_cast<float*>(static_cast<uintptr_t>(outs.Get(i).As<Napi::Number>().Int64Value()));
     count[i] = counts.Get(i).As<Napi::Number>().Int64Value();
   }
-  ncclAllReduceFloat32(dev(), in, out, count, info[3].As<Napi::Boolean>().Value());
+  ncclAllReduceFloat32(dev(), in, out, count, a.boolean(3));
   return info.Env().Undefined();
 }
 
 Napi::Value ncclDestroyBinding(const Napi::CallbackInfo& info) {
+  TSGPT_NO_ARGS("ncclDestroy");
   ncclClose();
   return info.Env().Undefined();
 }
@@ -594,29 +424,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"upload", guarded<upload>},     {"readSync", guarded<readSync>},
       {"read", guarded<read>},         {"synchronize", guarded<synchronize>},
       {"sync", guarded<sync>},         {"timerStart", guarded<timerStart>},
-      {"timerEnd", guarded<timerEnd>}, {"unary", guarded<unary>},
-      {"binary", guarded<binary>},     {"select", guarded<select>},
-      {"cast", guarded<cast>},         {"fill", guarded<fill>},
-      {"range", guarded<range>},       {"copy", guarded<copy>},
-      {"reduce", guarded<reduce>},     {"gather", guarded<gather>},
-      {"segmentSum", guarded<segmentSum>}, {"oneHot", guarded<oneHot>},
-      {"softmax", guarded<softmax>},   {"matmul", guarded<matmulBinding>},
-      {"matmulAdd", guarded<matmulAddBinding>}, {"toBf16", guarded<toBf16>},
-      {"fromBf16", guarded<fromBf16>},
-      {"rmsNorm", guarded<rmsNorm>},   {"rmsNormGrad", guarded<rmsNormGrad>},
-      {"attention", guarded<attention>}, {"attentionGrad", guarded<attentionGrad>},
-      {"softcapCrossEntropy", guarded<softcapCrossEntropy>},
-      {"softcapCrossEntropyGrad", guarded<softcapCrossEntropyGrad>},
-      {"rotary", guarded<rotary>},
-      {"attentionInputs", guarded<attentionInputs>}, {"attentionInputsGrad", guarded<attentionInputsGrad>},
-      {"headGate", guarded<headGate>}, {"headGateGrad", guarded<headGateGrad>},
-      {"reluSquared", guarded<reluSquared>}, {"reluSquaredGrad", guarded<reluSquaredGrad>},
-      {"scaledAdd", guarded<scaledAdd>}, {"scaledAddGrad", guarded<scaledAddGrad>},
-      {"adamUpdate", guarded<adamUpdate>}, {"muonMomentum", guarded<muonMomentum>},
+      {"timerEnd", guarded<timerEnd>}, {"binary", guarded<binary>},
+      {"copy", guarded<copy>},         {"matmul", guarded<matmulBinding>},
+      {"matmulAdd", guarded<matmulAddBinding>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+  // Every kernel file's launchers (the registry is complete: static initialisers ran when the addon loaded).
+  for (const Launcher& l : launcherRegistry()) {
+    if (exports.Has(l.name)) throw Napi::Error::New(env, std::string("two bindings are named ") + l.name);
+    exports.Set(l.name, Napi::Function::New(env, guarded<callLauncher>, l.name, const_cast<Launcher*>(&l)));
+  }
   return exports;
 }
 

@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include "kernels.h"
 #include "launch.h"
+#include "launchers.h"
 #include "strided.cuh"
 
 namespace tsgpt {
@@ -287,5 +288,13 @@ cudaError_t launchBf16ToF32(cudaStream_t s, const void* x, float* y, int64_t n) 
   bf16ToF32Kernel<<<gridFor(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, n);
   return cudaGetLastError();
 }
+
+TSGPT_LAUNCHER(unary, launchUnary, "op", "dtype", "x", "y", "n", "alpha", "beta");
+TSGPT_LAUNCHER(select, launchSelect, "elemBytes", "cond", "a", "b", "out", "n");
+TSGPT_LAUNCHER(cast, launchCast, "fromDtype", "toDtype", "x", "y", "n");
+TSGPT_LAUNCHER(fill, launchFill, "dtype", "out", "n", "value");
+TSGPT_LAUNCHER(range, launchRange, "dtype", "out", "n", "start", "step");
+TSGPT_LAUNCHER(toBf16, launchF32ToBf16, "x", "y", "n");
+TSGPT_LAUNCHER(fromBf16, launchBf16ToF32, "x", "y", "n");
 
 }  // namespace tsgpt

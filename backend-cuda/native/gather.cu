@@ -1,6 +1,7 @@
 // Gather (GatherV2), its gradient UnsortedSegmentSum (an atomic scatter-add), and OneHot.
 #include "kernels.h"
 #include "launch.h"
+#include "launchers.h"
 
 namespace tsgpt {
 namespace {
@@ -78,5 +79,9 @@ cudaError_t launchOneHot(cudaStream_t s, int dtype, const int32_t* idx, void* ou
   }
   return cudaGetLastError();
 }
+
+TSGPT_LAUNCHER(gather, launchGather, "elemBytes", "params", "indices", "out", "batch", "outer", "axisDim", "inner", "nIdx");
+TSGPT_LAUNCHER(segmentSum, launchSegmentSum, "dtype", "x", "ids", "out", "rows", "inner", "numSegments");
+TSGPT_LAUNCHER(oneHot, launchOneHot, "dtype", "indices", "out", "n", "depth", "onValue", "offValue");
 
 }  // namespace tsgpt

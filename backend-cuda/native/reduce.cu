@@ -6,6 +6,7 @@
 #include <climits>
 #include "kernels.h"
 #include "launch.h"
+#include "launchers.h"
 #include "rows.cuh"
 
 namespace tsgpt {
@@ -217,5 +218,7 @@ cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int cou
   sumPartialPairsKernel<<<1, 1024, 0, s>>>(partials, count, first, second);
   return cudaGetLastError();
 }
+
+TSGPT_LAUNCHER(reduce, launchReduce, "op", "dtype", "x", "out", "outer", "inner");
 
 }  // namespace tsgpt

@@ -1,6 +1,7 @@
 // Softmax over the last axis, one block per row: max, sum of exp(x - max), then the scaled write.
 #include "kernels.h"
 #include "launch.h"
+#include "launchers.h"
 #include "rows.cuh"
 
 namespace tsgpt {
@@ -28,5 +29,7 @@ cudaError_t launchSoftmax(cudaStream_t s, const float* x, float* y, int64_t rows
   softmaxKernel<<<(unsigned)rows, cols >= 1024 ? 512 : 128, 0, s>>>(x, y, cols);
   return cudaGetLastError();
 }
+
+TSGPT_LAUNCHER(softmax, launchSoftmax, "x", "y", "rows", "cols");
 
 }  // namespace tsgpt

@@ -1,0 +1,195 @@
+// The fused attention inputs ('AttentionInputs' / 'AttentionInputsVE' and 'AttentionInputsGrad',
+// attention_inputs.cu) against their oracle, train_gpt.ts's composite attentionInputs() on the
+// cpu backend: q, k, v and the gradients with respect to qkv, lambdas and ve for random dq, dk, dv, through
+// train_gpt.ts's own hook (runFused), on fresh random inputs and tables: H = Hk and GQA, with and without
+// value embeddings, QK-norm on and off, h = 128 and 64 (the GPU's float4 paths), 16, and 6 and 10 (its
+// scalar path), full, half and no rotary, B > 1, T = 1; outputs the loss does not use (tfjs passes zeros
+// for their gradients); bit-identical reruns; the bytes kept for the gradient; that the hook and the model
+// run the fused kernels and `--fused off` the composite; bad inputs failing with the kernel's name.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
+import { bytesInUse, compare, randFloat, randomRope, targets, type HostTensor, useBackend } from '../../../test/cuda_harness.ts';
+
+interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
+type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
+
+const ropeOf = (c: Case): T.RopeState =>
+  c.rope === 'none' ? { freqs: new Float32Array(c.h / 2), attnScale: 1, version: 0 } : randomRope(c.h, c.rope);
+
+/** Σ q·dq + Σ k·dk + Σ v·dv: its gradient with respect to (q, k, v) is (dq, dk, dv). Any of dq, dk, dv may be null (unused). */
+function weightedSum(outs: tf.Tensor[], dys: (tf.Tensor | null)[]): tf.Scalar {
+  return outs.map((o, i) => (dys[i] ? o.mul(dys[i]!).sum() : null)).filter((t) => t != null).reduce((a, b) => a.add(b)) as tf.Scalar;
+}
+
+/** [q, k, v, dqkv, dlambdas(, dve)]: the fused kernels where the backend has them, the composite on cpu. */
+const valuesAndGrads = (rope: T.RopeState, o: Opts) => (...xs: tf.Tensor[]): tf.Tensor[] => {
+  const [qkv, lambdas, dq, dk, dv, ve] = xs;  // inputsOf's order
+  const run = (x: tf.Tensor, l: tf.Tensor, e?: tf.Tensor) => T.attentionInputs(x, rope, e ?? null, l, o);
+  const grads = tf.grads((x: tf.Tensor, l: tf.Tensor, e?: tf.Tensor) => weightedSum(run(x, l, e), [dq, dk, dv]));
+  return [...run(qkv, lambdas, ve), ...grads(ve ? [qkv, lambdas, ve] : [qkv, lambdas])];
+};
+
+/** Random inputs of a case: qkv, lambdas, dq, dk, dv(, ve). */
+function inputsOf(c: Case, withVe: boolean): HostTensor[] {
+  const { B, T: Tn, H, Hk, h } = c;
+  const ins = [randFloat([B, Tn, (H + 2 * Hk) * h]), randFloat([2], -1.5, 1.5), randFloat([B, Tn, H, h]), randFloat([B, Tn, Hk, h]), randFloat([B, Tn, Hk, h])];
+  return withVe ? [...ins, randFloat([B, Tn, Hk, h])] : ins;
+}
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+const tensorOf = (h: HostTensor) => tf.tensor(h.values, h.shape, h.dtype);
+
+for (const target of targets) {
+  describe(`fused AttentionInputs on ${target.name}`, { skip: target.skip }, () => {
+    const name = target.name;
+    const tol = name === 'cuda' ? { rtol: 1e-4, atol: 1e-4 } : { rtol: 1e-5, atol: 1e-5 };
+    const CASES: Case[] = [
+      { B: 2, T: 5, H: 2, Hk: 2, h: 128, rope: 'half' },
+      { B: 1, T: 9, H: 4, Hk: 2, h: 64, rope: 'full' },  // GQA
+      { B: 3, T: 1, H: 3, Hk: 1, h: 6, rope: 'full' },   // half = 3: the scalar path
+      { B: 2, T: 4, H: 2, Hk: 1, h: 16, rope: 'none' },  // no rotary: the tables turn by 0
+      { B: 1, T: 3, H: 1, Hk: 1, h: 10, rope: 'half' },  // half = 5: the scalar path
+      ...(name === 'cuda' ? [{ B: 4, T: 512, H: 6, Hk: 6, h: 128, rope: 'half' }, { B: 2, T: 256, H: 6, Hk: 2, h: 64, rope: 'full' }] as Case[] : []),
+    ];
+
+    it('q, k, v and the gradients for qkv, lambdas and ve match the composite on cpu', async () => {
+      for (const c of CASES) {
+        for (const qkNorm of [true, false]) {
+          for (const withVe of [true, false]) {
+            const label = `[B ${c.B}, T ${c.T}, H ${c.H}, Hk ${c.Hk}, h ${c.h}] ${c.rope} rotary, qkNorm ${qkNorm}, ${withVe ? 'with' : 'without'} ve`;
+            await compare(name, label, inputsOf(c, withVe), valuesAndGrads(ropeOf(c), { H: c.H, Hk: c.Hk, h: c.h, qkNorm }), tol);
+          }
+        }
+      }
+    });
+
+    it('outputs the loss does not use: tfjs passes zeros for their gradients', async () => {
+      const c: Case = { B: 2, T: 3, H: 2, Hk: 1, h: 8, rope: 'full' }, rope = ropeOf(c), o = { H: 2, Hk: 1, h: 8, qkNorm: true };
+      const [qkv, lambdas, dq, , dv, ve] = inputsOf(c, true);
+      // only q: the gradient reaches qkv's q part only (lambdas and ve reach no used output in the composite)
+      await compare(name, 'q only', [qkv, lambdas, dq], (x, l, d) =>
+        [tf.grad((y: tf.Tensor) => weightedSum(T.attentionInputs(y, rope, null, l, o), [d, null, null]))(x)], tol);
+      // only v: dq and dk are zeros
+      await compare(name, 'v only', [qkv, lambdas, dv, ve], (x, l, d, e) =>
+        tf.grads((y: tf.Tensor, m: tf.Tensor, f: tf.Tensor) => weightedSum(T.attentionInputs(y, rope, f, m, o), [null, null, d]))([x, l, e]), tol);
+    });
+
+    it('the gradients are bit-identical on a rerun (deterministic sums for dlambdas)', async () => {
+      await useBackend(name);
+      const c: Case = name === 'cuda' ? { B: 4, T: 512, H: 6, Hk: 6, h: 128, rope: 'half' } : { B: 2, T: 7, H: 2, Hk: 2, h: 16, rope: 'half' };
+      const xs = inputsOf(c, true).map(tensorOf), fn = valuesAndGrads(ropeOf(c), { H: c.H, Hk: c.Hk, h: c.h, qkNorm: true });
+      const once = () => tf.tidy(() => fn(...xs).map((t) => t.dataSync()));
+      const [a, b] = [once(), once()];
+      for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], `output ${i} differs between two runs`);
+      tf.dispose(xs);
+    });
+
+    it('keeps nothing for the gradient beyond its inputs (the composite keeps q, k, v before the norm and mix)', async () => {
+      await useBackend(name);
+      const c: Case = { B: 2, T: 5, H: 2, Hk: 1, h: 16, rope: 'half' }, rope = ropeOf(c), o = { H: 2, Hk: 1, h: 16, qkNorm: true };
+      const xs = inputsOf(c, true).map(tensorOf), [qkv, lambdas, , , , ve] = xs;
+      const outBytes = qkv.size * 4;  // q, k and v together are qkv's size
+      /** Bytes alive right after the forward, before backprop: the outputs and whatever the tape saved. */
+      const heldAfterForward = () => {
+        tf.dispose(T.attentionInputs(qkv, rope, ve, lambdas, o));  // the rotary tables are made (and cached) here, not below
+        const before = bytesInUse();
+        let held = 0;
+        const { value, grads } = tf.valueAndGrads((x: tf.Tensor) => {
+          const [q, k, v] = T.attentionInputs(x, rope, ve, lambdas, o);
+          held = bytesInUse() - before;
+          return q.sum().add(k.sum()).add(v.sum()) as tf.Scalar;
+        })([qkv]);
+        tf.dispose([value, grads[0]]);
+        assert.equal(bytesInUse(), before, 'no buffer outlives the step');
+        return held;
+      };
+      assert.equal(heldAfterForward(), outBytes, 'fused: q, k and v only (the saved qkv, tables, lambdas and ve share their buffers)');
+      T.useFusedKernels(false);
+      try {
+        assert.ok(heldAfterForward() > 2 * outBytes, 'the composite keeps its intermediates');
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose(xs);
+    });
+
+    it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
+      await useBackend(name);
+      const c: Case = { B: 2, T: 5, H: 2, Hk: 1, h: 8, rope: 'half' }, rope = ropeOf(c);
+      for (const withVe of [true, false]) {
+        const xs = inputsOf(c, withVe).map(tensorOf), fn = () => valuesAndGrads(rope, { H: 2, Hk: 1, h: 8, qkNorm: true })(...xs);
+        const forward = withVe ? ATTENTION_INPUTS_VE : ATTENTION_INPUTS, other = withVe ? ATTENTION_INPUTS : ATTENTION_INPUTS_VE;
+        const fused = await kernelsRun(fn);
+        for (const k of [forward, ATTENTION_INPUTS_GRAD]) assert.ok(fused.includes(k), `${k} did not run: ${fused.join(', ')}`);
+        for (const k of [other, 'SplitV', 'Concat', 'RMSNorm', 'Rotary', 'Unpack']) assert.ok(!fused.includes(k), `${k} ran: ${fused.join(', ')}`);
+        T.useFusedKernels(false);
+        try {
+          const composite = await kernelsRun(fn);
+          for (const k of [forward, ATTENTION_INPUTS_GRAD]) assert.ok(!composite.includes(k), `${k} ran with fused kernels off`);
+          for (const k of ['SplitV', 'Concat', 'Unpack']) assert.ok(composite.includes(k), `composite kernel ${k} did not run: ${composite.join(', ')}`);
+        } finally {
+          T.useFusedKernels(true);
+        }
+        tf.dispose(xs);
+      }
+    });
+
+    it('the model\'s attention layers run them, with and without value embeddings and under Canon B', async () => {
+      await useBackend(name);
+      for (const canon of ['none', 'B']) {
+        const cfg = T.resolveConfig('tiny', { vocabSize: 64, bosToken: 63, numLayers: 3, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 1,
+          valueEmbeds: 1, backoutLayer: 1, skip: 'none', seqLen: 8, windowBlock: 4, windowSchedule: [2], windowPattern: 'SLS', valWindow: 2, canon }).cfg;
+        const m = T.createModel(cfg);
+        const batch = T.toDevice({ inputs: Int32Array.from({ length: 8 }, (_, i) => (i * 7) % 60), targets: Int32Array.from({ length: 8 }, (_, i) => i), B: 1, T: 8 }, cfg.bosToken);
+        const names = await kernelsRun(() => {
+          const { value, grads } = tf.variableGrads(() => T.modelLoss(m, batch, T.attnScheduleAt(2, T.initRope(cfg), cfg), 'mean'));
+          return [value, ...Object.values(grads)];
+        });
+        // the value-embedding table serves layers 0 and 2; layer 1 has none
+        const count = (k: string) => names.filter((n) => n === k).length;
+        assert.equal(count(ATTENTION_INPUTS_VE), 2, `canon ${canon}: ${ATTENTION_INPUTS_VE} in layers 0 and 2: ${names.join(', ')}`);
+        assert.equal(count(ATTENTION_INPUTS), 1, `canon ${canon}: ${ATTENTION_INPUTS} in layer 1`);
+        assert.equal(count(ATTENTION_INPUTS_GRAD), 3, `canon ${canon}: one gradient kernel per attention layer`);
+        T.disposeBatch(batch);
+        T.disposeModel(m);
+      }
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(name);
+      tf.tidy(() => {
+        const attrs = { numHeads: 2, kvHeads: 1, qkNorm: true, eps: 1e-6 };
+        const qkv = tf.zeros([2, 5, 32]), cos = tf.ones([1, 5, 1, 4]), sin = tf.zeros([1, 5, 1, 4]), lambdas = tf.ones([2]), ve = tf.zeros([2, 5, 1, 8]);
+        const run = (kernel: string, inputs: tf.NamedTensorMap, a: tf.NamedAttrMap = attrs) => () => tf.engine().runKernel(kernel, inputs, a);
+        const fwd = { qkv, cos, sin, lambdas };
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, qkv: tf.zeros([2, 5, 4, 8]) }),
+          /kernel AttentionInputs\(.*AttentionInputs: qkv must be \[B,T,\(H\+2·Hk\)·h\] with h even for H = 2, Hk = 1, got float32\[2,5,4,8\]/);
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, qkv: tf.zeros([2, 5, 30]) }), /AttentionInputs: qkv must be \[B,T,\(H\+2·Hk\)·h\]/);
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, qkv: tf.zeros([2, 5, 12]) }), /AttentionInputs: qkv must be .* with h even/);  // h = 3
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, qkv: tf.zeros([2, 5, 32], 'int32') }), /AttentionInputs: qkv must be float32, got int32\[2,5,32\]/);
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, cos: tf.ones([1, 5, 1, 8]) }),
+          /AttentionInputs: cos must be \[1,5,1,4\] for qkv float32\[2,5,32\], got float32\[1,5,1,8\]/);
+        assert.throws(run(ATTENTION_INPUTS, { qkv, cos, lambdas }), /AttentionInputs: input sin is missing/);
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, lambdas: tf.ones([3]) }), /AttentionInputs: lambdas must be \[2\]/);
+        assert.throws(run(ATTENTION_INPUTS, { ...fwd, ve }), /AttentionInputs: takes no ve \(AttentionInputsVE does\)/);
+        assert.throws(run(ATTENTION_INPUTS_VE, fwd), /kernel AttentionInputsVE\(.*AttentionInputsVE: input ve is missing/);
+        assert.throws(run(ATTENTION_INPUTS_VE, { ...fwd, ve: tf.zeros([2, 5, 2, 8]) }), /AttentionInputsVE: ve must be \[2,5,1,8\]/);
+        assert.throws(run(ATTENTION_INPUTS, fwd, { ...attrs, numHeads: 0 }), /AttentionInputs: attr numHeads must be a positive integer, got 0/);
+        assert.throws(run(ATTENTION_INPUTS, fwd, { ...attrs, kvHeads: 1.5 }), /AttentionInputs: attr kvHeads must be a positive integer/);
+        assert.throws(run(ATTENTION_INPUTS, fwd, { ...attrs, qkNorm: 'yes' }), /AttentionInputs: attr qkNorm must be a boolean/);
+        assert.throws(run(ATTENTION_INPUTS, fwd, { ...attrs, eps: NaN }), /AttentionInputs: attr eps must be a finite number/);
+        const dq = tf.zeros([2, 5, 2, 8]), dk = tf.zeros([2, 5, 1, 8]), dv = tf.zeros([2, 5, 1, 8]);
+        assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq: dk, dk, dv }), /kernel AttentionInputsGrad\(.*AttentionInputsGrad: dq must be float32 \[2,5,2,8\], got float32\[2,5,1,8\]/);
+        assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq, dk }), /AttentionInputsGrad: input dv is missing/);
+        assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq, dk, dv, ve: tf.zeros([2, 5, 8]) }), /AttentionInputsGrad: ve must be \[2,5,1,8\]/);
+      });
+    });
+  });
+}

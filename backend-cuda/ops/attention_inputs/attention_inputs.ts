@@ -1,0 +1,51 @@
+// Fused attention inputs: the kernels train_gpt.ts's attentionInputs() hands to a backend that
+// registers them (runFused), and their gradient. The composite attentionInputs() in train_gpt.ts
+// (split, reshapes, RMSNorm on q and k, rotary on q and k, the value-embedding mix) is the
+// implementation everywhere else and the tests' oracle.
+//   inputs qkv [B,T,(H+2·Hk)·h] float32 (the QKV projection: q heads, then k heads, then v heads),
+//   cos and sin [1,T,1,h/2] (train_gpt.ts's rotaryTables), lambdas [2] = [λa, λb], and for
+//   'AttentionInputsVE' the value embeddings ve [B,T,Hk,h]; attrs numHeads H, kvHeads Hk, qkNorm, eps.
+//   outputs q = rot(norm(q_raw)) [B,T,H,h], k = rot(norm(k_raw)) [B,T,Hk,h], v = λa·v_raw + λb·ve
+//   [B,T,Hk,h] (λa·v_raw without ve); norm(x) = x·(mean(x²) + eps)^-½ over h when qkNorm, else x.
+// Two forward names, one with ve and one without, because tfjs saves a gradient's inputsToSave by name
+// and fails on a name the call did not pass: one kernel with an optional ve could not save it.
+// The gradient keeps qkv (the raw projection: the norms' backward needs q_raw and k_raw, λa's needs
+// v_raw; the composite keeps the same three as separate split outputs) and recomputes each row's
+// rstd from it. 'AttentionInputsGrad' ({dq, dk, dv, qkv, cos, sin, lambdas, ve?}) returns
+// [dqkv, dlambdas, dve?] in one pass: dqkv written directly (no concat), dve = λb·dv, and
+// dlambdas = [Σ dv·v_raw, Σ dv·ve] (0 for λb without ve) from deterministic partial sums.
+// The tables are constants (never variables) and get no gradient, as for 'Rotary'.
+import * as tf from '@tensorflow/tfjs-core';
+import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+
+export const ATTENTION_INPUTS = 'AttentionInputs';
+export const ATTENTION_INPUTS_VE = 'AttentionInputsVE';
+export const ATTENTION_INPUTS_GRAD = 'AttentionInputsGrad';
+
+export interface AttentionInputsAttrs { numHeads: number; kvHeads: number; qkNorm: boolean; eps: number }
+
+const supports = (inputs: tf.NamedTensorMap, { numHeads, kvHeads }: AttentionInputsAttrs): true | string => {
+  const width = inputs.qkv.shape[2] ?? 0, heads = numHeads + 2 * kvHeads;
+  if (width % heads || (width / heads) % 2) return `qkv width ${width} is not (H + 2·Hk)·h with h even`;
+  return float32Inputs(inputs, 'qkv', 'cos', 'sin', 'lambdas', 've');
+};
+export const attentionInputs: FusedKernelSpec<AttentionInputsAttrs> = { name: ATTENTION_INPUTS, supports };
+export const attentionInputsVE: FusedKernelSpec<AttentionInputsAttrs> = { name: ATTENTION_INPUTS_VE, supports };
+
+for (const [kernelName, withVe] of [[ATTENTION_INPUTS, false], [ATTENTION_INPUTS_VE, true]] as const) {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave: withVe ? ['qkv', 'cos', 'sin', 'lambdas', 've'] : ['qkv', 'cos', 'sin', 'lambdas'],
+    gradFunc: (dys, saved, attrs) => {
+      // tfjs passes zeros (made on the host) for an output the loss does not use.
+      const [dq, dk, dv] = dys as tf.Tensor[];
+      const [qkv, cos, sin, lambdas, ve] = saved;
+      const inputs: tf.NamedTensorMap = withVe ? { dq, dk, dv, qkv, cos, sin, lambdas, ve } : { dq, dk, dv, qkv, cos, sin, lambdas };
+      // One kernel computes every gradient: run it once here, not in each input's closure.
+      const [dqkv, dlambdas, dve] = tf.engine().runKernel(ATTENTION_INPUTS_GRAD, inputs, attrs) as tf.Tensor[];
+      const grads: Record<string, () => tf.Tensor> = { qkv: () => dqkv, lambdas: () => dlambdas };
+      if (withVe) grads.ve = () => dve;
+      return grads;
+    },
+  });
+}

@@ -1,0 +1,78 @@
+// CPU reference of attention_inputs.cu's launchers, on the host device's memory (tests without a GPU).
+import type { HostDevice } from '../../host_device.ts';
+import type { AttentionInputsNative } from './kernel.ts';
+
+/** Each (token, head) row of qkv: [its offset in qkv, kind (0 q, 1 k, 2 v), its offset in q, k or v (and dq, dk or dv), position t]. */
+function qkvRows(B: number, T: number, H: number, Hk: number, h: number): Array<[number, number, number, number]> {
+  const rows: Array<[number, number, number, number]> = [], heads = H + 2 * Hk;
+  for (let token = 0; token < B * T; token++) {
+    for (let j = 0; j < heads; j++) {
+      const kind = j < H ? 0 : j < H + Hk ? 1 : 2;
+      const out = kind === 0 ? (token * H + j) * h : (token * Hk + j - H - (kind === 2 ? Hk : 0)) * h;
+      rows.push([(token * heads + j) * h, kind, out, token % T]);
+    }
+  }
+  return rows;
+}
+
+export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
+  return {
+    attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, B, T, H, Hk, h, qkNorm, eps) {
+      if (B * T === 0) return;
+      const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
+      const x = f(qkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
+      const outs = [f(q, B * T * H * h), f(k, B * T * Hk * h), f(v, B * T * Hk * h)], e = ve ? f(ve, B * T * Hk * h) : null;
+      for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {
+        const y = outs[kind];
+        if (kind === 2) {
+          for (let j = 0; j < h; j++) y[o + j] = la * x[i + j] + (e ? lb * e[o + j] : 0);
+          continue;
+        }
+        let ss = 0;
+        for (let j = 0; j < h; j++) ss += x[i + j] ** 2;
+        const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1;
+        for (let j = 0; j < half; j++) {
+          const x1 = x[i + j] * rstd, x2 = x[i + half + j] * rstd, cj = c[t * half + j], sj = s[t * half + j];
+          y[o + j] = x1 * cj + x2 * sj;
+          y[o + half + j] = x2 * cj - x1 * sj;
+        }
+      }
+    },
+    attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps) {
+      const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
+      const dl = f(dlambdas, 2);
+      dl.fill(0);
+      if (B * T === 0) return;
+      const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
+      const c = f(cos, T * half), s = f(sin, T * half);
+      const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
+      const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;
+      let dla = 0, dlb = 0;
+      for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {
+        const dy = dys[kind];
+        if (kind === 2) {
+          for (let j = 0; j < h; j++) {
+            dx[i + j] = la * dy[o + j];
+            dla += dy[o + j] * x[i + j];
+            if (e && de) { de[o + j] = lb * dy[o + j]; dlb += dy[o + j] * e[o + j]; }
+          }
+          continue;
+        }
+        // g: the gradient of the normed row, the transpose rotation of dy
+        const g = new Float64Array(h);
+        let ss = 0, dot = 0;
+        for (let j = 0; j < half; j++) {
+          const d1 = dy[o + j], d2 = dy[o + half + j], cj = c[t * half + j], sj = s[t * half + j];
+          g[j] = d1 * cj - d2 * sj;
+          g[half + j] = d1 * sj + d2 * cj;
+        }
+        for (let j = 0; j < h; j++) { ss += x[i + j] ** 2; dot += g[j] * x[i + j]; }
+        const rstd = qkNorm ? 1 / Math.sqrt(ss / h + eps) : 1, coef = qkNorm ? rstd ** 3 * dot / h : 0;
+        for (let j = 0; j < h; j++) dx[i + j] = rstd * g[j] - coef * x[i + j];
+      }
+      mem.flush(dqkv, dx, dqkvBf16);
+      dl[0] = dla;
+      dl[1] = dlb;
+    },
+  };
+}

@@ -1,0 +1,87 @@
+// The fused attention inputs' cuda kernels (attention_inputs.cu's launchers):
+// 'AttentionInputs' and 'AttentionInputsVE' ({qkv, cos, sin, lambdas[, ve]} → [q, k, v]) and the
+// gradient kernel 'AttentionInputsGrad' ({dq, dk, dv, qkv, cos, sin, lambdas[, ve]} → [dqkv, dlambdas[, dve]]).
+import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { booleanAttr, describe, input, positiveIntAttr } from '../check.ts';
+import type { CudaKernel } from '../../kernels/types.ts';
+import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from './attention_inputs.ts';
+
+/** attention_inputs.cu's launchers (host.ts is their CPU reference). */
+export interface AttentionInputsNative {
+  /** The attention's inputs from the QKV projection qkv [B,T,(H+2·Hk)·h] (q heads, k heads, v heads):
+   * q [B,T,H,h] and k [B,T,Hk,h] = rotary(norm(raw)) with the tables cos, sin [T, h/2] (norm: RMSNorm
+   * over h with eps when qkNorm, else none), v [B,T,Hk,h] = λa·v_raw + λb·ve (λa·v_raw where ve is 0);
+   * lambdas: 2 floats on the device. */
+  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
+    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
+  /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
+   * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
+  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
+    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number,
+    qkNorm: boolean, eps: number): void;
+}
+
+interface Problem { B: number; T: number; H: number; Hk: number; h: number; qkNorm: boolean; eps: number; ve: TensorInfo | null }
+
+/** Shapes, dtypes and attrs checked, with a message naming the kernel and the bad input. */
+function problem(kernel: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap, withVe: boolean): Problem {
+  const fail = (what: string): never => { throw new Error(`${kernel}: ${what}`); };
+  if (!withVe && inputs.ve != null) fail(`takes no ve (${ATTENTION_INPUTS_VE} does)`);
+  const H = positiveIntAttr(kernel, attrs, 'numHeads'), Hk = positiveIntAttr(kernel, attrs, 'kvHeads');
+  const qkNorm = booleanAttr(kernel, attrs, 'qkNorm'), eps = attrs.eps as number;
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) fail(`attr eps must be a finite number ≥ 0, got ${String(eps)}`);
+  const qkv = input(kernel, inputs, 'qkv'), heads = H + 2 * Hk;
+  if (qkv.shape.length !== 3 || qkv.shape[2] % heads !== 0 || (qkv.shape[2] / heads) % 2 !== 0 || qkv.shape[2] === 0) {
+    fail(`qkv must be [B,T,(H+2·Hk)·h] with h even for H = ${H}, Hk = ${Hk}, got ${describe(qkv)}`);
+  }
+  const [B, T] = qkv.shape, h = qkv.shape[2] / heads;
+  const expect = (name: string, shape: number[]) => {
+    const t = input(kernel, inputs, name);
+    if (t.shape.join() !== shape.join()) fail(`${name} must be [${shape}] for qkv ${describe(qkv)}, got ${describe(t)}`);
+    return t;
+  };
+  for (const name of ['cos', 'sin']) expect(name, [1, T, 1, h / 2]);
+  expect('lambdas', [2]);
+  return { B, T, H, Hk, h, qkNorm, eps, ve: withVe ? expect('ve', [B, T, Hk, h]) : null };
+}
+
+function forward(kernelName: string, withVe: boolean): CudaKernel {
+  return {
+    kernelName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const p = problem(kernelName, inputs, attrs, withVe);
+      const q = backend.makeOutput([p.B, p.T, p.H, p.h], 'float32');
+      const k = backend.makeOutput([p.B, p.T, p.Hk, p.h], 'float32'), v = backend.makeOutput([p.B, p.T, p.Hk, p.h], 'float32');
+      const ptr = (name: string) => backend.ptr(inputs[name] as TensorInfo);
+      backend.device.attentionInputs(ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'), p.ve ? backend.ptr(p.ve) : 0,
+        backend.ptr(q), backend.ptr(k), backend.ptr(v), p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
+      return [q, k, v];
+    },
+  };
+}
+
+const gradient: CudaKernel = {
+  kernelName: ATTENTION_INPUTS_GRAD,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const p = problem(ATTENTION_INPUTS_GRAD, inputs, attrs, inputs.ve != null);
+    const ptr = (name: string) => backend.ptr(inputs[name] as TensorInfo);
+    const dys = [['dq', p.H], ['dk', p.Hk], ['dv', p.Hk]] as const;
+    for (const [name, heads] of dys) {
+      const t = inputs[name] as TensorInfo | undefined, shape = [p.B, p.T, heads, p.h];
+      if (t == null) throw new Error(`${ATTENTION_INPUTS_GRAD}: input ${name} is missing`);
+      if (t.dtype !== 'float32' || t.shape.join() !== shape.join()) {
+        throw new Error(`${ATTENTION_INPUTS_GRAD}: ${name} must be float32 [${shape}], got ${describe(t)}`);
+      }
+    }
+    const qkv = inputs.qkv as TensorInfo;
+    // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeMatmulInput)
+    const dqkv = backend.makeMatmulInput(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
+    const dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
+    backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'),
+      p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
+      p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
+    return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];
+  },
+};
+
+export const attentionInputsKernels: CudaKernel[] = [forward(ATTENTION_INPUTS, false), forward(ATTENTION_INPUTS_VE, true), gradient];

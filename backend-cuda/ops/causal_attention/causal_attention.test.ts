@@ -1,0 +1,247 @@
+// The fused causal attention ('CausalAttention', causal_attention.cu) against the
+// composite attention() of train_gpt.ts on tfjs-backend-cpu (the oracle): output and the gradients
+// of q, k, v, for softmax, softpick and softmax1, on fresh random inputs: T not a multiple of the
+// tiles, B > 1, grouped-query heads, documents of varied lengths (length 1 too), windows smaller
+// and larger than T, head dims 16 to 128. On the host reference device (the same tiled online
+// algorithm as plain loops: CI) and on the GPU where there is one, with a speedrun-sized case there.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CudaBackend } from '../../backend.ts';
+import { attention, ForwardContext } from '../../../train_gpt.ts';
+import { compare, randFloat, random, relError, targets, useBackend, type HostTensor } from '../../../test/cuda_harness.ts';
+
+type Score = 'softmax' | 'softpick' | 'softmax1';
+const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
+
+interface Case { B: number; T: number; H: number; Hk: number; h: number; window: number; docs: 'varied' | 'one' }
+
+/** Nondecreasing document ids per row, starting anywhere; 'varied': lengths from 1 (often) to T/2. */
+function docIds(B: number, T: number, docs: Case['docs']): HostTensor {
+  const v = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let id = Math.floor(random() * 1000), left = 0;
+    for (let t = 0; t < T; t++) {
+      if (docs === 'varied' && left === 0) {
+        id += 1;
+        left = random() < 0.3 ? 1 : 1 + Math.floor(random() * Math.max(1, T / 2));
+      }
+      v[b * T + t] = id;
+      left = Math.max(0, left - 1);
+    }
+  }
+  return { shape: [B, T], dtype: 'int32', values: v };
+}
+
+/** [out, dq, dk, dv] of sum(attention(q, k, v)·w), fused where the backend has the kernel. */
+function attentionAndGrads(c: Case, score: Score, scale: number) {
+  return (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor): tf.Tensor[] => {
+    const ctx = new ForwardContext(ids as tf.Tensor2D);
+    const out = attention(q, k, v, ctx, c.window, scale, score);
+    const loss = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => tf.sum(tf.mul(attention(a, b, d, ctx, c.window, scale, score), w));
+    return [out, ...tf.grads(loss)([q, k, v])];
+  };
+}
+
+/**
+ * Softpick's gradient is ill-conditioned in float32 where a row's Σ|e^{s−m} − e^{−m}| is tiny
+ * (∂p/∂s ~ ε/S²): a query that sees only itself (the first token of a document) with s ≈ 0. There
+ * the composite's own rounding (of s and of 1 − e^{−s}) moves its gradient by ~1e-3, so such
+ * queries are redrawn until |s| ≥ 0.05.
+ */
+function conditionSoftpick(q: HostTensor, k: HostTensor, ids: HostTensor, c: Case, scale: number): void {
+  const qv = q.values as Float32Array, kv = k.values as Float32Array, group = c.H / c.Hk;
+  for (let b = 0; b < c.B; b++) for (let t = 0; t < c.T; t++) {
+    if (t > 0 && ids.values[b * c.T + t - 1] === ids.values[b * c.T + t]) continue;
+    for (let head = 0; head < c.H; head++) {
+      const qOff = ((b * c.T + t) * c.H + head) * c.h, kOff = ((b * c.T + t) * c.Hk + Math.floor(head / group)) * c.h;
+      for (;;) {
+        let s = 0;
+        for (let d = 0; d < c.h; d++) s += qv[qOff + d] * kv[kOff + d];
+        if (Math.abs(s * scale) >= 0.05) break;
+        for (let d = 0; d < c.h; d++) qv[qOff + d] = -2 + 4 * random();
+      }
+    }
+  }
+}
+
+function inputsFor(c: Case, score: Score, scale: number): HostTensor[] {
+  const inputs = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
+    docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
+  if (score === 'softpick') conditionSoftpick(inputs[0], inputs[1], inputs[3], c, scale);
+  return inputs;
+}
+const label = (c: Case, score: Score) => `${score} B${c.B} T${c.T} H${c.H}/${c.Hk} h${c.h} window ${c.window} ${c.docs} docs`;
+/**
+ * Softpick's dq carries fp32 rounding of ~1e-5 absolute on the GPU (the ill-conditioning above,
+ * milder: FMA contraction and summation order move it; the host reference computes in float64).
+ */
+const tolerance = (score: Score) => score === 'softpick' ? { rtol: 1e-4, atol: 3e-5 } : { rtol: 1e-4, atol: 1e-5 };
+
+/** Fused on `target` against the composite on cpu. */
+async function check(target: string, c: Case, score: Score): Promise<void> {
+  const scale = 1 / Math.sqrt(c.h);  // scores of order 1: both signs for softpick, rows far from one-hot
+  await compare(target, label(c, score), inputsFor(c, score, scale), attentionAndGrads(c, score, scale), tolerance(score));
+}
+
+/**
+ * Fused against the composite both on `target` (the GPU: fp32 matmuls), for sizes where the cpu
+ * backend would take minutes: the composite runs with the fused kernel unregistered for the moment.
+ */
+async function checkOnDevice(target: string, c: Case, score: Score): Promise<void> {
+  await useBackend(target);
+  const scale = 1 / Math.sqrt(c.h), inputs = inputsFor(c, score, scale), fn = attentionAndGrads(c, score, scale);
+  const run = () => tf.tidy(() => {
+    const [q, k, v, ids, w] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
+    return fn(q, k, v, ids, w).map(t => t.dataSync());
+  });
+  const fused = run();
+  const kernel = tf.getKernel('CausalAttention', target)!;
+  tf.unregisterKernel('CausalAttention', target);
+  let composite: ReturnType<typeof run>;
+  try {
+    assert.equal(tf.getKernel('CausalAttention', target), undefined, 'the composite runs without the fused kernel');
+    composite = run();
+  } finally {
+    tf.registerKernel(kernel);
+  }
+  const tol = tolerance(score);
+  fused.forEach((got, o) => {
+    const want = composite[o];
+    for (let i = 0; i < want.length; i++) {
+      if (!(Math.abs(got[i] - want[i]) <= tol.atol + tol.rtol * Math.abs(want[i]))) {
+        assert.fail(`${label(c, score)}: output ${o} differs at flat index ${i}: fused ${got[i]}, composite ${want[i]}`);
+      }
+    }
+  });
+}
+
+const CASES: Case[] = [
+  { B: 2, T: 37, H: 4, Hk: 2, h: 16, window: 8, docs: 'varied' },      // window < tile, GQA, B > 1
+  { B: 1, T: 70, H: 2, Hk: 1, h: 64, window: 1000, docs: 'varied' },   // window > T, one K/V head
+  { B: 1, T: 45, H: 2, Hk: 2, h: 128, window: 40, docs: 'varied' },    // largest head dim
+  { B: 2, T: 50, H: 3, Hk: 3, h: 24, window: 50, docs: 'one' },        // head dim not a multiple of 32, window = T
+  { B: 1, T: 81, H: 2, Hk: 1, h: 16, window: 18, docs: 'one' },        // window alone skips key tiles; 18: tile edges line up
+];
+const HOST_DEVICE_CASES: Case[] = [{ B: 1, T: 40, H: 2, Hk: 1, h: 32, window: 24, docs: 'varied' }];
+const GPU_CASES: Case[] = [
+  { B: 1, T: 2048, H: 6, Hk: 6, h: 128, window: 1664, docs: 'varied' }, // speedrun-sized (long window, 13 blocks)
+  { B: 2, T: 1000, H: 6, Hk: 2, h: 128, window: 384, docs: 'varied' },
+];
+
+for (const target of targets) {
+  describe(`fused CausalAttention on ${target.name}`, { skip: target.skip }, () => {
+    for (const score of SCORES) {
+      it(`${score}: output and q/k/v gradients match the composite attention on cpu`, async () => {
+        for (const c of CASES) await check(target.name, c, score);
+        await useBackend(target.name);
+        assert.ok(tf.getKernel('CausalAttention', target.name) != null, 'the fused kernel is registered on this backend');
+      });
+      const sameDevice = target.name === 'cuda' ? 'speedrun-sized cases: T up to 2048, h 128, 6 heads' : 'a small case';
+      it(`${score}: fused equals the composite on the same device (${sameDevice})`, async () => {
+        for (const c of target.name === 'cuda' ? GPU_CASES : HOST_DEVICE_CASES) await checkOnDevice(target.name, c, score);
+        assert.ok(tf.getKernel('CausalAttention', target.name) != null, 'the fused kernel is registered again');
+      });
+    }
+
+    it('the gradient of an o without saved statistics (made elsewhere) recomputes them: same dq, dk, dv', async () => {
+      await useBackend(target.name);
+      const c: Case = { B: 2, T: 40, H: 4, Hk: 2, h: 32, window: 24, docs: 'varied' }, scale = 1 / Math.sqrt(c.h);
+      const host = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
+        docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
+      const [q, k, v, ids, dy] = host.map(x => tf.tensor(x.values, x.shape, x.dtype));
+      for (const score of SCORES) {
+        const attrs = { window: c.window, scale, score };
+        const o = tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor;
+        const oCopy = tf.add(o, 0);
+        const fromSaved = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[];
+        const recomputed = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o: oCopy }, attrs) as tf.Tensor[];
+        for (let n = 0; n < 3; n++) {
+          const a = fromSaved[n].dataSync(), b = recomputed[n].dataSync();
+          assert.ok(relError(b, a) < 1e-6, `${score}: gradient ${'qkv'[n]} with recomputed statistics, rel. error ${relError(b, a)}`);
+        }
+        tf.dispose([o, oCopy, ...fromSaved, ...recomputed]);
+      }
+      tf.dispose([q, k, v, ids, dy]);
+    });
+
+    it('an empty sequence gives an empty output; a window far over T acts as T', async () => {
+      await useBackend(target.name);
+      const run = (q: tf.Tensor, k: tf.Tensor, ids: tf.Tensor, window: number) =>
+        tf.engine().runKernel('CausalAttention', { q, k, v: k, docIds: ids }, { window, scale: 0.5, score: 'softmax' }) as tf.Tensor;
+      const empty = run(tf.zeros([2, 0, 2, 8]), tf.zeros([2, 0, 1, 8]), tf.zeros([2, 0], 'int32'), 4);
+      assert.deepEqual(empty.shape, [2, 0, 2, 8]);
+      const c: Case = { B: 1, T: 20, H: 2, Hk: 1, h: 8, window: 20, docs: 'varied' };
+      const [q, k, , ids] = inputsFor(c, 'softmax', 0.5).map(x => tf.tensor(x.values, x.shape, x.dtype));
+      assert.deepEqual(run(q, k, ids, 2 ** 40).dataSync(), run(q, k, ids, 20).dataSync());
+      tf.dispose([empty, q, k, ids]);
+    });
+
+    it('bad inputs and attrs fail with a message naming them', async () => {
+      await useBackend(target.name);
+      const q = tf.zeros([1, 4, 2, 8]), k = tf.zeros([1, 4, 1, 8]), ids = tf.zeros([1, 4], 'int32');
+      const run = (inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => () =>
+        tf.engine().runKernel('CausalAttention', inputs, { window: 4, scale: 1, score: 'softmax', ...attrs });
+      assert.throws(run({ q, k, v: k, docIds: ids }, { window: 0 }), /window must be a positive integer, got 0/);
+      assert.throws(run({ q, k, v: k, docIds: ids }, { score: 'sparsemax' }), /score must be one of softmax, softpick, softmax1, got sparsemax/);
+      assert.throws(run({ q, k, v: k, docIds: tf.zeros([1, 4]) }, {}), /docIds must be int32, got float32/);
+      const k2 = tf.zeros([1, 4, 2, 8]);
+      assert.throws(run({ q: tf.zeros([1, 4, 3, 8]), k: k2, v: k2, docIds: ids }, {}), /CausalAttention: the query heads \(3\) must be a multiple of the key\/value heads \(2\)/);
+      assert.throws(run({ q: tf.zeros([1, 4, 2, 130]), k: tf.zeros([1, 4, 1, 130]), v: tf.zeros([1, 4, 1, 130]), docIds: ids }, {}),
+        /head dim 130 is outside the kernel's 1\.\.128/);
+    });
+  });
+}
+
+/**
+ * The bf16 tensor-core kernels (causal_attention_mma.cu: --matmul-precision bf16, head dims 64 and
+ * 128) against the exact fp32 kernels on the same GPU, which the tests above hold to the composite:
+ * output and q/k/v gradients within bf16 rounding (‖Δ‖/‖ref‖), never NaN, and not bit-equal (the
+ * bf16 path did run). Other head dims fall back to the exact kernels under bf16 too.
+ */
+const TENSOR_CORE_CASES: Case[] = [
+  { B: 2, T: 150, H: 4, Hk: 2, h: 64, window: 40, docs: 'varied' },     // T cut mid-tile, GQA, window < tile
+  { B: 1, T: 300, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' },     // window > T: full causal, tiles unmasked
+  { B: 1, T: 2048, H: 6, Hk: 6, h: 128, window: 1664, docs: 'varied' }, // speedrun-sized
+  { B: 2, T: 1000, H: 6, Hk: 2, h: 128, window: 384, docs: 'varied' },
+];
+/** ‖Δ‖/‖ref‖ bounds: bf16 operands give ~3e-3 (output, dv) to ~4e-3 (dq, dk) on an H100; softpick's
+ * dq and dk ~3e-2 (its ds divides by a den that can be small, amplifying the bf16 rounding of s). */
+const BF16_TOL: Record<Score, number> = { softmax: 1.5e-2, softmax1: 1.5e-2, softpick: 8e-2 };
+const cudaTarget = targets.find(t => t.name === 'cuda')!;
+describe('fused CausalAttention on bf16 tensor cores (cuda)', { skip: cudaTarget.skip }, () => {
+  /** [out, dq, dk, dv] at a matmul precision, on the GPU, as host arrays. */
+  function run(c: Case, score: Score, inputs: HostTensor[], precision: 'bf16' | 'fp32'): Float32Array[] {
+    (tf.backend() as CudaBackend).setMatmulPrecision(precision);
+    try {
+      return tf.tidy(() => {
+        const [q, k, v, ids, w] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
+        return attentionAndGrads(c, score, 1 / Math.sqrt(c.h))(q, k, v, ids, w).map(t => t.dataSync() as Float32Array);
+      });
+    } finally {
+      (tf.backend() as CudaBackend).setMatmulPrecision('fp32');
+    }
+  }
+  for (const score of SCORES) {
+    it(`${score}: output and gradients within bf16 rounding of the exact kernels`, async () => {
+      await useBackend('cuda');
+      for (const c of TENSOR_CORE_CASES) {
+        const inputs = inputsFor(c, score, 1 / Math.sqrt(c.h));
+        const exact = run(c, score, inputs, 'fp32'), bf16 = run(c, score, inputs, 'bf16');
+        exact.forEach((want, o) => {
+          const got = bf16[o], err = relError(got, want);
+          assert.ok(got.every(Number.isFinite), `${label(c, score)}: output ${o} has a non-finite value`);
+          assert.ok(err < BF16_TOL[score], `${label(c, score)}: output ${o} rel. error ${err.toExponential(2)} against the exact kernels`);
+          assert.ok(err > 0, `${label(c, score)}: output ${o} is bit-equal: the tensor-core kernel did not run`);
+        });
+      }
+    });
+  }
+  it('other head dims run the exact kernels under bf16 too', async () => {
+    await useBackend('cuda');
+    const c: Case = { B: 1, T: 70, H: 2, Hk: 1, h: 32, window: 50, docs: 'varied' };
+    const inputs = inputsFor(c, 'softmax', 1 / Math.sqrt(c.h));
+    const exact = run(c, 'softmax', inputs, 'fp32'), bf16 = run(c, 'softmax', inputs, 'bf16');
+    exact.forEach((want, o) => assert.deepEqual(bf16[o], want, `output ${o}`));
+  });
+});

@@ -1,0 +1,46 @@
+// Fused causal attention: the kernel train_gpt.ts's attention() hands to a backend that registers
+// 'CausalAttention' (runFused), and its gradient. The composite attention() in train_gpt.ts
+// (scores materialised as [B,H,T,T]) is the implementation everywhere else and the tests' oracle.
+//   inputs q [B,T,H,h], k, v [B,T,Hk,h] (query head i reads K/V head ⌊i/(H/Hk)⌋), docIds int32 [B,T]
+//   (nondecreasing along T); attrs window (key j visible to query i iff j ≤ i, i − j < window, same
+//   document), scale (multiplies q·k), score 'softmax' | 'softpick' | 'softmax1'. Output [B,T,H,h].
+// The gradient kernel returns [dq, dk, dv] from the forward's output o (for D = dO·O) and the
+// per-row statistics the forward keeps with o (CudaBackend.attachSaved); causal_attention.cu has
+// the algorithm and the formulas.
+import * as tf from '@tensorflow/tfjs-core';
+import type { FusedKernelSpec } from '../fused_kernel.ts';
+
+export const CAUSAL_ATTENTION = 'CausalAttention';
+export const CAUSAL_ATTENTION_GRAD = 'CausalAttentionGrad';
+
+/** The scores the kernels compute (the native codes): softmax, softpick or softmax1 over the visible keys. */
+export const ATTENTION_SCORE = { softmax: 0, softpick: 1, softmax1: 2 } as const;
+/** The largest head dim the kernels hold in registers (kMaxAttentionHead in causal_attention.h). */
+export const MAX_HEAD_DIM = 128;
+
+export interface CausalAttentionAttrs { window: number; scale: number; score: string }
+
+export const causalAttention: FusedKernelSpec<CausalAttentionAttrs> = {
+  name: CAUSAL_ATTENTION,
+  supports: ({ q, k, v, docIds }, { score }) => {
+    const h = q.shape[3] ?? 0, T = q.shape[1] ?? 0;
+    if (h > MAX_HEAD_DIM) return `head dim ${h} is above the kernels' ${MAX_HEAD_DIM}`;
+    if (!(score in ATTENTION_SCORE)) return `no kernel for the score '${score}'`;
+    if (T >= 2 ** 24) return `T = ${T} is too long (the statistics carry key indices as floats)`;
+    if ([q, k, v].some(t => t.dtype !== 'float32') || docIds.dtype !== 'int32') return 'q, k, v must be float32 and docIds int32';
+    return true;
+  },
+};
+
+tf.registerGradient({
+  kernelName: CAUSAL_ATTENTION,
+  inputsToSave: ['q', 'k', 'v', 'docIds'],
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [q, k, v, docIds, o] = saved;
+    // One kernel computes all three: run it once here, not in each input's closure (each closure
+    // runs in its own tidy, which would dispose the other two).
+    const [dq, dk, dv] = tf.engine().runKernel(CAUSAL_ATTENTION_GRAD, { dy: dy as tf.Tensor, q, k, v, docIds, o }, attrs) as tf.Tensor[];
+    return { q: () => dq, k: () => dk, v: () => dv, docIds: () => tf.zerosLike(docIds) };
+  },
+});

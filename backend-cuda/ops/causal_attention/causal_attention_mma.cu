@@ -1,0 +1,552 @@
+// Fused causal attention on bf16 tensor cores (FlashAttention-2: arXiv 2307.08691), forward and
+// backward side by side. Same problem, statistics and formulas as the exact fp32 kernels in
+// attention.cu (read its header comment first); what changes is how the products are computed:
+// - q, k, v, dO are read as fp32 and rounded to bf16 while a tile is copied to shared memory; the
+//   products run on mma.sync.m16n8k16 (bf16 in, fp32 accumulate); m, den, D, p, ds and all
+//   accumulators stay fp32, and P and dS are rounded to bf16 only as operands of the next product.
+// - Tiles of 64 queries × 64 keys; 4 warps, each owning 16 rows (queries in the forward and dq,
+//   keys in dk/dv). Shared-memory rows are padded by 8 bf16 so that ldmatrix reads are free of bank
+//   conflicts; ldmatrix.trans gives the operands stored the other way round (V in P·V, K in dS·K, Q
+//   and dO in dSᵀ·Q and Pᵀ·dO), so every tile is stored once, row-major.
+// - Masks are applied per element only on tiles that the causal edge, the window, a document
+//   boundary or T cuts for the warp; a warp skips tiles it cannot see; blocks skip the tiles the
+//   fp32 kernels skip. Query blocks run last-first (the long ones start first).
+// - Backward: a pre-pass D = dO·O per row (delta), then a dq kernel (query blocks over key tiles)
+//   and a dk/dv kernel (key tiles over the group's query heads and query tiles), no atomics.
+// Register fragment layouts follow the PTX ISA's mma.m16n8k16 section: thread (g = lane/4,
+// t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
+#include <cuda_bf16.h>
+#include <cstdint>
+#include "causal_attention.cuh"
+
+namespace tsgpt {
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps
+constexpr int kTile = 64;      // queries and keys per tile
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ uint32_t packBf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: the lower column
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ uint32_t sharedAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// d += a·b, a 16×16 (row), b 16×8 (col), bf16 in, fp32 accumulate.
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Shared-memory tiles: kTile rows of kHead bf16, row stride kHead + 8 (16-byte rows for ldmatrix;
+// the 16-byte skew puts the 8 rows of each 8×8 matrix in distinct banks).
+template <int kHead>
+struct Tile {
+  static constexpr int kStride = kHead + 8;
+  static constexpr int kElems = kTile * kStride;
+};
+
+// Four 8×8 bf16 matrices from shared memory into the mma fragment layout (ldmatrix.x4: lanes 8i..8i+7
+// give the row addresses of matrix i; .trans transposes each matrix).
+template <bool kTranspose>
+__device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const bf16* p) {
+  if constexpr (kTranspose)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sharedAddress(p)));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sharedAddress(p)));
+}
+
+// This lane's row address for a 16×16 block at (row0, col0) of tile `s`: rows 0–15 from lanes 0–15
+// at col0, again from lanes 16–31 at col0 + 8.
+template <int kHead>
+__device__ __forceinline__ const bf16* blockRow(const bf16* s, int row0, int col0) {
+  const int lane = threadIdx.x & 31;
+  return s + (row0 + (lane & 15)) * Tile<kHead>::kStride + col0 + (lane >> 4) * 8;
+}
+
+// The A operand (16×16, row-major: rows row0.., columns col0..) of tile `s`.
+template <int kHead>
+__device__ __forceinline__ void loadA(uint32_t (&a)[4], const bf16* s, int row0, int col0) {
+  ldmatrix4<false>(a, blockRow<kHead>(s, row0, col0));
+}
+
+// B operands (16×8) of two n-tiles, n0.. and n0+8.., k0..k0+15, from a tile stored [n][k] (b[0..1]
+// for n0, b[2..3] for n0+8): K in Q·Kᵀ, V in dO·Vᵀ, Q in K·Qᵀ, dO in V·dOᵀ.
+template <int kHead>
+__device__ __forceinline__ void loadB(uint32_t (&b)[4], const bf16* s, int n0, int k0) {
+  const int lane = threadIdx.x & 31;
+  ldmatrix4<false>(b, s + (n0 + (lane & 7) + (lane >> 4) * 8) * Tile<kHead>::kStride + k0 + ((lane >> 3) & 1) * 8);
+}
+
+// The same from a tile stored [k][n] (transposed by ldmatrix): V in P·V, K in dS·K, dO in Pᵀ·dO, Q in dSᵀ·Q.
+template <int kHead>
+__device__ __forceinline__ void loadBTransposed(uint32_t (&b)[4], const bf16* s, int k0, int n0) {
+  ldmatrix4<true>(b, blockRow<kHead>(s, k0, n0));
+}
+
+// Rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] fp32) into a bf16 tile; zeros past T.
+template <int kHead>
+__device__ __forceinline__ void loadTile(bf16* dst, const float* x, int64_t row0, int heads, int t0, int T) {
+  constexpr int kVecs = kHead / 4;
+  for (int idx = threadIdx.x; idx < kTile * kVecs; idx += kThreads) {
+    const int r = idx / kVecs, c = (idx - r * kVecs) * 4;
+    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (t0 + r < T) f = *reinterpret_cast<const float4*>(x + (row0 + (int64_t)r * heads) * kHead + c);
+    *reinterpret_cast<uint2*>(dst + r * Tile<kHead>::kStride + c) = make_uint2(packBf16(f.x, f.y), packBf16(f.z, f.w));
+  }
+}
+
+// The A operand of a product with a score-shaped accumulator (16 rows × 16 columns 16kk..): the
+// accumulator layout of two n-tiles is the A layout (FlashAttention-2 keeps P in registers so).
+__device__ __forceinline__ void scoresAsA(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+  a[0] = packBf16(lo[0], lo[1]);
+  a[1] = packBf16(lo[2], lo[3]);
+  a[2] = packBf16(hi[0], hi[1]);
+  a[3] = packBf16(hi[2], hi[3]);
+}
+
+// acc[16 rows × kHead] += scores[16 rows × kTile] · tile `s` (stored [k][n], k over the scores' columns).
+template <int kHead>
+__device__ __forceinline__ void accumulate(float (&acc)[kHead / 8][4], const float (&scores)[kTile / 8][4], const bf16* s) {
+#pragma unroll
+  for (int kk = 0; kk < kTile / 16; kk++) {
+    uint32_t a[4];
+    scoresAsA(a, scores[2 * kk], scores[2 * kk + 1]);
+#pragma unroll
+    for (int n = 0; n < kHead / 16; n++) {
+      uint32_t b[4];
+      loadBTransposed<kHead>(b, s, kk * 16, n * 16);
+      mma(acc[2 * n], a, b[0], b[1]);
+      mma(acc[2 * n + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats.
+template <int kHead>
+__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 8][4], int r, float mul) {
+  const int t4 = threadIdx.x & 3;
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++)
+    *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = make_float2(acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul);
+}
+
+// scores[16 rows × kTile] = A rows (from `a` fragments or a tile) · tile `s` rows (stored [n][k]).
+template <int kHead>
+__device__ __forceinline__ void product(float (&out)[kTile / 8][4], const uint32_t (&a)[kHead / 16][4], const bf16* s) {
+#pragma unroll
+  for (int n = 0; n < kTile / 8; n++) out[n][0] = out[n][1] = out[n][2] = out[n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < kHead / 16; kk++) {
+#pragma unroll
+    for (int n = 0; n < kTile / 16; n++) {
+      uint32_t b[4];
+      loadB<kHead>(b, s, n * 16, kk * 16);
+      mma(out[2 * n], a[kk], b[0], b[1]);
+      mma(out[2 * n + 1], a[kk], b[2], b[3]);
+    }
+  }
+}
+
+template <int kHead>
+__device__ __forceinline__ void loadFragments(uint32_t (&a)[kHead / 16][4], const bf16* s, int row0) {
+#pragma unroll
+  for (int kk = 0; kk < kHead / 16; kk++) loadA<kHead>(a[kk], s, row0, kk * 16);
+}
+
+// The first key tile a query block [q0, ..) can see (tiles are kTile-aligned).
+__device__ __forceinline__ int firstKeyTile(int q0, int window) {
+  return max(0, q0 - window + 1) / kTile * kTile;
+}
+
+// Whether the 16 rows [r0, r0 + 16) of a warp see every (row, column) pair of the 16 × kTile (or
+// kTile × 16 for dk/dv) block of queries [i0, i1] × keys [j0, j1]: no mask needed.
+__device__ __forceinline__ bool allVisible(int i0, int i1, int j0, int j1, int T, int window, const int* doc) {
+  return i1 < T && j1 <= i0 && i1 - j0 < window && doc[j0] == doc[i1];  // docs nondecreasing
+}
+// Whether no pair is visible (the warp skips the tile).
+__device__ __forceinline__ bool noneVisible(int i0, int i1, int j0, int j1, int T, int window, const int* doc) {
+  return i0 >= T || j0 >= T || j0 > i1 || i0 - j1 >= window || doc[min(j1, T - 1)] < doc[i0];
+}
+
+// ---- forward ----
+// 3 blocks per SM (≤ 168 registers, a few spilled): 20 % faster than 2 blocks at 189 registers on an H100
+template <int kScore, int kHead>
+__global__ void __launch_bounds__(kThreads, 3)
+mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                 const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem);
+  bf16* sK = sQ + Tile<kHead>::kElems;
+  bf16* sV = sK + Tile<kHead>::kElems;
+  const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
+  const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  const int* doc = docIds + (int64_t)b * T;
+  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;  // the warp's rows: w0..w0+15
+  const int rows[2] = {w0 + g, w0 + g + 8};
+  const int rowDoc[2] = {doc[min(rows[0], T - 1)], doc[min(rows[1], T - 1)]};
+
+  loadTile<kHead>(sQ, q, qRow(dm, b, q0, head), dm.H, q0, T);
+  __syncthreads();
+  uint32_t qf[kHead / 16][4];
+  loadFragments<kHead>(qf, sQ, warp * 16);
+
+  float m[2] = {initialMax<kScore>(), initialMax<kScore>()}, l[2] = {0.f, 0.f};
+  int argmax[2] = {-1, -1};
+  float acc[kHead / 8][4];
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+
+  for (int k0 = firstKeyTile(q0, dm.window); k0 < q1; k0 += kTile) {
+    const int k1 = min(k0 + kTile, T);
+    if (doc[k1 - 1] < doc[q0]) continue;  // the whole tile is in earlier documents
+    __syncthreads();                      // the previous tile's readers are done
+    loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    __syncthreads();
+    if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
+    const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
+
+    float s[kTile / 8][4];
+    product<kHead>(s, qf, sK);
+    float tileMax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e >> 1, i = rows[r], j = k0 + n * 8 + 2 * t4 + (e & 1);
+        const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == rowDoc[r]);
+        s[n][e] = vis ? s[n][e] * dm.scale : -INFINITY;  // −∞ marks a hidden key from here on
+        tileMax[r] = fmaxf(tileMax[r], s[n][e]);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(kFull, tileMax[r], 1));
+      tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(kFull, tileMax[r], 2));
+      if (kScore == kScoreSoftpick) {  // the first key at a new maximum (shuffles outside the branch)
+        int first = INT32_MAX;
+#pragma unroll
+        for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+          for (int e = 2 * r; e < 2 * r + 2; e++)
+            if (s[n][e] == tileMax[r]) first = min(first, k0 + n * 8 + 2 * t4 + (e & 1));
+        first = min(first, __shfl_xor_sync(kFull, first, 1));
+        first = min(first, __shfl_xor_sync(kFull, first, 2));
+        if (tileMax[r] > m[r]) argmax[r] = first;
+      }
+    }
+    float alpha[2], mRef[2], floorTerm[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const float mNew = fmaxf(m[r], tileMax[r]);
+      alpha[r] = mNew == m[r] ? 1.f : __expf(m[r] - mNew);
+      mRef[r] = mNew == -INFINITY ? 0.f : mNew;  // softmax rows that have seen nothing yet
+      floorTerm[r] = kScore == kScoreSoftpick ? __expf(-mNew) : 0.f;
+      m[r] = mNew;
+    }
+    float partial[2] = {0.f, 0.f};
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e >> 1;
+        float p;
+        if (kScore == kScoreSoftpick) {
+          const float d = s[n][e] == -INFINITY ? 0.f : __expf(s[n][e] - mRef[r]) - floorTerm[r];
+          p = fmaxf(d, 0.f);
+          partial[r] += fabsf(d);
+        } else {
+          p = __expf(s[n][e] - mRef[r]);
+          partial[r] += p;
+        }
+        s[n][e] = p;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + partial[r];  // this thread's columns; summed at the end
+#pragma unroll
+    for (int n = 0; n < kHead / 8; n++) {
+      acc[n][0] *= alpha[0];
+      acc[n][1] *= alpha[0];
+      acc[n][2] *= alpha[1];
+      acc[n][3] *= alpha[1];
+    }
+    accumulate<kHead>(acc, s, sV);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] += __shfl_xor_sync(kFull, l[r], 1);
+    l[r] += __shfl_xor_sync(kFull, l[r], 2);
+    const int i = rows[r];
+    if (i >= T) continue;
+    const float den = kScore == kScoreSoftmax1 ? l[r] + __expf(-m[r]) : kScore == kScoreSoftpick ? l[r] + kSoftpickEps : l[r];
+    const float inv = den > 0.f ? 1.f / den : 0.f;  // den = 0 only for a row that sees no key
+    const int64_t row = qRow(dm, b, i, head);
+    if (stats != nullptr && t4 == 0) {
+      stats[row * kStats] = m[r];
+      stats[row * kStats + 1] = den;
+      stats[row * kStats + 2] = float(argmax[r]);
+    }
+    storeRow<kHead>(o + row * kHead, acc, r, inv);
+  }
+}
+
+// ---- backward: D = dO·O per query row (one warp per row) ----
+template <int kHead>
+__global__ void __launch_bounds__(kThreads)
+rowDotKernel(const float* __restrict__ dO, const float* __restrict__ o, float* __restrict__ delta, int64_t rows) {
+  const int64_t row = (int64_t)blockIdx.x * (kThreads / 32) + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  float part = 0.f;
+  for (int c = lane * 4; c < kHead; c += 128) {
+    const float4 a = *reinterpret_cast<const float4*>(dO + row * kHead + c);
+    const float4 b = *reinterpret_cast<const float4*>(o + row * kHead + c);
+    part += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+  }
+  for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(kFull, part, off);
+  if (lane == 0) delta[row] = part;
+}
+
+// ---- backward: dq, by query blocks over key tiles ----
+template <int kScore, int kHead>
+__global__ void __launch_bounds__(kThreads)
+mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+               const int* __restrict__ docIds, const float* __restrict__ dO, const float* __restrict__ stats,
+               const float* __restrict__ delta, float* __restrict__ dq, Dims dm) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* sK = reinterpret_cast<bf16*>(smem);
+  bf16* sV = sK + Tile<kHead>::kElems;
+  const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
+  const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  const int* doc = docIds + (int64_t)b * T;
+  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;
+  const int rows[2] = {w0 + g, w0 + g + 8};
+  int rowDoc[2], argmax[2];
+  float m[2], invDen[2], D[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int64_t row = qRow(dm, b, min(rows[r], T - 1), head);  // rows past T: computed, never stored
+    rowDoc[r] = doc[min(rows[r], T - 1)];
+    m[r] = stats[row * kStats];
+    const float den = stats[row * kStats + 1];
+    invDen[r] = den > 0.f ? 1.f / den : 0.f;
+    argmax[r] = int(stats[row * kStats + 2]);
+    D[r] = delta[row];
+  }
+
+  // q and dO fragments stay in registers; the tiles pass through sK/sV first
+  loadTile<kHead>(sK, q, qRow(dm, b, q0, head), dm.H, q0, T);
+  loadTile<kHead>(sV, dO, qRow(dm, b, q0, head), dm.H, q0, T);
+  __syncthreads();
+  uint32_t qf[kHead / 16][4], df[kHead / 16][4];
+  loadFragments<kHead>(qf, sK, warp * 16);
+  loadFragments<kHead>(df, sV, warp * 16);
+  float acc[kHead / 8][4];
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+
+  for (int k0 = firstKeyTile(q0, dm.window); k0 < q1; k0 += kTile) {
+    const int k1 = min(k0 + kTile, T);
+    if (doc[k1 - 1] < doc[q0]) continue;
+    __syncthreads();
+    loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    __syncthreads();
+    if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;
+    const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
+
+    float s[kTile / 8][4], dp[kTile / 8][4];
+    product<kHead>(s, qf, sK);
+    product<kHead>(dp, df, sV);
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e >> 1, i = rows[r], j = k0 + n * 8 + 2 * t4 + (e & 1);
+        const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == rowDoc[r]);
+        s[n][e] = vis ? scoreGrad<kScore, true>(s[n][e] * dm.scale, dp[n][e], m[r], invDen[r], D[r], j == argmax[r]) : 0.f;
+      }
+    accumulate<kHead>(acc, s, sK);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (rows[r] >= T) continue;
+    const int64_t row = qRow(dm, b, rows[r], head);
+    storeRow<kHead>(dq + row * kHead, acc, r, dm.scale);
+  }
+}
+
+// ---- backward: dk, dv, by key tiles over the group's query heads and their query tiles ----
+template <int kScore, int kHead>
+__global__ void __launch_bounds__(kThreads)
+mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                const int* __restrict__ docIds, const float* __restrict__ dO, const float* __restrict__ stats,
+                const float* __restrict__ delta, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* sK = reinterpret_cast<bf16*>(smem);
+  bf16* sV = sK + Tile<kHead>::kElems;
+  bf16* sQ = sV + Tile<kHead>::kElems;
+  bf16* sDO = sQ + Tile<kHead>::kElems;
+  float* sM = reinterpret_cast<float*>(sDO + Tile<kHead>::kElems);  // per query of the tile: m, 1/den, D
+  float* sInvDen = sM + kTile;
+  float* sD = sInvDen + kTile;
+  int* sArgmax = reinterpret_cast<int*>(sD + kTile);
+  const int b = blockIdx.z, kvHead = blockIdx.y, k0 = (gridDim.x - 1 - blockIdx.x) * kTile, T = dm.T;
+  const int group = dm.H / dm.Hk;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  const int* doc = docIds + (int64_t)b * T;
+  const int k1 = min(k0 + kTile, T), w0 = k0 + warp * 16;  // the warp's keys: w0..w0+15
+  const int keys[2] = {w0 + g, w0 + g + 8};
+  const int keyDoc[2] = {doc[min(keys[0], T - 1)], doc[min(keys[1], T - 1)]};
+  const int qEnd = min(T, k1 - 1 + dm.window);  // no query at or past this sees a key of the tile
+
+  loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  float accK[kHead / 8][4], accV[kHead / 8][4];
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) accK[n][e] = accV[n][e] = 0.f;
+
+  const int lastDoc = doc[k1 - 1];
+  for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
+    for (int q0 = k0; q0 < qEnd; q0 += kTile) {  // k0 is tile-aligned: the first query tile that sees it
+      if (doc[q0] > lastDoc) break;              // this and later query tiles are in later documents
+      __syncthreads();                           // the previous tile's readers are done
+      loadTile<kHead>(sQ, q, qRow(dm, b, q0, head), dm.H, q0, T);
+      loadTile<kHead>(sDO, dO, qRow(dm, b, q0, head), dm.H, q0, T);
+      for (int c = threadIdx.x; c < kTile; c += kThreads) {
+        const int64_t row = qRow(dm, b, min(q0 + c, T - 1), head);
+        const float den = stats[row * kStats + 1];
+        sM[c] = stats[row * kStats];
+        sInvDen[c] = den > 0.f ? 1.f / den : 0.f;
+        sArgmax[c] = int(stats[row * kStats + 2]);
+        sD[c] = delta[row];
+      }
+      __syncthreads();
+      const int qLast = q0 + kTile - 1;
+      if (noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc)) continue;  // warp-uniform
+      const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);
+
+      // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries
+      float st[kTile / 8][4], dpt[kTile / 8][4];
+#pragma unroll
+      for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kHead / 16; kk++) {
+        uint32_t ak[4], av[4];
+        loadA<kHead>(ak, sK, warp * 16, kk * 16);
+        loadA<kHead>(av, sV, warp * 16, kk * 16);
+#pragma unroll
+        for (int n = 0; n < kTile / 16; n++) {
+          uint32_t bq[4], bo[4];
+          loadB<kHead>(bq, sQ, n * 16, kk * 16);
+          loadB<kHead>(bo, sDO, n * 16, kk * 16);
+          mma(st[2 * n], ak, bq[0], bq[1]);
+          mma(st[2 * n + 1], ak, bq[2], bq[3]);
+          mma(dpt[2 * n], av, bo[0], bo[1]);
+          mma(dpt[2 * n + 1], av, bo[2], bo[3]);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
+          const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
+          float p = 0.f, ds = 0.f;
+          if (vis) {
+            const float s = st[n][e] * dm.scale;
+            p = probability<kScore, true>(s, sM[c], sInvDen[c]);
+            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM[c], sInvDen[c], sD[c], j == sArgmax[c]);
+          }
+          st[n][e] = p;
+          dpt[n][e] = ds;
+        }
+      accumulate<kHead>(accV, st, sDO);
+      accumulate<kHead>(accK, dpt, sQ);
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (keys[r] >= T) continue;
+    const int64_t row = kRow(dm, b, keys[r], kvHead);
+    storeRow<kHead>(dk + row * kHead, accK, r, dm.scale);
+    storeRow<kHead>(dv + row * kHead, accV, r, 1.f);
+  }
+}
+
+template <int kScore, int kHead>
+cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds, float* o,
+                    float* stats, const Dims& d) {
+  const size_t smem = 3 * Tile<kHead>::kElems * sizeof(bf16);
+  const auto kernel = mmaForwardKernel<kScore, kHead>;
+  if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
+  kernel<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
+  return cudaGetLastError();
+}
+
+template <int kScore, int kHead>
+cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
+                     const float* o, const float* dO, const float* stats, float* delta, float* dq, float* dk,
+                     float* dv, const Dims& d) {
+  const int64_t rows = (int64_t)d.B * d.T * d.H;
+  rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO, o, delta, rows);
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+
+  const size_t smemQ = 2 * Tile<kHead>::kElems * sizeof(bf16);
+  const auto kernelQ = mmaGradQKernel<kScore, kHead>;
+  if (const cudaError_t e = allowSharedMemory(kernelQ, smemQ); e != cudaSuccess) return e;
+  kernelQ<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smemQ, s>>>(q, k, v, docIds, dO, stats, delta, dq, d);
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+
+  const size_t smemKV = 4 * Tile<kHead>::kElems * sizeof(bf16) + 4 * kTile * sizeof(float);
+  const auto kernelKV = mmaGradKVKernel<kScore, kHead>;
+  if (const cudaError_t e = allowSharedMemory(kernelKV, smemKV); e != cudaSuccess) return e;
+  kernelKV<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smemKV, s>>>(q, k, v, docIds, dO, stats, delta, dk, dv, d);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool mmaAttentionSupports(const Dims& d, const void* const* tensors, int n) {
+  if (d.h != 64 && d.h != 128) return false;
+  for (int i = 0; i < n; i++)
+    if (reinterpret_cast<uintptr_t>(tensors[i]) % 16 != 0) return false;
+  return true;
+}
+
+cudaError_t mmaAttentionForward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
+                                float* o, float* stats, const Dims& d, int score) {
+  if (d.h == 64)
+    return byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q, k, v, docIds, o, stats, d); });
+  return byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q, k, v, docIds, o, stats, d); });
+}
+
+cudaError_t mmaAttentionBackward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
+                                 const float* o, const float* dO, const float* stats, float* delta, float* dq,
+                                 float* dk, float* dv, const Dims& d, int score) {
+  if (d.h == 64)
+    return byScore(score, [&](auto c) {
+      return backward<decltype(c)::value, 64>(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d);
+    });
+  return byScore(score, [&](auto c) {
+    return backward<decltype(c)::value, 128>(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d);
+  });
+}
+
+}  // namespace tsgpt

@@ -1,0 +1,82 @@
+// Fused attention output gate (train_gpt.ts's headGate(): each head's output scaled by a sigmoid gate, so a
+// head can switch off), forward and backward. Rows r = (b·T + t)·H + head of h floats; g one logit per row:
+//   forward:  y[r, j] = o[r, j]·σ(g[r])                      (y in bf16 where only a matmul reads it)
+//   backward: do[r, j] = dy[r, j]·σ(g[r]),  dg[r] = σ(g[r])(1 − σ(g[r]))·Σ_j dy[r, j]·o[r, j]
+// The composite runs Sigmoid, ExpandDims and a broadcasting Multiply forward, and Multiply, Sum and the
+// sigmoid's gradient chain backward. Memory-bound: one read of o (and dy) and one write each way; the
+// backward's row sum is a warp's (one warp per row, V floats per lane per step).
+#include "head_gate.h"
+
+#include "../../native/launch.h"
+#include "../../native/vec.cuh"
+#include "../../native/launchers.h"
+
+namespace tsgpt {
+namespace {
+
+__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
+template <int V, typename Out>
+__global__ void headGateKernel(const float* __restrict__ o, const float* __restrict__ g, Out* __restrict__ y,
+                               int64_t groups, int groupsPerRow) {
+  TSGPT_GRID_STRIDE(i, groups) {
+    const float s = sigmoid(g[i / groupsPerRow]);
+    float v[V];
+    loadVec<V>(o + i * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] *= s;
+    storeVec<V>(y + i * V, v);
+  }
+}
+
+template <int V>
+__global__ void headGateGradKernel(const float* __restrict__ dy, const float* __restrict__ o, const float* __restrict__ g,
+                                   float* __restrict__ dO, float* __restrict__ dg, int64_t rows, int h) {
+  const int lane = threadIdx.x % 32;
+  for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += int64_t(gridDim.x) * blockDim.x / 32) {
+    const float s = sigmoid(g[r]);
+    const int64_t base = r * h;
+    float dot = 0.f;
+    for (int j = V * lane; j < h; j += V * 32) {
+      float d[V], v[V];
+      loadVec<V>(dy + base + j, d);
+      loadVec<V>(o + base + j, v);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        dot += d[k] * v[k];
+        d[k] *= s;
+      }
+      storeVec<V>(dO + base + j, d);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+    if (lane == 0) dg[r] = s * (1.f - s) * dot;
+  }
+}
+
+}  // namespace
+
+cudaError_t launchHeadGate(cudaStream_t s, const float* o, const float* g, void* y, bool yBf16, int64_t rows, int64_t h) {
+  const int64_t n = rows * h;
+  if (n == 0) return cudaSuccess;
+  if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
+  return byWidthAndType(h % 4 == 0 && aligned16({o, y}), y, yBf16, [&](auto width, auto* out) {
+    constexpr int V = decltype(width)::value;
+    headGateKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(o, g, out, n / V, int(h / V));
+  });
+}
+
+cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, float* dO, float* dg,
+                               int64_t rows, int64_t h) {
+  if (rows == 0) return cudaSuccess;
+  if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
+  const unsigned blocks = gridFor(rows * 32);  // a warp per row
+  if (h % 4 == 0 && aligned16({dy, o, dO})) headGateGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, o, g, dO, dg, rows, int(h));
+  else headGateGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, o, g, dO, dg, rows, int(h));
+  return cudaGetLastError();
+}
+
+TSGPT_LAUNCHER(headGate, launchHeadGate, "o", "g", "y", "yBf16", "rows", "h");
+TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "g", "dO", "dg", "rows", "h");
+
+}  // namespace tsgpt

@@ -1,0 +1,89 @@
+// The fused attention output gate ('HeadGate', head_gate.cu) against its oracle, train_gpt.ts's
+// composite o·σ(g) on the cpu backend: the output and both gradients (dy ≠ 1) through train_gpt.ts's hook
+// (headGate → runFused) on fresh random inputs; head sizes on the float4 path (h % 4 = 0) and the scalar
+// one, T = 1, B > 1, large logits; that the hook runs the fused kernels and `--fused off` the composite; the
+// output written in bf16 under bf16 matmul precision (the output projection reads it); bad inputs.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import type { CudaBackend } from '../../backend.ts';
+import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
+import { bf16, bytesInUse, compare, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+
+/** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
+const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
+  [T.headGate(o, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => T.headGate(a, b))([o, g], dy)];
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+for (const target of targets) {
+  describe(`fused HeadGate on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+
+    it('output, do and dg match the composite on cpu', async () => {
+      const rowsBig = Math.ceil(target.big / 128);
+      for (const shape of [[2, 5, 3, 128], [1, 3, 2, 6], [2, 4, 6, 64], [1, 1, 1, 4], [3, 2, 2, 7], [1, rowsBig, 1, 128]]) {
+        const gShape = shape.slice(0, 3);
+        // dg sums h products in another order (a warp's tree against tfjs-cpu's running sum) and cancels: its
+        // error is ~h·ulp of the terms, not of the result (2.7e-6 at h = 128 on an H100)
+        await compare(B, `headGate [${shape}]`, [randFloat(shape), randFloat(gShape, -6, 6), randFloat(shape)], gateAndGrads,
+          { rtol: 1e-5, atol: 2e-5 });
+      }
+      await compare(B, 'headGate, saturated gates', [randFloat([2, 3, 2, 8]), randFloat([2, 3, 2], -90, 90), randFloat([2, 3, 2, 8])],
+        gateAndGrads, { rtol: 1e-5, atol: 1e-6 });
+    });
+
+    it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
+      await useBackend(B);
+      const [o, g, dy] = [[2, 5, 3, 8], [2, 5, 3], [2, 5, 3, 8]].map(s => tf.tensor(randFloat(s).values, s));
+      const fused = await kernelsRun(() => gateAndGrads(o, g, dy));
+      for (const k of [HEAD_GATE, HEAD_GATE_GRAD]) assert.ok(fused.includes(k), `${k} did not run: ${fused.join(', ')}`);
+      for (const k of ['Sigmoid', 'Multiply', 'Sum']) assert.ok(!fused.includes(k), `composite kernel ${k} ran: ${fused.join(', ')}`);
+      T.useFusedKernels(false);
+      try {
+        const composite = await kernelsRun(() => gateAndGrads(o, g, dy));
+        for (const k of [HEAD_GATE, HEAD_GATE_GRAD]) assert.ok(!composite.includes(k), `${k} ran with fused kernels off`);
+        for (const k of ['Sigmoid', 'Multiply']) assert.ok(composite.includes(k), `composite kernel ${k} did not run`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([o, g, dy]);
+    });
+
+    it('under bf16 matmul precision the output is the float32 result rounded to bf16 (only a matmul reads it)', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend;
+      const [o, g] = [[2, 3, 2, 8], [2, 3, 2]].map(s => tf.tensor(randFloat(s).values, s));
+      try {
+        const y32 = T.headGate(o, g), want = y32.dataSync().slice();
+        y32.dispose();
+        backend.setMatmulPrecision('bf16');
+        const before = bytesInUse(), y = T.headGate(o, g);
+        assert.equal(bytesInUse() - before, 2 * o.size, 'only bf16 values are written');
+        const got = y.dataSync();
+        for (let i = 0; i < want.length; i++) assert.equal(got[i], bf16(want[i]), `y[${i}]: ${got[i]} vs bf16(${want[i]})`);
+        y.dispose();
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([o, g]);
+      }
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const o = tf.zeros([2, 5, 3, 8]), g = tf.zeros([2, 5, 3]);
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(HEAD_GATE, { o, g: tf.zeros([2, 5]) }), /kernel HeadGate\(.*HeadGate: o must be \[B,T,H,h\] and g \[B,T,H\], got o float32\[2,5,3,8\] and g float32\[2,5\]/);
+        assert.throws(run(HEAD_GATE, { o: tf.zeros([2, 5, 24]), g }), /HeadGate: o must be \[B,T,H,h\]/);
+        assert.throws(run(HEAD_GATE, { o: tf.zeros([2, 5, 3, 8], 'int32'), g }), /HeadGate: o must be float32/);
+        assert.throws(run(HEAD_GATE, { o }), /HeadGate: input g is missing/);
+        assert.throws(run(HEAD_GATE_GRAD, { dy: tf.zeros([2, 5, 3, 4]), o, g }), /HeadGateGrad: dy float32\[2,5,3,4\] must have o's shape \[2,5,3,8\]/);
+      });
+    });
+  });
+}

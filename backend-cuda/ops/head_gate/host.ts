@@ -1,0 +1,28 @@
+// CPU reference of head_gate.cu's launchers, on the host device's memory (tests without a GPU).
+import type { HostDevice } from '../../host_device.ts';
+import type { HeadGateNative } from './kernel.ts';
+
+export function headGateHost(mem: HostDevice): HeadGateNative {
+  return {
+    headGate(o, g, y, yBf16, rows, h) {
+      if (rows * h === 0) return;
+      const ov = mem.floats(o, rows * h), gv = mem.floats(g, rows), yv = mem.output(y, rows * h, yBf16);
+      for (let r = 0; r < rows; r++) {
+        const s = 1 / (1 + Math.exp(-gv[r]));
+        for (let j = 0; j < h; j++) yv[r * h + j] = ov[r * h + j] * s;
+      }
+      mem.flush(y, yv, yBf16);
+    },
+    headGateGrad(dy, o, g, dO, dg, rows, h) {
+      if (rows === 0) return;
+      const d = mem.floats(dy, rows * h), ov = mem.floats(o, rows * h), gv = mem.floats(g, rows);
+      const dov = mem.floats(dO, rows * h), dgv = mem.floats(dg, rows);
+      for (let r = 0; r < rows; r++) {
+        const s = 1 / (1 + Math.exp(-gv[r]));
+        let dot = 0;
+        for (let j = 0; j < h; j++) { dot += d[r * h + j] * ov[r * h + j]; dov[r * h + j] = d[r * h + j] * s; }
+        dgv[r] = s * (1 - s) * dot;
+      }
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// The fused attention output gate's cuda kernels: 'HeadGate' ({o, g} → o·σ(g)) and its gradient kernel
+// 'HeadGateGrad' ({dy, o, g} → [do, dg]), over head_gate.cu's launchers. The gated output only feeds the output
+// projection in the model: under bf16 matmul precision it is bf16 (makeMatmulInput).
+import * as tf from '@tensorflow/tfjs-core';
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, input } from '../check.ts';
+import type { CudaKernel, CudaKernelArgs } from '../../kernels/types.ts';
+import { HEAD_GATE, HEAD_GATE_GRAD } from './head_gate.ts';
+
+/** head_gate.cu's launchers (host.ts is their CPU reference). */
+export interface HeadGateNative {
+  /** The attention output gate over rows of h floats: y = o·σ(g), g one logit per row (y in bf16 where yBf16). */
+  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
+  /** Its gradient: dO = dy·σ(g), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row. */
+  headGateGrad(dy: number, o: number, g: number, dO: number, dg: number, rows: number, h: number): void;
+}
+
+/** o (and dy) float32 [B,T,H,h] and g float32 [B,T,H]: the rows (B·T·H) and h. */
+function checked(kernel: string, inputs: CudaKernelArgs['inputs'], withDy: boolean): { rows: number; h: number } {
+  const dy = withDy ? input(kernel, inputs, 'dy') : null, o = input(kernel, inputs, 'o'), g = input(kernel, inputs, 'g');
+  if (o.shape.length !== 4 || !tf.util.arraysEqual(g.shape, o.shape.slice(0, 3))) {
+    throw new Error(`${kernel}: o must be [B,T,H,h] and g [B,T,H], got o ${describe(o)} and g ${describe(g)}`);
+  }
+  if (dy && !tf.util.arraysEqual(dy.shape, o.shape)) throw new Error(`${kernel}: dy ${describe(dy)} must have o's shape [${o.shape}]`);
+  return { rows: tf.util.sizeFromShape(g.shape), h: o.shape[3] };
+}
+
+export const headGateKernels: CudaKernel[] = [
+  {
+    kernelName: HEAD_GATE,
+    kernelFunc: ({ inputs, backend }) => {
+      const { rows, h } = checked(HEAD_GATE, inputs, false);
+      const o = inputs.o as TensorInfo, y = backend.makeMatmulInput(o.shape);  // the output projection reads it
+      backend.device.headGate(backend.ptr(o), backend.ptr(inputs.g as TensorInfo), y.ptr, y.bf16, rows, h);
+      return y.out;
+    },
+  },
+  {
+    kernelName: HEAD_GATE_GRAD,
+    kernelFunc: ({ inputs, backend }) => {
+      const { rows, h } = checked(HEAD_GATE_GRAD, inputs, true);
+      const o = inputs.o as TensorInfo, g = inputs.g as TensorInfo;
+      const dO = backend.makeOutput(o.shape, 'float32'), dg = backend.makeOutput(g.shape, 'float32');
+      backend.device.headGateGrad(backend.ptr(inputs.dy as TensorInfo), backend.ptr(o), backend.ptr(g), backend.ptr(dO), backend.ptr(dg), rows, h);
+      return [dO, dg];
+    },
+  },
+];

@@ -1,0 +1,36 @@
+// Fused matmul-and-add alpha·op(a)·op(b) + beta·c: the kernel train_gpt.ts's matMulAdd() (Muon's Newton–Schulz
+// terms b·A + c·A² and a·X + B·X) and linear() with a residual (the model's output projections, x + y·W) hand to
+// a backend that registers 'MatMulAdd' (runFused): c rides in cuBLASLt's epilogue instead of scaling passes and
+// an Add over the product. The composites in train_gpt.ts are the implementation everywhere else and the oracle.
+//   {a, b, c}, {alpha, beta, transposeA, transposeB}: a [...batch, m, k], b [...batch, k, n] (either transposed),
+//   c [...batch, m, n], the same batch dims.
+// Gradient (the model's residual path): dc = beta·dy, and for a and b BatchMatMul's, scaled by alpha:
+//   with A = op(a), B = op(b): dA = alpha·dy·Bᵀ, dB = alpha·Aᵀ·dy, transposed back where a or b was.
+import * as tf from '@tensorflow/tfjs-core';
+import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+
+export const MATMUL_ADD = 'MatMulAdd';
+
+export interface MatMulAddAttrs { alpha: number; beta: number; transposeA: boolean; transposeB: boolean }
+
+export const matMulAdd: FusedKernelSpec<MatMulAddAttrs> = {
+  name: MATMUL_ADD,
+  // no broadcast of batch dims (Newton–Schulz and the residual epilogue never need one)
+  supports: ({ a, b, c }) => a.rank !== b.rank || a.shape.slice(0, -2).join() !== b.shape.slice(0, -2).join()
+    ? `a [${a.shape}] and b [${b.shape}] differ in batch dims` : float32Inputs({ a, b, c }, 'a', 'b', 'c'),
+};
+
+tf.registerGradient({
+  kernelName: MATMUL_ADD,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved, attrs) => {
+    const [a, b] = saved, g = dy as tf.Tensor;
+    const { alpha, beta, transposeA: tA, transposeB: tB } = attrs as unknown as { alpha: number; beta: number; transposeA: boolean; transposeB: boolean };
+    const scaled = (t: tf.Tensor) => (alpha === 1 ? t : t.mul(alpha));
+    return {
+      a: () => scaled(tA ? tf.matMul(b, g, tB, true) : tf.matMul(g, b, false, !tB)),
+      b: () => scaled(tB ? tf.matMul(g, a, true, tA) : tf.matMul(a, g, !tA, false)),
+      c: () => (beta === 1 ? g.clone() : g.mul(beta)),
+    };
+  },
+});

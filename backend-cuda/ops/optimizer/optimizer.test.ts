@@ -1,0 +1,242 @@
+// The fused optimiser kernels ('AdamUpdate', 'MuonMomentum', optimizer.cu) against their oracles,
+// train_gpt.ts's composites adamUpdate() and muonMomentum() on the cpu backend, through train_gpt.ts's own
+// functions (runFused) on fresh random inputs and hyperparameters: sizes with and without a multiple of 4
+// (the GPU's scalar and float4 paths), a large one, an empty one; that the hook runs the fused kernels and
+// `--fused off` (useFusedKernels(false)) the composites; a whole optimizerStep (Muon + Adam, two steps)
+// fused vs composite on one backend; bad inputs failing with the kernel's name. 'MatMulAdd' (Newton–Schulz's
+// alpha·A·B + beta·C in one cuBLASLt call) against the composite on cpu, and orthogonalizeBatch fused vs off.
+// The kernels do the composite's float32 operations in its order without contraction, so on the host
+// reference device they must agree with tfjs-cpu exactly; on the GPU within a few ulps.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { ADAM_UPDATE, MUON_MOMENTUM } from '../optimizer/optimizer.ts';
+import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
+import { compare, random, randFloat, relError, targets, useBackend, type HostTensor, type Tolerance } from '../../../test/cuda_harness.ts';
+
+const between = (lo: number, hi: number) => lo + (hi - lo) * random();
+
+/** Random Adam hyperparameters around the speedrun's; bias corrections 1 − β^step of early steps (drawn
+ * independently: at later steps both round to 1 and a kernel mixing them up would pass). */
+function randomAdamHyper(): T.AdamHyper {
+  return { beta1: between(0.5, 0.95), beta2: between(0.9, 0.999), bc1: between(0.05, 0.9), bc2: between(0.001, 0.5),
+    eps: random() < 0.5 ? 1e-10 : 1e-8, lr: between(1e-3, 0.1) };
+}
+
+/** p, m, g in [−2, 2]; v ≥ 0 (a second moment), some entries tiny so eps matters. */
+function adamInputs(shape: number[]): HostTensor[] {
+  const v = randFloat(shape, 0, 2);
+  for (let i = 0; i < v.values.length; i++) if (random() < 0.05) v.values[i] *= 1e-12;
+  return [randFloat(shape), randFloat(shape), v, randFloat(shape)];
+}
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+/** A tiny model of every parameter kind (Muon matrices, merged QKV split, Adam embeddings, head and scalars). */
+const MICRO: Partial<T.Config> = {
+  vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
+  noAttnLayers: [0], noMlpLayers: [0], skip: '1-3', valueEmbeds: 1, backoutLayer: 2, seqLen: 16,
+  windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
+};
+
+/** Parameters and optimiser slots after `grads.length` optimiser steps from `init`, on the current backend. */
+async function optimizerSteps(cfg: T.Config, init: Map<string, HostTensor>, grads: Map<string, HostTensor>[]): Promise<Map<string, Float32Array>> {
+  const m = T.createModel(cfg);
+  for (const [name, v] of m.params) {
+    const h = init.get(name)!;
+    tf.tidy(() => v.assign(tf.tensor(h.values, h.shape)));
+  }
+  const st = T.createOptimizerState(m);
+  grads.forEach((gs, step) => {
+    const byName = new Map([...gs].map(([n, h]) => [n, tf.tensor(h.values, h.shape)] as const));
+    T.optimizerStep(m, st, byName, step);
+    tf.dispose([...byName.values()]);
+  });
+  const out = new Map<string, Float32Array>();
+  for (const [n, v] of m.params) out.set(n, v.dataSync() as Float32Array);
+  for (const [n, slots] of st.slots) slots.forEach((s, i) => out.set(`${n} slot ${i}`, s.dataSync() as Float32Array));
+  T.disposeOptimizerState(st);
+  T.disposeModel(m);
+  return out;
+}
+
+for (const target of targets) {
+  describe(`fused AdamUpdate and MuonMomentum on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+    const exact = B === 'cuda-host';
+    const tol: Tolerance = exact ? { rtol: 0, atol: 0 } : { rtol: 1e-6, atol: 1e-6 };
+    // 7, 135, 1 and 4099 / 2^20 + 7: the scalar path; 2048 and 786432: float4; [0, 3]: empty
+    const SHAPES = [[7], [3, 5, 9], [2, 16, 64], [1, 1], [0, 3], [target.big], ...(B === 'cuda' ? [[1024, 768]] : [])];
+
+    it('AdamUpdate: p\', m\', v\' match the composite on cpu (random hyperparameters, odd, large and empty sizes)', async () => {
+      for (const shape of SHAPES) {
+        const h = randomAdamHyper();
+        await compare(B, `adamUpdate [${shape}] ${JSON.stringify(h)}`, adamInputs(shape),
+          (p, m, v, g) => T.adamUpdate(p, m, v, g, h), tol);
+      }
+    });
+
+    it('MuonMomentum: buf\' and the Nesterov update match the composite on cpu', async () => {
+      for (const shape of SHAPES) {
+        const momentum = between(0.8, 0.99);
+        await compare(B, `muonMomentum [${shape}] μ = ${momentum}`, [randFloat(shape), randFloat(shape)],
+          (buf, g) => T.muonMomentum(buf, g, momentum), tol);
+      }
+    });
+
+    it('the hooks run one fused kernel each (outputs only, no temporaries), useFusedKernels(false) the composites', async () => {
+      await useBackend(B);
+      const shape = [5, 37], n = 5 * 37;
+      const [p, m, v, g] = adamInputs(shape).map(h => tf.tensor(h.values, h.shape));
+      const h = randomAdamHyper();
+      const run = () => [...T.adamUpdate(p, m, v, g, h), ...T.muonMomentum(m, g, 0.9)];
+      const profile = await tf.profile(() => tf.dispose(run()));
+      assert.deepEqual(profile.kernels.map(k => k.name), [ADAM_UPDATE, MUON_MOMENTUM]);
+      const before = tf.memory().numBytes;
+      const outs = run();
+      assert.equal(tf.memory().numBytes - before, 5 * n * 4, 'the fused kernels allocate their outputs and nothing else');
+      tf.dispose(outs);
+      T.useFusedKernels(false);
+      try {
+        const names = await kernelsRun(run);
+        for (const k of [ADAM_UPDATE, MUON_MOMENTUM]) assert.ok(!names.includes(k), `${k} ran with fused kernels off`);
+        for (const k of ['Multiply', 'Add', 'Sqrt', 'RealDiv', 'Sub']) assert.ok(names.includes(k), `composite kernel ${k} did not run: ${names.join(', ')}`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([p, m, v, g]);
+    });
+
+    it('a whole optimizerStep (two steps, Muon and Adam) with fused kernels equals the composites (--fused off)', async () => {
+      await useBackend(B);
+      const cfg = T.resolveConfig('tiny', MICRO).cfg;
+      const model = T.createModel(cfg);
+      const shapes = new Map([...model.params].map(([n, v]) => [n, v.shape] as const));
+      T.disposeModel(model);
+      const init = new Map([...shapes].map(([n, s]) => [n, randFloat(s, -0.5, 0.5)] as const));
+      const grads = [0, 1].map(() => new Map([...shapes].map(([n, s]) => [n, randFloat(s, -0.1, 0.1)] as const)));
+      const numTensors = tf.memory().numTensors;
+      const fused = await optimizerSteps(cfg, init, grads);
+      assert.equal(tf.memory().numTensors, numTensors, 'the fused steps leak no tensors');
+      T.useFusedKernels(false);
+      let composite: Map<string, Float32Array>;
+      try {
+        composite = await optimizerSteps(cfg, init, grads);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      assert.ok(fused.size > 2 * shapes.size, 'parameters and slots compared');
+      for (const [name, want] of composite) {
+        const got = fused.get(name)!;
+        assert.equal(got.length, want.length, name);
+        for (let i = 0; i < want.length; i++) {
+          if (!(Math.abs(got[i] - want[i]) <= 1e-6 + 1e-5 * Math.abs(want[i]))) {
+            assert.fail(`${name} [${i}]: fused ${got[i]}, composite ${want[i]}`);
+          }
+        }
+        const initial = init.get(name);
+        if (initial && initial.values.length > 0) assert.notDeepEqual(got, initial.values, `${name} was updated`);
+      }
+    });
+
+    it('MatMulAdd: alpha·op(a)·op(b) + beta·c matches the composite on cpu (transposes, ranks 2–4, k = 0, empty)', async () => {
+      // [a, b] shapes before transposition, and the transposes
+      const CASES: [number[], number[], boolean, boolean][] = [
+        [[1, 3, 5], [1, 5, 7], false, false], [[4, 17, 9], [4, 9, 13], false, false], [[2, 6, 5], [2, 7, 5], false, true],
+        [[3, 5, 6], [3, 5, 4], true, false], [[2, 5, 6], [2, 4, 5], true, true], [[5, 6], [6, 3], false, false],
+        [[2, 2, 3, 4], [2, 2, 4, 5], false, false], [[2, 3, 0], [2, 0, 4], false, false], [[0, 3, 4], [0, 4, 2], false, false],
+        B === 'cuda' ? [[2, 768, 768], [2, 768, 768], false, true] : [[2, 48, 64], [2, 64, 48], false, false],
+      ];
+      for (const [sa, sb, transposeA, transposeB] of CASES) {
+        const r = sa.length, m = sa[r - (transposeA ? 1 : 2)], n = sb[r - (transposeB ? 2 : 1)], k = sa[r - (transposeA ? 2 : 1)];
+        const alpha = between(-3, 3), beta = between(-3, 3);
+        const attrs = { alpha, beta, transposeA, transposeB };
+        await compare(B, `matMulAdd [${sa}]${transposeA ? 'ᵀ' : ''}·[${sb}]${transposeB ? 'ᵀ' : ''} α = ${alpha} β = ${beta}`,
+          [randFloat(sa), randFloat(sb), randFloat([...sa.slice(0, -2), m, n])],
+          (a, b, c) => tf.engine().runKernel(MATMUL_ADD, { a, b, c }, attrs) as tf.Tensor,
+          // fp32 sums of k products in a different order (cuBLAS vs tfjs-cpu): partial sums reach ~k^½·|α|·2,
+          // so the rounding grows with k (1.1e-4 seen at k = 768 on an H100)
+          { rtol: 1e-5, atol: 1e-4 * Math.max(1, k / 64) },
+          (a, b, c) => tf.matMul(a, b, transposeA, transposeB).mul(alpha).add(c.mul(beta)));
+      }
+      for (const transposeB of [false, true]) {  // through train_gpt.ts's hook (the cpu reference is its composite)
+        const alpha = between(-3, 3), beta = between(-3, 3);
+        await compare(B, `T.matMulAdd transposeB = ${transposeB}`, [randFloat([3, 7, 11]), randFloat(transposeB ? [3, 9, 11] : [3, 11, 9]), randFloat([3, 7, 9])],
+          (a, b, c) => T.matMulAdd(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D, alpha, beta, transposeB), { rtol: 1e-5, atol: 1e-4 });
+      }
+    });
+
+    it('MatMulAdd\'s gradients for a, b and c (any transposes, α, β) match the composite\'s on cpu', async () => {
+      for (const [sa, sb, transposeA, transposeB] of [[[5, 6], [6, 3], false, false], [[6, 5], [6, 3], true, false],
+        [[5, 6], [3, 6], false, true], [[2, 6, 5], [2, 3, 6], true, true], [[2, 4, 7], [2, 7, 3], false, false]] as const) {
+        const r = sa.length, m = sa[r - (transposeA ? 1 : 2)], n = sb[r - (transposeB ? 2 : 1)];
+        const [alpha, beta] = r === 2 && !transposeA && !transposeB ? [1, 1] : [between(-3, 3), between(-3, 3)];  // (1, 1): linear()'s residual
+        const attrs = { alpha, beta, transposeA, transposeB };
+        const outShape = [...sa.slice(0, -2), m, n];
+        const valueAndGrads = (f: (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, dy: tf.Tensor) =>
+          [f(a, b, c), ...tf.grads(f)([a, b, c], dy)];
+        await compare(B, `d matMulAdd [${sa}]${transposeA ? 'ᵀ' : ''}·[${sb}]${transposeB ? 'ᵀ' : ''} α = ${alpha} β = ${beta}`,
+          [randFloat([...sa]), randFloat([...sb]), randFloat(outShape), randFloat(outShape)],
+          valueAndGrads((a, b, c) => tf.engine().runKernel(MATMUL_ADD, { a, b, c }, attrs) as tf.Tensor), { rtol: 1e-5, atol: 1e-4 },
+          valueAndGrads((a, b, c) => tf.matMul(a, b, transposeA, transposeB).mul(alpha).add(c.mul(beta))));
+      }
+    });
+
+    it('orthogonalizeBatch runs MatMulAdd twice per iteration and equals the composite (--fused off)', async () => {
+      await useBackend(B);
+      for (const kind of ['ns5', 'polar'] as const) {
+        const G = tf.tensor(randFloat([3, 8, 24]).values, [3, 8, 24]) as tf.Tensor3D;
+        const run = () => T.orthogonalizeBatch(G, kind);
+        const fusedNames = await kernelsRun(() => [run()]);
+        const fused = tf.tidy(run);
+        T.useFusedKernels(false);
+        let composite: tf.Tensor3D, compositeNames: string[];
+        try {
+          compositeNames = await kernelsRun(() => [run()]);
+          composite = tf.tidy(run);
+        } finally {
+          T.useFusedKernels(true);
+        }
+        assert.equal(fusedNames.filter(k => k === MATMUL_ADD).length, 10, fusedNames.join(', '));
+        assert.equal(compositeNames.filter(k => k === MATMUL_ADD).length, 0);
+        assert.ok(fusedNames.length < compositeNames.length - 20, `${fusedNames.length} kernels fused vs ${compositeNames.length}`);
+        const e = relError(fused.dataSync(), composite.dataSync());
+        assert.ok(e < 1e-5, `${kind}: orthogonalizeBatch fused vs composite: relative error ${e}`);
+        tf.dispose([G, fused, composite]);
+      }
+    });
+
+    it('rejects bad inputs with an error naming the kernel; the optimiser updates have no gradient', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const x = tf.ones([3, 5]);
+        const h = { beta1: 0.9, beta2: 0.95, bc1: 0.1, bc2: 0.05, eps: 1e-10, lr: 0.01 };
+        const run = (kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => () => tf.engine().runKernel(kernel, inputs, attrs);
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x }, h), /kernel AdamUpdate\(.*AdamUpdate: input g is missing/);
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: tf.ones([3, 5], 'int32') }, h), /AdamUpdate: g must be float32, got int32\[3,5\]/);
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: tf.ones([5, 3]), g: x }, h), /AdamUpdate: v \[5,3\] and p \[3,5\] differ in shape/);
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x }, { ...h, lr: NaN }), /AdamUpdate: attr lr must be a finite number, got NaN/);
+        const { eps: _eps, ...noEps } = h;
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x }, noEps), /AdamUpdate: attr eps must be a finite number, got undefined/);
+        assert.throws(run(MUON_MOMENTUM, { buf: x, g: tf.ones([15]) }, { momentum: 0.9 }), /kernel MuonMomentum\(.*MuonMomentum: g \[15\] and buf \[3,5\] differ in shape/);
+        assert.throws(run(MUON_MOMENTUM, { g: x }, { momentum: 0.9 }), /MuonMomentum: input buf is missing/);
+        assert.throws(run(MUON_MOMENTUM, { buf: x, g: x }, {}), /MuonMomentum: attr momentum must be a finite number/);
+        const mm = { alpha: 1, beta: 0.5, transposeA: false, transposeB: false };
+        const a = tf.ones([2, 3, 4]), b = tf.ones([2, 4, 5]), c = tf.ones([2, 3, 5]);
+        assert.throws(run(MATMUL_ADD, { a, b }, mm), /kernel MatMulAdd\(.*MatMulAdd: input c is missing/);
+        assert.throws(run(MATMUL_ADD, { a, b: tf.ones([1, 4, 5]), c }, mm), /MatMulAdd: a \[2,3,4\] and b \[1,4,5\] must have the same batch dims/);
+        assert.throws(run(MATMUL_ADD, { a, b: tf.ones([2, 5, 5]), c }, mm), /MatMulAdd: inner dimensions differ/);
+        assert.throws(run(MATMUL_ADD, { a, b, c: tf.ones([2, 5, 3]) }, mm), /MatMulAdd: c must be \[2,3,5\] \(the product's shape\), got \[2,5,3\]/);
+        assert.throws(run(MATMUL_ADD, { a: tf.ones([2, 3, 4], 'int32'), b, c }, mm), /MatMulAdd: a must be float32, got int32/);
+        assert.throws(run(MATMUL_ADD, { a, b, c }, { ...mm, beta: Infinity }), /MatMulAdd: attr beta must be a finite number, got Infinity/);
+        assert.throws(run(MATMUL_ADD, { a, b, c }, { alpha: 1, beta: 1 }), /MatMulAdd: attr transposeA must be a boolean, got undefined/);
+        assert.throws(() => tf.grad((g: tf.Tensor) => T.adamUpdate(x, x, x, g, h)[0].sum())(x), /AdamUpdate/);
+        assert.throws(() => tf.grad((g: tf.Tensor) => T.muonMomentum(x, g, 0.9)[1].sum())(x), /MuonMomentum/);
+      });
+    });
+  });
+}

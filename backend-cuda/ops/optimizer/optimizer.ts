@@ -1,0 +1,17 @@
+// Fused optimiser updates: the kernels train_gpt.ts's adamUpdate() and muonMomentum() hand to a backend
+// that registers them (runFused); their composites in train_gpt.ts are the implementation everywhere
+// else and the tests' oracle. Each reads every input once and writes every output once, instead of a
+// chain of ~6–14 elementwise kernels over whole parameter-sized tensors.
+//   'AdamUpdate'   {p, m, v, g}, {beta1, beta2, bc1, bc2, eps, lr} → [p', m', v']:
+//                  m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps)
+//   'MuonMomentum' {buf, g}, {momentum} → [buf', nesterov]:
+//                  buf' = μ·buf + (1−μ)·g,  nesterov = (1−μ)·g + μ·buf'
+// They run outside any gradient tape (optimiser state is not differentiated), so they register no
+// gradient: differentiating through one fails in tfjs with "gradient function not found for AdamUpdate".
+import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+
+export const ADAM_UPDATE = 'AdamUpdate';
+export const MUON_MOMENTUM = 'MuonMomentum';
+
+export const adamUpdate: FusedKernelSpec = { name: ADAM_UPDATE, supports: inputs => float32Inputs(inputs, 'p', 'm', 'v', 'g') };
+export const muonMomentum: FusedKernelSpec = { name: MUON_MOMENTUM, supports: inputs => float32Inputs(inputs, 'buf', 'g') };

@@ -1,0 +1,12 @@
+// The fused ReLU²'s launchers (relu_squared.cu).
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace tsgpt {
+
+// y = relu(x)² and dx = dy·2·relu(x) over n floats.
+cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n);
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n);
+
+}  // namespace tsgpt

@@ -1,0 +1,20 @@
+// A fused op, the pattern for the rest: a custom tfjs kernel name with its own registered gradient.
+// train_gpt.ts's rmsNorm() runs this kernel where the active backend has it and its composite tfjs
+// version elsewhere (cpu, wasm); the composite is also the tests' oracle.
+//   rmsNorm(x) = x / sqrt(mean(x², last axis) + eps)   (the model's weightless norm())
+import * as tf from '@tensorflow/tfjs-core';
+import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+
+export const RMS_NORM = 'RMSNorm';
+export const RMS_NORM_GRAD = 'RMSNormGrad';
+
+export const rmsNorm: FusedKernelSpec<{ eps: number }> = { name: RMS_NORM, supports: inputs => float32Inputs(inputs, 'x') };
+
+tf.registerGradient({
+  kernelName: RMS_NORM,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x] = saved;
+    return { x: () => tf.engine().runKernel(RMS_NORM_GRAD, { dy: dy as tf.Tensor, x }, attrs) as tf.Tensor };
+  },
+});

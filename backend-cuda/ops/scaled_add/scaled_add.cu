@@ -1,0 +1,103 @@
+// Fused scaled add y = a·x + b·z (train_gpt.ts's scaledAdd(): block lambdas, the value-embedding mix,
+// the U-net skip and the backout), forward and backward side by side; a and b are scalars on the device
+// (one float each: read there, never copied to the host, so nothing waits for the stream):
+//   forward:  y = a·x + b·z
+//   backward: dx = a·dy,  dz = b·dy,  da = Σ dy·x,  db = Σ dy·z
+// The composite runs 3 kernels forward (two Multiplies, Add) and 6 backward (a Multiply and a
+// Multiply + Sum per side), and its Add keeps x·a and z·b for the backward; here one pass each way.
+// y, dx and dz are the composite's float32 operations, each correctly rounded (__fmul_rn, __fadd_rn: no
+// FMA contraction), so they equal the composite's bit for bit. The sums are deterministic (no atomics):
+// each block's (Σ dy·x, Σ dy·z) goes to a partial, then one block adds the partials in a fixed order.
+// Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned.
+#include <algorithm>
+#include "scaled_add.h"
+
+#include "../../native/kernels.h"
+#include "../../native/launch.h"
+#include "../../native/rows.cuh"
+#include "../../native/vec.cuh"
+#include "../../native/launchers.h"
+
+namespace tsgpt {
+namespace {
+
+// The backward's grid, and so its partials: one wave of 256-thread blocks on an H100 (132 SMs × 8).
+constexpr int kMaxGradBlocks = 1024;
+
+template <int V>
+__global__ void scaledAddKernel(const float* __restrict__ x, const float* __restrict__ z, const float* __restrict__ a,
+                                const float* __restrict__ b, float* __restrict__ y, int64_t groups) {
+  const float av = *a, bv = *b;
+  TSGPT_GRID_STRIDE(i, groups) {
+    float xv[V], zv[V];
+    loadVec<V>(x + i * V, xv);
+    loadVec<V>(z + i * V, zv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) xv[k] = __fadd_rn(__fmul_rn(av, xv[k]), __fmul_rn(bv, zv[k]));
+    storeVec<V>(y + i * V, xv);
+  }
+}
+
+// dx, dz, and this block's sums into partials[2·block] (Σ dy·x) and partials[2·block + 1] (Σ dy·z).
+template <int V>
+__global__ void scaledAddGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                    const float* __restrict__ z, const float* __restrict__ a,
+                                    const float* __restrict__ b, float* __restrict__ dx, float* __restrict__ dz,
+                                    float* __restrict__ partials, int64_t groups) {
+  __shared__ float scratch[32];
+  const float av = *a, bv = *b;
+  float sa = 0.f, sb = 0.f;
+  TSGPT_GRID_STRIDE(i, groups) {
+    float g[V], xv[V], zv[V];
+    loadVec<V>(dy + i * V, g);
+    loadVec<V>(x + i * V, xv);
+    loadVec<V>(z + i * V, zv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      sa = fmaf(g[k], xv[k], sa);
+      sb = fmaf(g[k], zv[k], sb);
+      xv[k] = __fmul_rn(av, g[k]);
+      zv[k] = __fmul_rn(bv, g[k]);
+    }
+    storeVec<V>(dx + i * V, xv);
+    storeVec<V>(dz + i * V, zv);
+  }
+  sa = blockReduce<false>(sa, scratch);
+  sb = blockReduce<false>(sb, scratch);
+  if (threadIdx.x == 0) {
+    partials[2 * blockIdx.x] = sa;
+    partials[2 * blockIdx.x + 1] = sb;
+  }
+}
+
+}  // namespace
+
+cudaError_t launchScaledAdd(cudaStream_t s, const float* x, const float* z, const float* a, const float* b, float* y,
+                            int64_t n) {
+  if (n == 0) return cudaSuccess;
+  if (n % 4 == 0 && aligned16({x, z, y})) scaledAddKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(x, z, a, b, y, n / 4);
+  else scaledAddKernel<1><<<gridFor(n), kThreads, 0, s>>>(x, z, a, b, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x, const float* z, const float* a,
+                                const float* b, float* dx, float* dz, float* da, float* db, int64_t n) {
+  if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
+  const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, dx, dz});
+  const int64_t groups = vec4 ? n / 4 : n;
+  // The grid depends only on n and the path, so the sums' order (and rounding) is the same every run.
+  const int blocks = int(std::min<int64_t>((groups + kThreads - 1) / kThreads, kMaxGradBlocks));
+  float* partials = nullptr;
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, s);
+  if (e != cudaSuccess) return e;
+  if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
+  else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
+  e = launchSumPartialPairs(s, partials, blocks, da, db);
+  const cudaError_t f = cudaFreeAsync(partials, s);  // stream-ordered: after the second pass
+  return e != cudaSuccess ? e : f;
+}
+
+TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "z", "a", "b", "y", "n");
+TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "z", "a", "b", "dx", "dz", "da", "db", "n");
+
+}  // namespace tsgpt

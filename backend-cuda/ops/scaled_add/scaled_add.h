@@ -1,0 +1,15 @@
+// The fused scaled add's launchers (scaled_add.cu).
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace tsgpt {
+
+// y = a·x + b·z over n floats, a and b one float each on the device; its gradient
+// dx = a·dy, dz = b·dy, da = Σ dy·x, db = Σ dy·z (deterministic sums; 0 for n = 0).
+cudaError_t launchScaledAdd(cudaStream_t s, const float* x, const float* z, const float* a, const float* b, float* y,
+                            int64_t n);
+cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x, const float* z, const float* a,
+                                const float* b, float* dx, float* dz, float* da, float* db, int64_t n);
+
+}  // namespace tsgpt

@@ -1,0 +1,223 @@
+// The fused scaled add ('ScaledAdd' y = a·x + b·z and 'ScaledAddGrad', scaled_add.cu) against its
+// oracle, train_gpt.ts's composite x.mul(a).add(z.mul(b)) on the cpu backend: the value and all four
+// gradients (dy ≠ 1) through train_gpt.ts's own hook (scaledAdd → runFused) on fresh random inputs, sizes
+// on the GPU's float4 and scalar paths, n = 1, n = 0 and large; x = z and a = b (tfjs adds the gradients);
+// a constant a (the skips and backout) asking no gradient; that the hook runs the fused kernels and
+// `--fused off` (useFusedKernels(false)) the composite, and what each keeps for the backward; sums
+// bit-identical run to run; bad inputs failing with the kernel's name; the model's call sites.
+// y, dx and dz are the composite's own float32 operations (exact on cuda-host); the sums da and db are
+// checked against n·ε-style bounds on Σ|dy|·(|x| + |z|), far below what a wrong operand would give.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
+import { bytesInUse, randFloat, relError, targets, type HostTensor, useBackend } from '../../../test/cuda_harness.ts';
+
+type Out = { shape: number[]; values: Float32Array };
+
+/** f's value and its gradients with respect to every input for dy, on `backend`. */
+async function valueAndGradsOn(backend: string, fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: HostTensor[], dy: HostTensor): Promise<Out[]> {
+  await useBackend(backend);
+  const xs = inputs.map(h => tf.tensor(h.values, h.shape));
+  const dyT = tf.tensor(dy.values, dy.shape);
+  const { value, grads } = tf.valueAndGrads(fn)(xs, dyT);
+  const outs = [value, ...grads].map(t => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+  tf.dispose([...xs, dyT, value, ...grads]);
+  return outs;
+}
+
+/** Σ|dy|·(|x| + |z|): the scale of the rounding error of a sum Σ dy·x or Σ dy·z (and of both, for a = b). */
+function sumScale(dy: HostTensor, x: HostTensor, z: HostTensor): number {
+  let s = 0;
+  for (let i = 0; i < dy.values.length; i++) s += Math.abs(dy.values[i]) * (Math.abs(x.values[i]) + Math.abs(z.values[i]));
+  return s;
+}
+
+/**
+ * fn on `target` against the same fn on cpu (where scaledAdd is the composite): outputs `exactOutputs`
+ * (value and tensor gradients) within `elementTol` relative (0: bit for bit), the rest (the scalars'
+ * gradients) within sumTol·scale.
+ */
+async function compareWithCpu(target: string, label: string, fn: (...xs: tf.Tensor[]) => tf.Tensor, inputs: HostTensor[], dy: HostTensor,
+  exactOutputs: number, elementTol: number, sumTol: number, scale: number): Promise<void> {
+  const want = await valueAndGradsOn('cpu', fn, inputs, dy);
+  const got = await valueAndGradsOn(target, fn, inputs, dy);
+  assert.equal(got.length, want.length, `${label}: number of outputs`);
+  want.forEach((w, o) => {
+    const g = got[o];
+    assert.deepEqual(g.shape, w.shape, `${label}: output ${o} shape`);
+    const exact = o < exactOutputs;
+    for (let i = 0; i < w.values.length; i++) {
+      const bound = exact ? elementTol * Math.abs(w.values[i]) : sumTol * scale;
+      if (!(Math.abs(g.values[i] - w.values[i]) <= bound)) {
+        assert.fail(`${label}: output ${o} [${w.shape}] at ${i}: ${target} ${g.values[i]}, cpu composite ${w.values[i]} (bound ${bound})`);
+      }
+    }
+  });
+}
+
+const scaledAdd = (x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => T.scaledAdd(x, z, a, b);
+
+/** The kernels fn runs, less Identity (the tape's clones of saved inputs: a reference, no copy). */
+async function kernelsRun(fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name).filter(k => k !== 'Identity');
+}
+
+for (const target of targets) {
+  describe(`fused ScaledAdd on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+    // y, dx, dz: bit for bit on cuda-host; the GPU does the same correctly rounded operations, allowed 1e-6.
+    const elementTol = B === 'cuda-host' ? 0 : 1e-6;
+    // da, db: float64 sums on cuda-host; float32 per-thread and tree sums on the GPU.
+    const sumTol = B === 'cuda-host' ? 1e-6 : 1e-5;
+    // 7, 135, 1 and 4099 / 2^20 + 7: the scalar path; 2048, 4096 / 3·2^20: float4; [0, 3]: empty
+    const SHAPES = [[7], [3, 5, 9], [2, 16, 64], [1], [0, 3], [target.big], B === 'cuda' ? [2, 2048, 768] : [16, 256]];
+
+    it('y and the gradients of x, z, a and b match the composite on cpu (scalar and float4 paths, n = 1, n = 0, large)', async () => {
+      for (const shape of SHAPES) {
+        const [x, z, dy] = [randFloat(shape), randFloat(shape), randFloat(shape)], [a, b] = [randFloat([]), randFloat([])];
+        await compareWithCpu(B, `scaledAdd [${shape}] a = ${a.values[0]}, b = ${b.values[0]}`, scaledAdd, [x, z, a, b], dy,
+          3, elementTol, sumTol, sumScale(dy, x, z));
+      }
+    });
+
+    it('x and z one tensor, a and b one tensor: tfjs adds their gradients, as for the composite', async () => {
+      for (const shape of [[5, 7], [4, 64]]) {
+        const [x, dy, a] = [randFloat(shape), randFloat(shape), randFloat([])];
+        await compareWithCpu(B, `scaledAdd(x, x, a, a) [${shape}]`, (xt, at) => T.scaledAdd(xt, xt, at, at), [x, a], dy,
+          2, elementTol, sumTol, sumScale(dy, x, x));
+        const [z, b] = [randFloat(shape), randFloat([])];
+        await compareWithCpu(B, `scaledAdd(x, z, a, a) [${shape}]`, (xt, zt, at) => T.scaledAdd(xt, zt, at, at), [x, z, a], dy,
+          3, elementTol, sumTol, sumScale(dy, x, z));
+        await compareWithCpu(B, `scaledAdd(x, x, a, b) [${shape}]`, (xt, at, bt) => T.scaledAdd(xt, xt, at, bt), [x, a, b], dy,
+          2, elementTol, sumTol, sumScale(dy, x, x));
+      }
+    });
+
+    it('a constant a (tf.scalar(1), as the skips and the backout pass it) gets no gradient and leaks nothing', async () => {
+      const shape = [3, 33], [x, z, dy, b] = [randFloat(shape), randFloat(shape), randFloat(shape), randFloat([])];
+      const skip = (xt: tf.Tensor, zt: tf.Tensor, bt: tf.Tensor) => T.scaledAdd(xt, zt, tf.scalar(1), bt);
+      await compareWithCpu(B, `scaledAdd(x, z, 1, b) [${shape}]`, skip, [x, z, b], dy, 3, elementTol, sumTol, sumScale(dy, x, z));
+      await useBackend(B);
+      const [xt, zt, bt, dyt] = [x, z, b, dy].map(h => tf.tensor(h.values, h.shape));
+      const numTensors = tf.memory().numTensors, bytes = bytesInUse();
+      const { value, grads } = tf.valueAndGrads(skip)([xt, zt, bt], dyt);
+      assert.equal(tf.memory().numTensors, numTensors + 4, 'y and three gradients, nothing else (the unused da is gone)');
+      tf.dispose([value, ...grads]);
+      assert.equal(bytesInUse(), bytes, 'no buffer outlives the step');
+      tf.dispose([xt, zt, bt, dyt]);
+    });
+
+    it('train_gpt.ts\'s hook runs the fused kernels (keeping nothing for the backward), useFusedKernels(false) the composite', async () => {
+      await useBackend(B);
+      const shape = [4, 6, 8], n = 4 * 6 * 8;
+      const [x, z, dy] = [randFloat(shape), randFloat(shape), randFloat(shape)].map(h => tf.tensor(h.values, h.shape));
+      const [a, b] = [randFloat([]), randFloat([])].map(h => tf.tensor(h.values, h.shape));
+      const run = () => { const { value, grads } = tf.valueAndGrads(scaledAdd)([x, z, a, b], dy); return [value, ...grads]; };
+      /** Bytes alive right after the forward, before backprop: y and whatever the tape keeps beyond the inputs. */
+      const heldAfterForward = () => {
+        const before = bytesInUse();
+        let held = 0;
+        const { value, grads } = tf.valueAndGrads((...xs: tf.Tensor[]) => {
+          const y = T.scaledAdd(xs[0], xs[1], xs[2], xs[3]);
+          held = bytesInUse() - before;
+          return y.mul(dy).sum();
+        })([x, z, a, b]);
+        tf.dispose([value, ...grads]);
+        assert.equal(bytesInUse(), before, 'no buffer outlives the step');
+        return held;
+      };
+      assert.deepEqual(await kernelsRun(run), [SCALED_ADD, SCALED_ADD_GRAD]);
+      assert.equal(heldAfterForward(), n * 4, 'fused: y only (x, z, a and b are the inputs\' own buffers)');
+      T.useFusedKernels(false);
+      try {
+        const names = await kernelsRun(run);
+        for (const k of [SCALED_ADD, SCALED_ADD_GRAD]) assert.ok(!names.includes(k), `${k} ran with fused kernels off`);
+        for (const k of ['Multiply', 'Add', 'Sum']) assert.ok(names.includes(k), `composite kernel ${k} did not run: ${names.join(', ')}`);
+        assert.equal(heldAfterForward(), 3 * n * 4, 'composite: y, x·a and z·b (its Add keeps both)');
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([x, z, a, b, dy]);
+    });
+
+    it('the gradient is bit-identical run to run (no atomics in the sums)', async () => {
+      await useBackend(B);
+      const shape = [target.big + 1];  // a multiple of 4 on both targets: the float4 path on the GPU
+      const [x, z, dy] = [randFloat(shape), randFloat(shape), randFloat(shape)].map(h => tf.tensor(h.values, h.shape));
+      const [a, b] = [randFloat([]), randFloat([])].map(h => tf.tensor(h.values, h.shape));
+      const grads = () => tf.tidy(() => tf.grads(scaledAdd)([x, z, a, b], dy).map(g => g.dataSync() as Float32Array));
+      const first = grads();
+      for (let run = 0; run < 3; run++) {
+        grads().forEach((g, i) => assert.deepEqual(g, first[i], `gradient ${i} differs on run ${run + 2}`));
+      }
+      tf.dispose([x, z, a, b, dy]);
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const x = tf.zeros([2, 3]), z = tf.zeros([2, 3]), a = tf.scalar(1), b = tf.scalar(2);
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(SCALED_ADD, { x, z: tf.zeros([3, 2]), a, b }),
+          /kernel ScaledAdd\(.*ScaledAdd: x and z must have one shape, got float32\[2,3\] and float32\[3,2\]/);
+        assert.throws(run(SCALED_ADD, { x, z: tf.zeros([6]), a, b }), /ScaledAdd: x and z must have one shape/);
+        assert.throws(run(SCALED_ADD, { x, z, a: tf.zeros([2]), b }), /ScaledAdd: a must be a float32 scalar \(shape \[\]\), got float32\[2\]/);
+        assert.throws(run(SCALED_ADD, { x, z, a, b: tf.zeros([1]) }), /ScaledAdd: b must be a float32 scalar \(shape \[\]\), got float32\[1\]/);
+        assert.throws(run(SCALED_ADD, { x, z, a: tf.scalar(1, 'int32'), b }), /ScaledAdd: a must be float32, got int32\[\]/);
+        assert.throws(run(SCALED_ADD, { x: tf.zeros([2, 3], 'int32'), z, a, b }), /ScaledAdd: x must be float32, got int32\[2,3\]/);
+        assert.throws(run(SCALED_ADD, { x, z, a }), /ScaledAdd: input b is missing/);
+        assert.throws(run(SCALED_ADD_GRAD, { dy: tf.zeros([2, 4]), x, z, a, b }),
+          /kernel ScaledAddGrad\(.*ScaledAddGrad: dy and x must have one shape, got float32\[2,4\] and float32\[2,3\]/);
+        assert.throws(run(SCALED_ADD_GRAD, { x, z, a, b }), /ScaledAddGrad: input dy is missing/);
+        // a call the kernel does not support (z broadcast) runs the composite instead of failing
+        const y = T.scaledAdd(x, tf.ones([2, 1]), a, b);
+        assert.deepEqual([y.shape, Array.from(y.dataSync())], [[2, 3], [2, 2, 2, 2, 2, 2]]);
+      });
+    });
+
+    it('train_gpt.ts\'s model runs it at its call sites, with the gradients of --fused off', async () => {
+      await useBackend(B);
+      const cfg = T.resolveConfig('tiny', {
+        vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [0],
+        noMlpLayers: [], skip: '1-3', valueEmbeds: 1, backout: true, backoutLayer: 2, blockLambdas: true, seqLen: 16,
+        windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
+      }).cfg;
+      const m = T.createModel(cfg);
+      let seed = 7;
+      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', seed++))));
+      const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 16 ? 63 : (i * 29 + 3) % 60));
+      const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
+      const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
+      const lossAndGrads = () => tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean'));
+      const gradsOf = (r: ReturnType<typeof lossAndGrads>) => new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array]));
+      try {
+        // block lambdas in the 4 layers, the skip 1 → 3, the backout (the value-embedding mix happens inside the
+        // fused AttentionInputsVE where the backend has it; attentionInputs' composite mixes through scaledAdd)
+        const sites = m.plan.filter(lp => lp.attn || lp.mlp).length + m.skips.length + 1;
+        assert.equal(sites, 4 + 1 + 1);
+        const names = await kernelsRun(() => { const r = lossAndGrads(); return [r.value, ...Object.values(r.grads)]; });
+        assert.equal(names.filter(k => k === SCALED_ADD).length, sites, names.join(', '));
+        assert.equal(names.filter(k => k === SCALED_ADD_GRAD).length, sites, names.join(', '));
+        const fused = lossAndGrads();
+        T.useFusedKernels(false);
+        let composite: ReturnType<typeof lossAndGrads>;
+        try {
+          composite = lossAndGrads();
+        } finally {
+          T.useFusedKernels(true);
+        }
+        const [lf, lc] = [fused.value.dataSync()[0], composite.value.dataSync()[0]];
+        assert.ok(Math.abs(lf - lc) <= 1e-5 * Math.abs(lc), `loss ${lf} fused vs ${lc} composite`);
+        const [gf, gc] = [gradsOf(fused), gradsOf(composite)];
+        for (const [name, want] of gc) assert.ok(relError(gf.get(name)!, want) < 1e-4, `gradient of ${name}: relative error ${relError(gf.get(name)!, want)}`);
+        tf.dispose([fused.value, ...Object.values(fused.grads), composite.value, ...Object.values(composite.grads)]);
+      } finally {
+        T.disposeBatch(batch);
+        T.disposeModel(m);
+      }
+    });
+  });
+}

@@ -1,0 +1,228 @@
+// Soft-capped cross-entropy over rows of raw logits [rows, cols], forward and backward side by side.
+//   z = cap(x):  sigmoid: scale·σ(x/temp)   tanh: scale·tanh(x/scale)   none: x
+//   forward:  lse_i = log Σ_j exp(z_ij),  loss_i = lse_i − z_i,t_i,  out = Σ_i loss_i (÷ rows for mean)
+//   backward: dx_ij = dy·w·(exp(z_ij − lse_i) − [j = t_i])·z'(x_ij),  w = 1 (sum) or 1/rows (mean),
+//             z' = scale/temp·σ(1−σ) | 1 − tanh² | 1
+// The capped logits, the softmax and the one-hot never exist in memory: the forward reads the
+// logits once (online softmax: a running max and a running sum of exp, one exp per element) and
+// keeps 2·rows floats (lse, then each row's loss); the backward reads the logits once more and
+// writes dlogits once, recomputing z from x and the saved lse. A target outside [0, cols) makes its
+// row's loss and gradient NaN (checking on the host would need the targets there: a sync per step).
+// Under bf16 matmul precision dlogits is written in bf16 only (only the head's two gradient matmuls read
+// it): half the bytes, and no conversion pass before each of them.
+#include <type_traits>
+#include "softcap_cross_entropy.h"
+
+#include "../../native/launch.h"
+#include "../../native/rows.cuh"
+#include "../../native/vec.cuh"
+#include "../../native/launchers.h"
+
+namespace tsgpt {
+namespace {
+
+struct CapParams {
+  float scale;  // s
+  float inv;    // 1/temp (sigmoid) or 1/scale (tanh): the pre-activation factor
+  float slope;  // scale/temp (sigmoid): dz/dx = slope·σ(1−σ)
+};
+
+// z = cap(x) and, when asked, dz/dx.
+template <int kCap>
+__device__ __forceinline__ float capped(float x, const CapParams& p, float* dzdx) {
+  if (kCap == kLogitCapSigmoid) {
+    const float sig = 1.f / (1.f + expf(-x * p.inv));
+    if (dzdx) *dzdx = p.slope * sig * (1.f - sig);
+    return p.scale * sig;
+  } else if (kCap == kLogitCapTanh) {
+    const float th = tanhf(x * p.inv);
+    if (dzdx) *dzdx = 1.f - th * th;
+    return p.scale * th;
+  } else {
+    if (dzdx) *dzdx = 1.f;
+    return x;
+  }
+}
+
+// Online softmax state (m, s): s = Σ exp(z − m) over the values seen, m their running max.
+__device__ __forceinline__ void onlineAdd(float z, float& m, float& s) {
+  if (z > m) {
+    s = s * expf(m - z) + 1.f;
+    m = z;
+  } else {
+    s += expf(z - m);  // a NaN z makes s NaN: the row's loss is NaN, not silently finite
+  }
+}
+
+__device__ __forceinline__ void onlineMerge(float& m, float& s, float m2, float s2) {
+  const float mm = fmaxf(m, m2);
+  if (mm == -INFINITY) return;  // both empty
+  s = s * expf(m - mm) + s2 * expf(m2 - mm);
+  m = mm;
+}
+
+// The block's (m, s) in every thread: a warp tree, then one warp over the warps' states.
+__device__ __forceinline__ void blockOnlineMerge(float& m, float& s, float* scratchM, float* scratchS) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    onlineMerge(m, s, m2, s2);
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nWarps = blockDim.x / 32;
+  if (lane == 0) {
+    scratchM[warp] = m;
+    scratchS[warp] = s;
+  }
+  __syncthreads();
+  m = lane < nWarps ? scratchM[lane] : -INFINITY;
+  s = lane < nWarps ? scratchS[lane] : 0.f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    onlineMerge(m, s, m2, s2);
+  }
+}
+
+// One block per row. kVec4: cols % 4 == 0 and the logits 16-byte aligned (float4 loads).
+template <int kCap, bool kVec4>
+__global__ void softcapCrossEntropyKernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
+                                          float* __restrict__ rowStats, int64_t rows, int64_t cols, CapParams p) {
+  __shared__ float scratchM[32], scratchS[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = logits + row * cols;
+  float m = -INFINITY, s = 0.f;
+  if (kVec4) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
+      const float4 v = x4[j];
+      onlineAdd(capped<kCap>(v.x, p, nullptr), m, s);
+      onlineAdd(capped<kCap>(v.y, p, nullptr), m, s);
+      onlineAdd(capped<kCap>(v.z, p, nullptr), m, s);
+      onlineAdd(capped<kCap>(v.w, p, nullptr), m, s);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(xr[j], p, nullptr), m, s);
+  }
+  blockOnlineMerge(m, s, scratchM, scratchS);
+  if (threadIdx.x == 0) {
+    const float lse = m + logf(s);
+    const int64_t t = targets[row];
+    rowStats[row] = lse;
+    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(xr[t], p, nullptr) : NAN;
+  }
+}
+
+// The scalar: the rows' losses summed by one block in a fixed order (deterministic run to run).
+__global__ void sumRowLossesKernel(const float* __restrict__ rowLoss, float* __restrict__ out, int64_t rows,
+                                   bool mean) {
+  __shared__ float scratch[32];
+  float acc = 0.f;
+  for (int64_t j = threadIdx.x; j < rows; j += blockDim.x) acc += rowLoss[j];
+  acc = blockReduce<false>(acc, scratch);
+  if (threadIdx.x == 0) *out = mean && rows > 0 ? acc / float(rows) : acc;  // an empty mean is 0, as tfjs's
+}
+
+template <int kCap, bool kVec4, typename Out>
+__global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, const float* __restrict__ logits,
+                                              const int32_t* __restrict__ targets, const float* __restrict__ lse,
+                                              Out* __restrict__ dlogits, int64_t cols, float w, CapParams p) {
+  const int64_t row = blockIdx.x;
+  const float* xr = logits + row * cols;
+  Out* dr = dlogits + row * cols;
+  const float l = lse[row];
+  const int64_t t = targets[row];
+  const float g = t >= 0 && t < cols ? dy[0] * w : NAN;  // out-of-range target: a NaN row, as its loss
+  auto grad = [&](float x, int64_t j) {
+    float dz;
+    const float z = capped<kCap>(x, p, &dz);
+    return g * (expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
+  };
+  if (kVec4) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+    for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
+      const float4 v = x4[j];
+      const float d[4] = {grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2), grad(v.w, 4 * j + 3)};
+      storeVec<4>(dr + 4 * j, d);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const float d[1] = {grad(xr[j], j)};
+      storeVec<1>(dr + j, d);
+    }
+  }
+}
+
+CapParams capParams(int cap, float scale, float temp) {
+  if (cap == kLogitCapSigmoid) return {scale, 1.f / temp, scale / temp};
+  if (cap == kLogitCapTanh) return {scale, 1.f / scale, 1.f};
+  return {1.f, 1.f, 1.f};
+}
+
+// Calls f(std::integral_constant<int, cap>, std::bool_constant<vec4>) for the runtime choice.
+template <typename F>
+cudaError_t dispatch(int cap, bool vec4, F f) {
+  auto withVec = [&](auto capC) {
+    if (vec4) f(capC, std::true_type{});
+    else f(capC, std::false_type{});
+    return cudaGetLastError();
+  };
+  switch (cap) {
+    case kLogitCapNone: return withVec(std::integral_constant<int, kLogitCapNone>{});
+    case kLogitCapSigmoid: return withVec(std::integral_constant<int, kLogitCapSigmoid>{});
+    case kLogitCapTanh: return withVec(std::integral_constant<int, kLogitCapTanh>{});
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+// A block per row: 512 threads for vocabulary-sized rows (≈25 float4 per thread at 50304), else 128.
+unsigned rowThreads(int64_t cols) { return cols >= 8192 ? 512 : 128; }
+
+bool canVec4(const void* a, const void* b, int64_t cols) {
+  return cols % 4 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 && (b == nullptr || reinterpret_cast<uintptr_t>(b) % 16 == 0);
+}
+
+}  // namespace
+
+cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const int32_t* targets, float* rowStats,
+                                      float* loss, int64_t rows, int64_t cols, int cap, float scale, float temp,
+                                      bool mean) {
+  if (rows > 0x7fffffffLL || cols <= 0) return cudaErrorInvalidValue;
+  if (rows > 0) {
+    const CapParams p = capParams(cap, scale, temp);
+    const cudaError_t e = dispatch(cap, canVec4(logits, nullptr, cols), [&](auto capC, auto vecC) {
+      softcapCrossEntropyKernel<decltype(capC)::value, decltype(vecC)::value>
+          <<<(unsigned)rows, rowThreads(cols), 0, s>>>(logits, targets, rowStats, rows, cols, p);
+    });
+    if (e != cudaSuccess) return e;
+  }
+  sumRowLossesKernel<<<1, 1024, 0, s>>>(rowStats + rows, loss, rows, mean);
+  return cudaGetLastError();
+}
+
+cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const float* logits,
+                                          const int32_t* targets, const float* rowStats, void* dlogits,
+                                          bool dlogitsBf16, int64_t rows, int64_t cols, int cap, float scale,
+                                          float temp, bool mean) {
+  if (rows == 0) return cudaSuccess;
+  if (rows > 0x7fffffffLL || cols <= 0) return cudaErrorInvalidValue;
+  const CapParams p = capParams(cap, scale, temp);
+  const float w = mean ? 1.f / float(rows) : 1.f;
+  return dispatch(cap, canVec4(logits, dlogits, cols), [&](auto capC, auto vecC) {
+    constexpr int kCap = decltype(capC)::value;
+    constexpr bool kVec4 = decltype(vecC)::value;
+    if (dlogitsBf16) {
+      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+          dy, logits, targets, rowStats, static_cast<__nv_bfloat16*>(dlogits), cols, w, p);
+    } else {
+      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+          dy, logits, targets, rowStats, static_cast<float*>(dlogits), cols, w, p);
+    }
+  });
+}
+
+TSGPT_LAUNCHER(softcapCrossEntropy, launchSoftcapCrossEntropy, "logits", "targets", "rowStats", "loss", "rows", "cols", "cap",
+               "scale", "temp", "mean");
+TSGPT_LAUNCHER(softcapCrossEntropyGrad, launchSoftcapCrossEntropyGrad, "dy", "logits", "targets", "rowStats", "dlogits",
+               "dlogitsBf16", "rows", "cols", "cap", "scale", "temp", "mean");
+
+}  // namespace tsgpt
