@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
 import { PRECISION, type CudaCollectives, type CudaDevice, type MatmulPrecision } from './device.ts';
+import { HostDevice } from './host_device.ts';
+import { fusedOps } from './ops/index.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 
@@ -28,6 +30,13 @@ function load(): Loaded {
   }
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as CudaDevice & CudaCollectives;
+    // An addon built before an op was added lacks its launchers: say so here, not at the op's first call.
+    const missing = fusedOps.flatMap(op => ('host' in op ? Object.keys(op.host(new HostDevice())) : []))
+      .filter(name => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function');
+    if (missing.length) {
+      loaded = { ok: false, reason: `the cuda addon at ${ADDON_PATH} is older than the sources (no ${missing.join(', ')}): run \`npm run build:cuda\`` };
+      return loaded;
+    }
     const probe = addon.probe();
     loaded = probe.deviceCount > 0
       ? { ok: true, addon, deviceCount: probe.deviceCount }

@@ -50,8 +50,8 @@ if [[ $STAGES == *train* ]]; then
   f=$(ls logs/*.txt 2>/dev/null | head -1); [ -n "$f" ] && cp "$f" "$OUT/train_log.txt" && sed -n '/^=\{100\}$/,$p' "$f" | grep -E "^step:.*val_loss|^peak" 
 fi
 if [[ $STAGES == *tests* ]]; then
-  stage "GPU tests: test/cuda_*.test.ts"
-  timeout 240 node --import tsx --test test/cuda_*.test.ts >>"$OUT/tests.log" 2>&1; echo "exit $?"
+  stage "GPU tests: test/cuda_*.test.ts backend-cuda/ops/*/*.test.ts"
+  timeout 300 node --import tsx --test test/cuda_*.test.ts backend-cuda/ops/*/*.test.ts >>"$OUT/tests.log" 2>&1; echo "exit $?"
   grep -E "^# (tests|pass|fail|skipped)|^not ok|^# cuda" "$OUT/tests.log" | tail -14
 fi
 stage "done"
