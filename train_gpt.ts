@@ -39,256 +39,226 @@ const REPO_ROOT = path.dirname(fileURLToPath(import.meta.url));
 // -----------------------------------------------------------------------------
 // Hyperparameters
 //
-// Every field is a command-line flag (camelCase here, kebab-case there: `modelDim` is `--model-dim`).
-// The defaults are the speedrun baseline (124M model, Nov 2025 batch form); `--preset tiny` overrides
-// the size and schedule for a run of a few minutes on a CPU.
+// Every field is a command-line flag (camelCase here, kebab-case there: `modelDim` is `--model-dim`), declared
+// once in FLAGS with its type or choices, default, `--preset tiny` value, --help section, help and valid range.
+// The Config type, DEFAULTS, PRESETS, parsing, --help and the run log's flags line are all read off that table.
+// The defaults are the speedrun baseline (124M model, Nov 2025 batch form). The tiny values make a byte-level
+// model small enough to train in about two minutes on a 2-core CPU (the 50k-token GPT-2 head alone would cost
+// more than the whole tiny model); it keeps the speedrun's architecture tricks.
 
-export const DEFAULTS = {
-  preset: 'auto' as 'auto' | 'speedrun' | 'tiny',
-  backend: 'auto' as 'auto' | 'cuda' | 'tensorflow' | 'wasm' | 'cpu',
-  matmulPrecision: 'bf16' as 'bf16' | 'tf32' | 'fp32',
+/** The sections of --help, in order. */
+const GROUPS = {
+  data: 'Data', model: 'Model', attention: 'Attention', optimiser: 'Optimisers', schedule: 'Batch and schedule',
+  run: 'Run control', backend: 'Backend and GPUs',
+};
+
+/** A number flag's valid range: min and max are inclusive, above and below exclusive (a beta is in [0, 1)). */
+interface Range { min?: number; max?: number; above?: number; below?: number }
+type FlagSpec = { group: keyof typeof GROUPS; help: string } & (
+  | { choices: readonly string[]; default: string; tiny?: string }
+  | ({ type: 'int' | 'float'; default: number; tiny?: number } & Range)
+  | { type: 'bool'; default: boolean; tiny?: boolean }
+  | { type: 'list'; arg: string; default: readonly number[]; tiny?: readonly number[] } // non-negative integers
+  | { type: 'text'; arg: string; default: string; tiny?: string } // never empty when given
+);
+
+const FLAGS = {
+  preset: { group: 'run', choices: ['auto', 'speedrun', 'tiny'], default: 'auto',
+    help: 'speedrun: the 124M model on FineWeb; tiny: the values in brackets, a byte-level model for a CPU; auto: speedrun with a GPU backend and FineWeb shards, else tiny' },
+  backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm', 'cpu'], default: 'auto',
+    help: 'tensor backend: tensorflow is tfjs-node-gpu, if installed; auto: the fastest that loads' },
+  matmulPrecision: { group: 'backend', choices: ['bf16', 'tf32', 'fp32'], default: 'bf16', help: 'cuda matmul precision (bf16: autocast)' },
   // data
-  corpus: 'auto' as 'auto' | 'fineweb' | 'builtin-gpt2' | 'builtin-bytes',
-  dataDir: 'data/fineweb10B',
-  trainFiles: 'fineweb_train_*.bin',
-  valFiles: 'fineweb_val_*.bin',
-  valTokens: 10_485_760, // fixed by the rules: the first 10M tokens of the val shard
-  vocabSize: 50304, // 50257 GPT-2 tokens padded to a multiple of 128 for fast matmuls
-  bosToken: GPT2_BOS,
+  corpus: { group: 'data', choices: ['auto', 'fineweb', 'builtin-gpt2', 'builtin-bytes'], default: 'auto', tiny: 'builtin-bytes',
+    help: 'fineweb: the shards in --data-dir; builtin-gpt2, builtin-bytes: the built-in corpus in GPT-2 tokens or bytes; auto: fineweb when present' },
+  dataDir: { group: 'data', type: 'text', arg: 'DIR', default: 'data/fineweb10B', help: 'folder holding the FineWeb .bin shards' },
+  trainFiles: { group: 'data', type: 'text', arg: 'GLOB', default: 'fineweb_train_*.bin', help: 'training shards inside --data-dir' },
+  valFiles: { group: 'data', type: 'text', arg: 'GLOB', default: 'fineweb_val_*.bin', help: 'validation shards inside --data-dir' },
+  valTokens: { group: 'data', type: 'int', min: 1, default: 10_485_760, tiny: 16384,
+    help: 'validation tokens, clamped to the val shard (the rules fix the first 10M tokens of the val shard)' },
+  vocabSize: { group: 'data', type: 'int', min: 1, default: 50304, tiny: 320,
+    help: 'embedding rows: the vocabulary, padded (50257 GPT-2 tokens to a multiple of 128, for fast matmuls)' },
+  bosToken: { group: 'data', type: 'int', min: 0, default: GPT2_BOS, tiny: 256, help: 'document-start token' },
   // model shape
-  numLayers: 12,
-  modelDim: 768,
-  numHeads: 6,
-  headDim: 128,
-  kvHeads: 6, // grouped-query attention when < numHeads
-  noAttnLayers: [0, 7] as number[], // layer 0 is a null layer; layer 7 is MLP-only (model.md)
-  noMlpLayers: [0] as number[],
-  mlp: 'relu2' as 'relu2' | 'swiglu',
-  mlpRatio: 4,
+  numLayers: { group: 'model', type: 'int', min: 1, default: 12, tiny: 4, help: 'transformer layers' },
+  modelDim: { group: 'model', type: 'int', min: 1, default: 768, tiny: 128, help: 'residual width d' },
+  numHeads: { group: 'attention', type: 'int', min: 1, default: 6, tiny: 2, help: 'query heads' },
+  headDim: { group: 'attention', type: 'int', min: 1, default: 128, tiny: 64, help: 'head dimension (a multiple of 4: rotary pairs)' },
+  kvHeads: { group: 'attention', type: 'int', min: 1, default: 6, tiny: 2, help: 'key/value heads (grouped-query attention when fewer than --num-heads)' },
+  // Layer 0 is a null layer; layer 7 is MLP-only (model.md).
+  noAttnLayers: { group: 'model', type: 'list', arg: 'LAYERS', default: [0, 7], tiny: [], help: 'layers without attention (comma list, or none)' },
+  noMlpLayers: { group: 'model', type: 'list', arg: 'LAYERS', default: [0], tiny: [], help: 'layers without MLP (comma list, or none)' },
+  mlp: { group: 'model', choices: ['relu2', 'swiglu'], default: 'relu2', help: 'MLP: relu2 is ReLU squared; swiglu\'s hidden width is 2/3 of --mlp-ratio·d' },
+  mlpRatio: { group: 'model', type: 'float', above: 0, default: 4, help: 'MLP hidden width as a multiple of d' },
   // architecture options (model.md)
-  block: 'prenorm' as 'prenorm' | 'sas' | 'sas-p',
-  parallel: false,
-  skip: '4-7', // 'A-B' (output of layer A added to the input of layer B), 'unet' or 'none'
-  blockLambdas: true,
-  lambdaInit: 1.1,
-  canon: 'none', // any subset of ABCD, or 'none'
-  canonInit: 'uniform' as 'uniform' | 'zero',
-  attnScore: 'softmax' as 'softmax' | 'softpick' | 'softmax1',
-  valueEmbeds: 3, // number of value-embedding tables (0 = off)
-  smear: true,
-  attnGate: true,
-  backout: true,
-  backoutLayer: 8,
-  backoutInit: 0.5,
-  logitCap: 'sigmoid' as 'sigmoid' | 'tanh' | 'none',
-  logitCapScale: 30,
-  logitCapTemp: 7.5,
-  qkNorm: true,
-  rotary: 'half' as 'half' | 'full' | 'none',
-  attnScale: 0.1,
-  tieEmbed: false,
+  block: { group: 'model', choices: ['prenorm', 'sas', 'sas-p'], default: 'prenorm',
+    help: 'sas, sas-p: He & Hofmann simplified blocks; they exclude value embeddings, attention gate, Canon B, GQA, non-softmax scores, skips, backout, block lambdas, --parallel' },
+  parallel: { group: 'model', type: 'bool', default: false, help: 'attention and MLP in parallel from one normed input (PaLM)' },
+  skip: { group: 'model', type: 'text', arg: 'A-B|unet|none', default: '4-7', tiny: '1-3',
+    help: 'U-net skip: A-B adds the output of layer A to the input of layer B through a sigmoid gate; unet is the full U-net' },
+  blockLambdas: { group: 'model', type: 'bool', default: true, help: 'x <- a·x + b·x0 at each block start' },
+  lambdaInit: { group: 'model', type: 'float', default: 1.1, help: 'initial a of the block lambdas' },
+  canon: { group: 'model', type: 'text', arg: 'ABCD|none', default: 'none', help: 'Canon layers (Allen-Zhu) at any subset of the positions ABCD' },
+  canonInit: { group: 'model', choices: ['uniform', 'zero'], default: 'uniform', help: 'Canon weight init (uniform: the author\'s, ±0.5)' },
+  attnScore: { group: 'attention', choices: ['softmax', 'softpick', 'softmax1'], default: 'softmax', help: 'attention normaliser' },
+  valueEmbeds: { group: 'model', type: 'int', min: 0, default: 3, tiny: 1, help: 'value-embedding tables (0: off)' },
+  smear: { group: 'model', type: 'bool', default: true, help: 'token smear: mix the previous token into each embedding through a learned gate' },
+  attnGate: { group: 'attention', type: 'bool', default: true, help: 'sparse attention output gate per head' },
+  backout: { group: 'model', type: 'bool', default: true, help: 'subtract a learned multiple of layer --backout-layer output before the head' },
+  backoutLayer: { group: 'model', type: 'int', min: 0, default: 8, tiny: 2, help: 'layer whose output is backed out' },
+  backoutInit: { group: 'model', type: 'float', default: 0.5, help: 'initial backout lambda' },
+  logitCap: { group: 'model', choices: ['sigmoid', 'tanh', 'none'], default: 'sigmoid', help: 'logit soft cap: sigmoid is s·σ(x/t), tanh is s·tanh(x/s)' },
+  logitCapScale: { group: 'model', type: 'float', above: 0, default: 30, help: 'soft-cap scale s' },
+  logitCapTemp: { group: 'model', type: 'float', above: 0, default: 7.5, help: 'sigmoid soft-cap temperature t' },
+  qkNorm: { group: 'attention', type: 'bool', default: true, help: 'RMSNorm on queries and keys' },
+  rotary: { group: 'attention', choices: ['half', 'full', 'none'], default: 'half', help: 'rotary embedding (half: half the dims stationary)' },
+  attnScale: { group: 'attention', type: 'float', above: 0, default: 0.1, help: 'softmax scale (prenorm attention)' },
+  tieEmbed: { group: 'model', type: 'bool', default: false, help: 'tie the head to the embedding' },
   // batch and schedule
-  seqLen: 2048, // documents are cut at this length
-  batchTokens: 262_144, // global tokens per optimiser step, on any number of GPUs
-  // Sequences per GPU per micro-step; the rest is gradient accumulation. 16 as the PyTorch speedrun (its 8-GPU
-  // step is one micro-step per GPU): 58 GiB on an 80 GB H100 with the cuda backend's fused kernels and bf16
-  // matmul inputs (the tape's other activations stay fp32); use 8 (32 GiB) on a smaller card.
-  deviceBatch: 16,
-  numIterations: 2225,
-  cooldownFrac: 0.45,
-  cooldownFloor: 0.1,
-  windowBlock: 128,
-  windowSchedule: [3, 7, 11, 13] as number[], // long window in blocks, in equal stages of training
-  windowPattern: 'SSSSLSSSSSSL', // per layer: short or long window
-  valWindow: 20, // long window for the final validation, reached by YaRN extension
+  seqLen: { group: 'schedule', type: 'int', min: 1, default: 2048, tiny: 128, help: 'sequence length (documents longer are cut)' },
+  batchTokens: { group: 'schedule', type: 'int', min: 1, default: 262_144, tiny: 2048, help: 'global tokens per optimiser step, on any number of GPUs' },
+  // 16 as the PyTorch speedrun (its 8-GPU step is one micro-step per GPU): 58 GiB on an 80 GB H100 with the cuda
+  // backend's fused kernels and bf16 matmul inputs (the tape's other activations stay fp32).
+  deviceBatch: { group: 'schedule', type: 'int', min: 1, default: 16,
+    help: 'sequences per GPU per micro-step, the rest is gradient accumulation (at most: lowered until it divides each GPU\'s share of the batch); 8 (32 GiB) on a smaller card' },
+  numIterations: { group: 'schedule', type: 'int', min: 1, default: 2225, tiny: 100, help: 'optimiser steps' },
+  cooldownFrac: { group: 'schedule', type: 'float', min: 0, max: 1, default: 0.45, tiny: 0.4, help: 'fraction of steps in the final linear cooldown' },
+  cooldownFloor: { group: 'schedule', type: 'float', min: 0, max: 1, default: 0.1, help: 'learning-rate multiplier at the end of the cooldown' },
+  windowBlock: { group: 'attention', type: 'int', min: 1, default: 128, tiny: 32, help: 'tokens per attention-window block' },
+  windowSchedule: { group: 'attention', type: 'list', arg: 'BLOCKS', default: [3, 7, 11, 13], tiny: [2, 4],
+    help: 'long window in blocks for equal stages of training (short = long/2)' },
+  windowPattern: { group: 'attention', type: 'text', arg: 'SL...', default: 'SSSSLSSSSSSL', tiny: 'SLSL',
+    help: 'per-layer window: S (short) or L (long), one letter a layer' },
+  valWindow: { group: 'attention', type: 'int', min: 1, default: 20, tiny: 4, help: 'long window in blocks at the final validation (YaRN-extended)' },
   // optimisers
-  muonLr: 0.05,
-  muonMomentum: 0.95,
-  muonMomentumStart: 0.85,
-  muonWarmupSteps: 300,
-  orthogonalizer: 'ns5' as 'ns5' | 'polar',
-  adamLr: 0.008,
-  adamBeta1: 0.8,
-  adamBeta2: 0.95,
-  adamEps: 1e-10,
-  embedLrMul: 75,
-  scalarLrMul: 5,
-  headLrMul: 1,
+  muonLr: { group: 'optimiser', type: 'float', min: 0, default: 0.05, tiny: 0.03, help: 'Muon learning rate' },
+  muonMomentum: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'Muon momentum after warm-up' },
+  muonMomentumStart: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.85, help: 'Muon momentum at step 0' },
+  muonWarmupSteps: { group: 'optimiser', type: 'int', min: 0, default: 300, tiny: 30, help: 'Muon momentum warm-up steps' },
+  orthogonalizer: { group: 'optimiser', choices: ['ns5', 'polar'], default: 'ns5', help: 'Muon orthogonalisation: ns5 is Newton-Schulz, polar is Polar Express' },
+  adamLr: { group: 'optimiser', type: 'float', min: 0, default: 0.008, tiny: 0.01, help: 'Adam base learning rate' },
+  adamBeta1: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.8, help: 'Adam beta1' },
+  adamBeta2: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'Adam beta2' },
+  adamEps: { group: 'optimiser', type: 'float', above: 0, default: 1e-10, help: 'Adam epsilon' },
+  embedLrMul: { group: 'optimiser', type: 'float', min: 0, default: 75, tiny: 10, help: 'Adam lr multiplier for embeddings and value embeddings' },
+  scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars and gates' },
+  headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
   // run
-  valEvery: 250,
-  warmupSteps: 10,
-  seed: 0,
-  saveCheckpoint: false,
-  checkpointEvery: 0,
-  checkpointDir: 'checkpoints',
-  resume: '',
-  logDir: 'logs',
-  printEvery: 10,
-  gpus: 0, // processes, one per GPU; 0: every visible GPU for the speedrun preset on cuda, else 1
-  collective: 'auto' as 'auto' | 'tcp' | 'nccl',
-  fused: true,
-};
-export type Config = typeof DEFAULTS;
-type Key = keyof Config;
+  valEvery: { group: 'run', type: 'int', min: 0, default: 250, tiny: 50, help: 'validate every N steps (0: only at the end)' },
+  warmupSteps: { group: 'run', type: 'int', min: 0, default: 10, tiny: 1, help: 'untimed warm-up steps (then the state is restored)' },
+  seed: { group: 'run', type: 'int', default: 0, help: 'random seed' },
+  saveCheckpoint: { group: 'run', type: 'bool', default: false, help: 'save a checkpoint at the end' },
+  checkpointEvery: { group: 'run', type: 'int', min: 0, default: 0, help: 'also save every N steps (0: off)' },
+  checkpointDir: { group: 'run', type: 'text', arg: 'DIR', default: 'checkpoints', help: 'checkpoint folder' },
+  resume: { group: 'run', type: 'text', arg: 'FILE', default: '', help: 'resume from a checkpoint file' },
+  logDir: { group: 'run', type: 'text', arg: 'DIR', default: 'logs', help: 'log folder (one new file per run)' },
+  printEvery: { group: 'run', type: 'int', min: 0, default: 10, help: 'console line every N steps when not on a terminal' },
+  gpus: { group: 'backend', type: 'int', min: 0, default: 0,
+    help: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers' },
+  collective: { group: 'backend', choices: ['auto', 'tcp', 'nccl'], default: 'auto',
+    help: 'gradient all-reduce: auto is none for one rank, nccl on cuda, else tcp; nccl also with one rank, to exercise the NCCL path' },
+  fused: { group: 'backend', type: 'bool', default: true,
+    help: 'use the backend\'s fused kernels (attention, cross-entropy, RMSNorm, Canon) where it has them; off: the composites' },
+} as const satisfies Record<string, FlagSpec>;
 
-const HELP: Record<Key, string> = {
-  preset: 'speedrun (124M, FineWeb) | tiny (built-in corpus, CPU) | auto: speedrun with a GPU backend and FineWeb shards, else tiny',
-  backend: 'tensor backend: cuda | tensorflow (tfjs-node-gpu, if installed) | wasm | cpu | auto (fastest that loads)',
-  matmulPrecision: 'cuda matmul precision: bf16 (autocast) | tf32 | fp32',
-  corpus: 'fineweb (shards in --data-dir) | builtin-gpt2 | builtin-bytes | auto (fineweb when present)',
-  dataDir: 'folder holding the FineWeb .bin shards',
-  trainFiles: 'glob of training shards inside --data-dir',
-  valFiles: 'glob of validation shards inside --data-dir',
-  valTokens: 'validation tokens (clamped to the val shard)',
-  vocabSize: 'embedding rows (padded vocabulary)',
-  bosToken: 'document-start token',
-  numLayers: 'transformer layers',
-  modelDim: 'residual width d',
-  numHeads: 'query heads',
-  headDim: 'head dimension',
-  kvHeads: 'key/value heads (grouped-query attention when fewer than --num-heads)',
-  noAttnLayers: 'layers without attention (comma list, or none)',
-  noMlpLayers: 'layers without MLP (comma list, or none)',
-  mlp: 'MLP: relu2 (ReLU squared) | swiglu (hidden is 2/3 of --mlp-ratio·d)',
-  mlpRatio: 'MLP hidden width as a multiple of d',
-  block: 'prenorm | sas | sas-p (He & Hofmann simplified blocks; they exclude value embeddings, attention gate, Canon B, GQA, non-softmax scores, skips, backout, block lambdas, --parallel)',
-  parallel: 'attention and MLP in parallel from one normed input (PaLM)',
-  skip: 'U-net skip: A-B (layer A output into layer B input, sigmoid gate) | unet (full) | none',
-  blockLambdas: 'x <- a·x + b·x0 at each block start',
-  lambdaInit: 'initial a of the block lambdas',
-  canon: 'Canon layers (Allen-Zhu): any subset of ABCD, or none',
-  canonInit: 'Canon weight init: uniform (author, ±0.5) | zero',
-  attnScore: 'attention normaliser: softmax | softpick | softmax1',
-  valueEmbeds: 'value-embedding tables (0 = off)',
-  smear: 'token smear: mix the previous token into each embedding through a learned gate',
-  attnGate: 'sparse attention output gate per head',
-  backout: 'subtract a learned multiple of layer --backout-layer output before the head',
-  backoutLayer: 'layer whose output is backed out',
-  backoutInit: 'initial backout lambda',
-  logitCap: 'logit soft cap: sigmoid (s·σ(x/t)) | tanh (s·tanh(x/s)) | none',
-  logitCapScale: 'soft-cap scale s',
-  logitCapTemp: 'sigmoid soft-cap temperature t',
-  qkNorm: 'RMSNorm on queries and keys',
-  rotary: 'rotary embedding: half (half the dims stationary) | full | none',
-  attnScale: 'softmax scale (prenorm attention)',
-  tieEmbed: 'tie the head to the embedding',
-  seqLen: 'sequence length (documents longer are cut)',
-  batchTokens: 'global tokens per optimiser step',
-  deviceBatch: 'sequences per GPU per micro-step (at most: lowered until it divides each GPU\'s share of the batch)',
-  numIterations: 'optimiser steps',
-  cooldownFrac: 'fraction of steps in the final linear cooldown',
-  cooldownFloor: 'learning-rate multiplier at the end of the cooldown',
-  windowBlock: 'tokens per attention-window block',
-  windowSchedule: 'long window in blocks for equal stages of training (short = long/2)',
-  windowPattern: 'per-layer window: S (short) or L (long), one letter a layer',
-  valWindow: 'long window in blocks at the final validation (YaRN-extended)',
-  muonLr: 'Muon learning rate',
-  muonMomentum: 'Muon momentum after warm-up',
-  muonMomentumStart: 'Muon momentum at step 0',
-  muonWarmupSteps: 'Muon momentum warm-up steps',
-  orthogonalizer: 'Muon orthogonalisation: ns5 (Newton-Schulz) | polar (Polar Express)',
-  adamLr: 'Adam base learning rate',
-  adamBeta1: 'Adam beta1',
-  adamBeta2: 'Adam beta2',
-  adamEps: 'Adam epsilon',
-  embedLrMul: 'Adam lr multiplier for embeddings and value embeddings',
-  scalarLrMul: 'Adam lr multiplier for scalars and gates',
-  headLrMul: 'Adam lr multiplier for the head',
-  valEvery: 'validate every N steps (0: only at the end)',
-  warmupSteps: 'untimed warm-up steps (then the state is restored)',
-  seed: 'random seed',
-  saveCheckpoint: 'save a checkpoint at the end',
-  checkpointEvery: 'also save every N steps (0: off)',
-  checkpointDir: 'checkpoint folder',
-  resume: 'resume from a checkpoint file',
-  logDir: 'log folder (one new file per run)',
-  printEvery: 'console line every N steps when not on a terminal',
-  gpus: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers',
-  collective: 'gradient all-reduce: auto (none for one rank, nccl on cuda, else tcp) | tcp | nccl (also with one rank, to exercise the NCCL path)',
-  fused: 'use the backend\'s fused kernels (attention, cross-entropy, RMSNorm, Canon) where it has them; off: the composites',
-};
+type Key = keyof typeof FLAGS;
+type ValueOf<F> = F extends { choices: readonly (infer C)[] } ? C
+  : F extends { type: 'int' | 'float' } ? number : F extends { type: 'bool' } ? boolean : F extends { type: 'list' } ? number[] : string;
+export type Config = { -readonly [K in Key]: ValueOf<(typeof FLAGS)[K]> };
 
+const KEYS = Object.keys(FLAGS) as Key[];
+export const DEFAULTS = Object.fromEntries(KEYS.map((k): [Key, unknown] => [k, FLAGS[k].default])) as Config;
 // Presets override the defaults; explicit flags override presets.
 export const PRESETS: Record<'speedrun' | 'tiny', Partial<Config>> = {
   speedrun: {},
-  // A byte-level model small enough to train in about two minutes on a 2-core CPU: the 50k-token GPT-2
-  // head alone would cost more than the whole tiny model. It keeps the speedrun's architecture tricks.
-  tiny: {
-    corpus: 'builtin-bytes', vocabSize: 320, bosToken: 256, valTokens: 16384,
-    numLayers: 4, modelDim: 128, numHeads: 2, headDim: 64, kvHeads: 2, noAttnLayers: [], noMlpLayers: [],
-    skip: '1-3', valueEmbeds: 1, backoutLayer: 2,
-    seqLen: 128, batchTokens: 2048, deviceBatch: 16, numIterations: 100, cooldownFrac: 0.4,
-    windowBlock: 32, windowSchedule: [2, 4], windowPattern: 'SLSL', valWindow: 4,
-    muonLr: 0.03, muonWarmupSteps: 30, adamLr: 0.01, embedLrMul: 10,
-    valEvery: 50, warmupSteps: 1,
-  },
+  tiny: Object.fromEntries(KEYS.flatMap((k) => { const f: FlagSpec = FLAGS[k]; return f.tiny === undefined ? [] : [[k, f.tiny]]; })),
 };
-
-const ENUMS: Partial<Record<Key, readonly string[]>> = {
-  preset: ['auto', 'speedrun', 'tiny'], backend: ['auto', 'cuda', 'tensorflow', 'wasm', 'cpu'],
-  matmulPrecision: ['bf16', 'tf32', 'fp32'], corpus: ['auto', 'fineweb', 'builtin-gpt2', 'builtin-bytes'],
-  mlp: ['relu2', 'swiglu'], block: ['prenorm', 'sas', 'sas-p'], canonInit: ['uniform', 'zero'],
-  attnScore: ['softmax', 'softpick', 'softmax1'], logitCap: ['sigmoid', 'tanh', 'none'],
-  rotary: ['half', 'full', 'none'], orthogonalizer: ['ns5', 'polar'], collective: ['auto', 'tcp', 'nccl'],
-};
-const FLOATS = new Set<Key>(['lambdaInit', 'backoutInit', 'logitCapScale', 'logitCapTemp', 'attnScale', 'cooldownFrac',
-  'cooldownFloor', 'muonLr', 'muonMomentum', 'muonMomentumStart', 'adamLr', 'adamBeta1', 'adamBeta2', 'adamEps',
-  'embedLrMul', 'scalarLrMul', 'headLrMul', 'mlpRatio']);
 
 export class ConfigError extends Error {}
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const flagOf = (k: Key) => '--' + kebab(k);
-
-function parseValue(key: Key, raw: string): Config[Key] {
-  const def = DEFAULTS[key];
-  const bad = (why: string) => new ConfigError(`${flagOf(key)} ${JSON.stringify(raw)}: ${why}`);
-  if (typeof def === 'boolean') {
-    if (['on', 'true', '1', 'yes'].includes(raw)) return true;
-    if (['off', 'false', '0', 'no'].includes(raw)) return false;
-    throw bad('expected on or off');
-  }
-  if (typeof def === 'number') {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw bad('expected a number');
-    if (!FLOATS.has(key) && !Number.isInteger(v)) throw bad('expected an integer');
-    return v;
-  }
-  if (Array.isArray(def)) {
-    if (raw === 'none' || raw === '') return [];
-    const parts = raw.split(',').map((s) => Number(s.trim()));
-    if (parts.some((v) => !Number.isInteger(v) || v < 0)) throw bad('expected a comma-separated list of non-negative integers');
-    return parts;
-  }
-  const choices = ENUMS[key];
-  if (choices && !choices.includes(raw)) throw bad(`expected one of ${choices.join(', ')}`);
-  return raw;
+/** A value as the command line spells it: on/off, a comma list, none for an empty list or path. */
+const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : v === '' ? 'none' : String(v);
+const inRange = (v: number, { min = -Infinity, max = Infinity, above = -Infinity, below = Infinity }: Range) => v >= min && v <= max && v > above && v < below;
+/** A range in words: "≥ 1", "> 0", "in [0, 1)"; empty for any number. */
+function rangeText({ min, max, above, below }: Range): string {
+  if (max === undefined && below === undefined) return min !== undefined ? `≥ ${min}` : above !== undefined ? `> ${above}` : '';
+  return `in ${min !== undefined ? `[${min}` : `(${above ?? '-∞'}`}, ${max !== undefined ? `${max}]` : `${below})`}`;
 }
 
-export function helpText(): string {
-  const lines = ['Usage: npx tsx train_gpt.ts [--flag value ...]', '',
-    'Boolean flags take on/off (a bare --flag means on). Defaults are the speedrun baseline;',
-    '--preset tiny overrides some (shown in brackets).', ''];
-  for (const key of Object.keys(DEFAULTS) as Key[]) {
-    const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
-    const tiny = key in PRESETS.tiny ? ` [tiny: ${fmt(PRESETS.tiny[key])}]` : '';
-    lines.push(`  ${flagOf(key).padEnd(22)} ${HELP[key]} (default: ${fmt(DEFAULTS[key])})${tiny}`);
+function parseValue(key: Key, raw: string): Config[Key] {
+  const f: FlagSpec = FLAGS[key];
+  const bad = (what: string) => new ConfigError(`${flagOf(key)} ${JSON.stringify(raw)}: expected ${what}`);
+  if ('choices' in f) {
+    if (!f.choices.includes(raw)) throw bad(`one of ${f.choices.join(', ')}`);
+    return raw;
   }
-  lines.push('  --help                 this text');
+  switch (f.type) {
+    case 'bool':
+      if (['on', 'true', '1', 'yes'].includes(raw)) return true;
+      if (['off', 'false', '0', 'no'].includes(raw)) return false;
+      throw bad('on or off');
+    case 'int': case 'float': {
+      const v = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(v)) throw bad('a number');
+      if ((f.type === 'int' && !Number.isInteger(v)) || !inRange(v, f)) throw bad(`${f.type === 'int' ? 'an integer' : 'a number'} ${rangeText(f)}`.trimEnd());
+      return v;
+    }
+    case 'list': {
+      if (raw === 'none' || raw === '') return [];
+      const parts = raw.split(',').map((s) => Number(s.trim()));
+      if (parts.some((v) => !Number.isInteger(v) || v < 0)) throw bad('a comma-separated list of non-negative integers');
+      return parts;
+    }
+    case 'text':
+      // An empty --resume would train from scratch without a word; an empty folder or pattern is no better.
+      if (raw === '') throw bad('a non-empty value');
+      return raw;
+  }
+}
+
+/** Greedy word wrap to `width` columns: the first line indented by `first` spaces, the others by `rest`. */
+function wrap(text: string, width: number, first: number, rest = first): string[] {
+  const lines = [' '.repeat(first)];
+  for (const word of text.split(' ')) {
+    const line = lines[lines.length - 1];
+    if (line.trim() && line.length + 1 + word.length > width) lines.push(' '.repeat(rest) + word);
+    else lines[lines.length - 1] = line + (line.trim() ? ' ' : '') + word;
+  }
+  return lines;
+}
+
+/** --help: the flags by section, each with its value, default and tiny value, its help indented under it. */
+export function helpText(width = process.stdout.columns || 100): string {
+  const lines = ['Usage: npx tsx train_gpt.ts [--flag value ...]', '', ...wrap('Boolean flags take on/off (a bare --flag means on). ' +
+    'Defaults are the speedrun baseline; --preset tiny overrides some (shown in brackets).', width, 0)];
+  for (const [group, title] of Object.entries(GROUPS)) {
+    lines.push('', `${title}:`);
+    for (const key of KEYS) {
+      const f: FlagSpec = FLAGS[key];
+      if (f.group !== group) continue;
+      const value = 'choices' in f ? f.choices.join('|') : f.type === 'bool' ? '[on|off]'
+        : 'arg' in f ? f.arg : `${f.type === 'int' ? 'N' : 'X'} ${rangeText(f)}`.trimEnd();
+      const tiny = f.tiny === undefined ? '' : ` [tiny: ${fmt(f.tiny)}]`;
+      lines.push(...wrap(`${flagOf(key)} ${value} (default: ${fmt(f.default)})${tiny}`, width, 2, 6), ...wrap(f.help, width, 6));
+    }
+  }
+  lines.push('', ...wrap('--help', width, 2), ...wrap('this text', width, 6));
   return lines.join('\n');
 }
 
 /** Parses argv into the explicit overrides (validated) without applying presets. */
 export function parseFlags(argv: string[]): { overrides: Partial<Config>; help: boolean } {
-  const keys = Object.keys(DEFAULTS) as Key[];
-  // A bare boolean flag (`--parallel`) means on: give it a value so every flag parses as a string.
-  const booleanFlags = new Set(keys.filter((k) => typeof DEFAULTS[k] === 'boolean').map(flagOf));
+  // Each flag reaches parseArgs as --flag=value: it refuses `--adam-lr -1` (a value that looks like a flag),
+  // and a bare boolean flag (`--parallel`) means on.
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    args.push(argv[i]);
-    if (booleanFlags.has(argv[i]) && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) args.push('on');
+    const key = KEYS.find((k) => flagOf(k) === argv[i]);
+    if (key && i + 1 < argv.length && !argv[i + 1].startsWith('--')) args.push(`${argv[i]}=${argv[++i]}`);
+    else args.push(key && typeof DEFAULTS[key] === 'boolean' ? `${argv[i]}=on` : argv[i]);
   }
   const options: Record<string, { type: 'string' } | { type: 'boolean' }> = { help: { type: 'boolean' } };
-  for (const k of keys) options[kebab(k)] = { type: 'string' };
+  for (const k of KEYS) options[kebab(k)] = { type: 'string' };
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
@@ -296,11 +266,18 @@ export function parseFlags(argv: string[]): { overrides: Partial<Config>; help: 
     throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`);
   }
   const overrides: Partial<Config> = {};
-  for (const k of keys) {
+  for (const k of KEYS) {
     const raw = values[kebab(k)];
     if (typeof raw === 'string') (overrides as Record<string, unknown>)[k] = parseValue(k, raw);
   }
   return { overrides, help: values.help === true };
+}
+
+/** The flags that turn the preset's values into cfg, for the run log: with --preset first, they repeat the run. */
+function flagsLine(cfg: Config): string {
+  const base: Partial<Config> = { ...DEFAULTS, ...(cfg.preset === 'auto' ? {} : PRESETS[cfg.preset]) };
+  const quote = (s: string) => /\s/.test(s) ? JSON.stringify(s) : s;
+  return KEYS.filter((k) => fmt(cfg[k]) !== fmt(base[k])).map((k) => `${flagOf(k)} ${quote(fmt(cfg[k]))}`).join(' ');
 }
 
 // Options that the shaped-attention blocks (sas, sas-p) do not define: they have no value or output
@@ -318,7 +295,7 @@ export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Co
   if (cfg.block !== 'prenorm') {
     for (const [k, v] of Object.entries(SAS_EXCLUDES) as [Key, unknown][]) {
       if (cfg[k] === v) continue;
-      if (k in overrides) fail(`--block ${cfg.block} excludes ${flagOf(k)} ${String(cfg[k])} (shaped-attention blocks have no value/output matrices, skips or non-softmax scores)`);
+      if (k in overrides) fail(`--block ${cfg.block} excludes ${flagOf(k)} ${fmt(cfg[k])} (shaped-attention blocks have no value/output matrices, skips or non-softmax scores)`);
       (cfg as Record<string, unknown>)[k] = v;
     }
     notes.push(`--block ${cfg.block}: value embeddings, attention gate, U-net skip, backout, block lambdas and --parallel are off`);
@@ -327,9 +304,6 @@ export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Co
     if (cfg.numHeads * cfg.headDim !== cfg.modelDim) fail(`--block ${cfg.block} needs --num-heads × --head-dim = --model-dim (heads read the input directly)`);
   }
   const L = cfg.numLayers;
-  const positive: Key[] = ['numLayers', 'modelDim', 'numHeads', 'headDim', 'kvHeads', 'vocabSize', 'seqLen', 'batchTokens',
-    'deviceBatch', 'numIterations', 'windowBlock', 'valTokens'];
-  for (const k of positive) if ((cfg[k] as number) <= 0) fail(`${flagOf(k)} must be positive (got ${cfg[k]})`);
   if (cfg.numHeads % cfg.kvHeads) fail(`--num-heads ${cfg.numHeads} must be a multiple of --kv-heads ${cfg.kvHeads}`);
   if (cfg.headDim % 4) fail(`--head-dim ${cfg.headDim} must be a multiple of 4 (rotary pairs)`);
   if (cfg.bosToken >= cfg.vocabSize) fail(`--bos-token ${cfg.bosToken} must be below --vocab-size ${cfg.vocabSize}`);
@@ -339,14 +313,13 @@ export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Co
     const m = /^(\d+)-(\d+)$/.exec(cfg.skip);
     if (!m || +m[1] >= +m[2] || +m[2] >= L) fail(`--skip ${JSON.stringify(cfg.skip)}: expected A-B with A < B < ${L}, unet or none`);
   }
-  if (cfg.backout && (cfg.backoutLayer < 0 || cfg.backoutLayer >= L - 1)) fail(`--backout-layer ${cfg.backoutLayer} must be below the last layer (${L - 1})`);
+  if (cfg.backout && cfg.backoutLayer >= L - 1) fail(`--backout-layer ${cfg.backoutLayer} must be below the last layer (${L - 1})`);
   if (cfg.windowPattern.length !== L || !/^[SL]+$/.test(cfg.windowPattern)) fail(`--window-pattern ${JSON.stringify(cfg.windowPattern)}: expected ${L} letters S or L`);
   if (!cfg.windowSchedule.length || cfg.windowSchedule.some((w) => w < 1)) fail('--window-schedule: expected blocks ≥ 1, e.g. 3,7,11,13');
   if (cfg.valueEmbeds * 2 > L) fail(`--value-embeds ${cfg.valueEmbeds}: at most ${Math.floor(L / 2)} tables for ${L} layers`);
   if (cfg.smear && cfg.modelDim < 12) fail('--smear needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
-  if (!(cfg.cooldownFrac >= 0 && cfg.cooldownFrac <= 1)) fail(`--cooldown-frac ${cfg.cooldownFrac} must be in [0, 1]`);
   return { cfg, notes };
 }
 
@@ -1710,6 +1683,7 @@ export async function train(config: Config, opts: {
     `node ${process.version}, tfjs-core ${tf.version_core}, backend ${opts.backend}, ${os.type()} ${os.release()}, ${os.cpus().length} CPUs`,
     ...(opts.header ?? []),
     `config: ${JSON.stringify(cfg)}`,
+    `flags: ${flagsLine(cfg)}`,
   ].join('\n')) : null;
   if (log) say(`log: ${path.relative(process.cwd(), log.file)}`);
   const logLine = (s: string) => log?.write(s);

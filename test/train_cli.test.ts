@@ -31,6 +31,8 @@ function assertConfigError(fn: () => unknown, ...patterns: RegExp[]): void {
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // a path inside a RegExp
 const kebab = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+/** A value as the command line spells it. */
+const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : v === '' ? 'none' : String(v);
 
 test('parseFlags: values by type, a bare boolean flag means on; unknown flags and bad values are ConfigErrors naming the flag', () => {
   const { overrides, help } = parseFlags(['--model-dim', '64', '--adam-lr=0.02', '--parallel', '--tie-embed', 'off', '--no-attn-layers', '1,3',
@@ -53,20 +55,71 @@ test('parseFlags: values by type, a bare boolean flag means on; unknown flags an
   assertConfigError(() => parseFlags(['--window-schedule', '3,-1']), /^--window-schedule "3,-1": expected a comma-separated list of non-negative integers/);
   assertConfigError(() => parseFlags(['--model-dim']), /--model-dim/); // value missing
   assertConfigError(() => parseFlags(['stray']), /stray/);
+  assertConfigError(() => parseFlags(['--resume', '']), /^--resume "": expected a non-empty value$/); // it would train from scratch
+  assertConfigError(() => parseFlags(['--resume=']), /^--resume "": expected a non-empty value$/);
 });
 
-test('--help lists every flag of DEFAULTS with its default (and the tiny preset value where it differs)', () => {
-  const lines = helpText().split('\n');
-  const fmt = (v: unknown) => Array.isArray(v) ? (v.length ? v.join(',') : 'none') : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
-  for (const [k, v] of Object.entries(DEFAULTS)) {
-    const line = lines.find((l) => l.startsWith(`  ${kebab(k)} `));
-    assert.ok(line, `--help lists ${kebab(k)}`);
-    assert.ok(line.includes(`(default: ${fmt(v)})`), `${kebab(k)} shows its default ${fmt(v)}: ${line}`);
-    const tiny = (PRESETS.tiny as Record<string, unknown>)[k];
-    if (tiny !== undefined) assert.ok(line.includes(`[tiny: ${fmt(tiny)}]`), `${kebab(k)} shows its tiny value: ${line}`);
+test('parseFlags: each flag\'s range, with negative numbers in both spellings (--x -1 and --x=-1)', () => {
+  // A negative number is a value, not a flag: taken where the range allows it...
+  assert.deepEqual(parseFlags(['--seed', '-3', '--lambda-init=-0.5', '--backout-init', '-1e-2']).overrides, { seed: -3, lambdaInit: -0.5, backoutInit: -0.01 });
+  // ...and refused, naming the flag, the value and the range, where it does not.
+  const refused: [string, RegExp][] = [
+    ['--adam-lr', /expected a number ≥ 0$/], ['--muon-lr', /expected a number ≥ 0$/], ['--embed-lr-mul', /expected a number ≥ 0$/],
+    ['--gpus', /expected an integer ≥ 0$/], ['--val-every', /expected an integer ≥ 0$/], ['--checkpoint-every', /expected an integer ≥ 0$/],
+    ['--warmup-steps', /expected an integer ≥ 0$/], ['--bos-token', /expected an integer ≥ 0$/], ['--model-dim', /expected an integer ≥ 1$/],
+    ['--adam-eps', /expected a number > 0$/],
+  ];
+  for (const [flag, why] of refused) {
+    assertConfigError(() => parseFlags([flag, '-1']), new RegExp(`^${flag} "-1": ${why.source}`));
+    assertConfigError(() => parseFlags([`${flag}=-1`]), new RegExp(`^${flag} "-1": ${why.source}`));
   }
-  assert.ok(lines.some((l) => l.startsWith('  --help ')));
-  assert.match(helpText(), /bare --flag means on/);
+  assertConfigError(() => parseFlags(['--model-dim', '0']), /^--model-dim "0": expected an integer ≥ 1$/);
+  assertConfigError(() => parseFlags(['--num-layers', '2.5']), /^--num-layers "2.5": expected an integer ≥ 1$/);
+  assertConfigError(() => parseFlags(['--cooldown-frac', '1.5']), /^--cooldown-frac "1.5": expected a number in \[0, 1\]$/);
+  // Betas and momenta are in [0, 1): 1 would never forget.
+  for (const flag of ['--adam-beta1', '--adam-beta2', '--muon-momentum', '--muon-momentum-start']) {
+    for (const bad of ['1', '-0.1', '1.5']) assertConfigError(() => parseFlags([flag, bad]), new RegExp(`^${flag} "${esc(bad)}": expected a number in \\[0, 1\\)$`));
+    assert.deepEqual(Object.values(parseFlags([flag, '0', flag, '0.999']).overrides), [0.999]);
+  }
+});
+
+test('every default and tiny value is valid for its own flag', () => {
+  for (const values of [DEFAULTS, PRESETS.tiny] as Partial<Config>[]) {
+    for (const [k, v] of Object.entries(values)) {
+      if (v === '') continue; // --resume: no checkpoint, which no flag value spells
+      assert.deepEqual(parseFlags([kebab(k), fmt(v)]).overrides, { [k]: v }, kebab(k));
+    }
+  }
+});
+
+test('--help lists every flag once, by section, with its default (and the tiny preset value where it differs), wrapped to the width', () => {
+  for (const width of [100, 60]) {
+    const text = helpText(width);
+    const lines = text.split('\n');
+    for (const l of lines) assert.ok(l.length <= width || !l.trim().includes(' '), `within ${width} columns: ${l}`);
+    assert.doesNotMatch(text, /\(default: \)/, 'no empty default');
+    const sections = lines.filter((l) => /^\S.*:$/.test(l));
+    assert.deepEqual(sections, ['Data:', 'Model:', 'Attention:', 'Optimisers:', 'Batch and schedule:', 'Run control:', 'Backend and GPUs:']);
+    for (const [k, v] of Object.entries(DEFAULTS)) {
+      const at = lines.flatMap((l, i) => l.startsWith(`  ${kebab(k)} `) ? [i] : []);
+      assert.equal(at.length, 1, `--help lists ${kebab(k)} once`);
+      // The flag's entry: its line and the lines under it, indented further.
+      let end = at[0] + 1;
+      while (end < lines.length && lines[end].startsWith('      ')) end++;
+      const entry = lines.slice(at[0], end).map((l) => l.trim()).join(' ');
+      assert.ok(end > at[0] + 1, `${kebab(k)}: its help is under it`);
+      assert.ok(entry.includes(`(default: ${fmt(v)})`), `${kebab(k)} shows its default ${fmt(v)}: ${entry}`);
+      const tiny = (PRESETS.tiny as Record<string, unknown>)[k];
+      if (tiny !== undefined) assert.ok(entry.includes(`[tiny: ${fmt(tiny)}]`), `${kebab(k)} shows its tiny value: ${entry}`);
+      else assert.ok(!entry.includes('[tiny:'), `${kebab(k)}: no tiny value`);
+    }
+    assert.ok(lines.includes('  --help'));
+    assert.match(text.replace(/\n/g, ' '), /bare --flag means on/);
+  }
+  assert.match(helpText(), /--resume FILE \(default: none\)/);
+  assert.match(helpText(), /--adam-beta1 X in \[0, 1\) \(default: 0\.8\)/);
+  assert.match(helpText(), /--num-layers N ≥ 1 \(default: 12\) \[tiny: 4\]/);
+  assert.match(helpText(), /--mlp relu2\|swiglu \(default: relu2\)/);
 });
 
 test('resolveConfig: presets under flags; invalid combinations are ConfigErrors naming the flags; --block sas turns its exclusions off and says so', () => {
@@ -81,8 +134,9 @@ test('resolveConfig: presets under flags; invalid combinations are ConfigErrors 
 
   const bad: [string[], RegExp[]][] = [
     [['--block', 'sas', '--value-embeds', '3'], [/--block sas excludes --value-embeds 3/]],
-    [['--block', 'sas-p', '--attn-gate', 'on'], [/--block sas-p excludes --attn-gate true/]],
-    [['--block', 'sas', '--parallel'], [/--block sas excludes --parallel/]],
+    [['--block', 'sas-p', '--attn-gate', 'on'], [/--block sas-p excludes --attn-gate on /]],
+    [['--block', 'sas', '--parallel'], [/--block sas excludes --parallel on /]],
+    [['--block', 'sas', '--block-lambdas', 'yes'], [/--block sas excludes --block-lambdas on /]],
     [['--block', 'sas', '--attn-score', 'softpick'], [/--block sas excludes --attn-score softpick/]],
     [['--block', 'sas', '--canon', 'B'], [/--block sas excludes Canon B/]],
     [['--block', 'sas', '--kv-heads', '2'], [/--block sas excludes grouped-query attention/, /--kv-heads 2/, /--num-heads 6/]],
@@ -97,12 +151,10 @@ test('resolveConfig: presets under flags; invalid combinations are ConfigErrors 
     [['--window-pattern', 'SSSSLSSSSSSX'], [/^--window-pattern "SSSSLSSSSSSX"/]],
     [['--window-schedule', 'none'], [/--window-schedule/]],
     [['--head-dim', '30'], [/--head-dim 30 must be a multiple of 4/]],
-    [['--model-dim', '0'], [/--model-dim must be positive/]],
     [['--bos-token', '60000'], [/--bos-token 60000 must be below --vocab-size 50304/]],
     [['--no-attn-layers', '0,12'], [/--no-attn-layers: layer 12 does not exist/]],
     [['--backout-layer', '11'], [/--backout-layer 11 must be below the last layer/]],
     [['--value-embeds', '7'], [/--value-embeds 7: at most 6 tables/]],
-    [['--cooldown-frac', '1.5'], [/--cooldown-frac 1.5 must be in \[0, 1\]/]],
     [['--model-dim', '8', '--head-dim', '4', '--smear', 'off'], [/--attn-gate needs --model-dim ≥ 12/]],
   ];
   for (const [argv, patterns] of bad) assertConfigError(() => resolve(argv), ...patterns);
@@ -228,6 +280,10 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.match(runId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'logs/<uuid>.txt');
     const parsedA = parseLog(logA, sourceA);
     assert.match(parsedA.header, /config: \{.*"numIterations":12/);
+    // The flags line repeats the run: with its --preset, it resolves to the logged config.
+    const flags = /^flags: (.*)$/m.exec(parsedA.header)![1];
+    assert.match(flags, /^--preset tiny --backend wasm .*--num-iterations 12 --val-every 6 /);
+    assert.deepEqual(resolveConfig('tiny', parseFlags(flags.split(' ')).overrides).cfg, JSON.parse(/^config: (.*)$/m.exec(parsedA.header)![1]));
     const valA = checkSteps(parsedA.lines, 0, 12);
     assert.deepEqual([...valA.keys()], [0, 6, 12]);
     // Step 0: an untrained model predicts (nearly) every one of the 320 tokens alike (exactly so with a zero head).
@@ -280,7 +336,7 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.ok(readFileSync(join(sub, 'logs', log), 'utf8').endsWith(`\nstopped: train loss is ${loss} at step ${step}\n`), 'the log says why it stops');
   }));
 
-  chain(() => t.test('--backend cuda without a GPU build, --backend tensorflow without tfjs-node, an unknown flag: one clear line each', async (st) => {
+  chain(() => t.test('--backend cuda without a GPU build, --backend tensorflow without tfjs-node, an unknown flag, a value out of range: one clear line each', async (st) => {
     if (existsSync(join(REPO, 'build', 'cuda', 'Release', 'tsgpt_cuda.node'))) st.diagnostic('skipped --backend cuda: the cuda addon is built here');
     else assertOneLineError(await trainGpt(['--backend', 'cuda', '--preset', 'tiny']), 1, /^error: the cuda backend (is unavailable|could not be loaded)/);
     if (['tfjs-node-gpu', 'tfjs-node'].some((p) => existsSync(join(REPO, 'node_modules', '@tensorflow', p)))) st.diagnostic('skipped --backend tensorflow: tfjs-node is installed here');
@@ -290,6 +346,7 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.equal(unknown.stdout, '', 'nothing ran');
     const badValue = await trainGpt(['--num-layers', 'four']);
     assertOneLineError(badValue, 2, /^error: --num-layers "four": expected a number$/);
+    assertOneLineError(await trainGpt(['--adam-lr', '-1']), 2, /^error: --adam-lr "-1": expected a number ≥ 0$/);
   }));
   await Promise.all([...runs, errors]);
 });
