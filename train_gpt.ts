@@ -158,7 +158,7 @@ const FLAGS = {
   collective: { group: 'backend', choices: ['auto', 'tcp', 'nccl'], default: 'auto',
     help: 'gradient all-reduce: auto is none for one rank, nccl on cuda, else tcp; nccl also with one rank, to exercise the NCCL path' },
   fused: { group: 'backend', type: 'bool', default: true,
-    help: 'use the backend\'s fused kernels (attention, cross-entropy, RMSNorm, Canon) where it has them; off: the composites' },
+    help: 'use the backend\'s fused kernels (attention, its inputs and output gate, cross-entropy, RMSNorm, rotary, ReLU², scaled adds, matmul-adds, optimiser updates) where it has them and they support the call; off: the composites' },
 } as const satisfies Record<string, FlagSpec>;
 
 type Key = keyof typeof FLAGS;
