@@ -12,8 +12,8 @@
 // 5. the reports (terminal, markdown, JSON), 6. the plot, 7. the command line.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
 import chalk from 'chalk';
@@ -21,6 +21,7 @@ import { max, mean, min, sampleStandardDeviation } from 'simple-statistics';
 import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import type { TopLevelSpec } from 'vega-lite';
+import { writeFileAtomic } from './data/shard.ts';
 import { SEPARATOR, parseGpuName, parseStepLine } from './log_format.ts';
 
 /** A user-facing error (bad flag, missing file, nothing to analyse): printed as one line, never a stack. */
@@ -811,26 +812,23 @@ export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLe
   };
 }
 
-/** Draws the plot and writes it atomically (temp file + rename). The format follows the extension. */
+/** Draws the plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
 export async function writePlot(file: string, runs: RoleRun[], target: number, size: PlotSize): Promise<void> {
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
   const spec = plotSpec(runs, target, size);
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
-  let bytes: string | Buffer = svg;
+  let bytes: Uint8Array = Buffer.from(svg);
   if (extname(file).toLowerCase() === '.png') {
     const { Resvg } = await import('@resvg/resvg-js');
     // Vega asks for "sans-serif"; name a common one, else resvg falls back to the first system font (often a serif).
     const font = { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' };
     bytes = new Resvg(svg, { fitTo: { mode: 'original' }, font }).render().asPng();
   }
-  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   try {
-    writeFileSync(temp, bytes);
-    renameSync(temp, file);
+    writeFileAtomic(file, bytes);
   } catch (error) {
-    rmSync(temp, { force: true });
     throw new UsageError(`--plot: cannot write ${file}: ${(error as Error).message}`);
   }
 }

@@ -470,12 +470,12 @@ describe('the stats.ts command', () => {
     assert.match(svg, /stroke="#1f77b4"/); // baseline
     assert.match(svg, /target 3\.28/);
     assert.equal((svg.match(/class="mark-line role-mark/g) ?? []).length, 14); // one line per usable run
-    assert.deepEqual(readdirSync(root).filter((f) => f.includes('.tmp')), []); // the temp file was renamed
+    assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // the temp file was renamed
     mkdirSync(join(root, 'folder.svg'));
     const blocked = await run(recordDir, '--plot', join(root, 'folder.svg'));
     assert.equal(blocked.code, 2);
     assert.match(blocked.stderr, /--plot: cannot write .*folder\.svg/);
-    assert.deepEqual(readdirSync(root).filter((f) => f.includes('.tmp')), []); // and no temp file is left behind
+    assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // and no temp file is left behind
   });
 
   test('--plot draws a PNG of the stated size', async () => {
