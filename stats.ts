@@ -12,8 +12,8 @@
 // 5. the reports (terminal, markdown, JSON), 6. the plot, 7. the command line.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
 import chalk from 'chalk';
@@ -21,6 +21,8 @@ import { max, mean, min, sampleStandardDeviation } from 'simple-statistics';
 import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import type { TopLevelSpec } from 'vega-lite';
+import { writeFileAtomic } from './data/shard.ts';
+import { SEPARATOR, parseGpuName, parseStepLine } from './log_format.ts';
 
 /** A user-facing error (bad flag, missing file, nothing to analyse): printed as one line, never a stack. */
 export class UsageError extends Error {}
@@ -29,11 +31,9 @@ export class UsageError extends Error {}
 // 1. Reading a log
 // ------------------------------------------------------------------------------------------------------
 // A log is: the training script's source, a line of exactly 100 '=', runtime versions and the GPU listing,
-// another such line, then step lines. The PyTorch speedrun writes the same lines (older logs add a third
-// '=' block, print attention scales, write `step_avg:nanms` early on, or `peak memory consumption`), so we
-// pick out only the `step:n/N ...` lines and ignore everything else.
-
-export const SEPARATOR = '='.repeat(100);
+// another such line, then step lines (log_format.ts writes and reads them). The PyTorch speedrun writes the
+// same lines (older logs add a third '=' block, print attention scales, write `step_avg:nanms` early on, or
+// `peak memory consumption`), so we pick out only the `step:n/N ...` lines and ignore everything else.
 
 export interface ValPoint {
   step: number;
@@ -55,17 +55,11 @@ export interface Run {
 
 export type ParsedLog = { ok: true; run: Run } | { ok: false; reason: string };
 
-const STEP_LINE = /^step:(\d+)\/(\d+)\s/;
-const VAL_LOSS = /\bval_loss:(\S+)/;
-const TRAIN_TIME = /\btrain_time:([\d.]+)ms\b/;
-const STEP_AVG = /\bstep_avg:(\S+?)ms\b/;
-const NVIDIA_SMI_GPU = /^\|\s+\d+\s+(.+?)\s{2,}(?:On|Off)\s+\|/;
-
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /** "8× NVIDIA H100 80GB HBM3" from the nvidia-smi listing in the log's header. */
 function describeHardware(header: string[]): string {
-  const gpus = header.map((line) => NVIDIA_SMI_GPU.exec(line)?.[1]).filter((name): name is string => !!name);
+  const gpus = header.map(parseGpuName).filter((name): name is string => !!name);
   if (gpus.length === 0) return 'no GPU listed';
   const names = [...new Set(gpus)];
   return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
@@ -94,20 +88,17 @@ export function parseLog(text: string, file: string): ParsedLog {
   const valCurve: ValPoint[] = [];
   let finalStepAvgMs = NaN; // from the last validation line
   for (const line of lines.slice(firstSeparator + 1)) {
-    const step = STEP_LINE.exec(line);
+    const step = parseStepLine(line);
     if (!step) continue;
-    lastStep = Number(step[1]);
-    const lineTotal = Number(step[2]);
-    if (total !== undefined && lineTotal !== total) {
-      return { ok: false, reason: `malformed: step lines disagree on the number of steps (${total} and ${lineTotal})` };
+    lastStep = step.step;
+    if (total !== undefined && step.total !== total) {
+      return { ok: false, reason: `malformed: step lines disagree on the number of steps (${total} and ${step.total})` };
     }
-    total = lineTotal;
-    const val = VAL_LOSS.exec(line);
-    if (!val) continue;
-    const time = TRAIN_TIME.exec(line);
-    if (!time) return { ok: false, reason: `malformed: validation line without train_time: "${line.trim()}"` };
-    valCurve.push({ step: lastStep, trainTimeMs: Number(time[1]), valLoss: Number(val[1]) });
-    finalStepAvgMs = Number(STEP_AVG.exec(line)?.[1] ?? NaN);
+    total = step.total;
+    if (step.valLoss === undefined) continue;
+    if (step.trainTimeMs === undefined) return { ok: false, reason: `malformed: validation line without train_time: "${line.trim()}"` };
+    valCurve.push({ step: lastStep, trainTimeMs: step.trainTimeMs, valLoss: step.valLoss });
+    finalStepAvgMs = step.stepAvgMs ?? NaN;
   }
 
   if (total === undefined) return { ok: false, reason: 'unfinished: no step lines (crashed before training?)' };
@@ -821,26 +812,23 @@ export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLe
   };
 }
 
-/** Draws the plot and writes it atomically (temp file + rename). The format follows the extension. */
+/** Draws the plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
 export async function writePlot(file: string, runs: RoleRun[], target: number, size: PlotSize): Promise<void> {
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
   const spec = plotSpec(runs, target, size);
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
-  let bytes: string | Buffer = svg;
+  let bytes: Uint8Array = Buffer.from(svg);
   if (extname(file).toLowerCase() === '.png') {
     const { Resvg } = await import('@resvg/resvg-js');
     // Vega asks for "sans-serif"; name a common one, else resvg falls back to the first system font (often a serif).
     const font = { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' };
     bytes = new Resvg(svg, { fitTo: { mode: 'original' }, font }).render().asPng();
   }
-  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   try {
-    writeFileSync(temp, bytes);
-    renameSync(temp, file);
+    writeFileAtomic(file, bytes);
   } catch (error) {
-    rmSync(temp, { force: true });
     throw new UsageError(`--plot: cannot write ${file}: ${(error as Error).message}`);
   }
 }

@@ -21,6 +21,7 @@ import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and
 import cliProgress from 'cli-progress';
 import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
+import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
@@ -1226,11 +1227,7 @@ export function globShards(dir: string, pattern: string): string[] {
 //
 // The log format is the speedrun's (../shared/reference/speedrun.md), so its tools parse ours: the script's
 // source, a line of 100 '=', versions and the GPU listing, another line of '=', then one line per step.
-
-export const stepLine = (step: number, N: number, trainMs: number) =>
-  `step:${step}/${N} train_time:${Math.round(trainMs)}ms step_avg:${(trainMs / Math.max(step, 1)).toFixed(2)}ms`;
-export const valLine = (step: number, N: number, loss: number, trainMs: number) =>
-  `step:${step}/${N} val_loss:${loss.toFixed(4)} train_time:${Math.round(trainMs)}ms step_avg:${(trainMs / Math.max(step, 1)).toFixed(2)}ms`;
+// log_format.ts holds the format, its writers and its readers, so stats.ts reads exactly what this writes.
 
 function gpuListing(): string {
   const r = spawnSync('nvidia-smi', [], { encoding: 'utf8', timeout: 10_000 });
@@ -1244,8 +1241,7 @@ export class RunLog {
     fs.mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, `${runId}.txt`);
     const source = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8');
-    const rule = '='.repeat(100);
-    fs.writeFileSync(this.file, `${source}\n${rule}\n${versions}\n${gpuListing()}\n${rule}\n`, { flag: 'wx' });
+    fs.writeFileSync(this.file, logHeader(source, versions, gpuListing()), { flag: 'wx' });
   }
   write(line: string): void { fs.appendFileSync(this.file, line + '\n'); }
 }
@@ -1793,7 +1789,7 @@ export async function train(config: Config, opts: {
   if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
   const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
   const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
-  logLine(`peak memory allocated: ${Math.round((mem.peakBytes ?? peakBytes) / 2 ** 20)} MiB reserved: ${Math.round(reserved / 2 ** 20)} MiB`);
+  logLine(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
   const steps = N - startStep;
   const tokensPerSecond = (steps * cfg.batchTokens) / (trainMs / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +

@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { cudaAvailability, cudaDeviceName, registerCudaBackend } from '../backend-cuda/index.ts';
 import { attention, ForwardContext } from '../train_gpt.ts';
+import { medianKernelMs } from './median.ts';
 
 const { values: args } = parseArgs({ options: { batch: { type: 'string', default: '4' }, json: { type: 'string' } } });
 const B = Number(args.batch);
@@ -27,18 +28,6 @@ await tf.setBackend('cuda');
 
 const T = 2048, H = 6, h = 128, scale = 0.12;
 type Score = 'softmax' | 'softpick' | 'softmax1';
-
-async function medianMs(f: () => tf.Tensor[], reps = 5): Promise<number> {
-  tf.dispose(f());  // warm-up: pool, shared-memory attributes
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    let out: tf.Tensor[] = [];
-    const t = await tf.time(() => { out = f(); });
-    tf.dispose(out);
-    times.push(t.kernelMs as number);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
-}
 
 /** Document ids: one document per row, or lengths drawn around a FineWeb-like mean of ~600 tokens. */
 function docIds(many: boolean): Int32Array {
@@ -81,8 +70,8 @@ for (const [window, many, score] of configs) {
   const forward = () => [attention(q, k, v, ctx, window, scale, score)];
   const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(attention(a, b, c, ctx, window, scale, score), w)))([q, k, v]);
   for (const [impl, run] of [['fused', <R>(f: () => Promise<R>) => f()], ['composite', composite]] as const) {
-    const fwd = await run(() => medianMs(forward));
-    const fb = await run(() => medianMs(both));
+    const fwd = await run(() => medianKernelMs(forward, 5));
+    const fb = await run(() => medianKernelMs(both, 5));
     const label = `B${B} T${T} H${H} h${h} window ${window} ${many ? 'documents' : 'one document'} ${score}`;
     rows.push({ case: label, impl, forwardMs: +fwd.toFixed(2), forwardBackwardMs: +fb.toFixed(2),
       forwardTflops: +(4 * pairs * h * H / fwd / 1e9).toFixed(2), backwardTflops: +(10 * pairs * h * H / Math.max(fb - fwd, 1e-3) / 1e9).toFixed(2) });

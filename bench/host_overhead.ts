@@ -18,6 +18,7 @@ import type { CudaDevice } from '../backend-cuda/device.ts';
 import { registerAllKernels } from '../backend-cuda/register_all_kernels.ts';
 import { registerReductionGradients } from '../backend-cuda/gradients.ts';
 import * as T from '../train_gpt.ts';
+import { median } from './median.ts';
 import { syntheticShard } from './step.ts';
 
 const { values: args } = parseArgs({
@@ -70,7 +71,7 @@ const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
     rounds.push((performance.now() - t) * 1000 / n);
   }
   rounds.shift();  // warm-up
-  console.log(`  ${label.padEnd(34)} ${rounds.sort((a, b) => a - b)[2].toFixed(1).padStart(6)} µs`);
+  console.log(`  ${label.padEnd(34)} ${median(rounds).toFixed(1).padStart(6)} µs`);
 };
 {
   const B = Number(args['device-batch']);

@@ -9,6 +9,7 @@ import { cudaAvailability, cudaDeviceName, registerCudaBackend } from '../backen
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import type { MatmulPrecision } from '../backend-cuda/device.ts';
 import { crossEntropy, DEFAULTS, initRope, logitSoftcap, reluSquared, rotary, softcapCrossEntropy, useFusedKernels } from '../train_gpt.ts';
+import { medianKernelMs } from './median.ts';
 
 const avail = cudaAvailability();
 if (!avail.ok) {
@@ -17,18 +18,6 @@ if (!avail.ok) {
 }
 await registerCudaBackend();
 await tf.setBackend('cuda');
-
-async function medianMs(f: () => tf.Tensor, reps = 10): Promise<number> {
-  tf.dispose(f());  // warm-up: plans, heuristics, pool
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    let out: tf.Tensor | undefined;
-    const t = await tf.time(() => { out = f(); });
-    tf.dispose(out);
-    times.push(t.kernelMs as number);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
-}
 
 /** Random values made on the device: a random 64-row block tiled (host generation of GBs is slow). */
 function randn(shape: number[]): tf.Tensor {
@@ -50,7 +39,7 @@ for (const [label, m, n, k, ta, tb] of matmuls) {
   const a = randn(ta ? [k, m] : [m, k]), b = randn(tb ? [n, k] : [k, n]);
   for (const p of ['bf16', 'tf32', 'fp32'] as MatmulPrecision[]) {
     (tf.backend() as CudaBackend).setMatmulPrecision(p);
-    const ms = await medianMs(() => tf.matMul(a, b, ta, tb), p === 'fp32' ? 3 : 10);
+    const ms = await medianKernelMs(() => tf.matMul(a, b, ta, tb), p === 'fp32' ? 3 : 10);
     rows.push({ kernel: `matmul ${label}`, precision: p, ms: +ms.toFixed(3), tflops: +((2 * m * n * k) / ms / 1e9).toFixed(1) });
   }
   tf.dispose([a, b]);
@@ -59,17 +48,17 @@ for (const [label, m, n, k, ta, tb] of matmuls) {
 
 const N = 1 << 28;
 const x = tf.reshape(randn([N / 1024, 1024]), [N]), y = tf.reshape(randn([N / 1024, 1024]), [N]);
-const addMs = await medianMs(() => tf.add(x, y));
+const addMs = await medianKernelMs(() => tf.add(x, y));
 rows.push({ kernel: `add ${N} floats`, ms: +addMs.toFixed(3), 'GB/s': +((3 * 4 * N) / addMs / 1e6).toFixed(0) });
-const expMs = await medianMs(() => tf.exp(x));
+const expMs = await medianKernelMs(() => tf.exp(x));
 rows.push({ kernel: `exp ${N} floats`, ms: +expMs.toFixed(3), 'GB/s': +((2 * 4 * N) / expMs / 1e6).toFixed(0) });
-const sumMs = await medianMs(() => tf.sum(tf.reshape(x, [N / 768, 768]), -1));
+const sumMs = await medianKernelMs(() => tf.sum(tf.reshape(x, [N / 768, 768]), -1));
 rows.push({ kernel: `sum rows of 768 (${N} floats)`, ms: +sumMs.toFixed(3), 'GB/s': +((4 * N) / sumMs / 1e6).toFixed(0) });
 tf.dispose([x, y]);
 const logits = randn([8192, 50304]);
-const smMs = await medianMs(() => tf.softmax(logits));
+const smMs = await medianKernelMs(() => tf.softmax(logits));
 rows.push({ kernel: 'softmax 8192×50304', ms: +smMs.toFixed(3), 'GB/s': +((2 * 4 * 8192 * 50304) / smMs / 1e6).toFixed(0) });
-const trMs = await medianMs(() => tf.transpose(tf.reshape(logits, [8, 1024, 6, 8384]), [0, 2, 1, 3]));
+const trMs = await medianKernelMs(() => tf.transpose(tf.reshape(logits, [8, 1024, 6, 8384]), [0, 2, 1, 3]));
 rows.push({ kernel: 'transpose [8,1024,6,8384]→[0,2,1,3]', ms: +trMs.toFixed(3), 'GB/s': +((2 * 4 * 8192 * 50304) / trMs / 1e6).toFixed(0) });
 // Soft-capped cross-entropy forward + backward (the speedrun's sigmoid cap): the fused kernels
 // (logits read twice, dlogits written once: 12 bytes a logit) and the composite they replace.
@@ -77,7 +66,7 @@ const ceTargets = tf.randomUniform([8192], 0, 50304, 'int32') as tf.Tensor1D;
 const ceFused = (l: tf.Tensor) => softcapCrossEntropy(l as tf.Tensor2D, ceTargets, DEFAULTS, 'sum');
 const ceComposite = (l: tf.Tensor) => crossEntropy(logitSoftcap(l, DEFAULTS) as tf.Tensor2D, ceTargets, 'sum');
 for (const [label, f] of [['fused', ceFused], ['composite', ceComposite]] as const) {
-  const ms = await medianMs(() => tf.grad(f)(logits), 5);
+  const ms = await medianKernelMs(() => tf.grad(f)(logits), 5);
   rows.push({ kernel: `softcap cross-entropy fwd+bwd 8192×50304 (${label})`, ms: +ms.toFixed(3), 'GB/s': +((12 * 8192 * 50304) / ms / 1e6).toFixed(0) });
 }
 tf.dispose([logits, ceTargets]);
@@ -89,9 +78,9 @@ const q = tf.reshape(randn([8 * 2048 * 6, 128]), [8, 2048, 6, 128]), up = randn(
 for (const fused of [true, false]) {
   useFusedKernels(fused);
   const label = fused ? 'fused' : 'composite';
-  const rotMs = await medianMs(() => tf.grad((v: tf.Tensor) => rotary(v, rope))(q, q));
+  const rotMs = await medianKernelMs(() => tf.grad((v: tf.Tensor) => rotary(v, rope))(q, q));
   rows.push({ kernel: `rotary fwd+bwd [8,2048,6,128] (${label})`, ms: +rotMs.toFixed(3), 'GB/s': +((16 * q.size) / rotMs / 1e6).toFixed(0) });
-  const reluMs = await medianMs(() => tf.grad((v: tf.Tensor) => reluSquared(v))(up, up));
+  const reluMs = await medianKernelMs(() => tf.grad((v: tf.Tensor) => reluSquared(v))(up, up));
   rows.push({ kernel: `relu² fwd+bwd 16384×3072 (${label})`, ms: +reluMs.toFixed(3), 'GB/s': +((20 * up.size) / reluMs / 1e6).toFixed(0) });
 }
 useFusedKernels(true);

@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeShard } from '../data/shard.ts';
+import { median } from './median.ts';
 import {
   attnScheduleAt, countParams, createCollective, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
   launch, resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, useFusedKernels, visibleGpuCount, worldFromEnv,
@@ -131,8 +132,6 @@ export function syntheticShard(dir: string, cfg: Config, tokens: number): string
   writeShard(file, data);
   return file;
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const k = s.length >> 1; return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2; };
 
 async function profileStep(run: () => Promise<void>, topN = 20): Promise<{ kernelMs: number; kernels: number; byName: { name: string; ms: number; count: number; share: number }[]; byShape: { kernel: string; ms: number; count: number }[] }> {
   const check = tf.env().getBool('CHECK_COMPUTATION_FOR_ERRORS');

@@ -21,6 +21,7 @@ import {
   OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, runsNeeded, summarize, tPValue, welchTTest,
   type Report,
 } from '../stats.ts';
+import { SEPARATOR } from '../log_format.ts';
 import * as F from './stats_fixtures.ts';
 
 function assertClose(actual: number, expected: number, what: string, relative = 1e-9): void {
@@ -206,12 +207,12 @@ describe('parseLog', () => {
 
   test("a 2024 PyTorch log that opens with a '=' line before the source", () => {
     const plain = parseLog(F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 }), 'a.txt');
-    const opened = parseLog(`${F.SEPARATOR}\n${F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'b.txt');
+    const opened = parseLog(`${SEPARATOR}\n${F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'b.txt');
     assert.ok(plain.ok && opened.ok);
     assert.equal(opened.run.codeHash, plain.run.codeHash);
     assert.equal(opened.run.hardware, '2× NVIDIA H100 80GB HBM3');
     assert.equal(opened.run.finalValLoss, 3.2781);
-    const other = parseLog(`${F.SEPARATOR}\n${F.makeLog({ source: F.BASELINE_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'c.txt');
+    const other = parseLog(`${SEPARATOR}\n${F.makeLog({ source: F.BASELINE_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 })}`, 'c.txt');
     assert.ok(other.ok);
     assert.notEqual(other.run.codeHash, opened.run.codeHash);
   });
@@ -239,11 +240,11 @@ describe('parseLog', () => {
     assert.match(reason(F.makeLog({ source: 'x', finalLoss: 3.27, trainTimeMs: 1000, stopAtStep: 0 })), /unfinished: last validation at step 0 of 200/);
     assert.match(reason(''), /empty/);
     assert.match(reason('just some text\nstep:1/10 val_loss:3.0 train_time:1ms step_avg:1.00ms\n'), /malformed: no line of 100 '='/);
-    assert.match(reason(`src\n${F.SEPARATOR}\nno gpu\n${F.SEPARATOR}\n`), /unfinished: no step lines/);
-    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:0/10 val_loss:10.8 train_time:0ms step_avg:0.00ms\nstep:10/12 train_time:5ms step_avg:0.5ms\n`),
+    assert.match(reason(`src\n${SEPARATOR}\nno gpu\n${SEPARATOR}\n`), /unfinished: no step lines/);
+    assert.match(reason(`src\n${SEPARATOR}\n${SEPARATOR}\nstep:0/10 val_loss:10.8 train_time:0ms step_avg:0.00ms\nstep:10/12 train_time:5ms step_avg:0.5ms\n`),
       /disagree on the number of steps \(10 and 12\)/);
-    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:10/10 val_loss:nan train_time:50ms step_avg:5.00ms\n`), /diverged/);
-    assert.match(reason(`src\n${F.SEPARATOR}\n${F.SEPARATOR}\nstep:10/10 val_loss:3.2 step_avg:5.00ms\n`), /without train_time/);
+    assert.match(reason(`src\n${SEPARATOR}\n${SEPARATOR}\nstep:10/10 val_loss:nan train_time:50ms step_avg:5.00ms\n`), /diverged/);
+    assert.match(reason(`src\n${SEPARATOR}\n${SEPARATOR}\nstep:10/10 val_loss:3.2 step_avg:5.00ms\n`), /without train_time/);
     assert.match(reason('\u0000\u0001binary garbage'), /malformed/);
   });
 });
@@ -469,12 +470,12 @@ describe('the stats.ts command', () => {
     assert.match(svg, /stroke="#1f77b4"/); // baseline
     assert.match(svg, /target 3\.28/);
     assert.equal((svg.match(/class="mark-line role-mark/g) ?? []).length, 14); // one line per usable run
-    assert.deepEqual(readdirSync(root).filter((f) => f.includes('.tmp')), []); // the temp file was renamed
+    assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // the temp file was renamed
     mkdirSync(join(root, 'folder.svg'));
     const blocked = await run(recordDir, '--plot', join(root, 'folder.svg'));
     assert.equal(blocked.code, 2);
     assert.match(blocked.stderr, /--plot: cannot write .*folder\.svg/);
-    assert.deepEqual(readdirSync(root).filter((f) => f.includes('.tmp')), []); // and no temp file is left behind
+    assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // and no temp file is left behind
   });
 
   test('--plot draws a PNG of the stated size', async () => {

@@ -1,10 +1,10 @@
 // Fixture logs for test/stats.test.ts, written in the format train_gpt.ts (and the PyTorch speedrun) write:
 // script source, a line of 100 '=', versions and GPU listing, another line of '=', step lines, peak memory.
+// Our runs' lines come from log_format.ts's writers, as train_gpt.ts's do; the PyTorch log spells its own.
 // The final losses and times below are the data the committed scipy reference values were computed from.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export const SEPARATOR = '='.repeat(100);
+import { SEPARATOR, peakMemoryLine, stepLine, valLine } from '../log_format.ts';
 
 // Two "source files": the record's and the previous record's (the baseline), plus a variant of the record's
 // source that a careless submitter might mix in.
@@ -54,16 +54,13 @@ export function makeLog(run: FixtureRun): string {
   ];
   for (let step = 0; step <= last; step++) {
     const time = Math.round(msPerStep * step);
-    const avg = (time / Math.max(step, 1)).toFixed(2);
-    if (step > 0) lines.push(`step:${step}/${total} train_time:${time}ms step_avg:${avg}ms`);
+    if (step > 0) lines.push(stepLine(step, total, time));
     if (step % valEvery === 0 || step === total) {
       const loss = step === total ? run.finalLoss : run.finalLoss + (10.8258 - run.finalLoss) * Math.exp(-step / 40);
-      const t = step === total ? run.trainTimeMs : time;
-      const a = step === total ? (run.trainTimeMs / total).toFixed(2) : avg;
-      lines.push(`step:${step}/${total} val_loss:${loss.toFixed(4)} train_time:${t}ms step_avg:${a}ms`);
+      lines.push(valLine(step, total, loss, step === total ? run.trainTimeMs : time));
     }
   }
-  if (last === total) lines.push('peak memory allocated: 31042 MiB reserved: 33210 MiB');
+  if (last === total) lines.push(peakMemoryLine(31042 * 2 ** 20, 33210 * 2 ** 20));
   return lines.join(run.crlf ? '\r\n' : '\n') + (run.crlf ? '\r\n' : '\n');
 }
 

@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, DEFAULTS, PRESETS, RunLog, helpText, parseFlags, resolveConfig, type Config } from '../train_gpt.ts';
+import { SEPARATOR, parseStepLine } from '../log_format.ts';
+import { parseLog as statsParseLog } from '../stats.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const RULE = '='.repeat(100);
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'train-cli-test-'));
@@ -175,7 +176,7 @@ test('a run log is a new file: one with the same name is never overwritten', (t)
   const before = readFileSync(log.file, 'utf8');
   assert.throws(() => new RunLog(dir, 'run-a', 'other'), /EEXIST/);
   assert.equal(readFileSync(log.file, 'utf8'), before);
-  assert.ok(before.startsWith(scriptSource() + '\n' + RULE + '\nversions here\n'));
+  assert.ok(before.startsWith(scriptSource() + '\n' + SEPARATOR + '\nversions here\n'));
 });
 
 // --- Whole runs -------------------------------------------------------------------------------------------
@@ -219,19 +220,18 @@ const scriptSource = () => readFileSync(join(REPO, 'train_gpt.ts'), 'utf8');
 /** Splits a log into the speedrun's parts: the script source, a rule, versions and GPU listing, a rule, then one line per event. */
 function parseLog(file: string, source: string): ParsedLog {
   const text = readFileSync(file, 'utf8');
-  assert.ok(text.startsWith(source + '\n' + RULE + '\n'), 'the log opens with the source of train_gpt.ts and a line of 100 =');
-  const rest = text.slice(source.length + RULE.length + 2);
-  const end = rest.indexOf('\n' + RULE + '\n');
+  assert.ok(text.startsWith(source + '\n' + SEPARATOR + '\n'), 'the log opens with the source of train_gpt.ts and a line of 100 =');
+  const rest = text.slice(source.length + SEPARATOR.length + 2);
+  const end = rest.indexOf('\n' + SEPARATOR + '\n');
   assert.ok(end > 0, 'a second line of 100 = closes the header');
   const header = rest.slice(0, end);
   assert.match(header, /^node v\d+\.\d+\.\d+, tfjs-core \d+\.\d+\.\d+, backend wasm, /);
   assert.match(header, /NVIDIA-SMI|nvidia-smi: not available/, 'the header holds the GPU listing');
   assert.ok(text.endsWith('\n'));
-  return { header, lines: rest.slice(end + RULE.length + 2).trimEnd().split('\n') };
+  return { header, lines: rest.slice(end + SEPARATOR.length + 2).trimEnd().split('\n') };
 }
 
-const STEP = /^step:(\d+)\/(\d+) train_time:(\d+)ms step_avg:(\d+\.\d\d)ms$/;
-const VAL = /^step:(\d+)\/(\d+) val_loss:(\d+\.\d{4}) train_time:(\d+)ms step_avg:(\d+\.\d\d)ms$/;
+// Step and validation lines are read with log_format.ts's reader (test/log_format.test.ts pins their exact text).
 const PEAK = /^peak memory allocated: \d+ MiB reserved: \d+ MiB$/;
 
 /** Checks the per-step lines of a run from step `from` to N with validations every 6 steps; returns val losses by step. */
@@ -242,23 +242,22 @@ function checkSteps(lines: string[], from: number, N: number): Map<number, numbe
     if (s % 6 === 0 || s === N) want.push(`val ${s}`);
   }
   want.push('peak');
-  const got = lines.map((l) => {
-    let m = VAL.exec(l);
-    if (m) { assert.equal(+m[2], N); return `val ${m[1]}`; }
-    m = STEP.exec(l);
-    if (m) {
-      assert.equal(+m[2], N);
-      // step_avg is train_time / step (train_time is rounded to the millisecond).
-      assert.ok(Math.abs(+m[4] * +m[1] - +m[3]) <= 0.5 + 0.005 * +m[1], `step_avg of ${l}`);
-      return `step ${m[1]}`;
-    }
+  const steps = lines.map(parseStepLine);
+  const got = lines.map((l, i) => {
+    const s = steps[i];
     if (PEAK.test(l)) return 'peak';
-    return `unexpected line: ${l}`;
+    if (!s) return `unexpected line: ${l}`;
+    assert.equal(s.total, N);
+    assert.ok(Number.isInteger(s.trainTimeMs), `train_time of ${l}`);
+    if (s.valLoss !== undefined) return `val ${s.step}`;
+    // step_avg is train_time / step (train_time is rounded to the millisecond).
+    assert.ok(Math.abs(s.stepAvgMs! * s.step - s.trainTimeMs!) <= 0.5 + 0.005 * s.step, `step_avg of ${l}`);
+    return `step ${s.step}`;
   });
   assert.deepEqual(got, want);
-  const times = lines.map((l) => STEP.exec(l)?.[3] ?? VAL.exec(l)?.[4]).filter((x) => x !== undefined).map(Number);
+  const times = steps.flatMap((s) => (s ? [s.trainTimeMs!] : []));
   for (let i = 1; i < times.length; i++) assert.ok(times[i] >= times[i - 1], 'train_time never decreases');
-  return new Map(lines.flatMap((l) => { const m = VAL.exec(l); return m ? [[+m[1], +m[3]] as [number, number]] : []; }));
+  return new Map(steps.flatMap((s) => (s?.valLoss !== undefined ? [[s.step, s.valLoss] as [number, number]] : [])));
 }
 
 // Two chains of subprocesses side by side (2 cores): the run/resume chain, and the failing runs one after another.
@@ -290,6 +289,10 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.ok(Math.abs(valA.get(0)! - Math.log(320)) < 0.05, `val loss at step 0 is about ln 320, got ${valA.get(0)}`);
     assert.ok(valA.get(12)! < valA.get(0)! - 1, `val loss falls: ${valA.get(0)} → ${valA.get(12)}`);
     assert.match(a.stdout, new RegExp(`final val_loss ${valA.get(12)!.toFixed(4)} `));
+    const fromStats = statsParseLog(readFileSync(logA, 'utf8'), logA);
+    assert.ok(fromStats.ok, `stats.ts reads the log: ${fromStats.ok ? '' : fromStats.reason}`);
+    assert.equal(fromStats.run.steps, 12);
+    assert.equal(fromStats.run.finalValLoss, valA.get(12));
 
     // Checkpoints: one at step 6 and one at the end, named by the run, written whole (no temp file left).
     const ckpt = (s: number) => join(dir, 'ckpt', `${runId}_step${s}.ckpt`);
