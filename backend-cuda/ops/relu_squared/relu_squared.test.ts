@@ -1,0 +1,84 @@
+// The fused ReLU² ('ReluSquared', relu_squared.cu) against its oracle, train_gpt.ts's composite on the cpu
+// backend: values and gradients (dy ≠ 1) through train_gpt.ts's own hook (reluSquared → runFused) on fresh random
+// inputs, sizes with and without a multiple of 4; that the hook runs the fused kernels and `--fused off`
+// (useFusedKernels(false)) the composite; what the tape keeps; bad inputs failing with the kernel's name.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { bytesInUse, compare, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { RELU_SQUARED, RELU_SQUARED_GRAD } from './relu_squared.ts';
+
+/** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
+const reluSquaredAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
+  [T.reluSquared(x), tf.grad((v: tf.Tensor) => T.reluSquared(v))(x, dy)];
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+for (const target of targets) {
+  describe(`fused ReluSquared on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+
+    it('ReluSquared: output and dx match the composite on cpu (sizes with and without a multiple of 4)', async () => {
+      for (const shape of [[7], [3, 5, 9], [2, 16, 64], [1, 1], [0, 3], [target.big]]) {
+        await compare(B, `reluSquared [${shape}]`, [randFloat(shape), randFloat(shape)], reluSquaredAndGrad, { rtol: 1e-6, atol: 1e-7 });
+      }
+    });
+
+    it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
+      await useBackend(B);
+      const x = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]), dy = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]);
+      const fusedNames = await kernelsRun(() => reluSquaredAndGrad(x, dy));
+      for (const k of [RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
+      for (const k of ['Relu', 'Square', 'Step']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
+      T.useFusedKernels(false);
+      try {
+        const compositeNames = await kernelsRun(() => reluSquaredAndGrad(x, dy));
+        for (const k of [RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
+        for (const k of ['Relu', 'Square']) assert.ok(compositeNames.includes(k), `composite kernel ${k} did not run: ${compositeNames.join(', ')}`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([x, dy]);
+    });
+
+    it('ReluSquared keeps only x for its gradient (the composite also keeps relu(x))', async () => {
+      await useBackend(B);
+      const x = tf.tensor(randFloat([4, 257]).values, [4, 257]), bytes = x.size * 4;
+      /** Bytes alive right after the forward, before backprop: y and whatever the tape saved. */
+      const heldAfterForward = () => {
+        const before = bytesInUse();
+        let held = 0;
+        const { value, grads } = tf.valueAndGrads((v: tf.Tensor) => {
+          const y = T.reluSquared(v);
+          held = bytesInUse() - before;
+          return y.sum();
+        })([x]);
+        tf.dispose([value, grads[0]]);
+        assert.equal(bytesInUse(), before, 'no buffer outlives the step');
+        return held;
+      };
+      assert.equal(heldAfterForward(), bytes, 'fused: y only (the saved x shares x\'s buffer)');
+      T.useFusedKernels(false);
+      try {
+        assert.equal(heldAfterForward(), 2 * bytes, 'composite: y and relu(x)');
+      } finally {
+        T.useFusedKernels(true);
+      }
+      x.dispose();
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(RELU_SQUARED, { x: tf.zeros([3], 'int32') }), /kernel ReluSquared\(.*ReluSquared: x must be float32, got int32\[3\]/);
+        assert.throws(run(RELU_SQUARED_GRAD, { dy: tf.zeros([3]), x: tf.zeros([4]) }), /ReluSquaredGrad: dy \[3\] and x \[4\] differ in shape/);
+        assert.throws(run(RELU_SQUARED_GRAD, { dy: tf.zeros([3], 'bool'), x: tf.zeros([3]) }), /ReluSquaredGrad: dy must be float32/);
+      });
+    });
+  });
+}

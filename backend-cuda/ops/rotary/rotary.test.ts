@@ -1,0 +1,82 @@
+// The fused rotary embedding ('Rotary', rotary.cu) against its oracle, train_gpt.ts's composite on the cpu
+// backend: values and gradients (dy ≠ 1) through train_gpt.ts's own hook (rotary → runFused) on fresh random
+// inputs and tables; shapes whose half is not a multiple of 4 (the GPU's scalar path), T = 1, B > 1;
+// half-rotary tables (frequency 0: cos = 1, sin = 0); that the hook runs the fused kernels and `--fused off`
+// (useFusedKernels(false)) the composite; bad inputs failing with the kernel's name.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { compare, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { ROTARY, ROTARY_GRAD } from './rotary.ts';
+
+/** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
+const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
+  [T.rotary(x, rope), tf.grad((v: tf.Tensor) => T.rotary(v, rope))(x, dy)];
+
+async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}
+
+for (const target of targets) {
+  describe(`fused Rotary on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+    // [B, T, H, h]: half = 5, 1, 3 and 7 take the GPU's scalar path, half = 8 and 64 its float4 path
+    const ROTARY_SHAPES = [[2, 7, 3, 10], [1, 1, 2, 8], [3, 1, 2, 2], [2, 33, 3, 6], [1, 9, 1, 14], [3, 5, 2, 16],
+      target.name === 'cuda' ? [4, 512, 6, 128] : [2, 64, 6, 128]];
+
+    it('Rotary: output and dx match the composite on cpu (full and half-rotary tables, odd shapes)', async () => {
+      for (const shape of ROTARY_SHAPES) {
+        for (const kind of ['full', 'half'] as const) {
+          const rope = randomRope(shape[3], kind);
+          await compare(B, `rotary ${kind} [${shape}]`, [randFloat(shape), randFloat(shape)], rotaryAndGrad(rope), { rtol: 1e-5, atol: 2e-6 });
+        }
+      }
+    });
+
+    it('Rotary: a YaRN-extended table of the model\'s half rotary at T = 1 and T > 1', async () => {
+      const cfg = T.resolveConfig('tiny', { headDim: 16, rotary: 'half' }).cfg;
+      const rope = T.yarnExtend(T.initRope(cfg), 8, 32);
+      assert.ok(rope.freqs.some(f => f === 0) && rope.freqs.some(f => f !== 0), 'half rotary has stationary and rotating dims');
+      for (const shape of [[3, 1, 2, 16], [2, 40, 4, 16]]) {
+        await compare(B, `rotary yarn [${shape}]`, [randFloat(shape), randFloat(shape)], rotaryAndGrad(rope), { rtol: 1e-5, atol: 2e-6 });
+      }
+    });
+
+    it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
+      await useBackend(B);
+      const rope = randomRope(8, 'half');
+      const x = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]), dy = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]);
+      const fusedNames = await kernelsRun(() => rotaryAndGrad(rope)(x, dy));
+      for (const k of [ROTARY, ROTARY_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
+      for (const k of ['SplitV', 'Concat', 'Multiply']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
+      T.useFusedKernels(false);
+      try {
+        const compositeNames = await kernelsRun(() => rotaryAndGrad(rope)(x, dy));
+        for (const k of [ROTARY, ROTARY_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
+        assert.ok(compositeNames.includes('Concat'), `composite kernel Concat did not run: ${compositeNames.join(', ')}`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      tf.dispose([x, dy]);
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const x = tf.zeros([2, 5, 3, 8]), cos = tf.ones([1, 5, 1, 4]), sin = tf.zeros([1, 5, 1, 4]);
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 24]), cos, sin }), /kernel Rotary\(.*Rotary: x must be float32 \[B,T,H,h\] with h even, got float32\[2,5,24\]/);
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 3, 7]), cos, sin }), /Rotary: x must be float32 \[B,T,H,h\] with h even/);
+        assert.throws(run(ROTARY, { x: tf.zeros([2, 5, 3, 8], 'int32'), cos, sin }), /Rotary: x must be float32/);
+        assert.throws(run(ROTARY, { x, cos: tf.ones([1, 5, 1, 8]), sin }), /Rotary: cos must be float32 \[1,5,1,4\] for x float32\[2,5,3,8\], got float32\[1,5,1,8\]/);
+        assert.throws(run(ROTARY, { x, cos, sin: tf.zeros([1, 6, 1, 4]) }), /Rotary: sin must be float32 \[1,5,1,4\]/);
+        assert.throws(run(ROTARY, { x, cos: tf.ones([5, 4]), sin }), /Rotary: cos must be/);
+        assert.throws(run(ROTARY, { x, cos }), /Rotary: the sin table is missing/);
+        assert.throws(run(ROTARY_GRAD, { dy: tf.zeros([2, 5, 3]), cos, sin }), /kernel RotaryGrad\(.*RotaryGrad: dy must be float32 \[B,T,H,h\]/);
+        assert.throws(run(ROTARY_GRAD, { x, cos, sin }), /RotaryGrad: input dy is missing/);
+      });
+    });
+  });
+}
