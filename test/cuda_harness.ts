@@ -122,3 +122,9 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
+
+/** The names of the kernels fn runs, in order (what a fused hook ran, or the composite's kernels). */
+export async function kernelsRun(fn: () => tf.TensorContainer): Promise<string[]> {
+  const profile = await tf.profile(() => tf.dispose(fn()));
+  return profile.kernels.map(k => k.name);
+}

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bytesInUse, compare, randFloat, randomRope, targets, type HostTensor, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, compare, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -37,11 +37,6 @@ function inputsOf(c: Case, withVe: boolean): HostTensor[] {
   const { B, T: Tn, H, Hk, h } = c;
   const ins = [randFloat([B, Tn, (H + 2 * Hk) * h]), randFloat([2], -1.5, 1.5), randFloat([B, Tn, H, h]), randFloat([B, Tn, Hk, h]), randFloat([B, Tn, Hk, h])];
   return withVe ? [...ins, randFloat([B, Tn, Hk, h])] : ins;
-}
-
-async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
 }
 
 const tensorOf = (h: HostTensor) => tf.tensor(h.values, h.shape, h.dtype);

@@ -9,16 +9,11 @@ import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
-import { bf16, bytesInUse, compare, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, bytesInUse, compare, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 /** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.headGate(o, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => T.headGate(a, b))([o, g], dy)];
-
-async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
-}
 
 for (const target of targets) {
   describe(`fused HeadGate on ${target.name}`, { skip: target.skip }, () => {

@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { compare, random, randFloat, relError, targets, useBackend, type HostTensor, type Tolerance } from '../../../test/cuda_harness.ts';
+import { compare, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -29,11 +29,6 @@ function adamInputs(shape: number[]): HostTensor[] {
   const v = randFloat(shape, 0, 2);
   for (let i = 0; i < v.values.length; i++) if (random() < 0.05) v.values[i] *= 1e-12;
   return [randFloat(shape), randFloat(shape), v, randFloat(shape)];
-}
-
-async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
 }
 
 /** A tiny model of every parameter kind (Muon matrices, merged QKV split, Adam embeddings, head and scalars). */

@@ -6,17 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bytesInUse, compare, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, compare, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from './relu_squared.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const reluSquaredAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.reluSquared(x), tf.grad((v: tf.Tensor) => T.reluSquared(v))(x, dy)];
-
-async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
-}
 
 for (const target of targets) {
   describe(`fused ReluSquared on ${target.name}`, { skip: target.skip }, () => {

@@ -7,17 +7,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.rotary(x, rope), tf.grad((v: tf.Tensor) => T.rotary(v, rope))(x, dy)];
-
-async function kernelsRun(fn: () => tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
-}
 
 for (const target of targets) {
   describe(`fused Rotary on ${target.name}`, { skip: target.skip }, () => {
