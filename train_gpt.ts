@@ -25,6 +25,7 @@ import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
+import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
@@ -606,8 +607,11 @@ function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext): tf.Tensor {
   return tf.pad(x, [[0, 0], [s, 0], [0, 0]]).slice([0, 0, 0], [B, T, C]).mul(ctx.sameDocShift(s));
 }
 
-/** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. */
+/** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. One pass each
+ * way through a backend's fused 'CanonConv' (the composite pads x three times and keeps the copies for its backward). */
 export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, {});
+  if (fused) return fused;
   const taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
   let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
   for (let s = 1; s <= 3; s++) y = y.add(shiftTime(x, s, ctx).mul(taps[3 - s]));

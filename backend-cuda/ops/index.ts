@@ -6,6 +6,8 @@ import type { CudaKernel } from '../kernels/types.ts';
 import type { HostDevice } from '../host_device.ts';
 import { attentionInputsHost } from './attention_inputs/host.ts';
 import { attentionInputsKernels } from './attention_inputs/kernel.ts';
+import { canonConvHost } from './canon_conv/host.ts';
+import { canonConvKernels } from './canon_conv/kernel.ts';
 import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
@@ -33,6 +35,7 @@ export interface FusedOp<Native extends object = object> {
 
 export const fusedOps = [
   { kernels: attentionInputsKernels, host: attentionInputsHost },
+  { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: headGateKernels, host: headGateHost },
   { kernels: matMulAddKernels },

@@ -1,0 +1,21 @@
+// The fused Canon convolution's launchers (canon_conv.cu).
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace tsgpt {
+
+// Rows of the weight gradient's first pass per partial sum: dw's partials are ⌈B·T / kCanonRowsPerPartial⌉ × C × 4
+// floats (CANON_ROWS_PER_PARTIAL in kernel.ts).
+constexpr int kCanonRowsPerPartial = 256;
+
+// Canon layer over x [B,T,C] (rows r = b·T + t), weights w [C,4], docIds int32 [B,T]:
+//   y[r,c] = x[r,c] + Σ_{k<4} w[c,k]·x[r−3+k, c], a tap counting only where t−3+k ≥ 0 and the same document.
+// The gradient: dx[r,c] = dy[r,c] + Σ_k w[c,k]·dy[r+3−k, c] (same conditions, seen from the later token), and
+// dw[c,k] = Σ_r dy[r,c]·x[r−3+k, c], summed in a fixed order through `partials` (see kCanonRowsPerPartial).
+cudaError_t launchCanonConv(cudaStream_t s, const float* x, const float* w, const int32_t* docIds, float* y, int64_t B,
+                            int64_t T, int64_t C);
+cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const float* x, const float* w, const int32_t* docIds,
+                                float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C);
+
+}  // namespace tsgpt

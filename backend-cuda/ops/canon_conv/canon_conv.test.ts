@@ -1,0 +1,97 @@
+// The fused Canon layer ('CanonConv', canon_conv.cu) against its oracle, train_gpt.ts's composite canon() on the
+// cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
+// on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
+// than one partial sum of dw; every Canon position (A, B, C, D) in the model against --fused off; bad inputs
+// failing with the kernel's name.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { compare, type HostTensor, kernelsRun, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
+
+/** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
+function randomDocIds(B: number, T: number): HostTensor {
+  const values = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let doc = 0;
+    for (let t = 0; t < T; t++) {
+      if (t > 0 && random() < 0.2) doc++;
+      values[b * T + t] = doc;
+    }
+  }
+  return { shape: [B, T], dtype: 'int32', values };
+}
+
+const canonOut = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor) => [T.canon(x, w, new T.ForwardContext(docIds as tf.Tensor2D))];
+const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
+  const ctx = new T.ForwardContext(docIds as tf.Tensor2D);
+  return [T.canon(x, w, ctx), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => T.canon(a, b, ctx))([x, w], dy)];
+};
+
+for (const target of targets) {
+  describe(`fused CanonConv on ${target.name}`, { skip: target.skip }, () => {
+    const B = target.name;
+    // [B, T, C]: C = 5 and 3 (not multiples of 4), T = 2 and 1 (fewer tokens than taps), B·T = 600 (3 partial sums of dw)
+    const SHAPES = [[2, 7, 5], [3, 2, 8], [1, 1, 3], [2, 300, 12], ...(target.name === 'cuda' ? [[4, 2048, 96]] : [])];
+
+    it('output (bit for bit) and dx, dw match the composite on cpu, across document boundaries', async () => {
+      for (const [b, t, c] of SHAPES) {
+        const x = randFloat([b, t, c]), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
+        await compare(B, `canon [${b},${t},${c}]`, [x, w, docIds], canonOut, { rtol: 0, atol: 0 });
+        await compare(B, `canon and gradients [${b},${t},${c}]`, [x, w, docIds, dy], canonAndGrads, { rtol: 1e-4, atol: 1e-4 });
+      }
+    });
+
+    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off', async () => {
+      await useBackend(B);
+      const cfg = T.resolveConfig('tiny', {
+        vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
+        noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
+        windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
+      }).cfg;
+      const m = T.createModel(cfg);
+      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', Math.floor(random() * 1e9)))));
+      const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 9 || i === 16 ? 63 : Math.floor(random() * 60)));
+      const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
+      const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
+      const lossAndGrads = () => tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean'));
+      const gradsOf = (r: ReturnType<typeof lossAndGrads>) => new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array]));
+      try {
+        const names = await kernelsRun(() => { const r = lossAndGrads(); return [r.value, ...Object.values(r.grads)]; });
+        assert.equal(names.filter(k => k === CANON_CONV).length, 4 * 2, names.join(', '));  // A, B, C, D in 2 layers
+        assert.equal(names.filter(k => k === CANON_CONV_GRAD).length, 4 * 2, names.join(', '));
+        const fused = lossAndGrads();
+        T.useFusedKernels(false);
+        let composite: ReturnType<typeof lossAndGrads>;
+        try {
+          composite = lossAndGrads();
+        } finally {
+          T.useFusedKernels(true);
+        }
+        const [lf, lc] = [fused.value.dataSync()[0], composite.value.dataSync()[0]];
+        assert.ok(Math.abs(lf - lc) <= 1e-5 * Math.abs(lc), `loss ${lf} fused vs ${lc} composite`);
+        const [gf, gc] = [gradsOf(fused), gradsOf(composite)];
+        for (const [name, want] of gc) assert.ok(relError(gf.get(name)!, want) < 1e-4, `gradient of ${name}: relative error ${relError(gf.get(name)!, want)}`);
+        tf.dispose([fused.value, ...Object.values(fused.grads), composite.value, ...Object.values(composite.grads)]);
+      } finally {
+        T.disposeBatch(batch);
+        T.disposeModel(m);
+      }
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const x = tf.zeros([2, 5, 8]), w = tf.zeros([8, 4]), docIds = tf.zeros([2, 5], 'int32');
+        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        assert.throws(run(CANON_CONV, { x, w: tf.zeros([8, 3]), docIds }), /kernel CanonConv\(.*CanonConv: w must be \[8,4\] for x float32\[2,5,8\], got float32\[8,3\]/);
+        assert.throws(run(CANON_CONV, { x: tf.zeros([10, 8]), w, docIds }), /CanonConv: x must be \[B,T,C\]/);
+        assert.throws(run(CANON_CONV, { x, w, docIds: tf.zeros([2, 5]) }), /CanonConv: docIds must be int32, got float32\[2,5\]/);
+        assert.throws(run(CANON_CONV, { x, w, docIds: tf.zeros([2, 4], 'int32') }), /CanonConv: docIds must be \[2,5\]/);
+        assert.throws(run(CANON_CONV, { x, w }), /CanonConv: input docIds is missing/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: tf.zeros([2, 5, 4]), x, w, docIds }), /CanonConvGrad: dy float32\[2,5,4\] must have x's shape \[2,5,8\]/);
+      });
+    });
+  });
+}

@@ -1,0 +1,30 @@
+// Fused Canon layer: the kernel train_gpt.ts's canon() hands to a backend that registers 'CanonConv' (runFused),
+// and its gradient. The composite (three padded, masked shifts of x and their weighted sum) is the
+// implementation everywhere else and the tests' oracle.
+//   inputs x [B,T,C] float32, w [C,4] float32 (tap k multiplies the token 3 − k back; tap 3 the token itself,
+//   on top of the residual), docIds int32 [B,T]; output y [B,T,C]: y = x + Σ_k w[:,k]⊙x_{t−3+k}, a tap reading
+//   zero before the sequence or across a document start.
+// The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
+import * as tf from '@tensorflow/tfjs-core';
+import type { FusedKernelSpec } from '../fused_kernel.ts';
+
+export const CANON_CONV = 'CanonConv';
+export const CANON_CONV_GRAD = 'CanonConvGrad';
+
+export const canonConv: FusedKernelSpec = {
+  name: CANON_CONV,
+  supports: ({ x, w, docIds }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
+    ? `x [${x.shape}] and w [${w.shape}] are not [B,T,C] and [C,4]`
+    : x.dtype !== 'float32' || w.dtype !== 'float32' || docIds.dtype !== 'int32' ? 'x and w must be float32 and docIds int32' : true,
+};
+
+tf.registerGradient({
+  kernelName: CANON_CONV,
+  inputsToSave: ['x', 'w', 'docIds'],
+  gradFunc: (dy, saved) => {
+    const [x, w, docIds] = saved;
+    // One kernel computes both: run it once here, not in each input's closure (see scaled_add.ts).
+    const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dy as tf.Tensor, x, w, docIds }, {}) as tf.Tensor[];
+    return { x: () => dx, w: () => dw, docIds: () => tf.zerosLike(docIds) };
+  },
+});

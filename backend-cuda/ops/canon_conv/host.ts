@@ -1,0 +1,45 @@
+// CPU reference of canon_conv.cu's launchers, on the host device's memory (tests without a GPU): the same
+// rounding order forward (Math.fround at each step), dw summed in float64.
+import type { HostDevice } from '../../host_device.ts';
+import type { CanonConvNative } from './kernel.ts';
+
+export function canonConvHost(mem: HostDevice): CanonConvNative {
+  return {
+    canonConv(x, w, docIds, y, B, T, C) {
+      const n = B * T * C;
+      if (n === 0) return;
+      const r = Math.fround, xv = mem.floats(x, n), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.floats(y, n);
+      for (let row = 0; row < B * T; row++) {
+        const t = row % T;
+        for (let c = 0; c < C; c++) {
+          let acc = r(xv[row * C + c] * r(wv[c * 4 + 3] + 1));
+          for (let s = 1; s <= 3; s++) {
+            const prev = t >= s && doc[row - s] === doc[row] ? xv[(row - s) * C + c] : 0;
+            acc = r(acc + r(prev * wv[c * 4 + 3 - s]));
+          }
+          yv[row * C + c] = acc;
+        }
+      }
+    },
+    canonConvGrad(dy, x, w, docIds, dx, dw, _partials, B, T, C) {
+      const n = B * T * C, dwv = mem.floats(dw, C * 4);
+      dwv.fill(0);
+      if (n === 0) return;
+      const g = mem.floats(dy, n), xv = mem.floats(x, n), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
+      const sums = new Float64Array(C * 4);
+      for (let row = 0; row < B * T; row++) {
+        const t = row % T;
+        for (let c = 0; c < C; c++) {
+          let acc = g[row * C + c] * (1 + wv[c * 4 + 3]);
+          sums[c * 4 + 3] += g[row * C + c] * xv[row * C + c];
+          for (let s = 1; s <= 3; s++) {
+            if (t + s < T && doc[row + s] === doc[row]) acc += wv[c * 4 + 3 - s] * g[(row + s) * C + c];
+            if (t >= s && doc[row - s] === doc[row]) sums[c * 4 + 3 - s] += g[row * C + c] * xv[(row - s) * C + c];
+          }
+          dxv[row * C + c] = acc;
+        }
+      }
+      dwv.set(sums);
+    },
+  };
+}

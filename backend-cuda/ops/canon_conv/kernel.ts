@@ -1,0 +1,59 @@
+// The fused Canon layer's cuda kernels: 'CanonConv' ({x, w, docIds} → y) and its gradient kernel 'CanonConvGrad'
+// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers.
+import * as tf from '@tensorflow/tfjs-core';
+import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, input } from '../check.ts';
+import type { CudaKernel } from '../../kernels/types.ts';
+import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
+
+/** Rows per partial sum of dw's first pass (kCanonRowsPerPartial in canon_conv.h). */
+export const CANON_ROWS_PER_PARTIAL = 256;
+
+/** canon_conv.cu's launchers (host.ts is their CPU reference). */
+export interface CanonConvNative {
+  /** y[r,c] = x[r,c] + Σ_k w[c,k]·x[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
+   * docIds (int32 [B,T]) agree. */
+  canonConv(x: number, w: number, docIds: number, y: number, B: number, T: number, C: number): void;
+  /** dx and dw = Σ_r dy[r,c]·x[r−3+k, c] ([C,4]), summed deterministically through `partials`
+   * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch). */
+  canonConvGrad(dy: number, x: number, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
+    T: number, C: number): void;
+}
+
+/** x (or dy) float32 [B,T,C], w float32 [C,4], docIds int32 [B,T]. */
+function checked(kernel: string, inputs: NamedTensorInfoMap, withDy: boolean): { x: TensorInfo; dims: [number, number, number] } {
+  const dy = withDy ? input(kernel, inputs, 'dy') : null, x = input(kernel, inputs, 'x'), w = input(kernel, inputs, 'w');
+  const docIds = input(kernel, inputs, 'docIds', 'int32');
+  if (x.shape.length !== 3) throw new Error(`${kernel}: x must be [B,T,C], got ${describe(x)}`);
+  const [B, T, C] = x.shape;
+  if (w.shape.join() !== [C, 4].join()) throw new Error(`${kernel}: w must be [${C},4] for x ${describe(x)}, got ${describe(w)}`);
+  if (docIds.shape.join() !== [B, T].join()) throw new Error(`${kernel}: docIds must be [${B},${T}], got ${describe(docIds)}`);
+  if (dy && !tf.util.arraysEqual(dy.shape, x.shape)) throw new Error(`${kernel}: dy ${describe(dy)} must have x's shape [${x.shape}]`);
+  return { x, dims: [B, T, C] };
+}
+
+export const canonConvKernels: CudaKernel[] = [
+  {
+    kernelName: CANON_CONV,
+    kernelFunc: ({ inputs, backend }) => {
+      const { x, dims } = checked(CANON_CONV, inputs, false);
+      const y = backend.makeOutput(x.shape, 'float32');
+      backend.device.canonConv(backend.ptr(x), backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
+        backend.ptr(y), ...dims);
+      return y;
+    },
+  },
+  {
+    kernelName: CANON_CONV_GRAD,
+    kernelFunc: ({ inputs, backend }) => {
+      const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
+      const [B, T, C] = dims, w = inputs.w as TensorInfo;
+      const dx = backend.makeOutput(x.shape, 'float32'), dw = backend.makeOutput(w.shape, 'float32');
+      const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
+      backend.device.canonConvGrad(backend.ptr(inputs.dy as TensorInfo), backend.ptr(x), backend.ptr(w),
+        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C);
+      backend.disposeIntermediateTensorInfo(partials);
+      return [dx, dw];
+    },
+  },
+];
