@@ -35,6 +35,7 @@ import { rmsNorm as rmsNormKernel } from './backend-cuda/ops/rms_norm/rms_norm.t
 import { rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
 import { scaledAdd as scaledAddKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
 import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
+import { swiglu as swigluKernel } from './backend-cuda/ops/swiglu/swiglu.ts';
 
 const REPO_ROOT = path.dirname(fileURLToPath(import.meta.url));
 
@@ -799,16 +800,22 @@ export function reluSquared(x: tf.Tensor): tf.Tensor {
   return runFused(reluSquaredKernel, { x }, {}) ?? tf.relu(x).square();
 }
 
+/** SwiGLU (Shazeer 2020) over the up projection's rows [g | u]: silu(g)·u. One pass each way through a backend's fused
+ * 'Swiglu' (the composite splits x, and keeps σ(g) and g·σ(g) for its backward). */
+export function swiglu(x: tf.Tensor): tf.Tensor {
+  const fused = runFused(swigluKernel, { x }, {});
+  if (fused) return fused;
+  const [g, u] = tf.split(x, 2, -1);
+  return g.mul(tf.sigmoid(g)).mul(u);
+}
+
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
 function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const a = cfg.canon.includes('C') ? canon(xn, P('canon_c'), ctx) : xn;
   let up = linear(a, P('w1'));
   if (cfg.canon.includes('D')) up = canon(up, P('canon_d'), ctx);
-  let act: tf.Tensor;
-  if (cfg.mlp === 'relu2') act = reluSquared(up);
-  else { const [g, u] = tf.split(up, 2, -1); act = g.mul(tf.sigmoid(g)).mul(u); }
-  return linear(act, P('w2'), residual);
+  return linear(cfg.mlp === 'relu2' ? reluSquared(up) : swiglu(up), P('w2'), residual);
 }
 
 /** Window sizes (tokens) and rotary state for one forward pass. */

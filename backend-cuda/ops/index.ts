@@ -23,6 +23,8 @@ import { rotaryHost } from './rotary/host.ts';
 import { rotaryKernels } from './rotary/kernel.ts';
 import { scaledAddHost } from './scaled_add/host.ts';
 import { scaledAddKernels } from './scaled_add/kernel.ts';
+import { swigluHost } from './swiglu/host.ts';
+import { swigluKernels } from './swiglu/kernel.ts';
 import { softcapCrossEntropyHost } from './softcap_cross_entropy/host.ts';
 import { softcapCrossEntropyKernels } from './softcap_cross_entropy/kernel.ts';
 
@@ -45,6 +47,7 @@ export const fusedOps = [
   { kernels: rotaryKernels, host: rotaryHost },
   { kernels: scaledAddKernels, host: scaledAddHost },
   { kernels: softcapCrossEntropyKernels, host: softcapCrossEntropyHost },
+  { kernels: swigluKernels, host: swigluHost },
 ] as const satisfies readonly FusedOp[];
 
 type HostOf<Op> = Op extends { host: (mem: HostDevice) => infer N } ? N : never;
