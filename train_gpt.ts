@@ -778,6 +778,22 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
 }
 
 /** Shaped attention (He & Hofmann): A = α·I + β·softmax(QKᵀ/√h) − γ·C applied to the heads of the input. */
+/**
+ * Shaped attention (He & Hofmann's SAS): α·X + β·softmax(QKᵀ/√h)·X − γ·C·X per head, X [B,T,H,h] the heads' input,
+ * C the causal uniform average over the same keys (the window, one document), shape [3,H] the per-head α, β, γ
+ * less 1. Both mixing terms go through attention(), so a backend's fused kernel computes them without a T×T tensor:
+ * C·X is attention with all scores equal (q = k = 0 gives every visible key the same weight). (A running-mean
+ * kernel would compute C·X in O(T·h); this costs a second attention pass.)
+ */
+export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+  const [, , H, h] = x.shape;
+  const mixed = attention(q, k, x, ctx, window, 1 / Math.sqrt(h!), 'softmax');
+  const none = tf.zerosLike(x);
+  const average = attention(none, none, x, ctx, window, 1, 'softmax');
+  const [alpha, beta, gamma] = tf.unstack(shape.add(1)).map((t) => t.reshape([1, 1, H!, 1]));
+  return x.mul(alpha).add(mixed.mul(beta)).sub(average.mul(gamma));
+}
+
 function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
@@ -786,13 +802,7 @@ function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: Forwar
   if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
   q = rotary(q, sched.rope); k = rotary(k, sched.rope);
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
-  const { keep, bias } = ctx.mask(window);
-  const probs = attentionProbs(tf.matMul(headsFirst(q, H), headsFirst(k, H), false, true).mul(1 / Math.sqrt(h)), keep, bias, 'softmax');
-  const x = headsFirst(a.reshape([B, T, H, h]), H); // [B,H,T,h]
-  const uniform = keep.div(keep.sum(-1, true)); // C: the causal average over the allowed keys (1/i in the plain case)
-  const [alpha, beta, gamma] = tf.unstack(P('shape').add(1)).map((t) => t.reshape([1, H, 1, 1]));
-  const y = x.mul(alpha).add(tf.matMul(probs, x).mul(beta)).sub(tf.matMul(uniform.tile([1, H, 1, 1]), x).mul(gamma));
-  return y.transpose([0, 2, 1, 3]).reshape([B, T, H * h]);
+  return shapedAttention(a.reshape([B, T, H, h]), q, k, P('shape'), ctx, window).reshape([B, T, H * h]);
 }
 
 /** relu(x)², the relu2 MLP's activation: one pass each way through a backend's fused 'ReluSquared'. */
