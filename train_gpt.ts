@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
 import cliProgress from 'cli-progress';
-import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
+import { checkTokenIds, readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
 import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
@@ -1124,7 +1124,7 @@ export class TrainLoader {
   wrapped = false; // set once the loader has gone past the last shard back to the first
 
   constructor(readonly files: string[], readonly T: number, readonly B: number, readonly worldSize: number,
-    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }) {
+    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }, readonly vocabSize = 0x10000) {
     if (!files.length) throw new Error('no training shards given');
     if (rank < 0 || rank >= worldSize) throw new Error(`rank ${rank} is outside world size ${worldSize}`);
     this.pendingStart = start;
@@ -1133,6 +1133,7 @@ export class TrainLoader {
   private async open(file: number): Promise<void> {
     const name = this.files[file];
     this.tokens = this.prefetch?.file === file ? await this.prefetch.data : await readShard(name);
+    checkTokenIds(this.tokens, this.vocabSize, name);
     const pos: number[] = [];
     for (let i = 0; i < this.tokens.length; i++) if (this.tokens[i] === this.bos) pos.push(i);
     if (!pos.length) throw new Error(`${name}: no document-start token ${this.bos} in ${this.tokens.length} tokens (wrong --bos-token?)`);
@@ -1653,6 +1654,7 @@ export async function train(config: Config, opts: {
   const accum = rowsPerRank / deviceBatch;
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
+  checkTokenIds(valTokens, cfg.vocabSize, data.val);
   const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank);
   const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * cfg.deviceBatch * cfg.seqLen + 1));
 
@@ -1688,7 +1690,7 @@ export async function train(config: Config, opts: {
   if (cfg.warmupSteps > 0 && !cfg.resume) {
     const t = performance.now();
     const snapshot = [...m.params.values()].map((v) => tf.keep(v.clone()));
-    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
+    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, undefined, cfg.vocabSize);
     for (let w = 0; w < cfg.warmupSteps; w++) {
       const blocks = cfg.windowSchedule[w % cfg.windowSchedule.length];
       const stats = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w, collective);
@@ -1701,7 +1703,7 @@ export async function train(config: Config, opts: {
     say(`warm-up: ${cfg.warmupSteps} step(s) in ${((performance.now() - t) / 1000).toFixed(1)}s, state restored`);
   }
 
-  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart);
+  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart, cfg.vocabSize);
   // The top of step s holds the window and rotary state that step s−1 trained with (the validation at s uses them).
   const lastTrained = Math.max(0, startStep - 1);
   let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);

@@ -82,6 +82,16 @@ export async function readShard(file: string): Promise<Uint16Array> {
   return parseShard(bytes, file);
 }
 
+/** Checks that every token id is below `vocabSize` (one pass over tokens already in memory): an id past the
+ * embedding table would read garbage rows, and a target past it gives a loss with no term for the target. */
+export function checkTokenIds(tokens: Uint16Array, vocabSize: number, file: string): void {
+  let max = 0, at = 0;
+  for (let i = 0; i < tokens.length; i++) if (tokens[i] > max) { max = tokens[i]; at = i; }
+  if (tokens.length && max >= vocabSize) {
+    throw new ShardFormatError(file, `token id ${max} at position ${at} is outside the vocabulary (--vocab-size ${vocabSize}); wrong corpus or --vocab-size?`);
+  }
+}
+
 /** Reads only the header, and checks that the file's size agrees with it. */
 export function readShardHeader(file: string): { numTokens: number } {
   let fd: number;
