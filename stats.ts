@@ -22,7 +22,7 @@ import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from './data/shard.ts';
-import { SEPARATOR, parseGpuName, parseStepLine } from './log_format.ts';
+import { SEPARATOR, parseGpuName, parseResumedLine, parseStepLine } from './log_format.ts';
 
 /** A user-facing error (bad flag, missing file, nothing to analyse): printed as one line, never a stack. */
 export class UsageError extends Error {}
@@ -88,6 +88,11 @@ export function parseLog(text: string, file: string): ParsedLog {
   const valCurve: ValPoint[] = [];
   let finalStepAvgMs = NaN; // from the last validation line
   for (const line of lines.slice(firstSeparator + 1)) {
+    const resumed = parseResumedLine(line);
+    if (resumed) {
+      // Its times include a run no log shows whole, and its final loss repeats that run's: never a run of its own.
+      return { ok: false, reason: `resumed: continues another run from step ${resumed.step} of checkpoint ${resumed.checkpoint} (${resumed.priorTrainMs} ms of train time before); a resumed run is never counted` };
+    }
     const step = parseStepLine(line);
     if (!step) continue;
     lastStep = step.step;

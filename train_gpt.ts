@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
 import cliProgress from 'cli-progress';
-import { checkTokenIds, readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
+import { checkTokenIds, readShard, readShardSync, removeStaleTempFiles, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
-import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
+import { logHeader, peakMemoryLine, resumedLine, stepLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
@@ -152,6 +152,9 @@ const FLAGS = {
   checkpointEvery: { group: 'run', type: 'int', min: 0, default: 0, help: 'also save every N steps (0: off)' },
   checkpointDir: { group: 'run', type: 'text', arg: 'DIR', default: 'checkpoints', help: 'checkpoint folder' },
   resume: { group: 'run', type: 'text', arg: 'FILE', default: '', help: 'resume from a checkpoint file' },
+  resumeAllowConfigChange: { group: 'run', type: 'bool', default: false,
+    help: 'let --resume change settings that change the computation (the step count, the model, the data, the batch, the optimisers); without it they must equal the checkpoint\'s' },
+  keepCheckpoints: { group: 'run', type: 'int', min: 0, default: 3, help: 'keep the newest K checkpoints of this run, deleting older ones (0: keep all)' },
   logDir: { group: 'run', type: 'text', arg: 'DIR', default: 'logs', help: 'log folder (one new file per run)' },
   printEvery: { group: 'run', type: 'int', min: 0, default: 10, help: 'console line every N steps when not on a terminal' },
   gpus: { group: 'backend', type: 'int', min: 0, default: 0,
@@ -1247,10 +1250,23 @@ export class RunLog {
   write(line: string): void { fs.appendFileSync(this.file, line + '\n'); }
 }
 
-const CKPT_MAGIC = 'TSGPT-CKPT-1\n';
+// Version 2 adds a SHA-256 of everything after it, so a flipped byte is found on load instead of trained on.
+const CKPT_MAGIC = 'TSGPT-CKPT-2\n';
+const CKPT_MAGIC_V1 = 'TSGPT-CKPT-1\n';
+const CKPT_HASH_BYTES = 32;
 
-/** Writes parameters, optimiser state and loader position into one file, atomically. */
-export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta: { step: number; loader: LoaderState; config: Config }): void {
+/** What a checkpoint holds besides the tensors. */
+export interface CheckpointMeta { step: number; loader: LoaderState; config: Config; trainMs: number /* timed training so far */ }
+
+/** Bytes of the parameters and optimiser state: what a checkpoint of this model needs on disk, near enough. */
+export function checkpointBytes(m: Model, st: OptimizerState): number {
+  let n = countParams(m);
+  for (const vs of st.slots.values()) for (const v of vs) n += v.size;
+  return 4 * n;
+}
+
+/** Writes parameters, optimiser state, loader position and config into one file, atomically, with a checksum. */
+export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta: CheckpointMeta): void {
   const entries: { name: string; shape: number[]; offset: number }[] = [];
   const blobs: Float32Array[] = [];
   let offset = 0;
@@ -1263,30 +1279,51 @@ export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta:
   for (const [name, v] of m.params) put(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => put(`slot${i}/${name}`, v));
   const header = Buffer.from(JSON.stringify({ ...meta, optStep: st.step, entries }));
-  const out = Buffer.alloc(CKPT_MAGIC.length + 4 + header.length + offset);
-  let at = out.write(CKPT_MAGIC, 'latin1');
-  at = out.writeUInt32LE(header.length, at);
+  const bodyAt = CKPT_MAGIC.length + CKPT_HASH_BYTES;
+  const out = Buffer.alloc(bodyAt + 4 + header.length + offset);
+  out.write(CKPT_MAGIC, 'latin1');
+  let at = out.writeUInt32LE(header.length, bodyAt);
   at += header.copy(out, at);
   for (const b of blobs) at += Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, at);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeFileAtomic(file, out);
+  createHash('sha256').update(out.subarray(bodyAt)).digest().copy(out, CKPT_MAGIC.length);
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    writeFileAtomic(file, out);
+  } catch (e) {
+    // A full disk reports ENOSPC from a write, which names no file.
+    throw new TrainingError(`cannot write checkpoint ${file}: ${(e as Error).message}`);
+  }
 }
 
-/** Restores a checkpoint into a model built with the same shape; returns its step and loader position. */
-export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { step: number; loader: LoaderState } {
+/**
+ * Restores a checkpoint into a model built with the same shape; returns what it holds besides the tensors.
+ * `check` sees that before any tensor is restored (to refuse a changed configuration by name, say).
+ */
+export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check?: (meta: CheckpointMeta) => void): CheckpointMeta {
   if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
+  if (fs.statSync(file).isDirectory()) {
+    const ckpts = fs.readdirSync(file).filter((f) => f.endsWith('.ckpt')).map((f) => path.join(file, f));
+    const newest = ckpts.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+    throw new ConfigError(`--resume ${file}: a folder, not a checkpoint file${newest ? ` (its newest checkpoint is ${newest})` : ' (it holds no .ckpt file)'}`);
+  }
   const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
+  const magic = buf.toString('latin1', 0, CKPT_MAGIC.length);
+  if (magic === CKPT_MAGIC_V1) throw new ConfigError(`--resume ${file}: a checkpoint of an older version of this trainer (format 1, without checksum); it cannot be resumed`);
+  if (magic !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
   const corrupt = (what: string) => new ConfigError(`--resume ${file}: truncated or corrupt checkpoint (${what})`);
-  if (buf.length < CKPT_MAGIC.length + 4) throw corrupt('no header');
-  const len = buf.readUInt32LE(CKPT_MAGIC.length), base = CKPT_MAGIC.length + 4 + len;
-  let header: { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
+  const bodyAt = CKPT_MAGIC.length + CKPT_HASH_BYTES;
+  if (buf.length < bodyAt + 4) throw corrupt('no header');
+  if (!createHash('sha256').update(buf.subarray(bodyAt)).digest().equals(buf.subarray(CKPT_MAGIC.length, bodyAt))) throw corrupt('checksum mismatch');
+  const len = buf.readUInt32LE(bodyAt), base = bodyAt + 4 + len;
+  let header: CheckpointMeta & { optStep: number; entries: { name: string; shape: number[]; offset: number }[] };
   try {
     if (base > buf.length) throw new Error();
-    header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base));
+    header = JSON.parse(buf.toString('utf8', bodyAt + 4, base));
   } catch {
     throw corrupt('unreadable header');
   }
+  const meta: CheckpointMeta = { step: header.step, loader: header.loader, config: header.config, trainMs: header.trainMs };
+  check?.(meta);
   const targets = new Map<string, tf.Variable>();
   for (const [name, v] of m.params) targets.set(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
@@ -1300,7 +1337,35 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { st
     tf.tidy(() => v.assign(tf.tensor(data, e.shape)));
   }
   st.step = header.optStep;
-  return { step: header.step, loader: header.loader };
+  return meta;
+}
+
+/** This run's checkpoints in `dir` beyond the newest `keep` (0: keep all), oldest first; other runs' files are not touched. */
+export function checkpointsToPrune(dir: string, runId: string, keep: number): string[] {
+  if (keep === 0) return [];
+  const pattern = new RegExp(`^${runId}_step(\\d+)\\.ckpt$`);
+  const ours = fs.readdirSync(dir).flatMap((f) => { const m = pattern.exec(f); return m ? [{ file: path.join(dir, f), step: Number(m[1]) }] : []; });
+  return ours.sort((a, b) => a.step - b.step).slice(0, Math.max(0, ours.length - keep)).map((c) => c.file);
+}
+
+/**
+ * Checks at the start that checkpoints can be written to `dir`, rather than at the first save: the folder
+ * can be made, a file written in it, and its file system has room for one checkpoint of `bytes`.
+ */
+export function checkCheckpointDir(dir: string, bytes: number): void {
+  const flag = `--checkpoint-dir ${dir}`;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const probe = path.join(dir, `.write-probe-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (e) {
+    throw new ConfigError(`${flag}: not writable (${(e as Error).message})`);
+  }
+  const { bavail, bsize } = fs.statfsSync(dir);
+  if (bavail * bsize < bytes) {
+    throw new ConfigError(`${flag}: ${(bavail * bsize / 2 ** 20).toFixed(0)} MiB free, a checkpoint of this model needs ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+  }
 }
 
 // -----------------------------------------------------------------------------
@@ -1628,6 +1693,17 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
   return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)` };
 }
 
+// Flags that change where files go, what is printed, and how the same computation is split over devices and
+// micro-steps or run by the backend: a resumed run may change them. Every other flag changes the maths.
+const RESUME_FREE: ReadonlySet<Key> = new Set<Key>(['preset', 'backend', 'matmulPrecision', 'fused', 'gpus', 'collective', 'deviceBatch',
+  'valEvery', 'warmupSteps', 'printEvery', 'logDir', 'saveCheckpoint', 'checkpointEvery', 'checkpointDir', 'keepCheckpoints', 'resume',
+  'resumeAllowConfigChange']);
+
+/** The settings of `cfg` that differ from the checkpoint's and change the maths, as `--flag new (checkpoint: old)`. */
+export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
+  return KEYS.filter((k) => !RESUME_FREE.has(k) && fmt(saved[k]) !== fmt(cfg[k])).map((k) => `${flagOf(k)} ${fmt(cfg[k])} (checkpoint: ${fmt(saved[k])})`);
+}
+
 /** Trains with a resolved config on the current backend; rank 0 writes the log. */
 export async function train(config: Config, opts: {
   backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
@@ -1660,10 +1736,26 @@ export async function train(config: Config, opts: {
 
   const m = createModel(cfg);
   const st = createOptimizerState(m);
-  let startStep = 0, loaderStart: LoaderState = { file: 0, pos: 0 };
+  let startStep = 0, loaderStart: LoaderState = { file: 0, pos: 0 }, priorTrainMs = 0;
   if (cfg.resume) {
-    ({ step: startStep, loader: loaderStart } = loadCheckpoint(path.resolve(cfg.resume), m, st));
+    const file = path.resolve(cfg.resume);
+    ({ step: startStep, loader: loaderStart, trainMs: priorTrainMs } = loadCheckpoint(file, m, st, (saved) => {
+      const changes = resumeConfigChanges(saved.config, cfg);
+      if (changes.length && !cfg.resumeAllowConfigChange) {
+        throw new ConfigError(`--resume ${cfg.resume}: the checkpoint was trained with other settings: ${changes.join(', ')}; ` +
+          'give the checkpoint\'s values, or --resume-allow-config-change to change them');
+      }
+      if (changes.length) say(`resume: changed from the checkpoint: ${changes.join(', ')}`);
+      // Past N the loop would never meet its last step; at N there is nothing to train.
+      if (saved.step >= N) throw new ConfigError(`--resume ${cfg.resume}: the checkpoint is at step ${saved.step}, ${saved.step > N ? 'past' : 'at'} --num-iterations ${N}: nothing left to train`);
+    }));
     say(`resumed from ${cfg.resume} at step ${startStep}`);
+  }
+  const checkpointDir = path.resolve(REPO_ROOT, cfg.checkpointDir);
+  if (lead && (cfg.saveCheckpoint || cfg.checkpointEvery > 0)) {
+    checkCheckpointDir(checkpointDir, checkpointBytes(m, st));
+    const stale = removeStaleTempFiles(checkpointDir);
+    if (stale.length) say(`removed ${stale.length} temp file(s) of interrupted checkpoint writes from ${cfg.checkpointDir}`);
   }
   if (world.size > 1) {
     // Every rank builds the same parameters from the seed; checked once, since a mismatch would go unnoticed.
@@ -1685,6 +1777,7 @@ export async function train(config: Config, opts: {
   ].join('\n')) : null;
   if (log) say(`log: ${path.relative(process.cwd(), log.file)}`);
   const logLine = (s: string) => log?.write(s);
+  if (cfg.resume) logLine(resumedLine(startStep, priorTrainMs, path.resolve(cfg.resume)));
 
   // Warm-up (untimed, as the rules allow): real steps through every window size, then restore the state.
   if (cfg.warmupSteps > 0 && !cfg.resume) {
@@ -1707,7 +1800,8 @@ export async function train(config: Config, opts: {
   // The top of step s holds the window and rotary state that step s−1 trained with (the validation at s uses them).
   const lastTrained = Math.max(0, startStep - 1);
   let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);
-  let trainMs = 0, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
+  // train_time carries the run before a resume: a log's times are the whole run's (the `resumed:` line says so).
+  let trainMs = priorTrainMs, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
   let pending: { step: number; stats: tf.Tensor1D } | null = null;
   let stopAgreed = false; // a rank asked to stop: every rank stops after the same step
   // The loss of step s is read after step s+1 is queued, so a GPU backend never waits on the host.
@@ -1720,7 +1814,7 @@ export async function train(config: Config, opts: {
     lastLoss = loss;
     if (stop > 0) stopAgreed = true;
     if (!bar && (step % cfg.printEvery === 0 || step === N)) {
-      say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
+      say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs - priorTrainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
     }
     if (!Number.isFinite(lastLoss)) {
       logLine(`stopped: train loss is ${lastLoss} at step ${step}`);
@@ -1732,10 +1826,10 @@ export async function train(config: Config, opts: {
     format: 'step {value}/{total} [{bar}] loss {loss} | val {val} | {avg} ms/step | eta {eta_formatted}', hideCursor: true,
   }, cliProgress.Presets.shades_classic) : null;
   bar?.start(N, startStep, { loss: '-', val: '-', avg: '-' });
-  const checkpointFile = (step: number) => path.resolve(REPO_ROOT, cfg.checkpointDir, `${runId}_step${step}.ckpt`);
-  const save = (step: number) => {
-    const file = checkpointFile(step);
-    saveCheckpoint(file, m, st, { step, loader: loader.state(), config: cfg });
+  const save = (step: number, trainedMs: number) => {
+    const file = path.join(checkpointDir, `${runId}_step${step}.ckpt`);
+    saveCheckpoint(file, m, st, { step, loader: loader.state(), config: cfg, trainMs: trainedMs });
+    for (const old of checkpointsToPrune(checkpointDir, runId, cfg.keepCheckpoints)) fs.rmSync(old, { force: true });
     return file;
   };
 
@@ -1766,7 +1860,7 @@ export async function train(config: Config, opts: {
         const where = `interrupted at step ${step}/${N} (train_time ${Math.round(trainMs)}ms)`;
         logLine(where);
         bar?.stop();
-        say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step)}` : ''}${log ? `; log: ${log.file}` : ''}`);
+        say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step, trainMs)}` : ''}${log ? `; log: ${log.file}` : ''}`);
         throw new InterruptedError(where);
       }
       const blocks = longWindowBlocks(step, cfg);
@@ -1780,20 +1874,20 @@ export async function train(config: Config, opts: {
       const approxMs = trainMs + performance.now() - t0;
       logLine(stepLine(step + 1, N, approxMs));
       peakBytes = Math.max(peakBytes, tf.memory().numBytes);
-      bar?.update(step + 1, { loss: Number.isNaN(lastLoss) ? '-' : lastLoss.toFixed(4), avg: (approxMs / (step + 1 - startStep)).toFixed(1) });
-      if (lead && cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1)}`);
+      bar?.update(step + 1, { loss: Number.isNaN(lastLoss) ? '-' : lastLoss.toFixed(4), avg: ((approxMs - priorTrainMs) / (step + 1 - startStep)).toFixed(1) });
+      if (lead && cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1, approxMs)}`);
     }
   } finally {
     bar?.stop();
     pending?.stats.dispose();
     if (loader.wrapped) say('note: the training data was used more than once (the loader wrapped around)');
   }
-  if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
+  if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N, trainMs)}`);
   const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
   const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
   logLine(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
   const steps = N - startStep;
-  const tokensPerSecond = (steps * cfg.batchTokens) / (trainMs / 1000);
+  const tokensPerSecond = (steps * cfg.batchTokens) / ((trainMs - priorTrainMs) / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
     `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
   disposeOptimizerState(st);

@@ -2,7 +2,8 @@
 // a header of 256 little-endian int32 (magic, version, number of tokens, then zeros) followed by that
 // many little-endian uint16 tokens. Every document starts with GPT-2's <|endoftext|> token.
 
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 
@@ -149,6 +150,30 @@ export function writeFileAtomic(file: string, bytes: Uint8Array): void {
     rmSync(temp, { force: true });
     throw err;
   }
+}
+
+/** Whether process `pid` is running (a signal 0 reaches it, or exists but may not be signalled). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temp files that writeFileAtomic left in `dir` when its process was killed mid-write; a temp
+ * file of a process still running (another run writing into the same folder) is left alone. Returns the
+ * files removed.
+ */
+export function removeStaleTempFiles(dir: string): string[] {
+  const stale = readdirSync(dir).filter((f) => {
+    const m = /\.(\d+)-[0-9a-f]{8}\.part$/.exec(f);
+    return m !== null && !isRunning(Number(m[1]));
+  }).map((f) => join(dir, f));
+  for (const f of stale) rmSync(f, { force: true });
+  return stale;
 }
 
 /** Writes a shard atomically; rejects tokens outside 0..65535. */

@@ -3,11 +3,22 @@
 // on the built-in bytes corpus (a few seconds each) and are bounded in time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { TrainLoader } from '../train_gpt.ts';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ConfigError, TrainLoader, createModel, createOptimizerState, disposeModel, disposeOptimizerState, loadCheckpoint, parseFlags, resolveConfig, train,
+  type Config,
+} from '../train_gpt.ts';
 import { ShardFormatError, checkTokenIds, writeShard } from '../data/shard.ts';
+import { SEPARATOR, parseResumedLine, parseStepLine, resumedLine } from '../log_format.ts';
+import { analyze, loadRuns, parseLog as statsParseLog } from '../stats.ts';
+import { RECORD_SOURCE, makeLog } from './stats_fixtures.ts';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // a path inside a RegExp
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'reliability-test-'));
@@ -33,4 +44,143 @@ test('a shard holding a token id at or above the vocabulary is refused when it i
   assert.ok(await new TrainLoader([bad], T, 2, 1, 0, BOS, undefined, 401).next(), 'ids below the vocabulary are fine');
   assert.throws(() => checkTokenIds(Uint16Array.from([1, 2, 320]), 320, 'val.bin'), /val\.bin: token id 320 at position 2/);
   checkTokenIds(Uint16Array.from([1, 2, 319]), 320, 'val.bin');
+});
+
+// --- Whole runs -------------------------------------------------------------------------------------------
+
+interface Result { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+const show = (r: Result) => `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+
+/**
+ * Runs train_gpt.ts from the repository root (`node --import tsx`, or `tsx` as `npx tsx` does) and kills it
+ * after `timeoutMs`. `onOutput` sees stdout and stderr so far and may signal the process.
+ */
+function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; onOutput?: (out: string, pid: number) => void } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env };
+    for (const k of ['TSGPT_DEBUG', 'TSGPT_FAIL_AT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
+    const argv = opts.viaTsx ? [join(REPO, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'train_gpt.ts', ...args] : ['--import', 'tsx', 'train_gpt.ts', ...args];
+    const child = spawn(process.execPath, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
+    const take = () => opts.onOutput?.(stdout + stderr, child.pid!);
+    child.stdout.on('data', (d) => { stdout += d; take(); });
+    child.stderr.on('data', (d) => { stderr += d; take(); });
+    child.on('error', reject);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+  });
+}
+
+/** A micro model on the built-in bytes corpus: a few seconds a run. */
+const micro = (dir: string, iterations = 12) => ['--preset', 'tiny', '--backend', 'wasm', '--num-iterations', String(iterations), '--val-every', '6',
+  '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--batch-tokens', '512', '--device-batch', '4',
+  '--val-tokens', '2048', '--warmup-steps', '0', '--log-dir', join(dir, 'logs'), '--checkpoint-dir', join(dir, 'ckpt')];
+const microConfig = (argv: string[]): Config => resolveConfig('tiny', parseFlags(argv).overrides).cfg;
+
+const logsIn = (dir: string) => readdirSync(join(dir, 'logs')).map((f) => join(dir, 'logs', f));
+/** The event lines of a log: those after its second line of 100 '='. */
+function events(file: string): string[] {
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+  return lines.slice(lines.indexOf(SEPARATOR, lines.indexOf(SEPARATOR) + 1) + 1);
+}
+
+test('checkpoints and resuming', async (t) => {
+  const dir = tempDir(t);
+  const ckptDir = join(dir, 'ckpt');
+  mkdirSync(ckptDir, { recursive: true });
+  // Temp files of checkpoint writes: one of a process that is gone (pid 2^22 + 1 is above Linux's pid_max), one of this live process.
+  const stale = join(ckptDir, 'old-run_step4.ckpt.4194305-0badc0de.part');
+  const live = join(ckptDir, `other-run_step4.ckpt.${process.pid}-0badc0de.part`);
+  writeFileSync(stale, 'half a checkpoint');
+  writeFileSync(live, 'being written');
+
+  const a = await trainGpt([...micro(dir), '--checkpoint-every', '3', '--save-checkpoint', '--keep-checkpoints', '3']);
+  assert.equal(a.code, 0, show(a));
+  const [logA] = logsIn(dir);
+  const runId = basename(logA, '.txt');
+  const ckpt = (s: number) => join(ckptDir, `${runId}_step${s}.ckpt`);
+
+  await t.test('stale temp files of dead writers are removed at the start; the newest --keep-checkpoints are kept', () => {
+    assert.ok(!existsSync(stale), 'the dead writer\'s temp file is gone');
+    assert.ok(existsSync(live), 'a live writer\'s temp file is left alone');
+    assert.match(a.stdout, /removed 1 temp file\(s\) of interrupted checkpoint writes/);
+    assert.deepEqual(readdirSync(ckptDir).filter((f) => f.endsWith('.ckpt')).sort(), [12, 6, 9].map((s) => `${runId}_step${s}.ckpt`));
+  });
+
+  const cfg = microConfig(micro(dir));
+  const withModel = <R>(c: Config, f: (m: ReturnType<typeof createModel>, st: ReturnType<typeof createOptimizerState>) => R): R => {
+    const m = createModel(c), st = createOptimizerState(m);
+    try { return f(m, st); } finally { disposeOptimizerState(st); disposeModel(m); }
+  };
+  const rejectsConfig = (c: Config, ...patterns: RegExp[]) => assert.rejects(train(c, { backend: 'cpu', say: () => {} }), (e: Error) => {
+    assert.ok(e instanceof ConfigError, String(e));
+    for (const p of patterns) assert.match(e.message, p);
+    return true;
+  });
+
+  await t.test('a checkpoint stores the train time so far; a flipped byte fails its checksum; a folder is no checkpoint', () => {
+    const meta = withModel(cfg, (m, st) => loadCheckpoint(ckpt(6), m, st));
+    assert.equal(meta.step, 6);
+    const atSix = events(logA).map(parseStepLine).find((s) => s?.step === 6 && s.valLoss === undefined)!;
+    assert.equal(Math.round(meta.trainMs), atSix.trainTimeMs, 'the train time of step 6, as logged');
+    const bytes = readFileSync(ckpt(6));
+    bytes[bytes.length - 100] ^= 0x10;
+    const flipped = join(dir, 'flipped.ckpt');
+    writeFileSync(flipped, bytes);
+    withModel(cfg, (m, st) => assert.throws(() => loadCheckpoint(flipped, m, st), new RegExp(`--resume ${esc(flipped)}: truncated or corrupt checkpoint \\(checksum mismatch\\)$`)));
+    withModel(cfg, (m, st) => assert.throws(() => loadCheckpoint(ckptDir, m, st),
+      new RegExp(`--resume ${esc(ckptDir)}: a folder, not a checkpoint file \\(its newest checkpoint is ${esc(ckptDir)}/`)));
+  });
+
+  await t.test('resuming at or past --num-iterations, or with settings that change the maths, is refused naming them', async () => {
+    await rejectsConfig({ ...cfg, resume: ckpt(12) }, new RegExp(`^--resume ${esc(ckpt(12))}: the checkpoint is at step 12, at --num-iterations 12: nothing left to train$`));
+    await rejectsConfig({ ...cfg, resume: ckpt(12), numIterations: 10 }, /the checkpoint was trained with other settings: --num-iterations 10 \(checkpoint: 12\); .*--resume-allow-config-change/);
+    await rejectsConfig({ ...cfg, resume: ckpt(12), numIterations: 10, resumeAllowConfigChange: true }, /the checkpoint is at step 12, past --num-iterations 10: nothing left to train$/);
+    await rejectsConfig({ ...cfg, resume: ckpt(6), attnScore: 'softpick', logitCap: 'tanh', rotary: 'full', batchTokens: 1024, seqLen: 64 },
+      /other settings: --attn-score softpick \(checkpoint: softmax\), --logit-cap tanh \(checkpoint: sigmoid\), --rotary full \(checkpoint: half\), --seq-len 64 \(checkpoint: 128\), --batch-tokens 1024 \(checkpoint: 512\)/);
+    // Where files go, how often to print, how the batch is split: free to change.
+    await assert.rejects(train({ ...cfg, resume: ckpt(12), deviceBatch: 2, printEvery: 3, logDir: join(dir, 'other-logs') }, { backend: 'cpu', say: () => {} }), /at --num-iterations 12: nothing left/);
+  });
+
+  await t.test('an unwritable --checkpoint-dir is refused at the start, before the log', async () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    await rejectsConfig({ ...cfg, saveCheckpoint: true, checkpointDir: join(file, 'ckpt'), logDir: join(dir, 'never') }, /^--checkpoint-dir .*a-file\/ckpt: not writable \(/);
+    assert.ok(!existsSync(join(dir, 'never')), 'no log was started');
+  });
+
+  await t.test('a resumed run marks its log with the step, checkpoint and train time before; stats.ts never counts it', async () => {
+    const b = await trainGpt([...micro(dir), '--resume', ckpt(6)]);
+    assert.equal(b.code, 0, show(b));
+    const logB = logsIn(dir).find((f) => f !== logA)!;
+    const lines = events(logB);
+    const resumed = parseResumedLine(lines[0]);
+    const prior = Math.round(withModel(cfg, (m, st) => loadCheckpoint(ckpt(6), m, st)).trainMs);
+    assert.deepEqual(resumed, { step: 6, priorTrainMs: prior, checkpoint: ckpt(6) }, lines[0]);
+    const final = parseStepLine(lines.at(-2)!)!;
+    assert.equal(final.step, 12);
+    assert.ok(final.trainTimeMs! > prior, 'train_time includes the run before');
+    const parsed = statsParseLog(readFileSync(logB, 'utf8'), logB);
+    assert.ok(!parsed.ok && /^resumed: continues another run from step 6 of checkpoint /.test(parsed.reason), JSON.stringify(parsed));
+    assert.ok(statsParseLog(readFileSync(logA, 'utf8'), logA).ok, 'the uninterrupted run is counted');
+  });
+});
+
+test('stats.ts: a resumed run\'s log is skipped with its reason, never counted as a run', () => {
+  const full = makeLog({ source: RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 });
+  const at = full.indexOf(`${SEPARATOR}\n`, full.indexOf(SEPARATOR) + 1) + SEPARATOR.length + 1;
+  const resumed = full.slice(0, at) + resumedLine(200, 130412, '/ckpt/run_step200.ckpt') + '\n' + full.slice(at); // the same steps and final loss, as a resume from the last checkpoint writes
+  assert.deepEqual(parseResumedLine(resumedLine(200, 130412.4, '/a b/c.ckpt')), { step: 200, priorTrainMs: 130412, checkpoint: '/a b/c.ckpt' });
+  const dir = mkdtempSync(join(tmpdir(), 'reliability-stats-'));
+  try {
+    writeFileSync(join(dir, 'a.txt'), full);
+    writeFileSync(join(dir, 'b.txt'), resumed);
+    const { runs, skipped } = loadRuns({ record: [join(dir, 'a.txt'), join(dir, 'b.txt')], baseline: [], notes: [] });
+    assert.equal(runs.length, 1);
+    assert.equal(skipped.length, 1);
+    assert.match(skipped[0].reason, /^resumed: continues another run from step 200 of checkpoint \/ckpt\/run_step200\.ckpt \(130412 ms of train time before\); a resumed run is never counted$/);
+    assert.equal(analyze(runs, skipped, [], { target: 3.28, alpha: 0.01, allowMixed: false }).record!.loss.n, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
