@@ -1580,7 +1580,7 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
         const status = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
         if (status !== 0 && !failed && !interrupted) {
           failed = true;
-          console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
+          if (n > 1) console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
           for (const other of workers) if (other !== w && other.exitCode === null) other.kill('SIGTERM');
           resolve(status);
         }
@@ -1853,6 +1853,9 @@ export async function train(config: Config, opts: {
         t0 = performance.now();
       }
       if (last) break;
+      // Let the event loop run between steps: on the CPU backends a step never waits on anything else, so a
+      // SIGINT handler (and a launcher's disconnect) would otherwise wait for the end of the run.
+      await new Promise((resolve) => setImmediate(resolve));
       if (process.env.TSGPT_FAIL_AT === `${world.rank}:${step}`) throw new Error(`fault injected at rank ${world.rank}, step ${step} (TSGPT_FAIL_AT)`);
       if (stopAgreed || (world.size === 1 && opts.interrupt?.requested)) {
         await flushLoss();
@@ -1909,6 +1912,13 @@ export function defaultGpus(overrides: Partial<Config>, base: Config): number {
   return base.preset === 'speedrun' || hasFineweb ? count : 1;
 }
 
+/**
+ * Whether this process is the child of the `tsx` command (`npx tsx train_gpt.ts`). On Ctrl-C that parent waits
+ * 30 ms for its child's signal handler to answer, then kills it; a training step is longer. So under tsx the
+ * trainer runs as a worker of the launcher, whose event loop is free to answer and which passes the signal on.
+ */
+const underTsxCli = () => process.execArgv.some((a) => /[\\/]tsx[\\/]dist[\\/]preflight\.cjs$/.test(a));
+
 /** Parses flags, launches workers or picks backend and preset and trains. Returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const t = performance.now();
@@ -1926,11 +1936,11 @@ export async function main(argv: string[]): Promise<number> {
     const world = worldFromEnv();
     if (!world.launched) {
       const n = defaultGpus(overrides, base);
-      if (n > 1) {
+      if (n > 1 || underTsxCli()) {
         const gpus = visibleGpuCount();
         const wantsGpu = base.backend === 'cuda' || base.backend === 'tensorflow' || (base.backend === 'auto' && gpus > 0);
         if (wantsGpu && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`);
-        console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
+        if (n > 1) console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
         return await launch(n, argv);
       }
     } else if (overrides.gpus && overrides.gpus !== world.size) {

@@ -55,12 +55,13 @@ const show = (r: Result) => `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}
  * Runs train_gpt.ts from the repository root (`node --import tsx`, or `tsx` as `npx tsx` does) and kills it
  * after `timeoutMs`. `onOutput` sees stdout and stderr so far and may signal the process.
  */
-function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; onOutput?: (out: string, pid: number) => void } = {}): Promise<Result> {
+function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; onOutput?: (out: string, pid: number) => void; detached?: boolean } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     for (const k of ['TSGPT_DEBUG', 'TSGPT_FAIL_AT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
     const argv = opts.viaTsx ? [join(REPO, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'train_gpt.ts', ...args] : ['--import', 'tsx', 'train_gpt.ts', ...args];
-    const child = spawn(process.execPath, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // detached: a process group of its own, as a terminal gives a command (a Ctrl-C signals the whole group).
+    const child = spawn(process.execPath, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached });
     let stdout = '', stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
     const take = () => opts.onOutput?.(stdout + stderr, child.pid!);
@@ -183,4 +184,38 @@ test('stats.ts: a resumed run\'s log is skipped with its reason, never counted a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// --- Signals ----------------------------------------------------------------------------------------------
+
+/** A model small enough for the pure-JS cpu backend: 2 layers, 64 tokens a step. */
+const nano = (dir: string, backend: string) => ['--preset', 'tiny', '--backend', backend, '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none',
+  '--backout', 'off', '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '32', '--window-block', '8',
+  '--batch-tokens', '64', '--device-batch', '2', '--val-tokens', '256', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000',
+  '--print-every', '1', '--save-checkpoint', '--log-dir', join(dir, 'logs'), '--checkpoint-dir', join(dir, 'ckpt')];
+
+/** Sends SIGINT once step 2 is printed, to the process or to its whole group (a terminal's Ctrl-C); checks that the run stopped after a step, saved and closed its log. */
+async function assertStopsOnSigint(dir: string, backend: string, how: { viaTsx: boolean; group: boolean }): Promise<void> {
+  let sent = false;
+  const r = await trainGpt(nano(dir, backend), {
+    viaTsx: how.viaTsx, detached: how.group, timeoutMs: 120_000,
+    onOutput: (out, pid) => { if (!sent && /step 2\/1000 train_loss/.test(out)) { sent = true; process.kill(how.group ? -pid : pid, 'SIGINT'); } },
+  });
+  assert.ok(sent, show(r));
+  assert.equal(r.code, 130, show(r));
+  assert.match(r.stderr, /interrupt: stopping after this step/);
+  const m = /interrupted at step (\d+)\/1000 \(train_time \d+ms\); checkpoint: (\S+\.ckpt); log: (\S+\.txt)/.exec(r.stdout);
+  assert.ok(m, show(r));
+  const [, step, ckpt, log] = m;
+  assert.ok(Number(step) >= 2 && Number(step) < 1000, show(r));
+  assert.ok(existsSync(ckpt), `the checkpoint ${ckpt} exists`);
+  assert.equal(basename(ckpt), `${basename(log, '.txt')}_step${step}.ckpt`);
+  assert.match(events(log).at(-1)!, new RegExp(`^interrupted at step ${step}/1000 \\(train_time \\d+ms\\)$`), 'the log\'s closing line');
+}
+
+test('Ctrl-C stops after the current step, saves the checkpoint and closes the log: under npx tsx, and on the cpu backend', { timeout: 300_000 }, async (t) => {
+  const dir = tempDir(t);
+  await t.test('npx tsx, wasm, Ctrl-C to the process group', () => assertStopsOnSigint(join(dir, 'tsx-group'), 'wasm', { viaTsx: true, group: true }));
+  await t.test('npx tsx, wasm, SIGINT to tsx alone', () => assertStopsOnSigint(join(dir, 'tsx-parent'), 'wasm', { viaTsx: true, group: false }));
+  await t.test('node, cpu backend', () => assertStopsOnSigint(join(dir, 'node-cpu'), 'cpu', { viaTsx: false, group: false }));
 });
