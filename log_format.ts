@@ -34,6 +34,9 @@ export const valLine = (step: number, N: number, loss: number, trainMs: number) 
 export const peakMemoryLine = (allocatedBytes: number, reservedBytes: number) =>
   `peak memory allocated: ${Math.round(allocatedBytes / 2 ** 20)} MiB reserved: ${Math.round(reservedBytes / 2 ** 20)} MiB`;
 
+/** The closing line of a run that stops early: a diverged loss (see parseStoppedLine) or `error: <message>`. */
+export const stoppedLine = (reason: string) => `stopped: ${reason}`;
+
 /** The first event line of a resumed run: the step and checkpoint it continues from, and the train time before. */
 export const resumedLine = (step: number, priorTrainMs: number, checkpoint: string) =>
   `resumed: step:${step} prior_train_time:${Math.round(priorTrainMs)}ms checkpoint:${checkpoint}`;
@@ -78,4 +81,10 @@ export interface ResumedRecord { step: number; priorTrainMs: number; checkpoint:
 export function parseResumedLine(line: string): ResumedRecord | null {
   const m = /^resumed: step:(\d+) prior_train_time:(\d+)ms checkpoint:(.*)$/.exec(line);
   return m ? { step: Number(m[1]), priorTrainMs: Number(m[2]), checkpoint: m[3] } : null;
+}
+
+/** Reads a `stopped:` line: its reason, and whether it says the loss diverged (`train loss is X at step N...`). */
+export function parseStoppedLine(line: string): { reason: string; diverged: boolean } | null {
+  const m = /^stopped: (.*)$/.exec(line);
+  return m ? { reason: m[1], diverged: /^(train|validation) loss is \S+ at step \d+/.test(m[1]) } : null;
 }

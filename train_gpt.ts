@@ -21,7 +21,7 @@ import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and
 import cliProgress from 'cli-progress';
 import { checkTokenIds, readShard, readShardSync, removeStaleTempFiles, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
-import { logHeader, peakMemoryLine, resumedLine, stepLine, valLine } from './log_format.ts';
+import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
@@ -1241,6 +1241,7 @@ function gpuListing(): string {
 /** One new file per run under logDir; it is never overwritten (opened with O_EXCL). */
 export class RunLog {
   readonly file: string;
+  closed = false; // the closing line is written: the peak memory of a finished run, or why it stopped
   constructor(dir: string, runId: string, versions: string) {
     fs.mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, `${runId}.txt`);
@@ -1248,6 +1249,7 @@ export class RunLog {
     fs.writeFileSync(this.file, logHeader(source, versions, gpuListing()), { flag: 'wx' });
   }
   write(line: string): void { fs.appendFileSync(this.file, line + '\n'); }
+  close(line: string): void { this.write(line); this.closed = true; }
 }
 
 // Version 2 adds a SHA-256 of everything after it, so a flipped byte is found on load instead of trained on.
@@ -1704,10 +1706,26 @@ export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
   return KEYS.filter((k) => !RESUME_FREE.has(k) && fmt(saved[k]) !== fmt(cfg[k])).map((k) => `${flagOf(k)} ${fmt(cfg[k])} (checkpoint: ${fmt(saved[k])})`);
 }
 
-/** Trains with a resolved config on the current backend; rank 0 writes the log. */
-export async function train(config: Config, opts: {
-  backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
-}): Promise<TrainResult> {
+// A loss at or above ln(vocab), a uniform prediction's, this many steps in: the run has learnt nothing or diverged
+// with a finite loss (a huge learning rate leaves one far above it, or pinned at it without a logit cap).
+const DIVERGENCE_GRACE_STEPS = 10;
+
+interface TrainOptions { backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean } }
+
+/** Trains with a resolved config on the current backend; rank 0 writes the log, which always ends with a closing line. */
+export async function train(config: Config, opts: TrainOptions): Promise<TrainResult> {
+  let log: RunLog | null = null;
+  try {
+    return await trainLogged(config, opts, (l) => { log = l; });
+  } catch (e) {
+    // Diverged and interrupted runs close their log themselves; any other error is said here.
+    const open = log as RunLog | null;
+    if (open && !open.closed) open.close(stoppedLine(`error: ${(e as Error).message.split('\n')[0]}`));
+    throw e;
+  }
+}
+
+async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunLog) => void): Promise<TrainResult> {
   let cfg = config;
   useFusedKernels(cfg.fused);
   const collective = opts.collective ?? soloCollective;
@@ -1775,7 +1793,7 @@ export async function train(config: Config, opts: {
     `config: ${JSON.stringify(cfg)}`,
     `flags: ${flagsLine(cfg)}`,
   ].join('\n')) : null;
-  if (log) say(`log: ${path.relative(process.cwd(), log.file)}`);
+  if (log) { onLog(log); say(`log: ${path.relative(process.cwd(), log.file)}`); }
   const logLine = (s: string) => log?.write(s);
   if (cfg.resume) logLine(resumedLine(startStep, priorTrainMs, path.resolve(cfg.resume)));
 
@@ -1816,10 +1834,19 @@ export async function train(config: Config, opts: {
     if (!bar && (step % cfg.printEvery === 0 || step === N)) {
       say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs - priorTrainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
     }
-    if (!Number.isFinite(lastLoss)) {
-      logLine(`stopped: train loss is ${lastLoss} at step ${step}`);
-      throw new TrainingError(`train loss is ${lastLoss} at step ${step}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
-    }
+    checkLoss('train', loss, step);
+  };
+  const uniformLoss = Math.log(cfg.vocabSize);
+  /** Stops the run, closing the log, on a loss that is not finite, or not below a uniform prediction's after the grace steps. */
+  const checkLoss = (kind: 'train' | 'validation', loss: number, step: number) => {
+    let why: string;
+    if (!Number.isFinite(loss)) why = `${kind} loss is ${loss} at step ${step}`;
+    // float32 losses pinned at ln(vocab) read a hair below the float64 value
+    else if (step >= DIVERGENCE_GRACE_STEPS && loss >= uniformLoss * (1 - 1e-4)) {
+      why = `${kind} loss is ${loss.toFixed(4)} at step ${step}, not below ${uniformLoss.toFixed(4)} = ln(--vocab-size ${cfg.vocabSize}), a uniform prediction's`;
+    } else return;
+    log?.close(stoppedLine(why));
+    throw new TrainingError(`${why}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
   };
   // On a terminal: a progress bar showing the latest train and val losses; otherwise plain lines.
   const bar = lead && process.stdout.isTTY ? new cliProgress.SingleBar({
@@ -1846,7 +1873,7 @@ export async function train(config: Config, opts: {
           sched = attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
         }
         const loss = await evaluate(m, val, sched, collective);
-        if (!Number.isFinite(loss)) throw new TrainingError(`validation loss is ${loss} at step ${step}`);
+        checkLoss('validation', loss, step);
         finalValLoss = loss;
         logLine(valLine(step, N, loss, trainMs));
         if (bar) bar.update({ val: loss.toFixed(4) }); else say(valLine(step, N, loss, trainMs));
@@ -1861,7 +1888,7 @@ export async function train(config: Config, opts: {
         await flushLoss();
         trainMs += performance.now() - t0;
         const where = `interrupted at step ${step}/${N} (train_time ${Math.round(trainMs)}ms)`;
-        logLine(where);
+        log?.close(where);
         bar?.stop();
         say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step, trainMs)}` : ''}${log ? `; log: ${log.file}` : ''}`);
         throw new InterruptedError(where);
@@ -1888,7 +1915,7 @@ export async function train(config: Config, opts: {
   if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N, trainMs)}`);
   const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
   const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
-  logLine(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
+  log?.close(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
   const steps = N - startStep;
   const tokensPerSecond = (steps * cfg.batchTokens) / ((trainMs - priorTrainMs) / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +

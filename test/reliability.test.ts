@@ -13,7 +13,7 @@ import {
   type Config,
 } from '../train_gpt.ts';
 import { ShardFormatError, checkTokenIds, writeShard } from '../data/shard.ts';
-import { SEPARATOR, parseResumedLine, parseStepLine, resumedLine } from '../log_format.ts';
+import { SEPARATOR, parseResumedLine, parseStepLine, resumedLine, stoppedLine } from '../log_format.ts';
 import { analyze, loadRuns, parseLog as statsParseLog } from '../stats.ts';
 import { RECORD_SOURCE, makeLog } from './stats_fixtures.ts';
 
@@ -55,10 +55,11 @@ const show = (r: Result) => `exit ${r.code ?? r.signal}\n--- stdout\n${r.stdout}
  * Runs train_gpt.ts from the repository root (`node --import tsx`, or `tsx` as `npx tsx` does) and kills it
  * after `timeoutMs`. `onOutput` sees stdout and stderr so far and may signal the process.
  */
-function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; onOutput?: (out: string, pid: number) => void; detached?: boolean } = {}): Promise<Result> {
+function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; onOutput?: (out: string, pid: number) => void; detached?: boolean; env?: Record<string, string> } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env };
+    const env: NodeJS.ProcessEnv = { ...process.env };
     for (const k of ['TSGPT_DEBUG', 'TSGPT_FAIL_AT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
+    Object.assign(env, opts.env);
     const argv = opts.viaTsx ? [join(REPO, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'train_gpt.ts', ...args] : ['--import', 'tsx', 'train_gpt.ts', ...args];
     // detached: a process group of its own, as a terminal gives a command (a Ctrl-C signals the whole group).
     const child = spawn(process.execPath, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached });
@@ -218,4 +219,39 @@ test('Ctrl-C stops after the current step, saves the checkpoint and closes the l
   await t.test('npx tsx, wasm, Ctrl-C to the process group', () => assertStopsOnSigint(join(dir, 'tsx-group'), 'wasm', { viaTsx: true, group: true }));
   await t.test('npx tsx, wasm, SIGINT to tsx alone', () => assertStopsOnSigint(join(dir, 'tsx-parent'), 'wasm', { viaTsx: true, group: false }));
   await t.test('node, cpu backend', () => assertStopsOnSigint(join(dir, 'node-cpu'), 'cpu', { viaTsx: false, group: false }));
+});
+
+// --- Divergence and errors --------------------------------------------------------------------------------
+
+test('a run whose loss stays at or above ln(vocab) stops naming the step; a run dying from an error closes its log saying why; stats.ts labels both', { timeout: 240_000 }, async (t) => {
+  const dir = tempDir(t);
+  const stopsDiverged = async (name: string, extra: string[], loss: RegExp) => {
+    const sub = join(dir, name);
+    const r = await trainGpt([...micro(sub, 30), '--val-every', '0', '--adam-lr', '1e6', '--muon-lr', '1e6', ...extra]);
+    assert.equal(r.code, 1, show(r));
+    const why = new RegExp(`^stopped: train loss is ${loss.source} at step 10, not below 5\\.7683 = ln\\(--vocab-size 320\\), a uniform prediction's`);
+    assert.match(r.stderr, new RegExp(`${why.source}: the run diverged .*; log: `));
+    const [log] = logsIn(sub);
+    assert.match(events(log).at(-1)!, new RegExp(`${why.source}$`), 'the log\'s closing line');
+    const parsed = statsParseLog(readFileSync(log, 'utf8'), log);
+    assert.ok(!parsed.ok && /^diverged: train loss is /.test(parsed.reason), JSON.stringify(parsed));
+  };
+  await t.test('--adam-lr 1e6 --muon-lr 1e6: a finite loss far above ln(vocab)', () => stopsDiverged('huge-lr', [], /\d+\.\d{4}/));
+  await t.test('the same with --logit-cap none: the loss pinned at ln(vocab)', () => stopsDiverged('no-cap', ['--logit-cap', 'none'], /5\.768\d/));
+  await t.test('an error mid-run', async () => {
+    const sub = join(dir, 'error');
+    const r = await trainGpt(micro(sub, 12), { env: { TSGPT_FAIL_AT: '0:3' } });
+    assert.equal(r.code, 1, show(r));
+    const [log] = logsIn(sub);
+    assert.equal(events(log).at(-1), 'stopped: error: fault injected at rank 0, step 3 (TSGPT_FAIL_AT)');
+    const parsed = statsParseLog(readFileSync(log, 'utf8'), log);
+    assert.ok(!parsed.ok && parsed.reason === 'stopped: error: fault injected at rank 0, step 3 (TSGPT_FAIL_AT)', JSON.stringify(parsed));
+  });
+});
+
+test('stats.ts: a log that stopped on a NaN loss is "diverged", not "unfinished"', () => {
+  const text = makeLog({ source: RECORD_SOURCE, finalLoss: 3.28, trainTimeMs: 1000, stopAtStep: 60 }) + stoppedLine('train loss is NaN at step 60') + '\n';
+  assert.deepEqual(statsParseLog(text, 'nan.txt'), { ok: false, reason: 'diverged: train loss is NaN at step 60' });
+  const interrupted = makeLog({ source: RECORD_SOURCE, finalLoss: 3.28, trainTimeMs: 1000, stopAtStep: 60 }) + 'interrupted at step 60/200 (train_time 300ms)\n';
+  assert.deepEqual(statsParseLog(interrupted, 'int.txt'), { ok: false, reason: 'unfinished: last validation at step 50 of 200' });
 });
