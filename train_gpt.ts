@@ -159,6 +159,8 @@ const FLAGS = {
   printEvery: { group: 'run', type: 'int', min: 0, default: 10, help: 'console line every N steps when not on a terminal' },
   gpus: { group: 'backend', type: 'int', min: 0, default: 0,
     help: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers' },
+  collectiveTimeout: { group: 'backend', type: 'int', min: 1, default: 300,
+    help: 'seconds a rank waits for another in the TCP all-reduce before it ends the run naming that rank (a stopped or hung worker)' },
   collective: { group: 'backend', choices: ['auto', 'tcp', 'nccl'], default: 'auto',
     help: 'gradient all-reduce: auto is none for one rank, nccl on cuda, else tcp; nccl also with one rank, to exercise the NCCL path' },
   fused: { group: 'backend', type: 'bool', default: true,
@@ -1427,18 +1429,26 @@ class FrameSocket {
     head.writeUInt32LE(payload.length);
     this.socket.write(Buffer.concat([head, payload]));
   }
-  recv(): Promise<Buffer> {
+  /** The next frame; fails when the peer goes away, or sends nothing for `timeoutMs`. */
+  recv(timeoutMs = Infinity): Promise<Buffer> {
     const f = this.frames.shift();
     if (f) return Promise.resolve(f);
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(new TrainingError(`${this.peer} sent nothing for ${timeoutMs / 1000}s (--collective-timeout): it stopped or hangs`));
+      }, timeoutMs) : undefined;
+      const waiter = { resolve: (b: Buffer) => { clearTimeout(timer); resolve(b); }, reject: (e: Error) => { clearTimeout(timer); reject(e); } };
+      this.waiting.push(waiter);
+    });
   }
 }
 
 const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Rendezvous at rank 0 over TCP; all-reduce sums at rank 0 in rank order, so results are deterministic. */
-export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000): Promise<Collective> {
+export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000, waitMs = Infinity): Promise<Collective> {
   const peers: FrameSocket[] = []; // rank 0: index r-1 holds rank r; others: [rank 0]
   if (world.size === 1) {
     // Nothing to meet: the reductions below are identities.
@@ -1487,7 +1497,7 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
       for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
       let result: Float32Array;
       if (world.rank === 0) {
-        const parts = await Promise.all(peers.map((p) => p.recv()));
+        const parts = await Promise.all(peers.map((p) => p.recv(waitMs)));
         for (const part of parts) {
           const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
           for (let i = 0; i < flat.length; i++) flat[i] += v[i];
@@ -1497,7 +1507,7 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
         result = flat;
       } else {
         peers[0].send(f32Bytes(flat));
-        const r = await peers[0].recv();
+        const r = await peers[0].recv(waitMs);
         result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
       }
       at = 0;
@@ -1526,10 +1536,10 @@ async function ncclCollective(tcp: Collective): Promise<Collective> {
 }
 
 /** The collective for this process: solo, TCP (CPU backends) or NCCL (cuda). */
-export async function createCollective(world: World, backend: string, kind: Config['collective'] = 'auto'): Promise<Collective> {
+export async function createCollective(world: World, backend: string, kind: Config['collective'] = 'auto', waitMs = Infinity): Promise<Collective> {
   if (world.size === 1 && kind === 'auto') return soloCollective;
   if (kind === 'nccl' && backend !== 'cuda') throw new ConfigError(`--collective nccl needs --backend cuda (the backend is ${backend})`);
-  const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500));
+  const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500), undefined, waitMs);
   return kind === 'nccl' || (kind === 'auto' && backend === 'cuda') ? ncclCollective(tcp) : tcp;
 }
 
@@ -1563,7 +1573,8 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
   });
   const workers = Array.from({ length: n }, (_, rank) => spawn(process.execPath, [...process.execArgv, script, ...argv], {
     env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
-    stdio: 'inherit',
+    // An IPC channel that closes when the launcher dies, however it dies (SIGKILL cannot be caught): the worker then stops.
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     detached: true, // its own process group: a Ctrl-C reaches the launcher only, which passes it on once
   }));
   onStart?.(workers.map((w) => w.pid!));
@@ -1576,7 +1587,7 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
   process.on('SIGINT', onSigint);
   try {
     return await new Promise<number>((resolve) => {
-      let running = n, failed = false;
+      let running = n, failed = false, killTimer: NodeJS.Timeout | undefined;
       workers.forEach((w, rank) => w.on('exit', (code, signal) => {
         running--;
         const status = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
@@ -1584,9 +1595,11 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
           failed = true;
           if (n > 1) console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
           for (const other of workers) if (other !== w && other.exitCode === null) other.kill('SIGTERM');
+          // A stopped (SIGSTOP) or hung worker ignores SIGTERM; the launcher stays until every worker is gone.
+          killTimer = setTimeout(() => { for (const other of workers) if (other.exitCode === null && other.signalCode === null) other.kill('SIGKILL'); }, 10_000);
           resolve(status);
         }
-        if (running === 0) resolve(interrupted ? 130 : 0);
+        if (running === 0) { clearTimeout(killTimer); resolve(interrupted ? 130 : 0); }
       }));
     });
   } finally {
@@ -1706,6 +1719,13 @@ export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
   return KEYS.filter((k) => !RESUME_FREE.has(k) && fmt(saved[k]) !== fmt(cfg[k])).map((k) => `${flagOf(k)} ${fmt(cfg[k])} (checkpoint: ${fmt(saved[k])})`);
 }
 
+/** Sequences each of `size` ranks computes per step; the global batch must split evenly. */
+export function sequencesPerRank(cfg: Config, size: number): number {
+  const rows = cfg.batchTokens / (cfg.seqLen * size);
+  if (!Number.isInteger(rows)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * size}`);
+  return rows;
+}
+
 // A loss at or above ln(vocab), a uniform prediction's, this many steps in: the run has learnt nothing or diverged
 // with a finite loss (a huge learning rate leaves one far above it, or pinned at it without a logit cap).
 const DIVERGENCE_GRACE_STEPS = 10;
@@ -1735,10 +1755,7 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   const N = cfg.numIterations;
   // The global batch is fixed; each rank takes the largest device batch up to --device-batch that divides
   // its share, and accumulates gradients over the rest (8 micro-steps on 1 GPU for the speedrun).
-  const rowsPerRank = cfg.batchTokens / (cfg.seqLen * world.size);
-  if (!Number.isInteger(rowsPerRank)) {
-    throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * world.size}`);
-  }
+  const rowsPerRank = sequencesPerRank(cfg, world.size);
   let deviceBatch = Math.min(cfg.deviceBatch, rowsPerRank);
   while (rowsPerRank % deviceBatch) deviceBatch--;
   if (deviceBatch !== cfg.deviceBatch) {
@@ -1934,9 +1951,21 @@ export function defaultGpus(overrides: Partial<Config>, base: Config): number {
   if (base.preset === 'tiny' || !['auto', 'cuda'].includes(base.backend)) return 1;
   const count = visibleGpuCount();
   if (count <= 1) return 1;
+  return base.preset === 'speedrun' || hasFinewebShards(base) ? count : 1;
+}
+
+const hasFinewebShards = (base: Config) => {
   const dataDir = path.resolve(REPO_ROOT, base.dataDir);
-  const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
-  return base.preset === 'speedrun' || hasFineweb ? count : 1;
+  return globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
+};
+
+/** --preset auto: the speedrun on a GPU backend with FineWeb shards, else tiny; and why. */
+function autoPreset(gpuBackend: boolean, base: Config): { preset: 'speedrun' | 'tiny'; why: string } {
+  const fineweb = hasFinewebShards(base);
+  return {
+    preset: gpuBackend && fineweb ? 'speedrun' : 'tiny',
+    why: `${gpuBackend ? 'GPU backend' : 'no GPU backend'}, ${fineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`}`,
+  };
 }
 
 /**
@@ -1955,6 +1984,12 @@ export async function main(argv: string[]): Promise<number> {
     interrupt.requested = true;
     console.error('\ninterrupt: stopping after this step (Ctrl-C again to stop now)');
   };
+  // A worker of our launcher (an IPC channel) stops as on Ctrl-C when the launcher is gone, and for good if that stalls.
+  const onLauncherGone = () => {
+    console.error(`rank ${process.env.RANK}: the launcher is gone; stopping after this step`);
+    interrupt.requested = true;
+    setTimeout(() => process.exit(1), 60_000).unref();
+  };
   let collective: Collective = soloCollective;
   try {
     const { overrides, help } = parseFlags(argv);
@@ -1967,6 +2002,9 @@ export async function main(argv: string[]): Promise<number> {
         const gpus = visibleGpuCount();
         const wantsGpu = base.backend === 'cuda' || base.backend === 'tensorflow' || (base.backend === 'auto' && gpus > 0);
         if (wantsGpu && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`);
+        // Check the flags here, once, rather than in n workers that would each fail.
+        const preset = overrides.preset && overrides.preset !== 'auto' ? overrides.preset : autoPreset(wantsGpu, base).preset;
+        sequencesPerRank(resolveConfig(preset, overrides).cfg, n);
         if (n > 1) console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
         return await launch(n, argv);
       }
@@ -1978,15 +2016,15 @@ export async function main(argv: string[]): Promise<number> {
     backend.notes.forEach(say);
     let preset = overrides.preset ?? 'auto';
     if (preset === 'auto') {
-      const dataDir = path.resolve(REPO_ROOT, base.dataDir);
-      const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
-      preset = isGpuBackend(backend.name) && hasFineweb ? 'speedrun' : 'tiny';
-      say(`preset auto: ${preset} (${isGpuBackend(backend.name) ? 'GPU backend' : 'no GPU backend'}, ${hasFineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`})`);
+      const auto = autoPreset(isGpuBackend(backend.name), base);
+      preset = auto.preset;
+      say(`preset auto: ${preset} (${auto.why})`);
     }
     const { cfg, notes } = resolveConfig(preset, overrides);
     notes.forEach(say);
-    collective = await createCollective(world, backend.name, cfg.collective);
+    collective = await createCollective(world, backend.name, cfg.collective, cfg.collectiveTimeout * 1000);
     process.on('SIGINT', onSigint);
+    if (world.launched && process.connected) process.on('disconnect', onLauncherGone);
     await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;
   } catch (e) {
@@ -2001,6 +2039,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('disconnect', onLauncherGone);
     collective.close();
   }
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -254,4 +255,69 @@ test('stats.ts: a log that stopped on a NaN loss is "diverged", not "unfinished"
   assert.deepEqual(statsParseLog(text, 'nan.txt'), { ok: false, reason: 'diverged: train loss is NaN at step 60' });
   const interrupted = makeLog({ source: RECORD_SOURCE, finalLoss: 3.28, trainTimeMs: 1000, stopAtStep: 60 }) + 'interrupted at step 60/200 (train_time 300ms)\n';
   assert.deepEqual(statsParseLog(interrupted, 'int.txt'), { ok: false, reason: 'unfinished: last validation at step 50 of 200' });
+});
+
+// --- The launcher and its workers -------------------------------------------------------------------------
+
+/** The workers of a launcher, by rank: its child processes with RANK in their environment (Linux /proc). */
+function workersOf(launcher: number): Map<number, number> {
+  const ranks = new Map<number, number>();
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== launcher) continue;
+      const rank = /(?:^|\0)RANK=(\d+)\0/.exec(readFileSync(`/proc/${entry}/environ`, 'utf8'));
+      if (rank) ranks.set(Number(rank[1]), Number(entry));
+    } catch { /* gone meanwhile */ }
+  }
+  return ranks;
+}
+const isAlive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+async function waitGone(pids: number[], ms: number): Promise<number[]> {
+  for (const end = Date.now() + ms; Date.now() < end && pids.some(isAlive);) await sleep(200);
+  return pids.filter(isAlive);
+}
+
+/** 2 ranks × 2 sequences × 32 tokens a step, on 2 layers. */
+const ranks2 = (dir: string) => ['--preset', 'tiny', '--backend', 'wasm', '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none', '--backout', 'off',
+  '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '32', '--window-block', '8', '--batch-tokens', '128',
+  '--device-batch', '2', '--val-tokens', '256', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000', '--print-every', '1',
+  '--gpus', '2', '--log-dir', join(dir, 'logs')];
+
+test('--gpus N is checked against the flags before any worker starts', { timeout: 60_000 }, async () => {
+  const r = await trainGpt(['--preset', 'tiny', '--backend', 'wasm', '--gpus', '3']);
+  assert.equal(r.code, 2, show(r));
+  assert.match(r.stderr, /^error: --batch-tokens 2048 must be a multiple of --seq-len × GPUs = 384$/m);
+  assert.doesNotMatch(r.stdout, /launcher: starting/, 'no worker was started');
+});
+
+test('workers die with their launcher (SIGKILL, SIGTERM); a stopped worker ends the run after --collective-timeout, named', { timeout: 300_000 }, async (t) => {
+  const dir = tempDir(t);
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    await t.test(`kill -${signal.slice(3)} of the launcher: the workers stop after a step and close the log`, async () => {
+      let workers = new Map<number, number>();
+      const sub = join(dir, signal);
+      const r = await trainGpt(ranks2(sub), {
+        onOutput: (out, pid) => { if (!workers.size && /step 2\/1000 train_loss/.test(out)) { workers = workersOf(pid); process.kill(pid, signal); } },
+      });
+      assert.equal(workers.size, 2, show(r));
+      assert.deepEqual(await waitGone([...workers.values()], 30_000), [], `workers outlived the launcher:\n${show(r)}`);
+      const [log] = logsIn(sub);
+      assert.match(events(log).at(-1)!, /^interrupted at step \d+\/1000/, 'rank 0 closed the log');
+    });
+  }
+  await t.test('SIGSTOP of rank 1: rank 0 gives up after --collective-timeout naming rank 1, and the launcher ends every worker', async () => {
+    let workers = new Map<number, number>();
+    const sub = join(dir, 'sigstop');
+    const r = await trainGpt([...ranks2(sub), '--collective-timeout', '5'], {
+      timeoutMs: 120_000,
+      onOutput: (out, pid) => { if (!workers.size && /step 2\/1000 train_loss/.test(out)) { workers = workersOf(pid); process.kill(workers.get(1)!, 'SIGSTOP'); } },
+    });
+    assert.equal(workers.size, 2, show(r));
+    assert.notEqual(r.code, 0, show(r));
+    assert.match(r.stdout + r.stderr, /rank 1 sent nothing for 5s \(--collective-timeout\): it stopped or hangs/);
+    assert.deepEqual(await waitGone([...workers.values()], 5_000), [], 'no worker left behind');
+    const [log] = logsIn(sub);
+    assert.match(events(log).at(-1)!, /^stopped: error: rank 1 sent nothing for 5s/, 'rank 0 closed the log');
+  });
 });
