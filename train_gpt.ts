@@ -1187,11 +1187,11 @@ export class TrainLoader {
   }
 }
 
-/** Contiguous validation batches: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
-export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number): { steps: number; batch(s: number): HostBatch } {
+/** Contiguous validation batches of the shard `file` holds: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
+export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number, file: string): { steps: number; batch(s: number): HostBatch } {
   const span = worldSize * B * T;
   const steps = Math.floor(Math.min(valTokens, tokens.length - 1) / span);
-  if (steps < 1) throw new Error(`the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
+  if (steps < 1) throw new Error(`${file}: the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
   return {
     steps,
     batch(s: number): HostBatch {
@@ -1766,7 +1766,7 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
   checkTokenIds(valTokens, cfg.vocabSize, data.val);
-  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank);
+  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, data.val);
   const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * cfg.deviceBatch * cfg.seqLen + 1));
 
   const m = createModel(cfg);
@@ -1975,6 +1975,16 @@ function autoPreset(gpuBackend: boolean, base: Config): { preset: 'speedrun' | '
  */
 const underTsxCli = () => process.execArgv.some((a) => /[\\/]tsx[\\/]dist[\\/]preflight\.cjs$/.test(a));
 
+/**
+ * What to do about an error, where we know: out of device memory (the activations scale with the device batch,
+ * the global batch does not). The wasm backend runs out of its 4 GiB heap as `table index is out of bounds`
+ * or `Aborted()`.
+ */
+export function errorHint(message: string): string {
+  return /out of (device )?memory|table index is out of bounds|^Aborted\(/i.test(message)
+    ? ' (out of memory? lower --device-batch: gradient accumulation keeps the global batch)' : '';
+}
+
 /** Parses flags, launches workers or picks backend and preset and trains. Returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const t = performance.now();
@@ -2032,9 +2042,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) { console.error(`error: ${err.message}`); return 2; }
     if (err instanceof InterruptedError) { console.error(`stopped: ${err.message}`); return 130; }
     if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return 1; }
-    // Out of device memory: the activations scale with the device batch, the global batch does not.
-    const hint = /out of (device )?memory/i.test(err.message) ? ' (lower --device-batch: gradient accumulation keeps the global batch)' : '';
-    console.error(`error: ${err.message}${hint}`);
+    console.error(`error: ${err.message}${errorHint(err.message)}`);
     if (process.env.TSGPT_DEBUG) console.error(err.stack);
     return 1;
   } finally {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, TrainLoader, createModel, createOptimizerState, disposeModel, disposeOptimizerState, loadCheckpoint, parseFlags, resolveConfig, train,
+  ConfigError, TrainLoader, createModel, errorHint, valBatches, createOptimizerState, disposeModel, disposeOptimizerState, loadCheckpoint, parseFlags, resolveConfig, train,
   type Config,
 } from '../train_gpt.ts';
 import { ShardFormatError, checkTokenIds, writeShard } from '../data/shard.ts';
@@ -45,6 +45,18 @@ test('a shard holding a token id at or above the vocabulary is refused when it i
   assert.ok(await new TrainLoader([bad], T, 2, 1, 0, BOS, undefined, 401).next(), 'ids below the vocabulary are fine');
   assert.throws(() => checkTokenIds(Uint16Array.from([1, 2, 320]), 320, 'val.bin'), /val\.bin: token id 320 at position 2/);
   checkTokenIds(Uint16Array.from([1, 2, 319]), 320, 'val.bin');
+});
+
+test('a validation shard shorter than one validation batch is an error naming the file', () => {
+  assert.throws(() => valBatches(new Uint16Array(100), 1000, 32, 4, 1, 0, 'data/x/val_000.bin'),
+    /^Error: data\/x\/val_000\.bin: the validation shard \(100 tokens\) is smaller than one validation batch \(129 tokens\)$/);
+});
+
+test('out of memory, as the wasm backend reports it too, gets the --device-batch hint', () => {
+  for (const message of ['table index is out of bounds', 'Aborted(). Build with -sASSERTIONS for more info.', 'CUDA out of memory', 'Out of device memory']) {
+    assert.match(errorHint(message), /out of memory\? lower --device-batch/, message);
+  }
+  assert.equal(errorHint('no such file'), '');
 });
 
 // --- Whole runs -------------------------------------------------------------------------------------------
