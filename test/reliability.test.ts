@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, TrainLoader, createModel, errorHint, valBatches, createOptimizerState, disposeModel, disposeOptimizerState, loadCheckpoint, parseFlags, resolveConfig, train,
+  ConfigError, TrainLoader, TrainingError, checkCheckpointDir, createModel, errorHint, saveCheckpoint, valBatches, createOptimizerState, disposeModel, disposeOptimizerState, loadCheckpoint, parseFlags, resolveConfig, train,
   type Config,
 } from '../train_gpt.ts';
 import { ShardFormatError, checkTokenIds, writeShard } from '../data/shard.ts';
@@ -57,6 +57,20 @@ test('out of memory, as the wasm backend reports it too, gets the --device-batch
     assert.match(errorHint(message), /out of memory\? lower --device-batch/, message);
   }
   assert.equal(errorHint('no such file'), '');
+});
+
+test('a checkpoint folder without room for a checkpoint is refused at the start; a failed checkpoint write names the file', (t) => {
+  const dir = tempDir(t);
+  assert.throws(() => checkCheckpointDir(dir, 2 ** 60), (e: Error) => e instanceof ConfigError && /^--checkpoint-dir .*: \d+ MiB free, a checkpoint of this model needs 1099511627776 MiB$/.test(e.message));
+  checkCheckpointDir(dir, 1);
+  const cfg = microConfig(micro(dir));
+  const m = createModel(cfg), st = createOptimizerState(m);
+  writeFileSync(join(dir, 'a-file'), '');
+  const file = join(dir, 'a-file', 'run_step1.ckpt'); // its folder cannot exist, as a full disk cannot be written
+  assert.throws(() => saveCheckpoint(file, m, st, { step: 1, loader: { file: 0, pos: 0 }, config: cfg, trainMs: 1 }),
+    (e: Error) => e instanceof TrainingError && e.message.startsWith(`cannot write checkpoint ${file}: `));
+  disposeOptimizerState(st);
+  disposeModel(m);
 });
 
 // --- Whole runs -------------------------------------------------------------------------------------------
