@@ -2011,7 +2011,7 @@ export async function main(argv: string[]): Promise<number> {
       if (n > 1 || underTsxCli()) {
         const gpus = visibleGpuCount();
         const wantsGpu = base.backend === 'cuda' || base.backend === 'tensorflow' || (base.backend === 'auto' && gpus > 0);
-        if (wantsGpu && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`);
+        if (wantsGpu && n > 1 && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`); // one rank: the backend says why it cannot load
         // Check the flags here, once, rather than in n workers that would each fail.
         const preset = overrides.preset && overrides.preset !== 'auto' ? overrides.preset : autoPreset(wantsGpu, base).preset;
         sequencesPerRank(resolveConfig(preset, overrides).cfg, n);

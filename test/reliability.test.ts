@@ -315,6 +315,12 @@ test('--gpus N is checked against the flags before any worker starts', { timeout
   assert.equal(r.code, 2, show(r));
   assert.match(r.stderr, /^error: --batch-tokens 2048 must be a multiple of --seq-len × GPUs = 384$/m);
   assert.doesNotMatch(r.stdout, /launcher: starting/, 'no worker was started');
+  // Under npx tsx one worker runs under the launcher: without a GPU, the backend still says why it cannot load.
+  if (!existsSync(join(REPO, 'build', 'cuda', 'Release', 'tsgpt_cuda.node'))) {
+    const cuda = await trainGpt(['--preset', 'tiny', '--backend', 'cuda'], { viaTsx: true, env: { CUDA_VISIBLE_DEVICES: '' } });
+    assert.equal(cuda.code, 1, show(cuda));
+    assert.match(cuda.stderr, /^error: the cuda backend (is unavailable|could not be loaded)/m);
+  }
 });
 
 test('workers die with their launcher (SIGKILL, SIGTERM); a stopped worker ends the run after --collective-timeout, named', { timeout: 300_000 }, async (t) => {
