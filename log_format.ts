@@ -8,6 +8,8 @@
 //   peak memory allocated: {X} MiB reserved: {Y} MiB                         last
 // A run that stops early ends instead with train_gpt.ts's `stopped:` or `interrupted at step` line, which
 // readers ignore: the log has no final validation, so it is unfinished.
+// A resumed run's log starts its events with a `resumed:` line (resumedLine below): its train_time includes
+// the time of the run before it, which no log of that run shows whole, so no record may count it.
 //
 // The PyTorch speedrun writes the same lines, with variants over its history (a '=' line before the source,
 // a third '=' block, `step_avg:nanms` early on, `val_loss:nan`, `peak memory consumption`). stats.ts reads
@@ -31,6 +33,13 @@ export const valLine = (step: number, N: number, loss: number, trainMs: number) 
 
 export const peakMemoryLine = (allocatedBytes: number, reservedBytes: number) =>
   `peak memory allocated: ${Math.round(allocatedBytes / 2 ** 20)} MiB reserved: ${Math.round(reservedBytes / 2 ** 20)} MiB`;
+
+/** The closing line of a run that stops early: a diverged loss (see parseStoppedLine) or `error: <message>`. */
+export const stoppedLine = (reason: string) => `stopped: ${reason}`;
+
+/** The first event line of a resumed run: the step and checkpoint it continues from, and the train time before. */
+export const resumedLine = (step: number, priorTrainMs: number, checkpoint: string) =>
+  `resumed: step:${step} prior_train_time:${Math.round(priorTrainMs)}ms checkpoint:${checkpoint}`;
 
 // -----------------------------------------------------------------------------
 // Reading
@@ -64,4 +73,18 @@ export function parseStepLine(line: string): StepRecord | null {
 /** The card's name on a GPU row of the nvidia-smi listing ("NVIDIA H100 80GB HBM3"); null for any other line. */
 export function parseGpuName(line: string): string | null {
   return NVIDIA_SMI_GPU.exec(line)?.[1] ?? null;
+}
+
+export interface ResumedRecord { step: number; priorTrainMs: number; checkpoint: string }
+
+/** Reads a `resumed:` line; null for any other line. */
+export function parseResumedLine(line: string): ResumedRecord | null {
+  const m = /^resumed: step:(\d+) prior_train_time:(\d+)ms checkpoint:(.*)$/.exec(line);
+  return m ? { step: Number(m[1]), priorTrainMs: Number(m[2]), checkpoint: m[3] } : null;
+}
+
+/** Reads a `stopped:` line: its reason, and whether it says the loss diverged (`train loss is X at step N...`). */
+export function parseStoppedLine(line: string): { reason: string; diverged: boolean } | null {
+  const m = /^stopped: (.*)$/.exec(line);
+  return m ? { reason: m[1], diverged: /^(train|validation) loss is \S+ at step \d+/.test(m[1]) } : null;
 }

@@ -22,7 +22,7 @@ import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from './data/shard.ts';
-import { SEPARATOR, parseGpuName, parseStepLine } from './log_format.ts';
+import { SEPARATOR, parseGpuName, parseResumedLine, parseStepLine, parseStoppedLine } from './log_format.ts';
 
 /** A user-facing error (bad flag, missing file, nothing to analyse): printed as one line, never a stack. */
 export class UsageError extends Error {}
@@ -87,7 +87,14 @@ export function parseLog(text: string, file: string): ParsedLog {
   let lastStep = 0;
   const valCurve: ValPoint[] = [];
   let finalStepAvgMs = NaN; // from the last validation line
+  let stopped: ReturnType<typeof parseStoppedLine> = null; // train_gpt.ts's closing line of a run that stopped early
   for (const line of lines.slice(firstSeparator + 1)) {
+    stopped = parseStoppedLine(line) ?? stopped;
+    const resumed = parseResumedLine(line);
+    if (resumed) {
+      // Its times include a run no log shows whole, and its final loss repeats that run's: never a run of its own.
+      return { ok: false, reason: `resumed: continues another run from step ${resumed.step} of checkpoint ${resumed.checkpoint} (${resumed.priorTrainMs} ms of train time before); a resumed run is never counted` };
+    }
     const step = parseStepLine(line);
     if (!step) continue;
     lastStep = step.step;
@@ -101,8 +108,9 @@ export function parseLog(text: string, file: string): ParsedLog {
     finalStepAvgMs = step.stepAvgMs ?? NaN;
   }
 
-  if (total === undefined) return { ok: false, reason: 'unfinished: no step lines (crashed before training?)' };
   const final = valCurve.at(-1);
+  if (stopped && (!final || final.step !== total)) return { ok: false, reason: `${stopped.diverged ? 'diverged' : 'stopped'}: ${stopped.reason}` };
+  if (total === undefined) return { ok: false, reason: 'unfinished: no step lines (crashed before training?)' };
   if (!final) return { ok: false, reason: `unfinished: no validation line (last step ${lastStep} of ${total})` };
   if (final.step !== total) return { ok: false, reason: `unfinished: last validation at step ${final.step} of ${total}` };
   if (!Number.isFinite(final.valLoss)) return { ok: false, reason: `diverged: final val_loss is ${final.valLoss}` };

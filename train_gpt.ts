@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
 import cliProgress from 'cli-progress';
-import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
+import { checkTokenIds, readShard, readShardSync, removeStaleTempFiles, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
-import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
+import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
@@ -154,10 +154,15 @@ const FLAGS = {
   checkpointEvery: { group: 'run', type: 'int', min: 0, default: 0, help: 'also save every N steps (0: off)' },
   checkpointDir: { group: 'run', type: 'text', arg: 'DIR', default: 'checkpoints', help: 'checkpoint folder' },
   resume: { group: 'run', type: 'text', arg: 'FILE', default: '', help: 'resume from a checkpoint file' },
+  resumeAllowConfigChange: { group: 'run', type: 'bool', default: false,
+    help: 'let --resume change settings that change the computation (the step count, the model, the data, the batch, the optimisers); without it they must equal the checkpoint\'s' },
+  keepCheckpoints: { group: 'run', type: 'int', min: 0, default: 3, help: 'keep the newest K checkpoints of this run, deleting older ones (0: keep all)' },
   logDir: { group: 'run', type: 'text', arg: 'DIR', default: 'logs', help: 'log folder (one new file per run)' },
   printEvery: { group: 'run', type: 'int', min: 0, default: 10, help: 'console line every N steps when not on a terminal' },
   gpus: { group: 'backend', type: 'int', min: 0, default: 0,
     help: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers' },
+  collectiveTimeout: { group: 'backend', type: 'int', min: 1, default: 300,
+    help: 'seconds a rank waits for another in the TCP all-reduce before it ends the run naming that rank (a stopped or hung worker)' },
   collective: { group: 'backend', choices: ['auto', 'tcp', 'nccl'], default: 'auto',
     help: 'gradient all-reduce: auto is none for one rank, nccl on cuda, else tcp; nccl also with one rank, to exercise the NCCL path' },
   fused: { group: 'backend', type: 'bool', default: true,
@@ -1145,7 +1150,7 @@ export class TrainLoader {
   wrapped = false; // set once the loader has gone past the last shard back to the first
 
   constructor(readonly files: string[], readonly T: number, readonly B: number, readonly worldSize: number,
-    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }) {
+    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }, readonly vocabSize = 0x10000) {
     if (!files.length) throw new Error('no training shards given');
     if (rank < 0 || rank >= worldSize) throw new Error(`rank ${rank} is outside world size ${worldSize}`);
     this.pendingStart = start;
@@ -1154,6 +1159,7 @@ export class TrainLoader {
   private async open(file: number): Promise<void> {
     const name = this.files[file];
     this.tokens = this.prefetch?.file === file ? await this.prefetch.data : await readShard(name);
+    checkTokenIds(this.tokens, this.vocabSize, name);
     const pos: number[] = [];
     for (let i = 0; i < this.tokens.length; i++) if (this.tokens[i] === this.bos) pos.push(i);
     if (!pos.length) throw new Error(`${name}: no document-start token ${this.bos} in ${this.tokens.length} tokens (wrong --bos-token?)`);
@@ -1202,11 +1208,11 @@ export class TrainLoader {
   }
 }
 
-/** Contiguous validation batches: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
-export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number): { steps: number; batch(s: number): HostBatch } {
+/** Contiguous validation batches of the shard `file` holds: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
+export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number, file: string): { steps: number; batch(s: number): HostBatch } {
   const span = worldSize * B * T;
   const steps = Math.floor(Math.min(valTokens, tokens.length - 1) / span);
-  if (steps < 1) throw new Error(`the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
+  if (steps < 1) throw new Error(`${file}: the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
   return {
     steps,
     batch(s: number): HostBatch {
@@ -1258,6 +1264,7 @@ function gpuListing(): string {
 /** One new file per run under logDir; it is never overwritten (opened with O_EXCL). */
 export class RunLog {
   readonly file: string;
+  closed = false; // the closing line is written: the peak memory of a finished run, or why it stopped
   constructor(dir: string, runId: string, versions: string) {
     fs.mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, `${runId}.txt`);
@@ -1265,12 +1272,26 @@ export class RunLog {
     fs.writeFileSync(this.file, logHeader(source, versions, gpuListing()), { flag: 'wx' });
   }
   write(line: string): void { fs.appendFileSync(this.file, line + '\n'); }
+  close(line: string): void { this.write(line); this.closed = true; }
 }
 
-const CKPT_MAGIC = 'TSGPT-CKPT-1\n';
+// Version 2 adds a SHA-256 of everything after it, so a flipped byte is found on load instead of trained on.
+const CKPT_MAGIC = 'TSGPT-CKPT-2\n';
+const CKPT_MAGIC_V1 = 'TSGPT-CKPT-1\n';
+const CKPT_HASH_BYTES = 32;
 
-/** Writes parameters, optimiser state and loader position into one file, atomically. */
-export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta: { step: number; loader: LoaderState; config: Config }): void {
+/** What a checkpoint holds besides the tensors. */
+export interface CheckpointMeta { step: number; loader: LoaderState; config: Config; trainMs: number /* timed training so far */ }
+
+/** Bytes of the parameters and optimiser state: what a checkpoint of this model needs on disk, near enough. */
+export function checkpointBytes(m: Model, st: OptimizerState): number {
+  let n = countParams(m);
+  for (const vs of st.slots.values()) for (const v of vs) n += v.size;
+  return 4 * n;
+}
+
+/** Writes parameters, optimiser state, loader position and config into one file, atomically, with a checksum. */
+export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta: CheckpointMeta): void {
   const entries: { name: string; shape: number[]; offset: number }[] = [];
   const blobs: Float32Array[] = [];
   let offset = 0;
@@ -1283,30 +1304,51 @@ export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta:
   for (const [name, v] of m.params) put(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => put(`slot${i}/${name}`, v));
   const header = Buffer.from(JSON.stringify({ ...meta, optStep: st.step, entries }));
-  const out = Buffer.alloc(CKPT_MAGIC.length + 4 + header.length + offset);
-  let at = out.write(CKPT_MAGIC, 'latin1');
-  at = out.writeUInt32LE(header.length, at);
+  const bodyAt = CKPT_MAGIC.length + CKPT_HASH_BYTES;
+  const out = Buffer.alloc(bodyAt + 4 + header.length + offset);
+  out.write(CKPT_MAGIC, 'latin1');
+  let at = out.writeUInt32LE(header.length, bodyAt);
   at += header.copy(out, at);
   for (const b of blobs) at += Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, at);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeFileAtomic(file, out);
+  createHash('sha256').update(out.subarray(bodyAt)).digest().copy(out, CKPT_MAGIC.length);
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    writeFileAtomic(file, out);
+  } catch (e) {
+    // A full disk reports ENOSPC from a write, which names no file.
+    throw new TrainingError(`cannot write checkpoint ${file}: ${(e as Error).message}`);
+  }
 }
 
-/** Restores a checkpoint into a model built with the same shape; returns its step and loader position. */
-export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { step: number; loader: LoaderState } {
+/**
+ * Restores a checkpoint into a model built with the same shape; returns what it holds besides the tensors.
+ * `check` sees that before any tensor is restored (to refuse a changed configuration by name, say).
+ */
+export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check?: (meta: CheckpointMeta) => void): CheckpointMeta {
   if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
+  if (fs.statSync(file).isDirectory()) {
+    const ckpts = fs.readdirSync(file).filter((f) => f.endsWith('.ckpt')).map((f) => path.join(file, f));
+    const newest = ckpts.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+    throw new ConfigError(`--resume ${file}: a folder, not a checkpoint file${newest ? ` (its newest checkpoint is ${newest})` : ' (it holds no .ckpt file)'}`);
+  }
   const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
+  const magic = buf.toString('latin1', 0, CKPT_MAGIC.length);
+  if (magic === CKPT_MAGIC_V1) throw new ConfigError(`--resume ${file}: a checkpoint of an older version of this trainer (format 1, without checksum); it cannot be resumed`);
+  if (magic !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
   const corrupt = (what: string) => new ConfigError(`--resume ${file}: truncated or corrupt checkpoint (${what})`);
-  if (buf.length < CKPT_MAGIC.length + 4) throw corrupt('no header');
-  const len = buf.readUInt32LE(CKPT_MAGIC.length), base = CKPT_MAGIC.length + 4 + len;
-  let header: { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
+  const bodyAt = CKPT_MAGIC.length + CKPT_HASH_BYTES;
+  if (buf.length < bodyAt + 4) throw corrupt('no header');
+  if (!createHash('sha256').update(buf.subarray(bodyAt)).digest().equals(buf.subarray(CKPT_MAGIC.length, bodyAt))) throw corrupt('checksum mismatch');
+  const len = buf.readUInt32LE(bodyAt), base = bodyAt + 4 + len;
+  let header: CheckpointMeta & { optStep: number; entries: { name: string; shape: number[]; offset: number }[] };
   try {
     if (base > buf.length) throw new Error();
-    header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base));
+    header = JSON.parse(buf.toString('utf8', bodyAt + 4, base));
   } catch {
     throw corrupt('unreadable header');
   }
+  const meta: CheckpointMeta = { step: header.step, loader: header.loader, config: header.config, trainMs: header.trainMs };
+  check?.(meta);
   const targets = new Map<string, tf.Variable>();
   for (const [name, v] of m.params) targets.set(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
@@ -1320,7 +1362,35 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { st
     tf.tidy(() => v.assign(tf.tensor(data, e.shape)));
   }
   st.step = header.optStep;
-  return { step: header.step, loader: header.loader };
+  return meta;
+}
+
+/** This run's checkpoints in `dir` beyond the newest `keep` (0: keep all), oldest first; other runs' files are not touched. */
+export function checkpointsToPrune(dir: string, runId: string, keep: number): string[] {
+  if (keep === 0) return [];
+  const pattern = new RegExp(`^${runId}_step(\\d+)\\.ckpt$`);
+  const ours = fs.readdirSync(dir).flatMap((f) => { const m = pattern.exec(f); return m ? [{ file: path.join(dir, f), step: Number(m[1]) }] : []; });
+  return ours.sort((a, b) => a.step - b.step).slice(0, Math.max(0, ours.length - keep)).map((c) => c.file);
+}
+
+/**
+ * Checks at the start that checkpoints can be written to `dir`, rather than at the first save: the folder
+ * can be made, a file written in it, and its file system has room for one checkpoint of `bytes`.
+ */
+export function checkCheckpointDir(dir: string, bytes: number): void {
+  const flag = `--checkpoint-dir ${dir}`;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const probe = path.join(dir, `.write-probe-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (e) {
+    throw new ConfigError(`${flag}: not writable (${(e as Error).message})`);
+  }
+  const { bavail, bsize } = fs.statfsSync(dir);
+  if (bavail * bsize < bytes) {
+    throw new ConfigError(`${flag}: ${(bavail * bsize / 2 ** 20).toFixed(0)} MiB free, a checkpoint of this model needs ${(bytes / 2 ** 20).toFixed(0)} MiB`);
+  }
 }
 
 // -----------------------------------------------------------------------------
@@ -1380,18 +1450,26 @@ class FrameSocket {
     head.writeUInt32LE(payload.length);
     this.socket.write(Buffer.concat([head, payload]));
   }
-  recv(): Promise<Buffer> {
+  /** The next frame; fails when the peer goes away, or sends nothing for `timeoutMs`. */
+  recv(timeoutMs = Infinity): Promise<Buffer> {
     const f = this.frames.shift();
     if (f) return Promise.resolve(f);
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(new TrainingError(`${this.peer} sent nothing for ${timeoutMs / 1000}s (--collective-timeout): it stopped or hangs`));
+      }, timeoutMs) : undefined;
+      const waiter = { resolve: (b: Buffer) => { clearTimeout(timer); resolve(b); }, reject: (e: Error) => { clearTimeout(timer); reject(e); } };
+      this.waiting.push(waiter);
+    });
   }
 }
 
 const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Rendezvous at rank 0 over TCP; all-reduce sums at rank 0 in rank order, so results are deterministic. */
-export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000): Promise<Collective> {
+export async function tcpCollective(world: World, addr: string, port: number, timeoutMs = 120_000, waitMs = Infinity): Promise<Collective> {
   const peers: FrameSocket[] = []; // rank 0: index r-1 holds rank r; others: [rank 0]
   if (world.size === 1) {
     // Nothing to meet: the reductions below are identities.
@@ -1440,7 +1518,7 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
       for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
       let result: Float32Array;
       if (world.rank === 0) {
-        const parts = await Promise.all(peers.map((p) => p.recv()));
+        const parts = await Promise.all(peers.map((p) => p.recv(waitMs)));
         for (const part of parts) {
           const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
           for (let i = 0; i < flat.length; i++) flat[i] += v[i];
@@ -1450,7 +1528,7 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
         result = flat;
       } else {
         peers[0].send(f32Bytes(flat));
-        const r = await peers[0].recv();
+        const r = await peers[0].recv(waitMs);
         result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
       }
       at = 0;
@@ -1479,10 +1557,10 @@ async function ncclCollective(tcp: Collective): Promise<Collective> {
 }
 
 /** The collective for this process: solo, TCP (CPU backends) or NCCL (cuda). */
-export async function createCollective(world: World, backend: string, kind: Config['collective'] = 'auto'): Promise<Collective> {
+export async function createCollective(world: World, backend: string, kind: Config['collective'] = 'auto', waitMs = Infinity): Promise<Collective> {
   if (world.size === 1 && kind === 'auto') return soloCollective;
   if (kind === 'nccl' && backend !== 'cuda') throw new ConfigError(`--collective nccl needs --backend cuda (the backend is ${backend})`);
-  const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500));
+  const tcp = await tcpCollective(world, process.env.MASTER_ADDR ?? '127.0.0.1', Number(process.env.MASTER_PORT ?? 29500), undefined, waitMs);
   return kind === 'nccl' || (kind === 'auto' && backend === 'cuda') ? ncclCollective(tcp) : tcp;
 }
 
@@ -1516,7 +1594,8 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
   });
   const workers = Array.from({ length: n }, (_, rank) => spawn(process.execPath, [...process.execArgv, script, ...argv], {
     env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
-    stdio: 'inherit',
+    // An IPC channel that closes when the launcher dies, however it dies (SIGKILL cannot be caught): the worker then stops.
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     detached: true, // its own process group: a Ctrl-C reaches the launcher only, which passes it on once
   }));
   onStart?.(workers.map((w) => w.pid!));
@@ -1529,17 +1608,19 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
   process.on('SIGINT', onSigint);
   try {
     return await new Promise<number>((resolve) => {
-      let running = n, failed = false;
+      let running = n, failed = false, killTimer: NodeJS.Timeout | undefined;
       workers.forEach((w, rank) => w.on('exit', (code, signal) => {
         running--;
         const status = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
         if (status !== 0 && !failed && !interrupted) {
           failed = true;
-          console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
+          if (n > 1) console.error(`launcher: rank ${rank} failed (${signal ?? `exit code ${code}`}); stopping the other ranks`);
           for (const other of workers) if (other !== w && other.exitCode === null) other.kill('SIGTERM');
+          // A stopped (SIGSTOP) or hung worker ignores SIGTERM; the launcher stays until every worker is gone.
+          killTimer = setTimeout(() => { for (const other of workers) if (other.exitCode === null && other.signalCode === null) other.kill('SIGKILL'); }, 10_000);
           resolve(status);
         }
-        if (running === 0) resolve(interrupted ? 130 : 0);
+        if (running === 0) { clearTimeout(killTimer); resolve(interrupted ? 130 : 0); }
       }));
     });
   } finally {
@@ -1648,10 +1729,44 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
   return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)` };
 }
 
-/** Trains with a resolved config on the current backend; rank 0 writes the log. */
-export async function train(config: Config, opts: {
-  backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
-}): Promise<TrainResult> {
+// Flags that change where files go, what is printed, and how the same computation is split over devices and
+// micro-steps or run by the backend: a resumed run may change them. Every other flag changes the maths.
+const RESUME_FREE: ReadonlySet<Key> = new Set<Key>(['preset', 'backend', 'matmulPrecision', 'fused', 'gpus', 'collective', 'deviceBatch',
+  'valEvery', 'warmupSteps', 'printEvery', 'logDir', 'saveCheckpoint', 'checkpointEvery', 'checkpointDir', 'keepCheckpoints', 'resume',
+  'resumeAllowConfigChange']);
+
+/** The settings of `cfg` that differ from the checkpoint's and change the maths, as `--flag new (checkpoint: old)`. */
+export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
+  return KEYS.filter((k) => !RESUME_FREE.has(k) && fmt(saved[k]) !== fmt(cfg[k])).map((k) => `${flagOf(k)} ${fmt(cfg[k])} (checkpoint: ${fmt(saved[k])})`);
+}
+
+/** Sequences each of `size` ranks computes per step; the global batch must split evenly. */
+export function sequencesPerRank(cfg: Config, size: number): number {
+  const rows = cfg.batchTokens / (cfg.seqLen * size);
+  if (!Number.isInteger(rows)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * size}`);
+  return rows;
+}
+
+// A loss at or above ln(vocab), a uniform prediction's, this many steps in: the run has learnt nothing or diverged
+// with a finite loss (a huge learning rate leaves one far above it, or pinned at it without a logit cap).
+const DIVERGENCE_GRACE_STEPS = 10;
+
+interface TrainOptions { backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean } }
+
+/** Trains with a resolved config on the current backend; rank 0 writes the log, which always ends with a closing line. */
+export async function train(config: Config, opts: TrainOptions): Promise<TrainResult> {
+  let log: RunLog | null = null;
+  try {
+    return await trainLogged(config, opts, (l) => { log = l; });
+  } catch (e) {
+    // Diverged and interrupted runs close their log themselves; any other error is said here.
+    const open = log as RunLog | null;
+    if (open && !open.closed) open.close(stoppedLine(`error: ${(e as Error).message.split('\n')[0]}`));
+    throw e;
+  }
+}
+
+async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunLog) => void): Promise<TrainResult> {
   let cfg = config;
   useFusedKernels(cfg.fused);
   const collective = opts.collective ?? soloCollective;
@@ -1661,10 +1776,7 @@ export async function train(config: Config, opts: {
   const N = cfg.numIterations;
   // The global batch is fixed; each rank takes the largest device batch up to --device-batch that divides
   // its share, and accumulates gradients over the rest (8 micro-steps on 1 GPU for the speedrun).
-  const rowsPerRank = cfg.batchTokens / (cfg.seqLen * world.size);
-  if (!Number.isInteger(rowsPerRank)) {
-    throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * world.size}`);
-  }
+  const rowsPerRank = sequencesPerRank(cfg, world.size);
   let deviceBatch = Math.min(cfg.deviceBatch, rowsPerRank);
   while (rowsPerRank % deviceBatch) deviceBatch--;
   if (deviceBatch !== cfg.deviceBatch) {
@@ -1674,15 +1786,32 @@ export async function train(config: Config, opts: {
   const accum = rowsPerRank / deviceBatch;
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
-  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank);
+  checkTokenIds(valTokens, cfg.vocabSize, data.val);
+  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, data.val);
   const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * cfg.deviceBatch * cfg.seqLen + 1));
 
   const m = createModel(cfg);
   const st = createOptimizerState(m);
-  let startStep = 0, loaderStart: LoaderState = { file: 0, pos: 0 };
+  let startStep = 0, loaderStart: LoaderState = { file: 0, pos: 0 }, priorTrainMs = 0;
   if (cfg.resume) {
-    ({ step: startStep, loader: loaderStart } = loadCheckpoint(path.resolve(cfg.resume), m, st));
+    const file = path.resolve(cfg.resume);
+    ({ step: startStep, loader: loaderStart, trainMs: priorTrainMs } = loadCheckpoint(file, m, st, (saved) => {
+      const changes = resumeConfigChanges(saved.config, cfg);
+      if (changes.length && !cfg.resumeAllowConfigChange) {
+        throw new ConfigError(`--resume ${cfg.resume}: the checkpoint was trained with other settings: ${changes.join(', ')}; ` +
+          'give the checkpoint\'s values, or --resume-allow-config-change to change them');
+      }
+      if (changes.length) say(`resume: changed from the checkpoint: ${changes.join(', ')}`);
+      // Past N the loop would never meet its last step; at N there is nothing to train.
+      if (saved.step >= N) throw new ConfigError(`--resume ${cfg.resume}: the checkpoint is at step ${saved.step}, ${saved.step > N ? 'past' : 'at'} --num-iterations ${N}: nothing left to train`);
+    }));
     say(`resumed from ${cfg.resume} at step ${startStep}`);
+  }
+  const checkpointDir = path.resolve(REPO_ROOT, cfg.checkpointDir);
+  if (lead && (cfg.saveCheckpoint || cfg.checkpointEvery > 0)) {
+    checkCheckpointDir(checkpointDir, checkpointBytes(m, st));
+    const stale = removeStaleTempFiles(checkpointDir);
+    if (stale.length) say(`removed ${stale.length} temp file(s) of interrupted checkpoint writes from ${cfg.checkpointDir}`);
   }
   if (world.size > 1) {
     // Every rank builds the same parameters from the seed; checked once, since a mismatch would go unnoticed.
@@ -1702,14 +1831,15 @@ export async function train(config: Config, opts: {
     `config: ${JSON.stringify(cfg)}`,
     `flags: ${flagsLine(cfg)}`,
   ].join('\n')) : null;
-  if (log) say(`log: ${path.relative(process.cwd(), log.file)}`);
+  if (log) { onLog(log); say(`log: ${path.relative(process.cwd(), log.file)}`); }
   const logLine = (s: string) => log?.write(s);
+  if (cfg.resume) logLine(resumedLine(startStep, priorTrainMs, path.resolve(cfg.resume)));
 
   // Warm-up (untimed, as the rules allow): real steps through every window size, then restore the state.
   if (cfg.warmupSteps > 0 && !cfg.resume) {
     const t = performance.now();
     const snapshot = [...m.params.values()].map((v) => tf.keep(v.clone()));
-    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
+    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, undefined, cfg.vocabSize);
     for (let w = 0; w < cfg.warmupSteps; w++) {
       const blocks = cfg.windowSchedule[w % cfg.windowSchedule.length];
       const stats = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w, collective);
@@ -1722,11 +1852,12 @@ export async function train(config: Config, opts: {
     say(`warm-up: ${cfg.warmupSteps} step(s) in ${((performance.now() - t) / 1000).toFixed(1)}s, state restored`);
   }
 
-  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart);
+  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart, cfg.vocabSize);
   // The top of step s holds the window and rotary state that step s−1 trained with (the validation at s uses them).
   const lastTrained = Math.max(0, startStep - 1);
   let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);
-  let trainMs = 0, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
+  // train_time carries the run before a resume: a log's times are the whole run's (the `resumed:` line says so).
+  let trainMs = priorTrainMs, lastLoss = NaN, peakBytes = 0, finalValLoss = NaN;
   let pending: { step: number; stats: tf.Tensor1D } | null = null;
   let stopAgreed = false; // a rank asked to stop: every rank stops after the same step
   // The loss of step s is read after step s+1 is queued, so a GPU backend never waits on the host.
@@ -1739,22 +1870,31 @@ export async function train(config: Config, opts: {
     lastLoss = loss;
     if (stop > 0) stopAgreed = true;
     if (!bar && (step % cfg.printEvery === 0 || step === N)) {
-      say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
+      say(`step ${step}/${N} train_loss ${loss.toFixed(4)} ${((trainMs - priorTrainMs + performance.now() - t0) / (step - startStep)).toFixed(1)} ms/step`);
     }
-    if (!Number.isFinite(lastLoss)) {
-      logLine(`stopped: train loss is ${lastLoss} at step ${step}`);
-      throw new TrainingError(`train loss is ${lastLoss} at step ${step}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
-    }
+    checkLoss('train', loss, step);
+  };
+  const uniformLoss = Math.log(cfg.vocabSize);
+  /** Stops the run, closing the log, on a loss that is not finite, or not below a uniform prediction's after the grace steps. */
+  const checkLoss = (kind: 'train' | 'validation', loss: number, step: number) => {
+    let why: string;
+    if (!Number.isFinite(loss)) why = `${kind} loss is ${loss} at step ${step}`;
+    // float32 losses pinned at ln(vocab) read a hair below the float64 value
+    else if (step >= DIVERGENCE_GRACE_STEPS && loss >= uniformLoss * (1 - 1e-4)) {
+      why = `${kind} loss is ${loss.toFixed(4)} at step ${step}, not below ${uniformLoss.toFixed(4)} = ln(--vocab-size ${cfg.vocabSize}), a uniform prediction's`;
+    } else return;
+    log?.close(stoppedLine(why));
+    throw new TrainingError(`${why}: the run diverged (try a lower learning rate)${log ? `; log: ${log.file}` : ''}`);
   };
   // On a terminal: a progress bar showing the latest train and val losses; otherwise plain lines.
   const bar = lead && process.stdout.isTTY ? new cliProgress.SingleBar({
     format: 'step {value}/{total} [{bar}] loss {loss} | val {val} | {avg} ms/step | eta {eta_formatted}', hideCursor: true,
   }, cliProgress.Presets.shades_classic) : null;
   bar?.start(N, startStep, { loss: '-', val: '-', avg: '-' });
-  const checkpointFile = (step: number) => path.resolve(REPO_ROOT, cfg.checkpointDir, `${runId}_step${step}.ckpt`);
-  const save = (step: number) => {
-    const file = checkpointFile(step);
-    saveCheckpoint(file, m, st, { step, loader: loader.state(), config: cfg });
+  const save = (step: number, trainedMs: number) => {
+    const file = path.join(checkpointDir, `${runId}_step${step}.ckpt`);
+    saveCheckpoint(file, m, st, { step, loader: loader.state(), config: cfg, trainMs: trainedMs });
+    for (const old of checkpointsToPrune(checkpointDir, runId, cfg.keepCheckpoints)) fs.rmSync(old, { force: true });
     return file;
   };
 
@@ -1771,21 +1911,24 @@ export async function train(config: Config, opts: {
           sched = attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
         }
         const loss = await evaluate(m, val, sched, collective);
-        if (!Number.isFinite(loss)) throw new TrainingError(`validation loss is ${loss} at step ${step}`);
+        checkLoss('validation', loss, step);
         finalValLoss = loss;
         logLine(valLine(step, N, loss, trainMs));
         if (bar) bar.update({ val: loss.toFixed(4) }); else say(valLine(step, N, loss, trainMs));
         t0 = performance.now();
       }
       if (last) break;
+      // Let the event loop run between steps: on the CPU backends a step never waits on anything else, so a
+      // SIGINT handler (and a launcher's disconnect) would otherwise wait for the end of the run.
+      await new Promise((resolve) => setImmediate(resolve));
       if (process.env.TSGPT_FAIL_AT === `${world.rank}:${step}`) throw new Error(`fault injected at rank ${world.rank}, step ${step} (TSGPT_FAIL_AT)`);
       if (stopAgreed || (world.size === 1 && opts.interrupt?.requested)) {
         await flushLoss();
         trainMs += performance.now() - t0;
         const where = `interrupted at step ${step}/${N} (train_time ${Math.round(trainMs)}ms)`;
-        logLine(where);
+        log?.close(where);
         bar?.stop();
-        say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step)}` : ''}${log ? `; log: ${log.file}` : ''}`);
+        say(`${where}${lead && cfg.saveCheckpoint ? `; checkpoint: ${save(step, trainMs)}` : ''}${log ? `; log: ${log.file}` : ''}`);
         throw new InterruptedError(where);
       }
       const blocks = longWindowBlocks(step, cfg);
@@ -1799,20 +1942,20 @@ export async function train(config: Config, opts: {
       const approxMs = trainMs + performance.now() - t0;
       logLine(stepLine(step + 1, N, approxMs));
       peakBytes = Math.max(peakBytes, tf.memory().numBytes);
-      bar?.update(step + 1, { loss: Number.isNaN(lastLoss) ? '-' : lastLoss.toFixed(4), avg: (approxMs / (step + 1 - startStep)).toFixed(1) });
-      if (lead && cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1)}`);
+      bar?.update(step + 1, { loss: Number.isNaN(lastLoss) ? '-' : lastLoss.toFixed(4), avg: ((approxMs - priorTrainMs) / (step + 1 - startStep)).toFixed(1) });
+      if (lead && cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0 && step + 1 < N) say(`checkpoint: ${save(step + 1, approxMs)}`);
     }
   } finally {
     bar?.stop();
     pending?.stats.dispose();
     if (loader.wrapped) say('note: the training data was used more than once (the loader wrapped around)');
   }
-  if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N)}`);
+  if (lead && cfg.saveCheckpoint) say(`checkpoint: ${save(N, trainMs)}`);
   const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; poolBytes?: number };
   const reserved = mem.poolBytes ?? process.resourceUsage().maxRSS * 1024;
-  logLine(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
+  log?.close(peakMemoryLine(mem.peakBytes ?? peakBytes, reserved));
   const steps = N - startStep;
-  const tokensPerSecond = (steps * cfg.batchTokens) / (trainMs / 1000);
+  const tokensPerSecond = (steps * cfg.batchTokens) / ((trainMs - priorTrainMs) / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
     `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
   disposeOptimizerState(st);
@@ -1829,9 +1972,38 @@ export function defaultGpus(overrides: Partial<Config>, base: Config): number {
   if (base.preset === 'tiny' || !['auto', 'cuda'].includes(base.backend)) return 1;
   const count = visibleGpuCount();
   if (count <= 1) return 1;
+  return base.preset === 'speedrun' || hasFinewebShards(base) ? count : 1;
+}
+
+const hasFinewebShards = (base: Config) => {
   const dataDir = path.resolve(REPO_ROOT, base.dataDir);
-  const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
-  return base.preset === 'speedrun' || hasFineweb ? count : 1;
+  return globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
+};
+
+/** --preset auto: the speedrun on a GPU backend with FineWeb shards, else tiny; and why. */
+function autoPreset(gpuBackend: boolean, base: Config): { preset: 'speedrun' | 'tiny'; why: string } {
+  const fineweb = hasFinewebShards(base);
+  return {
+    preset: gpuBackend && fineweb ? 'speedrun' : 'tiny',
+    why: `${gpuBackend ? 'GPU backend' : 'no GPU backend'}, ${fineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`}`,
+  };
+}
+
+/**
+ * Whether this process is the child of the `tsx` command (`npx tsx train_gpt.ts`). On Ctrl-C that parent waits
+ * 30 ms for its child's signal handler to answer, then kills it; a training step is longer. So under tsx the
+ * trainer runs as a worker of the launcher, whose event loop is free to answer and which passes the signal on.
+ */
+const underTsxCli = () => process.execArgv.some((a) => /[\\/]tsx[\\/]dist[\\/]preflight\.cjs$/.test(a));
+
+/**
+ * What to do about an error, where we know: out of device memory (the activations scale with the device batch,
+ * the global batch does not). The wasm backend runs out of its 4 GiB heap as `table index is out of bounds`
+ * or `Aborted()`.
+ */
+export function errorHint(message: string): string {
+  return /out of (device )?memory|table index is out of bounds|^Aborted\(/i.test(message)
+    ? ' (out of memory? lower --device-batch: gradient accumulation keeps the global batch)' : '';
 }
 
 /** Parses flags, launches workers or picks backend and preset and trains. Returns the process exit code. */
@@ -1843,6 +2015,12 @@ export async function main(argv: string[]): Promise<number> {
     interrupt.requested = true;
     console.error('\ninterrupt: stopping after this step (Ctrl-C again to stop now)');
   };
+  // A worker of our launcher (an IPC channel) stops as on Ctrl-C when the launcher is gone, and for good if that stalls.
+  const onLauncherGone = () => {
+    console.error(`rank ${process.env.RANK}: the launcher is gone; stopping after this step`);
+    interrupt.requested = true;
+    setTimeout(() => process.exit(1), 60_000).unref();
+  };
   let collective: Collective = soloCollective;
   try {
     const { overrides, help } = parseFlags(argv);
@@ -1851,11 +2029,14 @@ export async function main(argv: string[]): Promise<number> {
     const world = worldFromEnv();
     if (!world.launched) {
       const n = defaultGpus(overrides, base);
-      if (n > 1) {
+      if (n > 1 || underTsxCli()) {
         const gpus = visibleGpuCount();
         const wantsGpu = base.backend === 'cuda' || base.backend === 'tensorflow' || (base.backend === 'auto' && gpus > 0);
-        if (wantsGpu && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`);
-        console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
+        if (wantsGpu && n > 1 && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`); // one rank: the backend says why it cannot load
+        // Check the flags here, once, rather than in n workers that would each fail.
+        const preset = overrides.preset && overrides.preset !== 'auto' ? overrides.preset : autoPreset(wantsGpu, base).preset;
+        sequencesPerRank(resolveConfig(preset, overrides).cfg, n);
+        if (n > 1) console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
         return await launch(n, argv);
       }
     } else if (overrides.gpus && overrides.gpus !== world.size) {
@@ -1866,15 +2047,15 @@ export async function main(argv: string[]): Promise<number> {
     backend.notes.forEach(say);
     let preset = overrides.preset ?? 'auto';
     if (preset === 'auto') {
-      const dataDir = path.resolve(REPO_ROOT, base.dataDir);
-      const hasFineweb = globShards(dataDir, base.trainFiles).length > 0 && globShards(dataDir, base.valFiles).length > 0;
-      preset = isGpuBackend(backend.name) && hasFineweb ? 'speedrun' : 'tiny';
-      say(`preset auto: ${preset} (${isGpuBackend(backend.name) ? 'GPU backend' : 'no GPU backend'}, ${hasFineweb ? 'FineWeb shards found' : `no FineWeb shards in ${base.dataDir}`})`);
+      const auto = autoPreset(isGpuBackend(backend.name), base);
+      preset = auto.preset;
+      say(`preset auto: ${preset} (${auto.why})`);
     }
     const { cfg, notes } = resolveConfig(preset, overrides);
     notes.forEach(say);
-    collective = await createCollective(world, backend.name, cfg.collective);
+    collective = await createCollective(world, backend.name, cfg.collective, cfg.collectiveTimeout * 1000);
     process.on('SIGINT', onSigint);
+    if (world.launched && process.connected) process.on('disconnect', onLauncherGone);
     await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;
   } catch (e) {
@@ -1882,13 +2063,12 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) { console.error(`error: ${err.message}`); return 2; }
     if (err instanceof InterruptedError) { console.error(`stopped: ${err.message}`); return 130; }
     if (err instanceof TrainingError) { console.error(`stopped: ${err.message}`); return 1; }
-    // Out of device memory: the activations scale with the device batch, the global batch does not.
-    const hint = /out of (device )?memory/i.test(err.message) ? ' (lower --device-batch: gradient accumulation keeps the global batch)' : '';
-    console.error(`error: ${err.message}${hint}`);
+    console.error(`error: ${err.message}${errorHint(err.message)}`);
     if (process.env.TSGPT_DEBUG) console.error(err.stack);
     return 1;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('disconnect', onLauncherGone);
     collective.close();
   }
 }

@@ -2,7 +2,8 @@
 // a header of 256 little-endian int32 (magic, version, number of tokens, then zeros) followed by that
 // many little-endian uint16 tokens. Every document starts with GPT-2's <|endoftext|> token.
 
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 
@@ -82,6 +83,16 @@ export async function readShard(file: string): Promise<Uint16Array> {
   return parseShard(bytes, file);
 }
 
+/** Checks that every token id is below `vocabSize` (one pass over tokens already in memory): an id past the
+ * embedding table would read garbage rows, and a target past it gives a loss with no term for the target. */
+export function checkTokenIds(tokens: Uint16Array, vocabSize: number, file: string): void {
+  let max = 0, at = 0;
+  for (let i = 0; i < tokens.length; i++) if (tokens[i] > max) { max = tokens[i]; at = i; }
+  if (tokens.length && max >= vocabSize) {
+    throw new ShardFormatError(file, `token id ${max} at position ${at} is outside the vocabulary (--vocab-size ${vocabSize}); wrong corpus or --vocab-size?`);
+  }
+}
+
 /** Reads only the header, and checks that the file's size agrees with it. */
 export function readShardHeader(file: string): { numTokens: number } {
   let fd: number;
@@ -139,6 +150,30 @@ export function writeFileAtomic(file: string, bytes: Uint8Array): void {
     rmSync(temp, { force: true });
     throw err;
   }
+}
+
+/** Whether process `pid` is running (a signal 0 reaches it, or exists but may not be signalled). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temp files that writeFileAtomic left in `dir` when its process was killed mid-write; a temp
+ * file of a process still running (another run writing into the same folder) is left alone. Returns the
+ * files removed.
+ */
+export function removeStaleTempFiles(dir: string): string[] {
+  const stale = readdirSync(dir).filter((f) => {
+    const m = /\.(\d+)-[0-9a-f]{8}\.part$/.exec(f);
+    return m !== null && !isRunning(Number(m[1]));
+  }).map((f) => join(dir, f));
+  for (const f of stale) rmSync(f, { force: true });
+  return stale;
 }
 
 /** Writes a shard atomically; rejects tokens outside 0..65535. */

@@ -234,7 +234,7 @@ test('valBatches: contiguous slices, rank r at (s·W + r)·B·T, targets shifted
   for (const valTokens of [n + 1000, 500, span]) {
     const want = Math.floor(Math.min(valTokens, n - 1) / span);
     for (let r = 0; r < W; r++) {
-      const v = valBatches(tokens, valTokens, T, B, W, r);
+      const v = valBatches(tokens, valTokens, T, B, W, r, 'val.bin');
       assert.equal(v.steps, want, `valTokens ${valTokens}: steps`);
       for (let s = 0; s < v.steps; s++) {
         const hb = v.batch(s), off = (s * W + r) * B * T;
@@ -246,12 +246,12 @@ test('valBatches: contiguous slices, rank r at (s·W + r)·B·T, targets shifted
     }
   }
   // The last target of the last slice is the token after it: a shard of exactly one span is one token short.
-  assert.equal(valBatches(tokens.subarray(0, span + 1), 1e9, T, B, W, W - 1).steps, 1);
-  assert.throws(() => valBatches(tokens.subarray(0, span), 1e9, T, B, W, 0), (e: Error) => {
+  assert.equal(valBatches(tokens.subarray(0, span + 1), 1e9, T, B, W, W - 1, 'val.bin').steps, 1);
+  assert.throws(() => valBatches(tokens.subarray(0, span), 1e9, T, B, W, 0, 'val.bin'), (e: Error) => {
     assert.match(e.message, new RegExp(`validation shard \\(${span} tokens\\) is smaller than one validation batch \\(${span + 1} tokens\\)`));
     return true;
   });
-  assert.throws(() => valBatches(tokens, span - 1, T, B, W, 0), /smaller than one validation batch/);
+  assert.throws(() => valBatches(tokens, span - 1, T, B, W, 0, 'val.bin'), /smaller than one validation batch/);
 });
 
 test('documentIds and unigramEntropy against hand-computed values', () => {
