@@ -17,7 +17,7 @@ import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
+import './tfjs_node.ts'; // gradients, chained ops and the cpu backend, without tfjs's Node.js banner
 import cliProgress from 'cli-progress';
 import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';

@@ -1,7 +1,7 @@
 // bench/step.ts (the training-step benchmark) on a CPU backend with the tiny preset, so CI runs it:
 // its JSON holds consistent numbers, its FLOP count matches a hand count of the model, 2 ranks run through
 // the launcher, and bad flags or an existing --out file are clear errors.
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -2,7 +2,7 @@
 // one computation on the cpu backend (the reference) and on a backend under test.
 //   'cuda-host': the backend's TypeScript layer on the host reference device (always runs; CI).
 //   'cuda':      the real GPU backend (skips with the reason where cudaAvailability() is not ok).
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';

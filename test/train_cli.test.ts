@@ -272,6 +272,7 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     const a = await trainGpt([...small(dir), '--checkpoint-every', '6', '--save-checkpoint']);
     assert.equal(a.code, 0, show(a));
     assert.doesNotMatch(a.stderr, /error/i, show(a));
+    assert.doesNotMatch(a.stdout + a.stderr, /running TensorFlow\.js in Node\.js/, 'no tfjs banner');
     const logs = readdirSync(join(dir, 'logs'));
     assert.equal(logs.length, 1);
     const logA = join(dir, 'logs', logs[0]);
