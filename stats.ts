@@ -1,7 +1,7 @@
 // stats.ts: certify (or refuse) a speedrun record from its run logs.
 //
 //   npx tsx stats.ts [RUNS...] [--baseline RUNS...] [--target 3.28] [--alpha 0.01]
-//                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed]
+//                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed] [--allow-hardware-mismatch]
 //
 // The rule (shared/reference/speedrun.md): a record must show with p < alpha (0.01) that its mean final val
 // loss is below the target (3.28), by a one-sample one-sided t-test over repeated runs, and must be faster
@@ -13,6 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { transformSync } from 'esbuild';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
@@ -43,7 +44,11 @@ export interface ValPoint {
 
 export interface Run {
   file: string; // as shown to the user (relative to the working directory)
-  codeHash: string; // short hash of the logged source: runs of different code are different groups
+  codeHash: string; // short hash of the logged source, normalised (normalizeSource): runs of different code are different groups
+  /** The logged hyperparameters (train_gpt.ts's `config:` header line) that change the maths; null in logs without one. */
+  config: Record<string, unknown> | null;
+  configHash: string; // short hash of config; '' without one
+  source: string; // the normalised source, to show how versions differ (left out of the JSON report)
   contentHash: string; // hash of the whole log, to catch one run counted twice
   hardware: string; // e.g. "8× NVIDIA H100 80GB HBM3", from the nvidia-smi listing
   steps: number;
@@ -65,6 +70,45 @@ function describeHardware(header: string[]): string {
   return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
 }
 
+// Sources that differ only in comments, layout, type annotations or a run id are one version: the upstream
+// records write a fresh run_id into the script of each run. TypeScript goes through esbuild (which drops
+// types and comments and prints one layout); other sources (the PyTorch speedrun's Python) lose `#` comments,
+// trailing blanks and empty lines. Then an assignment to run_id/runId keeps only its name.
+const RUN_ID_ASSIGNMENT = /^(\s*(?:(?:const|let|var)\s+)?(?:\w+\.)?(?:run_id|runId|RUN_ID)\s*(?::[^=]*)?=\s*).*$/gm;
+const normalized = new Map<string, string>(); // sha256 of the raw source -> normalised source
+
+export function normalizeSource(source: string): string {
+  const key = sha256(source);
+  const cached = normalized.get(key);
+  if (cached !== undefined) return cached;
+  let text: string;
+  try {
+    text = transformSync(source, { loader: 'ts', logLevel: 'silent' }).code;
+  } catch {
+    text = source.split('\n').map((line) => line.replace(/(^|\s)#.*$/, '').trimEnd()).filter((line) => line !== '').join('\n');
+  }
+  text = text.replace(RUN_ID_ASSIGNMENT, '$1<run id>');
+  normalized.set(key, text);
+  return text;
+}
+
+// The logged settings that do not change the maths: the seed (runs of a record differ in it), where logs and
+// checkpoints go, how often the console prints. Every other key of the `config:` line splits a group.
+const CONFIG_KEYS_IGNORED = new Set(['seed', 'logDir', 'checkpointDir', 'saveCheckpoint', 'checkpointEvery', 'resume', 'printEvery']);
+
+function mathsConfig(header: string[]): Record<string, unknown> | null | 'malformed' {
+  const line = header.find((l) => l.startsWith('config: {'));
+  if (line === undefined) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.slice('config: '.length));
+  } catch {
+    return 'malformed';
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'malformed';
+  return Object.fromEntries(Object.entries(parsed).filter(([k]) => !CONFIG_KEYS_IGNORED.has(k)).sort(([a], [b]) => a.localeCompare(b)));
+}
+
 /** Parses one log. Never throws: a log that is not a finished run comes back with the reason. */
 export function parseLog(text: string, file: string): ParsedLog {
   // Normalise line endings so a log that went through Windows keeps its code hash.
@@ -72,7 +116,13 @@ export function parseLog(text: string, file: string): ParsedLog {
   if (text.trim() === '') return { ok: false, reason: 'empty file' };
   let sourceStart = 0;
   let firstSeparator = lines.indexOf(SEPARATOR);
-  if (firstSeparator < 0) return { ok: false, reason: `malformed: no line of 100 '=' (not a speedrun log)` };
+  if (firstSeparator < 0) {
+    // train_gpt.ts writes the source first: a log cut there stopped before training (or was truncated).
+    const looksLikeSource = /^(\/\/|\/\*|#|import |from |"{3}|'use )/.test(text.trimStart());
+    return { ok: false, reason: looksLikeSource
+      ? `unfinished: the log ends inside the training script's source (no line of 100 '=' after it)`
+      : `malformed: no line of 100 '=' (not a speedrun log)` };
+  }
   if (lines.slice(0, firstSeparator).every((line) => line.trim() === '')) {
     // The PyTorch speedrun's 2024 logs open with a '=' line before the source: skip it.
     sourceStart = firstSeparator + 1;
@@ -82,6 +132,8 @@ export function parseLog(text: string, file: string): ParsedLog {
   const source = lines.slice(sourceStart, firstSeparator).join('\n').trimEnd();
   const secondSeparator = lines.indexOf(SEPARATOR, firstSeparator + 1);
   const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
+  const config = mathsConfig(header);
+  if (config === 'malformed') return { ok: false, reason: 'malformed: the config: line of the header is not a JSON object' };
 
   let total: number | undefined;
   let lastStep = 0;
@@ -106,17 +158,22 @@ export function parseLog(text: string, file: string): ParsedLog {
   if (!final) return { ok: false, reason: `unfinished: no validation line (last step ${lastStep} of ${total})` };
   if (final.step !== total) return { ok: false, reason: `unfinished: last validation at step ${final.step} of ${total}` };
   if (!Number.isFinite(final.valLoss)) return { ok: false, reason: `diverged: final val_loss is ${final.valLoss}` };
+  const normalizedSource = normalizeSource(source);
   return {
     ok: true,
     run: {
       file,
-      codeHash: sha256(source).slice(0, 8),
+      codeHash: sha256(normalizedSource).slice(0, 8),
+      config,
+      configHash: config ? sha256(JSON.stringify(config)).slice(0, 8) : '',
+      source: normalizedSource,
       contentHash: sha256(text),
       hardware: describeHardware(header),
       steps: total,
       finalValLoss: final.valLoss,
       trainTimeMs: final.trainTimeMs,
-      stepAvgMs: finalStepAvgMs,
+      // A log cut right after train_time has no step_avg: it is the same time per step.
+      stepAvgMs: Number.isFinite(finalStepAvgMs) ? finalStepAvgMs : final.trainTimeMs / Math.max(final.step, 1),
       valCurve,
     },
   };
@@ -201,6 +258,17 @@ export interface LogInputs {
   notes: string[];
 }
 
+/** realpath, or the path itself for a broken link (which loadRuns then reports as unreadable). */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+// Symbolic links are followed (a record folder often links its logs or its baseline/ from elsewhere); a broken
+// link to a log is kept, so that loadRuns lists it as unreadable rather than dropping it.
 function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
   let entries;
   try {
@@ -208,10 +276,21 @@ function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
   } catch (error) {
     throw new UsageError(`cannot read folder ${displayPath(dir)}: ${(error as Error).message}`);
   }
-  return {
-    files: entries.filter((e) => e.isFile() && LOG_EXTENSIONS.has(extname(e.name).toLowerCase())).map((e) => join(dir, e.name)),
-    subfolders: entries.filter((e) => e.isDirectory()).map((e) => e.name),
-  };
+  const files: string[] = [];
+  const subfolders: string[] = [];
+  for (const entry of entries) {
+    let isDirectory = entry.isDirectory();
+    if (entry.isSymbolicLink()) {
+      try {
+        isDirectory = statSync(join(dir, entry.name)).isDirectory();
+      } catch {
+        isDirectory = false; // broken: a file to report if it is named like a log
+      }
+    }
+    if (isDirectory) subfolders.push(entry.name);
+    else if (LOG_EXTENSIONS.has(extname(entry.name).toLowerCase())) files.push(join(dir, entry.name));
+  }
+  return { files, subfolders };
 }
 
 /** Turns the RUNS arguments into log files. Throws UsageError for a path or pattern that finds nothing. */
@@ -239,8 +318,12 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
       if (files.length === 0) notes.push(`${displayPath(path)}/ holds no .txt or .log files`);
       for (const sub of subfolders) {
         if (sub === 'baseline' && !isBaseline) {
+          const real = realPath(join(path, sub));
           if (baselineArgs.length > 0) notes.push(`${displayPath(join(path, sub))}/ not read: --baseline was given`);
-          else {
+          else if (realPath(path) === real || realPath(path).startsWith(real + sep)) {
+            // A link back up the tree would read the record's own logs as its baseline.
+            notes.push(`${displayPath(join(path, sub))}/ not read: it links to ${displayPath(real)}, which holds the record itself`);
+          } else {
             const { files: baselineFiles } = logFilesIn(join(path, sub));
             if (baselineFiles.length === 0) notes.push(`${displayPath(join(path, sub))}/ holds no .txt or .log files`);
             impliedBaseline.push(...baselineFiles);
@@ -256,11 +339,11 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
   baseline.push(...impliedBaseline);
 
   // A file named twice (a folder and a glob, say) is one file; a file on both sides is a mistake.
-  const unique = (paths: string[]): string[] => [...new Map(paths.map((p) => [realpathSync(p), p])).values()];
+  const unique = (paths: string[]): string[] => [...new Map(paths.map((p) => [realPath(p), p])).values()];
   const recordFiles = unique(record);
   const baselineFiles = unique(baseline);
-  const recordReal = new Set(recordFiles.map((p) => realpathSync(p)));
-  const both = baselineFiles.filter((p) => recordReal.has(realpathSync(p)));
+  const recordReal = new Set(recordFiles.map(realPath));
+  const both = baselineFiles.filter((p) => recordReal.has(realPath(p)));
   if (both.length > 0) throw new UsageError(`${displayPath(both[0])} is given both as a record run and as a baseline run`);
   return { record: recordFiles, baseline: baselineFiles, notes };
 }
@@ -423,6 +506,7 @@ export interface Skipped {
 export interface Group {
   role: Role;
   codeHashes: string[];
+  configHashes: string[]; // '' for logs without a config line
   files: string[];
   loss: Summary;
   timeS: Summary;
@@ -439,12 +523,15 @@ export interface Report {
   target: number;
   alpha: number;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
   runs: RoleRun[];
   skipped: Skipped[];
   notes: string[];
-  /** One group per (role, code version): the runs of different code, reported separately. */
+  /** One group per (role, code version, configuration): runs of different code or flags, reported separately. */
   versions: Group[];
-  /** All record (baseline) runs pooled; null when they mix code versions without --allow-mixed. */
+  /** How the versions of a role differ: changed lines of normalised source, changed config keys. */
+  differences: string[];
+  /** All record (baseline) runs pooled; null when they mix versions without --allow-mixed. */
   record: Group | null;
   baseline: Group | null;
   /** Welch tests record - baseline, one-sided in the improving direction (lower loss, lower time). */
@@ -458,6 +545,7 @@ export interface AnalysisOptions {
   target: number;
   alpha: number;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
 }
 
 export function makeGroup(role: Role, runs: Run[], target: number): Group {
@@ -465,6 +553,7 @@ export function makeGroup(role: Role, runs: Run[], target: number): Group {
   return {
     role,
     codeHashes: [...new Set(runs.map((r) => r.codeHash))],
+    configHashes: [...new Set(runs.map((r) => r.configHash))],
     files: runs.map((r) => r.file),
     loss: summarize(losses),
     timeS: summarize(runs.map((r) => r.trainTimeMs / 1000)),
@@ -514,8 +603,51 @@ const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x
 const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
 const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
 
+/** The name of a run's version: its code hash, and its config hash where the log has a config line. */
+export const versionOf = (r: { codeHash: string; configHash: string }): string => (r.configHash ? `${r.codeHash}/${r.configHash}` : r.codeHash);
+const groupVersion = (g: Group): string => versionOf({ codeHash: g.codeHashes.join('+'), configHash: g.configHashes.join('+') });
+
+const DIFF_LINES_SHOWN = 8;
+
+/** How version b differs from version a: source lines only one has (up to a few each way), config keys that differ. */
+function describeDifference(a: RoleRun, b: RoleRun): string[] {
+  const out: string[] = [];
+  const label = `${a.role} ${versionOf(a)} → ${versionOf(b)}`;
+  if (a.codeHash !== b.codeHash) {
+    const linesA = a.source.split('\n');
+    const linesB = b.source.split('\n');
+    const setA = new Set(linesA);
+    const setB = new Set(linesB);
+    const removed = linesA.filter((l) => !setB.has(l));
+    const added = linesB.filter((l) => !setA.has(l));
+    const shown = (prefix: string, ls: string[]): string[] => [
+      ...ls.slice(0, DIFF_LINES_SHOWN).map((l) => `    ${prefix} ${l.trim()}`),
+      ...(ls.length > DIFF_LINES_SHOWN ? [`    ${prefix} … and ${ls.length - DIFF_LINES_SHOWN} more lines`] : []),
+    ];
+    out.push(`${label}: source differs (comments, layout, types and run ids ignored):`, ...shown('-', removed), ...shown('+', added));
+    if (removed.length === 0 && added.length === 0) out.push('    (the same lines in another order)');
+  }
+  if (a.configHash !== b.configHash) {
+    const keys = [...new Set([...Object.keys(a.config ?? {}), ...Object.keys(b.config ?? {})])].sort();
+    const value = (c: Record<string, unknown> | null, k: string): string => (c === null ? '(no config line)' : k in c ? JSON.stringify(c[k]) : '(absent)');
+    const changed = keys.filter((k) => value(a.config, k) !== value(b.config, k)).map((k) => `${k} ${value(a.config, k)} → ${value(b.config, k)}`);
+    out.push(`${label}: configuration differs: ${a.config === null || b.config === null ? 'one log has no config line' : changed.join(', ')}`);
+  }
+  return out;
+}
+
+// The target (3.28) is the FineWeb val loss of the 124M speedrun: a run on the built-in corpus or with the tiny
+// preset says nothing about it, however low its loss (bytes are not GPT-2 tokens).
+function offTarget(r: Run): string | null {
+  const c = r.config;
+  if (!c) return null;
+  if (c.preset === 'tiny') return 'preset tiny';
+  if (typeof c.corpus === 'string' && c.corpus.startsWith('builtin')) return `corpus ${c.corpus}`;
+  return null;
+}
+
 export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], options: AnalysisOptions): Report {
-  const { target, alpha, allowMixed } = options;
+  const { target, alpha, allowMixed, allowHardwareMismatch } = options;
   const recordRuns = runs.filter((r) => r.role === 'record');
   const baselineRuns = runs.filter((r) => r.role === 'baseline');
   if (recordRuns.length === 0) {
@@ -525,11 +657,16 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   }
 
   const versions: Group[] = [];
+  const differences: string[] = [];
   for (const role of ['record', 'baseline'] as const) {
     const ofRole = runs.filter((r) => r.role === role);
-    for (const hash of new Set(ofRole.map((r) => r.codeHash))) {
-      versions.push(makeGroup(role, ofRole.filter((r) => r.codeHash === hash), target));
+    const firsts: RoleRun[] = [];
+    for (const version of new Set(ofRole.map(versionOf))) {
+      const ofVersion = ofRole.filter((r) => versionOf(r) === version);
+      versions.push(makeGroup(role, ofVersion, target));
+      firsts.push(ofVersion[0]);
     }
+    for (const other of firsts.slice(1)) differences.push(...describeDifference(firsts[0], other));
   }
   const mixed = (role: Role): boolean => versions.filter((v) => v.role === role).length > 1;
   const pooled = (role: Role, ofRole: RoleRun[]): Group | null =>
@@ -539,9 +676,8 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
 
   const allNotes = [...notes];
   const hardware = (rs: Run[]): string[] => [...new Set(rs.map((r) => r.hardware))].sort();
-  if (baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join()) {
-    allNotes.push(`hardware differs: record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`);
-  }
+  const hardwareDiffers = baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join();
+  const hardwareText = `record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`;
   if (baselineRuns.some((b) => recordRuns.some((r) => r.codeHash === b.codeHash))) {
     allNotes.push('some baseline runs have the same source code as record runs');
   }
@@ -560,12 +696,25 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   const checks: Check[] = [];
   for (const role of ['record', 'baseline'] as const) {
     if (!mixed(role)) continue;
-    const list = versions.filter((v) => v.role === role).map((v) => `${v.codeHashes[0]}: ${v.loss.n} runs`).join(', ');
+    const ofRole = versions.filter((v) => v.role === role);
+    const list = ofRole.map((v) => `${groupVersion(v)}: ${v.loss.n} runs`).join(', ');
+    const code = new Set(ofRole.map((v) => v.codeHashes[0])).size > 1;
+    const config = new Set(ofRole.map((v) => v.configHashes[0])).size > 1;
+    const what = code && config ? 'source code and configurations' : code ? 'source code' : 'configurations (flags)';
     checks.push({
       ok: allowMixed,
       text: allowMixed
-        ? `${role} runs mix ${versions.filter((v) => v.role === role).length} code versions (${list}), pooled because of --allow-mixed`
-        : `${role} runs come from different source code (${list}); mixing them is refused: pass the logs of one version, or --allow-mixed`,
+        ? `${role} runs mix ${ofRole.length} versions of different ${what} (${list}), pooled because of --allow-mixed`
+        : `${role} runs come from different ${what} (${list}); mixing them is refused: pass the logs of one version, or --allow-mixed`,
+    });
+  }
+  const offTargetRuns = recordRuns.filter((r) => offTarget(r) !== null);
+  if (offTargetRuns.length > 0) {
+    const why = [...new Set(offTargetRuns.map(offTarget))].join(', ');
+    checks.push({
+      ok: false,
+      text: `${offTargetRuns.length} record run(s) train with ${why}: the target ${target} is about the speedrun on FineWeb, ` +
+        'so no record can be certified from them (compare variants against a --baseline instead)',
     });
   }
   if (record) {
@@ -581,9 +730,17 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       });
     }
   }
+  if (record && baseline && !vsBaseline) allNotes.push('no Welch tests against the baseline: they need at least 2 runs on each side');
   if (baselineRuns.length === 0) {
     checks.push({ ok: true, text: 'no baseline given: the speed condition (faster than the previous record re-timed on the same hardware) is not checked' });
+  } else if (hardwareDiffers && !allowHardwareMismatch) {
+    checks.push({
+      ok: false,
+      text: `hardware differs (${hardwareText}): the speed condition needs the baseline re-timed on the record's hardware; ` +
+        'pass --allow-hardware-mismatch to compare anyway',
+    });
   } else if (record && baseline) {
+    if (hardwareDiffers) allNotes.push(`hardware differs (${hardwareText}), compared because of --allow-hardware-mismatch`);
     const faster = record.timeS.mean < baseline.timeS.mean;
     const change = (record.timeS.mean / baseline.timeS.mean - 1) * 100;
     const significance = vsBaseline ? `, one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}` : '';
@@ -592,7 +749,6 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       text: `${faster ? 'faster' : 'not faster'} than the baseline: mean ${fmtS(record.timeS.mean)} s vs ${fmtS(baseline.timeS.mean)} s ` +
         `(${change >= 0 ? '+' : ''}${change.toFixed(2)} %${significance})`,
     });
-    if (!vsBaseline) allNotes.push('no Welch tests against the baseline: they need at least 2 runs on each side');
     if (faster && vsBaseline && vsBaseline.timeS.p >= alpha) {
       allNotes.push(`the speed-up is not significant at alpha = ${alpha} (one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}): consider more runs`);
     }
@@ -602,10 +758,12 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
     target,
     alpha,
     allowMixed,
+    allowHardwareMismatch,
     runs,
     skipped,
     notes: allNotes,
     versions,
+    differences,
     record,
     baseline,
     vsBaseline,
@@ -627,13 +785,13 @@ function runsNeededText(r: RunsNeeded, alpha: number): string {
 
 function groupRows(groups: Group[]): string[][] {
   return groups.flatMap((g) => [
-    [`${g.role} val loss`, g.codeHashes.join('+'), String(g.loss.n), fmtLoss(g.loss.mean), fmtSd(g.loss.sd), fmtSd(g.loss.se),
+    [`${g.role} val loss`, groupVersion(g), String(g.loss.n), fmtLoss(g.loss.mean), fmtSd(g.loss.sd), fmtSd(g.loss.se),
       fmtCi(g.loss.ci95, fmtLoss), fmtLoss(g.loss.min), fmtLoss(g.loss.max)],
-    [`${g.role} time (s)`, g.codeHashes.join('+'), String(g.timeS.n), fmtS(g.timeS.mean), fmtSd(g.timeS.sd), fmtSd(g.timeS.se),
+    [`${g.role} time (s)`, groupVersion(g), String(g.timeS.n), fmtS(g.timeS.mean), fmtSd(g.timeS.sd), fmtSd(g.timeS.se),
       fmtCi(g.timeS.ci95, fmtS), fmtS(g.timeS.min), fmtS(g.timeS.max)],
   ]);
 }
-const GROUP_HEADER = ['group', 'code', 'n', 'mean', 'std (n−1)', 's.e.', '95 % CI', 'min', 'max'];
+const GROUP_HEADER = ['group', 'version', 'n', 'mean', 'std (n−1)', 's.e.', '95 % CI', 'min', 'max'];
 
 function comparisonRows(vs: NonNullable<Report['vsBaseline']>): string[][] {
   return ([['val loss', vs.loss, fmtLoss], ['time (s)', vs.timeS, fmtS]] as const).map(([name, c, f]) => [
@@ -643,8 +801,8 @@ function comparisonRows(vs: NonNullable<Report['vsBaseline']>): string[][] {
 const COMPARISON_HEADER = ['quantity', 'record − baseline', '95 % CI', 't', 'df', 'p (one-sided, record lower)', 'p (two-sided)', "Cohen's d", "Hedges' g"];
 
 const runRow = (r: RoleRun): string[] =>
-  [r.role, r.file, r.codeHash, String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
-const RUN_HEADER = ['role', 'file', 'code', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
+  [r.role, r.file, versionOf(r), String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
+const RUN_HEADER = ['role', 'file', 'version', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
 
 function foundLine(report: Report): string {
   const n = (role: Role): number => report.runs.filter((r) => r.role === role).length;
@@ -661,13 +819,13 @@ function textTable(header: string[], rows: string[][]): string {
   return [chalk.bold(line(header)), ...rows.map(line)].join('\n');
 }
 
-/** The test against the target of each record code version, for a report of mixed versions. */
+/** The test against the target of each record version, for a report of mixed versions. */
 function versionTests(report: Report): string[] {
   return report.versions.filter((v) => v.role === 'record').map((v) =>
-    `record ${v.codeHashes[0]} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`);
+    `record ${groupVersion(v)} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`);
 }
 
-/** Whether the runs of a role come from more than one code version. */
+/** Whether the runs of a role come from more than one version (code or configuration). */
 function isMixed(report: Report, role: Role): boolean {
   return report.versions.filter((v) => v.role === role).length > 1;
 }
@@ -685,8 +843,9 @@ export function terminalReport(report: Report): string {
     out.push(textTable(['role', 'file', 'reason'], report.skipped.map((s) => [s.role, s.file, chalk.yellow(s.reason)])));
   }
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
-    heading('Code versions (reported separately)');
-    out.push(textTable(GROUP_HEADER, groupRows(report.versions)), ...versionTests(report).map((line) => `  ${line}`));
+    heading('Versions: code/configuration (reported separately)');
+    out.push(textTable(GROUP_HEADER, groupRows(report.versions)), ...versionTests(report).map((line) => `  ${line}`),
+      ...report.differences.map((line) => `  ${line}`));
   }
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (pooled.length > 0) {
@@ -727,8 +886,8 @@ export function markdownReport(report: Report, command: string): string {
   out.push(`Computed by \`${command}\` (target ${report.target}, alpha ${report.alpha}). ${foundLine(report)}`, '');
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
-    out.push('Code versions, reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '',
-      ...versionTests(report).map((line) => `- ${line}`), '');
+    out.push('Versions (code/configuration), reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '',
+      ...versionTests(report).map((line) => `- ${line}`), '', '```', ...report.differences, '```', '');
   }
   if (pooled.length > 0) out.push(markdownTable(GROUP_HEADER, groupRows(pooled)), '');
   if (report.record) {
@@ -752,9 +911,9 @@ export function markdownReport(report: Report, command: string): string {
   return out.join('\n') + '\n';
 }
 
-/** The report as JSON. NaN (undefined statistics, such as the spread of one run) becomes null. */
+/** The report as JSON, without each run's source. NaN (undefined statistics, such as the spread of one run) becomes null. */
 export function jsonReport(report: Report): string {
-  return JSON.stringify(report, null, 2) + '\n';
+  return JSON.stringify({ ...report, runs: report.runs.map(({ source: _source, ...run }) => run) }, null, 2) + '\n';
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -845,7 +1004,8 @@ export const OPTIONS = {
   json: { type: 'boolean', arg: '', help: 'print the whole report as JSON, for tools' },
   plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves to FILE.svg or FILE.png' },
   'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
-  'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code differs' },
+  'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code or configuration differs' },
+  'allow-hardware-mismatch': { type: 'boolean', arg: '', help: 'compare times with a baseline timed on other hardware' },
   help: { type: 'boolean', short: 'h', arg: '', help: 'show this help (also -h)' },
 } as const;
 
@@ -875,6 +1035,7 @@ export interface CliOptions {
   plot?: string;
   plotSize: PlotSize;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
   help: boolean;
 }
 
@@ -926,6 +1087,7 @@ export function parseCli(argv: string[]): CliOptions {
     plot,
     plotSize: { width: Number(size[1]), height: Number(size[2]) },
     allowMixed: v['allow-mixed'] ?? false,
+    allowHardwareMismatch: v['allow-hardware-mismatch'] ?? false,
     help: v.help ?? false,
   };
 }
@@ -943,10 +1105,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stdout(USAGE);
       return 0;
     }
+    if (cli.record.length === 0 && cli.baseline.length > 0) {
+      throw new UsageError(`no record runs given: all ${cli.baseline.length} paths after --baseline are baseline runs; ` +
+        'put the record runs before --baseline (or after another flag)');
+    }
     if (cli.record.length === 0) throw new UsageError('no runs given: pass log files, folders or globs (see --help)');
     const inputs = collectLogs(cli.record, cli.baseline);
     const { runs, skipped } = loadRuns(inputs);
-    const report = analyze(runs, skipped, inputs.notes, { target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed });
+    const report = analyze(runs, skipped, inputs.notes, {
+      target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
+    });
     if (cli.plot) {
       await writePlot(cli.plot, runs, cli.target, cli.plotSize);
       report.plot = cli.plot;
