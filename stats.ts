@@ -93,8 +93,11 @@ export function normalizeSource(source: string): string {
 }
 
 // The logged settings that do not change the maths: the seed (runs of a record differ in it), where logs and
-// checkpoints go, how often the console prints. Every other key of the `config:` line splits a group.
-const CONFIG_KEYS_IGNORED = new Set(['seed', 'logDir', 'checkpointDir', 'saveCheckpoint', 'checkpointEvery', 'resume', 'printEvery']);
+// checkpoints go, how often the console prints, how many processes share the (global) batch and how they
+// all-reduce (the hardware is compared on its own). Every other key of the `config:` line splits a group.
+const CONFIG_KEYS_IGNORED = new Set([
+  'seed', 'logDir', 'checkpointDir', 'saveCheckpoint', 'checkpointEvery', 'resume', 'printEvery', 'gpus', 'collective',
+]);
 
 function mathsConfig(header: string[]): Record<string, unknown> | null | 'malformed' {
   const line = header.find((l) => l.startsWith('config: {'));
