@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import './tfjs_node.ts'; // gradients, chained ops and the cpu backend, without tfjs's Node.js banner
 import cliProgress from 'cli-progress';
 import { readShard, readShardSync, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
-import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
+import { ensureBuiltinCorpus, loadCodec, type CorpusCodec, type CorpusTokenizer } from './data/builtin_corpus.ts';
 import { logHeader, peakMemoryLine, stepLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
@@ -1276,28 +1276,37 @@ export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta:
   writeFileAtomic(file, out);
 }
 
-/** Restores a checkpoint into a model built with the same shape; returns its step and loader position. */
-export function loadCheckpoint(file: string, m: Model, st: OptimizerState): { step: number; loader: LoaderState } {
-  if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
+interface CheckpointHeader {
+  step: number; optStep: number; loader: LoaderState; config?: Config; entries: { name: string; shape: number[]; offset: number }[];
+}
+
+/** A checkpoint's bytes, checked header, where its tensors start, and the error for a corrupt one. `flag` names the option
+ * that gave the file, for errors. */
+export function readCheckpoint(file: string, flag = '--resume'): { buf: Buffer; base: number; header: CheckpointHeader; corrupt: (what: string) => ConfigError } {
+  if (!fs.existsSync(file)) throw new ConfigError(`${flag} ${file}: no such file`);
   const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
-  const corrupt = (what: string) => new ConfigError(`--resume ${file}: truncated or corrupt checkpoint (${what})`);
+  if (buf.toString('latin1', 0, CKPT_MAGIC.length) !== CKPT_MAGIC) throw new ConfigError(`${flag} ${file}: not a checkpoint of this trainer`);
+  const corrupt = (what: string) => new ConfigError(`${flag} ${file}: truncated or corrupt checkpoint (${what})`);
   if (buf.length < CKPT_MAGIC.length + 4) throw corrupt('no header');
   const len = buf.readUInt32LE(CKPT_MAGIC.length), base = CKPT_MAGIC.length + 4 + len;
-  let header: { step: number; optStep: number; loader: LoaderState; entries: { name: string; shape: number[]; offset: number }[] };
   try {
     if (base > buf.length) throw new Error();
-    header = JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base));
+    return { buf, base, header: JSON.parse(buf.toString('utf8', CKPT_MAGIC.length + 4, base)), corrupt };
   } catch {
     throw corrupt('unreadable header');
   }
+}
+
+/** Restores a checkpoint into a model built with the same shape; returns its step and loader position. */
+export function loadCheckpoint(file: string, m: Model, st: OptimizerState, flag = '--resume'): { step: number; loader: LoaderState } {
+  const { buf, base, header, corrupt } = readCheckpoint(file, flag);
   const targets = new Map<string, tf.Variable>();
   for (const [name, v] of m.params) targets.set(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
-  if (header.entries.length !== targets.size) throw new ConfigError(`--resume ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
+  if (header.entries.length !== targets.size) throw new ConfigError(`${flag} ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
   for (const e of header.entries) {
     const v = targets.get(e.name);
-    if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`--resume ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
+    if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`${flag} ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (base + e.offset + n * 4 > buf.length) throw corrupt(`tensor ${e.name} runs past the end of the file`);
     const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + e.offset, buf.byteOffset + base + e.offset + n * 4));
@@ -1606,7 +1615,7 @@ export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sch
 
 export interface TrainResult { finalValLoss: number; trainMs: number; steps: number; logFile: string | null; unigramEntropy: number; tokensPerSecond: number }
 
-interface DataFiles { train: string[]; val: string; label: string }
+interface DataFiles { train: string[]; val: string; label: string; tokenizer?: CorpusTokenizer /* the built-in corpus's */ }
 
 /** Finds the training and validation shards of the configured corpus (building the built-in one if needed). */
 export async function resolveData(cfg: Config, say: (s: string) => void): Promise<DataFiles> {
@@ -1629,12 +1638,13 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
   if (c.vocabSize > cfg.vocabSize || c.bosToken !== cfg.bosToken) {
     throw new ConfigError(`--corpus ${corpus} has ${c.vocabSize} token ids with document start ${c.bosToken}: set --vocab-size ≥ ${c.vocabSize} and --bos-token ${c.bosToken}`);
   }
-  return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)` };
+  return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)`, tokenizer };
 }
 
 /** Trains with a resolved config on the current backend; rank 0 writes the log. */
 export async function train(config: Config, opts: {
   backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
+  sampleTokens?: number; // on the built-in corpus, end by printing this many sampled tokens
 }): Promise<TrainResult> {
   let cfg = config;
   useFusedKernels(cfg.fused);
@@ -1799,9 +1809,84 @@ export async function train(config: Config, opts: {
   const tokensPerSecond = (steps * cfg.batchTokens) / (trainMs / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
     `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
+  if (lead && opts.sampleTokens && data.tokenizer) {
+    // A look at what the model learnt (sample.ts does the same from a checkpoint).
+    const codec = await loadCodec(data.tokenizer);
+    const text = await generate(m, N, codec, { prompt: '', tokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: cfg.seed });
+    say(`sample (${opts.sampleTokens} tokens at most, temperature 0.8; more with npx tsx sample.ts): ${JSON.stringify(text)}`);
+  }
   disposeOptimizerState(st);
   disposeModel(m);
   return { finalValLoss, trainMs, steps, logFile: log?.file ?? null, unigramEntropy: unigram, tokensPerSecond };
+}
+
+// -----------------------------------------------------------------------------
+// Sampling: text from the model, at the end of a run on the built-in corpus and in sample.ts
+
+export interface SampleOptions {
+  prompt: string;
+  tokens: number;
+  temperature: number; // 0: always the most likely token
+  topK: number; // 0: all tokens
+  seed: number;
+}
+
+/** GPT-2 tokens for a model with GPT-2's vocabulary, else bytes (the built-in byte-level corpus). */
+export const tokenizerOf = (cfg: Config): CorpusTokenizer => (cfg.vocabSize >= 50257 ? 'gpt2' : 'bytes');
+
+/** A small seeded generator (mulberry32): the same seed gives the same text. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** The attention windows and rotary state of the final validation after `steps` trained steps, as train() uses them. */
+function finalSchedule(cfg: Config, steps: number): AttnSchedule {
+  const last = Math.max(0, steps - 1);
+  const blocks = longWindowBlocks(last, cfg), rope = ropeAt(last, cfg);
+  if (cfg.valWindow === blocks) return attnScheduleAt(blocks, rope, cfg);
+  return attnScheduleAt(cfg.valWindow, yarnExtend(rope, blocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
+}
+
+/** Picks the next token from logits: temperature, then the top k, then a draw; padding ids past the vocabulary never. */
+function pick(logits: Float32Array, vocab: number, o: SampleOptions, rand: () => number): number {
+  const ids = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
+  if (o.temperature === 0) return ids[0];
+  const kept = o.topK > 0 ? ids.slice(0, o.topK) : ids;
+  const top = logits[kept[0]];
+  const weights = kept.map((i) => Math.exp((logits[i] - top) / o.temperature));
+  let r = rand() * weights.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < kept.length; j++) if ((r -= weights[j]) <= 0) return kept[j];
+  return kept[kept.length - 1];
+}
+
+/** Continues `prompt` by `tokens` tokens; returns the continuation only. The context is the last seqLen tokens. */
+export async function generate(m: Model, steps: number, codec: CorpusCodec, o: SampleOptions): Promise<string> {
+  const cfg = m.cfg;
+  const sched = finalSchedule(cfg, steps);
+  const rand = seededRandom(o.seed);
+  const context = [cfg.bosToken, ...Array.from(codec.encode(o.prompt))];
+  const out: number[] = [];
+  for (let n = 0; n < o.tokens; n++) {
+    const window = context.slice(-cfg.seqLen);
+    const logits = tf.tidy(() => {
+      const inputs = Int32Array.from(window);
+      const b = toDevice({ inputs, targets: inputs, B: 1, T: window.length }, cfg.bosToken);
+      return headLogits(m, trunk(m, b.inputs, b.docIds, sched)).slice([window.length - 1, 0], [1, -1]);
+    });
+    const next = pick((await logits.data()) as Float32Array, codec.vocabSize, o, rand);
+    logits.dispose();
+    if (next === cfg.bosToken) break; // the end of a document
+    context.push(next);
+    out.push(next);
+  }
+  return codec.decode(out);
 }
 
 // -----------------------------------------------------------------------------
@@ -1859,7 +1944,7 @@ export async function main(argv: string[]): Promise<number> {
     notes.forEach(say);
     collective = await createCollective(world, backend.name, cfg.collective);
     process.on('SIGINT', onSigint);
-    await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
+    await train(cfg, { backend: backend.name, collective, interrupt, sampleTokens: 100, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;
   } catch (e) {
     const err = e as Error;

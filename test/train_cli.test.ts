@@ -186,12 +186,12 @@ test('a run log is a new file: one with the same name is never overwritten', (t)
 
 interface Result { code: number | null; stdout: string; stderr: string }
 
-/** Runs train_gpt.ts as a user does, from the repository root. */
-function trainGpt(args: string[]): Promise<Result> {
+/** Runs train_gpt.ts (or another script, sample.ts) as a user does, from the repository root. */
+function trainGpt(args: string[], script = 'train_gpt.ts'): Promise<Result> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     for (const k of ['TSGPT_DEBUG', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', 'train_gpt.ts', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
@@ -302,6 +302,26 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     const ckpt = (s: number) => join(dir, 'ckpt', `${runId}_step${s}.ckpt`);
     assert.deepEqual(readdirSync(join(dir, 'ckpt')).sort(), [`${runId}_step12.ckpt`, `${runId}_step6.ckpt`]);
     assert.ok(a.stdout.includes(`checkpoint: ${ckpt(6)}`) && a.stdout.includes(`checkpoint: ${ckpt(12)}`), a.stdout);
+    // The main job on the built-in corpus ends with a sample.
+    assert.match(a.stdout, /^sample \(100 tokens at most, temperature 0\.8; more with npx tsx sample\.ts\): ".*"$/m);
+
+    // sample.ts continues a prompt from the checkpoint, the same for the same seed; a file of another format or a
+    // checkpoint of another model size is a clear error.
+    const sampleArgs = ['--checkpoint', ckpt(12), '--prompt', 'Call me', '--tokens', '12', '--seed', '3'];
+    const [s1, s2] = [await trainGpt(sampleArgs, 'sample.ts'), await trainGpt(sampleArgs, 'sample.ts')];
+    assert.equal(s1.code, 0, show(s1));
+    assert.match(s1.stdout, /^Call me/);
+    assert.equal(s1.stdout, s2.stdout, 'the same seed gives the same text');
+    assertOneLineError(await trainGpt(['--checkpoint', logA], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(logA)}: not a checkpoint of this trainer$`));
+    const bytes = readFileSync(ckpt(12));
+    const magic = 'TSGPT-CKPT-1\n'.length, headerEnd = magic + 4 + bytes.readUInt32LE(magic);
+    const header = JSON.parse(bytes.toString('utf8', magic + 4, headerEnd));
+    header.config.modelDim = 64; // the tensors stay those of d 32
+    const text = Buffer.from(JSON.stringify(header)), length = Buffer.alloc(4);
+    length.writeUInt32LE(text.length);
+    const other = join(dir, 'other-size.ckpt');
+    writeFileSync(other, Buffer.concat([bytes.subarray(0, magic), length, text, bytes.subarray(headerEnd)]));
+    assertOneLineError(await trainGpt(['--checkpoint', other], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(other)}: .* does not fit this model`));
 
     // Resume from step 6: the new run logs steps 7..12 in a new file and reaches what the first run reached.
     const logBefore = readFileSync(logA, 'utf8');
