@@ -929,49 +929,113 @@ export interface PlotSize {
   height: number;
 }
 
+// The colours of the roles; each run gets its own shade between the role's colour and a light tint of it.
+const ROLE_COLOURS: Record<Role, [string, string]> = { record: ['#d62728', '#ff9896'], baseline: ['#1f77b4', '#aec7e8'] };
+
+function shade([from, to]: [string, string], k: number, n: number): string {
+  const f = n <= 1 ? 0 : k / (n - 1);
+  const channel = (hex: string, i: number): number => parseInt(hex.slice(1 + 2 * i, 3 + 2 * i), 16);
+  return '#' + [0, 1, 2].map((i) => Math.round(channel(from, i) + (channel(to, i) - channel(from, i)) * f).toString(16).padStart(2, '0')).join('');
+}
+
+/** Each role's mean curve: the mean loss and time at each step that every run of the role validated at. */
+function meanCurve(runs: RoleRun[]): ValPoint[] {
+  const steps = runs.map((r) => new Map(r.valCurve.map((p) => [p.step, p])));
+  return runs[0].valCurve.map((p) => p.step).filter((step) => steps.every((s) => s.has(step))).map((step) => ({
+    step,
+    trainTimeMs: mean(steps.map((s) => s.get(step)!.trainTimeMs)),
+    valLoss: mean(steps.map((s) => s.get(step)!.valLoss)),
+  }));
+}
+
+/**
+ * Two views of the val-loss curves: the whole run (the early losses clipped) and the finish, where the final
+ * points sit and a 1 % difference in time is visible. Each run has its own shade of its role's colour; each role's
+ * mean curve is drawn thick and named with its n in the legend; the record is drawn above the baseline.
+ */
 export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLevelSpec {
-  const values = runs.flatMap((r) =>
-    r.valCurve.map((p) => ({ run: r.file, role: r.role, time: p.trainTimeMs / 1000, loss: p.valLoss })));
+  // Baseline first, so the record's lines are drawn over them.
+  const roles = (['baseline', 'record'] as const).filter((role) => runs.some((r) => r.role === role));
+  const ordered = roles.flatMap((role) => runs.filter((r) => r.role === role));
+  const groupName = (role: Role): string => `${role} mean (n = ${runs.filter((r) => r.role === role).length})`;
+  const shades = new Map(roles.flatMap((role) => {
+    const ofRole = runs.filter((r) => r.role === role);
+    return ofRole.map((r, k): [string, string] => [r.file, shade(ROLE_COLOURS[role], k, ofRole.length)]);
+  }));
+  const values = ordered.flatMap((r) => r.valCurve.map((p) => ({ run: r.file, time: p.trainTimeMs / 1000, loss: p.valLoss })));
+  const finals = ordered.map((r) => ({ run: r.file, time: r.trainTimeMs / 1000, loss: r.finalValLoss }));
+  const means = roles.flatMap((role) =>
+    meanCurve(runs.filter((r) => r.role === role)).map((p) => ({ group: groupName(role), time: p.trainTimeMs / 1000, loss: p.valLoss })));
+
   const losses = values.map((v) => v.loss).filter(Number.isFinite);
-  // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show the last ≈ 0.7 above
-  // the worst final loss and clip above.
-  const low = Math.min(target, min(losses)) - 0.02;
-  const worstFinal = Math.max(target, max(runs.map((r) => r.finalValLoss)));
-  const high = Math.min(max(losses), worstFinal + 0.7);
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    width: size.width,
-    height: size.height,
-    autosize: { type: 'fit', contains: 'padding' }, // the whole picture, axes and legend included, is width × height
-    background: 'white',
-    config: { font: 'sans-serif' },
-    title: {
-      text: `Validation loss of ${runs.length} runs`,
-      subtitle: high < max(losses) ? `losses above ${high.toFixed(2)} clipped` : '',
-    },
+  // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show up to ≈ 0.7 above the worst
+  // final loss, clip above, and end the axis exactly there (no rounding) so that the note matches it.
+  const low = Math.floor((Math.min(target, min(losses)) - 0.02) * 100) / 100;
+  const worstFinal = Math.max(target, max(finals.map((f) => f.loss)));
+  const high = Math.min(Math.ceil(max(losses) * 100) / 100, Math.ceil((worstFinal + 0.7) * 100) / 100);
+  const clipped = high < max(losses);
+
+  // The finish: from 3 % before the fastest run's end to 1 % after the slowest; losses within reach of the finals.
+  const times = finals.map((f) => f.time);
+  const zoomX: [number, number] = [min(times) * 0.97, max(times) * 1.01];
+  const bestFinal = Math.min(target, min(finals.map((f) => f.loss)));
+  const zoomY: [number, number] = [bestFinal - 0.002, worstFinal + Math.max(0.01, (worstFinal - bestFinal) * 2)];
+
+  const view = (title: string, x: [number, number] | null, y: [number, number], height: number) => ({
+    title,
+    height,
+    width: size.width - 220, // room for the axes and the legend
     layer: [
       {
         data: { values },
-        mark: { type: 'line', clip: true, strokeWidth: 1.2, strokeOpacity: 0.75 }, // not `opacity`: resvg drops clipped paths with it
+        mark: { type: 'line', clip: true, strokeWidth: 1, strokeOpacity: 0.7 }, // not `opacity`: resvg drops clipped paths with it
         encoding: {
-          x: { field: 'time', type: 'quantitative', title: 'training time (s)' },
-          y: { field: 'loss', type: 'quantitative', title: 'val loss', scale: { domain: [low, high], zero: false } },
-          color: { field: 'role', type: 'nominal', title: null, scale: { domain: ['record', 'baseline'], range: ['#d62728', '#1f77b4'] } },
+          x: { field: 'time', type: 'quantitative', title: 'training time (s)', scale: x ? { domain: x, nice: false, zero: false } : {} },
+          y: { field: 'loss', type: 'quantitative', title: 'val loss', scale: { domain: y, nice: false, zero: false } },
+          color: { field: 'run', type: 'nominal', legend: null, scale: { domain: [...shades.keys()], range: [...shades.values()] } },
           detail: { field: 'run', type: 'nominal' },
         },
       },
       {
-        data: { values: [{ target }] },
-        mark: { type: 'rule', strokeDash: [6, 4], color: 'black' },
-        encoding: { y: { field: 'target', type: 'quantitative' } },
+        data: { values: means },
+        mark: { type: 'line', clip: true, strokeWidth: 2.5 },
+        encoding: {
+          x: { field: 'time', type: 'quantitative' },
+          y: { field: 'loss', type: 'quantitative' },
+          stroke: { field: 'group', type: 'nominal', title: null, legend: { labelLimit: 400 },
+            scale: { domain: roles.map(groupName), range: roles.map((role) => ROLE_COLOURS[role][0]) } },
+        },
+      },
+      {
+        data: { values: finals },
+        mark: { type: 'point', clip: true, filled: true, size: 30 },
+        encoding: {
+          x: { field: 'time', type: 'quantitative' },
+          y: { field: 'loss', type: 'quantitative' },
+          color: { field: 'run', type: 'nominal', legend: null },
+        },
       },
       {
         data: { values: [{ target, label: `target ${target}` }] },
-        mark: { type: 'text', align: 'left', dx: 4, dy: -6, x: 0, color: 'black' }, // left: the curves end on the right
-        encoding: { y: { field: 'target', type: 'quantitative' }, text: { field: 'label' } },
+        layer: [
+          { mark: { type: 'rule', strokeDash: [6, 4], color: 'black' }, encoding: { y: { field: 'target', type: 'quantitative' } } },
+          { mark: { type: 'text', align: 'left', dx: 4, dy: -6, x: 0, color: 'black' }, // left: the curves end on the right
+            encoding: { y: { field: 'target', type: 'quantitative' }, text: { field: 'label' } } },
+        ],
       },
     ],
-  };
+  });
+  const fullHeight = Math.round((size.height - 190) * 0.55);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    background: 'white',
+    config: { font: 'sans-serif' },
+    title: { text: `Validation loss of ${runs.length} runs`, subtitle: clipped ? `losses above ${high.toFixed(2)} clipped` : '' },
+    vconcat: [
+      view('whole run', null, [low, high], fullHeight),
+      view('the finish (final points; a 1 % difference in time is visible here)', zoomX, zoomY, size.height - 190 - fullHeight),
+    ],
+  } as TopLevelSpec;
 }
 
 /** Draws the plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
@@ -979,7 +1043,8 @@ export async function writePlot(file: string, runs: RoleRun[], target: number, s
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
   const spec = plotSpec(runs, target, size);
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  const svg = await view.toSVG();
+  // Two stacked views cannot be fitted to a size by Vega (autosize fit is for single views): scale the drawing to it.
+  const svg = (await view.toSVG()).replace(/^(<svg[^>]*?) width="[\d.]+" height="[\d.]+"/, `$1 width="${size.width}" height="${size.height}"`);
   view.finalize();
   let bytes: Uint8Array = Buffer.from(svg);
   if (extname(file).toLowerCase() === '.png') {

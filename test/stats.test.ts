@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { Resvg } from '@resvg/resvg-js';
 import {
-  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, runsNeeded, summarize, tPValue, welchTTest,
+  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, plotSpec, runsNeeded, summarize, tPValue, welchTTest,
   type Report,
 } from '../stats.ts';
 import { SEPARATOR } from '../log_format.ts';
@@ -536,7 +536,7 @@ describe('the stats.ts command', () => {
     assert.deepEqual(parseCli(['a', '--baseline', 'b', 'c', '--json', 'd']).record, ['a', 'd']);
   });
 
-  test('--plot draws an SVG of the stated size, with both groups and the target line', async () => {
+  test('--plot draws an SVG of the stated size: the whole run and the finish, a shade per run, group means with n, final points', async () => {
     const file = join(root, 'curves.svg');
     const r = await run(recordDir, '--plot', file, '--plot-size', '640x400');
     assert.equal(r.code, 0);
@@ -545,16 +545,41 @@ describe('the stats.ts command', () => {
     const parsed = new Resvg(svg); // throws on an invalid SVG
     assert.equal(parsed.width, 640);
     assert.equal(parsed.height, 400);
-    assert.match(svg, /stroke="#d62728"/); // record
-    assert.match(svg, /stroke="#1f77b4"/); // baseline
     assert.match(svg, /target 3\.28/);
-    assert.equal((svg.match(/class="mark-line role-mark/g) ?? []).length, 14); // one line per usable run
+    for (const view of [0, 1]) {
+      // One line per usable run in both views, and a thick mean line per group.
+      assert.equal((svg.match(new RegExp(`class="mark-line role-mark concat_${view}_layer_0_marks`, 'g')) ?? []).length, 14);
+      assert.equal((svg.match(new RegExp(`class="mark-line role-mark concat_${view}_layer_1_marks`, 'g')) ?? []).length, 2);
+      assert.match(svg, new RegExp(`class="mark-symbol role-mark concat_${view}_layer_2_marks`)); // the final points
+    }
+    assert.match(svg, /the finish/);
+    assert.match(svg, /record mean \(n = 8\)/);
+    assert.match(svg, /baseline mean \(n = 6\)/);
+    const strokes = new Set(svg.match(/stroke="#[0-9a-f]{6}"/g));
+    assert.ok(strokes.has('stroke="#d62728"') && strokes.has('stroke="#1f77b4"'), 'the role colours');
+    assert.ok(strokes.size >= 14, `a shade per run: ${strokes.size} colours`);
+    // The record is drawn after (above) the baseline.
+    assert.ok(svg.indexOf('stroke="#d62728"') > svg.indexOf('stroke="#1f77b4"'));
+    const alone = join(root, 'alone.svg');
+    assert.equal((await run(join(recordDir, 'rec-*.txt'), '--plot', alone)).code, 0);
+    assert.doesNotMatch(readFileSync(alone, 'utf8'), /baseline/, 'no baseline entry without a baseline');
     assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // the temp file was renamed
     mkdirSync(join(root, 'folder.svg'));
     const blocked = await run(recordDir, '--plot', join(root, 'folder.svg'));
     assert.equal(blocked.code, 2);
     assert.match(blocked.stderr, /--plot: cannot write .*folder\.svg/);
     assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // and no temp file is left behind
+  });
+
+  test('the clip note names the end of the loss axis', async () => {
+    const { report: rep } = await report(recordDir);
+    const spec = plotSpec(rep.runs, 3.28, { width: 900, height: 560 }) as unknown as {
+      title: { subtitle: string }; vconcat: { layer: { encoding: { y: { scale: { domain: number[]; nice: boolean } } } }[] }[];
+    };
+    const scale = spec.vconcat[0].layer[0].encoding.y.scale;
+    assert.equal(scale.nice, false, 'the axis ends at the domain, not at a rounded tick beyond it');
+    assert.equal(spec.title.subtitle, `losses above ${scale.domain[1].toFixed(2)} clipped`);
+    assert.equal(scale.domain[1], Number(scale.domain[1].toFixed(2)));
   });
 
   test('--plot draws a PNG of the stated size', async () => {
