@@ -1,4 +1,4 @@
-// The install: every dependency with an install script is decided in package.json's allowScripts (so a clean
+// The install: tfjs without its union package; every dependency with an install script is decided in allowScripts (so a clean
 // `npm ci` ends without npm's "not yet covered by allowScripts" warning), and the project's own install hook
 // (the cuda addon's build) still runs.
 import { test } from 'node:test';
@@ -33,4 +33,17 @@ test('every installed package with an install script is approved or denied in al
 
 test("the project's own install hook builds the cuda addon", () => {
   assert.equal(manifest(REPO).scripts?.install, 'node backend-cuda/install.mjs');
+});
+
+test('tfjs: core and the cpu and wasm backends, not the union package; tfjs_node.ts registers gradients and chained ops', async () => {
+  const { dependencies = {} } = manifest(REPO) as Manifest & { dependencies?: Record<string, string> };
+  assert.deepEqual(Object.keys(dependencies).filter((d) => d.startsWith('@tensorflow/')).sort(),
+    ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-core']);
+  await import('../tfjs_node.ts');
+  const tf = await import('@tensorflow/tfjs-core');
+  await tf.setBackend('cpu');
+  const x = tf.tensor1d([1, 2, 3]);
+  const grad = tf.grad((a) => tf.logSumExp(a.square()))(x);
+  const softmax = tf.softmax(x.square()).arraySync() as number[];
+  (grad.arraySync() as number[]).forEach((g, i) => assert.ok(Math.abs(g - 2 * (i + 1) * softmax[i]) < 1e-5, `d/dx_${i}`));
 });
