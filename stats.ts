@@ -1087,6 +1087,8 @@ Usage: npx tsx stats.ts [RUNS...] [--baseline RUNS...] [options]
 RUNS are log files, folders or globs. A folder means the .txt and .log files directly in it; a record
 folder (records/<track>/<date>_<name>/) means its logs, and its baseline/ subfolder is the baseline
 unless --baseline is given. The positionals right after --baseline (up to the next flag) are baseline runs.
+Symbolic links are followed. Runs of different source (comments, layout, types and run ids aside) or of a
+different logged configuration (seed, log and checkpoint settings aside) are versions, reported apart.
 
 Options:
 ${optionLines.map(([flag, help]) => `  ${flag.padEnd(optionWidth)}  ${help}`).join('\n')}
