@@ -1,7 +1,7 @@
 // stats.ts: certify (or refuse) a speedrun record from its run logs.
 //
 //   npx tsx stats.ts [RUNS...] [--baseline RUNS...] [--target 3.28] [--alpha 0.01]
-//                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed]
+//                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed] [--allow-hardware-mismatch]
 //
 // The rule (shared/reference/speedrun.md): a record must show with p < alpha (0.01) that its mean final val
 // loss is below the target (3.28), by a one-sample one-sided t-test over repeated runs, and must be faster
@@ -13,6 +13,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { transformSync } from 'esbuild';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
@@ -43,7 +44,11 @@ export interface ValPoint {
 
 export interface Run {
   file: string; // as shown to the user (relative to the working directory)
-  codeHash: string; // short hash of the logged source: runs of different code are different groups
+  codeHash: string; // short hash of the logged source, normalised (normalizeSource): runs of different code are different groups
+  /** The logged hyperparameters (train_gpt.ts's `config:` header line) that change the maths; null in logs without one. */
+  config: Record<string, unknown> | null;
+  configHash: string; // short hash of config; '' without one
+  source: string; // the normalised source, to show how versions differ (left out of the JSON report)
   contentHash: string; // hash of the whole log, to catch one run counted twice
   hardware: string; // e.g. "8× NVIDIA H100 80GB HBM3", from the nvidia-smi listing
   steps: number;
@@ -65,6 +70,49 @@ function describeHardware(header: string[]): string {
   return names.length === 1 ? `${gpus.length}× ${names[0]}` : gpus.join(' + ');
 }
 
+// Sources that differ only in comments, layout, type annotations or a run id are one version: the upstream
+// records write a fresh run_id into the script of each run. TypeScript goes through esbuild (which drops
+// types and comments and prints one layout); other sources (the PyTorch speedrun's Python) lose `#` comments,
+// trailing blanks and empty lines. Then an assignment to run_id/runId keeps only its name.
+const RUN_ID_ASSIGNMENT = /^(\s*(?:(?:const|let|var)\s+)?(?:\w+\.)?(?:run_id|runId|RUN_ID)\s*(?::[^=]*)?=\s*).*$/gm;
+const normalized = new Map<string, string>(); // sha256 of the raw source -> normalised source
+
+export function normalizeSource(source: string): string {
+  const key = sha256(source);
+  const cached = normalized.get(key);
+  if (cached !== undefined) return cached;
+  let text: string;
+  try {
+    text = transformSync(source, { loader: 'ts', logLevel: 'silent' }).code;
+  } catch {
+    text = source.split('\n').map((line) => line.replace(/(^|\s)#.*$/, '').trimEnd()).filter((line) => line !== '').join('\n');
+  }
+  text = text.replace(RUN_ID_ASSIGNMENT, '$1<run id>');
+  normalized.set(key, text);
+  return text;
+}
+
+// The logged settings that do not change the maths: the seed (runs of a record differ in it), where logs and
+// checkpoints go, how often the console prints, how many processes share the (global) batch and how they
+// all-reduce (the hardware is compared on its own). Every other key of the `config:` line splits a group.
+const CONFIG_KEYS_IGNORED = new Set([
+  'seed', 'logDir', 'checkpointDir', 'saveCheckpoint', 'checkpointEvery', 'keepCheckpoints', 'resume', 'resumeAllowConfigChange',
+  'printEvery', 'gpus', 'collective', 'collectiveTimeout',
+]);
+
+function mathsConfig(header: string[]): Record<string, unknown> | null | 'malformed' {
+  const line = header.find((l) => l.startsWith('config: {'));
+  if (line === undefined) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.slice('config: '.length));
+  } catch {
+    return 'malformed';
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'malformed';
+  return Object.fromEntries(Object.entries(parsed).filter(([k]) => !CONFIG_KEYS_IGNORED.has(k)).sort(([a], [b]) => a.localeCompare(b)));
+}
+
 /** Parses one log. Never throws: a log that is not a finished run comes back with the reason. */
 export function parseLog(text: string, file: string): ParsedLog {
   // Normalise line endings so a log that went through Windows keeps its code hash.
@@ -72,7 +120,13 @@ export function parseLog(text: string, file: string): ParsedLog {
   if (text.trim() === '') return { ok: false, reason: 'empty file' };
   let sourceStart = 0;
   let firstSeparator = lines.indexOf(SEPARATOR);
-  if (firstSeparator < 0) return { ok: false, reason: `malformed: no line of 100 '=' (not a speedrun log)` };
+  if (firstSeparator < 0) {
+    // train_gpt.ts writes the source first: a log cut there stopped before training (or was truncated).
+    const looksLikeSource = /^(\/\/|\/\*|#|import |from |"{3}|'use )/.test(text.trimStart());
+    return { ok: false, reason: looksLikeSource
+      ? `unfinished: the log ends inside the training script's source (no line of 100 '=' after it)`
+      : `malformed: no line of 100 '=' (not a speedrun log)` };
+  }
   if (lines.slice(0, firstSeparator).every((line) => line.trim() === '')) {
     // The PyTorch speedrun's 2024 logs open with a '=' line before the source: skip it.
     sourceStart = firstSeparator + 1;
@@ -82,6 +136,8 @@ export function parseLog(text: string, file: string): ParsedLog {
   const source = lines.slice(sourceStart, firstSeparator).join('\n').trimEnd();
   const secondSeparator = lines.indexOf(SEPARATOR, firstSeparator + 1);
   const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
+  const config = mathsConfig(header);
+  if (config === 'malformed') return { ok: false, reason: 'malformed: the config: line of the header is not a JSON object' };
 
   let total: number | undefined;
   let lastStep = 0;
@@ -114,17 +170,22 @@ export function parseLog(text: string, file: string): ParsedLog {
   if (!final) return { ok: false, reason: `unfinished: no validation line (last step ${lastStep} of ${total})` };
   if (final.step !== total) return { ok: false, reason: `unfinished: last validation at step ${final.step} of ${total}` };
   if (!Number.isFinite(final.valLoss)) return { ok: false, reason: `diverged: final val_loss is ${final.valLoss}` };
+  const normalizedSource = normalizeSource(source);
   return {
     ok: true,
     run: {
       file,
-      codeHash: sha256(source).slice(0, 8),
+      codeHash: sha256(normalizedSource).slice(0, 8),
+      config,
+      configHash: config ? sha256(JSON.stringify(config)).slice(0, 8) : '',
+      source: normalizedSource,
       contentHash: sha256(text),
       hardware: describeHardware(header),
       steps: total,
       finalValLoss: final.valLoss,
       trainTimeMs: final.trainTimeMs,
-      stepAvgMs: finalStepAvgMs,
+      // A log cut right after train_time has no step_avg: it is the same time per step.
+      stepAvgMs: Number.isFinite(finalStepAvgMs) ? finalStepAvgMs : final.trainTimeMs / Math.max(final.step, 1),
       valCurve,
     },
   };
@@ -209,6 +270,17 @@ export interface LogInputs {
   notes: string[];
 }
 
+/** realpath, or the path itself for a broken link (which loadRuns then reports as unreadable). */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+// Symbolic links are followed (a record folder often links its logs or its baseline/ from elsewhere); a broken
+// link to a log is kept, so that loadRuns lists it as unreadable rather than dropping it.
 function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
   let entries;
   try {
@@ -216,10 +288,21 @@ function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
   } catch (error) {
     throw new UsageError(`cannot read folder ${displayPath(dir)}: ${(error as Error).message}`);
   }
-  return {
-    files: entries.filter((e) => e.isFile() && LOG_EXTENSIONS.has(extname(e.name).toLowerCase())).map((e) => join(dir, e.name)),
-    subfolders: entries.filter((e) => e.isDirectory()).map((e) => e.name),
-  };
+  const files: string[] = [];
+  const subfolders: string[] = [];
+  for (const entry of entries) {
+    let isDirectory = entry.isDirectory();
+    if (entry.isSymbolicLink()) {
+      try {
+        isDirectory = statSync(join(dir, entry.name)).isDirectory();
+      } catch {
+        isDirectory = false; // broken: a file to report if it is named like a log
+      }
+    }
+    if (isDirectory) subfolders.push(entry.name);
+    else if (LOG_EXTENSIONS.has(extname(entry.name).toLowerCase())) files.push(join(dir, entry.name));
+  }
+  return { files, subfolders };
 }
 
 /** Turns the RUNS arguments into log files. Throws UsageError for a path or pattern that finds nothing. */
@@ -247,8 +330,12 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
       if (files.length === 0) notes.push(`${displayPath(path)}/ holds no .txt or .log files`);
       for (const sub of subfolders) {
         if (sub === 'baseline' && !isBaseline) {
+          const real = realPath(join(path, sub));
           if (baselineArgs.length > 0) notes.push(`${displayPath(join(path, sub))}/ not read: --baseline was given`);
-          else {
+          else if (realPath(path) === real || realPath(path).startsWith(real + sep)) {
+            // A link back up the tree would read the record's own logs as its baseline.
+            notes.push(`${displayPath(join(path, sub))}/ not read: it links to ${displayPath(real)}, which holds the record itself`);
+          } else {
             const { files: baselineFiles } = logFilesIn(join(path, sub));
             if (baselineFiles.length === 0) notes.push(`${displayPath(join(path, sub))}/ holds no .txt or .log files`);
             impliedBaseline.push(...baselineFiles);
@@ -264,11 +351,11 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
   baseline.push(...impliedBaseline);
 
   // A file named twice (a folder and a glob, say) is one file; a file on both sides is a mistake.
-  const unique = (paths: string[]): string[] => [...new Map(paths.map((p) => [realpathSync(p), p])).values()];
+  const unique = (paths: string[]): string[] => [...new Map(paths.map((p) => [realPath(p), p])).values()];
   const recordFiles = unique(record);
   const baselineFiles = unique(baseline);
-  const recordReal = new Set(recordFiles.map((p) => realpathSync(p)));
-  const both = baselineFiles.filter((p) => recordReal.has(realpathSync(p)));
+  const recordReal = new Set(recordFiles.map(realPath));
+  const both = baselineFiles.filter((p) => recordReal.has(realPath(p)));
   if (both.length > 0) throw new UsageError(`${displayPath(both[0])} is given both as a record run and as a baseline run`);
   return { record: recordFiles, baseline: baselineFiles, notes };
 }
@@ -431,6 +518,7 @@ export interface Skipped {
 export interface Group {
   role: Role;
   codeHashes: string[];
+  configHashes: string[]; // '' for logs without a config line
   files: string[];
   loss: Summary;
   timeS: Summary;
@@ -447,12 +535,15 @@ export interface Report {
   target: number;
   alpha: number;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
   runs: RoleRun[];
   skipped: Skipped[];
   notes: string[];
-  /** One group per (role, code version): the runs of different code, reported separately. */
+  /** One group per (role, code version, configuration): runs of different code or flags, reported separately. */
   versions: Group[];
-  /** All record (baseline) runs pooled; null when they mix code versions without --allow-mixed. */
+  /** How the versions of a role differ: changed lines of normalised source, changed config keys. */
+  differences: string[];
+  /** All record (baseline) runs pooled; null when they mix versions without --allow-mixed. */
   record: Group | null;
   baseline: Group | null;
   /** Welch tests record - baseline, one-sided in the improving direction (lower loss, lower time). */
@@ -466,6 +557,7 @@ export interface AnalysisOptions {
   target: number;
   alpha: number;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
 }
 
 export function makeGroup(role: Role, runs: Run[], target: number): Group {
@@ -473,6 +565,7 @@ export function makeGroup(role: Role, runs: Run[], target: number): Group {
   return {
     role,
     codeHashes: [...new Set(runs.map((r) => r.codeHash))],
+    configHashes: [...new Set(runs.map((r) => r.configHash))],
     files: runs.map((r) => r.file),
     loss: summarize(losses),
     timeS: summarize(runs.map((r) => r.trainTimeMs / 1000)),
@@ -522,8 +615,51 @@ const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x
 const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
 const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
 
+/** The name of a run's version: its code hash, and its config hash where the log has a config line. */
+export const versionOf = (r: { codeHash: string; configHash: string }): string => (r.configHash ? `${r.codeHash}/${r.configHash}` : r.codeHash);
+const groupVersion = (g: Group): string => versionOf({ codeHash: g.codeHashes.join('+'), configHash: g.configHashes.join('+') });
+
+const DIFF_LINES_SHOWN = 8;
+
+/** How version b differs from version a: source lines only one has (up to a few each way), config keys that differ. */
+function describeDifference(a: RoleRun, b: RoleRun): string[] {
+  const out: string[] = [];
+  const label = `${a.role} ${versionOf(a)} → ${versionOf(b)}`;
+  if (a.codeHash !== b.codeHash) {
+    const linesA = a.source.split('\n');
+    const linesB = b.source.split('\n');
+    const setA = new Set(linesA);
+    const setB = new Set(linesB);
+    const removed = linesA.filter((l) => !setB.has(l));
+    const added = linesB.filter((l) => !setA.has(l));
+    const shown = (prefix: string, ls: string[]): string[] => [
+      ...ls.slice(0, DIFF_LINES_SHOWN).map((l) => `    ${prefix} ${l.trim()}`),
+      ...(ls.length > DIFF_LINES_SHOWN ? [`    ${prefix} … and ${ls.length - DIFF_LINES_SHOWN} more lines`] : []),
+    ];
+    out.push(`${label}: source differs (comments, layout, types and run ids ignored):`, ...shown('-', removed), ...shown('+', added));
+    if (removed.length === 0 && added.length === 0) out.push('    (the same lines in another order)');
+  }
+  if (a.configHash !== b.configHash) {
+    const keys = [...new Set([...Object.keys(a.config ?? {}), ...Object.keys(b.config ?? {})])].sort();
+    const value = (c: Record<string, unknown> | null, k: string): string => (c === null ? '(no config line)' : k in c ? JSON.stringify(c[k]) : '(absent)');
+    const changed = keys.filter((k) => value(a.config, k) !== value(b.config, k)).map((k) => `${k} ${value(a.config, k)} → ${value(b.config, k)}`);
+    out.push(`${label}: configuration differs: ${a.config === null || b.config === null ? 'one log has no config line' : changed.join(', ')}`);
+  }
+  return out;
+}
+
+// The target (3.28) is the FineWeb val loss of the 124M speedrun: a run on the built-in corpus or with the tiny
+// preset says nothing about it, however low its loss (bytes are not GPT-2 tokens).
+function offTarget(r: Run): string | null {
+  const c = r.config;
+  if (!c) return null;
+  if (c.preset === 'tiny') return 'preset tiny';
+  if (typeof c.corpus === 'string' && c.corpus.startsWith('builtin')) return `corpus ${c.corpus}`;
+  return null;
+}
+
 export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], options: AnalysisOptions): Report {
-  const { target, alpha, allowMixed } = options;
+  const { target, alpha, allowMixed, allowHardwareMismatch } = options;
   const recordRuns = runs.filter((r) => r.role === 'record');
   const baselineRuns = runs.filter((r) => r.role === 'baseline');
   if (recordRuns.length === 0) {
@@ -533,11 +669,16 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   }
 
   const versions: Group[] = [];
+  const differences: string[] = [];
   for (const role of ['record', 'baseline'] as const) {
     const ofRole = runs.filter((r) => r.role === role);
-    for (const hash of new Set(ofRole.map((r) => r.codeHash))) {
-      versions.push(makeGroup(role, ofRole.filter((r) => r.codeHash === hash), target));
+    const firsts: RoleRun[] = [];
+    for (const version of new Set(ofRole.map(versionOf))) {
+      const ofVersion = ofRole.filter((r) => versionOf(r) === version);
+      versions.push(makeGroup(role, ofVersion, target));
+      firsts.push(ofVersion[0]);
     }
+    for (const other of firsts.slice(1)) differences.push(...describeDifference(firsts[0], other));
   }
   const mixed = (role: Role): boolean => versions.filter((v) => v.role === role).length > 1;
   const pooled = (role: Role, ofRole: RoleRun[]): Group | null =>
@@ -547,9 +688,8 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
 
   const allNotes = [...notes];
   const hardware = (rs: Run[]): string[] => [...new Set(rs.map((r) => r.hardware))].sort();
-  if (baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join()) {
-    allNotes.push(`hardware differs: record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`);
-  }
+  const hardwareDiffers = baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join();
+  const hardwareText = `record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`;
   if (baselineRuns.some((b) => recordRuns.some((r) => r.codeHash === b.codeHash))) {
     allNotes.push('some baseline runs have the same source code as record runs');
   }
@@ -568,12 +708,25 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   const checks: Check[] = [];
   for (const role of ['record', 'baseline'] as const) {
     if (!mixed(role)) continue;
-    const list = versions.filter((v) => v.role === role).map((v) => `${v.codeHashes[0]}: ${v.loss.n} runs`).join(', ');
+    const ofRole = versions.filter((v) => v.role === role);
+    const list = ofRole.map((v) => `${groupVersion(v)}: ${v.loss.n} runs`).join(', ');
+    const code = new Set(ofRole.map((v) => v.codeHashes[0])).size > 1;
+    const config = new Set(ofRole.map((v) => v.configHashes[0])).size > 1;
+    const what = code && config ? 'source code and configurations' : code ? 'source code' : 'configurations (flags)';
     checks.push({
       ok: allowMixed,
       text: allowMixed
-        ? `${role} runs mix ${versions.filter((v) => v.role === role).length} code versions (${list}), pooled because of --allow-mixed`
-        : `${role} runs come from different source code (${list}); mixing them is refused: pass the logs of one version, or --allow-mixed`,
+        ? `${role} runs mix ${ofRole.length} versions of different ${what} (${list}), pooled because of --allow-mixed`
+        : `${role} runs come from different ${what} (${list}); mixing them is refused: pass the logs of one version, or --allow-mixed`,
+    });
+  }
+  const offTargetRuns = recordRuns.filter((r) => offTarget(r) !== null);
+  if (offTargetRuns.length > 0) {
+    const why = [...new Set(offTargetRuns.map(offTarget))].join(', ');
+    checks.push({
+      ok: false,
+      text: `${offTargetRuns.length} record run(s) train with ${why}: the target ${target} is about the speedrun on FineWeb, ` +
+        'so no record can be certified from them (compare variants against a --baseline instead)',
     });
   }
   if (record) {
@@ -589,9 +742,17 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       });
     }
   }
+  if (record && baseline && !vsBaseline) allNotes.push('no Welch tests against the baseline: they need at least 2 runs on each side');
   if (baselineRuns.length === 0) {
     checks.push({ ok: true, text: 'no baseline given: the speed condition (faster than the previous record re-timed on the same hardware) is not checked' });
+  } else if (hardwareDiffers && !allowHardwareMismatch) {
+    checks.push({
+      ok: false,
+      text: `hardware differs (${hardwareText}): the speed condition needs the baseline re-timed on the record's hardware; ` +
+        'pass --allow-hardware-mismatch to compare anyway',
+    });
   } else if (record && baseline) {
+    if (hardwareDiffers) allNotes.push(`hardware differs (${hardwareText}), compared because of --allow-hardware-mismatch`);
     const faster = record.timeS.mean < baseline.timeS.mean;
     const change = (record.timeS.mean / baseline.timeS.mean - 1) * 100;
     const significance = vsBaseline ? `, one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}` : '';
@@ -600,7 +761,6 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
       text: `${faster ? 'faster' : 'not faster'} than the baseline: mean ${fmtS(record.timeS.mean)} s vs ${fmtS(baseline.timeS.mean)} s ` +
         `(${change >= 0 ? '+' : ''}${change.toFixed(2)} %${significance})`,
     });
-    if (!vsBaseline) allNotes.push('no Welch tests against the baseline: they need at least 2 runs on each side');
     if (faster && vsBaseline && vsBaseline.timeS.p >= alpha) {
       allNotes.push(`the speed-up is not significant at alpha = ${alpha} (one-sided Welch p = ${fmtP(vsBaseline.timeS.p)}): consider more runs`);
     }
@@ -610,10 +770,12 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
     target,
     alpha,
     allowMixed,
+    allowHardwareMismatch,
     runs,
     skipped,
     notes: allNotes,
     versions,
+    differences,
     record,
     baseline,
     vsBaseline,
@@ -635,13 +797,13 @@ function runsNeededText(r: RunsNeeded, alpha: number): string {
 
 function groupRows(groups: Group[]): string[][] {
   return groups.flatMap((g) => [
-    [`${g.role} val loss`, g.codeHashes.join('+'), String(g.loss.n), fmtLoss(g.loss.mean), fmtSd(g.loss.sd), fmtSd(g.loss.se),
+    [`${g.role} val loss`, groupVersion(g), String(g.loss.n), fmtLoss(g.loss.mean), fmtSd(g.loss.sd), fmtSd(g.loss.se),
       fmtCi(g.loss.ci95, fmtLoss), fmtLoss(g.loss.min), fmtLoss(g.loss.max)],
-    [`${g.role} time (s)`, g.codeHashes.join('+'), String(g.timeS.n), fmtS(g.timeS.mean), fmtSd(g.timeS.sd), fmtSd(g.timeS.se),
+    [`${g.role} time (s)`, groupVersion(g), String(g.timeS.n), fmtS(g.timeS.mean), fmtSd(g.timeS.sd), fmtSd(g.timeS.se),
       fmtCi(g.timeS.ci95, fmtS), fmtS(g.timeS.min), fmtS(g.timeS.max)],
   ]);
 }
-const GROUP_HEADER = ['group', 'code', 'n', 'mean', 'std (n−1)', 's.e.', '95 % CI', 'min', 'max'];
+const GROUP_HEADER = ['group', 'version', 'n', 'mean', 'std (n−1)', 's.e.', '95 % CI', 'min', 'max'];
 
 function comparisonRows(vs: NonNullable<Report['vsBaseline']>): string[][] {
   return ([['val loss', vs.loss, fmtLoss], ['time (s)', vs.timeS, fmtS]] as const).map(([name, c, f]) => [
@@ -651,8 +813,8 @@ function comparisonRows(vs: NonNullable<Report['vsBaseline']>): string[][] {
 const COMPARISON_HEADER = ['quantity', 'record − baseline', '95 % CI', 't', 'df', 'p (one-sided, record lower)', 'p (two-sided)', "Cohen's d", "Hedges' g"];
 
 const runRow = (r: RoleRun): string[] =>
-  [r.role, r.file, r.codeHash, String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
-const RUN_HEADER = ['role', 'file', 'code', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
+  [r.role, r.file, versionOf(r), String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
+const RUN_HEADER = ['role', 'file', 'version', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
 
 function foundLine(report: Report): string {
   const n = (role: Role): number => report.runs.filter((r) => r.role === role).length;
@@ -669,13 +831,13 @@ function textTable(header: string[], rows: string[][]): string {
   return [chalk.bold(line(header)), ...rows.map(line)].join('\n');
 }
 
-/** The test against the target of each record code version, for a report of mixed versions. */
+/** The test against the target of each record version, for a report of mixed versions. */
 function versionTests(report: Report): string[] {
   return report.versions.filter((v) => v.role === 'record').map((v) =>
-    `record ${v.codeHashes[0]} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`);
+    `record ${groupVersion(v)} against ${report.target}: t = ${fmtT(v.targetTest.t)}, df = ${v.targetTest.df}, p = ${fmtP(v.targetTest.p)}`);
 }
 
-/** Whether the runs of a role come from more than one code version. */
+/** Whether the runs of a role come from more than one version (code or configuration). */
 function isMixed(report: Report, role: Role): boolean {
   return report.versions.filter((v) => v.role === role).length > 1;
 }
@@ -693,8 +855,9 @@ export function terminalReport(report: Report): string {
     out.push(textTable(['role', 'file', 'reason'], report.skipped.map((s) => [s.role, s.file, chalk.yellow(s.reason)])));
   }
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
-    heading('Code versions (reported separately)');
-    out.push(textTable(GROUP_HEADER, groupRows(report.versions)), ...versionTests(report).map((line) => `  ${line}`));
+    heading('Versions: code/configuration (reported separately)');
+    out.push(textTable(GROUP_HEADER, groupRows(report.versions)), ...versionTests(report).map((line) => `  ${line}`),
+      ...report.differences.map((line) => `  ${line}`));
   }
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (pooled.length > 0) {
@@ -735,8 +898,8 @@ export function markdownReport(report: Report, command: string): string {
   out.push(`Computed by \`${command}\` (target ${report.target}, alpha ${report.alpha}). ${foundLine(report)}`, '');
   const pooled = [report.record, report.baseline].filter((g): g is Group => g !== null);
   if (isMixed(report, 'record') || isMixed(report, 'baseline')) {
-    out.push('Code versions, reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '',
-      ...versionTests(report).map((line) => `- ${line}`), '');
+    out.push('Versions (code/configuration), reported separately:', '', markdownTable(GROUP_HEADER, groupRows(report.versions)), '',
+      ...versionTests(report).map((line) => `- ${line}`), '', '```', ...report.differences, '```', '');
   }
   if (pooled.length > 0) out.push(markdownTable(GROUP_HEADER, groupRows(pooled)), '');
   if (report.record) {
@@ -760,9 +923,9 @@ export function markdownReport(report: Report, command: string): string {
   return out.join('\n') + '\n';
 }
 
-/** The report as JSON. NaN (undefined statistics, such as the spread of one run) becomes null. */
+/** The report as JSON, without each run's source. NaN (undefined statistics, such as the spread of one run) becomes null. */
 export function jsonReport(report: Report): string {
-  return JSON.stringify(report, null, 2) + '\n';
+  return JSON.stringify({ ...report, runs: report.runs.map(({ source: _source, ...run }) => run) }, null, 2) + '\n';
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -775,49 +938,113 @@ export interface PlotSize {
   height: number;
 }
 
+// The colours of the roles; each run gets its own shade between the role's colour and a light tint of it.
+const ROLE_COLOURS: Record<Role, [string, string]> = { record: ['#d62728', '#ff9896'], baseline: ['#1f77b4', '#aec7e8'] };
+
+function shade([from, to]: [string, string], k: number, n: number): string {
+  const f = n <= 1 ? 0 : k / (n - 1);
+  const channel = (hex: string, i: number): number => parseInt(hex.slice(1 + 2 * i, 3 + 2 * i), 16);
+  return '#' + [0, 1, 2].map((i) => Math.round(channel(from, i) + (channel(to, i) - channel(from, i)) * f).toString(16).padStart(2, '0')).join('');
+}
+
+/** Each role's mean curve: the mean loss and time at each step that every run of the role validated at. */
+function meanCurve(runs: RoleRun[]): ValPoint[] {
+  const steps = runs.map((r) => new Map(r.valCurve.map((p) => [p.step, p])));
+  return runs[0].valCurve.map((p) => p.step).filter((step) => steps.every((s) => s.has(step))).map((step) => ({
+    step,
+    trainTimeMs: mean(steps.map((s) => s.get(step)!.trainTimeMs)),
+    valLoss: mean(steps.map((s) => s.get(step)!.valLoss)),
+  }));
+}
+
+/**
+ * Two views of the val-loss curves: the whole run (the early losses clipped) and the finish, where the final
+ * points sit and a 1 % difference in time is visible. Each run has its own shade of its role's colour; each role's
+ * mean curve is drawn thick and named with its n in the legend; the record is drawn above the baseline.
+ */
 export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLevelSpec {
-  const values = runs.flatMap((r) =>
-    r.valCurve.map((p) => ({ run: r.file, role: r.role, time: p.trainTimeMs / 1000, loss: p.valLoss })));
+  // Baseline first, so the record's lines are drawn over them.
+  const roles = (['baseline', 'record'] as const).filter((role) => runs.some((r) => r.role === role));
+  const ordered = roles.flatMap((role) => runs.filter((r) => r.role === role));
+  const groupName = (role: Role): string => `${role} mean (n = ${runs.filter((r) => r.role === role).length})`;
+  const shades = new Map(roles.flatMap((role) => {
+    const ofRole = runs.filter((r) => r.role === role);
+    return ofRole.map((r, k): [string, string] => [r.file, shade(ROLE_COLOURS[role], k, ofRole.length)]);
+  }));
+  const values = ordered.flatMap((r) => r.valCurve.map((p) => ({ run: r.file, time: p.trainTimeMs / 1000, loss: p.valLoss })));
+  const finals = ordered.map((r) => ({ run: r.file, time: r.trainTimeMs / 1000, loss: r.finalValLoss }));
+  const means = roles.flatMap((role) =>
+    meanCurve(runs.filter((r) => r.role === role)).map((p) => ({ group: groupName(role), time: p.trainTimeMs / 1000, loss: p.valLoss })));
+
   const losses = values.map((v) => v.loss).filter(Number.isFinite);
-  // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show the last ≈ 0.7 above
-  // the worst final loss and clip above.
-  const low = Math.min(target, min(losses)) - 0.02;
-  const worstFinal = Math.max(target, max(runs.map((r) => r.finalValLoss)));
-  const high = Math.min(max(losses), worstFinal + 0.7);
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    width: size.width,
-    height: size.height,
-    autosize: { type: 'fit', contains: 'padding' }, // the whole picture, axes and legend included, is width × height
-    background: 'white',
-    config: { font: 'sans-serif' },
-    title: {
-      text: `Validation loss of ${runs.length} runs`,
-      subtitle: high < max(losses) ? `losses above ${high.toFixed(2)} clipped` : '',
-    },
+  // The early losses (≈ 10.8 at step 0) would flatten the part that matters; show up to ≈ 0.7 above the worst
+  // final loss, clip above, and end the axis exactly there (no rounding) so that the note matches it.
+  const low = Math.floor((Math.min(target, min(losses)) - 0.02) * 100) / 100;
+  const worstFinal = Math.max(target, max(finals.map((f) => f.loss)));
+  const high = Math.min(Math.ceil(max(losses) * 100) / 100, Math.ceil((worstFinal + 0.7) * 100) / 100);
+  const clipped = high < max(losses);
+
+  // The finish: from 3 % before the fastest run's end to 1 % after the slowest; losses within reach of the finals.
+  const times = finals.map((f) => f.time);
+  const zoomX: [number, number] = [min(times) * 0.97, max(times) * 1.01];
+  const bestFinal = Math.min(target, min(finals.map((f) => f.loss)));
+  const zoomY: [number, number] = [bestFinal - 0.002, worstFinal + Math.max(0.01, (worstFinal - bestFinal) * 2)];
+
+  const view = (title: string, x: [number, number] | null, y: [number, number], height: number) => ({
+    title,
+    height,
+    width: size.width - 220, // room for the axes and the legend
     layer: [
       {
         data: { values },
-        mark: { type: 'line', clip: true, strokeWidth: 1.2, strokeOpacity: 0.75 }, // not `opacity`: resvg drops clipped paths with it
+        mark: { type: 'line', clip: true, strokeWidth: 1, strokeOpacity: 0.7 }, // not `opacity`: resvg drops clipped paths with it
         encoding: {
-          x: { field: 'time', type: 'quantitative', title: 'training time (s)' },
-          y: { field: 'loss', type: 'quantitative', title: 'val loss', scale: { domain: [low, high], zero: false } },
-          color: { field: 'role', type: 'nominal', title: null, scale: { domain: ['record', 'baseline'], range: ['#d62728', '#1f77b4'] } },
+          x: { field: 'time', type: 'quantitative', title: 'training time (s)', scale: x ? { domain: x, nice: false, zero: false } : {} },
+          y: { field: 'loss', type: 'quantitative', title: 'val loss', scale: { domain: y, nice: false, zero: false } },
+          color: { field: 'run', type: 'nominal', legend: null, scale: { domain: [...shades.keys()], range: [...shades.values()] } },
           detail: { field: 'run', type: 'nominal' },
         },
       },
       {
-        data: { values: [{ target }] },
-        mark: { type: 'rule', strokeDash: [6, 4], color: 'black' },
-        encoding: { y: { field: 'target', type: 'quantitative' } },
+        data: { values: means },
+        mark: { type: 'line', clip: true, strokeWidth: 2.5 },
+        encoding: {
+          x: { field: 'time', type: 'quantitative' },
+          y: { field: 'loss', type: 'quantitative' },
+          stroke: { field: 'group', type: 'nominal', title: null, legend: { labelLimit: 400 },
+            scale: { domain: roles.map(groupName), range: roles.map((role) => ROLE_COLOURS[role][0]) } },
+        },
+      },
+      {
+        data: { values: finals },
+        mark: { type: 'point', clip: true, filled: true, size: 30 },
+        encoding: {
+          x: { field: 'time', type: 'quantitative' },
+          y: { field: 'loss', type: 'quantitative' },
+          color: { field: 'run', type: 'nominal', legend: null },
+        },
       },
       {
         data: { values: [{ target, label: `target ${target}` }] },
-        mark: { type: 'text', align: 'left', dx: 4, dy: -6, x: 0, color: 'black' }, // left: the curves end on the right
-        encoding: { y: { field: 'target', type: 'quantitative' }, text: { field: 'label' } },
+        layer: [
+          { mark: { type: 'rule', strokeDash: [6, 4], color: 'black' }, encoding: { y: { field: 'target', type: 'quantitative' } } },
+          { mark: { type: 'text', align: 'left', dx: 4, dy: -6, x: 0, color: 'black' }, // left: the curves end on the right
+            encoding: { y: { field: 'target', type: 'quantitative' }, text: { field: 'label' } } },
+        ],
       },
     ],
-  };
+  });
+  const fullHeight = Math.round((size.height - 190) * 0.55);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    background: 'white',
+    config: { font: 'sans-serif' },
+    title: { text: `Validation loss of ${runs.length} runs`, subtitle: clipped ? `losses above ${high.toFixed(2)} clipped` : '' },
+    vconcat: [
+      view('whole run', null, [low, high], fullHeight),
+      view('the finish (final points; a 1 % difference in time is visible here)', zoomX, zoomY, size.height - 190 - fullHeight),
+    ],
+  } as TopLevelSpec;
 }
 
 /** Draws the plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
@@ -825,7 +1052,8 @@ export async function writePlot(file: string, runs: RoleRun[], target: number, s
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
   const spec = plotSpec(runs, target, size);
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  const svg = await view.toSVG();
+  // Two stacked views cannot be fitted to a size by Vega (autosize fit is for single views): scale the drawing to it.
+  const svg = (await view.toSVG()).replace(/^(<svg[^>]*?) width="[\d.]+" height="[\d.]+"/, `$1 width="${size.width}" height="${size.height}"`);
   view.finalize();
   let bytes: Uint8Array = Buffer.from(svg);
   if (extname(file).toLowerCase() === '.png') {
@@ -853,7 +1081,8 @@ export const OPTIONS = {
   json: { type: 'boolean', arg: '', help: 'print the whole report as JSON, for tools' },
   plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves to FILE.svg or FILE.png' },
   'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
-  'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code differs' },
+  'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code or configuration differs' },
+  'allow-hardware-mismatch': { type: 'boolean', arg: '', help: 'compare times with a baseline timed on other hardware' },
   help: { type: 'boolean', short: 'h', arg: '', help: 'show this help (also -h)' },
 } as const;
 
@@ -867,6 +1096,8 @@ Usage: npx tsx stats.ts [RUNS...] [--baseline RUNS...] [options]
 RUNS are log files, folders or globs. A folder means the .txt and .log files directly in it; a record
 folder (records/<track>/<date>_<name>/) means its logs, and its baseline/ subfolder is the baseline
 unless --baseline is given. The positionals right after --baseline (up to the next flag) are baseline runs.
+Symbolic links are followed. Runs of different source (comments, layout, types and run ids aside) or of a
+different logged configuration (seed, log and checkpoint settings aside) are versions, reported apart.
 
 Options:
 ${optionLines.map(([flag, help]) => `  ${flag.padEnd(optionWidth)}  ${help}`).join('\n')}
@@ -883,6 +1114,7 @@ export interface CliOptions {
   plot?: string;
   plotSize: PlotSize;
   allowMixed: boolean;
+  allowHardwareMismatch: boolean;
   help: boolean;
 }
 
@@ -934,6 +1166,7 @@ export function parseCli(argv: string[]): CliOptions {
     plot,
     plotSize: { width: Number(size[1]), height: Number(size[2]) },
     allowMixed: v['allow-mixed'] ?? false,
+    allowHardwareMismatch: v['allow-hardware-mismatch'] ?? false,
     help: v.help ?? false,
   };
 }
@@ -951,10 +1184,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stdout(USAGE);
       return 0;
     }
+    if (cli.record.length === 0 && cli.baseline.length > 0) {
+      throw new UsageError(`no record runs given: all ${cli.baseline.length} paths after --baseline are baseline runs; ` +
+        'put the record runs before --baseline (or after another flag)');
+    }
     if (cli.record.length === 0) throw new UsageError('no runs given: pass log files, folders or globs (see --help)');
     const inputs = collectLogs(cli.record, cli.baseline);
     const { runs, skipped } = loadRuns(inputs);
-    const report = analyze(runs, skipped, inputs.notes, { target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed });
+    const report = analyze(runs, skipped, inputs.notes, {
+      target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
+    });
     if (cli.plot) {
       await writePlot(cli.plot, runs, cli.target, cli.plotSize);
       report.plot = cli.plot;

@@ -17,10 +17,10 @@ import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs'; // in Node, this registers the gradient functions and chained ops tfjs-core lacks
+import './tfjs_node.ts'; // gradients, chained ops and the cpu backend, without tfjs's Node.js banner
 import cliProgress from 'cli-progress';
 import { checkTokenIds, readShard, readShardSync, removeStaleTempFiles, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
-import { ensureBuiltinCorpus, type CorpusTokenizer } from './data/builtin_corpus.ts';
+import { ensureBuiltinCorpus, loadCodec, type CorpusCodec, type CorpusTokenizer } from './data/builtin_corpus.ts';
 import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
@@ -68,8 +68,10 @@ type FlagSpec = { group: keyof typeof GROUPS; help: string } & (
 const FLAGS = {
   preset: { group: 'run', choices: ['auto', 'speedrun', 'tiny'], default: 'auto',
     help: 'speedrun: the 124M model on FineWeb; tiny: the values in brackets, a byte-level model for a CPU; auto: speedrun with a GPU backend and FineWeb shards, else tiny' },
-  backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm', 'cpu'], default: 'auto',
-    help: 'tensor backend: tensorflow is tfjs-node-gpu, if installed; auto: the fastest that loads' },
+  // Not tfjs's pure-JavaScript cpu backend: it cannot finish one step of the tiny model in 5 minutes (allocation
+  // and GC in its matmul and segment sum); wasm runs the same model on the same CPU in about a second a step.
+  backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm'], default: 'auto',
+    help: 'tensor backend: tensorflow is tfjs-node-gpu, if installed; wasm runs on the CPU; auto: the fastest that loads' },
   matmulPrecision: { group: 'backend', choices: ['bf16', 'tf32', 'fp32'], default: 'bf16', help: 'cuda matmul precision (bf16: autocast)' },
   // data
   corpus: { group: 'data', choices: ['auto', 'fineweb', 'builtin-gpt2', 'builtin-bytes'], default: 'auto', tiny: 'builtin-bytes',
@@ -198,6 +200,9 @@ function parseValue(key: Key, raw: string): Config[Key] {
   const f: FlagSpec = FLAGS[key];
   const bad = (what: string) => new ConfigError(`${flagOf(key)} ${JSON.stringify(raw)}: expected ${what}`);
   if ('choices' in f) {
+    if (key === 'backend' && raw === 'cpu') {
+      throw new ConfigError('--backend cpu is not offered: tfjs\'s JavaScript cpu backend cannot finish one training step in minutes; --backend wasm runs on the CPU');
+    }
     if (!f.choices.includes(raw)) throw bad(`one of ${f.choices.join(', ')}`);
     return raw;
   }
@@ -384,7 +389,7 @@ export async function selectBackend(cfg: Config): Promise<{ name: string; notes:
     return { name: cfg.backend, notes: [] };
   }
   const notes: string[] = [];
-  for (const name of ['cuda', 'tensorflow', 'wasm', 'cpu'] as const) {
+  for (const name of ['cuda', 'tensorflow', 'wasm'] as const) {
     try {
       await loadBackend(name, cfg);
       return { name, notes: [...notes, `backend auto: using ${name}`] };
@@ -1320,42 +1325,49 @@ export function saveCheckpoint(file: string, m: Model, st: OptimizerState, meta:
   }
 }
 
-/**
- * Restores a checkpoint into a model built with the same shape; returns what it holds besides the tensors.
- * `check` sees that before any tensor is restored (to refuse a changed configuration by name, say).
- */
-export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check?: (meta: CheckpointMeta) => void): CheckpointMeta {
-  if (!fs.existsSync(file)) throw new ConfigError(`--resume ${file}: no such file`);
+/** A checkpoint's bytes, checked (magic, checksum, header), where its tensors start, and the error for a corrupt one.
+ * `flag` names the option that gave the file, for errors. */
+export function readCheckpoint(file: string, flag = '--resume'): { buf: Buffer; base: number; header: CheckpointHeader; corrupt: (what: string) => ConfigError } {
+  if (!fs.existsSync(file)) throw new ConfigError(`${flag} ${file}: no such file`);
   if (fs.statSync(file).isDirectory()) {
     const ckpts = fs.readdirSync(file).filter((f) => f.endsWith('.ckpt')).map((f) => path.join(file, f));
     const newest = ckpts.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
-    throw new ConfigError(`--resume ${file}: a folder, not a checkpoint file${newest ? ` (its newest checkpoint is ${newest})` : ' (it holds no .ckpt file)'}`);
+    throw new ConfigError(`${flag} ${file}: a folder, not a checkpoint file${newest ? ` (its newest checkpoint is ${newest})` : ' (it holds no .ckpt file)'}`);
   }
   const buf = fs.readFileSync(file);
   const magic = buf.toString('latin1', 0, CKPT_MAGIC.length);
-  if (magic === CKPT_MAGIC_V1) throw new ConfigError(`--resume ${file}: a checkpoint of an older version of this trainer (format 1, without checksum); it cannot be resumed`);
-  if (magic !== CKPT_MAGIC) throw new ConfigError(`--resume ${file}: not a checkpoint of this trainer`);
-  const corrupt = (what: string) => new ConfigError(`--resume ${file}: truncated or corrupt checkpoint (${what})`);
+  if (magic === CKPT_MAGIC_V1) throw new ConfigError(`${flag} ${file}: a checkpoint of an older version of this trainer (format 1, without checksum); it cannot be resumed`);
+  if (magic !== CKPT_MAGIC) throw new ConfigError(`${flag} ${file}: not a checkpoint of this trainer`);
+  const corrupt = (what: string) => new ConfigError(`${flag} ${file}: truncated or corrupt checkpoint (${what})`);
   const bodyAt = CKPT_MAGIC.length + CKPT_HASH_BYTES;
   if (buf.length < bodyAt + 4) throw corrupt('no header');
   if (!createHash('sha256').update(buf.subarray(bodyAt)).digest().equals(buf.subarray(CKPT_MAGIC.length, bodyAt))) throw corrupt('checksum mismatch');
   const len = buf.readUInt32LE(bodyAt), base = bodyAt + 4 + len;
-  let header: CheckpointMeta & { optStep: number; entries: { name: string; shape: number[]; offset: number }[] };
   try {
     if (base > buf.length) throw new Error();
-    header = JSON.parse(buf.toString('utf8', bodyAt + 4, base));
+    return { buf, base, header: JSON.parse(buf.toString('utf8', bodyAt + 4, base)), corrupt };
   } catch {
     throw corrupt('unreadable header');
   }
+}
+
+type CheckpointHeader = CheckpointMeta & { optStep: number; entries: { name: string; shape: number[]; offset: number }[] };
+
+/**
+ * Restores a checkpoint into a model built with the same shape; returns what it holds besides the tensors.
+ * `check` sees that before any tensor is restored (to refuse a changed configuration by name, say).
+ */
+export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check?: (meta: CheckpointMeta) => void, flag = '--resume'): CheckpointMeta {
+  const { buf, base, header, corrupt } = readCheckpoint(file, flag);
   const meta: CheckpointMeta = { step: header.step, loader: header.loader, config: header.config, trainMs: header.trainMs };
   check?.(meta);
   const targets = new Map<string, tf.Variable>();
   for (const [name, v] of m.params) targets.set(`param/${name}`, v);
   for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
-  if (header.entries.length !== targets.size) throw new ConfigError(`--resume ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
+  if (header.entries.length !== targets.size) throw new ConfigError(`${flag} ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
   for (const e of header.entries) {
     const v = targets.get(e.name);
-    if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`--resume ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
+    if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`${flag} ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (base + e.offset + n * 4 > buf.length) throw corrupt(`tensor ${e.name} runs past the end of the file`);
     const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + e.offset, buf.byteOffset + base + e.offset + n * 4));
@@ -1703,7 +1715,7 @@ export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sch
 
 export interface TrainResult { finalValLoss: number; trainMs: number; steps: number; logFile: string | null; unigramEntropy: number; tokensPerSecond: number }
 
-interface DataFiles { train: string[]; val: string; label: string }
+interface DataFiles { train: string[]; val: string; label: string; tokenizer?: CorpusTokenizer /* the built-in corpus's */ }
 
 /** Finds the training and validation shards of the configured corpus (building the built-in one if needed). */
 export async function resolveData(cfg: Config, say: (s: string) => void): Promise<DataFiles> {
@@ -1726,7 +1738,7 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
   if (c.vocabSize > cfg.vocabSize || c.bosToken !== cfg.bosToken) {
     throw new ConfigError(`--corpus ${corpus} has ${c.vocabSize} token ids with document start ${c.bosToken}: set --vocab-size ≥ ${c.vocabSize} and --bos-token ${c.bosToken}`);
   }
-  return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)` };
+  return { train: c.trainFiles, val: c.valFile, label: `${corpus} (${c.trainTokens} train / ${c.valTokens} val tokens)`, tokenizer };
 }
 
 // Flags that change where files go, what is printed, and how the same computation is split over devices and
@@ -1751,7 +1763,10 @@ export function sequencesPerRank(cfg: Config, size: number): number {
 // with a finite loss (a huge learning rate leaves one far above it, or pinned at it without a logit cap).
 const DIVERGENCE_GRACE_STEPS = 10;
 
-interface TrainOptions { backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean } }
+interface TrainOptions {
+  backend: string; collective?: Collective; say?: (s: string) => void; header?: string[]; interrupt?: { requested: boolean };
+  sampleTokens?: number; // on the built-in corpus, end by printing this many sampled tokens
+}
 
 /** Trains with a resolved config on the current backend; rank 0 writes the log, which always ends with a closing line. */
 export async function train(config: Config, opts: TrainOptions): Promise<TrainResult> {
@@ -1958,9 +1973,84 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   const tokensPerSecond = (steps * cfg.batchTokens) / ((trainMs - priorTrainMs) / 1000);
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
     `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
+  if (lead && opts.sampleTokens && data.tokenizer) {
+    // A look at what the model learnt (sample.ts does the same from a checkpoint).
+    const codec = await loadCodec(data.tokenizer);
+    const text = await generate(m, N, codec, { prompt: '', tokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: cfg.seed });
+    say(`sample (${opts.sampleTokens} tokens at most, temperature 0.8; more with npx tsx sample.ts): ${JSON.stringify(text)}`);
+  }
   disposeOptimizerState(st);
   disposeModel(m);
   return { finalValLoss, trainMs, steps, logFile: log?.file ?? null, unigramEntropy: unigram, tokensPerSecond };
+}
+
+// -----------------------------------------------------------------------------
+// Sampling: text from the model, at the end of a run on the built-in corpus and in sample.ts
+
+export interface SampleOptions {
+  prompt: string;
+  tokens: number;
+  temperature: number; // 0: always the most likely token
+  topK: number; // 0: all tokens
+  seed: number;
+}
+
+/** GPT-2 tokens for a model with GPT-2's vocabulary, else bytes (the built-in byte-level corpus). */
+export const tokenizerOf = (cfg: Config): CorpusTokenizer => (cfg.vocabSize >= 50257 ? 'gpt2' : 'bytes');
+
+/** A small seeded generator (mulberry32): the same seed gives the same text. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** The attention windows and rotary state of the final validation after `steps` trained steps, as train() uses them. */
+function finalSchedule(cfg: Config, steps: number): AttnSchedule {
+  const last = Math.max(0, steps - 1);
+  const blocks = longWindowBlocks(last, cfg), rope = ropeAt(last, cfg);
+  if (cfg.valWindow === blocks) return attnScheduleAt(blocks, rope, cfg);
+  return attnScheduleAt(cfg.valWindow, yarnExtend(rope, blocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
+}
+
+/** Picks the next token from logits: temperature, then the top k, then a draw; padding ids past the vocabulary never. */
+function pick(logits: Float32Array, vocab: number, o: SampleOptions, rand: () => number): number {
+  const ids = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => logits[b] - logits[a]);
+  if (o.temperature === 0) return ids[0];
+  const kept = o.topK > 0 ? ids.slice(0, o.topK) : ids;
+  const top = logits[kept[0]];
+  const weights = kept.map((i) => Math.exp((logits[i] - top) / o.temperature));
+  let r = rand() * weights.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < kept.length; j++) if ((r -= weights[j]) <= 0) return kept[j];
+  return kept[kept.length - 1];
+}
+
+/** Continues `prompt` by `tokens` tokens; returns the continuation only. The context is the last seqLen tokens. */
+export async function generate(m: Model, steps: number, codec: CorpusCodec, o: SampleOptions): Promise<string> {
+  const cfg = m.cfg;
+  const sched = finalSchedule(cfg, steps);
+  const rand = seededRandom(o.seed);
+  const context = [cfg.bosToken, ...Array.from(codec.encode(o.prompt))];
+  const out: number[] = [];
+  for (let n = 0; n < o.tokens; n++) {
+    const window = context.slice(-cfg.seqLen);
+    const logits = tf.tidy(() => {
+      const inputs = Int32Array.from(window);
+      const b = toDevice({ inputs, targets: inputs, B: 1, T: window.length }, cfg.bosToken);
+      return headLogits(m, trunk(m, b.inputs, b.docIds, sched)).slice([window.length - 1, 0], [1, -1]);
+    });
+    const next = pick((await logits.data()) as Float32Array, codec.vocabSize, o, rand);
+    logits.dispose();
+    if (next === cfg.bosToken) break; // the end of a document
+    context.push(next);
+    out.push(next);
+  }
+  return codec.decode(out);
 }
 
 // -----------------------------------------------------------------------------
@@ -2056,7 +2146,7 @@ export async function main(argv: string[]): Promise<number> {
     collective = await createCollective(world, backend.name, cfg.collective, cfg.collectiveTimeout * 1000);
     process.on('SIGINT', onSigint);
     if (world.launched && process.connected) process.on('disconnect', onLauncherGone);
-    await train(cfg, { backend: backend.name, collective, interrupt, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
+    await train(cfg, { backend: backend.name, collective, interrupt, sampleTokens: 100, header: [`preset ${cfg.preset}; world size ${world.size}; wall time to start ${((performance.now() - t) / 1000).toFixed(1)}s`] });
     return 0;
   } catch (e) {
     const err = e as Error;

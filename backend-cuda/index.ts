@@ -74,7 +74,7 @@ export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecis
     deviceName = info.name;
     return new CudaBackend(l.addon, info, precision);
   });
-  registerReductionGradients(); // again here: an `import '@tensorflow/tfjs'` after this module would have put tfjs's back
+  registerReductionGradients(); // again here: an import of tfjs_node.ts (tfjs-core's gradient registrations) after this module would have put tfjs's back
   if (!kernelsRegistered) {
     registerAllKernels('cuda');
     kernelsRegistered = true;

@@ -4,7 +4,7 @@
 // timings (tf.time), median of several runs after a warm-up. TFLOP/s count only visible (query,
 // key) pairs P, FlashAttention's convention: forward 4·P·h·H, backward 10·P·h·H (2.5× forward).
 //   npx tsx bench/attention.ts [--batch 4] [--json out.json]
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -7,7 +7,7 @@
 // cudaMallocAsync/cudaFreeAsync), to compare with the null device on the same machine.
 //
 //   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 1] [--device-batch 16]   (TOP=N: rows of the shapes table)
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

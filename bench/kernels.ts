@@ -2,7 +2,7 @@
 // matmul TFLOP/s per precision (a square 8192³ and the speedrun model's shapes for 48K tokens)
 // and elementwise/softmax bandwidth. Median of several runs after a warm-up.
 //   npx tsx bench/kernels.ts [--json out.json]
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileSync } from 'node:fs';
 import { cudaAvailability, cudaDeviceName, registerCudaBackend } from '../backend-cuda/index.ts';

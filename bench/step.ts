@@ -49,7 +49,7 @@ const SPEEDRUN_GPUS = 8;
 
 class UsageError extends Error {}
 
-const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|cpu|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
+const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
   '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]';
 
 interface Args {
@@ -86,7 +86,7 @@ function parse(argv: string[]): Args {
     return raw as T;
   };
   return {
-    backend: oneOf('backend', values.backend, ['cuda', 'tensorflow', 'wasm', 'cpu'] as const)!,
+    backend: oneOf('backend', values.backend, ['cuda', 'tensorflow', 'wasm'] as const)!,
     preset: oneOf('preset', values.preset, ['speedrun', 'tiny'] as const)!,
     deviceBatch: int('device-batch', values['device-batch'], 1),
     seqLen: int('seq-len', values['seq-len'], 2),

@@ -4,15 +4,15 @@
 // older sources would lack some). Skips where no GPU is usable.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { HostDevice } from '../backend-cuda/host_device.ts';
 import { fusedOps } from '../backend-cuda/ops/index.ts';
-import { targets, useBackend } from './cuda_harness.ts';
+import { describeOrSkip, targets, useBackend } from './cuda_harness.ts';
 
 const gpu = targets.find(t => t.name === 'cuda')!;
 
-describe('the addon\'s argument checks', { skip: gpu.skip }, () => {
+describeOrSkip('the addon\'s argument checks', gpu.skip, () => {
   it('every fused op\'s launchers are exported, and wrong calls name the function and the argument', async () => {
     await useBackend('cuda');
     const device = (tf.backend() as CudaBackend).device as unknown as Record<string, (...args: unknown[]) => unknown>;

@@ -2,9 +2,10 @@
 // one computation on the cpu backend (the reference) and on a backend under test.
 //   'cuda-host': the backend's TypeScript layer on the host reference device (always runs; CI).
 //   'cuda':      the real GPU backend (skips with the reason where cudaAvailability() is not ok).
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import type { RopeState } from '../train_gpt.ts';
@@ -24,6 +25,15 @@ export const targets: Target[] = [
   { name: 'cuda-host', skip: false, big: 4099 },
   { name: 'cuda', skip: availability.ok ? false : `no usable GPU: ${availability.reason}`, big: (1 << 20) + 7 },
 ];
+
+/**
+ * describe(), or where `skip` gives a reason, a suite of one skipped test carrying it: node's runner counts no
+ * test of a suite skipped as a whole (describe(name, { skip })), so its summary would say `skipped 0`.
+ */
+export function describeOrSkip(name: string, skip: string | false, fn: () => void): void {
+  if (skip === false) describe(name, fn);
+  else describe(name, () => it(`skipped: ${skip}`, { skip }, () => {}));
+}
 
 export async function useBackend(name: string): Promise<void> {
   if (name === 'cuda-host') registerCudaHostBackend('cuda-host');

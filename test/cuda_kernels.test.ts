@@ -2,18 +2,18 @@
 // shapes (broadcasting, odd and large sizes, empty axes), on each target of cuda_harness.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { MATMUL_ADD } from '../backend-cuda/ops/matmul_add/matmul_add.ts';
 import { RELU_SQUARED } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/ops/attention_inputs/attention_inputs.ts';
-import { bf16, bytesInUse, compare, randBool, randFloat, randInt, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { bf16, bytesInUse, compare, describeOrSkip, type HostTensor, randBool, randFloat, randInt, targets, useBackend } from './cuda_harness.ts';
 
 const roundedBf16 = (t: tf.Tensor): tf.Tensor => tf.tensor(Array.from(t.dataSync(), bf16), t.shape);
 
 for (const target of targets) {
-  describe(`cuda backend kernels on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`cuda backend kernels on ${target.name}`, target.skip, () => {
     const T = target.name;
     const big = target.big;
 

@@ -5,11 +5,11 @@
 // errors as exceptions.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { rmsNorm } from '../train_gpt.ts';
 import type { MatmulPrecision } from '../backend-cuda/device.ts';
-import { compare, randFloat, randInt, relError, targets, useBackend, type HostTensor } from './cuda_harness.ts';
+import { compare, describeOrSkip, type HostTensor, randFloat, randInt, relError, targets, useBackend } from './cuda_harness.ts';
 
 const V = 64, D = 32, H = 2, HD = D / H, B = 2, T = 16;
 
@@ -60,7 +60,7 @@ async function lossAndGrads(backend: string, tok: HostTensor, tgt: HostTensor, p
 }
 
 for (const target of targets) {
-  describe(`cuda backend model-level checks on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`cuda backend model-level checks on ${target.name}`, target.skip, () => {
     const T0 = target.name;
     const precisions: Array<[MatmulPrecision, number]> = T0 === 'cuda' ? [['fp32', 5e-5], ['tf32', 5e-3], ['bf16', 5e-2]] : [['fp32', 5e-5]];
 

@@ -4,13 +4,13 @@
 // GPU is usable; argument errors are checked there too, and the unavailable case everywhere.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { cudaAvailability, ncclAllReduce, ncclDestroy, ncclInit, ncclUniqueId } from '../backend-cuda/index.ts';
-import { randFloat, targets, useBackend } from './cuda_harness.ts';
+import { describeOrSkip, randFloat, targets, useBackend } from './cuda_harness.ts';
 
 const gpu = targets.find(t => t.name === 'cuda')!;
 
-describe('NCCL without a usable GPU', { skip: gpu.skip === false ? 'a GPU is usable here' : false }, () => {
+describeOrSkip('NCCL without a usable GPU', gpu.skip === false ? 'a GPU is usable here' : false, () => {
   it('every call fails with the reason, naming the function', () => {
     const avail = cudaAvailability();
     assert.equal(avail.ok, false);
@@ -21,7 +21,7 @@ describe('NCCL without a usable GPU', { skip: gpu.skip === false ? 'a GPU is usa
   });
 });
 
-describe('NCCL on the GPU, world size 1', { skip: gpu.skip }, () => {
+describeOrSkip('NCCL on the GPU, world size 1', gpu.skip, () => {
   it('unique id, init, grouped sum and avg (identity for one rank), destroy', async () => {
     const id = ncclUniqueId();  // before the backend starts: rank 0 makes it first
     assert.equal(Buffer.from(id, 'base64').length, 128);

@@ -4,9 +4,9 @@
 // proves every kernel the training step needs exists; on 'cuda' it runs on the GPU.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
-import { targets, useBackend } from './cuda_harness.ts';
+import { describeOrSkip, targets, useBackend } from './cuda_harness.ts';
 import * as T from '../train_gpt.ts';
 
 const MICRO: Partial<T.Config> = {
@@ -59,7 +59,7 @@ function relError(a: Float32Array, b: Float32Array): number {
 }
 
 for (const target of targets) {
-  describe(`train_gpt.ts model on ${target.name} vs cpu`, { skip: target.skip }, () => {
+  describeOrSkip(`train_gpt.ts model on ${target.name} vs cpu`, target.skip, () => {
     for (const [label, over] of VARIANTS) {
       it(`${label}: loss, gradients and one optimiser step match (fp32 matmuls)`, async () => {
         const cfg = T.resolveConfig('tiny', { ...MICRO, ...over }).cfg;
@@ -87,7 +87,7 @@ for (const target of targets) {
 
 // Issue 5 on one GPU: the same run through the real NCCL all-reduce (one rank) and without it.
 const gpu = targets.find((t) => t.name === 'cuda')!;
-describe('train_gpt.ts on cuda through NCCL at one rank', { skip: gpu.skip }, () => {
+describeOrSkip('train_gpt.ts on cuda through NCCL at one rank', gpu.skip, () => {
   it('gives the same losses as the run without a collective', async () => {
     const { spawnSync } = await import('node:child_process');
     const { mkdtempSync } = await import('node:fs');

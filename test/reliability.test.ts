@@ -208,7 +208,7 @@ test('stats.ts: a resumed run\'s log is skipped with its reason, never counted a
     assert.equal(runs.length, 1);
     assert.equal(skipped.length, 1);
     assert.match(skipped[0].reason, /^resumed: continues another run from step 200 of checkpoint \/ckpt\/run_step200\.ckpt \(130412 ms of train time before\); a resumed run is never counted$/);
-    assert.equal(analyze(runs, skipped, [], { target: 3.28, alpha: 0.01, allowMixed: false }).record!.loss.n, 1);
+    assert.equal(analyze(runs, skipped, [], { target: 3.28, alpha: 0.01, allowMixed: false, allowHardwareMismatch: false }).record!.loss.n, 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

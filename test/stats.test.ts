@@ -11,14 +11,14 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { Resvg } from '@resvg/resvg-js';
 import {
-  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, runsNeeded, summarize, tPValue, welchTTest,
+  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, plotSpec, runsNeeded, summarize, tPValue, welchTTest,
   type Report,
 } from '../stats.ts';
 import { SEPARATOR } from '../log_format.ts';
@@ -348,7 +348,9 @@ describe('the stats.ts command', () => {
     assert.deepEqual(versions.map((v) => v.loss.n), [8, 2]);
     assertClose(versions[1].targetTest.p, SCIPY.variant.p, 'variant p');
     const terminal = await run(recordDir, variantDir);
-    assert.match(terminal.stdout, /Code versions \(reported separately\)/);
+    assert.match(terminal.stdout, /Versions: code\/configuration \(reported separately\)/);
+    // The differing lines, not only hashes.
+    assert.match(terminal.stdout, /source differs .*\n\s+- const lr = 0\.05;\n\s+\+ const lr = 0\.06;/);
     assert.match(terminal.stdout, /Verdict: NOT CERTIFIED/);
     const markdown = await run(recordDir, variantDir, '--markdown');
     assert.equal(markdown.code, 1);
@@ -375,7 +377,7 @@ describe('the stats.ts command', () => {
     assert.equal(folder.report.runs.filter((r) => r.role === 'baseline').length, 8);
   });
 
-  test('notes: a baseline of one run, timed on other hardware', async () => {
+  test('a baseline of one run, timed on other hardware: the speed claim is refused unless --allow-hardware-mismatch', async () => {
     const dir = join(root, 'other-hardware');
     mkdirSync(dir);
     const file = join(dir, 'cpu.txt');
@@ -383,8 +385,12 @@ describe('the stats.ts command', () => {
     const { code, report: rep } = await report(join(recordDir, 'rec-0.txt'), join(recordDir, 'rec-1.txt'), join(recordDir, 'rec-2.txt'), '--baseline', file);
     assert.equal(rep.vsBaseline, null);
     assert.ok(rep.notes.some((n) => /no Welch tests against the baseline: they need at least 2 runs on each side/.test(n)));
-    assert.ok(rep.notes.some((n) => /hardware differs: record on 2× NVIDIA H100 80GB HBM3; baseline on no GPU listed/.test(n)));
-    assert.ok(rep.verdict.checks.some((c) => c.ok && /^faster than the baseline/.test(c.text)));
+    assert.ok(rep.verdict.checks.some((c) => !c.ok &&
+      /^hardware differs \(record on 2× NVIDIA H100 80GB HBM3; baseline on no GPU listed\).*--allow-hardware-mismatch/.test(c.text)));
+    assert.ok(!rep.verdict.checks.some((c) => /^faster than the baseline/.test(c.text)));
+    const allowed = await report(join(recordDir, 'rec-0.txt'), join(recordDir, 'rec-1.txt'), '--baseline', file, '--allow-hardware-mismatch');
+    assert.ok(allowed.report.notes.some((n) => /hardware differs .* compared because of --allow-hardware-mismatch/.test(n)));
+    assert.ok(allowed.report.verdict.checks.some((c) => c.ok && /^faster than the baseline/.test(c.text)));
     // 3 runs are not enough: scipy gives p = 0.06115 for 3.2781, 3.2795, 3.2772.
     assert.equal(code, 1);
     assertClose(rep.record?.targetTest.p ?? NaN, 0.06114627426375613, 'p of 3 runs', 1e-9);
@@ -423,6 +429,78 @@ describe('the stats.ts command', () => {
     assert.ok(rep.verdict.checks.some((c) => /no baseline given/.test(c.text)));
   });
 
+  test('runs are grouped by configuration too: other flags are another version, a different seed or log folder is not', async () => {
+    const dir = join(root, 'configs');
+    const config = (numLayers: number, seed: number) => ({ preset: 'speedrun', corpus: 'fineweb', numLayers, seed, logDir: `logs${seed}` });
+    F.writeRuns(join(dir, 'twelve'), 'r', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(0, 4), F.RECORD_TIMES_MS, (i) => config(12, i));
+    F.writeRuns(join(dir, 'eleven'), 'r', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(4), F.RECORD_TIMES_MS, (i) => config(11, i));
+    const mixed = await report(join(dir, 'twelve'), join(dir, 'eleven'));
+    assert.equal(mixed.code, 1);
+    assert.equal(mixed.report.record, null);
+    assert.deepEqual(mixed.report.versions.map((v) => v.loss.n), [4, 4]);
+    assert.match(mixed.report.verdict.checks[0].text, /come from different configurations \(flags\)/);
+    assert.ok(mixed.report.differences.some((d) => /configuration differs: numLayers 12 → 11$/.test(d)), mixed.report.differences.join('\n'));
+    const same = await report(join(dir, 'twelve'));
+    assert.equal(same.report.versions.length, 1, 'seeds and log folders differ within the group');
+    assert.equal(same.report.record?.loss.n, 4);
+    assert.match(same.report.runs[0].file, /r-0\.txt$/);
+    assert.equal((same.report.runs[0] as unknown as Record<string, unknown>).source, undefined, 'no source in the JSON report');
+  });
+
+  test('the target is refused for the tiny preset and the built-in corpus, however low the loss', async () => {
+    const dir = join(root, 'tiny');
+    F.writeRuns(dir, 'tiny', F.RECORD_SOURCE, [1.46, 1.47, 1.45, 1.46], F.RECORD_TIMES_MS, () => ({ preset: 'tiny', corpus: 'builtin-bytes' }));
+    const { code, report: rep } = await report(dir);
+    assert.equal(code, 1);
+    assert.ok(rep.verdict.checks.some((c) => !c.ok && /4 record run\(s\) train with preset tiny: the target 3\.28 is about the speedrun on FineWeb/.test(c.text)));
+    assert.equal(rep.verdict.certified, false);
+  });
+
+  test('sources that differ only in comments, layout, type annotations or a run id are one version', async () => {
+    const dir = join(root, 'cosmetic');
+    const ts = [
+      "// train_gpt.ts\nconst runId = 'a1';\nconst lr = 0.05;\nfunction f(x) { return x * lr }\n",
+      "// train_gpt.ts, edited comment\nconst runId: string = 'b2'; /* why */\nconst lr: number = 0.05;\nfunction f(x: number): number {\n  return x * lr;\n}\n",
+      "const runId = 'c3';\n\n\nconst lr = 0.05; // the same\nfunction f(x) {\n    return x * lr\n}\n",
+    ];
+    F.writeRuns(join(dir, 'ts'), 'r', (i) => ts[i], F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS);
+    const python = (i: number) => `import os\nrun_id = "${i}-${'x'.repeat(i)}"  # fresh each run\n# ${'comment '.repeat(i)}\nlr = 0.05\n`;
+    F.writeRuns(join(dir, 'py'), 'r', python, F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS);
+    for (const sub of ['ts', 'py']) {
+      const { report: rep } = await report(join(dir, sub));
+      assert.equal(rep.versions.length, 1, `${sub}: one version, got ${rep.versions.map((v) => v.codeHashes[0]).join(', ')}`);
+    }
+  });
+
+  test('symlinked logs and a symlinked baseline/ are read; a broken link is listed, a baseline/ linking back is refused', async () => {
+    const dir = join(root, 'linked');
+    const elsewhere = join(root, 'elsewhere');
+    const logs = F.writeRuns(join(elsewhere, 'record'), 'rec', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS);
+    F.writeRuns(join(elsewhere, 'baseline'), 'base', F.BASELINE_SOURCE, F.BASELINE_LOSSES, F.BASELINE_TIMES_MS);
+    mkdirSync(dir);
+    logs.forEach((log, i) => symlinkSync(log, join(dir, `linked-${i}.txt`)));
+    symlinkSync(join(elsewhere, 'baseline'), join(dir, 'baseline'));
+    symlinkSync(join(root, 'nowhere.txt'), join(dir, 'broken.txt'));
+    const { report: rep } = await report(dir);
+    assert.equal(rep.runs.filter((r) => r.role === 'record').length, 8);
+    assert.equal(rep.runs.filter((r) => r.role === 'baseline').length, 6);
+    assert.deepEqual(rep.skipped.map((s) => [s.file.split('/').pop(), s.reason.split(':')[0]]), [['broken.txt', 'unreadable']]);
+    const loop = join(root, 'loop');
+    F.writeRuns(loop, 'rec', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS);
+    symlinkSync('.', join(loop, 'baseline'));
+    const looped = await report(loop);
+    assert.ok(looped.report.notes.some((n) => /baseline\/ not read: it links to .* which holds the record itself/.test(n)), looped.report.notes.join('\n'));
+  });
+
+  test('a log cut inside its source is unfinished, one cut after train_time keeps its step average', async () => {
+    const cutSource = parseLog(F.RECORD_SOURCE.slice(0, 30), 'cut.txt');
+    assert.deepEqual(cutSource, { ok: false, reason: "unfinished: the log ends inside the training script's source (no line of 100 '=' after it)" });
+    const full = F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.2781, trainTimeMs: 130412 }).replace(/\npeak memory.*\n$/, '');
+    const cut = parseLog(full.replace(/ step_avg:[\d.]+ms$/, ''), 'cut.txt');
+    assert.ok(cut.ok);
+    assert.equal(cut.run.stepAvgMs, 130412 / 200);
+  });
+
   test('CLI errors name the flag, file or value, and exit with 2', async () => {
     const cases: [string[], RegExp][] = [
       [[recordDir, '--frobnicate'], /Unknown option '--frobnicate'/],
@@ -436,6 +514,7 @@ describe('the stats.ts command', () => {
       [[recordDir, '--plot-size', '12by4'], /--plot-size must be WIDTHxHEIGHT/],
       [[recordDir, '--markdown', '--json'], /choose one of --markdown and --json/],
       [[recordDir, '--baseline'], /--baseline/],
+      [['--baseline', join(recordDir, 'rec-0.txt'), join(recordDir, 'rec-1.txt')], /no record runs given: all 2 paths after --baseline are baseline runs/],
       [[join(recordDir, 'malformed.txt'), join(recordDir, 'unfinished.txt')], /no usable record run .*malformed\.txt \(malformed.*unfinished\.txt \(unfinished/],
       [[join(recordDir, 'rec-0.txt'), '--baseline', join(recordDir, 'rec-0.txt')], /given both as a record run and as a baseline run/],
     ];
@@ -457,7 +536,7 @@ describe('the stats.ts command', () => {
     assert.deepEqual(parseCli(['a', '--baseline', 'b', 'c', '--json', 'd']).record, ['a', 'd']);
   });
 
-  test('--plot draws an SVG of the stated size, with both groups and the target line', async () => {
+  test('--plot draws an SVG of the stated size: the whole run and the finish, a shade per run, group means with n, final points', async () => {
     const file = join(root, 'curves.svg');
     const r = await run(recordDir, '--plot', file, '--plot-size', '640x400');
     assert.equal(r.code, 0);
@@ -466,16 +545,41 @@ describe('the stats.ts command', () => {
     const parsed = new Resvg(svg); // throws on an invalid SVG
     assert.equal(parsed.width, 640);
     assert.equal(parsed.height, 400);
-    assert.match(svg, /stroke="#d62728"/); // record
-    assert.match(svg, /stroke="#1f77b4"/); // baseline
     assert.match(svg, /target 3\.28/);
-    assert.equal((svg.match(/class="mark-line role-mark/g) ?? []).length, 14); // one line per usable run
+    for (const view of [0, 1]) {
+      // One line per usable run in both views, and a thick mean line per group.
+      assert.equal((svg.match(new RegExp(`class="mark-line role-mark concat_${view}_layer_0_marks`, 'g')) ?? []).length, 14);
+      assert.equal((svg.match(new RegExp(`class="mark-line role-mark concat_${view}_layer_1_marks`, 'g')) ?? []).length, 2);
+      assert.match(svg, new RegExp(`class="mark-symbol role-mark concat_${view}_layer_2_marks`)); // the final points
+    }
+    assert.match(svg, /the finish/);
+    assert.match(svg, /record mean \(n = 8\)/);
+    assert.match(svg, /baseline mean \(n = 6\)/);
+    const strokes = new Set(svg.match(/stroke="#[0-9a-f]{6}"/g));
+    assert.ok(strokes.has('stroke="#d62728"') && strokes.has('stroke="#1f77b4"'), 'the role colours');
+    assert.ok(strokes.size >= 14, `a shade per run: ${strokes.size} colours`);
+    // The record is drawn after (above) the baseline.
+    assert.ok(svg.indexOf('stroke="#d62728"') > svg.indexOf('stroke="#1f77b4"'));
+    const alone = join(root, 'alone.svg');
+    assert.equal((await run(join(recordDir, 'rec-*.txt'), '--plot', alone)).code, 0);
+    assert.doesNotMatch(readFileSync(alone, 'utf8'), /baseline/, 'no baseline entry without a baseline');
     assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // the temp file was renamed
     mkdirSync(join(root, 'folder.svg'));
     const blocked = await run(recordDir, '--plot', join(root, 'folder.svg'));
     assert.equal(blocked.code, 2);
     assert.match(blocked.stderr, /--plot: cannot write .*folder\.svg/);
     assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.part')), []); // and no temp file is left behind
+  });
+
+  test('the clip note names the end of the loss axis', async () => {
+    const { report: rep } = await report(recordDir);
+    const spec = plotSpec(rep.runs, 3.28, { width: 900, height: 560 }) as unknown as {
+      title: { subtitle: string }; vconcat: { layer: { encoding: { y: { scale: { domain: number[]; nice: boolean } } } }[] }[];
+    };
+    const scale = spec.vconcat[0].layer[0].encoding.y.scale;
+    assert.equal(scale.nice, false, 'the axis ends at the domain, not at a rounded tick beyond it');
+    assert.equal(spec.title.subtitle, `losses above ${scale.domain[1].toFixed(2)} clipped`);
+    assert.equal(scale.domain[1], Number(scale.domain[1].toFixed(2)));
   });
 
   test('--plot draws a PNG of the stated size', async () => {

@@ -28,6 +28,7 @@ export interface FixtureRun {
   stopAtStep?: number; // write only up to this step (an unfinished run)
   crlf?: boolean;
   gpuListing?: string;
+  config?: Record<string, unknown>; // written as train_gpt.ts's `config:` header line
 }
 
 const H100_LISTING = [
@@ -49,6 +50,7 @@ export function makeLog(run: FixtureRun): string {
     run.source.trimEnd(),
     SEPARATOR,
     'Running Node v20.20.2, @tensorflow/tfjs-core 4.22.0, backend cuda',
+    ...(run.config ? [`config: ${JSON.stringify(run.config)}`] : []),
     run.gpuListing ?? H100_LISTING,
     SEPARATOR,
   ];
@@ -65,11 +67,13 @@ export function makeLog(run: FixtureRun): string {
 }
 
 /** Writes one log per (loss, time) pair into dir as <prefix>-<i>.txt; returns the paths. */
-export function writeRuns(dir: string, prefix: string, source: string, losses: number[], timesMs: number[]): string[] {
+export function writeRuns(dir: string, prefix: string, source: string | ((i: number) => string), losses: number[], timesMs: number[],
+  config?: (i: number) => Record<string, unknown>): string[] {
   mkdirSync(dir, { recursive: true });
   return losses.map((finalLoss, i) => {
     const file = join(dir, `${prefix}-${i}.txt`);
-    writeFileSync(file, makeLog({ source, finalLoss, trainTimeMs: timesMs[i] }));
+    const text = typeof source === 'string' ? source : source(i);
+    writeFileSync(file, makeLog({ source: text, finalLoss, trainTimeMs: timesMs[i], config: config?.(i) }));
     return file;
   });
 }

@@ -51,7 +51,10 @@ test('parseFlags: values by type, a bare boolean flag means on; unknown flags an
   assertConfigError(() => parseFlags(['--adam-lr', 'NaN']), /^--adam-lr "NaN": expected a number/);
   assertConfigError(() => parseFlags(['--parallel', 'maybe']), /^--parallel "maybe": expected on or off/);
   assertConfigError(() => parseFlags(['--mlp', 'gelu']), /^--mlp "gelu": expected one of relu2, swiglu/);
-  assertConfigError(() => parseFlags(['--backend', 'gpu']), /^--backend "gpu": expected one of auto, cuda, tensorflow, wasm, cpu/);
+  assertConfigError(() => parseFlags(['--backend', 'gpu']), /^--backend "gpu": expected one of auto, cuda, tensorflow, wasm$/);
+  // tfjs's JavaScript cpu backend cannot finish a step of the tiny model in minutes: refused, naming the CPU backend that works.
+  assertConfigError(() => parseFlags(['--backend', 'cpu']), /^--backend cpu is not offered: .*--backend wasm runs on the CPU$/);
+  assert.doesNotMatch(helpText(), /--backend \S*\bcpu\b/);
   assertConfigError(() => parseFlags(['--no-attn-layers', '1,x']), /^--no-attn-layers "1,x": expected a comma-separated list/);
   assertConfigError(() => parseFlags(['--window-schedule', '3,-1']), /^--window-schedule "3,-1": expected a comma-separated list of non-negative integers/);
   assertConfigError(() => parseFlags(['--model-dim']), /--model-dim/); // value missing
@@ -183,12 +186,12 @@ test('a run log is a new file: one with the same name is never overwritten', (t)
 
 interface Result { code: number | null; stdout: string; stderr: string }
 
-/** Runs train_gpt.ts as a user does, from the repository root. */
-function trainGpt(args: string[]): Promise<Result> {
+/** Runs train_gpt.ts (or another script, sample.ts) as a user does, from the repository root. */
+function trainGpt(args: string[], script = 'train_gpt.ts'): Promise<Result> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     for (const k of ['TSGPT_DEBUG', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', 'train_gpt.ts', ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
@@ -272,6 +275,7 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     const a = await trainGpt([...small(dir), '--checkpoint-every', '6', '--save-checkpoint']);
     assert.equal(a.code, 0, show(a));
     assert.doesNotMatch(a.stderr, /error/i, show(a));
+    assert.doesNotMatch(a.stdout + a.stderr, /running TensorFlow\.js in Node\.js/, 'no tfjs banner');
     const logs = readdirSync(join(dir, 'logs'));
     assert.equal(logs.length, 1);
     const logA = join(dir, 'logs', logs[0]);
@@ -298,6 +302,26 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     const ckpt = (s: number) => join(dir, 'ckpt', `${runId}_step${s}.ckpt`);
     assert.deepEqual(readdirSync(join(dir, 'ckpt')).sort(), [`${runId}_step12.ckpt`, `${runId}_step6.ckpt`]);
     assert.ok(a.stdout.includes(`checkpoint: ${ckpt(6)}`) && a.stdout.includes(`checkpoint: ${ckpt(12)}`), a.stdout);
+    // The main job on the built-in corpus ends with a sample.
+    assert.match(a.stdout, /^sample \(100 tokens at most, temperature 0\.8; more with npx tsx sample\.ts\): ".*"$/m);
+
+    // sample.ts continues a prompt from the checkpoint, the same for the same seed; a file of another format or a
+    // checkpoint of another model size is a clear error.
+    const sampleArgs = ['--checkpoint', ckpt(12), '--prompt', 'Call me', '--tokens', '12', '--seed', '3'];
+    const [s1, s2] = [await trainGpt(sampleArgs, 'sample.ts'), await trainGpt(sampleArgs, 'sample.ts')];
+    assert.equal(s1.code, 0, show(s1));
+    assert.match(s1.stdout, /^Call me/);
+    assert.equal(s1.stdout, s2.stdout, 'the same seed gives the same text');
+    assertOneLineError(await trainGpt(['--checkpoint', logA], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(logA)}: not a checkpoint of this trainer$`));
+    const bytes = readFileSync(ckpt(12));
+    const magic = 'TSGPT-CKPT-1\n'.length, headerEnd = magic + 4 + bytes.readUInt32LE(magic);
+    const header = JSON.parse(bytes.toString('utf8', magic + 4, headerEnd));
+    header.config.modelDim = 64; // the tensors stay those of d 32
+    const text = Buffer.from(JSON.stringify(header)), length = Buffer.alloc(4);
+    length.writeUInt32LE(text.length);
+    const other = join(dir, 'other-size.ckpt');
+    writeFileSync(other, Buffer.concat([bytes.subarray(0, magic), length, text, bytes.subarray(headerEnd)]));
+    assertOneLineError(await trainGpt(['--checkpoint', other], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(other)}: .* does not fit this model`));
 
     // Resume from step 6: the new run logs steps 7..12 in a new file and reaches what the first run reached.
     const logBefore = readFileSync(logA, 'utf8');

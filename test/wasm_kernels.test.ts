@@ -4,7 +4,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs'; // gradients and the cpu backend
+import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import { registerWasmKernels } from '../backend-wasm/index.ts';
 
 const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;

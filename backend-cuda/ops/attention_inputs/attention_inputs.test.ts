@@ -8,10 +8,10 @@
 // run the fused kernels and `--fused off` the composite; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bytesInUse, compare, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -42,7 +42,7 @@ function inputsOf(c: Case, withVe: boolean): HostTensor[] {
 const tensorOf = (h: HostTensor) => tf.tensor(h.values, h.shape, h.dtype);
 
 for (const target of targets) {
-  describe(`fused AttentionInputs on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused AttentionInputs on ${target.name}`, target.skip, () => {
     const name = target.name;
     const tol = name === 'cuda' ? { rtol: 1e-4, atol: 1e-4 } : { rtol: 1e-5, atol: 1e-5 };
     const CASES: Case[] = [

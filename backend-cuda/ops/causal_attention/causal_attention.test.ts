@@ -6,10 +6,10 @@
 // algorithm as plain loops: CI) and on the GPU where there is one, with a speedrun-sized case there.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import { attention, ForwardContext } from '../../../train_gpt.ts';
-import { compare, randFloat, random, relError, targets, useBackend, type HostTensor } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, type HostTensor, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 type Score = 'softmax' | 'softpick' | 'softmax1';
 const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
@@ -130,7 +130,7 @@ const GPU_CASES: Case[] = [
 ];
 
 for (const target of targets) {
-  describe(`fused CausalAttention on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused CausalAttention on ${target.name}`, target.skip, () => {
     for (const score of SCORES) {
       it(`${score}: output and q/k/v gradients match the composite attention on cpu`, async () => {
         for (const c of CASES) await check(target.name, c, score);
@@ -209,7 +209,7 @@ const TENSOR_CORE_CASES: Case[] = [
  * dq and dk ~3e-2 (its ds divides by a den that can be small, amplifying the bf16 rounding of s). */
 const BF16_TOL: Record<Score, number> = { softmax: 1.5e-2, softmax1: 1.5e-2, softpick: 8e-2 };
 const cudaTarget = targets.find(t => t.name === 'cuda')!;
-describe('fused CausalAttention on bf16 tensor cores (cuda)', { skip: cudaTarget.skip }, () => {
+describeOrSkip('fused CausalAttention on bf16 tensor cores (cuda)', cudaTarget.skip, () => {
   /** [out, dq, dk, dv] at a matmul precision, on the GPU, as host arrays. */
   function run(c: Case, score: Score, inputs: HostTensor[], precision: 'bf16' | 'fp32'): Float32Array[] {
     (tf.backend() as CudaBackend).setMatmulPrecision(precision);

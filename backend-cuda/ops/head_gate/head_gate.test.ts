@@ -5,18 +5,18 @@
 // output written in bf16 under bf16 matmul precision (the output projection reads it); bad inputs.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
-import { bf16, bytesInUse, compare, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, bytesInUse, compare, describeOrSkip, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 /** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.headGate(o, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => T.headGate(a, b))([o, g], dy)];
 
 for (const target of targets) {
-  describe(`fused HeadGate on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused HeadGate on ${target.name}`, target.skip, () => {
     const B = target.name;
 
     it('output, do and dg match the composite on cpu', async () => {

@@ -9,11 +9,11 @@
 // reference device they must agree with tfjs-cpu exactly; on the GPU within a few ulps.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { compare, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -60,7 +60,7 @@ async function optimizerSteps(cfg: T.Config, init: Map<string, HostTensor>, grad
 }
 
 for (const target of targets) {
-  describe(`fused AdamUpdate and MuonMomentum on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused AdamUpdate and MuonMomentum on ${target.name}`, target.skip, () => {
     const B = target.name;
     const exact = B === 'cuda-host';
     const tol: Tolerance = exact ? { rtol: 0, atol: 0 } : { rtol: 1e-6, atol: 1e-6 };

@@ -4,9 +4,9 @@
 // (useFusedKernels(false)) the composite; what the tape keeps; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bytesInUse, compare, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, compare, describeOrSkip, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from './relu_squared.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -14,7 +14,7 @@ const reluSquaredAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
   [T.reluSquared(x), tf.grad((v: tf.Tensor) => T.reluSquared(v))(x, dy)];
 
 for (const target of targets) {
-  describe(`fused ReluSquared on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused ReluSquared on ${target.name}`, target.skip, () => {
     const B = target.name;
 
     it('ReluSquared: output and dx match the composite on cpu (sizes with and without a multiple of 4)', async () => {

@@ -3,13 +3,13 @@
 // 768 columns and an empty tensor; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { rmsNorm } from '../../../train_gpt.ts';
-import { compare, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { RMS_NORM, RMS_NORM_GRAD } from './rms_norm.ts';
 
 for (const target of targets) {
-  describe(`fused RMSNorm on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused RMSNorm on ${target.name}`, target.skip, () => {
     const B = target.name;
 
     it('forward and backward match the composite on cpu', async () => {

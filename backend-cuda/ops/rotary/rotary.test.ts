@@ -5,9 +5,9 @@
 // (useFusedKernels(false)) the composite; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -15,7 +15,7 @@ const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.T
   [T.rotary(x, rope), tf.grad((v: tf.Tensor) => T.rotary(v, rope))(x, dy)];
 
 for (const target of targets) {
-  describe(`fused Rotary on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused Rotary on ${target.name}`, target.skip, () => {
     const B = target.name;
     // [B, T, H, h]: half = 5, 1, 3 and 7 take the GPU's scalar path, half = 8 and 64 its float4 path
     const ROTARY_SHAPES = [[2, 7, 3, 10], [1, 1, 2, 8], [3, 1, 2, 2], [2, 33, 3, 6], [1, 9, 1, 14], [3, 5, 2, 16],

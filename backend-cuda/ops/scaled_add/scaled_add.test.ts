@@ -9,10 +9,10 @@
 // checked against n·ε-style bounds on Σ|dy|·(|x| + |z|), far below what a wrong operand would give.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
-import { bytesInUse, randFloat, relError, targets, type HostTensor, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, describeOrSkip, type HostTensor, randFloat, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 type Out = { shape: number[]; values: Float32Array };
 
@@ -66,7 +66,7 @@ async function kernelsRun(fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> 
 }
 
 for (const target of targets) {
-  describe(`fused ScaledAdd on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused ScaledAdd on ${target.name}`, target.skip, () => {
     const B = target.name;
     // y, dx, dz: bit for bit on cuda-host; the GPU does the same correctly rounded operations, allowed 1e-6.
     const elementTol = B === 'cuda-host' ? 0 : 1e-6;

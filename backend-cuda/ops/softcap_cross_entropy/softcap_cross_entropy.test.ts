@@ -7,10 +7,10 @@
 // the composite on the same GPU and a float64 recomputation of a few rows.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { SOFTCAP_CROSS_ENTROPY, SOFTCAP_CROSS_ENTROPY_GRAD } from '../softcap_cross_entropy/softcap_cross_entropy.ts';
-import { bytesInUse, compare, randFloat, randInt, random, targets, type HostTensor, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, compare, describeOrSkip, type HostTensor, randFloat, randInt, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 type Cap = T.Config['logitCap'];
 type Reduction = 'sum' | 'mean';
@@ -42,7 +42,7 @@ function rowReference(x: Float32Array, t: number, cap: Cap, scale: number, temp:
 const peakBytes = () => (tf.memory() as tf.MemoryInfo & { peakBytesInGPU: number }).peakBytesInGPU;
 
 for (const target of targets) {
-  describe(`fused SoftcapCrossEntropy on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused SoftcapCrossEntropy on ${target.name}`, target.skip, () => {
     const B = target.name;
 
     // First, while the device's peak is still small: forward + backward need dlogits and 2·N floats, nothing else N×V.
