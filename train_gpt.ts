@@ -191,7 +191,8 @@ export type Config = { -readonly [K in Key]: ValueOf<(typeof FLAGS)[K]> };
 const KEYS = Object.keys(FLAGS) as Key[];
 export const DEFAULTS = Object.fromEntries(KEYS.map((k): [Key, unknown] => [k, FLAGS[k].default])) as Config;
 // The defaults are the 2025-11 record's recipe; --recipe 2025-08 restores the port's earlier one (the flags its
-// help names). Recipes override the defaults, presets override recipes, explicit flags override presets.
+// help names; windows of W + 1 keys, RMSNorm's eps and Adam's eps placement are the record's under both).
+// Recipes override the defaults, presets override recipes, explicit flags override presets.
 export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
   '2025-11': {},
   '2025-08': {
