@@ -175,6 +175,17 @@ test('--describe --json gives the schedules of record-2025-11.md §4.2, §4.3 an
   near(d.finalValidation.attnScale, 0.131778, 5e-7, 'α at the final validation');
 });
 
+test('the rotary frequencies after the three YaRN calls are those of §4.2', () => {
+  const cfg = T.resolveConfig('speedrun', {}).cfg;
+  const spec = [1.0, 0.79964, 0.63942, 0.50422, 0.35601, 0.25451, 0.17184, 0.11121, 0.073630, 0.050803, 0.036175, 0.026393,
+    0.019625, 0.014811, 0.011310, 0.0087174, 0.0067691, 0.0052874, 0.0041495, 0.0032973, 0.0026366, 0.0021083,
+    0.0016859, 0.0013481, 0.0010780, 8.6202e-4, 6.8930e-4, 5.5119e-4, 4.4076e-4, 3.5244e-4, 2.8183e-4, 2.2536e-4];
+  const rope = T.ropeAt(cfg.numIterations - 1, cfg);
+  assert.equal(rope.version, 3, 'YaRN at 729, 1457 and 2185');
+  spec.forEach((w, j) => assert.ok(Math.abs(rope.freqs[j] - w) <= 5e-5 * w, `ω_${j}: ${rope.freqs[j]}, the spec says ${w}`));
+  assert.ok(rope.freqs.slice(32).every((w) => w === 0), 'ω_32…ω_63 stay zero');
+});
+
 test('--recipe 2025-08 restores the earlier recipe, under the tiny preset too; an unknown recipe is a ConfigError', () => {
   const resolve = (argv: string[], preset: 'speedrun' | 'tiny') => T.resolveConfig(preset, T.parseFlags(argv).overrides).cfg;
   const old = resolve(['--recipe', '2025-08'], 'speedrun');
