@@ -158,8 +158,7 @@ const FLAGS = {
   adamBeta1: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.65, help: 'Adam beta1' },
   adamBeta2: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'Adam beta2' },
   adamEps: { group: 'optimiser', type: 'float', above: 0, default: 1e-8, help: 'Adam epsilon, added to √v before the bias correction' },
-  // tiny: every step; its 100 steps give Adam too few updates at 2 (val loss 1.4786 against 1.4222 at 1).
-  adamEvery: { group: 'optimiser', type: 'int', min: 1, default: 2, tiny: 1, help: 'Adam steps every N steps on the sum of their gradients' },
+  adamEvery: { group: 'optimiser', type: 'int', min: 1, default: 2, help: 'Adam steps every N steps on the sum of their gradients' },
   embedLrMul: { group: 'optimiser', type: 'float', min: 0, default: 75, tiny: 10, help: 'Adam lr multiplier for embeddings and value embeddings' },
   scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars (and the gates with --gate-optimizer adam)' },
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
