@@ -68,6 +68,10 @@ type FlagSpec = { group: keyof typeof GROUPS; help: string } & (
 const FLAGS = {
   preset: { group: 'run', choices: ['auto', 'speedrun', 'tiny'], default: 'auto',
     help: 'speedrun: the 124M model on FineWeb; tiny: the values in brackets, a byte-level model for a CPU; auto: speedrun with a GPU backend and FineWeb shards, else tiny' },
+  recipe: { group: 'run', choices: ['2025-11', '2025-08'], default: '2025-11',
+    help: 'training recipe, the defaults of its optimiser and schedule flags (explicit flags win): 2025-11 is the record of 2025-11-22 (../shared/reference/record-2025-11.md); ' +
+      '2025-08 is the port\'s earlier one: --optimizer muon --orthogonalizer ns5 --muon-lr 0.05 --weight-decay 0 --gate-optimizer adam --adam-beta1 0.8 --adam-eps 1e-10 ' +
+      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn' },
   // Not tfjs's pure-JavaScript cpu backend: it cannot finish one step of the tiny model in 5 minutes (allocation
   // and GC in its matmul and segment sum); wasm runs the same model on the same CPU in about a second a step.
   backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm'], default: 'auto',
@@ -126,27 +130,41 @@ const FLAGS = {
   // backend's fused kernels and bf16 matmul inputs (the tape's other activations stay fp32).
   deviceBatch: { group: 'schedule', type: 'int', min: 1, default: 16,
     help: 'sequences per GPU per micro-step, the rest is gradient accumulation (at most: lowered until it divides each GPU\'s share of the batch); 8 (32 GiB) on a smaller card' },
-  numIterations: { group: 'schedule', type: 'int', min: 1, default: 2225, tiny: 100, help: 'optimiser steps' },
-  cooldownFrac: { group: 'schedule', type: 'float', min: 0, max: 1, default: 0.45, tiny: 0.4, help: 'fraction of steps in the final linear cooldown' },
+  numIterations: { group: 'schedule', type: 'int', min: 1, default: 2225, tiny: 100, help: 'optimiser steps: the scheduled steps, then the extension' },
+  extensionFrac: { group: 'schedule', type: 'float', min: 0, below: 1, default: 40 / 2225,
+    help: 'share of --num-iterations in the extension after the scheduled steps (the record: 40 of 2225): lr at its floor, the --extension-window' },
+  cooldownFrac: { group: 'schedule', type: 'float', min: 0, max: 1, default: 0.5, tiny: 0.4, help: 'fraction of the scheduled steps in the final linear cooldown' },
   cooldownFloor: { group: 'schedule', type: 'float', min: 0, max: 1, default: 0.1, help: 'learning-rate multiplier at the end of the cooldown' },
   windowBlock: { group: 'attention', type: 'int', min: 1, default: 128, tiny: 32, help: 'tokens per attention-window block' },
-  windowSchedule: { group: 'attention', type: 'list', arg: 'BLOCKS', default: [3, 7, 11, 13], tiny: [2, 4],
-    help: 'long window in blocks for equal stages of training (short = long/2)' },
+  windowSchedule: { group: 'attention', type: 'list', arg: 'BLOCKS', default: [3, 7, 11], tiny: [2, 4],
+    help: 'long window in blocks for equal stages of the scheduled steps (short = long/2)' },
+  extensionWindow: { group: 'attention', type: 'int', min: 1, default: 13, tiny: 4, help: 'long window in blocks during the extension steps' },
   windowPattern: { group: 'attention', type: 'text', arg: 'SL...', default: 'SSSSLSSSSSSL', tiny: 'SLSL',
     help: 'per-layer window: S (short) or L (long), one letter a layer' },
-  valWindow: { group: 'attention', type: 'int', min: 1, default: 20, tiny: 4, help: 'long window in blocks at the final validation (YaRN-extended)' },
+  valWindow: { group: 'attention', type: 'int', min: 1, default: 20, tiny: 4, help: 'long window in blocks at the final validation' },
+  valYarn: { group: 'attention', type: 'bool', default: false,
+    help: 'reach --val-window by one more YaRN extension, with half of it as the short window; off: rotary, scale and short window stay as in the last step' },
   // optimisers
-  muonLr: { group: 'optimiser', type: 'float', min: 0, default: 0.05, tiny: 0.03, help: 'Muon learning rate' },
+  optimizer: { group: 'optimiser', choices: ['normuon', 'muon'], default: 'normuon',
+    help: 'optimiser of the matrices: muon orthogonalises the momentum; normuon also divides each neuron\'s update by its RMS over time' },
+  // tiny: 0.03 under either recipe (presets override recipes).
+  muonLr: { group: 'optimiser', type: 'float', min: 0, default: 0.03, tiny: 0.03, help: 'Muon (and NorMuon) learning rate' },
   muonMomentum: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'Muon momentum after warm-up' },
-  muonMomentumStart: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.85, help: 'Muon momentum at step 0' },
+  muonMomentumStart: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.85, help: 'Muon momentum at step 0 and at the end of its cool-down' },
   muonWarmupSteps: { group: 'optimiser', type: 'int', min: 0, default: 300, tiny: 30, help: 'Muon momentum warm-up steps' },
-  orthogonalizer: { group: 'optimiser', choices: ['ns5', 'polar'], default: 'ns5', help: 'Muon orthogonalisation: ns5 is Newton-Schulz, polar is Polar Express' },
+  muonCooldownSteps: { group: 'optimiser', type: 'int', min: 0, default: 50, help: 'Muon momentum cool-down over the last N steps' },
+  orthogonalizer: { group: 'optimiser', choices: ['ns5', 'polar'], default: 'polar', help: 'Muon orthogonalisation: ns5 is Newton-Schulz, polar is Polar Express' },
+  normuonBeta2: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'NorMuon: decay of the per-neuron mean square' },
+  weightDecay: { group: 'optimiser', type: 'float', min: 0, default: 1.2,
+    help: 'cautious weight decay of the Muon matrices, λ = this · Muon lr (scheduled), on the entries where update and weight agree in sign' },
+  gateOptimizer: { group: 'optimiser', choices: ['muon', 'adam'], default: 'muon', help: 'optimiser of the smear and attention gate weights (muon: as --optimizer)' },
   adamLr: { group: 'optimiser', type: 'float', min: 0, default: 0.008, tiny: 0.01, help: 'Adam base learning rate' },
-  adamBeta1: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.8, help: 'Adam beta1' },
+  adamBeta1: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.65, help: 'Adam beta1' },
   adamBeta2: { group: 'optimiser', type: 'float', min: 0, below: 1, default: 0.95, help: 'Adam beta2' },
-  adamEps: { group: 'optimiser', type: 'float', above: 0, default: 1e-10, help: 'Adam epsilon' },
+  adamEps: { group: 'optimiser', type: 'float', above: 0, default: 1e-8, help: 'Adam epsilon, added to √v before the bias correction' },
+  adamEvery: { group: 'optimiser', type: 'int', min: 1, default: 2, help: 'Adam steps every N steps on the sum of their gradients' },
   embedLrMul: { group: 'optimiser', type: 'float', min: 0, default: 75, tiny: 10, help: 'Adam lr multiplier for embeddings and value embeddings' },
-  scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars and gates' },
+  scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars (and the gates with --gate-optimizer adam)' },
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
   // run
   valEvery: { group: 'run', type: 'int', min: 0, default: 250, tiny: 50, help: 'validate every N steps (0: only at the end)' },
@@ -161,6 +179,9 @@ const FLAGS = {
   keepCheckpoints: { group: 'run', type: 'int', min: 0, default: 3, help: 'keep the newest K checkpoints of this run, deleting older ones (0: keep all)' },
   logDir: { group: 'run', type: 'text', arg: 'DIR', default: 'logs', help: 'log folder (one new file per run)' },
   printEvery: { group: 'run', type: 'int', min: 0, default: 10, help: 'console line every N steps when not on a terminal' },
+  describe: { group: 'run', type: 'bool', default: false, help: 'print the resolved hyperparameters and the schedules at --steps, then exit without training' },
+  steps: { group: 'run', type: 'list', arg: 'STEPS', default: [], help: '--describe: the steps to show (none: every step where a schedule changes)' },
+  json: { group: 'run', type: 'bool', default: false, help: '--describe: as JSON' },
   gpus: { group: 'backend', type: 'int', min: 0, default: 0,
     help: 'processes to start, one per GPU (0: every visible GPU for the speedrun on cuda, else 1); on CPU backends, CPU workers' },
   collectiveTimeout: { group: 'backend', type: 'int', min: 1, default: 300,
@@ -178,7 +199,16 @@ export type Config = { -readonly [K in Key]: ValueOf<(typeof FLAGS)[K]> };
 
 const KEYS = Object.keys(FLAGS) as Key[];
 export const DEFAULTS = Object.fromEntries(KEYS.map((k): [Key, unknown] => [k, FLAGS[k].default])) as Config;
-// Presets override the defaults; explicit flags override presets.
+// The defaults are the 2025-11 record's recipe; --recipe 2025-08 restores the port's earlier one (the flags its
+// help names; windows of W + 1 keys, RMSNorm's eps and Adam's eps placement are the record's under both).
+// Recipes override the defaults, presets override recipes, explicit flags override presets.
+export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
+  '2025-11': {},
+  '2025-08': {
+    optimizer: 'muon', orthogonalizer: 'ns5', muonLr: 0.05, weightDecay: 0, gateOptimizer: 'adam', adamBeta1: 0.8, adamEps: 1e-10, adamEvery: 1,
+    cooldownFrac: 0.45, extensionFrac: 0, windowSchedule: [3, 7, 11, 13], muonCooldownSteps: 0, valYarn: true,
+  },
+};
 export const PRESETS: Record<'speedrun' | 'tiny', Partial<Config>> = {
   speedrun: {},
   tiny: Object.fromEntries(KEYS.flatMap((k) => { const f: FlagSpec = FLAGS[k]; return f.tiny === undefined ? [] : [[k, f.tiny]]; })),
@@ -288,7 +318,7 @@ export function parseFlags(argv: string[]): { overrides: Partial<Config>; help: 
 
 /** The flags that turn the preset's values into cfg, for the run log: with --preset first, they repeat the run. */
 function flagsLine(cfg: Config): string {
-  const base: Partial<Config> = { ...DEFAULTS, ...(cfg.preset === 'auto' ? {} : PRESETS[cfg.preset]) };
+  const base: Partial<Config> = { ...DEFAULTS, ...RECIPES[cfg.recipe], ...(cfg.preset === 'auto' ? {} : PRESETS[cfg.preset]) };
   const quote = (s: string) => /\s/.test(s) ? JSON.stringify(s) : s;
   return KEYS.filter((k) => fmt(cfg[k]) !== fmt(base[k])).map((k) => `${flagOf(k)} ${quote(fmt(cfg[k]))}`).join(' ');
 }
@@ -300,9 +330,9 @@ const SAS_EXCLUDES: Partial<Config> = {
   valueEmbeds: 0, attnGate: false, skip: 'none', backout: false, blockLambdas: false, parallel: false, attnScore: 'softmax',
 };
 
-/** Defaults ← preset ← explicit flags, then checks every combination. Returns notes to print. */
+/** Defaults ← recipe ← preset ← explicit flags, then checks every combination. Returns notes to print. */
 export function resolveConfig(preset: 'speedrun' | 'tiny', overrides: Partial<Config>): { cfg: Config; notes: string[] } {
-  const cfg: Config = { ...DEFAULTS, ...PRESETS[preset], ...overrides, preset };
+  const cfg: Config = { ...DEFAULTS, ...RECIPES[overrides.recipe ?? DEFAULTS.recipe], ...PRESETS[preset], ...overrides, preset };
   const notes: string[] = [];
   const fail = (msg: string) => { throw new ConfigError(msg); };
   if (cfg.block !== 'prenorm') {
@@ -455,6 +485,8 @@ export function createModel(cfg: Config): Model {
   const bound = Math.sqrt(3) * 0.5 * d ** -0.5;
   const muon = (split?: number[]): ParamInfo => ({ opt: 'muon', lrMul: 1, split });
   const scalar: ParamInfo = { opt: 'adam', lrMul: cfg.scalarLrMul };
+  // The record trains the gate weights with NorMuon, as matrices (record-2025-11.md §6.1).
+  const gate = cfg.gateOptimizer === 'muon' ? muon() : scalar;
   const add = (name: string, shape: number[], init: 'zeros' | 'normal' | 'uniform' | 'canon' | number[], pinfo: ParamInfo) => {
     const value = tf.tidy(() => {
       seed += 1;
@@ -475,7 +507,7 @@ export function createModel(cfg: Config): Model {
   add('embed', [V, d], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
   for (let k = 0; k < cfg.valueEmbeds; k++) add(`value_embed.${k}`, [V, Hk * h], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
   if (cfg.smear) {
-    add('smear_gate', [12, 1], 'zeros', scalar);
+    add('smear_gate', [12, 1], 'zeros', gate);
     add('smear_lambda', [1], 'zeros', scalar);
   }
   plan.forEach((lp, i) => {
@@ -487,7 +519,7 @@ export function createModel(cfg: Config): Model {
       add(p + 'qkv', [d, qkvDim], 'uniform', muon([H * h, Hk * h, Hk * h]));
       add(p + 'proj', [H * h, d], 'zeros', muon());
       add(p + 'sa_lambdas', [2], [0.5, 0.5], scalar);
-      if (cfg.attnGate) add(p + 'attn_gate', [12, H], 'zeros', scalar);
+      if (cfg.attnGate) add(p + 'attn_gate', [12, H], 'zeros', gate);
       if (cfg.canon.includes('B')) add(p + 'canon_b', [qkvDim, 4], canonInit, scalar);
     } else if (lp.attn) {
       // Shaped attention (arXiv 2311.01906): W_Q zero so that A = I at init; no value or output matrices.
@@ -540,8 +572,9 @@ function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor, A extends objec
   return tf.engine().runKernel(kernel.name, inputs, attrs as unknown as tf.NamedAttrMap) as R;
 }
 
-/** RMSNorm's epsilon (also the QK-norm inside a fused 'AttentionInputs'). */
-const RMS_EPS = 1e-6;
+/** RMSNorm's epsilon (also the QK-norm inside a fused 'AttentionInputs'): PyTorch's default for F.rms_norm, the
+ * fp32 machine epsilon (record-2025-11.md §3). */
+const RMS_EPS = 2 ** -23;
 
 /** RMSNorm over the last axis, no learned weight. */
 export function rmsNorm(x: tf.Tensor, eps = RMS_EPS): tf.Tensor {
@@ -950,7 +983,9 @@ export function softcapCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, c
 // Optimisers and schedules
 //
 // Muon (https://kellerjordan.github.io/posts/muon/) for the hidden matrices: SGD-Nesterov momentum whose
-// update is replaced by the nearest semi-orthogonal matrix. Adam for embeddings, head and scalars.
+// update is replaced by the nearest semi-orthogonal matrix; NorMuon then evens out the
+// neurons' update sizes, as the 2025-11 record does (../shared/reference/record-2025-11.md §6). Adam for
+// embeddings, head and scalars.
 
 const NS5 = [3.4445, -4.775, 2.0315] as const;
 // Polar Express (arXiv 2505.16932): per-iteration coefficients for 5 steps (safety 2e-2, cushion 2).
@@ -1000,30 +1035,54 @@ export function orthogonalize(G: tf.Tensor2D, kind: Config['orthogonalizer'] = '
   });
 }
 
-/** Learning-rate multiplier: stable, then a linear cooldown to `cooldownFloor` over the last steps. */
+/** The steps before the extension (record-2025-11.md §4.3, §7: 2185 of 2225); the lr cooldown and the window
+ * stages span these, the extension trains on at the lr floor with a longer window. */
+export function scheduledSteps(cfg: Config): number {
+  return Math.max(1, cfg.numIterations - Math.round(cfg.numIterations * cfg.extensionFrac));
+}
+
+/** Learning-rate multiplier (§7): stable, then linear down to `cooldownFloor` over the last `cooldownFrac` of the
+ * scheduled steps. x stops at 0.9999, as in the record, so the extension stays just above the floor. */
 export function lrScale(step: number, cfg: Config): number {
-  const N = cfg.numIterations, start = N * (1 - cfg.cooldownFrac);
-  if (step < start) return 1;
-  const t = Math.min(1, (step - start) / Math.max(1, N - start));
-  return 1 - t * (1 - cfg.cooldownFloor);
+  const x = Math.min(0.9999, step / scheduledSteps(cfg));
+  if (x < 1 - cfg.cooldownFrac) return 1;
+  return cfg.cooldownFloor + ((1 - cfg.cooldownFloor) * (1 - x)) / cfg.cooldownFrac;
 }
 
-/** Muon momentum warms up linearly (0.85 → 0.95 over 300 steps in the speedrun). */
+/** Muon momentum (§7): linear warm-up from the start value (0.85 → 0.95 over 300 steps), and back down over the
+ * last `muonCooldownSteps` of the run (0.95 → 0.852 at the last of 2225 steps). */
 export function muonMomentumAt(step: number, cfg: Config): number {
-  const t = Math.min(1, step / Math.max(1, cfg.muonWarmupSteps));
-  return cfg.muonMomentumStart + t * (cfg.muonMomentum - cfg.muonMomentumStart);
+  const warm = Math.min(1, step / Math.max(1, cfg.muonWarmupSteps));
+  const cool = cfg.muonCooldownSteps > 0 ? Math.max(0, step - (cfg.numIterations - cfg.muonCooldownSteps)) / cfg.muonCooldownSteps : 0;
+  return cfg.muonMomentumStart + (warm - Math.min(1, cool)) * (cfg.muonMomentum - cfg.muonMomentumStart);
 }
 
-/** The long attention window (in blocks) at a step: the schedule's stages split training evenly. */
+/** The long attention window (in blocks) at a step (§4.3): equal stages of the scheduled steps, then the extension's. */
 export function longWindowBlocks(step: number, cfg: Config): number {
-  const S = cfg.windowSchedule.length;
-  return cfg.windowSchedule[Math.min(S - 1, Math.floor((step / cfg.numIterations) * S))];
+  const S = scheduledSteps(cfg);
+  return step >= S ? cfg.extensionWindow : cfg.windowSchedule[Math.floor((step * cfg.windowSchedule.length) / S)];
 }
 
-/** The attention schedule at a step: windows in tokens (short = long/2) and the rotary state. */
-export function attnScheduleAt(longBlocks: number, rope: RopeState, cfg: Config): AttnSchedule {
-  return { longWindow: longBlocks * cfg.windowBlock, shortWindow: Math.max(1, Math.floor(longBlocks / 2)) * cfg.windowBlock, rope };
+/** The attention schedule for a long window of `longBlocks` (short: half of it) and a rotary state. FlashAttention's
+ * window of W tokens is inclusive, so a query sees W + 1 keys (§3.1); the masks and kernels here count keys. */
+export function attnScheduleAt(longBlocks: number, rope: RopeState, cfg: Config, shortBlocks = Math.max(1, Math.floor(longBlocks / 2))): AttnSchedule {
+  return { longWindow: longBlocks * cfg.windowBlock + 1, shortWindow: shortBlocks * cfg.windowBlock + 1, rope };
 }
+
+/** The final validation's schedule after training with `longBlocks` (§4.2): the long window becomes --val-window,
+ * with the rotary state, attention scale and short window unchanged; --val-yarn (2025-08) reaches it by one more
+ * YaRN extension (@classiclarryd) and halves it for the short window. */
+export function finalValSchedule(longBlocks: number, rope: RopeState, cfg: Config): AttnSchedule {
+  if (!cfg.valYarn) return attnScheduleAt(cfg.valWindow, rope, cfg, Math.max(1, Math.floor(longBlocks / 2)));
+  if (cfg.valWindow === longBlocks) return attnScheduleAt(longBlocks, rope, cfg);
+  return attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
+}
+
+/** Whether Adam steps at `step` (§6.4): every adamEvery-th step (the odd steps for 2), on the summed gradients. */
+export const adamStepsAt = (step: number, cfg: Config) => (step + 1) % cfg.adamEvery === 0;
+
+/** Cautious weight decay's λ at a step (§6.2 step 5): 1.2 × the scheduled Muon lr, so the decay scales with lr². */
+export const weightDecayAt = (step: number, cfg: Config) => cfg.weightDecay * cfg.muonLr * lrScale(step, cfg);
 
 export interface AdamHyper { beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number }
 
@@ -1048,16 +1107,39 @@ export function muonMomentum(buf: tf.Tensor, g: tf.Tensor, momentum: number): tf
   return [buf2, g.mul(1 - momentum).add(buf2.mul(momentum))];
 }
 
+/** The matrices Muon orthogonalises apart in a parameter [rows, cols]: its column blocks (q, k, v of a merged
+ * projection), else the whole. */
+const muonBlockShapes = (shape: number[], info: ParamInfo) => (info.split ?? [shape[1]]).map((cols) => [shape[0], cols]);
+
+/**
+ * NorMuon's normalisation (§6.2 step 4) of orthogonalised updates O [n, r, c] turned wide (r ≤ c), with their
+ * mean squares per neuron v (decayed by beta2, no bias correction) → [O', v']: O divided by √v' per neuron, then
+ * rescaled to O's Frobenius norm. A neuron is a column, a row of a square matrix: the record's rule "one value per
+ * row if rows ≥ cols" on our [in, out] blocks, which gives its axes (input channels of q, k, v, o and the gates,
+ * hidden units of the MLP).
+ */
+export function normuonNormalize(O: tf.Tensor3D, v: tf.Tensor3D, beta2: number): [tf.Tensor3D, tf.Tensor3D] {
+  const v2 = v.mul(beta2).add(O.square().mean(O.shape[1] === O.shape[2] ? 2 : 1, true).mul(1 - beta2)) as tf.Tensor3D;
+  const scaled = O.div(v2.maximum(1e-10).sqrt());
+  const norm = (x: tf.Tensor) => x.square().sum([1, 2], true).sqrt();
+  return [scaled.mul(norm(O).div(norm(scaled).maximum(1e-10))) as tf.Tensor3D, v2];
+}
+/** The shape of NorMuon's per-neuron state of a block [r, c], as normuonNormalize sees it turned wide. */
+const neuronShape = ([r, c]: number[]) => r === c ? [r, 1] : [1, Math.max(r, c)];
+
 export interface OptimizerState {
   step: number; // Adam's bias-correction count
-  slots: Map<string, tf.Variable[]>; // Muon: [momentum]; Adam: [m, v]
+  // Muon: [momentum, NorMuon's per-neuron mean square of each block]; Adam: [m, v, the gradient sum between its steps]
+  slots: Map<string, tf.Variable[]>;
 }
 
 export function createOptimizerState(m: Model): OptimizerState {
-  const slots = new Map<string, tf.Variable[]>();
+  const { cfg } = m, slots = new Map<string, tf.Variable[]>();
   for (const [name, v] of m.params) {
-    const n = m.info.get(name)!.opt === 'muon' ? 1 : 2;
-    slots.set(name, Array.from({ length: n }, () => tf.tidy(() => tf.variable(tf.zerosLike(v), false))));
+    const info = m.info.get(name)!;
+    const shapes = info.opt === 'adam' ? [v.shape, v.shape, ...(cfg.adamEvery > 1 ? [v.shape] : [])]
+      : [v.shape, ...(cfg.optimizer === 'normuon' ? muonBlockShapes(v.shape, info).map(neuronShape) : [])];
+    slots.set(name, shapes.map((shape) => tf.tidy(() => tf.variable(tf.zeros(shape), false))));
   }
   return { step: 0, slots };
 }
@@ -1068,34 +1150,41 @@ export function disposeOptimizerState(st: OptimizerState): void {
 
 /** One optimiser step on every parameter from its (accumulated, averaged) gradient. */
 export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number): void {
-  const { cfg } = m, lr = lrScale(step, cfg), mom = muonMomentumAt(step, cfg);
-  st.step += 1;
+  const { cfg } = m, lr = lrScale(step, cfg), mom = muonMomentumAt(step, cfg), decay = weightDecayAt(step, cfg);
+  const adamSteps = adamStepsAt(step, cfg);
+  if (adamSteps) st.step += 1;
   const bc1 = 1 - cfg.adamBeta1 ** st.step, bc2 = 1 - cfg.adamBeta2 ** st.step;
   tf.tidy(() => {
     // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
     // shape and orthogonalised as one batch.
-    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor }[] = [];
+    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor; w: tf.Tensor; neurons?: tf.Variable }[] = [];
     for (const [name, p] of m.params) {
       const g = grads.get(name);
       if (!g) throw new Error(`no gradient for parameter ${name}`);
       const info = m.info.get(name)!, slots = st.slots.get(name)!;
       if (info.opt === 'muon') {
-        const [buf] = slots;
+        const [buf, ...neurons] = slots;
         const [newBuf, nesterov] = muonMomentum(buf, g, mom);
         buf.assign(newBuf);
-        const rows = p.shape[0]!;
+        const rows = p.shape[0]!, weights = info.split ? tf.split(p, info.split, 1) : [p];
         (info.split ? tf.split(nesterov, info.split, 1) : [nesterov]).forEach((x, index) => {
-          const tall = x.shape[0]! > x.shape[1]!;
-          // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent.
-          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: tall ? x.transpose() : x });
+          const tall = x.shape[0]! > x.shape[1]!, wide = (t: tf.Tensor) => tall ? t.transpose() : t;
+          // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent; it is
+          // the record's √max(1, rows/cols) on its [out, in] matrices, and its lr_mul 2 on c_fc ([in, out] there).
+          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: wide(x), w: wide(weights[index]), neurons: neurons[index] });
         });
       } else {
-        const [mv, vv] = slots;
-        const [newP, newM, newV] = adamUpdate(p, mv, vv, g,
-          { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps, lr: cfg.adamLr * info.lrMul * lr });
+        const [mv, vv, gradSum] = slots;
+        // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4).
+        if (!adamSteps) { gradSum.assign(gradSum.add(g)); continue; }
+        // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
+        // kernel's formula with eps/√bc2 in place of eps.
+        const [newP, newM, newV] = adamUpdate(p, mv, vv, gradSum ? gradSum.add(g) : g,
+          { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr });
         p.assign(newP);
         mv.assign(newM);
         vv.assign(newV);
+        gradSum?.assign(tf.zerosLike(gradSum));
       }
     }
     const byShape = new Map<string, typeof blocks>();
@@ -1105,11 +1194,22 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
     }
     const updates = new Map<string, tf.Tensor[]>();
     for (const group of byShape.values()) {
-      const orth = tf.unstack(orthogonalizeBatch(tf.stack(group.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer));
+      let O = orthogonalizeBatch(tf.stack(group.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer);
+      if (cfg.optimizer === 'normuon') {
+        const [normalized, neurons] = normuonNormalize(O, tf.stack(group.map((b) => b.neurons!)) as tf.Tensor3D, cfg.normuonBeta2);
+        tf.unstack(neurons).forEach((v, i) => group[i].neurons!.assign(v));
+        O = normalized;
+      }
+      if (decay > 0) {
+        // Cautious weight decay (§6.2 step 5): decay only the entries where the update and the weight agree in sign.
+        const W = tf.stack(group.map((b) => b.w));
+        O = O.add(W.mul(O.mul(W).greaterEqual(0)).mul(decay));
+      }
+      if (group.some((b) => b.scale !== 1)) O = O.mul(tf.tensor(group.map((b) => b.scale), [group.length, 1, 1]));
+      const orth = tf.unstack(O);
       group.forEach((b, i) => {
-        const u = (b.tall ? orth[i].transpose() : orth[i]).mul(b.scale);
         const list = updates.get(b.name) ?? [];
-        list[b.index] = u;
+        list[b.index] = b.tall ? orth[i].transpose() : orth[i];
         updates.set(b.name, list);
       });
     }
@@ -1920,11 +2020,7 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
       if (last || (cfg.valEvery > 0 && step % cfg.valEvery === 0)) {
         await flushLoss(); // also waits for queued device work, so the clock below is honest
         trainMs += performance.now() - t0;
-        let sched = attnScheduleAt(longBlocks, rope, cfg);
-        if (last && cfg.valWindow !== longBlocks) {
-          // Final validation with a longer window, reached by one more YaRN extension (@classiclarryd).
-          sched = attnScheduleAt(cfg.valWindow, yarnExtend(rope, longBlocks * cfg.windowBlock, cfg.valWindow * cfg.windowBlock), cfg);
-        }
+        const sched = last ? finalValSchedule(longBlocks, rope, cfg) : attnScheduleAt(longBlocks, rope, cfg);
         const loss = await evaluate(m, val, sched, collective);
         checkLoss('validation', loss, step);
         finalValLoss = loss;
@@ -2056,6 +2152,53 @@ export async function generate(m: Model, steps: number, codec: CorpusCodec, o: S
 // -----------------------------------------------------------------------------
 // Command line
 
+/** The schedules at one step: what --describe shows (record-2025-11.md §4, §7). */
+export interface StepDescription {
+  step: number; lr: number; muonMomentum: number; weightDecay: number;
+  window: [number, number]; windowKeys: [number, number]; attnScale: number; adamSteps: boolean;
+}
+
+/** The steps where a schedule changes piece (plus the first and the last): --describe's default. */
+function scheduleChanges(cfg: Config): number[] {
+  const N = cfg.numIterations, S = scheduledSteps(cfg);
+  const piece = (s: number) => [longWindowBlocks(s, cfg), lrScale(s, cfg) === 1, s < cfg.muonWarmupSteps, s > N - cfg.muonCooldownSteps, s >= S].join();
+  return Array.from({ length: N }, (_, s) => s).filter((s) => s === 0 || s === N - 1 || piece(s) !== piece(s - 1));
+}
+
+/** --describe: the resolved config, the schedules at `steps` and the final validation's windows and scale. */
+export function describeRun(cfg: Config, steps = cfg.steps.length ? cfg.steps : scheduleChanges(cfg)) {
+  const windows = (sched: AttnSchedule) => ({
+    window: [sched.shortWindow, sched.longWindow].map((w) => (w - 1) / cfg.windowBlock) as [number, number],
+    windowKeys: [sched.shortWindow, sched.longWindow] as [number, number], attnScale: sched.rope.attnScale,
+  });
+  const last = cfg.numIterations - 1;
+  return {
+    config: cfg,
+    steps: steps.map((step): StepDescription => ({
+      step, lr: lrScale(step, cfg), muonMomentum: muonMomentumAt(step, cfg), weightDecay: weightDecayAt(step, cfg),
+      ...windows(attnScheduleAt(longWindowBlocks(step, cfg), ropeAt(step, cfg), cfg)), adamSteps: adamStepsAt(step, cfg),
+    })),
+    finalValidation: { step: cfg.numIterations, ...windows(finalValSchedule(longWindowBlocks(last, cfg), ropeAt(last, cfg), cfg)) },
+  };
+}
+
+/** describeRun as text: the flags by section, then one line a step. */
+export function describeText(d: ReturnType<typeof describeRun>): string {
+  const lines: string[] = [];
+  for (const [group, title] of Object.entries(GROUPS)) {
+    lines.push(`${title}:`, ...KEYS.filter((k) => FLAGS[k].group === group).map((k) => `  ${flagOf(k)} ${fmt(d.config[k])}`));
+  }
+  const f = (x: number, digits: number) => x.toFixed(digits);
+  lines.push('', 'step   lr       momentum  wd λ       window S,L (blocks)  keys S,L     α         Adam steps');
+  for (const s of d.steps) {
+    lines.push(`${String(s.step).padEnd(6)} ${f(s.lr, 5)}  ${f(s.muonMomentum, 5)}   ${f(s.weightDecay, 6)}   ${s.window.join(',').padEnd(20)} ` +
+      `${s.windowKeys.join(',').padEnd(12)} ${f(s.attnScale, 6)}  ${s.adamSteps ? 'yes' : 'no'}`);
+  }
+  const v = d.finalValidation;
+  lines.push(`final validation (step ${v.step}): window S,L ${v.window.join(',')} blocks (${v.windowKeys.join(',')} keys), α ${f(v.attnScale, 6)}`);
+  return lines.join('\n');
+}
+
 /** How many processes a run without a launcher starts: `--gpus`, else every visible GPU for the speedrun on cuda. */
 export function defaultGpus(overrides: Partial<Config>, base: Config): number {
   if (overrides.gpus) return overrides.gpus;
@@ -2115,6 +2258,13 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const { overrides, help } = parseFlags(argv);
     if (help) { console.log(helpText()); return 0; }
+    if (overrides.describe) {
+      // No backend to choose by: auto describes the speedrun.
+      const { cfg, notes } = resolveConfig(overrides.preset === 'tiny' ? 'tiny' : 'speedrun', overrides);
+      const d = describeRun(cfg);
+      console.log(cfg.json ? JSON.stringify(d, null, 2) : [...notes, describeText(d)].join('\n'));
+      return 0;
+    }
     const base = { ...DEFAULTS, ...overrides } as Config;
     const world = worldFromEnv();
     if (!world.launched) {

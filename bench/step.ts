@@ -106,7 +106,8 @@ function parse(argv: string[]): Args {
 export function modelFlopsPerToken(m: Model): { flopsPerToken: number; matmulParams: number; headParams: number; attnLayers: number; formula: string } {
   const { cfg } = m;
   let matmulParams = 0;
-  for (const [name, v] of m.params) if (m.info.get(name)!.opt === 'muon') matmulParams += v.size; // the hidden matrices
+  // The hidden matrices: Muon's, less the gates (with the 2025-11 recipe Muon's too), which read 12 channels of a token.
+  for (const [name, v] of m.params) if (m.info.get(name)!.opt === 'muon' && !/(^|\.)(smear_gate|attn_gate)$/.test(name)) matmulParams += v.size;
   const headParams = cfg.tieEmbed ? m.params.get('embed')!.size : m.params.get('head')!.size;
   const attnLayers = m.plan.filter((p) => p.attn).length;
   const flopsPerToken = 6 * (matmulParams + headParams) + 12 * attnLayers * cfg.numHeads * cfg.headDim * cfg.seqLen;
@@ -193,8 +194,8 @@ export async function main(argv: string[]): Promise<number> {
     const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * world.size * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
     const loader = new TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
     const m = createModel(cfg), st = createOptimizerState(m);
-    // The last stage of the window schedule: the longest windows (the composite attention's cost does not depend on it).
-    const sched = attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], initRope(cfg), cfg);
+    // The longest windows of training, the extension's (the composite attention's cost does not depend on it).
+    const sched = attnScheduleAt(Math.max(...cfg.windowSchedule, cfg.extensionWindow), initRope(cfg), cfg);
     const flops = modelFlopsPerToken(m);
     say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
       `batch ${cfg.deviceBatch}×${cfg.seqLen}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +

@@ -121,7 +121,7 @@ test('--help lists every flag once, by section, with its default (and the tiny p
     assert.match(text.replace(/\n/g, ' '), /bare --flag means on/);
   }
   assert.match(helpText(), /--resume FILE \(default: none\)/);
-  assert.match(helpText(), /--adam-beta1 X in \[0, 1\) \(default: 0\.8\)/);
+  assert.match(helpText(), /--adam-beta1 X in \[0, 1\) \(default: 0\.65\)/);
   assert.match(helpText(), /--num-layers N ≥ 1 \(default: 12\) \[tiny: 4\]/);
   assert.match(helpText(), /--mlp relu2\|swiglu \(default: relu2\)/);
 });
