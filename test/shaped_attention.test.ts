@@ -2,7 +2,7 @@
 // β·softmax(QKᵀ/√h + mask)·X − γ·C·X, C the uniform average over each query's visible keys, on fresh random
 // inputs with several documents per row and a window shorter than the rows; values and the gradients of every
 // input (q, k, X and the shape parameters).
-import '@tensorflow/tfjs';
+import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
