@@ -2070,10 +2070,15 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   say(`final val_loss ${finalValLoss.toFixed(4)} (${finalValLoss < unigram ? 'below' : 'NOT below'} the val unigram entropy ${unigram.toFixed(4)}), ` +
     `train time ${(trainMs / 1000).toFixed(1)}s, ${Math.round(tokensPerSecond)} tokens/s${log ? `, log ${path.relative(process.cwd(), log.file)}` : ''}`);
   if (lead && opts.sampleTokens && data.tokenizer) {
-    // A look at what the model learnt (sample.ts does the same from a checkpoint).
-    const codec = await loadCodec(data.tokenizer);
-    const text = await generate(m, N, codec, { prompt: '', tokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: cfg.seed });
-    say(`sample (${opts.sampleTokens} tokens at most, temperature 0.8; more with npx tsx sample.ts): ${JSON.stringify(text)}`);
+    // A look at what the model learnt (sample.ts does the same from a checkpoint). The run is finished and logged:
+    // a sample that cannot be made (its tokenizer missing, say) is noted, never a failed run.
+    try {
+      const codec = await loadCodec(data.tokenizer);
+      const text = await generate(m, N, codec, { prompt: '', tokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: cfg.seed });
+      say(`sample (${opts.sampleTokens} tokens at most, temperature 0.8; more with npx tsx sample.ts): ${JSON.stringify(text)}`);
+    } catch (e) {
+      say(`note: no sample: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
   disposeOptimizerState(st);
   disposeModel(m);

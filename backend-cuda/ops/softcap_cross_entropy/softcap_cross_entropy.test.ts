@@ -210,9 +210,10 @@ for (const target of targets) {
               const got = await tf.tidy(() => tf.slice(grad, [r, 0], [1, V])).data();
               let num = 0, den = 0;
               for (let j = 0; j < V; j++) { num += (got[j] - w * want[j]) ** 2; den += (w * want[j]) ** 2; }
-              // 5e-5: in fp32, tanh's z′ = 1 − tanh² loses digits where |tanh| → 1 (the composite computes it so too);
-              // seen up to 2.6e-5 on an H100 for a row of 50304
-              assert.ok(Math.sqrt(num / den) < 5e-5, `${cap} ${reduction} row ${r}: relative error ${Math.sqrt(num / den)} vs float64`);
+              // 2e-4: in fp32, the caps' derivatives lose digits where they saturate (tanh's 1 − tanh² where |tanh| → 1,
+              // the sigmoid's σ(1 − σ) where σ → 1: up to 1 − σ ≈ 3e-4 for logits in ±60 at temp 7.5), and the composite
+              // computes them so too; seen up to 2.6e-5 on an H100 (tanh) and 9.1e-5 on an H200 (sigmoid, sum) for a row of 50304
+              assert.ok(Math.sqrt(num / den) < 2e-4, `${cap} ${reduction} row ${r}: relative error ${Math.sqrt(num / den)} vs float64`);
             }
             tf.dispose([loss, grad, refLoss, refGrad]);
           }
