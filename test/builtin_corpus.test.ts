@@ -13,6 +13,7 @@ import {
   type BuiltinDocument, type Corpus, type CorpusTokenizer,
 } from '../data/builtin_corpus.ts';
 import { SHARD_HEADER_BYTES, readShardSync } from '../data/shard.ts';
+import { randomInt } from './seed.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'builtin-corpus-test-'));
 process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
@@ -73,7 +74,7 @@ function corpusFiles(dir: string): Map<string, Buffer> {
 const bytesRootA = join(scratch, 'a');
 
 test('long texts are cut at sentence ends into parts of at most MAX_DOCUMENT_CHARS, losing no words', async () => {
-  const sentences = Array.from({ length: 200 }, (_, i) => `Sentence ${i} says ${'x'.repeat(Math.floor(Math.random() * 90))}.`);
+  const sentences = Array.from({ length: 200 }, (_, i) => `Sentence ${i} says ${'x'.repeat(randomInt(0, 89))}.`);
   const text = sentences.join(' ');
   const parts = splitAtSentences(text, 300);
   assert.ok(parts.length > 1);
@@ -219,7 +220,7 @@ test('gpt2 corpus: canonical GPT-2 tokens, BOS 50256, ≥ 100k val tokens, decod
   docs.forEach((d) => inFiles.push(isValDocument(d.sourceIndex) ? val[nextVal++] : train[nextTrain++]));
   // A sample of documents against js-tiktoken's own (unmemoised) encoder, with a random offset each run.
   const tiktoken = new Tiktoken(gpt2Ranks);
-  const offset = Math.floor(Math.random() * 37);
+  const offset = randomInt(0, 36);
   for (let i = offset; i < docs.length; i += 37) {
     const expected = tiktoken.encode(docs[i].text, [], []);
     assert.deepEqual(Array.from(inFiles[i]), expected, `document ${i} (${docs[i].source}) is not GPT-2's tokenisation`);

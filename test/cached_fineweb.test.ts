@@ -12,13 +12,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeShard, GPT2_BOS, readShardSync } from '../data/shard.ts';
 import { FINEWEB_REPO, finewebFiles, main } from '../data/cached_fineweb10B.ts';
+import { randomInt } from './seed.ts';
 
 const SCRIPT = fileURLToPath(new URL('../data/cached_fineweb10B.ts', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'fineweb-dl-test-'));
 
 function fakeShard(numTokens: number): Uint8Array {
   const tokens = new Uint16Array(numTokens);
-  for (let i = 0; i < numTokens; i++) tokens[i] = i % 1000 === 0 ? GPT2_BOS : Math.floor(Math.random() * 50257);
+  for (let i = 0; i < numTokens; i++) tokens[i] = i % 1000 === 0 ? GPT2_BOS : randomInt(0, 50256);
   return encodeShard(tokens, 'fake');
 }
 
@@ -150,7 +151,7 @@ test('complete files are skipped without a request; a partial file is resumed wi
   mkdirSync(dir);
   writeFileSync(join(dir, 'fineweb_val_000000.bin'), served.get('fineweb_val_000000.bin')!);
   writeFileSync(join(dir, 'fineweb_train_000001.bin'), served.get('fineweb_train_000001.bin')!);
-  const have = 12_345 + Math.floor(Math.random() * 10_000);
+  const have = randomInt(12_345, 22_344);
   writeFileSync(join(dir, 'fineweb_train_000002.bin.part'), served.get('fineweb_train_000002.bin')!.subarray(0, have));
   const valMtime = statSync(join(dir, 'fineweb_val_000000.bin')).mtimeMs;
   requests = [];

@@ -9,6 +9,10 @@ import { describe, it } from 'node:test';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import type { RopeState } from '../train_gpt.ts';
+import { random } from './seed.ts';
+
+// Re-exported: the cuda tests draw their other random values through the harness.
+export { random };
 
 export interface Target {
   name: 'cuda-host' | 'cuda';
@@ -50,16 +54,6 @@ export function bf16(x: number): number {
   if (!Number.isFinite(x) || x === 0) return x;
   const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x))), -126) - 7), q = x / ulp, r = Math.round(q);
   return (Math.abs(q % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r) * ulp;
-}
-
-/** Seeded-per-run random source: fresh inputs on every run, reproducible within it. */
-let seed = (Date.now() ^ (process.pid << 8)) >>> 0;
-export function random(): number {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 
 export type HostTensor = { shape: number[]; dtype: 'float32' | 'int32' | 'bool'; values: Float32Array | Int32Array | Uint8Array };

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as net from 'node:net';
 import * as tf from '@tensorflow/tfjs-core';
 import * as T from '../train_gpt.ts';
+import { randomInt, tfSeed } from './seed.ts';
 
 await tf.setBackend('cpu');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -23,7 +24,7 @@ const freePort = () => new Promise<number>((resolve) => {
 test('the TCP collective averages tensors across ranks (in rank order) and broadcasts from rank 0', async () => {
   const port = await freePort(), size = 3;
   const collectives = await Promise.all(Array.from({ length: size }, (_, rank) => T.tcpCollective({ size, rank, localRank: rank }, '127.0.0.1', port)));
-  const inputs = collectives.map(() => [tf.randomNormal([3, 5]), tf.randomNormal([7])]);
+  const inputs = collectives.map(() => [tf.randomNormal([3, 5], 0, 1, 'float32', tfSeed()), tf.randomNormal([7], 0, 1, 'float32', tfSeed())]);
   const outputs = await Promise.all(collectives.map((c, r) => c.allReduceMean(inputs[r])));
   for (let i = 0; i < 2; i++) {
     const expect = tf.addN(inputs.map((ts) => ts[i])).div(size);
@@ -39,7 +40,7 @@ test('the TCP collective averages tensors across ranks (in rank order) and broad
 
 test('a one-rank TCP collective (what --collective tcp|nccl builds for one process) reduces to the identity', async () => {
   const c = await T.tcpCollective({ size: 1, rank: 0, localRank: 0 }, '127.0.0.1', await freePort());
-  const x = tf.randomNormal([4, 3]);
+  const x = tf.randomNormal([4, 3], 0, 1, 'float32', tfSeed());
   const [y] = await c.allReduceMean([x]);
   assert.deepEqual(y.dataSync(), x.dataSync());
   assert.equal(await c.broadcast('only'), 'only');
@@ -77,7 +78,7 @@ function run(args: string[], env: Record<string, string> = {}, onOutput?: (text:
 // A micro model: 4 ranks × 2 sequences × 32 tokens = 256 tokens per step.
 const MICRO = ['--preset', 'tiny', '--backend', 'wasm', '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2',
   '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none', '--backout', 'off', '--seq-len', '32', '--window-block', '8',
-  '--batch-tokens', '256', '--device-batch', '2', '--val-tokens', '512', '--warmup-steps', '0', '--val-every', '0', '--seed', '7'];
+  '--batch-tokens', '256', '--device-batch', '2', '--val-tokens', '512', '--warmup-steps', '0', '--val-every', '0', '--seed', String(randomInt(0, 1e6))];
 
 test('1 rank with accumulation, 2 ranks and 4 ranks at the same global batch end with the same parameters', { timeout: 240_000 }, async () => {
   const params: Float32Array[][] = [], valLosses: number[] = [];

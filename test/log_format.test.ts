@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { SEPARATOR, logHeader, parseGpuName, parseStepLine, peakMemoryLine, stepLine, valLine } from '../log_format.ts';
 import { parseLog } from '../stats.ts';
 import { RunLog } from '../train_gpt.ts';
+import { random } from './seed.ts';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'log-format-test-'));
@@ -16,7 +17,7 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
   return dir;
 }
 
-const randomInt = (below: number) => Math.floor(Math.random() * below);
+const randomInt = (below: number) => Math.floor(random() * below);
 
 test('the writers write the speedrun format, byte for byte', () => {
   assert.equal(SEPARATOR, '='.repeat(100));
@@ -34,7 +35,7 @@ test('round trip: random step and validation lines read back to the numbers writ
     const N = 1 + randomInt(100_000);
     const step = i % 10 === 0 ? 0 : randomInt(N + 1);
     const loss = randomInt(200_000) / 1e4; // 4 decimals, as logged: 0.0000 .. 19.9999
-    const trainMs = i % 2 ? randomInt(1e9) : Math.random() * 10 ** randomInt(10); // whole ms, and fractions up to a day and beyond
+    const trainMs = i % 2 ? randomInt(1e9) : random() * 10 ** randomInt(10); // whole ms, and fractions up to a day and beyond
     cases.push([step, N, loss, trainMs]);
   }
   for (const [step, N, loss, trainMs] of cases) {
@@ -67,17 +68,17 @@ test("the PyTorch speedrun's lines read as before; other lines are no step lines
 });
 
 test("a whole log written by RunLog and the writers reads in stats.ts's parseLog as the run it was", (t) => {
-  const N = 50 + randomInt(3000), valEvery = 1 + randomInt(N), msPerStep = 20 + Math.random() * 2000;
+  const N = 50 + randomInt(3000), valEvery = 1 + randomInt(N), msPerStep = 20 + random() * 2000;
   const log = new RunLog(tempDir(t), 'run', 'node v20, tfjs-core 4.22.0, backend cuda');
   const valSteps: number[] = [];
   let loss = 10.8258, trainMs = 0;
   for (let step = 0; step <= N; step++) {
     if (step > 0) {
-      trainMs += msPerStep * (0.9 + 0.2 * Math.random());
+      trainMs += msPerStep * (0.9 + 0.2 * random());
       log.write(stepLine(step, N, trainMs));
     }
     if (step % valEvery === 0 || step === N) {
-      loss = Math.max(3, loss - Math.random() * 0.5);
+      loss = Math.max(3, loss - random() * 0.5);
       valSteps.push(step);
       log.write(valLine(step, N, loss, trainMs));
     }

@@ -7,24 +7,12 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as T from '../train_gpt.ts';
+import { random, testSeed } from './seed.ts';
 
 await tf.setBackend('cpu');
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
-const SEED = Number(process.env.TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
-console.log(`recipe.test.ts: TEST_SEED=${SEED}`);
-/** mulberry32: uniform in [0, 1) from a 32-bit seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-const rand = rng(SEED);
-const normals = (n: number, scale = 1) => Array.from({ length: n }, () => scale * Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand()));
+const normals = (n: number, scale = 1) => Array.from({ length: n }, () => scale * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()));
 
 type Mat = number[][]; // float64, row-major
 const matrix = (rows: number, cols: number, flat: ArrayLike<number>): Mat => Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => flat[i * cols + j]));
@@ -107,7 +95,7 @@ test('NorMuon (momentum, Polar Express, per-neuron second moment, norm restored,
       const got = matrix(rows, cols, m.params.get('w')!.dataSync());
       const want = refs.map((r) => r.P).reduce((acc, P) => acc.map((row, i) => [...row, ...P[i]]), Array.from({ length: rows }, () => [] as number[]));
       const moved = maxAbsDiff(want, matrix(rows, cols, init));
-      assert.ok(maxAbsDiff(got, want) < 2e-4 * moved, `${rows}×${cols}${split ? ' split' : ''} step ${step}: off by ${maxAbsDiff(got, want)} (moved ${moved}; TEST_SEED=${SEED})`);
+      assert.ok(maxAbsDiff(got, want) < 2e-4 * moved, `${rows}×${cols}${split ? ' split' : ''} step ${step}: off by ${maxAbsDiff(got, want)} (moved ${moved}; TEST_SEED=${testSeed})`);
     }
     T.disposeOptimizerState(st);
     T.disposeModel(m);
@@ -135,7 +123,7 @@ test('Adam steps only on odd steps, on the sum of the two gradients, with eps ad
     mom = mom.map((x, i) => 0.65 * x + 0.35 * g[i]);
     v = v.map((x, i) => 0.95 * x + 0.05 * g[i] ** 2);
     p = p.map((x, i) => x - lr * (Math.sqrt(1 - 0.95 ** t) / (1 - 0.65 ** t)) * mom[i] / (Math.sqrt(v[i]) + 1e-8)); // §6.3
-    got.forEach((x, i) => assert.ok(Math.abs(x - p[i]) < 1e-6 + 1e-3 * Math.abs(p[i] - init[i]), `step ${step}, entry ${i}: ${x} vs ${p[i]} (TEST_SEED=${SEED})`));
+    got.forEach((x, i) => assert.ok(Math.abs(x - p[i]) < 1e-6 + 1e-3 * Math.abs(p[i] - init[i]), `step ${step}, entry ${i}: ${x} vs ${p[i]} (TEST_SEED=${testSeed})`));
   }
   T.disposeOptimizerState(st);
   T.disposeModel(m);

@@ -7,6 +7,7 @@ import {
   GPT2_BOS, SHARD_HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardFormatError,
   parseShard, readShard, readShardHeader, readShardSync, writeShard,
 } from '../data/shard.ts';
+import { randomInt } from './seed.ts';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'shard-test-'));
@@ -16,7 +17,7 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
 
 function randomTokens(n: number): Uint16Array {
   const tokens = new Uint16Array(n);
-  for (let i = 0; i < n; i++) tokens[i] = Math.floor(Math.random() * 65536);
+  for (let i = 0; i < n; i++) tokens[i] = randomInt(0, 65535);
   tokens[0] = GPT2_BOS;
   return tokens;
 }
@@ -34,7 +35,7 @@ function assertShardError(fn: () => unknown, file: string, problem: RegExp): voi
 test('round-trip: random tokens written then read back by every reader', async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'random.bin');
-  const n = 10_000 + Math.floor(Math.random() * 5000);
+  const n = randomInt(10_000, 14_999);
   const tokens = randomTokens(n);
   writeShard(file, tokens);
 

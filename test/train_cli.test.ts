@@ -5,13 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, DEFAULTS, PRESETS, RunLog, helpText, parseFlags, resolveConfig, type Config } from '../train_gpt.ts';
 import { SEPARATOR, parseStepLine } from '../log_format.ts';
 import { parseLog as statsParseLog } from '../stats.ts';
+import { randomInt } from './seed.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
@@ -352,7 +352,7 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     const missing = join(dir, 'no-such.ckpt');
     assertOneLineError(await trainGpt([...small(dir), '--resume', missing]), 2, new RegExp(`^error: --resume ${esc(missing)}: no such file$`));
     const garbage = join(dir, 'garbage.ckpt');
-    writeFileSync(garbage, randomBytes(4096));
+    writeFileSync(garbage, Uint8Array.from({ length: 4096 }, () => randomInt(0, 255)));
     assertOneLineError(await trainGpt([...small(dir), '--resume', garbage]), 2, new RegExp(`^error: --resume ${esc(garbage)}: not a checkpoint of this trainer$`));
   }));
 

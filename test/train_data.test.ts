@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GPT2_BOS, writeShard } from '../data/shard.ts';
 import { TrainLoader, documentIds, globShards, unigramEntropy, valBatches, type HostBatch } from '../train_gpt.ts';
+import { randomInt } from './seed.ts';
 
 const BOS = GPT2_BOS;
 const SHARD_SPAN = 12_000; // tokens per synthetic shard at most; 4 shards stay below BOS = 50256
@@ -22,8 +23,6 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
-
-const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1)); // inclusive
 
 interface Synthetic { file: string; tokens: Uint16Array; shard: number }
 
@@ -35,7 +34,7 @@ function syntheticShard(dir: string, shard: number, n: number, maxDoc: number): 
   assert.ok(n <= SHARD_SPAN);
   const tokens = new Uint16Array(n);
   for (let i = 0; i < n; i++) tokens[i] = shard * SHARD_SPAN + i;
-  for (let s = randInt(0, 3); s < n; s += randInt(2, maxDoc)) tokens[s] = BOS;
+  for (let s = randomInt(0, 3); s < n; s += randomInt(2, maxDoc)) tokens[s] = BOS;
   const file = join(dir, `shard_${shard}.bin`);
   writeShard(file, tokens);
   return { file, tokens, shard };
@@ -123,7 +122,7 @@ test('BOS alignment for world sizes 1, 2 and 8: every row starts at a document s
 test('multi-shard: shards are read in order (the next one read ahead), a sequence never straddles two, and wrapping around sets `wrapped`', async (t) => {
   const dir = tempDir(t);
   const T = 16, B = 2, W = 2;
-  const shards = [0, 1, 2].map((i) => syntheticShard(dir, i, randInt(200, 400), 2 * T));
+  const shards = [0, 1, 2].map((i) => syntheticShard(dir, i, randomInt(200, 400), 2 * T));
   const order = shards.flatMap((sh) => expectedStarts(sh.tokens, T).map((start) => ({ sh, start })));
   const firstPass = order.length;
   // Record which files are read, to see the next shard read before it is needed.
@@ -174,7 +173,7 @@ test('a shard holding fewer sequences than one step needs is read again (wrappin
 test('resuming from state() continues identically, mid-shard, across a shard change and before the first batch', async (t) => {
   const dir = tempDir(t);
   const T = 16, B = 2, W = 2;
-  const files = [0, 1, 2].map((i) => syntheticShard(dir, i, randInt(250, 450), 3 * T).file);
+  const files = [0, 1, 2].map((i) => syntheticShard(dir, i, randomInt(250, 450), 3 * T).file);
   const original = [0, 1].map((r) => new TrainLoader(files, T, B, W, r, BOS));
   // A fresh loader reports the position it will start from, so a checkpoint taken before any step resumes.
   assert.deepEqual(original[0].state(), { file: 0, pos: 0 });
@@ -228,8 +227,8 @@ test('a shard without any BOS is an error naming the file, also when it is reach
 });
 
 test('valBatches: contiguous slices, rank r at (s·W + r)·B·T, targets shifted by one; too small a shard is an error', () => {
-  const n = randInt(900, 1100);
-  const tokens = Uint16Array.from({ length: n }, () => randInt(0, 65535));
+  const n = randomInt(900, 1100);
+  const tokens = Uint16Array.from({ length: n }, () => randomInt(0, 65535));
   const T = 8, B = 3, W = 4, span = W * B * T; // 96
   for (const valTokens of [n + 1000, 500, span]) {
     const want = Math.floor(Math.min(valTokens, n - 1) / span);

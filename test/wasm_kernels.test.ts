@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import { registerWasmKernels } from '../backend-wasm/index.ts';
+import { random, randomInt } from './seed.ts';
 
 const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;
 const stockSegmentSum = tf.getKernel(tf.UnsortedSegmentSum, 'wasm');
@@ -18,8 +19,7 @@ before(async () => {
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /** Uniform in [-1, 1), never all zero. */
-const randomArray = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1)); // inclusive
+const randomArray = (n: number) => Float32Array.from({ length: n }, () => random() * 2 - 1);
 
 /** Runs fn on a backend; returns its result's values and shape, and checks it left no tensor or buffer behind. */
 async function on(backend: 'cpu' | 'wasm', fn: () => tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
@@ -54,7 +54,7 @@ test('registerWasmKernels replaces BatchMatMul and adds UnsortedSegmentSum on wa
 });
 
 test('BatchMatMul on wasm equals cpu: 2-D, batched, transposed operands, broadcast batch dimensions', async () => {
-  const m = randInt(3, 9), k = randInt(3, 40), n = randInt(2, 9);
+  const m = randomInt(3, 9), k = randomInt(3, 40), n = randomInt(2, 9);
   // [a shape before transposition, b shape before transposition] for each case; transposes apply to the last two dims.
   const cases: { a: number[]; b: number[] }[] = [
     { a: [m, k], b: [k, n] },
@@ -85,7 +85,7 @@ test('BatchMatMul on wasm equals cpu: 2-D, batched, transposed operands, broadca
 });
 
 test('BatchMatMul on wasm: every matrix of a batch is its own product (checked against a plain JS reference)', async () => {
-  const [B, m, k, n] = [3, randInt(2, 6), randInt(2, 6), randInt(2, 6)];
+  const [B, m, k, n] = [3, randomInt(2, 6), randomInt(2, 6), randomInt(2, 6)];
   for (const bShared of [false, true]) {
     const av = randomArray(B * m * k), bv = randomArray((bShared ? 1 : B) * k * n);
     const got = await on('wasm', () => tf.tidy(() => tf.matMul(tf.tensor(av, [B, m, k]), tf.tensor(bv, bShared ? [k, n] : [B, k, n]))));
@@ -100,9 +100,9 @@ test('BatchMatMul on wasm: every matrix of a batch is its own product (checked a
 
 test('UnsortedSegmentSum on wasm equals cpu: repeated ids summed, out-of-range ids dropped', async () => {
   for (const rowShape of [[], [3], [2, 5]]) {
-    const numSegments = randInt(4, 9), N = randInt(20, 40);
+    const numSegments = randomInt(4, 9), N = randomInt(20, 40);
     // Ids from -2 to numSegments + 1: some repeated, some out of range on both sides.
-    const ids = Int32Array.from({ length: N }, () => randInt(-2, numSegments + 1));
+    const ids = Int32Array.from({ length: N }, () => randomInt(-2, numSegments + 1));
     ids[0] = ids[1] = 1; // at least one repeat
     ids[2] = -1; ids[3] = numSegments; // at least one out of range each side
     const xs = randomArray(N * size(rowShape));
@@ -116,7 +116,7 @@ test('UnsortedSegmentSum on wasm equals cpu: repeated ids summed, out-of-range i
 });
 
 test('UnsortedSegmentSum on wasm: int32 values, and a 2-D segmentIds is refused with a clear error', async () => {
-  const xs = Int32Array.from({ length: 12 }, () => randInt(-50, 50));
+  const xs = Int32Array.from({ length: 12 }, () => randomInt(-50, 50));
   const ids = Int32Array.from([0, 2, 2, 5]);
   const cpu = await on('cpu', () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(xs, [4, 3], 'int32'), tf.tensor1d(ids, 'int32'), 3)));
   const wasm = await on('wasm', () => tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(xs, [4, 3], 'int32'), tf.tensor1d(ids, 'int32'), 3)));
@@ -127,10 +127,10 @@ test('UnsortedSegmentSum on wasm: int32 values, and a 2-D segmentIds is refused 
 });
 
 test('the gradient of tf.gather on wasm equals cpu (embedding rows hit several times, axis 0 and 1)', async () => {
-  const V = randInt(10, 30), d = randInt(3, 12), N = randInt(30, 60);
+  const V = randomInt(10, 30), d = randomInt(3, 12), N = randomInt(30, 60);
   const table = randomArray(V * d);
-  const ids = Int32Array.from({ length: N }, () => randInt(0, V - 1));
-  ids[0] = ids[1] = ids[2] = randInt(0, V - 1); // a row used three times
+  const ids = Int32Array.from({ length: N }, () => randomInt(0, V - 1));
+  ids[0] = ids[1] = ids[2] = randomInt(0, V - 1); // a row used three times
   const weights = randomArray(N * d);
   const grad0 = await assertAgree('d/dtable Σ w·gather(table, ids)', () => tf.tidy(() => {
     const w = tf.tensor(weights, [N, d]);
@@ -142,7 +142,7 @@ test('the gradient of tf.gather on wasm equals cpu (embedding rows hit several t
     ids.forEach((id, i) => { if (id === v) s += weights[i * d + j]; });
     assert.ok(Math.abs(grad0[v * d + j] - s) < 1e-5, `gradient [${v},${j}]`);
   }
-  const cols = Int32Array.from({ length: 7 }, () => randInt(0, d - 1));
+  const cols = Int32Array.from({ length: 7 }, () => randomInt(0, d - 1));
   const w1 = randomArray(V * cols.length);
   await assertAgree('gradient of gather along axis 1', () => tf.tidy(() => {
     const w = tf.tensor(w1, [V, cols.length]);
@@ -153,17 +153,17 @@ test('the gradient of tf.gather on wasm equals cpu (embedding rows hit several t
 test('Slice, SplitV and Unpack read the heap in place and agree with cpu (contiguous and strided, ranks 1-5)', async () => {
   for (const shape of [[17], [5, 9], [3, 4, 7], [2, 3, 4, 5], [2, 2, 3, 2, 4]]) {
     const values = randomArray(size(shape));
-    const begin = shape.map((d) => randInt(0, d - 1));
-    const sliceSize = shape.map((d, i) => randInt(1, d - begin[i]));
+    const begin = shape.map((d) => randomInt(0, d - 1));
+    const sliceSize = shape.map((d, i) => randomInt(1, d - begin[i]));
     await assertAgree(`slice [${shape}] at [${begin}] size [${sliceSize}]`, () => tf.tidy(() => tf.slice(tf.tensor(values, shape), begin, sliceSize)));
     for (let axis = 0; axis < shape.length; axis++) {
       if (shape[axis] >= 2) {
-        const first = randInt(1, shape[axis] - 1);
+        const first = randomInt(1, shape[axis] - 1);
         for (const [k, part] of [[0, 0], [1, 1]]) {
           await assertAgree(`split [${shape}] axis ${axis} part ${part}`, () => tf.tidy(() => tf.split(tf.tensor(values, shape), [first, shape[axis] - first], axis)[k]));
         }
       }
-      const pick = randInt(0, shape[axis] - 1);
+      const pick = randomInt(0, shape[axis] - 1);
       await assertAgree(`unstack [${shape}] axis ${axis} item ${pick}`, () => tf.tidy(() => tf.unstack(tf.tensor(values, shape), axis)[pick]));
     }
   }
