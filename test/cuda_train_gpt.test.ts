@@ -8,6 +8,7 @@ import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { describeOrSkip, targets, useBackend } from './cuda_harness.ts';
 import * as T from '../train_gpt.ts';
+import { tfSeed } from './seed.ts';
 
 const MICRO: Partial<T.Config> = {
   vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
@@ -28,9 +29,12 @@ const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 9 || 
 const targetsOf = Int32Array.from({ length: 32 }, (_, i) => (i * 13 + 5) % 60);
 
 /** Loss, gradients and the parameters after one optimiser step, on the current backend. */
+/** The parameters' perturbation, drawn once per file: every backend and variant compared starts from the same one. */
+const INIT_SEED = tfSeed();
+
 async function run(cfg: T.Config): Promise<{ loss: number; grads: Map<string, Float32Array>; after: Map<string, Float32Array> }> {
   const m = T.createModel(cfg);
-  let seed = 100;
+  let seed = INIT_SEED;
   for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', seed++))));
   const batch = T.toDevice({ inputs: tokens, targets: targetsOf, B: 2, T: 16 }, cfg.bosToken);
   const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);

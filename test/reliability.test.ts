@@ -241,11 +241,11 @@ async function assertStopsOnSigint(dir: string, backend: string, how: { viaTsx: 
   assert.match(events(log).at(-1)!, new RegExp(`^interrupted at step ${step}/1000 \\(train_time \\d+ms\\)$`), 'the log\'s closing line');
 }
 
-test('Ctrl-C stops after the current step, saves the checkpoint and closes the log: under npx tsx, and on the cpu backend', { timeout: 300_000 }, async (t) => {
+test('Ctrl-C stops after the current step, saves the checkpoint and closes the log: under npx tsx and plain node', { timeout: 300_000 }, async (t) => {
   const dir = tempDir(t);
   await t.test('npx tsx, wasm, Ctrl-C to the process group', () => assertStopsOnSigint(join(dir, 'tsx-group'), 'wasm', { viaTsx: true, group: true }));
   await t.test('npx tsx, wasm, SIGINT to tsx alone', () => assertStopsOnSigint(join(dir, 'tsx-parent'), 'wasm', { viaTsx: true, group: false }));
-  await t.test('node, cpu backend', () => assertStopsOnSigint(join(dir, 'node-cpu'), 'cpu', { viaTsx: false, group: false }));
+  await t.test('node, wasm', () => assertStopsOnSigint(join(dir, 'node-wasm'), 'wasm', { viaTsx: false, group: false }));
 });
 
 // --- Divergence and errors --------------------------------------------------------------------------------
@@ -254,7 +254,8 @@ test('a run whose loss stays at or above ln(vocab) stops naming the step; a run 
   const dir = tempDir(t);
   const stopsDiverged = async (name: string, extra: string[], loss: RegExp) => {
     const sub = join(dir, name);
-    const r = await trainGpt([...micro(sub, 30), '--val-every', '0', '--adam-lr', '1e6', '--muon-lr', '1e6', ...extra]);
+    // The 2025-08 recipe (plain Muon, Adam every step) keeps such a loss finite; the 2025-11 one reaches NaN, which stops it anyway.
+    const r = await trainGpt([...micro(sub, 30), '--recipe', '2025-08', '--val-every', '0', '--adam-lr', '1e6', '--muon-lr', '1e6', ...extra]);
     assert.equal(r.code, 1, show(r));
     const why = new RegExp(`^stopped: train loss is ${loss.source} at step 10, not below 5\\.7683 = ln\\(--vocab-size 320\\), a uniform prediction's`);
     assert.match(r.stderr, new RegExp(`${why.source}: the run diverged .*; log: `));

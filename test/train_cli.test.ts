@@ -1,6 +1,7 @@
 // The command line of train_gpt.ts: flag parsing and config checks in-process, then whole runs as a user
 // starts them (`node --import tsx train_gpt.ts ...`, a few seconds each on the built-in bytes corpus):
 // exit codes, the log format, checkpoints and resuming, and one-line errors without stack traces.
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -313,14 +314,16 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assert.match(s1.stdout, /^Call me/);
     assert.equal(s1.stdout, s2.stdout, 'the same seed gives the same text');
     assertOneLineError(await trainGpt(['--checkpoint', logA], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(logA)}: not a checkpoint of this trainer$`));
+    // format 2: magic, the SHA-256 of what follows, the header's length, the header, the tensors
     const bytes = readFileSync(ckpt(12));
-    const magic = 'TSGPT-CKPT-1\n'.length, headerEnd = magic + 4 + bytes.readUInt32LE(magic);
-    const header = JSON.parse(bytes.toString('utf8', magic + 4, headerEnd));
+    const magic = 'TSGPT-CKPT-2\n'.length, bodyAt = magic + 32, headerEnd = bodyAt + 4 + bytes.readUInt32LE(bodyAt);
+    const header = JSON.parse(bytes.toString('utf8', bodyAt + 4, headerEnd));
     header.config.modelDim = 64; // the tensors stay those of d 32
     const text = Buffer.from(JSON.stringify(header)), length = Buffer.alloc(4);
     length.writeUInt32LE(text.length);
+    const body = Buffer.concat([length, text, bytes.subarray(headerEnd)]);
     const other = join(dir, 'other-size.ckpt');
-    writeFileSync(other, Buffer.concat([bytes.subarray(0, magic), length, text, bytes.subarray(headerEnd)]));
+    writeFileSync(other, Buffer.concat([bytes.subarray(0, magic), createHash('sha256').update(body).digest(), body]));
     assertOneLineError(await trainGpt(['--checkpoint', other], 'sample.ts'), 2, new RegExp(`^error: --checkpoint ${esc(other)}: .* does not fit this model`));
 
     // Resume from step 6: the new run logs steps 7..12 in a new file and reaches what the first run reached.

@@ -13,6 +13,7 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
 import { bytesInUse, describeOrSkip, type HostTensor, randFloat, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { tfSeed } from '../../../test/seed.ts';
 
 type Out = { shape: number[]; values: Float32Array };
 
@@ -186,8 +187,7 @@ for (const target of targets) {
         windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
       }).cfg;
       const m = T.createModel(cfg);
-      let seed = 7;
-      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', seed++))));
+      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', tfSeed()))));
       const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 16 ? 63 : (i * 29 + 3) % 60));
       const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
       const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
