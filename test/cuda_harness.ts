@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
-import type { RopeState } from '../train_gpt.ts';
+import { type Batch, type Model, modelLoss, type RopeState, type AttnSchedule, useFusedKernels } from '../train_gpt.ts';
 import { random } from './seed.ts';
 
 // Re-exported: the cuda tests draw their other random values through the harness.
@@ -127,8 +127,54 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
-/** The names of the kernels fn runs, in order (what a fused hook ran, or the composite's kernels). */
+/** The names of the kernels fn runs, in order (what a fused hook ran, or the composite's kernels), less Identity (the
+ * tape's clones of saved inputs: a reference, no copy). */
 export async function kernelsRun(fn: () => tf.TensorContainer): Promise<string[]> {
   const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name);
+  return profile.kernels.map(k => k.name).filter(k => k !== 'Identity');
+}
+
+/** fn() with train_gpt.ts's fused kernels off (--fused off: the composites run), switched back on after. */
+export async function withFusedOff<R>(fn: () => R | Promise<R>): Promise<R> {
+  useFusedKernels(false);
+  try {
+    return await fn();
+  } finally {
+    useFusedKernels(true);
+  }
+}
+
+/**
+ * train_gpt.ts's fusion hook switches: `run` launches every `fused` kernel and none of `compositeOnly` with fused
+ * kernels on, and with them off (--fused off) none of `fused` and every one of `composite`.
+ */
+export async function checkFusionHook(run: () => tf.TensorContainer, kernels: { fused: string[]; composite: string[]; compositeOnly?: string[] }): Promise<void> {
+  const on = await kernelsRun(run);
+  for (const k of kernels.fused) assert.ok(on.includes(k), `${k} did not run: ${on.join(', ')}`);
+  for (const k of kernels.compositeOnly ?? kernels.composite) assert.ok(!on.includes(k), `composite kernel ${k} ran: ${on.join(', ')}`);
+  const off = await withFusedOff(() => kernelsRun(run));
+  for (const k of kernels.fused) assert.ok(!off.includes(k), `${k} ran with fused kernels off: ${off.join(', ')}`);
+  for (const k of kernels.composite) assert.ok(off.includes(k), `composite kernel ${k} did not run with fused kernels off: ${off.join(', ')}`);
+}
+
+/**
+ * The model's loss and every parameter's gradient on `batch` with fused kernels equal those of --fused off: the loss
+ * within 1e-5 relative, each gradient within `gradTol` (‖Δ‖/‖ref‖).
+ */
+export function checkModelAgainstFusedOff(m: Model, batch: Batch, sched: AttnSchedule, gradTol = 1e-4): Promise<void> {
+  const lossAndGrads = () => tf.variableGrads(() => modelLoss(m, batch, sched, 'mean'));
+  const read = (r: ReturnType<typeof lossAndGrads>) => {
+    const out = { loss: r.value.dataSync()[0], grads: new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array])) };
+    tf.dispose([r.value, ...Object.values(r.grads)]);
+    return out;
+  };
+  const fused = read(lossAndGrads());
+  return withFusedOff(() => {
+    const composite = read(lossAndGrads());
+    assert.ok(Math.abs(fused.loss - composite.loss) <= 1e-5 * Math.abs(composite.loss), `loss ${fused.loss} fused vs ${composite.loss} composite`);
+    for (const [name, want] of composite.grads) {
+      const err = relError(fused.grads.get(name)!, want);
+      assert.ok(err < gradTol, `gradient of ${name}: relative error ${err}`);
+    }
+  });
 }

@@ -6,21 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../train_gpt.ts';
+import { ARCHITECTURES } from './architectures.ts';
 
-const ARCHITECTURES: [string, Partial<T.Config>][] = [
-  ['skip unet', { skip: 'unet' }],
-  ['skip none', { skip: 'none' }],
-  ['canon ABCD', { canon: 'ABCD' }],
-  ['parallel', { parallel: true }],
-  ['softpick', { attnScore: 'softpick' }],
-  ['softmax1', { attnScore: 'softmax1' }],
-  ['sas', { block: 'sas' }],
-  ['sas-p', { block: 'sas-p' }],
-  ['grouped-query attention', { kvHeads: 1 }],
-  ['swiglu', { mlp: 'swiglu' }],
-  ['tied embedding', { tieEmbed: true }],
-  ['logit cap tanh, no block lambdas', { logitCap: 'tanh', blockLambdas: false }],
-];
 
 const MICRO: Partial<T.Config> = {
   backend: 'wasm', numIterations: 3, valEvery: 0, warmupSteps: 0, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,

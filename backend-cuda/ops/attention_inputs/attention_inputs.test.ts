@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bytesInUse, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -106,12 +106,7 @@ for (const target of targets) {
         return held;
       };
       assert.equal(heldAfterForward(), outBytes, 'fused: q, k and v only (the saved qkv, tables, lambdas and ve share their buffers)');
-      T.useFusedKernels(false);
-      try {
-        assert.ok(heldAfterForward() > 2 * outBytes, 'the composite keeps its intermediates');
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await withFusedOff(() => assert.ok(heldAfterForward() > 2 * outBytes, 'the composite keeps its intermediates'));
       tf.dispose(xs);
     });
 
@@ -121,17 +116,8 @@ for (const target of targets) {
       for (const withVe of [true, false]) {
         const xs = inputsOf(c, withVe).map(tensorOf), fn = () => valuesAndGrads(rope, { H: 2, Hk: 1, h: 8, qkNorm: true })(...xs);
         const forward = withVe ? ATTENTION_INPUTS_VE : ATTENTION_INPUTS, other = withVe ? ATTENTION_INPUTS : ATTENTION_INPUTS_VE;
-        const fused = await kernelsRun(fn);
-        for (const k of [forward, ATTENTION_INPUTS_GRAD]) assert.ok(fused.includes(k), `${k} did not run: ${fused.join(', ')}`);
-        for (const k of [other, 'SplitV', 'Concat', 'RMSNorm', 'Rotary', 'Unpack']) assert.ok(!fused.includes(k), `${k} ran: ${fused.join(', ')}`);
-        T.useFusedKernels(false);
-        try {
-          const composite = await kernelsRun(fn);
-          for (const k of [forward, ATTENTION_INPUTS_GRAD]) assert.ok(!composite.includes(k), `${k} ran with fused kernels off`);
-          for (const k of ['SplitV', 'Concat', 'Unpack']) assert.ok(composite.includes(k), `composite kernel ${k} did not run: ${composite.join(', ')}`);
-        } finally {
-          T.useFusedKernels(true);
-        }
+        await checkFusionHook(fn, { fused: [forward, ATTENTION_INPUTS_GRAD], composite: ['SplitV', 'Concat', 'Unpack'],
+          compositeOnly: [other, 'SplitV', 'Concat', 'RMSNorm', 'Rotary', 'Unpack'] });
         tf.dispose(xs);
       }
     });

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, type HostTensor, kernelsRun, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { checkModelAgainstFusedOff, compare, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
 /** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
@@ -55,25 +55,11 @@ for (const target of targets) {
       const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 9 || i === 16 ? 63 : Math.floor(random() * 60)));
       const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
       const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
-      const lossAndGrads = () => tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean'));
-      const gradsOf = (r: ReturnType<typeof lossAndGrads>) => new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array]));
       try {
-        const names = await kernelsRun(() => { const r = lossAndGrads(); return [r.value, ...Object.values(r.grads)]; });
+        const names = await kernelsRun(() => { const r = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean')); return [r.value, ...Object.values(r.grads)]; });
         assert.equal(names.filter(k => k === CANON_CONV).length, 4 * 2, names.join(', '));  // A, B, C, D in 2 layers
         assert.equal(names.filter(k => k === CANON_CONV_GRAD).length, 4 * 2, names.join(', '));
-        const fused = lossAndGrads();
-        T.useFusedKernels(false);
-        let composite: ReturnType<typeof lossAndGrads>;
-        try {
-          composite = lossAndGrads();
-        } finally {
-          T.useFusedKernels(true);
-        }
-        const [lf, lc] = [fused.value.dataSync()[0], composite.value.dataSync()[0]];
-        assert.ok(Math.abs(lf - lc) <= 1e-5 * Math.abs(lc), `loss ${lf} fused vs ${lc} composite`);
-        const [gf, gc] = [gradsOf(fused), gradsOf(composite)];
-        for (const [name, want] of gc) assert.ok(relError(gf.get(name)!, want) < 1e-4, `gradient of ${name}: relative error ${relError(gf.get(name)!, want)}`);
-        tf.dispose([fused.value, ...Object.values(fused.grads), composite.value, ...Object.values(composite.grads)]);
+        await checkModelAgainstFusedOff(m, batch, sched);
       } finally {
         T.disposeBatch(batch);
         T.disposeModel(m);

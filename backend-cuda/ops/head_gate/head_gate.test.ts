@@ -9,7 +9,7 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
-import { bf16, bytesInUse, compare, describeOrSkip, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, bytesInUse, compare, describeOrSkip, checkFusionHook, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 /** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
@@ -35,17 +35,8 @@ for (const target of targets) {
     it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
       await useBackend(B);
       const [o, g, dy] = [[2, 5, 3, 8], [2, 5, 3], [2, 5, 3, 8]].map(s => tf.tensor(randFloat(s).values, s));
-      const fused = await kernelsRun(() => gateAndGrads(o, g, dy));
-      for (const k of [HEAD_GATE, HEAD_GATE_GRAD]) assert.ok(fused.includes(k), `${k} did not run: ${fused.join(', ')}`);
-      for (const k of ['Sigmoid', 'Multiply', 'Sum']) assert.ok(!fused.includes(k), `composite kernel ${k} ran: ${fused.join(', ')}`);
-      T.useFusedKernels(false);
-      try {
-        const composite = await kernelsRun(() => gateAndGrads(o, g, dy));
-        for (const k of [HEAD_GATE, HEAD_GATE_GRAD]) assert.ok(!composite.includes(k), `${k} ran with fused kernels off`);
-        for (const k of ['Sigmoid', 'Multiply']) assert.ok(composite.includes(k), `composite kernel ${k} did not run`);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await checkFusionHook(() => gateAndGrads(o, g, dy),
+        { fused: [HEAD_GATE, HEAD_GATE_GRAD], composite: ['Sigmoid', 'Multiply'], compositeOnly: ['Sigmoid', 'Multiply', 'Sum'] });
       tf.dispose([o, g, dy]);
     });
 

@@ -13,7 +13,7 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -95,14 +95,9 @@ for (const target of targets) {
       const outs = run();
       assert.equal(tf.memory().numBytes - before, 5 * n * 4, 'the fused kernels allocate their outputs and nothing else');
       tf.dispose(outs);
-      T.useFusedKernels(false);
-      try {
-        const names = await kernelsRun(run);
-        for (const k of [ADAM_UPDATE, MUON_MOMENTUM]) assert.ok(!names.includes(k), `${k} ran with fused kernels off`);
-        for (const k of ['Multiply', 'Add', 'Sqrt', 'RealDiv', 'Sub']) assert.ok(names.includes(k), `composite kernel ${k} did not run: ${names.join(', ')}`);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      const names = await withFusedOff(() => kernelsRun(run));
+      for (const k of [ADAM_UPDATE, MUON_MOMENTUM]) assert.ok(!names.includes(k), `${k} ran with fused kernels off`);
+      for (const k of ['Multiply', 'Add', 'Sqrt', 'RealDiv', 'Sub']) assert.ok(names.includes(k), `composite kernel ${k} did not run: ${names.join(', ')}`);
       tf.dispose([p, m, v, g]);
     });
 
@@ -117,13 +112,7 @@ for (const target of targets) {
       const numTensors = tf.memory().numTensors;
       const fused = await optimizerSteps(cfg, init, grads);
       assert.equal(tf.memory().numTensors, numTensors, 'the fused steps leak no tensors');
-      T.useFusedKernels(false);
-      let composite: Map<string, Float32Array>;
-      try {
-        composite = await optimizerSteps(cfg, init, grads);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      const composite = await withFusedOff(() => optimizerSteps(cfg, init, grads));
       assert.ok(fused.size > 2 * shapes.size, 'parameters and slots compared');
       for (const [name, want] of composite) {
         const got = fused.get(name)!;
@@ -188,14 +177,7 @@ for (const target of targets) {
         const run = () => T.orthogonalizeBatch(G, kind);
         const fusedNames = await kernelsRun(() => [run()]);
         const fused = tf.tidy(run);
-        T.useFusedKernels(false);
-        let composite: tf.Tensor3D, compositeNames: string[];
-        try {
-          compositeNames = await kernelsRun(() => [run()]);
-          composite = tf.tidy(run);
-        } finally {
-          T.useFusedKernels(true);
-        }
+        const [compositeNames, composite] = await withFusedOff(async () => [await kernelsRun(() => [run()]), tf.tidy(run)] as const);
         assert.equal(fusedNames.filter(k => k === MATMUL_ADD).length, 10, fusedNames.join(', '));
         assert.equal(compositeNames.filter(k => k === MATMUL_ADD).length, 0);
         assert.ok(fusedNames.length < compositeNames.length - 20, `${fusedNames.length} kernels fused vs ${compositeNames.length}`);

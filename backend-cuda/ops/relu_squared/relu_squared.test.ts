@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bytesInUse, compare, describeOrSkip, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, checkFusionHook, compare, describeOrSkip, randFloat, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from './relu_squared.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -26,17 +26,8 @@ for (const target of targets) {
     it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
       await useBackend(B);
       const x = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]), dy = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]);
-      const fusedNames = await kernelsRun(() => reluSquaredAndGrad(x, dy));
-      for (const k of [RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
-      for (const k of ['Relu', 'Square', 'Step']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
-      T.useFusedKernels(false);
-      try {
-        const compositeNames = await kernelsRun(() => reluSquaredAndGrad(x, dy));
-        for (const k of [RELU_SQUARED, RELU_SQUARED_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
-        for (const k of ['Relu', 'Square']) assert.ok(compositeNames.includes(k), `composite kernel ${k} did not run: ${compositeNames.join(', ')}`);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await checkFusionHook(() => reluSquaredAndGrad(x, dy),
+        { fused: [RELU_SQUARED, RELU_SQUARED_GRAD], composite: ['Relu', 'Square'], compositeOnly: ['Relu', 'Square', 'Step'] });
       tf.dispose([x, dy]);
     });
 
@@ -57,12 +48,7 @@ for (const target of targets) {
         return held;
       };
       assert.equal(heldAfterForward(), bytes, 'fused: y only (the saved x shares x\'s buffer)');
-      T.useFusedKernels(false);
-      try {
-        assert.equal(heldAfterForward(), 2 * bytes, 'composite: y and relu(x)');
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await withFusedOff(() => assert.equal(heldAfterForward(), 2 * bytes, 'composite: y and relu(x)'));
       x.dispose();
     });
 

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, describeOrSkip, kernelsRun, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, describeOrSkip, checkFusionHook, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -43,17 +43,8 @@ for (const target of targets) {
       await useBackend(B);
       const rope = randomRope(8, 'half');
       const x = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]), dy = tf.tensor(randFloat([2, 5, 3, 8]).values, [2, 5, 3, 8]);
-      const fusedNames = await kernelsRun(() => rotaryAndGrad(rope)(x, dy));
-      for (const k of [ROTARY, ROTARY_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
-      for (const k of ['SplitV', 'Concat', 'Multiply']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
-      T.useFusedKernels(false);
-      try {
-        const compositeNames = await kernelsRun(() => rotaryAndGrad(rope)(x, dy));
-        for (const k of [ROTARY, ROTARY_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
-        assert.ok(compositeNames.includes('Concat'), `composite kernel Concat did not run: ${compositeNames.join(', ')}`);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await checkFusionHook(() => rotaryAndGrad(rope)(x, dy),
+        { fused: [ROTARY, ROTARY_GRAD], composite: ['Concat'], compositeOnly: ['SplitV', 'Concat', 'Multiply'] });
       tf.dispose([x, dy]);
     });
 

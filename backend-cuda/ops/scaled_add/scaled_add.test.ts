@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
-import { bytesInUse, describeOrSkip, type HostTensor, randFloat, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bytesInUse, checkFusionHook, checkModelAgainstFusedOff, describeOrSkip, type HostTensor, kernelsRun, randFloat, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 import { tfSeed } from '../../../test/seed.ts';
 
 type Out = { shape: number[]; values: Float32Array };
@@ -59,12 +59,6 @@ async function compareWithCpu(target: string, label: string, fn: (...xs: tf.Tens
 }
 
 const scaledAdd = (x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => T.scaledAdd(x, z, a, b);
-
-/** The kernels fn runs, less Identity (the tape's clones of saved inputs: a reference, no copy). */
-async function kernelsRun(fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> {
-  const profile = await tf.profile(() => tf.dispose(fn()));
-  return profile.kernels.map(k => k.name).filter(k => k !== 'Identity');
-}
 
 for (const target of targets) {
   describeOrSkip(`fused ScaledAdd on ${target.name}`, target.skip, () => {
@@ -132,15 +126,8 @@ for (const target of targets) {
       };
       assert.deepEqual(await kernelsRun(run), [SCALED_ADD, SCALED_ADD_GRAD]);
       assert.equal(heldAfterForward(), n * 4, 'fused: y only (x, z, a and b are the inputs\' own buffers)');
-      T.useFusedKernels(false);
-      try {
-        const names = await kernelsRun(run);
-        for (const k of [SCALED_ADD, SCALED_ADD_GRAD]) assert.ok(!names.includes(k), `${k} ran with fused kernels off`);
-        for (const k of ['Multiply', 'Add', 'Sum']) assert.ok(names.includes(k), `composite kernel ${k} did not run: ${names.join(', ')}`);
-        assert.equal(heldAfterForward(), 3 * n * 4, 'composite: y, x·a and z·b (its Add keeps both)');
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await checkFusionHook(run, { fused: [SCALED_ADD, SCALED_ADD_GRAD], composite: ['Multiply', 'Add', 'Sum'] });
+      await withFusedOff(() => assert.equal(heldAfterForward(), 3 * n * 4, 'composite: y, x·a and z·b (its Add keeps both)'));
       tf.dispose([x, z, a, b, dy]);
     });
 
@@ -191,29 +178,15 @@ for (const target of targets) {
       const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 16 ? 63 : (i * 29 + 3) % 60));
       const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
       const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
-      const lossAndGrads = () => tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean'));
-      const gradsOf = (r: ReturnType<typeof lossAndGrads>) => new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array]));
       try {
         // block lambdas in the 4 layers, the skip 1 → 3, the backout (the value-embedding mix happens inside the
         // fused AttentionInputsVE where the backend has it; attentionInputs' composite mixes through scaledAdd)
         const sites = m.plan.filter(lp => lp.attn || lp.mlp).length + m.skips.length + 1;
         assert.equal(sites, 4 + 1 + 1);
-        const names = await kernelsRun(() => { const r = lossAndGrads(); return [r.value, ...Object.values(r.grads)]; });
+        const names = await kernelsRun(() => { const r = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean')); return [r.value, ...Object.values(r.grads)]; });
         assert.equal(names.filter(k => k === SCALED_ADD).length, sites, names.join(', '));
         assert.equal(names.filter(k => k === SCALED_ADD_GRAD).length, sites, names.join(', '));
-        const fused = lossAndGrads();
-        T.useFusedKernels(false);
-        let composite: ReturnType<typeof lossAndGrads>;
-        try {
-          composite = lossAndGrads();
-        } finally {
-          T.useFusedKernels(true);
-        }
-        const [lf, lc] = [fused.value.dataSync()[0], composite.value.dataSync()[0]];
-        assert.ok(Math.abs(lf - lc) <= 1e-5 * Math.abs(lc), `loss ${lf} fused vs ${lc} composite`);
-        const [gf, gc] = [gradsOf(fused), gradsOf(composite)];
-        for (const [name, want] of gc) assert.ok(relError(gf.get(name)!, want) < 1e-4, `gradient of ${name}: relative error ${relError(gf.get(name)!, want)}`);
-        tf.dispose([fused.value, ...Object.values(fused.grads), composite.value, ...Object.values(composite.grads)]);
+        await checkModelAgainstFusedOff(m, batch, sched);
       } finally {
         T.disposeBatch(batch);
         T.disposeModel(m);

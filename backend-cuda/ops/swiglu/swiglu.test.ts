@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, kernelsRun, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { compare, checkFusionHook, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { SWIGLU, SWIGLU_GRAD } from './swiglu.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -27,17 +27,8 @@ for (const target of targets) {
     it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
       await useBackend(B);
       const x = tf.tensor(randFloat([2, 5, 16]).values, [2, 5, 16]), dy = tf.tensor(randFloat([2, 5, 8]).values, [2, 5, 8]);
-      const fusedNames = await kernelsRun(() => swigluAndGrad(x, dy));
-      for (const k of [SWIGLU, SWIGLU_GRAD]) assert.ok(fusedNames.includes(k), `${k} did not run: ${fusedNames.join(', ')}`);
-      for (const k of ['SplitV', 'Sigmoid', 'Concat']) assert.ok(!fusedNames.includes(k), `composite kernel ${k} ran: ${fusedNames.join(', ')}`);
-      T.useFusedKernels(false);
-      try {
-        const compositeNames = await kernelsRun(() => swigluAndGrad(x, dy));
-        for (const k of [SWIGLU, SWIGLU_GRAD]) assert.ok(!compositeNames.includes(k), `${k} ran with fused kernels off`);
-        assert.ok(compositeNames.includes('Sigmoid'), `composite kernel Sigmoid did not run: ${compositeNames.join(', ')}`);
-      } finally {
-        T.useFusedKernels(true);
-      }
+      await checkFusionHook(() => swigluAndGrad(x, dy),
+        { fused: [SWIGLU, SWIGLU_GRAD], composite: ['Sigmoid'], compositeOnly: ['SplitV', 'Sigmoid', 'Concat'] });
       tf.dispose([x, dy]);
     });
 
