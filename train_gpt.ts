@@ -27,6 +27,7 @@ import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
+import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
@@ -820,19 +821,54 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
   return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }
 
-/** Shaped attention (He & Hofmann): A = α·I + β·softmax(QKᵀ/√h) − γ·C applied to the heads of the input. */
+/**
+ * The causal uniform average of shaped attention, C·x: each token's mean of x [B,T,...] over the tokens it sees
+ * (the `window` latest, itself included, in its document: attention()'s keys). One pass each way through a
+ * backend's fused 'CausalWindowMean' (running window sums, O(T) per channel). The composite builds no T×T tensor
+ * either: window sums by doubling (windowSum), divided by the window sizes (the same sums over ones: exact
+ * integers). Prefix sums (tf.cumsum) less a gather at each window's start would be fewer ops, but the cuda backend
+ * has no Cumsum kernel (--fused off runs this there), and a difference of two prefix sums loses the digits the
+ * prefix has grown by.
+ */
+export function windowMean(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+  const { B, T } = ctx, x3 = x.reshape([B, T, -1]);
+  const fused = runFused(causalWindowMean, { x: x3, docIds: ctx.docIds }, { window });
+  if (fused) return fused.reshape(x.shape);
+  return windowSum(x3, ctx, window).div(windowSum(tf.ones([B, T, 1]), ctx, window)).reshape(x.shape);
+}
+
+/**
+ * Σ of x [B,T,C] over each token's window: the `window` latest tokens of its document, itself included. A block
+ * holds the sums over the len latest tokens; doubling it (block + block shifted by len: shiftTime never reads
+ * across a document start) gives the 2·len latest, and the blocks of window's binary digits, each shifted by
+ * the digits before it, add up to the window. About 2·log2(window) shifted adds; each output is a tree of at
+ * most 2·log2(window) levels of fp32 adds of the x values themselves (no difference of large partial sums), so
+ * its rounding error is at most about 2·log2(window)·2⁻²⁴·Σ|x|: 2e-6 of Σ|x| for any window up to 65,536.
+ */
+function windowSum(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+  const w = Math.min(window, ctx.T);
+  let block = x, sum: tf.Tensor | null = null, offset = 0;
+  for (let len = 1; len <= w; len *= 2) {
+    if (w & len) {
+      const part = offset ? shiftTime(block, offset, ctx) : block;
+      sum = sum ? sum.add(part) : part;
+      offset += len;
+    }
+    if (2 * len <= w) block = block.add(shiftTime(block, len, ctx));
+  }
+  return sum!;
+}
+
 /**
  * Shaped attention (He & Hofmann's SAS): α·X + β·softmax(QKᵀ/√h)·X − γ·C·X per head, X [B,T,H,h] the heads' input,
  * C the causal uniform average over the same keys (the window, one document), shape [3,H] the per-head α, β, γ
- * less 1. Both mixing terms go through attention(), so a backend's fused kernel computes them without a T×T tensor:
- * C·X is attention with all scores equal (q = k = 0 gives every visible key the same weight). (A running-mean
- * kernel would compute C·X in O(T·h); this costs a second attention pass.)
+ * less 1. The softmax term is attention() with X as the values, C·X is windowMean(): with a backend's fused
+ * kernels neither builds a T×T tensor.
  */
 export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
   const [, , H, h] = x.shape;
   const mixed = attention(q, k, x, ctx, window, 1 / Math.sqrt(h!), 'softmax');
-  const none = tf.zerosLike(x);
-  const average = attention(none, none, x, ctx, window, 1, 'softmax');
+  const average = windowMean(x, ctx, window);
   const [alpha, beta, gamma] = tf.unstack(shape.add(1)).map((t) => t.reshape([1, 1, H!, 1]));
   return x.mul(alpha).add(mixed.mul(beta)).sub(average.mul(gamma));
 }

@@ -1,0 +1,25 @@
+// The causal windowed mean's launchers (causal_window_mean.cu).
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace tsgpt {
+
+// Positions per partial sum of the first pass: chunkSums holds B × ⌈T / kWindowMeanChunk⌉ × C doubles
+// (WINDOW_MEAN_CHUNK in kernel.ts).
+constexpr int kWindowMeanChunk = 32;
+// Positions each thread of the second pass walks (a multiple of kWindowMeanChunk).
+constexpr int kWindowMeanWalk = 256;
+
+// Causal windowed mean over x [B,T,C] per document (docIds int32 [B,T], nondecreasing along T):
+//   y[b,t,c] = (1 / n(t)) · Σ_{s ∈ [lo(t), t]} x[b,s,c],  lo(t) = max(t − window + 1, first token of t's document),
+//   n(t) = t − lo(t) + 1.
+// The gradient: dx[b,s,c] = Σ_{t : lo(t) ≤ s ≤ t} dy[b,t,c] / n(t), the same walk backwards in time; invCounts
+// is B·T doubles of scratch for the 1 / n(t). window ≥ 1 (a window over T sees as much as T).
+cudaError_t launchCausalWindowMean(cudaStream_t s, const float* x, const int32_t* docIds, float* y, double* chunkSums,
+                                   int64_t B, int64_t T, int64_t C, int64_t window);
+cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, float* dx,
+                                       double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
+                                       int64_t window);
+
+}  // namespace tsgpt
