@@ -1,6 +1,6 @@
 // CPU reference of optimizer.cu's launchers, on the host device's memory (tests without a GPU).
 import type { HostDevice } from '../../host_device.ts';
-import type { OptimizerNative } from './kernel.ts';
+import { NORMUON_CHUNK_ELEMENTS, type OptimizerNative } from './kernel.ts';
 
 // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
 export function optimizerHost(mem: HostDevice): OptimizerNative {
@@ -28,6 +28,43 @@ export function optimizerHost(mem: HostDevice): OptimizerNative {
         const scaledG = r(gv[i] * c), bi = r(r(b[i] * mu) + scaledG);
         bo[i] = bi;
         no[i] = scaledG + r(bi * mu);
+      }
+    },
+    norMuonUpdate(o, v, w, scale, u, vOut, scratch, n, r, c, beta2, decay) {
+      if (n === 0 || r === 0 || c === 0) return;
+      // float32 operations (the GPU's FMAs and sum order differ: the tests allow float32 rounding); chunked norms as
+      // optimizer.cu sums them, the chunks' partial sums left in `scratch` as there.
+      const size = r * c, neurons = r === c ? r : c, chunks = Math.ceil(size / NORMUON_CHUNK_ELEMENTS), rd = Math.fround;
+      const ov = mem.floats(o, n * size), wv = mem.floats(w, n * size), uv = mem.floats(u, n * size);
+      const vin = mem.floats(v, n * neurons), vo = mem.floats(vOut, n * neurons), sc = mem.floats(scale, n);
+      const partials = mem.floats(scratch, n * chunks * 2 + n);
+      const neuron = (i: number, e: number) => i * neurons + (r === c ? Math.floor(e / c) : e % c);
+      for (let i = 0; i < n; i++) {
+        const sums = new Float64Array(neurons);
+        for (let e = 0; e < size; e++) sums[r === c ? Math.floor(e / c) : e % c] += ov[i * size + e] ** 2;
+        for (let k = 0; k < neurons; k++) vo[i * neurons + k] = rd(vin[i * neurons + k] * beta2 + rd(sums[k] / (size / neurons)) * rd(1 - beta2));
+        let sumO = 0, sumScaled = 0;
+        for (let e = 0; e < size; e++) {
+          const x = ov[i * size + e], scaled = rd(x / Math.sqrt(Math.max(vo[neuron(i, e)], 1e-10)));
+          sumO += x * x;
+          sumScaled += scaled * scaled;
+          if ((e + 1) % NORMUON_CHUNK_ELEMENTS === 0 || e + 1 === size) {
+            const k = Math.floor(e / NORMUON_CHUNK_ELEMENTS);
+            partials[(i * chunks + k) * 2] = sumO;
+            partials[(i * chunks + k) * 2 + 1] = sumScaled;
+            sumO = sumScaled = 0;
+          }
+        }
+        let totalO = 0, totalScaled = 0;
+        for (let k = 0; k < chunks; k++) { totalO += partials[(i * chunks + k) * 2]; totalScaled += partials[(i * chunks + k) * 2 + 1]; }
+        const factor = rd(Math.sqrt(totalO) / Math.max(Math.sqrt(totalScaled), 1e-10));
+        partials[n * chunks * 2 + i] = factor;
+        for (let e = 0; e < size; e++) {
+          const at = i * size + e;
+          let x = rd(rd(ov[at] / Math.sqrt(Math.max(vo[neuron(i, e)], 1e-10))) * factor);
+          if (decay > 0 && x * wv[at] >= 0) x = rd(x + rd(wv[at] * decay));
+          uv[at] = x * sc[i];
+        }
       }
     },
   };

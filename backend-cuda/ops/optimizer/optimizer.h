@@ -15,4 +15,15 @@ cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, con
 cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g, float* bufOut, float* nesterov, int64_t n,
                                double momentum);
 
+
+// NorMuon's update of n orthogonalised wide updates o [n, r, c] (r ≤ c) with their per-neuron mean squares v ([n, r] for
+// a square matrix, its rows; else [n, c], its columns), weights w [n, r, c] and per-matrix scales [n]:
+// vOut = β2·v + (1−β2)·mean(o²) per neuron; u = scale·(o/√max(vOut, 1e-10)·‖o‖/max(‖o/√max(vOut, 1e-10)‖, 1e-10)
+// + decay·w where that and w agree in sign). scratch holds norMuonScratchFloats(n, r·c) floats.
+constexpr int64_t kNorMuonChunkElements = 16384;  // elements per partial sum of a matrix's norms
+inline int64_t norMuonChunks(int64_t size) { return (size + kNorMuonChunkElements - 1) / kNorMuonChunkElements; }
+inline int64_t norMuonScratchFloats(int64_t n, int64_t size) { return n * norMuonChunks(size) * 2 + n; }
+cudaError_t launchNorMuonUpdate(cudaStream_t s, const float* o, const float* v, const float* w, const float* scale, float* u,
+                                float* vOut, float* scratch, int64_t n, int64_t r, int64_t c, double beta2, double decay);
+
 }  // namespace tsgpt

@@ -3,7 +3,8 @@
 // functions (runFused) on fresh random inputs and hyperparameters: sizes with and without a multiple of 4
 // (the GPU's scalar and float4 paths), a large one, an empty one; that the hook runs the fused kernels and
 // `--fused off` (useFusedKernels(false)) the composites; a whole optimizerStep (Muon + Adam, two steps)
-// fused vs composite on one backend; bad inputs failing with the kernel's name. 'MatMulAdd' (Newton–Schulz's
+// fused vs composite on one backend; bad inputs failing with the kernel's name. 'NorMuonUpdate' (NorMuon's
+// normalisation, cautious decay and scale of a batch of orthogonalised updates) against its composite the same way. 'MatMulAdd' (Newton–Schulz's
 // alpha·A·B + beta·C in one cuBLASLt call) against the composite on cpu, and orthogonalizeBatch fused vs off.
 // The kernels do the composite's float32 operations in its order without contraction, so on the host
 // reference device they must agree with tfjs-cpu exactly; on the GPU within a few ulps.
@@ -11,9 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { ADAM_UPDATE, MUON_MOMENTUM } from '../optimizer/optimizer.ts';
+import { ADAM_UPDATE, MUON_MOMENTUM, NORMUON_UPDATE } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -81,6 +82,42 @@ for (const target of targets) {
         await compare(B, `muonMomentum [${shape}] μ = ${momentum}`, [randFloat(shape), randFloat(shape)],
           (buf, g) => T.muonMomentum(buf, g, momentum), tol);
       }
+    });
+
+    /** o, w in ±[0.01, 2] (an update within rounding of 0 could flip the cautious mask: a jump of decay·w), v ≥ 0 with
+     * some zeros (the 1e-10 floor), scales around the speedrun's √(out/in). */
+    function norMuonInputs([n, r, c]: number[]): HostTensor[] {
+      const awayFromZero = (h: HostTensor) => { h.values.forEach((x, i) => { h.values[i] = Math.sign(x || 1) * Math.max(0.01, Math.abs(x)); }); return h; };
+      const v = randFloat(r === c ? [n, r, 1] : [n, 1, c], 0, 0.5);
+      for (let i = 0; i < v.values.length; i++) if (random() < 0.05) v.values[i] = 0;
+      return [awayFromZero(randFloat([n, r, c])), v, awayFromZero(randFloat([n, r, c])), randFloat([n], 0.5, 2)];
+    }
+
+    it('NorMuonUpdate: the update and v\' match the composite on cpu (square and wide, several chunks, decay on and off)', async () => {
+      // square (a neuron is a row), wide (a column), one matrix of several 16384-element chunks, the speedrun's MLP group
+      const SHAPES = [[3, 8, 8], [2, 8, 24], [1, 1, 5], [2, 130, 300], ...(B === 'cuda' ? [[4, 768, 3072], [8, 768, 768]] : [])];
+      for (const shape of SHAPES) {
+        for (const decay of [0, between(0.001, 0.05)]) {
+          const beta2 = between(0.9, 0.99);
+          await compare(B, `normuonUpdate [${shape}] β2 ${beta2} decay ${decay}`, norMuonInputs(shape),
+            (o, v, w, scale) => T.normuonUpdate(o as tf.Tensor3D, v as tf.Tensor3D, w as tf.Tensor3D, scale as tf.Tensor1D, beta2, decay),
+            { rtol: 2e-5, atol: 1e-6 });
+        }
+      }
+    });
+
+    it('NorMuonUpdate: the hook runs one fused kernel, --fused off the composite; bad inputs fail naming it', async () => {
+      await useBackend(B);
+      const [o, v, w, scale] = norMuonInputs([2, 4, 12]).map(h => tf.tensor(h.values, h.shape));
+      const run = () => T.normuonUpdate(o as tf.Tensor3D, v as tf.Tensor3D, w as tf.Tensor3D, scale as tf.Tensor1D, 0.95, 0.01);
+      await checkFusionHook(run, { fused: [NORMUON_UPDATE], composite: ['Sqrt', 'GreaterEqual', 'Maximum'] });
+      const bad = (inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(NORMUON_UPDATE, inputs, { beta2: 0.95, decay: 0 });
+      assert.throws(bad({ o: w.transpose([0, 2, 1]), v, w: w.transpose([0, 2, 1]), scale }), /NorMuonUpdate: o must be \[n, r, c\] with r ≤ c \(wide\), got float32\[2,12,4\]/);
+      assert.throws(bad({ o, v: tf.zeros([2, 4, 1]), w, scale }), /NorMuonUpdate: v must be \[2,1,12\] for o float32\[2,4,12\], got float32\[2,4,1\]/);
+      assert.throws(bad({ o, v, w: tf.zeros([2, 4, 11]), scale }), /NorMuonUpdate: w \[2,4,11\] and o \[2,4,12\] differ in shape/);
+      assert.throws(bad({ o, v, w, scale: tf.zeros([3]) }), /NorMuonUpdate: scale must be \[2\], got float32\[3\]/);
+      assert.throws(bad({ o, v, w }), /NorMuonUpdate: input scale is missing/);
+      tf.dispose([o, v, w, scale]);
     });
 
     it('the hooks run one fused kernel each (outputs only, no temporaries), useFusedKernels(false) the composites', async () => {

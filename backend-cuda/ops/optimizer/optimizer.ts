@@ -6,12 +6,16 @@
 //                  m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps)
 //   'MuonMomentum' {buf, g}, {momentum} → [buf', nesterov]:
 //                  buf' = μ·buf + (1−μ)·g,  nesterov = (1−μ)·g + μ·buf'
+//   'NorMuonUpdate' {o, v, w, scale}, {beta2, decay} → [u, v']: NorMuon's normalisation, cautious weight decay and
+//                  shape scale of a batch of orthogonalised updates (train_gpt.ts's normuonUpdate())
 // They run outside any gradient tape (optimiser state is not differentiated), so they register no
 // gradient: differentiating through one fails in tfjs with "gradient function not found for AdamUpdate".
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
 
 export const ADAM_UPDATE = 'AdamUpdate';
 export const MUON_MOMENTUM = 'MuonMomentum';
+export const NORMUON_UPDATE = 'NorMuonUpdate';
 
 export const adamUpdate: FusedKernelSpec = { name: ADAM_UPDATE, supports: inputs => float32Inputs(inputs, 'p', 'm', 'v', 'g') };
 export const muonMomentum: FusedKernelSpec = { name: MUON_MOMENTUM, supports: inputs => float32Inputs(inputs, 'buf', 'g') };
+export const normuonUpdate: FusedKernelSpec = { name: NORMUON_UPDATE, supports: inputs => float32Inputs(inputs, 'o', 'v', 'w', 'scale') };
