@@ -718,6 +718,8 @@ const fmtSd = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toPrecision(3)
 const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(4) : String(x));
 const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
 const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
+/** "1 run", "2 runs". */
+const count = (k: number, what: string): string => `${k} ${what}${k === 1 ? '' : 's'}`;
 
 /** The name of a run's version: its code hash, and its config hash where the log has a config line. */
 export const versionOf = (r: { codeHash: string; configHash: string }): string => (r.configHash ? `${r.codeHash}/${r.configHash}` : r.codeHash);
@@ -1043,7 +1045,7 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
     };
   });
 
-  const correction = `Holm's step-down correction over the m = ${m} variant${m === 1 ? '' : 's'} compared with the baseline, ` +
+  const correction = `Holm's step-down correction over the m = ${count(m, 'variant')} compared with the baseline, ` +
     'applied to each family of p-values on its own (final loss lower, higher, two-sided; the same for time). ' +
     `A variant is better (worse) when its Holm-adjusted one-sided Welch p for a lower (higher) final loss is below alpha = ${alpha}, ` +
     'and faster (slower) likewise for its training time; otherwise inconclusive. ' +
@@ -1099,7 +1101,6 @@ const RUN_HEADER = ['role', 'file', 'version', 'steps', 'val loss', 'time (s)', 
 
 function foundLine(report: Report): string {
   const n = (role: Role): number => report.runs.filter((r) => r.role === role).length;
-  const count = (k: number, what: string): string => `${k} ${what}${k === 1 ? '' : 's'}`;
   return `Found ${count(report.runs.length + report.skipped.length, 'log file')}: ${count(n('record'), 'record run')}, ` +
     `${count(n('baseline'), 'baseline run')}, ${report.skipped.length} skipped.`;
 }
@@ -1252,8 +1253,8 @@ const skippedRow = (s: Skipped): string[] => [s.variant ?? 'baseline', s.file, s
 
 function compareFoundLine(report: CompareReport): string {
   const baseline = report.runs.filter((r) => r.role === 'baseline').length;
-  return `Found ${report.runs.length + report.skipped.length} log files: ${baseline} baseline runs, ` +
-    `${report.runs.length - baseline} runs of ${report.variants.length} variants, ${report.skipped.length} skipped.`;
+  return `Found ${count(report.runs.length + report.skipped.length, 'log file')}: ${count(baseline, 'baseline run')}, ` +
+    `${count(report.runs.length - baseline, 'run')} of ${count(report.variants.length, 'variant')}, ${report.skipped.length} skipped.`;
 }
 
 const changesLine = (v: VariantResult): string => `${v.name}: ${v.changes.length > 0 ? v.changes.join(', ') : v.loss ? '(none)' : '(no usable run)'}`;
@@ -1268,7 +1269,7 @@ export function compareTerminalReport(report: CompareReport): string {
   const heading = (text: string): void => void out.push('', chalk.bold.cyan(text));
   const paint = (verdict: string): string =>
     ['better', 'faster'].includes(verdict) ? chalk.green(verdict) : ['worse', 'slower'].includes(verdict) ? chalk.red(verdict) : verdict;
-  out.push(chalk.bold(`stats.ts: ${report.variants.length} variants against the baseline, alpha ${report.alpha}`), compareFoundLine(report));
+  out.push(chalk.bold(`stats.ts: ${count(report.variants.length, 'variant')} against the baseline, alpha ${report.alpha}`), compareFoundLine(report));
   heading('Runs');
   out.push(textTable(COMPARE_RUN_HEADER, report.runs.map(compareRunRow)));
   if (report.skipped.length > 0) {
@@ -1296,7 +1297,7 @@ export function compareTerminalReport(report: CompareReport): string {
 }
 
 export function compareMarkdownReport(report: CompareReport, command: string): string {
-  const out: string[] = [`## Ablation: ${report.variants.length} variants against the baseline`, ''];
+  const out: string[] = [`## Ablation: ${count(report.variants.length, 'variant')} against the baseline`, ''];
   out.push(`Computed by \`${command}\` (alpha ${report.alpha}). ${compareFoundLine(report)}`, '');
   out.push(`**${COMPARE_TITLES.loss}:**`, '', markdownTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', (v) => v)), '');
   out.push(`**${COMPARE_TITLES.time}:**`, '', markdownTable(COMPARE_TIME_HEADER, compareRows(report, 'time', (v) => v)), '');
@@ -1458,7 +1459,7 @@ export function comparePlotSpec(report: CompareReport, size: PlotSize): TopLevel
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     background: 'white',
     config: { font: 'sans-serif' },
-    title: { text: `Final val loss of ${report.variants.length} variants against the baseline: mean and 95 % CI`,
+    title: { text: `Final val loss of ${count(report.variants.length, 'variant')} against the baseline: mean and 95 % CI`,
       subtitle: [`dashed line and band: the baseline's mean and 95 % CI; small circles: single runs;`,
         `colour: the verdict on the final loss (Holm-adjusted one-sided Welch p < ${report.alpha})`] },
     width: size.width - 320, // room for the names and the legend
@@ -1622,10 +1623,12 @@ export interface Io {
   stderr: (text: string) => void;
 }
 
+/** An argument as a POSIX shell reads it back: bare when safe, else in single quotes. */
+export const shellQuote = (arg: string): string => (/^[\w./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+
 /** The command as the user can paste it again, for the markdown block. */
 function commandLine(argv: string[]): string {
-  const quote = (arg: string): string => (/^[\w./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
-  return ['npx tsx stats.ts', ...argv.map(quote)].join(' ');
+  return ['npx tsx stats.ts', ...argv.map(shellQuote)].join(' ');
 }
 
 /** --compare: the variants against the baseline. Returns 0 (there is no verdict to fail); usage errors throw. */
