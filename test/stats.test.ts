@@ -782,6 +782,32 @@ describe('stats.ts --compare', () => {
     assert.match((await run('--baseline', join(dir, 'baseline'), '--compare', join(ablation, 'canon-a'))).stderr, /error: the baseline \(.*\) mixes runs of different configurations/);
   });
 
+  test('a variant timed on other hardware is not compared in time unless --allow-hardware-mismatch; other source code is said', async () => {
+    const dir = join(root, 'elsewhere');
+    mkdirSync(join(dir, 'cpu'), { recursive: true });
+    F.RECORD_LOSSES.slice(0, 3).forEach((finalLoss, i) => writeFileSync(join(dir, 'cpu', `run-${i}.txt`), F.makeLog({ source: F.RECORD_SOURCE, finalLoss,
+      trainTimeMs: F.RECORD_TIMES_MS[i], gpuListing: 'nvidia-smi: not available (no NVIDIA GPU listed)', config: config({ canon: 'AC' })(i) })));
+    F.writeRuns(join(dir, 'edited'), 'run', F.RECORD_VARIANT_SOURCE, F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS, config({}));
+    const args = ['--baseline', join(ablation, 'baseline'), '--compare', join(dir, 'cpu'), join(dir, 'edited')];
+    const rep = await compare(...args);
+    const [cpu, edited] = rep.variants;
+    assert.ok(cpu.vsBaseline && cpu.vsBaseline.timeS === null, 'loss compared, time not');
+    assert.equal(cpu.timeVerdict, 'untested');
+    assert.notEqual(cpu.lossVerdict, 'untested');
+    assert.ok(rep.notes.some((n) => /variant cpu ran on no GPU listed, the baseline on 2× NVIDIA H100 80GB HBM3: times not compared \(pass --allow-hardware-mismatch/.test(n)), rep.notes.join('\n'));
+    assert.ok(rep.notes.some((n) => /variant edited runs other source code than the baseline/.test(n)));
+    assert.ok(!rep.notes.some((n) => /variant edited logs the baseline's configuration/.test(n)), 'its configuration is the baseline\'s but its code is not');
+    assert.ok(rep.differences.some((d) => /^edited: baseline .* source differs/.test(d)) && rep.differences.includes('    + const lr = 0.06;'), rep.differences.join('\n'));
+    assert.deepEqual(edited.changes, []);
+    const allowed = await compare(...args, '--allow-hardware-mismatch');
+    assert.ok(allowed.variants[0].vsBaseline?.timeS);
+    assert.ok(allowed.notes.some((n) => /times compared because of --allow-hardware-mismatch/.test(n)));
+    // A variant with the baseline's code and configuration compares the baseline with itself: said too.
+    F.writeRuns(join(dir, 'same'), 'run', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(0, 2), F.RECORD_TIMES_MS, config({}));
+    assert.ok((await compare('--baseline', join(ablation, 'baseline'), '--compare', join(dir, 'same'))).notes
+      .some((n) => /variant same logs the baseline's configuration: it compares the baseline with itself/.test(n)));
+  });
+
   test('--compare errors name the flag, folder or value, and exit with 2', async () => {
     mkdirSync(join(root, 'other', 'baseline'), { recursive: true });
     const base = join(ablation, 'baseline');
