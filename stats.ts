@@ -984,7 +984,7 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
   const baseTimes = baselineRuns.map((r) => r.trainTimeMs / 1000);
   const m = names.length;
 
-  const partial = names.map((name) => {
+  const tested = names.map((name) => {
     const vr = runs.filter((r) => r.variant === name);
     checkOneVersion(`variant ${name}`, vr, allowMixed, allNotes, differences);
     const losses = vr.map((r) => r.finalValLoss);
@@ -1005,8 +1005,6 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
     }
     const testable = vr.length >= 2 && baselineRuns.length >= 2;
     return {
-      name,
-      vr,
       loss: testable ? welchTTest(losses, baseLosses, 'less') : null,
       timeS: testable && (sameHardware || allowHardwareMismatch) ? welchTTest(times, baseTimes, 'less') : null,
       result: {
@@ -1022,23 +1020,20 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
   });
 
   // Holm across the variants, each family of p-values on its own; an untested variant counts in m all the same.
-  const family = (pick: (p: (typeof partial)[number]) => Comparison | null, p: (c: Comparison) => number): number[] =>
-    holm(partial.map((v) => { const c = pick(v); return c ? p(c) : NaN; }));
-  const higher = (c: Comparison): number => tPValue(-c.t, c.df, 'less');
-  const adjusted = (pick: (p: (typeof partial)[number]) => Comparison | null) =>
-    ({ lower: family(pick, (c) => c.p), higher: family(pick, higher), twoSided: family(pick, (c) => c.pTwoSided) });
-  const lossHolm = adjusted((v) => v.loss);
-  const timeHolm = adjusted((v) => v.timeS);
-  const withHolm = (c: Comparison | null, h: typeof lossHolm, i: number): VariantTest | null =>
-    c && { ...c, pHigher: higher(c), holmLower: h.lower[i], holmHigher: h.higher[i], holmTwoSided: h.twoSided[i] };
-
-  const variants: VariantResult[] = partial.map((v, i) => {
-    const loss = withHolm(v.loss, lossHolm, i);
-    const timeS = withHolm(v.timeS, timeHolm, i);
-    const verdict = <T extends string>(t: VariantTest | null, lower: T, higherName: T): T | 'inconclusive' | 'untested' =>
-      !t ? 'untested' : t.holmLower < alpha ? lower : t.holmHigher < alpha ? higherName : 'inconclusive';
+  const pHigher = (c: Comparison): number => tPValue(-c.t, c.df, 'less');
+  const withHolm = (tests: (Comparison | null)[]): (VariantTest | null)[] => {
+    const family = (p: (c: Comparison) => number): number[] => holm(tests.map((c) => (c ? p(c) : NaN)));
+    const [lower, higher, twoSided] = [family((c) => c.p), family(pHigher), family((c) => c.pTwoSided)];
+    return tests.map((c, i) => c && { ...c, pHigher: pHigher(c), holmLower: lower[i], holmHigher: higher[i], holmTwoSided: twoSided[i] });
+  };
+  const lossTests = withHolm(tested.map((t) => t.loss));
+  const timeTests = withHolm(tested.map((t) => t.timeS));
+  const verdict = <T extends string>(t: VariantTest | null, lower: T, higher: T): T | 'inconclusive' | 'untested' =>
+    !t ? 'untested' : t.holmLower < alpha ? lower : t.holmHigher < alpha ? higher : 'inconclusive';
+  const variants = tested.map(({ result }, i): VariantResult => {
+    const [loss, timeS] = [lossTests[i], timeTests[i]];
     return {
-      ...v.result,
+      ...result,
       vsBaseline: loss ? { loss, timeS } : null,
       lossVerdict: verdict<LossVerdict>(loss, 'better', 'worse'),
       timeVerdict: verdict<TimeVerdict>(timeS, 'faster', 'slower'),

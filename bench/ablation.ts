@@ -156,18 +156,23 @@ export interface PlannedRun {
   variant: Variant;
   seed: number;
   dir: string; // the variant's log folder, absolute
-  done: LogFile | null; // a complete log of this seed: the run is skipped
-  incomplete: LogFile[]; // incomplete logs of this seed, kept
-  extra: LogFile[]; // further complete logs of this seed (counted by stats.ts as runs of their own)
+  done: { file: string; diverged: boolean } | null; // a complete log of this seed: the run is skipped
+  incomplete: { file: string; reason: string }[]; // incomplete logs of this seed, kept
+  extra: string[]; // further complete logs of this seed (stats.ts counts each as a run)
 }
 
 /** Every variant × seed, seeds outermost, with what its folder already holds. */
 export function planRuns(out: string, variants: Variant[], seeds: number[]): PlannedRun[] {
   const logs = new Map(variants.map((v) => [v.name, logsIn(join(out, v.name))]));
   return seeds.flatMap((seed) => variants.map((variant): PlannedRun => {
-    const ofSeed = logs.get(variant.name)!.filter((l) => l.seed === seed);
-    const complete = ofSeed.filter((l) => l.state.complete);
-    return { variant, seed, dir: join(out, variant.name), done: complete[0] ?? null, incomplete: ofSeed.filter((l) => !l.state.complete), extra: complete.slice(1) };
+    const complete: { file: string; diverged: boolean }[] = [];
+    const incomplete: { file: string; reason: string }[] = [];
+    for (const { file, seed: s, state } of logs.get(variant.name)!) {
+      if (s !== seed) continue;
+      if (state.complete) complete.push({ file, diverged: state.diverged });
+      else incomplete.push({ file, reason: state.reason });
+    }
+    return { variant, seed, dir: join(out, variant.name), done: complete[0] ?? null, incomplete, extra: complete.slice(1).map((l) => l.file) };
   }));
 }
 
@@ -268,9 +273,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       `${plan.length - todo.length} complete, ${todo.length} to run${dryRun ? ' (dry run)' : ''}`);
     for (const r of plan) {
       const label = `${r.variant.name} seed ${r.seed}`;
-      if (r.done) say(`  skip ${label}: complete log ${relative(process.cwd(), r.done.file)}${r.done.state.complete && r.done.state.diverged ? ' (diverged)' : ''}`);
-      for (const l of r.extra) say(`  note ${label}: another complete log ${relative(process.cwd(), l.file)}; stats.ts counts each`);
-      for (const l of r.incomplete) say(`  kept ${label}: incomplete log ${relative(process.cwd(), l.file)} (${l.state.complete ? '' : l.state.reason})`);
+      if (r.done) say(`  skip ${label}: complete log ${relative(process.cwd(), r.done.file)}${r.done.diverged ? ' (diverged)' : ''}`);
+      for (const file of r.extra) say(`  note ${label}: another complete log ${relative(process.cwd(), file)}; stats.ts counts each`);
+      for (const l of r.incomplete) say(`  kept ${label}: incomplete log ${relative(process.cwd(), l.file)} (${l.reason})`);
     }
     if (dryRun) {
       for (const r of todo) say(runArgv(trainer, base, r).map(shellQuote).join(' '));

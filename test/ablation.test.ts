@@ -114,6 +114,17 @@ test('errors name the flag, file, variant or value, and exit with 2 before any r
   for (const flag of ['--out', '--variants', '--seeds', '--dry-run', '--trainer']) assert.match(help.stdout, new RegExp(`^ {2}${flag} `, 'm'));
 });
 
+test('a trainer that fails: each run is reported not complete, the next one starts, and the exit status says so', async () => {
+  const out = join(root, 'failing');
+  const variants = writeVariants('failing.json', { baseline: [], lambda: '--lambda-init 1.0' });
+  const r = await run('--out', out, '--variants', variants, '--seeds', '0', '--trainer', `${process.execPath} -e process.exit(3) --`, '--', ...MICRO);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stdout, /^\[1\/2\] baseline seed 0: not complete \(exit 3: no log written\); it runs again on the next call$/m);
+  assert.match(r.stdout, /^\[2\/2\] lambda seed 0: not complete \(exit 3: no log written\)/m);
+  assert.match(r.stdout, /ablation: 0 of 2 runs done .*; not complete: baseline seed 0 \(exit 3: no log written\), lambda seed 0/);
+  assert.match(r.stdout, /ablation: no logs at all for baseline, lambda/);
+});
+
 test('real runs: 2 variants × 2 seeds into a folder each, the stats at the end; a second call skips the complete runs and redoes a cut one, keeping its log', async () => {
   const out = join(root, 'real');
   const variants = writeVariants('real.json', { baseline: [], lambda: '--lambda-init 1.0' });
