@@ -508,13 +508,19 @@ describe('the stats.ts command', () => {
     assert.equal((same.report.runs[0] as unknown as Record<string, unknown>).source, undefined, 'no source in the JSON report');
   });
 
-  test('the target is refused for the tiny preset and the built-in corpus, however low the loss', async () => {
+  test('the target is refused for the tiny and short presets and the built-in corpus, however low the loss', async () => {
     const dir = join(root, 'tiny');
     F.writeRuns(dir, 'tiny', F.RECORD_SOURCE, [1.46, 1.47, 1.45, 1.46], F.RECORD_TIMES_MS, () => ({ preset: 'tiny', corpus: 'builtin-bytes' }));
     const { code, report: rep } = await report(dir);
     assert.equal(code, 1);
     assert.ok(rep.verdict.checks.some((c) => !c.ok && /4 record run\(s\) train with preset tiny: the target 3\.28 is about the speedrun on FineWeb/.test(c.text)));
     assert.equal(rep.verdict.certified, false);
+    // The short preset (a tenth of the steps) is no speedrun either, even on FineWeb.
+    const short = join(root, 'short');
+    F.writeRuns(short, 'short', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS, () => ({ preset: 'short', corpus: 'fineweb' }));
+    const shortReport = await report(short);
+    assert.equal(shortReport.code, 1);
+    assert.ok(shortReport.report.verdict.checks.some((c) => !c.ok && /8 record run\(s\) train with preset short:/.test(c.text)));
   });
 
   test('sources that differ only in comments, layout, type annotations or a run id are one version', async () => {
