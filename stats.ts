@@ -2,19 +2,22 @@
 //
 //   npx tsx stats.ts [RUNS...] [--baseline RUNS...] [--target 3.28] [--alpha 0.01]
 //                    [--markdown | --json] [--plot FILE.svg|FILE.png] [--allow-mixed] [--allow-hardware-mismatch]
+//   npx tsx stats.ts --baseline RUNS... --compare DIR... [--alpha 0.01] [--markdown | --json] [--plot FILE]
 //
 // The rule (shared/reference/speedrun.md): a record must show with p < alpha (0.01) that its mean final val
 // loss is below the target (3.28), by a one-sample one-sided t-test over repeated runs, and must be faster
 // than the previous record re-timed on the same hardware (the baseline). This file reads the logs, counts
 // every run it finds, runs the tests, says how many runs would likely be needed, and prints a verdict.
+// With --compare it reports an ablation instead: several variants, a folder each, against one baseline, with
+// Welch tests and Holm's correction across the variants (bench/ablation.ts runs one and calls this).
 //
-// Read top to bottom: 1. reading a log, 2. finding the logs, 3. statistics, 4. the analysis,
-// 5. the reports (terminal, markdown, JSON), 6. the plot, 7. the command line.
+// Read top to bottom: 1. reading a log, 2. finding the logs, 3. statistics, 4. the analysis, 4b. variants
+// against a baseline, 5. the reports (terminal, markdown, JSON), 6. the plots, 7. the command line.
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { transformSync } from 'esbuild';
-import { dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
 import chalk from 'chalk';
@@ -268,6 +271,12 @@ export interface LogInputs {
   record: string[]; // absolute paths of candidate log files
   baseline: string[];
   notes: string[];
+  variants?: VariantInput[]; // --compare: each variant's candidate log files
+}
+
+export interface VariantInput {
+  name: string; // the folder's name
+  files: string[];
 }
 
 /** realpath, or the path itself for a broken link (which loadRuns then reports as unreadable). */
@@ -305,6 +314,15 @@ function logFilesIn(dir: string): { files: string[]; subfolders: string[] } {
   return { files, subfolders };
 }
 
+/** A RUNS argument as absolute paths: itself if it exists, else what its glob matches. */
+function expand(arg: string): string[] {
+  if (existsSync(arg)) return [resolve(arg)];
+  if (!hasGlobMagic(arg)) throw new UsageError(`no such file or folder: ${arg}`);
+  const matches = expandGlob(arg);
+  if (matches.length === 0) throw new UsageError(`no files match ${JSON.stringify(arg)}`);
+  return matches;
+}
+
 /** Turns the RUNS arguments into log files. Throws UsageError for a path or pattern that finds nothing. */
 export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogInputs {
   const notes: string[] = [];
@@ -312,13 +330,6 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
   const baseline: string[] = [];
   const impliedBaseline: string[] = [];
 
-  const expand = (arg: string): string[] => {
-    if (existsSync(arg)) return [resolve(arg)];
-    if (!hasGlobMagic(arg)) throw new UsageError(`no such file or folder: ${arg}`);
-    const matches = expandGlob(arg);
-    if (matches.length === 0) throw new UsageError(`no files match ${JSON.stringify(arg)}`);
-    return matches;
-  };
   const add = (arg: string, into: string[], isBaseline: boolean): void => {
     for (const path of expand(arg)) {
       if (!statSync(path).isDirectory()) {
@@ -358,6 +369,50 @@ export function collectLogs(recordArgs: string[], baselineArgs: string[]): LogIn
   const both = baselineFiles.filter((p) => recordReal.has(realPath(p)));
   if (both.length > 0) throw new UsageError(`${displayPath(both[0])} is given both as a record run and as a baseline run`);
   return { record: recordFiles, baseline: baselineFiles, notes };
+}
+
+/**
+ * --compare: each argument (a folder, or a glob matching folders) is one variant, named after its folder, and
+ * holds that variant's logs directly. A folder that is the baseline's is passed over with a note, so that
+ * `--compare 'OUT/*'` works when OUT/baseline is the baseline (a glob's files are passed over too). Throws
+ * UsageError for a named file, a glob without folders, a name used twice or a log given on both sides.
+ */
+export function collectVariants(args: string[], inputs: LogInputs): VariantInput[] {
+  const baselineFolders = new Set(inputs.baseline.map((file) => realPath(dirname(file))));
+  const baselineFiles = new Set(inputs.baseline.map(realPath));
+  const variants: VariantInput[] = [];
+  const seen = new Map<string, string>(); // name -> folder
+  const isFolder = (path: string): boolean => statSync(path).isDirectory();
+  const folders = args.flatMap((arg) => {
+    const paths = expand(arg);
+    if (existsSync(arg) && !isFolder(paths[0])) throw new UsageError(`--compare takes one folder per variant: ${arg} is not a folder`);
+    // A glob's files (OUT/* also matches the plot next to the variant folders) are not variants.
+    const dirs = paths.filter(isFolder);
+    if (dirs.length === 0) throw new UsageError(`--compare: no folders match ${JSON.stringify(arg)}`);
+    return dirs;
+  });
+  // A folder named twice (a path and a glob, or through a link) is one variant.
+  for (const dir of new Map(folders.map((d) => [realPath(d), d])).values()) {
+    if (baselineFolders.has(realPath(dir))) {
+      inputs.notes.push(`${displayPath(dir)}/ holds baseline runs: not compared with itself`);
+      continue;
+    }
+    const name = basename(dir);
+    if (name === 'baseline') throw new UsageError(`${displayPath(dir)}: a variant folder may not be named baseline (that name is the baseline's row); rename it`);
+    const twin = seen.get(name);
+    if (twin !== undefined) {
+      throw new UsageError(`two variant folders are named ${name}: ${displayPath(twin)} and ${displayPath(dir)} (a variant is named after its folder)`);
+    }
+    seen.set(name, dir);
+    const { files, subfolders } = logFilesIn(dir);
+    const shared = files.find((file) => baselineFiles.has(realPath(file)));
+    if (shared !== undefined) throw new UsageError(`${displayPath(shared)} is given both as a baseline run and as a run of variant ${name}`);
+    if (files.length === 0) inputs.notes.push(`${displayPath(dir)}/ holds no .txt or .log files`);
+    for (const sub of subfolders) inputs.notes.push(`subfolder ${displayPath(join(dir, sub))}/ not read (a variant's logs lie directly in its folder)`);
+    variants.push({ name, files });
+  }
+  if (variants.length === 0) throw new UsageError('--compare: no variant folder besides the baseline');
+  return variants;
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -479,10 +534,20 @@ function smallestN(ok: (n: number) => boolean): number | null {
 }
 
 /**
- * How many runs the one-sided test against the target likely needs, at effect size
- * d = (target - mean) / sd. Power uses the usual central-t approximation of the noncentral t:
- * P(T_{n-1} > t_crit - d sqrt(n)); it agrees with scipy's exact nct power to within one run.
+ * Runs needed by a one-sided t-test whose statistic grows as d·√n with df(n) degrees of freedom, if the
+ * effect and spread stay as observed: the smallest n with p < alpha, and with an 80 % chance of it. Power uses
+ * the usual central-t approximation of the noncentral t, P(T_df > t_crit - d sqrt(n)); it agrees with scipy's
+ * exact nct power to within one run.
  */
+function runsFor(d: number, df: (n: number) => number, alpha: number): { forP: number | null; for80Power: number | null } {
+  const critical = (n: number): number => tQuantile(1 - alpha, df(n));
+  return {
+    forP: smallestN((n) => d * Math.sqrt(n) > critical(n)),
+    for80Power: smallestN((n) => 1 - tCdf(critical(n) - d * Math.sqrt(n), df(n)) >= 0.8),
+  };
+}
+
+/** How many runs the one-sided test against the target likely needs, at effect size d = (target - mean) / sd. */
 export function runsNeeded(losses: number[], target: number, alpha: number): RunsNeeded {
   const have = losses.length;
   if (have < 2) return { have, forP: null, for80Power: null, note: 'needs at least 2 runs to estimate the spread' };
@@ -491,12 +556,45 @@ export function runsNeeded(losses: number[], target: number, alpha: number): Run
     return { have, forP: null, for80Power: null, note: 'the mean is not below the target: more runs alone will not certify it' };
   }
   if (s.sd === 0) return { have, forP: 2, for80Power: 2, note: 'all losses are equal: any 2 runs would do' };
-  const d = (target - s.mean) / s.sd;
-  const critical = (n: number): number => tQuantile(1 - alpha, n - 1);
-  const forP = smallestN((n) => d * Math.sqrt(n) > critical(n));
-  const for80Power = smallestN((n) => 1 - tCdf(critical(n) - d * Math.sqrt(n), n - 1) >= 0.8);
+  const { forP, for80Power } = runsFor((target - s.mean) / s.sd, (n) => n - 1, alpha);
   const note = forP === null ? `more than ${RUNS_NEEDED_CAP} runs: the mean is too close to the target` : '';
   return { have, forP, for80Power, note };
+}
+
+/**
+ * How many runs in each group (a and b alike) the one-sided Welch test in the observed direction likely needs,
+ * if the difference of the means and both spreads stay as observed. With n runs each, Welch's t is
+ * |diff| / √((sa² + sb²) / n) = d·√n with d = |diff| / √(sa² + sb²), on (n - 1)(sa² + sb²)² / (sa⁴ + sb⁴) degrees of freedom.
+ */
+export function welchRunsNeeded(a: number[], b: number[], alpha: number): RunsNeeded {
+  const have = Math.min(a.length, b.length);
+  if (have < 2) return { have, forP: null, for80Power: null, note: 'needs at least 2 runs on each side to estimate the spreads' };
+  const [sa, sb] = [summarize(a), summarize(b)];
+  const diff = Math.abs(sa.mean - sb.mean);
+  if (diff === 0) return { have, forP: null, for80Power: null, note: 'the means are equal: more runs alone will not separate them' };
+  const [va, vb] = [sa.sd ** 2, sb.sd ** 2];
+  if (va + vb === 0) return { have, forP: 2, for80Power: 2, note: 'no spread on either side: any 2 runs would do' };
+  const { forP, for80Power } = runsFor(diff / Math.sqrt(va + vb), (n) => ((n - 1) * (va + vb) ** 2) / (va ** 2 + vb ** 2), alpha);
+  const note = forP === null ? `more than ${RUNS_NEEDED_CAP} runs: the difference is too small for its spread` : '';
+  return { have, forP, for80Power, note };
+}
+
+/**
+ * Holm's step-down adjustment of m p-values (R's p.adjust(p, "holm")): the k-th smallest (k from 0) becomes
+ * max over j ≤ k of min(1, (m - j) · p_(j)). It keeps the chance of any false rejection among the m tests below
+ * alpha, whatever their dependence. An untested comparison (NaN) still counts in m, as if p were 1, and stays NaN.
+ */
+export function holm(ps: number[]): number[] {
+  const m = ps.length;
+  const value = (i: number): number => (Number.isNaN(ps[i]) ? 1 : ps[i]);
+  const order = ps.map((_, i) => i).sort((i, j) => value(i) - value(j));
+  const adjusted = new Array<number>(m).fill(NaN);
+  let running = 0;
+  order.forEach((i, k) => {
+    running = Math.max(running, Math.min(1, (m - k) * value(i)));
+    if (!Number.isNaN(ps[i])) adjusted[i] = running;
+  });
+  return adjusted;
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -507,11 +605,13 @@ export type Role = 'record' | 'baseline';
 
 export interface RoleRun extends Run {
   role: Role;
+  variant?: string; // --compare: the variant (folder) of a record run
 }
 
 export interface Skipped {
   file: string;
   role: Role;
+  variant?: string;
   reason: string;
 }
 
@@ -560,17 +660,19 @@ export interface AnalysisOptions {
   allowHardwareMismatch: boolean;
 }
 
-export function makeGroup(role: Role, runs: Run[], target: number): Group {
-  const losses = runs.map((r) => r.finalValLoss);
+/** What every group of runs reports: its versions, files, and the summaries of final loss and time. */
+function groupStats(runs: Run[]): Omit<Group, 'role' | 'targetTest'> {
   return {
-    role,
     codeHashes: [...new Set(runs.map((r) => r.codeHash))],
     configHashes: [...new Set(runs.map((r) => r.configHash))],
     files: runs.map((r) => r.file),
-    loss: summarize(losses),
+    loss: summarize(runs.map((r) => r.finalValLoss)),
     timeS: summarize(runs.map((r) => r.trainTimeMs / 1000)),
-    targetTest: oneSampleTTest(losses, target, 'less'),
   };
+}
+
+export function makeGroup(role: Role, runs: Run[], target: number): Group {
+  return { role, ...groupStats(runs), targetTest: oneSampleTTest(runs.map((r) => r.finalValLoss), target, 'less') };
 }
 
 /** Reads and parses every candidate file. A file that is not a finished run is skipped with its reason. */
@@ -578,31 +680,33 @@ export function loadRuns(inputs: LogInputs): { runs: RoleRun[]; skipped: Skipped
   const runs: RoleRun[] = [];
   const skipped: Skipped[] = [];
   const seen = new Map<string, string>(); // content hash -> file
-  const load = (path: string, role: Role): void => {
+  const load = (path: string, role: Role, variant?: string): void => {
     const file = displayPath(path);
+    const where = variant === undefined ? { file, role } : { file, role, variant };
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
     } catch (error) {
-      skipped.push({ file, role, reason: `unreadable: ${(error as Error).message}` });
+      skipped.push({ ...where, reason: `unreadable: ${(error as Error).message}` });
       return;
     }
     const parsed = parseLog(text, file);
     if (!parsed.ok) {
-      skipped.push({ file, role, reason: parsed.reason });
+      skipped.push({ ...where, reason: parsed.reason });
       return;
     }
     const twin = seen.get(parsed.run.contentHash);
     if (twin !== undefined) {
       // Counting one run twice would shrink the standard error for free.
-      skipped.push({ file, role, reason: `identical to ${twin} (the same run counted twice?)` });
+      skipped.push({ ...where, reason: `identical to ${twin} (the same run counted twice?)` });
       return;
     }
     seen.set(parsed.run.contentHash, file);
-    runs.push({ ...parsed.run, role });
+    runs.push({ ...parsed.run, ...where });
   };
   for (const path of inputs.record) load(path, 'record');
   for (const path of inputs.baseline) load(path, 'baseline');
+  for (const { name, files } of inputs.variants ?? []) for (const path of files) load(path, 'record', name);
   return { runs, skipped };
 }
 
@@ -614,6 +718,8 @@ const fmtSd = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toPrecision(3)
 const fmtT = (x: number): string => (Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(4) : String(x));
 const fmtDf = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
 const fmtCi = ([lo, hi]: [number, number], f: (x: number) => string): string => (Number.isNaN(lo) ? 'n/a' : `[${f(lo)}, ${f(hi)}]`);
+/** "1 run", "2 runs". */
+const count = (k: number, what: string): string => `${k} ${what}${k === 1 ? '' : 's'}`;
 
 /** The name of a run's version: its code hash, and its config hash where the log has a config line. */
 export const versionOf = (r: { codeHash: string; configHash: string }): string => (r.configHash ? `${r.codeHash}/${r.configHash}` : r.codeHash);
@@ -621,42 +727,50 @@ const groupVersion = (g: Group): string => versionOf({ codeHash: g.codeHashes.jo
 
 const DIFF_LINES_SHOWN = 8;
 
-/** How version b differs from version a: source lines only one has (up to a few each way), config keys that differ. */
-function describeDifference(a: RoleRun, b: RoleRun): string[] {
-  const out: string[] = [];
-  const label = `${a.role} ${versionOf(a)} → ${versionOf(b)}`;
-  if (a.codeHash !== b.codeHash) {
-    const linesA = a.source.split('\n');
-    const linesB = b.source.split('\n');
-    const setA = new Set(linesA);
-    const setB = new Set(linesB);
-    const removed = linesA.filter((l) => !setB.has(l));
-    const added = linesB.filter((l) => !setA.has(l));
-    const shown = (prefix: string, ls: string[]): string[] => [
-      ...ls.slice(0, DIFF_LINES_SHOWN).map((l) => `    ${prefix} ${l.trim()}`),
-      ...(ls.length > DIFF_LINES_SHOWN ? [`    ${prefix} … and ${ls.length - DIFF_LINES_SHOWN} more lines`] : []),
-    ];
-    out.push(`${label}: source differs (comments, layout, types and run ids ignored):`, ...shown('-', removed), ...shown('+', added));
-    if (removed.length === 0 && added.length === 0) out.push('    (the same lines in another order)');
-  }
-  if (a.configHash !== b.configHash) {
-    const keys = [...new Set([...Object.keys(a.config ?? {}), ...Object.keys(b.config ?? {})])].sort();
-    const value = (c: Record<string, unknown> | null, k: string): string => (c === null ? '(no config line)' : k in c ? JSON.stringify(c[k]) : '(absent)');
-    const changed = keys.filter((k) => value(a.config, k) !== value(b.config, k)).map((k) => `${k} ${value(a.config, k)} → ${value(b.config, k)}`);
-    out.push(`${label}: configuration differs: ${a.config === null || b.config === null ? 'one log has no config line' : changed.join(', ')}`);
-  }
-  return out;
+/** The logged settings that differ from config a to config b, as `key a → b`. */
+function configChanges(a: Record<string, unknown> | null, b: Record<string, unknown> | null): string[] {
+  if (a === null || b === null) return a === b ? [] : ['one log has no config line'];
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  const value = (c: Record<string, unknown>, k: string): string => (k in c ? JSON.stringify(c[k]) : '(absent)');
+  return keys.filter((k) => value(a, k) !== value(b, k)).map((k) => `${k} ${value(a, k)} → ${value(b, k)}`);
+}
+
+/** The source lines only a or only b has (up to a few each way), under `label`; empty for the same source. */
+function sourceDifference(a: Run, b: Run, label: string): string[] {
+  if (a.codeHash === b.codeHash) return [];
+  const linesA = a.source.split('\n');
+  const linesB = b.source.split('\n');
+  const setA = new Set(linesA);
+  const setB = new Set(linesB);
+  const removed = linesA.filter((l) => !setB.has(l));
+  const added = linesB.filter((l) => !setA.has(l));
+  const shown = (prefix: string, ls: string[]): string[] => [
+    ...ls.slice(0, DIFF_LINES_SHOWN).map((l) => `    ${prefix} ${l.trim()}`),
+    ...(ls.length > DIFF_LINES_SHOWN ? [`    ${prefix} … and ${ls.length - DIFF_LINES_SHOWN} more lines`] : []),
+  ];
+  return [`${label}: source differs (comments, layout, types and run ids ignored):`, ...shown('-', removed), ...shown('+', added),
+    ...(removed.length === 0 && added.length === 0 ? ['    (the same lines in another order)'] : [])];
+}
+
+/** How version b differs from version a: source lines only one has, config keys that differ. */
+function describeDifference(a: RoleRun, b: RoleRun, label = `${a.role} ${versionOf(a)} → ${versionOf(b)}`): string[] {
+  return [...sourceDifference(a, b, label),
+    ...(a.configHash !== b.configHash ? [`${label}: configuration differs: ${configChanges(a.config, b.config).join(', ')}`] : [])];
 }
 
 // The target (3.28) is the FineWeb val loss of the 124M speedrun: a run on the built-in corpus or with the tiny
-// preset says nothing about it, however low its loss (bytes are not GPT-2 tokens).
+// preset says nothing about it, however low its loss (bytes are not GPT-2 tokens), nor one of the short preset
+// (a tenth of the steps) on any corpus.
 function offTarget(r: Run): string | null {
   const c = r.config;
   if (!c) return null;
-  if (c.preset === 'tiny') return 'preset tiny';
+  if (c.preset === 'tiny' || c.preset === 'short') return `preset ${c.preset}`;
   if (typeof c.corpus === 'string' && c.corpus.startsWith('builtin')) return `corpus ${c.corpus}`;
   return null;
 }
+
+/** The hardware the runs ran on, each description once. */
+const hardwareOf = (rs: Run[]): string[] => [...new Set(rs.map((r) => r.hardware))].sort();
 
 export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], options: AnalysisOptions): Report {
   const { target, alpha, allowMixed, allowHardwareMismatch } = options;
@@ -687,9 +801,8 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
   const baseline = pooled('baseline', baselineRuns);
 
   const allNotes = [...notes];
-  const hardware = (rs: Run[]): string[] => [...new Set(rs.map((r) => r.hardware))].sort();
-  const hardwareDiffers = baselineRuns.length > 0 && hardware(recordRuns).join() !== hardware(baselineRuns).join();
-  const hardwareText = `record on ${hardware(recordRuns).join(', ')}; baseline on ${hardware(baselineRuns).join(', ')}`;
+  const hardwareDiffers = baselineRuns.length > 0 && hardwareOf(recordRuns).join() !== hardwareOf(baselineRuns).join();
+  const hardwareText = `record on ${hardwareOf(recordRuns).join(', ')}; baseline on ${hardwareOf(baselineRuns).join(', ')}`;
   if (baselineRuns.some((b) => recordRuns.some((r) => r.codeHash === b.codeHash))) {
     allNotes.push('some baseline runs have the same source code as record runs');
   }
@@ -785,6 +898,171 @@ export function analyze(runs: RoleRun[], skipped: Skipped[], notes: string[], op
 }
 
 // ------------------------------------------------------------------------------------------------------
+// 4b. Variants against one baseline (--compare): an ablation
+// ------------------------------------------------------------------------------------------------------
+// Each variant (a folder of runs of one configuration) gets Welch tests of its final loss and its time against
+// the baseline's: two-sided, and one-sided either way. Testing many variants at once, some would pass by chance;
+// Holm's correction across them keeps the chance of any false claim of each kind below alpha.
+
+export type LossVerdict = 'better' | 'worse' | 'inconclusive' | 'untested';
+export type TimeVerdict = 'faster' | 'slower' | 'inconclusive' | 'untested';
+
+/** A Welch test of variant − baseline (p: one-sided, lower), its one-sided p the other way, and the Holm-adjusted p-values. */
+export interface VariantTest extends Comparison {
+  pHigher: number;
+  holmLower: number;
+  holmHigher: number;
+  holmTwoSided: number;
+}
+
+export interface VariantResult {
+  name: string;
+  version: string; // code/config hash(es) of its runs
+  hardware: string[];
+  loss: Summary | null; // null without a usable run
+  timeS: Summary | null;
+  /** The logged settings that differ from the baseline's, as `key baseline → variant`: what the variant changes. */
+  changes: string[];
+  /** null below 2 runs on either side; timeS null when the hardware differs (without --allow-hardware-mismatch). */
+  vsBaseline: { loss: VariantTest; timeS: VariantTest | null } | null;
+  lossVerdict: LossVerdict;
+  timeVerdict: TimeVerdict;
+  /** Runs per group for a Holm-adjusted p < alpha in the observed direction, whatever its rank: p < alpha / m. */
+  runsNeeded: RunsNeeded;
+}
+
+export interface CompareReport {
+  kind: 'compare';
+  alpha: number;
+  allowMixed: boolean;
+  allowHardwareMismatch: boolean;
+  /** The multiple-comparison correction and the rule of the verdicts, in words. */
+  correction: string;
+  runs: RoleRun[];
+  skipped: Skipped[];
+  notes: string[];
+  /** How a variant's source differs from the baseline's, and the versions pooled by --allow-mixed. */
+  differences: string[];
+  baseline: { version: string; hardware: string[]; loss: Summary; timeS: Summary };
+  variants: VariantResult[];
+  plot?: string;
+}
+
+/**
+ * The runs of one folder as one version; throws UsageError naming the configurations (or code) mixed in it,
+ * unless --allow-mixed, which pools them and says so.
+ */
+function checkOneVersion(label: string, runs: RoleRun[], allowMixed: boolean, notes: string[], differences: string[]): void {
+  const versions = [...new Set(runs.map(versionOf))];
+  if (versions.length < 2) return;
+  const firsts = versions.map((v) => runs.find((r) => versionOf(r) === v)!);
+  const counts = versions.map((v) => `${runs.filter((r) => versionOf(r) === v).length} of ${v}`).join(', ');
+  const configs = firsts.slice(1).flatMap((b) => configChanges(firsts[0].config, b.config)).join('; ');
+  const code = new Set(firsts.map((r) => r.codeHash)).size > 1;
+  const what = `${code ? 'source code' : ''}${code && configs ? ' and ' : ''}${configs ? 'configurations' : ''}`;
+  const text = `${label} (${displayPath(dirname(runs[0].file))}/) mixes runs of different ${what}: ${counts}${configs ? ` (${configs})` : ''}`;
+  if (!allowMixed) {
+    throw new UsageError(`${text}; one folder must hold the runs of one variant: move the others out, or pass --allow-mixed to pool them`);
+  }
+  notes.push(`${text}, pooled because of --allow-mixed`);
+  for (const other of firsts.slice(1)) differences.push(...describeDifference(firsts[0], other, `${label} ${versionOf(firsts[0])} → ${versionOf(other)}`));
+}
+
+export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: string[], names: string[],
+  options: Omit<AnalysisOptions, 'target'>): CompareReport {
+  const { alpha, allowMixed, allowHardwareMismatch } = options;
+  const baselineRuns = runs.filter((r) => r.role === 'baseline');
+  if (baselineRuns.length === 0) {
+    const listed = skipped.filter((s) => s.role === 'baseline').slice(0, 10).map((s) => `${s.file} (${s.reason})`).join(', ');
+    throw new UsageError(`no usable baseline run among the logs given${listed ? `; skipped: ${listed}` : ''}`);
+  }
+  const allNotes = [...notes];
+  const differences: string[] = [];
+  checkOneVersion('the baseline', baselineRuns, allowMixed, allNotes, differences);
+  const base = baselineRuns[0];
+  const baseLosses = baselineRuns.map((r) => r.finalValLoss);
+  const baseTimes = baselineRuns.map((r) => r.trainTimeMs / 1000);
+  const m = names.length;
+
+  const tested = names.map((name) => {
+    const vr = runs.filter((r) => r.variant === name);
+    checkOneVersion(`variant ${name}`, vr, allowMixed, allNotes, differences);
+    const losses = vr.map((r) => r.finalValLoss);
+    const times = vr.map((r) => r.trainTimeMs / 1000);
+    const changes = vr.length > 0 ? configChanges(base.config, vr[0].config) : [];
+    if (vr.length === 0) allNotes.push(`variant ${name}: no usable run`);
+    else if (vr.length < 2 || baselineRuns.length < 2) allNotes.push(`variant ${name}: not tested (a Welch test needs at least 2 runs on each side)`);
+    if (vr.length > 0 && vr[0].codeHash !== base.codeHash) {
+      allNotes.push(`variant ${name} runs other source code than the baseline: its comparison includes that change (see the differences)`);
+      differences.push(...sourceDifference(base, vr[0], `${name}: baseline ${versionOf(base)} → ${versionOf(vr[0])}`));
+    } else if (vr.length > 0 && changes.length === 0) {
+      allNotes.push(`variant ${name} logs the baseline's configuration: it compares the baseline with itself`);
+    }
+    const sameHardware = vr.length === 0 || hardwareOf(vr).join() === hardwareOf(baselineRuns).join();
+    if (!sameHardware) {
+      allNotes.push(`variant ${name} ran on ${hardwareOf(vr).join(', ')}, the baseline on ${hardwareOf(baselineRuns).join(', ')}: ` +
+        (allowHardwareMismatch ? 'times compared because of --allow-hardware-mismatch' : 'times not compared (pass --allow-hardware-mismatch to compare them)'));
+    }
+    const testable = vr.length >= 2 && baselineRuns.length >= 2;
+    return {
+      loss: testable ? welchTTest(losses, baseLosses, 'less') : null,
+      timeS: testable && (sameHardware || allowHardwareMismatch) ? welchTTest(times, baseTimes, 'less') : null,
+      result: {
+        name,
+        version: [...new Set(vr.map(versionOf))].join('+'),
+        hardware: hardwareOf(vr),
+        loss: vr.length > 0 ? summarize(losses) : null,
+        timeS: vr.length > 0 ? summarize(times) : null,
+        changes,
+        runsNeeded: welchRunsNeeded(losses, baseLosses, alpha / m),
+      },
+    };
+  });
+
+  // Holm across the variants, each family of p-values on its own; an untested variant counts in m all the same.
+  const pHigher = (c: Comparison): number => tPValue(-c.t, c.df, 'less');
+  const withHolm = (tests: (Comparison | null)[]): (VariantTest | null)[] => {
+    const family = (p: (c: Comparison) => number): number[] => holm(tests.map((c) => (c ? p(c) : NaN)));
+    const [lower, higher, twoSided] = [family((c) => c.p), family(pHigher), family((c) => c.pTwoSided)];
+    return tests.map((c, i) => c && { ...c, pHigher: pHigher(c), holmLower: lower[i], holmHigher: higher[i], holmTwoSided: twoSided[i] });
+  };
+  const lossTests = withHolm(tested.map((t) => t.loss));
+  const timeTests = withHolm(tested.map((t) => t.timeS));
+  const verdict = <T extends string>(t: VariantTest | null, lower: T, higher: T): T | 'inconclusive' | 'untested' =>
+    !t ? 'untested' : t.holmLower < alpha ? lower : t.holmHigher < alpha ? higher : 'inconclusive';
+  const variants = tested.map(({ result }, i): VariantResult => {
+    const [loss, timeS] = [lossTests[i], timeTests[i]];
+    return {
+      ...result,
+      vsBaseline: loss ? { loss, timeS } : null,
+      lossVerdict: verdict<LossVerdict>(loss, 'better', 'worse'),
+      timeVerdict: verdict<TimeVerdict>(timeS, 'faster', 'slower'),
+    };
+  });
+
+  const correction = `Holm's step-down correction over the m = ${count(m, 'variant')} compared with the baseline, ` +
+    'applied to each family of p-values on its own (final loss lower, higher, two-sided; the same for time). ' +
+    `A variant is better (worse) when its Holm-adjusted one-sided Welch p for a lower (higher) final loss is below alpha = ${alpha}, ` +
+    'and faster (slower) likewise for its training time; otherwise inconclusive. ' +
+    `The chance of any false "better" among the ${m} is then at most ${alpha}, and the same for each other verdict. ` +
+    `Runs needed: runs in each group for one-sided p < alpha / m = ${fmtP(alpha / m)} (Holm's strictest step) if the difference and spreads stay as observed.`;
+  return {
+    kind: 'compare',
+    alpha,
+    allowMixed,
+    allowHardwareMismatch,
+    correction,
+    runs,
+    skipped,
+    notes: allNotes,
+    differences,
+    baseline: { version: [...new Set(baselineRuns.map(versionOf))].join('+'), hardware: hardwareOf(baselineRuns),
+      loss: summarize(baseLosses), timeS: summarize(baseTimes) },
+    variants,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------------
 // 5. The reports: coloured terminal tables, a markdown block for a record's README, JSON for tools
 // ------------------------------------------------------------------------------------------------------
 
@@ -818,7 +1096,6 @@ const RUN_HEADER = ['role', 'file', 'version', 'steps', 'val loss', 'time (s)', 
 
 function foundLine(report: Report): string {
   const n = (role: Role): number => report.runs.filter((r) => r.role === role).length;
-  const count = (k: number, what: string): string => `${k} ${what}${k === 1 ? '' : 's'}`;
   return `Found ${count(report.runs.length + report.skipped.length, 'log file')}: ${count(n('record'), 'record run')}, ` +
     `${count(n('baseline'), 'baseline run')}, ${report.skipped.length} skipped.`;
 }
@@ -924,8 +1201,109 @@ export function markdownReport(report: Report, command: string): string {
 }
 
 /** The report as JSON, without each run's source. NaN (undefined statistics, such as the spread of one run) becomes null. */
-export function jsonReport(report: Report): string {
+export function jsonReport(report: Report | CompareReport): string {
   return JSON.stringify({ ...report, runs: report.runs.map(({ source: _source, ...run }) => run) }, null, 2) + '\n';
+}
+
+// The reports of --compare: a table of the final losses, one of the times, the correction in words, what each
+// variant changes; the markdown block is what an ablation's README shows.
+
+const signed = (x: number, f: (x: number) => string): string => (Number.isNaN(x) ? 'n/a' : `${x > 0 ? '+' : ''}${f(x)}`);
+
+function runsNeededCell(r: RunsNeeded): string {
+  if (r.forP === null) return '—';
+  return r.have >= r.forP ? `${r.forP} (reached)` : `${r.forP} (have ${r.have})`;
+}
+
+const COMPARE_LOSS_HEADER = ['variant', 'n', 'mean val loss', '95 % CI', 'Δ vs baseline', '95 % CI of Δ', 'p two-sided', 'p lower',
+  'Holm p lower', 'Holm p higher', 'verdict', 'runs each for p < α/m'];
+const COMPARE_TIME_HEADER = ['variant', 'n', 'mean time (s)', '95 % CI', 'Δ (s)', 'Δ %', '95 % CI of Δ', 'p two-sided', 'p lower',
+  'Holm p lower', 'Holm p higher', 'verdict'];
+
+/** The loss rows (time: `time`), the baseline first; `paint` colours a verdict. */
+function compareRows(report: CompareReport, quantity: 'loss' | 'time', paint: (verdict: string) => string): string[][] {
+  const isLoss = quantity === 'loss';
+  const f = isLoss ? fmtLoss : fmtS;
+  const summaryCells = (s: Summary | null): string[] => (s ? [String(s.n), f(s.mean), fmtCi(s.ci95, f)] : ['0', 'n/a', 'n/a']);
+  const b = isLoss ? report.baseline.loss : report.baseline.timeS;
+  const blank = (isLoss ? COMPARE_LOSS_HEADER : COMPARE_TIME_HEADER).length - 4;
+  return [
+    ['baseline', ...summaryCells(b), ...Array<string>(blank).fill('')],
+    ...report.variants.map((v) => {
+      const c = isLoss ? v.vsBaseline?.loss : v.vsBaseline?.timeS;
+      const tests = c
+        ? [signed(c.diff, f), ...(isLoss ? [] : [signed((c.diff / b.mean) * 100, (x) => `${x.toFixed(2)} %`)]), fmtCi(c.ci95, f),
+          fmtP(c.pTwoSided), fmtP(c.p), fmtP(c.holmLower), fmtP(c.holmHigher)]
+        : Array<string>(isLoss ? 6 : 7).fill('n/a');
+      return [v.name, ...summaryCells(isLoss ? v.loss : v.timeS), ...tests, paint(isLoss ? v.lossVerdict : v.timeVerdict),
+        ...(isLoss ? [runsNeededCell(v.runsNeeded)] : [])];
+    }),
+  ];
+}
+
+const compareRunRow = (r: RoleRun): string[] =>
+  [r.variant ?? 'baseline', r.file, versionOf(r), String(r.steps), r.finalValLoss.toFixed(4), fmtS(r.trainTimeMs / 1000), r.stepAvgMs.toFixed(2), r.hardware];
+const COMPARE_RUN_HEADER = ['variant', 'file', 'version', 'steps', 'val loss', 'time (s)', 'step avg (ms)', 'hardware'];
+const skippedRow = (s: Skipped): string[] => [s.variant ?? 'baseline', s.file, s.reason];
+
+function compareFoundLine(report: CompareReport): string {
+  const baseline = report.runs.filter((r) => r.role === 'baseline').length;
+  return `Found ${count(report.runs.length + report.skipped.length, 'log file')}: ${count(baseline, 'baseline run')}, ` +
+    `${count(report.runs.length - baseline, 'run')} of ${count(report.variants.length, 'variant')}, ${report.skipped.length} skipped.`;
+}
+
+const changesLine = (v: VariantResult): string => `${v.name}: ${v.changes.length > 0 ? v.changes.join(', ') : v.loss ? '(none)' : '(no usable run)'}`;
+const COMPARE_TITLES = {
+  loss: 'Final val loss (Welch two-sample t-tests, variant − baseline; lower is better)',
+  time: 'Training time (Welch two-sample t-tests, variant − baseline; lower is faster)',
+  changes: "What each variant changes (its logged configuration against the baseline's)",
+};
+
+export function compareTerminalReport(report: CompareReport): string {
+  const out: string[] = [];
+  const heading = (text: string): void => void out.push('', chalk.bold.cyan(text));
+  const paint = (verdict: string): string =>
+    ['better', 'faster'].includes(verdict) ? chalk.green(verdict) : ['worse', 'slower'].includes(verdict) ? chalk.red(verdict) : verdict;
+  out.push(chalk.bold(`stats.ts: ${count(report.variants.length, 'variant')} against the baseline, alpha ${report.alpha}`), compareFoundLine(report));
+  heading('Runs');
+  out.push(textTable(COMPARE_RUN_HEADER, report.runs.map(compareRunRow)));
+  if (report.skipped.length > 0) {
+    heading('Skipped logs (not counted)');
+    out.push(textTable(['variant', 'file', 'reason'], report.skipped.map((s) => skippedRow(s).map((c, i) => (i === 2 ? chalk.yellow(c) : c)))));
+  }
+  heading(COMPARE_TITLES.loss);
+  out.push(textTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', paint)));
+  heading(COMPARE_TITLES.time);
+  out.push(textTable(COMPARE_TIME_HEADER, compareRows(report, 'time', paint)));
+  heading('Multiple comparisons');
+  out.push(`  ${report.correction}`);
+  heading(COMPARE_TITLES.changes);
+  out.push(...report.variants.map((v) => `  ${changesLine(v)}`));
+  if (report.differences.length > 0) {
+    heading('Differences');
+    out.push(...report.differences.map((line) => `  ${line}`));
+  }
+  if (report.notes.length > 0) {
+    heading('Notes');
+    out.push(...report.notes.map((n) => `  ${chalk.yellow('!')} ${n}`));
+  }
+  if (report.plot) out.push('', `Plot written to ${report.plot}`);
+  return out.join('\n') + '\n';
+}
+
+export function compareMarkdownReport(report: CompareReport, command: string): string {
+  const out: string[] = [`## Ablation: ${count(report.variants.length, 'variant')} against the baseline`, ''];
+  out.push(`Computed by \`${command}\` (alpha ${report.alpha}). ${compareFoundLine(report)}`, '');
+  out.push(`**${COMPARE_TITLES.loss}:**`, '', markdownTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', (v) => v)), '');
+  out.push(`**${COMPARE_TITLES.time}:**`, '', markdownTable(COMPARE_TIME_HEADER, compareRows(report, 'time', (v) => v)), '');
+  out.push(`**Multiple comparisons.** ${report.correction}`, '');
+  out.push(`**${COMPARE_TITLES.changes}:**`, '', ...report.variants.map((v) => `- ${changesLine(v)}`), '');
+  if (report.differences.length > 0) out.push('```', ...report.differences, '```', '');
+  if (report.notes.length > 0) out.push('Notes:', '', ...report.notes.map((n) => `- ${n}`), '');
+  out.push('<details><summary>Runs</summary>', '', markdownTable(COMPARE_RUN_HEADER, report.runs.map(compareRunRow)), '');
+  if (report.skipped.length > 0) out.push('Skipped logs (not counted):', '', markdownTable(['variant', 'file', 'reason'], report.skipped.map(skippedRow)), '');
+  out.push('</details>');
+  return out.join('\n') + '\n';
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -1047,12 +1425,59 @@ export function plotSpec(runs: RoleRun[], target: number, size: PlotSize): TopLe
   } as TopLevelSpec;
 }
 
-/** Draws the plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
-export async function writePlot(file: string, runs: RoleRun[], target: number, size: PlotSize): Promise<void> {
+// The colours of --compare's plot: the baseline's as in the curves, a verdict's as the words in the tables.
+const VERDICT_COLOURS: Record<'baseline' | LossVerdict, string> = {
+  baseline: ROLE_COLOURS.baseline[0], better: '#2ca02c', worse: '#d62728', inconclusive: '#7f7f7f', untested: '#c7c7c7',
+};
+
+/**
+ * --compare's plot: one row per variant, its mean final loss and 95 % CI coloured by its verdict, its single runs
+ * as small circles; the baseline on the first row, and its mean and interval across every row as a dashed line
+ * and a band, so that each variant reads against it.
+ */
+export function comparePlotSpec(report: CompareReport, size: PlotSize): TopLevelSpec {
+  const b = report.baseline.loss;
+  const groups = [{ name: 'baseline', kind: 'baseline' as const, loss: b },
+    ...report.variants.flatMap((v) => (v.loss ? [{ name: v.name, kind: v.lossVerdict, loss: v.loss }] : []))];
+  const labelOf = new Map(groups.map((g) => [g.name, `${g.name} (n = ${g.loss.n})`]));
+  const rows = groups.map((g) => ({ label: labelOf.get(g.name)!, kind: g.kind, mean: g.loss.mean, lo: g.loss.ci95[0], hi: g.loss.ci95[1] }));
+  const singles = report.runs.map((r) => ({ label: labelOf.get(r.variant ?? 'baseline')!, loss: r.finalValLoss }));
+  const xs = [...rows.flatMap((r) => [r.lo, r.hi]), ...singles.map((r) => r.loss)].filter(Number.isFinite);
+  const pad = Math.max((max(xs) - min(xs)) * 0.05, 1e-4);
+  const x = { field: 'x', type: 'quantitative', title: 'final val loss', scale: { domain: [min(xs) - pad, max(xs) + pad], nice: false, zero: false } };
+  const y = { field: 'label', type: 'nominal', title: null, sort: rows.map((r) => r.label) };
+  const kinds = [...new Set(rows.map((r) => r.kind))];
+  const colour = { field: 'kind', type: 'nominal', title: 'verdict',
+    scale: { domain: kinds, range: kinds.map((k) => VERDICT_COLOURS[k]) } };
+  const withCi = rows.filter((r) => Number.isFinite(r.lo));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    background: 'white',
+    config: { font: 'sans-serif' },
+    title: { text: `Final val loss of ${count(report.variants.length, 'variant')} against the baseline: mean and 95 % CI`,
+      subtitle: [`dashed line and band: the baseline's mean and 95 % CI; small circles: single runs;`,
+        `colour: the verdict on the final loss (Holm-adjusted one-sided Welch p < ${report.alpha})`] },
+    width: size.width - 320, // room for the names and the legend
+    height: size.height - 125,
+    layer: [
+      ...(Number.isFinite(b.ci95[0]) ? [{ data: { values: [{ x: b.ci95[0], x2: b.ci95[1] }] },
+        mark: { type: 'rect', color: VERDICT_COLOURS.baseline, fillOpacity: 0.12 }, encoding: { x, x2: { field: 'x2' } } }] : []),
+      { data: { values: [{ x: b.mean }] }, mark: { type: 'rule', strokeDash: [6, 4], color: VERDICT_COLOURS.baseline }, encoding: { x } },
+      { data: { values: withCi.map((r) => ({ label: r.label, kind: r.kind, x: r.lo, x2: r.hi })) }, mark: { type: 'rule', strokeWidth: 2.5 },
+        encoding: { x, x2: { field: 'x2' }, y, color: colour } },
+      { data: { values: singles.map((r) => ({ label: r.label, x: r.loss })) }, mark: { type: 'point', size: 20, color: '#555555', strokeOpacity: 0.6 },
+        encoding: { x, y } },
+      { data: { values: rows.map((r) => ({ label: r.label, kind: r.kind, x: r.mean })) }, mark: { type: 'point', filled: true, size: 70, fillOpacity: 1 },
+        encoding: { x, y, color: colour } },
+    ],
+  } as TopLevelSpec;
+}
+
+/** Draws a plot and writes it atomically (temp file, fsync, rename). The format follows the extension. */
+export async function writePlot(file: string, spec: TopLevelSpec, size: PlotSize): Promise<void> {
   const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
-  const spec = plotSpec(runs, target, size);
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  // Two stacked views cannot be fitted to a size by Vega (autosize fit is for single views): scale the drawing to it.
+  // Vega cannot fit two stacked views to a size (autosize fit is for single views): scale the drawing to it.
   const svg = (await view.toSVG()).replace(/^(<svg[^>]*?) width="[\d.]+" height="[\d.]+"/, `$1 width="${size.width}" height="${size.height}"`);
   view.finalize();
   let bytes: Uint8Array = Buffer.from(svg);
@@ -1074,12 +1499,13 @@ export async function writePlot(file: string, runs: RoleRun[], target: number, s
 // ------------------------------------------------------------------------------------------------------
 
 export const OPTIONS = {
-  baseline: { type: 'string', multiple: true, arg: 'RUNS...', help: 'logs of the previous record re-timed on the same hardware' },
-  target: { type: 'string', arg: 'LOSS', help: 'the val loss to beat (default 3.28)' },
+  baseline: { type: 'string', multiple: true, arg: 'RUNS...', help: 'logs of the previous record re-timed on the same hardware (with --compare: of the baseline)' },
+  compare: { type: 'string', multiple: true, arg: 'DIR...', help: 'an ablation: each folder holds one variant\'s runs (named after the folder), each compared with --baseline' },
+  target: { type: 'string', arg: 'LOSS', help: 'the val loss to beat (default 3.28; not with --compare)' },
   alpha: { type: 'string', arg: 'P', help: 'significance level, 0 < P < 1 (default 0.01)' },
   markdown: { type: 'boolean', arg: '', help: 'print the statistics block for a record README' },
   json: { type: 'boolean', arg: '', help: 'print the whole report as JSON, for tools' },
-  plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves to FILE.svg or FILE.png' },
+  plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves (with --compare: each variant\'s final loss and CI) to FILE.svg or FILE.png' },
   'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
   'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code or configuration differs' },
   'allow-hardware-mismatch': { type: 'boolean', arg: '', help: 'compare times with a baseline timed on other hardware' },
@@ -1089,9 +1515,10 @@ export const OPTIONS = {
 const optionLines = Object.entries(OPTIONS).map(([name, o]) => [`--${name} ${o.arg}`, o.help]);
 const optionWidth = Math.max(...optionLines.map(([flag]) => flag.length));
 
-export const USAGE = `Certify a speedrun record from its run logs.
+export const USAGE = `Certify a speedrun record from its run logs, or compare variants with a baseline.
 
 Usage: npx tsx stats.ts [RUNS...] [--baseline RUNS...] [options]
+       npx tsx stats.ts --baseline RUNS... --compare DIR... [options]
 
 RUNS are log files, folders or globs. A folder means the .txt and .log files directly in it; a record
 folder (records/<track>/<date>_<name>/) means its logs, and its baseline/ subfolder is the baseline
@@ -1099,15 +1526,22 @@ unless --baseline is given. The positionals right after --baseline (up to the ne
 Symbolic links are followed. Runs of different source (comments, layout, types and run ids aside) or of a
 different logged configuration (seed, log and checkpoint settings aside) are versions, reported apart.
 
+With --compare (an ablation, as bench/ablation.ts writes it), each DIR (or glob of folders) is one variant,
+named after its folder; a folder must hold the runs of one version (else refused, unless --allow-mixed).
+Each variant's final loss and time are compared with the baseline's by Welch tests, two-sided and one-sided,
+with Holm's correction across the variants; a folder holding baseline runs is passed over. For example:
+  npx tsx stats.ts --baseline OUT/baseline --compare 'OUT/*' --markdown --plot OUT/ablation.svg
+
 Options:
 ${optionLines.map(([flag, help]) => `  ${flag.padEnd(optionWidth)}  ${help}`).join('\n')}
 
-Exit status: 0 certified, 1 not certified, 2 bad usage or no usable run.
+Exit status: 0 certified (--compare: compared), 1 not certified, 2 bad usage or no usable run.
 `;
 
 export interface CliOptions {
   record: string[];
   baseline: string[];
+  compare: string[];
   target: number;
   alpha: number;
   format: 'terminal' | 'markdown' | 'json';
@@ -1134,19 +1568,26 @@ export function parseCli(argv: string[]): CliOptions {
     // parseArgs names the offending flag; drop its long hint about positionals that start with '-'.
     throw new UsageError(`${(error as Error).message.split('. To specify')[0]} (see --help)`);
   }
-  // Positionals right after --baseline (up to the next flag) are baseline runs; all others are record runs.
+  // Positionals right after --baseline (--compare), up to the next flag, are baseline runs (variant folders);
+  // all others are record runs.
   const record: string[] = [];
   const baseline: string[] = [];
+  const compare: string[] = [];
   let into = record;
   for (const token of parsed.tokens) {
     if (token.kind === 'option') {
-      into = token.name === 'baseline' ? baseline : record;
-      if (token.name === 'baseline' && token.value !== undefined) baseline.push(token.value);
+      into = token.name === 'baseline' ? baseline : token.name === 'compare' ? compare : record;
+      if (into !== record && token.value !== undefined) into.push(token.value);
     } else if (token.kind === 'positional') into.push(token.value);
     else into = record; // after '--'
   }
   const v = parsed.values;
   if (v.markdown && v.json) throw new UsageError('choose one of --markdown and --json');
+  if (compare.length > 0) {
+    if (v.target !== undefined) throw new UsageError('--target does not apply with --compare: variants are compared with the baseline, not a target');
+    if (record.length > 0) throw new UsageError(`with --compare, every variant folder goes after --compare (got ${record.join(' ')} before it)`);
+    if (baseline.length === 0) throw new UsageError('--compare needs --baseline RUNS: the runs every variant is compared with');
+  }
   const plot = v.plot;
   if (plot !== undefined && !['.svg', '.png'].includes(extname(plot).toLowerCase())) {
     throw new UsageError(`--plot must name a .svg or .png file, got ${JSON.stringify(plot)}`);
@@ -1160,6 +1601,7 @@ export function parseCli(argv: string[]): CliOptions {
   return {
     record,
     baseline,
+    compare,
     target: numberFlag('target', v.target, 3.28, () => true, 'a number'),
     alpha: numberFlag('alpha', v.alpha, 0.01, (x) => x > 0 && x < 1, 'a number between 0 and 1'),
     format: v.markdown ? 'markdown' : v.json ? 'json' : 'terminal',
@@ -1176,6 +1618,30 @@ export interface Io {
   stderr: (text: string) => void;
 }
 
+/** An argument as a POSIX shell reads it back: bare when safe, else in single quotes. */
+export const shellQuote = (arg: string): string => (/^[\w./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+
+/** The command as the user can paste it again, for the markdown block. */
+function commandLine(argv: string[]): string {
+  return ['npx tsx stats.ts', ...argv.map(shellQuote)].join(' ');
+}
+
+/** --compare: the variants against the baseline. Returns 0 (there is no verdict to fail); usage errors throw. */
+async function compareMain(cli: CliOptions, argv: string[], io: Io): Promise<number> {
+  const inputs = collectLogs([], cli.baseline);
+  const variants = collectVariants(cli.compare, inputs);
+  const { runs, skipped } = loadRuns({ ...inputs, variants });
+  const report = compareVariants(runs, skipped, inputs.notes, variants.map((v) => v.name), {
+    alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
+  });
+  if (cli.plot) {
+    await writePlot(cli.plot, comparePlotSpec(report, cli.plotSize), cli.plotSize);
+    report.plot = cli.plot;
+  }
+  io.stdout(cli.format === 'json' ? jsonReport(report) : cli.format === 'markdown' ? compareMarkdownReport(report, commandLine(argv)) : compareTerminalReport(report));
+  return 0;
+}
+
 /** Runs the command; returns the exit status (0 certified, 1 not certified, 2 usage error). */
 export async function main(argv: string[], io: Io): Promise<number> {
   try {
@@ -1184,6 +1650,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stdout(USAGE);
       return 0;
     }
+    if (cli.compare.length > 0) return await compareMain(cli, argv, io);
     if (cli.record.length === 0 && cli.baseline.length > 0) {
       throw new UsageError(`no record runs given: all ${cli.baseline.length} paths after --baseline are baseline runs; ` +
         'put the record runs before --baseline (or after another flag)');
@@ -1195,12 +1662,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
       target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
     });
     if (cli.plot) {
-      await writePlot(cli.plot, runs, cli.target, cli.plotSize);
+      await writePlot(cli.plot, plotSpec(runs, cli.target, cli.plotSize), cli.plotSize);
       report.plot = cli.plot;
     }
-    const quote = (arg: string): string => (/^[\w./:=@+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
-    const command = ['npx tsx stats.ts', ...argv.map(quote)].join(' ');
-    io.stdout(cli.format === 'json' ? jsonReport(report) : cli.format === 'markdown' ? markdownReport(report, command) : terminalReport(report));
+    io.stdout(cli.format === 'json' ? jsonReport(report) : cli.format === 'markdown' ? markdownReport(report, commandLine(argv)) : terminalReport(report));
     return report.verdict.certified ? 0 : 1;
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;

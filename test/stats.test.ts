@@ -8,6 +8,10 @@
 //   Cohen's d = diff / pooled sd (n - 1 weights), Hedges' g = d * (1 - 3 / (4 (na + nb) - 9))
 //   runs needed: smallest n with (3.28 - mean) / sd * sqrt(n) > stats.t.ppf(0.99, n - 1); power from
 //   stats.nct.sf(stats.t.ppf(0.99, n - 1), n - 1, d * sqrt(n)) >= 0.8 (the exact noncentral t).
+//   --compare: stats.ttest_ind(a, b, equal_var=False, alternative='greater') for the one-sided p the other way; runs
+//   needed for two groups: smallest n with stats.ttest_ind_from_stats(mean_a, sd_a, n, mean_b, sd_b, n,
+//   equal_var=False, alternative=<the observed direction>).pvalue < alpha.
+// Holm's correction and the Welch test at df = 2 (where the t distribution has a closed form) are checked by hand.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -18,8 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import { Resvg } from '@resvg/resvg-js';
 import {
-  OPTIONS, USAGE, collectLogs, expandGlob, main, oneSampleTTest, parseCli, parseLog, plotSpec, runsNeeded, summarize, tPValue, welchTTest,
-  type Report,
+  OPTIONS, USAGE, collectLogs, expandGlob, holm, main, oneSampleTTest, parseCli, parseLog, plotSpec, runsNeeded, summarize, tPValue, welchRunsNeeded,
+  welchTTest, type CompareReport, type Report,
 } from '../stats.ts';
 import { SEPARATOR } from '../log_format.ts';
 import * as F from './stats_fixtures.ts';
@@ -67,6 +71,15 @@ const TINY_WELCH_REF = { t: -49.778466139430414, df: 6.29756803354669, pLess: 1.
 const DEEP_A = [3.265, 3.2661, 3.2655, 3.2648, 3.2659, 3.2652, 3.2657, 3.265, 3.2662, 3.2653, 3.2656, 3.2649, 3.2654, 3.2658, 3.2651, 3.266];
 const DEEP_B = [3.2801, 3.2795, 3.281, 3.2799, 3.2806, 3.2797, 3.2803, 3.28, 3.2808, 3.2794, 3.2802, 3.2798];
 const DEEP_REF = { t: -80.02012807192766, df: 22.364934989212852, pLess: 2.7014943274873944e-29, pTwo: 5.402988654974789e-29 };
+
+// The worse variant of an ablation against the baseline (scipy, as above).
+const WORSE_REF = {
+  loss: { t: 11.801924369402535, df: 6.55958836362655, pLess: 0.9999941698616306, pGreater: 5.830138369389839e-6, pTwo: 1.1660276738779679e-5,
+    diff: 0.00611666666666677, ci: [0.004874257101791306, 0.007359076231542234] },
+  time: { t: 0.17991061807022654, df: 5.888376722582765, pLess: 0.5683730053194653, pGreater: 0.4316269946805346, pTwo: 0.8632539893610692 },
+};
+// Runs in each group for one-sided p < alpha, [alpha, record vs baseline, worse vs baseline] (scipy's ttest_ind_from_stats).
+const WELCH_RUNS_REF: [number, number, number][] = [[0.01 / 3, 18, 3], [0.01, 13, 2]];
 
 // Runs needed, [mean, sd] -> [n for p < 0.01 at the observed mean and sd, n for 80 % power (exact nct)].
 const RUNS_NEEDED_REF: [number, number, number, number][] = [
@@ -173,6 +186,53 @@ describe('statistics agree with scipy', () => {
     assert.equal(runsNeeded([3.281, 3.282], 3.28, 0.01).forP, null);
     assert.equal(runsNeeded([3.27], 3.28, 0.01).forP, null);
   });
+
+  test('Welch with two runs a side of equal spread: df = 2, where the t distribution has a closed form', () => {
+    // a = [3.25, 3.75], b = [4, 4.5]: both sample variances are 0.125, so se = √(0.125/2 + 0.125/2), t = -0.75 / √0.125
+    // = -3/√2, and df = (2v)² / (v² + v²) = 2 exactly. With 2 degrees of freedom the cdf is 1/2 + t / (2√(2 + t²)), here
+    // 1/2 - 3 / (2√13), and the quantile of p is (2p - 1) / √(2p(1 - p)).
+    const cdf2 = (t: number): number => 0.5 + t / (2 * Math.sqrt(2 + t * t));
+    const quantile2 = (p: number): number => (2 * p - 1) / Math.sqrt(2 * p * (1 - p));
+    const w = welchTTest([3.25, 3.75], [4, 4.5], 'less');
+    assertClose(w.t, -3 / Math.SQRT2, 't', 1e-14);
+    assert.equal(w.df, 2);
+    assertClose(w.p, 0.5 - 3 / (2 * Math.sqrt(13)), 'p lower', 1e-12);
+    assertClose(w.p, cdf2(w.t), 'p lower as the cdf', 1e-12);
+    assertClose(w.pTwoSided, 1 - 3 / Math.sqrt(13), 'p two-sided', 1e-12);
+    assertClose(w.diff, -0.75, 'diff', 1e-15);
+    const half = quantile2(0.975) * Math.sqrt(0.125);
+    assertClose(w.ci95[0], -0.75 - half, 'ci low', 1e-12);
+    assertClose(w.ci95[1], -0.75 + half, 'ci high', 1e-12);
+    // The other way round, the other tail.
+    const back = welchTTest([4, 4.5], [3.25, 3.75], 'less');
+    assertClose(back.p, 0.5 + 3 / (2 * Math.sqrt(13)), 'p lower of b - a', 1e-12);
+  });
+
+  test("Holm: the textbook example, monotone, capped at 1, an untested comparison counted in m", () => {
+    // The example of Holm's method on Wikipedia (and R's p.adjust): p = 0.01, 0.04, 0.03, 0.005. By hand: sorted,
+    // 4 · 0.005 = 0.02, 3 · 0.01 = 0.03, 2 · 0.03 = 0.06, 1 · 0.04 = 0.04 raised to 0.06 (never below an earlier step);
+    // at alpha 0.05 the first and the fourth hypotheses are rejected.
+    const closeAll = (got: number[], want: number[], what: string): void =>
+      want.forEach((w, i) => (Number.isNaN(w) ? assert.ok(Number.isNaN(got[i]), `${what} ${i}: NaN`) : assertClose(got[i], w, `${what} ${i}`, 1e-12)));
+    closeAll(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02], 'textbook');
+    closeAll(holm([0.2, 0.5, 0.6]), [0.6, 1, 1], 'capped'); // 3 · 0.2, then 2 · 0.5 = 1, then 0.6 raised to 1
+    closeAll(holm([0.001, 0.001]), [0.002, 0.002], 'ties');
+    closeAll(holm([NaN, 0.01, 0.02]), [NaN, 0.03, 0.04], 'untested'); // m = 3 although only two were tested
+    closeAll(holm([0.004]), [0.004], 'one test');
+    assert.deepEqual(holm([]), []);
+  });
+
+  test('runs needed for a Welch test: each group at n, in the observed direction, as scipy finds them', () => {
+    for (const [alpha, record, worse] of WELCH_RUNS_REF) {
+      assert.equal(welchRunsNeeded(F.RECORD_LOSSES, F.BASELINE_LOSSES, alpha).forP, record, `record vs baseline at ${alpha}`);
+      assert.equal(welchRunsNeeded(F.WORSE_LOSSES, F.BASELINE_LOSSES, alpha).forP, worse, `worse vs baseline at ${alpha}`);
+    }
+    const r = welchRunsNeeded(F.RECORD_LOSSES, F.BASELINE_LOSSES, 0.01);
+    assert.equal(r.have, 6);
+    assert.ok(r.for80Power !== null && r.forP !== null && r.for80Power > r.forP, 'an 80 % chance needs more runs than the observed p');
+    assert.equal(welchRunsNeeded([3.28, 3.29], [3.29, 3.28], 0.01).forP, null, 'equal means');
+    assert.match(welchRunsNeeded([3.28], F.BASELINE_LOSSES, 0.01).note, /at least 2 runs on each side/);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -253,6 +313,19 @@ describe('parseLog', () => {
 // The command, on fixture logs written to a temporary folder
 // ---------------------------------------------------------------------------------------------------------
 
+/** The command in this process: its exit status and output (colours stripped). */
+async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) });
+  return { code, stdout: stripVTControlCharacters(stdout), stderr };
+}
+async function report(...argv: string[]): Promise<{ code: number; report: Report }> {
+  const r = await run(...argv, '--json');
+  assert.equal(r.stderr, '');
+  return { code: r.code, report: JSON.parse(r.stdout) as Report };
+}
+
 describe('the stats.ts command', () => {
   let root: string;
   let recordDir: string; // records/track_1/2025-11-25_Test: 8 record runs, an unfinished and a malformed log, baseline/
@@ -284,18 +357,6 @@ describe('the stats.ts command', () => {
         done({ status: error ? Number(error.code) : 0, stdout, stderr }));
     });
   });
-
-  async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await main(argv, { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s) });
-    return { code, stdout: stripVTControlCharacters(stdout), stderr };
-  }
-  async function report(...argv: string[]): Promise<{ code: number; report: Report }> {
-    const r = await run(...argv, '--json');
-    assert.equal(r.stderr, '');
-    return { code: r.code, report: JSON.parse(r.stdout) as Report };
-  }
 
   test('a record folder: its logs, its baseline/ subfolder, every file counted, the verdict', async () => {
     const { code, report: rep } = await report(recordDir);
@@ -447,13 +508,19 @@ describe('the stats.ts command', () => {
     assert.equal((same.report.runs[0] as unknown as Record<string, unknown>).source, undefined, 'no source in the JSON report');
   });
 
-  test('the target is refused for the tiny preset and the built-in corpus, however low the loss', async () => {
+  test('the target is refused for the tiny and short presets and the built-in corpus, however low the loss', async () => {
     const dir = join(root, 'tiny');
     F.writeRuns(dir, 'tiny', F.RECORD_SOURCE, [1.46, 1.47, 1.45, 1.46], F.RECORD_TIMES_MS, () => ({ preset: 'tiny', corpus: 'builtin-bytes' }));
     const { code, report: rep } = await report(dir);
     assert.equal(code, 1);
     assert.ok(rep.verdict.checks.some((c) => !c.ok && /4 record run\(s\) train with preset tiny: the target 3\.28 is about the speedrun on FineWeb/.test(c.text)));
     assert.equal(rep.verdict.certified, false);
+    // The short preset (a tenth of the steps) is no speedrun either, even on FineWeb.
+    const short = join(root, 'short');
+    F.writeRuns(short, 'short', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS, () => ({ preset: 'short', corpus: 'fineweb' }));
+    const shortReport = await report(short);
+    assert.equal(shortReport.code, 1);
+    assert.ok(shortReport.report.verdict.checks.some((c) => !c.ok && /8 record run\(s\) train with preset short:/.test(c.text)));
   });
 
   test('sources that differ only in comments, layout, type annotations or a run id are one version', async () => {
@@ -597,5 +664,198 @@ describe('the stats.ts command', () => {
     const { status, stdout, stderr } = await direct;
     assert.equal(status, 0, stderr);
     assert.equal((JSON.parse(stdout) as Report).verdict.certified, true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// --compare: an ablation, one folder per variant, against one baseline
+// ---------------------------------------------------------------------------------------------------------
+
+describe('stats.ts --compare', () => {
+  let root: string;
+  let ablation: string; // baseline/ (6 runs), canon-a/ (8 and an unfinished log), parallel/ (4, worse), skip-none/ (1), ablation.json
+  // The logged configuration of a run of the short preset with one flag changed; seed and log folder differ per run.
+  const config = (change: Record<string, unknown>) => (seed: number) =>
+    ({ preset: 'short', corpus: 'builtin-gpt2', canon: 'none', parallel: false, skip: '4-7', lambdaInit: 1.1, seed, logDir: `out/${seed}`, ...change });
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'stats-compare-'));
+    ablation = join(root, 'ablation');
+    F.writeRuns(join(ablation, 'baseline'), 'run', F.RECORD_SOURCE, F.BASELINE_LOSSES, F.BASELINE_TIMES_MS, config({}));
+    F.writeRuns(join(ablation, 'canon-a'), 'run', F.RECORD_SOURCE, F.RECORD_LOSSES, F.RECORD_TIMES_MS, config({ canon: 'A' }));
+    writeFileSync(join(ablation, 'canon-a', 'interrupted.txt'),
+      F.makeLog({ source: F.RECORD_SOURCE, finalLoss: 3.27, trainTimeMs: 90000, stopAtStep: 130, config: config({ canon: 'A' })(9) }));
+    F.writeRuns(join(ablation, 'parallel'), 'run', F.RECORD_SOURCE, F.WORSE_LOSSES, F.WORSE_TIMES_MS, config({ parallel: true }));
+    F.writeRuns(join(ablation, 'skip-none'), 'run', F.RECORD_SOURCE, [3.279], [135000], config({ skip: 'none' }));
+    writeFileSync(join(ablation, 'ablation.json'), '{}\n'); // a file among the folders: the glob passes over it
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  async function compare(...argv: string[]): Promise<CompareReport> {
+    const r = await run(...argv, '--json');
+    assert.equal(r.stderr, '');
+    assert.equal(r.code, 0);
+    return JSON.parse(r.stdout) as CompareReport;
+  }
+
+  test('every variant against the baseline: Welch tests as scipy, Holm across the variants, verdicts, runs needed', async () => {
+    const rep = await compare('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, '*'));
+    assert.equal(rep.kind, 'compare');
+    assert.deepEqual(rep.variants.map((v) => v.name), ['canon-a', 'parallel', 'skip-none']);
+    assert.deepEqual(rep.variants.map((v) => v.loss?.n), [8, 4, 1]);
+    assert.equal(rep.baseline.loss.n, 6);
+    assertClose(rep.baseline.loss.sd, SCIPY.baseline.sd, 'baseline sd', 1e-10);
+    assert.ok(rep.notes.some((n) => /ablation\/baseline\/ holds baseline runs: not compared with itself/.test(n)), rep.notes.join('\n'));
+    assert.ok(rep.notes.some((n) => /variant skip-none: not tested/.test(n)));
+    assert.deepEqual(rep.skipped.map((s) => [s.variant, s.file.split('/').pop(), s.reason.split(':')[0]]), [['canon-a', 'interrupted.txt', 'unfinished']]);
+    assert.deepEqual(rep.variants.map((v) => v.changes), [['canon "none" → "A"'], ['parallel false → true'], ['skip "4-7" → "none"']]);
+
+    const [canon, parallel, skipNone] = rep.variants;
+    assert.ok(canon.vsBaseline?.timeS && parallel.vsBaseline?.timeS);
+    const cl = canon.vsBaseline.loss;
+    for (const [got, want, what] of [[cl.t, SCIPY.welchLoss.t, 't'], [cl.df, SCIPY.welchLoss.df, 'df'], [cl.diff, SCIPY.welchLoss.diff, 'diff'],
+      [cl.ci95[0], SCIPY.welchLoss.ci[0], 'ci low'], [cl.ci95[1], SCIPY.welchLoss.ci[1], 'ci high']] as const) assertClose(got, want, `canon-a loss ${what}`, 1e-9);
+    assertClose(cl.p, SCIPY.welchLoss.pLess, 'canon-a p lower', 1e-8);
+    assertClose(cl.pTwoSided, SCIPY.welchLoss.pTwo, 'canon-a p two-sided', 1e-8);
+    assertClose(cl.pHigher, 1 - SCIPY.welchLoss.pLess, 'canon-a p higher', 1e-9);
+    const pl = parallel.vsBaseline.loss;
+    assertClose(pl.t, WORSE_REF.loss.t, 'parallel t', 1e-9);
+    assertClose(pl.df, WORSE_REF.loss.df, 'parallel df', 1e-9);
+    assertClose(pl.p, WORSE_REF.loss.pLess, 'parallel p lower', 1e-9);
+    assertClose(pl.pHigher, WORSE_REF.loss.pGreater, 'parallel p higher', 1e-8);
+    assertClose(pl.pTwoSided, WORSE_REF.loss.pTwo, 'parallel p two-sided', 1e-8);
+    assertClose(pl.ci95[0], WORSE_REF.loss.ci[0], 'parallel ci low', 1e-9);
+    assertClose(pl.ci95[1], WORSE_REF.loss.ci[1], 'parallel ci high', 1e-9);
+    assertClose(parallel.vsBaseline.timeS.p, WORSE_REF.time.pLess, 'parallel time p lower', 1e-9);
+    assertClose(canon.vsBaseline.timeS.p, SCIPY.welchTime.pLess, 'canon-a time p lower', 1e-8);
+    assert.equal(skipNone.vsBaseline, null);
+
+    // Holm over m = 3 (the untested variant counts), by hand from the scipy p-values: lower losses are canon-a's
+    // 0.0487 (smallest: ·3), parallel's 0.99999 (·2, capped at 1); higher losses are parallel's 5.83e-6 (·3), canon-a's 0.951
+    // (·2, capped). Times: canon-a's 3.7e-11 (·3); parallel's 0.568 lower (·2 → 1) and 0.432 higher (smallest: ·3 → 1).
+    assertClose(cl.holmLower, 3 * SCIPY.welchLoss.pLess, 'canon-a Holm lower', 1e-8);
+    assert.equal(cl.holmHigher, 1);
+    assertClose(pl.holmHigher, 3 * WORSE_REF.loss.pGreater, 'parallel Holm higher', 1e-8);
+    assert.equal(pl.holmLower, 1);
+    assertClose(canon.vsBaseline.timeS.holmLower, 3 * SCIPY.welchTime.pLess, 'canon-a time Holm lower', 1e-8);
+    assertClose(cl.holmTwoSided, Math.max(2 * SCIPY.welchLoss.pTwo, 3 * WORSE_REF.loss.pTwo), 'canon-a Holm two-sided', 1e-8);
+    assert.deepEqual([parallel.vsBaseline.timeS.holmLower, parallel.vsBaseline.timeS.holmHigher], [1, 1]);
+    assert.deepEqual(rep.variants.map((v) => v.lossVerdict), ['inconclusive', 'worse', 'untested']);
+    assert.deepEqual(rep.variants.map((v) => v.timeVerdict), ['faster', 'inconclusive', 'untested']);
+    // Runs in each group for p < alpha / m, at the observed difference and spreads (scipy's).
+    assert.deepEqual(rep.variants.map((v) => v.runsNeeded.forP), [WELCH_RUNS_REF[0][1], WELCH_RUNS_REF[0][2], null]);
+    assert.match(rep.correction, /Holm's step-down correction over the m = 3 variants/);
+  });
+
+  test('the terminal table and the markdown block state the numbers, the correction and what each variant changes', async () => {
+    const terminal = await run('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, 'canon-a'), join(ablation, 'parallel'));
+    assert.equal(terminal.code, 0, terminal.stderr);
+    assert.match(terminal.stdout, /stats\.ts: 2 variants against the baseline, alpha 0\.01/);
+    assert.match(terminal.stdout, /Found 19 log files: 6 baseline runs, 12 runs of 2 variants, 1 skipped\./);
+    assert.match(terminal.stdout, /^ {2}canon-a +8 +3\.27831 +\[3\.27767, 3\.27895\] +-0\.00077 +\[-0\.00171, 0\.00017\] +0\.09749 +0\.04875 +0\.09749 +0\.9513 +inconclusive +16 \(have 6\)$/m);
+    // With m = 2, by hand: canon-a's p lower 0.0487 · 2 = 0.09749; higher 0.9513 · 1 after parallel's; 16 runs each for p < 0.005 (scipy).
+    assert.match(terminal.stdout, /^ {2}parallel +4 .* worse +3 \(reached\)$/m);
+    assert.match(terminal.stdout, /^ {2}canon-a +8 +130\.519 .* -4\.468 +-3\.31 % .* faster$/m);
+    assert.match(terminal.stdout, /Holm's step-down correction over the m = 2 variants/);
+    assert.match(terminal.stdout, /^ {2}canon-a: canon "none" → "A"$/m);
+    const markdown = await run('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, '*'), '--markdown');
+    assert.equal(markdown.code, 0);
+    assert.match(markdown.stdout, /^## Ablation: 3 variants against the baseline\n/);
+    assert.match(markdown.stdout, /^\| baseline \| 6 \| 3\.27908 \| \[3\.27824, 3\.27992\] \|/m);
+    assert.match(markdown.stdout, /^\| parallel \| 4 \| 3\.28520 \| \[3\.28392, 3\.28648\] \| \+0\.00612 \| \[0\.00487, 0\.00736\] \| 1\.166e-5 \| 1\.000 \| 1\.000 \| 1\.749e-5 \| worse \| 3 \(reached\) \|$/m);
+    assert.match(markdown.stdout, /^\| skip-none \| 1 \| 3\.27900 \| n\/a \| n\/a .* untested \| — \|$/m);
+    assert.match(markdown.stdout, /\*\*Multiple comparisons\.\*\* Holm's step-down correction over the m = 3 variants/);
+    assert.match(markdown.stdout, /^- parallel: parallel false → true$/m);
+    assert.match(markdown.stdout, /^\| canon-a \| .*interrupted\.txt \| unfinished: last validation at step 100 of 200 \|$/m);
+  });
+
+  test('a folder mixing configurations is refused, naming them; --allow-mixed pools them and says so', async () => {
+    const dir = join(root, 'mixed');
+    F.writeRuns(join(dir, 'baseline'), 'run', F.RECORD_SOURCE, F.BASELINE_LOSSES, F.BASELINE_TIMES_MS, config({}));
+    F.writeRuns(join(dir, 'lambda'), 'a', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS, config({ lambdaInit: 1 }));
+    F.writeRuns(join(dir, 'lambda'), 'b', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(3, 5), F.RECORD_TIMES_MS, config({ lambdaInit: 1, numIterations: 300 }));
+    const refused = await run('--baseline', join(dir, 'baseline'), '--compare', join(dir, 'lambda'));
+    assert.equal(refused.code, 2);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /^stats\.ts: error: variant lambda \(.*mixed\/lambda\/\) mixes runs of different configurations: 3 of [0-9a-f]{8}\/[0-9a-f]{8}, 2 of [0-9a-f]{8}\/[0-9a-f]{8} \(numIterations \(absent\) → 300\); one folder must hold the runs of one variant: .*--allow-mixed/);
+    const pooled = await compare('--baseline', join(dir, 'baseline'), '--compare', join(dir, 'lambda'), '--allow-mixed');
+    assert.equal(pooled.variants[0].loss?.n, 5);
+    assert.ok(pooled.notes.some((n) => /variant lambda .* pooled because of --allow-mixed/.test(n)));
+    // The baseline folder too.
+    F.writeRuns(join(dir, 'baseline'), 'other', F.RECORD_SOURCE, F.BASELINE_LOSSES.slice(0, 2), F.BASELINE_TIMES_MS, config({ seqLen: 1024 }));
+    const baseline = await run('--baseline', join(dir, 'baseline'), '--compare', join(dir, 'lambda'), '--allow-mixed');
+    assert.equal(baseline.code, 0);
+    assert.match((await run('--baseline', join(dir, 'baseline'), '--compare', join(ablation, 'canon-a'))).stderr, /error: the baseline \(.*\) mixes runs of different configurations/);
+  });
+
+  test('a variant timed on other hardware is not compared in time unless --allow-hardware-mismatch; other source code is said', async () => {
+    const dir = join(root, 'elsewhere');
+    mkdirSync(join(dir, 'cpu'), { recursive: true });
+    F.RECORD_LOSSES.slice(0, 3).forEach((finalLoss, i) => writeFileSync(join(dir, 'cpu', `run-${i}.txt`), F.makeLog({ source: F.RECORD_SOURCE, finalLoss,
+      trainTimeMs: F.RECORD_TIMES_MS[i], gpuListing: 'nvidia-smi: not available (no NVIDIA GPU listed)', config: config({ canon: 'AC' })(i) })));
+    F.writeRuns(join(dir, 'edited'), 'run', F.RECORD_VARIANT_SOURCE, F.RECORD_LOSSES.slice(0, 3), F.RECORD_TIMES_MS, config({}));
+    const args = ['--baseline', join(ablation, 'baseline'), '--compare', join(dir, 'cpu'), join(dir, 'edited')];
+    const rep = await compare(...args);
+    const [cpu, edited] = rep.variants;
+    assert.ok(cpu.vsBaseline && cpu.vsBaseline.timeS === null, 'loss compared, time not');
+    assert.equal(cpu.timeVerdict, 'untested');
+    assert.notEqual(cpu.lossVerdict, 'untested');
+    assert.ok(rep.notes.some((n) => /variant cpu ran on no GPU listed, the baseline on 2× NVIDIA H100 80GB HBM3: times not compared \(pass --allow-hardware-mismatch/.test(n)), rep.notes.join('\n'));
+    assert.ok(rep.notes.some((n) => /variant edited runs other source code than the baseline/.test(n)));
+    assert.ok(!rep.notes.some((n) => /variant edited logs the baseline's configuration/.test(n)), 'its configuration is the baseline\'s but its code is not');
+    assert.ok(rep.differences.some((d) => /^edited: baseline .* source differs/.test(d)) && rep.differences.includes('    + const lr = 0.06;'), rep.differences.join('\n'));
+    assert.deepEqual(edited.changes, []);
+    const allowed = await compare(...args, '--allow-hardware-mismatch');
+    assert.ok(allowed.variants[0].vsBaseline?.timeS);
+    assert.ok(allowed.notes.some((n) => /times compared because of --allow-hardware-mismatch/.test(n)));
+    // A variant with the baseline's code and configuration compares the baseline with itself: said too.
+    F.writeRuns(join(dir, 'same'), 'run', F.RECORD_SOURCE, F.RECORD_LOSSES.slice(0, 2), F.RECORD_TIMES_MS, config({}));
+    assert.ok((await compare('--baseline', join(ablation, 'baseline'), '--compare', join(dir, 'same'))).notes
+      .some((n) => /variant same logs the baseline's configuration: it compares the baseline with itself/.test(n)));
+  });
+
+  test('--compare errors name the flag, folder or value, and exit with 2', async () => {
+    mkdirSync(join(root, 'other', 'baseline'), { recursive: true });
+    const base = join(ablation, 'baseline');
+    const cases: [string[], RegExp][] = [
+      [['--compare', join(ablation, 'canon-a')], /--compare needs --baseline RUNS/],
+      [[join(ablation, 'parallel'), '--baseline', base, '--compare', join(ablation, 'canon-a')], /with --compare, every variant folder goes after --compare \(got .*parallel before it\)/],
+      [['--baseline', base, '--compare', join(ablation, 'canon-a'), '--target', '3.3'], /--target does not apply with --compare/],
+      [['--baseline', base, '--compare', join(ablation, 'ablation.json')], /--compare takes one folder per variant: .*ablation\.json is not a folder/],
+      [['--baseline', base, '--compare', join(ablation, '*.json')], /--compare: no folders match ".*\*\.json"/],
+      [['--baseline', base, '--compare', join(root, 'other', 'baseline')], /other\/baseline: a variant folder may not be named baseline/],
+      [['--baseline', base, '--compare', base], /--compare: no variant folder besides the baseline/],
+      [['--baseline', join(ablation, 'skip-none', 'nothing.txt'), '--compare', join(ablation, 'canon-a')], /no such file or folder: .*nothing\.txt/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await run(...argv);
+      assert.equal(r.code, 2, `exit status for ${argv.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^stats\.ts: error: /);
+      assert.match(r.stderr, message);
+    }
+  });
+
+  test('--plot draws each variant\'s mean and CI coloured by its verdict, its single runs, and the baseline across every row', async () => {
+    const file = join(root, 'ablation.svg');
+    const r = await run('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, '*'), '--plot', file, '--plot-size', '800x500');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Plot written to .*ablation\.svg/);
+    const svg = readFileSync(file, 'utf8');
+    assert.match(svg, /^<svg [^>]*width="800" height="500"/);
+    assert.equal(new Resvg(svg).width, 800);
+    // One interval per group with at least 2 runs, in its verdict's colour.
+    const interval = (label: string, verdict: string, colour: string): RegExp =>
+      new RegExp(`aria-label="final val loss: [\\d.]+; label: ${label}; x2: [\\d.]+; verdict: ${verdict}" role="graphics-symbol" aria-roledescription="rule mark"[^>]*stroke="${colour}"`);
+    assert.match(svg, interval('baseline \\(n = 6\\)', 'baseline', '#1f77b4'));
+    assert.match(svg, interval('canon-a \\(n = 8\\)', 'inconclusive', '#7f7f7f'));
+    assert.match(svg, interval('parallel \\(n = 4\\)', 'worse', '#d62728'));
+    assert.equal((svg.match(/aria-roledescription="rule mark"[^>]*stroke-width="2\.5"/g) ?? []).length, 3, 'no interval for one run');
+    assert.match(svg, /label: skip-none \(n = 1\); verdict: untested/);
+    assert.equal((svg.match(/class="mark-rect role-mark/g) ?? []).length, 1, "the baseline's band");
+    assert.match(svg, /stroke-dasharray="6,4"/);
+    // Every single run: 6 + 8 + 4 + 1 small circles.
+    const singles = svg.match(/aria-label="final val loss: [\d.]+; label: [^"]+" role="graphics-symbol" aria-roledescription="point"[^>]*stroke="#555555"/g) ?? [];
+    assert.equal(singles.length, 19);
+    assert.equal(singles.filter((p) => p.includes('label: canon-a (n = 8)')).length, 8);
   });
 });

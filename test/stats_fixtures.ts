@@ -18,6 +18,9 @@ export const BASELINE_LOSSES = [3.279, 3.2801, 3.2785, 3.2797, 3.2779, 3.2793];
 export const BASELINE_TIMES_MS = [135012, 134580, 135490, 134873, 135260, 134702];
 export const VARIANT_LOSSES = [3.2769, 3.2774];
 export const VARIANT_TIMES_MS = [129950, 130120];
+// An ablation's variant that loses against the baseline above (--compare), at its speed.
+export const WORSE_LOSSES = [3.285, 3.2861, 3.2842, 3.2855];
+export const WORSE_TIMES_MS = [135000, 135100, 134900, 135050];
 
 export interface FixtureRun {
   source: string;

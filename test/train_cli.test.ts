@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, DEFAULTS, PRESETS, RunLog, helpText, parseFlags, resolveConfig, type Config } from '../train_gpt.ts';
+import { ConfigError, DEFAULTS, PRESETS, RunLog, defaultGpus, helpText, parseFlags, resolveConfig, type Config } from '../train_gpt.ts';
 import { SEPARATOR, parseStepLine } from '../log_format.ts';
 import { parseLog as statsParseLog } from '../stats.ts';
 import { randomInt } from './seed.ts';
@@ -211,6 +211,35 @@ function assertOneLineError(r: Result, code: number, pattern: RegExp): void {
   assert.match(lines[0], pattern);
   assert.doesNotMatch(r.stdout + r.stderr, /^\s+at .+[:(]/m, 'no stack trace');
 }
+
+test('--preset short: the record\'s model and schedules at one to two epochs of the built-in GPT-2 corpus, one GPU; it resolves and describes itself on wasm', async () => {
+  const { cfg } = resolveConfig('short', parseFlags(['--backend', 'wasm']).overrides);
+  assert.equal(cfg.preset, 'short');
+  assert.equal(cfg.corpus, 'builtin-gpt2');
+  // The record's structure: any difference would make each variant flag mean something else than in the record.
+  for (const k of ['numLayers', 'modelDim', 'numHeads', 'headDim', 'kvHeads', 'noAttnLayers', 'noMlpLayers', 'skip', 'valueEmbeds', 'backoutLayer',
+    'windowPattern', 'windowSchedule', 'windowBlock', 'seqLen', 'vocabSize', 'mlp', 'block', 'canon', 'attnScore', 'muonLr', 'adamLr', 'cooldownFrac', 'extensionFrac'] as const) {
+    assert.deepEqual(cfg[k], DEFAULTS[k], `--preset short keeps the record's ${k}`);
+  }
+  // 2,258,977 train tokens in the built-in GPT-2 corpus: one to two epochs.
+  const epochs = (cfg.numIterations * cfg.batchTokens) / 2_258_977;
+  assert.ok(epochs >= 1 && epochs <= 2, `${epochs.toFixed(2)} epochs`);
+  assert.equal(cfg.batchTokens, cfg.deviceBatch * cfg.seqLen, 'one micro-step on one GPU');
+  // Step-counted schedules scale with the steps (the record: 300 and 50 of 2225).
+  assert.equal(cfg.muonWarmupSteps, Math.round((300 * cfg.numIterations) / 2225));
+  assert.equal(cfg.muonCooldownSteps, Math.round((50 * cfg.numIterations) / 2225));
+  assert.equal(defaultGpus({ preset: 'short', backend: 'cuda' }, { ...DEFAULTS, preset: 'short', backend: 'cuda' }), 1, 'one GPU, however many are visible');
+  assert.deepEqual(resolveConfig('short', parseFlags(['--num-iterations', '300']).overrides).cfg.numIterations, 300, 'flags win over the preset');
+
+  const r = await trainGpt(['--preset', 'short', '--backend', 'wasm', '--describe', '--json']);
+  assert.equal(r.code, 0, show(r));
+  const d = JSON.parse(r.stdout) as { config: Config; steps: { step: number; muonMomentum: number }[]; finalValidation: { step: number } };
+  assert.deepEqual(d.config, { ...cfg, describe: true, json: true });
+  assert.equal(d.finalValidation.step, cfg.numIterations);
+  assert.deepEqual([d.steps[0].step, d.steps.at(-1)!.step], [0, cfg.numIterations - 1]);
+  assert.ok(d.steps.some((s) => s.step === cfg.muonWarmupSteps && s.muonMomentum === 0.95), 'the momentum warm-up ends at its scaled step');
+  assert.match(helpText(), /--preset auto\|speedrun\|short\|tiny \(default: auto\)/);
+});
 
 /** A tiny model on the built-in bytes corpus: a few seconds a run. */
 const small = (dir: string, iterations = 12) => ['--preset', 'tiny', '--backend', 'wasm', '--num-iterations', String(iterations), '--val-every', '6',
