@@ -74,7 +74,7 @@ const FLAGS = {
   recipe: { group: 'run', choices: ['2025-11', '2025-08'], default: '2025-11',
     help: 'training recipe, the defaults of its optimiser and schedule flags (explicit flags win): 2025-11 is the record of 2025-11-22 (../shared/reference/record-2025-11.md); ' +
       '2025-08 is the port\'s earlier one: --optimizer muon --orthogonalizer ns5 --muon-lr 0.05 --weight-decay 0 --gate-optimizer adam --adam-beta1 0.8 --adam-eps 1e-10 ' +
-      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn' },
+      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn --data-layout rows --smear-across-docs off' },
   // Not tfjs's pure-JavaScript cpu backend: it cannot finish one step of the tiny model in 5 minutes (allocation
   // and GC in its matmul and segment sum); wasm runs the same model on the same CPU in about a second a step.
   backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm'], default: 'auto',
@@ -88,6 +88,10 @@ const FLAGS = {
   valFiles: { group: 'data', type: 'text', arg: 'GLOB', default: 'fineweb_val_*.bin', help: 'validation shards inside --data-dir' },
   valTokens: { group: 'data', type: 'int', min: 1, default: 10_485_760, tiny: 16384,
     help: 'validation tokens, clamped to the val shard (the rules fix the first 10M tokens of the val shard)' },
+  // The record validates 40 streams of 262,144 tokens (record-2025-11.md §8.4). The tiny value keeps the composite
+  // attention's [T, T] scores of a validation stream small on the CPU (on wasm, 8 streams of 2048 took 10 s, 16 of 1024 1 s).
+  valStreamLen: { group: 'data', type: 'int', min: 1, default: 262_144, tiny: 1024,
+    help: '--data-layout packed: tokens per validation stream (consecutive, not BOS-aligned; documents not cut); a shorter val shard gives the longest stream that fits' },
   vocabSize: { group: 'data', type: 'int', min: 1, default: 50304, tiny: 320,
     help: 'embedding rows: the vocabulary, padded (50257 GPT-2 tokens to a multiple of 128, for fast matmuls)' },
   bosToken: { group: 'data', type: 'int', min: 0, default: GPT2_BOS, tiny: 256, help: 'document-start token' },
@@ -115,6 +119,8 @@ const FLAGS = {
   attnScore: { group: 'attention', choices: ['softmax', 'softpick', 'softmax1'], default: 'softmax', help: 'attention normaliser' },
   valueEmbeds: { group: 'model', type: 'int', min: 0, default: 3, tiny: 1, help: 'value-embedding tables (0: off)' },
   smear: { group: 'model', type: 'bool', default: true, help: 'token smear: mix the previous token into each embedding through a learned gate' },
+  smearAcrossDocs: { group: 'model', type: 'bool', default: true,
+    help: 'the smear also runs across a document start (a BOS receives the last token of the document before it), as the 2025-11 record\'s along its packed stream; off: never' },
   attnGate: { group: 'attention', type: 'bool', default: true, help: 'sparse attention output gate per head' },
   backout: { group: 'model', type: 'bool', default: true, help: 'subtract a learned multiple of layer --backout-layer output before the head' },
   backoutLayer: { group: 'model', type: 'int', min: 0, default: 8, tiny: 2, help: 'layer whose output is backed out' },
@@ -127,12 +133,21 @@ const FLAGS = {
   attnScale: { group: 'attention', type: 'float', above: 0, default: 0.1, help: 'softmax scale (prenorm attention)' },
   tieEmbed: { group: 'model', type: 'bool', default: false, help: 'tie the head to the embedding' },
   // batch and schedule
-  seqLen: { group: 'schedule', type: 'int', min: 1, default: 2048, tiny: 128, help: 'sequence length (documents longer are cut)' },
+  // packed is the 2025-11 record's layout (record-2025-11.md §8.2); rows the port's earlier one (--recipe 2025-08).
+  dataLayout: { group: 'schedule', choices: ['packed', 'rows'], default: 'packed',
+    help: 'training batches: packed streams one per micro-step (batch 1) of whole documents from their BOS, each cut at --seq-len, targets at a cut the next document\'s BOS; ' +
+      'rows: --device-batch rows of --seq-len tokens from a document start. Validation: packed, streams of --val-stream-len tokens; rows, rows of --seq-len' },
+  seqLen: { group: 'schedule', type: 'int', min: 1, default: 2048, tiny: 128,
+    help: 'the longest training context: packed, each document\'s first N tokens (the rest is never used); rows, the row length (a document longer is cut)' },
+  // One stream holds the tokens of 16 rows of 2048: the record's per-GPU micro-batch. The tiny value is a quarter of
+  // its batch: the composite attention's [T, T] scores grow with the square of the stream.
+  streamLen: { group: 'schedule', type: 'int', min: 1, default: 32_768, tiny: 512,
+    help: '--data-layout packed: input tokens per training stream (one rank\'s micro-batch); --batch-tokens / this streams a step, in the same order on any number of GPUs' },
   batchTokens: { group: 'schedule', type: 'int', min: 1, default: 262_144, tiny: 2048, help: 'global tokens per optimiser step, on any number of GPUs' },
   // 16 as the PyTorch speedrun (its 8-GPU step is one micro-step per GPU): 58 GiB on an 80 GB H100 with the cuda
   // backend's fused kernels and bf16 matmul inputs (the tape's other activations stay fp32).
   deviceBatch: { group: 'schedule', type: 'int', min: 1, default: 16,
-    help: 'sequences per GPU per micro-step, the rest is gradient accumulation (at most: lowered until it divides each GPU\'s share of the batch); 8 (32 GiB) on a smaller card' },
+    help: '--data-layout rows: sequences per GPU per micro-step, the rest is gradient accumulation (at most: lowered until it divides each GPU\'s share of the batch); 8 (32 GiB) on a smaller card' },
   numIterations: { group: 'schedule', type: 'int', min: 1, default: 2225, tiny: 100, help: 'optimiser steps: the scheduled steps, then the extension' },
   extensionFrac: { group: 'schedule', type: 'float', min: 0, below: 1, default: 40 / 2225,
     help: 'share of --num-iterations in the extension after the scheduled steps (the record: 40 of 2225): lr at its floor, the --extension-window' },
@@ -209,7 +224,7 @@ export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
   '2025-11': {},
   '2025-08': {
     optimizer: 'muon', orthogonalizer: 'ns5', muonLr: 0.05, weightDecay: 0, gateOptimizer: 'adam', adamBeta1: 0.8, adamEps: 1e-10, adamEvery: 1,
-    cooldownFrac: 0.45, extensionFrac: 0, windowSchedule: [3, 7, 11, 13], muonCooldownSteps: 0, valYarn: true,
+    cooldownFrac: 0.45, extensionFrac: 0, windowSchedule: [3, 7, 11, 13], muonCooldownSteps: 0, valYarn: true, dataLayout: 'rows', smearAcrossDocs: false,
   },
 };
 
@@ -399,6 +414,7 @@ export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrid
   if (cfg.smear && cfg.modelDim < 12) fail('--smear needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
+  if (cfg.dataLayout === 'packed' && 'deviceBatch' in overrides) notes.push(`--device-batch ${cfg.deviceBatch} applies to --data-layout rows: a packed micro-step is one stream of --stream-len ${cfg.streamLen} tokens`);
   return { cfg, notes };
 }
 
@@ -635,14 +651,23 @@ export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Ten
   return fused ? fused.reshape(outShape) : residual.add(tf.matMul(x2, w).reshape(outShape));
 }
 
-/** Per-forward tensors shared by the layers: document ids and the masks derived from them. */
+/**
+ * Per-forward tensors shared by the layers: document ids and the masks derived from them. With `keepMasks` the
+ * masks outlive the tidy scope that first builds them (trunk's per-layer scopes) until dispose().
+ */
 export class ForwardContext {
   readonly B: number;
   readonly T: number;
   private masks = new Map<number, { keep: tf.Tensor; bias: tf.Tensor }>();
   private shifts = new Map<number, tf.Tensor>();
-  constructor(readonly docIds: tf.Tensor2D) {
+  constructor(readonly docIds: tf.Tensor2D, private readonly keepMasks = false) {
     [this.B, this.T] = docIds.shape;
+  }
+  private cached<X extends tf.Tensor>(t: X): X { return this.keepMasks ? tf.keep(t) : t; }
+  /** Frees kept masks (with `keepMasks`; otherwise the enclosing tidy does). */
+  dispose(): void {
+    if (!this.keepMasks) return;
+    tf.dispose([...[...this.masks.values()].flatMap((m) => [m.keep, m.bias]), ...this.shifts.values()]);
   }
   /** [B,1,T,T] 0/1 mask (same document, causal, within `window` tokens) and its additive −1e9 bias. */
   mask(window: number): { keep: tf.Tensor; bias: tf.Tensor } {
@@ -650,7 +675,7 @@ export class ForwardContext {
     if (!m) {
       const same = tf.equal(this.docIds.expandDims(2), this.docIds.expandDims(1)).cast('float32');
       const keep = same.mul(bandMatrix(this.T, window)).expandDims(1);
-      m = { keep, bias: keep.sub(1).mul(1e9) };
+      m = { keep: this.cached(keep), bias: this.cached(keep.sub(1).mul(1e9)) };
       this.masks.set(window, m);
     }
     return m;
@@ -660,7 +685,7 @@ export class ForwardContext {
     let m = this.shifts.get(s);
     if (!m) {
       const prev = tf.pad(this.docIds, [[0, 0], [s, 0]], -1).slice([0, 0], [this.B, this.T]);
-      m = tf.equal(this.docIds, prev).cast('float32').expandDims(2);
+      m = this.cached(tf.equal(this.docIds, prev).cast('float32').expandDims(2));
       this.shifts.set(s, m);
     }
     return m;
@@ -681,10 +706,11 @@ function bandMatrix(T: number, window: number): tf.Tensor2D {
   return band;
 }
 
-/** x shifted right by s along time (zeros enter), with tokens from another document zeroed. */
-function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext): tf.Tensor {
+/** x shifted right by s along time (zeros enter), with tokens from another document zeroed unless `acrossDocs`. */
+function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext, acrossDocs = false): tf.Tensor {
   const [B, T, C] = x.shape;
-  return tf.pad(x, [[0, 0], [s, 0], [0, 0]]).slice([0, 0, 0], [B, T, C]).mul(ctx.sameDocShift(s));
+  const shifted = tf.pad(x, [[0, 0], [s, 0], [0, 0]]).slice([0, 0, 0], [B, T, C]);
+  return acrossDocs ? shifted : shifted.mul(ctx.sameDocShift(s));
 }
 
 /** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. One pass each
@@ -698,11 +724,16 @@ export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tenso
   return y;
 }
 
-/** Token smear (modded-nanogpt): x[t] += λ·σ(gate(x[t][:12]))·x[t−1], never across a document start. */
-function smear(x: tf.Tensor, gateW: tf.Tensor, lambda: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+/**
+ * Token smear (modded-nanogpt): x[t] += λ·σ(gate(x[t][:12]))·x[t−1], never across a row or stream start. The
+ * 2025-11 record applies it along its packed stream with no document mask (record-2025-11.md §3 step 2), so a
+ * BOS receives the last token of the document before it; `acrossDocs` (--smear-across-docs) does the same, to
+ * compute the record's maths. Off, as in the port's earlier recipe, a document start receives nothing.
+ */
+function smear(x: tf.Tensor, gateW: tf.Tensor, lambda: tf.Tensor, ctx: ForwardContext, acrossDocs: boolean): tf.Tensor {
   const [B, T] = x.shape;
   const gate = tf.sigmoid(linear(x.slice([0, 0, 0], [B, T, 12]), gateW)).mul(lambda);
-  return x.add(shiftTime(x, 1, ctx).mul(gate));
+  return x.add(shiftTime(x, 1, ctx, acrossDocs).mul(gate));
 }
 
 // --- Rotary position embedding with YaRN -------------------------------------------
@@ -975,19 +1006,23 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
   return betaFF ? xa.add(mlpSublayer(m, i, xn, ctx).mul(betaFF)) : xa;
 }
 
-/** Token ids [B,T] → final normed hidden states [B,T,d]. */
-export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule): tf.Tensor {
-  const { cfg, plan } = m, ctx = new ForwardContext(docIds);
+/**
+ * Token ids [B,T] → final normed hidden states [B,T,d]. `freeAsYouGo` (no gradient taken) runs each layer in its
+ * own tidy scope, so that only the layers' outputs stay alive: a 262,144-token validation stream's intermediates
+ * of all layers at once would not fit on a GPU.
+ */
+export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule, freeAsYouGo = false): tf.Tensor {
+  const { cfg, plan } = m, ctx = new ForwardContext(docIds, freeAsYouGo);
   const { B, T } = ctx, d = cfg.modelDim, p = (n: string) => m.params.get(n)!;
   const ids = inputs.reshape([-1]);
   let x = tf.gather(p('embed'), ids).reshape([B, T, d]);
-  if (cfg.smear) x = smear(x, p('smear_gate'), p('smear_lambda'), ctx);
+  if (cfg.smear) x = smear(x, p('smear_gate'), p('smear_lambda'), ctx, cfg.smearAcrossDocs);
   x = rmsNorm(x);
   const x0 = x;
   const ves = Array.from({ length: cfg.valueEmbeds }, (_, k) => tf.gather(p(`value_embed.${k}`), ids).reshape([B, T, cfg.kvHeads, cfg.headDim]));
   const outputs = new Map<number, tf.Tensor>();
   let backout: tf.Tensor | null = null;
-  for (let i = 0; i < cfg.numLayers; i++) {
+  const layer = (i: number, x: tf.Tensor): tf.Tensor => {
     m.skips.forEach(([from, to], j) => {
       if (to !== i) return;
       // Refined skip: a sigmoid gate (init σ(−1.5) ≈ 0.18); the full U-net uses plain learned weights.
@@ -1002,11 +1037,17 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
       }
       x = block(m, i, x, ves, ctx, sched);
     }
+    return x;
+  };
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const input = x;
+    x = freeAsYouGo ? tf.tidy(() => layer(i, input)) : layer(i, input);
     if (m.skips.some(([from]) => from === i)) outputs.set(i, x);
     if (cfg.backout && i === cfg.backoutLayer) backout = x;
   }
   // Backout: remove a learned share of an early layer's output that the head should not see.
   if (backout) x = scaledAdd(x, backout, tf.scalar(1), p('backout_lambda').reshape([]).neg());
+  ctx.dispose();
   return rmsNorm(x);
 }
 
@@ -1310,11 +1351,18 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
 // -----------------------------------------------------------------------------
 // Data
 //
-// Shards hold uint16 GPT-2 tokens (data/shard.ts). Training sequences start at a document start (BOS);
-// a document longer than the sequence is cut, and every rank computes every rank's sequence starts the
-// same way, so ranks never overlap. Validation reads contiguous slices.
+// Shards hold uint16 GPT-2 tokens (data/shard.ts), read in order. Two layouts of a training step's tokens:
+// - packed (the 2025-11 record, record-2025-11.md §8.2): each micro-batch is one stream of whole documents, each
+//   from its BOS and cut at --seq-len, the stream's last document cut where the stream ends; the rest of a cut
+//   document is never used. A step's streams are built one after another from the same documents on any number
+//   of ranks: every rank builds every stream's boundaries and keeps its own.
+// - rows: B rows of T tokens, each from a document start (a document longer than T is cut); every rank computes
+//   every rank's row starts the same way, so ranks never overlap.
+// Attention stays inside one document either way (documentIds). Validation reads contiguous slices: packed,
+// streams of --val-stream-len tokens; rows, rows of --seq-len.
 
-/** Per-row document index (cumulative count of BOS tokens) for tokens [B*T]; attention stays inside one. */
+/** Per-row document index (cumulative count of BOS tokens) for tokens [B*T]; attention stays inside one. In a
+ * packed stream every segment starts at a BOS, so these are its segments; tokens before a row's first BOS are one. */
 export function documentIds(tokens: ArrayLike<number>, B: number, T: number, bos: number): Int32Array {
   const ids = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {
@@ -1328,24 +1376,29 @@ export function documentIds(tokens: ArrayLike<number>, B: number, T: number, bos
 }
 
 export interface HostBatch { inputs: Int32Array; targets: Int32Array; B: number; T: number }
+/** Where a loader continues: the shard, and the position from which its next document start is sought. */
 export interface LoaderState { file: number; pos: number }
+/** A rank's training micro-batches, one per next(); state() between steps is where a resumed run continues. */
+export interface BatchLoader { next(): Promise<HostBatch>; state(): LoaderState; readonly wrapped: boolean }
 
-/** BOS-aligned training batches for one rank, with the next shard read in the background. */
-export class TrainLoader {
-  private tokens: Uint16Array | null = null;
-  private bosPos = new Int32Array(0);
-  private file = -1;
-  private pos = 0;
+/** The training shards one after another, each with the positions of its document starts; the next one is read ahead. */
+abstract class ShardLoader implements BatchLoader {
+  protected tokens: Uint16Array = new Uint16Array(0);
+  protected bosPos = new Int32Array(0);
+  protected file = -1;
+  protected pos = 0;
   private prefetch: { file: number; data: Promise<Uint16Array> } | null = null;
   private pendingStart: LoaderState | null; // where the first call to next() begins
   wrapped = false; // set once the loader has gone past the last shard back to the first
 
-  constructor(readonly files: string[], readonly T: number, readonly B: number, readonly worldSize: number,
-    readonly rank: number, readonly bos: number, start: LoaderState = { file: 0, pos: 0 }, readonly vocabSize = 0x10000) {
+  constructor(readonly files: string[], readonly worldSize: number, readonly rank: number, readonly bos: number,
+    start: LoaderState, readonly vocabSize: number) {
     if (!files.length) throw new Error('no training shards given');
     if (rank < 0 || rank >= worldSize) throw new Error(`rank ${rank} is outside world size ${worldSize}`);
     this.pendingStart = start;
   }
+
+  abstract next(): Promise<HostBatch>;
 
   private async open(file: number): Promise<void> {
     const name = this.files[file];
@@ -1362,23 +1415,51 @@ export class TrainLoader {
     this.prefetch?.data.catch(() => { /* reported when the shard is opened */ });
   }
 
+  /** Opens the shard of the start position on the first call. */
+  protected async begin(): Promise<void> {
+    if (!this.pendingStart) return;
+    await this.open(this.pendingStart.file);
+    this.pos = this.pendingStart.pos;
+    this.pendingStart = null;
+  }
+
+  /** Opens the next shard (after the last, the first: `wrapped`). */
+  protected async nextShard(): Promise<void> {
+    const nextFile = (this.file + 1) % this.files.length;
+    if (nextFile === 0) this.wrapped = true;
+    await this.open(nextFile);
+  }
+
   // Before the first next(), the position it will start from: a checkpoint taken then must resume there.
   state(): LoaderState { return this.pendingStart ? { ...this.pendingStart } : { file: this.file, pos: this.pos }; }
+
+  /** Index into bosPos of the first document start at or after `from` (bosPos.length if none). */
+  protected nextDoc(from: number): number {
+    let lo = 0, hi = this.bosPos.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (this.bosPos[mid] < from) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+}
+
+/** BOS-aligned training rows for one rank (--data-layout rows): B rows of T tokens a micro-step. */
+export class TrainLoader extends ShardLoader {
+  constructor(files: string[], readonly T: number, readonly B: number, worldSize: number, rank: number, bos: number,
+    start: LoaderState = { file: 0, pos: 0 }, vocabSize = 0x10000) {
+    super(files, worldSize, rank, bos, start, vocabSize);
+  }
 
   /** The next B sequences of this rank, T+1 tokens each, as inputs and shifted targets. */
   async next(): Promise<HostBatch> {
     const { T, B, worldSize, rank } = this;
-    if (this.pendingStart) { await this.open(this.pendingStart.file); this.pos = this.pendingStart.pos; this.pendingStart = null; }
+    await this.begin();
     const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
     let emptyShards = 0; // shards opened in a row without a sequence; a small shard may be read several times a step
     for (let n = 0; n < worldSize * B;) {
-      const tokens = this.tokens!;
-      const start = this.nextBos(this.pos);
+      const tokens = this.tokens;
+      const d = this.nextDoc(this.pos), start = d < this.bosPos.length ? this.bosPos[d] : -1;
       if (start < 0 || start + T + 1 > tokens.length) {
         if (++emptyShards > this.files.length) throw new Error(`no shard holds a document start followed by ${T + 1} tokens`);
-        const nextFile = (this.file + 1) % this.files.length;
-        if (nextFile === 0) this.wrapped = true;
-        await this.open(nextFile);
+        await this.nextShard();
         continue;
       }
       const row = n - rank * B;
@@ -1391,26 +1472,116 @@ export class TrainLoader {
     }
     return { inputs, targets, B, T };
   }
+}
 
-  private nextBos(from: number): number {
-    let lo = 0, hi = this.bosPos.length;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (this.bosPos[mid] < from) lo = mid + 1; else hi = mid; }
-    return lo < this.bosPos.length ? this.bosPos[lo] : -1;
+/**
+ * Packed training streams for one rank (--data-layout packed, record-2025-11.md §8.2–8.3). A step is `streams`
+ * streams of L input tokens, built one after another; each holds exactly L + 1 tokens: segments [b, e) from the
+ * next unused document's BOS b with e = min(the next BOS (or the shard's end), b + cut, b + L + 1 − tokens so far).
+ * Inputs are its first L tokens, targets its last L: at a cut the target is the next document's BOS. The next
+ * stream starts at the next document. Stream k of a step goes to rank k mod W at micro-step ⌊k / W⌋, so the step's
+ * streams are the same on any number of ranks W. When the shard runs out of documents before the step is complete,
+ * the step is discarded and built again from the start of the next shard: as the record does with its 8 streams
+ * of a step on 8 GPUs, whatever W.
+ */
+export class PackedLoader extends ShardLoader {
+  private queue: HostBatch[] = []; // this rank's streams of the current step, in micro-step order
+
+  constructor(files: string[], readonly L: number, readonly cut: number, readonly streams: number, worldSize: number, rank: number,
+    bos: number, start: LoaderState = { file: 0, pos: 0 }, vocabSize = 0x10000) {
+    super(files, worldSize, rank, bos, start, vocabSize);
+    if (streams % worldSize) throw new Error(`${streams} streams a step do not split over ${worldSize} ranks`);
+  }
+
+  async next(): Promise<HostBatch> {
+    if (!this.queue.length) await this.buildStep();
+    return this.queue.shift()!;
+  }
+
+  // A step is built whole: a checkpoint between its micro-steps could not say where to continue.
+  override state(): LoaderState {
+    if (this.queue.length) throw new Error('the loader is inside a step: its state is only defined between steps');
+    return super.state();
+  }
+
+  private async buildStep(): Promise<void> {
+    await this.begin();
+    for (let emptyShards = 0; ; emptyShards++) {
+      const segments = this.packStep();
+      if (segments) {
+        for (let k = this.rank; k < this.streams; k += this.worldSize) this.queue.push(this.gather(segments[k]));
+        return;
+      }
+      if (emptyShards >= this.files.length) {
+        throw new Error(`no shard holds the ${this.streams} stream(s) of ${this.L + 1} tokens of one step (documents cut at ${this.cut})`);
+      }
+      await this.nextShard();
+    }
+  }
+
+  /** The segments [start, end) of every stream of the next step in this shard, or null if the shard runs out. */
+  private packStep(): [number, number][][] | null {
+    const { bosPos, L, cut } = this, n = bosPos.length;
+    let d = this.nextDoc(this.pos);
+    const step: [number, number][][] = [];
+    for (let k = 0; k < this.streams; k++) {
+      const segments: [number, number][] = [];
+      for (let have = 0; have < L + 1; d++) {
+        if (d >= n) return null;
+        const b = bosPos[d], e = Math.min(d + 1 < n ? bosPos[d + 1] : this.tokens.length, b + cut, b + L + 1 - have);
+        segments.push([b, e]);
+        have += e - b;
+      }
+      step.push(segments);
+    }
+    this.pos = d < n ? bosPos[d] : this.tokens.length;
+    return step;
+  }
+
+  /** One stream's L + 1 tokens from its segments, as inputs (the first L) and targets (the last L). */
+  private gather(segments: [number, number][]): HostBatch {
+    const stream = new Int32Array(this.L + 1);
+    let at = 0;
+    for (const [b, e] of segments) { stream.set(this.tokens.subarray(b, e), at); at += e - b; }
+    return { inputs: stream.slice(0, this.L), targets: stream.slice(1), B: 1, T: this.L };
   }
 }
 
+/** A rank's validation batches: `steps` of them, each `span` tokens, and a note to print once (if any). */
+export interface ValData { steps: number; span: number; batch(s: number): HostBatch; note?: string }
+
 /** Contiguous validation batches of the shard `file` holds: step s, rank r reads B rows of T tokens at (s·W + r)·B·T. */
-export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number, file: string): { steps: number; batch(s: number): HostBatch } {
-  const span = worldSize * B * T;
-  const steps = Math.floor(Math.min(valTokens, tokens.length - 1) / span);
-  if (steps < 1) throw new Error(`${file}: the validation shard (${tokens.length} tokens) is smaller than one validation batch (${span + 1} tokens)`);
+export function valBatches(tokens: Uint16Array, valTokens: number, T: number, B: number, worldSize: number, rank: number, file: string): ValData {
+  const span = B * T;
+  const steps = Math.floor(Math.min(valTokens, tokens.length - 1) / (worldSize * span));
+  if (steps < 1) throw new Error(`${file}: the validation shard (${tokens.length} tokens) is smaller than one validation batch (${worldSize * span + 1} tokens)`);
   return {
-    steps,
+    steps, span,
     batch(s: number): HostBatch {
-      const off = (s * worldSize + rank) * B * T;
-      return { inputs: Int32Array.from(tokens.subarray(off, off + B * T)), targets: Int32Array.from(tokens.subarray(off + 1, off + B * T + 1)), B, T };
+      const off = (s * worldSize + rank) * span;
+      return { inputs: Int32Array.from(tokens.subarray(off, off + span)), targets: Int32Array.from(tokens.subarray(off + 1, off + span + 1)), B, T };
     },
   };
+}
+
+/**
+ * Validation streams (--data-layout packed, record-2025-11.md §8.4): stream c is tokens c·L … c·L + L − 1 of the
+ * first `valTokens` (clamped to the shard), targets shifted by one; rank r takes stream s·W + r at step s. Not
+ * BOS-aligned and no document is cut: attention segments split at every BOS. Where the tokens hold fewer than W
+ * streams, each rank gets one stream of the longest length that fits, and the note says so.
+ */
+export function valStreams(tokens: Uint16Array, valTokens: number, L: number, worldSize: number, rank: number, file: string): ValData {
+  const usable = Math.min(valTokens, tokens.length - 1);
+  let note: string | undefined;
+  if (usable < worldSize * L) {
+    const fits = Math.floor(usable / worldSize);
+    if (fits < 1) throw new Error(`${file}: the validation shard (${tokens.length} tokens) is smaller than one validation token per rank and its target (${worldSize + 1} tokens)`);
+    note = `val: ${usable < tokens.length - 1 ? `--val-tokens ${valTokens}` : `the validation shard ${file} (${tokens.length} tokens)`} holds fewer than ` +
+      `${worldSize} stream(s) of --val-stream-len ${L} tokens and their targets: validating on ${worldSize} stream(s) of ${fits} tokens`;
+    L = fits;
+  }
+  const inner = valBatches(tokens, usable, L, 1, worldSize, rank, file);
+  return note ? { ...inner, note } : inner;
 }
 
 /** Entropy (nats) of the token distribution: the best loss of a model that ignores context. */
@@ -1847,7 +2018,7 @@ export function ropeAt(step: number, cfg: Config): RopeState {
  * Returns [mean token loss, stop] averaged over ranks: `stop` > 0 when any rank asked to stop, so that
  * every rank stops after the same step.
  */
-export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoader, sched: AttnSchedule, accum: number, step: number,
+export async function trainStep(m: Model, st: OptimizerState, loader: BatchLoader, sched: AttnSchedule, accum: number, step: number,
   collective: Collective = soloCollective, stop = false): Promise<tf.Tensor1D> {
   const nameOf = new Map([...m.params].map(([name, v]) => [v.name, name]));
   const grads = new Map<string, tf.Tensor>();
@@ -1856,7 +2027,8 @@ export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoade
     const hb = await loader.next();
     const { value, grads: g } = tf.tidy(() => {
       const batch = toDevice(hb, m.cfg.bosToken);
-      // Summed token loss scaled by 1/accum (the speedrun's convention): gradients then add up over micro-steps.
+      // Summed token loss scaled by 1/accum (the speedrun's convention, record-2025-11.md §8.3): gradients add up over
+      // micro-steps and average over ranks to (1/streams a step)·Σ ∇(summed loss of a stream), on any number of ranks.
       return tf.variableGrads(() => modelLoss(m, batch, sched, 'sum').div(accum) as tf.Scalar);
     });
     for (const [vname, gi] of Object.entries(g)) {
@@ -1882,14 +2054,33 @@ export async function trainStep(m: Model, st: OptimizerState, loader: TrainLoade
   return stats;
 }
 
-/** Mean validation loss over the val slices (per-token mean, as the rules define it). */
-export async function evaluate(m: Model, val: ReturnType<typeof valBatches>, sched: AttnSchedule, collective: Collective = soloCollective): Promise<number> {
+/**
+ * Mean token loss of a batch, with no gradient: the trunk on the whole batch (each layer's intermediates freed as
+ * it goes), then the head and cross-entropy `headRows` tokens at a time, summed. A 262,144-token validation
+ * stream's logits at once would take 53 GB (and more elements than an int32 index reaches).
+ */
+export function evalLoss(m: Model, batch: Batch, sched: AttnSchedule, headRows: number): tf.Scalar {
+  const d = m.cfg.modelDim;
+  const x = trunk(m, batch.inputs, batch.docIds, sched, true).reshape([-1, d]), targets = batch.targets.reshape([-1]);
+  const N = x.shape[0];
+  let sum: tf.Scalar = tf.scalar(0);
+  for (let r = 0; r < N; r += headRows) {
+    const n = Math.min(headRows, N - r);
+    const next = tf.tidy(() => sum.add(softcapCrossEntropy(rawLogits(m, x.slice([r, 0], [n, d])), targets.slice(r, n) as tf.Tensor1D, m.cfg, 'sum')) as tf.Scalar);
+    sum.dispose();
+    sum = next;
+  }
+  return sum.div(N);
+}
+
+/**
+ * Mean validation loss: the mean token loss of each val batch (a packed stream, or B rows), averaged over a
+ * rank's batches and over ranks (record-2025-11.md §8.4). `headRows`: evalLoss's slice of the head.
+ */
+export async function evaluate(m: Model, val: ValData, sched: AttnSchedule, collective: Collective = soloCollective, headRows = val.span): Promise<number> {
   let total: tf.Scalar = tf.scalar(0);
   for (let s = 0; s < val.steps; s++) {
-    const next = tf.tidy(() => {
-      const batch = toDevice(val.batch(s), m.cfg.bosToken);
-      return total.add(modelLoss(m, batch, sched, 'mean')) as tf.Scalar;
-    });
+    const next = tf.tidy(() => total.add(evalLoss(m, toDevice(val.batch(s), m.cfg.bosToken), sched, headRows)) as tf.Scalar);
     total.dispose();
     total = next; // accumulated on the device: one read at the end
   }
@@ -1938,11 +2129,47 @@ export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
   return KEYS.filter((k) => !RESUME_FREE.has(k) && fmt(saved[k]) !== fmt(cfg[k])).map((k) => `${flagOf(k)} ${fmt(cfg[k])} (checkpoint: ${fmt(saved[k])})`);
 }
 
-/** Sequences each of `size` ranks computes per step; the global batch must split evenly. */
-export function sequencesPerRank(cfg: Config, size: number): number {
-  const rows = cfg.batchTokens / (cfg.seqLen * size);
-  if (!Number.isInteger(rows)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * size}`);
-  return rows;
+/**
+ * How each of `size` ranks computes its share of a step: `accum` micro-steps of `rows` × `T` tokens (packed: one
+ * stream, rows 1). The global batch must split evenly. Rows: the largest device batch up to --device-batch that
+ * divides the rank's rows (with a note where that is below --device-batch), the rest by accumulation.
+ */
+export function batchPlan(cfg: Config, size: number): { accum: number; rows: number; T: number; note?: string } {
+  if (cfg.dataLayout === 'packed') {
+    const perRank = cfg.batchTokens / (cfg.streamLen * size);
+    if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --stream-len × GPUs = ${cfg.streamLen * size}`);
+    return { accum: perRank, rows: 1, T: cfg.streamLen };
+  }
+  const perRank = cfg.batchTokens / (cfg.seqLen * size);
+  if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * size}`);
+  let rows = Math.min(cfg.deviceBatch, perRank);
+  while (perRank % rows) rows--;
+  const note = rows === cfg.deviceBatch ? undefined
+    : `device batch: ${rows} sequences per micro-step (the largest divisor of the ${perRank} sequences per rank up to --device-batch ${cfg.deviceBatch})`;
+  return { accum: perRank / rows, rows, T: cfg.seqLen, note };
+}
+
+/** The training loader of cfg's layout for one rank, from `start`; rows: cfg.deviceBatch rows a micro-step. */
+export function createLoader(cfg: Config, files: string[], world: { size: number; rank: number }, start?: LoaderState): BatchLoader {
+  return cfg.dataLayout === 'packed'
+    ? new PackedLoader(files, cfg.streamLen, cfg.seqLen, cfg.batchTokens / cfg.streamLen, world.size, world.rank, cfg.bosToken, start, cfg.vocabSize)
+    : new TrainLoader(files, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, start, cfg.vocabSize);
+}
+
+/** The validation batches of cfg's layout for one rank. */
+export function validationData(cfg: Config, tokens: Uint16Array, world: { size: number; rank: number }, file: string): ValData {
+  return cfg.dataLayout === 'packed'
+    ? valStreams(tokens, cfg.valTokens, cfg.valStreamLen, world.size, world.rank, file)
+    : valBatches(tokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, file);
+}
+
+/** A step's data layout in words, for --describe. */
+export function layoutText(cfg: Config): string {
+  return cfg.dataLayout === 'packed'
+    ? `packed: ${cfg.batchTokens} tokens a step = ${cfg.batchTokens / cfg.streamLen} stream(s) of ${cfg.streamLen} tokens, one per micro-step (batch 1), ` +
+      `of documents from their BOS, each cut at --seq-len ${cfg.seqLen}; validation: streams of ${cfg.valStreamLen} consecutive tokens`
+    : `rows: ${cfg.batchTokens} tokens a step = ${cfg.batchTokens / cfg.seqLen} rows of ${cfg.seqLen} tokens from a document start, ` +
+      `up to ${cfg.deviceBatch} per micro-step; validation: rows of ${cfg.seqLen} consecutive tokens`;
 }
 
 // A loss at or above ln(vocab), a uniform prediction's, this many steps in: the run has learnt nothing or diverged
@@ -1975,21 +2202,18 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   const lead = world.rank === 0;
   const say = opts.say ?? ((s: string) => { if (lead) console.log(s); });
   const N = cfg.numIterations;
-  // The global batch is fixed; each rank takes the largest device batch up to --device-batch that divides
-  // its share, and accumulates gradients over the rest (8 micro-steps on 1 GPU for the speedrun).
-  const rowsPerRank = sequencesPerRank(cfg, world.size);
-  let deviceBatch = Math.min(cfg.deviceBatch, rowsPerRank);
-  while (rowsPerRank % deviceBatch) deviceBatch--;
-  if (deviceBatch !== cfg.deviceBatch) {
-    say(`device batch: ${deviceBatch} sequences per micro-step (the largest divisor of the ${rowsPerRank} sequences per rank up to --device-batch ${cfg.deviceBatch})`);
-    cfg = { ...cfg, deviceBatch };
+  // The global batch is fixed; each rank accumulates gradients over its share's micro-steps (8 on 1 GPU for the speedrun).
+  const plan = batchPlan(cfg, world.size), accum = plan.accum;
+  if (plan.note) {
+    say(plan.note);
+    cfg = { ...cfg, deviceBatch: plan.rows };
   }
-  const accum = rowsPerRank / deviceBatch;
   const data = await resolveData(cfg, say);
   const valTokens = readShardSync(data.val);
   checkTokenIds(valTokens, cfg.vocabSize, data.val);
-  const val = valBatches(valTokens, cfg.valTokens, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, data.val);
-  const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * cfg.deviceBatch * cfg.seqLen + 1));
+  const val = validationData(cfg, valTokens, world, data.val);
+  if (val.note) say(val.note);
+  const unigram = unigramEntropy(valTokens.subarray(1, val.steps * world.size * val.span + 1));
 
   const m = createModel(cfg);
   const st = createOptimizerState(m);
@@ -2023,7 +2247,9 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
     if (Math.abs(a - b) > 1e-5 * Math.max(1, Math.abs(a))) throw new TrainingError(`rank ${world.rank}: parameters differ across ranks at the start (checksum ${a} vs mean ${b})`);
   }
   say(`model: ${(countParams(m) / 1e6).toFixed(2)}M parameters, ${cfg.numLayers} layers, d ${cfg.modelDim}; data: ${data.label}`);
-  say(`batch: ${cfg.batchTokens} tokens/step = ${accum} micro-step(s) × ${world.size} rank(s) × ${cfg.deviceBatch} × ${cfg.seqLen}; val: ${val.steps} step(s); unigram entropy of val: ${unigram.toFixed(4)} nats`);
+  const micro = cfg.dataLayout === 'packed' ? `one packed stream of ${plan.T} tokens (documents cut at ${cfg.seqLen})` : `${plan.rows} × ${plan.T}`;
+  say(`batch: ${cfg.batchTokens} tokens/step = ${accum} micro-step(s) × ${world.size} rank(s) × ${micro}; ` +
+    `val: ${val.steps} step(s) of ${val.span} tokens a rank; unigram entropy of val: ${unigram.toFixed(4)} nats`);
 
   const runId = randomUUID();
   const log = lead ? new RunLog(path.resolve(REPO_ROOT, cfg.logDir), runId, [
@@ -2040,7 +2266,7 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   if (cfg.warmupSteps > 0 && !cfg.resume) {
     const t = performance.now();
     const snapshot = [...m.params.values()].map((v) => tf.keep(v.clone()));
-    const warmLoader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, undefined, cfg.vocabSize);
+    const warmLoader = createLoader(cfg, data.train, world);
     for (let w = 0; w < cfg.warmupSteps; w++) {
       const blocks = cfg.windowSchedule[w % cfg.windowSchedule.length];
       const stats = await trainStep(m, st, warmLoader, attnScheduleAt(blocks, initRope(cfg), cfg), accum, w, collective);
@@ -2053,7 +2279,7 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
     say(`warm-up: ${cfg.warmupSteps} step(s) in ${((performance.now() - t) / 1000).toFixed(1)}s, state restored`);
   }
 
-  const loader = new TrainLoader(data.train, cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken, loaderStart, cfg.vocabSize);
+  const loader = createLoader(cfg, data.train, world, loaderStart);
   // The top of step s holds the window and rotary state that step s−1 trained with (the validation at s uses them).
   const lastTrained = Math.max(0, startStep - 1);
   let longBlocks = longWindowBlocks(lastTrained, cfg), rope = ropeAt(lastTrained, cfg);
@@ -2107,7 +2333,8 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
         await flushLoss(); // also waits for queued device work, so the clock below is honest
         trainMs += performance.now() - t0;
         const sched = last ? finalValSchedule(longBlocks, rope, cfg) : attnScheduleAt(longBlocks, rope, cfg);
-        const loss = await evaluate(m, val, sched, collective);
+        // The head in slices of a training micro-batch's tokens, whose logits a training step holds anyway.
+        const loss = await evaluate(m, val, sched, collective, plan.rows * plan.T);
         checkLoss('validation', loss, step);
         finalValLoss = loss;
         logLine(valLine(step, N, loss, trainMs));
@@ -2263,8 +2490,15 @@ export function describeRun(cfg: Config, steps = cfg.steps.length ? cfg.steps : 
     windowKeys: [sched.shortWindow, sched.longWindow] as [number, number], attnScale: sched.rope.attnScale,
   });
   const last = cfg.numIterations - 1;
+  const packed = cfg.dataLayout === 'packed';
   return {
     config: cfg,
+    // The batch's layout (record-2025-11.md §8): per micro-step, `streams` streams of `tokens` (packed) or rows.
+    data: {
+      layout: cfg.dataLayout, batchTokens: cfg.batchTokens, text: layoutText(cfg),
+      ...(packed ? { streams: cfg.batchTokens / cfg.streamLen, streamLen: cfg.streamLen, documentCut: cfg.seqLen, valStreamLen: cfg.valStreamLen }
+        : { rows: cfg.batchTokens / cfg.seqLen, seqLen: cfg.seqLen, deviceBatch: cfg.deviceBatch }),
+    },
     steps: steps.map((step): StepDescription => ({
       step, lr: lrScale(step, cfg), muonMomentum: muonMomentumAt(step, cfg), weightDecay: weightDecayAt(step, cfg),
       ...windows(attnScheduleAt(longWindowBlocks(step, cfg), ropeAt(step, cfg), cfg)), adamSteps: adamStepsAt(step, cfg),
@@ -2280,6 +2514,7 @@ export function describeText(d: ReturnType<typeof describeRun>): string {
     lines.push(`${title}:`, ...KEYS.filter((k) => FLAGS[k].group === group).map((k) => `  ${flagOf(k)} ${fmt(d.config[k])}`));
   }
   const f = (x: number, digits: number) => x.toFixed(digits);
+  lines.push('', `data: ${d.data.text}`);
   lines.push('', 'step   lr       momentum  wd λ       window S,L (blocks)  keys S,L     α         Adam steps');
   for (const s of d.steps) {
     lines.push(`${String(s.step).padEnd(6)} ${f(s.lr, 5)}  ${f(s.muonMomentum, 5)}   ${f(s.weightDecay, 6)}   ${s.window.join(',').padEnd(20)} ` +
@@ -2330,7 +2565,7 @@ const underTsxCli = () => process.execArgv.some((a) => /[\\/]tsx[\\/]dist[\\/]pr
  */
 export function errorHint(message: string): string {
   return /out of (device )?memory|table index is out of bounds|^Aborted\(/i.test(message)
-    ? ' (out of memory? lower --device-batch: gradient accumulation keeps the global batch)' : '';
+    ? ' (out of memory? lower --device-batch with --data-layout rows (gradient accumulation keeps the global batch), or --stream-len with packed (other streams))' : '';
 }
 
 /** Parses flags, launches workers or picks backend and preset and trains. Returns the process exit code. */
@@ -2369,7 +2604,7 @@ export async function main(argv: string[]): Promise<number> {
         if (wantsGpu && n > 1 && n > gpus) throw new ConfigError(`--gpus ${n}: only ${gpus} GPU(s) visible`); // one rank: the backend says why it cannot load
         // Check the flags here, once, rather than in n workers that would each fail.
         const preset = overrides.preset && overrides.preset !== 'auto' ? overrides.preset : autoPreset(wantsGpu, base).preset;
-        sequencesPerRank(resolveConfig(preset, overrides).cfg, n);
+        batchPlan(resolveConfig(preset, overrides).cfg, n);
         if (n > 1) console.log(`launcher: starting ${n} ranks${wantsGpu ? ', one per GPU' : ' (CPU workers)'}`);
         return await launch(n, argv);
       }

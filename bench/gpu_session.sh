@@ -4,7 +4,7 @@
 # model, and the other GPU tests, each under its own time limit, logs under $OUT.
 # Carry: .gpu-box and data/builtin/gpt2 (build it here first: see NOTES.md).
 #   BENCH_ARGS / TRAIN_ARGS override the benchmark's and the training run's flags; STAGES picks stages.
-#   BENCH_ARGS2 runs a second benchmark, e.g. "--device-batch 4 --steps 5 --collective nccl" (the all-reduce
+#   BENCH_ARGS2 runs a second benchmark, e.g. "--steps 5 --collective nccl" (the all-reduce
 #   time through NCCL); TRAIN_ARGS="... --collective nccl" trains through NCCL at one rank.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_session_out}
@@ -12,8 +12,9 @@ mkdir -p "$OUT"
 t0=$SECONDS
 stage() { echo "=== [$((SECONDS - t0))s] $*"; }
 STAGES=${STAGES:-"build nccl bench train tests"}
-BENCH_ARGS=${BENCH_ARGS:-"--device-batch 4 --steps 5 --warmup 2 --profile"}
-TRAIN_ARGS=${TRAIN_ARGS:-"--device-batch 4 --batch-tokens 65536 --num-iterations 30 --val-every 10 --val-tokens 262144 --warmup-steps 2 --print-every 1"}
+# The preset's layout: one packed stream of 32,768 tokens a micro-step (--data-layout rows --device-batch 4 for rows).
+BENCH_ARGS=${BENCH_ARGS:-"--steps 5 --warmup 2 --profile"}
+TRAIN_ARGS=${TRAIN_ARGS:-"--batch-tokens 65536 --num-iterations 30 --val-every 10 --val-tokens 262144 --warmup-steps 2 --print-every 1"}
 
 source .gpu-box/setup.sh
 # The bundle was packed with PACK_EXCLUDE='*.min.js', which drops files that isexe, tar (cmake-js) and

@@ -87,7 +87,7 @@ const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
 }
 
 // The speedrun step.
-const { cfg } = T.resolveConfig('speedrun', { deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
+const { cfg } = T.resolveConfig('speedrun', { dataLayout: 'rows', deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-host-'));
 const shard = syntheticShard(dir, cfg, cfg.deviceBatch * cfg.seqLen * 8);
 const loader = new T.TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);

@@ -2,12 +2,15 @@
 // backward and the Muon/Adam update) on one backend for a fixed batch. Prints ms/step, training tokens/s
 // per GPU, MFU and peak memory, and writes them as JSON with --out.
 //
-//   npm run bench -- [--backend cuda] [--preset speedrun] [--device-batch 4] [--seq-len 2048] [--steps 10]
-//                    [--warmup 2] [--accum N] [--gpus N] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
+//   npm run bench -- [--backend cuda] [--preset speedrun] [--data-layout packed|rows] [--stream-len 32768]
+//                    [--device-batch 4] [--seq-len 2048] [--steps 10] [--warmup 2] [--accum N] [--gpus N]
+//                    [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
 //
-// The default batch is one GPU's share of the preset's batch on the 8 GPUs of the speedrun: --accum micro-steps
-// of --device-batch × --seq-len with batchTokens / 8 tokens per optimiser step (speedrun: 2 × 8 × 2048 = 32,768,
-// one optimiser step per 32k tokens as on an 8-GPU run), or one micro-step where that share is smaller.
+// The default batch is one GPU's share of the preset's batch on the 8 GPUs of the speedrun, in the preset's
+// layout (train_gpt.ts --data-layout): packed (the 2025-11 record's), --accum micro-steps of one stream of
+// --stream-len tokens (speedrun: 1 × 32,768, documents cut at --seq-len 2048); rows (--recipe 2025-08's), --accum
+// micro-steps of --device-batch × --seq-len (speedrun: 16 × 2048). Either way batchTokens / 8 tokens per
+// optimiser step (one optimiser step per 32k tokens as on an 8-GPU run), or one micro-step where that share is smaller.
 //
 // --gpus N runs N ranks through train_gpt.ts's launcher (one per GPU on cuda), each on its own slice of the
 // batch with the real gradient all-reduce (NCCL on cuda, TCP elsewhere); rank 0 reports, per GPU. With one
@@ -16,13 +19,14 @@
 // own wall time (with several ranks it includes waiting for the slowest).
 //
 // The batch is synthetic (random GPT-2-range tokens in documents of random length, written as a shard in
-// a temporary folder and read by the trainer's own BOS-aligned loader), so no corpus is needed. Warm-up
+// a temporary folder and read by the trainer's own loader of the layout), so no corpus is needed. Warm-up
 // steps are excluded; each timed step ends when its loss is read back (a sync per step).
 //
 // MFU = model FLOPs per token × tokens/s ÷ the card's dense bf16 peak, with (PaLM appendix B, the formula
 // in shared/reference/speedrun.md) model FLOPs per token = 6 × (hidden matmul params + head params)
 // + 12 × attention layers × heads × head dim × seq len. The attention term counts the full T×T scores of
-// every attention layer (no causal or window discount), as PaLM and nanoGPT do.
+// every attention layer (no causal or window discount), as PaLM and nanoGPT do, with T = --seq-len: a packed
+// stream's attention stays inside documents of at most --seq-len tokens, so its T is that, not the stream's.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,8 +36,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { writeShard } from '../data/shard.ts';
 import { median } from './median.ts';
 import {
-  attnScheduleAt, countParams, createCollective, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
-  launch, resolveConfig, selectBackend, soloCollective, trainStep, TrainLoader, useFusedKernels, visibleGpuCount, worldFromEnv,
+  attnScheduleAt, countParams, createCollective, createLoader, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
+  launch, resolveConfig, selectBackend, soloCollective, trainStep, useFusedKernels, visibleGpuCount, worldFromEnv,
   type Collective, type Config, type Model,
 } from '../train_gpt.ts';
 
@@ -49,11 +53,12 @@ const SPEEDRUN_GPUS = 8;
 
 class UsageError extends Error {}
 
-const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|tensorflow] [--preset speedrun|tiny] [--device-batch N] ' +
-  '[--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]';
+const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|tensorflow] [--preset speedrun|tiny] [--data-layout packed|rows] [--stream-len L] ' +
+  '[--device-batch N] [--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] ' +
+  '[--fused on|off] [--profile] [--out FILE]';
 
 interface Args {
-  backend: Config['backend']; preset: 'speedrun' | 'tiny'; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
+  backend: Config['backend']; preset: 'speedrun' | 'tiny'; dataLayout?: Config['dataLayout']; streamLen?: number; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
   accum?: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
   out?: string;
 }
@@ -64,6 +69,7 @@ function parse(argv: string[]): Args {
     ({ values } = parseArgs({
       args: argv, strict: true, allowPositionals: false, options: {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
+        'data-layout': { type: 'string' }, 'stream-len': { type: 'string' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' }, accum: { type: 'string' }, gpus: { type: 'string', default: '1' },
         'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
@@ -88,6 +94,8 @@ function parse(argv: string[]): Args {
   return {
     backend: oneOf('backend', values.backend, ['cuda', 'tensorflow', 'wasm'] as const)!,
     preset: oneOf('preset', values.preset, ['speedrun', 'tiny'] as const)!,
+    dataLayout: oneOf('data-layout', values['data-layout'], ['packed', 'rows'] as const),
+    streamLen: int('stream-len', values['stream-len'], 2),
     deviceBatch: int('device-batch', values['device-batch'], 1),
     seqLen: int('seq-len', values['seq-len'], 2),
     steps: int('steps', values.steps, 1)!,
@@ -177,28 +185,34 @@ export async function main(argv: string[]): Promise<number> {
   if (world.size !== args.gpus) { console.error(`bench/step.ts: --gpus ${args.gpus} but WORLD_SIZE=${world.size}`); return 2; }
   const lead = world.rank === 0, say = (line: string) => { if (lead) console.log(line); };
   const overrides: Partial<Config> = { backend: args.backend, warmupSteps: 0 };
+  if (args.dataLayout !== undefined) overrides.dataLayout = args.dataLayout;
+  if (args.streamLen !== undefined) overrides.streamLen = args.streamLen;
   if (args.deviceBatch !== undefined) overrides.deviceBatch = args.deviceBatch;
   if (args.seqLen !== undefined) overrides.seqLen = args.seqLen;
   if (args.matmulPrecision !== undefined) overrides.matmulPrecision = args.matmulPrecision;
   const base = resolveConfig(args.preset, overrides).cfg;
-  const accum = args.accum ?? Math.max(1, Math.floor(base.batchTokens / (SPEEDRUN_GPUS * base.deviceBatch * base.seqLen)));
-  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: base.deviceBatch * base.seqLen * accum * world.size });
+  const packed = base.dataLayout === 'packed';
+  if (packed && args.deviceBatch !== undefined) { console.error(`bench/step.ts: --device-batch applies to --data-layout rows (a packed micro-step is one stream)\n${USAGE}`); return 2; }
+  if (!packed && args.streamLen !== undefined) { console.error(`bench/step.ts: --stream-len applies to --data-layout packed\n${USAGE}`); return 2; }
+  const microTokens = packed ? base.streamLen : base.deviceBatch * base.seqLen; // per rank per micro-step
+  const accum = args.accum ?? Math.max(1, Math.floor(base.batchTokens / (SPEEDRUN_GPUS * microTokens)));
+  const { cfg } = resolveConfig(args.preset, { ...overrides, batchTokens: microTokens * accum * world.size });
 
   await selectBackend(cfg);
   useFusedKernels(args.fused);
   const backend = tf.getBackend();
   const deviceName = backend === 'cuda' ? ((await import('../backend-cuda/index.ts')).cudaDeviceName()) : os.cpus()[0]?.model ?? 'cpu';
-  const tokensPerStep = cfg.deviceBatch * cfg.seqLen * accum; // per rank
+  const tokensPerStep = microTokens * accum; // per rank
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-bench-'));
   try {
     const shard = syntheticShard(dir, cfg, Math.min(tokensPerStep * world.size * 4 + cfg.seqLen * 2, 2 ** 31 - 1));
-    const loader = new TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, world.size, world.rank, cfg.bosToken);
+    const loader = createLoader(cfg, [shard], world);
     const m = createModel(cfg), st = createOptimizerState(m);
     // The longest windows of training, the extension's (the composite attention's cost does not depend on it).
     const sched = attnScheduleAt(Math.max(...cfg.windowSchedule, cfg.extensionWindow), initRope(cfg), cfg);
     const flops = modelFlopsPerToken(m);
     say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
-      `batch ${cfg.deviceBatch}×${cfg.seqLen}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
+      `batch ${packed ? `one packed stream of ${cfg.streamLen} (documents cut at ${cfg.seqLen})` : `${cfg.deviceBatch}×${cfg.seqLen}`}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
       `${world.size} rank(s), matmul ${cfg.matmulPrecision}`);
     // The all-reduce, timed alone: the queue is drained before it (reading the small loss vector, the last
     // tensor) and after it, so the wall time is the all-reduce's own (and, with several ranks, the wait for
@@ -252,7 +266,8 @@ export async function main(argv: string[]): Promise<number> {
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
       backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fused: args.fused,
-      deviceBatch: cfg.deviceBatch, seqLen: cfg.seqLen, accum, gpus: world.size, tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
+      dataLayout: cfg.dataLayout, streamLen: packed ? cfg.streamLen : null, deviceBatch: packed ? 1 : cfg.deviceBatch, seqLen: cfg.seqLen, accum, gpus: world.size,
+      tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,
       hostMsPerStep,
       tokensPerSecond, params: countParams(m), ...flops, achievedTflops: achieved / 1e12,

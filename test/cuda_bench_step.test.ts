@@ -28,7 +28,9 @@ describe('bench/step.ts', () => {
       assert.equal(j.backend, 'wasm');
       assert.equal(j.steps, 2);
       assert.equal(j.stepMs.length, 2);
-      assert.equal(j.tokensPerStep, cfg.deviceBatch * cfg.seqLen);
+      // One GPU's share of the tiny batch (2048 / 8 tokens) is less than one packed stream: one stream a step.
+      assert.equal(j.dataLayout, 'packed');
+      assert.equal(j.tokensPerStep, cfg.streamLen);
       assert.ok(j.msPerStep > 0 && j.stepMs.every((t: number) => t > 0));
       assert.ok(Math.abs(j.tokensPerSecond - j.tokensPerStep / (j.msPerStep / 1000)) < 1e-6 * j.tokensPerSecond);
       // FLOPs per token by hand: every 2-D weight other than the embedding tables and the head is a hidden matmul.
@@ -67,7 +69,7 @@ describe('bench/step.ts', () => {
       const j = JSON.parse(fs.readFileSync(out, 'utf8'));
       const { cfg } = resolveConfig('tiny', {});
       assert.equal(j.gpus, 2);
-      assert.equal(j.tokensPerStep, cfg.deviceBatch * cfg.seqLen, 'tokens per step are per rank');
+      assert.equal(j.tokensPerStep, cfg.streamLen, 'tokens per step are per rank');
       assert.equal(j.collective, 'tcp');
       assert.ok(j.allReduceMsPerStep > 0);
       assert.deepEqual(fs.readdirSync(dir), ['r.json'], 'one result file');

@@ -75,10 +75,10 @@ function run(args: string[], env: Record<string, string> = {}, onOutput?: (text:
   });
 }
 
-// A micro model: 4 ranks × 2 sequences × 32 tokens = 256 tokens per step.
+// A micro model: 4 packed streams of 64 tokens = 256 tokens per step (4 micro-steps on 1 rank, 1 on 4), documents cut at 32.
 const MICRO = ['--preset', 'tiny', '--backend', 'wasm', '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2',
   '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none', '--backout', 'off', '--seq-len', '32', '--window-block', '8',
-  '--batch-tokens', '256', '--device-batch', '2', '--val-tokens', '512', '--warmup-steps', '0', '--val-every', '0', '--seed', String(randomInt(0, 1e6))];
+  '--batch-tokens', '256', '--stream-len', '64', '--val-tokens', '512', '--val-stream-len', '128', '--warmup-steps', '0', '--val-every', '0', '--seed', String(randomInt(0, 1e6))];
 
 test('1 rank with accumulation, 2 ranks and 4 ranks at the same global batch end with the same parameters', { timeout: 240_000 }, async () => {
   const params: Float32Array[][] = [], valLosses: number[] = [];

@@ -219,7 +219,7 @@ test('stats.ts: a resumed run\'s log is skipped with its reason, never counted a
 /** A model small enough for the pure-JS cpu backend: 2 layers, 64 tokens a step. */
 const nano = (dir: string, backend: string) => ['--preset', 'tiny', '--backend', backend, '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none',
   '--backout', 'off', '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '32', '--window-block', '8',
-  '--batch-tokens', '64', '--device-batch', '2', '--val-tokens', '256', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000',
+  '--batch-tokens', '64', '--stream-len', '64', '--val-tokens', '256', '--val-stream-len', '256', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000',
   '--print-every', '1', '--save-checkpoint', '--log-dir', join(dir, 'logs'), '--checkpoint-dir', join(dir, 'ckpt')];
 
 /** Sends SIGINT once step 2 is printed, to the process or to its whole group (a terminal's Ctrl-C); checks that the run stopped after a step, saved and closed its log. */
@@ -305,16 +305,16 @@ async function waitGone(pids: number[], ms: number): Promise<number[]> {
   return pids.filter(isAlive);
 }
 
-/** 2 ranks × 2 sequences × 32 tokens a step, on 2 layers. */
+/** 2 ranks × a packed stream of 64 tokens a step, on 2 layers. */
 const ranks2 = (dir: string) => ['--preset', 'tiny', '--backend', 'wasm', '--num-layers', '2', '--window-pattern', 'SL', '--skip', 'none', '--backout', 'off',
   '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '32', '--window-block', '8', '--batch-tokens', '128',
-  '--device-batch', '2', '--val-tokens', '256', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000', '--print-every', '1',
+  '--stream-len', '64', '--val-tokens', '256', '--val-stream-len', '128', '--warmup-steps', '0', '--val-every', '0', '--num-iterations', '1000', '--print-every', '1',
   '--gpus', '2', '--log-dir', join(dir, 'logs')];
 
 test('--gpus N is checked against the flags before any worker starts', { timeout: 60_000 }, async () => {
   const r = await trainGpt(['--preset', 'tiny', '--backend', 'wasm', '--gpus', '3']);
   assert.equal(r.code, 2, show(r));
-  assert.match(r.stderr, /^error: --batch-tokens 2048 must be a multiple of --seq-len × GPUs = 384$/m);
+  assert.match(r.stderr, /^error: --batch-tokens 2048 must be a multiple of --stream-len × GPUs = 1536$/m);
   assert.doesNotMatch(r.stdout, /launcher: starting/, 'no worker was started');
   // Under npx tsx one worker runs under the launcher: without a GPU, the backend still says why it cannot load.
   if (!existsSync(join(REPO, 'build', 'cuda', 'Release', 'tsgpt_cuda.node'))) {

@@ -11,7 +11,7 @@ import { ARCHITECTURES } from './architectures.ts';
 
 const MICRO: Partial<T.Config> = {
   backend: 'wasm', numIterations: 3, valEvery: 0, warmupSteps: 0, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
-  batchTokens: 256, deviceBatch: 2, valTokens: 256, seqLen: 128,
+  batchTokens: 256, streamLen: 256, valTokens: 256, valStreamLen: 256, seqLen: 128,
 };
 
 test('each architecture option trains 3 tiny steps on wasm', async (t) => {
