@@ -236,8 +236,8 @@ export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
 // 6 heads of 128, the null layer 0, the MLP-only layer 7, the 4-7 skip, value embeddings, backout, the window
 // pattern): every variant flag then changes what it changes in the record. What shrinks is the batch and, with it, the
 // step count: the record's 262,144 tokens a step would give 8 steps an epoch, too few for its schedules to have a
-// shape. 8 sequences of 2048 (16,384 tokens, one micro-step, 1/16 of the record's batch) over 225 steps (≈ 1/10 of its
-// 2225) are 1800 sequences ≈ 1.8 epochs. A step of this batch took 74 ms on one H100 (bench/results/2026-11-25_h100),
+// shape. One packed stream of 16,384 tokens a step (one micro-step, 1/16 of the record's batch; 8 rows of 2048 under
+// --data-layout rows) over 225 steps (≈ 1/10 of its 2225) is ≈ 1.8 epochs. A step of this batch took 74 ms on one H100 (bench/results/2026-11-25_h100),
 // of which the host needs ≈ 50 ms to queue the kernels whatever the width, so a run is ≈ 15-20 s of training: room
 // under the 45 s for more steps or a larger batch; a narrower model (modelDim 384, headDim 64 here) would save less
 // than half of it. The windows stay in blocks of 128 tokens (documents here are at most 2000 characters, ≈ 450 tokens,
@@ -247,7 +247,7 @@ export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
 // for a 16× larger batch: if runs are noisy or diverge, lower them here. On wasm the preset resolves and describes
 // itself (a CPU smoke test); training a model with the GPT-2 vocabulary needs more than wasm's 4 GiB heap (d 384 at
 // one sequence a micro-step aborts). Measure on the GPU, then tune SHORT and the values below; the rest follows.
-const SHORT = { steps: 225, sequences: 8 };
+const SHORT = { steps: 225, tokens: 16_384 };
 const shortSteps = (recordSteps: number) => Math.round((recordSteps * SHORT.steps) / DEFAULTS.numIterations);
 
 export const PRESETS: Record<Exclude<Config['preset'], 'auto'>, Partial<Config>> = {
@@ -255,8 +255,8 @@ export const PRESETS: Record<Exclude<Config['preset'], 'auto'>, Partial<Config>>
   short: {
     corpus: 'builtin-gpt2', // fixed, so that a machine with FineWeb shards runs the same data
     numIterations: SHORT.steps,
-    batchTokens: SHORT.sequences * DEFAULTS.seqLen,
-    deviceBatch: SHORT.sequences,
+    batchTokens: SHORT.tokens,
+    streamLen: SHORT.tokens,
     muonWarmupSteps: shortSteps(DEFAULTS.muonWarmupSteps),
     muonCooldownSteps: shortSteps(DEFAULTS.muonCooldownSteps),
     valEvery: 75, // a few points of the curve; validation is not training time
