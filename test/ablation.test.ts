@@ -31,7 +31,7 @@ function writeVariants(name: string, variants: unknown): string {
 
 // A micro model of the tiny preset: two steps, one validation at the end, on the built-in bytes corpus.
 const MICRO = ['--preset', 'tiny', '--backend', 'wasm', '--num-iterations', '2', '--val-every', '0', '--warmup-steps', '0', '--val-tokens', '512',
-  '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '64', '--batch-tokens', '256'];
+  '--model-dim', '32', '--num-heads', '2', '--head-dim', '16', '--kv-heads', '2', '--seq-len', '64', '--stream-len', '256', '--val-stream-len', '256', '--batch-tokens', '256'];
 // The trainer as `npx tsx train_gpt.ts` runs it, without npx's second of start-up.
 const TRAINER = `${process.execPath} --import tsx train_gpt.ts`;
 
