@@ -10,6 +10,8 @@ import { canonConvHost } from './canon_conv/host.ts';
 import { canonConvKernels } from './canon_conv/kernel.ts';
 import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
+import { fp8MatmulHost } from './fp8_matmul/host.ts';
+import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
 import { headGateKernels } from './head_gate/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
@@ -39,6 +41,7 @@ export const fusedOps = [
   { kernels: attentionInputsKernels, host: attentionInputsHost },
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
+  { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
   { kernels: matMulAddKernels },
   { kernels: optimizerKernels, host: optimizerHost },
