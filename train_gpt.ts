@@ -992,8 +992,9 @@ export function roundToFp8(x: tf.Tensor, format: keyof typeof FP8): tf.Tensor {
   return tf.tidy(() => {
     const a = tf.abs(x);
     // The exponent e with 2^e ≤ a < 2^(e+1), within [minExp, top] (below minExp the subnormals share its spacing).
-    // log(a)/ln 2 can land on the wrong side of a power of two, so the estimate is corrected once each way against
-    // exact powers of two (a table: pow need not be exact). NaN and ∞ take e = top: their result is set below.
+    // log(a)/ln 2 can land on the wrong side of a power of two (harmless while the log is accurate to a few ulps: the
+    // values there round to the power either way; a backend's coarser log would not be), so the estimate is corrected
+    // once each way against exact powers of two (a table: pow need not be exact). NaN and ∞ take e = top.
     const lo = minExp - M, pow2 = tf.tensor1d(Array.from({ length: top + 2 - lo }, (_, i) => 2 ** (lo + i)));
     const p = (e: tf.Tensor) => tf.gather(pow2, e.sub(lo).cast('int32'));
     const am = tf.where(a.equal(a), tf.minimum(a, 2 ** top), tf.fill(a.shape, 2 ** top));  // NaN → 2^top
