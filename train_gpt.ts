@@ -1044,7 +1044,7 @@ export function fp8HeadDiagnosis(m: Model): string {
   if (!w) return '';
   const [maxAbs, nan] = tf.tidy(() => [w.abs().max(), w.notEqual(w).any()]).map((t) => { const v = t.dataSync()[0]; t.dispose(); return v; });
   const range = `±${FP8_WEIGHT_LIMIT} (464·2⁻⁹, beyond which the e4m3 cast gives NaN)`;
-  const state = nan ? 'its weights hold NaN (a non-finite gradient came first)'
+  const state = nan ? 'its weights hold NaN (a non-finite update came before)'
     : maxAbs > FP8_WEIGHT_LIMIT ? `its largest weight, ${maxAbs.toPrecision(4)}, is past ${range}` : `its weights are within ${range}`;
   return `the head runs in FP8 (--fp8-head on) and ${state}; --fp8-head off runs it unquantised`;
 }

@@ -228,7 +228,7 @@ test('in the model the training loss (summed) runs the head in FP8, validation (
   assert.ok(Number.isFinite(loss(m, 'mean')), 'validation stays finite');
   assert.match(T.fp8HeadDiagnosis(m), /and its largest weight, \d\.\d{3}, is past ±0\.90625 \(464·2⁻⁹, beyond which the e4m3 cast gives NaN\); --fp8-head off runs it unquantised$/);
   tf.tidy(() => head.assign(head.mul(NaN)));
-  assert.match(T.fp8HeadDiagnosis(m), /its weights hold NaN \(a non-finite gradient came first\)/);
+  assert.match(T.fp8HeadDiagnosis(m), /its weights hold NaN \(a non-finite update came before\)/);
   T.disposeModel(m);
 });
 
