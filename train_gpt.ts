@@ -961,7 +961,7 @@ export function logitSoftcap(logits: tf.Tensor, cfg: Config): tf.Tensor {
 
 // --- The head in FP8 (record-2025-11.md §3.3) ---------------------------------------------------------------
 // In training the record's head matmul z = x·W runs on FP8 tensor cores: x and W divided by fixed scales and rounded
-// to e4m3, the logits' gradient g to e5m2; the integer-like products are scaled back. The scales bound the inputs:
+// to e4m3, the logits' gradient g to e5m2; the products, summed in fp32, are scaled back. The scales bound the inputs:
 // an RMS-normed x has |x_j| ≤ √d (x_s = √d/448 maps that to e4m3's largest value, 448); the summed loss has
 // |g| ≤ 1 (grad_s = 1/448); W/2⁻⁹ stays in range while |W| < 0.906. Validation runs the plain head.
 // The outputs (z, dx, dW) stay float32 like every activation of this port: the cuda backend's bf16 mode rounds
@@ -2099,7 +2099,11 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   /** Stops the run, closing the log, on a loss that is not finite, or not below a uniform prediction's after the grace steps. */
   const checkLoss = (kind: 'train' | 'validation', loss: number, step: number) => {
     let why: string;
-    if (!Number.isFinite(loss)) why = `${kind} loss is ${loss} at step ${step}${kind === 'train' && cfg.fp8Head ? `; ${fp8HeadDiagnosis(m)}` : ''}`;
+    if (!Number.isFinite(loss)) {
+      // The training loss's head may run in FP8, whose casts overflow to NaN: say so, with its weights' range.
+      const fp8 = kind === 'train' && cfg.fp8Head ? fp8HeadDiagnosis(m) : '';
+      why = `${kind} loss is ${loss} at step ${step}${fp8 ? `; ${fp8}` : ''}`;
+    }
     // float32 losses pinned at ln(vocab) read a hair below the float64 value
     else if (step >= DIVERGENCE_GRACE_STEPS && loss >= uniformLoss * (1 - 1e-4)) {
       why = `${kind} loss is ${loss.toFixed(4)} at step ${step}, not below ${uniformLoss.toFixed(4)} = ln(--vocab-size ${cfg.vocabSize}), a uniform prediction's`;
