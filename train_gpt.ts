@@ -988,21 +988,18 @@ const FP8_WEIGHT_LIMIT = 464 * 2 ** -9;
  */
 export function roundToFp8(x: tf.Tensor, format: keyof typeof FP8): tf.Tensor {
   const { mantissa: M, minExp, max, overflow } = FP8[format];
-  const top = Math.floor(Math.log2(max)) + 1;  // 2^top is past the range: larger exponents need no grid
+  const top = 2 ** (Math.floor(Math.log2(max)) + 1);  // past the range: larger values need no grid
   return tf.tidy(() => {
     const a = tf.abs(x);
-    // The exponent e with 2^e ≤ a < 2^(e+1), within [minExp, top] (below minExp the subnormals share its spacing).
-    // log(a)/ln 2 can land on the wrong side of a power of two (harmless while the log is accurate to a few ulps: the
-    // values there round to the power either way; a backend's coarser log would not be), so the estimate is corrected
-    // once each way against exact powers of two (a table: pow need not be exact). NaN and ∞ take e = top.
-    const lo = minExp - M, pow2 = tf.tensor1d(Array.from({ length: top + 2 - lo }, (_, i) => 2 ** (lo + i)));
-    const p = (e: tf.Tensor) => tf.gather(pow2, e.sub(lo).cast('int32'));
-    const am = tf.where(a.equal(a), tf.minimum(a, 2 ** top), tf.fill(a.shape, 2 ** top));  // NaN → 2^top
-    let e = tf.log(am).div(Math.LN2).floor().clipByValue(minExp, top);
-    e = tf.maximum(e.sub(am.less(p(e)).cast('float32')), minExp);
-    e = tf.minimum(e.add(am.greaterEqual(p(e.add(1))).cast('float32')), top);
-    const q = p(e.sub(M));  // the spacing of the grid around a
-    const r = tf.round(a.div(q)).mul(q);  // a/q and r·q are exact: q is a power of two
+    const am = tf.where(a.equal(a), tf.minimum(a, top), tf.fill(a.shape, top));  // NaN and ∞ → top: set below
+    // P = 2^e ≤ am < 2^(e+1), exactly, without a logarithm (log2 lands on either side of a power of two): Rump's
+    // NextPowerTwo (Rump, Ogita, Oishi 2008, alg. 3.5) in float32 round-to-nearest arithmetic: with q = 2²⁴·am,
+    // (q + am) − q is the smallest power of two ≥ am, or 0 where am is itself a power of two (or 0); halved where above.
+    const q = am.mul(2 ** 24), ceil = q.add(am).sub(q), pow = tf.where(ceil.equal(0), am, ceil);
+    // below 2^minExp the subnormals keep its spacing (this also covers a backend that flushes tiny values to zero)
+    const P = tf.maximum(tf.where(pow.greater(am), pow.mul(0.5), pow), 2 ** minExp);
+    const spacing = P.mul(2 ** -M);  // of the format's grid around a
+    const r = tf.round(a.div(spacing)).mul(spacing);  // exact: spacing is a power of two; ties to even
     const mag = tf.where(r.greater(max), tf.fill(a.shape, overflow), r);  // NaN: r is NaN
     return tf.where(x.less(0), mag.neg(), mag);
   });
