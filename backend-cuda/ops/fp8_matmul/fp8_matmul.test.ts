@@ -100,7 +100,7 @@ for (const target of targets) {
               dev.upload(xp, bits ? new Uint8Array(bits.buffer) : x);
               dev.fp8Quantise(xp, bf16, rows, cols, scale, e5m2, out, outT);
               const codes = new Uint8Array(dev.readSync(out, n)), codesT = new Uint8Array(dev.readSync(outT, n));
-              // the composite's rounding of the same float32 quotients (cpu), and the host reference's codes
+              // the composite's rounding of the same float32 quotients (its ops on this backend), and the host reference's codes
               const want = tf.tidy(() => T.roundToFp8(tf.tensor1d(input).div(scale), format).dataSync());
               for (let r = 0; r < rows; r++) {
                 for (let c = 0; c < cols; c++) {
@@ -168,15 +168,16 @@ for (const target of targets) {
       } finally {
         T.useFusedKernels(true);
       }
-      const [x2, w2, dy2] = make(20, 16, 48);
+      const nBad = B === 'cuda' ? 24 : 20;  // a note is said once per process: each target its own
+      const [x2, w2, dy2] = make(nBad, 16, 48);
       const log = mock.method(console, 'log', () => {});
       try {
         for (let i = 0; i < 2; i++) {
           const ran = await kernelsRun(() => headAndGrads(x2, w2, dy2));
-          assert.ok(!ran.includes(FP8_MATMUL) && ran.includes('Round'), `N = 20: ${ran.join(', ')}`);
+          assert.ok(!ran.includes(FP8_MATMUL) && ran.includes('Round'), `N = ${nBad}: ${ran.join(', ')}`);
         }
         const notes = log.mock.calls.map((c) => String(c.arguments[0])).filter((s) => s.includes(FP8_MATMUL));
-        assert.deepEqual(notes, [`note: ${FP8_MATMUL}: N = 20, d = 16, V = 48 are not all positive multiples of 16 (cuBLASLt's FP8 GEMMs); the composite runs instead`]);
+        assert.deepEqual(notes, [`note: ${FP8_MATMUL}: N = ${nBad}, d = 16, V = 48 are not all positive multiples of 16 (cuBLASLt's FP8 GEMMs); the composite runs instead`]);
       } finally {
         log.mock.restore();
       }

@@ -26,7 +26,7 @@ export const FP8_VALUES = { e4m3: decodeTable(false), e5m2: decodeTable(true) };
 export function fp8Code(x: number, e5m2: boolean): number {
   const values = e5m2 ? FP8_VALUES.e5m2 : FP8_VALUES.e4m3, maxCode = e5m2 ? 0x7b : 0x7e;
   if (Number.isNaN(x)) return 0x7f;
-  const sign = x < 0 ? 0x80 : 0, a = Math.abs(x);
+  const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0, a = Math.abs(x);  // −0 keeps its sign, as the hardware's conversion
   // codes 0 … maxCode hold the non-negative finite values in increasing order
   let lo = 0, hi = maxCode;
   if (a >= values[maxCode]) {
