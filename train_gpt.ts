@@ -28,6 +28,7 @@ import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './b
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
+import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
@@ -74,7 +75,7 @@ const FLAGS = {
   recipe: { group: 'run', choices: ['2025-11', '2025-08'], default: '2025-11',
     help: 'training recipe, the defaults of its optimiser and schedule flags (explicit flags win): 2025-11 is the record of 2025-11-22 (../shared/reference/record-2025-11.md); ' +
       '2025-08 is the port\'s earlier one: --optimizer muon --orthogonalizer ns5 --muon-lr 0.05 --weight-decay 0 --gate-optimizer adam --adam-beta1 0.8 --adam-eps 1e-10 ' +
-      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn --data-layout rows --smear-across-docs off' },
+      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn --data-layout rows --smear-across-docs off --fp8-head off' },
   // Not tfjs's pure-JavaScript cpu backend: it cannot finish one step of the tiny model in 5 minutes (allocation
   // and GC in its matmul and segment sum); wasm runs the same model on the same CPU in about a second a step.
   backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm'], default: 'auto',
@@ -132,6 +133,9 @@ const FLAGS = {
   rotary: { group: 'attention', choices: ['half', 'full', 'none'], default: 'half', help: 'rotary embedding (half: half the dims stationary)' },
   attnScale: { group: 'attention', type: 'float', above: 0, default: 0.1, help: 'softmax scale (prenorm attention)' },
   tieEmbed: { group: 'model', type: 'bool', default: false, help: 'tie the head to the embedding' },
+  fp8Head: { group: 'model', type: 'bool', default: true,
+    help: 'the head\'s matmul in FP8 in training, as the 2025-11 record: e4m3 activations and weights, e5m2 logit gradients, fixed scales ' +
+      '√d/448, 2⁻⁹, 1/448 (validation runs it unquantised; backends without FP8 kernels emulate it); needs an untied head' },
   // batch and schedule
   // packed is the 2025-11 record's layout (record-2025-11.md §8.2); rows the port's earlier one (--recipe 2025-08).
   dataLayout: { group: 'schedule', choices: ['packed', 'rows'], default: 'packed',
@@ -207,7 +211,7 @@ const FLAGS = {
   collective: { group: 'backend', choices: ['auto', 'tcp', 'nccl'], default: 'auto',
     help: 'gradient all-reduce: auto is none for one rank, nccl on cuda, else tcp; nccl also with one rank, to exercise the NCCL path' },
   fused: { group: 'backend', type: 'bool', default: true,
-    help: 'use the backend\'s fused kernels (attention, its inputs and output gate, cross-entropy, RMSNorm, rotary, ReLU², scaled adds, matmul-adds, optimiser updates) where it has them and they support the call; off: the composites' },
+    help: 'use the backend\'s fused kernels (attention, its inputs and output gate, cross-entropy, RMSNorm, rotary, ReLU², scaled adds, matmul-adds, optimiser updates, the FP8 head) where it has them and they support the call; off: the composites' },
 } as const satisfies Record<string, FlagSpec>;
 
 type Key = keyof typeof FLAGS;
@@ -225,6 +229,7 @@ export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
   '2025-08': {
     optimizer: 'muon', orthogonalizer: 'ns5', muonLr: 0.05, weightDecay: 0, gateOptimizer: 'adam', adamBeta1: 0.8, adamEps: 1e-10, adamEvery: 1,
     cooldownFrac: 0.45, extensionFrac: 0, windowSchedule: [3, 7, 11, 13], muonCooldownSteps: 0, valYarn: true, dataLayout: 'rows', smearAcrossDocs: false,
+    fp8Head: false,
   },
 };
 
@@ -415,6 +420,12 @@ export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrid
   if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
   if (cfg.dataLayout === 'packed' && 'deviceBatch' in overrides) notes.push(`--device-batch ${cfg.deviceBatch} applies to --data-layout rows: a packed micro-step is one stream of --stream-len ${cfg.streamLen} tokens`);
+  if (cfg.fp8Head && cfg.tieEmbed) {
+    // A tied head is the embedding, N(0,1) entries: divided by the weight scale 2⁻⁹ they leave e4m3's range (NaN).
+    if ('fp8Head' in overrides) fail(`--fp8-head needs an untied head (--tie-embed off): the embedding's entries exceed the FP8 head's weight range ±${FP8_WEIGHT_LIMIT}`);
+    cfg.fp8Head = false;
+    notes.push('--tie-embed: the head runs unquantised (--fp8-head off: the embedding\'s entries exceed the FP8 weight range)');
+  }
   return { cfg, notes };
 }
 
@@ -609,7 +620,11 @@ export const countParams = (m: Model) => [...m.params.values()].reduce((n, v) =>
 let fusedKernels = true;
 /** `--fused off` runs the composites on every backend: the A/B switch for a fused kernel's speed and results. */
 export function useFusedKernels(on: boolean): void { fusedKernels = on; }
-const fallbacksNoted = new Set<string>();
+const notesSaid = new Set<string>();
+/** A note on stdout, once per process (a fallback from a fused kernel to its composite, say). */
+function noteOnce(note: string): void {
+  if (!notesSaid.has(note)) { notesSaid.add(note); console.log(`note: ${note}`); }
+}
 /** The fused kernel's output (R = tf.Tensor[] for a kernel of several outputs), or null where the backend has no
  * such kernel or the kernel does not support this call (said once per kernel and reason). */
 function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor, A extends object = tf.NamedAttrMap>(
@@ -617,8 +632,7 @@ function runFused<R extends tf.Tensor | tf.Tensor[] = tf.Tensor, A extends objec
   if (!fusedKernels || !tf.getKernel(kernel.name, tf.getBackend())) return null;
   const supported = kernel.supports(inputs, attrs);
   if (supported !== true) {
-    const note = `${kernel.name}: ${supported}; the composite runs instead`;
-    if (!fallbacksNoted.has(note)) { fallbacksNoted.add(note); console.warn(`note: ${note}`); }
+    noteOnce(`${kernel.name}: ${supported}; the composite runs instead`);
     return null;
   }
   return tf.engine().runKernel(kernel.name, inputs, attrs as unknown as tf.NamedAttrMap) as R;
@@ -1058,10 +1072,99 @@ export function logitSoftcap(logits: tf.Tensor, cfg: Config): tf.Tensor {
   return logits;
 }
 
-/** Hidden states [.., d] → raw logits [N, V], before the soft cap. */
-export function rawLogits(m: Model, x: tf.Tensor): tf.Tensor2D {
-  const x2 = x.reshape([-1, m.cfg.modelDim]);
-  return m.cfg.tieEmbed ? tf.matMul(x2, m.params.get('embed')!, false, true) : tf.matMul(x2, m.params.get('head')!);
+// --- The head in FP8 (record-2025-11.md §3.3) ---------------------------------------------------------------
+// In training the record's head matmul z = x·W runs on FP8 tensor cores: x and W divided by fixed scales and rounded
+// to e4m3, the logits' gradient g to e5m2; the products, summed in fp32, are scaled back. The scales bound the inputs:
+// an RMS-normed x has |x_j| ≤ √d (x_s = √d/448 maps that to e4m3's largest value, 448); the summed loss has
+// |g| ≤ 1 (grad_s = 1/448); W/2⁻⁹ stays in range while |W| < 0.906. Validation runs the plain head.
+// The outputs (z, dx, dW) stay float32 like every activation of this port: the cuda backend's bf16 mode rounds
+// matmul operands, never a matmul output that a non-matmul kernel reads (the loss reads z, RMSNorm's gradient dx).
+// The record rounds z and dx to bf16 (its activations are bf16); dW is fp32 there too.
+
+/** An FP8 format: mantissa bits, the smallest normal exponent, the largest finite value and what a value that rounds
+ * past it becomes. e4m3 is e4m3fn, which has no infinity: overflow is NaN, as PyTorch's non-saturating float8_e4m3fn
+ * cast (and CUDA's __NV_NOSAT) gives; e5m2 overflows to ±inf as IEEE formats do. */
+export const FP8 = {
+  e4m3: { mantissa: 3, minExp: -6, max: 448, overflow: NaN },
+  e5m2: { mantissa: 2, minExp: -14, max: 57344, overflow: Infinity },
+} as const;
+
+export const fp8HeadScales = (d: number): Fp8MatmulAttrs => ({ xScale: Math.sqrt(d) / 448, wScale: 2 ** -9, gradScale: 1 / 448 });
+/** The FP8 head's weights must stay below this in magnitude: beyond, W/2⁻⁹ rounds past e4m3's 448 (to NaN). */
+const FP8_WEIGHT_LIMIT = 464 * 2 ** -9;
+
+/**
+ * x rounded to the nearest value of an FP8 format (ties to even, subnormals included); a value that rounds past the
+ * largest finite one, ±inf and NaN give the format's overflow (e4m3: NaN, e5m2: ±inf; NaN stays NaN). float32 tfjs ops,
+ * so every backend computes it alike: the FP8 head's emulation, and the oracle of the cuda kernels. The sign of a zero
+ * is not kept.
+ */
+export function roundToFp8(x: tf.Tensor, format: keyof typeof FP8): tf.Tensor {
+  const { mantissa: M, minExp, max, overflow } = FP8[format];
+  const top = 2 ** (Math.floor(Math.log2(max)) + 1);  // past the range: larger values need no grid
+  return tf.tidy(() => {
+    const a = tf.abs(x);
+    const am = tf.where(a.equal(a), tf.minimum(a, top), tf.fill(a.shape, top));  // NaN and ∞ → top: set below
+    // P = 2^e ≤ am < 2^(e+1), exactly, without a logarithm (log2 lands on either side of a power of two): Rump's
+    // NextPowerTwo (Rump, Ogita, Oishi 2008, alg. 3.5) in float32 round-to-nearest arithmetic: with q = 2²⁴·am,
+    // (q + am) − q is the smallest power of two ≥ am, or 0 where am is itself a power of two (or 0); halved where above.
+    const q = am.mul(2 ** 24), ceil = q.add(am).sub(q), pow = tf.where(ceil.equal(0), am, ceil);
+    // below 2^minExp the subnormals keep its spacing (this also covers a backend that flushes tiny values to zero)
+    const P = tf.maximum(tf.where(pow.greater(am), pow.mul(0.5), pow), 2 ** minExp);
+    const spacing = P.mul(2 ** -M);  // of the format's grid around a
+    const r = tf.round(a.div(spacing)).mul(spacing);  // exact: spacing is a power of two; ties to even
+    const mag = tf.where(r.greater(max), tf.fill(a.shape, overflow), r);  // NaN: r is NaN
+    return tf.where(x.less(0), mag.neg(), mag);
+  });
+}
+
+/** The FP8 head as tfjs ops: the composite of 'Fp8Matmul' (backend-cuda/ops/fp8_matmul), its gradient straight
+ * through the rounding as the record's (the matmul's gradient with the quantised operands). */
+export function fp8HeadComposite(x: tf.Tensor2D, w: tf.Tensor2D, { xScale, wScale, gradScale }: Fp8MatmulAttrs): tf.Tensor2D {
+  const head = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, w, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    const x8 = roundToFp8(x.div(xScale), 'e4m3'), w8 = roundToFp8(w.div(wScale), 'e4m3');
+    save([x8, w8]);
+    return {
+      value: tf.matMul(x8 as tf.Tensor2D, w8 as tf.Tensor2D).mul(xScale * wScale),
+      gradFunc: (dy: tf.Tensor, [x8, w8]: tf.Tensor[]) => {
+        const g8 = roundToFp8(dy.div(gradScale), 'e5m2') as tf.Tensor2D;
+        return [tf.matMul(g8, w8 as tf.Tensor2D, false, true).mul(gradScale * wScale), tf.matMul(x8 as tf.Tensor2D, g8, true, false).mul(xScale * gradScale)];
+      },
+    };
+  });
+  return head(x, w) as tf.Tensor2D;
+}
+
+/** x [N, d] · W [d, V] in FP8 (§3.3): the backend's 'Fp8Matmul' where it has one that takes the shapes, else the
+ * emulation (said once). */
+export function fp8Head(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const attrs = fp8HeadScales(x.shape[1]);
+  const fused = runFused<tf.Tensor2D, Fp8MatmulAttrs>(fp8MatmulKernel, { x, w }, attrs);
+  if (fused) return fused;
+  if (!tf.getKernel(fp8MatmulKernel.name, tf.getBackend())) {
+    noteOnce(`the ${tf.getBackend()} backend has no FP8 kernels: the head's FP8 matmul (--fp8-head) is emulated by rounding in float32 ops (the same values, slower)`);
+  }
+  return fp8HeadComposite(x, w, attrs);
+}
+
+/** Why an FP8 head could have made the loss non-finite, for the message that stops the run: its weights' range. */
+export function fp8HeadDiagnosis(m: Model): string {
+  const w = m.params.get('head');
+  if (!w) return '';
+  const [maxAbs, nan] = tf.tidy(() => [w.abs().max(), w.notEqual(w).any()]).map((t) => { const v = t.dataSync()[0]; t.dispose(); return v; });
+  const range = `±${FP8_WEIGHT_LIMIT} (464·2⁻⁹, beyond which the e4m3 cast gives NaN)`;
+  const state = nan ? 'its weights hold NaN (a non-finite update came before)'
+    : maxAbs > FP8_WEIGHT_LIMIT ? `its largest weight, ${maxAbs.toPrecision(4)}, is past ${range}` : `its weights are within ${range}`;
+  return `the head runs in FP8 (--fp8-head on) and ${state}; --fp8-head off runs it unquantised`;
+}
+
+/** Hidden states [.., d] → raw logits [N, V], before the soft cap; in FP8 where `fp8` (the training loss's head). */
+export function rawLogits(m: Model, x: tf.Tensor, fp8 = false): tf.Tensor2D {
+  const x2 = x.reshape([-1, m.cfg.modelDim]) as tf.Tensor2D;
+  if (m.cfg.tieEmbed) return tf.matMul(x2, m.params.get('embed')!, false, true);
+  const w = m.params.get('head')! as tf.Tensor2D;
+  return fp8 ? fp8Head(x2, w) : tf.matMul(x2, w);
 }
 
 /** Hidden states [.., d] → capped logits [N, V]. */
@@ -1079,10 +1182,11 @@ export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, reductio
 
 export interface Batch { inputs: tf.Tensor2D; targets: tf.Tensor2D; docIds: tf.Tensor2D }
 
-/** The training objective: summed token losses in training (as the speedrun), mean in validation. */
+/** The training objective: summed token losses in training (as the speedrun), mean in validation. The summed loss's
+ * head runs in FP8 under --fp8-head; validation's runs unquantised (record-2025-11.md §3.3). */
 export function modelLoss(m: Model, batch: Batch, sched: AttnSchedule, reduction: 'sum' | 'mean'): tf.Scalar {
   const x = trunk(m, batch.inputs, batch.docIds, sched);
-  return softcapCrossEntropy(rawLogits(m, x), batch.targets.reshape([-1]) as tf.Tensor1D, m.cfg, reduction);
+  return softcapCrossEntropy(rawLogits(m, x, reduction === 'sum' && m.cfg.fp8Head), batch.targets.reshape([-1]) as tf.Tensor1D, m.cfg, reduction);
 }
 
 /** Cross-entropy of soft-capped logits; one fused kernel ('SoftcapCrossEntropy') where the backend has it. */
@@ -2305,7 +2409,11 @@ async function trainLogged(config: Config, opts: TrainOptions, onLog: (log: RunL
   /** Stops the run, closing the log, on a loss that is not finite, or not below a uniform prediction's after the grace steps. */
   const checkLoss = (kind: 'train' | 'validation', loss: number, step: number) => {
     let why: string;
-    if (!Number.isFinite(loss)) why = `${kind} loss is ${loss} at step ${step}`;
+    if (!Number.isFinite(loss)) {
+      // The training loss's head may run in FP8, whose casts overflow to NaN: say so, with its weights' range.
+      const fp8 = kind === 'train' && cfg.fp8Head ? fp8HeadDiagnosis(m) : '';
+      why = `${kind} loss is ${loss} at step ${step}${fp8 ? `; ${fp8}` : ''}`;
+    }
     // float32 losses pinned at ln(vocab) read a hair below the float64 value
     else if (step >= DIVERGENCE_GRACE_STEPS && loss >= uniformLoss * (1 - 1e-4)) {
       why = `${kind} loss is ${loss.toFixed(4)} at step ${step}, not below ${uniformLoss.toFixed(4)} = ln(--vocab-size ${cfg.vocabSize}), a uniform prediction's`;

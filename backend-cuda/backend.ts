@@ -126,6 +126,13 @@ export class CudaBackend extends tf.KernelBackend {
     return { out: { dataId, shape, dtype: 'float32' }, ptr: bf16, bf16: true };
   }
 
+  /** Where float32 tensor t's values are, as stored: the bf16 buffer of a bf16-only tensor (makeMatmulInput), else
+   * the float32 buffer. For a kernel that reads either form (fp8Quantise), so that no float32 copy is made. */
+  storedValues(t: TensorInfo): { ptr: number; bf16: boolean } {
+    const d = this.data.get(t.dataId);
+    return d.bf16Only ? { ptr: d.bf16!, bf16: true } : { ptr: d.ptr, bf16: false };
+  }
+
   /** A new device buffer of `bytes` kept with tensor t and freed with t's buffer: what a fused kernel
    * saves beside its output for its gradient (the gradient gets the output, not extra tensors). */
   attachSaved(t: TensorInfo, bytes: number): number {

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { CudaBackend } from './backend.ts';
 import { BINARY, DTYPE, FIRST_COMPARISON, PRECISION, REDUCE, UNARY, type CoreDevice, type CudaDevice, type DeviceInfo, type DeviceMemory } from './device.ts';
 import { fusedOps } from './ops/index.ts';
+import { FP8_VALUES } from './ops/fp8_matmul/host.ts';
 import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 
@@ -130,6 +131,7 @@ export class HostDevice implements CoreDevice {
   /** n float32 values at ptr (a fused op's reference reads and writes through these). */
   floats(ptr: number, n: number): Float32Array { return this.view(ptr, DTYPE.float32, n) as Float32Array; }
   ints(ptr: number, n: number): Int32Array { return this.view(ptr, DTYPE.int32, n) as Int32Array; }
+  bytes(ptr: number, n: number): Uint8Array { return this.view(ptr, DTYPE.bool, n) as Uint8Array; }
 
   private view(ptr: number, dtype: number, n: number): View {
     const [buf, off] = this.locate(ptr);
@@ -341,6 +343,20 @@ export class HostDevice implements CoreDevice {
     this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n, precision);
     const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
+  }
+  /** Sums in float64, fastAccum or not (the GPU accumulates in fp32, in fewer bits with fastAccum). */
+  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, m: number, n: number, k: number, alpha: number): void {
+    if (aE5m2 && bE5m2) throw new Error('matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel');
+    if (m % 16 || n % 16 || k % 16) throw new Error(`matmulFp8: m = ${m}, n = ${n}, k = ${k} must be multiples of 16`);
+    const av = this.bytes(a, m * k), bv = this.bytes(b, n * k), ov = this.floats(out, m * n);
+    const at = aE5m2 ? FP8_VALUES.e5m2 : FP8_VALUES.e4m3, bt = bE5m2 ? FP8_VALUES.e5m2 : FP8_VALUES.e4m3;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < k; q++) s += at[av[i * k + q]] * bt[bv[j * k + q]];
+        ov[i * n + j] = Math.fround(alpha) * s;
+      }
+    }
   }
 }
 

@@ -30,8 +30,9 @@ function load(): Loaded {
   }
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as CudaDevice & CudaCollectives;
-    // An addon built before an op was added lacks its launchers: say so here, not at the op's first call.
-    const missing = fusedOps.flatMap(op => ('host' in op ? Object.keys(op.host(new HostDevice())) : []))
+    // An addon built before an op was added lacks its launchers (or a core function added since, matmulFp8): say so
+    // here, not at the first call.
+    const missing = [...fusedOps.flatMap(op => ('host' in op ? Object.keys(op.host(new HostDevice())) : [])), 'matmulFp8']
       .filter(name => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function');
     if (missing.length) {
       loaded = { ok: false, reason: `the cuda addon at ${ADDON_PATH} is older than the sources (no ${missing.join(', ')}): run \`npm run build:cuda\`` };

@@ -4,7 +4,7 @@
 //
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--data-layout packed|rows] [--stream-len 32768]
 //                    [--device-batch 4] [--seq-len 2048] [--steps 10] [--warmup 2] [--accum N] [--gpus N]
-//                    [--collective nccl|tcp] [--fused on|off] [--profile] [--out FILE]
+//                    [--collective nccl|tcp] [--fused on|off] [--fp8-head on|off] [--profile] [--out FILE]
 //
 // The default batch is one GPU's share of the preset's batch on the 8 GPUs of the speedrun, in the preset's
 // layout (train_gpt.ts --data-layout): packed (the 2025-11 record's), --accum micro-steps of one stream of
@@ -55,12 +55,12 @@ class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|tensorflow] [--preset speedrun|tiny] [--data-layout packed|rows] [--stream-len L] ' +
   '[--device-batch N] [--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] ' +
-  '[--fused on|off] [--profile] [--out FILE]';
+  '[--fused on|off] [--fp8-head on|off] [--profile] [--out FILE]';
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; dataLayout?: Config['dataLayout']; streamLen?: number; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
   accum?: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
-  out?: string;
+  fp8Head?: boolean; out?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -72,7 +72,7 @@ function parse(argv: string[]): Args {
         'data-layout': { type: 'string' }, 'stream-len': { type: 'string' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' }, accum: { type: 'string' }, gpus: { type: 'string', default: '1' },
-        'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
+        'matmul-precision': { type: 'string' }, collective: { type: 'string' }, fused: { type: 'string', default: 'on' }, 'fp8-head': { type: 'string' }, profile: { type: 'boolean', default: false }, out: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -105,6 +105,7 @@ function parse(argv: string[]): Args {
     matmulPrecision: oneOf('matmul-precision', values['matmul-precision'], ['bf16', 'tf32', 'fp32'] as const),
     collective: oneOf('collective', values.collective, ['nccl', 'tcp'] as const),
     fused: oneOf('fused', values.fused, ['on', 'off'] as const) === 'on',
+    fp8Head: values['fp8-head'] === undefined ? undefined : oneOf('fp8-head', values['fp8-head'], ['on', 'off'] as const) === 'on',  // default: the recipe's (on)
     profile: values.profile!,
     out: values.out,
   };
@@ -190,6 +191,7 @@ export async function main(argv: string[]): Promise<number> {
   if (args.deviceBatch !== undefined) overrides.deviceBatch = args.deviceBatch;
   if (args.seqLen !== undefined) overrides.seqLen = args.seqLen;
   if (args.matmulPrecision !== undefined) overrides.matmulPrecision = args.matmulPrecision;
+  if (args.fp8Head !== undefined) overrides.fp8Head = args.fp8Head;
   const base = resolveConfig(args.preset, overrides).cfg;
   const packed = base.dataLayout === 'packed';
   if (packed && args.deviceBatch !== undefined) { console.error(`bench/step.ts: --device-batch applies to --data-layout rows (a packed micro-step is one stream)\n${USAGE}`); return 2; }
@@ -213,7 +215,7 @@ export async function main(argv: string[]): Promise<number> {
     const flops = modelFlopsPerToken(m);
     say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
       `batch ${packed ? `one packed stream of ${cfg.streamLen} (documents cut at ${cfg.seqLen})` : `${cfg.deviceBatch}×${cfg.seqLen}`}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
-      `${world.size} rank(s), matmul ${cfg.matmulPrecision}`);
+      `${world.size} rank(s), matmul ${cfg.matmulPrecision}, FP8 head ${cfg.fp8Head ? 'on' : 'off'}`);
     // The all-reduce, timed alone: the queue is drained before it (reading the small loss vector, the last
     // tensor) and after it, so the wall time is the all-reduce's own (and, with several ranks, the wait for
     // the slowest).
@@ -265,7 +267,7 @@ export async function main(argv: string[]): Promise<number> {
     const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; allocRetries?: number };
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
-      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fused: args.fused,
+      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fp8Head: cfg.fp8Head, fused: args.fused,
       dataLayout: cfg.dataLayout, streamLen: packed ? cfg.streamLen : null, deviceBatch: packed ? 1 : cfg.deviceBatch, seqLen: cfg.seqLen, accum, gpus: world.size,
       tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,

@@ -388,13 +388,16 @@ test('whole runs of train_gpt.ts', { concurrency: 2 }, async (t) => {
     assertOneLineError(await trainGpt([...small(dir), '--resume', garbage]), 2, new RegExp(`^error: --resume ${esc(garbage)}: not a checkpoint of this trainer$`));
   }));
 
-  chain(() => t.test('a diverging run stops with the step and the NaN loss: exit code 1, no stack trace', async () => {
+  chain(() => t.test('a diverging run stops with the step and the NaN loss, naming the FP8 head: exit code 1, no stack trace', async () => {
     const sub = join(dir, 'diverge');
     const r = await trainGpt([...small(sub), '--adam-lr', '1e38', '--muon-lr', '1e38']);
-    assertOneLineError(r, 1, /^stopped: train loss is (NaN|-?Infinity) at step \d+: the run diverged/);
-    const [, loss, step] = /loss is (\S+) at step (\d+)/.exec(r.stderr)!;
+    // The tiny preset's head runs in FP8 (--recipe 2025-11): the message says so and what its weights are.
+    assertOneLineError(r, 1, /^stopped: train loss is (NaN|-?Infinity) at step \d+; the head runs in FP8 \(--fp8-head on\) and .*; --fp8-head off runs it unquantised: the run diverged/);
+    const [, why] = /^stopped: (.*): the run diverged/.exec(r.stderr)!;
     const [log] = readdirSync(join(sub, 'logs'));
-    assert.ok(readFileSync(join(sub, 'logs', log), 'utf8').endsWith(`\nstopped: train loss is ${loss} at step ${step}\n`), 'the log says why it stops');
+    assert.ok(readFileSync(join(sub, 'logs', log), 'utf8').endsWith(`\nstopped: ${why}\n`), 'the log says why it stops');
+    const plain = await trainGpt([...small(join(dir, 'diverge-plain')), '--adam-lr', '1e38', '--muon-lr', '1e38', '--fp8-head', 'off']);
+    assertOneLineError(plain, 1, /^stopped: train loss is (NaN|-?Infinity) at step \d+: the run diverged/);
   }));
 
   chain(() => t.test('--backend cuda without a GPU build, --backend tensorflow without tfjs-node, an unknown flag, a value out of range: one clear line each', async (st) => {

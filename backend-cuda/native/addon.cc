@@ -370,6 +370,14 @@ Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// out = alpha·A·Bᵀ over FP8 operands (the FP8 head's GEMMs)
+Napi::Value matmulFp8Binding(const Napi::CallbackInfo& info) {
+  TSGPT_ARGS("matmulFp8", "a", "aE5m2", "b", "bE5m2", "out", "m", "n", "k", "alpha", "fastAccum");
+  matmulFp8(dev(), a.ptr<void>(0), a.boolean(1), a.ptr<void>(2), a.boolean(3), a.ptr<float>(4), a.integer(5), a.integer(6),
+            a.integer(7), float(a.number(8)), a.boolean(9));
+  return info.Env().Undefined();
+}
+
 // A registered launcher (launchers.h), called with its arguments checked against its signature.
 Napi::Value callLauncher(const Napi::CallbackInfo& info) {
   const Launcher& l = *static_cast<const Launcher*>(info.Data());
@@ -426,7 +434,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sync", guarded<sync>},         {"timerStart", guarded<timerStart>},
       {"timerEnd", guarded<timerEnd>}, {"binary", guarded<binary>},
       {"copy", guarded<copy>},         {"matmul", guarded<matmulBinding>},
-      {"matmulAdd", guarded<matmulAddBinding>},
+      {"matmulAdd", guarded<matmulAddBinding>},  {"matmulFp8", guarded<matmulFp8Binding>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
   };

@@ -46,6 +46,25 @@ cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, i
   return l;
 }
 
+// The heuristic's first algorithm for a plan's descriptors (C and D share lc), within the device's workspace.
+cublasLtMatmulAlgo_t bestAlgo(Device& dev, const Plan& p, const char* what) {
+  cublasLtMatmulPreference_t pref;
+  checkLt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  const uint64_t ws = dev.workspaceBytes();
+  checkLt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                               sizeof ws),
+          "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, p.la, p.lb, p.lc, p.lc, pref, 1, &result,
+      &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  checkLt(st, "cublasLtMatmulAlgoGetHeuristic");
+  if (found == 0) throw CudaError(std::string("cuBLASLt found no algorithm for ") + what);
+  return result.algo;
+}
+
 Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA,
               bool transB, int64_t strideA, int64_t strideB, int precision) {
   const PlanKey key{batch, m, n, k, transA, transB, strideA, strideB, precision};
@@ -67,35 +86,65 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
   p.la = transB ? layout(inType, k, n, k, batch, strideB) : layout(inType, n, k, n, batch, strideB);
   p.lb = transA ? layout(inType, m, k, m, batch, strideA) : layout(inType, k, m, k, batch, strideA);
   p.lc = layout(CUDA_R_32F, n, m, n, batch, m * n);
-
-  cublasLtMatmulPreference_t pref;
-  checkLt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  const uint64_t ws = dev.workspaceBytes();
-  checkLt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                               sizeof ws),
-          "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)");
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-      static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, p.la, p.lb, p.lc, p.lc, pref, 1, &result,
-      &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  checkLt(st, "cublasLtMatmulAlgoGetHeuristic");
-  if (found == 0) throw CudaError("cuBLASLt found no algorithm for this matmul");
-  p.algo = result.algo;
+  p.algo = bestAlgo(dev, p, "this matmul");
   return plans.emplace(key, p).first->second;
+}
+
+// ---- FP8 (the FP8 head's GEMMs, ops/fp8_matmul) ----
+// Row-major out [m, n] = alpha·A·Bᵀ with A [m, k] and B [n, k]: both with k contiguous, the only layout cuBLASLt's FP8
+// kernels take ("TN": cuBLAS's A = our B transposed, its B = our A not). fp32 accumulation, float32 C = D (beta = 0).
+using Fp8PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool>;
+std::map<Fp8PlanKey, Plan> fp8Plans;
+
+Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool bE5m2, bool fastAccum) {
+  const Fp8PlanKey key{m, n, k, aE5m2, bE5m2, fastAccum};
+  auto it = fp8Plans.find(key);
+  if (it != fp8Plans.end()) return it->second;
+  Plan p;
+  checkLt(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  const cublasOperation_t opA = CUBLAS_OP_T, opB = CUBLAS_OP_N;
+  checkLt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA),
+          "cublasLtMatmulDescSetAttribute(TRANSA)");
+  checkLt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB),
+          "cublasLtMatmulDescSetAttribute(TRANSB)");
+  // Fast accumulation: no periodic promotion of the tensor cores' partial sums to fp32 (the record's forward).
+  const int8_t fast = fastAccum ? 1 : 0;
+  checkLt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast),
+          "cublasLtMatmulDescSetAttribute(FAST_ACCUM)");
+  const auto fp8 = [](bool e5m2) { return e5m2 ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3; };
+  p.la = layout(fp8(bE5m2), k, n, k, 1, 0);  // our B [n, k] row-major: column-major k×n, transposed by opA
+  p.lb = layout(fp8(aE5m2), k, m, k, 1, 0);  // our A [m, k] row-major: column-major k×m
+  p.lc = layout(CUDA_R_32F, n, m, n, 1, 0);
+  p.algo = bestAlgo(dev, p, "this FP8 matmul");
+  return fp8Plans.emplace(key, p).first->second;
 }
 
 }  // namespace
 
 void releaseMatmulPlans() {
-  for (auto& [key, p] : plans) {
-    cublasLtMatrixLayoutDestroy(p.la);
-    cublasLtMatrixLayoutDestroy(p.lb);
-    cublasLtMatrixLayoutDestroy(p.lc);
-    cublasLtMatmulDescDestroy(p.op);
-  }
-  plans.clear();
+  const auto destroy = [](auto& ps) {
+    for (auto& [key, p] : ps) {
+      cublasLtMatrixLayoutDestroy(p.la);
+      cublasLtMatrixLayoutDestroy(p.lb);
+      cublasLtMatrixLayoutDestroy(p.lc);
+      cublasLtMatmulDescDestroy(p.op);
+    }
+    ps.clear();
+  };
+  destroy(plans);
+  destroy(fp8Plans);
+}
+
+void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, float* out, int64_t m, int64_t n,
+               int64_t k, float alpha, bool fastAccum) {
+  if (aE5m2 && bE5m2) throw CudaError("matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel");
+  if (m % 16 || n % 16 || k % 16 || m <= 0 || n <= 0 || k <= 0)
+    throw CudaError("matmulFp8: m, n and k must be positive multiples of 16");
+  Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum);
+  const float beta = 0.f;
+  checkLt(cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta, out, p.lc,
+                         out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream()),
+          "cublasLtMatmul (FP8)");
 }
 
 void matmul(Device& dev, const void* a, const void* b, float* out, int64_t batch, int64_t m,

@@ -12,6 +12,8 @@ import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
 import { causalWindowMeanHost } from './causal_window_mean/host.ts';
 import { causalWindowMeanKernels } from './causal_window_mean/kernel.ts';
+import { fp8MatmulHost } from './fp8_matmul/host.ts';
+import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
 import { headGateKernels } from './head_gate/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
@@ -42,6 +44,7 @@ export const fusedOps = [
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: causalWindowMeanKernels, host: causalWindowMeanHost },
+  { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
   { kernels: matMulAddKernels },
   { kernels: optimizerKernels, host: optimizerHost },
