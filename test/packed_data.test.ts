@@ -235,7 +235,9 @@ test('§8.4 validation streams: consecutive tokens, rank r takes stream s·W + r
 function microModel(over: Partial<T.Config> = {}): T.Model {
   const { cfg } = T.resolveConfig('tiny', {
     vocabSize: 64, bosToken: 63, numLayers: 3, modelDim: 16, numHeads: 2, headDim: 8, kvHeads: 2, windowBlock: 4, windowSchedule: [2],
-    windowPattern: 'SLS', valWindow: 2, skip: '0-2', backoutLayer: 1, valueEmbeds: 1, seqLen: 8, streamLen: 24, batchTokens: 96, ...over,
+    windowPattern: 'SLS', valWindow: 2, skip: '0-2', backoutLayer: 1, valueEmbeds: 1, seqLen: 8, streamLen: 24, batchTokens: 96,
+    fp8Head: false, // the weights perturbed below leave the FP8 head's range (its tests are test/fp8_head.test.ts)
+    ...over,
   });
   const m = T.createModel(cfg);
   for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.3, 'float32', tfSeed()))));

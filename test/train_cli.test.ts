@@ -224,7 +224,7 @@ test('--preset short: the record\'s model and schedules at one to two epochs of 
   // 2,258,977 train tokens in the built-in GPT-2 corpus: one to two epochs.
   const epochs = (cfg.numIterations * cfg.batchTokens) / 2_258_977;
   assert.ok(epochs >= 1 && epochs <= 2, `${epochs.toFixed(2)} epochs`);
-  assert.equal(cfg.batchTokens, cfg.deviceBatch * cfg.seqLen, 'one micro-step on one GPU');
+  assert.equal(cfg.batchTokens, cfg.dataLayout === 'packed' ? cfg.streamLen : cfg.deviceBatch * cfg.seqLen, 'one micro-step on one GPU');
   // Step-counted schedules scale with the steps (the record: 300 and 50 of 2225).
   assert.equal(cfg.muonWarmupSteps, Math.round((300 * cfg.numIterations) / 2225));
   assert.equal(cfg.muonCooldownSteps, Math.round((50 * cfg.numIterations) / 2225));
