@@ -123,11 +123,13 @@ for (const [name, over] of CASES) {
         // later attempts a few of those exceed a fixed bound (sas-p's β_FF once: -0.01411 vs -0.01526 = 1000 ulps/2·step).
         // Rounding is no kink: one ulp in each loss moves numeric − coarse by up to 4/3 of such steps and kink by up
         // to 4 (sas's β_FF once had f' ≈ 0.001 and f''' ≈ 400, smooth enough only at the smaller steps, and there
-        // numeric and coarse differed by one step of numeric's).
+        // numeric and coarse differed by one step of numeric's). The kink bound's floor is small: at 1e-3 a kink of
+        // softpick's relu with a slope jump of ~0.004 near the step's end passed as smooth (analytic 0.0063 against a
+        // central difference of 0.0083, TEST_SEED=3458795697).
         const resolution = 2 ** (Math.floor(Math.log2(Math.abs(f0))) - 23) / step;
         const differ = (a: number, b: number, rel: number, abs: number) => Math.abs(a - b) > rel * Math.max(Math.abs(a), Math.abs(b)) + abs;
         if (differ(numeric, coarse, 0.05, 2e-4 + 2 * resolution)
-          || Math.abs(kink) > 0.1 * Math.max(Math.abs(forward), Math.abs(backward)) + 1e-3 + 4 * resolution) continue;
+          || Math.abs(kink) > 0.1 * Math.max(Math.abs(forward), Math.abs(backward)) + 2e-4 + 4 * resolution) continue;
         assert.ok(Math.abs(analytic - numeric) <= 0.03 * Math.max(Math.abs(analytic), Math.abs(numeric)) + 6e-4 + 2 * resolution,
           `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric} (step ${step})`);
         checked = true;
