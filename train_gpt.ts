@@ -30,6 +30,7 @@ import { causalAttention } from './backend-cuda/ops/causal_attention/causal_atte
 import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
 import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
+import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
@@ -1100,15 +1101,33 @@ const FP8_WEIGHT_LIMIT = 464 * 2 ** -9;
  * is not kept.
  */
 export function roundToFp8(x: tf.Tensor, format: keyof typeof FP8): tf.Tensor {
-  const { mantissa: M, minExp, max, overflow } = FP8[format];
-  const top = 2 ** (Math.floor(Math.log2(max)) + 1);  // past the range: larger values need no grid
+  return roundTo(x, FP8[format]);
+}
+
+/** bf16 (8 exponent bits, 7 mantissa bits): what the record stores its embeddings, head, gates and Adam moments in (§5). */
+export const BF16 = { mantissa: 7, minExp: -126, max: 3.3895313892515355e38, overflow: Infinity } as const;
+
+/**
+ * x rounded to the nearest bf16 value (ties to even), kept in float32: one fused 'RoundBf16' pass where the backend
+ * has it, else roundTo().
+ */
+export function roundToBf16(x: tf.Tensor): tf.Tensor {
+  return runFused(roundBf16Kernel, { x }, {}) ?? roundTo(x, BF16);
+}
+
+/** x rounded to a floating-point format's grid in float32 tfjs ops (see roundToFp8). */
+function roundTo(x: tf.Tensor, { mantissa: M, minExp, max, overflow }: { mantissa: number; minExp: number; max: number; overflow: number }): tf.Tensor {
+  // past the range larger values need no grid (2¹²⁷ for bf16, whose range is float32's: the largest power of two)
+  const top = Math.min(2 ** (Math.floor(Math.log2(max)) + 1), 2 ** 127);
   return tf.tidy(() => {
     const a = tf.abs(x);
     const am = tf.where(a.equal(a), tf.minimum(a, top), tf.fill(a.shape, top));  // NaN and ∞ → top: set below
     // P = 2^e ≤ am < 2^(e+1), exactly, without a logarithm (log2 lands on either side of a power of two): Rump's
     // NextPowerTwo (Rump, Ogita, Oishi 2008, alg. 3.5) in float32 round-to-nearest arithmetic: with q = 2²⁴·am,
     // (q + am) − q is the smallest power of two ≥ am, or 0 where am is itself a power of two (or 0); halved where above.
-    const q = am.mul(2 ** 24), ceil = q.add(am).sub(q), pow = tf.where(ceil.equal(0), am, ceil);
+    // Values from 2⁶⁴ (bf16 only) are searched scaled by 2⁻⁶⁴, exactly, so that 2²⁴·am stays finite.
+    const down = tf.where(am.greaterEqual(2 ** 64), tf.fill(a.shape, 2 ** -64), tf.onesLike(am)), ams = am.mul(down);
+    const q = ams.mul(2 ** 24), ceil = q.add(ams).sub(q), pow = tf.where(ceil.equal(0), ams, ceil).div(down);
     // below 2^minExp the subnormals keep its spacing (this also covers a backend that flushes tiny values to zero)
     const P = tf.maximum(tf.where(pow.greater(am), pow.mul(0.5), pow), 2 ** minExp);
     const spacing = P.mul(2 ** -M);  // of the format's grid around a

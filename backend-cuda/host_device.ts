@@ -22,7 +22,7 @@ function erf(x: number): number {  // Abramowitz–Stegun 7.1.26 (|error| < 1.5e
 }
 
 /** The bf16 bits of float32 bits u, rounded to nearest even (NaN stays a quiet NaN), as __float2bfloat16. */
-function bf16Bits(u: number): number {
+export function bf16Bits(u: number): number {
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }

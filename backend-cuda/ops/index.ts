@@ -25,6 +25,8 @@ import { rmsNormHost } from './rms_norm/host.ts';
 import { rmsNormKernels } from './rms_norm/kernel.ts';
 import { rotaryHost } from './rotary/host.ts';
 import { rotaryKernels } from './rotary/kernel.ts';
+import { roundBf16Host } from './round_bf16/host.ts';
+import { roundBf16Kernels } from './round_bf16/kernel.ts';
 import { scaledAddHost } from './scaled_add/host.ts';
 import { scaledAddKernels } from './scaled_add/kernel.ts';
 import { swigluHost } from './swiglu/host.ts';
@@ -51,6 +53,7 @@ export const fusedOps = [
   { kernels: reluSquaredKernels, host: reluSquaredHost },
   { kernels: rmsNormKernels, host: rmsNormHost },
   { kernels: rotaryKernels, host: rotaryHost },
+  { kernels: roundBf16Kernels, host: roundBf16Host },
   { kernels: scaledAddKernels, host: scaledAddHost },
   { kernels: softcapCrossEntropyKernels, host: softcapCrossEntropyHost },
   { kernels: swigluKernels, host: swigluHost },
