@@ -76,7 +76,7 @@ const FLAGS = {
   recipe: { group: 'run', choices: ['2025-11', '2025-08'], default: '2025-11',
     help: 'training recipe, the defaults of its optimiser and schedule flags (explicit flags win): 2025-11 is the record of 2025-11-22 (../shared/reference/record-2025-11.md); ' +
       '2025-08 is the port\'s earlier one: --optimizer muon --orthogonalizer ns5 --muon-lr 0.05 --weight-decay 0 --gate-optimizer adam --adam-beta1 0.8 --adam-eps 1e-10 ' +
-      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn --data-layout rows --smear-across-docs off --fp8-head off' },
+      '--adam-every 1 --cooldown-frac 0.45 --extension-frac 0 --window-schedule 3,7,11,13 --muon-cooldown-steps 0 --val-yarn --data-layout rows --smear-across-docs off --fp8-head off --bf16-state off' },
   // Not tfjs's pure-JavaScript cpu backend: it cannot finish one step of the tiny model in 5 minutes (allocation
   // and GC in its matmul and segment sum); wasm runs the same model on the same CPU in about a second a step.
   backend: { group: 'backend', choices: ['auto', 'cuda', 'tensorflow', 'wasm'], default: 'auto',
@@ -189,6 +189,8 @@ const FLAGS = {
   embedLrMul: { group: 'optimiser', type: 'float', min: 0, default: 75, tiny: 10, help: 'Adam lr multiplier for embeddings and value embeddings' },
   scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars (and the gates with --gate-optimizer adam)' },
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
+  bf16State: { group: 'optimiser', type: 'bool', default: true,
+    help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written (the storage stays float32)' },
   // run
   valEvery: { group: 'run', type: 'int', min: 0, default: 250, tiny: 50, help: 'validate every N steps (0: only at the end)' },
   warmupSteps: { group: 'run', type: 'int', min: 0, default: 10, tiny: 1, help: 'untimed warm-up steps (then the state is restored)' },
@@ -230,7 +232,7 @@ export const RECIPES: Record<Config['recipe'], Partial<Config>> = {
   '2025-08': {
     optimizer: 'muon', orthogonalizer: 'ns5', muonLr: 0.05, weightDecay: 0, gateOptimizer: 'adam', adamBeta1: 0.8, adamEps: 1e-10, adamEvery: 1,
     cooldownFrac: 0.45, extensionFrac: 0, windowSchedule: [3, 7, 11, 13], muonCooldownSteps: 0, valYarn: true, dataLayout: 'rows', smearAcrossDocs: false,
-    fp8Head: false,
+    fp8Head: false, bf16State: false,
   },
 };
 
@@ -530,7 +532,10 @@ export function skipPairs(cfg: Config, plan: LayerPlan[]): [number, number][] {
   return [[a, b]];
 }
 
-export interface ParamInfo { opt: 'muon' | 'adam'; lrMul: number; split?: number[] /* Muon: column blocks orthogonalised apart */ }
+export interface ParamInfo {
+  opt: 'muon' | 'adam'; lrMul: number; split?: number[] /* Muon: column blocks orthogonalised apart */;
+  bf16?: boolean /* --bf16-state: the value, its gradient and its optimiser state rounded to bf16 */;
+}
 export interface Model {
   cfg: Config;
   plan: LayerPlan[];
@@ -550,15 +555,18 @@ export function createModel(cfg: Config): Model {
   const muon = (split?: number[]): ParamInfo => ({ opt: 'muon', lrMul: 1, split });
   const scalar: ParamInfo = { opt: 'adam', lrMul: cfg.scalarLrMul };
   // The record trains the gate weights with NorMuon, as matrices (record-2025-11.md §6.1).
-  const gate = cfg.gateOptimizer === 'muon' ? muon() : scalar;
+  const gate = { ...(cfg.gateOptimizer === 'muon' ? muon() : scalar), bf16: cfg.bf16State };
   const add = (name: string, shape: number[], init: 'zeros' | 'normal' | 'uniform' | 'canon' | number[], pinfo: ParamInfo) => {
     const value = tf.tidy(() => {
       seed += 1;
-      if (Array.isArray(init)) return tf.tensor(init, shape);
-      if (init === 'zeros') return tf.zeros(shape);
-      if (init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
-      const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
-      return tf.randomUniform(shape, -b, b, 'float32', seed);
+      const drawn = () => {
+        if (Array.isArray(init)) return tf.tensor(init, shape);
+        if (init === 'zeros') return tf.zeros(shape);
+        if (init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
+        const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
+        return tf.randomUniform(shape, -b, b, 'float32', seed);
+      };
+      return pinfo.bf16 ? roundToBf16(drawn()) : drawn();
     });
     params.set(name, tf.variable(value, true));
     value.dispose();
@@ -568,8 +576,9 @@ export function createModel(cfg: Config): Model {
   const qkvDim = (H + 2 * Hk) * h;
   const hidden = cfg.mlp === 'swiglu' ? Math.round((cfg.mlpRatio * d * 2) / 3) : cfg.mlpRatio * d;
 
-  add('embed', [V, d], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
-  for (let k = 0; k < cfg.valueEmbeds; k++) add(`value_embed.${k}`, [V, Hk * h], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul });
+  // §5: the record stores the embeddings, value embeddings, head and gates in bf16 (with --bf16-state).
+  add('embed', [V, d], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul, bf16: cfg.bf16State });
+  for (let k = 0; k < cfg.valueEmbeds; k++) add(`value_embed.${k}`, [V, Hk * h], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul, bf16: cfg.bf16State });
   if (cfg.smear) {
     add('smear_gate', [12, 1], 'zeros', gate);
     add('smear_lambda', [1], 'zeros', scalar);
@@ -604,7 +613,7 @@ export function createModel(cfg: Config): Model {
   if (cfg.skip === 'unet') add('skip_weights', [skips.length], Array(skips.length).fill(1), scalar);
   else if (skips.length) add('skip_weight', [1], [-1.5], scalar); // σ(-1.5) ≈ 0.18 at init
   if (cfg.backout) add('backout_lambda', [1], [cfg.backoutInit], scalar);
-  if (!cfg.tieEmbed) add('head', [d, V], 'zeros', { opt: 'adam', lrMul: cfg.headLrMul });
+  if (!cfg.tieEmbed) add('head', [d, V], 'zeros', { opt: 'adam', lrMul: cfg.headLrMul, bf16: cfg.bf16State });
   return { cfg, plan, skips, params, info };
 }
 
@@ -1410,33 +1419,37 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
   tf.tidy(() => {
     // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
     // shape and orthogonalised as one batch.
-    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor; w: tf.Tensor; neurons?: tf.Variable }[] = [];
+    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor; w: tf.Tensor; neurons?: tf.Variable; bf16?: boolean }[] = [];
+    // --bf16-state (§5): what the record keeps in bf16 is rounded to it wherever it is written: a bf16 parameter's
+    // gradient, optimiser state and value, and every Adam moment.
+    const adamMoment = (t: tf.Tensor) => cfg.bf16State ? roundToBf16(t) : t;
     for (const [name, p] of m.params) {
-      const g = grads.get(name);
-      if (!g) throw new Error(`no gradient for parameter ${name}`);
       const info = m.info.get(name)!, slots = st.slots.get(name)!;
+      const half = (t: tf.Tensor) => info.bf16 ? roundToBf16(t) : t;
+      if (!grads.get(name)) throw new Error(`no gradient for parameter ${name}`);
+      const g = half(grads.get(name)!);
       if (info.opt === 'muon') {
         const [buf, ...neurons] = slots;
         const [newBuf, nesterov] = muonMomentum(buf, g, mom);
-        buf.assign(newBuf);
+        buf.assign(half(newBuf));
         const rows = p.shape[0]!, weights = info.split ? tf.split(p, info.split, 1) : [p];
         (info.split ? tf.split(nesterov, info.split, 1) : [nesterov]).forEach((x, index) => {
           const tall = x.shape[0]! > x.shape[1]!, wide = (t: tf.Tensor) => tall ? t.transpose() : t;
           // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent; it is
           // the record's √max(1, rows/cols) on its [out, in] matrices, and its lr_mul 2 on c_fc ([in, out] there).
-          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: wide(x), w: wide(weights[index]), neurons: neurons[index] });
+          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: wide(x), w: wide(weights[index]), neurons: neurons[index], bf16: info.bf16 });
         });
       } else {
         const [mv, vv, gradSum] = slots;
         // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4).
-        if (!adamSteps) { gradSum.assign(gradSum.add(g)); continue; }
+        if (!adamSteps) { gradSum.assign(half(gradSum.add(g))); continue; }
         // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
         // kernel's formula with eps/√bc2 in place of eps.
-        const [newP, newM, newV] = adamUpdate(p, mv, vv, gradSum ? gradSum.add(g) : g,
+        const [newP, newM, newV] = adamUpdate(p, mv, vv, gradSum ? half(gradSum.add(g)) : g,
           { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr });
-        p.assign(newP);
-        mv.assign(newM);
-        vv.assign(newV);
+        p.assign(half(newP));
+        mv.assign(adamMoment(newM));
+        vv.assign(adamMoment(newV));
         gradSum?.assign(tf.zerosLike(gradSum));
       }
     }
@@ -1451,7 +1464,7 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
       const W = tf.stack(group.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(group.map((b) => b.scale));
       if (cfg.optimizer === 'normuon') {
         const [U, neurons] = normuonUpdate(O, tf.stack(group.map((b) => b.neurons!)) as tf.Tensor3D, W, scales, cfg.normuonBeta2, decay);
-        tf.unstack(neurons).forEach((v, i) => group[i].neurons!.assign(v));
+        tf.unstack(neurons).forEach((v, i) => group[i].neurons!.assign(group[i].bf16 ? roundToBf16(v) : v));
         O = U;
       } else {
         O = decayAndScale(O, W, scales, decay);
@@ -1466,7 +1479,8 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
     for (const [name, parts] of updates) {
       const p = m.params.get(name)!;
       const update = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
-      p.assign(p.sub(update.mul(cfg.muonLr * lr * m.info.get(name)!.lrMul)));
+      const updated = p.sub(update.mul(cfg.muonLr * lr * m.info.get(name)!.lrMul));
+      p.assign(m.info.get(name)!.bf16 ? roundToBf16(updated) : updated);
     }
   });
 }

@@ -103,7 +103,7 @@ test('NorMuon (momentum, Polar Express, per-neuron second moment, norm restored,
 });
 
 test('Adam steps only on odd steps, on the sum of the two gradients, with eps added to √v before the bias correction', () => {
-  const cfg = T.resolveConfig('speedrun', {}).cfg;
+  const cfg = T.resolveConfig('speedrun', { bf16State: false }).cfg; // the float64 reference keeps float moments
   const n = 16, init = normals(n);
   const m = oneParamModel(cfg, [n], init, { opt: 'adam', lrMul: 5 });
   const st = T.createOptimizerState(m);
@@ -172,6 +172,36 @@ test('the rotary frequencies after the three YaRN calls are those of §4.2', () 
   assert.equal(rope.version, 3, 'YaRN at 729, 1457 and 2185');
   spec.forEach((w, j) => assert.ok(Math.abs(rope.freqs[j] - w) <= 5e-5 * w, `ω_${j}: ${rope.freqs[j]}, the spec says ${w}`));
   assert.ok(rope.freqs.slice(32).every((w) => w === 0), 'ω_32…ω_63 stay zero');
+});
+
+test('--bf16-state (§5): the embeddings, value embeddings, head and gates, their optimiser state and every Adam moment hold bf16 values after steps; the matrices do not', () => {
+  const isBf16 = (v: ArrayLike<number>) => Array.from(v).every((x) => Math.fround(x) === x && (new Uint32Array(Float32Array.of(x).buffer)[0] & 0xffff) === 0);
+  const micro = { vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 16, numHeads: 2, headDim: 8, kvHeads: 2, noAttnLayers: [], noMlpLayers: [],
+    skip: 'none', valueEmbeds: 1, backout: false, seqLen: 8, windowBlock: 4, windowSchedule: [2], windowPattern: 'SL', valWindow: 2 };
+  for (const on of [true, false]) {
+    const cfg = T.resolveConfig('tiny', { ...micro, bf16State: on }).cfg;
+    const m = T.createModel(cfg), st = T.createOptimizerState(m);
+    for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.05, 'float32', Math.floor(random() * 1e9)))));
+    for (const step of [0, 1, 2]) {
+      const grads = new Map([...m.params].map(([n, v]) => [n, tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9))]));
+      T.optimizerStep(m, st, grads, step);
+      tf.dispose([...grads.values()]);
+    }
+    const half = ['embed', 'value_embed.0', 'head', 'smear_gate', 'layer.0.attn_gate', 'layer.1.attn_gate'];
+    for (const name of half) {
+      assert.equal(m.info.get(name)!.bf16 ?? false, on, `${name}: stored in bf16`);
+      const values = [m.params.get(name)!, ...st.slots.get(name)!].map((t) => t.dataSync());
+      if (on) values.forEach((v, k) => assert.ok(isBf16(v), `${name}: ${k ? `slot ${k - 1}` : 'value'} holds bf16 values`));
+      else assert.ok(!isBf16(values[0]), `${name}: float32 values without --bf16-state`);
+    }
+    for (const [name, info] of m.info) {
+      if (info.opt === 'adam') st.slots.get(name)!.slice(0, 2).forEach((s, k) => assert.equal(isBf16(s.dataSync()), on || s.size === 0, `${name}: Adam moment ${k}`));
+    }
+    assert.ok(!isBf16(m.params.get('layer.0.qkv')!.dataSync()), 'the matrices stay float32');
+    T.disposeOptimizerState(st);
+    T.disposeModel(m);
+  }
+  assert.equal(T.resolveConfig('speedrun', T.parseFlags(['--recipe', '2025-08']).overrides).cfg.bf16State, false, '2025-08 kept float32 state');
 });
 
 test('--recipe 2025-08 restores the earlier recipe, under the tiny preset too; an unknown recipe is a ConfigError', () => {
