@@ -5,9 +5,9 @@
 // failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { checkModelAgainstFusedOff, compare, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { checkModelAgainstFusedOff, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
 /** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
@@ -30,7 +30,7 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
 };
 
 for (const target of targets) {
-  describe(`fused CanonConv on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
     const B = target.name;
     // [B, T, C]: C = 5 and 3 (not multiples of 4), T = 2 and 1 (fewer tokens than taps), B·T = 600 (3 partial sums of dw)
     const SHAPES = [[2, 7, 5], [3, 2, 8], [1, 1, 3], [2, 300, 12], ...(target.name === 'cuda' ? [[4, 2048, 96]] : [])];

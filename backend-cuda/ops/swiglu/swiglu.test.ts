@@ -4,16 +4,16 @@
 // --mlp swiglu model against --fused off; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, checkFusionHook, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { checkFusionHook, compare, describeOrSkip, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { SWIGLU, SWIGLU_GRAD } from './swiglu.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const swigluAndGrad = (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] => [T.swiglu(x), tf.grad((v: tf.Tensor) => T.swiglu(v))(x, dy)];
 
 for (const target of targets) {
-  describe(`fused Swiglu on ${target.name}`, { skip: target.skip }, () => {
+  describeOrSkip(`fused Swiglu on ${target.name}`, target.skip, () => {
     const B = target.name;
 
     it('output and dx match the composite on cpu (halves with and without a multiple of 4)', async () => {
