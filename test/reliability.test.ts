@@ -91,7 +91,8 @@ function trainGpt(args: string[], opts: { viaTsx?: boolean; timeoutMs?: number; 
     // detached: a process group of its own, as a terminal gives a command (a Ctrl-C signals the whole group).
     const child = spawn(process.execPath, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached });
     let stdout = '', stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
+    // A net for a hung run, not a speed bound: a 12-step micro run took over 90 s on 2 busy cores (two test suites at once).
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 240_000);
     const take = () => opts.onOutput?.(stdout + stderr, child.pid!);
     child.stdout.on('data', (d) => { stdout += d; take(); });
     child.stderr.on('data', (d) => { stderr += d; take(); });
