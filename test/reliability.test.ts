@@ -234,7 +234,7 @@ async function assertStopsOnSigint(dir: string, backend: string, how: { viaTsx: 
   assert.equal(r.code, 130, show(r));
   // With SIGINT to tsx alone, tsx relays it and may itself end first: the run then sees its launcher gone, which stops
   // it after the step the same way (seen on 2 busy cores).
-  assert.match(r.stderr, how.viaTsx && !how.group ? /(interrupt|the launcher is gone); stopping after this step/ : /interrupt: stopping after this step/);
+  assert.match(r.stderr, how.viaTsx && !how.group ? /(interrupt:|the launcher is gone;) stopping after this step/ : /interrupt: stopping after this step/);
   const m = /interrupted at step (\d+)\/1000 \(train_time \d+ms\); checkpoint: (\S+\.ckpt); log: (\S+\.txt)/.exec(r.stdout);
   assert.ok(m, show(r));
   const [, step, ckpt, log] = m;

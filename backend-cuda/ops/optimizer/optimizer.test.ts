@@ -40,6 +40,9 @@ const MICRO: Partial<T.Config> = {
   // float32 state: on the GPU the fused and composite updates differ by an ulp, which rounding to bf16 can turn into
   // one bf16 step (RoundBf16 has its own test)
   bf16State: false,
+  // no cautious weight decay: its mask jumps by decay·w where an update entry is within rounding of 0, and the fused
+  // NorMuon sums in another order (seen once on cuda-host); NorMuonUpdate's own test covers the decay on inputs away from 0
+  weightDecay: 0,
 };
 
 /** Parameters and optimiser slots after `grads.length` optimiser steps from `init`, on the current backend. */
