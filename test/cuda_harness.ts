@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
-import { type Batch, type Model, modelLoss, type RopeState, type AttnSchedule, useFusedKernels } from '../train_gpt.ts';
+import { attnScheduleAt, type Config, createModel, disposeBatch, disposeModel, initRope, modelLoss, type RopeState, toDevice, useFusedKernels } from '../train_gpt.ts';
 import { random } from './seed.ts';
 
 // Re-exported: the cuda tests draw their other random values through the harness.
@@ -158,23 +158,35 @@ export async function checkFusionHook(run: () => tf.TensorContainer, kernels: { 
 }
 
 /**
- * The model's loss and every parameter's gradient on `batch` with fused kernels equal those of --fused off: the loss
- * within 1e-5 relative, each gradient within `gradTol` (‖Δ‖/‖ref‖).
+ * A micro model of `cfg`, every parameter perturbed by N(0, 0.2), on 2 rows of 16 tokens whose documents start at the
+ * flat positions `docStarts`: each kernel of `kernelCounts` runs that many times in one forward and backward, and the
+ * loss and every parameter's gradient equal those of --fused off (the loss within 1e-5 relative, each gradient within
+ * 1e-4 as ‖Δ‖/‖ref‖).
  */
-export function checkModelAgainstFusedOff(m: Model, batch: Batch, sched: AttnSchedule, gradTol = 1e-4): Promise<void> {
+export async function checkModelKernels(cfg: Config, docStarts: number[], kernelCounts: Record<string, number>): Promise<void> {
+  const m = createModel(cfg);
+  for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', Math.floor(random() * 1e9)))));
+  const tokens = Int32Array.from({ length: 32 }, (_, i) => (docStarts.includes(i) ? cfg.bosToken : Math.floor(random() * 60)));
+  const batch = toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
+  const sched = attnScheduleAt(2, initRope(cfg), cfg);
   const lossAndGrads = () => tf.variableGrads(() => modelLoss(m, batch, sched, 'mean'));
   const read = (r: ReturnType<typeof lossAndGrads>) => {
     const out = { loss: r.value.dataSync()[0], grads: new Map([...m.params].map(([n, v]) => [n, r.grads[v.name].dataSync() as Float32Array])) };
     tf.dispose([r.value, ...Object.values(r.grads)]);
     return out;
   };
-  const fused = read(lossAndGrads());
-  return withFusedOff(() => {
-    const composite = read(lossAndGrads());
+  try {
+    const names = await kernelsRun(() => { const r = lossAndGrads(); return [r.value, ...Object.values(r.grads)]; });
+    for (const [kernel, n] of Object.entries(kernelCounts)) assert.equal(names.filter(k => k === kernel).length, n, `${kernel} runs: ${names.join(', ')}`);
+    const fused = read(lossAndGrads());
+    const composite = await withFusedOff(() => read(lossAndGrads()));
     assert.ok(Math.abs(fused.loss - composite.loss) <= 1e-5 * Math.abs(composite.loss), `loss ${fused.loss} fused vs ${composite.loss} composite`);
     for (const [name, want] of composite.grads) {
       const err = relError(fused.grads.get(name)!, want);
-      assert.ok(err < gradTol, `gradient of ${name}: relative error ${err}`);
+      assert.ok(err < 1e-4, `gradient of ${name}: relative error ${err}`);
     }
-  });
+  } finally {
+    disposeBatch(batch);
+    disposeModel(m);
+  }
 }

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { checkModelAgainstFusedOff, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { checkModelKernels, compare, describeOrSkip, type HostTensor, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
 /** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
@@ -50,20 +50,7 @@ for (const target of targets) {
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      const m = T.createModel(cfg);
-      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', Math.floor(random() * 1e9)))));
-      const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 9 || i === 16 ? 63 : Math.floor(random() * 60)));
-      const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
-      const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
-      try {
-        const names = await kernelsRun(() => { const r = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean')); return [r.value, ...Object.values(r.grads)]; });
-        assert.equal(names.filter(k => k === CANON_CONV).length, 4 * 2, names.join(', '));  // A, B, C, D in 2 layers
-        assert.equal(names.filter(k => k === CANON_CONV_GRAD).length, 4 * 2, names.join(', '));
-        await checkModelAgainstFusedOff(m, batch, sched);
-      } finally {
-        T.disposeBatch(batch);
-        T.disposeModel(m);
-      }
+      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2, [CANON_CONV_GRAD]: 4 * 2 });  // A, B, C, D in 2 layers
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {

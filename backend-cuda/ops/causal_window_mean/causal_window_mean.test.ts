@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { checkModelAgainstFusedOff, describeOrSkip, kernelsRun, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { checkModelKernels, describeOrSkip, kernelsRun, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { CAUSAL_WINDOW_MEAN, CAUSAL_WINDOW_MEAN_GRAD } from './causal_window_mean.ts';
 
 interface Case { shape: number[]; window: number; docEvery: number; offset?: number }
@@ -140,20 +140,8 @@ for (const target of targets) {
           block, vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
           noMlpLayers: [], seqLen: 16, windowBlock: 4, windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
         }).cfg;
-        const m = T.createModel(cfg);
-        for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', Math.floor(random() * 1e9)))));
-        const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 5 || i === 16 || i === 27 ? 63 : Math.floor(random() * 60)));
-        const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
-        const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);  // windows of 5 and 9 tokens in rows of 16
-        try {
-          const names = await kernelsRun(() => { const r = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean')); return [r.value, ...Object.values(r.grads)]; });
-          assert.equal(names.filter(k => k === CAUSAL_WINDOW_MEAN).length, 2, names.join(', '));
-          assert.equal(names.filter(k => k === CAUSAL_WINDOW_MEAN_GRAD).length, 2, names.join(', '));
-          await checkModelAgainstFusedOff(m, batch, sched);
-        } finally {
-          T.disposeBatch(batch);
-          T.disposeModel(m);
-        }
+        // windows of 5 and 9 tokens in rows of 16
+        await checkModelKernels(cfg, [0, 5, 16, 27], { [CAUSAL_WINDOW_MEAN]: 2, [CAUSAL_WINDOW_MEAN_GRAD]: 2 });
       });
     }
 

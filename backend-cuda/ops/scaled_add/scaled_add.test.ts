@@ -12,8 +12,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
-import { bytesInUse, checkFusionHook, checkModelAgainstFusedOff, describeOrSkip, type HostTensor, kernelsRun, randFloat, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
-import { tfSeed } from '../../../test/seed.ts';
+import { bytesInUse, checkFusionHook, checkModelKernels, describeOrSkip, type HostTensor, kernelsRun, randFloat, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 type Out = { shape: number[]; values: Float32Array };
 
@@ -173,24 +172,10 @@ for (const target of targets) {
         noMlpLayers: [], skip: '1-3', valueEmbeds: 1, backout: true, backoutLayer: 2, blockLambdas: true, seqLen: 16,
         windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
       }).cfg;
-      const m = T.createModel(cfg);
-      for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.2, 'float32', tfSeed()))));
-      const tokens = Int32Array.from({ length: 32 }, (_, i) => (i === 0 || i === 16 ? 63 : (i * 29 + 3) % 60));
-      const batch = T.toDevice({ inputs: tokens, targets: tokens.map(t => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
-      const sched = T.attnScheduleAt(2, T.initRope(cfg), cfg);
-      try {
-        // block lambdas in the 4 layers, the skip 1 → 3, the backout (the value-embedding mix happens inside the
-        // fused AttentionInputsVE where the backend has it; attentionInputs' composite mixes through scaledAdd)
-        const sites = m.plan.filter(lp => lp.attn || lp.mlp).length + m.skips.length + 1;
-        assert.equal(sites, 4 + 1 + 1);
-        const names = await kernelsRun(() => { const r = tf.variableGrads(() => T.modelLoss(m, batch, sched, 'mean')); return [r.value, ...Object.values(r.grads)]; });
-        assert.equal(names.filter(k => k === SCALED_ADD).length, sites, names.join(', '));
-        assert.equal(names.filter(k => k === SCALED_ADD_GRAD).length, sites, names.join(', '));
-        await checkModelAgainstFusedOff(m, batch, sched);
-      } finally {
-        T.disposeBatch(batch);
-        T.disposeModel(m);
-      }
+      // block lambdas in the 4 layers, the skip 1 → 3, the backout (the value-embedding mix happens inside the fused
+      // AttentionInputsVE where the backend has it; attentionInputs' composite mixes through scaledAdd)
+      const sites = 4 + 1 + 1;
+      await checkModelKernels(cfg, [0, 16], { [SCALED_ADD]: sites, [SCALED_ADD_GRAD]: sites });
     });
   });
 }
