@@ -1377,13 +1377,14 @@ export function normuonUpdate(O: tf.Tensor3D, v: tf.Tensor3D, W: tf.Tensor3D, sc
   const fused = runFused<tf.Tensor[]>(normuonUpdateKernel, { o: O, v, w: W, scale }, { beta2, decay });
   if (fused) return fused as [tf.Tensor3D, tf.Tensor3D];
   const [U, v2] = normuonNormalize(O, v, beta2);
-  return [decayAndScale(U, W, scale, decay), v2];
+  return [decayAndScale(U, () => W, scale, decay), v2];
 }
 
 /** Cautious weight decay (§6.2 step 5: + decay·W only on the entries where the update U and the weight W agree in
  * sign), then each matrix's shape scale [n]. */
-function decayAndScale(U: tf.Tensor3D, W: tf.Tensor3D, scale: tf.Tensor1D, decay: number): tf.Tensor3D {
-  const decayed = decay > 0 ? U.add(W.mul(U.mul(W).greaterEqual(0)).mul(decay)) : U;
+function decayAndScale(U: tf.Tensor3D, weights: () => tf.Tensor3D, scale: tf.Tensor1D, decay: number): tf.Tensor3D {
+  const W = decay > 0 ? weights() : null;
+  const decayed = W ? U.add(W.mul(U.mul(W).greaterEqual(0)).mul(decay)) : U;
   return decayed.mul(scale.reshape([-1, 1, 1]));
 }
 /** The shape of NorMuon's per-neuron state of a block [r, c], as normuonNormalize sees it turned wide. */
@@ -1461,9 +1462,10 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
     const updates = new Map<string, tf.Tensor[]>();
     for (const group of byShape.values()) {
       let O = orthogonalizeBatch(tf.stack(group.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer);
-      const W = tf.stack(group.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(group.map((b) => b.scale));
+      // the weights, stacked only where the update reads them (plain Muon without decay does not)
+      const W = () => tf.stack(group.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(group.map((b) => b.scale));
       if (cfg.optimizer === 'normuon') {
-        const [U, neurons] = normuonUpdate(O, tf.stack(group.map((b) => b.neurons!)) as tf.Tensor3D, W, scales, cfg.normuonBeta2, decay);
+        const [U, neurons] = normuonUpdate(O, tf.stack(group.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
         tf.unstack(neurons).forEach((v, i) => group[i].neurons!.assign(group[i].bf16 ? roundToBf16(v) : v));
         O = U;
       } else {
