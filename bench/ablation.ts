@@ -2,7 +2,7 @@
 // writing each variant's logs into a folder of its own, then compares every variant with the baseline (stats.ts
 // --compare: Welch tests, Holm's correction across the variants).
 //
-//   npx tsx bench/ablation.ts --out DIR [--variants FILE] [--seeds 0-4] [--dry-run] [--trainer CMD] [-- BASE FLAGS...]
+//   npx tsx bench/ablation.ts --out DIR [--variants FILE] [--seeds 0-4] [--jobs N] [--stop-after MIN] [--dry-run] [--trainer CMD] [-- BASE FLAGS...]
 //
 // Each run is `npx tsx train_gpt.ts BASE_FLAGS VARIANT_FLAGS --seed S --log-dir DIR/<variant>`. The variants file
 // (JSON, or a TS module whose default export is the same object) maps a variant's name, its folder's name, to its
@@ -16,6 +16,10 @@
 // into a new file (train_gpt.ts never reuses a log's name); stats.ts lists it among the skipped logs. The seeds run
 // outermost (every variant at seed 0, then at seed 1, ...), so that a drift of the machine's speed over the hours
 // touches every variant alike, and an ablation stopped early has about as many runs of each.
+// --jobs N runs N at once: a short run leaves most of a large GPU idle (the host queues its small steps), so N runs
+// share it for about N times the runs an hour. The losses are those of runs alone; the times are not (each run's time
+// includes its share of the GPU), so compare times only between runs made with the same --jobs. --stop-after starts
+// no run after that many minutes, so that a call fits a machine lent by the hour; the next call goes on.
 // DIR/ablation.json records the base flags and the variants' flags: a later call with other flags for the same folders
 // is refused (its runs would be another configuration, which stats.ts would refuse to pool at the very end).
 import { spawn } from 'node:child_process';
@@ -38,18 +42,21 @@ const OWN_FLAGS = ['--seed', '--log-dir'];
 
 export const USAGE = `Run an ablation: train_gpt.ts for every variant × seed, then stats.ts --compare.
 
-Usage: npx tsx bench/ablation.ts --out DIR [--variants FILE] [--seeds 0-4] [--dry-run] [--trainer CMD] [-- BASE FLAGS...]
+Usage: npx tsx bench/ablation.ts --out DIR [--variants FILE] [--seeds 0-4] [--jobs N] [--stop-after MIN] [--dry-run] [--trainer CMD] [-- BASE FLAGS...]
 
   --out DIR        the ablation's folder: DIR/<variant>/ holds each variant's logs (required)
   --variants FILE  JSON or TS: variant name -> its extra flags; must name a baseline (default bench/ablation_variants.json)
   --seeds LIST     seeds, as 0-4, 0,1,2 or 0-2,7 (default 0-4)
+  --jobs N         runs at once, sharing the machine (default 1); their times include the sharing: compare times
+                   only between runs made with the same N
+  --stop-after MIN start no run after MIN minutes (runs under way finish); the next call does the rest
   --dry-run        print the runs it would do (and those it skips) without running them
   --trainer CMD    the command that trains, split at spaces (default: ${DEFAULT_TRAINER})
   -h, --help       this text
 
 BASE FLAGS (after --) go to every run before the variant's flags; default ${DEFAULT_BASE.join(' ')}. Runs with a
 complete log are skipped; an incomplete log is kept and its run done again. Exit status: 0 every run complete and
-compared, 1 a run failed or stayed incomplete, 2 bad usage, 130 interrupted.
+compared, 1 a run failed or stayed incomplete, 2 bad usage, 3 stopped by --stop-after with runs to do, 130 interrupted.
 `;
 
 // -----------------------------------------------------------------------------
@@ -69,6 +76,15 @@ export function parseSeeds(text: string): number[] {
     for (let s = from; s <= to; s++) seeds.push(s);
   }
   return [...new Set(seeds)];
+}
+
+/** A --jobs or --stop-after value: a positive number (an integer where `integer`). */
+function parsePositive(flag: string, text: string, integer: boolean): number {
+  const value = Number(text);
+  if (!(value > 0) || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`${flag} ${JSON.stringify(text)}: expected a positive ${integer ? 'integer' : 'number'}`);
+  }
+  return value;
 }
 
 /** Reads the variants file; checks names (folder names) and flags, and that a baseline is among them. */
@@ -217,14 +233,22 @@ function runArgv(trainer: string[], base: string[], run: PlannedRun): string[] {
   return [...trainer, ...base, ...run.variant.flags, '--seed', String(run.seed), '--log-dir', logDir];
 }
 
-/** Runs one command from the repository root, passing its output on; resolves to its exit status (or the signal's name). */
-function runTrainer(argv: string[], io: Io): Promise<number | string> {
+/** The last characters of a run's output kept when runs share the terminal (--jobs > 1): shown if the run fails. */
+const OUTPUT_TAIL = 4000;
+
+/**
+ * Runs one command from the repository root; resolves to its exit status (or the signal's name). Alone, its output
+ * is passed on as it comes; run beside others (`passOutput` false), only its tail, and only if it fails.
+ */
+function runTrainer(argv: string[], io: Io, passOutput: boolean): Promise<{ status: number | string; tail: string }> {
   return new Promise((done) => {
+    let tail = '';
+    const keep = (d: Buffer): void => { tail = (tail + d.toString()).slice(-OUTPUT_TAIL); };
     const child = spawn(argv[0], argv.slice(1), { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (d: Buffer) => io.stdout(d.toString()));
-    child.stderr.on('data', (d: Buffer) => io.stderr(d.toString()));
-    child.on('error', (error) => { io.stderr(`ablation: cannot start ${argv[0]}: ${error.message}\n`); done(127); });
-    child.on('close', (code, signal) => done(code ?? signal ?? 1));
+    child.stdout.on('data', passOutput ? (d: Buffer) => io.stdout(d.toString()) : keep);
+    child.stderr.on('data', passOutput ? (d: Buffer) => io.stderr(d.toString()) : keep);
+    child.on('error', (error) => { io.stderr(`ablation: cannot start ${argv[0]}: ${error.message}\n`); done({ status: 127, tail }); });
+    child.on('close', (code, signal) => done({ status: code ?? signal ?? 1, tail }));
   });
 }
 
@@ -247,8 +271,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     try {
       ({ values } = parseArgs({
         args: own, strict: true, allowPositionals: false,
-        options: { out: { type: 'string' }, variants: { type: 'string' }, seeds: { type: 'string' }, 'dry-run': { type: 'boolean' },
-          trainer: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+        options: { out: { type: 'string' }, variants: { type: 'string' }, seeds: { type: 'string' }, jobs: { type: 'string' },
+          'stop-after': { type: 'string' }, 'dry-run': { type: 'boolean' }, trainer: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       }));
     } catch (error) {
       throw new UsageError(`${(error as Error).message.split('. To specify')[0]} (see --help; the base flags go after --)`);
@@ -261,6 +285,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     const out = resolve(values.out);
     const variants = await loadVariants(values.variants ?? join(REPO, 'bench', 'ablation_variants.json'));
     const seeds = parseSeeds(values.seeds ?? '0-4');
+    const jobs = parsePositive('--jobs', values.jobs ?? '1', true);
+    const stopAfterMs = values['stop-after'] === undefined ? Infinity : parsePositive('--stop-after', values['stop-after'], false) * 60_000;
     const trainer = (values.trainer ?? DEFAULT_TRAINER).split(/\s+/).filter(Boolean);
     if (trainer.length === 0) throw new UsageError('--trainer: empty command');
     checkFlags(base, variants);
@@ -285,30 +311,47 @@ export async function main(argv: string[], io: Io): Promise<number> {
     process.on('SIGINT', onSigint);
     const failed: string[] = [];
     const started = performance.now();
-    for (const [k, r] of todo.entries()) {
-      if (interrupted) break;
-      const label = `${r.variant.name} seed ${r.seed}`;
-      const elapsed = performance.now() - started;
-      const eta = k > 0 ? `, ≈ ${minutes((elapsed / k) * (todo.length - k))} left` : '';
-      const command = runArgv(trainer, base, r);
-      say(`\n[${k + 1}/${todo.length}] ${label}${eta}\n$ ${command.map(shellQuote).join(' ')}`);
-      const before = new Set(logsIn(r.dir).map((l) => l.file));
-      const status = await runTrainer(command, io);
-      const written = logsIn(r.dir).filter((l) => !before.has(l.file));
-      const log = written.find((l) => l.seed === r.seed);
-      if (log?.state.complete) {
-        say(log.state.diverged ? `[${k + 1}/${todo.length}] ${label}: diverged (log ${relative(process.cwd(), log.file)})`
-          : `[${k + 1}/${todo.length}] ${label}: val loss ${log.state.valLoss.toFixed(4)}, train time ${log.state.trainTimeS.toFixed(1)} s`);
-      } else {
-        const why = log && !log.state.complete ? log.state.reason : 'no log written';
-        failed.push(`${label} (exit ${status}: ${why})`);
-        say(`[${k + 1}/${todo.length}] ${label}: not complete (exit ${status}: ${why}); it runs again on the next call`);
+    let next = 0; // the next run of `todo` to start
+    let finished = 0;
+    let timeUp = false;
+    const runNext = async (): Promise<void> => {
+      for (;;) {
+        if (interrupted || next >= todo.length) return;
+        const elapsed = performance.now() - started;
+        if (elapsed >= stopAfterMs) {
+          timeUp = true;
+          return;
+        }
+        const k = next++;
+        const r = todo[k];
+        const label = `[${k + 1}/${todo.length}] ${r.variant.name} seed ${r.seed}`;
+        const eta = finished > 0 ? `, ≈ ${minutes((elapsed / finished) * (todo.length - finished))} left` : '';
+        const command = runArgv(trainer, base, r);
+        say(`\n${label}${eta}\n$ ${command.map(shellQuote).join(' ')}`);
+        // Runs at once write into different folders (one variant each, or one seed each of the same variant).
+        const before = new Set(logsIn(r.dir).map((l) => l.file));
+        const { status, tail } = await runTrainer(command, io, jobs === 1);
+        finished++;
+        const log = logsIn(r.dir).filter((l) => !before.has(l.file)).find((l) => l.seed === r.seed);
+        if (log?.state.complete) {
+          say(log.state.diverged ? `${label}: diverged (log ${relative(process.cwd(), log.file)})`
+            : `${label}: val loss ${log.state.valLoss.toFixed(4)}, train time ${log.state.trainTimeS.toFixed(1)} s`);
+        } else {
+          const why = log && !log.state.complete ? log.state.reason : 'no log written';
+          failed.push(`${r.variant.name} seed ${r.seed} (exit ${status}: ${why})`);
+          if (jobs > 1 && tail) io.stderr(`${label}: the end of its output:\n${tail.trimEnd()}\n`);
+          say(`${label}: not complete (exit ${status}: ${why}); it runs again on the next call`);
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, todo.length) }, runNext));
     process.off('SIGINT', onSigint);
-    say(`\nablation: ${todo.length - failed.length} of ${todo.length} runs done in ${minutes(performance.now() - started)}` +
-      `${failed.length ? `; not complete: ${failed.join(', ')}` : ''}${interrupted ? '; interrupted' : ''}`);
+    const left = todo.length - next;
+    say(`\nablation: ${finished - failed.length} of ${todo.length} runs done in ${minutes(performance.now() - started)}` +
+      `${jobs > 1 ? `, ${jobs} at once` : ''}${failed.length ? `; not complete: ${failed.join(', ')}` : ''}${interrupted ? '; interrupted' : ''}` +
+      `${timeUp && !interrupted ? `; --stop-after ${values['stop-after']} min reached with ${left} run${left === 1 ? '' : 's'} not started: the next call does ${left === 1 ? 'it' : 'them'}` : ''}`);
     if (interrupted) return 130;
+    if (timeUp) return 3;
 
     // A variant whose every run failed before writing a log has no folder: stats.ts compares the others.
     const missing = variants.filter((v) => !existsSync(join(out, v.name))).map((v) => v.name);

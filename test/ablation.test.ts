@@ -125,6 +125,28 @@ test('a trainer that fails: each run is reported not complete, the next one star
   assert.match(r.stdout, /ablation: no logs at all for baseline, lambda/);
 });
 
+test('--jobs: runs at once, a failing one shows the end of its output; --stop-after: no run starts after the limit, exit 3', async () => {
+  const variants = writeVariants('jobs.json', { baseline: [], lambda: '--lambda-init 1.0', skip: '--skip none' });
+  const failing = `${process.execPath} -e console.log("the-trainer-said-this");process.exit(3) --`;
+  const both = await run('--out', join(root, 'jobs'), '--variants', variants, '--seeds', '0', '--jobs', '3', '--trainer', failing, '--', ...MICRO);
+  assert.equal(both.code, 1);
+  assert.match(both.stdout, /ablation: 0 of 3 runs done in \d+ s, 3 at once; not complete: /);
+  assert.equal((both.stderr.match(/^\[\d\/3\] \w+ seed 0: the end of its output:\nthe-trainer-said-this$/gm) ?? []).length, 3, both.stderr);
+
+  // Each run takes 1.5 s; none starts after 0.01 min (0.6 s): the first two (--jobs 2) run, the third does not.
+  const slow = `${process.execPath} -e setTimeout(()=>process.exit(3),1500) --`;
+  const limited = await run('--out', join(root, 'limited'), '--variants', variants, '--seeds', '0', '--jobs', '2', '--stop-after', '0.01', '--trainer', slow, '--', ...MICRO);
+  assert.equal(limited.code, 3, limited.stdout);
+  assert.match(limited.stdout, /0 of 3 runs done .*; --stop-after 0\.01 min reached with 1 run not started: the next call does it$/m);
+  assert.doesNotMatch(limited.stdout, /^\[3\/3\]/m);
+
+  for (const [flag, value] of [['--jobs', '0'], ['--jobs', '1.5'], ['--stop-after', '0'], ['--stop-after', 'soon']]) {
+    const bad = await run('--out', join(root, 'bad'), '--variants', variants, flag, value, '--', ...MICRO);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, new RegExp(`^ablation: error: ${flag} "${value}": expected a positive (integer|number)$`, 'm'));
+  }
+});
+
 test('real runs: 2 variants × 2 seeds into a folder each, the stats at the end; a second call skips the complete runs and redoes a cut one, keeping its log', async () => {
   const out = join(root, 'real');
   const variants = writeVariants('real.json', { baseline: [], lambda: '--lambda-init 1.0' });
@@ -141,7 +163,7 @@ test('real runs: 2 variants × 2 seeds into a folder each, the stats at the end;
   assert.ok(commands[1].includes(` ${MICRO.join(' ')} --lambda-init 1.0 --seed 0 `), commands[1]);
   assert.ok(commands.every((c) => c.includes(` train_gpt.ts ${MICRO.join(' ')} `)));
 
-  const first = await run(...argv);
+  const first = await run(...argv.slice(0, 8), '--jobs', '2', ...argv.slice(8)); // two at once: each run's log is its own
   assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
   assert.match(first.stdout, /2 variants × 2 seeds = 4 runs .*0 complete, 4 to run/);
   for (const [k, label] of ['baseline seed 0', 'lambda seed 0', 'baseline seed 1', 'lambda seed 1'].entries()) {
