@@ -51,6 +51,7 @@ export interface Run {
   /** The logged hyperparameters (train_gpt.ts's `config:` header line) that change the maths; null in logs without one. */
   config: Record<string, unknown> | null;
   configHash: string; // short hash of config; '' without one
+  seed: number | null; // the logged seed (--seeds keeps runs by it); null in logs without a config line
   source: string; // the normalised source, to show how versions differ (left out of the JSON report)
   contentHash: string; // hash of the whole log, to catch one run counted twice
   hardware: string; // e.g. "8× NVIDIA H100 80GB HBM3", from the nvidia-smi listing
@@ -103,9 +104,10 @@ const CONFIG_KEYS_IGNORED = new Set([
   'printEvery', 'gpus', 'collective', 'collectiveTimeout',
 ]);
 
-function mathsConfig(header: string[]): Record<string, unknown> | null | 'malformed' {
+/** The header's `config:` line: the settings that change the maths, and the seed. */
+function loggedConfig(header: string[]): { config: Record<string, unknown> | null; seed: number | null } | 'malformed' {
   const line = header.find((l) => l.startsWith('config: {'));
-  if (line === undefined) return null;
+  if (line === undefined) return { config: null, seed: null };
   let parsed: unknown;
   try {
     parsed = JSON.parse(line.slice('config: '.length));
@@ -113,7 +115,11 @@ function mathsConfig(header: string[]): Record<string, unknown> | null | 'malfor
     return 'malformed';
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'malformed';
-  return Object.fromEntries(Object.entries(parsed).filter(([k]) => !CONFIG_KEYS_IGNORED.has(k)).sort(([a], [b]) => a.localeCompare(b)));
+  const seed = (parsed as { seed?: unknown }).seed;
+  return {
+    config: Object.fromEntries(Object.entries(parsed).filter(([k]) => !CONFIG_KEYS_IGNORED.has(k)).sort(([a], [b]) => a.localeCompare(b))),
+    seed: typeof seed === 'number' ? seed : null,
+  };
 }
 
 /** Parses one log. Never throws: a log that is not a finished run comes back with the reason. */
@@ -139,8 +145,8 @@ export function parseLog(text: string, file: string): ParsedLog {
   const source = lines.slice(sourceStart, firstSeparator).join('\n').trimEnd();
   const secondSeparator = lines.indexOf(SEPARATOR, firstSeparator + 1);
   const header = lines.slice(firstSeparator + 1, secondSeparator < 0 ? firstSeparator + 1 : secondSeparator);
-  const config = mathsConfig(header);
-  if (config === 'malformed') return { ok: false, reason: 'malformed: the config: line of the header is not a JSON object' };
+  const logged = loggedConfig(header);
+  if (logged === 'malformed') return { ok: false, reason: 'malformed: the config: line of the header is not a JSON object' };
 
   let total: number | undefined;
   let lastStep = 0;
@@ -179,8 +185,9 @@ export function parseLog(text: string, file: string): ParsedLog {
     run: {
       file,
       codeHash: sha256(normalizedSource).slice(0, 8),
-      config,
-      configHash: config ? sha256(JSON.stringify(config)).slice(0, 8) : '',
+      config: logged.config,
+      configHash: logged.config ? sha256(JSON.stringify(logged.config)).slice(0, 8) : '',
+      seed: logged.seed,
       source: normalizedSource,
       contentHash: sha256(text),
       hardware: describeHardware(header),
@@ -272,6 +279,7 @@ export interface LogInputs {
   baseline: string[];
   notes: string[];
   variants?: VariantInput[]; // --compare: each variant's candidate log files
+  seeds?: number[]; // --seeds: only runs of these logged seeds count
 }
 
 export interface VariantInput {
@@ -695,6 +703,10 @@ export function loadRuns(inputs: LogInputs): { runs: RoleRun[]; skipped: Skipped
       skipped.push({ ...where, reason: parsed.reason });
       return;
     }
+    if (inputs.seeds && (parsed.run.seed === null || !inputs.seeds.includes(parsed.run.seed))) {
+      skipped.push({ ...where, reason: `seed ${parsed.run.seed ?? '(none logged)'} is not among --seeds ${inputs.seeds.join(',')}` });
+      return;
+    }
     const twin = seen.get(parsed.run.contentHash);
     if (twin !== undefined) {
       // Counting one run twice would shrink the standard error for free.
@@ -997,6 +1009,13 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
       differences.push(...sourceDifference(base, vr[0], `${name}: baseline ${versionOf(base)} → ${versionOf(vr[0])}`));
     } else if (vr.length > 0 && changes.length === 0) {
       allNotes.push(`variant ${name} logs the baseline's configuration: it compares the baseline with itself`);
+    }
+    const seedsOf = (rs: RoleRun[]): string => [...new Set(rs.map((r) => r.seed))].sort((a, b) => (a ?? -1) - (b ?? -1)).join(',');
+    if (vr.length > 0 && seedsOf(vr) !== seedsOf(baselineRuns) && [...vr, ...baselineRuns].every((r) => r.seed !== null)) {
+      // Runs of one seed start from the same initialisation in every variant (and all share the data order), so a seed's
+      // luck is shared: a seed on one side only shifts the difference (seen: seeds 5 and 6 ended 0.02 higher in each).
+      allNotes.push(`variant ${name} ran seeds ${seedsOf(vr)}, the baseline ${seedsOf(baselineRuns)}: a seed's initialisation is the same in ` +
+        'every variant, so seeds on one side only can bias the difference; --seeds LIST compares the seeds both have');
     }
     const sameHardware = vr.length === 0 || hardwareOf(vr).join() === hardwareOf(baselineRuns).join();
     if (!sameHardware) {
@@ -1445,7 +1464,7 @@ export function comparePlotSpec(report: CompareReport, size: PlotSize): TopLevel
   const xs = [...rows.flatMap((r) => [r.lo, r.hi]), ...singles.map((r) => r.loss)].filter(Number.isFinite);
   const pad = Math.max((max(xs) - min(xs)) * 0.05, 1e-4);
   const x = { field: 'x', type: 'quantitative', title: 'final val loss', scale: { domain: [min(xs) - pad, max(xs) + pad], nice: false, zero: false } };
-  const y = { field: 'label', type: 'nominal', title: null, sort: rows.map((r) => r.label) };
+  const y = { field: 'label', type: 'nominal', title: null, sort: rows.map((r) => r.label), axis: { labelLimit: 400 } }; // whole names
   const kinds = [...new Set(rows.map((r) => r.kind))];
   const colour = { field: 'kind', type: 'nominal', title: 'verdict',
     scale: { domain: kinds, range: kinds.map((k) => VERDICT_COLOURS[k]) } };
@@ -1507,6 +1526,7 @@ export const OPTIONS = {
   json: { type: 'boolean', arg: '', help: 'print the whole report as JSON, for tools' },
   plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves (with --compare: each variant\'s final loss and CI) to FILE.svg or FILE.png' },
   'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
+  seeds: { type: 'string', arg: 'LIST', help: 'count only the runs of these logged seeds (0-4, 0,2,5 or 0-2,7): the same seeds on each side' },
   'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code or configuration differs' },
   'allow-hardware-mismatch': { type: 'boolean', arg: '', help: 'compare times with a baseline timed on other hardware' },
   help: { type: 'boolean', short: 'h', arg: '', help: 'show this help (also -h)' },
@@ -1547,9 +1567,24 @@ export interface CliOptions {
   format: 'terminal' | 'markdown' | 'json';
   plot?: string;
   plotSize: PlotSize;
+  seeds?: number[];
   allowMixed: boolean;
   allowHardwareMismatch: boolean;
   help: boolean;
+}
+
+/** "0-4", "0,1,2", "0-2,7" -> the seeds in order, each once. */
+export function parseSeeds(text: string): number[] {
+  const bad = () => new UsageError(`--seeds ${JSON.stringify(text)}: expected a list such as 0-4, 0,1,2 or 0-2,7 of non-negative integers`);
+  const seeds: number[] = [];
+  for (const part of text.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw bad();
+    const [from, to] = [Number(m[1]), Number(m[2] ?? m[1])];
+    if (to < from) throw bad();
+    for (let s = from; s <= to; s++) seeds.push(s);
+  }
+  return [...new Set(seeds)];
 }
 
 function numberFlag(name: string, text: string | undefined, fallback: number, valid: (x: number) => boolean, what: string): number {
@@ -1607,6 +1642,7 @@ export function parseCli(argv: string[]): CliOptions {
     format: v.markdown ? 'markdown' : v.json ? 'json' : 'terminal',
     plot,
     plotSize: { width: Number(size[1]), height: Number(size[2]) },
+    seeds: v.seeds === undefined ? undefined : parseSeeds(v.seeds),
     allowMixed: v['allow-mixed'] ?? false,
     allowHardwareMismatch: v['allow-hardware-mismatch'] ?? false,
     help: v.help ?? false,
@@ -1630,7 +1666,7 @@ function commandLine(argv: string[]): string {
 async function compareMain(cli: CliOptions, argv: string[], io: Io): Promise<number> {
   const inputs = collectLogs([], cli.baseline);
   const variants = collectVariants(cli.compare, inputs);
-  const { runs, skipped } = loadRuns({ ...inputs, variants });
+  const { runs, skipped } = loadRuns({ ...inputs, variants, seeds: cli.seeds });
   const report = compareVariants(runs, skipped, inputs.notes, variants.map((v) => v.name), {
     alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
   });
@@ -1657,7 +1693,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     if (cli.record.length === 0) throw new UsageError('no runs given: pass log files, folders or globs (see --help)');
     const inputs = collectLogs(cli.record, cli.baseline);
-    const { runs, skipped } = loadRuns(inputs);
+    const { runs, skipped } = loadRuns({ ...inputs, seeds: cli.seeds });
     const report = analyze(runs, skipped, inputs.notes, {
       target: cli.target, alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
     });

@@ -29,7 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../data/shard.ts';
 import { SEPARATOR } from '../log_format.ts';
-import { UsageError, main as statsMain, parseLog, shellQuote, type Io } from '../stats.ts';
+import { UsageError, main as statsMain, parseLog, parseSeeds, shellQuote, type Io } from '../stats.ts';
 import { ConfigError, parseFlags, resolveConfig } from '../train_gpt.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -63,20 +63,6 @@ compared, 1 a run failed or stayed incomplete, 2 bad usage, 3 stopped by --stop-
 // The plan: variants, seeds, and which runs are done
 
 export interface Variant { name: string; flags: string[] }
-
-/** "0-4", "0,1,2", "0-2,7" -> the seeds in order, each once. */
-export function parseSeeds(text: string): number[] {
-  const bad = () => new UsageError(`--seeds ${JSON.stringify(text)}: expected a list such as 0-4, 0,1,2 or 0-2,7 of non-negative integers`);
-  const seeds: number[] = [];
-  for (const part of text.split(',')) {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw bad();
-    const [from, to] = [Number(m[1]), Number(m[2] ?? m[1])];
-    if (to < from) throw bad();
-    for (let s = from; s <= to; s++) seeds.push(s);
-  }
-  return [...new Set(seeds)];
-}
 
 /** A --jobs or --stop-after value: a positive number (an integer where `integer`). */
 function parsePositive(flag: string, text: string, integer: boolean): number {

@@ -8,8 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
-import { loadVariants, main, parseSeeds, readLogFile } from '../bench/ablation.ts';
-import { parseLog } from '../stats.ts';
+import { loadVariants, main, readLogFile } from '../bench/ablation.ts';
+import { parseLog, parseSeeds } from '../stats.ts';
 import { SEPARATOR, stoppedLine, valLine } from '../log_format.ts';
 
 let root: string;

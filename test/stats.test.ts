@@ -788,6 +788,25 @@ describe('stats.ts --compare', () => {
     assert.match((await run('--baseline', join(dir, 'baseline'), '--compare', join(ablation, 'canon-a'))).stderr, /error: the baseline \(.*\) mixes runs of different configurations/);
   });
 
+  test('--seeds counts only the runs of the seeds listed (the others skipped, with the reason); seeds on one side only are said', async () => {
+    const args = ['--baseline', join(ablation, 'baseline'), '--compare', join(ablation, 'canon-a'), join(ablation, 'parallel')];
+    const all = await compare(...args);
+    assert.ok(all.notes.some((n) => /^variant canon-a ran seeds 0,1,2,3,4,5,6,7, the baseline 0,1,2,3,4,5: a seed's initialisation is the same in every variant/.test(n)), all.notes.join('\n'));
+    assert.ok(all.notes.some((n) => /^variant parallel ran seeds 0,1,2,3, the baseline 0,1,2,3,4,5:/.test(n)));
+    const matched = await compare(...args, '--seeds', '0-3');
+    assert.equal(matched.baseline.loss.n, 4);
+    assert.deepEqual(matched.variants.map((v) => v.loss?.n), [4, 4]);
+    assert.ok(!matched.notes.some((n) => / ran seeds /.test(n)), matched.notes.join('\n'));
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    assertClose(matched.variants[0].vsBaseline!.loss.diff, mean(F.RECORD_LOSSES.slice(0, 4)) - mean(F.BASELINE_LOSSES.slice(0, 4)), 'canon-a Δ on seeds 0-3', 1e-9);
+    assert.deepEqual(matched.skipped.map((k) => `${k.variant ?? k.role} ${k.reason}`).sort().slice(0, 3),
+      ['baseline seed 4 is not among --seeds 0,1,2,3', 'baseline seed 5 is not among --seeds 0,1,2,3', 'canon-a seed 4 is not among --seeds 0,1,2,3']);
+    assert.equal(matched.skipped.filter((k) => / is not among --seeds /.test(k.reason)).length, 2 + 4);
+    const bad = await run(...args, '--seeds', '1-x');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^stats\.ts: error: --seeds "1-x": expected a list such as 0-4/);
+  });
+
   test('a variant timed on other hardware is not compared in time unless --allow-hardware-mismatch; other source code is said', async () => {
     const dir = join(root, 'elsewhere');
     mkdirSync(join(dir, 'cpu'), { recursive: true });
