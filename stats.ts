@@ -1013,7 +1013,7 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
     const seedsOf = (rs: RoleRun[]): string => [...new Set(rs.map((r) => r.seed))].sort((a, b) => (a ?? -1) - (b ?? -1)).join(',');
     if (vr.length > 0 && seedsOf(vr) !== seedsOf(baselineRuns) && [...vr, ...baselineRuns].every((r) => r.seed !== null)) {
       // Runs of one seed start from the same initialisation in every variant (and all share the data order), so a seed's
-      // luck is shared: a seed on one side only shifts the difference (seen: seeds 5 and 6 ended 0.02 higher in each).
+      // luck is shared: a seed on one side only shifts the difference (seen: seed 5 ended 0.02-0.04 high in every variant).
       allNotes.push(`variant ${name} ran seeds ${seedsOf(vr)}, the baseline ${seedsOf(baselineRuns)}: a seed's initialisation is the same in ` +
         'every variant, so seeds on one side only can bias the difference; --seeds LIST compares the seeds both have');
     }
