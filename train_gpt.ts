@@ -2094,6 +2094,23 @@ export function visibleGpuCount(): number {
   return r.status === 0 ? r.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length : 0;
 }
 
+/**
+ * A SIGINT handler: `first` on the first signal, `again` on a later one at least a second after it (the user's "stop
+ * now"). Signals within that second are the same Ctrl-C: tsx sends its child the signal once more when the child is
+ * slow to answer (30 ms, easily missed on a busy machine), and the launcher then took it for a second Ctrl-C and
+ * killed the rank before it could save.
+ */
+export function ctrlCHandler(first: () => void, again: () => void): () => void {
+  let firstAt: number | null = null;
+  return () => {
+    const now = performance.now();
+    if (firstAt === null) {
+      firstAt = now;
+      first();
+    } else if (now - firstAt >= 1000) again();
+  };
+}
+
 /** Starts `n` workers of `script` (this one by default) with the same flags; returns the exit code of the run. */
 export async function launch(n: number, argv: string[], onStart?: (pids: number[]) => void, script = fileURLToPath(import.meta.url)): Promise<number> {
   const port = await new Promise<number>((resolve, reject) => {
@@ -2109,11 +2126,10 @@ export async function launch(n: number, argv: string[], onStart?: (pids: number[
   }));
   onStart?.(workers.map((w) => w.pid!));
   let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) { for (const w of workers) w.kill('SIGKILL'); return; }
+  const onSigint = ctrlCHandler(() => {
     interrupted = true;
     for (const w of workers) w.kill('SIGINT');
-  };
+  }, () => { for (const w of workers) w.kill('SIGKILL'); });
   process.on('SIGINT', onSigint);
   try {
     return await new Promise<number>((resolve) => {
@@ -2716,11 +2732,10 @@ export function errorHint(message: string): string {
 export async function main(argv: string[]): Promise<number> {
   const t = performance.now();
   const interrupt = { requested: false };
-  const onSigint = () => {
-    if (interrupt.requested) process.exit(130); // a second Ctrl-C stops at once
+  const onSigint = ctrlCHandler(() => {
     interrupt.requested = true;
     console.error('\ninterrupt: stopping after this step (Ctrl-C again to stop now)');
-  };
+  }, () => process.exit(130)); // a second Ctrl-C stops at once
   // A worker of our launcher (an IPC channel) stops as on Ctrl-C when the launcher is gone, and for good if that stalls.
   const onLauncherGone = () => {
     console.error(`rank ${process.env.RANK}: the launcher is gone; stopping after this step`);
