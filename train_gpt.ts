@@ -423,6 +423,7 @@ export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrid
   if (cfg.smear && cfg.modelDim < 12) fail('--smear needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
   if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
+  batchPlan(cfg, 1); // the step's tokens split into whole streams (rows); the split over GPUs is checked at launch
   if (cfg.dataLayout === 'packed' && 'deviceBatch' in overrides) notes.push(`--device-batch ${cfg.deviceBatch} applies to --data-layout rows: a packed micro-step is one stream of --stream-len ${cfg.streamLen} tokens`);
   if (cfg.fp8Head && cfg.tieEmbed) {
     // A tied head is the embedding, N(0,1) entries: divided by the weight scale 2⁻⁹ they leave e4m3's range (NaN).
@@ -2293,11 +2294,11 @@ export function resumeConfigChanges(saved: Config, cfg: Config): string[] {
 export function batchPlan(cfg: Config, size: number): { accum: number; rows: number; T: number; note?: string } {
   if (cfg.dataLayout === 'packed') {
     const perRank = cfg.batchTokens / (cfg.streamLen * size);
-    if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --stream-len × GPUs = ${cfg.streamLen * size}`);
+    if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --stream-len${size > 1 ? ` × GPUs = ${cfg.streamLen * size}` : ` ${cfg.streamLen}`}`);
     return { accum: perRank, rows: 1, T: cfg.streamLen };
   }
   const perRank = cfg.batchTokens / (cfg.seqLen * size);
-  if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len × GPUs = ${cfg.seqLen * size}`);
+  if (!Number.isInteger(perRank)) throw new ConfigError(`--batch-tokens ${cfg.batchTokens} must be a multiple of --seq-len${size > 1 ? ` × GPUs = ${cfg.seqLen * size}` : ` ${cfg.seqLen}`}`);
   let rows = Math.min(cfg.deviceBatch, perRank);
   while (perRank % rows) rows--;
   const note = rows === cfg.deviceBatch ? undefined

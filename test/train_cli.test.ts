@@ -152,6 +152,8 @@ test('resolveConfig: presets under flags; invalid combinations are ConfigErrors 
     [['--canon', 'AX'], [/^--canon "AX": expected none or a subset of ABCD/]],
     [['--canon', 'AA'], [/^--canon "AA"/]],
     [['--num-heads', '6', '--kv-heads', '4'], [/--num-heads 6 must be a multiple of --kv-heads 4/]],
+    [['--batch-tokens', '40000'], [/^--batch-tokens 40000 must be a multiple of --stream-len 32768$/]],
+    [['--data-layout', 'rows', '--batch-tokens', '3000'], [/^--batch-tokens 3000 must be a multiple of --seq-len 2048$/]],
     [['--window-pattern', 'SSSL'], [/^--window-pattern "SSSL": expected 12 letters S or L/]],
     [['--window-pattern', 'SSSSLSSSSSSX'], [/^--window-pattern "SSSSLSSSSSSX"/]],
     [['--window-schedule', 'none'], [/--window-schedule/]],
