@@ -98,10 +98,10 @@ export function normalizeSource(source: string): string {
 
 // The logged settings that do not change the maths: the seed (runs of a record differ in it), where logs and
 // checkpoints go, how often the console prints, how many processes share the (global) batch and how they
-// all-reduce (the hardware is compared on its own). Every other key of the `config:` line splits a group.
+// all-reduce and share the optimiser (the hardware is compared on its own). Every other key of the `config:` line splits a group.
 const CONFIG_KEYS_IGNORED = new Set([
   'seed', 'logDir', 'checkpointDir', 'saveCheckpoint', 'checkpointEvery', 'keepCheckpoints', 'resume', 'resumeAllowConfigChange',
-  'printEvery', 'gpus', 'collective', 'collectiveTimeout',
+  'printEvery', 'gpus', 'collective', 'collectiveTimeout', 'shardOptimizer',
 ]);
 
 /** The header's `config:` line: the settings that change the maths, and the seed. */

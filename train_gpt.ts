@@ -191,6 +191,8 @@ const FLAGS = {
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
   bf16State: { group: 'optimiser', type: 'bool', default: true,
     help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written (the storage stays float32)' },
+  shardOptimizer: { group: 'optimiser', type: 'bool', default: true,
+    help: 'with several ranks, each orthogonalises every Nth Muon matrix of a shape and the ranks exchange the updates by one summed all-reduce (the record shards its optimiser); off: every rank computes them all (the same updates)' },
   // run
   valEvery: { group: 'run', type: 'int', min: 0, default: 250, tiny: 50, help: 'validate every N steps (0: only at the end)' },
   warmupSteps: { group: 'run', type: 'int', min: 0, default: 10, tiny: 1, help: 'untimed warm-up steps (then the state is restored)' },
@@ -1413,16 +1415,54 @@ export function disposeOptimizerState(st: OptimizerState): void {
   for (const vs of st.slots.values()) for (const v of vs) v.dispose();
 }
 
-/** One optimiser step on every parameter from its (accumulated, averaged) gradient. */
+/** A Muon block: one matrix of a parameter (q, k, v of a merged projection are three), as its update is computed. */
+interface MuonBlock { name: string; index: number; tall: boolean; bf16?: boolean; neurons?: tf.Variable }
+/** The Muon blocks of one shape, orthogonalised as one batch; `update` [n, r, c] and `neurons` (NorMuon) are theirs. */
+interface MuonGroup { blocks: MuonBlock[]; update: tf.Tensor3D; neurons: tf.Tensor3D | null }
+
+/**
+ * One optimiser step on every parameter from its (accumulated, averaged) gradient: Adam's updates, Muon's momentum,
+ * then each Muon group's update (muonUpdates) applied.
+ */
 export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number): void {
+  const groups = muonUpdates(m, st, grads, step, null);
+  applyMuonUpdates(m, groups, step);
+}
+
+/**
+ * The optimiser step shared by `collective`'s ranks: each rank orthogonalises only its share of the Muon blocks (block
+ * k of a shape group on rank k mod size), the ranks exchange the updates (and NorMuon's per-neuron state) by one
+ * summed all-reduce in which every other rank adds zeros (exact), and every rank applies them all. The same updates
+ * as optimizerStep's, for 1/size of its orthogonalisation work (the record's sharded optimiser).
+ */
+export async function shardedOptimizerStep(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number, collective: Collective): Promise<void> {
+  const groups = muonUpdates(m, st, grads, step, { rank: collective.rank, size: collective.size });
+  const owned = groups.flatMap((g) => (g.neurons ? [g.update, g.neurons] : [g.update]));
+  const all = await collective.allReduceSum(owned);
+  tf.dispose(owned);
+  let at = 0;
+  for (const g of groups) {
+    g.update = all[at++] as tf.Tensor3D;
+    if (g.neurons) g.neurons = all[at++] as tf.Tensor3D;
+  }
+  applyMuonUpdates(m, groups, step);
+}
+
+/**
+ * Adam's updates (applied) and Muon's momentum (stored), then Muon's updates by shape group, returned unapplied
+ * (tensors the caller owns). With a `shard`, only blocks k ≡ rank (mod size) of a group are computed; the others'
+ * rows of the group's update and neuron state are zeros.
+ */
+function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number, shard: { rank: number; size: number } | null): MuonGroup[] {
   const { cfg } = m, lr = lrScale(step, cfg), mom = muonMomentumAt(step, cfg), decay = weightDecayAt(step, cfg);
   const adamSteps = adamStepsAt(step, cfg);
   if (adamSteps) st.step += 1;
   const bc1 = 1 - cfg.adamBeta1 ** st.step, bc2 = 1 - cfg.adamBeta2 ** st.step;
+  const groups: MuonGroup[] = [];
   tf.tidy(() => {
     // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
     // shape and orthogonalised as one batch.
-    const blocks: { name: string; index: number; tall: boolean; scale: number; x: tf.Tensor; w: tf.Tensor; neurons?: tf.Variable; bf16?: boolean }[] = [];
+    const blocks: (MuonBlock & { scale: number; x: tf.Tensor; w: tf.Tensor })[] = [];
     // --bf16-state (§5): what the record keeps in bf16 is rounded to it wherever it is written: a bf16 parameter's
     // gradient, optimiser state and value, and every Adam moment.
     const adamMoment = (t: tf.Tensor) => cfg.bf16State ? roundToBf16(t) : t;
@@ -1461,20 +1501,49 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
       const key = b.x.shape.join('x');
       byShape.set(key, [...(byShape.get(key) ?? []), b]);
     }
-    const updates = new Map<string, tf.Tensor[]>();
+    const out: tf.Tensor[] = [];
     for (const group of byShape.values()) {
-      let O = orthogonalizeBatch(tf.stack(group.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer);
-      // the weights, stacked only where the update reads them (plain Muon without decay does not)
-      const W = () => tf.stack(group.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(group.map((b) => b.scale));
-      if (cfg.optimizer === 'normuon') {
-        const [U, neurons] = normuonUpdate(O, tf.stack(group.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
-        tf.unstack(neurons).forEach((v, i) => group[i].neurons!.assign(group[i].bf16 ? roundToBf16(v) : v));
-        O = U;
-      } else {
-        O = decayAndScale(O, W, scales, decay);
+      const mine = shard ? group.filter((_, k) => k % shard.size === shard.rank) : group;
+      let U: tf.Tensor3D | null = null, V: tf.Tensor3D | null = null;
+      if (mine.length > 0) {
+        U = orthogonalizeBatch(tf.stack(mine.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer);
+        // the weights, stacked only where the update reads them (plain Muon without decay does not)
+        const W = () => tf.stack(mine.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(mine.map((b) => b.scale));
+        if (cfg.optimizer === 'normuon') {
+          const [normed, neurons] = normuonUpdate(U, tf.stack(mine.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
+          U = normed;
+          const half = mine.map((b) => !!b.bf16); // a bf16 parameter's state is rounded to bf16 (--bf16-state)
+          V = half.every(Boolean) ? roundToBf16(neurons) as tf.Tensor3D : !half.some(Boolean) ? neurons
+            : tf.stack(tf.unstack(neurons).map((v, i) => (half[i] ? roundToBf16(v) : v))) as tf.Tensor3D;
+        } else {
+          U = decayAndScale(U, W, scales, decay);
+        }
       }
-      const orth = tf.unstack(O);
-      group.forEach((b, i) => {
+      // A shard's update of the whole group: its own blocks' rows, zeros for the other ranks' (they add theirs).
+      const whole = (t: tf.Tensor3D | null, like: (b: (typeof group)[number]) => tf.Tensor): tf.Tensor3D => {
+        if (!shard) return t!;
+        const rows = t ? tf.unstack(t) : [];
+        return tf.stack(group.map((b, k) => (k % shard.size === shard.rank ? rows[Math.floor(k / shard.size)] : tf.zerosLike(like(b))))) as tf.Tensor3D;
+      };
+      const update = whole(U, (b) => b.x), neurons = cfg.optimizer === 'normuon' ? whole(V, (b) => b.neurons!) : null;
+      groups.push({ blocks: group.map(({ name, index, tall, bf16, neurons: n }) => ({ name, index, tall, bf16, neurons: n })), update, neurons });
+      out.push(update, ...(neurons ? [neurons] : []));
+    }
+    return out; // kept: the groups hold them
+  });
+  return groups;
+}
+
+/** Stores each group's NorMuon state and applies its update to the weights (at the step's learning rate); disposes
+ * the groups' tensors. */
+function applyMuonUpdates(m: Model, groups: MuonGroup[], step: number): void {
+  const { cfg } = m, lr = lrScale(step, cfg);
+  tf.tidy(() => {
+    const updates = new Map<string, tf.Tensor[]>();
+    for (const { blocks, update, neurons } of groups) {
+      if (neurons) tf.unstack(neurons).forEach((v, i) => blocks[i].neurons!.assign(v));
+      const orth = tf.unstack(update);
+      blocks.forEach((b, i) => {
         const list = updates.get(b.name) ?? [];
         list[b.index] = b.tall ? orth[i].transpose() : orth[i];
         updates.set(b.name, list);
@@ -1487,6 +1556,7 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
       p.assign(m.info.get(name)!.bf16 ? roundToBf16(updated) : updated);
     }
   });
+  tf.dispose(groups.flatMap((g) => (g.neurons ? [g.update, g.neurons] : [g.update])));
 }
 
 // -----------------------------------------------------------------------------
@@ -1918,6 +1988,7 @@ export interface Collective {
   readonly size: number;
   readonly rank: number;
   allReduceMean(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
+  allReduceSum(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
   /** Rank 0's string, on every rank. */
   broadcast(value: string): Promise<string>;
   close(): void;
@@ -1926,6 +1997,7 @@ export interface Collective {
 export const soloCollective: Collective = {
   size: 1, rank: 0,
   allReduceMean: async (tensors) => tensors.map((t) => t.clone()),
+  allReduceSum: async (tensors) => tensors.map((t) => t.clone()),
   broadcast: async (value) => value,
   close: () => {},
 };
@@ -2019,31 +2091,33 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
       }
     }
   }
+  const allReduce = async (tensors: tf.Tensor[], mean: boolean): Promise<tf.Tensor[]> => {
+    const sizes = tensors.map((t) => t.size);
+    const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+    let at = 0;
+    for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
+    let result: Float32Array;
+    if (world.rank === 0) {
+      const parts = await Promise.all(peers.map((p) => p.recv(waitMs)));
+      for (const part of parts) {
+        const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
+        for (let i = 0; i < flat.length; i++) flat[i] += v[i];
+      }
+      if (mean) for (let i = 0; i < flat.length; i++) flat[i] /= world.size;
+      for (const p of peers) p.send(f32Bytes(flat));
+      result = flat;
+    } else {
+      peers[0].send(f32Bytes(flat));
+      const r = await peers[0].recv(waitMs);
+      result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
+    }
+    at = 0;
+    return tensors.map((t) => { const out = tf.tensor(result.subarray(at, at + t.size), t.shape); at += t.size; return out; });
+  };
   return {
     size: world.size, rank: world.rank,
-    async allReduceMean(tensors) {
-      const sizes = tensors.map((t) => t.size);
-      const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
-      let at = 0;
-      for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
-      let result: Float32Array;
-      if (world.rank === 0) {
-        const parts = await Promise.all(peers.map((p) => p.recv(waitMs)));
-        for (const part of parts) {
-          const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
-          for (let i = 0; i < flat.length; i++) flat[i] += v[i];
-        }
-        for (let i = 0; i < flat.length; i++) flat[i] /= world.size;
-        for (const p of peers) p.send(f32Bytes(flat));
-        result = flat;
-      } else {
-        peers[0].send(f32Bytes(flat));
-        const r = await peers[0].recv(waitMs);
-        result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
-      }
-      at = 0;
-      return tensors.map((t) => { const out = tf.tensor(result.subarray(at, at + t.size), t.shape); at += t.size; return out; });
-    },
+    allReduceMean: (tensors) => allReduce(tensors, true),
+    allReduceSum: (tensors) => allReduce(tensors, false),
     async broadcast(value) {
       if (world.rank === 0) { for (const p of peers) p.send(Buffer.from(value)); return value; }
       return (await peers[0].recv()).toString();
@@ -2061,6 +2135,7 @@ async function ncclCollective(tcp: Collective): Promise<Collective> {
   return {
     size: tcp.size, rank: tcp.rank,
     allReduceMean: async (tensors) => cuda.ncclAllReduce!(tensors, 'avg'),
+    allReduceSum: async (tensors) => cuda.ncclAllReduce!(tensors, 'sum'),
     broadcast: (value) => tcp.broadcast(value),
     close() { cuda.ncclDestroy?.(); tcp.close(); },
   };
@@ -2206,7 +2281,9 @@ export async function trainStep(m: Model, st: OptimizerState, loader: BatchLoade
     tensors = reduced;
   }
   const stats = tensors.pop() as tf.Tensor1D;
-  optimizerStep(m, st, new Map(names.map((n, i) => [n, tensors[i]])), step);
+  const averaged = new Map(names.map((n, i) => [n, tensors[i]]));
+  if (collective.size > 1 && m.cfg.shardOptimizer) await shardedOptimizerStep(m, st, averaged, step, collective);
+  else optimizerStep(m, st, averaged, step);
   tf.dispose(tensors);
   return stats;
 }
@@ -2277,7 +2354,7 @@ export async function resolveData(cfg: Config, say: (s: string) => void): Promis
 
 // Flags that change where files go, what is printed, and how the same computation is split over devices and
 // micro-steps or run by the backend: a resumed run may change them. Every other flag changes the maths.
-const RESUME_FREE: ReadonlySet<Key> = new Set<Key>(['preset', 'backend', 'matmulPrecision', 'fused', 'gpus', 'collective', 'deviceBatch',
+const RESUME_FREE: ReadonlySet<Key> = new Set<Key>(['preset', 'backend', 'matmulPrecision', 'fused', 'gpus', 'collective', 'shardOptimizer', 'deviceBatch',
   'valEvery', 'warmupSteps', 'printEvery', 'logDir', 'saveCheckpoint', 'checkpointEvery', 'checkpointDir', 'keepCheckpoints', 'resume',
   'resumeAllowConfigChange']);
 

@@ -222,18 +222,16 @@ export async function main(argv: string[]): Promise<number> {
     let collective: Collective = soloCollective, allReduceMs = 0, allReduces = 0;
     if (args.collective || world.size > 1) {
       const inner = await createCollective(world, backend, args.collective ?? 'auto');
-      collective = {
-        ...inner,
-        async allReduceMean(tensors) {
-          await tensors[tensors.length - 1].data();
-          const t = performance.now();
-          const out = await inner.allReduceMean(tensors);
-          await out[out.length - 1].data();
-          allReduceMs += performance.now() - t;
-          allReduces++;
-          return out;
-        },
+      const timed = (reduce: (tensors: tf.Tensor[]) => Promise<tf.Tensor[]>) => async (tensors: tf.Tensor[]) => {
+        await tensors[tensors.length - 1].data();
+        const t = performance.now();
+        const out = await reduce(tensors);
+        await out[out.length - 1].data();
+        allReduceMs += performance.now() - t;
+        allReduces++;
+        return out;
       };
+      collective = { ...inner, allReduceMean: timed(inner.allReduceMean), allReduceSum: timed(inner.allReduceSum) };
     }
     // Host time per step: until trainStep has queued the whole step (its loss not yet read). Close to the step's
     // time, the host is the bottleneck (tfjs and kernel-launch overhead); far below it, the GPU is.

@@ -38,6 +38,37 @@ test('the TCP collective averages tensors across ranks (in rank order) and broad
   collectives.forEach((c) => c.close());
 });
 
+test('the sharded optimiser step: each of 3 ranks orthogonalises every third Muon block of a shape, and after the exchange every rank holds the whole step\'s weights and state, bit for bit', async (t) => {
+  const port = await freePort(), size = 3;
+  const collectives = await Promise.all(Array.from({ length: size }, (_, rank) => T.tcpCollective({ size, rank, localRank: rank }, '127.0.0.1', port)));
+  // 4 layers of d 16: q, k, v, o and the MLP's two matrices (turned wide, [16, 64]) give shape groups of 2 to 16 blocks,
+  // so a rank holds none, one or several of a group.
+  const micro = { vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 16, numHeads: 2, headDim: 8, kvHeads: 2, noAttnLayers: [0], noMlpLayers: [],
+    skip: 'none', valueEmbeds: 1, backout: false, seqLen: 8, windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2 };
+  t.after(() => collectives.forEach((c) => c.close())); // also when an assertion fails: open sockets would hold the run
+  for (const optimizer of ['normuon', 'muon'] as const) {
+    const cfg = T.resolveConfig('tiny', { ...micro, optimizer, weightDecay: 0.5 }).cfg;
+    const models = Array.from({ length: size + 1 }, () => T.createModel(cfg)); // [the whole step's, rank 0's, 1's, 2's]
+    const states = models.map((m) => T.createOptimizerState(m));
+    for (const step of [0, 1, 2]) {
+      const grads = new Map([...models[0].params].map(([n, v]) => [n, tf.randomNormal(v.shape, 0, 0.1, 'float32', tfSeed())]));
+      T.optimizerStep(models[0], states[0], grads, step);
+      await Promise.all(collectives.map((c, r) => T.shardedOptimizerStep(models[r + 1], states[r + 1], grads, step, c)));
+      tf.dispose([...grads.values()]);
+    }
+    for (let r = 1; r <= size; r++) {
+      for (const [name, p] of models[0].params) {
+        assert.deepEqual(models[r].params.get(name)!.dataSync(), p.dataSync(), `${optimizer}: rank ${r - 1}'s ${name}`);
+        states[0].slots.get(name)!.forEach((slot, k) => assert.deepEqual(states[r].slots.get(name)![k].dataSync(), slot.dataSync(), `${optimizer}: rank ${r - 1}'s ${name} slot ${k}`));
+      }
+    }
+    const moved = T.createModel(cfg);
+    assert.ok([...moved.params].some(([n, v]) => v.dataSync()[0] !== models[0].params.get(n)!.dataSync()[0]), 'the steps moved the weights');
+    [...models, moved].forEach((m) => T.disposeModel(m));
+    states.forEach((st) => T.disposeOptimizerState(st));
+  }
+});
+
 test('a one-rank TCP collective (what --collective tcp|nccl builds for one process) reduces to the identity', async () => {
   const c = await T.tcpCollective({ size: 1, rank: 0, localRank: 0 }, '127.0.0.1', await freePort());
   const x = tf.randomNormal([4, 3], 0, 1, 'float32', tfSeed());
