@@ -16,10 +16,11 @@
 // into a new file (train_gpt.ts never reuses a log's name); stats.ts lists it among the skipped logs. The seeds run
 // outermost (every variant at seed 0, then at seed 1, ...), so that a drift of the machine's speed over the hours
 // touches every variant alike, and an ablation stopped early has about as many runs of each.
-// --jobs N runs N at once: a short run leaves most of a large GPU idle (the host queues its small steps), so N runs
-// share it for about N times the runs an hour. The losses are those of runs alone; the times are not (each run's time
-// includes its share of the GPU), so compare times only between runs made with the same --jobs. --stop-after starts
-// no run after that many minutes, so that a call fits a machine lent by the hour; the next call goes on.
+// --jobs N runs N at once: a short run leaves the GPU idle in its start-up, validations and the host's queueing, which
+// the others fill (one H200, --preset short, three at once: 17.6 s of wall time a run, each training 2-4× slower than
+// its 13.2 s alone). The losses are those of runs alone; the times are not, so compare times only between runs made
+// with the same --jobs. --stop-after starts no run after that many minutes, so that a call fits a machine lent by the
+// hour; the next call goes on.
 // DIR/ablation.json records the base flags and the variants' flags: a later call with other flags for the same folders
 // is refused (its runs would be another configuration, which stats.ts would refuse to pool at the very end).
 import { spawn } from 'node:child_process';
