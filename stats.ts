@@ -9,7 +9,7 @@
 // than the previous record re-timed on the same hardware (the baseline). This file reads the logs, counts
 // every run it finds, runs the tests, says how many runs would likely be needed, and prints a verdict.
 // With --compare it reports an ablation instead: several variants, a folder each, against one baseline, with
-// Welch tests and Holm's correction across the variants (bench/ablation.ts runs one and calls this).
+// Welch tests (--paired: paired by seed) and Holm's correction across the variants (bench/ablation.ts runs one and calls this).
 //
 // Read top to bottom: 1. reading a log, 2. finding the logs, 3. statistics, 4. the analysis, 4b. variants
 // against a baseline, 5. the reports (terminal, markdown, JSON), 6. the plots, 7. the command line.
@@ -517,6 +517,31 @@ export function welchTTest(a: number[], b: number[], alternative: Alternative): 
   };
 }
 
+/**
+ * Paired t-test of mean(a - b) over pairs (a[i], b[i]) (scipy.stats.ttest_rel(a, b)): the one-sample test of the
+ * differences. Cohen's d is theirs (mean over standard deviation of the differences, d_z), Hedges' g with the
+ * correction for n - 1 degrees of freedom.
+ */
+export function pairedTTest(a: number[], b: number[], alternative: Alternative): Comparison {
+  if (a.length !== b.length) throw new Error(`pairedTTest: ${a.length} and ${b.length} values do not pair`);
+  const s = summarize(a.map((x, i) => x - b[i]));
+  const df = s.n - 1;
+  const t = tStatistic(s.mean, s.se);
+  const half = tQuantile(0.975, df) * s.se;
+  const cohenD = s.mean / s.sd;
+  return {
+    t,
+    df,
+    p: tPValue(t, df, alternative),
+    alternative,
+    diff: s.mean,
+    ci95: [s.mean - half, s.mean + half],
+    pTwoSided: tPValue(t, df, 'two-sided'),
+    cohenD,
+    hedgesG: cohenD * (1 - 3 / (4 * df - 1)),
+  };
+}
+
 export interface RunsNeeded {
   have: number;
   /** Smallest n at which the one-sided test would give p < alpha if the mean and spread stay as observed. */
@@ -584,6 +609,19 @@ export function welchRunsNeeded(a: number[], b: number[], alpha: number): RunsNe
   if (va + vb === 0) return { have, forP: 2, for80Power: 2, note: 'no spread on either side: any 2 runs would do' };
   const { forP, for80Power } = runsFor(diff / Math.sqrt(va + vb), (n) => ((n - 1) * (va + vb) ** 2) / (va ** 2 + vb ** 2), alpha);
   const note = forP === null ? `more than ${RUNS_NEEDED_CAP} runs: the difference is too small for its spread` : '';
+  return { have, forP, for80Power, note };
+}
+
+/** How many pairs the one-sided paired test in the observed direction likely needs, if the mean and spread of the
+ * differences stay as observed (t = d·√n on n - 1 degrees of freedom, d = |mean| / sd). */
+export function pairedRunsNeeded(a: number[], b: number[], alpha: number): RunsNeeded {
+  const have = a.length;
+  if (have < 2) return { have, forP: null, for80Power: null, note: 'needs at least 2 pairs to estimate the spread' };
+  const s = summarize(a.map((x, i) => x - b[i]));
+  if (s.mean === 0) return { have, forP: null, for80Power: null, note: 'the differences average 0: more pairs alone will not separate them' };
+  if (s.sd === 0) return { have, forP: 2, for80Power: 2, note: 'the differences are all equal: any 2 pairs would do' };
+  const { forP, for80Power } = runsFor(Math.abs(s.mean) / s.sd, (n) => n - 1, alpha);
+  const note = forP === null ? `more than ${RUNS_NEEDED_CAP} pairs: the difference is too small for its spread` : '';
   return { have, forP, for80Power, note };
 }
 
@@ -946,6 +984,8 @@ export interface VariantResult {
 export interface CompareReport {
   kind: 'compare';
   alpha: number;
+  /** --paired: each test is over the seeds both the variant and the baseline ran, paired by seed. */
+  paired: boolean;
   allowMixed: boolean;
   allowHardwareMismatch: boolean;
   /** The multiple-comparison correction and the rule of the verdicts, in words. */
@@ -980,9 +1020,21 @@ function checkOneVersion(label: string, runs: RoleRun[], allowMixed: boolean, no
   for (const other of firsts.slice(1)) differences.push(...describeDifference(firsts[0], other, `${label} ${versionOf(firsts[0])} → ${versionOf(other)}`));
 }
 
+/** The runs of `a` and `b` of each seed both ran exactly once, in seed order: [a's, b's]. */
+function pairBySeed(a: RoleRun[], b: RoleRun[]): [RoleRun[], RoleRun[]] {
+  const bySeed = (rs: RoleRun[]): Map<number, RoleRun[]> => {
+    const by = new Map<number, RoleRun[]>();
+    for (const r of rs) if (r.seed !== null) by.set(r.seed, [...(by.get(r.seed) ?? []), r]);
+    return by;
+  };
+  const [inA, inB] = [bySeed(a), bySeed(b)];
+  const seeds = [...inA.keys()].filter((s) => inA.get(s)!.length === 1 && inB.get(s)?.length === 1).sort((x, y) => x - y);
+  return [seeds.map((s) => inA.get(s)![0]), seeds.map((s) => inB.get(s)![0])];
+}
+
 export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: string[], names: string[],
-  options: Omit<AnalysisOptions, 'target'>): CompareReport {
-  const { alpha, allowMixed, allowHardwareMismatch } = options;
+  options: Omit<AnalysisOptions, 'target'> & { paired?: boolean }): CompareReport {
+  const { alpha, allowMixed, allowHardwareMismatch } = options, paired = options.paired ?? false;
   const baselineRuns = runs.filter((r) => r.role === 'baseline');
   if (baselineRuns.length === 0) {
     const listed = skipped.filter((s) => s.role === 'baseline').slice(0, 10).map((s) => `${s.file} (${s.reason})`).join(', ');
@@ -992,18 +1044,22 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
   const differences: string[] = [];
   checkOneVersion('the baseline', baselineRuns, allowMixed, allNotes, differences);
   const base = baselineRuns[0];
-  const baseLosses = baselineRuns.map((r) => r.finalValLoss);
-  const baseTimes = baselineRuns.map((r) => r.trainTimeMs / 1000);
   const m = names.length;
 
   const tested = names.map((name) => {
     const vr = runs.filter((r) => r.variant === name);
     checkOneVersion(`variant ${name}`, vr, allowMixed, allNotes, differences);
-    const losses = vr.map((r) => r.finalValLoss);
-    const times = vr.map((r) => r.trainTimeMs / 1000);
+    // The runs each test compares: all of them (Welch), or the variant's and the baseline's runs of each seed both ran once (paired).
+    const [mine, theirs] = paired ? pairBySeed(vr, baselineRuns) : [vr, baselineRuns];
+    if (paired && vr.length > 0 && (mine.length < vr.length || mine.length < baselineRuns.length)) {
+      allNotes.push(`variant ${name}: paired over seeds ${mine.map((r) => r.seed).join(',') || '(none)'}; ${vr.length - mine.length} of its runs and ` +
+        `${baselineRuns.length - mine.length} of the baseline's have no partner (a seed on one side only, run twice, or not logged) and are not counted`);
+    }
+    const losses = mine.map((r) => r.finalValLoss), baseLossesOf = theirs.map((r) => r.finalValLoss);
+    const times = mine.map((r) => r.trainTimeMs / 1000), baseTimesOf = theirs.map((r) => r.trainTimeMs / 1000);
     const changes = vr.length > 0 ? configChanges(base.config, vr[0].config) : [];
     if (vr.length === 0) allNotes.push(`variant ${name}: no usable run`);
-    else if (vr.length < 2 || baselineRuns.length < 2) allNotes.push(`variant ${name}: not tested (a Welch test needs at least 2 runs on each side)`);
+    else if (mine.length < 2 || theirs.length < 2) allNotes.push(`variant ${name}: not tested (${paired ? 'a paired test needs at least 2 pairs' : 'a Welch test needs at least 2 runs on each side'})`);
     if (vr.length > 0 && vr[0].codeHash !== base.codeHash) {
       allNotes.push(`variant ${name} runs other source code than the baseline: its comparison includes that change (see the differences)`);
       differences.push(...sourceDifference(base, vr[0], `${name}: baseline ${versionOf(base)} → ${versionOf(vr[0])}`));
@@ -1011,29 +1067,29 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
       allNotes.push(`variant ${name} logs the baseline's configuration: it compares the baseline with itself`);
     }
     const seedsOf = (rs: RoleRun[]): string => [...new Set(rs.map((r) => r.seed))].sort((a, b) => (a ?? -1) - (b ?? -1)).join(',');
-    if (vr.length > 0 && seedsOf(vr) !== seedsOf(baselineRuns) && [...vr, ...baselineRuns].every((r) => r.seed !== null)) {
+    if (!paired && vr.length > 0 && seedsOf(vr) !== seedsOf(baselineRuns) && [...vr, ...baselineRuns].every((r) => r.seed !== null)) {
       // Runs of one seed start from the same initialisation in every variant (and all share the data order), so a seed's
       // luck is shared: a seed on one side only shifts the difference (seen: seed 5 ended 0.02-0.04 high in every variant).
       allNotes.push(`variant ${name} ran seeds ${seedsOf(vr)}, the baseline ${seedsOf(baselineRuns)}: a seed's initialisation is the same in ` +
-        'every variant, so seeds on one side only can bias the difference; --seeds LIST compares the seeds both have');
+        'every variant, so seeds on one side only can bias the difference; --seeds LIST compares the seeds both have, --paired pairs them');
     }
     const sameHardware = vr.length === 0 || hardwareOf(vr).join() === hardwareOf(baselineRuns).join();
     if (!sameHardware) {
       allNotes.push(`variant ${name} ran on ${hardwareOf(vr).join(', ')}, the baseline on ${hardwareOf(baselineRuns).join(', ')}: ` +
         (allowHardwareMismatch ? 'times compared because of --allow-hardware-mismatch' : 'times not compared (pass --allow-hardware-mismatch to compare them)'));
     }
-    const testable = vr.length >= 2 && baselineRuns.length >= 2;
+    const testable = mine.length >= 2 && theirs.length >= 2, test = paired ? pairedTTest : welchTTest;
     return {
-      loss: testable ? welchTTest(losses, baseLosses, 'less') : null,
-      timeS: testable && (sameHardware || allowHardwareMismatch) ? welchTTest(times, baseTimes, 'less') : null,
+      loss: testable ? test(losses, baseLossesOf, 'less') : null,
+      timeS: testable && (sameHardware || allowHardwareMismatch) ? test(times, baseTimesOf, 'less') : null,
       result: {
         name,
         version: [...new Set(vr.map(versionOf))].join('+'),
         hardware: hardwareOf(vr),
-        loss: vr.length > 0 ? summarize(losses) : null,
-        timeS: vr.length > 0 ? summarize(times) : null,
+        loss: mine.length > 0 ? summarize(losses) : null,
+        timeS: mine.length > 0 ? summarize(times) : null,
         changes,
-        runsNeeded: welchRunsNeeded(losses, baseLosses, alpha / m),
+        runsNeeded: (paired ? pairedRunsNeeded : welchRunsNeeded)(losses, baseLossesOf, alpha / m),
       },
     };
   });
@@ -1061,13 +1117,16 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
 
   const correction = `Holm's step-down correction over the m = ${count(m, 'variant')} compared with the baseline, ` +
     'applied to each family of p-values on its own (final loss lower, higher, two-sided; the same for time). ' +
-    `A variant is better (worse) when its Holm-adjusted one-sided Welch p for a lower (higher) final loss is below alpha = ${alpha}, ` +
+    (paired ? 'Each test is a paired t-test over the seeds both the variant and the baseline ran (a seed\'s runs start from the same ' +
+      'initialisation): a variant\'s n, mean and Δ are over those seeds, while the baseline\'s row shows all its runs. ' : '') +
+    `A variant is better (worse) when its Holm-adjusted one-sided ${paired ? 'paired' : 'Welch'} p for a lower (higher) final loss is below alpha = ${alpha}, ` +
     'and faster (slower) likewise for its training time; otherwise inconclusive. ' +
     `The chance of any false "better" among the ${m} is then at most ${alpha}, and the same for each other verdict. ` +
-    `Runs needed: runs in each group for one-sided p < alpha / m = ${fmtP(alpha / m)} (Holm's strictest step) if the difference and spreads stay as observed.`;
+    `Runs needed: ${paired ? 'pairs' : 'runs in each group'} for one-sided p < alpha / m = ${fmtP(alpha / m)} (Holm's strictest step) if the difference and ${paired ? 'its spread' : 'spreads'} stay as observed.`;
   return {
     kind: 'compare',
     alpha,
+    paired,
     allowMixed,
     allowHardwareMismatch,
     correction,
@@ -1076,7 +1135,7 @@ export function compareVariants(runs: RoleRun[], skipped: Skipped[], notes: stri
     notes: allNotes,
     differences,
     baseline: { version: [...new Set(baselineRuns.map(versionOf))].join('+'), hardware: hardwareOf(baselineRuns),
-      loss: summarize(baseLosses), timeS: summarize(baseTimes) },
+      loss: summarize(baselineRuns.map((r) => r.finalValLoss)), timeS: summarize(baselineRuns.map((r) => r.trainTimeMs / 1000)) },
     variants,
   };
 }
@@ -1272,10 +1331,13 @@ function compareFoundLine(report: CompareReport): string {
 }
 
 const changesLine = (v: VariantResult): string => `${v.name}: ${v.changes.length > 0 ? v.changes.join(', ') : v.loss ? '(none)' : '(no usable run)'}`;
-const COMPARE_TITLES = {
-  loss: 'Final val loss (Welch two-sample t-tests, variant − baseline; lower is better)',
-  time: 'Training time (Welch two-sample t-tests, variant − baseline; lower is faster)',
-  changes: "What each variant changes (its logged configuration against the baseline's)",
+const compareTitles = (paired: boolean) => {
+  const tests = paired ? 'paired t-tests over the seeds both ran' : 'Welch two-sample t-tests';
+  return {
+    loss: `Final val loss (${tests}, variant − baseline; lower is better)`,
+    time: `Training time (${tests}, variant − baseline; lower is faster)`,
+    changes: "What each variant changes (its logged configuration against the baseline's)",
+  };
 };
 
 export function compareTerminalReport(report: CompareReport): string {
@@ -1290,13 +1352,14 @@ export function compareTerminalReport(report: CompareReport): string {
     heading('Skipped logs (not counted)');
     out.push(textTable(['variant', 'file', 'reason'], report.skipped.map((s) => skippedRow(s).map((c, i) => (i === 2 ? chalk.yellow(c) : c)))));
   }
-  heading(COMPARE_TITLES.loss);
+  const titles = compareTitles(report.paired);
+  heading(titles.loss);
   out.push(textTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', paint)));
-  heading(COMPARE_TITLES.time);
+  heading(titles.time);
   out.push(textTable(COMPARE_TIME_HEADER, compareRows(report, 'time', paint)));
   heading('Multiple comparisons');
   out.push(`  ${report.correction}`);
-  heading(COMPARE_TITLES.changes);
+  heading(titles.changes);
   out.push(...report.variants.map((v) => `  ${changesLine(v)}`));
   if (report.differences.length > 0) {
     heading('Differences');
@@ -1313,10 +1376,11 @@ export function compareTerminalReport(report: CompareReport): string {
 export function compareMarkdownReport(report: CompareReport, command: string): string {
   const out: string[] = [`## Ablation: ${count(report.variants.length, 'variant')} against the baseline`, ''];
   out.push(`Computed by \`${command}\` (alpha ${report.alpha}). ${compareFoundLine(report)}`, '');
-  out.push(`**${COMPARE_TITLES.loss}:**`, '', markdownTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', (v) => v)), '');
-  out.push(`**${COMPARE_TITLES.time}:**`, '', markdownTable(COMPARE_TIME_HEADER, compareRows(report, 'time', (v) => v)), '');
+  const titles = compareTitles(report.paired);
+  out.push(`**${titles.loss}:**`, '', markdownTable(COMPARE_LOSS_HEADER, compareRows(report, 'loss', (v) => v)), '');
+  out.push(`**${titles.time}:**`, '', markdownTable(COMPARE_TIME_HEADER, compareRows(report, 'time', (v) => v)), '');
   out.push(`**Multiple comparisons.** ${report.correction}`, '');
-  out.push(`**${COMPARE_TITLES.changes}:**`, '', ...report.variants.map((v) => `- ${changesLine(v)}`), '');
+  out.push(`**${titles.changes}:**`, '', ...report.variants.map((v) => `- ${changesLine(v)}`), '');
   if (report.differences.length > 0) out.push('```', ...report.differences, '```', '');
   if (report.notes.length > 0) out.push('Notes:', '', ...report.notes.map((n) => `- ${n}`), '');
   out.push('<details><summary>Runs</summary>', '', markdownTable(COMPARE_RUN_HEADER, report.runs.map(compareRunRow)), '');
@@ -1475,7 +1539,7 @@ export function comparePlotSpec(report: CompareReport, size: PlotSize): TopLevel
     config: { font: 'sans-serif' },
     title: { text: `Final val loss of ${count(report.variants.length, 'variant')} against the baseline: mean and 95 % CI`,
       subtitle: [`dashed line and band: the baseline's mean and 95 % CI; small circles: single runs;`,
-        `colour: the verdict on the final loss (Holm-adjusted one-sided Welch p < ${report.alpha})`] },
+        `colour: the verdict on the final loss (Holm-adjusted one-sided ${report.paired ? 'paired' : 'Welch'} p < ${report.alpha})`] },
     width: size.width - 320, // room for the names and the legend
     height: size.height - 125,
     layer: [
@@ -1527,6 +1591,7 @@ export const OPTIONS = {
   plot: { type: 'string', arg: 'FILE', help: 'draw the val-loss curves (with --compare: each variant\'s final loss and CI) to FILE.svg or FILE.png' },
   'plot-size': { type: 'string', arg: 'WxH', help: 'size of the plot in pixels (default 900x560)' },
   seeds: { type: 'string', arg: 'LIST', help: 'count only the runs of these logged seeds (0-4, 0,2,5 or 0-2,7): the same seeds on each side' },
+  paired: { type: 'boolean', arg: '', help: 'with --compare: paired t-tests over the seeds both a variant and the baseline ran (a seed starts every variant from the same initialisation), instead of Welch tests' },
   'allow-mixed': { type: 'boolean', arg: '', help: 'pool runs whose logged source code or configuration differs' },
   'allow-hardware-mismatch': { type: 'boolean', arg: '', help: 'compare times with a baseline timed on other hardware' },
   help: { type: 'boolean', short: 'h', arg: '', help: 'show this help (also -h)' },
@@ -1548,8 +1613,9 @@ different logged configuration (seed, log and checkpoint settings aside) are ver
 
 With --compare (an ablation, as bench/ablation.ts writes it), each DIR (or glob of folders) is one variant,
 named after its folder; a folder must hold the runs of one version (else refused, unless --allow-mixed).
-Each variant's final loss and time are compared with the baseline's by Welch tests, two-sided and one-sided,
-with Holm's correction across the variants; a folder holding baseline runs is passed over. For example:
+Each variant's final loss and time are compared with the baseline's by Welch tests (--paired: paired t-tests over
+the seeds both ran), two-sided and one-sided, with Holm's correction across the variants; a folder holding baseline
+runs is passed over. For example:
   npx tsx stats.ts --baseline OUT/baseline --compare 'OUT/*' --markdown --plot OUT/ablation.svg
 
 Options:
@@ -1568,6 +1634,7 @@ export interface CliOptions {
   plot?: string;
   plotSize: PlotSize;
   seeds?: number[];
+  paired: boolean;
   allowMixed: boolean;
   allowHardwareMismatch: boolean;
   help: boolean;
@@ -1622,6 +1689,8 @@ export function parseCli(argv: string[]): CliOptions {
     if (v.target !== undefined) throw new UsageError('--target does not apply with --compare: variants are compared with the baseline, not a target');
     if (record.length > 0) throw new UsageError(`with --compare, every variant folder goes after --compare (got ${record.join(' ')} before it)`);
     if (baseline.length === 0) throw new UsageError('--compare needs --baseline RUNS: the runs every variant is compared with');
+  } else if (v.paired) {
+    throw new UsageError('--paired goes with --compare: it pairs a variant\'s runs with the baseline\'s by seed');
   }
   const plot = v.plot;
   if (plot !== undefined && !['.svg', '.png'].includes(extname(plot).toLowerCase())) {
@@ -1643,6 +1712,7 @@ export function parseCli(argv: string[]): CliOptions {
     plot,
     plotSize: { width: Number(size[1]), height: Number(size[2]) },
     seeds: v.seeds === undefined ? undefined : parseSeeds(v.seeds),
+    paired: v.paired ?? false,
     allowMixed: v['allow-mixed'] ?? false,
     allowHardwareMismatch: v['allow-hardware-mismatch'] ?? false,
     help: v.help ?? false,
@@ -1668,7 +1738,7 @@ async function compareMain(cli: CliOptions, argv: string[], io: Io): Promise<num
   const variants = collectVariants(cli.compare, inputs);
   const { runs, skipped } = loadRuns({ ...inputs, variants, seeds: cli.seeds });
   const report = compareVariants(runs, skipped, inputs.notes, variants.map((v) => v.name), {
-    alpha: cli.alpha, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
+    alpha: cli.alpha, paired: cli.paired, allowMixed: cli.allowMixed, allowHardwareMismatch: cli.allowHardwareMismatch,
   });
   if (cli.plot) {
     await writePlot(cli.plot, comparePlotSpec(report, cli.plotSize), cli.plotSize);

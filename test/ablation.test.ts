@@ -203,9 +203,9 @@ test('real runs: 2 variants × 2 seeds into a folder each, the stats at the end;
   // Everything is complete now; other flags for the same folders are refused.
   const third = await run(...argv.slice(0, 8), '--dry-run', ...argv.slice(8));
   assert.match(third.stdout, /4 complete, 0 to run/);
-  const other = await run(...argv.slice(0, -1), '2');
+  const other = await run(...argv.slice(0, -1), '512');
   assert.equal(other.code, 2);
-  assert.match(other.stderr, /ablation\.json records the base flags .* --batch-tokens 256; these are .* --batch-tokens 2: use another --out/);
+  assert.match(other.stderr, /ablation\.json records the base flags .* --batch-tokens 256; these are .* --batch-tokens 512: use another --out/);
   const renamed = await run('--out', out, '--variants', writeVariants('renamed.json', { baseline: [], lambda: '--lambda-init 0.9' }), '--trainer', TRAINER, '--', ...MICRO);
   assert.equal(renamed.code, 2);
   assert.match(renamed.stderr, /records variant lambda as --lambda-init 1\.0; the variants file gives --lambda-init 0\.9/);

@@ -807,6 +807,34 @@ describe('stats.ts --compare', () => {
     assert.match(bad.stderr, /^stats\.ts: error: --seeds "1-x": expected a list such as 0-4/);
   });
 
+  test('--paired: paired t-tests over the seeds both ran (as scipy.stats.ttest_rel), the unpaired runs said, Holm as before', async () => {
+    const rep = await compare('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, 'canon-a'), join(ablation, 'parallel'), '--paired');
+    assert.equal(rep.paired, true);
+    const [canon, parallel] = rep.variants;
+    assert.deepEqual([canon.loss?.n, parallel.loss?.n], [6, 4], 'canon-a pairs seeds 0-5 with the baseline, parallel 0-3');
+    // scipy.stats.ttest_rel(RECORD_LOSSES[:6], BASELINE_LOSSES, alternative='less'), its two-sided p and interval; d_z = mean/sd of the differences.
+    const cl = canon.vsBaseline!.loss;
+    for (const [got, want, what] of [[cl.t, -3.4921514788481467, 't'], [cl.p, 0.008715118236569945, 'p lower'], [cl.pTwoSided, 0.01743023647313989, 'p two-sided'],
+      [cl.diff, -0.0006666666666667412, 'diff'], [cl.ci95[0], -0.00115740174334875, 'ci low'], [cl.ci95[1], -0.00017593158998473267, 'ci high'],
+      [cl.cohenD, -1.4256648712806068, 'd_z']] as const) assertClose(got, want, `canon-a paired ${what}`, 1e-8);
+    assert.equal(cl.df, 5);
+    // scipy.stats.ttest_rel(WORSE_LOSSES, BASELINE_LOSSES[:4]): t 78.33, two-sided p 4.585e-6.
+    assertClose(parallel.vsBaseline!.loss.t, 78.33333333323048, 'parallel paired t', 1e-6);
+    assertClose(parallel.vsBaseline!.loss.pTwoSided, 4.585389007015924e-06, 'parallel paired p two-sided', 1e-6);
+    // Holm over the 2 variants, as for Welch.
+    assertClose(parallel.vsBaseline!.loss.holmHigher, Math.min(1, 2 * Math.min(parallel.vsBaseline!.loss.pHigher, cl.pHigher)), 'Holm of the smaller p higher', 1e-12);
+    assert.equal(parallel.lossVerdict, 'worse');
+    assert.ok(rep.notes.some((n) => /^variant canon-a: paired over seeds 0,1,2,3,4,5; 2 of its runs and 0 of the baseline's have no partner/.test(n)), rep.notes.join('\n'));
+    assert.ok(rep.notes.some((n) => /^variant parallel: paired over seeds 0,1,2,3; 0 of its runs and 2 of the baseline's have no partner/.test(n)));
+    assert.ok(!rep.notes.some((n) => / ran seeds /.test(n)), 'the unmatched-seeds warning is for Welch tests');
+    assert.match(rep.correction, /paired t-test over the seeds both the variant and the baseline ran/);
+    const text = await run('--baseline', join(ablation, 'baseline'), '--compare', join(ablation, 'canon-a'), '--paired', '--markdown');
+    assert.match(text.stdout, /\*\*Final val loss \(paired t-tests over the seeds both ran, variant − baseline; lower is better\):\*\*/);
+    const alone = await run(join(ablation, 'canon-a'), '--paired');
+    assert.equal(alone.code, 2);
+    assert.match(alone.stderr, /--paired goes with --compare/);
+  });
+
   test('a variant timed on other hardware is not compared in time unless --allow-hardware-mismatch; other source code is said', async () => {
     const dir = join(root, 'elsewhere');
     mkdirSync(join(dir, 'cpu'), { recursive: true });
