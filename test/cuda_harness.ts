@@ -127,6 +127,19 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0):
   return Math.sqrt(num) / Math.max(Math.sqrt(den), floor, 1e-30);
 }
 
+/**
+ * Each parameter's gradient error ‖got − want‖/‖want‖, where a scalar's ‖want‖ counts as at least a tenth of the
+ * largest scalar gradient. A scalar's gradient is a sum over every position that can cancel to near 0
+ * (backout_lambda's once did, to 4e-5 beside others of 1e-2, TEST_SEED=2796104986 in scaled_add's test; sas-p's
+ * beta_sa on cuda-host against cpu, TEST_SEED=1687707929): two float32 sums in different orders then differ by the
+ * rounding of the terms, not of the sum.
+ */
+export function gradientErrors(got: Map<string, Float32Array>, want: Map<string, Float32Array>): Map<string, number> {
+  const isScalar = (g: Float32Array): boolean => g.length <= 4; // the lambdas, gates' scalars and the like
+  const scalarFloor = 0.1 * Math.max(0, ...[...want.values()].filter(isScalar).flatMap((g) => Array.from(g, Math.abs)));
+  return new Map([...want].map(([name, w]) => [name, relError(got.get(name)!, w, isScalar(w) ? scalarFloor : 0)]));
+}
+
 /** The names of the kernels fn runs, in order (what a fused hook ran, or the composite's kernels), less Identity (the
  * tape's clones of saved inputs: a reference, no copy). */
 export async function kernelsRun(fn: () => tf.TensorContainer): Promise<string[]> {
@@ -161,10 +174,7 @@ export async function checkFusionHook(run: () => tf.TensorContainer, kernels: { 
  * A micro model of `cfg`, every parameter perturbed by N(0, 0.2), on 2 rows of 16 tokens whose documents start at the
  * flat positions `docStarts`: each kernel of `kernelCounts` runs that many times in one forward and backward, and the
  * loss and every parameter's gradient equal those of --fused off (the loss within 1e-5 relative, each gradient within
- * 1e-4 as ‖Δ‖/‖ref‖). A scalar's gradient is a sum over every position that can cancel to near 0 (backout_lambda's
- * once did, to 4e-5 beside others of 1e-2, with TEST_SEED=2796104986): two float32 sums in different orders then
- * differ by the rounding of the terms, not of the sum, so a scalar's ‖ref‖ is taken as at least a tenth of the
- * largest scalar gradient.
+ * 1e-4 by gradientErrors).
  */
 export async function checkModelKernels(cfg: Config, docStarts: number[], kernelCounts: Record<string, number>): Promise<void> {
   const m = createModel(cfg);
@@ -184,12 +194,7 @@ export async function checkModelKernels(cfg: Config, docStarts: number[], kernel
     const fused = read(lossAndGrads());
     const composite = await withFusedOff(() => read(lossAndGrads()));
     assert.ok(Math.abs(fused.loss - composite.loss) <= 1e-5 * Math.abs(composite.loss), `loss ${fused.loss} fused vs ${composite.loss} composite`);
-    const isScalar = (g: Float32Array): boolean => g.length <= 4; // the lambdas, gates' scalars and the like
-    const scalarFloor = 0.1 * Math.max(0, ...[...composite.grads.values()].filter(isScalar).flatMap((g) => Array.from(g, Math.abs)));
-    for (const [name, want] of composite.grads) {
-      const err = relError(fused.grads.get(name)!, want, isScalar(want) ? scalarFloor : 0);
-      assert.ok(err < 1e-4, `gradient of ${name}: relative error ${err}`);
-    }
+    for (const [name, err] of gradientErrors(fused.grads, composite.grads)) assert.ok(err < 1e-4, `gradient of ${name}: relative error ${err}`);
   } finally {
     disposeBatch(batch);
     disposeModel(m);
