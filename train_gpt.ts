@@ -28,6 +28,7 @@ import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './b
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
+import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
 import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
 import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
@@ -1191,12 +1192,11 @@ export function fp8HeadDiagnosis(m: Model): string {
   return `the head runs in FP8 (--fp8-head on) and ${state}; --fp8-head off runs it unquantised`;
 }
 
-/** Hidden states [.., d] → raw logits [N, V], before the soft cap; in FP8 where `fp8` (the training loss's head). */
-export function rawLogits(m: Model, x: tf.Tensor, fp8 = false): tf.Tensor2D {
+/** Hidden states [.., d] → raw logits [N, V], before the soft cap (unquantised: the FP8 head is fp8HeadLoss's). */
+export function rawLogits(m: Model, x: tf.Tensor): tf.Tensor2D {
   const x2 = x.reshape([-1, m.cfg.modelDim]) as tf.Tensor2D;
   if (m.cfg.tieEmbed) return tf.matMul(x2, m.params.get('embed')!, false, true);
-  const w = m.params.get('head')! as tf.Tensor2D;
-  return fp8 ? fp8Head(x2, w) : tf.matMul(x2, w);
+  return tf.matMul(x2, m.params.get('head')!);
 }
 
 /** Hidden states [.., d] → capped logits [N, V]. */
@@ -1217,8 +1217,23 @@ export interface Batch { inputs: tf.Tensor2D; targets: tf.Tensor2D; docIds: tf.T
 /** The training objective: summed token losses in training (as the speedrun), mean in validation. The summed loss's
  * head runs in FP8 under --fp8-head; validation's runs unquantised (record-2025-11.md §3.3). */
 export function modelLoss(m: Model, batch: Batch, sched: AttnSchedule, reduction: 'sum' | 'mean'): tf.Scalar {
-  const x = trunk(m, batch.inputs, batch.docIds, sched);
-  return softcapCrossEntropy(rawLogits(m, x, reduction === 'sum' && m.cfg.fp8Head), batch.targets.reshape([-1]) as tf.Tensor1D, m.cfg, reduction);
+  const x = trunk(m, batch.inputs, batch.docIds, sched), targets = batch.targets.reshape([-1]) as tf.Tensor1D;
+  if (reduction === 'sum' && m.cfg.fp8Head) return fp8HeadLoss(x.reshape([-1, m.cfg.modelDim]) as tf.Tensor2D, m.params.get('head') as tf.Tensor2D, targets, m.cfg);
+  return softcapCrossEntropy(rawLogits(m, x), targets, m.cfg, reduction);
+}
+
+/** Rows of logits per chunk of the fused 'Fp8HeadLoss': its scratch is 4096 × 50,304 × 8 bytes (the float32 logits,
+ * their gradient, its two FP8 layouts) = 1.6 GB, against 13 GB for the whole [32,768, V] logits, gradient and codes of
+ * the two-op path, for 8 chunks' launches instead of 1. */
+const HEAD_CHUNK_ROWS = 4096;
+
+/** The training loss (summed) of hidden states x [N, d] through the FP8 head w [d, V] and the soft cap. One kernel where
+ * the backend has 'Fp8HeadLoss' (the gradients computed with the loss, chunkRows rows of logits at a time: no [N, V]
+ * buffer at all); else the FP8 head, then the soft-capped cross-entropy, its composite. */
+export function fp8HeadLoss(x: tf.Tensor2D, w: tf.Tensor2D, targets: tf.Tensor1D, cfg: Config, chunkRows = HEAD_CHUNK_ROWS): tf.Scalar {
+  const fused = runFused<tf.Scalar, Fp8HeadLossAttrs>(fp8HeadLossKernel, { x, w, targets },
+    { ...fp8HeadScales(x.shape[1]), cap: cfg.logitCap, scale: cfg.logitCapScale, temp: cfg.logitCapTemp, chunkRows });
+  return fused ?? softcapCrossEntropy(fp8Head(x, w), targets, cfg, 'sum');
 }
 
 /** Cross-entropy of soft-capped logits; one fused kernel ('SoftcapCrossEntropy') where the backend has it. */

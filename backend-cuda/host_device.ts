@@ -345,7 +345,8 @@ export class HostDevice implements CoreDevice {
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
   }
   /** Sums in float64, fastAccum or not (the GPU accumulates in fp32, in fewer bits with fastAccum). */
-  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, m: number, n: number, k: number, alpha: number): void {
+  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, m: number, n: number, k: number, alpha: number,
+    _fastAccum: boolean, beta: number): void {
     if (aE5m2 && bE5m2) throw new Error('matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel');
     if (m % 16 || n % 16 || k % 16) throw new Error(`matmulFp8: m = ${m}, n = ${n}, k = ${k} must be multiples of 16`);
     const av = this.bytes(a, m * k), bv = this.bytes(b, n * k), ov = this.floats(out, m * n);
@@ -354,7 +355,7 @@ export class HostDevice implements CoreDevice {
       for (let j = 0; j < n; j++) {
         let s = 0;
         for (let q = 0; q < k; q++) s += at[av[i * k + q]] * bt[bv[j * k + q]];
-        ov[i * n + j] = Math.fround(alpha) * s;
+        ov[i * n + j] = Math.fround(alpha) * s + (beta ? Math.fround(beta) * ov[i * n + j] : 0);
       }
     }
   }

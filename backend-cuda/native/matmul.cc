@@ -91,8 +91,8 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
 }
 
 // ---- FP8 (the FP8 head's GEMMs, ops/fp8_matmul) ----
-// Row-major out [m, n] = alpha·A·Bᵀ with A [m, k] and B [n, k]: both with k contiguous, the only layout cuBLASLt's FP8
-// kernels take ("TN": cuBLAS's A = our B transposed, its B = our A not). fp32 accumulation, float32 C = D (beta = 0).
+// Row-major out [m, n] = alpha·A·Bᵀ + beta·out with A [m, k] and B [n, k]: both with k contiguous, the only layout
+// cuBLASLt's FP8 kernels take ("TN": cuBLAS's A = our B transposed, its B = our A not). fp32 accumulation, float32 C = D.
 using Fp8PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool>;
 std::map<Fp8PlanKey, Plan> fp8Plans;
 
@@ -136,12 +136,11 @@ void releaseMatmulPlans() {
 }
 
 void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, float* out, int64_t m, int64_t n,
-               int64_t k, float alpha, bool fastAccum) {
+               int64_t k, float alpha, bool fastAccum, float beta) {
   if (aE5m2 && bE5m2) throw CudaError("matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel");
   if (m % 16 || n % 16 || k % 16 || m <= 0 || n <= 0 || k <= 0)
     throw CudaError("matmulFp8: m, n and k must be positive multiples of 16");
   Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum);
-  const float beta = 0.f;
   checkLt(cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta, out, p.lc,
                          out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream()),
           "cublasLtMatmul (FP8)");

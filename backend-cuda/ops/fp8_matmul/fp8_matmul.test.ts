@@ -199,8 +199,8 @@ for (const target of targets) {
       });
       const dev = (tf.backend() as CudaBackend).device, a = dev.alloc(256), out = dev.alloc(1024);
       try {
-        assert.throws(() => dev.matmulFp8(a, true, a, true, out, 16, 16, 16, 1, false), /matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel/);
-        assert.throws(() => dev.matmulFp8(a, false, a, false, out, 16, 16, 8, 1, false), /matmulFp8: m, n and k must be (positive )?multiples of 16|m = 16, n = 16, k = 8 must be multiples of 16/);
+        assert.throws(() => dev.matmulFp8(a, true, a, true, out, 16, 16, 16, 1, false, 0), /matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel/);
+        assert.throws(() => dev.matmulFp8(a, false, a, false, out, 16, 16, 8, 1, false, 0), /matmulFp8: m, n and k must be (positive )?multiples of 16|m = 16, n = 16, k = 8 must be multiples of 16/);
       } finally {
         dev.free(a);
         dev.free(out);

@@ -10,7 +10,7 @@
 // bf16 only under bf16 matmul precision, and widening them would cost a pass over [N,V] and an N·V·4-byte buffer.
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input, numberAttr } from '../check.ts';
-import type { CudaBackend } from '../../backend.ts';
+import { withScratch } from '../../kernel_utils.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { FP8_MATMUL, FP8_MATMUL_GRAD } from './fp8_matmul.ts';
 
@@ -40,17 +40,6 @@ function checked(kernel: string, inputs: NamedTensorInfoMap, withDy: boolean): {
 const scales = (kernel: string, attrs: NamedAttrMap) =>
   ({ xScale: numberAttr(kernel, attrs, 'xScale'), wScale: numberAttr(kernel, attrs, 'wScale'), gradScale: numberAttr(kernel, attrs, 'gradScale') });
 
-/** Runs body with device scratch buffers of the given byte sizes, freed afterwards (stream-ordered: after the work queued). */
-function withScratch<T>(backend: CudaBackend, sizes: number[], body: (...ptrs: number[]) => T): T {
-  const ptrs: number[] = [];
-  try {
-    for (const n of sizes) ptrs.push(backend.device.alloc(n));
-    return body(...ptrs);
-  } finally {
-    for (const p of ptrs) backend.device.free(p);
-  }
-}
-
 export const fp8MatmulKernels: CudaKernel[] = [
   {
     kernelName: FP8_MATMUL,
@@ -61,7 +50,7 @@ export const fp8MatmulKernels: CudaKernel[] = [
       withScratch(backend, [N * d, V * d], (x8, w8t) => {
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, x8, 0);
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, 0, w8t);
-        dev.matmulFp8(x8, false, w8t, false, backend.ptr(z), N, V, d, xScale * wScale, true);
+        dev.matmulFp8(x8, false, w8t, false, backend.ptr(z), N, V, d, xScale * wScale, true, 0);
       });
       return z;
     },
@@ -76,8 +65,8 @@ export const fp8MatmulKernels: CudaKernel[] = [
         dev.fp8Quantise(gs.ptr, gs.bf16, N, V, gradScale, true, g8, g8t);  // one read of dy for both layouts
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, w8, 0);
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, 0, x8t);
-        dev.matmulFp8(g8, true, w8, false, backend.ptr(dx), N, d, V, gradScale * wScale, false);
-        dev.matmulFp8(x8t, false, g8t, true, backend.ptr(dw), d, V, N, xScale * gradScale, false);
+        dev.matmulFp8(g8, true, w8, false, backend.ptr(dx), N, d, V, gradScale * wScale, false, 0);
+        dev.matmulFp8(x8t, false, g8t, true, backend.ptr(dw), d, V, N, xScale * gradScale, false, 0);
       });
       return [dx, dw];
     },

@@ -2,7 +2,7 @@
 // 'SoftcapCrossEntropy' (raw logits [N, V] float32, targets [N] int32 → scalar loss) and its gradient
 // kernel 'SoftcapCrossEntropyGrad' (→ dlogits [N, V]). The forward attaches 2·N floats to the loss
 // (each row's logsumexp, then each row's loss) for the gradient; they are freed with the loss.
-import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { CudaKernel, CudaKernelArgs } from '../../kernels/types.ts';
 import { LOGIT_CAP, SOFTCAP_CROSS_ENTROPY, SOFTCAP_CROSS_ENTROPY_GRAD } from './softcap_cross_entropy.ts';
 
@@ -29,13 +29,19 @@ function checked({ inputs, attrs }: CudaKernelArgs): Args {
     throw new Error(`targets must be int32 [${rows}] (one per row of logits), got ${targets.dtype}[${targets.shape}]`);
   }
   if (cols < 1) throw new Error('logits need at least one column');
-  const cap = attrs.cap as string, reduction = attrs.reduction as string;
-  if (!(cap in LOGIT_CAP)) throw new Error(`cap '${cap}' is not one of ${Object.keys(LOGIT_CAP).join(', ')}`);
+  const reduction = attrs.reduction as string;
   if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`reduction '${reduction}' is not sum or mean`);
+  return { logits, targets, rows, cols, ...logitCapAttrs(attrs), mean: reduction === 'mean' };
+}
+
+/** The soft cap's attributes {cap, scale, temp} checked, cap as its native code (also read by ops/fp8_head_loss). */
+export function logitCapAttrs(attrs: NamedAttrMap): { cap: number; scale: number; temp: number } {
+  const cap = attrs.cap as string;
+  if (!(cap in LOGIT_CAP)) throw new Error(`cap '${cap}' is not one of ${Object.keys(LOGIT_CAP).join(', ')}`);
   const scale = Number(attrs.scale), temp = Number(attrs.temp);
   if (cap !== 'none' && !(Number.isFinite(scale) && scale !== 0)) throw new Error(`cap '${cap}' needs a finite non-zero scale, got ${attrs.scale}`);
   if (cap === 'sigmoid' && !(Number.isFinite(temp) && temp !== 0)) throw new Error(`cap 'sigmoid' needs a finite non-zero temp, got ${attrs.temp}`);
-  return { logits, targets, rows, cols, cap: LOGIT_CAP[cap as keyof typeof LOGIT_CAP], scale, temp, mean: reduction === 'mean' };
+  return { cap: LOGIT_CAP[cap as keyof typeof LOGIT_CAP], scale, temp };
 }
 
 export const softcapCrossEntropyKernels: CudaKernel[] = [

@@ -1,0 +1,154 @@
+// The chunked FP8 head loss ('Fp8HeadLoss', 'Fp8HeadLossGrad') against the two-op path it replaces on the same backend
+// (Fp8Matmul then SoftcapCrossEntropy, each tested against its composite in its own folder), and against the composite
+// on cpu: loss, dx and dW on fresh random inputs for one chunk, several, and a short last chunk, every soft cap; the
+// upstream gradient applied after the FP8 rounding (exactly dy times the unit gradients); no [N, V] buffer kept past
+// the forward; the hook's fallbacks; bad inputs.
+// Tolerances: both paths quantise the same values to the same FP8 codes and run the same GEMMs, so dx is equal up to
+// the GEMM's accumulation order (bit for bit on the host device, whose FP8 GEMM sums in float64); dW adds the chunks'
+// partial products in float32 and the loss the chunks' sums (a few float32 roundings: 1e-6 relative on the host;
+// on the GPU the tensor cores' accumulation order, 1e-3 as fp8_matmul's test). Against the cpu composite a gradient
+// whose quotient g/gradScale lands next to an e5m2 rounding boundary may round the other way (an ulp of 2⁻², rare):
+// 2e-2 of the norm.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { it, mock } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { FP8_MATMUL, FP8_MATMUL_GRAD } from '../fp8_matmul/fp8_matmul.ts';
+import { SOFTCAP_CROSS_ENTROPY } from '../softcap_cross_entropy/softcap_cross_entropy.ts';
+import { FP8_HEAD_LOSS, FP8_HEAD_LOSS_GRAD } from './fp8_head_loss.ts';
+import { bytesInUse, describeOrSkip, kernelsRun, randFloat, randInt, relError, targets, useBackend, type HostTensor } from '../../../test/cuda_harness.ts';
+
+const CAPS = [
+  { logitCap: 'sigmoid', logitCapScale: 30, logitCapTemp: 7.5 },
+  { logitCap: 'tanh', logitCapScale: 15, logitCapTemp: 1 },
+  { logitCap: 'none', logitCapScale: 1, logitCapTemp: 1 },
+] as const;
+type Cap = (typeof CAPS)[number];
+const asConfig = (cap: Cap) => cap as unknown as T.Config;  // the loss reads only the cap's three fields
+
+/** x [N, d] as final normed rows (each of norm √d: entries within ±√d, inside e4m3 after the scale), w, targets. */
+function inputs(N: number, d: number, V: number): HostTensor[] {
+  const x = randFloat([N, d]), xv = x.values as Float32Array;
+  for (let r = 0; r < N; r++) {
+    const row = xv.subarray(r * d, (r + 1) * d), norm = Math.hypot(...row) / Math.sqrt(d);
+    for (let i = 0; i < d; i++) row[i] /= norm;
+  }
+  return [x, randFloat([d, V], -0.3, 0.3), randInt([N], 0, V)];
+}
+
+/** [loss, dx, dW] of the fused loss (chunkRows given) or of the two-op path (chunkRows null), for upstream gradient dy. */
+function lossAndGrads(xs: tf.Tensor[], cap: Cap, chunkRows: number | null, dy = 1): tf.Tensor[] {
+  const [x, w, t] = xs, cfg = asConfig(cap);
+  const f = (a: tf.Tensor, b: tf.Tensor) => (chunkRows === null
+    ? T.softcapCrossEntropy(T.fp8Head(a as tf.Tensor2D, b as tf.Tensor2D), t as tf.Tensor1D, cfg, 'sum')
+    : T.fp8HeadLoss(a as tf.Tensor2D, b as tf.Tensor2D, t as tf.Tensor1D, cfg, chunkRows)).mul(dy);
+  return [f(x, w), ...tf.grads(f)([x, w])];
+}
+
+async function run(backend: string, host: HostTensor[], fn: (xs: tf.Tensor[]) => tf.Tensor[]): Promise<Float32Array[]> {
+  await useBackend(backend);
+  const xs = host.map((h) => tf.tensor(h.values, h.shape, h.dtype));
+  const outs = fn(xs), values = outs.map((o) => o.dataSync() as Float32Array);
+  tf.dispose([...xs, ...outs]);
+  return values;
+}
+
+function assertClose(got: Float32Array[], want: Float32Array[], tol: number[], what: string): void {
+  ['loss', 'dx', 'dW'].forEach((name, o) => {
+    const err = relError(got[o], want[o]);
+    assert.ok(err <= tol[o], `${name} ${what}: relative error ${err.toExponential(2)} > ${tol[o]}`);
+  });
+}
+
+for (const target of targets) {
+  describeOrSkip(`fused Fp8HeadLoss on ${target.name}`, target.skip, () => {
+    const B = target.name, gpu = B === 'cuda';
+
+    it('equals the two-op path (Fp8Matmul, SoftcapCrossEntropy) on the same backend: one chunk, several, a short last one; every cap', async () => {
+      const cases = [[48, 16, 32, 16], [80, 32, 48, 32], [64, 16, 80, 128]];
+      if (gpu) cases.push([4096, 768, 2048, 1024]);
+      for (const [N, d, V, chunkRows] of cases) {
+        for (const cap of CAPS) {
+          const host = inputs(N, d, V), what = `[${N},${d}]·[${d},${V}], chunks of ${chunkRows}, cap ${cap.logitCap}, on ${B}`;
+          const fused = await run(B, host, (xs) => lossAndGrads(xs, cap, chunkRows));
+          const twoOp = await run(B, host, (xs) => lossAndGrads(xs, cap, null));
+          assertClose(fused, twoOp, gpu ? [1e-5, 1e-3, 1e-3] : [1e-6, 0, 1e-6], what);
+        }
+      }
+    });
+
+    it('matches the composite on cpu (its oracle)', async () => {
+      for (const cap of CAPS) {
+        const host = inputs(64, 32, 48);
+        const want = await run('cpu', host, (xs) => lossAndGrads(xs, cap, null));
+        assertClose(await run(B, host, (xs) => lossAndGrads(xs, cap, 32)), want, [1e-5, 2e-2, 2e-2], `cap ${cap.logitCap} on ${B} against cpu`);
+      }
+    });
+
+    it('scales the unit gradients by dy after the FP8 rounding: exactly dy·dx and dy·dW', async () => {
+      const host = inputs(48, 16, 32), dy = 0.3;
+      const [, dx1, dw1] = await run(B, host, (xs) => lossAndGrads(xs, CAPS[0], 16));
+      const [, dx, dw] = await run(B, host, (xs) => lossAndGrads(xs, CAPS[0], 16, dy));
+      for (const [got, unit, name] of [[dx, dx1, 'dx'], [dw, dw1, 'dW']] as const) {
+        for (let i = 0; i < got.length; i++) assert.equal(got[i], Math.fround(Math.fround(dy) * unit[i]), `${name} at ${i}`);
+      }
+    });
+
+    it('keeps no [N, V] buffer past the forward: the loss carries dx and dW, nothing else', async () => {
+      await useBackend(B);
+      const [N, d, V] = [256, 16, 1024];
+      const xs = inputs(N, d, V).map((h) => tf.tensor(h.values, h.shape, h.dtype));
+      const before = bytesInUse();
+      const loss = T.fp8HeadLoss(xs[0] as tf.Tensor2D, xs[1] as tf.Tensor2D, xs[2] as tf.Tensor1D, asConfig(CAPS[0]), 64);
+      const kept = bytesInUse() - before;
+      tf.dispose([loss, ...xs]);
+      assert.ok(kept < (N * d + d * V) * 4 + 4096, `${kept} bytes kept by the loss: more than dx and dW (${(N * d + d * V) * 4}); [N, V] is ${N * V * 4}`);
+    });
+
+    it('the hook runs the fused kernels; --fused off and shapes that are not multiples of 16 run the two-op path (said once)', async () => {
+      await useBackend(B);
+      const make = (N: number) => inputs(N, 16, 48).map((h) => tf.tensor(h.values, h.shape, h.dtype));
+      const xs = make(32);
+      const fused = await kernelsRun(() => lossAndGrads(xs, CAPS[0], 16));
+      for (const k of [FP8_HEAD_LOSS, FP8_HEAD_LOSS_GRAD]) assert.ok(fused.includes(k), `${k} did not run: ${fused.join(', ')}`);
+      for (const k of [FP8_MATMUL, FP8_MATMUL_GRAD, SOFTCAP_CROSS_ENTROPY]) assert.ok(!fused.includes(k), `${k} ran: ${fused.join(', ')}`);
+      T.useFusedKernels(false);
+      try {
+        const composite = await kernelsRun(() => lossAndGrads(xs, CAPS[0], 16));
+        assert.ok(!composite.includes(FP8_HEAD_LOSS) && composite.includes('Round'), `--fused off: ${composite.join(', ')}`);
+      } finally {
+        T.useFusedKernels(true);
+      }
+      const nBad = gpu ? 40 : 36;  // a note is said once per process: each target its own
+      const bad = make(nBad);
+      const log = mock.method(console, 'log', () => {});
+      try {
+        for (let i = 0; i < 2; i++) {
+          const ran = await kernelsRun(() => lossAndGrads(bad, CAPS[0], 16));
+          assert.ok(!ran.includes(FP8_HEAD_LOSS) && ran.includes(SOFTCAP_CROSS_ENTROPY), `N = ${nBad}: ${ran.join(', ')}`);
+        }
+        const notes = log.mock.calls.map((c) => String(c.arguments[0])).filter((s) => s.includes(FP8_HEAD_LOSS));
+        assert.deepEqual(notes, [`note: ${FP8_HEAD_LOSS}: N = ${nBad}, d = 16, V = 48 are not all positive multiples of 16 (cuBLASLt's FP8 GEMMs); the composite runs instead`]);
+      } finally {
+        log.mock.restore();
+      }
+      tf.dispose([...xs, ...bad]);
+    });
+
+    it('rejects bad inputs with an error naming the kernel', async () => {
+      await useBackend(B);
+      tf.tidy(() => {
+        const attrs = { ...T.fp8HeadScales(16), cap: 'sigmoid', scale: 30, temp: 7.5, chunkRows: 16 };
+        const run = (kernel: string, inputs: tf.NamedTensorMap, a: object = attrs) => () => tf.engine().runKernel(kernel, inputs, a as tf.NamedAttrMap);
+        const x = tf.zeros([32, 16]), w = tf.zeros([16, 48]), targets = tf.zeros([32], 'int32');
+        assert.throws(run(FP8_HEAD_LOSS, { x, w: tf.zeros([32, 48]), targets }), /Fp8HeadLoss: x must be \[N,d\] and w \[d,V\], got x float32\[32,16\] and w float32\[32,48\]/);
+        assert.throws(run(FP8_HEAD_LOSS, { x, w, targets: tf.zeros([16], 'int32') }), /Fp8HeadLoss: targets int32\[16\] must be int32 \[32\]/);
+        assert.throws(run(FP8_HEAD_LOSS, { x, w, targets: tf.zeros([32]) }), /Fp8HeadLoss: targets must be int32, got float32\[32\]/);
+        assert.throws(run(FP8_HEAD_LOSS, { x, w, targets }, { ...attrs, chunkRows: 24 }), /Fp8HeadLoss: attr chunkRows must be a positive multiple of 16, got 24/);
+        assert.throws(run(FP8_HEAD_LOSS, { x, w, targets }, { ...attrs, cap: 'softplus' }), /cap 'softplus' is not one of none, sigmoid, tanh/);
+        assert.throws(run(FP8_HEAD_LOSS_GRAD, { dy: tf.scalar(1), x, w, loss: tf.scalar(0) }), /Fp8HeadLossGrad: loss carries no saved gradients/);
+        assert.throws(run(FP8_HEAD_LOSS_GRAD, { dy: tf.ones([2]), x, w, loss: tf.scalar(0) }), /Fp8HeadLossGrad: dy must be a float32 scalar, got float32\[2\]/);
+      });
+    });
+  });
+}
