@@ -117,7 +117,6 @@ for (const [name, over] of CASES) {
         const forward = (fPlus - f0) / step, backward = (f0 - fMinus) / step;
         const kink = forward - backward - (fPlus3 - 2 * f0 + fMinus3) / (9 * step);
         v.assign(original);
-        u.dispose();
         assert.ok(Number.isFinite(analytic), `${name}: ${pname} gradient is ${analytic}`);
         // The difference quotient of float32 losses moves in steps of ulp(loss)/step: at the smaller steps of the
         // later attempts a few of those exceed a fixed bound (sas-p's β_FF once: -0.01411 vs -0.01526 = 1000 ulps/2·step).
@@ -126,12 +125,27 @@ for (const [name, over] of CASES) {
         // numeric and coarse differed by one step of numeric's). The kink bound's floor is small: at 1e-3 a kink of
         // softpick's relu with a slope jump of ~0.004 near the step's end passed as smooth (analytic 0.0063 against a
         // central difference of 0.0083, TEST_SEED=3458795697).
-        const resolution = 2 ** (Math.floor(Math.log2(Math.abs(f0))) - 23) / step;
+        const resolutionAt = (s: number) => 2 ** (Math.floor(Math.log2(Math.abs(f0))) - 23) / s, resolution = resolutionAt(step);
         const differ = (a: number, b: number, rel: number, abs: number) => Math.abs(a - b) > rel * Math.max(Math.abs(a), Math.abs(b)) + abs;
         if (differ(numeric, coarse, 0.05, 2e-4 + 2 * resolution)
-          || Math.abs(kink) > 0.1 * Math.max(Math.abs(forward), Math.abs(backward)) + 2e-4 + 4 * resolution) continue;
-        assert.ok(Math.abs(analytic - numeric) <= 0.03 * Math.max(Math.abs(analytic), Math.abs(numeric)) + 6e-4 + 2 * resolution,
-          `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric} (step ${step})`);
+          || Math.abs(kink) > 0.1 * Math.max(Math.abs(forward), Math.abs(backward)) + 2e-4 + 4 * resolution) {
+          u.dispose();
+          continue;
+        }
+        // A slope jump close to the point and small beside the slope passes the tests above, and the central
+        // difference's error then falls only linearly with the step: softpick's sa_lambdas once gave 0.0201 at 3·step,
+        // 0.0215 at step, 0.0224 at step/3 and 0.0230 at step/10 against an analytic 0.0233 (TEST_SEED=2954655170).
+        // Where the difference at step misses, the one at step/3 decides (its rounding allowed for); a wrong gradient
+        // misses at every step.
+        const matches = (fd: number, s: number) => !differ(analytic, fd, 0.03, 6e-4 + 2 * resolutionAt(s));
+        let fine = NaN;
+        if (!matches(numeric, step)) {
+          fine = (at(step / 3) - at(-step / 3)) / (2 * step / 3);
+          v.assign(original);
+        }
+        u.dispose();
+        assert.ok(matches(numeric, step) || matches(fine, step / 3),
+          `${name}: ${pname}: analytic ${analytic} vs finite difference ${numeric} (step ${step}) and ${fine} (step ${step / 3})`);
         checked = true;
       }
       assert.ok(checked, `${name}: ${pname}: every direction crossed a kink`);
