@@ -310,13 +310,16 @@ export class HostDevice implements CoreDevice {
     const yv = new Uint16Array(buf, off, n);
     for (let i = 0; i < n; i++) yv[i] = bf16Bits(xv[i]);
   }
-  /** The operand of a matmul: float32 values, or under precision bf16 the bf16 copy's values widened. */
-  private operand(ptr: number, n: number, precision: number): Float32Array {
-    if (precision !== PRECISION.bf16) return this.view(ptr, DTYPE.float32, n) as Float32Array;
+  /** The n values of a bf16 buffer, widened to float32 (exact; a copy). */
+  bf16Floats(ptr: number, n: number): Float32Array {
     const [buf, off] = this.locate(ptr);
     const bits = new Uint16Array(buf, off, n), wide = new Uint32Array(n);
     for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
     return new Float32Array(wide.buffer);
+  }
+  /** The operand of a matmul: float32 values, or under precision bf16 the bf16 copy's values widened. */
+  private operand(ptr: number, n: number, precision: number): Float32Array {
+    return precision === PRECISION.bf16 ? this.bf16Floats(ptr, n) : this.view(ptr, DTYPE.float32, n) as Float32Array;
   }
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void {
     if (batch * m * n === 0) return;

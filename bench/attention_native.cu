@@ -4,7 +4,11 @@
 //   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
 //        backend-cuda/ops/causal_attention/causal_attention_mma.cu -o /tmp/attention_native
 //   /tmp/attention_native B T H Hk h window score docLen     (score: 0 softmax, 1 softpick, 2 softmax1)
-//   e.g. /tmp/attention_native 8 2048 6 6 128 2048 0 5000     (the speedrun's shape, one document)
+//   e.g. /tmp/attention_native 1 32768 6 6 128 896 0 2048   (the speedrun's packed stream: window 7 blocks, documents of 2048)
+// TFLOP/s count the visible (query, key) pairs as FlashAttention does: 4·h FLOPs per pair forward (q·k and p·v),
+// 10·h backward (five products; the dq and dk/dv kernels recompute two more).
+#include <cuda_bf16.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +28,17 @@ static double relError(const Buffer& a, const Buffer& b) {
     den += double(y[i]) * y[i];
   }
   return std::sqrt(num / (den + 1e-30));
+}
+
+// x rounded to bf16 (to nearest even, as the backend's copies) in a new device buffer: the tensor-core kernels' operands.
+static __nv_bfloat16* bf16Copy(const Buffer& x) {
+  const std::vector<float> f = x.download();
+  std::vector<__nv_bfloat16> b(f.size());
+  for (size_t i = 0; i < f.size(); i++) b[i] = __float2bfloat16(f[i]);
+  __nv_bfloat16* d;
+  check(cudaMalloc(&d, b.size() * sizeof(__nv_bfloat16)), "cudaMalloc");
+  check(cudaMemcpy(d, b.data(), b.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice), "upload");
+  return d;
 }
 
 int main(int argc, char** argv) {
@@ -54,14 +69,19 @@ int main(int argc, char** argv) {
   check(cudaMemcpy(docIds, ids.data(), ids.size() * sizeof(int), cudaMemcpyHostToDevice), "upload");
 
   // [0]: exact, [1]: tensor cores
+  __nv_bfloat16 *q16 = bf16Copy(q), *k16 = bf16Copy(k), *v16 = bf16Copy(v), *dO16 = bf16Copy(dO);
   Buffer o[2] = {Buffer(nq), Buffer(nq)}, stats[2] = {Buffer(rows * 3), Buffer(rows * 3)}, delta(rows);
   Buffer dq[2] = {Buffer(nq), Buffer(nq)}, dk[2] = {Buffer(nk), Buffer(nk)}, dv[2] = {Buffer(nk), Buffer(nk)};
   auto forward = [&](int tc) {
-    return launchAttention(nullptr, q.d, k.d, v.d, docIds, o[tc].d, stats[tc].d, B, T, H, Hk, h, window, scale, score, tc);
+    if (tc) return launchAttentionBf16(nullptr, q16, k16, v16, docIds, o[1].d, stats[1].d, B, T, H, Hk, h, window, scale, score);
+    return launchAttention(nullptr, q.d, k.d, v.d, docIds, o[0].d, stats[0].d, B, T, H, Hk, h, window, scale, score);
   };
   auto backward = [&](int tc) {
-    return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[tc].d, dO.d, stats[tc].d, true, tc ? delta.d : nullptr,
-                               dq[tc].d, dk[tc].d, dv[tc].d, B, T, H, Hk, h, window, scale, score, tc);
+    if (tc)
+      return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, dO.d, dO16, stats[1].d, delta.d, dq[1].d, dk[1].d,
+                                     dv[1].d, B, T, H, Hk, h, window, scale, score);
+    return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[0].d, dO.d, stats[0].d, true, dq[0].d, dk[0].d, dv[0].d, B, T,
+                               H, Hk, h, window, scale, score);
   };
   for (int tc = 0; tc < 2; tc++) {
     check(forward(tc), "forward");
@@ -84,9 +104,18 @@ int main(int argc, char** argv) {
     check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
     return ms / kReps;
   };
-  for (int tc = 0; tc < 2; tc++)
-    std::printf("%-12s forward %.3f ms  backward %.3f ms\n", tc ? "tensor cores" : "exact",
-                timeMs([&] { return forward(tc); }), timeMs([&] { return backward(tc); }));
-  cudaFree(docIds);
+  double pairs = 0;  // visible (query, key) pairs per head: same document, within the window, causal
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < T; i++)
+      for (int j = i; j >= 0 && i - j < window && ids[size_t(b) * T + j] == ids[size_t(b) * T + i]; j--) pairs += 1;
+  const double flopsForward = 4.0 * h * pairs * H, flopsBackward = 2.5 * flopsForward;
+  for (int tc = 0; tc < 2; tc++) {
+    const float f = timeMs([&] { return forward(tc); }), g = timeMs([&] { return backward(tc); });
+    std::printf("%-12s forward %.3f ms (%.0f TFLOP/s)  backward %.3f ms (%.0f TFLOP/s)\n", tc ? "tensor cores" : "exact", f,
+                flopsForward / f * 1e-9, g, flopsBackward / g * 1e-9);
+  }
+  for (void* p : {static_cast<void*>(docIds), static_cast<void*>(q16), static_cast<void*>(k16), static_cast<void*>(v16),
+                  static_cast<void*>(dO16)})
+    cudaFree(p);
   return 0;
 }

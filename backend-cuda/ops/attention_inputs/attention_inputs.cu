@@ -61,11 +61,12 @@ __device__ __forceinline__ float rowSum(float v) {
   return v;
 }
 
-// kCached: half == V·R, so each lane has exactly one chunk (j = V·lane) and keeps it in registers.
-template <int V, int R, bool kCached>
+// kCached: half == V·R, so each lane has exactly one chunk (j = V·lane) and keeps it in registers. Out: float, or
+// bf16 (rounded to nearest even) for the attention's tensor-core kernels.
+template <int V, int R, bool kCached, typename Out>
 __global__ void __launch_bounds__(kThreads) attentionInputsKernel(const float* __restrict__ qkv, const float* __restrict__ cosT,
-    const float* __restrict__ sinT, const float* __restrict__ lambdas, const float* __restrict__ ve, float* __restrict__ q,
-    float* __restrict__ k, float* __restrict__ v, Sizes s) {
+    const float* __restrict__ sinT, const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ q,
+    Out* __restrict__ k, Out* __restrict__ v, Sizes s) {
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
   const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
   // The block takes kThreads / R rows per step; the loop's bound is the same for all its threads, so every
@@ -88,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsKernel(const float* _
     ss = rowSum<R>(ss);
     if (!valid) continue;
     const float rstd = normed ? rsqrtf(ss / float(s.h) + s.eps) : 1.f;
-    float* y = (row.kind == kQueryRow ? q : row.kind == kKeyRow ? k : v) + row.out;
+    Out* y = (row.kind == kQueryRow ? q : row.kind == kKeyRow ? k : v) + row.out;
     for (int j = V * lane; j < half; j += V * R) {
       if (!kCached) {
         loadVec<V>(x + j, x1);
@@ -269,7 +270,12 @@ template <int V, int R, bool kCached>
 struct ForwardPath {
   template <typename... Args>
   static void run(cudaStream_t st, int64_t rows, Args... args) {
-    attentionInputsKernel<V, R, kCached><<<gridForRows(rows, R, 16384), kThreads, 0, st>>>(args...);
+    launchForward(st, gridForRows(rows, R, 16384), args...);
+  }
+  template <typename Out>
+  static void launchForward(cudaStream_t st, unsigned blocks, const float* qkv, const float* cosT, const float* sinT,
+                            const float* lambdas, const float* ve, Out* q, Out* k, Out* v, Sizes s) {
+    attentionInputsKernel<V, R, kCached, Out><<<blocks, kThreads, 0, st>>>(qkv, cosT, sinT, lambdas, ve, q, k, v, s);
   }
 };
 
@@ -291,14 +297,21 @@ bool sizesFit(int64_t T, int64_t H, int64_t Hk, int64_t h) {
 }  // namespace
 
 cudaError_t launchAttentionInputs(cudaStream_t st, const float* qkv, const float* cosT, const float* sinT,
-                                  const float* lambdas, const float* ve, float* q, float* k, float* v, int64_t B,
-                                  int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
+                                  const float* lambdas, const float* ve, void* q, void* k, void* v, bool qkvBf16,
+                                  int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T * (H + 2 * Hk);
   if (rows == 0) return cudaSuccess;
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
   const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
   const int R = vectorLanes(h / 2, {qkv, cosT, sinT, ve, q, k, v});
-  dispatch<ForwardPath>(R, st, rows, qkv, cosT, sinT, lambdas, ve, q, k, v, s);
+  if (qkvBf16) {
+    using bf16 = __nv_bfloat16;
+    dispatch<ForwardPath>(R, st, rows, qkv, cosT, sinT, lambdas, ve, static_cast<bf16*>(q), static_cast<bf16*>(k),
+                          static_cast<bf16*>(v), s);
+  } else {
+    dispatch<ForwardPath>(R, st, rows, qkv, cosT, sinT, lambdas, ve, static_cast<float*>(q), static_cast<float*>(k),
+                          static_cast<float*>(v), s);
+  }
   return cudaGetLastError();
 }
 
@@ -326,8 +339,8 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   return e != cudaSuccess ? e : f;
 }
 
-TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "cos", "sin", "lambdas", "ve", "q", "k", "v", "B", "T", "H", "Hk",
-               "h", "qkNorm", "eps");
+TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "cos", "sin", "lambdas", "ve", "q", "k", "v", "qkvBf16", "B", "T",
+               "H", "Hk", "h", "qkNorm", "eps");
 TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "cos", "sin", "lambdas", "ve", "dqkv",
                "dqkvBf16", "dlambdas", "dve", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
 

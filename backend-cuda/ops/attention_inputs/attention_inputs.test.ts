@@ -4,14 +4,15 @@
 // train_gpt.ts's own hook (runFused), on fresh random inputs and tables: H = Hk and GQA, with and without
 // value embeddings, QK-norm on and off, h = 128 and 64 (the GPU's float4 paths), 16, and 6 and 10 (its
 // scalar path), full, half and no rotary, B > 1, T = 1; outputs the loss does not use (tfjs passes zeros
-// for their gradients); bit-identical reruns; the bytes kept for the gradient; that the hook and the model
+// for their gradients); q, k, v in bf16 only under bf16 matmul precision; bit-identical reruns; the bytes kept for the gradient; that the hook and the model
 // run the fused kernels and `--fused off` the composite; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import type { CudaBackend } from '../../backend.ts';
 import * as T from '../../../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -84,6 +85,32 @@ for (const target of targets) {
       const [a, b] = [once(), once()];
       for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], `output ${i} differs between two runs`);
       tf.dispose(xs);
+    });
+
+    it('under bf16 matmul precision writes q, k, v in bf16 only: the float32 outputs rounded to nearest even', async () => {
+      await useBackend(name);
+      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      // h 128 and 64: the float4 path; 10: the scalar path (both write bf16)
+      for (const c of [{ B: 2, T: 9, H: 2, Hk: 1, h: 128, rope: 'half' }, { B: 1, T: 5, H: 4, Hk: 2, h: 64, rope: 'full' },
+        { B: 1, T: 3, H: 1, Hk: 1, h: 10, rope: 'half' }] as Case[]) {
+        const xs = inputsOf(c, true).map(tensorOf), [qkv, lambdas, , , , ve] = xs, rope = ropeOf(c);
+        const run = (precision: 'fp32' | 'bf16') => {
+          backend.setMatmulPrecision(precision);
+          const outs = T.attentionInputs(qkv, rope, ve, lambdas, { H: c.H, Hk: c.Hk, h: c.h, qkNorm: true });
+          const stored = outs.map((t) => backend.storedValues(t).bf16), values = outs.map((t) => t.dataSync() as Float32Array);
+          tf.dispose(outs);
+          return { stored, values };
+        };
+        try {
+          const exact = run('fp32'), half = run('bf16');
+          assert.deepEqual(exact.stored, [false, false, false]);
+          assert.deepEqual(half.stored, [true, true, true], `h ${c.h}: q, k, v kept in bf16 only`);
+          half.values.forEach((got, i) => assert.deepEqual(got, Float32Array.from(exact.values[i], bf16), `h ${c.h}: ${'qkv'[i]} is the float32 output rounded`));
+        } finally {
+          backend.setMatmulPrecision(before);
+          tf.dispose(xs);
+        }
+      }
     });
 
     it('keeps nothing for the gradient beyond its inputs (the composite keeps q, k, v before the norm and mix)', async () => {

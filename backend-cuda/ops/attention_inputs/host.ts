@@ -17,11 +17,12 @@ function qkvRows(B: number, T: number, H: number, Hk: number, h: number): Array<
 
 export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
   return {
-    attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, B, T, H, Hk, h, qkNorm, eps) {
+    attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, qkvBf16, B, T, H, Hk, h, qkNorm, eps) {
       if (B * T === 0) return;
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
       const x = f(qkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
-      const outs = [f(q, B * T * H * h), f(k, B * T * Hk * h), f(v, B * T * Hk * h)], e = ve ? f(ve, B * T * Hk * h) : null;
+      const ptrs = [q, k, v], sizes = [B * T * H * h, B * T * Hk * h, B * T * Hk * h];
+      const outs = ptrs.map((p, i) => mem.output(p, sizes[i], qkvBf16)), e = ve ? f(ve, B * T * Hk * h) : null;
       for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {
         const y = outs[kind];
         if (kind === 2) {
@@ -37,6 +38,7 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
           y[o + half + j] = x2 * cj - x1 * sj;
         }
       }
+      ptrs.forEach((p, i) => mem.flush(p, outs[i], qkvBf16));
     },
     attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps) {
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;

@@ -11,9 +11,9 @@ export interface AttentionInputsNative {
   /** The attention's inputs from the QKV projection qkv [B,T,(H+2·Hk)·h] (q heads, k heads, v heads):
    * q [B,T,H,h] and k [B,T,Hk,h] = rotary(norm(raw)) with the tables cos, sin [T, h/2] (norm: RMSNorm
    * over h with eps when qkNorm, else none), v [B,T,Hk,h] = λa·v_raw + λb·ve (λa·v_raw where ve is 0);
-   * lambdas: 2 floats on the device. */
+   * lambdas: 2 floats on the device; q, k, v written in bf16 where qkvBf16. */
   attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
-    B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
+    qkvBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
   /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
    * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
@@ -50,12 +50,14 @@ function forward(kernelName: string, withVe: boolean): CudaKernel {
     kernelName,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const p = problem(kernelName, inputs, attrs, withVe);
-      const q = backend.makeOutput([p.B, p.T, p.H, p.h], 'float32');
-      const k = backend.makeOutput([p.B, p.T, p.Hk, p.h], 'float32'), v = backend.makeOutput([p.B, p.T, p.Hk, p.h], 'float32');
+      // q, k, v feed the attention's products: bf16 only under bf16 matmul precision (makeMatmulInput), which the
+      // tensor-core attention reads as they are (anything else gets them widened)
+      const q = backend.makeMatmulInput([p.B, p.T, p.H, p.h]);
+      const k = backend.makeMatmulInput([p.B, p.T, p.Hk, p.h]), v = backend.makeMatmulInput([p.B, p.T, p.Hk, p.h]);
       const ptr = (name: string) => backend.ptr(inputs[name] as TensorInfo);
       backend.device.attentionInputs(ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'), p.ve ? backend.ptr(p.ve) : 0,
-        backend.ptr(q), backend.ptr(k), backend.ptr(v), p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
-      return [q, k, v];
+        q.ptr, k.ptr, v.ptr, q.bf16, p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
+      return [q.out, k.out, v.out];
     },
   };
 }

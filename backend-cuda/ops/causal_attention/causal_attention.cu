@@ -28,9 +28,9 @@
 // kernel (one extra q·k pass). Then two kernels, no atomics: dq by query blocks looping over key
 // tiles, dk/dv by key tiles looping over the query heads of the K/V head's group and their query blocks.
 //
-// This is the correct-first scalar version (fp32 FMA from shared memory, h ≤ 128). Its tile
-// structure (query block × key tile, per-row m/den, the three-kernel backward) is what the
-// tensor-core version keeps; NOTES.md has the cost and the plan.
+// This is the exact version (fp32 FMA from shared memory, h ≤ 128): tf32/fp32 matmul precision, other head
+// dims, and the GPU tests' reference. Its tile structure (query block × key tile, per-row m/den, the
+// three-kernel backward) is what the tensor-core version (causal_attention_mma.cu) keeps.
 #include <cmath>
 #include "causal_attention.cuh"
 #include "../../native/launchers.h"
@@ -344,13 +344,6 @@ attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, 
   }
 }
 
-cudaError_t checkDims(const Dims& d) {
-  if (d.h < 1 || d.h > kMaxAttentionHead || d.H < 1 || d.Hk < 1 || d.H % d.Hk != 0 || d.window < 1 ||
-      d.T >= (1 << 24))  // the argmax key index travels as a float
-    return cudaErrorInvalidValue;
-  return cudaSuccess;
-}
-
 template <int kScore, bool kWithOutput>
 cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds, float* o,
                     float* stats, const Dims& d) {
@@ -385,39 +378,33 @@ cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float
 
 cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                             float* o, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
-                            int score, bool tensorCores) {
+                            int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
-  const void* tensors[] = {q, k, v, o};
-  if (tensorCores && mmaAttentionSupports(d, tensors, 4)) return mmaAttentionForward(s, q, k, v, docIds, o, stats, d, score);
   return byScore(score, [&](auto c) { return forward<decltype(c)::value, true>(s, q, k, v, docIds, o, stats, d); });
 }
 
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                const float* o, const float* dO, float* stats, bool statsReady, float* delta,
-                                float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
-                                float scale, int score, bool tensorCores) {
+                                const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
+                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
-  if (!statsReady) {  // o came without its statistics: the exact statistics-only forward pass, for either path
+  if (!statsReady) {  // o came without its statistics: the statistics-only forward pass first
     const cudaError_t e = byScore(score, [&](auto c) {
       return forward<decltype(c)::value, false>(s, q, k, v, docIds, nullptr, stats, d);
     });
     if (e != cudaSuccess) return e;
   }
-  const void* tensors[] = {q, k, v, o, dO, dq, dk, dv};
-  if (tensorCores && delta != nullptr && mmaAttentionSupports(d, tensors, 8))
-    return mmaAttentionBackward(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d, score);
   return byScore(score, [&](auto c) {
     return backward<decltype(c)::value>(s, q, k, v, docIds, o, dO, stats, dq, dk, dv, d);
   });
 }
 
 TSGPT_LAUNCHER(attention, launchAttention, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window", "scale",
-               "score", "tensorCores");
-TSGPT_LAUNCHER(attentionGrad, launchAttentionGrad, "q", "k", "v", "docIds", "o", "dO", "stats", "statsReady", "delta", "dq", "dk",
-               "dv", "B", "T", "H", "Hk", "h", "window", "scale", "score", "tensorCores");
+               "score");
+TSGPT_LAUNCHER(attentionGrad, launchAttentionGrad, "q", "k", "v", "docIds", "o", "dO", "stats", "statsReady", "dq", "dk", "dv",
+               "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

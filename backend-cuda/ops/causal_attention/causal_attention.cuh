@@ -1,6 +1,6 @@
 // What the fused causal attention's two implementations share: the exact fp32 kernels
-// (attention.cu) and the bf16 tensor-core kernels (attention_mma.cu). The formulas are in the
-// comment at the top of attention.cu.
+// (causal_attention.cu) and the bf16 tensor-core kernels (causal_attention_mma.cu). The formulas are in the
+// comment at the top of causal_attention.cu.
 #pragma once
 #include <cmath>
 #include <type_traits>
@@ -73,14 +73,12 @@ cudaError_t allowSharedMemory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
-// The tensor-core kernels (attention_mma.cu): bf16 operands, fp32 statistics and accumulators, for
-// head dims they are built for (mmaAttentionSupports) and 16-byte aligned tensors. delta: B·T·H
-// floats of scratch for the backward (D = dO·O per row).
-bool mmaAttentionSupports(const Dims& d, const void* const* tensors, int n);
-cudaError_t mmaAttentionForward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                float* o, float* stats, const Dims& d, int score);
-cudaError_t mmaAttentionBackward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                 const float* o, const float* dO, const float* stats, float* delta, float* dq,
-                                 float* dk, float* dv, const Dims& d, int score);
+// The dims both implementations take: head dim ≤ 128, H a multiple of Hk, a window, T < 2^24.
+inline cudaError_t checkDims(const Dims& d) {
+  if (d.h < 1 || d.h > kMaxAttentionHead || d.H < 1 || d.Hk < 1 || d.H % d.Hk != 0 || d.window < 1 ||
+      d.T >= (1 << 24))  // the argmax key index travels as a float
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
 
 }  // namespace tsgpt

@@ -8,17 +8,24 @@ namespace tsgpt {
 // Fused causal attention: q [B,T,H,h], k/v [B,T,Hk,h] (H % Hk = 0), docIds int32
 // [B,T] nondecreasing, o [B,T,H,h]; key j visible to query i iff j ≤ i, i − j < window and the
 // same document. stats: B·T·H·3 floats per row (m, den, argmax key), written by the forward where
-// not null; the backward recomputes them into it first unless statsReady. dq like q, dk/dv like k.
-// tensorCores: bf16 tensor-core kernels (causal_attention_mma.cu) where they support the head dim and the
-// pointers are 16-byte aligned (the backward also needs delta, B·T·H floats of scratch), else exact fp32.
+// not null. dq like q, dk/dv like k.
 constexpr int kMaxAttentionHead = 128;
 enum AttentionScore : int { kScoreSoftmax = 0, kScoreSoftpick = 1, kScoreSoftmax1 = 2 };
+// Exact, fp32 (causal_attention.cu): the backward recomputes stats into its buffer first unless statsReady.
 cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                             float* o, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
-                            int score, bool tensorCores);
+                            int score);
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                const float* o, const float* dO, float* stats, bool statsReady, float* delta,
-                                float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
-                                float scale, int score, bool tensorCores);
+                                const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
+                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score);
+// On bf16 tensor cores (causal_attention_mma.cu): q, k, v and dO16 in bf16, o, dO and the rest float32; head dims
+// 64 and 128, every tensor 16-byte aligned (else cudaErrorInvalidValue / cudaErrorMisalignedAddress). The
+// backward needs the forward's stats and delta, B·T·H floats of scratch (D = dO·O per row, from the float32 dO).
+cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, float* o,
+                                float* stats, int B, int T, int H, int Hk, int h, int window, float scale, int score);
+cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
+                                    const float* o, const float* dO, const void* dO16, const float* stats, float* delta,
+                                    float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
+                                    float scale, int score);
 
 }  // namespace tsgpt

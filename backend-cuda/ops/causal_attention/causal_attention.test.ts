@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import { attention, ForwardContext } from '../../../train_gpt.ts';
-import { compare, describeOrSkip, type HostTensor, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, compare, describeOrSkip, type HostTensor, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 type Score = 'softmax' | 'softpick' | 'softmax1';
 const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
@@ -150,25 +150,31 @@ for (const target of targets) {
       });
     }
 
-    it('the gradient of an o without saved statistics (made elsewhere) recomputes them: same dq, dk, dv', async () => {
+    it('the gradient of an o without saved statistics (made elsewhere) recomputes them: same dq, dk, dv (exact and bf16 paths)', async () => {
       await useBackend(target.name);
-      const c: Case = { B: 2, T: 40, H: 4, Hk: 2, h: 32, window: 24, docs: 'varied' }, scale = 1 / Math.sqrt(c.h);
-      const host = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
-        docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
-      const [q, k, v, ids, dy] = host.map(x => tf.tensor(x.values, x.shape, x.dtype));
-      for (const score of SCORES) {
-        const attrs = { window: c.window, scale, score };
-        const o = tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor;
-        const oCopy = tf.add(o, 0);
-        const fromSaved = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[];
-        const recomputed = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o: oCopy }, attrs) as tf.Tensor[];
-        for (let n = 0; n < 3; n++) {
-          const a = fromSaved[n].dataSync(), b = recomputed[n].dataSync();
-          assert.ok(relError(b, a) < 1e-6, `${score}: gradient ${'qkv'[n]} with recomputed statistics, rel. error ${relError(b, a)}`);
+      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      // h 32: the exact kernels under either precision; h 64 under bf16: the tensor-core entries
+      for (const [precision, h] of [['fp32', 32], ['bf16', 32], ['bf16', 64]] as const) {
+        backend.setMatmulPrecision(precision);
+        const c: Case = { B: 2, T: 40, H: 4, Hk: 2, h, window: 24, docs: 'varied' }, scale = 1 / Math.sqrt(c.h);
+        const host = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.Hk, c.h]), randFloat([c.B, c.T, c.Hk, c.h]),
+          docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, c.h])];
+        const [q, k, v, ids, dy] = host.map(x => tf.tensor(x.values, x.shape, x.dtype));
+        for (const score of SCORES) {
+          const attrs = { window: c.window, scale, score };
+          const o = tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor;
+          const oCopy = tf.add(o, 0);
+          const fromSaved = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[];
+          const recomputed = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o: oCopy }, attrs) as tf.Tensor[];
+          for (let n = 0; n < 3; n++) {
+            const a = fromSaved[n].dataSync(), b = recomputed[n].dataSync();
+            assert.ok(relError(b, a) < 1e-6, `${precision} h ${h} ${score}: gradient ${'qkv'[n]} with recomputed statistics, rel. error ${relError(b, a)}`);
+          }
+          tf.dispose([o, oCopy, ...fromSaved, ...recomputed]);
         }
-        tf.dispose([o, oCopy, ...fromSaved, ...recomputed]);
+        tf.dispose([q, k, v, ids, dy]);
       }
-      tf.dispose([q, k, v, ids, dy]);
+      backend.setMatmulPrecision(before);
     });
 
     it('an empty sequence gives an empty output; a window far over T acts as T', async () => {
@@ -250,4 +256,38 @@ describeOrSkip('fused CausalAttention on bf16 tensor cores (cuda)', cudaTarget.s
     const exact = run(c, 'softmax', inputs, 'fp32'), bf16 = run(c, 'softmax', inputs, 'bf16');
     exact.forEach((want, o) => assert.deepEqual(bf16[o], want, `output ${o}`));
   });
+});
+
+/**
+ * The tensor-core entries' contract, checked on the host device (CI): under bf16 matmul precision the kernels take q,
+ * k, v and dO in bf16 (the backend's copies of float32 tensors here; AttentionInputs' bf16-only outputs in the model)
+ * and compute from those values, which the host reference does exactly. So the fused attention equals the composite
+ * on cpu of q, k, v rounded to bf16, to fp32 tolerance (w, the loss weights and so dO, is drawn in bf16 already).
+ */
+const hostTarget = targets.find(t => t.name === 'cuda-host')!;
+describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (the tensor-core entries)', hostTarget.skip, () => {
+  const cases: Case[] = [
+    { B: 1, T: 70, H: 2, Hk: 1, h: 64, window: 40, docs: 'varied' },
+    { B: 2, T: 30, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' },
+  ];
+  const rounded = (t: tf.Tensor) => tf.tensor(Float32Array.from(t.dataSync(), bf16), t.shape);
+  for (const score of SCORES) {
+    it(`${score}: equals the composite on cpu of q, k, v rounded to bf16`, async () => {
+      for (const c of cases) {
+        const scale = 1 / Math.sqrt(c.h), inputs = inputsFor(c, score, scale), fn = attentionAndGrads(c, score, scale);
+        inputs[4] = { ...inputs[4], values: Float32Array.from(inputs[4].values, bf16) };
+        const onBf16 = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor) => {
+          const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+          backend.setMatmulPrecision('bf16');
+          try {
+            return fn(q, k, v, ids, w);
+          } finally {
+            backend.setMatmulPrecision(before);
+          }
+        };
+        const onRounded = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor) => fn(rounded(q), rounded(k), rounded(v), ids, w);
+        await compare('cuda-host', `bf16 ${label(c, score)}`, inputs, onBf16, tolerance(score), onRounded);
+      }
+    });
+  }
 });

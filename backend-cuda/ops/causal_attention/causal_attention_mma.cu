@@ -1,9 +1,11 @@
 // Fused causal attention on bf16 tensor cores (FlashAttention-2: arXiv 2307.08691), forward and
 // backward side by side. Same problem, statistics and formulas as the exact fp32 kernels in
 // attention.cu (read its header comment first); what changes is how the products are computed:
-// - q, k, v, dO are read as fp32 and rounded to bf16 while a tile is copied to shared memory; the
-//   products run on mma.sync.m16n8k16 (bf16 in, fp32 accumulate); m, den, D, p, ds and all
-//   accumulators stay fp32, and P and dS are rounded to bf16 only as operands of the next product.
+// - q, k, v and dO arrive in bf16 (the backend keeps bf16 copies, or AttentionInputs writes q, k, v in bf16 only:
+//   backend.ts's matmulOperand / makeMatmulInput), so a tile is a plain 16-byte cp.async copy into shared memory,
+//   double-buffered: the next tile loads while this one is used. The products run on mma.sync.m16n8k16 (bf16 in,
+//   fp32 accumulate); m, den, D, p, ds and all accumulators stay fp32, and P and dS are rounded to bf16 only as
+//   operands of the next product. D = dO·O is computed from the float32 dO and o.
 // - Tiles of 64 queries × 64 keys; 4 warps, each owning 16 rows (queries in the forward and dq,
 //   keys in dk/dv). Shared-memory rows are padded by 8 bf16 so that ldmatrix reads are free of bank
 //   conflicts; ldmatrix.trans gives the operands stored the other way round (V in P·V, K in dS·K, Q
@@ -17,7 +19,9 @@
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
 #include <cstdint>
+#include <initializer_list>
 #include "causal_attention.cuh"
+#include "../../native/launchers.h"
 
 namespace tsgpt {
 namespace {
@@ -91,15 +95,24 @@ __device__ __forceinline__ void loadBTransposed(uint32_t (&b)[4], const bf16* s,
   ldmatrix4<true>(b, blockRow<kHead>(s, k0, n0));
 }
 
-// Rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] fp32) into a bf16 tile; zeros past T.
+// 16 bytes from global to shared memory without passing through registers (cp.async, Ampere and later);
+// src-size 0 fills the 16 bytes with zeros instead (rows past T). The copies of one commit group complete together.
+__device__ __forceinline__ void copyAsync16(bf16* dst, const bf16* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sharedAddress(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most kPending of this thread's most recent commit groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void waitAsync() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }
+
+// Starts copying rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] bf16) into a tile; zeros past T.
 template <int kHead>
-__device__ __forceinline__ void loadTile(bf16* dst, const float* x, int64_t row0, int heads, int t0, int T) {
-  constexpr int kVecs = kHead / 4;
-  for (int idx = threadIdx.x; idx < kTile * kVecs; idx += kThreads) {
-    const int r = idx / kVecs, c = (idx - r * kVecs) * 4;
-    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (t0 + r < T) f = *reinterpret_cast<const float4*>(x + (row0 + (int64_t)r * heads) * kHead + c);
-    *reinterpret_cast<uint2*>(dst + r * Tile<kHead>::kStride + c) = make_uint2(packBf16(f.x, f.y), packBf16(f.z, f.w));
+__device__ __forceinline__ void loadTile(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
+  constexpr int kChunks = kHead / 8;  // 16-byte pieces per row
+  for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = (idx - r * kChunks) * 8;
+    const bool valid = t0 + r < T;
+    copyAsync16(dst + r * Tile<kHead>::kStride + c, x + (row0 + (int64_t)(valid ? r : 0) * heads) * kHead + c, valid);
   }
 }
 
@@ -161,9 +174,12 @@ __device__ __forceinline__ void loadFragments(uint32_t (&a)[kHead / 16][4], cons
   for (int kk = 0; kk < kHead / 16; kk++) loadA<kHead>(a[kk], s, row0, kk * 16);
 }
 
-// The first key tile a query block [q0, ..) can see (tiles are kTile-aligned).
-__device__ __forceinline__ int firstKeyTile(int q0, int window) {
-  return max(0, q0 - window + 1) / kTile * kTile;
+// The first key tile a query block [q0, ..) needs (tiles are kTile-aligned): the window's first, or later where
+// whole tiles lie in earlier documents (a prefix of the range, since document ids never decrease).
+__device__ __forceinline__ int firstKeyTile(int q0, int q1, int window, int T, const int* doc) {
+  int k0 = max(0, q0 - window + 1) / kTile * kTile;
+  while (k0 < q1 && doc[min(k0 + kTile, T) - 1] < doc[q0]) k0 += kTile;
+  return k0;
 }
 
 // Whether the 16 rows [r0, r0 + 16) of a warp see every (row, column) pair of the 16 × kTile (or
@@ -177,15 +193,16 @@ __device__ __forceinline__ bool noneVisible(int i0, int i1, int j0, int j1, int 
 }
 
 // ---- forward ----
-// 3 blocks per SM (≤ 168 registers, a few spilled): 20 % faster than 2 blocks at 189 registers on an H100
+// 3 blocks per SM (≤ 168 registers, a few spilled): 20 % faster than 2 blocks at 189 registers on an H100.
+// Shared memory: two stages of (K, V) tiles; Q passes through stage 1 into registers before the loop.
 template <int kScore, int kHead>
 __global__ void __launch_bounds__(kThreads, 3)
-mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+mmaForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                  const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
   extern __shared__ __align__(16) unsigned char smem[];
-  bf16* sQ = reinterpret_cast<bf16*>(smem);
-  bf16* sK = sQ + Tile<kHead>::kElems;
-  bf16* sV = sK + Tile<kHead>::kElems;
+  bf16* const tiles = reinterpret_cast<bf16*>(smem);
+  const auto sK = [&](int stage) { return tiles + (2 * stage) * Tile<kHead>::kElems; };
+  const auto sV = [&](int stage) { return tiles + (2 * stage + 1) * Tile<kHead>::kElems; };
   const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
   const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
@@ -193,11 +210,20 @@ mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const
   const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;  // the warp's rows: w0..w0+15
   const int rows[2] = {w0 + g, w0 + g + 8};
   const int rowDoc[2] = {doc[min(rows[0], T - 1)], doc[min(rows[1], T - 1)]};
+  const int kBegin = firstKeyTile(q0, q1, dm.window, T, doc);
+  const auto loadKeys = [&](int k0, int stage) {
+    loadTile<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    loadTile<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  };
 
-  loadTile<kHead>(sQ, q, qRow(dm, b, q0, head), dm.H, q0, T);
+  loadTile<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
+  commitAsync();
+  if (kBegin < q1) loadKeys(kBegin, 0);
+  commitAsync();
+  waitAsync<1>();  // Q has landed (the first key tile may still be in flight)
   __syncthreads();
   uint32_t qf[kHead / 16][4];
-  loadFragments<kHead>(qf, sQ, warp * 16);
+  loadFragments<kHead>(qf, sK(1), warp * 16);
 
   float m[2] = {initialMax<kScore>(), initialMax<kScore>()}, l[2] = {0.f, 0.f};
   int argmax[2] = {-1, -1};
@@ -205,18 +231,19 @@ mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const
 #pragma unroll
   for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
-  for (int k0 = firstKeyTile(q0, dm.window); k0 < q1; k0 += kTile) {
+  int stage = 0;
+  for (int k0 = kBegin; k0 < q1; k0 += kTile, stage ^= 1) {
     const int k1 = min(k0 + kTile, T);
-    if (doc[k1 - 1] < doc[q0]) continue;  // the whole tile is in earlier documents
-    __syncthreads();                      // the previous tile's readers are done
-    loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-    loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    __syncthreads();  // every warp is done with the other stage (the previous tile, or Q)
+    if (k0 + kTile < q1) loadKeys(k0 + kTile, stage ^ 1);
+    commitAsync();
+    waitAsync<1>();   // this tile has landed for this thread; the barrier makes that so for all
     __syncthreads();
     if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
     const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
 
     float s[kTile / 8][4];
-    product<kHead>(s, qf, sK);
+    product<kHead>(s, qf, sK(stage));
     float tileMax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < kTile / 8; n++)
@@ -278,7 +305,7 @@ mmaForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const
       acc[n][2] *= alpha[1];
       acc[n][3] *= alpha[1];
     }
-    accumulate<kHead>(acc, s, sV);
+    accumulate<kHead>(acc, s, sV(stage));
   }
 
 #pragma unroll
@@ -316,21 +343,34 @@ rowDotKernel(const float* __restrict__ dO, const float* __restrict__ o, float* _
   if (lane == 0) delta[row] = part;
 }
 
-// ---- backward: dq, by query blocks over key tiles ----
+// ---- backward: dq, by query blocks over key tiles (shared memory as the forward's: two stages of K, V) ----
 template <int kScore, int kHead>
 __global__ void __launch_bounds__(kThreads)
-mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-               const int* __restrict__ docIds, const float* __restrict__ dO, const float* __restrict__ stats,
+mmaGradQKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+               const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
                const float* __restrict__ delta, float* __restrict__ dq, Dims dm) {
   extern __shared__ __align__(16) unsigned char smem[];
-  bf16* sK = reinterpret_cast<bf16*>(smem);
-  bf16* sV = sK + Tile<kHead>::kElems;
+  bf16* const tiles = reinterpret_cast<bf16*>(smem);
+  const auto sK = [&](int stage) { return tiles + (2 * stage) * Tile<kHead>::kElems; };
+  const auto sV = [&](int stage) { return tiles + (2 * stage + 1) * Tile<kHead>::kElems; };
   const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
   const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
   const int* doc = docIds + (int64_t)b * T;
   const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;
   const int rows[2] = {w0 + g, w0 + g + 8};
+  const int kBegin = firstKeyTile(q0, q1, dm.window, T, doc);
+  const auto loadKeys = [&](int k0, int stage) {
+    loadTile<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    loadTile<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  };
+  // q and dO fragments stay in registers; their tiles pass through stage 1 first
+  loadTile<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
+  loadTile<kHead>(sV(1), dO, qRow(dm, b, q0, head), dm.H, q0, T);
+  commitAsync();
+  if (kBegin < q1) loadKeys(kBegin, 0);
+  commitAsync();
+
   int rowDoc[2], argmax[2];
   float m[2], invDen[2], D[2];
 #pragma unroll
@@ -344,30 +384,29 @@ mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const f
     D[r] = delta[row];
   }
 
-  // q and dO fragments stay in registers; the tiles pass through sK/sV first
-  loadTile<kHead>(sK, q, qRow(dm, b, q0, head), dm.H, q0, T);
-  loadTile<kHead>(sV, dO, qRow(dm, b, q0, head), dm.H, q0, T);
+  waitAsync<1>();  // q and dO have landed
   __syncthreads();
   uint32_t qf[kHead / 16][4], df[kHead / 16][4];
-  loadFragments<kHead>(qf, sK, warp * 16);
-  loadFragments<kHead>(df, sV, warp * 16);
+  loadFragments<kHead>(qf, sK(1), warp * 16);
+  loadFragments<kHead>(df, sV(1), warp * 16);
   float acc[kHead / 8][4];
 #pragma unroll
   for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
-  for (int k0 = firstKeyTile(q0, dm.window); k0 < q1; k0 += kTile) {
+  int stage = 0;
+  for (int k0 = kBegin; k0 < q1; k0 += kTile, stage ^= 1) {
     const int k1 = min(k0 + kTile, T);
-    if (doc[k1 - 1] < doc[q0]) continue;
-    __syncthreads();
-    loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-    loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    __syncthreads();  // every warp is done with the other stage
+    if (k0 + kTile < q1) loadKeys(k0 + kTile, stage ^ 1);
+    commitAsync();
+    waitAsync<1>();
     __syncthreads();
     if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;
     const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
 
     float s[kTile / 8][4], dp[kTile / 8][4];
-    product<kHead>(s, qf, sK);
-    product<kHead>(dp, df, sV);
+    product<kHead>(s, qf, sK(stage));
+    product<kHead>(dp, df, sV(stage));
 #pragma unroll
     for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
@@ -376,7 +415,7 @@ mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const f
         const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == rowDoc[r]);
         s[n][e] = vis ? scoreGrad<kScore, true>(s[n][e] * dm.scale, dp[n][e], m[r], invDen[r], D[r], j == argmax[r]) : 0.f;
       }
-    accumulate<kHead>(acc, s, sK);
+    accumulate<kHead>(acc, s, sK(stage));
   }
 
 #pragma unroll
@@ -388,20 +427,26 @@ mmaGradQKernel(const float* __restrict__ q, const float* __restrict__ k, const f
 }
 
 // ---- backward: dk, dv, by key tiles over the group's query heads and their query tiles ----
+// Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax).
+template <int kHead>
+struct QueryStage {
+  static constexpr size_t kBytes = 2 * Tile<kHead>::kElems * sizeof(bf16) + 4 * kTile * sizeof(float);
+};
 template <int kScore, int kHead>
 __global__ void __launch_bounds__(kThreads)
-mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                const int* __restrict__ docIds, const float* __restrict__ dO, const float* __restrict__ stats,
+mmaGradKVKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
                 const float* __restrict__ delta, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);
   bf16* sV = sK + Tile<kHead>::kElems;
-  bf16* sQ = sV + Tile<kHead>::kElems;
-  bf16* sDO = sQ + Tile<kHead>::kElems;
-  float* sM = reinterpret_cast<float*>(sDO + Tile<kHead>::kElems);  // per query of the tile: m, 1/den, D
-  float* sInvDen = sM + kTile;
-  float* sD = sInvDen + kTile;
-  int* sArgmax = reinterpret_cast<int*>(sD + kTile);
+  unsigned char* const stages = reinterpret_cast<unsigned char*>(sV + Tile<kHead>::kElems);
+  const auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * QueryStage<kHead>::kBytes); };
+  const auto sDO = [&](int st) { return sQ(st) + Tile<kHead>::kElems; };
+  const auto sM = [&](int st) { return reinterpret_cast<float*>(sDO(st) + Tile<kHead>::kElems); };  // m, 1/den, D
+  const auto sInvDen = [&](int st) { return sM(st) + kTile; };
+  const auto sD = [&](int st) { return sM(st) + 2 * kTile; };
+  const auto sArgmax = [&](int st) { return reinterpret_cast<int*>(sM(st) + 3 * kTile); };
   const int b = blockIdx.z, kvHead = blockIdx.y, k0 = (gridDim.x - 1 - blockIdx.x) * kTile, T = dm.T;
   const int group = dm.H / dm.Hk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
@@ -409,76 +454,87 @@ mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const 
   const int k1 = min(k0 + kTile, T), w0 = k0 + warp * 16;  // the warp's keys: w0..w0+15
   const int keys[2] = {w0 + g, w0 + g + 8};
   const int keyDoc[2] = {doc[min(keys[0], T - 1)], doc[min(keys[1], T - 1)]};
-  const int qEnd = min(T, k1 - 1 + dm.window);  // no query at or past this sees a key of the tile
+  // The query tiles that see a key of the tile, per head: from k0 (tile-aligned) while inside the window's reach
+  // and not wholly in later documents (a prefix, since document ids never decrease); the same for every head.
+  const int qEnd = min(T, k1 - 1 + dm.window), lastDoc = doc[k1 - 1];
+  int queryTiles = 0;
+  while (k0 + queryTiles * kTile < qEnd && doc[k0 + queryTiles * kTile] <= lastDoc) queryTiles++;
+  const int steps = group * queryTiles;  // a step: head kvHead·group + step / queryTiles, query tile step % queryTiles
+  const auto loadQueries = [&](int step, int st) {
+    const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
+    loadTile<kHead>(sQ(st), q, qRow(dm, b, q0, head), dm.H, q0, T);
+    loadTile<kHead>(sDO(st), dO, qRow(dm, b, q0, head), dm.H, q0, T);
+    for (int c = threadIdx.x; c < kTile; c += kThreads) {
+      const int64_t row = qRow(dm, b, min(q0 + c, T - 1), head);
+      const float den = stats[row * kStats + 1];
+      sM(st)[c] = stats[row * kStats];
+      sInvDen(st)[c] = den > 0.f ? 1.f / den : 0.f;
+      sArgmax(st)[c] = int(stats[row * kStats + 2]);
+      sD(st)[c] = delta[row];
+    }
+  };
 
   loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
   loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  if (steps > 0) loadQueries(0, 0);
+  commitAsync();
   float accK[kHead / 8][4], accV[kHead / 8][4];
 #pragma unroll
   for (int n = 0; n < kHead / 8; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) accK[n][e] = accV[n][e] = 0.f;
 
-  const int lastDoc = doc[k1 - 1];
-  for (int head = kvHead * group; head < (kvHead + 1) * group; head++) {
-    for (int q0 = k0; q0 < qEnd; q0 += kTile) {  // k0 is tile-aligned: the first query tile that sees it
-      if (doc[q0] > lastDoc) break;              // this and later query tiles are in later documents
-      __syncthreads();                           // the previous tile's readers are done
-      loadTile<kHead>(sQ, q, qRow(dm, b, q0, head), dm.H, q0, T);
-      loadTile<kHead>(sDO, dO, qRow(dm, b, q0, head), dm.H, q0, T);
-      for (int c = threadIdx.x; c < kTile; c += kThreads) {
-        const int64_t row = qRow(dm, b, min(q0 + c, T - 1), head);
-        const float den = stats[row * kStats + 1];
-        sM[c] = stats[row * kStats];
-        sInvDen[c] = den > 0.f ? 1.f / den : 0.f;
-        sArgmax[c] = int(stats[row * kStats + 2]);
-        sD[c] = delta[row];
-      }
-      __syncthreads();
-      const int qLast = q0 + kTile - 1;
-      if (noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc)) continue;  // warp-uniform
-      const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);
+  int stage = 0;
+  for (int step = 0; step < steps; step++, stage ^= 1) {
+    const int q0 = k0 + (step % queryTiles) * kTile;
+    __syncthreads();  // every warp is done with the other stage
+    if (step + 1 < steps) loadQueries(step + 1, stage ^ 1);
+    commitAsync();
+    waitAsync<1>();   // this step's tiles (and, at the first, K and V) have landed
+    __syncthreads();
+    const int qLast = q0 + kTile - 1;
+    if (noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc)) continue;  // warp-uniform
+    const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);
 
-      // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries
-      float st[kTile / 8][4], dpt[kTile / 8][4];
+    // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries
+    float st[kTile / 8][4], dpt[kTile / 8][4];
 #pragma unroll
-      for (int n = 0; n < kTile / 8; n++)
+    for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+      for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < kHead / 16; kk++) {
-        uint32_t ak[4], av[4];
-        loadA<kHead>(ak, sK, warp * 16, kk * 16);
-        loadA<kHead>(av, sV, warp * 16, kk * 16);
+    for (int kk = 0; kk < kHead / 16; kk++) {
+      uint32_t ak[4], av[4];
+      loadA<kHead>(ak, sK, warp * 16, kk * 16);
+      loadA<kHead>(av, sV, warp * 16, kk * 16);
 #pragma unroll
-        for (int n = 0; n < kTile / 16; n++) {
-          uint32_t bq[4], bo[4];
-          loadB<kHead>(bq, sQ, n * 16, kk * 16);
-          loadB<kHead>(bo, sDO, n * 16, kk * 16);
-          mma(st[2 * n], ak, bq[0], bq[1]);
-          mma(st[2 * n + 1], ak, bq[2], bq[3]);
-          mma(dpt[2 * n], av, bo[0], bo[1]);
-          mma(dpt[2 * n + 1], av, bo[2], bo[3]);
-        }
+      for (int n = 0; n < kTile / 16; n++) {
+        uint32_t bq[4], bo[4];
+        loadB<kHead>(bq, sQ(stage), n * 16, kk * 16);
+        loadB<kHead>(bo, sDO(stage), n * 16, kk * 16);
+        mma(st[2 * n], ak, bq[0], bq[1]);
+        mma(st[2 * n + 1], ak, bq[2], bq[3]);
+        mma(dpt[2 * n], av, bo[0], bo[1]);
+        mma(dpt[2 * n + 1], av, bo[2], bo[3]);
       }
-#pragma unroll
-      for (int n = 0; n < kTile / 8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
-          const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
-          float p = 0.f, ds = 0.f;
-          if (vis) {
-            const float s = st[n][e] * dm.scale;
-            p = probability<kScore, true>(s, sM[c], sInvDen[c]);
-            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM[c], sInvDen[c], sD[c], j == sArgmax[c]);
-          }
-          st[n][e] = p;
-          dpt[n][e] = ds;
-        }
-      accumulate<kHead>(accV, st, sDO);
-      accumulate<kHead>(accK, dpt, sQ);
     }
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
+        const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
+        float p = 0.f, ds = 0.f;
+        if (vis) {
+          const float s = st[n][e] * dm.scale;
+          p = probability<kScore, true>(s, sM(stage)[c], sInvDen(stage)[c]);
+          ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], j == sArgmax(stage)[c]);
+        }
+        st[n][e] = p;
+        dpt[n][e] = ds;
+      }
+    accumulate<kHead>(accV, st, sDO(stage));
+    accumulate<kHead>(accK, dpt, sQ(stage));
   }
 
 #pragma unroll
@@ -491,9 +547,9 @@ mmaGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const 
 }
 
 template <int kScore, int kHead>
-cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds, float* o,
+cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, float* o,
                     float* stats, const Dims& d) {
-  const size_t smem = 3 * Tile<kHead>::kElems * sizeof(bf16);
+  const size_t smem = 4 * Tile<kHead>::kElems * sizeof(bf16);
   const auto kernel = mmaForwardKernel<kScore, kHead>;
   if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
   kernel<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
@@ -501,52 +557,69 @@ cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float*
 }
 
 template <int kScore, int kHead>
-cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                     const float* o, const float* dO, const float* stats, float* delta, float* dq, float* dk,
+cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const float* o,
+                     const float* dO, const bf16* dO16, const float* stats, float* delta, float* dq, float* dk,
                      float* dv, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
   rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO, o, delta, rows);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
-  const size_t smemQ = 2 * Tile<kHead>::kElems * sizeof(bf16);
+  const size_t smemQ = 4 * Tile<kHead>::kElems * sizeof(bf16);
   const auto kernelQ = mmaGradQKernel<kScore, kHead>;
   if (const cudaError_t e = allowSharedMemory(kernelQ, smemQ); e != cudaSuccess) return e;
-  kernelQ<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smemQ, s>>>(q, k, v, docIds, dO, stats, delta, dq, d);
+  kernelQ<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smemQ, s>>>(q, k, v, docIds, dO16, stats, delta, dq, d);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
-  const size_t smemKV = 4 * Tile<kHead>::kElems * sizeof(bf16) + 4 * kTile * sizeof(float);
+  const size_t smemKV = 2 * Tile<kHead>::kElems * sizeof(bf16) + 2 * QueryStage<kHead>::kBytes;
   const auto kernelKV = mmaGradKVKernel<kScore, kHead>;
   if (const cudaError_t e = allowSharedMemory(kernelKV, smemKV); e != cudaSuccess) return e;
-  kernelKV<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smemKV, s>>>(q, k, v, docIds, dO, stats, delta, dk, dv, d);
+  kernelKV<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smemKV, s>>>(q, k, v, docIds, dO16, stats, delta, dk, dv, d);
   return cudaGetLastError();
+}
+
+// Head dims 64 and 128, and every tensor 16-byte aligned (cp.async copies 16 bytes; float4 and float2 stores).
+cudaError_t checkSupported(const Dims& d, std::initializer_list<const void*> tensors) {
+  if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
+  if (d.h != 64 && d.h != 128) return cudaErrorInvalidValue;
+  for (const void* t : tensors)
+    if (reinterpret_cast<uintptr_t>(t) % 16 != 0) return cudaErrorMisalignedAddress;
+  return cudaSuccess;
 }
 
 }  // namespace
 
-bool mmaAttentionSupports(const Dims& d, const void* const* tensors, int n) {
-  if (d.h != 64 && d.h != 128) return false;
-  for (int i = 0; i < n; i++)
-    if (reinterpret_cast<uintptr_t>(tensors[i]) % 16 != 0) return false;
-  return true;
-}
-
-cudaError_t mmaAttentionForward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                float* o, float* stats, const Dims& d, int score) {
+cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, float* o,
+                                float* stats, int B, int T, int H, int Hk, int h, int window, float scale, int score) {
+  const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
+  if (B == 0 || T == 0) return cudaSuccess;
+  if (const cudaError_t e = checkSupported(d, {q, k, v, o}); e != cudaSuccess) return e;
+  const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
   if (d.h == 64)
-    return byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q, k, v, docIds, o, stats, d); });
-  return byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q, k, v, docIds, o, stats, d); });
+    return byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, stats, d); });
+  return byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, stats, d); });
 }
 
-cudaError_t mmaAttentionBackward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
-                                 const float* o, const float* dO, const float* stats, float* delta, float* dq,
-                                 float* dk, float* dv, const Dims& d, int score) {
+cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
+                                    const float* o, const float* dO, const void* dO16, const float* stats, float* delta,
+                                    float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
+                                    float scale, int score) {
+  const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
+  if (B == 0 || T == 0) return cudaSuccess;
+  if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO, dO16, dq, dk, dv}); e != cudaSuccess) return e;
+  const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
+  const auto* g16 = static_cast<const bf16*>(dO16);
   if (d.h == 64)
     return byScore(score, [&](auto c) {
-      return backward<decltype(c)::value, 64>(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d);
+      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, dO, g16, stats, delta, dq, dk, dv, d);
     });
   return byScore(score, [&](auto c) {
-    return backward<decltype(c)::value, 128>(s, q, k, v, docIds, o, dO, stats, delta, dq, dk, dv, d);
+    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, dO, g16, stats, delta, dq, dk, dv, d);
   });
 }
+
+TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window",
+               "scale", "score");
+TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "dO", "dO16", "stats", "delta", "dq",
+               "dk", "dv", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

@@ -191,25 +191,40 @@ export function attentionBackward(a: AttentionArgs, o: Float32Array, dO: Float32
   }
 }
 
-// The reference is exact: tensorCores and delta (the GPU's bf16 path) do not apply here.
+// The reference is exact. Its bf16 entries (the GPU's tensor-core kernels) read q, k, v and dO16 as the bf16 values
+// they are and compute exactly from there (D from dO16 too: the GPU takes it from the float32 dO); delta is unused.
 export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
-  const args = (q: number, k: number, v: number, docIds: number, B: number, T: number, H: number, Hk: number, h: number,
-    window: number, scale: number, score: number): AttentionArgs => ({
-    q: mem.floats(q, B * T * H * h), k: mem.floats(k, B * T * Hk * h), v: mem.floats(v, B * T * Hk * h),
+  const args = (floats: (ptr: number, n: number) => Float32Array, q: number, k: number, v: number, docIds: number, B: number,
+    T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): AttentionArgs => ({
+    q: floats(q, B * T * H * h), k: floats(k, B * T * Hk * h), v: floats(v, B * T * Hk * h),
     docIds: mem.ints(docIds, B * T), B, T, H, Hk, h, window, scale, score,
   });
+  const float32 = (ptr: number, n: number) => mem.floats(ptr, n), bf16 = (ptr: number, n: number) => mem.bf16Floats(ptr, n);
+  const forward = (a: AttentionArgs, o: number, stats: number) => {
+    const n = a.B * a.T * a.H;
+    attentionForward(a, mem.floats(o, n * a.h), stats === 0 ? null : mem.floats(stats, n * ATTENTION_STATS));
+  };
+  const backward = (a: AttentionArgs, o: number, dO: Float32Array, stats: number, statsReady: boolean, dq: number, dk: number, dv: number) => {
+    const nq = a.B * a.T * a.H, nk = a.B * a.T * a.Hk * a.h;
+    attentionBackward(a, mem.floats(o, nq * a.h), dO, mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * a.h),
+      mem.floats(dk, nk), mem.floats(dv, nk));
+  };
   return {
     attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
-      if (B * T === 0) return;
-      const n = B * T * H;
-      attentionForward(args(q, k, v, docIds, B, T, H, Hk, h, window, scale, score), mem.floats(o, n * h),
-        stats === 0 ? null : mem.floats(stats, n * ATTENTION_STATS));
+      if (B * T > 0) forward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
     },
-    attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, _delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
+    attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
-      const nq = B * T * H, nk = B * T * Hk * h;
-      attentionBackward(args(q, k, v, docIds, B, T, H, Hk, h, window, scale, score), mem.floats(o, nq * h), mem.floats(dO, nq * h),
-        mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * h), mem.floats(dk, nk), mem.floats(dv, nk));
+      backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.floats(dO, B * T * H * h), stats,
+        statsReady, dq, dk, dv);
+    },
+    attentionBf16(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
+      if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
+    },
+    attentionGradBf16(q, k, v, docIds, o, _dO, dO16, stats, _delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
+      if (B * T === 0) return;
+      backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.bf16Floats(dO16, B * T * H * h), stats,
+        true, dq, dk, dv);
     },
   };
 }

@@ -1,29 +1,41 @@
 // The fused causal attention's cuda kernels: 'CausalAttention' and its gradient kernel 'CausalAttentionGrad'
 // ([dq, dk, dv]), float32 tensors. With --matmul-precision bf16 they run on bf16 tensor cores
-// (causal_attention_mma.cu: head dims 64 and 128), as the matmuls do; with tf32 or fp32, and for other head
-// dims, the exact fp32 kernels (causal_attention.cu).
+// (causal_attention_mma.cu: head dims 64 and 128) as the matmuls do, reading q, k, v and dO in bf16 (as stored,
+// or the bf16 copy the backend keeps with a tensor); with tf32 or fp32, and for other head dims, the exact fp32
+// kernels (causal_attention.cu).
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { PRECISION } from '../../device.ts';
+import type { CudaBackend } from '../../backend.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { ATTENTION_SCORE, CAUSAL_ATTENTION, CAUSAL_ATTENTION_GRAD, MAX_HEAD_DIM } from './causal_attention.ts';
 
 /** Floats per query row of the statistics the forward keeps with o: m, den, argmax key. */
 export const ATTENTION_STATS = 3;
 
-/** causal_attention.cu's launchers (host.ts is their CPU reference). */
+/** The launchers: causal_attention.cu (exact, fp32) and causal_attention_mma.cu (bf16 tensor cores); host.ts is
+ * their CPU reference. */
 export interface CausalAttentionNative {
   /** Causal attention: q, o [B,T,H,h], k, v [B,T,Hk,h], docIds int32 [B,T] nondecreasing; key j
    * visible to query i iff j ≤ i, i − j < window, same document; score: ATTENTION_SCORE. stats
-   * (B·T·H·ATTENTION_STATS floats) is written where not 0. tensorCores: bf16 tensor-core kernels
-   * where they apply (head dim 64 or 128, 16-byte aligned tensors), else exact fp32 ones. */
+   * (B·T·H·ATTENTION_STATS floats) is written where not 0. Exact fp32 kernels. */
   attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number, tensorCores: boolean): void;
-  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady;
-   * delta: B·T·H floats of scratch for the tensor-core kernels (0: the exact ones). */
+    Hk: number, h: number, window: number, scale: number, score: number): void;
+  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady. */
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
+    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
+    window: number, scale: number, score: number): void;
+  /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o and stats float32. */
+  attentionBf16(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
+    Hk: number, h: number, window: number, scale: number, score: number): void;
+  /** Its gradient: q, k, v and dO16 (dO's bf16 copy) in bf16, o and dO float32 (D = dO·O per row from those, into delta:
+   * B·T·H floats of scratch), the forward's stats. */
+  attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, dO: number, dO16: number, stats: number,
     delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
-    window: number, scale: number, score: number, tensorCores: boolean): void;
+    window: number, scale: number, score: number): void;
 }
+
+/** The head dims the tensor-core kernels are built for (others run the exact kernels). */
+export const TENSOR_CORE_HEAD_DIMS: readonly number[] = [64, 128];
 
 interface Problem { B: number; T: number; H: number; Hk: number; h: number; window: number; scale: number; score: number }
 
@@ -52,21 +64,28 @@ function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap): Problem {
   return { B, T, H, Hk, h, window: Math.min(window, T), scale, score: ATTENTION_SCORE[scoreName as keyof typeof ATTENTION_SCORE] };
 }
 
-/** bf16 matmuls ask for bf16 attention products too. */
-const tensorCores = (precisionCode: number) => precisionCode === PRECISION.bf16;
+/** bf16 matmuls ask for bf16 attention products too (on the tensor cores, where the head dim has a kernel). */
+const onTensorCores = (backend: CudaBackend, p: Problem) => backend.precisionCode === PRECISION.bf16 && TENSOR_CORE_HEAD_DIMS.includes(p.h);
 
 export const causalAttentionKernels: CudaKernel[] = [
   {
     kernelName: CAUSAL_ATTENTION,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const p = problem(inputs, attrs);
-      const q = inputs.q as TensorInfo;
+      const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
       const o = backend.makeOutput(q.shape, 'float32');
       // the per-row statistics (m, den, argmax key) ride with o for the gradient
       const stats = backend.attachSaved(o, p.B * p.T * p.H * ATTENTION_STATS * 4);
-      backend.device.attention(backend.ptr(q), backend.ptr(inputs.k as TensorInfo), backend.ptr(inputs.v as TensorInfo),
-        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(o), stats, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score,
-        tensorCores(backend.precisionCode));
+      const docIds = backend.ptr(inputs.docIds as TensorInfo);
+      if (onTensorCores(backend, p)) {
+        // bf16 operands as stored (AttentionInputs writes them so) or a bf16 copy kept with each tensor
+        const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
+        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), stats, p.B, p.T, p.H, p.Hk, p.h,
+          p.window, p.scale, p.score);
+      } else {
+        backend.device.attention(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), stats, p.B, p.T,
+          p.H, p.Hk, p.h, p.window, p.scale, p.score);
+      }
       return o;
     },
   },
@@ -75,18 +94,29 @@ export const causalAttentionKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const p = problem(inputs, attrs);
       const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
+      const o = inputs.o as TensorInfo, dy = inputs.dy as TensorInfo, docIds = backend.ptr(inputs.docIds as TensorInfo);
       const dq = backend.makeOutput(q.shape, 'float32'), dk = backend.makeOutput(k.shape, 'float32'), dv = backend.makeOutput(v.shape, 'float32');
-      // The forward's statistics where o carries them; else (o made elsewhere, e.g. a copy) the
-      // kernel recomputes them into scratch.
-      const saved = backend.saved(inputs.o as TensorInfo);
-      const scratch = saved === undefined ? backend.makeOutput([p.B, p.T, p.H, ATTENTION_STATS], 'float32') : null;
-      const cores = tensorCores(backend.precisionCode);
-      const delta = cores ? backend.makeOutput([p.B, p.T, p.H], 'float32') : null;  // dO·O per row
-      backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), backend.ptr(inputs.docIds as TensorInfo),
-        backend.ptr(inputs.o as TensorInfo), backend.ptr(inputs.dy as TensorInfo), saved ?? backend.ptr(scratch!), saved !== undefined,
-        delta ? backend.ptr(delta) : 0, backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window,
-        p.scale, p.score, cores);
-      for (const t of [scratch, delta]) if (t) backend.disposeIntermediateTensorInfo(t);
+      // The forward's statistics where o carries them; else (o made elsewhere, e.g. a copy) they are recomputed.
+      const saved = backend.saved(o);
+      const temporaries: TensorInfo[] = [];
+      const scratch = (shape: number[]) => { const t = backend.makeOutput(shape, 'float32'); temporaries.push(t); return backend.ptr(t); };
+      if (onTensorCores(backend, p)) {
+        const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
+        let stats = saved;
+        if (stats === undefined) {  // the forward again, for its statistics
+          stats = scratch([p.B, p.T, p.H, ATTENTION_STATS]);
+          backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), stats, p.B, p.T, p.H, p.Hk, p.h,
+            p.window, p.scale, p.score);
+        }
+        backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), backend.ptr(dy), bf16(dy), stats,
+          scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window,
+          p.scale, p.score);
+      } else {
+        backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), backend.ptr(dy),
+          saved ?? scratch([p.B, p.T, p.H, ATTENTION_STATS]), saved !== undefined, backend.ptr(dq), backend.ptr(dk),
+          backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+      }
+      for (const t of temporaries) backend.disposeIntermediateTensorInfo(t);
       return [dq, dk, dv];
     },
   },

@@ -49,12 +49,7 @@ export function fp8MatmulHost(mem: HostDevice): Fp8MatmulNative {
       const n = rows * cols;
       if (n === 0) return;
       const s = Math.fround(scale);
-      let xs: Float32Array;
-      if (xBf16) {
-        const b = mem.bytes(x, 2 * n), bits = new Uint16Array(b.buffer, b.byteOffset, n), wide = new Uint32Array(n);
-        for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
-        xs = new Float32Array(wide.buffer);
-      } else xs = mem.floats(x, n);
+      const xs = xBf16 ? mem.bf16Floats(x, n) : mem.floats(x, n);
       const o = out ? mem.bytes(out, n) : null, oT = outT ? mem.bytes(outT, n) : null;
       for (let r = 0; r < rows; r++) {
         for (let c = 0; c < cols; c++) {
