@@ -1092,9 +1092,9 @@ export function logitSoftcap(logits: tf.Tensor, cfg: Config): tf.Tensor {
 // to e4m3, the logits' gradient g to e5m2; the products, summed in fp32, are scaled back. The scales bound the inputs:
 // an RMS-normed x has |x_j| ≤ √d (x_s = √d/448 maps that to e4m3's largest value, 448); the summed loss has
 // |g| ≤ 1 (grad_s = 1/448); W/2⁻⁹ stays in range while |W| < 0.906. Validation runs the plain head.
-// The outputs (z, dx, dW) stay float32 like every activation of this port: the cuda backend's bf16 mode rounds
-// matmul operands, never a matmul output that a non-matmul kernel reads (the loss reads z, RMSNorm's gradient dx).
-// The record rounds z and dx to bf16 (its activations are bf16); dW is fp32 there too.
+// The record rounds z and dx to bf16 (its activations are bf16); dW is fp32 there. The cuda backend's bf16 mode
+// writes z in bf16 as the record does (the cross-entropy reads it so); dx and dW stay float32 like this port's other
+// activations, and the composite (the CPU backends' emulation) keeps z in float32.
 
 /** An FP8 format: mantissa bits, the smallest normal exponent, the largest finite value and what a value that rounds
  * past it becomes. e4m3 is e4m3fn, which has no infinity: overflow is NaN, as PyTorch's non-saturating float8_e4m3fn

@@ -5,7 +5,7 @@ import type { BackendTimingInfo, BackendValues, DataId, DataType, TensorInfo } f
 import { PRECISION, type CudaDevice, type DeviceDtype, type DeviceInfo, type MatmulPrecision } from './device.ts';
 
 export interface TensorData {
-  /** The values (float32, int32 or bool); for a bf16-only tensor (makeMatmulInput) made from the bf16 copy on first use. */
+  /** The values (float32, int32 or bool); for a bf16-only tensor (makeBf16Output) made from the bf16 copy on first use. */
   ptr: number;
   bytes: number;
   dtype: DeviceDtype;
@@ -14,7 +14,7 @@ export interface TensorData {
   saved?: number;
   /** The bf16 copy of a float32 buffer made for bf16 matmuls (matmulOperand); freed with this one. */
   bf16?: number;
-  /** The values exist only as the bf16 copy: ptr is not allocated yet (makeMatmulInput). */
+  /** The values exist only as the bf16 copy: ptr is not allocated yet (makeBf16Output). */
   bf16Only?: boolean;
 }
 
@@ -109,13 +109,14 @@ export class CudaBackend extends tf.KernelBackend {
   }
 
   /**
-   * A float32 output of a kernel whose result feeds matmuls (the MLP activation, dlogits, ...). Under bf16 matmul
-   * precision the kernel writes it in bf16 only, as the matmuls would round it anyway: half the bytes written and
-   * no conversion pass (PyTorch autocast likewise keeps such activations in bf16); anything else that reads it
-   * gets the bf16 values widened to float32, made on first use (ptr, read). Else an ordinary float32 output.
+   * A float32 output of a kernel whose result feeds bf16 products (the MLP activation, dlogits, attention's q, k, v,
+   * ...) or is bf16 in the record (the FP8 head's logits, §5). Under bf16 matmul precision the kernel writes it in
+   * bf16 only, as the products would round it anyway: half the bytes written and no conversion pass (PyTorch
+   * autocast likewise keeps such activations in bf16); anything else that reads it gets the bf16 values widened to
+   * float32, made on first use (ptr, read). Else an ordinary float32 output.
    * Returns the tensor, the pointer the kernel writes and whether that is bf16.
    */
-  makeMatmulInput(shape: number[]): { out: TensorInfo; ptr: number; bf16: boolean } {
+  makeBf16Output(shape: number[]): { out: TensorInfo; ptr: number; bf16: boolean } {
     if (this.precisionCode !== PRECISION.bf16) {
       const out = this.makeOutput(shape, 'float32');
       return { out, ptr: this.ptr(out), bf16: false };
@@ -126,7 +127,7 @@ export class CudaBackend extends tf.KernelBackend {
     return { out: { dataId, shape, dtype: 'float32' }, ptr: bf16, bf16: true };
   }
 
-  /** Where float32 tensor t's values are, as stored: the bf16 buffer of a bf16-only tensor (makeMatmulInput), else
+  /** Where float32 tensor t's values are, as stored: the bf16 buffer of a bf16-only tensor (makeBf16Output), else
    * the float32 buffer. For a kernel that reads either form (fp8Quantise), so that no float32 copy is made. */
   storedValues(t: TensorInfo): { ptr: number; bf16: boolean } {
     const d = this.data.get(t.dataId);

@@ -95,12 +95,12 @@ export interface CoreDevice {
    * broadcast), a and b as in matmul, c is float32 [batch, m, n], k > 0. */
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
     transB: boolean, precision: number, alpha: number, beta: number): void;
-  /** Row-major out [m, n] (float32) = alpha·A·Bᵀ + beta·out over FP8 operands A [m, k] and B [n, k] (bytes; e4m3, or
-   * e5m2 where flagged; not both e5m2), fp32 accumulation, through cuBLASLt (Hopper); fastAccum: without periodic
-   * promotion of the accumulator; beta 1 accumulates. m, n and k are multiples of 16. The FP8 head's GEMMs
-   * (ops/fp8_matmul, ops/fp8_head_loss). */
-  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, m: number, n: number, k: number, alpha: number, fastAccum: boolean,
-    beta: number): void;
+  /** Row-major out [m, n] (float32, or bf16 where outBf16: rounded to nearest even) = alpha·A·Bᵀ + beta·out over FP8
+   * operands A [m, k] and B [n, k] (bytes; e4m3, or e5m2 where flagged; not both e5m2), fp32 accumulation, through
+   * cuBLASLt (Hopper); fastAccum: without periodic promotion of the accumulator; beta 1 accumulates (float32 out
+   * only). m, n and k are multiples of 16. The FP8 head's GEMMs (ops/fp8_matmul, ops/fp8_head_loss). */
+  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, outBf16: boolean, m: number, n: number, k: number,
+    alpha: number, fastAccum: boolean, beta: number): void;
 }
 
 /** The native device: its core and every fused op's launchers (ops/index.ts). */

@@ -348,11 +348,12 @@ export class HostDevice implements CoreDevice {
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
   }
   /** Sums in float64, fastAccum or not (the GPU accumulates in fp32, in fewer bits with fastAccum). */
-  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, m: number, n: number, k: number, alpha: number,
-    _fastAccum: boolean, beta: number): void {
+  matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, outBf16: boolean, m: number, n: number, k: number,
+    alpha: number, _fastAccum: boolean, beta: number): void {
     if (aE5m2 && bE5m2) throw new Error('matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel');
     if (m % 16 || n % 16 || k % 16) throw new Error(`matmulFp8: m = ${m}, n = ${n}, k = ${k} must be multiples of 16`);
-    const av = this.bytes(a, m * k), bv = this.bytes(b, n * k), ov = this.floats(out, m * n);
+    if (outBf16 && beta !== 0) throw new Error('matmulFp8: beta must be 0 with a bf16 out (accumulate in float32)');
+    const av = this.bytes(a, m * k), bv = this.bytes(b, n * k), ov = this.output(out, m * n, outBf16);
     const at = aE5m2 ? FP8_VALUES.e5m2 : FP8_VALUES.e4m3, bt = bE5m2 ? FP8_VALUES.e5m2 : FP8_VALUES.e4m3;
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
@@ -361,6 +362,7 @@ export class HostDevice implements CoreDevice {
         ov[i * n + j] = Math.fround(alpha) * s + (beta ? Math.fround(beta) * ov[i * n + j] : 0);
       }
     }
+    this.flush(out, ov, outBf16);
   }
 }
 

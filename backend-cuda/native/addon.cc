@@ -372,9 +372,9 @@ Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
 
 // out = alpha·A·Bᵀ + beta·out over FP8 operands (the FP8 head's GEMMs)
 Napi::Value matmulFp8Binding(const Napi::CallbackInfo& info) {
-  TSGPT_ARGS("matmulFp8", "a", "aE5m2", "b", "bE5m2", "out", "m", "n", "k", "alpha", "fastAccum", "beta");
-  matmulFp8(dev(), a.ptr<void>(0), a.boolean(1), a.ptr<void>(2), a.boolean(3), a.ptr<float>(4), a.integer(5), a.integer(6),
-            a.integer(7), float(a.number(8)), a.boolean(9), float(a.number(10)));
+  TSGPT_ARGS("matmulFp8", "a", "aE5m2", "b", "bE5m2", "out", "outBf16", "m", "n", "k", "alpha", "fastAccum", "beta");
+  matmulFp8(dev(), a.ptr<void>(0), a.boolean(1), a.ptr<void>(2), a.boolean(3), a.ptr<void>(4), a.boolean(5), a.integer(6),
+            a.integer(7), a.integer(8), float(a.number(9)), a.boolean(10), float(a.number(11)));
   return info.Env().Undefined();
 }
 

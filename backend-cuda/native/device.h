@@ -70,12 +70,12 @@ class Device {
 void matmul(Device& dev, const void* a, const void* b, float* out, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
             int precision, const float* c = nullptr, float alpha = 1.f, float beta = 0.f);
-// FP8 GEMM (matmul.cc; Hopper): row-major out [m, n] (float32) = alpha·A·Bᵀ + beta·out with A [m, k] and B [n, k] FP8
-// bytes (e4m3, or e5m2 where flagged; not both e5m2: cuBLASLt has no such kernel), each with k contiguous; m, n, k
-// multiples of 16. fastAccum: CUBLASLT_MATMUL_DESC_FAST_ACCUM. beta = 1 accumulates (the chunked head's dW). The FP8
-// head's GEMMs (ops/fp8_matmul, ops/fp8_head_loss).
-void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, float* out, int64_t m, int64_t n,
-               int64_t k, float alpha, bool fastAccum, float beta);
+// FP8 GEMM (matmul.cc; Hopper): row-major out [m, n] (float32, or bf16 where outBf16) = alpha·A·Bᵀ + beta·out with
+// A [m, k] and B [n, k] FP8 bytes (e4m3, or e5m2 where flagged; not both e5m2: cuBLASLt has no such kernel), each with
+// k contiguous; m, n, k multiples of 16. fastAccum: CUBLASLT_MATMUL_DESC_FAST_ACCUM. beta = 1 accumulates (the chunked
+// head's dW; float32 out only). The FP8 head's GEMMs (ops/fp8_matmul, ops/fp8_head_loss).
+void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, void* out, bool outBf16, int64_t m,
+               int64_t n, int64_t k, float alpha, bool fastAccum, float beta);
 void releaseMatmulPlans();
 
 }  // namespace tsgpt

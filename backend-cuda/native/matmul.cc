@@ -92,12 +92,13 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
 
 // ---- FP8 (the FP8 head's GEMMs, ops/fp8_matmul) ----
 // Row-major out [m, n] = alpha·A·Bᵀ + beta·out with A [m, k] and B [n, k]: both with k contiguous, the only layout
-// cuBLASLt's FP8 kernels take ("TN": cuBLAS's A = our B transposed, its B = our A not). fp32 accumulation, float32 C = D.
-using Fp8PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool>;
+// cuBLASLt's FP8 kernels take ("TN": cuBLAS's A = our B transposed, its B = our A not). fp32 accumulation, C = D in
+// float32 or bf16.
+using Fp8PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool>;
 std::map<Fp8PlanKey, Plan> fp8Plans;
 
-Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool bE5m2, bool fastAccum) {
-  const Fp8PlanKey key{m, n, k, aE5m2, bE5m2, fastAccum};
+Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool bE5m2, bool fastAccum, bool outBf16) {
+  const Fp8PlanKey key{m, n, k, aE5m2, bE5m2, fastAccum, outBf16};
   auto it = fp8Plans.find(key);
   if (it != fp8Plans.end()) return it->second;
   Plan p;
@@ -114,7 +115,7 @@ Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool 
   const auto fp8 = [](bool e5m2) { return e5m2 ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3; };
   p.la = layout(fp8(bE5m2), k, n, k, 1, 0);  // our B [n, k] row-major: column-major k×n, transposed by opA
   p.lb = layout(fp8(aE5m2), k, m, k, 1, 0);  // our A [m, k] row-major: column-major k×m
-  p.lc = layout(CUDA_R_32F, n, m, n, 1, 0);
+  p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, 1, 0);
   p.algo = bestAlgo(dev, p, "this FP8 matmul");
   return fp8Plans.emplace(key, p).first->second;
 }
@@ -135,12 +136,13 @@ void releaseMatmulPlans() {
   destroy(fp8Plans);
 }
 
-void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, float* out, int64_t m, int64_t n,
-               int64_t k, float alpha, bool fastAccum, float beta) {
+void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, void* out, bool outBf16, int64_t m,
+               int64_t n, int64_t k, float alpha, bool fastAccum, float beta) {
   if (aE5m2 && bE5m2) throw CudaError("matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel");
   if (m % 16 || n % 16 || k % 16 || m <= 0 || n <= 0 || k <= 0)
     throw CudaError("matmulFp8: m, n and k must be positive multiples of 16");
-  Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum);
+  if (outBf16 && beta != 0.f) throw CudaError("matmulFp8: beta must be 0 with a bf16 out (accumulate in float32)");
+  Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum, outBf16);
   checkLt(cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta, out, p.lc,
                          out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream()),
           "cublasLtMatmul (FP8)");

@@ -50,10 +50,10 @@ function forward(kernelName: string, withVe: boolean): CudaKernel {
     kernelName,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const p = problem(kernelName, inputs, attrs, withVe);
-      // q, k, v feed the attention's products: bf16 only under bf16 matmul precision (makeMatmulInput), which the
+      // q, k, v feed the attention's products: bf16 only under bf16 matmul precision (makeBf16Output), which the
       // tensor-core attention reads as they are (anything else gets them widened)
-      const q = backend.makeMatmulInput([p.B, p.T, p.H, p.h]);
-      const k = backend.makeMatmulInput([p.B, p.T, p.Hk, p.h]), v = backend.makeMatmulInput([p.B, p.T, p.Hk, p.h]);
+      const q = backend.makeBf16Output([p.B, p.T, p.H, p.h]);
+      const k = backend.makeBf16Output([p.B, p.T, p.Hk, p.h]), v = backend.makeBf16Output([p.B, p.T, p.Hk, p.h]);
       const ptr = (name: string) => backend.ptr(inputs[name] as TensorInfo);
       backend.device.attentionInputs(ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'), p.ve ? backend.ptr(p.ve) : 0,
         q.ptr, k.ptr, v.ptr, q.bf16, p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
@@ -76,8 +76,8 @@ const gradient: CudaKernel = {
       }
     }
     const qkv = inputs.qkv as TensorInfo;
-    // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeMatmulInput)
-    const dqkv = backend.makeMatmulInput(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
+    // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeBf16Output)
+    const dqkv = backend.makeBf16Output(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
     const dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
     backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'),
       p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,

@@ -1,7 +1,8 @@
 // The chunked FP8 head loss ('Fp8HeadLoss', 'Fp8HeadLossGrad') against the two-op path it replaces on the same backend
 // (Fp8Matmul then SoftcapCrossEntropy, each tested against its composite in its own folder), and against the composite
 // on cpu: loss, dx and dW on fresh random inputs for one chunk, several, and a short last chunk, every soft cap; the
-// upstream gradient applied after the FP8 rounding (exactly dy times the unit gradients); no [N, V] buffer kept past
+// upstream gradient applied after the FP8 rounding (exactly dy times the unit gradients); bf16 logits under bf16
+// precision; no [N, V] buffer kept past
 // the forward; the hook's fallbacks; bad inputs.
 // Tolerances: both paths quantise the same values to the same FP8 codes and run the same GEMMs, so dx is equal up to
 // the GEMM's accumulation order (bit for bit on the host device, whose FP8 GEMM sums in float64); dW adds the chunks'
@@ -12,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it, mock } from 'node:test';
+import type { CudaBackend } from '../../backend.ts';
 import * as T from '../../../train_gpt.ts';
 import { FP8_MATMUL, FP8_MATMUL_GRAD } from '../fp8_matmul/fp8_matmul.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../softcap_cross_entropy/softcap_cross_entropy.ts';
@@ -75,6 +77,25 @@ for (const target of targets) {
           assertClose(fused, twoOp, gpu ? [1e-5, 1e-3, 1e-3] : [1e-6, 0, 1e-6], what);
         }
       }
+    });
+
+    it('under bf16 matmul precision: bf16 logits (the record\'s), as the two-op path then; the loss within bf16 rounding of float32 logits', async () => {
+      const [N, d, V, chunkRows] = gpu ? [4096, 768, 2048, 1024] : [64, 16, 80, 32];
+      const host = inputs(N, d, V), cap = CAPS[0];
+      const at = (precision: 'bf16' | 'fp32', chunk: number | null) => run(B, host, (xs) => {
+        const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+        backend.setMatmulPrecision(precision);
+        try {
+          return lossAndGrads(xs, cap, chunk);
+        } finally {
+          backend.setMatmulPrecision(before);
+        }
+      });
+      const fused = await at('bf16', chunkRows), twoOp = await at('bf16', null), wide = await at('fp32', chunkRows);
+      assertClose(fused, twoOp, gpu ? [1e-5, 1e-3, 1e-3] : [1e-6, 0, 1e-6], `under bf16, on ${B}`);
+      const moved = relError(fused[0], wide[0]);
+      assert.ok(moved > 0 && moved < 1e-3, `the loss of bf16 logits against float32 ones: relative ${moved.toExponential(2)} (0: not rounded)`);
+      assertClose(fused, wide, [1e-3, 2e-2, 2e-2], `bf16 against float32 logits, on ${B}`);
     });
 
     it('matches the composite on cpu (its oracle)', async () => {

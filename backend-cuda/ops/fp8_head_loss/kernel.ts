@@ -2,14 +2,15 @@
 // 'Fp8HeadLossGrad' ({dy, x, w, loss} → [dx, dw]), composed of the launchers of two other ops and the device's FP8 GEMM:
 // ops/fp8_matmul's quantisation, ops/softcap_cross_entropy's forward and gradient, matmulFp8 (native/matmul.cc). No
 // native code of its own. Per chunk c of R rows [r, r + R) of the N:
-//   z_c   = X8_c · W8 · xScale·wScale                 Fp8Matmul's forward GEMM (e4m3, fast accumulation), float32
+//   z_c   = X8_c · W8 · xScale·wScale                 Fp8Matmul's forward GEMM (e4m3, fast accumulation), bf16 under
+//                                                      bf16 precision (the record's), else float32
 //   loss_c and each row's lse                          SoftcapCrossEntropy's forward, summed over the chunk's rows
 //   g_c   = dloss/dz_c                                 its gradient for dy = 1, bf16 under bf16 matmul precision
 //   G8_c  = e5m2(g_c / gradScale), both layouts        Fp8MatmulGrad's quantisation
 //   dx_c  = G8_c · W8ᵀ · gradScale·wScale              the rows of dx
 //   dw   += X8_cᵀ · G8_c · xScale·gradScale            accumulated in float32 (beta = 1 after the first chunk)
 // loss = Σ_c loss_c in chunk order (deterministic). These are the two-op path's operations on the same values, but the
-// chunks' scratch (R·V·(4 + 2 + 1 + 1) bytes) replaces its whole [N, V] buffers; dx and dw ride with the loss
+// chunks' scratch (R·V·(2 + 2 + 1 + 1) bytes under bf16) replaces its whole [N, V] buffers; dx and dw ride with the loss
 // (attachSaved) until the backward scales them by dy.
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { BINARY, DTYPE, PRECISION, REDUCE } from '../../device.ts';
@@ -42,25 +43,26 @@ export const fp8HeadLossKernels: CudaKernel[] = [
       const { cap, scale, temp } = logitCapAttrs(attrs);
       const R = Math.min(chunkRows, N), chunks = Math.ceil(N / R);
       const dev = backend.device, xs = backend.storedValues(x), ws = backend.storedValues(w), xBytes = xs.bf16 ? 2 : 4;
-      // dlogits in bf16 where the two-op path writes them so (makeMatmulInput): FP8 rounding follows either way
-      const gBf16 = backend.precisionCode === PRECISION.bf16;
+      // z and dlogits in bf16 where the two-op path writes them so (makeBf16Output): z as the record's (§3.3); FP8
+      // rounding of dlogits follows either way
+      const bf16 = backend.precisionCode === PRECISION.bf16, zBytes = bf16 ? 2 : 4;
       const loss = backend.makeOutput([], 'float32');
       const grads = backend.attachSaved(loss, (N * d + d * V) * 4), dx = grads, dw = grads + N * d * 4;
       const tgt = backend.ptr(targets);
-      withScratch(backend, [N * d, d * V, V * d, d * R, R * V * 4, R * V * (gBf16 ? 2 : 4), R * V, R * V, 2 * R * 4, chunks * 4, 4],
+      withScratch(backend, [N * d, d * V, V * d, d * R, R * V * zBytes, R * V * zBytes, R * V, R * V, 2 * R * 4, chunks * 4, 4],
         (x8, w8, w8t, x8t, z, g, g8, g8t, rowStats, parts, one) => {
           dev.fill(DTYPE.float32, one, 1, 1);
           dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, x8, 0);
           dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, w8, w8t);  // [d,V] for dx, [V,d] for the logits
           for (let c = 0; c < chunks; c++) {
             const r = c * R, rows = Math.min(R, N - r);
-            dev.matmulFp8(x8 + r * d, false, w8t, false, z, rows, V, d, xScale * wScale, true, 0);
-            dev.softcapCrossEntropy(z, tgt + r * 4, rowStats, parts + c * 4, rows, V, cap, scale, temp, false);
-            dev.softcapCrossEntropyGrad(one, z, tgt + r * 4, rowStats, g, gBf16, rows, V, cap, scale, temp, false);
-            dev.fp8Quantise(g, gBf16, rows, V, gradScale, true, g8, g8t);
-            dev.matmulFp8(g8, true, w8, false, dx + r * d * 4, rows, d, V, gradScale * wScale, false, 0);
+            dev.matmulFp8(x8 + r * d, false, w8t, false, z, bf16, rows, V, d, xScale * wScale, true, 0);
+            dev.softcapCrossEntropy(z, bf16, tgt + r * 4, rowStats, parts + c * 4, rows, V, cap, scale, temp, false);
+            dev.softcapCrossEntropyGrad(one, z, bf16, tgt + r * 4, rowStats, g, bf16, rows, V, cap, scale, temp, false);
+            dev.fp8Quantise(g, bf16, rows, V, gradScale, true, g8, g8t);
+            dev.matmulFp8(g8, true, w8, false, dx + r * d * 4, false, rows, d, V, gradScale * wScale, false, 0);
             dev.fp8Quantise(xs.ptr + r * d * xBytes, xs.bf16, rows, d, xScale, false, 0, x8t);  // X8_cᵀ [d, rows]
-            dev.matmulFp8(x8t, false, g8t, true, dw, d, V, rows, xScale * gradScale, false, c === 0 ? 0 : 1);
+            dev.matmulFp8(x8t, false, g8t, true, dw, false, d, V, rows, xScale * gradScale, false, c === 0 ? 0 : 1);
           }
           dev.reduce(REDUCE.Sum, DTYPE.float32, parts, backend.ptr(loss), 1, chunks);
         });

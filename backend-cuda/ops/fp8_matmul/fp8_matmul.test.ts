@@ -138,7 +138,7 @@ for (const target of targets) {
       let dyValues: Float32Array, fused: Float32Array[];
       try {
         const [xt, wt] = [tf.tensor2d(x.values as Float32Array, [N, d]), tf.tensor2d(w.values as Float32Array, [d, V])];
-        // HeadGate's output is bf16-only under bf16 precision (makeMatmulInput): [1, N, 1, V] viewed as [N, V]
+        // HeadGate's output is bf16-only under bf16 precision (makeBf16Output): [1, N, 1, V] viewed as [N, V]
         const dy = T.headGate(tf.tensor4d(o.values as Float32Array, [1, N, 1, V]), tf.tensor3d(g.values as Float32Array, [1, N, 1])).reshape([N, V]);
         assert.equal(backend.data.get(dy.dataId).bf16Only, true, 'the test\'s dy is bf16-only');
         const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => T.fp8Head(a as tf.Tensor2D, b as tf.Tensor2D))([xt, wt], dy);
@@ -199,8 +199,8 @@ for (const target of targets) {
       });
       const dev = (tf.backend() as CudaBackend).device, a = dev.alloc(256), out = dev.alloc(1024);
       try {
-        assert.throws(() => dev.matmulFp8(a, true, a, true, out, 16, 16, 16, 1, false, 0), /matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel/);
-        assert.throws(() => dev.matmulFp8(a, false, a, false, out, 16, 16, 8, 1, false, 0), /matmulFp8: m, n and k must be (positive )?multiples of 16|m = 16, n = 16, k = 8 must be multiples of 16/);
+        assert.throws(() => dev.matmulFp8(a, true, a, true, out, false, 16, 16, 16, 1, false, 0), /matmulFp8: cuBLASLt has no e5m2 × e5m2 kernel/);
+        assert.throws(() => dev.matmulFp8(a, false, a, false, out, false, 16, 16, 8, 1, false, 0), /matmulFp8: m, n and k must be (positive )?multiples of 16|m = 16, n = 16, k = 8 must be multiples of 16/);
       } finally {
         dev.free(a);
         dev.free(out);

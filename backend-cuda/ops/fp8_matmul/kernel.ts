@@ -46,13 +46,13 @@ export const fp8MatmulKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, w, N, d, V } = checked(FP8_MATMUL, inputs, false), { xScale, wScale } = scales(FP8_MATMUL, attrs);
       const dev = backend.device, xs = backend.storedValues(x), ws = backend.storedValues(w);
-      const z = backend.makeOutput([N, V], 'float32');
+      const z = backend.makeBf16Output([N, V]);  // bf16 logits under bf16 precision, as the record's (§3.3)
       withScratch(backend, [N * d, V * d], (x8, w8t) => {
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, x8, 0);
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, 0, w8t);
-        dev.matmulFp8(x8, false, w8t, false, backend.ptr(z), N, V, d, xScale * wScale, true, 0);
+        dev.matmulFp8(x8, false, w8t, false, z.ptr, z.bf16, N, V, d, xScale * wScale, true, 0);
       });
-      return z;
+      return z.out;
     },
   },
   {
@@ -65,8 +65,8 @@ export const fp8MatmulKernels: CudaKernel[] = [
         dev.fp8Quantise(gs.ptr, gs.bf16, N, V, gradScale, true, g8, g8t);  // one read of dy for both layouts
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, w8, 0);
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, 0, x8t);
-        dev.matmulFp8(g8, true, w8, false, backend.ptr(dx), N, d, V, gradScale * wScale, false, 0);
-        dev.matmulFp8(x8t, false, g8t, true, backend.ptr(dw), d, V, N, xScale * gradScale, false, 0);
+        dev.matmulFp8(g8, true, w8, false, backend.ptr(dx), false, N, d, V, gradScale * wScale, false, 0);
+        dev.matmulFp8(x8t, false, g8t, true, backend.ptr(dw), false, d, V, N, xScale * gradScale, false, 0);
       });
       return [dx, dw];
     },

@@ -1,6 +1,6 @@
 // The fused attention output gate's cuda kernels: 'HeadGate' ({o, g} → o·σ(g)) and its gradient kernel
 // 'HeadGateGrad' ({dy, o, g} → [do, dg]), over head_gate.cu's launchers. The gated output only feeds the output
-// projection in the model: under bf16 matmul precision it is bf16 (makeMatmulInput).
+// projection in the model: under bf16 matmul precision it is bf16 (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
@@ -30,7 +30,7 @@ export const headGateKernels: CudaKernel[] = [
     kernelName: HEAD_GATE,
     kernelFunc: ({ inputs, backend }) => {
       const { rows, h } = checked(HEAD_GATE, inputs, false);
-      const o = inputs.o as TensorInfo, y = backend.makeMatmulInput(o.shape);  // the output projection reads it
+      const o = inputs.o as TensorInfo, y = backend.makeBf16Output(o.shape);  // the output projection reads it
       backend.device.headGate(backend.ptr(o), backend.ptr(inputs.g as TensorInfo), y.ptr, y.bf16, rows, h);
       return y.out;
     },

@@ -1,6 +1,6 @@
 // The fused ReLU²'s cuda kernels: 'ReluSquared' ({x} → relu(x)²) and its gradient kernel 'ReluSquaredGrad'
 // ({dy, x} → dy·2·relu(x)), any shape, over relu_squared.cu's launchers. Both outputs only feed matmuls in the
-// model: under bf16 matmul precision they are bf16 (makeMatmulInput).
+// model: under bf16 matmul precision they are bf16 (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
 import { input } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
@@ -19,7 +19,7 @@ export const reluSquaredKernels: CudaKernel[] = [
     kernelName: RELU_SQUARED,
     kernelFunc: ({ inputs, backend }) => {
       const x = input(RELU_SQUARED, inputs, 'x');
-      const y = backend.makeMatmulInput(x.shape);  // the MLP's down projection reads it
+      const y = backend.makeBf16Output(x.shape);  // the MLP's down projection reads it
       backend.device.reluSquared(backend.ptr(x), y.ptr, y.bf16, tf.util.sizeFromShape(x.shape));
       return y.out;
     },
@@ -30,7 +30,7 @@ export const reluSquaredKernels: CudaKernel[] = [
       const dy = input(RELU_SQUARED_GRAD, inputs, 'dy');
       const x = input(RELU_SQUARED_GRAD, inputs, 'x');
       if (!tf.util.arraysEqual(dy.shape, x.shape)) throw new Error(`${RELU_SQUARED_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
-      const dx = backend.makeMatmulInput(x.shape);  // the up projection's two gradient matmuls read it
+      const dx = backend.makeBf16Output(x.shape);  // the up projection's two gradient matmuls read it
       backend.device.reluSquaredGrad(backend.ptr(dy), backend.ptr(x), dx.ptr, dx.bf16, tf.util.sizeFromShape(x.shape));
       return dx.out;
     },

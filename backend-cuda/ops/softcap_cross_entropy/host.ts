@@ -18,11 +18,12 @@ function cappedLogit(cap: number, x: number, scale: number, temp: number): [numb
 }
 
 export function softcapCrossEntropyHost(mem: HostDevice): SoftcapCrossEntropyNative {
+  const values = (ptr: number, n: number, bf16: boolean) => bf16 ? mem.bf16Floats(ptr, n) : mem.floats(ptr, n);
   return {
-    softcapCrossEntropy(logits, targets, rowStats, loss, rows, cols, cap, scale, temp, mean) {
+    softcapCrossEntropy(logits, logitsBf16, targets, rowStats, loss, rows, cols, cap, scale, temp, mean) {
       let total = 0;
       if (rows > 0) {
-        const x = mem.floats(logits, rows * cols), t = mem.ints(targets, rows), stats = mem.floats(rowStats, 2 * rows);
+        const x = values(logits, rows * cols, logitsBf16), t = mem.ints(targets, rows), stats = mem.floats(rowStats, 2 * rows);
         for (let r = 0; r < rows; r++) {
           const z = Array.from(x.subarray(r * cols, (r + 1) * cols), v => cappedLogit(cap, v, scale, temp)[0]);
           const m = z.reduce((p, v) => Math.max(p, v), -Infinity);
@@ -35,9 +36,9 @@ export function softcapCrossEntropyHost(mem: HostDevice): SoftcapCrossEntropyNat
       }
       mem.floats(loss, 1)[0] = mean && rows > 0 ? total / rows : total;  // an empty mean is 0, as tfjs's
     },
-    softcapCrossEntropyGrad(dy, logits, targets, rowStats, dlogits, dlogitsBf16, rows, cols, cap, scale, temp, mean) {
+    softcapCrossEntropyGrad(dy, logits, logitsBf16, targets, rowStats, dlogits, dlogitsBf16, rows, cols, cap, scale, temp, mean) {
       if (rows === 0) return;
-      const x = mem.floats(logits, rows * cols), t = mem.ints(targets, rows);
+      const x = values(logits, rows * cols, logitsBf16), t = mem.ints(targets, rows);
       const stats = mem.floats(rowStats, 2 * rows), o = mem.output(dlogits, rows * cols, dlogitsBf16);
       const w = mem.floats(dy, 1)[0] * (mean ? 1 / rows : 1);
       for (let r = 0; r < rows; r++) {

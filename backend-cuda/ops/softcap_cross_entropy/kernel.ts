@@ -1,5 +1,5 @@
 // The fused soft-capped cross-entropy's cuda kernels (softcap_cross_entropy.cu's launchers):
-// 'SoftcapCrossEntropy' (raw logits [N, V] float32, targets [N] int32 → scalar loss) and its gradient
+// 'SoftcapCrossEntropy' (raw logits [N, V] float32, read in bf16 where stored so, targets [N] int32 → scalar loss) and its gradient
 // kernel 'SoftcapCrossEntropyGrad' (→ dlogits [N, V]). The forward attaches 2·N floats to the loss
 // (each row's logsumexp, then each row's loss) for the gradient; they are freed with the loss.
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
@@ -8,15 +8,15 @@ import { LOGIT_CAP, SOFTCAP_CROSS_ENTROPY, SOFTCAP_CROSS_ENTROPY_GRAD } from './
 
 /** softcap_cross_entropy.cu's launchers (host.ts is their CPU reference). */
 export interface SoftcapCrossEntropyNative {
-  /** Soft-capped cross-entropy of raw logits [rows, cols] (cap: LOGIT_CAP) against int32 targets:
-   * rowStats (2·rows floats) ← each row's logsumexp, then each row's loss (NaN for a target outside
+  /** Soft-capped cross-entropy of raw logits [rows, cols] (float32, or bf16 where logitsBf16; cap: LOGIT_CAP) against
+   * int32 targets: rowStats (2·rows floats) ← each row's logsumexp, then each row's loss (NaN for a target outside
    * [0, cols)); loss (1 float) ← their sum, or mean (0 for no rows). */
-  softcapCrossEntropy(logits: number, targets: number, rowStats: number, loss: number, rows: number, cols: number,
-    cap: number, scale: number, temp: number, mean: boolean): void;
+  softcapCrossEntropy(logits: number, logitsBf16: boolean, targets: number, rowStats: number, loss: number, rows: number,
+    cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
   /** dlogits = dy·w·(softmax(z) − onehot(target))·dz/dx, w = 1 or 1/rows (mean); rowStats from the forward;
    * dlogits in bf16 where dlogitsBf16. */
-  softcapCrossEntropyGrad(dy: number, logits: number, targets: number, rowStats: number, dlogits: number, dlogitsBf16: boolean,
-    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
+  softcapCrossEntropyGrad(dy: number, logits: number, logitsBf16: boolean, targets: number, rowStats: number, dlogits: number,
+    dlogitsBf16: boolean, rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean): void;
 }
 
 interface Args { logits: TensorInfo; targets: TensorInfo; rows: number; cols: number; cap: number; scale: number; temp: number; mean: boolean }
@@ -52,7 +52,8 @@ export const softcapCrossEntropyKernels: CudaKernel[] = [
       const a = checked(args);
       const loss = backend.makeOutput([], 'float32');
       const rowStats = backend.attachSaved(loss, 2 * a.rows * 4);
-      backend.device.softcapCrossEntropy(backend.ptr(a.logits), backend.ptr(a.targets), rowStats, backend.ptr(loss),
+      const logits = backend.storedValues(a.logits);  // bf16 as stored (the FP8 head's), else float32
+      backend.device.softcapCrossEntropy(logits.ptr, logits.bf16, backend.ptr(a.targets), rowStats, backend.ptr(loss),
         a.rows, a.cols, a.cap, a.scale, a.temp, a.mean);
       return loss;
     },
@@ -66,8 +67,9 @@ export const softcapCrossEntropyKernels: CudaKernel[] = [
       if (dy.dtype !== 'float32' || dy.shape.length !== 0) throw new Error(`dy must be a float32 scalar, got ${dy.dtype}[${dy.shape}]`);
       const rowStats = backend.saved(loss);
       if (rowStats === undefined && a.rows > 0) throw new Error('loss carries no saved row statistics (it was not made by SoftcapCrossEntropy on this backend)');
-      const dlogits = backend.makeMatmulInput(a.logits.shape);  // the head's two gradient matmuls read it
-      backend.device.softcapCrossEntropyGrad(backend.ptr(dy), backend.ptr(a.logits), backend.ptr(a.targets), rowStats ?? 0,
+      const dlogits = backend.makeBf16Output(a.logits.shape);  // the head's two gradient matmuls read it
+      const logits = backend.storedValues(a.logits);
+      backend.device.softcapCrossEntropyGrad(backend.ptr(dy), logits.ptr, logits.bf16, backend.ptr(a.targets), rowStats ?? 0,
         dlogits.ptr, dlogits.bf16, a.rows, a.cols, a.cap, a.scale, a.temp, a.mean);
       return dlogits.out;
     },

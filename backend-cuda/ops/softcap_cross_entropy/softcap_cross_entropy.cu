@@ -9,7 +9,8 @@
 // writes dlogits once, recomputing z from x and the saved lse. A target outside [0, cols) makes its
 // row's loss and gradient NaN (checking on the host would need the targets there: a sync per step).
 // Under bf16 matmul precision dlogits is written in bf16 only (only the head's two gradient matmuls read
-// it): half the bytes, and no conversion pass before each of them.
+// it): half the bytes, and no conversion pass before each of them. The logits may be bf16 (the FP8 head's, as the
+// record's): read as such, computed in fp32.
 #include <type_traits>
 #include "softcap_cross_entropy.h"
 
@@ -26,6 +27,17 @@ struct CapParams {
   float inv;    // 1/temp (sigmoid) or 1/scale (tanh): the pre-activation factor
   float slope;  // scale/temp (sigmoid): dz/dx = slope·σ(1−σ)
 };
+
+// Four consecutive logits from 16-byte (float) or 8-byte (bf16) aligned memory, and one.
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const __nv_bfloat16* p) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ float load1(const float* p) { return *p; }
+__device__ __forceinline__ float load1(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 
 // z = cap(x) and, when asked, dz/dx.
 template <int kCap>
@@ -84,31 +96,30 @@ __device__ __forceinline__ void blockOnlineMerge(float& m, float& s, float* scra
 }
 
 // One block per row. kVec4: cols % 4 == 0 and the logits 16-byte aligned (float4 loads).
-template <int kCap, bool kVec4>
-__global__ void softcapCrossEntropyKernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
+template <int kCap, bool kVec4, typename In>
+__global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const int32_t* __restrict__ targets,
                                           float* __restrict__ rowStats, int64_t rows, int64_t cols, CapParams p) {
   __shared__ float scratchM[32], scratchS[32];
   const int64_t row = blockIdx.x;
-  const float* xr = logits + row * cols;
+  const In* xr = logits + row * cols;
   float m = -INFINITY, s = 0.f;
   if (kVec4) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
-      const float4 v = x4[j];
+      const float4 v = load4(xr + 4 * j);
       onlineAdd(capped<kCap>(v.x, p, nullptr), m, s);
       onlineAdd(capped<kCap>(v.y, p, nullptr), m, s);
       onlineAdd(capped<kCap>(v.z, p, nullptr), m, s);
       onlineAdd(capped<kCap>(v.w, p, nullptr), m, s);
     }
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(xr[j], p, nullptr), m, s);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(load1(xr + j), p, nullptr), m, s);
   }
   blockOnlineMerge(m, s, scratchM, scratchS);
   if (threadIdx.x == 0) {
     const float lse = m + logf(s);
     const int64_t t = targets[row];
     rowStats[row] = lse;
-    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(xr[t], p, nullptr) : NAN;
+    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(load1(xr + t), p, nullptr) : NAN;
   }
 }
 
@@ -122,12 +133,12 @@ __global__ void sumRowLossesKernel(const float* __restrict__ rowLoss, float* __r
   if (threadIdx.x == 0) *out = mean && rows > 0 ? acc / float(rows) : acc;  // an empty mean is 0, as tfjs's
 }
 
-template <int kCap, bool kVec4, typename Out>
-__global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, const float* __restrict__ logits,
+template <int kCap, bool kVec4, typename In, typename Out>
+__global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, const In* __restrict__ logits,
                                               const int32_t* __restrict__ targets, const float* __restrict__ lse,
                                               Out* __restrict__ dlogits, int64_t cols, float w, CapParams p) {
   const int64_t row = blockIdx.x;
-  const float* xr = logits + row * cols;
+  const In* xr = logits + row * cols;
   Out* dr = dlogits + row * cols;
   const float l = lse[row];
   const int64_t t = targets[row];
@@ -138,15 +149,14 @@ __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, cons
     return g * (expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
   };
   if (kVec4) {
-    const float4* x4 = reinterpret_cast<const float4*>(xr);
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
-      const float4 v = x4[j];
+      const float4 v = load4(xr + 4 * j);
       const float d[4] = {grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2), grad(v.w, 4 * j + 3)};
       storeVec<4>(dr + 4 * j, d);
     }
   } else {
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const float d[1] = {grad(xr[j], j)};
+      const float d[1] = {grad(load1(xr + j), j)};
       storeVec<1>(dr + j, d);
     }
   }
@@ -183,15 +193,22 @@ bool canVec4(const void* a, const void* b, int64_t cols) {
 
 }  // namespace
 
-cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const int32_t* targets, float* rowStats,
-                                      float* loss, int64_t rows, int64_t cols, int cap, float scale, float temp,
-                                      bool mean) {
+cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const void* logits, bool logitsBf16, const int32_t* targets,
+                                      float* rowStats, float* loss, int64_t rows, int64_t cols, int cap, float scale,
+                                      float temp, bool mean) {
   if (rows > 0x7fffffffLL || cols <= 0) return cudaErrorInvalidValue;
   if (rows > 0) {
     const CapParams p = capParams(cap, scale, temp);
     const cudaError_t e = dispatch(cap, canVec4(logits, nullptr, cols), [&](auto capC, auto vecC) {
-      softcapCrossEntropyKernel<decltype(capC)::value, decltype(vecC)::value>
-          <<<(unsigned)rows, rowThreads(cols), 0, s>>>(logits, targets, rowStats, rows, cols, p);
+      constexpr int kCap = decltype(capC)::value;
+      constexpr bool kVec4 = decltype(vecC)::value;
+      if (logitsBf16) {
+        softcapCrossEntropyKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+            static_cast<const __nv_bfloat16*>(logits), targets, rowStats, rows, cols, p);
+      } else {
+        softcapCrossEntropyKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+            static_cast<const float*>(logits), targets, rowStats, rows, cols, p);
+      }
     });
     if (e != cudaSuccess) return e;
   }
@@ -199,7 +216,20 @@ cudaError_t launchSoftcapCrossEntropy(cudaStream_t s, const float* logits, const
   return cudaGetLastError();
 }
 
-cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const float* logits,
+// The gradient kernel for the runtime choice of the logits' and dlogits' types.
+template <int kCap, bool kVec4, typename In>
+void launchGrad(cudaStream_t s, const float* dy, const In* logits, const int32_t* targets, const float* rowStats,
+                void* dlogits, bool dlogitsBf16, int64_t rows, int64_t cols, float w, const CapParams& p) {
+  if (dlogitsBf16) {
+    softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+        dy, logits, targets, rowStats, static_cast<__nv_bfloat16*>(dlogits), cols, w, p);
+  } else {
+    softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
+        dy, logits, targets, rowStats, static_cast<float*>(dlogits), cols, w, p);
+  }
+}
+
+cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const void* logits, bool logitsBf16,
                                           const int32_t* targets, const float* rowStats, void* dlogits,
                                           bool dlogitsBf16, int64_t rows, int64_t cols, int cap, float scale,
                                           float temp, bool mean) {
@@ -210,19 +240,19 @@ cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const
   return dispatch(cap, canVec4(logits, dlogits, cols), [&](auto capC, auto vecC) {
     constexpr int kCap = decltype(capC)::value;
     constexpr bool kVec4 = decltype(vecC)::value;
-    if (dlogitsBf16) {
-      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
-          dy, logits, targets, rowStats, static_cast<__nv_bfloat16*>(dlogits), cols, w, p);
+    if (logitsBf16) {
+      launchGrad<kCap, kVec4>(s, dy, static_cast<const __nv_bfloat16*>(logits), targets, rowStats, dlogits, dlogitsBf16,
+                              rows, cols, w, p);
     } else {
-      softcapCrossEntropyGradKernel<kCap, kVec4><<<(unsigned)rows, rowThreads(cols), 0, s>>>(
-          dy, logits, targets, rowStats, static_cast<float*>(dlogits), cols, w, p);
+      launchGrad<kCap, kVec4>(s, dy, static_cast<const float*>(logits), targets, rowStats, dlogits, dlogitsBf16, rows,
+                              cols, w, p);
     }
   });
 }
 
-TSGPT_LAUNCHER(softcapCrossEntropy, launchSoftcapCrossEntropy, "logits", "targets", "rowStats", "loss", "rows", "cols", "cap",
-               "scale", "temp", "mean");
-TSGPT_LAUNCHER(softcapCrossEntropyGrad, launchSoftcapCrossEntropyGrad, "dy", "logits", "targets", "rowStats", "dlogits",
-               "dlogitsBf16", "rows", "cols", "cap", "scale", "temp", "mean");
+TSGPT_LAUNCHER(softcapCrossEntropy, launchSoftcapCrossEntropy, "logits", "logitsBf16", "targets", "rowStats", "loss", "rows",
+               "cols", "cap", "scale", "temp", "mean");
+TSGPT_LAUNCHER(softcapCrossEntropyGrad, launchSoftcapCrossEntropyGrad, "dy", "logits", "logitsBf16", "targets", "rowStats",
+               "dlogits", "dlogitsBf16", "rows", "cols", "cap", "scale", "temp", "mean");
 
 }  // namespace tsgpt

@@ -1,6 +1,6 @@
 // The fused SwiGLU's cuda kernels: 'Swiglu' ({x [..., 2F]} → [..., F]) and its gradient kernel 'SwigluGrad'
 // ({dy, x} → dx [..., 2F]), over swiglu.cu's launchers. Both outputs only feed matmuls in the model (the down
-// projection; the up projection's gradient matmuls): under bf16 matmul precision they are bf16 (makeMatmulInput).
+// projection; the up projection's gradient matmuls): under bf16 matmul precision they are bf16 (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
@@ -28,7 +28,7 @@ export const swigluKernels: CudaKernel[] = [
     kernelName: SWIGLU,
     kernelFunc: ({ inputs, backend }) => {
       const { x, rows, F } = checked(SWIGLU, inputs);
-      const y = backend.makeMatmulInput([...x.shape.slice(0, -1), F]);  // the down projection reads it
+      const y = backend.makeBf16Output([...x.shape.slice(0, -1), F]);  // the down projection reads it
       backend.device.swiglu(backend.ptr(x), y.ptr, y.bf16, rows, F);
       return y.out;
     },
@@ -40,7 +40,7 @@ export const swigluKernels: CudaKernel[] = [
       if (!tf.util.arraysEqual(dy.shape, [...x.shape.slice(0, -1), F])) {
         throw new Error(`${SWIGLU_GRAD}: dy ${describe(dy)} must be [${[...x.shape.slice(0, -1), F]}] for x ${describe(x)}`);
       }
-      const dx = backend.makeMatmulInput(x.shape);  // the up projection's two gradient matmuls read it
+      const dx = backend.makeBf16Output(x.shape);  // the up projection's two gradient matmuls read it
       backend.device.swigluGrad(backend.ptr(dy), backend.ptr(x), dx.ptr, dx.bf16, rows, F);
       return dx.out;
     },
