@@ -1347,27 +1347,31 @@ export const adamStepsAt = (step: number, cfg: Config) => (step + 1) % cfg.adamE
 /** Cautious weight decay's λ at a step (§6.2 step 5): 1.2 × the scheduled Muon lr, so the decay scales with lr². */
 export const weightDecayAt = (step: number, cfg: Config) => cfg.weightDecay * cfg.muonLr * lrScale(step, cfg);
 
-export interface AdamHyper { beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number }
+/** Adam's hyperparameters; roundParam / roundMoments: p' / (m', v') stored rounded to bf16 (--bf16-state, §5). */
+export interface AdamHyper { beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number; roundParam: boolean; roundMoments: boolean }
 
 /** Adam on one parameter → [p', m', v']: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
- * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). One fused 'AdamUpdate' kernel where the backend has it
- * (4 reads + 3 writes per element instead of ~14 kernels' 32); this composite elsewhere and as its oracle. */
+ * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps), each rounded to bf16 where asked once computed. One fused 'AdamUpdate'
+ * kernel where the backend has it (4 reads + 3 writes per element instead of ~14 kernels' 32 and the roundings' 6);
+ * this composite elsewhere and as its oracle. */
 export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamHyper): tf.Tensor[] {
   const fused = runFused<tf.Tensor[]>(adamUpdateKernel, { p, m, v, g }, { ...h });
   if (fused) return fused;
   const m2 = m.mul(h.beta1).add(g.mul(1 - h.beta1));
   const v2 = v.mul(h.beta2).add(g.square().mul(1 - h.beta2));
   const update = m2.div(h.bc1).div(v2.div(h.bc2).sqrt().add(h.eps));
-  return [p.sub(update.mul(h.lr)), m2, v2];
+  const p2 = p.sub(update.mul(h.lr)), moment = (t: tf.Tensor) => (h.roundMoments ? roundToBf16(t) : t);
+  return [h.roundParam ? roundToBf16(p2) : p2, moment(m2), moment(v2)];
 }
 
-/** Muon's momentum → [buf', nesterov]: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. One fused
- * 'MuonMomentum' kernel where the backend has it (2 reads + 2 writes instead of 6 kernels' 14). */
-export function muonMomentum(buf: tf.Tensor, g: tf.Tensor, momentum: number): tf.Tensor[] {
-  const fused = runFused<tf.Tensor[]>(muonMomentumKernel, { buf, g }, { momentum });
+/** Muon's momentum → [buf', nesterov]: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf', buf' then rounded to bf16
+ * where roundBuf (--bf16-state: a bf16 parameter's state). One fused 'MuonMomentum' kernel where the backend has it
+ * (2 reads + 2 writes instead of 6 kernels' 14). */
+export function muonMomentum(buf: tf.Tensor, g: tf.Tensor, momentum: number, roundBuf: boolean): tf.Tensor[] {
+  const fused = runFused<tf.Tensor[]>(muonMomentumKernel, { buf, g }, { momentum, roundBuf });
   if (fused) return fused;
   const buf2 = buf.mul(momentum).add(g.mul(1 - momentum));
-  return [buf2, g.mul(1 - momentum).add(buf2.mul(momentum))];
+  return [roundBuf ? roundToBf16(buf2) : buf2, g.mul(1 - momentum).add(buf2.mul(momentum))];
 }
 
 /** The matrices Muon orthogonalises apart in a parameter [rows, cols]: its column blocks (q, k, v of a merged
@@ -1479,8 +1483,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
     // shape and orthogonalised as one batch.
     const blocks: (MuonBlock & { scale: number; x: tf.Tensor; w: tf.Tensor })[] = [];
     // --bf16-state (§5): what the record keeps in bf16 is rounded to it wherever it is written: a bf16 parameter's
-    // gradient, optimiser state and value, and every Adam moment.
-    const adamMoment = (t: tf.Tensor) => cfg.bf16State ? roundToBf16(t) : t;
+    // gradient, optimiser state and value (the Adam and momentum kernels round what they write), and every Adam moment.
     for (const [name, p] of m.params) {
       const info = m.info.get(name)!, slots = st.slots.get(name)!;
       const half = (t: tf.Tensor) => info.bf16 ? roundToBf16(t) : t;
@@ -1488,8 +1491,8 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
       const g = half(grads.get(name)!);
       if (info.opt === 'muon') {
         const [buf, ...neurons] = slots;
-        const [newBuf, nesterov] = muonMomentum(buf, g, mom);
-        buf.assign(half(newBuf));
+        const [newBuf, nesterov] = muonMomentum(buf, g, mom, !!info.bf16);
+        buf.assign(newBuf);
         const rows = p.shape[0]!, weights = info.split ? tf.split(p, info.split, 1) : [p];
         (info.split ? tf.split(nesterov, info.split, 1) : [nesterov]).forEach((x, index) => {
           const tall = x.shape[0]! > x.shape[1]!, wide = (t: tf.Tensor) => tall ? t.transpose() : t;
@@ -1504,10 +1507,11 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
         // kernel's formula with eps/√bc2 in place of eps.
         const [newP, newM, newV] = adamUpdate(p, mv, vv, gradSum ? half(gradSum.add(g)) : g,
-          { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr });
-        p.assign(half(newP));
-        mv.assign(adamMoment(newM));
-        vv.assign(adamMoment(newV));
+          { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr,
+            roundParam: !!info.bf16, roundMoments: cfg.bf16State });
+        p.assign(newP);
+        mv.assign(newM);
+        vv.assign(newV);
         gradSum?.assign(tf.zerosLike(gradSum));
       }
     }

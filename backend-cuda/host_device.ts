@@ -27,6 +27,14 @@ export function bf16Bits(u: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+const bf16Scratch = new Float32Array(1), bf16ScratchBits = new Uint32Array(bf16Scratch.buffer);
+/** x (a float32 value) rounded to the nearest bf16, as a number: roundedToBf16 of native/vec.cuh. */
+export function bf16Value(x: number): number {
+  bf16Scratch[0] = x;
+  bf16ScratchBits[0] = bf16Bits(bf16ScratchBits[0]) << 16;
+  return bf16Scratch[0];
+}
+
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;

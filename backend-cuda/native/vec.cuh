@@ -1,7 +1,7 @@
 // V consecutive floats as one load/store: float4 (one 16-byte transaction) for V = 4, a plain float
 // for V = 1. The memory-bound fused kernels (rotary.cu, relu_squared.cu) take V = 4 where their
 // pointers are 16-byte aligned and their rows a multiple of 4, else V = 1. A store to bf16 rounds to
-// nearest even (the outputs that only matmuls read under bf16 precision: backend.ts's makeMatmulInput).
+// nearest even (the outputs that only bf16 products read under bf16 precision: backend.ts's makeBf16Output).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -40,6 +40,9 @@ __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const fl
     *p = __float2bfloat16_rn(v[0]);
   }
 }
+
+// x rounded to the nearest bf16 (ties to even), kept in float32: the record's bf16 state in float32 storage.
+__device__ __forceinline__ float roundedToBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
 inline bool aligned16(std::initializer_list<const void*> ptrs) {
   for (const void* p : ptrs) if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;

@@ -3,7 +3,7 @@
 // Outputs are new buffers (the optimiser assigns them to its variables).
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { describe, input, numberAttr, sameShapeFloat32 } from '../check.ts';
+import { booleanAttr, describe, input, numberAttr, sameShapeFloat32 } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM, NORMUON_UPDATE } from './optimizer.ts';
 
@@ -15,11 +15,12 @@ export const norMuonScratchFloats = (n: number, size: number) => n * Math.ceil(s
 /** optimizer.cu's launchers (host.ts is their CPU reference). */
 export interface OptimizerNative {
   /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
-   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps). */
+   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps); p' stored rounded to bf16 where roundParam, m' and v' where roundMoments. */
   adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
-    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number): void;
-  /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. */
-  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number): void;
+    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number, roundParam: boolean, roundMoments: boolean): void;
+  /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'; buf' stored
+   * rounded to bf16 where roundBuf (nesterov from the unrounded buf'). */
+  muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number, roundBuf: boolean): void;
   /** NorMuon's update of n wide orthogonalised updates o [n, r, c] (r ≤ c) with per-neuron mean squares v ([n, r] for a
    * square matrix, else [n, c]), weights w [n, r, c] and per-matrix scales [n], into new buffers u [n, r, c] and vOut:
    * vOut = β2·v + (1−β2)·mean(o²) per neuron; u = scale·(o/√max(vOut, 1e-10)·‖o‖/max(‖o/√max(vOut, 1e-10)‖, 1e-10)
@@ -46,10 +47,11 @@ export const optimizerKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [p, m, v, g] = sameShapeFloat32(ADAM_UPDATE, inputs, ['p', 'm', 'v', 'g']);
       const [beta1, beta2, bc1, bc2, eps, lr] = ['beta1', 'beta2', 'bc1', 'bc2', 'eps', 'lr'].map((a) => numberAttr(ADAM_UPDATE, attrs, a));
+      const [roundParam, roundMoments] = ['roundParam', 'roundMoments'].map((a) => booleanAttr(ADAM_UPDATE, attrs, a));
       const outs = [0, 1, 2].map(() => backend.makeOutput(p.shape, 'float32'));
       const [pOut, mOut, vOut] = outs.map((t) => backend.ptr(t));
       backend.device.adamUpdate(backend.ptr(p), backend.ptr(m), backend.ptr(v), backend.ptr(g), pOut, mOut, vOut,
-        tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2, eps, lr);
+        tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments);
       return outs;
     },
   },
@@ -57,10 +59,10 @@ export const optimizerKernels: CudaKernel[] = [
     kernelName: MUON_MOMENTUM,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [buf, g] = sameShapeFloat32(MUON_MOMENTUM, inputs, ['buf', 'g']);
-      const momentum = numberAttr(MUON_MOMENTUM, attrs, 'momentum');
+      const momentum = numberAttr(MUON_MOMENTUM, attrs, 'momentum'), roundBuf = booleanAttr(MUON_MOMENTUM, attrs, 'roundBuf');
       const outs = [0, 1].map(() => backend.makeOutput(buf.shape, 'float32'));
       backend.device.muonMomentum(backend.ptr(buf), backend.ptr(g), backend.ptr(outs[0]), backend.ptr(outs[1]),
-        tf.util.sizeFromShape(buf.shape), momentum);
+        tf.util.sizeFromShape(buf.shape), momentum, roundBuf);
       return outs;
     },
   },

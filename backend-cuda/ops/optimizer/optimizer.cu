@@ -3,6 +3,8 @@
 //   Muon momentum: buf' = μ·buf + (1−μ)·g;  nesterov = (1−μ)·g + μ·buf'
 // The composites run ~14 (Adam) and 6 (Muon) elementwise kernels, each reading and writing a whole
 // parameter-sized tensor; here Adam reads 4 and writes 3 floats per element, Muon reads 2 and writes 2.
+// With --bf16-state the outputs are stored rounded to bf16 (roundParam, roundMoments, roundBuf), as the composite's
+// roundToBf16 after the update; the update itself is computed from the unrounded values, as there.
 // The operations, their order and their rounding are the composite's: each one correctly rounded
 // (__fmul_rn & co. keep nvcc from contracting a·b + c into one FMA), the 1 − β constants rounded once
 // on the host as tfjs rounds its scalars; so the fused kernels give the composite's values exactly.
@@ -28,6 +30,7 @@ namespace {
 
 struct AdamHyper {
   float beta1, oneMinusBeta1, beta2, oneMinusBeta2, bc1, bc2, eps, lr;
+  bool roundParam, roundMoments;  // stored rounded to bf16 (--bf16-state), computed from the unrounded values
 };
 
 template <int V>
@@ -46,6 +49,11 @@ __global__ void adamUpdateKernel(const float* __restrict__ p, const float* __res
       vv[k] = __fadd_rn(__fmul_rn(vv[k], h.beta2), __fmul_rn(__fmul_rn(gv[k], gv[k]), h.oneMinusBeta2));
       const float update = __fdiv_rn(__fdiv_rn(mv[k], h.bc1), __fadd_rn(__fsqrt_rn(__fdiv_rn(vv[k], h.bc2)), h.eps));
       pv[k] = __fsub_rn(pv[k], __fmul_rn(update, h.lr));
+      if (h.roundParam) pv[k] = roundedToBf16(pv[k]);
+      if (h.roundMoments) {
+        mv[k] = roundedToBf16(mv[k]);
+        vv[k] = roundedToBf16(vv[k]);
+      }
     }
     storeVec<V>(pOut + i * V, pv);
     storeVec<V>(mOut + i * V, mv);
@@ -55,7 +63,7 @@ __global__ void adamUpdateKernel(const float* __restrict__ p, const float* __res
 
 template <int V>
 __global__ void muonMomentumKernel(const float* __restrict__ buf, const float* __restrict__ g, float* __restrict__ bufOut,
-                                   float* __restrict__ nesterov, int64_t groups, float mu, float oneMinusMu) {
+                                   float* __restrict__ nesterov, int64_t groups, float mu, float oneMinusMu, bool roundBuf) {
   TSGPT_GRID_STRIDE(i, groups) {
     float b[V], gv[V], nv[V];
     loadVec<V>(buf + i * V, b);
@@ -64,7 +72,8 @@ __global__ void muonMomentumKernel(const float* __restrict__ buf, const float* _
     for (int k = 0; k < V; ++k) {
       const float scaledG = __fmul_rn(gv[k], oneMinusMu);
       b[k] = __fadd_rn(__fmul_rn(b[k], mu), scaledG);
-      nv[k] = __fadd_rn(scaledG, __fmul_rn(b[k], mu));
+      nv[k] = __fadd_rn(scaledG, __fmul_rn(b[k], mu));  // from the unrounded buf'
+      if (roundBuf) b[k] = roundedToBf16(b[k]);
     }
     storeVec<V>(bufOut + i * V, b);
     storeVec<V>(nesterov + i * V, nv);
@@ -170,9 +179,10 @@ cudaError_t launchNorMuonUpdate(cudaStream_t s, const float* o, const float* v, 
 
 cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, float* pOut,
                              float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
-                             double eps, double lr) {
+                             double eps, double lr, bool roundParam, bool roundMoments) {
   if (n == 0) return cudaSuccess;
-  const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2), float(bc1), float(bc2), float(eps), float(lr)};
+  const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2), float(bc1), float(bc2), float(eps), float(lr),
+                    roundParam, roundMoments};
   if (n % 4 == 0 && aligned16({p, m, v, g, pOut, mOut, vOut}))
     adamUpdateKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(p, m, v, g, pOut, mOut, vOut, n / 4, h);
   else
@@ -181,19 +191,19 @@ cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, con
 }
 
 cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g, float* bufOut, float* nesterov, int64_t n,
-                               double mu) {
+                               double mu, bool roundBuf) {
   if (n == 0) return cudaSuccess;
   const float momentum = float(mu), oneMinusMomentum = float(1 - mu);
   if (n % 4 == 0 && aligned16({buf, g, bufOut, nesterov}))
-    muonMomentumKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(buf, g, bufOut, nesterov, n / 4, momentum, oneMinusMomentum);
+    muonMomentumKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(buf, g, bufOut, nesterov, n / 4, momentum, oneMinusMomentum, roundBuf);
   else
-    muonMomentumKernel<1><<<gridFor(n), kThreads, 0, s>>>(buf, g, bufOut, nesterov, n, momentum, oneMinusMomentum);
+    muonMomentumKernel<1><<<gridFor(n), kThreads, 0, s>>>(buf, g, bufOut, nesterov, n, momentum, oneMinusMomentum, roundBuf);
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(adamUpdate, launchAdamUpdate, "p", "m", "v", "g", "pOut", "mOut", "vOut", "n", "beta1", "beta2", "bc1", "bc2",
-               "eps", "lr");
-TSGPT_LAUNCHER(muonMomentum, launchMuonMomentum, "buf", "g", "bufOut", "nesterov", "n", "momentum");
+               "eps", "lr", "roundParam", "roundMoments");
+TSGPT_LAUNCHER(muonMomentum, launchMuonMomentum, "buf", "g", "bufOut", "nesterov", "n", "momentum", "roundBuf");
 TSGPT_LAUNCHER(norMuonUpdate, launchNorMuonUpdate, "o", "v", "w", "scale", "u", "vOut", "scratch", "n", "r", "c", "beta2", "decay");
 
 }  // namespace tsgpt

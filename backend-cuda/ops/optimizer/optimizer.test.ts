@@ -14,15 +14,16 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM, NORMUON_UPDATE } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
 /** Random Adam hyperparameters around the speedrun's; bias corrections 1 − β^step of early steps (drawn
- * independently: at later steps both round to 1 and a kernel mixing them up would pass). */
+ * independently: at later steps both round to 1 and a kernel mixing them up would pass); bf16 rounding of p' and of
+ * the moments each on or off (--bf16-state). */
 function randomAdamHyper(): T.AdamHyper {
   return { beta1: between(0.5, 0.95), beta2: between(0.9, 0.999), bc1: between(0.05, 0.9), bc2: between(0.001, 0.5),
-    eps: random() < 0.5 ? 1e-10 : 1e-8, lr: between(1e-3, 0.1) };
+    eps: random() < 0.5 ? 1e-10 : 1e-8, lr: between(1e-3, 0.1), roundParam: random() < 0.5, roundMoments: random() < 0.5 };
 }
 
 /** p, m, g in [−2, 2]; v ≥ 0 (a second moment), some entries tiny so eps matters. */
@@ -82,12 +83,30 @@ for (const target of targets) {
       }
     });
 
-    it('MuonMomentum: buf\' and the Nesterov update match the composite on cpu', async () => {
+    it('MuonMomentum: buf\' (rounded to bf16 or not) and the Nesterov update match the composite on cpu', async () => {
       for (const shape of SHAPES) {
-        const momentum = between(0.8, 0.99);
-        await compare(B, `muonMomentum [${shape}] μ = ${momentum}`, [randFloat(shape), randFloat(shape)],
-          (buf, g) => T.muonMomentum(buf, g, momentum), tol);
+        const momentum = between(0.8, 0.99), roundBuf = random() < 0.5;
+        await compare(B, `muonMomentum [${shape}] μ = ${momentum}, roundBuf ${roundBuf}`, [randFloat(shape), randFloat(shape)],
+          (buf, g) => T.muonMomentum(buf, g, momentum, roundBuf), tol);
       }
+    });
+
+    it('the bf16 rounding: every output on the bf16 grid where asked, and the same values as rounding the unrounded ones', async () => {
+      await useBackend(B);
+      const h = { ...randomAdamHyper(), roundParam: false, roundMoments: false };
+      const ins = adamInputs([4, 1000]).map((x) => tf.tensor(x.values, x.shape)), [p, m, v, g] = ins;
+      const onGrid = (x: Float32Array) => new Uint32Array(x.buffer, x.byteOffset, x.length).every((u) => (u & 0xffff) === 0);
+      const values = (ts: tf.Tensor[]) => { const out = ts.map((t) => t.dataSync() as Float32Array); tf.dispose(ts); return out; };
+      const plain = values(T.adamUpdate(p, m, v, g, h)), rounded = values(T.adamUpdate(p, m, v, g, { ...h, roundParam: true, roundMoments: true }));
+      const [buf, nesterov] = values(T.muonMomentum(m, g, 0.9, false)), [bufR, nesterovR] = values(T.muonMomentum(m, g, 0.9, true));
+      for (const [i, name] of ['p', 'm', 'v'].entries()) {
+        assert.ok(onGrid(rounded[i]), `${name}' on the bf16 grid`);
+        assert.ok(!onGrid(plain[i]), `${name}' without rounding is not`);
+        assert.deepEqual(rounded[i], Float32Array.from(plain[i], bf16), `${name}' = bf16(the unrounded ${name}')`);
+      }
+      assert.deepEqual(bufR, Float32Array.from(buf, bf16), 'buf\' = bf16(the unrounded buf\')');
+      assert.deepEqual(nesterovR, nesterov, 'the Nesterov update comes from the unrounded buf\'');
+      tf.dispose(ins);
     });
 
     /** o, w in ±[0.01, 2] (an update within rounding of 0 could flip the cautious mask: a jump of decay·w), v ≥ 0 with
@@ -131,7 +150,7 @@ for (const target of targets) {
       const shape = [5, 37], n = 5 * 37;
       const [p, m, v, g] = adamInputs(shape).map(h => tf.tensor(h.values, h.shape));
       const h = randomAdamHyper();
-      const run = () => [...T.adamUpdate(p, m, v, g, h), ...T.muonMomentum(m, g, 0.9)];
+      const run = () => [...T.adamUpdate(p, m, v, g, h), ...T.muonMomentum(m, g, 0.9, true)];
       const profile = await tf.profile(() => tf.dispose(run()));
       assert.deepEqual(profile.kernels.map(k => k.name), [ADAM_UPDATE, MUON_MOMENTUM]);
       const before = tf.memory().numBytes;
@@ -234,7 +253,7 @@ for (const target of targets) {
       await useBackend(B);
       tf.tidy(() => {
         const x = tf.ones([3, 5]);
-        const h = { beta1: 0.9, beta2: 0.95, bc1: 0.1, bc2: 0.05, eps: 1e-10, lr: 0.01 };
+        const h = { beta1: 0.9, beta2: 0.95, bc1: 0.1, bc2: 0.05, eps: 1e-10, lr: 0.01, roundParam: false, roundMoments: false };
         const run = (kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => () => tf.engine().runKernel(kernel, inputs, attrs);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x }, h), /kernel AdamUpdate\(.*AdamUpdate: input g is missing/);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: tf.ones([3, 5], 'int32') }, h), /AdamUpdate: g must be float32, got int32\[3,5\]/);
@@ -255,7 +274,7 @@ for (const target of targets) {
         assert.throws(run(MATMUL_ADD, { a, b, c }, { ...mm, beta: Infinity }), /MatMulAdd: attr beta must be a finite number, got Infinity/);
         assert.throws(run(MATMUL_ADD, { a, b, c }, { alpha: 1, beta: 1 }), /MatMulAdd: attr transposeA must be a boolean, got undefined/);
         assert.throws(() => tf.grad((g: tf.Tensor) => T.adamUpdate(x, x, x, g, h)[0].sum())(x), /AdamUpdate/);
-        assert.throws(() => tf.grad((g: tf.Tensor) => T.muonMomentum(x, g, 0.9)[1].sum())(x), /MuonMomentum/);
+        assert.throws(() => tf.grad((g: tf.Tensor) => T.muonMomentum(x, g, 0.9, false)[1].sum())(x), /MuonMomentum/);
       });
     });
   });

@@ -18,7 +18,7 @@ __global__ void roundBf16Kernel(const float* __restrict__ x, float* __restrict__
     float v[V];
     loadVec<V>(x + i * V, v);
 #pragma unroll
-    for (int k = 0; k < V; ++k) v[k] = __bfloat162float(__float2bfloat16_rn(v[k]));
+    for (int k = 0; k < V; ++k) v[k] = roundedToBf16(v[k]);
     storeVec<V>(y + i * V, v);
   }
 }
