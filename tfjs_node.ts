@@ -57,7 +57,10 @@ interface TapeFunctions {
     add: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor): void;
 }
 interface EngineInternals {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
+  state: { activeTape: TapeNode[] | null; gradientDepth: number; tensorInfo: Map<object, { backend: tf.KernelBackend }> };
+  saveTensorsForBackwardMode(tensors: tf.Tensor[]): tf.Tensor[];
+  keep<T extends tf.Tensor>(t: T): T;
+  makeTensorFromTensorInfo(info: tf.TensorInfo, backend?: tf.KernelBackend): tf.Tensor;
   scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
   startTape(): void;
   endTape(): void;
@@ -137,6 +140,23 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
     const grads = xs.map((x) => map.get(x.id)!);
     this.state.activeTape = null;
     return { value: y, grads };
+  });
+};
+
+// ---- Saved tensors without a tape node each ----------------------------------------------------------------------
+// tfjs keeps a kernel's inputs and outputs for its gradient as clone()s: an Identity kernel (a new tensor on the same
+// buffer) plus a tape node through which a gradient can flow back to the original. That node serves only a tape
+// outside the recording one (a second-order gradient differentiates the backward, which reads the saved tensors);
+// with one tape (gradientDepth 1, every training step) it is never on a gradient path, yet each step recorded ~500 of
+// them, each dispatched as a kernel and then filtered out of the backward. There the saved tensor is made directly:
+// a reference on the backend (as Identity does) and a new kept tensor on it. Deeper tapes keep tfjs's clone().
+const saveWithClones = engine.saveTensorsForBackwardMode.bind(engine);
+engine.saveTensorsForBackwardMode = function (tensors) {
+  if (this.state.gradientDepth !== 1) return saveWithClones(tensors);
+  return tensors.map((t) => {
+    const { backend } = this.state.tensorInfo.get(t.dataId)!;
+    backend.incRef(t.dataId);
+    return this.keep(this.makeTensorFromTensorInfo({ dataId: t.dataId, shape: t.shape, dtype: t.dtype }, backend));
   });
 };
 
