@@ -1,6 +1,6 @@
 // tfjs_node.ts's backward (engine.gradients, freeing as it goes): the same gradients as tfjs's own, bit for bit, on the
 // model and its variants; each node's saved tensors and output gradients gone once the backward has passed it; no
-// tensor left behind; higher-order gradients still right.
+// tensor left behind; higher-order gradients still right; with one tape, saved tensors without clone kernels.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
@@ -72,4 +72,17 @@ it('leaves no tensor behind, and higher-order gradients still work', async () =>
   const second = tf.grad((a: tf.Tensor) => tf.grad((b: tf.Tensor) => b.pow(3).sum())(a).sum())(tf.tensor1d([1, -2, 3]));
   assert.deepEqual(Array.from(second.dataSync()), [6, -12, 18]);
   tf.dispose([x, second]);
+});
+
+it('with one tape, the forward saves its tensors without clone kernels; under a second tape it clones them (for that tape)', async () => {
+  await tf.setBackend('cpu');
+  const x = tf.tensor1d([0.5, -1.5, 2]), f = (a: tf.Tensor) => a.square().mul(a).sum();
+  const identities = async (run: () => tf.Tensor) => {
+    const profile = await tf.profile(() => run());
+    tf.dispose(profile.result as tf.Tensor);
+    return profile.kernels.filter((k) => k.name === 'Identity').length;
+  };
+  assert.equal(await identities(() => tf.grad(f)(x)), 0, 'first order: no Identity kernel');
+  assert.ok(await identities(() => tf.grad((a: tf.Tensor) => tf.grad(f)(a).sum())(x)) > 0, 'second order: the inner forward clones');
+  x.dispose();
 });
