@@ -46,6 +46,9 @@ class NorMuonReference {
   M: Mat;
   v: number[];
   perRow: boolean;
+  /** Entries of the last step whose update O was within float32 rounding of 0 (|O| ≤ 1e-4·rms O): there the cautious
+   * mask (O·P ≥ 0) may go either way in float32, a jump of η·λ·P; P after the step with the decay and without. */
+  ambiguous: { i: number; j: number; withDecay: number; without: number }[] = [];
   constructor(public P: Mat) {
     this.M = scale(P, 0);
     // "if rows ≥ cols, one value per row; else one value per column" (§6.2 step 4.2)
@@ -64,9 +67,15 @@ class NorMuonReference {
     this.v = this.v.map((v, k) => 0.95 * v + 0.05 * (sums[k] / count));
     O = O.map((row, i) => row.map((x, j) => x / Math.sqrt(Math.max(this.v[at(i, j)], 1e-10))));
     O = scale(O, n0 / Math.max(frobenius(O), 1e-10));
-    O = combine(O, this.P, (o, p) => o + (o * p >= 0 ? lambda * p : 0)); // 5. cautious weight decay
     // 6. η_p = η·√max(1, out/in): the record's √max(1, rows/cols) of its [out, in] storage (c_fc's lr_mul 2).
     const etaP = eta * Math.sqrt(Math.max(1, this.P[0].length / this.P.length));
+    const nearZero = 1e-4 * frobenius(O) / Math.sqrt(O.length * O[0].length);
+    this.ambiguous = [];
+    O.forEach((row, i) => row.forEach((o, j) => {
+      const p = this.P[i][j];
+      if (Math.abs(o) <= nearZero) this.ambiguous.push({ i, j, withDecay: p - etaP * (o + lambda * p), without: p - etaP * o });
+    }));
+    O = combine(O, this.P, (o, p) => o + (o * p >= 0 ? lambda * p : 0)); // 5. cautious weight decay
     this.P = combine(this.P, O, (p, o) => p - etaP * o);
   }
 }
@@ -93,6 +102,11 @@ test('NorMuon (momentum, Polar Express, per-neuron second moment, norm restored,
       const eta = cfg.muonLr * T.lrScale(step, cfg), lambda = 1.2 * eta;
       blocks.forEach(({ c, at }, b) => refs[b].step(matrix(rows, cols, g).map((row) => row.slice(at, at + c)), T.muonMomentumAt(step, cfg), eta, lambda));
       const got = matrix(rows, cols, m.params.get('w')!.dataSync());
+      // Where the mask is decided by rounding (an update entry within float32 rounding of 0: TEST_SEED=2997848160 had
+      // O = 2.4e-7 beside an rms of 0.22), either decision is right: the reference takes the one the optimiser took.
+      blocks.forEach(({ at }, b) => refs[b].ambiguous.forEach(({ i, j, withDecay, without }) => {
+        refs[b].P[i][j] = Math.abs(got[i][at + j] - withDecay) < Math.abs(got[i][at + j] - without) ? withDecay : without;
+      }));
       const want = refs.map((r) => r.P).reduce((acc, P) => acc.map((row, i) => [...row, ...P[i]]), Array.from({ length: rows }, () => [] as number[]));
       const moved = maxAbsDiff(want, matrix(rows, cols, init));
       assert.ok(maxAbsDiff(got, want) < 2e-4 * moved, `${rows}×${cols}${split ? ' split' : ''} step ${step}: off by ${maxAbsDiff(got, want)} (moved ${moved}; TEST_SEED=${testSeed})`);
