@@ -1,8 +1,8 @@
 // Fused causal attention on bf16 tensor cores (FlashAttention-2: arXiv 2307.08691), forward and
 // backward side by side. Same problem, statistics and formulas as the exact fp32 kernels in
-// attention.cu (read its header comment first); what changes is how the products are computed:
+// causal_attention.cu (read its header comment first); what changes is how the products are computed:
 // - q, k, v and dO arrive in bf16 (the backend keeps bf16 copies, or AttentionInputs writes q, k, v in bf16 only:
-//   backend.ts's matmulOperand / makeMatmulInput), so a tile is a plain 16-byte cp.async copy into shared memory,
+//   backend.ts's matmulOperand / makeBf16Output), so a tile is a plain 16-byte cp.async copy into shared memory,
 //   double-buffered: the next tile loads while this one is used. The products run on mma.sync.m16n8k16 (bf16 in,
 //   fp32 accumulate); m, den, D, p, ds and all accumulators stay fp32, and P and dS are rounded to bf16 only as
 //   operands of the next product. D = dO·O is computed from the float32 dO and o.
