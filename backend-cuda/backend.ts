@@ -121,6 +121,11 @@ export class CudaBackend extends tf.KernelBackend {
       const out = this.makeOutput(shape, 'float32');
       return { out, ptr: this.ptr(out), bf16: false };
     }
+    return this.makeBf16Only(shape);
+  }
+
+  /** A new float32 tensor stored in bf16 only, whatever the precision (makeBf16Output; a slice of such a tensor). */
+  makeBf16Only(shape: number[]): { out: TensorInfo; ptr: number; bf16: true } {
     const dataId = { id: this.nextId++ }, n = tf.util.sizeFromShape(shape);
     const bf16 = this.device.alloc(n * 2);
     this.data.set(dataId, { ptr: 0, bytes: n * 4, dtype: 'float32', refCount: 1, bf16, bf16Only: true });

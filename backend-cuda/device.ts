@@ -89,8 +89,10 @@ export interface CoreDevice {
   /** y (float32) = x (bf16), exactly: a bf16-only tensor's float32 values, made when something reads them. */
   fromBf16(x: number, y: number, n: number): void;
   /** Row-major out[b] = op(A[b])·op(B[b]); strideA ∈ {0, m·k}, strideB ∈ {0, k·n} elements. Under precision bf16 a
-   * and b point to bf16 copies (toBf16), else to the float32 tensors; out is float32. */
-  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void;
+   * and b point to bf16 copies (toBf16), else to the float32 tensors; out is float32, or bf16 (rounded to nearest
+   * even from the fp32 sum) where outBf16, which needs precision bf16. */
+  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
+    strideA: number, strideB: number, precision: number, outBf16: boolean): void;
   /** Row-major out[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] in one cuBLASLt call; every operand has the batch (no
    * broadcast), a and b as in matmul, c is float32 [batch, m, n], k > 0. */
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,

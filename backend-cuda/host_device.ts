@@ -13,7 +13,7 @@ import { registerAllKernels } from './register_all_kernels.ts';
 import { registerReductionGradients } from './gradients.ts';
 
 const SPAN = 2 ** 32;
-type View = Float32Array | Int32Array | Uint8Array;
+type View = Float32Array | Int32Array | Uint16Array | Uint8Array;
 
 function erf(x: number): number {  // Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7)
   const t = 1 / (1 + 0.3275911 * Math.abs(x));
@@ -151,7 +151,7 @@ export class HostDevice implements CoreDevice {
   /** A view from byte `ptr` to the end of its buffer, for strided access (negative strides too). */
   private span(ptr: number, elemBytes: number): { v: View; base: number } {
     const [buf, off] = this.locate(ptr);
-    const v = elemBytes === 4 ? new Int32Array(buf) : new Uint8Array(buf);
+    const v = elemBytes === 4 ? new Int32Array(buf) : elemBytes === 2 ? new Uint16Array(buf) : new Uint8Array(buf);
     return { v, base: off / elemBytes };
   }
 
@@ -299,6 +299,10 @@ export class HostDevice implements CoreDevice {
       for (let j = 0; j < cols; j++) yv[r * cols + j] = Math.exp(row[j] - m) / s;
     }
   }
+  /** The n values a kernel reads from a tensor stored in float32 or (bf16, a bf16-only tensor) in bf16, as float32. */
+  input(ptr: number, n: number, bf16: boolean): Float32Array {
+    return bf16 ? this.bf16Floats(ptr, n) : this.floats(ptr, n);
+  }
   /** Where a kernel writes n float32 results: the buffer itself, or (bf16 output) a temporary that flush rounds into it. */
   output(ptr: number, n: number, bf16: boolean): Float32Array {
     return bf16 ? new Float32Array(n) : this.view(ptr, DTYPE.float32, n) as Float32Array;
@@ -329,10 +333,12 @@ export class HostDevice implements CoreDevice {
   private operand(ptr: number, n: number, precision: number): Float32Array {
     return precision === PRECISION.bf16 ? this.bf16Floats(ptr, n) : this.view(ptr, DTYPE.float32, n) as Float32Array;
   }
-  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, precision: number): void {
+  matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
+    strideA: number, strideB: number, precision: number, outBf16: boolean): void {
     if (batch * m * n === 0) return;
+    if (outBf16 && precision !== PRECISION.bf16) throw new Error('matmul: a bf16 out needs bf16 operands');
     const av = this.operand(a, (strideA ? batch : 1) * m * k, precision), bv = this.operand(b, (strideB ? batch : 1) * k * n, precision);
-    const ov = this.view(out, DTYPE.float32, batch * m * n);
+    const ov = this.output(out, batch * m * n, outBf16);
     for (let p = 0; p < batch; p++) {
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
@@ -346,12 +352,13 @@ export class HostDevice implements CoreDevice {
         }
       }
     }
+    this.flush(out, ov, outBf16);
   }
   matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
     transB: boolean, precision: number, alpha: number, beta: number): void {
     if (batch * m * n === 0) return;
     if (k === 0) throw new Error('matmul with a C operand needs k > 0 (the caller scales C)');
-    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n, precision);
+    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n, precision, false);
     const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
     for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
   }

@@ -71,8 +71,15 @@ export function stridedCopy(backend: CudaBackend, src: TensorInfo, srcOffset: nu
   dst: TensorInfo, dstOffset: number, dstStrides: readonly number[], dims: readonly number[]): void {
   if (tf.util.sizeFromShape(dims as number[]) === 0) return;
   const eb = bytesPerElement(src.dtype);
+  copyElements(backend, eb, backend.ptr(src) + srcOffset * eb, srcStrides, backend.ptr(dst) + dstOffset * eb, dstStrides, dims);
+}
+
+/** The same over raw buffers of elements of `elemBytes` (2: the bf16 values of a bf16-only tensor). */
+export function copyElements(backend: CudaBackend, elemBytes: number, src: number, srcStrides: readonly number[], dst: number,
+  dstStrides: readonly number[], dims: readonly number[]): void {
+  if (tf.util.sizeFromShape(dims as number[]) === 0) return;
   const c = collapse(dims, [srcStrides, dstStrides]);
-  backend.device.copy(eb, backend.ptr(src) + srcOffset * eb, backend.ptr(dst) + dstOffset * eb, c.dims, c.strides[0], c.strides[1]);
+  backend.device.copy(elemBytes, src, dst, c.dims, c.strides[0], c.strides[1]);
 }
 
 /** A view of x with another shape and the same buffer (refcount + 1). */

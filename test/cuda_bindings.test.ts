@@ -29,7 +29,7 @@ describeOrSkip('the addon\'s argument checks', gpu.skip, () => {
       assert.throws(() => device.rmsNorm(-8, p, 1, 8, 1e-6), /rmsNorm: argument 1 \(x\) must be a device address/);
       assert.throws(() => device.attention(p, p, p, p, p, 0, 2 ** 40, 1, 1, 1, 8, 1, 1, 0), /attention: argument 7 \(B\) must be a 32-bit integer/);
       assert.throws(() => device.alloc('x'), /alloc: argument 1 \(bytes\) must be an integer, got a string/);
-      assert.throws(() => device.matmul(p), /matmul\(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, precision\): called with 1/);
+      assert.throws(() => device.matmul(p), /matmul\(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16\): called with 1/);
       // a right call still runs: y = relu(x)² over 4 floats
       device.upload(p, new Float32Array([-1, 2, -3, 4]));
       device.reluSquared(p, p + 256, false, 4);

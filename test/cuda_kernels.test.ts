@@ -8,7 +8,9 @@ import { MATMUL_ADD } from '../backend-cuda/ops/matmul_add/matmul_add.ts';
 import { RELU_SQUARED } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/ops/attention_inputs/attention_inputs.ts';
-import { bf16, bytesInUse, compare, describeOrSkip, type HostTensor, randBool, randFloat, randInt, targets, useBackend } from './cuda_harness.ts';
+import { CANON_CONV } from '../backend-cuda/ops/canon_conv/canon_conv.ts';
+import * as Model from '../train_gpt.ts';
+import { bf16, bytesInUse, compare, describeOrSkip, type HostTensor, randBool, randFloat, randInt, randomRope, targets, useBackend } from './cuda_harness.ts';
 
 const roundedBf16 = (t: tf.Tensor): tf.Tensor => tf.tensor(Array.from(t.dataSync(), bf16), t.shape);
 
@@ -329,6 +331,64 @@ for (const target of targets) {
         tf.dispose([y32, x, dy, w, logits, targets, qkv, cos, sin, lambdas, rq, rk, rv]);
       } finally {
         Object.assign(device, { toBf16, fromBf16 });
+        backend.setMatmulPrecision('fp32');
+      }
+    });
+
+    it('bf16 activations: Linear and RMSNorm write bf16 only, and ReLU², SwiGLU, AttentionInputs, RMSNorm, CanonConv and Slice read them as stored', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      try {
+        backend.setMatmulPrecision('bf16');
+        const [x, w, r48, r24, docIds] = [randFloat([2, 5, 24]), randFloat([24, 48]), randFloat([2, 5, 48]), randFloat([2, 5, 24]),
+          { shape: [2, 5], dtype: 'int32', values: Int32Array.from([0, 0, 1, 1, 1, 0, 0, 0, 2, 2]) } as HostTensor]
+          .map(h => tf.tensor(h.values, h.shape, h.dtype));
+        // Linear: x·w rounded to bf16 from the fp32 sum of the bf16 operands (the record's activation, §5), kept in bf16 only
+        const y = Model.linear(x, w);
+        assert.equal(backend.storedValues(y).bf16, true, 'Linear: bf16 only');
+        backend.setMatmulPrecision('fp32');
+        const exact = tf.tidy(() => tf.matMul(roundedBf16(x).reshape([10, 24]), roundedBf16(w)).dataSync());
+        backend.setMatmulPrecision('bf16');
+        // A second call's output, read back (widened): the same values in float32, the twin every consumer is checked against.
+        const twin = Model.linear(x, w), wide = tf.tensor(twin.dataSync(), y.shape);
+        // (within one bf16 step: the GPU's fp32 sum may round the other way at a tie of the bf16 grid)
+        Array.from(wide.dataSync()).forEach((v, i) => assert.ok(Math.abs(v - exact[i]) <= 2 ** -8 * Math.abs(exact[i]) + 1e-6,
+          `Linear [${i}]: ${v} is not bf16 of ${exact[i]}`));
+        assert.deepEqual(Array.from(wide.dataSync()), Array.from(wide.dataSync(), bf16), 'Linear: bf16 values');
+        const rope = randomRope(16, 'half'), lambdas = tf.tensor([0.7, 0.4]), cw = tf.tensor(randFloat([48, 4]).values, [48, 4]);
+        /** Each consumer's outputs and its input gradient (for a random weighting), read back. */
+        const consumers: Record<string, (t: tf.Tensor) => tf.Tensor[]> = {
+          ReluSquared: t => [Model.reluSquared(t), tf.grad(v => Model.reluSquared(v).mul(r48).sum())(t)],
+          Swiglu: t => [Model.swiglu(t), tf.grad(v => Model.swiglu(v).mul(r24).sum())(t)],
+          AttentionInputs: t => {
+            const f = (v: tf.Tensor) => Model.attentionInputs(v, rope, null, lambdas, { H: 1, Hk: 1, h: 16, qkNorm: true });
+            return [...f(t), tf.grad(v => tf.addN(f(v).map(o => o.reshape([2, 5, 16]).mul(r48.slice([0, 0, 0], [2, 5, 16])).sum())))(t)];
+          },
+          RMSNorm: t => [Model.rmsNorm(t), tf.grad(v => Model.rmsNorm(v).mul(r48).sum())(t)],
+          CanonConv: t => {
+            const f = (v: tf.Tensor) => tf.engine().runKernel(CANON_CONV, { x: v, w: cw, docIds }, {}) as tf.Tensor;
+            return [f(t), ...tf.grads((v: tf.Tensor, u: tf.Tensor) => f(v).mul(r48).sum().add(u.sum()))([t, cw])];
+          },
+          Slice: t => [t.slice([0, 0, 0], [2, 5, 12])],
+        };
+        for (const [name, run] of Object.entries(consumers)) {
+          const [got, want] = [y, wide].map(t => tf.tidy(() => run(t)).map(o => { const v = o.dataSync().slice(); o.dispose(); return v; }));
+          got.forEach((v, o) => assert.deepEqual(Array.from(v), Array.from(want[o]), `${name}: output ${o} as from the widened values`));
+          assert.equal(backend.storedValues(y).bf16, true, `${name} made no float32 copy of its bf16 input`);
+        }
+        // RMSNorm's own output: bf16 only, the float32 norm rounded
+        const n = Model.rmsNorm(x);
+        assert.equal(backend.storedValues(n).bf16, true, 'RMSNorm: bf16 only under bf16 precision');
+        const sliced = n.slice([0, 0, 0], [2, 5, 12]);
+        assert.equal(backend.storedValues(sliced).bf16, true, 'a slice of a bf16-only tensor stays bf16 only');
+        backend.setMatmulPrecision('fp32');
+        const n32 = Model.rmsNorm(x);
+        assert.equal(backend.storedValues(n32).bf16, false, 'RMSNorm: float32 under fp32 precision');
+        assert.deepEqual(Array.from(n.dataSync()), Array.from(n32.dataSync(), bf16), 'RMSNorm: the float32 norm rounded to bf16');
+        const y32 = Model.linear(x, w);
+        assert.equal(backend.storedValues(y32).bf16, false, 'Linear: float32 under fp32 precision');
+        tf.dispose([x, w, r48, r24, docIds, y, twin, wide, lambdas, cw, n, sliced, n32, y32]);
+      } finally {
         backend.setMatmulPrecision('fp32');
       }
     });

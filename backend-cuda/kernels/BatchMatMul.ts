@@ -44,7 +44,7 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
     const precision = outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32;  // integers stay exact
     out = backend.makeOutput(outShape, 'float32');
     backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), backend.ptr(out), batch, m, n, k,
-      transposeA, transposeB, A.stride, B.stride, precision);
+      transposeA, transposeB, A.stride, B.stride, precision, false);
   }
   toDispose.forEach(t => backend.disposeIntermediateTensorInfo(t));
   if (outDtype === 'float32') return out;

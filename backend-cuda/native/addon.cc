@@ -355,9 +355,9 @@ Napi::Value copy(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
-  TSGPT_ARGS("matmul", "a", "b", "out", "batch", "m", "n", "k", "transA", "transB", "strideA", "strideB", "precision");
-  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<float>(2), a.integer(3), a.integer(4), a.integer(5), a.integer(6),
-         a.boolean(7), a.boolean(8), a.integer(9), a.integer(10), int(a.integer(11)));
+  TSGPT_ARGS("matmul", "a", "b", "out", "batch", "m", "n", "k", "transA", "transB", "strideA", "strideB", "precision", "outBf16");
+  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<void>(2), a.boolean(12), a.integer(3), a.integer(4), a.integer(5),
+         a.integer(6), a.boolean(7), a.boolean(8), a.integer(9), a.integer(10), int(a.integer(11)));
   return info.Env().Undefined();
 }
 
@@ -365,7 +365,7 @@ Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
 Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
   TSGPT_ARGS("matmulAdd", "a", "b", "c", "out", "batch", "m", "n", "k", "transA", "transB", "precision", "alpha", "beta");
   const int64_t batch = a.integer(4), m = a.integer(5), n = a.integer(6), k = a.integer(7);
-  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<float>(3), batch, m, n, k, a.boolean(8), a.boolean(9), m * k, k * n,
+  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<void>(3), false, batch, m, n, k, a.boolean(8), a.boolean(9), m * k, k * n,
          int(a.integer(10)), a.ptr<const float>(2), float(a.number(11)), float(a.number(12)));
   return info.Env().Undefined();
 }

@@ -64,10 +64,11 @@ class Device {
 
 // Matmul through cuBLASLt (matmul.cc). Row-major: out[b] = op(A[b]) · op(B[b]), A[b] = a + b·strideA
 // elements (strideA = 0 broadcasts one matrix over the batch). precision: 0 = bf16 operands (a and b
-// point to bf16 values) with fp32 accumulation and output, 1 = tf32, 2 = fp32 (float32 operands).
-// With c (float32, out's shape, k > 0): out = alpha·op(A)·op(B) + beta·c in the same call
+// point to bf16 values) with fp32 accumulation, 1 = tf32, 2 = fp32 (float32 operands). out is float32, or
+// bf16 where outBf16 (precision 0 only: an activation the record keeps in bf16, rounded from the fp32 sum).
+// With c (float32, out's shape, k > 0, float32 out): out = alpha·op(A)·op(B) + beta·c in the same call
 // (cuBLASLt's epilogue; c stays float32).
-void matmul(Device& dev, const void* a, const void* b, float* out, int64_t batch, int64_t m,
+void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
             int precision, const float* c = nullptr, float alpha = 1.f, float beta = 0.f);
 // FP8 GEMM (matmul.cc; Hopper): row-major out [m, n] (float32, or bf16 where outBf16) = alpha·A·Bᵀ + beta·out with

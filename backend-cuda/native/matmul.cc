@@ -3,7 +3,8 @@
 // layout it is stored in. Plans (descriptors + the heuristic's algorithm) are cached per shape.
 // bf16: the operands are bf16 copies the caller made (the backend keeps one per float32 tensor:
 // backend.ts's matmulOperand), multiplied with fp32 accumulation into a float32 output (as PyTorch
-// autocast does); tf32 and fp32 take the float32 operands with the matching compute type.
+// autocast does), or a bf16 one for an activation that the record keeps in bf16 (ops/linear); tf32 and fp32
+// take the float32 operands with the matching compute type.
 #include <cublasLt.h>
 
 #include <map>
@@ -11,7 +12,6 @@
 #include <tuple>
 
 #include "device.h"
-#include "kernels.h"
 
 namespace tsgpt {
 namespace {
@@ -28,7 +28,7 @@ struct Plan {
   cublasLtMatmulAlgo_t algo{};
 };
 
-using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int>;
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int, bool>;
 std::map<PlanKey, Plan> plans;
 
 cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
@@ -66,8 +66,8 @@ cublasLtMatmulAlgo_t bestAlgo(Device& dev, const Plan& p, const char* what) {
 }
 
 Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA,
-              bool transB, int64_t strideA, int64_t strideB, int precision) {
-  const PlanKey key{batch, m, n, k, transA, transB, strideA, strideB, precision};
+              bool transB, int64_t strideA, int64_t strideB, int precision, bool outBf16) {
+  const PlanKey key{batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16};
   auto it = plans.find(key);
   if (it != plans.end()) return it->second;
 
@@ -85,7 +85,7 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
           "cublasLtMatmulDescSetAttribute(TRANSB)");
   p.la = transB ? layout(inType, k, n, k, batch, strideB) : layout(inType, n, k, n, batch, strideB);
   p.lb = transA ? layout(inType, m, k, m, batch, strideA) : layout(inType, k, m, k, batch, strideA);
-  p.lc = layout(CUDA_R_32F, n, m, n, batch, m * n);
+  p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, batch, m * n);
   p.algo = bestAlgo(dev, p, "this matmul");
   return plans.emplace(key, p).first->second;
 }
@@ -148,16 +148,17 @@ void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2
           "cublasLtMatmul (FP8)");
 }
 
-void matmul(Device& dev, const void* a, const void* b, float* out, int64_t batch, int64_t m,
+void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
             int precision, const float* c, float alpha, float beta) {
   if (batch == 0 || m == 0 || n == 0) return;
   if (c != nullptr && k == 0) throw CudaError("matmul with a C operand needs k > 0 (the caller scales C)");
-  if (k == 0) {  // empty contraction: the product is all zeros
-    check(launchFill(dev.stream(), kFloat32, out, batch * m * n, 0.0), "matmul zero fill");
+  if (outBf16 && (precision != 0 || c != nullptr)) throw CudaError("matmul: a bf16 out needs bf16 operands and no C operand");
+  if (k == 0) {  // empty contraction: the product is all zeros (zero bytes, in float32 and bf16 alike)
+    check(cudaMemsetAsync(out, 0, batch * m * n * (outBf16 ? 2 : 4), dev.stream()), "matmul zero fill");
     return;
   }
-  Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision);
+  Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16);
   // cuBLAS's A is our B (see the top of this file).
   // C (read only where beta ≠ 0) has D's layout; out-of-place C → D is cuBLASLt's general case.
   const cublasStatus_t st = cublasLtMatmul(

@@ -22,6 +22,20 @@ __device__ __forceinline__ void loadVec(const float* __restrict__ p, float (&v)[
   }
 }
 
+// The same from a bf16 tensor (a bf16-only activation: backend.ts's storedValues), widened exactly; 8 bytes for V = 4.
+template <int V>
+__device__ __forceinline__ void loadVec(const __nv_bfloat16* __restrict__ p, float (&v)[V]) {
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
+  if constexpr (V == 4) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(p);  // 8-byte aligned where the float32 twin is 16
+    const __nv_bfloat162 lo = *reinterpret_cast<const __nv_bfloat162*>(&raw.x);
+    const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162*>(&raw.y);
+    v[0] = __low2float(lo); v[1] = __high2float(lo); v[2] = __low2float(hi); v[3] = __high2float(hi);
+  } else {
+    v[0] = __bfloat162float(*p);
+  }
+}
+
 template <int V>
 __device__ __forceinline__ void storeVec(float* __restrict__ p, const float (&v)[V]) {
   static_assert(V == 1 || V == 4, "V is 1 or 4");
@@ -40,6 +54,13 @@ __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const fl
     *p = __float2bfloat16_rn(v[0]);
   }
 }
+
+// One value of a tensor stored in float32 or bf16, as float (exact), and one float stored as either (bf16: rounded to
+// nearest even): for kernels templated on their tensors' storage.
+__device__ __forceinline__ float toFloat(float x) { return x; }
+__device__ __forceinline__ float toFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // x rounded to the nearest bf16 (ties to even), kept in float32: the record's bf16 state in float32 storage.
 __device__ __forceinline__ float roundedToBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
@@ -60,6 +81,13 @@ cudaError_t byWidthAndType(bool vec4, void* out, bool outBf16, F f) {
   if (vec4) withType(std::integral_constant<int, 4>{});
   else withType(std::integral_constant<int, 1>{});
   return cudaGetLastError();
+}
+
+// Calls f(x) with x typed as the tensor is stored: const bf16* where xBf16 (a bf16-only tensor), else const float*.
+template <typename F>
+void byInputType(const void* x, bool xBf16, F f) {
+  if (xBf16) f(static_cast<const __nv_bfloat16*>(x));
+  else f(static_cast<const float*>(x));
 }
 
 }  // namespace tsgpt

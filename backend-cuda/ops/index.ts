@@ -17,6 +17,7 @@ import { fp8MatmulHost } from './fp8_matmul/host.ts';
 import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
 import { headGateKernels } from './head_gate/kernel.ts';
+import { linearKernels } from './linear/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
 import { optimizerHost } from './optimizer/host.ts';
 import { optimizerKernels } from './optimizer/kernel.ts';
@@ -38,7 +39,7 @@ import { softcapCrossEntropyKernels } from './softcap_cross_entropy/kernel.ts';
 export interface FusedOp<Native extends object = object> {
   kernels: CudaKernel[];
   /** The CPU reference of the op's native launchers over the host device's memory; none where the op's
-   * kernels call only the device's core functions (MatMulAdd: cuBLASLt). */
+   * kernels call only the device's core functions (Linear, MatMulAdd: cuBLASLt). */
   host?: (mem: HostDevice) => Native;
 }
 
@@ -50,6 +51,7 @@ export const fusedOps = [
   { kernels: fp8HeadLossKernels },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
+  { kernels: linearKernels },
   { kernels: matMulAddKernels },
   { kernels: optimizerKernels, host: optimizerHost },
   { kernels: reluSquaredKernels, host: reluSquaredHost },

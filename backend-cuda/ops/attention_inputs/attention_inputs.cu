@@ -12,7 +12,8 @@
 // anyway) rather than saved. dλ comes from per-block partial sums in a fixed order and a one-block
 // final sum: no float atomics, so reruns are bit-identical.
 // Memory-bound: the forward reads qkv (and ve) once and writes q, k, v once; the backward reads dq, dk,
-// dv, qkv (and ve) once and writes dqkv (and dve) once; the tables (T·h floats) stay in L2.
+// dv, qkv (and ve) once and writes dqkv (and dve) once; the tables (T·h floats) stay in L2. qkv is read as the
+// projection stored it: bf16 under bf16 matmul precision (ops/linear: In = __nv_bfloat16), else float.
 // Layout of the threads: R lanes per row (R a power of two ≤ 32, so a row's lanes sit in one warp),
 // each lane V pairs at a time. Where half = 4·R (h = 8, 16, ..., 256: the model's 64 and 128) and
 // the buffers are 16-byte aligned, one float4 of each half per lane, kept in registers between the
@@ -63,8 +64,8 @@ __device__ __forceinline__ float rowSum(float v) {
 
 // kCached: half == V·R, so each lane has exactly one chunk (j = V·lane) and keeps it in registers. Out: float, or
 // bf16 (rounded to nearest even) for the attention's tensor-core kernels.
-template <int V, int R, bool kCached, typename Out>
-__global__ void __launch_bounds__(kThreads) attentionInputsKernel(const float* __restrict__ qkv, const float* __restrict__ cosT,
+template <int V, int R, bool kCached, typename In, typename Out>
+__global__ void __launch_bounds__(kThreads) attentionInputsKernel(const In* __restrict__ qkv, const float* __restrict__ cosT,
     const float* __restrict__ sinT, const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ q,
     Out* __restrict__ k, Out* __restrict__ v, Sizes s) {
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
@@ -75,7 +76,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsKernel(const float* _
     const int64_t r = first + threadIdx.x / R;
     const bool valid = r < s.rows;
     const Row row = locate(s, valid ? r : 0);
-    const float* x = qkv + (valid ? r : 0) * s.h;
+    const In* x = qkv + (valid ? r : 0) * s.h;
     const bool normed = s.qkNorm && row.kind != kValueRow;
     float x1[V] = {}, x2[V] = {}, ss = 0.f;
     if (valid && (kCached || normed)) {
@@ -142,9 +143,9 @@ __device__ __forceinline__ void rotateBack(const float* __restrict__ dy, const f
 
 // Also writes this block's [Σ dv·v_raw, Σ dv·ve] to partials[2·blockIdx.x ..].
 // dqkv is float, or bf16 where only the QKV projection's gradient matmuls read it (bf16 matmul precision).
-template <int V, int R, bool kCached, typename Out>
+template <int V, int R, bool kCached, typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const float* __restrict__ dk,
-    const float* __restrict__ dv, const float* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
+    const float* __restrict__ dv, const In* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
     const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ dqkv, float* __restrict__ dve,
     float* __restrict__ partials, Sizes s) {
   __shared__ float scratch[32];
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
     const int64_t r = first + threadIdx.x / R;
     const bool valid = r < s.rows;
     const Row row = locate(s, valid ? r : 0);
-    const float* x = qkv + (valid ? r : 0) * s.h;
+    const In* x = qkv + (valid ? r : 0) * s.h;
     const float* dy = (row.kind == kQueryRow ? dq : row.kind == kKeyRow ? dk : dv) + row.out;
     const float* c = cosT + int64_t(row.t) * half;
     const float* sn = sinT + int64_t(row.t) * half;
@@ -272,10 +273,10 @@ struct ForwardPath {
   static void run(cudaStream_t st, int64_t rows, Args... args) {
     launchForward(st, gridForRows(rows, R, 16384), args...);
   }
-  template <typename Out>
-  static void launchForward(cudaStream_t st, unsigned blocks, const float* qkv, const float* cosT, const float* sinT,
+  template <typename In, typename Out>
+  static void launchForward(cudaStream_t st, unsigned blocks, const In* qkv, const float* cosT, const float* sinT,
                             const float* lambdas, const float* ve, Out* q, Out* k, Out* v, Sizes s) {
-    attentionInputsKernel<V, R, kCached, Out><<<blocks, kThreads, 0, st>>>(qkv, cosT, sinT, lambdas, ve, q, k, v, s);
+    attentionInputsKernel<V, R, kCached, In, Out><<<blocks, kThreads, 0, st>>>(qkv, cosT, sinT, lambdas, ve, q, k, v, s);
   }
 };
 
@@ -296,27 +297,29 @@ bool sizesFit(int64_t T, int64_t H, int64_t Hk, int64_t h) {
 
 }  // namespace
 
-cudaError_t launchAttentionInputs(cudaStream_t st, const float* qkv, const float* cosT, const float* sinT,
-                                  const float* lambdas, const float* ve, void* q, void* k, void* v, bool qkvBf16,
+cudaError_t launchAttentionInputs(cudaStream_t st, const void* qkv, bool qkvBf16, const float* cosT, const float* sinT,
+                                  const float* lambdas, const float* ve, void* q, void* k, void* v, bool outBf16,
                                   int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T * (H + 2 * Hk);
   if (rows == 0) return cudaSuccess;
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
   const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
   const int R = vectorLanes(h / 2, {qkv, cosT, sinT, ve, q, k, v});
-  if (qkvBf16) {
-    using bf16 = __nv_bfloat16;
-    dispatch<ForwardPath>(R, st, rows, qkv, cosT, sinT, lambdas, ve, static_cast<bf16*>(q), static_cast<bf16*>(k),
-                          static_cast<bf16*>(v), s);
-  } else {
-    dispatch<ForwardPath>(R, st, rows, qkv, cosT, sinT, lambdas, ve, static_cast<float*>(q), static_cast<float*>(k),
-                          static_cast<float*>(v), s);
-  }
+  byInputType(qkv, qkvBf16, [&](auto* in) {
+    if (outBf16) {
+      using bf16 = __nv_bfloat16;
+      dispatch<ForwardPath>(R, st, rows, in, cosT, sinT, lambdas, ve, static_cast<bf16*>(q), static_cast<bf16*>(k),
+                            static_cast<bf16*>(v), s);
+    } else {
+      dispatch<ForwardPath>(R, st, rows, in, cosT, sinT, lambdas, ve, static_cast<float*>(q), static_cast<float*>(k),
+                            static_cast<float*>(v), s);
+    }
+  });
   return cudaGetLastError();
 }
 
-cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const float* qkv,
-                                      const float* cosT, const float* sinT, const float* lambdas, const float* ve,
+cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const void* qkv,
+                                      bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
                                       void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, int64_t B, int64_t T,
                                       int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T * (H + 2 * Hk);
@@ -328,20 +331,22 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   float* partials = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st);
   if (e != cudaSuccess) return e;
-  if (dqkvBf16) {
-    dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
-                       partials, s);
-  } else {
-    dispatch<GradPath>(R, st, blocks, dq, dk, dv, qkv, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, partials, s);
-  }
+  byInputType(qkv, qkvBf16, [&](auto* in) {
+    if (dqkvBf16) {
+      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
+                         partials, s);
+    } else {
+      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, partials, s);
+    }
+  });
   e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1);
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum
   return e != cudaSuccess ? e : f;
 }
 
-TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "cos", "sin", "lambdas", "ve", "q", "k", "v", "qkvBf16", "B", "T",
+TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "q", "k", "v", "outBf16", "B", "T",
                "H", "Hk", "h", "qkNorm", "eps");
-TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "cos", "sin", "lambdas", "ve", "dqkv",
+TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "dqkv",
                "dqkvBf16", "dlambdas", "dve", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
 
 }  // namespace tsgpt

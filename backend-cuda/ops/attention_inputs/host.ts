@@ -17,12 +17,12 @@ function qkvRows(B: number, T: number, H: number, Hk: number, h: number): Array<
 
 export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
   return {
-    attentionInputs(qkv, cos, sin, lambdas, ve, q, k, v, qkvBf16, B, T, H, Hk, h, qkNorm, eps) {
+    attentionInputs(qkv, qkvBf16, cos, sin, lambdas, ve, q, k, v, outBf16, B, T, H, Hk, h, qkNorm, eps) {
       if (B * T === 0) return;
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
-      const x = f(qkv, B * T * (H + 2 * Hk) * h), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
+      const x = mem.input(qkv, B * T * (H + 2 * Hk) * h, qkvBf16), c = f(cos, T * half), s = f(sin, T * half), [la, lb] = f(lambdas, 2);
       const ptrs = [q, k, v], sizes = [B * T * H * h, B * T * Hk * h, B * T * Hk * h];
-      const outs = ptrs.map((p, i) => mem.output(p, sizes[i], qkvBf16)), e = ve ? f(ve, B * T * Hk * h) : null;
+      const outs = ptrs.map((p, i) => mem.output(p, sizes[i], outBf16)), e = ve ? f(ve, B * T * Hk * h) : null;
       for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {
         const y = outs[kind];
         if (kind === 2) {
@@ -38,14 +38,14 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
           y[o + half + j] = x2 * cj - x1 * sj;
         }
       }
-      ptrs.forEach((p, i) => mem.flush(p, outs[i], qkvBf16));
+      ptrs.forEach((p, i) => mem.flush(p, outs[i], outBf16));
     },
-    attentionInputsGrad(dq, dk, dv, qkv, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps) {
+    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps) {
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
       const dl = f(dlambdas, 2);
       dl.fill(0);
       if (B * T === 0) return;
-      const x = f(qkv, B * T * (H + 2 * Hk) * h), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
+      const x = mem.input(qkv, B * T * (H + 2 * Hk) * h, qkvBf16), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
       const c = f(cos, T * half), s = f(sin, T * half);
       const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
       const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;

@@ -11,12 +11,12 @@ export interface AttentionInputsNative {
   /** The attention's inputs from the QKV projection qkv [B,T,(H+2·Hk)·h] (q heads, k heads, v heads):
    * q [B,T,H,h] and k [B,T,Hk,h] = rotary(norm(raw)) with the tables cos, sin [T, h/2] (norm: RMSNorm
    * over h with eps when qkNorm, else none), v [B,T,Hk,h] = λa·v_raw + λb·ve (λa·v_raw where ve is 0);
-   * lambdas: 2 floats on the device; q, k, v written in bf16 where qkvBf16. */
-  attentionInputs(qkv: number, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
-    qkvBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
+   * lambdas: 2 floats on the device; qkv read in bf16 where qkvBf16; q, k, v written in bf16 where outBf16. */
+  attentionInputs(qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
+    outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
   /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
    * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
-  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, cos: number, sin: number, lambdas: number, ve: number,
+  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number,
     dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number,
     qkNorm: boolean, eps: number): void;
 }
@@ -55,7 +55,8 @@ function forward(kernelName: string, withVe: boolean): CudaKernel {
       const q = backend.makeBf16Output([p.B, p.T, p.H, p.h]);
       const k = backend.makeBf16Output([p.B, p.T, p.Hk, p.h]), v = backend.makeBf16Output([p.B, p.T, p.Hk, p.h]);
       const ptr = (name: string) => backend.ptr(inputs[name] as TensorInfo);
-      backend.device.attentionInputs(ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'), p.ve ? backend.ptr(p.ve) : 0,
+      const qkv = backend.storedValues(inputs.qkv as TensorInfo);  // bf16 as the QKV projection wrote it (ops/linear), or float32
+      backend.device.attentionInputs(qkv.ptr, qkv.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'), p.ve ? backend.ptr(p.ve) : 0,
         q.ptr, k.ptr, v.ptr, q.bf16, p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
       return [q.out, k.out, v.out];
     },
@@ -79,7 +80,8 @@ const gradient: CudaKernel = {
     // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeBf16Output)
     const dqkv = backend.makeBf16Output(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
     const dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
-    backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), ptr('qkv'), ptr('cos'), ptr('sin'), ptr('lambdas'),
+    const stored = backend.storedValues(qkv);
+    backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), stored.ptr, stored.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'),
       p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
       p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
     return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];

@@ -9,11 +9,14 @@
 // The composite pads x three times and keeps the padded copies for its backward ([16,2051,3072] at Canon D
 // on the speedrun batch); here each way is one pass over the tensors, with nothing saved but x.
 // dw is deterministic: a first pass sums kCanonRowsPerPartial rows per (chunk, channel) in row order, the
-// second sums the chunks in order (no atomics).
+// second sums the chunks in order (no atomics). x is read as stored (In: float, or bf16 for a bf16-only activation:
+// the normed input at A and C, the up projection's output at D); y is bf16 under bf16 matmul precision (Out: every
+// position feeds a projection or an op that reads bf16).
 #include "canon_conv.h"
 
 #include "../../native/launch.h"
 #include "../../native/launchers.h"
+#include "../../native/vec.cuh"
 
 namespace tsgpt {
 namespace {
@@ -21,20 +24,21 @@ namespace {
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
 // ((x·(1 + w3) + x₁·w2) + x₂·w1) + x₃·w0, x_s the token s back (0 where it does not count), so the fused
 // forward equals the composite bit for bit.
-__global__ void canonConvKernel(const float* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
-                                float* __restrict__ y, int64_t T, int64_t C, int64_t n) {
+template <typename In, typename Out>
+__global__ void canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
+                                Out* __restrict__ y, int64_t T, int64_t C, int64_t n) {
   TSGPT_GRID_STRIDE(i, n) {
     const int64_t r = i / C, c = i % C, t = r % T;
     const float4 wc = reinterpret_cast<const float4*>(w)[c];
     const float taps[3] = {wc.z, wc.y, wc.x};  // taps[s − 1] multiplies the token s back
-    float acc = __fmul_rn(x[i], __fadd_rn(wc.w, 1.f));
+    float acc = __fmul_rn(toFloat(x[i]), __fadd_rn(wc.w, 1.f));
     const int32_t d = doc[r];
 #pragma unroll
     for (int s = 1; s <= 3; ++s) {
-      const float prev = (t >= s && doc[r - s] == d) ? x[i - s * C] : 0.f;
+      const float prev = (t >= s && doc[r - s] == d) ? toFloat(x[i - s * C]) : 0.f;
       acc = __fadd_rn(acc, __fmul_rn(prev, taps[s - 1]));
     }
-    y[i] = acc;
+    store(y + i, acc);
   }
 }
 
@@ -56,7 +60,8 @@ __global__ void canonConvGradXKernel(const float* __restrict__ dy, const float* 
 
 // One thread per (chunk, channel): walks its chunk's rows in order with the three previous rows of x in registers
 // (consecutive threads read consecutive channels: coalesced), and writes the chunk's four sums.
-__global__ void canonConvGradWPartialKernel(const float* __restrict__ dy, const float* __restrict__ x,
+template <typename In>
+__global__ void canonConvGradWPartialKernel(const float* __restrict__ dy, const In* __restrict__ x,
                                             const int32_t* __restrict__ doc, float* __restrict__ partials, int64_t rows,
                                             int64_t T, int64_t C) {
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
@@ -67,10 +72,10 @@ __global__ void canonConvGradWPartialKernel(const float* __restrict__ dy, const 
     const int64_t t = r % T;
     const float g = dy[r * C + c];
     const int32_t d = doc[r];
-    sum[3] += g * x[r * C + c];
+    sum[3] += g * toFloat(x[r * C + c]);
 #pragma unroll
     for (int s = 1; s <= 3; ++s) {
-      if (t >= s && doc[r - s] == d) sum[3 - s] += g * x[(r - s) * C + c];
+      if (t >= s && doc[r - s] == d) sum[3 - s] += g * toFloat(x[(r - s) * C + c]);
     }
   }
   reinterpret_cast<float4*>(partials)[chunk * C + c] = make_float4(sum[0], sum[1], sum[2], sum[3]);
@@ -86,15 +91,18 @@ __global__ void canonConvGradWSumKernel(const float* __restrict__ partials, floa
 
 }  // namespace
 
-cudaError_t launchCanonConv(cudaStream_t s, const float* x, const float* w, const int32_t* docIds, float* y, int64_t B,
-                            int64_t T, int64_t C) {
+cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
+                            bool yBf16, int64_t B, int64_t T, int64_t C) {
   const int64_t n = B * T * C;
   if (n == 0) return cudaSuccess;
-  canonConvKernel<<<gridFor(n), kThreads, 0, s>>>(x, w, docIds, y, T, C, n);
+  byInputType(x, xBf16, [&](auto* in) {
+    if (yBf16) canonConvKernel<<<gridFor(n), kThreads, 0, s>>>(in, w, docIds, static_cast<__nv_bfloat16*>(y), T, C, n);
+    else canonConvKernel<<<gridFor(n), kThreads, 0, s>>>(in, w, docIds, static_cast<float*>(y), T, C, n);
+  });
   return cudaGetLastError();
 }
 
-cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const float* x, const float* w, const int32_t* docIds,
+cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* w, const int32_t* docIds,
                                 float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
@@ -102,12 +110,12 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const float* x,
   canonConvGradXKernel<<<gridFor(n), kThreads, 0, s>>>(dy, w, docIds, dx, T, C, n);
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 grid(unsigned(chunks), unsigned((C + kThreads - 1) / kThreads));
-  canonConvGradWPartialKernel<<<grid, kThreads, 0, s>>>(dy, x, docIds, partials, rows, T, C);
+  byInputType(x, xBf16, [&](auto* in) { canonConvGradWPartialKernel<<<grid, kThreads, 0, s>>>(dy, in, docIds, partials, rows, T, C); });
   canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C);
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "w", "docIds", "y", "B", "T", "C");
-TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "x", "w", "docIds", "dx", "dw", "partials", "B", "T", "C");
+TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C");
+TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C");
 
 }  // namespace tsgpt

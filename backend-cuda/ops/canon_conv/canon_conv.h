@@ -12,10 +12,11 @@ constexpr int kCanonRowsPerPartial = 256;
 // Canon layer over x [B,T,C] (rows r = b·T + t), weights w [C,4], docIds int32 [B,T]:
 //   y[r,c] = x[r,c] + Σ_{k<4} w[c,k]·x[r−3+k, c], a tap counting only where t−3+k ≥ 0 and the same document.
 // The gradient: dx[r,c] = dy[r,c] + Σ_k w[c,k]·dy[r+3−k, c] (same conditions, seen from the later token), and
-// dw[c,k] = Σ_r dy[r,c]·x[r−3+k, c], summed in a fixed order through `partials` (see kCanonRowsPerPartial).
-cudaError_t launchCanonConv(cudaStream_t s, const float* x, const float* w, const int32_t* docIds, float* y, int64_t B,
-                            int64_t T, int64_t C);
-cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const float* x, const float* w, const int32_t* docIds,
+// dw[c,k] = Σ_r dy[r,c]·x[r−3+k, c], summed in a fixed order through `partials` (see kCanonRowsPerPartial). x is
+// float32, or bf16 where xBf16; y float32, or bf16 where yBf16.
+cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
+                            bool yBf16, int64_t B, int64_t T, int64_t C);
+cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* w, const int32_t* docIds,
                                 float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C);
 
 }  // namespace tsgpt

@@ -5,10 +5,10 @@ import type { CanonConvNative } from './kernel.ts';
 
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, w, docIds, y, B, T, C) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C) {
       const n = B * T * C;
       if (n === 0) return;
-      const r = Math.fround, xv = mem.floats(x, n), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.floats(y, n);
+      const r = Math.fround, xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
         for (let c = 0; c < C; c++) {
@@ -20,12 +20,13 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
           yv[row * C + c] = acc;
         }
       }
+      mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, x, w, docIds, dx, dw, _partials, B, T, C) {
+    canonConvGrad(dy, x, xBf16, w, docIds, dx, dw, _partials, B, T, C) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
-      const g = mem.floats(dy, n), xv = mem.floats(x, n), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
+      const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;

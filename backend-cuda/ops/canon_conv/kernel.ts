@@ -1,5 +1,6 @@
 // The fused Canon layer's cuda kernels: 'CanonConv' ({x, w, docIds} → y) and its gradient kernel 'CanonConvGrad'
-// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers.
+// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers. x is read as stored (storedValues); y feeds a
+// projection, AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
@@ -12,11 +13,11 @@ export const CANON_ROWS_PER_PARTIAL = 256;
 /** canon_conv.cu's launchers (host.ts is their CPU reference). */
 export interface CanonConvNative {
   /** y[r,c] = x[r,c] + Σ_k w[c,k]·x[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
-   * docIds (int32 [B,T]) agree. */
-  canonConv(x: number, w: number, docIds: number, y: number, B: number, T: number, C: number): void;
+   * docIds (int32 [B,T]) agree; x in bf16 where xBf16, y where yBf16. */
+  canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number): void;
   /** dx and dw = Σ_r dy[r,c]·x[r−3+k, c] ([C,4]), summed deterministically through `partials`
    * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch). */
-  canonConvGrad(dy: number, x: number, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
+  canonConvGrad(dy: number, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
     T: number, C: number): void;
 }
 
@@ -37,10 +38,10 @@ export const canonConvKernels: CudaKernel[] = [
     kernelName: CANON_CONV,
     kernelFunc: ({ inputs, backend }) => {
       const { x, dims } = checked(CANON_CONV, inputs, false);
-      const y = backend.makeOutput(x.shape, 'float32');
-      backend.device.canonConv(backend.ptr(x), backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
-        backend.ptr(y), ...dims);
-      return y;
+      const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
+      backend.device.canonConv(xs.ptr, xs.bf16, backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
+        y.ptr, y.bf16, ...dims);
+      return y.out;
     },
   },
   {
@@ -50,7 +51,8 @@ export const canonConvKernels: CudaKernel[] = [
       const [B, T, C] = dims, w = inputs.w as TensorInfo;
       const dx = backend.makeOutput(x.shape, 'float32'), dw = backend.makeOutput(w.shape, 'float32');
       const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
-      backend.device.canonConvGrad(backend.ptr(inputs.dy as TensorInfo), backend.ptr(x), backend.ptr(w),
+      const xs = backend.storedValues(x);
+      backend.device.canonConvGrad(backend.ptr(inputs.dy as TensorInfo), xs.ptr, xs.bf16, backend.ptr(w),
         backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C);
       backend.disposeIntermediateTensorInfo(partials);
       return [dx, dw];

@@ -4,15 +4,15 @@ import type { ReluSquaredNative } from './kernel.ts';
 
 export function reluSquaredHost(mem: HostDevice): ReluSquaredNative {
   return {
-    reluSquared(x, y, yBf16, n) {
+    reluSquared(x, xBf16, y, yBf16, n) {
       if (n === 0) return;
-      const xv = mem.floats(x, n), yv = mem.output(y, n, yBf16);
+      const xv = mem.input(x, n, xBf16), yv = mem.output(y, n, yBf16);
       for (let i = 0; i < n; i++) yv[i] = xv[i] > 0 ? xv[i] * xv[i] : 0;  // NaN → 0, as fmaxf in relu_squared.cu
       mem.flush(y, yv, yBf16);
     },
-    reluSquaredGrad(dy, x, dx, dxBf16, n) {
+    reluSquaredGrad(dy, x, xBf16, dx, dxBf16, n) {
       if (n === 0) return;
-      const g = mem.floats(dy, n), xv = mem.floats(x, n), o = mem.output(dx, n, dxBf16);
+      const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), o = mem.output(dx, n, dxBf16);
       for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
       mem.flush(dx, o, dxBf16);
     },

@@ -1,6 +1,7 @@
 // The fused ReLU²'s cuda kernels: 'ReluSquared' ({x} → relu(x)²) and its gradient kernel 'ReluSquaredGrad'
 // ({dy, x} → dy·2·relu(x)), any shape, over relu_squared.cu's launchers. Both outputs only feed matmuls in the
-// model: under bf16 matmul precision they are bf16 (makeBf16Output).
+// model: under bf16 matmul precision they are bf16 (makeBf16Output); x is read as stored (storedValues: in bf16 when
+// the up projection wrote it so, ops/linear).
 import * as tf from '@tensorflow/tfjs-core';
 import { input } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
@@ -8,10 +9,10 @@ import { RELU_SQUARED, RELU_SQUARED_GRAD } from './relu_squared.ts';
 
 /** relu_squared.cu's launchers (host.ts is their CPU reference). */
 export interface ReluSquaredNative {
-  /** y = relu(x)² over n floats (y in bf16 where yBf16). */
-  reluSquared(x: number, y: number, yBf16: boolean, n: number): void;
-  /** dx = dy·2·relu(x) over n floats (dx in bf16 where dxBf16). */
-  reluSquaredGrad(dy: number, x: number, dx: number, dxBf16: boolean, n: number): void;
+  /** y = relu(x)² over n values (x in bf16 where xBf16, y where yBf16). */
+  reluSquared(x: number, xBf16: boolean, y: number, yBf16: boolean, n: number): void;
+  /** dx = dy·2·relu(x) over n values (x in bf16 where xBf16, dx where dxBf16). */
+  reluSquaredGrad(dy: number, x: number, xBf16: boolean, dx: number, dxBf16: boolean, n: number): void;
 }
 
 export const reluSquaredKernels: CudaKernel[] = [
@@ -20,7 +21,8 @@ export const reluSquaredKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend }) => {
       const x = input(RELU_SQUARED, inputs, 'x');
       const y = backend.makeBf16Output(x.shape);  // the MLP's down projection reads it
-      backend.device.reluSquared(backend.ptr(x), y.ptr, y.bf16, tf.util.sizeFromShape(x.shape));
+      const xs = backend.storedValues(x);
+      backend.device.reluSquared(xs.ptr, xs.bf16, y.ptr, y.bf16, tf.util.sizeFromShape(x.shape));
       return y.out;
     },
   },
@@ -31,7 +33,8 @@ export const reluSquaredKernels: CudaKernel[] = [
       const x = input(RELU_SQUARED_GRAD, inputs, 'x');
       if (!tf.util.arraysEqual(dy.shape, x.shape)) throw new Error(`${RELU_SQUARED_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
       const dx = backend.makeBf16Output(x.shape);  // the up projection's two gradient matmuls read it
-      backend.device.reluSquaredGrad(backend.ptr(dy), backend.ptr(x), dx.ptr, dx.bf16, tf.util.sizeFromShape(x.shape));
+      const xs = backend.storedValues(x);
+      backend.device.reluSquaredGrad(backend.ptr(dy), xs.ptr, xs.bf16, dx.ptr, dx.bf16, tf.util.sizeFromShape(x.shape));
       return dx.out;
     },
   },

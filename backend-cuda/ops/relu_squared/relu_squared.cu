@@ -5,7 +5,8 @@
 // for Square's gradient; here one pass each way, and only x is kept.
 // Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned.
 // Under bf16 matmul precision the output (y feeds the MLP's down projection, dx the up projection's
-// gradient matmuls) is written in bf16 only: Out = __nv_bfloat16.
+// gradient matmuls) is written in bf16 only: Out = __nv_bfloat16; x (the up projection's output: ops/linear)
+// arrives in bf16 then too: In = __nv_bfloat16.
 #include "relu_squared.h"
 
 #include "../../native/launch.h"
@@ -15,8 +16,8 @@
 namespace tsgpt {
 namespace {
 
-template <int V, typename Out>
-__global__ void reluSquaredKernel(const float* __restrict__ x, Out* __restrict__ y, int64_t groups) {
+template <int V, typename In, typename Out>
+__global__ void reluSquaredKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t groups) {
   TSGPT_GRID_STRIDE(i, groups) {
     float v[V];
     loadVec<V>(x + i * V, v);
@@ -29,8 +30,8 @@ __global__ void reluSquaredKernel(const float* __restrict__ x, Out* __restrict__
   }
 }
 
-template <int V, typename Out>
-__global__ void reluSquaredGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
+template <int V, typename In, typename Out>
+__global__ void reluSquaredGradKernel(const float* __restrict__ dy, const In* __restrict__ x,
                                       Out* __restrict__ dx, int64_t groups) {
   TSGPT_GRID_STRIDE(i, groups) {
     float g[V], v[V];
@@ -44,23 +45,23 @@ __global__ void reluSquaredGradKernel(const float* __restrict__ dy, const float*
 
 }  // namespace
 
-cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n) {
+cudaError_t launchReluSquared(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t n) {
   if (n == 0) return cudaSuccess;
   return byWidthAndType(n % 4 == 0 && aligned16({x, y}), y, yBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    reluSquaredKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(x, out, n / V);
+    byInputType(x, xBf16, [&](auto* in) { reluSquaredKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(in, out, n / V); });
   });
 }
 
-cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n) {
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, void* dx, bool dxBf16, int64_t n) {
   if (n == 0) return cudaSuccess;
   return byWidthAndType(n % 4 == 0 && aligned16({dy, x, dx}), dx, dxBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    reluSquaredGradKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(dy, x, out, n / V);
+    byInputType(x, xBf16, [&](auto* in) { reluSquaredGradKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(dy, in, out, n / V); });
   });
 }
 
-TSGPT_LAUNCHER(reluSquared, launchReluSquared, "x", "y", "yBf16", "n");
-TSGPT_LAUNCHER(reluSquaredGrad, launchReluSquaredGrad, "dy", "x", "dx", "dxBf16", "n");
+TSGPT_LAUNCHER(reluSquared, launchReluSquared, "x", "xBf16", "y", "yBf16", "n");
+TSGPT_LAUNCHER(reluSquaredGrad, launchReluSquaredGrad, "dy", "x", "xBf16", "dx", "dxBf16", "n");
 
 }  // namespace tsgpt

@@ -5,8 +5,9 @@
 
 namespace tsgpt {
 
-// y = relu(x)² and dx = dy·2·relu(x) over n floats.
-cudaError_t launchReluSquared(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t n);
-cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t n);
+// y = relu(x)² and dx = dy·2·relu(x) over n values; x is float32, or bf16 where xBf16; y and dx float32, or bf16
+// where flagged.
+cudaError_t launchReluSquared(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t n);
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, void* dx, bool dxBf16, int64_t n);
 
 }  // namespace tsgpt

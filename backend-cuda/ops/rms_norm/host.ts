@@ -4,19 +4,20 @@ import type { RmsNormNative } from './kernel.ts';
 
 export function rmsNormHost(mem: HostDevice): RmsNormNative {
   return {
-    rmsNorm(x, y, rows, cols, eps) {
+    rmsNorm(x, xBf16, y, yBf16, rows, cols, eps) {
       if (rows * cols === 0) return;
-      const xv = mem.floats(x, rows * cols), yv = mem.floats(y, rows * cols);
+      const xv = mem.input(x, rows * cols, xBf16), yv = mem.output(y, rows * cols, yBf16);
       for (let r = 0; r < rows; r++) {
         let ss = 0;
         for (let j = 0; j < cols; j++) ss += xv[r * cols + j] ** 2;
         const rstd = 1 / Math.sqrt(ss / cols + eps);
         for (let j = 0; j < cols; j++) yv[r * cols + j] = xv[r * cols + j] * rstd;
       }
+      mem.flush(y, yv, yBf16);
     },
-    rmsNormGrad(dy, x, dx, rows, cols, eps) {
+    rmsNormGrad(dy, x, xBf16, dx, rows, cols, eps) {
       if (rows * cols === 0) return;
-      const g = mem.floats(dy, rows * cols), xv = mem.floats(x, rows * cols), o = mem.floats(dx, rows * cols);
+      const g = mem.floats(dy, rows * cols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
       for (let r = 0; r < rows; r++) {
         let ss = 0, dot = 0;
         for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += g[r * cols + j] * xv[r * cols + j]; }

@@ -1,5 +1,6 @@
-// The fused RMSNorm's cuda kernels: 'RMSNorm' and its gradient kernel 'RMSNormGrad', over the last axis,
-// float32, over rms_norm.cu's launchers.
+// The fused RMSNorm's cuda kernels: 'RMSNorm' and its gradient kernel 'RMSNormGrad', over the last axis, over
+// rms_norm.cu's launchers. x is read as stored (storedValues: a bf16-only activation stays bf16); y is bf16 only under
+// bf16 matmul precision (makeBf16Output): the record's norm outputs bf16 (§5), and the projections read it so.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { input, numberAttr } from '../check.ts';
@@ -8,9 +9,9 @@ import { RMS_NORM, RMS_NORM_GRAD } from './rms_norm.ts';
 
 /** rms_norm.cu's launchers (host.ts is their CPU reference). */
 export interface RmsNormNative {
-  /** y = x·(mean(x²) + eps)^-½ over rows of `cols`. */
-  rmsNorm(x: number, y: number, rows: number, cols: number, eps: number): void;
-  rmsNormGrad(dy: number, x: number, dx: number, rows: number, cols: number, eps: number): void;
+  /** y = x·(mean(x²) + eps)^-½ over rows of `cols` (x in bf16 where xBf16, y where yBf16). */
+  rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, eps: number): void;
+  rmsNormGrad(dy: number, x: number, xBf16: boolean, dx: number, rows: number, cols: number, eps: number): void;
 }
 
 function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, number, number] {
@@ -24,9 +25,9 @@ export const rmsNormKernels: CudaKernel[] = [
     kernelName: RMS_NORM,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [x, rows, cols] = rowsCols(RMS_NORM, inputs);
-      const y = backend.makeOutput(x.shape, 'float32');
-      backend.device.rmsNorm(backend.ptr(x), backend.ptr(y), rows, cols, numberAttr(RMS_NORM, attrs, 'eps'));
-      return y;
+      const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
+      backend.device.rmsNorm(xs.ptr, xs.bf16, y.ptr, y.bf16, rows, cols, numberAttr(RMS_NORM, attrs, 'eps'));
+      return y.out;
     },
   },
   {
@@ -34,7 +35,8 @@ export const rmsNormKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [x, rows, cols] = rowsCols(RMS_NORM_GRAD, inputs), dy = input(RMS_NORM_GRAD, inputs, 'dy');
       const dx = backend.makeOutput(x.shape, 'float32');
-      backend.device.rmsNormGrad(backend.ptr(dy), backend.ptr(x), backend.ptr(dx), rows, cols, numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
+      const xs = backend.storedValues(x);
+      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, backend.ptr(dx), rows, cols, numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
       return dx;
     },
   },

@@ -2,35 +2,42 @@
 //   forward:  rstd = (mean_j x_j² + eps)^-½,  y = x·rstd
 //   backward: dx = rstd·dy − x·rstd³·mean_j(dy_j·x_j)
 // The backward recomputes rstd in the same pass as the dot product (one extra FMA per element) so
-// the forward saves nothing but x. One kernel each way instead of the composite's many.
+// the forward saves nothing but x. One kernel each way instead of the composite's many. x is read as stored
+// (In: float, or bf16 for a bf16-only activation); y is written in bf16 under bf16 matmul precision (Out: the
+// record's norm outputs bf16, §5; the projections read it so).
 #include "rms_norm.h"
 
 #include "../../native/launch.h"
 #include "../../native/rows.cuh"
 #include "../../native/launchers.h"
+#include "../../native/vec.cuh"
 
 namespace tsgpt {
 namespace {
 
-__global__ void rmsNormKernel(const float* __restrict__ x, float* __restrict__ y, int64_t cols,
-                              float eps) {
+template <typename In, typename Out>
+__global__ void rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t cols, float eps) {
   __shared__ float scratch[32];
-  const float* xr = x + blockIdx.x * cols;
-  float* yr = y + blockIdx.x * cols;
+  const In* xr = x + blockIdx.x * cols;
+  Out* yr = y + blockIdx.x * cols;
   float ss = 0.f;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) ss += xr[j] * xr[j];
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = toFloat(xr[j]);
+    ss += v * v;
+  }
   ss = blockReduce<false>(ss, scratch);
   const float r = rsqrtf(ss / float(cols) + eps);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = xr[j] * r;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) store(yr + j, toFloat(xr[j]) * r);
 }
 
-__global__ void rmsNormGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
+template <typename In>
+__global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x,
                                   float* __restrict__ dx, int64_t cols, float eps) {
   __shared__ float scratch[32];
   const int64_t off = blockIdx.x * cols;
   float dot = 0.f, ss = 0.f;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float xv = x[off + j];
+    const float xv = toFloat(x[off + j]);
     dot += dy[off + j] * xv;
     ss += xv * xv;
   }
@@ -38,28 +45,34 @@ __global__ void rmsNormGradKernel(const float* __restrict__ dy, const float* __r
   ss = blockReduce<false>(ss, scratch);
   const float r = rsqrtf(ss / float(cols) + eps);
   const float c = r * r * r * dot / float(cols);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dx[off + j] = r * dy[off + j] - c * x[off + j];
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dx[off + j] = r * dy[off + j] - c * toFloat(x[off + j]);
 }
 
 }  // namespace
 
-cudaError_t launchRmsNorm(cudaStream_t s, const float* x, float* y, int64_t rows, int64_t cols,
+cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
                           float eps) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL) return cudaErrorInvalidValue;
-  rmsNormKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(x, y, cols, eps);
+  byInputType(x, xBf16, [&](auto* in) {
+    const unsigned threads = cols >= 512 ? 256 : 64;
+    if (yBf16) rmsNormKernel<<<(unsigned)rows, threads, 0, s>>>(in, static_cast<__nv_bfloat16*>(y), cols, eps);
+    else rmsNormKernel<<<(unsigned)rows, threads, 0, s>>>(in, static_cast<float*>(y), cols, eps);
+  });
   return cudaGetLastError();
 }
 
-cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const float* x, float* dx,
+cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, float* dx,
                               int64_t rows, int64_t cols, float eps) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL) return cudaErrorInvalidValue;
-  rmsNormGradKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(dy, x, dx, cols, eps);
+  byInputType(x, xBf16, [&](auto* in) {
+    rmsNormGradKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(dy, in, dx, cols, eps);
+  });
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "y", "rows", "cols", "eps");
-TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "dx", "rows", "cols", "eps");
+TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "eps");
+TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "dx", "rows", "cols", "eps");
 
 }  // namespace tsgpt

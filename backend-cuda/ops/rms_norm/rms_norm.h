@@ -1,4 +1,5 @@
-// The fused RMSNorm's launchers (rms_norm.cu): forward and backward over rows, float32.
+// The fused RMSNorm's launchers (rms_norm.cu): forward and backward over rows; x float32 or (xBf16) bf16, y float32 or
+// (yBf16) bf16, dy and dx float32.
 #pragma once
 #include <cstdint>
 #include <cuda_runtime.h>
@@ -6,9 +7,9 @@
 namespace tsgpt {
 
 // RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½ .
-cudaError_t launchRmsNorm(cudaStream_t s, const float* x, float* y, int64_t rows, int64_t cols,
+cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
                           float eps);
-cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const float* x, float* dx,
+cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, float* dx,
                               int64_t rows, int64_t cols, float eps);
 
 }  // namespace tsgpt

@@ -6,9 +6,9 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 export function swigluHost(mem: HostDevice): SwigluNative {
   return {
-    swiglu(x, y, yBf16, rows, F) {
+    swiglu(x, xBf16, y, yBf16, rows, F) {
       if (rows * F === 0) return;
-      const xv = mem.floats(x, rows * 2 * F), yv = mem.output(y, rows * F, yBf16);
+      const xv = mem.input(x, rows * 2 * F, xBf16), yv = mem.output(y, rows * F, yBf16);
       for (let r = 0; r < rows; r++) {
         for (let j = 0; j < F; j++) {
           const g = xv[r * 2 * F + j], u = xv[r * 2 * F + F + j];
@@ -17,9 +17,9 @@ export function swigluHost(mem: HostDevice): SwigluNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    swigluGrad(dy, x, dx, dxBf16, rows, F) {
+    swigluGrad(dy, x, xBf16, dx, dxBf16, rows, F) {
       if (rows * F === 0) return;
-      const d = mem.floats(dy, rows * F), xv = mem.floats(x, rows * 2 * F), o = mem.output(dx, rows * 2 * F, dxBf16);
+      const d = mem.floats(dy, rows * F), xv = mem.input(x, rows * 2 * F, xBf16), o = mem.output(dx, rows * 2 * F, dxBf16);
       for (let r = 0; r < rows; r++) {
         for (let j = 0; j < F; j++) {
           const g = xv[r * 2 * F + j], u = xv[r * 2 * F + F + j], s = sigmoid(g), dv = d[r * F + j];

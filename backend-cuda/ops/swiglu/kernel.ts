@@ -9,10 +9,10 @@ import { SWIGLU, SWIGLU_GRAD } from './swiglu.ts';
 
 /** swiglu.cu's launchers (host.ts is their CPU reference). */
 export interface SwigluNative {
-  /** y = g·σ(g)·u over rows of 2F floats [g | u] (y rows of F, in bf16 where yBf16). */
-  swiglu(x: number, y: number, yBf16: boolean, rows: number, F: number): void;
+  /** y = g·σ(g)·u over rows of 2F values [g | u] (in bf16 where xBf16; y rows of F, in bf16 where yBf16). */
+  swiglu(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, F: number): void;
   /** dx = [dy·u·σ(g)·(1 + g·(1 − σ(g))) | dy·g·σ(g)] (in bf16 where dxBf16). */
-  swigluGrad(dy: number, x: number, dx: number, dxBf16: boolean, rows: number, F: number): void;
+  swigluGrad(dy: number, x: number, xBf16: boolean, dx: number, dxBf16: boolean, rows: number, F: number): void;
 }
 
 /** x float32 [..., 2F]: rows and F. */
@@ -29,7 +29,8 @@ export const swigluKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend }) => {
       const { x, rows, F } = checked(SWIGLU, inputs);
       const y = backend.makeBf16Output([...x.shape.slice(0, -1), F]);  // the down projection reads it
-      backend.device.swiglu(backend.ptr(x), y.ptr, y.bf16, rows, F);
+      const xs = backend.storedValues(x);  // bf16 as the up projection wrote it (ops/linear), or float32
+      backend.device.swiglu(xs.ptr, xs.bf16, y.ptr, y.bf16, rows, F);
       return y.out;
     },
   },
@@ -41,7 +42,8 @@ export const swigluKernels: CudaKernel[] = [
         throw new Error(`${SWIGLU_GRAD}: dy ${describe(dy)} must be [${[...x.shape.slice(0, -1), F]}] for x ${describe(x)}`);
       }
       const dx = backend.makeBf16Output(x.shape);  // the up projection's two gradient matmuls read it
-      backend.device.swigluGrad(backend.ptr(dy), backend.ptr(x), dx.ptr, dx.bf16, rows, F);
+      const xs = backend.storedValues(x);
+      backend.device.swigluGrad(backend.ptr(dy), xs.ptr, xs.bf16, dx.ptr, dx.bf16, rows, F);
       return dx.out;
     },
   },

@@ -5,7 +5,8 @@
 // The composite splits x (two copies), runs Sigmoid and two Multiplies forward and keeps σ(g) and g·σ(g) for the
 // backward, then concatenates the halves' gradients; here one pass each way, and only x is kept.
 // Memory-bound: V = 4 floats per thread where F % 4 = 0 and the pointers are aligned. Under bf16 matmul
-// precision both outputs are bf16 only (y feeds the down projection, dx the up projection's gradient matmuls).
+// precision both outputs are bf16 only (y feeds the down projection, dx the up projection's gradient matmuls),
+// and x (the up projection's output: ops/linear) arrives in bf16: In = __nv_bfloat16.
 #include "swiglu.h"
 
 #include "../../native/launch.h"
@@ -17,8 +18,8 @@ namespace {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
-template <int V, typename Out>
-__global__ void swigluKernel(const float* __restrict__ x, Out* __restrict__ y, int64_t groups, int64_t groupsPerRow) {
+template <int V, typename In, typename Out>
+__global__ void swigluKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t groups, int64_t groupsPerRow) {
   TSGPT_GRID_STRIDE(i, groups) {
     const int64_t r = i / groupsPerRow, j = (i % groupsPerRow) * V, F = groupsPerRow * V;
     float g[V], u[V];
@@ -30,8 +31,8 @@ __global__ void swigluKernel(const float* __restrict__ x, Out* __restrict__ y, i
   }
 }
 
-template <int V, typename Out>
-__global__ void swigluGradKernel(const float* __restrict__ dy, const float* __restrict__ x, Out* __restrict__ dx, int64_t groups,
+template <int V, typename In, typename Out>
+__global__ void swigluGradKernel(const float* __restrict__ dy, const In* __restrict__ x, Out* __restrict__ dx, int64_t groups,
                                  int64_t groupsPerRow) {
   TSGPT_GRID_STRIDE(i, groups) {
     const int64_t r = i / groupsPerRow, j = (i % groupsPerRow) * V, F = groupsPerRow * V;
@@ -53,23 +54,26 @@ __global__ void swigluGradKernel(const float* __restrict__ dy, const float* __re
 
 }  // namespace
 
-cudaError_t launchSwiglu(cudaStream_t s, const float* x, void* y, bool yBf16, int64_t rows, int64_t F) {
+cudaError_t launchSwiglu(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t F) {
   if (rows * F == 0) return cudaSuccess;
   return byWidthAndType(F % 4 == 0 && aligned16({x, y}), y, yBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    swigluKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(x, out, rows * F / V, F / V);
+    byInputType(x, xBf16, [&](auto* in) { swigluKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(in, out, rows * F / V, F / V); });
   });
 }
 
-cudaError_t launchSwigluGrad(cudaStream_t s, const float* dy, const float* x, void* dx, bool dxBf16, int64_t rows, int64_t F) {
+cudaError_t launchSwigluGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, void* dx, bool dxBf16, int64_t rows,
+                             int64_t F) {
   if (rows * F == 0) return cudaSuccess;
   return byWidthAndType(F % 4 == 0 && aligned16({dy, x, dx}), dx, dxBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    swigluGradKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(dy, x, out, rows * F / V, F / V);
+    byInputType(x, xBf16, [&](auto* in) {
+      swigluGradKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(dy, in, out, rows * F / V, F / V);
+    });
   });
 }
 
-TSGPT_LAUNCHER(swiglu, launchSwiglu, "x", "y", "yBf16", "rows", "F");
-TSGPT_LAUNCHER(swigluGrad, launchSwigluGrad, "dy", "x", "dx", "dxBf16", "rows", "F");
+TSGPT_LAUNCHER(swiglu, launchSwiglu, "x", "xBf16", "y", "yBf16", "rows", "F");
+TSGPT_LAUNCHER(swigluGrad, launchSwigluGrad, "dy", "x", "xBf16", "dx", "dxBf16", "rows", "F");
 
 }  // namespace tsgpt
