@@ -43,6 +43,9 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // but did not hand on are freed with it (a scope per node); saved tensors of nodes off the path from xs to y go first.
 // The values computed are tfjs's own (the same gradient functions in the same order). Higher-order gradients (a
 // gradient taken inside another's function) keep tfjs's behaviour: the outer tape still needs what they would free.
+// One addition: where an input already has a gradient (from a later consumer: the residual stream feeds a norm and the
+// residual add), tfjs sums the two with an Add, a pass over both. A gradient thunk that declares a parameter (a fused
+// op's: RMSNorm's, Linear's) is handed that gradient so far and returns the sum itself, from its kernel's epilogue.
 interface TapeNode {
   id: number;
   kernelName: string;
@@ -77,15 +80,16 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
     if (!(inputName in inputGradients)) {
       throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(inputGradients)}.`);
     }
-    const dx = inputGradients[inputName](), x = node.inputs[inputName];
+    const thunk = inputGradients[inputName] as (accumulated?: tf.Tensor) => tf.Tensor, x = node.inputs[inputName];
+    const current = map.get(x.id), sums = thunk.length === 1;  // sums: the thunk adds `current` itself
+    const dx = sums ? thunk(current) : thunk();
     if (dx.dtype !== 'float32') {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${inputName} must have 'float32' dtype, but has '${dx.dtype}'`);
     }
     if (dx.shape.join() !== x.shape.join()) {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${inputName}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
     }
-    const current = map.get(x.id);
-    put(x.id, current ? tf.add(current, dx) : dx);
+    put(x.id, current && !sums ? tf.add(current, dx) : dx);
   }
 }
 

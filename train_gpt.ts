@@ -675,7 +675,7 @@ export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor
 export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
   const [inDim, outDim] = w.shape, outShape = [...x.shape.slice(0, -1), outDim], x2 = x.reshape([-1, inDim]);
   // An activation: bf16 under bf16 matmul precision where the backend has 'Linear' (the record's, §5)
-  if (!residual) return (runFused(linearKernel, { x: x2, w }, {}) ?? tf.matMul(x2, w)).reshape(outShape);
+  if (!residual) return runFused(linearKernel, { x, w }, {}) ?? tf.matMul(x2, w).reshape(outShape);
   // residual + x·W: the add rides in the matmul's epilogue where the backend has 'MatMulAdd' (no Add kernel
   // over the residual stream, and its gradient is dy itself).
   const fused = runFused(matMulAddKernel, { a: x2, b: w, c: residual.reshape([-1, outDim]) }, { alpha: 1, beta: 1, transposeA: false, transposeB: false });

@@ -1,10 +1,12 @@
 // tfjs_node.ts's backward (engine.gradients, freeing as it goes): the same gradients as tfjs's own, bit for bit, on the
 // model and its variants; each node's saved tensors and output gradients gone once the backward has passed it; no
-// tensor left behind; higher-order gradients still right; with one tape, saved tensors without clone kernels.
+// tensor left behind; higher-order gradients still right; with one tape, saved tensors without clone kernels; a fused
+// gradient summing the gradient so far in its own kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../train_gpt.ts';
+import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import { random } from './seed.ts';
 
 type Gradients = (f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean) => { value: tf.Tensor; grads: tf.Tensor[] };
@@ -31,6 +33,41 @@ it('gives the gradients of tfjs\'s own backward, bit for bit: the tiny model and
     tf.dispose([ours.value, theirs.value, ...ours.grads, ...theirs.grads]);
     T.disposeBatch(batch);
     T.disposeModel(m);
+  }
+});
+
+it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear): tfjs\'s gradients bit for bit, three Adds a block fewer', async () => {
+  registerCudaHostBackend('cuda-host');
+  await tf.setBackend('cuda-host');  // the backend's fused kernels, on the CPU
+  try {
+    // the tiny model with the speedrun's attention gate: its norms' inputs also feed the residual adds, and each normed
+    // attention input also feeds the gate's slice
+    const { cfg } = T.resolveConfig('tiny', { attnGate: true });
+    const m = T.createModel(cfg);
+    for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9)))));
+    const tokens = Int32Array.from({ length: 64 }, (_, i) => (i % 24 === 0 ? cfg.bosToken : Math.floor(random() * 200)));
+    const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t + 1) % 200), B: 2, T: 32 }, cfg.bosToken);
+    const sched = T.attnScheduleAt(cfg.windowSchedule[0], T.initRope(cfg), cfg);
+    const f = () => T.modelLoss(m, batch, sched, 'sum').div(8);
+    const vars = [...m.params.values()];
+    /** The gradients, and how many Adds over the residual stream's shape the backward ran. */
+    const run = async (gradients: Gradients) => {
+      let r: ReturnType<Gradients> | null = null;
+      const profile = await tf.profile(() => { r = gradients(f, vars, undefined, true); return [r.value, ...r.grads]; });
+      const adds = profile.kernels.filter((k) => k.name === 'Add' && k.inputShapes[0]?.join() === [2, 32, cfg.modelDim].join()).length;
+      const got = r as unknown as ReturnType<Gradients>;
+      const values = got.grads.map((g) => g.dataSync().slice());
+      tf.dispose([got.value, ...got.grads]);
+      return { adds, values };
+    };
+    const ours = await run((...args) => engine.gradients(...args)), theirs = await run(tfjsGradients);
+    ours.values.forEach((g, i) => assert.deepEqual(g, theirs.values[i], vars[i].name));
+    assert.ok(theirs.adds >= 3 * cfg.numLayers, `tfjs's backward: ${theirs.adds} Adds of the residual stream's shape (the test must see them)`);
+    assert.equal(ours.adds, theirs.adds - 3 * cfg.numLayers, 'three Adds a block fewer: the two norms\' inputs and the normed attention input');
+    T.disposeBatch(batch);
+    T.disposeModel(m);
+  } finally {
+    await tf.setBackend('cpu');
   }
 });
 

@@ -17,8 +17,8 @@ for (const target of targets) {
   describeOrSkip(`fused Linear on ${target.name}`, target.skip, () => {
     const B = target.name;
 
-    it('x·w and its gradients match tf.matMul on cpu ([..., k] inputs, k = 1, an empty batch)', async () => {
-      for (const [xs, k, m] of [[[3, 5], 7, 4], [[2, 3], 16, 9], [[6], 1, 5], [[0, 2], 4, 3]] as const) {
+    it('x·w and its gradients match tf.matMul on cpu (x of rank 1 to 3, k = 1, an empty batch)', async () => {
+      for (const [xs, k, m] of [[[3, 5], 7, 4], [[2, 3], 16, 9], [[6], 1, 5], [[], 7, 3], [[0, 2], 4, 3]] as const) {
         const inputs = [randFloat([...xs, k]), randFloat([k, m]), randFloat([...xs, m])];
         await compare(B, `linear [${xs},${k}]·[${k},${m}]`, inputs, linearAndGrads, { rtol: 1e-5, atol: 1e-5 });
       }
@@ -36,7 +36,7 @@ for (const target of targets) {
       tf.tidy(() => {
         const run = (inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(LINEAR, inputs, {});
         assert.throws(run({ x: tf.zeros([2, 3], 'int32'), w: tf.zeros([3, 4]) }), /Linear: x must be float32, got int32\[2,3\]/);
-        assert.throws(run({ x: tf.zeros([2, 3]), w: tf.zeros([4, 4]) }), /Linear: x \[n, k\] and w \[k, m\] must be matrices with one k, got x float32\[2,3\] and w float32\[4,4\]/);
+        assert.throws(run({ x: tf.zeros([2, 3]), w: tf.zeros([4, 4]) }), /Linear: x \[\.\.\., k\] and w \[k, m\] must agree on k, got x float32\[2,3\] and w float32\[4,4\]/);
         assert.throws(run({ x: tf.zeros([2, 3]) }), /Linear: input w is missing/);
       });
     });

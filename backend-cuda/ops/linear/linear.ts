@@ -4,23 +4,33 @@
 // x·W in bf16 only (rounded from the fp32 sum, in cuBLASLt's epilogue): half the bytes written, read by its
 // consumers (AttentionInputs, ReLU², SwiGLU read bf16 as stored) and kept for their gradients. tf.matMul is the
 // composite everywhere else and the oracle.
-//   {x [n, k], w [k, m]} → x·w [n, m].
-// Gradient: BatchMatMul's (dx = dy·wᵀ, dw = xᵀ·dy, float32: dw sums over micro-steps).
+//   {x [..., k], w [k, m]} → x·w [..., m] (x taken as it is, not through a Reshape: its gradient then lands on x itself,
+//   where the sum below can find the other consumers' gradient).
+// Gradient: BatchMatMul's (dx = dy·wᵀ, dw = xᵀ·dy, float32: dw sums over micro-steps). Where x already has a gradient
+// from another consumer (tfjs_node.ts's backward hands it over: the normed input's attention-gate slice), dx comes
+// from 'MatMulAdd' with it as C, the sum in cuBLASLt's epilogue instead of an Add over both.
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+import { MATMUL_ADD, type MatMulAddAttrs } from '../matmul_add/matmul_add.ts';
 
 export const LINEAR = 'Linear';
 
 export const linear: FusedKernelSpec = {
   name: LINEAR,
-  supports: ({ x, w }) => x.rank !== 2 || w.rank !== 2 ? `x [${x.shape}] and w [${w.shape}] must be matrices` : float32Inputs({ x, w }, 'x', 'w'),
+  supports: ({ x, w }) => x.rank < 1 || w.rank !== 2 ? `x [${x.shape}] must have a last axis and w [${w.shape}] be a matrix`
+    : float32Inputs({ x, w }, 'x', 'w'),
 };
 
 tf.registerGradient({
   kernelName: LINEAR,
   inputsToSave: ['x', 'w'],
   gradFunc: (dy, saved) => {
-    const [x, w] = saved, g = dy as tf.Tensor;
-    return { x: () => tf.matMul(g, w, false, true), w: () => tf.matMul(x, g, true, false) };
+    const [x, w] = saved, [k, m] = w.shape, g = (dy as tf.Tensor).reshape([-1, m]);
+    const withAccumulated = (accumulated: tf.Tensor) => tf.engine().runKernel(MATMUL_ADD, { a: g, b: w, c: accumulated.reshape([-1, k]) },
+      { alpha: 1, beta: 1, transposeA: false, transposeB: true } satisfies MatMulAddAttrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return {
+      x: (accumulated?: tf.Tensor) => (accumulated ? withAccumulated(accumulated) : tf.matMul(g, w, false, true)).reshape(x.shape),
+      w: () => tf.matMul(x.reshape([-1, k]), g, true, false),
+    };
   },
 });

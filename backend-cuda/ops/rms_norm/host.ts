@@ -15,15 +15,19 @@ export function rmsNormHost(mem: HostDevice): RmsNormNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    rmsNormGrad(dy, x, xBf16, dx, rows, cols, eps) {
+    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, eps) {
       if (rows * cols === 0) return;
+      const a = acc ? mem.floats(acc, rows * cols) : null;
       const g = mem.floats(dy, rows * cols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
       for (let r = 0; r < rows; r++) {
         let ss = 0, dot = 0;
         for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += g[r * cols + j] * xv[r * cols + j]; }
         const rstd = 1 / Math.sqrt(ss / cols + eps);
         const c = rstd ** 3 * dot / cols;
-        for (let j = 0; j < cols; j++) o[r * cols + j] = rstd * g[r * cols + j] - c * xv[r * cols + j];
+        for (let j = 0; j < cols; j++) {
+          const d = Math.fround(rstd * g[r * cols + j] - c * xv[r * cols + j]);
+          o[r * cols + j] = a ? d + a[r * cols + j] : d;  // d in float32, then the sum rounded on store: a separate Add's value
+        }
       }
     },
   };

@@ -11,7 +11,8 @@ import { RMS_NORM, RMS_NORM_GRAD } from './rms_norm.ts';
 export interface RmsNormNative {
   /** y = x·(mean(x²) + eps)^-½ over rows of `cols` (x in bf16 where xBf16, y where yBf16). */
   rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, eps: number): void;
-  rmsNormGrad(dy: number, x: number, xBf16: boolean, dx: number, rows: number, cols: number, eps: number): void;
+  /** dx = the norm's gradient, plus acc (float32 of x's shape: x's gradient so far) where acc is not 0. */
+  rmsNormGrad(dy: number, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number, eps: number): void;
 }
 
 function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, number, number] {
@@ -35,8 +36,9 @@ export const rmsNormKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [x, rows, cols] = rowsCols(RMS_NORM_GRAD, inputs), dy = input(RMS_NORM_GRAD, inputs, 'dy');
       const dx = backend.makeOutput(x.shape, 'float32');
-      const xs = backend.storedValues(x);
-      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, backend.ptr(dx), rows, cols, numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
+      const xs = backend.storedValues(x), acc = inputs.accumulated == null ? null : input(RMS_NORM_GRAD, inputs, 'accumulated');
+      if (acc && !tf.util.arraysEqual(acc.shape, x.shape)) throw new Error(`${RMS_NORM_GRAD}: accumulated [${acc.shape}] and x [${x.shape}] differ in shape`);
+      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
       return dx;
     },
   },

@@ -1,6 +1,6 @@
 // Fused RMSNorm without a learned weight (the model's norm()), forward and backward side by side.
 //   forward:  rstd = (mean_j x_j² + eps)^-½,  y = x·rstd
-//   backward: dx = rstd·dy − x·rstd³·mean_j(dy_j·x_j)
+//   backward: dx = rstd·dy − x·rstd³·mean_j(dy_j·x_j)  (+ acc: x's gradient from its other consumers, where given)
 // The backward recomputes rstd in the same pass as the dot product (one extra FMA per element) so
 // the forward saves nothing but x. One kernel each way instead of the composite's many. x is read as stored
 // (In: float, or bf16 for a bf16-only activation); y is written in bf16 under bf16 matmul precision (Out: the
@@ -31,7 +31,7 @@ __global__ void rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int
 }
 
 template <typename In>
-__global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x,
+__global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
                                   float* __restrict__ dx, int64_t cols, float eps) {
   __shared__ float scratch[32];
   const int64_t off = blockIdx.x * cols;
@@ -45,7 +45,10 @@ __global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __rest
   ss = blockReduce<false>(ss, scratch);
   const float r = rsqrtf(ss / float(cols) + eps);
   const float c = r * r * r * dot / float(cols);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) dx[off + j] = r * dy[off + j] - c * toFloat(x[off + j]);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float d = r * dy[off + j] - c * toFloat(x[off + j]);
+    dx[off + j] = acc ? d + acc[off + j] : d;  // the Add it replaces, rounded the same
+  }
 }
 
 }  // namespace
@@ -62,17 +65,17 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
   return cudaGetLastError();
 }
 
-cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, float* dx,
+cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
                               int64_t rows, int64_t cols, float eps) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL) return cudaErrorInvalidValue;
   byInputType(x, xBf16, [&](auto* in) {
-    rmsNormGradKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(dy, in, dx, cols, eps);
+    rmsNormGradKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(dy, in, acc, dx, cols, eps);
   });
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "eps");
-TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "dx", "rows", "cols", "eps");
+TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "acc", "dx", "rows", "cols", "eps");
 
 }  // namespace tsgpt

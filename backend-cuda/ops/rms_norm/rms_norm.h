@@ -6,10 +6,10 @@
 
 namespace tsgpt {
 
-// RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½ .
+// RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½; the gradient adds acc (float32, x's shape) where not null.
 cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
                           float eps);
-cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, float* dx,
+cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
                               int64_t rows, int64_t cols, float eps);
 
 }  // namespace tsgpt

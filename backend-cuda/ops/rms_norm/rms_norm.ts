@@ -2,6 +2,7 @@
 // train_gpt.ts's rmsNorm() runs this kernel where the active backend has it and its composite tfjs
 // version elsewhere (cpu, wasm); the composite is also the tests' oracle.
 //   rmsNorm(x) = x / sqrt(mean(x², last axis) + eps)   (the model's weightless norm())
+// Gradient ('RMSNormGrad'): dx = rstd·dy − x·rstd³·mean(dy·x), plus the input `accumulated` where given.
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
 
@@ -15,6 +16,7 @@ tf.registerGradient({
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {
     const [x] = saved;
-    return { x: () => tf.engine().runKernel(RMS_NORM_GRAD, { dy: dy as tf.Tensor, x }, attrs) as tf.Tensor };
+    // accumulated: x's gradient so far (tfjs_node.ts's backward: the residual add's), summed into dx by the kernel
+    return { x: (accumulated?: tf.Tensor) => tf.engine().runKernel(RMS_NORM_GRAD, { dy: dy as tf.Tensor, x, ...(accumulated ? { accumulated } : {}) }, attrs) as tf.Tensor };
   },
 });
