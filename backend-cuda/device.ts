@@ -94,9 +94,10 @@ export interface CoreDevice {
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
     strideA: number, strideB: number, precision: number, outBf16: boolean): void;
   /** Row-major out[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] in one cuBLASLt call; every operand has the batch (no
-   * broadcast), a and b as in matmul, c is float32 [batch, m, n], k > 0. */
-  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
-    transB: boolean, precision: number, alpha: number, beta: number): void;
+   * broadcast), a and b as in matmul, c [batch, m, n] and out float32, or both bf16 where bf16 (precision bf16: the
+   * residual stream, §5), k > 0. */
+  matmulAdd(a: number, b: number, c: number, out: number, bf16: boolean, batch: number, m: number, n: number, k: number,
+    transA: boolean, transB: boolean, precision: number, alpha: number, beta: number): void;
   /** Row-major out [m, n] (float32, or bf16 where outBf16: rounded to nearest even) = alpha·A·Bᵀ + beta·out over FP8
    * operands A [m, k] and B [n, k] (bytes; e4m3, or e5m2 where flagged; not both e5m2), fp32 accumulation, through
    * cuBLASLt (Hopper); fastAccum: without periodic promotion of the accumulator; beta 1 accumulates (float32 out

@@ -354,13 +354,18 @@ export class HostDevice implements CoreDevice {
     }
     this.flush(out, ov, outBf16);
   }
-  matmulAdd(a: number, b: number, c: number, out: number, batch: number, m: number, n: number, k: number, transA: boolean,
-    transB: boolean, precision: number, alpha: number, beta: number): void {
+  matmulAdd(a: number, b: number, c: number, out: number, bf16: boolean, batch: number, m: number, n: number, k: number,
+    transA: boolean, transB: boolean, precision: number, alpha: number, beta: number): void {
     if (batch * m * n === 0) return;
     if (k === 0) throw new Error('matmul with a C operand needs k > 0 (the caller scales C)');
-    this.matmul(a, b, out, batch, m, n, k, transA, transB, m * k, k * n, precision, false);
-    const cv = this.view(c, DTYPE.float32, batch * m * n), ov = this.view(out, DTYPE.float32, batch * m * n);
-    for (let i = 0; i < ov.length; i++) ov[i] = alpha * ov[i] + beta * cv[i];
+    if (bf16 && precision !== PRECISION.bf16) throw new Error('matmul: a bf16 out needs bf16 operands');
+    // the product in float32 (a scratch buffer for a bf16 out), then alpha·AB + beta·C rounded once into out
+    const product = bf16 ? this.alloc(batch * m * n * 4) : out;
+    this.matmul(a, b, product, batch, m, n, k, transA, transB, m * k, k * n, precision, false);
+    const cv = this.input(c, batch * m * n, bf16), pv = this.floats(product, batch * m * n), ov = this.output(out, batch * m * n, bf16);
+    for (let i = 0; i < ov.length; i++) ov[i] = alpha * pv[i] + beta * cv[i];
+    this.flush(out, ov, bf16);
+    if (bf16) this.free(product);
   }
   /** Sums in float64, fastAccum or not (the GPU accumulates in fp32, in fewer bits with fastAccum). */
   matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, outBf16: boolean, m: number, n: number, k: number,

@@ -392,5 +392,40 @@ for (const target of targets) {
         backend.setMatmulPrecision('fp32');
       }
     });
+
+    it('the residual stream in bf16: MatMulAdd over a bf16-only c and ScaledAdd over bf16-only x and z write bf16 only, read as stored', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      try {
+        backend.setMatmulPrecision('bf16');
+        const [x, w, stream, lambdas, r] = [randFloat([2, 5, 24]), randFloat([24, 16]), randFloat([2, 5, 16]), randFloat([2]), randFloat([2, 5, 16])]
+          .map(h => tf.tensor(h.values, h.shape));
+        // bf16-only tensors: RMSNorm's outputs (and its float32 output rounded, for the widened twins)
+        const [c, z] = [Model.rmsNorm(stream), Model.rmsNorm(stream.mul(-0.5))];
+        const [cWide, zWide] = [stream, stream.mul(-0.5)].map(t => tf.tensor(Array.from(Model.rmsNorm(t).dataSync()), t.shape));
+        const [a, b] = tf.unstack(lambdas);
+        const cases: Record<string, (c: tf.Tensor, z: tf.Tensor) => tf.Tensor[]> = {
+          MatMulAdd: (ct) => [Model.linear(x, w, ct), ...tf.grads((u: tf.Tensor, v: tf.Tensor) => Model.linear(u, w, v).mul(r).sum())([x, ct])],
+          ScaledAdd: (ct, zt) => [Model.scaledAdd(ct, zt, a, b), ...tf.grads((u: tf.Tensor, v: tf.Tensor) => Model.scaledAdd(u, v, a, b).mul(r).sum())([ct, zt])],
+        };
+        for (const [name, run] of Object.entries(cases)) {
+          const outs = run(c, z);
+          assert.equal(backend.storedValues(outs[0]).bf16, true, `${name}: the sum is bf16 only`);
+          const got = outs.map(o => o.dataSync().slice()), want = run(cWide, zWide).map(o => o.dataSync().slice());
+          assert.deepEqual(Array.from(got[0]), Array.from(got[0], bf16), `${name}: bf16 values`);
+          // the float32 sum of the same values rounded once: bit for bit for ScaledAdd, within a bf16 step for cuBLASLt's sum
+          const step = name === 'MatMulAdd' ? 2 ** -8 : 0;
+          got[0].forEach((v, i) => assert.ok(Math.abs(v - bf16(want[0][i])) <= step * Math.abs(want[0][i]) + 1e-7, `${name} [${i}]: ${v} against ${want[0][i]}`));
+          got.slice(1).forEach((g, o) => assert.deepEqual(Array.from(g), Array.from(want[o + 1]), `${name}: gradient ${o} as from the widened values`));
+          assert.equal(backend.storedValues(c).bf16 && backend.storedValues(z).bf16, true, `${name} made no float32 copy of its bf16 inputs`);
+          tf.dispose(outs);
+        }
+        backend.setMatmulPrecision('fp32');
+        assert.equal(backend.storedValues(Model.scaledAdd(cWide, zWide, a, b)).bf16, false, 'float32 inputs: a float32 sum');
+        tf.dispose([x, w, stream, lambdas, r, c, z, cWide, zWide, a, b]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+      }
+    });
   });
 }

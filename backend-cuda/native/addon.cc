@@ -361,12 +361,12 @@ Napi::Value matmulBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// out = alpha·op(A)·op(B) + beta·C
+// out = alpha·op(A)·op(B) + beta·C (C and out bf16 where flagged)
 Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
-  TSGPT_ARGS("matmulAdd", "a", "b", "c", "out", "batch", "m", "n", "k", "transA", "transB", "precision", "alpha", "beta");
-  const int64_t batch = a.integer(4), m = a.integer(5), n = a.integer(6), k = a.integer(7);
-  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<void>(3), false, batch, m, n, k, a.boolean(8), a.boolean(9), m * k, k * n,
-         int(a.integer(10)), a.ptr<const float>(2), float(a.number(11)), float(a.number(12)));
+  TSGPT_ARGS("matmulAdd", "a", "b", "c", "out", "bf16", "batch", "m", "n", "k", "transA", "transB", "precision", "alpha", "beta");
+  const int64_t batch = a.integer(5), m = a.integer(6), n = a.integer(7), k = a.integer(8);
+  matmul(dev(), a.ptr<void>(0), a.ptr<void>(1), a.ptr<void>(3), a.boolean(4), batch, m, n, k, a.boolean(9), a.boolean(10), m * k,
+         k * n, int(a.integer(11)), a.ptr<const void>(2), float(a.number(12)), float(a.number(13)));
   return info.Env().Undefined();
 }
 

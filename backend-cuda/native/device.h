@@ -66,11 +66,10 @@ class Device {
 // elements (strideA = 0 broadcasts one matrix over the batch). precision: 0 = bf16 operands (a and b
 // point to bf16 values) with fp32 accumulation, 1 = tf32, 2 = fp32 (float32 operands). out is float32, or
 // bf16 where outBf16 (precision 0 only: an activation the record keeps in bf16, rounded from the fp32 sum).
-// With c (float32, out's shape, k > 0, float32 out): out = alpha·op(A)·op(B) + beta·c in the same call
-// (cuBLASLt's epilogue; c stays float32).
+// With c (out's shape and type, k > 0): out = alpha·op(A)·op(B) + beta·c in the same call (cuBLASLt's epilogue).
 void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
-            int precision, const float* c = nullptr, float alpha = 1.f, float beta = 0.f);
+            int precision, const void* c = nullptr, float alpha = 1.f, float beta = 0.f);
 // FP8 GEMM (matmul.cc; Hopper): row-major out [m, n] (float32, or bf16 where outBf16) = alpha·A·Bᵀ + beta·out with
 // A [m, k] and B [n, k] FP8 bytes (e4m3, or e5m2 where flagged; not both e5m2: cuBLASLt has no such kernel), each with
 // k contiguous; m, n, k multiples of 16. fastAccum: CUBLASLT_MATMUL_DESC_FAST_ACCUM. beta = 1 accumulates (the chunked

@@ -150,17 +150,18 @@ void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2
 
 void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, int64_t batch, int64_t m,
             int64_t n, int64_t k, bool transA, bool transB, int64_t strideA, int64_t strideB,
-            int precision, const float* c, float alpha, float beta) {
+            int precision, const void* c, float alpha, float beta) {
   if (batch == 0 || m == 0 || n == 0) return;
   if (c != nullptr && k == 0) throw CudaError("matmul with a C operand needs k > 0 (the caller scales C)");
-  if (outBf16 && (precision != 0 || c != nullptr)) throw CudaError("matmul: a bf16 out needs bf16 operands and no C operand");
+  if (outBf16 && precision != 0) throw CudaError("matmul: a bf16 out needs bf16 operands");
   if (k == 0) {  // empty contraction: the product is all zeros (zero bytes, in float32 and bf16 alike)
     check(cudaMemsetAsync(out, 0, batch * m * n * (outBf16 ? 2 : 4), dev.stream()), "matmul zero fill");
     return;
   }
   Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16);
   // cuBLAS's A is our B (see the top of this file).
-  // C (read only where beta ≠ 0) has D's layout; out-of-place C → D is cuBLASLt's general case.
+  // C (read only where beta ≠ 0) has D's layout and type (bf16 with a bf16 out: the residual stream, §5); out-of-place
+  // C → D is cuBLASLt's general case.
   const cublasStatus_t st = cublasLtMatmul(
       static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta,
       c != nullptr ? c : out, p.lc, out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream());

@@ -1,11 +1,13 @@
 // The fused matmul-and-add's cuda kernel 'MatMulAdd' (matmul_add.ts): out = alpha·op(a)·op(b) + beta·c in one
-// cuBLASLt call (the device's matmulAdd: native/matmul.cc with a C operand), in the backend's matmul precision; c and the output stay float32. a [...batch, m, k],
+// cuBLASLt call (the device's matmulAdd: native/matmul.cc with a C operand), in the backend's matmul precision; c and the
+// output are float32, or both bf16 where c is stored in bf16 only under bf16 precision (the residual stream). a [...batch, m, k],
 // b [...batch, k, n] (either transposed), c [...batch, m, n], all float32 with the same batch dims (no
 // broadcast: Newton–Schulz never needs one). An empty contraction (k = 0) gives beta·c.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { binary, fill } from '../../kernel_utils.ts';
 import { booleanAttr, input as checkedInput, numberAttr } from '../check.ts';
+import { PRECISION } from '../../device.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { MATMUL_ADD } from './matmul_add.ts';
 
@@ -36,12 +38,13 @@ export const matMulAddKernels: CudaKernel[] = [{
       backend.disposeIntermediateTensorInfo(scale);
       return out;
     }
-    const out = backend.makeOutput(outShape, 'float32');
+    // A bf16-only c (the residual stream under bf16 precision: the record's, §5) gives a bf16-only sum, c read as stored
+    const precision = backend.precisionCode, stored = backend.storedValues(c), bf16 = stored.bf16 && precision === PRECISION.bf16;
+    const half = bf16 ? backend.makeBf16Only(outShape) : null, out = half?.out ?? backend.makeOutput(outShape, 'float32');
     const batch = tf.util.sizeFromShape(outer);
     if (batch * m * n > 0) {
-      const precision = backend.precisionCode;
-      backend.device.matmulAdd(backend.matmulOperand(a, precision), backend.matmulOperand(b, precision), backend.ptr(c), backend.ptr(out),
-        batch, m, n, k, transA, transB, precision, alpha, beta);
+      backend.device.matmulAdd(backend.matmulOperand(a, precision), backend.matmulOperand(b, precision), bf16 ? stored.ptr : backend.ptr(c),
+        half ? half.ptr : backend.ptr(out), bf16, batch, m, n, k, transA, transB, precision, alpha, beta);
     }
     return out;
   },

@@ -6,16 +6,17 @@ import type { ScaledAddNative } from './kernel.ts';
 // FMA) and the composite round them; da and db summed in float64 (the GPU's are float32 partial sums).
 export function scaledAddHost(mem: HostDevice): ScaledAddNative {
   return {
-    scaledAdd(x, z, a, b, y, n) {
+    scaledAdd(x, xBf16, z, zBf16, a, b, y, yBf16, n) {
       if (n === 0) return;
-      const r = Math.fround, xv = mem.floats(x, n), zv = mem.floats(z, n), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
-      const yv = mem.floats(y, n);
+      const r = Math.fround, xv = mem.input(x, n, xBf16), zv = mem.input(z, n, zBf16), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
+      const yv = mem.output(y, n, yBf16);
       for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
+      mem.flush(y, yv, yBf16);
     },
-    scaledAddGrad(dy, x, z, a, b, dx, dz, da, db, n) {
+    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, dx, dz, da, db, n) {
       let sa = 0, sb = 0;
       if (n > 0) {
-        const g = mem.floats(dy, n), xv = mem.floats(x, n), zv = mem.floats(z, n), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
+        const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), zv = mem.input(z, n, zBf16), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
         const dxv = mem.floats(dx, n), dzv = mem.floats(dz, n);
         for (let i = 0; i < n; i++) {
           sa += g[i] * xv[i];

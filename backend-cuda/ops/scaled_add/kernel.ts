@@ -1,5 +1,6 @@
 // The fused scaled add's cuda kernels: 'ScaledAdd' ({x, z, a, b} → a·x + b·z) and its gradient kernel
-// 'ScaledAddGrad' ({dy, x, z, a, b} → [dx, dz, da, db]), over scaled_add.cu's launchers.
+// 'ScaledAddGrad' ({dy, x, z, a, b} → [dx, dz, da, db]), over scaled_add.cu's launchers. x and z are read as stored; the
+// sum of two bf16-only tensors is bf16-only (the residual stream under bf16 precision: the record's, §5).
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
@@ -8,10 +9,11 @@ import { SCALED_ADD, SCALED_ADD_GRAD } from './scaled_add.ts';
 
 /** scaled_add.cu's launchers (host.ts is their CPU reference). */
 export interface ScaledAddNative {
-  /** y = a·x + b·z over n floats; a and b are one float each on the device. */
-  scaledAdd(x: number, z: number, a: number, b: number, y: number, n: number): void;
-  /** dx = a·dy, dz = b·dy over n floats; da = Σ dy·x, db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
-  scaledAddGrad(dy: number, x: number, z: number, a: number, b: number, dx: number, dz: number, da: number, db: number, n: number): void;
+  /** y = a·x + b·z over n values; a and b are one float each on the device; x, z and y in bf16 where flagged. */
+  scaledAdd(x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, y: number, yBf16: boolean, n: number): void;
+  /** dx = a·dy, dz = b·dy over n values; da = Σ dy·x, db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
+  scaledAddGrad(dy: number, x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, dx: number, dz: number,
+    da: number, db: number, n: number): void;
 }
 
 /** The tensors `names` (x, z; dy first for the gradient), float32 of one shape, and the scalars a and b. */
@@ -35,8 +37,11 @@ export const scaledAddKernels: CudaKernel[] = [
     kernelName: SCALED_ADD,
     kernelFunc: ({ inputs, backend }) => {
       const [[x, z], a, b] = checked(SCALED_ADD, inputs, ['x', 'z']);
-      const y = backend.makeOutput(x.shape, 'float32');
-      backend.device.scaledAdd(backend.ptr(x), backend.ptr(z), backend.ptr(a), backend.ptr(b), backend.ptr(y), tf.util.sizeFromShape(x.shape));
+      // x and z as stored; the sum of two bf16-only tensors (the residual stream under bf16 precision, §5) is bf16-only too
+      const xs = backend.storedValues(x), zs = backend.storedValues(z), half = xs.bf16 && zs.bf16 ? backend.makeBf16Only(x.shape) : null;
+      const y = half?.out ?? backend.makeOutput(x.shape, 'float32');
+      backend.device.scaledAdd(xs.ptr, xs.bf16, zs.ptr, zs.bf16, backend.ptr(a), backend.ptr(b), half ? half.ptr : backend.ptr(y), !!half,
+        tf.util.sizeFromShape(x.shape));
       return y;
     },
   },
@@ -46,7 +51,8 @@ export const scaledAddKernels: CudaKernel[] = [
       const [[dy, x, z], a, b] = checked(SCALED_ADD_GRAD, inputs, ['dy', 'x', 'z']);
       const dx = backend.makeOutput(x.shape, 'float32'), dz = backend.makeOutput(x.shape, 'float32');
       const da = backend.makeOutput([], 'float32'), db = backend.makeOutput([], 'float32');
-      backend.device.scaledAddGrad(backend.ptr(dy), backend.ptr(x), backend.ptr(z), backend.ptr(a), backend.ptr(b),
+      const xs = backend.storedValues(x), zs = backend.storedValues(z);
+      backend.device.scaledAddGrad(backend.ptr(dy), xs.ptr, xs.bf16, zs.ptr, zs.bf16, backend.ptr(a), backend.ptr(b),
         backend.ptr(dx), backend.ptr(dz), backend.ptr(da), backend.ptr(db), tf.util.sizeFromShape(x.shape));
       return [dx, dz, da, db];
     },

@@ -8,7 +8,8 @@
 // y, dx and dz are the composite's float32 operations, each correctly rounded (__fmul_rn, __fadd_rn: no
 // FMA contraction), so they equal the composite's bit for bit. The sums are deterministic (no atomics):
 // each block's (Σ dy·x, Σ dy·z) goes to a partial, then one block adds the partials in a fixed order.
-// Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned.
+// Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned. x and z are read
+// as stored (float, or bf16: the residual stream under bf16 precision, §5), y is bf16 where both are (rounded once).
 #include <algorithm>
 #include "scaled_add.h"
 
@@ -24,9 +25,9 @@ namespace {
 // The backward's grid, and so its partials: one wave of 256-thread blocks on an H100 (132 SMs × 8).
 constexpr int kMaxGradBlocks = 1024;
 
-template <int V>
-__global__ void scaledAddKernel(const float* __restrict__ x, const float* __restrict__ z, const float* __restrict__ a,
-                                const float* __restrict__ b, float* __restrict__ y, int64_t groups) {
+template <int V, typename InX, typename InZ, typename Out>
+__global__ void scaledAddKernel(const InX* __restrict__ x, const InZ* __restrict__ z, const float* __restrict__ a,
+                                const float* __restrict__ b, Out* __restrict__ y, int64_t groups) {
   const float av = *a, bv = *b;
   TSGPT_GRID_STRIDE(i, groups) {
     float xv[V], zv[V];
@@ -39,9 +40,9 @@ __global__ void scaledAddKernel(const float* __restrict__ x, const float* __rest
 }
 
 // dx, dz, and this block's sums into partials[2·block] (Σ dy·x) and partials[2·block + 1] (Σ dy·z).
-template <int V>
-__global__ void scaledAddGradKernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                    const float* __restrict__ z, const float* __restrict__ a,
+template <int V, typename InX, typename InZ>
+__global__ void scaledAddGradKernel(const float* __restrict__ dy, const InX* __restrict__ x,
+                                    const InZ* __restrict__ z, const float* __restrict__ a,
                                     const float* __restrict__ b, float* __restrict__ dx, float* __restrict__ dz,
                                     float* __restrict__ partials, int64_t groups) {
   __shared__ float scratch[32];
@@ -72,16 +73,19 @@ __global__ void scaledAddGradKernel(const float* __restrict__ dy, const float* _
 
 }  // namespace
 
-cudaError_t launchScaledAdd(cudaStream_t s, const float* x, const float* z, const float* a, const float* b, float* y,
-                            int64_t n) {
+cudaError_t launchScaledAdd(cudaStream_t s, const void* x, bool xBf16, const void* z, bool zBf16, const float* a, const float* b,
+                            void* y, bool yBf16, int64_t n) {
   if (n == 0) return cudaSuccess;
-  if (n % 4 == 0 && aligned16({x, z, y})) scaledAddKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(x, z, a, b, y, n / 4);
-  else scaledAddKernel<1><<<gridFor(n), kThreads, 0, s>>>(x, z, a, b, y, n);
-  return cudaGetLastError();
+  return byWidthAndType(n % 4 == 0 && aligned16({x, z, y}), y, yBf16, [&](auto width, auto* out) {
+    constexpr int V = decltype(width)::value;
+    byInputType(x, xBf16, [&](auto* xs) {
+      byInputType(z, zBf16, [&](auto* zs) { scaledAddKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(xs, zs, a, b, out, n / V); });
+    });
+  });
 }
 
-cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x, const float* z, const float* a,
-                                const float* b, float* dx, float* dz, float* da, float* db, int64_t n) {
+cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const void* z, bool zBf16,
+                                const float* a, const float* b, float* dx, float* dz, float* da, float* db, int64_t n) {
   if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
   const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, dx, dz});
   const int64_t groups = vec4 ? n / 4 : n;
@@ -90,14 +94,18 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const float* x,
   float* partials = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, s);
   if (e != cudaSuccess) return e;
-  if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
-  else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, x, z, a, b, dx, dz, partials, groups);
+  byInputType(x, xBf16, [&](auto* xs) {
+    byInputType(z, zBf16, [&](auto* zs) {
+      if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, dx, dz, partials, groups);
+      else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, dx, dz, partials, groups);
+    });
+  });
   e = launchSumPartialPairs(s, partials, blocks, da, db);
   const cudaError_t f = cudaFreeAsync(partials, s);  // stream-ordered: after the second pass
   return e != cudaSuccess ? e : f;
 }
 
-TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "z", "a", "b", "y", "n");
-TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "z", "a", "b", "dx", "dz", "da", "db", "n");
+TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "xBf16", "z", "zBf16", "a", "b", "y", "yBf16", "n");
+TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "xBf16", "z", "zBf16", "a", "b", "dx", "dz", "da", "db", "n");
 
 }  // namespace tsgpt
