@@ -6,7 +6,7 @@
 //   /tmp/attention_native B T H Hk h window score docLen     (score: 0 softmax, 1 softpick, 2 softmax1)
 //   e.g. /tmp/attention_native 1 32768 6 6 128 896 0 2048   (the speedrun's packed stream: window 7 blocks, documents of 2048)
 // TFLOP/s count the visible (query, key) pairs as FlashAttention does: 4·h FLOPs per pair forward (q·k and p·v),
-// 10·h backward (five products; the dq and dk/dv kernels recompute two more).
+// 10·h backward (five products, as the backward kernel computes them).
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   };
   auto backward = [&](int tc) {
     if (tc)
-      return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, dO.d, dO16, stats[1].d, delta.d, dq[1].d, dk[1].d,
+      return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, dO16, stats[1].d, delta.d, dq[1].d, dk[1].d,
                                      dv[1].d, B, T, H, Hk, h, window, scale, score);
     return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[0].d, dO.d, stats[0].d, true, dq[0].d, dk[0].d, dv[0].d, B, T,
                                H, Hk, h, window, scale, score);

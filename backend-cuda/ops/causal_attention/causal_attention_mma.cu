@@ -5,7 +5,7 @@
 //   backend.ts's matmulOperand / makeBf16Output), so a tile is a plain 16-byte cp.async copy into shared memory,
 //   double-buffered: the next tile loads while this one is used. The products run on mma.sync.m16n8k16 (bf16 in,
 //   fp32 accumulate); m, den, D, p, ds and all accumulators stay fp32, and P and dS are rounded to bf16 only as
-//   operands of the next product. D = dO·O is computed from the float32 dO and o.
+//   operands of the next product. D = dO·O is computed from the bf16 dO the products take and the float32 o.
 // - Tiles of 64 queries × 64 keys; 4 warps, each owning 16 rows (queries in the forward and dq,
 //   keys in dk/dv). Shared-memory rows are padded by 8 bf16 so that ldmatrix reads are free of bank
 //   conflicts; ldmatrix.trans gives the operands stored the other way round (V in P·V, K in dS·K, Q
@@ -13,8 +13,9 @@
 // - Masks are applied per element only on tiles that the causal edge, the window, a document
 //   boundary or T cuts for the warp; a warp skips tiles it cannot see; blocks skip the tiles the
 //   fp32 kernels skip. Query blocks run last-first (the long ones start first).
-// - Backward: a pre-pass D = dO·O per row (delta), then a dq kernel (query blocks over key tiles)
-//   and a dk/dv kernel (key tiles over the group's query heads and query tiles), no atomics.
+// - Backward: a pre-pass D = dO·O per row (delta), then one kernel by key tiles over the group's query heads and
+//   query tiles: dk and dv in registers, dq added to global memory with float2 atomics (FlashAttention-2's scheme:
+//   dq is not bit-reproducible).
 // Register fragment layouts follow the PTX ISA's mma.m16n8k16 section: thread (g = lane/4,
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
@@ -22,6 +23,7 @@
 #include <initializer_list>
 #include "causal_attention.cuh"
 #include "../../native/launchers.h"
+#include "../../native/vec.cuh"
 
 namespace tsgpt {
 namespace {
@@ -326,117 +328,52 @@ mmaForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const b
   }
 }
 
-// ---- backward: D = dO·O per query row (one warp per row) ----
+// ---- backward: D = dO·O per query row (one warp per row), from the bf16 dO the products read ----
 template <int kHead>
 __global__ void __launch_bounds__(kThreads)
-rowDotKernel(const float* __restrict__ dO, const float* __restrict__ o, float* __restrict__ delta, int64_t rows) {
+rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __restrict__ delta, int64_t rows) {
   const int64_t row = (int64_t)blockIdx.x * (kThreads / 32) + (threadIdx.x >> 5);
   if (row >= rows) return;
   const int lane = threadIdx.x & 31;
   float part = 0.f;
   for (int c = lane * 4; c < kHead; c += 128) {
-    const float4 a = *reinterpret_cast<const float4*>(dO + row * kHead + c);
-    const float4 b = *reinterpret_cast<const float4*>(o + row * kHead + c);
-    part += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+    float a[4], b[4];
+    loadVec<4>(dO + row * kHead + c, a);
+    loadVec<4>(o + row * kHead + c, b);
+    part += a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3];
   }
   for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(kFull, part, off);
   if (lane == 0) delta[row] = part;
 }
 
-// ---- backward: dq, by query blocks over key tiles (shared memory as the forward's: two stages of K, V) ----
-template <int kScore, int kHead>
-__global__ void __launch_bounds__(kThreads)
-mmaGradQKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-               const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
-               const float* __restrict__ delta, float* __restrict__ dq, Dims dm) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* const tiles = reinterpret_cast<bf16*>(smem);
-  const auto sK = [&](int stage) { return tiles + (2 * stage) * Tile<kHead>::kElems; };
-  const auto sV = [&](int stage) { return tiles + (2 * stage + 1) * Tile<kHead>::kElems; };
-  const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
-  const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
-  const int* doc = docIds + (int64_t)b * T;
-  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;
-  const int rows[2] = {w0 + g, w0 + g + 8};
-  const int kBegin = firstKeyTile(q0, q1, dm.window, T, doc);
-  const auto loadKeys = [&](int k0, int stage) {
-    loadTile<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-    loadTile<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-  };
-  // q and dO fragments stay in registers; their tiles pass through stage 1 first
-  loadTile<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
-  loadTile<kHead>(sV(1), dO, qRow(dm, b, q0, head), dm.H, q0, T);
-  commitAsync();
-  if (kBegin < q1) loadKeys(kBegin, 0);
-  commitAsync();
-
-  int rowDoc[2], argmax[2];
-  float m[2], invDen[2], D[2];
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int64_t row = qRow(dm, b, min(rows[r], T - 1), head);  // rows past T: computed, never stored
-    rowDoc[r] = doc[min(rows[r], T - 1)];
-    m[r] = stats[row * kStats];
-    const float den = stats[row * kStats + 1];
-    invDen[r] = den > 0.f ? 1.f / den : 0.f;
-    argmax[r] = int(stats[row * kStats + 2]);
-    D[r] = delta[row];
-  }
-
-  waitAsync<1>();  // q and dO have landed
-  __syncthreads();
-  uint32_t qf[kHead / 16][4], df[kHead / 16][4];
-  loadFragments<kHead>(qf, sK(1), warp * 16);
-  loadFragments<kHead>(df, sV(1), warp * 16);
-  float acc[kHead / 8][4];
-#pragma unroll
-  for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-
-  int stage = 0;
-  for (int k0 = kBegin; k0 < q1; k0 += kTile, stage ^= 1) {
-    const int k1 = min(k0 + kTile, T);
-    __syncthreads();  // every warp is done with the other stage
-    if (k0 + kTile < q1) loadKeys(k0 + kTile, stage ^ 1);
-    commitAsync();
-    waitAsync<1>();
-    __syncthreads();
-    if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;
-    const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
-
-    float s[kTile / 8][4], dp[kTile / 8][4];
-    product<kHead>(s, qf, sK(stage));
-    product<kHead>(dp, df, sV(stage));
-#pragma unroll
-    for (int n = 0; n < kTile / 8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = e >> 1, i = rows[r], j = k0 + n * 8 + 2 * t4 + (e & 1);
-        const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == rowDoc[r]);
-        s[n][e] = vis ? scoreGrad<kScore, true>(s[n][e] * dm.scale, dp[n][e], m[r], invDen[r], D[r], j == argmax[r]) : 0.f;
-      }
-    accumulate<kHead>(acc, s, sK(stage));
-  }
-
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    if (rows[r] >= T) continue;
-    const int64_t row = qRow(dm, b, rows[r], head);
-    storeRow<kHead>(dq + row * kHead, acc, r, dm.scale);
-  }
-}
-
-// ---- backward: dk, dv, by key tiles over the group's query heads and their query tiles ----
+// ---- backward: dk, dv and dq, by key tiles over the group's query heads and their query tiles (FlashAttention-2) ----
+// Per step (one query tile of one head) each warp computes sᵀ and dPᵀ for its 16 keys, adds Pᵀ·dO to dv and dSᵀ·Q to
+// dk, and leaves dSᵀ in shared memory; then each warp takes 16 of the tile's queries and adds dS·K to their dq rows in
+// global memory with float2 atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and dP from q,
+// k, v and dO: 7 products a tile pair instead of 5. dq's sums land in whatever order the blocks reach them, so dq is
+// not bit-reproducible (FlashAttention-2 and -3 make the same trade); dk and dv are.
 // Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax).
+// dSᵀ overlays the current stage's Q tile once every warp is done with it (a separate tile would put two blocks over
+// an SM's shared memory).
 template <int kHead>
 struct QueryStage {
   static constexpr size_t kBytes = 2 * Tile<kHead>::kElems * sizeof(bf16) + 4 * kTile * sizeof(float);
 };
+constexpr int kScoreStride = kTile + 8;  // dSᵀ rows (keys) of kTile queries, padded as the tiles are
+
+// The A operand (16×16: rows row0.., columns col0..) of a matrix stored the other way round, [col][row] with row
+// stride kStride: dS from dSᵀ. The same addresses as loadB, transposed by ldmatrix.
+template <int kStride>
+__device__ __forceinline__ void loadATransposed(uint32_t (&a)[4], const bf16* s, int row0, int col0) {
+  const int lane = threadIdx.x & 31;
+  ldmatrix4<true>(a, s + (col0 + (lane & 7) + (lane >> 4) * 8) * kStride + row0 + ((lane >> 3) & 1) * 8);
+}
+
 template <int kScore, int kHead>
 __global__ void __launch_bounds__(kThreads)
-mmaGradKVKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
-                const float* __restrict__ delta, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
+mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+              const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
+              const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);
   bf16* sV = sK + Tile<kHead>::kElems;
@@ -486,55 +423,100 @@ mmaGradKVKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf
 
   int stage = 0;
   for (int step = 0; step < steps; step++, stage ^= 1) {
-    const int q0 = k0 + (step % queryTiles) * kTile;
-    __syncthreads();  // every warp is done with the other stage
+    const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
+    __syncthreads();  // every warp is done with the other stage (its dSᵀ too)
     if (step + 1 < steps) loadQueries(step + 1, stage ^ 1);
     commitAsync();
     waitAsync<1>();   // this step's tiles (and, at the first, K and V) have landed
     __syncthreads();
     const int qLast = q0 + kTile - 1;
-    if (noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc)) continue;  // warp-uniform
+    if (noneVisible(q0, qLast, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // block-uniform
+    const bool seen = !noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);  // warp-uniform: this warp's keys
     const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);
 
-    // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries
+    // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries; then P into st and dS into dpt
     float st[kTile / 8][4], dpt[kTile / 8][4];
 #pragma unroll
     for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
       for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+    if (seen) {
 #pragma unroll
-    for (int kk = 0; kk < kHead / 16; kk++) {
-      uint32_t ak[4], av[4];
-      loadA<kHead>(ak, sK, warp * 16, kk * 16);
-      loadA<kHead>(av, sV, warp * 16, kk * 16);
+      for (int kk = 0; kk < kHead / 16; kk++) {
+        uint32_t ak[4], av[4];
+        loadA<kHead>(ak, sK, warp * 16, kk * 16);
+        loadA<kHead>(av, sV, warp * 16, kk * 16);
 #pragma unroll
-      for (int n = 0; n < kTile / 16; n++) {
-        uint32_t bq[4], bo[4];
-        loadB<kHead>(bq, sQ(stage), n * 16, kk * 16);
-        loadB<kHead>(bo, sDO(stage), n * 16, kk * 16);
-        mma(st[2 * n], ak, bq[0], bq[1]);
-        mma(st[2 * n + 1], ak, bq[2], bq[3]);
-        mma(dpt[2 * n], av, bo[0], bo[1]);
-        mma(dpt[2 * n + 1], av, bo[2], bo[3]);
+        for (int n = 0; n < kTile / 16; n++) {
+          uint32_t bq[4], bo[4];
+          loadB<kHead>(bq, sQ(stage), n * 16, kk * 16);
+          loadB<kHead>(bo, sDO(stage), n * 16, kk * 16);
+          mma(st[2 * n], ak, bq[0], bq[1]);
+          mma(st[2 * n + 1], ak, bq[2], bq[3]);
+          mma(dpt[2 * n], av, bo[0], bo[1]);
+          mma(dpt[2 * n + 1], av, bo[2], bo[3]);
+        }
       }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
+          const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
+          float p = 0.f, ds = 0.f;
+          if (vis) {
+            const float s = st[n][e] * dm.scale;
+            p = probability<kScore, true>(s, sM(stage)[c], sInvDen(stage)[c]);
+            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], j == sArgmax(stage)[c]);
+          }
+          st[n][e] = p;
+          dpt[n][e] = ds;
+        }
+      accumulate<kHead>(accV, st, sDO(stage));
+      accumulate<kHead>(accK, dpt, sQ(stage));
     }
+
+    // dSᵀ (bf16, as the products take it) over this stage's Q tile, once every warp has read Q; zeros for unseen keys
+    __syncthreads();
+    bf16* const sDS = sQ(stage);
 #pragma unroll
     for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
-        const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
-        float p = 0.f, ds = 0.f;
-        if (vis) {
-          const float s = st[n][e] * dm.scale;
-          p = probability<kScore, true>(s, sM(stage)[c], sInvDen(stage)[c]);
-          ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], j == sArgmax(stage)[c]);
+      for (int r = 0; r < 2; r++)
+        *reinterpret_cast<uint32_t*>(sDS + (warp * 16 + g + 8 * r) * kScoreStride + n * 8 + 2 * t4) =
+            packBf16(dpt[n][2 * r], dpt[n][2 * r + 1]);
+    __syncthreads();
+
+    // dq rows of the warp's 16 queries += scale·dS·K, in two halves of the head dim (fewer live registers)
+    const int r0 = q0 + warp * 16;
+    if (noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
+    uint32_t af[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) loadATransposed<kScoreStride>(af[kk], sDS, warp * 16, kk * 16);
+#pragma unroll
+    for (int part = 0; part < 2; part++) {
+      float acc[kHead / 16][4];
+#pragma unroll
+      for (int n = 0; n < kHead / 16; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; kk++)
+#pragma unroll
+        for (int n = 0; n < kHead / 32; n++) {
+          uint32_t bk[4];
+          loadBTransposed<kHead>(bk, sK, kk * 16, part * (kHead / 2) + n * 16);
+          mma(acc[2 * n], af[kk], bk[0], bk[1]);
+          mma(acc[2 * n + 1], af[kk], bk[2], bk[3]);
         }
-        st[n][e] = p;
-        dpt[n][e] = ds;
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        const int i = r0 + g + 8 * r;
+        if (i >= T) continue;
+        float* const row = dq + qRow(dm, b, i, head) * kHead + part * (kHead / 2) + 2 * t4;
+#pragma unroll
+        for (int n = 0; n < kHead / 16; n++)
+          atomicAdd(reinterpret_cast<float2*>(row + n * 8), make_float2(acc[n][2 * r] * dm.scale, acc[n][2 * r + 1] * dm.scale));
       }
-    accumulate<kHead>(accV, st, sDO(stage));
-    accumulate<kHead>(accK, dpt, sQ(stage));
+    }
   }
 
 #pragma unroll
@@ -558,22 +540,16 @@ cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v,
 
 template <int kScore, int kHead>
 cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const float* o,
-                     const float* dO, const bf16* dO16, const float* stats, float* delta, float* dq, float* dk,
-                     float* dv, const Dims& d) {
+                     const bf16* dO16, const float* stats, float* delta, float* dq, float* dk, float* dv, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
-  rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO, o, delta, rows);
+  rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
-  const size_t smemQ = 4 * Tile<kHead>::kElems * sizeof(bf16);
-  const auto kernelQ = mmaGradQKernel<kScore, kHead>;
-  if (const cudaError_t e = allowSharedMemory(kernelQ, smemQ); e != cudaSuccess) return e;
-  kernelQ<<<dim3((d.T + kTile - 1) / kTile, d.H, d.B), kThreads, smemQ, s>>>(q, k, v, docIds, dO16, stats, delta, dq, d);
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-
-  const size_t smemKV = 2 * Tile<kHead>::kElems * sizeof(bf16) + 2 * QueryStage<kHead>::kBytes;
-  const auto kernelKV = mmaGradKVKernel<kScore, kHead>;
-  if (const cudaError_t e = allowSharedMemory(kernelKV, smemKV); e != cudaSuccess) return e;
-  kernelKV<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smemKV, s>>>(q, k, v, docIds, dO16, stats, delta, dk, dv, d);
+  if (const cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * rows * kHead, s); e != cudaSuccess) return e;  // atomics add into it
+  const size_t smem = 2 * Tile<kHead>::kElems * sizeof(bf16) + 2 * QueryStage<kHead>::kBytes;
+  const auto kernel = mmaGradKernel<kScore, kHead>;
+  if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
+  kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv, d);
   return cudaGetLastError();
 }
 
@@ -600,26 +576,26 @@ cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, co
 }
 
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
-                                    const float* o, const float* dO, const void* dO16, const float* stats, float* delta,
+                                    const float* o, const void* dO16, const float* stats, float* delta,
                                     float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
                                     float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
-  if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO, dO16, dq, dk, dv}); e != cudaSuccess) return e;
+  if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv}); e != cudaSuccess) return e;
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
   const auto* g16 = static_cast<const bf16*>(dO16);
   if (d.h == 64)
     return byScore(score, [&](auto c) {
-      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, dO, g16, stats, delta, dq, dk, dv, d);
+      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, d);
     });
   return byScore(score, [&](auto c) {
-    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, dO, g16, stats, delta, dq, dk, dv, d);
+    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, d);
   });
 }
 
 TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window",
                "scale", "score");
-TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "dO", "dO16", "stats", "delta", "dq",
+TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "dO16", "stats", "delta", "dq",
                "dk", "dv", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

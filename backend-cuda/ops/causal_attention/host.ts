@@ -221,7 +221,7 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
     attentionBf16(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
       if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
     },
-    attentionGradBf16(q, k, v, docIds, o, _dO, dO16, stats, _delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
+    attentionGradBf16(q, k, v, docIds, o, dO16, stats, _delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
       backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.bf16Floats(dO16, B * T * H * h), stats,
         true, dq, dk, dv);

@@ -27,9 +27,9 @@ export interface CausalAttentionNative {
   /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o and stats float32. */
   attentionBf16(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
     Hk: number, h: number, window: number, scale: number, score: number): void;
-  /** Its gradient: q, k, v and dO16 (dO's bf16 copy) in bf16, o and dO float32 (D = dO·O per row from those, into delta:
-   * B·T·H floats of scratch), the forward's stats. */
-  attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, dO: number, dO16: number, stats: number,
+  /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o float32 (D = dO·O per row from
+   * dO16 and o, into delta: B·T·H floats of scratch), the forward's stats. */
+  attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, dO16: number, stats: number,
     delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
     window: number, scale: number, score: number): void;
 }
@@ -108,7 +108,7 @@ export const causalAttentionKernels: CudaKernel[] = [
           backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), stats, p.B, p.T, p.H, p.Hk, p.h,
             p.window, p.scale, p.score);
         }
-        backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), backend.ptr(dy), bf16(dy), stats,
+        backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), bf16(dy), stats,
           scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window,
           p.scale, p.score);
       } else {

@@ -29,9 +29,9 @@ __global__ void headGateKernel(const float* __restrict__ o, const float* __restr
   }
 }
 
-template <int V>
+template <int V, typename Out>
 __global__ void headGateGradKernel(const float* __restrict__ dy, const float* __restrict__ o, const float* __restrict__ g,
-                                   float* __restrict__ dO, float* __restrict__ dg, int64_t rows, int h) {
+                                   Out* __restrict__ dO, float* __restrict__ dg, int64_t rows, int h) {
   const int lane = threadIdx.x % 32;
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += int64_t(gridDim.x) * blockDim.x / 32) {
     const float s = sigmoid(g[r]);
@@ -66,17 +66,17 @@ cudaError_t launchHeadGate(cudaStream_t s, const float* o, const float* g, void*
   });
 }
 
-cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, float* dO, float* dg,
-                               int64_t rows, int64_t h) {
+cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, void* dO, bool dOBf16,
+                               float* dg, int64_t rows, int64_t h) {
   if (rows == 0) return cudaSuccess;
   if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
   const unsigned blocks = gridFor(rows * 32);  // a warp per row
-  if (h % 4 == 0 && aligned16({dy, o, dO})) headGateGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, o, g, dO, dg, rows, int(h));
-  else headGateGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, o, g, dO, dg, rows, int(h));
-  return cudaGetLastError();
+  return byWidthAndType(h % 4 == 0 && aligned16({dy, o, dO}), dO, dOBf16, [&](auto width, auto* out) {
+    headGateGradKernel<decltype(width)::value><<<blocks, kThreads, 0, s>>>(dy, o, g, out, dg, rows, int(h));
+  });
 }
 
 TSGPT_LAUNCHER(headGate, launchHeadGate, "o", "g", "y", "yBf16", "rows", "h");
-TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "g", "dO", "dg", "rows", "h");
+TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "g", "dO", "dOBf16", "dg", "rows", "h");
 
 }  // namespace tsgpt

@@ -13,16 +13,17 @@ export function headGateHost(mem: HostDevice): HeadGateNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    headGateGrad(dy, o, g, dO, dg, rows, h) {
+    headGateGrad(dy, o, g, dO, dOBf16, dg, rows, h) {
       if (rows === 0) return;
       const d = mem.floats(dy, rows * h), ov = mem.floats(o, rows * h), gv = mem.floats(g, rows);
-      const dov = mem.floats(dO, rows * h), dgv = mem.floats(dg, rows);
+      const dov = mem.output(dO, rows * h, dOBf16), dgv = mem.floats(dg, rows);
       for (let r = 0; r < rows; r++) {
         const s = 1 / (1 + Math.exp(-gv[r]));
         let dot = 0;
         for (let j = 0; j < h; j++) { dot += d[r * h + j] * ov[r * h + j]; dov[r * h + j] = d[r * h + j] * s; }
         dgv[r] = s * (1 - s) * dot;
       }
+      mem.flush(dO, dov, dOBf16);
     },
   };
 }
