@@ -12,6 +12,7 @@ import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
 import { causalWindowMeanHost } from './causal_window_mean/host.ts';
 import { causalWindowMeanKernels } from './causal_window_mean/kernel.ts';
+import { fp8HeadLossHost } from './fp8_head_loss/host.ts';
 import { fp8HeadLossKernels } from './fp8_head_loss/kernel.ts';
 import { fp8MatmulHost } from './fp8_matmul/host.ts';
 import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
@@ -48,7 +49,7 @@ export const fusedOps = [
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: causalWindowMeanKernels, host: causalWindowMeanHost },
-  { kernels: fp8HeadLossKernels },
+  { kernels: fp8HeadLossKernels, host: fp8HeadLossHost },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
   { kernels: linearKernels },

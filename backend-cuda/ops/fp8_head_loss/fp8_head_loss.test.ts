@@ -79,6 +79,42 @@ for (const target of targets) {
       }
     });
 
+    it('its one-pass gradient quantisation (softcapGradFp8) writes the codes of softcapCrossEntropyGrad then fp8Quantise, byte for byte', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, dev = backend.device;
+      const [rows, cols] = gpu ? [256, 50304] : [12, 40];
+      const t = randInt([rows], 0, cols), tv = t.values as Int32Array;
+      tv[3] = cols;  // an out-of-range target: a NaN row either way
+      const logits = tf.tensor(randFloat([rows, cols], -60, 60).values, [rows, cols]), targetsT = tf.tensor(tv, [rows], 'int32');
+      const one = tf.scalar(1), stats = backend.makeOutput([2 * rows], 'float32'), loss = backend.makeOutput([], 'float32');
+      const half = backend.makeBf16Only([rows, cols]);
+      dev.toBf16(backend.ptr(logits), half.ptr, rows * cols);
+      const codes = () => backend.makeOutput([rows * cols / 4], 'float32');  // rows·cols bytes
+      try {
+        for (const cap of [1, 2, 0]) {
+          for (const [logitsPtr, logitsBf16] of [[backend.ptr(logits), false], [half.ptr, true]] as const) {
+            dev.softcapCrossEntropy(logitsPtr, logitsBf16, backend.ptr(targetsT), backend.ptr(stats), backend.ptr(loss), rows, cols, cap, 30, 7.5, false);
+            for (const gBf16 of [false, true]) {
+              const g = backend.makeOutput([rows, cols], 'float32'), [a, aT, b, bT] = [codes(), codes(), codes(), codes()];
+              dev.softcapCrossEntropyGrad(backend.ptr(one), logitsPtr, logitsBf16, backend.ptr(targetsT), backend.ptr(stats), backend.ptr(g), gBf16,
+                rows, cols, cap, 30, 7.5, false);
+              dev.fp8Quantise(backend.ptr(g), gBf16, rows, cols, 2 ** -10, true, backend.ptr(a), backend.ptr(aT));
+              dev.softcapGradFp8(backend.ptr(one), logitsPtr, logitsBf16, backend.ptr(targetsT), backend.ptr(stats), gBf16, rows, cols, cap, 30,
+                7.5, false, 2 ** -10, backend.ptr(b), backend.ptr(bT));
+              const bytes = (x: tf.TensorInfo) => new Uint8Array(dev.readSync(backend.ptr(x), rows * cols));
+              const what = `cap ${cap}, logits ${logitsBf16 ? 'bf16' : 'float32'}, gradient ${gBf16 ? 'bf16' : 'float32'}`;
+              assert.deepEqual(bytes(b), bytes(a), `${what}: row-major codes`);
+              assert.deepEqual(bytes(bT), bytes(aT), `${what}: transposed codes`);
+              for (const x of [g, a, aT, b, bT]) backend.disposeIntermediateTensorInfo(x);
+            }
+          }
+        }
+      } finally {
+        for (const x of [stats, loss, half.out]) backend.disposeIntermediateTensorInfo(x);
+        tf.dispose([logits, targetsT, one]);
+      }
+    });
+
     it('under bf16 matmul precision: bf16 logits (the record\'s), as the two-op path then; the loss within bf16 rounding of float32 logits', async () => {
       const [N, d, V, chunkRows] = gpu ? [4096, 768, 2048, 1024] : [64, 16, 80, 32];
       const host = inputs(N, d, V), cap = CAPS[0];

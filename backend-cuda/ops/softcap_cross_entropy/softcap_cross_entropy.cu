@@ -13,6 +13,7 @@
 // record's): read as such, computed in fp32.
 #include <type_traits>
 #include "softcap_cross_entropy.h"
+#include "softcap.cuh"
 
 #include "../../native/launch.h"
 #include "../../native/rows.cuh"
@@ -21,40 +22,6 @@
 
 namespace tsgpt {
 namespace {
-
-struct CapParams {
-  float scale;  // s
-  float inv;    // 1/temp (sigmoid) or 1/scale (tanh): the pre-activation factor
-  float slope;  // scale/temp (sigmoid): dz/dx = slope·σ(1−σ)
-};
-
-// Four consecutive logits from 16-byte (float) or 8-byte (bf16) aligned memory, and one.
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-__device__ __forceinline__ float4 load4(const __nv_bfloat16* p) {
-  const uint2 u = *reinterpret_cast<const uint2*>(p);
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-  return make_float4(a.x, a.y, b.x, b.y);
-}
-__device__ __forceinline__ float load1(const float* p) { return *p; }
-__device__ __forceinline__ float load1(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-
-// z = cap(x) and, when asked, dz/dx.
-template <int kCap>
-__device__ __forceinline__ float capped(float x, const CapParams& p, float* dzdx) {
-  if (kCap == kLogitCapSigmoid) {
-    const float sig = 1.f / (1.f + expf(-x * p.inv));
-    if (dzdx) *dzdx = p.slope * sig * (1.f - sig);
-    return p.scale * sig;
-  } else if (kCap == kLogitCapTanh) {
-    const float th = tanhf(x * p.inv);
-    if (dzdx) *dzdx = 1.f - th * th;
-    return p.scale * th;
-  } else {
-    if (dzdx) *dzdx = 1.f;
-    return x;
-  }
-}
 
 // Online softmax state (m, s): s = Σ exp(z − m) over the values seen, m their running max.
 __device__ __forceinline__ void onlineAdd(float z, float& m, float& s) {
@@ -105,21 +72,20 @@ __global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const i
   float m = -INFINITY, s = 0.f;
   if (kVec4) {
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
-      const float4 v = load4(xr + 4 * j);
-      onlineAdd(capped<kCap>(v.x, p, nullptr), m, s);
-      onlineAdd(capped<kCap>(v.y, p, nullptr), m, s);
-      onlineAdd(capped<kCap>(v.z, p, nullptr), m, s);
-      onlineAdd(capped<kCap>(v.w, p, nullptr), m, s);
+      float v[4];
+      loadVec<4>(xr + 4 * j, v);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) onlineAdd(capped<kCap>(v[k], p, nullptr), m, s);
     }
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(load1(xr + j), p, nullptr), m, s);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(toFloat(xr[j]), p, nullptr), m, s);
   }
   blockOnlineMerge(m, s, scratchM, scratchS);
   if (threadIdx.x == 0) {
     const float lse = m + logf(s);
     const int64_t t = targets[row];
     rowStats[row] = lse;
-    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(load1(xr + t), p, nullptr) : NAN;
+    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(toFloat(xr[t]), p, nullptr) : NAN;
   }
 }
 
@@ -143,29 +109,20 @@ __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, cons
   const float l = lse[row];
   const int64_t t = targets[row];
   const float g = t >= 0 && t < cols ? dy[0] * w : NAN;  // out-of-range target: a NaN row, as its loss
-  auto grad = [&](float x, int64_t j) {
-    float dz;
-    const float z = capped<kCap>(x, p, &dz);
-    return g * (expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
-  };
+  auto grad = [&](float x, int64_t j) { return softcapGrad<kCap>(x, j, t, l, g, p); };
   if (kVec4) {
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
-      const float4 v = load4(xr + 4 * j);
-      const float d[4] = {grad(v.x, 4 * j), grad(v.y, 4 * j + 1), grad(v.z, 4 * j + 2), grad(v.w, 4 * j + 3)};
+      float v[4];
+      loadVec<4>(xr + 4 * j, v);
+      const float d[4] = {grad(v[0], 4 * j), grad(v[1], 4 * j + 1), grad(v[2], 4 * j + 2), grad(v[3], 4 * j + 3)};
       storeVec<4>(dr + 4 * j, d);
     }
   } else {
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const float d[1] = {grad(load1(xr + j), j)};
+      const float d[1] = {grad(toFloat(xr[j]), j)};
       storeVec<1>(dr + j, d);
     }
   }
-}
-
-CapParams capParams(int cap, float scale, float temp) {
-  if (cap == kLogitCapSigmoid) return {scale, 1.f / temp, scale / temp};
-  if (cap == kLogitCapTanh) return {scale, 1.f / scale, 1.f};
-  return {1.f, 1.f, 1.f};
 }
 
 // Calls f(std::integral_constant<int, cap>, std::bool_constant<vec4>) for the runtime choice.

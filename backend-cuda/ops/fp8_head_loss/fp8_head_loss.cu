@@ -1,0 +1,103 @@
+// The FP8 head loss's gradient quantised where it is computed (ops/fp8_head_loss/kernel.ts's chunk loop): the logits'
+// gradient dloss/dz of the soft-capped cross-entropy, straight to the e5m2 codes the head's two gradient GEMMs read, in
+// both layouts. The two launchers it replaces (softcap_cross_entropy.cu's gradient, then fp8_matmul.cu's quantisation)
+// wrote the gradient in bf16 and read it back: per 4096-row chunk of the speedrun's 50,304 columns, 824 MB of traffic.
+// The values are theirs: the same gradient expression (softcap.cuh's softcapGrad), rounded to bf16 where they stored
+// bf16, divided by the scale and rounded to e5m2 by the same code (fp8_codes.cuh). Tiles as fp8_matmul.cu's: 64×64,
+// 256 threads of 4 consecutive columns on 4 rows, the transposed codes through shared memory.
+#include "fp8_head_loss.h"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "../../native/launchers.h"
+#include "../../native/vec.cuh"
+#include "../fp8_matmul/fp8_codes.cuh"
+#include "../softcap_cross_entropy/softcap.cuh"
+
+namespace tsgpt {
+namespace {
+
+constexpr int kTile = 64;
+
+template <int kCap, typename In, bool kRoundBf16>
+__global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
+    const int32_t* __restrict__ targets, const float* __restrict__ lse, int64_t rows, int64_t cols, float w, CapParams p,
+    float gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
+  __shared__ uint8_t tile[kTile][kTile + 4];  // the tile's codes [row][column]; rows padded to a 4-byte multiple
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t tilesR = (rows + kTile - 1) / kTile, tilesC = (cols + kTile - 1) / kTile;
+  const float dyw = dy[0] * w;
+  for (int64_t tr = blockIdx.y; tr < tilesR; tr += gridDim.y) {
+    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
+      const int64_t r0 = tr * kTile, c = tc * kTile + 4 * tx;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int rr = ty + 16 * j;
+        const int64_t r = r0 + rr;
+        if (r >= rows || c >= cols) continue;  // cols % 4 == 0: a group of 4 columns is all inside or all outside
+        const int64_t t = targets[r];
+        const float g = t >= 0 && t < cols ? dyw : NAN, l = lse[r];  // out-of-range target: a NaN row, as its loss
+        float v[4];
+        loadVec<4>(logits + r * cols + c, v);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float d = softcapGrad<kCap>(v[k], c + k, t, l, g, p);
+          v[k] = (kRoundBf16 ? roundedToBf16(d) : d) / gradScale;  // IEEE division, as the quantisation's
+        }
+        const uint32_t q = toFp8x4<true>(v);
+        *reinterpret_cast<uint32_t*>(g8 + r * cols + c) = q;
+        *reinterpret_cast<uint32_t*>(&tile[rr][4 * tx]) = q;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int cc = ty + 16 * j;
+        const int64_t oc = tc * kTile + cc, orow = r0 + 4 * tx;  // output row oc (a column), logits rows orow … orow + 3
+        if (oc >= cols || orow >= rows) continue;  // rows % 4 == 0
+        const uint32_t q = uint32_t(tile[4 * tx][cc]) | uint32_t(tile[4 * tx + 1][cc]) << 8 |
+                           uint32_t(tile[4 * tx + 2][cc]) << 16 | uint32_t(tile[4 * tx + 3][cc]) << 24;
+        *reinterpret_cast<uint32_t*>(g8t + oc * rows + orow) = q;
+      }
+      __syncthreads();  // before the next tile overwrites it
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* logits, bool logitsBf16, const int32_t* targets,
+                                 const float* rowStats, bool gBf16, int64_t rows, int64_t cols, int cap, float scale, float temp,
+                                 bool mean, float gradScale, uint8_t* g8, uint8_t* g8t) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  const auto misaligned = [](const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes != 0; };
+  if (rows < 0 || cols < 0 || rows % 4 || cols % 4 || misaligned(logits, logitsBf16 ? 8 : 16) || misaligned(g8, 4) ||
+      misaligned(g8t, 4) || (cap != kLogitCapNone && cap != kLogitCapSigmoid && cap != kLogitCapTanh))
+    return cudaErrorInvalidValue;
+  const CapParams p = capParams(cap, scale, temp);
+  const float w = mean ? 1.f / float(rows) : 1.f;
+  const int64_t tilesR = (rows + kTile - 1) / kTile, tilesC = (cols + kTile - 1) / kTile;
+  const dim3 grid(unsigned(std::min<int64_t>(tilesC, 1 << 20)), unsigned(std::min<int64_t>(tilesR, 65535)));
+  const auto launch = [&](auto capC, auto* in, auto roundC) {
+    softcapGradFp8Kernel<decltype(capC)::value, std::remove_const_t<std::remove_pointer_t<decltype(in)>>, decltype(roundC)::value>
+        <<<grid, 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, gradScale, g8, g8t);
+  };
+  const auto withRound = [&](auto capC, auto* in) {
+    if (gBf16) launch(capC, in, std::true_type{});
+    else launch(capC, in, std::false_type{});
+  };
+  const auto withCap = [&](auto* in) {
+    if (cap == kLogitCapSigmoid) withRound(std::integral_constant<int, kLogitCapSigmoid>{}, in);
+    else if (cap == kLogitCapTanh) withRound(std::integral_constant<int, kLogitCapTanh>{}, in);
+    else withRound(std::integral_constant<int, kLogitCapNone>{}, in);
+  };
+  byInputType(logits, logitsBf16, withCap);
+  return cudaGetLastError();
+}
+
+TSGPT_LAUNCHER(softcapGradFp8, launchSoftcapGradFp8, "dy", "logits", "logitsBf16", "targets", "rowStats", "gBf16", "rows", "cols",
+               "cap", "scale", "temp", "mean", "gradScale", "g8", "g8t");
+
+}  // namespace tsgpt
