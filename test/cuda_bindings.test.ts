@@ -25,14 +25,14 @@ describeOrSkip('the addon\'s argument checks', gpu.skip, () => {
       assert.throws(() => device.headGate(p, p), /headGate\(o, g, y, yBf16, rows, h\): called with 2 argument\(s\), takes 6/);
       assert.throws(() => device.headGate(p, p, p, false, 1, 8, 0), /headGate.*called with 7 argument\(s\), takes 6/);
       assert.throws(() => device.headGate(p, p, p, 'yes', 1, 8), /headGate: argument 4 \(yBf16\) must be a boolean, got a string/);
-      assert.throws(() => device.rmsNorm(p, p, 1.5, 8, 1e-6), /rmsNorm: argument 3 \(rows\) must be an integer, got 1\.5/);
-      assert.throws(() => device.rmsNorm(-8, p, 1, 8, 1e-6), /rmsNorm: argument 1 \(x\) must be a device address/);
+      assert.throws(() => device.rmsNorm(p, false, p, false, 1.5, 8, 1e-6), /rmsNorm: argument 5 \(rows\) must be an integer, got 1\.5/);
+      assert.throws(() => device.rmsNorm(-8, false, p, false, 1, 8, 1e-6), /rmsNorm: argument 1 \(x\) must be a device address/);
       assert.throws(() => device.attention(p, p, p, p, p, 0, 2 ** 40, 1, 1, 1, 8, 1, 1, 0), /attention: argument 7 \(B\) must be a 32-bit integer/);
       assert.throws(() => device.alloc('x'), /alloc: argument 1 \(bytes\) must be an integer, got a string/);
       assert.throws(() => device.matmul(p), /matmul\(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16\): called with 1/);
       // a right call still runs: y = relu(x)² over 4 floats
       device.upload(p, new Float32Array([-1, 2, -3, 4]));
-      device.reluSquared(p, p + 256, false, 4);
+      device.reluSquared(p, false, p + 256, false, 4);
       assert.deepEqual(Array.from(new Float32Array(device.readSync(p + 256, 16) as ArrayBuffer)), [0, 4, 0, 16]);
     } finally {
       device.free(p);
