@@ -14,25 +14,31 @@ const engine = tf.engine() as unknown as { gradients: Gradients };
 /** tfjs's own engine.gradients, which tfjs_node.ts's instance method shadows. */
 const tfjsGradients: Gradients = (...args) => (Object.getPrototypeOf(engine).gradients as Gradients).apply(engine, args);
 
+/** The tiny model of `variant`, every parameter perturbed (so that zero-initialised projections pass gradients
+ * everywhere), and its loss on 2 rows of 32 tokens with documents starting every 24: what the tests differentiate. */
+function perturbedTinyModel(variant: Partial<T.Config>) {
+  const { cfg } = T.resolveConfig('tiny', variant);
+  const m = T.createModel(cfg);
+  for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9)))));
+  const tokens = Int32Array.from({ length: 64 }, (_, i) => (i % 24 === 0 ? cfg.bosToken : Math.floor(random() * 200)));
+  const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t + 1) % 200), B: 2, T: 32 }, cfg.bosToken);
+  const sched = T.attnScheduleAt(cfg.windowSchedule[0], T.initRope(cfg), cfg);
+  return {
+    cfg, vars: [...m.params.values()], loss: () => T.modelLoss(m, batch, sched, 'sum').div(8),
+    dispose: () => { T.disposeBatch(batch); T.disposeModel(m); },
+  };
+}
+
 it('gives the gradients of tfjs\'s own backward, bit for bit: the tiny model and its block variants', async () => {
   await tf.setBackend('cpu');
   const variants: Partial<T.Config>[] = [{}, { canon: 'ABCD' }, { block: 'sas-p' }, { mlp: 'swiglu', parallel: true, attnScore: 'softpick' }];
   for (const variant of variants) {
-    const { cfg } = T.resolveConfig('tiny', variant as Partial<T.Config>);
-    const m = T.createModel(cfg);
-    // perturbed, so that zero-initialised projections pass gradients everywhere
-    for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9)))));
-    const tokens = Int32Array.from({ length: 64 }, (_, i) => (i % 24 === 0 ? cfg.bosToken : Math.floor(random() * 200)));
-    const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t + 1) % 200), B: 2, T: 32 }, cfg.bosToken);
-    const sched = T.attnScheduleAt(cfg.windowSchedule[0], T.initRope(cfg), cfg);
-    const f = () => T.modelLoss(m, batch, sched, 'sum').div(8);
-    const vars = [...m.params.values()];
+    const { vars, loss: f, dispose } = perturbedTinyModel(variant);
     const ours = engine.gradients(f, vars, undefined, true), theirs = tfjsGradients(f, vars, undefined, true);
     assert.equal(ours.value.dataSync()[0], theirs.value.dataSync()[0]);
     ours.grads.forEach((g, i) => assert.deepEqual(g.dataSync(), theirs.grads[i].dataSync(), `${JSON.stringify(variant)}: ${vars[i].name}`));
     tf.dispose([ours.value, theirs.value, ...ours.grads, ...theirs.grads]);
-    T.disposeBatch(batch);
-    T.disposeModel(m);
+    dispose();
   }
 });
 
@@ -42,14 +48,7 @@ it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear): tf
   try {
     // the tiny model with the speedrun's attention gate: its norms' inputs also feed the residual adds, and each normed
     // attention input also feeds the gate's slice
-    const { cfg } = T.resolveConfig('tiny', { attnGate: true });
-    const m = T.createModel(cfg);
-    for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9)))));
-    const tokens = Int32Array.from({ length: 64 }, (_, i) => (i % 24 === 0 ? cfg.bosToken : Math.floor(random() * 200)));
-    const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t + 1) % 200), B: 2, T: 32 }, cfg.bosToken);
-    const sched = T.attnScheduleAt(cfg.windowSchedule[0], T.initRope(cfg), cfg);
-    const f = () => T.modelLoss(m, batch, sched, 'sum').div(8);
-    const vars = [...m.params.values()];
+    const { cfg, vars, loss: f, dispose } = perturbedTinyModel({ attnGate: true });
     /** The gradients, and how many Adds over the residual stream's shape the backward ran. */
     const run = async (gradients: Gradients) => {
       let r: ReturnType<Gradients> | null = null;
@@ -64,8 +63,7 @@ it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear): tf
     ours.values.forEach((g, i) => assert.deepEqual(g, theirs.values[i], vars[i].name));
     assert.ok(theirs.adds >= 3 * cfg.numLayers, `tfjs's backward: ${theirs.adds} Adds of the residual stream's shape (the test must see them)`);
     assert.equal(ours.adds, theirs.adds - 3 * cfg.numLayers, 'three Adds a block fewer: the two norms\' inputs and the normed attention input');
-    T.disposeBatch(batch);
-    T.disposeModel(m);
+    dispose();
   } finally {
     await tf.setBackend('cpu');
   }

@@ -3,13 +3,12 @@
 // both layouts. The two launchers it replaces (softcap_cross_entropy.cu's gradient, then fp8_matmul.cu's quantisation)
 // wrote the gradient in bf16 and read it back: per 4096-row chunk of the speedrun's 50,304 columns, 824 MB of traffic.
 // The values are theirs: the same gradient expression (softcap.cuh's softcapGrad), rounded to bf16 where they stored
-// bf16, divided by the scale and rounded to e5m2 by the same code (fp8_codes.cuh). Tiles as fp8_matmul.cu's: 64×64,
-// 256 threads of 4 consecutive columns on 4 rows, the transposed codes through shared memory.
+// bf16, divided by the scale and rounded to e5m2 and written in fp8_codes.cuh's tiles by the same code as
+// fp8_matmul.cu's quantisation.
 #include "fp8_head_loss.h"
 
 #include <cuda_bf16.h>
 
-#include <algorithm>
 #include <type_traits>
 
 #include "../../native/launchers.h"
@@ -20,50 +19,21 @@
 namespace tsgpt {
 namespace {
 
-constexpr int kTile = 64;
-
 template <int kCap, typename In, bool kRoundBf16>
 __global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
     const int32_t* __restrict__ targets, const float* __restrict__ lse, int64_t rows, int64_t cols, float w, CapParams p,
     float gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
-  __shared__ uint8_t tile[kTile][kTile + 4];  // the tile's codes [row][column]; rows padded to a 4-byte multiple
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int64_t tilesR = (rows + kTile - 1) / kTile, tilesC = (cols + kTile - 1) / kTile;
   const float dyw = dy[0] * w;
-  for (int64_t tr = blockIdx.y; tr < tilesR; tr += gridDim.y) {
-    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
-      const int64_t r0 = tr * kTile, c = tc * kTile + 4 * tx;
+  writeFp8Tiles<true>(rows, cols, g8, g8t, [&](int64_t r, int64_t c, float (&v)[4]) {
+    const int64_t t = targets[r];
+    const float g = t >= 0 && t < cols ? dyw : NAN, l = lse[r];  // out-of-range target: a NaN row, as its loss
+    loadVec<4>(logits + r * cols + c, v);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int rr = ty + 16 * j;
-        const int64_t r = r0 + rr;
-        if (r >= rows || c >= cols) continue;  // cols % 4 == 0: a group of 4 columns is all inside or all outside
-        const int64_t t = targets[r];
-        const float g = t >= 0 && t < cols ? dyw : NAN, l = lse[r];  // out-of-range target: a NaN row, as its loss
-        float v[4];
-        loadVec<4>(logits + r * cols + c, v);
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const float d = softcapGrad<kCap>(v[k], c + k, t, l, g, p);
-          v[k] = (kRoundBf16 ? roundedToBf16(d) : d) / gradScale;  // IEEE division, as the quantisation's
-        }
-        const uint32_t q = toFp8x4<true>(v);
-        *reinterpret_cast<uint32_t*>(g8 + r * cols + c) = q;
-        *reinterpret_cast<uint32_t*>(&tile[rr][4 * tx]) = q;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int cc = ty + 16 * j;
-        const int64_t oc = tc * kTile + cc, orow = r0 + 4 * tx;  // output row oc (a column), logits rows orow … orow + 3
-        if (oc >= cols || orow >= rows) continue;  // rows % 4 == 0
-        const uint32_t q = uint32_t(tile[4 * tx][cc]) | uint32_t(tile[4 * tx + 1][cc]) << 8 |
-                           uint32_t(tile[4 * tx + 2][cc]) << 16 | uint32_t(tile[4 * tx + 3][cc]) << 24;
-        *reinterpret_cast<uint32_t*>(g8t + oc * rows + orow) = q;
-      }
-      __syncthreads();  // before the next tile overwrites it
+    for (int k = 0; k < 4; ++k) {
+      const float d = softcapGrad<kCap>(v[k], c + k, t, l, g, p);
+      v[k] = (kRoundBf16 ? roundedToBf16(d) : d) / gradScale;  // IEEE division, as the quantisation's
     }
-  }
+  });
 }
 
 }  // namespace
@@ -78,8 +48,7 @@ cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* lo
     return cudaErrorInvalidValue;
   const CapParams p = capParams(cap, scale, temp);
   const float w = mean ? 1.f / float(rows) : 1.f;
-  const int64_t tilesR = (rows + kTile - 1) / kTile, tilesC = (cols + kTile - 1) / kTile;
-  const dim3 grid(unsigned(std::min<int64_t>(tilesC, 1 << 20)), unsigned(std::min<int64_t>(tilesR, 65535)));
+  const dim3 grid = fp8TileGrid(rows, cols);
   const auto launch = [&](auto capC, auto* in, auto roundC) {
     softcapGradFp8Kernel<decltype(capC)::value, std::remove_const_t<std::remove_pointer_t<decltype(in)>>, decltype(roundC)::value>
         <<<grid, 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, gradScale, g8, g8t);

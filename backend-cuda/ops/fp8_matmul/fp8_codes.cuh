@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_fp8.h>
 #include <cstdint>
+#include <cuda_runtime.h>
 
 namespace tsgpt {
 
@@ -33,6 +34,56 @@ __device__ __forceinline__ uint32_t toFp8x4(const float (&v)[4]) {
     if (outOfRange<E5M2>(v[k])) bits = (bits & ~(0xFFu << (8 * k))) | outOfRangeCode<E5M2>(v[k]) << (8 * k);
   }
   return bits;
+}
+
+// The FP8 codes of a [rows, cols] matrix whose values valuesAt(r, c, v) gives four at a time (v[k] at column c + k),
+// written row-major to out and/or transposed to outT (either may be null; rows and cols multiples of 4): the
+// block's share of 64×64 tiles, 256 threads of 4 consecutive columns on 4 rows, the transposed codes through shared
+// memory (4 consecutive output bytes per thread: one 32-bit store). Called by a kernel of 256 threads, the same for
+// the whole block (it synchronises); grid: fp8TileGrid.
+constexpr int kFp8Tile = 64;
+
+template <bool E5M2, typename ValuesAt>
+__device__ __forceinline__ void writeFp8Tiles(int64_t rows, int64_t cols, uint8_t* __restrict__ out, uint8_t* __restrict__ outT,
+                                              ValuesAt valuesAt) {
+  __shared__ uint8_t tile[kFp8Tile][kFp8Tile + 4];  // the tile's codes [row][column]; rows padded to a 4-byte multiple
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t tilesR = (rows + kFp8Tile - 1) / kFp8Tile, tilesC = (cols + kFp8Tile - 1) / kFp8Tile;
+  for (int64_t tr = blockIdx.y; tr < tilesR; tr += gridDim.y) {
+    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
+      const int64_t r0 = tr * kFp8Tile, c = tc * kFp8Tile + 4 * tx;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int rr = ty + 16 * j;
+        const int64_t r = r0 + rr;
+        if (r >= rows || c >= cols) continue;  // cols % 4 == 0: a group of 4 columns is all inside or all outside
+        float v[4];
+        valuesAt(r, c, v);
+        const uint32_t q = toFp8x4<E5M2>(v);
+        if (out) *reinterpret_cast<uint32_t*>(out + r * cols + c) = q;
+        if (outT) *reinterpret_cast<uint32_t*>(&tile[rr][4 * tx]) = q;
+      }
+      if (outT) {  // the same for the whole block
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int cc = ty + 16 * j;
+          const int64_t oc = tc * kFp8Tile + cc, orow = r0 + 4 * tx;  // output row oc (a column), rows orow … orow + 3
+          if (oc >= cols || orow >= rows) continue;  // rows % 4 == 0
+          const uint32_t q = uint32_t(tile[4 * tx][cc]) | uint32_t(tile[4 * tx + 1][cc]) << 8 |
+                             uint32_t(tile[4 * tx + 2][cc]) << 16 | uint32_t(tile[4 * tx + 3][cc]) << 24;
+          *reinterpret_cast<uint32_t*>(outT + oc * rows + orow) = q;
+        }
+        __syncthreads();  // before the next tile overwrites it
+      }
+    }
+  }
+}
+
+// writeFp8Tiles' grid for a [rows, cols] matrix: a block per 64×64 tile, within the grid's limits.
+inline dim3 fp8TileGrid(int64_t rows, int64_t cols) {
+  const int64_t tilesR = (rows + kFp8Tile - 1) / kFp8Tile, tilesC = (cols + kFp8Tile - 1) / kFp8Tile;
+  return dim3(unsigned(tilesC < (1 << 20) ? tilesC : (1 << 20)), unsigned(tilesR < 65535 ? tilesR : 65535));
 }
 
 }  // namespace tsgpt
