@@ -1560,6 +1560,10 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
 function applyMuonUpdates(m: Model, groups: MuonGroup[], step: number): void {
   const { cfg } = m, lr = lrScale(step, cfg);
   tf.tidy(() => {
+    // p − η·update as one ScaledAdd (1·p + (−η)·update: the same float32 value as a Multiply and a Sub, one pass), its
+    // scalars made once a step per distinct η (the lr multipliers)
+    const one = tf.scalar(1), negatedRates = new Map<number, tf.Scalar>();
+    const negated = (rate: number) => negatedRates.get(rate) ?? negatedRates.set(rate, tf.scalar(-rate)).get(rate)!;
     const updates = new Map<string, tf.Tensor[]>();
     for (const { blocks, update, neurons } of groups) {
       if (neurons) tf.unstack(neurons).forEach((v, i) => blocks[i].neurons!.assign(v));
@@ -1573,7 +1577,7 @@ function applyMuonUpdates(m: Model, groups: MuonGroup[], step: number): void {
     for (const [name, parts] of updates) {
       const p = m.params.get(name)!;
       const update = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
-      const updated = p.sub(update.mul(cfg.muonLr * lr * m.info.get(name)!.lrMul));
+      const updated = scaledAdd(p, update, one, negated(cfg.muonLr * lr * m.info.get(name)!.lrMul));
       p.assign(m.info.get(name)!.bf16 ? roundToBf16(updated) : updated);
     }
   });
