@@ -131,7 +131,11 @@ for (const target of targets) {
       assertClose(fused, twoOp, gpu ? [1e-5, 1e-3, 1e-3] : [1e-6, 0, 1e-6], `under bf16, on ${B}`);
       const moved = relError(fused[0], wide[0]);
       assert.ok(moved > 0 && moved < 1e-3, `the loss of bf16 logits against float32 ones: relative ${moved.toExponential(2)} (0: not rounded)`);
-      assertClose(fused, wide, [1e-3, 2e-2, 2e-2], `bf16 against float32 logits, on ${B}`);
+      // dx and dW differ by the e5m2 codes that the bf16 rounding of z moves across a code boundary (one step: 2⁻² of the
+      // entry); a target's entry (the largest of its row) flipping dominates the norm: on cuda-host's 64 rows, 1500 draws
+      // gave a median of 2.4e-3, a 99th percentile of 1.8e-2 and a maximum of 2.3e-2 (6 over the 2e-2 this bound was,
+      // which failed once in a session); 4e-2 bounds that tail
+      assertClose(fused, wide, [1e-3, 4e-2, 4e-2], `bf16 against float32 logits, on ${B}`);
     });
 
     it('matches the composite on cpu (its oracle)', async () => {
