@@ -59,6 +59,27 @@ for (const target of targets) {
       }
     });
 
+    it('under bf16 matmul precision the gradient of o is bf16 only (the attention\'s tensor-core backward reads it): the float32 one rounded; dg as in float32', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend;
+      const [o, g, dy] = [[2, 3, 2, 8], [2, 3, 2], [2, 3, 2, 8]].map(s => tf.tensor(randFloat(s).values, s));
+      const grads = () => tf.grads((a: tf.Tensor, b: tf.Tensor) => T.headGate(a, b).mul(dy).sum())([o, g]);
+      try {
+        const [dO32, dg32] = grads(), want = dO32.dataSync().slice(), wantDg = dg32.dataSync().slice();
+        assert.equal(backend.storedValues(dO32).bf16, false, 'fp32: a float32 gradient');
+        tf.dispose([dO32, dg32]);
+        backend.setMatmulPrecision('bf16');
+        const [dO, dg] = grads();
+        assert.equal(backend.storedValues(dO).bf16, true, 'bf16: the gradient of o is stored in bf16 only');
+        assert.deepEqual(Array.from(dO.dataSync()), Array.from(want, bf16), 'the float32 gradient rounded to bf16');
+        assert.deepEqual(dg.dataSync(), wantDg, 'dg does not change');
+        tf.dispose([dO, dg]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([o, g, dy]);
+      }
+    });
+
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
       tf.tidy(() => {
