@@ -673,9 +673,10 @@ export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor
 
 /** x[..., in] @ W[in, out] through a 2-D matmul, plus `residual` (x's shape with out) if given. */
 export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
-  const [inDim, outDim] = w.shape, outShape = [...x.shape.slice(0, -1), outDim], x2 = x.reshape([-1, inDim]);
-  // An activation: bf16 under bf16 matmul precision where the backend has 'Linear' (the record's, §5)
-  if (!residual) return runFused(linearKernel, { x, w }, {}) ?? tf.matMul(x2, w).reshape(outShape);
+  const [inDim, outDim] = w.shape, outShape = [...x.shape.slice(0, -1), outDim];
+  // An activation: bf16 under bf16 matmul precision where the backend has 'Linear' (the record's, §5), which takes x as it is
+  if (!residual) return runFused(linearKernel, { x, w }, {}) ?? tf.matMul(x.reshape([-1, inDim]), w).reshape(outShape);
+  const x2 = x.reshape([-1, inDim]);
   // residual + x·W: the add rides in the matmul's epilogue where the backend has 'MatMulAdd' (no Add kernel
   // over the residual stream, and its gradient is dy itself).
   const fused = runFused(matMulAddKernel, { a: x2, b: w, c: residual.reshape([-1, outDim]) }, { alpha: 1, beta: 1, transposeA: false, transposeB: false });

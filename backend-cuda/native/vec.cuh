@@ -11,6 +11,13 @@
 
 namespace tsgpt {
 
+// One value of a tensor stored in float32 or bf16, as float (exact), and one float stored as either (bf16: rounded to
+// nearest even): for kernels templated on their tensors' storage.
+__device__ __forceinline__ float toFloat(float x) { return x; }
+__device__ __forceinline__ float toFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
 template <int V>
 __device__ __forceinline__ void loadVec(const float* __restrict__ p, float (&v)[V]) {
   static_assert(V == 1 || V == 4, "V is 1 or 4");
@@ -18,7 +25,7 @@ __device__ __forceinline__ void loadVec(const float* __restrict__ p, float (&v)[
     const float4 q = *reinterpret_cast<const float4*>(p);
     v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
   } else {
-    v[0] = *p;
+    v[0] = toFloat(*p);
   }
 }
 
@@ -32,7 +39,7 @@ __device__ __forceinline__ void loadVec(const __nv_bfloat16* __restrict__ p, flo
     const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162*>(&raw.y);
     v[0] = __low2float(lo); v[1] = __high2float(lo); v[2] = __low2float(hi); v[3] = __high2float(hi);
   } else {
-    v[0] = __bfloat162float(*p);
+    v[0] = toFloat(*p);
   }
 }
 
@@ -40,7 +47,7 @@ template <int V>
 __device__ __forceinline__ void storeVec(float* __restrict__ p, const float (&v)[V]) {
   static_assert(V == 1 || V == 4, "V is 1 or 4");
   if constexpr (V == 4) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else *p = v[0];
+  else store(p, v[0]);
 }
 
 template <int V>
@@ -51,16 +58,9 @@ __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const fl
     p2[0] = __floats2bfloat162_rn(v[0], v[1]);
     p2[1] = __floats2bfloat162_rn(v[2], v[3]);
   } else {
-    *p = __float2bfloat16_rn(v[0]);
+    store(p, v[0]);
   }
 }
-
-// One value of a tensor stored in float32 or bf16, as float (exact), and one float stored as either (bf16: rounded to
-// nearest even): for kernels templated on their tensors' storage.
-__device__ __forceinline__ float toFloat(float x) { return x; }
-__device__ __forceinline__ float toFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // x rounded to the nearest bf16 (ties to even), kept in float32: the record's bf16 state in float32 storage.
 __device__ __forceinline__ float roundedToBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
