@@ -12,7 +12,7 @@ trap 'rm -rf "$out"' EXIT
 sources=(native/*.cu ops/*/*.cu)
 pids=()
 for f in "${sources[@]}"; do
-  "$nvcc_bin" -std=c++17 -arch=sm_90 -diag-suppress=186 -Werror all-warnings -c "$f" -o "$out/$(basename "$f" .cu).o" &
+  "$nvcc_bin" -std=c++17 -arch=sm_90a -diag-suppress=186 -Werror all-warnings -c "$f" -o "$out/$(basename "$f" .cu).o" &
   pids+=($!)
 done
 status=0

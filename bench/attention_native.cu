@@ -1,7 +1,7 @@
 // The fused attention kernels without Node: the bf16 tensor-core kernels (causal_attention_mma.cu) against
 // the exact fp32 ones (causal_attention.cu) on one random problem, relative errors and CUDA-event timings.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
-//   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
+//   nvcc -std=c++17 -arch=sm_90a -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
 //        backend-cuda/ops/causal_attention/causal_attention_mma.cu -o /tmp/attention_native
 //   /tmp/attention_native B T H Hk h window score docLen     (score: 0 softmax, 1 softpick, 2 softmax1)
 //   e.g. /tmp/attention_native 1 32768 6 6 128 896 0 2048   (the speedrun's packed stream: window 7 blocks, documents of 2048)
