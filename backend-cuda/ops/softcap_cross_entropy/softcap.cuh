@@ -12,11 +12,14 @@ struct CapParams {
   float slope;  // scale/temp (sigmoid): dz/dx = slope·σ(1−σ)
 };
 
-// z = cap(x) and, when asked, dz/dx.
+// z = cap(x) and, when asked, dz/dx. The sigmoid and the softmax's exp use the hardware's approximations (__expf,
+// __fdividef: a few ulp, ~5e-7 relative here): with expf and an IEEE division these kernels were bound by their
+// instructions, not their bytes (the FP8 head's cross-entropy over [4096, 50304] bf16 logits: 0.32 ms forward,
+// 0.68 ms gradient on an H200, 1.3 and 1.2 TB/s).
 template <int kCap>
 __device__ __forceinline__ float capped(float x, const CapParams& p, float* dzdx) {
   if (kCap == kLogitCapSigmoid) {
-    const float sig = 1.f / (1.f + expf(-x * p.inv));
+    const float sig = __fdividef(1.f, 1.f + __expf(-x * p.inv));  // 0 where the exp overflows, as 1/∞
     if (dzdx) *dzdx = p.slope * sig * (1.f - sig);
     return p.scale * sig;
   } else if (kCap == kLogitCapTanh) {
@@ -35,7 +38,7 @@ template <int kCap>
 __device__ __forceinline__ float softcapGrad(float x, int64_t j, int64_t t, float l, float g, const CapParams& p) {
   float dz;
   const float z = capped<kCap>(x, p, &dz);
-  return g * (expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
+  return g * (__expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
 }
 
 inline CapParams capParams(int cap, float scale, float temp) {
