@@ -17,7 +17,7 @@
 //   query tiles: dk and dv in registers, dq added to global memory with float2 atomics (FlashAttention-2's scheme:
 //   dq is not bit-reproducible).
 // - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the forward's products run on wgmma instead
-//   (wgmmaForwardKernel: the same blocks, masks and softmax; the tiles in wgmma's swizzled layout). useWgmma() decides.
+//   (WgmmaProducts: the same kernel, blocks, masks and softmax; the tiles in wgmma's swizzled layout). useWgmma() decides.
 // Register fragment layouts follow the PTX ISA's mma.m16n8k16 section: thread (g = lane/4,
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
@@ -313,72 +313,41 @@ __device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&a
   }
 }
 
-// 3 blocks per SM (≤ 168 registers, a few spilled): 20 % faster than 2 blocks at 189 registers on an H100.
-// Shared memory: two stages of (K, V) tiles; Q passes through stage 1 into registers before the loop.
-template <int kScore, int kHead>
-__global__ void __launch_bounds__(kThreads, 3)
-mmaForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                 const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* const tiles = reinterpret_cast<bf16*>(smem);
-  const auto sK = [&](int stage) { return tiles + (2 * stage) * Tile<kHead>::kElems; };
-  const auto sV = [&](int stage) { return tiles + (2 * stage + 1) * Tile<kHead>::kElems; };
-  const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
-  const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
-  const int warp = threadIdx.x >> 5;
-  const int* doc = docIds + (int64_t)b * T;
-  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;  // the warp's rows: w0..w0+15
-  const int kBegin = firstKeyTile(q0, q1, dm.window, T, doc);
-  const auto loadKeys = [&](int k0, int stage) {
-    loadTile<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-    loadTile<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-  };
-
-  loadTile<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
-  commitAsync();
-  if (kBegin < q1) loadKeys(kBegin, 0);
-  commitAsync();
-  waitAsync<1>();  // Q has landed (the first key tile may still be in flight)
-  __syncthreads();
-  uint32_t qf[kHead / 16][4];
-  loadFragments<kHead>(qf, sK(1), warp * 16);
-
-  ForwardRows f = forwardRows<kScore>(w0, T, doc);
-  float acc[kHead / 8][4];
-#pragma unroll
-  for (int n = 0; n < kHead / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-
-  int stage = 0;
-  for (int k0 = kBegin; k0 < q1; k0 += kTile, stage ^= 1) {
-    const int k1 = min(k0 + kTile, T);
-    __syncthreads();  // every warp is done with the other stage (the previous tile, or Q)
-    if (k0 + kTile < q1) loadKeys(k0 + kTile, stage ^ 1);
-    commitAsync();
-    waitAsync<1>();   // this tile has landed for this thread; the barrier makes that so for all
-    __syncthreads();
-    if (noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
-    const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
-    float s[kTile / 8][4];
-    product<kHead>(s, qf, sK(stage));
-    softmaxStep<kScore, kHead>(f, s, acc, k0, k1, full, dm, doc);
-    accumulate<kHead>(acc, s, sV(stage));
+// How a forward block computes its two products, S = Q·Kᵀ and O += P·V; the kernel below is the same for both.
+// mma.sync (Ampere and later): tiles of padded rows, every operand through ldmatrix into registers.
+struct MmaSyncProducts {
+  static constexpr bool kWarpSkip = true;  // a warp may skip a tile its rows cannot see
+  template <int kHead>
+  __host__ __device__ static constexpr int tileElems() { return Tile<kHead>::kElems; }
+  template <int kHead>
+  __device__ static void load(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
+    loadTile<kHead>(dst, x, row0, heads, t0, T);
   }
-  storeForwardRows<kScore, kHead>(f, acc, o, stats, b, head, dm);
-}
+  template <int kHead>
+  __device__ static void queryFragments(uint32_t (&qf)[kHead / 16][4], const bf16* sQ, int warp) {
+    loadFragments<kHead>(qf, sQ, warp * 16);
+  }
+  __device__ static void tileLanded() {}
+  template <int kHead>
+  __device__ static void scores(float (&s)[kTile / 8][4], const uint32_t (&qf)[kHead / 16][4], const bf16* sK) {
+    product<kHead>(s, qf, sK);
+  }
+  template <int kHead>
+  __device__ static void accumulateValues(float (&acc)[kHead / 8][4], const float (&p)[kTile / 8][4], const bf16* sV) {
+    accumulate<kHead>(acc, p, sV);
+  }
+};
 
-// ---- forward on Hopper (sm_90a): the products on wgmma (FlashAttention-3's instructions, arXiv 2407.08608) ----
-// The same block (64 queries, 4 warps of 16 rows = one warpgroup), tiles, stages and online softmax as mmaForwardKernel;
-// what changes is who computes the products. wgmma.mma_async multiplies a 64-row A by a B read from shared memory by the
-// tensor cores themselves (no ldmatrix into registers, no B fragments): S = Q·Kᵀ with Q's fragments in registers (the
-// same A layout as mma.sync's, per warp) and K as B; O += P·V with P in registers straight from S's accumulator (the
-// wgmma accumulator layout is mma.sync's, warp by warp) and V as B stored N-major (the transpose bit: no .trans copy).
-// Tiles are stored in wgmma's 128-byte swizzle (below) instead of padded rows; 64 KiB a block as before, so 3 blocks
-// share an SM and one's softmax overlaps another's products.
-// Not yet FlashAttention-3's whole design: no TMA, no producer warp, no ping-pong between two consumer warpgroups.
+// ---- the products on Hopper (sm_90a): wgmma (FlashAttention-3's instructions, arXiv 2407.08608) ----
+// wgmma.mma_async multiplies a 64-row A by a B that the tensor cores read from shared memory themselves (no ldmatrix
+// into registers, no B fragments): S = Q·Kᵀ with Q's fragments in registers (the same A layout as mma.sync's, per
+// warp) and K as B; O += P·V with P in registers straight from S's accumulator (the wgmma accumulator layout is
+// mma.sync's, warp by warp) and V as B stored N-major (the transpose bit: no .trans copy). Tiles are stored in wgmma's
+// 128-byte swizzle (below) instead of padded rows; 64 KiB a block as before, so 3 blocks share an SM and one's
+// softmax overlaps another's products. Not yet FlashAttention-3's whole design: no TMA, no producer warp, no
+// ping-pong between two consumer warpgroups. The instructions are arch-specific: on other targets the helpers below
+// are empty and useWgmma() keeps the kernel from being launched.
 
-// Device code for sm_90a only (the wgmma instructions are arch-specific); elsewhere the kernel is an empty stub that
-// useWgmma() keeps from being launched.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // A tile's layout in shared memory: kHead / 64 panels of [kTile rows][64 bf16] (128 bytes a row), in each the 16-byte
 // chunk c of row r at chunk c ^ (r % 8) (the 128-byte swizzle: 8 consecutive rows' same chunk fall in distinct banks).
 // Element offset of chunk `chunk` (0 .. kHead / 8 − 1) of row r. Panels are 1024-byte aligned (the swizzle's period).
@@ -405,12 +374,17 @@ __device__ __forceinline__ uint64_t matrixDescriptor(const bf16* p, uint32_t lea
          uint64_t(1) << 62;
 }
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TSGPT_SM90A(statement) statement
+#else
+#define TSGPT_SM90A(statement)
+#endif
 // Orders this warpgroup's register accesses before the wgmma that follows (accumulators or A fragments written since).
-__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmmaWait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmmaFence() { TSGPT_SM90A(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory")); }
+__device__ __forceinline__ void wgmmaCommit() { TSGPT_SM90A(asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory")); }
+__device__ __forceinline__ void wgmmaWait() { TSGPT_SM90A(asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory")); }
 // Makes this thread's shared-memory writes (cp.async, generic proxy) visible to the tensor cores' reads (async proxy).
-__device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fenceProxyAsync() { TSGPT_SM90A(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory")); }
 
 #define TSGPT_ACC8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
                       "+f"(d[i + 6]), "+f"(d[i + 7])
@@ -418,6 +392,7 @@ __device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.as
 // memory by descriptor; kNMajor: stored N-major, the transpose bit). Asynchronous: commit, then wait before reading d.
 template <int kN, int kNMajor>
 __device__ __forceinline__ void wgmma(float (&d)[kN / 2], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if constexpr (kN == 64)
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -439,8 +414,10 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], const uint32_t (&a)[4]
         : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24), TSGPT_ACC8(32), TSGPT_ACC8(40), TSGPT_ACC8(48),
           TSGPT_ACC8(56)
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
+#endif
 }
 #undef TSGPT_ACC8
+#undef TSGPT_SM90A
 
 template <int kRows, int kCols>
 __device__ __forceinline__ float (&flat(float (&x)[kRows][kCols]))[kRows * kCols] {
@@ -456,40 +433,80 @@ __device__ __forceinline__ void pinRegisters(float (&x)[kRows][kCols]) {
 #pragma unroll
     for (int j = 0; j < kCols; j++) asm volatile("" : "+f"(x[i][j])::"memory");
 }
-#endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// 3 blocks per SM (at 168 registers ptxas serialises the wgmma instructions, C7512, but 2 blocks at 174 registers run
-// 14 % slower on the H200).
-template <int kScore, int kHead>
+struct WgmmaProducts {
+  static constexpr bool kWarpSkip = false;  // wgmma is warpgroup-wide: a warp that sees none of a tile still takes part
+  template <int kHead>
+  __host__ __device__ static constexpr int tileElems() { return kTile * kHead; }
+  template <int kHead>
+  __device__ static void load(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
+    loadSwizzledTile<kHead>(dst, x, row0, heads, t0, T);
+  }
+  template <int kHead>  // Q's A fragments: rows warp·16 + (lane % 16), chunks 2kk + lane / 16
+  __device__ static void queryFragments(uint32_t (&qf)[kHead / 16][4], const bf16* sQ, int warp) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int kk = 0; kk < kHead / 16; kk++) ldmatrix4<false>(qf[kk], sQ + swizzled(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+  }
+  __device__ static void tileLanded() { fenceProxyAsync(); }  // this thread's copies, seen by wgmma after the barrier
+  template <int kHead>
+  __device__ static void scores(float (&s)[kTile / 8][4], const uint32_t (&qf)[kHead / 16][4], const bf16* sK) {
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kHead / 16; kk++)  // K-major B: 16 columns (32 bytes) a step within a 64-column panel
+      wgmma<kTile, 0>(flat(s), qf[kk], matrixDescriptor(sK + swizzled(0, 2 * kk), 16, 1024), kk > 0);
+    wgmmaCommit();
+    wgmmaWait();
+    pinRegisters(s);
+  }
+  template <int kHead>
+  __device__ static void accumulateValues(float (&acc)[kHead / 8][4], const float (&p)[kTile / 8][4], const bf16* sV) {
+    uint32_t a[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) scoresAsA(a[kk], p[2 * kk], p[2 * kk + 1]);
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)  // N-major B: 16 keys (rows) a step, 64-column panels kTile·128 bytes apart
+      wgmma<kHead, 1>(flat(acc), a[kk], matrixDescriptor(sV + kk * 16 * 64, kTile * 128, 1024), true);
+    wgmmaCommit();
+    wgmmaWait();
+    pinRegisters(acc);
+  }
+};
+
+// The forward: a block of kTile queries of one head, 4 warps of 16 rows, over the key tiles its rows can see.
+// Shared memory: two stages of (K, V) tiles; Q passes through stage 1 into registers before the loop. 3 blocks per SM
+// (≤ 168 registers): mma.sync ran 20 % faster than at 2 blocks and 189 registers on an H100; wgmma 14 % faster than at
+// 2 blocks and 174 registers on an H200, although ptxas serialises its wgmma instructions at 168 (C7512). 1024-byte
+// alignment: the swizzle's period.
+template <int kScore, int kHead, typename Products>
 __global__ void __launch_bounds__(kThreads, 3)
-wgmmaForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                   const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kElems = kTile * kHead;
-  extern __shared__ __align__(1024) unsigned char smemRaw[];
-  bf16* const tiles = reinterpret_cast<bf16*>(smemRaw + ((1024 - (sharedAddress(smemRaw) & 1023)) & 1023));
+forwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+              const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
+  extern __shared__ __align__(1024) unsigned char forwardTiles[];
+  bf16* const tiles = reinterpret_cast<bf16*>(forwardTiles);
+  constexpr int kElems = Products::template tileElems<kHead>();
   const auto sK = [&](int stage) { return tiles + (2 * stage) * kElems; };
   const auto sV = [&](int stage) { return tiles + (2 * stage + 1) * kElems; };
   const int b = blockIdx.z, head = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * kTile;
   const int kvHead = head / (dm.H / dm.Hk), T = dm.T;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warp = threadIdx.x >> 5;
   const int* doc = docIds + (int64_t)b * T;
-  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;
+  const int q1 = min(q0 + kTile, T), w0 = q0 + warp * 16;  // the warp's rows: w0..w0+15
   const int kBegin = firstKeyTile(q0, q1, dm.window, T, doc);
   const auto loadKeys = [&](int k0, int stage) {
-    loadSwizzledTile<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-    loadSwizzledTile<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    Products::template load<kHead>(sK(stage), k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+    Products::template load<kHead>(sV(stage), v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
   };
 
-  loadSwizzledTile<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
+  Products::template load<kHead>(sK(1), q, qRow(dm, b, q0, head), dm.H, q0, T);
   commitAsync();
   if (kBegin < q1) loadKeys(kBegin, 0);
   commitAsync();
-  waitAsync<1>();
+  waitAsync<1>();  // Q has landed (the first key tile may still be in flight)
   __syncthreads();
-  uint32_t qf[kHead / 16][4];  // Q's A fragments: rows warp·16 + (lane % 16), chunks 2kk + lane / 16
-#pragma unroll
-  for (int kk = 0; kk < kHead / 16; kk++) ldmatrix4<false>(qf[kk], sK(1) + swizzled(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+  uint32_t qf[kHead / 16][4];
+  Products::template queryFragments<kHead>(qf, sK(1), warp);
 
   ForwardRows f = forwardRows<kScore>(w0, T, doc);
   float acc[kHead / 8][4];
@@ -499,36 +516,20 @@ wgmmaForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const
   int stage = 0;
   for (int k0 = kBegin; k0 < q1; k0 += kTile, stage ^= 1) {
     const int k1 = min(k0 + kTile, T);
-    __syncthreads();
+    __syncthreads();  // every warp is done with the other stage (the previous tile, or Q)
     if (k0 + kTile < q1) loadKeys(k0 + kTile, stage ^ 1);
     commitAsync();
-    waitAsync<1>();
-    fenceProxyAsync();  // this thread's copies of the tile, visible to wgmma once the barrier has passed
+    waitAsync<1>();   // this tile has landed for this thread; the barrier makes that so for all
+    Products::tileLanded();
     __syncthreads();
-    // wgmma is warpgroup-wide: a warp that sees none of the tile still takes part (its rows mask every score).
+    if (Products::kWarpSkip && noneVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
     const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
     float s[kTile / 8][4];
-    wgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kHead / 16; kk++)  // K-major B: 16 columns (32 bytes) a step within a 64-column panel
-      wgmma<kTile, 0>(flat(s), qf[kk], matrixDescriptor(sK(stage) + swizzled(0, 2 * kk), 16, 1024), kk > 0);
-    wgmmaCommit();
-    wgmmaWait();
-    pinRegisters(s);
+    Products::template scores<kHead>(s, qf, sK(stage));
     softmaxStep<kScore, kHead>(f, s, acc, k0, k1, full, dm, doc);
-    uint32_t p[kTile / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) scoresAsA(p[kk], s[2 * kk], s[2 * kk + 1]);
-    wgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++)  // N-major B: 16 keys (rows) a step, 64-column panels kTile·128 bytes apart
-      wgmma<kHead, 1>(flat(acc), p[kk], matrixDescriptor(sV(stage) + kk * 16 * 64, kTile * 128, 1024), true);
-    wgmmaCommit();
-    wgmmaWait();
-    pinRegisters(acc);
+    Products::template accumulateValues<kHead>(acc, s, sV(stage));
   }
   storeForwardRows<kScore, kHead>(f, acc, o, stats, b, head, dm);
-#endif
 }
 
 // Whether this build holds the wgmma kernels (compiled for sm_90a) and the device runs them (compute capability 9.0),
@@ -764,22 +765,16 @@ template <int kScore, int kHead>
 cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, float* o,
                     float* stats, const Dims& d) {
   const dim3 grid((d.T + kTile - 1) / kTile, d.H, d.B);
+  const auto launch = [&](auto kernel, size_t smem) {
+    if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
+    kernel<<<grid, kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
+    return cudaGetLastError();
+  };
   // Head dim 128 only: at 64 the wgmma kernel's outputs were wrong on the H200 (relative error 0.8; its one difference
   // is P·V's N = 64, one swizzle panel; a leading byte offset of 0 instead of 8192 did not change it). Not yet found.
-  if constexpr (kHead == 128) {
-    if (useWgmma()) {
-      const size_t smem = 4 * kTile * kHead * sizeof(bf16) + 1024;  // + the 1024-byte alignment of the swizzled tiles
-      const auto kernel = wgmmaForwardKernel<kScore, kHead>;
-      if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
-      kernel<<<grid, kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
-      return cudaGetLastError();
-    }
-  }
-  const size_t smem = 4 * Tile<kHead>::kElems * sizeof(bf16);
-  const auto kernel = mmaForwardKernel<kScore, kHead>;
-  if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
-  kernel<<<grid, kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
-  return cudaGetLastError();
+  if constexpr (kHead == 128)
+    if (useWgmma()) return launch(forwardKernel<kScore, kHead, WgmmaProducts>, 4 * WgmmaProducts::tileElems<kHead>() * sizeof(bf16));
+  return launch(forwardKernel<kScore, kHead, MmaSyncProducts>, 4 * MmaSyncProducts::tileElems<kHead>() * sizeof(bf16));
 }
 
 template <int kScore, int kHead>
