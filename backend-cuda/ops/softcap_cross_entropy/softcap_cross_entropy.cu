@@ -62,7 +62,7 @@ __device__ __forceinline__ void blockOnlineMerge(float& m, float& s, float* scra
   }
 }
 
-// A cap bounds z to (−scale, scale) (tanh) or (0, scale) (sigmoid): with scale ≤ 40, Σ exp(z − scale) needs no running
+// A cap bounds z to (−scale, scale) (tanh) or (0, scale) (sigmoid): with 0 < scale ≤ 40, Σ exp(z − scale) needs no running
 // max (each term ≥ e^−80, a normal float): one exp per element and no branch. Other caps keep the online max.
 constexpr float kMaxFixedReference = 40.f;
 
@@ -74,7 +74,7 @@ __global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const i
   const int64_t row = blockIdx.x;
   const In* xr = logits + row * cols;
   float m = -INFINITY, s = 0.f;
-  if (kVec4 && kCap != kLogitCapNone && p.scale <= kMaxFixedReference) {
+  if (kVec4 && kCap != kLogitCapNone && p.scale > 0.f && p.scale <= kMaxFixedReference) {
 #pragma unroll 4  // four loads in flight a thread: one at a time, the row's read waited on latency (~2 TB/s)
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
       float v[4];
