@@ -76,7 +76,13 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
   const dys = node.outputs.map((o) => map.get(o.id) ?? null);
   if (node.gradient == null) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
   const inputGradients = node.gradient(dys);
-  for (const inputName in node.inputs) {
+  // A thunk that sums goes first: its kernel may be the one the node's other thunks share (ScaledAddGrad), and it can add
+  // the sum only if it runs first. Not past an earlier input that is the same tensor: that would change the order of
+  // the tensor's sums, and with it their float32 rounding, against tfjs's backward.
+  const names = Object.keys(node.inputs);
+  const summing = (name: string) => inputGradients[name]?.length === 1;
+  const early = names.filter((name, i) => summing(name) && !names.slice(0, i).some((other) => node.inputs[other].id === node.inputs[name].id));
+  for (const inputName of [...early, ...names.filter((name) => !early.includes(name))]) {
     if (!(inputName in inputGradients)) {
       throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(inputGradients)}.`);
     }

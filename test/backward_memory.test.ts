@@ -42,7 +42,7 @@ it('gives the gradients of tfjs\'s own backward, bit for bit: the tiny model and
   }
 });
 
-it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear): tfjs\'s gradients bit for bit, three Adds a block fewer', async () => {
+it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear, ScaledAdd): tfjs\'s gradients bit for bit, three Adds a block fewer and x0\'s', async () => {
   registerCudaHostBackend('cuda-host');
   await tf.setBackend('cuda-host');  // the backend's fused kernels, on the CPU
   try {
@@ -62,7 +62,11 @@ it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear): tf
     const ours = await run((...args) => engine.gradients(...args)), theirs = await run(tfjsGradients);
     ours.values.forEach((g, i) => assert.deepEqual(g, theirs.values[i], vars[i].name));
     assert.ok(theirs.adds >= 3 * cfg.numLayers, `tfjs's backward: ${theirs.adds} Adds of the residual stream's shape (the test must see them)`);
-    assert.equal(ours.adds, theirs.adds - 3 * cfg.numLayers, 'three Adds a block fewer: the two norms\' inputs and the normed attention input');
+    // x0's gradient (block lambdas: x ← a·x + b·x0 in every block) is summed by ScaledAddGrad from the second block the
+    // backward reaches on; block 0 still adds with an Add, where x is x0 itself (summing z's first would reorder x0's sums)
+    assert.ok(cfg.blockLambdas && cfg.numLayers >= 3, 'the tiny model has block lambdas over 3 or more layers (the test must see x0\'s sums)');
+    assert.equal(ours.adds, theirs.adds - 3 * cfg.numLayers - (cfg.numLayers - 2),
+      'three Adds a block fewer (the two norms\' inputs and the normed attention input) and x0\'s in blocks 1 … L − 2');
     dispose();
   } finally {
     await tf.setBackend('cpu');

@@ -90,6 +90,21 @@ for (const target of targets) {
       }
     });
 
+    it('z\'s gradient so far (z also feeds a later op, as x0 every block) is added by the kernel: the composite\'s values, no Add', async () => {
+      for (const shape of [[7], [4, 64], [target.big]]) {
+        const [x, z, w, dy, a, b] = [randFloat(shape), randFloat(shape), randFloat(shape), randFloat(shape), randFloat([]), randFloat([])];
+        // z·w is taped after the scaled add, so the backward reaches it first: z's gradient holds z·w's when ScaledAddGrad runs
+        const fn = (xt: tf.Tensor, zt: tf.Tensor, wt: tf.Tensor, at: tf.Tensor, bt: tf.Tensor) => T.scaledAdd(xt, zt, at, bt).add(zt.mul(wt));
+        await compareWithCpu(B, `scaledAdd(x, z, a, b) + z·w [${shape}]`, fn, [x, z, w, a, b], dy, 4, elementTol, sumTol, sumScale(dy, x, z));
+        await useBackend(B);
+        const ts = [x, z, w, a, b].map(h => tf.tensor(h.values, h.shape)), dyt = tf.tensor(dy.values, dy.shape);
+        const kernels = await kernelsRun(() => tf.grads(fn)(ts, dyt));
+        assert.deepEqual(kernels.filter(k => k === 'Add' || k === SCALED_ADD_GRAD), ['Add', SCALED_ADD_GRAD],
+          `[${shape}]: the forward's Add, and z's two gradients summed by ScaledAddGrad, not by an Add (${kernels.join(', ')})`);
+        tf.dispose([...ts, dyt]);
+      }
+    });
+
     it('a constant a (tf.scalar(1), as the skips and the backout pass it) gets no gradient and leaks nothing', async () => {
       const shape = [3, 33], [x, z, dy, b] = [randFloat(shape), randFloat(shape), randFloat(shape), randFloat([])];
       const skip = (xt: tf.Tensor, zt: tf.Tensor, bt: tf.Tensor) => T.scaledAdd(xt, zt, tf.scalar(1), bt);
