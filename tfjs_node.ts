@@ -45,7 +45,8 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // gradient taken inside another's function) keep tfjs's behaviour: the outer tape still needs what they would free.
 // One addition: where an input already has a gradient (from a later consumer: the residual stream feeds a norm and the
 // residual add), tfjs sums the two with an Add, a pass over both. A gradient thunk that declares a parameter (a fused
-// op's: RMSNorm's, Linear's) is handed that gradient so far and returns the sum itself, from its kernel's epilogue.
+// op's: RMSNorm's, Linear's, ScaledAdd's for z) is handed that gradient so far and returns the sum itself, from its
+// kernel's epilogue; such thunks are called first in their node (nodeBackward says when not).
 interface TapeNode {
   id: number;
   kernelName: string;
@@ -80,22 +81,22 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
   // the sum only if it runs first. Not past an earlier input that is the same tensor: that would change the order of
   // the tensor's sums, and with it their float32 rounding, against tfjs's backward.
   const names = Object.keys(node.inputs);
-  const summing = (name: string) => inputGradients[name]?.length === 1;
-  const early = names.filter((name, i) => summing(name) && !names.slice(0, i).some((other) => node.inputs[other].id === node.inputs[name].id));
-  for (const inputName of [...early, ...names.filter((name) => !early.includes(name))]) {
+  const sums = (name: string) => inputGradients[name]?.length === 1;  // the thunk adds the input's gradient so far itself
+  const early = (name: string, i: number) => sums(name) && names.slice(0, i).every((other) => node.inputs[other].id !== node.inputs[name].id);
+  for (const inputName of [...names.filter(early), ...names.filter((name, i) => !early(name, i))]) {
     if (!(inputName in inputGradients)) {
       throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(inputGradients)}.`);
     }
     const thunk = inputGradients[inputName] as (accumulated?: tf.Tensor) => tf.Tensor, x = node.inputs[inputName];
-    const current = map.get(x.id), sums = thunk.length === 1;  // sums: the thunk adds `current` itself
-    const dx = sums ? thunk(current) : thunk();
+    const current = map.get(x.id), summed = sums(inputName);
+    const dx = summed ? thunk(current) : thunk();
     if (dx.dtype !== 'float32') {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${inputName} must have 'float32' dtype, but has '${dx.dtype}'`);
     }
     if (dx.shape.join() !== x.shape.join()) {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${inputName}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
     }
-    put(x.id, current && !sums ? tf.add(current, dx) : dx);
+    put(x.id, current && !summed ? tf.add(current, dx) : dx);
   }
 }
 

@@ -109,15 +109,22 @@ __device__ __forceinline__ void commitAsync() { asm volatile("cp.async.commit_gr
 template <int kPending>
 __device__ __forceinline__ void waitAsync() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }
 
-// Starts copying rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] bf16) into a tile; zeros past T.
-template <int kHead>
-__device__ __forceinline__ void loadTile(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
+// Starts copying rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] bf16) into a tile whose 16-byte chunk c of
+// row r sits at element offset(r, c); zeros past T.
+template <int kHead, typename Offset>
+__device__ __forceinline__ void loadTileAt(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T, Offset offset) {
   constexpr int kChunks = kHead / 8;  // 16-byte pieces per row
   for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
-    const int r = idx / kChunks, c = (idx - r * kChunks) * 8;
+    const int r = idx / kChunks, c = idx - r * kChunks;
     const bool valid = t0 + r < T;
-    copyAsync16(dst + r * Tile<kHead>::kStride + c, x + (row0 + (int64_t)(valid ? r : 0) * heads) * kHead + c, valid);
+    copyAsync16(dst + offset(r, c), x + (row0 + (int64_t)(valid ? r : 0) * heads) * kHead + c * 8, valid);
   }
+}
+
+// The same into a tile of padded rows (Tile<kHead>).
+template <int kHead>
+__device__ __forceinline__ void loadTile(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
+  loadTileAt<kHead>(dst, x, row0, heads, t0, T, [](int r, int c) { return r * Tile<kHead>::kStride + c * 8; });
 }
 
 // The A operand of a product with a score-shaped accumulator (16 rows × 16 columns 16kk..): the
@@ -355,16 +362,6 @@ __device__ __forceinline__ int swizzled(int r, int chunk) {
   return (chunk >> 3) * (kTile * 64) + r * 64 + (((chunk & 7) ^ (r & 7)) << 3);
 }
 
-template <int kHead>
-__device__ __forceinline__ void loadSwizzledTile(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
-  constexpr int kChunks = kHead / 8;
-  for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
-    const int r = idx / kChunks, c = idx - r * kChunks;
-    const bool valid = t0 + r < T;
-    copyAsync16(dst + swizzled(r, c), x + (row0 + (int64_t)(valid ? r : 0) * heads) * kHead + c * 8, valid);
-  }
-}
-
 // A shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address, leading and stride byte
 // offsets (each ÷ 16), 128-byte swizzle. K-major (K in Q·Kᵀ): rows 128 bytes apart, 8-row groups `stride` = 1024 bytes
 // apart, the leading offset unused. N-major (V in P·V): 64 columns a panel, panels `leading` bytes apart, 8-row (8-key)
@@ -440,7 +437,7 @@ struct WgmmaProducts {
   __host__ __device__ static constexpr int tileElems() { return kTile * kHead; }
   template <int kHead>
   __device__ static void load(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T) {
-    loadSwizzledTile<kHead>(dst, x, row0, heads, t0, T);
+    loadTileAt<kHead>(dst, x, row0, heads, t0, T, swizzled);
   }
   template <int kHead>  // Q's A fragments: rows warp·16 + (lane % 16), chunks 2kk + lane / 16
   __device__ static void queryFragments(uint32_t (&qf)[kHead / 16][4], const bf16* sQ, int warp) {

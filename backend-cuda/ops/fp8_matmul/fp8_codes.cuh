@@ -54,15 +54,17 @@ __device__ __forceinline__ void writeFp8Tiles(int64_t rows, int64_t cols, uint8_
       const int64_t r0 = tr * kFp8Tile, c = tc * kFp8Tile + 4 * tx;
       // The four groups' values first, then their stores: no store between the loads, so the four loads are in flight
       // together (one at a time, the kernels waited on memory latency at ~1.2 TB/s).
+      // row ty + 16j of the tile, and whether it is inside (cols % 4 == 0: 4 columns are all in or all out)
+      const auto inside = [&](int j) { return r0 + ty + 16 * j < rows && c < cols; };
       float v[4][4];
 #pragma unroll
       for (int j = 0; j < 4; ++j)
-        if (r0 + ty + 16 * j < rows && c < cols) valuesAt(r0 + ty + 16 * j, c, v[j]);  // cols % 4 == 0: 4 columns all in or out
+        if (inside(j)) valuesAt(r0 + ty + 16 * j, c, v[j]);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
+        if (!inside(j)) continue;
         const int rr = ty + 16 * j;
         const int64_t r = r0 + rr;
-        if (r >= rows || c >= cols) continue;
         const uint32_t q = toFp8x4<E5M2>(v[j]);
         if (out) *reinterpret_cast<uint32_t*>(out + r * cols + c) = q;
         if (outT) *reinterpret_cast<uint32_t*>(&tile[rr][4 * tx]) = q;

@@ -1,8 +1,8 @@
 // The fused matmul-and-add's cuda kernel 'MatMulAdd' (matmul_add.ts): out = alpha·op(a)·op(b) + beta·c in one
 // cuBLASLt call (the device's matmulAdd: native/matmul.cc with a C operand), in the backend's matmul precision; c and the
-// output are float32, or both bf16 where c is stored in bf16 only under bf16 precision (the residual stream). a [...batch, m, k],
-// b [...batch, k, n] (either transposed), c [...batch, m, n], all float32 with the same batch dims (no
-// broadcast: Newton–Schulz never needs one). An empty contraction (k = 0) gives beta·c.
+// output are float32, or both bf16 where c is stored in bf16 only under bf16 precision (the residual stream).
+// a [...batch, m, k], b [...batch, k, n] (either transposed), c [...batch, m, n], all float32 with the same batch dims
+// (no broadcast: Newton–Schulz never needs one). An empty contraction (k = 0) gives beta·c.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { binary, fill } from '../../kernel_utils.ts';

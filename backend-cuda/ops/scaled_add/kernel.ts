@@ -1,6 +1,7 @@
 // The fused scaled add's cuda kernels: 'ScaledAdd' ({x, z, a, b} → a·x + b·z) and its gradient kernel
-// 'ScaledAddGrad' ({dy, x, z, a, b, zAccumulated?} → [dx, dz, da, db]), over scaled_add.cu's launchers. x and z are read as stored; the
-// sum of two bf16-only tensors is bf16-only (the residual stream under bf16 precision: the record's, §5).
+// 'ScaledAddGrad' ({dy, x, z, a, b, zAccumulated?} → [dx, dz, da, db]), over scaled_add.cu's launchers. x and z are
+// read as stored; the sum of two bf16-only tensors is bf16-only (the residual stream under bf16 precision: the record's,
+// §5).
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
