@@ -16,8 +16,9 @@
 // - Backward: a pre-pass D = dO·O per row (delta), then one kernel by key tiles over the group's query heads and
 //   query tiles: dk and dv in registers, dq added to global memory with float2 atomics (FlashAttention-2's scheme:
 //   dq is not bit-reproducible).
-// - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the forward's products run on wgmma instead
-//   (WgmmaProducts: the same kernel, blocks, masks and softmax; the tiles in wgmma's swizzled layout). useWgmma() decides.
+// - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the products run on wgmma instead, forward and
+//   backward (WgmmaProducts, WgmmaGradProducts: the same kernels, blocks, masks and softmax; the tiles in wgmma's
+//   swizzled layout). useWgmma() decides.
 // Register fragment layouts follow the PTX ISA's mma.m16n8k16 section: thread (g = lane/4,
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
@@ -413,7 +414,42 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], const uint32_t (&a)[4]
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
 #endif
 }
+// The same with A from shared memory by descriptor too, K-major (A's transpose bit clear).
+template <int kN, int kNMajor>
+__device__ __forceinline__ void wgmma(float (&d)[kN / 2], uint64_t a, uint64_t b, bool accumulate) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (kN == 64)
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},"
+        " %32, %33, p, 1, 1, 0, %35;\n}\n"
+        : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24)
+        : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
+  else
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},"
+        " %64, %65, p, 1, 1, 0, %67;\n}\n"
+        : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24), TSGPT_ACC8(32), TSGPT_ACC8(40), TSGPT_ACC8(48),
+          TSGPT_ACC8(56)
+        : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
+#endif
+}
 #undef TSGPT_ACC8
+
+// Four 8×8 bf16 matrices from registers (mma fragments: lane l holds row l / 4, columns 2(l % 4) and 2(l % 4) + 1) to
+// shared memory, each transposed: lanes 8i..8i+7 give the addresses of matrix i's stored rows 0..7, stored row r holding
+// the fragment's column r (stmatrix.trans, sm_90).
+__device__ __forceinline__ void stmatrix4Transposed(bf16* p, const uint32_t (&r)[4]) {
+  TSGPT_SM90A(asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n"
+                           ::"r"(sharedAddress(p)), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3]) : "memory"));
+}
 #undef TSGPT_SM90A
 
 template <int kRows, int kCols>
@@ -577,18 +613,39 @@ rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __
 }
 
 // ---- backward: dk, dv and dq, by key tiles over the group's query heads and their query tiles (FlashAttention-2) ----
-// Per step (one query tile of one head) each warp computes sᵀ and dPᵀ for its 16 keys, adds Pᵀ·dO to dv and dSᵀ·Q to
-// dk, and leaves dSᵀ in shared memory; then each warp takes 16 of the tile's queries and adds dS·K to their dq rows in
-// global memory with float2 atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and dP from q,
-// k, v and dO: 7 products a tile pair instead of 5. dq's sums land in whatever order the blocks reach them, so dq is
-// not bit-reproducible (FlashAttention-2 and -3 make the same trade); dk and dv are.
-// Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax).
-// dSᵀ overlays the current stage's Q tile once every warp is done with it (a separate tile would put two blocks over
-// an SM's shared memory).
-template <int kHead>
-struct QueryStage {
-  static constexpr size_t kBytes = 2 * Tile<kHead>::kElems * sizeof(bf16) + 4 * kTile * sizeof(float);
+// Per step (one query tile of one head) the block computes sᵀ and dPᵀ for its keys (each warp 16 rows), adds Pᵀ·dO to dv
+// and dSᵀ·Q to dk, and leaves dS in shared memory; then each warp takes 16 of the tile's queries and adds dS·K to their
+// dq rows in global memory with float2 atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and
+// dP from q, k, v and dO: 7 products a tile pair instead of 5. dq's sums land in whatever order the blocks reach them,
+// so dq is not bit-reproducible (FlashAttention-2 and -3 make the same trade); dk and dv are.
+// Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax), then
+// the products' dS tile if they keep one apart (GradProducts::kDsElems).
+template <int kHead, typename Products>
+struct GradLayout {
+  static constexpr size_t kTileBytes = Products::template tileElems<kHead>() * sizeof(bf16);
+  static constexpr size_t kStageBytes = 2 * kTileBytes + 4 * kTile * sizeof(float);
+  static constexpr size_t kBytes = 2 * kTileBytes + 2 * kStageBytes + Products::kDsElems * sizeof(bf16);
 };
+
+// This warp's dq rows (queries row0 + g and + 8) += scale · acc (8·kN columns from col0), by float2 atomics.
+template <int kHead, int kN>
+__device__ __forceinline__ void addQueryRows(float* dq, const float (&acc)[kN][4], int row0, int col0, int head, int b,
+                                             const Dims& dm) {
+  const int g = (threadIdx.x & 31) >> 2, t4 = threadIdx.x & 3;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int i = row0 + g + 8 * r;
+    if (i >= dm.T) continue;
+    float* const row = dq + qRow(dm, b, i, head) * kHead + col0 + 2 * t4;
+#pragma unroll
+    for (int n = 0; n < kN; n++)
+      atomicAdd(reinterpret_cast<float2*>(row + n * 8), make_float2(acc[n][2 * r] * dm.scale, acc[n][2 * r + 1] * dm.scale));
+  }
+}
+
+// mma.sync: each warp its own 16 keys (it skips a tile its keys cannot see) and, for dq, its own 16 queries. dSᵀ
+// overlays the stage's Q tile once every warp is done with it (a separate tile would put two blocks over an SM's
+// shared memory); dS is read from it transposed.
 constexpr int kScoreStride = kTile + 8;  // dSᵀ rows (keys) of kTile queries, padded as the tiles are
 
 // The A operand (16×16: rows row0.., columns col0..) of a matrix stored the other way round, [col][row] with row
@@ -599,18 +656,166 @@ __device__ __forceinline__ void loadATransposed(uint32_t (&a)[4], const bf16* s,
   ldmatrix4<true>(a, s + (col0 + (lane & 7) + (lane >> 4) * 8) * kStride + row0 + ((lane >> 3) & 1) * 8);
 }
 
-template <int kScore, int kHead>
+struct MmaSyncGradProducts : MmaSyncProducts {
+  static constexpr int kDsElems = 0;
+  __device__ static bf16* dsTile(bf16* sQ, bf16*) { return sQ; }
+  // sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warp's 16 keys (rows) and the tile's queries (columns).
+  template <int kHead>
+  __device__ static void keyScores(float (&st)[kTile / 8][4], float (&dpt)[kTile / 8][4], const bf16* sK, const bf16* sV,
+                                   const bf16* sQ, const bf16* sDO, int warp) {
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kHead / 16; kk++) {
+      uint32_t ak[4], av[4];
+      loadA<kHead>(ak, sK, warp * 16, kk * 16);
+      loadA<kHead>(av, sV, warp * 16, kk * 16);
+#pragma unroll
+      for (int n = 0; n < kTile / 16; n++) {
+        uint32_t bq[4], bo[4];
+        loadB<kHead>(bq, sQ, n * 16, kk * 16);
+        loadB<kHead>(bo, sDO, n * 16, kk * 16);
+        mma(st[2 * n], ak, bq[0], bq[1]);
+        mma(st[2 * n + 1], ak, bq[2], bq[3]);
+        mma(dpt[2 * n], av, bo[0], bo[1]);
+        mma(dpt[2 * n + 1], av, bo[2], bo[3]);
+      }
+    }
+  }
+  // dv += Pᵀ·dO and dk += dSᵀ·Q for the warp's keys.
+  template <int kHead>
+  __device__ static void accumulateKeys(float (&accV)[kHead / 8][4], float (&accK)[kHead / 8][4], const float (&p)[kTile / 8][4],
+                                        const float (&ds)[kTile / 8][4], const bf16* sQ, const bf16* sDO) {
+    accumulate<kHead>(accV, p, sDO);
+    accumulate<kHead>(accK, ds, sQ);
+  }
+  // dSᵀ (bf16, as the products take it), the warp's 16 rows.
+  __device__ static void storeDs(bf16* sDS, const float (&ds)[kTile / 8][4], int warp) {
+    const int g = (threadIdx.x & 31) >> 2, t4 = threadIdx.x & 3;
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int r = 0; r < 2; r++)
+        *reinterpret_cast<uint32_t*>(sDS + (warp * 16 + g + 8 * r) * kScoreStride + n * 8 + 2 * t4) =
+            packBf16(ds[n][2 * r], ds[n][2 * r + 1]);
+  }
+  // dS·K for the warp's 16 queries, in two halves of the head dim (fewer live registers), each handed to addRows.
+  template <int kHead, typename AddRows>
+  __device__ static void queryGrads(const bf16* sDS, const bf16* sK, int warp, bool rowsSee, AddRows addRows) {
+    if (!rowsSee) return;  // warp-uniform
+    uint32_t af[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) loadATransposed<kScoreStride>(af[kk], sDS, warp * 16, kk * 16);
+#pragma unroll
+    for (int part = 0; part < 2; part++) {
+      float acc[kHead / 16][4];
+#pragma unroll
+      for (int n = 0; n < kHead / 16; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; kk++)
+#pragma unroll
+        for (int n = 0; n < kHead / 32; n++) {
+          uint32_t bk[4];
+          loadBTransposed<kHead>(bk, sK, kk * 16, part * (kHead / 2) + n * 16);
+          mma(acc[2 * n], af[kk], bk[0], bk[1]);
+          mma(acc[2 * n + 1], af[kk], bk[2], bk[3]);
+        }
+      addRows(acc, part * (kHead / 2));
+    }
+  }
+};
+
+// wgmma (Hopper, FlashAttention-3's instructions): the four warps as one warpgroup, keys as M. Every operand that the
+// tensor cores read from shared memory is in a layout the forward already reads: sᵀ and dPᵀ take K and V as K-major A
+// and Q and dO as K-major B (the forward's K); dv and dk take Pᵀ and dSᵀ from the accumulators as A in registers and dO
+// and Q as N-major B of 128 columns (the forward's V); dq = dS·K takes dS as K-major A from its own tile (stored
+// transposed from dSᵀ's accumulator by stmatrix) and K as N-major B. Registers: dk and dv 128 a thread all along,
+// sᵀ and dPᵀ 64 or dq's 64 on top.
+struct WgmmaGradProducts : WgmmaProducts {
+  static constexpr int kDsElems = kTile * kTile;
+  __device__ static bf16* dsTile(bf16*, bf16* spare) { return spare; }
+  template <int kHead>
+  __device__ static void keyScores(float (&st)[kTile / 8][4], float (&dpt)[kTile / 8][4], const bf16* sK, const bf16* sV,
+                                   const bf16* sQ, const bf16* sDO, int) {
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kHead / 16; kk++)
+      wgmma<kTile, 0>(flat(st), matrixDescriptor(sK + swizzled(0, 2 * kk), 16, 1024),
+                      matrixDescriptor(sQ + swizzled(0, 2 * kk), 16, 1024), kk > 0);
+#pragma unroll
+    for (int kk = 0; kk < kHead / 16; kk++)
+      wgmma<kTile, 0>(flat(dpt), matrixDescriptor(sV + swizzled(0, 2 * kk), 16, 1024),
+                      matrixDescriptor(sDO + swizzled(0, 2 * kk), 16, 1024), kk > 0);
+    wgmmaCommit();
+    wgmmaWait();
+    pinRegisters(st);
+    pinRegisters(dpt);
+  }
+  template <int kHead>
+  __device__ static void accumulateKeys(float (&accV)[kHead / 8][4], float (&accK)[kHead / 8][4], const float (&p)[kTile / 8][4],
+                                        const float (&ds)[kTile / 8][4], const bf16* sQ, const bf16* sDO) {
+    uint32_t ap[kTile / 16][4], ads[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++) {
+      scoresAsA(ap[kk], p[2 * kk], p[2 * kk + 1]);
+      scoresAsA(ads[kk], ds[2 * kk], ds[2 * kk + 1]);
+    }
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)  // N-major B: 16 queries a step, 64-column panels kTile·128 bytes apart
+      wgmma<kHead, 1>(flat(accV), ap[kk], matrixDescriptor(sDO + kk * 16 * 64, kTile * 128, 1024), true);
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)
+      wgmma<kHead, 1>(flat(accK), ads[kk], matrixDescriptor(sQ + kk * 16 * 64, kTile * 128, 1024), true);
+    wgmmaCommit();
+    wgmmaWait();
+    pinRegisters(accV);
+    pinRegisters(accK);
+  }
+  // dS = (dSᵀ)ᵀ in bf16, stored [query][key] in the swizzled layout (one 64-key panel): each stmatrix.trans stores
+  // the warp's 16 keys of 16 queries.
+  __device__ static void storeDs(bf16* sDS, const float (&ds)[kTile / 8][4], int warp) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int j = 0; j < kTile / 16; j++) {
+      const uint32_t r[4] = {packBf16(ds[2 * j][0], ds[2 * j][1]), packBf16(ds[2 * j][2], ds[2 * j][3]),
+                             packBf16(ds[2 * j + 1][0], ds[2 * j + 1][1]), packBf16(ds[2 * j + 1][2], ds[2 * j + 1][3])};
+      // matrix i = lane / 8: queries 16j + 8(i / 2).., keys 16·warp + 8(i % 2)..; this lane's stored row (query) lane % 8
+      stmatrix4Transposed(sDS + swizzled(16 * j + 8 * (lane >> 4) + (lane & 7), 2 * warp + ((lane >> 3) & 1)), r);
+    }
+    fenceProxyAsync();  // seen by the tensor cores after the barrier
+  }
+  template <int kHead, typename AddRows>
+  __device__ static void queryGrads(const bf16* sDS, const bf16* sK, int, bool rowsSee, AddRows addRows) {
+    float acc[kHead / 8][4];
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; kk++)  // 16 keys a step: dS K-major, K N-major
+      wgmma<kHead, 1>(flat(acc), matrixDescriptor(sDS + swizzled(0, 2 * kk), 16, 1024),
+                      matrixDescriptor(sK + kk * 16 * 64, kTile * 128, 1024), kk > 0);
+    wgmmaCommit();
+    wgmmaWait();
+    pinRegisters(acc);
+    if (rowsSee) addRows(acc, 0);
+  }
+};
+
+template <int kScore, int kHead, typename Products>
 __global__ void __launch_bounds__(kThreads)
-mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-              const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
-              const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* sK = reinterpret_cast<bf16*>(smem);
-  bf16* sV = sK + Tile<kHead>::kElems;
-  unsigned char* const stages = reinterpret_cast<unsigned char*>(sV + Tile<kHead>::kElems);
-  const auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * QueryStage<kHead>::kBytes); };
-  const auto sDO = [&](int st) { return sQ(st) + Tile<kHead>::kElems; };
-  const auto sM = [&](int st) { return reinterpret_cast<float*>(sDO(st) + Tile<kHead>::kElems); };  // m, 1/den, D
+gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+           const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
+           const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
+  using Layout = GradLayout<kHead, Products>;
+  extern __shared__ __align__(1024) unsigned char gradTiles[];
+  bf16* const sK = reinterpret_cast<bf16*>(gradTiles);
+  bf16* const sV = reinterpret_cast<bf16*>(gradTiles + Layout::kTileBytes);
+  unsigned char* const stages = gradTiles + 2 * Layout::kTileBytes;
+  bf16* const spare = reinterpret_cast<bf16*>(stages + 2 * Layout::kStageBytes);
+  const auto sQ = [&](int st) { return reinterpret_cast<bf16*>(stages + st * Layout::kStageBytes); };
+  const auto sDO = [&](int st) { return reinterpret_cast<bf16*>(stages + st * Layout::kStageBytes + Layout::kTileBytes); };
+  const auto sM = [&](int st) { return reinterpret_cast<float*>(stages + st * Layout::kStageBytes + 2 * Layout::kTileBytes); };
   const auto sInvDen = [&](int st) { return sM(st) + kTile; };
   const auto sD = [&](int st) { return sM(st) + 2 * kTile; };
   const auto sArgmax = [&](int st) { return reinterpret_cast<int*>(sM(st) + 3 * kTile); };
@@ -629,8 +834,8 @@ mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
   const int steps = group * queryTiles;  // a step: head kvHead·group + step / queryTiles, query tile step % queryTiles
   const auto loadQueries = [&](int step, int st) {
     const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
-    loadTile<kHead>(sQ(st), q, qRow(dm, b, q0, head), dm.H, q0, T);
-    loadTile<kHead>(sDO(st), dO, qRow(dm, b, q0, head), dm.H, q0, T);
+    Products::template load<kHead>(sQ(st), q, qRow(dm, b, q0, head), dm.H, q0, T);
+    Products::template load<kHead>(sDO(st), dO, qRow(dm, b, q0, head), dm.H, q0, T);
     for (int c = threadIdx.x; c < kTile; c += kThreads) {
       const int64_t row = qRow(dm, b, min(q0 + c, T - 1), head);
       const float den = stats[row * kStats + 1];
@@ -641,8 +846,8 @@ mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
     }
   };
 
-  loadTile<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
-  loadTile<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  Products::template load<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
+  Products::template load<kHead>(sV, v, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
   if (steps > 0) loadQueries(0, 0);
   commitAsync();
   float accK[kHead / 8][4], accV[kHead / 8][4];
@@ -654,10 +859,11 @@ mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
   int stage = 0;
   for (int step = 0; step < steps; step++, stage ^= 1) {
     const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
-    __syncthreads();  // every warp is done with the other stage (its dSᵀ too)
+    __syncthreads();  // every warp is done with the other stage (its dS too)
     if (step + 1 < steps) loadQueries(step + 1, stage ^ 1);
     commitAsync();
     waitAsync<1>();   // this step's tiles (and, at the first, K and V) have landed
+    Products::tileLanded();
     __syncthreads();
     const int qLast = q0 + kTile - 1;
     if (noneVisible(q0, qLast, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // block-uniform
@@ -666,33 +872,17 @@ mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
 
     // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries; then P into st and dS into dpt
     float st[kTile / 8][4], dpt[kTile / 8][4];
+    if (Products::kWarpSkip && !seen) {
 #pragma unroll
-    for (int n = 0; n < kTile / 8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.f;
-    if (seen) {
-#pragma unroll
-      for (int kk = 0; kk < kHead / 16; kk++) {
-        uint32_t ak[4], av[4];
-        loadA<kHead>(ak, sK, warp * 16, kk * 16);
-        loadA<kHead>(av, sV, warp * 16, kk * 16);
-#pragma unroll
-        for (int n = 0; n < kTile / 16; n++) {
-          uint32_t bq[4], bo[4];
-          loadB<kHead>(bq, sQ(stage), n * 16, kk * 16);
-          loadB<kHead>(bo, sDO(stage), n * 16, kk * 16);
-          mma(st[2 * n], ak, bq[0], bq[1]);
-          mma(st[2 * n + 1], ak, bq[2], bq[3]);
-          mma(dpt[2 * n], av, bo[0], bo[1]);
-          mma(dpt[2 * n + 1], av, bo[2], bo[3]);
-        }
-      }
+      for (int n = 0; n < kTile / 8; n++) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
+    } else {
+      Products::template keyScores<kHead>(st, dpt, sK, sV, sQ(stage), sDO(stage), warp);
 #pragma unroll
       for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
-          const bool vis = full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]);
+          const bool vis = (Products::kWarpSkip || seen) && (full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]));
           float p = 0.f, ds = 0.f;
           if (vis) {
             const float s = st[n][e] * dm.scale;
@@ -702,51 +892,21 @@ mmaGradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
           st[n][e] = p;
           dpt[n][e] = ds;
         }
-      accumulate<kHead>(accV, st, sDO(stage));
-      accumulate<kHead>(accK, dpt, sQ(stage));
+      Products::template accumulateKeys<kHead>(accV, accK, st, dpt, sQ(stage), sDO(stage));
     }
 
-    // dSᵀ (bf16, as the products take it) over this stage's Q tile, once every warp has read Q; zeros for unseen keys
+    // dS, once every warp is done with the Q tile (which it may overlay); zeros for unseen keys
     __syncthreads();
-    bf16* const sDS = sQ(stage);
-#pragma unroll
-    for (int n = 0; n < kTile / 8; n++)
-#pragma unroll
-      for (int r = 0; r < 2; r++)
-        *reinterpret_cast<uint32_t*>(sDS + (warp * 16 + g + 8 * r) * kScoreStride + n * 8 + 2 * t4) =
-            packBf16(dpt[n][2 * r], dpt[n][2 * r + 1]);
+    bf16* const sDS = Products::dsTile(sQ(stage), spare);
+    Products::storeDs(sDS, dpt, warp);
     __syncthreads();
 
-    // dq rows of the warp's 16 queries += scale·dS·K, in two halves of the head dim (fewer live registers)
+    // dq rows of the warp's 16 queries += scale·dS·K
     const int r0 = q0 + warp * 16;
-    if (noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // warp-uniform
-    uint32_t af[kTile / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) loadATransposed<kScoreStride>(af[kk], sDS, warp * 16, kk * 16);
-#pragma unroll
-    for (int part = 0; part < 2; part++) {
-      float acc[kHead / 16][4];
-#pragma unroll
-      for (int n = 0; n < kHead / 16; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kTile / 16; kk++)
-#pragma unroll
-        for (int n = 0; n < kHead / 32; n++) {
-          uint32_t bk[4];
-          loadBTransposed<kHead>(bk, sK, kk * 16, part * (kHead / 2) + n * 16);
-          mma(acc[2 * n], af[kk], bk[0], bk[1]);
-          mma(acc[2 * n + 1], af[kk], bk[2], bk[3]);
-        }
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        const int i = r0 + g + 8 * r;
-        if (i >= T) continue;
-        float* const row = dq + qRow(dm, b, i, head) * kHead + part * (kHead / 2) + 2 * t4;
-#pragma unroll
-        for (int n = 0; n < kHead / 16; n++)
-          atomicAdd(reinterpret_cast<float2*>(row + n * 8), make_float2(acc[n][2 * r] * dm.scale, acc[n][2 * r + 1] * dm.scale));
-      }
-    }
+    const bool rowsSee = !noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);  // warp-uniform
+    Products::template queryGrads<kHead>(sDS, sK, warp, rowsSee, [&](const auto& acc, int col0) {
+      addQueryRows<kHead>(dq, acc, r0, col0, head, b, dm);
+    });
   }
 
 #pragma unroll
@@ -782,11 +942,14 @@ cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
   if (const cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * rows * kHead, s); e != cudaSuccess) return e;  // atomics add into it
-  const size_t smem = 2 * Tile<kHead>::kElems * sizeof(bf16) + 2 * QueryStage<kHead>::kBytes;
-  const auto kernel = mmaGradKernel<kScore, kHead>;
-  if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
-  kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv, d);
-  return cudaGetLastError();
+  const auto launch = [&](auto kernel, size_t smem) {
+    if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
+    kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv, d);
+    return cudaGetLastError();
+  };
+  if constexpr (kHead == 128)  // as the forward
+    if (useWgmma()) return launch(gradKernel<kScore, kHead, WgmmaGradProducts>, GradLayout<kHead, WgmmaGradProducts>::kBytes);
+  return launch(gradKernel<kScore, kHead, MmaSyncGradProducts>, GradLayout<kHead, MmaSyncGradProducts>::kBytes);
 }
 
 // Head dims 64 and 128, and every tensor 16-byte aligned (cp.async copies 16 bytes; float4 and float2 stores).
