@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI check for machines with nvcc but without cuBLAS/NCCL (and without a GPU): compile every kernel source
-# (native/*.cu and each fused op's ops/*/*.cu, found here, not listed), for Hopper, and fail on any error or
-# warning. Skips where no nvcc.
+# (native/*.cu and each fused op's ops/*/*.cu, found here, not listed), for Hopper (the default build) and for Ampere
+# (sm_80: the oldest target the README's other-GPU build names; no wgmma, no vector atomics), and fail on any error
+# or warning. Skips where no nvcc.
 set -euo pipefail
 cd "$(dirname "$0")"
 nvcc_bin=$(command -v nvcc || true)
@@ -10,12 +11,14 @@ if [ -z "$nvcc_bin" ]; then echo "check_kernels: no nvcc here; skipped"; exit 0;
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 sources=(native/*.cu ops/*/*.cu)
-pids=()
-for f in "${sources[@]}"; do
-  "$nvcc_bin" -std=c++17 -arch=sm_90a -diag-suppress=186 -Werror all-warnings -c "$f" -o "$out/$(basename "$f" .cu).o" &
-  pids+=($!)
-done
 status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
-[ "$status" = 0 ] && echo "check_kernels: ${#sources[@]} kernel sources compile with $("$nvcc_bin" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+for arch in sm_90a sm_80; do  # one arch at a time: as many compilers at once as there are sources
+  pids=()
+  for f in "${sources[@]}"; do
+    "$nvcc_bin" -std=c++17 -arch=$arch -diag-suppress=186 -Werror all-warnings -c "$f" -o "$out/$(basename "$f" .cu).$arch.o" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || status=1; done
+done
+[ "$status" = 0 ] && echo "check_kernels: ${#sources[@]} kernel sources compile for sm_90a and sm_80 with $("$nvcc_bin" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
 exit "$status"

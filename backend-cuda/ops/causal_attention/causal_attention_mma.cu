@@ -627,20 +627,38 @@ struct GradLayout {
   static constexpr size_t kBytes = 2 * kTileBytes + 2 * kStageBytes + Products::kDsElems * sizeof(bf16);
 };
 
-// This warp's dq rows (queries row0 + g and + 8) += scale · acc (8·kN columns from col0), by float2 atomics.
+// This warp's dq rows (queries row0 + g and + 8) += scale · acc (8·kN columns from col0), by atomics. On Hopper, float4
+// atomics (compute capability 9.0): lanes t and t ^ 1 of a quad swap halves so that the even one holds 4 columns of row
+// g and the odd one the same 4 of row g + 8: a quarter of the scalar atomic operations, which L2 serves one at a time.
 template <int kHead, int kN>
 __device__ __forceinline__ void addQueryRows(float* dq, const float (&acc)[kN][4], int row0, int col0, int head, int b,
                                              const Dims& dm) {
   const int g = (threadIdx.x & 31) >> 2, t4 = threadIdx.x & 3;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool odd = t4 & 1;
+  const int i = row0 + g + (odd ? 8 : 0);
+  float* const row = dq + qRow(dm, b, min(i, dm.T - 1), head) * kHead + col0 + 2 * (t4 & 2);
+#pragma unroll
+  for (int n = 0; n < kN; n++) {
+    const float give0 = odd ? acc[n][0] : acc[n][2], give1 = odd ? acc[n][1] : acc[n][3];
+    const float got0 = __shfl_xor_sync(kFull, give0, 1), got1 = __shfl_xor_sync(kFull, give1, 1);
+    const float4 x = odd ? make_float4(got0, got1, acc[n][2], acc[n][3]) : make_float4(acc[n][0], acc[n][1], got0, got1);
+    if (i < dm.T)
+      atomicAdd(reinterpret_cast<float4*>(row + n * 8), make_float4(x.x * dm.scale, x.y * dm.scale, x.z * dm.scale, x.w * dm.scale));
+  }
+#else
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int i = row0 + g + 8 * r;
     if (i >= dm.T) continue;
     float* const row = dq + qRow(dm, b, i, head) * kHead + col0 + 2 * t4;
 #pragma unroll
-    for (int n = 0; n < kN; n++)
-      atomicAdd(reinterpret_cast<float2*>(row + n * 8), make_float2(acc[n][2 * r] * dm.scale, acc[n][2 * r + 1] * dm.scale));
+    for (int n = 0; n < kN; n++) {  // vector atomics need compute capability 9.0
+      atomicAdd(row + n * 8, acc[n][2 * r] * dm.scale);
+      atomicAdd(row + n * 8 + 1, acc[n][2 * r + 1] * dm.scale);
+    }
   }
+#endif
 }
 
 // mma.sync: each warp its own 16 keys (it skips a tile its keys cannot see) and, for dq, its own 16 queries. dSᵀ
