@@ -960,18 +960,38 @@ function windowSum(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor
 /**
  * Shaped attention (He & Hofmann's SAS): α·X + β·softmax(QKᵀ/√h)·X − γ·C·X per head, X [B,T,H,h] the heads' input,
  * C the causal uniform average over the same keys (the window, one document), shape [3,H] the per-head α, β, γ
- * less 1. The softmax term is attention() with X as the values, C·X is windowMean(): with a backend's fused
- * kernels neither builds a T×T tensor.
+ * less 1, all three times `gain` if given (the block's β_SA, folded in so that no scaled copy is kept). The softmax
+ * term is attention() with X as the values, C·X is windowMean(): with a backend's fused kernels neither builds a T×T
+ * tensor. γ multiplies X before the average (C is linear; the mean keeps nothing for its gradient), and the three
+ * terms are summed by headMix, which keeps only X and the attention's output, both kept by the attention anyway: tfjs's
+ * Add, Sub and Multiply would keep their inputs, five more [B,T,H,h] tensors a layer.
  */
-export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number,
+  gain?: tf.Tensor): tf.Tensor {
   const [, , H, h] = x.shape;
   const mixed = attention(q, k, x, ctx, window, 1 / Math.sqrt(h!), 'softmax');
-  const average = windowMean(x, ctx, window);
-  const [alpha, beta, gamma] = tf.unstack(shape.add(1)).map((t) => t.reshape([1, 1, H!, 1]));
-  return x.mul(alpha).add(mixed.mul(beta)).sub(average.mul(gamma));
+  const coefficients = gain ? shape.add(1).mul(gain) : shape.add(1);
+  const [alpha, beta, gamma] = tf.unstack(coefficients).map((t) => t.reshape([1, 1, H!, 1]));
+  return headMix(x, mixed, windowMean(x.mul(gamma.neg()), ctx, window), alpha, beta);
 }
 
-function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, sched: AttnSchedule): tf.Tensor {
+/** α·x + β·m + c for x, m, c [B,T,H,h] and per-head α, β [1,1,H,1], keeping only x and m for the gradient. */
+function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, alpha: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const mix = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, m, c, alpha, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([x, m, alpha, beta]);
+    return {
+      value: x.mul(alpha).add(m.mul(beta)).add(c),
+      gradFunc: (dy: tf.Tensor, [x, m, alpha, beta]: tf.Tensor[]) => {
+        const perHead = (t: tf.Tensor) => t.mul(dy).sum([0, 1, 3], true);
+        return [dy.mul(alpha), dy.mul(beta), dy, perHead(x), perHead(m)];
+      },
+    };
+  });
+  return mix(x, m, c, alpha, beta);
+}
+
+function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
   const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
@@ -979,7 +999,7 @@ function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: Forwar
   if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
   q = rotary(q, sched.rope); k = rotary(k, sched.rope);
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
-  return shapedAttention(a.reshape([B, T, H, h]), q, k, P('shape'), ctx, window).reshape([B, T, H * h]);
+  return shapedAttention(a.reshape([B, T, H, h]), q, k, P('shape'), ctx, window, gain).reshape([B, T, H * h]);
 }
 
 /** relu(x)², the relu2 MLP's activation: one pass each way through a backend's fused 'ReluSquared'. */
@@ -1026,16 +1046,17 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
     return x;
   }
   const P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
-  const betaFF = lp.mlp ? P('beta_ff') : null;
+  // x' + β_FF·MLP as one ScaledAdd (1·x' + β_FF·MLP: no scaled copy of the MLP's output kept for the backward)
+  const plusMlp = (xa: tf.Tensor, mlp: () => tf.Tensor) => lp.mlp ? scaledAdd(xa, mlp(), tf.scalar(1), P('beta_ff').reshape([])) : xa;
   if (cfg.block === 'sas') {
     // SAS: x' = β_SA·ShapedAttn(norm(x)); out = x' + β_FF·MLP(norm(x')). A layer without attention keeps x' = x.
-    const xa = lp.attn ? shapedAttentionSublayer(m, i, rmsNorm(x), ctx, sched).mul(P('beta_sa')) : x;
-    return betaFF ? xa.add(mlpSublayer(m, i, rmsNorm(xa), ctx).mul(betaFF)) : xa;
+    const xa = lp.attn ? shapedAttentionSublayer(m, i, rmsNorm(x), ctx, sched, P('beta_sa')) : x;
+    return plusMlp(xa, () => mlpSublayer(m, i, rmsNorm(xa), ctx));
   }
   // SAS-P: out = β_SA·ShapedAttn(norm(x)) + β_FF·MLP(norm(x)); without attention, x stands in for A = I.
   const xn = rmsNorm(x);
-  const xa = lp.attn ? shapedAttentionSublayer(m, i, xn, ctx, sched).mul(P('beta_sa')) : x;
-  return betaFF ? xa.add(mlpSublayer(m, i, xn, ctx).mul(betaFF)) : xa;
+  const xa = lp.attn ? shapedAttentionSublayer(m, i, xn, ctx, sched, P('beta_sa')) : x;
+  return plusMlp(xa, () => mlpSublayer(m, i, xn, ctx));
 }
 
 /**

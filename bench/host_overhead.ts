@@ -13,12 +13,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CudaBackend } from '../backend-cuda/backend.ts';
-import type { CudaDevice } from '../backend-cuda/device.ts';
-import { registerAllKernels } from '../backend-cuda/register_all_kernels.ts';
-import { registerReductionGradients } from '../backend-cuda/gradients.ts';
+import type { CudaBackend } from '../backend-cuda/backend.ts';
 import * as T from '../train_gpt.ts';
 import { median } from './median.ts';
+import { registerNullBackend } from './null_device.ts';
 import { syntheticShard } from './step.ts';
 
 const { values: args } = parseArgs({
@@ -30,31 +28,9 @@ const { values: args } = parseArgs({
 if (args.device !== 'null' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected null or cuda`);
 
 /** Native calls by name (null device): what the kernels would launch. */
-const calls = new Map<string, number>();
-
-/** A device that allocates addresses and does nothing else: every kernel is a counted no-op. */
-function nullDevice(): CudaDevice {
-  let next = 1 << 20;
-  const base: Partial<Record<keyof CudaDevice, unknown>> = {
-    probe: () => ({ deviceCount: 1, driverVersion: 0, runtimeVersion: 0 }),
-    init: (ordinal: number) => ({ name: 'null device', ordinal, multiProcessorCount: 0, totalMemory: 0, computeCapability: 'none' }),
-    dispose() {},
-    alloc: (bytes: number) => { if (bytes === 0) return 0; const p = next; next += Math.ceil(bytes / 256) * 256; return p; },
-    free() {},
-    memory: () => ({ bytesInUse: 0, peakBytesInUse: 0, poolReservedBytes: 0, poolUsedBytes: 0, liveBuffers: 0, allocRetries: 0 }),
-    upload() {}, readSync: (_p: number, bytes: number) => new ArrayBuffer(bytes), read: async (_p: number, bytes: number) => new ArrayBuffer(bytes),
-    synchronize() {}, sync: async () => {}, timerStart: () => 0, timerEnd: async () => 0,
-  };
-  return new Proxy(base, {
-    get: (t, k: string) => t[k as keyof CudaDevice] ?? (() => { calls.set(k, (calls.get(k) ?? 0) + 1); }),
-  }) as CudaDevice;
-}
-
+let calls = new Map<string, number>();
 if (args.device === 'null') {
-  registerReductionGradients();
-  const device = nullDevice();
-  tf.registerBackend('null', () => new CudaBackend(device, device.init(0), 'bf16'));
-  registerAllKernels('null');
+  calls = registerNullBackend();
   await tf.setBackend('null');
 } else {
   await (await import('../backend-cuda/index.ts')).registerCudaBackend({ matmulPrecision: 'bf16' });

@@ -5,7 +5,10 @@
 // tensor saved by several kernels counted once, at the first: the Reshape before a matmul usually; parameters not). It reads tfjs's
 // tape (engine state), so it is a measuring tool, not part of the trainer.
 //
-//   npx tsx bench/memory.ts [--device cuda|cuda-host] [--preset speedrun] [train_gpt.ts flags...]   (TOP=N: rows)
+// --device null runs it over the null device (bench/null_device.ts: no GPU, no compute, allocations counted as the GPU
+// counts them), so the numbers match the GPU's for any model on any machine, in seconds.
+//
+//   npx tsx bench/memory.ts [--device cuda|cuda-host|null] [--preset speedrun] [train_gpt.ts flags...]   (TOP=N: rows)
 import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { resolve } from 'node:path';
@@ -14,6 +17,7 @@ import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import { registerCudaBackend } from '../backend-cuda/index.ts';
 import * as T from '../train_gpt.ts';
+import { registerNullBackend } from './null_device.ts';
 
 export interface MemoryProfile {
   /** Device bytes in use before the forward (parameters, optimiser state, the batch). */
@@ -55,10 +59,11 @@ export function memoryProfile(m: T.Model, batch: T.Batch, sched: T.AttnSchedule)
 async function main(): Promise<void> {
   const argv = process.argv.slice(2), at = argv.indexOf('--device');
   const device = at >= 0 ? argv.splice(at, 2)[1] : 'cuda';
-  if (device !== 'cuda' && device !== 'cuda-host') throw new Error(`--device ${device}: expected cuda or cuda-host`);
+  if (device !== 'cuda' && device !== 'cuda-host' && device !== 'null') throw new Error(`--device ${device}: expected cuda, cuda-host or null`);
   const pAt = argv.indexOf('--preset'), preset = (pAt >= 0 ? argv.splice(pAt, 2)[1] : 'speedrun') as keyof typeof T.PRESETS;
   if (!(preset in T.PRESETS)) throw new Error(`--preset ${preset}: expected one of ${Object.keys(T.PRESETS).join(', ')}`);
   if (device === 'cuda') await registerCudaBackend();
+  else if (device === 'null') registerNullBackend();
   else registerCudaHostBackend('cuda-host');
   if (!(await tf.setBackend(device))) throw new Error(`the ${device} backend did not start`);
   const { overrides } = T.parseFlags(argv);

@@ -335,7 +335,7 @@ for (const target of targets) {
       }
     });
 
-    it('bf16 activations: Linear and RMSNorm write bf16 only, and ReLU², SwiGLU, AttentionInputs, RMSNorm, CanonConv and Slice read them as stored', async () => {
+    it('bf16 activations: Linear and RMSNorm write bf16 only, and ReLU², SwiGLU, AttentionInputs, RMSNorm, CanonConv, Slice and Concat read them as stored', async () => {
       await useBackend(T);
       const backend = tf.backend() as CudaBackend;
       try {
@@ -381,13 +381,22 @@ for (const target of targets) {
         assert.equal(backend.storedValues(n).bf16, true, 'RMSNorm: bf16 only under bf16 precision');
         const sliced = n.slice([0, 0, 0], [2, 5, 12]);
         assert.equal(backend.storedValues(sliced).bf16, true, 'a slice of a bf16-only tensor stays bf16 only');
+        // Concat of bf16-only inputs (Canon B's normed q, k and v) is bf16 only with the same values; with a float32
+        // input it is float32
+        const [p0, p1] = tf.split(y, [16, 32], -1);
+        const joined = tf.concat([p1, p0], -1), mixed = tf.concat([p1, wide.slice([0, 0, 0], [2, 5, 16])], -1);
+        assert.equal(backend.storedValues(joined).bf16, true, 'Concat of bf16-only inputs stays bf16 only');
+        assert.equal(backend.storedValues(mixed).bf16, false, 'Concat with a float32 input is float32');
+        const wantJoined = tf.tidy(() => tf.concat(tf.split(wide, [16, 32], -1).reverse(), -1).dataSync());
+        assert.deepEqual(Array.from(joined.dataSync()), Array.from(wantJoined), 'Concat: the inputs\' values, in bf16');
+        assert.deepEqual(Array.from(mixed.dataSync()), Array.from(wantJoined), 'Concat of bf16-only and float32 inputs: their values');
         backend.setMatmulPrecision('fp32');
         const n32 = Model.rmsNorm(x);
         assert.equal(backend.storedValues(n32).bf16, false, 'RMSNorm: float32 under fp32 precision');
         assert.deepEqual(Array.from(n.dataSync()), Array.from(n32.dataSync(), bf16), 'RMSNorm: the float32 norm rounded to bf16');
         const y32 = Model.linear(x, w);
         assert.equal(backend.storedValues(y32).bf16, false, 'Linear: float32 under fp32 precision');
-        tf.dispose([x, w, r48, r24, docIds, y, twin, wide, lambdas, cw, n, sliced, n32, y32]);
+        tf.dispose([x, w, r48, r24, docIds, y, twin, wide, lambdas, cw, n, sliced, p0, p1, joined, mixed, n32, y32]);
       } finally {
         backend.setMatmulPrecision('fp32');
       }

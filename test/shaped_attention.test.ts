@@ -1,7 +1,7 @@
 // train_gpt.ts's shapedAttention() (SAS, SAS-P) against the formula with the T×T matrices written out: α·X +
 // β·softmax(QKᵀ/√h + mask)·X − γ·C·X, C the uniform average over each query's visible keys, on fresh random
 // inputs with several documents per row and a window shorter than the rows; values and the gradients of every
-// input (q, k, X and the shape parameters).
+// input (q, k, X, the shape parameters and the block's gain β_SA folded in).
 import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -32,13 +32,23 @@ test('shapedAttention equals the materialised formula, values and gradients (doc
   const docs = Int32Array.from({ length: B * T }, (_, n) => Math.floor((n % T) / 9) + (n >= T ? 5 : 0));  // documents of 9 tokens
   const docIds = tf.tensor2d(docs, [B, T], 'int32');
   const [x, q, k, shape, dy] = [rand([B, T, H, h]), rand([B, T, H, h], 2), rand([B, T, H, h], 2), rand([3, H], 0.5), rand([B, T, H, h])];
-  const f = (fn: typeof reference) => (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor) => fn(xs, qs, ks, ss, docIds, window);
+  const gain = tf.tensor1d([0.5 + random()]);  // the block's β_SA, folded into α, β and γ
+  // the reference scaled by the gain afterwards, as the blocks did before folding it in
+  const f = (fn: typeof reference) => (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, g: tf.Tensor) =>
+    fn(xs, qs, ks, ss, docIds, window).mul(g);
   const ours = (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, d: tf.Tensor2D, w: number) =>
     shapedAttention(xs, qs, ks, ss, new ForwardContext(d), w);
-  const got = [f(ours)(x, q, k, shape), ...tf.grads(f(ours))([x, q, k, shape], dy)];
-  const want = [f(reference)(x, q, k, shape), ...tf.grads(f(reference))([x, q, k, shape], dy)];
-  ['y', 'dx', 'dq', 'dk', 'dshape'].forEach((name, n) => {
-    const err = relError(got[n].dataSync(), want[n].dataSync());
-    assert.ok(err < 1e-5, `${name}: relative error ${err}`);
-  });
+  const oursWithGain = (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, g: tf.Tensor) =>
+    shapedAttention(xs, qs, ks, ss, new ForwardContext(docIds), window, g);
+  const inputs = [x, q, k, shape, gain];
+  for (const [label, fn] of [['without a gain', f(ours)], ['with a gain', oursWithGain]] as const) {
+    // without a gain the gain's gradient is compared against the reference's too: that of y·1 (1 fed in as g)
+    const args = label === 'with a gain' ? inputs : [x, q, k, shape, tf.ones([1])];
+    const got = [fn(...(args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])), ...tf.grads(fn)(args, dy)];
+    const want = [f(reference)(...(args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])), ...tf.grads(f(reference))(args, dy)];
+    ['y', 'dx', 'dq', 'dk', 'dshape', 'dgain'].forEach((name, n) => {
+      const err = relError(got[n].dataSync(), want[n].dataSync());
+      assert.ok(err < 1e-5, `${label}, ${name}: relative error ${err}`);
+    });
+  }
 });
