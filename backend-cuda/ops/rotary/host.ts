@@ -4,10 +4,10 @@ import type { RotaryNative } from './kernel.ts';
 
 export function rotaryHost(mem: HostDevice): RotaryNative {
   return {
-    rotary(x, cos, sin, y, B, T, H, half, inverse) {
+    rotary(x, xBf16, cos, sin, y, yBf16, B, T, H, half, inverse) {
       const n = B * T * H * 2 * half;
       if (n === 0) return;
-      const xv = mem.floats(x, n), yv = mem.floats(y, n), c = mem.floats(cos, T * half), s = mem.floats(sin, T * half);
+      const xv = mem.input(x, n, xBf16), yv = mem.output(y, n, yBf16), c = mem.floats(cos, T * half), s = mem.floats(sin, T * half);
       const sign = inverse ? -1 : 1;
       for (let row = 0; row < B * T * H; row++) {
         const t = Math.floor(row / H) % T, o = row * 2 * half;
@@ -17,6 +17,7 @@ export function rotaryHost(mem: HostDevice): RotaryNative {
           yv[o + half + j] = x2 * cj - x1 * sj;
         }
       }
+      mem.flush(y, yv, yBf16);
     },
   };
 }

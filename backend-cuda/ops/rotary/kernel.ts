@@ -7,9 +7,11 @@ import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** rotary.cu's launcher (host.ts is its CPU reference). */
 export interface RotaryNative {
-  /** Rotary embedding of x [B,T,H,2·half] into y: the pair (j, j + half) of token t turns by the angle
-   * with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse turns back (the gradient). */
-  rotary(x: number, cos: number, sin: number, y: number, B: number, T: number, H: number, half: number, inverse: boolean): void;
+  /** Rotary embedding of x [B,T,H,2·half] into y (each in bf16 where its flag says, else float32): the pair
+   * (j, j + half) of token t turns by the angle with cosine cos[t, j] and sine sin[t, j] (tables [T, half]); inverse
+   * turns back (the gradient). */
+  rotary(x: number, xBf16: boolean, cos: number, sin: number, y: number, yBf16: boolean, B: number, T: number, H: number,
+    half: number, inverse: boolean): void;
 }
 
 /** x (or dy) [B,T,H,h] float32 with h even; cos and sin float32 [1,T,1,h/2]. */
@@ -31,16 +33,26 @@ function checked(kernel: string, name: 'x' | 'dy', inputs: CudaKernelArgs['input
   return { x, cos, sin, dims: [B, T, H, h / 2] };
 }
 
-function rotaryKernel(kernelName: string, input: 'x' | 'dy', inverse: boolean): CudaKernel {
-  return {
-    kernelName,
+export const rotaryKernels: CudaKernel[] = [
+  {
+    // x read as stored (the shaped blocks' q and k are RMSNorm's bf16-only outputs); y bf16 only under bf16 precision:
+    // only the attention reads it, in bf16 (the same values its bf16 copy of a float32 y would hold)
+    kernelName: ROTARY,
     kernelFunc: ({ inputs, backend }) => {
-      const { x, cos, sin, dims } = checked(kernelName, input, inputs);
-      const y = backend.makeOutput(x.shape, 'float32');
-      backend.device.rotary(backend.ptr(x), backend.ptr(cos), backend.ptr(sin), backend.ptr(y), ...dims, inverse);
-      return y;
+      const { x, cos, sin, dims } = checked(ROTARY, 'x', inputs);
+      const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
+      backend.device.rotary(xs.ptr, xs.bf16, backend.ptr(cos), backend.ptr(sin), y.ptr, y.bf16, ...dims, false);
+      return y.out;
     },
-  };
-}
-
-export const rotaryKernels: CudaKernel[] = [rotaryKernel(ROTARY, 'x', false), rotaryKernel(ROTARY_GRAD, 'dy', true)];
+  },
+  {
+    // the gradient stays float32 both ways (q's and k's gradients from the attention's backward)
+    kernelName: ROTARY_GRAD,
+    kernelFunc: ({ inputs, backend }) => {
+      const { x: dy, cos, sin, dims } = checked(ROTARY_GRAD, 'dy', inputs);
+      const dx = backend.makeOutput(dy.shape, 'float32');
+      backend.device.rotary(backend.ptr(dy), false, backend.ptr(cos), backend.ptr(sin), backend.ptr(dx), false, ...dims, true);
+      return dx;
+    },
+  },
+];

@@ -2,12 +2,14 @@
 // backend: values and gradients (dy ≠ 1) through train_gpt.ts's own hook (rotary → runFused) on fresh random
 // inputs and tables; shapes whose half is not a multiple of 4 (the GPU's scalar path), T = 1, B > 1;
 // half-rotary tables (frequency 0: cos = 1, sin = 0); that the hook runs the fused kernels and `--fused off`
-// (useFusedKernels(false)) the composite; bad inputs failing with the kernel's name.
+// (useFusedKernels(false)) the composite; under bf16 precision, a bf16-only input read as stored and the output in bf16
+// only; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { compare, describeOrSkip, checkFusionHook, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, compare, describeOrSkip, checkFusionHook, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
+import type { CudaBackend } from '../../backend.ts';
 import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
@@ -36,6 +38,34 @@ for (const target of targets) {
       assert.ok(rope.freqs.some(f => f === 0) && rope.freqs.some(f => f !== 0), 'half rotary has stationary and rotating dims');
       for (const shape of [[3, 1, 2, 16], [2, 40, 4, 16]]) {
         await compare(B, `rotary yarn [${shape}]`, [randFloat(shape), randFloat(shape)], rotaryAndGrad(rope), { rtol: 1e-5, atol: 2e-6 });
+      }
+    });
+
+    it('under bf16 precision: a bf16-only x read as stored, y bf16 only (the float32 rotation rounded once), dx float32', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, shape = [2, 9, 3, 16], rope = randomRope(16, 'full');
+      const [x, dy] = [randFloat(shape), randFloat(shape)].map(h => tf.tensor(h.values, h.shape));
+      try {
+        backend.setMatmulPrecision('bf16');
+        const xn = T.rmsNorm(x);  // a bf16-only activation, as the shaped blocks' q and k
+        assert.equal(backend.storedValues(xn).bf16, true, 'RMSNorm: bf16 only');
+        const y = T.rotary(xn, rope), dx = tf.grad((v: tf.Tensor) => T.rotary(v, rope))(xn, dy);
+        assert.equal(backend.storedValues(y).bf16, true, 'Rotary: bf16 only under bf16 precision');
+        assert.equal(backend.storedValues(xn).bf16, true, 'Rotary made no float32 copy of its bf16-only input');
+        assert.equal(backend.storedValues(dx).bf16, false, 'RotaryGrad: float32');
+        backend.setMatmulPrecision('fp32');
+        const xv = tf.tensor(xn.dataSync(), shape);  // the same values in float32
+        const want = T.rotary(xv, rope).dataSync(), wantDx = tf.grad((v: tf.Tensor) => T.rotary(v, rope))(xv, dy).dataSync();
+        Array.from(y.dataSync()).forEach((v, i) => {
+          assert.equal(v, bf16(v), `y[${i}] = ${v} is not a bf16 value`);
+          assert.ok(Math.abs(v - want[i]) <= 2 ** -8 * Math.abs(want[i]) + 1e-30, `y[${i}] = ${v}: not ${want[i]} rounded to bf16`);
+        });
+        if (B !== 'cuda') assert.deepEqual(Array.from(y.dataSync()), Array.from(want, bf16), 'the float32 rotation rounded to nearest even');
+        assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx), 'dx as under float32 precision');
+        tf.dispose([xn, y, dx, xv]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([x, dy]);
       }
     });
 
