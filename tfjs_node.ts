@@ -104,6 +104,9 @@ const engine = tf.engine() as unknown as EngineInternals;
 engine.gradients = function (f, xs, dy, allowNoGradients = false) {
   if (xs.length === 0) throw new Error('gradients() received an empty list of xs.');
   if (dy != null && dy.dtype !== 'float32') throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
+  // A gradient taken inside a backward (checkpoint()'s) starts a tape of its own: the backward running it gets its tape
+  // back at the end (tfjs's own backward reads it after its loop)
+  const enclosingTape = this.state.activeTape;
   const y = this.scopedRun(() => this.startTape(), () => this.endTape(), () => this.tidy('forward', f));
   if (!(y instanceof tf.Tensor)) throw new Error('The result y returned by f() must be a tensor.');
   const activeTape = this.state.activeTape!, filteredTape = tape.getFilteredNodesXToY(activeTape, xs, y);
@@ -149,7 +152,7 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
       tf.dispose(node.saved ?? []);
     }
     const grads = xs.map((x) => map.get(x.id)!);
-    this.state.activeTape = null;
+    this.state.activeTape = enclosingTape;
     return { value: y, grads };
   });
 };

@@ -684,43 +684,48 @@ export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Ten
 }
 
 /**
- * Per-forward tensors shared by the layers: document ids and the masks derived from them. With `keepMasks` the
- * masks outlive the tidy scope that first builds them (trunk's per-layer scopes) until dispose().
+ * Per-forward tensors shared by the layers: document ids and the masks derived from them. The masks are built once and
+ * outlive the tidy scope that first builds them (trunk's per-layer scopes) until dispose(); unmemoised() gives a view
+ * that builds each where it is asked for instead (for a checkpointed function, which runs again in the backward).
  */
 export class ForwardContext {
   readonly B: number;
   readonly T: number;
   private masks = new Map<number, { keep: tf.Tensor; bias: tf.Tensor }>();
   private shifts = new Map<number, tf.Tensor>();
-  constructor(readonly docIds: tf.Tensor2D, private readonly keepMasks = false) {
+  constructor(readonly docIds: tf.Tensor2D, private readonly memoised = true) {
     [this.B, this.T] = docIds.shape;
   }
-  private cached<X extends tf.Tensor>(t: X): X { return this.keepMasks ? tf.keep(t) : t; }
-  /** Frees kept masks (with `keepMasks`; otherwise the enclosing tidy does). */
+  /** The same documents with no memoised masks: each built in, and owned by, the tidy scope that asks for it. */
+  unmemoised(): ForwardContext { return new ForwardContext(this.docIds, false); }
+  /** Frees the memoised masks (a kernel that saved one for its gradient holds its own reference). */
   dispose(): void {
-    if (!this.keepMasks) return;
     tf.dispose([...[...this.masks.values()].flatMap((m) => [m.keep, m.bias]), ...this.shifts.values()]);
+  }
+  private memo<K, V>(cache: Map<K, V>, key: K, build: () => V, tensors: (v: V) => tf.Tensor[]): V {
+    if (!this.memoised) return build();
+    let v = cache.get(key);
+    if (v === undefined) {
+      v = build();
+      tensors(v).forEach((t) => tf.keep(t));
+      cache.set(key, v);
+    }
+    return v;
   }
   /** [B,1,T,T] 0/1 mask (same document, causal, within `window` tokens) and its additive −1e9 bias. */
   mask(window: number): { keep: tf.Tensor; bias: tf.Tensor } {
-    let m = this.masks.get(window);
-    if (!m) {
+    return this.memo(this.masks, window, () => {
       const same = tf.equal(this.docIds.expandDims(2), this.docIds.expandDims(1)).cast('float32');
       const keep = same.mul(bandMatrix(this.T, window)).expandDims(1);
-      m = { keep: this.cached(keep), bias: this.cached(keep.sub(1).mul(1e9)) };
-      this.masks.set(window, m);
-    }
-    return m;
+      return { keep, bias: keep.sub(1).mul(1e9) };
+    }, (m) => [m.keep, m.bias]);
   }
   /** [B,T,1]: 1 where token t−s exists and is in the same document as token t. */
   sameDocShift(s: number): tf.Tensor {
-    let m = this.shifts.get(s);
-    if (!m) {
+    return this.memo(this.shifts, s, () => {
       const prev = tf.pad(this.docIds, [[0, 0], [s, 0]], -1).slice([0, 0], [this.B, this.T]);
-      m = this.cached(tf.equal(this.docIds, prev).cast('float32').expandDims(2));
-      this.shifts.set(s, m);
-    }
-    return m;
+      return tf.equal(this.docIds, prev).cast('float32').expandDims(2);
+    }, (m) => [m]);
   }
 }
 
@@ -743,6 +748,21 @@ function shiftTime(x: tf.Tensor, s: number, ctx: ForwardContext, acrossDocs = fa
   const [B, T, C] = x.shape;
   const shifted = tf.pad(x, [[0, 0], [s, 0], [0, 0]]).slice([0, 0, 0], [B, T, C]);
   return acrossDocs ? shifted : shifted.mul(ctx.sameDocShift(s));
+}
+
+/**
+ * f(...xs) without keeping its intermediates for the backward: xs alone are kept, and the backward runs f again on a
+ * tape of its own and differentiates that (activation checkpointing, Chen et al. 2016, arXiv 1604.06174). For a cheap
+ * f whose intermediates are large. Every tensor f depends on that needs a gradient must be one of xs, and any other it
+ * reads must outlive the backward (ForwardContext.unmemoised(): its masks are gone by then).
+ */
+export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tensor[]): tf.Tensor {
+  const run = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const inputs = args.slice(0, xs.length) as tf.Tensor[], save = args[xs.length] as tf.GradSaveFunc;
+    save(inputs);
+    return { value: f(...inputs), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.grads(f)(saved, dy) };
+  });
+  return run(...xs);
 }
 
 /** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. One pass each
@@ -903,9 +923,14 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens here, not in attentionInputs.
-    let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
-    if (qkNorm) { q = rmsNorm(q.reshape([B, T, H, h])).reshape([B, T, -1]); k = rmsNorm(k.reshape([B, T, Hk, h])).reshape([B, T, -1]); }
-    qkv = canon(tf.concat([q, k, v], -1), P('canon_b'), ctx);
+    // Checkpointed: the norms' inputs, the normed copies and their concatenation (≈ 5 [T, d] tensors a layer) are
+    // made again in the backward instead of kept.
+    const normed = qkNorm, local = ctx.unmemoised();
+    qkv = checkpoint((qkv, w) => {
+      let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
+      if (normed) { q = rmsNorm(q.reshape([B, T, H, h])).reshape([B, T, -1]); k = rmsNorm(k.reshape([B, T, Hk, h])).reshape([B, T, -1]); }
+      return canon(tf.concat([q, k, v], -1), w, local);
+    }, qkv, P('canon_b'));
     qkNorm = false;
   }
   const ve = m.plan[i].valueEmbed;
@@ -1020,9 +1045,12 @@ export function swiglu(x: tf.Tensor): tf.Tensor {
 function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const a = cfg.canon.includes('C') ? canon(xn, P('canon_c'), ctx) : xn;
-  let up = linear(a, P('w1'));
-  if (cfg.canon.includes('D')) up = canon(up, P('canon_d'), ctx);
-  return linear(cfg.mlp === 'relu2' ? reluSquared(up) : swiglu(up), P('w2'), residual);
+  const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
+  // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
+  // instead of kept (the activation's own input otherwise)
+  const local = ctx.unmemoised();
+  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, local)), up, P('canon_d')) : activation(up);
+  return linear(hidden, P('w2'), residual);
 }
 
 /** Window sizes (tokens) and rotary state for one forward pass. */
@@ -1065,7 +1093,7 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
  * of all layers at once would not fit on a GPU.
  */
 export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule, freeAsYouGo = false): tf.Tensor {
-  const { cfg, plan } = m, ctx = new ForwardContext(docIds, freeAsYouGo);
+  const { cfg, plan } = m, ctx = new ForwardContext(docIds);
   const { B, T } = ctx, d = cfg.modelDim, p = (n: string) => m.params.get(n)!;
   const ids = inputs.reshape([-1]);
   let x = tf.gather(p('embed'), ids).reshape([B, T, d]);

@@ -77,6 +77,7 @@ for (const [window, many, score] of configs) {
       forwardTflops: +(4 * pairs * h * H / fwd / 1e9).toFixed(2), backwardTflops: +(10 * pairs * h * H / Math.max(fb - fwd, 1e-3) / 1e9).toFixed(2) });
     console.log(rows[rows.length - 1]);
   }
+  ctx.dispose();
   tf.dispose([q, k, v, w, idsT]);
 }
 console.log(`\n${cudaDeviceName()}`);

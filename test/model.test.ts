@@ -215,6 +215,7 @@ test('the sliding window: keys beyond the window reach no query', () => {
       else assert.ok(diff < 1e-6, `${score}: query ${i} saw key ${j} outside its window of ${W}`);
     }
   }
+  ctx.dispose();
 });
 
 test('softmax, softpick and softmax1 match their formulas, with masked, fully masked and all-negative rows', () => {

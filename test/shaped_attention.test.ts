@@ -36,10 +36,11 @@ test('shapedAttention equals the materialised formula, values and gradients (doc
   // the reference scaled by the gain afterwards, as the blocks did before folding it in
   const f = (fn: typeof reference) => (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, g: tf.Tensor) =>
     fn(xs, qs, ks, ss, docIds, window).mul(g);
-  const ours = (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, d: tf.Tensor2D, w: number) =>
-    shapedAttention(xs, qs, ks, ss, new ForwardContext(d), w);
+  const ctx = new ForwardContext(docIds);
+  const ours = (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, _d: tf.Tensor2D, w: number) =>
+    shapedAttention(xs, qs, ks, ss, ctx, w);
   const oursWithGain = (xs: tf.Tensor, qs: tf.Tensor, ks: tf.Tensor, ss: tf.Tensor, g: tf.Tensor) =>
-    shapedAttention(xs, qs, ks, ss, new ForwardContext(docIds), window, g);
+    shapedAttention(xs, qs, ks, ss, ctx, window, g);
   const inputs = [x, q, k, shape, gain];
   for (const [label, fn] of [['without a gain', f(ours)], ['with a gain', oursWithGain]] as const) {
     // without a gain the gain's gradient is compared against the reference's too: that of y·1 (1 fed in as g)
@@ -51,4 +52,5 @@ test('shapedAttention equals the materialised formula, values and gradients (doc
       assert.ok(err < 1e-5, `${label}, ${name}: relative error ${err}`);
     });
   }
+  ctx.dispose();
 });
