@@ -766,13 +766,14 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
 }
 
 /** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. One pass each
- * way through a backend's fused 'CanonConv' (the composite pads x three times and keeps the copies for its backward). */
+ * way through a backend's fused 'CanonConv' (the composite: three masked shifts of one padded copy of x). */
 export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
   const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, {});
   if (fused) return fused;
-  const taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
+  const [B, T, C] = x.shape, taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
+  const padded = tf.pad(x, [[0, 0], [3, 0], [0, 0]]); // x shifted by s is its slice from 3 − s (shiftTime's, padded once)
   let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
-  for (let s = 1; s <= 3; s++) y = y.add(shiftTime(x, s, ctx).mul(taps[3 - s]));
+  for (let s = 1; s <= 3; s++) y = y.add(padded.slice([0, 3 - s, 0], [B, T, C]).mul(ctx.sameDocShift(s)).mul(taps[3 - s]));
   return y;
 }
 
