@@ -926,11 +926,11 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens here, not in attentionInputs.
     // Checkpointed: the norms' inputs, the normed copies and their concatenation (≈ 5 [T, d] tensors a layer) are
     // made again in the backward instead of kept.
-    const normed = qkNorm, local = ctx.unmemoised();
+    const normed = qkNorm;
     qkv = checkpoint((qkv, w) => {
       let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
       if (normed) { q = rmsNorm(q.reshape([B, T, H, h])).reshape([B, T, -1]); k = rmsNorm(k.reshape([B, T, Hk, h])).reshape([B, T, -1]); }
-      return canon(tf.concat([q, k, v], -1), w, local);
+      return canon(tf.concat([q, k, v], -1), w, ctx.unmemoised());
     }, qkv, P('canon_b'));
     qkNorm = false;
   }
@@ -1049,8 +1049,7 @@ function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, re
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
   // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
   // instead of kept (the activation's own input otherwise)
-  const local = ctx.unmemoised();
-  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, local)), up, P('canon_d')) : activation(up);
+  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, ctx.unmemoised())), up, P('canon_d')) : activation(up);
   return linear(hidden, P('w2'), residual);
 }
 
