@@ -10,19 +10,19 @@ export function concat(backend: CudaBackend, xs: TensorInfo[], axis: number): Te
   const dtype = xs.map(x => x.dtype).reduce((a, b) => tf.upcastType(a, b));
   if (xs.some(x => x.dtype !== dtype)) throw new Error(`Concat of mixed dtypes ${xs.map(x => x.dtype)}`);
   const outStrides = contiguousStrides(outShape);
-  const slabs = (copy: (x: TensorInfo, at: number) => void) => {
+  const slabs = (copy: (x: TensorInfo, at: number, i: number) => void) => {
     let offset = 0;
-    for (const x of xs) {
-      copy(x, offset * outStrides[axis]);
+    xs.forEach((x, i) => {
+      copy(x, offset * outStrides[axis], i);
       offset += x.shape[axis];
-    }
+    });
   };
   const stored = xs.map(x => backend.storedValues(x));
   if (stored.every(v => v.bf16)) {
     // Inputs all bf16-only (Canon B's normed q, k and v) give a bf16-only output: their bf16 values copied, with no
     // float32 copy of each input made (and kept: tfjs saves Concat's inputs for its gradient).
     const y = backend.makeBf16Only(outShape);
-    slabs((x, at) => copyElements(backend, 2, backend.storedValues(x).ptr, contiguousStrides(x.shape), y.ptr + at * 2, outStrides, x.shape));
+    slabs((x, at, i) => copyElements(backend, 2, stored[i].ptr, contiguousStrides(x.shape), y.ptr + at * 2, outStrides, x.shape));
     return y.out;
   }
   const out = backend.makeOutput(outShape, dtype);

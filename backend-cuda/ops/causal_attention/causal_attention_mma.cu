@@ -14,8 +14,8 @@
 //   boundary or T cuts for the warp; a warp skips tiles it cannot see; blocks skip the tiles the
 //   fp32 kernels skip. Query blocks run last-first (the long ones start first).
 // - Backward: a pre-pass D = dO·O per row (delta), then one kernel by key tiles over the group's query heads and
-//   query tiles: dk and dv in registers, dq added to global memory with float2 atomics (FlashAttention-2's scheme:
-//   dq is not bit-reproducible).
+//   query tiles: dk and dv in registers, dq added to global memory with atomics (FlashAttention-2's scheme: dq is not
+//   bit-reproducible).
 // - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the products run on wgmma instead, forward and
 //   backward (WgmmaProducts, WgmmaGradProducts: the same kernels, blocks, masks and softmax; the tiles in wgmma's
 //   swizzled layout). useWgmma() decides.
@@ -384,6 +384,11 @@ __device__ __forceinline__ void wgmmaWait() { TSGPT_SM90A(asm volatile("wgmma.wa
 // Makes this thread's shared-memory writes (cp.async, generic proxy) visible to the tensor cores' reads (async proxy).
 __device__ __forceinline__ void fenceProxyAsync() { TSGPT_SM90A(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory")); }
 
+// The accumulator's registers in the instruction text: 32 (n64) or 64 (n128) operands from %0.
+#define TSGPT_D32 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define TSGPT_D64 TSGPT_D32 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 #define TSGPT_ACC8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
                       "+f"(d[i + 6]), "+f"(d[i + 7])
 // d (64 × kN fp32, accumulator layout) = (accumulate ? d : 0) + a (64 × 16 bf16, registers) · B (16 × kN bf16, shared
@@ -395,8 +400,7 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], const uint32_t (&a)[4]
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},"
+        TSGPT_D32 "},"
         " {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
         : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24)
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
@@ -404,10 +408,7 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], const uint32_t (&a)[4]
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},"
+        TSGPT_D64 "},"
         " {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
         : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24), TSGPT_ACC8(32), TSGPT_ACC8(40), TSGPT_ACC8(48),
           TSGPT_ACC8(56)
@@ -422,8 +423,7 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], uint64_t a, uint64_t b
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},"
+        TSGPT_D32 "},"
         " %32, %33, p, 1, 1, 0, %35;\n}\n"
         : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24)
         : "l"(a), "l"(b), "r"(int(accumulate)), "n"(kNMajor));
@@ -431,10 +431,7 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], uint64_t a, uint64_t b
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},"
+        TSGPT_D64 "},"
         " %64, %65, p, 1, 1, 0, %67;\n}\n"
         : TSGPT_ACC8(0), TSGPT_ACC8(8), TSGPT_ACC8(16), TSGPT_ACC8(24), TSGPT_ACC8(32), TSGPT_ACC8(40), TSGPT_ACC8(48),
           TSGPT_ACC8(56)
@@ -442,6 +439,8 @@ __device__ __forceinline__ void wgmma(float (&d)[kN / 2], uint64_t a, uint64_t b
 #endif
 }
 #undef TSGPT_ACC8
+#undef TSGPT_D32
+#undef TSGPT_D64
 
 // Four 8×8 bf16 matrices from registers (mma fragments: lane l holds row l / 4, columns 2(l % 4) and 2(l % 4) + 1) to
 // shared memory, each transposed: lanes 8i..8i+7 give the addresses of matrix i's stored rows 0..7, stored row r holding
@@ -615,7 +614,7 @@ rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __
 // ---- backward: dk, dv and dq, by key tiles over the group's query heads and their query tiles (FlashAttention-2) ----
 // Per step (one query tile of one head) the block computes sᵀ and dPᵀ for its keys (each warp 16 rows), adds Pᵀ·dO to dv
 // and dSᵀ·Q to dk, and leaves dS in shared memory; then each warp takes 16 of the tile's queries and adds dS·K to their
-// dq rows in global memory with float2 atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and
+// dq rows in global memory with atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and
 // dP from q, k, v and dO: 7 products a tile pair instead of 5. dq's sums land in whatever order the blocks reach them,
 // so dq is not bit-reproducible (FlashAttention-2 and -3 make the same trade); dk and dv are.
 // Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax), then
