@@ -157,6 +157,22 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
   });
 };
 
+// ---- Shapes saved without their values -----------------------------------------------------------------------------
+// Some gradients read only the shapes of the inputs they save (tfjs-core's Reshape_grad, ExpandDims_grad, Slice_grad,
+// PadV2_grad, Sum_grad, Mean_grad, Concat_grad: reshape, pad, slice, split or broadcast dy to x's shape). Saving the
+// input itself kept its buffer alive until the backward: the input of every reshape in the model, a layer's
+// intermediate that nothing else keeps (shaped attention's γ·X and C·X, the embeddings' gathers), for nothing. With
+// one tape (gradientDepth 1) such a kernel saves a stand-in instead: a tensor of x's shape and dtype on an empty
+// buffer. Reading its values is an error, so the list holds only gradients that read none.
+const SHAPE_ONLY_GRADIENTS = new Set(['Reshape', 'ExpandDims', 'Slice', 'PadV2', 'Sum', 'Mean', 'Concat']);
+let saveShapesOnly = false;  // for the save that follows (runKernelFunc calls the two in a row)
+const tensorsForGradient = (engine as unknown as { getTensorsForGradient: GetTensorsForGradient }).getTensorsForGradient.bind(engine);
+(engine as unknown as { getTensorsForGradient: GetTensorsForGradient }).getTensorsForGradient = function (kernelName, inputs, outputs) {
+  saveShapesOnly = engine.state.gradientDepth === 1 && SHAPE_ONLY_GRADIENTS.has(kernelName);
+  return tensorsForGradient(kernelName, inputs, outputs);
+};
+type GetTensorsForGradient = (kernelName: string, inputs: Record<string, tf.Tensor>, outputs: tf.Tensor[]) => tf.Tensor[];
+
 // ---- Saved tensors without a tape node each ----------------------------------------------------------------------
 // tfjs keeps a kernel's inputs and outputs for its gradient as clone()s: an Identity kernel (a new tensor on the same
 // buffer) plus a tape node through which a gradient can flow back to the original. That node serves only a tape
@@ -167,8 +183,11 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
 const saveWithClones = engine.saveTensorsForBackwardMode.bind(engine);
 engine.saveTensorsForBackwardMode = function (tensors) {
   if (this.state.gradientDepth !== 1) return saveWithClones(tensors);
+  const shapesOnly = saveShapesOnly;
+  saveShapesOnly = false;
   return tensors.map((t) => {
     const { backend } = this.state.tensorInfo.get(t.dataId)!;
+    if (shapesOnly) return this.keep(this.makeTensorFromTensorInfo({ dataId: backend.write(new Float32Array(0), [0], 'float32'), shape: t.shape, dtype: t.dtype }, backend));
     backend.incRef(t.dataId);
     return this.keep(this.makeTensorFromTensorInfo({ dataId: t.dataId, shape: t.shape, dtype: t.dtype }, backend));
   });

@@ -915,12 +915,26 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
+/** A sublayer's input: the residual stream x and its RMS norm, made on first use (Canon A and C norm x themselves). */
+class NormedInput {
+  private normed?: tf.Tensor;
+  constructor(readonly x: tf.Tensor) {}
+  get xn(): tf.Tensor { return (this.normed ??= rmsNorm(this.x)); }
+}
+
+/** Canon A or C on the normed input: canon(rmsNorm(x)), checkpointed from x, which the block keeps anyway (the
+ * norm's input, the residual stream), so that the normed copy, the canon's own input, is made again in the backward
+ * instead of kept (a [T, d] tensor a position a layer). */
+function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), input.x, w);
+}
+
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras (plus `residual`, if given). */
-function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule,
+function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tensor[], ctx: ForwardContext, sched: AttnSchedule,
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens here, not in attentionInputs.
@@ -940,7 +954,7 @@ function attentionSublayer(m: Model, i: number, xn: tf.Tensor, ves: tf.Tensor[],
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {
     // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
-    y = headGate(y, linear(xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
+    y = headGate(y, linear(input.xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
   }
   return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }
@@ -1017,10 +1031,10 @@ function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, alpha: tf.Tensor, bet
   return mix(x, m, c, alpha, beta);
 }
 
-function shapedAttentionSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {
+function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? canon(xn, P('canon_a'), ctx) : xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
   let q = linear(a, P('wq')).reshape([B, T, H, h]), k = linear(a, P('wk')).reshape([B, T, H, h]);
   if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
   q = rotary(q, sched.rope); k = rotary(k, sched.rope);
@@ -1043,9 +1057,9 @@ export function swiglu(x: tf.Tensor): tf.Tensor {
 }
 
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
-function mlpSublayer(m: Model, i: number, xn: tf.Tensor, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
+function mlpSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
-  const a = cfg.canon.includes('C') ? canon(xn, P('canon_c'), ctx) : xn;
+  const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx) : input.xn;
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
   // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
   // instead of kept (the activation's own input otherwise)
@@ -1062,15 +1076,15 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
   if (cfg.block === 'prenorm') {
     if (cfg.parallel) {
       // PaLM's parallel block: both sublayers read one normed input (one norm serves both: it has no weight).
-      const xn = rmsNorm(x);
+      const input = new NormedInput(x);
       let y = x;
-      if (lp.attn) y = attentionSublayer(m, i, xn, ves, ctx, sched, y);
-      if (lp.mlp) y = mlpSublayer(m, i, xn, ctx, y);
+      if (lp.attn) y = attentionSublayer(m, i, input, ves, ctx, sched, y);
+      if (lp.mlp) y = mlpSublayer(m, i, input, ctx, y);
       return y;
     }
     // The residual adds ride in the sublayers' output projections (linear's residual).
-    if (lp.attn) x = attentionSublayer(m, i, rmsNorm(x), ves, ctx, sched, x);
-    if (lp.mlp) x = mlpSublayer(m, i, rmsNorm(x), ctx, x);
+    if (lp.attn) x = attentionSublayer(m, i, new NormedInput(x), ves, ctx, sched, x);
+    if (lp.mlp) x = mlpSublayer(m, i, new NormedInput(x), ctx, x);
     return x;
   }
   const P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
@@ -1078,21 +1092,22 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
   const plusMlp = (xa: tf.Tensor, mlp: () => tf.Tensor) => lp.mlp ? scaledAdd(xa, mlp(), tf.scalar(1), P('beta_ff').reshape([])) : xa;
   if (cfg.block === 'sas') {
     // SAS: x' = β_SA·ShapedAttn(norm(x)); out = x' + β_FF·MLP(norm(x')). A layer without attention keeps x' = x.
-    const xa = lp.attn ? shapedAttentionSublayer(m, i, rmsNorm(x), ctx, sched, P('beta_sa')) : x;
-    return plusMlp(xa, () => mlpSublayer(m, i, rmsNorm(xa), ctx));
+    const xa = lp.attn ? shapedAttentionSublayer(m, i, new NormedInput(x), ctx, sched, P('beta_sa')) : x;
+    return plusMlp(xa, () => mlpSublayer(m, i, new NormedInput(xa), ctx));
   }
   // SAS-P: out = β_SA·ShapedAttn(norm(x)) + β_FF·MLP(norm(x)); without attention, x stands in for A = I.
-  const xn = rmsNorm(x);
-  const xa = lp.attn ? shapedAttentionSublayer(m, i, xn, ctx, sched, P('beta_sa')) : x;
-  return plusMlp(xa, () => mlpSublayer(m, i, xn, ctx));
+  const input = new NormedInput(x);
+  const xa = lp.attn ? shapedAttentionSublayer(m, i, input, ctx, sched, P('beta_sa')) : x;
+  return plusMlp(xa, () => mlpSublayer(m, i, input, ctx));
 }
 
 /**
- * Token ids [B,T] → final normed hidden states [B,T,d]. `freeAsYouGo` (no gradient taken) runs each layer in its
- * own tidy scope, so that only the layers' outputs stay alive: a 262,144-token validation stream's intermediates
- * of all layers at once would not fit on a GPU.
+ * Token ids [B,T] → final normed hidden states [B,T,d]. Each layer runs in its own tidy scope, so that only the layers'
+ * outputs and (under a gradient) what the tape saves stay alive: a 262,144-token validation stream's intermediates of
+ * all layers at once would not fit on a GPU, and in training a layer's unsaved intermediates (shaped attention's γ·X
+ * and C·X, a Reshape's input: tfjs_node.ts saves only its shape) would otherwise live until the whole forward is done.
  */
-export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule, freeAsYouGo = false): tf.Tensor {
+export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched: AttnSchedule): tf.Tensor {
   const { cfg, plan } = m, ctx = new ForwardContext(docIds);
   const { B, T } = ctx, d = cfg.modelDim, p = (n: string) => m.params.get(n)!;
   const ids = inputs.reshape([-1]);
@@ -1122,7 +1137,7 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
   };
   for (let i = 0; i < cfg.numLayers; i++) {
     const input = x;
-    x = freeAsYouGo ? tf.tidy(() => layer(i, input)) : layer(i, input);
+    x = tf.tidy(() => layer(i, input));
     if (m.skips.some(([from]) => from === i)) outputs.set(i, x);
     if (cfg.backout && i === cfg.backoutLayer) backout = x;
   }
@@ -2370,7 +2385,7 @@ export async function trainStep(m: Model, st: OptimizerState, loader: BatchLoade
  */
 export function evalLoss(m: Model, batch: Batch, sched: AttnSchedule, headRows: number): tf.Scalar {
   const d = m.cfg.modelDim;
-  const x = trunk(m, batch.inputs, batch.docIds, sched, true).reshape([-1, d]), targets = batch.targets.reshape([-1]);
+  const x = trunk(m, batch.inputs, batch.docIds, sched).reshape([-1, d]), targets = batch.targets.reshape([-1]);
   const N = x.shape[0];
   let sum: tf.Scalar = tf.scalar(0);
   for (let r = 0; r < N; r += headRows) {

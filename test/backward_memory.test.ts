@@ -1,7 +1,8 @@
 // tfjs_node.ts's backward (engine.gradients, freeing as it goes): the same gradients as tfjs's own, bit for bit, on the
 // model and its variants; each node's saved tensors and output gradients gone once the backward has passed it; no
-// tensor left behind; higher-order gradients still right; with one tape, saved tensors without clone kernels; a fused
-// gradient summing the gradient so far in its own kernel.
+// tensor left behind; higher-order gradients still right; with one tape, saved tensors without clone kernels, and
+// shapes without their values for the gradients that read only shapes; a fused gradient summing the gradient so far
+// in its own kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
@@ -124,4 +125,28 @@ it('with one tape, the forward saves its tensors without clone kernels; under a 
   assert.equal(await identities(() => tf.grad(f)(x)), 0, 'first order: no Identity kernel');
   assert.ok(await identities(() => tf.grad((a: tf.Tensor) => tf.grad(f)(a).sum())(x)) > 0, 'second order: the inner forward clones');
   x.dispose();
+});
+
+it('with one tape, a gradient that reads only shapes (Reshape, Slice, PadV2, Concat, ...) keeps no buffer: an intermediate only a reshape saved is freed with its scope', async () => {
+  registerCudaHostBackend('cuda-host');
+  await tf.setBackend('cuda-host');  // device memory counted by the backend (tfjs's numBytes counts shapes)
+  try {
+    const n = 4096, x = tf.variable(tf.randomNormal([n], 0, 1, 'float32', Math.floor(random() * 1e9)));
+    const inUse = () => (tf.backend() as unknown as { device: { memory(): { bytesInUse: number } } }).device.memory().bytesInUse;
+    let kept = 0;
+    const { value, grads } = tf.variableGrads(() => {
+      const before = inUse();
+      // x·3 is read only by the reshapes and the slice; the concat's output by Neg, which saves nothing
+      const y = tf.tidy(() => tf.concat([x.mul(3).reshape([64, 64]).slice([0, 0], [32, 64]), x.reshape([64, 64]).slice([32, 0], [32, 64])]).neg());
+      kept = inUse() - before;
+      return y.sum() as tf.Scalar;
+    }, [x]);
+    // kept: y (n floats) and the scalar 3; before the stand-ins also x·3 and the concat's slices (another 2n)
+    assert.ok(kept < 1.5 * 4 * n, `the forward kept ${kept} bytes: more than y's ${4 * n}`);
+    const g = grads[x.name].dataSync();
+    for (let i = 0; i < n; i++) assert.equal(g[i], i < n / 2 ? -3 : -1, `gradient at ${i}`);
+    tf.dispose([x, value, ...Object.values(grads)]);
+  } finally {
+    await tf.setBackend('cpu');
+  }
 });
