@@ -95,7 +95,7 @@ describeOrSkip('train_gpt.ts on cuda through NCCL at one rank', gpu.skip, () => 
     const runWith = (collective: string) => {
       const r = spawnSync(process.execPath, ['--import', 'tsx', 'train_gpt.ts', '--preset', 'tiny', '--backend', 'cuda', '--matmul-precision', 'fp32',
         // the GPT-2 corpus: the one the GPU machine has (the byte corpus's sources are not shipped there)
-        '--corpus', 'builtin-gpt2',
+        '--corpus', 'builtin-gpt2', '--vocab-size', '50304', '--bos-token', '50256',
         '--num-iterations', '6', '--val-every', '3', '--collective', collective, '--log-dir', logs], { cwd: new URL('..', import.meta.url).pathname, encoding: 'utf8', timeout: 300_000 });
       assert.equal(r.status, 0, r.stdout + r.stderr);
       return [...r.stdout.matchAll(/val_loss:(\d+\.\d+)/g)].map((x) => x[1]);
