@@ -50,8 +50,9 @@ for (const target of targets) {
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      // A, B, C, D in 2 layers, and B and D again in the backward (checkpointed: train_gpt.ts's checkpoint())
-      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2 * 2, [CANON_CONV_GRAD]: 4 * 2 });
+      // A, B, C, D in 2 layers, and every position again in the backward (all four are checkpointed: train_gpt.ts's
+      // checkpoint(), normedCanon())
+      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 4 * 2, [CANON_CONV_GRAD]: 4 * 2 });
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {
