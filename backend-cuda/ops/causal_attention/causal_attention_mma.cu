@@ -105,6 +105,10 @@ __device__ __forceinline__ void loadBTransposed(uint32_t (&b)[4], const bf16* s,
 __device__ __forceinline__ void copyAsync16(bf16* dst, const bf16* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sharedAddress(dst)), "l"(src), "r"(valid ? 16 : 0));
 }
+// 4 bytes (one float or int) the same way: the backward's per-row values beside its Q and dO tiles.
+__device__ __forceinline__ void copyAsync4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(sharedAddress(dst)), "l"(src));
+}
 __device__ __forceinline__ void commitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most kPending of this thread's most recent commit groups are still in flight.
 template <int kPending>
@@ -196,12 +200,19 @@ __device__ __forceinline__ int firstKeyTile(int q0, int q1, int window, int T, c
 
 // Whether the 16 rows [r0, r0 + 16) of a warp see every (row, column) pair of the 16 × kTile (or
 // kTile × 16 for dk/dv) block of queries [i0, i1] × keys [j0, j1]: no mask needed.
-__device__ __forceinline__ bool allVisible(int i0, int i1, int j0, int j1, int T, int window, const int* doc) {
-  return i1 < T && j1 <= i0 && i1 - j0 < window && doc[j0] == doc[i1];  // docs nondecreasing
+// docJ0, docI1: the documents of key j0 and query i1 (positions past T: the last token's).
+__device__ __forceinline__ bool allVisible(int i0, int i1, int j0, int j1, int T, int window, int docJ0, int docI1) {
+  return i1 < T && j1 <= i0 && i1 - j0 < window && docJ0 == docI1;  // docs nondecreasing
 }
-// Whether no pair is visible (the warp skips the tile).
+__device__ __forceinline__ bool allVisible(int i0, int i1, int j0, int j1, int T, int window, const int* doc) {
+  return allVisible(i0, i1, j0, j1, T, window, doc[min(j0, T - 1)], doc[min(i1, T - 1)]);
+}
+// Whether no pair is visible (the warp skips the tile). docJ1, docI0: the documents of key j1 and query i0.
+__device__ __forceinline__ bool noneVisible(int i0, int i1, int j0, int j1, int T, int window, int docJ1, int docI0) {
+  return i0 >= T || j0 >= T || j0 > i1 || i0 - j1 >= window || docJ1 < docI0;
+}
 __device__ __forceinline__ bool noneVisible(int i0, int i1, int j0, int j1, int T, int window, const int* doc) {
-  return i0 >= T || j0 >= T || j0 > i1 || i0 - j1 >= window || doc[min(j1, T - 1)] < doc[i0];
+  return noneVisible(i0, i1, j0, j1, T, window, doc[min(j1, T - 1)], doc[min(i0, T - 1)]);
 }
 
 // ---- forward ----
@@ -617,12 +628,14 @@ rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __
 // dq rows in global memory with atomics (dq zeroed first). The separate dq kernel this replaces recomputed s and
 // dP from q, k, v and dO: 7 products a tile pair instead of 5. dq's sums land in whatever order the blocks reach them,
 // so dq is not bit-reproducible (FlashAttention-2 and -3 make the same trade); dk and dv are.
-// Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax), then
-// the products' dS tile if they keep one apart (GradProducts::kDsElems).
+// Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax and
+// document), then the products' dS tile if they keep one apart (GradProducts::kDsElems). A stage's row values arrive by
+// cp.async with its tiles, so that no step waits on a global load of its own; 1 KiB-aligned (the tiles' swizzle).
 template <int kHead, typename Products>
 struct GradLayout {
   static constexpr size_t kTileBytes = Products::template tileElems<kHead>() * sizeof(bf16);
-  static constexpr size_t kStageBytes = 2 * kTileBytes + 4 * kTile * sizeof(float);
+  static constexpr size_t kRowBytes = (5 * kTile * sizeof(float) + 1023) / 1024 * 1024;
+  static constexpr size_t kStageBytes = 2 * kTileBytes + kRowBytes;
   static constexpr size_t kBytes = 2 * kTileBytes + 2 * kStageBytes + Products::kDsElems * sizeof(bf16);
 };
 
@@ -835,7 +848,8 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   const auto sM = [&](int st) { return reinterpret_cast<float*>(stages + st * Layout::kStageBytes + 2 * Layout::kTileBytes); };
   const auto sInvDen = [&](int st) { return sM(st) + kTile; };
   const auto sD = [&](int st) { return sM(st) + 2 * kTile; };
-  const auto sArgmax = [&](int st) { return reinterpret_cast<int*>(sM(st) + 3 * kTile); };
+  const auto sArgmax = [&](int st) { return sM(st) + 3 * kTile; };  // as the statistics hold it: a float
+  const auto sDoc = [&](int st) { return reinterpret_cast<int*>(sM(st) + 4 * kTile); };
   const int b = blockIdx.z, kvHead = blockIdx.y, k0 = (gridDim.x - 1 - blockIdx.x) * kTile, T = dm.T;
   const int group = dm.H / dm.Hk;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
@@ -843,24 +857,36 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   const int k1 = min(k0 + kTile, T), w0 = k0 + warp * 16;  // the warp's keys: w0..w0+15
   const int keys[2] = {w0 + g, w0 + g + 8};
   const int keyDoc[2] = {doc[min(keys[0], T - 1)], doc[min(keys[1], T - 1)]};
+  // The documents the step's visibility tests read on the key side, loaded once: the tile's last key, the warp's first
+  // and last (the query side's come with each stage)
+  const int lastDoc = doc[k1 - 1], warpFirstDoc = doc[min(w0, T - 1)], warpLastDoc = doc[min(w0 + 15, T - 1)];
   // The query tiles that see a key of the tile, per head: from k0 (tile-aligned) while inside the window's reach
-  // and not wholly in later documents (a prefix, since document ids never decrease); the same for every head.
-  const int qEnd = min(T, k1 - 1 + dm.window), lastDoc = doc[k1 - 1];
+  // and not wholly in later documents (a prefix, since document ids never decrease); the same for every head. Each lane
+  // tests one tile and a ballot counts the prefix: one round of loads for 32 tiles, not one dependent load a tile.
+  const int qEnd = min(T, k1 - 1 + dm.window);
   int queryTiles = 0;
-  while (k0 + queryTiles * kTile < qEnd && doc[k0 + queryTiles * kTile] <= lastDoc) queryTiles++;
+  for (unsigned tilesSeen = kFull; tilesSeen == kFull; queryTiles += __popc(tilesSeen)) {
+    const int q = k0 + (queryTiles + lane) * kTile;
+    tilesSeen = __ballot_sync(kFull, q < qEnd && doc[min(q, T - 1)] <= lastDoc);
+  }
   const int steps = group * queryTiles;  // a step: head kvHead·group + step / queryTiles, query tile step % queryTiles
   const auto loadQueries = [&](int step, int st) {
     const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
     Products::template load<kHead>(sQ(st), q, qRow(dm, b, q0, head), dm.H, q0, T);
     Products::template load<kHead>(sDO(st), dO, qRow(dm, b, q0, head), dm.H, q0, T);
-    for (int c = threadIdx.x; c < kTile; c += kThreads) {
-      const int64_t row = qRow(dm, b, min(q0 + c, T - 1), head);
-      const float den = stats[row * kStats + 1];
-      sM(st)[c] = stats[row * kStats];
-      sInvDen(st)[c] = den > 0.f ? 1.f / den : 0.f;
-      sArgmax(st)[c] = int(stats[row * kStats + 2]);
-      sD(st)[c] = delta[row];
+    for (int c = threadIdx.x; c < kTile; c += kThreads) {  // den for now: the thread that copies it inverts it
+      const int i = min(q0 + c, T - 1);
+      const int64_t row = qRow(dm, b, i, head);
+      copyAsync4(sM(st) + c, stats + row * kStats);
+      copyAsync4(sInvDen(st) + c, stats + row * kStats + 1);
+      copyAsync4(sArgmax(st) + c, stats + row * kStats + 2);
+      copyAsync4(sD(st) + c, delta + row);
+      copyAsync4(sDoc(st) + c, doc + i);
     }
+  };
+  // 1/den in place, by the thread that copied den once its copies have landed (before the barrier that shows them all)
+  const auto invertDen = [&](int st) {
+    for (int c = threadIdx.x; c < kTile; c += kThreads) sInvDen(st)[c] = sInvDen(st)[c] > 0.f ? 1.f / sInvDen(st)[c] : 0.f;
   };
 
   Products::template load<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
@@ -879,13 +905,15 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
     __syncthreads();  // every warp is done with the other stage (its dS too)
     if (step + 1 < steps) loadQueries(step + 1, stage ^ 1);
     commitAsync();
-    waitAsync<1>();   // this step's tiles (and, at the first, K and V) have landed
+    waitAsync<1>();   // this step's tiles and row values (and, at the first, K and V) have landed
+    invertDen(stage);
     Products::tileLanded();
     __syncthreads();
     const int qLast = q0 + kTile - 1;
-    if (noneVisible(q0, qLast, k0, k0 + kTile - 1, T, dm.window, doc)) continue;  // block-uniform
-    const bool seen = !noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);  // warp-uniform: this warp's keys
-    const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, doc);
+    const int* const qDoc = sDoc(stage);  // the tile's query documents (past T: the last token's)
+    if (noneVisible(q0, qLast, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[0])) continue;  // block-uniform
+    const bool seen = !noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, warpLastDoc, qDoc[0]);  // warp-uniform
+    const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, warpFirstDoc, qDoc[kTile - 1]);
 
     // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries; then P into st and dS into dpt
     float st[kTile / 8][4], dpt[kTile / 8][4];
@@ -899,12 +927,12 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
-          const bool vis = (Products::kWarpSkip || seen) && (full || (j < k1 && i < T && j <= i && i - j < dm.window && doc[i] == keyDoc[r]));
+          const bool vis = (Products::kWarpSkip || seen) && (full || (j < k1 && i < T && j <= i && i - j < dm.window && qDoc[c] == keyDoc[r]));
           float p = 0.f, ds = 0.f;
           if (vis) {
             const float s = st[n][e] * dm.scale;
             p = probability<kScore, true>(s, sM(stage)[c], sInvDen(stage)[c]);
-            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], j == sArgmax(stage)[c]);
+            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], float(j) == sArgmax(stage)[c]);
           }
           st[n][e] = p;
           dpt[n][e] = ds;
@@ -920,7 +948,7 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
 
     // dq rows of the warp's 16 queries += scale·dS·K
     const int r0 = q0 + warp * 16;
-    const bool rowsSee = !noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);  // warp-uniform
+    const bool rowsSee = !noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[warp * 16]);  // warp-uniform
     Products::template queryGrads<kHead>(sDS, sK, warp, rowsSee, [&](const auto& acc, int col0) {
       addQueryRows<kHead>(dq, acc, r0, col0, head, b, dm);
     });
