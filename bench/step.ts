@@ -5,6 +5,7 @@
 //   npm run bench -- [--backend cuda] [--preset speedrun] [--data-layout packed|rows] [--stream-len 32768]
 //                    [--device-batch 4] [--seq-len 2048] [--steps 10] [--warmup 2] [--accum N] [--gpus N]
 //                    [--collective nccl|tcp] [--fused on|off] [--fp8-head on|off] [--profile] [--out FILE]
+//                    [-- train_gpt.ts model flags, e.g. --canon ABCD, --block sas, --mlp swiglu]
 //
 // The default batch is one GPU's share of the preset's batch on the 8 GPUs of the speedrun, in the preset's
 // layout (train_gpt.ts --data-layout): packed (the 2025-11 record's), --accum micro-steps of one stream of
@@ -37,7 +38,7 @@ import { writeShard } from '../data/shard.ts';
 import { median } from './median.ts';
 import {
   attnScheduleAt, countParams, createCollective, createLoader, createModel, createOptimizerState, disposeModel, disposeOptimizerState, initRope,
-  launch, resolveConfig, selectBackend, soloCollective, trainStep, useFusedKernels, visibleGpuCount, worldFromEnv,
+  launch, parseFlags, resolveConfig, selectBackend, soloCollective, trainStep, useFusedKernels, visibleGpuCount, worldFromEnv,
   type Collective, type Config, type Model,
 } from '../train_gpt.ts';
 
@@ -55,19 +56,28 @@ class UsageError extends Error {}
 
 const USAGE = 'usage: npm run bench -- [--backend cuda|wasm|tensorflow] [--preset speedrun|tiny] [--data-layout packed|rows] [--stream-len L] ' +
   '[--device-batch N] [--seq-len T] [--steps N] [--warmup N] [--accum N] [--gpus N] [--matmul-precision bf16|tf32|fp32] [--collective nccl|tcp] ' +
-  '[--fused on|off] [--fp8-head on|off] [--profile] [--out FILE]';
+  '[--fused on|off] [--fp8-head on|off] [--profile] [--out FILE] [-- train_gpt.ts flags: the model\'s, e.g. --canon ABCD]';
 
 interface Args {
   backend: Config['backend']; preset: 'speedrun' | 'tiny'; dataLayout?: Config['dataLayout']; streamLen?: number; deviceBatch?: number; seqLen?: number; steps: number; warmup: number;
   accum?: number; gpus: number; matmulPrecision?: Config['matmulPrecision']; collective?: 'nccl' | 'tcp'; fused: boolean; profile: boolean;
   fp8Head?: boolean; out?: string;
+  /** train_gpt.ts flags after `--` (a variant's: --canon, --block, --mlp, ...), as given and as overrides under the
+   * bench's own. */
+  modelFlags: string[]; model: Partial<Config>;
 }
 
 function parse(argv: string[]): Args {
-  let values;
+  const cut = argv.indexOf('--'), modelFlags = cut < 0 ? [] : argv.slice(cut + 1);
+  let values, model: Partial<Config>;
+  try {
+    model = parseFlags(modelFlags).overrides;
+  } catch (e) {
+    throw new UsageError(`after --: ${(e as Error).message}`);
+  }
   try {
     ({ values } = parseArgs({
-      args: argv, strict: true, allowPositionals: false, options: {
+      args: cut < 0 ? argv : argv.slice(0, cut), strict: true, allowPositionals: false, options: {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'data-layout': { type: 'string' }, 'stream-len': { type: 'string' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
@@ -108,6 +118,7 @@ function parse(argv: string[]): Args {
     fp8Head: values['fp8-head'] === undefined ? undefined : oneOf('fp8-head', values['fp8-head'], ['on', 'off'] as const) === 'on',  // default: the recipe's (on)
     profile: values.profile!,
     out: values.out,
+    modelFlags, model,
   };
 }
 
@@ -185,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (world.size !== args.gpus) { console.error(`bench/step.ts: --gpus ${args.gpus} but WORLD_SIZE=${world.size}`); return 2; }
   const lead = world.rank === 0, say = (line: string) => { if (lead) console.log(line); };
-  const overrides: Partial<Config> = { backend: args.backend, warmupSteps: 0 };
+  const overrides: Partial<Config> = { ...args.model, backend: args.backend, warmupSteps: 0 };
   if (args.dataLayout !== undefined) overrides.dataLayout = args.dataLayout;
   if (args.streamLen !== undefined) overrides.streamLen = args.streamLen;
   if (args.deviceBatch !== undefined) overrides.deviceBatch = args.deviceBatch;
@@ -215,7 +226,8 @@ export async function main(argv: string[]): Promise<number> {
     const flops = modelFlopsPerToken(m);
     say(`bench: ${backend} (${deviceName}), preset ${args.preset}: ${(countParams(m) / 1e6).toFixed(2)}M params, ` +
       `batch ${packed ? `one packed stream of ${cfg.streamLen} (documents cut at ${cfg.seqLen})` : `${cfg.deviceBatch}×${cfg.seqLen}`}×${accum} micro-step(s) = ${tokensPerStep} tokens/step per rank, ` +
-      `${world.size} rank(s), matmul ${cfg.matmulPrecision}, FP8 head ${cfg.fp8Head ? 'on' : 'off'}`);
+      `${world.size} rank(s), matmul ${cfg.matmulPrecision}, FP8 head ${cfg.fp8Head ? 'on' : 'off'}` +
+      (args.modelFlags.length ? `, model flags ${args.modelFlags.join(' ')}` : ''));
     // The all-reduce, timed alone: the queue is drained before it (reading the small loss vector, the last
     // tensor) and after it, so the wall time is the all-reduce's own (and, with several ranks, the wait for
     // the slowest).
@@ -265,7 +277,7 @@ export async function main(argv: string[]): Promise<number> {
     const mem = tf.memory() as tf.MemoryInfo & { peakBytes?: number; allocRetries?: number };
     const peakBytes = mem.peakBytes ?? process.resourceUsage().maxRSS * 1024;
     const result: Record<string, unknown> = {
-      backend, device: deviceName, preset: args.preset, matmulPrecision: cfg.matmulPrecision, fp8Head: cfg.fp8Head, fused: args.fused,
+      backend, device: deviceName, preset: args.preset, modelFlags: args.modelFlags, matmulPrecision: cfg.matmulPrecision, fp8Head: cfg.fp8Head, fused: args.fused,
       dataLayout: cfg.dataLayout, streamLen: packed ? cfg.streamLen : null, deviceBatch: packed ? 1 : cfg.deviceBatch, seqLen: cfg.seqLen, accum, gpus: world.size,
       tokensPerStep, warmupSteps: args.warmup, steps: args.steps,
       msPerStep, msPerStepMean: times.reduce((a, b) => a + b, 0) / times.length, msPerStepMin: Math.min(...times), stepMs: times,

@@ -1,6 +1,6 @@
 // bench/step.ts (the training-step benchmark) on a CPU backend with the tiny preset, so CI runs it:
 // its JSON holds consistent numbers, its FLOP count matches a hand count of the model, 2 ranks run through
-// the launcher, and bad flags or an existing --out file are clear errors.
+// the launcher, a variant's model flags after --, and bad flags or an existing --out file are clear errors.
 import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -78,6 +78,19 @@ describe('bench/step.ts', () => {
     }
   });
 
+  it('trains a variant given as train_gpt.ts flags after --, and says so', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-step-test-'));
+    try {
+      const out = path.join(dir, 'r.json');
+      const r = bench(['--preset', 'tiny', '--backend', 'wasm', '--steps', '1', '--warmup', '0', '--out', out, '--', '--canon', 'AC', '--mlp', 'swiglu']);
+      assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /model flags --canon AC --mlp swiglu/);
+      assert.deepEqual(JSON.parse(fs.readFileSync(out, 'utf8')).modelFlags, ['--canon', 'AC', '--mlp', 'swiglu']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--gpus over the visible GPUs is a clear error', () => {
     const r = bench(['--gpus', '64']);
     assert.equal(r.status, 2, r.stderr);
@@ -86,12 +99,18 @@ describe('bench/step.ts', () => {
 
   it('rejects bad flags with a one-line reason and the usage', () => {
     for (const [args, re] of [[['--steps', '0'], /--steps 0: expected an integer ≥ 1/], [['--backend', 'tpu'], /--backend tpu: expected one of cuda, tensorflow, wasm(?!,)/],
-      [['--gpus', '0'], /--gpus 0: expected an integer ≥ 1/], [['--bogus'], /Unknown option '--bogus'/]] as const) {
+      [['--gpus', '0'], /--gpus 0: expected an integer ≥ 1/], [['--bogus'], /Unknown option '--bogus'/],
+      [['--', '--bogus'], /after --: .*--bogus/]] as const) {
       const r = bench([...args]);
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, re);
       assert.match(r.stderr, /usage: npm run bench/);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
+    // a model flag's bad value: train_gpt.ts's own message, as the trainer gives it
+    const r = bench(['--', '--canon', 'XY']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /--canon "XY": expected none or a subset of ABCD/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 });
