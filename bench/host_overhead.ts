@@ -6,7 +6,8 @@
 // cost of single ops. With --device cuda the same op timings go through the real addon (kernel launches,
 // cudaMallocAsync/cudaFreeAsync), to compare with the null device on the same machine.
 //
-//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 1] [--device-batch 16]   (TOP=N: rows of the shapes table)
+//   npx tsx bench/host_overhead.ts [--device null|cuda] [--steps 6] [--accum 1] [--device-batch 16] [--ops on|off]
+//                                  [-- train_gpt.ts model flags, e.g. --block sas]   (TOP=N: rows of the shapes table)
 import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
@@ -19,10 +20,12 @@ import { median } from './median.ts';
 import { registerNullBackend } from './null_device.ts';
 import { syntheticShard } from './step.ts';
 
+const cut = process.argv.indexOf('--', 2), modelFlags = cut < 0 ? [] : process.argv.slice(cut + 1);
 const { values: args } = parseArgs({
+  args: process.argv.slice(2, cut < 0 ? undefined : cut),
   options: {
     device: { type: 'string', default: 'null' }, steps: { type: 'string', default: '6' }, accum: { type: 'string', default: '1' },
-    'device-batch': { type: 'string', default: '16' },
+    'device-batch': { type: 'string', default: '16' }, ops: { type: 'string', default: 'on' },
   },
 });
 if (args.device !== 'null' && args.device !== 'cuda') throw new Error(`--device ${args.device}: expected null or cuda`);
@@ -49,7 +52,7 @@ const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
   rounds.shift();  // warm-up
   console.log(`  ${label.padEnd(34)} ${median(rounds).toFixed(1).padStart(6)} µs`);
 };
-{
+if (args.ops === 'on') {
   const B = Number(args['device-batch']);
   const x = tf.randomNormal([B, 2048, 768]), y = tf.randomNormal([B, 2048, 768]), s = tf.scalar(2), w = tf.randomNormal([768, 768]);
   console.log(`host time per op on ${args.device === 'null' ? 'the null device' : 'the GPU'} (${os.cpus()[0]?.model ?? 'cpu'}):`);
@@ -63,14 +66,14 @@ const perOp = (label: string, f: () => tf.TensorContainer, n = 2000) => {
 }
 
 // The speedrun step.
-const { cfg } = T.resolveConfig('speedrun', { dataLayout: 'rows', deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
+const { cfg } = T.resolveConfig('speedrun', { ...T.parseFlags(modelFlags).overrides, dataLayout: 'rows', deviceBatch: Number(args['device-batch']), batchTokens: Number(args['device-batch']) * 2048 * Number(args.accum) });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsgpt-host-'));
 const shard = syntheticShard(dir, cfg, cfg.deviceBatch * cfg.seqLen * 8);
 const loader = new T.TrainLoader([shard], cfg.seqLen, cfg.deviceBatch, 1, 0, cfg.bosToken);
 const m = T.createModel(cfg), st = T.createOptimizerState(m);
 const sched = T.attnScheduleAt(cfg.windowSchedule[cfg.windowSchedule.length - 1], T.initRope(cfg), cfg);
 const accum = Number(args.accum);
-console.log(`speedrun step, ${accum} micro-step(s) of ${cfg.deviceBatch}×${cfg.seqLen}:`);
+console.log(`speedrun step${modelFlags.length ? ` (${modelFlags.join(' ')})` : ''}, ${accum} micro-step(s) of ${cfg.deviceBatch}×${cfg.seqLen}:`);
 const steps: number[] = [];
 for (let s = 0; s < Number(args.steps); s++) {
   calls.clear();
