@@ -31,6 +31,7 @@ import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_w
 import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
 import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
+import { headMix as headMixKernel } from './backend-cuda/ops/head_mix/head_mix.ts';
 import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
 import { linear as linearKernel } from './backend-cuda/ops/linear/linear.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
@@ -1002,33 +1003,24 @@ function windowSum(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor
  * C the causal uniform average over the same keys (the window, one document), shape [3,H] the per-head α, β, γ
  * less 1, all three times `gain` if given (the block's β_SA, folded in so that no scaled copy is kept). The softmax
  * term is attention() with X as the values, C·X is windowMean(): with a backend's fused kernels neither builds a T×T
- * tensor. γ multiplies X before the average (C is linear; the mean keeps nothing for its gradient), and the three
- * terms are summed by headMix, which keeps only X and the attention's output, both kept by the attention anyway: tfjs's
- * Add, Sub and Multiply would keep their inputs, five more [B,T,H,h] tensors a layer.
+ * tensor; headMix() sums the three terms.
  */
 export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number,
   gain?: tf.Tensor): tf.Tensor {
-  const [, , H, h] = x.shape;
+  const [, , , h] = x.shape;
   const mixed = attention(q, k, x, ctx, window, 1 / Math.sqrt(h!), 'softmax');
-  const coefficients = gain ? shape.add(1).mul(gain) : shape.add(1);
-  const [alpha, beta, gamma] = tf.unstack(coefficients).map((t) => t.reshape([1, 1, H!, 1]));
-  return headMix(x, mixed, windowMean(x.mul(gamma.neg()), ctx, window), alpha, beta);
+  return headMix(x, mixed, windowMean(x, ctx, window), gain ? shape.add(1).mul(gain) : shape.add(1));
 }
 
-/** α·x + β·m + c for x, m, c [B,T,H,h] and per-head α, β [1,1,H,1], keeping only x and m for the gradient. */
-function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, alpha: tf.Tensor, beta: tf.Tensor): tf.Tensor {
-  const mix = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, m, c, alpha, beta, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-    save([x, m, alpha, beta]);
-    return {
-      value: x.mul(alpha).add(m.mul(beta)).add(c),
-      gradFunc: (dy: tf.Tensor, [x, m, alpha, beta]: tf.Tensor[]) => {
-        const perHead = (t: tf.Tensor) => t.mul(dy).sum([0, 1, 3], true);
-        return [dy.mul(alpha), dy.mul(beta), dy, perHead(x), perHead(m)];
-      },
-    };
-  });
-  return mix(x, m, c, alpha, beta);
+/** α·x + β·m − γ·c per head for x, m, c [..., H, h] and coef [3, H] (rows α, β, γ): one pass each way through a
+ * backend's fused 'HeadMix' (the composite: per-head products, an Add and a Sub, which keep products of x's size for the
+ * backward and sum the coefficients' gradients over transposes of it). */
+export function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, coef: tf.Tensor): tf.Tensor {
+  const fused = runFused(headMixKernel, { x, m, c, coef }, {});
+  if (fused) return fused;
+  const perHead = [...x.shape.slice(0, -2).map(() => 1), coef.shape[1]!, 1];
+  const [alpha, beta, gamma] = tf.unstack(coef).map((t) => t.reshape(perHead));
+  return x.mul(alpha).add(m.mul(beta)).sub(c.mul(gamma));
 }
 
 function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {

@@ -18,6 +18,8 @@ import { fp8MatmulHost } from './fp8_matmul/host.ts';
 import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
 import { headGateKernels } from './head_gate/kernel.ts';
+import { headMixHost } from './head_mix/host.ts';
+import { headMixKernels } from './head_mix/kernel.ts';
 import { linearKernels } from './linear/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
 import { optimizerHost } from './optimizer/host.ts';
@@ -52,6 +54,7 @@ export const fusedOps = [
   { kernels: fp8HeadLossKernels, host: fp8HeadLossHost },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
+  { kernels: headMixKernels, host: headMixHost },
   { kernels: linearKernels },
   { kernels: matMulAddKernels },
   { kernels: optimizerKernels, host: optimizerHost },

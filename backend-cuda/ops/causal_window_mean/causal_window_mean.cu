@@ -22,6 +22,8 @@
 // take consecutive channels: each step's reads of x are coalesced and its docIds read is one broadcast.
 #include "causal_window_mean.h"
 
+#include <cuda_bf16.h>
+
 #include "../../native/launch.h"
 #include "../../native/launchers.h"
 
@@ -52,18 +54,19 @@ __host__ __device__ int64_t windowStart(const int32_t* doc, int64_t u, int64_t T
   return lo;
 }
 
-// What the walk sums at step u of row b, channel c: x forward, dy / n(t) backward (inv: 1 / n per row).
-template <bool Back>
-__host__ __device__ __forceinline__ double term(const float* in, const double* inv, int64_t b, int64_t u, int64_t T,
+// What the walk sums at step u of row b, channel c: x forward (float, or bf16 as stored), dy / n(t) backward (inv: 1 / n
+// per row).
+template <bool Back, typename In>
+__host__ __device__ __forceinline__ double term(const In* in, const double* inv, int64_t b, int64_t u, int64_t T,
                                                 int64_t C, int64_t c) {
   const int64_t r = b * T + timeAt<Back>(u, T);
-  if constexpr (Back) return double(in[r * C + c]) * inv[r];
-  else return in[r * C + c];
+  if constexpr (Back) return double(float(in[r * C + c])) * inv[r];
+  else return float(in[r * C + c]);
 }
 
 // Pass 1, one thread's work: i = (b·chunks + k)·C + c sums steps [k·kChunk, (k + 1)·kChunk) ∩ [0, T) in order.
-template <bool Back>
-__host__ __device__ void chunkSum(int64_t i, const float* in, const double* inv, double* sums, int64_t T,
+template <bool Back, typename In>
+__host__ __device__ void chunkSum(int64_t i, const In* in, const double* inv, double* sums, int64_t T,
                                   int64_t C, int64_t chunks) {
   const int64_t c = i % C, k = (i / C) % chunks, b = i / (C * chunks);
   double acc = 0;
@@ -72,8 +75,8 @@ __host__ __device__ void chunkSum(int64_t i, const float* in, const double* inv,
 }
 
 // Pass 2, one thread's work: i = (b·walks + k)·C + c writes steps [k·kWalk, (k + 1)·kWalk) ∩ [0, T).
-template <bool Back>
-__host__ __device__ void windowWalk(int64_t i, const float* in, const int32_t* doc, const double* inv,
+template <bool Back, typename In>
+__host__ __device__ void windowWalk(int64_t i, const In* in, const int32_t* doc, const double* inv,
                                     const double* sums, float* out, int64_t T, int64_t C, int64_t w, int64_t chunks,
                                     int64_t walks) {
   const int64_t c = i % C, k = (i / C) % walks, b = i / (C * walks);
@@ -111,38 +114,39 @@ __global__ void inverseCountsKernel(const int32_t* __restrict__ doc, double* __r
   }
 }
 
-template <bool Back>
-__global__ void chunkSumsKernel(const float* __restrict__ in, const double* __restrict__ inv, double* __restrict__ sums,
+template <bool Back, typename In>
+__global__ void chunkSumsKernel(const In* __restrict__ in, const double* __restrict__ inv, double* __restrict__ sums,
                                 int64_t T, int64_t C, int64_t chunks, int64_t n) {
   TSGPT_GRID_STRIDE(i, n) chunkSum<Back>(i, in, inv, sums, T, C, chunks);
 }
 
-template <bool Back>
-__global__ void windowWalkKernel(const float* __restrict__ in, const int32_t* __restrict__ doc,
+template <bool Back, typename In>
+__global__ void windowWalkKernel(const In* __restrict__ in, const int32_t* __restrict__ doc,
                                  const double* __restrict__ inv, const double* __restrict__ sums,
                                  float* __restrict__ out, int64_t T, int64_t C, int64_t w, int64_t chunks, int64_t walks,
                                  int64_t n) {
   TSGPT_GRID_STRIDE(i, n) windowWalk<Back>(i, in, doc, inv, sums, out, T, C, w, chunks, walks);
 }
 
-template <bool Back>
-cudaError_t windowSums(cudaStream_t s, const float* in, const int32_t* doc, const double* inv, float* out,
+template <bool Back, typename In>
+cudaError_t windowSums(cudaStream_t s, const In* in, const int32_t* doc, const double* inv, float* out,
                        double* sums, int64_t B, int64_t T, int64_t C, int64_t w) {
   const int64_t chunks = (T + kChunk - 1) / kChunk, walks = (T + kWalk - 1) / kWalk;
   // A window of at most kChunk tokens never holds a whole chunk before its last token: no pass 1.
-  if (w > kChunk) chunkSumsKernel<Back><<<gridFor(B * chunks * C), kThreads, 0, s>>>(in, inv, sums, T, C, chunks, B * chunks * C);
-  windowWalkKernel<Back><<<gridFor(B * walks * C), kThreads, 0, s>>>(in, doc, inv, sums, out, T, C, w, chunks, walks,
+  if (w > kChunk) chunkSumsKernel<Back, In><<<gridFor(B * chunks * C), kThreads, 0, s>>>(in, inv, sums, T, C, chunks, B * chunks * C);
+  windowWalkKernel<Back, In><<<gridFor(B * walks * C), kThreads, 0, s>>>(in, doc, inv, sums, out, T, C, w, chunks, walks,
                                                                      B * walks * C);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launchCausalWindowMean(cudaStream_t s, const float* x, const int32_t* docIds, float* y, double* chunkSums,
-                                   int64_t B, int64_t T, int64_t C, int64_t window) {
+cudaError_t launchCausalWindowMean(cudaStream_t s, const void* x, bool xBf16, const int32_t* docIds, float* y,
+                                   double* chunkSums, int64_t B, int64_t T, int64_t C, int64_t window) {
   if (window < 1) return cudaErrorInvalidValue;
   if (B * T * C == 0) return cudaSuccess;
-  return windowSums<false>(s, x, docIds, nullptr, y, chunkSums, B, T, C, smaller(window, T));
+  if (xBf16) return windowSums<false>(s, static_cast<const __nv_bfloat16*>(x), docIds, nullptr, y, chunkSums, B, T, C, smaller(window, T));
+  return windowSums<false>(s, static_cast<const float*>(x), docIds, nullptr, y, chunkSums, B, T, C, smaller(window, T));
 }
 
 cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, float* dx,
@@ -155,7 +159,7 @@ cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const in
   return windowSums<true>(s, dy, docIds, invCounts, dx, chunkSums, B, T, C, w);
 }
 
-TSGPT_LAUNCHER(causalWindowMean, launchCausalWindowMean, "x", "docIds", "y", "chunkSums", "B", "T", "C", "window");
+TSGPT_LAUNCHER(causalWindowMean, launchCausalWindowMean, "x", "xBf16", "docIds", "y", "chunkSums", "B", "T", "C", "window");
 TSGPT_LAUNCHER(causalWindowMeanGrad, launchCausalWindowMeanGrad, "dy", "docIds", "dx", "chunkSums", "invCounts", "B", "T",
                "C", "window");
 

@@ -15,9 +15,10 @@ constexpr int kWindowMeanWalk = 256;
 //   y[b,t,c] = (1 / n(t)) · Σ_{s ∈ [lo(t), t]} x[b,s,c],  lo(t) = max(t − window + 1, first token of t's document),
 //   n(t) = t − lo(t) + 1.
 // The gradient: dx[b,s,c] = Σ_{t : lo(t) ≤ s ≤ t} dy[b,t,c] / n(t), the same walk backwards in time; invCounts
-// is B·T doubles of scratch for the 1 / n(t). window ≥ 1 (a window over T sees as much as T).
-cudaError_t launchCausalWindowMean(cudaStream_t s, const float* x, const int32_t* docIds, float* y, double* chunkSums,
-                                   int64_t B, int64_t T, int64_t C, int64_t window);
+// is B·T doubles of scratch for the 1 / n(t). window ≥ 1 (a window over T sees as much as T). x is float32, or bf16
+// where xBf16 (read as stored: shaped attention's input is the norm's bf16-only output under bf16 precision).
+cudaError_t launchCausalWindowMean(cudaStream_t s, const void* x, bool xBf16, const int32_t* docIds, float* y,
+                                   double* chunkSums, int64_t B, int64_t T, int64_t C, int64_t window);
 cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, float* dx,
                                        double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
                                        int64_t window);

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
+import type { CudaBackend } from '../../backend.ts';
 import { checkModelKernels, describeOrSkip, kernelsRun, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { CAUSAL_WINDOW_MEAN, CAUSAL_WINDOW_MEAN_GRAD } from './causal_window_mean.ts';
 
@@ -131,6 +132,27 @@ for (const target of targets) {
       const [first, second] = [await run(xv, dyv, doc, shape, window), await run(xv, dyv, doc, shape, window)];
       assert.deepEqual(second.y, first.y);
       assert.deepEqual(second.dx, first.dx);
+    });
+
+    it('a bf16-only x (the norm\'s output under bf16 precision) is read as stored: the mean of its bf16 values, no float32 copy', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, shape = [2, 40, 8], [b, t] = shape, n = tf.util.sizeFromShape(shape);
+      const xv = Float32Array.from({ length: n }, () => 4 * random() - 2), doc = randomDocIds(b, t, 9), window = 7;
+      const x = tf.tensor(xv, shape), docIds = tf.tensor2d(doc, [b, t], 'int32');
+      try {
+        backend.setMatmulPrecision('bf16');
+        const xn = T.rmsNorm(x), ctx = new T.ForwardContext(docIds);
+        assert.equal(backend.storedValues(xn).bf16, true, 'RMSNorm: bf16 only');
+        const y = T.windowMean(xn, ctx, window);
+        assert.equal(backend.storedValues(xn).bf16, true, 'CausalWindowMean made no float32 copy of its bf16-only input');
+        const xs = xn.dataSync() as Float32Array;  // the bf16 values, widened
+        close('y of a bf16-only x', y.dataSync() as Float32Array, reference(xs, new Float32Array(n), doc, b, t, shape[2], window).y, 1e-6);
+        tf.dispose([xn, y]);
+        ctx.dispose();
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([x, docIds]);
+      }
     });
 
     for (const block of ['sas', 'sas-p'] as const) {

@@ -12,10 +12,10 @@ function windowSize(doc: Int32Array, row: number, t: number, window: number): nu
 
 export function causalWindowMeanHost(mem: HostDevice): CausalWindowMeanNative {
   return {
-    causalWindowMean(x, docIds, y, _chunkSums, B, T, C, window) {
+    causalWindowMean(x, xBf16, docIds, y, _chunkSums, B, T, C, window) {
       const n = B * T * C;
       if (n === 0) return;
-      const xv = mem.floats(x, n), doc = mem.ints(docIds, B * T), yv = mem.floats(y, n);
+      const xv = mem.input(x, n, xBf16), doc = mem.ints(docIds, B * T), yv = mem.floats(y, n);
       for (let b = 0; b < B; b++) {
         for (let t = 0; t < T; t++) {
           const size = windowSize(doc, b * T, t, window);

@@ -11,8 +11,10 @@ export const WINDOW_MEAN_CHUNK = 32;
 /** causal_window_mean.cu's launchers (host.ts is their CPU reference). */
 export interface CausalWindowMeanNative {
   /** y[b,t,c] = the mean of x[b,s,c] over s ∈ [max(t − window + 1, the start of t's document), t], x and y [B,T,C],
-   * docIds int32 [B,T] nondecreasing; chunkSums: B·⌈T / WINDOW_MEAN_CHUNK⌉·C doubles of scratch. */
-  causalWindowMean(x: number, docIds: number, y: number, chunkSums: number, B: number, T: number, C: number, window: number): void;
+   * docIds int32 [B,T] nondecreasing; x in bf16 where xBf16 (read as stored); chunkSums: B·⌈T / WINDOW_MEAN_CHUNK⌉·C
+   * doubles of scratch. */
+  causalWindowMean(x: number, xBf16: boolean, docIds: number, y: number, chunkSums: number, B: number, T: number, C: number,
+    window: number): void;
   /** dx[b,s,c] = Σ_t dy[b,t,c] / n(t) over the t whose window holds s, n(t) the size of t's window; chunkSums as
    * above, invCounts: B·T doubles of scratch. */
   causalWindowMeanGrad(dy: number, docIds: number, dx: number, chunkSums: number, invCounts: number, B: number, T: number,
@@ -36,7 +38,8 @@ export const causalWindowMeanKernels: CudaKernel[] = [
       const { x, docIds, B, T, C, window } = checked(CAUSAL_WINDOW_MEAN, inputs, attrs, 'x');
       const y = backend.makeOutput(x.shape, 'float32');
       const sums = backend.makeOutput([B, Math.ceil(T / WINDOW_MEAN_CHUNK), C, 2], 'float32');  // doubles
-      backend.device.causalWindowMean(backend.ptr(x), backend.ptr(docIds), backend.ptr(y), backend.ptr(sums), B, T, C, window);
+      const xs = backend.storedValues(x);  // a bf16-only x is read as it is: no float32 copy kept beside it
+      backend.device.causalWindowMean(xs.ptr, xs.bf16, backend.ptr(docIds), backend.ptr(y), backend.ptr(sums), B, T, C, window);
       backend.disposeIntermediateTensorInfo(sums);
       return y;
     },
