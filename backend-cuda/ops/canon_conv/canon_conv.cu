@@ -10,7 +10,8 @@
 // on the speedrun batch); here each way is one pass over the tensors, with nothing saved but x.
 // dw is deterministic: a first pass sums kCanonRowsPerPartial rows per (chunk, channel) in row order, the
 // second sums the chunks in order (no atomics). x is read as stored (In: float, or bf16 for a bf16-only activation:
-// the normed input at A and C, the up projection's output at D); y is bf16 under bf16 matmul precision (Out: every
+// the normed input at A and C, the up projection's output at D), and so is dy (the gradients that ReLU²'s and
+// AttentionInputs' backward write in bf16 for the projections, at D and B); y is bf16 under bf16 matmul precision (Out: every
 // position feeds a projection or an op that reads bf16).
 #include "canon_conv.h"
 
@@ -42,17 +43,18 @@ __global__ void canonConvKernel(const In* __restrict__ x, const float* __restric
   }
 }
 
-__global__ void canonConvGradXKernel(const float* __restrict__ dy, const float* __restrict__ w, const int32_t* __restrict__ doc,
+template <typename InDy>
+__global__ void canonConvGradXKernel(const InDy* __restrict__ dy, const float* __restrict__ w, const int32_t* __restrict__ doc,
                                      float* __restrict__ dx, int64_t T, int64_t C, int64_t n) {
   TSGPT_GRID_STRIDE(i, n) {
     const int64_t r = i / C, c = i % C, t = r % T;
     const float4 wc = reinterpret_cast<const float4*>(w)[c];
     const float taps[3] = {wc.z, wc.y, wc.x};
-    float acc = dy[i] * (1.f + wc.w);
+    float acc = toFloat(dy[i]) * (1.f + wc.w);
     const int32_t d = doc[r];
 #pragma unroll
     for (int s = 1; s <= 3; ++s) {
-      if (t + s < T && doc[r + s] == d) acc += dy[i + s * C] * taps[s - 1];
+      if (t + s < T && doc[r + s] == d) acc += toFloat(dy[i + s * C]) * taps[s - 1];
     }
     dx[i] = acc;
   }
@@ -60,8 +62,8 @@ __global__ void canonConvGradXKernel(const float* __restrict__ dy, const float* 
 
 // One thread per (chunk, channel): walks its chunk's rows in order with the three previous rows of x in registers
 // (consecutive threads read consecutive channels: coalesced), and writes the chunk's four sums.
-template <typename In>
-__global__ void canonConvGradWPartialKernel(const float* __restrict__ dy, const In* __restrict__ x,
+template <typename InDy, typename In>
+__global__ void canonConvGradWPartialKernel(const InDy* __restrict__ dy, const In* __restrict__ x,
                                             const int32_t* __restrict__ doc, float* __restrict__ partials, int64_t rows,
                                             int64_t T, int64_t C) {
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
@@ -70,7 +72,7 @@ __global__ void canonConvGradWPartialKernel(const float* __restrict__ dy, const 
   float sum[4] = {0.f, 0.f, 0.f, 0.f};  // sum[k]: tap k, the token 3 − k back
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t t = r % T;
-    const float g = dy[r * C + c];
+    const float g = toFloat(dy[r * C + c]);
     const int32_t d = doc[r];
     sum[3] += g * toFloat(x[r * C + c]);
 #pragma unroll
@@ -102,20 +104,22 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
   return cudaGetLastError();
 }
 
-cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* w, const int32_t* docIds,
-                                float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C) {
+cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
+                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
-  canonConvGradXKernel<<<gridFor(n), kThreads, 0, s>>>(dy, w, docIds, dx, T, C, n);
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 grid(unsigned(chunks), unsigned((C + kThreads - 1) / kThreads));
-  byInputType(x, xBf16, [&](auto* in) { canonConvGradWPartialKernel<<<grid, kThreads, 0, s>>>(dy, in, docIds, partials, rows, T, C); });
+  byInputType(dy, dyBf16, [&](auto* g) {
+    canonConvGradXKernel<<<gridFor(n), kThreads, 0, s>>>(g, w, docIds, dx, T, C, n);
+    byInputType(x, xBf16, [&](auto* in) { canonConvGradWPartialKernel<<<grid, kThreads, 0, s>>>(g, in, docIds, partials, rows, T, C); });
+  });
   canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C);
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C");
-TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C");
+TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C");
 
 }  // namespace tsgpt

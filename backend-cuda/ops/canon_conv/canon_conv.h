@@ -16,7 +16,7 @@ constexpr int kCanonRowsPerPartial = 256;
 // float32, or bf16 where xBf16; y float32, or bf16 where yBf16.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C);
-cudaError_t launchCanonConvGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* w, const int32_t* docIds,
-                                float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C);
+cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
+                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C);
 
 }  // namespace tsgpt

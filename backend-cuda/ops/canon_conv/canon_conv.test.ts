@@ -1,13 +1,14 @@
 // The fused Canon layer ('CanonConv', canon_conv.cu) against its oracle, train_gpt.ts's composite canon() on the
 // cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
-// than one partial sum of dw; every Canon position (A, B, C, D) in the model against --fused off; bad inputs
-// failing with the kernel's name.
+// than one partial sum of dw; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
+// against --fused off; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { checkModelKernels, compare, describeOrSkip, type HostTensor, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import type { CudaBackend } from '../../backend.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
 /** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
@@ -40,6 +41,28 @@ for (const target of targets) {
         const x = randFloat([b, t, c]), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
         await compare(B, `canon [${b},${t},${c}]`, [x, w, docIds], canonOut, { rtol: 0, atol: 0 });
         await compare(B, `canon and gradients [${b},${t},${c}]`, [x, w, docIds, dy], canonAndGrads, { rtol: 1e-4, atol: 1e-4 });
+      }
+    });
+
+    it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, [b, t, c] = [2, 40, 12];
+      const [x, dy] = [randFloat([b, t, c]), randFloat([b, t, c])].map((h) => tf.tensor(h.values, h.shape));
+      const w = tf.tensor(randFloat([c, 4], -0.5, 0.5).values, [c, 4]), docIds = tf.tensor(randomDocIds(b, t).values, [b, t], 'int32');
+      try {
+        backend.setMatmulPrecision('bf16');
+        const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
+        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds }, {}) as tf.Tensor[];
+        assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'CanonConvGrad made no float32 copy of x or dy');
+        backend.setMatmulPrecision('fp32');
+        const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
+        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds }, {}) as tf.Tensor[];
+        assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
+        assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
+        tf.dispose([xn, dyn, dx, dw, xv, dyv, wantDx, wantDw]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([x, dy, w, docIds]);
       }
     });
 

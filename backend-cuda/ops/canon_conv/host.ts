@@ -22,11 +22,11 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, x, xBf16, w, docIds, dx, dw, _partials, B, T, C) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dw, _partials, B, T, C) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
-      const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
+      const g = mem.input(dy, n, dyBf16), xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;

@@ -16,8 +16,8 @@ export interface CanonConvNative {
    * docIds (int32 [B,T]) agree; x in bf16 where xBf16, y where yBf16. */
   canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number): void;
   /** dx and dw = Σ_r dy[r,c]·x[r−3+k, c] ([C,4]), summed deterministically through `partials`
-   * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch). */
-  canonConvGrad(dy: number, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
+   * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy and x in bf16 where flagged. */
+  canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
     T: number, C: number): void;
 }
 
@@ -51,8 +51,8 @@ export const canonConvKernels: CudaKernel[] = [
       const [B, T, C] = dims, w = inputs.w as TensorInfo;
       const dx = backend.makeOutput(x.shape, 'float32'), dw = backend.makeOutput(w.shape, 'float32');
       const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
-      const xs = backend.storedValues(x);
-      backend.device.canonConvGrad(backend.ptr(inputs.dy as TensorInfo), xs.ptr, xs.bf16, backend.ptr(w),
+      const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
+      backend.device.canonConvGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, backend.ptr(w),
         backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C);
       backend.disposeIntermediateTensorInfo(partials);
       return [dx, dw];
