@@ -28,6 +28,9 @@ export interface MemoryProfile {
   peak: number;
   /** Stored bytes of the saved tensors by the kernel that saved them, largest first. */
   savedByKernel: [string, number][];
+  /** Bytes of bf16-only tensors widened to float32 copies (a conversion pass, and the copy kept with the tensor), by the
+   * kernel that read them as float32 (forward and backward), largest first: the readers to teach bf16. */
+  widenedByKernel: [string, number][];
 }
 
 type TapeNode = { kernelName: string; saved?: tf.Tensor[] };
@@ -36,6 +39,15 @@ type TapeNode = { kernelName: string; saved?: tf.Tensor[] };
 export function memoryProfile(m: T.Model, batch: T.Batch, sched: T.AttnSchedule): MemoryProfile {
   const backend = tf.backend() as CudaBackend, inUse = () => backend.device.memory().bytesInUse;
   const before = inUse(), saved = new Map<string, number>(), params = new Set([...m.params.values()].map((v) => v.dataId));
+  // the kernel running when the backend widens a bf16-only tensor (its fromBf16 call)
+  const widened = new Map<string, number>(), engine = tf.engine(), runKernel = engine.runKernel, fromBf16 = backend.device.fromBf16;
+  let running = '';
+  engine.runKernel = ((name: string, ...rest: unknown[]) => {
+    const outer = running;
+    running = name;
+    try { return (runKernel as (...args: unknown[]) => unknown).call(engine, name, ...rest); } finally { running = outer; }
+  }) as typeof runKernel;
+  backend.device.fromBf16 = (x, y, n) => { widened.set(running, (widened.get(running) ?? 0) + 4 * n); fromBf16.call(backend.device, x, y, n); };
   let afterForward = 0;
   const { value, grads } = tf.variableGrads(() => {
     const loss = T.modelLoss(m, batch, sched, 'sum');
@@ -53,7 +65,10 @@ export function memoryProfile(m: T.Model, batch: T.Batch, sched: T.AttnSchedule)
   });
   value.dataSync();
   tf.dispose([value, ...Object.values(grads)]);
-  return { before, afterForward, peak: backend.device.memory().peakBytesInUse, savedByKernel: [...saved].sort((a, b) => b[1] - a[1]) };
+  engine.runKernel = runKernel;
+  backend.device.fromBf16 = fromBf16;
+  const largestFirst = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
+  return { before, afterForward, peak: backend.device.memory().peakBytesInUse, savedByKernel: largestFirst(saved), widenedByKernel: largestFirst(widened) };
 }
 
 async function main(): Promise<void> {
@@ -78,6 +93,8 @@ async function main(): Promise<void> {
   console.log(`in use before ${GiB(p.before)}; the forward added ${GiB(p.afterForward)}; peak ${GiB(p.peak)}`);
   console.log('saved for the backward, stored bytes by the kernel that saved them:');
   for (const [k, b] of p.savedByKernel.slice(0, Number(process.env.TOP ?? 12))) console.log(`  ${k.padEnd(28)} ${GiB(b)}`);
+  console.log('bf16-only tensors widened to float32 copies, by the kernel that read them:' + (p.widenedByKernel.length ? '' : ' none'));
+  for (const [k, b] of p.widenedByKernel.slice(0, Number(process.env.TOP ?? 12))) console.log(`  ${k.padEnd(28)} ${GiB(b)}`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -28,6 +28,10 @@ it('attributes the forward\'s saved bytes to kernels, bf16 copies included, with
       assert.ok(p.peak >= p.before + p.afterForward, `${precision}: peak ${p.peak} below ${p.before} + ${p.afterForward}`);
       // at least the residual stream of each layer (64 × 32 float32) is saved
       assert.ok(saved >= cfg.numLayers * 64 * 32 * 4, `${precision}: ${saved} bytes saved`);
+      // widening needs bf16-only tensors: none under fp32; under bf16 the attention gate's logits are (HeadGate reads them)
+      const widened = new Map(p.widenedByKernel);
+      if (precision === 'fp32') assert.equal(widened.size, 0, `fp32: widened ${[...widened.keys()]}`);
+      else assert.ok((widened.get('HeadGate') ?? 0) > 0, `bf16: HeadGate's widening not counted (${[...widened.keys()]})`);
     } finally {
       T.disposeBatch(batch);
       T.disposeModel(m);
@@ -57,6 +61,7 @@ it('the null device counts what the host reference device allocates: the same sa
   const host = await profile('cuda-host'), nothing = await profile('null-memory');
   await useBackend('cuda-host');
   assert.deepEqual(nothing.savedByKernel, host.savedByKernel);
+  assert.deepEqual(nothing.widenedByKernel, host.widenedByKernel);
   // the same forward, up to the rotary tables (train_gpt.ts caches them: made on the first backend, moved to the second)
   assert.ok(Math.abs(nothing.afterForward - host.afterForward) <= 4 * 48 * 16, `forward: null ${nothing.afterForward}, host ${host.afterForward}`);
   assert.ok(host.afterForward > 0);
