@@ -18,11 +18,11 @@ import type { CudaBackend } from '../backend-cuda/backend.ts';
 import * as T from '../train_gpt.ts';
 import { median } from './median.ts';
 import { registerNullBackend } from './null_device.ts';
-import { syntheticShard } from './step.ts';
+import { splitModelFlags, syntheticShard } from './step.ts';
 
-const cut = process.argv.indexOf('--', 2), modelFlags = cut < 0 ? [] : process.argv.slice(cut + 1);
+const [own, modelFlags] = splitModelFlags(process.argv.slice(2));
 const { values: args } = parseArgs({
-  args: process.argv.slice(2, cut < 0 ? undefined : cut),
+  args: own,
   options: {
     device: { type: 'string', default: 'null' }, steps: { type: 'string', default: '6' }, accum: { type: 'string', default: '1' },
     'device-batch': { type: 'string', default: '16' }, ops: { type: 'string', default: 'on' },

@@ -67,8 +67,14 @@ interface Args {
   modelFlags: string[]; model: Partial<Config>;
 }
 
+/** argv split at `--`: the bench's own flags, then train_gpt.ts's model flags (host_overhead.ts takes the same). */
+export function splitModelFlags(argv: string[]): [own: string[], model: string[]] {
+  const cut = argv.indexOf('--');
+  return cut < 0 ? [argv, []] : [argv.slice(0, cut), argv.slice(cut + 1)];
+}
+
 function parse(argv: string[]): Args {
-  const cut = argv.indexOf('--'), modelFlags = cut < 0 ? [] : argv.slice(cut + 1);
+  const [own, modelFlags] = splitModelFlags(argv);
   let values, model: Partial<Config>;
   try {
     model = parseFlags(modelFlags).overrides;
@@ -77,7 +83,7 @@ function parse(argv: string[]): Args {
   }
   try {
     ({ values } = parseArgs({
-      args: cut < 0 ? argv : argv.slice(0, cut), strict: true, allowPositionals: false, options: {
+      args: own, strict: true, allowPositionals: false, options: {
         backend: { type: 'string', default: 'cuda' }, preset: { type: 'string', default: 'speedrun' },
         'data-layout': { type: 'string' }, 'stream-len': { type: 'string' },
         'device-batch': { type: 'string' }, 'seq-len': { type: 'string' }, steps: { type: 'string', default: '10' },
