@@ -33,8 +33,10 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
 for (const target of targets) {
   describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
     const B = target.name;
-    // [B, T, C]: C = 5 and 3 (not multiples of 4), T = 2 and 1 (fewer tokens than taps), B·T = 600 (3 partial sums of dw)
-    const SHAPES = [[2, 7, 5], [3, 2, 8], [1, 1, 3], [2, 300, 12], ...(target.name === 'cuda' ? [[4, 2048, 96]] : [])];
+    // [B, T, C]: C = 5 and 3 (not multiples of 4: one channel a thread), T = 2 and 1 (fewer tokens than taps), B·T = 600
+    // and 2100 (3 and 9 partial sums of dw, rows not a multiple of a thread's 32, sequences starting inside a thread's
+    // rows); on cuda C = 96 and 1300 (blocks of 32 channel vectors, the last one partial)
+    const SHAPES = [[2, 7, 5], [3, 2, 8], [1, 1, 3], [2, 300, 12], [3, 700, 5], ...(target.name === 'cuda' ? [[4, 2048, 96], [1, 3000, 1300]] : [])];
 
     it('output (bit for bit) and dx, dw match the composite on cpu, across document boundaries', async () => {
       for (const [b, t, c] of SHAPES) {
