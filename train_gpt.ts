@@ -766,11 +766,22 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
   return run(...xs);
 }
 
-/** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document. One pass each
- * way through a backend's fused 'CanonConv' (the composite: three masked shifts of one padded copy of x). */
-export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-  const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, {});
+/** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document, over h = x or,
+ * with `headNorm` (Canon B under QK-norm), x with each head of `group` channels among its first `channels` RMS-normed.
+ * One pass each way through a backend's fused 'CanonConv' (the composite: three masked shifts of one padded copy of
+ * h; with the norm, checkpointed: the split, the normed heads and their concatenation are made again in the backward
+ * instead of kept, ≈ 5 [T, d] tensors a layer). */
+export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, headNorm?: { channels: number; group: number }): tf.Tensor {
+  const norm = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS };
+  const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, norm);
   if (fused) return fused;
+  if (headNorm) {
+    const { channels, group } = headNorm, [B, T, C] = x.shape;
+    return checkpoint((x, w) => {
+      const [normed, rest] = tf.split(x, [channels, C - channels], -1);
+      return canon(tf.concat([rmsNorm(normed.reshape([B, T, -1, group])).reshape([B, T, channels]), rest], -1), w, ctx.unmemoised());
+    }, x, w);
+  }
   const [B, T, C] = x.shape, taps = tf.unstack(w, 1); // taps[k] multiplies h_{t−3+k}
   const padded = tf.pad(x, [[0, 0], [3, 0], [0, 0]]); // x shifted by s is its slice from 3 − s (shiftTime's, padded once)
   let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
@@ -938,15 +949,8 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
-    // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens here, not in attentionInputs.
-    // Checkpointed: the norms' inputs, the normed copies and their concatenation (≈ 5 [T, d] tensors a layer) are
-    // made again in the backward instead of kept.
-    const normed = qkNorm;
-    qkv = checkpoint((qkv, w) => {
-      let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
-      if (normed) { q = rmsNorm(q.reshape([B, T, H, h])).reshape([B, T, -1]); k = rmsNorm(k.reshape([B, T, Hk, h])).reshape([B, T, -1]); }
-      return canon(tf.concat([q, k, v], -1), w, ctx.unmemoised());
-    }, qkv, P('canon_b'));
+    // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
+    qkv = canon(qkv, P('canon_b'), ctx, qkNorm ? { channels: (H + Hk) * h, group: h } : undefined);
     qkNorm = false;
   }
   const ve = m.plan[i].valueEmbed;

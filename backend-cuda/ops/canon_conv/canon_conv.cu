@@ -6,16 +6,21 @@
 //   backward: dx[r,c] = dy[r,c]·(1 + w[c,3]) + Σ_{s=1..3} w[c,3−s]·dy[r+s,c]·same(r+s, r)
 //             dw[c,3−s] = Σ_r dy[r,c]·x[r−s,c]·same(r, r−s)   (s = 0: the residual's tap, always counted)
 // same(r, q): q is in the same sequence (t ≥ s, resp. t + s < T) and docIds[q] = docIds[r].
+// Canon B convolves the QK-normed q and k heads (and v as it is): with normChannels > 0 the taps read z = x·rstd in
+// each head of normGroup channels among the first normChannels (rstd = (mean x² + eps)^-½, from the row in registers
+// through the head's lanes), and the backward turns dz, the taps' gradient, into dx = rstd·(dz − z·mean(dz·z)): the
+// split, the two norms and the concatenation of the composite (5 kernels and 2 copies of the row each way) are gone.
 // The composite pads x three times and keeps the padded copies for its backward ([16,2051,3072] at Canon D
 // on the speedrun batch); here each way is one pass over the tensors, with nothing saved but x.
 // Each thread walks kRowsPerThread consecutive rows of V channels (V = 4: one vector load a row) with the three rows
 // before (forward: x) or after (backward: dy) in registers, so every element is read about once: the first kernels
 // took a thread per element, with three 64-bit divisions and four reads of x each, and ran at a fifth of the
 // memory's bandwidth. dw is deterministic: each thread sums its rows in order, the block its 8 row groups in order
-// (one partial per kCanonRowsPerPartial rows and channel), and a last pass sums the partials in order (no atomics). x is read as stored (In: float, or bf16 for a bf16-only activation:
-// the normed input at A and C, the up projection's output at D), and so is dy (the gradients that ReLU²'s and
-// AttentionInputs' backward write in bf16 for the projections, at D and B); y is bf16 under bf16 matmul precision (Out: every
-// position feeds a projection or an op that reads bf16).
+// (one partial per kCanonRowsPerPartial rows and channel), and a last pass sums the partials in order (no atomics).
+// x is read as stored (In: float, or bf16 for a bf16-only activation: the normed input at A and C, the projections'
+// outputs at B and D), and so is dy (the gradients that ReLU²'s and AttentionInputs' backward write in bf16 for the
+// projections, at D and B); y is bf16 under bf16 matmul precision (Out: every position feeds a projection or an op
+// that reads bf16).
 #include "canon_conv.h"
 
 #include "../../native/launch.h"
@@ -46,20 +51,50 @@ __device__ __forceinline__ CanonTaps canonTaps(const float* __restrict__ w, int6
 // channel vector, (blockIdx.y·8 + y)·32 the first row.
 __device__ __forceinline__ int firstRow() { return (int(blockIdx.y) * kRowGroups + int(threadIdx.y)) * kRowsPerThread; }
 
+// The RMS norm of Canon B's q and k heads (normGroup channels each, the first normChannels of a row: the lanes of one
+// head are normGroup / 4 consecutive lanes of a warp): z = x·rstd, rstd = (mean x² + eps)^-½, and rstd (1 outside the
+// normed channels). Every lane of the warp calls it (the shuffles), active or not.
+struct HeadNorm {
+  int channels, group;
+  float eps;
+};
+
+__device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, const HeadNorm& norm) {
+  float ss = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
+  for (int offset = norm.group / 8; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+  return normed ? rsqrtf(ss / float(norm.group) + norm.eps) : 1.f;
+}
+
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
-// ((x·(1 + w3) + x₁·w2) + x₂·w1) + x₃·w0, x_s the token s back (0 where it does not count), so the fused
-// forward equals the composite bit for bit.
-template <int V, typename In, typename Out>
+// ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
+// forward equals the composite bit for bit (without the norm: z = x).
+template <int V, bool Normed, typename In, typename Out>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
-                    Out* __restrict__ y, int rows, int T, int C) {
+                    Out* __restrict__ y, int rows, int T, int C, HeadNorm norm) {
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
-  if (c0 >= C || r0 >= rows) return;
-  const int r1 = min(r0 + kRowsPerThread, rows);
+  const bool active = c0 < C, normed = Normed && c0 < norm.channels;  // the same across a head's lanes
+  if (r0 >= rows || (!Normed && !active)) return;  // r0: the same across the warp (the norm's shuffles need every lane)
+  const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
   CanonTaps k[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, c0 + j);
-  // prev[s − 1]: x of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the documents agree
+  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+  // The row's input to the taps from its x: x, or x·rstd in a normed head; 0 in an inactive lane
+  auto toInput = [&](float (&v)[V]) {
+    if constexpr (Normed) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+      const float rstd = headRstd(v, normed, norm);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rstd;
+    }
+  };
+  auto input = [&](int r, float (&v)[V]) {
+    loadVec<V>(x + int64_t(r) * C + cl, v);
+    toInput(v);
+  };
+  // prev[s − 1]: the input of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the
+  // documents agree
   float prev[3][V];
   int prevDoc[3];
   int t = r0 % T;
@@ -69,14 +104,21 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 #pragma unroll
     for (int j = 0; j < V; ++j) prev[s - 1][j] = 0.f;
     if (t >= s) {
-      loadVec<V>(x + int64_t(r0 - s) * C + c0, prev[s - 1]);
+      input(r0 - s, prev[s - 1]);
       prevDoc[s - 1] = doc[r0 - s];
     }
   }
+  // x is loaded a row ahead of its use, unconditionally (the last row again at the end), so that no load waits behind
+  // the row before's norm or store
+  float ahead[V];
+  loadVec<V>(x + int64_t(r0) * C + cl, ahead);
 #pragma unroll 4
   for (int r = r0; r < r1; ++r) {
     float cur[V], out[V];
-    loadVec<V>(x + int64_t(r) * C + c0, cur);
+#pragma unroll
+    for (int j = 0; j < V; ++j) cur[j] = ahead[j];
+    loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, ahead);
+    toInput(cur);
     const int d = doc[r];
     bool counts[3];
 #pragma unroll
@@ -88,7 +130,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       for (int s = 1; s <= 3; ++s) acc = __fadd_rn(acc, __fmul_rn(counts[s - 1] ? prev[s - 1][j] : 0.f, k[j].taps[s - 1]));
       out[j] = acc;
     }
-    storeVec<V>(y + int64_t(r) * C + c0, out);
+    if (active) storeVec<V>(y + int64_t(r) * C + c0, out);
 #pragma unroll
     for (int j = 0; j < V; ++j) { prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j]; }
     prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
@@ -96,45 +138,76 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
   }
 }
 
-// dx of each row from dy of it and the three rows after (next[s − 1]: dy of the row s ahead, counted where t + s < T
-// and the documents agree), and the row's products with x of it and the three rows before for dw. The block sums
-// its row groups' dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
-template <int V, typename InDy, typename In>
+// dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
+// ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
+// s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
+// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row. The block sums its row groups'
+// dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
+template <int V, bool Normed, typename InDy, typename In>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, float* __restrict__ dx, float* __restrict__ partials, int rows,
-                        int T, int C) {
+                        int T, int C, HeadNorm norm) {
   __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]: dw's 4 taps
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  const bool active = c0 < C, normed = Normed && c0 < norm.channels;
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
-  if (c0 < C && r0 < rows) {
-    const int r1 = min(r0 + kRowsPerThread, rows);
+  if (r0 < rows && (Normed || active)) {  // r0: the same across the warp (the norm's shuffles need every lane)
+    const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
     CanonTaps k[V];
 #pragma unroll
-    for (int j = 0; j < V; ++j) k[j] = canonTaps(w, c0 + j);
+    for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+    // The row's input to the taps z (x, or x·rstd in a normed head) and rstd; 0 in an inactive lane (its dy too). The
+    // loads are unconditional (no branch around them): the loads of the unrolled rows issue together.
+    auto toInput = [&](float (&v)[V]) {
+      float rstd = 1.f;
+      if constexpr (Normed) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+        rstd = headRstd(v, normed, norm);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] *= rstd;
+      }
+      return rstd;
+    };
+    auto input = [&](int r, float (&v)[V]) {
+      loadVec<V>(x + int64_t(r) * C + cl, v);
+      toInput(v);
+    };
+    auto gradient = [&](int r, float (&v)[V]) {
+      loadVec<V>(dy + int64_t(r) * C + cl, v);
+      if constexpr (Normed) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+      }
+    };
     float prev[3][V] = {}, next[3][V] = {};
     int prevDoc[3] = {}, nextDoc[3] = {};
     int t = r0 % T;
 #pragma unroll
     for (int s = 1; s <= 3; ++s) {
       if (t >= s) {
-        loadVec<V>(x + int64_t(r0 - s) * C + c0, prev[s - 1]);
+        input(r0 - s, prev[s - 1]);
         prevDoc[s - 1] = doc[r0 - s];
       }
-      if (t + s < T) {
-        loadVec<V>(dy + int64_t(r0 + s) * C + c0, next[s - 1]);
+      if (r0 + s < rows) {
+        gradient(r0 + s, next[s - 1]);
         nextDoc[s - 1] = doc[r0 + s];
       }
     }
-    float g[V];
-    loadVec<V>(dy + int64_t(r0) * C + c0, g);
+    float g[V], xAhead[V];  // x is loaded a row ahead of its use (as in the forward), dy four rows ahead
+    gradient(r0, g);
+    loadVec<V>(x + int64_t(r0) * C + cl, xAhead);
 #pragma unroll 4
     for (int r = r0; r < r1; ++r) {
       float cur[V], ahead[V] = {}, out[V];
-      loadVec<V>(x + int64_t(r) * C + c0, cur);
+#pragma unroll
+      for (int j = 0; j < V; ++j) cur[j] = xAhead[j];
+      loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, xAhead);
+      const float rstd = toInput(cur);
       int aheadDoc = 0;
-      if (t + 4 < T) {  // dy of the row 4 ahead: the next row's next[2]
-        loadVec<V>(dy + int64_t(r + 4) * C + c0, ahead);
+      if (r + 4 < rows) {  // dy of the row 4 ahead: the next row's next[2]
+        gradient(r + 4, ahead);
         aheadDoc = doc[r + 4];
       }
       const int d = doc[r];
@@ -155,7 +228,18 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         }
         out[j] = acc;
       }
-      storeVec<V>(dx + int64_t(r) * C + c0, out);
+      if constexpr (Normed) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < V; ++j) dot += out[j] * cur[j];
+        for (int offset = norm.group / 8; offset >= 1; offset >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        if (normed) {
+          const float mean = dot / float(norm.group);
+#pragma unroll
+          for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+        }
+      }
+      if (active) storeVec<V>(dx + int64_t(r) * C + c0, out);
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
@@ -196,51 +280,67 @@ dim3 canonGrid(int64_t rows, int64_t C, int V) {
   return dim3(unsigned((vectors + kChannelThreads - 1) / kChannelThreads), unsigned((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial));
 }
 
-// Calls f(width) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of 4,
-// the pointers aligned), else V = 1.
+// Calls f(width, normed) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
+// 4, the pointers aligned), else V = 1; normed: whether the head norm runs (normChannels > 0), which needs V = 4 and a
+// head of 4 to 128 channels, a power of two (its lanes within a warp). An unsupported norm is an invalid value.
 template <typename F>
-void byCanonWidth(int64_t C, std::initializer_list<const void*> ptrs, F f) {
-  if (C % 4 == 0 && aligned16(ptrs)) f(std::integral_constant<int, 4>{});
-  else f(std::integral_constant<int, 1>{});
+cudaError_t byCanonVariant(int64_t C, const HeadNorm& norm, std::initializer_list<const void*> ptrs, F f) {
+  const bool vec4 = C % 4 == 0 && aligned16(ptrs);
+  if (norm.channels > 0) {
+    const bool headFits = norm.group >= 4 && norm.group <= 4 * kChannelThreads && (norm.group & (norm.group - 1)) == 0;
+    if (!vec4 || !headFits || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
+    f(std::integral_constant<int, 4>{}, std::true_type{});
+  } else if (vec4) {
+    f(std::integral_constant<int, 4>{}, std::false_type{});
+  } else {
+    f(std::integral_constant<int, 1>{}, std::false_type{});
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
-                            bool yBf16, int64_t B, int64_t T, int64_t C) {
+                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps) {
   const int64_t rows = B * T;
   if (rows * C == 0) return cudaSuccess;
   const dim3 block(kChannelThreads, kRowGroups);
-  byCanonWidth(C, {x, y}, [&](auto width) {
+  const HeadNorm norm{int(normChannels), int(normGroup), eps};
+  return byCanonVariant(C, norm, {x, y}, [&](auto width, auto normed) {
     constexpr int V = decltype(width)::value;
+    constexpr bool N = decltype(normed)::value;
     byInputType(x, xBf16, [&](auto* in) {
-      if (yBf16) canonConvKernel<V><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<__nv_bfloat16*>(y), int(rows), int(T), int(C));
-      else canonConvKernel<V><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<float*>(y), int(rows), int(T), int(C));
+      if (yBf16) canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<__nv_bfloat16*>(y), int(rows), int(T), int(C), norm);
+      else canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<float*>(y), int(rows), int(T), int(C), norm);
     });
   });
-  return cudaGetLastError();
 }
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C) {
+                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
+                                int64_t normChannels, int64_t normGroup, float eps) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  byCanonWidth(C, {dy, x, dx}, [&](auto width) {
+  const HeadNorm norm{int(normChannels), int(normGroup), eps};
+  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normed) {
     constexpr int V = decltype(width)::value;
+    constexpr bool N = decltype(normed)::value;
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        canonConvGradKernel<V><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, dx, partials, int(rows), int(T), int(C));
+        canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, dx, partials, int(rows), int(T), int(C), norm);
       });
     });
   });
+  if (launched != cudaSuccess) return launched;
   canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C);
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C");
-TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C");
+TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps");
+TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C",
+               "normChannels", "normGroup", "eps");
 
 }  // namespace tsgpt

@@ -13,10 +13,14 @@ constexpr int kCanonRowsPerPartial = 256;
 //   y[r,c] = x[r,c] + Σ_{k<4} w[c,k]·x[r−3+k, c], a tap counting only where t−3+k ≥ 0 and the same document.
 // The gradient: dx[r,c] = dy[r,c] + Σ_k w[c,k]·dy[r+3−k, c] (same conditions, seen from the later token), and
 // dw[c,k] = Σ_r dy[r,c]·x[r−3+k, c], summed in a fixed order through `partials` (see kCanonRowsPerPartial). x is
-// float32, or bf16 where xBf16; y float32, or bf16 where yBf16.
+// float32, or bf16 where xBf16; y float32, or bf16 where yBf16. With normChannels > 0 (Canon B under QK-norm) the taps
+// read x RMS-normed (eps) in heads of normGroup channels over its first normChannels channels, and dx is the gradient
+// through that norm; normGroup a power of two from 4 to 128 dividing normChannels, C a multiple of 4 and the pointers
+// 16-byte aligned (else cudaErrorInvalidValue).
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
-                            bool yBf16, int64_t B, int64_t T, int64_t C);
+                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps);
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C);
+                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
+                                int64_t normChannels, int64_t normGroup, float eps);
 
 }  // namespace tsgpt

@@ -1,7 +1,8 @@
 // The fused Canon layer ('CanonConv', canon_conv.cu) against its oracle, train_gpt.ts's composite canon() on the
 // cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
-// than one partial sum of dw; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
+// than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation; a
+// bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
 // against --fused off; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -30,6 +31,9 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
   return [T.canon(x, w, ctx), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => T.canon(a, b, ctx))([x, w], dy)];
 };
 
+/** The kernels' attrs without the head norm. */
+const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23 };
+
 for (const target of targets) {
   describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
     const B = target.name;
@@ -46,6 +50,20 @@ for (const target of targets) {
       }
     });
 
+    it('with the head norm (Canon B under QK-norm): output and dx, dw match the composite (split, RMS norms, concat) on cpu', async () => {
+      // [B, T, C, normed channels, head]: heads of 16 and 4 channels with channels left unnormed; on cuda the speedrun's
+      // q|k|v row (heads of 128: a warp each) and heads of 64
+      const cases = [[2, 40, 48, 32, 16], [1, 300, 20, 8, 4], ...(target.name === 'cuda' ? [[1, 1000, 2304, 1536, 128], [2, 300, 384, 256, 64]] : [])];
+      for (const [b, t, c, channels, group] of cases) {
+        const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
+        const normedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
+          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { channels, group });
+          return [f(x, w), ...tf.grads(f)([x, w], dy)];
+        };
+        await compare(B, `canon with heads of ${group} normed over ${channels} of [${b},${t},${c}]`, [x, w, docIds, dy], normedAndGrads, { rtol: 1e-3, atol: 1e-3 });
+      }
+    });
+
     it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy', async () => {
       await useBackend(B);
       const backend = tf.backend() as CudaBackend, [b, t, c] = [2, 40, 12];
@@ -54,11 +72,11 @@ for (const target of targets) {
       try {
         backend.setMatmulPrecision('bf16');
         const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
-        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds }, {}) as tf.Tensor[];
+        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds }, NO_NORM) as tf.Tensor[];
         assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'CanonConvGrad made no float32 copy of x or dy');
         backend.setMatmulPrecision('fp32');
         const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
-        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds }, {}) as tf.Tensor[];
+        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds }, NO_NORM) as tf.Tensor[];
         assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
         assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
         tf.dispose([xn, dyn, dx, dw, xv, dyv, wantDx, wantDw]);
@@ -75,22 +93,24 @@ for (const target of targets) {
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      // A, B, C, D in 2 layers, and every position again in the backward (all four are checkpointed: train_gpt.ts's
-      // checkpoint(), normedCanon())
-      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 4 * 2, [CANON_CONV_GRAD]: 4 * 2 });
+      // A, B, C, D in 2 layers, and A, C and D again in the backward (checkpointed: train_gpt.ts's normedCanon() and
+      // checkpoint()); B norms q and k inside the kernel, which keeps only its input
+      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 3 * 2, [CANON_CONV_GRAD]: 4 * 2 });
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
       tf.tidy(() => {
         const x = tf.zeros([2, 5, 8]), w = tf.zeros([8, 4]), docIds = tf.zeros([2, 5], 'int32');
-        const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, {});
+        const run = (kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = NO_NORM) => () => tf.engine().runKernel(kernel, inputs, attrs);
         assert.throws(run(CANON_CONV, { x, w: tf.zeros([8, 3]), docIds }), /kernel CanonConv\(.*CanonConv: w must be \[8,4\] for x float32\[2,5,8\], got float32\[8,3\]/);
         assert.throws(run(CANON_CONV, { x: tf.zeros([10, 8]), w, docIds }), /CanonConv: x must be \[B,T,C\]/);
         assert.throws(run(CANON_CONV, { x, w, docIds: tf.zeros([2, 5]) }), /CanonConv: docIds must be int32, got float32\[2,5\]/);
         assert.throws(run(CANON_CONV, { x, w, docIds: tf.zeros([2, 4], 'int32') }), /CanonConv: docIds must be \[2,5\]/);
         assert.throws(run(CANON_CONV, { x, w }), /CanonConv: input docIds is missing/);
         assert.throws(run(CANON_CONV_GRAD, { dy: tf.zeros([2, 5, 4]), x, w, docIds }), /CanonConvGrad: dy float32\[2,5,4\] must have x's shape \[2,5,8\]/);
+        assert.throws(run(CANON_CONV, { x, w, docIds }, { normChannels: 6, normGroup: 6, eps: 1e-6 }), /CanonConv: a head norm over 6 of 8 channels in heads of 6 \(the kernel takes heads of 4 to 128/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4 }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
       });
     });
   });

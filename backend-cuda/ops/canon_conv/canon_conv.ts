@@ -4,6 +4,8 @@
 //   inputs x [B,T,C] float32, w [C,4] float32 (tap k multiplies the token 3 − k back; tap 3 the token itself,
 //   on top of the residual), docIds int32 [B,T]; output y [B,T,C]: y = x + Σ_k w[:,k]⊙x_{t−3+k}, a tap reading
 //   zero before the sequence or across a document start.
+//   attrs (CanonAttrs) normChannels, normGroup, eps: Canon B under QK-norm convolves z, x with each head of normGroup
+//   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x.
 // The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec } from '../fused_kernel.ts';
@@ -11,20 +13,32 @@ import type { FusedKernelSpec } from '../fused_kernel.ts';
 export const CANON_CONV = 'CanonConv';
 export const CANON_CONV_GRAD = 'CanonConvGrad';
 
-export const canonConv: FusedKernelSpec = {
+/** The head norm before the taps (Canon B under QK-norm): heads of normGroup channels among the first normChannels. */
+export interface CanonAttrs { normChannels: number; normGroup: number; eps: number }
+
+/** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C, or true: the head's
+ * channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a multiple of 4. */
+export function canonNormFits(channels: number, group: number, C: number): true | string {
+  if (channels === 0) return true;
+  const fits = group >= 4 && group <= 128 && (group & (group - 1)) === 0 && channels % group === 0 && channels <= C && C % 4 === 0;
+  return fits || `a head norm over ${channels} of ${C} channels in heads of ${group} (the kernel takes heads of 4 to 128 channels, a power of two, and C a multiple of 4)`;
+}
+
+export const canonConv: FusedKernelSpec<CanonAttrs> = {
   name: CANON_CONV,
-  supports: ({ x, w, docIds }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
+  supports: ({ x, w, docIds }, { normChannels, normGroup }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
     ? `x [${x.shape}] and w [${w.shape}] are not [B,T,C] and [C,4]`
-    : x.dtype !== 'float32' || w.dtype !== 'float32' || docIds.dtype !== 'int32' ? 'x and w must be float32 and docIds int32' : true,
+    : x.dtype !== 'float32' || w.dtype !== 'float32' || docIds.dtype !== 'int32' ? 'x and w must be float32 and docIds int32'
+    : canonNormFits(normChannels, normGroup, x.shape[2]!),
 };
 
 tf.registerGradient({
   kernelName: CANON_CONV,
   inputsToSave: ['x', 'w', 'docIds'],
-  gradFunc: (dy, saved) => {
+  gradFunc: (dy, saved, attrs) => {
     const [x, w, docIds] = saved;
     // One kernel computes both: run it once here, not in each input's closure (see scaled_add.ts).
-    const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dy as tf.Tensor, x, w, docIds }, {}) as tf.Tensor[];
+    const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dy as tf.Tensor, x, w, docIds }, attrs) as tf.Tensor[];
     return { x: () => dx, w: () => dw, docIds: () => tf.zerosLike(docIds) };
   },
 });

@@ -1,14 +1,29 @@
 // CPU reference of canon_conv.cu's launchers, on the host device's memory (tests without a GPU): the same
-// rounding order forward (Math.fround at each step), dw summed in float64.
+// rounding order forward (Math.fround at each step), dw summed in float64; the head norm (Canon B) in float64.
 import type { HostDevice } from '../../host_device.ts';
 import type { CanonConvNative } from './kernel.ts';
 
+/** z, the taps' input: x with each head of `group` channels among the first `channels` of every row RMS-normed, and
+ * each channel's rstd (1 outside the norm). */
+function normedHeads(x: Float32Array, rows: number, C: number, channels: number, group: number, eps: number): { z: Float32Array; rstd: Float64Array } {
+  const z = Float32Array.from(x), rstd = new Float64Array(rows * C).fill(1);
+  for (let row = 0; row < rows; row++) {
+    for (let c0 = 0; c0 < channels; c0 += group) {
+      let ss = 0;
+      for (let c = c0; c < c0 + group; c++) ss += x[row * C + c] ** 2;
+      const r = 1 / Math.sqrt(ss / group + eps);
+      for (let c = c0; c < c0 + group; c++) { z[row * C + c] = x[row * C + c] * r; rstd[row * C + c] = r; }
+    }
+  }
+  return { z, rstd };
+}
+
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps) {
       const n = B * T * C;
       if (n === 0) return;
-      const r = Math.fround, xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
+      const r = Math.fround, xv = normedHeads(mem.input(x, n, xBf16), B * T, C, normChannels, normGroup, eps).z, wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
         for (let c = 0; c < C; c++) {
@@ -22,11 +37,12 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dw, _partials, B, T, C) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dw, _partials, B, T, C, normChannels, normGroup, eps) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
-      const g = mem.input(dy, n, dyBf16), xv = mem.input(x, n, xBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
+      const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, normChannels, normGroup, eps);
+      const g = mem.input(dy, n, dyBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
@@ -38,6 +54,12 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
             if (t >= s && doc[row - s] === doc[row]) sums[c * 4 + 3 - s] += g[row * C + c] * xv[(row - s) * C + c];
           }
           dxv[row * C + c] = acc;
+        }
+        // Through the head norm: dx = rstd·(dz − z·mean(dz·z)) per head
+        for (let c0 = 0; c0 < normChannels; c0 += normGroup) {
+          let dot = 0;
+          for (let c = c0; c < c0 + normGroup; c++) dot += dxv[row * C + c] * xv[row * C + c];
+          for (let c = c0; c < c0 + normGroup; c++) dxv[row * C + c] = rstd[row * C + c] * (dxv[row * C + c] - xv[row * C + c] * (dot / normGroup));
         }
       }
       dwv.set(sums);

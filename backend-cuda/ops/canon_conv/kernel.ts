@@ -2,23 +2,25 @@
 // ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers. x is read as stored (storedValues); y feeds a
 // projection, AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { describe, input } from '../check.ts';
+import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, input, numberAttr } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
-import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
+import { CANON_CONV, CANON_CONV_GRAD, canonNormFits } from './canon_conv.ts';
 
 /** Rows per partial sum of dw's first pass (kCanonRowsPerPartial in canon_conv.h). */
 export const CANON_ROWS_PER_PARTIAL = 256;
 
 /** canon_conv.cu's launchers (host.ts is their CPU reference). */
 export interface CanonConvNative {
-  /** y[r,c] = x[r,c] + Σ_k w[c,k]·x[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
-   * docIds (int32 [B,T]) agree; x in bf16 where xBf16, y where yBf16. */
-  canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number): void;
-  /** dx and dw = Σ_r dy[r,c]·x[r−3+k, c] ([C,4]), summed deterministically through `partials`
+  /** y[r,c] = z[r,c] + Σ_k w[c,k]·z[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
+   * docIds (int32 [B,T]) agree; z = x, RMS-normed (eps) in heads of normGroup channels over its first normChannels
+   * (0: none); x in bf16 where xBf16, y where yBf16. */
+  canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number,
+    normChannels: number, normGroup: number, eps: number): void;
+  /** dx and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed deterministically through `partials`
    * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy and x in bf16 where flagged. */
   canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
-    T: number, C: number): void;
+    T: number, C: number, normChannels: number, normGroup: number, eps: number): void;
 }
 
 /** x (or dy) float32 [B,T,C], w float32 [C,4], docIds int32 [B,T]. */
@@ -33,27 +35,36 @@ function checked(kernel: string, inputs: NamedTensorInfoMap, withDy: boolean): {
   return { x, dims: [B, T, C] };
 }
 
+/** The head norm's attrs [normChannels, normGroup, eps], checked against C. */
+function normAttrs(kernel: string, attrs: NamedAttrMap, C: number): [number, number, number] {
+  const channels = numberAttr(kernel, attrs, 'normChannels'), group = numberAttr(kernel, attrs, 'normGroup');
+  const fits = canonNormFits(channels, group, C);
+  if (fits !== true) throw new Error(`${kernel}: ${fits}`);
+  return [channels, group, numberAttr(kernel, attrs, 'eps')];
+}
+
 export const canonConvKernels: CudaKernel[] = [
   {
     kernelName: CANON_CONV,
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV, inputs, false);
+      const norm = normAttrs(CANON_CONV, attrs, dims[2]);
       const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
       backend.device.canonConv(xs.ptr, xs.bf16, backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
-        y.ptr, y.bf16, ...dims);
+        y.ptr, y.bf16, ...dims, ...norm);
       return y.out;
     },
   },
   {
     kernelName: CANON_CONV_GRAD,
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
-      const [B, T, C] = dims, w = inputs.w as TensorInfo;
+      const [B, T, C] = dims, w = inputs.w as TensorInfo, norm = normAttrs(CANON_CONV_GRAD, attrs, C);
       const dx = backend.makeOutput(x.shape, 'float32'), dw = backend.makeOutput(w.shape, 'float32');
       const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
       const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
       backend.device.canonConvGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, backend.ptr(w),
-        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C);
+        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C, ...norm);
       backend.disposeIntermediateTensorInfo(partials);
       return [dx, dw];
     },
