@@ -770,10 +770,12 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
  * with `headNorm` (Canon B under QK-norm), x with each head of `group` channels among its first `channels` RMS-normed.
  * One pass each way through a backend's fused 'CanonConv' (the composite: three masked shifts of one padded copy of
  * h; with the norm, checkpointed: the split, the normed heads and their concatenation are made again in the backward
- * instead of kept, ≈ 5 [T, d] tensors a layer). */
-export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, headNorm?: { channels: number; group: number }): tf.Tensor {
-  const norm = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS };
-  const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, norm);
+ * instead of kept, ≈ 5 [T, d] tensors a layer). `fromProjection`: x is a projection's output (Canon B and D), whose
+ * gradient only that projection's matmuls read (the cuda kernel stores it in bf16 under bf16 precision, as they read it). */
+export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext,
+  { headNorm, fromProjection = false }: { headNorm?: { channels: number; group: number }; fromProjection?: boolean } = {}): tf.Tensor {
+  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, xFromProjection: fromProjection };
+  const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, attrs);
   if (fused) return fused;
   if (headNorm) {
     const { channels, group } = headNorm, [B, T, C] = x.shape;
@@ -950,7 +952,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
-    qkv = canon(qkv, P('canon_b'), ctx, qkNorm ? { channels: (H + Hk) * h, group: h } : undefined);
+    qkv = canon(qkv, P('canon_b'), ctx, { headNorm: qkNorm ? { channels: (H + Hk) * h, group: h } : undefined, fromProjection: true });
     qkNorm = false;
   }
   const ve = m.plan[i].valueEmbed;
@@ -1059,7 +1061,7 @@ function mlpSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContex
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
   // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
   // instead of kept (the activation's own input otherwise)
-  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, ctx.unmemoised())), up, P('canon_d')) : activation(up);
+  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, ctx.unmemoised(), { fromProjection: true })), up, P('canon_d')) : activation(up);
   return linear(hidden, P('w2'), residual);
 }
 

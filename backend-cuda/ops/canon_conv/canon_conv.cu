@@ -20,7 +20,8 @@
 // x is read as stored (In: float, or bf16 for a bf16-only activation: the normed input at A and C, the projections'
 // outputs at B and D), and so is dy (the gradients that ReLU²'s and AttentionInputs' backward write in bf16 for the
 // projections, at D and B); y is bf16 under bf16 matmul precision (Out: every position feeds a projection or an op
-// that reads bf16).
+// that reads bf16), and so is dx where the kernel is told that x is a projection's output (Canon B and D: the
+// projection's two gradient matmuls are its only readers, and they round it to bf16 anyway).
 #include "canon_conv.h"
 
 #include "../../native/launch.h"
@@ -143,10 +144,10 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
 // head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row. The block sums its row groups'
 // dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
-template <int V, bool Normed, typename InDy, typename In>
+template <int V, bool Normed, typename InDy, typename In, typename OutDx>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
-                        const int32_t* __restrict__ doc, float* __restrict__ dx, float* __restrict__ partials, int rows,
+                        const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, HeadNorm norm) {
   __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]: dw's 4 taps
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
@@ -317,7 +318,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
 }
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
+                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
                                 int64_t normChannels, int64_t normGroup, float eps) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
@@ -330,7 +331,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     constexpr bool N = decltype(normed)::value;
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, dx, partials, int(rows), int(T), int(C), norm);
+        if (dxBf16) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, static_cast<__nv_bfloat16*>(dx), partials, int(rows), int(T), int(C), norm);
+        else canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, static_cast<float*>(dx), partials, int(rows), int(T), int(C), norm);
       });
     });
   });
@@ -340,7 +342,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps");
-TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dw", "partials", "B", "T", "C",
+TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
                "normChannels", "normGroup", "eps");
 
 }  // namespace tsgpt

@@ -16,11 +16,11 @@ constexpr int kCanonRowsPerPartial = 256;
 // float32, or bf16 where xBf16; y float32, or bf16 where yBf16. With normChannels > 0 (Canon B under QK-norm) the taps
 // read x RMS-normed (eps) in heads of normGroup channels over its first normChannels channels, and dx is the gradient
 // through that norm; normGroup a power of two from 4 to 128 dividing normChannels, C a multiple of 4 and the pointers
-// 16-byte aligned (else cudaErrorInvalidValue).
+// 16-byte aligned (else cudaErrorInvalidValue). dx is float32, or bf16 where dxBf16.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps);
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, float* dx, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
+                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
                                 int64_t normChannels, int64_t normGroup, float eps);
 
 }  // namespace tsgpt

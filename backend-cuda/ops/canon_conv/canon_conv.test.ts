@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { checkModelKernels, compare, describeOrSkip, type HostTensor, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, checkModelKernels, compare, describeOrSkip, type HostTensor, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
@@ -32,7 +32,7 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
 };
 
 /** The kernels' attrs without the head norm. */
-const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23 };
+const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23, xFromProjection: false };
 
 for (const target of targets) {
   describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
@@ -57,14 +57,14 @@ for (const target of targets) {
       for (const [b, t, c, channels, group] of cases) {
         const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
         const normedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
-          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { channels, group });
+          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { headNorm: { channels, group } });
           return [f(x, w), ...tf.grads(f)([x, w], dy)];
         };
         await compare(B, `canon with heads of ${group} normed over ${channels} of [${b},${t},${c}]`, [x, w, docIds, dy], normedAndGrads, { rtol: 1e-3, atol: 1e-3 });
       }
     });
 
-    it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy', async () => {
+    it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy; a projection\'s dx in bf16', async () => {
       await useBackend(B);
       const backend = tf.backend() as CudaBackend, [b, t, c] = [2, 40, 12];
       const [x, dy] = [randFloat([b, t, c]), randFloat([b, t, c])].map((h) => tf.tensor(h.values, h.shape));
@@ -73,13 +73,18 @@ for (const target of targets) {
         backend.setMatmulPrecision('bf16');
         const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
         const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds }, NO_NORM) as tf.Tensor[];
+        // x a projection's output (Canon B, D): dx stored in bf16, as the projection's gradient matmuls read it
+        const [dxP, dwP] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds }, { ...NO_NORM, xFromProjection: true }) as tf.Tensor[];
         assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'CanonConvGrad made no float32 copy of x or dy');
+        assert.deepEqual([backend.storedValues(dx).bf16, backend.storedValues(dxP).bf16], [false, true], 'dx in bf16 only for a projection\'s output');
         backend.setMatmulPrecision('fp32');
         const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
         const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds }, NO_NORM) as tf.Tensor[];
         assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
         assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
-        tf.dispose([xn, dyn, dx, dw, xv, dyv, wantDx, wantDw]);
+        assert.deepEqual(Array.from(dxP.dataSync()), Array.from(wantDx.dataSync(), bf16), 'a projection\'s dx: the float32 dx rounded to bf16');
+        assert.deepEqual(Array.from(dwP.dataSync()), Array.from(wantDw.dataSync()), 'a projection\'s dw: unchanged');
+        tf.dispose([xn, dyn, dx, dw, dxP, dwP, xv, dyv, wantDx, wantDw]);
       } finally {
         backend.setMatmulPrecision('fp32');
         tf.dispose([x, dy, w, docIds]);

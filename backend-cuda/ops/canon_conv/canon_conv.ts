@@ -5,7 +5,8 @@
 //   on top of the residual), docIds int32 [B,T]; output y [B,T,C]: y = x + Σ_k w[:,k]⊙x_{t−3+k}, a tap reading
 //   zero before the sequence or across a document start.
 //   attrs (CanonAttrs) normChannels, normGroup, eps: Canon B under QK-norm convolves z, x with each head of normGroup
-//   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x.
+//   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x. xFromProjection: x is a projection's
+//   output (Canon B and D), so dx feeds only its gradient matmuls (a backend may store dx as they read it, in bf16).
 // The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec } from '../fused_kernel.ts';
@@ -13,8 +14,9 @@ import type { FusedKernelSpec } from '../fused_kernel.ts';
 export const CANON_CONV = 'CanonConv';
 export const CANON_CONV_GRAD = 'CanonConvGrad';
 
-/** The head norm before the taps (Canon B under QK-norm): heads of normGroup channels among the first normChannels. */
-export interface CanonAttrs { normChannels: number; normGroup: number; eps: number }
+/** The head norm before the taps (Canon B under QK-norm): heads of normGroup channels among the first normChannels;
+ * whether x is a projection's output (whose gradient only that projection's matmuls read). */
+export interface CanonAttrs { normChannels: number; normGroup: number; eps: number; xFromProjection: boolean }
 
 /** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C, or true: the head's
  * channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a multiple of 4. */

@@ -37,12 +37,12 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dw, _partials, B, T, C, normChannels, normGroup, eps) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
       const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, normChannels, normGroup, eps);
-      const g = mem.input(dy, n, dyBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
+      const g = mem.input(dy, n, dyBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
@@ -63,6 +63,7 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
         }
       }
       dwv.set(sums);
+      mem.flush(dx, dxv, dxBf16);
     },
   };
 }

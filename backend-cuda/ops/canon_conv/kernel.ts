@@ -3,7 +3,7 @@
 // projection, AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output).
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { describe, input, numberAttr } from '../check.ts';
+import { booleanAttr, describe, input, numberAttr } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { CANON_CONV, CANON_CONV_GRAD, canonNormFits } from './canon_conv.ts';
 
@@ -18,9 +18,9 @@ export interface CanonConvNative {
   canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number,
     normChannels: number, normGroup: number, eps: number): void;
   /** dx and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed deterministically through `partials`
-   * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy and x in bf16 where flagged. */
-  canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dw: number, partials: number, B: number,
-    T: number, C: number, normChannels: number, normGroup: number, eps: number): void;
+   * (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy, x and dx in bf16 where flagged. */
+  canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dxBf16: boolean, dw: number,
+    partials: number, B: number, T: number, C: number, normChannels: number, normGroup: number, eps: number): void;
 }
 
 /** x (or dy) float32 [B,T,C], w float32 [C,4], docIds int32 [B,T]. */
@@ -60,11 +60,15 @@ export const canonConvKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
       const [B, T, C] = dims, w = inputs.w as TensorInfo, norm = normAttrs(CANON_CONV_GRAD, attrs, C);
-      const dx = backend.makeOutput(x.shape, 'float32'), dw = backend.makeOutput(w.shape, 'float32');
+      // Where x is a projection's output (Canon B and D) dx's only readers are its gradient matmuls: bf16 under bf16
+      // precision, as they read it; elsewhere float32
+      const dxBf16 = booleanAttr(CANON_CONV_GRAD, attrs, 'xFromProjection') ? backend.makeBf16Output(x.shape) : null;
+      const dx = dxBf16?.out ?? backend.makeOutput(x.shape, 'float32');
+      const dw = backend.makeOutput(w.shape, 'float32');
       const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
       const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
       backend.device.canonConvGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, backend.ptr(w),
-        backend.ptr(inputs.docIds as TensorInfo), backend.ptr(dx), backend.ptr(dw), backend.ptr(partials), B, T, C, ...norm);
+        backend.ptr(inputs.docIds as TensorInfo), dxBf16?.ptr ?? backend.ptr(dx), dxBf16?.bf16 ?? false, backend.ptr(dw), backend.ptr(partials), B, T, C, ...norm);
       backend.disposeIntermediateTensorInfo(partials);
       return [dx, dw];
     },
