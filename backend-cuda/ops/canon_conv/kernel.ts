@@ -1,6 +1,8 @@
 // The fused Canon layer's cuda kernels: 'CanonConv' ({x, w, docIds} → y) and its gradient kernel 'CanonConvGrad'
-// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers. x is read as stored (storedValues); y feeds a
-// projection, AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output).
+// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers; attrs CanonAttrs (canon_conv.ts: Canon B's head norm,
+// and whether x is a projection's output). x and dy are read as stored (storedValues); y feeds a projection,
+// AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output), and so is
+// dx where x is a projection's output.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { booleanAttr, describe, input, numberAttr } from '../check.ts';
