@@ -929,17 +929,22 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
-/** A sublayer's input: the residual stream x and its RMS norm, made on first use (Canon A and C norm x themselves). */
+/** A sublayer's input: the residual stream x and its RMS norm, made on first use (checkpointed Canon A and C norm x
+ * themselves). */
 class NormedInput {
   private normed?: tf.Tensor;
   constructor(readonly x: tf.Tensor) {}
   get xn(): tf.Tensor { return (this.normed ??= rmsNorm(this.x)); }
 }
 
-/** Canon A or C on the normed input: canon(rmsNorm(x)), checkpointed from x, which the block keeps anyway (the
- * norm's input, the residual stream), so that the normed copy, the canon's own input, is made again in the backward
- * instead of kept (a [T, d] tensor a position a layer). */
-function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+/** Canon A or C on the normed input. canon(input.xn) keeps the normed copy, the conv's input (a [T, d] tensor a
+ * position: ≈ 1 GiB over the speedrun model), and costs one norm, shared with the attention gate, whose backward adds
+ * the residual's gradient in its epilogue. With Canon B or D on as well, whose own saved tensors already take the model
+ * near issue 15's memory bar (+8 % of the baseline's at the speedrun batch, +10 % allowed), the conv is checkpointed
+ * from x instead, which the block keeps anyway: the norm and the conv run again in the backward, a second norm serves
+ * the gate, and the gradient sum is an Add (21 [T, d] norms, convs and Adds a micro-step more at A and C). */
+function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext, positions: Config['canon']): tf.Tensor {
+  if (!/[BD]/.test(positions)) return canon(input.xn, w, ctx);
   return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), input.x, w);
 }
 
@@ -948,7 +953,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.canon) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
@@ -1032,7 +1037,7 @@ export function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, coef: tf.Tenso
 function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.canon) : input.xn;
   let q = linear(a, P('wq')).reshape([B, T, H, h]), k = linear(a, P('wk')).reshape([B, T, H, h]);
   if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
   q = rotary(q, sched.rope); k = rotary(k, sched.rope);
@@ -1057,7 +1062,7 @@ export function swiglu(x: tf.Tensor): tf.Tensor {
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
 function mlpSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
-  const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx) : input.xn;
+  const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx, cfg.canon) : input.xn;
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
   // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
   // instead of kept (the activation's own input otherwise)

@@ -32,7 +32,7 @@ function perturbedTinyModel(variant: Partial<T.Config>) {
 
 it('gives the gradients of tfjs\'s own backward, bit for bit: the tiny model and its block variants', async () => {
   await tf.setBackend('cpu');
-  const variants: Partial<T.Config>[] = [{}, { canon: 'ABCD' }, { block: 'sas-p' }, { mlp: 'swiglu', parallel: true, attnScore: 'softpick' }];
+  const variants: Partial<T.Config>[] = [{}, { canon: 'ABCD' }, { canon: 'AC' }, { block: 'sas-p' }, { mlp: 'swiglu', parallel: true, attnScore: 'softpick' }];
   for (const variant of variants) {
     const { vars, loss: f, dispose } = perturbedTinyModel(variant);
     const ours = engine.gradients(f, vars, undefined, true), theirs = tfjsGradients(f, vars, undefined, true);

@@ -91,7 +91,7 @@ for (const target of targets) {
       }
     });
 
-    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off', async () => {
+    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; A and C alone are not checkpointed', async () => {
       await useBackend(B);
       const cfg = T.resolveConfig('tiny', {
         vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
@@ -101,6 +101,8 @@ for (const target of targets) {
       // A, B, C, D in 2 layers, and A, C and D again in the backward (checkpointed: train_gpt.ts's normedCanon() and
       // checkpoint()); B norms q and k inside the kernel, which keeps only its input
       await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 3 * 2, [CANON_CONV_GRAD]: 4 * 2 });
+      // A and C without B or D keep the normed input (train_gpt.ts's normedCanon()): no conv again in the backward
+      await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2 });
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {
