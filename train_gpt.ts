@@ -767,16 +767,18 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
 }
 
 /** Canon layer (Allen-Zhu, Physics of LMs 4.1): h_t + Σ_k W[:,k] ⊙ h_{t−3+k}, causal, per document, over h = x or,
- * with `headNorm` (Canon B under QK-norm), x with each head of `group` channels among its first `channels` RMS-normed.
- * One pass each way through a backend's fused 'CanonConv' (the composite: three masked shifts of one padded copy of
- * h; with the norm, checkpointed: the split, the normed heads and their concatenation are made again in the backward
- * instead of kept, ≈ 5 [T, d] tensors a layer). `fromProjection`: x is a projection's output (Canon B and D), whose
- * gradient only that projection's matmuls read (the cuda kernel stores it in bf16 under bf16 precision, as they read it). */
-export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext,
-  { headNorm, fromProjection = false }: { headNorm?: { channels: number; group: number }; fromProjection?: boolean } = {}): tf.Tensor {
-  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, xFromProjection: fromProjection };
+ * with `headNorm` (Canon B under QK-norm), x with each head of `group` channels among its first `channels` RMS-normed,
+ * or with `rowNorm` (Canon A and C), rmsNorm(x). One pass each way through a backend's fused 'CanonConv', which keeps
+ * only x (the composite: three masked shifts of one padded copy of h; with a norm, checkpointed: the normed copy, and
+ * for the heads the split and the concatenation, are made again in the backward instead of kept). `fromProjection`: x
+ * is a projection's output (Canon B and D), whose gradient only that projection's matmuls read (the cuda kernel stores
+ * it in bf16 under bf16 precision, as they read it). */
+export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNorm, rowNorm = false, fromProjection = false }:
+  { headNorm?: { channels: number; group: number }; rowNorm?: boolean; fromProjection?: boolean } = {}): tf.Tensor {
+  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, rowNorm, xFromProjection: fromProjection };
   const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, attrs);
   if (fused) return fused;
+  if (rowNorm) return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), x, w);
   if (headNorm) {
     const { channels, group } = headNorm, [B, T, C] = x.shape;
     return checkpoint((x, w) => {
@@ -929,23 +931,17 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
-/** A sublayer's input: the residual stream x and its RMS norm, made on first use (checkpointed Canon A and C norm x
- * themselves). */
+/** A sublayer's input: the residual stream x and its RMS norm, made on first use (Canon A and C norm x themselves). */
 class NormedInput {
   private normed?: tf.Tensor;
   constructor(readonly x: tf.Tensor) {}
   get xn(): tf.Tensor { return (this.normed ??= rmsNorm(this.x)); }
 }
 
-/** Canon A or C on the normed input. canon(input.xn) keeps the normed copy, the conv's input (a [T, d] tensor a
- * position: ≈ 1 GiB over the speedrun model), and costs one norm, shared with the attention gate, whose backward adds
- * the residual's gradient in its epilogue. With Canon B or D on as well, whose own saved tensors already take the model
- * near issue 15's memory bar (+8 % of the baseline's at the speedrun batch, +10 % allowed), the conv is checkpointed
- * from x instead, which the block keeps anyway: the norm and the conv run again in the backward, a second norm serves
- * the gate, and the gradient sum is an Add (21 [T, d] norms, convs and Adds a micro-step more at A and C). */
-function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext, positions: Config['canon']): tf.Tensor {
-  if (!/[BD]/.test(positions)) return canon(input.xn, w, ctx);
-  return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), input.x, w);
+/** Canon A or C on the normed input: canon() norms the residual stream x itself (rowNorm), which the block keeps anyway,
+ * so no normed copy is kept for the backward (a [T, d] tensor a position a layer), nor made again there. */
+function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  return canon(input.x, w, ctx, { rowNorm: true });
 }
 
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras (plus `residual`, if given). */
@@ -953,7 +949,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.canon) : input.xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
@@ -1037,7 +1033,7 @@ export function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, coef: tf.Tenso
 function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.canon) : input.xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
   let q = linear(a, P('wq')).reshape([B, T, H, h]), k = linear(a, P('wk')).reshape([B, T, H, h]);
   if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
   q = rotary(q, sched.rope); k = rotary(k, sched.rope);
@@ -1062,7 +1058,7 @@ export function swiglu(x: tf.Tensor): tf.Tensor {
 /** The MLP: relu(x·W1)²·W2 (arXiv 2109.08668) or SwiGLU, with optional Canon C and D (plus `residual`, if given). */
 function mlpSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
-  const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx, cfg.canon) : input.xn;
+  const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx) : input.xn;
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
   // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
   // instead of kept (the activation's own input otherwise)

@@ -10,6 +10,10 @@
 // each head of normGroup channels among the first normChannels (rstd = (mean x² + eps)^-½, from the row in registers
 // through the head's lanes), and the backward turns dz, the taps' gradient, into dx = rstd·(dz − z·mean(dz·z)): the
 // split, the two norms and the concatenation of the composite (5 kernels and 2 copies of the row each way) are gone.
+// Canon A and C convolve the sublayer's normed input: with rowNorm the taps read x·rstd over the whole row (x the
+// residual stream, which the block keeps anyway; rstd from a first pass over x, a warp a row), so nothing is kept or
+// made again for the backward; the row's dot product that the norm's backward needs spans blocks, so there the gradient
+// kernel returns dz and RMSNormGrad (which also sums the residual's gradient in) finishes.
 // The composite pads x three times and keeps the padded copies for its backward ([16,2051,3072] at Canon D
 // on the speedrun batch); here each way is one pass over the tensors, with nothing saved but x.
 // Each thread walks kRowsPerThread consecutive rows of V channels (V = 4: one vector load a row) with the three rows
@@ -52,15 +56,34 @@ __device__ __forceinline__ CanonTaps canonTaps(const float* __restrict__ w, int6
 // channel vector, (blockIdx.y·8 + y)·32 the first row.
 __device__ __forceinline__ int firstRow() { return (int(blockIdx.y) * kRowGroups + int(threadIdx.y)) * kRowsPerThread; }
 
-// The RMS norm of Canon B's q and k heads (normGroup channels each, the first normChannels of a row: the lanes of one
-// head are normGroup / 4 consecutive lanes of a warp): z = x·rstd, rstd = (mean x² + eps)^-½, and rstd (1 outside the
-// normed channels). Every lane of the warp calls it (the shuffles), active or not.
-struct HeadNorm {
-  int channels, group;
+// The norm before the taps: none; Canon B's q and k heads (kHeadNorm: normGroup channels each among the first
+// normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a warp); or the whole row (kRowNorm:
+// Canon A and C, rstd per row from rowRstdKernel). z = x·rstd, rstd = (mean x² + eps)^-½.
+enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1, kRowNorm = 2 };
+
+struct NormArgs {
+  int channels, group;    // kHeadNorm: normChannels, normGroup
   float eps;
+  const float* rowRstd;   // kRowNorm: [rows]
 };
 
-__device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, const HeadNorm& norm) {
+// rstd of each row of x [rows, C] for kRowNorm: a warp a row, coalesced over channels.
+template <typename In>
+__global__ void rowRstdKernel(const In* __restrict__ x, float* __restrict__ rstd, int rows, int C, float eps) {
+  const int row = int(blockIdx.x) * (kThreads / 32) + int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if (row >= rows) return;
+  float ss = 0.f;
+  for (int c = lane; c < C; c += 32) {
+    const float v = toFloat(x[int64_t(row) * C + c]);
+    ss += v * v;
+  }
+  for (int offset = 16; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+  if (lane == 0) rstd[row] = rsqrtf(ss / float(C) + eps);
+}
+
+// kHeadNorm's rstd of the lane's head, and 1 outside the normed channels. Every lane of the warp calls it (the
+// shuffles), active or not.
+__device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, const NormArgs& norm) {
   float ss = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
   for (int offset = norm.group / 8; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
   return normed ? rsqrtf(ss / float(norm.group) + norm.eps) : 1.f;
@@ -69,30 +92,35 @@ __device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, cons
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
 // ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
 // forward equals the composite bit for bit (without the norm: z = x).
-template <int V, bool Normed, typename In, typename Out>
+template <int V, int Norm, typename In, typename Out>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
-                    Out* __restrict__ y, int rows, int T, int C, HeadNorm norm) {
+                    Out* __restrict__ y, int rows, int T, int C, NormArgs norm) {
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
-  const bool active = c0 < C, normed = Normed && c0 < norm.channels;  // the same across a head's lanes
-  if (r0 >= rows || (!Normed && !active)) return;  // r0: the same across the warp (the norm's shuffles need every lane)
+  constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
+  const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;  // the same across a head's lanes
+  if (r0 >= rows || (!Shuffles && !active)) return;  // r0: the same across the warp
   const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  // The row's input to the taps from its x: x, or x·rstd in a normed head; 0 in an inactive lane
-  auto toInput = [&](float (&v)[V]) {
-    if constexpr (Normed) {
+  // Row r's input to the taps from its x: x, or x·rstd (a normed head, or the row); 0 in an inactive lane
+  auto toInput = [&](float (&v)[V], int r) {
+    if constexpr (Norm == kHeadNorm) {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       const float rstd = headRstd(v, normed, norm);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rstd;
+    } else if constexpr (Norm == kRowNorm) {
+      const float rstd = norm.rowRstd[r];
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] *= rstd;
     }
   };
   auto input = [&](int r, float (&v)[V]) {
     loadVec<V>(x + int64_t(r) * C + cl, v);
-    toInput(v);
+    toInput(v, r);
   };
   // prev[s − 1]: the input of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the
   // documents agree
@@ -119,7 +147,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 #pragma unroll
     for (int j = 0; j < V; ++j) cur[j] = ahead[j];
     loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, ahead);
-    toInput(cur);
+    toInput(cur, r);
     const int d = doc[r];
     bool counts[3];
 #pragma unroll
@@ -142,30 +170,36 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
 // ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
 // s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
-// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row. The block sums its row groups'
+// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row (kRowNorm: dz, z read with the
+// row's rstd; RMSNormGrad finishes). The block sums its row groups'
 // dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
-template <int V, bool Normed, typename InDy, typename In, typename OutDx>
+template <int V, int Norm, typename InDy, typename In, typename OutDx>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
-                        int T, int C, HeadNorm norm) {
+                        int T, int C, NormArgs norm) {
   __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]: dw's 4 taps
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
-  const bool active = c0 < C, normed = Normed && c0 < norm.channels;
+  constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
+  const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
-  if (r0 < rows && (Normed || active)) {  // r0: the same across the warp (the norm's shuffles need every lane)
+  if (r0 < rows && (Shuffles || active)) {  // r0: the same across the warp
     const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-    // The row's input to the taps z (x, or x·rstd in a normed head) and rstd; 0 in an inactive lane (its dy too). The
+    // Row r's input to the taps z (x, or x·rstd: a normed head, or the row) and rstd; 0 in an inactive lane (its dy too). The
     // loads are unconditional (no branch around them): the loads of the unrolled rows issue together.
-    auto toInput = [&](float (&v)[V]) {
+    auto toInput = [&](float (&v)[V], int r) {
       float rstd = 1.f;
-      if constexpr (Normed) {
+      if constexpr (Norm == kHeadNorm) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
         rstd = headRstd(v, normed, norm);
+      } else if constexpr (Norm == kRowNorm) {
+        rstd = norm.rowRstd[r];
+      }
+      if constexpr (Norm != kNoNorm) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] *= rstd;
       }
@@ -173,11 +207,11 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     };
     auto input = [&](int r, float (&v)[V]) {
       loadVec<V>(x + int64_t(r) * C + cl, v);
-      toInput(v);
+      toInput(v, r);
     };
     auto gradient = [&](int r, float (&v)[V]) {
       loadVec<V>(dy + int64_t(r) * C + cl, v);
-      if constexpr (Normed) {
+      if constexpr (Shuffles) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       }
@@ -205,7 +239,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 #pragma unroll
       for (int j = 0; j < V; ++j) cur[j] = xAhead[j];
       loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, xAhead);
-      const float rstd = toInput(cur);
+      const float rstd = toInput(cur, r);
       int aheadDoc = 0;
       if (r + 4 < rows) {  // dy of the row 4 ahead: the next row's next[2]
         gradient(r + 4, ahead);
@@ -229,7 +263,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         }
         out[j] = acc;
       }
-      if constexpr (Normed) {
+      if constexpr (Norm == kHeadNorm) {  // through the head's norm (kRowNorm: dz is the result; RMSNormGrad follows)
         float dot = 0.f;
 #pragma unroll
         for (int j = 0; j < V; ++j) dot += out[j] * cur[j];
@@ -281,35 +315,50 @@ dim3 canonGrid(int64_t rows, int64_t C, int V) {
   return dim3(unsigned((vectors + kChannelThreads - 1) / kChannelThreads), unsigned((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial));
 }
 
-// Calls f(width, normed) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
-// 4, the pointers aligned), else V = 1; normed: whether the head norm runs (normChannels > 0), which needs V = 4 and a
-// head of 4 to 128 channels, a power of two (its lanes within a warp). An unsupported norm is an invalid value.
+// Calls f(width, norm) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
+// 4, the pointers aligned), else V = 1, and the norm as a type: kHeadNorm (normChannels > 0) needs V = 4 and a head of
+// 4 to 128 channels, a power of two (its lanes within a warp); kRowNorm (rowNorm) any C, not with a head norm. An
+// unsupported norm is an invalid value.
 template <typename F>
-cudaError_t byCanonVariant(int64_t C, const HeadNorm& norm, std::initializer_list<const void*> ptrs, F f) {
+cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, bool rowNorm, std::initializer_list<const void*> ptrs, F f) {
+  using Four = std::integral_constant<int, 4>;
+  using One = std::integral_constant<int, 1>;
   const bool vec4 = C % 4 == 0 && aligned16(ptrs);
   if (norm.channels > 0) {
     const bool headFits = norm.group >= 4 && norm.group <= 4 * kChannelThreads && (norm.group & (norm.group - 1)) == 0;
-    if (!vec4 || !headFits || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
-    f(std::integral_constant<int, 4>{}, std::true_type{});
+    if (!vec4 || !headFits || rowNorm || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
+    f(Four{}, std::integral_constant<int, kHeadNorm>{});
+  } else if (rowNorm) {
+    if (vec4) f(Four{}, std::integral_constant<int, kRowNorm>{});
+    else f(One{}, std::integral_constant<int, kRowNorm>{});
   } else if (vec4) {
-    f(std::integral_constant<int, 4>{}, std::false_type{});
+    f(Four{}, std::integral_constant<int, kNoNorm>{});
   } else {
-    f(std::integral_constant<int, 1>{}, std::false_type{});
+    f(One{}, std::integral_constant<int, kNoNorm>{});
   }
   return cudaGetLastError();
+}
+
+// kRowNorm's rstd of every row into the scratch `rstd` (the caller's: [rows] floats).
+void launchRowRstd(cudaStream_t s, const void* x, bool xBf16, float* rstd, int64_t rows, int64_t C, float eps) {
+  const unsigned blocks = unsigned((rows + kThreads / 32 - 1) / (kThreads / 32));
+  byInputType(x, xBf16, [&](auto* in) { rowRstdKernel<<<blocks, kThreads, 0, s>>>(in, rstd, int(rows), int(C), eps); });
 }
 
 }  // namespace
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
-                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps) {
+                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
+                            bool rowNorm, float* rowRstd) {
   const int64_t rows = B * T;
   if (rows * C == 0) return cudaSuccess;
+  if (rowNorm && rowRstd == nullptr) return cudaErrorInvalidValue;
   const dim3 block(kChannelThreads, kRowGroups);
-  const HeadNorm norm{int(normChannels), int(normGroup), eps};
-  return byCanonVariant(C, norm, {x, y}, [&](auto width, auto normed) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
+  if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
+  return byCanonVariant(C, norm, rowNorm, {x, y}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
-    constexpr bool N = decltype(normed)::value;
+    constexpr int N = decltype(normKind)::value;
     byInputType(x, xBf16, [&](auto* in) {
       if (yBf16) canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<__nv_bfloat16*>(y), int(rows), int(T), int(C), norm);
       else canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<float*>(y), int(rows), int(T), int(C), norm);
@@ -319,16 +368,18 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps) {
+                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, float* rowRstd) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
+  if (rowNorm && rowRstd == nullptr) return cudaErrorInvalidValue;
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  const HeadNorm norm{int(normChannels), int(normGroup), eps};
-  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normed) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
+  if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
+  const cudaError_t launched = byCanonVariant(C, norm, rowNorm, {dy, x, dx}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
-    constexpr bool N = decltype(normed)::value;
+    constexpr int N = decltype(normKind)::value;
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
         if (dxBf16) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, static_cast<__nv_bfloat16*>(dx), partials, int(rows), int(T), int(C), norm);
@@ -341,8 +392,9 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps");
+TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
+               "rowNorm", "rowRstd");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
-               "normChannels", "normGroup", "eps");
+               "normChannels", "normGroup", "eps", "rowNorm", "rowRstd");
 
 }  // namespace tsgpt

@@ -16,11 +16,14 @@ constexpr int kCanonRowsPerPartial = 256;
 // float32, or bf16 where xBf16; y float32, or bf16 where yBf16. With normChannels > 0 (Canon B under QK-norm) the taps
 // read x RMS-normed (eps) in heads of normGroup channels over its first normChannels channels, and dx is the gradient
 // through that norm; normGroup a power of two from 4 to 128 dividing normChannels, C a multiple of 4 and the pointers
-// 16-byte aligned (else cudaErrorInvalidValue). dx is float32, or bf16 where dxBf16.
+// 16-byte aligned (else cudaErrorInvalidValue). With rowNorm (Canon A and C: the sublayer's norm) the taps read x
+// RMS-normed over the whole row, rowRstd a scratch of B·T floats for the rows' rstd, and the gradient kernel's dx is
+// the gradient of that normed input, dz (RMSNormGrad takes it on). dx is float32, or bf16 where dxBf16.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
-                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps);
+                            bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
+                            bool rowNorm, float* rowRstd);
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps);
+                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, float* rowRstd);
 
 }  // namespace tsgpt

@@ -1,8 +1,8 @@
 // The fused Canon layer ('CanonConv', canon_conv.cu) against its oracle, train_gpt.ts's composite canon() on the
 // cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
-// than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation; a
-// bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
+// than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation, and the
+// row norm of Canon A and C against the composite's norm; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
 // against --fused off; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -32,7 +32,7 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
 };
 
 /** The kernels' attrs without the head norm. */
-const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23, xFromProjection: false };
+const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23, rowNorm: false, xFromProjection: false };
 
 for (const target of targets) {
   describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
@@ -64,6 +64,19 @@ for (const target of targets) {
       }
     });
 
+    it('with the row norm (Canon A and C on the residual stream): output and dx, dw match the composite (RMS norm, conv) on cpu', async () => {
+      // C = 5 (one channel a thread), 48, and on cuda the model's 768 (a warp a row for rstd: 24 channels a lane)
+      const cases = [[2, 40, 5], [3, 300, 48], ...(target.name === 'cuda' ? [[1, 2000, 768]] : [])];
+      for (const [b, t, c] of cases) {
+        const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
+        const normedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
+          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { rowNorm: true });
+          return [f(x, w), ...tf.grads(f)([x, w], dy)];
+        };
+        await compare(B, `canon with the row norm [${b},${t},${c}]`, [x, w, docIds, dy], normedAndGrads, { rtol: 1e-3, atol: 1e-3 });
+      }
+    });
+
     it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy; a projection\'s dx in bf16', async () => {
       await useBackend(B);
       const backend = tf.backend() as CudaBackend, [b, t, c] = [2, 40, 12];
@@ -91,17 +104,16 @@ for (const target of targets) {
       }
     });
 
-    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; A and C alone are not checkpointed', async () => {
+    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; only D runs it again in the backward', async () => {
       await useBackend(B);
       const cfg = T.resolveConfig('tiny', {
         vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      // A, B, C, D in 2 layers, and A, C and D again in the backward (checkpointed: train_gpt.ts's normedCanon() and
-      // checkpoint()); B norms q and k inside the kernel, which keeps only its input
-      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 3 * 2, [CANON_CONV_GRAD]: 4 * 2 });
-      // A and C without B or D keep the normed input (train_gpt.ts's normedCanon()): no conv again in the backward
+      // A, B, C, D in 2 layers, and D again in the backward (checkpointed with the activation: train_gpt.ts's
+      // mlpSublayer()); A, B and C norm their input inside the kernel, which keeps only x
+      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2, [CANON_CONV_GRAD]: 4 * 2 });
       await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2 });
     });
 
@@ -116,8 +128,9 @@ for (const target of targets) {
         assert.throws(run(CANON_CONV, { x, w, docIds: tf.zeros([2, 4], 'int32') }), /CanonConv: docIds must be \[2,5\]/);
         assert.throws(run(CANON_CONV, { x, w }), /CanonConv: input docIds is missing/);
         assert.throws(run(CANON_CONV_GRAD, { dy: tf.zeros([2, 5, 4]), x, w, docIds }), /CanonConvGrad: dy float32\[2,5,4\] must have x's shape \[2,5,8\]/);
-        assert.throws(run(CANON_CONV, { x, w, docIds }, { normChannels: 6, normGroup: 6, eps: 1e-6 }), /CanonConv: a head norm over 6 of 8 channels in heads of 6 \(the kernel takes heads of 4 to 128/);
-        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4 }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
+        assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, normChannels: 6, normGroup: 6 }), /CanonConv: a head norm over 6 of 8 channels in heads of 6 \(the kernel takes heads of 4 to 128/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4, rowNorm: false }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
+        assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, normChannels: 8, normGroup: 4, rowNorm: true }), /CanonConv: a head norm \(over 8 channels\) and the row norm together/);
       });
     });
   });

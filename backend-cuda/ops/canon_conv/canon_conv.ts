@@ -5,22 +5,27 @@
 //   on top of the residual), docIds int32 [B,T]; output y [B,T,C]: y = x + Σ_k w[:,k]⊙x_{t−3+k}, a tap reading
 //   zero before the sequence or across a document start.
 //   attrs (CanonAttrs) normChannels, normGroup, eps: Canon B under QK-norm convolves z, x with each head of normGroup
-//   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x. xFromProjection: x is a projection's
-//   output (Canon B and D), so dx feeds only its gradient matmuls (a backend may store dx as they read it, in bf16).
+//   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x. rowNorm: Canon A and C convolve z =
+//   rmsNorm(x) over whole rows (x the residual stream; the gradient kernel then returns dz, which RMSNormGrad takes to
+//   dx, summing the residual's gradient in). xFromProjection: x is a projection's output (Canon B and D), so dx feeds
+//   only its gradient matmuls (a backend may store dx as they read it, in bf16).
 // The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec } from '../fused_kernel.ts';
+import { RMS_NORM_GRAD } from '../rms_norm/rms_norm.ts';
 
 export const CANON_CONV = 'CanonConv';
 export const CANON_CONV_GRAD = 'CanonConvGrad';
 
-/** The head norm before the taps (Canon B under QK-norm): heads of normGroup channels among the first normChannels;
- * whether x is a projection's output (whose gradient only that projection's matmuls read). */
-export interface CanonAttrs { normChannels: number; normGroup: number; eps: number; xFromProjection: boolean }
+/** The norm before the taps: Canon B's (heads of normGroup channels among the first normChannels) or Canon A's and C's
+ * (rowNorm: whole rows); whether x is a projection's output (whose gradient only that projection's matmuls read). */
+export interface CanonAttrs { normChannels: number; normGroup: number; eps: number; rowNorm: boolean; xFromProjection: boolean }
 
-/** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C, or true: the head's
- * channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a multiple of 4. */
-export function canonNormFits(channels: number, group: number, C: number): true | string {
+/** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C (and the rows, where
+ * rowNorm), or true: the head's channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a
+ * multiple of 4; one norm at a time. */
+export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean): true | string {
+  if (channels > 0 && rowNorm) return `a head norm (over ${channels} channels) and the row norm together`;
   if (channels === 0) return true;
   const fits = group >= 4 && group <= 128 && (group & (group - 1)) === 0 && channels % group === 0 && channels <= C && C % 4 === 0;
   return fits || `a head norm over ${channels} of ${C} channels in heads of ${group} (the kernel takes heads of 4 to 128 channels, a power of two, and C a multiple of 4)`;
@@ -28,10 +33,10 @@ export function canonNormFits(channels: number, group: number, C: number): true 
 
 export const canonConv: FusedKernelSpec<CanonAttrs> = {
   name: CANON_CONV,
-  supports: ({ x, w, docIds }, { normChannels, normGroup }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
+  supports: ({ x, w, docIds }, { normChannels, normGroup, rowNorm }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
     ? `x [${x.shape}] and w [${w.shape}] are not [B,T,C] and [C,4]`
     : x.dtype !== 'float32' || w.dtype !== 'float32' || docIds.dtype !== 'int32' ? 'x and w must be float32 and docIds int32'
-    : canonNormFits(normChannels, normGroup, x.shape[2]!),
+    : canonNormFits(normChannels, normGroup, x.shape[2]!, rowNorm),
 };
 
 tf.registerGradient({
@@ -41,6 +46,11 @@ tf.registerGradient({
     const [x, w, docIds] = saved;
     // One kernel computes both: run it once here, not in each input's closure (see scaled_add.ts).
     const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dy as tf.Tensor, x, w, docIds }, attrs) as tf.Tensor[];
-    return { x: () => dx, w: () => dw, docIds: () => tf.zerosLike(docIds) };
+    if (!attrs.rowNorm) return { x: () => dx, w: () => dw, docIds: () => tf.zerosLike(docIds) };
+    // Row norm: dx is dz, the normed input's gradient; the norm's backward finishes it, adding x's gradient so far
+    // (tfjs_node.ts's backward hands it to a thunk that takes it: the residual add's)
+    const rmsNormGrad = (accumulated?: tf.Tensor) =>
+      tf.engine().runKernel(RMS_NORM_GRAD, { dy: dx, x, ...(accumulated ? { accumulated } : {}) }, { eps: attrs.eps }) as tf.Tensor;
+    return { x: rmsNormGrad, w: () => dw, docIds: () => tf.zerosLike(docIds) };
   },
 });

@@ -3,8 +3,8 @@
 import type { HostDevice } from '../../host_device.ts';
 import type { CanonConvNative } from './kernel.ts';
 
-/** z, the taps' input: x with each head of `group` channels among the first `channels` of every row RMS-normed, and
- * each channel's rstd (1 outside the norm). */
+/** z, the taps' input: x with each head of `group` channels among the first `channels` of every row RMS-normed (or,
+ * with rowNorm, whole rows: group = channels = C), and each channel's rstd (1 outside the norm). */
 function normedHeads(x: Float32Array, rows: number, C: number, channels: number, group: number, eps: number): { z: Float32Array; rstd: Float64Array } {
   const z = Float32Array.from(x), rstd = new Float64Array(rows * C).fill(1);
   for (let row = 0; row < rows; row++) {
@@ -20,10 +20,11 @@ function normedHeads(x: Float32Array, rows: number, C: number, channels: number,
 
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm) {
       const n = B * T * C;
       if (n === 0) return;
-      const r = Math.fround, xv = normedHeads(mem.input(x, n, xBf16), B * T, C, normChannels, normGroup, eps).z, wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
+      const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
+      const r = Math.fround, xv = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps).z, wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
         for (let c = 0; c < C; c++) {
@@ -37,11 +38,13 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
-      const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, normChannels, normGroup, eps);
+      // the row norm's dx is dz, the normed input's gradient (RMSNormGrad finishes it): only the taps read rstd
+      const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
+      const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps);
       const g = mem.input(dy, n, dyBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
