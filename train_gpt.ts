@@ -38,7 +38,7 @@ import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cud
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
 import { rmsNorm as rmsNormKernel } from './backend-cuda/ops/rms_norm/rms_norm.ts';
-import { rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
+import { normedRotary as normedRotaryKernel, rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
 import { scaledAdd as scaledAddKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
 import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { swiglu as swigluKernel } from './backend-cuda/ops/swiglu/swiglu.ts';
@@ -856,6 +856,14 @@ export function rotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
   return tf.concat([x1.mul(cos).add(x2.mul(sin)), x2.mul(cos).sub(x1.mul(sin))], -1);
 }
 
+/** rotary(rmsNorm(x)) for heads x [B,T,H,h] (QK-norm, then the rotation): one pass each way through a backend's fused
+ * 'NormedRotary' (the composite: an RMSNorm and a Rotary each way). */
+export function normedRotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
+  if (!rope.freqs.some((f) => f !== 0)) return rmsNorm(x);
+  const { cos, sin } = rotaryTables(rope, x.shape[1]!);
+  return runFused(normedRotaryKernel, { x, cos, sin }, { eps: RMS_EPS }) ?? rotary(rmsNorm(x), rope);
+}
+
 // --- Attention ------------------------------------------------------------------------
 
 /**
@@ -1034,9 +1042,8 @@ function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: F
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
   const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
-  let q = linear(a, P('wq')).reshape([B, T, H, h]), k = linear(a, P('wk')).reshape([B, T, H, h]);
-  if (cfg.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); }
-  q = rotary(q, sched.rope); k = rotary(k, sched.rope);
+  const turned = (x: tf.Tensor) => (cfg.qkNorm ? normedRotary(x, sched.rope) : rotary(x, sched.rope));
+  const q = turned(linear(a, P('wq')).reshape([B, T, H, h])), k = turned(linear(a, P('wk')).reshape([B, T, H, h]));
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
   return shapedAttention(a.reshape([B, T, H, h]), q, k, P('shape'), ctx, window, gain).reshape([B, T, H * h]);
 }
