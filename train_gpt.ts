@@ -985,9 +985,10 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
  * prefix has grown by.
  */
 export function windowMean(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+  // x as it is, not a reshape: its gradient then meets HeadMix's on x itself, and the kernel adds it (no Add)
+  const fused = runFused(causalWindowMean, { x, docIds: ctx.docIds }, { window });
+  if (fused) return fused;
   const { B, T } = ctx, x3 = x.reshape([B, T, -1]);
-  const fused = runFused(causalWindowMean, { x: x3, docIds: ctx.docIds }, { window });
-  if (fused) return fused.reshape(x.shape);
   return windowSum(x3, ctx, window).div(windowSum(tf.ones([B, T, 1]), ctx, window)).reshape(x.shape);
 }
 

@@ -75,10 +75,11 @@ __host__ __device__ void chunkSum(int64_t i, const In* in, const double* inv, do
 }
 
 // Pass 2, one thread's work: i = (b·walks + k)·C + c writes steps [k·kWalk, (k + 1)·kWalk) ∩ [0, T).
+// The backward adds `acc` (where given: the input's gradient so far) to each output, as the Add it replaces would.
 template <bool Back, typename In>
 __host__ __device__ void windowWalk(int64_t i, const In* in, const int32_t* doc, const double* inv,
-                                    const double* sums, float* out, int64_t T, int64_t C, int64_t w, int64_t chunks,
-                                    int64_t walks) {
+                                    const double* sums, const float* acc, float* out, int64_t T, int64_t C, int64_t w,
+                                    int64_t chunks, int64_t walks) {
   const int64_t c = i % C, k = (i / C) % walks, b = i / (C * walks);
   const int32_t* row = doc + b * T;
   const int64_t u0 = k * kWalk, u1 = smaller(u0 + kWalk, T);
@@ -101,7 +102,9 @@ __host__ __device__ void windowWalk(int64_t i, const In* in, const int32_t* doc,
       ++lo;
     }
     sum += term<Back>(in, inv, b, u, T, C, c);
-    out[(b * T + t) * C + c] = Back ? float(sum) : float(sum / double(u - lo + 1));
+    const int64_t o = (b * T + t) * C + c;
+    if constexpr (Back) out[o] = acc ? acc[o] + float(sum) : float(sum);
+    else out[o] = float(sum / double(u - lo + 1));
   }
 }
 
@@ -123,19 +126,19 @@ __global__ void chunkSumsKernel(const In* __restrict__ in, const double* __restr
 template <bool Back, typename In>
 __global__ void windowWalkKernel(const In* __restrict__ in, const int32_t* __restrict__ doc,
                                  const double* __restrict__ inv, const double* __restrict__ sums,
-                                 float* __restrict__ out, int64_t T, int64_t C, int64_t w, int64_t chunks, int64_t walks,
-                                 int64_t n) {
-  TSGPT_GRID_STRIDE(i, n) windowWalk<Back>(i, in, doc, inv, sums, out, T, C, w, chunks, walks);
+                                 const float* __restrict__ acc, float* __restrict__ out, int64_t T, int64_t C, int64_t w,
+                                 int64_t chunks, int64_t walks, int64_t n) {
+  TSGPT_GRID_STRIDE(i, n) windowWalk<Back>(i, in, doc, inv, sums, acc, out, T, C, w, chunks, walks);
 }
 
 template <bool Back, typename In>
-cudaError_t windowSums(cudaStream_t s, const In* in, const int32_t* doc, const double* inv, float* out,
+cudaError_t windowSums(cudaStream_t s, const In* in, const int32_t* doc, const double* inv, const float* acc, float* out,
                        double* sums, int64_t B, int64_t T, int64_t C, int64_t w) {
   const int64_t chunks = (T + kChunk - 1) / kChunk, walks = (T + kWalk - 1) / kWalk;
   // A window of at most kChunk tokens never holds a whole chunk before its last token: no pass 1.
   if (w > kChunk) chunkSumsKernel<Back, In><<<gridFor(B * chunks * C), kThreads, 0, s>>>(in, inv, sums, T, C, chunks, B * chunks * C);
-  windowWalkKernel<Back, In><<<gridFor(B * walks * C), kThreads, 0, s>>>(in, doc, inv, sums, out, T, C, w, chunks, walks,
-                                                                     B * walks * C);
+  windowWalkKernel<Back, In><<<gridFor(B * walks * C), kThreads, 0, s>>>(in, doc, inv, sums, acc, out, T, C, w, chunks,
+                                                                     walks, B * walks * C);
   return cudaGetLastError();
 }
 
@@ -145,22 +148,22 @@ cudaError_t launchCausalWindowMean(cudaStream_t s, const void* x, bool xBf16, co
                                    double* chunkSums, int64_t B, int64_t T, int64_t C, int64_t window) {
   if (window < 1) return cudaErrorInvalidValue;
   if (B * T * C == 0) return cudaSuccess;
-  if (xBf16) return windowSums<false>(s, static_cast<const __nv_bfloat16*>(x), docIds, nullptr, y, chunkSums, B, T, C, smaller(window, T));
-  return windowSums<false>(s, static_cast<const float*>(x), docIds, nullptr, y, chunkSums, B, T, C, smaller(window, T));
+  if (xBf16) return windowSums<false>(s, static_cast<const __nv_bfloat16*>(x), docIds, nullptr, nullptr, y, chunkSums, B, T, C, smaller(window, T));
+  return windowSums<false>(s, static_cast<const float*>(x), docIds, nullptr, nullptr, y, chunkSums, B, T, C, smaller(window, T));
 }
 
-cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, float* dx,
-                                       double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
+cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, const float* accumulated,
+                                       float* dx, double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
                                        int64_t window) {
   if (window < 1) return cudaErrorInvalidValue;
   if (B * T * C == 0) return cudaSuccess;
   const int64_t w = smaller(window, T);
   inverseCountsKernel<<<gridFor(B * T), kThreads, 0, s>>>(docIds, invCounts, T, w, B * T);
-  return windowSums<true>(s, dy, docIds, invCounts, dx, chunkSums, B, T, C, w);
+  return windowSums<true>(s, dy, docIds, invCounts, accumulated, dx, chunkSums, B, T, C, w);
 }
 
 TSGPT_LAUNCHER(causalWindowMean, launchCausalWindowMean, "x", "xBf16", "docIds", "y", "chunkSums", "B", "T", "C", "window");
-TSGPT_LAUNCHER(causalWindowMeanGrad, launchCausalWindowMeanGrad, "dy", "docIds", "dx", "chunkSums", "invCounts", "B", "T",
+TSGPT_LAUNCHER(causalWindowMeanGrad, launchCausalWindowMeanGrad, "dy", "docIds", "accumulated", "dx", "chunkSums", "invCounts", "B", "T",
                "C", "window");
 
 }  // namespace tsgpt

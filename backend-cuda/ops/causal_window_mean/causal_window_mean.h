@@ -19,8 +19,9 @@ constexpr int kWindowMeanWalk = 256;
 // where xBf16 (read as stored: shaped attention's input is the norm's bf16-only output under bf16 precision).
 cudaError_t launchCausalWindowMean(cudaStream_t s, const void* x, bool xBf16, const int32_t* docIds, float* y,
                                    double* chunkSums, int64_t B, int64_t T, int64_t C, int64_t window);
-cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, float* dx,
-                                       double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
+// accumulated (nullptr: none): x's gradient so far, added to dx as an Add would (tfjs_node.ts's summing thunks).
+cudaError_t launchCausalWindowMeanGrad(cudaStream_t s, const float* dy, const int32_t* docIds, const float* accumulated,
+                                       float* dx, double* chunkSums, double* invCounts, int64_t B, int64_t T, int64_t C,
                                        int64_t window);
 
 }  // namespace tsgpt

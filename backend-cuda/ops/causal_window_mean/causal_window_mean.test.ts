@@ -5,7 +5,7 @@
 // row at random boundaries, windows of 1, shorter and longer than the documents and over T; on the GPU, rows
 // longer than one walk and a 33k-token row offset by 100 (an fp32 running sum would drift there). Also: the
 // kernels run where the model's --block sas and sas-p use it, with the loss and gradients of --fused off; two runs
-// agree bit for bit; bad inputs fail with the kernel's name.
+// agree bit for bit; X's gradient so far summed in by the kernel (no Add); bad inputs fail with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
@@ -155,6 +155,33 @@ for (const target of targets) {
       }
     });
 
+    it('the heads\' X as it is ([B,T,H,h]): its gradient from HeadMix is summed in by the kernel (no Add), as tfjs\'s Add would', async () => {
+      await useBackend(B);
+      const shape = [2, 30, 3, 4], [b, t] = shape, doc = randomDocIds(b, t, 7), window = 6;
+      const [x, m, dy, acc] = [0, 1, 2, 3].map(() => tf.tensor(Float32Array.from({ length: 720 }, () => 4 * random() - 2), shape));
+      const coef = tf.tensor(Float32Array.from({ length: 9 }, () => random() + 0.5), [3, 3]), docIds = tf.tensor2d(doc, [b, t], 'int32');
+      const ctx = new T.ForwardContext(docIds);
+      try {
+        // the kernel with `accumulated`: the Add's float32 sum, bit for bit
+        const plain = tf.engine().runKernel(CAUSAL_WINDOW_MEAN_GRAD, { dy, docIds }, { window }) as tf.Tensor;
+        const summed = tf.engine().runKernel(CAUSAL_WINDOW_MEAN_GRAD, { dy, docIds, accumulated: acc }, { window }) as tf.Tensor;
+        assert.deepEqual(Array.from(summed.dataSync()), Array.from(tf.add(acc, plain).dataSync()), 'accumulated + dx');
+        // shaped attention's sum of the two terms that read X: X's two gradients meet with no Add of its shape
+        const f = (v: tf.Tensor) => T.headMix(v, m, T.windowMean(v, ctx, window), coef);
+        let dx: tf.Tensor | null = null;
+        const profile = await tf.profile(() => { dx = tf.grad(f)(x, dy); return dx; });
+        const adds = profile.kernels.filter((k) => k.name === 'Add' && k.inputShapes[0]?.join() === shape.join()).length;
+        assert.equal(adds, 0, `Adds of X's shape in the backward: ${adds}`);
+        await tf.setBackend('cpu');
+        const want = tf.grad((v: tf.Tensor) => T.headMix(v, tf.tensor(m.dataSync(), shape), T.windowMean(v, new T.ForwardContext(tf.tensor2d(doc, [b, t], 'int32')), window), tf.tensor(coef.dataSync(), [3, 3])))(tf.tensor(x.dataSync(), shape), tf.tensor(dy.dataSync(), shape));
+        close('dX against the composite on cpu', dx!.dataSync() as Float32Array, want.dataSync() as Float32Array, 1e-5);
+      } finally {
+        await useBackend(B);
+        ctx.dispose();
+        tf.dispose([x, m, dy, acc, coef, docIds]);
+      }
+    });
+
     for (const block of ['sas', 'sas-p'] as const) {
       it(`--block ${block} runs it in every layer, with the loss and gradients of --fused off`, async () => {
         await useBackend(B);
@@ -172,7 +199,8 @@ for (const target of targets) {
       tf.tidy(() => {
         const x = tf.zeros([2, 5, 8]), docIds = tf.zeros([2, 5], 'int32');
         const run = (kernel: string, inputs: tf.NamedTensorMap, window: unknown = 3) => () => tf.engine().runKernel(kernel, inputs, { window } as tf.NamedAttrMap);
-        assert.throws(run(CAUSAL_WINDOW_MEAN, { x: tf.zeros([10, 8]), docIds }), /kernel CausalWindowMean\(.*CausalWindowMean: x must be \[B,T,C\], got float32\[10,8\]/);
+        assert.throws(run(CAUSAL_WINDOW_MEAN, { x: tf.zeros([10, 8]), docIds }), /kernel CausalWindowMean\(.*CausalWindowMean: x must be \[B,T,C\] or \[B,T,...\], got float32\[10,8\]/);
+        assert.throws(run(CAUSAL_WINDOW_MEAN_GRAD, { dy: x, docIds, accumulated: tf.zeros([2, 5, 4]) }), /CausalWindowMeanGrad: accumulated float32\[2,5,4\] and dy float32\[2,5,8\] differ in shape/);
         assert.throws(run(CAUSAL_WINDOW_MEAN, { x, docIds: tf.zeros([2, 5]) }), /CausalWindowMean: docIds must be int32, got float32\[2,5\]/);
         assert.throws(run(CAUSAL_WINDOW_MEAN, { x, docIds: tf.zeros([2, 4], 'int32') }), /CausalWindowMean: docIds must be \[2,5\], got int32\[2,4\]/);
         assert.throws(run(CAUSAL_WINDOW_MEAN, { x }), /CausalWindowMean: input docIds is missing/);

@@ -27,7 +27,7 @@ export function causalWindowMeanHost(mem: HostDevice): CausalWindowMeanNative {
         }
       }
     },
-    causalWindowMeanGrad(dy, docIds, dx, _chunkSums, _invCounts, B, T, C, window) {
+    causalWindowMeanGrad(dy, docIds, accumulated, dx, _chunkSums, _invCounts, B, T, C, window) {
       const n = B * T * C;
       if (n === 0) return;
       const g = mem.floats(dy, n), doc = mem.ints(docIds, B * T), dxv = mem.floats(dx, n);
@@ -40,7 +40,11 @@ export function causalWindowMeanHost(mem: HostDevice): CausalWindowMeanNative {
           }
         }
       }
-      dxv.set(sums);
+      dxv.set(sums);  // rounded once, as the kernel's float(sum); then the gradient so far added in float32, as an Add
+      if (accumulated) {
+        const acc = mem.floats(accumulated, n);
+        for (let i = 0; i < n; i++) dxv[i] = acc[i] + dxv[i];
+      }
     },
   };
 }
