@@ -772,13 +772,15 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
  * only x (the composite: three masked shifts of one padded copy of h; with a norm, checkpointed: the normed copy, and
  * for the heads the split and the concatenation, are made again in the backward instead of kept). `fromProjection`: x
  * is a projection's output (Canon B and D), whose gradient only that projection's matmuls read (the cuda kernel stores
- * it in bf16 under bf16 precision, as they read it). */
-export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNorm, rowNorm = false, fromProjection = false }:
-  { headNorm?: { channels: number; group: number }; rowNorm?: boolean; fromProjection?: boolean } = {}): tf.Tensor {
-  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, rowNorm, xFromProjection: fromProjection };
+ * it in bf16 under bf16 precision, as they read it). `relu2`: relu(the result)², Canon D and the relu2 MLP's activation
+ * in one op (the composite: both checkpointed, made again in the backward instead of keeping the hidden layer). */
+export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNorm, rowNorm = false, fromProjection = false, relu2 = false }:
+  { headNorm?: { channels: number; group: number }; rowNorm?: boolean; fromProjection?: boolean; relu2?: boolean } = {}): tf.Tensor {
+  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, rowNorm, xFromProjection: fromProjection, relu2 };
   const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, attrs);
   if (fused) return fused;
   if (rowNorm) return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), x, w);
+  if (relu2) return checkpoint((x, w) => reluSquared(canon(x, w, ctx.unmemoised(), { fromProjection })), x, w);
   if (headNorm) {
     const { channels, group } = headNorm, [B, T, C] = x.shape;
     return checkpoint((x, w) => {
@@ -1068,9 +1070,11 @@ function mlpSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContex
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const a = cfg.canon.includes('C') ? normedCanon(input, P('canon_c'), ctx) : input.xn;
   const up = linear(a, P('w1')), activation = (u: tf.Tensor) => (cfg.mlp === 'relu2' ? reluSquared(u) : swiglu(u));
-  // Canon D with the activation checkpointed: its output, as large as the hidden layer, is made again in the backward
-  // instead of kept (the activation's own input otherwise)
-  const hidden = cfg.canon.includes('D') ? checkpoint((u, w) => activation(canon(u, w, ctx.unmemoised(), { fromProjection: true })), up, P('canon_d')) : activation(up);
+  // Canon D with the activation: with relu2 one op that keeps only its input; with SwiGLU checkpointed, so that the
+  // conv's output, as large as the hidden layer, is made again in the backward instead of kept
+  const hidden = !cfg.canon.includes('D') ? activation(up)
+    : cfg.mlp === 'relu2' ? canon(up, P('canon_d'), ctx, { fromProjection: true, relu2: true })
+    : checkpoint((u, w) => activation(canon(u, w, ctx.unmemoised(), { fromProjection: true })), up, P('canon_d'));
   return linear(hidden, P('w2'), residual);
 }
 

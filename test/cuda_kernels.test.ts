@@ -366,7 +366,7 @@ for (const target of targets) {
           },
           RMSNorm: t => [Model.rmsNorm(t), tf.grad(v => Model.rmsNorm(v).mul(r48).sum())(t)],
           CanonConv: t => {
-            const f = (v: tf.Tensor) => tf.engine().runKernel(CANON_CONV, { x: v, w: cw, docIds }, { normChannels: 0, normGroup: 1, eps: 1e-6, rowNorm: false, xFromProjection: false }) as tf.Tensor;
+            const f = (v: tf.Tensor) => tf.engine().runKernel(CANON_CONV, { x: v, w: cw, docIds }, { normChannels: 0, normGroup: 1, eps: 1e-6, rowNorm: false, xFromProjection: false, relu2: false }) as tf.Tensor;
             return [f(t), ...tf.grads((v: tf.Tensor, u: tf.Tensor) => f(v).mul(r48).sum().add(u.sum()))([t, cw])];
           },
           Slice: t => [t.slice([0, 0, 0], [2, 5, 12])],

@@ -14,6 +14,9 @@
 // residual stream, which the block keeps anyway; rstd from a first pass over x, a warp a row), so nothing is kept or
 // made again for the backward; the row's dot product that the norm's backward needs spans blocks, so there the gradient
 // kernel returns dz and RMSNormGrad (which also sums the residual's gradient in) finishes.
+// Canon D with the relu2 MLP (relu2): y = relu(h)², h the conv, in the forward's store; the backward makes h again from
+// x in registers (canonRelu2GradKernel), so neither h nor relu(h)² is kept or made again by a separate kernel (the
+// composite checkpointed the conv and the activation and ran both again, then ReLU²'s gradient, then the conv's).
 // The composite pads x three times and keeps the padded copies for its backward ([16,2051,3072] at Canon D
 // on the speedrun batch); here each way is one pass over the tensors, with nothing saved but x.
 // Each thread walks kRowsPerThread consecutive rows of V channels (V = 4: one vector load a row) with the three rows
@@ -89,10 +92,30 @@ __device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, cons
   return normed ? rsqrtf(ss / float(norm.group) + norm.eps) : 1.f;
 }
 
+// The block's dw: each thread's sums (sum[j][k]: tap k of its channel j) summed over the block's row groups in order in
+// shared memory, one partial [4] per channel: partials[blockIdx.y][c]. Every thread of the block calls it.
+template <int V>
+__device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], float* __restrict__ partials, int C) {
+  __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    blockSums[threadIdx.y][threadIdx.x * V + j] = make_float4(sum[j][0], sum[j][1], sum[j][2], sum[j][3]);
+  __syncthreads();
+  const int local = int(threadIdx.y) * kChannelThreads + int(threadIdx.x), c = int(blockIdx.x) * kChannelThreads * V + local;
+  if (local < kChannelThreads * V && c < C) {
+    float4 acc = blockSums[0][local];
+    for (int g = 1; g < kRowGroups; ++g) {
+      const float4 v = blockSums[g][local];
+      acc = make_float4(acc.x + v.x, acc.y + v.y, acc.z + v.z, acc.w + v.w);
+    }
+    reinterpret_cast<float4*>(partials)[int64_t(blockIdx.y) * C + c] = acc;
+  }
+}
+
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
 // ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
 // forward equals the composite bit for bit (without the norm: z = x).
-template <int V, int Norm, typename In, typename Out>
+template <int V, int Norm, bool Relu2, typename In, typename Out>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Out* __restrict__ y, int rows, int T, int C, NormArgs norm) {
@@ -157,7 +180,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       float acc = __fmul_rn(cur[j], k[j].self);
 #pragma unroll
       for (int s = 1; s <= 3; ++s) acc = __fadd_rn(acc, __fmul_rn(counts[s - 1] ? prev[s - 1][j] : 0.f, k[j].taps[s - 1]));
-      out[j] = acc;
+      out[j] = Relu2 ? (acc > 0.f ? __fmul_rn(acc, acc) : 0.f) : acc;  // Relu2: the MLP's relu(h)² after Canon D
     }
     if (active) storeVec<V>(y + int64_t(r) * C + c0, out);
 #pragma unroll
@@ -178,7 +201,6 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, NormArgs norm) {
-  __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]: dw's 4 taps
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
   constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
   const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;
@@ -285,20 +307,93 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       if (++t == T) t = 0;
     }
   }
+  writeBlockPartials<V>(sum, partials, C);
+}
+
+// Canon D with the MLP's relu² (Relu2): the gradient from dy, the gradient of relu(h)² with h = the conv of x, which is
+// made again here from x (as the forward did, bit for bit, so ReLU's signs agree). g = dy·2·relu(h) is the conv's
+// gradient; a row's dx needs g of it and the three rows after, so the thread keeps x of rows r − 3 … r + 4 (xs[q]: row
+// r − 3 + q) and g of rows r … r + 3 in registers: each row's x and dy are read once, h and g made once.
+template <int V, typename InDy, typename In, typename OutDx>
+__global__ void __launch_bounds__(kChannelThreads * kRowGroups)
+    canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
+                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
+                         int T, int C) {
+  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
+  if (r0 < rows && c0 < C) {
+    const int r1 = min(r0 + kRowsPerThread, rows);
+    CanonTaps k[V];
 #pragma unroll
-  for (int j = 0; j < V; ++j)
-    blockSums[threadIdx.y][threadIdx.x * V + j] = make_float4(sum[j][0], sum[j][1], sum[j][2], sum[j][3]);
-  __syncthreads();
-  // The block's channels, one a thread: its row groups' sums in order
-  const int local = int(threadIdx.y) * kChannelThreads + int(threadIdx.x), c = int(blockIdx.x) * kChannelThreads * V + local;
-  if (local < kChannelThreads * V && c < C) {
-    float4 acc = blockSums[0][local];
-    for (int g = 1; g < kRowGroups; ++g) {
-      const float4 v = blockSums[g][local];
-      acc = make_float4(acc.x + v.x, acc.y + v.y, acc.z + v.z, acc.w + v.w);
+    for (int j = 0; j < V; ++j) k[j] = canonTaps(w, c0 + j);
+    // Rows r − 3 … r + 4: x, document, position in its sequence (−1: outside the tensor, never counted)
+    float xs[8][V];
+    int docs[8], ts[8];
+    auto loadRow = [&](int q, int row) {
+      const bool inside = row >= 0 && row < rows;
+      const int at = inside ? row : 0;
+      loadVec<V>(x + int64_t(at) * C + c0, xs[q]);
+      docs[q] = doc[at];
+      ts[q] = inside ? row % T : -1;
+    };
+    // h = the conv at slot q (its taps: slots q − 3 … q), as canonConvKernel rounds it, and g = dy·2·relu(h) of that row
+    auto reluGrad = [&](int q, int row, float (&g)[V]) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) g[j] = 0.f;
+      if (ts[q] < 0) return;  // past the last row: its g is never read
+      float d[V];
+      loadVec<V>(dy + int64_t(row) * C + c0, d);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        float h = __fmul_rn(xs[q][j], k[j].self);
+#pragma unroll
+        for (int s = 1; s <= 3; ++s) {
+          const bool counts = ts[q] >= s && docs[q - s] == docs[q];
+          h = __fadd_rn(h, __fmul_rn(counts ? xs[q - s][j] : 0.f, k[j].taps[s - 1]));
+        }
+        g[j] = h > 0.f ? d[j] * 2.f * h : 0.f;
+      }
+    };
+#pragma unroll
+    for (int q = 0; q < 8; ++q) loadRow(q, r0 - 3 + q);
+    float gs[4][V];  // g of rows r … r + 3
+#pragma unroll
+    for (int q = 0; q < 4; ++q) reluGrad(3 + q, r0 + q, gs[q]);
+#pragma unroll 2
+    for (int r = r0; r < r1; ++r) {
+      // slot 3 is row r; dx from g of rows r … r + 3, dw from g of row r and x of rows r − 3 … r
+      float out[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float g = gs[0][j];
+        float acc = g * k[j].self;
+        sum[j][3] += g * xs[3][j];
+#pragma unroll
+        for (int s = 1; s <= 3; ++s) {
+          if (ts[3 + s] == ts[3] + s && docs[3 + s] == docs[3]) acc += gs[s][j] * k[j].taps[s - 1];
+          if (ts[3] >= s && docs[3 - s] == docs[3]) sum[j][3 - s] += g * xs[3 - s][j];
+        }
+        out[j] = acc;
+      }
+      storeVec<V>(dx + int64_t(r) * C + c0, out);
+      // shift: slots hold rows r − 2 … r + 5; then g of row r + 4 (slot 6: its taps, slots 3 … 5, are there)
+#pragma unroll
+      for (int q = 0; q < 7; ++q) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) xs[q][j] = xs[q + 1][j];
+        docs[q] = docs[q + 1];
+        ts[q] = ts[q + 1];
+      }
+      loadRow(7, r + 5);
+#pragma unroll
+      for (int q = 0; q < 3; ++q) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) gs[q][j] = gs[q + 1][j];
+      }
+      reluGrad(6, r + 4, gs[3]);
     }
-    reinterpret_cast<float4*>(partials)[int64_t(blockIdx.y) * C + c] = acc;
   }
+  writeBlockPartials<V>(sum, partials, C);
 }
 
 __global__ void canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw, int64_t chunks, int64_t C) {
@@ -349,30 +444,39 @@ void launchRowRstd(cudaStream_t s, const void* x, bool xBf16, float* rstd, int64
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
-                            bool rowNorm, float* rowRstd) {
+                            bool rowNorm, float* rowRstd, bool relu2) {
   const int64_t rows = B * T;
   if (rows * C == 0) return cudaSuccess;
-  if (rowNorm && rowRstd == nullptr) return cudaErrorInvalidValue;
+  if ((rowNorm && rowRstd == nullptr) || (relu2 && (rowNorm || normChannels > 0))) return cudaErrorInvalidValue;
   const dim3 block(kChannelThreads, kRowGroups);
   const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
   if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
   return byCanonVariant(C, norm, rowNorm, {x, y}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
+    auto launch = [&](auto* in, auto* out) {
+      if constexpr (N == kNoNorm) {
+        if (relu2) {
+          canonConvKernel<V, N, true><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
+          return;
+        }
+      }
+      canonConvKernel<V, N, false><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
+    };
     byInputType(x, xBf16, [&](auto* in) {
-      if (yBf16) canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<__nv_bfloat16*>(y), int(rows), int(T), int(C), norm);
-      else canonConvKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, static_cast<float*>(y), int(rows), int(T), int(C), norm);
+      if (yBf16) launch(in, static_cast<__nv_bfloat16*>(y));
+      else launch(in, static_cast<float*>(y));
     });
   });
 }
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, float* rowRstd) {
+                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, float* rowRstd, bool relu2) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
-  if (rowNorm && rowRstd == nullptr) return cudaErrorInvalidValue;
+  if ((rowNorm && rowRstd == nullptr) || (relu2 && (rowNorm || normChannels > 0))) return cudaErrorInvalidValue;
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
   const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
@@ -380,10 +484,19 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   const cudaError_t launched = byCanonVariant(C, norm, rowNorm, {dy, x, dx}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
+    auto launch = [&](auto* g, auto* in, auto* out) {
+      if constexpr (N == kNoNorm) {
+        if (relu2) {
+          canonRelu2GradKernel<V><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C));
+          return;
+        }
+      }
+      canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+    };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        if (dxBf16) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, static_cast<__nv_bfloat16*>(dx), partials, int(rows), int(T), int(C), norm);
-        else canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, static_cast<float*>(dx), partials, int(rows), int(T), int(C), norm);
+        if (dxBf16) launch(g, in, static_cast<__nv_bfloat16*>(dx));
+        else launch(g, in, static_cast<float*>(dx));
       });
     });
   });
@@ -393,8 +506,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
-               "rowNorm", "rowRstd");
+               "rowNorm", "rowRstd", "relu2");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
-               "normChannels", "normGroup", "eps", "rowNorm", "rowRstd");
+               "normChannels", "normGroup", "eps", "rowNorm", "rowRstd", "relu2");
 
 }  // namespace tsgpt

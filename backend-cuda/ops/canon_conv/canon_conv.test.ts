@@ -2,7 +2,8 @@
 // cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
 // than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation, and the
-// row norm of Canon A and C against the composite's norm; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
+// row norm of Canon A and C against the composite's norm; relu2 (Canon D with the MLP's relu²) against
+// relu(canon(x))²; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
 // against --fused off; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
@@ -32,7 +33,7 @@ const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Ten
 };
 
 /** The kernels' attrs without the head norm. */
-const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23, rowNorm: false, xFromProjection: false };
+const NO_NORM = { normChannels: 0, normGroup: 1, eps: 2 ** -23, rowNorm: false, xFromProjection: false, relu2: false };
 
 for (const target of targets) {
   describeOrSkip(`fused CanonConv on ${target.name}`, target.skip, () => {
@@ -77,6 +78,20 @@ for (const target of targets) {
       }
     });
 
+    it('with relu2 (Canon D and the relu2 MLP\'s activation): output and dx, dw match relu(canon(x))² on cpu', async () => {
+      // C = 5 (one channel a thread) and 48; rows of 300 (sequences and documents starting inside a thread's rows, where
+      // the backward's look-ahead of four rows crosses them); on cuda the model's 3072 channels
+      const cases = [[2, 40, 5], [3, 300, 48], [1, 3, 8], ...(target.name === 'cuda' ? [[1, 2000, 3072]] : [])];
+      for (const [b, t, c] of cases) {
+        const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
+        const activatedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
+          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { relu2: true });
+          return [f(x, w), ...tf.grads(f)([x, w], dy)];
+        };
+        await compare(B, `canon with relu2 [${b},${t},${c}]`, [x, w, docIds, dy], activatedAndGrads, { rtol: 1e-4, atol: 1e-4 });
+      }
+    });
+
     it('a bf16-only x and dy (the normed input; ReLU²\'s and AttentionInputs\' gradients under bf16 precision) are read as stored: the gradients of their bf16 values, no float32 copy; a projection\'s dx in bf16', async () => {
       await useBackend(B);
       const backend = tf.backend() as CudaBackend, [b, t, c] = [2, 40, 12];
@@ -104,17 +119,19 @@ for (const target of targets) {
       }
     });
 
-    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; only D runs it again in the backward', async () => {
+    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; only D before SwiGLU runs it again in the backward', async () => {
       await useBackend(B);
       const cfg = T.resolveConfig('tiny', {
         vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      // A, B, C, D in 2 layers, and D again in the backward (checkpointed with the activation: train_gpt.ts's
-      // mlpSublayer()); A, B and C norm their input inside the kernel, which keeps only x
-      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2, [CANON_CONV_GRAD]: 4 * 2 });
+      // A, B, C, D in 2 layers, once each way: A, B and C norm their input inside the kernel and D applies relu² (the
+      // relu2 MLP), so each keeps only x and nothing runs again in the backward; with SwiGLU, D is checkpointed with its
+      // activation and runs again
+      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2, [CANON_CONV_GRAD]: 4 * 2, ReluSquared: 0, ReluSquaredGrad: 0 });
       await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2 });
+      await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2, [CANON_CONV_GRAD]: 4 * 2 });
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {
@@ -129,8 +146,9 @@ for (const target of targets) {
         assert.throws(run(CANON_CONV, { x, w }), /CanonConv: input docIds is missing/);
         assert.throws(run(CANON_CONV_GRAD, { dy: tf.zeros([2, 5, 4]), x, w, docIds }), /CanonConvGrad: dy float32\[2,5,4\] must have x's shape \[2,5,8\]/);
         assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, normChannels: 6, normGroup: 6 }), /CanonConv: a head norm over 6 of 8 channels in heads of 6 \(the kernel takes heads of 4 to 128/);
-        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4, rowNorm: false }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4, rowNorm: false, relu2: false }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
         assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, normChannels: 8, normGroup: 4, rowNorm: true }), /CanonConv: a head norm \(over 8 channels\) and the row norm together/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { ...NO_NORM, rowNorm: true, relu2: true }), /CanonConvGrad: relu2 with a norm/);
       });
     });
   });

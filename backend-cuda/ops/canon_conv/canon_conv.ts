@@ -8,7 +8,8 @@
 //   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x. rowNorm: Canon A and C convolve z =
 //   rmsNorm(x) over whole rows (x the residual stream; the gradient kernel then returns dz, which RMSNormGrad takes to
 //   dx, summing the residual's gradient in). xFromProjection: x is a projection's output (Canon B and D), so dx feeds
-//   only its gradient matmuls (a backend may store dx as they read it, in bf16).
+//   only its gradient matmuls (a backend may store dx as they read it, in bf16). relu2: y = relu(the conv)², Canon D
+//   and the relu2 MLP's activation in one op (no norm), whose gradient kernel takes dy of that.
 // The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec } from '../fused_kernel.ts';
@@ -18,14 +19,16 @@ export const CANON_CONV = 'CanonConv';
 export const CANON_CONV_GRAD = 'CanonConvGrad';
 
 /** The norm before the taps: Canon B's (heads of normGroup channels among the first normChannels) or Canon A's and C's
- * (rowNorm: whole rows); whether x is a projection's output (whose gradient only that projection's matmuls read). */
-export interface CanonAttrs { normChannels: number; normGroup: number; eps: number; rowNorm: boolean; xFromProjection: boolean }
+ * (rowNorm: whole rows); whether x is a projection's output (whose gradient only that projection's matmuls read); relu2:
+ * the relu2 MLP's activation after the taps (Canon D). */
+export interface CanonAttrs { normChannels: number; normGroup: number; eps: number; rowNorm: boolean; xFromProjection: boolean; relu2: boolean }
 
 /** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C (and the rows, where
  * rowNorm), or true: the head's channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a
  * multiple of 4; one norm at a time. */
-export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean): true | string {
+export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean, relu2 = false): true | string {
   if (channels > 0 && rowNorm) return `a head norm (over ${channels} channels) and the row norm together`;
+  if (relu2 && (channels > 0 || rowNorm)) return 'relu2 with a norm (relu2 is Canon D\'s, which has none)';
   if (channels === 0) return true;
   const fits = group >= 4 && group <= 128 && (group & (group - 1)) === 0 && channels % group === 0 && channels <= C && C % 4 === 0;
   return fits || `a head norm over ${channels} of ${C} channels in heads of ${group} (the kernel takes heads of 4 to 128 channels, a power of two, and C a multiple of 4)`;
@@ -33,10 +36,10 @@ export function canonNormFits(channels: number, group: number, C: number, rowNor
 
 export const canonConv: FusedKernelSpec<CanonAttrs> = {
   name: CANON_CONV,
-  supports: ({ x, w, docIds }, { normChannels, normGroup, rowNorm }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
+  supports: ({ x, w, docIds }, { normChannels, normGroup, rowNorm, relu2 }) => x.rank !== 3 || w.rank !== 2 || w.shape[1] !== 4 || w.shape[0] !== x.shape[2]
     ? `x [${x.shape}] and w [${w.shape}] are not [B,T,C] and [C,4]`
     : x.dtype !== 'float32' || w.dtype !== 'float32' || docIds.dtype !== 'int32' ? 'x and w must be float32 and docIds int32'
-    : canonNormFits(normChannels, normGroup, x.shape[2]!, rowNorm),
+    : canonNormFits(normChannels, normGroup, x.shape[2]!, rowNorm, relu2),
 };
 
 tf.registerGradient({

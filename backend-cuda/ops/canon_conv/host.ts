@@ -20,32 +20,26 @@ function normedHeads(x: Float32Array, rows: number, C: number, channels: number,
 
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm, _rowRstd, relu2) {
       const n = B * T * C;
       if (n === 0) return;
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
-      const r = Math.fround, xv = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps).z, wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), yv = mem.output(y, n, yBf16);
-      for (let row = 0; row < B * T; row++) {
-        const t = row % T;
-        for (let c = 0; c < C; c++) {
-          let acc = r(xv[row * C + c] * r(wv[c * 4 + 3] + 1));
-          for (let s = 1; s <= 3; s++) {
-            const prev = t >= s && doc[row - s] === doc[row] ? xv[(row - s) * C + c] : 0;
-            acc = r(acc + r(prev * wv[c * 4 + 3 - s]));
-          }
-          yv[row * C + c] = acc;
-        }
-      }
+      const xv = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps).z, yv = mem.output(y, n, yBf16);
+      yv.set(conv(xv, mem.floats(w, C * 4), mem.ints(docIds, B * T), B, T, C));
+      if (relu2) for (let i = 0; i < n; i++) yv[i] = yv[i] > 0 ? Math.fround(yv[i] * yv[i]) : 0;
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm, _rowRstd, relu2) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
       // the row norm's dx is dz, the normed input's gradient (RMSNormGrad finishes it): only the taps read rstd
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
       const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps);
-      const g = mem.input(dy, n, dyBf16), wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
+      const wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
+      // relu2: dy is relu(h)²'s, h the conv (made again, as the forward): the conv's gradient is dy·2·relu(h)
+      const g = Float32Array.from(mem.input(dy, n, dyBf16));
+      if (relu2) conv(xv, wv, doc, B, T, C).forEach((h, i) => { g[i] = h > 0 ? g[i] * 2 * h : 0; });
       const sums = new Float64Array(C * 4);
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
@@ -69,4 +63,21 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       mem.flush(dx, dxv, dxBf16);
     },
   };
+}
+
+/** The taps' sum over z [B·T, C] in the composite's order, each product and sum rounded to float32 (canon_conv.cu's). */
+function conv(z: Float32Array, w: Float32Array, doc: Int32Array, B: number, T: number, C: number): Float32Array {
+  const r = Math.fround, y = new Float32Array(B * T * C);
+  for (let row = 0; row < B * T; row++) {
+    const t = row % T;
+    for (let c = 0; c < C; c++) {
+      let acc = r(z[row * C + c] * r(w[c * 4 + 3] + 1));
+      for (let s = 1; s <= 3; s++) {
+        const prev = t >= s && doc[row - s] === doc[row] ? z[(row - s) * C + c] : 0;
+        acc = r(acc + r(prev * w[c * 4 + 3 - s]));
+      }
+      y[row * C + c] = acc;
+    }
+  }
+  return y;
 }

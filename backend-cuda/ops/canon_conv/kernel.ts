@@ -16,15 +16,16 @@ export const CANON_ROWS_PER_PARTIAL = 256;
 export interface CanonConvNative {
   /** y[r,c] = z[r,c] + Σ_k w[c,k]·z[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
    * docIds (int32 [B,T]) agree; z = x, RMS-normed (eps) in heads of normGroup channels over its first normChannels
-   * (0: none) or, with rowNorm, over whole rows (rowRstd: scratch of B·T floats); x in bf16 where xBf16, y where yBf16. */
+   * (0: none) or, with rowNorm, over whole rows (rowRstd: scratch of B·T floats); with relu2, y = relu(that)²; x in
+   * bf16 where xBf16, y where yBf16. */
   canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number,
-    normChannels: number, normGroup: number, eps: number, rowNorm: boolean, rowRstd: number): void;
-  /** dx (with rowNorm: dz, the gradient of the normed x) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed
+    normChannels: number, normGroup: number, eps: number, rowNorm: boolean, rowRstd: number, relu2: boolean): void;
+  /** dx (with rowNorm: dz, the gradient of the normed x; with relu2, dy is relu(y)²'s) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed
    * deterministically through `partials` (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy, x and dx in
    * bf16 where flagged. */
   canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dxBf16: boolean, dw: number,
     partials: number, B: number, T: number, C: number, normChannels: number, normGroup: number, eps: number, rowNorm: boolean,
-    rowRstd: number): void;
+    rowRstd: number, relu2: boolean): void;
 }
 
 /** x (or dy) float32 [B,T,C], w float32 [C,4], docIds int32 [B,T]. */
@@ -39,12 +40,13 @@ function checked(kernel: string, inputs: NamedTensorInfoMap, withDy: boolean): {
   return { x, dims: [B, T, C] };
 }
 
-/** The norm's attrs [normChannels, normGroup, eps, rowNorm], checked against C. */
-function normAttrs(kernel: string, attrs: NamedAttrMap, C: number): [number, number, number, boolean] {
+/** The norm's attrs [normChannels, normGroup, eps, rowNorm] and relu2, checked against C. */
+function normAttrs(kernel: string, attrs: NamedAttrMap, C: number): { norm: [number, number, number, boolean]; relu2: boolean } {
   const channels = numberAttr(kernel, attrs, 'normChannels'), group = numberAttr(kernel, attrs, 'normGroup');
-  const rowNorm = booleanAttr(kernel, attrs, 'rowNorm'), fits = canonNormFits(channels, group, C, rowNorm);
+  const rowNorm = booleanAttr(kernel, attrs, 'rowNorm'), relu2 = booleanAttr(kernel, attrs, 'relu2');
+  const fits = canonNormFits(channels, group, C, rowNorm, relu2);
   if (fits !== true) throw new Error(`${kernel}: ${fits}`);
-  return [channels, group, numberAttr(kernel, attrs, 'eps'), rowNorm];
+  return { norm: [channels, group, numberAttr(kernel, attrs, 'eps'), rowNorm], relu2 };
 }
 
 
@@ -53,11 +55,11 @@ export const canonConvKernels: CudaKernel[] = [
     kernelName: CANON_CONV,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV, inputs, false);
-      const norm = normAttrs(CANON_CONV, attrs, dims[2]);
+      const { norm, relu2 } = normAttrs(CANON_CONV, attrs, dims[2]);
       const rowRstd = norm[3] ? backend.makeOutput([dims[0] * dims[1]], 'float32') : null;  // the row norm's scratch
       const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
       backend.device.canonConv(xs.ptr, xs.bf16, backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
-        y.ptr, y.bf16, ...dims, ...norm, rowRstd ? backend.ptr(rowRstd) : 0);
+        y.ptr, y.bf16, ...dims, ...norm, rowRstd ? backend.ptr(rowRstd) : 0, relu2);
       if (rowRstd) backend.disposeIntermediateTensorInfo(rowRstd);
       return y.out;
     },
@@ -66,7 +68,7 @@ export const canonConvKernels: CudaKernel[] = [
     kernelName: CANON_CONV_GRAD,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
-      const [B, T, C] = dims, w = inputs.w as TensorInfo, norm = normAttrs(CANON_CONV_GRAD, attrs, C);
+      const [B, T, C] = dims, w = inputs.w as TensorInfo, { norm, relu2 } = normAttrs(CANON_CONV_GRAD, attrs, C);
       // Where x is a projection's output (Canon B and D) dx's only readers are its gradient matmuls: bf16 under bf16
       // precision, as they read it; elsewhere float32
       const dxBf16 = booleanAttr(CANON_CONV_GRAD, attrs, 'xFromProjection') ? backend.makeBf16Output(x.shape) : null;
@@ -77,7 +79,7 @@ export const canonConvKernels: CudaKernel[] = [
       const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
       backend.device.canonConvGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, backend.ptr(w),
         backend.ptr(inputs.docIds as TensorInfo), dxBf16?.ptr ?? backend.ptr(dx), dxBf16?.bf16 ?? false, backend.ptr(dw), backend.ptr(partials), B, T, C,
-        ...norm, rowRstd ? backend.ptr(rowRstd) : 0);
+        ...norm, rowRstd ? backend.ptr(rowRstd) : 0, relu2);
       backend.disposeIntermediateTensorInfo(partials);
       if (rowRstd) backend.disposeIntermediateTensorInfo(rowRstd);
       return [dx, dw];
