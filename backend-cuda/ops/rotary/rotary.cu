@@ -68,26 +68,39 @@ __device__ __forceinline__ float rowLanesSum(float v, int lanesPerRow) {
   return v;
 }
 
+// A lane's 4 pairs of the head `row` (x1 from pair j, x2 from j + half), their angles' cosines and sines, and the head
+// normed in place (n = x·rstd); returns rstd. Every lane of the warp calls it (the head's sum is a shuffle).
+template <typename In>
+__device__ __forceinline__ float loadNormedPairs(const In* __restrict__ x, const float* __restrict__ cosT,
+                                                 const float* __restrict__ sinT, int64_t row, int j, int T, int H, int half,
+                                                 float eps, float (&x1)[4], float (&x2)[4], float (&c)[4], float (&s)[4]) {
+  const int64_t t = (row / H) % T;
+  loadVec<4>(x + row * 2 * half + j, x1);
+  loadVec<4>(x + row * 2 * half + half + j, x2);
+  loadVec<4>(cosT + t * half + j, c);
+  loadVec<4>(sinT + t * half + j, s);
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) ss += x1[k] * x1[k] + x2[k] * x2[k];
+  const float rstd = rsqrtf(rowLanesSum(ss, half / 4) / float(2 * half) + eps);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    x1[k] *= rstd;
+    x2[k] *= rstd;
+  }
+  return rstd;
+}
+
 template <typename In, typename Out>
 __global__ void normedRotaryKernel(const In* __restrict__ x, const float* __restrict__ cosT, const float* __restrict__ sinT,
                                    Out* __restrict__ y, int64_t rows, int T, int H, int half, float eps) {
-  const int lanesPerRow = half / 4;
-  forEachNormedRow(rows, lanesPerRow, [&](int64_t row, int j, bool real) {
-    const int64_t t = (row / H) % T;
-    float x1[4], x2[4], c[4], s[4], y1[4], y2[4];
-    loadVec<4>(x + row * 2 * half + j, x1);
-    loadVec<4>(x + row * 2 * half + half + j, x2);
-    loadVec<4>(cosT + t * half + j, c);
-    loadVec<4>(sinT + t * half + j, s);
-    float ss = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) ss += x1[k] * x1[k] + x2[k] * x2[k];
-    const float rstd = rsqrtf(rowLanesSum(ss, lanesPerRow) / float(2 * half) + eps);
+  forEachNormedRow(rows, half / 4, [&](int64_t row, int j, bool real) {
+    float n1[4], n2[4], c[4], s[4], y1[4], y2[4];
+    loadNormedPairs(x, cosT, sinT, row, j, T, H, half, eps, n1, n2, c, s);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const float n1 = x1[k] * rstd, n2 = x2[k] * rstd;
-      y1[k] = n1 * c[k] + n2 * s[k];
-      y2[k] = n2 * c[k] - n1 * s[k];
+      y1[k] = n1[k] * c[k] + n2[k] * s[k];
+      y2[k] = n2[k] * c[k] - n1[k] * s[k];
     }
     if (real) {
       storeVec<4>(y + row * 2 * half + j, y1);
@@ -100,37 +113,24 @@ template <typename In>
 __global__ void normedRotaryGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ cosT,
                                        const float* __restrict__ sinT, float* __restrict__ dx, int64_t rows, int T, int H,
                                        int half, float eps) {
-  const int lanesPerRow = half / 4;
-  forEachNormedRow(rows, lanesPerRow, [&](int64_t row, int j, bool real) {
-    const int64_t t = (row / H) % T;
-    float g1[4], g2[4], x1[4], x2[4], c[4], s[4];
+  forEachNormedRow(rows, half / 4, [&](int64_t row, int j, bool real) {
+    float g1[4], g2[4], n1[4], n2[4], c[4], s[4];
     loadVec<4>(dy + row * 2 * half + j, g1);
     loadVec<4>(dy + row * 2 * half + half + j, g2);
-    loadVec<4>(x + row * 2 * half + j, x1);
-    loadVec<4>(x + row * 2 * half + half + j, x2);
-    loadVec<4>(cosT + t * half + j, c);
-    loadVec<4>(sinT + t * half + j, s);
-    float ss = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      ss += x1[k] * x1[k] + x2[k] * x2[k];
-      const float d1 = g1[k], d2 = g2[k];  // the transpose rotation of dy
-      g1[k] = d1 * c[k] - d2 * s[k];
-      g2[k] = d1 * s[k] + d2 * c[k];
-    }
-    const float rstd = rsqrtf(rowLanesSum(ss, lanesPerRow) / float(2 * half) + eps);
+    const float rstd = loadNormedPairs(x, cosT, sinT, row, j, T, H, half, eps, n1, n2, c, s);
     float dot = 0.f;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      x1[k] *= rstd;  // n, the normed row
-      x2[k] *= rstd;
-      dot += g1[k] * x1[k] + g2[k] * x2[k];
+      const float d1 = g1[k], d2 = g2[k];  // g: the transpose rotation of dy
+      g1[k] = d1 * c[k] - d2 * s[k];
+      g2[k] = d1 * s[k] + d2 * c[k];
+      dot += g1[k] * n1[k] + g2[k] * n2[k];
     }
-    const float mean = rowLanesSum(dot, lanesPerRow) / float(2 * half);
+    const float mean = rowLanesSum(dot, half / 4) / float(2 * half);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      g1[k] = rstd * (g1[k] - x1[k] * mean);
-      g2[k] = rstd * (g2[k] - x2[k] * mean);
+      g1[k] = rstd * (g1[k] - n1[k] * mean);
+      g2[k] = rstd * (g2[k] - n2[k] * mean);
     }
     if (real) {
       storeVec<4>(dx + row * 2 * half + j, g1);
