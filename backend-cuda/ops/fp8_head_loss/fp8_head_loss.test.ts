@@ -129,8 +129,11 @@ for (const target of targets) {
       });
       const fused = await at('bf16', chunkRows), twoOp = await at('bf16', null), wide = await at('fp32', chunkRows);
       assertClose(fused, twoOp, gpu ? [1e-5, 1e-3, 1e-3] : [1e-6, 0, 1e-6], `under bf16, on ${B}`);
-      const moved = relError(fused[0], wide[0]);
-      assert.ok(moved > 0 && moved < 1e-3, `the loss of bf16 logits against float32 ones: relative ${moved.toExponential(2)} (0: not rounded)`);
+      // rounded: the gradients show it (dx moves with every logit the rounding moves); the summed loss need not (its
+      // rows' changes can cancel below a float32 ulp of the sum: seed 1390164206 on cuda-host gave the same 295.06018)
+      const moved = relError(fused[0], wide[0]), gradMoved = relError(fused[1], wide[1]);
+      assert.ok(gradMoved > 0, `dx of bf16 logits against float32 ones: relative ${gradMoved.toExponential(2)} (0: not rounded)`);
+      assert.ok(moved < 1e-3, `the loss of bf16 logits against float32 ones: relative ${moved.toExponential(2)}`);
       // dx and dW differ by the e5m2 codes that the bf16 rounding of z moves across a code boundary (one step: 2⁻² of the
       // entry); a target's entry (the largest of its row) flipping dominates the norm: on cuda-host's 64 rows, 1500 draws
       // gave a median of 2.4e-3, a 99th percentile of 1.8e-2 and a maximum of 2.3e-2 (6 over the 2e-2 this bound was,
