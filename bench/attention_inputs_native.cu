@@ -105,10 +105,10 @@ int main(int argc, char** argv) {
     dDq.upload(dq); dDk.upload(dk); dDv.upload(dv);
     const float* vePtr = withVe ? dVe.d : nullptr;
     auto forward = [&] {
-      check(launchAttentionInputs(0, dQkv.d, dCos.d, dSin.d, dLam.d, vePtr, oQ.d, oK.d, oV.d, B, T, H, Hk, h, qkNorm, eps), "forward");
+      check(launchAttentionInputs(0, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, oQ.d, oK.d, oV.d, false, B, T, H, Hk, h, qkNorm, eps), "forward");
     };
     auto backward = [&] {
-      check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, dQkv.d, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, false, gLam.d,
+      check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, false, gLam.d,
                                       withVe ? gVe.d : nullptr, B, T, H, Hk, h, qkNorm, eps), "backward");
     };
     forward();
