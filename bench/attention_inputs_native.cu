@@ -127,23 +127,8 @@ int main(int argc, char** argv) {
     std::printf("  rerun bit-identical: %s\n", same ? "yes" : "NO");
     if (!same) worst = INFINITY;
 
-    cudaEvent_t e0, e1;
-    check(cudaEventCreate(&e0), "event");
-    check(cudaEventCreate(&e1), "event");
-    auto time = [&](const char* name, auto&& run, double bytes) {
-      const int reps = 20;
-      run();
-      check(cudaEventRecord(e0), "record");
-      for (int r = 0; r < reps; r++) run();
-      check(cudaEventRecord(e1), "record");
-      check(cudaEventSynchronize(e1), "sync");
-      float ms = 0;
-      check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-      ms /= reps;
-      std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
-    };
-    time("forward", forward, 4.0 * (2 * nQkv + (withVe ? nK : 0)));
-    time("backward", backward, 4.0 * (3 * nQkv + (withVe ? 2 * nK : 0)));
+    timeBandwidth("forward", forward, 4.0 * (2 * nQkv + (withVe ? nK : 0)));
+    timeBandwidth("backward", backward, 4.0 * (3 * nQkv + (withVe ? 2 * nK : 0)));
   }
   // fp32 against float64: a rotated value can cancel to ~1e-3, where a few ulps of its terms are ~1e-4 of it
   // (measured on the H100: 1.04e-4 at B = 8, T = 2048), so the elementwise bound is 1e-3.

@@ -128,23 +128,8 @@ int main(int argc, char** argv) {
   check(cudaMemcpy(xB.d, xb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(dyB.d, dyb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
   const bool dxBf16 = variant == "heads" || relu2;
-  cudaEvent_t e0, e1;
-  check(cudaEventCreate(&e0), "event");
-  check(cudaEventCreate(&e1), "event");
-  auto time = [&](const char* name, auto&& run, double bytes) {
-    const int reps = 20;
-    run();
-    check(cudaEventRecord(e0), "record");
-    for (int r = 0; r < reps; r++) run();
-    check(cudaEventRecord(e1), "record");
-    check(cudaEventSynchronize(e1), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-    ms /= reps;
-    std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
-  };
-  time("forward", [&] { forward(xB.d, true, yB.d, true); }, 2.0 * 2 * n);
-  time("backward", [&] { backward(dyB.d, true, xB.d, true, dxBf16 ? dxB.d : oDx.d, dxBf16); }, 2.0 * 2 * n + (dxBf16 ? 2.0 : 4.0) * n);
+  timeBandwidth("forward", [&] { forward(xB.d, true, yB.d, true); }, 2.0 * 2 * n);
+  timeBandwidth("backward", [&] { backward(dyB.d, true, xB.d, true, dxBf16 ? dxB.d : oDx.d, dxBf16); }, 2.0 * 2 * n + (dxBf16 ? 2.0 : 4.0) * n);
   check(cudaDeviceSynchronize(), "timings");
   cudaFree(dDoc);
   // float32 taps against float64; the head norm's backward subtracts nearly equal terms (bound 1e-3 as attention_inputs')

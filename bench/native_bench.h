@@ -1,5 +1,5 @@
-// Shared by the Node-free kernel benchmarks (bench/*_native.cu): stop on a CUDA error, and a device buffer
-// of floats with host transfers.
+// Shared by the Node-free kernel benchmarks (bench/*_native.cu): stop on a CUDA error, a device buffer of floats
+// with host transfers, and a memory-bound kernel's timing.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -30,3 +30,23 @@ struct Buffer {
     return h;
   }
 };
+
+// Times run() (kernel launches on the default stream) by CUDA events over `reps` runs after one warm-up, and prints the
+// mean time and the bandwidth of the `bytes` it must move.
+template <typename F>
+void timeBandwidth(const char* name, F&& run, double bytes, int reps = 20) {
+  cudaEvent_t e0, e1;
+  check(cudaEventCreate(&e0), "event");
+  check(cudaEventCreate(&e1), "event");
+  run();
+  check(cudaEventRecord(e0), "record");
+  for (int r = 0; r < reps; r++) run();
+  check(cudaEventRecord(e1), "record");
+  check(cudaEventSynchronize(e1), "sync");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+  ms /= reps;
+  std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+}
