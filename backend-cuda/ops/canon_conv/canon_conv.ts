@@ -26,7 +26,7 @@ export interface CanonAttrs { normChannels: number; normGroup: number; eps: numb
 /** Why the fused kernel cannot norm heads of `group` channels over the first `channels` of C (and the rows, where
  * rowNorm), or true: the head's channels must be the lanes of one warp (4 each: a power of two from 4 to 128) and C a
  * multiple of 4; one norm at a time. */
-export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean, relu2 = false): true | string {
+export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean, relu2: boolean): true | string {
   if (channels > 0 && rowNorm) return `a head norm (over ${channels} channels) and the row norm together`;
   if (relu2 && (channels > 0 || rowNorm)) return 'relu2 with a norm (relu2 is Canon D\'s, which has none)';
   if (channels === 0) return true;
