@@ -84,11 +84,24 @@ __global__ void rowRstdKernel(const In* __restrict__ x, float* __restrict__ rstd
   if (lane == 0) rstd[row] = rsqrtf(ss / float(C) + eps);
 }
 
+// The sum of v over the lanes of the lane's head (group / 4 consecutive lanes). Always five shuffles, the unneeded ones
+// not added: a loop bounded by the group (a runtime value) stays a loop, and its branches kept the unrolled rows' chains
+// of dependent shuffles from overlapping (the normed kernels ran at half the plain ones' bandwidth). Every lane of the
+// warp calls it.
+__device__ __forceinline__ float headSum(float v, int group) {
+  const int lanes = group / 4;
+#pragma unroll
+  for (int offset = 16; offset >= 1; offset >>= 1) {
+    const float other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v += offset < lanes ? other : 0.f;
+  }
+  return v;
+}
+
 // kHeadNorm's rstd of the lane's head, and 1 outside the normed channels. Every lane of the warp calls it (the
 // shuffles), active or not.
 __device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, const NormArgs& norm) {
-  float ss = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
-  for (int offset = norm.group / 8; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+  const float ss = headSum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3], norm.group);
   return normed ? rsqrtf(ss / float(norm.group) + norm.eps) : 1.f;
 }
 
@@ -127,8 +140,9 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  // Row r's input to the taps from its x: x, or x·rstd (a normed head, or the row); 0 in an inactive lane
-  auto toInput = [&](float (&v)[V], int r) {
+  // Row r's input to the taps from its x: x, or x·rstd (a normed head, or the row: rowRstd, rowRstdAt(r)); 0 in an
+  // inactive lane
+  auto toInput = [&](float (&v)[V], float rowRstd) {
     if constexpr (Norm == kHeadNorm) {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
@@ -136,14 +150,14 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] *= rstd;
     } else if constexpr (Norm == kRowNorm) {
-      const float rstd = norm.rowRstd[r];
 #pragma unroll
-      for (int j = 0; j < V; ++j) v[j] *= rstd;
+      for (int j = 0; j < V; ++j) v[j] *= rowRstd;
     }
   };
+  auto rowRstdAt = [&](int r) { return Norm == kRowNorm ? norm.rowRstd[r] : 1.f; };
   auto input = [&](int r, float (&v)[V]) {
     loadVec<V>(x + int64_t(r) * C + cl, v);
-    toInput(v, r);
+    toInput(v, rowRstdAt(r));
   };
   // prev[s − 1]: the input of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the
   // documents agree
@@ -160,18 +174,22 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       prevDoc[s - 1] = doc[r0 - s];
     }
   }
-  // x is loaded a row ahead of its use, unconditionally (the last row again at the end), so that no load waits behind
-  // the row before's norm or store
-  float ahead[V];
+  // x, its document and its row's rstd are loaded a row ahead of their use, unconditionally (the last row again at the
+  // end), so that no load waits behind the row before's norm or store
+  float ahead[V], rstdAhead = rowRstdAt(r0);
+  int docAhead = doc[r0];
   loadVec<V>(x + int64_t(r0) * C + cl, ahead);
 #pragma unroll 4
   for (int r = r0; r < r1; ++r) {
     float cur[V], out[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) cur[j] = ahead[j];
-    loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, ahead);
-    toInput(cur, r);
-    const int d = doc[r];
+    const float rstd = rstdAhead;
+    const int d = docAhead, next = min(r + 1, rows - 1);
+    loadVec<V>(x + int64_t(next) * C + cl, ahead);
+    rstdAhead = rowRstdAt(next);
+    docAhead = doc[next];
+    toInput(cur, rstd);
     bool counts[3];
 #pragma unroll
     for (int s = 1; s <= 3; ++s) counts[s - 1] = t >= s && prevDoc[s - 1] == d;
@@ -210,16 +228,15 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-    // Row r's input to the taps z (x, or x·rstd: a normed head, or the row) and rstd; 0 in an inactive lane (its dy too). The
-    // loads are unconditional (no branch around them): the loads of the unrolled rows issue together.
-    auto toInput = [&](float (&v)[V], int r) {
-      float rstd = 1.f;
+    // Row r's input to the taps z (x, or x·rstd: a normed head, or the row: rowRstd, rowRstdAt(r)) and rstd; 0 in an
+    // inactive lane (its dy too). The loads are unconditional (no branch around them): the loads of the unrolled rows
+    // issue together.
+    auto toInput = [&](float (&v)[V], float rowRstd) {
+      float rstd = rowRstd;
       if constexpr (Norm == kHeadNorm) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
         rstd = headRstd(v, normed, norm);
-      } else if constexpr (Norm == kRowNorm) {
-        rstd = norm.rowRstd[r];
       }
       if constexpr (Norm != kNoNorm) {
 #pragma unroll
@@ -227,9 +244,10 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       }
       return rstd;
     };
+    auto rowRstdAt = [&](int r) { return Norm == kRowNorm ? norm.rowRstd[r] : 1.f; };
     auto input = [&](int r, float (&v)[V]) {
       loadVec<V>(x + int64_t(r) * C + cl, v);
-      toInput(v, r);
+      toInput(v, rowRstdAt(r));
     };
     auto gradient = [&](int r, float (&v)[V]) {
       loadVec<V>(dy + int64_t(r) * C + cl, v);
@@ -252,22 +270,24 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         nextDoc[s - 1] = doc[r0 + s];
       }
     }
-    float g[V], xAhead[V];  // x is loaded a row ahead of its use (as in the forward), dy four rows ahead
+    // x and its row's rstd are loaded a row ahead of their use (as in the forward), dy and the documents four rows ahead
+    // (clamped to the last row: a row past the last is in no later position of the sequence, so never counted)
+    float g[V], xAhead[V], rstdAhead = rowRstdAt(r0);
+    int d = doc[r0];  // row r's document
     gradient(r0, g);
     loadVec<V>(x + int64_t(r0) * C + cl, xAhead);
 #pragma unroll 4
     for (int r = r0; r < r1; ++r) {
-      float cur[V], ahead[V] = {}, out[V];
+      float cur[V], ahead[V], out[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) cur[j] = xAhead[j];
-      loadVec<V>(x + int64_t(min(r + 1, rows - 1)) * C + cl, xAhead);
-      const float rstd = toInput(cur, r);
-      int aheadDoc = 0;
-      if (r + 4 < rows) {  // dy of the row 4 ahead: the next row's next[2]
-        gradient(r + 4, ahead);
-        aheadDoc = doc[r + 4];
-      }
-      const int d = doc[r];
+      const float curRstd = rstdAhead;
+      const int next1 = min(r + 1, rows - 1), next4 = min(r + 4, rows - 1);
+      loadVec<V>(x + int64_t(next1) * C + cl, xAhead);
+      rstdAhead = rowRstdAt(next1);
+      gradient(next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
+      const int aheadDoc = doc[next4];
+      const float rstd = toInput(cur, curRstd);
       bool before[3], after[3];
 #pragma unroll
       for (int s = 1; s <= 3; ++s) {
@@ -289,7 +309,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         float dot = 0.f;
 #pragma unroll
         for (int j = 0; j < V; ++j) dot += out[j] * cur[j];
-        for (int offset = norm.group / 8; offset >= 1; offset >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        dot = headSum(dot, norm.group);
         if (normed) {
           const float mean = dot / float(norm.group);
 #pragma unroll
@@ -303,7 +323,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
       }
       prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-      nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
+      d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
       if (++t == T) t = 0;
     }
   }
@@ -313,9 +333,11 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // Canon D with the MLP's relu² (Relu2): the gradient from dy, the gradient of relu(h)² with h = the conv of x, which is
 // made again here from x (as the forward did, bit for bit, so ReLU's signs agree). g = dy·2·relu(h) is the conv's
 // gradient; a row's dx needs g of it and the three rows after, so the thread keeps x of rows r − 3 … r + 4 (xs[q]: row
-// r − 3 + q) and g of rows r … r + 3 in registers: each row's x and dy are read once, h and g made once.
+// r − 3 + q) and g of rows r … r + 3 in registers: each row's x and dy are read once, h and g made once. x and dy are
+// loaded a row ahead of their use (dy of row r + 5 waits in dyAhead). Two blocks an SM (at most 128 registers): at the
+// 160 it took on its own, one block of 8 warps left too few loads in flight.
 template <int V, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kChannelThreads * kRowGroups)
+__global__ void __launch_bounds__(kChannelThreads * kRowGroups, 2)
     canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                          const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                          int T, int C) {
@@ -336,13 +358,10 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       docs[q] = doc[at];
       ts[q] = inside ? row % T : -1;
     };
+    auto loadDy = [&](int row, float (&d)[V]) { loadVec<V>(dy + int64_t(min(row, rows - 1)) * C + c0, d); };
     // h = the conv at slot q (its taps: slots q − 3 … q), as canonConvKernel rounds it, and g = dy·2·relu(h) of that row
-    auto reluGrad = [&](int q, int row, float (&g)[V]) {
-#pragma unroll
-      for (int j = 0; j < V; ++j) g[j] = 0.f;
-      if (ts[q] < 0) return;  // past the last row: its g is never read
-      float d[V];
-      loadVec<V>(dy + int64_t(row) * C + c0, d);
+    // (d: its dy; 0 past the last row, whose g is never read)
+    auto reluGrad = [&](int q, const float (&d)[V], float (&g)[V]) {
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         float h = __fmul_rn(xs[q][j], k[j].self);
@@ -351,15 +370,19 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
           const bool counts = ts[q] >= s && docs[q - s] == docs[q];
           h = __fadd_rn(h, __fmul_rn(counts ? xs[q - s][j] : 0.f, k[j].taps[s - 1]));
         }
-        g[j] = h > 0.f ? d[j] * 2.f * h : 0.f;
+        g[j] = h > 0.f && ts[q] >= 0 ? d[j] * 2.f * h : 0.f;
       }
     };
 #pragma unroll
     for (int q = 0; q < 8; ++q) loadRow(q, r0 - 3 + q);
-    float gs[4][V];  // g of rows r … r + 3
+    float gs[4][V], dyAhead[V];  // g of rows r … r + 3; dy of row r + 4
 #pragma unroll
-    for (int q = 0; q < 4; ++q) reluGrad(3 + q, r0 + q, gs[q]);
-#pragma unroll 2
+    for (int q = 0; q < 4; ++q) {
+      loadDy(r0 + q, dyAhead);
+      reluGrad(3 + q, dyAhead, gs[q]);
+    }
+    loadDy(r0 + 4, dyAhead);
+#pragma unroll 1
     for (int r = r0; r < r1; ++r) {
       // slot 3 is row r; dx from g of rows r … r + 3, dw from g of row r and x of rows r − 3 … r
       float out[V];
@@ -384,13 +407,17 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         docs[q] = docs[q + 1];
         ts[q] = ts[q + 1];
       }
+      float d[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) d[j] = dyAhead[j];
       loadRow(7, r + 5);
+      loadDy(r + 5, dyAhead);
 #pragma unroll
       for (int q = 0; q < 3; ++q) {
 #pragma unroll
         for (int j = 0; j < V; ++j) gs[q][j] = gs[q + 1][j];
       }
-      reluGrad(6, r + 4, gs[3]);
+      reluGrad(6, d, gs[3]);
     }
   }
   writeBlockPartials<V>(sum, partials, C);
