@@ -79,9 +79,9 @@ int main(int argc, char** argv) {
   auto backward = [&](int tc) {
     if (tc)
       return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, dO16, stats[1].d, delta.d, dq[1].d, dk[1].d,
-                                     dv[1].d, B, T, H, Hk, h, window, scale, score);
-    return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[0].d, dO.d, stats[0].d, true, dq[0].d, dk[0].d, dv[0].d, B, T,
-                               H, Hk, h, window, scale, score);
+                                     dv[1].d, nullptr, B, T, H, Hk, h, window, scale, score);
+    return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[0].d, dO.d, stats[0].d, true, dq[0].d, dk[0].d, dv[0].d, nullptr,
+                               B, T, H, Hk, h, window, scale, score);
   };
   for (int tc = 0; tc < 2; tc++) {
     check(forward(tc), "forward");

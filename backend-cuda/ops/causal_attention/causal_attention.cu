@@ -73,11 +73,13 @@ __device__ __forceinline__ void accumulateKeys(float (&acc)[kDimsPerLane], float
 }
 
 // dst[d] = acc · mul for this lane's dims d = lane + 32c of a row of h floats.
-__device__ __forceinline__ void storeLaneDims(float* dst, const float (&acc)[kDimsPerLane], float mul, int h, int lane) {
+// (plus: a row added first, as an Add of it and the product would: dv's sum so far)
+__device__ __forceinline__ void storeLaneDims(float* dst, const float (&acc)[kDimsPerLane], float mul, int h, int lane,
+                                              const float* plus = nullptr) {
 #pragma unroll
   for (int c = 0; c < kDimsPerLane; c++) {
     const int d = lane + 32 * c;
-    if (d < h) dst[d] = acc[c] * mul;
+    if (d < h) dst[d] = plus ? __fadd_rn(plus[d], __fmul_rn(acc[c], mul)) : acc[c] * mul;
   }
 }
 
@@ -253,7 +255,8 @@ template <int kScore>
 __global__ void __launch_bounds__(kBlockThreads)
 attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                       const int* __restrict__ docIds, const float* __restrict__ o, const float* __restrict__ dO,
-                      const float* __restrict__ stats, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
+                      const float* __restrict__ stats, float* __restrict__ dk, float* __restrict__ dv,
+                      const float* __restrict__ dvAccumulated, Dims dm) {
   extern __shared__ float smem[];
   const int h = dm.h, hp = h + 1;
   float* sK = smem;                  // [kBlockK][h+1]
@@ -340,7 +343,7 @@ attentionGradKVKernel(const float* __restrict__ q, const float* __restrict__ k, 
     if (j >= T) continue;
     const int64_t row = kRow(dm, b, j, kvHead);
     storeLaneDims(dk + row * h, accK[jj], dm.scale, h, lane);
-    storeLaneDims(dv + row * h, accV[jj], 1.f, h, lane);
+    storeLaneDims(dv + row * h, accV[jj], 1.f, h, lane, dvAccumulated ? dvAccumulated + row * h : nullptr);
   }
 }
 
@@ -358,7 +361,7 @@ cudaError_t forward(cudaStream_t s, const float* q, const float* k, const float*
 template <int kScore>
 cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                      const float* o, const float* dO, const float* stats, float* dq, float* dk, float* dv,
-                     const Dims& d) {
+                     const float* dvAccumulated, const Dims& d) {
   const size_t smemQ = sizeof(float) * (2 * kBlockQ * d.h + 2 * kBlockK * (d.h + 1));
   const dim3 gridQ((d.T + kBlockQ - 1) / kBlockQ, d.H, d.B);
   const auto kernelQ = attentionGradQKernel<kScore>;
@@ -370,7 +373,7 @@ cudaError_t backward(cudaStream_t s, const float* q, const float* k, const float
   const dim3 gridKV((d.T + kBlockK - 1) / kBlockK, d.Hk, d.B);
   const auto kernelKV = attentionGradKVKernel<kScore>;
   if (const cudaError_t e = allowSharedMemory(kernelKV, smemKV); e != cudaSuccess) return e;
-  kernelKV<<<gridKV, kBlockThreads, smemKV, s>>>(q, k, v, docIds, o, dO, stats, dk, dv, d);
+  kernelKV<<<gridKV, kBlockThreads, smemKV, s>>>(q, k, v, docIds, o, dO, stats, dk, dv, dvAccumulated, d);
   return cudaGetLastError();
 }
 
@@ -387,7 +390,8 @@ cudaError_t launchAttention(cudaStream_t s, const float* q, const float* k, cons
 
 cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, const float* v, const int* docIds,
                                 const float* o, const float* dO, float* stats, bool statsReady, float* dq, float* dk,
-                                float* dv, int B, int T, int H, int Hk, int h, int window, float scale, int score) {
+                                float* dv, const float* dvAccumulated, int B, int T, int H, int Hk, int h, int window,
+                                float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkDims(d); e != cudaSuccess) return e;
@@ -398,13 +402,13 @@ cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, 
     if (e != cudaSuccess) return e;
   }
   return byScore(score, [&](auto c) {
-    return backward<decltype(c)::value>(s, q, k, v, docIds, o, dO, stats, dq, dk, dv, d);
+    return backward<decltype(c)::value>(s, q, k, v, docIds, o, dO, stats, dq, dk, dv, dvAccumulated, d);
   });
 }
 
 TSGPT_LAUNCHER(attention, launchAttention, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window", "scale",
                "score");
 TSGPT_LAUNCHER(attentionGrad, launchAttentionGrad, "q", "k", "v", "docIds", "o", "dO", "stats", "statsReady", "dq", "dk", "dv",
-               "B", "T", "H", "Hk", "h", "window", "scale", "score");
+               "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

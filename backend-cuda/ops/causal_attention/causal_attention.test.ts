@@ -177,6 +177,57 @@ for (const target of targets) {
       backend.setMatmulPrecision(before);
     });
 
+    it("v's gradient so far is added in dv's store as tfjs's Add would (exact and bf16 paths); a v that feeds a later op too gets no Add of its shape", async () => {
+      await useBackend(target.name);
+      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      const tensor = (x: HostTensor) => tf.tensor(x.values, x.shape, x.dtype);
+      try {
+        // h 32 under fp32: the exact kernels; h 64 under bf16: the tensor-core entries
+        for (const [precision, h] of [['fp32', 32], ['bf16', 64]] as const) {
+          backend.setMatmulPrecision(precision);
+          const c: Case = { B: 2, T: 40, H: 4, Hk: 2, h, window: 24, docs: 'varied' }, attrs = { window: c.window, scale: 1 / Math.sqrt(h), score: 'softmax' };
+          const [q, k, v, ids, dy, acc] = [randFloat([c.B, c.T, c.H, h]), randFloat([c.B, c.T, c.Hk, h]), randFloat([c.B, c.T, c.Hk, h]),
+            docIds(c.B, c.T, c.docs), randFloat([c.B, c.T, c.H, h]), randFloat([c.B, c.T, c.Hk, h])].map(tensor);
+          const o = tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor;
+          const plain = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[];
+          const summed = tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o, accumulated: acc }, attrs) as tf.Tensor[];
+          const sum = tf.add(acc, plain[2]);
+          assert.deepEqual(Array.from(summed[2].dataSync()), Array.from(sum.dataSync()), `${precision}: dv with accumulated, against acc + dv`);
+          assert.deepEqual(Array.from(summed[1].dataSync()), Array.from(plain[1].dataSync()), `${precision}: dk`);
+          assert.ok(relError(summed[0].dataSync(), plain[0].dataSync()) < 1e-6, `${precision}: dq (summed by atomics: not bit-reproducible)`);
+          assert.throws(() => tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o, accumulated: dy }, attrs),
+            new RegExp(`CausalAttentionGrad: accumulated float32\\[${c.B},${c.T},${c.H},${h}\\] and v float32\\[${c.B},${c.T},${c.Hk},${h}\\] differ in shape`));
+          tf.dispose([q, k, v, ids, dy, acc, o, ...plain, ...summed, sum]);
+        }
+        // shaped attention's X: the values, and an input of an op made after the attention (its gradient comes first)
+        backend.setMatmulPrecision('fp32');
+        const c: Case = { B: 2, T: 30, H: 2, Hk: 2, h: 16, window: 12, docs: 'varied' }, scale = 1 / Math.sqrt(c.h);
+        const host = [randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.H, c.h]),
+          randFloat([c.B, c.T, c.H, c.h]), randFloat([c.B, c.T, c.H, c.h]), docIds(c.B, c.T, c.docs)];
+        const loss = (ids: tf.Tensor, q: tf.Tensor, k: tf.Tensor, w: tf.Tensor, u: tf.Tensor) => (x: tf.Tensor) => {
+          const ctx = new ForwardContext(ids as tf.Tensor2D);
+          return tf.add(tf.sum(tf.mul(attention(q, k, x, ctx, c.window, scale, 'softmax'), w)), tf.sum(tf.mul(x, u)));
+        };
+        const [x, q, k, w, u, ids] = host.map(tensor);
+        let dx: tf.Tensor | null = null;
+        const profile = await tf.profile(() => { dx = tf.grad(loss(ids, q, k, w, u))(x); return dx; });
+        const adds = profile.kernels.filter((kernel) => kernel.name === 'Add' && kernel.inputShapes[0]?.join() === x.shape.join()).length;
+        assert.equal(adds, 0, `Adds of x's shape in the backward: ${adds}`);
+        assert.ok(profile.kernels.some((kernel) => kernel.name === 'CausalAttentionGrad'), 'the fused gradient ran');
+        const got = dx!.dataSync() as Float32Array;
+        await tf.setBackend('cpu');
+        const [xc, qc, kc, wc, uc, idsc] = host.map(tensor);
+        const want = tf.grad(loss(idsc, qc, kc, wc, uc))(xc);
+        assert.ok(relError(got, want.dataSync()) < 1e-5, `dx against the composite on cpu: rel. error ${relError(got, want.dataSync())}`);
+        tf.dispose([xc, qc, kc, wc, uc, idsc, want]);
+        await useBackend(target.name);
+        tf.dispose([x, q, k, w, u, ids, dx!]);
+      } finally {
+        await useBackend(target.name);
+        (tf.backend() as CudaBackend).setMatmulPrecision(before);
+      }
+    });
+
     it('an empty sequence gives an empty output; a window far over T acts as T', async () => {
       await useBackend(target.name);
       const run = (q: tf.Tensor, k: tf.Tensor, ids: tf.Tensor, window: number) =>

@@ -158,13 +158,21 @@ __device__ __forceinline__ void accumulate(float (&acc)[kHead / 8][4], const flo
   }
 }
 
-// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats.
+// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats (plus: a row
+// added first, as an Add of it and the product would: dv's sum so far).
 template <int kHead>
-__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 8][4], int r, float mul) {
+__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 8][4], int r, float mul,
+                                         const float* plus = nullptr) {
   const int t4 = threadIdx.x & 3;
 #pragma unroll
-  for (int n = 0; n < kHead / 8; n++)
-    *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = make_float2(acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul);
+  for (int n = 0; n < kHead / 8; n++) {
+    float2 out = make_float2(acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul);
+    if (plus) {
+      const float2 sum = *reinterpret_cast<const float2*>(plus + n * 8 + 2 * t4);
+      out = make_float2(__fadd_rn(sum.x, out.x), __fadd_rn(sum.y, out.y));
+    }
+    *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = out;
+  }
 }
 
 // scores[16 rows × kTile] = A rows (from `a` fragments or a tile) · tile `s` rows (stored [n][k]).
@@ -836,7 +844,8 @@ template <int kScore, int kHead, typename Products>
 __global__ void __launch_bounds__(kThreads)
 gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
            const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
-           const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv, Dims dm) {
+           const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
+           const float* __restrict__ dvAccumulated, Dims dm) {
   using Layout = GradLayout<kHead, Products>;
   extern __shared__ __align__(1024) unsigned char gradTiles[];
   bf16* const sK = reinterpret_cast<bf16*>(gradTiles);
@@ -959,7 +968,7 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
     if (keys[r] >= T) continue;
     const int64_t row = kRow(dm, b, keys[r], kvHead);
     storeRow<kHead>(dk + row * kHead, accK, r, dm.scale);
-    storeRow<kHead>(dv + row * kHead, accV, r, 1.f);
+    storeRow<kHead>(dv + row * kHead, accV, r, 1.f, dvAccumulated ? dvAccumulated + row * kHead : nullptr);
   }
 }
 
@@ -981,7 +990,8 @@ cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v,
 
 template <int kScore, int kHead>
 cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const float* o,
-                     const bf16* dO16, const float* stats, float* delta, float* dq, float* dk, float* dv, const Dims& d) {
+                     const bf16* dO16, const float* stats, float* delta, float* dq, float* dk, float* dv,
+                     const float* dvAccumulated, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
   rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
@@ -989,7 +999,8 @@ cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v
   if (const cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * rows * kHead, s); e != cudaSuccess) return e;  // atomics add into it
   const auto launch = [&](auto kernel, size_t smem) {
     if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
-    kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv, d);
+    kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv,
+                                                                          dvAccumulated, d);
     return cudaGetLastError();
   };
   if constexpr (kHead == 128)  // as the forward
@@ -1021,25 +1032,25 @@ cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, co
 
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
                                     const float* o, const void* dO16, const float* stats, float* delta,
-                                    float* dq, float* dk, float* dv, int B, int T, int H, int Hk, int h, int window,
-                                    float scale, int score) {
+                                    float* dq, float* dk, float* dv, const float* dvAccumulated, int B, int T, int H,
+                                    int Hk, int h, int window, float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
-  if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv}); e != cudaSuccess) return e;
+  if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv, dvAccumulated}); e != cudaSuccess) return e;
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
   const auto* g16 = static_cast<const bf16*>(dO16);
   if (d.h == 64)
     return byScore(score, [&](auto c) {
-      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, d);
+      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, dvAccumulated, d);
     });
   return byScore(score, [&](auto c) {
-    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, d);
+    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, dvAccumulated, d);
   });
 }
 
 TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window",
                "scale", "score");
 TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "dO16", "stats", "delta", "dq",
-               "dk", "dv", "B", "T", "H", "Hk", "h", "window", "scale", "score");
+               "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

@@ -121,9 +121,10 @@ export function attentionForward(a: AttentionArgs, o: Float32Array | null, stats
   }
 }
 
-/** The backward: statistics pass unless statsReady, then the dq kernel, then the dk/dv kernel. */
+/** The backward: statistics pass unless statsReady, then the dq kernel, then the dk/dv kernel; dvAccumulated (v's
+ * gradient so far) added to dv as a float32 Add would. */
 export function attentionBackward(a: AttentionArgs, o: Float32Array, dO: Float32Array, stats: Float32Array, statsReady: boolean,
-  dq: Float32Array, dk: Float32Array, dv: Float32Array): void {
+  dq: Float32Array, dk: Float32Array, dv: Float32Array, dvAccumulated: Float32Array | null = null): void {
   const window = checkArgs(a);
   if (!statsReady) attentionForward(a, null, stats);
   const { q, k, v, docIds, B, T, H, Hk, h, scale, score } = a;
@@ -185,7 +186,8 @@ export function attentionBackward(a: AttentionArgs, o: Float32Array, dO: Float32
       const kOff = ((b * T + j) * Hk + kvHead) * h;
       for (let c = 0; c < h; c++) {
         dk[kOff + c] = accK[(j - k0) * h + c] * scale;
-        dv[kOff + c] = accV[(j - k0) * h + c];
+        const grad = Math.fround(accV[(j - k0) * h + c]);
+        dv[kOff + c] = dvAccumulated ? dvAccumulated[kOff + c] + grad : grad;  // rounded once to float32: the Add's value
       }
     }
   }
@@ -204,27 +206,28 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
     const n = a.B * a.T * a.H;
     attentionForward(a, mem.floats(o, n * a.h), stats === 0 ? null : mem.floats(stats, n * ATTENTION_STATS));
   };
-  const backward = (a: AttentionArgs, o: number, dO: Float32Array, stats: number, statsReady: boolean, dq: number, dk: number, dv: number) => {
+  const backward = (a: AttentionArgs, o: number, dO: Float32Array, stats: number, statsReady: boolean, dq: number, dk: number, dv: number,
+    dvAccumulated: number) => {
     const nq = a.B * a.T * a.H, nk = a.B * a.T * a.Hk * a.h;
     attentionBackward(a, mem.floats(o, nq * a.h), dO, mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * a.h),
-      mem.floats(dk, nk), mem.floats(dv, nk));
+      mem.floats(dk, nk), mem.floats(dv, nk), dvAccumulated === 0 ? null : mem.floats(dvAccumulated, nk));
   };
   return {
     attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
       if (B * T > 0) forward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
     },
-    attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
+    attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
       backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.floats(dO, B * T * H * h), stats,
-        statsReady, dq, dk, dv);
+        statsReady, dq, dk, dv, dvAccumulated);
     },
     attentionBf16(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
       if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
     },
-    attentionGradBf16(q, k, v, docIds, o, dO16, stats, _delta, dq, dk, dv, B, T, H, Hk, h, window, scale, score) {
+    attentionGradBf16(q, k, v, docIds, o, dO16, stats, _delta, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
       backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.bf16Floats(dO16, B * T * H * h), stats,
-        true, dq, dk, dv);
+        true, dq, dk, dv, dvAccumulated);
     },
   };
 }

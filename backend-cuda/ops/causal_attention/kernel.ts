@@ -4,6 +4,7 @@
 // or the bf16 copy the backend keeps with a tensor); with tf32 or fp32, and for other head dims, the exact fp32
 // kernels (causal_attention.cu).
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, input } from '../check.ts';
 import { PRECISION } from '../../device.ts';
 import type { CudaBackend } from '../../backend.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
@@ -20,18 +21,19 @@ export interface CausalAttentionNative {
    * (B·T·H·ATTENTION_STATS floats) is written where not 0. Exact fp32 kernels. */
   attention(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
     Hk: number, h: number, window: number, scale: number, score: number): void;
-  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady. */
+  /** dq, dk, dv from dO; stats as the forward writes them, recomputed into it first unless statsReady. dvAccumulated
+   * (0: none): v's gradient so far, added to dv in its store (float32, the sum so far first), as an Add would. */
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
-    dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
+    dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number, h: number,
     window: number, scale: number, score: number): void;
   /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o and stats float32. */
   attentionBf16(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
     Hk: number, h: number, window: number, scale: number, score: number): void;
   /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o float32 (D = dO·O per row from
-   * dO16 and o, into delta: B·T·H floats of scratch), the forward's stats. */
+   * dO16 and o, into delta: B·T·H floats of scratch), the forward's stats; dvAccumulated as attentionGrad's. */
   attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, dO16: number, stats: number,
-    delta: number, dq: number, dk: number, dv: number, B: number, T: number, H: number, Hk: number, h: number,
-    window: number, scale: number, score: number): void;
+    delta: number, dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number,
+    h: number, window: number, scale: number, score: number): void;
 }
 
 /** The head dims the tensor-core kernels are built for (others run the exact kernels). */
@@ -96,6 +98,12 @@ export const causalAttentionKernels: CudaKernel[] = [
       const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
       const o = inputs.o as TensorInfo, dy = inputs.dy as TensorInfo, docIds = backend.ptr(inputs.docIds as TensorInfo);
       const dq = backend.makeOutput(q.shape, 'float32'), dk = backend.makeOutput(k.shape, 'float32'), dv = backend.makeOutput(v.shape, 'float32');
+      // v's gradient so far (tfjs_node.ts's backward hands it where v's gradient sums: shaped attention's X), added in dv's store
+      const acc = inputs.accumulated == null ? null : input(CAUSAL_ATTENTION_GRAD, inputs, 'accumulated');
+      if (acc && acc.shape.join() !== v.shape.join()) {
+        throw new Error(`${CAUSAL_ATTENTION_GRAD}: accumulated ${describe(acc)} and v ${describe(v)} differ in shape`);
+      }
+      const dvAccumulated = acc ? backend.ptr(acc) : 0;
       // The forward's statistics where o carries them; else (o made elsewhere, e.g. a copy) they are recomputed.
       const saved = backend.saved(o);
       const temporaries: TensorInfo[] = [];
@@ -109,12 +117,12 @@ export const causalAttentionKernels: CudaKernel[] = [
             p.window, p.scale, p.score);
         }
         backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), bf16(dy), stats,
-          scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window,
-          p.scale, p.score);
+          scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
+          p.window, p.scale, p.score);
       } else {
         backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), backend.ptr(dy),
           saved ?? scratch([p.B, p.T, p.H, ATTENTION_STATS]), saved !== undefined, backend.ptr(dq), backend.ptr(dk),
-          backend.ptr(dv), p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+          backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
       }
       for (const t of temporaries) backend.disposeIntermediateTensorInfo(t);
       return [dq, dk, dv];
