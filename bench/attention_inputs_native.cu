@@ -19,21 +19,6 @@
 
 using namespace tsgpt;
 
-// ‖a − b‖ / ‖b‖ and max |a − b| / (1e-3 + |b|)
-static void report(const char* name, const std::vector<float>& got, const std::vector<double>& want, double& worst) {
-  double num = 0, den = 0, maxRel = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    const double d = double(got[i]) - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-    maxRel = std::fmax(maxRel, std::fabs(d) / (1e-3 + std::fabs(want[i])));
-    if (!std::isfinite(got[i])) maxRel = INFINITY;
-  }
-  const double rel = std::sqrt(num / std::fmax(den, 1e-300));
-  worst = std::fmax(worst, std::fmax(rel, maxRel));
-  std::printf("  %-9s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
-}
-
 int main(int argc, char** argv) {
   if (argc != 8) {
     std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1)\n", argv[0]);
@@ -114,12 +99,12 @@ int main(int argc, char** argv) {
     forward();
     backward();
     check(cudaDeviceSynchronize(), "run");
-    report("q", oQ.download(), q, worst);
-    report("k", oK.download(), k, worst);
-    report("v", oV.download(), v, worst);
-    report("dqkv", gQkv.download(), dqkv, worst);
-    report("dlambdas", gLam.download(), dl, worst);
-    if (withVe) report("dve", gVe.download(), dve, worst);
+    worst = std::fmax(worst, report("q", oQ.download(), q));
+    worst = std::fmax(worst, report("k", oK.download(), k));
+    worst = std::fmax(worst, report("v", oV.download(), v));
+    worst = std::fmax(worst, report("dqkv", gQkv.download(), dqkv));
+    worst = std::fmax(worst, report("dlambdas", gLam.download(), dl));
+    if (withVe) worst = std::fmax(worst, report("dve", gVe.download(), dve));
     const std::vector<float> first = gQkv.download(), firstL = gLam.download();
     backward();
     const std::vector<float> again = gQkv.download(), againL = gLam.download();

@@ -21,21 +21,6 @@
 
 using namespace tsgpt;
 
-// ‖a − b‖ / ‖b‖ and max |a − b| / (f + |b|), f = 1e-3·max(1, max |b|) (dw's sums over all rows can land near 0)
-static double report(const char* name, const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0, maxRel = 0, top = 1;
-  for (double v : want) top = std::fmax(top, std::fabs(v));
-  for (size_t i = 0; i < want.size(); i++) {
-    const double d = double(got[i]) - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-    maxRel = std::fmax(maxRel, std::isfinite(got[i]) ? std::fabs(d) / (1e-3 * top + std::fabs(want[i])) : INFINITY);
-  }
-  const double rel = std::sqrt(num / std::fmax(den, 1e-300));
-  std::printf("  %-3s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
-  return std::fmax(rel, maxRel);
-}
-
 int main(int argc, char** argv) {
   const std::string variant = argc == 5 ? argv[4] : "";
   if (variant != "plain" && variant != "heads" && variant != "rows" && variant != "relu2") {

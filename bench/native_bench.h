@@ -1,8 +1,9 @@
 // Shared by the Node-free kernel benchmarks (bench/*_native.cu): stop on a CUDA error, a device buffer of floats
-// with host transfers, and a memory-bound kernel's timing.
+// with host transfers, a result's error against a float64 reference, and a memory-bound kernel's timing.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -30,6 +31,22 @@ struct Buffer {
     return h;
   }
 };
+
+// Prints and returns the larger of ‖got − want‖ / ‖want‖ and max |got − want| / (f + |want|), f = 1e-3·max(1, max |want|)
+// (a sum over many random terms, a mean or a weight's gradient, can land near 0).
+static double report(const char* name, const std::vector<float>& got, const std::vector<double>& want) {
+  double num = 0, den = 0, maxRel = 0, top = 1;
+  for (double v : want) top = std::fmax(top, std::fabs(v));
+  for (size_t i = 0; i < want.size(); i++) {
+    const double d = double(got[i]) - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+    maxRel = std::fmax(maxRel, std::isfinite(got[i]) ? std::fabs(d) / (1e-3 * top + std::fabs(want[i])) : INFINITY);
+  }
+  const double rel = std::sqrt(num / std::fmax(den, 1e-300));
+  std::printf("  %-8s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
+  return std::fmax(rel, maxRel);
+}
 
 // Times run() (kernel launches on the default stream) by CUDA events over `reps` runs after one warm-up, and prints the
 // mean time and the bandwidth of the `bytes` it must move.

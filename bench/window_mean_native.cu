@@ -22,21 +22,6 @@
 
 using namespace tsgpt;
 
-// ‖a − b‖ / ‖b‖ and max |a − b| / (f + |b|), f = 1e-3·max(1, max |b|) (a mean of many random terms can land near 0)
-static double report(const char* name, const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0, maxRel = 0, top = 1;
-  for (double v : want) top = std::fmax(top, std::fabs(v));
-  for (size_t i = 0; i < want.size(); i++) {
-    const double d = double(got[i]) - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-    maxRel = std::fmax(maxRel, std::isfinite(got[i]) ? std::fabs(d) / (1e-3 * top + std::fabs(want[i])) : INFINITY);
-  }
-  const double rel = std::sqrt(num / std::fmax(den, 1e-300));
-  std::printf("  %-8s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
-  return std::fmax(rel, maxRel);
-}
-
 // docIds [B,T], nondecreasing along each b's T tokens: a document starts at t = 0 and at 1 in 300 tokens. The last row
 // b also gets boundaries where the kernel's pass 2 starts a walk (a one-token document at the last forward walk's first
 // step; a document ending at t = T − 257, the backward's second walk's first step), and row 0 one document longer than
