@@ -664,6 +664,18 @@ export function rmsNorm(x: tf.Tensor, eps = RMS_EPS): tf.Tensor {
   return runFused(rmsNormKernel, { x }, { eps }) ?? x.mul(x.square().mean(-1, true).add(eps).rsqrt());
 }
 
+/** The first `channels` of each row of rmsNorm(x) (the mean over the whole row): one pass each way through a backend's
+ * fused 'RMSNorm' (attr channels), which makes none of the row's other normed channels and, backward, no zero-padded
+ * gradient of a slice. */
+export function rmsNormLeading(x: tf.Tensor, channels: number): tf.Tensor {
+  return runFused(rmsNormKernel, { x }, { eps: RMS_EPS, channels }) ?? leadingChannels(rmsNorm(x), channels);
+}
+
+/** x's first `channels` along the last axis. */
+function leadingChannels(x: tf.Tensor, channels: number): tf.Tensor {
+  return x.slice(x.shape.map(() => 0), [...x.shape.slice(0, -1), channels]);
+}
+
 /** a·x + b·z for x and z of one shape and scalars a, b (shape []): block lambdas, the value-embedding mix,
  * skips and backout. One pass each way through a backend's fused 'ScaledAdd' (the composite: 3 kernels
  * forward, 6 backward, and it keeps x·a and z·b for the backward). A constant a (tf.scalar(1)) is fine: its
@@ -802,8 +814,7 @@ export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNor
  * compute the record's maths. Off, as in the port's earlier recipe, a document start receives nothing.
  */
 function smear(x: tf.Tensor, gateW: tf.Tensor, lambda: tf.Tensor, ctx: ForwardContext, acrossDocs: boolean): tf.Tensor {
-  const [B, T] = x.shape;
-  const gate = tf.sigmoid(linear(x.slice([0, 0, 0], [B, T, 12]), gateW)).mul(lambda);
+  const gate = tf.sigmoid(linear(leadingChannels(x, 12), gateW)).mul(lambda);
   return x.add(shiftTime(x, 1, ctx, acrossDocs).mul(gate));
 }
 
@@ -946,6 +957,9 @@ class NormedInput {
   private normed?: tf.Tensor;
   constructor(readonly x: tf.Tensor) {}
   get xn(): tf.Tensor { return (this.normed ??= rmsNorm(this.x)); }
+  /** xn's first `channels`: a slice of xn where the sublayer made it, else normed on their own (Canon A: the attention
+   * gate's 12 channels are all of xn that the sublayer reads). */
+  leading(channels: number): tf.Tensor { return this.normed ? leadingChannels(this.normed, channels) : rmsNormLeading(this.x, channels); }
 }
 
 /** Canon A or C on the normed input: canon() norms the residual stream x itself (rowNorm), which the block keeps anyway,
@@ -972,7 +986,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {
     // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
-    y = headGate(y, linear(input.xn.slice([0, 0, 0], [B, T, 12]), P('attn_gate')));
+    y = headGate(y, linear(input.leading(12), P('attn_gate')));
   }
   return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }

@@ -4,28 +4,29 @@ import type { RmsNormNative } from './kernel.ts';
 
 export function rmsNormHost(mem: HostDevice): RmsNormNative {
   return {
-    rmsNorm(x, xBf16, y, yBf16, rows, cols, eps) {
+    rmsNorm(x, xBf16, y, yBf16, rows, cols, outCols, eps) {
       if (rows * cols === 0) return;
-      const xv = mem.input(x, rows * cols, xBf16), yv = mem.output(y, rows * cols, yBf16);
+      const xv = mem.input(x, rows * cols, xBf16), yv = mem.output(y, rows * outCols, yBf16);
       for (let r = 0; r < rows; r++) {
         let ss = 0;
         for (let j = 0; j < cols; j++) ss += xv[r * cols + j] ** 2;
         const rstd = 1 / Math.sqrt(ss / cols + eps);
-        for (let j = 0; j < cols; j++) yv[r * cols + j] = xv[r * cols + j] * rstd;
+        for (let j = 0; j < outCols; j++) yv[r * outCols + j] = xv[r * cols + j] * rstd;
       }
       mem.flush(y, yv, yBf16);
     },
-    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, eps) {
+    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps) {
       if (rows * cols === 0) return;
       const a = acc ? mem.floats(acc, rows * cols) : null;
-      const g = mem.floats(dy, rows * cols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
+      const g = mem.floats(dy, rows * outCols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
+      const grad = (r: number, j: number) => (j < outCols ? g[r * outCols + j] : 0);  // dy is 0 past the output's channels
       for (let r = 0; r < rows; r++) {
         let ss = 0, dot = 0;
-        for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += g[r * cols + j] * xv[r * cols + j]; }
+        for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += grad(r, j) * xv[r * cols + j]; }
         const rstd = 1 / Math.sqrt(ss / cols + eps);
         const c = rstd ** 3 * dot / cols;
         for (let j = 0; j < cols; j++) {
-          const d = Math.fround(rstd * g[r * cols + j] - c * xv[r * cols + j]);
+          const d = Math.fround(rstd * grad(r, j) - c * xv[r * cols + j]);
           o[r * cols + j] = a ? d + a[r * cols + j] : d;  // d in float32, then the sum rounded on store: a separate Add's value
         }
       }

@@ -1,18 +1,22 @@
 // The fused RMSNorm's cuda kernels: 'RMSNorm' and its gradient kernel 'RMSNormGrad', over the last axis, over
-// rms_norm.cu's launchers. x is read as stored (storedValues: a bf16-only activation stays bf16); y is bf16 only under
+// rms_norm.cu's launchers; with attr channels, the output is each row's first `channels` normed channels (the mean over
+// the whole row) and the gradient's dy has that many. x is read as stored (storedValues: a bf16-only activation stays bf16); y is bf16 only under
 // bf16 matmul precision (makeBf16Output): the record's norm outputs bf16 (§5), and the projections read it so.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { input, numberAttr } from '../check.ts';
+import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe, input, numberAttr, positiveIntAttr } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { RMS_NORM, RMS_NORM_GRAD } from './rms_norm.ts';
 
 /** rms_norm.cu's launchers (host.ts is their CPU reference). */
 export interface RmsNormNative {
-  /** y = x·(mean(x²) + eps)^-½ over rows of `cols` (x in bf16 where xBf16, y where yBf16). */
-  rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, eps: number): void;
-  /** dx = the norm's gradient, plus acc (float32 of x's shape: x's gradient so far) where acc is not 0. */
-  rmsNormGrad(dy: number, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number, eps: number): void;
+  /** y = x·(mean(x²) + eps)^-½ over rows of `cols`, y the first outCols ≤ cols of each row (x in bf16 where xBf16, y
+   * where yBf16). */
+  rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, outCols: number, eps: number): void;
+  /** dx = the norm's gradient from dy [rows, outCols] (0 past them), plus acc (float32 of x's shape: x's gradient so far)
+   * where acc is not 0. */
+  rmsNormGrad(dy: number, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number, outCols: number,
+    eps: number): void;
 }
 
 function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, number, number] {
@@ -21,13 +25,21 @@ function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, numb
   return [x, cols === 0 ? 0 : tf.util.sizeFromShape(x.shape) / cols, cols];
 }
 
+/** The output's channels: attr channels (1 … cols), or every channel where it is absent. */
+function outChannels(kernel: string, attrs: NamedAttrMap, cols: number): number {
+  if (attrs.channels == null) return cols;
+  const channels = positiveIntAttr(kernel, attrs, 'channels');
+  if (channels > cols) throw new Error(`${kernel}: attr channels ${channels} is more than the row's ${cols}`);
+  return channels;
+}
+
 export const rmsNormKernels: CudaKernel[] = [
   {
     kernelName: RMS_NORM,
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const [x, rows, cols] = rowsCols(RMS_NORM, inputs);
-      const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
-      backend.device.rmsNorm(xs.ptr, xs.bf16, y.ptr, y.bf16, rows, cols, numberAttr(RMS_NORM, attrs, 'eps'));
+      const [x, rows, cols] = rowsCols(RMS_NORM, inputs), outCols = outChannels(RMS_NORM, attrs, cols);
+      const xs = backend.storedValues(x), y = backend.makeBf16Output([...x.shape.slice(0, -1), outCols]);
+      backend.device.rmsNorm(xs.ptr, xs.bf16, y.ptr, y.bf16, rows, cols, outCols, numberAttr(RMS_NORM, attrs, 'eps'));
       return y.out;
     },
   },
@@ -35,10 +47,15 @@ export const rmsNormKernels: CudaKernel[] = [
     kernelName: RMS_NORM_GRAD,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const [x, rows, cols] = rowsCols(RMS_NORM_GRAD, inputs), dy = input(RMS_NORM_GRAD, inputs, 'dy');
+      const outCols = outChannels(RMS_NORM_GRAD, attrs, cols);
+      if (!tf.util.arraysEqual(dy.shape, [...x.shape.slice(0, -1), outCols])) {
+        throw new Error(`${RMS_NORM_GRAD}: dy ${describe(dy)} is not x ${describe(x)} with ${outCols} channels`);
+      }
       const dx = backend.makeOutput(x.shape, 'float32');
       const xs = backend.storedValues(x), acc = inputs.accumulated == null ? null : input(RMS_NORM_GRAD, inputs, 'accumulated');
       if (acc && !tf.util.arraysEqual(acc.shape, x.shape)) throw new Error(`${RMS_NORM_GRAD}: accumulated [${acc.shape}] and x [${x.shape}] differ in shape`);
-      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
+      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, outCols,
+        numberAttr(RMS_NORM_GRAD, attrs, 'eps'));
       return dx;
     },
   },

@@ -6,10 +6,11 @@
 
 namespace tsgpt {
 
-// RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½; the gradient adds acc (float32, x's shape) where not null.
+// RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½, y of each row's first outCols ≤ cols channels (dy the
+// same: 0 past them); the gradient adds acc (float32, x's shape) where not null.
 cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
-                          float eps);
+                          int64_t outCols, float eps);
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
-                              int64_t rows, int64_t cols, float eps);
+                              int64_t rows, int64_t cols, int64_t outCols, float eps);
 
 }  // namespace tsgpt

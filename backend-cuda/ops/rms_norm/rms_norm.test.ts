@@ -1,10 +1,10 @@
 // The fused RMSNorm ('RMSNorm', rms_norm.cu) against its oracle, train_gpt.ts's composite rmsNorm() on the cpu
 // backend: values and gradients (through a random weighting, so dy ≠ 1) on fresh random inputs, rows of 1 to
-// 768 columns and an empty tensor; bad inputs failing with the kernel's name.
+// 768 columns and an empty tensor; the leading channels only (attr channels); bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { rmsNorm } from '../../../train_gpt.ts';
+import { rmsNorm, rmsNormLeading } from '../../../train_gpt.ts';
 import { compare, describeOrSkip, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
 import { RMS_NORM, RMS_NORM_GRAD } from './rms_norm.ts';
 
@@ -24,6 +24,24 @@ for (const target of targets) {
       assert.ok(tf.getKernel(RMS_NORM, B) != null, 'the fused kernel is registered on this backend');
     });
 
+    it('attr channels: the first channels of the normed row (the same values as the whole norm\'s), and their gradient', async () => {
+      for (const [shape, channels] of [[[3, 7, 768], 12], [[5, 32], 1], [[4, 9], 9]] as const) {
+        const x = randFloat([...shape]), w = randFloat([...shape.slice(0, -1), channels]), acc = randFloat([...shape]);
+        // the gradient so far summed in, as x's in the model (the residual stream's)
+        await compare(B, `rmsNormLeading [${shape}] ${channels}`, [x, w, acc], (xt, wt, at) => {
+          const f = (a: tf.Tensor) => tf.add(tf.sum(tf.mul(rmsNormLeading(a, channels), wt)), tf.sum(tf.mul(a, at)));
+          return [rmsNormLeading(xt, channels), tf.grad(f)(xt)];
+        }, { rtol: 1e-4, atol: 1e-5 });
+        await useBackend(B);
+        tf.tidy(() => {
+          const xt = tf.tensor(x.values, x.shape), leading = rmsNormLeading(xt, channels), full = rmsNorm(xt);
+          assert.deepEqual(leading.shape, [...shape.slice(0, -1), channels]);
+          const begin = shape.map(() => 0), size = [...shape.slice(0, -1), channels];
+          assert.deepEqual(Array.from(leading.dataSync()), Array.from(full.slice(begin, size).dataSync()), 'the whole norm\'s first channels, bit for bit');
+        });
+      }
+    });
+
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
       tf.tidy(() => {
@@ -33,6 +51,10 @@ for (const target of targets) {
         assert.throws(run(RMS_NORM, {}), /RMSNorm: input x is missing/);
         assert.throws(run(RMS_NORM, { x: tf.zeros([2, 3]) }, {}), /RMSNorm: attr eps must be a finite number, got undefined/);
         assert.throws(run(RMS_NORM_GRAD, { x: tf.zeros([2, 3]) }), /RMSNormGrad: input dy is missing/);
+        assert.throws(run(RMS_NORM, { x: tf.zeros([2, 3]) }, { eps: 1e-6, channels: 4 }), /RMSNorm: attr channels 4 is more than the row's 3/);
+        assert.throws(run(RMS_NORM, { x: tf.zeros([2, 3]) }, { eps: 1e-6, channels: 0 }), /RMSNorm: attr channels must be a positive integer, got 0/);
+        assert.throws(run(RMS_NORM_GRAD, { x: tf.zeros([2, 3]), dy: tf.zeros([2, 3]) }, { eps: 1e-6, channels: 2 }),
+          /RMSNormGrad: dy float32\[2,3\] is not x float32\[2,3\] with 2 channels/);
       });
     });
   });

@@ -2,14 +2,19 @@
 // train_gpt.ts's rmsNorm() runs this kernel where the active backend has it and its composite tfjs
 // version elsewhere (cpu, wasm); the composite is also the tests' oracle.
 //   rmsNorm(x) = x / sqrt(mean(x², last axis) + eps)   (the model's weightless norm())
-// Gradient ('RMSNormGrad'): dx = rstd·dy − x·rstd³·mean(dy·x), plus the input `accumulated` where given.
+// attr channels (optional): only each row's first `channels` of that (the attention gate's input where the block needs
+// no other part of the normed row).
+// Gradient ('RMSNormGrad'): dx = rstd·dy − x·rstd³·mean(dy·x) (dy 0 past `channels`), plus the input `accumulated`
+// where given.
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
 
 export const RMS_NORM = 'RMSNorm';
 export const RMS_NORM_GRAD = 'RMSNormGrad';
 
-export const rmsNorm: FusedKernelSpec<{ eps: number }> = { name: RMS_NORM, supports: inputs => float32Inputs(inputs, 'x') };
+export interface RmsNormAttrs { eps: number; channels?: number }
+
+export const rmsNorm: FusedKernelSpec<RmsNormAttrs> = { name: RMS_NORM, supports: inputs => float32Inputs(inputs, 'x') };
 
 tf.registerGradient({
   kernelName: RMS_NORM,
