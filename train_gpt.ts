@@ -1594,17 +1594,19 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         });
       } else {
         const [mv, vv, gradSum] = slots;
-        // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4).
-        if (!adamSteps) { gradSum.assign(half(gradSum.add(g))); continue; }
+        // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4). The first
+        // step after an Adam step starts the sum with its gradient: no zeroed sum to add it to (the Adam step leaves the
+        // sum as it was; a zeroing pass and an Add over the embedding-sized tables every other step were the cost).
+        const sum = step % cfg.adamEvery === 0 ? g : half(gradSum.add(g));
+        if (!adamSteps) { gradSum.assign(sum); continue; }
         // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
         // kernel's formula with eps/√bc2 in place of eps.
-        const [newP, newM, newV] = adamUpdate(p, mv, vv, gradSum ? half(gradSum.add(g)) : g,
+        const [newP, newM, newV] = adamUpdate(p, mv, vv, sum,
           { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr,
             roundParam: !!info.bf16, roundMoments: cfg.bf16State });
         p.assign(newP);
         mv.assign(newM);
         vv.assign(newV);
-        gradSum?.assign(tf.zerosLike(gradSum));
       }
     }
     const byShape = new Map<string, typeof blocks>();

@@ -116,32 +116,37 @@ test('NorMuon (momentum, Polar Express, per-neuron second moment, norm restored,
   }
 });
 
-test('Adam steps only on odd steps, on the sum of the two gradients, with eps added to √v before the bias correction', () => {
-  const cfg = T.resolveConfig('speedrun', { bf16State: false }).cfg; // the float64 reference keeps float moments
-  const n = 16, init = normals(n);
-  const m = oneParamModel(cfg, [n], init, { opt: 'adam', lrMul: 5 });
-  const st = T.createOptimizerState(m);
-  // Gradients of the order of eps, where its placement shows.
-  const grads = [0, 1, 2, 3].map(() => normals(n, 3e-8));
-  let p = init.slice(), mom = Array(n).fill(0), v = Array(n).fill(0);
-  for (const step of [0, 1, 2, 3]) {
-    const before = Array.from(m.params.get('w')!.dataSync());
-    T.optimizerStep(m, st, new Map([['w', tf.tensor(grads[step])]]), step);
-    const got = Array.from(m.params.get('w')!.dataSync());
-    if (step % 2 === 0) {
-      assert.deepEqual(got, before, `step ${step}: Adam does not move on even steps`);
-      continue;
+for (const every of [2, 3]) {
+  test(`Adam steps only every ${every}${every === 2 ? 'nd (the odd steps)' : 'rd'} step, on the sum of the gradients since, with eps added to √v before the bias correction`, () => {
+    const cfg = T.resolveConfig('speedrun', { bf16State: false, adamEvery: every }).cfg; // the float64 reference keeps float moments
+    const n = 16, init = normals(n), steps = 2 * every + 1;
+    const m = oneParamModel(cfg, [n], init, { opt: 'adam', lrMul: 5 });
+    const st = T.createOptimizerState(m);
+    // Gradients of the order of eps, where its placement shows.
+    const grads = Array.from({ length: steps }, () => normals(n, 3e-8));
+    let p = init.slice(), mom = Array(n).fill(0), v = Array(n).fill(0), t = 0;
+    for (let step = 0; step < steps; step++) {
+      const before = Array.from(m.params.get('w')!.dataSync());
+      T.optimizerStep(m, st, new Map([['w', tf.tensor(grads[step])]]), step);
+      const got = Array.from(m.params.get('w')!.dataSync());
+      if ((step + 1) % every !== 0) {
+        assert.deepEqual(got, before, `step ${step}: Adam moves only every ${every} steps`);
+        continue;
+      }
+      t += 1;
+      const lr = 0.008 * 5 * T.lrScale(step, cfg);
+      // §6.4: the sum of the gradients of the steps since the last Adam step, this one's included
+      const g = init.map((_, i) => grads.slice(step + 1 - every, step + 1).reduce((sum, gs) => sum + gs[i], 0));
+      mom = mom.map((x, i) => 0.65 * x + 0.35 * g[i]);
+      v = v.map((x, i) => 0.95 * x + 0.05 * g[i] ** 2);
+      p = p.map((x, i) => x - lr * (Math.sqrt(1 - 0.95 ** t) / (1 - 0.65 ** t)) * mom[i] / (Math.sqrt(v[i]) + 1e-8)); // §6.3
+      got.forEach((x, i) => assert.ok(Math.abs(x - p[i]) < 1e-6 + 1e-3 * Math.abs(p[i] - init[i]), `step ${step}, entry ${i}: ${x} vs ${p[i]} (TEST_SEED=${testSeed})`));
     }
-    const t = (step + 1) / 2, lr = 0.008 * 5 * T.lrScale(step, cfg);
-    const g = grads[step].map((x, i) => x + grads[step - 1][i]); // §6.4: the sum of the two steps' gradients
-    mom = mom.map((x, i) => 0.65 * x + 0.35 * g[i]);
-    v = v.map((x, i) => 0.95 * x + 0.05 * g[i] ** 2);
-    p = p.map((x, i) => x - lr * (Math.sqrt(1 - 0.95 ** t) / (1 - 0.65 ** t)) * mom[i] / (Math.sqrt(v[i]) + 1e-8)); // §6.3
-    got.forEach((x, i) => assert.ok(Math.abs(x - p[i]) < 1e-6 + 1e-3 * Math.abs(p[i] - init[i]), `step ${step}, entry ${i}: ${x} vs ${p[i]} (TEST_SEED=${testSeed})`));
-  }
-  T.disposeOptimizerState(st);
-  T.disposeModel(m);
-});
+    assert.equal(t, 2, 'two Adam steps');
+    T.disposeOptimizerState(st);
+    T.disposeModel(m);
+  });
+}
 
 test('--describe --json gives the schedules of record-2025-11.md §4.2, §4.3 and §7', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'train_gpt.ts', '--describe', '--json', '--steps', '0,299,300,729,1093,1456,1457,1500,2000,2175,2176,2184,2185,2223,2224'],
