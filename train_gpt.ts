@@ -845,7 +845,9 @@ export function yarnExtend(rope: RopeState, oldWindow: number, newWindow: number
 }
 
 const ropeTables = new Map<string, { cos: tf.Tensor; sin: tf.Tensor }>();
-function rotaryTables(rope: RopeState, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
+/** cos and sin of the rotation angles [1, T, 1, h/2], made once per (T, frequencies) and kept (callers never dispose
+ * them). */
+export function rotaryTables(rope: RopeState, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
   const key = `${T}:${rope.freqs.join(',')}`;
   let tables = ropeTables.get(key);
   if (!tables) {

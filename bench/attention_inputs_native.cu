@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     };
     auto backward = [&] {
       check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, false, gLam.d,
-                                      withVe ? gVe.d : nullptr, B, T, H, Hk, h, qkNorm, eps), "backward");
+                                      withVe ? gVe.d : nullptr, nullptr, B, T, H, Hk, h, qkNorm, eps), "backward");
     };
     forward();
     backward();

@@ -7,7 +7,9 @@
 // backward, from dy (dq, dk or dv at the row's place):
 //   q, k rows:  g = the transpose rotation of dy (g1 = dy1·cos − dy2·sin, g2 = dy1·sin + dy2·cos),
 //               dx = rstd·g − x·rstd³·mean(g·x)   (rms_norm.cu's backward; dx = g without QK-norm)
-//   v rows:     dx = λa·dy,  dve = λb·dy,  dλa += Σ dy·x,  dλb += Σ dy·ve
+//   v rows:     dx = λa·dy,  dve = λb·dy (+ veAcc),  dλa += Σ dy·x,  dλb += Σ dy·ve
+// veAcc: ve's gradient so far, where the backward hands it over (tfjs_node.ts: a value embedding feeds two layers), added
+// in dve's store as the Add it replaces would (float32, the sum so far first).
 // rstd is recomputed from the row in the backward (one FMA per element, in the pass that reads the row
 // anyway) rather than saved. dλ comes from per-block partial sums in a fixed order and a one-block
 // final sum: no float atomics, so reruns are bit-identical.
@@ -147,7 +149,7 @@ template <int V, int R, bool kCached, typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const float* __restrict__ dk,
     const float* __restrict__ dv, const In* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
     const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ dqkv, float* __restrict__ dve,
-    float* __restrict__ partials, Sizes s) {
+    const float* __restrict__ veAcc, float* __restrict__ partials, Sizes s) {
   __shared__ float scratch[32];
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
   const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
@@ -201,11 +203,16 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
         storeVec<V>(dx + j, o1);
         storeVec<V>(dx + half + j, o2);
         if (ve) {
+          float a1[V] = {}, a2[V] = {};
+          if (veAcc) {  // the same branch for the whole grid
+            loadVec<V>(veAcc + row.out + j, a1);
+            loadVec<V>(veAcc + row.out + half + j, a2);
+          }
 #pragma unroll
           for (int i = 0; i < V; ++i) {
             sumB += d1[i] * e1[i] + d2[i] * e2[i];
-            o1[i] = lb * d1[i];
-            o2[i] = lb * d2[i];
+            o1[i] = veAcc ? __fadd_rn(a1[i], __fmul_rn(lb, d1[i])) : lb * d1[i];
+            o2[i] = veAcc ? __fadd_rn(a2[i], __fmul_rn(lb, d2[i])) : lb * d2[i];
           }
           storeVec<V>(dve + row.out + j, o1);
           storeVec<V>(dve + row.out + half + j, o2);
@@ -320,13 +327,13 @@ cudaError_t launchAttentionInputs(cudaStream_t st, const void* qkv, bool qkvBf16
 
 cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const void* qkv,
                                       bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
-                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, int64_t B, int64_t T,
-                                      int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
+                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, const float* veAcc, int64_t B,
+                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T * (H + 2 * Hk);
   if (rows == 0) return cudaMemsetAsync(dlambdas, 0, 2 * sizeof(float), st);
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
   const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
-  const int R = vectorLanes(h / 2, {dq, dk, dv, qkv, cosT, sinT, ve, dqkv, dve});
+  const int R = vectorLanes(h / 2, {dq, dk, dv, qkv, cosT, sinT, ve, dqkv, dve, veAcc});
   const unsigned blocks = gridForRows(rows, R == 0 ? 32 : R, kMaxGradBlocks);
   float* partials = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st);
@@ -334,9 +341,10 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   byInputType(qkv, qkvBf16, [&](auto* in) {
     if (dqkvBf16) {
       dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
-                         partials, s);
+                         veAcc, partials, s);
     } else {
-      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, partials, s);
+      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, veAcc, partials,
+                         s);
     }
   });
   e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1);
@@ -347,6 +355,6 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
 TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "q", "k", "v", "outBf16", "B", "T",
                "H", "Hk", "h", "qkNorm", "eps");
 TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "dqkv",
-               "dqkvBf16", "dlambdas", "dve", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
+               "dqkvBf16", "dlambdas", "dve", "veAcc", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
 
 }  // namespace tsgpt

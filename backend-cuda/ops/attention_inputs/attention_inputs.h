@@ -15,7 +15,7 @@ cudaError_t launchAttentionInputs(cudaStream_t s, const void* qkv, bool qkvBf16,
                                   int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
 cudaError_t launchAttentionInputsGrad(cudaStream_t s, const float* dq, const float* dk, const float* dv, const void* qkv,
                                       bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
-                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, int64_t B, int64_t T,
-                                      int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
+                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, const float* veAcc, int64_t B,
+                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
 
 }  // namespace tsgpt

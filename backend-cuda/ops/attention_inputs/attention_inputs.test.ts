@@ -77,6 +77,32 @@ for (const target of targets) {
         tf.grads((y: tf.Tensor, m: tf.Tensor, f: tf.Tensor) => weightedSum(T.attentionInputs(y, rope, f, m, o), [null, null, d]))([x, l, e]), tol);
     });
 
+    it("ve's gradient so far is added in dve's store as tfjs's Add would; a ve that feeds two layers gets no Add of its shape", async () => {
+      await useBackend(name);
+      const c: Case = { B: 2, T: 6, H: 4, Hk: 2, h: 16, rope: 'full' }, rope = ropeOf(c), o = { H: c.H, Hk: c.Hk, h: c.h, qkNorm: true };
+      const [qkv, lambdas, dq, dk, dv, ve] = inputsOf(c, true).map(tensorOf), acc = tensorOf(randFloat(ve.shape));
+      const { cos, sin } = T.rotaryTables(rope, c.T), attrs = { numHeads: c.H, kvHeads: c.Hk, qkNorm: true, eps: 2 ** -23 };
+      const grad = (extra: tf.NamedTensorMap) =>
+        tf.engine().runKernel(ATTENTION_INPUTS_GRAD, { dq, dk, dv, qkv, cos, sin, lambdas, ve, ...extra }, attrs) as tf.Tensor[];
+      const [plain, summed] = [grad({}), grad({ veAccumulated: acc })];
+      const sum = tf.add(acc, plain[2]);
+      assert.deepEqual(Array.from(summed[2].dataSync()), Array.from(sum.dataSync()), 'dve with veAccumulated, against acc + dve');
+      for (const i of [0, 1]) assert.deepEqual(Array.from(summed[i].dataSync()), Array.from(plain[i].dataSync()), `output ${i}`);
+      assert.throws(() => grad({ veAccumulated: dq }), /AttentionInputsGrad: veAccumulated float32\[2,6,4,16\] needs a ve of its shape, got float32\[2,6,2,16\]/);
+      // the model's value embedding feeds two layers: its two gradients meet in the kernel (fails with an Add: 1)
+      const qkv2 = tensorOf(randFloat(qkv.shape)), w = tensorOf(randFloat(dv.shape));
+      const loss = (e: tf.Tensor) => tf.add(tf.sum(tf.mul(T.attentionInputs(qkv, rope, e, lambdas, o)[2], w)),
+        tf.sum(tf.mul(T.attentionInputs(qkv2, rope, e, lambdas, o)[2], w)));
+      let de: tf.Tensor | null = null;
+      const profile = await tf.profile(() => { de = tf.grad(loss)(ve); return de; });
+      const adds = profile.kernels.filter((k) => k.name === 'Add' && k.inputShapes[0]?.join() === ve.shape.join()).length;
+      assert.equal(adds, 0, `Adds of ve's shape in the backward: ${adds}`);
+      // the same as the composite's: λb·(w + w)
+      const want = tf.mul(tf.add(w, w), lambdas.slice(1, 1).reshape([]));
+      assert.deepEqual(Array.from(de!.dataSync()), Array.from(want.dataSync()), 'dve of two layers');
+      tf.dispose([qkv, lambdas, dq, dk, dv, ve, acc, ...plain, ...summed, sum, qkv2, w, de!, want]);  // cos, sin: the model's cached tables
+    });
+
     it('the gradients are bit-identical on a rerun (deterministic sums for dlambdas)', async () => {
       await useBackend(name);
       const c: Case = name === 'cuda' ? { B: 4, T: 512, H: 6, Hk: 6, h: 128, rope: 'half' } : { B: 2, T: 7, H: 2, Hk: 2, h: 16, rope: 'half' };

@@ -40,7 +40,7 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
       }
       ptrs.forEach((p, i) => mem.flush(p, outs[i], outBf16));
     },
-    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, B, T, H, Hk, h, qkNorm, eps) {
+    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, veAcc, B, T, H, Hk, h, qkNorm, eps) {
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
       const dl = f(dlambdas, 2);
       dl.fill(0);
@@ -48,7 +48,7 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
       const x = mem.input(qkv, B * T * (H + 2 * Hk) * h, qkvBf16), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
       const c = f(cos, T * half), s = f(sin, T * half);
       const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
-      const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null;
+      const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null, acc = veAcc ? f(veAcc, B * T * Hk * h) : null;
       let dla = 0, dlb = 0;
       for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {
         const dy = dys[kind];
@@ -56,7 +56,11 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
           for (let j = 0; j < h; j++) {
             dx[i + j] = la * dy[o + j];
             dla += dy[o + j] * x[i + j];
-            if (e && de) { de[o + j] = lb * dy[o + j]; dlb += dy[o + j] * e[o + j]; }
+            if (e && de) {
+              const g = Math.fround(lb * dy[o + j]);
+              de[o + j] = acc ? acc[o + j] + g : g;  // rounded once to float32 on store: the Add's value
+              dlb += dy[o + j] * e[o + j];
+            }
           }
           continue;
         }

@@ -15,10 +15,11 @@ export interface AttentionInputsNative {
   attentionInputs(qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
     outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
   /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
-   * ve is not 0), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically. */
+   * ve is not 0; plus veAcc, ve's gradient so far, where not 0: the Add's value), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve]
+   * (0 without ve), summed deterministically. */
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, B: number, T: number, H: number, Hk: number, h: number,
-    qkNorm: boolean, eps: number): void;
+    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, veAcc: number, B: number, T: number, H: number, Hk: number,
+    h: number, qkNorm: boolean, eps: number): void;
 }
 
 interface Problem { B: number; T: number; H: number; Hk: number; h: number; qkNorm: boolean; eps: number; ve: TensorInfo | null }
@@ -80,9 +81,14 @@ const gradient: CudaKernel = {
     // dqkv feeds the QKV projection's two gradient matmuls: bf16 under bf16 matmul precision (makeBf16Output)
     const dqkv = backend.makeBf16Output(qkv.shape), dlambdas = backend.makeOutput([2], 'float32');
     const dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
+    // ve's gradient so far (attention_inputs.ts's gradient hands it over: a value embedding feeds two layers), summed into dve
+    const veAcc = inputs.veAccumulated == null ? null : input(ATTENTION_INPUTS_GRAD, inputs, 'veAccumulated');
+    if (veAcc && (!p.ve || veAcc.shape.join() !== p.ve.shape.join())) {
+      throw new Error(`${ATTENTION_INPUTS_GRAD}: veAccumulated ${describe(veAcc)} needs a ve of its shape, got ${p.ve ? describe(p.ve) : 'none'}`);
+    }
     const stored = backend.storedValues(qkv);
     backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), stored.ptr, stored.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'),
-      p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
+      p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0, veAcc ? backend.ptr(veAcc) : 0,
       p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
     return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];
   },
