@@ -45,8 +45,10 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // gradient taken inside another's function) keep tfjs's behaviour: the outer tape still needs what they would free.
 // One addition: where an input already has a gradient (from a later consumer: the residual stream feeds a norm and the
 // residual add), tfjs sums the two with an Add, a pass over both. A gradient thunk that declares a parameter (a fused
-// op's: RMSNorm's, Linear's, ScaledAdd's for z) is handed that gradient so far and returns the sum itself, from its
-// kernel's epilogue; such thunks are called first in their node (nodeBackward says when not).
+// op's: RMSNorm's, Linear's, ScaledAdd's) is handed that gradient so far and returns the sum itself, from its kernel's
+// epilogue; such thunks are called first in their node (nodeBackward says when not). Its second parameter, where it
+// declares one, looks up another input's gradient so far, for a kernel that sums several inputs' in one run
+// (ScaledAddGrad: x's and z's).
 interface TapeNode {
   id: number;
   kernelName: string;
@@ -72,6 +74,9 @@ interface EngineInternals {
   gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): { value: tf.Tensor; grads: tf.Tensor[] };
 }
 
+/** A gradient thunk that sums: handed its input's gradient so far, and a lookup of another input's (see soFar below). */
+type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined) => tf.Tensor;
+
 /** One node's backward (tape.js's loop body, its messages included): each input's gradient added into `map`. */
 function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: number, t: tf.Tensor) => void): void {
   const dys = node.outputs.map((o) => map.get(o.id) ?? null);
@@ -81,15 +86,21 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
   // the sum only if it runs first. Not past an earlier input that is the same tensor: that would change the order of
   // the tensor's sums, and with it their float32 rounding, against tfjs's backward.
   const names = Object.keys(node.inputs);
-  const sums = (name: string) => inputGradients[name]?.length === 1;  // the thunk adds the input's gradient so far itself
+  const sums = (name: string) => (inputGradients[name]?.length ?? 0) >= 1;  // the thunk adds the input's gradient so far itself
   const early = (name: string, i: number) => sums(name) && names.slice(0, i).every((other) => node.inputs[other].id !== node.inputs[name].id);
+  // Another input's gradient so far, for a thunk whose kernel sums it in the same run: only where that input's thunk sums,
+  // has not run, and its tensor feeds this node once (no other input's gradient changes its sum before its thunk runs).
+  const done = new Set<string>(), once = (name: string) => names.filter((n) => node.inputs[n].id === node.inputs[name].id).length === 1;
+  const soFar = (asking: string) => (other: string) =>
+    other !== asking && other in node.inputs && sums(other) && !done.has(other) && once(other) ? map.get(node.inputs[other].id) : undefined;
   for (const inputName of [...names.filter(early), ...names.filter((name, i) => !early(name, i))]) {
     if (!(inputName in inputGradients)) {
       throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(inputGradients)}.`);
     }
-    const thunk = inputGradients[inputName] as (accumulated?: tf.Tensor) => tf.Tensor, x = node.inputs[inputName];
+    const thunk = inputGradients[inputName] as SummingThunk, x = node.inputs[inputName];
     const current = map.get(x.id), summed = sums(inputName);
-    const dx = summed ? thunk(current) : thunk();
+    const dx = summed ? thunk(current, soFar(inputName)) : thunk();
+    done.add(inputName);
     if (dx.dtype !== 'float32') {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${inputName} must have 'float32' dtype, but has '${dx.dtype}'`);
     }

@@ -13,15 +13,15 @@ export function scaledAddHost(mem: HostDevice): ScaledAddNative {
       for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
       mem.flush(y, yv, yBf16);
     },
-    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, zAcc, dx, dz, da, db, n) {
+    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, xAcc, zAcc, dx, dz, da, db, n) {
       let sa = 0, sb = 0;
       if (n > 0) {
         const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), zv = mem.input(z, n, zBf16), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
-        const dxv = mem.floats(dx, n), dzv = mem.floats(dz, n), acc = zAcc ? mem.floats(zAcc, n) : null;
+        const dxv = mem.floats(dx, n), dzv = mem.floats(dz, n), xSum = xAcc ? mem.floats(xAcc, n) : null, acc = zAcc ? mem.floats(zAcc, n) : null;
         for (let i = 0; i < n; i++) {
           sa += g[i] * xv[i];
           sb += g[i] * zv[i];
-          dxv[i] = av * g[i];
+          dxv[i] = xSum ? Math.fround(av * g[i]) + xSum[i] : av * g[i];
           dzv[i] = acc ? Math.fround(bv * g[i]) + acc[i] : bv * g[i];
         }
       }

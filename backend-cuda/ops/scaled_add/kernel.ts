@@ -1,5 +1,5 @@
 // The fused scaled add's cuda kernels: 'ScaledAdd' ({x, z, a, b} → a·x + b·z) and its gradient kernel
-// 'ScaledAddGrad' ({dy, x, z, a, b, zAccumulated?} → [dx, dz, da, db]), over scaled_add.cu's launchers. x and z are
+// 'ScaledAddGrad' ({dy, x, z, a, b, xAccumulated?, zAccumulated?} → [dx, dz, da, db]), over scaled_add.cu's launchers. x and z are
 // read as stored; the sum of two bf16-only tensors is bf16-only (the residual stream under bf16 precision: the record's,
 // §5).
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,10 +12,10 @@ import { SCALED_ADD, SCALED_ADD_GRAD } from './scaled_add.ts';
 export interface ScaledAddNative {
   /** y = a·x + b·z over n values; a and b are one float each on the device; x, z and y in bf16 where flagged. */
   scaledAdd(x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, y: number, yBf16: boolean, n: number): void;
-  /** dx = a·dy, dz = b·dy (+ zAcc, z's gradient so far, where not 0) over n values; da = Σ dy·x, db = Σ dy·z (one float
-   * each, in a fixed order; 0 for n = 0). */
-  scaledAddGrad(dy: number, x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, zAcc: number, dx: number,
-    dz: number, da: number, db: number, n: number): void;
+  /** dx = a·dy (+ xAcc), dz = b·dy (+ zAcc) (x's and z's gradients so far, where not 0) over n values; da = Σ dy·x,
+   * db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
+  scaledAddGrad(dy: number, x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, xAcc: number, zAcc: number,
+    dx: number, dz: number, da: number, db: number, n: number): void;
 }
 
 /** The tensors `names` (x, z; dy first for the gradient), float32 of one shape, and the scalars a and b. */
@@ -50,14 +50,17 @@ export const scaledAddKernels: CudaKernel[] = [
   {
     kernelName: SCALED_ADD_GRAD,
     kernelFunc: ({ inputs, backend }) => {
-      // zAccumulated (optional): z's gradient so far, which dz then includes (scaled_add.ts's gradient)
-      const names = inputs.zAccumulated == null ? ['dy', 'x', 'z'] : ['dy', 'x', 'z', 'zAccumulated'];
-      const [[dy, x, z, acc], a, b] = checked(SCALED_ADD_GRAD, inputs, names);
+      // xAccumulated, zAccumulated (optional): x's and z's gradients so far, which dx and dz then include (scaled_add.ts's
+      // gradient)
+      const sums = ['xAccumulated', 'zAccumulated'].filter((name) => inputs[name] != null);
+      const [[dy, x, z, ...given], a, b] = checked(SCALED_ADD_GRAD, inputs, ['dy', 'x', 'z', ...sums]);
+      const sumOf = (name: string) => { const i = sums.indexOf(name); return i < 0 ? 0 : backend.ptr(given[i]); };
       const dx = backend.makeOutput(x.shape, 'float32'), dz = backend.makeOutput(x.shape, 'float32');
       const da = backend.makeOutput([], 'float32'), db = backend.makeOutput([], 'float32');
       const xs = backend.storedValues(x), zs = backend.storedValues(z);
       backend.device.scaledAddGrad(backend.ptr(dy), xs.ptr, xs.bf16, zs.ptr, zs.bf16, backend.ptr(a), backend.ptr(b),
-        acc ? backend.ptr(acc) : 0, backend.ptr(dx), backend.ptr(dz), backend.ptr(da), backend.ptr(db), tf.util.sizeFromShape(x.shape));
+        sumOf('xAccumulated'), sumOf('zAccumulated'), backend.ptr(dx), backend.ptr(dz), backend.ptr(da), backend.ptr(db),
+        tf.util.sizeFromShape(x.shape));
       return [dx, dz, da, db];
     },
   },

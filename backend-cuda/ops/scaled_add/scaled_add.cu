@@ -2,9 +2,10 @@
 // the U-net skip and the backout), forward and backward side by side; a and b are scalars on the device
 // (one float each: read there, never copied to the host, so nothing waits for the stream):
 //   forward:  y = a·x + b·z
-//   backward: dx = a·dy,  dz = b·dy (+ zAcc),  da = Σ dy·x,  db = Σ dy·z
-// zAcc: z's gradient so far, where the backward hands it over (tfjs_node.ts: z also feeds later layers, as x0 does
-// every block): added here instead of by an Add kernel over the result.
+//   backward: dx = a·dy (+ xAcc),  dz = b·dy (+ zAcc),  da = Σ dy·x,  db = Σ dy·z
+// xAcc, zAcc: x's and z's gradients so far, where the backward hands them over (tfjs_node.ts: z also feeds later layers,
+// as x0 does every block; x too where it is a U-net skip's or the backout's source): added here instead of by an Add
+// kernel over the result.
 // The composite runs 3 kernels forward (two Multiplies, Add) and 6 backward (a Multiply and a
 // Multiply + Sum per side), and its Add keeps x·a and z·b for the backward; here one pass each way.
 // y, dx and dz are the composite's float32 operations, each correctly rounded (__fmul_rn, __fadd_rn: no
@@ -41,26 +42,27 @@ __global__ void scaledAddKernel(const InX* __restrict__ x, const InZ* __restrict
   }
 }
 
-// dx, dz (+ zAcc where given), and this block's sums into partials[2·block] (Σ dy·x) and partials[2·block + 1] (Σ dy·z).
+// dx, dz (+ xAcc, zAcc where given), and this block's sums into partials[2·block] (Σ dy·x) and partials[2·block + 1] (Σ dy·z).
 template <int V, typename InX, typename InZ>
 __global__ void scaledAddGradKernel(const float* __restrict__ dy, const InX* __restrict__ x,
                                     const InZ* __restrict__ z, const float* __restrict__ a,
-                                    const float* __restrict__ b, const float* __restrict__ zAcc, float* __restrict__ dx,
-                                    float* __restrict__ dz, float* __restrict__ partials, int64_t groups) {
+                                    const float* __restrict__ b, const float* __restrict__ xAcc, const float* __restrict__ zAcc,
+                                    float* __restrict__ dx, float* __restrict__ dz, float* __restrict__ partials, int64_t groups) {
   __shared__ float scratch[32];
   const float av = *a, bv = *b;
   float sa = 0.f, sb = 0.f;
   TSGPT_GRID_STRIDE(i, groups) {
-    float g[V], xv[V], zv[V], sum[V];
+    float g[V], xv[V], zv[V], xSum[V], sum[V];
     loadVec<V>(dy + i * V, g);
     loadVec<V>(x + i * V, xv);
     loadVec<V>(z + i * V, zv);
-    if (zAcc) loadVec<V>(zAcc + i * V, sum);  // the same branch for the whole grid
+    if (xAcc) loadVec<V>(xAcc + i * V, xSum);  // the same branches for the whole grid
+    if (zAcc) loadVec<V>(zAcc + i * V, sum);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       sa = fmaf(g[k], xv[k], sa);
       sb = fmaf(g[k], zv[k], sb);
-      xv[k] = __fmul_rn(av, g[k]);
+      xv[k] = xAcc ? __fadd_rn(__fmul_rn(av, g[k]), xSum[k]) : __fmul_rn(av, g[k]);
       zv[k] = zAcc ? __fadd_rn(__fmul_rn(bv, g[k]), sum[k]) : __fmul_rn(bv, g[k]);
     }
     storeVec<V>(dx + i * V, xv);
@@ -88,10 +90,10 @@ cudaError_t launchScaledAdd(cudaStream_t s, const void* x, bool xBf16, const voi
 }
 
 cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const void* z, bool zBf16,
-                                const float* a, const float* b, const float* zAcc, float* dx, float* dz, float* da, float* db,
-                                int64_t n) {
+                                const float* a, const float* b, const float* xAcc, const float* zAcc, float* dx, float* dz,
+                                float* da, float* db, int64_t n) {
   if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
-  const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, zAcc, dx, dz});
+  const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, xAcc, zAcc, dx, dz});
   const int64_t groups = vec4 ? n / 4 : n;
   // The grid depends only on n and the path, so the sums' order (and rounding) is the same every run.
   const int blocks = int(std::min<int64_t>((groups + kThreads - 1) / kThreads, kMaxGradBlocks));
@@ -100,8 +102,8 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, 
   if (e != cudaSuccess) return e;
   byInputType(x, xBf16, [&](auto* xs) {
     byInputType(z, zBf16, [&](auto* zs) {
-      if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, zAcc, dx, dz, partials, groups);
-      else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, zAcc, dx, dz, partials, groups);
+      if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, partials, groups);
+      else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, partials, groups);
     });
   });
   e = launchSumPartialPairs(s, partials, blocks, da, db);
@@ -110,7 +112,7 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, 
 }
 
 TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "xBf16", "z", "zBf16", "a", "b", "y", "yBf16", "n");
-TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "xBf16", "z", "zBf16", "a", "b", "zAcc", "dx", "dz", "da",
-               "db", "n");
+TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "xBf16", "z", "zBf16", "a", "b", "xAcc", "zAcc", "dx", "dz",
+               "da", "db", "n");
 
 }  // namespace tsgpt

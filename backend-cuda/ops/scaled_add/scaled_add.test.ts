@@ -105,6 +105,22 @@ for (const target of targets) {
       }
     });
 
+    it('x\'s and z\'s gradients so far (a skip\'s source is the next block\'s x and the skip\'s z) are added by one run of the kernel: the composite\'s values, no Add', async () => {
+      for (const shape of [[7], [4, 64], [target.big]]) {
+        const [x, z, u, w, dy, a, b] = [randFloat(shape), randFloat(shape), randFloat(shape), randFloat(shape), randFloat(shape), randFloat([]), randFloat([])];
+        // x·u and z·w are taped after the scaled add, so the backward reaches them first: x and z both have gradients
+        const fn = (xt: tf.Tensor, zt: tf.Tensor, ut: tf.Tensor, wt: tf.Tensor, at: tf.Tensor, bt: tf.Tensor) =>
+          T.scaledAdd(xt, zt, at, bt).add(xt.mul(ut)).add(zt.mul(wt));
+        await compareWithCpu(B, `scaledAdd(x, z, a, b) + x·u + z·w [${shape}]`, fn, [x, z, u, w, a, b], dy, 6, elementTol, sumTol, sumScale(dy, x, z));
+        await useBackend(B);
+        const ts = [x, z, u, w, a, b].map(h => tf.tensor(h.values, h.shape)), dyt = tf.tensor(dy.values, dy.shape);
+        const kernels = await kernelsRun(() => tf.grads(fn)(ts, dyt));
+        assert.deepEqual(kernels.filter(k => k === 'Add' || k === SCALED_ADD_GRAD), ['Add', 'Add', SCALED_ADD_GRAD],
+          `[${shape}]: the forward's two Adds, and x's and z's gradients summed by one ScaledAddGrad, not by Adds (${kernels.join(', ')})`);
+        tf.dispose([...ts, dyt]);
+      }
+    });
+
     it('a constant a (tf.scalar(1), as the skips and the backout pass it) gets no gradient and leaks nothing', async () => {
       const shape = [3, 33], [x, z, dy, b] = [randFloat(shape), randFloat(shape), randFloat(shape), randFloat([])];
       const skip = (xt: tf.Tensor, zt: tf.Tensor, bt: tf.Tensor) => T.scaledAdd(xt, zt, tf.scalar(1), bt);
