@@ -16,7 +16,7 @@
 // dlambdas = [Σ dv·v_raw, Σ dv·ve] (0 for λb without ve) from deterministic partial sums.
 // The tables are constants (never variables) and get no gradient, as for 'Rotary'.
 import * as tf from '@tensorflow/tfjs-core';
-import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+import { float32Inputs, type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
 
 export const ATTENTION_INPUTS = 'AttentionInputs';
 export const ATTENTION_INPUTS_VE = 'AttentionInputsVE';
@@ -41,17 +41,13 @@ for (const [kernelName, withVe] of [[ATTENTION_INPUTS, false], [ATTENTION_INPUTS
       const [dq, dk, dv] = dys as tf.Tensor[];
       const [qkv, cos, sin, lambdas, ve] = saved;
       const inputs: tf.NamedTensorMap = withVe ? { dq, dk, dv, qkv, cos, sin, lambdas, ve } : { dq, dk, dv, qkv, cos, sin, lambdas };
-      // One kernel computes every gradient: the first thunk to run runs it (ve's, where it is handed ve's gradient so far:
-      // a value embedding feeds two layers, and the kernel adds the other's gradient in dve's store, no Add); the others
-      // take its results, or run it again where tfjs's own backward disposed them (a tidy per thunk).
-      let results: tf.Tensor[] | null = null;  // [dqkv, dlambdas, dve?] of the last run
-      const run = (veAccumulated?: tf.Tensor) => (results = tf.engine().runKernel(ATTENTION_INPUTS_GRAD,
+      // [dqkv, dlambdas, dve?] from one kernel, run by ve's thunk where it is handed ve's gradient so far (a value
+      // embedding feeds two layers: the kernel adds the other's gradient in dve's store, no Add)
+      const { output, summing } = sharedGradients(({ ve: veAccumulated }) => tf.engine().runKernel(ATTENTION_INPUTS_GRAD,
         veAccumulated ? { ...inputs, veAccumulated } : inputs, attrs) as tf.Tensor[]);
-      const ready = (i: number) => results !== null && !results[i].isDisposed;
-      const output = (i: number) => (ready(i) ? results! : run())[i];
-      const grads: Record<string, (accumulated?: tf.Tensor) => tf.Tensor> = { qkv: () => output(0), lambdas: () => output(1) };
-      if (withVe) grads.ve = (accumulated?: tf.Tensor) => !accumulated ? output(2) : ready(2) ? tf.add(accumulated, results![2]) : run(accumulated)[2];
-      return grads as Record<string, () => tf.Tensor>;
+      const grads: Record<string, () => tf.Tensor> = { qkv: () => output(0), lambdas: () => output(1) };
+      if (withVe) grads.ve = summing(2, 've');
+      return grads;
     },
   });
 }

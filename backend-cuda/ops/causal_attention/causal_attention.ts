@@ -8,7 +8,7 @@
 // per-row statistics the forward keeps with o (CudaBackend.attachSaved), dv with v's gradient so far added where it
 // is given (input accumulated); causal_attention.cu has the algorithm and the formulas.
 import * as tf from '@tensorflow/tfjs-core';
-import type { FusedKernelSpec } from '../fused_kernel.ts';
+import { type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
 
 export const CAUSAL_ATTENTION = 'CausalAttention';
 export const CAUSAL_ATTENTION_GRAD = 'CausalAttentionGrad';
@@ -38,21 +38,10 @@ tf.registerGradient({
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
     const [q, k, v, docIds, o] = saved;
-    // One kernel computes all three: the first thunk to run runs it (v's, where it is handed v's gradient so far: then
-    // the kernel adds that in dv's store, and shaped attention's X needs no Add); the others take its results, or run it
-    // again where tfjs's own backward disposed them (it runs each thunk in a tidy of its own).
-    let results: tf.Tensor[] | null = null;  // [dq, dk, dv] of the last run
-    const run = (accumulated?: tf.Tensor) => (results = tf.engine().runKernel(CAUSAL_ATTENTION_GRAD,
+    // [dq, dk, dv] from one kernel, run by v's thunk where it is handed v's gradient so far (shaped attention's X: the
+    // kernel adds it in dv's store, no Add)
+    const { output, summing } = sharedGradients(({ v: accumulated }) => tf.engine().runKernel(CAUSAL_ATTENTION_GRAD,
       { dy: dy as tf.Tensor, q, k, v, docIds, o, ...(accumulated ? { accumulated } : {}) }, attrs) as tf.Tensor[]);
-    const ready = (i: number) => results !== null && !results[i].isDisposed;
-    const output = (i: number) => (ready(i) ? results! : run())[i];
-    return {
-      q: () => output(0),
-      k: () => output(1),
-      // where the results exist already (v is the same tensor as q or k, whose thunk tfjs_node.ts then keeps first), an
-      // Add, as tfjs's backward would
-      v: (accumulated?: tf.Tensor) => !accumulated ? output(2) : ready(2) ? tf.add(accumulated, results![2]) : run(accumulated)[2],
-      docIds: () => tf.zerosLike(docIds),
-    };
+    return { q: () => output(0), k: () => output(1), v: summing(2, 'v'), docIds: () => tf.zerosLike(docIds) };
   },
 });

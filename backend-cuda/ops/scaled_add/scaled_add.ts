@@ -11,10 +11,7 @@
 // What no thunk takes (da of a constant a such as tf.scalar(1)) is a tensor of the backward pass's scope and is
 // disposed with it, as tfjs's own FusedBatchNorm gradient does.
 import * as tf from '@tensorflow/tfjs-core';
-import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
-
-/** tfjs_node.ts's summing gradient thunk: handed its input's gradient so far, and a lookup of another input's. */
-type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined) => tf.Tensor;
+import { float32Inputs, type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
 
 export const SCALED_ADD = 'ScaledAdd';
 export const SCALED_ADD_GRAD = 'ScaledAddGrad';
@@ -30,28 +27,10 @@ tf.registerGradient({
   inputsToSave: ['x', 'z', 'a', 'b'],
   gradFunc: (dy, saved) => {
     const [x, z, a, b] = saved;
-    let results: tf.Tensor[] | null = null;  // [dx, dz, da, db] of the last run
-    let added: { x?: tf.Tensor; z?: tf.Tensor } = {};  // the gradients so far that run summed in
-    const run = (xAccumulated?: tf.Tensor, zAccumulated?: tf.Tensor) => {
-      added = { x: xAccumulated, z: zAccumulated };
-      return (results = tf.engine().runKernel(SCALED_ADD_GRAD, { dy: dy as tf.Tensor, x, z, a, b,
-        ...(xAccumulated ? { xAccumulated } : {}), ...(zAccumulated ? { zAccumulated } : {}) }, {}) as tf.Tensor[]);
-    };
-    const ready = (i: number) => results !== null && !results[i].isDisposed;
-    const output = (i: number) => (ready(i) ? results! : run())[i];
-    // x's or z's gradient with its sum so far: summed by the kernel where the run had it (the first of the two thunks runs
-    // the kernel with both sums, the other's from tfjs_node.ts's lookup), else by an Add, as tfjs's backward would (x
-    // is the same tensor as z: tfjs_node.ts then hands z's thunk the sum that x's made)
-    const withSum = (i: number, name: 'x' | 'z', accumulated?: tf.Tensor) =>
-      !accumulated || added[name] === accumulated ? results![i] : tf.add(accumulated, results![i]);
-    const xGrad: SummingThunk = (xAccumulated, soFar) => {
-      if (!ready(0)) run(xAccumulated, soFar?.('z'));
-      return withSum(0, 'x', xAccumulated);
-    };
-    const zGrad: SummingThunk = (zAccumulated, soFar) => {
-      if (!ready(1)) run(soFar?.('x'), zAccumulated);
-      return withSum(1, 'z', zAccumulated);
-    };
-    return { x: xGrad, z: zGrad, a: () => output(2), b: () => output(3) };
+    // [dx, dz, da, db] from one run; the first of x's and z's thunks runs it with both sums so far (x is the same tensor
+    // as z: z's sum, which x's thunk made, is added by an Add)
+    const { output, summing } = sharedGradients(({ x: xAccumulated, z: zAccumulated }) => tf.engine().runKernel(SCALED_ADD_GRAD,
+      { dy: dy as tf.Tensor, x, z, a, b, ...(xAccumulated ? { xAccumulated } : {}), ...(zAccumulated ? { zAccumulated } : {}) }, {}) as tf.Tensor[]);
+    return { x: summing(0, 'x', ['z']), z: summing(1, 'z', ['x']), a: () => output(2), b: () => output(3) };
   },
 });
