@@ -22,16 +22,27 @@ namespace {
 template <int kCap, typename In, bool kRoundBf16>
 __global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
     const int32_t* __restrict__ targets, const float* __restrict__ lse, int64_t rows, int64_t cols, float w, CapParams p,
-    float gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
+    Fp8Scale gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
   const float dyw = dy[0] * w;
   writeFp8Tiles<true>(rows, cols, g8, g8t, [&](int64_t r, int64_t c, float (&v)[4]) {
     const int64_t t = targets[r];
-    const float g = t >= 0 && t < cols ? dyw : NAN, l = lse[r];  // out-of-range target: a NaN row, as its loss
+    const SoftcapRow row = softcapRow(lse[r], t >= 0 && t < cols ? dyw : NAN, p);  // out-of-range target: a NaN row, as its loss
     loadVec<4>(logits + r * cols + c, v);
+    float d[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float d = softcapGrad<kCap>(v[k], c + k, t, l, g, p);
-      v[k] = (kRoundBf16 ? roundedToBf16(d) : d) / gradScale;  // IEEE division, as the quantisation's
+    for (int k = 0; k < 4; ++k) d[k] = softcapGrad<kCap, false>(v[k], row, p);
+    if (static_cast<uint64_t>(t - c) < 4) {  // the target is one of the four: one branch, not a compare a value
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (c + k == t) d[k] = softcapGrad<kCap, true>(v[k], row, p);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k += 2) {
+      if (kRoundBf16) {  // as the two-op path stores it: two values a conversion
+        const float2 pair = __bfloat1622float2(__float22bfloat162_rn(make_float2(d[k], d[k + 1])));
+        d[k] = pair.x, d[k + 1] = pair.y;
+      }
+      v[k] = divided(d[k], gradScale), v[k + 1] = divided(d[k + 1], gradScale);  // the IEEE quotient, as the quantisation's
     }
   });
 }
@@ -51,7 +62,7 @@ cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* lo
   const dim3 grid = fp8TileGrid(rows, cols);
   const auto launch = [&](auto capC, auto* in, auto roundC) {
     softcapGradFp8Kernel<decltype(capC)::value, std::remove_const_t<std::remove_pointer_t<decltype(in)>>, decltype(roundC)::value>
-        <<<grid, 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, gradScale, g8, g8t);
+        <<<grid, 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, fp8Scale(gradScale), g8, g8t);
   };
   const auto withRound = [&](auto capC, auto* in) {
     if (gBf16) launch(capC, in, std::true_type{});

@@ -16,17 +16,18 @@ namespace tsgpt {
 namespace {
 
 template <typename In, bool E5M2>
-__global__ void __launch_bounds__(256) fp8QuantiseKernel(const In* __restrict__ x, int64_t rows, int64_t cols, float scale,
+__global__ void __launch_bounds__(256) fp8QuantiseKernel(const In* __restrict__ x, int64_t rows, int64_t cols, Fp8Scale scale,
                                                          uint8_t* __restrict__ out, uint8_t* __restrict__ outT) {
   writeFp8Tiles<E5M2>(rows, cols, out, outT, [&](int64_t r, int64_t c, float (&v)[4]) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = toFloat(x[r * cols + c + k]) / scale;  // IEEE division, as tfjs's
+    for (int k = 0; k < 4; ++k) v[k] = divided(toFloat(x[r * cols + c + k]), scale);  // the IEEE quotient, as tfjs's
   });
 }
 
 template <typename In, bool E5M2>
 void launchTyped(cudaStream_t s, const void* x, int64_t rows, int64_t cols, float scale, uint8_t* out, uint8_t* outT) {
-  fp8QuantiseKernel<In, E5M2><<<fp8TileGrid(rows, cols), 256, 0, s>>>(static_cast<const In*>(x), rows, cols, scale, out, outT);
+  fp8QuantiseKernel<In, E5M2><<<fp8TileGrid(rows, cols), 256, 0, s>>>(static_cast<const In*>(x), rows, cols, fp8Scale(scale), out,
+                                                                        outT);
 }
 
 }  // namespace

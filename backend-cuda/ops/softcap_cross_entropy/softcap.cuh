@@ -1,50 +1,76 @@
 // The logit soft cap, its derivative and the loss's gradient through it, shared by the cross-entropy's kernels (softcap_cross_entropy.cu) and the FP8
-// head's gradient quantised where it is computed (ops/fp8_head_loss).
+// head's gradient quantised where it is computed (ops/fp8_head_loss), so that the two paths give the same bits.
 #pragma once
 #include <cmath>
 #include "softcap_cross_entropy.h"
 
 namespace tsgpt {
 
+constexpr float kLog2e = 1.4426950408889634f;
+
+// The cap as z = scale·c(x) with c the cap's unit value (σ(x/temp), tanh(x/scale) or x) and dz/dx = slope·h(c).
 struct CapParams {
-  float scale;  // s
-  float inv;    // 1/temp (sigmoid) or 1/scale (tanh): the pre-activation factor
-  float slope;  // scale/temp (sigmoid): dz/dx = slope·σ(1−σ)
+  float scale;       // s (1 without a cap)
+  float pre;         // x's factor inside c: −log2(e)/temp (sigmoid, through exp2), 1/scale (tanh), 1 (none)
+  float slope;       // scale/temp (sigmoid), 1 (tanh, none)
+  float scaleLog2e;  // s·log2(e): exp(z − a) = exp2(c·s·log2(e) − a·log2(e)), one FMA
 };
 
-// z = cap(x) and, when asked, dz/dx. The sigmoid and the softmax's exp use the hardware's approximations (__expf,
-// __fdividef: a few ulp, ~5e-7 relative here): with expf and an IEEE division these kernels were bound by their
-// instructions, not their bytes (the FP8 head's cross-entropy over [4096, 50304] bf16 logits: 0.32 ms forward,
-// 0.68 ms gradient on an H200, 1.3 and 1.2 TB/s).
-template <int kCap>
-__device__ __forceinline__ float capped(float x, const CapParams& p, float* dzdx) {
-  if (kCap == kLogitCapSigmoid) {
-    const float sig = __fdividef(1.f, 1.f + __expf(-x * p.inv));  // 0 where the exp overflows, as 1/∞
-    if (dzdx) *dzdx = p.slope * sig * (1.f - sig);
-    return p.scale * sig;
-  } else if (kCap == kLogitCapTanh) {
-    const float th = tanhf(x * p.inv);
-    if (dzdx) *dzdx = 1.f - th * th;
-    return p.scale * th;
-  } else {
-    if (dzdx) *dzdx = 1.f;
-    return x;
-  }
+// The hardware's approximations (MUFU, flushing subnormals; a few ulp, ~5e-7 relative here): with expf and an IEEE
+// division these kernels were bound by their instructions, not their bytes. A subnormal result is 0 here: exp2 of an
+// argument below −126 (a probability under 1e-38, or σ's e^(−x/temp) where σ is 1 either way).
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float fastRcp(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
-// dloss/dx of one logit x (column j) of a row with target t and logsumexp l, for dloss = g: the softmax minus the
-// one-hot, through the cap.
+// c(x): 1/(1 + e^(−x/temp)) (0 where the exp overflows, as 1/∞), tanh(x/scale) or x.
 template <int kCap>
-__device__ __forceinline__ float softcapGrad(float x, int64_t j, int64_t t, float l, float g, const CapParams& p) {
-  float dz;
-  const float z = capped<kCap>(x, p, &dz);
-  return g * (__expf(z - l) - (j == t ? 1.f : 0.f)) * dz;
+__device__ __forceinline__ float capUnit(float x, const CapParams& p) {
+  if (kCap == kLogitCapSigmoid) return fastRcp(1.f + fastExp2(x * p.pre));
+  else if (kCap == kLogitCapTanh) return tanhf(x * p.pre);
+  else return x;
+}
+
+// z = cap(x).
+template <int kCap>
+__device__ __forceinline__ float capped(float x, const CapParams& p) {
+  return kCap == kLogitCapNone ? x : p.scale * capUnit<kCap>(x, p);
+}
+
+// h(c) = (dz/dx)/slope: σ(1 − σ), 1 − tanh², 1.
+template <int kCap>
+__device__ __forceinline__ float capSlopeUnit(float c) {
+  if (kCap == kLogitCapSigmoid) return fmaf(-c, c, c);
+  else if (kCap == kLogitCapTanh) return fmaf(-c, c, 1.f);
+  else return 1.f;
+}
+
+// A row's constants of the loss's gradient: −lse·log2(e) and the upstream gradient g times the cap's slope.
+struct SoftcapRow {
+  float negLseLog2e, gSlope;
+};
+__device__ __forceinline__ SoftcapRow softcapRow(float lse, float g, const CapParams& p) { return {-lse * kLog2e, g * p.slope}; }
+
+// dloss/dx of one logit x of a row: g·(softmax − one-hot)·dz/dx, kTarget where x is the row's target. Where it is not,
+// (p − 0) is p: the kernels that know a value is no target compute the same bits without the compare.
+template <int kCap, bool kTarget>
+__device__ __forceinline__ float softcapGrad(float x, const SoftcapRow& row, const CapParams& p) {
+  const float c = capUnit<kCap>(x, p);
+  const float prob = fastExp2(fmaf(c, p.scaleLog2e, row.negLseLog2e));
+  return (kTarget ? prob - 1.f : prob) * (row.gSlope * capSlopeUnit<kCap>(c));
 }
 
 inline CapParams capParams(int cap, float scale, float temp) {
-  if (cap == kLogitCapSigmoid) return {scale, 1.f / temp, scale / temp};
-  if (cap == kLogitCapTanh) return {scale, 1.f / scale, 1.f};
-  return {1.f, 1.f, 1.f};
+  if (cap == kLogitCapSigmoid) return {scale, -kLog2e / temp, scale / temp, scale * kLog2e};
+  if (cap == kLogitCapTanh) return {scale, 1.f / scale, 1.f, scale * kLog2e};
+  return {1.f, 1.f, 1.f, kLog2e};
 }
 
 }  // namespace tsgpt

@@ -80,7 +80,7 @@ __global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const i
       float v[4];
       loadVec<4>(xr + 4 * j, v);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) s += __expf(capped<kCap>(v[k], p, nullptr) - p.scale);  // a NaN z: s NaN, the loss NaN
+      for (int k = 0; k < 4; ++k) s += fastExp2(fmaf(capUnit<kCap>(v[k], p), p.scaleLog2e, -p.scaleLog2e));  // exp(z − s); a NaN z: s NaN, the loss NaN
     }
     if (s != 0.f) m = p.scale;  // else this thread saw no column: the empty state (−∞, 0); a NaN s keeps m = scale
   } else if (kVec4) {
@@ -88,17 +88,17 @@ __global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const i
       float v[4];
       loadVec<4>(xr + 4 * j, v);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) onlineAdd(capped<kCap>(v[k], p, nullptr), m, s);
+      for (int k = 0; k < 4; ++k) onlineAdd(capped<kCap>(v[k], p), m, s);
     }
   } else {
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(toFloat(xr[j]), p, nullptr), m, s);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) onlineAdd(capped<kCap>(toFloat(xr[j]), p), m, s);
   }
   blockOnlineMerge(m, s, scratchM, scratchS);
   if (threadIdx.x == 0) {
     const float lse = m + logf(s);
     const int64_t t = targets[row];
     rowStats[row] = lse;
-    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(toFloat(xr[t]), p, nullptr) : NAN;
+    rowStats[rows + row] = t >= 0 && t < cols ? lse - capped<kCap>(toFloat(xr[t]), p) : NAN;
   }
 }
 
@@ -122,7 +122,10 @@ __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, cons
   const float l = lse[row];
   const int64_t t = targets[row];
   const float g = t >= 0 && t < cols ? dy[0] * w : NAN;  // out-of-range target: a NaN row, as its loss
-  auto grad = [&](float x, int64_t j) { return softcapGrad<kCap>(x, j, t, l, g, p); };
+  const SoftcapRow rowConsts = softcapRow(l, g, p);
+  auto grad = [&](float x, int64_t j) {
+    return j == t ? softcapGrad<kCap, true>(x, rowConsts, p) : softcapGrad<kCap, false>(x, rowConsts, p);
+  };
   if (kVec4) {
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
       float v[4];
