@@ -29,18 +29,45 @@ __device__ __forceinline__ void loadVec(const float* __restrict__ p, float (&v)[
   }
 }
 
+// Four consecutive values as loaded (16 bytes of float, 8 of bf16), widened later: a load kept in flight across other
+// work (fp8_codes.cuh's tiles load the next tile while they store the current one).
+template <typename In>
+struct Packed4;
+template <>
+struct Packed4<float> {
+  float4 bits;
+};
+template <>
+struct Packed4<__nv_bfloat16> {
+  uint2 bits;
+};
+// kAligned: p is 16-byte (float) or 8-byte (bf16) aligned, one vector load; else four scalar loads.
+template <bool kAligned = true>
+__device__ __forceinline__ Packed4<float> loadPacked4(const float* __restrict__ p) {
+  if constexpr (kAligned) return {*reinterpret_cast<const float4*>(p)};
+  else return {make_float4(p[0], p[1], p[2], p[3])};
+}
+template <bool kAligned = true>
+__device__ __forceinline__ Packed4<__nv_bfloat16> loadPacked4(const __nv_bfloat16* __restrict__ p) {
+  if constexpr (kAligned) return {*reinterpret_cast<const uint2*>(p)};
+  const auto bits = [&](int k) { return uint32_t(__bfloat16_as_ushort(p[k])); };
+  return {make_uint2(bits(0) | bits(1) << 16, bits(2) | bits(3) << 16)};
+}
+__device__ __forceinline__ void widen(const Packed4<float>& q, float (&v)[4]) {
+  v[0] = q.bits.x; v[1] = q.bits.y; v[2] = q.bits.z; v[3] = q.bits.w;
+}
+__device__ __forceinline__ void widen(const Packed4<__nv_bfloat16>& q, float (&v)[4]) {
+  const __nv_bfloat162 lo = *reinterpret_cast<const __nv_bfloat162*>(&q.bits.x);
+  const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162*>(&q.bits.y);
+  v[0] = __low2float(lo); v[1] = __high2float(lo); v[2] = __low2float(hi); v[3] = __high2float(hi);
+}
+
 // The same from a bf16 tensor (a bf16-only activation: backend.ts's storedValues), widened exactly; 8 bytes for V = 4.
 template <int V>
 __device__ __forceinline__ void loadVec(const __nv_bfloat16* __restrict__ p, float (&v)[V]) {
   static_assert(V == 1 || V == 4, "V is 1 or 4");
-  if constexpr (V == 4) {
-    const uint2 raw = *reinterpret_cast<const uint2*>(p);  // 8-byte aligned where the float32 twin is 16
-    const __nv_bfloat162 lo = *reinterpret_cast<const __nv_bfloat162*>(&raw.x);
-    const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162*>(&raw.y);
-    v[0] = __low2float(lo); v[1] = __high2float(lo); v[2] = __low2float(hi); v[3] = __high2float(hi);
-  } else {
-    v[0] = toFloat(*p);
-  }
+  if constexpr (V == 4) widen(loadPacked4(p), v);  // 8-byte aligned where the float32 twin is 16
+  else v[0] = toFloat(*p);
 }
 
 template <int V>

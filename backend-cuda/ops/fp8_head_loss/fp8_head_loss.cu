@@ -19,22 +19,34 @@
 namespace tsgpt {
 namespace {
 
+// writeFp8Tiles' source: the gradient of the logits at (r, c … c + 3) over the scale, from the row's target and lse.
 template <int kCap, typename In, bool kRoundBf16>
-__global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
-    const int32_t* __restrict__ targets, const float* __restrict__ lse, int64_t rows, int64_t cols, float w, CapParams p,
-    Fp8Scale gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
-  const float dyw = dy[0] * w;
-  writeFp8Tiles<true>(rows, cols, g8, g8t, [&](int64_t r, int64_t c, float (&v)[4]) {
-    const int64_t t = targets[r];
-    const SoftcapRow row = softcapRow(lse[r], t >= 0 && t < cols ? dyw : NAN, p);  // out-of-range target: a NaN row, as its loss
-    loadVec<4>(logits + r * cols + c, v);
-    float d[4];
+struct SoftcapGradSource {
+  using Raw = Packed4<In>;
+  const In* logits;
+  const int32_t* targets;
+  const float* lse;
+  int64_t cols;
+  float dyw;
+  CapParams p;
+  Fp8Scale gradScale;
+  int32_t target[4];  // the thread's rows'
+  SoftcapRow consts[4];
+  __device__ void row(int j, int64_t r) {
+    target[j] = targets[r];
+    const bool valid = target[j] >= 0 && target[j] < cols;
+    consts[j] = softcapRow(lse[r], valid ? dyw : NAN, p);  // out-of-range target: a NaN row, as its loss
+  }
+  __device__ Raw load(int, int64_t r, int64_t c) const { return loadPacked4(logits + r * cols + c); }
+  __device__ void values(int j, const Raw& raw, int64_t c, float (&v)[4]) const {
+    float x[4], d[4];
+    widen(raw, x);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) d[k] = softcapGrad<kCap, false>(v[k], row, p);
-    if (static_cast<uint64_t>(t - c) < 4) {  // the target is one of the four: one branch, not a compare a value
+    for (int k = 0; k < 4; ++k) d[k] = softcapGrad<kCap, false>(x[k], consts[j], p);
+    if (static_cast<uint64_t>(target[j] - c) < 4) {  // the target is one of the four: one branch, not a compare a value
 #pragma unroll
       for (int k = 0; k < 4; ++k)
-        if (c + k == t) d[k] = softcapGrad<kCap, true>(v[k], row, p);
+        if (c + k == target[j]) d[k] = softcapGrad<kCap, true>(x[k], consts[j], p);
     }
 #pragma unroll
     for (int k = 0; k < 4; k += 2) {
@@ -44,7 +56,15 @@ __global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restr
       }
       v[k] = divided(d[k], gradScale), v[k + 1] = divided(d[k + 1], gradScale);  // the IEEE quotient, as the quantisation's
     }
-  });
+  }
+};
+
+template <int kCap, typename In, bool kRoundBf16>
+__global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
+    const int32_t* __restrict__ targets, const float* __restrict__ lse, int64_t rows, int64_t cols, float w, CapParams p,
+    Fp8Scale gradScale, uint8_t* __restrict__ g8, uint8_t* __restrict__ g8t) {
+  SoftcapGradSource<kCap, In, kRoundBf16> src{logits, targets, lse, cols, dy[0] * w, p, gradScale};
+  writeFp8Tiles<true>(rows, cols, g8, g8t, src);
 }
 
 }  // namespace
@@ -59,10 +79,11 @@ cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* lo
     return cudaErrorInvalidValue;
   const CapParams p = capParams(cap, scale, temp);
   const float w = mean ? 1.f / float(rows) : 1.f;
-  const dim3 grid = fp8TileGrid(rows, cols);
   const auto launch = [&](auto capC, auto* in, auto roundC) {
-    softcapGradFp8Kernel<decltype(capC)::value, std::remove_const_t<std::remove_pointer_t<decltype(in)>>, decltype(roundC)::value>
-        <<<grid, 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, fp8Scale(gradScale), g8, g8t);
+    using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    constexpr auto kernel = softcapGradFp8Kernel<decltype(capC)::value, In, decltype(roundC)::value>;
+    kernel<<<fp8TileGrid<kernel>(rows, cols), 256, 0, s>>>(dy, in, targets, rowStats, rows, cols, w, p, fp8Scale(gradScale), g8,
+                                                            g8t);
   };
   const auto withRound = [&](auto capC, auto* in) {
     if (gBf16) launch(capC, in, std::true_type{});

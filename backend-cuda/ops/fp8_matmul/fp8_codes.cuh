@@ -57,37 +57,53 @@ __device__ __forceinline__ float divided(float v, const Fp8Scale& k) {
   return isfinite(q) ? q1 : q;
 }
 
-// The FP8 codes of a [rows, cols] matrix whose values valuesAt(r, c, v) gives four at a time (v[k] at column c + k),
-// written row-major to out and/or transposed to outT (either may be null; rows and cols multiples of 4): the
-// block's share of 64×64 tiles, 256 threads of 4 consecutive columns on 4 rows, the transposed codes through shared
-// memory (4 consecutive output bytes per thread: one 32-bit store). Called by a kernel of 256 threads, the same for
-// the whole block (it synchronises); grid: fp8TileGrid.
+// The FP8 codes of a [rows, cols] matrix, written row-major to out and/or transposed to outT (either may be null; rows
+// and cols multiples of 4), from a Source of values four at a time. A block owns a strip of 64 rows at a time and walks
+// its 64×64 tiles gridDim.x apart, loading the next tile while it converts and stores the current one: with one tile a
+// block, a block's loads waited while it stored and synchronised, and the kernels moved ~2.4 TB/s. 256 threads of 4
+// consecutive columns on 4 rows (ty + 16j); the transposed codes through shared memory (4 consecutive output bytes per
+// thread: one 32-bit store). Called by a kernel of 256 threads, the same for the whole block (it synchronises); grid:
+// fp8TileGrid.
+//   Source::Raw                     a thread's loads of one tile row (4 values)
+//   src.row(j, r)                   once a strip for the thread's row j ∈ 0…3 (r < rows), before its loads
+//   src.load(j, r, c) → Raw         the four values at columns c … c + 3 as loaded
+//   src.values(j, raw, c, v)        the four values to encode
 constexpr int kFp8Tile = 64;
 
-template <bool E5M2, typename ValuesAt>
+template <bool E5M2, typename Source>
 __device__ __forceinline__ void writeFp8Tiles(int64_t rows, int64_t cols, uint8_t* __restrict__ out, uint8_t* __restrict__ outT,
-                                              ValuesAt valuesAt) {
+                                              Source& src) {
   __shared__ uint8_t tile[kFp8Tile][kFp8Tile + 4];  // the tile's codes [row][column]; rows padded to a 4-byte multiple
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t tilesR = (rows + kFp8Tile - 1) / kFp8Tile, tilesC = (cols + kFp8Tile - 1) / kFp8Tile;
   for (int64_t tr = blockIdx.y; tr < tilesR; tr += gridDim.y) {
-    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
-      const int64_t r0 = tr * kFp8Tile, c = tc * kFp8Tile + 4 * tx;
-      // The four groups' values first, then their stores: no store between the loads, so the four loads are in flight
-      // together (one at a time, the kernels waited on memory latency at ~1.2 TB/s).
-      // row ty + 16j of the tile, and whether it is inside (cols % 4 == 0: 4 columns are all in or all out)
-      const auto inside = [&](int j) { return r0 + ty + 16 * j < rows && c < cols; };
-      float v[4][4];
+    const int64_t r0 = tr * kFp8Tile;
+    const auto rowInside = [&](int j) { return r0 + ty + 16 * j < rows; };
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (rowInside(j)) src.row(j, r0 + ty + 16 * j);
+    typename Source::Raw next[4];
+    const auto load = [&](int64_t tc) {
+      const int64_t c = tc * kFp8Tile + 4 * tx;
 #pragma unroll
       for (int j = 0; j < 4; ++j)
-        if (inside(j)) valuesAt(r0 + ty + 16 * j, c, v[j]);
+        if (rowInside(j) && c < cols) next[j] = src.load(j, r0 + ty + 16 * j, c);  // cols % 4 == 0: all 4 in or out
+    };
+    if (blockIdx.x < tilesC) load(blockIdx.x);
+    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
+      typename Source::Raw raw[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) raw[j] = next[j];
+      if (tc + gridDim.x < tilesC) load(tc + gridDim.x);
+      const int64_t c = tc * kFp8Tile + 4 * tx;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        if (!inside(j)) continue;
+        if (!rowInside(j) || c >= cols) continue;
         const int rr = ty + 16 * j;
-        const int64_t r = r0 + rr;
-        const uint32_t q = toFp8x4<E5M2>(v[j]);
-        if (out) *reinterpret_cast<uint32_t*>(out + r * cols + c) = q;
+        float v[4];
+        src.values(j, raw[j], c, v);
+        const uint32_t q = toFp8x4<E5M2>(v);
+        if (out) *reinterpret_cast<uint32_t*>(out + (r0 + rr) * cols + c) = q;
         if (outT) *reinterpret_cast<uint32_t*>(&tile[rr][4 * tx]) = q;
       }
       if (outT) {  // the same for the whole block
@@ -107,10 +123,21 @@ __device__ __forceinline__ void writeFp8Tiles(int64_t rows, int64_t cols, uint8_
   }
 }
 
-// writeFp8Tiles' grid for a [rows, cols] matrix: a block per 64×64 tile, within the grid's limits.
-inline dim3 fp8TileGrid(int64_t rows, int64_t cols) {
+// writeFp8Tiles' grid for a [rows, cols] matrix and its kernel kKernel (of 256 threads): the 64-row strips in y and in
+// x as many tile walkers a strip as fill the GPU's resident blocks once (a second, partial wave of walkers would finish
+// late), within the grid's limits. The resident count is asked once a kernel (a process drives one GPU).
+template <auto kKernel>
+dim3 fp8TileGrid(int64_t rows, int64_t cols) {
+  static const int64_t resident = [] {
+    int device = 0, sms = 0, perSm = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kKernel, 256, 0);
+    return int64_t(sms > 0 ? sms : 1) * (perSm > 0 ? perSm : 1);
+  }();
   const int64_t tilesR = (rows + kFp8Tile - 1) / kFp8Tile, tilesC = (cols + kFp8Tile - 1) / kFp8Tile;
-  return dim3(unsigned(tilesC < (1 << 20) ? tilesC : (1 << 20)), unsigned(tilesR < 65535 ? tilesR : 65535));
+  const int64_t y = tilesR < 65535 ? tilesR : 65535, walkers = (resident + y - 1) / y;
+  return dim3(unsigned(walkers < tilesC ? walkers : tilesC), unsigned(y));
 }
 
 }  // namespace tsgpt

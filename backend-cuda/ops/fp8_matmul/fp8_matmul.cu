@@ -8,6 +8,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
+#include <type_traits>
+
 
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
@@ -15,19 +17,38 @@
 namespace tsgpt {
 namespace {
 
-template <typename In, bool E5M2>
+// writeFp8Tiles' source: x / scale, x loaded 4 values at once where kAligned.
+template <typename In, bool kAligned>
+struct QuotientSource {
+  using Raw = Packed4<In>;
+  const In* x;
+  int64_t cols;
+  Fp8Scale scale;
+  __device__ void row(int, int64_t) {}
+  __device__ Raw load(int, int64_t r, int64_t c) const { return loadPacked4<kAligned>(x + r * cols + c); }
+  __device__ void values(int, const Raw& raw, int64_t, float (&v)[4]) const {
+    widen(raw, v);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = divided(v[k], scale);  // the IEEE quotient, as tfjs's
+  }
+};
+
+template <typename In, bool E5M2, bool kAligned>
 __global__ void __launch_bounds__(256) fp8QuantiseKernel(const In* __restrict__ x, int64_t rows, int64_t cols, Fp8Scale scale,
                                                          uint8_t* __restrict__ out, uint8_t* __restrict__ outT) {
-  writeFp8Tiles<E5M2>(rows, cols, out, outT, [&](int64_t r, int64_t c, float (&v)[4]) {
-#pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = divided(toFloat(x[r * cols + c + k]), scale);  // the IEEE quotient, as tfjs's
-  });
+  QuotientSource<In, kAligned> src{x, cols, scale};
+  writeFp8Tiles<E5M2>(rows, cols, out, outT, src);
 }
 
 template <typename In, bool E5M2>
 void launchTyped(cudaStream_t s, const void* x, int64_t rows, int64_t cols, float scale, uint8_t* out, uint8_t* outT) {
-  fp8QuantiseKernel<In, E5M2><<<fp8TileGrid(rows, cols), 256, 0, s>>>(static_cast<const In*>(x), rows, cols, fp8Scale(scale), out,
-                                                                        outT);
+  const auto launch = [&](auto alignedC) {
+    constexpr auto kernel = fp8QuantiseKernel<In, E5M2, decltype(alignedC)::value>;
+    kernel<<<fp8TileGrid<kernel>(rows, cols), 256, 0, s>>>(static_cast<const In*>(x), rows, cols, fp8Scale(scale), out, outT);
+  };
+  // cols % 4 == 0, so every row's 4-value groups are aligned where x is
+  if (reinterpret_cast<uintptr_t>(x) % (4 * sizeof(In)) == 0) launch(std::true_type{});
+  else launch(std::false_type{});
 }
 
 }  // namespace
