@@ -48,7 +48,9 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // op's: RMSNorm's, Linear's, ScaledAdd's) is handed that gradient so far and returns the sum itself, from its kernel's
 // epilogue; such thunks are called first in their node (nodeBackward says when not). Its second parameter, where it
 // declares one, looks up another input's gradient so far, for a kernel that sums several inputs' in one run
-// (ScaledAddGrad: x's and z's).
+// (ScaledAddGrad: x's and z's). And one entry point: variableGradsSummed() starts the variables' gradients at their sums
+// so far (a gradient accumulation's earlier micro-steps), so that the thunks that sum (Linear's and MatMulAdd's weights:
+// the sum in cuBLASLt's epilogue) add this micro-step's gradient into them instead of an Add over every parameter.
 interface TapeNode {
   id: number;
   kernelName: string;
@@ -112,7 +114,10 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
 }
 
 const engine = tf.engine() as unknown as EngineInternals;
+let startingSums: Map<number, tf.Tensor> | null = null;  // variableGradsSummed's, for the gradients() it calls
 engine.gradients = function (f, xs, dy, allowNoGradients = false) {
+  const sums = startingSums;
+  startingSums = null;  // not for a gradient taken inside f (checkpoint()'s)
   if (xs.length === 0) throw new Error('gradients() received an empty list of xs.');
   if (dy != null && dy.dtype !== 'float32') throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
   // A gradient taken inside a backward (checkpoint()'s) starts a tape of its own: the backward running it gets its tape
@@ -128,6 +133,7 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
   return this.tidy('backward', () => {
     const seed = dy ?? tf.ones(y.shape);
     if (!firstOrder) {
+      if (sums) throw new Error('variableGradsSummed() inside another gradient: starting sums are for a first-order gradient');
       const record: Record<number, tf.Tensor> = { [y.id]: seed };
       tape.backpropagateGradients(record, filteredTape, (g) => this.tidy('gradient', g), tf.add);
       return { value: y, grads: xs.map((x) => record[x.id]) };
@@ -148,6 +154,10 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
       if (old) release(old);
     };
     put(y.id, seed);
+    for (const x of xs) {
+      const sum = sums?.get(x.id);
+      if (sum) put(x.id, sum);  // the backward owns it now: replaced by (and freed for) the sum with this gradient
+    }
     for (let i = filteredTape.length - 1; i >= 0; i--) {
       const node = filteredTape[i];
       // The node's new gradients leave its scope; whatever else its gradient made is freed with it.
@@ -167,6 +177,28 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
     return { value: y, grads };
   });
 };
+
+/**
+ * tf.variableGrads(f) with each variable's gradient added to `sums`' tensor for it (its gradient so far; a variable
+ * without one starts at zero): { value, grads }, grads holding sum + ∂f/∂v for every trainable variable that has a sum or
+ * a gradient. The sums are the backward's from the call on (each freed once replaced; not to be used or disposed
+ * after). Where a gradient's thunk sums (tfjs_node.ts's backward above) the addition rides in its kernel; elsewhere it
+ * is the Add that the caller's own sum would have been, in the same float32 order for a variable with one gradient
+ * in f (sum + g), and (sum + g₁) + g₂ for one with several (tfjs's order within f would be sum + (g₁ + g₂)).
+ */
+export function variableGradsSummed(f: () => tf.Scalar, sums: Map<tf.Variable, tf.Tensor>): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  for (const [v, t] of sums) {
+    if (t.shape.join() !== v.shape.join() || t.dtype !== 'float32') {
+      throw new Error(`variableGradsSummed: the sum for ${v.name} is ${t.dtype}[${t.shape}], the variable float32 [${v.shape}]`);
+    }
+  }
+  startingSums = new Map([...sums].map(([v, t]) => [v.id, t]));
+  try {
+    return tf.variableGrads(f);
+  } finally {
+    startingSums = null;
+  }
+}
 
 // ---- Shapes saved without their values -----------------------------------------------------------------------------
 // Some gradients read only the shapes of the inputs they save (tfjs-core's Reshape_grad, ExpandDims_grad, Slice_grad,

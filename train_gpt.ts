@@ -17,7 +17,7 @@ import * as net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import './tfjs_node.ts'; // gradients, chained ops and the cpu backend, without tfjs's Node.js banner
+import { variableGradsSummed } from './tfjs_node.ts'; // gradients, chained ops and the cpu backend, without tfjs's Node.js banner
 import cliProgress from 'cli-progress';
 import { checkTokenIds, readShard, readShardSync, removeStaleTempFiles, writeFileAtomic, GPT2_BOS } from './data/shard.ts';
 import { ensureBuiltinCorpus, loadCodec, type CorpusCodec, type CorpusTokenizer } from './data/builtin_corpus.ts';
@@ -2376,17 +2376,18 @@ export async function trainStep(m: Model, st: OptimizerState, loader: BatchLoade
   let lossSum: tf.Scalar = tf.scalar(0);
   for (let a = 0; a < accum; a++) {
     const hb = await loader.next();
+    // The micro-steps after the first start each parameter's gradient at its sum so far (tfjs_node.ts's
+    // variableGradsSummed): the backward's kernels add into it (the weights' in their GEMM's epilogue) instead of an Add
+    // over every parameter after each micro-step (269M floats read twice and written once, 7 times a step).
+    const sums = new Map([...grads].map(([name, t]) => [m.params.get(name)!, t]));
     const { value, grads: g } = tf.tidy(() => {
       const batch = toDevice(hb, m.cfg.bosToken);
       // Summed token loss scaled by 1/accum (the speedrun's convention, record-2025-11.md §8.3): gradients add up over
       // micro-steps and average over ranks to (1/streams a step)·Σ ∇(summed loss of a stream), on any number of ranks.
-      return tf.variableGrads(() => modelLoss(m, batch, sched, 'sum').div(accum) as tf.Scalar);
+      const loss = () => modelLoss(m, batch, sched, 'sum').div(accum) as tf.Scalar;
+      return sums.size ? variableGradsSummed(loss, sums) : tf.variableGrads(loss);
     });
-    for (const [vname, gi] of Object.entries(g)) {
-      const name = nameOf.get(vname)!, prev = grads.get(name);
-      grads.set(name, prev ? tf.tidy(() => prev.add(gi)) : gi);
-      if (prev) { prev.dispose(); gi.dispose(); }
-    }
+    for (const [vname, gi] of Object.entries(g)) grads.set(nameOf.get(vname)!, gi);  // the sums handed over are freed
     const next = tf.tidy(() => lossSum.add(value.div(hb.B * hb.T)) as tf.Scalar); // value is sum/accum: this adds up to the mean
     lossSum.dispose(); value.dispose();
     lossSum = next;

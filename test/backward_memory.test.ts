@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../train_gpt.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
+import { variableGradsSummed } from '../tfjs_node.ts';
 import { random } from './seed.ts';
 
 type Gradients = (f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean) => { value: tf.Tensor; grads: tf.Tensor[] };
@@ -25,7 +26,7 @@ function perturbedTinyModel(variant: Partial<T.Config>) {
   const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t + 1) % 200), B: 2, T: 32 }, cfg.bosToken);
   const sched = T.attnScheduleAt(cfg.windowSchedule[0], T.initRope(cfg), cfg);
   return {
-    cfg, skips: m.skips.length, vars: [...m.params.values()], loss: () => T.modelLoss(m, batch, sched, 'sum').div(8),
+    cfg, skips: m.skips.length, names: [...m.params.keys()], vars: [...m.params.values()], loss: () => T.modelLoss(m, batch, sched, 'sum').div(8),
     dispose: () => { T.disposeBatch(batch); T.disposeModel(m); },
   };
 }
@@ -153,4 +154,50 @@ it('with one tape, a gradient that reads only shapes (Reshape, Slice, PadV2, Con
   } finally {
     await tf.setBackend('cpu');
   }
+});
+
+it('starts the variables\' gradients at their sums so far (variableGradsSummed): sum + gradient, the weights\' in their GEMM\'s epilogue, no Add of a weight\'s shape, the sums handed over freed', async () => {
+  registerCudaHostBackend('cuda-host');
+  for (const backend of ['cpu', 'cuda-host']) {
+    await tf.setBackend(backend);  // cpu: every sum an Add (tfjs's thunks); cuda-host: the backend's fused kernels, on the CPU
+    const { names, vars, loss: f, dispose } = perturbedTinyModel({ fp8Head: true, attnGate: true });
+    const sums = vars.map((v) => tf.randomNormal(v.shape, 0, 0.01, 'float32', Math.floor(random() * 1e9)));
+    const plain = engine.gradients(f, vars, undefined, true);
+    const want = plain.grads.map((g, i) => tf.tidy(() => sums[i].add(g)).dataSync().slice());
+    tf.dispose([plain.value, ...plain.grads]);
+    const tensorsBefore = tf.memory().numTensors - sums.length;  // after a first forward (its caches made)
+    let got: { value: tf.Scalar; grads: tf.NamedTensorMap } | null = null;
+    const profile = await tf.profile(() => {
+      got = variableGradsSummed(f as () => tf.Scalar, new Map(vars.map((v, i) => [v as tf.Variable, sums[i]])));
+      return [got.value, ...Object.values(got.grads)];
+    });
+    const r = got as unknown as { value: tf.Scalar; grads: tf.NamedTensorMap };
+    vars.forEach((v, i) => {
+      const g = r.grads[v.name];
+      assert.ok(g, `a gradient for ${names[i]}`);
+      let worst = 0, top = 0;
+      const values = g.dataSync();
+      for (let j = 0; j < values.length; j++) { worst = Math.max(worst, Math.abs(values[j] - want[i][j])); top = Math.max(top, Math.abs(want[i][j])); }
+      // one float32 rounding apart: the GEMM's epilogue rounds once where the Add rounded the product first, and a
+      // variable with several gradients adds them to the sum one at a time
+      assert.ok(worst <= 1e-6 * top, `${backend}, ${names[i]}: sum + gradient off by ${worst} (largest ${top})`);
+    });
+    const weights = vars.filter((v, i) => v.rank === 2 && /(qkv|proj|w1|w2|head|attn_gate)$/.test(names[i]));
+    assert.ok(weights.length >= 5, `the test sees the projections and the head: ${weights.length}`);
+    const weightAdds = profile.kernels.filter((k) => k.name === 'Add' && weights.some((w) => k.outputShapes[0]?.join() === w.shape.join())).length;
+    if (backend === 'cuda-host') assert.equal(weightAdds, 0, 'no Add of a weight\'s shape: Linear, MatMulAdd and the FP8 head sum in their kernels');
+    else assert.ok(weightAdds >= weights.length, `cpu: tfjs's thunks leave the sums to Adds (${weightAdds})`);
+    assert.ok(weights.every((w) => sums[vars.indexOf(w)].isDisposed), 'the weights\' sums are freed once their new sums exist');
+    tf.dispose([r.value, ...Object.values(r.grads), ...sums]);
+    assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor left behind');
+    dispose();
+  }
+  await tf.setBackend('cpu');
+});
+
+it('variableGradsSummed names a sum of the wrong shape', async () => {
+  await tf.setBackend('cpu');
+  const v = tf.variable(tf.ones([2, 3]), true, 'summed_test_w'), wrong = tf.zeros([3, 2]);
+  assert.throws(() => variableGradsSummed(() => v.sum() as unknown as tf.Scalar, new Map([[v, wrong]])), /the sum for summed_test_w is float32\[3,2\], the variable float32 \[2,3\]/);
+  tf.dispose([v, wrong]);
 });

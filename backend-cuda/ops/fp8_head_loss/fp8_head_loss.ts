@@ -7,8 +7,10 @@
 //   attrs the FP8 scales (Fp8MatmulAttrs), the soft cap {cap, scale, temp} (SoftcapCrossEntropyAttrs) and chunkRows;
 //   output: the scalar loss = Σ_i lse_i − z_i,t_i over z = cap(FP8 head(x, w)). The kernel keeps with it (attachSaved)
 //   dx [N, d] and dw [d, V], the loss's gradients for a unit upstream gradient through Fp8MatmulGrad's FP8 rounding of
-//   dloss/dz; its gradient kernel ('Fp8HeadLossGrad', {dy, x, w, loss} → [dx, dw]; x and w give the shapes) scales them
-//   by dy. (A single output: tfjs uploads zeros from the host for the unused outputs of a kernel of several.)
+//   dloss/dz; its gradient kernel ('Fp8HeadLossGrad', {dy, x, w, loss, dwAccumulated?} → [dx, dw]; x and w give the
+//   shapes) scales them by dy, adding w's gradient so far to dw where given (the earlier micro-steps' sum:
+//   tfjs_node.ts's variableGradsSummed). (A single output: tfjs uploads zeros from the host for the unused outputs of a
+//   kernel of several.)
 // The gradient of x and w is dy·dx and dy·dw: the FP8 rounding of dloss/dz happens at the scale of one summed loss, as
 // on the record's 8-rank step (dy = 1), whatever dy (1/grad_accum on fewer ranks) scales it by afterwards. The composite
 // (train_gpt.ts: fp8Head then softcapCrossEntropy) rounds dy·dloss/dz: the same values where dy = 1, the tests' case;
@@ -16,7 +18,7 @@
 // The kernel takes N, d and V that are multiples of 16 (cuBLASLt's FP8 GEMMs) and chunkRows a positive multiple of 16;
 // any other call runs the composite.
 import * as tf from '@tensorflow/tfjs-core';
-import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
+import { float32Inputs, sharedGradients, type FusedKernelSpec } from '../fused_kernel.ts';
 import type { Fp8MatmulAttrs } from '../fp8_matmul/fp8_matmul.ts';
 import { LOGIT_CAP } from '../softcap_cross_entropy/softcap_cross_entropy.ts';
 
@@ -50,7 +52,8 @@ tf.registerGradient({
   outputsToSave: [true],
   gradFunc: (dy, saved) => {
     const [x, w, loss] = saved;
-    const [dx, dw] = tf.engine().runKernel(FP8_HEAD_LOSS_GRAD, { dy: dy as tf.Tensor, x, w, loss }, {}) as tf.Tensor[];
-    return { x: () => dx, w: () => dw, targets: () => tf.zeros([x.shape[0]]) };  // integer targets get no gradient
+    const { output, summing } = sharedGradients(({ w: dwAccumulated }) =>
+      tf.engine().runKernel(FP8_HEAD_LOSS_GRAD, { dy: dy as tf.Tensor, x, w, loss, ...(dwAccumulated ? { dwAccumulated } : {}) }, {}) as tf.Tensor[]);
+    return { x: () => output(0), w: summing(1, 'w'), targets: () => tf.zeros([x.shape[0]]) };  // integer targets get no gradient
   },
 });

@@ -86,9 +86,19 @@ export const fp8HeadLossKernels: CudaKernel[] = [
       if (dy.shape.length !== 0) throw new Error(`${K}: dy must be a float32 scalar, got ${describe(dy)}`);
       const grads = backend.saved(loss);
       if (grads === undefined) throw new Error(`${K}: loss carries no saved gradients (it was not made by ${FP8_HEAD_LOSS} on this backend)`);
+      const acc = inputs.dwAccumulated === undefined ? undefined : input(K, inputs, 'dwAccumulated');
+      if (acc && acc.shape.join() !== `${d},${V}`) throw new Error(`${K}: dwAccumulated must be float32 [${d},${V}] (w's shape), got ${describe(acc)}`);
       const dx = backend.makeOutput([N, d], 'float32'), dw = backend.makeOutput([d, V], 'float32'), g = backend.ptr(dy);
       backend.device.binary(BINARY.Multiply, DTYPE.float32, grads, g, backend.ptr(dx), [N * d], [1], [0]);
-      backend.device.binary(BINARY.Multiply, DTYPE.float32, grads + N * d * 4, g, backend.ptr(dw), [d * V], [1], [0]);
+      if (acc) {  // dw = 1·acc + dy·dw₁ in one pass (an Add after the Multiply read and wrote dw twice more)
+        const sum = backend.storedValues(acc);
+        withScratch(backend, [4], (one) => {
+          backend.device.fill(DTYPE.float32, one, 1, 1);
+          backend.device.scaledAdd(sum.ptr, sum.bf16, grads + N * d * 4, false, one, g, backend.ptr(dw), false, d * V);
+        });
+      } else {
+        backend.device.binary(BINARY.Multiply, DTYPE.float32, grads + N * d * 4, g, backend.ptr(dw), [d * V], [1], [0]);
+      }
       return [dx, dw];
     },
   },

@@ -8,10 +8,11 @@
 //   where the sum below can find the other consumers' gradient).
 // Gradient: BatchMatMul's (dx = dy·wᵀ, dw = xᵀ·dy, float32: dw sums over micro-steps). Where x already has a gradient
 // from another consumer (tfjs_node.ts's backward hands it over: the normed input's attention-gate slice), dx comes
-// from 'MatMulAdd' with it as C, the sum in cuBLASLt's epilogue instead of an Add over both.
+// from 'MatMulAdd' with it as C, the sum in cuBLASLt's epilogue instead of an Add over both; so does dw where w has
+// one (the earlier micro-steps' sum: tfjs_node.ts's variableGradsSummed).
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
-import { MATMUL_ADD, type MatMulAddAttrs } from '../matmul_add/matmul_add.ts';
+import { matMulPlus } from '../matmul_add/matmul_add.ts';
 
 export const LINEAR = 'Linear';
 
@@ -25,12 +26,10 @@ tf.registerGradient({
   kernelName: LINEAR,
   inputsToSave: ['x', 'w'],
   gradFunc: (dy, saved) => {
-    const [x, w] = saved, [k, m] = w.shape, g = (dy as tf.Tensor).reshape([-1, m]);
-    const withAccumulated = (accumulated: tf.Tensor) => tf.engine().runKernel(MATMUL_ADD, { a: g, b: w, c: accumulated.reshape([-1, k]) },
-      { alpha: 1, beta: 1, transposeA: false, transposeB: true } satisfies MatMulAddAttrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const [x, w] = saved, [k, m] = w.shape, g = (dy as tf.Tensor).reshape([-1, m]), x2 = x.reshape([-1, k]);
     return {
-      x: (accumulated?: tf.Tensor) => (accumulated ? withAccumulated(accumulated) : tf.matMul(g, w, false, true)).reshape(x.shape),
-      w: () => tf.matMul(x.reshape([-1, k]), g, true, false),
+      x: (accumulated?: tf.Tensor) => (accumulated ? matMulPlus(g, w, accumulated.reshape([-1, k]), false, true) : tf.matMul(g, w, false, true)).reshape(x.shape),
+      w: (accumulated?: tf.Tensor) => (accumulated ? matMulPlus(x2, g, accumulated, true, false) : tf.matMul(x2, g, true, false)),
     };
   },
 });

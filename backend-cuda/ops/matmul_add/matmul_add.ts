@@ -5,7 +5,9 @@
 //   {a, b, c}, {alpha, beta, transposeA, transposeB}: a [...batch, m, k], b [...batch, k, n] (either transposed),
 //   c [...batch, m, n], the same batch dims.
 // Gradient (the model's residual path): dc = beta·dy, and for a and b BatchMatMul's, scaled by alpha:
-//   with A = op(a), B = op(b): dA = alpha·dy·Bᵀ, dB = alpha·Aᵀ·dy, transposed back where a or b was.
+//   with A = op(a), B = op(b): dA = alpha·dy·Bᵀ, dB = alpha·Aᵀ·dy, transposed back where a or b was. Where b already has
+//   a gradient (a weight's sum over the earlier micro-steps: tfjs_node.ts's variableGradsSummed), dB is this op again
+//   with that sum as c.
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
 
@@ -20,6 +22,12 @@ export const matMulAdd: FusedKernelSpec<MatMulAddAttrs> = {
     ? `a [${a.shape}] and b [${b.shape}] differ in batch dims` : float32Inputs({ a, b, c }, 'a', 'b', 'c'),
 };
 
+/** alpha·op(a)·op(b) + c by the kernel itself: a gradient's sum in cuBLASLt's epilogue, for the gradients of the ops that
+ * only a backend with 'MatMulAdd' runs (this op's and Linear's). */
+export function matMulPlus(a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, transposeA: boolean, transposeB: boolean, alpha = 1): tf.Tensor {
+  return tf.engine().runKernel(MATMUL_ADD, { a, b, c }, { alpha, beta: 1, transposeA, transposeB } satisfies MatMulAddAttrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
 tf.registerGradient({
   kernelName: MATMUL_ADD,
   inputsToSave: ['a', 'b'],
@@ -29,7 +37,9 @@ tf.registerGradient({
     const scaled = (t: tf.Tensor) => (alpha === 1 ? t : t.mul(alpha));
     return {
       a: () => scaled(tA ? tf.matMul(b, g, tB, true) : tf.matMul(g, b, false, !tB)),
-      b: () => scaled(tB ? tf.matMul(g, a, true, tA) : tf.matMul(a, g, !tA, false)),
+      b: (accumulated?: tf.Tensor) => accumulated
+        ? (tB ? matMulPlus(g, a, accumulated, true, tA, alpha) : matMulPlus(a, g, accumulated, !tA, false, alpha))
+        : scaled(tB ? tf.matMul(g, a, true, tA) : tf.matMul(a, g, !tA, false)),
       c: () => (beta === 1 ? g.clone() : g.mul(beta)),
     };
   },
