@@ -28,6 +28,7 @@ import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './b
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
+import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
 import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
 import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
@@ -684,6 +685,12 @@ export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor
   return runFused(scaledAddKernel, { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
 }
 
+/** The table's rows at ids [..., d]: tf.gather, through a backend's 'Embedding' where it has one, whose gradient adds into
+ * the table's gradient so far (a gradient accumulation's sum) instead of a zeroed table and an Add. */
+export function embed(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  return runFused(embeddingKernel, { table, ids }, {}) ?? tf.gather(table, ids);
+}
+
 /** x[..., in] @ W[in, out] through a 2-D matmul, plus `residual` (x's shape with out) if given. */
 export function linear(x: tf.Tensor, w: tf.Tensor, residual?: tf.Tensor): tf.Tensor {
   const [inDim, outDim] = w.shape, outShape = [...x.shape.slice(0, -1), outDim];
@@ -1138,11 +1145,11 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
   const { cfg, plan } = m, ctx = new ForwardContext(docIds);
   const { B, T } = ctx, d = cfg.modelDim, p = (n: string) => m.params.get(n)!;
   const ids = inputs.reshape([-1]);
-  let x = tf.gather(p('embed'), ids).reshape([B, T, d]);
+  let x = embed(p('embed'), ids).reshape([B, T, d]);
   if (cfg.smear) x = smear(x, p('smear_gate'), p('smear_lambda'), ctx, cfg.smearAcrossDocs);
   x = rmsNorm(x);
   const x0 = x;
-  const ves = Array.from({ length: cfg.valueEmbeds }, (_, k) => tf.gather(p(`value_embed.${k}`), ids).reshape([B, T, cfg.kvHeads, cfg.headDim]));
+  const ves = Array.from({ length: cfg.valueEmbeds }, (_, k) => embed(p(`value_embed.${k}`), ids).reshape([B, T, cfg.kvHeads, cfg.headDim]));
   const outputs = new Map<number, tf.Tensor>();
   let backout: tf.Tensor | null = null;
   const layer = (i: number, x: tf.Tensor): tf.Tensor => {

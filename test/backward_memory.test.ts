@@ -156,7 +156,7 @@ it('with one tape, a gradient that reads only shapes (Reshape, Slice, PadV2, Con
   }
 });
 
-it('starts the variables\' gradients at their sums so far (variableGradsSummed): sum + gradient, the weights\' in their GEMM\'s epilogue, no Add of a weight\'s shape, the sums handed over freed', async () => {
+it('starts the variables\' gradients at their sums so far (variableGradsSummed): sum + gradient, the weights\' in their kernels, no Add of a weight\'s or a table\'s shape, the sums handed over freed', async () => {
   registerCudaHostBackend('cuda-host');
   for (const backend of ['cpu', 'cuda-host']) {
     await tf.setBackend(backend);  // cpu: every sum an Add (tfjs's thunks); cuda-host: the backend's fused kernels, on the CPU
@@ -182,10 +182,10 @@ it('starts the variables\' gradients at their sums so far (variableGradsSummed):
       // variable with several gradients adds them to the sum one at a time
       assert.ok(worst <= 1e-6 * top, `${backend}, ${names[i]}: sum + gradient off by ${worst} (largest ${top})`);
     });
-    const weights = vars.filter((v, i) => v.rank === 2 && /(qkv|proj|w1|w2|head|attn_gate)$/.test(names[i]));
-    assert.ok(weights.length >= 5, `the test sees the projections and the head: ${weights.length}`);
+    const weights = vars.filter((v, i) => v.rank === 2 && /(qkv|proj|w1|w2|head|attn_gate|embed|value_embed\.\d+)$/.test(names[i]));
+    assert.ok(weights.length >= 7, `the test sees the projections, the head and the embeddings: ${weights.length}`);
     const weightAdds = profile.kernels.filter((k) => k.name === 'Add' && weights.some((w) => k.outputShapes[0]?.join() === w.shape.join())).length;
-    if (backend === 'cuda-host') assert.equal(weightAdds, 0, 'no Add of a weight\'s shape: Linear, MatMulAdd and the FP8 head sum in their kernels');
+    if (backend === 'cuda-host') assert.equal(weightAdds, 0, 'no Add of a weight\'s shape: Linear, MatMulAdd, the FP8 head and Embedding sum in their kernels');
     else assert.ok(weightAdds >= weights.length, `cpu: tfjs's thunks leave the sums to Adds (${weightAdds})`);
     assert.ok(weights.every((w) => sums[vars.indexOf(w)].isDisposed), 'the weights\' sums are freed once their new sums exist');
     tf.dispose([r.value, ...Object.values(r.grads), ...sums]);

@@ -12,6 +12,7 @@ import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
 import { causalWindowMeanHost } from './causal_window_mean/host.ts';
 import { causalWindowMeanKernels } from './causal_window_mean/kernel.ts';
+import { embeddingKernels } from './embedding/kernel.ts';
 import { fp8HeadLossHost } from './fp8_head_loss/host.ts';
 import { fp8HeadLossKernels } from './fp8_head_loss/kernel.ts';
 import { fp8MatmulHost } from './fp8_matmul/host.ts';
@@ -42,7 +43,7 @@ import { softcapCrossEntropyKernels } from './softcap_cross_entropy/kernel.ts';
 export interface FusedOp<Native extends object = object> {
   kernels: CudaKernel[];
   /** The CPU reference of the op's native launchers over the host device's memory; none where the op's
-   * kernels call only the device's core functions (Linear, MatMulAdd: cuBLASLt). */
+   * kernels call only the device's core functions (Linear, MatMulAdd: cuBLASLt; Embedding: gather, copy, segmentSum). */
   host?: (mem: HostDevice) => Native;
 }
 
@@ -51,6 +52,7 @@ export const fusedOps = [
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: causalWindowMeanKernels, host: causalWindowMeanHost },
+  { kernels: embeddingKernels },
   { kernels: fp8HeadLossKernels, host: fp8HeadLossHost },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },

@@ -1,0 +1,54 @@
+// The embedding lookup ('Embedding', 'EmbeddingGrad'; embedding.ts) against tf.gather (its composite) on fresh random
+// tables and ids (repeated ids, the first and last rows): the rows bit for bit; the table's gradient against the
+// composite's (UnsortedSegmentSum), without and with a gradient so far (accumulated + the composite's gradient: the
+// atomic adds of repeated ids in any order, so within float32 rounding); on the host reference device (CI) and on the
+// GPU where there is one; the hook runs the fused kernels and --fused off the composite; bad inputs fail naming the kernel.
+import * as tf from '@tensorflow/tfjs-core';
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import * as T from '../../../train_gpt.ts';
+import { checkFusionHook, describeOrSkip, random, randFloat, relError, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { EMBEDDING, EMBEDDING_GRAD } from './embedding.ts';
+
+for (const target of targets) {
+  describeOrSkip(`fused Embedding on ${target.name}`, target.skip, () => {
+    const B = target.name, gpu = B === 'cuda';
+    const [V, d, rows, cols] = gpu ? [50304, 768, 8, 2048] : [37, 24, 3, 40];
+
+    /** A table, ids [rows, cols] (with 0, V − 1 and repeats), dy [rows, cols, d] and a gradient so far. */
+    function problem() {
+      const table = randFloat([V, d]), acc = randFloat([V, d]), dy = randFloat([rows, cols, d]);
+      const ids = Int32Array.from({ length: rows * cols }, (_, i) => (i === 0 ? 0 : i === 1 ? V - 1 : Math.floor(random() * Math.min(V, rows * cols / 4))));
+      return {
+        table: tf.tensor(table.values, table.shape), acc: tf.tensor(acc.values, acc.shape), dy: tf.tensor(dy.values, dy.shape),
+        ids: tf.tensor(ids, [rows, cols], 'int32'),
+      };
+    }
+
+    it('gives tf.gather\'s rows bit for bit, and its gradient with and without a gradient so far', async () => {
+      await useBackend(B);
+      const { table, acc, dy, ids } = problem();
+      const fused = T.embed(table, ids), composite = tf.gather(table, ids);
+      assert.deepEqual(fused.dataSync(), composite.dataSync());
+      const gradOf = () => tf.grads((t: tf.Tensor) => T.embed(t, ids))([table], dy)[0];
+      const grad = gradOf(), want = await withFusedOff(gradOf);
+      assert.ok(relError(grad.dataSync(), want.dataSync()) < 1e-6, `gradient: relative error ${relError(grad.dataSync(), want.dataSync())}`);
+      const summed = tf.engine().runKernel(EMBEDDING_GRAD, { dy, ids, accumulated: acc }, { rows: V }) as tf.Tensor;
+      const wantSummed = acc.add(want);
+      assert.ok(relError(summed.dataSync(), wantSummed.dataSync()) < 1e-6, `gradient with the sum so far: relative error ${relError(summed.dataSync(), wantSummed.dataSync())}`);
+      tf.dispose([table, acc, dy, ids, fused, composite, grad, want, summed, wantSummed]);
+    });
+
+    it('the hook runs the fused kernels, --fused off the composite; bad inputs fail naming them', async () => {
+      await useBackend(B);
+      const { table, acc, dy, ids } = problem();
+      await checkFusionHook(() => tf.grads((t: tf.Tensor) => T.embed(t, ids))([table], dy), { fused: [EMBEDDING, EMBEDDING_GRAD], composite: ['GatherV2', 'UnsortedSegmentSum'] });
+      assert.throws(() => tf.engine().runKernel(EMBEDDING, { table, ids: ids.cast('float32') }, {}), /Embedding: ids must be int32, got float32/);
+      assert.throws(() => tf.engine().runKernel(EMBEDDING_GRAD, { dy: dy.reshape([rows * cols, d]), ids }, { rows: V }),
+        /EmbeddingGrad: dy must be \[\.\.\.ids' shape, d\]/);
+      assert.throws(() => tf.engine().runKernel(EMBEDDING_GRAD, { dy, ids, accumulated: acc.slice([0, 0], [V - 1, d]) }, { rows: V }),
+        new RegExp(`EmbeddingGrad: accumulated must be float32 \\[${V},${d}\\] \\(the table's shape\\)`));
+      tf.dispose([table, acc, dy, ids]);
+    });
+  });
+}

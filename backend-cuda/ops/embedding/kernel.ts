@@ -1,0 +1,38 @@
+// The embedding lookup's cuda kernels (embedding.ts): 'Embedding' ({table, ids} → rows) over the device's gather and
+// 'EmbeddingGrad' ({dy, ids, accumulated?} → the table's gradient) over its copy (or fill) and segmentSum.
+import * as tf from '@tensorflow/tfjs-core';
+import { DTYPE } from '../../device.ts';
+import type { CudaKernel } from '../../kernels/types.ts';
+import { describe, input, numberAttr } from '../check.ts';
+import { EMBEDDING, EMBEDDING_GRAD } from './embedding.ts';
+
+export const embeddingKernels: CudaKernel[] = [
+  {
+    kernelName: EMBEDDING,
+    kernelFunc: ({ inputs, backend }) => {
+      const table = input(EMBEDDING, inputs, 'table'), ids = input(EMBEDDING, inputs, 'ids', 'int32');
+      if (table.shape.length !== 2) throw new Error(`${EMBEDDING}: table must be a float32 matrix [V, d], got ${describe(table)}`);
+      const [V, d] = table.shape, n = tf.util.sizeFromShape(ids.shape);
+      const out = backend.makeOutput([...ids.shape, d], 'float32');
+      if (n * d > 0) backend.device.gather(4, backend.ptr(table), backend.ptr(ids), backend.ptr(out), 1, 1, V, d, n);
+      return out;
+    },
+  },
+  {
+    kernelName: EMBEDDING_GRAD,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const K = EMBEDDING_GRAD, dy = input(K, inputs, 'dy'), ids = input(K, inputs, 'ids', 'int32'), V = numberAttr(K, attrs, 'rows');
+      const d = dy.shape[dy.shape.length - 1] ?? 0, n = tf.util.sizeFromShape(ids.shape);
+      if (dy.shape.length !== ids.shape.length + 1 || !tf.util.arraysEqual(dy.shape.slice(0, -1), ids.shape)) {
+        throw new Error(`${K}: dy must be [...ids' shape, d], got dy ${describe(dy)} and ids ${describe(ids)}`);
+      }
+      const acc = inputs.accumulated === undefined ? undefined : input(K, inputs, 'accumulated');
+      if (acc && !tf.util.arraysEqual(acc.shape, [V, d])) throw new Error(`${K}: accumulated must be float32 [${V},${d}] (the table's shape), got ${describe(acc)}`);
+      const out = backend.makeOutput([V, d], 'float32'), o = backend.ptr(out);
+      if (acc) backend.device.copy(4, backend.ptr(acc), o, [V * d], [1], [1]);
+      else backend.device.fill(DTYPE.float32, o, V * d, 0);
+      if (n * d > 0) backend.device.segmentSum(DTYPE.float32, backend.ptr(dy), backend.ptr(ids), o, n, d, V);
+      return out;
+    },
+  },
+];
