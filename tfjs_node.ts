@@ -49,8 +49,9 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // epilogue; such thunks are called first in their node (nodeBackward says when not). Its second parameter, where it
 // declares one, looks up another input's gradient so far, for a kernel that sums several inputs' in one run
 // (ScaledAddGrad: x's and z's). And one entry point: variableGradsSummed() starts the variables' gradients at their sums
-// so far (a gradient accumulation's earlier micro-steps), so that the thunks that sum (Linear's and MatMulAdd's weights:
-// the sum in cuBLASLt's epilogue) add this micro-step's gradient into them instead of an Add over every parameter.
+// so far (a gradient accumulation's earlier micro-steps), so that the thunks that sum (Linear's and MatMulAdd's weights
+// in cuBLASLt's epilogue, the FP8 head's and the embedding tables' in their gradient kernels) add this micro-step's
+// gradient into them instead of an Add over every parameter.
 interface TapeNode {
   id: number;
   kernelName: string;
@@ -182,7 +183,7 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
  * tf.variableGrads(f) with each variable's gradient added to `sums`' tensor for it (its gradient so far; a variable
  * without one starts at zero): { value, grads }, grads holding sum + ∂f/∂v for every trainable variable that has a sum or
  * a gradient. The sums are the backward's from the call on (each freed once replaced; not to be used or disposed
- * after). Where a gradient's thunk sums (tfjs_node.ts's backward above) the addition rides in its kernel; elsewhere it
+ * after). Where a gradient's thunk sums (the backward above) the addition rides in its kernel; elsewhere it
  * is the Add that the caller's own sum would have been, in the same float32 order for a variable with one gradient
  * in f (sum + g), and (sum + g₁) + g₂ for one with several (tfjs's order within f would be sum + (g₁ + g₂)).
  */
