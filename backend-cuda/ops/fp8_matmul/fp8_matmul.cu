@@ -10,7 +10,6 @@
 
 #include <type_traits>
 
-
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
 
