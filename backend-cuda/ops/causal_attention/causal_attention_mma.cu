@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include "causal_attention.cuh"
+#include "../../native/fast_math.cuh"
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
 
@@ -115,14 +116,21 @@ template <int kPending>
 __device__ __forceinline__ void waitAsync() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }
 
 // Starts copying rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] bf16) into a tile whose 16-byte chunk c of
-// row r sits at element offset(r, c); zeros past T.
+// row r sits at element offset(r, c); zeros past T. Each thread copies the same chunk of every kRowsPerPass-th row, so
+// that its addresses are one base and constant steps (the loop unrolled: the copies and little else).
 template <int kHead, typename Offset>
 __device__ __forceinline__ void loadTileAt(bf16* dst, const bf16* x, int64_t row0, int heads, int t0, int T, Offset offset) {
   constexpr int kChunks = kHead / 8;  // 16-byte pieces per row
-  for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
-    const int r = idx / kChunks, c = idx - r * kChunks;
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kTile % kRowsPerPass == 0, "whole rows a pass");
+  const int c = threadIdx.x % kChunks, r0 = threadIdx.x / kChunks;
+  const bf16* const first = x + row0 * kHead + c * 8;  // the tile's first row (inside T): a valid address for rows past T
+  const int64_t rowStride = (int64_t)heads * kHead;
+#pragma unroll
+  for (int pass = 0; pass < kTile / kRowsPerPass; pass++) {
+    const int r = r0 + pass * kRowsPerPass;
     const bool valid = t0 + r < T;
-    copyAsync16(dst + offset(r, c), x + (row0 + (int64_t)(valid ? r : 0) * heads) * kHead + c * 8, valid);
+    copyAsync16(dst + offset(r, c), valid ? first + r * rowStride : first, valid);
   }
 }
 
@@ -468,6 +476,16 @@ __device__ __forceinline__ void stmatrix4Transposed(bf16* p, const uint32_t (&r)
   TSGPT_SM90A(asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n"
                            ::"r"(sharedAddress(p)), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3]) : "memory"));
 }
+// dst[0 .. bytes/4) += src[...] (global += shared, f32), by the copy engine; completes asynchronously in this thread's bulk
+// group (the backward's dq rows: one instruction a row instead of a thread's 16 atomics). 16-byte aligned, bytes % 16 = 0.
+__device__ __forceinline__ void reduceAddBulk(float* dst, const float* src, uint32_t bytes) {
+  TSGPT_SM90A(asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                           ::"l"(dst), "r"(sharedAddress(src)), "r"(bytes) : "memory"));
+  TSGPT_SM90A(asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"));
+}
+// Waits until this thread's bulk reductions have read their shared memory (it may be written again) / have completed.
+__device__ __forceinline__ void waitBulkReads() { TSGPT_SM90A(asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory")); }
+__device__ __forceinline__ void waitBulk() { TSGPT_SM90A(asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory")); }
 #undef TSGPT_SM90A
 
 template <int kRows, int kCols>
@@ -639,12 +657,15 @@ rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __
 // Shared memory: the block's K and V tiles, then two stages of (Q, dO tiles and their rows' m, 1/den, D, argmax and
 // document), then the products' dS tile if they keep one apart (GradProducts::kDsElems). A stage's row values arrive by
 // cp.async with its tiles, so that no step waits on a global load of its own; 1 KiB-aligned (the tiles' swizzle).
+constexpr int kDqStride = 128 + 8;  // floats a row of dq staged for the bulk reduction (WgmmaGradProducts)
 template <int kHead, typename Products>
 struct GradLayout {
   static constexpr size_t kTileBytes = Products::template tileElems<kHead>() * sizeof(bf16);
   static constexpr size_t kRowBytes = (5 * kTile * sizeof(float) + 1023) / 1024 * 1024;
   static constexpr size_t kStageBytes = 2 * kTileBytes + kRowBytes;
   static constexpr size_t kBytes = 2 * kTileBytes + 2 * kStageBytes + Products::kDsElems * sizeof(bf16);
+  static_assert(!Products::kBulkDq || (kHead == 128 && kTile * kDqStride * sizeof(float) <= kStageBytes),
+                "the staged dq rows fit in a stage");
 };
 
 // This warp's dq rows (queries row0 + g and + 8) += scale · acc (8·kN columns from col0), by atomics. On Hopper, float4
@@ -696,6 +717,7 @@ __device__ __forceinline__ void loadATransposed(uint32_t (&a)[4], const bf16* s,
 
 struct MmaSyncGradProducts : MmaSyncProducts {
   static constexpr int kDsElems = 0;
+  static constexpr bool kBulkDq = false;  // dq by atomics (queryGrads)
   __device__ static bf16* dsTile(bf16* sQ, bf16*) { return sQ; }
   // sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warp's 16 keys (rows) and the tile's queries (columns).
   template <int kHead>
@@ -773,6 +795,11 @@ struct MmaSyncGradProducts : MmaSyncProducts {
 // sᵀ and dPᵀ 64 or dq's 64 on top.
 struct WgmmaGradProducts : WgmmaProducts {
   static constexpr int kDsElems = kTile * kTile;
+  // dq by bulk reductions from shared memory (queryGradsToShared): the step's dq rows are written over its stage (Q, dO
+  // and the row values, all read by then) in rows of kDqStride floats (136: a warp's float2 stores fill 32 banks twice,
+  // no conflict), and one thread a row adds its row to dq in global memory with one cp.reduce.async.bulk. The 16
+  // float4 atomics a thread made instead, with their lane swaps, took a fifth of the kernel's stall samples (ncu).
+  static constexpr bool kBulkDq = true;
   __device__ static bf16* dsTile(bf16*, bf16* spare) { return spare; }
   template <int kHead>
   __device__ static void keyScores(float (&st)[kTile / 8][4], float (&dpt)[kTile / 8][4], const bf16* sK, const bf16* sV,
@@ -825,8 +852,9 @@ struct WgmmaGradProducts : WgmmaProducts {
     }
     fenceProxyAsync();  // seen by the tensor cores after the barrier
   }
-  template <int kHead, typename AddRows>
-  __device__ static void queryGrads(const bf16* sDS, const bf16* sK, int, bool rowsSee, AddRows addRows) {
+  // scale·dS·K, the step's 64 queries × kHead, into rows of kDqStride floats at sDq for gradKernel's bulk reduction.
+  template <int kHead>
+  __device__ static void queryGradsToShared(const bf16* sDS, const bf16* sK, float* sDq, int warp, float scale) {
     float acc[kHead / 8][4];
     wgmmaFence();
 #pragma unroll
@@ -836,9 +864,64 @@ struct WgmmaGradProducts : WgmmaProducts {
     wgmmaCommit();
     wgmmaWait();
     pinRegisters(acc);
-    if (rowsSee) addRows(acc, 0);
+    const int g = (threadIdx.x & 31) >> 2, t4 = threadIdx.x & 3;
+#pragma unroll
+    for (int n = 0; n < kHead / 8; n++)
+#pragma unroll
+      for (int r = 0; r < 2; r++)
+        *reinterpret_cast<float2*>(sDq + (warp * 16 + g + 8 * r) * kDqStride + n * 8 + 2 * t4) =
+            make_float2(acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
+    fenceProxyAsync();  // read by the copy engine after the barrier
   }
 };
+
+// What the backward needs of each query column (the stage's copies of its row statistics): m (times log2(e) for softmax
+// and softmax1, as prepareColumns leaves it), 1/den, D = dO·O, the argmax key (softpick) and the document.
+struct QueryColumns {
+  int q0;  // the tile's first query
+  const float *m, *invDen, *D, *argmax;
+  const int* doc;
+};
+
+// sᵀ and dPᵀ of the warp's keys (rows) and the tile's queries (columns) → P and dS in place. The exponent is one FMA
+// from the column's m·log2(e) and dS = P·(dP − D) reuses P (softmax, softmax1; softpick through its own formulas): about
+// half the instructions of the general expression, which bound this phase (ncu: 39 % of the kernel's stall samples).
+// kMasked: some pair of the warp's block is hidden (the causal edge, the window, a document start, T) or the warp sees
+// none of it (seen false): each pair tested, hidden ones 0.
+template <int kScore, bool kMasked>
+__device__ __forceinline__ void scoreGrads(float (&st)[kTile / 8][4], float (&dpt)[kTile / 8][4], const QueryColumns& qc,
+                                           const int (&keys)[2], const int (&keyDoc)[2], int k1, bool seen, const Dims& dm) {
+  const int t4 = threadIdx.x & 3;
+  const float scaleLog2e = dm.scale * kLog2e;
+#pragma unroll
+  for (int n = 0; n < kTile / 8; n++) {
+    const int c0 = n * 8 + 2 * t4;  // this thread's two columns of the n-tile: c0, c0 + 1
+    const float2 m = *reinterpret_cast<const float2*>(qc.m + c0), invDen = *reinterpret_cast<const float2*>(qc.invDen + c0);
+    const float2 D = *reinterpret_cast<const float2*>(qc.D + c0);
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int r = e >> 1, odd = e & 1;
+      const float mc = odd ? m.y : m.x, ic = odd ? invDen.y : invDen.x, dc = odd ? D.y : D.x;
+      float p, ds;
+      if constexpr (kScore == kScoreSoftpick) {
+        const float s = st[n][e] * dm.scale;
+        p = probability<kScore, true>(s, mc, ic);
+        ds = scoreGrad<kScore, true>(s, dpt[n][e], mc, ic, dc, float(keys[r]) == qc.argmax[c0 + odd]);
+      } else {
+        p = fastExp2(fmaf(st[n][e], scaleLog2e, -mc)) * ic;
+        ds = p * (dpt[n][e] - dc);
+      }
+      if constexpr (kMasked) {
+        const int i = qc.q0 + c0 + odd, j = keys[r];
+        const bool vis = seen && j < k1 && i < dm.T && j <= i && i - j < dm.window && qc.doc[c0 + odd] == keyDoc[r];
+        p = vis ? p : 0.f;
+        ds = vis ? ds : 0.f;
+      }
+      st[n][e] = p;
+      dpt[n][e] = ds;
+    }
+  }
+}
 
 template <int kScore, int kHead, typename Products>
 __global__ void __launch_bounds__(kThreads)
@@ -861,7 +944,7 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   const auto sDoc = [&](int st) { return reinterpret_cast<int*>(sM(st) + 4 * kTile); };
   const int b = blockIdx.z, kvHead = blockIdx.y, k0 = (gridDim.x - 1 - blockIdx.x) * kTile, T = dm.T;
   const int group = dm.H / dm.Hk;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
   const int* doc = docIds + (int64_t)b * T;
   const int k1 = min(k0 + kTile, T), w0 = k0 + warp * 16;  // the warp's keys: w0..w0+15
   const int keys[2] = {w0 + g, w0 + g + 8};
@@ -883,19 +966,23 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
     const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
     Products::template load<kHead>(sQ(st), q, qRow(dm, b, q0, head), dm.H, q0, T);
     Products::template load<kHead>(sDO(st), dO, qRow(dm, b, q0, head), dm.H, q0, T);
-    for (int c = threadIdx.x; c < kTile; c += kThreads) {  // den for now: the thread that copies it inverts it
+    for (int c = threadIdx.x; c < kTile; c += kThreads) {
       const int i = min(q0 + c, T - 1);
       const int64_t row = qRow(dm, b, i, head);
       copyAsync4(sM(st) + c, stats + row * kStats);
-      copyAsync4(sInvDen(st) + c, stats + row * kStats + 1);
+      copyAsync4(sInvDen(st) + c, stats + row * kStats + 1);  // den for now: prepareColumns inverts it
       copyAsync4(sArgmax(st) + c, stats + row * kStats + 2);
       copyAsync4(sD(st) + c, delta + row);
       copyAsync4(sDoc(st) + c, doc + i);
     }
   };
-  // 1/den in place, by the thread that copied den once its copies have landed (before the barrier that shows them all)
-  const auto invertDen = [&](int st) {
-    for (int c = threadIdx.x; c < kTile; c += kThreads) sInvDen(st)[c] = sInvDen(st)[c] > 0.f ? 1.f / sInvDen(st)[c] : 0.f;
+  // 1/den and (softmax, softmax1) m·log2(e) in place, as scoreGrads takes them, by the thread that copied them once its
+  // copies have landed (before the barrier that shows them all)
+  const auto prepareColumns = [&](int st) {
+    for (int c = threadIdx.x; c < kTile; c += kThreads) {
+      sInvDen(st)[c] = sInvDen(st)[c] > 0.f ? 1.f / sInvDen(st)[c] : 0.f;
+      if (kScore != kScoreSoftpick) sM(st)[c] *= kLog2e;
+    }
   };
 
   Products::template load<kHead>(sK, k, kRow(dm, b, k0, kvHead), dm.Hk, k0, T);
@@ -911,11 +998,12 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   int stage = 0;
   for (int step = 0; step < steps; step++, stage ^= 1) {
     const int head = kvHead * group + step / queryTiles, q0 = k0 + (step % queryTiles) * kTile;
+    if constexpr (Products::kBulkDq) waitBulkReads();  // the previous step's dq rows, staged over the other stage
     __syncthreads();  // every warp is done with the other stage (its dS too)
     if (step + 1 < steps) loadQueries(step + 1, stage ^ 1);
     commitAsync();
     waitAsync<1>();   // this step's tiles and row values (and, at the first, K and V) have landed
-    invertDen(stage);
+    prepareColumns(stage);
     Products::tileLanded();
     __syncthreads();
     const int qLast = q0 + kTile - 1;
@@ -923,6 +1011,11 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
     if (noneVisible(q0, qLast, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[0])) continue;  // block-uniform
     const bool seen = !noneVisible(q0, qLast, w0, w0 + 15, T, dm.window, warpLastDoc, qDoc[0]);  // warp-uniform
     const bool full = k1 - k0 == kTile && allVisible(q0, qLast, w0, w0 + 15, T, dm.window, warpFirstDoc, qDoc[kTile - 1]);
+    // kBulkDq: thread c < kTile reduces query q0 + c's dq row, if inside T and its 16-row group sees a key of the tile
+    // (tested here: the stage's documents are overwritten by the staged rows)
+    const int group16 = (threadIdx.x & (kTile - 1)) & ~15;
+    const bool reducesRow = Products::kBulkDq && threadIdx.x < kTile && q0 + threadIdx.x < T &&
+                            !noneVisible(q0 + group16, q0 + group16 + 15, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[group16]);
 
     // sᵀ and dPᵀ: rows are the warp's keys, columns the tile's queries; then P into st and dS into dpt
     float st[kTile / 8][4], dpt[kTile / 8][4];
@@ -931,21 +1024,11 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
       for (int n = 0; n < kTile / 8; n++) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
     } else {
       Products::template keyScores<kHead>(st, dpt, sK, sV, sQ(stage), sDO(stage), warp);
-#pragma unroll
-      for (int n = 0; n < kTile / 8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int r = e >> 1, j = keys[r], c = n * 8 + 2 * t4 + (e & 1), i = q0 + c;
-          const bool vis = (Products::kWarpSkip || seen) && (full || (j < k1 && i < T && j <= i && i - j < dm.window && qDoc[c] == keyDoc[r]));
-          float p = 0.f, ds = 0.f;
-          if (vis) {
-            const float s = st[n][e] * dm.scale;
-            p = probability<kScore, true>(s, sM(stage)[c], sInvDen(stage)[c]);
-            ds = scoreGrad<kScore, true>(s, dpt[n][e], sM(stage)[c], sInvDen(stage)[c], sD(stage)[c], float(j) == sArgmax(stage)[c]);
-          }
-          st[n][e] = p;
-          dpt[n][e] = ds;
-        }
+      const QueryColumns columns{q0, sM(stage), sInvDen(stage), sD(stage), sArgmax(stage), qDoc};
+      if (full)
+        scoreGrads<kScore, false>(st, dpt, columns, keys, keyDoc, k1, true, dm);
+      else
+        scoreGrads<kScore, true>(st, dpt, columns, keys, keyDoc, k1, Products::kWarpSkip || seen, dm);
       Products::template accumulateKeys<kHead>(accV, accK, st, dpt, sQ(stage), sDO(stage));
     }
 
@@ -955,13 +1038,21 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
     Products::storeDs(sDS, dpt, warp);
     __syncthreads();
 
-    // dq rows of the warp's 16 queries += scale·dS·K
-    const int r0 = q0 + warp * 16;
-    const bool rowsSee = !noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[warp * 16]);  // warp-uniform
-    Products::template queryGrads<kHead>(sDS, sK, warp, rowsSee, [&](const auto& acc, int col0) {
-      addQueryRows<kHead>(dq, acc, r0, col0, head, b, dm);
-    });
+    // dq rows of the tile's queries += scale·dS·K
+    if constexpr (Products::kBulkDq) {
+      Products::template queryGradsToShared<kHead>(sDS, sK, reinterpret_cast<float*>(sQ(stage)), warp, dm.scale);
+      __syncthreads();
+      if (reducesRow) reduceAddBulk(dq + qRow(dm, b, q0 + threadIdx.x, head) * kHead,
+                                    reinterpret_cast<const float*>(sQ(stage)) + threadIdx.x * kDqStride, kHead * sizeof(float));
+    } else {
+      const int r0 = q0 + warp * 16;  // the warp's 16 queries
+      const bool rowsSee = !noneVisible(r0, r0 + 15, k0, k0 + kTile - 1, T, dm.window, lastDoc, qDoc[warp * 16]);  // warp-uniform
+      Products::template queryGrads<kHead>(sDS, sK, warp, rowsSee, [&](const auto& acc, int col0) {
+        addQueryRows<kHead>(dq, acc, r0, col0, head, b, dm);
+      });
+    }
   }
+  if constexpr (Products::kBulkDq) waitBulk();
 
 #pragma unroll
   for (int r = 0; r < 2; r++) {

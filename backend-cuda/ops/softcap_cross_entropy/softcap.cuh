@@ -3,10 +3,9 @@
 #pragma once
 #include <cmath>
 #include "softcap_cross_entropy.h"
+#include "../../native/fast_math.cuh"  // fastExp2, fastRcp (with these and a fast division these kernels are bound by their bytes)
 
 namespace tsgpt {
-
-constexpr float kLog2e = 1.4426950408889634f;
 
 // The cap as z = scale·c(x) with c the cap's unit value (σ(x/temp), tanh(x/scale) or x) and dz/dx = slope·h(c).
 struct CapParams {
@@ -15,20 +14,6 @@ struct CapParams {
   float slope;       // scale/temp (sigmoid), 1 (tanh, none)
   float scaleLog2e;  // s·log2(e): exp(z − a) = exp2(c·s·log2(e) − a·log2(e)), one FMA
 };
-
-// The hardware's approximations (MUFU, flushing subnormals; a few ulp, ~5e-7 relative here): with expf and an IEEE
-// division these kernels were bound by their instructions, not their bytes. A subnormal result is 0 here: exp2 of an
-// argument below −126 (a probability under 1e-38, or σ's e^(−x/temp) where σ is 1 either way).
-__device__ __forceinline__ float fastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ float fastRcp(float x) {
-  float y;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // c(x): 1/(1 + e^(−x/temp)) (0 where the exp overflows, as 1/∞), tanh(x/scale) or x.
 template <int kCap>
