@@ -255,33 +255,44 @@ __device__ __forceinline__ ForwardRows forwardRows(int w0, int T, const int* doc
   return f;
 }
 
-// Scores s of keys [k0, k0 + kTile) (k1 = min(k0 + kTile, T)) → unnormalised probabilities, the rows' max and sum
-// updated and acc rescaled to the new max. full: every pair of the warp's block is visible (no per-element mask).
-template <int kScore, int kHead>
+// The forward's running max is kept in the exponent's units: log2 units for softmax and softmax1 (a score times
+// scale·log2(e), then exp2: one FMA and one MUFU a score), natural ones for softpick (its floor −60 and e^(−m) are).
+template <int kScore>
+__device__ __forceinline__ float scoreUnits(const Dims& dm) { return kScore == kScoreSoftpick ? dm.scale : dm.scale * kLog2e; }
+template <int kScore>
+__device__ __forceinline__ float expInUnits(float x) { return kScore == kScoreSoftpick ? __expf(x) : fastExp2(x); }
+
+// Raw scores s (q·k) of keys [k0, k0 + kTile) (k1 = min(k0 + kTile, T)) → unnormalised probabilities, the rows' max
+// and sum updated and acc rescaled to the new max. kMasked: some pair of the warp's block is hidden (each tested).
+template <int kScore, int kHead, bool kMasked>
 __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8][4], float (&acc)[kHead / 8][4], int k0,
-                                            int k1, bool full, const Dims& dm, const int* doc) {
+                                            int k1, const Dims& dm, const int* doc) {
   const int t4 = threadIdx.x & 3;
+  const float units = scoreUnits<kScore>(dm);
   float tileMax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      const int r = e >> 1, i = f.rows[r], j = k0 + n * 8 + 2 * t4 + (e & 1);
-      const bool vis = full || (j < k1 && j <= i && i - j < dm.window && doc[j] == f.rowDoc[r]);
-      s[n][e] = vis ? s[n][e] * dm.scale : -INFINITY;  // −∞ marks a hidden key from here on
+      const int r = e >> 1;
+      if constexpr (kMasked) {
+        const int i = f.rows[r], j = k0 + n * 8 + 2 * t4 + (e & 1);
+        if (!(j < k1 && j <= i && i - j < dm.window && doc[j] == f.rowDoc[r])) s[n][e] = -INFINITY;  // hidden from here on
+      }
       tileMax[r] = fmaxf(tileMax[r], s[n][e]);
     }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(kFull, tileMax[r], 1));
     tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(kFull, tileMax[r], 2));
+    tileMax[r] *= units;  // −∞ stays −∞
     if (kScore == kScoreSoftpick) {  // the first key at a new maximum (shuffles outside the branch)
       int first = INT32_MAX;
 #pragma unroll
       for (int n = 0; n < kTile / 8; n++)
 #pragma unroll
         for (int e = 2 * r; e < 2 * r + 2; e++)
-          if (s[n][e] == tileMax[r]) first = min(first, k0 + n * 8 + 2 * t4 + (e & 1));
+          if (s[n][e] * units == tileMax[r]) first = min(first, k0 + n * 8 + 2 * t4 + (e & 1));
       first = min(first, __shfl_xor_sync(kFull, first, 1));
       first = min(first, __shfl_xor_sync(kFull, first, 2));
       if (tileMax[r] > f.m[r]) f.argmax[r] = first;
@@ -291,7 +302,7 @@ __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const float mNew = fmaxf(f.m[r], tileMax[r]);
-    alpha[r] = mNew == f.m[r] ? 1.f : __expf(f.m[r] - mNew);
+    alpha[r] = mNew == f.m[r] ? 1.f : expInUnits<kScore>(f.m[r] - mNew);
     mRef[r] = mNew == -INFINITY ? 0.f : mNew;  // softmax rows that have seen nothing yet
     floorTerm[r] = kScore == kScoreSoftpick ? __expf(-mNew) : 0.f;
     f.m[r] = mNew;
@@ -304,11 +315,11 @@ __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8
       const int r = e >> 1;
       float p;
       if (kScore == kScoreSoftpick) {
-        const float d = s[n][e] == -INFINITY ? 0.f : __expf(s[n][e] - mRef[r]) - floorTerm[r];
+        const float d = s[n][e] == -INFINITY ? 0.f : __expf(fmaf(s[n][e], units, -mRef[r])) - floorTerm[r];
         p = fmaxf(d, 0.f);
         partial[r] += fabsf(d);
       } else {
-        p = __expf(s[n][e] - mRef[r]);
+        p = fastExp2(fmaf(s[n][e], units, -mRef[r]));  // a hidden key: exp2(−∞) = 0
         partial[r] += p;
       }
       s[n][e] = p;
@@ -324,7 +335,7 @@ __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8
   }
 }
 
-// The rows' output acc / den and their statistics (m, den, argmax).
+// The rows' output acc / den and their statistics (m in natural units, den, argmax).
 template <int kScore, int kHead>
 __device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&acc)[kHead / 8][4], float* o, float* stats,
                                                  int b, int head, const Dims& dm) {
@@ -336,11 +347,11 @@ __device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&a
     const int i = f.rows[r];
     if (i >= dm.T) continue;
     const float m = f.m[r], l = f.l[r];
-    const float den = kScore == kScoreSoftmax1 ? l + __expf(-m) : kScore == kScoreSoftpick ? l + kSoftpickEps : l;
+    const float den = kScore == kScoreSoftmax1 ? l + expInUnits<kScore>(-m) : kScore == kScoreSoftpick ? l + kSoftpickEps : l;
     const float inv = den > 0.f ? 1.f / den : 0.f;  // den = 0 only for a row that sees no key
     const int64_t row = qRow(dm, b, i, head);
     if (stats != nullptr && t4 == 0) {
-      stats[row * kStats] = m;
+      stats[row * kStats] = kScore == kScoreSoftpick ? m : m / kLog2e;
       stats[row * kStats + 1] = den;
       stats[row * kStats + 2] = float(f.argmax[r]);
     }
@@ -595,7 +606,10 @@ forwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
     const bool full = k1 - k0 == kTile && allVisible(w0, w0 + 15, k0, k0 + kTile - 1, T, dm.window, doc);
     float s[kTile / 8][4];
     Products::template scores<kHead>(s, qf, sK(stage));
-    softmaxStep<kScore, kHead>(f, s, acc, k0, k1, full, dm, doc);
+    if (full)
+      softmaxStep<kScore, kHead, false>(f, s, acc, k0, k1, dm, doc);
+    else
+      softmaxStep<kScore, kHead, true>(f, s, acc, k0, k1, dm, doc);
     Products::template accumulateValues<kHead>(acc, s, sV(stage));
   }
   storeForwardRows<kScore, kHead>(f, acc, o, stats, b, head, dm);
