@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What bounds the fused attention's backward on the GPU: bench/attention_native.cu built three ways from this tree and
 # run on one problem: the kernels as they are, and two timing-only copies of causal_attention_mma.cu, one without the dq
-# atomics (the dq products still run: a store that no value takes keeps them) and one without the softmax gradient's
-# elementwise step (sᵀ and dPᵀ go on to the products as they come). The time a copy saves is that part's share; the
+# rows' bulk reductions (the dq products and the staged rows remain) and one without the softmax gradient's elementwise
+# step (sᵀ and dPᵀ go on to the products as they come). The time a copy saves is that part's share; the
 # copies' errors against the exact kernels mean nothing. Needs nvcc and, to run, a GPU (the device machine: NOTES.md).
 #   bash bench/attention_breakdown.sh [B T H Hk h window score docLen]   (default: the bench's stream, softmax)
 #   COMPILE_ONLY=1: build the three and stop (a check where there is no GPU)
@@ -32,19 +32,17 @@ PY
 }
 pids=()
 variant as-is '' & pids+=($!)
-variant no-dq-atomics '      atomicAdd(reinterpret_cast<float4*>(row + n * 8), make_float4(x.x * dm.scale, x.y * dm.scale, x.z * dm.scale, x.w * dm.scale));
+variant no-dq-reduction '      if (reducesRow) reduceAddBulk(
 =>
-      if (x.x == 1234.5f) row[n * 8] = x.y;' & pids+=($!)
-variant no-softmax-grad '      Products::template keyScores<kHead>(st, dpt, sK, sV, sQ(stage), sDO(stage), warp);
-#pragma unroll
-      for (int n = 0; n < kTile / 8; n++)
+      if (reducesRow && k0 < 0) reduceAddBulk(' & pids+=($!)
+variant no-softmax-grad '      if (full)
+        scoreGrads<kScore, false>
 =>
-      Products::template keyScores<kHead>(st, dpt, sK, sV, sQ(stage), sDO(stage), warp);
-      if (k0 < 0)  // never: the elementwise loop below is what this copy leaves out
-#pragma unroll
-      for (int n = 0; n < kTile / 8; n++)' & pids+=($!)
+      if (k0 < 0)  // never: the elementwise step below is what this copy leaves out
+      if (full)
+        scoreGrads<kScore, false>' & pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done  # the three builds at once
 [ "${COMPILE_ONLY:-}" = 1 ] && { echo "attention_breakdown.sh: built $(ls "$work" | grep -c '^attention_') variants"; exit 0; }
-for v in as-is no-dq-atomics no-softmax-grad as-is; do
+for v in as-is no-dq-reduction no-softmax-grad as-is; do
   echo "$v: $("$work/attention_$v" "$@" | grep -E 'tensor cores' | tr '\n' ' ')"
 done

@@ -3,7 +3,8 @@
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
 //        backend-cuda/ops/causal_attention/causal_attention_mma.cu -o /tmp/attention_native
-//   /tmp/attention_native B T H Hk h window score docLen     (score: 0 softmax, 1 softpick, 2 softmax1)
+//   /tmp/attention_native B T H Hk h window score docLen [seed]   (score: 0 softmax, 1 softpick, 2 softmax1; seed:
+//                                                                  random by default, printed to rerun a failure)
 //   e.g. /tmp/attention_native 1 32768 6 6 128 896 0 2048   (the speedrun's packed stream: window 7 blocks, documents of 2048)
 // TFLOP/s count the visible (query, key) pairs as FlashAttention does: 4·h FLOPs per pair forward (q·k and p·v),
 // 10·h backward (five products, as the backward kernel computes them).
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <vector>
 
 #include "../backend-cuda/ops/causal_attention/causal_attention.h"
@@ -42,8 +44,8 @@ static __nv_bfloat16* bf16Copy(const Buffer& x) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 9) {
-    std::fprintf(stderr, "usage: %s B T H Hk h window score docLen\n", argv[0]);
+  if (argc != 9 && argc != 10) {
+    std::fprintf(stderr, "usage: %s B T H Hk h window score docLen [seed]\n", argv[0]);
     return 2;
   }
   const int B = std::atoi(argv[1]), T = std::atoi(argv[2]), H = std::atoi(argv[3]), Hk = std::atoi(argv[4]);
@@ -51,10 +53,13 @@ int main(int argc, char** argv) {
   const size_t nq = size_t(B) * T * H * h, nk = size_t(B) * T * Hk * h, rows = size_t(B) * T * H;
   const float scale = 1.f / std::sqrt(float(h));
 
-  std::srand(1);
-  auto random = [](size_t n) {
+  const unsigned seed = argc == 10 ? unsigned(std::strtoul(argv[9], nullptr, 10)) : std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-2.f, 2.f);
+  auto random = [&](size_t n) {
     std::vector<float> v(n);
-    for (float& x : v) x = 4.f * std::rand() / RAND_MAX - 2.f;
+    for (float& x : v) x = uniform(rng);
     return v;
   };
   Buffer q(nq), k(nk), v(nk), dO(nq);
