@@ -196,7 +196,7 @@ const FLAGS = {
   bf16State: { group: 'optimiser', type: 'bool', default: true,
     help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written (the storage stays float32)' },
   shardOptimizer: { group: 'optimiser', type: 'bool', default: true,
-    help: 'with several ranks, each orthogonalises every Nth Muon matrix of a shape and the ranks exchange the updates by one summed all-reduce (the record shards its optimiser); off: every rank computes them all (the same updates)' },
+    help: 'with several ranks, each orthogonalises every Nth Muon matrix of a shape and the ranks exchange the updates by one all-gather (the record shards its optimiser); off: every rank computes them all (the same updates)' },
   // run
   valEvery: { group: 'run', type: 'int', min: 0, default: 250, tiny: 50, help: 'validate every N steps (0: only at the end)' },
   warmupSteps: { group: 'run', type: 'int', min: 0, default: 10, tiny: 1, help: 'untimed warm-up steps (then the state is restored)' },
@@ -453,6 +453,7 @@ interface CudaModule {
   ncclUniqueId?(): string;
   ncclInit?(opts: { uniqueId: string; worldSize: number; rank: number }): void;
   ncclAllReduce?(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tensor[];
+  ncclAllGather?(tensors: tf.Tensor[]): tf.Tensor[];
   ncclDestroy?(): void;
 }
 // Imported through a variable so that a checkout without the addon still type-checks and runs.
@@ -1551,27 +1552,35 @@ export function optimizerStep(m: Model, st: OptimizerState, grads: Map<string, t
 
 /**
  * The optimiser step shared by `collective`'s ranks: each rank orthogonalises only its share of the Muon blocks (block
- * k of a shape group on rank k mod size), the ranks exchange the updates (and NorMuon's per-neuron state) by one
- * summed all-reduce in which every other rank adds zeros (exact), and every rank applies them all. The same updates
- * as optimizerStep's, for 1/size of its orthogonalisation work (the record's sharded optimiser).
+ * k of a shape group on rank k mod size), the ranks exchange their updates (and NorMuon's per-neuron state) by one
+ * all-gather, and every rank applies them all. The same updates as optimizerStep's, for 1/size of its
+ * orthogonalisation work (the record's sharded optimiser); each rank sends only its blocks (an all-reduce of the whole
+ * group, every other rank adding zeros, sent each rank's share of zeros too: twice the bytes through NCCL's ring).
  */
 export async function shardedOptimizerStep(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number, collective: Collective): Promise<void> {
   const groups = muonUpdates(m, st, grads, step, { rank: collective.rank, size: collective.size });
   const owned = groups.flatMap((g) => (g.neurons ? [g.update, g.neurons] : [g.update]));
-  const all = await collective.allReduceSum(owned);
+  const gathered = await collective.allGather(owned);
   tf.dispose(owned);
+  // [size, per, ...]: rank r's j-th block is the group's block r + j·size; in block order, without the padding
+  const inBlockOrder = (t: tf.Tensor, blocks: number) => tf.tidy(() => {
+    const [size, per, rows, cols] = t.shape;
+    return t.transpose([1, 0, 2, 3]).reshape([size * per, rows, cols]).slice([0, 0, 0], [blocks, rows, cols]) as tf.Tensor3D;
+  });
   let at = 0;
   for (const g of groups) {
-    g.update = all[at++] as tf.Tensor3D;
-    if (g.neurons) g.neurons = all[at++] as tf.Tensor3D;
+    g.update = inBlockOrder(gathered[at++], g.blocks.length);
+    if (g.neurons) g.neurons = inBlockOrder(gathered[at++], g.blocks.length);
   }
+  tf.dispose(gathered);
   applyMuonUpdates(m, groups, step);
 }
 
 /**
  * Adam's updates (applied) and Muon's momentum (stored), then Muon's updates by shape group, returned unapplied
- * (tensors the caller owns). With a `shard`, only blocks k ≡ rank (mod size) of a group are computed; the others'
- * rows of the group's update and neuron state are zeros.
+ * (tensors the caller owns). With a `shard`, only blocks k ≡ rank (mod size) of a group are computed, and a group's
+ * update and neuron state hold those blocks in order, padded with zeros to ⌈blocks/size⌉ (the same shape on every
+ * rank, for the all-gather).
  */
 function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>, step: number, shard: { rank: number; size: number } | null): MuonGroup[] {
   const { cfg } = m, lr = lrScale(step, cfg), mom = muonMomentumAt(step, cfg), decay = weightDecayAt(step, cfg);
@@ -1641,13 +1650,14 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
           U = decayAndScale(U, W, scales, decay);
         }
       }
-      // A shard's update of the whole group: its own blocks' rows, zeros for the other ranks' (they add theirs).
-      const whole = (t: tf.Tensor3D | null, like: (b: (typeof group)[number]) => tf.Tensor): tf.Tensor3D => {
-        if (!shard) return t!;
-        const rows = t ? tf.unstack(t) : [];
-        return tf.stack(group.map((b, k) => (k % shard.size === shard.rank ? rows[Math.floor(k / shard.size)] : tf.zerosLike(like(b))))) as tf.Tensor3D;
+      // A shard's part of the group: its own blocks, then zeros up to ⌈blocks/size⌉ (a rank may own one fewer, or none).
+      const padded = (t: tf.Tensor3D | null, like: tf.Tensor): tf.Tensor3D => {
+        const per = shard ? Math.ceil(group.length / shard.size) : group.length;
+        if (t && t.shape[0] === per) return t;
+        const zeros = tf.zeros([per - (t ? t.shape[0] : 0), like.shape[0]!, like.shape[1]!]) as tf.Tensor3D;
+        return t ? tf.concat([t, zeros]) : zeros;
       };
-      const update = whole(U, (b) => b.x), neurons = cfg.optimizer === 'normuon' ? whole(V, (b) => b.neurons!) : null;
+      const update = padded(U, group[0].x), neurons = cfg.optimizer === 'normuon' ? padded(V, group[0].neurons!) : null;
       groups.push({ blocks: group.map(({ name, index, tall, bf16, neurons: n }) => ({ name, index, tall, bf16, neurons: n })), update, neurons });
       out.push(update, ...(neurons ? [neurons] : []));
     }
@@ -2115,6 +2125,8 @@ export interface Collective {
   readonly rank: number;
   allReduceMean(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
   allReduceSum(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
+  /** Every rank's tensors (the same shapes on every rank), stacked in rank order: out[i] is [size, ...tensors[i].shape]. */
+  allGather(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
   /** Rank 0's string, on every rank. */
   broadcast(value: string): Promise<string>;
   close(): void;
@@ -2124,6 +2136,7 @@ export const soloCollective: Collective = {
   size: 1, rank: 0,
   allReduceMean: async (tensors) => tensors.map((t) => t.clone()),
   allReduceSum: async (tensors) => tensors.map((t) => t.clone()),
+  allGather: async (tensors) => tensors.map((t) => t.expandDims(0)),
   broadcast: async (value) => value,
   close: () => {},
 };
@@ -2217,33 +2230,58 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
       }
     }
   }
-  const allReduce = async (tensors: tf.Tensor[], mean: boolean): Promise<tf.Tensor[]> => {
-    const sizes = tensors.map((t) => t.size);
-    const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+  const flatten = async (tensors: tf.Tensor[]): Promise<Float32Array> => {
+    const flat = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
     let at = 0;
     for (const t of tensors) { flat.set(await t.data() as Float32Array, at); at += t.size; }
-    let result: Float32Array;
-    if (world.rank === 0) {
-      const parts = await Promise.all(peers.map((p) => p.recv(waitMs)));
-      for (const part of parts) {
-        const v = new Float32Array(part.buffer, part.byteOffset, part.length / 4);
-        for (let i = 0; i < flat.length; i++) flat[i] += v[i];
-      }
-      if (mean) for (let i = 0; i < flat.length; i++) flat[i] /= world.size;
-      for (const p of peers) p.send(f32Bytes(flat));
-      result = flat;
-    } else {
+    return flat;
+  };
+  // Rank 0 receives every other rank's values (in rank order), makes the result and sends it back.
+  const viaRankZero = async (flat: Float32Array, combine: (parts: Float32Array[]) => Float32Array): Promise<Float32Array> => {
+    if (world.rank !== 0) {
       peers[0].send(f32Bytes(flat));
       const r = await peers[0].recv(waitMs);
-      result = new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
+      return new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.length));
     }
-    at = 0;
+    const parts = (await Promise.all(peers.map((p) => p.recv(waitMs)))).map((part, k) => {
+      if (part.length !== flat.byteLength) {
+        throw new TrainingError(`collective: rank ${k + 1} sent ${part.length / 4} values where rank 0 has ${flat.length}: the ranks' tensors differ`);
+      }
+      return new Float32Array(part.buffer, part.byteOffset, part.length / 4);
+    });
+    const result = combine([flat, ...parts]);
+    for (const p of peers) p.send(f32Bytes(result));
+    return result;
+  };
+  const allReduce = async (tensors: tf.Tensor[], mean: boolean): Promise<tf.Tensor[]> => {
+    const result = await viaRankZero(await flatten(tensors), ([sum, ...others]) => {
+      for (const v of others) for (let i = 0; i < sum.length; i++) sum[i] += v[i];
+      if (mean) for (let i = 0; i < sum.length; i++) sum[i] /= world.size;
+      return sum;
+    });
+    let at = 0;
     return tensors.map((t) => { const out = tf.tensor(result.subarray(at, at + t.size), t.shape); at += t.size; return out; });
+  };
+  const allGather = async (tensors: tf.Tensor[]): Promise<tf.Tensor[]> => {
+    const flat = await flatten(tensors), n = flat.length;
+    const all = await viaRankZero(flat, (parts) => { // rank r's values at r·n
+      const joined = new Float32Array(parts.length * n);
+      parts.forEach((v, r) => joined.set(v, r * n));
+      return joined;
+    });
+    let at = 0;
+    return tensors.map((t) => {
+      const out = new Float32Array(world.size * t.size);
+      for (let r = 0; r < world.size; r++) out.set(all.subarray(r * n + at, r * n + at + t.size), r * t.size);
+      at += t.size;
+      return tf.tensor(out, [world.size, ...t.shape]);
+    });
   };
   return {
     size: world.size, rank: world.rank,
     allReduceMean: (tensors) => allReduce(tensors, true),
     allReduceSum: (tensors) => allReduce(tensors, false),
+    allGather,
     async broadcast(value) {
       if (world.rank === 0) { for (const p of peers) p.send(Buffer.from(value)); return value; }
       return (await peers[0].recv()).toString();
@@ -2252,16 +2290,17 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
   };
 }
 
-/** NCCL all-reduce on the cuda backend; the TCP collective carries the unique id. */
+/** NCCL's all-reduce and all-gather on the cuda backend; the TCP collective carries the unique id. */
 async function ncclCollective(tcp: Collective): Promise<Collective> {
   const cuda = (await importOptional(path.join(REPO_ROOT, 'backend-cuda', 'index.ts'))) as CudaModule;
-  if (!cuda.ncclUniqueId || !cuda.ncclInit || !cuda.ncclAllReduce) throw new Error('this build of the cuda backend has no NCCL bindings');
+  if (!cuda.ncclUniqueId || !cuda.ncclInit || !cuda.ncclAllReduce || !cuda.ncclAllGather) throw new Error('this build of the cuda backend has no NCCL bindings');
   const uniqueId = await tcp.broadcast(tcp.rank === 0 ? cuda.ncclUniqueId() : '');
   cuda.ncclInit({ uniqueId, worldSize: tcp.size, rank: tcp.rank });
   return {
     size: tcp.size, rank: tcp.rank,
     allReduceMean: async (tensors) => cuda.ncclAllReduce!(tensors, 'avg'),
     allReduceSum: async (tensors) => cuda.ncclAllReduce!(tensors, 'sum'),
+    allGather: async (tensors) => cuda.ncclAllGather!(tensors),
     broadcast: (value) => tcp.broadcast(value),
     close() { cuda.ncclDestroy?.(); tcp.close(); },
   };

@@ -116,5 +116,7 @@ export interface CudaCollectives {
   ncclInit(uniqueId: Uint8Array, worldSize: number, rank: number): void;
   /** Out-of-place float32 all-reduce of each (in, out, count), grouped, on the device's stream. */
   ncclAllReduce(inPtrs: number[], outPtrs: number[], counts: number[], average: boolean): void;
+  /** Out-of-place float32 all-gather of each (in: count values, out: worldSize·count, rank r's at r·count), grouped. */
+  ncclAllGather(inPtrs: number[], outPtrs: number[], counts: number[]): void;
   ncclDestroy(): void;
 }

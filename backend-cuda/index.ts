@@ -2,7 +2,7 @@
 //   cudaAvailability()       cheap, never throws: is the addon built and a GPU visible?
 //   registerCudaBackend()    registers the tfjs backend 'cuda' (then tf.setBackend('cuda'))
 //   cudaDeviceName()         the GPU's name, for logs
-//   ncclUniqueId() / ncclInit() / ncclAllReduce() / ncclDestroy()   NCCL collectives for data parallelism
+//   ncclUniqueId() / ncclInit() / ncclAllReduce() / ncclAllGather() / ncclDestroy()   NCCL collectives for data parallelism
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -112,6 +112,9 @@ export function ncclUniqueId(): string {
   return Buffer.from(ncclAddon('ncclUniqueId').ncclGetUniqueId()).toString('base64');
 }
 
+/** The open communicator's rank count (ncclAllGather's outputs are that many inputs long); 0 when none is open. */
+let ncclWorldSize = 0;
+
 /** Joins the communicator (ncclCommInitRank on the backend's device); blocks until every rank has joined. */
 export function ncclInit(opts: { uniqueId: string; worldSize: number; rank: number }): void {
   const addon = ncclAddon('ncclInit');
@@ -124,6 +127,7 @@ export function ncclInit(opts: { uniqueId: string; worldSize: number; rank: numb
   }
   startedBackend('ncclInit');
   addon.ncclInit(id, worldSize, rank);
+  ncclWorldSize = worldSize;
 }
 
 /**
@@ -133,15 +137,33 @@ export function ncclInit(opts: { uniqueId: string; worldSize: number; rank: numb
 export function ncclAllReduce(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tensor[] {
   const addon = ncclAddon('ncclAllReduce');
   if (op !== 'sum' && op !== 'avg') throw new Error(`ncclAllReduce: op '${String(op)}' is not 'sum' or 'avg'`);
-  const backend = startedBackend('ncclAllReduce');
+  return collective('ncclAllReduce', tensors, (t) => t.shape.slice(), (ins, outs, counts) => addon.ncclAllReduce(ins, outs, counts, op === 'avg'));
+}
+
+/**
+ * Every rank's float32 tensors, stacked in rank order: out[i] is [worldSize, ...tensors[i].shape] with rank r's
+ * tensors[i] at index r (the tensors' shapes must be the same on every rank). One NCCL group for the whole list.
+ */
+export function ncclAllGather(tensors: tf.Tensor[]): tf.Tensor[] {
+  const addon = ncclAddon('ncclAllGather');
+  if (ncclWorldSize === 0) throw new Error('ncclAllGather: no communicator (call ncclInit first)');
+  const size = ncclWorldSize;
+  return collective('ncclAllGather', tensors, (t) => [size, ...t.shape], (ins, outs, counts) => addon.ncclAllGather(ins, outs, counts));
+}
+
+/** A grouped collective over float32 tensors of the started cuda backend into new outputs of outShape(t) each (the
+ * outputs freed if the native call throws). */
+function collective(fn: string, tensors: tf.Tensor[], outShape: (t: tf.Tensor) => number[],
+                    call: (ins: number[], outs: number[], counts: number[]) => void): tf.Tensor[] {
+  const backend = startedBackend(fn);
   tensors.forEach((t, i) => {
-    if (t.isDisposed) throw new Error(`ncclAllReduce: tensor ${i} is disposed`);
-    if (t.dtype !== 'float32') throw new Error(`ncclAllReduce: tensor ${i} [${t.shape}] is ${t.dtype}; only float32 is reduced`);
-    if (!backend.data.has(t.dataId)) throw new Error(`ncclAllReduce: tensor ${i} [${t.shape}] is not on the cuda backend (tf.getBackend() is '${tf.getBackend()}')`);
+    if (t.isDisposed) throw new Error(`${fn}: tensor ${i} is disposed`);
+    if (t.dtype !== 'float32') throw new Error(`${fn}: tensor ${i} [${t.shape}] is ${t.dtype}; only float32 is supported`);
+    if (!backend.data.has(t.dataId)) throw new Error(`${fn}: tensor ${i} [${t.shape}] is not on the cuda backend (tf.getBackend() is '${tf.getBackend()}')`);
   });
-  const outs = tensors.map(t => backend.makeOutput(t.shape.slice(), 'float32'));
+  const outs = tensors.map(t => backend.makeOutput(outShape(t), 'float32'));
   try {
-    addon.ncclAllReduce(tensors.map(t => backend.ptr(t)), outs.map(o => backend.ptr(o)), tensors.map(t => t.size), op === 'avg');
+    call(tensors.map(t => backend.ptr(t)), outs.map(o => backend.ptr(o)), tensors.map(t => t.size));
   } catch (e) {
     for (const o of outs) backend.disposeData(o.dataId);
     throw e;
@@ -152,4 +174,5 @@ export function ncclAllReduce(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tenso
 /** Leaves the communicator (ncclCommFinalize + ncclCommDestroy); a no-op when none is open. */
 export function ncclDestroy(): void {
   ncclAddon('ncclDestroy').ncclDestroy();
+  ncclWorldSize = 0;
 }

@@ -1,11 +1,11 @@
-// NCCL bindings of the cuda backend (ncclUniqueId/ncclInit/ncclAllReduce/ncclDestroy) on the real GPU
-// with a world of one rank: the whole NCCL path runs (communicator, grouped out-of-place all-reduce on
-// the backend's stream), and with one rank a sum and an average are both the identity. Skips where no
+// NCCL bindings of the cuda backend (ncclUniqueId/ncclInit/ncclAllReduce/ncclAllGather/ncclDestroy) on the real
+// GPU with a world of one rank: the whole NCCL path runs (communicator, grouped out-of-place collectives on the
+// backend's stream), and with one rank a sum and an average are the identity and a gather adds a leading axis of 1. Skips where no
 // GPU is usable; argument errors are checked there too, and the unavailable case everywhere.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { cudaAvailability, ncclAllReduce, ncclDestroy, ncclInit, ncclUniqueId } from '../backend-cuda/index.ts';
+import { cudaAvailability, ncclAllGather, ncclAllReduce, ncclDestroy, ncclInit, ncclUniqueId } from '../backend-cuda/index.ts';
 import { describeOrSkip, randFloat, targets, useBackend } from './cuda_harness.ts';
 
 const gpu = targets.find(t => t.name === 'cuda')!;
@@ -18,11 +18,12 @@ describeOrSkip('NCCL without a usable GPU', gpu.skip === false ? 'a GPU is usabl
     assert.throws(() => ncclUniqueId(), (e: Error) => e.message.startsWith('ncclUniqueId: the cuda backend is unavailable') && e.message.includes(reason));
     assert.throws(() => ncclInit({ uniqueId: '', worldSize: 1, rank: 0 }), /^Error: ncclInit: the cuda backend is unavailable/);
     assert.throws(() => ncclAllReduce([], 'sum'), /^Error: ncclAllReduce: the cuda backend is unavailable/);
+    assert.throws(() => ncclAllGather([]), /^Error: ncclAllGather: the cuda backend is unavailable/);
   });
 });
 
 describeOrSkip('NCCL on the GPU, world size 1', gpu.skip, () => {
-  it('unique id, init, grouped sum and avg (identity for one rank), destroy', async () => {
+  it('unique id, init, grouped sum and avg (identity for one rank), gather ([1, ...shape]), destroy', async () => {
     const id = ncclUniqueId();  // before the backend starts: rank 0 makes it first
     assert.equal(Buffer.from(id, 'base64').length, 128);
     assert.notEqual(ncclUniqueId(), id, 'two unique ids differ');
@@ -31,6 +32,7 @@ describeOrSkip('NCCL on the GPU, world size 1', gpu.skip, () => {
     assert.throws(() => ncclInit({ uniqueId: id, worldSize: 0, rank: 0 }), /ncclInit: worldSize 0 is not a positive integer/);
     assert.throws(() => ncclInit({ uniqueId: 'abc', worldSize: 1, rank: 0 }), /ncclInit: uniqueId is not the base64 of 128 bytes/);
     assert.throws(() => ncclAllReduce([tf.ones([2])], 'sum'), /ncclAllReduce failed|no communicator/);
+    assert.throws(() => ncclAllGather([tf.ones([2])]), /ncclAllGather: no communicator \(call ncclInit first\)/);
     ncclInit({ uniqueId: id, worldSize: 1, rank: 0 });
     try {
       assert.throws(() => ncclInit({ uniqueId: id, worldSize: 1, rank: 0 }), /already open/);
@@ -55,8 +57,15 @@ describeOrSkip('NCCL on the GPU, world size 1', gpu.skip, () => {
         assert.ok(Math.abs((await s.data())[0] - want) <= 1e-3 * Math.abs(want) + 1e-2);
         tf.dispose([s, ...ys]);
       }
+      const gathered = ncclAllGather(xs);  // the sharded optimiser's exchange
+      for (let i = 0; i < xs.length; i++) {
+        assert.deepEqual(gathered[i].shape, [1, ...shapes[i]], `gather output ${i} shape`);
+        assert.notEqual(gathered[i].dataId, xs[i].dataId, 'out of place: a new buffer');
+        assert.deepEqual(await gathered[i].data(), hosts[i].values, `the gather of one rank holds its tensor ${i} [${shapes[i]}]`);
+      }
+      tf.dispose(gathered);
       assert.equal(tf.memory().numTensors, before, 'no tensor leaked');
-      assert.throws(() => ncclAllReduce([tf.ones([2], 'int32')], 'sum'), /ncclAllReduce: tensor 0 \[2\] is int32; only float32 is reduced/);
+      assert.throws(() => ncclAllReduce([tf.ones([2], 'int32')], 'sum'), /ncclAllReduce: tensor 0 \[2\] is int32; only float32 is supported/);
       assert.throws(() => ncclAllReduce(xs, 'max' as 'sum'), /ncclAllReduce: op 'max' is not 'sum' or 'avg'/);
       tf.dispose(xs);
     } finally {
@@ -64,5 +73,6 @@ describeOrSkip('NCCL on the GPU, world size 1', gpu.skip, () => {
     }
     ncclDestroy();  // a second destroy is a no-op
     assert.throws(() => ncclAllReduce([tf.ones([2])], 'avg'), /no communicator \(call ncclInit first\)/);
+    assert.throws(() => ncclAllGather([tf.ones([2])]), /ncclAllGather: no communicator/);
   });
 });

@@ -38,23 +38,60 @@ test('the TCP collective averages tensors across ranks (in rank order) and broad
   collectives.forEach((c) => c.close());
 });
 
-test('the sharded optimiser step: each of 3 ranks orthogonalises every third Muon block of a shape, and after the exchange every rank holds the whole step\'s weights and state, bit for bit', async (t) => {
+test('the TCP all-gather stacks every rank\'s tensors in rank order, and names a rank whose tensors differ', async (t) => {
   const port = await freePort(), size = 3;
   const collectives = await Promise.all(Array.from({ length: size }, (_, rank) => T.tcpCollective({ size, rank, localRank: rank }, '127.0.0.1', port)));
+  t.after(() => collectives.forEach((c) => c.close()));
+  const inputs = collectives.map(() => [tf.randomNormal([3, 5], 0, 1, 'float32', tfSeed()), tf.randomNormal([2, 1, 4], 0, 1, 'float32', tfSeed())]);
+  const outputs = await Promise.all(collectives.map((c, r) => c.allGather(inputs[r])));
+  for (const out of outputs)
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(out[i].shape, [size, ...inputs[0][i].shape]);
+      assert.deepEqual(out[i].dataSync(), tf.stack(inputs.map((ts) => ts[i])).dataSync(), `tensor ${i}, rank order`);
+    }
+  const [solo] = await T.soloCollective.allGather([inputs[0][0]]);
+  assert.deepEqual(solo.shape, [1, 3, 5]);
+  assert.deepEqual(solo.dataSync(), inputs[0][0].dataSync());
+  const wrong = collectives.map((c) => c.allGather([tf.ones([c.rank === 2 ? 4 : 3])]));
+  wrong.slice(1).forEach((p) => p.catch(() => {})); // the other ranks fail when the sockets close after the test
+  await assert.rejects(wrong[0], /rank 2 sent 4 values where rank 0 has 3: the ranks' tensors differ/);
+});
+
+test('the sharded optimiser step: each of 3 ranks orthogonalises every third Muon block of a shape, sends only those, and after the exchange every rank holds the whole step\'s weights and state, bit for bit', async (t) => {
+  const port = await freePort(), size = 3;
+  const connected = await Promise.all(Array.from({ length: size }, (_, rank) => T.tcpCollective({ size, rank, localRank: rank }, '127.0.0.1', port)));
+  // Each rank's collective, counting the values it hands over: the step's exchange is one all-gather of its own blocks.
+  const sent = connected.map(() => ({ gathered: 0, reduced: 0 }));
+  const count = (ts: tf.Tensor[]) => ts.reduce((n, x) => n + x.size, 0);
+  const collectives: T.Collective[] = connected.map((c, r) => ({
+    ...c,
+    allGather: (ts) => { sent[r].gathered += count(ts); return c.allGather(ts); },
+    allReduceSum: (ts) => { sent[r].reduced += count(ts); return c.allReduceSum(ts); },
+    allReduceMean: (ts) => { sent[r].reduced += count(ts); return c.allReduceMean(ts); },
+  }));
   // 4 layers of d 16: q, k, v, o and the MLP's two matrices (turned wide, [16, 64]) give shape groups of 2 to 16 blocks,
   // so a rank holds none, one or several of a group.
   const micro = { vocabSize: 64, bosToken: 63, numLayers: 4, modelDim: 16, numHeads: 2, headDim: 8, kvHeads: 2, noAttnLayers: [0], noMlpLayers: [],
     skip: 'none', valueEmbeds: 1, backout: false, seqLen: 8, windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2 };
-  t.after(() => collectives.forEach((c) => c.close())); // also when an assertion fails: open sockets would hold the run
+  t.after(() => connected.forEach((c) => c.close())); // also when an assertion fails: open sockets would hold the run
   for (const optimizer of ['normuon', 'muon'] as const) {
     const cfg = T.resolveConfig('tiny', { ...micro, optimizer, weightDecay: 0.5 }).cfg;
     const models = Array.from({ length: size + 1 }, () => T.createModel(cfg)); // [the whole step's, rank 0's, 1's, 2's]
     const states = models.map((m) => T.createOptimizerState(m));
+    // What an all-reduce of whole groups sent from each rank a step: every Muon weight's update and NorMuon state.
+    const muonNames = [...models[0].params.keys()].filter((n) => models[0].info.get(n)!.opt === 'muon');
+    const wholeGroups = muonNames.reduce((n, name) => n + count(states[0].slots.get(name)!), 0);
+    sent.forEach((c) => { c.gathered = 0; c.reduced = 0; });
     for (const step of [0, 1, 2]) {
       const grads = new Map([...models[0].params].map(([n, v]) => [n, tf.randomNormal(v.shape, 0, 0.1, 'float32', tfSeed())]));
       T.optimizerStep(models[0], states[0], grads, step);
       await Promise.all(collectives.map((c, r) => T.shardedOptimizerStep(models[r + 1], states[r + 1], grads, step, c)));
       tf.dispose([...grads.values()]);
+    }
+    for (const [r, c] of sent.entries()) {
+      assert.equal(c.reduced, 0, `${optimizer}: rank ${r} all-reduces nothing`);
+      // a third of the blocks, plus the padding of groups that do not split evenly (8 MLP blocks: 3 a rank)
+      assert.ok(c.gathered > 0 && c.gathered <= 0.4 * 3 * wholeGroups, `${optimizer}: rank ${r} sent ${c.gathered / 3} values a step, the whole groups are ${wholeGroups}`);
     }
     for (let r = 1; r <= size; r++) {
       for (const [name, p] of models[0].params) {

@@ -401,20 +401,36 @@ Napi::Value ncclInitBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The (inPtrs, outPtrs, counts) lists of a grouped NCCL collective, checked to have one length.
+struct CollectiveBuffers {
+  std::vector<const float*> in;
+  std::vector<float*> out;
+  std::vector<int64_t> count;
+};
+CollectiveBuffers collectiveBuffers(const char* name, const Napi::Array& ins, const Napi::Array& outs, const Napi::Array& counts) {
+  const uint32_t n = ins.Length();
+  if (outs.Length() != n || counts.Length() != n)
+    throw CudaError(std::string(name) + ": inputs, outputs and counts differ in length");
+  CollectiveBuffers b{std::vector<const float*>(n), std::vector<float*>(n), std::vector<int64_t>(n)};
+  for (uint32_t i = 0; i < n; ++i) {
+    b.in[i] = reinterpret_cast<const float*>(static_cast<uintptr_t>(ins.Get(i).As<Napi::Number>().Int64Value()));
+    b.out[i] = reinterpret_cast<float*>(static_cast<uintptr_t>(outs.Get(i).As<Napi::Number>().Int64Value()));
+    b.count[i] = counts.Get(i).As<Napi::Number>().Int64Value();
+  }
+  return b;
+}
+
 Napi::Value ncclAllReduceBinding(const Napi::CallbackInfo& info) {
   TSGPT_ARGS("ncclAllReduce", "inPtrs", "outPtrs", "counts", "average");
-  const Napi::Array ins = a.array(0), outs = a.array(1), counts = a.array(2);
-  const uint32_t n = ins.Length();
-  if (outs.Length() != n || counts.Length() != n) throw CudaError("ncclAllReduce: inputs, outputs and counts differ in length");
-  std::vector<const float*> in(n);
-  std::vector<float*> out(n);
-  std::vector<int64_t> count(n);
-  for (uint32_t i = 0; i < n; ++i) {
-    in[i] = reinterpret_cast<const float*>(static_cast<uintptr_t>(ins.Get(i).As<Napi::Number>().Int64Value()));
-    out[i] = reinterpret_cast<float*>(static_cast<uintptr_t>(outs.Get(i).As<Napi::Number>().Int64Value()));
-    count[i] = counts.Get(i).As<Napi::Number>().Int64Value();
-  }
-  ncclAllReduceFloat32(dev(), in, out, count, a.boolean(3));
+  const CollectiveBuffers b = collectiveBuffers("ncclAllReduce", a.array(0), a.array(1), a.array(2));
+  ncclAllReduceFloat32(dev(), b.in, b.out, b.count, a.boolean(3));
+  return info.Env().Undefined();
+}
+
+Napi::Value ncclAllGatherBinding(const Napi::CallbackInfo& info) {
+  TSGPT_ARGS("ncclAllGather", "inPtrs", "outPtrs", "counts");
+  const CollectiveBuffers b = collectiveBuffers("ncclAllGather", a.array(0), a.array(1), a.array(2));
+  ncclAllGatherFloat32(dev(), b.in, b.out, b.count);
   return info.Env().Undefined();
 }
 
@@ -436,7 +452,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"copy", guarded<copy>},         {"matmul", guarded<matmulBinding>},
       {"matmulAdd", guarded<matmulAddBinding>},  {"matmulFp8", guarded<matmulFp8Binding>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
-      {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclDestroy", guarded<ncclDestroyBinding>},
+      {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclAllGather", guarded<ncclAllGatherBinding>},
+      {"ncclDestroy", guarded<ncclDestroyBinding>},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
   // Every kernel file's launchers (the registry is complete: static initialisers ran when the addon loaded).

@@ -55,6 +55,21 @@ void ncclAllReduceFloat32(Device& dev, const std::vector<const float*>& in, cons
   checkNccl(end, "ncclGroupEnd (ncclAllReduce)");
 }
 
+void ncclAllGatherFloat32(Device& dev, const std::vector<const float*>& in, const std::vector<float*>& out,
+                          const std::vector<int64_t>& count) {
+  if (gComm == nullptr) throw CudaError("ncclAllGather: no communicator (call ncclInit first)");
+  if (gCommDevice != dev.ordinal()) throw CudaError("ncclAllGather: the communicator belongs to another device");
+  checkNccl(ncclGroupStart(), "ncclGroupStart");
+  ncclResult_t first = ncclSuccess;
+  for (size_t i = 0; i < in.size() && first == ncclSuccess; ++i) {
+    if (count[i] == 0) continue;
+    first = ncclAllGather(in[i], out[i], size_t(count[i]), ncclFloat32, gComm, dev.stream());
+  }
+  const ncclResult_t end = ncclGroupEnd();  // always close the group, even after a failed call inside it
+  checkNccl(first, "ncclAllGather");
+  checkNccl(end, "ncclGroupEnd (ncclAllGather)");
+}
+
 void ncclClose() {
   if (gComm == nullptr) return;
   ncclComm_t comm = gComm;

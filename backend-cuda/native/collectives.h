@@ -19,6 +19,10 @@ void ncclOpen(Device& dev, const std::string& uniqueId, int worldSize, int rank)
 /** Out-of-place float32 all-reduce of each (in[i] → out[i], count[i]) in one ncclGroupStart/End. */
 void ncclAllReduceFloat32(Device& dev, const std::vector<const float*>& in, const std::vector<float*>& out,
                           const std::vector<int64_t>& count, bool average);
+/** Out-of-place float32 all-gather of each (in[i], count[i] values → out[i], worldSize·count[i], rank r's at r·count[i]),
+ * in one ncclGroupStart/End. */
+void ncclAllGatherFloat32(Device& dev, const std::vector<const float*>& in, const std::vector<float*>& out,
+                          const std::vector<int64_t>& count);
 /** ncclCommFinalize + ncclCommDestroy; a no-op without a communicator. */
 void ncclClose();
 bool ncclIsOpen();
