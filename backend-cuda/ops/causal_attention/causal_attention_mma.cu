@@ -14,11 +14,13 @@
 //   boundary or T cuts for the warp; a warp skips tiles it cannot see; blocks skip the tiles the
 //   fp32 kernels skip. Query blocks run last-first (the long ones start first).
 // - Backward: a pre-pass D = dO·O per row (delta), then one kernel by key tiles over the group's query heads and
-//   query tiles: dk and dv in registers, dq added to global memory with atomics (FlashAttention-2's scheme: dq is not
-//   bit-reproducible).
+//   query tiles: dk and dv in registers, dq added to global memory by float4 atomics, or on Hopper by one bulk
+//   reduction a row from shared memory (FlashAttention-2's and -3's scheme: dq is not bit-reproducible).
 // - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the products run on wgmma instead, forward and
 //   backward (WgmmaProducts, WgmmaGradProducts: the same kernels, blocks, masks and softmax; the tiles in wgmma's
-//   swizzled layout). useWgmma() decides.
+//   swizzled layout), and dq's rows go to global memory by cp.reduce.async.bulk. useWgmma() decides.
+// - The exponentials are exp2 of one FMA: the forward keeps softmax's and softmax1's running max in log2 units, the
+//   backward scales each column's m by log2(e) once a stage (softpick keeps natural units and its own formulas).
 // Register fragment layouts follow the PTX ISA's mma.m16n8k16 section: thread (g = lane/4,
 // t = lane%4) holds accumulator rows g and g+8, columns 2t and 2t+1 of each 8-wide n-tile.
 #include <cuda_bf16.h>
