@@ -18,6 +18,21 @@ void checkNccl(ncclResult_t r, const char* what) {
   throw CudaError(msg);
 }
 
+// collective(i) for each buffer with values, inside one ncclGroupStart/End on the open communicator (the group always
+// closed, even after a failed call inside it).
+template <typename Collective>
+void grouped(Device& dev, const std::string& name, const std::vector<int64_t>& count, Collective collective) {
+  if (gComm == nullptr) throw CudaError(name + ": no communicator (call ncclInit first)");
+  if (gCommDevice != dev.ordinal()) throw CudaError(name + ": the communicator belongs to another device");
+  checkNccl(ncclGroupStart(), "ncclGroupStart");
+  ncclResult_t first = ncclSuccess;
+  for (size_t i = 0; i < count.size() && first == ncclSuccess; ++i)
+    if (count[i] != 0) first = collective(i);
+  const ncclResult_t end = ncclGroupEnd();
+  checkNccl(first, name.c_str());
+  checkNccl(end, ("ncclGroupEnd (" + name + ")").c_str());
+}
+
 }  // namespace
 
 std::string ncclNewUniqueId() {
@@ -42,32 +57,16 @@ void ncclOpen(Device& dev, const std::string& uniqueId, int worldSize, int rank)
 
 void ncclAllReduceFloat32(Device& dev, const std::vector<const float*>& in, const std::vector<float*>& out,
                           const std::vector<int64_t>& count, bool average) {
-  if (gComm == nullptr) throw CudaError("ncclAllReduce: no communicator (call ncclInit first)");
-  if (gCommDevice != dev.ordinal()) throw CudaError("ncclAllReduce: the communicator belongs to another device");
-  checkNccl(ncclGroupStart(), "ncclGroupStart");
-  ncclResult_t first = ncclSuccess;
-  for (size_t i = 0; i < in.size() && first == ncclSuccess; ++i) {
-    if (count[i] == 0) continue;
-    first = ncclAllReduce(in[i], out[i], size_t(count[i]), ncclFloat32, average ? ncclAvg : ncclSum, gComm, dev.stream());
-  }
-  const ncclResult_t end = ncclGroupEnd();  // always close the group, even after a failed call inside it
-  checkNccl(first, "ncclAllReduce");
-  checkNccl(end, "ncclGroupEnd (ncclAllReduce)");
+  grouped(dev, "ncclAllReduce", count, [&](size_t i) {
+    return ncclAllReduce(in[i], out[i], size_t(count[i]), ncclFloat32, average ? ncclAvg : ncclSum, gComm, dev.stream());
+  });
 }
 
 void ncclAllGatherFloat32(Device& dev, const std::vector<const float*>& in, const std::vector<float*>& out,
                           const std::vector<int64_t>& count) {
-  if (gComm == nullptr) throw CudaError("ncclAllGather: no communicator (call ncclInit first)");
-  if (gCommDevice != dev.ordinal()) throw CudaError("ncclAllGather: the communicator belongs to another device");
-  checkNccl(ncclGroupStart(), "ncclGroupStart");
-  ncclResult_t first = ncclSuccess;
-  for (size_t i = 0; i < in.size() && first == ncclSuccess; ++i) {
-    if (count[i] == 0) continue;
-    first = ncclAllGather(in[i], out[i], size_t(count[i]), ncclFloat32, gComm, dev.stream());
-  }
-  const ncclResult_t end = ncclGroupEnd();  // always close the group, even after a failed call inside it
-  checkNccl(first, "ncclAllGather");
-  checkNccl(end, "ncclGroupEnd (ncclAllGather)");
+  grouped(dev, "ncclAllGather", count, [&](size_t i) {
+    return ncclAllGather(in[i], out[i], size_t(count[i]), ncclFloat32, gComm, dev.stream());
+  });
 }
 
 void ncclClose() {
