@@ -34,8 +34,7 @@ struct SoftcapGradSource {
   SoftcapRow consts[4];
   __device__ void row(int j, int64_t r) {
     target[j] = targets[r];
-    const bool valid = target[j] >= 0 && target[j] < cols;
-    consts[j] = softcapRow(lse[r], valid ? dyw : NAN, p);  // out-of-range target: a NaN row, as its loss
+    consts[j] = softcapRow(lse[r], target[j], cols, dyw, p);
   }
   __device__ Raw load(int, int64_t r, int64_t c) const { return loadPacked4(logits + r * cols + c); }
   __device__ void values(int j, const Raw& raw, int64_t c, float (&v)[4]) const {

@@ -37,11 +37,14 @@ __device__ __forceinline__ float capSlopeUnit(float c) {
   else return 1.f;
 }
 
-// A row's constants of the loss's gradient: −lse·log2(e) and the upstream gradient g times the cap's slope.
+// A row's constants of the loss's gradient: −lse·log2(e) and the upstream gradient g times the cap's slope; a target
+// outside [0, cols) makes the row NaN, as its loss.
 struct SoftcapRow {
   float negLseLog2e, gSlope;
 };
-__device__ __forceinline__ SoftcapRow softcapRow(float lse, float g, const CapParams& p) { return {-lse * kLog2e, g * p.slope}; }
+__device__ __forceinline__ SoftcapRow softcapRow(float lse, int64_t target, int64_t cols, float g, const CapParams& p) {
+  return {-lse * kLog2e, (target >= 0 && target < cols ? g : NAN) * p.slope};
+}
 
 // dloss/dx of one logit x of a row: g·(softmax − one-hot)·dz/dx, kTarget where x is the row's target. Where it is not,
 // (p − 0) is p: the kernels that know a value is no target compute the same bits without the compare.

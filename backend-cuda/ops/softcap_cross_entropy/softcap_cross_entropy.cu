@@ -121,8 +121,7 @@ __global__ void softcapCrossEntropyGradKernel(const float* __restrict__ dy, cons
   Out* dr = dlogits + row * cols;
   const float l = lse[row];
   const int64_t t = targets[row];
-  const float g = t >= 0 && t < cols ? dy[0] * w : NAN;  // out-of-range target: a NaN row, as its loss
-  const SoftcapRow rowConsts = softcapRow(l, g, p);
+  const SoftcapRow rowConsts = softcapRow(l, t, cols, dy[0] * w, p);
   auto grad = [&](float x, int64_t j) {
     return j == t ? softcapGrad<kCap, true>(x, rowConsts, p) : softcapGrad<kCap, false>(x, rowConsts, p);
   };
