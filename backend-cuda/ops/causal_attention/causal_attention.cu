@@ -34,6 +34,7 @@
 #include <cmath>
 #include "causal_attention.cuh"
 #include "../../native/launchers.h"
+#include "../../native/rows.cuh"  // warpSum, warpMax
 
 namespace tsgpt {
 namespace {
@@ -45,15 +46,6 @@ constexpr int kRowsPerWarp = kBlockQ / kWarps;
 constexpr int kBlockK = 32;                       // keys per tile: one per lane
 constexpr int kKeysPerWarp = kBlockK / kWarps;    // dk/dv: keys owned by each warp
 constexpr int kDimsPerLane = kMaxAttentionHead / 32;
-
-__device__ __forceinline__ float warpMax(float x) {
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
-  return x;
-}
-__device__ __forceinline__ float warpSum(float x) {
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
-  return x;
-}
 
 __device__ __forceinline__ bool visible(int i, int j, int jEnd, int window, const int* doc) {
   return j < jEnd && j <= i && i - j < window && doc[j] == doc[i];

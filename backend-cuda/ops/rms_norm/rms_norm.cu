@@ -5,55 +5,105 @@
 // past them): the attention gate's 12 normed channels where nothing else needs the normed row (Canon A norms x inside
 // CanonConv), instead of the whole normed row, its slice and, backward, the slice's zero-padded gradient.
 // The backward recomputes rstd in the same pass as the dot product (one extra FMA per element) so
-// the forward saves nothing but x. One kernel each way instead of the composite's many. x is read as stored
+// the forward saves nothing but x. One kernel each way instead of the composite's many, one warp a row. x is read as stored
 // (In: float, or bf16 for a bf16-only activation); y is written in bf16 under bf16 matmul precision (Out: the
 // record's norm outputs bf16, §5; the projections read it so).
 #include "rms_norm.h"
 
 #include "../../native/launch.h"
-#include "../../native/rows.cuh"
+#include "../../native/rows.cuh"  // warpSum
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
 
 namespace tsgpt {
 namespace {
 
-template <typename In, typename Out>
-__global__ void rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t cols, int64_t outCols, float eps) {
-  __shared__ float scratch[32];
-  const In* xr = x + blockIdx.x * cols;
-  Out* yr = y + blockIdx.x * outCols;
+// One warp a row, kRowsPerBlock rows a block: the row's reductions are warp shuffles, no block barrier (a block of 256
+// threads a row, two barriers and three values a thread, ran at ~1.3 TB/s on the speedrun's [32768, 768] rows). V values
+// a lane a step: 4 (16-byte float, 8-byte bf16 accesses) where the rows allow it (launchers' vec4), else 1. x is read
+// twice, the second time from L1.
+constexpr int kRowsPerBlock = 8;
+
+template <int V, typename In, typename Out>
+__global__ void __launch_bounds__(kRowsPerBlock * 32)
+rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64_t cols, int64_t outCols, float eps) {
+  const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;  // warp-uniform
+  const int lane = threadIdx.x & 31;
+  const In* xr = x + row * cols;
+  Out* yr = y + row * outCols;
   float ss = 0.f;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float v = toFloat(xr[j]);
-    ss += v * v;
+#pragma unroll 4
+  for (int64_t j = lane * V; j < cols; j += 32 * V) {
+    float v[V];
+    loadVec<V>(xr + j, v);
+#pragma unroll
+    for (int k = 0; k < V; k++) ss = fmaf(v[k], v[k], ss);
   }
-  ss = blockReduce<false>(ss, scratch);
-  const float r = rsqrtf(ss / float(cols) + eps);
-  for (int64_t j = threadIdx.x; j < outCols; j += blockDim.x) store(yr + j, toFloat(xr[j]) * r);
+  const float r = rsqrtf(warpSum(ss) / float(cols) + eps);
+#pragma unroll 4
+  for (int64_t j = lane * V; j < outCols; j += 32 * V) {
+    float v[V];
+    loadVec<V>(xr + j, v);
+#pragma unroll
+    for (int k = 0; k < V; k++) v[k] *= r;
+    storeVec<V>(yr + j, v);
+  }
 }
 
-template <typename In>
-__global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
-                                  float* __restrict__ dx, int64_t cols, int64_t outCols, float eps) {
-  __shared__ float scratch[32];
-  const int64_t off = blockIdx.x * cols;
-  const float* dyr = dy + blockIdx.x * outCols;
-  const auto gradAt = [&](int64_t j) { return j < outCols ? dyr[j] : 0.f; };
+template <int V, typename In>
+__global__ void __launch_bounds__(kRowsPerBlock * 32)
+rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
+                  float* __restrict__ dx, int64_t rows, int64_t cols, int64_t outCols, float eps) {
+  const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;  // warp-uniform
+  const int lane = threadIdx.x & 31;
+  const int64_t off = row * cols;
+  const float* dyr = dy + row * outCols;
+  // dy's V values at j (V divides outCols, so a step is wholly inside or past it), 0 past outCols
+  const auto gradAt = [&](int64_t j, float (&g)[V]) {
+    if (j < outCols) loadVec<V>(dyr + j, g);
+    else
+#pragma unroll
+      for (int k = 0; k < V; k++) g[k] = 0.f;
+  };
   float dot = 0.f, ss = 0.f;
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float xv = toFloat(x[off + j]);
-    dot += gradAt(j) * xv;
-    ss += xv * xv;
+#pragma unroll 4
+  for (int64_t j = lane * V; j < cols; j += 32 * V) {
+    float xv[V], g[V];
+    loadVec<V>(x + off + j, xv);
+    gradAt(j, g);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+      dot = fmaf(g[k], xv[k], dot);
+      ss = fmaf(xv[k], xv[k], ss);
+    }
   }
-  dot = blockReduce<false>(dot, scratch);
-  ss = blockReduce<false>(ss, scratch);
-  const float r = rsqrtf(ss / float(cols) + eps);
+  dot = warpSum(dot);
+  const float r = rsqrtf(warpSum(ss) / float(cols) + eps);
   const float c = r * r * r * dot / float(cols);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float d = r * gradAt(j) - c * toFloat(x[off + j]);
-    dx[off + j] = acc ? d + acc[off + j] : d;  // the Add it replaces, rounded the same
+#pragma unroll 4
+  for (int64_t j = lane * V; j < cols; j += 32 * V) {
+    float xv[V], g[V], d[V];
+    loadVec<V>(x + off + j, xv);
+    gradAt(j, g);
+#pragma unroll
+    for (int k = 0; k < V; k++) d[k] = r * g[k] - c * xv[k];
+    if (acc) {  // the Add it replaces, rounded the same
+      float a[V];
+      loadVec<V>(acc + off + j, a);
+#pragma unroll
+      for (int k = 0; k < V; k++) d[k] = d[k] + a[k];
+    }
+    storeVec<V>(dx + off + j, d);
   }
+}
+
+// f(std::integral_constant<int, V>{}): V = 4 where every row starts 16-byte aligned and cols and outCols are multiples of 4.
+template <typename F>
+void byRowWidth(int64_t cols, int64_t outCols, std::initializer_list<const void*> ptrs, F f) {
+  if (cols % 4 == 0 && outCols % 4 == 0 && aligned16(ptrs)) f(std::integral_constant<int, 4>{});
+  else f(std::integral_constant<int, 1>{});
 }
 
 }  // namespace
@@ -61,11 +111,14 @@ __global__ void rmsNormGradKernel(const float* __restrict__ dy, const In* __rest
 cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
                           int64_t outCols, float eps) {
   if (rows == 0) return cudaSuccess;
-  if (rows > 0x7fffffffLL || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   byInputType(x, xBf16, [&](auto* in) {
-    const unsigned threads = cols >= 512 ? 256 : 64;
-    if (yBf16) rmsNormKernel<<<(unsigned)rows, threads, 0, s>>>(in, static_cast<__nv_bfloat16*>(y), cols, outCols, eps);
-    else rmsNormKernel<<<(unsigned)rows, threads, 0, s>>>(in, static_cast<float*>(y), cols, outCols, eps);
+    byRowWidth(cols, outCols, {x, y}, [&](auto width) {
+      constexpr int V = decltype(width)::value;
+      if (yBf16) rmsNormKernel<V><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, static_cast<__nv_bfloat16*>(y), rows, cols, outCols, eps);
+      else rmsNormKernel<V><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, static_cast<float*>(y), rows, cols, outCols, eps);
+    });
   });
   return cudaGetLastError();
 }
@@ -73,9 +126,12 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
                               int64_t rows, int64_t cols, int64_t outCols, float eps) {
   if (rows == 0) return cudaSuccess;
-  if (rows > 0x7fffffffLL || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   byInputType(x, xBf16, [&](auto* in) {
-    rmsNormGradKernel<<<(unsigned)rows, cols >= 512 ? 256 : 64, 0, s>>>(dy, in, acc, dx, cols, outCols, eps);
+    byRowWidth(cols, outCols, {dy, x, acc, dx}, [&](auto width) {
+      rmsNormGradKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
+    });
   });
   return cudaGetLastError();
 }
