@@ -171,6 +171,8 @@ for (const target of targets) {
       await compare(T, 'gather int32', [randInt([20], -5, 5), randInt([30], 0, 20)], (p, i) => tf.gather(p, i));
       await compare(T, 'gather large', [randFloat([1000, 64]), randInt([Math.ceil(big / 64)], 0, 1000)], (p, i) => tf.gather(p, i));
       await compare(T, 'unsortedSegmentSum', [randFloat([40, 6]), randInt([40], 0, 9)], (x, s) => tf.unsortedSegmentSum(x, s as tf.Tensor1D, 9), { rtol: 1e-5, atol: 1e-5 });
+      // rows of a multiple of 4 floats: the row path (a warp a row, float4 atomics on Hopper), many rows a segment
+      await compare(T, 'unsortedSegmentSum rows', [randFloat([300, 12]), randInt([300], 0, 9)], (x, s) => tf.unsortedSegmentSum(x, s as tf.Tensor1D, 9), { rtol: 1e-5, atol: 1e-4 });
       // int32 stays int32 here; tfjs-backend-cpu returns float32, so compare values through a cast.
       await compare(T, 'unsortedSegmentSum int32', [randInt([40, 3], -5, 5), randInt([40], 0, 4)], (x, s) => tf.cast(tf.unsortedSegmentSum(x, s as tf.Tensor1D, 4), 'float32'));
       await compare(T, 'oneHot', [randInt([5, 3], 0, 7)], i => tf.oneHot(i, 7, 2, -1));
