@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One call on the GPU machine that measures a change against its parent (backend-cuda/NOTES.md, "The device runs"):
+# build this tree, run the GPU tests given, then 40-step speedrun runs at the PyTorch comparison's windows, then the
+# same runs with BASE_PATCH reversed (the parent's code) and one incremental rebuild; logs under $OUT.
+# Make the patch here first, untracked (it travels with the tree):
+#   git diff <parent> HEAD -- backend-cuda tfjs_node.ts train_gpt.ts ':!*.test.ts' ':!*.md' > .base.patch
+# Carry .gpu-box and data/builtin/gpt2 (the corpus's source package is not on the machine: without it every run fails).
+#   TESTS="backend-cuda/ops/rms_norm/rms_norm.test.ts test/cuda_model.test.ts" bash bench/device_ab.sh
+#   RUNS="new base new base" alternates; NATIVE="cmd ..." runs a Node-free check after the tests (built by the caller).
+set -uo pipefail
+OUT=${OUT:-/tmp/device_ab_out}
+BASE_PATCH=${BASE_PATCH:-.base.patch}
+RUNS=${RUNS:-"new base"}
+TRAIN=${TRAIN:-"--num-iterations 40 --val-every 10 --seed 0 --window-schedule 7 --val-window 7"}
+mkdir -p "$OUT"
+t0=$SECONDS
+stage() { echo "=== [$((SECONDS - t0))s] $*"; }
+source .gpu-box/setup.sh >/dev/null 2>&1
+[ -f build/cuda/Release/tsgpt_cuda.node ] || tar -xzf .gpu-box/min_js.tgz
+build() {  # a warm machine keeps build outputs that may be newer than the copied sources: touch them first
+  find backend-cuda -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' | xargs touch
+  npm run build:cuda -- --parallel 16 >"$OUT/build_$1.log" 2>&1 || { tail -30 "$OUT/build_$1.log"; echo "BUILD FAILED ($1)"; exit 1; }
+}
+train() {  # $1: the side; $2: the run's index
+  local log="$OUT/train_$1_$2.txt"
+  timeout 150 npx tsx train_gpt.ts --preset speedrun --backend cuda --corpus builtin-gpt2 $TRAIN >"$log" 2>&1
+  echo "$1 ($2): $(grep -E '^step:[0-9]+/[0-9]+ val_loss' "$log" | tail -1 | grep -oE '(val_loss|step_avg):[0-9.]+' | tr '\n' ' ')$(grep -h '^peak' "$(ls -t logs/*.txt | head -1)")"
+}
+stage build
+build new
+if [ -n "${TESTS:-}" ]; then
+  stage "tests: $TESTS"
+  timeout 280 node --import tsx --test $TESTS >"$OUT/gpu_tests.log" 2>&1; echo "exit $?"
+  grep -E "^# (tests|pass|fail|skipped)|^not ok" "$OUT/gpu_tests.log" | tail -8
+fi
+if [ -n "${NATIVE:-}" ]; then
+  stage "native: $NATIVE"
+  timeout 120 bash -c "$NATIVE" >"$OUT/native.log" 2>&1; echo "exit $?"
+  tail -20 "$OUT/native.log"
+fi
+side=new i=0
+for want in $RUNS; do
+  if [ "$want" != "$side" ]; then
+    stage "switch to $want"
+    patch $([ "$want" = base ] && echo -R) -p1 <"$BASE_PATCH" >/dev/null || { echo "the patch does not apply ($want)"; exit 1; }
+    build "$want"
+    side=$want
+  fi
+  i=$((i + 1))
+  train "$side" "$i"
+done
+stage done
