@@ -2124,7 +2124,6 @@ export interface Collective {
   readonly size: number;
   readonly rank: number;
   allReduceMean(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
-  allReduceSum(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
   /** Every rank's tensors (the same shapes on every rank), stacked in rank order: out[i] is [size, ...tensors[i].shape]. */
   allGather(tensors: tf.Tensor[]): Promise<tf.Tensor[]>;
   /** Rank 0's string, on every rank. */
@@ -2135,7 +2134,6 @@ export interface Collective {
 export const soloCollective: Collective = {
   size: 1, rank: 0,
   allReduceMean: async (tensors) => tensors.map((t) => t.clone()),
-  allReduceSum: async (tensors) => tensors.map((t) => t.clone()),
   allGather: async (tensors) => tensors.map((t) => t.expandDims(0)),
   broadcast: async (value) => value,
   close: () => {},
@@ -2253,10 +2251,10 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
     for (const p of peers) p.send(f32Bytes(result));
     return result;
   };
-  const allReduce = async (tensors: tf.Tensor[], mean: boolean): Promise<tf.Tensor[]> => {
+  const allReduceMean = async (tensors: tf.Tensor[]): Promise<tf.Tensor[]> => {
     const result = await viaRankZero(await flatten(tensors), ([sum, ...others]) => {
       for (const v of others) for (let i = 0; i < sum.length; i++) sum[i] += v[i];
-      if (mean) for (let i = 0; i < sum.length; i++) sum[i] /= world.size;
+      for (let i = 0; i < sum.length; i++) sum[i] /= world.size;
       return sum;
     });
     let at = 0;
@@ -2279,8 +2277,7 @@ export async function tcpCollective(world: World, addr: string, port: number, ti
   };
   return {
     size: world.size, rank: world.rank,
-    allReduceMean: (tensors) => allReduce(tensors, true),
-    allReduceSum: (tensors) => allReduce(tensors, false),
+    allReduceMean,
     allGather,
     async broadcast(value) {
       if (world.rank === 0) { for (const p of peers) p.send(Buffer.from(value)); return value; }
@@ -2299,7 +2296,6 @@ async function ncclCollective(tcp: Collective): Promise<Collective> {
   return {
     size: tcp.size, rank: tcp.rank,
     allReduceMean: async (tensors) => cuda.ncclAllReduce!(tensors, 'avg'),
-    allReduceSum: async (tensors) => cuda.ncclAllReduce!(tensors, 'sum'),
     allGather: async (tensors) => cuda.ncclAllGather!(tensors),
     broadcast: (value) => tcp.broadcast(value),
     close() { cuda.ncclDestroy?.(); tcp.close(); },

@@ -17,8 +17,7 @@ t0=$SECONDS
 stage() { echo "=== [$((SECONDS - t0))s] $*"; }
 source .gpu-box/setup.sh >/dev/null 2>&1
 [ -f build/cuda/Release/tsgpt_cuda.node ] || tar -xzf .gpu-box/min_js.tgz
-build() {  # a warm machine keeps build outputs that may be newer than the copied sources: touch them first
-  find backend-cuda -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' | xargs touch
+build() {  # incremental: patch gives the files it changes new times
   npm run build:cuda -- --parallel 16 >"$OUT/build_$1.log" 2>&1 || { tail -30 "$OUT/build_$1.log"; echo "BUILD FAILED ($1)"; exit 1; }
 }
 train() {  # $1: the side; $2: the run's index
@@ -27,6 +26,8 @@ train() {  # $1: the side; $2: the run's index
   echo "$1 ($2): $(grep -E '^step:[0-9]+/[0-9]+ val_loss' "$log" | tail -1 | grep -oE '(val_loss|step_avg):[0-9.]+' | tr '\n' ' ')$(grep -h '^peak' "$(ls -t logs/*.txt | head -1)")"
 }
 stage build
+# a warm machine keeps the previous call's build outputs, which may be newer than the copied sources: touch them all
+find backend-cuda \( -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' \) -exec touch {} +
 build new
 if [ -n "${TESTS:-}" ]; then
   stage "tests: $TESTS"

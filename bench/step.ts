@@ -252,7 +252,7 @@ export async function main(argv: string[]): Promise<number> {
         allReduces++;
         return out;
       };
-      collective = { ...inner, allReduceMean: timed(inner.allReduceMean), allReduceSum: timed(inner.allReduceSum) };
+      collective = { ...inner, allReduceMean: timed(inner.allReduceMean) };  // the gradients' (the sharded optimiser's all-gather is not in it)
     }
     // Host time per step: until trainStep has queued the whole step (its loss not yet read). Close to the step's
     // time, the host is the bottleneck (tfjs and kernel-launch overhead); far below it, the GPU is.

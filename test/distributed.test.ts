@@ -66,7 +66,6 @@ test('the sharded optimiser step: each of 3 ranks orthogonalises every third Muo
   const collectives: T.Collective[] = connected.map((c, r) => ({
     ...c,
     allGather: (ts) => { sent[r].gathered += count(ts); return c.allGather(ts); },
-    allReduceSum: (ts) => { sent[r].reduced += count(ts); return c.allReduceSum(ts); },
     allReduceMean: (ts) => { sent[r].reduced += count(ts); return c.allReduceMean(ts); },
   }));
   // 4 layers of d 16: q, k, v, o and the MLP's two matrices (turned wide, [16, 64]) give shape groups of 2 to 16 blocks,

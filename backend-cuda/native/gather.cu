@@ -23,32 +23,35 @@ __global__ void gatherKernel(const T* __restrict__ params, const int32_t* __rest
   }
 }
 
+// f(row, lane) for every row in [0, rows), a warp a row over the grid: the whole-row kernels below.
+template <typename F>
+__device__ __forceinline__ void forEachRowByWarp(int64_t rows, F f) {
+  const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+  for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; r < rows; r += warps) f(r, int(threadIdx.x & 31));
+}
+
 // The common case, whole rows of a matrix (batch = outer = 1, inner a multiple of 4 floats, 16-byte aligned): one warp
 // a row of out, 16-byte copies, no index arithmetic per element (the general kernel's three 64-bit divisions an
 // element held the embedding lookup to ~1.3 TB/s).
 __global__ void gatherRowsKernel(const float4* __restrict__ params, const int32_t* __restrict__ idx, float4* __restrict__ out,
                                  int64_t axisDim, int64_t vecs, int64_t nIdx) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
-  for (int64_t j = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; j < nIdx; j += warps) {
+  forEachRowByWarp(nIdx, [&](int64_t j, int lane) {
     const int64_t k = idx[j];
     float4* const o = out + j * vecs;
     const bool inside = k >= 0 && k < axisDim;  // an index outside gives zeros, as the general kernel
     const float4* const p = params + (inside ? k : 0) * vecs;
 #pragma unroll 4
     for (int64_t v = lane; v < vecs; v += 32) o[v] = inside ? p[v] : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
+  });
 }
 
 // The same for the gradient of whole rows (out [numSegments, inner] += the rows of x, by ids; inner a multiple of 4
 // floats, 16-byte aligned): a warp a row of x, float4 atomics on Hopper (a quarter of the operations), no division.
 __global__ void segmentSumRowsKernel(const float4* __restrict__ x, const int32_t* __restrict__ ids, float4* __restrict__ out,
                                      int64_t vecs, int64_t rows, int64_t numSegments) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
-  for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
+  forEachRowByWarp(rows, [&](int64_t r, int lane) {
     const int64_t seg = ids[r];
-    if (seg < 0 || seg >= numSegments) continue;  // warp-uniform: an id outside adds nothing, as the general kernel
+    if (seg < 0 || seg >= numSegments) return;  // an id outside adds nothing, as the general kernel
     float4* const o = out + seg * vecs;
     const float4* const xr = x + r * vecs;
 #pragma unroll 4
@@ -64,7 +67,7 @@ __global__ void segmentSumRowsKernel(const float4* __restrict__ x, const int32_t
       atomicAdd(f + 3, a.w);
 #endif
     }
-  }
+  });
 }
 
 template <typename T>

@@ -20,7 +20,7 @@ namespace {
 
 // One warp a row, kRowsPerBlock rows a block: the row's reductions are warp shuffles, no block barrier (a block of 256
 // threads a row, two barriers and three values a thread, ran at ~1.3 TB/s on the speedrun's [32768, 768] rows). V values
-// a lane a step: 4 (16-byte float, 8-byte bf16 accesses) where the rows allow it (launchers' vec4), else 1. x is read
+// a lane a step: 4 (16-byte float, 8-byte bf16 accesses) where the rows allow it (rowsOf4), else 1. x is read
 // twice, the second time from L1.
 constexpr int kRowsPerBlock = 8;
 
@@ -99,11 +99,9 @@ rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const 
   }
 }
 
-// f(std::integral_constant<int, V>{}): V = 4 where every row starts 16-byte aligned and cols and outCols are multiples of 4.
-template <typename F>
-void byRowWidth(int64_t cols, int64_t outCols, std::initializer_list<const void*> ptrs, F f) {
-  if (cols % 4 == 0 && outCols % 4 == 0 && aligned16(ptrs)) f(std::integral_constant<int, 4>{});
-  else f(std::integral_constant<int, 1>{});
+// 4 values a lane a step where every row starts 16-byte aligned and cols and outCols are multiples of 4.
+inline bool rowsOf4(int64_t cols, int64_t outCols, std::initializer_list<const void*> ptrs) {
+  return cols % 4 == 0 && outCols % 4 == 0 && aligned16(ptrs);
 }
 
 }  // namespace
@@ -113,14 +111,13 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  cudaError_t e = cudaSuccess;
   byInputType(x, xBf16, [&](auto* in) {
-    byRowWidth(cols, outCols, {x, y}, [&](auto width) {
-      constexpr int V = decltype(width)::value;
-      if (yBf16) rmsNormKernel<V><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, static_cast<__nv_bfloat16*>(y), rows, cols, outCols, eps);
-      else rmsNormKernel<V><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, static_cast<float*>(y), rows, cols, outCols, eps);
+    e = byWidthAndType(rowsOf4(cols, outCols, {x, y}), y, yBf16, [&](auto width, auto* out) {
+      rmsNormKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, out, rows, cols, outCols, eps);
     });
   });
-  return cudaGetLastError();
+  return e;
 }
 
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
@@ -128,10 +125,10 @@ cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bo
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  const bool vec4 = rowsOf4(cols, outCols, {dy, x, acc, dx});
   byInputType(x, xBf16, [&](auto* in) {
-    byRowWidth(cols, outCols, {dy, x, acc, dx}, [&](auto width) {
-      rmsNormGradKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
-    });
+    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
+    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
   });
   return cudaGetLastError();
 }
