@@ -21,12 +21,14 @@ namespace {
 // One warp a row, kRowsPerBlock rows a block: the row's reductions are warp shuffles, no block barrier (a block of 256
 // threads a row, two barriers and three values a thread, ran at ~1.3 TB/s on the speedrun's [32768, 768] rows). V values
 // a lane a step: 4 (16-byte float, 8-byte bf16 accesses) where the rows allow it (rowsOf4), else 1. x is read
-// twice, the second time from L1.
+// twice, the second time from L1. The width of the sum of squares depends on x alone, never on outCols, so a row's
+// leading channels are bit for bit the whole norm's (outOf4: the output's rows are 16-byte steps too).
 constexpr int kRowsPerBlock = 8;
 
 template <int V, typename In, typename Out>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
-rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64_t cols, int64_t outCols, float eps) {
+rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64_t cols, int64_t outCols, float eps,
+              bool outOf4) {
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // warp-uniform
   const int lane = threadIdx.x & 31;
@@ -41,13 +43,22 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
     for (int k = 0; k < V; k++) ss = fmaf(v[k], v[k], ss);
   }
   const float r = rsqrtf(warpSum(ss) / float(cols) + eps);
+  if (V == 4 && outOf4) {
 #pragma unroll 4
-  for (int64_t j = lane * V; j < outCols; j += 32 * V) {
-    float v[V];
-    loadVec<V>(xr + j, v);
+    for (int64_t j = lane * V; j < outCols; j += 32 * V) {
+      float v[V];
+      loadVec<V>(xr + j, v);
 #pragma unroll
-    for (int k = 0; k < V; k++) v[k] *= r;
-    storeVec<V>(yr + j, v);
+      for (int k = 0; k < V; k++) v[k] *= r;
+      storeVec<V>(yr + j, v);
+    }
+  } else {  // leading channels that are not whole 16-byte steps (the gate's, where not a multiple of 4)
+    for (int64_t j = lane; j < outCols; j += 32) {
+      float v[1];
+      loadVec<1>(xr + j, v);
+      v[0] *= r;
+      storeVec<1>(yr + j, v);
+    }
   }
 }
 
@@ -113,8 +124,9 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   cudaError_t e = cudaSuccess;
   byInputType(x, xBf16, [&](auto* in) {
-    e = byWidthAndType(rowsOf4(cols, outCols, {x, y}), y, yBf16, [&](auto width, auto* out) {
-      rmsNormKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, out, rows, cols, outCols, eps);
+    e = byWidthAndType(rowsOf4(cols, cols, {x}), y, yBf16, [&](auto width, auto* out) {
+      rmsNormKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, out, rows, cols, outCols, eps,
+                                                                                   rowsOf4(cols, outCols, {x, y}));
     });
   });
   return e;
