@@ -449,7 +449,7 @@ export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrid
 
 interface CudaModule {
   cudaAvailability(): { ok: true } | { ok: false; reason: string };
-  registerCudaBackend(opts?: { matmulPrecision?: 'bf16' | 'tf32' | 'fp32'; device?: number }): Promise<void>;
+  registerCudaBackend(opts?: { matmulPrecision?: 'bf16' | 'tf32' | 'fp32'; device?: number; matmulAutotune?: boolean }): Promise<void>;
   ncclUniqueId?(): string;
   ncclInit?(opts: { uniqueId: string; worldSize: number; rank: number }): void;
   ncclAllReduce?(tensors: tf.Tensor[], op: 'sum' | 'avg'): tf.Tensor[];
@@ -469,7 +469,11 @@ async function loadBackend(name: Exclude<Config['backend'], 'auto'>, cfg: Config
     }
     const avail = mod.cudaAvailability();
     if (!avail.ok) throw new Error(`the cuda backend is unavailable: ${avail.reason}`);
-    await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0) });
+    // cuBLASLt's algorithms are chosen by timing (backend-cuda/native/matmul.cc), so two ranks may choose differently:
+    // harmless where each rank's results are all-reduced or all-gathered, not where every rank computes the same Muon
+    // updates for itself (--shard-optimizer off), whose copies of the weights would drift apart by rounding
+    const ownUpdates = Number(process.env.WORLD_SIZE ?? 1) > 1 && !cfg.shardOptimizer;
+    await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0), matmulAutotune: !ownUpdates });
   } else if (name === 'tensorflow') {
     let loaded = false;
     for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {

@@ -104,6 +104,9 @@ export interface CoreDevice {
    * only). m, n and k are multiples of 16. The FP8 head's GEMMs (ops/fp8_matmul, ops/fp8_head_loss). */
   matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, outBf16: boolean, m: number, n: number, k: number,
     alpha: number, fastAccum: boolean, beta: number): void;
+  /** Whether matmul plans made from now on time cuBLASLt's first candidates on their first call and keep the fastest
+   * (on by default); off: the heuristic's first choice, the same in every process (native/matmul.cc says when). */
+  setMatmulAutotune(on: boolean): void;
 }
 
 /** The native device: its core and every fused op's launchers (ops/index.ts). */

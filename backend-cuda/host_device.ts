@@ -367,6 +367,8 @@ export class HostDevice implements CoreDevice {
     this.flush(out, ov, bf16);
     if (bf16) this.free(product);
   }
+  /** One algorithm here: nothing to choose. */
+  setMatmulAutotune(_on: boolean): void {}
   /** Sums in float64, fastAccum or not (the GPU accumulates in fp32, in fewer bits with fastAccum). */
   matmulFp8(a: number, aE5m2: boolean, b: number, bE5m2: boolean, out: number, outBf16: boolean, m: number, n: number, k: number,
     alpha: number, _fastAccum: boolean, beta: number): void {

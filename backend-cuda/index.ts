@@ -30,9 +30,9 @@ function load(): Loaded {
   }
   try {
     const addon = createRequire(import.meta.url)(ADDON_PATH) as CudaDevice & CudaCollectives;
-    // An addon built before an op was added lacks its launchers (or a core function added since, matmulFp8): say so
+    // An addon built before an op was added lacks its launchers (or a core function added since): say so
     // here, not at the first call.
-    const missing = [...fusedOps.flatMap(op => ('host' in op ? Object.keys(op.host(new HostDevice())) : [])), 'matmulFp8']
+    const missing = [...fusedOps.flatMap(op => ('host' in op ? Object.keys(op.host(new HostDevice())) : [])), 'matmulFp8', 'setMatmulAutotune']
       .filter(name => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function');
     if (missing.length) {
       loaded = { ok: false, reason: `the cuda addon at ${ADDON_PATH} is older than the sources (no ${missing.join(', ')}): run \`npm run build:cuda\`` };
@@ -58,7 +58,7 @@ export function cudaAvailability(): { ok: true } | { ok: false; reason: string }
 let kernelsRegistered = false;
 let deviceName: string | undefined;
 
-export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecision; device?: number } = {}): Promise<void> {
+export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecision; device?: number; matmulAutotune?: boolean } = {}): Promise<void> {
   const l = load();
   if (!l.ok) throw new Error(`cuda backend unavailable: ${l.reason}`);
   const precision = opts.matmulPrecision ?? 'bf16';
@@ -72,6 +72,7 @@ export async function registerCudaBackend(opts: { matmulPrecision?: MatmulPrecis
   if (tf.findBackendFactory('cuda') != null) tf.removeBackend('cuda');
   tf.registerBackend('cuda', () => {
     const info = l.addon.init(ordinal);
+    l.addon.setMatmulAutotune(opts.matmulAutotune ?? true);
     deviceName = info.name;
     return new CudaBackend(l.addon, info, precision);
   });

@@ -370,6 +370,13 @@ Napi::Value matmulAddBinding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Whether new matmul plans time cuBLASLt's first candidates (matmul.cc)
+Napi::Value setMatmulAutotuneBinding(const Napi::CallbackInfo& info) {
+  TSGPT_ARGS("setMatmulAutotune", "on");
+  setMatmulAutotune(a.boolean(0));
+  return info.Env().Undefined();
+}
+
 // out = alpha·A·Bᵀ + beta·out over FP8 operands (the FP8 head's GEMMs)
 Napi::Value matmulFp8Binding(const Napi::CallbackInfo& info) {
   TSGPT_ARGS("matmulFp8", "a", "aE5m2", "b", "bE5m2", "out", "outBf16", "m", "n", "k", "alpha", "fastAccum", "beta");
@@ -451,6 +458,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"timerEnd", guarded<timerEnd>}, {"binary", guarded<binary>},
       {"copy", guarded<copy>},         {"matmul", guarded<matmulBinding>},
       {"matmulAdd", guarded<matmulAddBinding>},  {"matmulFp8", guarded<matmulFp8Binding>},
+      {"setMatmulAutotune", guarded<setMatmulAutotuneBinding>},
       {"ncclGetUniqueId", guarded<ncclGetUniqueIdBinding>}, {"ncclInit", guarded<ncclInitBinding>},
       {"ncclAllReduce", guarded<ncclAllReduceBinding>},     {"ncclAllGather", guarded<ncclAllGatherBinding>},
       {"ncclDestroy", guarded<ncclDestroyBinding>},

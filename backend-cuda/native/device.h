@@ -77,5 +77,8 @@ void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, 
 void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2, void* out, bool outBf16, int64_t m,
                int64_t n, int64_t k, float alpha, bool fastAccum, float beta);
 void releaseMatmulPlans();
+// Whether new matmul plans time the heuristic's first candidates and keep the fastest (on by default; matmul.cc says why
+// and when not).
+void setMatmulAutotune(bool on);
 
 }  // namespace tsgpt
