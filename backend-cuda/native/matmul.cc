@@ -52,20 +52,23 @@ cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, i
 // Autotuning. cuBLASLt's heuristic ranks its algorithms by a model of the GPU, not by measurement: for the weights'
 // gradients of the 768 × 768 projections (K = 32,768: 36 output tiles for 132 SMs) its first choice ran at 372 TFLOP/s
 // where the others' GEMMs reach 500–700. A new plan times the heuristic's first kCandidates algorithms on its first
-// call's own operands (each into a scratch output with beta = 0, one warm-up and kTimedRuns timed by events) and keeps
-// the fastest. The cost is paid once per shape: one wait for the GPU and a few runs of the GEMM. The choice depends on
+// call's own operands (beta = 0, one warm-up and kTimedRuns timed by events) and keeps the fastest. The trials write the
+// call's own output, which the call then overwrites, unless the call accumulates into it (C = D, beta ≠ 0): only then a
+// scratch output (a first version always took one, and the validation's [262144, 3072] outputs raised the peak by
+// 2.4 GB). The cost is paid once per shape: one wait for the GPU and a few runs of the GEMM. The choice depends on
 // timings, so two processes may choose differently: rounding differs between runs of a seed, as with PyTorch's
 // cudnn.benchmark, and ranks with an unsharded optimiser could drift apart; setMatmulAutotune(false) (train_gpt.ts does
 // it there) keeps the heuristic's first choice, the same everywhere.
 constexpr int kCandidates = 8, kTimedRuns = 3;
 bool autotune = true;
 
-// Runs the plan's GEMM once with `algo` into `out` (scratch, beta = 0); returns cuBLASLt's status.
+// Runs the plan's GEMM once with `algo` into `out` (beta = 0); returns cuBLASLt's status.
 using Trial = std::function<cublasStatus_t(const cublasLtMatmulAlgo_t& algo, void* out)>;
 
 // The algorithm for a plan's descriptors (C and D share lc) within the device's workspace: the heuristic's first, or with
-// autotuning the fastest of its first kCandidates by `trial` (outBytes: the scratch output's size).
-cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, uint64_t outBytes, const Trial& trial) {
+// autotuning the fastest of its first kCandidates by `trial` into `out` (nullptr: a scratch output of outBytes).
+cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, void* out, uint64_t outBytes,
+                               const Trial& trial) {
   cublasLtMatmulPreference_t pref;
   checkLt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const uint64_t ws = dev.workspaceBytes();
@@ -82,16 +85,17 @@ cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, ui
   if (found == 0) throw CudaError(std::string("cuBLASLt found no algorithm for ") + what);
   if (found == 1) return results[0].algo;
 
-  void* scratch = dev.alloc(outBytes);
+  void* scratch = out ? nullptr : dev.alloc(outBytes);
+  void* const target = out ? out : scratch;
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "cudaEventCreate");
   check(cudaEventCreate(&stop), "cudaEventCreate");
   int best = 0;
   float bestMs = INFINITY;
   for (int i = 0; i < found; i++) {
-    if (trial(results[i].algo, scratch) != CUBLAS_STATUS_SUCCESS) continue;  // the warm-up; an algorithm may refuse
+    if (trial(results[i].algo, target) != CUBLAS_STATUS_SUCCESS) continue;  // the warm-up; an algorithm may refuse
     check(cudaEventRecord(start, dev.stream()), "cudaEventRecord");
-    for (int r = 0; r < kTimedRuns; r++) checkLt(trial(results[i].algo, scratch), "cublasLtMatmul (autotuning)");
+    for (int r = 0; r < kTimedRuns; r++) checkLt(trial(results[i].algo, target), "cublasLtMatmul (autotuning)");
     check(cudaEventRecord(stop, dev.stream()), "cudaEventRecord");
     check(cudaEventSynchronize(stop), "cudaEventSynchronize (autotuning)");
     float ms = 0;
@@ -100,12 +104,13 @@ cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, ui
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  dev.free(scratch);
+  if (scratch) dev.free(scratch);
   return results[best].algo;
 }
 
 Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool transA,
-              bool transB, int64_t strideA, int64_t strideB, int precision, bool outBf16, const void* a, const void* b) {
+              bool transB, int64_t strideA, int64_t strideB, int precision, bool outBf16, const void* a, const void* b,
+              void* trialOut) {
   const PlanKey key{batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16};
   auto it = plans.find(key);
   if (it != plans.end()) return it->second;
@@ -125,7 +130,7 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
   p.la = transB ? layout(inType, k, n, k, batch, strideB) : layout(inType, n, k, n, batch, strideB);
   p.lb = transA ? layout(inType, m, k, m, batch, strideA) : layout(inType, k, m, k, batch, strideA);
   p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, batch, m * n);
-  p.algo = chooseAlgo(dev, p, "this matmul", uint64_t(batch * m * n) * (outBf16 ? 2 : 4),
+  p.algo = chooseAlgo(dev, p, "this matmul", trialOut, uint64_t(batch * m * n) * (outBf16 ? 2 : 4),
                       [&](const cublasLtMatmulAlgo_t& algo, void* out) {
                         const float one = 1.f, zero = 0.f;
                         return cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &one, b, p.la, a,
@@ -143,7 +148,7 @@ using Fp8PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool>
 std::map<Fp8PlanKey, Plan> fp8Plans;
 
 Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool bE5m2, bool fastAccum, bool outBf16,
-                 const void* a, const void* b) {
+                 const void* a, const void* b, void* trialOut) {
   const Fp8PlanKey key{m, n, k, aE5m2, bE5m2, fastAccum, outBf16};
   auto it = fp8Plans.find(key);
   if (it != fp8Plans.end()) return it->second;
@@ -162,7 +167,7 @@ Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool 
   p.la = layout(fp8(bE5m2), k, n, k, 1, 0);  // our B [n, k] row-major: column-major k×n, transposed by opA
   p.lb = layout(fp8(aE5m2), k, m, k, 1, 0);  // our A [m, k] row-major: column-major k×m
   p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, 1, 0);
-  p.algo = chooseAlgo(dev, p, "this FP8 matmul", uint64_t(m * n) * (outBf16 ? 2 : 4),
+  p.algo = chooseAlgo(dev, p, "this FP8 matmul", trialOut, uint64_t(m * n) * (outBf16 ? 2 : 4),
                       [&](const cublasLtMatmulAlgo_t& algo, void* out) {
                         const float one = 1.f, zero = 0.f;
                         return cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &one, b, p.la, a,
@@ -196,7 +201,8 @@ void matmulFp8(Device& dev, const void* a, bool aE5m2, const void* b, bool bE5m2
   if (m % 16 || n % 16 || k % 16 || m <= 0 || n <= 0 || k <= 0)
     throw CudaError("matmulFp8: m, n and k must be positive multiples of 16");
   if (outBf16 && beta != 0.f) throw CudaError("matmulFp8: beta must be 0 with a bf16 out (accumulate in float32)");
-  Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum, outBf16, a, b);
+  // the trials may write out unless this call accumulates into it
+  Plan& p = fp8PlanFor(dev, m, n, k, aE5m2, bE5m2, fastAccum, outBf16, a, b, beta != 0.f ? nullptr : out);
   checkLt(cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &alpha, b, p.la, a, p.lb, &beta, out, p.lc,
                          out, p.lc, &p.algo, dev.workspace(), dev.workspaceBytes(), dev.stream()),
           "cublasLtMatmul (FP8)");
@@ -212,7 +218,9 @@ void matmul(Device& dev, const void* a, const void* b, void* out, bool outBf16, 
     check(cudaMemsetAsync(out, 0, batch * m * n * (outBf16 ? 2 : 4), dev.stream()), "matmul zero fill");
     return;
   }
-  Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16, a, b);
+  // the trials may write out unless this call accumulates into it (C = D)
+  Plan& p = planFor(dev, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16, a, b,
+                    c == out && beta != 0.f ? nullptr : out);
   // cuBLAS's A is our B (see the top of this file).
   // C (read only where beta ≠ 0) has D's layout and type (bf16 with a bf16 out: the residual stream, §5); out-of-place
   // C → D is cuBLASLt's general case.
