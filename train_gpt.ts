@@ -38,7 +38,7 @@ import { linear as linearKernel } from './backend-cuda/ops/linear/linear.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
-import { rmsNorm as rmsNormKernel } from './backend-cuda/ops/rms_norm/rms_norm.ts';
+import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
 import { normedRotary as normedRotaryKernel, rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
 import { scaledAdd as scaledAddKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
 import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
@@ -677,6 +677,16 @@ export function rmsNormLeading(x: tf.Tensor, channels: number): tf.Tensor {
   return runFused(rmsNormKernel, { x }, { eps: RMS_EPS, channels }) ?? leadingChannels(rmsNorm(x), channels);
 }
 
+/** [rmsNorm(x), its first `channels`]: one pass each way through a backend's fused 'RMSNorm' (attr leading), whose
+ * gradient adds the leading channels' gradient as it reads the normed row's (no Slice, and no zero-padded [T, d]
+ * gradient of one written, then read where the projection's gradient sums it). */
+export function rmsNormWithLeading(x: tf.Tensor, channels: number): [tf.Tensor, tf.Tensor] {
+  const fused = runFused<tf.Tensor[], RmsNormAttrs>(rmsNormKernel, { x }, { eps: RMS_EPS, leading: channels });
+  if (fused) return [fused[0], fused[1]];
+  const xn = rmsNorm(x);
+  return [xn, leadingChannels(xn, channels)];
+}
+
 /** x's first `channels` along the last axis. */
 function leadingChannels(x: tf.Tensor, channels: number): tf.Tensor {
   return x.slice(x.shape.map(() => 0), [...x.shape.slice(0, -1), channels]);
@@ -969,11 +979,22 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
 /** A sublayer's input: the residual stream x and its RMS norm, made on first use (Canon A and C norm x themselves). */
 class NormedInput {
   private normed?: tf.Tensor;
+  private lead?: { channels: number; values: tf.Tensor };
   constructor(readonly x: tf.Tensor) {}
   get xn(): tf.Tensor { return (this.normed ??= rmsNorm(this.x)); }
-  /** xn's first `channels`: a slice of xn where the sublayer made it, else normed on their own (Canon A: the attention
-   * gate's 12 channels are all of xn that the sublayer reads). */
-  leading(channels: number): tf.Tensor { return this.normed ? leadingChannels(this.normed, channels) : rmsNormLeading(this.x, channels); }
+  /** xn, made with its first `channels` as a second output where it is not made yet (a sublayer that reads both). */
+  xnWithLeading(channels: number): tf.Tensor {
+    if (this.normed) return this.normed;
+    const [xn, lead] = rmsNormWithLeading(this.x, channels);
+    this.lead = { channels, values: lead };
+    return (this.normed = xn);
+  }
+  /** xn's first `channels`: made with xn (xnWithLeading), else a slice of xn where the sublayer made it, else normed
+   * on their own (Canon A: the attention gate's 12 channels are all of xn that the sublayer reads). */
+  leading(channels: number): tf.Tensor {
+    if (this.lead?.channels === channels) return this.lead.values;
+    return this.normed ? leadingChannels(this.normed, channels) : rmsNormLeading(this.x, channels);
+  }
 }
 
 /** Canon A or C on the normed input: canon() norms the residual stream x itself (rowNorm), which the block keeps anyway,
@@ -987,7 +1008,8 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
+  // the gate's 12 channels come with the normed input where the projection reads it too
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : cfg.attnGate ? input.xnWithLeading(12) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs

@@ -4,22 +4,29 @@ import type { RmsNormNative } from './kernel.ts';
 
 export function rmsNormHost(mem: HostDevice): RmsNormNative {
   return {
-    rmsNorm(x, xBf16, y, yBf16, rows, cols, outCols, eps) {
+    rmsNorm(x, xBf16, y, yBf16, rows, cols, outCols, eps, lead, leadCols) {
       if (rows * cols === 0) return;
       const xv = mem.input(x, rows * cols, xBf16), yv = mem.output(y, rows * outCols, yBf16);
+      const lv = lead ? mem.output(lead, rows * leadCols, yBf16) : null;
       for (let r = 0; r < rows; r++) {
         let ss = 0;
         for (let j = 0; j < cols; j++) ss += xv[r * cols + j] ** 2;
         const rstd = 1 / Math.sqrt(ss / cols + eps);
         for (let j = 0; j < outCols; j++) yv[r * outCols + j] = xv[r * cols + j] * rstd;
+        if (lv) for (let j = 0; j < leadCols; j++) lv[r * leadCols + j] = xv[r * cols + j] * rstd;
       }
       mem.flush(y, yv, yBf16);
+      if (lv) mem.flush(lead, lv, yBf16);
     },
-    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps) {
+    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps, dLead, leadCols) {
       if (rows * cols === 0) return;
-      const a = acc ? mem.floats(acc, rows * cols) : null;
+      const a = acc ? mem.floats(acc, rows * cols) : null, dl = dLead ? mem.floats(dLead, rows * leadCols) : null;
       const g = mem.floats(dy, rows * outCols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
-      const grad = (r: number, j: number) => (j < outCols ? g[r * outCols + j] : 0);  // dy is 0 past the output's channels
+      // dy is 0 past the output's channels; the leading output's gradient is added in its channels (in float32, as the Add)
+      const grad = (r: number, j: number) => {
+        const d = j < outCols ? g[r * outCols + j] : 0;
+        return dl && j < leadCols ? Math.fround(d + dl[r * leadCols + j]) : d;
+      };
       for (let r = 0; r < rows; r++) {
         let ss = 0, dot = 0;
         for (let j = 0; j < cols; j++) { ss += xv[r * cols + j] ** 2; dot += grad(r, j) * xv[r * cols + j]; }

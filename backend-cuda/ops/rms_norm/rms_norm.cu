@@ -3,7 +3,10 @@
 //   backward: dx = rstd·dy − x·rstd³·mean_j(dy_j·x_j)  (+ acc: x's gradient from its other consumers, where given)
 // y may be a row's first outCols channels only (the mean still over all cols; dy then has outCols columns and is 0
 // past them): the attention gate's 12 normed channels where nothing else needs the normed row (Canon A norms x inside
-// CanonConv), instead of the whole normed row, its slice and, backward, the slice's zero-padded gradient.
+// CanonConv), instead of the whole normed row, its slice and, backward, the slice's zero-padded gradient. Where the
+// block needs both, lead is a second output of the row's first leadCols channels, and the backward adds its gradient
+// dLead to dy's first channels as it reads them: no Slice, no PadV2 writing a [rows, cols] float32 gradient that is
+// almost all zeros, no extra read of it where the projection's gradient sums it.
 // The backward recomputes rstd in the same pass as the dot product (one extra FMA per element) so
 // the forward saves nothing but x. One kernel each way instead of the composite's many, one warp a row. x is read as stored
 // (In: float, or bf16 for a bf16-only activation); y is written in bf16 under bf16 matmul precision (Out: the
@@ -28,7 +31,7 @@ constexpr int kRowsPerBlock = 8;
 template <int V, typename In, typename Out>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64_t cols, int64_t outCols, float eps,
-              bool outOf4) {
+              bool outOf4, Out* __restrict__ lead, int64_t leadCols) {
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // warp-uniform
   const int lane = threadIdx.x & 31;
@@ -43,6 +46,14 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
     for (int k = 0; k < V; k++) ss = fmaf(v[k], v[k], ss);
   }
   const float r = rsqrtf(warpSum(ss) / float(cols) + eps);
+  if (lead) {  // the leading channels' copy (a few lanes, one store each)
+    for (int64_t j = lane; j < leadCols; j += 32) {
+      float v[1];
+      loadVec<1>(xr + j, v);
+      v[0] *= r;
+      storeVec<1>(lead + row * leadCols + j, v);
+    }
+  }
   if (V == 4 && outOf4) {
 #pragma unroll 4
     for (int64_t j = lane * V; j < outCols; j += 32 * V) {
@@ -65,18 +76,25 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
 template <int V, typename In>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
-                  float* __restrict__ dx, int64_t rows, int64_t cols, int64_t outCols, float eps) {
+                  float* __restrict__ dx, int64_t rows, int64_t cols, int64_t outCols, float eps,
+                  const float* __restrict__ dLead, int64_t leadCols) {
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // warp-uniform
   const int lane = threadIdx.x & 31;
   const int64_t off = row * cols;
   const float* dyr = dy + row * outCols;
-  // dy's V values at j (V divides outCols, so a step is wholly inside or past it), 0 past outCols
+  // dy's V values at j (V divides outCols, so a step is wholly inside or past it), 0 past outCols, plus dLead's in the
+  // leading channels (dy + the padded dLead: the Add the two gradients' sum was, rounded the same)
+  const float* dLeadRow = dLead ? dLead + row * leadCols : nullptr;
   const auto gradAt = [&](int64_t j, float (&g)[V]) {
     if (j < outCols) loadVec<V>(dyr + j, g);
     else
 #pragma unroll
       for (int k = 0; k < V; k++) g[k] = 0.f;
+    if (dLeadRow && j < leadCols)
+#pragma unroll
+      for (int k = 0; k < V; k++)
+        if (j + k < leadCols) g[k] += dLeadRow[j + k];
   };
   float dot = 0.f, ss = 0.f;
 #pragma unroll 4
@@ -118,34 +136,37 @@ inline bool rowsOf4(int64_t cols, int64_t outCols, std::initializer_list<const v
 }  // namespace
 
 cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
-                          int64_t outCols, float eps) {
+                          int64_t outCols, float eps, void* lead, int64_t leadCols) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  if (lead && (outCols != cols || leadCols <= 0 || leadCols > cols)) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   cudaError_t e = cudaSuccess;
   byInputType(x, xBf16, [&](auto* in) {
     e = byWidthAndType(rowsOf4(cols, cols, {x}), y, yBf16, [&](auto width, auto* out) {
-      rmsNormKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(in, out, rows, cols, outCols, eps,
-                                                                                   rowsOf4(cols, outCols, {x, y}));
+      rmsNormKernel<decltype(width)::value><<<blocks, kRowsPerBlock * 32, 0, s>>>(
+          in, out, rows, cols, outCols, eps, rowsOf4(cols, outCols, {x, y}), static_cast<decltype(out)>(lead), leadCols);
     });
   });
   return e;
 }
 
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
-                              int64_t rows, int64_t cols, int64_t outCols, float eps) {
+                              int64_t rows, int64_t cols, int64_t outCols, float eps, const float* dLead, int64_t leadCols) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
+  if (dLead && (outCols != cols || leadCols <= 0 || leadCols > cols)) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   const bool vec4 = rowsOf4(cols, outCols, {dy, x, acc, dx});
   byInputType(x, xBf16, [&](auto* in) {
-    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
-    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps);
+    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols);
+    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols);
   });
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "outCols", "eps");
-TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps");
+TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "outCols", "eps", "lead", "leadCols");
+TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps", "dLead",
+               "leadCols");
 
 }  // namespace tsgpt
