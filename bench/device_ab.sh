@@ -36,7 +36,7 @@ if [ -n "${TESTS:-}" ]; then
 fi
 if [ -n "${NATIVE:-}" ]; then
   stage "native: $NATIVE"
-  timeout 120 bash -c "$NATIVE" >"$OUT/native.log" 2>&1; echo "exit $?"
+  timeout ${NATIVE_TIMEOUT:-120} bash -c "$NATIVE" >"$OUT/native.log" 2>&1; echo "exit $?"
   tail -20 "$OUT/native.log"
 fi
 side=new i=0

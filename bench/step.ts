@@ -160,7 +160,7 @@ export function syntheticShard(dir: string, cfg: Config, tokens: number): string
   return file;
 }
 
-async function profileStep(run: () => Promise<void>, topN = 20): Promise<{ kernelMs: number; kernels: number; byName: { name: string; ms: number; count: number; share: number }[]; byShape: { kernel: string; ms: number; count: number }[] }> {
+export async function profileStep(run: () => Promise<void>, topN = 20): Promise<{ kernelMs: number; kernels: number; byName: { name: string; ms: number; count: number; share: number }[]; byShape: { kernel: string; ms: number; count: number }[] }> {
   const check = tf.env().getBool('CHECK_COMPUTATION_FOR_ERRORS');
   tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false); // else every kernel output is read back to look for NaNs
   let info: Awaited<ReturnType<typeof tf.profile>>;
