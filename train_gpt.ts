@@ -396,6 +396,9 @@ const SAS_EXCLUDES: Partial<Config> = {
   valueEmbeds: 0, attnGate: false, skip: 'none', backout: false, blockLambdas: false, parallel: false, attnScore: 'softmax',
 };
 
+/** The channels of a token that the smear gate and the attention output gate read (the record's x[..., :12]). */
+const GATE_CHANNELS = 12;
+
 /** Defaults ← recipe ← preset ← explicit flags, then checks every combination. Returns notes to print. */
 export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrides: Partial<Config>): { cfg: Config; notes: string[] } {
   const cfg: Config = { ...DEFAULTS, ...RECIPES[overrides.recipe ?? DEFAULTS.recipe], ...PRESETS[preset], ...overrides, preset };
@@ -426,8 +429,8 @@ export function resolveConfig(preset: Exclude<Config['preset'], 'auto'>, overrid
   if (cfg.windowPattern.length !== L || !/^[SL]+$/.test(cfg.windowPattern)) fail(`--window-pattern ${JSON.stringify(cfg.windowPattern)}: expected ${L} letters S or L`);
   if (!cfg.windowSchedule.length || cfg.windowSchedule.some((w) => w < 1)) fail('--window-schedule: expected blocks ≥ 1, e.g. 3,7,11,13');
   if (cfg.valueEmbeds * 2 > L) fail(`--value-embeds ${cfg.valueEmbeds}: at most ${Math.floor(L / 2)} tables for ${L} layers`);
-  if (cfg.smear && cfg.modelDim < 12) fail('--smear needs --model-dim ≥ 12 (its gate reads 12 channels)');
-  if (cfg.attnGate && cfg.modelDim < 12) fail('--attn-gate needs --model-dim ≥ 12 (its gate reads 12 channels)');
+  if (cfg.smear && cfg.modelDim < GATE_CHANNELS) fail(`--smear needs --model-dim ≥ ${GATE_CHANNELS} (its gate reads ${GATE_CHANNELS} channels)`);
+  if (cfg.attnGate && cfg.modelDim < GATE_CHANNELS) fail(`--attn-gate needs --model-dim ≥ ${GATE_CHANNELS} (its gate reads ${GATE_CHANNELS} channels)`);
   if (cfg.parallel && cfg.block !== 'prenorm') fail('--parallel applies to --block prenorm only');
   batchPlan(cfg, 1); // the step's tokens split into whole streams (rows); the split over GPUs is checked at launch
   if (cfg.dataLayout === 'packed' && 'deviceBatch' in overrides) notes.push(`--device-batch ${cfg.deviceBatch} applies to --data-layout rows: a packed micro-step is one stream of --stream-len ${cfg.streamLen} tokens`);
@@ -472,7 +475,7 @@ async function loadBackend(name: Exclude<Config['backend'], 'auto'>, cfg: Config
     // cuBLASLt's algorithms are chosen by timing (backend-cuda/native/matmul.cc), so two ranks may choose differently:
     // harmless where each rank's results are all-reduced or all-gathered, not where every rank computes the same Muon
     // updates for itself (--shard-optimizer off), whose copies of the weights would drift apart by rounding
-    const ownUpdates = Number(process.env.WORLD_SIZE ?? 1) > 1 && !cfg.shardOptimizer;
+    const ownUpdates = worldFromEnv().size > 1 && !cfg.shardOptimizer;
     await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0), matmulAutotune: !ownUpdates });
   } else if (name === 'tensorflow') {
     let loaded = false;
@@ -593,7 +596,7 @@ export function createModel(cfg: Config): Model {
   add('embed', [V, d], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul, bf16: cfg.bf16State });
   for (let k = 0; k < cfg.valueEmbeds; k++) add(`value_embed.${k}`, [V, Hk * h], 'normal', { opt: 'adam', lrMul: cfg.embedLrMul, bf16: cfg.bf16State });
   if (cfg.smear) {
-    add('smear_gate', [12, 1], 'zeros', gate);
+    add('smear_gate', [GATE_CHANNELS, 1], 'zeros', gate);
     add('smear_lambda', [1], 'zeros', scalar);
   }
   plan.forEach((lp, i) => {
@@ -605,7 +608,7 @@ export function createModel(cfg: Config): Model {
       add(p + 'qkv', [d, qkvDim], 'uniform', muon([H * h, Hk * h, Hk * h]));
       add(p + 'proj', [H * h, d], 'zeros', muon());
       add(p + 'sa_lambdas', [2], [0.5, 0.5], scalar);
-      if (cfg.attnGate) add(p + 'attn_gate', [12, H], 'zeros', gate);
+      if (cfg.attnGate) add(p + 'attn_gate', [GATE_CHANNELS, H], 'zeros', gate);
       if (cfg.canon.includes('B')) add(p + 'canon_b', [qkvDim, 4], canonInit, scalar);
     } else if (lp.attn) {
       // Shaped attention (arXiv 2311.01906): W_Q zero so that A = I at init; no value or output matrices.
@@ -836,7 +839,7 @@ export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNor
  * compute the record's maths. Off, as in the port's earlier recipe, a document start receives nothing.
  */
 function smear(x: tf.Tensor, gateW: tf.Tensor, lambda: tf.Tensor, ctx: ForwardContext, acrossDocs: boolean): tf.Tensor {
-  const gate = tf.sigmoid(linear(leadingChannels(x, 12), gateW)).mul(lambda);
+  const gate = tf.sigmoid(linear(leadingChannels(x, GATE_CHANNELS), gateW)).mul(lambda);
   return x.add(shiftTime(x, 1, ctx, acrossDocs).mul(gate));
 }
 
@@ -1008,8 +1011,8 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  // the gate's 12 channels come with the normed input where the projection reads it too
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : cfg.attnGate ? input.xnWithLeading(12) : input.xn;
+  // the gate's channels come with the normed input where the projection reads it too
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : cfg.attnGate ? input.xnWithLeading(GATE_CHANNELS) : input.xn;
   let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
   if (cfg.canon.includes('B')) {
     // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
@@ -1022,7 +1025,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   if (cfg.attnGate) {
     // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
-    y = headGate(y, linear(input.leading(12), P('attn_gate')));
+    y = headGate(y, linear(input.leading(GATE_CHANNELS), P('attn_gate')));
   }
   return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }

@@ -49,24 +49,6 @@ T* deviceRandom(size_t count, std::vector<T>& host, float scale) {
   return d;
 }
 
-// Mean time of `reps` runs after one warm-up (the first call makes the plan), by CUDA events on the device's stream.
-template <typename F>
-float timeMs(tsgpt::Device& dev, F&& run, int reps = 10) {
-  run();
-  cudaEvent_t e0, e1;
-  check(cudaEventCreate(&e0), "event");
-  check(cudaEventCreate(&e1), "event");
-  check(cudaEventRecord(e0, dev.stream()), "record");
-  for (int r = 0; r < reps; r++) run();
-  check(cudaEventRecord(e1, dev.stream()), "record");
-  check(cudaEventSynchronize(e1), "sync");
-  float ms = 0;
-  check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return ms / reps;
-}
-
 // Worst |got − want| / Σ|a·b| over 64 sampled outputs of batch 0, want in float64 (aAt(i, l), bAt(l, j): the operands'
 // values); the bound is the accumulator's, relative to the sum of the products' magnitudes.
 template <typename A, typename B, typename Out>
@@ -139,9 +121,10 @@ int main(int argc, char** argv) {
     for (int tuned = 0; tuned < 2; tuned++) {
       tsgpt::releaseMatmulPlans();
       tsgpt::setMatmulAutotune(tuned == 1);
-      ms[tuned] = timeMs(dev, [&] {
+      // the warm-up run makes the plan (and, autotuned, times the candidates)
+      ms[tuned] = meanMs([&] {
         tsgpt::matmul(dev, a, b, out, g.outBf16, g.batch, g.m, g.n, g.k, g.transA, g.transB, g.m * g.k, g.k * g.n, 0);
-      });
+      }, dev.stream(), 10);
       check(cudaStreamSynchronize(dev.stream()), "matmul");
       err[tuned] = g.outBf16 ? sampledError(static_cast<const __nv_bfloat16*>(out), g.m, g.n, g.k, aAt, bAt)
                              : sampledError(static_cast<const float*>(out), g.m, g.n, g.k, aAt, bAt);
@@ -173,7 +156,8 @@ int main(int argc, char** argv) {
     for (int tuned = 0; tuned < 2; tuned++) {
       tsgpt::releaseMatmulPlans();
       tsgpt::setMatmulAutotune(tuned == 1);
-      ms[tuned] = timeMs(dev, [&] { tsgpt::matmulFp8(dev, a, g.aE5m2, b, g.bE5m2, out, false, g.m, g.n, g.k, 1.f, g.fastAccum, 0.f); });
+      ms[tuned] = meanMs([&] { tsgpt::matmulFp8(dev, a, g.aE5m2, b, g.bE5m2, out, false, g.m, g.n, g.k, 1.f, g.fastAccum, 0.f); },
+                         dev.stream(), 10);
       check(cudaStreamSynchronize(dev.stream()), "matmulFp8");
       err[tuned] = sampledError(out, g.m, g.n, g.k, aAt, bAt);
     }

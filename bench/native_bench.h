@@ -48,22 +48,27 @@ static double report(const char* name, const std::vector<float>& got, const std:
   return std::fmax(rel, maxRel);
 }
 
-// Times run() (kernel launches on the default stream) by CUDA events over `reps` runs after one warm-up, and prints the
-// mean time and the bandwidth of the `bytes` it must move.
+// The mean time of run() (kernel launches on `stream`) by CUDA events over `reps` runs after one warm-up.
 template <typename F>
-void timeBandwidth(const char* name, F&& run, double bytes, int reps = 20) {
+float meanMs(F&& run, cudaStream_t stream = 0, int reps = 20) {
   cudaEvent_t e0, e1;
   check(cudaEventCreate(&e0), "event");
   check(cudaEventCreate(&e1), "event");
   run();
-  check(cudaEventRecord(e0), "record");
+  check(cudaEventRecord(e0, stream), "record");
   for (int r = 0; r < reps; r++) run();
-  check(cudaEventRecord(e1), "record");
+  check(cudaEventRecord(e1, stream), "record");
   check(cudaEventSynchronize(e1), "sync");
   float ms = 0;
   check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-  ms /= reps;
-  std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
+  return ms / reps;
+}
+
+// meanMs of run() on the default stream, printed with the bandwidth of the `bytes` it must move.
+template <typename F>
+void timeBandwidth(const char* name, F&& run, double bytes, int reps = 20) {
+  const float ms = meanMs(run, 0, reps);
+  std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
 }

@@ -9,7 +9,6 @@
 #include <cublasLt.h>
 
 #include <cmath>
-#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
@@ -49,10 +48,11 @@ cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, i
   return l;
 }
 
-// Autotuning. cuBLASLt's heuristic ranks its algorithms by a model of the GPU, not by measurement: for the weights'
-// gradients of the 768 × 768 projections (K = 32,768: 36 output tiles for 132 SMs) its first choice ran at 372 TFLOP/s
-// where the others' GEMMs reach 500–700. A new plan times the heuristic's first kCandidates algorithms on its first
-// call's own operands (beta = 0, one warm-up and kTimedRuns timed by events) and keeps the fastest. The trials write the
+// Autotuning. cuBLASLt's heuristic ranks its algorithms by a model of the GPU, not by measurement: on one H200 its first
+// choice ran the QKV projection at 693 TFLOP/s and the FP8 head's forward at 911 where the fastest of its first 8 ran
+// 785 and 1067 (bench/matmul_native.cu: a micro-step's GEMMs 27.6 → 26.0 ms). A new plan times the heuristic's first
+// kCandidates algorithms on its first call's own operands (beta = 0, one warm-up and kTimedRuns timed by events) and
+// keeps the fastest. The trials write the
 // call's own output, which the call then overwrites, unless the call accumulates into it (C = D, beta ≠ 0): only then a
 // scratch output (a first version always took one, and the validation's [262144, 3072] outputs raised the peak by
 // 2.4 GB). The cost is paid once per shape: one wait for the GPU and a few runs of the GEMM. The choice depends on
@@ -62,13 +62,11 @@ cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, i
 constexpr int kCandidates = 8, kTimedRuns = 3;
 bool autotune = true;
 
-// Runs the plan's GEMM once with `algo` into `out` (beta = 0); returns cuBLASLt's status.
-using Trial = std::function<cublasStatus_t(const cublasLtMatmulAlgo_t& algo, void* out)>;
-
 // The algorithm for a plan's descriptors (C and D share lc) within the device's workspace: the heuristic's first, or with
-// autotuning the fastest of its first kCandidates by `trial` into `out` (nullptr: a scratch output of outBytes).
-cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, void* out, uint64_t outBytes,
-                               const Trial& trial) {
+// autotuning the fastest of its first kCandidates on the operands a and b (row-major, as matmul's), timed into `out`
+// (nullptr: a scratch output of outBytes).
+cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, const void* a, const void* b, void* out,
+                               uint64_t outBytes) {
   cublasLtMatmulPreference_t pref;
   checkLt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const uint64_t ws = dev.workspaceBytes();
@@ -87,15 +85,20 @@ cublasLtMatmulAlgo_t chooseAlgo(Device& dev, const Plan& p, const char* what, vo
 
   void* scratch = out ? nullptr : dev.alloc(outBytes);
   void* const target = out ? out : scratch;
+  const float one = 1.f, zero = 0.f;
+  const auto trial = [&](const cublasLtMatmulAlgo_t& algo) {  // cuBLAS's A is our B (the top of this file)
+    return cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &one, b, p.la, a, p.lb, &zero, target, p.lc,
+                          target, p.lc, &algo, dev.workspace(), dev.workspaceBytes(), dev.stream());
+  };
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "cudaEventCreate");
   check(cudaEventCreate(&stop), "cudaEventCreate");
   int best = 0;
   float bestMs = INFINITY;
   for (int i = 0; i < found; i++) {
-    if (trial(results[i].algo, target) != CUBLAS_STATUS_SUCCESS) continue;  // the warm-up; an algorithm may refuse
+    if (trial(results[i].algo) != CUBLAS_STATUS_SUCCESS) continue;  // the warm-up; an algorithm may refuse
     check(cudaEventRecord(start, dev.stream()), "cudaEventRecord");
-    for (int r = 0; r < kTimedRuns; r++) checkLt(trial(results[i].algo, target), "cublasLtMatmul (autotuning)");
+    for (int r = 0; r < kTimedRuns; r++) checkLt(trial(results[i].algo), "cublasLtMatmul (autotuning)");
     check(cudaEventRecord(stop, dev.stream()), "cudaEventRecord");
     check(cudaEventSynchronize(stop), "cudaEventSynchronize (autotuning)");
     float ms = 0;
@@ -130,13 +133,7 @@ Plan& planFor(Device& dev, int64_t batch, int64_t m, int64_t n, int64_t k, bool 
   p.la = transB ? layout(inType, k, n, k, batch, strideB) : layout(inType, n, k, n, batch, strideB);
   p.lb = transA ? layout(inType, m, k, m, batch, strideA) : layout(inType, k, m, k, batch, strideA);
   p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, batch, m * n);
-  p.algo = chooseAlgo(dev, p, "this matmul", trialOut, uint64_t(batch * m * n) * (outBf16 ? 2 : 4),
-                      [&](const cublasLtMatmulAlgo_t& algo, void* out) {
-                        const float one = 1.f, zero = 0.f;
-                        return cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &one, b, p.la, a,
-                                              p.lb, &zero, out, p.lc, out, p.lc, &algo, dev.workspace(),
-                                              dev.workspaceBytes(), dev.stream());
-                      });
+  p.algo = chooseAlgo(dev, p, "this matmul", a, b, trialOut, uint64_t(batch * m * n) * (outBf16 ? 2 : 4));
   return plans.emplace(key, p).first->second;
 }
 
@@ -167,13 +164,7 @@ Plan& fp8PlanFor(Device& dev, int64_t m, int64_t n, int64_t k, bool aE5m2, bool 
   p.la = layout(fp8(bE5m2), k, n, k, 1, 0);  // our B [n, k] row-major: column-major k×n, transposed by opA
   p.lb = layout(fp8(aE5m2), k, m, k, 1, 0);  // our A [m, k] row-major: column-major k×m
   p.lc = layout(outBf16 ? CUDA_R_16BF : CUDA_R_32F, n, m, n, 1, 0);
-  p.algo = chooseAlgo(dev, p, "this FP8 matmul", trialOut, uint64_t(m * n) * (outBf16 ? 2 : 4),
-                      [&](const cublasLtMatmulAlgo_t& algo, void* out) {
-                        const float one = 1.f, zero = 0.f;
-                        return cublasLtMatmul(static_cast<cublasLtHandle_t>(dev.cublasLt()), p.op, &one, b, p.la, a,
-                                              p.lb, &zero, out, p.lc, out, p.lc, &algo, dev.workspace(),
-                                              dev.workspaceBytes(), dev.stream());
-                      });
+  p.algo = chooseAlgo(dev, p, "this FP8 matmul", a, b, trialOut, uint64_t(m * n) * (outBf16 ? 2 : 4));
   return fp8Plans.emplace(key, p).first->second;
 }
 

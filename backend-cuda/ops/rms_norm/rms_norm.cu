@@ -46,14 +46,16 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
     for (int k = 0; k < V; k++) ss = fmaf(v[k], v[k], ss);
   }
   const float r = rsqrtf(warpSum(ss) / float(cols) + eps);
-  if (lead) {  // the leading channels' copy (a few lanes, one store each)
-    for (int64_t j = lane; j < leadCols; j += 32) {
+  // the row's first n normed channels into dst, a value a lane a step
+  const auto storeScalars = [&](Out* dst, int64_t n) {
+    for (int64_t j = lane; j < n; j += 32) {
       float v[1];
       loadVec<1>(xr + j, v);
       v[0] *= r;
-      storeVec<1>(lead + row * leadCols + j, v);
+      storeVec<1>(dst + j, v);
     }
-  }
+  };
+  if (lead) storeScalars(lead + row * leadCols, leadCols);  // the leading channels' copy (a few lanes, one store each)
   if (V == 4 && outOf4) {
 #pragma unroll 4
     for (int64_t j = lane * V; j < outCols; j += 32 * V) {
@@ -64,12 +66,7 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
       storeVec<V>(yr + j, v);
     }
   } else {  // leading channels that are not whole 16-byte steps (the gate's, where not a multiple of 4)
-    for (int64_t j = lane; j < outCols; j += 32) {
-      float v[1];
-      loadVec<1>(xr + j, v);
-      v[0] *= r;
-      storeVec<1>(yr + j, v);
-    }
+    storeScalars(yr, outCols);
   }
 }
 
