@@ -462,6 +462,13 @@ interface CudaModule {
 // Imported through a variable so that a checkout without the addon still type-checks and runs.
 const importOptional = (spec: string): Promise<unknown> => import(spec);
 
+/** Whether the cuda backend may choose cuBLASLt's algorithms by timing (backend-cuda/native/matmul.cc). Two ranks may then
+ * choose differently: harmless where each rank's results are all-reduced or all-gathered, not where every rank computes
+ * the same Muon updates for itself (--shard-optimizer off), whose copies of the weights would drift apart by rounding. */
+export function matmulAutotuneAllowed(cfg: Config, worldSize: number): boolean {
+  return worldSize === 1 || cfg.shardOptimizer;
+}
+
 async function loadBackend(name: Exclude<Config['backend'], 'auto'>, cfg: Config): Promise<void> {
   if (name === 'cuda') {
     let mod: CudaModule;
@@ -472,11 +479,8 @@ async function loadBackend(name: Exclude<Config['backend'], 'auto'>, cfg: Config
     }
     const avail = mod.cudaAvailability();
     if (!avail.ok) throw new Error(`the cuda backend is unavailable: ${avail.reason}`);
-    // cuBLASLt's algorithms are chosen by timing (backend-cuda/native/matmul.cc), so two ranks may choose differently:
-    // harmless where each rank's results are all-reduced or all-gathered, not where every rank computes the same Muon
-    // updates for itself (--shard-optimizer off), whose copies of the weights would drift apart by rounding
-    const ownUpdates = worldFromEnv().size > 1 && !cfg.shardOptimizer;
-    await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0), matmulAutotune: !ownUpdates });
+    await mod.registerCudaBackend({ matmulPrecision: cfg.matmulPrecision, device: Number(process.env.LOCAL_RANK ?? 0),
+      matmulAutotune: matmulAutotuneAllowed(cfg, worldFromEnv().size) });
   } else if (name === 'tensorflow') {
     let loaded = false;
     for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {

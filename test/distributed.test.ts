@@ -201,3 +201,12 @@ test('more GPUs than visible is a clear error', async () => {
   assert.equal(r.code, 2, r.out);
   assert.match(r.out, /--gpus 3: only 1 GPU\(s\) visible/);
 });
+
+test('matmul autotuning is off only where every rank computes the same Muon updates itself (several ranks, --shard-optimizer off)', () => {
+  const { cfg } = T.resolveConfig('speedrun', {});
+  assert.equal(cfg.shardOptimizer, true, 'the speedrun shards its optimiser by default');
+  assert.equal(T.matmulAutotuneAllowed(cfg, 1), true);
+  assert.equal(T.matmulAutotuneAllowed(cfg, 8), true);
+  assert.equal(T.matmulAutotuneAllowed({ ...cfg, shardOptimizer: false }, 1), true);
+  assert.equal(T.matmulAutotuneAllowed({ ...cfg, shardOptimizer: false }, 2), false);
+});
