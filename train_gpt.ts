@@ -36,6 +36,7 @@ import { headMix as headMixKernel } from './backend-cuda/ops/head_mix/head_mix.t
 import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
 import { linear as linearKernel } from './backend-cuda/ops/linear/linear.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
+import { muonApply as muonApplyKernel, muonGather as muonGatherKernel, type MuonApplyAttrs, type MuonGatherAttrs } from './backend-cuda/ops/muon_blocks/muon_blocks.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
 import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
@@ -1513,6 +1514,55 @@ export function muonMomentum(buf: tf.Tensor, g: tf.Tensor, momentum: number, rou
  * projection), else the whole. */
 const muonBlockShapes = (shape: number[], info: ParamInfo) => (info.split ?? [shape[1]]).map((cols) => [shape[0], cols]);
 
+/** A block's place in a list of matrices: matrix `param`'s columns [col, col + width). */
+export interface BlockPlace { param: number; col: number; width: number }
+const numberedInputs = (prefix: string, xs: tf.Tensor[]) => Object.fromEntries(xs.map((x, i) => [`${prefix}${i}`, x]));
+const placeAttrs = (places: BlockPlace[]): MuonGatherAttrs =>
+  ({ params: places.map((b) => b.param), cols: places.map((b) => b.col), widths: places.map((b) => b.width) });
+
+/**
+ * The blocks at `places` of the matrices xs, each turned wide (transposed where it has more rows than columns: Muon
+ * orthogonalises [r, c] with r ≤ c), stacked → [n, r, c]. One 'MuonGather' launch where the backend has it, instead of
+ * a Slice or SplitV, a Transpose and a copy into the stack for each block.
+ */
+export function gatherBlocks(xs: tf.Tensor2D[], places: BlockPlace[]): tf.Tensor3D {
+  const fused = runFused<tf.Tensor3D, MuonGatherAttrs>(muonGatherKernel, numberedInputs('x', xs), placeAttrs(places));
+  if (fused) return fused;
+  return tf.tidy(() => tf.stack(places.map(({ param, col, width }) => {
+    const x = xs[param], [rows, cols] = x.shape;
+    const block = col === 0 && width === cols ? x : x.slice([0, col], [rows, width]);
+    return rows > width ? block.transpose() : block;
+  })) as tf.Tensor3D);
+}
+
+/**
+ * Each parameter plus `rates[k]` times its blocks' updates, turned back from wide (updates[g] [n, r, c] holds group g's
+ * blocks, at places[g]; each column of a parameter is in one block), then rounded to bf16 where roundBf16[k] (a bf16
+ * parameter, §5). One 'MuonApply' launch where the backend has it; the composite unstacks, transposes and concatenates
+ * the updates, then adds each parameter's with a ScaledAdd (1·p + rate·update: the float32 value of a Multiply and
+ * an Add).
+ */
+export function applyBlockUpdates(params: tf.Tensor2D[], updates: tf.Tensor3D[], places: BlockPlace[][], rates: number[], roundBf16: boolean[]): tf.Tensor2D[] {
+  const fused = runFused<tf.Tensor2D[], MuonApplyAttrs>(muonApplyKernel, { ...numberedInputs('p', params), ...numberedInputs('u', updates) },
+    { ...placeAttrs(places.flat()), groupSizes: places.map((g) => g.length), rates, roundBf16 });
+  if (fused) return fused;
+  return tf.tidy(() => {
+    const parts = params.map(() => [] as { col: number; update: tf.Tensor }[]);
+    updates.forEach((u, g) => tf.unstack(u).forEach((slot, i) => {
+      const { param, col, width } = places[g][i];
+      parts[param].push({ col, update: params[param].shape[0] > width ? slot.transpose() : slot });
+    }));
+    // the scalars once per distinct rate (the lr multipliers), as tfjs stores them: float32
+    const one = tf.scalar(1), scalars = new Map<number, tf.Scalar>();
+    const scalar = (rate: number) => scalars.get(rate) ?? scalars.set(rate, tf.scalar(rate)).get(rate)!;
+    return params.map((p, k) => {
+      const inOrder = parts[k].sort((a, b) => a.col - b.col).map((b) => b.update);
+      const updated = scaledAdd(p, inOrder.length === 1 ? inOrder[0] : tf.concat(inOrder, 1), one, scalar(rates[k]));
+      return (roundBf16[k] ? roundToBf16(updated) : updated) as tf.Tensor2D;
+    });
+  });
+}
+
 /**
  * NorMuon's normalisation (§6.2 step 4) of orthogonalised updates O [n, r, c] turned wide (r ≤ c), with their
  * mean squares per neuron v (decayed by beta2, no bias correction) → [O', v']: O divided by √v' per neuron, then
@@ -1569,8 +1619,9 @@ export function disposeOptimizerState(st: OptimizerState): void {
   for (const vs of st.slots.values()) for (const v of vs) v.dispose();
 }
 
-/** A Muon block: one matrix of a parameter (q, k, v of a merged projection are three), as its update is computed. */
-interface MuonBlock { name: string; index: number; tall: boolean; bf16?: boolean; neurons?: tf.Variable }
+/** A Muon block: one matrix of a parameter (q, k, v of a merged projection are three), the parameter's columns
+ * [col, col + width). */
+interface MuonBlock { name: string; col: number; width: number; bf16?: boolean; neurons?: tf.Variable }
 /** The Muon blocks of one shape, orthogonalised as one batch; `update` [n, r, c] and `neurons` (NorMuon) are theirs. */
 interface MuonGroup { blocks: MuonBlock[]; update: tf.Tensor3D; neurons: tf.Tensor3D | null }
 
@@ -1624,7 +1675,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
   tf.tidy(() => {
     // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
     // shape and orthogonalised as one batch.
-    const blocks: (MuonBlock & { scale: number; x: tf.Tensor; w: tf.Tensor })[] = [];
+    const blocks: (MuonBlock & { scale: number; wide: number[] })[] = [], nesterovs = new Map<string, tf.Tensor2D>();
     // --bf16-state (§5): what the record keeps in bf16 is rounded to it wherever it is written: a bf16 parameter's
     // gradient, optimiser state and value (the Adam and momentum kernels round what they write), and every Adam moment.
     for (const [name, p] of m.params) {
@@ -1636,12 +1687,15 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         const [buf, ...neurons] = slots;
         const [newBuf, nesterov] = muonMomentum(buf, g, mom, !!info.bf16);
         buf.assign(newBuf);
-        const rows = p.shape[0]!, weights = info.split ? tf.split(p, info.split, 1) : [p];
-        (info.split ? tf.split(nesterov, info.split, 1) : [nesterov]).forEach((x, index) => {
-          const tall = x.shape[0]! > x.shape[1]!, wide = (t: tf.Tensor) => tall ? t.transpose() : t;
+        nesterovs.set(name, nesterov as tf.Tensor2D);
+        const rows = p.shape[0]!;
+        let col = 0;
+        muonBlockShapes(p.shape, info).forEach(([, width], index) => {
           // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent; it is
           // the record's √max(1, rows/cols) on its [out, in] matrices, and its lr_mul 2 on c_fc ([in, out] there).
-          blocks.push({ name, index, tall, scale: Math.sqrt(Math.max(1, x.shape[1]! / rows)), x: wide(x), w: wide(weights[index]), neurons: neurons[index], bf16: info.bf16 });
+          blocks.push({ name, col, width, scale: Math.sqrt(Math.max(1, width / rows)), wide: rows > width ? [width, rows] : [rows, width],
+            neurons: neurons[index], bf16: info.bf16 });
+          col += width;
         });
       } else {
         const [mv, vv, gradSum] = slots;
@@ -1662,7 +1716,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
     }
     const byShape = new Map<string, typeof blocks>();
     for (const b of blocks) {
-      const key = b.x.shape.join('x');
+      const key = b.wide.join('x');
       byShape.set(key, [...(byShape.get(key) ?? []), b]);
     }
     const out: tf.Tensor[] = [];
@@ -1670,9 +1724,12 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
       const mine = shard ? group.filter((_, k) => k % shard.size === shard.rank) : group;
       let U: tf.Tensor3D | null = null, V: tf.Tensor3D | null = null;
       if (mine.length > 0) {
-        U = orthogonalizeBatch(tf.stack(mine.map((b) => b.x)) as tf.Tensor3D, cfg.orthogonalizer);
+        // the blocks' parameters once each, and each block's place among them
+        const names = [...new Set(mine.map((b) => b.name))];
+        const places = mine.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width }));
+        U = orthogonalizeBatch(gatherBlocks(names.map((n) => nesterovs.get(n)!), places), cfg.orthogonalizer);
         // the weights, stacked only where the update reads them (plain Muon without decay does not)
-        const W = () => tf.stack(mine.map((b) => b.w)) as tf.Tensor3D, scales = tf.tensor1d(mine.map((b) => b.scale));
+        const W = () => gatherBlocks(names.map((n) => m.params.get(n)! as tf.Variable<tf.Rank.R2>), places), scales = tf.tensor1d(mine.map((b) => b.scale));
         if (cfg.optimizer === 'normuon') {
           const [normed, neurons] = normuonUpdate(U, tf.stack(mine.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
           U = normed;
@@ -1684,14 +1741,14 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         }
       }
       // A shard's part of the group: its own blocks, then zeros up to ⌈blocks/size⌉ (a rank may own one fewer, or none).
-      const padded = (t: tf.Tensor3D | null, like: tf.Tensor): tf.Tensor3D => {
+      const padded = (t: tf.Tensor3D | null, like: { shape: number[] }): tf.Tensor3D => {
         const per = shard ? Math.ceil(group.length / shard.size) : group.length;
         if (t && t.shape[0] === per) return t;
         const zeros = tf.zeros([per - (t ? t.shape[0] : 0), like.shape[0]!, like.shape[1]!]) as tf.Tensor3D;
         return t ? tf.concat([t, zeros]) : zeros;
       };
-      const update = padded(U, group[0].x), neurons = cfg.optimizer === 'normuon' ? padded(V, group[0].neurons!) : null;
-      groups.push({ blocks: group.map(({ name, index, tall, bf16, neurons: n }) => ({ name, index, tall, bf16, neurons: n })), update, neurons });
+      const update = padded(U, { shape: group[0].wide }), neurons = cfg.optimizer === 'normuon' ? padded(V, group[0].neurons!) : null;
+      groups.push({ blocks: group.map(({ name, col, width, bf16, neurons: n }) => ({ name, col, width, bf16, neurons: n })), update, neurons });
       out.push(update, ...(neurons ? [neurons] : []));
     }
     return out; // kept: the groups hold them
@@ -1704,26 +1761,13 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
 function applyMuonUpdates(m: Model, groups: MuonGroup[], step: number): void {
   const { cfg } = m, lr = lrScale(step, cfg);
   tf.tidy(() => {
-    // p − η·update as one ScaledAdd (1·p + (−η)·update: the same float32 value as a Multiply and a Sub, one pass), its
-    // scalars made once a step per distinct η (the lr multipliers)
-    const one = tf.scalar(1), negatedRates = new Map<number, tf.Scalar>();
-    const negated = (rate: number) => negatedRates.get(rate) ?? negatedRates.set(rate, tf.scalar(-rate)).get(rate)!;
-    const updates = new Map<string, tf.Tensor[]>();
-    for (const { blocks, update, neurons } of groups) {
-      if (neurons) tf.unstack(neurons).forEach((v, i) => blocks[i].neurons!.assign(v));
-      const orth = tf.unstack(update);
-      blocks.forEach((b, i) => {
-        const list = updates.get(b.name) ?? [];
-        list[b.index] = b.tall ? orth[i].transpose() : orth[i];
-        updates.set(b.name, list);
-      });
-    }
-    for (const [name, parts] of updates) {
-      const p = m.params.get(name)!;
-      const update = parts.length === 1 ? parts[0] : tf.concat(parts, 1);
-      const updated = scaledAdd(p, update, one, negated(cfg.muonLr * lr * m.info.get(name)!.lrMul));
-      p.assign(m.info.get(name)!.bf16 ? roundToBf16(updated) : updated);
-    }
+    for (const { blocks, neurons } of groups) if (neurons) tf.unstack(neurons).forEach((v, i) => blocks[i].neurons!.assign(v));
+    const names = [...new Set(groups.flatMap((g) => g.blocks.map((b) => b.name)))];
+    const places = groups.map((g) => g.blocks.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width })));
+    // p − η·update (η the Muon lr at this step times the parameter's multiplier), rounded to bf16 for a bf16 parameter
+    const updated = applyBlockUpdates(names.map((n) => m.params.get(n)! as tf.Variable<tf.Rank.R2>), groups.map((g) => g.update), places,
+      names.map((n) => -cfg.muonLr * lr * m.info.get(n)!.lrMul), names.map((n) => !!m.info.get(n)!.bf16));
+    names.forEach((n, k) => m.params.get(n)!.assign(updated[k]));
   });
   tf.dispose(groups.flatMap((g) => (g.neurons ? [g.update, g.neurons] : [g.update])));
 }

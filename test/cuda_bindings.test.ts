@@ -30,6 +30,8 @@ describeOrSkip('the addon\'s argument checks', gpu.skip, () => {
       assert.throws(() => device.attention(p, p, p, p, p, 0, 2 ** 40, 1, 1, 1, 8, 1, 1, 0), /attention: argument 7 \(B\) must be a 32-bit integer/);
       assert.throws(() => device.alloc('x'), /alloc: argument 1 \(bytes\) must be an integer, got a string/);
       assert.throws(() => device.matmul(p), /matmul\(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, precision, outBf16\): called with 1/);
+      assert.throws(() => device.muonGather([p, 4, 4, 0, 4, p]), /muonGather: argument 1 \(table\) must be a Float64Array, got an object/);
+      assert.throws(() => device.muonGather(new Float64Array(5)), /muonGather/);  // not whole rows of 6: the launcher refuses it
       // a right call still runs: y = relu(x)² over 4 floats
       device.upload(p, new Float32Array([-1, 2, -3, 4]));
       device.reluSquared(p, false, p + 256, false, 4);

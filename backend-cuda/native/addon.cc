@@ -60,6 +60,17 @@ class Args : public LaunchArgs {
     if (napi_get_value_bool(info_.Env(), info_[i], &b) != napi_ok) fail(i, "a boolean");
     return b;
   }
+  NumberTable table(int i) const override {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (!info_[i].IsTypedArray() ||
+        napi_get_typedarray_info(info_.Env(), info_[i], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+        type != napi_float64_array) {
+      fail(i, "a Float64Array");
+    }
+    return {static_cast<const double*>(data), static_cast<int64_t>(length)};
+  }
   [[noreturn]] void outOfRange(int i, const char* type) const override { fail(i, type); }
 
   Napi::Array array(int i) const {

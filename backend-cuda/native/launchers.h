@@ -19,6 +19,13 @@
 
 namespace tsgpt {
 
+// A table of numbers from JavaScript (a Float64Array): a launcher's per-item values, such as the device addresses and
+// sizes of a list of tensors (integers up to 2^53 are exact in it). Valid during the call only.
+struct NumberTable {
+  const double* values;
+  int64_t size;
+};
+
 // One call's JavaScript arguments, read by position. Each getter checks the value's type and throws
 // (naming the function and the argument) when it does not fit; the addon implements it over Node-API.
 class LaunchArgs {
@@ -28,6 +35,7 @@ class LaunchArgs {
   virtual int64_t integer(int i) const = 0;    // an integer Number
   virtual double number(int i) const = 0;      // any Number
   virtual bool boolean(int i) const = 0;       // a Boolean
+  virtual NumberTable table(int i) const = 0;  // a Float64Array
   [[noreturn]] virtual void outOfRange(int i, const char* type) const = 0;
 };
 
@@ -49,6 +57,8 @@ T launchArg(const LaunchArgs& a, int i) {
     return reinterpret_cast<T>(a.pointer(i));
   } else if constexpr (std::is_same_v<T, bool>) {
     return a.boolean(i);
+  } else if constexpr (std::is_same_v<T, NumberTable>) {
+    return a.table(i);
   } else if constexpr (std::is_integral_v<T>) {
     const int64_t v = a.integer(i);
     if (v < int64_t(std::numeric_limits<T>::min()) || v > int64_t(std::numeric_limits<T>::max())) {
@@ -56,7 +66,7 @@ T launchArg(const LaunchArgs& a, int i) {
     }
     return static_cast<T>(v);
   } else {
-    static_assert(std::is_floating_point_v<T>, "launcher arguments are pointers, integers, floats or bools");
+    static_assert(std::is_floating_point_v<T>, "launcher arguments are pointers, integers, floats, bools or NumberTables");
     return static_cast<T>(a.number(i));
   }
 }

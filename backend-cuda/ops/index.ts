@@ -23,6 +23,8 @@ import { headMixHost } from './head_mix/host.ts';
 import { headMixKernels } from './head_mix/kernel.ts';
 import { linearKernels } from './linear/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
+import { muonBlocksHost } from './muon_blocks/host.ts';
+import { muonBlocksKernels } from './muon_blocks/kernel.ts';
 import { optimizerHost } from './optimizer/host.ts';
 import { optimizerKernels } from './optimizer/kernel.ts';
 import { reluSquaredHost } from './relu_squared/host.ts';
@@ -59,6 +61,7 @@ export const fusedOps = [
   { kernels: headMixKernels, host: headMixHost },
   { kernels: linearKernels },
   { kernels: matMulAddKernels },
+  { kernels: muonBlocksKernels, host: muonBlocksHost },
   { kernels: optimizerKernels, host: optimizerHost },
   { kernels: reluSquaredKernels, host: reluSquaredHost },
   { kernels: rmsNormKernels, host: rmsNormHost },

@@ -1,0 +1,107 @@
+// The Muon blocks' cuda kernels: 'MuonGather' ({x0, …} → the blocks stacked wide) and 'MuonApply' ({p0, …, u0, …} →
+// the updated parameters), over muon_blocks.cu's launchers, which take every block's place as one table.
+import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { describe } from '../check.ts';
+import type { CudaKernel } from '../../kernels/types.ts';
+import { MUON_APPLY, MUON_GATHER } from './muon_blocks.ts';
+
+/** muon_blocks.cu's launchers (host.ts is their CPU reference). */
+export interface MuonBlocksNative {
+  /** Each row of 6 numbers {source, rows, cols, col, width, stacked}: the source's columns [col, col + width), turned
+   * wide (transposed where rows > width), written to the stacked slot. */
+  muonGather(table: Float64Array): void;
+  /** Each row of 9 numbers {p, rows, cols, col, width, stacked, out, rate, roundBf16}: out's block = p's + rate·the
+   * stacked slot turned back (float32 products and sums), rounded to bf16 where roundBf16 ≠ 0. */
+  muonApply(table: Float64Array): void;
+}
+
+/** The float32 matrices prefix0, prefix1, … (at least one). */
+function matrices(kernel: string, inputs: NamedTensorInfoMap, prefix: string, rank = 2): TensorInfo[] {
+  const out: TensorInfo[] = [];
+  for (let t = inputs[`${prefix}0`]; t; t = inputs[`${prefix}${out.length}`]) {
+    if (t.dtype !== 'float32' || t.shape.length !== rank) {
+      throw new Error(`${kernel}: ${prefix}${out.length} must be float32 of rank ${rank}, got ${describe(t)}`);
+    }
+    out.push(t);
+  }
+  if (out.length === 0) throw new Error(`${kernel}: input ${prefix}0 is missing`);
+  return out;
+}
+
+/** The blocks' places (attrs params, cols, widths), each checked against its tensor; with each block's wide shape. */
+function places(kernel: string, attrs: NamedAttrMap, sources: TensorInfo[], count?: number) {
+  const [params, cols, widths] = ['params', 'cols', 'widths'].map((name) => {
+    const a = attrs[name];
+    if (!Array.isArray(a) || a.some((v) => typeof v !== 'number' || !Number.isInteger(v))) {
+      throw new Error(`${kernel}: attr ${name} must be a list of integers, got ${String(a)}`);
+    }
+    return a as number[];
+  });
+  if (cols.length !== params.length || widths.length !== params.length || (count !== undefined && params.length !== count)) {
+    throw new Error(`${kernel}: attrs params, cols and widths must have one entry a block (${count ?? params.length}), got ${params.length}, ${cols.length} and ${widths.length}`);
+  }
+  return params.map((param, b) => {
+    const x = sources[param], col = cols[b], width = widths[b];
+    if (!x) throw new Error(`${kernel}: block ${b} names tensor ${param}, of ${sources.length}`);
+    const [rows, all] = x.shape;
+    if (col < 0 || width < 1 || col + width > all) throw new Error(`${kernel}: block ${b}'s columns [${col}, ${col + width}) are not within ${describe(x)}`);
+    return { param, x, rows, cols: all, col, width, wide: rows > width ? [width, rows] : [rows, width] };
+  });
+}
+
+const muonGatherKernel: CudaKernel = {
+  kernelName: MUON_GATHER,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const blocks = places(MUON_GATHER, attrs, matrices(MUON_GATHER, inputs, 'x'));
+    if (blocks.length === 0) throw new Error(`${MUON_GATHER}: no blocks`);
+    const [r, c] = blocks[0].wide;
+    const odd = blocks.find((b) => b.wide[0] !== r || b.wide[1] !== c);
+    if (odd) throw new Error(`${MUON_GATHER}: the blocks differ in their wide shape: [${blocks[0].wide}] and [${odd.wide}]`);
+    const out = backend.makeOutput([blocks.length, r, c], 'float32'), base = backend.ptr(out);
+    backend.device.muonGather(Float64Array.from(blocks.flatMap((b, i) =>
+      [backend.ptr(b.x), b.rows, b.cols, b.col, b.width, base + i * r * c * 4])));
+    return out;
+  },
+};
+
+const muonApplyKernel: CudaKernel = {
+  kernelName: MUON_APPLY,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const params = matrices(MUON_APPLY, inputs, 'p'), updates = matrices(MUON_APPLY, inputs, 'u', 3);
+    const groupSizes = attrs.groupSizes as number[], rates = attrs.rates as number[], round = attrs.roundBf16 as boolean[];
+    if (!Array.isArray(groupSizes) || groupSizes.length !== updates.length || groupSizes.some((n, g) => n !== updates[g].shape[0])) {
+      throw new Error(`${MUON_APPLY}: attr groupSizes must give each update's blocks (${updates.map((u) => u.shape[0])}), got ${String(groupSizes)}`);
+    }
+    if (!Array.isArray(rates) || rates.length !== params.length || rates.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
+      throw new Error(`${MUON_APPLY}: attr rates must have a finite number a parameter (${params.length}), got ${String(rates)}`);
+    }
+    if (!Array.isArray(round) || round.length !== params.length || round.some((v) => typeof v !== 'boolean')) {
+      throw new Error(`${MUON_APPLY}: attr roundBf16 must have a boolean a parameter (${params.length}), got ${String(round)}`);
+    }
+    const blocks = places(MUON_APPLY, attrs, params, groupSizes.reduce((a, b) => a + b, 0));
+    // each block's update slot, and every column of every parameter covered by exactly one block
+    const covered = params.map((p) => new Uint8Array(p.shape[1]));
+    let b = 0;
+    const slots = updates.flatMap((u, g) => Array.from({ length: groupSizes[g] }, (_, i) => {
+      const blk = blocks[b++];
+      if (blk.wide[0] !== u.shape[1] || blk.wide[1] !== u.shape[2]) {
+        throw new Error(`${MUON_APPLY}: block ${b - 1} is [${blk.wide}] seen wide, its update u${g} ${describe(u)}`);
+      }
+      const seen = covered[blk.param];
+      for (let k = blk.col; k < blk.col + blk.width; k++) {
+        if (seen[k]++) throw new Error(`${MUON_APPLY}: column ${k} of p${blk.param} is in two blocks`);
+      }
+      return backend.ptr(u) + i * u.shape[1] * u.shape[2] * 4;
+    }));
+    covered.forEach((seen, p) => {
+      const k = seen.indexOf(0);
+      if (k >= 0) throw new Error(`${MUON_APPLY}: column ${k} of p${p} ${describe(params[p])} is in no block`);
+    });
+    const outs = params.map((p) => backend.makeOutput(p.shape, 'float32'));
+    backend.device.muonApply(Float64Array.from(blocks.flatMap((blk, i) => [backend.ptr(blk.x), blk.rows, blk.cols, blk.col, blk.width,
+      slots[i], backend.ptr(outs[blk.param]), Math.fround(rates[blk.param]), round[blk.param] ? 1 : 0])));
+    return outs;
+  },
+};
+
+export const muonBlocksKernels: CudaKernel[] = [muonGatherKernel, muonApplyKernel];

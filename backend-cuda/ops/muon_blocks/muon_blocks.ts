@@ -1,0 +1,46 @@
+// Muon's blocks between the parameters and the stacked batches it orthogonalises: the kernels train_gpt.ts's
+// gatherBlocks() and applyBlockUpdates() hand to a backend that registers them (runFused); their composites there
+// (Slice, Transpose and Stack; Unstack, Transpose, Concat, ScaledAdd and the bf16 rounding) are the implementation
+// everywhere else and the tests' oracle. A block is the columns [col, col + width) of a 2-D parameter, seen wide
+// (transposed where it has more rows than columns).
+//   'MuonGather' {x0, x1, …} (float32 [rows, cols] each), attrs params, cols, widths (one entry a block: its tensor's
+//                index, first column, width) → [n, r, c]: every block turned wide, stacked (they share one wide shape)
+//   'MuonApply'  {p0, …, u0, …}: parameters and one stacked update [n_g, r_g, c_g] a group; attrs groupSizes (blocks an
+//                update), params, cols, widths (one entry a block, the groups' blocks in order), rates and roundBf16
+//                (one entry a parameter) → [p0', …]: p + rate·(each block's update turned back), in float32 as tfjs's
+//                Multiply and Add round it, then rounded to bf16 where roundBf16; every column of a parameter is one
+//                block's
+// They run on optimiser state, outside any gradient tape: no gradient is registered.
+import type * as tf from '@tensorflow/tfjs-core';
+import type { FusedKernelSpec } from '../fused_kernel.ts';
+
+export const MUON_GATHER = 'MuonGather';
+export const MUON_APPLY = 'MuonApply';
+
+export interface MuonGatherAttrs { params: number[]; cols: number[]; widths: number[] }
+export interface MuonApplyAttrs extends MuonGatherAttrs { groupSizes: number[]; rates: number[]; roundBf16: boolean[] }
+
+/** The inputs named prefix0, prefix1, … in order. */
+export function numbered(inputs: tf.NamedTensorMap, prefix: string): tf.Tensor[] {
+  const out: tf.Tensor[] = [];
+  while (inputs[`${prefix}${out.length}`]) out.push(inputs[`${prefix}${out.length}`]);
+  return out;
+}
+
+const float32Matrices = (ts: tf.Tensor[], what: string): true | string => {
+  const bad = ts.find((t) => t.dtype !== 'float32' || t.rank !== 2);
+  return bad ? `${what} ${bad.dtype}[${bad.shape}] is not a float32 matrix` : true;
+};
+
+export const muonGather: FusedKernelSpec<MuonGatherAttrs> = {
+  name: MUON_GATHER,
+  supports: (inputs) => float32Matrices(numbered(inputs, 'x'), 'a source'),
+};
+export const muonApply: FusedKernelSpec<MuonApplyAttrs> = {
+  name: MUON_APPLY,
+  supports: (inputs) => {
+    const params = float32Matrices(numbered(inputs, 'p'), 'a parameter');
+    const bad = numbered(inputs, 'u').find((t) => t.dtype !== 'float32' || t.rank !== 3);
+    return params !== true ? params : bad ? `an update ${bad.dtype}[${bad.shape}] is not float32 [n, r, c]` : true;
+  },
+};
