@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../train_gpt.ts';
+import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import { variableGradsSummed } from '../tfjs_node.ts';
 import { random } from './seed.ts';
@@ -75,6 +76,41 @@ it('sums a gradient into the next one in the fused kernels (RMSNorm, Linear, Sca
       + 'block 0\'s two, and the skips\' and the backout\'s sources\'');
     dispose();
   } finally {
+    await tf.setBackend('cpu');
+  }
+});
+
+it('under bf16 matmuls the residual stream\'s gradients come with their bf16 copies (RMSNormGrad, ScaledAddGrad): no conversion of them, the same gradients', async () => {
+  registerCudaHostBackend('cuda-host');
+  await tf.setBackend('cuda-host');
+  const backend = tf.backend() as CudaBackend, device = backend.device, before = backend.matmulPrecision;
+  backend.setMatmulPrecision('bf16');
+  const toBf16 = device.toBf16, gradientTwin = backend.gradientTwin;
+  try {
+    const { cfg, vars, loss: f, dispose } = perturbedTinyModel({ attnGate: true });
+    const residual = 2 * 32 * cfg.modelDim;
+    /** The gradients, and the conversions of a residual-sized float32 tensor to bf16 during the backward. */
+    const run = () => {
+      let conversions = 0;
+      device.toBf16 = (x, y, n) => { if (n === residual) conversions++; toBf16.call(device, x, y, n); };
+      const r = engine.gradients(f, vars, undefined, true);
+      device.toBf16 = toBf16;
+      const values = r.grads.map((g) => g.dataSync().slice());
+      tf.dispose([r.value, ...r.grads]);
+      return { conversions, values };
+    };
+    const twins = run();
+    backend.gradientTwin = () => 0;  // the kernels write no copy: matmulOperand converts
+    const converted = run();
+    backend.gradientTwin = gradientTwin;
+    twins.values.forEach((g, i) => assert.deepEqual(g, converted.values[i], vars[i].name));
+    assert.ok(converted.conversions >= 2 * cfg.numLayers - 2, `without the copies the backward converts ${converted.conversions} residual gradients (the test must see them)`);
+    assert.equal(twins.conversions, 0, `with the copies ${twins.conversions} residual gradients are still converted (${converted.conversions} without)`);
+    dispose();
+  } finally {
+    device.toBf16 = toBf16;
+    backend.gradientTwin = gradientTwin;
+    backend.setMatmulPrecision(before);
     await tf.setBackend('cpu');
   }
 });

@@ -46,6 +46,7 @@ export const matMulAddKernels: CudaKernel[] = [{
       backend.device.matmulAdd(backend.matmulOperand(a, precision), backend.matmulOperand(b, precision), bf16 ? stored.ptr : backend.ptr(c),
         half ? half.ptr : backend.ptr(out), bf16, batch, m, n, k, transA, transB, precision, alpha, beta);
     }
+    backend.markGradientOperand(out);  // its gradient is the dy of this product's gradients
     return out;
   },
 }];

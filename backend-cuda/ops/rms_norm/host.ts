@@ -18,7 +18,7 @@ export function rmsNormHost(mem: HostDevice): RmsNormNative {
       mem.flush(y, yv, yBf16);
       if (lv) mem.flush(lead, lv, yBf16);
     },
-    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps, dLead, leadCols) {
+    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps, dLead, leadCols, dxBf16) {
       if (rows * cols === 0) return;
       const a = acc ? mem.floats(acc, rows * cols) : null, dl = dLead ? mem.floats(dLead, rows * leadCols) : null;
       const g = mem.floats(dy, rows * outCols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
@@ -37,6 +37,7 @@ export function rmsNormHost(mem: HostDevice): RmsNormNative {
           o[r * cols + j] = a ? d + a[r * cols + j] : d;  // d in float32, then the sum rounded on store: a separate Add's value
         }
       }
+      if (dxBf16) mem.flush(dxBf16, o.slice(), true);
     },
   };
 }

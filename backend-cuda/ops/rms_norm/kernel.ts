@@ -17,9 +17,10 @@ export interface RmsNormNative {
   rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, outCols: number, eps: number,
     lead: number, leadCols: number): void;
   /** dx = the norm's gradient from dy [rows, outCols] (0 past them) plus, where dLead is not 0, dLead [rows, leadCols] in
-   * the first channels; plus acc (float32 of x's shape: x's gradient so far) where acc is not 0. */
+   * the first channels; plus acc (float32 of x's shape: x's gradient so far) where acc is not 0; and dx rounded to bf16
+   * into dxBf16 where that is not 0. */
   rmsNormGrad(dy: number, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number, outCols: number,
-    eps: number, dLead: number, leadCols: number): void;
+    eps: number, dLead: number, leadCols: number, dxBf16: number): void;
 }
 
 function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, number, number] {
@@ -74,7 +75,7 @@ export const rmsNormKernels: CudaKernel[] = [
       const xs = backend.storedValues(x), acc = inputs.accumulated == null ? null : input(RMS_NORM_GRAD, inputs, 'accumulated');
       if (acc && !tf.util.arraysEqual(acc.shape, x.shape)) throw new Error(`${RMS_NORM_GRAD}: accumulated [${acc.shape}] and x [${x.shape}] differ in shape`);
       backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, outCols,
-        numberAttr(RMS_NORM_GRAD, attrs, 'eps'), dLead ? backend.ptr(dLead) : 0, leading);
+        numberAttr(RMS_NORM_GRAD, attrs, 'eps'), dLead ? backend.ptr(dLead) : 0, leading, backend.gradientTwin(x, dx));
       return dx;
     },
   },

@@ -74,7 +74,7 @@ template <int V, typename In>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
                   float* __restrict__ dx, int64_t rows, int64_t cols, int64_t outCols, float eps,
-                  const float* __restrict__ dLead, int64_t leadCols) {
+                  const float* __restrict__ dLead, int64_t leadCols, __nv_bfloat16* __restrict__ dxBf16) {
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // warp-uniform
   const int lane = threadIdx.x & 31;
@@ -122,6 +122,7 @@ rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const 
       for (int k = 0; k < V; k++) d[k] = d[k] + a[k];
     }
     storeVec<V>(dx + off + j, d);
+    if (dxBf16) storeVec<V>(dxBf16 + off + j, d);  // the copy a bf16 matmul reads (toBf16's rounding)
   }
 }
 
@@ -149,21 +150,23 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
 }
 
 cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
-                              int64_t rows, int64_t cols, int64_t outCols, float eps, const float* dLead, int64_t leadCols) {
+                              int64_t rows, int64_t cols, int64_t outCols, float eps, const float* dLead, int64_t leadCols,
+                              void* dxBf16) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
   if (dLead && (outCols != cols || leadCols <= 0 || leadCols > cols)) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   const bool vec4 = rowsOf4(cols, outCols, {dy, x, acc, dx});
+  auto* twin = static_cast<__nv_bfloat16*>(dxBf16);
   byInputType(x, xBf16, [&](auto* in) {
-    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols);
-    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols);
+    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols, twin);
+    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols, twin);
   });
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "outCols", "eps", "lead", "leadCols");
 TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps", "dLead",
-               "leadCols");
+               "leadCols", "dxBf16");
 
 }  // namespace tsgpt

@@ -13,7 +13,7 @@ export function scaledAddHost(mem: HostDevice): ScaledAddNative {
       for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
       mem.flush(y, yv, yBf16);
     },
-    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, xAcc, zAcc, dx, dz, da, db, n) {
+    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, xAcc, zAcc, dx, dz, da, db, n, dxBf16, dzBf16) {
       let sa = 0, sb = 0;
       if (n > 0) {
         const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), zv = mem.input(z, n, zBf16), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
@@ -24,6 +24,8 @@ export function scaledAddHost(mem: HostDevice): ScaledAddNative {
           dxv[i] = xSum ? Math.fround(av * g[i]) + xSum[i] : av * g[i];
           dzv[i] = acc ? Math.fround(bv * g[i]) + acc[i] : bv * g[i];
         }
+        if (dxBf16) mem.flush(dxBf16, dxv.slice(), true);
+        if (dzBf16) mem.flush(dzBf16, dzv.slice(), true);
       }
       mem.floats(da, 1)[0] = sa;
       mem.floats(db, 1)[0] = sb;

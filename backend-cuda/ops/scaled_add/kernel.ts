@@ -13,9 +13,10 @@ export interface ScaledAddNative {
   /** y = a·x + b·z over n values; a and b are one float each on the device; x, z and y in bf16 where flagged. */
   scaledAdd(x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, y: number, yBf16: boolean, n: number): void;
   /** dx = a·dy (+ xAcc), dz = b·dy (+ zAcc) (x's and z's gradients so far, where not 0) over n values; da = Σ dy·x,
-   * db = Σ dy·z (one float each, in a fixed order; 0 for n = 0). */
+   * db = Σ dy·z (one float each, in a fixed order; 0 for n = 0); dx and dz rounded to bf16 into dxBf16 and dzBf16 where
+   * those are not 0. */
   scaledAddGrad(dy: number, x: number, xBf16: boolean, z: number, zBf16: boolean, a: number, b: number, xAcc: number, zAcc: number,
-    dx: number, dz: number, da: number, db: number, n: number): void;
+    dx: number, dz: number, da: number, db: number, n: number, dxBf16: number, dzBf16: number): void;
 }
 
 /** The tensors `names` (x, z; dy first for the gradient), float32 of one shape, and the scalars a and b. */
@@ -60,7 +61,7 @@ export const scaledAddKernels: CudaKernel[] = [
       const xs = backend.storedValues(x), zs = backend.storedValues(z);
       backend.device.scaledAddGrad(backend.ptr(dy), xs.ptr, xs.bf16, zs.ptr, zs.bf16, backend.ptr(a), backend.ptr(b),
         sumOf('xAccumulated'), sumOf('zAccumulated'), backend.ptr(dx), backend.ptr(dz), backend.ptr(da), backend.ptr(db),
-        tf.util.sizeFromShape(x.shape));
+        tf.util.sizeFromShape(x.shape), backend.gradientTwin(x, dx), backend.gradientTwin(z, dz));
       return [dx, dz, da, db];
     },
   },

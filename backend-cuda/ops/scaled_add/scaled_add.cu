@@ -47,7 +47,8 @@ template <int V, typename InX, typename InZ>
 __global__ void scaledAddGradKernel(const float* __restrict__ dy, const InX* __restrict__ x,
                                     const InZ* __restrict__ z, const float* __restrict__ a,
                                     const float* __restrict__ b, const float* __restrict__ xAcc, const float* __restrict__ zAcc,
-                                    float* __restrict__ dx, float* __restrict__ dz, float* __restrict__ partials, int64_t groups) {
+                                    float* __restrict__ dx, float* __restrict__ dz, __nv_bfloat16* __restrict__ dxBf16,
+                                    __nv_bfloat16* __restrict__ dzBf16, float* __restrict__ partials, int64_t groups) {
   __shared__ float scratch[32];
   const float av = *a, bv = *b;
   float sa = 0.f, sb = 0.f;
@@ -67,6 +68,8 @@ __global__ void scaledAddGradKernel(const float* __restrict__ dy, const InX* __r
     }
     storeVec<V>(dx + i * V, xv);
     storeVec<V>(dz + i * V, zv);
+    if (dxBf16) storeVec<V>(dxBf16 + i * V, xv);  // the copies a bf16 matmul reads (toBf16's rounding)
+    if (dzBf16) storeVec<V>(dzBf16 + i * V, zv);
   }
   sa = blockReduce<false>(sa, scratch);
   sb = blockReduce<false>(sb, scratch);
@@ -91,7 +94,7 @@ cudaError_t launchScaledAdd(cudaStream_t s, const void* x, bool xBf16, const voi
 
 cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const void* z, bool zBf16,
                                 const float* a, const float* b, const float* xAcc, const float* zAcc, float* dx, float* dz,
-                                float* da, float* db, int64_t n) {
+                                float* da, float* db, int64_t n, void* dxBf16, void* dzBf16) {
   if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
   const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, xAcc, zAcc, dx, dz});
   const int64_t groups = vec4 ? n / 4 : n;
@@ -102,8 +105,10 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, 
   if (e != cudaSuccess) return e;
   byInputType(x, xBf16, [&](auto* xs) {
     byInputType(z, zBf16, [&](auto* zs) {
-      if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, partials, groups);
-      else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, partials, groups);
+      auto* xTwin = static_cast<__nv_bfloat16*>(dxBf16);
+      auto* zTwin = static_cast<__nv_bfloat16*>(dzBf16);
+      if (vec4) scaledAddGradKernel<4><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, xTwin, zTwin, partials, groups);
+      else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, xTwin, zTwin, partials, groups);
     });
   });
   e = launchSumPartialPairs(s, partials, blocks, da, db);
@@ -113,6 +118,6 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, 
 
 TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "xBf16", "z", "zBf16", "a", "b", "y", "yBf16", "n");
 TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "xBf16", "z", "zBf16", "a", "b", "xAcc", "zAcc", "dx", "dz",
-               "da", "db", "n");
+               "da", "db", "n", "dxBf16", "dzBf16");
 
 }  // namespace tsgpt
