@@ -3,7 +3,8 @@
 # for each variant a short speedrun run, and a markdown table of ms/step and peak allocated memory against the mean
 # of the baselines of the same call (one before the variants, one after: a machine drifts by ~1 % within a call).
 #   bash bench/variants.sh                      # logs and $OUT/variants.md
-#   STEPS=12 VARIANTS="--canon AC|--mlp swiglu" bash bench/variants.sh
+#   STEPS=12 VARIANTS="--canon AC|--mlp swiglu" COMMIT=$(git rev-parse --short HEAD) bash bench/variants.sh
+# (COMMIT: the commit measured, for the table's first line; the machine's copy of the tree has no history of its own)
 # Carry .gpu-box and data/builtin/gpt2 (backend-cuda/NOTES.md, "The device runs").
 set -uo pipefail
 OUT=${OUT:-/tmp/variants_out}
@@ -42,7 +43,7 @@ done
 read -r base2 peak2 <<<"$(run '')"
 echo "=== [$((SECONDS - t0))s] baseline again $base2 ms"
 {
-  echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F)."
+  echo "Commit ${COMMIT:-(not given)}, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F)."
   echo "\`npx tsx train_gpt.ts --preset speedrun --backend cuda --corpus builtin-gpt2 --num-iterations $STEPS --val-every 0 --warmup-steps 2 <flags>\`:"
   echo "step_avg at step $STEPS; ratios against the mean of the two baselines ($base1 and $base2 ms/step)."
   echo
