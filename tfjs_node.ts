@@ -48,7 +48,8 @@ const tape = createRequire(import.meta.url)(bundle) as TapeFunctions;
 // op's: RMSNorm's, Linear's, ScaledAdd's) is handed that gradient so far and returns the sum itself, from its kernel's
 // epilogue; such thunks are called first in their node (nodeBackward says when not). Its second parameter, where it
 // declares one, looks up another input's gradient so far, for a kernel that sums several inputs' in one run
-// (ScaledAddGrad: x's and z's). And one entry point: variableGradsSummed() starts the variables' gradients at their sums
+// (ScaledAddGrad: x's and z's); its third says whether the gradient so far is the backward's alone and dropped after the
+// thunk (the embedding tables' gradients then add into it in place: no copy of the [V, d] sum). And one entry point: variableGradsSummed() starts the variables' gradients at their sums
 // so far (a gradient accumulation's earlier micro-steps), so that the thunks that sum (Linear's and MatMulAdd's weights
 // in cuBLASLt's epilogue, the FP8 head's and the embedding tables' in their gradient kernels) add this micro-step's
 // gradient into them instead of an Add over every parameter.
@@ -77,11 +78,13 @@ interface EngineInternals {
   gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): { value: tf.Tensor; grads: tf.Tensor[] };
 }
 
-/** A gradient thunk that sums: handed its input's gradient so far, and a lookup of another input's (see soFar below). */
-type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined) => tf.Tensor;
+/** A gradient thunk that sums: handed its input's gradient so far, a lookup of another input's (see soFar below), and
+ * whether the gradient so far is the backward's alone, dropped once the thunk returns (it may be updated in place). */
+type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined, consumable?: boolean) => tf.Tensor;
 
 /** One node's backward (tape.js's loop body, its messages included): each input's gradient added into `map`. */
-function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: number, t: tf.Tensor) => void): void {
+function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: number, t: tf.Tensor) => void,
+  sole: (t: tf.Tensor) => boolean): void {
   const dys = node.outputs.map((o) => map.get(o.id) ?? null);
   if (node.gradient == null) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
   const inputGradients = node.gradient(dys);
@@ -102,7 +105,8 @@ function nodeBackward(node: TapeNode, map: Map<number, tf.Tensor>, put: (id: num
     }
     const thunk = inputGradients[inputName] as SummingThunk, x = node.inputs[inputName];
     const current = map.get(x.id), summed = sums(inputName);
-    const dx = summed ? thunk(current, soFar(inputName)) : thunk();
+    // the gradient so far is consumable where one map entry holds it: put() below replaces and frees it
+    const dx = summed ? thunk(current, soFar(inputName), current !== undefined && sole(current)) : thunk();
     done.add(inputName);
     if (dx.dtype !== 'float32') {
       throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${inputName} must have 'float32' dtype, but has '${dx.dtype}'`);
@@ -163,7 +167,7 @@ engine.gradients = function (f, xs, dy, allowNoGradients = false) {
       const node = filteredTape[i];
       // The node's new gradients leave its scope; whatever else its gradient made is freed with it.
       this.tidy('node backward', () => {
-        nodeBackward(node, map, put);
+        nodeBackward(node, map, put, (t) => holders.get(t) === 1 && t !== dy);
         return node.outputs.map((o) => map.get(o.id)).concat(Object.values(node.inputs).map((x) => map.get(x.id)))
           .filter((t): t is tf.Tensor => t != null);
       });

@@ -176,6 +176,18 @@ export class CudaBackend extends tf.KernelBackend {
     return d.bf16;
   }
 
+  /**
+   * t's buffer as a new tensor for a kernel to update in place, where the caller gives t up (it is disposed right after,
+   * as tfjs_node.ts's backward drops a gradient so far) and no other tensor shares the buffer (a view would see the
+   * update); null where one does, or where t carries a bf16 copy or a saved buffer (they would go stale) or is bf16-only.
+   */
+  takeOver(t: TensorInfo): TensorInfo | null {
+    const d = this.data.get(t.dataId);
+    if (d.refCount !== 1 || d.bf16 !== undefined || d.bf16Only || d.saved !== undefined) return null;
+    this.incRef(t.dataId);
+    return { dataId: t.dataId, shape: t.shape.slice(), dtype: t.dtype };
+  }
+
   /** Marks t (a matmul's output) as a tensor whose gradient the matmul's backward reads as bf16 operands (dW = aᵀ·dy,
    * da = dy·bᵀ): a gradient kernel that makes it can write the bf16 copy in its own pass (gradientTwin). */
   markGradientOperand(t: TensorInfo): void {

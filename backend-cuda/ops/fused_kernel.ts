@@ -11,9 +11,10 @@ export interface FusedKernelSpec<A extends object = tf.NamedAttrMap> {
   supports(inputs: tf.NamedTensorMap, attrs: A): true | string;
 }
 
-/** A gradient thunk that sums (tfjs_node.ts's backward): handed its input's gradient so far, and a lookup of another
- * input's, for a kernel that sums several inputs' in one run. */
-export type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined) => tf.Tensor;
+/** A gradient thunk that sums (tfjs_node.ts's backward): handed its input's gradient so far, a lookup of another
+ * input's, for a kernel that sums several inputs' in one run, and whether the gradient so far is the backward's alone and
+ * dropped once the thunk returns (a kernel may then add into it in place). */
+export type SummingThunk = (accumulated?: tf.Tensor, soFar?: (input: string) => tf.Tensor | undefined, consumable?: boolean) => tf.Tensor;
 
 /**
  * The gradients of a node whose one kernel computes several inputs' (ScaledAddGrad, CausalAttentionGrad,

@@ -2,11 +2,14 @@
 // tables and ids (repeated ids, the first and last rows): the rows bit for bit; the table's gradient against the
 // composite's (UnsortedSegmentSum), without and with a gradient so far (accumulated + the composite's gradient: the
 // atomic adds of repeated ids in any order, so within float32 rounding); on the host reference device (CI) and on the
-// GPU where there is one; the hook runs the fused kernels and --fused off the composite; bad inputs fail naming the kernel.
+// GPU where there is one; a gradient so far given up (inPlace) updated in its own buffer, or a copy where a view shares it,
+// also through the backward's starting sums; the hook runs the fused kernels and --fused off the composite; bad inputs
+// fail naming the kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
+import { variableGradsSummed } from '../../../tfjs_node.ts';
 import { checkFusionHook, describeOrSkip, random, randFloat, relError, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 import { EMBEDDING, EMBEDDING_GRAD } from './embedding.ts';
 
@@ -37,6 +40,36 @@ for (const target of targets) {
       const wantSummed = acc.add(want);
       assert.ok(relError(summed.dataSync(), wantSummed.dataSync()) < 1e-6, `gradient with the sum so far: relative error ${relError(summed.dataSync(), wantSummed.dataSync())}`);
       tf.dispose([table, acc, dy, ids, fused, composite, grad, want, summed, wantSummed]);
+    });
+
+    it('adds into a gradient so far that is given up (inPlace) in its own buffer, and into a copy where another tensor shares it', async () => {
+      await useBackend(B);
+      const { table, acc, dy, ids } = problem();
+      const accValues = acc.dataSync().slice();
+      const want = await withFusedOff(() => acc.add(tf.grads((t: tf.Tensor) => T.embed(t, ids))([table], dy)[0]));
+      const check = (got: tf.Tensor, label: string) => {
+        const err = relError(got.dataSync(), want.dataSync());
+        assert.ok(err < 1e-6, `${label}: relative error ${err}`);
+      };
+      // shared by a view: a copy, the view unchanged
+      const view = acc.reshape([V * d]), before = view.dataSync().slice();
+      const copied = tf.engine().runKernel(EMBEDDING_GRAD, { dy, ids, accumulated: acc }, { rows: V, inPlace: true }) as tf.Tensor;
+      assert.notEqual(copied.dataId, acc.dataId, 'a buffer another tensor shares is not updated in place');
+      assert.deepEqual(view.dataSync(), before);
+      check(copied, 'into a copy');
+      view.dispose();
+      // given up, alone on its buffer: updated in place
+      const inPlace = tf.engine().runKernel(EMBEDDING_GRAD, { dy, ids, accumulated: acc }, { rows: V, inPlace: true }) as tf.Tensor;
+      assert.equal(inPlace.dataId, acc.dataId, 'the gradient so far, given up and alone on its buffer, is updated in place');
+      acc.dispose();
+      check(inPlace, 'in place');
+      // through the backward: variableGradsSummed's starting sum is the backward's alone
+      const v = tf.variable(table), sum = tf.tensor(accValues, [V, d]);
+      const sumId = sum.dataId;
+      const { grads } = variableGradsSummed(() => T.embed(v, ids).mul(dy).sum() as tf.Scalar, new Map([[v, sum]]));
+      assert.equal(grads[v.name].dataId, sumId, 'the backward adds the table\'s gradient into its sum so far in place');
+      check(grads[v.name], 'through variableGradsSummed');
+      tf.dispose([table, dy, ids, want, copied, inPlace, v, grads[v.name]]);
     });
 
     it('the hook runs the fused kernels, --fused off the composite; bad inputs fail naming them', async () => {

@@ -6,9 +6,11 @@
 // everywhere else and the oracle.
 //   {table [V, d] float32, ids int32 [...]} → table's rows at ids [..., d] (an id outside [0, V) reads zeros, as
 //   GatherV2's kernel).
-// Gradient 'EmbeddingGrad' ({dy [..., d], ids, accumulated? [V, d]}, {rows: V}) → the table's gradient: accumulated (or
-// zeros) plus each dy row added at its id, by atomic adds (the order of a row's additions is not fixed, as
-// UnsortedSegmentSum's); ids get none.
+// Gradient 'EmbeddingGrad' ({dy [..., d], ids, accumulated? [V, d]}, {rows: V, inPlace?}) → the table's gradient:
+// accumulated (or zeros) plus each dy row added at its id, by atomic adds (the order of a row's additions is not fixed,
+// as UnsortedSegmentSum's); ids get none. inPlace: the caller gives accumulated up (tfjs_node.ts's backward, where it is
+// the backward's alone): the rows are added into its buffer, which the result takes over, where no other tensor shares
+// it (a micro-step's copy of four 50,304 × 768 tables gone); else into a copy.
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec, SummingThunk } from '../fused_kernel.ts';
 
@@ -26,8 +28,8 @@ tf.registerGradient({
   inputsToSave: ['table', 'ids'],  // the table for its row count: a reference to the parameter, no copy
   gradFunc: (dy, saved) => {
     const [table, ids] = saved;
-    const tableGradient: SummingThunk = (accumulated) => tf.engine().runKernel(EMBEDDING_GRAD,
-      { dy: dy as tf.Tensor, ids, ...(accumulated ? { accumulated } : {}) }, { rows: table.shape[0] }) as tf.Tensor;
+    const tableGradient: SummingThunk = (accumulated, _soFar, consumable) => tf.engine().runKernel(EMBEDDING_GRAD,
+      { dy: dy as tf.Tensor, ids, ...(accumulated ? { accumulated } : {}) }, { rows: table.shape[0], inPlace: !!consumable }) as tf.Tensor;
     return { table: tableGradient, ids: () => tf.zeros(ids.shape) };  // integer ids get no gradient
   },
 });

@@ -1,5 +1,6 @@
 // The embedding lookup's cuda kernels (embedding.ts): 'Embedding' ({table, ids} → rows) over the device's gather and
-// 'EmbeddingGrad' ({dy, ids, accumulated?} → the table's gradient) over its copy (or fill) and segmentSum.
+// 'EmbeddingGrad' ({dy, ids, accumulated?} → the table's gradient) over its copy (or fill, or accumulated's own buffer
+// taken over) and segmentSum.
 import * as tf from '@tensorflow/tfjs-core';
 import { DTYPE } from '../../device.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
@@ -28,9 +29,11 @@ export const embeddingKernels: CudaKernel[] = [
       }
       const acc = inputs.accumulated === undefined ? undefined : input(K, inputs, 'accumulated');
       if (acc && !tf.util.arraysEqual(acc.shape, [V, d])) throw new Error(`${K}: accumulated must be float32 [${V},${d}] (the table's shape), got ${describe(acc)}`);
-      const out = backend.makeOutput([V, d], 'float32'), o = backend.ptr(out);
-      if (acc) backend.device.copy(4, backend.ptr(acc), o, [V * d], [1], [1]);
-      else backend.device.fill(DTYPE.float32, o, V * d, 0);
+      // accumulated given up (attr inPlace) and no other tensor on its buffer: the rows are added into it; else into a copy
+      const taken = acc && attrs.inPlace === true ? backend.takeOver(acc) : null;
+      const out = taken ?? backend.makeOutput([V, d], 'float32'), o = backend.ptr(out);
+      if (acc && !taken) backend.device.copy(4, backend.ptr(acc), o, [V * d], [1], [1]);
+      else if (!acc) backend.device.fill(DTYPE.float32, o, V * d, 0);
       if (n * d > 0) backend.device.segmentSum(DTYPE.float32, backend.ptr(dy), backend.ptr(ids), o, n, d, V);
       return out;
     },
