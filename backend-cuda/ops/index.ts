@@ -37,6 +37,8 @@ import { roundBf16Host } from './round_bf16/host.ts';
 import { roundBf16Kernels } from './round_bf16/kernel.ts';
 import { scaledAddHost } from './scaled_add/host.ts';
 import { scaledAddKernels } from './scaled_add/kernel.ts';
+import { smearHost } from './smear/host.ts';
+import { smearKernels } from './smear/kernel.ts';
 import { swigluHost } from './swiglu/host.ts';
 import { swigluKernels } from './swiglu/kernel.ts';
 import { softcapCrossEntropyHost } from './softcap_cross_entropy/host.ts';
@@ -68,6 +70,7 @@ export const fusedOps = [
   { kernels: rotaryKernels, host: rotaryHost },
   { kernels: roundBf16Kernels, host: roundBf16Host },
   { kernels: scaledAddKernels, host: scaledAddHost },
+  { kernels: smearKernels, host: smearHost },
   { kernels: softcapCrossEntropyKernels, host: softcapCrossEntropyHost },
   { kernels: swigluKernels, host: swigluHost },
 ] as const satisfies readonly FusedOp[];
