@@ -36,7 +36,8 @@ import { headMix as headMixKernel } from './backend-cuda/ops/head_mix/head_mix.t
 import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
 import { linear as linearKernel } from './backend-cuda/ops/linear/linear.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
-import { muonApply as muonApplyKernel, muonGather as muonGatherKernel, type MuonApplyAttrs, type MuonGatherAttrs } from './backend-cuda/ops/muon_blocks/muon_blocks.ts';
+import { muonApply as muonApplyKernel, muonGather as muonGatherKernel, muonMomentumGather as muonMomentumGatherKernel, type MuonApplyAttrs, type MuonGatherAttrs,
+  type MuonMomentumGatherAttrs } from './backend-cuda/ops/muon_blocks/muon_blocks.ts';
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
 import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
@@ -1540,6 +1541,24 @@ export function gatherBlocks(xs: tf.Tensor2D[], places: BlockPlace[]): tf.Tensor
 }
 
 /**
+ * Muon's momentum of every parameter (muonMomentum, the gradient rounded to bf16 first where roundBf16[k]: a bf16
+ * parameter's, §5) with the Nesterov updates' blocks gathered as gatherBlocks gathers them, one stacked tensor for each
+ * group of places → { stacked, bufs }. One 'MuonMomentumGather' launch for every parameter where the backend has it
+ * (the gradients and buffers read once, the updates written only stacked), instead of a MuonMomentum (and RoundBf16)
+ * per parameter and the gathers.
+ */
+export function momentumBlocks(grads: tf.Tensor2D[], bufs: tf.Tensor2D[], places: BlockPlace[][], momentum: number, roundBf16: boolean[]): { stacked: tf.Tensor3D[]; bufs: tf.Tensor2D[] } {
+  const fused = runFused<tf.Tensor[], MuonMomentumGatherAttrs>(muonMomentumGatherKernel, { ...numberedInputs('g', grads), ...numberedInputs('b', bufs) },
+    { ...placeAttrs(places.flat()), groupSizes: places.map((g) => g.length), momentum, roundBf16 });
+  if (fused) return { stacked: fused.slice(0, places.length) as tf.Tensor3D[], bufs: fused.slice(places.length) as tf.Tensor2D[] };
+  return tf.tidy(() => {
+    const updated = grads.map((g, k) => muonMomentum(bufs[k], roundBf16[k] ? roundToBf16(g) : g, momentum, roundBf16[k]));
+    const nesterovs = updated.map(([, nesterov]) => nesterov as tf.Tensor2D);
+    return { stacked: places.map((group) => gatherBlocks(nesterovs, group)), bufs: updated.map(([buf]) => buf as tf.Tensor2D) };
+  });
+}
+
+/**
  * Each parameter plus `rates[k]` times its blocks' updates, turned back from wide (updates[g] [n, r, c] holds group g's
  * blocks, at places[g]; each column of a parameter is in one block), then rounded to bf16 where roundBf16[k] (a bf16
  * parameter, §5). One 'MuonApply' launch where the backend has it; the composite unstacks, transposes and concatenates
@@ -1677,22 +1696,16 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
   const bc1 = 1 - cfg.adamBeta1 ** st.step, bc2 = 1 - cfg.adamBeta2 ** st.step;
   const groups: MuonGroup[] = [];
   tf.tidy(() => {
-    // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by
-    // shape and orthogonalised as one batch.
-    const blocks: (MuonBlock & { scale: number; wide: number[] })[] = [], nesterovs = new Map<string, tf.Tensor2D>();
+    // Adam's updates, applied; each Muon parameter's blocks, collected
+    const blocks: (MuonBlock & { scale: number; wide: number[] })[] = [], muonNames: string[] = [];
     // --bf16-state (§5): what the record keeps in bf16 is rounded to it wherever it is written: a bf16 parameter's
     // gradient, optimiser state and value (the Adam and momentum kernels round what they write), and every Adam moment.
     for (const [name, p] of m.params) {
       const info = m.info.get(name)!, slots = st.slots.get(name)!;
       const half = (t: tf.Tensor) => info.bf16 ? roundToBf16(t) : t;
       if (!grads.get(name)) throw new Error(`no gradient for parameter ${name}`);
-      const g = half(grads.get(name)!);
       if (info.opt === 'muon') {
-        const [buf, ...neurons] = slots;
-        const [newBuf, nesterov] = muonMomentum(buf, g, mom, !!info.bf16);
-        buf.assign(newBuf);
-        nesterovs.set(name, nesterov as tf.Tensor2D);
-        const rows = p.shape[0]!;
+        const [, ...neurons] = slots, rows = p.shape[0]!;
         let col = 0;
         muonBlockShapes(p.shape, info).forEach(([, width], index) => {
           // Scale max(1, out/in)^0.5 (weights are [in, out] here) keeps the update's RMS shape-independent; it is
@@ -1701,38 +1714,47 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
             neurons: neurons[index], bf16: info.bf16 });
           col += width;
         });
-      } else {
-        const [mv, vv, gradSum] = slots;
-        // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4). The first
-        // step after an Adam step starts the sum with its gradient: no zeroed sum to add it to (the Adam step leaves the
-        // sum as it was; a zeroing pass and an Add over the embedding-sized tables every other step were the cost).
-        const sum = step % cfg.adamEvery === 0 ? g : half(gradSum.add(g));
-        if (!adamSteps) { gradSum.assign(sum); continue; }
-        // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
-        // kernel's formula with eps/√bc2 in place of eps.
-        const [newP, newM, newV] = adamUpdate(p, mv, vv, sum,
-          { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr,
-            roundParam: !!info.bf16, roundMoments: cfg.bf16State });
-        p.assign(newP);
-        mv.assign(newM);
-        vv.assign(newV);
+        muonNames.push(name);
+        continue;
       }
+      const [mv, vv, gradSum] = slots, g = half(grads.get(name)!);
+      // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4). The first
+      // step after an Adam step starts the sum with its gradient: no zeroed sum to add it to (the Adam step leaves the
+      // sum as it was; a zeroing pass and an Add over the embedding-sized tables every other step were the cost).
+      const sum = step % cfg.adamEvery === 0 ? g : half(gradSum.add(g));
+      if (!adamSteps) { gradSum.assign(sum); continue; }
+      // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
+      // kernel's formula with eps/√bc2 in place of eps.
+      const [newP, newM, newV] = adamUpdate(p, mv, vv, sum,
+        { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr,
+          roundParam: !!info.bf16, roundMoments: cfg.bf16State });
+      p.assign(newP);
+      mv.assign(newM);
+      vv.assign(newV);
     }
+    // Muon: every block (q, k, v of a merged projection are separate matrices) turned wide, grouped by shape and
+    // orthogonalised as one batch; the momentum of every parameter first, its Nesterov updates gathered by group.
     const byShape = new Map<string, typeof blocks>();
     for (const b of blocks) {
       const key = b.wide.join('x');
       byShape.set(key, [...(byShape.get(key) ?? []), b]);
     }
-    const out: tf.Tensor[] = [];
-    for (const group of byShape.values()) {
-      const mine = shard ? group.filter((_, k) => k % shard.size === shard.rank) : group;
+    const shapeGroups = [...byShape.values()], out: tf.Tensor[] = [];
+    if (muonNames.length === 0) return out;
+    const momentum = momentumBlocks(muonNames.map((n) => grads.get(n)! as tf.Tensor2D), muonNames.map((n) => st.slots.get(n)![0] as tf.Variable<tf.Rank.R2>),
+      shapeGroups.map((group) => group.map((b) => ({ param: muonNames.indexOf(b.name), col: b.col, width: b.width }))), mom,
+      muonNames.map((n) => !!m.info.get(n)!.bf16));
+    muonNames.forEach((n, k) => st.slots.get(n)![0].assign(momentum.bufs[k]));
+    shapeGroups.forEach((group, gi) => {
+      const owned = group.map((_, k) => k).filter((k) => !shard || k % shard.size === shard.rank), mine = owned.map((k) => group[k]);
       let U: tf.Tensor3D | null = null, V: tf.Tensor3D | null = null;
       if (mine.length > 0) {
-        // the blocks' parameters once each, and each block's place among them
+        const nesterov = owned.length === group.length ? momentum.stacked[gi] : tf.gather(momentum.stacked[gi], owned);
+        U = orthogonalizeBatch(nesterov, cfg.orthogonalizer);
+        // the weights, stacked only where the update reads them (plain Muon without decay does not): the blocks'
+        // parameters once each, and each block's place among them
         const names = [...new Set(mine.map((b) => b.name))];
         const places = mine.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width }));
-        U = orthogonalizeBatch(gatherBlocks(names.map((n) => nesterovs.get(n)!), places), cfg.orthogonalizer);
-        // the weights, stacked only where the update reads them (plain Muon without decay does not)
         const W = () => gatherBlocks(names.map((n) => m.params.get(n)! as tf.Variable<tf.Rank.R2>), places), scales = tf.tensor1d(mine.map((b) => b.scale));
         if (cfg.optimizer === 'normuon') {
           const [normed, neurons] = normuonUpdate(U, tf.stack(mine.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
@@ -1754,7 +1776,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
       const update = padded(U, { shape: group[0].wide }), neurons = cfg.optimizer === 'normuon' ? padded(V, group[0].neurons!) : null;
       groups.push({ blocks: group.map(({ name, col, width, bf16, neurons: n }) => ({ name, col, width, bf16, neurons: n })), update, neurons });
       out.push(update, ...(neurons ? [neurons] : []));
-    }
+    });
     return out; // kept: the groups hold them
   });
   return groups;

@@ -19,6 +19,19 @@ export function muonBlocksHost(mem: HostDevice): MuonBlocksNative {
         for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) slot[i * c + j] = p[index(i, j)];
       }
     },
+    muonMomentumGather(table, momentum) {
+      const mu = Math.fround(momentum), c1 = Math.fround(1 - momentum), r = Math.fround;
+      for (const { row, p: g, slot, r: rr, c, index, rows, cols } of rowsOf(mem, table, 9)) {
+        const buf = mem.floats(row[6], rows * cols), out = mem.floats(row[7], rows * cols), round = row[8] !== 0;
+        for (let i = 0; i < rr; i++) {
+          for (let j = 0; j < c; j++) {
+            const at = index(i, j), scaledG = r((round ? bf16Value(g[at]) : g[at]) * c1), next = r(r(buf[at] * mu) + scaledG);
+            out[at] = round ? bf16Value(next) : next;
+            slot[i * c + j] = r(scaledG + r(next * mu));
+          }
+        }
+      }
+    },
     muonApply(table) {
       for (const { row, p, slot, r, c, index, rows, cols } of rowsOf(mem, table, 9)) {
         const out = mem.floats(row[6], rows * cols), rate = Math.fround(row[7]), round = row[8] !== 0;

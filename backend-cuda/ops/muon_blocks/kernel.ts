@@ -1,15 +1,19 @@
-// The Muon blocks' cuda kernels: 'MuonGather' ({x0, …} → the blocks stacked wide) and 'MuonApply' ({p0, …, u0, …} →
-// the updated parameters), over muon_blocks.cu's launchers, which take every block's place as one table.
+// The Muon blocks' cuda kernels: 'MuonGather' ({x0, …} → the blocks stacked wide), 'MuonMomentumGather' ({g0, …, b0, …}
+// → the Nesterov updates stacked wide a group, and the new buffers) and 'MuonApply' ({p0, …, u0, …} → the updated
+// parameters), over muon_blocks.cu's launchers, which take every block's place as one table.
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
-import { MUON_APPLY, MUON_GATHER } from './muon_blocks.ts';
+import { MUON_APPLY, MUON_GATHER, MUON_MOMENTUM_GATHER } from './muon_blocks.ts';
 
 /** muon_blocks.cu's launchers (host.ts is their CPU reference). */
 export interface MuonBlocksNative {
   /** Each row of 6 numbers {source, rows, cols, col, width, stacked}: the source's columns [col, col + width), turned
    * wide (transposed where rows > width), written to the stacked slot. */
   muonGather(table: Float64Array): void;
+  /** Each row of 9 numbers {g, rows, cols, col, width, stacked, buf, bufOut, roundBf16}: buf' = μ·buf + (1−μ)·g into
+   * bufOut's block and (1−μ)·g + μ·buf' turned wide into the stacked slot (g and buf' rounded to bf16 where roundBf16 ≠ 0). */
+  muonMomentumGather(table: Float64Array, momentum: number): void;
   /** Each row of 9 numbers {p, rows, cols, col, width, stacked, out, rate, roundBf16}: out's block = p's + rate·the
    * stacked slot turned back (float32 products and sums), rounded to bf16 where roundBf16 ≠ 0. */
   muonApply(table: Float64Array): void;
@@ -64,44 +68,92 @@ const muonGatherKernel: CudaKernel = {
   },
 };
 
+/**
+ * The grouped blocks of MuonMomentumGather and MuonApply over `params` (attrs groupSizes, params, cols, widths), each of
+ * the wide shape of its group's stacked tensor (shapes[g]: [n_g, r_g, c_g]), every column of every parameter in one
+ * block: with each block's group and index in it.
+ */
+function groupedBlocks(kernel: string, attrs: NamedAttrMap, params: TensorInfo[], shapes: number[][], groupLabel: (g: number) => string) {
+  const groupSizes = attrs.groupSizes as number[];
+  if (!Array.isArray(groupSizes) || groupSizes.length !== shapes.length || groupSizes.some((n, g) => n !== shapes[g][0])) {
+    throw new Error(`${kernel}: attr groupSizes must give each group's blocks (${shapes.map((u) => u[0])}), got ${String(groupSizes)}`);
+  }
+  const blocks = places(kernel, attrs, params, groupSizes.reduce((a, b) => a + b, 0));
+  const covered = params.map((p) => new Uint8Array(p.shape[1]));
+  let b = 0;
+  const grouped = shapes.flatMap((shape, g) => Array.from({ length: groupSizes[g] }, (_, i) => {
+    const blk = blocks[b++];
+    if (blk.wide[0] !== shape[1] || blk.wide[1] !== shape[2]) {
+      throw new Error(`${kernel}: block ${b - 1} is [${blk.wide}] seen wide, its ${groupLabel(g)} [${shape}]`);
+    }
+    const seen = covered[blk.param];
+    for (let k = blk.col; k < blk.col + blk.width; k++) {
+      if (seen[k]++) throw new Error(`${kernel}: column ${k} of parameter ${blk.param} is in two blocks`);
+    }
+    return { ...blk, group: g, index: i };
+  }));
+  covered.forEach((seen, p) => {
+    const k = seen.indexOf(0);
+    if (k >= 0) throw new Error(`${kernel}: column ${k} of parameter ${p} ${describe(params[p])} is in no block`);
+  });
+  return grouped;
+}
+
+/** Attr `name`: one boolean a parameter. */
+function flagsAttr(kernel: string, attrs: NamedAttrMap, name: string, count: number): boolean[] {
+  const a = attrs[name];
+  if (!Array.isArray(a) || a.length !== count || a.some((v) => typeof v !== 'boolean')) {
+    throw new Error(`${kernel}: attr ${name} must have a boolean a parameter (${count}), got ${String(a)}`);
+  }
+  return a as boolean[];
+}
+
+const muonMomentumGatherKernel: CudaKernel = {
+  kernelName: MUON_MOMENTUM_GATHER,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const K = MUON_MOMENTUM_GATHER, grads = matrices(K, inputs, 'g'), bufs = matrices(K, inputs, 'b');
+    if (bufs.length !== grads.length || bufs.some((t, i) => t.shape.join() !== grads[i].shape.join())) {
+      throw new Error(`${K}: b0, … must be the gradients' shapes (${grads.map(describe)}), got ${bufs.map(describe)}`);
+    }
+    const momentum = attrs.momentum;
+    if (typeof momentum !== 'number' || !Number.isFinite(momentum)) throw new Error(`${K}: attr momentum must be a finite number, got ${String(momentum)}`);
+    const round = flagsAttr(K, attrs, 'roundBf16', grads.length);
+    // each group's stacked shape: its block count and its first block's wide shape
+    const sizes = attrs.groupSizes as number[], all = places(K, attrs, grads);
+    if (!Array.isArray(sizes) || sizes.some((n) => !Number.isInteger(n) || n < 1) || sizes.reduce((a, b) => a + b, 0) !== all.length) {
+      throw new Error(`${K}: attr groupSizes must give each group's blocks (positive, ${all.length} in all), got ${String(sizes)}`);
+    }
+    let first = 0;
+    const shapes = sizes.map((n) => { const [r, c] = all[first].wide; first += n; return [n, r, c]; });
+    const blocks = groupedBlocks(K, attrs, grads, shapes, (g) => `group ${g}'s stacked update`);
+    const stacked = shapes.map((shape) => backend.makeOutput(shape, 'float32')), newBufs = bufs.map((t) => backend.makeOutput(t.shape, 'float32'));
+    backend.device.muonMomentumGather(Float64Array.from(blocks.flatMap((blk) => {
+      const [, r, c] = shapes[blk.group];
+      return [backend.ptr(blk.x), blk.rows, blk.cols, blk.col, blk.width, backend.ptr(stacked[blk.group]) + blk.index * r * c * 4,
+        backend.ptr(bufs[blk.param]), backend.ptr(newBufs[blk.param]), round[blk.param] ? 1 : 0];
+    })), momentum);
+    return [...stacked, ...newBufs];
+  },
+};
+
 const muonApplyKernel: CudaKernel = {
   kernelName: MUON_APPLY,
   kernelFunc: ({ inputs, backend, attrs }) => {
     const params = matrices(MUON_APPLY, inputs, 'p'), updates = matrices(MUON_APPLY, inputs, 'u', 3);
-    const groupSizes = attrs.groupSizes as number[], rates = attrs.rates as number[], round = attrs.roundBf16 as boolean[];
-    if (!Array.isArray(groupSizes) || groupSizes.length !== updates.length || groupSizes.some((n, g) => n !== updates[g].shape[0])) {
-      throw new Error(`${MUON_APPLY}: attr groupSizes must give each update's blocks (${updates.map((u) => u.shape[0])}), got ${String(groupSizes)}`);
-    }
+    const rates = attrs.rates as number[];
     if (!Array.isArray(rates) || rates.length !== params.length || rates.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
       throw new Error(`${MUON_APPLY}: attr rates must have a finite number a parameter (${params.length}), got ${String(rates)}`);
     }
-    if (!Array.isArray(round) || round.length !== params.length || round.some((v) => typeof v !== 'boolean')) {
-      throw new Error(`${MUON_APPLY}: attr roundBf16 must have a boolean a parameter (${params.length}), got ${String(round)}`);
-    }
-    const blocks = places(MUON_APPLY, attrs, params, groupSizes.reduce((a, b) => a + b, 0));
-    // each block's update slot, and every column of every parameter covered by exactly one block
-    const covered = params.map((p) => new Uint8Array(p.shape[1]));
-    let b = 0;
-    const slots = updates.flatMap((u, g) => Array.from({ length: groupSizes[g] }, (_, i) => {
-      const blk = blocks[b++];
-      if (blk.wide[0] !== u.shape[1] || blk.wide[1] !== u.shape[2]) {
-        throw new Error(`${MUON_APPLY}: block ${b - 1} is [${blk.wide}] seen wide, its update u${g} ${describe(u)}`);
-      }
-      const seen = covered[blk.param];
-      for (let k = blk.col; k < blk.col + blk.width; k++) {
-        if (seen[k]++) throw new Error(`${MUON_APPLY}: column ${k} of p${blk.param} is in two blocks`);
-      }
-      return backend.ptr(u) + i * u.shape[1] * u.shape[2] * 4;
-    }));
-    covered.forEach((seen, p) => {
-      const k = seen.indexOf(0);
-      if (k >= 0) throw new Error(`${MUON_APPLY}: column ${k} of p${p} ${describe(params[p])} is in no block`);
-    });
+    const round = flagsAttr(MUON_APPLY, attrs, 'roundBf16', params.length);
+    const blocks = groupedBlocks(MUON_APPLY, attrs, params, updates.map((u) => u.shape), (g) => `update u${g}`);
     const outs = params.map((p) => backend.makeOutput(p.shape, 'float32'));
-    backend.device.muonApply(Float64Array.from(blocks.flatMap((blk, i) => [backend.ptr(blk.x), blk.rows, blk.cols, blk.col, blk.width,
-      slots[i], backend.ptr(outs[blk.param]), Math.fround(rates[blk.param]), round[blk.param] ? 1 : 0])));
+    backend.device.muonApply(Float64Array.from(blocks.flatMap((blk) => {
+      const [, r, c] = updates[blk.group].shape;
+      return [backend.ptr(blk.x), blk.rows, blk.cols, blk.col, blk.width, backend.ptr(updates[blk.group]) + blk.index * r * c * 4,
+        backend.ptr(outs[blk.param]), Math.fround(rates[blk.param]), round[blk.param] ? 1 : 0];
+    })));
     return outs;
   },
 };
 
-export const muonBlocksKernels: CudaKernel[] = [muonGatherKernel, muonApplyKernel];
+export const muonBlocksKernels: CudaKernel[] = [muonGatherKernel, muonMomentumGatherKernel, muonApplyKernel];

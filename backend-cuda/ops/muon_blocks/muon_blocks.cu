@@ -1,13 +1,16 @@
 // Muon's blocks between their parameters and the stacked batches that are orthogonalised (train_gpt.ts's
-// gatherBlocks() and applyBlockUpdates()), for any number of parameters in one launch:
-//   gather: stacked[b] = the block b of its parameter, turned wide (q, k and v are column blocks of one [d, 3d]
-//           parameter; the MLP's [4d, d] projection and the gates' [12, h] are tall and transposed)
-//   apply:  p'[block] = p[block] + rate·stacked[b]ᵀ?, the update turned back, then rounded to bf16 for a bf16 parameter
-// The composites are Slice, Transpose, Pack (gather) and Unpack, Transpose, Concat, ScaledAdd, RoundBf16 (apply): a
-// kernel launch per tensor, the transposes by the generic strided copy. Here one launch walks 32×32 tiles of every
+// gatherBlocks(), momentumBlocks() and applyBlockUpdates()), for any number of parameters in one launch:
+//   gather:   stacked[b] = the block b of its parameter, turned wide (q, k and v are column blocks of one [d, 3d]
+//             parameter; the MLP's [4d, d] projection and the gates' [12, h] are tall and transposed)
+//   momentum: buf' = μ·buf + (1−μ)·g and the Nesterov update (1−μ)·g + μ·buf' of each block's values (g and buf' rounded
+//             to bf16 for a bf16 parameter), buf' written in place of the parameter's layout, the update gathered
+//   apply:    p'[block] = p[block] + rate·stacked[b]ᵀ?, the update turned back, then rounded to bf16 for a bf16 parameter
+// The composites are Slice, Transpose, Pack (gather), MuonMomentum and RoundBf16 a parameter (momentum) and Unpack,
+// Transpose, Concat, ScaledAdd, RoundBf16 (apply): a kernel launch per tensor, the transposes by the generic strided
+// copy. Here one launch walks 32×32 tiles of every
 // block, through shared memory where the block is transposed, so that both sides' loads and stores are coalesced.
-// Each value is copied exactly, and p + rate·u is the composite's two float32 roundings (no FMA contraction): the
-// results equal the composite's bit for bit.
+// Each value is copied exactly, and the momentum and p + rate·u are the composites' float32 roundings (no FMA
+// contraction): the results equal the composites' bit for bit.
 #include "muon_blocks.h"
 
 #include <algorithm>
@@ -23,18 +26,22 @@ constexpr int kTileRows = 8;     // 256 threads: 32 columns × 8 rows, 4 rows ea
 constexpr int kMaxBlocks = 56;   // blocks a launch (the table is a kernel parameter: under the 4 KB limit)
 constexpr int kTall = 1, kRound = 2;
 
+enum class Mode { kGather, kMomentum, kApply };
+
 struct Block {
-  const float* param;   // the parameter [rows, cols] (gather: the source; apply: p)
-  float* out;           // apply: p' [rows, cols]
+  const float* param;   // the parameter [rows, cols] (gather: the source; momentum: the gradient; apply: p)
+  const float* buf;     // momentum: the momentum buffer [rows, cols]
+  float* out;           // momentum: buf' [rows, cols]; apply: p' [rows, cols]
   float* stacked;       // the block's wide [r, c] slot of the stacked tensor
   int rows, cols, col, width;
   float rate;           // apply: the scale of the update (float32, as tfjs stores a scalar)
-  int flags;            // kTall, kRound
+  int flags;            // kTall, kRound (apply: p'; momentum: g and buf')
   int firstTile;        // this launch's tiles before this block's
 };
 struct BlockTable {
   Block blocks[kMaxBlocks];
   int count;
+  float mu, oneMinusMu;  // momentum
 };
 static_assert(sizeof(BlockTable) <= 4000, "the table must fit in a kernel's 4 KB of parameters");
 
@@ -57,7 +64,17 @@ __device__ __forceinline__ float applied(const Block& b, float p, float u) {
   return (b.flags & kRound) ? roundedToBf16(v) : v;
 }
 
-template <bool kApply>
+// Muon's momentum of one value at the parameter's index `at` (MuonMomentum's operations): buf' stored, the Nesterov
+// update returned.
+__device__ __forceinline__ float momentum(const BlockTable& t, const Block& b, int64_t at) {
+  const bool round = b.flags & kRound;
+  const float g = round ? roundedToBf16(b.param[at]) : b.param[at], scaledG = __fmul_rn(g, t.oneMinusMu);
+  const float next = __fadd_rn(__fmul_rn(b.buf[at], t.mu), scaledG);
+  b.out[at] = round ? roundedToBf16(next) : next;
+  return __fadd_rn(scaledG, __fmul_rn(next, t.mu));  // from the unrounded buf'
+}
+
+template <Mode kMode>
 __global__ void __launch_bounds__(kTile * kTileRows) muonBlocksKernel(const __grid_constant__ BlockTable table) {
   __shared__ float tile[kTile][kTile + 1];
   int i0, j0;
@@ -72,16 +89,20 @@ __global__ void __launch_bounds__(kTile * kTileRows) muonBlocksKernel(const __gr
       const int i = i0 + k;
       if (i >= r) break;
       const int64_t at = i * ld + b.col + j, slot = int64_t(i) * c + j;
-      if (kApply) b.out[at] = applied(b, b.param[at], b.stacked[slot]);
+      if constexpr (kMode == Mode::kApply) b.out[at] = applied(b, b.param[at], b.stacked[slot]);
+      else if constexpr (kMode == Mode::kMomentum) b.stacked[slot] = momentum(table, b, at);
       else b.stacked[slot] = b.param[at];
     }
     return;
   }
   // tall: wide (i, j) is the parameter's (j, col + i), contiguous along i there and along j in the stacked slot
-  if (!kApply) {
+  if constexpr (kMode != Mode::kApply) {
     for (int k = ty; k < kTile; k += kTileRows) {  // tile[j − j0][i − i0], read along the parameter's rows
       const int i = i0 + tx, j = j0 + k;
-      if (i < r && j < c) tile[k][tx] = b.param[j * ld + b.col + i];
+      if (i < r && j < c) {
+        const int64_t at = j * ld + b.col + i;
+        tile[k][tx] = kMode == Mode::kMomentum ? momentum(table, b, at) : b.param[at];
+      }
     }
     __syncthreads();
     for (int k = ty; k < kTile; k += kTileRows) {
@@ -105,13 +126,15 @@ __global__ void __launch_bounds__(kTile * kTileRows) muonBlocksKernel(const __gr
 }
 
 // The table's rows (fields numbers each) as Blocks, kMaxBlocks to a launch.
-template <bool kApply>
-cudaError_t launchBlocks(cudaStream_t s, NumberTable rows, int fields) {
+template <Mode kMode>
+cudaError_t launchBlocks(cudaStream_t s, NumberTable rows, int fields, double mu = 0) {
   if (rows.size % fields != 0) return cudaErrorInvalidValue;
   const int64_t n = rows.size / fields;
   for (int64_t first = 0; first < n; first += kMaxBlocks) {
     BlockTable t{};
     t.count = int(std::min<int64_t>(kMaxBlocks, n - first));
+    t.mu = float(mu);
+    t.oneMinusMu = float(1 - mu);  // in double, then rounded: as tfjs rounds the composite's scalar
     int64_t tiles = 0;
     for (int k = 0; k < t.count; ++k) {
       const double* f = rows.values + (first + k) * fields;
@@ -123,9 +146,13 @@ cudaError_t launchBlocks(cudaStream_t s, NumberTable rows, int fields) {
       b.width = int(f[4]);
       b.stacked = reinterpret_cast<float*>(uintptr_t(f[5]));
       b.flags = b.rows > b.width ? kTall : 0;
-      if (kApply) {
+      if (kMode == Mode::kApply) {
         b.out = reinterpret_cast<float*>(uintptr_t(f[6]));
         b.rate = float(f[7]);
+        if (f[8] != 0) b.flags |= kRound;
+      } else if (kMode == Mode::kMomentum) {
+        b.buf = reinterpret_cast<const float*>(uintptr_t(f[6]));
+        b.out = reinterpret_cast<float*>(uintptr_t(f[7]));
         if (f[8] != 0) b.flags |= kRound;
       }
       if (b.rows <= 0 || b.width <= 0 || b.col < 0 || b.col + b.width > b.cols) return cudaErrorInvalidValue;
@@ -134,7 +161,7 @@ cudaError_t launchBlocks(cudaStream_t s, NumberTable rows, int fields) {
       tiles += ((r + kTile - 1) / kTile) * ((c + kTile - 1) / kTile);
     }
     if (tiles > INT32_MAX) return cudaErrorInvalidValue;
-    muonBlocksKernel<kApply><<<unsigned(tiles), kTile * kTileRows, 0, s>>>(t);
+    muonBlocksKernel<kMode><<<unsigned(tiles), kTile * kTileRows, 0, s>>>(t);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   return cudaSuccess;
@@ -142,10 +169,14 @@ cudaError_t launchBlocks(cudaStream_t s, NumberTable rows, int fields) {
 
 }  // namespace
 
-cudaError_t launchMuonGather(cudaStream_t s, NumberTable table) { return launchBlocks<false>(s, table, kMuonGatherFields); }
-cudaError_t launchMuonApply(cudaStream_t s, NumberTable table) { return launchBlocks<true>(s, table, kMuonApplyFields); }
+cudaError_t launchMuonGather(cudaStream_t s, NumberTable table) { return launchBlocks<Mode::kGather>(s, table, kMuonGatherFields); }
+cudaError_t launchMuonMomentumGather(cudaStream_t s, NumberTable table, double momentum) {
+  return launchBlocks<Mode::kMomentum>(s, table, kMuonMomentumFields, momentum);
+}
+cudaError_t launchMuonApply(cudaStream_t s, NumberTable table) { return launchBlocks<Mode::kApply>(s, table, kMuonApplyFields); }
 
 TSGPT_LAUNCHER(muonGather, launchMuonGather, "table");
+TSGPT_LAUNCHER(muonMomentumGather, launchMuonMomentumGather, "table", "momentum");
 TSGPT_LAUNCHER(muonApply, launchMuonApply, "table");
 
 }  // namespace tsgpt

@@ -14,9 +14,14 @@ namespace tsgpt {
 // Apply: one row of kMuonApplyFields numbers a block, {p, rows, cols, col, width, stacked, out, rate, roundBf16}:
 // out[block] = p[block] + rate·(stacked, turned back), in float32 as tfjs's Multiply and Add round it, then rounded to
 // bf16 where roundBf16 ≠ 0. Every block is copied exactly once; out may not be p.
+// Momentum: one row of kMuonMomentumFields numbers a block, {g, rows, cols, col, width, stacked, buf, bufOut, roundBf16}:
+// buf' = μ·buf + (1−μ)·g into bufOut's block, and the Nesterov update (1−μ)·g + μ·buf' turned wide into `stacked` (g
+// and buf' rounded to bf16 where roundBf16 ≠ 0; the update from the unrounded buf'), in MuonMomentum's float32 operations.
 constexpr int kMuonGatherFields = 6;
+constexpr int kMuonMomentumFields = 9;
 constexpr int kMuonApplyFields = 9;
 cudaError_t launchMuonGather(cudaStream_t s, NumberTable table);
+cudaError_t launchMuonMomentumGather(cudaStream_t s, NumberTable table, double momentum);
 cudaError_t launchMuonApply(cudaStream_t s, NumberTable table);
 
 }  // namespace tsgpt

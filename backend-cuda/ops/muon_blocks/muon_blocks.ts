@@ -5,6 +5,11 @@
 // (transposed where it has more rows than columns).
 //   'MuonGather' {x0, x1, …} (float32 [rows, cols] each), attrs params, cols, widths (one entry a block: its tensor's
 //                index, first column, width) → [n, r, c]: every block turned wide, stacked (they share one wide shape)
+//   'MuonMomentumGather' {g0, …, b0, …}: each Muon parameter's gradient and momentum buffer (float32 [rows, cols]);
+//                attrs groupSizes, params, cols, widths (the groups' blocks in order, every column of a parameter in one
+//                block), momentum and roundBf16 (one a parameter) → [the Nesterov updates' blocks stacked wide, a tensor
+//                a group, …, buf'0, …]: MuonMomentum's buf' = μ·buf + (1−μ)·g and (1−μ)·g + μ·buf' (g and buf'
+//                rounded to bf16 where roundBf16), one launch for every parameter
 //   'MuonApply'  {p0, …, u0, …}: parameters and one stacked update [n_g, r_g, c_g] a group; attrs groupSizes (blocks an
 //                update), params, cols, widths (one entry a block, the groups' blocks in order), rates and roundBf16
 //                (one entry a parameter) → [p0', …]: p + rate·(each block's update turned back), in float32 as tfjs's
@@ -15,9 +20,11 @@ import type * as tf from '@tensorflow/tfjs-core';
 import type { FusedKernelSpec } from '../fused_kernel.ts';
 
 export const MUON_GATHER = 'MuonGather';
+export const MUON_MOMENTUM_GATHER = 'MuonMomentumGather';
 export const MUON_APPLY = 'MuonApply';
 
 export interface MuonGatherAttrs { params: number[]; cols: number[]; widths: number[] }
+export interface MuonMomentumGatherAttrs extends MuonGatherAttrs { groupSizes: number[]; momentum: number; roundBf16: boolean[] }
 export interface MuonApplyAttrs extends MuonGatherAttrs { groupSizes: number[]; rates: number[]; roundBf16: boolean[] }
 
 /** The inputs named prefix0, prefix1, … in order. */
@@ -35,6 +42,13 @@ const float32Matrices = (ts: tf.Tensor[], what: string): true | string => {
 export const muonGather: FusedKernelSpec<MuonGatherAttrs> = {
   name: MUON_GATHER,
   supports: (inputs) => float32Matrices(numbered(inputs, 'x'), 'a source'),
+};
+export const muonMomentumGather: FusedKernelSpec<MuonMomentumGatherAttrs> = {
+  name: MUON_MOMENTUM_GATHER,
+  supports: (inputs) => {
+    const grads = float32Matrices(numbered(inputs, 'g'), 'a gradient');
+    return grads !== true ? grads : float32Matrices(numbered(inputs, 'b'), 'a momentum buffer');
+  },
 };
 export const muonApply: FusedKernelSpec<MuonApplyAttrs> = {
   name: MUON_APPLY,
