@@ -42,7 +42,7 @@ import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, nor
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
 import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
 import { normedRotary as normedRotaryKernel, rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
-import { scaledAdd as scaledAddKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
+import { scaledAdd as scaledAddKernel, scaledAddPair as scaledAddPairKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
 import { smear as smearKernel } from './backend-cuda/ops/smear/smear.ts';
 import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { swiglu as swigluKernel } from './backend-cuda/ops/swiglu/swiglu.ts';
@@ -710,6 +710,15 @@ export function scaledAdd(x: tf.Tensor, z: tf.Tensor, a: tf.Tensor, b: tf.Tensor
   return runFused(scaledAddKernel, { x, z, a, b }, {}) ?? x.mul(a).add(z.mul(b));
 }
 
+/** ab[0]·x + ab[1]·z for a parameter ab [2] (the block lambdas): a backend's fused 'ScaledAddPair' reads both from ab, and its
+ * gradient writes [da, db] as one tensor summed with ab's gradient so far (no Unpack, Pack or Add of them). */
+export function scaledAddPair(x: tf.Tensor, z: tf.Tensor, ab: tf.Tensor): tf.Tensor {
+  const fused = runFused(scaledAddPairKernel, { x, z, ab }, {});
+  if (fused) return fused;
+  const [a, b] = tf.unstack(ab);
+  return scaledAdd(x, z, a, b);
+}
+
 /** The table's rows at ids [..., d]: tf.gather, through a backend's 'Embedding' where it has one, whose gradient adds into
  * the table's gradient so far (a gradient accumulation's sum) instead of a zeroed table and an Add. */
 export function embed(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
@@ -1202,8 +1211,7 @@ export function trunk(m: Model, inputs: tf.Tensor2D, docIds: tf.Tensor2D, sched:
     if (plan[i].attn || plan[i].mlp) {
       if (cfg.blockLambdas) {
         // x ← a·x + b·x0: each block re-reads the embedding; a (init 1.1) rescales the stream.
-        const [a, b] = tf.unstack(p(`layer.${i}.lambdas`));
-        x = scaledAdd(x, x0, a, b);
+        x = scaledAddPair(x, x0, p(`layer.${i}.lambdas`));
       }
       x = block(m, i, x, ves, ctx, sched);
     }

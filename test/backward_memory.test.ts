@@ -192,7 +192,7 @@ it('with one tape, a gradient that reads only shapes (Reshape, Slice, PadV2, Con
   }
 });
 
-it('starts the variables\' gradients at their sums so far (variableGradsSummed): sum + gradient, the weights\' in their kernels, no Add of a weight\'s or a table\'s shape, the sums handed over freed', async () => {
+it('starts the variables\' gradients at their sums so far (variableGradsSummed): sum + gradient, the weights\' and the lambdas\' in their kernels, no Add of a weight\'s, a table\'s or a lambda pair\'s shape, the sums handed over freed', async () => {
   registerCudaHostBackend('cuda-host');
   for (const backend of ['cpu', 'cuda-host']) {
     await tf.setBackend(backend);  // cpu: every sum an Add (tfjs's thunks); cuda-host: the backend's fused kernels, on the CPU
@@ -224,6 +224,12 @@ it('starts the variables\' gradients at their sums so far (variableGradsSummed):
     if (backend === 'cuda-host') assert.equal(weightAdds, 0, 'no Add of a weight\'s shape: Linear, MatMulAdd, the FP8 head and Embedding sum in their kernels');
     else assert.ok(weightAdds >= weights.length, `cpu: tfjs's thunks leave the sums to Adds (${weightAdds})`);
     assert.ok(weights.every((w) => sums[vars.indexOf(w)].isDisposed), 'the weights\' sums are freed once their new sums exist');
+    // the block lambdas' and the attention's value lambdas ([2] each): summed in ScaledAddGrad's and AttentionInputsGrad's last pass
+    const pairs = vars.filter((v) => v.shape.join() === '2').length;
+    const pairAdds = profile.kernels.filter((k) => k.name === 'Add' && k.outputShapes[0]?.join() === '2').length;
+    assert.ok(pairs >= 4, `the test sees the lambdas: ${pairs}`);
+    if (backend === 'cuda-host') assert.equal(pairAdds, 0, 'no Add of the lambdas\' shape: ScaledAddGrad and AttentionInputsGrad sum them');
+    else assert.ok(pairAdds >= pairs, `cpu: tfjs's thunks leave the lambdas' sums to Adds (${pairAdds})`);
     tf.dispose([r.value, ...Object.values(r.grads), ...sums]);
     assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor left behind');
     dispose();

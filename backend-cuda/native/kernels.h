@@ -48,8 +48,10 @@ cudaError_t launchF32ToBf16(cudaStream_t s, const float* x, void* y, int64_t n);
 cudaError_t launchBf16ToF32(cudaStream_t s, const void* x, float* y, int64_t n);
 
 // first = Σ_j partials[2j], second = Σ_j partials[2j + 1] over `count` pairs, by one block in a fixed order (0 for
-// count = 0): the second pass of the deterministic two-sum reductions (reduce.cu; scaled_add.cu, attention_inputs.cu).
-cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int count, float* first, float* second);
+// count = 0), plus add[0] and add[1] where add is not null (a gradient so far): the second pass of the deterministic
+// two-sum reductions (reduce.cu; scaled_add.cu, attention_inputs.cu).
+cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int count, float* first, float* second,
+                                  const float* add = nullptr);
 
 // out[dstOffset + Σ i_k·strides[1][k]] = in[srcOffset + Σ i_k·strides[0][k]] (copy.cu).
 cudaError_t launchStridedCopy(cudaStream_t s, int elemBytes, const void* src, void* dst,

@@ -197,7 +197,7 @@ cudaError_t launchReduce(cudaStream_t s, int op, int dtype, const void* x, void*
 namespace {
 
 __global__ void sumPartialPairsKernel(const float* __restrict__ partials, int count, float* __restrict__ first,
-                                      float* __restrict__ second) {
+                                      float* __restrict__ second, const float* __restrict__ add) {
   __shared__ float scratch[32];
   float a = 0.f, b = 0.f;
   for (int j = threadIdx.x; j < count; j += blockDim.x) {
@@ -207,15 +207,15 @@ __global__ void sumPartialPairsKernel(const float* __restrict__ partials, int co
   a = blockReduce<false>(a, scratch);
   b = blockReduce<false>(b, scratch);
   if (threadIdx.x == 0) {
-    *first = a;
-    *second = b;
+    *first = add ? a + add[0] : a;  // a gradient so far: the Add's value
+    *second = add ? b + add[1] : b;
   }
 }
 
 }  // namespace
 
-cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int count, float* first, float* second) {
-  sumPartialPairsKernel<<<1, 1024, 0, s>>>(partials, count, first, second);
+cudaError_t launchSumPartialPairs(cudaStream_t s, const float* partials, int count, float* first, float* second, const float* add) {
+  sumPartialPairsKernel<<<1, 1024, 0, s>>>(partials, count, first, second, add);
   return cudaGetLastError();
 }
 

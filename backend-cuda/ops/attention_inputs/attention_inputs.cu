@@ -328,9 +328,10 @@ cudaError_t launchAttentionInputs(cudaStream_t st, const void* qkv, bool qkvBf16
 cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const void* qkv,
                                       bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
                                       void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, const float* veAcc, int64_t B,
-                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
+                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps,
+                                      const float* lambdasAcc) {
   const int64_t rows = B * T * (H + 2 * Hk);
-  if (rows == 0) return cudaMemsetAsync(dlambdas, 0, 2 * sizeof(float), st);
+  if (rows == 0) return launchSumPartialPairs(st, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);  // empty sums (+ the sum so far)
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
   const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
   const int R = vectorLanes(h / 2, {dq, dk, dv, qkv, cosT, sinT, ve, dqkv, dve, veAcc});
@@ -347,7 +348,7 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
                          s);
     }
   });
-  e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1);
+  e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1, lambdasAcc);
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum
   return e != cudaSuccess ? e : f;
 }
@@ -355,6 +356,6 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
 TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "q", "k", "v", "outBf16", "B", "T",
                "H", "Hk", "h", "qkNorm", "eps");
 TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "dqkv",
-               "dqkvBf16", "dlambdas", "dve", "veAcc", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
+               "dqkvBf16", "dlambdas", "dve", "veAcc", "B", "T", "H", "Hk", "h", "qkNorm", "eps", "lambdasAcc");
 
 }  // namespace tsgpt

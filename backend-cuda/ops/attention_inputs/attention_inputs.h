@@ -16,6 +16,7 @@ cudaError_t launchAttentionInputs(cudaStream_t s, const void* qkv, bool qkvBf16,
 cudaError_t launchAttentionInputsGrad(cudaStream_t s, const float* dq, const float* dk, const float* dv, const void* qkv,
                                       bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
                                       void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, const float* veAcc, int64_t B,
-                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);
+                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps,
+                                      const float* lambdasAcc = nullptr);
 
 }  // namespace tsgpt

@@ -41,12 +41,13 @@ for (const [kernelName, withVe] of [[ATTENTION_INPUTS, false], [ATTENTION_INPUTS
       const [dq, dk, dv] = dys as tf.Tensor[];
       const [qkv, cos, sin, lambdas, ve] = saved;
       const inputs: tf.NamedTensorMap = withVe ? { dq, dk, dv, qkv, cos, sin, lambdas, ve } : { dq, dk, dv, qkv, cos, sin, lambdas };
-      // [dqkv, dlambdas, dve?] from one kernel, run by ve's thunk where it is handed ve's gradient so far (a value
-      // embedding feeds two layers: the kernel adds the other's gradient in dve's store, no Add)
-      const { output, summing } = sharedGradients(({ ve: veAccumulated }) => tf.engine().runKernel(ATTENTION_INPUTS_GRAD,
-        veAccumulated ? { ...inputs, veAccumulated } : inputs, attrs) as tf.Tensor[]);
-      const grads: Record<string, () => tf.Tensor> = { qkv: () => output(0), lambdas: () => output(1) };
-      if (withVe) grads.ve = summing(2, 've');
+      // [dqkv, dlambdas, dve?] from one kernel, run by the first of ve's and the lambdas' thunks with the gradients so far it
+      // is handed (a value embedding feeds two layers, the lambdas are summed over a gradient accumulation's micro-steps):
+      // the kernel adds them in dve's store and dlambdas' final sum, no Add
+      const { output, summing } = sharedGradients(({ ve: veAccumulated, lambdas: lambdasAccumulated }) => tf.engine().runKernel(ATTENTION_INPUTS_GRAD,
+        { ...inputs, ...(veAccumulated ? { veAccumulated } : {}), ...(lambdasAccumulated ? { lambdasAccumulated } : {}) }, attrs) as tf.Tensor[]);
+      const grads: Record<string, () => tf.Tensor> = { qkv: () => output(0), lambdas: summing(1, 'lambdas', withVe ? ['ve'] : []) };
+      if (withVe) grads.ve = summing(2, 've', ['lambdas']);
       return grads;
     },
   });

@@ -40,10 +40,10 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
       }
       ptrs.forEach((p, i) => mem.flush(p, outs[i], outBf16));
     },
-    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, veAcc, B, T, H, Hk, h, qkNorm, eps) {
+    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, veAcc, B, T, H, Hk, h, qkNorm, eps, lambdasAcc) {
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
-      const dl = f(dlambdas, 2);
-      dl.fill(0);
+      const dl = f(dlambdas, 2), lambdaSums = lambdasAcc ? f(lambdasAcc, 2).slice() : [0, 0];
+      dl.set(lambdaSums);  // the sums so far (an empty problem adds nothing to them)
       if (B * T === 0) return;
       const x = mem.input(qkv, B * T * (H + 2 * Hk) * h, qkvBf16), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
       const c = f(cos, T * half), s = f(sin, T * half);
@@ -77,8 +77,8 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
         for (let j = 0; j < h; j++) dx[i + j] = rstd * g[j] - coef * x[i + j];
       }
       mem.flush(dqkv, dx, dqkvBf16);
-      dl[0] = dla;
-      dl[1] = dlb;
+      dl[0] = lambdasAcc ? Math.fround(dla) + lambdaSums[0] : dla;  // float32 sums, then the Add's
+      dl[1] = lambdasAcc ? Math.fround(dlb) + lambdaSums[1] : dlb;
     },
   };
 }

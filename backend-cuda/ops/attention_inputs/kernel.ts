@@ -16,10 +16,10 @@ export interface AttentionInputsNative {
     outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
   /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
    * ve is not 0; plus veAcc, ve's gradient so far, where not 0: the Add's value), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve]
-   * (0 without ve), summed deterministically. */
+   * (0 without ve), summed deterministically, plus lambdasAcc (the lambdas' gradient so far) where that is not 0. */
   attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number,
     dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, veAcc: number, B: number, T: number, H: number, Hk: number,
-    h: number, qkNorm: boolean, eps: number): void;
+    h: number, qkNorm: boolean, eps: number, lambdasAcc: number): void;
 }
 
 interface Problem { B: number; T: number; H: number; Hk: number; h: number; qkNorm: boolean; eps: number; ve: TensorInfo | null }
@@ -86,10 +86,13 @@ const gradient: CudaKernel = {
     if (veAcc && (!p.ve || veAcc.shape.join() !== p.ve.shape.join())) {
       throw new Error(`${ATTENTION_INPUTS_GRAD}: veAccumulated ${describe(veAcc)} needs a ve of its shape, got ${p.ve ? describe(p.ve) : 'none'}`);
     }
+    // the lambdas' gradient so far (a gradient accumulation's sum), added to dlambdas
+    const lambdasAcc = inputs.lambdasAccumulated == null ? null : input(ATTENTION_INPUTS_GRAD, inputs, 'lambdasAccumulated');
+    if (lambdasAcc && lambdasAcc.shape.join() !== '2') throw new Error(`${ATTENTION_INPUTS_GRAD}: lambdasAccumulated must be float32 [2], got ${describe(lambdasAcc)}`);
     const stored = backend.storedValues(qkv);
     backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), stored.ptr, stored.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'),
       p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0, veAcc ? backend.ptr(veAcc) : 0,
-      p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps);
+      p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps, lambdasAcc ? backend.ptr(lambdasAcc) : 0);
     return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];
   },
 };

@@ -13,7 +13,7 @@ export function scaledAddHost(mem: HostDevice): ScaledAddNative {
       for (let i = 0; i < n; i++) yv[i] = r(av * xv[i]) + r(bv * zv[i]);
       mem.flush(y, yv, yBf16);
     },
-    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, xAcc, zAcc, dx, dz, da, db, n, dxBf16, dzBf16) {
+    scaledAddGrad(dy, x, xBf16, z, zBf16, a, b, xAcc, zAcc, dx, dz, da, db, n, dxBf16, dzBf16, abAcc) {
       let sa = 0, sb = 0;
       if (n > 0) {
         const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), zv = mem.input(z, n, zBf16), av = mem.floats(a, 1)[0], bv = mem.floats(b, 1)[0];
@@ -27,8 +27,9 @@ export function scaledAddHost(mem: HostDevice): ScaledAddNative {
         if (dxBf16) mem.flush(dxBf16, dxv.slice(), true);
         if (dzBf16) mem.flush(dzBf16, dzv.slice(), true);
       }
-      mem.floats(da, 1)[0] = sa;
-      mem.floats(db, 1)[0] = sb;
+      const acc = abAcc ? mem.floats(abAcc, 2) : null;  // the sums so far: float32 sums, then the Add's
+      mem.floats(da, 1)[0] = acc ? Math.fround(sa) + acc[0] : sa;
+      mem.floats(db, 1)[0] = acc ? Math.fround(sb) + acc[1] : sb;
     },
   };
 }

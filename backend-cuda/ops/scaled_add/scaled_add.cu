@@ -94,8 +94,8 @@ cudaError_t launchScaledAdd(cudaStream_t s, const void* x, bool xBf16, const voi
 
 cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const void* z, bool zBf16,
                                 const float* a, const float* b, const float* xAcc, const float* zAcc, float* dx, float* dz,
-                                float* da, float* db, int64_t n, void* dxBf16, void* dzBf16) {
-  if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db);  // empty sums are 0
+                                float* da, float* db, int64_t n, void* dxBf16, void* dzBf16, const float* abAcc) {
+  if (n == 0) return launchSumPartialPairs(s, nullptr, 0, da, db, abAcc);  // empty sums are 0
   const bool vec4 = n % 4 == 0 && aligned16({dy, x, z, xAcc, zAcc, dx, dz});
   const int64_t groups = vec4 ? n / 4 : n;
   // The grid depends only on n and the path, so the sums' order (and rounding) is the same every run.
@@ -111,13 +111,13 @@ cudaError_t launchScaledAddGrad(cudaStream_t s, const float* dy, const void* x, 
       else scaledAddGradKernel<1><<<blocks, kThreads, 0, s>>>(dy, xs, zs, a, b, xAcc, zAcc, dx, dz, xTwin, zTwin, partials, groups);
     });
   });
-  e = launchSumPartialPairs(s, partials, blocks, da, db);
+  e = launchSumPartialPairs(s, partials, blocks, da, db, abAcc);
   const cudaError_t f = cudaFreeAsync(partials, s);  // stream-ordered: after the second pass
   return e != cudaSuccess ? e : f;
 }
 
 TSGPT_LAUNCHER(scaledAdd, launchScaledAdd, "x", "xBf16", "z", "zBf16", "a", "b", "y", "yBf16", "n");
 TSGPT_LAUNCHER(scaledAddGrad, launchScaledAddGrad, "dy", "x", "xBf16", "z", "zBf16", "a", "b", "xAcc", "zAcc", "dx", "dz",
-               "da", "db", "n", "dxBf16", "dzBf16");
+               "da", "db", "n", "dxBf16", "dzBf16", "abAcc");
 
 }  // namespace tsgpt

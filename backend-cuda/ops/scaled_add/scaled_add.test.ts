@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { SCALED_ADD, SCALED_ADD_GRAD } from '../scaled_add/scaled_add.ts';
+import { SCALED_ADD, SCALED_ADD_GRAD, SCALED_ADD_PAIR } from '../scaled_add/scaled_add.ts';
 import { bytesInUse, checkFusionHook, checkModelKernels, describeOrSkip, type HostTensor, kernelsRun, randFloat, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 type Out = { shape: number[]; values: Float32Array };
@@ -190,6 +190,12 @@ for (const target of targets) {
         assert.throws(run(SCALED_ADD_GRAD, { dy: tf.zeros([2, 4]), x, z, a, b }),
           /kernel ScaledAddGrad\(.*ScaledAddGrad: dy and x must have one shape, got float32\[2,4\] and float32\[2,3\]/);
         assert.throws(run(SCALED_ADD_GRAD, { x, z, a, b }), /ScaledAddGrad: input dy is missing/);
+        assert.throws(run(SCALED_ADD_PAIR, { x, z, ab: tf.zeros([3]) }), /ScaledAddPair: ab must be float32 \[2\], got float32\[3\]/);
+        assert.throws(run(SCALED_ADD_GRAD, { dy: x, x, z, a, b, abAccumulated: tf.zeros([2]) }), /ScaledAddGrad: abAccumulated float32\[2\] needs ab, both \[2\]/);
+        // ScaledAddPair's gradient: [dx, dz, dab] with dab = [Σ dy·x, Σ dy·z] + the sum so far
+        const [, , dab] = tf.engine().runKernel(SCALED_ADD_GRAD, { dy: tf.ones([2, 3]), x: tf.fill([2, 3], 2), z: tf.fill([2, 3], 3),
+          ab: tf.tensor1d([1, 1]), abAccumulated: tf.tensor1d([0.5, -1]) }, {}) as tf.Tensor[];
+        assert.deepEqual(Array.from(dab.dataSync()), [12.5, 17]);
         // a call the kernel does not support (z broadcast) runs the composite instead of failing
         const y = T.scaledAdd(x, tf.ones([2, 1]), a, b);
         assert.deepEqual([y.shape, Array.from(y.dataSync())], [[2, 3], [2, 2, 2, 2, 2, 2]]);
@@ -203,10 +209,9 @@ for (const target of targets) {
         noMlpLayers: [], skip: '1-3', valueEmbeds: 1, backout: true, backoutLayer: 2, blockLambdas: true, seqLen: 16,
         windowBlock: 4, windowSchedule: [2], windowPattern: 'SLSL', valWindow: 2,
       }).cfg;
-      // block lambdas in the 4 layers, the skip 1 → 3, the backout (the value-embedding mix happens inside the fused
-      // AttentionInputsVE where the backend has it; attentionInputs' composite mixes through scaledAdd)
-      const sites = 4 + 1 + 1;
-      await checkModelKernels(cfg, [0, 16], { [SCALED_ADD]: sites, [SCALED_ADD_GRAD]: sites });
+      // the skip 1 → 3 and the backout (ScaledAdd); the block lambdas in the 4 layers (ScaledAddPair, a and b from the [2]
+      // parameter); the value-embedding mix happens inside the fused AttentionInputsVE where the backend has it
+      await checkModelKernels(cfg, [0, 16], { [SCALED_ADD]: 1 + 1, [SCALED_ADD_PAIR]: 4, [SCALED_ADD_GRAD]: 1 + 1 + 4 });
     });
   });
 }
