@@ -197,7 +197,7 @@ const FLAGS = {
   scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars (and the gates with --gate-optimizer adam)' },
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
   bf16State: { group: 'optimiser', type: 'bool', default: true,
-    help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, every Adam moment and Polar Express\'s iterates, each rounded to bf16 when written (the storage stays float32, the iterates\' bf16 on cuda)' },
+    help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written (the storage stays float32)' },
   shardOptimizer: { group: 'optimiser', type: 'bool', default: true,
     help: 'with several ranks, each orthogonalises every Nth Muon matrix of a shape and the ranks exchange the updates by one all-gather (the record shards its optimiser); off: every rank computes them all (the same updates)' },
   // run
@@ -1272,11 +1272,10 @@ export const BF16 = { mantissa: 7, minExp: -126, max: 3.3895313892515355e38, ove
 
 /**
  * x rounded to the nearest bf16 value (ties to even), kept in float32: one fused 'RoundBf16' pass where the backend
- * has it, else roundTo(). bf16Storage: a backend may store the result in bf16 only (the same values), for a tensor that
- * only bf16 matmuls read.
+ * has it, else roundTo().
  */
-export function roundToBf16(x: tf.Tensor, bf16Storage = false): tf.Tensor {
-  return runFused(roundBf16Kernel, { x }, bf16Storage ? { bf16Storage } : {}) ?? roundTo(x, BF16);
+export function roundToBf16(x: tf.Tensor): tf.Tensor {
+  return runFused(roundBf16Kernel, { x }, {}) ?? roundTo(x, BF16);
 }
 
 /** x rounded to a floating-point format's grid in float32 tfjs ops (see roundToFp8). */
@@ -1422,21 +1421,18 @@ export function matMulAdd(a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D, alpha:
 /**
  * Approximately U·Vᵀ of each G = U·S·Vᵀ in a batch [n, r, c] with r ≤ c (wide), by 5 odd-polynomial
  * iterations X ← aX + (bA + cA²)X with A = XXᵀ, the smaller Gram matrix. One batched matmul per term
- * serves every matrix of a shape: a few large GEMMs instead of many small ones. bf16: every iterate (X, A, bA + cA²)
- * rounded to bf16, as the record's iteration runs in bf16 (§5, §6.2 step 3); a backend stores them in bf16 only, so no
- * matmul converts an operand (and a product whose C is bf16 comes out in bf16).
+ * serves every matrix of a shape: a few large GEMMs instead of many small ones.
  */
-export function orthogonalizeBatch(G: tf.Tensor3D, kind: Config['orthogonalizer'] = 'ns5', bf16 = false): tf.Tensor3D {
+export function orthogonalizeBatch(G: tf.Tensor3D, kind: Config['orthogonalizer'] = 'ns5'): tf.Tensor3D {
   return tf.tidy(() => {
-    const iterate = (t: tf.Tensor) => (bf16 ? roundToBf16(t, true) : t) as tf.Tensor3D;
     // Scale so every singular value is ≤ 1, where the polynomials converge.
     const norm = G.square().sum([1, 2], true).sqrt().mul(kind === 'polar' ? 1.02 : 1).add(kind === 'polar' ? 1e-6 : 1e-7);
-    let X = iterate(G.div(norm));
+    let X = G.div(norm) as tf.Tensor3D;
     const coeffs = kind === 'polar' ? POLAR_EXPRESS : Array(5).fill(NS5);
     for (const [a, b, c] of coeffs) {
-      const A = iterate(tf.matMul(X, X, false, true));
-      const Bm = iterate(matMulAdd(A, A, A, c, b)); // bA + cA²
-      X = iterate(matMulAdd(Bm, X, X, 1, a)); // aX + BX
+      const A = tf.matMul(X, X, false, true) as tf.Tensor3D;
+      const Bm = matMulAdd(A, A, A, c, b); // bA + cA²
+      X = matMulAdd(Bm, X, X, 1, a); // aX + BX
     }
     return X;
   });
@@ -1762,7 +1758,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
       let U: tf.Tensor3D | null = null, V: tf.Tensor3D | null = null;
       if (mine.length > 0) {
         const nesterov = owned.length === group.length ? momentum.stacked[gi] : tf.gather(momentum.stacked[gi], owned);
-        U = orthogonalizeBatch(nesterov, cfg.orthogonalizer, cfg.bf16State);
+        U = orthogonalizeBatch(nesterov, cfg.orthogonalizer);
         // the weights, stacked only where the update reads them (plain Muon without decay does not): the blocks'
         // parameters once each, and each block's place among them
         const names = [...new Set(mine.map((b) => b.name))];

@@ -88,9 +88,7 @@ function oneParamModel(cfg: T.Config, shape: number[], values: number[], info: T
 const maxAbsDiff = (a: Mat, b: Mat) => Math.max(...a.flat().map((x, i) => Math.abs(x - b.flat()[i])));
 
 test('NorMuon (momentum, Polar Express, per-neuron second moment, norm restored, cautious weight decay) matches a float64 reference', () => {
-  // float iterates: the record's bf16 Polar Express (--bf16-state) is one bf16 rounding an iterate from this (its own test:
-  // optimizer.test.ts's orthogonalizeBatch in bf16)
-  const cfg = T.resolveConfig('speedrun', { bf16State: false }).cfg;
+  const cfg = T.resolveConfig('speedrun', {}).cfg;
   // wide (one value per column), square (per row), tall (per row), and a q|k|v projection of three square blocks.
   for (const [rows, cols, split] of [[8, 20], [12, 12], [20, 8], [8, 24, [8, 8, 8]]] as [number, number, number[]?][]) {
     const init = normals(rows * cols, 0.05);

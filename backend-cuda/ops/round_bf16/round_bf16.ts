@@ -3,8 +3,7 @@
 // the gates as parameters, every Adam moment). The composite (roundTo() with the bf16 format: a dozen float32 ops)
 // is the implementation everywhere else and the oracle.
 //   input x float32 (any shape); output y: x rounded to the nearest bf16 value, ties to even (NaN stays NaN, ±inf
-//   and values past bf16's largest become ±inf); attr bf16Storage: a backend may keep y in bf16 only (the same values:
-//   Polar Express's iterates, which only bf16 matmuls read).
+//   and values past bf16's largest become ±inf).
 // It runs on optimiser state, outside any gradient tape: no gradient is registered.
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
 
