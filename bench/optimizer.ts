@@ -1,7 +1,9 @@
 // bench/optimizer.ts: the optimiser step alone (train_gpt.ts's optimizerStep: NorMuon on the matrices, Adam on the
 // tables, the head and the scalars every adamEvery-th step) on the speedrun model with random gradients, timed by reading
-// back one value after each step; --profile lists its kernels by time. A step's time is its micro-steps plus this, so
-// this is what a training step costs beyond its forwards and backwards (one rank; a sharded step divides the Muon part).
+// back one value after each step (and the host's time to queue it, which that time includes where the host is the
+// slower); --profile lists its kernels by time. In training the host queues the optimiser while the GPU still runs the
+// micro-steps, so what a training step pays beyond its forwards and backwards is this step's kernel time (one rank; a
+// sharded step divides the Muon part).
 //   npx tsx bench/optimizer.ts [--backend cuda] [--preset speedrun|tiny] [--steps 6] [--profile] [-- train_gpt.ts flags]
 import '../tfjs_node.ts';
 import * as tf from '@tensorflow/tfjs-core';
@@ -30,17 +32,28 @@ const m = createModel(cfg), st = createOptimizerState(m);
 const grads = new Map([...m.params].map(([name, p]) => [name, tf.tidy(() => tf.randomNormal(p.shape, 0, 1e-3, 'float32', cfg.seed))]));
 const probe = m.params.get('embed')!;
 const sync = async () => { await tf.tidy(() => probe.slice([0, 0], [1, 1])).data(); };
-const stepOnce = async (s: number) => { optimizerStep(m, st, grads, s); await sync(); };
-for (let s = 0; s < 2; s++) await stepOnce(s);  // warm-up: plans, the pool, both parities
-const times = new Map<string, number[]>([['even', []], ['odd', []]]);
-for (let s = 2; s < 2 + steps; s++) {
+/** One step: the host's time to queue it (the GPU runs behind), and its time to the read-back. */
+const stepOnce = async (s: number) => {
   const t = performance.now();
-  await stepOnce(s);
-  times.get(s % 2 ? 'odd' : 'even')!.push(performance.now() - t);
+  optimizerStep(m, st, grads, s);
+  const queued = performance.now() - t;
+  await sync();
+  return { queued, total: performance.now() - t };
+};
+for (let s = 0; s < 2; s++) await stepOnce(s);  // warm-up: plans, the pool, both parities
+const times = new Map<string, { total: number[]; queued: number[] }>([['even', { total: [], queued: [] }], ['odd', { total: [], queued: [] }]]);
+for (let s = 2; s < 2 + steps; s++) {
+  const { queued, total } = await stepOnce(s);
+  const t = times.get(s % 2 ? 'odd' : 'even')!;
+  t.total.push(total);
+  t.queued.push(queued);
 }
 const adamEvery = cfg.adamEvery;
+// A step here waits for its read-back, so where the host queues slower than the GPU runs, the host's time is the step's;
+// in training the host queues the optimiser while the GPU still runs the micro-steps, which hides it.
 console.log(`optimiser step on ${tf.getBackend()}, ${args.preset} preset (${cfg.optimizer}, Adam every ${adamEvery} step(s)): ` +
-  [...times].map(([k, v]) => `${k} steps ${median(v).toFixed(1)} ms`).join(', ') + ` (medians of ${steps / 2})`);
+  [...times].map(([k, v]) => `${k} steps ${median(v.total).toFixed(1)} ms (host ${median(v.queued).toFixed(1)} ms to queue)`).join(', ') +
+  ` (medians of ${steps / 2})`);
 if (args.profile) {
   for (const s of [2 + steps, 3 + steps]) {
     const prof = await profileStep(async () => { await stepOnce(s); });
