@@ -1653,6 +1653,9 @@ export function disposeOptimizerState(st: OptimizerState): void {
 /** A Muon block: one matrix of a parameter (q, k, v of a merged projection are three), the parameter's columns
  * [col, col + width). */
 interface MuonBlock { name: string; col: number; width: number; bf16?: boolean; neurons?: tf.Variable }
+/** Each block's place among the parameters `names` (the order of a call's list of them). */
+const placesAmong = (names: string[], blocks: MuonBlock[]): BlockPlace[] =>
+  blocks.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width }));
 /** The Muon blocks of one shape, orthogonalised as one batch; `update` [n, r, c] and `neurons` (NorMuon) are theirs. */
 interface MuonGroup { blocks: MuonBlock[]; update: tf.Tensor3D; neurons: tf.Tensor3D | null }
 
@@ -1750,7 +1753,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
     const shapeGroups = [...byShape.values()], out: tf.Tensor[] = [];
     if (muonNames.length === 0) return out;
     const momentum = momentumBlocks(muonNames.map((n) => grads.get(n)! as tf.Tensor2D), muonNames.map((n) => st.slots.get(n)![0] as tf.Variable<tf.Rank.R2>),
-      shapeGroups.map((group) => group.map((b) => ({ param: muonNames.indexOf(b.name), col: b.col, width: b.width }))), mom,
+      shapeGroups.map((group) => placesAmong(muonNames, group)), mom,
       muonNames.map((n) => !!m.info.get(n)!.bf16));
     muonNames.forEach((n, k) => st.slots.get(n)![0].assign(momentum.bufs[k]));
     shapeGroups.forEach((group, gi) => {
@@ -1762,7 +1765,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         // the weights, stacked only where the update reads them (plain Muon without decay does not): the blocks'
         // parameters once each, and each block's place among them
         const names = [...new Set(mine.map((b) => b.name))];
-        const places = mine.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width }));
+        const places = placesAmong(names, mine);
         const W = () => gatherBlocks(names.map((n) => m.params.get(n)! as tf.Variable<tf.Rank.R2>), places), scales = tf.tensor1d(mine.map((b) => b.scale));
         if (cfg.optimizer === 'normuon') {
           const [normed, neurons] = normuonUpdate(U, tf.stack(mine.map((b) => b.neurons!)) as tf.Tensor3D, W(), scales, cfg.normuonBeta2, decay);
@@ -1797,7 +1800,7 @@ function applyMuonUpdates(m: Model, groups: MuonGroup[], step: number): void {
   tf.tidy(() => {
     for (const { blocks, neurons } of groups) if (neurons) tf.unstack(neurons).forEach((v, i) => blocks[i].neurons!.assign(v));
     const names = [...new Set(groups.flatMap((g) => g.blocks.map((b) => b.name)))];
-    const places = groups.map((g) => g.blocks.map((b) => ({ param: names.indexOf(b.name), col: b.col, width: b.width })));
+    const places = groups.map((g) => placesAmong(names, g.blocks));
     // p − η·update (η the Muon lr at this step times the parameter's multiplier), rounded to bf16 for a bf16 parameter
     const updated = applyBlockUpdates(names.map((n) => m.params.get(n)! as tf.Variable<tf.Rank.R2>), groups.map((g) => g.update), places,
       names.map((n) => -cfg.muonLr * lr * m.info.get(n)!.lrMul), names.map((n) => !!m.info.get(n)!.bf16));

@@ -4,7 +4,7 @@
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
-import { MUON_APPLY, MUON_GATHER, MUON_MOMENTUM_GATHER } from './muon_blocks.ts';
+import { MUON_APPLY, MUON_GATHER, MUON_MOMENTUM_GATHER, numbered } from './muon_blocks.ts';
 
 /** muon_blocks.cu's launchers (host.ts is their CPU reference). */
 export interface MuonBlocksNative {
@@ -19,16 +19,13 @@ export interface MuonBlocksNative {
   muonApply(table: Float64Array): void;
 }
 
-/** The float32 matrices prefix0, prefix1, … (at least one). */
+/** The float32 tensors of `rank` prefix0, prefix1, … (at least one). */
 function matrices(kernel: string, inputs: NamedTensorInfoMap, prefix: string, rank = 2): TensorInfo[] {
-  const out: TensorInfo[] = [];
-  for (let t = inputs[`${prefix}0`]; t; t = inputs[`${prefix}${out.length}`]) {
-    if (t.dtype !== 'float32' || t.shape.length !== rank) {
-      throw new Error(`${kernel}: ${prefix}${out.length} must be float32 of rank ${rank}, got ${describe(t)}`);
-    }
-    out.push(t);
-  }
+  const out = numbered(inputs, prefix);
   if (out.length === 0) throw new Error(`${kernel}: input ${prefix}0 is missing`);
+  out.forEach((t, i) => {
+    if (t.dtype !== 'float32' || t.shape.length !== rank) throw new Error(`${kernel}: ${prefix}${i} must be float32 of rank ${rank}, got ${describe(t)}`);
+  });
   return out;
 }
 
@@ -69,16 +66,19 @@ const muonGatherKernel: CudaKernel = {
 };
 
 /**
- * The grouped blocks of MuonMomentumGather and MuonApply over `params` (attrs groupSizes, params, cols, widths), each of
- * the wide shape of its group's stacked tensor (shapes[g]: [n_g, r_g, c_g]), every column of every parameter in one
- * block: with each block's group and index in it.
+ * The grouped blocks of MuonMomentumGather and MuonApply over `params` (attrs groupSizes, params, cols, widths), every
+ * column of every parameter in one block, each of its group's wide shape: with each block's group and index in it, and
+ * the groups' stacked shapes [n_g, r_g, c_g] (`given`: MuonApply's updates'; else each group's first block's).
  */
-function groupedBlocks(kernel: string, attrs: NamedAttrMap, params: TensorInfo[], shapes: number[][], groupLabel: (g: number) => string) {
+function groupedBlocks(kernel: string, attrs: NamedAttrMap, params: TensorInfo[], given: number[][] | null, groupLabel: (g: number) => string) {
   const groupSizes = attrs.groupSizes as number[];
-  if (!Array.isArray(groupSizes) || groupSizes.length !== shapes.length || groupSizes.some((n, g) => n !== shapes[g][0])) {
-    throw new Error(`${kernel}: attr groupSizes must give each group's blocks (${shapes.map((u) => u[0])}), got ${String(groupSizes)}`);
+  if (!Array.isArray(groupSizes) || groupSizes.some((n) => !Number.isInteger(n) || n < 1)
+    || (given && (groupSizes.length !== given.length || groupSizes.some((n, g) => n !== given[g][0])))) {
+    throw new Error(`${kernel}: attr groupSizes must give each group's blocks (${given ? given.map((u) => u[0]) : 'positive'}), got ${String(groupSizes)}`);
   }
   const blocks = places(kernel, attrs, params, groupSizes.reduce((a, b) => a + b, 0));
+  let first = 0;
+  const shapes = given ?? groupSizes.map((n) => { const [r, c] = blocks[first].wide; first += n; return [n, r, c]; });
   const covered = params.map((p) => new Uint8Array(p.shape[1]));
   let b = 0;
   const grouped = shapes.flatMap((shape, g) => Array.from({ length: groupSizes[g] }, (_, i) => {
@@ -96,7 +96,7 @@ function groupedBlocks(kernel: string, attrs: NamedAttrMap, params: TensorInfo[]
     const k = seen.indexOf(0);
     if (k >= 0) throw new Error(`${kernel}: column ${k} of parameter ${p} ${describe(params[p])} is in no block`);
   });
-  return grouped;
+  return { blocks: grouped, shapes };
 }
 
 /** Attr `name`: one boolean a parameter. */
@@ -118,14 +118,7 @@ const muonMomentumGatherKernel: CudaKernel = {
     const momentum = attrs.momentum;
     if (typeof momentum !== 'number' || !Number.isFinite(momentum)) throw new Error(`${K}: attr momentum must be a finite number, got ${String(momentum)}`);
     const round = flagsAttr(K, attrs, 'roundBf16', grads.length);
-    // each group's stacked shape: its block count and its first block's wide shape
-    const sizes = attrs.groupSizes as number[], all = places(K, attrs, grads);
-    if (!Array.isArray(sizes) || sizes.some((n) => !Number.isInteger(n) || n < 1) || sizes.reduce((a, b) => a + b, 0) !== all.length) {
-      throw new Error(`${K}: attr groupSizes must give each group's blocks (positive, ${all.length} in all), got ${String(sizes)}`);
-    }
-    let first = 0;
-    const shapes = sizes.map((n) => { const [r, c] = all[first].wide; first += n; return [n, r, c]; });
-    const blocks = groupedBlocks(K, attrs, grads, shapes, (g) => `group ${g}'s stacked update`);
+    const { blocks, shapes } = groupedBlocks(K, attrs, grads, null, (g) => `group ${g}'s stacked update`);
     const stacked = shapes.map((shape) => backend.makeOutput(shape, 'float32')), newBufs = bufs.map((t) => backend.makeOutput(t.shape, 'float32'));
     backend.device.muonMomentumGather(Float64Array.from(blocks.flatMap((blk) => {
       const [, r, c] = shapes[blk.group];
@@ -145,7 +138,7 @@ const muonApplyKernel: CudaKernel = {
       throw new Error(`${MUON_APPLY}: attr rates must have a finite number a parameter (${params.length}), got ${String(rates)}`);
     }
     const round = flagsAttr(MUON_APPLY, attrs, 'roundBf16', params.length);
-    const blocks = groupedBlocks(MUON_APPLY, attrs, params, updates.map((u) => u.shape), (g) => `update u${g}`);
+    const { blocks } = groupedBlocks(MUON_APPLY, attrs, params, updates.map((u) => u.shape), (g) => `update u${g}`);
     const outs = params.map((p) => backend.makeOutput(p.shape, 'float32'));
     backend.device.muonApply(Float64Array.from(blocks.flatMap((blk) => {
       const [, r, c] = updates[blk.group].shape;

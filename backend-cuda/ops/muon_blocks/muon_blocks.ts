@@ -27,10 +27,10 @@ export interface MuonGatherAttrs { params: number[]; cols: number[]; widths: num
 export interface MuonMomentumGatherAttrs extends MuonGatherAttrs { groupSizes: number[]; momentum: number; roundBf16: boolean[] }
 export interface MuonApplyAttrs extends MuonGatherAttrs { groupSizes: number[]; rates: number[]; roundBf16: boolean[] }
 
-/** The inputs named prefix0, prefix1, … in order. */
-export function numbered(inputs: tf.NamedTensorMap, prefix: string): tf.Tensor[] {
-  const out: tf.Tensor[] = [];
-  while (inputs[`${prefix}${out.length}`]) out.push(inputs[`${prefix}${out.length}`]);
+/** The inputs named prefix0, prefix1, … in order (the kernels' lists of tensors: x, g and b, p and u). */
+export function numbered<T>(inputs: Partial<Record<string, T>>, prefix: string): T[] {
+  const out: T[] = [];
+  for (let t = inputs[`${prefix}0`]; t; t = inputs[`${prefix}${out.length}`]) out.push(t);
   return out;
 }
 
