@@ -1,14 +1,16 @@
 // The FP8 head loss's elementwise kernels without Node: the soft-capped cross-entropy's forward (softcap_cross_entropy.cu),
-// its gradient quantised to e5m2 where it is computed (fp8_head_loss.cu's softcapGradFp8) and the quantisation
-// (fp8_matmul.cu's fp8Quantise), on one chunk of the speedrun's head: random bf16 logits [rows, cols], the record's
-// sigmoid cap (30, 7.5) and grad_s = 1/448.
+// its gradient quantised to e5m2 where it is computed (fp8_head_loss.cu's softcapGradFp8), both in one pass
+// (fp8_head_loss.cu's softcapLossGradFp8) and the quantisation (fp8_matmul.cu's fp8Quantise), on one chunk of the
+// speedrun's head: random bf16 logits [rows, cols], the record's sigmoid cap (30, 7.5) and grad_s = 1/448.
 //   1. fp8_codes.cuh's divided(v, s) against the IEEE division v / s on every one of the 2³² floats, for the record's
 //      three scales and a few others: the quotients' bits (where |v| ≥ 2⁻¹⁰⁰ and the quotient is normal) and their
 //      e5m2 and e4m3 codes (everywhere) must agree.
 //   2. softcapGradFp8's codes, both layouts, byte for byte against the two-op path it fuses (the cross-entropy's
-//      gradient stored in bf16, or float32, then fp8Quantise), and against float64: each decoded code within half an
-//      e5m2 step of g / grad_s computed in double from the same logits (the hardware's exp and reciprocal are ~1e-6
-//      off, so a value next to a rounding boundary may take the other code: counted, not failed, below 1e-4 of them).
+//      gradient stored in bf16, or float32, then fp8Quantise). softcapLossGradFp8's against the same: its row
+//      statistics within 1e-6, each code the two-op path's or its neighbour (≤ 1e-4 of them), the transposed codes the
+//      row-major ones'. Then its codes against float64: each decoded code within half an e5m2 step of g / grad_s
+//      computed in double from the same logits (the hardware's exp and reciprocal are ~1e-6 off, so a value next to a
+//      rounding boundary may take the other code: counted, not failed, below 1e-4 of them).
 //   3. CUDA-event timings with the bandwidth of their compulsory bytes.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/head_loss_native.cu backend-cuda/ops/fp8_head_loss/fp8_head_loss.cu \
 //        backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.cu backend-cuda/ops/fp8_matmul/fp8_matmul.cu \
@@ -140,7 +142,37 @@ int main(int argc, char** argv) {
                 same ? "byte for byte" : "DIFFERENT");
     pass = pass && same;
   }
-  // against float64 (the bf16-rounded gradient's codes from the last loop: float32): g = (softmax − one-hot)·dz/dx,
+  // the one pass against the two-op path
+  Buffer onePassStats(2 * rows), onePassLoss(1);
+  auto onePass = [&](bool gBf16) {
+    check(launchSoftcapLossGradFp8(0, dOne.d, dLogits.d, true, dTargets, onePassStats.d, onePassLoss.d, gBf16, rows, cols, cap, capScale,
+                                   capTemp, false, gradScale, codes, codes + n),
+          "softcapLossGradFp8");
+  };
+  for (bool gBf16 : {true, false}) {
+    twoOp(gBf16);
+    check(cudaMemcpy(h.data() + 2 * n, codes + 2 * n, 2 * n, cudaMemcpyDeviceToHost), "download");
+    check(cudaMemset(codes, 0x55, 2 * n), "memset");
+    onePass(gBf16);
+    check(cudaMemcpy(h.data(), codes, 2 * n, cudaMemcpyDeviceToHost), "download");
+    int64_t neighbours = 0, far = 0, twins = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t r = i / cols, c = i % cols;
+      twins += h[n + c * rows + r] != h[i];
+      if (h[i] == h[2 * n + i]) continue;
+      if (((h[i] ^ h[2 * n + i]) & 0x80) == 0 && std::abs((h[i] & 0x7f) - (h[2 * n + i] & 0x7f)) == 1) neighbours++;
+      else far++;
+    }
+    const std::vector<float> want = rowStats.download(), got = onePassStats.download();
+    double statsErr = 0;
+    for (int64_t i = 0; i < 2 * rows; i++)  // a row's loss is lse − z_t: lse's error, however small the loss
+      if (std::isfinite(want[i])) statsErr = std::fmax(statsErr, std::fabs(got[i] - want[i]) / std::fmax(1.0, std::fabs(want[i % rows])));
+    std::printf("softcapLossGradFp8 (%s gradient) against the two-op path: %lld of %lld codes the neighbouring one, %lld further, "
+                "%lld transposed twins differ; row statistics within %.2e\n", gBf16 ? "bf16" : "float32", (long long)neighbours,
+                (long long)n, (long long)far, (long long)twins, statsErr);
+    pass = pass && far == 0 && twins == 0 && neighbours <= n / 10000 && statsErr <= 1e-6;
+  }
+  // against float64 (the one pass's codes of the float32 gradient, from the last loop): g = (softmax − one-hot)·dz/dx,
   // lse from the logits in double; a row-major code and its transposed twin must agree
   int64_t checked = 0, offByStep = 0, wrong = 0, twinDiffers = 0;
   for (int64_t r = 0; r < rows; r += std::max<int64_t>(1, rows / 64)) {
@@ -172,6 +204,10 @@ int main(int argc, char** argv) {
   // 3. timings (bf16 logits in; the gradient's two layouts out)
   timeBandwidth("cross-entropy forward", forward, 2.0 * n);
   timeBandwidth("softcapGradFp8", [&] { fused(true); }, 2.0 * n + 2.0 * n);
+  timeBandwidth("forward + softcapGradFp8 (two passes)", [&] { forward(); fused(true); }, 2.0 * n + 2.0 * n + 2.0 * n);
+  timeBandwidth("softcapLossGradFp8 (one pass + transposition)", [&] { onePass(true); }, 2.0 * n + 1.0 * n + 2.0 * n);
+  if (rows % 16 == 0 && cols % 16 == 0)
+    timeBandwidth("transposeCodes", [&] { check(launchTransposeCodes(0, codes, rows, cols, codes + n), "transposeCodes"); }, 2.0 * n);
   timeBandwidth("two-op gradient + quantise", [&] { twoOp(true); }, 2.0 * n + 2.0 * n + 2.0 * n + 2.0 * n);
   timeBandwidth("fp8Quantise bf16 -> e5m2 x2", [&] {
     check(launchFp8Quantise(0, gFloat.d, true, rows, cols, gradScale, true, codes + 2 * n, codes + 3 * n), "fp8Quantise");

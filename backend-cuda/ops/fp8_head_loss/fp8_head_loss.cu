@@ -1,20 +1,31 @@
-// The FP8 head loss's gradient quantised where it is computed (ops/fp8_head_loss/kernel.ts's chunk loop): the logits'
-// gradient dloss/dz of the soft-capped cross-entropy, straight to the e5m2 codes the head's two gradient GEMMs read, in
-// both layouts. The two launchers it replaces (softcap_cross_entropy.cu's gradient, then fp8_matmul.cu's quantisation)
-// wrote the gradient in bf16 and read it back: per 4096-row chunk of the speedrun's 50,304 columns, 824 MB of traffic.
-// The values are theirs: the same gradient expression (softcap.cuh's softcapGrad), rounded to bf16 where they stored
-// bf16, divided by the scale and rounded to e5m2 and written in fp8_codes.cuh's tiles by the same code as
-// fp8_matmul.cu's quantisation.
+// The FP8 head loss's elementwise work on a chunk of logits (ops/fp8_head_loss/kernel.ts's chunk loop): the soft-capped
+// cross-entropy's row losses and the gradient dloss/dz quantised to the e5m2 codes the head's two gradient GEMMs read,
+// in both layouts.
+// - softcapLossGradFp8 (Hopper, rows up to 65,536 columns): one read of the logits. A cluster of 8 CTAs holds a row in
+//   registers (a thread's 32 values at most); each value's transcendentals are made once: c = the cap's unit value
+//   (ex2, rcp), e = exp(z − ref) (ex2), kept as e·dz/dx; the row's Σ e crosses the cluster through distributed shared
+//   memory, and the codes of (e/Σe − one-hot)·dz/dx follow from the registers. The forward and the gradient as two
+//   passes (below) read the logits twice and made each transcendental twice (≈ 6 MUFU a value, which bound them).
+//   The transposed codes are then a byte transposition of the row-major ones (a row at a time writes them a byte per
+//   column). One H200, a 4096 × 50,304 chunk of bf16 logits (bench/head_loss_native.cu): 0.54 ms, the transposition
+//   0.17 of it, against 0.59 for the two passes.
+// - Elsewhere (an sm_80 build, longer rows): the cross-entropy's forward (softcap_cross_entropy.cu), then
+//   softcapGradFp8: the gradient straight to codes in both layouts from 64×64 tiles, byte for byte the two-op path's
+//   (the cross-entropy's gradient stored in bf16, or float32, then fp8_matmul.cu's quantisation).
+// The probabilities are e·(1/Σe) in the one-pass kernel and exp(z − lse) in the two passes: the same value to a few
+// float32 ulp, so a code next to an e5m2 rounding boundary may differ by one step (bench/head_loss_native.cu counts them).
 #include "fp8_head_loss.h"
 
 #include <cuda_bf16.h>
 
+#include <cmath>
 #include <type_traits>
 
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
 #include "../fp8_matmul/fp8_codes.cuh"
 #include "../softcap_cross_entropy/softcap.cuh"
+#include "../softcap_cross_entropy/softcap_cross_entropy.h"
 
 namespace tsgpt {
 namespace {
@@ -66,6 +77,182 @@ __global__ void __launch_bounds__(256) softcapGradFp8Kernel(const float* __restr
   writeFp8Tiles<true>(rows, cols, g8, g8t, src);
 }
 
+// ---- the one-pass kernel (sm_90: thread block clusters) ----
+constexpr int kRowCtas = 8;       // a row's CTAs: one cluster (8, the portable maximum)
+constexpr int kRowThreads = 256;  // a CTA's threads (512 and 1024, with fewer values each, were slower: 0.66, 0.91 ms)
+constexpr int kRowUnits = 8;      // a thread's units of 4 values at most: 32 values in registers
+constexpr int64_t kOnePassMaxCols = int64_t(kRowCtas) * kRowThreads * kRowUnits * 4;  // 65,536
+
+// The cluster's PTX (sm_90): this CTA's rank, a barrier over the cluster's threads in two halves (release: this thread's
+// shared-memory writes before the arrive are visible to the other CTAs' reads after their wait; acquire), and a read of
+// another CTA's shared float. Never called where __CUDA_ARCH__ < 900 (the launcher checks the kernel's build).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ unsigned clusterRank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void clusterArrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void clusterWait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+__device__ __forceinline__ float clusterShared(const float* p, unsigned rank) {
+  uint32_t remote;
+  float v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(p))), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
+}
+#else
+__device__ __forceinline__ unsigned clusterRank() { __trap(); }
+__device__ __forceinline__ void clusterArrive() { __trap(); }
+__device__ __forceinline__ void clusterWait() { __trap(); }
+__device__ __forceinline__ float clusterShared(const float*, unsigned) { __trap(); }
+#endif
+
+// v reduced (kMax: max, else sum) over the cluster's threads, in one order (so every thread of every CTA gets the same
+// bits: a fixed tree in each warp, the warps in order, the CTAs in rank order). ctaSlot: this reduction's own shared
+// float (a slower CTA may still read the previous reduction's); warpSlots reusable (read before this reduction's
+// barrier, which all of the CTA's threads pass).
+template <bool kMax>
+__device__ __forceinline__ float clusterReduce(float v, float* warpSlots, float* ctaSlot) {
+  const auto combine = [](float a, float b) { return kMax ? fmaxf(a, b) : a + b; };
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (threadIdx.x % 32 == 0) warpSlots[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float a = warpSlots[0];
+    for (int w = 1; w < kRowThreads / 32; ++w) a = combine(a, warpSlots[w]);
+    *ctaSlot = a;
+  }
+  clusterArrive();
+  clusterWait();
+  float r = clusterShared(ctaSlot, 0);
+  for (unsigned rank = 1; rank < kRowCtas; ++rank) r = combine(r, clusterShared(ctaSlot, rank));
+  return r;
+}
+
+// A row per cluster of kRowCtas CTAs (blockIdx.x / kRowCtas), each CTA a contiguous span of the row's units of 4
+// columns. kFixed: a cap bounding z by scale ≤ 40 is the exponentials' reference (as the forward kernel's); else the
+// row's max, one cluster reduction more. rowStats and the codes as the two passes write them (each row's lse and loss;
+// g8). (A wave of clusters walking the rows, the next row's loads in flight, was slower: 0.57 against 0.54 ms.)
+template <int kCap, bool kFixed, typename In, bool kRoundBf16>
+__global__ void __launch_bounds__(kRowThreads) softcapLossGradFp8Kernel(const float* __restrict__ dy, const In* __restrict__ logits,
+    const int32_t* __restrict__ targets, float* __restrict__ rowStats, int64_t rows, int64_t cols, float w, CapParams p,
+    Fp8Scale gradScale, uint8_t* __restrict__ g8) {
+  __shared__ float warpSlots[kRowThreads / 32], ctaSlots[2];  // [max, sum]
+  const unsigned rank = clusterRank();
+  const int64_t row = blockIdx.x / kRowCtas, units = cols / 4, span = (units + kRowCtas - 1) / kRowCtas;
+  const int64_t u0 = rank * span + threadIdx.x, u1 = min(rank * span + span, units);
+  const auto inside = [&](int k) { return u0 + int64_t(k) * kRowThreads < u1; };
+  const In* xr = logits + row * cols;
+  Packed4<In> raw[kRowUnits];
+#pragma unroll
+  for (int k = 0; k < kRowUnits; ++k)  // every load in flight before the first use
+    if (inside(k)) raw[k] = loadPacked4(xr + 4 * (u0 + k * kRowThreads));
+  float v[kRowUnits][4];  // the cap's unit values c, then e·h(c) (dz/dx = slope·h(c))
+#pragma unroll
+  for (int k = 0; k < kRowUnits; ++k) {
+    if (!inside(k)) continue;
+    float x[4];
+    widen(raw[k], x);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[k][j] = capUnit<kCap>(x[j], p);
+  }
+  float ref = p.scale;  // z = scale·c ≤ scale
+  if constexpr (!kFixed) {
+    float m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < kRowUnits; ++k)
+      if (inside(k))
+#pragma unroll
+        for (int j = 0; j < 4; ++j) m = fmaxf(m, p.scale * v[k][j]);
+    ref = clusterReduce<true>(m, warpSlots, &ctaSlots[0]);
+  }
+  const float negRefLog2e = -ref * kLog2e;
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < kRowUnits; ++k) {
+    if (!inside(k)) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float e = fastExp2(fmaf(v[k][j], p.scaleLog2e, negRefLog2e));  // exp(z − ref); a NaN z: the sum NaN
+      s += e;
+      v[k][j] = e * capSlopeUnit<kCap>(v[k][j]);
+    }
+  }
+  const float sum = clusterReduce<false>(s, warpSlots, &ctaSlots[1]);
+  clusterArrive();  // this CTA's slots are read no more; it leaves after every CTA has read them (the wait at the end)
+  const float lse = ref + logf(sum), invSum = 1.f / sum;
+  const int64_t t = targets[row];
+  const SoftcapRow rc = softcapRow(lse, t, cols, dy[0] * w, p);  // gSlope NaN for a target outside the row
+  const bool inRow = t >= 0 && t < cols;
+  const float ct = inRow ? capUnit<kCap>(toFloat(xr[t]), p) : 0.f;
+  if (rank == 0 && threadIdx.x == 0) {
+    rowStats[row] = lse;
+    rowStats[rows + row] = inRow ? lse - p.scale * ct : NAN;  // lse − z_t (scale 1 without a cap: z = x)
+  }
+  const float scale = rc.gSlope * invSum;
+#pragma unroll
+  for (int k = 0; k < kRowUnits; ++k) {
+    if (!inside(k)) continue;
+    const int64_t c = 4 * (u0 + k * kRowThreads);
+    float g[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) g[j] = v[k][j] * scale;
+    if (static_cast<uint64_t>(t - c) < 4) {  // the target: (e/Σe − 1)·slope·h(c), its e made again from the logit
+      const float e = fastExp2(fmaf(ct, p.scaleLog2e, negRefLog2e));
+      g[t - c] = (e * invSum - 1.f) * (rc.gSlope * capSlopeUnit<kCap>(ct));
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j += 2) {
+      if (kRoundBf16) {  // as the two-op path stores it
+        const float2 pair = __bfloat1622float2(__float22bfloat162_rn(make_float2(g[j], g[j + 1])));
+        g[j] = pair.x, g[j + 1] = pair.y;
+      }
+      g[j] = divided(g[j], gradScale), g[j + 1] = divided(g[j + 1], gradScale);
+    }
+    *reinterpret_cast<uint32_t*>(g8 + row * cols + c) = toFp8x4<true>(g);
+  }
+  clusterWait();
+}
+
+// codes [rows, cols] → codesT [cols, rows] (rows and cols multiples of 16): 64×64-byte tiles through shared memory, one
+// 16-byte load (a row's 16 columns) and one 16-byte store (a column's 16 rows) a thread; a block walks its tiles along
+// the columns, the next tile's load in flight while it stores the current one.
+__global__ void __launch_bounds__(256) transposeCodesKernel(const uint8_t* __restrict__ codes, int64_t rows, int64_t cols,
+                                                            uint8_t* __restrict__ codesT) {
+  __shared__ uint8_t tile[64][64 + 4];  // [row][column]; the pad spreads a column's rows over the banks
+  const int lr = threadIdx.x / 4, lc = 16 * (threadIdx.x % 4);  // the load's row and first column in the tile
+  const int sc = threadIdx.x / 4, sr = 16 * (threadIdx.x % 4);  // the store's column and first row
+  const int64_t tilesC = (cols + 63) / 64;
+  for (int64_t r0 = int64_t(blockIdx.y) * 64; r0 < rows; r0 += int64_t(gridDim.y) * 64) {
+    uint4 next = make_uint4(0, 0, 0, 0);
+    const auto load = [&](int64_t tc) {
+      const int64_t r = r0 + lr, c = tc * 64 + lc;
+      if (r < rows && c < cols) next = *reinterpret_cast<const uint4*>(codes + r * cols + c);
+    };
+    if (blockIdx.x < tilesC) load(blockIdx.x);
+    for (int64_t tc = blockIdx.x; tc < tilesC; tc += gridDim.x) {
+      const uint4 q = next;
+      if (tc + gridDim.x < tilesC) load(tc + gridDim.x);
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) *reinterpret_cast<uint32_t*>(&tile[lr][lc + 4 * i]) = words[i];
+      __syncthreads();
+      const int64_t oc = tc * 64 + sc, orow = r0 + sr;  // output row oc (a column), rows orow … orow + 15
+      if (oc < cols && orow < rows) {
+        uint32_t out[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          out[i] = uint32_t(tile[sr + 4 * i][sc]) | uint32_t(tile[sr + 4 * i + 1][sc]) << 8 |
+                   uint32_t(tile[sr + 4 * i + 2][sc]) << 16 | uint32_t(tile[sr + 4 * i + 3][sc]) << 24;
+        *reinterpret_cast<uint4*>(codesT + oc * rows + orow) = make_uint4(out[0], out[1], out[2], out[3]);
+      }
+      __syncthreads();  // before the next tile overwrites it
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* logits, bool logitsBf16, const int32_t* targets,
@@ -97,7 +284,87 @@ cudaError_t launchSoftcapGradFp8(cudaStream_t s, const float* dy, const void* lo
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(softcapGradFp8, launchSoftcapGradFp8, "dy", "logits", "logitsBf16", "targets", "rowStats", "gBf16", "rows", "cols",
-               "cap", "scale", "temp", "mean", "gradScale", "g8", "g8t");
+namespace {
+
+// The one-pass kernel's launch for the runtime choices: a cluster of kRowCtas CTAs a row; false where the build has no
+// sm_90 code for it (its PTX is older: the cluster instructions compiled to traps).
+template <int kCap, bool kFixed, typename In, bool kRoundBf16>
+bool launchOnePass(cudaStream_t s, const float* dy, const In* logits, const int32_t* targets, float* rowStats, int64_t rows,
+                   int64_t cols, float w, const CapParams& p, Fp8Scale gradScale, uint8_t* g8) {
+  constexpr auto kernel = softcapLossGradFp8Kernel<kCap, kFixed, In, kRoundBf16>;
+  static const bool built = [] {
+    cudaFuncAttributes a{};
+    return cudaFuncGetAttributes(&a, kernel) == cudaSuccess && a.ptxVersion >= 90;
+  }();
+  if (!built) return false;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = kRowCtas, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(rows * kRowCtas));
+  config.blockDim = dim3(kRowThreads);
+  config.stream = s;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, kernel, dy, logits, targets, rowStats, rows, cols, w, p, gradScale, g8);
+  return true;
+}
+
+}  // namespace
+
+cudaError_t launchTransposeCodes(cudaStream_t s, const uint8_t* codes, int64_t rows, int64_t cols, uint8_t* codesT) {
+  const auto misaligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 != 0; };
+  if (rows < 0 || cols < 0 || rows % 16 || cols % 16 || misaligned(codes) || misaligned(codesT)) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  transposeCodesKernel<<<fp8TileGrid<transposeCodesKernel>(rows, cols), 256, 0, s>>>(codes, rows, cols, codesT);
+  return cudaGetLastError();
+}
+
+cudaError_t launchSoftcapLossGradFp8(cudaStream_t s, const float* dy, const void* logits, bool logitsBf16, const int32_t* targets,
+                                     float* rowStats, float* loss, bool gBf16, int64_t rows, int64_t cols, int cap, float scale,
+                                     float temp, bool mean, float gradScale, uint8_t* g8, uint8_t* g8t) {
+  const auto misaligned = [](const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes != 0; };
+  if (rows < 0 || cols < 0 || rows % 4 || cols % 4 || misaligned(logits, logitsBf16 ? 8 : 16) || !g8 || !g8t ||
+      misaligned(g8, 4) || misaligned(g8t, 4) || (cap != kLogitCapNone && cap != kLogitCapSigmoid && cap != kLogitCapTanh))
+    return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return launchSumRowLosses(s, rowStats + rows, loss, rows, mean);
+  bool onePass = false;
+  if (cols <= kOnePassMaxCols && rows % 16 == 0 && cols % 16 == 0 && rows * kRowCtas <= 0x7fffffffLL && !misaligned(g8, 16) &&
+      !misaligned(g8t, 16)) {
+    const CapParams p = capParams(cap, scale, temp);
+    const float w = mean ? 1.f / float(rows) : 1.f;
+    const bool fixed = cap != kLogitCapNone && scale > 0.f && scale <= kMaxFixedReference;
+    const auto launch = [&](auto capC, auto fixedC, auto* in, auto roundC) {
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      onePass = launchOnePass<decltype(capC)::value, decltype(fixedC)::value, In, decltype(roundC)::value>(
+          s, dy, in, targets, rowStats, rows, cols, w, p, fp8Scale(gradScale), g8);
+    };
+    const auto withRound = [&](auto capC, auto fixedC, auto* in) {
+      if (gBf16) launch(capC, fixedC, in, std::true_type{});
+      else launch(capC, fixedC, in, std::false_type{});
+    };
+    const auto withCap = [&](auto* in) {
+      if (cap == kLogitCapSigmoid && fixed) withRound(std::integral_constant<int, kLogitCapSigmoid>{}, std::true_type{}, in);
+      else if (cap == kLogitCapSigmoid) withRound(std::integral_constant<int, kLogitCapSigmoid>{}, std::false_type{}, in);
+      else if (cap == kLogitCapTanh && fixed) withRound(std::integral_constant<int, kLogitCapTanh>{}, std::true_type{}, in);
+      else if (cap == kLogitCapTanh) withRound(std::integral_constant<int, kLogitCapTanh>{}, std::false_type{}, in);
+      else withRound(std::integral_constant<int, kLogitCapNone>{}, std::false_type{}, in);
+    };
+    byInputType(logits, logitsBf16, withCap);
+  }
+  if (!onePass) {
+    const cudaError_t e = launchSoftcapCrossEntropy(s, logits, logitsBf16, targets, rowStats, loss, rows, cols, cap, scale, temp, mean);
+    if (e != cudaSuccess) return e;
+    return launchSoftcapGradFp8(s, dy, logits, logitsBf16, targets, rowStats, gBf16, rows, cols, cap, scale, temp, mean, gradScale,
+                                g8, g8t);
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = launchTransposeCodes(s, g8, rows, cols, g8t);
+  if (e == cudaSuccess) e = launchSumRowLosses(s, rowStats + rows, loss, rows, mean);
+  return e;
+}
+
+TSGPT_LAUNCHER(softcapLossGradFp8, launchSoftcapLossGradFp8, "dy", "logits", "logitsBf16", "targets", "rowStats", "loss", "gBf16",
+               "rows", "cols", "cap", "scale", "temp", "mean", "gradScale", "g8", "g8t");
 
 }  // namespace tsgpt

@@ -1,18 +1,19 @@
 // The training loss's FP8 head as one cuda kernel, 'Fp8HeadLoss' ({x, w, targets} → loss), and its gradient kernel
 // 'Fp8HeadLossGrad' ({dy, x, w, loss} → [dx, dw]), composed of the launchers of two other ops, the device's FP8 GEMM
-// and one launcher of its own: ops/fp8_matmul's quantisation, ops/softcap_cross_entropy's forward, matmulFp8
-// (native/matmul.cc), fp8_head_loss.cu's softcapGradFp8 (SoftcapCrossEntropy's gradient and Fp8MatmulGrad's
-// quantisation of it in one pass). Per chunk c of R rows [r, r + R) of the N:
+// and one launcher of its own: ops/fp8_matmul's quantisation, matmulFp8 (native/matmul.cc), fp8_head_loss.cu's
+// softcapLossGradFp8 (SoftcapCrossEntropy's forward, its gradient and Fp8MatmulGrad's quantisation of it, in one pass
+// over the logits on Hopper). Per chunk c of R rows [r, r + R) of the N:
 //   z_c   = X8_c · W8 · xScale·wScale                 Fp8Matmul's forward GEMM (e4m3, fast accumulation), bf16 under
 //                                                      bf16 precision (the record's), else float32
-//   loss_c and each row's lse                          SoftcapCrossEntropy's forward, summed over the chunk's rows
-//   G8_c  = e5m2(g_c / gradScale), both layouts        g_c = dloss/dz_c for dy = 1, rounded to bf16 under bf16
-//                                                      precision as the two-op path stores it (softcapGradFp8)
+//   loss_c, and G8_c = e5m2(g_c / gradScale)          softcapLossGradFp8: each row's lse and loss, g_c = dloss/dz_c
+//     in both layouts                                  for dy = 1, rounded to bf16 under bf16 precision as the two-op
+//                                                      path stores it
 //   dx_c  = G8_c · W8ᵀ · gradScale·wScale              the rows of dx
 //   dw   += X8_cᵀ · G8_c · xScale·gradScale            accumulated in float32 (beta = 1 after the first chunk)
-// loss = Σ_c loss_c in chunk order (deterministic). These are the two-op path's operations on the same values, but the
-// chunks' scratch (R·V·(2 + 1 + 1) bytes under bf16) replaces its whole [N, V] buffers; dx and dw ride with the loss
-// (attachSaved) until the backward scales them by dy.
+// loss = Σ_c loss_c in chunk order (deterministic). These are the two-op path's operations on the same values (the
+// one-pass kernel's probabilities within a few float32 ulp of theirs), but the chunks' scratch (R·V·(2 + 1 + 1) bytes
+// under bf16) replaces its whole [N, V] buffers; dx and dw ride with the loss (attachSaved) until the backward scales
+// them by dy.
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { BINARY, DTYPE, PRECISION, REDUCE } from '../../device.ts';
 import { withScratch } from '../../kernel_utils.ts';
@@ -23,11 +24,13 @@ import { FP8_HEAD_LOSS, FP8_HEAD_LOSS_GRAD } from './fp8_head_loss.ts';
 
 /** fp8_head_loss.cu's launcher (host.ts is its CPU reference). */
 export interface Fp8HeadLossNative {
-  /** The soft-capped cross-entropy's gradient of logits [rows, cols] (bf16 where logitsBf16) for dloss = dy (one float;
-   * ÷ rows where mean) from the forward's rowStats, rounded to bf16 where gBf16, as e5m2 codes of g/gradScale, row-major
-   * (g8) and transposed (g8t): softcapCrossEntropyGrad then fp8Quantise, in one pass. rows and cols multiples of 4. */
-  softcapGradFp8(dy: number, logits: number, logitsBf16: boolean, targets: number, rowStats: number, gBf16: boolean, rows: number,
-    cols: number, cap: number, scale: number, temp: number, mean: boolean, gradScale: number, g8: number, g8t: number): void;
+  /** The soft-capped cross-entropy of logits [rows, cols] (bf16 where logitsBf16): each row's lse and loss in rowStats
+   * [2·rows], their sum (÷ rows where mean) in loss; and its gradient for dloss = dy (one float), rounded to bf16 where
+   * gBf16, as e5m2 codes of g/gradScale, row-major (g8) and transposed (g8t): softcapCrossEntropy,
+   * softcapCrossEntropyGrad and fp8Quantise in one launcher (one pass over the logits on Hopper for cols ≤ 65,536).
+   * rows and cols multiples of 4. */
+  softcapLossGradFp8(dy: number, logits: number, logitsBf16: boolean, targets: number, rowStats: number, loss: number, gBf16: boolean,
+    rows: number, cols: number, cap: number, scale: number, temp: number, mean: boolean, gradScale: number, g8: number, g8t: number): void;
 }
 
 /** x [N,d] and w [d,V] float32, N, d and V positive multiples of 16. */
@@ -67,8 +70,7 @@ export const fp8HeadLossKernels: CudaKernel[] = [
           for (let c = 0; c < chunks; c++) {
             const r = c * R, rows = Math.min(R, N - r);
             dev.matmulFp8(x8 + r * d, false, w8t, false, z, bf16, rows, V, d, xScale * wScale, true, 0);
-            dev.softcapCrossEntropy(z, bf16, tgt + r * 4, rowStats, parts + c * 4, rows, V, cap, scale, temp, false);
-            dev.softcapGradFp8(one, z, bf16, tgt + r * 4, rowStats, bf16, rows, V, cap, scale, temp, false, gradScale, g8, g8t);
+            dev.softcapLossGradFp8(one, z, bf16, tgt + r * 4, rowStats, parts + c * 4, bf16, rows, V, cap, scale, temp, false, gradScale, g8, g8t);
             dev.matmulFp8(g8, true, w8, false, dx + r * d * 4, false, rows, d, V, gradScale * wScale, false, 0);
             dev.fp8Quantise(xs.ptr + r * d * xBytes, xs.bf16, rows, d, xScale, false, 0, x8t);  // X8_cᵀ [d, rows]
             dev.matmulFp8(x8t, false, g8t, true, dw, false, d, V, rows, xScale * gradScale, false, c === 0 ? 0 : 1);

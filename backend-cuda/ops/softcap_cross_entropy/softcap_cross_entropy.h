@@ -16,5 +16,7 @@ cudaError_t launchSoftcapCrossEntropyGrad(cudaStream_t s, const float* dy, const
                                           const int32_t* targets, const float* rowStats, void* dlogits,
                                           bool dlogitsBf16, int64_t rows, int64_t cols, int cap, float scale,
                                           float temp, bool mean);
+// loss = the sum (or mean) of rowLoss [rows] by one block in a fixed order: the forward's last step.
+cudaError_t launchSumRowLosses(cudaStream_t s, const float* rowLoss, float* loss, int64_t rows, bool mean);
 
 }  // namespace tsgpt
