@@ -1496,16 +1496,23 @@ export const adamStepsAt = (step: number, cfg: Config) => (step + 1) % cfg.adamE
 /** Cautious weight decay's λ at a step (§6.2 step 5): 1.2 × the scheduled Muon lr, so the decay scales with lr². */
 export const weightDecayAt = (step: number, cfg: Config) => cfg.weightDecay * cfg.muonLr * lrScale(step, cfg);
 
-/** Adam's hyperparameters; roundParam / roundMoments: p' / (m', v') stored rounded to bf16 (--bf16-state, §5). */
-export interface AdamHyper { beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number; roundParam: boolean; roundMoments: boolean }
+/** Adam's hyperparameters; roundParam / roundMoments: p' / (m', v') stored rounded to bf16 (--bf16-state, §5);
+ * roundGrad: the gradients rounded to bf16 before use (a bf16 parameter's). */
+export interface AdamHyper {
+  beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number; roundParam: boolean; roundMoments: boolean; roundGrad: boolean;
+}
 
 /** Adam on one parameter → [p', m', v']: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
- * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps), each rounded to bf16 where asked once computed. One fused 'AdamUpdate'
- * kernel where the backend has it (4 reads + 3 writes per element instead of ~14 kernels' 32 and the roundings' 6);
- * this composite elsewhere and as its oracle. */
-export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamHyper): tf.Tensor[] {
-  const fused = runFused<tf.Tensor[]>(adamUpdateKernel, { p, m, v, g }, { ...h });
+ * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps), each rounded to bf16 where asked once computed. g is this step's gradient
+ * plus gSum, the earlier steps' since the last Adam step where given (§6.4), each rounded to bf16 before the sum and the
+ * sum after it where roundGrad: r(r(gSum) + r(g)). One fused 'AdamUpdate' kernel where the backend has it (5 reads + 3
+ * writes per element instead of ~14 kernels' 32, the sum's Add and the roundings'); this composite elsewhere and as its
+ * oracle. */
+export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, h: AdamHyper, gSum?: tf.Tensor): tf.Tensor[] {
+  const fused = runFused<tf.Tensor[]>(adamUpdateKernel, gSum ? { p, m, v, g: grad, gSum } : { p, m, v, g: grad }, { ...h });
   if (fused) return fused;
+  const half = (t: tf.Tensor) => (h.roundGrad ? roundToBf16(t) : t);
+  const g = gSum ? half(half(gSum).add(half(grad))) : half(grad);
   const m2 = m.mul(h.beta1).add(g.mul(1 - h.beta1));
   const v2 = v.mul(h.beta2).add(g.square().mul(1 - h.beta2));
   const update = m2.div(h.bc1).div(v2.div(h.bc2).sqrt().add(h.eps));
@@ -1728,17 +1735,17 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
         muonNames.push(name);
         continue;
       }
-      const [mv, vv, gradSum] = slots, g = half(grads.get(name)!);
-      // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4). The first
-      // step after an Adam step starts the sum with its gradient: no zeroed sum to add it to (the Adam step leaves the
-      // sum as it was; a zeroing pass and an Add over the embedding-sized tables every other step were the cost).
-      const sum = step % cfg.adamEvery === 0 ? g : half(gradSum.add(g));
-      if (!adamSteps) { gradSum.assign(sum); continue; }
+      const [mv, vv, gradSum] = slots, g = grads.get(name)!, first = step % cfg.adamEvery === 0;
+      // Adam steps only every adamEvery-th step, on the sum of the gradients since its last step (§6.4), a bf16
+      // parameter's each rounded to bf16 (r(r(sum) + r(g))). The first step after an Adam step keeps its gradient as
+      // the sum, unrounded: the Adam step's kernel rounds and adds it (no zeroed sum to add to, no Add or rounding
+      // passes over the embedding-sized tables: those were the cost); a step between (adamEvery > 2) sums as the kernel.
+      if (!adamSteps) { gradSum.assign(first ? g : half(half(gradSum).add(half(g)))); continue; }
       // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
       // kernel's formula with eps/√bc2 in place of eps.
-      const [newP, newM, newV] = adamUpdate(p, mv, vv, sum,
+      const [newP, newM, newV] = adamUpdate(p, mv, vv, g,
         { beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, bc1, bc2, eps: cfg.adamEps / Math.sqrt(bc2), lr: cfg.adamLr * info.lrMul * lr,
-          roundParam: !!info.bf16, roundMoments: cfg.bf16State });
+          roundParam: !!info.bf16, roundMoments: cfg.bf16State, roundGrad: !!info.bf16 }, first ? undefined : gradSum);
       p.assign(newP);
       mv.assign(newM);
       vv.assign(newV);

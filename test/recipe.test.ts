@@ -193,7 +193,7 @@ test('the rotary frequencies after the three YaRN calls are those of §4.2', () 
   assert.ok(rope.freqs.slice(32).every((w) => w === 0), 'ω_32…ω_63 stay zero');
 });
 
-test('--bf16-state (§5): the embeddings, value embeddings, head and gates, their optimiser state and every Adam moment hold bf16 values after steps; the matrices do not', () => {
+test('--bf16-state (§5): the embeddings, value embeddings, head and gates, their optimiser state and every Adam moment hold bf16 values after steps (an Adam parameter\'s gradient sum after a cycle\'s first step: its gradient as given, rounded where used); the matrices do not', () => {
   const isBf16 = (v: ArrayLike<number>) => Array.from(v).every((x) => Math.fround(x) === x && (new Uint32Array(Float32Array.of(x).buffer)[0] & 0xffff) === 0);
   const micro = { vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 16, numHeads: 2, headDim: 8, kvHeads: 2, noAttnLayers: [], noMlpLayers: [],
     skip: 'none', valueEmbeds: 1, backout: false, seqLen: 8, windowBlock: 4, windowSchedule: [2], windowPattern: 'SL', valWindow: 2 };
@@ -201,8 +201,10 @@ test('--bf16-state (§5): the embeddings, value embeddings, head and gates, thei
     const cfg = T.resolveConfig('tiny', { ...micro, bf16State: on }).cfg;
     const m = T.createModel(cfg), st = T.createOptimizerState(m);
     for (const v of m.params.values()) tf.tidy(() => v.assign(v.add(tf.randomNormal(v.shape, 0, 0.05, 'float32', Math.floor(random() * 1e9)))));
+    let last = new Map<string, Float32Array>();  // the gradients of step 2, the first of an Adam cycle (adamEvery 2)
     for (const step of [0, 1, 2]) {
       const grads = new Map([...m.params].map(([n, v]) => [n, tf.randomNormal(v.shape, 0, 0.1, 'float32', Math.floor(random() * 1e9))]));
+      last = new Map([...grads].map(([n, g]) => [n, g.dataSync() as Float32Array]));
       T.optimizerStep(m, st, grads, step);
       tf.dispose([...grads.values()]);
     }
@@ -210,7 +212,9 @@ test('--bf16-state (§5): the embeddings, value embeddings, head and gates, thei
     for (const name of half) {
       assert.equal(m.info.get(name)!.bf16 ?? false, on, `${name}: stored in bf16`);
       const values = [m.params.get(name)!, ...st.slots.get(name)!].map((t) => t.dataSync());
-      if (on) values.forEach((v, k) => assert.ok(isBf16(v), `${name}: ${k ? `slot ${k - 1}` : 'value'} holds bf16 values`));
+      const gradSum = m.info.get(name)!.opt === 'adam' ? 3 : -1;  // value, m, v, the sum
+      if (on) values.forEach((v, k) => k === gradSum ? assert.deepEqual(v, last.get(name), `${name}: the gradient sum is step 2's gradient`)
+        : assert.ok(isBf16(v), `${name}: ${k ? `slot ${k - 1}` : 'value'} holds bf16 values`));
       else assert.ok(!isBf16(values[0]), `${name}: float32 values without --bf16-state`);
     }
     for (const [name, info] of m.info) {

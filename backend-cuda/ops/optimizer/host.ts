@@ -5,10 +5,12 @@ import { NORMUON_CHUNK_ELEMENTS, type OptimizerNative } from './kernel.ts';
 // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
 export function optimizerHost(mem: HostDevice): OptimizerNative {
   return {
-    adamUpdate(p, m, v, g, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments) {
+    adamUpdate(p, m, v, g, gSum, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments, roundGrad) {
       if (n === 0) return;
       const f = (ptr: number) => mem.floats(ptr, n), r = Math.fround;
-      const pv = f(p), mv = f(m), vv = f(v), gv = f(g), po = f(pOut), mo = f(mOut), vo = f(vOut);
+      const pv = f(p), mv = f(m), vv = f(v), po = f(pOut), mo = f(mOut), vo = f(vOut), raw = f(g), sum = gSum ? f(gSum) : null;
+      const half = (x: number) => (roundGrad ? bf16Value(x) : x);
+      const gv = raw.map((x, i) => (sum ? half(r(half(sum[i]) + half(x))) : half(x)));  // a Float32Array: each rounded to float32
       const b1 = r(beta1), c1 = r(1 - beta1), b2 = r(beta2), c2 = r(1 - beta2);
       const [bc1f, bc2f, epsf, lrf] = [bc1, bc2, eps, lr].map(r);
       for (let i = 0; i < n; i++) {

@@ -1,4 +1,4 @@
-// The fused optimiser updates' cuda kernels: 'AdamUpdate' ({p, m, v, g} → [p', m', v']) and 'MuonMomentum'
+// The fused optimiser updates' cuda kernels: 'AdamUpdate' ({p, m, v, g, gSum?} → [p', m', v']) and 'MuonMomentum'
 // ({buf, g} → [buf', nesterov]), any shape, all operands float32 of one shape, over optimizer.cu's launchers.
 // Outputs are new buffers (the optimiser assigns them to its variables).
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,9 +15,12 @@ export const norMuonScratchFloats = (n: number, size: number) => n * Math.ceil(s
 /** optimizer.cu's launchers (host.ts is their CPU reference). */
 export interface OptimizerNative {
   /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
-   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps); p' stored rounded to bf16 where roundParam, m' and v' where roundMoments. */
-  adamUpdate(p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, n: number,
-    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number, roundParam: boolean, roundMoments: boolean): void;
+   * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps); g is this step's gradient plus gSum (the earlier steps' sum) where gSum is
+   * not 0, each rounded to bf16 before the sum and the sum after it where roundGrad; p' stored rounded to bf16 where
+   * roundParam, m' and v' where roundMoments. */
+  adamUpdate(p: number, m: number, v: number, g: number, gSum: number, pOut: number, mOut: number, vOut: number, n: number,
+    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number, roundParam: boolean, roundMoments: boolean,
+    roundGrad: boolean): void;
   /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'; buf' stored
    * rounded to bf16 where roundBuf (nesterov from the unrounded buf'). */
   muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number, roundBuf: boolean): void;
@@ -45,13 +48,13 @@ export const optimizerKernels: CudaKernel[] = [
   {
     kernelName: ADAM_UPDATE,
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const [p, m, v, g] = sameShapeFloat32(ADAM_UPDATE, inputs, ['p', 'm', 'v', 'g']);
+      const [p, m, v, g, gSum] = sameShapeFloat32(ADAM_UPDATE, inputs, ['p', 'm', 'v', 'g', ...(inputs.gSum ? ['gSum'] : [])]);
       const [beta1, beta2, bc1, bc2, eps, lr] = ['beta1', 'beta2', 'bc1', 'bc2', 'eps', 'lr'].map((a) => numberAttr(ADAM_UPDATE, attrs, a));
-      const [roundParam, roundMoments] = ['roundParam', 'roundMoments'].map((a) => booleanAttr(ADAM_UPDATE, attrs, a));
+      const [roundParam, roundMoments, roundGrad] = ['roundParam', 'roundMoments', 'roundGrad'].map((a) => booleanAttr(ADAM_UPDATE, attrs, a));
       const outs = [0, 1, 2].map(() => backend.makeOutput(p.shape, 'float32'));
       const [pOut, mOut, vOut] = outs.map((t) => backend.ptr(t));
-      backend.device.adamUpdate(backend.ptr(p), backend.ptr(m), backend.ptr(v), backend.ptr(g), pOut, mOut, vOut,
-        tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments);
+      backend.device.adamUpdate(backend.ptr(p), backend.ptr(m), backend.ptr(v), backend.ptr(g), gSum ? backend.ptr(gSum) : 0, pOut, mOut, vOut,
+        tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments, roundGrad);
       return outs;
     },
   },

@@ -1,8 +1,9 @@
 // Fused optimiser updates (train_gpt.ts's adamUpdate() and muonMomentum()), one pass each:
-//   Adam: m' = β1·m + (1−β1)·g;  v' = β2·v + (1−β2)·g²;  p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps)
+//   Adam: m' = β1·m + (1−β1)·g;  v' = β2·v + (1−β2)·g²;  p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps), g this step's
+//         gradient plus the earlier steps' sum where one is given (rounded to bf16 where roundGrad)
 //   Muon momentum: buf' = μ·buf + (1−μ)·g;  nesterov = (1−μ)·g + μ·buf'
 // The composites run ~14 (Adam) and 6 (Muon) elementwise kernels, each reading and writing a whole
-// parameter-sized tensor; here Adam reads 4 and writes 3 floats per element, Muon reads 2 and writes 2.
+// parameter-sized tensor; here Adam reads 4 (5 with a sum) and writes 3 floats per element, Muon reads 2 and writes 2.
 // With --bf16-state the outputs are stored rounded to bf16 (roundParam, roundMoments, roundBuf), as the composite's
 // roundToBf16 after the update; the update itself is computed from the unrounded values, as there.
 // The operations, their order and their rounding are the composite's: each one correctly rounded
@@ -31,20 +32,27 @@ namespace {
 struct AdamHyper {
   float beta1, oneMinusBeta1, beta2, oneMinusBeta2, bc1, bc2, eps, lr;
   bool roundParam, roundMoments;  // stored rounded to bf16 (--bf16-state), computed from the unrounded values
+  bool roundGrad;                 // the gradient (and the sum so far) rounded to bf16 before use: a bf16 parameter's
 };
 
+// g: this step's gradient; gSum (may be null): the sum of the earlier steps' since the last Adam step, added first
+// (§6.4: Adam every other step on the sum of the two steps' gradients), as the composite's r(r(gSum) + r(g)).
 template <int V>
 __global__ void adamUpdateKernel(const float* __restrict__ p, const float* __restrict__ m, const float* __restrict__ v,
-                                 const float* __restrict__ g, float* __restrict__ pOut, float* __restrict__ mOut,
-                                 float* __restrict__ vOut, int64_t groups, AdamHyper h) {
+                                 const float* __restrict__ g, const float* __restrict__ gSum, float* __restrict__ pOut,
+                                 float* __restrict__ mOut, float* __restrict__ vOut, int64_t groups, AdamHyper h) {
   TSGPT_GRID_STRIDE(i, groups) {
-    float pv[V], mv[V], vv[V], gv[V];
+    float pv[V], mv[V], vv[V], gv[V], sv[V];
     loadVec<V>(p + i * V, pv);
     loadVec<V>(m + i * V, mv);
     loadVec<V>(v + i * V, vv);
     loadVec<V>(g + i * V, gv);
+    if (gSum) loadVec<V>(gSum + i * V, sv);
 #pragma unroll
     for (int k = 0; k < V; ++k) {
+      if (h.roundGrad) gv[k] = roundedToBf16(gv[k]);
+      if (gSum) gv[k] = __fadd_rn(h.roundGrad ? roundedToBf16(sv[k]) : sv[k], gv[k]);
+      if (gSum && h.roundGrad) gv[k] = roundedToBf16(gv[k]);
       mv[k] = __fadd_rn(__fmul_rn(mv[k], h.beta1), __fmul_rn(gv[k], h.oneMinusBeta1));
       vv[k] = __fadd_rn(__fmul_rn(vv[k], h.beta2), __fmul_rn(__fmul_rn(gv[k], gv[k]), h.oneMinusBeta2));
       const float update = __fdiv_rn(__fdiv_rn(mv[k], h.bc1), __fadd_rn(__fsqrt_rn(__fdiv_rn(vv[k], h.bc2)), h.eps));
@@ -177,16 +185,16 @@ cudaError_t launchNorMuonUpdate(cudaStream_t s, const float* o, const float* v, 
   return cudaGetLastError();
 }
 
-cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, float* pOut,
-                             float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
-                             double eps, double lr, bool roundParam, bool roundMoments) {
+cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, const float* gSum,
+                             float* pOut, float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
+                             double eps, double lr, bool roundParam, bool roundMoments, bool roundGrad) {
   if (n == 0) return cudaSuccess;
   const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2), float(bc1), float(bc2), float(eps), float(lr),
-                    roundParam, roundMoments};
-  if (n % 4 == 0 && aligned16({p, m, v, g, pOut, mOut, vOut}))
-    adamUpdateKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(p, m, v, g, pOut, mOut, vOut, n / 4, h);
+                    roundParam, roundMoments, roundGrad};
+  if (n % 4 == 0 && aligned16({p, m, v, g, gSum, pOut, mOut, vOut}))
+    adamUpdateKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(p, m, v, g, gSum, pOut, mOut, vOut, n / 4, h);
   else
-    adamUpdateKernel<1><<<gridFor(n), kThreads, 0, s>>>(p, m, v, g, pOut, mOut, vOut, n, h);
+    adamUpdateKernel<1><<<gridFor(n), kThreads, 0, s>>>(p, m, v, g, gSum, pOut, mOut, vOut, n, h);
   return cudaGetLastError();
 }
 
@@ -201,8 +209,8 @@ cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g,
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(adamUpdate, launchAdamUpdate, "p", "m", "v", "g", "pOut", "mOut", "vOut", "n", "beta1", "beta2", "bc1", "bc2",
-               "eps", "lr", "roundParam", "roundMoments");
+TSGPT_LAUNCHER(adamUpdate, launchAdamUpdate, "p", "m", "v", "g", "gSum", "pOut", "mOut", "vOut", "n", "beta1", "beta2", "bc1",
+               "bc2", "eps", "lr", "roundParam", "roundMoments", "roundGrad");
 TSGPT_LAUNCHER(muonMomentum, launchMuonMomentum, "buf", "g", "bufOut", "nesterov", "n", "momentum", "roundBuf");
 TSGPT_LAUNCHER(norMuonUpdate, launchNorMuonUpdate, "o", "v", "w", "scale", "u", "vOut", "scratch", "n", "r", "c", "beta2", "decay");
 

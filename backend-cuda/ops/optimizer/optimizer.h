@@ -10,9 +10,11 @@ namespace tsgpt {
 // Muon  buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. The hyperparameters come as the host's
 // doubles: 1 − β and 1 − μ are taken in double and then rounded, as tfjs rounds the composite's scalars.
 // roundParam / roundMoments / roundBuf: p', (m', v') / buf' stored rounded to bf16 (nesterov from the unrounded buf').
-cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, float* pOut,
-                             float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
-                             double eps, double lr, bool roundParam, bool roundMoments);
+// Adam's g is this step's gradient, plus gSum (the earlier steps' since the last Adam step) where gSum is not null;
+// roundGrad: each rounded to bf16 before the sum and the sum after it (a bf16 parameter's: r(r(gSum) + r(g))).
+cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, const float* gSum,
+                             float* pOut, float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
+                             double eps, double lr, bool roundParam, bool roundMoments, bool roundGrad);
 cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g, float* bufOut, float* nesterov, int64_t n,
                                double momentum, bool roundBuf);
 

@@ -23,7 +23,8 @@ const between = (lo: number, hi: number) => lo + (hi - lo) * random();
  * the moments each on or off (--bf16-state). */
 function randomAdamHyper(): T.AdamHyper {
   return { beta1: between(0.5, 0.95), beta2: between(0.9, 0.999), bc1: between(0.05, 0.9), bc2: between(0.001, 0.5),
-    eps: random() < 0.5 ? 1e-10 : 1e-8, lr: between(1e-3, 0.1), roundParam: random() < 0.5, roundMoments: random() < 0.5 };
+    eps: random() < 0.5 ? 1e-10 : 1e-8, lr: between(1e-3, 0.1), roundParam: random() < 0.5, roundMoments: random() < 0.5,
+    roundGrad: random() < 0.5 };
 }
 
 /** p, m, g in [−2, 2]; v ≥ 0 (a second moment), some entries tiny so eps matters. */
@@ -81,6 +82,23 @@ for (const target of targets) {
         await compare(B, `adamUpdate [${shape}] ${JSON.stringify(h)}`, adamInputs(shape),
           (p, m, v, g) => T.adamUpdate(p, m, v, g, h), tol);
       }
+    });
+
+    it('AdamUpdate with the earlier steps\' gradient sum (gSum), rounded to bf16 or not, matches the composite on cpu: r(r(gSum) + r(g))', async () => {
+      for (const shape of SHAPES) {
+        for (const roundGrad of [false, true]) {
+          const h = { ...randomAdamHyper(), roundGrad };
+          await compare(B, `adamUpdate with gSum [${shape}] ${JSON.stringify(h)}`, [...adamInputs(shape), randFloat(shape)],
+            (p, m, v, g, gSum) => T.adamUpdate(p, m, v, g, h, gSum), tol);
+        }
+      }
+      // the composite itself: the sum of the rounded gradients, rounded (a mutation of either rounding fails here)
+      await useBackend('cpu');
+      const h = { beta1: 0.5, beta2: 0.5, bc1: 1, bc2: 1, eps: 0, lr: 1, roundParam: false, roundMoments: false, roundGrad: true };
+      const [g, gSum] = [randFloat([64]), randFloat([64])];
+      const m2 = tf.tidy(() => T.adamUpdate(tf.zeros([64]), tf.zeros([64]), tf.ones([64]), tf.tensor(g.values), h, tf.tensor(gSum.values))[1].dataSync());
+      const want = Float32Array.from(g.values, (x, i) => bf16(Math.fround(bf16(gSum.values[i]) + bf16(x))) * 0.5);
+      assert.deepEqual(m2, want, 'm\' = (1 − β1)·r(r(gSum) + r(g))');
     });
 
     it('MuonMomentum: buf\' (rounded to bf16 or not) and the Nesterov update match the composite on cpu', async () => {
@@ -253,11 +271,14 @@ for (const target of targets) {
       await useBackend(B);
       tf.tidy(() => {
         const x = tf.ones([3, 5]);
-        const h = { beta1: 0.9, beta2: 0.95, bc1: 0.1, bc2: 0.05, eps: 1e-10, lr: 0.01, roundParam: false, roundMoments: false };
+        const h = { beta1: 0.9, beta2: 0.95, bc1: 0.1, bc2: 0.05, eps: 1e-10, lr: 0.01, roundParam: false, roundMoments: false, roundGrad: false };
         const run = (kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => () => tf.engine().runKernel(kernel, inputs, attrs);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x }, h), /kernel AdamUpdate\(.*AdamUpdate: input g is missing/);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: tf.ones([3, 5], 'int32') }, h), /AdamUpdate: g must be float32, got int32\[3,5\]/);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: tf.ones([5, 3]), g: x }, h), /AdamUpdate: v \[5,3\] and p \[3,5\] differ in shape/);
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x, gSum: tf.ones([15]) }, h), /AdamUpdate: gSum \[15\] and p \[3,5\] differ in shape/);
+        const { roundGrad: _roundGrad, ...noRoundGrad } = h;
+        assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x }, noRoundGrad), /AdamUpdate: attr roundGrad must be a boolean, got undefined/);
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x }, { ...h, lr: NaN }), /AdamUpdate: attr lr must be a finite number, got NaN/);
         const { eps: _eps, ...noEps } = h;
         assert.throws(run(ADAM_UPDATE, { p: x, m: x, v: x, g: x }, noEps), /AdamUpdate: attr eps must be a finite number, got undefined/);
