@@ -13,6 +13,10 @@ BASE_PATCH=${BASE_PATCH:-.base.patch}
 RUNS=${RUNS:-"new base"}
 TRAIN=${TRAIN:-"--num-iterations 40 --val-every 10 --seed 0 --window-schedule 7 --val-window 7"}
 mkdir -p "$OUT"
+for f in ${TESTS:-}; do  # before the build: a misspelt test file otherwise fails only after it, and no test runs
+  [ -f "$f" ] || { echo "device_ab: TESTS names $f, which is not in this tree"; exit 2; }
+done
+[[ " $RUNS " != *" base "* || -f $BASE_PATCH ]] || { echo "device_ab: RUNS has base but there is no $BASE_PATCH (make it first: see the header)"; exit 2; }
 t0=$SECONDS
 stage() { echo "=== [$((SECONDS - t0))s] $*"; }
 source .gpu-box/setup.sh >/dev/null 2>&1
