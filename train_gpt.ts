@@ -1502,6 +1502,13 @@ export interface AdamHyper {
   beta1: number; beta2: number; bc1: number; bc2: number; eps: number; lr: number; roundParam: boolean; roundMoments: boolean; roundGrad: boolean;
 }
 
+/** The gradients since Adam's last step summed as the record sums a bf16 parameter's (§6.4): each rounded to bf16, and the
+ * sum, where `round` (r(r(sum) + r(g))); `sum` absent: the first step's gradient alone (rounded where `round`). */
+function gradientSum(sum: tf.Tensor | undefined, g: tf.Tensor, round: boolean): tf.Tensor {
+  const r = (t: tf.Tensor) => (round ? roundToBf16(t) : t);
+  return sum ? r(r(sum).add(r(g))) : r(g);
+}
+
 /** Adam on one parameter → [p', m', v']: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
  * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps), each rounded to bf16 where asked once computed. g is this step's gradient
  * plus gSum, the earlier steps' since the last Adam step where given (§6.4), each rounded to bf16 before the sum and the
@@ -1511,8 +1518,7 @@ export interface AdamHyper {
 export function adamUpdate(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, h: AdamHyper, gSum?: tf.Tensor): tf.Tensor[] {
   const fused = runFused<tf.Tensor[]>(adamUpdateKernel, gSum ? { p, m, v, g: grad, gSum } : { p, m, v, g: grad }, { ...h });
   if (fused) return fused;
-  const half = (t: tf.Tensor) => (h.roundGrad ? roundToBf16(t) : t);
-  const g = gSum ? half(half(gSum).add(half(grad))) : half(grad);
+  const g = gradientSum(gSum, grad, h.roundGrad);
   const m2 = m.mul(h.beta1).add(g.mul(1 - h.beta1));
   const v2 = v.mul(h.beta2).add(g.square().mul(1 - h.beta2));
   const update = m2.div(h.bc1).div(v2.div(h.bc2).sqrt().add(h.eps));
@@ -1720,7 +1726,6 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
     // gradient, optimiser state and value (the Adam and momentum kernels round what they write), and every Adam moment.
     for (const [name, p] of m.params) {
       const info = m.info.get(name)!, slots = st.slots.get(name)!;
-      const half = (t: tf.Tensor) => info.bf16 ? roundToBf16(t) : t;
       if (!grads.get(name)) throw new Error(`no gradient for parameter ${name}`);
       if (info.opt === 'muon') {
         const [, ...neurons] = slots, rows = p.shape[0]!;
@@ -1740,7 +1745,7 @@ function muonUpdates(m: Model, st: OptimizerState, grads: Map<string, tf.Tensor>
       // parameter's each rounded to bf16 (r(r(sum) + r(g))). The first step after an Adam step keeps its gradient as
       // the sum, unrounded: the Adam step's kernel rounds and adds it (no zeroed sum to add to, no Add or rounding
       // passes over the embedding-sized tables: those were the cost); a step between (adamEvery > 2) sums as the kernel.
-      if (!adamSteps) { gradSum.assign(first ? g : half(half(gradSum).add(half(g)))); continue; }
+      if (!adamSteps) { gradSum.assign(first ? g : gradientSum(gradSum, g, !!info.bf16)); continue; }
       // The record adds eps to √v before the bias correction (§6.3): lr·(√bc2/bc1)·m/(√v + eps), which is the
       // kernel's formula with eps/√bc2 in place of eps.
       const [newP, newM, newV] = adamUpdate(p, mv, vv, g,

@@ -333,7 +333,6 @@ cudaError_t launchSoftcapLossGradFp8(cudaStream_t s, const float* dy, const void
       !misaligned(g8t, 16)) {
     const CapParams p = capParams(cap, scale, temp);
     const float w = mean ? 1.f / float(rows) : 1.f;
-    const bool fixed = cap != kLogitCapNone && scale > 0.f && scale <= kMaxFixedReference;
     const auto launch = [&](auto capC, auto fixedC, auto* in, auto roundC) {
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
       onePass = launchOnePass<decltype(capC)::value, decltype(fixedC)::value, In, decltype(roundC)::value>(
@@ -343,11 +342,13 @@ cudaError_t launchSoftcapLossGradFp8(cudaStream_t s, const float* dy, const void
       if (gBf16) launch(capC, fixedC, in, std::true_type{});
       else launch(capC, fixedC, in, std::false_type{});
     };
+    const auto withReference = [&](auto capC, auto* in) {  // a bounded cap's fixed reference (no cap has none)
+      if (fixedReference(cap, scale)) withRound(capC, std::true_type{}, in);
+      else withRound(capC, std::false_type{}, in);
+    };
     const auto withCap = [&](auto* in) {
-      if (cap == kLogitCapSigmoid && fixed) withRound(std::integral_constant<int, kLogitCapSigmoid>{}, std::true_type{}, in);
-      else if (cap == kLogitCapSigmoid) withRound(std::integral_constant<int, kLogitCapSigmoid>{}, std::false_type{}, in);
-      else if (cap == kLogitCapTanh && fixed) withRound(std::integral_constant<int, kLogitCapTanh>{}, std::true_type{}, in);
-      else if (cap == kLogitCapTanh) withRound(std::integral_constant<int, kLogitCapTanh>{}, std::false_type{}, in);
+      if (cap == kLogitCapSigmoid) withReference(std::integral_constant<int, kLogitCapSigmoid>{}, in);
+      else if (cap == kLogitCapTanh) withReference(std::integral_constant<int, kLogitCapTanh>{}, in);
       else withRound(std::integral_constant<int, kLogitCapNone>{}, std::false_type{}, in);
     };
     byInputType(logits, logitsBf16, withCap);

@@ -10,6 +10,9 @@ namespace tsgpt {
 // A cap bounds z to (−scale, scale) (tanh) or (0, scale) (sigmoid): with 0 < scale ≤ 40, Σ exp(z − scale) needs no running
 // max (each term ≥ e^−80, a normal float): one exp per element and no branch. Other caps keep the online max.
 constexpr float kMaxFixedReference = 40.f;
+__host__ __device__ inline bool fixedReference(int cap, float scale) {
+  return cap != kLogitCapNone && scale > 0.f && scale <= kMaxFixedReference;
+}
 
 // The cap as z = scale·c(x) with c the cap's unit value (σ(x/temp), tanh(x/scale) or x) and dz/dx = slope·h(c).
 struct CapParams {

@@ -70,7 +70,7 @@ __global__ void softcapCrossEntropyKernel(const In* __restrict__ logits, const i
   const int64_t row = blockIdx.x;
   const In* xr = logits + row * cols;
   float m = -INFINITY, s = 0.f;
-  if (kVec4 && kCap != kLogitCapNone && p.scale > 0.f && p.scale <= kMaxFixedReference) {
+  if (kVec4 && fixedReference(kCap, p.scale)) {
 #pragma unroll 4  // four loads in flight a thread: one at a time, the row's read waited on latency (~2 TB/s)
     for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
       float v[4];
