@@ -123,10 +123,10 @@ __device__ __forceinline__ void writeFp8Tiles(int64_t rows, int64_t cols, uint8_
   }
 }
 
-// writeFp8Tiles' grid for a [rows, cols] matrix and its kernel kKernel (of 256 threads): the 64-row strips in y and in
-// x as many tile walkers a strip as fill the GPU's resident blocks once (a second, partial wave of walkers would finish
-// late), within the grid's limits. The resident count is asked once a kernel (a process drives one GPU).
-template <auto kKernel>
+// writeFp8Tiles' grid for a [rows, cols] matrix and its kernel kKernel (of 256 threads): the strips of kTile rows in y
+// and in x as many tile walkers a strip as fill the GPU's resident blocks once (a second, partial wave of walkers would
+// finish late), within the grid's limits. The resident count is asked once a kernel (a process drives one GPU).
+template <auto kKernel, int kTile = kFp8Tile>
 dim3 fp8TileGrid(int64_t rows, int64_t cols) {
   static const int64_t resident = [] {
     int device = 0, sms = 0, perSm = 0;
@@ -135,7 +135,7 @@ dim3 fp8TileGrid(int64_t rows, int64_t cols) {
     cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kKernel, 256, 0);
     return int64_t(sms > 0 ? sms : 1) * (perSm > 0 ? perSm : 1);
   }();
-  const int64_t tilesR = (rows + kFp8Tile - 1) / kFp8Tile, tilesC = (cols + kFp8Tile - 1) / kFp8Tile;
+  const int64_t tilesR = (rows + kTile - 1) / kTile, tilesC = (cols + kTile - 1) / kTile;
   const int64_t y = tilesR < 65535 ? tilesR : 65535, walkers = (resident + y - 1) / y;
   return dim3(unsigned(walkers < tilesC ? walkers : tilesC), unsigned(y));
 }
