@@ -22,7 +22,7 @@ stage() { echo "=== [$((SECONDS - t0))s] $*"; }
 source .gpu-box/setup.sh >/dev/null 2>&1
 [ -f build/cuda/Release/tsgpt_cuda.node ] || tar -xzf .gpu-box/min_js.tgz
 build() {  # incremental: patch gives the files it changes new times; its log comes back only when it fails ($OUT
-  # brings back 8 files at most: a build log each side left the fourth of four runs' logs behind)
+  # brings back 8 files at most, and the build logs took the places of run logs)
   npm run build:cuda -- --parallel 16 >"$OUT/build_$1.log" 2>&1 || { tail -30 "$OUT/build_$1.log"; echo "BUILD FAILED ($1)"; exit 1; }
   rm -f "$OUT/build_$1.log"
 }
