@@ -1648,13 +1648,20 @@ export interface OptimizerState {
   slots: Map<string, tf.Variable[]>;
 }
 
+/** Whether §5 keeps an Adam slot in bf16 (--bf16-state): its two moments, of every Adam parameter. Made by roundToBf16,
+ * which the cuda backend stores in bf16 only (as AdamUpdate stores the moments it rounds): half their float32 bytes. */
+const adamMomentInBf16 = (cfg: Config, info: ParamInfo, slot: number) => cfg.bf16State && info.opt === 'adam' && slot < 2;
+
 export function createOptimizerState(m: Model): OptimizerState {
   const { cfg } = m, slots = new Map<string, tf.Variable[]>();
   for (const [name, v] of m.params) {
     const info = m.info.get(name)!;
     const shapes = info.opt === 'adam' ? [v.shape, v.shape, ...(cfg.adamEvery > 1 ? [v.shape] : [])]
       : [v.shape, ...(cfg.optimizer === 'normuon' ? muonBlockShapes(v.shape, info).map(neuronShape) : [])];
-    slots.set(name, shapes.map((shape) => tf.tidy(() => tf.variable(tf.zeros(shape), false))));
+    slots.set(name, shapes.map((shape, i) => tf.tidy(() => {
+      const zeros = tf.zeros(shape);
+      return tf.variable(adamMomentInBf16(cfg, info, i) ? roundToBf16(zeros) : zeros, false);
+    })));
   }
   return { step: 0, slots };
 }
@@ -2191,17 +2198,18 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check
   const { buf, base, header, corrupt } = readCheckpoint(file, flag);
   const meta: CheckpointMeta = { step: header.step, loader: header.loader, config: header.config, trainMs: header.trainMs };
   check?.(meta);
-  const targets = new Map<string, tf.Variable>();
-  for (const [name, v] of m.params) targets.set(`param/${name}`, v);
-  for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, v));
+  // each tensor and whether §5 keeps it in bf16 (its saved values are bf16 ones: rounding them again stores them so)
+  const targets = new Map<string, { v: tf.Variable; bf16: boolean }>();
+  for (const [name, v] of m.params) targets.set(`param/${name}`, { v, bf16: !!m.info.get(name)!.bf16 });
+  for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, { v, bf16: adamMomentInBf16(m.cfg, m.info.get(name)!, i) }));
   if (header.entries.length !== targets.size) throw new ConfigError(`${flag} ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
   for (const e of header.entries) {
-    const v = targets.get(e.name);
+    const { v, bf16 } = targets.get(e.name) ?? {};
     if (!v || v.shape.join() !== e.shape.join()) throw new ConfigError(`${flag} ${file}: tensor ${e.name} [${e.shape}] does not fit this model (different flags?)`);
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (base + e.offset + n * 4 > buf.length) throw corrupt(`tensor ${e.name} runs past the end of the file`);
     const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + e.offset, buf.byteOffset + base + e.offset + n * 4));
-    tf.tidy(() => v.assign(tf.tensor(data, e.shape)));
+    tf.tidy(() => v.assign(bf16 ? roundToBf16(tf.tensor(data, e.shape)) : tf.tensor(data, e.shape)));
   }
   st.step = header.optStep;
   return meta;

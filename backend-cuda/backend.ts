@@ -142,6 +142,18 @@ export class CudaBackend extends tf.KernelBackend {
     return d.bf16Only ? { ptr: d.bf16!, bf16: true } : { ptr: d.ptr, bf16: false };
   }
 
+  /** Runs body with device scratch buffers of the given byte sizes, freed afterwards (stream-ordered: after the work it
+   * queued, a queued read included). */
+  withScratch<T>(sizes: number[], body: (...ptrs: number[]) => T): T {
+    const ptrs: number[] = [];
+    try {
+      for (const n of sizes) ptrs.push(this.device.alloc(n));
+      return body(...ptrs);
+    } finally {
+      for (const p of ptrs) this.device.free(p);
+    }
+  }
+
   /** A new device buffer of `bytes` kept with tensor t and freed with t's buffer: what a fused kernel
    * saves beside its output for its gradient (the gradient gets the output, not extra tensors). */
   attachSaved(t: TensorInfo, bytes: number): number {
@@ -240,14 +252,26 @@ export class CudaBackend extends tf.KernelBackend {
 
   // ---- transfers ----
 
+  // A bf16-only tensor is widened into a temporary buffer for a read, so that reading it (a checkpoint, a log line) does
+  // not keep a float32 copy beside it: the bf16 parameters and Adam moments (§5) stay at half their bytes.
   override readSync(dataId: DataId): HostValues {
     const d = this.data.get(dataId);
-    return fromBuffer(this.device.readSync(this.floatBuffer(d), d.bytes), d.dtype);
+    return this.widenedForRead(d, (ptr) => fromBuffer(this.device.readSync(ptr, d.bytes), d.dtype));
   }
 
   override async read(dataId: DataId): Promise<HostValues> {
     const d = this.data.get(dataId);
-    return fromBuffer(await this.device.read(this.floatBuffer(d), d.bytes), d.dtype);
+    const pending = this.widenedForRead(d, (ptr) => this.device.read(ptr, d.bytes));
+    return fromBuffer(await pending, d.dtype);
+  }
+
+  /** read(d's float32 values' pointer); a bf16-only d widened into a scratch buffer for it. */
+  private widenedForRead<R>(d: TensorData, read: (ptr: number) => R): R {
+    if (!d.bf16Only) return read(d.ptr);
+    return this.withScratch([d.bytes], (wide) => {
+      this.device.fromBf16(d.bf16!, wide, d.bytes / 4);
+      return read(wide);
+    });
   }
 
   // ---- timing and memory ----

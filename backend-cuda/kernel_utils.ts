@@ -7,17 +7,6 @@ import { BINARY, DTYPE, FIRST_COMPARISON, UNARY, type BinaryName, type UnaryName
 
 const MAX_RANK = 8;
 
-/** Runs body with device scratch buffers of the given byte sizes, freed afterwards (stream-ordered: after the work queued). */
-export function withScratch<T>(backend: CudaBackend, sizes: number[], body: (...ptrs: number[]) => T): T {
-  const ptrs: number[] = [];
-  try {
-    for (const n of sizes) ptrs.push(backend.device.alloc(n));
-    return body(...ptrs);
-  } finally {
-    for (const p of ptrs) backend.device.free(p);
-  }
-}
-
 export function contiguousStrides(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);
   let acc = 1;

@@ -6,6 +6,7 @@ import '../tfjs_node.ts'; // gradients, chained ops and the cpu backend
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
 import { attnScheduleAt, type Config, createModel, disposeBatch, disposeModel, initRope, modelLoss, type RopeState, toDevice, useFusedKernels } from '../train_gpt.ts';
@@ -44,6 +45,9 @@ export async function useBackend(name: string): Promise<void> {
   else if (name === 'cuda' && tf.findBackendFactory('cuda') == null) await registerCudaBackend({ matmulPrecision: 'fp32' });
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to start`);
 }
+
+/** Whether tensor t is stored in bf16 only on the current cuda backend (backend.ts's makeBf16Only: no float32 buffer). */
+export const storedInBf16 = (t: tf.Tensor): boolean => (tf.backend() as CudaBackend).data.get(t.dataId).bf16Only === true;
 
 /** Device bytes in use (the backend's buffers: a view that shares one counts once). */
 export const bytesInUse = (): number => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
-import { describeOrSkip, gradientErrors, relError, targets, useBackend } from './cuda_harness.ts';
+import { describeOrSkip, gradientErrors, relError, storedInBf16, targets, useBackend, withFusedOff } from './cuda_harness.ts';
 import * as T from '../train_gpt.ts';
 import { tfSeed } from './seed.ts';
 
@@ -80,6 +80,73 @@ for (const target of targets) {
         }
       });
     }
+  });
+}
+
+// --bf16-state (§5) on the cuda backends: the tensors the record keeps in bf16 take half their bytes.
+for (const target of targets) {
+  describeOrSkip(`--bf16-state's tensors stored in bf16 on ${target.name}`, target.skip, () => {
+    it('the embeddings, value embeddings, head and every Adam moment are stored in bf16 only, through Adam steps, reads and a checkpoint; their values are the composites\'', async () => {
+      await useBackend(target.name);
+      const cfg = T.resolveConfig('tiny', { ...MICRO, bf16State: true, adamEvery: 2 }).cfg;
+      const halfParams = ['embed', 'value_embed.0', 'head'];
+      const grads = [0, 1, 2, 3].map((step) => new Map([...T.createModel(cfg).params].map(([n, v]) => {
+        const g = tf.randomNormal(v.shape, 0, 0.1, 'float32', tfSeed() + step);
+        return [n, { shape: v.shape, values: g.dataSync() as Float32Array }] as const;
+      })));
+      /** The Adam parameters and their moments after four steps (two Adam steps), with the model and state for more checks. */
+      const steps = () => {
+        const m = T.createModel(cfg), st = T.createOptimizerState(m);
+        grads.forEach((byName, step) => {
+          const gs = new Map([...byName].map(([n, g]) => [n, tf.tensor(g.values, g.shape)] as const));
+          T.optimizerStep(m, st, gs, step);
+          tf.dispose([...gs.values()]);
+        });
+        const values = new Map<string, Float32Array>();
+        for (const [n, info] of m.info) {
+          if (info.opt !== 'adam') continue;
+          values.set(n, m.params.get(n)!.dataSync() as Float32Array);
+          st.slots.get(n)!.slice(0, 2).forEach((s, k) => values.set(`${n} moment ${k}`, s.dataSync() as Float32Array));
+        }
+        return { m, st, values };
+      };
+      const composite = await withFusedOff(() => { const r = steps(); T.disposeOptimizerState(r.st); T.disposeModel(r.m); return r.values; });
+      const { m, st, values } = steps();
+      // stored in bf16 only, after the reads above (a read widens into a scratch buffer, not beside the tensor)
+      for (const n of halfParams) assert.ok(storedInBf16(m.params.get(n)!), `${n}: stored in bf16 only`);
+      for (const [n, info] of m.info) {
+        if (info.opt === 'adam') st.slots.get(n)!.slice(0, 2).forEach((s, k) => assert.ok(storedInBf16(s), `${n}: Adam moment ${k} stored in bf16 only`));
+        else assert.ok(!storedInBf16(m.params.get(n)!), `${n} (NorMuon) stays float32`);
+      }
+      // the same values as the composites' float32 storage: exactly on the host device; on the GPU an update an ulp apart
+      // can round to the neighbouring bf16 value
+      for (const [n, want] of composite) {
+        const got = values.get(n)!;
+        for (let i = 0; i < want.length; i++) {
+          const ok = target.name === 'cuda-host' ? Object.is(got[i], want[i]) : Math.abs(got[i] - want[i]) <= 2 ** -7 * Math.abs(want[i]) + 1e-30;
+          if (!ok) assert.fail(`${n} [${i}]: ${got[i]} with bf16 storage, ${want[i]} with the composites`);
+        }
+      }
+      // a checkpoint's round trip stores them in bf16 again, with the same values
+      const { mkdtempSync, rmSync } = await import('node:fs'), { tmpdir } = await import('node:os'), { join } = await import('node:path');
+      const dir = mkdtempSync(join(tmpdir(), 'tsgpt-bf16-')), file = join(dir, 'state.ckpt');
+      try {
+        T.saveCheckpoint(file, m, st, { step: 4, loader: { file: 0, pos: 0 }, config: cfg, trainMs: 0 });
+        const m2 = T.createModel(cfg), st2 = T.createOptimizerState(m2);
+        T.loadCheckpoint(file, m2, st2);
+        for (const n of halfParams) {
+          assert.ok(storedInBf16(m2.params.get(n)!), `${n}: stored in bf16 only after loading`);
+          assert.deepEqual(m2.params.get(n)!.dataSync(), values.get(n), `${n}: loaded values`);
+          st2.slots.get(n)!.slice(0, 2).forEach((s, k) => assert.ok(storedInBf16(s), `${n}: Adam moment ${k} stored in bf16 only after loading`));
+        }
+        T.disposeOptimizerState(st2);
+        T.disposeModel(m2);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      T.disposeOptimizerState(st);
+      T.disposeModel(m);
+    });
   });
 }
 

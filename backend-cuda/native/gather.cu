@@ -3,6 +3,7 @@
 #include "kernels.h"
 #include "launch.h"
 #include "launchers.h"
+#include "rows.cuh"
 
 namespace tsgpt {
 namespace {
@@ -21,13 +22,6 @@ __global__ void gatherKernel(const T* __restrict__ params, const int32_t* __rest
     const int64_t k = idx[b * nIdx + j];
     out[i] = (k >= 0 && k < axisDim) ? params[((b * outer + o) * axisDim + k) * inner + in] : T(0);
   }
-}
-
-// f(row, lane) for every row in [0, rows), a warp a row over the grid: the whole-row kernels below.
-template <typename F>
-__device__ __forceinline__ void forEachRowByWarp(int64_t rows, F f) {
-  const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
-  for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; r < rows; r += warps) f(r, int(threadIdx.x & 31));
 }
 
 // The common case, whole rows of a matrix (batch = outer = 1, inner a multiple of 4 floats, 16-byte aligned): one warp

@@ -1,8 +1,16 @@
-// Warp- and block-wide sum and max for the row kernels (softmax, RMSNorm, attention's rows).
+// Warp- and block-wide sum and max for the row kernels (softmax, RMSNorm, attention's rows), and a warp a row over a grid.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 namespace tsgpt {
+
+// f(row, lane) for every row in [0, rows), a warp a row over the grid (the embedding lookups and their gradients).
+template <typename F>
+__device__ __forceinline__ void forEachRowByWarp(int64_t rows, F f) {
+  const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+  for (int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; r < rows; r += warps) f(r, int(threadIdx.x & 31));
+}
 
 // Every lane of the warp gets the sum (max) of the 32 lanes' v.
 template <bool kMax>

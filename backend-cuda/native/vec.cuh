@@ -110,11 +110,17 @@ cudaError_t byWidthAndType(bool vec4, void* out, bool outBf16, F f) {
   return cudaGetLastError();
 }
 
+// Calls f with a null pointer of the type a tensor is stored in: bf16* where bf16 (a bf16-only tensor), else float*.
+template <typename F>
+void byStorage(bool bf16, F f) {
+  if (bf16) f(static_cast<__nv_bfloat16*>(nullptr));
+  else f(static_cast<float*>(nullptr));
+}
+
 // Calls f(x) with x typed as the tensor is stored: const bf16* where xBf16 (a bf16-only tensor), else const float*.
 template <typename F>
 void byInputType(const void* x, bool xBf16, F f) {
-  if (xBf16) f(static_cast<const __nv_bfloat16*>(x));
-  else f(static_cast<const float*>(x));
+  byStorage(xBf16, [&](auto* type) { f(static_cast<const std::remove_pointer_t<decltype(type)>*>(x)); });
 }
 
 }  // namespace tsgpt

@@ -12,6 +12,7 @@ import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
 import { causalWindowMeanHost } from './causal_window_mean/host.ts';
 import { causalWindowMeanKernels } from './causal_window_mean/kernel.ts';
+import { embeddingHost } from './embedding/host.ts';
 import { embeddingKernels } from './embedding/kernel.ts';
 import { fp8HeadLossHost } from './fp8_head_loss/host.ts';
 import { fp8HeadLossKernels } from './fp8_head_loss/kernel.ts';
@@ -33,7 +34,6 @@ import { rmsNormHost } from './rms_norm/host.ts';
 import { rmsNormKernels } from './rms_norm/kernel.ts';
 import { rotaryHost } from './rotary/host.ts';
 import { rotaryKernels } from './rotary/kernel.ts';
-import { roundBf16Host } from './round_bf16/host.ts';
 import { roundBf16Kernels } from './round_bf16/kernel.ts';
 import { scaledAddHost } from './scaled_add/host.ts';
 import { scaledAddKernels } from './scaled_add/kernel.ts';
@@ -47,7 +47,7 @@ import { softcapCrossEntropyKernels } from './softcap_cross_entropy/kernel.ts';
 export interface FusedOp<Native extends object = object> {
   kernels: CudaKernel[];
   /** The CPU reference of the op's native launchers over the host device's memory; none where the op's
-   * kernels call only the device's core functions (Linear, MatMulAdd: cuBLASLt; Embedding: gather, copy, segmentSum). */
+   * kernels call only the device's core functions (Linear, MatMulAdd: cuBLASLt; RoundBf16: toBf16). */
   host?: (mem: HostDevice) => Native;
 }
 
@@ -56,7 +56,7 @@ export const fusedOps = [
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: causalWindowMeanKernels, host: causalWindowMeanHost },
-  { kernels: embeddingKernels },
+  { kernels: embeddingKernels, host: embeddingHost },
   { kernels: fp8HeadLossKernels, host: fp8HeadLossHost },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
@@ -68,7 +68,7 @@ export const fusedOps = [
   { kernels: reluSquaredKernels, host: reluSquaredHost },
   { kernels: rmsNormKernels, host: rmsNormHost },
   { kernels: rotaryKernels, host: rotaryHost },
-  { kernels: roundBf16Kernels, host: roundBf16Host },
+  { kernels: roundBf16Kernels },
   { kernels: scaledAddKernels, host: scaledAddHost },
   { kernels: smearKernels, host: smearHost },
   { kernels: softcapCrossEntropyKernels, host: softcapCrossEntropyHost },

@@ -1,5 +1,6 @@
 // The embedding lookup ('Embedding', 'EmbeddingGrad'; embedding.ts) against tf.gather (its composite) on fresh random
-// tables and ids (repeated ids, the first and last rows): the rows bit for bit; the table's gradient against the
+// tables and ids (repeated ids, the first and last rows): the rows bit for bit, from a float32 table and from one stored in
+// bf16 (read as stored); the table's gradient against the
 // composite's (UnsortedSegmentSum), without and with a gradient so far (accumulated + the composite's gradient: the
 // atomic adds of repeated ids in any order, so within float32 rounding); on the host reference device (CI) and on the
 // GPU where there is one; a gradient so far given up (inPlace) updated in its own buffer, or a copy where a view shares it,
@@ -10,7 +11,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { variableGradsSummed } from '../../../tfjs_node.ts';
-import { checkFusionHook, describeOrSkip, random, randFloat, relError, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, checkFusionHook, describeOrSkip, random, randFloat, relError, storedInBf16, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 import { EMBEDDING, EMBEDDING_GRAD } from './embedding.ts';
 
 for (const target of targets) {
@@ -40,6 +41,20 @@ for (const target of targets) {
       const wantSummed = acc.add(want);
       assert.ok(relError(summed.dataSync(), wantSummed.dataSync()) < 1e-6, `gradient with the sum so far: relative error ${relError(summed.dataSync(), wantSummed.dataSync())}`);
       tf.dispose([table, acc, dy, ids, fused, composite, grad, want, summed, wantSummed]);
+    });
+
+    it('reads a table stored in bf16 (a bf16 parameter as Adam stores it) as it is: tf.gather\'s rows of its values, no float32 copy', async () => {
+      await useBackend(B);
+      // the model's width (the vector path) and an odd one (the scalar path)
+      for (const width of [d, 7]) {
+        const values = randFloat([V, width]).values.map(bf16), ids = problem().ids;
+        const table = T.roundToBf16(tf.tensor(values, [V, width]));
+        assert.ok(storedInBf16(table), 'the test\'s table is stored in bf16 only');
+        const fused = T.embed(table, ids), want = tf.gather(tf.tensor(values, [V, width]), ids);
+        assert.deepEqual(fused.dataSync(), want.dataSync(), `rows of width ${width}`);
+        assert.ok(storedInBf16(table), 'the lookup made no float32 copy of the table');
+        tf.dispose([table, ids, fused, want]);
+      }
     });
 
     it('adds into a gradient so far that is given up (inPlace) in its own buffer, and into a copy where another tensor shares it', async () => {

@@ -5,7 +5,7 @@
 // read and wrote the table four times (the speedrun's four tables of 50,304 × 768). tf.gather is the composite
 // everywhere else and the oracle.
 //   {table [V, d] float32, ids int32 [...]} → table's rows at ids [..., d] (an id outside [0, V) reads zeros, as
-//   GatherV2's kernel).
+//   GatherV2's kernel); on cuda a table stored in bf16 only (a bf16 parameter, §5) is read as stored, rows widened.
 // Gradient 'EmbeddingGrad' ({dy [..., d], ids, accumulated? [V, d]}, {rows: V, inPlace?}) → the table's gradient:
 // accumulated (or zeros) plus each dy row added at its id, by atomic adds (the order of a row's additions is not fixed,
 // as UnsortedSegmentSum's); ids get none. inPlace: the caller gives accumulated up (tfjs_node.ts's backward, where it is

@@ -1,11 +1,18 @@
-// The embedding lookup's cuda kernels (embedding.ts): 'Embedding' ({table, ids} → rows) over the device's gather and
-// 'EmbeddingGrad' ({dy, ids, accumulated?} → the table's gradient) over its copy (or fill, or accumulated's own buffer
-// taken over) and segmentSum.
+// The embedding lookup's cuda kernels (embedding.ts): 'Embedding' ({table, ids} → rows) over the device's gather, or
+// embedding.cu's launcher where the table is stored in bf16 (a bf16 parameter as Adam stores it: read as it is, no float32
+// copy), and 'EmbeddingGrad' ({dy, ids, accumulated?} → the table's gradient) over its copy (or fill, or accumulated's own
+// buffer taken over) and segmentSum.
 import * as tf from '@tensorflow/tfjs-core';
 import { DTYPE } from '../../device.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { describe, input, numberAttr } from '../check.ts';
 import { EMBEDDING, EMBEDDING_GRAD } from './embedding.ts';
+
+/** embedding.cu's launcher (host.ts is its CPU reference). */
+export interface EmbeddingNative {
+  /** out [n, d] float32 = the rows of the bf16 table [V, d] at ids [n], widened; an id outside [0, V) gives zeros. */
+  embeddingBf16(table: number, ids: number, out: number, V: number, d: number, n: number): void;
+}
 
 export const embeddingKernels: CudaKernel[] = [
   {
@@ -14,8 +21,10 @@ export const embeddingKernels: CudaKernel[] = [
       const table = input(EMBEDDING, inputs, 'table'), ids = input(EMBEDDING, inputs, 'ids', 'int32');
       if (table.shape.length !== 2) throw new Error(`${EMBEDDING}: table must be a float32 matrix [V, d], got ${describe(table)}`);
       const [V, d] = table.shape, n = tf.util.sizeFromShape(ids.shape);
-      const out = backend.makeOutput([...ids.shape, d], 'float32');
-      if (n * d > 0) backend.device.gather(4, backend.ptr(table), backend.ptr(ids), backend.ptr(out), 1, 1, V, d, n);
+      const out = backend.makeOutput([...ids.shape, d], 'float32'), stored = backend.storedValues(table);
+      if (n * d === 0) return out;
+      if (stored.bf16) backend.device.embeddingBf16(stored.ptr, backend.ptr(ids), backend.ptr(out), V, d, n);
+      else backend.device.gather(4, stored.ptr, backend.ptr(ids), backend.ptr(out), 1, 1, V, d, n);
       return out;
     },
   },

@@ -16,7 +16,6 @@
 // them by dy.
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { BINARY, DTYPE, PRECISION, REDUCE } from '../../device.ts';
-import { withScratch } from '../../kernel_utils.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { describe, input, numberAttr } from '../check.ts';
 import { logitCapAttrs } from '../softcap_cross_entropy/kernel.ts';
@@ -62,7 +61,7 @@ export const fp8HeadLossKernels: CudaKernel[] = [
       const loss = backend.makeOutput([], 'float32');
       const grads = backend.attachSaved(loss, (N * d + d * V) * 4), dx = grads, dw = grads + N * d * 4;
       const tgt = backend.ptr(targets);
-      withScratch(backend, [N * d, d * V, V * d, d * R, R * V * zBytes, R * V, R * V, 2 * R * 4, chunks * 4, 4],
+      backend.withScratch([N * d, d * V, V * d, d * R, R * V * zBytes, R * V, R * V, 2 * R * 4, chunks * 4, 4],
         (x8, w8, w8t, x8t, z, g8, g8t, rowStats, parts, one) => {
           dev.fill(DTYPE.float32, one, 1, 1);
           dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, x8, 0);
@@ -94,7 +93,7 @@ export const fp8HeadLossKernels: CudaKernel[] = [
       backend.device.binary(BINARY.Multiply, DTYPE.float32, grads, g, backend.ptr(dx), [N * d], [1], [0]);
       if (acc) {  // dw = 1·acc + dy·dw₁ in one pass (an Add after the Multiply read and wrote dw twice more)
         const sum = backend.storedValues(acc);
-        withScratch(backend, [4], (one) => {
+        backend.withScratch([4], (one) => {
           backend.device.fill(DTYPE.float32, one, 1, 1);
           backend.device.scaledAdd(sum.ptr, sum.bf16, grads + N * d * 4, false, one, g, backend.ptr(dw), false, d * V);
         });

@@ -10,7 +10,6 @@
 // bf16 only under bf16 matmul precision, and widening them would cost a pass over [N,V] and an N·V·4-byte buffer.
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input, numberAttr } from '../check.ts';
-import { withScratch } from '../../kernel_utils.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { FP8_MATMUL, FP8_MATMUL_GRAD } from './fp8_matmul.ts';
 
@@ -47,7 +46,7 @@ export const fp8MatmulKernels: CudaKernel[] = [
       const { x, w, N, d, V } = checked(FP8_MATMUL, inputs, false), { xScale, wScale } = scales(FP8_MATMUL, attrs);
       const dev = backend.device, xs = backend.storedValues(x), ws = backend.storedValues(w);
       const z = backend.makeBf16Output([N, V]);  // bf16 logits under bf16 precision, as the record's (§3.3)
-      withScratch(backend, [N * d, V * d], (x8, w8t) => {
+      backend.withScratch([N * d, V * d], (x8, w8t) => {
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, x8, 0);
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, 0, w8t);
         dev.matmulFp8(x8, false, w8t, false, z.ptr, z.bf16, N, V, d, xScale * wScale, true, 0);
@@ -61,7 +60,7 @@ export const fp8MatmulKernels: CudaKernel[] = [
       const { x, w, N, d, V } = checked(FP8_MATMUL_GRAD, inputs, true), { xScale, wScale, gradScale } = scales(FP8_MATMUL_GRAD, attrs);
       const dev = backend.device, xs = backend.storedValues(x), ws = backend.storedValues(w), gs = backend.storedValues(inputs.dy as TensorInfo);
       const dx = backend.makeOutput([N, d], 'float32'), dw = backend.makeOutput([d, V], 'float32');
-      withScratch(backend, [N * V, N * V, d * V, N * d], (g8, g8t, w8, x8t) => {
+      backend.withScratch([N * V, N * V, d * V, N * d], (g8, g8t, w8, x8t) => {
         dev.fp8Quantise(gs.ptr, gs.bf16, N, V, gradScale, true, g8, g8t);  // one read of dy for both layouts
         dev.fp8Quantise(ws.ptr, ws.bf16, d, V, wScale, false, w8, 0);
         dev.fp8Quantise(xs.ptr, xs.bf16, N, d, xScale, false, 0, x8t);

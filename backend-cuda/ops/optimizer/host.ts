@@ -5,10 +5,12 @@ import { NORMUON_CHUNK_ELEMENTS, type OptimizerNative } from './kernel.ts';
 // Each operation rounded to float32 (Math.fround) in the composite's order, as optimizer.cu does.
 export function optimizerHost(mem: HostDevice): OptimizerNative {
   return {
-    adamUpdate(p, m, v, g, gSum, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments, roundGrad) {
+    adamUpdate(p, pBf16, m, v, momentsBf16, g, gSum, pOut, mOut, vOut, n, beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments, roundGrad) {
       if (n === 0) return;
       const f = (ptr: number) => mem.floats(ptr, n), r = Math.fround;
-      const pv = f(p), mv = f(m), vv = f(v), po = f(pOut), mo = f(mOut), vo = f(vOut), raw = f(g), sum = gSum ? f(gSum) : null;
+      const pv = mem.input(p, n, pBf16), mv = mem.input(m, n, momentsBf16), vv = mem.input(v, n, momentsBf16);
+      const po = mem.output(pOut, n, roundParam), mo = mem.output(mOut, n, roundMoments), vo = mem.output(vOut, n, roundMoments);
+      const raw = f(g), sum = gSum ? f(gSum) : null;
       const half = (x: number) => (roundGrad ? bf16Value(x) : x);
       const gv = raw.map((x, i) => (sum ? half(r(half(sum[i]) + half(x))) : half(x)));  // a Float32Array: each rounded to float32
       const b1 = r(beta1), c1 = r(1 - beta1), b2 = r(beta2), c2 = r(1 - beta2);
@@ -17,10 +19,13 @@ export function optimizerHost(mem: HostDevice): OptimizerNative {
         const mi = r(r(mv[i] * b1) + r(gv[i] * c1));
         const vi = r(r(vv[i] * b2) + r(r(gv[i] * gv[i]) * c2));
         const update = r(r(mi / bc1f) / r(r(Math.sqrt(r(vi / bc2f))) + epsf));
-        po[i] = roundParam ? bf16Value(pv[i] - r(update * lrf)) : pv[i] - r(update * lrf);
-        mo[i] = roundMoments ? bf16Value(mi) : mi;
-        vo[i] = roundMoments ? bf16Value(vi) : vi;
+        po[i] = pv[i] - r(update * lrf);  // a bf16 output is rounded by flush
+        mo[i] = mi;
+        vo[i] = vi;
       }
+      mem.flush(pOut, po, roundParam);
+      mem.flush(mOut, mo, roundMoments);
+      mem.flush(vOut, vo, roundMoments);
     },
     muonMomentum(buf, g, bufOut, nesterov, n, momentum, roundBuf) {
       if (n === 0) return;

@@ -1,6 +1,6 @@
 // The fused optimiser updates' cuda kernels: 'AdamUpdate' ({p, m, v, g, gSum?} → [p', m', v']) and 'MuonMomentum'
 // ({buf, g} → [buf', nesterov]), any shape, all operands float32 of one shape, over optimizer.cu's launchers.
-// Outputs are new buffers (the optimiser assigns them to its variables).
+// Outputs are new buffers (the optimiser assigns them to its variables); Adam's rounded outputs are stored in bf16.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { booleanAttr, describe, input, numberAttr, sameShapeFloat32 } from '../check.ts';
@@ -14,13 +14,14 @@ export const norMuonScratchFloats = (n: number, size: number) => n * Math.ceil(s
 
 /** optimizer.cu's launchers (host.ts is their CPU reference). */
 export interface OptimizerNative {
-  /** Fused Adam over n floats into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
+  /** Fused Adam over n values into new buffers: m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g²,
    * p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps); g is this step's gradient plus gSum (the earlier steps' sum) where gSum is
-   * not 0, each rounded to bf16 before the sum and the sum after it where roundGrad; p' stored rounded to bf16 where
-   * roundParam, m' and v' where roundMoments. */
-  adamUpdate(p: number, m: number, v: number, g: number, gSum: number, pOut: number, mOut: number, vOut: number, n: number,
-    beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number, roundParam: boolean, roundMoments: boolean,
-    roundGrad: boolean): void;
+   * not 0, each rounded to bf16 before the sum and the sum after it where roundGrad. p is stored in bf16 where pBf16, m
+   * and v where momentsBf16, else in float32; p' is stored in bf16 (rounded to nearest even) where roundParam, m' and v'
+   * where roundMoments, else in float32. */
+  adamUpdate(p: number, pBf16: boolean, m: number, v: number, momentsBf16: boolean, g: number, gSum: number, pOut: number,
+    mOut: number, vOut: number, n: number, beta1: number, beta2: number, bc1: number, bc2: number, eps: number, lr: number,
+    roundParam: boolean, roundMoments: boolean, roundGrad: boolean): void;
   /** Muon's momentum over n floats into new buffers: buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'; buf' stored
    * rounded to bf16 where roundBuf (nesterov from the unrounded buf'). */
   muonMomentum(buf: number, g: number, bufOut: number, nesterov: number, n: number, momentum: number, roundBuf: boolean): void;
@@ -51,11 +52,19 @@ export const optimizerKernels: CudaKernel[] = [
       const [p, m, v, g, gSum] = sameShapeFloat32(ADAM_UPDATE, inputs, ['p', 'm', 'v', 'g', ...(inputs.gSum ? ['gSum'] : [])]);
       const [beta1, beta2, bc1, bc2, eps, lr] = ['beta1', 'beta2', 'bc1', 'bc2', 'eps', 'lr'].map((a) => numberAttr(ADAM_UPDATE, attrs, a));
       const [roundParam, roundMoments, roundGrad] = ['roundParam', 'roundMoments', 'roundGrad'].map((a) => booleanAttr(ADAM_UPDATE, attrs, a));
-      const outs = [0, 1, 2].map(() => backend.makeOutput(p.shape, 'float32'));
-      const [pOut, mOut, vOut] = outs.map((t) => backend.ptr(t));
-      backend.device.adamUpdate(backend.ptr(p), backend.ptr(m), backend.ptr(v), backend.ptr(g), gSum ? backend.ptr(gSum) : 0, pOut, mOut, vOut,
-        tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2, eps, lr, roundParam, roundMoments, roundGrad);
-      return outs;
+      // p, m and v read as stored (bf16 only: the state §5 keeps in bf16, as this kernel wrote it); what is rounded is
+      // stored in bf16 only (half the bytes; a reader that needs float32 gets it widened)
+      const ps = backend.storedValues(p), [ms, vs] = [m, v].map((t) => backend.storedValues(t)), momentsBf16 = ms.bf16 && vs.bf16;
+      const out = (bf16: boolean) => {
+        if (bf16) return backend.makeBf16Only(p.shape);
+        const t = backend.makeOutput(p.shape, 'float32');
+        return { out: t, ptr: backend.ptr(t) };
+      };
+      const [pOut, mOut, vOut] = [out(roundParam), out(roundMoments), out(roundMoments)];
+      backend.device.adamUpdate(ps.ptr, ps.bf16, momentsBf16 ? ms.ptr : backend.ptr(m), momentsBf16 ? vs.ptr : backend.ptr(v), momentsBf16,
+        backend.ptr(g), gSum ? backend.ptr(gSum) : 0, pOut.ptr, mOut.ptr, vOut.ptr, tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2,
+        eps, lr, roundParam, roundMoments, roundGrad);
+      return [pOut.out, mOut.out, vOut.out];
     },
   },
   {

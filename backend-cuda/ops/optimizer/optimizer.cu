@@ -4,8 +4,9 @@
 //   Muon momentum: buf' = μ·buf + (1−μ)·g;  nesterov = (1−μ)·g + μ·buf'
 // The composites run ~14 (Adam) and 6 (Muon) elementwise kernels, each reading and writing a whole
 // parameter-sized tensor; here Adam reads 4 (5 with a sum) and writes 3 floats per element, Muon reads 2 and writes 2.
-// With --bf16-state the outputs are stored rounded to bf16 (roundParam, roundMoments, roundBuf), as the composite's
-// roundToBf16 after the update; the update itself is computed from the unrounded values, as there.
+// With --bf16-state the outputs are rounded to bf16 (roundParam, roundMoments, roundBuf), as the composite's
+// roundToBf16 after the update; the update itself is computed from the unrounded values, as there. Adam stores what it
+// rounds in bf16 (§5: the bf16 parameters and every Adam moment, at half the bytes) and reads p, m and v as stored.
 // The operations, their order and their rounding are the composite's: each one correctly rounded
 // (__fmul_rn & co. keep nvcc from contracting a·b + c into one FMA), the 1 − β constants rounded once
 // on the host as tfjs rounds its scalars; so the fused kernels give the composite's values exactly.
@@ -31,16 +32,17 @@ namespace {
 
 struct AdamHyper {
   float beta1, oneMinusBeta1, beta2, oneMinusBeta2, bc1, bc2, eps, lr;
-  bool roundParam, roundMoments;  // stored rounded to bf16 (--bf16-state), computed from the unrounded values
-  bool roundGrad;                 // the gradient (and the sum so far) rounded to bf16 before use: a bf16 parameter's
+  bool roundGrad;  // the gradient (and the sum so far) rounded to bf16 before use: a bf16 parameter's
 };
 
+// p of type P and m, v of type M as stored (float, or bf16 for a bf16-only tensor); p' stored as POut and m', v' as MOut:
+// a bf16 store rounds to nearest even, the composite's roundToBf16 (roundParam, roundMoments).
 // g: this step's gradient; gSum (may be null): the sum of the earlier steps' since the last Adam step, added first
 // (§6.4: Adam every other step on the sum of the two steps' gradients), as the composite's r(r(gSum) + r(g)).
-template <int V>
-__global__ void adamUpdateKernel(const float* __restrict__ p, const float* __restrict__ m, const float* __restrict__ v,
-                                 const float* __restrict__ g, const float* __restrict__ gSum, float* __restrict__ pOut,
-                                 float* __restrict__ mOut, float* __restrict__ vOut, int64_t groups, AdamHyper h) {
+template <int V, typename P, typename M, typename POut, typename MOut>
+__global__ void adamUpdateKernel(const P* __restrict__ p, const M* __restrict__ m, const M* __restrict__ v,
+                                 const float* __restrict__ g, const float* __restrict__ gSum, POut* __restrict__ pOut,
+                                 MOut* __restrict__ mOut, MOut* __restrict__ vOut, int64_t groups, AdamHyper h) {
   TSGPT_GRID_STRIDE(i, groups) {
     float pv[V], mv[V], vv[V], gv[V], sv[V];
     loadVec<V>(p + i * V, pv);
@@ -57,11 +59,6 @@ __global__ void adamUpdateKernel(const float* __restrict__ p, const float* __res
       vv[k] = __fadd_rn(__fmul_rn(vv[k], h.beta2), __fmul_rn(__fmul_rn(gv[k], gv[k]), h.oneMinusBeta2));
       const float update = __fdiv_rn(__fdiv_rn(mv[k], h.bc1), __fadd_rn(__fsqrt_rn(__fdiv_rn(vv[k], h.bc2)), h.eps));
       pv[k] = __fsub_rn(pv[k], __fmul_rn(update, h.lr));
-      if (h.roundParam) pv[k] = roundedToBf16(pv[k]);
-      if (h.roundMoments) {
-        mv[k] = roundedToBf16(mv[k]);
-        vv[k] = roundedToBf16(vv[k]);
-      }
     }
     storeVec<V>(pOut + i * V, pv);
     storeVec<V>(mOut + i * V, mv);
@@ -185,16 +182,34 @@ cudaError_t launchNorMuonUpdate(cudaStream_t s, const float* o, const float* v, 
   return cudaGetLastError();
 }
 
-cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, const float* gSum,
-                             float* pOut, float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
-                             double eps, double lr, bool roundParam, bool roundMoments, bool roundGrad) {
+cudaError_t launchAdamUpdate(cudaStream_t s, const void* p, bool pBf16, const void* m, const void* v, bool momentsBf16,
+                             const float* g, const float* gSum, void* pOut, void* mOut, void* vOut, int64_t n, double beta1,
+                             double beta2, double bc1, double bc2, double eps, double lr, bool roundParam, bool roundMoments,
+                             bool roundGrad) {
   if (n == 0) return cudaSuccess;
   const AdamHyper h{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2), float(bc1), float(bc2), float(eps), float(lr),
-                    roundParam, roundMoments, roundGrad};
-  if (n % 4 == 0 && aligned16({p, m, v, g, gSum, pOut, mOut, vOut}))
-    adamUpdateKernel<4><<<gridFor(n / 4), kThreads, 0, s>>>(p, m, v, g, gSum, pOut, mOut, vOut, n / 4, h);
-  else
-    adamUpdateKernel<1><<<gridFor(n), kThreads, 0, s>>>(p, m, v, g, gSum, pOut, mOut, vOut, n, h);
+                    roundGrad};
+  const bool vec4 = n % 4 == 0 && aligned16({p, m, v, g, gSum, pOut, mOut, vOut});
+  byStorage(pBf16, [&](auto* pType) {
+    byStorage(momentsBf16, [&](auto* mType) {
+      byStorage(roundParam, [&](auto* pOutType) {
+        byStorage(roundMoments, [&](auto* mOutType) {
+          using P = std::remove_pointer_t<decltype(pType)>;
+          using M = std::remove_pointer_t<decltype(mType)>;
+          using POut = std::remove_pointer_t<decltype(pOutType)>;
+          using MOut = std::remove_pointer_t<decltype(mOutType)>;
+          auto launch = [&](auto width) {
+            constexpr int W = decltype(width)::value;
+            adamUpdateKernel<W, P, M, POut, MOut><<<gridFor(n / W), kThreads, 0, s>>>(static_cast<const P*>(p),
+                static_cast<const M*>(m), static_cast<const M*>(v), g, gSum, static_cast<POut*>(pOut), static_cast<MOut*>(mOut),
+                static_cast<MOut*>(vOut), n / W, h);
+          };
+          if (vec4) launch(std::integral_constant<int, 4>{});
+          else launch(std::integral_constant<int, 1>{});
+        });
+      });
+    });
+  });
   return cudaGetLastError();
 }
 
@@ -209,8 +224,8 @@ cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g,
   return cudaGetLastError();
 }
 
-TSGPT_LAUNCHER(adamUpdate, launchAdamUpdate, "p", "m", "v", "g", "gSum", "pOut", "mOut", "vOut", "n", "beta1", "beta2", "bc1",
-               "bc2", "eps", "lr", "roundParam", "roundMoments", "roundGrad");
+TSGPT_LAUNCHER(adamUpdate, launchAdamUpdate, "p", "pBf16", "m", "v", "momentsBf16", "g", "gSum", "pOut", "mOut", "vOut", "n",
+               "beta1", "beta2", "bc1", "bc2", "eps", "lr", "roundParam", "roundMoments", "roundGrad");
 TSGPT_LAUNCHER(muonMomentum, launchMuonMomentum, "buf", "g", "bufOut", "nesterov", "n", "momentum", "roundBuf");
 TSGPT_LAUNCHER(norMuonUpdate, launchNorMuonUpdate, "o", "v", "w", "scale", "u", "vOut", "scratch", "n", "r", "c", "beta2", "decay");
 

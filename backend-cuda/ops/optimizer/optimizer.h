@@ -9,12 +9,15 @@ namespace tsgpt {
 // Adam  m' = β1·m + (1−β1)·g, v' = β2·v + (1−β2)·g², p' = p − lr·(m'/bc1)/(sqrt(v'/bc2) + eps);
 // Muon  buf' = μ·buf + (1−μ)·g, nesterov = (1−μ)·g + μ·buf'. The hyperparameters come as the host's
 // doubles: 1 − β and 1 − μ are taken in double and then rounded, as tfjs rounds the composite's scalars.
-// roundParam / roundMoments / roundBuf: p', (m', v') / buf' stored rounded to bf16 (nesterov from the unrounded buf').
-// Adam's g is this step's gradient, plus gSum (the earlier steps' since the last Adam step) where gSum is not null;
-// roundGrad: each rounded to bf16 before the sum and the sum after it (a bf16 parameter's: r(r(gSum) + r(g))).
-cudaError_t launchAdamUpdate(cudaStream_t s, const float* p, const float* m, const float* v, const float* g, const float* gSum,
-                             float* pOut, float* mOut, float* vOut, int64_t n, double beta1, double beta2, double bc1, double bc2,
-                             double eps, double lr, bool roundParam, bool roundMoments, bool roundGrad);
+// roundBuf: buf' stored rounded to bf16 (nesterov from the unrounded buf'). Adam's p is stored in bf16 where pBf16, m and v
+// where momentsBf16 (else float32); p' is stored in bf16 (rounded to nearest even) where roundParam, m' and v' where
+// roundMoments, else in float32. Its g is this step's gradient, plus gSum (the earlier steps' since the last Adam step)
+// where gSum is not null; roundGrad: each rounded to bf16 before the sum and the sum after it (a bf16 parameter's:
+// r(r(gSum) + r(g))).
+cudaError_t launchAdamUpdate(cudaStream_t s, const void* p, bool pBf16, const void* m, const void* v, bool momentsBf16,
+                             const float* g, const float* gSum, void* pOut, void* mOut, void* vOut, int64_t n, double beta1,
+                             double beta2, double bc1, double bc2, double eps, double lr, bool roundParam, bool roundMoments,
+                             bool roundGrad);
 cudaError_t launchMuonMomentum(cudaStream_t s, const float* buf, const float* g, float* bufOut, float* nesterov, int64_t n,
                                double momentum, bool roundBuf);
 

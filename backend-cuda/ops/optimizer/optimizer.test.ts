@@ -14,7 +14,7 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { ADAM_UPDATE, MUON_MOMENTUM, NORMUON_UPDATE } from '../optimizer/optimizer.ts';
 import { MATMUL_ADD } from '../matmul_add/matmul_add.ts';
-import { bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, relError, storedInBf16, targets, type Tolerance, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 const between = (lo: number, hi: number) => lo + (hi - lo) * random();
 
@@ -99,6 +99,27 @@ for (const target of targets) {
       const m2 = tf.tidy(() => T.adamUpdate(tf.zeros([64]), tf.zeros([64]), tf.ones([64]), tf.tensor(g.values), h, tf.tensor(gSum.values))[1].dataSync());
       const want = Float32Array.from(g.values, (x, i) => bf16(Math.fround(bf16(gSum.values[i]) + bf16(x))) * 0.5);
       assert.deepEqual(m2, want, 'm\' = (1 − β1)·r(r(gSum) + r(g))');
+    });
+
+    it('AdamUpdate reads p, m and v stored in bf16 and stores what it rounds in bf16 only (§5), with the composite\'s values', async () => {
+      // every combination of the inputs' storage (float32, or bf16 only as roundToBf16 and this kernel store it) and the
+      // rounding, at a size of the scalar path and one of the float4 path
+      for (let combo = 0; combo < 16; combo++) {
+        const [pBf16, mBf16, roundParam, roundMoments] = [1, 2, 4, 8].map((bit) => (combo & bit) !== 0);
+        const shape = combo % 3 === 0 ? [3, 5, 9] : [2, 16, 64], h = { ...randomAdamHyper(), roundParam, roundMoments };
+        const inputs = adamInputs(shape);
+        [pBf16, mBf16, mBf16].forEach((on, k) => { if (on) inputs[k].values = inputs[k].values.map(bf16); });  // bf16 values
+        const storage: boolean[][] = [];
+        const label = `adamUpdate [${shape}] stored bf16: p ${pBf16}, m and v ${mBf16}; ${JSON.stringify(h)}`;
+        await compare(B, label, inputs, (p, m, v, g) => {
+          const stored = [p, m, v].map((x, k) => ([pBf16, mBf16, mBf16][k] ? T.roundToBf16(x) : x));
+          const outs = T.adamUpdate(stored[0], stored[1], stored[2], g, h);
+          if (tf.getBackend() === B) storage.push(outs.map(storedInBf16), stored.map(storedInBf16));
+          return outs;
+        }, tol);
+        assert.deepEqual(storage[0], [roundParam, roundMoments, roundMoments], `${label}: p', m', v' stored in bf16 only where rounded`);
+        assert.deepEqual(storage[1], [pBf16, mBf16, mBf16], `${label}: the inputs stored in bf16 were read as stored (no float32 copy)`);
+      }
     });
 
     it('MuonMomentum: buf\' (rounded to bf16 or not) and the Nesterov update match the composite on cpu', async () => {

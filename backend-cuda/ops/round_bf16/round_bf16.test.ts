@@ -1,13 +1,14 @@
-// The bf16 rounding ('RoundBf16', round_bf16.cu) and its composite (train_gpt.ts's roundToBf16 without the kernel:
-// roundTo with the bf16 format) against a reference from the bits (cuda_harness's bf16(): round to nearest even on the
-// float32 bits), on fresh random values over many binades, exact ties, bf16's own values, subnormals, the largest
-// finite values and the specials; on the host reference device (CI) and on the GPU where there is one; the hook runs
-// the fused kernel and --fused off the composite; bad inputs fail naming the kernel.
+// The bf16 rounding ('RoundBf16': the device's toBf16 on cuda) and its composite (train_gpt.ts's roundToBf16 without the
+// kernel: roundTo with the bf16 format) against a reference from the bits (cuda_harness's bf16(): round to nearest even on
+// the float32 bits), on fresh random values over many binades, exact ties, bf16's own values, subnormals, the largest
+// finite values and the specials; on the host reference device (CI) and on the GPU where there is one; its output stored
+// in bf16 only (and a tensor stored so given back as it is); the hook runs the fused kernel and --fused off the
+// composite; bad inputs fail naming the kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bf16, checkFusionHook, describeOrSkip, random, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, checkFusionHook, describeOrSkip, random, storedInBf16, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 import { ROUND_BF16 } from './round_bf16.ts';
 
 /** Values a rounding can get wrong: random over 2^-140 … 2^100 of both signs, exact ties (half a bf16 step above a bf16
@@ -41,6 +42,18 @@ for (const target of targets) {
         }
       }
       x.dispose();
+    });
+
+    it('stores its result in bf16 only, which reads leave so; a tensor stored in bf16 only comes back as it is', async () => {
+      await useBackend(B);
+      const values = awkwardValues(1000), x = tf.tensor1d(values), y = T.roundToBf16(x);
+      assert.ok(storedInBf16(y), 'RoundBf16\'s output is stored in bf16 only');
+      assert.deepEqual(y.dataSync(), values.map(bf16), 'its values');
+      assert.ok(storedInBf16(y), 'a read widened it into a scratch buffer, not a float32 copy kept beside it');
+      const again = T.roundToBf16(y);
+      assert.equal(again.dataId, y.dataId, 'rounding a tensor stored in bf16 gives it back, no copy');
+      assert.ok(!storedInBf16(x), 'its input keeps its float32 storage');
+      tf.dispose([x, y, again]);
     });
 
     it('the hook runs the fused kernel, --fused off the composite; bad inputs fail naming it', async () => {
