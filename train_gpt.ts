@@ -197,7 +197,7 @@ const FLAGS = {
   scalarLrMul: { group: 'optimiser', type: 'float', min: 0, default: 5, help: 'Adam lr multiplier for scalars (and the gates with --gate-optimizer adam)' },
   headLrMul: { group: 'optimiser', type: 'float', min: 0, default: 1, help: 'Adam lr multiplier for the head' },
   bf16State: { group: 'optimiser', type: 'bool', default: true,
-    help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written; on cuda the embeddings, value embeddings, head and Adam moments are stored in bf16 (half the bytes; the gates' 732 values stay float32)' },
+    help: 'keep in bf16 what the record does (its §5): the embeddings, value embeddings, head and gate weights with their gradients and optimiser state, and every Adam moment, each rounded to bf16 when written; on cuda the embeddings, value embeddings, head and Adam moments are stored in bf16 (half the bytes; the gates, 732 values, stay float32)' },
   shardOptimizer: { group: 'optimiser', type: 'bool', default: true,
     help: 'with several ranks, each orthogonalises every Nth Muon matrix of a shape and the ranks exchange the updates by one all-gather (the record shards its optimiser); off: every rank computes them all (the same updates)' },
   // run
