@@ -12,8 +12,9 @@
 // split, the two norms and the concatenation of the composite (5 kernels and 2 copies of the row each way) are gone.
 // Canon A and C convolve the sublayer's normed input: with rowNorm the taps read x·rstd over the whole row (x the
 // residual stream, which the block keeps anyway; rstd from a first pass over x, a warp a row), so nothing is kept or
-// made again for the backward; the row's dot product that the norm's backward needs spans blocks, so there the gradient
-// kernel returns dz and RMSNormGrad (which also sums the residual's gradient in) finishes.
+// made again for the backward. Its backward (canonRowNormGradKernel) takes whole rows a block, so that the row sums the
+// norm's backward needs (Σx² and Σdz·x) are the block's: it finishes dx through the norm and adds the residual's
+// gradient so far in its stores, where a dz tensor, an rstd pass and RMSNormGrad's pass over them were.
 // Canon D with the relu2 MLP (relu2): y = relu(h)², h the conv, in the forward's store; the backward makes h again from
 // x in registers (canonRelu2GradKernel), so neither h nor relu(h)² is kept or made again by a separate kernel (the
 // composite checkpointed the conv and the activation and ran both again, then ReLU²'s gradient, then the conv's).
@@ -33,6 +34,7 @@
 
 #include "../../native/launch.h"
 #include "../../native/launchers.h"
+#include "../../native/rows.cuh"
 #include "../../native/vec.cuh"
 
 namespace tsgpt {
@@ -42,6 +44,7 @@ constexpr int kRowsPerThread = 32;                                    // consecu
 constexpr int kRowGroups = kCanonRowsPerPartial / kRowsPerThread;      // a block's threads along rows (8)
 constexpr int kChannelThreads = 32;                                   // a block's threads along channel vectors
 static_assert(kRowGroups * kRowsPerThread == kCanonRowsPerPartial, "a block covers one partial's rows");
+constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // canonRowNormGradKernel: a thread a channel vector
 
 // Channel c's weights as the kernels use them: 1 + w[c,3] (the residual and the current token's tap) and
 // taps[s − 1] = w[c,3−s], multiplying the token s back.
@@ -210,15 +213,16 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
 // ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
 // s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
-// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row (kRowNorm: dz, z read with the
-// row's rstd; RMSNormGrad finishes). The block sums its row groups'
-// dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
+// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd recomputed from the row (kRowNorm has its own kernel,
+// canonRowNormGradKernel). The block sums its row groups' dw in order in shared memory and writes one partial [4] per
+// channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename InDy, typename In, typename OutDx>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, NormArgs norm) {
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  static_assert(Norm != kRowNorm, "the row norm's gradient is canonRowNormGradKernel's");
   constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
   const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
@@ -227,26 +231,22 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-    // Row r's input to the taps z (x, or x·rstd: a normed head, or the row: rowRstd, rowRstdAt(r)) and rstd; 0 in an
-    // inactive lane (its dy too). The loads are unconditional (no branch around them): the loads of the unrolled rows
-    // issue together.
-    auto toInput = [&](float (&v)[V], float rowRstd) {
-      float rstd = rowRstd;
+    // Row r's input to the taps z (x, or x·rstd in a normed head) and rstd; 0 in an inactive lane (its dy too). The loads
+    // are unconditional (no branch around them): the loads of the unrolled rows issue together.
+    auto toInput = [&](float (&v)[V]) {
+      float rstd = 1.f;
       if constexpr (Norm == kHeadNorm) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
         rstd = headRstd(v, normed, norm);
-      }
-      if constexpr (Norm != kNoNorm) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] *= rstd;
       }
       return rstd;
     };
-    auto rowRstdAt = [&](int r) { return Norm == kRowNorm ? norm.rowRstd[r] : 1.f; };
     auto input = [&](int r, float (&v)[V]) {
       loadVec<V>(x + int64_t(r) * C + cl, v);
-      toInput(v, rowRstdAt(r));
+      toInput(v);
     };
     auto gradient = [&](int r, float (&v)[V]) {
       loadVec<V>(dy + int64_t(r) * C + cl, v);
@@ -269,9 +269,9 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         nextDoc[s - 1] = doc[r0 + s];
       }
     }
-    // x and its row's rstd are loaded a row ahead of their use (as in the forward), dy and the documents four rows ahead
-    // (clamped to the last row: a row past the last is in no later position of the sequence, so never counted)
-    float g[V], xAhead[V], rstdAhead = rowRstdAt(r0);
+    // x is loaded a row ahead of its use (as in the forward), dy and the documents four rows ahead (clamped to the last
+    // row: a row past the last is in no later position of the sequence, so never counted)
+    float g[V], xAhead[V];
     int d = doc[r0];  // row r's document
     gradient(r0, g);
     loadVec<V>(x + int64_t(r0) * C + cl, xAhead);
@@ -280,13 +280,11 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       float cur[V], ahead[V], out[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) cur[j] = xAhead[j];
-      const float curRstd = rstdAhead;
       const int next1 = min(r + 1, rows - 1), next4 = min(r + 4, rows - 1);
       loadVec<V>(x + int64_t(next1) * C + cl, xAhead);
-      rstdAhead = rowRstdAt(next1);
       gradient(next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
       const int aheadDoc = doc[next4];
-      const float rstd = toInput(cur, curRstd);
+      const float rstd = toInput(cur);
       bool before[3], after[3];
 #pragma unroll
       for (int s = 1; s <= 3; ++s) {
@@ -304,7 +302,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         }
         out[j] = acc;
       }
-      if constexpr (Norm == kHeadNorm) {  // through the head's norm (kRowNorm: dz is the result; RMSNormGrad follows)
+      if constexpr (Norm == kHeadNorm) {  // through the head's norm
         float dot = 0.f;
 #pragma unroll
         for (int j = 0; j < V; ++j) dot += out[j] * cur[j];
@@ -327,6 +325,145 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     }
   }
   writeBlockPartials<V>(sum, partials, C);
+}
+
+// Canon A and C's gradient (kRowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
+// taps' gradient, as canonConvGradKernel makes it; then the row's Σx² and Σdz·x over the block (warp sums, then the
+// warps' in order in shared memory: one barrier a row) give rstd = (Σx²/C + eps)^-½ and dx = rstd·dz − x·rstd³·Σdz·x/C
+// (rms_norm.cu's backward), plus acc (x's gradient so far: the residual's) where given, and dx's bf16 copy where twin is
+// given. dw from z = x·rstd of the row and the three before (their rstd from the same sums, before the first row). The
+// block's dw goes to partials[blockIdx.x][c], summed in two ordered passes after (canonPartialSumsKernel).
+// What this replaces: an rstd pass over x, dz written and read back, and RMSNormGrad's pass over dz, x and acc.
+template <int V, typename InDy, typename In>
+__global__ void __launch_bounds__(kRowNormMaxThreads)
+    canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
+                           const int32_t* __restrict__ doc, const float* __restrict__ acc, float* __restrict__ dx,
+                           __nv_bfloat16* __restrict__ twin, float* __restrict__ partials, int rows, int T, int C, float eps) {
+  __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];  // per warp (Σx², Σdz·x); two rows' worth: one barrier a row
+  const int c0 = int(threadIdx.x) * V, warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
+  const int r0 = int(blockIdx.x) * kCanonRowNormRows, r1 = min(r0 + kCanonRowNormRows, rows);
+  const bool active = c0 < C;
+  const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
+  CanonTaps k[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+  int parity = 0;
+  // (Σ a, Σ b) over the row's channels, in every thread: all of the block's threads call it, for the same row
+  auto rowSums = [&](float a, float b) {
+    a = warpSum(a);
+    b = warpSum(b);
+    if ((threadIdx.x & 31) == 0) rowSumsOf[parity][warp] = make_float2(a, b);
+    __syncthreads();
+    float2 total = rowSumsOf[parity][0];
+    for (int i = 1; i < warps; ++i) total = make_float2(total.x + rowSumsOf[parity][i].x, total.y + rowSumsOf[parity][i].y);
+    parity ^= 1;
+    return total;
+  };
+  auto load = [&](const auto* p, int r, float (&v)[V]) {
+    loadVec<V>(p + int64_t(r) * C + cl, v);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+  };
+  auto squares = [&](const float (&v)[V]) {
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < V; ++j) ss += v[j] * v[j];
+    return ss;
+  };
+  const float invC = 1.f / float(C);
+  // z of the three rows before r0 (prev[s − 1]: s back) where they are in the sequence: rstd from their sums too (the
+  // condition is the block's: the same rows for every thread)
+  float prev[3][V] = {}, next[3][V] = {};
+  int prevDoc[3] = {}, nextDoc[3] = {};
+  int t = r0 % T;
+#pragma unroll
+  for (int s = 1; s <= 3; ++s) {
+    if (t >= s) {
+      load(x, r0 - s, prev[s - 1]);
+      const float rstd = rsqrtf(rowSums(squares(prev[s - 1]), 0.f).x * invC + eps);
+#pragma unroll
+      for (int j = 0; j < V; ++j) prev[s - 1][j] *= rstd;
+      prevDoc[s - 1] = doc[r0 - s];
+    }
+    if (r0 + s < rows) {
+      load(dy, r0 + s, next[s - 1]);
+      nextDoc[s - 1] = doc[r0 + s];
+    }
+  }
+  float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
+  // x and acc are loaded a row ahead of their use, dy four rows ahead (as canonConvGradKernel): the row's barrier would
+  // otherwise wait for a load issued in the same row
+  float g[V], xAhead[V], accAhead[V] = {};
+  int d = doc[r0];
+  load(dy, r0, g);
+  load(x, r0, xAhead);
+  if (acc) load(acc, r0, accAhead);
+  for (int r = r0; r < r1; ++r) {
+    float cur[V], ahead[V], a[V], dz[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) { cur[j] = xAhead[j]; a[j] = accAhead[j]; }
+    const int next1 = min(r + 1, rows - 1), next4 = min(r + 4, rows - 1);
+    load(x, next1, xAhead);
+    if (acc) load(acc, next1, accAhead);
+    load(dy, next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
+    const int aheadDoc = doc[next4];
+    bool before[3], after[3];
+#pragma unroll
+    for (int s = 1; s <= 3; ++s) {
+      before[s - 1] = t >= s && prevDoc[s - 1] == d;
+      after[s - 1] = t + s < T && nextDoc[s - 1] == d;
+    }
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float taps = g[j] * k[j].self;
+#pragma unroll
+      for (int s = 1; s <= 3; ++s)
+        if (after[s - 1]) taps += next[s - 1][j] * k[j].taps[s - 1];
+      dz[j] = taps;
+      dot += taps * cur[j];
+    }
+    const float2 total = rowSums(squares(cur), dot);
+    const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
+    float out[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      out[j] = rstd * dz[j] - c * cur[j] + a[j];
+      cur[j] *= rstd;  // z, for dw and the rows after
+      sum[j][3] += g[j] * cur[j];
+#pragma unroll
+      for (int s = 1; s <= 3; ++s)
+        if (before[s - 1]) sum[j][3 - s] += g[j] * prev[s - 1][j];
+    }
+    if (active) {
+      storeVec<V>(dx + int64_t(r) * C + c0, out);
+      if (twin) storeVec<V>(twin + int64_t(r) * C + c0, out);  // the copy a bf16 matmul reads (toBf16's rounding)
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
+      g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
+    }
+    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
+    d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
+    if (++t == T) t = 0;
+  }
+  if (active) {
+#pragma unroll
+    for (int j = 0; j < V; ++j)
+      reinterpret_cast<float4*>(partials)[int64_t(blockIdx.x) * C + c0 + j] = make_float4(sum[j][0], sum[j][1], sum[j][2], sum[j][3]);
+  }
+}
+
+// The first of dw's two ordered passes over many partials (canonRowNormGradKernel's, one a block of kCanonRowNormRows rows):
+// out[group][i] = Σ of partials[chunk][i] over the group's kCanonPartialsPerGroup chunks, in order (i over C·4 values).
+__global__ void canonPartialSumsKernel(const float* __restrict__ partials, float* __restrict__ out, int64_t chunks, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, first = int64_t(blockIdx.y) * kCanonPartialsPerGroup;
+  if (i >= n) return;
+  const int64_t last = min(first + kCanonPartialsPerGroup, chunks);
+  float total = 0.f;
+  for (int64_t chunk = first; chunk < last; ++chunk) total += partials[chunk * n + i];
+  out[int64_t(blockIdx.y) * n + i] = total;
 }
 
 // Canon D with the MLP's relu² (Relu2): the gradient from dy, the gradient of relu(h)² with h = the conv of x, which is
@@ -498,16 +635,37 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, float* rowRstd, bool relu2) {
+                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, const float* accumulated,
+                                __nv_bfloat16* dxTwin, bool relu2) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
-  if ((rowNorm && rowRstd == nullptr) || (relu2 && (rowNorm || normChannels > 0))) return cudaErrorInvalidValue;
+  if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
+  if (rowNorm) {
+    // whole rows a block: C / 4 threads (C / 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors
+    const bool vec4 = C % 4 == 0 && aligned16({dy, x, dx, accumulated, dxTwin});
+    const int64_t vectors = vec4 ? C / 4 : C;
+    if (normChannels > 0 || dxBf16 || vectors > kCanonRowNormMaxVectors || rows > INT32_MAX) return cudaErrorInvalidValue;
+    const int64_t chunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
+    const unsigned threads = unsigned((vectors + 31) / 32 * 32);
+    byInputType(dy, dyBf16, [&](auto* g) {
+      byInputType(x, xBf16, [&](auto* in) {
+        if (vec4) canonRowNormGradKernel<4><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
+                                                                                  partials, int(rows), int(T), int(C), eps);
+        else canonRowNormGradKernel<1><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
+                                                                             partials, int(rows), int(T), int(C), eps);
+      });
+    });
+    // dw: the chunks' partials summed in groups, then the groups, each in order
+    float* grouped = partials + chunks * C * 4;
+    canonPartialSumsKernel<<<dim3(unsigned((C * 4 + kThreads - 1) / kThreads), unsigned(groups)), kThreads, 0, s>>>(partials, grouped, chunks, C * 4);
+    canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(grouped, dw, groups, C);
+    return cudaGetLastError();
+  }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
-  if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
-  const cudaError_t launched = byCanonVariant(C, norm, rowNorm, {dy, x, dx}, [&](auto width, auto normKind) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps, nullptr};
+  const cudaError_t launched = byCanonVariant(C, norm, false, {dy, x, dx}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* g, auto* in, auto* out) {
@@ -517,7 +675,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
           return;
         }
       }
-      canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+      if constexpr (N != kRowNorm) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
@@ -534,6 +692,6 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
                "rowNorm", "rowRstd", "relu2");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
-               "normChannels", "normGroup", "eps", "rowNorm", "rowRstd", "relu2");
+               "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2");
 
 }  // namespace tsgpt

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bf16, checkModelKernels, compare, describeOrSkip, type HostTensor, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, checkModelKernels, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
 
@@ -67,15 +67,29 @@ for (const target of targets) {
 
     it('with the row norm (Canon A and C on the residual stream): output and dx, dw match the composite (RMS norm, conv) on cpu', async () => {
       // C = 5 (one channel a thread), 48, and on cuda the model's 768 (a warp a row for rstd: 24 channels a lane)
-      const cases = [[2, 40, 5], [3, 300, 48], ...(target.name === 'cuda' ? [[1, 2000, 768]] : [])];
+      // (the gradient takes whole rows a block: 2100 rows are 66 blocks of 32 rows, the last partial; 1300 channels: 325
+      // threads, the last warp partly idle; 2048: 512 threads, the most)
+      const cases = [[2, 40, 5], [3, 700, 48], ...(target.name === 'cuda' ? [[1, 2000, 768], [2, 300, 1300], [1, 100, 2048]] : [])];
       for (const [b, t, c] of cases) {
         const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
-        const normedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
-          const ctx = new T.ForwardContext(docIds as tf.Tensor2D), f = (a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { rowNorm: true });
-          return [f(x, w), ...tf.grads(f)([x, w], dy)];
-        };
-        await compare(B, `canon with the row norm [${b},${t},${c}]`, [x, w, docIds, dy], normedAndGrads, { rtol: 1e-3, atol: 1e-3 });
+        // and x read by another op too (the residual stream: its gradient so far is summed into dx by CanonConvGrad)
+        for (const residual of [false, true]) {
+          const normedAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
+            const ctx = new T.ForwardContext(docIds as tf.Tensor2D);
+            const f = (a: tf.Tensor, v: tf.Tensor) => { const y = T.canon(a, v, ctx, { rowNorm: true }); return residual ? y.add(a.mul(0.75)) : y; };
+            return [f(x, w), ...tf.grads(f)([x, w], dy)];
+          };
+          await compare(B, `canon with the row norm [${b},${t},${c}]${residual ? ' and a residual' : ''}`, [x, w, docIds, dy], normedAndGrads,
+            { rtol: 1e-3, atol: 1e-3 });
+        }
       }
+      // the residual's gradient is summed in CanonConvGrad's stores: the one Add is the forward's
+      await useBackend(B);
+      const [x, w, dy] = [randFloat([2, 40, 8]), randFloat([8, 4], -0.5, 0.5), randFloat([2, 40, 8])].map((h) => tf.tensor(h.values, h.shape));
+      const docIds = tf.tensor(randomDocIds(2, 40).values, [2, 40], 'int32'), ctx = new T.ForwardContext(docIds as tf.Tensor2D);
+      const names = await kernelsRun(() => tf.grads((a: tf.Tensor, v: tf.Tensor) => T.canon(a, v, ctx, { rowNorm: true }).add(a.mul(0.75)))([x, w], dy));
+      assert.deepEqual([names.filter((k) => k === 'Add').length, names.filter((k) => k === 'RMSNormGrad').length], [1, 0], names.join(', '));
+      tf.dispose([x, w, dy, docIds]);
     });
 
     it('with relu2 (Canon D and the relu2 MLP\'s activation): output and dx, dw match relu(canon(x))² on cpu', async () => {
@@ -132,8 +146,8 @@ for (const target of targets) {
       await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2, [CANON_CONV_GRAD]: 4 * 2, ReluSquared: 0, ReluSquaredGrad: 0 });
       // with A, the attention gate's 12 normed channels are normed on their own (RMSNorm's attr channels): no whole
       // normed row made for them, no slice of it and no zero-padded gradient (PadV2: none, the smear's being fused too; 2
-      // with the slices)
-      await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2, PadV2: 0 });
+      // with the slices); A's and C's norms finish in CanonConvGrad (RMSNormGrad: 4 left, 8 when it returned dz)
+      await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2, PadV2: 0, RMSNormGrad: 4 });
       await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2, [CANON_CONV_GRAD]: 4 * 2 });
     });
 

@@ -6,14 +6,14 @@
 //   zero before the sequence or across a document start.
 //   attrs (CanonAttrs) normChannels, normGroup, eps: Canon B under QK-norm convolves z, x with each head of normGroup
 //   channels among its first normChannels RMS-normed (eps); normChannels 0: z = x. rowNorm: Canon A and C convolve z =
-//   rmsNorm(x) over whole rows (x the residual stream; the gradient kernel then returns dz, which RMSNormGrad takes to
-//   dx, summing the residual's gradient in). xFromProjection: x is a projection's output (Canon B and D), so dx feeds
+//   rmsNorm(x) over whole rows (x the residual stream; the gradient kernel takes dx through the norm too, summing the
+//   residual's gradient in: input accumulated). xFromProjection: x is a projection's output (Canon B and D), so dx feeds
 //   only its gradient matmuls (a backend may store dx as they read it, in bf16). relu2: y = relu(the conv)², Canon D
 //   and the relu2 MLP's activation in one op (no norm), whose gradient kernel takes dy of that.
-// The gradient kernel ('CanonConvGrad', one call for both) returns [dx, dw], dw summed in a fixed order.
+// The gradient kernel ('CanonConvGrad', one call for both; accumulated: the row norm's x's gradient so far) returns
+// [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
-import type { FusedKernelSpec } from '../fused_kernel.ts';
-import { RMS_NORM_GRAD } from '../rms_norm/rms_norm.ts';
+import { type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
 
 export const CANON_CONV = 'CanonConv';
 export const CANON_CONV_GRAD = 'CanonConvGrad';
@@ -28,6 +28,8 @@ export interface CanonAttrs { normChannels: number; normGroup: number; eps: numb
  * multiple of 4; one norm at a time. */
 export function canonNormFits(channels: number, group: number, C: number, rowNorm: boolean, relu2: boolean): true | string {
   if (channels > 0 && rowNorm) return `a head norm (over ${channels} channels) and the row norm together`;
+  // the row norm's gradient takes a row a block: a thread 4 channels (1 where C is not a multiple of 4), up to 512
+  if (rowNorm && (C % 4 === 0 ? C / 4 : C) > 512) return `the row norm over ${C} channels (the kernel takes up to 2048, a multiple of 4, or 512)`;
   if (relu2 && (channels > 0 || rowNorm)) return 'relu2 with a norm (relu2 is Canon D\'s, which has none)';
   if (channels === 0) return true;
   const fits = group >= 4 && group <= 128 && (group & (group - 1)) === 0 && channels % group === 0 && channels <= C && C % 4 === 0;
@@ -47,13 +49,10 @@ tf.registerGradient({
   inputsToSave: ['x', 'w', 'docIds'],
   gradFunc: (dy, saved, attrs) => {
     const [x, w, docIds] = saved;
-    // One kernel computes both: run it once here, not in each input's closure (see scaled_add.ts).
-    const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dy as tf.Tensor, x, w, docIds }, attrs) as tf.Tensor[];
-    if (!attrs.rowNorm) return { x: () => dx, w: () => dw, docIds: () => tf.zerosLike(docIds) };
-    // Row norm: dx is dz, the normed input's gradient; the norm's backward finishes it, adding x's gradient so far
-    // (tfjs_node.ts's backward hands it to a thunk that takes it: the residual add's)
-    const rmsNormGrad = (accumulated?: tf.Tensor) =>
-      tf.engine().runKernel(RMS_NORM_GRAD, { dy: dx, x, ...(accumulated ? { accumulated } : {}) }, { eps: attrs.eps }) as tf.Tensor;
-    return { x: rmsNormGrad, w: () => dw, docIds: () => tf.zerosLike(docIds) };
+    // [dx, dw] from one run, shared by the thunks (see scaled_add.ts). With the row norm, x (the residual stream) sums:
+    // the run adds x's gradient so far (the residual add's, which tfjs_node.ts's backward hands to x's thunk) into dx.
+    const { output, summing } = sharedGradients(({ x: accumulated }) => tf.engine().runKernel(CANON_CONV_GRAD,
+      { dy: dy as tf.Tensor, x, w, docIds, ...(accumulated ? { accumulated } : {}) }, attrs) as tf.Tensor[]);
+    return { x: attrs.rowNorm ? summing(0, 'x') : () => output(0), w: () => output(1), docIds: () => tf.zerosLike(docIds) };
   },
 });

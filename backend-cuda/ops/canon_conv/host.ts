@@ -29,11 +29,11 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       if (relu2) for (let i = 0; i < n; i++) yv[i] = yv[i] > 0 ? Math.fround(yv[i] * yv[i]) : 0;
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm, _rowRstd, relu2) {
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm, accumulated,
+      dxTwin, relu2) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4);
       dwv.fill(0);
       if (n === 0) return;
-      // the row norm's dx is dz, the normed input's gradient (RMSNormGrad finishes it): only the taps read rstd
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
       const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps);
       const wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
@@ -52,15 +52,17 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
           }
           dxv[row * C + c] = acc;
         }
-        // Through the head norm: dx = rstd·(dz − z·mean(dz·z)) per head
-        for (let c0 = 0; c0 < normChannels; c0 += normGroup) {
+        // Through the norm (the head's, or the row's: one head of C): dx = rstd·(dz − z·mean(dz·z)) per head
+        for (let c0 = 0; c0 < channels; c0 += group) {
           let dot = 0;
-          for (let c = c0; c < c0 + normGroup; c++) dot += dxv[row * C + c] * xv[row * C + c];
-          for (let c = c0; c < c0 + normGroup; c++) dxv[row * C + c] = rstd[row * C + c] * (dxv[row * C + c] - xv[row * C + c] * (dot / normGroup));
+          for (let c = c0; c < c0 + group; c++) dot += dxv[row * C + c] * xv[row * C + c];
+          for (let c = c0; c < c0 + group; c++) dxv[row * C + c] = rstd[row * C + c] * (dxv[row * C + c] - xv[row * C + c] * (dot / group));
         }
       }
+      if (accumulated) mem.floats(accumulated, n).forEach((a, i) => { dxv[i] += a; });  // x's gradient so far (the row norm's)
       dwv.set(sums);
       mem.flush(dx, dxv, dxBf16);
+      if (dxTwin) mem.flush(dxTwin, dxv, true);  // its bf16 copy
     },
   };
 }

@@ -1,5 +1,5 @@
 // The fused Canon layer's cuda kernels: 'CanonConv' ({x, w, docIds} → y) and its gradient kernel 'CanonConvGrad'
-// ({dy, x, w, docIds} → [dx, dw]), over canon_conv.cu's launchers; attrs CanonAttrs (canon_conv.ts: Canon B's head norm,
+// ({dy, x, w, docIds, accumulated?} → [dx, dw]), over canon_conv.cu's launchers; attrs CanonAttrs (canon_conv.ts: Canon B's head norm,
 // and whether x is a projection's output). x and dy are read as stored (storedValues); y feeds a projection,
 // AttentionInputs, ReLU² or SwiGLU at every Canon position: bf16 under bf16 matmul precision (makeBf16Output), and so is
 // dx where x is a projection's output.
@@ -9,8 +9,16 @@ import { booleanAttr, describe, input, numberAttr } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
 import { CANON_CONV, CANON_CONV_GRAD, canonNormFits } from './canon_conv.ts';
 
-/** Rows per partial sum of dw's first pass (kCanonRowsPerPartial in canon_conv.h). */
-export const CANON_ROWS_PER_PARTIAL = 256;
+/** Rows per partial sum of dw's first pass (kCanonRowsPerPartial in canon_conv.h); the row norm's gradient: a partial
+ * per 32 rows, summed in groups of 32 (kCanonRowNormRows, kCanonPartialsPerGroup). */
+const CANON_ROWS_PER_PARTIAL = 256, CANON_ROW_NORM_ROWS = 32, CANON_PARTIALS_PER_GROUP = 32;
+
+/** Floats of CanonConvGrad's dw scratch (`partials`) for `rows` rows of C channels. */
+export function canonPartialFloats(rows: number, C: number, rowNorm: boolean): number {
+  if (!rowNorm) return Math.ceil(rows / CANON_ROWS_PER_PARTIAL) * C * 4;
+  const chunks = Math.ceil(rows / CANON_ROW_NORM_ROWS);
+  return (chunks + Math.ceil(chunks / CANON_PARTIALS_PER_GROUP)) * C * 4;
+}
 
 /** canon_conv.cu's launchers (host.ts is their CPU reference). */
 export interface CanonConvNative {
@@ -20,12 +28,12 @@ export interface CanonConvNative {
    * bf16 where xBf16, y where yBf16. */
   canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number,
     normChannels: number, normGroup: number, eps: number, rowNorm: boolean, rowRstd: number, relu2: boolean): void;
-  /** dx (with rowNorm: dz, the gradient of the normed x; with relu2, dy is relu(y)²'s) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed
-   * deterministically through `partials` (⌈B·T / CANON_ROWS_PER_PARTIAL⌉ × C × 4 floats of scratch); dy, x and dx in
-   * bf16 where flagged. */
+  /** dx (through the norm; with rowNorm plus accumulated, x's gradient so far, where not 0, and its bf16 copy into
+   * dxTwin where not 0; with relu2, dy is relu(y)²'s) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed deterministically
+   * through `partials` (canonPartialFloats of scratch); dy, x and dx in bf16 where flagged. */
   canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dxBf16: boolean, dw: number,
     partials: number, B: number, T: number, C: number, normChannels: number, normGroup: number, eps: number, rowNorm: boolean,
-    rowRstd: number, relu2: boolean): void;
+    accumulated: number, dxTwin: number, relu2: boolean): void;
 }
 
 /** x (or dy) float32 [B,T,C], w float32 [C,4], docIds int32 [B,T]. */
@@ -68,20 +76,21 @@ export const canonConvKernels: CudaKernel[] = [
     kernelName: CANON_CONV_GRAD,
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
-      const [B, T, C] = dims, w = inputs.w as TensorInfo, { norm, relu2 } = normAttrs(CANON_CONV_GRAD, attrs, C);
+      const [B, T, C] = dims, w = inputs.w as TensorInfo, { norm, relu2 } = normAttrs(CANON_CONV_GRAD, attrs, C), rowNorm = norm[3];
+      // The row norm's x (Canon A and C: the residual stream) may come with its gradient so far, which dx adds in
+      const acc = inputs.accumulated == null ? null : input(CANON_CONV_GRAD, inputs, 'accumulated');
+      if (acc && (!rowNorm || !tf.util.arraysEqual(acc.shape, x.shape))) {
+        throw new Error(`${CANON_CONV_GRAD}: accumulated ${describe(acc)} needs the row norm and x's shape [${x.shape}]`);
+      }
       // Where x is a projection's output (Canon B and D) dx's only readers are its gradient matmuls: bf16 under bf16
-      // precision, as they read it; elsewhere float32
+      // precision, as they read it; elsewhere float32 (the row norm's with the bf16 copy a matmul reads, where one does)
       const dxBf16 = booleanAttr(CANON_CONV_GRAD, attrs, 'xFromProjection') ? backend.makeBf16Output(x.shape) : null;
       const dx = dxBf16?.out ?? backend.makeOutput(x.shape, 'float32');
       const dw = backend.makeOutput(w.shape, 'float32');
-      const partials = backend.makeOutput([Math.ceil((B * T) / CANON_ROWS_PER_PARTIAL), C, 4], 'float32');
-      const rowRstd = norm[3] ? backend.makeOutput([B * T], 'float32') : null;  // the row norm's scratch
       const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
-      backend.device.canonConvGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, backend.ptr(w),
-        backend.ptr(inputs.docIds as TensorInfo), dxBf16?.ptr ?? backend.ptr(dx), dxBf16?.bf16 ?? false, backend.ptr(dw), backend.ptr(partials), B, T, C,
-        ...norm, rowRstd ? backend.ptr(rowRstd) : 0, relu2);
-      backend.disposeIntermediateTensorInfo(partials);
-      if (rowRstd) backend.disposeIntermediateTensorInfo(rowRstd);
+      backend.withScratch([canonPartialFloats(B * T, C, rowNorm) * 4], (partials) => backend.device.canonConvGrad(dys.ptr, dys.bf16,
+        xs.ptr, xs.bf16, backend.ptr(w), backend.ptr(inputs.docIds as TensorInfo), dxBf16?.ptr ?? backend.ptr(dx), dxBf16?.bf16 ?? false,
+        backend.ptr(dw), partials, B, T, C, ...norm, acc ? backend.ptr(acc) : 0, rowNorm ? backend.gradientTwin(x, dx) : 0, relu2));
       return [dx, dw];
     },
   },
