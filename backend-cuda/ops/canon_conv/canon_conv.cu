@@ -11,10 +11,10 @@
 // through the head's lanes), and the backward turns dz, the taps' gradient, into dx = rstd·(dz − z·mean(dz·z)): the
 // split, the two norms and the concatenation of the composite (5 kernels and 2 copies of the row each way) are gone.
 // Canon A and C convolve the sublayer's normed input: with rowNorm the taps read x·rstd over the whole row (x the
-// residual stream, which the block keeps anyway), so nothing is kept or made again for the backward. Both ways take
-// whole rows a block (canonRowNormKernel, canonRowNormGradKernel), so that a row's sums (Σx², and the backward's Σdz·x)
-// are the block's: no rstd pass over x before the conv, and the backward finishes dx through the norm and adds the
-// residual's gradient so far in its stores, where a dz tensor and RMSNormGrad's pass over it were.
+// residual stream, which the block keeps anyway; rstd from a first pass over x, a warp a row), so nothing is kept or
+// made again for the backward. Its backward (canonRowNormGradKernel) takes whole rows a block, so that the row sums the
+// norm's backward needs (Σx² and Σdz·x) are the block's: it finishes dx through the norm and adds the residual's
+// gradient so far in its stores, where a dz tensor, an rstd pass and RMSNormGrad's pass over them were.
 // Canon D with the relu2 MLP (relu2): y = relu(h)², h the conv, in the forward's store; the backward makes h again from
 // x in registers (canonRelu2GradKernel), so neither h nor relu(h)² is kept or made again by a separate kernel (the
 // composite checkpointed the conv and the activation and ran both again, then ReLU²'s gradient, then the conv's).
@@ -62,15 +62,30 @@ __device__ __forceinline__ CanonTaps canonTaps(const float* __restrict__ w, int6
 // channel vector, (blockIdx.y·8 + y)·32 the first row.
 __device__ __forceinline__ int firstRow() { return (int(blockIdx.y) * kRowGroups + int(threadIdx.y)) * kRowsPerThread; }
 
-// The norm before the taps in the 32-channel-vector kernels: none, or Canon B's q and k heads (kHeadNorm: normGroup
-// channels each among the first normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a
-// warp). z = x·rstd, rstd = (mean x² + eps)^-½. The whole row's norm (Canon A and C) has kernels of its own.
-enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1 };
+// The norm before the taps: none; Canon B's q and k heads (kHeadNorm: normGroup channels each among the first
+// normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a warp); or the whole row (kRowNorm:
+// Canon A and C, rstd per row from rowRstdKernel). z = x·rstd, rstd = (mean x² + eps)^-½.
+enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1, kRowNorm = 2 };
 
 struct NormArgs {
   int channels, group;    // kHeadNorm: normChannels, normGroup
   float eps;
+  const float* rowRstd;   // kRowNorm: [rows]
 };
+
+// rstd of each row of x [rows, C] for kRowNorm: a warp a row, coalesced over channels.
+template <typename In>
+__global__ void rowRstdKernel(const In* __restrict__ x, float* __restrict__ rstd, int rows, int C, float eps) {
+  const int row = int(blockIdx.x) * (kThreads / 32) + int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if (row >= rows) return;
+  float ss = 0.f;
+  for (int c = lane; c < C; c += 32) {
+    const float v = toFloat(x[int64_t(row) * C + c]);
+    ss += v * v;
+  }
+  for (int offset = 16; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+  if (lane == 0) rstd[row] = rsqrtf(ss / float(C) + eps);
+}
 
 // The sum of v over the lanes of the lane's head (group / 4 consecutive lanes). Always five shuffles, the unneeded ones
 // not added: a loop bounded by the group (a runtime value) stays a loop, and its branches kept the unrolled rows' chains
@@ -140,19 +155,24 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  // Row r's input to the taps from its x: x, or x·rstd in a normed head; 0 in an inactive lane
-  auto toInput = [&](float (&v)[V]) {
+  // Row r's input to the taps from its x: x, or x·rstd (a normed head, or the row: rowRstd, rowRstdAt(r)); 0 in an
+  // inactive lane
+  auto toInput = [&](float (&v)[V], float rowRstd) {
     if constexpr (Norm == kHeadNorm) {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       const float rstd = headRstd(v, normed, norm);
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] *= rstd;
+    } else if constexpr (Norm == kRowNorm) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rowRstd;
     }
   };
+  auto rowRstdAt = [&](int r) { return Norm == kRowNorm ? norm.rowRstd[r] : 1.f; };
   auto input = [&](int r, float (&v)[V]) {
     loadVec<V>(x + int64_t(r) * C + cl, v);
-    toInput(v);
+    toInput(v, rowRstdAt(r));
   };
   // prev[s − 1]: the input of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the
   // documents agree
@@ -169,19 +189,21 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       prevDoc[s - 1] = doc[r0 - s];
     }
   }
-  // x is loaded a row ahead of its use, unconditionally (the last row again at the end), so that no load waits behind
-  // the row before's norm or store (the document too took the plain kernels past 64 registers, to 3 blocks an SM, and
-  // 9 % slower)
-  float ahead[V];
+  // x and its row's rstd are loaded a row ahead of their use, unconditionally (the last row again at the end), so that
+  // no load waits behind the row before's norm or store (the document too took the plain kernels past 64 registers, to
+  // 3 blocks an SM, and 9 % slower)
+  float ahead[V], rstdAhead = rowRstdAt(r0);
   loadVec<V>(x + int64_t(r0) * C + cl, ahead);
 #pragma unroll 4
   for (int r = r0; r < r1; ++r) {
     float cur[V], out[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) cur[j] = ahead[j];
+    const float rstd = rstdAhead;
     const int d = doc[r], next = min(r + 1, rows - 1);
     loadVec<V>(x + int64_t(next) * C + cl, ahead);
-    toInput(cur);
+    rstdAhead = rowRstdAt(next);
+    toInput(cur, rstd);
     bool counts[3];
 #pragma unroll
     for (int s = 1; s <= 3; ++s) counts[s - 1] = t >= s && prevDoc[s - 1] == d;
@@ -203,14 +225,16 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
 // ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
 // s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
-// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd made again from the row. The block sums its row groups'
-// dw in order in shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
+// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd made again from the row (kRowNorm has its own kernel,
+// canonRowNormGradKernel). The block sums its row groups' dw in order in shared memory and writes one partial [4] per
+// channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename InDy, typename In, typename OutDx>
 __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, NormArgs norm) {
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  static_assert(Norm != kRowNorm, "the row norm's gradient is canonRowNormGradKernel's");
   constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
   const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
@@ -333,88 +357,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
   writeBlockPartials<V>(sum, partials, C);
 }
 
-// The row-norm kernels' sums over the block's threads, a row a call (a block holds whole rows): warp sums, then the
-// warps' in order through shared memory, one barrier a call. slots[parity] alternates, so that a call's writes cannot
-// meet the reads of the call before. Every thread of the block calls it, for the same row.
-__device__ __forceinline__ float2 blockRowSums(float a, float b, float2 (&slots)[2][kRowNormMaxThreads / 32], int& parity) {
-  a = warpSum(a);
-  b = warpSum(b);
-  if ((threadIdx.x & 31) == 0) slots[parity][threadIdx.x / 32] = make_float2(a, b);
-  __syncthreads();
-  float2 total = slots[parity][0];
-  for (int i = 1; i < int(blockDim.x) / 32; ++i) total = make_float2(total.x + slots[parity][i].x, total.y + slots[parity][i].y);
-  parity ^= 1;
-  return total;
-}
-
-// Canon A and C's forward (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each; the
-// row's Σx² over the block gives rstd (the same formula as RMSNorm's), and the taps read z = x·rstd of the row and the
-// three before (their rstd from the same sums, before the first row), summed as canonConvKernel sums them. x is read
-// once, where a pass for the rows' rstd read it before the conv read it again.
-template <int V, typename In, typename Out>
-__global__ void __launch_bounds__(kRowNormMaxThreads)
-    canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
-                       Out* __restrict__ y, int rows, int T, int C, float eps) {
-  __shared__ float2 slots[2][kRowNormMaxThreads / 32];
-  const int c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows, r1 = min(r0 + kCanonRowNormRows, rows);
-  const bool active = c0 < C;
-  const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
-  CanonTaps k[V];
-#pragma unroll
-  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  int parity = 0;
-  auto load = [&](int r, float (&v)[V]) {
-    loadVec<V>(x + int64_t(r) * C + cl, v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-  };
-  auto normed = [&](float (&v)[V]) {  // v ← v·rstd of its row
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < V; ++j) ss += v[j] * v[j];
-    const float rstd = rsqrtf(blockRowSums(ss, 0.f, slots, parity).x / float(C) + eps);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] *= rstd;
-  };
-  float prev[3][V] = {};  // z of the row s back (the condition is the block's: the same rows for every thread)
-  int prevDoc[3] = {};
-  int t = r0 % T;
-#pragma unroll
-  for (int s = 1; s <= 3; ++s) {
-    if (t >= s) {
-      load(r0 - s, prev[s - 1]);
-      normed(prev[s - 1]);
-      prevDoc[s - 1] = doc[r0 - s];
-    }
-  }
-  float ahead[V];  // x a row ahead of its use: the barrier would otherwise wait for a load of its own row
-  load(r0, ahead);
-  for (int r = r0; r < r1; ++r) {
-    float cur[V], out[V];
-#pragma unroll
-    for (int j = 0; j < V; ++j) cur[j] = ahead[j];
-    const int d = doc[r];
-    load(min(r + 1, rows - 1), ahead);
-    normed(cur);
-    bool counts[3];
-#pragma unroll
-    for (int s = 1; s <= 3; ++s) counts[s - 1] = t >= s && prevDoc[s - 1] == d;
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      float acc = __fmul_rn(cur[j], k[j].self);
-#pragma unroll
-      for (int s = 1; s <= 3; ++s) acc = __fadd_rn(acc, __fmul_rn(counts[s - 1] ? prev[s - 1][j] : 0.f, k[j].taps[s - 1]));
-      out[j] = acc;
-    }
-    if (active) storeVec<V>(y + int64_t(r) * C + c0, out);
-#pragma unroll
-    for (int j = 0; j < V; ++j) { prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j]; }
-    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-    if (++t == T) t = 0;
-  }
-}
-
-// Canon A and C's gradient (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
+// Canon A and C's gradient (kRowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
 // taps' gradient, as canonConvGradKernel makes it; then the row's Σx² and Σdz·x over the block (warp sums, then the
 // warps' in order in shared memory: one barrier a row) give rstd = (Σx²/C + eps)^-½ and dx = rstd·dz − x·rstd³·Σdz·x/C
 // (rms_norm.cu's backward), plus acc (x's gradient so far: the residual's) where given, and dx's bf16 copy where twin is
@@ -426,8 +369,8 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, float* __restrict__ dx,
                            __nv_bfloat16* __restrict__ twin, float* __restrict__ partials, int rows, int T, int C, float eps) {
-  __shared__ float2 slots[2][kRowNormMaxThreads / 32];  // blockRowSums': per warp (Σx², Σdz·x)
-  const int c0 = int(threadIdx.x) * V;
+  __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];  // per warp (Σx², Σdz·x); two rows' worth: one barrier a row
+  const int c0 = int(threadIdx.x) * V, warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
   const int r0 = int(blockIdx.x) * kCanonRowNormRows, r1 = min(r0 + kCanonRowNormRows, rows);
   const bool active = c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
@@ -435,7 +378,17 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
   int parity = 0;
-  auto rowSums = [&](float a, float b) { return blockRowSums(a, b, slots, parity); };
+  // (Σ a, Σ b) over the row's channels, in every thread: all of the block's threads call it, for the same row
+  auto rowSums = [&](float a, float b) {
+    a = warpSum(a);
+    b = warpSum(b);
+    if ((threadIdx.x & 31) == 0) rowSumsOf[parity][warp] = make_float2(a, b);
+    __syncthreads();
+    float2 total = rowSumsOf[parity][0];
+    for (int i = 1; i < warps; ++i) total = make_float2(total.x + rowSumsOf[parity][i].x, total.y + rowSumsOf[parity][i].y);
+    parity ^= 1;
+    return total;
+  };
   auto load = [&](const auto* p, int r, float (&v)[V]) {
     loadVec<V>(p + int64_t(r) * C + cl, v);
 #pragma unroll
@@ -447,6 +400,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     for (int j = 0; j < V; ++j) ss += v[j] * v[j];
     return ss;
   };
+  const float invC = 1.f / float(C);
   // z of the three rows before r0 (prev[s − 1]: s back) where they are in the sequence: rstd from their sums too (the
   // condition is the block's: the same rows for every thread)
   float prev[3][V] = {}, next[3][V] = {};
@@ -456,7 +410,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
   for (int s = 1; s <= 3; ++s) {
     if (t >= s) {
       load(x, r0 - s, prev[s - 1]);
-      const float rstd = rsqrtf(rowSums(squares(prev[s - 1]), 0.f).x / float(C) + eps);
+      const float rstd = rsqrtf(rowSums(squares(prev[s - 1]), 0.f).x * invC + eps);
 #pragma unroll
       for (int j = 0; j < V; ++j) prev[s - 1][j] *= rstd;
       prevDoc[s - 1] = doc[r0 - s];
@@ -500,7 +454,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
       dot += taps * cur[j];
     }
     const float2 total = rowSums(squares(cur), dot);
-    const float rstd = rsqrtf(total.x / float(C) + eps), c = rstd * rstd * rstd * total.y / float(C);
+    const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
     float out[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) {
@@ -651,16 +605,20 @@ dim3 canonGrid(int64_t rows, int64_t C, int V) {
 
 // Calls f(width, norm) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
 // 4, the pointers aligned), else V = 1, and the norm as a type: kHeadNorm (normChannels > 0) needs V = 4 and a head of
-// 4 to 128 channels, a power of two (its lanes within a warp). An unsupported norm is an invalid value.
+// 4 to 128 channels, a power of two (its lanes within a warp); kRowNorm (rowNorm) any C, not with a head norm. An
+// unsupported norm is an invalid value.
 template <typename F>
-cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_list<const void*> ptrs, F f) {
+cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, bool rowNorm, std::initializer_list<const void*> ptrs, F f) {
   using Four = std::integral_constant<int, 4>;
   using One = std::integral_constant<int, 1>;
   const bool vec4 = C % 4 == 0 && aligned16(ptrs);
   if (norm.channels > 0) {
     const bool headFits = norm.group >= 4 && norm.group <= 4 * kChannelThreads && (norm.group & (norm.group - 1)) == 0;
-    if (!vec4 || !headFits || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
+    if (!vec4 || !headFits || rowNorm || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
     f(Four{}, std::integral_constant<int, kHeadNorm>{});
+  } else if (rowNorm) {
+    if (vec4) f(Four{}, std::integral_constant<int, kRowNorm>{});
+    else f(One{}, std::integral_constant<int, kRowNorm>{});
   } else if (vec4) {
     f(Four{}, std::integral_constant<int, kNoNorm>{});
   } else {
@@ -669,46 +627,27 @@ cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_lis
   return cudaGetLastError();
 }
 
-// The row-norm kernels' launch: f(width, threads, blocks) with a thread a vector of 4 channels where every row starts
-// 16-byte aligned, else of 1, up to kCanonRowNormMaxVectors (else an invalid value); blocks of kCanonRowNormRows rows.
-template <typename F>
-cudaError_t byRowNormLaunch(int64_t rows, int64_t C, std::initializer_list<const void*> ptrs, F f) {
-  const bool vec4 = C % 4 == 0 && aligned16(ptrs);
-  const int64_t vectors = vec4 ? C / 4 : C;
-  if (vectors > kCanonRowNormMaxVectors || rows > INT32_MAX) return cudaErrorInvalidValue;
-  const unsigned threads = unsigned((vectors + 31) / 32 * 32), blocks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
-  if (vec4) f(std::integral_constant<int, 4>{}, threads, blocks);
-  else f(std::integral_constant<int, 1>{}, threads, blocks);
-  return cudaGetLastError();
+// kRowNorm's rstd of every row into the scratch `rstd` (the caller's: [rows] floats).
+void launchRowRstd(cudaStream_t s, const void* x, bool xBf16, float* rstd, int64_t rows, int64_t C, float eps) {
+  const unsigned blocks = unsigned((rows + kThreads / 32 - 1) / (kThreads / 32));
+  byInputType(x, xBf16, [&](auto* in) { rowRstdKernel<<<blocks, kThreads, 0, s>>>(in, rstd, int(rows), int(C), eps); });
 }
 
 }  // namespace
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
-                            bool rowNorm, bool relu2) {
+                            bool rowNorm, float* rowRstd, bool relu2) {
   const int64_t rows = B * T;
   if (rows * C == 0) return cudaSuccess;
-  if ((relu2 && (rowNorm || normChannels > 0)) || (rowNorm && normChannels > 0)) return cudaErrorInvalidValue;
-  auto byTypes = [&](auto launch) {
-    byInputType(x, xBf16, [&](auto* in) {
-      if (yBf16) launch(in, static_cast<__nv_bfloat16*>(y));
-      else launch(in, static_cast<float*>(y));
-    });
-  };
-  if (rowNorm) {
-    return byRowNormLaunch(rows, C, {x, y}, [&](auto width, unsigned threads, unsigned blocks) {
-      byTypes([&](auto* in, auto* out) {
-        canonRowNormKernel<decltype(width)::value><<<blocks, threads, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), eps);
-      });
-    });
-  }
+  if ((rowNorm && rowRstd == nullptr) || (relu2 && (rowNorm || normChannels > 0))) return cudaErrorInvalidValue;
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps};
-  return byCanonVariant(C, norm, {x, y}, [&](auto width, auto normKind) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
+  if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
+  return byCanonVariant(C, norm, rowNorm, {x, y}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
-    byTypes([&](auto* in, auto* out) {
+    auto launch = [&](auto* in, auto* out) {
       if constexpr (N == kNoNorm) {
         if (relu2) {
           canonConvKernel<V, N, true><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
@@ -716,6 +655,10 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
         }
       }
       canonConvKernel<V, N, false><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
+    };
+    byInputType(x, xBf16, [&](auto* in) {
+      if (yBf16) launch(in, static_cast<__nv_bfloat16*>(y));
+      else launch(in, static_cast<float*>(y));
     });
   });
 }
@@ -729,17 +672,20 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    if (normChannels > 0 || dxBf16) return cudaErrorInvalidValue;
-    const cudaError_t launched = byRowNormLaunch(rows, C, {dy, x, dx, accumulated, dxTwin}, [&](auto width, unsigned threads, unsigned blocks) {
-      byInputType(dy, dyBf16, [&](auto* g) {
-        byInputType(x, xBf16, [&](auto* in) {
-          canonRowNormGradKernel<decltype(width)::value><<<blocks, threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx),
-                                                                                    dxTwin, partials, int(rows), int(T), int(C), eps);
-        });
+    // whole rows a block: C / 4 threads (C / 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors
+    const bool vec4 = C % 4 == 0 && aligned16({dy, x, dx, accumulated, dxTwin});
+    const int64_t vectors = vec4 ? C / 4 : C;
+    if (normChannels > 0 || dxBf16 || vectors > kCanonRowNormMaxVectors || rows > INT32_MAX) return cudaErrorInvalidValue;
+    const int64_t chunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
+    const unsigned threads = unsigned((vectors + 31) / 32 * 32);
+    byInputType(dy, dyBf16, [&](auto* g) {
+      byInputType(x, xBf16, [&](auto* in) {
+        if (vec4) canonRowNormGradKernel<4><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
+                                                                                  partials, int(rows), int(T), int(C), eps);
+        else canonRowNormGradKernel<1><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
+                                                                             partials, int(rows), int(T), int(C), eps);
       });
     });
-    if (launched != cudaSuccess) return launched;
-    const int64_t chunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
     // dw: the chunks' partials summed in groups, then the groups, each in order
     float* grouped = partials + chunks * C * 4;
     canonPartialSumsKernel<<<dim3(unsigned((C * 4 + kThreads - 1) / kThreads), unsigned(groups)), kThreads, 0, s>>>(partials, grouped, chunks, C * 4);
@@ -748,8 +694,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps};
-  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps, nullptr};
+  const cudaError_t launched = byCanonVariant(C, norm, false, {dy, x, dx}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* g, auto* in, auto* out) {
@@ -759,7 +705,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
           return;
         }
       }
-      canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+      if constexpr (N != kRowNorm) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
@@ -774,7 +720,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
-               "rowNorm", "relu2");
+               "rowNorm", "rowRstd", "relu2");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
                "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2");
 
