@@ -231,11 +231,12 @@ __device__ __forceinline__ void transposeBytes4x4(const uint32_t (&w)[4], uint32
 // column (8 threads a column's 128 bytes). The words of a column are XOR-swizzled by its 16-column group, so that
 // both sides are free of bank conflicts. (Tiles of 64 × 64 bytes with a byte per shared-memory access ran at 2.4 TB/s.)
 constexpr int kTransposeTile = 128;
+// The shared-memory word of tile column c that holds its rows 4g … 4g + 3: g XOR-swizzled by the column's 16-column group.
+__device__ __forceinline__ int swizzledWord(int c, int g) { return g ^ (4 * (c / 16 % 8)); }
 __global__ void __launch_bounds__(256) transposeCodesKernel(const uint8_t* __restrict__ codes, int64_t rows, int64_t cols,
                                                             uint8_t* __restrict__ codesT) {
-  __shared__ uint32_t tile[kTransposeTile][kTransposeTile / 4];  // [column][group of 4 rows ^ swizzle]
+  __shared__ uint32_t tile[kTransposeTile][kTransposeTile / 4];  // [column][swizzledWord(column, group of 4 rows)]
   const int lc = 16 * (threadIdx.x % 8), lr = 4 * (threadIdx.x / 8);  // the loads: columns lc … lc + 15, rows lr … lr + 3
-  const int swizzle = 4 * (threadIdx.x % 8);                          // = 4 · (the loaded columns' 16-column group)
   const int64_t tilesC = (cols + kTransposeTile - 1) / kTransposeTile;
   for (int64_t r0 = int64_t(blockIdx.y) * kTransposeTile; r0 < rows; r0 += int64_t(gridDim.y) * kTransposeTile) {
     uint4 next[4];
@@ -257,12 +258,12 @@ __global__ void __launch_bounds__(256) transposeCodesKernel(const uint8_t* __res
         uint32_t out[4];
         transposeBytes4x4(block, out);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) tile[lc + 4 * i + j][(lr / 4) ^ swizzle] = out[j];
+        for (int j = 0; j < 4; ++j) tile[lc + 4 * i + j][swizzledWord(lc + 4 * i + j, lr / 4)] = out[j];
       }
       __syncthreads();
 #pragma unroll
       for (int k = 0; k < 4; ++k) {  // column sc's rows sr … sr + 15
-        const int sc = threadIdx.x / 8 + 32 * k, sr = 16 * (threadIdx.x % 8), word = (sr / 4) ^ (4 * (sc / 16 % 8));
+        const int sc = threadIdx.x / 8 + 32 * k, sr = 16 * (threadIdx.x % 8), word = swizzledWord(sc, sr / 4);
         const int64_t oc = tc * kTransposeTile + sc, orow = r0 + sr;
         if (oc < cols && orow < rows)
           *reinterpret_cast<uint4*>(codesT + oc * rows + orow) = *reinterpret_cast<const uint4*>(&tile[sc][word]);
