@@ -589,7 +589,10 @@ export function createModel(cfg: Config): Model {
         const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
         return tf.randomUniform(shape, -b, b, 'float32', seed);
       };
-      return pinfo.bf16 ? roundToBf16(drawn()) : drawn();
+      // A bf16 parameter's initial values on the bf16 grid: stored in bf16 where Adam keeps it so (roundToBf16 on cuda);
+      // the gates' (NorMuon's blocks store them in float32) rounded in float32 storage, so no reader widens them
+      if (!pinfo.bf16) return drawn();
+      return pinfo.opt === 'adam' ? roundToBf16(drawn()) : roundTo(drawn(), BF16);
     });
     params.set(name, tf.variable(value, true));
     value.dispose();

@@ -318,11 +318,16 @@ for (const target of targets) {
         count.toBf16 = count.fromBf16 = 0;
         const yw = tf.matMul(y, w);
         assert.deepEqual(count, { toBf16: 1, fromBf16: 0 }, 'the matmul converts w only and reads y\'s bf16 values');
-        // A read makes the float32 buffer once (the bf16 values widened); every later reader uses it.
+        // A read widens the bf16 values into a scratch buffer: no float32 copy is kept beside them (the bf16 state, §5,
+        // stays at half its bytes through checkpoints and logs).
         assert.deepEqual(Array.from(y.dataSync()), Array.from(want[0]), 'read back: the bf16 values');
-        y.dataSync();
+        assert.equal(count.fromBf16, 1, 'a read widens');
+        assert.equal(bytes() - before, 2 * 16 * 24 + 4 * 16 * 8 + 2 * 24 * 8, 'a read keeps no float32 copy of y');
+        // A kernel that reads float32 makes the float32 buffer once (the bf16 values widened); every later reader uses it.
         tf.dispose(tf.add(y, y));
-        assert.equal(count.fromBf16, 1, 'widened once');
+        tf.dispose(tf.add(y, y));
+        y.dataSync();
+        assert.equal(count.fromBf16, 2, 'widened once for the kernels, whose float32 buffer the later read uses');
         assert.equal(bytes() - before, 2 * 16 * 24 + 4 * 16 * 24 + 4 * 16 * 8 + 2 * 24 * 8, 'both buffers of y, the product and w\'s bf16 copy');
         tf.dispose([y, yw]);
         assert.equal(bytes() - before, 2 * 24 * 8, 'both buffers of y freed with it (w keeps its bf16 copy)');
