@@ -559,6 +559,12 @@ export interface ParamInfo {
   opt: 'muon' | 'adam'; lrMul: number; split?: number[] /* Muon: column blocks orthogonalised apart */;
   bf16?: boolean /* --bf16-state: the value, its gradient and its optimiser state rounded to bf16 */;
 }
+/** Whether a state tensor is stored in bf16 (§5, --bf16-state; made by roundToBf16, which the cuda backend stores in
+ * bf16 only, as AdamUpdate stores what it rounds): a bf16 Adam parameter (slot undefined) and both moments of every Adam
+ * parameter. The gates hold bf16 values in float32 storage: their NorMuon blocks' launches write float32. */
+const stateStoredInBf16 = (cfg: Config, info: ParamInfo, slot?: number) =>
+  info.opt === 'adam' && (slot === undefined ? !!info.bf16 : cfg.bf16State && slot < 2);
+
 export interface Model {
   cfg: Config;
   plan: LayerPlan[];
@@ -589,10 +595,10 @@ export function createModel(cfg: Config): Model {
         const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
         return tf.randomUniform(shape, -b, b, 'float32', seed);
       };
-      // A bf16 parameter's initial values on the bf16 grid: stored in bf16 where Adam keeps it so (roundToBf16 on cuda);
-      // the gates' (NorMuon's blocks store them in float32) rounded in float32 storage, so no reader widens them
+      // A bf16 parameter's initial values on the bf16 grid, in the storage its optimiser keeps (the gates' in float32,
+      // so that no reader widens them)
       if (!pinfo.bf16) return drawn();
-      return pinfo.opt === 'adam' ? roundToBf16(drawn()) : roundTo(drawn(), BF16);
+      return stateStoredInBf16(cfg, pinfo) ? roundToBf16(drawn()) : roundTo(drawn(), BF16);
     });
     params.set(name, tf.variable(value, true));
     value.dispose();
@@ -1651,9 +1657,6 @@ export interface OptimizerState {
   slots: Map<string, tf.Variable[]>;
 }
 
-/** Whether §5 keeps an Adam slot in bf16 (--bf16-state): its two moments, of every Adam parameter. Made by roundToBf16,
- * which the cuda backend stores in bf16 only (as AdamUpdate stores the moments it rounds): half their float32 bytes. */
-const adamMomentInBf16 = (cfg: Config, info: ParamInfo, slot: number) => cfg.bf16State && info.opt === 'adam' && slot < 2;
 
 export function createOptimizerState(m: Model): OptimizerState {
   const { cfg } = m, slots = new Map<string, tf.Variable[]>();
@@ -1663,7 +1666,7 @@ export function createOptimizerState(m: Model): OptimizerState {
       : [v.shape, ...(cfg.optimizer === 'normuon' ? muonBlockShapes(v.shape, info).map(neuronShape) : [])];
     slots.set(name, shapes.map((shape, i) => tf.tidy(() => {
       const zeros = tf.zeros(shape);
-      return tf.variable(adamMomentInBf16(cfg, info, i) ? roundToBf16(zeros) : zeros, false);
+      return tf.variable(stateStoredInBf16(cfg, info, i) ? roundToBf16(zeros) : zeros, false);
     })));
   }
   return { step: 0, slots };
@@ -2201,10 +2204,10 @@ export function loadCheckpoint(file: string, m: Model, st: OptimizerState, check
   const { buf, base, header, corrupt } = readCheckpoint(file, flag);
   const meta: CheckpointMeta = { step: header.step, loader: header.loader, config: header.config, trainMs: header.trainMs };
   check?.(meta);
-  // each tensor and whether §5 keeps it in bf16 (its saved values are bf16 ones: rounding them again stores them so)
+  // each tensor and whether it is stored in bf16 (its saved values are bf16 ones: rounding them again stores them so)
   const targets = new Map<string, { v: tf.Variable; bf16: boolean }>();
-  for (const [name, v] of m.params) targets.set(`param/${name}`, { v, bf16: !!m.info.get(name)!.bf16 });
-  for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, { v, bf16: adamMomentInBf16(m.cfg, m.info.get(name)!, i) }));
+  for (const [name, v] of m.params) targets.set(`param/${name}`, { v, bf16: stateStoredInBf16(m.cfg, m.info.get(name)!) });
+  for (const [name, vs] of st.slots) vs.forEach((v, i) => targets.set(`slot${i}/${name}`, { v, bf16: stateStoredInBf16(m.cfg, m.info.get(name)!, i) }));
   if (header.entries.length !== targets.size) throw new ConfigError(`${flag} ${file}: it holds ${header.entries.length} tensors, this model has ${targets.size} (different flags?)`);
   for (const e of header.entries) {
     const { v, bf16 } = targets.get(e.name) ?? {};
