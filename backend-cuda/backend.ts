@@ -120,11 +120,15 @@ export class CudaBackend extends tf.KernelBackend {
    * Returns the tensor, the pointer the kernel writes and whether that is bf16.
    */
   makeBf16Output(shape: number[]): { out: TensorInfo; ptr: number; bf16: boolean } {
-    if (this.precisionCode !== PRECISION.bf16) {
-      const out = this.makeOutput(shape, 'float32');
-      return { out, ptr: this.ptr(out), bf16: false };
-    }
-    return this.makeBf16Only(shape);
+    return this.makeStoredOutput(shape, this.precisionCode === PRECISION.bf16);
+  }
+
+  /** A new float32 tensor stored in bf16 only where bf16 (makeBf16Only), else an ordinary float32 one; the pointer the
+   * kernel writes and whether that is bf16. */
+  makeStoredOutput(shape: number[], bf16: boolean): { out: TensorInfo; ptr: number; bf16: boolean } {
+    if (bf16) return this.makeBf16Only(shape);
+    const out = this.makeOutput(shape, 'float32');
+    return { out, ptr: this.ptr(out), bf16: false };
   }
 
   /** A new float32 tensor stored in bf16 only, whatever the precision (makeBf16Output; a slice of such a tensor). */

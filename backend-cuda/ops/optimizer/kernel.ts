@@ -55,12 +55,7 @@ export const optimizerKernels: CudaKernel[] = [
       // p, m and v read as stored (bf16 only: the state §5 keeps in bf16, as this kernel wrote it); what is rounded is
       // stored in bf16 only (half the bytes; a reader that needs float32 gets it widened)
       const ps = backend.storedValues(p), [ms, vs] = [m, v].map((t) => backend.storedValues(t)), momentsBf16 = ms.bf16 && vs.bf16;
-      const out = (bf16: boolean) => {
-        if (bf16) return backend.makeBf16Only(p.shape);
-        const t = backend.makeOutput(p.shape, 'float32');
-        return { out: t, ptr: backend.ptr(t) };
-      };
-      const [pOut, mOut, vOut] = [out(roundParam), out(roundMoments), out(roundMoments)];
+      const [pOut, mOut, vOut] = [roundParam, roundMoments, roundMoments].map((bf16) => backend.makeStoredOutput(p.shape, bf16));
       backend.device.adamUpdate(ps.ptr, ps.bf16, momentsBf16 ? ms.ptr : backend.ptr(m), momentsBf16 ? vs.ptr : backend.ptr(v), momentsBf16,
         backend.ptr(g), gSum ? backend.ptr(gSum) : 0, pOut.ptr, mOut.ptr, vOut.ptr, tf.util.sizeFromShape(p.shape), beta1, beta2, bc1, bc2,
         eps, lr, roundParam, roundMoments, roundGrad);
