@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import { attention, ForwardContext } from '../../../train_gpt.ts';
-import { bf16, compare, describeOrSkip, type HostTensor, randFloat, random, relError, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, compare, describeOrSkip, type HostTensor, randFloat, random, relError, storedInBf16, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 type Score = 'softmax' | 'softpick' | 'softmax1';
 const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
@@ -259,8 +259,8 @@ for (const target of targets) {
 /**
  * The bf16 tensor-core kernels (causal_attention_mma.cu: --matmul-precision bf16, head dims 64 and
  * 128) against the exact fp32 kernels on the same GPU, which the tests above hold to the composite:
- * output and q/k/v gradients within bf16 rounding (‖Δ‖/‖ref‖), never NaN, and not bit-equal (the
- * bf16 path did run). Other head dims fall back to the exact kernels under bf16 too.
+ * output (stored in bf16 only) and q/k/v gradients within bf16 rounding (‖Δ‖/‖ref‖), never NaN, and not
+ * bit-equal (the bf16 path did run). Other head dims fall back to the exact kernels under bf16 too.
  */
 const TENSOR_CORE_CASES: Case[] = [
   { B: 2, T: 150, H: 4, Hk: 2, h: 64, window: 40, docs: 'varied' },     // T cut mid-tile, GQA, window < tile
@@ -279,7 +279,10 @@ describeOrSkip('fused CausalAttention on bf16 tensor cores (cuda)', cudaTarget.s
     try {
       return tf.tidy(() => {
         const [q, k, v, ids, w] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
-        return attentionAndGrads(c, score, 1 / Math.sqrt(c.h))(q, k, v, ids, w).map(t => t.dataSync() as Float32Array);
+        const outputs = attentionAndGrads(c, score, 1 / Math.sqrt(c.h))(q, k, v, ids, w);
+        const onTensorCores = precision === 'bf16' && (c.h === 64 || c.h === 128);
+        assert.equal(storedInBf16(outputs[0]), onTensorCores, `${label(c, score)}: o stored in bf16 only on the tensor cores`);
+        return outputs.map(t => t.dataSync() as Float32Array);
       });
     } finally {
       (tf.backend() as CudaBackend).setMatmulPrecision('fp32');
@@ -311,9 +314,11 @@ describeOrSkip('fused CausalAttention on bf16 tensor cores (cuda)', cudaTarget.s
 
 /**
  * The tensor-core entries' contract, checked on the host device (CI): under bf16 matmul precision the kernels take q,
- * k, v and dO in bf16 (the backend's copies of float32 tensors here; AttentionInputs' bf16-only outputs in the model)
- * and compute from those values, which the host reference does exactly. So the fused attention equals the composite
- * on cpu of q, k, v rounded to bf16, to fp32 tolerance (w, the loss weights and so dO, is drawn in bf16 already).
+ * k, v and dO in bf16 (the backend's copies of float32 tensors here; AttentionInputs' bf16-only outputs in the model),
+ * compute from those values, which the host reference does exactly, and store o in bf16 only (FlashAttention-3's
+ * output, record-2025-11.md §5). So o is the composite on cpu of q, k, v rounded to bf16, rounded to bf16 (within one
+ * bf16 step: a value at a rounding midpoint may round either way); and the gradients are the exact entries' on those
+ * rounded q, k, v and that o (D = dO·O from the o stored in bf16), which the tests above hold to the composite.
  */
 const hostTarget = targets.find(t => t.name === 'cuda-host')!;
 describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (the tensor-core entries)', hostTarget.skip, () => {
@@ -322,22 +327,45 @@ describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (
     { B: 2, T: 30, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' },
   ];
   const rounded = (t: tf.Tensor) => tf.tensor(Float32Array.from(t.dataSync(), bf16), t.shape);
+  const atPrecision = <R>(precision: 'bf16' | 'fp32', f: () => R): R => {
+    const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+    backend.setMatmulPrecision(precision);
+    try {
+      return f();
+    } finally {
+      backend.setMatmulPrecision(before);
+    }
+  };
   for (const score of SCORES) {
-    it(`${score}: equals the composite on cpu of q, k, v rounded to bf16`, async () => {
+    it(`${score}: o is the composite on cpu of q, k, v rounded to bf16, stored in bf16; the gradients the exact entries' from that o`, async () => {
       for (const c of cases) {
-        const scale = 1 / Math.sqrt(c.h), inputs = inputsFor(c, score, scale), fn = attentionAndGrads(c, score, scale);
-        inputs[4] = { ...inputs[4], values: Float32Array.from(inputs[4].values, bf16) };
-        const onBf16 = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor) => {
-          const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
-          backend.setMatmulPrecision('bf16');
-          try {
-            return fn(q, k, v, ids, w);
-          } finally {
-            backend.setMatmulPrecision(before);
-          }
-        };
-        const onRounded = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor) => fn(rounded(q), rounded(k), rounded(v), ids, w);
-        await compare('cuda-host', `bf16 ${label(c, score)}`, inputs, onBf16, tolerance(score), onRounded);
+        const scale = 1 / Math.sqrt(c.h), inputs = inputsFor(c, score, scale), attrs = { window: c.window, scale, score };
+        inputs[4] = { ...inputs[4], values: Float32Array.from(inputs[4].values, bf16) };  // dO, drawn in bf16 (dO16 = dO)
+        await useBackend('cpu');
+        const want = tf.tidy(() => {
+          const [q, k, v, ids] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
+          return attention(rounded(q), rounded(k), rounded(v), new ForwardContext(ids as tf.Tensor2D), c.window, scale, score).dataSync();
+        });
+        await useBackend('cuda-host');
+        const [q, k, v, ids, dy] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
+        const o = atPrecision('bf16', () => tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor);
+        assert.ok(storedInBf16(o), `${label(c, score)}: o is stored in bf16 only`);
+        // one bf16 step at want[i], plus the fp32 comparisons' atol: a sum that cancels near 0 carries the composite's
+        // float32 rounding of its terms
+        const got = o.dataSync(), { atol } = tolerance(score);
+        for (let i = 0; i < want.length; i++) {
+          const step = 2 ** (Math.floor(Math.log2(Math.abs(want[i]) || 2 ** -126)) - 7);
+          assert.ok(Math.abs(got[i] - want[i]) <= step + atol, `${label(c, score)}: o[${i}] ${got[i]}, composite ${want[i]}`);
+          assert.equal(got[i], bf16(got[i]), `${label(c, score)}: o[${i}] is a bf16 value`);
+        }
+        const grads = atPrecision('bf16', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[]);
+        const [qr, kr, vr] = [q, k, v].map(rounded), oValues = tf.tensor(got, o.shape);  // o's values, stored in float32
+        const exact = atPrecision('fp32', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q: qr, k: kr, v: vr, docIds: ids, o: oValues }, attrs) as tf.Tensor[]);
+        grads.forEach((g, n) => {
+          const err = relError(g.dataSync(), exact[n].dataSync());
+          assert.ok(err < 1e-6, `${label(c, score)}: gradient ${'qkv'[n]} against the exact entry's from the bf16 o, rel. error ${err}`);
+        });
+        tf.dispose([q, k, v, ids, dy, o, qr, kr, vr, oValues, ...grads, ...exact]);
       }
     });
   }

@@ -5,7 +5,8 @@
 //   backend.ts's matmulOperand / makeBf16Output), so a tile is a plain 16-byte cp.async copy into shared memory,
 //   double-buffered: the next tile loads while this one is used. The products run on mma.sync.m16n8k16 (bf16 in,
 //   fp32 accumulate); m, den, D, p, ds and all accumulators stay fp32, and P and dS are rounded to bf16 only as
-//   operands of the next product. D = dO·O is computed from the bf16 dO the products take and the float32 o.
+//   operands of the next product. o is stored in float32 or, as FlashAttention-3's output is (the model's: record-2025-11.md
+//   §5), in bf16; D = dO·O is computed from the bf16 dO the products take and o as stored.
 // - Tiles of 64 queries × 64 keys; 4 warps, each owning 16 rows (queries in the forward and dq,
 //   keys in dk/dv). Shared-memory rows are padded by 8 bf16 so that ldmatrix reads are free of bank
 //   conflicts; ldmatrix.trans gives the operands stored the other way round (V in P·V, K in dS·K, Q
@@ -168,10 +169,11 @@ __device__ __forceinline__ void accumulate(float (&acc)[kHead / 8][4], const flo
   }
 }
 
-// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats (plus: a row
-// added first, as an Add of it and the product would: dv's sum so far).
-template <int kHead>
-__device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 8][4], int r, float mul,
+// One of this thread's two accumulator rows (r: row g or g + 8), times `mul`, to a row of kHead floats, or of kHead
+// bf16 (the forward's o in bf16: FlashAttention-3's output, record-2025-11.md §5) (plus: a row added first, as an Add
+// of it and the product would: dv's sum so far).
+template <int kHead, typename Out>
+__device__ __forceinline__ void storeRow(Out* dst, const float (&acc)[kHead / 8][4], int r, float mul,
                                          const float* plus = nullptr) {
   const int t4 = threadIdx.x & 3;
 #pragma unroll
@@ -181,7 +183,10 @@ __device__ __forceinline__ void storeRow(float* dst, const float (&acc)[kHead / 
       const float2 sum = *reinterpret_cast<const float2*>(plus + n * 8 + 2 * t4);
       out = make_float2(__fadd_rn(sum.x, out.x), __fadd_rn(sum.y, out.y));
     }
-    *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = out;
+    if constexpr (std::is_same_v<Out, bf16>)
+      *reinterpret_cast<uint32_t*>(dst + n * 8 + 2 * t4) = packBf16(out.x, out.y);
+    else
+      *reinterpret_cast<float2*>(dst + n * 8 + 2 * t4) = out;
   }
 }
 
@@ -338,8 +343,8 @@ __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8
 }
 
 // The rows' output acc / den and their statistics (m in natural units, den, argmax).
-template <int kScore, int kHead>
-__device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&acc)[kHead / 8][4], float* o, float* stats,
+template <int kScore, int kHead, typename Out>
+__device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&acc)[kHead / 8][4], Out* o, float* stats,
                                                  int b, int head, const Dims& dm) {
   const int t4 = threadIdx.x & 3;
 #pragma unroll
@@ -561,10 +566,10 @@ struct WgmmaProducts {
 // (≤ 168 registers): mma.sync ran 20 % faster than at 2 blocks and 189 registers on an H100; wgmma 14 % faster than at
 // 2 blocks and 174 registers on an H200, although ptxas serialises its wgmma instructions at 168 (C7512). 1024-byte
 // alignment: the swizzle's period.
-template <int kScore, int kHead, typename Products>
+template <int kScore, int kHead, typename Products, typename Out>
 __global__ void __launch_bounds__(kThreads, 3)
 forwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-              const int* __restrict__ docIds, float* __restrict__ o, float* __restrict__ stats, Dims dm) {
+              const int* __restrict__ docIds, Out* __restrict__ o, float* __restrict__ stats, Dims dm) {
   extern __shared__ __align__(1024) unsigned char forwardTiles[];
   bf16* const tiles = reinterpret_cast<bf16*>(forwardTiles);
   constexpr int kElems = Products::template tileElems<kHead>();
@@ -646,10 +651,11 @@ bool useWgmma() {
   return cached[device] == 2;
 }
 
-// ---- backward: D = dO·O per query row (one warp per row), from the bf16 dO the products read ----
-template <int kHead>
+// ---- backward: D = dO·O per query row (one warp per row), from the bf16 dO the products read and o as the forward
+// stored it (bf16: FlashAttention-3's D from its bf16 output) ----
+template <int kHead, typename O>
 __global__ void __launch_bounds__(kThreads)
-rowDotKernel(const bf16* __restrict__ dO, const float* __restrict__ o, float* __restrict__ delta, int64_t rows) {
+rowDotKernel(const bf16* __restrict__ dO, const O* __restrict__ o, float* __restrict__ delta, int64_t rows) {
   const int64_t row = (int64_t)blockIdx.x * (kThreads / 32) + (threadIdx.x >> 5);
   if (row >= rows) return;
   const int lane = threadIdx.x & 31;
@@ -1079,8 +1085,8 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   }
 }
 
-template <int kScore, int kHead>
-cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, float* o,
+template <int kScore, int kHead, typename Out>
+cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, Out* o,
                     float* stats, const Dims& d) {
   const dim3 grid((d.T + kTile - 1) / kTile, d.H, d.B);
   const auto launch = [&](auto kernel, size_t smem) {
@@ -1091,16 +1097,16 @@ cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v,
   // Head dim 128 only: at 64 the wgmma kernel's outputs were wrong on the H200 (relative error 0.8; its one difference
   // is P·V's N = 64, one swizzle panel; a leading byte offset of 0 instead of 8192 did not change it). Not yet found.
   if constexpr (kHead == 128)
-    if (useWgmma()) return launch(forwardKernel<kScore, kHead, WgmmaProducts>, 4 * WgmmaProducts::tileElems<kHead>() * sizeof(bf16));
-  return launch(forwardKernel<kScore, kHead, MmaSyncProducts>, 4 * MmaSyncProducts::tileElems<kHead>() * sizeof(bf16));
+    if (useWgmma()) return launch(forwardKernel<kScore, kHead, WgmmaProducts, Out>, 4 * WgmmaProducts::tileElems<kHead>() * sizeof(bf16));
+  return launch(forwardKernel<kScore, kHead, MmaSyncProducts, Out>, 4 * MmaSyncProducts::tileElems<kHead>() * sizeof(bf16));
 }
 
-template <int kScore, int kHead>
-cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const float* o,
+template <int kScore, int kHead, typename O>
+cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const O* o,
                      const bf16* dO16, const float* stats, float* delta, float* dq, float* dk, float* dv,
                      const float* dvAccumulated, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
-  rowDotKernel<kHead><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
+  rowDotKernel<kHead, O><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
   if (const cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * rows * kHead, s); e != cudaSuccess) return e;  // atomics add into it
@@ -1126,19 +1132,25 @@ cudaError_t checkSupported(const Dims& d, std::initializer_list<const void*> ten
 
 }  // namespace
 
-cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, float* o,
-                                float* stats, int B, int T, int H, int Hk, int h, int window, float scale, int score) {
+cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, void* o,
+                                bool oBf16, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
+                                int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkSupported(d, {q, k, v, o}); e != cudaSuccess) return e;
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
-  if (d.h == 64)
-    return byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, stats, d); });
-  return byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, stats, d); });
+  cudaError_t result = cudaSuccess;
+  byStorage(oBf16, [&](auto* type) {
+    auto* out = static_cast<decltype(type)>(o);
+    result = d.h == 64
+      ? byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, out, stats, d); })
+      : byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, out, stats, d); });
+  });
+  return result;
 }
 
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
-                                    const float* o, const void* dO16, const float* stats, float* delta,
+                                    const void* o, bool oBf16, const void* dO16, const float* stats, float* delta,
                                     float* dq, float* dk, float* dv, const float* dvAccumulated, int B, int T, int H,
                                     int Hk, int h, int window, float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
@@ -1146,18 +1158,24 @@ cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k
   if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv, dvAccumulated}); e != cudaSuccess) return e;
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
   const auto* g16 = static_cast<const bf16*>(dO16);
-  if (d.h == 64)
-    return byScore(score, [&](auto c) {
-      return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, dvAccumulated, d);
-    });
-  return byScore(score, [&](auto c) {
-    return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, o, g16, stats, delta, dq, dk, dv, dvAccumulated, d);
+  cudaError_t result = cudaSuccess;
+  byInputType(o, oBf16, [&](auto* stored) {
+    result = d.h == 64
+      ? byScore(score, [&](auto c) {
+          return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, stored, g16, stats, delta, dq, dk, dv,
+                                                  dvAccumulated, d);
+        })
+      : byScore(score, [&](auto c) {
+          return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, stored, g16, stats, delta, dq, dk, dv,
+                                                   dvAccumulated, d);
+        });
   });
+  return result;
 }
 
-TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "stats", "B", "T", "H", "Hk", "h", "window",
-               "scale", "score");
-TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "dO16", "stats", "delta", "dq",
-               "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
+TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "oBf16", "stats", "B", "T", "H", "Hk", "h",
+               "window", "scale", "score");
+TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "oBf16", "dO16", "stats", "delta",
+               "dq", "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

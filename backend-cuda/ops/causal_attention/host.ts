@@ -194,7 +194,8 @@ export function attentionBackward(a: AttentionArgs, o: Float32Array, dO: Float32
 }
 
 // The reference is exact. Its bf16 entries (the GPU's tensor-core kernels) read q, k, v and dO16 as the bf16 values
-// they are and compute exactly from there (D from dO16 too: the GPU takes it from the float32 dO); delta is unused.
+// they are and compute exactly from there, o rounded to bf16 once where oBf16 (D from dO16 and o as stored, as the
+// GPU takes it); delta is unused.
 export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
   const args = (floats: (ptr: number, n: number) => Float32Array, q: number, k: number, v: number, docIds: number, B: number,
     T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): AttentionArgs => ({
@@ -202,32 +203,34 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
     docIds: mem.ints(docIds, B * T), B, T, H, Hk, h, window, scale, score,
   });
   const float32 = (ptr: number, n: number) => mem.floats(ptr, n), bf16 = (ptr: number, n: number) => mem.bf16Floats(ptr, n);
-  const forward = (a: AttentionArgs, o: number, stats: number) => {
-    const n = a.B * a.T * a.H;
-    attentionForward(a, mem.floats(o, n * a.h), stats === 0 ? null : mem.floats(stats, n * ATTENTION_STATS));
+  const forward = (a: AttentionArgs, o: number, oBf16: boolean, stats: number) => {
+    const n = a.B * a.T * a.H, ov = mem.output(o, n * a.h, oBf16);
+    attentionForward(a, ov, stats === 0 ? null : mem.floats(stats, n * ATTENTION_STATS));
+    mem.flush(o, ov, oBf16);
   };
-  const backward = (a: AttentionArgs, o: number, dO: Float32Array, stats: number, statsReady: boolean, dq: number, dk: number, dv: number,
-    dvAccumulated: number) => {
+  const backward = (a: AttentionArgs, o: number, oBf16: boolean, dO: Float32Array, stats: number, statsReady: boolean, dq: number,
+    dk: number, dv: number, dvAccumulated: number) => {
     const nq = a.B * a.T * a.H, nk = a.B * a.T * a.Hk * a.h;
-    attentionBackward(a, mem.floats(o, nq * a.h), dO, mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * a.h),
+    attentionBackward(a, mem.input(o, nq * a.h, oBf16), dO, mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * a.h),
       mem.floats(dk, nk), mem.floats(dv, nk), dvAccumulated === 0 ? null : mem.floats(dvAccumulated, nk));
   };
   return {
     attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
-      if (B * T > 0) forward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
+      if (B * T > 0) forward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, false, stats);
     },
     attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
-      backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.floats(dO, B * T * H * h), stats,
-        statsReady, dq, dk, dv, dvAccumulated);
+      backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, false, mem.floats(dO, B * T * H * h),
+        stats, statsReady, dq, dk, dv, dvAccumulated);
     },
-    attentionBf16(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
-      if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, stats);
+    attentionBf16(q, k, v, docIds, o, oBf16, stats, B, T, H, Hk, h, window, scale, score) {
+      if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, stats);
     },
-    attentionGradBf16(q, k, v, docIds, o, dO16, stats, _delta, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale, score) {
+    attentionGradBf16(q, k, v, docIds, o, oBf16, dO16, stats, _delta, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale,
+      score) {
       if (B * T === 0) return;
-      backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, mem.bf16Floats(dO16, B * T * H * h), stats,
-        true, dq, dk, dv, dvAccumulated);
+      backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, mem.bf16Floats(dO16, B * T * H * h),
+        stats, true, dq, dk, dv, dvAccumulated);
     },
   };
 }

@@ -1,8 +1,9 @@
 // The fused causal attention's cuda kernels: 'CausalAttention' and its gradient kernel 'CausalAttentionGrad'
 // ([dq, dk, dv]), float32 tensors. With --matmul-precision bf16 they run on bf16 tensor cores
 // (causal_attention_mma.cu: head dims 64 and 128) as the matmuls do, reading q, k, v and dO in bf16 (as stored,
-// or the bf16 copy the backend keeps with a tensor); with tf32 or fp32, and for other head dims, the exact fp32
-// kernels (causal_attention.cu).
+// or the bf16 copy the backend keeps with a tensor) and storing o in bf16 only, as FlashAttention-3 returns it
+// (record-2025-11.md §5: the gate and the output projection read it so, and D = dO·O is taken from it); with tf32
+// or fp32, and for other head dims, the exact fp32 kernels (causal_attention.cu).
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
 import { PRECISION } from '../../device.ts';
@@ -26,12 +27,14 @@ export interface CausalAttentionNative {
   attentionGrad(q: number, k: number, v: number, docIds: number, o: number, dO: number, stats: number, statsReady: boolean,
     dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number, h: number,
     window: number, scale: number, score: number): void;
-  /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o and stats float32. */
-  attentionBf16(q: number, k: number, v: number, docIds: number, o: number, stats: number, B: number, T: number, H: number,
-    Hk: number, h: number, window: number, scale: number, score: number): void;
-  /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o float32 (D = dO·O per row from
-   * dO16 and o, into delta: B·T·H floats of scratch), the forward's stats; dvAccumulated as attentionGrad's. */
-  attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, dO16: number, stats: number,
+  /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o in bf16 where oBf16 (else
+   * float32), stats float32. */
+  attentionBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, stats: number, B: number,
+    T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
+  /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o as stored (bf16 where oBf16;
+   * D = dO·O per row from dO16 and o, into delta: B·T·H floats of scratch), the forward's stats; dvAccumulated as
+   * attentionGrad's. */
+  attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, dO16: number, stats: number,
     delta: number, dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number,
     h: number, window: number, scale: number, score: number): void;
 }
@@ -75,19 +78,19 @@ export const causalAttentionKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const p = problem(inputs, attrs);
       const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
-      const o = backend.makeOutput(q.shape, 'float32');
-      // the per-row statistics (m, den, argmax key) ride with o for the gradient
-      const stats = backend.attachSaved(o, p.B * p.T * p.H * ATTENTION_STATS * 4);
-      const docIds = backend.ptr(inputs.docIds as TensorInfo);
+      const docIds = backend.ptr(inputs.docIds as TensorInfo), bytesOfStats = p.B * p.T * p.H * ATTENTION_STATS * 4;
       if (onTensorCores(backend, p)) {
+        // o in bf16 only; the per-row statistics (m, den, argmax key) ride with it for the gradient
+        const o = backend.makeBf16Output(q.shape), stats = backend.attachSaved(o.out, bytesOfStats);
         // bf16 operands as stored (AttentionInputs writes them so) or a bf16 copy kept with each tensor
         const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
-        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), stats, p.B, p.T, p.H, p.Hk, p.h,
+        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, o.ptr, o.bf16, stats, p.B, p.T, p.H, p.Hk, p.h,
           p.window, p.scale, p.score);
-      } else {
-        backend.device.attention(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), stats, p.B, p.T,
-          p.H, p.Hk, p.h, p.window, p.scale, p.score);
+        return o.out;
       }
+      const o = backend.makeOutput(q.shape, 'float32'), stats = backend.attachSaved(o, bytesOfStats);
+      backend.device.attention(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), stats, p.B, p.T,
+        p.H, p.Hk, p.h, p.window, p.scale, p.score);
       return o;
     },
   },
@@ -113,10 +116,11 @@ export const causalAttentionKernels: CudaKernel[] = [
         let stats = saved;
         if (stats === undefined) {  // the forward again, for its statistics
           stats = scratch([p.B, p.T, p.H, ATTENTION_STATS]);
-          backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), stats, p.B, p.T, p.H, p.Hk, p.h,
-            p.window, p.scale, p.score);
+          backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), false, stats, p.B, p.T, p.H, p.Hk,
+            p.h, p.window, p.scale, p.score);
         }
-        backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, backend.ptr(o), bf16(dy), stats,
+        const os = backend.storedValues(o);  // the forward's bf16-only o is read as it is
+        backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, os.ptr, os.bf16, bf16(dy), stats,
           scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
           p.window, p.scale, p.score);
       } else {

@@ -1,5 +1,6 @@
 // Fused attention output gate (train_gpt.ts's headGate(): each head's output scaled by a sigmoid gate, so a
-// head can switch off), forward and backward. Rows r = (b·T + t)·H + head of h floats; g one logit per row:
+// head can switch off), forward and backward. Rows r = (b·T + t)·H + head of h values (o as the attention stored it:
+// bf16 from its tensor-core kernels, else float32); g one logit per row:
 //   forward:  y[r, j] = o[r, j]·σ(g[r])                      (y in bf16 where only a matmul reads it)
 //   backward: do[r, j] = dy[r, j]·σ(g[r]),  dg[r] = σ(g[r])(1 − σ(g[r]))·Σ_j dy[r, j]·o[r, j]
 // The composite runs Sigmoid, ExpandDims and a broadcasting Multiply forward, and Multiply, Sum and the
@@ -16,8 +17,8 @@ namespace {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
-template <int V, typename Out>
-__global__ void headGateKernel(const float* __restrict__ o, const float* __restrict__ g, Out* __restrict__ y,
+template <int V, typename O, typename Out>
+__global__ void headGateKernel(const O* __restrict__ o, const float* __restrict__ g, Out* __restrict__ y,
                                int64_t groups, int groupsPerRow) {
   TSGPT_GRID_STRIDE(i, groups) {
     const float s = sigmoid(g[i / groupsPerRow]);
@@ -29,8 +30,8 @@ __global__ void headGateKernel(const float* __restrict__ o, const float* __restr
   }
 }
 
-template <int V, typename Out>
-__global__ void headGateGradKernel(const float* __restrict__ dy, const float* __restrict__ o, const float* __restrict__ g,
+template <int V, typename O, typename Out>
+__global__ void headGateGradKernel(const float* __restrict__ dy, const O* __restrict__ o, const float* __restrict__ g,
                                    Out* __restrict__ dO, float* __restrict__ dg, int64_t rows, int h) {
   const int lane = threadIdx.x % 32;
   for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += int64_t(gridDim.x) * blockDim.x / 32) {
@@ -56,27 +57,32 @@ __global__ void headGateGradKernel(const float* __restrict__ dy, const float* __
 
 }  // namespace
 
-cudaError_t launchHeadGate(cudaStream_t s, const float* o, const float* g, void* y, bool yBf16, int64_t rows, int64_t h) {
+cudaError_t launchHeadGate(cudaStream_t s, const void* o, bool oBf16, const float* g, void* y, bool yBf16, int64_t rows,
+                           int64_t h) {
   const int64_t n = rows * h;
   if (n == 0) return cudaSuccess;
   if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
   return byWidthAndType(h % 4 == 0 && aligned16({o, y}), y, yBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    headGateKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(o, g, out, n / V, int(h / V));
+    byInputType(o, oBf16, [&](auto* stored) {
+      headGateKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(stored, g, out, n / V, int(h / V));
+    });
   });
 }
 
-cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const float* o, const float* g, void* dO, bool dOBf16,
-                               float* dg, int64_t rows, int64_t h) {
+cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const void* o, bool oBf16, const float* g, void* dO,
+                               bool dOBf16, float* dg, int64_t rows, int64_t h) {
   if (rows == 0) return cudaSuccess;
   if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
   const unsigned blocks = gridFor(rows * 32);  // a warp per row
   return byWidthAndType(h % 4 == 0 && aligned16({dy, o, dO}), dO, dOBf16, [&](auto width, auto* out) {
-    headGateGradKernel<decltype(width)::value><<<blocks, kThreads, 0, s>>>(dy, o, g, out, dg, rows, int(h));
+    byInputType(o, oBf16, [&](auto* stored) {
+      headGateGradKernel<decltype(width)::value><<<blocks, kThreads, 0, s>>>(dy, stored, g, out, dg, rows, int(h));
+    });
   });
 }
 
-TSGPT_LAUNCHER(headGate, launchHeadGate, "o", "g", "y", "yBf16", "rows", "h");
-TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "g", "dO", "dOBf16", "dg", "rows", "h");
+TSGPT_LAUNCHER(headGate, launchHeadGate, "o", "oBf16", "g", "y", "yBf16", "rows", "h");
+TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "oBf16", "g", "dO", "dOBf16", "dg", "rows", "h");
 
 }  // namespace tsgpt

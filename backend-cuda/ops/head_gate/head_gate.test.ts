@@ -2,14 +2,15 @@
 // composite o·σ(g) on the cpu backend: the output and both gradients (dy ≠ 1) through train_gpt.ts's hook
 // (headGate → runFused) on fresh random inputs; head sizes on the float4 path (h % 4 = 0) and the scalar
 // one, T = 1, B > 1, large logits; that the hook runs the fused kernels and `--fused off` the composite; the
-// output written in bf16 under bf16 matmul precision (the output projection reads it); bad inputs.
+// output written in bf16 under bf16 matmul precision (the output projection reads it); an o stored in bf16 only (the
+// attention's tensor-core output) read as stored; bad inputs.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
-import { bf16, bytesInUse, compare, describeOrSkip, checkFusionHook, randFloat, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, bytesInUse, compare, describeOrSkip, checkFusionHook, randFloat, storedInBf16, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 /** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
@@ -77,6 +78,19 @@ for (const target of targets) {
       } finally {
         backend.setMatmulPrecision('fp32');
         tf.dispose([o, g, dy]);
+      }
+    });
+
+    it('an o stored in bf16 only (the attention\'s tensor-core output) is read as stored: y, do and dg as from its values in float32, and no float32 copy of o', async () => {
+      await useBackend(B);
+      for (const shape of [[2, 5, 3, 128], [3, 2, 2, 7]]) {  // the float4 path and the scalar one
+        const [o32, g, dy] = [shape, shape.slice(0, 3), shape].map(s => tf.tensor(randFloat(s).values, s));
+        const o16 = T.roundToBf16(o32), oValues = tf.tensor(o16.dataSync(), shape);  // its values, stored in float32
+        assert.ok(storedInBf16(o16), 'the test\'s o is stored in bf16 only');
+        const got = gateAndGrads(o16, g, dy), want = gateAndGrads(oValues, g, dy);
+        assert.ok(storedInBf16(o16), 'HeadGate and HeadGateGrad read o as stored: no float32 copy is kept beside it');
+        got.forEach((t, n) => assert.deepEqual(Array.from(t.dataSync()), Array.from(want[n].dataSync()), `[${shape}] output ${n}`));
+        tf.dispose([o32, g, dy, o16, oValues, ...got, ...want]);
       }
     });
 

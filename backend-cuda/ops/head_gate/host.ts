@@ -4,18 +4,18 @@ import type { HeadGateNative } from './kernel.ts';
 
 export function headGateHost(mem: HostDevice): HeadGateNative {
   return {
-    headGate(o, g, y, yBf16, rows, h) {
+    headGate(o, oBf16, g, y, yBf16, rows, h) {
       if (rows * h === 0) return;
-      const ov = mem.floats(o, rows * h), gv = mem.floats(g, rows), yv = mem.output(y, rows * h, yBf16);
+      const ov = mem.input(o, rows * h, oBf16), gv = mem.floats(g, rows), yv = mem.output(y, rows * h, yBf16);
       for (let r = 0; r < rows; r++) {
         const s = 1 / (1 + Math.exp(-gv[r]));
         for (let j = 0; j < h; j++) yv[r * h + j] = ov[r * h + j] * s;
       }
       mem.flush(y, yv, yBf16);
     },
-    headGateGrad(dy, o, g, dO, dOBf16, dg, rows, h) {
+    headGateGrad(dy, o, oBf16, g, dO, dOBf16, dg, rows, h) {
       if (rows === 0) return;
-      const d = mem.floats(dy, rows * h), ov = mem.floats(o, rows * h), gv = mem.floats(g, rows);
+      const d = mem.floats(dy, rows * h), ov = mem.input(o, rows * h, oBf16), gv = mem.floats(g, rows);
       const dov = mem.output(dO, rows * h, dOBf16), dgv = mem.floats(dg, rows);
       for (let r = 0; r < rows; r++) {
         const s = 1 / (1 + Math.exp(-gv[r]));

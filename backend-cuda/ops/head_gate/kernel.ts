@@ -1,7 +1,7 @@
 // The fused attention output gate's cuda kernels: 'HeadGate' ({o, g} → o·σ(g)) and its gradient kernel
 // 'HeadGateGrad' ({dy, o, g} → [do, dg]), over head_gate.cu's launchers. The gated output only feeds the output
 // projection in the model, and do the attention's backward (its tensor-core products): under bf16 matmul precision
-// both are bf16 (makeBf16Output).
+// both are bf16 (makeBf16Output). o is read as stored: the attention's tensor-core kernels store it in bf16 only.
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
@@ -10,10 +10,12 @@ import { HEAD_GATE, HEAD_GATE_GRAD } from './head_gate.ts';
 
 /** head_gate.cu's launchers (host.ts is their CPU reference). */
 export interface HeadGateNative {
-  /** The attention output gate over rows of h floats: y = o·σ(g), g one logit per row (y in bf16 where yBf16). */
-  headGate(o: number, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
+  /** The attention output gate over rows of h values: y = o·σ(g), o in bf16 where oBf16, g one logit per row (y in bf16
+   * where yBf16). */
+  headGate(o: number, oBf16: boolean, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
   /** Its gradient: dO = dy·σ(g) (in bf16 where dOBf16), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row. */
-  headGateGrad(dy: number, o: number, g: number, dO: number, dOBf16: boolean, dg: number, rows: number, h: number): void;
+  headGateGrad(dy: number, o: number, oBf16: boolean, g: number, dO: number, dOBf16: boolean, dg: number, rows: number,
+    h: number): void;
 }
 
 /** o (and dy) float32 [B,T,H,h] and g float32 [B,T,H]: the rows (B·T·H) and h. */
@@ -31,8 +33,8 @@ export const headGateKernels: CudaKernel[] = [
     kernelName: HEAD_GATE,
     kernelFunc: ({ inputs, backend }) => {
       const { rows, h } = checked(HEAD_GATE, inputs, false);
-      const o = inputs.o as TensorInfo, y = backend.makeBf16Output(o.shape);  // the output projection reads it
-      backend.device.headGate(backend.ptr(o), backend.ptr(inputs.g as TensorInfo), y.ptr, y.bf16, rows, h);
+      const o = inputs.o as TensorInfo, os = backend.storedValues(o), y = backend.makeBf16Output(o.shape);  // the output projection reads y
+      backend.device.headGate(os.ptr, os.bf16, backend.ptr(inputs.g as TensorInfo), y.ptr, y.bf16, rows, h);
       return y.out;
     },
   },
@@ -40,10 +42,11 @@ export const headGateKernels: CudaKernel[] = [
     kernelName: HEAD_GATE_GRAD,
     kernelFunc: ({ inputs, backend }) => {
       const { rows, h } = checked(HEAD_GATE_GRAD, inputs, true);
-      const o = inputs.o as TensorInfo, g = inputs.g as TensorInfo;
+      const o = inputs.o as TensorInfo, g = inputs.g as TensorInfo, os = backend.storedValues(o);
       // dO feeds the attention's backward, whose tensor-core products read it in bf16 (and D = dO·O too)
       const dO = backend.makeBf16Output(o.shape), dg = backend.makeOutput(g.shape, 'float32');
-      backend.device.headGateGrad(backend.ptr(inputs.dy as TensorInfo), backend.ptr(o), backend.ptr(g), dO.ptr, dO.bf16, backend.ptr(dg), rows, h);
+      backend.device.headGateGrad(backend.ptr(inputs.dy as TensorInfo), os.ptr, os.bf16, backend.ptr(g), dO.ptr, dO.bf16,
+        backend.ptr(dg), rows, h);
       return [dO.out, dg];
     },
   },
