@@ -26,7 +26,7 @@ import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine 
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
-import { causalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
+import { causalAttention, gatedCausalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
 import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
 import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
@@ -1007,6 +1007,14 @@ export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
 }
 
+/** attention() with its output gated (headGate): one op where the backend fuses the two ('GatedCausalAttention' runs the
+ * gate in the attention's own passes, and keeps o for the backward without making it a tensor). */
+export function gatedAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, g: tf.Tensor, ctx: ForwardContext, window: number,
+  scale: number, score: Config['attnScore']): tf.Tensor {
+  return runFused(gatedCausalAttention, { q, k, v, docIds: ctx.docIds, g }, { window, scale, score })
+    ?? headGate(attention(q, k, v, ctx, window, scale, score), g);
+}
+
 /** A sublayer's input: the residual stream x and its RMS norm, made on first use (Canon A and C norm x themselves). */
 class NormedInput {
   private normed?: tf.Tensor;
@@ -1050,11 +1058,10 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   const ve = m.plan[i].valueEmbed;
   const [q, k, v] = attentionInputs(qkv, sched.rope, ve >= 0 ? ves[ve] : null, P('sa_lambdas'), { H, Hk, h, qkNorm });
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
-  let y = attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
-  if (cfg.attnGate) {
-    // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
-    y = headGate(y, linear(input.leading(GATE_CHANNELS), P('attn_gate')));
-  }
+  // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
+  const y = cfg.attnGate
+    ? gatedAttention(q, k, v, linear(input.leading(GATE_CHANNELS), P('attn_gate')), ctx, window, sched.rope.attnScale, cfg.attnScore)
+    : attention(q, k, v, ctx, window, sched.rope.attnScale, cfg.attnScore);
   return linear(y.reshape([B, T, H * h]), P('proj'), residual);
 }
 

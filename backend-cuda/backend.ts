@@ -12,6 +12,7 @@ export interface TensorData {
   refCount: number;
   /** A second buffer a fused kernel keeps with its output for the gradient (attachSaved); freed with this one. */
   saved?: number;
+  savedBytes?: number;
   /** The bf16 copy of a float32 buffer made for bf16 matmuls (matmulOperand); freed with this one. */
   bf16?: number;
   /** The values exist only as the bf16 copy: ptr is not allocated yet (makeBf16Output). */
@@ -165,12 +166,18 @@ export class CudaBackend extends tf.KernelBackend {
     if (d.saved !== undefined) throw new Error('attachSaved: this tensor already carries a saved buffer');
     if (bytes === 0) return 0;
     d.saved = this.device.alloc(bytes);
+    d.savedBytes = bytes;
     return d.saved;
   }
 
   /** The buffer attachSaved kept with t, if any. */
   saved(t: TensorInfo): number | undefined {
     return this.data.get(t.dataId).saved;
+  }
+
+  /** The size of that buffer in bytes (0 where none): for a gradient whose forward chose the buffer's layout. */
+  savedBytes(t: TensorInfo): number {
+    return this.data.get(t.dataId).savedBytes ?? 0;
   }
 
   /**

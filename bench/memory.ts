@@ -1,8 +1,9 @@
 // bench/memory.ts: where a training micro-step's device memory goes, for issue 14's memory work. One forward and
 // backward of the model (the preset's micro-step: one packed stream by default) on the cuda backend, then: the bytes in
 // use before, the bytes the forward left in use (what the tape keeps for the backward), the peak of the process, and
-// the saved tensors' stored bytes by the kernel that saved them (float32 and/or bf16 copy: what the backend holds; a
-// tensor saved by several kernels counted once, at the first: the Reshape before a matmul usually; parameters not). It reads tfjs's
+// the saved tensors' stored bytes by the kernel that saved them (float32 and/or bf16 copy and the buffer a fused kernel
+// keeps with its output: what the backend holds; a
+// tensor saved by several kernels counted once, at the first: the Reshape before a matmul usually; parameters and the batch not). It reads tfjs's
 // tape (engine state), so it is a measuring tool, not part of the trainer.
 //
 // --device null runs it over the null device (bench/null_device.ts: no GPU, no compute, allocations counted as the GPU
@@ -38,7 +39,9 @@ type TapeNode = { kernelName: string; saved?: tf.Tensor[] };
 /** One forward and backward of the summed training loss on a cuda backend (the current one), measured. */
 export function memoryProfile(m: T.Model, batch: T.Batch, sched: T.AttnSchedule): MemoryProfile {
   const backend = tf.backend() as CudaBackend, inUse = () => backend.device.memory().bytesInUse;
-  const before = inUse(), saved = new Map<string, number>(), params = new Set([...m.params.values()].map((v) => v.dataId));
+  // in use before the forward: the parameters and the batch (a reshape of them shares their buffers)
+  const before = inUse(), saved = new Map<string, number>();
+  const existing = new Set<object>([...m.params.values(), batch.inputs, batch.targets, batch.docIds].map((t) => t.dataId));
   // the kernel running when the backend widens a bf16-only tensor (its fromBf16 call)
   const widened = new Map<string, number>(), engine = tf.engine(), runKernel = engine.runKernel, fromBf16 = backend.device.fromBf16;
   let running = '';
@@ -55,10 +58,13 @@ export function memoryProfile(m: T.Model, batch: T.Batch, sched: T.AttnSchedule)
     const tape = (tf.engine() as unknown as { state: { activeTape: TapeNode[] } }).state.activeTape, seen = new Set<object>();
     for (const node of tape) {
       for (const t of node.saved ?? []) {
-        if (seen.has(t.dataId) || params.has(t.dataId)) continue;  // parameters were in use before the forward
+        if (seen.has(t.dataId) || existing.has(t.dataId)) continue;
         seen.add(t.dataId);
         const d = backend.data.get(t.dataId);
-        saved.set(node.kernelName, (saved.get(node.kernelName) ?? 0) + (d.bf16Only ? 0 : d.bytes) + (d.bf16 !== undefined ? d.bytes / 2 : 0));
+        // the float32 buffer, the bf16 one, and what a fused kernel keeps with its output (attachSaved: the attention's
+        // statistics, and the gated attention's o)
+        const stored = (d.bf16Only ? 0 : d.bytes) + (d.bf16 !== undefined ? d.bytes / 2 : 0) + (d.savedBytes ?? 0);
+        saved.set(node.kernelName, (saved.get(node.kernelName) ?? 0) + stored);
       }
     }
     return loss;

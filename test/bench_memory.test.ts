@@ -28,10 +28,11 @@ it('attributes the forward\'s saved bytes to kernels, bf16 copies included, with
       assert.ok(p.peak >= p.before + p.afterForward, `${precision}: peak ${p.peak} below ${p.before} + ${p.afterForward}`);
       // at least the residual stream of each layer (64 × 32 float32) is saved
       assert.ok(saved >= cfg.numLayers * 64 * 32 * 4, `${precision}: ${saved} bytes saved`);
-      // widening needs bf16-only tensors: none under fp32; under bf16 the attention gate's logits are (HeadGate reads them)
+      // widening needs bf16-only tensors: none under fp32; under bf16 the attention gate's logits are (the gated
+      // attention reads them in float32)
       const widened = new Map(p.widenedByKernel);
       if (precision === 'fp32') assert.equal(widened.size, 0, `fp32: widened ${[...widened.keys()]}`);
-      else assert.ok((widened.get('HeadGate') ?? 0) > 0, `bf16: HeadGate's widening not counted (${[...widened.keys()]})`);
+      else assert.ok((widened.get('GatedCausalAttention') ?? 0) > 0, `bf16: GatedCausalAttention's widening not counted (${[...widened.keys()]})`);
     } finally {
       T.disposeBatch(batch);
       T.disposeModel(m);

@@ -3,13 +3,16 @@
 // of q, k, v, for softmax, softpick and softmax1, on fresh random inputs: T not a multiple of the
 // tiles, B > 1, grouped-query heads, documents of varied lengths (length 1 too), windows smaller
 // and larger than T, head dims 16 to 128. On the host reference device (the same tiled online
-// algorithm as plain loops: CI) and on the GPU where there is one, with a speedrun-sized case there.
+// algorithm as plain loops: CI) and on the GPU where there is one, with a speedrun-sized case there. Then the gated
+// attention ('GatedCausalAttention': the attention with its output gate as one op) against its composite and against
+// the two ops it replaces.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
-import { attention, ForwardContext } from '../../../train_gpt.ts';
-import { bf16, compare, describeOrSkip, type HostTensor, randFloat, random, relError, storedInBf16, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { attention, ForwardContext, gatedAttention } from '../../../train_gpt.ts';
+import { bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, randFloat, random, relError, storedInBf16, targets,
+  useBackend } from '../../../test/cuda_harness.ts';
 
 type Score = 'softmax' | 'softpick' | 'softmax1';
 const SCORES: Score[] = ['softmax', 'softpick', 'softmax1'];
@@ -370,3 +373,99 @@ describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (
     });
   }
 });
+
+/** [y, dq, dk, dv, dg] of sum(gatedAttention(q, k, v, g)·w): the fused 'GatedCausalAttention' where the backend has it,
+ * else its composite headGate(attention()). */
+function gatedAndGrads(c: Case, score: Score, scale: number) {
+  return (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ids: tf.Tensor, w: tf.Tensor, g: tf.Tensor): tf.Tensor[] => {
+    const ctx = new ForwardContext(ids as tf.Tensor2D);
+    const gated = (a: tf.Tensor, b: tf.Tensor, d: tf.Tensor, e: tf.Tensor) => gatedAttention(a, b, d, e, ctx, c.window, scale, score);
+    return [gated(q, k, v, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor, d: tf.Tensor, e: tf.Tensor) => tf.sum(tf.mul(gated(a, b, d, e), w)))([q, k, v, g])];
+  };
+}
+/** inputsFor's, and the gate's logits: both signs, saturating gates included. */
+const gatedInputsFor = (c: Case, score: Score, scale: number): HostTensor[] => [...inputsFor(c, score, scale), randFloat([c.B, c.T, c.H], -4, 4)];
+const GATED_KERNELS = ['GatedCausalAttention', 'GatedCausalAttentionGrad'];
+
+/**
+ * The gated attention ('GatedCausalAttention': the attention and its output gate as one op) against its composite,
+ * headGate(attention()) on cpu, and, under bf16 on the same device, against the two fused ops it replaces
+ * (CausalAttention, HeadGate and their gradients): the gate in the forward's epilogue gives the same y bit for bit, and
+ * the gate's backward's D (deltaReady: no row-dot pass) the same gradients.
+ */
+for (const target of targets) {
+  describeOrSkip(`fused GatedCausalAttention on ${target.name}`, target.skip, () => {
+    for (const score of SCORES) {
+      it(`${score}: y and the q, k, v and g gradients match headGate(attention()) on cpu`, async () => {
+        for (const c of [CASES[0], CASES[1]]) {
+          const scale = 1 / Math.sqrt(c.h);
+          await compare(target.name, `gated ${label(c, score)}`, gatedInputsFor(c, score, scale), gatedAndGrads(c, score, scale), tolerance(score));
+        }
+      });
+    }
+
+    it('train_gpt.ts\'s gatedAttention runs the gated op each way, and --fused off the composite', async () => {
+      await useBackend(target.name);
+      const c = CASES[0], scale = 1 / Math.sqrt(c.h);
+      const [q, k, v, ids, w, g] = gatedInputsFor(c, 'softmax', scale).map(x => tf.tensor(x.values, x.shape, x.dtype));
+      await checkFusionHook(() => gatedAndGrads(c, 'softmax', scale)(q, k, v, ids, w, g), {
+        fused: GATED_KERNELS, composite: ['Sigmoid', 'BatchMatMul'],
+        compositeOnly: ['CausalAttention', 'CausalAttentionGrad', 'HeadGate', 'HeadGateGrad', 'Sigmoid', 'BatchMatMul'],
+      });
+      tf.dispose([q, k, v, ids, w, g]);
+    });
+
+    it('under bf16, y (bf16 only) equals HeadGate(CausalAttention()) bit for bit, and the gradients theirs (the tensor-core entries, head dims 64 and 128)', async () => {
+      await useBackend(target.name);
+      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      const cases: Case[] = target.name === 'cuda' ? [TENSOR_CORE_CASES[0], TENSOR_CORE_CASES[3]]
+        : [{ B: 1, T: 70, H: 2, Hk: 1, h: 64, window: 40, docs: 'varied' }, { B: 2, T: 30, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' }];
+      backend.setMatmulPrecision('bf16');
+      try {
+        for (const score of SCORES) for (const c of cases) {
+          const scale = 1 / Math.sqrt(c.h), attrs = { window: c.window, scale, score }, name = label(c, score);
+          const [q, k, v, ids, dy, g] = gatedInputsFor(c, score, scale).map(x => tf.tensor(x.values, x.shape, x.dtype));
+          const run = (kernel: string, inputs: tf.NamedTensorMap, a: tf.NamedAttrMap = attrs) => tf.engine().runKernel(kernel, inputs, a);
+          const o = run('CausalAttention', { q, k, v, docIds: ids }) as tf.Tensor, y2 = run('HeadGate', { o, g }, {}) as tf.Tensor;
+          const [dO, dg2] = run('HeadGateGrad', { dy, o, g }, {}) as tf.Tensor[];
+          const grads2 = run('CausalAttentionGrad', { dy: dO, q, k, v, docIds: ids, o }) as tf.Tensor[];
+          const y = run('GatedCausalAttention', { q, k, v, docIds: ids, g }) as tf.Tensor;
+          const grads = run('GatedCausalAttentionGrad', { dy, q, k, v, docIds: ids, g, y }) as tf.Tensor[];
+          assert.ok(storedInBf16(y), `${name}: y is stored in bf16 only`);
+          assert.equal(backend.savedBytes(y) >= c.B * c.T * c.H * c.h * 2, true, `${name}: y carries o in bf16`);
+          assert.deepEqual(Array.from(y.dataSync()), Array.from(y2.dataSync()), `${name}: y against HeadGate(CausalAttention())`);
+          assert.deepEqual(Array.from(grads[3].dataSync()), Array.from(dg2.dataSync()), `${name}: dg against HeadGateGrad's`);
+          for (let n = 0; n < 3; n++) {
+            const err = relError(grads[n].dataSync(), grads2[n].dataSync());
+            assert.ok(err < 1e-6, `${name}: gradient ${'qkv'[n]} against CausalAttentionGrad's, rel. error ${err}`);
+          }
+          tf.dispose([q, k, v, ids, dy, g, o, y2, dO, dg2, ...grads2, y, ...grads]);
+        }
+      } finally {
+        backend.setMatmulPrecision(before);
+      }
+    });
+
+    it('bad inputs fail with a message naming the kernel: g\'s shape, a y the forward did not make, a precision changed in between', async () => {
+      await useBackend(target.name);
+      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      const q = tf.ones([1, 4, 2, 64]), k = tf.ones([1, 4, 1, 64]), ids = tf.zeros([1, 4], 'int32'), g = tf.zeros([1, 4, 2]);
+      const attrs = { window: 4, scale: 1, score: 'softmax' };
+      const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, attrs);
+      try {
+        assert.throws(run('GatedCausalAttention', { q, k, v: k, docIds: ids, g: tf.zeros([1, 4]) }), /GatedCausalAttention: g must be \[1,4,2\], got float32\[1,4\]/);
+        assert.throws(run('GatedCausalAttention', { q, k, v: k, docIds: tf.zeros([1, 4]), g }), /GatedCausalAttention: docIds must be int32/);
+        assert.throws(run('GatedCausalAttentionGrad', { dy: q, q, k, v: k, docIds: ids, g, y: tf.ones([1, 4, 2, 64]) }),
+          /GatedCausalAttentionGrad: y float32\[1,4,2,64\] is not a GatedCausalAttention output/);
+        backend.setMatmulPrecision('bf16');
+        const y = tf.engine().runKernel('GatedCausalAttention', { q, k, v: k, docIds: ids, g }, attrs) as tf.Tensor;
+        backend.setMatmulPrecision('fp32');
+        assert.throws(run('GatedCausalAttentionGrad', { dy: q, q, k, v: k, docIds: ids, g, y }), /GatedCausalAttentionGrad: y .* was made under another matmul precision than its gradient's \(fp32\)/);
+        y.dispose();
+      } finally {
+        backend.setMatmulPrecision(before);
+        tf.dispose([q, k, ids, g]);
+      }
+    });
+  });
+}

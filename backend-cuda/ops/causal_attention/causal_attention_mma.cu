@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include "causal_attention.cuh"
+#include "../../native/activations.cuh"
 #include "../../native/fast_math.cuh"
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
@@ -342,10 +343,25 @@ __device__ __forceinline__ void softmaxStep(ForwardRows& f, float (&s)[kTile / 8
   }
 }
 
-// The rows' output acc / den and their statistics (m in natural units, den, argmax).
+// A gated row (the gated attention's epilogue): y = o·σ(g) in bf16, from o as stored (rounded where Out is bf16),
+// as HeadGate's kernel computes it from that o.
+template <int kHead, typename Out>
+__device__ __forceinline__ void storeGatedRow(bf16* y, const float (&acc)[kHead / 8][4], int r, float inv, float gate) {
+  const int t4 = threadIdx.x & 3;
+  const float s = sigmoid(gate);
+#pragma unroll
+  for (int n = 0; n < kHead / 8; n++) {
+    float a = acc[n][2 * r] * inv, b = acc[n][2 * r + 1] * inv;
+    if constexpr (std::is_same_v<Out, bf16>) a = roundedToBf16(a), b = roundedToBf16(b);
+    *reinterpret_cast<uint32_t*>(y + n * 8 + 2 * t4) = packBf16(a * s, b * s);
+  }
+}
+
+// The rows' output acc / den and their statistics (m in natural units, den, argmax); where gate is not null, also the
+// gated output y = o·σ(gate[row]) (GatedCausalAttention: HeadGate in the epilogue, no pass over o).
 template <int kScore, int kHead, typename Out>
 __device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&acc)[kHead / 8][4], Out* o, float* stats,
-                                                 int b, int head, const Dims& dm) {
+                                                 const float* gate, bf16* y, int b, int head, const Dims& dm) {
   const int t4 = threadIdx.x & 3;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -363,6 +379,7 @@ __device__ __forceinline__ void storeForwardRows(ForwardRows& f, const float (&a
       stats[row * kStats + 2] = float(f.argmax[r]);
     }
     storeRow<kHead>(o + row * kHead, acc, r, inv);
+    if (gate != nullptr) storeGatedRow<kHead, Out>(y + row * kHead, acc, r, inv, gate[row]);
   }
 }
 
@@ -569,7 +586,8 @@ struct WgmmaProducts {
 template <int kScore, int kHead, typename Products, typename Out>
 __global__ void __launch_bounds__(kThreads, 3)
 forwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-              const int* __restrict__ docIds, Out* __restrict__ o, float* __restrict__ stats, Dims dm) {
+              const int* __restrict__ docIds, Out* __restrict__ o, float* __restrict__ stats,
+              const float* __restrict__ gate, bf16* __restrict__ y, Dims dm) {
   extern __shared__ __align__(1024) unsigned char forwardTiles[];
   bf16* const tiles = reinterpret_cast<bf16*>(forwardTiles);
   constexpr int kElems = Products::template tileElems<kHead>();
@@ -619,7 +637,7 @@ forwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
       softmaxStep<kScore, kHead, true>(f, s, acc, k0, k1, dm, doc);
     Products::template accumulateValues<kHead>(acc, s, sV(stage));
   }
-  storeForwardRows<kScore, kHead>(f, acc, o, stats, b, head, dm);
+  storeForwardRows<kScore, kHead>(f, acc, o, stats, gate, y, b, head, dm);
 }
 
 // Whether this build holds the wgmma kernels (compiled for sm_90a) and the device runs them (compute capability 9.0),
@@ -1087,11 +1105,11 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
 
 template <int kScore, int kHead, typename Out>
 cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, Out* o,
-                    float* stats, const Dims& d) {
+                    float* stats, const float* gate, bf16* y, const Dims& d) {
   const dim3 grid((d.T + kTile - 1) / kTile, d.H, d.B);
   const auto launch = [&](auto kernel, size_t smem) {
     if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
-    kernel<<<grid, kThreads, smem, s>>>(q, k, v, docIds, o, stats, d);
+    kernel<<<grid, kThreads, smem, s>>>(q, k, v, docIds, o, stats, gate, y, d);
     return cudaGetLastError();
   };
   // Head dim 128 only: at 64 the wgmma kernel's outputs were wrong on the H200 (relative error 0.8; its one difference
@@ -1103,11 +1121,13 @@ cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v,
 
 template <int kScore, int kHead, typename O>
 cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const O* o,
-                     const bf16* dO16, const float* stats, float* delta, float* dq, float* dk, float* dv,
+                     const bf16* dO16, const float* stats, float* delta, bool deltaReady, float* dq, float* dk, float* dv,
                      const float* dvAccumulated, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
-  rowDotKernel<kHead, O><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (!deltaReady) {  // else the gate's backward wrote it (launchHeadGateGrad's delta)
+    rowDotKernel<kHead, O><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
 
   if (const cudaError_t e = cudaMemsetAsync(dq, 0, sizeof(float) * rows * kHead, s); e != cudaSuccess) return e;  // atomics add into it
   const auto launch = [&](auto kernel, size_t smem) {
@@ -1133,26 +1153,28 @@ cudaError_t checkSupported(const Dims& d, std::initializer_list<const void*> ten
 }  // namespace
 
 cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, void* o,
-                                bool oBf16, float* stats, int B, int T, int H, int Hk, int h, int window, float scale,
-                                int score) {
+                                bool oBf16, float* stats, const float* gate, void* y, int B, int T, int H, int Hk, int h,
+                                int window, float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
-  if (const cudaError_t e = checkSupported(d, {q, k, v, o}); e != cudaSuccess) return e;
+  if (const cudaError_t e = checkSupported(d, {q, k, v, o, y}); e != cudaSuccess) return e;
+  if ((gate == nullptr) != (y == nullptr)) return cudaErrorInvalidValue;
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
+  auto* y16 = static_cast<bf16*>(y);
   cudaError_t result = cudaSuccess;
   byStorage(oBf16, [&](auto* type) {
     auto* out = static_cast<decltype(type)>(o);
     result = d.h == 64
-      ? byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, out, stats, d); })
-      : byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, out, stats, d); });
+      ? byScore(score, [&](auto c) { return forward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, out, stats, gate, y16, d); })
+      : byScore(score, [&](auto c) { return forward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, out, stats, gate, y16, d); });
   });
   return result;
 }
 
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
                                     const void* o, bool oBf16, const void* dO16, const float* stats, float* delta,
-                                    float* dq, float* dk, float* dv, const float* dvAccumulated, int B, int T, int H,
-                                    int Hk, int h, int window, float scale, int score) {
+                                    bool deltaReady, float* dq, float* dk, float* dv, const float* dvAccumulated, int B,
+                                    int T, int H, int Hk, int h, int window, float scale, int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv, dvAccumulated}); e != cudaSuccess) return e;
@@ -1162,20 +1184,20 @@ cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k
   byInputType(o, oBf16, [&](auto* stored) {
     result = d.h == 64
       ? byScore(score, [&](auto c) {
-          return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, stored, g16, stats, delta, dq, dk, dv,
-                                                  dvAccumulated, d);
+          return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, stored, g16, stats, delta, deltaReady, dq, dk,
+                                                  dv, dvAccumulated, d);
         })
       : byScore(score, [&](auto c) {
-          return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, stored, g16, stats, delta, dq, dk, dv,
-                                                   dvAccumulated, d);
+          return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, stored, g16, stats, delta, deltaReady, dq,
+                                                   dk, dv, dvAccumulated, d);
         });
   });
   return result;
 }
 
-TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "oBf16", "stats", "B", "T", "H", "Hk", "h",
-               "window", "scale", "score");
+TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "oBf16", "stats", "gate", "y", "B", "T", "H",
+               "Hk", "h", "window", "scale", "score");
 TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "oBf16", "dO16", "stats", "delta",
-               "dq", "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
+               "deltaReady", "dq", "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

@@ -3,6 +3,7 @@
 // so the CI tests against the composite validate the algorithm the GPU runs, not just the maths.
 // causal_attention.cu's header has the formulas (scores, online rescale, gradients).
 import type { HostDevice } from '../../host_device.ts';
+import { headGateHost } from '../head_gate/host.ts';
 import { ATTENTION_SCORE } from './causal_attention.ts';
 import { ATTENTION_STATS, type CausalAttentionNative } from './kernel.ts';
 
@@ -195,7 +196,8 @@ export function attentionBackward(a: AttentionArgs, o: Float32Array, dO: Float32
 
 // The reference is exact. Its bf16 entries (the GPU's tensor-core kernels) read q, k, v and dO16 as the bf16 values
 // they are and compute exactly from there, o rounded to bf16 once where oBf16 (D from dO16 and o as stored, as the
-// GPU takes it); delta is unused.
+// GPU takes it, or as the gate's backward wrote it: the same value); the gated output is head_gate's reference on o
+// as stored, as the GPU's epilogue computes HeadGate's maths; delta is unused.
 export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
   const args = (floats: (ptr: number, n: number) => Float32Array, q: number, k: number, v: number, docIds: number, B: number,
     T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): AttentionArgs => ({
@@ -223,11 +225,14 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
       backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, false, mem.floats(dO, B * T * H * h),
         stats, statsReady, dq, dk, dv, dvAccumulated);
     },
-    attentionBf16(q, k, v, docIds, o, oBf16, stats, B, T, H, Hk, h, window, scale, score) {
-      if (B * T > 0) forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, stats);
+    attentionBf16(q, k, v, docIds, o, oBf16, stats, gate, y, B, T, H, Hk, h, window, scale, score) {
+      if (B * T === 0) return;
+      if ((gate === 0) !== (y === 0)) throw new Error('host device: attentionBf16 takes gate and y both or neither');
+      forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, stats);
+      if (gate !== 0) headGateHost(mem).headGate(o, oBf16, gate, y, true, B * T * H, h);
     },
-    attentionGradBf16(q, k, v, docIds, o, oBf16, dO16, stats, _delta, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale,
-      score) {
+    attentionGradBf16(q, k, v, docIds, o, oBf16, dO16, stats, _delta, _deltaReady, dq, dk, dv, dvAccumulated, B, T, H, Hk, h,
+      window, scale, score) {
       if (B * T === 0) return;
       backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, mem.bf16Floats(dO16, B * T * H * h),
         stats, true, dq, dk, dv, dvAccumulated);

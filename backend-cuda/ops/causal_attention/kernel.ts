@@ -4,12 +4,18 @@
 // or the bf16 copy the backend keeps with a tensor) and storing o in bf16 only, as FlashAttention-3 returns it
 // (record-2025-11.md §5: the gate and the output projection read it so, and D = dO·O is taken from it); with tf32
 // or fp32, and for other head dims, the exact fp32 kernels (causal_attention.cu).
+// 'GatedCausalAttention' ([q, k, v, docIds, g] → y = o·σ(g)) and 'GatedCausalAttentionGrad' ([dq, dk, dv, dg]): the
+// attention with its output gate (head_gate.cu's kernels) as one op. On the tensor cores the gate runs in the forward's
+// epilogue (no pass over o), and the gate's backward writes D = dO·O as it writes dO (no row-dot pass); o itself is no
+// tensor, but a buffer the output y carries with the statistics (attachSaved). Elsewhere: the exact kernels, then the
+// gate's.
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input } from '../check.ts';
 import { PRECISION } from '../../device.ts';
 import type { CudaBackend } from '../../backend.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
-import { ATTENTION_SCORE, CAUSAL_ATTENTION, CAUSAL_ATTENTION_GRAD, MAX_HEAD_DIM } from './causal_attention.ts';
+import { ATTENTION_SCORE, CAUSAL_ATTENTION, CAUSAL_ATTENTION_GRAD, GATED_CAUSAL_ATTENTION, GATED_CAUSAL_ATTENTION_GRAD,
+  MAX_HEAD_DIM } from './causal_attention.ts';
 
 /** Floats per query row of the statistics the forward keeps with o: m, den, argmax key. */
 export const ATTENTION_STATS = 3;
@@ -28,15 +34,16 @@ export interface CausalAttentionNative {
     dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number, h: number,
     window: number, scale: number, score: number): void;
   /** The same on bf16 tensor cores, head dims TENSOR_CORE_HEAD_DIMS: q, k, v in bf16, o in bf16 where oBf16 (else
-   * float32), stats float32. */
-  attentionBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, stats: number, B: number,
-    T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
+   * float32), stats float32; gate (float32 [B,T,H] logits) and y (bf16 like o), both or neither (0): the gated output
+   * y = o·σ(gate) from o as stored, as HeadGate computes it. */
+  attentionBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, stats: number, gate: number,
+    y: number, B: number, T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
   /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o as stored (bf16 where oBf16;
-   * D = dO·O per row from dO16 and o, into delta: B·T·H floats of scratch), the forward's stats; dvAccumulated as
-   * attentionGrad's. */
+   * D = dO·O per row from dO16 and o, into delta: B·T·H floats, unless deltaReady: there already), the forward's stats;
+   * dvAccumulated as attentionGrad's. */
   attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, dO16: number, stats: number,
-    delta: number, dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number, H: number, Hk: number,
-    h: number, window: number, scale: number, score: number): void;
+    delta: number, deltaReady: boolean, dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number,
+    H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
 }
 
 /** The head dims the tensor-core kernels are built for (others run the exact kernels). */
@@ -44,10 +51,10 @@ export const TENSOR_CORE_HEAD_DIMS: readonly number[] = [64, 128];
 
 interface Problem { B: number; T: number; H: number; Hk: number; h: number; window: number; scale: number; score: number }
 
-/** Shapes, dtypes and attrs checked, with a message naming the bad one. */
-function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap): Problem {
+/** Shapes, dtypes and attrs checked, with a message naming the kernel and the bad one. */
+function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap, kernel = CAUSAL_ATTENTION): Problem {
   const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo, docIds = inputs.docIds as TensorInfo;
-  const fail = (what: string) => { throw new Error(`${CAUSAL_ATTENTION}: ${what}`); };
+  const fail = (what: string) => { throw new Error(`${kernel}: ${what}`); };
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
     if (t.dtype !== 'float32') fail(`${name} must be float32, got ${t.dtype}`);
     if (t.shape.length !== 4) fail(`${name} must be [B,T,heads,headDim], got [${t.shape}]`);
@@ -84,7 +91,7 @@ export const causalAttentionKernels: CudaKernel[] = [
         const o = backend.makeBf16Output(q.shape), stats = backend.attachSaved(o.out, bytesOfStats);
         // bf16 operands as stored (AttentionInputs writes them so) or a bf16 copy kept with each tensor
         const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
-        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, o.ptr, o.bf16, stats, p.B, p.T, p.H, p.Hk, p.h,
+        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, o.ptr, o.bf16, stats, 0, 0, p.B, p.T, p.H, p.Hk, p.h,
           p.window, p.scale, p.score);
         return o.out;
       }
@@ -116,12 +123,12 @@ export const causalAttentionKernels: CudaKernel[] = [
         let stats = saved;
         if (stats === undefined) {  // the forward again, for its statistics
           stats = scratch([p.B, p.T, p.H, ATTENTION_STATS]);
-          backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), false, stats, p.B, p.T, p.H, p.Hk,
-            p.h, p.window, p.scale, p.score);
+          backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, scratch(q.shape), false, stats, 0, 0, p.B, p.T, p.H,
+            p.Hk, p.h, p.window, p.scale, p.score);
         }
         const os = backend.storedValues(o);  // the forward's bf16-only o is read as it is
         backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, os.ptr, os.bf16, bf16(dy), stats,
-          scratch([p.B, p.T, p.H]), backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
+          scratch([p.B, p.T, p.H]), false, backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
           p.window, p.scale, p.score);
       } else {
         backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), backend.ptr(dy),
@@ -132,4 +139,74 @@ export const causalAttentionKernels: CudaKernel[] = [
       return [dq, dk, dv];
     },
   },
+  {
+    kernelName: GATED_CAUSAL_ATTENTION,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const p = problem(inputs, attrs, GATED_CAUSAL_ATTENTION), g = gateLogits(GATED_CAUSAL_ATTENTION, inputs, p);
+      const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
+      const docIds = backend.ptr(inputs.docIds as TensorInfo), layout = gatedLayout(p, onTensorCores(backend, p));
+      // y feeds the output projection: bf16 under bf16 matmul precision, as HeadGate's
+      const y = backend.makeBf16Output(q.shape), saved = backend.attachSaved(y.out, layout.bytes);
+      const stats = saved, o = saved + layout.oOffset;
+      if (layout.onTensorCores) {
+        const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
+        backend.device.attentionBf16(bf16(q), bf16(k), bf16(v), docIds, o, true, stats, backend.ptr(g), y.ptr, p.B, p.T, p.H,
+          p.Hk, p.h, p.window, p.scale, p.score);
+      } else {
+        backend.device.attention(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, o, stats, p.B, p.T, p.H, p.Hk, p.h,
+          p.window, p.scale, p.score);
+        backend.device.headGate(o, false, backend.ptr(g), y.ptr, y.bf16, p.B * p.T * p.H, p.h);
+      }
+      return y.out;
+    },
+  },
+  {
+    kernelName: GATED_CAUSAL_ATTENTION_GRAD,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const kernel = GATED_CAUSAL_ATTENTION_GRAD, p = problem(inputs, attrs, kernel), g = gateLogits(kernel, inputs, p);
+      const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
+      const y = input(kernel, inputs, 'y'), dy = input(kernel, inputs, 'dy'), saved = backend.saved(y);
+      if (dy.shape.join() !== q.shape.join()) throw new Error(`${kernel}: dy ${describe(dy)} must have q's shape [${q.shape}]`);
+      const dq = backend.makeOutput(q.shape, 'float32'), dk = backend.makeOutput(k.shape, 'float32'), dv = backend.makeOutput(v.shape, 'float32');
+      const dg = backend.makeOutput(g.shape, 'float32');
+      if (p.B * p.T === 0) return [dq, dk, dv, dg];  // empty: the forward saved nothing
+      if (saved === undefined) throw new Error(`${kernel}: y ${describe(y)} is not a ${GATED_CAUSAL_ATTENTION} output (it carries o and the statistics)`);
+      // the layout the forward chose: the tensor cores' (o in bf16) or the exact kernels'
+      const layout = gatedLayout(p, onTensorCores(backend, p));
+      if (backend.savedBytes(y) !== layout.bytes) {
+        throw new Error(`${kernel}: y ${describe(y)} was made under another matmul precision than its gradient's (${backend.matmulPrecision})`);
+      }
+      const stats = saved, o = saved + layout.oOffset, docIds = backend.ptr(inputs.docIds as TensorInfo), rows = p.B * p.T * p.H;
+      if (layout.onTensorCores) {
+        // the gate's backward writes dO in bf16 (the products' operand) and D = dO·O beside it: no row-dot pass
+        const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
+        backend.withScratch([rows * p.h * 2, rows * 4], (dO16, delta) => {
+          backend.device.headGateGrad(backend.ptr(dy), o, true, backend.ptr(g), dO16, true, backend.ptr(dg), delta, rows, p.h);
+          backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, o, true, dO16, stats, delta, true, backend.ptr(dq),
+            backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+        });
+      } else {
+        backend.withScratch([rows * p.h * 4], (dO) => {
+          backend.device.headGateGrad(backend.ptr(dy), o, false, backend.ptr(g), dO, false, backend.ptr(dg), 0, rows, p.h);
+          backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, o, dO, stats, true, backend.ptr(dq),
+            backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+        });
+      }
+      return [dq, dk, dv, dg];
+    },
+  },
 ];
+
+/** The gate's logits g, float32 [B,T,H]: one a query row. */
+function gateLogits(kernel: string, inputs: NamedTensorInfoMap, p: Problem): TensorInfo {
+  const g = input(kernel, inputs, 'g');
+  if (g.shape.join() !== [p.B, p.T, p.H].join()) throw new Error(`${kernel}: g must be [${p.B},${p.T},${p.H}], got ${describe(g)}`);
+  return g;
+}
+
+/** What a gated output carries for its gradient (one attachSaved buffer): the statistics, then o from oOffset (256-byte
+ * aligned: the kernels' 16-byte loads), in bf16 on the tensor cores (FA3's output, as CausalAttention's), else float32. */
+function gatedLayout(p: Problem, onTC: boolean): { onTensorCores: boolean; oOffset: number; bytes: number } {
+  const rows = p.B * p.T * p.H, oOffset = Math.ceil(rows * ATTENTION_STATS * 4 / 256) * 256;
+  return { onTensorCores: onTC, oOffset, bytes: oOffset + rows * p.h * (onTC ? 2 : 4) };
+}

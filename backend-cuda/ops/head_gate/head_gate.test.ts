@@ -94,6 +94,25 @@ for (const target of targets) {
       }
     });
 
+    it('the gradient launcher\'s delta (the gated attention\'s D) is Σ dO·o per row from dO as stored, bf16 or float32', async () => {
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, rows = 2 * 5 * 3, h = 128;
+      const [o, g, dy] = [[2, 5, 3, h], [2, 5, 3], [2, 5, 3, h]].map(s => tf.tensor(randFloat(s).values, s));
+      for (const dOBf16 of [false, true]) {
+        const dO = backend.makeStoredOutput(o.shape, dOBf16), dg = tf.zeros(g.shape), delta = tf.zeros(g.shape);
+        backend.device.headGateGrad(backend.ptr(dy), backend.ptr(o), false, backend.ptr(g), dO.ptr, dOBf16, backend.ptr(dg), backend.ptr(delta), rows, h);
+        const dOv = backend.readSync(dO.out.dataId) as Float32Array, ov = o.dataSync(), got = delta.dataSync();
+        for (let r = 0; r < rows; r++) {
+          let want = 0, scale = 0;
+          for (let j = 0; j < h; j++) { want += dOv[r * h + j] * ov[r * h + j]; scale += Math.abs(dOv[r * h + j] * ov[r * h + j]); }
+          assert.ok(Math.abs(got[r] - want) <= 1e-6 * scale, `dO in ${dOBf16 ? 'bf16' : 'float32'}: delta[${r}] ${got[r]}, Σ dO·o ${want}`);
+        }
+        backend.disposeIntermediateTensorInfo(dO.out);
+        tf.dispose([dg, delta]);
+      }
+      tf.dispose([o, g, dy]);
+    });
+
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
       tf.tidy(() => {

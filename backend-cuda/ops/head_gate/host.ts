@@ -13,7 +13,7 @@ export function headGateHost(mem: HostDevice): HeadGateNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    headGateGrad(dy, o, oBf16, g, dO, dOBf16, dg, rows, h) {
+    headGateGrad(dy, o, oBf16, g, dO, dOBf16, dg, delta, rows, h) {
       if (rows === 0) return;
       const d = mem.floats(dy, rows * h), ov = mem.input(o, rows * h, oBf16), gv = mem.floats(g, rows);
       const dov = mem.output(dO, rows * h, dOBf16), dgv = mem.floats(dg, rows);
@@ -24,6 +24,14 @@ export function headGateHost(mem: HostDevice): HeadGateNative {
         dgv[r] = s * (1 - s) * dot;
       }
       mem.flush(dO, dov, dOBf16);
+      if (delta === 0) return;
+      // D = Σ do·o from do as stored (read back: rounded where bf16)
+      const stored = mem.input(dO, rows * h, dOBf16), dv = mem.floats(delta, rows);
+      for (let r = 0; r < rows; r++) {
+        let D = 0;
+        for (let j = 0; j < h; j++) D += stored[r * h + j] * ov[r * h + j];
+        dv[r] = D;
+      }
     },
   };
 }

@@ -9,14 +9,13 @@
 // and x (the up projection's output: ops/linear) arrives in bf16: In = __nv_bfloat16.
 #include "swiglu.h"
 
+#include "../../native/activations.cuh"
 #include "../../native/launch.h"
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
 
 namespace tsgpt {
 namespace {
-
-__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
 template <int V, typename In, typename Out>
 __global__ void swigluKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t groups, int64_t groupsPerRow) {
