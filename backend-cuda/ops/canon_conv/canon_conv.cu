@@ -222,6 +222,54 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
   }
 }
 
+// The rows around row r that both gradient kernels (canonConvGradKernel, canonRowNormGradKernel) read, a thread's V
+// channels of each: z of the three rows before (prev[s − 1]: s back) and dy of the three after (next[s − 1]), their
+// documents, dy of row r (g), r's document d and its position t in its sequence. The kernels load the first rows (each
+// its own way: z needs the norm) and the rows ahead; this does the bookkeeping that is the same in both.
+template <int V>
+struct CanonGradRows {
+  float prev[3][V] = {}, next[3][V] = {}, g[V];
+  int prevDoc[3] = {}, nextDoc[3] = {}, d, t;
+  bool before[3], after[3];  // whether row r − s and row r + s are in r's sequence and document
+
+  __device__ __forceinline__ void see(int T) {
+#pragma unroll
+    for (int s = 1; s <= 3; ++s) {
+      before[s - 1] = t >= s && prevDoc[s - 1] == d;
+      after[s - 1] = t + s < T && nextDoc[s - 1] == d;
+    }
+  }
+  // dz of channel j, the taps' gradient: dy of the row and of the three after
+  __device__ __forceinline__ float dz(int j, const CanonTaps& k) const {
+    float acc = g[j] * k.self;
+#pragma unroll
+    for (int s = 1; s <= 3; ++s)
+      if (after[s - 1]) acc += next[s - 1][j] * k.taps[s - 1];
+    return acc;
+  }
+  // dw's sums (sum[j][k]: tap k, the token 3 − k back): dy of the row times z of it (cur) and of the three before
+  __device__ __forceinline__ void addDw(float (&sum)[V][4], const float (&cur)[V]) const {
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      sum[j][3] += g[j] * cur[j];
+#pragma unroll
+      for (int s = 1; s <= 3; ++s)
+        if (before[s - 1]) sum[j][3 - s] += g[j] * prev[s - 1][j];
+    }
+  }
+  // On to row r + 1: z of r (cur) becomes the row before, and dy of row r + 4 (ahead) and its document the last after.
+  __device__ __forceinline__ void advance(const float (&cur)[V], const float (&ahead)[V], int aheadDoc, int T) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
+      g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
+    }
+    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
+    d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
+    if (++t == T) t = 0;
+  }
+};
+
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
 // ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
 // s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
@@ -267,25 +315,24 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       }
     };
-    float prev[3][V] = {}, next[3][V] = {};
-    int prevDoc[3] = {}, nextDoc[3] = {};
-    int t = r0 % T;
+    CanonGradRows<V> around;
+    around.t = r0 % T;
 #pragma unroll
     for (int s = 1; s <= 3; ++s) {
-      if (t >= s) {
-        input(r0 - s, prev[s - 1]);
-        prevDoc[s - 1] = doc[r0 - s];
+      if (around.t >= s) {
+        input(r0 - s, around.prev[s - 1]);
+        around.prevDoc[s - 1] = doc[r0 - s];
       }
       if (r0 + s < rows) {
-        gradient(r0 + s, next[s - 1]);
-        nextDoc[s - 1] = doc[r0 + s];
+        gradient(r0 + s, around.next[s - 1]);
+        around.nextDoc[s - 1] = doc[r0 + s];
       }
     }
     // x is loaded a row ahead of its use (as in the forward), dy and the documents four rows ahead (clamped to the last
     // row: a row past the last is in no later position of the sequence, so never counted)
-    float g[V], xAhead[V];
-    int d = doc[r0];  // row r's document
-    gradient(r0, g);
+    float xAhead[V];
+    around.d = doc[r0];
+    gradient(r0, around.g);
     loadVec<V>(x + int64_t(r0) * C + cl, xAhead);
 #pragma unroll 4
     for (int r = r0; r < r1; ++r) {
@@ -296,21 +343,9 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       loadVec<V>(x + int64_t(next1) * C + cl, xAhead);
       gradient(next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
       const int aheadDoc = doc[next4];
-      bool before[3], after[3];
+      around.see(T);
 #pragma unroll
-      for (int s = 1; s <= 3; ++s) {
-        before[s - 1] = t >= s && prevDoc[s - 1] == d;
-        after[s - 1] = t + s < T && nextDoc[s - 1] == d;
-      }
-      // dz, the taps' gradient: dy of the row and the three after (no norm in it)
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        float acc = g[j] * k[j].self;
-#pragma unroll
-        for (int s = 1; s <= 3; ++s)
-          if (after[s - 1]) acc += next[s - 1][j] * k[j].taps[s - 1];
-        out[j] = acc;
-      }
+      for (int j = 0; j < V; ++j) out[j] = around.dz(j, k[j]);  // no norm in dz
       // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the head's
       // Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them one
       // chain twice as long: the normed kernel ran at half the plain one's bandwidth)
@@ -328,14 +363,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 #pragma unroll
         for (int j = 0; j < V; ++j) cur[j] *= rstd;
       }
-      // dw: dy of the row times z of it and of the three before
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        sum[j][3] += g[j] * cur[j];
-#pragma unroll
-        for (int s = 1; s <= 3; ++s)
-          if (before[s - 1]) sum[j][3 - s] += g[j] * prev[s - 1][j];
-      }
+      around.addDw(sum, cur);
       if constexpr (Norm == kHeadNorm) {  // through the head's norm
         if (normed) {
           const float mean = rstd * dzx / float(norm.group);
@@ -344,14 +372,7 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
         }
       }
       if (active) storeVec<V>(dx + int64_t(r) * C + c0, out);
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
-        g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
-      }
-      prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-      d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
-      if (++t == T) t = 0;
+      around.advance(cur, ahead, aheadDoc, T);
     }
   }
   writeBlockPartials<V>(sum, partials, C);
@@ -403,29 +424,28 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
   const float invC = 1.f / float(C);
   // z of the three rows before r0 (prev[s − 1]: s back) where they are in the sequence: rstd from their sums too (the
   // condition is the block's: the same rows for every thread)
-  float prev[3][V] = {}, next[3][V] = {};
-  int prevDoc[3] = {}, nextDoc[3] = {};
-  int t = r0 % T;
+  CanonGradRows<V> around;
+  around.t = r0 % T;
 #pragma unroll
   for (int s = 1; s <= 3; ++s) {
-    if (t >= s) {
-      load(x, r0 - s, prev[s - 1]);
-      const float rstd = rsqrtf(rowSums(squares(prev[s - 1]), 0.f).x * invC + eps);
+    if (around.t >= s) {
+      load(x, r0 - s, around.prev[s - 1]);
+      const float rstd = rsqrtf(rowSums(squares(around.prev[s - 1]), 0.f).x * invC + eps);
 #pragma unroll
-      for (int j = 0; j < V; ++j) prev[s - 1][j] *= rstd;
-      prevDoc[s - 1] = doc[r0 - s];
+      for (int j = 0; j < V; ++j) around.prev[s - 1][j] *= rstd;
+      around.prevDoc[s - 1] = doc[r0 - s];
     }
     if (r0 + s < rows) {
-      load(dy, r0 + s, next[s - 1]);
-      nextDoc[s - 1] = doc[r0 + s];
+      load(dy, r0 + s, around.next[s - 1]);
+      around.nextDoc[s - 1] = doc[r0 + s];
     }
   }
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
   // x and acc are loaded a row ahead of their use, dy four rows ahead (as canonConvGradKernel): the row's barrier would
   // otherwise wait for a load issued in the same row
-  float g[V], xAhead[V], accAhead[V] = {};
-  int d = doc[r0];
-  load(dy, r0, g);
+  float xAhead[V], accAhead[V] = {};
+  around.d = doc[r0];
+  load(dy, r0, around.g);
   load(x, r0, xAhead);
   if (acc) load(acc, r0, accAhead);
   for (int r = r0; r < r1; ++r) {
@@ -437,21 +457,12 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     if (acc) load(acc, next1, accAhead);
     load(dy, next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
     const int aheadDoc = doc[next4];
-    bool before[3], after[3];
-#pragma unroll
-    for (int s = 1; s <= 3; ++s) {
-      before[s - 1] = t >= s && prevDoc[s - 1] == d;
-      after[s - 1] = t + s < T && nextDoc[s - 1] == d;
-    }
+    around.see(T);
     float dot = 0.f;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      float taps = g[j] * k[j].self;
-#pragma unroll
-      for (int s = 1; s <= 3; ++s)
-        if (after[s - 1]) taps += next[s - 1][j] * k[j].taps[s - 1];
-      dz[j] = taps;
-      dot += taps * cur[j];
+      dz[j] = around.dz(j, k[j]);
+      dot += dz[j] * cur[j];
     }
     const float2 total = rowSums(squares(cur), dot);
     const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
@@ -460,23 +471,13 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     for (int j = 0; j < V; ++j) {
       out[j] = rstd * dz[j] - c * cur[j] + a[j];
       cur[j] *= rstd;  // z, for dw and the rows after
-      sum[j][3] += g[j] * cur[j];
-#pragma unroll
-      for (int s = 1; s <= 3; ++s)
-        if (before[s - 1]) sum[j][3 - s] += g[j] * prev[s - 1][j];
     }
+    around.addDw(sum, cur);
     if (active) {
       storeVec<V>(dx + int64_t(r) * C + c0, out);
       if (twin) storeVec<V>(twin + int64_t(r) * C + c0, out);  // the copy a bf16 matmul reads (toBf16's rounding)
     }
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
-      g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
-    }
-    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-    d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
-    if (++t == T) t = 0;
+    around.advance(cur, ahead, aheadDoc, T);
   }
   if (active) {
 #pragma unroll
