@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { MATMUL_ADD } from '../backend-cuda/ops/matmul_add/matmul_add.ts';
-import { RELU_SQUARED } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
+import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
+import { SWIGLU_GRAD } from '../backend-cuda/ops/swiglu/swiglu.ts';
+import { HEAD_GATE_GRAD } from '../backend-cuda/ops/head_gate/head_gate.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { CANON_CONV } from '../backend-cuda/ops/canon_conv/canon_conv.ts';
@@ -439,6 +441,46 @@ for (const target of targets) {
         backend.setMatmulPrecision('fp32');
         assert.equal(backend.storedValues(Model.scaledAdd(cWide, zWide, a, b)).bf16, false, 'float32 inputs: a float32 sum');
         tf.dispose([x, w, stream, lambdas, r, c, z, cWide, zWide, a, b]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+      }
+    });
+
+    it('an activation\'s gradient through MatMulAdd is bf16 only under bf16 (§5), and ReLU², SwiGLU and the head gate read such a dy as stored', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      try {
+        const [x, w, c, r] = [randFloat([10, 24]), randFloat([24, 16]), randFloat([10, 16]), randFloat([10, 16])].map(h => tf.tensor(h.values, h.shape));
+        // d/dx Σ (x·w + c)·r = r·wᵀ
+        const gradOfX = () => tf.grad((u: tf.Tensor) => Model.linear(u, w, c).mul(r).sum())(x);
+        backend.setMatmulPrecision('fp32');
+        const g32 = gradOfX();
+        assert.equal(backend.storedValues(g32).bf16, false, 'fp32: a float32 gradient');
+        backend.setMatmulPrecision('bf16');
+        const g16 = gradOfX(), product = tf.matMul(r, w, false, true);  // the same bf16 operands' product in float32
+        assert.equal(backend.storedValues(g16).bf16, true, 'bf16: the gradient is stored in bf16 only');
+        const got = g16.dataSync(), want = product.dataSync();
+        // rounded once from cuBLASLt's float32 sum: within a bf16 step of the float32 product's (another algorithm's sum)
+        got.forEach((v, i) => assert.ok(v === bf16(v) && Math.abs(v - want[i]) <= 2 ** -8 * Math.abs(want[i]) + 1e-7, `[${i}]: ${v} against ${want[i]}`));
+        tf.dispose([x, w, c, r, g32, g16, product]);
+
+        // the readers: a bf16-only dy (as MatMulAdd's gradient is) gives what its values in float32 give, and stays bf16 only
+        const t = (shape: number[]) => tf.tensor(randFloat(shape).values, shape);
+        const [xRelu, xGlu, o, g] = [t([6, 16]), t([6, 16]), t([1, 3, 2, 8]), t([1, 3, 2])];
+        const readers: [string, number[], (dy: tf.Tensor) => tf.Tensor[]][] = [
+          [RELU_SQUARED_GRAD, [6, 16], (dy) => [tf.engine().runKernel(RELU_SQUARED_GRAD, { dy, x: xRelu }) as tf.Tensor]],
+          [SWIGLU_GRAD, [6, 8], (dy) => [tf.engine().runKernel(SWIGLU_GRAD, { dy, x: xGlu }) as tf.Tensor]],
+          [HEAD_GATE_GRAD, [1, 3, 2, 8], (dy) => tf.engine().runKernel(HEAD_GATE_GRAD, { dy, o, g }) as tf.Tensor[]],
+        ];
+        for (const [name, shape, run] of readers) {
+          const dy = Model.roundToBf16(t(shape)), dyValues = tf.tensor(dy.dataSync(), shape);
+          assert.equal(backend.storedValues(dy).bf16, true, `${name}: the test's dy is bf16 only`);
+          const fromStored = run(dy), fromValues = run(dyValues);
+          assert.equal(backend.storedValues(dy).bf16, true, `${name} read dy as stored: no float32 copy beside it`);
+          fromStored.forEach((out, n) => assert.deepEqual(Array.from(out.dataSync()), Array.from(fromValues[n].dataSync()), `${name}: output ${n}`));
+          tf.dispose([dy, dyValues, ...fromStored, ...fromValues]);
+        }
+        tf.dispose([xRelu, xGlu, o, g]);
       } finally {
         backend.setMatmulPrecision('fp32');
       }

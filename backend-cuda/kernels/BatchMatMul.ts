@@ -9,9 +9,11 @@ import type { CudaKernel } from './types.ts';
  * a [...batchA, m, k] · b [...batchB, k, n] (either transposed) with broadcast batch dims, on
  * cuBLASLt in the backend's matmul precision (bf16: the operands' cached bf16 copies, matmulOperand). A
  * batch of 1 is broadcast by a zero batch stride; other broadcasts are materialised first. int32 operands
- * go through float32 at fp32 precision.
+ * go through float32 at fp32 precision. bf16Output (the attr; float32 operands): the product stored in bf16 only under
+ * bf16 precision (makeBf16Output), for a caller whose readers take it so (MatMulAdd's gradient of an activation).
  */
-export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo {
+export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean,
+  bf16Output = false): TensorInfo {
   const ra = a.shape.length, rb = b.shape.length;
   if (ra < 2 || rb < 2) throw new Error(`BatchMatMul needs rank ≥ 2 operands, got [${a.shape}] and [${b.shape}]`);
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
@@ -42,9 +44,10 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
     out = fill(backend, outShape, 'float32', 0);
   } else {
     const precision = outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32;  // integers stay exact
-    out = backend.makeOutput(outShape, 'float32');
-    backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), backend.ptr(out), batch, m, n, k,
-      transposeA, transposeB, A.stride, B.stride, precision, false);
+    const stored = bf16Output && outDtype === 'float32' ? backend.makeBf16Output(outShape) : backend.makeStoredOutput(outShape, false);
+    out = stored.out;
+    backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), stored.ptr, batch, m, n, k,
+      transposeA, transposeB, A.stride, B.stride, precision, stored.bf16);
   }
   toDispose.forEach(t => backend.disposeIntermediateTensorInfo(t));
   if (outDtype === 'float32') return out;
@@ -56,5 +59,6 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
 export const batchMatMulConfig: CudaKernel = {
   kernelName: 'BatchMatMul',
   kernelFunc: ({ inputs, backend, attrs }) =>
-    batchMatMul(backend, inputs.a as TensorInfo, inputs.b as TensorInfo, attrs.transposeA as boolean, attrs.transposeB as boolean),
+    batchMatMul(backend, inputs.a as TensorInfo, inputs.b as TensorInfo, attrs.transposeA as boolean, attrs.transposeB as boolean,
+      attrs.bf16Output === true),
 };

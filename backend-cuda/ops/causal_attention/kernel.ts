@@ -177,17 +177,18 @@ export const causalAttentionKernels: CudaKernel[] = [
         throw new Error(`${kernel}: y ${describe(y)} was made under another matmul precision than its gradient's (${backend.matmulPrecision})`);
       }
       const stats = saved, o = saved + layout.oOffset, docIds = backend.ptr(inputs.docIds as TensorInfo), rows = p.B * p.T * p.H;
+      const dys = backend.storedValues(dy);  // the output projection's gradient: bf16 under bf16 (ops/matmul_add)
       if (layout.onTensorCores) {
         // the gate's backward writes dO in bf16 (the products' operand) and D = dO·O beside it: no row-dot pass
         const bf16 = (t: TensorInfo) => backend.matmulOperand(t, PRECISION.bf16);
         backend.withScratch([rows * p.h * 2, rows * 4], (dO16, delta) => {
-          backend.device.headGateGrad(backend.ptr(dy), o, true, backend.ptr(g), dO16, true, backend.ptr(dg), delta, rows, p.h);
+          backend.device.headGateGrad(dys.ptr, dys.bf16, o, true, backend.ptr(g), dO16, true, backend.ptr(dg), delta, rows, p.h);
           backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, o, true, dO16, stats, delta, true, backend.ptr(dq),
             backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
         });
       } else {
         backend.withScratch([rows * p.h * 4], (dO) => {
-          backend.device.headGateGrad(backend.ptr(dy), o, false, backend.ptr(g), dO, false, backend.ptr(dg), 0, rows, p.h);
+          backend.device.headGateGrad(dys.ptr, dys.bf16, o, false, backend.ptr(g), dO, false, backend.ptr(dg), 0, rows, p.h);
           backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, o, dO, stats, true, backend.ptr(dq),
             backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
         });

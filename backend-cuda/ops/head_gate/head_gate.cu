@@ -31,8 +31,8 @@ __global__ void headGateKernel(const O* __restrict__ o, const float* __restrict_
   }
 }
 
-template <int V, typename O, typename Out>
-__global__ void headGateGradKernel(const float* __restrict__ dy, const O* __restrict__ o, const float* __restrict__ g,
+template <int V, typename Dy, typename O, typename Out>
+__global__ void headGateGradKernel(const Dy* __restrict__ dy, const O* __restrict__ o, const float* __restrict__ g,
                                    Out* __restrict__ dO, float* __restrict__ dg, float* __restrict__ delta, int64_t rows,
                                    int h) {
   const int lane = threadIdx.x % 32;
@@ -79,19 +79,22 @@ cudaError_t launchHeadGate(cudaStream_t s, const void* o, bool oBf16, const floa
   });
 }
 
-cudaError_t launchHeadGateGrad(cudaStream_t s, const float* dy, const void* o, bool oBf16, const float* g, void* dO,
-                               bool dOBf16, float* dg, float* delta, int64_t rows, int64_t h) {
+cudaError_t launchHeadGateGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* o, bool oBf16, const float* g,
+                               void* dO, bool dOBf16, float* dg, float* delta, int64_t rows, int64_t h) {
   if (rows == 0) return cudaSuccess;
   if (h > 0x7fffffffLL) return cudaErrorInvalidValue;
   const unsigned blocks = gridFor(rows * 32);  // a warp per row
   return byWidthAndType(h % 4 == 0 && aligned16({dy, o, dO}), dO, dOBf16, [&](auto width, auto* out) {
-    byInputType(o, oBf16, [&](auto* stored) {
-      headGateGradKernel<decltype(width)::value><<<blocks, kThreads, 0, s>>>(dy, stored, g, out, dg, delta, rows, int(h));
+    byInputType(dy, dyBf16, [&](auto* grad) {
+      byInputType(o, oBf16, [&](auto* stored) {
+        headGateGradKernel<decltype(width)::value><<<blocks, kThreads, 0, s>>>(grad, stored, g, out, dg, delta, rows, int(h));
+      });
     });
   });
 }
 
 TSGPT_LAUNCHER(headGate, launchHeadGate, "o", "oBf16", "g", "y", "yBf16", "rows", "h");
-TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "o", "oBf16", "g", "dO", "dOBf16", "dg", "delta", "rows", "h");
+TSGPT_LAUNCHER(headGateGrad, launchHeadGateGrad, "dy", "dyBf16", "o", "oBf16", "g", "dO", "dOBf16", "dg", "delta", "rows",
+               "h");
 
 }  // namespace tsgpt

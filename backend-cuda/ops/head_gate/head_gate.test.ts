@@ -100,7 +100,7 @@ for (const target of targets) {
       const [o, g, dy] = [[2, 5, 3, h], [2, 5, 3], [2, 5, 3, h]].map(s => tf.tensor(randFloat(s).values, s));
       for (const dOBf16 of [false, true]) {
         const dO = backend.makeStoredOutput(o.shape, dOBf16), dg = tf.zeros(g.shape), delta = tf.zeros(g.shape);
-        backend.device.headGateGrad(backend.ptr(dy), backend.ptr(o), false, backend.ptr(g), dO.ptr, dOBf16, backend.ptr(dg), backend.ptr(delta), rows, h);
+        backend.device.headGateGrad(backend.ptr(dy), false, backend.ptr(o), false, backend.ptr(g), dO.ptr, dOBf16, backend.ptr(dg), backend.ptr(delta), rows, h);
         const dOv = backend.readSync(dO.out.dataId) as Float32Array, ov = o.dataSync(), got = delta.dataSync();
         for (let r = 0; r < rows; r++) {
           let want = 0, scale = 0;

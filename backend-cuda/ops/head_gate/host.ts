@@ -13,9 +13,9 @@ export function headGateHost(mem: HostDevice): HeadGateNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    headGateGrad(dy, o, oBf16, g, dO, dOBf16, dg, delta, rows, h) {
+    headGateGrad(dy, dyBf16, o, oBf16, g, dO, dOBf16, dg, delta, rows, h) {
       if (rows === 0) return;
-      const d = mem.floats(dy, rows * h), ov = mem.input(o, rows * h, oBf16), gv = mem.floats(g, rows);
+      const d = mem.input(dy, rows * h, dyBf16), ov = mem.input(o, rows * h, oBf16), gv = mem.floats(g, rows);
       const dov = mem.output(dO, rows * h, dOBf16), dgv = mem.floats(dg, rows);
       for (let r = 0; r < rows; r++) {
         const s = 1 / (1 + Math.exp(-gv[r]));

@@ -13,10 +13,10 @@ export interface HeadGateNative {
   /** The attention output gate over rows of h values: y = o·σ(g), o in bf16 where oBf16, g one logit per row (y in bf16
    * where yBf16). */
   headGate(o: number, oBf16: boolean, g: number, y: number, yBf16: boolean, rows: number, h: number): void;
-  /** Its gradient: dO = dy·σ(g) (in bf16 where dOBf16), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row, and where delta is not 0
-   * delta = Σ_h dO·o per row from dO as stored (the attention backward's D: GatedCausalAttentionGrad). */
-  headGateGrad(dy: number, o: number, oBf16: boolean, g: number, dO: number, dOBf16: boolean, dg: number, delta: number,
-    rows: number, h: number): void;
+  /** Its gradient: dO = dy·σ(g) (dy in bf16 where dyBf16, dO where dOBf16), dg = σ(g)(1 − σ(g))·Σ_h dy·o per row, and
+   * where delta is not 0 delta = Σ_h dO·o per row from dO as stored (the attention backward's D: GatedCausalAttentionGrad). */
+  headGateGrad(dy: number, dyBf16: boolean, o: number, oBf16: boolean, g: number, dO: number, dOBf16: boolean, dg: number,
+    delta: number, rows: number, h: number): void;
 }
 
 /** o (and dy) float32 [B,T,H,h] and g float32 [B,T,H]: the rows (B·T·H) and h. */
@@ -44,10 +44,10 @@ export const headGateKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend }) => {
       const { rows, h } = checked(HEAD_GATE_GRAD, inputs, true);
       const o = inputs.o as TensorInfo, g = inputs.g as TensorInfo, os = backend.storedValues(o);
+      const dys = backend.storedValues(inputs.dy as TensorInfo);  // the output projection's gradient: bf16 under bf16
       // dO feeds the attention's backward, whose tensor-core products read it in bf16 (and D = dO·O too)
       const dO = backend.makeBf16Output(o.shape), dg = backend.makeOutput(g.shape, 'float32');
-      backend.device.headGateGrad(backend.ptr(inputs.dy as TensorInfo), os.ptr, os.bf16, backend.ptr(g), dO.ptr, dO.bf16,
-        backend.ptr(dg), 0, rows, h);
+      backend.device.headGateGrad(dys.ptr, dys.bf16, os.ptr, os.bf16, backend.ptr(g), dO.ptr, dO.bf16, backend.ptr(dg), 0, rows, h);
       return [dO.out, dg];
     },
   },

@@ -10,9 +10,9 @@ export function reluSquaredHost(mem: HostDevice): ReluSquaredNative {
       for (let i = 0; i < n; i++) yv[i] = xv[i] > 0 ? xv[i] * xv[i] : 0;  // NaN → 0, as fmaxf in relu_squared.cu
       mem.flush(y, yv, yBf16);
     },
-    reluSquaredGrad(dy, x, xBf16, dx, dxBf16, n) {
+    reluSquaredGrad(dy, dyBf16, x, xBf16, dx, dxBf16, n) {
       if (n === 0) return;
-      const g = mem.floats(dy, n), xv = mem.input(x, n, xBf16), o = mem.output(dx, n, dxBf16);
+      const g = mem.input(dy, n, dyBf16), xv = mem.input(x, n, xBf16), o = mem.output(dx, n, dxBf16);
       for (let i = 0; i < n; i++) o[i] = 2 * g[i] * (xv[i] > 0 ? xv[i] : 0);
       mem.flush(dx, o, dxBf16);
     },

@@ -6,7 +6,7 @@
 // Memory-bound: 4 elements per thread with float4 loads where n % 4 = 0 and pointers are aligned.
 // Under bf16 matmul precision the output (y feeds the MLP's down projection, dx the up projection's
 // gradient matmuls) is written in bf16 only: Out = __nv_bfloat16; x (the up projection's output: ops/linear)
-// arrives in bf16 then too: In = __nv_bfloat16.
+// arrives in bf16 then too: In = __nv_bfloat16, and so does dy (the down projection's gradient of its input: Dy).
 #include "relu_squared.h"
 
 #include "../../native/launch.h"
@@ -30,8 +30,8 @@ __global__ void reluSquaredKernel(const In* __restrict__ x, Out* __restrict__ y,
   }
 }
 
-template <int V, typename In, typename Out>
-__global__ void reluSquaredGradKernel(const float* __restrict__ dy, const In* __restrict__ x,
+template <int V, typename Dy, typename In, typename Out>
+__global__ void reluSquaredGradKernel(const Dy* __restrict__ dy, const In* __restrict__ x,
                                       Out* __restrict__ dx, int64_t groups) {
   TSGPT_GRID_STRIDE(i, groups) {
     float g[V], v[V];
@@ -53,15 +53,18 @@ cudaError_t launchReluSquared(cudaStream_t s, const void* x, bool xBf16, void* y
   });
 }
 
-cudaError_t launchReluSquaredGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, void* dx, bool dxBf16, int64_t n) {
+cudaError_t launchReluSquaredGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, void* dx,
+                                  bool dxBf16, int64_t n) {
   if (n == 0) return cudaSuccess;
   return byWidthAndType(n % 4 == 0 && aligned16({dy, x, dx}), dx, dxBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    byInputType(x, xBf16, [&](auto* in) { reluSquaredGradKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(dy, in, out, n / V); });
+    byInputType(dy, dyBf16, [&](auto* g) {
+      byInputType(x, xBf16, [&](auto* in) { reluSquaredGradKernel<V><<<gridFor(n / V), kThreads, 0, s>>>(g, in, out, n / V); });
+    });
   });
 }
 
 TSGPT_LAUNCHER(reluSquared, launchReluSquared, "x", "xBf16", "y", "yBf16", "n");
-TSGPT_LAUNCHER(reluSquaredGrad, launchReluSquaredGrad, "dy", "x", "xBf16", "dx", "dxBf16", "n");
+TSGPT_LAUNCHER(reluSquaredGrad, launchReluSquaredGrad, "dy", "dyBf16", "x", "xBf16", "dx", "dxBf16", "n");
 
 }  // namespace tsgpt

@@ -17,9 +17,9 @@ export function swigluHost(mem: HostDevice): SwigluNative {
       }
       mem.flush(y, yv, yBf16);
     },
-    swigluGrad(dy, x, xBf16, dx, dxBf16, rows, F) {
+    swigluGrad(dy, dyBf16, x, xBf16, dx, dxBf16, rows, F) {
       if (rows * F === 0) return;
-      const d = mem.floats(dy, rows * F), xv = mem.input(x, rows * 2 * F, xBf16), o = mem.output(dx, rows * 2 * F, dxBf16);
+      const d = mem.input(dy, rows * F, dyBf16), xv = mem.input(x, rows * 2 * F, xBf16), o = mem.output(dx, rows * 2 * F, dxBf16);
       for (let r = 0; r < rows; r++) {
         for (let j = 0; j < F; j++) {
           const g = xv[r * 2 * F + j], u = xv[r * 2 * F + F + j], s = sigmoid(g), dv = d[r * F + j];

@@ -11,8 +11,8 @@ import { SWIGLU, SWIGLU_GRAD } from './swiglu.ts';
 export interface SwigluNative {
   /** y = g·σ(g)·u over rows of 2F values [g | u] (in bf16 where xBf16; y rows of F, in bf16 where yBf16). */
   swiglu(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, F: number): void;
-  /** dx = [dy·u·σ(g)·(1 + g·(1 − σ(g))) | dy·g·σ(g)] (in bf16 where dxBf16). */
-  swigluGrad(dy: number, x: number, xBf16: boolean, dx: number, dxBf16: boolean, rows: number, F: number): void;
+  /** dx = [dy·u·σ(g)·(1 + g·(1 − σ(g))) | dy·g·σ(g)] (dy in bf16 where dyBf16, dx where dxBf16). */
+  swigluGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, dx: number, dxBf16: boolean, rows: number, F: number): void;
 }
 
 /** x float32 [..., 2F]: rows and F. */
@@ -42,8 +42,8 @@ export const swigluKernels: CudaKernel[] = [
         throw new Error(`${SWIGLU_GRAD}: dy ${describe(dy)} must be [${[...x.shape.slice(0, -1), F]}] for x ${describe(x)}`);
       }
       const dx = backend.makeBf16Output(x.shape);  // the up projection's two gradient matmuls read it
-      const xs = backend.storedValues(x);
-      backend.device.swigluGrad(backend.ptr(dy), xs.ptr, xs.bf16, dx.ptr, dx.bf16, rows, F);
+      const xs = backend.storedValues(x), dys = backend.storedValues(dy);  // dy: the down projection's, bf16 under bf16
+      backend.device.swigluGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, dx.ptr, dx.bf16, rows, F);
       return dx.out;
     },
   },

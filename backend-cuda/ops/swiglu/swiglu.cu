@@ -30,8 +30,8 @@ __global__ void swigluKernel(const In* __restrict__ x, Out* __restrict__ y, int6
   }
 }
 
-template <int V, typename In, typename Out>
-__global__ void swigluGradKernel(const float* __restrict__ dy, const In* __restrict__ x, Out* __restrict__ dx, int64_t groups,
+template <int V, typename Dy, typename In, typename Out>
+__global__ void swigluGradKernel(const Dy* __restrict__ dy, const In* __restrict__ x, Out* __restrict__ dx, int64_t groups,
                                  int64_t groupsPerRow) {
   TSGPT_GRID_STRIDE(i, groups) {
     const int64_t r = i / groupsPerRow, j = (i % groupsPerRow) * V, F = groupsPerRow * V;
@@ -61,18 +61,20 @@ cudaError_t launchSwiglu(cudaStream_t s, const void* x, bool xBf16, void* y, boo
   });
 }
 
-cudaError_t launchSwigluGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, void* dx, bool dxBf16, int64_t rows,
-                             int64_t F) {
+cudaError_t launchSwigluGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, void* dx, bool dxBf16,
+                             int64_t rows, int64_t F) {
   if (rows * F == 0) return cudaSuccess;
   return byWidthAndType(F % 4 == 0 && aligned16({dy, x, dx}), dx, dxBf16, [&](auto width, auto* out) {
     constexpr int V = decltype(width)::value;
-    byInputType(x, xBf16, [&](auto* in) {
-      swigluGradKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(dy, in, out, rows * F / V, F / V);
+    byInputType(dy, dyBf16, [&](auto* g) {
+      byInputType(x, xBf16, [&](auto* in) {
+        swigluGradKernel<V><<<gridFor(rows * F / V), kThreads, 0, s>>>(g, in, out, rows * F / V, F / V);
+      });
     });
   });
 }
 
 TSGPT_LAUNCHER(swiglu, launchSwiglu, "x", "xBf16", "y", "yBf16", "rows", "F");
-TSGPT_LAUNCHER(swigluGrad, launchSwigluGrad, "dy", "x", "xBf16", "dx", "dxBf16", "rows", "F");
+TSGPT_LAUNCHER(swigluGrad, launchSwigluGrad, "dy", "dyBf16", "x", "xBf16", "dx", "dxBf16", "rows", "F");
 
 }  // namespace tsgpt
