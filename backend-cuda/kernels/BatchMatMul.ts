@@ -44,10 +44,11 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
     out = fill(backend, outShape, 'float32', 0);
   } else {
     const precision = outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32;  // integers stay exact
-    const stored = bf16Output && outDtype === 'float32' ? backend.makeBf16Output(outShape) : backend.makeStoredOutput(outShape, false);
+    const stored = bf16Output && outDtype === 'float32' ? backend.makeBf16Output(outShape)
+      : backend.makeStoredOutput(outShape, false);
     out = stored.out;
-    backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), stored.ptr, batch, m, n, k,
-      transposeA, transposeB, A.stride, B.stride, precision, stored.bf16);
+    backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), stored.ptr, batch, m,
+      n, k, transposeA, transposeB, A.stride, B.stride, precision, stored.bf16);
   }
   toDispose.forEach(t => backend.disposeIntermediateTensorInfo(t));
   if (outDtype === 'float32') return out;
