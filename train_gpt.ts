@@ -1664,7 +1664,6 @@ export interface OptimizerState {
   slots: Map<string, tf.Variable[]>;
 }
 
-
 export function createOptimizerState(m: Model): OptimizerState {
   const { cfg } = m, slots = new Map<string, tf.Variable[]>();
   for (const [name, v] of m.params) {

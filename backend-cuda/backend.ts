@@ -10,7 +10,8 @@ export interface TensorData {
   bytes: number;
   dtype: DeviceDtype;
   refCount: number;
-  /** A second buffer a fused kernel keeps with its output for the gradient (attachSaved); freed with this one. */
+  /** A second buffer a fused kernel keeps with its output for the gradient (attachSaved), and its size; freed with this
+   * one. */
   saved?: number;
   savedBytes?: number;
   /** The bf16 copy of a float32 buffer made for bf16 matmuls (matmulOperand); freed with this one. */

@@ -2,9 +2,9 @@
 // backward of the model (the preset's micro-step: one packed stream by default) on the cuda backend, then: the bytes in
 // use before, the bytes the forward left in use (what the tape keeps for the backward), the peak of the process, and
 // the saved tensors' stored bytes by the kernel that saved them (float32 and/or bf16 copy and the buffer a fused kernel
-// keeps with its output: what the backend holds; a
-// tensor saved by several kernels counted once, at the first: the Reshape before a matmul usually; parameters and the batch not). It reads tfjs's
-// tape (engine state), so it is a measuring tool, not part of the trainer.
+// keeps with its output: what the backend holds; a tensor saved by several kernels counted once, at the first: the
+// Reshape before a matmul usually; parameters and the batch not). It reads tfjs's tape (engine state), so it is a
+// measuring tool, not part of the trainer.
 //
 // --device null runs it over the null device (bench/null_device.ts: no GPU, no compute, allocations counted as the GPU
 // counts them), so the numbers match the GPU's for any model on any machine, in seconds.

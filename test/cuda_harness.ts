@@ -49,6 +49,17 @@ export async function useBackend(name: string): Promise<void> {
 /** Whether tensor t is stored in bf16 only on the current cuda backend (backend.ts's makeBf16Only: no float32 buffer). */
 export const storedInBf16 = (t: tf.Tensor): boolean => (tf.backend() as CudaBackend).data.get(t.dataId).bf16Only === true;
 
+/** f() with the cuda backend's matmul precision set to `precision`, then set back. */
+export function atMatmulPrecision<R>(precision: 'bf16' | 'fp32', f: () => R): R {
+  const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+  backend.setMatmulPrecision(precision);
+  try {
+    return f();
+  } finally {
+    backend.setMatmulPrecision(before);
+  }
+}
+
 /** Device bytes in use (the backend's buffers: a view that shares one counts once). */
 export const bytesInUse = (): number => (tf.memory() as tf.MemoryInfo & { numBytesInGPU: number }).numBytesInGPU;
 

@@ -44,8 +44,7 @@ export function batchMatMul(backend: CudaBackend, a: TensorInfo, b: TensorInfo, 
     out = fill(backend, outShape, 'float32', 0);
   } else {
     const precision = outDtype === 'float32' ? backend.precisionCode : PRECISION.fp32;  // integers stay exact
-    const stored = bf16Output && outDtype === 'float32' ? backend.makeBf16Output(outShape)
-      : backend.makeStoredOutput(outShape, false);
+    const stored = backend.makeStoredOutput(outShape, bf16Output && precision === PRECISION.bf16);
     out = stored.out;
     backend.device.matmul(backend.matmulOperand(A.t, precision), backend.matmulOperand(B.t, precision), stored.ptr, batch, m,
       n, k, transposeA, transposeB, A.stride, B.stride, precision, stored.bf16);

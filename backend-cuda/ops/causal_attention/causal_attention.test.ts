@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import { attention, ForwardContext, gatedAttention } from '../../../train_gpt.ts';
-import { bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, randFloat, random, relError, storedInBf16, targets,
+import { atMatmulPrecision, bf16, checkFusionHook, compare, describeOrSkip, type HostTensor, randFloat, random, relError, storedInBf16, targets,
   useBackend } from '../../../test/cuda_harness.ts';
 
 type Score = 'softmax' | 'softpick' | 'softmax1';
@@ -278,18 +278,13 @@ const cudaTarget = targets.find(t => t.name === 'cuda')!;
 describeOrSkip('fused CausalAttention on bf16 tensor cores (cuda)', cudaTarget.skip, () => {
   /** [out, dq, dk, dv] at a matmul precision, on the GPU, as host arrays. */
   function run(c: Case, score: Score, inputs: HostTensor[], precision: 'bf16' | 'fp32'): Float32Array[] {
-    (tf.backend() as CudaBackend).setMatmulPrecision(precision);
-    try {
-      return tf.tidy(() => {
-        const [q, k, v, ids, w] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
-        const outputs = attentionAndGrads(c, score, 1 / Math.sqrt(c.h))(q, k, v, ids, w);
-        const onTensorCores = precision === 'bf16' && (c.h === 64 || c.h === 128);
-        assert.equal(storedInBf16(outputs[0]), onTensorCores, `${label(c, score)}: o stored in bf16 only on the tensor cores`);
-        return outputs.map(t => t.dataSync() as Float32Array);
-      });
-    } finally {
-      (tf.backend() as CudaBackend).setMatmulPrecision('fp32');
-    }
+    return atMatmulPrecision(precision, () => tf.tidy(() => {
+      const [q, k, v, ids, w] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
+      const outputs = attentionAndGrads(c, score, 1 / Math.sqrt(c.h))(q, k, v, ids, w);
+      const onTensorCores = precision === 'bf16' && (c.h === 64 || c.h === 128);
+      assert.equal(storedInBf16(outputs[0]), onTensorCores, `${label(c, score)}: o stored in bf16 only on the tensor cores`);
+      return outputs.map(t => t.dataSync() as Float32Array);
+    }));
   }
   for (const score of SCORES) {
     it(`${score}: output and gradients within bf16 rounding of the exact kernels`, async () => {
@@ -330,15 +325,6 @@ describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (
     { B: 2, T: 30, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' },
   ];
   const rounded = (t: tf.Tensor) => tf.tensor(Float32Array.from(t.dataSync(), bf16), t.shape);
-  const atPrecision = <R>(precision: 'bf16' | 'fp32', f: () => R): R => {
-    const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
-    backend.setMatmulPrecision(precision);
-    try {
-      return f();
-    } finally {
-      backend.setMatmulPrecision(before);
-    }
-  };
   for (const score of SCORES) {
     it(`${score}: o is the composite on cpu of q, k, v rounded to bf16, stored in bf16; the gradients the exact entries' from that o`, async () => {
       for (const c of cases) {
@@ -351,7 +337,7 @@ describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (
         });
         await useBackend('cuda-host');
         const [q, k, v, ids, dy] = inputs.map(x => tf.tensor(x.values, x.shape, x.dtype));
-        const o = atPrecision('bf16', () => tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor);
+        const o = atMatmulPrecision('bf16', () => tf.engine().runKernel('CausalAttention', { q, k, v, docIds: ids }, attrs) as tf.Tensor);
         assert.ok(storedInBf16(o), `${label(c, score)}: o is stored in bf16 only`);
         // one bf16 step at want[i], plus the fp32 comparisons' atol: a sum that cancels near 0 carries the composite's
         // float32 rounding of its terms
@@ -361,9 +347,9 @@ describeOrSkip('fused CausalAttention under bf16 matmul precision on cuda-host (
           assert.ok(Math.abs(got[i] - want[i]) <= step + atol, `${label(c, score)}: o[${i}] ${got[i]}, composite ${want[i]}`);
           assert.equal(got[i], bf16(got[i]), `${label(c, score)}: o[${i}] is a bf16 value`);
         }
-        const grads = atPrecision('bf16', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[]);
+        const grads = atMatmulPrecision('bf16', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q, k, v, docIds: ids, o }, attrs) as tf.Tensor[]);
         const [qr, kr, vr] = [q, k, v].map(rounded), oValues = tf.tensor(got, o.shape);  // o's values, stored in float32
-        const exact = atPrecision('fp32', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q: qr, k: kr, v: vr, docIds: ids, o: oValues }, attrs) as tf.Tensor[]);
+        const exact = atMatmulPrecision('fp32', () => tf.engine().runKernel('CausalAttentionGrad', { dy, q: qr, k: kr, v: vr, docIds: ids, o: oValues }, attrs) as tf.Tensor[]);
         grads.forEach((g, n) => {
           const err = relError(g.dataSync(), exact[n].dataSync());
           assert.ok(err < 1e-6, `${label(c, score)}: gradient ${'qkv'[n]} against the exact entry's from the bf16 o, rel. error ${err}`);
@@ -417,11 +403,10 @@ for (const target of targets) {
 
     it('under bf16, y (bf16 only) equals HeadGate(CausalAttention()) bit for bit, and the gradients theirs (the tensor-core entries, head dims 64 and 128)', async () => {
       await useBackend(target.name);
-      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
+      const backend = tf.backend() as CudaBackend;
       const cases: Case[] = target.name === 'cuda' ? [TENSOR_CORE_CASES[0], TENSOR_CORE_CASES[3]]
         : [{ B: 1, T: 70, H: 2, Hk: 1, h: 64, window: 40, docs: 'varied' }, { B: 2, T: 30, H: 2, Hk: 2, h: 128, window: 1000, docs: 'one' }];
-      backend.setMatmulPrecision('bf16');
-      try {
+      atMatmulPrecision('bf16', () => {
         for (const score of SCORES) for (const c of cases) {
           const scale = 1 / Math.sqrt(c.h), attrs = { window: c.window, scale, score }, name = label(c, score);
           const [q, k, v, ids, dy, g] = gatedInputsFor(c, score, scale).map(x => tf.tensor(x.values, x.shape, x.dtype));
@@ -441,14 +426,11 @@ for (const target of targets) {
           }
           tf.dispose([q, k, v, ids, dy, g, o, y2, dO, dg2, ...grads2, y, ...grads]);
         }
-      } finally {
-        backend.setMatmulPrecision(before);
-      }
+      });
     });
 
     it('bad inputs fail with a message naming the kernel: g\'s shape, a y the forward did not make, a precision changed in between', async () => {
       await useBackend(target.name);
-      const backend = tf.backend() as CudaBackend, before = backend.matmulPrecision;
       const q = tf.ones([1, 4, 2, 64]), k = tf.ones([1, 4, 1, 64]), ids = tf.zeros([1, 4], 'int32'), g = tf.zeros([1, 4, 2]);
       const attrs = { window: 4, scale: 1, score: 'softmax' };
       const run = (kernel: string, inputs: tf.NamedTensorMap) => () => tf.engine().runKernel(kernel, inputs, attrs);
@@ -457,13 +439,11 @@ for (const target of targets) {
         assert.throws(run('GatedCausalAttention', { q, k, v: k, docIds: tf.zeros([1, 4]), g }), /GatedCausalAttention: docIds must be int32/);
         assert.throws(run('GatedCausalAttentionGrad', { dy: q, q, k, v: k, docIds: ids, g, y: tf.ones([1, 4, 2, 64]) }),
           /GatedCausalAttentionGrad: y float32\[1,4,2,64\] is not a GatedCausalAttention output/);
-        backend.setMatmulPrecision('bf16');
-        const y = tf.engine().runKernel('GatedCausalAttention', { q, k, v: k, docIds: ids, g }, attrs) as tf.Tensor;
-        backend.setMatmulPrecision('fp32');
-        assert.throws(run('GatedCausalAttentionGrad', { dy: q, q, k, v: k, docIds: ids, g, y }), /GatedCausalAttentionGrad: y .* was made under another matmul precision than its gradient's \(fp32\)/);
+        const y = atMatmulPrecision('bf16', () => tf.engine().runKernel('GatedCausalAttention', { q, k, v: k, docIds: ids, g }, attrs) as tf.Tensor);
+        atMatmulPrecision('fp32', () => assert.throws(run('GatedCausalAttentionGrad', { dy: q, q, k, v: k, docIds: ids, g, y }),
+          /GatedCausalAttentionGrad: y .* was made under another matmul precision than its gradient's \(fp32\)/));
         y.dispose();
       } finally {
-        backend.setMatmulPrecision(before);
         tf.dispose([q, k, ids, g]);
       }
     });

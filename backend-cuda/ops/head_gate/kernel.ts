@@ -34,7 +34,8 @@ export const headGateKernels: CudaKernel[] = [
     kernelName: HEAD_GATE,
     kernelFunc: ({ inputs, backend }) => {
       const { rows, h } = checked(HEAD_GATE, inputs, false);
-      const o = inputs.o as TensorInfo, os = backend.storedValues(o), y = backend.makeBf16Output(o.shape);  // the output projection reads y
+      // o as the attention stored it; y in bf16 for the output projection that reads it
+      const o = inputs.o as TensorInfo, os = backend.storedValues(o), y = backend.makeBf16Output(o.shape);
       backend.device.headGate(os.ptr, os.bf16, backend.ptr(inputs.g as TensorInfo), y.ptr, y.bf16, rows, h);
       return y.out;
     },
