@@ -1,7 +1,7 @@
 // The fused RMSNorm (rms_norm.cu) without Node: the forward (x float32 and bf16, y float32 and bf16, all channels and
-// the gate's first outCols) and the backward (without and with the accumulated gradient) against a float64 CPU
-// reference on one random problem (relative errors), then CUDA-event timings at the layout training uses (x bf16, y bf16;
-// dy, dx and acc float32). For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
+// the gate's first outCols) and the backward (dy float32 and bf16, without and with the accumulated gradient) against a
+// float64 CPU reference on one random problem (relative errors), then CUDA-event timings at the layout training uses
+// (x, y and dy bf16; dx and acc float32). For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/rms_norm_native.cu backend-cuda/ops/rms_norm/rms_norm.cu -o /tmp/rms_norm_native
 //   /tmp/rms_norm_native rows cols outCols [seed]   (seed: random by default, printed to rerun a failure)
 //   e.g. /tmp/rms_norm_native 32768 768 768   (the speedrun's norms: a packed stream of 32,768 tokens, d = 768)
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   const size_t n = size_t(rows) * cols, nOut = size_t(rows) * outCols;
   std::vector<float> x(n), dy(nOut), acc(n);
   for (float& e : x) e = __bfloat162float(__float2bfloat16(normal(rng) * 3.f));  // bf16 values: the float and bf16 runs agree
-  for (float& e : dy) e = normal(rng);
+  for (float& e : dy) e = __bfloat162float(__float2bfloat16(normal(rng)));  // bf16 values too, for the bf16 dy's run
   for (float& e : acc) e = normal(rng);
 
   // float64 reference
@@ -59,11 +59,13 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<__nv_bfloat16> xh(n);
+  std::vector<__nv_bfloat16> xh(n), dyh(nOut);
   for (size_t i = 0; i < n; i++) xh[i] = __float2bfloat16(x[i]);
-  Buffer dX(n), xB(n / 2 + 1), dY(nOut), yB(nOut / 2 + 1), dDy(nOut), dAcc(n), dDx(n);  // xB, yB: bf16
+  for (size_t i = 0; i < nOut; i++) dyh[i] = __float2bfloat16(dy[i]);
+  Buffer dX(n), xB(n / 2 + 1), dY(nOut), yB(nOut / 2 + 1), dDy(nOut), dyB(nOut / 2 + 1), dAcc(n), dDx(n);  // xB, yB, dyB: bf16
   dX.upload(x);
   check(cudaMemcpy(xB.d, xh.data(), n * 2, cudaMemcpyHostToDevice), "upload bf16 x");
+  check(cudaMemcpy(dyB.d, dyh.data(), nOut * 2, cudaMemcpyHostToDevice), "upload bf16 dy");
   dDy.upload(dy);
   dAcc.upload(acc);
   const auto bf16Result = [&](const Buffer& b, size_t count) {
@@ -80,10 +82,13 @@ int main(int argc, char** argv) {
     worst = std::fmax(worst, report(xBf16 ? "y, bf16 x" : "y", dY.download(), y));
     check(launchRmsNorm(0, in, xBf16, yB.d, true, rows, cols, outCols, eps), "forward, bf16 y");
     worstBf16 = std::fmax(worstBf16, report("bf16 y", bf16Result(yB, nOut), y));
-    check(launchRmsNormGrad(0, dDy.d, in, xBf16, nullptr, dDx.d, rows, cols, outCols, eps), "backward");
-    worst = std::fmax(worst, report("dx", dDx.download(), dx));
-    check(launchRmsNormGrad(0, dDy.d, in, xBf16, dAcc.d, dDx.d, rows, cols, outCols, eps), "backward, acc");
-    worst = std::fmax(worst, report("dx + acc", dDx.download(), dxAcc));
+    for (const bool dyBf16 : {false, true}) {
+      const void* g = dyBf16 ? static_cast<const void*>(dyB.d) : dDy.d;
+      check(launchRmsNormGrad(0, g, dyBf16, in, xBf16, nullptr, dDx.d, rows, cols, outCols, eps), "backward");
+      worst = std::fmax(worst, report(dyBf16 ? "dx, bf16 dy" : "dx", dDx.download(), dx));
+      check(launchRmsNormGrad(0, g, dyBf16, in, xBf16, dAcc.d, dDx.d, rows, cols, outCols, eps), "backward, acc");
+      worst = std::fmax(worst, report(dyBf16 ? "dx + acc, bf16 dy" : "dx + acc", dDx.download(), dxAcc));
+    }
   }
   // a row's leading channels must be the whole norm's, bit for bit (the gate's channels and the full normed row
   // are the same values in the model)
@@ -108,7 +113,7 @@ int main(int argc, char** argv) {
   timeBandwidth("forward", [&] { check(launchRmsNorm(0, xB.d, true, yB.d, true, rows, cols, outCols, eps), "forward"); },
                 2.0 * n + 2.0 * nOut);  // x bf16 in, y bf16 out
   timeBandwidth("backward", [&] {
-    check(launchRmsNormGrad(0, dDy.d, xB.d, true, dAcc.d, dDx.d, rows, cols, outCols, eps), "backward");
-  }, 4.0 * nOut + 2.0 * n + 8.0 * n);  // dy in, x bf16 in, acc in, dx out
+    check(launchRmsNormGrad(0, dyB.d, true, xB.d, true, dAcc.d, dDx.d, rows, cols, outCols, eps), "backward");
+  }, 2.0 * nOut + 2.0 * n + 8.0 * n);  // dy bf16 in, x bf16 in, acc in, dx out
   return ok ? 0 : 1;
 }

@@ -8,6 +8,7 @@ import { MATMUL_ADD } from '../backend-cuda/ops/matmul_add/matmul_add.ts';
 import { RELU_SQUARED, RELU_SQUARED_GRAD } from '../backend-cuda/ops/relu_squared/relu_squared.ts';
 import { SWIGLU_GRAD } from '../backend-cuda/ops/swiglu/swiglu.ts';
 import { HEAD_GATE_GRAD } from '../backend-cuda/ops/head_gate/head_gate.ts';
+import { RMS_NORM_GRAD } from '../backend-cuda/ops/rms_norm/rms_norm.ts';
 import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { ATTENTION_INPUTS } from '../backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { CANON_CONV } from '../backend-cuda/ops/canon_conv/canon_conv.ts';
@@ -446,31 +447,40 @@ for (const target of targets) {
       }
     });
 
-    it('an activation\'s gradient through MatMulAdd is bf16 only under bf16 (§5), and ReLU², SwiGLU and the head gate read such a dy as stored', async () => {
+    it('an activation\'s gradient through MatMulAdd and Linear is bf16 only under bf16 (§5), and ReLU², SwiGLU, the head gate and the norm read such a dy as stored', async () => {
       await useBackend(T);
       const backend = tf.backend() as CudaBackend;
       try {
         const [x, w, c, r] = [randFloat([10, 24]), randFloat([24, 16]), randFloat([10, 16]), randFloat([10, 16])].map(h => tf.tensor(h.values, h.shape));
-        // d/dx Σ (x·w + c)·r = r·wᵀ
-        const gradOfX = () => tf.grad((u: tf.Tensor) => Model.linear(u, w, c).mul(r).sum())(x);
-        backend.setMatmulPrecision('fp32');
-        const g32 = gradOfX();
-        assert.equal(backend.storedValues(g32).bf16, false, 'fp32: a float32 gradient');
-        backend.setMatmulPrecision('bf16');
-        const g16 = gradOfX(), product = tf.matMul(r, w, false, true);  // the same bf16 operands' product in float32
-        assert.equal(backend.storedValues(g16).bf16, true, 'bf16: the gradient is stored in bf16 only');
-        const got = g16.dataSync(), want = product.dataSync();
-        // rounded once from cuBLASLt's float32 sum: within a bf16 step of the float32 product's (another algorithm's sum)
-        got.forEach((v, i) => assert.ok(v === bf16(v) && Math.abs(v - want[i]) <= 2 ** -8 * Math.abs(want[i]) + 1e-7, `[${i}]: ${v} against ${want[i]}`));
-        tf.dispose([x, w, c, r, g32, g16, product]);
+        // d/dx Σ (x·w [+ c])·r = r·wᵀ, through MatMulAdd (with c) and Linear (without)
+        for (const residual of [c, undefined]) {
+          const op = residual ? 'MatMulAdd' : 'Linear';
+          const gradOfX = () => tf.grad((u: tf.Tensor) => Model.linear(u, w, residual).mul(r).sum())(x);
+          backend.setMatmulPrecision('fp32');
+          const g32 = gradOfX();
+          assert.equal(backend.storedValues(g32).bf16, false, `${op}, fp32: a float32 gradient`);
+          backend.setMatmulPrecision('bf16');
+          const g16 = gradOfX(), product = tf.matMul(r, w, false, true);  // the same bf16 operands' product in float32
+          assert.equal(backend.storedValues(g16).bf16, true, `${op}, bf16: the gradient is stored in bf16 only`);
+          const got = g16.dataSync(), want = product.dataSync();
+          // rounded once from cuBLASLt's float32 sum: within a bf16 step of the float32 product's (another algorithm's sum)
+          got.forEach((v, i) => assert.ok(v === bf16(v) && Math.abs(v - want[i]) <= 2 ** -8 * Math.abs(want[i]) + 1e-7, `${op} [${i}]: ${v} against ${want[i]}`));
+          tf.dispose([g32, g16, product]);
+        }
+        tf.dispose([x, w, c, r]);
 
-        // the readers: a bf16-only dy (as MatMulAdd's gradient is) gives what its values in float32 give, and stays bf16 only
+        // the readers: a bf16-only dy (as MatMulAdd's gradient is; dLead for the norm's second case) gives what its values
+        // in float32 give, and stays bf16 only
         const t = (shape: number[]) => tf.tensor(randFloat(shape).values, shape);
-        const [xRelu, xGlu, o, g] = [t([6, 16]), t([6, 16]), t([1, 3, 2, 8]), t([1, 3, 2])];
+        const [xRelu, xGlu, o, g, xNorm, dLead, dNorm] = [t([6, 16]), t([6, 16]), t([1, 3, 2, 8]), t([1, 3, 2]), t([5, 32]), t([5, 4]), t([5, 32])];
         const readers: [string, number[], (dy: tf.Tensor) => tf.Tensor[]][] = [
           [RELU_SQUARED_GRAD, [6, 16], (dy) => [tf.engine().runKernel(RELU_SQUARED_GRAD, { dy, x: xRelu }) as tf.Tensor]],
           [SWIGLU_GRAD, [6, 8], (dy) => [tf.engine().runKernel(SWIGLU_GRAD, { dy, x: xGlu }) as tf.Tensor]],
           [HEAD_GATE_GRAD, [1, 3, 2, 8], (dy) => tf.engine().runKernel(HEAD_GATE_GRAD, { dy, o, g }) as tf.Tensor[]],
+          [RMS_NORM_GRAD, [5, 32], (dy) => [tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: xNorm, dLead }, { eps: 1e-6, leading: 4 }) as tf.Tensor]],
+          // the gate's gradient dLead bf16 only too (the gate projection's gradient of its input)
+          [`${RMS_NORM_GRAD} (dLead)`, [5, 4], (dLead) => [tf.engine().runKernel(RMS_NORM_GRAD, { dy: dNorm, x: xNorm, dLead }, { eps: 1e-6, leading: 4 }) as tf.Tensor]],
+          [`${RMS_NORM_GRAD} (channels)`, [5, 12], (dy) => [tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: xNorm }, { eps: 1e-6, channels: 12 }) as tf.Tensor]],
         ];
         for (const [name, shape, run] of readers) {
           const dy = Model.roundToBf16(t(shape)), dyValues = tf.tensor(dy.dataSync(), shape);
@@ -480,7 +490,7 @@ for (const target of targets) {
           fromStored.forEach((out, n) => assert.deepEqual(Array.from(out.dataSync()), Array.from(fromValues[n].dataSync()), `${name}: output ${n}`));
           tf.dispose([dy, dyValues, ...fromStored, ...fromValues]);
         }
-        tf.dispose([xRelu, xGlu, o, g]);
+        tf.dispose([xRelu, xGlu, o, g, xNorm, dLead, dNorm]);
       } finally {
         backend.setMatmulPrecision('fp32');
       }

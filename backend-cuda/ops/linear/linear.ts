@@ -6,13 +6,15 @@
 // composite everywhere else and the oracle.
 //   {x [..., k], w [k, m]} → x·w [..., m] (x taken as it is, not through a Reshape: its gradient then lands on x itself,
 //   where the sum below can find the other consumers' gradient).
-// Gradient: BatchMatMul's (dx = dy·wᵀ, dw = xᵀ·dy, float32: dw sums over micro-steps). Where x already has a gradient
+// Gradient: BatchMatMul's (dx = dy·wᵀ, dw = xᵀ·dy). dw is float32 (it sums over micro-steps); dx, the gradient of the
+// normed activation, is stored in bf16 under bf16 matmul precision as the record's bf16 autograd gives it (§5), and its
+// readers (RMSNormGrad, CanonConvGrad) take it as stored: half the bytes written and read. Where x already has a gradient
 // from another consumer (tfjs_node.ts's backward hands it over: the normed input's attention-gate slice), dx comes
 // from 'MatMulAdd' with it as C, the sum in cuBLASLt's epilogue instead of an Add over both; so does dw where w has
 // one (the earlier micro-steps' sum: tfjs_node.ts's variableGradsSummed).
 import * as tf from '@tensorflow/tfjs-core';
 import { float32Inputs, type FusedKernelSpec } from '../fused_kernel.ts';
-import { matMulPlus } from '../matmul_add/matmul_add.ts';
+import { matMulPlus, productInBf16 } from '../matmul_add/matmul_add.ts';
 
 export const LINEAR = 'Linear';
 
@@ -28,7 +30,7 @@ tf.registerGradient({
   gradFunc: (dy, saved) => {
     const [x, w] = saved, [k, m] = w.shape, g = (dy as tf.Tensor).reshape([-1, m]), x2 = x.reshape([-1, k]);
     return {
-      x: (accumulated?: tf.Tensor) => (accumulated ? matMulPlus(g, w, accumulated.reshape([-1, k]), false, true) : tf.matMul(g, w, false, true)).reshape(x.shape),
+      x: (accumulated?: tf.Tensor) => (accumulated ? matMulPlus(g, w, accumulated.reshape([-1, k]), false, true) : productInBf16(g, w, false, true)).reshape(x.shape),
       w: (accumulated?: tf.Tensor) => (accumulated ? matMulPlus(x2, g, accumulated, true, false) : tf.matMul(x2, g, true, false)),
     };
   },

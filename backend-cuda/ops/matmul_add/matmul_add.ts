@@ -24,8 +24,9 @@ export const matMulAdd: FusedKernelSpec<MatMulAddAttrs> = {
     ? `a [${a.shape}] and b [${b.shape}] differ in batch dims` : float32Inputs({ a, b, c }, 'a', 'b', 'c'),
 };
 
-/** op(a)·op(b) stored in bf16 under bf16 matmul precision (BatchMatMul's bf16Output): an activation's gradient. */
-function productInBf16(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+/** op(a)·op(b) stored in bf16 under bf16 matmul precision (BatchMatMul's bf16Output): an activation's gradient (this
+ * op's and Linear's). */
+export function productInBf16(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
   return tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA, transposeB, bf16Output: true }) as tf.Tensor;
 }
 

@@ -18,10 +18,10 @@ export function rmsNormHost(mem: HostDevice): RmsNormNative {
       mem.flush(y, yv, yBf16);
       if (lv) mem.flush(lead, lv, yBf16);
     },
-    rmsNormGrad(dy, x, xBf16, acc, dx, rows, cols, outCols, eps, dLead, leadCols, dxBf16) {
+    rmsNormGrad(dy, dyBf16, x, xBf16, acc, dx, rows, cols, outCols, eps, dLead, dLeadBf16, leadCols, dxBf16) {
       if (rows * cols === 0) return;
-      const a = acc ? mem.floats(acc, rows * cols) : null, dl = dLead ? mem.floats(dLead, rows * leadCols) : null;
-      const g = mem.floats(dy, rows * outCols), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
+      const a = acc ? mem.floats(acc, rows * cols) : null, dl = dLead ? mem.input(dLead, rows * leadCols, dLeadBf16) : null;
+      const g = mem.input(dy, rows * outCols, dyBf16), xv = mem.input(x, rows * cols, xBf16), o = mem.floats(dx, rows * cols);
       // dy is 0 past the output's channels; the leading output's gradient is added in its channels (in float32, as the Add)
       const grad = (r: number, j: number) => {
         const d = j < outCols ? g[r * outCols + j] : 0;

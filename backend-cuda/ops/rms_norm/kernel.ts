@@ -1,8 +1,10 @@
 // The fused RMSNorm's cuda kernels: 'RMSNorm' and its gradient kernel 'RMSNormGrad', over the last axis, over
 // rms_norm.cu's launchers; with attr channels, the output is each row's first `channels` normed channels (the mean over
 // the whole row) and the gradient's dy has that many; with attr leading, a second output holds each row's first
-// `leading` normed channels and the gradient takes its gradient as the input dLead. x is read as stored (storedValues: a bf16-only activation stays bf16); y is bf16 only under
-// bf16 matmul precision (makeBf16Output): the record's norm outputs bf16 (§5), and the projections read it so.
+// `leading` normed channels and the gradient takes its gradient as the input dLead. x, dy and dLead are read as stored
+// (storedValues: a bf16-only activation stays bf16, and so does the projections' bf16 gradient of y, ops/linear); y is
+// bf16 only under bf16 matmul precision (makeBf16Output): the record's norm outputs bf16 (§5), and the projections read
+// it so.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { describe, input, numberAttr, positiveIntAttr } from '../check.ts';
@@ -16,11 +18,11 @@ export interface RmsNormNative {
    * leadCols] (y's type). */
   rmsNorm(x: number, xBf16: boolean, y: number, yBf16: boolean, rows: number, cols: number, outCols: number, eps: number,
     lead: number, leadCols: number): void;
-  /** dx = the norm's gradient from dy [rows, outCols] (0 past them) plus, where dLead is not 0, dLead [rows, leadCols] in
-   * the first channels; plus acc (float32 of x's shape: x's gradient so far) where acc is not 0; and dx rounded to bf16
-   * into dxBf16 where that is not 0. */
-  rmsNormGrad(dy: number, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number, outCols: number,
-    eps: number, dLead: number, leadCols: number, dxBf16: number): void;
+  /** dx = the norm's gradient from dy [rows, outCols] (0 past them; in bf16 where dyBf16) plus, where dLead is not 0, dLead
+   * [rows, leadCols] (in bf16 where dLeadBf16) in the first channels; plus acc (float32 of x's shape: x's gradient so
+   * far) where acc is not 0; and dx rounded to bf16 into dxBf16 where that is not 0. */
+  rmsNormGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, acc: number, dx: number, rows: number, cols: number,
+    outCols: number, eps: number, dLead: number, dLeadBf16: boolean, leadCols: number, dxBf16: number): void;
 }
 
 function rowsCols(kernel: string, inputs: NamedTensorInfoMap): [TensorInfo, number, number] {
@@ -72,10 +74,11 @@ export const rmsNormKernels: CudaKernel[] = [
         throw new Error(`${RMS_NORM_GRAD}: dLead ${describe(dLead)} is not x ${describe(x)} with ${leading} channels`);
       }
       const dx = backend.makeOutput(x.shape, 'float32');
-      const xs = backend.storedValues(x), acc = inputs.accumulated == null ? null : input(RMS_NORM_GRAD, inputs, 'accumulated');
+      const xs = backend.storedValues(x), dys = backend.storedValues(dy), leads = dLead ? backend.storedValues(dLead) : null;
+      const acc = inputs.accumulated == null ? null : input(RMS_NORM_GRAD, inputs, 'accumulated');
       if (acc && !tf.util.arraysEqual(acc.shape, x.shape)) throw new Error(`${RMS_NORM_GRAD}: accumulated [${acc.shape}] and x [${x.shape}] differ in shape`);
-      backend.device.rmsNormGrad(backend.ptr(dy), xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, outCols,
-        numberAttr(RMS_NORM_GRAD, attrs, 'eps'), dLead ? backend.ptr(dLead) : 0, leading, backend.gradientTwin(x, dx));
+      backend.device.rmsNormGrad(dys.ptr, dys.bf16, xs.ptr, xs.bf16, acc ? backend.ptr(acc) : 0, backend.ptr(dx), rows, cols, outCols,
+        numberAttr(RMS_NORM_GRAD, attrs, 'eps'), leads ? leads.ptr : 0, leads ? leads.bf16 : false, leading, backend.gradientTwin(x, dx));
       return dx;
     },
   },

@@ -10,7 +10,8 @@
 // The backward recomputes rstd in the same pass as the dot product (one extra FMA per element) so
 // the forward saves nothing but x. One kernel each way instead of the composite's many, one warp a row. x is read as stored
 // (In: float, or bf16 for a bf16-only activation); y is written in bf16 under bf16 matmul precision (Out: the
-// record's norm outputs bf16, §5; the projections read it so).
+// record's norm outputs bf16, §5; the projections read it so), and dy, the projections' gradient of y, arrives in
+// bf16 then too (Dy).
 #include "rms_norm.h"
 
 #include "../../native/launch.h"
@@ -70,28 +71,33 @@ rmsNormKernel(const In* __restrict__ x, Out* __restrict__ y, int64_t rows, int64
   }
 }
 
-template <int V, typename In>
+template <int V, typename Dy, typename In>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
-rmsNormGradKernel(const float* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
+rmsNormGradKernel(const Dy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ acc,
                   float* __restrict__ dx, int64_t rows, int64_t cols, int64_t outCols, float eps,
-                  const float* __restrict__ dLead, int64_t leadCols, __nv_bfloat16* __restrict__ dxBf16) {
+                  const void* __restrict__ dLead, bool dLeadBf16, int64_t leadCols, __nv_bfloat16* __restrict__ dxBf16) {
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;  // warp-uniform
   const int lane = threadIdx.x & 31;
   const int64_t off = row * cols;
-  const float* dyr = dy + row * outCols;
+  const Dy* dyr = dy + row * outCols;
   // dy's V values at j (V divides outCols, so a step is wholly inside or past it), 0 past outCols, plus dLead's in the
-  // leading channels (dy + the padded dLead: the Add the two gradients' sum was, rounded the same)
-  const float* dLeadRow = dLead ? dLead + row * leadCols : nullptr;
+  // leading channels (dy + the padded dLead: the Add the two gradients' sum was, rounded the same). dLead is as stored
+  // (bf16 where dLeadBf16: the gate projection's gradient of its input); a uniform branch, on a few lanes of the row.
+  const int64_t leadRow = row * leadCols;
+  const auto leadAt = [&](int64_t i) {
+    return dLeadBf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(dLead)[leadRow + i])
+                     : static_cast<const float*>(dLead)[leadRow + i];
+  };
   const auto gradAt = [&](int64_t j, float (&g)[V]) {
     if (j < outCols) loadVec<V>(dyr + j, g);
     else
 #pragma unroll
       for (int k = 0; k < V; k++) g[k] = 0.f;
-    if (dLeadRow && j < leadCols)
+    if (dLead && j < leadCols)
 #pragma unroll
       for (int k = 0; k < V; k++)
-        if (j + k < leadCols) g[k] += dLeadRow[j + k];
+        if (j + k < leadCols) g[k] += leadAt(j + k);
   };
   float dot = 0.f, ss = 0.f;
 #pragma unroll 4
@@ -149,24 +155,26 @@ cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bo
   return e;
 }
 
-cudaError_t launchRmsNormGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* acc, float* dx,
-                              int64_t rows, int64_t cols, int64_t outCols, float eps, const float* dLead, int64_t leadCols,
-                              void* dxBf16) {
+cudaError_t launchRmsNormGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* acc,
+                              float* dx, int64_t rows, int64_t cols, int64_t outCols, float eps, const void* dLead,
+                              bool dLeadBf16, int64_t leadCols, void* dxBf16) {
   if (rows == 0) return cudaSuccess;
   if (rows > 0x7fffffffLL * kRowsPerBlock || outCols < 0 || outCols > cols) return cudaErrorInvalidValue;
   if (dLead && (outCols != cols || leadCols <= 0 || leadCols > cols)) return cudaErrorInvalidValue;
   const unsigned blocks = unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
   const bool vec4 = rowsOf4(cols, outCols, {dy, x, acc, dx});
   auto* twin = static_cast<__nv_bfloat16*>(dxBf16);
-  byInputType(x, xBf16, [&](auto* in) {
-    if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols, twin);
-    else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(dy, in, acc, dx, rows, cols, outCols, eps, dLead, leadCols, twin);
+  byInputType(dy, dyBf16, [&](auto* g) {
+    byInputType(x, xBf16, [&](auto* in) {
+      if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead, dLeadBf16, leadCols, twin);
+      else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead, dLeadBf16, leadCols, twin);
+    });
   });
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "outCols", "eps", "lead", "leadCols");
-TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps", "dLead",
-               "leadCols", "dxBf16");
+TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "dyBf16", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps", "dLead",
+               "dLeadBf16", "leadCols", "dxBf16");
 
 }  // namespace tsgpt
