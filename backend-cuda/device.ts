@@ -69,8 +69,10 @@ export interface CoreDevice {
   timerEnd(id: number): Promise<number>;
 
   unary(op: number, dtype: number, x: number, y: number, n: number, alpha: number, beta: number): void;
-  /** out is contiguous over dims; aStrides/bStrides in elements (0 = broadcast). */
-  binary(op: number, dtype: number, a: number, b: number, out: number, dims: number[], aStrides: number[], bStrides: number[]): void;
+  /** out is contiguous over dims; aStrides/bStrides in elements (0 = broadcast); a float32 operand stored in bf16 only where
+   * aBf16 / bBf16 (its bf16 buffer, read as stored). */
+  binary(op: number, dtype: number, a: number, aBf16: boolean, b: number, bBf16: boolean, out: number, dims: number[], aStrides: number[],
+    bStrides: number[]): void;
   select(elemBytes: number, cond: number, a: number, b: number, out: number, n: number): void;
   cast(fromDtype: number, toDtype: number, x: number, y: number, n: number): void;
   fill(dtype: number, out: number, n: number, value: number): void;

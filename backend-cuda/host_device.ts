@@ -199,14 +199,24 @@ export class HostDevice implements CoreDevice {
     const xv = this.view(x, dtype, n), yv = this.view(y, dtype, n);
     for (let i = 0; i < n; i++) yv[i] = unaryOp(op, xv[i], alpha, beta, dtype === DTYPE.float32);
   }
-  binary(op: number, dtype: number, a: number, b: number, out: number, dims: number[], aStrides: number[], bStrides: number[]): void {
+  binary(op: number, dtype: number, a: number, aBf16: boolean, b: number, bBf16: boolean, out: number, dims: number[], aStrides: number[],
+    bStrides: number[]): void {
     const n = dims.reduce((p, d) => p * d, 1);
     const isFloat = dtype === DTYPE.float32;
-    const av = this.span(a, dtype === DTYPE.bool ? 1 : 4), bv = this.span(b, dtype === DTYPE.bool ? 1 : 4);
-    const read = (s: { v: View; base: number }, off: number) => (isFloat ? new Float32Array(s.v.buffer)[s.base + off] : s.v[s.base + off]);
+    if ((aBf16 || bBf16) && !isFloat) throw new Error('host device: binary takes bf16 operands of float32 tensors only');
+    // an operand's value at an element offset: float32, int32 or bool as stored, or a bf16-only float32 widened
+    const operand = (ptr: number, bf16: boolean): ((off: number) => number) => {
+      if (bf16) {
+        const s = this.span(ptr, 2), wide = new Uint32Array(1), value = new Float32Array(wide.buffer);
+        return (off) => { wide[0] = s.v[s.base + off] << 16; return value[0]; };
+      }
+      const s = this.span(ptr, dtype === DTYPE.bool ? 1 : 4), floats = isFloat ? new Float32Array(s.v.buffer) : null;
+      return (off) => (floats ? floats[s.base + off] : s.v[s.base + off]);
+    };
+    const readA = operand(a, aBf16), readB = operand(b, bBf16);
     const ov = this.view(out, op >= FIRST_COMPARISON ? DTYPE.bool : dtype, n);
     let i = 0;
-    for (const [oa, ob] of walk(dims, [aStrides, bStrides])) ov[i++] = binaryOp(op, read(av, oa), read(bv, ob), isFloat);
+    for (const [oa, ob] of walk(dims, [aStrides, bStrides])) ov[i++] = binaryOp(op, readA(oa), readB(ob), isFloat);
   }
   select(elemBytes: number, cond: number, a: number, b: number, out: number, n: number): void {
     if (n === 0) return;

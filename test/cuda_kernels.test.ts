@@ -68,6 +68,24 @@ for (const target of targets) {
       }
     });
 
+    it('binary float ops read a bf16-only operand as stored (either side, broadcast too): its float32 values\' result, no float32 copy', async () => {
+      await useBackend(T);
+      const backend = tf.backend() as CudaBackend;
+      const t = (shape: number[]) => tf.tensor(randFloat(shape, 0.5, 3).values, shape);
+      for (const [sa, sb] of [[[3, 40], [3, 40]], [[2, 3, 4], [4]], [[5], []]] as [number[], number[]][]) {
+        for (const [name, f] of [['add', tf.add], ['mul', tf.mul], ['sub', tf.sub], ['greater', tf.greater]] as const) {
+          const [a, b] = [t(sa), t(sb)], [a16, b16] = [a, b].map((x) => Model.roundToBf16(x)), [aw, bw] = [a16, b16].map((x) => tf.tensor(x.dataSync(), x.shape));
+          for (const [x, y, xw, yw, which] of [[a16, b, aw, b, 'a'], [a, b16, a, bw, 'b'], [a16, b16, aw, bw, 'both']] as const) {
+            const fromStored = f(x, y), fromValues = f(xw, yw);
+            assert.deepEqual(Array.from(fromStored.dataSync()), Array.from(fromValues.dataSync()), `${name} [${sa}]·[${sb}], ${which} bf16 only`);
+            tf.dispose([fromStored, fromValues]);
+          }
+          assert.deepEqual([a16, b16].map((x) => backend.storedValues(x).bf16), [true, true], `${name}: the bf16-only operands were not widened`);
+          tf.dispose([a, b, a16, b16, aw, bw]);
+        }
+      }
+    });
+
     it('binary int32 and bool ops', async () => {
       const ops: Array<[string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor]> = [
         ['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['floorDiv', tf.floorDiv], ['div', tf.div], ['maximum', tf.maximum],
@@ -326,9 +344,10 @@ for (const target of targets) {
         assert.deepEqual(Array.from(y.dataSync()), Array.from(want[0]), 'read back: the bf16 values');
         assert.equal(count.fromBf16, 1, 'a read widens');
         assert.equal(bytes() - before, 2 * 16 * 24 + 4 * 16 * 8 + 2 * 24 * 8, 'a read keeps no float32 copy of y');
-        // A kernel that reads float32 makes the float32 buffer once (the bf16 values widened); every later reader uses it.
-        tf.dispose(tf.add(y, y));
-        tf.dispose(tf.add(y, y));
+        // A kernel that reads float32 (a unary op; the binary ones read bf16 as stored) makes the float32 buffer once (the
+        // bf16 values widened); every later reader uses it.
+        tf.dispose(tf.neg(y));
+        tf.dispose(tf.neg(y));
         y.dataSync();
         assert.equal(count.fromBf16, 2, 'widened once for the kernels, whose float32 buffer the later read uses');
         assert.equal(bytes() - before, 2 * 16 * 24 + 4 * 16 * 24 + 4 * 16 * 8 + 2 * 24 * 8, 'both buffers of y, the product and w\'s bf16 copy');

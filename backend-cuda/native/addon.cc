@@ -351,9 +351,9 @@ Napi::Value timerEnd(const Napi::CallbackInfo& info) {
 // ---- kernels that take shapes or the device itself (the others are registered launchers: launchers.h) ----
 
 Napi::Value binary(const Napi::CallbackInfo& info) {
-  TSGPT_ARGS("binary", "op", "dtype", "a", "b", "out", "dims", "aStrides", "bStrides");
-  check(launchBinary(dev().stream(), int(a.integer(0)), int(a.integer(1)), a.ptr<void>(2), a.ptr<void>(3), a.ptr<void>(4),
-                     shapeArg(a, 5, 2)),
+  TSGPT_ARGS("binary", "op", "dtype", "a", "aBf16", "b", "bBf16", "out", "dims", "aStrides", "bStrides");
+  check(launchBinary(dev().stream(), int(a.integer(0)), int(a.integer(1)), a.ptr<void>(2), a.boolean(3), a.ptr<void>(4),
+                     a.boolean(5), a.ptr<void>(6), shapeArg(a, 7, 2)),
         "binary kernel launch");
   return info.Env().Undefined();
 }

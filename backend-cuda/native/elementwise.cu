@@ -6,6 +6,7 @@
 #include "launch.h"
 #include "launchers.h"
 #include "strided.cuh"
+#include "vec.cuh"
 
 namespace tsgpt {
 namespace {
@@ -141,15 +142,23 @@ __device__ __forceinline__ bool compareT(int op, T a, T b) {
   }
 }
 
-template <typename T>
-__global__ void binaryKernel(int op, const T* __restrict__ a, const T* __restrict__ b,
+// An operand's value as T: a float32 tensor stored in bf16 only (A or B = __nv_bfloat16) is widened exactly as read.
+template <typename T, typename S>
+__device__ __forceinline__ T operand(S x) {
+  if constexpr (std::is_same_v<S, __nv_bfloat16>) return __bfloat162float(x);
+  else return x;
+}
+
+template <typename T, typename A = T, typename B = T>
+__global__ void binaryKernel(int op, const A* __restrict__ a, const B* __restrict__ b,
                              void* __restrict__ out, StridedShape sh, int64_t n) {
   const bool toBool = op >= kEqual;
   TSGPT_GRID_STRIDE(i, n) {
     int64_t offA, offB;
     stridedOffsets(i, sh, offA, offB);
-    if (toBool) static_cast<uint8_t*>(out)[i] = compareT<T>(op, a[offA], b[offB]) ? 1 : 0;
-    else static_cast<T*>(out)[i] = arith<T>(op, a[offA], b[offB]);
+    const T x = operand<T>(a[offA]), y = operand<T>(b[offB]);
+    if (toBool) static_cast<uint8_t*>(out)[i] = compareT<T>(op, x, y) ? 1 : 0;
+    else static_cast<T*>(out)[i] = arith<T>(op, x, y);
   }
 }
 
@@ -207,14 +216,19 @@ cudaError_t launchUnary(cudaStream_t s, int op, int dtype, const void* x, void* 
   return cudaGetLastError();
 }
 
-cudaError_t launchBinary(cudaStream_t s, int op, int dtype, const void* a, const void* b, void* out,
+cudaError_t launchBinary(cudaStream_t s, int op, int dtype, const void* a, bool aBf16, const void* b, bool bBf16, void* out,
                          const StridedShape& shape) {
   int64_t n = 1;
   for (int k = 0; k < shape.rank; ++k) n *= shape.dims[k];
   if (n == 0) return cudaSuccess;
+  if ((aBf16 || bBf16) && dtype != kFloat32) return cudaErrorInvalidValue;
   const unsigned g = gridFor(n);
   switch (dtype) {
-    case kFloat32: binaryKernel<float><<<g, kThreads, 0, s>>>(op, (const float*)a, (const float*)b, out, shape, n); break;
+    case kFloat32:
+      byInputType(a, aBf16, [&](auto* as) {
+        byInputType(b, bBf16, [&](auto* bs) { binaryKernel<float><<<g, kThreads, 0, s>>>(op, as, bs, out, shape, n); });
+      });
+      break;
     case kInt32: binaryKernel<int32_t><<<g, kThreads, 0, s>>>(op, (const int32_t*)a, (const int32_t*)b, out, shape, n); break;
     case kBool: binaryKernel<uint8_t><<<g, kThreads, 0, s>>>(op, (const uint8_t*)a, (const uint8_t*)b, out, shape, n); break;
     default: return cudaErrorInvalidValue;

@@ -37,8 +37,9 @@ struct StridedShape {
 
 cudaError_t launchUnary(cudaStream_t s, int op, int dtype, const void* x, void* y, int64_t n,
                         float alpha, float beta);
-cudaError_t launchBinary(cudaStream_t s, int op, int dtype, const void* a, const void* b, void* out,
-                         const StridedShape& shape);  // strides[0]=a, strides[1]=b; out contiguous
+// strides[0]=a, strides[1]=b; out contiguous; a float32 operand stored in bf16 only where aBf16 / bBf16 (read as stored)
+cudaError_t launchBinary(cudaStream_t s, int op, int dtype, const void* a, bool aBf16, const void* b, bool bBf16, void* out,
+                         const StridedShape& shape);
 cudaError_t launchSelect(cudaStream_t s, int elemBytes, const uint8_t* cond, const void* a,
                          const void* b, void* out, int64_t n);
 cudaError_t launchCast(cudaStream_t s, int fromDtype, int toDtype, const void* x, void* y, int64_t n);

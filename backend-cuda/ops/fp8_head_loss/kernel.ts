@@ -90,7 +90,7 @@ export const fp8HeadLossKernels: CudaKernel[] = [
       const acc = inputs.dwAccumulated === undefined ? undefined : input(K, inputs, 'dwAccumulated');
       if (acc && acc.shape.join() !== `${d},${V}`) throw new Error(`${K}: dwAccumulated must be float32 [${d},${V}] (w's shape), got ${describe(acc)}`);
       const dx = backend.makeOutput([N, d], 'float32'), dw = backend.makeOutput([d, V], 'float32'), g = backend.ptr(dy);
-      backend.device.binary(BINARY.Multiply, DTYPE.float32, grads, g, backend.ptr(dx), [N * d], [1], [0]);
+      backend.device.binary(BINARY.Multiply, DTYPE.float32, grads, false, g, false, backend.ptr(dx), [N * d], [1], [0]);
       if (acc) {  // dw = 1·acc + dy·dw₁ in one pass (an Add after the Multiply read and wrote dw twice more)
         const sum = backend.storedValues(acc);
         backend.withScratch([4], (one) => {
@@ -98,7 +98,7 @@ export const fp8HeadLossKernels: CudaKernel[] = [
           backend.device.scaledAdd(sum.ptr, sum.bf16, grads + N * d * 4, false, one, g, backend.ptr(dw), false, d * V);
         });
       } else {
-        backend.device.binary(BINARY.Multiply, DTYPE.float32, grads + N * d * 4, g, backend.ptr(dw), [d * V], [1], [0]);
+        backend.device.binary(BINARY.Multiply, DTYPE.float32, grads + N * d * 4, false, g, false, backend.ptr(dw), [d * V], [1], [0]);
       }
       return [dx, dw];
     },
