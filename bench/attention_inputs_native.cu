@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
       check(launchAttentionInputs(0, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, oQ.d, oK.d, oV.d, false, B, T, H, Hk, h, qkNorm, eps), "forward");
     };
     auto backward = [&] {
-      check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, false, gLam.d,
+      check(launchAttentionInputsGrad(0, dDq.d, dDk.d, dDv.d, false, dQkv.d, false, dCos.d, dSin.d, dLam.d, vePtr, gQkv.d, false, gLam.d,
                                       withVe ? gVe.d : nullptr, nullptr, B, T, H, Hk, h, qkNorm, eps), "backward");
     };
     forward();

@@ -15,7 +15,9 @@
 // final sum: no float atomics, so reruns are bit-identical.
 // Memory-bound: the forward reads qkv (and ve) once and writes q, k, v once; the backward reads dq, dk,
 // dv, qkv (and ve) once and writes dqkv (and dve) once; the tables (T·h floats) stay in L2. qkv is read as the
-// projection stored it: bf16 under bf16 matmul precision (ops/linear: In = __nv_bfloat16), else float.
+// projection stored it: bf16 under bf16 matmul precision (ops/linear: In = __nv_bfloat16), else float; dk and dv as
+// the attention's backward stored them: bf16 on the tensor cores (Kv = __nv_bfloat16), else float; dq is float (the
+// attention sums it by atomics).
 // Layout of the threads: R lanes per row (R a power of two ≤ 32, so a row's lanes sit in one warp),
 // each lane V pairs at a time. Where half = 4·R (h = 8, 16, ..., 256: the model's 64 and 128) and
 // the buffers are 16-byte aligned, one float4 of each half per lane, kept in registers between the
@@ -128,8 +130,8 @@ __global__ void __launch_bounds__(kThreads) attentionInputsKernel(const In* __re
 }
 
 // g = the transpose rotation of dy's pair chunk at j (q and k rows).
-template <int V>
-__device__ __forceinline__ void rotateBack(const float* __restrict__ dy, const float* __restrict__ cosT,
+template <int V, typename G>
+__device__ __forceinline__ void rotateBack(const G* __restrict__ dy, const float* __restrict__ cosT,
                                            const float* __restrict__ sinT, int half, int j, float (&g1)[V], float (&g2)[V]) {
   float d1[V], d2[V], c[V], sn[V];
   loadVec<V>(dy + j, d1);
@@ -145,9 +147,9 @@ __device__ __forceinline__ void rotateBack(const float* __restrict__ dy, const f
 
 // Also writes this block's [Σ dv·v_raw, Σ dv·ve] to partials[2·blockIdx.x ..].
 // dqkv is float, or bf16 where only the QKV projection's gradient matmuls read it (bf16 matmul precision).
-template <int V, int R, bool kCached, typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const float* __restrict__ dk,
-    const float* __restrict__ dv, const In* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
+template <int V, int R, bool kCached, typename In, typename Out, typename Kv>
+__global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const Kv* __restrict__ dk,
+    const Kv* __restrict__ dv, const In* __restrict__ qkv, const float* __restrict__ cosT, const float* __restrict__ sinT,
     const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ dqkv, float* __restrict__ dve,
     const float* __restrict__ veAcc, float* __restrict__ partials, Sizes s) {
   __shared__ float scratch[32];
@@ -159,9 +161,13 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
     const bool valid = r < s.rows;
     const Row row = locate(s, valid ? r : 0);
     const In* x = qkv + (valid ? r : 0) * s.h;
-    const float* dy = (row.kind == kQueryRow ? dq : row.kind == kKeyRow ? dk : dv) + row.out;
     const float* c = cosT + int64_t(row.t) * half;
     const float* sn = sinT + int64_t(row.t) * half;
+    // g at j from dq or dk, which may differ in type
+    const auto turnBack = [&](int j, float (&g1)[V], float (&g2)[V]) {
+      if (row.kind == kQueryRow) rotateBack<V>(dq + row.out, c, sn, half, j, g1, g2);
+      else rotateBack<V>(dk + row.out, c, sn, half, j, g1, g2);
+    };
     const bool normed = s.qkNorm && row.kind != kValueRow;
     // q and k rows read x only under QK-norm (x1 = x2 = 0 and coef = 0 below otherwise: dx = g)
     float x1[V] = {}, x2[V] = {}, g1[V] = {}, g2[V] = {}, ss = 0.f, dot = 0.f;
@@ -171,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
           loadVec<V>(x + j, x1);
           loadVec<V>(x + half + j, x2);
         }
-        rotateBack<V>(dy, c, sn, half, j, g1, g2);
+        turnBack(j, g1, g2);
 #pragma unroll
         for (int i = 0; i < V; ++i) {
           ss += x1[i] * x1[i] + x2[i] * x2[i];
@@ -188,8 +194,8 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
         float d1[V], d2[V], e1[V] = {}, e2[V] = {}, o1[V], o2[V];
         loadVec<V>(x + j, x1);
         loadVec<V>(x + half + j, x2);
-        loadVec<V>(dy + j, d1);
-        loadVec<V>(dy + half + j, d2);
+        loadVec<V>(dv + row.out + j, d1);
+        loadVec<V>(dv + row.out + half + j, d2);
         if (ve) {
           loadVec<V>(ve + row.out + j, e1);
           loadVec<V>(ve + row.out + half + j, e2);
@@ -228,7 +234,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
           loadVec<V>(x + j, x1);
           loadVec<V>(x + half + j, x2);
         }
-        rotateBack<V>(dy, c, sn, half, j, g1, g2);
+        turnBack(j, g1, g2);
       }
       float o1[V], o2[V];
 #pragma unroll
@@ -325,11 +331,11 @@ cudaError_t launchAttentionInputs(cudaStream_t st, const void* qkv, bool qkvBf16
   return cudaGetLastError();
 }
 
-cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const float* dk, const float* dv, const void* qkv,
-                                      bool qkvBf16, const float* cosT, const float* sinT, const float* lambdas, const float* ve,
-                                      void* dqkv, bool dqkvBf16, float* dlambdas, float* dve, const float* veAcc, int64_t B,
-                                      int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps,
-                                      const float* lambdasAcc) {
+cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const void* dk, const void* dv, bool kvBf16,
+                                      const void* qkv, bool qkvBf16, const float* cosT, const float* sinT,
+                                      const float* lambdas, const float* ve, void* dqkv, bool dqkvBf16, float* dlambdas,
+                                      float* dve, const float* veAcc, int64_t B, int64_t T, int64_t H, int64_t Hk,
+                                      int64_t h, bool qkNorm, float eps, const float* lambdasAcc) {
   const int64_t rows = B * T * (H + 2 * Hk);
   if (rows == 0) return launchSumPartialPairs(st, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);  // empty sums (+ the sum so far)
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
@@ -339,14 +345,17 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
   float* partials = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st);
   if (e != cudaSuccess) return e;
-  byInputType(qkv, qkvBf16, [&](auto* in) {
-    if (dqkvBf16) {
-      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
-                         veAcc, partials, s);
-    } else {
-      dispatch<GradPath>(R, st, blocks, dq, dk, dv, in, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, veAcc, partials,
-                         s);
-    }
+  byInputType(dk, kvBf16, [&](auto* dkT) {
+    const auto* dvT = static_cast<decltype(dkT)>(dv);
+    byInputType(qkv, qkvBf16, [&](auto* in) {
+      if (dqkvBf16) {
+        dispatch<GradPath>(R, st, blocks, dq, dkT, dvT, in, cosT, sinT, lambdas, ve, static_cast<__nv_bfloat16*>(dqkv), dve,
+                           veAcc, partials, s);
+      } else {
+        dispatch<GradPath>(R, st, blocks, dq, dkT, dvT, in, cosT, sinT, lambdas, ve, static_cast<float*>(dqkv), dve, veAcc,
+                           partials, s);
+      }
+    });
   });
   e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1, lambdasAcc);
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum
@@ -355,7 +364,8 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const fl
 
 TSGPT_LAUNCHER(attentionInputs, launchAttentionInputs, "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "q", "k", "v", "outBf16", "B", "T",
                "H", "Hk", "h", "qkNorm", "eps");
-TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "qkv", "qkvBf16", "cos", "sin", "lambdas", "ve", "dqkv",
-               "dqkvBf16", "dlambdas", "dve", "veAcc", "B", "T", "H", "Hk", "h", "qkNorm", "eps", "lambdasAcc");
+TSGPT_LAUNCHER(attentionInputsGrad, launchAttentionInputsGrad, "dq", "dk", "dv", "kvBf16", "qkv", "qkvBf16", "cos", "sin",
+               "lambdas", "ve", "dqkv", "dqkvBf16", "dlambdas", "dve", "veAcc", "B", "T", "H", "Hk", "h", "qkNorm", "eps",
+               "lambdasAcc");
 
 }  // namespace tsgpt

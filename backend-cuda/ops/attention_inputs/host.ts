@@ -40,14 +40,15 @@ export function attentionInputsHost(mem: HostDevice): AttentionInputsNative {
       }
       ptrs.forEach((p, i) => mem.flush(p, outs[i], outBf16));
     },
-    attentionInputsGrad(dq, dk, dv, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, veAcc, B, T, H, Hk, h, qkNorm, eps, lambdasAcc) {
+    attentionInputsGrad(dq, dk, dv, kvBf16, qkv, qkvBf16, cos, sin, lambdas, ve, dqkv, dqkvBf16, dlambdas, dve, veAcc, B, T, H, Hk, h, qkNorm,
+      eps, lambdasAcc) {
       const f = (p: number, n: number) => mem.floats(p, n), half = h / 2;
       const dl = f(dlambdas, 2), lambdaSums = lambdasAcc ? f(lambdasAcc, 2).slice() : [0, 0];
       dl.set(lambdaSums);  // the sums so far (an empty problem adds nothing to them)
       if (B * T === 0) return;
       const x = mem.input(qkv, B * T * (H + 2 * Hk) * h, qkvBf16), dx = mem.output(dqkv, B * T * (H + 2 * Hk) * h, dqkvBf16);
       const c = f(cos, T * half), s = f(sin, T * half);
-      const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), f(dk, B * T * Hk * h), f(dv, B * T * Hk * h)];
+      const [la, lb] = f(lambdas, 2), dys = [f(dq, B * T * H * h), mem.input(dk, B * T * Hk * h, kvBf16), mem.input(dv, B * T * Hk * h, kvBf16)];
       const e = ve ? f(ve, B * T * Hk * h) : null, de = ve ? f(dve, B * T * Hk * h) : null, acc = veAcc ? f(veAcc, B * T * Hk * h) : null;
       let dla = 0, dlb = 0;
       for (const [i, kind, o, t] of qkvRows(B, T, H, Hk, h)) {

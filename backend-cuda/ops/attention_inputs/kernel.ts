@@ -1,6 +1,7 @@
 // The fused attention inputs' cuda kernels (attention_inputs.cu's launchers):
 // 'AttentionInputs' and 'AttentionInputsVE' ({qkv, cos, sin, lambdas[, ve]} → [q, k, v]) and the
-// gradient kernel 'AttentionInputsGrad' ({dq, dk, dv, qkv, cos, sin, lambdas[, ve]} → [dqkv, dlambdas[, dve]]).
+// gradient kernel 'AttentionInputsGrad' ({dq, dk, dv, qkv, cos, sin, lambdas[, ve]} → [dqkv, dlambdas[, dve]]); dk and dv
+// are read as stored (bf16-only where the tensor-core attention's backward wrote them so).
 import type { NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { booleanAttr, describe, input, positiveIntAttr } from '../check.ts';
 import type { CudaKernel } from '../../kernels/types.ts';
@@ -14,12 +15,13 @@ export interface AttentionInputsNative {
    * lambdas: 2 floats on the device; qkv read in bf16 where qkvBf16; q, k, v written in bf16 where outBf16. */
   attentionInputs(qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
     outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
-  /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv and the saved qkv (rstd recomputed), dve = λb·dv (where
+  /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv (dk and dv in bf16 where kvBf16: the tensor-core
+   * attention's) and the saved qkv (rstd recomputed), dve = λb·dv (where
    * ve is not 0; plus veAcc, ve's gradient so far, where not 0: the Add's value), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve]
    * (0 without ve), summed deterministically, plus lambdasAcc (the lambdas' gradient so far) where that is not 0. */
-  attentionInputsGrad(dq: number, dk: number, dv: number, qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number,
-    dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, veAcc: number, B: number, T: number, H: number, Hk: number,
-    h: number, qkNorm: boolean, eps: number, lambdasAcc: number): void;
+  attentionInputsGrad(dq: number, dk: number, dv: number, kvBf16: boolean, qkv: number, qkvBf16: boolean, cos: number, sin: number,
+    lambdas: number, ve: number, dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, veAcc: number, B: number, T: number,
+    H: number, Hk: number, h: number, qkNorm: boolean, eps: number, lambdasAcc: number): void;
 }
 
 interface Problem { B: number; T: number; H: number; Hk: number; h: number; qkNorm: boolean; eps: number; ve: TensorInfo | null }
@@ -89,8 +91,11 @@ const gradient: CudaKernel = {
     // the lambdas' gradient so far (a gradient accumulation's sum), added to dlambdas
     const lambdasAcc = inputs.lambdasAccumulated == null ? null : input(ATTENTION_INPUTS_GRAD, inputs, 'lambdasAccumulated');
     if (lambdasAcc && lambdasAcc.shape.join() !== '2') throw new Error(`${ATTENTION_INPUTS_GRAD}: lambdasAccumulated must be float32 [2], got ${describe(lambdasAcc)}`);
-    const stored = backend.storedValues(qkv);
-    backend.device.attentionInputsGrad(ptr('dq'), ptr('dk'), ptr('dv'), stored.ptr, stored.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'),
+    // dk and dv as the attention's backward stored them (bf16 on the tensor cores), both in one type: else both float32
+    const stored = backend.storedValues(qkv), [dk, dv] = [inputs.dk, inputs.dv] as TensorInfo[];
+    const kvBf16 = backend.storedValues(dk).bf16 && backend.storedValues(dv).bf16;
+    const kv = (t: TensorInfo) => (kvBf16 ? backend.storedValues(t).ptr : backend.ptr(t));
+    backend.device.attentionInputsGrad(ptr('dq'), kv(dk), kv(dv), kvBf16, stored.ptr, stored.bf16, ptr('cos'), ptr('sin'), ptr('lambdas'),
       p.ve ? backend.ptr(p.ve) : 0, dqkv.ptr, dqkv.bf16, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0, veAcc ? backend.ptr(veAcc) : 0,
       p.B, p.T, p.H, p.Hk, p.h, p.qkNorm, p.eps, lambdasAcc ? backend.ptr(lambdasAcc) : 0);
     return dve ? [dqkv.out, dlambdas, dve] : [dqkv.out, dlambdas];

@@ -27,13 +27,15 @@ cudaError_t launchAttentionGrad(cudaStream_t s, const float* q, const float* k, 
 // output y = o·σ(gate) (GatedCausalAttention), from o as stored.
 // dvAccumulated (both backwards; nullptr: none): v's gradient so far, like v, added to dv in its store as the Add it
 // replaces would (float32, the sum so far first): shaped attention's values are its input X, whose other gradients
-// (the head mix's, the window mean's) come first.
+// (the head mix's, the window mean's) come first. kvBf16 (the tensor cores' backward): dk and dv in bf16 (FlashAttention-3's;
+// not with dvAccumulated: cudaErrorInvalidValue), else float32.
 cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds, void* o,
                                 bool oBf16, float* stats, const float* gate, void* y, int B, int T, int H, int Hk, int h,
                                 int window, float scale, int score);
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
                                     const void* o, bool oBf16, const void* dO16, const float* stats, float* delta,
-                                    bool deltaReady, float* dq, float* dk, float* dv, const float* dvAccumulated, int B,
-                                    int T, int H, int Hk, int h, int window, float scale, int score);
+                                    bool deltaReady, float* dq, void* dk, void* dv, bool kvBf16,
+                                    const float* dvAccumulated, int B, int T, int H, int Hk, int h, int window, float scale,
+                                    int score);
 
 }  // namespace tsgpt

@@ -16,7 +16,9 @@
 //   fp32 kernels skip. Query blocks run last-first (the long ones start first).
 // - Backward: a pre-pass D = dO·O per row (delta), then one kernel by key tiles over the group's query heads and
 //   query tiles: dk and dv in registers, dq added to global memory by float4 atomics, or on Hopper by one bulk
-//   reduction a row from shared memory (FlashAttention-2's and -3's scheme: dq is not bit-reproducible).
+//   reduction a row from shared memory (FlashAttention-2's and -3's scheme: dq is not bit-reproducible). dk and dv are
+//   stored in bf16 where kvBf16 (FlashAttention-3's, the model's under bf16: their reader, AttentionInputsGrad, takes
+//   them so), else float32 (and there with dv's sum so far added: shaped attention's values).
 // - On Hopper (built for sm_90a, compute capability 9.0), head dim 128: the products run on wgmma instead, forward and
 //   backward (WgmmaProducts, WgmmaGradProducts: the same kernels, blocks, masks and softmax; the tiles in wgmma's
 //   swizzled layout), and dq's rows go to global memory by cp.reduce.async.bulk. useWgmma() decides.
@@ -967,8 +969,8 @@ template <int kScore, int kHead, typename Products>
 __global__ void __launch_bounds__(kThreads)
 gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
            const int* __restrict__ docIds, const bf16* __restrict__ dO, const float* __restrict__ stats,
-           const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
-           const float* __restrict__ dvAccumulated, Dims dm) {
+           const float* __restrict__ delta, float* __restrict__ dq, void* __restrict__ dk, void* __restrict__ dv,
+           bool kvBf16, const float* __restrict__ dvAccumulated, Dims dm) {
   using Layout = GradLayout<kHead, Products>;
   extern __shared__ __align__(1024) unsigned char gradTiles[];
   bf16* const sK = reinterpret_cast<bf16*>(gradTiles);
@@ -1098,8 +1100,13 @@ gradKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* _
   for (int r = 0; r < 2; r++) {
     if (keys[r] >= T) continue;
     const int64_t row = kRow(dm, b, keys[r], kvHead);
-    storeRow<kHead>(dk + row * kHead, accK, r, dm.scale);
-    storeRow<kHead>(dv + row * kHead, accV, r, 1.f, dvAccumulated ? dvAccumulated + row * kHead : nullptr);
+    if (kvBf16) {  // a uniform branch: FlashAttention-3's dk and dv, bf16 (never with a sum so far: the launcher checks)
+      storeRow<kHead>(static_cast<bf16*>(dk) + row * kHead, accK, r, dm.scale);
+      storeRow<kHead>(static_cast<bf16*>(dv) + row * kHead, accV, r, 1.f);
+    } else {
+      storeRow<kHead>(static_cast<float*>(dk) + row * kHead, accK, r, dm.scale);
+      storeRow<kHead>(static_cast<float*>(dv) + row * kHead, accV, r, 1.f, dvAccumulated ? dvAccumulated + row * kHead : nullptr);
+    }
   }
 }
 
@@ -1121,8 +1128,8 @@ cudaError_t forward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v,
 
 template <int kScore, int kHead, typename O>
 cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v, const int* docIds, const O* o,
-                     const bf16* dO16, const float* stats, float* delta, bool deltaReady, float* dq, float* dk, float* dv,
-                     const float* dvAccumulated, const Dims& d) {
+                     const bf16* dO16, const float* stats, float* delta, bool deltaReady, float* dq, void* dk, void* dv,
+                     bool kvBf16, const float* dvAccumulated, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.H;
   if (!deltaReady) {  // else the gate's backward wrote it (launchHeadGateGrad's delta)
     rowDotKernel<kHead, O><<<unsigned((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, s>>>(dO16, o, delta, rows);
@@ -1133,7 +1140,7 @@ cudaError_t backward(cudaStream_t s, const bf16* q, const bf16* k, const bf16* v
   const auto launch = [&](auto kernel, size_t smem) {
     if (const cudaError_t e = allowSharedMemory(kernel, smem); e != cudaSuccess) return e;
     kernel<<<dim3((d.T + kTile - 1) / kTile, d.Hk, d.B), kThreads, smem, s>>>(q, k, v, docIds, dO16, stats, delta, dq, dk, dv,
-                                                                          dvAccumulated, d);
+                                                                          kvBf16, dvAccumulated, d);
     return cudaGetLastError();
   };
   if constexpr (kHead == 128)  // as the forward
@@ -1173,11 +1180,13 @@ cudaError_t launchAttentionBf16(cudaStream_t s, const void* q, const void* k, co
 
 cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k, const void* v, const int* docIds,
                                     const void* o, bool oBf16, const void* dO16, const float* stats, float* delta,
-                                    bool deltaReady, float* dq, float* dk, float* dv, const float* dvAccumulated, int B,
-                                    int T, int H, int Hk, int h, int window, float scale, int score) {
+                                    bool deltaReady, float* dq, void* dk, void* dv, bool kvBf16,
+                                    const float* dvAccumulated, int B, int T, int H, int Hk, int h, int window, float scale,
+                                    int score) {
   const Dims d{B, T, H, Hk, h, window < T ? window : T, scale};
   if (B == 0 || T == 0) return cudaSuccess;
   if (const cudaError_t e = checkSupported(d, {q, k, v, o, dO16, dq, dk, dv, dvAccumulated}); e != cudaSuccess) return e;
+  if (kvBf16 && dvAccumulated) return cudaErrorInvalidValue;  // a sum of gradients stays float32
   const auto *q16 = static_cast<const bf16*>(q), *k16 = static_cast<const bf16*>(k), *v16 = static_cast<const bf16*>(v);
   const auto* g16 = static_cast<const bf16*>(dO16);
   cudaError_t result = cudaSuccess;
@@ -1185,11 +1194,11 @@ cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k
     result = d.h == 64
       ? byScore(score, [&](auto c) {
           return backward<decltype(c)::value, 64>(s, q16, k16, v16, docIds, stored, g16, stats, delta, deltaReady, dq, dk,
-                                                  dv, dvAccumulated, d);
+                                                  dv, kvBf16, dvAccumulated, d);
         })
       : byScore(score, [&](auto c) {
           return backward<decltype(c)::value, 128>(s, q16, k16, v16, docIds, stored, g16, stats, delta, deltaReady, dq,
-                                                   dk, dv, dvAccumulated, d);
+                                                   dk, dv, kvBf16, dvAccumulated, d);
         });
   });
   return result;
@@ -1198,6 +1207,6 @@ cudaError_t launchAttentionGradBf16(cudaStream_t s, const void* q, const void* k
 TSGPT_LAUNCHER(attentionBf16, launchAttentionBf16, "q", "k", "v", "docIds", "o", "oBf16", "stats", "gate", "y", "B", "T", "H",
                "Hk", "h", "window", "scale", "score");
 TSGPT_LAUNCHER(attentionGradBf16, launchAttentionGradBf16, "q", "k", "v", "docIds", "o", "oBf16", "dO16", "stats", "delta",
-               "deltaReady", "dq", "dk", "dv", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
+               "deltaReady", "dq", "dk", "dv", "kvBf16", "dvAccumulated", "B", "T", "H", "Hk", "h", "window", "scale", "score");
 
 }  // namespace tsgpt

@@ -211,10 +211,14 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
     mem.flush(o, ov, oBf16);
   };
   const backward = (a: AttentionArgs, o: number, oBf16: boolean, dO: Float32Array, stats: number, statsReady: boolean, dq: number,
-    dk: number, dv: number, dvAccumulated: number) => {
+    dk: number, dv: number, kvBf16: boolean, dvAccumulated: number) => {
     const nq = a.B * a.T * a.H, nk = a.B * a.T * a.Hk * a.h;
+    if (kvBf16 && dvAccumulated !== 0) throw new Error('host device: attentionGradBf16 takes kvBf16 without dvAccumulated');
+    const dkv = mem.output(dk, nk, kvBf16), dvv = mem.output(dv, nk, kvBf16);
     attentionBackward(a, mem.input(o, nq * a.h, oBf16), dO, mem.floats(stats, nq * ATTENTION_STATS), statsReady, mem.floats(dq, nq * a.h),
-      mem.floats(dk, nk), mem.floats(dv, nk), dvAccumulated === 0 ? null : mem.floats(dvAccumulated, nk));
+      dkv, dvv, dvAccumulated === 0 ? null : mem.floats(dvAccumulated, nk));
+    mem.flush(dk, dkv, kvBf16);
+    mem.flush(dv, dvv, kvBf16);
   };
   return {
     attention(q, k, v, docIds, o, stats, B, T, H, Hk, h, window, scale, score) {
@@ -223,7 +227,7 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
     attentionGrad(q, k, v, docIds, o, dO, stats, statsReady, dq, dk, dv, dvAccumulated, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
       backward(args(float32, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, false, mem.floats(dO, B * T * H * h),
-        stats, statsReady, dq, dk, dv, dvAccumulated);
+        stats, statsReady, dq, dk, dv, false, dvAccumulated);
     },
     attentionBf16(q, k, v, docIds, o, oBf16, stats, gate, y, B, T, H, Hk, h, window, scale, score) {
       if (B * T === 0) return;
@@ -231,11 +235,11 @@ export function causalAttentionHost(mem: HostDevice): CausalAttentionNative {
       forward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, stats);
       if (gate !== 0) headGateHost(mem).headGate(o, oBf16, gate, y, true, B * T * H, h);
     },
-    attentionGradBf16(q, k, v, docIds, o, oBf16, dO16, stats, _delta, _deltaReady, dq, dk, dv, dvAccumulated, B, T, H, Hk, h,
-      window, scale, score) {
+    attentionGradBf16(q, k, v, docIds, o, oBf16, dO16, stats, _delta, _deltaReady, dq, dk, dv, kvBf16, dvAccumulated, B, T, H,
+      Hk, h, window, scale, score) {
       if (B * T === 0) return;
       backward(args(bf16, q, k, v, docIds, B, T, H, Hk, h, window, scale, score), o, oBf16, mem.bf16Floats(dO16, B * T * H * h),
-        stats, true, dq, dk, dv, dvAccumulated);
+        stats, true, dq, dk, dv, kvBf16, dvAccumulated);
     },
   };
 }

@@ -40,10 +40,10 @@ export interface CausalAttentionNative {
     y: number, B: number, T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
   /** Its gradient: q, k, v and dO16 (dO in bf16: as stored, or its bf16 copy) in bf16, o as stored (bf16 where oBf16;
    * D = dO·O per row from dO16 and o, into delta: B·T·H floats, unless deltaReady: there already), the forward's stats;
-   * dvAccumulated as attentionGrad's. */
+   * dk and dv in bf16 where kvBf16 (not with dvAccumulated), else float32; dvAccumulated as attentionGrad's. */
   attentionGradBf16(q: number, k: number, v: number, docIds: number, o: number, oBf16: boolean, dO16: number, stats: number,
-    delta: number, deltaReady: boolean, dq: number, dk: number, dv: number, dvAccumulated: number, B: number, T: number,
-    H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
+    delta: number, deltaReady: boolean, dq: number, dk: number, dv: number, kvBf16: boolean, dvAccumulated: number, B: number,
+    T: number, H: number, Hk: number, h: number, window: number, scale: number, score: number): void;
 }
 
 /** The head dims the tensor-core kernels are built for (others run the exact kernels). */
@@ -79,6 +79,15 @@ function problem(inputs: NamedTensorInfoMap, attrs: NamedAttrMap, kernel = CAUSA
 /** bf16 matmuls ask for bf16 attention products too (on the tensor cores, where the head dim has a kernel). */
 const onTensorCores = (backend: CudaBackend, p: Problem) => backend.precisionCode === PRECISION.bf16 && TENSOR_CORE_HEAD_DIMS.includes(p.h);
 
+/** The gradients of k and v [B,T,Hk,h]: stored in bf16 only on the tensor cores (FlashAttention-3's dk and dv; their
+ * reader, AttentionInputsGrad, takes them as stored) where `bf16Allowed` (not where dv holds a sum of gradients), else
+ * float32. With the pointers the kernels write and whether they are bf16. */
+function keyValueGradients(backend: CudaBackend, p: Problem, shape: number[], bf16Allowed: boolean) {
+  const inBf16 = bf16Allowed && onTensorCores(backend, p);
+  const dk = backend.makeStoredOutput(shape, inBf16), dv = backend.makeStoredOutput(shape, inBf16);
+  return { dk: dk.out, dv: dv.out, dkPtr: dk.ptr, dvPtr: dv.ptr, bf16: inBf16 };
+}
+
 export const causalAttentionKernels: CudaKernel[] = [
   {
     kernelName: CAUSAL_ATTENTION,
@@ -107,13 +116,15 @@ export const causalAttentionKernels: CudaKernel[] = [
       const p = problem(inputs, attrs);
       const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
       const o = inputs.o as TensorInfo, dy = inputs.dy as TensorInfo, docIds = backend.ptr(inputs.docIds as TensorInfo);
-      const dq = backend.makeOutput(q.shape, 'float32'), dk = backend.makeOutput(k.shape, 'float32'), dv = backend.makeOutput(v.shape, 'float32');
       // v's gradient so far (tfjs_node.ts's backward hands it where v's gradient sums: shaped attention's X), added in dv's store
       const acc = inputs.accumulated == null ? null : input(CAUSAL_ATTENTION_GRAD, inputs, 'accumulated');
       if (acc && acc.shape.join() !== v.shape.join()) {
         throw new Error(`${CAUSAL_ATTENTION_GRAD}: accumulated ${describe(acc)} and v ${describe(v)} differ in shape`);
       }
       const dvAccumulated = acc ? backend.ptr(acc) : 0;
+      // dk and dv bf16-only on the tensor cores, as FlashAttention-3 writes them, unless dv holds a sum of gradients
+      const kv = keyValueGradients(backend, p, k.shape, acc === null);
+      const dq = backend.makeOutput(q.shape, 'float32'), dk = kv.dk, dv = kv.dv;
       // The forward's statistics where o carries them; else (o made elsewhere, e.g. a copy) they are recomputed.
       const saved = backend.saved(o);
       const temporaries: TensorInfo[] = [];
@@ -128,12 +139,12 @@ export const causalAttentionKernels: CudaKernel[] = [
         }
         const os = backend.storedValues(o);  // the forward's bf16-only o is read as it is
         backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, os.ptr, os.bf16, bf16(dy), stats,
-          scratch([p.B, p.T, p.H]), false, backend.ptr(dq), backend.ptr(dk), backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
+          scratch([p.B, p.T, p.H]), false, backend.ptr(dq), kv.dkPtr, kv.dvPtr, kv.bf16, dvAccumulated, p.B, p.T, p.H, p.Hk, p.h,
           p.window, p.scale, p.score);
       } else {
         backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, backend.ptr(o), backend.ptr(dy),
-          saved ?? scratch([p.B, p.T, p.H, ATTENTION_STATS]), saved !== undefined, backend.ptr(dq), backend.ptr(dk),
-          backend.ptr(dv), dvAccumulated, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+          saved ?? scratch([p.B, p.T, p.H, ATTENTION_STATS]), saved !== undefined, backend.ptr(dq), kv.dkPtr, kv.dvPtr,
+          dvAccumulated, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
       }
       for (const t of temporaries) backend.disposeIntermediateTensorInfo(t);
       return [dq, dk, dv];
@@ -167,8 +178,8 @@ export const causalAttentionKernels: CudaKernel[] = [
       const q = inputs.q as TensorInfo, k = inputs.k as TensorInfo, v = inputs.v as TensorInfo;
       const y = input(kernel, inputs, 'y'), dy = input(kernel, inputs, 'dy'), saved = backend.saved(y);
       if (dy.shape.join() !== q.shape.join()) throw new Error(`${kernel}: dy ${describe(dy)} must have q's shape [${q.shape}]`);
-      const dq = backend.makeOutput(q.shape, 'float32'), dk = backend.makeOutput(k.shape, 'float32'), dv = backend.makeOutput(v.shape, 'float32');
-      const dg = backend.makeOutput(g.shape, 'float32');
+      const kv = keyValueGradients(backend, p, k.shape, true);
+      const dq = backend.makeOutput(q.shape, 'float32'), dk = kv.dk, dv = kv.dv, dg = backend.makeOutput(g.shape, 'float32');
       if (p.B * p.T === 0) return [dq, dk, dv, dg];  // empty: the forward saved nothing
       if (saved === undefined) throw new Error(`${kernel}: y ${describe(y)} is not a ${GATED_CAUSAL_ATTENTION} output (it carries o and the statistics)`);
       // the layout the forward chose: the tensor cores' (o in bf16) or the exact kernels'
@@ -184,13 +195,13 @@ export const causalAttentionKernels: CudaKernel[] = [
         backend.withScratch([rows * p.h * 2, rows * 4], (dO16, delta) => {
           backend.device.headGateGrad(dys.ptr, dys.bf16, o, true, backend.ptr(g), dO16, true, backend.ptr(dg), delta, rows, p.h);
           backend.device.attentionGradBf16(bf16(q), bf16(k), bf16(v), docIds, o, true, dO16, stats, delta, true, backend.ptr(dq),
-            backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+            kv.dkPtr, kv.dvPtr, kv.bf16, 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
         });
       } else {
         backend.withScratch([rows * p.h * 4], (dO) => {
           backend.device.headGateGrad(dys.ptr, dys.bf16, o, false, backend.ptr(g), dO, false, backend.ptr(dg), 0, rows, p.h);
           backend.device.attentionGrad(backend.ptr(q), backend.ptr(k), backend.ptr(v), docIds, o, dO, stats, true, backend.ptr(dq),
-            backend.ptr(dk), backend.ptr(dv), 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
+            kv.dkPtr, kv.dvPtr, 0, p.B, p.T, p.H, p.Hk, p.h, p.window, p.scale, p.score);
         });
       }
       return [dq, dk, dv, dg];
