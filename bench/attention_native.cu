@@ -1,5 +1,6 @@
 // The fused attention kernels without Node: the bf16 tensor-core kernels (causal_attention_mma.cu) against
-// the exact fp32 ones (causal_attention.cu) on one random problem, relative errors and CUDA-event timings.
+// the exact fp32 ones (causal_attention.cu) on one random problem, relative errors and CUDA-event timings. Both write
+// o, dk and dv in float32 here (training under bf16 stores them in bf16: oBf16, kvBf16), so the outputs compare directly.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/attention_native.cu backend-cuda/ops/causal_attention/causal_attention.cu \
 //        backend-cuda/ops/causal_attention/causal_attention_mma.cu -o /tmp/attention_native
@@ -78,13 +79,14 @@ int main(int argc, char** argv) {
   Buffer o[2] = {Buffer(nq), Buffer(nq)}, stats[2] = {Buffer(rows * 3), Buffer(rows * 3)}, delta(rows);
   Buffer dq[2] = {Buffer(nq), Buffer(nq)}, dk[2] = {Buffer(nk), Buffer(nk)}, dv[2] = {Buffer(nk), Buffer(nk)};
   auto forward = [&](int tc) {
-    if (tc) return launchAttentionBf16(nullptr, q16, k16, v16, docIds, o[1].d, stats[1].d, B, T, H, Hk, h, window, scale, score);
+    if (tc) return launchAttentionBf16(nullptr, q16, k16, v16, docIds, o[1].d, false, stats[1].d, nullptr, nullptr, B, T, H, Hk,
+                                      h, window, scale, score);
     return launchAttention(nullptr, q.d, k.d, v.d, docIds, o[0].d, stats[0].d, B, T, H, Hk, h, window, scale, score);
   };
   auto backward = [&](int tc) {
     if (tc)
-      return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, dO16, stats[1].d, delta.d, dq[1].d, dk[1].d,
-                                     dv[1].d, nullptr, B, T, H, Hk, h, window, scale, score);
+      return launchAttentionGradBf16(nullptr, q16, k16, v16, docIds, o[1].d, false, dO16, stats[1].d, delta.d, false, dq[1].d,
+                                     dk[1].d, dv[1].d, false, nullptr, B, T, H, Hk, h, window, scale, score);
     return launchAttentionGrad(nullptr, q.d, k.d, v.d, docIds, o[0].d, dO.d, stats[0].d, true, dq[0].d, dk[0].d, dv[0].d, nullptr,
                                B, T, H, Hk, h, window, scale, score);
   };
