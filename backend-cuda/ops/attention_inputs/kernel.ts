@@ -16,9 +16,9 @@ export interface AttentionInputsNative {
   attentionInputs(qkv: number, qkvBf16: boolean, cos: number, sin: number, lambdas: number, ve: number, q: number, k: number, v: number,
     outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean, eps: number): void;
   /** Its gradient in one pass: dqkv (bf16 where dqkvBf16) from dq, dk, dv (dk and dv in bf16 where kvBf16: the tensor-core
-   * attention's) and the saved qkv (rstd recomputed), dve = λb·dv (where
-   * ve is not 0; plus veAcc, ve's gradient so far, where not 0: the Add's value), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve]
-   * (0 without ve), summed deterministically, plus lambdasAcc (the lambdas' gradient so far) where that is not 0. */
+   * attention's) and the saved qkv (rstd recomputed), dve = λb·dv (where ve is not 0; plus veAcc, ve's gradient so far,
+   * where not 0: the Add's value), dlambdas (2 floats) = [Σ dv·v_raw, Σ dv·ve] (0 without ve), summed deterministically,
+   * plus lambdasAcc (the lambdas' gradient so far) where that is not 0. */
   attentionInputsGrad(dq: number, dk: number, dv: number, kvBf16: boolean, qkv: number, qkvBf16: boolean, cos: number, sin: number,
     lambdas: number, ve: number, dqkv: number, dqkvBf16: boolean, dlambdas: number, dve: number, veAcc: number, B: number, T: number,
     H: number, Hk: number, h: number, qkNorm: boolean, eps: number, lambdasAcc: number): void;
