@@ -28,11 +28,15 @@ export function bf16Bits(u: number): number {
 }
 
 const bf16Scratch = new Float32Array(1), bf16ScratchBits = new Uint32Array(bf16Scratch.buffer);
+/** The value of bf16 bits b (exact: a bf16 is a float32's upper half). */
+function bf16BitsValue(b: number): number {
+  bf16ScratchBits[0] = b << 16;
+  return bf16Scratch[0];
+}
 /** x (a float32 value) rounded to the nearest bf16, as a number: roundedToBf16 of native/vec.cuh. */
 export function bf16Value(x: number): number {
   bf16Scratch[0] = x;
-  bf16ScratchBits[0] = bf16Bits(bf16ScratchBits[0]) << 16;
-  return bf16Scratch[0];
+  return bf16BitsValue(bf16Bits(bf16ScratchBits[0]));
 }
 
 function roundHalfEven(x: number): number {
@@ -207,8 +211,8 @@ export class HostDevice implements CoreDevice {
     // an operand's value at an element offset: float32, int32 or bool as stored, or a bf16-only float32 widened
     const operand = (ptr: number, bf16: boolean): ((off: number) => number) => {
       if (bf16) {
-        const s = this.span(ptr, 2), wide = new Uint32Array(1), value = new Float32Array(wide.buffer);
-        return (off) => { wide[0] = s.v[s.base + off] << 16; return value[0]; };
+        const s = this.span(ptr, 2);
+        return (off) => bf16BitsValue(s.v[s.base + off]);
       }
       const s = this.span(ptr, dtype === DTYPE.bool ? 1 : 4), floats = isFloat ? new Float32Array(s.v.buffer) : null;
       return (off) => (floats ? floats[s.base + off] : s.v[s.base + off]);

@@ -135,8 +135,8 @@ export function binary(backend: CudaBackend, name: BinaryName, a: TensorInfo, b:
   if (tf.util.sizeFromShape(outShape) > 0) {
     const c = collapse(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape), contiguousStrides(outShape)]);
     // a bf16-only float32 operand (an activation's gradient under bf16 meeting another gradient in an Add) is read as
-    // stored: no float32 copy of it is made
-    const [as, bs] = [a2, b2].map((t) => (dtype === 'float32' ? backend.storedValues(t) : { ptr: backend.ptr(t), bf16: false }));
+    // stored: no float32 copy of it is made (only float32 tensors are ever bf16-only)
+    const [as, bs] = [a2, b2].map((t) => backend.storedValues(t));
     backend.device.binary(BINARY[name], DTYPE[checkDtype(dtype, name)], as.ptr, as.bf16, bs.ptr, bs.bf16, backend.ptr(out),
       c.dims, c.strides[0], c.strides[1]);
   }

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import type { CudaBackend } from '../backend-cuda/backend.ts';
 import { cudaAvailability, registerCudaBackend } from '../backend-cuda/index.ts';
 import { registerCudaHostBackend } from '../backend-cuda/host_device.ts';
-import { attnScheduleAt, type Config, createModel, disposeBatch, disposeModel, initRope, modelLoss, type RopeState, toDevice, useFusedKernels } from '../train_gpt.ts';
+import { attnScheduleAt, type Config, createModel, disposeBatch, disposeModel, initRope, modelLoss, type RopeState, roundToBf16, toDevice, useFusedKernels } from '../train_gpt.ts';
 import { random } from './seed.ts';
 
 // Re-exported: the cuda tests draw their other random values through the harness.
@@ -48,6 +48,15 @@ export async function useBackend(name: string): Promise<void> {
 
 /** Whether tensor t is stored in bf16 only on the current cuda backend (backend.ts's makeBf16Only: no float32 buffer). */
 export const storedInBf16 = (t: tf.Tensor): boolean => (tf.backend() as CudaBackend).data.get(t.dataId).bf16Only === true;
+
+/** t rounded to bf16 and stored in bf16 only (as a kernel's bf16 output is), and the same values as an ordinary float32
+ * tensor: a kernel that reads its input as stored must give the same results from either, and leave the first bf16
+ * only (storedInBf16). */
+export function bf16OnlyAndFloat32(t: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  const stored = roundToBf16(t);
+  assert.ok(storedInBf16(stored), 'the bf16 test tensor is stored in bf16 only');
+  return [stored, tf.tensor(stored.dataSync(), stored.shape)];
+}
 
 /** f() with the cuda backend's matmul precision set to `precision`, then set back. */
 export function atMatmulPrecision<R>(precision: 'bf16' | 'fp32', f: () => R): R {

@@ -13,7 +13,7 @@ import { SOFTCAP_CROSS_ENTROPY } from '../backend-cuda/ops/softcap_cross_entropy
 import { ATTENTION_INPUTS } from '../backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { CANON_CONV } from '../backend-cuda/ops/canon_conv/canon_conv.ts';
 import * as Model from '../train_gpt.ts';
-import { bf16, bytesInUse, compare, describeOrSkip, type HostTensor, randBool, randFloat, randInt, randomRope, targets, useBackend } from './cuda_harness.ts';
+import { bf16, bf16OnlyAndFloat32, bytesInUse, compare, describeOrSkip, type HostTensor, randBool, randFloat, randInt, randomRope, storedInBf16, targets, useBackend } from './cuda_harness.ts';
 
 const roundedBf16 = (t: tf.Tensor): tf.Tensor => tf.tensor(Array.from(t.dataSync(), bf16), t.shape);
 
@@ -70,17 +70,16 @@ for (const target of targets) {
 
     it('binary float ops read a bf16-only operand as stored (either side, broadcast too): its float32 values\' result, no float32 copy', async () => {
       await useBackend(T);
-      const backend = tf.backend() as CudaBackend;
       const t = (shape: number[]) => tf.tensor(randFloat(shape, 0.5, 3).values, shape);
       for (const [sa, sb] of [[[3, 40], [3, 40]], [[2, 3, 4], [4]], [[5], []]] as [number[], number[]][]) {
         for (const [name, f] of [['add', tf.add], ['mul', tf.mul], ['sub', tf.sub], ['greater', tf.greater]] as const) {
-          const [a, b] = [t(sa), t(sb)], [a16, b16] = [a, b].map((x) => Model.roundToBf16(x)), [aw, bw] = [a16, b16].map((x) => tf.tensor(x.dataSync(), x.shape));
+          const [a, b] = [t(sa), t(sb)], [[a16, aw], [b16, bw]] = [a, b].map(bf16OnlyAndFloat32);
           for (const [x, y, xw, yw, which] of [[a16, b, aw, b, 'a'], [a, b16, a, bw, 'b'], [a16, b16, aw, bw, 'both']] as const) {
             const fromStored = f(x, y), fromValues = f(xw, yw);
             assert.deepEqual(Array.from(fromStored.dataSync()), Array.from(fromValues.dataSync()), `${name} [${sa}]·[${sb}], ${which} bf16 only`);
             tf.dispose([fromStored, fromValues]);
           }
-          assert.deepEqual([a16, b16].map((x) => backend.storedValues(x).bf16), [true, true], `${name}: the bf16-only operands were not widened`);
+          assert.deepEqual([a16, b16].map(storedInBf16), [true, true], `${name}: the bf16-only operands were not widened`);
           tf.dispose([a, b, a16, b16, aw, bw]);
         }
       }
@@ -502,10 +501,9 @@ for (const target of targets) {
           [`${RMS_NORM_GRAD} (channels)`, [5, 12], (dy) => [tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: xNorm }, { eps: 1e-6, channels: 12 }) as tf.Tensor]],
         ];
         for (const [name, shape, run] of readers) {
-          const dy = Model.roundToBf16(t(shape)), dyValues = tf.tensor(dy.dataSync(), shape);
-          assert.equal(backend.storedValues(dy).bf16, true, `${name}: the test's dy is bf16 only`);
+          const [dy, dyValues] = bf16OnlyAndFloat32(t(shape));
           const fromStored = run(dy), fromValues = run(dyValues);
-          assert.equal(backend.storedValues(dy).bf16, true, `${name} read dy as stored: no float32 copy beside it`);
+          assert.equal(storedInBf16(dy), true, `${name} read dy as stored: no float32 copy beside it`);
           fromStored.forEach((out, n) => assert.deepEqual(Array.from(out.dataSync()), Array.from(fromValues[n].dataSync()), `${name}: output ${n}`));
           tf.dispose([dy, dyValues, ...fromStored, ...fromValues]);
         }

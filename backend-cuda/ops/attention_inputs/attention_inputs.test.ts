@@ -12,7 +12,7 @@ import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import * as T from '../../../train_gpt.ts';
 import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bf16, bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { bf16, bf16OnlyAndFloat32, bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, storedInBf16, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -145,17 +145,15 @@ for (const target of targets) {
 
     it('reads dk and dv bf16-only as stored (the tensor-core attention\'s): the gradients their float32 values give, no float32 copy', async () => {
       await useBackend(name);
-      const backend = tf.backend() as CudaBackend;
       // h 128: the float4 path, GQA, with ve; h 10: the scalar path, without
       for (const [c, withVe] of [[{ B: 2, T: 5, H: 4, Hk: 2, h: 128, rope: 'half' }, true], [{ B: 1, T: 3, H: 2, Hk: 1, h: 10, rope: 'full' }, false]] as [Case, boolean][]) {
         const [qkv, lambdas, dq, dk, dv, ve] = inputsOf(c, withVe).map(tensorOf), { cos, sin } = T.rotaryTables(ropeOf(c), c.T);
         const attrs = { numHeads: c.H, kvHeads: c.Hk, qkNorm: true, eps: 2 ** -23 };
         const grad = (k: tf.Tensor, v: tf.Tensor) =>
           tf.engine().runKernel(ATTENTION_INPUTS_GRAD, { dq, dk: k, dv: v, qkv, cos, sin, lambdas, ...(ve ? { ve } : {}) }, attrs) as tf.Tensor[];
-        const [dk16, dv16] = [dk, dv].map((t) => T.roundToBf16(t)), [dkValues, dvValues] = [dk16, dv16].map((t) => tf.tensor(t.dataSync(), t.shape));
-        assert.deepEqual([dk16, dv16].map((t) => backend.storedValues(t).bf16), [true, true], `h ${c.h}: the test's dk and dv are bf16 only`);
+        const [[dk16, dkValues], [dv16, dvValues]] = [dk, dv].map(bf16OnlyAndFloat32);
         const fromStored = grad(dk16, dv16), fromValues = grad(dkValues, dvValues);
-        assert.deepEqual([dk16, dv16].map((t) => backend.storedValues(t).bf16), [true, true], `h ${c.h}: dk and dv read as stored, not widened`);
+        assert.deepEqual([dk16, dv16].map(storedInBf16), [true, true], `h ${c.h}: dk and dv read as stored, not widened`);
         fromStored.forEach((t, i) => assert.deepEqual(Array.from(t.dataSync()), Array.from(fromValues[i].dataSync()), `h ${c.h}: output ${i}`));
         tf.dispose([qkv, lambdas, dq, dk, dv, dk16, dv16, dkValues, dvValues, ...fromStored, ...fromValues, ...(ve ? [ve] : [])]);
       }

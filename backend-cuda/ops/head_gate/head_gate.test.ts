@@ -10,7 +10,7 @@ import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import type { CudaBackend } from '../../backend.ts';
 import { HEAD_GATE, HEAD_GATE_GRAD } from '../head_gate/head_gate.ts';
-import { bf16, bytesInUse, compare, describeOrSkip, checkFusionHook, randFloat, storedInBf16, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, bf16OnlyAndFloat32, bytesInUse, compare, describeOrSkip, checkFusionHook, randFloat, storedInBf16, targets, useBackend } from '../../../test/cuda_harness.ts';
 
 /** [y, do, dg] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const gateAndGrads = (o: tf.Tensor, g: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
@@ -85,8 +85,7 @@ for (const target of targets) {
       await useBackend(B);
       for (const shape of [[2, 5, 3, 128], [3, 2, 2, 7]]) {  // the float4 path and the scalar one
         const [o32, g, dy] = [shape, shape.slice(0, 3), shape].map(s => tf.tensor(randFloat(s).values, s));
-        const o16 = T.roundToBf16(o32), oValues = tf.tensor(o16.dataSync(), shape);  // its values, stored in float32
-        assert.ok(storedInBf16(o16), 'the test\'s o is stored in bf16 only');
+        const [o16, oValues] = bf16OnlyAndFloat32(o32);  // and its values, stored in float32
         const got = gateAndGrads(o16, g, dy), want = gateAndGrads(oValues, g, dy);
         assert.ok(storedInBf16(o16), 'HeadGate and HeadGateGrad read o as stored: no float32 copy is kept beside it');
         got.forEach((t, n) => assert.deepEqual(Array.from(t.dataSync()), Array.from(want[n].dataSync()), `[${shape}] output ${n}`));

@@ -166,15 +166,20 @@ cudaError_t launchRmsNormGrad(cudaStream_t s, const void* dy, bool dyBf16, const
   auto* twin = static_cast<__nv_bfloat16*>(dxBf16);
   byInputType(dy, dyBf16, [&](auto* g) {
     byInputType(x, xBf16, [&](auto* in) {
-      if (vec4) rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead, dLeadBf16, leadCols, twin);
-      else rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead, dLeadBf16, leadCols, twin);
+      if (vec4) {
+        rmsNormGradKernel<4><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead,
+                                                                   dLeadBf16, leadCols, twin);
+      } else {
+        rmsNormGradKernel<1><<<blocks, kRowsPerBlock * 32, 0, s>>>(g, in, acc, dx, rows, cols, outCols, eps, dLead,
+                                                                   dLeadBf16, leadCols, twin);
+      }
     });
   });
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(rmsNorm, launchRmsNorm, "x", "xBf16", "y", "yBf16", "rows", "cols", "outCols", "eps", "lead", "leadCols");
-TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "dyBf16", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps", "dLead",
-               "dLeadBf16", "leadCols", "dxBf16");
+TSGPT_LAUNCHER(rmsNormGrad, launchRmsNormGrad, "dy", "dyBf16", "x", "xBf16", "acc", "dx", "rows", "cols", "outCols", "eps",
+               "dLead", "dLeadBf16", "leadCols", "dxBf16");
 
 }  // namespace tsgpt

@@ -9,8 +9,9 @@ namespace tsgpt {
 // RMSNorm over rows: y = x·rstd, rstd = (mean(x²) + eps)^-½, y of each row's first outCols ≤ cols channels (dy the
 // same: 0 past them); the gradient adds acc (float32, x's shape) where not null. lead (where not null; outCols = cols):
 // a second output [rows, leadCols] of y's first leadCols channels (y's type), whose gradient dLead (float32, or bf16
-// where dLeadBf16) the gradient adds to dy's first leadCols channels (the attention gate's input: no slice of y, no zero-padded gradient of one). dxBf16
-// (where not null): dx rounded to bf16 there too (the copy a bf16 matmul reads: the backend's gradientTwin).
+// where dLeadBf16) the gradient adds to dy's first leadCols channels (the attention gate's input: no slice of y, no
+// zero-padded gradient of one). dxBf16 (where not null): dx rounded to bf16 there too (the copy a bf16 matmul reads: the
+// backend's gradientTwin).
 cudaError_t launchRmsNorm(cudaStream_t s, const void* x, bool xBf16, void* y, bool yBf16, int64_t rows, int64_t cols,
                           int64_t outCols, float eps, void* lead = nullptr, int64_t leadCols = 0);
 cudaError_t launchRmsNormGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* acc,
