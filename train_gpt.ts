@@ -1194,10 +1194,13 @@ function block(m: Model, i: number, x: tf.Tensor, ves: tf.Tensor[], ctx: Forward
     const xa = lp.attn ? shapedAttentionSublayer(m, i, new NormedInput(x), ctx, sched, P('beta_sa')) : x;
     return plusMlp(xa, () => mlpSublayer(m, i, new NormedInput(xa), ctx));
   }
-  // SAS-P: out = β_SA·ShapedAttn(norm(x)) + β_FF·MLP(norm(x)); without attention, x stands in for A = I.
+  // SAS-P: out = β_SA·ShapedAttn(norm(x)) + β_FF·MLP(norm(x)); without attention, x stands in for A = I. The MLP runs
+  // first so that its backward runs last: its input gradient is then summed into the attention's (MatMulAdd), not
+  // the attention's (a Reshape's gradient, which cannot sum) added to it by a separate Add.
   const input = new NormedInput(x);
+  const mlp = lp.mlp ? mlpSublayer(m, i, input, ctx) : null;
   const xa = lp.attn ? shapedAttentionSublayer(m, i, input, ctx, sched, P('beta_sa')) : x;
-  return plusMlp(xa, () => mlpSublayer(m, i, input, ctx));
+  return plusMlp(xa, () => mlp!);
 }
 
 /**
