@@ -27,12 +27,10 @@ import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention, gatedCausalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
-import { causalWindowMean } from './backend-cuda/ops/causal_window_mean/causal_window_mean.ts';
 import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
 import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
 import { fp8Matmul as fp8MatmulKernel, type Fp8MatmulAttrs } from './backend-cuda/ops/fp8_matmul/fp8_matmul.ts';
 import { headGate as headGateKernel } from './backend-cuda/ops/head_gate/head_gate.ts';
-import { headMix as headMixKernel } from './backend-cuda/ops/head_mix/head_mix.ts';
 import { roundBf16 as roundBf16Kernel } from './backend-cuda/ops/round_bf16/round_bf16.ts';
 import { linear as linearKernel } from './backend-cuda/ops/linear/linear.ts';
 import { matMulAdd as matMulAddKernel, type MatMulAddAttrs } from './backend-cuda/ops/matmul_add/matmul_add.ts';
@@ -43,6 +41,7 @@ import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_square
 import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
 import { normedRotary as normedRotaryKernel, rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
 import { scaledAdd as scaledAddKernel, scaledAddPair as scaledAddPairKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
+import { shapedMix as shapedMixKernel } from './backend-cuda/ops/shaped_mix/shaped_mix.ts';
 import { smear as smearKernel } from './backend-cuda/ops/smear/smear.ts';
 import { softcapCrossEntropy as softcapCrossEntropyKernel } from './backend-cuda/ops/softcap_cross_entropy/softcap_cross_entropy.ts';
 import { swiglu as swigluKernel } from './backend-cuda/ops/swiglu/swiglu.ts';
@@ -1067,17 +1066,13 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
 
 /**
  * The causal uniform average of shaped attention, C·x: each token's mean of x [B,T,...] over the tokens it sees
- * (the `window` latest, itself included, in its document: attention()'s keys). One pass each way through a
- * backend's fused 'CausalWindowMean' (running window sums, O(T) per channel). The composite builds no T×T tensor
- * either: window sums by doubling (windowSum), divided by the window sizes (the same sums over ones: exact
- * integers). Prefix sums (tf.cumsum) less a gather at each window's start would be fewer ops, but the cuda backend
- * has no Cumsum kernel (--fused off runs this there), and a difference of two prefix sums loses the digits the
- * prefix has grown by.
+ * (the `window` latest, itself included, in its document: attention()'s keys). A composite that builds no T×T tensor:
+ * window sums by doubling (windowSum), divided by the window sizes (the same sums over ones: exact integers). Prefix
+ * sums (tf.cumsum) less a gather at each window's start would be fewer ops, but the cuda backend has no Cumsum kernel
+ * (--fused off runs this there), and a difference of two prefix sums loses the digits the prefix has grown by. A
+ * backend's fused 'ShapedMix' (shapedMix()) walks the windows instead, with the mix in the walk.
  */
 export function windowMean(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
-  // x as it is, not a reshape: its gradient then meets HeadMix's on x itself, and the kernel adds it (no Add)
-  const fused = runFused(causalWindowMean, { x, docIds: ctx.docIds }, { window });
-  if (fused) return fused;
   const { B, T } = ctx, x3 = x.reshape([B, T, -1]);
   return windowSum(x3, ctx, window).div(windowSum(tf.ones([B, T, 1]), ctx, window)).reshape(x.shape);
 }
@@ -1108,25 +1103,29 @@ function windowSum(x: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor
  * Shaped attention (He & Hofmann's SAS): α·X + β·softmax(QKᵀ/√h)·X − γ·C·X per head, X [B,T,H,h] the heads' input,
  * C the causal uniform average over the same keys (the window, one document), shape [3,H] the per-head α, β, γ
  * less 1, all three times `gain` if given (the block's β_SA, folded in so that no scaled copy is kept). The softmax
- * term is attention() with X as the values, C·X is windowMean(): with a backend's fused kernels neither builds a T×T
- * tensor; headMix() sums the three terms.
+ * term is attention() with X as the values; shapedMix() adds the other two: with a backend's fused kernels neither
+ * builds a T×T tensor.
  */
 export function shapedAttention(x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, shape: tf.Tensor, ctx: ForwardContext, window: number,
   gain?: tf.Tensor): tf.Tensor {
   const [, , , h] = x.shape;
   const mixed = attention(q, k, x, ctx, window, 1 / Math.sqrt(h!), 'softmax');
-  return headMix(x, mixed, windowMean(x, ctx, window), gain ? shape.add(1).mul(gain) : shape.add(1));
+  return shapedMix(x, mixed, gain ? shape.add(1).mul(gain) : shape.add(1), ctx, window);
 }
 
-/** α·x + β·m − γ·c per head for x, m, c [..., H, h] and coef [3, H] (rows α, β, γ): one pass each way through a
- * backend's fused 'HeadMix' (the composite: per-head products, an Add and a Sub, which keep products of x's size for the
- * backward and sum the coefficients' gradients over transposes of it). */
-export function headMix(x: tf.Tensor, m: tf.Tensor, c: tf.Tensor, coef: tf.Tensor): tf.Tensor {
-  const fused = runFused(headMixKernel, { x, m, c, coef }, {});
+/**
+ * α·x + β·m − γ·C·x per head for x, m [B,T,H,h], coef [3,H] (rows α, β, γ) and C windowMean()'s average. One pass
+ * each way through a backend's fused 'ShapedMix': the forward walks x's windows and writes the mix as it goes (no C·x
+ * tensor), the backward walks dy's windows the other way (Cᵀ·dy) and writes dx and dm (no gradient of C·x either).
+ * The composite: windowMean(), per-head products, an Add and a Sub.
+ */
+export function shapedMix(x: tf.Tensor, m: tf.Tensor, coef: tf.Tensor, ctx: ForwardContext, window: number): tf.Tensor {
+  // x as it is, not a reshape: the attention's gradient of its values (x too) is then summed into this one's
+  const fused = runFused(shapedMixKernel, { x, m, coef, docIds: ctx.docIds }, { window });
   if (fused) return fused;
   const perHead = [...x.shape.slice(0, -2).map(() => 1), coef.shape[1]!, 1];
   const [alpha, beta, gamma] = tf.unstack(coef).map((t) => t.reshape(perHead));
-  return x.mul(alpha).add(m.mul(beta)).sub(c.mul(gamma));
+  return x.mul(alpha).add(m.mul(beta)).sub(windowMean(x, ctx, window).mul(gamma));
 }
 
 function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: ForwardContext, sched: AttnSchedule, gain: tf.Tensor): tf.Tensor {

@@ -10,8 +10,6 @@ import { canonConvHost } from './canon_conv/host.ts';
 import { canonConvKernels } from './canon_conv/kernel.ts';
 import { causalAttentionHost } from './causal_attention/host.ts';
 import { causalAttentionKernels } from './causal_attention/kernel.ts';
-import { causalWindowMeanHost } from './causal_window_mean/host.ts';
-import { causalWindowMeanKernels } from './causal_window_mean/kernel.ts';
 import { embeddingHost } from './embedding/host.ts';
 import { embeddingKernels } from './embedding/kernel.ts';
 import { fp8HeadLossHost } from './fp8_head_loss/host.ts';
@@ -20,8 +18,6 @@ import { fp8MatmulHost } from './fp8_matmul/host.ts';
 import { fp8MatmulKernels } from './fp8_matmul/kernel.ts';
 import { headGateHost } from './head_gate/host.ts';
 import { headGateKernels } from './head_gate/kernel.ts';
-import { headMixHost } from './head_mix/host.ts';
-import { headMixKernels } from './head_mix/kernel.ts';
 import { linearKernels } from './linear/kernel.ts';
 import { matMulAddKernels } from './matmul_add/kernel.ts';
 import { muonBlocksHost } from './muon_blocks/host.ts';
@@ -37,6 +33,8 @@ import { rotaryKernels } from './rotary/kernel.ts';
 import { roundBf16Kernels } from './round_bf16/kernel.ts';
 import { scaledAddHost } from './scaled_add/host.ts';
 import { scaledAddKernels } from './scaled_add/kernel.ts';
+import { shapedMixHost } from './shaped_mix/host.ts';
+import { shapedMixKernels } from './shaped_mix/kernel.ts';
 import { smearHost } from './smear/host.ts';
 import { smearKernels } from './smear/kernel.ts';
 import { swigluHost } from './swiglu/host.ts';
@@ -55,12 +53,10 @@ export const fusedOps = [
   { kernels: attentionInputsKernels, host: attentionInputsHost },
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
-  { kernels: causalWindowMeanKernels, host: causalWindowMeanHost },
   { kernels: embeddingKernels, host: embeddingHost },
   { kernels: fp8HeadLossKernels, host: fp8HeadLossHost },
   { kernels: fp8MatmulKernels, host: fp8MatmulHost },
   { kernels: headGateKernels, host: headGateHost },
-  { kernels: headMixKernels, host: headMixHost },
   { kernels: linearKernels },
   { kernels: matMulAddKernels },
   { kernels: muonBlocksKernels, host: muonBlocksHost },
@@ -70,6 +66,7 @@ export const fusedOps = [
   { kernels: rotaryKernels, host: rotaryHost },
   { kernels: roundBf16Kernels },
   { kernels: scaledAddKernels, host: scaledAddHost },
+  { kernels: shapedMixKernels, host: shapedMixHost },
   { kernels: smearKernels, host: smearHost },
   { kernels: softcapCrossEntropyKernels, host: softcapCrossEntropyHost },
   { kernels: swigluKernels, host: swigluHost },
