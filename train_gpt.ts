@@ -24,7 +24,7 @@ import { ensureBuiltinCorpus, loadCodec, type CorpusCodec, type CorpusTokenizer 
 import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine } from './log_format.ts';
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
-import { attentionInputs as attentionInputsKernel, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
+import { attentionInputs as attentionInputsKernel, attentionInputsQK, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention, gatedCausalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
@@ -39,7 +39,7 @@ import { muonApply as muonApplyKernel, muonGather as muonGatherKernel, muonMomen
 import { adamUpdate as adamUpdateKernel, muonMomentum as muonMomentumKernel, normuonUpdate as normuonUpdateKernel } from './backend-cuda/ops/optimizer/optimizer.ts';
 import { reluSquared as reluSquaredKernel } from './backend-cuda/ops/relu_squared/relu_squared.ts';
 import { rmsNorm as rmsNormKernel, type RmsNormAttrs } from './backend-cuda/ops/rms_norm/rms_norm.ts';
-import { normedRotary as normedRotaryKernel, rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
+import { rotary as rotaryKernel } from './backend-cuda/ops/rotary/rotary.ts';
 import { scaledAdd as scaledAddKernel, scaledAddPair as scaledAddPairKernel } from './backend-cuda/ops/scaled_add/scaled_add.ts';
 import { shapedMix as shapedMixKernel } from './backend-cuda/ops/shaped_mix/shaped_mix.ts';
 import { smear as smearKernel } from './backend-cuda/ops/smear/smear.ts';
@@ -584,16 +584,23 @@ export function createModel(cfg: Config): Model {
   const scalar: ParamInfo = { opt: 'adam', lrMul: cfg.scalarLrMul };
   // The record trains the gate weights with NorMuon, as matrices (record-2025-11.md §6.1).
   const gate = { ...(cfg.gateOptimizer === 'muon' ? muon() : scalar), bf16: cfg.bf16State };
-  const add = (name: string, shape: number[], init: 'zeros' | 'normal' | 'uniform' | 'canon' | number[], pinfo: ParamInfo) => {
+  type Draw = 'zeros' | 'normal' | 'uniform' | 'canon';
+  // init: how the values are drawn, the values themselves, or a Draw per column block of pinfo.split (a merged
+  // projection: each block drawn with a seed of its own, as the matrix it stands for would be alone, so that merging
+  // matrices changes no initial value)
+  const perColumnBlock = (init: Draw | Draw[] | number[]): init is Draw[] => Array.isArray(init) && typeof init[0] === 'string';
+  const add = (name: string, shape: number[], init: Draw | Draw[] | number[], pinfo: ParamInfo) => {
     const value = tf.tidy(() => {
-      seed += 1;
-      const drawn = () => {
-        if (Array.isArray(init)) return tf.tensor(init, shape);
-        if (init === 'zeros') return tf.zeros(shape);
-        if (init === 'normal') return tf.randomNormal(shape, 0, 1, 'float32', seed);
-        const b = init === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
-        return tf.randomUniform(shape, -b, b, 'float32', seed);
+      const draw = (how: Draw | number[], dims: number[]) => {
+        seed += 1;
+        if (Array.isArray(how)) return tf.tensor(how, dims);
+        if (how === 'zeros') return tf.zeros(dims);
+        if (how === 'normal') return tf.randomNormal(dims, 0, 1, 'float32', seed);
+        const b = how === 'uniform' ? bound : 0.5; // canon: PyTorch's default conv init for fan-in 4
+        return tf.randomUniform(dims, -b, b, 'float32', seed);
       };
+      const drawn = () => (perColumnBlock(init)
+        ? tf.concat(init.map((how, i) => draw(how, [shape[0], pinfo.split![i]])), 1) : draw(init, shape));
       // A bf16 parameter's initial values on the bf16 grid, in the storage its optimiser keeps (the gates' in float32,
       // so that no reader widens them)
       if (!pinfo.bf16) return drawn();
@@ -626,9 +633,9 @@ export function createModel(cfg: Config): Model {
       if (cfg.attnGate) add(p + 'attn_gate', [GATE_CHANNELS, H], 'zeros', gate);
       if (cfg.canon.includes('B')) add(p + 'canon_b', [qkvDim, 4], canonInit, scalar);
     } else if (lp.attn) {
-      // Shaped attention (arXiv 2311.01906): W_Q zero so that A = I at init; no value or output matrices.
-      add(p + 'wq', [d, H * h], 'zeros', muon());
-      add(p + 'wk', [d, H * h], 'uniform', muon());
+      // Shaped attention (arXiv 2311.01906): W_Q zero so that A = I at init; no value or output matrices. W_Q and W_K
+      // as one projection [W_Q | W_K] (one matmul each way), orthogonalised apart as the baseline's q, k, v blocks are.
+      add(p + 'wqk', [d, 2 * H * h], ['zeros', 'uniform'], muon([H * h, H * h]));
       add(p + 'shape', [3, H], 'zeros', scalar); // α, β, γ per head, stored as offsets from 1
       add(p + 'beta_sa', [1], [1], scalar);
     }
@@ -923,14 +930,6 @@ export function rotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
   return tf.concat([x1.mul(cos).add(x2.mul(sin)), x2.mul(cos).sub(x1.mul(sin))], -1);
 }
 
-/** rotary(rmsNorm(x)) for heads x [B,T,H,h] (QK-norm, then the rotation): one pass each way through a backend's fused
- * 'NormedRotary' (the composite: an RMSNorm and a Rotary each way). */
-export function normedRotary(x: tf.Tensor, rope: RopeState): tf.Tensor {
-  if (!rope.freqs.some((f) => f !== 0)) return rmsNorm(x);
-  const { cos, sin } = rotaryTables(rope, x.shape[1]!);
-  return runFused(normedRotaryKernel, { x, cos, sin }, { eps: RMS_EPS }) ?? rotary(rmsNorm(x), rope);
-}
-
 // --- Attention ------------------------------------------------------------------------
 
 /**
@@ -979,26 +978,29 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: Forward
 /**
  * The attention's q [B,T,H,h], k and v [B,T,Hk,h] from the QKV projection qkv [B,T,(H+2·Hk)·h]: split into
  * heads, QK-norm (RMSNorm over h, if qkNorm), rotary on q and k, and v ← λa·v + λb·ve (value embeddings
- * ve [B,T,Hk,h] mixed in by learned per-layer lambdas [λa, λb]; λa·v alone where ve is null). A backend's
- * fused 'AttentionInputs' (with ve: 'AttentionInputsVE') reads qkv once and writes q, k, v once, and its
- * gradient writes dqkv in one pass; the composite (split, reshapes, 2 norms, 2 rotaries, 3–4 elementwise
- * kernels, and as many backward plus a concat) runs elsewhere and is its oracle.
+ * ve [B,T,Hk,h] mixed in by learned per-layer lambdas [λa, λb]; λa·v alone where ve is null). Where lambdas is
+ * null, qkv [B,T,(H+Hk)·h] holds no v heads (the shaped blocks' q and k projection; ve null too) and the result is
+ * [q, k]. A backend's fused 'AttentionInputs' (with ve: 'AttentionInputsVE'; without v: 'AttentionInputsQK') reads
+ * qkv once and writes q, k, v once, and its gradient writes dqkv in one pass; the composite (split, reshapes, 2 norms,
+ * 2 rotaries, 3–4 elementwise kernels, and as many backward plus a concat) runs elsewhere and is its oracle.
  */
-export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor | null, lambdas: tf.Tensor,
+export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor | null, lambdas: tf.Tensor | null,
   o: { H: number; Hk: number; h: number; qkNorm: boolean }): tf.Tensor[] {
   const { H, Hk, h } = o, [B, T] = qkv.shape;
   const { cos, sin } = rotaryTables(rope, T);
   const attrs = { numHeads: H, kvHeads: Hk, qkNorm: o.qkNorm, eps: RMS_EPS };
-  const fused = ve ? runFused<tf.Tensor[], typeof attrs>(attentionInputsVE, { qkv, cos, sin, lambdas, ve }, attrs)
+  const fused = !lambdas ? runFused<tf.Tensor[], typeof attrs>(attentionInputsQK, { qkv, cos, sin }, attrs)
+    : ve ? runFused<tf.Tensor[], typeof attrs>(attentionInputsVE, { qkv, cos, sin, lambdas, ve }, attrs)
     : runFused<tf.Tensor[], typeof attrs>(attentionInputsKernel, { qkv, cos, sin, lambdas }, attrs);
   if (fused) return fused;
-  let [q, k, v] = tf.split(qkv, [H * h, Hk * h, Hk * h], -1);
-  q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]); v = v.reshape([B, T, Hk, h]);
+  let [q, k, v] = tf.split(qkv, lambdas ? [H * h, Hk * h, Hk * h] : [H * h, Hk * h], -1);
+  q = q.reshape([B, T, H, h]); k = k.reshape([B, T, Hk, h]);
   if (o.qkNorm) { q = rmsNorm(q); k = rmsNorm(k); } // QK-norm (@Grad62304977)
   q = rotary(q, rope); k = rotary(k, rope);
+  if (!lambdas) return [q, k];
   const [la, lb] = tf.unstack(lambdas);
-  v = ve ? scaledAdd(v, ve, la, lb) : v.mul(la);
-  return [q, k, v];
+  v = v.reshape([B, T, Hk, h]);
+  return [q, k, ve ? scaledAdd(v, ve, la, lb) : v.mul(la)];
 }
 
 /** Each head's output o [B,T,H,h] scaled by σ(its gate logit g [B,T,H]): one pass each way through a backend's fused 'HeadGate'. */
@@ -1132,8 +1134,8 @@ function shapedAttentionSublayer(m: Model, i: number, input: NormedInput, ctx: F
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, headDim: h } = cfg;
   const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : input.xn;
-  const turned = (x: tf.Tensor) => (cfg.qkNorm ? normedRotary(x, sched.rope) : rotary(x, sched.rope));
-  const q = turned(linear(a, P('wq')).reshape([B, T, H, h])), k = turned(linear(a, P('wk')).reshape([B, T, H, h]));
+  // q and k from one projection, as the baseline's qkv without v: the attention's values are the heads' input itself
+  const [q, k] = attentionInputs(linear(a, P('wqk')), sched.rope, null, null, { H, Hk: H, h, qkNorm: cfg.qkNorm });
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
   return shapedAttention(a.reshape([B, T, H, h]), q, k, P('shape'), ctx, window, gain).reshape([B, T, H * h]);
 }

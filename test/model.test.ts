@@ -348,6 +348,26 @@ test('schedules: lr cooldown, Muon momentum warm-up, window stages, YaRN', () =>
   assert.equal(replay.version, 2, 'two window growths by step 60');
 });
 
+test('the shaped blocks\' [W_Q | W_K]: W_Q zero (A = I at init), W_K uniform, two column blocks for Muon', () => {
+  for (const block of ['sas', 'sas-p'] as const) {
+    const m = T.createModel(config({ block, seed: randomInt(0, 1e6) })), { modelDim: d, numHeads: H, headDim: h } = m.cfg;
+    const bound = Math.sqrt(3) * 0.5 * d ** -0.5;
+    const wks = m.plan.flatMap((lp, i) => (lp.attn ? [i] : [])).map((i) => {
+      const name = `layer.${i}.wqk`, w = m.params.get(name)!;
+      assert.deepEqual(w.shape, [d, 2 * H * h]);
+      assert.deepEqual(m.info.get(name)!.split, [H * h, H * h], `${block}: Muon's column blocks`);
+      const [wq, wk] = tf.tidy(() => tf.split(w, 2, 1).map((t) => Array.from(t.dataSync())));
+      assert.ok(wq.every((x) => x === 0), `${block}, layer ${i}: W_Q zero`);
+      const meanSquare = wk.reduce((a, x) => a + x * x, 0) / wk.length;  // b²/3 for Uniform(±b)
+      assert.ok(wk.every((x) => Math.abs(x) < bound) && meanSquare > bound ** 2 / 4, `${block}, layer ${i}: W_K uniform in ±${bound}`);
+      return wk;
+    });
+    assert.ok(wks.length >= 2);
+    assert.notDeepEqual(wks[0], wks[1], `${block}: each layer's W_K drawn with a seed of its own`);
+    T.disposeModel(m);
+  }
+});
+
 test('--seed makes initialisation reproducible; a different seed gives a different model', () => {
   const params = (seed: number) => {
     const m = T.createModel(config({ seed, valueEmbeds: 1, smear: true }));

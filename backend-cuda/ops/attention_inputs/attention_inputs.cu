@@ -1,6 +1,7 @@
 // The attention's inputs from the QKV projection, forward and backward in one pass each
 // (train_gpt.ts's attentionInputs()). qkv [B,T,(H+2·Hk)·h] holds per token H q heads, Hk k heads,
-// Hk v heads: B·T·(H+2·Hk) contiguous rows of h. With x a row and (x1, x2) its pairs (x[j], x[j+half]):
+// Hk v heads: B·T·(H+2·Hk) contiguous rows of h; without v (the shaped blocks' q and k: v null, dv null in the
+// backward) [B,T,(H+Hk)·h], no v rows, no lambdas, no dλ sums. With x a row and (x1, x2) its pairs (x[j], x[j+half]):
 //   q, k rows:  n = x·rstd (rstd = (mean x² + eps)^-½ under QK-norm, else 1),
 //               y1 = n1·cos + n2·sin,  y2 = n2·cos − n1·sin   (rotary.cu's rotation, tables [T, half])
 //   v rows:     y = λa·x + λb·ve   (λa·x without value embeddings)
@@ -36,13 +37,13 @@ namespace {
 enum RowKind : int { kQueryRow = 0, kKeyRow = 1, kValueRow = 2 };
 
 struct Sizes {
-  int64_t rows;  // B·T·(H + 2·Hk)
-  int T, H, Hk, h, half;
+  int64_t rows;  // B·T·(H + Hk + Hv)
+  int T, H, Hk, Hv, h, half;  // Hv: v heads per token, Hk (or 0 without v)
   bool qkNorm;
   float eps;
 };
 
-// Row r of qkv (token·(H + 2·Hk) + head): q, k or v, its offset there (and in dq, dk, dv, ve), its position.
+// Row r of qkv (token·(H + Hk + Hv) + head): q, k or v, its offset there (and in dq, dk, dv, ve), its position.
 struct Row {
   RowKind kind;
   int64_t out;
@@ -50,7 +51,7 @@ struct Row {
 };
 
 __device__ __forceinline__ Row locate(const Sizes& s, int64_t r) {
-  const int heads = s.H + 2 * s.Hk;
+  const int heads = s.H + s.Hk + s.Hv;
   const int64_t token = r / heads;
   const int j = int(r - token * heads), t = int(token % s.T);
   if (j < s.H) return {kQueryRow, (token * s.H + j) * s.h, t};
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsKernel(const In* __re
     const float* __restrict__ sinT, const float* __restrict__ lambdas, const float* __restrict__ ve, Out* __restrict__ q,
     Out* __restrict__ k, Out* __restrict__ v, Sizes s) {
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
-  const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
+  const float la = v ? lambdas[0] : 0.f, lb = ve ? lambdas[1] : 0.f;  // no lambdas without v
   // The block takes kThreads / R rows per step; the loop's bound is the same for all its threads, so every
   // lane of a warp reaches the row sums' shuffles.
   for (int64_t first = int64_t(blockIdx.x) * (kThreads / R); first < s.rows; first += int64_t(gridDim.x) * (kThreads / R)) {
@@ -145,7 +146,7 @@ __device__ __forceinline__ void rotateBack(const G* __restrict__ dy, const float
   }
 }
 
-// Also writes this block's [Σ dv·v_raw, Σ dv·ve] to partials[2·blockIdx.x ..].
+// Also writes this block's [Σ dv·v_raw, Σ dv·ve] to partials[2·blockIdx.x ..] (where there is v: partials null without).
 // dqkv is float, or bf16 where only the QKV projection's gradient matmuls read it (bf16 matmul precision).
 template <int V, int R, bool kCached, typename In, typename Out, typename Kv>
 __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const float* __restrict__ dq, const Kv* __restrict__ dk,
@@ -154,7 +155,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
     const float* __restrict__ veAcc, float* __restrict__ partials, Sizes s) {
   __shared__ float scratch[32];
   const int lane = threadIdx.x % R, half = kCached ? V * R : s.half;
-  const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
+  const float la = dv ? lambdas[0] : 0.f, lb = ve ? lambdas[1] : 0.f;  // no lambdas without v
   float sumA = 0.f, sumB = 0.f;  // this thread's share of Σ dv·v_raw and Σ dv·ve
   for (int64_t first = int64_t(blockIdx.x) * (kThreads / R); first < s.rows; first += int64_t(gridDim.x) * (kThreads / R)) {
     const int64_t r = first + threadIdx.x / R;
@@ -246,6 +247,7 @@ __global__ void __launch_bounds__(kThreads) attentionInputsGradKernel(const floa
       storeVec<V>(dx + half + j, o2);
     }
   }
+  if (!partials) return;  // the same branch for the whole grid: no v rows, no sums
   sumA = blockReduce<false>(sumA, scratch);
   sumB = blockReduce<false>(sumB, scratch);
   if (threadIdx.x == 0) {
@@ -313,10 +315,10 @@ bool sizesFit(int64_t T, int64_t H, int64_t Hk, int64_t h) {
 cudaError_t launchAttentionInputs(cudaStream_t st, const void* qkv, bool qkvBf16, const float* cosT, const float* sinT,
                                   const float* lambdas, const float* ve, void* q, void* k, void* v, bool outBf16,
                                   int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps) {
-  const int64_t rows = B * T * (H + 2 * Hk);
+  const int64_t Hv = v ? Hk : 0, rows = B * T * (H + Hk + Hv);
   if (rows == 0) return cudaSuccess;
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
-  const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
+  const Sizes s{rows, int(T), int(H), int(Hk), int(Hv), int(h), int(h / 2), qkNorm, eps};
   const int R = vectorLanes(h / 2, {qkv, cosT, sinT, ve, q, k, v});
   byInputType(qkv, qkvBf16, [&](auto* in) {
     if (outBf16) {
@@ -336,14 +338,14 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const vo
                                       const float* lambdas, const float* ve, void* dqkv, bool dqkvBf16, float* dlambdas,
                                       float* dve, const float* veAcc, int64_t B, int64_t T, int64_t H, int64_t Hk,
                                       int64_t h, bool qkNorm, float eps, const float* lambdasAcc) {
-  const int64_t rows = B * T * (H + 2 * Hk);
-  if (rows == 0) return launchSumPartialPairs(st, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);  // empty sums (+ the sum so far)
+  const int64_t Hv = dv ? Hk : 0, rows = B * T * (H + Hk + Hv);
+  if (rows == 0) return dv ? launchSumPartialPairs(st, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc) : cudaSuccess;  // empty sums (+ the sum so far)
   if (!sizesFit(T, H, Hk, h) || h % 2 != 0) return cudaErrorInvalidValue;
-  const Sizes s{rows, int(T), int(H), int(Hk), int(h), int(h / 2), qkNorm, eps};
+  const Sizes s{rows, int(T), int(H), int(Hk), int(Hv), int(h), int(h / 2), qkNorm, eps};
   const int R = vectorLanes(h / 2, {dq, dk, dv, qkv, cosT, sinT, ve, dqkv, dve, veAcc});
   const unsigned blocks = gridForRows(rows, R == 0 ? 32 : R, kMaxGradBlocks);
-  float* partials = nullptr;
-  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st);
+  float* partials = nullptr;  // the blocks' dλ sums, where there is v
+  cudaError_t e = dv ? cudaMallocAsync(reinterpret_cast<void**>(&partials), sizeof(float) * 2 * blocks, st) : cudaSuccess;
   if (e != cudaSuccess) return e;
   byInputType(dk, kvBf16, [&](auto* dkT) {
     const auto* dvT = static_cast<decltype(dkT)>(dv);
@@ -357,6 +359,7 @@ cudaError_t launchAttentionInputsGrad(cudaStream_t st, const float* dq, const vo
       }
     });
   });
+  if (!dv) return cudaGetLastError();
   e = launchSumPartialPairs(st, partials, int(blocks), dlambdas, dlambdas + 1, lambdasAcc);
   const cudaError_t f = cudaFreeAsync(partials, st);  // stream-ordered: after the final sum
   return e != cudaSuccess ? e : f;

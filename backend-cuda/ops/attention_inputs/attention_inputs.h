@@ -10,6 +10,8 @@ namespace tsgpt {
 // q, k = rotary(RMSNorm over h if qkNorm), tables [T, h/2]; v = λa·v_raw + λb·ve (ve may be null: λa·v_raw); lambdas:
 // [λa, λb] on the device. The gradient (dq float32, dk and dv float32 or, where kvBf16, bf16: as the attention's backward
 // stores them) writes dqkv, dve = λb·dv (where ve), dlambdas [2] = [Σ dv·v_raw, Σ dv·ve], deterministically.
+// v null (dv null in the gradient): qkv [B,T,(H+Hk)·h] holds q and k heads only (the shaped blocks' projection), and
+// lambdas, ve, dlambdas, dve, veAcc and lambdasAcc are unused (null).
 cudaError_t launchAttentionInputs(cudaStream_t s, const void* qkv, bool qkvBf16, const float* cosT, const float* sinT,
                                   const float* lambdas, const float* ve, void* q, void* k, void* v, bool outBf16,
                                   int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm, float eps);

@@ -1,18 +1,19 @@
-// The fused attention inputs ('AttentionInputs' / 'AttentionInputsVE' and 'AttentionInputsGrad',
-// attention_inputs.cu) against their oracle, train_gpt.ts's composite attentionInputs() on the
-// cpu backend: q, k, v and the gradients with respect to qkv, lambdas and ve for random dq, dk, dv, through
-// train_gpt.ts's own hook (runFused), on fresh random inputs and tables: H = Hk and GQA, with and without
-// value embeddings, QK-norm on and off, h = 128 and 64 (the GPU's float4 paths), 16, and 6 and 10 (its
-// scalar path), full, half and no rotary, B > 1, T = 1; outputs the loss does not use (tfjs passes zeros
-// for their gradients); q, k, v in bf16 only under bf16 matmul precision; bit-identical reruns; the bytes kept for the gradient; that the hook and the model
-// run the fused kernels and `--fused off` the composite; bad inputs failing with the kernel's name.
+// The fused attention inputs ('AttentionInputs' / 'AttentionInputsVE' and 'AttentionInputsGrad', and without v
+// 'AttentionInputsQK' and 'AttentionInputsQKGrad', attention_inputs.cu) against their oracle, train_gpt.ts's composite
+// attentionInputs() on the cpu backend: q, k, v and the gradients with respect to qkv, lambdas and ve for random dq, dk,
+// dv, through train_gpt.ts's own hook (runFused), on fresh random inputs and tables: H = Hk and GQA, with and without
+// value embeddings, without v (the shaped blocks' q and k), QK-norm on and off, h = 128 and 64 (the GPU's float4 paths),
+// 16, and 6 and 10 (its scalar path), full, half and no rotary, B > 1, T = 1; outputs the loss does not use (tfjs passes
+// zeros for their gradients); q, k, v in bf16 only under bf16 matmul precision; bit-identical reruns; the bytes kept for
+// the gradient; that the hook and the model (the baseline's and the shaped blocks') run the fused kernels and
+// `--fused off` the composite; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { CudaBackend } from '../../backend.ts';
 import * as T from '../../../train_gpt.ts';
-import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
-import { bf16, bf16OnlyAndFloat32, bytesInUse, checkFusionHook, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, storedInBf16, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
+import { ATTENTION_INPUTS, ATTENTION_INPUTS_GRAD, ATTENTION_INPUTS_QK, ATTENTION_INPUTS_QK_GRAD, ATTENTION_INPUTS_VE } from '../attention_inputs/attention_inputs.ts';
+import { bf16, bf16OnlyAndFloat32, bytesInUse, checkFusionHook, checkModelKernels, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, randomRope, storedInBf16, targets, useBackend, withFusedOff } from '../../../test/cuda_harness.ts';
 
 interface Case { B: number; T: number; H: number; Hk: number; h: number; rope: 'full' | 'half' | 'none' }
 type Opts = { H: number; Hk: number; h: number; qkNorm: boolean };
@@ -32,6 +33,20 @@ const valuesAndGrads = (rope: T.RopeState, o: Opts) => (...xs: tf.Tensor[]): tf.
   const grads = tf.grads((x: tf.Tensor, l: tf.Tensor, e?: tf.Tensor) => weightedSum(run(x, l, e), [dq, dk, dv]));
   return [...run(qkv, lambdas, ve), ...grads(ve ? [qkv, lambdas, ve] : [qkv, lambdas])];
 };
+
+/** [q, k, dqkv] without v (qkv of q and k heads only, no lambdas): the fused kernels where the backend has them, the
+ * composite on cpu. */
+const qkValuesAndGrads = (rope: T.RopeState, o: Opts) => (qkv: tf.Tensor, dq: tf.Tensor, dk: tf.Tensor): tf.Tensor[] => {
+  const run = (x: tf.Tensor) => T.attentionInputs(x, rope, null, null, o);
+  return [...run(qkv), tf.grad((x: tf.Tensor) => weightedSum(run(x), [dq, dk]))(qkv)];
+};
+
+/** Random inputs of a case without v: qkv [B,T,(H+Hk)·h], dq, dk. */
+const qkInputsOf = ({ B, T: Tn, H, Hk, h }: Case): HostTensor[] =>
+  [randFloat([B, Tn, (H + Hk) * h]), randFloat([B, Tn, H, h]), randFloat([B, Tn, Hk, h])];
+
+/** qkv [B,T,(H+2·Hk)·h] less its v heads: an input of the kernels without v. */
+const withoutV = (qkv: tf.Tensor, H: number, Hk: number, h: number) => qkv.slice([0, 0, 0], [-1, -1, (H + Hk) * h]);
 
 /** Random inputs of a case: qkv, lambdas, dq, dk, dv(, ve). */
 function inputsOf(c: Case, withVe: boolean): HostTensor[] {
@@ -70,6 +85,16 @@ for (const target of targets) {
       }
     });
 
+    it('without v (AttentionInputsQK): q, k and the gradient for qkv match the composite on cpu', async () => {
+      // on the GPU also the shaped blocks' heads (6 of 128 each for q and k) over more rows than its grids' blocks hold
+      const settings: [Case, boolean][] = [...CASES.flatMap((c) => [true, false].map((qkNorm): [Case, boolean] => [c, qkNorm])),
+        ...(name === 'cuda' ? [[{ B: 4, T: 512, H: 6, Hk: 6, h: 128, rope: 'half' }, true] as [Case, boolean]] : [])];
+      for (const [c, qkNorm] of settings) {
+        const label = `no v: [B ${c.B}, T ${c.T}, H ${c.H}, Hk ${c.Hk}, h ${c.h}] ${c.rope} rotary, qkNorm ${qkNorm}`;
+        await compare(name, label, qkInputsOf(c), qkValuesAndGrads(ropeOf(c), { H: c.H, Hk: c.Hk, h: c.h, qkNorm }), tol);
+      }
+    });
+
     it('outputs the loss does not use: tfjs passes zeros for their gradients', async () => {
       const c: Case = { B: 2, T: 3, H: 2, Hk: 1, h: 8, rope: 'full' }, rope = ropeOf(c), o = { H: 2, Hk: 1, h: 8, qkNorm: true };
       const [qkv, lambdas, dq, , dv, ve] = inputsOf(c, true);
@@ -79,6 +104,10 @@ for (const target of targets) {
       // only v: dq and dk are zeros
       await compare(name, 'v only', [qkv, lambdas, dv, ve], (x, l, d, e) =>
         tf.grads((y: tf.Tensor, m: tf.Tensor, f: tf.Tensor) => weightedSum(T.attentionInputs(y, rope, f, m, o), [null, null, d]))([x, l, e]), tol);
+      // without v, only k: dq is zeros
+      const [qk, , dk] = qkInputsOf(c);
+      await compare(name, 'no v, k only', [qk, dk], (x, d) =>
+        [tf.grad((y: tf.Tensor) => weightedSum(T.attentionInputs(y, rope, null, null, o), [null, d]))(x)], tol);
     });
 
     it("ve's gradient so far is added in dve's store as tfjs's Add would; a ve that feeds two layers gets no Add of its shape", async () => {
@@ -123,22 +152,26 @@ for (const target of targets) {
       // h 128 and 64: the float4 path; 10: the scalar path (both write bf16)
       for (const c of [{ B: 2, T: 9, H: 2, Hk: 1, h: 128, rope: 'half' }, { B: 1, T: 5, H: 4, Hk: 2, h: 64, rope: 'full' },
         { B: 1, T: 3, H: 1, Hk: 1, h: 10, rope: 'half' }] as Case[]) {
-        const xs = inputsOf(c, true).map(tensorOf), [qkv, lambdas, , , , ve] = xs, rope = ropeOf(c);
-        const run = (precision: 'fp32' | 'bf16') => {
+        const xs = inputsOf(c, true).map(tensorOf), [qkv, lambdas, , , , ve] = xs, rope = ropeOf(c), qk = withoutV(qkv, c.H, c.Hk, c.h);
+        const o = { H: c.H, Hk: c.Hk, h: c.h, qkNorm: true };
+        // with v ([q, k, v]) and without ([q, k])
+        const run = (precision: 'fp32' | 'bf16', withV: boolean) => {
           backend.setMatmulPrecision(precision);
-          const outs = T.attentionInputs(qkv, rope, ve, lambdas, { H: c.H, Hk: c.Hk, h: c.h, qkNorm: true });
+          const outs = withV ? T.attentionInputs(qkv, rope, ve, lambdas, o) : T.attentionInputs(qk, rope, null, null, o);
           const stored = outs.map((t) => backend.storedValues(t).bf16), values = outs.map((t) => t.dataSync() as Float32Array);
           tf.dispose(outs);
           return { stored, values };
         };
         try {
-          const exact = run('fp32'), half = run('bf16');
-          assert.deepEqual(exact.stored, [false, false, false]);
-          assert.deepEqual(half.stored, [true, true, true], `h ${c.h}: q, k, v kept in bf16 only`);
-          half.values.forEach((got, i) => assert.deepEqual(got, Float32Array.from(exact.values[i], bf16), `h ${c.h}: ${'qkv'[i]} is the float32 output rounded`));
+          for (const withV of [true, false]) {
+            const exact = run('fp32', withV), half = run('bf16', withV), n = withV ? 3 : 2, what = `h ${c.h}, ${withV ? 'with' : 'without'} v`;
+            assert.deepEqual(exact.stored, Array(n).fill(false));
+            assert.deepEqual(half.stored, Array(n).fill(true), `${what}: the outputs kept in bf16 only`);
+            half.values.forEach((got, i) => assert.deepEqual(got, Float32Array.from(exact.values[i], bf16), `${what}: ${'qkv'[i]} is the float32 output rounded`));
+          }
         } finally {
           backend.setMatmulPrecision(before);
-          tf.dispose(xs);
+          tf.dispose([...xs, qk]);
         }
       }
     });
@@ -151,11 +184,14 @@ for (const target of targets) {
         const attrs = { numHeads: c.H, kvHeads: c.Hk, qkNorm: true, eps: 2 ** -23 };
         const grad = (k: tf.Tensor, v: tf.Tensor) =>
           tf.engine().runKernel(ATTENTION_INPUTS_GRAD, { dq, dk: k, dv: v, qkv, cos, sin, lambdas, ...(ve ? { ve } : {}) }, attrs) as tf.Tensor[];
+        // without v: dk alone, from the same dq and dk
+        const qk = withoutV(qkv, c.H, c.Hk, c.h);
+        const qkGrad = (k: tf.Tensor) => tf.engine().runKernel(ATTENTION_INPUTS_QK_GRAD, { dq, dk: k, qkv: qk, cos, sin }, attrs) as tf.Tensor;
         const [[dk16, dkValues], [dv16, dvValues]] = [dk, dv].map(bf16OnlyAndFloat32);
-        const fromStored = grad(dk16, dv16), fromValues = grad(dkValues, dvValues);
+        const fromStored = [...grad(dk16, dv16), qkGrad(dk16)], fromValues = [...grad(dkValues, dvValues), qkGrad(dkValues)];
         assert.deepEqual([dk16, dv16].map(storedInBf16), [true, true], `h ${c.h}: dk and dv read as stored, not widened`);
         fromStored.forEach((t, i) => assert.deepEqual(Array.from(t.dataSync()), Array.from(fromValues[i].dataSync()), `h ${c.h}: output ${i}`));
-        tf.dispose([qkv, lambdas, dq, dk, dv, dk16, dv16, dkValues, dvValues, ...fromStored, ...fromValues, ...(ve ? [ve] : [])]);
+        tf.dispose([qkv, lambdas, dq, dk, dv, qk, dk16, dv16, dkValues, dvValues, ...fromStored, ...fromValues, ...(ve ? [ve] : [])]);
       }
     });
 
@@ -180,7 +216,14 @@ for (const target of targets) {
       };
       assert.equal(heldAfterForward(), outBytes, 'fused: q, k and v only (the saved qkv, tables, lambdas and ve share their buffers)');
       await withFusedOff(() => assert.ok(heldAfterForward() > 2 * outBytes, 'the composite keeps its intermediates'));
-      tf.dispose(xs);
+      // without v: q and k only (qk's size)
+      const qk = withoutV(qkv, 2, 1, 16), before = bytesInUse();
+      const { value, grads } = tf.valueAndGrads((x: tf.Tensor) => {
+        const [q, k] = T.attentionInputs(x, rope, null, null, o);
+        assert.equal(bytesInUse() - before, qk.size * 4, 'without v: q and k only');
+        return q.sum().add(k.sum()) as tf.Scalar;
+      })([qk]);
+      tf.dispose([value, grads[0], qk, ...xs]);
     });
 
     it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
@@ -193,6 +236,10 @@ for (const target of targets) {
           compositeOnly: [other, 'SplitV', 'Concat', 'RMSNorm', 'Rotary', 'Unpack'] });
         tf.dispose(xs);
       }
+      const xs = qkInputsOf(c).map(tensorOf), fn = () => qkValuesAndGrads(rope, { H: 2, Hk: 1, h: 8, qkNorm: true })(xs[0], xs[1], xs[2]);
+      await checkFusionHook(fn, { fused: [ATTENTION_INPUTS_QK, ATTENTION_INPUTS_QK_GRAD], composite: ['SplitV', 'Concat'],
+        compositeOnly: [ATTENTION_INPUTS, ATTENTION_INPUTS_VE, 'SplitV', 'Concat', 'RMSNorm', 'Rotary'] });
+      tf.dispose(xs);
     });
 
     it('the model\'s attention layers run them, with and without value embeddings and under Canon B', async () => {
@@ -215,6 +262,18 @@ for (const target of targets) {
         T.disposeModel(m);
       }
     });
+
+    for (const [block, qkNorm] of [['sas', true], ['sas-p', false]] as const) {
+      it(`--block ${block} (qkNorm ${qkNorm}) runs the kernels without v in every layer, with the loss and gradients of --fused off`, async () => {
+        await useBackend(name);
+        const cfg = T.resolveConfig('tiny', {
+          block, qkNorm, rotary: 'half', vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2,
+          noAttnLayers: [], noMlpLayers: [], seqLen: 16, windowBlock: 4, windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
+        }).cfg;
+        // q and k from one projection, normed and turned by the one kernel each way: no RMSNorm or Rotary of theirs
+        await checkModelKernels(cfg, [0, 5, 16, 27], { [ATTENTION_INPUTS_QK]: 2, [ATTENTION_INPUTS_QK_GRAD]: 2, Rotary: 0, RotaryGrad: 0 });
+      });
+    }
 
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(name);
@@ -243,6 +302,17 @@ for (const target of targets) {
         assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq: dk, dk, dv }), /kernel AttentionInputsGrad\(.*AttentionInputsGrad: dq must be float32 \[2,5,2,8\], got float32\[2,5,1,8\]/);
         assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq, dk }), /AttentionInputsGrad: input dv is missing/);
         assert.throws(run(ATTENTION_INPUTS_GRAD, { ...fwd, dq, dk, dv, ve: tf.zeros([2, 5, 8]) }), /AttentionInputsGrad: ve must be \[2,5,1,8\]/);
+        // without v: qkv of H + Hk heads (24 = 3 heads of 8), no lambdas
+        const qk = tf.zeros([2, 5, 24]), noV = { qkv: qk, cos, sin };
+        assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, qkv }),
+          /kernel AttentionInputsQK\(.*AttentionInputsQK: qkv must be \[B,T,\(H\+Hk\)·h\] with h even for H = 2, Hk = 1, got float32\[2,5,32\]/);
+        assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, lambdas }), /AttentionInputsQK: takes no lambdas or ve \(its qkv holds no v heads\)/);
+        assert.throws(run(ATTENTION_INPUTS_QK, { qkv: qk, cos }), /AttentionInputsQK: input sin is missing/);
+        assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, cos: tf.ones([1, 4, 1, 4]) }), /AttentionInputsQK: cos must be \[1,5,1,4\] for qkv float32\[2,5,24\]/);
+        assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq }), /kernel AttentionInputsQKGrad\(.*AttentionInputsQKGrad: input dk is missing/);
+        assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq: dk, dk }), /AttentionInputsQKGrad: dq must be float32 \[2,5,2,8\], got float32\[2,5,1,8\]/);
+        assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, qkv, dq, dk }), /AttentionInputsQKGrad: qkv must be \[B,T,\(H\+Hk\)·h\]/);
+        assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq, dk, lambdas, dv }), /AttentionInputsQKGrad: takes no lambdas or ve/);
       });
     });
   });

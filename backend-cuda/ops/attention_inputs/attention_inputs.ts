@@ -7,8 +7,10 @@
 //   'AttentionInputsVE' the value embeddings ve [B,T,Hk,h]; attrs numHeads H, kvHeads Hk, qkNorm, eps.
 //   outputs q = rot(norm(q_raw)) [B,T,H,h], k = rot(norm(k_raw)) [B,T,Hk,h], v = λa·v_raw + λb·ve
 //   [B,T,Hk,h] (λa·v_raw without ve); norm(x) = x·(mean(x²) + eps)^-½ over h when qkNorm, else x.
-// Two forward names, one with ve and one without, because tfjs saves a gradient's inputsToSave by name
-// and fails on a name the call did not pass: one kernel with an optional ve could not save it.
+// 'AttentionInputsQK' ({qkv, cos, sin} → [q, k]): the shaped blocks' q and k, qkv [B,T,(H+Hk)·h] holding no v heads
+// (so no lambdas); its gradient 'AttentionInputsQKGrad' ({dq, dk, qkv, cos, sin}) returns dqkv, in one pass too.
+// Three forward names, with ve, without, and without v, because tfjs saves a gradient's inputsToSave by name
+// and fails on a name the call did not pass: one kernel with an optional ve (or lambdas) could not save it.
 // The gradient keeps qkv (the raw projection: the norms' backward needs q_raw and k_raw, λa's needs
 // v_raw; the composite keeps the same three as separate split outputs) and recomputes each row's
 // rstd from it. 'AttentionInputsGrad' ({dq, dk, dv, qkv, cos, sin, lambdas, ve?, veAccumulated?}) returns
@@ -21,16 +23,23 @@ import { float32Inputs, type FusedKernelSpec, sharedGradients } from '../fused_k
 export const ATTENTION_INPUTS = 'AttentionInputs';
 export const ATTENTION_INPUTS_VE = 'AttentionInputsVE';
 export const ATTENTION_INPUTS_GRAD = 'AttentionInputsGrad';
+export const ATTENTION_INPUTS_QK = 'AttentionInputsQK';
+export const ATTENTION_INPUTS_QK_GRAD = 'AttentionInputsQKGrad';
 
 export interface AttentionInputsAttrs { numHeads: number; kvHeads: number; qkNorm: boolean; eps: number }
 
-const supports = (inputs: tf.NamedTensorMap, { numHeads, kvHeads }: AttentionInputsAttrs): true | string => {
-  const width = inputs.qkv.shape[2] ?? 0, heads = numHeads + 2 * kvHeads;
-  if (width % heads || (width / heads) % 2) return `qkv width ${width} is not (H + 2·Hk)·h with h even`;
-  return float32Inputs(inputs, 'qkv', 'cos', 'sin', 'lambdas', 've');
-};
-export const attentionInputs: FusedKernelSpec<AttentionInputsAttrs> = { name: ATTENTION_INPUTS, supports };
-export const attentionInputsVE: FusedKernelSpec<AttentionInputsAttrs> = { name: ATTENTION_INPUTS_VE, supports };
+/** The spec of a forward kernel whose qkv holds v heads (Hk of them) or none. */
+const spec = (name: string, withV: boolean): FusedKernelSpec<AttentionInputsAttrs> => ({
+  name,
+  supports: (inputs, { numHeads, kvHeads }) => {
+    const width = inputs.qkv.shape[2] ?? 0, heads = numHeads + (withV ? 2 : 1) * kvHeads;
+    if (width % heads || (width / heads) % 2) return `qkv width ${width} is not (H + ${withV ? '2·' : ''}Hk)·h with h even`;
+    return float32Inputs(inputs, 'qkv', 'cos', 'sin', 'lambdas', 've');
+  },
+});
+export const attentionInputs = spec(ATTENTION_INPUTS, true);
+export const attentionInputsVE = spec(ATTENTION_INPUTS_VE, true);
+export const attentionInputsQK = spec(ATTENTION_INPUTS_QK, false);
 
 for (const [kernelName, withVe] of [[ATTENTION_INPUTS, false], [ATTENTION_INPUTS_VE, true]] as const) {
   tf.registerGradient({
@@ -52,3 +61,12 @@ for (const [kernelName, withVe] of [[ATTENTION_INPUTS, false], [ATTENTION_INPUTS
     },
   });
 }
+
+tf.registerGradient({
+  kernelName: ATTENTION_INPUTS_QK,
+  inputsToSave: ['qkv', 'cos', 'sin'],
+  gradFunc: (dys, saved, attrs) => {
+    const [dq, dk] = dys as tf.Tensor[], [qkv, cos, sin] = saved;
+    return { qkv: () => tf.engine().runKernel(ATTENTION_INPUTS_QK_GRAD, { dq, dk, qkv, cos, sin }, attrs) as tf.Tensor };
+  },
+});

@@ -10,12 +10,4 @@ namespace tsgpt {
 cudaError_t launchRotary(cudaStream_t s, const void* x, bool xBf16, const float* cosT, const float* sinT, void* y, bool yBf16,
                          int64_t B, int64_t T, int64_t H, int64_t half, bool inverse);
 
-// The same with each row (a head of 2·half) RMS-normed first (eps), and its gradient dx from dy [B,T,H,2·half] float32
-// and x: the shaped blocks' q and k under QK-norm. half a multiple of 4 with half / 4 a power of two ≤ 32, pointers
-// 16-byte aligned (else cudaErrorInvalidValue).
-cudaError_t launchNormedRotary(cudaStream_t s, const void* x, bool xBf16, const float* cosT, const float* sinT, void* y, bool yBf16,
-                               int64_t B, int64_t T, int64_t H, int64_t half, float eps);
-cudaError_t launchNormedRotaryGrad(cudaStream_t s, const float* dy, const void* x, bool xBf16, const float* cosT, const float* sinT,
-                                   float* dx, int64_t B, int64_t T, int64_t H, int64_t half, float eps);
-
 }  // namespace tsgpt

@@ -3,19 +3,14 @@
 // inputs and tables; shapes whose half is not a multiple of 4 (the GPU's scalar path), T = 1, B > 1;
 // half-rotary tables (frequency 0: cos = 1, sin = 0); that the hook runs the fused kernels and `--fused off`
 // (useFusedKernels(false)) the composite; under bf16 precision, a bf16-only input read as stored and the output in bf16
-// only; bad inputs failing with the kernel's name. 'NormedRotary' (each head RMS-normed first) likewise against
-// rotary(rmsNorm(x)), heads of 8 to 256 channels (a head's lanes within a warp), and the shaped block using it.
+// only; bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
 import { bf16, compare, describeOrSkip, checkFusionHook, randFloat, randomRope, targets, useBackend } from '../../../test/cuda_harness.ts';
 import type { CudaBackend } from '../../backend.ts';
-import { NORMED_ROTARY, NORMED_ROTARY_GRAD, ROTARY, ROTARY_GRAD } from './rotary.ts';
-
-/** [y, dx] of normedRotary() for a given dy. */
-const normedRotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
-  [T.normedRotary(x, rope), tf.grad((v: tf.Tensor) => T.normedRotary(v, rope))(x, dy)];
+import { ROTARY, ROTARY_GRAD } from './rotary.ts';
 
 /** [y, dx] for a given dy: the fused kernels where the backend has them, the composite on cpu. */
 const rotaryAndGrad = (rope: T.RopeState) => (x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] =>
@@ -52,7 +47,7 @@ for (const target of targets) {
       const [x, dy] = [randFloat(shape), randFloat(shape)].map(h => tf.tensor(h.values, h.shape));
       try {
         backend.setMatmulPrecision('bf16');
-        const xn = T.rmsNorm(x);  // a bf16-only activation, as the shaped blocks' q and k
+        const xn = T.rmsNorm(x);  // a bf16-only activation, as the composite attentionInputs()'s q and k under QK-norm
         assert.equal(backend.storedValues(xn).bf16, true, 'RMSNorm: bf16 only');
         const y = T.rotary(xn, rope), dx = tf.grad((v: tf.Tensor) => T.rotary(v, rope))(xn, dy);
         assert.equal(backend.storedValues(y).bf16, true, 'Rotary: bf16 only under bf16 precision');
@@ -72,29 +67,6 @@ for (const target of targets) {
         backend.setMatmulPrecision('fp32');
         tf.dispose([x, dy]);
       }
-    });
-
-    it('NormedRotary: output and dx match rotary(rmsNorm(x)) on cpu (heads of 8 to 256 channels: 1 to 32 lanes, rows not filling a warp)', async () => {
-      // [B, T, H, h]: h = 8 (a lane a head), 16, 64 and 256 (a warp a head); 3·5·3 = 45 heads of 16 (2 lanes each:
-      // the last warp part-filled)
-      const shapes = [[2, 7, 3, 8], [3, 5, 3, 16], [1, 9, 2, 64], [1, 4, 2, 256], target.name === 'cuda' ? [2, 512, 6, 128] : [1, 33, 6, 128]];
-      for (const shape of shapes) {
-        for (const kind of ['full', 'half'] as const) {
-          const rope = randomRope(shape[3], kind);
-          await compare(B, `normed rotary ${kind} [${shape}]`, [randFloat(shape, -2, 2), randFloat(shape)], normedRotaryAndGrad(rope), { rtol: 1e-4, atol: 1e-5 });
-        }
-      }
-    });
-
-    it('NormedRotary: the hook runs it where heads fit (h = 10 does not: RMSNorm and Rotary instead), --fused off the composite', async () => {
-      await useBackend(B);
-      const rope = randomRope(16, 'full');
-      const x = tf.tensor(randFloat([2, 5, 3, 16]).values, [2, 5, 3, 16]), dy = tf.tensor(randFloat([2, 5, 3, 16]).values, [2, 5, 3, 16]);
-      await checkFusionHook(() => normedRotaryAndGrad(rope)(x, dy),
-        { fused: [NORMED_ROTARY, NORMED_ROTARY_GRAD], composite: ['Concat'], compositeOnly: ['SplitV', 'Concat', 'RMSNorm', 'Rotary'] });
-      const rope10 = randomRope(10, 'full'), x10 = tf.tensor(randFloat([2, 5, 3, 10]).values, [2, 5, 3, 10]);
-      await checkFusionHook(() => T.normedRotary(x10, rope10), { fused: ['RMSNorm', ROTARY], composite: ['Concat'], compositeOnly: [NORMED_ROTARY] });
-      tf.dispose([x, dy, x10]);
     });
 
     it('train_gpt.ts\'s hook runs the fused kernels, and useFusedKernels(false) (--fused off) the composite', async () => {
@@ -120,11 +92,6 @@ for (const target of targets) {
         assert.throws(run(ROTARY, { x, cos }), /Rotary: the sin table is missing/);
         assert.throws(run(ROTARY_GRAD, { dy: tf.zeros([2, 5, 3]), cos, sin }), /kernel RotaryGrad\(.*RotaryGrad: dy must be float32 \[B,T,H,h\]/);
         assert.throws(run(ROTARY_GRAD, { x, cos, sin }), /RotaryGrad: input dy is missing/);
-        const eps = { eps: 1e-6 }, x10 = tf.zeros([2, 5, 3, 10]), c5 = tf.ones([1, 5, 1, 5]), s5 = tf.zeros([1, 5, 1, 5]);
-        assert.throws(() => tf.engine().runKernel(NORMED_ROTARY, { x: x10, cos: c5, sin: s5 }, eps), /NormedRotary: heads of 10 \(the kernel takes 8, 16, …, 256/);
-        assert.throws(run(NORMED_ROTARY, { x, cos, sin }), /NormedRotary: attr eps must be a finite number/);
-        assert.throws(() => tf.engine().runKernel(NORMED_ROTARY_GRAD, { dy: x, cos, sin }, eps), /NormedRotaryGrad: input x is missing/);
-        assert.throws(() => tf.engine().runKernel(NORMED_ROTARY_GRAD, { dy: x, x: tf.zeros([2, 5, 3, 16]), cos, sin }, eps), /NormedRotaryGrad: x float32\[2,5,3,16\] must be float32 with dy's shape \[2,5,3,8\]/);
       });
     });
   });
