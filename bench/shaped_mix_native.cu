@@ -192,8 +192,10 @@ int main(int argc, char** argv) {
   check(cudaDeviceSynchronize(), "timings");
   for (void* p : {static_cast<void*>(xB), static_cast<void*>(mB), static_cast<void*>(dmB), static_cast<void*>(dDoc),
                   static_cast<void*>(chunkSums), static_cast<void*>(invCounts), static_cast<void*>(partials)}) cudaFree(p);
-  // every window sum is fp64 in the kernels, rounded to float once: errors are float rounding, ~1e-7
-  const bool pass = worst < 1e-5 && bitSame;
+  // every window sum is fp64 in the kernels, rounded to float once: errors are float rounding, ~1e-7 of the norm. An
+  // element of y or dx is a difference of float32 terms of up to ~6 that may cancel, so its error (a few ulps of the
+  // terms, ~1e-6) against report()'s floor (1e-3 of the largest, ~6e-3) can reach ~2e-4 elementwise
+  const bool pass = worst < 2e-4 && bitSame;
   std::printf("worst error %.2e: %s\n", worst, pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;
 }
