@@ -306,13 +306,14 @@ for (const target of targets) {
         const qk = tf.zeros([2, 5, 24]), noV = { qkv: qk, cos, sin };
         assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, qkv }),
           /kernel AttentionInputsQK\(.*AttentionInputsQK: qkv must be \[B,T,\(H\+Hk\)·h\] with h even for H = 2, Hk = 1, got float32\[2,5,32\]/);
-        assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, lambdas }), /AttentionInputsQK: takes no lambdas or ve \(its qkv holds no v heads\)/);
+        assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, lambdas }), /AttentionInputsQK: takes no lambdas or ve, nor their gradients so far \(its qkv holds no v heads\)/);
         assert.throws(run(ATTENTION_INPUTS_QK, { qkv: qk, cos }), /AttentionInputsQK: input sin is missing/);
         assert.throws(run(ATTENTION_INPUTS_QK, { ...noV, cos: tf.ones([1, 4, 1, 4]) }), /AttentionInputsQK: cos must be \[1,5,1,4\] for qkv float32\[2,5,24\]/);
         assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq }), /kernel AttentionInputsQKGrad\(.*AttentionInputsQKGrad: input dk is missing/);
         assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq: dk, dk }), /AttentionInputsQKGrad: dq must be float32 \[2,5,2,8\], got float32\[2,5,1,8\]/);
         assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, qkv, dq, dk }), /AttentionInputsQKGrad: qkv must be \[B,T,\(H\+Hk\)·h\]/);
         assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq, dk, lambdas, dv }), /AttentionInputsQKGrad: takes no lambdas or ve/);
+        assert.throws(run(ATTENTION_INPUTS_QK_GRAD, { ...noV, dq, dk, lambdasAccumulated: lambdas }), /AttentionInputsQKGrad: takes no lambdas or ve/);
       });
     });
   });

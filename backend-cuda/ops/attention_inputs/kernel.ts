@@ -33,7 +33,9 @@ interface Problem { B: number; T: number; H: number; Hk: number; h: number; qkNo
  * (withV), or q and k heads only. */
 function problem(kernel: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap, withV: boolean, withVe: boolean): Problem {
   const fail = (what: string): never => { throw new Error(`${kernel}: ${what}`); };
-  if (!withV && (inputs.lambdas != null || inputs.ve != null)) fail('takes no lambdas or ve (its qkv holds no v heads)');
+  if (!withV && ['lambdas', 've', 'lambdasAccumulated', 'veAccumulated'].some((name) => inputs[name] != null)) {
+    fail('takes no lambdas or ve, nor their gradients so far (its qkv holds no v heads)');
+  }
   if (!withVe && inputs.ve != null) fail(`takes no ve (${ATTENTION_INPUTS_VE} does)`);
   const H = positiveIntAttr(kernel, attrs, 'numHeads'), Hk = positiveIntAttr(kernel, attrs, 'kvHeads');
   const qkNorm = booleanAttr(kernel, attrs, 'qkNorm'), eps = attrs.eps as number;
