@@ -90,6 +90,22 @@ struct Step {
   }
 };
 
+// Adds the terms of walk steps [from, to) of row b's V channels at c to sum, in order, the loads of kStartDepth steps
+// issued together (a clamped step is past `to`: never added).
+template <bool Back, int V, typename In>
+__device__ __forceinline__ void addSteps(const In* __restrict__ in, const double* __restrict__ inv, int64_t b, int64_t from,
+                                         int64_t to, int64_t T, int64_t C, int64_t c, double (&sum)[V]) {
+  for (int64_t g = from; g < to; g += kStartDepth) {
+    Step<Back, V, In> st[kStartDepth];
+#pragma unroll
+    for (int s = 0; s < kStartDepth; ++s) st[s].load(in, inv, b, smaller(g + s, to - 1), T, C, c);
+#pragma unroll
+    for (int s = 0; s < kStartDepth; ++s)
+      if (g + s < to)
+        for (int j = 0; j < V; ++j) sum[j] += term<Back>(st[s].v[j], st[s].inv);
+  }
+}
+
 // Pass 1, one thread's work: i = (b·chunks + k)·(C / V) + the channel vector sums steps [k·kChunk, (k + 1)·kChunk) ∩
 // [0, T) of V channels in order.
 template <bool Back, int V, typename In>
@@ -98,16 +114,7 @@ __global__ void chunkSumsKernel(const In* __restrict__ in, const double* __restr
   TSGPT_GRID_STRIDE(i, n) {
     const int64_t vectors = C / V, c = i % vectors * V, k = i / vectors % chunks, b = i / (vectors * chunks);
     double acc[V] = {};
-    const int64_t u0 = k * kChunk, u1 = smaller(u0 + kChunk, T);
-    for (int64_t g = u0; g < u1; g += kStartDepth) {
-      Step<Back, V, In> st[kStartDepth];
-#pragma unroll
-      for (int s = 0; s < kStartDepth; ++s) st[s].load(in, inv, b, smaller(g + s, u1 - 1), T, C, c);
-#pragma unroll
-      for (int s = 0; s < kStartDepth; ++s)
-        if (g + s < u1)
-          for (int j = 0; j < V; ++j) acc[j] += term<Back>(st[s].v[j], st[s].inv);
-    }
+    addSteps<Back, V>(in, inv, b, k * kChunk, smaller((k + 1) * kChunk, T), T, C, c, acc);
     for (int j = 0; j < V; ++j) sums[(b * chunks + k) * C + c + j] = acc[j];
   }
 }
@@ -144,16 +151,8 @@ __global__ void __launch_bounds__(kWalkThreads) walkKernel(const In* __restrict_
     const int64_t lo = windowStart<Back>(row, u0, T, w);
     double sum[V] = {};
     const int64_t edge = smaller((lo + kChunk - 1) / kChunk * kChunk, u0);
+    addSteps<Back, V>(in, inv, b, lo, edge, T, C, c, sum);
     constexpr int D = kStartDepth;
-    for (int64_t g = lo; g < edge; g += D) {
-      Step<Back, V, In> st[D];
-#pragma unroll
-      for (int s = 0; s < D; ++s) st[s].load(in, inv, b, smaller(g + s, edge - 1), T, C, c);
-#pragma unroll
-      for (int s = 0; s < D; ++s)
-        if (g + s < edge)
-          for (int j = 0; j < V; ++j) sum[j] += term<Back>(st[s].v[j], st[s].inv);
-    }
     for (int64_t g = edge; g < u0; g += D * kChunk) {
       double part[D][V];
 #pragma unroll
