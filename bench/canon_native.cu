@@ -35,7 +35,6 @@ int main(int argc, char** argv) {
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& x : v) x = scale * u(rng); return v; };
   // the values as bf16 holds them, so that the float and bf16 runs see the same inputs
-  auto bf16Values = [](std::vector<float> v) { for (float& x : v) x = __bfloat162float(__float2bfloat16(x)); return v; };
   const std::vector<float> x = bf16Values(random(n, 1.f)), dy = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f);
   std::vector<int32_t> doc(rows);
   for (int64_t r = 0, d = 0; r < rows; r++) doc[r] = (r % T == 0 || rng() % 300 == 0) ? int32_t(++d) : int32_t(d);

@@ -1,6 +1,8 @@
 // Shared by the Node-free kernel benchmarks (bench/*_native.cu): stop on a CUDA error, a device buffer of floats
-// with host transfers, a result's error against a float64 reference, and a memory-bound kernel's timing.
+// with host transfers, values rounded as bf16 holds them, a result's error against a float64 reference, and a memory-bound
+// kernel's timing.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -31,6 +33,13 @@ struct Buffer {
     return h;
   }
 };
+
+// The values as bf16 holds them (rounded to nearest even, widened back): inputs that a float and a bf16 run of a kernel
+// both see exactly.
+static std::vector<float> bf16Values(std::vector<float> v) {
+  for (float& e : v) e = __bfloat162float(__float2bfloat16(e));
+  return v;
+}
 
 // Prints and returns the larger of ‖got − want‖ / ‖want‖ and max |got − want| / (f + |want|), f = 1e-3·max(1, max |want|)
 // (a sum over many random terms, a mean or a weight's gradient, can land near 0).

@@ -118,9 +118,8 @@ int main(int argc, char** argv) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-2.f, 2.f), positive(0.5f, 1.5f);
   auto random = [&](int64_t count) { std::vector<float> v(count); for (float& e : v) e = u(rng); return v; };
-  auto asBf16 = [](std::vector<float> v) { for (float& e : v) e = __bfloat162float(__float2bfloat16(e)); return v; };
   // x and m hold bf16 values, so that the float and bf16 runs agree
-  const std::vector<float> x = asBf16(random(n)), m = asBf16(random(n)), dy = random(n), accumulated = random(n);
+  const std::vector<float> x = bf16Values(random(n)), m = bf16Values(random(n)), dy = random(n), accumulated = random(n);
   std::vector<float> coef(3 * H);
   for (float& e : coef) e = positive(rng);
   const std::vector<int32_t> doc = documents(rng, B, T, w);

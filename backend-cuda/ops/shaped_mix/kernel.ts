@@ -32,7 +32,7 @@ export interface ShapedMixNative {
 function checked(kernel: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap, lead: 'x' | 'dy') {
   const x = input(kernel, inputs, lead), docIds = input(kernel, inputs, 'docIds', 'int32'), coef = input(kernel, inputs, 'coef');
   if (x.shape.length !== 4) throw new Error(`${kernel}: ${lead} must be [B,T,H,h], got ${describe(x)}`);
-  const same = ['x', 'm', 'accumulated'].filter((name) => name !== lead && (name !== 'accumulated' || inputs.accumulated != null));
+  const same = lead === 'x' ? ['m'] : ['x', 'm', ...(inputs.accumulated != null ? ['accumulated'] : [])];
   for (const name of same) {
     const t = input(kernel, inputs, name);
     if (t.shape.join() !== x.shape.join()) throw new Error(`${kernel}: ${name} ${describe(t)} must have ${lead}'s shape [${x.shape}]`);
