@@ -7,7 +7,8 @@
 // paths; on the GPU, rows longer than one walk and a 33k-token row offset by 100 (an fp32 running sum would drift
 // there). Also: two runs agree bit for bit; bf16-only x and m read as stored and dm bf16-only under bf16 precision; x's
 // gradient so far summed in by the kernel (no Add); the model's --block sas and sas-p run it with the loss and gradients
-// of --fused off; bad inputs fail with the kernel's name.
+// of --fused off, and sas-p's backward has no Add of the residual stream's shape (its MLP runs first); bad inputs fail
+// with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
@@ -235,6 +236,27 @@ for (const target of targets) {
         await checkModelKernels(cfg, [0, 5, 16, 27], { [SHAPED_MIX]: 2, [SHAPED_MIX_GRAD]: 2 });
       });
     }
+
+    it('--block sas-p\'s backward sums its normed input\'s gradients in the kernels: no Add of the residual stream\'s shape', async () => {
+      await useBackend(B);
+      const cfg = T.resolveConfig('tiny', {
+        block: 'sas-p', vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
+        noMlpLayers: [], seqLen: 16, windowBlock: 4, windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
+      }).cfg;
+      const m = T.createModel(cfg), tokens = Int32Array.from({ length: 32 }, (_, i) => (i % 11 === 0 ? cfg.bosToken : Math.floor(random() * 60)));
+      const batch = T.toDevice({ inputs: tokens, targets: tokens.map((t) => (t * 7) % 60), B: 2, T: 16 }, cfg.bosToken);
+      try {
+        const profile = await tf.profile(() => {
+          const r = tf.variableGrads(() => T.modelLoss(m, batch, T.attnScheduleAt(2, T.initRope(cfg), cfg), 'mean'));
+          return [r.value, ...Object.values(r.grads)];
+        });
+        const adds = profile.kernels.filter((k) => k.name === 'Add' && k.inputShapes[0]?.join() === [2, 16, cfg.modelDim].join());
+        assert.equal(adds.length, 0, `Adds of [2,16,${cfg.modelDim}]: ${adds.length}`);
+      } finally {
+        T.disposeBatch(batch);
+        T.disposeModel(m);
+      }
+    });
 
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
