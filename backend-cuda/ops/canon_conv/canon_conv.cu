@@ -32,6 +32,7 @@
 // projection's two gradient matmuls are its only readers, and they round it to bf16 anyway).
 #include "canon_conv.h"
 
+#include "../../native/async_copy.cuh"
 #include "../../native/launch.h"
 #include "../../native/launchers.h"
 #include "../../native/rows.cuh"
@@ -45,6 +46,7 @@ constexpr int kRowGroups = kCanonRowsPerPartial / kRowsPerThread;      // a bloc
 constexpr int kChannelThreads = 32;                                   // a block's threads along channel vectors
 static_assert(kRowGroups * kRowsPerThread == kCanonRowsPerPartial, "a block covers one partial's rows");
 constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // canonRowNormGradKernel: a thread a channel vector
+constexpr int kRowNormRingRows = 8;                            // canonRowNormGradKernel's rings (RowRing)
 
 // Channel c's weights as the kernels use them: 1 + w[c,3] (the residual and the current token's tap) and
 // taps[s − 1] = w[c,3−s], multiplying the token s back.
@@ -140,24 +142,102 @@ __device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], flo
   }
 }
 
+// Where the taps count, for a warp's rows (the gradient kernels): bit k of the mask says that row first + k begins a run
+// of rows that see each other (the first token of its sequence, or another document than the row before) or lies outside
+// [0, rows). Rows q and q − s see each other where none of rows q − s + 1 … q begins a run. The warp's lanes share their
+// rows, so lane l tests rows first + l and first + 32 + l and a ballot gathers the bits: two loads of the documents a lane,
+// where each row's taps compared documents and positions (a 64-bit remainder a row among them). Every lane calls it.
+__device__ __forceinline__ uint64_t runStarts(const int32_t* __restrict__ doc, int first, int rows, int T) {
+  const int lane = int(threadIdx.x) & 31;
+  auto starts = [&](int q) { return q <= 0 || q >= rows || q % T == 0 || doc[q] != doc[q - 1]; };
+  const uint32_t low = __ballot_sync(0xffffffffu, starts(first + lane)), high = __ballot_sync(0xffffffffu, starts(first + 32 + lane));
+  return uint64_t(high) << 32 | low;
+}
+// Rows at bits k and k − s (s ≤ 3) see each other.
+__device__ __forceinline__ bool sameRun(uint64_t starts, int k, int s) { return ((starts >> (k - s + 1)) & ((1u << s) - 1)) == 0; }
+// No row at bits first … first + count − 1 begins a run: every tap there counts (the kernels' path without conditions).
+__device__ __forceinline__ bool noRunStarts(uint64_t starts, int first, int count) {
+  return ((starts >> first) & ((uint64_t(1) << count) - 1)) == 0;
+}
+
+// A thread's V values of a row as one copy (16, 8, 4 or 2 bytes).
+template <typename In, int V>
+struct RawRow;
+template <>
+struct RawRow<float, 4> { using type = float4; };
+template <>
+struct RawRow<__nv_bfloat16, 4> { using type = uint2; };
+template <>
+struct RawRow<float, 1> { using type = float; };
+template <>
+struct RawRow<__nv_bfloat16, 1> { using type = __nv_bfloat16; };
+
+// The rows a kernel reads ahead: each thread copies its own V values of each row into its own slot of a ring of kRows
+// rows in shared memory (cp.async), some rows before it reads them, so that the bytes in flight hold no registers. With
+// one row ahead in registers (≈ 20 bytes a thread in flight), D's and B's gradients ran at 1.3–1.6 TB/s. Slots are
+// [kRows][the block's threads], so a warp's copies and reads of a row are consecutive.
+template <typename In, int V, int kRows>
+struct RowRing {
+  static_assert((kRows & (kRows - 1)) == 0, "a ring of a power of two rows: a row's slot is its index & (kRows − 1)");
+  using Raw = typename RawRow<In, V>::type;
+  Raw* slots;  // this thread's slot of ring row 0
+  int stride;  // the block's threads
+  __device__ __forceinline__ RowRing(unsigned char* memory, int thread, int threads)
+      : slots(reinterpret_cast<Raw*>(memory) + thread), stride(threads) {}
+  __host__ __device__ static constexpr size_t bytes(int threads) { return size_t(kRows) * threads * sizeof(Raw); }
+  // row `row`'s slot (row: relative to any fixed origin, negative too)
+  __device__ __forceinline__ Raw* at(int row) const { return slots + (row & (kRows - 1)) * stride; }
+  __device__ __forceinline__ void copy(int row, const In* __restrict__ src) {
+    if constexpr (sizeof(Raw) >= 4) copyAsyncOwn<int(sizeof(Raw))>(at(row), src);
+    else *at(row) = *reinterpret_cast<const Raw*>(src);  // 2 bytes (V = 1 of bf16) is below cp.async's smallest copy
+  }
+  __device__ __forceinline__ void read(int row, float (&v)[V]) const {
+    const Raw raw = *at(row);
+    if constexpr (V == 4) widen(Packed4<In>{raw}, v);
+    else v[0] = toFloat(raw);
+  }
+};
+// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid): 16 rows each.
+constexpr int kRingRows = 16;
+constexpr int kGradThreads = kChannelThreads * kRowGroups;
+template <typename In, int V>
+struct GridRing : RowRing<In, V, kRingRows> {
+  __device__ __forceinline__ explicit GridRing(unsigned char* memory)
+      : RowRing<In, V, kRingRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGradThreads) {}
+  static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGradThreads);
+};
+
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
 // ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
-// forward equals the composite bit for bit (without the norm: z = x).
+// forward equals the composite bit for bit (without the norm: z = x). A thread walks its kRowsPerThread rows with z of
+// rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
+// ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
+// shuffles) overlap. A pass whose rows all see each other (runStarts) runs without the taps' conditions.
 template <int V, int Norm, bool Relu2, typename In, typename Out>
-__global__ void __launch_bounds__(kChannelThreads * kRowGroups)
+__global__ void __launch_bounds__(kGradThreads)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Out* __restrict__ y, int rows, int T, int C, NormArgs norm) {
-  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  extern __shared__ __align__(16) unsigned char ringMemory[];
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31; a pass from row i copies rows i + 12 … i + 15 (into
+  // the slots of rows i − 4 … i − 1, read by the pass before) and waits for its own rows, up to i + 3
+  constexpr int kFirst = -3, kLast = kRowsPerThread - 1, kPass = 4, kPending = kRingRows - kPass;
   constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
+  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
   const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;  // the same across a head's lanes
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i
   if (r0 >= rows || (!Shuffles && !active)) return;  // r0: the same across the warp
-  const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
+  const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  // Row r's input to the taps from its x: x, or x·rstd (a normed head, or the row: rowRstd, rowRstdAt(r)); 0 in an
-  // inactive lane
-  auto toInput = [&](float (&v)[V], float rowRstd) {
+  GridRing<In, V> xRing(ringMemory);
+  auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
+    if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
+    commitAsync();
+  };
+  // z of row r0 + i: x, or x·rstd (a normed head, or the row: rowRstd); 0 in an inactive lane of a normed kernel
+  auto input = [&](int i, float (&v)[V], float rowRstd) {
+    xRing.read(i, v);
     if constexpr (Norm == kHeadNorm) {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
@@ -169,210 +249,180 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
       for (int j = 0; j < V; ++j) v[j] *= rowRstd;
     }
   };
-  auto rowRstdAt = [&](int r) { return Norm == kRowNorm ? norm.rowRstd[r] : 1.f; };
-  auto input = [&](int r, float (&v)[V]) {
-    loadVec<V>(x + int64_t(r) * C + cl, v);
-    toInput(v, rowRstdAt(r));
+  // rstd of row r0 + i for kRowNorm (rows outside read the first or last: never counted)
+  auto rowRstdOf = [&](int i) { return Norm == kRowNorm ? norm.rowRstd[min(max(r0 + i, 0), rows - 1)] : 1.f; };
+  float zs[4][V];  // z of row r0 + i in zs[i & 3]
+#pragma unroll 1
+  for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
+  waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
+#pragma unroll
+  for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3], rowRstdOf(i));
+  auto pass = [&](int m, auto checked) {
+    constexpr bool kChecked = decltype(checked)::value;
+    float rstd[kPass];
+#pragma unroll
+    for (int p = 0; p < kPass; ++p) {
+      fetch(m + p + kRingRows - kPass);
+      rstd[p] = rowRstdOf(m + p);
+    }
+    waitAsync<kPending>();
+#pragma unroll
+    for (int p = 0; p < kPass; ++p) {
+      const int i = m + p, bit = i + 4, r = r0 + i;
+      input(i, zs[p], rstd[p]);
+      float out[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        float acc = __fmul_rn(zs[p][j], k[j].self);
+#pragma unroll
+        for (int s = 1; s <= 3; ++s)
+          acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
+        out[j] = Relu2 ? (acc > 0.f ? __fmul_rn(acc, acc) : 0.f) : acc;  // Relu2: the MLP's relu(h)² after Canon D
+      }
+      if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
+    }
   };
-  // prev[s − 1]: the input of the row s back, prevDoc its document; counted where t ≥ s (the same sequence) and the
-  // documents agree
-  float prev[3][V];
-  int prevDoc[3];
-  int t = r0 % T;
-#pragma unroll
-  for (int s = 1; s <= 3; ++s) {
-    prevDoc[s - 1] = 0;
-#pragma unroll
-    for (int j = 0; j < V; ++j) prev[s - 1][j] = 0.f;
-    if (t >= s) {
-      input(r0 - s, prev[s - 1]);
-      prevDoc[s - 1] = doc[r0 - s];
-    }
-  }
-  // x and its row's rstd are loaded a row ahead of their use, unconditionally (the last row again at the end), so that
-  // no load waits behind the row before's norm or store (the document too took the plain kernels past 64 registers, to
-  // 3 blocks an SM, and 9 % slower)
-  float ahead[V], rstdAhead = rowRstdAt(r0);
-  loadVec<V>(x + int64_t(r0) * C + cl, ahead);
-#pragma unroll 4
-  for (int r = r0; r < r1; ++r) {
-    float cur[V], out[V];
-#pragma unroll
-    for (int j = 0; j < V; ++j) cur[j] = ahead[j];
-    const float rstd = rstdAhead;
-    const int d = doc[r], next = min(r + 1, rows - 1);
-    loadVec<V>(x + int64_t(next) * C + cl, ahead);
-    rstdAhead = rowRstdAt(next);
-    toInput(cur, rstd);
-    bool counts[3];
-#pragma unroll
-    for (int s = 1; s <= 3; ++s) counts[s - 1] = t >= s && prevDoc[s - 1] == d;
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      float acc = __fmul_rn(cur[j], k[j].self);
-#pragma unroll
-      for (int s = 1; s <= 3; ++s) acc = __fadd_rn(acc, __fmul_rn(counts[s - 1] ? prev[s - 1][j] : 0.f, k[j].taps[s - 1]));
-      out[j] = Relu2 ? (acc > 0.f ? __fmul_rn(acc, acc) : 0.f) : acc;  // Relu2: the MLP's relu(h)² after Canon D
-    }
-    if (active) storeVec<V>(y + int64_t(r) * C + c0, out);
-#pragma unroll
-    for (int j = 0; j < V; ++j) { prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j]; }
-    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-    if (++t == T) t = 0;
+#pragma unroll 1
+  for (int m = 0; m < kRowsPerThread; m += kPass) {
+    // rows r0 + m − 2 … r0 + m + 3: the pass's taps and stores (bits m + 2 … m + 7)
+    if (noRunStarts(starts, m + 2, kPass + 2)) pass(m, std::false_type{});
+    else pass(m, std::true_type{});
   }
 }
 
-// The rows around row r that both gradient kernels (canonConvGradKernel, canonRowNormGradKernel) read, a thread's V
-// channels of each: z of the three rows before (prev[s − 1]: s back) and dy of the three after (next[s − 1]), their
-// documents, dy of row r (g), r's document d and its position t in its sequence. The kernels load the first rows (each
-// its own way: z needs the norm) and the rows ahead; this does the bookkeeping that is the same in both.
-template <int V>
-struct CanonGradRows {
-  float prev[3][V] = {}, next[3][V] = {}, g[V];
-  int prevDoc[3] = {}, nextDoc[3] = {}, d, t;
-  bool before[3], after[3];  // whether row r − s and row r + s are in r's sequence and document
-
-  __device__ __forceinline__ void see(int T) {
-#pragma unroll
-    for (int s = 1; s <= 3; ++s) {
-      before[s - 1] = t >= s && prevDoc[s - 1] == d;
-      after[s - 1] = t + s < T && nextDoc[s - 1] == d;
-    }
-  }
-  // dz of channel j, the taps' gradient: dy of the row and of the three after
-  __device__ __forceinline__ float dz(int j, const CanonTaps& k) const {
-    float acc = g[j] * k.self;
-#pragma unroll
-    for (int s = 1; s <= 3; ++s)
-      if (after[s - 1]) acc += next[s - 1][j] * k.taps[s - 1];
-    return acc;
-  }
-  // dw's sums (sum[j][k]: tap k, the token 3 − k back): dy of the row times z of it (cur) and of the three before
-  __device__ __forceinline__ void addDw(float (&sum)[V][4], const float (&cur)[V]) const {
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      sum[j][3] += g[j] * cur[j];
-#pragma unroll
-      for (int s = 1; s <= 3; ++s)
-        if (before[s - 1]) sum[j][3 - s] += g[j] * prev[s - 1][j];
-    }
-  }
-  // On to row r + 1: z of r (cur) becomes the row before, and dy of row r + 4 (ahead) and its document the last after.
-  __device__ __forceinline__ void advance(const float (&cur)[V], const float (&ahead)[V], int aheadDoc, int T) {
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      prev[2][j] = prev[1][j]; prev[1][j] = prev[0][j]; prev[0][j] = cur[j];
-      g[j] = next[0][j]; next[0][j] = next[1][j]; next[1][j] = next[2][j]; next[2][j] = ahead[j];
-    }
-    prevDoc[2] = prevDoc[1]; prevDoc[1] = prevDoc[0]; prevDoc[0] = d;
-    d = nextDoc[0]; nextDoc[0] = nextDoc[1]; nextDoc[1] = nextDoc[2]; nextDoc[2] = aheadDoc;
-    if (++t == T) t = 0;
-  }
-};
-
-// dz of each row (the gradient of the taps' input) from dy of it and the three rows after (next[s − 1]: dy of the row s
-// ahead, counted where t + s < T and the documents agree, but loaded wherever it exists: it becomes the row's own dy
-// s rows later), and the row's products with the input of it and the three rows before for dw. dx = dz, or in a normed
-// head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's backward), rstd made again from the row (kRowNorm has its own kernel,
-// canonRowNormGradKernel). The block sums its row groups' dw in order in shared memory and writes one partial [4] per
-// channel: partials[blockIdx.y][c].
+// dz of each row (the gradient of the taps' input) from dy of it and the three rows after, and the row's products with
+// the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
+// backward), rstd made again from the row (kRowNorm has its own kernel, canonRowNormGradKernel). A thread walks its
+// kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
+// so that each row's register is fixed; x and dy come through the ring (RowRing), row r + 13 copied at row r. A pass whose
+// rows all see each other (runStarts) runs without the taps' conditions. The block sums its row groups' dw in order in
+// shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kChannelThreads * kRowGroups)
+__global__ void __launch_bounds__(kGradThreads)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, NormArgs norm) {
-  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  extern __shared__ __align__(16) unsigned char ringMemory[];
   static_assert(Norm != kRowNorm, "the row norm's gradient is canonRowNormGradKernel's");
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31, dy of r0 … r0 + 34; row r reads x of r and dy of
+  // r + 3. A pass from row i copies rows i + 12 … i + 15 (into the slots of rows i − 4 … i − 1, read before) and waits
+  // for the rows it reads, up to i + 6, so that its four rows' norms (a normed head's chains of shuffles) overlap
+  constexpr int kFirst = -3, kLastX = kRowsPerThread - 1, kLast = kRowsPerThread + 2, kLead = 3, kPass = 4;
+  constexpr int kPending = kRingRows - kPass - kLead;  // rows after the pass's last that may still be in flight
   constexpr bool Shuffles = Norm == kHeadNorm;  // every lane of the warp must take part
+  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
   const bool active = c0 < C, normed = Shuffles && c0 < norm.channels;
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
   if (r0 < rows && (Shuffles || active)) {  // r0: the same across the warp
-    const int r1 = min(r0 + kRowsPerThread, rows), cl = active ? c0 : C - V;  // cl: an inactive lane reads the last channels
+    const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-    // Row r's input to the taps z (x, or x·rstd in a normed head) and rstd; 0 in an inactive lane (its dy too). The loads
-    // are unconditional (no branch around them): the loads of the unrolled rows issue together.
-    auto toInput = [&](float (&v)[V]) {
-      float rstd = 1.f;
-      if constexpr (Norm == kHeadNorm) {
-#pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-        rstd = headRstd(v, normed, norm);
-#pragma unroll
-        for (int j = 0; j < V; ++j) v[j] *= rstd;
+    GridRing<In, V> xRing(ringMemory);
+    GridRing<InDy, V> dyRing(ringMemory + GridRing<In, V>::kBytes);
+      // row r0 + i into its slots (one commit group a row, empty past the last row read); rows outside the tensor are
+    // read from its first or last row and never counted
+    auto fetch = [&](int i) {
+      if (i <= kLast) {
+        const int64_t at = int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl;
+        if (i <= kLastX) xRing.copy(i, x + at);
+        if (i >= 0) dyRing.copy(i, dy + at);
       }
-      return rstd;
+      commitAsync();
     };
-    auto input = [&](int r, float (&v)[V]) {
-      loadVec<V>(x + int64_t(r) * C + cl, v);
-      toInput(v);
-    };
-    auto gradient = [&](int r, float (&v)[V]) {
-      loadVec<V>(dy + int64_t(r) * C + cl, v);
+    // x of row r0 + i (v), and its z: x, or x·rstd in a normed head (rstd returned); 0 in an inactive lane, dy too
+    auto readX = [&](int i, float (&v)[V]) {
+      xRing.read(i, v);
       if constexpr (Shuffles) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       }
     };
-    CanonGradRows<V> around;
-    around.t = r0 % T;
+    auto readDy = [&](int i, float (&v)[V]) {
+      dyRing.read(i, v);
+      if constexpr (Shuffles) {
 #pragma unroll
-    for (int s = 1; s <= 3; ++s) {
-      if (around.t >= s) {
-        input(r0 - s, around.prev[s - 1]);
-        around.prevDoc[s - 1] = doc[r0 - s];
+        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
       }
-      if (r0 + s < rows) {
-        gradient(r0 + s, around.next[s - 1]);
-        around.nextDoc[s - 1] = doc[r0 + s];
+    };
+    float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
+#pragma unroll 1
+    for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
+    waitAsync<kPending>();  // rows r0 − 3 … r0 + 2 have landed
+#pragma unroll
+    for (int i = kFirst; i < 0; ++i) {
+      readX(i, zs[i & 3]);
+      if constexpr (Shuffles) {
+        const float rstd = headRstd(zs[i & 3], normed, norm);
+#pragma unroll
+        for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
       }
     }
-    // x is loaded a row ahead of its use (as in the forward), dy and the documents four rows ahead (clamped to the last
-    // row: a row past the last is in no later position of the sequence, so never counted)
-    float xAhead[V];
-    around.d = doc[r0];
-    gradient(r0, around.g);
-    loadVec<V>(x + int64_t(r0) * C + cl, xAhead);
-#pragma unroll 4
-    for (int r = r0; r < r1; ++r) {
-      float cur[V], ahead[V], out[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) cur[j] = xAhead[j];
-      const int next1 = min(r + 1, rows - 1), next4 = min(r + 4, rows - 1);
-      loadVec<V>(x + int64_t(next1) * C + cl, xAhead);
-      gradient(next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
-      const int aheadDoc = doc[next4];
-      around.see(T);
+    for (int i = 0; i < kLead; ++i) readDy(i, gs[i]);
+    // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
+    auto pass = [&](int m, auto checked) {
+      constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
-      for (int j = 0; j < V; ++j) out[j] = around.dz(j, k[j]);  // no norm in dz
-      // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the head's
-      // Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them one
-      // chain twice as long: the normed kernel ran at half the plain one's bandwidth)
-      float rstd = 1.f, dzx = 0.f;
-      if constexpr (Norm == kHeadNorm) {
-        float ss = 0.f;
+      for (int p = 0; p < kPass; ++p) fetch(m + p + kRingRows - kPass);
+      waitAsync<kPending>();
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) {
+        const int i = m + p, bit = i + 4, r = r0 + i;
+        float cur[V], out[V];
+        readX(i, cur);
+        readDy(i + kLead, gs[(p + kLead) & 3]);
+        const bool inside = !kChecked || r < rows;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          cur[j] = active ? cur[j] : 0.f;
-          ss += cur[j] * cur[j];
-          dzx += out[j] * cur[j];
-        }
-        headSums(ss, dzx, norm.group);
-        if (normed) rstd = rsqrtf(ss / float(norm.group) + norm.eps);
+          float acc = gs[p][j] * k[j].self;
 #pragma unroll
-        for (int j = 0; j < V; ++j) cur[j] *= rstd;
-      }
-      around.addDw(sum, cur);
-      if constexpr (Norm == kHeadNorm) {  // through the head's norm
-        if (normed) {
-          const float mean = rstd * dzx / float(norm.group);
-#pragma unroll
-          for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+          for (int s = 1; s <= 3; ++s)
+            if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
+          out[j] = acc;  // dz: no norm in it
         }
+        // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
+        // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
+        // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
+        [[maybe_unused]] float rstd = 1.f, dzx = 0.f;  // read by the normed head only
+        if constexpr (Shuffles) {
+          float ss = 0.f;
+#pragma unroll
+          for (int j = 0; j < V; ++j) {
+            ss += cur[j] * cur[j];
+            dzx += out[j] * cur[j];
+          }
+          headSums(ss, dzx, norm.group);
+          if (normed) rstd = rsqrtf(ss / float(norm.group) + norm.eps);
+#pragma unroll
+          for (int j = 0; j < V; ++j) cur[j] *= rstd;
+        }
+#pragma unroll
+        for (int j = 0; j < V; ++j) {  // dw: dy of the row times z of it and of the three before
+          const float g = inside ? gs[p][j] : 0.f;
+          sum[j][3] += g * cur[j];
+#pragma unroll
+          for (int s = 1; s <= 3; ++s)
+            if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * zs[(p - s) & 3][j];
+        }
+        if constexpr (Shuffles) {  // through the head's norm
+          if (normed) {
+            const float mean = rstd * dzx / float(norm.group);
+#pragma unroll
+            for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+          }
+        }
+        if (active && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
+#pragma unroll
+        for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
       }
-      if (active) storeVec<V>(dx + int64_t(r) * C + c0, out);
-      around.advance(cur, ahead, aheadDoc, T);
+    };
+#pragma unroll 1
+    for (int m = 0; m < kRowsPerThread; m += kPass) {
+      // rows r0 + m − 2 … r0 + m + 6: the taps of the pass's dw and dz (bits m + 2 … m + 10)
+      if (noRunStarts(starts, m + 2, 9)) pass(m, std::false_type{});
+      else pass(m, std::true_type{});
     }
   }
   writeBlockPartials<V>(sum, partials, C);
@@ -385,19 +435,47 @@ __global__ void __launch_bounds__(kChannelThreads * kRowGroups)
 // given. dw from z = x·rstd of the row and the three before (their rstd from the same sums, before the first row). The
 // block's dw goes to partials[blockIdx.x][c], summed in two ordered passes after (canonPartialSumsKernel).
 // What this replaces: an rstd pass over x, dz written and read back, and RMSNormGrad's pass over dz, x and acc.
+// x, acc and dy come through rings of kRowNormRingRows rows (RowRing; 40 bytes a row a thread at float32 x and acc, so
+// two blocks of 192 threads fit an SM): row r reads x and acc of r and dy of r + 3 and copies row r + 5. With a row
+// ahead in registers the kernel ran at ≈ 2.2 TB/s. Rows in fours, as canonConvGradKernel's.
 template <int V, typename InDy, typename In>
 __global__ void __launch_bounds__(kRowNormMaxThreads)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, float* __restrict__ dx,
                            __nv_bfloat16* __restrict__ twin, float* __restrict__ partials, int rows, int T, int C, float eps) {
+  extern __shared__ __align__(16) unsigned char ringMemory[];
   __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];  // per warp (Σx², Σdz·x); two rows' worth: one barrier a row
-  const int c0 = int(threadIdx.x) * V, warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
-  const int r0 = int(blockIdx.x) * kCanonRowNormRows, r1 = min(r0 + kCanonRowNormRows, rows);
+  // rows read, relative to the block's first: x of r0 − 3 … r0 + 31, acc of r0 … r0 + 31, dy of r0 … r0 + 34; row r copies
+  // row r + 5 into the slot of row r − 3 (its x and acc read 3 rows ago, its dy 6)
+  constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLast = kCanonRowNormRows + 2, kLead = 3;
+  constexpr int kPending = kRowNormRingRows + kFirst - kLead;  // rows after the one read that may still be in flight
+  const int threads = int(blockDim.x), c0 = int(threadIdx.x) * V, warp = int(threadIdx.x) / 32, warps = threads / 32;
+  const int r0 = int(blockIdx.x) * kCanonRowNormRows;
   const bool active = c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i (the same in every warp)
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+  using XRing = RowRing<In, V, kRowNormRingRows>;
+  using DyRing = RowRing<InDy, V, kRowNormRingRows>;
+  XRing xRing(ringMemory, int(threadIdx.x), threads);
+  DyRing dyRing(ringMemory + XRing::bytes(threads), int(threadIdx.x), threads);
+  RowRing<float, V, kRowNormRingRows> accRing(ringMemory + XRing::bytes(threads) + DyRing::bytes(threads), int(threadIdx.x), threads);
+  auto fetch = [&](int i) {  // row r0 + i into its slots: one commit group a row, empty past the last row read
+    if (i <= kLast) {
+      const int64_t at = int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl;  // rows outside: read, never counted
+      if (i <= kLastX) xRing.copy(i, x + at);
+      if (i >= 0) dyRing.copy(i, dy + at);
+      if (acc && i >= 0 && i <= kLastX) accRing.copy(i, acc + at);
+    }
+    commitAsync();
+  };
+  auto read = [&](const auto& ring, int i, float (&v)[V]) {
+    ring.read(i, v);
+#pragma unroll
+    for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+  };
   int parity = 0;
   // (Σ a, Σ b) over the row's channels, in every thread: all of the block's threads call it, for the same row
   auto rowSums = [&](float a, float b) {
@@ -410,11 +488,6 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     parity ^= 1;
     return total;
   };
-  auto load = [&](const auto* p, int r, float (&v)[V]) {
-    loadVec<V>(p + int64_t(r) * C + cl, v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-  };
   auto squares = [&](const float (&v)[V]) {
     float ss = 0.f;
 #pragma unroll
@@ -422,62 +495,69 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     return ss;
   };
   const float invC = 1.f / float(C);
-  // z of the three rows before r0 (prev[s − 1]: s back) where they are in the sequence: rstd from their sums too (the
-  // condition is the block's: the same rows for every thread)
-  CanonGradRows<V> around;
-  around.t = r0 % T;
+  float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
+  float sum[V][4] = {};      // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
+#pragma unroll 1
+  for (int i = kFirst; i < kFirst + kRowNormRingRows; ++i) fetch(i);
+  waitAsync<kPending>();  // rows r0 − 3 … r0 + 2 have landed
+  // z of the three rows before r0 (rstd from their sums too: every thread of the block takes part), dy of the first three
 #pragma unroll
-  for (int s = 1; s <= 3; ++s) {
-    if (around.t >= s) {
-      load(x, r0 - s, around.prev[s - 1]);
-      const float rstd = rsqrtf(rowSums(squares(around.prev[s - 1]), 0.f).x * invC + eps);
+  for (int i = kFirst; i < 0; ++i) {
+    read(xRing, i, zs[i & 3]);
+    const float rstd = rsqrtf(rowSums(squares(zs[i & 3]), 0.f).x * invC + eps);
 #pragma unroll
-      for (int j = 0; j < V; ++j) around.prev[s - 1][j] *= rstd;
-      around.prevDoc[s - 1] = doc[r0 - s];
-    }
-    if (r0 + s < rows) {
-      load(dy, r0 + s, around.next[s - 1]);
-      around.nextDoc[s - 1] = doc[r0 + s];
-    }
+    for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
   }
-  float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
-  // x and acc are loaded a row ahead of their use, dy four rows ahead (as canonConvGradKernel): the row's barrier would
-  // otherwise wait for a load issued in the same row
-  float xAhead[V], accAhead[V] = {};
-  around.d = doc[r0];
-  load(dy, r0, around.g);
-  load(x, r0, xAhead);
-  if (acc) load(acc, r0, accAhead);
-  for (int r = r0; r < r1; ++r) {
-    float cur[V], ahead[V], a[V], dz[V];
 #pragma unroll
-    for (int j = 0; j < V; ++j) { cur[j] = xAhead[j]; a[j] = accAhead[j]; }
-    const int next1 = min(r + 1, rows - 1), next4 = min(r + 4, rows - 1);
-    load(x, next1, xAhead);
-    if (acc) load(acc, next1, accAhead);
-    load(dy, next4, ahead);  // dy of the row 4 ahead: the next row's next[2]
-    const int aheadDoc = doc[next4];
-    around.see(T);
-    float dot = 0.f;
+  for (int i = 0; i < kLead; ++i) read(dyRing, i, gs[i]);
+  // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
+  auto pass = [&](int m, auto checked) {
+    constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      dz[j] = around.dz(j, k[j]);
-      dot += dz[j] * cur[j];
-    }
-    const float2 total = rowSums(squares(cur), dot);
-    const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
-    float out[V];
+    for (int p = 0; p < 4; ++p) {
+      const int i = m + p, bit = i + 4, r = r0 + i;
+      fetch(i + kRowNormRingRows + kFirst);
+      waitAsync<kPending>();
+      float cur[V], a[V] = {}, dz[V], out[V];
+      read(xRing, i, cur);
+      if (acc) read(accRing, i, a);
+      read(dyRing, i + kLead, gs[(p + kLead) & 3]);
+      const bool inside = !kChecked || r < rows;
+      float dot = 0.f;
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      out[j] = rstd * dz[j] - c * cur[j] + a[j];
-      cur[j] *= rstd;  // z, for dw and the rows after
+      for (int j = 0; j < V; ++j) {
+        float d = gs[p][j] * k[j].self;
+#pragma unroll
+        for (int s = 1; s <= 3; ++s)
+          if (!kChecked || sameRun(starts, bit + s, s)) d += gs[(p + s) & 3][j] * k[j].taps[s - 1];
+        dz[j] = d;
+        dot += d * cur[j];
+      }
+      const float2 total = rowSums(squares(cur), dot);
+      const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        out[j] = rstd * dz[j] - c * cur[j] + a[j];
+        cur[j] *= rstd;  // z, for dw and the rows after
+        const float g = inside ? gs[p][j] : 0.f;
+        sum[j][3] += g * cur[j];
+#pragma unroll
+        for (int s = 1; s <= 3; ++s)
+          if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * zs[(p - s) & 3][j];
+      }
+      if (active && inside) {
+        storeVec<V>(dx + int64_t(r) * C + c0, out);
+        if (twin) storeVec<V>(twin + int64_t(r) * C + c0, out);  // the copy a bf16 matmul reads (toBf16's rounding)
+      }
+#pragma unroll
+      for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
     }
-    around.addDw(sum, cur);
-    if (active) {
-      storeVec<V>(dx + int64_t(r) * C + c0, out);
-      if (twin) storeVec<V>(twin + int64_t(r) * C + c0, out);  // the copy a bf16 matmul reads (toBf16's rounding)
-    }
-    around.advance(cur, ahead, aheadDoc, T);
+  };
+#pragma unroll 1
+  for (int m = 0; m < kCanonRowNormRows; m += 4) {
+    // rows r0 + m − 2 … r0 + m + 6: the taps of the pass's dw and dz (bits m + 2 … m + 10); the same for the whole block
+    if (noRunStarts(starts, m + 2, 9)) pass(m, std::false_type{});
+    else pass(m, std::true_type{});
   }
   if (active) {
 #pragma unroll
@@ -499,92 +579,97 @@ __global__ void canonPartialSumsKernel(const float* __restrict__ partials, float
 
 // Canon D with the MLP's relu² (Relu2): the gradient from dy, the gradient of relu(h)² with h = the conv of x, which is
 // made again here from x (as the forward did, bit for bit, so ReLU's signs agree). g = dy·2·relu(h) is the conv's
-// gradient; a row's dx needs g of it and the three rows after, so the thread keeps x of rows r − 3 … r + 4 (xs[q]: row
-// r − 3 + q) and g of rows r … r + 3 in registers: each row's x and dy are read once, h and g made once. x and dy are
-// loaded a row ahead of their use (dy of row r + 5 waits in dyAhead). Two blocks an SM (at most 128 registers): at the
-// 160 it took on its own, one block of 8 warps left too few loads in flight.
+// gradient; a row's dx needs g of it and the three rows after, its dw g of it and x of it and the three before. A thread
+// walks its kRowsPerThread rows with x of rows r − 3 … r + 4 and g of rows r … r + 3 in registers, eight rows a pass of
+// the unrolled loop so that each row's register is fixed (the loop of one row shifted 40 registers a row); x and dy come
+// through the ring (RowRing), row r + 13 copied at row r. A pass whose rows all see each other (runStarts) runs without
+// the taps' conditions. Two blocks an SM (at most 128 registers).
 template <int V, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kChannelThreads * kRowGroups, 2)
+__global__ void __launch_bounds__(kGradThreads, 2)
     canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                          const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                          int T, int C) {
+  extern __shared__ __align__(16) unsigned char ringMemory[];
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 35, dy of r0 … r0 + 35; row r reads both of r + 4,
+  // and copies row r + 13 into the slot of row r − 3 (read 7 rows ago)
+  constexpr int kFirst = -3, kLast = kRowsPerThread + 3, kLead = 4;
+  constexpr int kPending = kRingRows + kFirst - kLead;  // rows after the one read that may still be in flight
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i
   float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
   if (r0 < rows && c0 < C) {
-    const int r1 = min(r0 + kRowsPerThread, rows);
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, c0 + j);
-    // Rows r − 3 … r + 4: x, document, position in its sequence (−1: outside the tensor, never counted)
-    float xs[8][V];
-    int docs[8], ts[8];
-    auto loadRow = [&](int q, int row) {
-      const bool inside = row >= 0 && row < rows;
-      const int at = inside ? row : 0;
-      loadVec<V>(x + int64_t(at) * C + c0, xs[q]);
-      docs[q] = doc[at];
-      ts[q] = inside ? row % T : -1;
+    GridRing<In, V> xRing(ringMemory);
+    GridRing<InDy, V> dyRing(ringMemory + GridRing<In, V>::kBytes);
+      // row r0 + i into its slots (one commit group a row, empty past the last row read); rows outside the tensor are
+    // read from its first or last row and never counted
+    auto fetch = [&](int i) {
+      if (i <= kLast) {
+        const int64_t at = int64_t(min(max(r0 + i, 0), rows - 1)) * C + c0;
+        xRing.copy(i, x + at);
+        if (i >= 0) dyRing.copy(i, dy + at);
+      }
+      commitAsync();
     };
-    auto loadDy = [&](int row, float (&d)[V]) { loadVec<V>(dy + int64_t(min(row, rows - 1)) * C + c0, d); };
-    // h = the conv at slot q (its taps: slots q − 3 … q), as canonConvKernel rounds it, and g = dy·2·relu(h) of that row
-    // (d: its dy; 0 past the last row, whose g is never read)
-    auto reluGrad = [&](int q, const float (&d)[V], float (&g)[V]) {
+    float xs[8][V], gs[4][V];  // x of row r0 + i in xs[(i + 3) & 7], g of it in gs[i & 3]
+    // h at the row of bit `bit` whose x is xs[q] (its taps: xs[q − s]), as canonConvKernel rounds it, and g = dy·2·relu(h)
+    // (d: its dy); checked: the taps count where sameRun, and g is 0 outside the rows
+    auto reluGrad = [&](int q, int bit, bool inside, const float (&d)[V], float (&g)[V], auto checked) {
+      constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        float h = __fmul_rn(xs[q][j], k[j].self);
+        float h = __fmul_rn(xs[q & 7][j], k[j].self);
 #pragma unroll
-        for (int s = 1; s <= 3; ++s) {
-          const bool counts = ts[q] >= s && docs[q - s] == docs[q];
-          h = __fadd_rn(h, __fmul_rn(counts ? xs[q - s][j] : 0.f, k[j].taps[s - 1]));
-        }
-        g[j] = h > 0.f && ts[q] >= 0 ? d[j] * 2.f * h : 0.f;
+        for (int s = 1; s <= 3; ++s)
+          h = __fadd_rn(h, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? xs[(q - s) & 7][j] : 0.f, k[j].taps[s - 1]));
+        g[j] = h > 0.f && (!kChecked || inside) ? d[j] * 2.f * h : 0.f;
       }
     };
-#pragma unroll
-    for (int q = 0; q < 8; ++q) loadRow(q, r0 - 3 + q);
-    float gs[4][V], dyAhead[V];  // g of rows r … r + 3; dy of row r + 4
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      loadDy(r0 + q, dyAhead);
-      reluGrad(3 + q, dyAhead, gs[q]);
-    }
-    loadDy(r0 + 4, dyAhead);
 #pragma unroll 1
-    for (int r = r0; r < r1; ++r) {
-      // slot 3 is row r; dx from g of rows r … r + 3, dw from g of row r and x of rows r − 3 … r
-      float out[V];
+    for (int i = kFirst; i < kFirst + kRingRows; ++i) fetch(i);
+    waitAsync<kPending>();  // rows r0 − 3 … r0 + 3 have landed
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const float g = gs[0][j];
-        float acc = g * k[j].self;
-        sum[j][3] += g * xs[3][j];
+    for (int i = kFirst; i < kLead; ++i) xRing.read(i, xs[(i + 3) & 7]);
 #pragma unroll
-        for (int s = 1; s <= 3; ++s) {
-          if (ts[3 + s] == ts[3] + s && docs[3 + s] == docs[3]) acc += gs[s][j] * k[j].taps[s - 1];
-          if (ts[3] >= s && docs[3 - s] == docs[3]) sum[j][3 - s] += g * xs[3 - s][j];
-        }
-        out[j] = acc;
-      }
-      storeVec<V>(dx + int64_t(r) * C + c0, out);
-      // shift: slots hold rows r − 2 … r + 5; then g of row r + 4 (slot 6: its taps, slots 3 … 5, are there)
-#pragma unroll
-      for (int q = 0; q < 7; ++q) {
-#pragma unroll
-        for (int j = 0; j < V; ++j) xs[q][j] = xs[q + 1][j];
-        docs[q] = docs[q + 1];
-        ts[q] = ts[q + 1];
-      }
+    for (int i = 0; i < kLead; ++i) {
       float d[V];
+      dyRing.read(i, d);
+      reluGrad(i + 3, i + 4, r0 + i < rows, d, gs[i], std::true_type{});
+    }
+    // Eight rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored
+    auto pass = [&](int m, auto checked) {
+      constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
-      for (int j = 0; j < V; ++j) d[j] = dyAhead[j];
-      loadRow(7, r + 5);
-      loadDy(r + 5, dyAhead);
+      for (int p = 0; p < 8; ++p) {
+        const int i = m + p, bit = i + 4, r = r0 + i;
+        fetch(i + kRingRows + kFirst);
+        waitAsync<kPending>();
+        float d[V], out[V];
+        xRing.read(i + kLead, xs[(p + 7) & 7]);
+        dyRing.read(i + kLead, d);
 #pragma unroll
-      for (int q = 0; q < 3; ++q) {
+        for (int j = 0; j < V; ++j) {
+          const float g = gs[p & 3][j];
+          float acc = g * k[j].self;
+          sum[j][3] += g * xs[(p + 3) & 7][j];
 #pragma unroll
-        for (int j = 0; j < V; ++j) gs[q][j] = gs[q + 1][j];
+          for (int s = 1; s <= 3; ++s) {
+            if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
+            if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * xs[(p + 3 - s) & 7][j];
+          }
+          out[j] = acc;
+        }
+        if (!kChecked || r < rows) storeVec<V>(dx + int64_t(r) * C + c0, out);
+        reluGrad(p + 7, bit + kLead, r + kLead < rows, d, gs[p & 3], checked);  // g of row r + 4, in row r's registers
       }
-      reluGrad(6, d, gs[3]);
+    };
+#pragma unroll 1
+    for (int m = 0; m < kRowsPerThread; m += 8) {
+      // rows r0 + m − 2 … r0 + m + 11: the taps of the pass's dw, dx and h (bits m + 2 … m + 15)
+      if (noRunStarts(starts, m + 2, 14)) pass(m, std::false_type{});
+      else pass(m, std::true_type{});
     }
   }
   writeBlockPartials<V>(sum, partials, C);
@@ -649,13 +734,17 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* in, auto* out) {
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      using Out = std::remove_pointer_t<decltype(out)>;
+      const size_t ring = GridRing<In, V>::kBytes;  // x's ring in dynamic shared memory
+      auto run = [&](auto kernel) {
+        if (allowSharedMemory(kernel, ring) == cudaSuccess)
+          kernel<<<canonGrid(rows, C, V), block, ring, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
+      };
       if constexpr (N == kNoNorm) {
-        if (relu2) {
-          canonConvKernel<V, N, true><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
-          return;
-        }
+        if (relu2) return run(canonConvKernel<V, N, true, In, Out>);
       }
-      canonConvKernel<V, N, false><<<canonGrid(rows, C, V), block, 0, s>>>(in, w, docIds, out, int(rows), int(T), int(C), norm);
+      run(canonConvKernel<V, N, false, In, Out>);
     };
     byInputType(x, xBf16, [&](auto* in) {
       if (yBf16) launch(in, static_cast<__nv_bfloat16*>(y));
@@ -679,12 +768,22 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     if (normChannels > 0 || dxBf16 || vectors > kCanonRowNormMaxVectors || rows > INT32_MAX) return cudaErrorInvalidValue;
     const int64_t chunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
     const unsigned threads = unsigned((vectors + 31) / 32 * 32);
+    auto launch = [&](auto width, auto* g, auto* in) {
+      constexpr int V = decltype(width)::value;
+      using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      // the rings of x, dy and acc (RowRing) in dynamic shared memory
+      const size_t ring = RowRing<In, V, kRowNormRingRows>::bytes(int(threads)) + RowRing<InDy, V, kRowNormRingRows>::bytes(int(threads)) +
+                          RowRing<float, V, kRowNormRingRows>::bytes(int(threads));
+      const auto kernel = canonRowNormGradKernel<V, InDy, In>;
+      if (allowSharedMemory(kernel, ring) == cudaSuccess)
+        kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin, partials, int(rows),
+                                                       int(T), int(C), eps);
+    };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        if (vec4) canonRowNormGradKernel<4><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
-                                                                                  partials, int(rows), int(T), int(C), eps);
-        else canonRowNormGradKernel<1><<<unsigned(chunks), threads, 0, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin,
-                                                                             partials, int(rows), int(T), int(C), eps);
+        if (vec4) launch(std::integral_constant<int, 4>{}, g, in);
+        else launch(std::integral_constant<int, 1>{}, g, in);
       });
     });
     // dw: the chunks' partials summed in groups, then the groups, each in order
@@ -700,13 +799,21 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* g, auto* in, auto* out) {
+      // the rings of x and dy (RowRing) in dynamic shared memory
+      using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      const size_t ring = GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes;
+      auto run = [&](auto kernel, auto... args) {
+        if (allowSharedMemory(kernel, ring) == cudaSuccess) kernel<<<canonGrid(rows, C, V), block, ring, s>>>(args...);
+      };
       if constexpr (N == kNoNorm) {
         if (relu2) {
-          canonRelu2GradKernel<V><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C));
+          run(canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>, g, in, w, docIds, out, partials, int(rows), int(T), int(C));
           return;
         }
       }
-      if constexpr (N != kRowNorm) canonConvGradKernel<V, N><<<canonGrid(rows, C, V), block, 0, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+      if constexpr (N != kRowNorm)
+        run(canonConvGradKernel<V, N, InDy, In, std::remove_pointer_t<decltype(out)>>, g, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <type_traits>
 #include "causal_attention.h"
+#include "../../native/async_copy.cuh"
 
 namespace tsgpt {
 
@@ -64,13 +65,6 @@ cudaError_t byScore(int score, F&& f) {
     case kScoreSoftmax1: return f(std::integral_constant<int, kScoreSoftmax1>{});
     default: return cudaErrorInvalidValue;
   }
-}
-
-// Kernels over 48 KiB of dynamic shared memory must opt in.
-template <typename Kernel>
-cudaError_t allowSharedMemory(Kernel kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
 }
 
 // The dims both implementations take: head dim ≤ 128, H a multiple of Hk, a window, T < 2^24.

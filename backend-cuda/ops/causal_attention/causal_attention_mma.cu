@@ -31,6 +31,7 @@
 #include <initializer_list>
 #include "causal_attention.cuh"
 #include "../../native/activations.cuh"
+#include "../../native/async_copy.cuh"
 #include "../../native/fast_math.cuh"
 #include "../../native/launchers.h"
 #include "../../native/vec.cuh"
@@ -45,10 +46,6 @@ using bf16 = __nv_bfloat16;
 __device__ __forceinline__ uint32_t packBf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: the lower column
   return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-__device__ __forceinline__ uint32_t sharedAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
 // d += a·b, a 16×16 (row), b 16×8 (col), bf16 in, fp32 accumulate.
@@ -106,20 +103,6 @@ template <int kHead>
 __device__ __forceinline__ void loadBTransposed(uint32_t (&b)[4], const bf16* s, int k0, int n0) {
   ldmatrix4<true>(b, blockRow<kHead>(s, k0, n0));
 }
-
-// 16 bytes from global to shared memory without passing through registers (cp.async, Ampere and later);
-// src-size 0 fills the 16 bytes with zeros instead (rows past T). The copies of one commit group complete together.
-__device__ __forceinline__ void copyAsync16(bf16* dst, const bf16* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sharedAddress(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
-// 4 bytes (one float or int) the same way: the backward's per-row values beside its Q and dO tiles.
-__device__ __forceinline__ void copyAsync4(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(sharedAddress(dst)), "l"(src));
-}
-__device__ __forceinline__ void commitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most kPending of this thread's most recent commit groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void waitAsync() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }
 
 // Starts copying rows [t0, t0 + kTile) of one head of x ([B,T,heads,kHead] bf16) into a tile whose 16-byte chunk c of
 // row r sits at element offset(r, c); zeros past T. Each thread copies the same chunk of every kRowsPerPass-th row, so
