@@ -71,7 +71,13 @@ int main(int argc, char** argv) {
       }
       dz[r * C + c] = acc;
     }
-    for (int64_t c = 0; c < C; c++) dx[r * C + c] = dz[r * C + c];  // rows: the kernel returns dz (RMSNormGrad follows)
+    for (int64_t c = 0; c < C; c++) dx[r * C + c] = dz[r * C + c];
+    if (rowNorm) {  // through the row's norm: dx = rstd·dz − x·rstd³·Σdz·x / C (rms_norm.cu's backward)
+      double dot = 0;
+      for (int64_t c = 0; c < C; c++) dot += dz[r * C + c] * x[r * C + c];
+      const double s = rstd[r * C];
+      for (int64_t c = 0; c < C; c++) dx[r * C + c] = s * dz[r * C + c] - x[r * C + c] * s * s * s * dot / C;
+    }
     for (int64_t c0 = 0; c0 < normChannels; c0 += group) {
       double dot = 0;
       for (int64_t c = c0; c < c0 + group; c++) dot += dz[r * C + c] * z[r * C + c];
@@ -79,8 +85,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial) * C * 4),
-      scratch(rows);
+  // dw's partials: one per kCanonRowsPerPartial rows, or with the row norm one per kCanonRowNormRows and their groups
+  const int64_t rowNormChunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows;
+  const int64_t partialCount = rowNorm ? rowNormChunks + (rowNormChunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup
+                                       : (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
+  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(partialCount * C * 4), scratch(rows);
   int32_t* dDoc;
   check(cudaMalloc(&dDoc, rows * 4), "cudaMalloc");
   check(cudaMemcpy(dDoc, doc.data(), rows * 4, cudaMemcpyHostToDevice), "upload");
