@@ -92,6 +92,31 @@ for (const target of targets) {
       tf.dispose([x, w, dy, docIds]);
     });
 
+    it('the row norm\'s gradient with a bf16-only x and dy and the residual\'s gradient so far, at the model\'s 768 channels: as from float32 copies, bit for bit', async () => {
+      // on cuda its rings of x, dy and the sum so far take exactly 48 KiB beside 256 bytes of static shared memory: past
+      // the default limit, so the kernel must opt in (it failed to launch when the opt-in began above 48 KiB)
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, [b, t, c] = [1, 96, 768];
+      const [x, dy, acc] = [randFloat([b, t, c]), randFloat([b, t, c]), randFloat([b, t, c])].map((h) => tf.tensor(h.values, h.shape));
+      const w = tf.tensor(randFloat([c, 4], -0.5, 0.5).values, [c, 4]), docIds = tf.tensor(randomDocIds(b, t).values, [b, t], 'int32');
+      const attrs = { ...NO_NORM, rowNorm: true, eps: 1e-6 };
+      try {
+        backend.setMatmulPrecision('bf16');
+        const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
+        assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'x and dy stored in bf16 only');
+        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
+        backend.setMatmulPrecision('fp32');
+        const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
+        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
+        assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
+        assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
+        tf.dispose([xn, dyn, dx, dw, xv, dyv, wantDx, wantDw]);
+      } finally {
+        backend.setMatmulPrecision('fp32');
+        tf.dispose([x, dy, acc, w, docIds]);
+      }
+    });
+
     it('with relu2 (Canon D and the relu2 MLP\'s activation): output and dx, dw match relu(canon(x))² on cpu', async () => {
       // C = 5 (one channel a thread) and 48; rows of 300 (sequences and documents starting inside a thread's rows, where
       // the backward's look-ahead of four rows crosses them); on cuda the model's 3072 channels
