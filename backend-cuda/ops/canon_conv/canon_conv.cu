@@ -155,9 +155,18 @@ __device__ __forceinline__ uint64_t runStarts(const int32_t* __restrict__ doc, i
 }
 // Rows at bits k and k − s (s ≤ 3) see each other.
 __device__ __forceinline__ bool sameRun(uint64_t starts, int k, int s) { return ((starts >> (k - s + 1)) & ((1u << s) - 1)) == 0; }
-// No row at bits first … first + count − 1 begins a run: every tap there counts (the kernels' path without conditions).
-__device__ __forceinline__ bool noRunStarts(uint64_t starts, int first, int count) {
-  return ((starts >> first) & ((uint64_t(1) << count) - 1)) == 0;
+// pass(m, checked) for the passes over a thread's (or block's) kRows rows, kPass rows each from row m: checked is
+// std::false_type where none of the rows the pass reads begins a run, so every tap counts and every row is inside
+// (rows m − 2 … m + kPass − 1 + kAfter: the 3 rows before each row see back to m − 3, and the pass reads kAfter rows past
+// its last), else std::true_type. Bit k of starts is row k − 4.
+template <int kRows, int kPass, int kAfter, typename Pass>
+__device__ __forceinline__ void forEachPass(uint64_t starts, Pass&& pass) {
+  constexpr uint64_t kSpan = (uint64_t(1) << (kPass + 2 + kAfter)) - 1;
+#pragma unroll 1
+  for (int m = 0; m < kRows; m += kPass) {
+    if (((starts >> (m + 2)) & kSpan) == 0) pass(m, std::false_type{});
+    else pass(m, std::true_type{});
+  }
 }
 
 // A thread's V values of a row as one copy (16, 8, 4 or 2 bytes).
@@ -282,12 +291,7 @@ __global__ void __launch_bounds__(kGradThreads)
       if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
     }
   };
-#pragma unroll 1
-  for (int m = 0; m < kRowsPerThread; m += kPass) {
-    // rows r0 + m − 2 … r0 + m + 3: the pass's taps and stores (bits m + 2 … m + 7)
-    if (noRunStarts(starts, m + 2, kPass + 2)) pass(m, std::false_type{});
-    else pass(m, std::true_type{});
-  }
+  forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
 }
 
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after, and the row's products with
@@ -418,12 +422,7 @@ __global__ void __launch_bounds__(kGradThreads)
         for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
       }
     };
-#pragma unroll 1
-    for (int m = 0; m < kRowsPerThread; m += kPass) {
-      // rows r0 + m − 2 … r0 + m + 6: the taps of the pass's dw and dz (bits m + 2 … m + 10)
-      if (noRunStarts(starts, m + 2, 9)) pass(m, std::false_type{});
-      else pass(m, std::true_type{});
-    }
+    forEachPass<kRowsPerThread, kPass, kLead>(starts, pass);  // dz reads dy of the 3 rows after
   }
   writeBlockPartials<V>(sum, partials, C);
 }
@@ -553,12 +552,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
       for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
     }
   };
-#pragma unroll 1
-  for (int m = 0; m < kCanonRowNormRows; m += 4) {
-    // rows r0 + m − 2 … r0 + m + 6: the taps of the pass's dw and dz (bits m + 2 … m + 10); the same for the whole block
-    if (noRunStarts(starts, m + 2, 9)) pass(m, std::false_type{});
-    else pass(m, std::true_type{});
-  }
+  forEachPass<kCanonRowNormRows, 4, kLead>(starts, pass);  // dz reads dy of the 3 rows after; the same for the whole block
   if (active) {
 #pragma unroll
     for (int j = 0; j < V; ++j)
@@ -665,12 +659,7 @@ __global__ void __launch_bounds__(kGradThreads, 2)
         reluGrad(p + 7, bit + kLead, r + kLead < rows, d, gs[p & 3], checked);  // g of row r + 4, in row r's registers
       }
     };
-#pragma unroll 1
-    for (int m = 0; m < kRowsPerThread; m += 8) {
-      // rows r0 + m − 2 … r0 + m + 11: the taps of the pass's dw, dx and h (bits m + 2 … m + 15)
-      if (noRunStarts(starts, m + 2, 14)) pass(m, std::false_type{});
-      else pass(m, std::true_type{});
-    }
+    forEachPass<kRowsPerThread, 8, kLead>(starts, pass);  // h of the 4 rows after each pass's last
   }
   writeBlockPartials<V>(sum, partials, C);
 }
