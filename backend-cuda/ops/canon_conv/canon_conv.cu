@@ -206,14 +206,14 @@ struct RowRing {
     else v[0] = toFloat(raw);
   }
 };
-// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid): 16 rows each.
+// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads): 16 rows each.
 constexpr int kRingRows = 16;
-constexpr int kGradThreads = kChannelThreads * kRowGroups;
+constexpr int kGridThreads = kChannelThreads * kRowGroups;
 template <typename In, int V>
 struct GridRing : RowRing<In, V, kRingRows> {
   __device__ __forceinline__ explicit GridRing(unsigned char* memory)
-      : RowRing<In, V, kRingRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGradThreads) {}
-  static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGradThreads);
+      : RowRing<In, V, kRingRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGridThreads) {}
+  static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGridThreads);
 };
 
 // The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
@@ -221,9 +221,9 @@ struct GridRing : RowRing<In, V, kRingRows> {
 // forward equals the composite bit for bit (without the norm: z = x). A thread walks its kRowsPerThread rows with z of
 // rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
 // ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
-// shuffles) overlap. A pass whose rows all see each other (runStarts) runs without the taps' conditions.
+// shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions.
 template <int V, int Norm, bool Relu2, typename In, typename Out>
-__global__ void __launch_bounds__(kGradThreads)
+__global__ void __launch_bounds__(kGridThreads)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Out* __restrict__ y, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
@@ -298,11 +298,12 @@ __global__ void __launch_bounds__(kGradThreads)
 // the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
 // backward), rstd made again from the row (kRowNorm has its own kernel, canonRowNormGradKernel). A thread walks its
 // kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
-// so that each row's register is fixed; x and dy come through the ring (RowRing), row r + 13 copied at row r. A pass whose
-// rows all see each other (runStarts) runs without the taps' conditions. The block sums its row groups' dw in order in
+// so that each row's register is fixed; x and dy come through the ring (RowRing), rows up to 15 ahead copied at a pass's
+// start. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The block sums its row
+// groups' dw in order in
 // shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kGradThreads)
+__global__ void __launch_bounds__(kGridThreads)
     canonConvGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                         const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                         int T, int C, NormArgs norm) {
@@ -576,10 +577,10 @@ __global__ void canonPartialSumsKernel(const float* __restrict__ partials, float
 // gradient; a row's dx needs g of it and the three rows after, its dw g of it and x of it and the three before. A thread
 // walks its kRowsPerThread rows with x of rows r − 3 … r + 4 and g of rows r … r + 3 in registers, eight rows a pass of
 // the unrolled loop so that each row's register is fixed (the loop of one row shifted 40 registers a row); x and dy come
-// through the ring (RowRing), row r + 13 copied at row r. A pass whose rows all see each other (runStarts) runs without
+// through the ring (RowRing), row r + 13 copied at row r. A pass whose rows all see each other (forEachPass) runs without
 // the taps' conditions. Two blocks an SM (at most 128 registers).
 template <int V, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kGradThreads, 2)
+__global__ void __launch_bounds__(kGridThreads, 2)
     canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                          const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                          int T, int C) {
