@@ -142,11 +142,12 @@ __device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], flo
   }
 }
 
-// Where the taps count, for a warp's rows (the gradient kernels): bit k of the mask says that row first + k begins a run
-// of rows that see each other (the first token of its sequence, or another document than the row before) or lies outside
-// [0, rows). Rows q and q − s see each other where none of rows q − s + 1 … q begins a run. The warp's lanes share their
-// rows, so lane l tests rows first + l and first + 32 + l and a ballot gathers the bits: two loads of the documents a lane,
-// where each row's taps compared documents and positions (a 64-bit remainder a row among them). Every lane calls it.
+// Where the taps count, for a warp's rows (every kernel here but rowRstdKernel): bit k of the mask says that row
+// first + k begins a run of rows that see each other (the first token of its sequence, or another document than the row
+// before) or lies outside [0, rows). Rows q and q − s see each other where none of rows q − s + 1 … q begins a run. The
+// warp's lanes share their rows, so lane l tests rows first + l and first + 32 + l and a ballot gathers the bits: two
+// loads of the documents a lane, where each row's taps compared documents and positions (a remainder a row among them).
+// Every lane calls it.
 __device__ __forceinline__ uint64_t runStarts(const int32_t* __restrict__ doc, int first, int rows, int T) {
   const int lane = int(threadIdx.x) & 31;
   auto starts = [&](int q) { return q <= 0 || q >= rows || q % T == 0 || doc[q] != doc[q - 1]; };
@@ -158,7 +159,7 @@ __device__ __forceinline__ bool sameRun(uint64_t starts, int k, int s) { return 
 // pass(m, checked) for the passes over a thread's (or block's) kRows rows, kPass rows each from row m: checked is
 // std::false_type where none of the rows the pass reads begins a run, so every tap counts and every row is inside
 // (rows m − 2 … m + kPass − 1 + kAfter: the 3 rows before each row see back to m − 3, and the pass reads kAfter rows past
-// its last), else std::true_type. Bit k of starts is row k − 4.
+// its last), else std::true_type. Bit k of starts is the walk's row k − 4 (runStarts from its first row less 4).
 template <int kRows, int kPass, int kAfter, typename Pass>
 __device__ __forceinline__ void forEachPass(uint64_t starts, Pass&& pass) {
   constexpr uint64_t kSpan = (uint64_t(1) << (kPass + 2 + kAfter)) - 1;
