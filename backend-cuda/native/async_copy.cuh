@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 namespace tsgpt {
 
@@ -35,13 +37,25 @@ template <int kPending>
 __device__ __forceinline__ void waitAsync() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 
 // Kernels whose dynamic shared memory is over what the function allows must opt in: by default 48 KiB less its static
-// shared memory (Canon A's and C's gradient, 256 static bytes, failed to launch with a ring of exactly 48 KiB).
+// shared memory (Canon A's and C's gradient, 256 static bytes, failed to launch with a ring of exactly 48 KiB). What each
+// kernel may take is kept once known, so that a launch asks the driver only when it needs more (the attention's and
+// Canon's launchers call this before every launch; a process drives one device).
 template <typename Kernel>
 cudaError_t allowSharedMemory(Kernel kernel, size_t bytes) {
+  static std::mutex guard;
+  static std::unordered_map<const void*, size_t> allowed;  // bytes of dynamic shared memory each kernel may take
+  const std::lock_guard<std::mutex> hold(guard);
+  const void* key = reinterpret_cast<const void*>(kernel);
+  if (const auto known = allowed.find(key); known != allowed.end() && bytes <= known->second) return cudaSuccess;
   cudaFuncAttributes attributes;
   if (const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel); e != cudaSuccess) return e;
-  if (bytes <= size_t(attributes.maxDynamicSharedSizeBytes)) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (bytes <= size_t(attributes.maxDynamicSharedSizeBytes)) {
+    allowed[key] = size_t(attributes.maxDynamicSharedSizeBytes);
+    return cudaSuccess;
+  }
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (e == cudaSuccess) allowed[key] = bytes;
+  return e;
 }
 
 }  // namespace tsgpt
