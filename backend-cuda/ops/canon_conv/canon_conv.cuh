@@ -1,0 +1,450 @@
+// The walk over rows that Canon's forward and gradient kernels share (canon_conv.cu's kernels; and Canon B inside the
+// attention's inputs, ops/canon_attention_inputs): the blocks of 32 channel vectors × 8 row groups of 32 rows, the taps,
+// the head norm, the rows read ahead through shared memory (RowRing), the documents' run mask and the passes. The two
+// kernels here take where their values go (the forward: an Output) and where the taps' gradient comes from (the gradient:
+// a Dy) as types, so that Canon B can write q, k and v and read dq, dk and dv directly: RowOutput and RowDy below are the
+// plain layer's (a [rows, C] tensor each way). canon_conv.cu's head comment has the layer's formulas.
+#pragma once
+#include <type_traits>
+
+#include "canon_conv.h"
+#include "../../native/async_copy.cuh"
+#include "../../native/launch.h"
+#include "../../native/vec.cuh"
+
+namespace tsgpt {
+namespace {
+
+constexpr int kRowsPerThread = 32;                                    // consecutive rows one thread walks
+constexpr int kRowGroups = kCanonRowsPerPartial / kRowsPerThread;      // a block's threads along rows (8)
+constexpr int kChannelThreads = 32;                                   // a block's threads along channel vectors
+static_assert(kRowGroups * kRowsPerThread == kCanonRowsPerPartial, "a block covers one partial's rows");
+
+// Channel c's weights as the kernels use them: 1 + w[c,3] (the residual and the current token's tap) and
+// taps[s − 1] = w[c,3−s], multiplying the token s back.
+struct CanonTaps {
+  float self;
+  float taps[3];
+};
+
+__device__ __forceinline__ CanonTaps canonTaps(const float* __restrict__ w, int64_t c) {
+  const float4 wc = reinterpret_cast<const float4*>(w)[c];
+  return {__fadd_rn(wc.w, 1.f), {wc.z, wc.y, wc.x}};
+}
+
+// The first row of a thread's rows and one past its last, in the grid both kernels share: blockIdx.x·32 + x the
+// channel vector, (blockIdx.y·8 + y)·32 the first row.
+__device__ __forceinline__ int firstRow() { return (int(blockIdx.y) * kRowGroups + int(threadIdx.y)) * kRowsPerThread; }
+
+// The norm before the taps: none; Canon B's q and k heads (kHeadNorm: normGroup channels each among the first
+// normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a warp); or the whole row (kRowNorm:
+// Canon A and C, rstd per row from rowRstdKernel). z = x·rstd, rstd = (mean x² + eps)^-½.
+enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1, kRowNorm = 2 };
+
+struct NormArgs {
+  int channels, group;    // kHeadNorm: normChannels, normGroup
+  float eps;
+  const float* rowRstd;   // kRowNorm: [rows]
+};
+
+// The sum of v over the lanes of the lane's head (group / 4 consecutive lanes). Always five shuffles, the unneeded ones
+// not added: a loop bounded by the group (a runtime value) stays a loop, and its branches kept the unrolled rows' chains
+// of dependent shuffles from overlapping (the normed kernels ran at half the plain ones' bandwidth). Every lane of the
+// warp calls it.
+__device__ __forceinline__ float headSum(float v, int group) {
+  const int lanes = group / 4;
+#pragma unroll
+  for (int offset = 16; offset >= 1; offset >>= 1) {
+    const float other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v += offset < lanes ? other : 0.f;
+  }
+  return v;
+}
+
+// The sums of a and of b over the lanes of the lane's head, as headSum, the two chains interleaved. Every lane of the
+// warp calls it.
+__device__ __forceinline__ void headSums(float& a, float& b, int group) {
+  const int lanes = group / 4;
+#pragma unroll
+  for (int offset = 16; offset >= 1; offset >>= 1) {
+    const float otherA = __shfl_xor_sync(0xffffffffu, a, offset), otherB = __shfl_xor_sync(0xffffffffu, b, offset);
+    a += offset < lanes ? otherA : 0.f;
+    b += offset < lanes ? otherB : 0.f;
+  }
+}
+
+// kHeadNorm's rstd of the lane's head, and 1 outside the normed channels. Every lane of the warp calls it (the
+// shuffles), active or not.
+__device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, const NormArgs& norm) {
+  const float ss = headSum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3], norm.group);
+  return normed ? rsqrtf(ss / float(norm.group) + norm.eps) : 1.f;
+}
+
+// The block's dw: each thread's sums (sum[j][k]: tap k of its channel j) summed over the block's row groups in order in
+// shared memory, one partial [4] per channel: partials[blockIdx.y][c]. Every thread of the block calls it.
+template <int V>
+__device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], float* __restrict__ partials, int C) {
+  __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    blockSums[threadIdx.y][threadIdx.x * V + j] = make_float4(sum[j][0], sum[j][1], sum[j][2], sum[j][3]);
+  __syncthreads();
+  const int local = int(threadIdx.y) * kChannelThreads + int(threadIdx.x), c = int(blockIdx.x) * kChannelThreads * V + local;
+  if (local < kChannelThreads * V && c < C) {
+    float4 acc = blockSums[0][local];
+    for (int g = 1; g < kRowGroups; ++g) {
+      const float4 v = blockSums[g][local];
+      acc = make_float4(acc.x + v.x, acc.y + v.y, acc.z + v.z, acc.w + v.w);
+    }
+    reinterpret_cast<float4*>(partials)[int64_t(blockIdx.y) * C + c] = acc;
+  }
+}
+
+// Where the taps count, for a warp's rows (every kernel here but rowRstdKernel): bit k of the mask says that row
+// first + k begins a run of rows that see each other (the first token of its sequence, or another document than the row
+// before) or lies outside [0, rows). Rows q and q − s see each other where none of rows q − s + 1 … q begins a run. The
+// warp's lanes share their rows, so lane l tests rows first + l and first + 32 + l and a ballot gathers the bits: two
+// loads of the documents a lane, where each row's taps compared documents and positions (a remainder a row among them).
+// Every lane calls it.
+__device__ __forceinline__ uint64_t runStarts(const int32_t* __restrict__ doc, int first, int rows, int T) {
+  const int lane = int(threadIdx.x) & 31;
+  auto starts = [&](int q) { return q <= 0 || q >= rows || q % T == 0 || doc[q] != doc[q - 1]; };
+  const uint32_t low = __ballot_sync(0xffffffffu, starts(first + lane)), high = __ballot_sync(0xffffffffu, starts(first + 32 + lane));
+  return uint64_t(high) << 32 | low;
+}
+// Rows at bits k and k − s (s ≤ 3) see each other.
+__device__ __forceinline__ bool sameRun(uint64_t starts, int k, int s) { return ((starts >> (k - s + 1)) & ((1u << s) - 1)) == 0; }
+// pass(m, checked) for the passes over a thread's (or block's) kRows rows, kPass rows each from row m: checked is
+// std::false_type where none of the rows the pass reads begins a run, so every tap counts and every row is inside
+// (rows m − 2 … m + kPass − 1 + kAfter: the 3 rows before each row see back to m − 3, and the pass reads kAfter rows past
+// its last), else std::true_type. Bit k of starts is the walk's row k − 4 (runStarts from its first row less 4).
+template <int kRows, int kPass, int kAfter, typename Pass>
+__device__ __forceinline__ void forEachPass(uint64_t starts, Pass&& pass) {
+  constexpr uint64_t kSpan = (uint64_t(1) << (kPass + 2 + kAfter)) - 1;
+#pragma unroll 1
+  for (int m = 0; m < kRows; m += kPass) {
+    if (((starts >> (m + 2)) & kSpan) == 0) pass(m, std::false_type{});
+    else pass(m, std::true_type{});
+  }
+}
+
+// A thread's V values of a row as one copy (16, 8, 4 or 2 bytes).
+template <typename In, int V>
+struct RawRow;
+template <>
+struct RawRow<float, 4> { using type = float4; };
+template <>
+struct RawRow<__nv_bfloat16, 4> { using type = uint2; };
+template <>
+struct RawRow<float, 1> { using type = float; };
+template <>
+struct RawRow<__nv_bfloat16, 1> { using type = __nv_bfloat16; };
+
+// The rows a kernel reads ahead: each thread copies its own V values of each row into its own slot of a ring of kRows
+// rows in shared memory (cp.async), some rows before it reads them, so that the bytes in flight hold no registers. With
+// one row ahead in registers (≈ 20 bytes a thread in flight), D's and B's gradients ran at 1.3–1.6 TB/s. Slots are
+// [kRows][the block's threads], so a warp's copies and reads of a row are consecutive.
+template <typename In, int V, int kRows>
+struct RowRing {
+  static_assert((kRows & (kRows - 1)) == 0, "a ring of a power of two rows: a row's slot is its index & (kRows − 1)");
+  using Raw = typename RawRow<In, V>::type;
+  Raw* slots;  // this thread's slot of ring row 0
+  int stride;  // the block's threads
+  __device__ __forceinline__ RowRing(unsigned char* memory, int thread, int threads)
+      : slots(reinterpret_cast<Raw*>(memory) + thread), stride(threads) {}
+  __host__ __device__ static constexpr size_t bytes(int threads) { return size_t(kRows) * threads * sizeof(Raw); }
+  // row `row`'s slot (row: relative to any fixed origin, negative too)
+  __device__ __forceinline__ Raw* at(int row) const { return slots + (row & (kRows - 1)) * stride; }
+  __device__ __forceinline__ void copy(int row, const In* __restrict__ src) {
+    if constexpr (sizeof(Raw) >= 4) copyAsyncOwn<int(sizeof(Raw))>(at(row), src);
+    else *at(row) = *reinterpret_cast<const Raw*>(src);  // 2 bytes (V = 1 of bf16) is below cp.async's smallest copy
+  }
+  __device__ __forceinline__ void read(int row, float (&v)[V]) const {
+    const Raw raw = *at(row);
+    if constexpr (V == 4) widen(Packed4<In>{raw}, v);
+    else v[0] = toFloat(raw);
+  }
+};
+// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads): 16 rows each.
+constexpr int kRingRows = 16;
+constexpr int kGridThreads = kChannelThreads * kRowGroups;
+template <typename In, int V>
+struct GridRing : RowRing<In, V, kRingRows> {
+  __device__ __forceinline__ explicit GridRing(unsigned char* memory)
+      : RowRing<In, V, kRingRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGridThreads) {}
+  static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGridThreads);
+};
+
+// Where the forward's values go (canonConvKernel's Output): store(r, c, y, inside) takes row r's values y of channels
+// c … c + V − 1 (every lane calls it where kShuffles; inside: the lane is active and r a row of the tensor). RowOutput:
+// the layer's output, y [rows, C] (float, or bf16 rounded to nearest even).
+template <typename Out>
+struct RowOutput {
+  static constexpr bool kShuffles = false;
+  Out* __restrict__ y;
+  int C;
+  template <int V>
+  __device__ __forceinline__ void store(int r, int c, const float (&v)[V], bool inside) const {
+    if (inside) storeVec<V>(y + int64_t(r) * C + c, v);
+  }
+};
+
+// Where the gradient's dy comes from (canonConvGradKernel's Dy: the gradient of the taps' sum, before the residual's
+// scale). reader(ring, c, C) gives each thread its reader of channels c … c + V − 1 of C with its rows' slots at `ring`
+// (kRingBytes a block): copy(i, row) starts the copy of that row into the walk's slot i, read(i, row, g) gives its
+// values (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and
+// atRow(r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of
+// its own summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the
+// block (every thread calls it). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a
+// thread). RowDy: dy [rows, C] as stored, and nothing else.
+template <typename InDy, int V>
+struct RowDy {
+  static constexpr bool kShuffles = false;
+  static constexpr int kMinBlocks = 1;
+  static constexpr size_t kRingBytes = GridRing<InDy, V>::kBytes;
+  struct Sums {};
+  const InDy* __restrict__ dy;
+  struct Reader {
+    static constexpr float scale = 1.f;
+    GridRing<InDy, V> ring;
+    const InDy* __restrict__ dy;
+    int C, c;
+    __device__ __forceinline__ void copy(int i, int row) { ring.copy(i, dy + int64_t(row) * C + c); }
+    __device__ __forceinline__ void read(int i, int, float (&g)[V]) const { ring.read(i, g); }
+    __device__ __forceinline__ void atRow(int, bool, const float (&)[V], Sums&) const {}
+    __device__ __forceinline__ void endWalk(float (&)[V][4], const CanonTaps (&)[V], Sums&) const {}
+  };
+  __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int C) const { return {GridRing<InDy, V>(ring), dy, C, c}; }
+  __device__ __forceinline__ void writeSums(const Sums&) const {}
+};
+
+// The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
+// ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
+// forward equals the composite bit for bit (without the norm: z = x). A thread walks its kRowsPerThread rows with z of
+// rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
+// ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
+// shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions.
+template <int V, int Norm, bool Relu2, typename In, typename Output>
+__global__ void __launch_bounds__(kGridThreads)
+    canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
+                    Output output, int rows, int T, int C, NormArgs norm) {
+  extern __shared__ __align__(16) unsigned char ringMemory[];
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31; a pass from row i copies rows i + 12 … i + 15 (into
+  // the slots of rows i − 4 … i − 1, read by the pass before) and waits for its own rows, up to i + 3
+  constexpr int kFirst = -3, kLast = kRowsPerThread - 1, kPass = 4, kPending = kRingRows - kPass;
+  constexpr bool Shuffles = Norm == kHeadNorm || Output::kShuffles;  // every lane of the warp must take part
+  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  const bool active = c0 < C, normed = Norm == kHeadNorm && c0 < norm.channels;  // the same across a head's lanes
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i
+  if (r0 >= rows || (!Shuffles && !active)) return;  // r0: the same across the warp
+  const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels
+  CanonTaps k[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+  GridRing<In, V> xRing(ringMemory);
+  auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
+    if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
+    commitAsync();
+  };
+  // z of row r0 + i: x, or x·rstd (a normed head, or the row: rowRstd); 0 in an inactive lane of a normed kernel
+  auto input = [&](int i, float (&v)[V], float rowRstd) {
+    xRing.read(i, v);
+    if constexpr (Norm == kHeadNorm) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+      const float rstd = headRstd(v, normed, norm);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rstd;
+    } else if constexpr (Norm == kRowNorm) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] *= rowRstd;
+    }
+  };
+  // rstd of row r0 + i for kRowNorm (rows outside read the first or last: never counted)
+  auto rowRstdOf = [&](int i) { return Norm == kRowNorm ? norm.rowRstd[min(max(r0 + i, 0), rows - 1)] : 1.f; };
+  float zs[4][V];  // z of row r0 + i in zs[i & 3]
+#pragma unroll 1
+  for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
+  waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
+#pragma unroll
+  for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3], rowRstdOf(i));
+  auto pass = [&](int m, auto checked) {
+    constexpr bool kChecked = decltype(checked)::value;
+    float rstd[kPass];
+#pragma unroll
+    for (int p = 0; p < kPass; ++p) {
+      fetch(m + p + kRingRows - kPass);
+      rstd[p] = rowRstdOf(m + p);
+    }
+    waitAsync<kPending>();
+#pragma unroll
+    for (int p = 0; p < kPass; ++p) {
+      const int i = m + p, bit = i + 4, r = r0 + i;
+      input(i, zs[p], rstd[p]);
+      float out[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        float acc = __fmul_rn(zs[p][j], k[j].self);
+#pragma unroll
+        for (int s = 1; s <= 3; ++s)
+          acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
+        out[j] = Relu2 ? (acc > 0.f ? __fmul_rn(acc, acc) : 0.f) : acc;  // Relu2: the MLP's relu(h)² after Canon D
+      }
+      output.store(r, c0, out, active && (!kChecked || r < rows));
+    }
+  };
+  forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
+}
+
+// dz of each row (the gradient of the taps' input) from dy of it and the three rows after, and the row's products with
+// the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
+// backward), rstd made again from the row (kRowNorm has its own kernel, canonRowNormGradKernel). A thread walks its
+// kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
+// so that each row's register is fixed; x and dy come through the ring (RowRing), rows up to 15 ahead copied at a pass's
+// start. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The block sums its row
+// groups' dw in order in
+// shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
+template <int V, int Norm, typename Dy, typename In, typename OutDx>
+__global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
+    canonConvGradKernel(Dy dy, const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
+                        OutDx* __restrict__ dx, float* __restrict__ partials, int rows, int T, int C, NormArgs norm) {
+  extern __shared__ __align__(16) unsigned char ringMemory[];
+  static_assert(Norm != kRowNorm, "the row norm's gradient is canonRowNormGradKernel's");
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31, dy of r0 … r0 + 34; row r reads x of r and dy of
+  // r + 3. A pass from row i copies rows i + 12 … i + 15 (into the slots of rows i − 4 … i − 1, read before) and waits
+  // for the rows it reads, up to i + 6, so that its four rows' norms (a normed head's chains of shuffles) overlap
+  constexpr int kFirst = -3, kLastX = kRowsPerThread - 1, kLast = kRowsPerThread + 2, kLead = 3, kPass = 4;
+  constexpr int kPending = kRingRows - kPass - kLead;  // rows after the pass's last that may still be in flight
+  constexpr bool Heads = Norm == kHeadNorm, Shuffles = Heads || Dy::kShuffles;  // Shuffles: every lane must take part
+  const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
+  const bool active = c0 < C, normed = Heads && c0 < norm.channels;
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i
+  float sum[V][4] = {};  // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
+  typename Dy::Sums sideSums{};  // the Dy's own sums over the thread's rows
+  if (r0 < rows && (Shuffles || active)) {  // r0: the same across the warp
+    const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels
+    CanonTaps k[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+    GridRing<In, V> xRing(ringMemory);
+    auto dyRows = dy.reader(ringMemory + GridRing<In, V>::kBytes, cl, C);
+    // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
+    auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
+    auto fetch = [&](int i) {  // row r0 + i into its slots: one commit group a row, empty past the last row read
+      if (i <= kLast) {
+        if (i <= kLastX) xRing.copy(i, x + int64_t(clamped(i)) * C + cl);
+        if (i >= 0) dyRows.copy(i, clamped(i));
+      }
+      commitAsync();
+    };
+    // x of row r0 + i (v), and its z: x, or x·rstd in a normed head (rstd returned); 0 in an inactive lane, dy too
+    auto readX = [&](int i, float (&v)[V]) {
+      xRing.read(i, v);
+      if constexpr (Shuffles) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+      }
+    };
+    auto readDy = [&](int i, float (&v)[V]) {
+      dyRows.read(i, clamped(i), v);
+      if constexpr (Shuffles) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+      }
+    };
+    float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
+#pragma unroll 1
+    for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
+    waitAsync<kPending>();  // rows r0 − 3 … r0 + 2 have landed
+#pragma unroll
+    for (int i = kFirst; i < 0; ++i) {
+      readX(i, zs[i & 3]);
+      if constexpr (Heads) {
+        const float rstd = headRstd(zs[i & 3], normed, norm);
+#pragma unroll
+        for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kLead; ++i) readDy(i, gs[i]);
+    // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
+    auto pass = [&](int m, auto checked) {
+      constexpr bool kChecked = decltype(checked)::value;
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) fetch(m + p + kRingRows - kPass);
+      waitAsync<kPending>();
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) {
+        const int i = m + p, bit = i + 4, r = r0 + i;
+        float cur[V], out[V];
+        readX(i, cur);
+        readDy(i + kLead, gs[(p + kLead) & 3]);
+        const bool inside = !kChecked || r < rows;
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          float acc = gs[p][j] * k[j].self;
+#pragma unroll
+          for (int s = 1; s <= 3; ++s)
+            if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
+          out[j] = acc * dyRows.scale;  // dz: no norm in it
+        }
+        dyRows.atRow(r, active && inside, gs[p], sideSums);
+        // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
+        // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
+        // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
+        [[maybe_unused]] float rstd = 1.f, dzx = 0.f;  // read by the normed head only
+        if constexpr (Heads) {
+          float ss = 0.f;
+#pragma unroll
+          for (int j = 0; j < V; ++j) {
+            ss += cur[j] * cur[j];
+            dzx += out[j] * cur[j];
+          }
+          headSums(ss, dzx, norm.group);
+          if (normed) rstd = rsqrtf(ss / float(norm.group) + norm.eps);
+#pragma unroll
+          for (int j = 0; j < V; ++j) cur[j] *= rstd;
+        }
+#pragma unroll
+        for (int j = 0; j < V; ++j) {  // dw: dy of the row times z of it and of the three before
+          const float g = inside ? gs[p][j] : 0.f;
+          sum[j][3] += g * cur[j];
+#pragma unroll
+          for (int s = 1; s <= 3; ++s)
+            if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * zs[(p - s) & 3][j];
+        }
+        if constexpr (Heads) {  // through the head's norm
+          if (normed) {
+            const float mean = rstd * dzx / float(norm.group);
+#pragma unroll
+            for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+          }
+        }
+        if (active && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
+#pragma unroll
+        for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
+      }
+    };
+    forEachPass<kRowsPerThread, kPass, kLead>(starts, pass);  // dz reads dy of the 3 rows after
+    dyRows.endWalk(sum, k, sideSums);
+  }
+  writeBlockPartials<V>(sum, partials, C);
+  dy.writeSums(sideSums);
+}
+
+__global__ void canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw, int64_t chunks, int64_t C) {
+  TSGPT_GRID_STRIDE(i, C * 4) {
+    float acc = 0.f;
+    for (int64_t k = 0; k < chunks; ++k) acc += partials[k * C * 4 + i];
+    dw[i] = acc;
+  }
+}
+
+// The grid of both kernels: blocks of 32 channel vectors × 8 row groups of kRowsPerThread rows.
+dim3 canonGrid(int64_t rows, int64_t C, int V) {
+  const int64_t vectors = (C + V - 1) / V;
+  return dim3(unsigned((vectors + kChannelThreads - 1) / kChannelThreads), unsigned((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial));
+}
+
+}  // namespace
+}  // namespace tsgpt
