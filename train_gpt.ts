@@ -25,6 +25,7 @@ import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine 
 // The fused kernels' backend-neutral halves: kernel names, the calls each supports, their gradients (no backend code).
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsQK, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
+import { canonAttentionInputs as canonAttentionInputsKernel, canonAttentionInputsVE } from './backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.ts';
 import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention, gatedCausalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
@@ -1003,6 +1004,21 @@ export function attentionInputs(qkv: tf.Tensor, rope: RopeState, ve: tf.Tensor |
   return [q, k, ve ? scaledAdd(v, ve, la, lb) : v.mul(la)];
 }
 
+/** Canon B and the attention's inputs: attentionInputs() of canon() on the QKV projection's output qkv, with the q and k
+ * heads normed inside the Canon layer where qkNorm (Canon B mixes the QK-normed q, k and v over time, before rotary). One
+ * pass each way through a backend's fused 'CanonAttentionInputs', which keeps only qkv: the Canon layer's output is neither
+ * written nor read back, forward or backward (the two ops apart wrote it and its gradient, [B,T,(H+2·Hk)·h] each way). */
+export function canonAttentionInputs(qkv: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, rope: RopeState, ve: tf.Tensor | null,
+  lambdas: tf.Tensor, o: { H: number; Hk: number; h: number; qkNorm: boolean }): tf.Tensor[] {
+  const { H, Hk, h, qkNorm } = o, { cos, sin } = rotaryTables(rope, qkv.shape[1]!);
+  const attrs = { numHeads: H, kvHeads: Hk, qkNorm, eps: RMS_EPS }, inputs = { x: qkv, w, docIds: ctx.docIds, cos, sin, lambdas };
+  const fused = ve ? runFused<tf.Tensor[], typeof attrs>(canonAttentionInputsVE, { ...inputs, ve }, attrs)
+    : runFused<tf.Tensor[], typeof attrs>(canonAttentionInputsKernel, inputs, attrs);
+  if (fused) return fused;
+  const mixed = canon(qkv, w, ctx, { headNorm: qkNorm ? { channels: (H + Hk) * h, group: h } : undefined, fromProjection: true });
+  return attentionInputs(mixed, rope, ve, lambdas, { H, Hk, h, qkNorm: false });
+}
+
 /** Each head's output o [B,T,H,h] scaled by σ(its gate logit g [B,T,H]): one pass each way through a backend's fused 'HeadGate'. */
 export function headGate(o: tf.Tensor, g: tf.Tensor): tf.Tensor {
   return runFused(headGateKernel, { o, g }, {}) ?? o.mul(tf.sigmoid(g).expandDims(3));
@@ -1050,14 +1066,9 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
   // the gate's channels come with the normed input where the projection reads it too
   const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : cfg.attnGate ? input.xnWithLeading(GATE_CHANNELS) : input.xn;
-  let qkv = linear(a, P('qkv')), qkNorm = cfg.qkNorm;
-  if (cfg.canon.includes('B')) {
-    // Canon B mixes the QK-normed q, k and v over time before rotary: the norm happens in canon(), not in attentionInputs
-    qkv = canon(qkv, P('canon_b'), ctx, { headNorm: qkNorm ? { channels: (H + Hk) * h, group: h } : undefined, fromProjection: true });
-    qkNorm = false;
-  }
-  const ve = m.plan[i].valueEmbed;
-  const [q, k, v] = attentionInputs(qkv, sched.rope, ve >= 0 ? ves[ve] : null, P('sa_lambdas'), { H, Hk, h, qkNorm });
+  const qkv = linear(a, P('qkv')), ve = m.plan[i].valueEmbed >= 0 ? ves[m.plan[i].valueEmbed] : null, heads = { H, Hk, h, qkNorm: cfg.qkNorm };
+  const [q, k, v] = cfg.canon.includes('B') ? canonAttentionInputs(qkv, P('canon_b'), ctx, sched.rope, ve, P('sa_lambdas'), heads)
+    : attentionInputs(qkv, sched.rope, ve, P('sa_lambdas'), heads);
   const window = m.plan[i].long ? sched.longWindow : sched.shortWindow;
   // Sparse output gate: each head's output scaled by σ(linear of 12 input channels), so heads can switch off.
   const y = cfg.attnGate

@@ -98,6 +98,19 @@ export function randBool(shape: number[]): HostTensor {
   return { shape, dtype: 'bool', values: v };
 }
 
+/** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
+export function randomDocIds(B: number, T: number): HostTensor {
+  const values = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let doc = 0;
+    for (let t = 0; t < T; t++) {
+      if (t > 0 && random() < 0.2) doc++;
+      values[b * T + t] = doc;
+    }
+  }
+  return { shape: [B, T], dtype: 'int32', values };
+}
+
 /** Random rotary frequencies for head size h: all h/2 rotate ('full'), or the first ⌈h/4⌉ and the rest are
  * stationary ('half', the speedrun's half-truncated RoPE: their tables hold cos = 1, sin = 0). */
 export function randomRope(h: number, kind: 'full' | 'half'): RopeState {

@@ -6,6 +6,8 @@ import type { CudaKernel } from '../kernels/types.ts';
 import type { HostDevice } from '../host_device.ts';
 import { attentionInputsHost } from './attention_inputs/host.ts';
 import { attentionInputsKernels } from './attention_inputs/kernel.ts';
+import { canonAttentionInputsHost } from './canon_attention_inputs/host.ts';
+import { canonAttentionInputsKernels } from './canon_attention_inputs/kernel.ts';
 import { canonConvHost } from './canon_conv/host.ts';
 import { canonConvKernels } from './canon_conv/kernel.ts';
 import { causalAttentionHost } from './causal_attention/host.ts';
@@ -51,6 +53,7 @@ export interface FusedOp<Native extends object = object> {
 
 export const fusedOps = [
   { kernels: attentionInputsKernels, host: attentionInputsHost },
+  { kernels: canonAttentionInputsKernels, host: canonAttentionInputsHost },
   { kernels: canonConvKernels, host: canonConvHost },
   { kernels: causalAttentionKernels, host: causalAttentionHost },
   { kernels: embeddingKernels, host: embeddingHost },

@@ -3,28 +3,16 @@
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
 // than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation, and the
 // row norm of Canon A and C against the composite's norm; relu2 (Canon D with the MLP's relu²) against
-// relu(canon(x))²; a bf16-only x and dy read as stored; every Canon position (A, B, C, D) in the model
-// against --fused off; bad inputs failing with the kernel's name.
+// relu(canon(x))²; a bf16-only x and dy read as stored; every Canon position in the model against --fused off (B through
+// CanonAttentionInputs, tested in its own folder); bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import * as T from '../../../train_gpt.ts';
-import { bf16, checkModelKernels, compare, describeOrSkip, type HostTensor, kernelsRun, randFloat, random, targets, useBackend } from '../../../test/cuda_harness.ts';
+import { bf16, checkModelKernels, compare, describeOrSkip, kernelsRun, randFloat, randomDocIds, targets, useBackend } from '../../../test/cuda_harness.ts';
 import type { CudaBackend } from '../../backend.ts';
+import { CANON_ATTENTION_INPUTS, CANON_ATTENTION_INPUTS_GRAD } from '../canon_attention_inputs/canon_attention_inputs.ts';
 import { CANON_CONV, CANON_CONV_GRAD } from './canon_conv.ts';
-
-/** Document ids [B,T]: each row starts a document at t = 0 and at random later positions (about every 5 tokens). */
-function randomDocIds(B: number, T: number): HostTensor {
-  const values = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    let doc = 0;
-    for (let t = 0; t < T; t++) {
-      if (t > 0 && random() < 0.2) doc++;
-      values[b * T + t] = doc;
-    }
-  }
-  return { shape: [B, T], dtype: 'int32', values };
-}
 
 const canonOut = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor) => [T.canon(x, w, new T.ForwardContext(docIds as tf.Tensor2D))];
 const canonAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor) => {
@@ -158,22 +146,25 @@ for (const target of targets) {
       }
     });
 
-    it('every Canon position of the model (A, B, C, D) runs it, with the loss and gradients of --fused off; only D before SwiGLU runs it again in the backward', async () => {
+    it('every Canon position of the model but B (A, C, D: B runs inside CanonAttentionInputs) runs it, with the loss and gradients of --fused off; only D before SwiGLU runs it again in the backward', async () => {
       await useBackend(B);
       const cfg = T.resolveConfig('tiny', {
         vocabSize: 64, bosToken: 63, numLayers: 2, modelDim: 32, numHeads: 2, headDim: 16, kvHeads: 2, noAttnLayers: [],
         noMlpLayers: [], skip: 'none', valueEmbeds: 0, backout: false, canon: 'ABCD', seqLen: 16, windowBlock: 4,
         windowSchedule: [2], windowPattern: 'SL', valWindow: 2,
       }).cfg;
-      // A, B, C, D in 2 layers, once each way: A, B and C norm their input inside the kernel and D applies relu² (the
-      // relu2 MLP), so each keeps only x and nothing runs again in the backward; with SwiGLU, D is checkpointed with its
-      // activation and runs again
-      await checkModelKernels(cfg, [0, 9, 16], { [CANON_CONV]: 4 * 2, [CANON_CONV_GRAD]: 4 * 2, ReluSquared: 0, ReluSquaredGrad: 0 });
+      // A, C, D in 2 layers, once each way: A and C norm their input inside the kernel and D applies relu² (the relu2 MLP),
+      // so each keeps only x and nothing runs again in the backward; with SwiGLU, D is checkpointed with its activation and
+      // runs again
+      await checkModelKernels(cfg, [0, 9, 16], {
+        [CANON_CONV]: 3 * 2, [CANON_CONV_GRAD]: 3 * 2, [CANON_ATTENTION_INPUTS]: 2, [CANON_ATTENTION_INPUTS_GRAD]: 2, ReluSquared: 0,
+        ReluSquaredGrad: 0,
+      });
       // with A, the attention gate's 12 normed channels are normed on their own (RMSNorm's attr channels): no whole
       // normed row made for them, no slice of it and no zero-padded gradient (PadV2: none, the smear's being fused too; 2
       // with the slices); A's and C's norms finish in CanonConvGrad (RMSNormGrad: 4 left, 8 when it returned dz)
       await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2, PadV2: 0, RMSNormGrad: 4 });
-      await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 4 * 2 + 2, [CANON_CONV_GRAD]: 4 * 2 });
+      await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 3 * 2 + 2, [CANON_CONV_GRAD]: 3 * 2 });
     });
 
     it('rejects bad inputs with an error naming the kernel', async () => {

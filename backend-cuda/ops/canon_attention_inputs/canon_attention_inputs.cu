@@ -1,0 +1,299 @@
+// Canon B inside the attention's inputs (train_gpt.ts's canonAttentionInputs()): the Canon layer on the QKV projection's
+// output and the attention's inputs from it, one pass each way. Canon B alone wrote its output u [rows, C] (C = 2304 at the
+// speedrun), AttentionInputs read it back and wrote q, k and v, and each backward wrote and read u's gradient the same
+// way: ≈ 600 MB a layer and micro-step of the speedrun's traffic, and two launches, that these kernels do not make.
+// They are Canon's kernels (ops/canon_conv/canon_conv.cuh) with their own Output and Dy. With x a row of the projection's
+// output, z its taps' input (each q and k head RMS-normed where qkNorm: the head norm of canon_conv.cu) and u the taps'
+// sum with the residual, per head of h channels with (u1, u2) the head's pairs (u[j], u[j + h/2]) (rotary.cu's rotation,
+// tables [T, h/2]):
+//   q, k heads:  y1 = u1·cos + u2·sin,  y2 = u2·cos − u1·sin
+//   v heads:     y = λa·u + λb·ve   (λa·u without value embeddings)
+// backward, from dy (dq, dk or dv at the head's place):
+//   q, k heads:  g = the transpose rotation of dy (g1 = dy1·cos − dy2·sin, g2 = dy1·sin + dy2·cos)
+//   v heads:     g = λa·dv,  dve = λb·dv (+ veAcc),  dλa = Σ dv·u,  dλb = Σ dv·ve
+// and g, the gradient of u, goes back through the taps and the head norm as in canon_conv.cu. A lane holds 4 channels of
+// one half of a head: its pair's lane is h/8 lanes away (a shuffle), so h is a power of two from 8 to 128.
+// The v heads' g is λa·dv: the walk takes dv itself and scales dz and, at its end, dw's sums by λa (AttentionDy::scale),
+// and dλa = Σ dv·u comes from those sums before the scale, Σ_k w'[k]·Σ_r dv[r]·z[r − 3 + k] (w' the taps with the
+// residual's 1), so u is not made again in the backward. dλ sums a pair a block, summed in order after (no atomics), as
+// dw's partials.
+#include "canon_attention_inputs.h"
+
+#include "../../native/async_copy.cuh"
+#include "../../native/kernels.h"
+#include "../../native/launch.h"
+#include "../../native/launchers.h"
+#include "../../native/rows.cuh"
+#include "../../native/vec.cuh"
+#include "../canon_conv/canon_conv.cuh"
+
+namespace tsgpt {
+namespace {
+
+enum HeadKind : int { kQueryHead = 0, kKeyHead = 1, kValueHead = 2 };
+
+// A lane's place among the heads: its 4 channels in its tensor (q, k or v: [rows, heads·h]) and in a rotary table's row
+// (h/2 values: the same for a pair's two lanes).
+struct HeadPlace {
+  HeadKind kind;
+  int first, width;  // the channels' offset in a row of the tensor, and the row's width (heads·h)
+  int pair, half;    // the channels' offset in a table's row, and its width (h/2)
+  float side;        // 1 in the first half of a head (y1 = u1·cos + u2·sin), −1 in the second (y2 = u2·cos − u1·sin)
+  __device__ __forceinline__ int64_t offset(int row) const { return int64_t(row) * width + first; }
+};
+
+// The heads of a row of x: H q heads, Hk k heads, Hk v heads of h = 1 << shift channels.
+struct QkvHeads {
+  int H, Hk, shift;
+  __device__ __forceinline__ HeadPlace place(int c) const {
+    const int head = c >> shift, j = c & ((1 << shift) - 1), half = 1 << (shift - 1);
+    const HeadKind kind = head < H ? kQueryHead : head < H + Hk ? kKeyHead : kValueHead;
+    const int inKind = kind == kQueryHead ? head : kind == kKeyHead ? head - H : head - H - Hk;
+    return {kind, (inKind << shift) + j, (kind == kQueryHead ? H : Hk) << shift, j & (half - 1), half, j < half ? 1.f : -1.f};
+  }
+  // The lanes between a channel's lane and its pair's (h/2 channels, 4 a lane).
+  __device__ __forceinline__ int pairLanes() const { return 1 << (shift - 3); }
+};
+
+// The values of the lane's pair lane. Every lane of the warp calls it.
+__device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float (&pair)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) pair[i] = __shfl_xor_sync(0xffffffffu, v[i], lanes);
+}
+
+// rotary.cu's rotation of the lane's values u (sign 1) or its transpose (sign −1) at position t: own·cos + side·pair·sin
+// (HeadPlace::side), the other way round for the transpose.
+__device__ __forceinline__ void rotate(const float (&u)[4], const float (&pair)[4], const float* __restrict__ cosT,
+                                       const float* __restrict__ sinT, const HeadPlace& at, int t, float sign, float (&y)[4]) {
+  float c[4], s[4];
+  const int table = t * at.half + at.pair;
+  loadVec<4>(cosT + table, c);
+  loadVec<4>(sinT + table, s);
+  const float side = at.side * sign;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) y[i] = u[i] * c[i] + side * pair[i] * s[i];
+}
+
+// canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve.
+template <typename Out>
+struct AttentionOutput {
+  static constexpr bool kShuffles = true;  // the pair's values
+  Out* __restrict__ q;
+  Out* __restrict__ k;
+  Out* __restrict__ v;
+  const float* __restrict__ cosT;
+  const float* __restrict__ sinT;
+  const float* __restrict__ lambdas;
+  const float* __restrict__ ve;
+  QkvHeads heads;
+  int T;
+  template <int V>
+  __device__ __forceinline__ void store(int r, int c, const float (&u)[V], bool inside) const {
+    static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
+    float pair[4], y[4];
+    pairValues(u, heads.pairLanes(), pair);
+    if (!inside) return;
+    const HeadPlace at = heads.place(c);
+    if (at.kind == kValueHead) {
+      const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
+      float e[4] = {};
+      if (ve) loadVec<4>(ve + at.offset(r), e);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) y[i] = la * u[i] + lb * e[i];
+      storeVec<4>(v + at.offset(r), y);
+      return;
+    }
+    rotate(u, pair, cosT, sinT, at, r % T, 1.f, y);
+    storeVec<4>((at.kind == kQueryHead ? q : k) + at.offset(r), y);
+  }
+};
+
+// canonConvGradKernel's Dy: g from dq, dk and dv (dq float32 as the attention sums it, dk and dv in Kv as its backward
+// stores them), with dve and the λ sums on the way (the v heads' rows, once each).
+template <typename Kv>
+struct AttentionDy {
+  static constexpr bool kShuffles = true;  // the pair's values
+  // two blocks an SM (its rings take 96 KiB a block at bf16 x): without the bound, up to 156 registers allowed one
+  static constexpr int kMinBlocks = 2;
+  // slots of 16 bytes: a lane's 4 values of dq (float), or of dk and dv (8 bytes where Kv is bf16)
+  static constexpr size_t kRingBytes = GridRing<float, 4>::kBytes;
+  struct Sums {
+    float a, b;  // this thread's Σ dv·u (λa's gradient) and Σ dv·ve (λb's)
+  };
+  const float* __restrict__ dq;
+  const Kv* __restrict__ dk;
+  const Kv* __restrict__ dv;
+  const float* __restrict__ cosT;
+  const float* __restrict__ sinT;
+  const float* __restrict__ lambdas;
+  const float* __restrict__ ve;
+  const float* __restrict__ veAcc;
+  float* __restrict__ dve;
+  float* __restrict__ lambdaPartials;  // [blocks][2]
+  QkvHeads heads;
+  int T;
+
+  struct Reader {
+    GridRing<float, 4> ring;
+    HeadPlace at;
+    const void* src;  // dq, dk or dv: the lane's tensor
+    bool wide;        // src holds floats
+    float scale, lb;  // λa for the v heads (1 for q and k), λb
+    AttentionDy dy;   // its fields as kernel parameters (the ones a lane uses)
+    __device__ __forceinline__ void copy(int i, int row) {
+      if (wide) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + at.offset(row));
+      else copyAsyncOwn<8>(ring.at(i), static_cast<const __nv_bfloat16*>(src) + at.offset(row));
+    }
+    __device__ __forceinline__ void read(int i, int row, float (&g)[4]) const {
+      float d[4], pair[4];
+      if (wide) widen(Packed4<float>{*ring.at(i)}, d);
+      else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i))}, d);
+      pairValues(d, dy.heads.pairLanes(), pair);
+      if (at.kind == kValueHead) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) g[j] = d[j];  // dv: scaled by λa in dz and dw
+      } else {
+        rotate(d, pair, dy.cosT, dy.sinT, at, row % dy.T, -1.f, g);
+      }
+    }
+    // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
+    __device__ __forceinline__ void atRow(int r, bool inside, const float (&d)[4], Sums& sums) const {
+      if (at.kind != kValueHead || !dy.ve || !inside) return;
+      float e[4], a[4] = {}, out[4];
+      loadVec<4>(dy.ve + at.offset(r), e);
+      if (dy.veAcc) loadVec<4>(dy.veAcc + at.offset(r), a);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        sums.b += d[j] * e[j];
+        out[j] = dy.veAcc ? __fadd_rn(a[j], __fmul_rn(lb, d[j])) : lb * d[j];
+      }
+      storeVec<4>(dy.dve + at.offset(r), out);
+    }
+    // λa's sum from dw's sums of dv (u = Σ_k w'[k]·z[r − 3 + k]), then those sums scaled by λa into dw's
+    __device__ __forceinline__ void endWalk(float (&sum)[4][4], const CanonTaps (&k)[4], Sums& sums) const {
+      if (at.kind != kValueHead) return;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        sums.a += k[j].self * sum[j][3] + k[j].taps[0] * sum[j][2] + k[j].taps[1] * sum[j][1] + k[j].taps[2] * sum[j][0];
+#pragma unroll
+        for (int tap = 0; tap < 4; ++tap) sum[j][tap] *= scale;
+      }
+    }
+  };
+  __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int /* C */) const {
+    const HeadPlace at = heads.place(c);
+    const void* src = at.kind == kQueryHead ? static_cast<const void*>(dq) : at.kind == kKeyHead ? static_cast<const void*>(dk) : dv;
+    const bool wide = at.kind == kQueryHead || sizeof(Kv) == 4;
+    const float lb = ve ? lambdas[1] : 0.f;
+    return {GridRing<float, 4>(ring), at, src, wide, at.kind == kValueHead ? lambdas[0] : 1.f, lb, *this};
+  }
+  // The block's λ sums, its warps' in order, into lambdaPartials[block]. Every thread of the block calls it.
+  __device__ __forceinline__ void writeSums(const Sums& sums) const {
+    __shared__ float2 warpSums[kRowGroups];
+    const float a = warpSum(sums.a), b = warpSum(sums.b);
+    if (threadIdx.x == 0) warpSums[threadIdx.y] = make_float2(a, b);
+    __syncthreads();
+    if (threadIdx.x != 0 || threadIdx.y != 0) return;
+    float2 total = warpSums[0];
+    for (int i = 1; i < kRowGroups; ++i) total = make_float2(total.x + warpSums[i].x, total.y + warpSums[i].y);
+    const int64_t block = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    lambdaPartials[2 * block] = total.x;
+    lambdaPartials[2 * block + 1] = total.y;
+  }
+};
+
+// log2(h) where h is a power of two from 8 to 128 (the lanes of a head in one warp, 4 channels a lane in one half), else 0.
+int headShift(int64_t h) {
+  for (int shift = 3; shift <= 7; ++shift)
+    if (h == int64_t(1) << shift) return shift;
+  return 0;
+}
+
+// The problem's checks: h (headShift), the sizes in int (the tables' T·h/2 too), every pointer 16-byte aligned.
+bool problemFits(int64_t rows, int64_t T, int64_t C, int64_t h, std::initializer_list<const void*> ptrs) {
+  return headShift(h) != 0 && rows <= INT32_MAX && C <= INT32_MAX && T * h / 2 <= INT32_MAX && aligned16(ptrs);
+}
+
+// f(norm) with the norm as a type: the q and k heads' (qkNorm) or none.
+template <typename F>
+void byNorm(bool qkNorm, F f) {
+  if (qkNorm) f(std::integral_constant<int, kHeadNorm>{});
+  else f(std::integral_constant<int, kNoNorm>{});
+}
+
+}  // namespace
+
+cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds,
+                                       const float* cosT, const float* sinT, const float* lambdas, const float* ve, void* q,
+                                       void* k, void* v, bool outBf16, int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h,
+                                       bool qkNorm, float eps) {
+  const int64_t rows = B * T, C = (H + 2 * Hk) * h;
+  if (rows == 0) return cudaSuccess;
+  if (!problemFits(rows, T, C, h, {x, cosT, sinT, ve, q, k, v})) return cudaErrorInvalidValue;
+  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps, nullptr};
+  const QkvHeads heads{int(H), int(Hk), headShift(h)};
+  byInputType(x, xBf16, [&](auto* in) {
+    using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+    auto launch = [&](auto* outType) {
+      using Out = std::remove_pointer_t<decltype(outType)>;
+      const AttentionOutput<Out> output{static_cast<Out*>(q), static_cast<Out*>(k), static_cast<Out*>(v), cosT, sinT, lambdas, ve, heads, int(T)};
+      byNorm(qkNorm, [&](auto normKind) {
+        const auto kernel = canonConvKernel<4, decltype(normKind)::value, false, In, AttentionOutput<Out>>;
+        const size_t ring = GridRing<In, 4>::kBytes;
+        if (allowSharedMemory(kernel, ring) == cudaSuccess)
+          kernel<<<canonGrid(rows, C, 4), dim3(kChannelThreads, kRowGroups), ring, s>>>(in, w, docIds, output, int(rows), int(T), int(C), norm);
+      });
+    };
+    if (outBf16) launch(static_cast<__nv_bfloat16*>(nullptr));
+    else launch(static_cast<float*>(nullptr));
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, const void* dk, const void* dv, bool kvBf16,
+                                           const void* x, bool xBf16, const float* w, const int32_t* docIds, const float* cosT,
+                                           const float* sinT, const float* lambdas, const float* ve, void* dx, bool dxBf16,
+                                           float* dw, float* dlambdas, float* dve, const float* veAcc, const float* lambdasAcc,
+                                           float* partials, int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm,
+                                           float eps) {
+  const int64_t rows = B * T, C = (H + 2 * Hk) * h;
+  if (rows == 0) {  // dw = 0, dλ = the sums so far (or 0), no dve
+    const cudaError_t e = cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);
+    return e != cudaSuccess ? e : launchSumPartialPairs(s, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);
+  }
+  if (!problemFits(rows, T, C, h, {dq, dk, dv, x, cosT, sinT, ve, dx, dve, veAcc})) return cudaErrorInvalidValue;
+  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps, nullptr};
+  const QkvHeads heads{int(H), int(Hk), headShift(h)};
+  const dim3 grid = canonGrid(rows, C, 4);
+  float* lambdaPartials = partials + int64_t(grid.y) * C * 4;  // after dw's (canonAttentionInputsPartialFloats)
+  static_assert(kCanonRowsPerPartial == kRowGroups * kRowsPerThread && kChannelThreads == 32, "canonAttentionInputsPartialFloats' grid");
+  byInputType(dk, kvBf16, [&](auto* dkT) {
+    using Kv = std::remove_const_t<std::remove_pointer_t<decltype(dkT)>>;
+    const AttentionDy<Kv> dy{dq, dkT, static_cast<const Kv*>(dv), cosT, sinT, lambdas, ve, veAcc, dve, lambdaPartials, heads, int(T)};
+    byInputType(x, xBf16, [&](auto* in) {
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      auto launch = [&](auto* out) {
+        using OutDx = std::remove_pointer_t<decltype(out)>;
+        byNorm(qkNorm, [&](auto normKind) {
+          const auto kernel = canonConvGradKernel<4, decltype(normKind)::value, AttentionDy<Kv>, In, OutDx>;
+          const size_t ring = GridRing<In, 4>::kBytes + AttentionDy<Kv>::kRingBytes;
+          if (allowSharedMemory(kernel, ring) == cudaSuccess)
+            kernel<<<grid, dim3(kChannelThreads, kRowGroups), ring, s>>>(dy, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+        });
+      };
+      if (dxBf16) launch(static_cast<__nv_bfloat16*>(dx));
+      else launch(static_cast<float*>(dx));
+    });
+  });
+  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, grid.y, C);
+  const cudaError_t e = cudaGetLastError();
+  return e != cudaSuccess ? e : launchSumPartialPairs(s, lambdaPartials, int(grid.x * grid.y), dlambdas, dlambdas + 1, lambdasAcc);
+}
+
+TSGPT_LAUNCHER(canonAttentionInputs, launchCanonAttentionInputs, "x", "xBf16", "w", "docIds", "cos", "sin", "lambdas", "ve", "q", "k", "v",
+               "outBf16", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
+TSGPT_LAUNCHER(canonAttentionInputsGrad, launchCanonAttentionInputsGrad, "dq", "dk", "dv", "kvBf16", "x", "xBf16", "w", "docIds", "cos",
+               "sin", "lambdas", "ve", "dx", "dxBf16", "dw", "dlambdas", "dve", "veAcc", "lambdasAcc", "partials", "B", "T", "H", "Hk",
+               "h", "qkNorm", "eps");
+
+}  // namespace tsgpt
