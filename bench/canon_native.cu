@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
                           rowNorm ? scratch.d : nullptr, relu2), "forward");
   };
   auto backward = [&](const void* g_, bool gBf16, const void* in, bool inBf16, void* out, bool outBf16) {
-    check(launchCanonConvGrad(0, g_, gBf16, in, inBf16, dW.d, dDoc, out, outBf16, oDw.d, partials.d, B, T, C, normChannels,
+    check(launchCanonConvGrad(0, g_, gBf16, in, inBf16, dW.d, dDoc, out, outBf16, oDw.d, nullptr, partials.d, B, T, C, normChannels,
                               group ? group : 1, eps, rowNorm, nullptr, nullptr, relu2), "backward");
   };
   forward(dX.d, false, oY.d, false);

@@ -237,6 +237,30 @@ it('starts the variables\' gradients at their sums so far (variableGradsSummed):
   await tf.setBackend('cpu');
 });
 
+it('variableGradsSummed: the Canon layers\' weights (A, B, C, D) are summed in their gradient kernels, no Add of their shape', async () => {
+  registerCudaHostBackend('cuda-host');
+  await tf.setBackend('cuda-host');
+  const { names, vars, loss: f, dispose } = perturbedTinyModel({ canon: 'ABCD' });
+  const canon = vars.filter((_, i) => /canon_[abcd]$/.test(names[i]));
+  assert.ok(canon.length >= 4, `the test sees the Canon weights: ${canon.length}`);
+  const sums = vars.map((v) => tf.randomNormal(v.shape, 0, 0.01, 'float32', Math.floor(random() * 1e9)));
+  const plain = engine.gradients(f, vars, undefined, true);
+  const want = canon.map((v) => tf.tidy(() => sums[vars.indexOf(v)].add(plain.grads[vars.indexOf(v)])).dataSync().slice());
+  tf.dispose([plain.value, ...plain.grads]);
+  let got: { value: tf.Scalar; grads: tf.NamedTensorMap } | null = null;
+  const profile = await tf.profile(() => {
+    got = variableGradsSummed(f as () => tf.Scalar, new Map(vars.map((v, i) => [v as tf.Variable, sums[i]])));
+    return [got.value, ...Object.values(got.grads)];
+  });
+  const r = got as unknown as { value: tf.Scalar; grads: tf.NamedTensorMap };
+  canon.forEach((v, i) => assert.deepEqual(r.grads[v.name].dataSync(), want[i], `${v.name}: the sum so far + its gradient, as the Add's`));
+  const adds = profile.kernels.filter((k) => k.name === 'Add' && canon.some((w) => k.outputShapes[0]?.join() === w.shape.join())).length;
+  assert.equal(adds, 0, 'no Add of a Canon weight\'s shape: CanonConvGrad and CanonAttentionInputsGrad sum them');
+  tf.dispose([r.value, ...Object.values(r.grads), ...sums.filter((s) => !s.isDisposed)]);
+  dispose();
+  await tf.setBackend('cpu');
+});
+
 it('variableGradsSummed names a sum of the wrong shape', async () => {
   await tf.setBackend('cpu');
   const v = tf.variable(tf.ones([2, 3]), true, 'summed_test_w'), wrong = tf.zeros([3, 2]);

@@ -55,6 +55,10 @@ struct QkvHeads {
   __device__ __forceinline__ int pairLanes() const { return 1 << (shift - 3); }
 };
 
+// Row r's position in its sequence: r itself in the first (all of them in the speedrun's one packed stream a micro-step),
+// without the division.
+__device__ __forceinline__ int positionOf(int r, int T) { return r < T ? r : r % T; }
+
 // The values of the lane's pair lane. Every lane of the warp calls it.
 __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float (&pair)[4]) {
 #pragma unroll
@@ -103,7 +107,7 @@ struct AttentionOutput {
       storeVec<4>(v + at.offset(r), y);
       return;
     }
-    rotate(u, pair, cosT, sinT, at, r % T, 1.f, y);
+    rotate(u, pair, cosT, sinT, at, positionOf(r, T), 1.f, y);
     storeVec<4>((at.kind == kQueryHead ? q : k) + at.offset(r), y);
   }
 };
@@ -153,7 +157,7 @@ struct AttentionDy {
 #pragma unroll
         for (int j = 0; j < 4; ++j) g[j] = d[j];  // dv: scaled by λa in dz and dw
       } else {
-        rotate(d, pair, dy.cosT, dy.sinT, at, row % dy.T, -1.f, g);
+        rotate(d, pair, dy.cosT, dy.sinT, at, positionOf(row, dy.T), -1.f, g);
       }
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
@@ -253,12 +257,13 @@ cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16
 cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, const void* dk, const void* dv, bool kvBf16,
                                            const void* x, bool xBf16, const float* w, const int32_t* docIds, const float* cosT,
                                            const float* sinT, const float* lambdas, const float* ve, void* dx, bool dxBf16,
-                                           float* dw, float* dlambdas, float* dve, const float* veAcc, const float* lambdasAcc,
-                                           float* partials, int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm,
-                                           float eps) {
+                                           float* dw, const float* dwAcc, float* dlambdas, float* dve, const float* veAcc,
+                                           const float* lambdasAcc, float* partials, int64_t B, int64_t T, int64_t H, int64_t Hk,
+                                           int64_t h, bool qkNorm, float eps) {
   const int64_t rows = B * T, C = (H + 2 * Hk) * h;
-  if (rows == 0) {  // dw = 0, dλ = the sums so far (or 0), no dve
-    const cudaError_t e = cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);
+  if (rows == 0) {  // dw and dλ = the sums so far (or 0), no dve
+    const cudaError_t e = dwAcc ? cudaMemcpyAsync(dw, dwAcc, C * 4 * sizeof(float), cudaMemcpyDeviceToDevice, s)
+                                : cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);
     return e != cudaSuccess ? e : launchSumPartialPairs(s, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);
   }
   if (!problemFits(rows, T, C, h, {dq, dk, dv, x, cosT, sinT, ve, dx, dve, veAcc})) return cudaErrorInvalidValue;
@@ -285,7 +290,7 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
       else launch(static_cast<float*>(dx));
     });
   });
-  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, grid.y, C);
+  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, grid.y, C, dwAcc);
   const cudaError_t e = cudaGetLastError();
   return e != cudaSuccess ? e : launchSumPartialPairs(s, lambdaPartials, int(grid.x * grid.y), dlambdas, dlambdas + 1, lambdasAcc);
 }
@@ -293,7 +298,7 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
 TSGPT_LAUNCHER(canonAttentionInputs, launchCanonAttentionInputs, "x", "xBf16", "w", "docIds", "cos", "sin", "lambdas", "ve", "q", "k", "v",
                "outBf16", "B", "T", "H", "Hk", "h", "qkNorm", "eps");
 TSGPT_LAUNCHER(canonAttentionInputsGrad, launchCanonAttentionInputsGrad, "dq", "dk", "dv", "kvBf16", "x", "xBf16", "w", "docIds", "cos",
-               "sin", "lambdas", "ve", "dx", "dxBf16", "dw", "dlambdas", "dve", "veAcc", "lambdasAcc", "partials", "B", "T", "H", "Hk",
+               "sin", "lambdas", "ve", "dx", "dxBf16", "dw", "dwAcc", "dlambdas", "dve", "veAcc", "lambdasAcc", "partials", "B", "T", "H", "Hk",
                "h", "qkNorm", "eps");
 
 }  // namespace tsgpt

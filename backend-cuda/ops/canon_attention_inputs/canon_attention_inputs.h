@@ -28,14 +28,14 @@ inline int64_t canonAttentionInputsPartialFloats(int64_t rows, int64_t C) {
 }
 
 // The gradient in one pass from dq (float32), dk and dv (bf16 where kvBf16): dx (bf16 where dxBf16) through the rotation,
-// the taps and the heads' norm; dw [C,4]; dlambdas = [Σ dv·u_v, Σ dv·ve] (0 for λb without ve), plus lambdasAcc (the
+// the taps and the heads' norm; dw [C,4], plus dwAcc (w's gradient so far) where not null; dlambdas = [Σ dv·u_v, Σ dv·ve] (0 for λb without ve), plus lambdasAcc (the
 // lambdas' gradient so far) where not null; dve = λb·dv where ve is not null, plus veAcc (ve's gradient so far) where not
 // null. dw and dlambdas are summed in a fixed order through `partials` (canonAttentionInputsPartialFloats of them).
 cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, const void* dk, const void* dv, bool kvBf16,
                                            const void* x, bool xBf16, const float* w, const int32_t* docIds, const float* cosT,
                                            const float* sinT, const float* lambdas, const float* ve, void* dx, bool dxBf16,
-                                           float* dw, float* dlambdas, float* dve, const float* veAcc, const float* lambdasAcc,
-                                           float* partials, int64_t B, int64_t T, int64_t H, int64_t Hk, int64_t h, bool qkNorm,
-                                           float eps);
+                                           float* dw, const float* dwAcc, float* dlambdas, float* dve, const float* veAcc,
+                                           const float* lambdasAcc, float* partials, int64_t B, int64_t T, int64_t H, int64_t Hk,
+                                           int64_t h, bool qkNorm, float eps);
 
 }  // namespace tsgpt

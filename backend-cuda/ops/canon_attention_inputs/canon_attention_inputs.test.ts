@@ -69,19 +69,20 @@ for (const target of targets) {
       }
     });
 
-    it('adds the gradients so far of ve and of the lambdas in its stores, as tfjs\'s Add would', async () => {
+    it('adds the gradients so far of ve, w and the lambdas in its stores, as tfjs\'s Add would', async () => {
       await useBackend(name);
       const c: Case = { B: 2, T: 9, H: 2, Hk: 1, h: 16, rope: 'half' };
       const [x, w, docIds, lambdas, dq, dk, dv, ve] = inputsOf(c, true).map(tensorOf), { cos, sin } = T.rotaryTables(ropeOf(c), c.T);
-      const veAcc = tensorOf(randFloat(ve.shape)), lambdasAcc = tensorOf(randFloat([2]));
+      const veAcc = tensorOf(randFloat(ve.shape)), wAcc = tensorOf(randFloat(w.shape)), lambdasAcc = tensorOf(randFloat([2]));
       const grad = (extra: tf.NamedTensorMap) => tf.engine().runKernel(CANON_ATTENTION_INPUTS_GRAD,
         { dq, dk, dv, x, w, docIds, cos, sin, lambdas, ve, ...extra }, ATTRS(c, true)) as tf.Tensor[];
-      const [plain, summed] = [grad({}), grad({ veAccumulated: veAcc, lambdasAccumulated: lambdasAcc })];
-      const [dlambdas, dve] = [tf.add(lambdasAcc, plain[2]), tf.add(veAcc, plain[3])];
-      assert.deepEqual(Array.from(summed[2].dataSync()), Array.from(dlambdas.dataSync()), 'dlambdas with lambdasAccumulated, against acc + dlambdas');
-      assert.deepEqual(Array.from(summed[3].dataSync()), Array.from(dve.dataSync()), 'dve with veAccumulated, against acc + dve');
-      for (const i of [0, 1]) assert.deepEqual(Array.from(summed[i].dataSync()), Array.from(plain[i].dataSync()), `output ${i}`);
-      tf.dispose([x, w, docIds, lambdas, dq, dk, dv, ve, veAcc, lambdasAcc, ...plain, ...summed, dlambdas, dve]);
+      const [plain, summed] = [grad({}), grad({ veAccumulated: veAcc, wAccumulated: wAcc, lambdasAccumulated: lambdasAcc })];
+      const sums = [tf.add(wAcc, plain[1]), tf.add(lambdasAcc, plain[2]), tf.add(veAcc, plain[3])];
+      ['dw', 'dlambdas', 'dve'].forEach((what, i) =>
+        assert.deepEqual(Array.from(summed[i + 1].dataSync()), Array.from(sums[i].dataSync()), `${what} with its sum so far, against the sum + ${what}`));
+      assert.deepEqual(Array.from(summed[0].dataSync()), Array.from(plain[0].dataSync()), 'dx');
+      assert.throws(() => grad({ wAccumulated: lambdas }), /CanonAttentionInputsGrad: wAccumulated must be float32 \[64,4\], got float32\[2\]/);
+      tf.dispose([x, w, docIds, lambdas, dq, dk, dv, ve, veAcc, wAcc, lambdasAcc, ...plain, ...summed, ...sums]);
     });
 
     it('the gradients are bit-identical on a rerun (deterministic sums for dw and dlambdas)', async () => {

@@ -8,9 +8,9 @@
 //   Canon layer: the taps read the normed q and k heads, and the heads are not normed again after).
 // Two forward names, with ve and without, as AttentionInputs has (tfjs saves a gradient's inputs by name). The gradient
 // keeps x (not Canon's output: the backward makes what it needs of it from x's rows) and 'CanonAttentionInputsGrad'
-// ({dq, dk, dv, x, w, docIds, cos, sin, lambdas, ve?, veAccumulated?, lambdasAccumulated?}) returns [dx, dw, dlambdas,
-// dve?] in one pass: dx where canon_conv.ts's gradient would (x is a projection's output), dw summed in a fixed order,
-// dlambdas and dve as AttentionInputsGrad's, with the gradients so far of ve and the lambdas added in.
+// ({dq, dk, dv, x, w, docIds, cos, sin, lambdas, ve?, veAccumulated?, wAccumulated?, lambdasAccumulated?}) returns [dx, dw,
+// dlambdas, dve?] in one pass: dx where canon_conv.ts's gradient would (x is a projection's output), dw summed in a fixed
+// order, dlambdas and dve as AttentionInputsGrad's, with the gradients so far of ve, w and the lambdas added in.
 import * as tf from '@tensorflow/tfjs-core';
 import type { AttentionInputsAttrs } from '../attention_inputs/attention_inputs.ts';
 import { float32Inputs, type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
@@ -47,15 +47,15 @@ for (const [kernelName, withVe] of [[CANON_ATTENTION_INPUTS, false], [CANON_ATTE
       const [dq, dk, dv] = dys as tf.Tensor[];
       const [x, w, docIds, cos, sin, lambdas, ve] = saved;
       const inputs: tf.NamedTensorMap = { dq, dk, dv, x, w, docIds, cos, sin, lambdas, ...(withVe ? { ve } : {}) };
-      // [dx, dw, dlambdas, dve?] from one kernel, run by the first thunk to ask, with the gradients so far of ve and the
-      // lambdas added in its stores (attention_inputs.ts's gradient: a value embedding feeds two layers)
-      const { output, summing } = sharedGradients(({ ve: veAccumulated, lambdas: lambdasAccumulated }) => tf.engine().runKernel(
-        CANON_ATTENTION_INPUTS_GRAD,
-        { ...inputs, ...(veAccumulated ? { veAccumulated } : {}), ...(lambdasAccumulated ? { lambdasAccumulated } : {}) }, attrs) as tf.Tensor[]);
-      const grads: Record<string, () => tf.Tensor> = {
-        x: () => output(0), w: () => output(1), lambdas: summing(2, 'lambdas', withVe ? ['ve'] : []),
-      };
-      if (withVe) grads.ve = summing(3, 've', ['lambdas']);
+      // [dx, dw, dlambdas, dve?] from one kernel, run by the first thunk to ask, with the gradients so far of ve, w and the
+      // lambdas added in its stores (attention_inputs.ts's gradient: a value embedding feeds two layers; w and the lambdas
+      // sum over a gradient accumulation's micro-steps)
+      const { output, summing } = sharedGradients(({ ve: veAccumulated, w: wAccumulated, lambdas: lambdasAccumulated }) => tf.engine().runKernel(
+        CANON_ATTENTION_INPUTS_GRAD, { ...inputs, ...(veAccumulated ? { veAccumulated } : {}), ...(wAccumulated ? { wAccumulated } : {}),
+          ...(lambdasAccumulated ? { lambdasAccumulated } : {}) }, attrs) as tf.Tensor[]);
+      const others = (input: string) => ['w', 'lambdas', ...(withVe ? ['ve'] : [])].filter((o) => o !== input);
+      const grads: Record<string, () => tf.Tensor> = { x: () => output(0), w: summing(1, 'w', others('w')), lambdas: summing(2, 'lambdas', others('lambdas')) };
+      if (withVe) grads.ve = summing(3, 've', others('ve'));
       return grads;
     },
   });

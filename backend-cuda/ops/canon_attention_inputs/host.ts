@@ -24,7 +24,7 @@ export function canonAttentionInputsHost(mem: HostDevice): CanonAttentionInputsN
       withCanonOutput(x, xBf16, w, docIds, B, T, H, Hk, h, qkNorm, eps,
         (u) => attentionInputs.attentionInputs(u, false, cos, sin, lambdas, ve, q, k, v, outBf16, B, T, H, Hk, h, false, eps));
     },
-    canonAttentionInputsGrad(dq, dk, dv, kvBf16, x, xBf16, w, docIds, cos, sin, lambdas, ve, dx, dxBf16, dw, dlambdas, dve, veAcc,
+    canonAttentionInputsGrad(dq, dk, dv, kvBf16, x, xBf16, w, docIds, cos, sin, lambdas, ve, dx, dxBf16, dw, dwAcc, dlambdas, dve, veAcc,
       lambdasAcc, _partials, B, T, H, Hk, h, qkNorm, eps) {
       const C = (H + 2 * Hk) * h;
       withCanonOutput(x, xBf16, w, docIds, B, T, H, Hk, h, qkNorm, eps, (u) => {
@@ -32,7 +32,7 @@ export function canonAttentionInputsHost(mem: HostDevice): CanonAttentionInputsN
         try {
           attentionInputs.attentionInputsGrad(dq, dk, dv, kvBf16, u, false, cos, sin, lambdas, ve, du, false, dlambdas, dve, veAcc,
             B, T, H, Hk, h, false, eps, lambdasAcc);
-          canon.canonConvGrad(du, false, x, xBf16, w, docIds, dx, dxBf16, dw, 0, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, 0, 0,
+          canon.canonConvGrad(du, false, x, xBf16, w, docIds, dx, dxBf16, dw, dwAcc, 0, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, 0, 0,
             false);
         } finally {
           mem.free(du);

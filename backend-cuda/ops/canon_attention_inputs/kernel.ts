@@ -1,6 +1,6 @@
 // Canon B inside the attention's inputs, the cuda kernels (canon_attention_inputs.cu's launchers): 'CanonAttentionInputs'
 // and 'CanonAttentionInputsVE' ({x, w, docIds, cos, sin, lambdas[, ve]} → [q, k, v]) and the gradient kernel
-// 'CanonAttentionInputsGrad' ({dq, dk, dv, x, w, docIds, cos, sin, lambdas[, ve, veAccumulated, lambdasAccumulated]} → [dx, dw,
+// 'CanonAttentionInputsGrad' ({dq, dk, dv, x, w, docIds, cos, sin, lambdas[, ve, veAccumulated, wAccumulated, lambdasAccumulated]} → [dx, dw,
 // dlambdas[, dve]]). x, dk and dv are read as stored (bf16 where the projection and the tensor-core attention's backward
 // wrote them so); q, k and v feed the attention's products and dx the projection's gradient matmuls: bf16 under bf16
 // matmul precision (makeBf16Output).
@@ -26,12 +26,13 @@ export interface CanonAttentionInputsNative {
   canonAttentionInputs(x: number, xBf16: boolean, w: number, docIds: number, cos: number, sin: number, lambdas: number, ve: number,
     q: number, k: number, v: number, outBf16: boolean, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
     eps: number): void;
-  /** Its gradient in one pass from dq (float32), dk and dv (bf16 where kvBf16): dx (bf16 where dxBf16), dw [C,4], dlambdas
+  /** Its gradient in one pass from dq (float32), dk and dv (bf16 where kvBf16): dx (bf16 where dxBf16), dw [C,4] plus dwAcc
+   * where not 0, dlambdas
    * = [Σ dv·u_v, Σ dv·ve] (u the Canon layer's output; 0 for λb without ve) plus lambdasAcc where not 0, dve = λb·dv
    * where ve is not 0, plus veAcc where not 0; dw and dlambdas summed in a fixed order through `partials`
    * (canonAttentionInputsPartialFloats of them). */
   canonAttentionInputsGrad(dq: number, dk: number, dv: number, kvBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number,
-    cos: number, sin: number, lambdas: number, ve: number, dx: number, dxBf16: boolean, dw: number, dlambdas: number, dve: number,
+    cos: number, sin: number, lambdas: number, ve: number, dx: number, dxBf16: boolean, dw: number, dwAcc: number, dlambdas: number, dve: number,
     veAcc: number, lambdasAcc: number, partials: number, B: number, T: number, H: number, Hk: number, h: number, qkNorm: boolean,
     eps: number): void;
 }
@@ -82,14 +83,15 @@ const gradient: CudaKernel = {
       const t = input(kernel, inputs, name), shape = [p.B, p.T, heads, p.h];
       if (t.shape.join() !== shape.join()) throw new Error(`${kernel}: ${name} must be float32 [${shape}], got ${describe(t)}`);
     }
-    // the gradients so far of ve (a value embedding feeds two layers) and of the lambdas (a gradient accumulation's sum)
+    // the gradients so far of ve (a value embedding feeds two layers), and of w and the lambdas (a gradient accumulation's sums)
     const veAcc = inputs.veAccumulated == null ? null : input(kernel, inputs, 'veAccumulated');
     if (veAcc && (!p.ve || veAcc.shape.join() !== p.ve.shape.join())) {
       throw new Error(`${kernel}: veAccumulated ${describe(veAcc)} needs a ve of its shape, got ${p.ve ? describe(p.ve) : 'none'}`);
     }
     const lambdasAcc = inputs.lambdasAccumulated == null ? null : input(kernel, inputs, 'lambdasAccumulated');
     if (lambdasAcc && lambdasAcc.shape.join() !== '2') throw new Error(`${kernel}: lambdasAccumulated must be float32 [2], got ${describe(lambdasAcc)}`);
-    const [B, T, C] = p.x.shape;
+    const [B, T, C] = p.x.shape, wAcc = inputs.wAccumulated == null ? null : input(kernel, inputs, 'wAccumulated');
+    if (wAcc && wAcc.shape.join() !== [C, 4].join()) throw new Error(`${kernel}: wAccumulated must be float32 [${C},4], got ${describe(wAcc)}`);
     // dx feeds only the QKV projection's gradient matmuls: bf16 under bf16 matmul precision, as they read it
     const dx = backend.makeBf16Output(p.x.shape), dw = backend.makeOutput([C, 4], 'float32');
     const dlambdas = backend.makeOutput([2], 'float32'), dve = p.ve ? backend.makeOutput(p.ve.shape, 'float32') : null;
@@ -99,7 +101,7 @@ const gradient: CudaKernel = {
     const kv = (t: TensorInfo) => (kvBf16 ? backend.storedValues(t).ptr : backend.ptr(t));
     backend.withScratch([canonAttentionInputsPartialFloats(B * T, C) * 4], (partials) => backend.device.canonAttentionInputsGrad(
       ptr('dq'), kv(dk), kv(dv), kvBf16, x.ptr, x.bf16, ptr('w'), ptr('docIds'), ptr('cos'), ptr('sin'), ptr('lambdas'),
-      p.ve ? backend.ptr(p.ve) : 0, dx.ptr, dx.bf16, backend.ptr(dw), backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
+      p.ve ? backend.ptr(p.ve) : 0, dx.ptr, dx.bf16, backend.ptr(dw), wAcc ? backend.ptr(wAcc) : 0, backend.ptr(dlambdas), dve ? backend.ptr(dve) : 0,
       veAcc ? backend.ptr(veAcc) : 0, lambdasAcc ? backend.ptr(lambdasAcc) : 0, partials, B, T, p.H, p.Hk, p.h, p.qkNorm, p.eps));
     return dve ? [dx.out, dw, dlambdas, dve] : [dx.out, dw, dlambdas];
   },

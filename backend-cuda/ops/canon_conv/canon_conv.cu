@@ -364,12 +364,15 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
 }
 
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, const float* accumulated,
-                                __nv_bfloat16* dxTwin, bool relu2) {
+                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, const float* dwAccumulated, float* partials, int64_t B,
+                                int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps, bool rowNorm,
+                                const float* accumulated, __nv_bfloat16* dxTwin, bool relu2) {
   const int64_t rows = B * T, n = rows * C;
   if (C == 0) return cudaSuccess;
-  if (n == 0) return cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);  // no rows: dw = 0
+  if (n == 0) {  // no rows: dw = 0, or the sum so far
+    return dwAccumulated ? cudaMemcpyAsync(dw, dwAccumulated, C * 4 * sizeof(float), cudaMemcpyDeviceToDevice, s)
+                         : cudaMemsetAsync(dw, 0, C * 4 * sizeof(float), s);
+  }
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
     // whole rows a block: C / 4 threads (C / 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors
@@ -399,7 +402,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     // dw: the chunks' partials summed in groups, then the groups, each in order
     float* grouped = partials + chunks * C * 4;
     canonPartialSumsKernel<<<dim3(unsigned((C * 4 + kThreads - 1) / kThreads), unsigned(groups)), kThreads, 0, s>>>(partials, grouped, chunks, C * 4);
-    canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(grouped, dw, groups, C);
+    canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(grouped, dw, groups, C, dwAccumulated);
     return cudaGetLastError();
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
@@ -434,13 +437,13 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     });
   });
   if (launched != cudaSuccess) return launched;
-  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C);
+  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C, dwAccumulated);
   return cudaGetLastError();
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
                "rowNorm", "rowRstd", "relu2");
-TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "partials", "B", "T", "C",
+TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "dwAccumulated", "partials", "B", "T", "C",
                "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2");
 
 }  // namespace tsgpt

@@ -432,11 +432,14 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
   dy.writeSums(sideSums);
 }
 
-__global__ void canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw, int64_t chunks, int64_t C) {
+// dw = the partials summed in order, plus dwAcc (w's gradient so far: a gradient accumulation's earlier micro-steps) where
+// not null, added as the Add it replaces would.
+__global__ void canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw, int64_t chunks, int64_t C,
+                                        const float* __restrict__ dwAcc) {
   TSGPT_GRID_STRIDE(i, C * 4) {
     float acc = 0.f;
     for (int64_t k = 0; k < chunks; ++k) acc += partials[k * C * 4 + i];
-    dw[i] = acc;
+    dw[i] = dwAcc ? dwAcc[i] + acc : acc;
   }
 }
 

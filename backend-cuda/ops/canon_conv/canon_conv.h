@@ -29,13 +29,14 @@ constexpr int kCanonRowNormMaxVectors = 512;
 // RMS-normed over the whole row, rowRstd a scratch of B·T floats for the rows' rstd, and the gradient's dx goes through
 // that norm too, plus accumulated (x's gradient so far, where not null), with its bf16 copy in dxTwin where not null
 // (float32 dx only; C at most 4·kCanonRowNormMaxVectors). With relu2 (Canon D before the relu2 MLP's activation, no norm)
-// y = relu(conv)², and the gradient kernel takes dy of that. dx is float32, or bf16 where dxBf16.
+// y = relu(conv)², and the gradient kernel takes dy of that. dx is float32, or bf16 where dxBf16. dw adds dwAccumulated
+// (w's gradient so far) where not null.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
                             bool rowNorm, float* rowRstd, bool relu2);
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
-                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, float* partials, int64_t B, int64_t T, int64_t C,
-                                int64_t normChannels, int64_t normGroup, float eps, bool rowNorm, const float* accumulated,
-                                __nv_bfloat16* dxTwin, bool relu2);
+                                const int32_t* docIds, void* dx, bool dxBf16, float* dw, const float* dwAccumulated, float* partials, int64_t B,
+                                int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps, bool rowNorm,
+                                const float* accumulated, __nv_bfloat16* dxTwin, bool relu2);
 
 }  // namespace tsgpt

@@ -167,6 +167,24 @@ for (const target of targets) {
       await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 3 * 2 + 2, [CANON_CONV_GRAD]: 3 * 2 });
     });
 
+    it('adds w\'s gradient so far (a gradient accumulation\'s) in dw\'s store, as tfjs\'s Add would, with and without the row norm', async () => {
+      await useBackend(B);
+      const [b, t, c] = [2, 300, 12], attrsOf = (rowNorm: boolean) => ({ ...NO_NORM, rowNorm });
+      const [x, dy] = [randFloat([b, t, c]), randFloat([b, t, c])].map((h) => tf.tensor(h.values, h.shape));
+      const w = tf.tensor(randFloat([c, 4], -0.5, 0.5).values, [c, 4]), wAccumulated = tf.tensor(randFloat([c, 4]).values, [c, 4]);
+      const docIds = tf.tensor(randomDocIds(b, t).values, [b, t], 'int32');
+      for (const rowNorm of [false, true]) {
+        const grad = (extra: tf.NamedTensorMap) => tf.engine().runKernel(CANON_CONV_GRAD, { dy, x, w, docIds, ...extra }, attrsOf(rowNorm)) as tf.Tensor[];
+        const [plain, summed] = [grad({}), grad({ wAccumulated })], sum = tf.add(wAccumulated, plain[1]);
+        assert.deepEqual(Array.from(summed[1].dataSync()), Array.from(sum.dataSync()), `rowNorm ${rowNorm}: dw with wAccumulated, against the sum + dw`);
+        assert.deepEqual(Array.from(summed[0].dataSync()), Array.from(plain[0].dataSync()), `rowNorm ${rowNorm}: dx`);
+        tf.dispose([...plain, ...summed, sum]);
+      }
+      assert.throws(() => tf.engine().runKernel(CANON_CONV_GRAD, { dy, x, w, docIds, wAccumulated: dy }, NO_NORM),
+        /CanonConvGrad: wAccumulated float32\[2,300,12\] must have w's shape \[12,4\]/);
+      tf.dispose([x, dy, w, wAccumulated, docIds]);
+    });
+
     it('rejects bad inputs with an error naming the kernel', async () => {
       await useBackend(B);
       tf.tidy(() => {

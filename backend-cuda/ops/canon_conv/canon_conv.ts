@@ -10,8 +10,8 @@
 //   residual's gradient in: input accumulated). xFromProjection: x is a projection's output (Canon B and D), so dx feeds
 //   only its gradient matmuls (a backend may store dx as they read it, in bf16). relu2: y = relu(the conv)², Canon D
 //   and the relu2 MLP's activation in one op (no norm), whose gradient kernel takes dy of that.
-// The gradient kernel ('CanonConvGrad', one call for both; accumulated: the row norm's x's gradient so far) returns
-// [dx, dw], dw summed in a fixed order.
+// The gradient kernel ('CanonConvGrad', one call for both; accumulated: the row norm's x's gradient so far;
+// wAccumulated: w's) returns [dx, dw], dw summed in a fixed order.
 import * as tf from '@tensorflow/tfjs-core';
 import { type FusedKernelSpec, sharedGradients } from '../fused_kernel.ts';
 
@@ -50,9 +50,13 @@ tf.registerGradient({
   gradFunc: (dy, saved, attrs) => {
     const [x, w, docIds] = saved;
     // [dx, dw] from one run, shared by the thunks (see scaled_add.ts). With the row norm, x (the residual stream) sums:
-    // the run adds x's gradient so far (the residual add's, which tfjs_node.ts's backward hands to x's thunk) into dx.
-    const { output, summing } = sharedGradients(({ x: accumulated }) => tf.engine().runKernel(CANON_CONV_GRAD,
-      { dy: dy as tf.Tensor, x, w, docIds, ...(accumulated ? { accumulated } : {}) }, attrs) as tf.Tensor[]);
-    return { x: attrs.rowNorm ? summing(0, 'x') : () => output(0), w: () => output(1), docIds: () => tf.zerosLike(docIds) };
+    // the run adds x's gradient so far (the residual add's, which tfjs_node.ts's backward hands to x's thunk) into dx. w's
+    // gradient so far (a gradient accumulation's earlier micro-steps: variableGradsSummed) is added into dw.
+    const { output, summing } = sharedGradients(({ x: accumulated, w: wAccumulated }) => tf.engine().runKernel(CANON_CONV_GRAD,
+      { dy: dy as tf.Tensor, x, w, docIds, ...(accumulated ? { accumulated } : {}), ...(wAccumulated ? { wAccumulated } : {}) }, attrs) as tf.Tensor[]);
+    return {
+      x: attrs.rowNorm ? summing(0, 'x', ['w']) : () => output(0), w: summing(1, 'w', attrs.rowNorm ? ['x'] : []),
+      docIds: () => tf.zerosLike(docIds),
+    };
   },
 });

@@ -29,11 +29,14 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       if (relu2) for (let i = 0; i < n; i++) yv[i] = yv[i] > 0 ? Math.fround(yv[i] * yv[i]) : 0;
       mem.flush(y, yv, yBf16);
     },
-    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, _partials, B, T, C, normChannels, normGroup, eps, rowNorm, accumulated,
-      dxTwin, relu2) {
-      const n = B * T * C, dwv = mem.floats(dw, C * 4);
+    canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, dwAccumulated, _partials, B, T, C, normChannels, normGroup, eps, rowNorm,
+      accumulated, dxTwin, relu2) {
+      const n = B * T * C, dwv = mem.floats(dw, C * 4), dwSoFar = dwAccumulated ? mem.floats(dwAccumulated, C * 4) : null;
       dwv.fill(0);
-      if (n === 0) return;
+      if (n === 0) {
+        if (dwSoFar) dwv.set(dwSoFar);
+        return;
+      }
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
       const { z: xv, rstd } = normedHeads(mem.input(x, n, xBf16), B * T, C, channels, group, eps);
       const wv = mem.floats(w, C * 4), doc = mem.ints(docIds, B * T), dxv = mem.output(dx, n, dxBf16);
@@ -61,6 +64,7 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       }
       if (accumulated) mem.floats(accumulated, n).forEach((a, i) => { dxv[i] += a; });  // x's gradient so far (the row norm's)
       dwv.set(sums);
+      if (dwSoFar) dwv.forEach((v, i) => { dwv[i] = dwSoFar[i] + v; });  // w's gradient so far, then the Add's rounding
       mem.flush(dx, dxv, dxBf16);
       if (dxTwin) mem.flush(dxTwin, dxv, true);  // its bf16 copy
     },

@@ -30,9 +30,10 @@ export interface CanonConvNative {
     normChannels: number, normGroup: number, eps: number, rowNorm: boolean, rowRstd: number, relu2: boolean): void;
   /** dx (through the norm; with rowNorm plus accumulated, x's gradient so far, where not 0, and its bf16 copy into
    * dxTwin where not 0; with relu2, dy is relu(y)²'s) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed deterministically
-   * through `partials` (canonPartialFloats of scratch); dy, x and dx in bf16 where flagged. */
+   * through `partials` (canonPartialFloats of scratch), plus dwAccumulated (w's gradient so far) where not 0; dy, x and dx in bf16
+   * where flagged. */
   canonConvGrad(dy: number, dyBf16: boolean, x: number, xBf16: boolean, w: number, docIds: number, dx: number, dxBf16: boolean, dw: number,
-    partials: number, B: number, T: number, C: number, normChannels: number, normGroup: number, eps: number, rowNorm: boolean,
+    dwAccumulated: number, partials: number, B: number, T: number, C: number, normChannels: number, normGroup: number, eps: number, rowNorm: boolean,
     accumulated: number, dxTwin: number, relu2: boolean): void;
 }
 
@@ -77,11 +78,14 @@ export const canonConvKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV_GRAD, inputs, true);
       const [B, T, C] = dims, w = inputs.w as TensorInfo, { norm, relu2 } = normAttrs(CANON_CONV_GRAD, attrs, C), rowNorm = norm[3];
-      // The row norm's x (Canon A and C: the residual stream) may come with its gradient so far, which dx adds in
+      // The row norm's x (Canon A and C: the residual stream) may come with its gradient so far, which dx adds in; w with
+      // its gradient so far (a gradient accumulation's earlier micro-steps), which dw adds in
       const acc = inputs.accumulated == null ? null : input(CANON_CONV_GRAD, inputs, 'accumulated');
       if (acc && (!rowNorm || !tf.util.arraysEqual(acc.shape, x.shape))) {
         throw new Error(`${CANON_CONV_GRAD}: accumulated ${describe(acc)} needs the row norm and x's shape [${x.shape}]`);
       }
+      const wAcc = inputs.wAccumulated == null ? null : input(CANON_CONV_GRAD, inputs, 'wAccumulated');
+      if (wAcc && !tf.util.arraysEqual(wAcc.shape, w.shape)) throw new Error(`${CANON_CONV_GRAD}: wAccumulated ${describe(wAcc)} must have w's shape [${w.shape}]`);
       // Where x is a projection's output (Canon B and D) dx's only readers are its gradient matmuls: bf16 under bf16
       // precision, as they read it; elsewhere float32 (the row norm's with the bf16 copy a matmul reads, where one does)
       const dxBf16 = booleanAttr(CANON_CONV_GRAD, attrs, 'xFromProjection') ? backend.makeBf16Output(x.shape) : null;
@@ -90,7 +94,7 @@ export const canonConvKernels: CudaKernel[] = [
       const xs = backend.storedValues(x), dys = backend.storedValues(inputs.dy as TensorInfo);  // as stored: no float32 copies
       backend.withScratch([canonPartialFloats(B * T, C, rowNorm) * 4], (partials) => backend.device.canonConvGrad(dys.ptr, dys.bf16,
         xs.ptr, xs.bf16, backend.ptr(w), backend.ptr(inputs.docIds as TensorInfo), dxBf16?.ptr ?? backend.ptr(dx), dxBf16?.bf16 ?? false,
-        backend.ptr(dw), partials, B, T, C, ...norm, acc ? backend.ptr(acc) : 0, rowNorm ? backend.gradientTwin(x, dx) : 0, relu2));
+        backend.ptr(dw), wAcc ? backend.ptr(wAcc) : 0, partials, B, T, C, ...norm, acc ? backend.ptr(acc) : 0, rowNorm ? backend.gradientTwin(x, dx) : 0, relu2));
       return [dx, dw];
     },
   },
