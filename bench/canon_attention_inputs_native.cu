@@ -1,0 +1,189 @@
+// Canon B inside the attention's inputs (canon_attention_inputs.cu) without Node: forward and backward against a float64
+// CPU reference on one random problem with random document boundaries (relative errors), a bit-identical rerun of the
+// backward (dw's and dλ's fixed-order sums), and CUDA-event timings with bf16 x, dk, dv, q, k, v and dx as training stores
+// them, beside the two ops it replaces (CanonConv with the heads' norm, then AttentionInputs, and their gradients).
+// For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
+//   nvcc -std=c++17 -arch=sm_90a -O2 bench/canon_attention_inputs_native.cu backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.cu \
+//        backend-cuda/ops/canon_conv/canon_conv.cu backend-cuda/ops/attention_inputs/attention_inputs.cu backend-cuda/native/reduce.cu \
+//        backend-cuda/native/elementwise.cu -o /tmp/canon_attention_inputs_native
+//   /tmp/canon_attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
+//   e.g. /tmp/canon_attention_inputs_native 1 32768 6 6 128 1 1     (the speedrun's micro-batch, a layer with value embeddings)
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../backend-cuda/ops/attention_inputs/attention_inputs.h"
+#include "../backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.h"
+#include "../backend-cuda/ops/canon_conv/canon_conv.h"
+#include "native_bench.h"
+
+using namespace tsgpt;
+
+// A device copy of v in bf16 (n values in a Buffer of ⌈n/2⌉ + 1 floats).
+struct Bf16Buffer {
+  Buffer buffer;
+  explicit Bf16Buffer(const std::vector<float>& v) : buffer(v.size() / 2 + 1) {
+    std::vector<__nv_bfloat16> b(v.size());
+    for (size_t i = 0; i < v.size(); i++) b[i] = __float2bfloat16(v[i]);
+    check(cudaMemcpy(buffer.d, b.data(), b.size() * 2, cudaMemcpyHostToDevice), "upload");
+  }
+  explicit Bf16Buffer(size_t n) : buffer(n / 2 + 1) {}
+  void* d() const { return buffer.d; }
+};
+
+int main(int argc, char** argv) {
+  if (argc != 8) {
+    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1)\n", argv[0]);
+    return 2;
+  }
+  const int64_t B = std::atoll(argv[1]), T = std::atoll(argv[2]), H = std::atoll(argv[3]), Hk = std::atoll(argv[4]), h = std::atoll(argv[5]);
+  const bool qkNorm = std::atoi(argv[6]) != 0, withVe = std::atoi(argv[7]) != 0;
+  const int64_t rows = B * T, heads = H + 2 * Hk, C = heads * h, half = h / 2, n = rows * C, nQ = rows * H * h, nK = rows * Hk * h;
+  const int64_t normChannels = qkNorm ? (H + Hk) * h : 0;
+  const float eps = 1e-6f;
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> u01(-2.f, 2.f);
+  auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& e : v) e = scale * u01(rng); return v; };
+  // x, dk and dv as bf16 holds them, so that the float and bf16 runs see the same inputs
+  const std::vector<float> x = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f), ve = random(nK, 1.f), dq = random(nQ, 1.f);
+  const std::vector<float> dk = bf16Values(random(nK, 1.f)), dv = bf16Values(random(nK, 1.f)), lambdas = {0.7f, -0.4f};
+  std::vector<int32_t> doc(rows);
+  for (int64_t r = 0, d = 0; r < rows; r++) doc[r] = (r % T == 0 || rng() % 300 == 0) ? int32_t(++d) : int32_t(d);
+  std::vector<float> cosT(T * half), sinT(T * half);  // half-truncated rotary: the second half of the pairs stationary
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t j = 0; j < half; j++) {
+      const double f = j < (half + 1) / 2 ? std::pow(1.0 / 1024, double(j) / std::fmax(1.0, (half + 1) / 2 - 1.0)) : 0.0;
+      cosT[t * half + j] = float(std::cos(t * f));
+      sinT[t * half + j] = float(std::sin(t * f));
+    }
+  }
+
+  // float64 reference: z (the taps' input), u (the Canon layer's output), q, k, v; g (u's gradient), dz, dx, dw, dλ, dve
+  std::vector<double> z(x.begin(), x.end()), rstd(n, 1.0);
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t c0 = 0; c0 < normChannels; c0 += h) {
+      double ss = 0;
+      for (int64_t c = c0; c < c0 + h; c++) ss += double(x[r * C + c]) * x[r * C + c];
+      const double s = 1 / std::sqrt(ss / h + eps);
+      for (int64_t c = c0; c < c0 + h; c++) { z[r * C + c] *= s; rstd[r * C + c] = s; }
+    }
+  }
+  auto same = [&](int64_t later, int64_t s) { return later % T >= s && doc[later - s] == doc[later]; };
+  std::vector<double> u(n), q(nQ), k(nK), v(nK), g(n), dx(n), dw(C * 4, 0.0), dve(nK), dl(2, 0.0);
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t c = 0; c < C; c++) {
+      double acc = z[r * C + c] * (1 + w[c * 4 + 3]);
+      for (int64_t s = 1; s <= 3; s++) if (same(r, s)) acc += w[c * 4 + 3 - s] * z[(r - s) * C + c];
+      u[r * C + c] = acc;
+    }
+    const int64_t t = r % T;
+    for (int64_t head = 0; head < heads; head++) {
+      const double* ur = &u[r * C + head * h];
+      double* gr = &g[r * C + head * h];
+      if (head >= H + Hk) {  // v: λa·u + λb·ve, and its gradient
+        const int64_t o = (r * Hk + head - H - Hk) * h;
+        for (int64_t i = 0; i < h; i++) {
+          v[o + i] = lambdas[0] * ur[i] + (withVe ? lambdas[1] * double(ve[o + i]) : 0.0);
+          gr[i] = lambdas[0] * double(dv[o + i]);
+          dl[0] += double(dv[o + i]) * ur[i];
+          if (withVe) { dve[o + i] = lambdas[1] * double(dv[o + i]); dl[1] += double(dv[o + i]) * ve[o + i]; }
+        }
+        continue;
+      }
+      const bool isQ = head < H;
+      const int64_t o = isQ ? (r * H + head) * h : (r * Hk + head - H) * h;
+      double* y = isQ ? &q[o] : &k[o];
+      const float* d = isQ ? &dq[o] : &dk[o];
+      for (int64_t i = 0; i < half; i++) {
+        const double c = cosT[t * half + i], s = sinT[t * half + i];
+        y[i] = ur[i] * c + ur[half + i] * s;
+        y[half + i] = ur[half + i] * c - ur[i] * s;
+        gr[i] = d[i] * c - d[half + i] * s;
+        gr[half + i] = d[i] * s + d[half + i] * c;
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    std::vector<double> dz(C);
+    for (int64_t c = 0; c < C; c++) {
+      double acc = g[r * C + c] * (1 + w[c * 4 + 3]);
+      dw[c * 4 + 3] += g[r * C + c] * z[r * C + c];
+      for (int64_t s = 1; s <= 3; s++) {
+        if (r + s < rows && same(r + s, s)) acc += w[c * 4 + 3 - s] * g[(r + s) * C + c];
+        if (same(r, s)) dw[c * 4 + 3 - s] += g[r * C + c] * z[(r - s) * C + c];
+      }
+      dz[c] = dx[r * C + c] = acc;
+    }
+    for (int64_t c0 = 0; c0 < normChannels; c0 += h) {  // through the head's norm: dx = rstd·(dz − z·mean(dz·z))
+      double dot = 0;
+      for (int64_t c = c0; c < c0 + h; c++) dot += dz[c] * z[r * C + c];
+      for (int64_t c = c0; c < c0 + h; c++) dx[r * C + c] = rstd[r * C + c] * (dz[c] - z[r * C + c] * dot / h);
+    }
+  }
+
+  Buffer dX(n), dW(C * 4), dCos(T * half), dSin(T * half), dLam(2), dVe(nK), dDq(nQ), dDk(nK), dDv(nK);
+  Buffer oQ(nQ), oK(nK), oV(nK), oDx(n), oDw(C * 4), oDl(2), oDve(nK), partials(canonAttentionInputsPartialFloats(rows, C));
+  int32_t* dDoc;
+  check(cudaMalloc(&dDoc, rows * 4), "cudaMalloc");
+  check(cudaMemcpy(dDoc, doc.data(), rows * 4, cudaMemcpyHostToDevice), "upload");
+  dX.upload(x); dW.upload(w); dCos.upload(cosT); dSin.upload(sinT); dLam.upload(lambdas); dVe.upload(ve);
+  dDq.upload(dq); dDk.upload(dk); dDv.upload(dv);
+  const float* vePtr = withVe ? dVe.d : nullptr;
+  auto forward = [&](const void* in, bool inBf16, void* oq, void* ok, void* ov, bool outBf16) {
+    check(launchCanonAttentionInputs(0, in, inBf16, dW.d, dDoc, dCos.d, dSin.d, dLam.d, vePtr, oq, ok, ov, outBf16, B, T, H, Hk, h, qkNorm,
+                                     eps), "forward");
+  };
+  auto backward = [&](const void* gk, const void* gv, bool kvBf16, const void* in, bool inBf16, void* out, bool outBf16) {
+    check(launchCanonAttentionInputsGrad(0, dDq.d, gk, gv, kvBf16, in, inBf16, dW.d, dDoc, dCos.d, dSin.d, dLam.d, vePtr, out, outBf16, oDw.d,
+                                         nullptr, oDl.d, withVe ? oDve.d : nullptr, nullptr, nullptr, partials.d, B, T, H, Hk, h, qkNorm, eps),
+          "backward");
+  };
+  forward(dX.d, false, oQ.d, oK.d, oV.d, false);
+  backward(dDk.d, dDv.d, false, dX.d, false, oDx.d, false);
+  check(cudaDeviceSynchronize(), "run");
+  std::printf("B %lld T %lld H %lld Hk %lld h %lld, qkNorm %d, ve %d (float32 tensors against float64):\n", (long long)B, (long long)T,
+              (long long)H, (long long)Hk, (long long)h, int(qkNorm), int(withVe));
+  double worst = report("q", oQ.download(), q);
+  worst = std::fmax(worst, report("k", oK.download(), k));
+  worst = std::fmax(worst, report("v", oV.download(), v));
+  worst = std::fmax(worst, report("dx", oDx.download(), dx));
+  worst = std::fmax(worst, report("dw", oDw.download(), dw));
+  worst = std::fmax(worst, report("dlambdas", oDl.download(), dl));
+  if (withVe) worst = std::fmax(worst, report("dve", oDve.download(), dve));
+  const std::vector<float> firstW = oDw.download(), firstL = oDl.download();
+  backward(dDk.d, dDv.d, false, dX.d, false, oDx.d, false);
+  const bool bitSame = std::memcmp(firstW.data(), oDw.download().data(), firstW.size() * 4) == 0 &&
+                       std::memcmp(firstL.data(), oDl.download().data(), 8) == 0;
+  std::printf("  dw and dlambdas rerun bit-identical: %s\n", bitSame ? "yes" : "NO");
+
+  // timings as training stores the tensors: x, dk, dv, q, k, v and dx in bf16, dq and ve float32
+  Bf16Buffer xB(x), dkB(dk), dvB(dv), qB(nQ), kB(nK), vB(nK), dxB(n), uB(n), gB(n);
+  const double veBytes = withVe ? 4.0 * nK : 0.0;
+  std::printf("fused (this op):\n");
+  timeBandwidth("forward", [&] { forward(xB.d(), true, qB.d(), kB.d(), vB.d(), true); }, 2.0 * n + 2.0 * n + veBytes);
+  timeBandwidth("backward", [&] { backward(dkB.d(), dvB.d(), true, xB.d(), true, dxB.d(), true); },
+                4.0 * nQ + 2.0 * 2 * nK + 2.0 * n + 2.0 * n + 2 * veBytes);
+  // the two ops it replaces, through u (the Canon layer's output) and g (its gradient) in bf16
+  Buffer canonPartials((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial * C * 4);
+  std::printf("CanonConv then AttentionInputs (the ops it replaces):\n");
+  timeBandwidth("forward", [&] {
+    check(launchCanonConv(0, xB.d(), true, dW.d, dDoc, uB.d(), true, B, T, C, normChannels, h, eps, false, nullptr, false), "canon");
+    check(launchAttentionInputs(0, uB.d(), true, dCos.d, dSin.d, dLam.d, vePtr, qB.d(), kB.d(), vB.d(), true, B, T, H, Hk, h, false, eps), "inputs");
+  }, 2.0 * n * 4 + veBytes);
+  timeBandwidth("backward", [&] {
+    check(launchAttentionInputsGrad(0, dDq.d, dkB.d(), dvB.d(), true, uB.d(), true, dCos.d, dSin.d, dLam.d, vePtr, gB.d(), true, oDl.d,
+                                    withVe ? oDve.d : nullptr, nullptr, B, T, H, Hk, h, false, eps, nullptr), "inputs grad");
+    check(launchCanonConvGrad(0, gB.d(), true, xB.d(), true, dW.d, dDoc, dxB.d(), true, oDw.d, nullptr, canonPartials.d, B, T, C, normChannels, h, eps,
+                              false, nullptr, nullptr, false), "canon grad");
+  }, 4.0 * nQ + 2.0 * 2 * nK + 2.0 * nK + 2.0 * n * 4 + 2 * veBytes);
+  check(cudaDeviceSynchronize(), "timings");
+  cudaFree(dDoc);
+  // float32 against float64: the head norm's backward subtracts nearly equal terms (bound 1e-3 as attention_inputs')
+  std::printf("worst error %.2e: %s\n", worst, worst < 1e-3 && bitSame ? "PASS" : "FAIL");
+  return worst < 1e-3 && bitSame ? 0 : 1;
+}
