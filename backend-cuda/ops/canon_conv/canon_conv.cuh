@@ -223,7 +223,8 @@ struct RowDy {
 // forward equals the composite bit for bit (without the norm: z = x). A thread walks its kRowsPerThread rows with z of
 // rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
 // ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
-// shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions.
+// shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
+// to `output` (RowOutput: y [rows, C]).
 template <int V, int Norm, bool Relu2, typename In, typename Output>
 __global__ void __launch_bounds__(kGridThreads)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
@@ -300,10 +301,10 @@ __global__ void __launch_bounds__(kGridThreads)
 // the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
 // backward), rstd made again from the row (kRowNorm has its own kernel, canonRowNormGradKernel). A thread walks its
 // kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
-// so that each row's register is fixed; x and dy come through the ring (RowRing), rows up to 15 ahead copied at a pass's
-// start. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The block sums its row
-// groups' dw in order in
-// shared memory and writes one partial [4] per channel: partials[blockIdx.y][c].
+// so that each row's register is fixed; x and dy come through rings (RowRing; dy's is the Dy's: RowDy reads a [rows, C]
+// tensor), rows up to 15 ahead copied at a pass's start. A pass whose rows all see each other (forEachPass) runs without
+// the taps' conditions. The block sums its row groups' dw in order in shared memory and writes one partial [4] per
+// channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename Dy, typename In, typename OutDx>
 __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     canonConvGradKernel(Dy dy, const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
