@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -33,6 +34,15 @@ struct Buffer {
     return h;
   }
 };
+
+// The random inputs' seed, printed: TEST_SEED where set (a test's: its runs draw fresh inputs), else 1234 (a benchmark's
+// runs compare alike).
+static uint32_t benchSeed() {
+  const char* text = std::getenv("TEST_SEED");
+  const uint32_t seed = text ? uint32_t(std::strtoul(text, nullptr, 10)) : 1234u;
+  std::printf("seed %u (TEST_SEED)\n", seed);
+  return seed;
+}
 
 // The values as bf16 holds them (rounded to nearest even, widened back): inputs that a float and a bf16 run of a kernel
 // both see exactly.
@@ -75,9 +85,11 @@ float meanMs(F&& run, cudaStream_t stream = 0, int reps = 20) {
   return ms / reps;
 }
 
-// meanMs of run() on the default stream, printed with the bandwidth of the `bytes` it must move.
+// meanMs of run() on the default stream, printed with the bandwidth of the `bytes` it must move; nothing where BENCH_REPS=0
+// (test/simt's runs on the CPU, which check the results only).
 template <typename F>
 void timeBandwidth(const char* name, F&& run, double bytes, int reps = 20) {
+  if (const char* text = std::getenv("BENCH_REPS"); text && std::atoi(text) == 0) return;
   const float ms = meanMs(run, 0, reps);
   std::printf("  %-8s %.3f ms, %.0f GB/s (compulsory bytes %.0f MB)\n", name, ms, bytes / (ms * 1e6), bytes / 1e6);
 }
