@@ -5,7 +5,7 @@
 //   nvcc -std=c++17 -arch=sm_90 -O2 bench/attention_inputs_native.cu backend-cuda/ops/attention_inputs/attention_inputs.cu \
 //        backend-cuda/native/reduce.cu backend-cuda/native/elementwise.cu \
 //        -o /tmp/attention_inputs_native
-//   /tmp/attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
+//   /tmp/attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1) [seed]   (seed: random by default, printed to rerun a failure)
 //   e.g. /tmp/attention_inputs_native 8 2048 6 6 128 1 1     (the speedrun's shape, a layer with value embeddings)
 #include <cmath>
 #include <cstdio>
@@ -20,15 +20,17 @@
 using namespace tsgpt;
 
 int main(int argc, char** argv) {
-  if (argc != 8) {
-    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1)\n", argv[0]);
+  if (argc != 8 && argc != 9) {
+    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1) [seed]\n", argv[0]);
     return 2;
   }
   const int64_t B = std::atoll(argv[1]), T = std::atoll(argv[2]), H = std::atoll(argv[3]), Hk = std::atoll(argv[4]), h = std::atoll(argv[5]);
   const bool qkNorm = std::atoi(argv[6]) != 0, withVe = std::atoi(argv[7]) != 0;
   const int64_t heads = H + 2 * Hk, half = h / 2, nQkv = B * T * heads * h, nQ = B * T * H * h, nK = B * T * Hk * h;
   const float eps = 1e-6f;
-  std::mt19937 rng(1234);
+  const unsigned seed = argc == 9 ? unsigned(std::strtoul(argv[8], nullptr, 10)) : std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   auto random = [&](int64_t n) { std::vector<float> v(n); for (float& x : v) x = u(rng); return v; };
   const std::vector<float> qkv = random(nQkv), ve = random(nK), dq = random(nQ), dk = random(nK), dv = random(nK);

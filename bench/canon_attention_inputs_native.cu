@@ -6,7 +6,7 @@
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/canon_attention_inputs_native.cu backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.cu \
 //        backend-cuda/ops/canon_conv/canon_conv.cu backend-cuda/ops/attention_inputs/attention_inputs.cu backend-cuda/native/reduce.cu \
 //        backend-cuda/native/elementwise.cu -o /tmp/canon_attention_inputs_native
-//   /tmp/canon_attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1)
+//   /tmp/canon_attention_inputs_native B T H Hk h qkNorm(0|1) ve(0|1) [seed]   (seed: random by default, printed to rerun a failure)
 //   e.g. /tmp/canon_attention_inputs_native 1 32768 6 6 128 1 1     (the speedrun's micro-batch, a layer with value embeddings)
 #include <cuda_bf16.h>
 
@@ -37,8 +37,8 @@ struct Bf16Buffer {
 };
 
 int main(int argc, char** argv) {
-  if (argc != 8) {
-    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1)\n", argv[0]);
+  if (argc != 8 && argc != 9) {
+    std::fprintf(stderr, "usage: %s B T H Hk h qkNorm(0|1) ve(0|1) [seed]\n", argv[0]);
     return 2;
   }
   const int64_t B = std::atoll(argv[1]), T = std::atoll(argv[2]), H = std::atoll(argv[3]), Hk = std::atoll(argv[4]), h = std::atoll(argv[5]);
@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
   const int64_t rows = B * T, heads = H + 2 * Hk, C = heads * h, half = h / 2, n = rows * C, nQ = rows * H * h, nK = rows * Hk * h;
   const int64_t normChannels = qkNorm ? (H + Hk) * h : 0;
   const float eps = 1e-6f;
-  std::mt19937 rng(benchSeed());
+  const unsigned seed = argc == 9 ? unsigned(std::strtoul(argv[8], nullptr, 10)) : std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u01(-2.f, 2.f);
   auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& e : v) e = scale * u01(rng); return v; };
   // x, dk and dv as bf16 holds them, so that the float and bf16 runs see the same inputs

@@ -3,8 +3,9 @@
 // backward (dw's fixed-order sums), and CUDA-event timings with bf16 x and dy as training stores them.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/canon_native.cu backend-cuda/ops/canon_conv/canon_conv.cu -o /tmp/canon_native
-//   /tmp/canon_native B T C variant        variant: plain | heads (Canon B: q and k heads of 128 normed, C = 2304 at the
-//                                          speedrun) | rows (Canon A and C: the row normed) | relu2 (Canon D and ReLU²)
+//   /tmp/canon_native B T C variant [seed] variant: plain | heads (Canon B: q and k heads of 128 normed, C = 2304 at the
+//                                          speedrun) | rows (Canon A and C: the row normed) | relu2 (Canon D and ReLU²);
+//                                          seed: random by default, printed to rerun a failure
 //   e.g. /tmp/canon_native 1 32768 3072 relu2     (the speedrun's Canon D)
 #include <cuda_bf16.h>
 
@@ -22,16 +23,18 @@
 using namespace tsgpt;
 
 int main(int argc, char** argv) {
-  const std::string variant = argc == 5 ? argv[4] : "";
+  const std::string variant = argc == 5 || argc == 6 ? argv[4] : "";
   if (variant != "plain" && variant != "heads" && variant != "rows" && variant != "relu2") {
-    std::fprintf(stderr, "usage: %s B T C plain|heads|rows|relu2\n", argv[0]);
+    std::fprintf(stderr, "usage: %s B T C plain|heads|rows|relu2 [seed]\n", argv[0]);
     return 2;
   }
   const int64_t B = std::atoll(argv[1]), T = std::atoll(argv[2]), C = std::atoll(argv[3]), rows = B * T, n = rows * C;
   const bool rowNorm = variant == "rows", relu2 = variant == "relu2";
   const int64_t group = variant == "heads" ? 128 : 0, normChannels = variant == "heads" ? C / 3 * 2 : 0;  // q|k of q|k|v
   const float eps = 1e-6f;
-  std::mt19937 rng(benchSeed());
+  const unsigned seed = argc == 6 ? unsigned(std::strtoul(argv[5], nullptr, 10)) : std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& x : v) x = scale * u(rng); return v; };
   // the values as bf16 holds them, so that the float and bf16 runs see the same inputs

@@ -6,7 +6,6 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -34,15 +33,6 @@ struct Buffer {
     return h;
   }
 };
-
-// The random inputs' seed, printed: TEST_SEED where set (a test's: its runs draw fresh inputs), else 1234 (a benchmark's
-// runs compare alike).
-static uint32_t benchSeed() {
-  const char* text = std::getenv("TEST_SEED");
-  const uint32_t seed = text ? uint32_t(std::strtoul(text, nullptr, 10)) : 1234u;
-  std::printf("seed %u (TEST_SEED)\n", seed);
-  return seed;
-}
 
 // The values as bf16 holds them (rounded to nearest even, widened back): inputs that a float and a bf16 run of a kernel
 // both see exactly.

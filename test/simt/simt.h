@@ -183,6 +183,7 @@ using std::isinf;
 using std::isnan;
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
@@ -213,6 +214,7 @@ inline const char* errorString(cudaError_t e) { return e == cudaSuccess ? "no er
 #define cudaFreeAsync ::simt::freeAsync
 #define cudaMemcpy ::simt::memcpy
 #define cudaMemcpyAsync ::simt::memcpy
+#define cudaMemset ::simt::memset
 #define cudaMemsetAsync ::simt::memset
 #define cudaDeviceSynchronize ::simt::success
 #define cudaGetLastError ::simt::success
