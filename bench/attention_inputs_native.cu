@@ -35,53 +35,13 @@ int main(int argc, char** argv) {
   auto random = [&](int64_t n) { std::vector<float> v(n); for (float& x : v) x = u(rng); return v; };
   const std::vector<float> qkv = random(nQkv), ve = random(nK), dq = random(nQ), dk = random(nK), dv = random(nK);
   const std::vector<float> lambdas = {0.7f, -0.4f};
-  std::vector<float> cosT(T * half), sinT(T * half);  // half-truncated rotary: the second half of the pairs stationary
-  for (int64_t t = 0; t < T; t++) {
-    for (int64_t j = 0; j < half; j++) {
-      const double f = j < (half + 1) / 2 ? std::pow(1.0 / 1024, double(j) / std::fmax(1.0, (half + 1) / 2 - 1.0)) : 0.0;
-      cosT[t * half + j] = float(std::cos(t * f));
-      sinT[t * half + j] = float(std::sin(t * f));
-    }
-  }
+  std::vector<float> cosT, sinT;
+  rotaryTables(T, half, cosT, sinT);
 
   // float64 reference
   std::vector<double> q(nQ), k(nK), v(nK), dqkv(nQkv), dve(nK), dl(2, 0.0);
-  for (int64_t token = 0; token < B * T; token++) {
-    for (int64_t j = 0; j < heads; j++) {
-      const float* x = &qkv[(token * heads + j) * h];
-      const int64_t t = token % T;
-      double* dx = &dqkv[(token * heads + j) * h];
-      if (j >= H + Hk) {
-        const int64_t o = (token * Hk + j - H - Hk) * h;
-        for (int64_t i = 0; i < h; i++) {
-          v[o + i] = lambdas[0] * double(x[i]) + (withVe ? lambdas[1] * double(ve[o + i]) : 0.0);
-          dx[i] = lambdas[0] * double(dv[o + i]);
-          dl[0] += double(dv[o + i]) * x[i];
-          if (withVe) { dve[o + i] = lambdas[1] * double(dv[o + i]); dl[1] += double(dv[o + i]) * ve[o + i]; }
-        }
-        continue;
-      }
-      const bool isQ = j < H;
-      const int64_t o = isQ ? (token * H + j) * h : (token * Hk + j - H) * h;
-      double* y = isQ ? &q[o] : &k[o];
-      const float* dy = isQ ? &dq[o] : &dk[o];
-      double ss = 0;
-      for (int64_t i = 0; i < h; i++) ss += double(x[i]) * x[i];
-      const double rstd = qkNorm ? 1 / std::sqrt(ss / h + eps) : 1;
-      std::vector<double> g(h);
-      double dot = 0;
-      for (int64_t i = 0; i < half; i++) {
-        const double c = cosT[t * half + i], s = sinT[t * half + i];
-        y[i] = x[i] * rstd * c + x[half + i] * rstd * s;
-        y[half + i] = x[half + i] * rstd * c - x[i] * rstd * s;
-        g[i] = dy[i] * c - dy[half + i] * s;
-        g[half + i] = dy[i] * s + dy[half + i] * c;
-      }
-      for (int64_t i = 0; i < h; i++) dot += g[i] * x[i];
-      const double coef = qkNorm ? rstd * rstd * rstd * dot / h : 0;
-      for (int64_t i = 0; i < h; i++) dx[i] = rstd * g[i] - coef * x[i];
-    }
-  }
+  AttentionInputsReference reference{H, Hk, h, qkNorm, eps, cosT, sinT, lambdas, withVe ? ve.data() : nullptr, dq, dk, dv, q, k, v, dve, dl};
+  for (int64_t token = 0; token < B * T; token++) reference.token(token, token % T, &qkv[token * heads * h], &dqkv[token * heads * h]);
 
   double worst = 0;
   for (int shift : {0, 1}) {

@@ -54,16 +54,9 @@ int main(int argc, char** argv) {
   // x, dk and dv as bf16 holds them, so that the float and bf16 runs see the same inputs
   const std::vector<float> x = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f), ve = random(nK, 1.f), dq = random(nQ, 1.f);
   const std::vector<float> dk = bf16Values(random(nK, 1.f)), dv = bf16Values(random(nK, 1.f)), lambdas = {0.7f, -0.4f};
-  std::vector<int32_t> doc(rows);
-  for (int64_t r = 0, d = 0; r < rows; r++) doc[r] = (r % T == 0 || rng() % 300 == 0) ? int32_t(++d) : int32_t(d);
-  std::vector<float> cosT(T * half), sinT(T * half);  // half-truncated rotary: the second half of the pairs stationary
-  for (int64_t t = 0; t < T; t++) {
-    for (int64_t j = 0; j < half; j++) {
-      const double f = j < (half + 1) / 2 ? std::pow(1.0 / 1024, double(j) / std::fmax(1.0, (half + 1) / 2 - 1.0)) : 0.0;
-      cosT[t * half + j] = float(std::cos(t * f));
-      sinT[t * half + j] = float(std::sin(t * f));
-    }
-  }
+  const std::vector<int32_t> doc = randomDocuments(rng, rows, T);
+  std::vector<float> cosT, sinT;
+  rotaryTables(T, half, cosT, sinT);
 
   // float64 reference: z (the taps' input), u (the Canon layer's output), q, k, v; g (u's gradient), dz, dx, dw, dλ, dve
   std::vector<double> z(x.begin(), x.end()), rstd(n, 1.0);
@@ -77,38 +70,14 @@ int main(int argc, char** argv) {
   }
   auto same = [&](int64_t later, int64_t s) { return later % T >= s && doc[later - s] == doc[later]; };
   std::vector<double> u(n), q(nQ), k(nK), v(nK), g(n), dx(n), dw(C * 4, 0.0), dve(nK), dl(2, 0.0);
+  AttentionInputsReference reference{H, Hk, h, false, eps, cosT, sinT, lambdas, withVe ? ve.data() : nullptr, dq, dk, dv, q, k, v, dve, dl};
   for (int64_t r = 0; r < rows; r++) {
     for (int64_t c = 0; c < C; c++) {
       double acc = z[r * C + c] * (1 + w[c * 4 + 3]);
       for (int64_t s = 1; s <= 3; s++) if (same(r, s)) acc += w[c * 4 + 3 - s] * z[(r - s) * C + c];
       u[r * C + c] = acc;
     }
-    const int64_t t = r % T;
-    for (int64_t head = 0; head < heads; head++) {
-      const double* ur = &u[r * C + head * h];
-      double* gr = &g[r * C + head * h];
-      if (head >= H + Hk) {  // v: λa·u + λb·ve, and its gradient
-        const int64_t o = (r * Hk + head - H - Hk) * h;
-        for (int64_t i = 0; i < h; i++) {
-          v[o + i] = lambdas[0] * ur[i] + (withVe ? lambdas[1] * double(ve[o + i]) : 0.0);
-          gr[i] = lambdas[0] * double(dv[o + i]);
-          dl[0] += double(dv[o + i]) * ur[i];
-          if (withVe) { dve[o + i] = lambdas[1] * double(dv[o + i]); dl[1] += double(dv[o + i]) * ve[o + i]; }
-        }
-        continue;
-      }
-      const bool isQ = head < H;
-      const int64_t o = isQ ? (r * H + head) * h : (r * Hk + head - H) * h;
-      double* y = isQ ? &q[o] : &k[o];
-      const float* d = isQ ? &dq[o] : &dk[o];
-      for (int64_t i = 0; i < half; i++) {
-        const double c = cosT[t * half + i], s = sinT[t * half + i];
-        y[i] = ur[i] * c + ur[half + i] * s;
-        y[half + i] = ur[half + i] * c - ur[i] * s;
-        gr[i] = d[i] * c - d[half + i] * s;
-        gr[half + i] = d[i] * s + d[half + i] * c;
-      }
-    }
+    reference.token(r, r % T, &u[r * C], &g[r * C]);  // the attention's inputs of u, without a norm (it is in z)
   }
   for (int64_t r = 0; r < rows; r++) {
     std::vector<double> dz(C);

@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
   auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& x : v) x = scale * u(rng); return v; };
   // the values as bf16 holds them, so that the float and bf16 runs see the same inputs
   const std::vector<float> x = bf16Values(random(n, 1.f)), dy = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f);
-  std::vector<int32_t> doc(rows);
-  for (int64_t r = 0, d = 0; r < rows; r++) doc[r] = (r % T == 0 || rng() % 300 == 0) ? int32_t(++d) : int32_t(d);
+  const std::vector<int32_t> doc = randomDocuments(rng, rows, T);
 
   // float64 reference: z (the taps' input), h the conv, y; g = the conv's gradient, dz, dx, dw
   std::vector<double> z(x.begin(), x.end()), rstd(n, 1.0);

@@ -6,8 +6,10 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <vector>
 
 static void check(cudaError_t e, const char* what) {
@@ -40,6 +42,84 @@ static std::vector<float> bf16Values(std::vector<float> v) {
   for (float& e : v) e = __bfloat162float(__float2bfloat16(e));
   return v;
 }
+
+// Document ids of rows·(one per token), rows r = b·T + t: a document starts at each sequence's first token and at about
+// one token in 300 (the attention's, Canon's and their inputs' taps must not cross one).
+static std::vector<int32_t> randomDocuments(std::mt19937& rng, int64_t rows, int64_t T) {
+  std::vector<int32_t> doc(rows);
+  for (int64_t r = 0, d = 0; r < rows; r++) doc[r] = (r % T == 0 || rng() % 300 == 0) ? int32_t(++d) : int32_t(d);
+  return doc;
+}
+
+// Rotary tables [T, half] as the speedrun's half-truncated RoPE makes them: the first ⌈half/2⌉ pairs turn at frequencies
+// from 1 down to 1/1024, the rest stay (cos 1, sin 0).
+static void rotaryTables(int64_t T, int64_t half, std::vector<float>& cosT, std::vector<float>& sinT) {
+  cosT.assign(T * half, 0.f);
+  sinT.assign(T * half, 0.f);
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t j = 0; j < half; j++) {
+      const double f = j < (half + 1) / 2 ? std::pow(1.0 / 1024, double(j) / std::fmax(1.0, (half + 1) / 2 - 1.0)) : 0.0;
+      cosT[t * half + j] = float(std::cos(t * f));
+      sinT[t * half + j] = float(std::sin(t * f));
+    }
+  }
+}
+
+// The attention's inputs in float64 (attention_inputs.cu's formulas) for token `token` at position t, from its row x of
+// the QKV projection's output, (H + 2·Hk) heads of h: q and k its q and k heads RMS-normed over h (where qkNorm; eps)
+// and turned by the tables ([T, h/2]), v = λa·x_v + λb·ve (ve null: λa·x_v); and back, from dq, dk, dv: dx (the row's
+// gradient), dve = λb·dv (where ve) and the sums dλ += [Σ dv·x_v, Σ dv·ve]. Tensors [tokens, heads, h].
+struct AttentionInputsReference {
+  int64_t H, Hk, h;
+  bool qkNorm;
+  double eps;
+  const std::vector<float>& cosT;
+  const std::vector<float>& sinT;
+  const std::vector<float>& lambdas;
+  const float* ve;
+  const std::vector<float>& dq;
+  const std::vector<float>& dk;
+  const std::vector<float>& dv;
+  std::vector<double>& q;
+  std::vector<double>& k;
+  std::vector<double>& v;
+  std::vector<double>& dve;
+  std::vector<double>& dl;
+  template <typename X>
+  void token(int64_t token, int64_t t, const X* x, double* dx) {
+    const int64_t half = h / 2;
+    for (int64_t head = 0; head < H + 2 * Hk; head++, x += h, dx += h) {
+      if (head >= H + Hk) {  // v
+        const int64_t o = (token * Hk + head - H - Hk) * h;
+        for (int64_t i = 0; i < h; i++) {
+          v[o + i] = lambdas[0] * double(x[i]) + (ve ? lambdas[1] * double(ve[o + i]) : 0.0);
+          dx[i] = lambdas[0] * double(dv[o + i]);
+          dl[0] += double(dv[o + i]) * x[i];
+          if (ve) { dve[o + i] = lambdas[1] * double(dv[o + i]); dl[1] += double(dv[o + i]) * ve[o + i]; }
+        }
+        continue;
+      }
+      const bool isQ = head < H;
+      const int64_t o = isQ ? (token * H + head) * h : (token * Hk + head - H) * h;
+      double* y = isQ ? &q[o] : &k[o];
+      const float* dy = isQ ? &dq[o] : &dk[o];
+      double ss = 0, dot = 0;
+      for (int64_t i = 0; i < h; i++) ss += double(x[i]) * x[i];
+      const double rstd = qkNorm ? 1 / std::sqrt(ss / h + eps) : 1;
+      std::vector<double> g(h);
+      for (int64_t i = 0; i < half; i++) {
+        const double c = cosT[t * half + i], s = sinT[t * half + i];
+        y[i] = x[i] * rstd * c + x[half + i] * rstd * s;
+        y[half + i] = x[half + i] * rstd * c - x[i] * rstd * s;
+        g[i] = dy[i] * c - dy[half + i] * s;
+        g[half + i] = dy[i] * s + dy[half + i] * c;
+      }
+      for (int64_t i = 0; i < h; i++) dot += g[i] * x[i];
+      const double coef = qkNorm ? rstd * rstd * rstd * dot / h : 0;
+      for (int64_t i = 0; i < h; i++) dx[i] = rstd * g[i] - coef * x[i];
+    }
+  }
+};
 
 // Prints and returns the larger of ‖got − want‖ / ‖want‖ and max |got − want| / (f + |want|), f = 1e-3·max(1, max |want|)
 // (a sum over many random terms, a mean or a weight's gradient, can land near 0).
