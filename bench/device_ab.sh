@@ -6,11 +6,12 @@
 #   git diff <parent> HEAD -- backend-cuda tfjs_node.ts train_gpt.ts ':!*.test.ts' ':!*.md' > .base.patch
 # Carry .gpu-box and data/builtin/gpt2 (the corpus's source package is not on the machine: without it every run fails).
 #   TESTS="backend-cuda/ops/rms_norm/rms_norm.test.ts test/cuda_model.test.ts" bash bench/device_ab.sh
-#   RUNS="new base new base" alternates; NATIVE="cmd ..." runs a Node-free check after the tests (built by the caller).
+#   RUNS="new base new base" alternates, RUNS="" runs none; NATIVE="cmd ..." runs a Node-free check after the tests (built by the
+#   caller).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_ab_out}
 BASE_PATCH=${BASE_PATCH:-.base.patch}
-RUNS=${RUNS:-"new base"}
+RUNS=${RUNS-"new base"}  # unset: one run of each; set, even empty: as given
 TRAIN=${TRAIN:-"--num-iterations 40 --val-every 10 --seed 0 --window-schedule 7 --val-window 7"}
 mkdir -p "$OUT"
 for f in ${TESTS:-}; do  # before the build: a misspelt test file otherwise fails only after it, and no test runs
