@@ -28,11 +28,8 @@ int main(int argc, char** argv) {
   const bool qkNorm = std::atoi(argv[6]) != 0, withVe = std::atoi(argv[7]) != 0;
   const int64_t heads = H + 2 * Hk, half = h / 2, nQkv = B * T * heads * h, nQ = B * T * H * h, nK = B * T * Hk * h;
   const float eps = 1e-6f;
-  const unsigned seed = argc == 9 ? unsigned(std::strtoul(argv[8], nullptr, 10)) : std::random_device{}();
-  std::printf("seed %u\n", seed);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-2.f, 2.f);
-  auto random = [&](int64_t n) { std::vector<float> v(n); for (float& x : v) x = u(rng); return v; };
+  std::mt19937 rng = seededRng(argc, argv, 8);
+  auto random = [&](int64_t n) { return uniformValues(rng, n); };
   const std::vector<float> qkv = random(nQkv), ve = random(nK), dq = random(nQ), dk = random(nK), dv = random(nK);
   const std::vector<float> lambdas = {0.7f, -0.4f};
   std::vector<float> cosT, sinT;

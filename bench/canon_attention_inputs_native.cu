@@ -46,11 +46,8 @@ int main(int argc, char** argv) {
   const int64_t rows = B * T, heads = H + 2 * Hk, C = heads * h, half = h / 2, n = rows * C, nQ = rows * H * h, nK = rows * Hk * h;
   const int64_t normChannels = qkNorm ? (H + Hk) * h : 0;
   const float eps = 1e-6f;
-  const unsigned seed = argc == 9 ? unsigned(std::strtoul(argv[8], nullptr, 10)) : std::random_device{}();
-  std::printf("seed %u\n", seed);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u01(-2.f, 2.f);
-  auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& e : v) e = scale * u01(rng); return v; };
+  std::mt19937 rng = seededRng(argc, argv, 8);
+  auto random = [&](int64_t count, float scale) { return uniformValues(rng, count, scale); };
   // x, dk and dv as bf16 holds them, so that the float and bf16 runs see the same inputs
   const std::vector<float> x = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f), ve = random(nK, 1.f), dq = random(nQ, 1.f);
   const std::vector<float> dk = bf16Values(random(nK, 1.f)), dv = bf16Values(random(nK, 1.f)), lambdas = {0.7f, -0.4f};

@@ -32,11 +32,8 @@ int main(int argc, char** argv) {
   const bool rowNorm = variant == "rows", relu2 = variant == "relu2";
   const int64_t group = variant == "heads" ? 128 : 0, normChannels = variant == "heads" ? C / 3 * 2 : 0;  // q|k of q|k|v
   const float eps = 1e-6f;
-  const unsigned seed = argc == 6 ? unsigned(std::strtoul(argv[5], nullptr, 10)) : std::random_device{}();
-  std::printf("seed %u\n", seed);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-2.f, 2.f);
-  auto random = [&](int64_t count, float scale) { std::vector<float> v(count); for (float& x : v) x = scale * u(rng); return v; };
+  std::mt19937 rng = seededRng(argc, argv, 5);
+  auto random = [&](int64_t count, float scale) { return uniformValues(rng, count, scale); };
   // the values as bf16 holds them, so that the float and bf16 runs see the same inputs
   const std::vector<float> x = bf16Values(random(n, 1.f)), dy = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f);
   const std::vector<int32_t> doc = randomDocuments(rng, rows, T);

@@ -43,6 +43,21 @@ static std::vector<float> bf16Values(std::vector<float> v) {
   return v;
 }
 
+// The random inputs' generator, seeded from argv[at] where given, else at random; the seed printed, to rerun a failure.
+static std::mt19937 seededRng(int argc, char** argv, int at) {
+  const unsigned seed = argc > at ? unsigned(std::strtoul(argv[at], nullptr, 10)) : std::random_device{}();
+  std::printf("seed %u\n", seed);
+  return std::mt19937(seed);
+}
+
+// count values uniform in [−2·scale, 2·scale).
+static std::vector<float> uniformValues(std::mt19937& rng, int64_t count, float scale = 1.f) {
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  std::vector<float> v(count);
+  for (float& e : v) e = scale * u(rng);
+  return v;
+}
+
 // Document ids of rows·(one per token), rows r = b·T + t: a document starts at each sequence's first token and at about
 // one token in 300 (the attention's, Canon's and their inputs' taps must not cross one).
 static std::vector<int32_t> randomDocuments(std::mt19937& rng, int64_t rows, int64_t T) {
