@@ -56,43 +56,15 @@ int main(int argc, char** argv) {
   rotaryTables(T, half, cosT, sinT);
 
   // float64 reference: z (the taps' input), u (the Canon layer's output), q, k, v; g (u's gradient), dz, dx, dw, dλ, dve
-  std::vector<double> z(x.begin(), x.end()), rstd(n, 1.0);
-  for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c0 = 0; c0 < normChannels; c0 += h) {
-      double ss = 0;
-      for (int64_t c = c0; c < c0 + h; c++) ss += double(x[r * C + c]) * x[r * C + c];
-      const double s = 1 / std::sqrt(ss / h + eps);
-      for (int64_t c = c0; c < c0 + h; c++) { z[r * C + c] *= s; rstd[r * C + c] = s; }
-    }
-  }
-  auto same = [&](int64_t later, int64_t s) { return later % T >= s && doc[later - s] == doc[later]; };
-  std::vector<double> u(n), q(nQ), k(nK), v(nK), g(n), dx(n), dw(C * 4, 0.0), dve(nK), dl(2, 0.0);
+  const SpanNorm norm{rows, C, normChannels, h, eps};
+  std::vector<double> z, rstd, q(nQ), k(nK), v(nK), g(n), dz, dx, dw, dve(nK), dl(2, 0.0);
+  norm.forward(x, z, rstd);
+  const CanonReference canon{rows, T, C, w, doc};
+  const std::vector<double> u = canon.taps(z);
   AttentionInputsReference reference{H, Hk, h, false, eps, cosT, sinT, lambdas, withVe ? ve.data() : nullptr, dq, dk, dv, q, k, v, dve, dl};
-  for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c = 0; c < C; c++) {
-      double acc = z[r * C + c] * (1 + w[c * 4 + 3]);
-      for (int64_t s = 1; s <= 3; s++) if (same(r, s)) acc += w[c * 4 + 3 - s] * z[(r - s) * C + c];
-      u[r * C + c] = acc;
-    }
-    reference.token(r, r % T, &u[r * C], &g[r * C]);  // the attention's inputs of u, without a norm (it is in z)
-  }
-  for (int64_t r = 0; r < rows; r++) {
-    std::vector<double> dz(C);
-    for (int64_t c = 0; c < C; c++) {
-      double acc = g[r * C + c] * (1 + w[c * 4 + 3]);
-      dw[c * 4 + 3] += g[r * C + c] * z[r * C + c];
-      for (int64_t s = 1; s <= 3; s++) {
-        if (r + s < rows && same(r + s, s)) acc += w[c * 4 + 3 - s] * g[(r + s) * C + c];
-        if (same(r, s)) dw[c * 4 + 3 - s] += g[r * C + c] * z[(r - s) * C + c];
-      }
-      dz[c] = dx[r * C + c] = acc;
-    }
-    for (int64_t c0 = 0; c0 < normChannels; c0 += h) {  // through the head's norm: dx = rstd·(dz − z·mean(dz·z))
-      double dot = 0;
-      for (int64_t c = c0; c < c0 + h; c++) dot += dz[c] * z[r * C + c];
-      for (int64_t c = c0; c < c0 + h; c++) dx[r * C + c] = rstd[r * C + c] * (dz[c] - z[r * C + c] * dot / h);
-    }
-  }
+  for (int64_t r = 0; r < rows; r++) reference.token(r, r % T, &u[r * C], &g[r * C]);  // without a norm: it is in z
+  canon.tapsGradient(g, z, dz, dw);
+  norm.backward(dz, z, rstd, dx);
 
   Buffer dX(n), dW(C * 4), dCos(T * half), dSin(T * half), dLam(2), dVe(nK), dDq(nQ), dDk(nK), dDv(nK);
   Buffer oQ(nQ), oK(nK), oV(nK), oDx(n), oDw(C * 4), oDl(2), oDve(nK), partials(canonAttentionInputsPartialFloats(rows, C));

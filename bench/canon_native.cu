@@ -38,51 +38,19 @@ int main(int argc, char** argv) {
   const std::vector<float> x = bf16Values(random(n, 1.f)), dy = bf16Values(random(n, 1.f)), w = random(C * 4, 0.25f);
   const std::vector<int32_t> doc = randomDocuments(rng, rows, T);
 
-  // float64 reference: z (the taps' input), h the conv, y; g = the conv's gradient, dz, dx, dw
-  std::vector<double> z(x.begin(), x.end()), rstd(n, 1.0);
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t span = rowNorm ? C : group;
-    for (int64_t c0 = 0; c0 < (rowNorm ? C : normChannels); c0 += span) {
-      double ss = 0;
-      for (int64_t c = c0; c < c0 + span; c++) ss += double(x[r * C + c]) * x[r * C + c];
-      const double s = 1 / std::sqrt(ss / span + eps);
-      for (int64_t c = c0; c < c0 + span; c++) { z[r * C + c] *= s; rstd[r * C + c] = s; }
-    }
+  // float64 reference: z (the taps' input: the row normed, or the q and k heads), h the conv, y; g = the conv's gradient,
+  // dz, dx through the norm, dw
+  const SpanNorm norm{rows, C, rowNorm ? C : normChannels, rowNorm ? C : group, eps};
+  std::vector<double> z, rstd, y(n), g(n), dz, dx, dw;
+  norm.forward(x, z, rstd);
+  const CanonReference canon{rows, T, C, w, doc};
+  const std::vector<double> h = canon.taps(z);
+  for (int64_t i = 0; i < n; i++) {
+    y[i] = relu2 ? (h[i] > 0 ? h[i] * h[i] : 0) : h[i];
+    g[i] = relu2 ? (h[i] > 0 ? 2 * h[i] * dy[i] : 0) : dy[i];
   }
-  auto same = [&](int64_t later, int64_t s) { return later % T >= s && doc[later - s] == doc[later]; };
-  std::vector<double> h(n), y(n), g(n), dz(n), dx(n), dw(C * 4, 0.0);
-  for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c = 0; c < C; c++) {
-      double acc = z[r * C + c] * (1 + w[c * 4 + 3]);
-      for (int64_t s = 1; s <= 3; s++) if (same(r, s)) acc += w[c * 4 + 3 - s] * z[(r - s) * C + c];
-      h[r * C + c] = acc;
-      y[r * C + c] = relu2 ? (acc > 0 ? acc * acc : 0) : acc;
-      g[r * C + c] = relu2 ? (acc > 0 ? 2 * acc * dy[r * C + c] : 0) : dy[r * C + c];
-    }
-  }
-  for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c = 0; c < C; c++) {
-      double acc = g[r * C + c] * (1 + w[c * 4 + 3]);
-      dw[c * 4 + 3] += g[r * C + c] * z[r * C + c];
-      for (int64_t s = 1; s <= 3; s++) {
-        if (r + s < rows && same(r + s, s)) acc += w[c * 4 + 3 - s] * g[(r + s) * C + c];
-        if (same(r, s)) dw[c * 4 + 3 - s] += g[r * C + c] * z[(r - s) * C + c];
-      }
-      dz[r * C + c] = acc;
-    }
-    for (int64_t c = 0; c < C; c++) dx[r * C + c] = dz[r * C + c];
-    if (rowNorm) {  // through the row's norm: dx = rstd·dz − x·rstd³·Σdz·x / C (rms_norm.cu's backward)
-      double dot = 0;
-      for (int64_t c = 0; c < C; c++) dot += dz[r * C + c] * x[r * C + c];
-      const double s = rstd[r * C];
-      for (int64_t c = 0; c < C; c++) dx[r * C + c] = s * dz[r * C + c] - x[r * C + c] * s * s * s * dot / C;
-    }
-    for (int64_t c0 = 0; c0 < normChannels; c0 += group) {
-      double dot = 0;
-      for (int64_t c = c0; c < c0 + group; c++) dot += dz[r * C + c] * z[r * C + c];
-      for (int64_t c = c0; c < c0 + group; c++) dx[r * C + c] = rstd[r * C + c] * (dz[r * C + c] - z[r * C + c] * dot / group);
-    }
-  }
+  canon.tapsGradient(g, z, dz, dw);
+  norm.backward(dz, z, rstd, dx);
 
   // dw's partials: one per kCanonRowsPerPartial rows, or with the row norm one per kCanonRowNormRows and their groups
   const int64_t rowNormChunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows;

@@ -80,6 +80,71 @@ static void rotaryTables(int64_t T, int64_t half, std::vector<float>& cosT, std:
   }
 }
 
+// RMS norms in float64 over spans of `span` channels among the first `channels` of each of `rows` rows of C: z = x·rstd
+// there, x elsewhere (rstd 1); and back, dx = rstd·(dz − z·mean(dz·z)) per span (rms_norm.cu's backward), dz elsewhere.
+// Canon B's heads (span h over the q and k heads) and Canon A's and C's rows (span C over all of them).
+struct SpanNorm {
+  int64_t rows, C, channels, span;
+  double eps;
+  void forward(const std::vector<float>& x, std::vector<double>& z, std::vector<double>& rstd) const {
+    z.assign(x.begin(), x.end());
+    rstd.assign(x.size(), 1.0);
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c0 = 0; c0 < channels; c0 += span) {
+        double ss = 0;
+        for (int64_t c = c0; c < c0 + span; c++) ss += double(x[r * C + c]) * x[r * C + c];
+        const double s = 1 / std::sqrt(ss / span + eps);
+        for (int64_t c = c0; c < c0 + span; c++) { z[r * C + c] *= s; rstd[r * C + c] = s; }
+      }
+    }
+  }
+  void backward(const std::vector<double>& dz, const std::vector<double>& z, const std::vector<double>& rstd, std::vector<double>& dx) const {
+    dx = dz;
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c0 = 0; c0 < channels; c0 += span) {
+        double dot = 0;
+        for (int64_t c = c0; c < c0 + span; c++) dot += dz[r * C + c] * z[r * C + c];
+        for (int64_t c = c0; c < c0 + span; c++) dx[r * C + c] = rstd[r * C + c] * (dz[r * C + c] - z[r * C + c] * dot / span);
+      }
+    }
+  }
+};
+
+// Canon's taps in float64 (canon_conv.cu's formulas) over rows r = b·T + t of C channels: a tap counts within the row's
+// sequence and document. taps: u = z·(1 + w[·,3]) + Σ_s w[·,3−s]·z_{r−s}; back, from g (u's gradient): dz and dw.
+struct CanonReference {
+  int64_t rows, T, C;
+  const std::vector<float>& w;
+  const std::vector<int32_t>& doc;
+  bool same(int64_t later, int64_t s) const { return later % T >= s && doc[later - s] == doc[later]; }
+  std::vector<double> taps(const std::vector<double>& z) const {
+    std::vector<double> u(rows * C);
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c = 0; c < C; c++) {
+        double acc = z[r * C + c] * (1 + w[c * 4 + 3]);
+        for (int64_t s = 1; s <= 3; s++) if (same(r, s)) acc += w[c * 4 + 3 - s] * z[(r - s) * C + c];
+        u[r * C + c] = acc;
+      }
+    }
+    return u;
+  }
+  void tapsGradient(const std::vector<double>& g, const std::vector<double>& z, std::vector<double>& dz, std::vector<double>& dw) const {
+    dz.assign(rows * C, 0.0);
+    dw.assign(C * 4, 0.0);
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c = 0; c < C; c++) {
+        double acc = g[r * C + c] * (1 + w[c * 4 + 3]);
+        dw[c * 4 + 3] += g[r * C + c] * z[r * C + c];
+        for (int64_t s = 1; s <= 3; s++) {
+          if (r + s < rows && same(r + s, s)) acc += w[c * 4 + 3 - s] * g[(r + s) * C + c];
+          if (same(r, s)) dw[c * 4 + 3 - s] += g[r * C + c] * z[(r - s) * C + c];
+        }
+        dz[r * C + c] = acc;
+      }
+    }
+  }
+};
+
 // The attention's inputs in float64 (attention_inputs.cu's formulas) for token `token` at position t, from its row x of
 // the QKV projection's output, (H + 2·Hk) heads of h: q and k its q and k heads RMS-normed over h (where qkNorm; eps)
 // and turned by the tables ([T, h/2]), v = λa·x_v + λb·ve (ve null: λa·x_v); and back, from dq, dk, dv: dx (the row's
