@@ -1,8 +1,9 @@
 // Builds a Node-free benchmark (bench/*_native.cu) and the kernel files it calls for the CPU, through the SIMT emulator
 // (simt.h), so that the kernels' logic runs against the benchmark's float64 reference where there is no GPU (CI). The
 // sources are copied, not changed in place: in the copies each launch `k<<<blocks, threads, shared, stream>>>(args)`
-// becomes simt::launch(...), each `extern __shared__` array points at the emulator's buffer, and async_copy.cuh is
-// test/simt's. A C++ compiler (g++) and the CUDA toolkit's headers are all it needs (no GPU, no cudart).
+// becomes simt::launch(...), each `extern __shared__` array points at the emulator's buffer, each other __shared__
+// array is a `static` that the block registers (simt::sharedStatic: its bytes counted, NaN until written), and
+// async_copy.cuh is test/simt's. A C++ compiler (g++) and the CUDA toolkit's headers are all it needs (no GPU, no cudart).
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,7 +69,7 @@ function topLevelParts(s: string): string[] {
   return [...parts, s.slice(start)];
 }
 
-/** A kernel source with its launches and dynamic shared arrays made the emulator's. */
+/** A kernel source with its launches and shared arrays made the emulator's. */
 export function emulated(source: string): string {
   let out = '', at = 0;
   for (let open = source.indexOf('<<<'); open >= 0; open = source.indexOf('<<<', at)) {
@@ -90,7 +91,13 @@ export function emulated(source: string): string {
       + `size_t(${shared}), ${source.slice(argsOpen + 1, argsClose)})`;
     at = argsClose + 1;
   }
-  return (out + source.slice(at)).replace(/extern __shared__[^;]*?\b(\w+)\[\];/g, 'unsigned char* $1 = ::simt::dynamicShared;');
+  return (out + source.slice(at))
+    .replace(/extern __shared__[^;]*?\b(\w+)\[\];/g, 'unsigned char* $1 = ::simt::dynamicShared;')
+    .replace(/__shared__\s+([^;]*);/g, (_, declaration: string) => {
+      // `static`, and each declarator (the name before its first `[`, or the last name) registered with the block
+      const names = topLevelParts(declaration).map((part) => (/(\w+)\s*\[/.exec(part) ?? /(\w+)\s*$/.exec(part))![1]);
+      return `static ${declaration};${names.map((n) => ` ::simt::sharedStatic(&${n}, sizeof(${n}));`).join('')}`;
+    });
 }
 
 /** Copies backend-cuda's native and ops sources and bench/'s shared header into a new folder (the headers emulated; the

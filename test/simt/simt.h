@@ -1,11 +1,19 @@
 // A SIMT emulator for running the CUDA kernels' logic on a CPU (test/simt/build.ts compiles a kernel file with it,
 // through a C++ compiler, with this header first): each CUDA thread is a fiber (ucontext), and the warp's shuffles and
 // ballots and the block's __syncthreads are rendezvous where its fibers wait for each other. Blocks run one at a time,
-// so a `static` stands in for __shared__ and one buffer for the dynamic shared memory. cp.async copies at once
-// (test/simt/async_copy.cuh). Device memory is host memory. What it checks: a kernel's indexing, its maths and its
-// warps' and blocks' exchanges, against the benchmarks' float64 references (and, built with -fsanitize=address, its
-// reads and writes inside the tensors). What it does not: timing, the memory model (a read of a ring slot before its copy
-// lands passes here), register or shared-memory limits, tensor-core instructions (the attention's kernels do not build).
+// so a `static` stands in for a __shared__ array and one buffer for the dynamic shared memory. Device memory is host
+// memory. What it checks: a kernel's indexing, its maths and its warps' and blocks' exchanges, against the benchmarks'
+// float64 references (and, built with -fsanitize=address, its reads and writes inside the tensors); and, as adversarially
+// as the hardware may:
+// - the memory model of cp.async (test/simt/async_copy.cuh): a copy's destination holds NaN bytes from the copy until
+//   the thread's wait that covers its commit group, so a read of a slot before its copy lands, or a refill of a slot
+//   that a thread still reads, turns the results to NaN;
+// - the order of the threads between two rendezvous, shuffled on SIMT_SEED, and warps held back for a while at random (a
+//   race between threads or warps shows on some seeds);
+// - shared memory that no thread wrote: NaN bytes at each block's start;
+// - the launch's limits: 1,024 threads a block, 65,535 blocks in y and z, 48 KiB of shared memory a block (static and
+//   dynamic) unless the launch opted in (allowSharedMemory) for its dynamic bytes, 227 KiB (Hopper's most) in any case.
+// What it does not: timing, registers, tensor-core instructions (the attention's kernels do not build).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -16,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -28,23 +37,37 @@
 #undef __launch_bounds__
 #undef __shared__
 #undef __align__
+// (__shared__ arrays: build.ts makes each a `static` that it registers with sharedStatic)
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
 #define __align__(n)
 
 namespace simt {
 
 constexpr size_t kStackBytes = 64 * 1024;  // a fiber's stack: the kernels keep their windows in a few hundred bytes
+constexpr size_t kDefaultSharedBytes = 48 * 1024, kMostSharedBytes = 227 * 1024;  // a block's, without and with the opt-in
+constexpr unsigned char kPoison = 0xFF;  // NaN in every float and bf16 (and -1 in an int)
+
+// An asynchronous copy in flight: its bytes as they were read, and where they land.
+struct Copy {
+  unsigned char* dst;
+  unsigned char bytes[16];
+  int size;
+  void land() const { std::memcpy(dst, bytes, size_t(size)); }
+};
 
 struct Fiber {
   ucontext_t context;
   uint3 thread;
   bool done = false;
   std::unique_ptr<char[]> stack;
+  const unsigned* waitingOn = nullptr;  // a rendezvous' generation that the fiber waits to see move on from `waitingFor`
+  unsigned waitingFor = 0;
+  std::vector<Copy> uncommitted;
+  std::deque<std::vector<Copy>> committed;  // the oldest group first
 };
 
 // A warp's rendezvous: each lane leaves its value, the last to arrive opens the next generation; values of two
@@ -66,11 +89,50 @@ struct Grid {
   int blockArrived = 0;
   unsigned blockGeneration = 0;
   std::function<void()> body;
+  size_t dynamicBytes = 0;
+  size_t optedInBytes = 0;                         // the dynamic bytes the launch opted in for (0: none)
+  std::vector<std::pair<void*, size_t>> statics;  // the block's __shared__ arrays met so far
+  uint64_t schedule = 0;                           // the thread order's random state
 };
 inline Grid grid;
-alignas(16) inline unsigned char dynamicShared[256 * 1024];
+alignas(16) inline unsigned char dynamicShared[kMostSharedBytes];
 
-inline void yield() { swapcontext(&grid.current->context, &grid.scheduler); }
+template <typename... Values>
+[[noreturn]] void fail(const char* what, Values... values) {
+  std::fprintf(stderr, "simt: ");
+  std::fprintf(stderr, what, values...);
+  std::fprintf(stderr, "\n");
+  std::exit(3);
+}
+
+// The shared memory a block may take: 48 KiB in all, or its static bytes and the dynamic bytes it opted in for.
+inline void checkShared() {
+  size_t staticBytes = 0;
+  for (const auto& [p, n] : grid.statics) staticBytes += n;
+  if (staticBytes + grid.dynamicBytes > kMostSharedBytes)
+    fail("%zu bytes of static and dynamic shared memory, more than a block's %zu", staticBytes + grid.dynamicBytes, kMostSharedBytes);
+  if (grid.optedInBytes < grid.dynamicBytes && staticBytes + grid.dynamicBytes > kDefaultSharedBytes)
+    fail("%zu bytes of shared memory without the opt-in (allowSharedMemory) for the %zu dynamic", staticBytes + grid.dynamicBytes, grid.dynamicBytes);
+}
+
+// A __shared__ array met by a thread (build.ts adds the call after each declaration): counted once a block, and filled
+// with NaN bytes there, as no thread has written it yet.
+inline void sharedStatic(void* p, size_t bytes) {
+  for (const auto& [q, n] : grid.statics)
+    if (q == p) return;
+  grid.statics.emplace_back(p, bytes);
+  std::memset(p, kPoison, bytes);
+  checkShared();
+}
+
+// Back to the scheduler until `generation` moves on from `value` (the scheduler does not switch to a fiber that would only
+// find it has not: a switch costs a system call).
+inline void await(const unsigned& generation, unsigned value) {
+  grid.current->waitingOn = &generation;
+  grid.current->waitingFor = value;
+  swapcontext(&grid.current->context, &grid.scheduler);
+  grid.current->waitingOn = nullptr;
+}
 inline int linearThread() { return int((grid.current->thread.z * grid.blockDim.y + grid.current->thread.y) * grid.blockDim.x + grid.current->thread.x); }
 
 // Waits for the warp's other lanes; returns the generation whose slots hold their values.
@@ -83,7 +145,7 @@ unsigned meetWarp(Leave leave) {
     w.arrived = 0;
     w.generation++;
   }
-  while (w.generation == generation) yield();
+  if (w.generation == generation) await(w.generation, generation);
   return generation & 1;
 }
 
@@ -107,13 +169,47 @@ inline void syncBlock() {
     grid.blockArrived = 0;
     grid.blockGeneration++;
   }
-  while (grid.blockGeneration == generation) yield();
+  if (grid.blockGeneration == generation) await(grid.blockGeneration, generation);
+}
+
+// cp.async as the memory model allows it at its most adversarial: the destination is NaN from the copy until a wait of
+// the copying thread covers the copy's commit group (the source is read at the copy).
+inline void copyAsync(void* dst, const void* src, int size, bool valid) {
+  Copy copy{static_cast<unsigned char*>(dst), {}, size};
+  if (valid) std::memcpy(copy.bytes, src, size_t(size));
+  std::memset(dst, kPoison, size_t(size));
+  grid.current->uncommitted.push_back(copy);
+}
+inline void commitAsync() {
+  Fiber& f = *grid.current;
+  f.committed.push_back(std::move(f.uncommitted));
+  f.uncommitted.clear();
+}
+// Lands all but the `pending` most recent commit groups (the copies not yet committed stay in flight).
+inline void waitAsync(size_t pending) {
+  Fiber& f = *grid.current;
+  for (; f.committed.size() > pending; f.committed.pop_front())
+    for (const Copy& copy : f.committed.front()) copy.land();
 }
 
 inline void fiberMain() {
   grid.body();
+  commitAsync();  // the copies a thread left in flight land when it exits
+  waitAsync(0);
   grid.current->done = true;
   swapcontext(&grid.current->context, &grid.scheduler);
+}
+
+// xorshift64 on the schedule's state (seeded from SIMT_SEED at the first launch)
+inline uint64_t nextRandom() {
+  if (grid.schedule == 0) {
+    const char* seed = std::getenv("SIMT_SEED");
+    grid.schedule = (seed ? std::strtoull(seed, nullptr, 10) : 1) * 0x9E3779B97F4A7C15ull | 1;
+  }
+  grid.schedule ^= grid.schedule << 13;
+  grid.schedule ^= grid.schedule >> 7;
+  grid.schedule ^= grid.schedule << 17;
+  return grid.schedule;
 }
 
 // f() as every thread of every block, the blocks one after another, a block's threads in turn until each finishes.
@@ -121,20 +217,22 @@ template <typename F>
 void run(dim3 blocks, dim3 threads, F f) {
   grid.gridDim = blocks;
   grid.blockDim = threads;
-  const int n = int(threads.x * threads.y * threads.z);
-  if (n % 32 != 0) {
-    std::fprintf(stderr, "simt: a block of %d threads is not whole warps\n", n);
-    std::exit(3);
-  }
+  const size_t n = size_t(threads.x) * threads.y * threads.z;
+  if (n == 0 || n > 1024) fail("a block of %zu threads (1 to 1,024)", n);
+  if (n % 32 != 0) fail("a block of %zu threads is not whole warps", n);
+  if (blocks.y > 65535 || blocks.z > 65535) fail("a grid of %u blocks in y or z (at most 65,535)", std::max(blocks.y, blocks.z));
   grid.body = f;
+  std::vector<int> order(n), stalled(n / 32);  // the round's order of the threads; the rounds each warp is held back
   for (unsigned bz = 0; bz < blocks.z; ++bz)
     for (unsigned by = 0; by < blocks.y; ++by)
       for (unsigned bx = 0; bx < blocks.x; ++bx) {
         grid.block = make_uint3(bx, by, bz);
-        if (grid.fibers.size() < size_t(n)) grid.fibers.resize(n);  // their stacks kept from block to block
+        if (grid.fibers.size() < n) grid.fibers.resize(n);  // their stacks kept from block to block
         grid.warps.assign(n / 32, Warp{});
         grid.blockArrived = 0;
-        for (int i = 0; i < n; ++i) {
+        grid.statics.clear();
+        std::memset(dynamicShared, kPoison, grid.dynamicBytes);
+        for (size_t i = 0; i < n; ++i) {
           Fiber& fiber = grid.fibers[i];
           fiber.thread = make_uint3(i % threads.x, i / threads.x % threads.y, i / (threads.x * threads.y));
           fiber.done = false;
@@ -145,14 +243,30 @@ void run(dim3 blocks, dim3 threads, F f) {
           fiber.context.uc_link = nullptr;
           makecontext(&fiber.context, fiberMain, 0);
         }
+        // Rounds: each fiber that is not done runs to its next rendezvous, in an order of the round's own; a warp may be
+        // held back for up to 64 rounds (one in 16 each round), as a warp of the hardware may fall behind the others.
+        std::fill(stalled.begin(), stalled.end(), 0);
         for (bool running = true; running;) {
           running = false;
-          for (int i = 0; i < n; ++i) {
+          bool ran = false;
+          for (size_t i = 0; i < n; ++i) order[i] = int(i);
+          for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[nextRandom() % (i + 1)]);
+          for (int& rounds : stalled) rounds = rounds > 0 ? rounds - 1 : nextRandom() % 16 == 0 ? int(1 + nextRandom() % 64) : 0;
+          bool held = false;
+          for (int i : order) {
             Fiber& fiber = grid.fibers[i];
             if (fiber.done) continue;
             running = true;
+            if (stalled[i / 32] > 0) held = true;
+            if (stalled[i / 32] > 0 || (fiber.waitingOn && *fiber.waitingOn == fiber.waitingFor)) continue;
+            ran = true;
             grid.current = &fiber;
             swapcontext(&grid.scheduler, &fiber.context);
+          }
+          if (running && !ran) {
+            // every fiber left waits: for a warp held back (let it go), or for one that has exited (a deadlock here)
+            if (!held) fail("block (%u, %u, %u): its threads wait at a barrier or shuffle that the others have left", bx, by, bz);
+            std::fill(stalled.begin(), stalled.end(), 0);
           }
         }
       }
@@ -161,12 +275,15 @@ void run(dim3 blocks, dim3 threads, F f) {
 // A launch `kernel<<<blocks, threads, shared, stream>>>(args...)`, as build.ts rewrites it.
 template <typename Kernel, typename... Args>
 void launch(Kernel kernel, dim3 blocks, dim3 threads, size_t sharedBytes, Args... args) {
-  if (sharedBytes > sizeof(dynamicShared)) {
-    std::fprintf(stderr, "simt: %zu bytes of dynamic shared memory, more than the emulator's %zu\n", sharedBytes, sizeof(dynamicShared));
-    std::exit(3);
-  }
+  grid.dynamicBytes = sharedBytes;
+  grid.statics.clear();
+  checkShared();
   run(blocks, threads, [=] { kernel(args...); });
+  grid.optedInBytes = 0;
 }
+// The opt-in for a kernel's dynamic shared memory, which the launchers ask for just before the launch (the emulator
+// cannot tell kernels apart: the launch after it takes it)
+inline void optIn(size_t bytes) { grid.optedInBytes = std::max(grid.optedInBytes, bytes); }
 
 }  // namespace simt
 
