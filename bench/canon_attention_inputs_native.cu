@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   Buffer canonPartials((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial * C * 4);
   std::printf("CanonConv then AttentionInputs (the ops it replaces):\n");
   timeBandwidth("forward", [&] {
-    check(launchCanonConv(0, xB.d(), true, dW.d, dDoc, uB.d(), true, B, T, C, normChannels, h, eps, false, nullptr, false), "canon");
+    check(launchCanonConv(0, xB.d(), true, dW.d, dDoc, uB.d(), true, B, T, C, normChannels, h, eps, false, false), "canon");
     check(launchAttentionInputs(0, uB.d(), true, dCos.d, dSin.d, dLam.d, vePtr, qB.d(), kB.d(), vB.d(), true, B, T, H, Hk, h, false, eps), "inputs");
   }, 2.0 * n * 4 + veBytes);
   timeBandwidth("backward", [&] {

@@ -1,6 +1,6 @@
 // The fused Canon layer (canon_conv.cu) without Node: forward and backward of each variant against a float64 CPU
 // reference on one random problem with random document boundaries (relative errors), a bit-identical rerun of the
-// backward (dw's fixed-order sums), and CUDA-event timings with bf16 x and dy as training stores them.
+// backward (dw's fixed-order sums), and CUDA-event timings with the tensors stored as training stores them.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/canon_native.cu backend-cuda/ops/canon_conv/canon_conv.cu -o /tmp/canon_native
 //   /tmp/canon_native B T C variant [seed] variant: plain | heads (Canon B: q and k heads of 128 normed, C = 2304 at the
@@ -56,14 +56,14 @@ int main(int argc, char** argv) {
   const int64_t rowNormChunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows;
   const int64_t partialCount = rowNorm ? rowNormChunks + (rowNormChunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup
                                        : (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
-  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(partialCount * C * 4), scratch(rows);
+  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(partialCount * C * 4);
   int32_t* dDoc;
   check(cudaMalloc(&dDoc, rows * 4), "cudaMalloc");
   check(cudaMemcpy(dDoc, doc.data(), rows * 4, cudaMemcpyHostToDevice), "upload");
   dX.upload(x); dDy.upload(dy); dW.upload(w);
   auto forward = [&](const void* in, bool inBf16, void* out, bool outBf16) {
-    check(launchCanonConv(0, in, inBf16, dW.d, dDoc, out, outBf16, B, T, C, normChannels, group ? group : 1, eps, rowNorm,
-                          rowNorm ? scratch.d : nullptr, relu2), "forward");
+    check(launchCanonConv(0, in, inBf16, dW.d, dDoc, out, outBf16, B, T, C, normChannels, group ? group : 1, eps, rowNorm, relu2),
+          "forward");
   };
   auto backward = [&](const void* g_, bool gBf16, const void* in, bool inBf16, void* out, bool outBf16) {
     check(launchCanonConvGrad(0, g_, gBf16, in, inBf16, dW.d, dDoc, out, outBf16, oDw.d, nullptr, partials.d, B, T, C, normChannels,
@@ -81,15 +81,18 @@ int main(int argc, char** argv) {
   const bool bitSame = std::memcmp(first.data(), oDw.download().data(), first.size() * 4) == 0;
   std::printf("  dw rerun bit-identical: %s\n", bitSame ? "yes" : "NO");
 
-  // timings with bf16 x, dy and y (and dx where training stores it in bf16: Canon B and D, a projection's output)
+  // timings with x, dy, y and dx as training stores them: y and dy in bf16; x in bf16 where it is a projection's output
+  // (Canon B and D, whose dx is bf16 too), the float32 residual stream at A and C (rows)
   std::vector<__nv_bfloat16> xb(n), dyb(n);
   for (int64_t i = 0; i < n; i++) { xb[i] = __float2bfloat16(x[i]); dyb[i] = __float2bfloat16(dy[i]); }
   Buffer xB(n / 2 + 1), dyB(n / 2 + 1), yB(n / 2 + 1), dxB(n / 2 + 1);  // n bf16 each
   check(cudaMemcpy(xB.d, xb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(dyB.d, dyb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
-  const bool dxBf16 = variant == "heads" || relu2;
-  timeBandwidth("forward", [&] { forward(xB.d, true, yB.d, true); }, 2.0 * 2 * n);
-  timeBandwidth("backward", [&] { backward(dyB.d, true, xB.d, true, dxBf16 ? dxB.d : oDx.d, dxBf16); }, 2.0 * 2 * n + (dxBf16 ? 2.0 : 4.0) * n);
+  const bool dxBf16 = variant == "heads" || relu2, xBf16 = !rowNorm;
+  const void* xTimed = xBf16 ? static_cast<const void*>(xB.d) : dX.d;
+  const double xBytes = (xBf16 ? 2.0 : 4.0) * n;
+  timeBandwidth("forward", [&] { forward(xTimed, xBf16, yB.d, true); }, xBytes + 2.0 * n);
+  timeBandwidth("backward", [&] { backward(dyB.d, true, xTimed, xBf16, dxBf16 ? dxB.d : oDx.d, dxBf16); }, xBytes + 2.0 * n + (dxBf16 ? 2.0 : 4.0) * n);
   check(cudaDeviceSynchronize(), "timings");
   cudaFree(dDoc);
   // float32 taps against float64; the head norm's backward subtracts nearly equal terms (bound 1e-3 as attention_inputs')

@@ -234,7 +234,7 @@ cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16
   const int64_t rows = B * T, C = (H + 2 * Hk) * h;
   if (rows == 0) return cudaSuccess;
   if (!problemFits(rows, T, C, h, {x, cosT, sinT, ve, q, k, v})) return cudaErrorInvalidValue;
-  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps, nullptr};
+  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps};
   const QkvHeads heads{int(H), int(Hk), headShift(h)};
   byInputType(x, xBf16, [&](auto* in) {
     using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
@@ -267,7 +267,7 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
     return e != cudaSuccess ? e : launchSumPartialPairs(s, nullptr, 0, dlambdas, dlambdas + 1, lambdasAcc);
   }
   if (!problemFits(rows, T, C, h, {dq, dk, dv, x, cosT, sinT, ve, dx, dve, veAcc})) return cudaErrorInvalidValue;
-  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps, nullptr};
+  const NormArgs norm{qkNorm ? int((H + Hk) * h) : 0, int(h), eps};
   const QkvHeads heads{int(H), int(Hk), headShift(h)};
   const dim3 grid = canonGrid(rows, C, 4);
   float* lambdaPartials = partials + int64_t(grid.y) * C * 4;  // after dw's (canonAttentionInputsPartialFloats)

@@ -13,7 +13,7 @@ export function canonAttentionInputsHost(mem: HostDevice): CanonAttentionInputsN
     qkNorm: boolean, eps: number, f: (u: number) => void) => {
     const C = (H + 2 * Hk) * h, u = mem.alloc(B * T * C * 4);
     try {
-      canon.canonConv(x, xBf16, w, docIds, u, false, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, 0, false);
+      canon.canonConv(x, xBf16, w, docIds, u, false, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, false);
       f(u);
     } finally {
       mem.free(u);

@@ -11,10 +11,11 @@
 // through the head's lanes), and the backward turns dz, the taps' gradient, into dx = rstd·(dz − z·mean(dz·z)): the
 // split, the two norms and the concatenation of the composite (5 kernels and 2 copies of the row each way) are gone.
 // Canon A and C convolve the sublayer's normed input: with rowNorm the taps read x·rstd over the whole row (x the
-// residual stream, which the block keeps anyway; rstd from a first pass over x, a warp a row), so nothing is kept or
-// made again for the backward. Its backward (canonRowNormGradKernel) takes whole rows a block, so that the row sums the
-// norm's backward needs (Σx² and Σdz·x) are the block's: it finishes dx through the norm and adds the residual's
-// gradient so far in its stores, where a dz tensor, an rstd pass and RMSNormGrad's pass over them were.
+// residual stream, which the block keeps anyway), so nothing is kept or made again for the backward. Both ways take
+// whole rows a block (canonRowNormKernel, canonRowNormGradKernel), so that the row sums the norm needs (Σx², and Σdz·x
+// backward) are the block's: the forward reads x once, where a pass wrote each row's rstd and the conv read x again;
+// the backward finishes dx through the norm and adds the residual's gradient so far in its stores, where a dz tensor,
+// an rstd pass and RMSNormGrad's pass over them were.
 // Canon D with the relu2 MLP (relu2): y = relu(h)², h the conv, in the forward's store; the backward makes h again from
 // x in registers (canonRelu2GradKernel), so neither h nor relu(h)² is kept or made again by a separate kernel (the
 // composite checkpointed the conv and the activation and ran both again, then ReLU²'s gradient, then the conv's).
@@ -48,21 +49,102 @@ namespace {
 constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // canonRowNormGradKernel: a thread a channel vector
 constexpr int kRowNormRingRows = 8;                            // canonRowNormGradKernel's rings (RowRing)
 
-// rstd of each row of x [rows, C] for kRowNorm: a warp a row, coalesced over channels.
-template <typename In>
-__global__ void rowRstdKernel(const In* __restrict__ x, float* __restrict__ rstd, int rows, int C, float eps) {
-  const int row = int(blockIdx.x) * (kThreads / 32) + int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  if (row >= rows) return;
-  float ss = 0.f;
-  for (int c = lane; c < C; c += 32) {
-    const float v = toFloat(x[int64_t(row) * C + c]);
-    ss += v * v;
+// The sums over a row that a block holds whole (a thread V channels of it): each warp's, then the warps' in order in
+// shared memory, two rows' worth of slots so that a row takes one barrier. Every thread of the block calls it, for the
+// same row, with the same N: the sums of the first N of (a, b).
+struct BlockRowSums {
+  float2 (&slots)[2][kRowNormMaxThreads / 32];
+  int parity = 0;
+  template <int N>
+  __device__ __forceinline__ float2 sums(float a, float b = 0.f) {
+    static_assert(N == 1 || N == 2, "one or two sums");
+    const int warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
+    a = warpSum(a);
+    if constexpr (N == 2) b = warpSum(b);
+    if ((threadIdx.x & 31) == 0) slots[parity][warp] = make_float2(a, b);
+    __syncthreads();
+    float2 total = slots[parity][0];
+    for (int i = 1; i < warps; ++i) total = make_float2(total.x + slots[parity][i].x, total.y + slots[parity][i].y);
+    parity ^= 1;
+    return total;
   }
-  for (int offset = 16; offset >= 1; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
-  if (lane == 0) rstd[row] = rsqrtf(ss / float(C) + eps);
+};
+
+template <int V>
+__device__ __forceinline__ float squares(const float (&v)[V]) {
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) ss += v[j] * v[j];
+  return ss;
 }
 
-// Canon A and C's gradient (kRowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
+// Canon A and C's forward (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each (as
+// canonRowNormGradKernel). Each row's Σx² over the block (BlockRowSums) gives rstd = (Σx²/C + eps)^-½ and z = x·rstd,
+// and y is the taps over z of the row and the three before, in canonConvKernel's order (z of the three rows before the
+// block's first made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and
+// canonConvKernel read x again: at the speedrun's float32 x, 150 MB a call where 250 were. x comes through a ring of
+// kRowNormRingRows rows (RowRing): a thread reads only its own slots, so row r copies row r + 7 into row r − 1's.
+template <int V, typename In, typename Out>
+__global__ void __launch_bounds__(kRowNormMaxThreads)
+    canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
+                       Out* __restrict__ y, int rows, int T, int C, float eps) {
+  extern __shared__ __align__(16) unsigned char ringMemory[];
+  __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];
+  // rows read, relative to the block's first: r0 − 3 … r0 + 31, one commit group a row (empty past the last)
+  constexpr int kFirst = -3, kLast = kCanonRowNormRows - 1, kPending = kRowNormRingRows - 1;
+  const int c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
+  const bool active = c0 < C;
+  const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
+  const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i (the same in every warp)
+  CanonTaps k[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
+  RowRing<In, V, kRowNormRingRows> xRing(ringMemory, int(threadIdx.x), int(blockDim.x));
+  BlockRowSums rowSums{rowSumsOf};
+  auto fetch = [&](int i) {  // rows outside the tensor: the first or last, read and never counted
+    if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
+    commitAsync();
+  };
+  const float invC = 1.f / float(C);
+  // z of row r0 + i, once its copy has landed (the row after the ring's last copied as it is read)
+  auto normed = [&](int i, float (&z)[V]) {
+    fetch(i + kPending);
+    waitAsync<kPending>();
+    xRing.read(i, z);
+#pragma unroll
+    for (int j = 0; j < V; ++j) z[j] = active ? z[j] : 0.f;
+    const float rstd = rsqrtf(rowSums.sums<1>(squares(z)).x * invC + eps);
+#pragma unroll
+    for (int j = 0; j < V; ++j) z[j] *= rstd;
+  };
+  float zs[4][V];  // z of row r0 + i in zs[i & 3]
+#pragma unroll 1
+  for (int i = kFirst; i < kFirst + kPending; ++i) fetch(i);
+#pragma unroll
+  for (int i = kFirst; i < 0; ++i) normed(i, zs[i & 3]);
+  // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored
+  auto pass = [&](int m, auto checked) {
+    constexpr bool kChecked = decltype(checked)::value;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const int i = m + p, bit = i + 4, r = r0 + i;
+      normed(i, zs[p]);
+      float out[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        float acc = __fmul_rn(zs[p][j], k[j].self);
+#pragma unroll
+        for (int s = 1; s <= 3; ++s)
+          acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
+        out[j] = acc;
+      }
+      if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
+    }
+  };
+  forEachPass<kCanonRowNormRows, 4, 0>(starts, pass);
+}
+
+// Canon A and C's gradient (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
 // taps' gradient, as canonConvGradKernel makes it; then the row's Σx² and Σdz·x over the block (warp sums, then the
 // warps' in order in shared memory: one barrier a row) give rstd = (Σx²/C + eps)^-½ and dx = rstd·dz − x·rstd³·Σdz·x/C
 // (rms_norm.cu's backward), plus acc (x's gradient so far: the residual's) where given, and dx's bf16 copy where twin is
@@ -83,8 +165,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
   // row r + 5 into the slot of row r − 3 (its x and acc read 3 rows ago, its dy 6)
   constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLast = kCanonRowNormRows + 2, kLead = 3;
   constexpr int kPending = kRowNormRingRows + kFirst - kLead;  // rows after the one read that may still be in flight
-  const int threads = int(blockDim.x), c0 = int(threadIdx.x) * V, warp = int(threadIdx.x) / 32, warps = threads / 32;
-  const int r0 = int(blockIdx.x) * kCanonRowNormRows;
+  const int threads = int(blockDim.x), c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
   const bool active = c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
   const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i (the same in every warp)
@@ -110,24 +191,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
 #pragma unroll
     for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
   };
-  int parity = 0;
-  // (Σ a, Σ b) over the row's channels, in every thread: all of the block's threads call it, for the same row
-  auto rowSums = [&](float a, float b) {
-    a = warpSum(a);
-    b = warpSum(b);
-    if ((threadIdx.x & 31) == 0) rowSumsOf[parity][warp] = make_float2(a, b);
-    __syncthreads();
-    float2 total = rowSumsOf[parity][0];
-    for (int i = 1; i < warps; ++i) total = make_float2(total.x + rowSumsOf[parity][i].x, total.y + rowSumsOf[parity][i].y);
-    parity ^= 1;
-    return total;
-  };
-  auto squares = [&](const float (&v)[V]) {
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < V; ++j) ss += v[j] * v[j];
-    return ss;
-  };
+  BlockRowSums rowSums{rowSumsOf};
   const float invC = 1.f / float(C);
   float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
   float sum[V][4] = {};      // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
@@ -138,7 +202,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
 #pragma unroll
   for (int i = kFirst; i < 0; ++i) {
     read(xRing, i, zs[i & 3]);
-    const float rstd = rsqrtf(rowSums(squares(zs[i & 3]), 0.f).x * invC + eps);
+    const float rstd = rsqrtf(rowSums.sums<1>(squares(zs[i & 3])).x * invC + eps);
 #pragma unroll
     for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
   }
@@ -167,7 +231,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
         dz[j] = d;
         dot += d * cur[j];
       }
-      const float2 total = rowSums(squares(cur), dot);
+      const float2 total = rowSums.sums<2>(squares(cur), dot);
       const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
@@ -301,20 +365,17 @@ __global__ void __launch_bounds__(kGridThreads, 2)
 
 // Calls f(width, norm) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
 // 4, the pointers aligned), else V = 1, and the norm as a type: kHeadNorm (normChannels > 0) needs V = 4 and a head of
-// 4 to 128 channels, a power of two (its lanes within a warp); kRowNorm (rowNorm) any C, not with a head norm. An
-// unsupported norm is an invalid value.
+// 4 to 128 channels, a power of two (its lanes within a warp). An unsupported norm is an invalid value. (The row norm
+// takes whole rows a block: RowNormBlocks.)
 template <typename F>
-cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, bool rowNorm, std::initializer_list<const void*> ptrs, F f) {
+cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_list<const void*> ptrs, F f) {
   using Four = std::integral_constant<int, 4>;
   using One = std::integral_constant<int, 1>;
   const bool vec4 = C % 4 == 0 && aligned16(ptrs);
   if (norm.channels > 0) {
     const bool headFits = norm.group >= 4 && norm.group <= 4 * kChannelThreads && (norm.group & (norm.group - 1)) == 0;
-    if (!vec4 || !headFits || rowNorm || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
+    if (!vec4 || !headFits || norm.channels % norm.group != 0 || norm.channels > C) return cudaErrorInvalidValue;
     f(Four{}, std::integral_constant<int, kHeadNorm>{});
-  } else if (rowNorm) {
-    if (vec4) f(Four{}, std::integral_constant<int, kRowNorm>{});
-    else f(One{}, std::integral_constant<int, kRowNorm>{});
   } else if (vec4) {
     f(Four{}, std::integral_constant<int, kNoNorm>{});
   } else {
@@ -323,24 +384,53 @@ cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, bool rowNorm, std::i
   return cudaGetLastError();
 }
 
-// kRowNorm's rstd of every row into the scratch `rstd` (the caller's: [rows] floats).
-void launchRowRstd(cudaStream_t s, const void* x, bool xBf16, float* rstd, int64_t rows, int64_t C, float eps) {
-  const unsigned blocks = unsigned((rows + kThreads / 32 - 1) / (kThreads / 32));
-  byInputType(x, xBf16, [&](auto* in) { rowRstdKernel<<<blocks, kThreads, 0, s>>>(in, rstd, int(rows), int(C), eps); });
-}
+// The row norm's blocks (canonRowNormKernel and canonRowNormGradKernel): whole rows a block, kCanonRowNormRows of them,
+// a thread a vector of 4 channels where every row starts 16-byte aligned in each tensor (else of 1), up to
+// kCanonRowNormMaxVectors; no head norm beside it.
+struct RowNormBlocks {
+  bool vec4, fit;
+  unsigned threads, chunks;
+  RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, std::initializer_list<const void*> ptrs)
+      : vec4(C % 4 == 0 && aligned16(ptrs)) {
+    const int64_t vectors = vec4 ? C / 4 : C;
+    fit = normChannels == 0 && vectors <= kCanonRowNormMaxVectors && rows <= INT32_MAX;
+    threads = unsigned((vectors + 31) / 32 * 32);
+    chunks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
+  }
+};
 
 }  // namespace
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
-                            bool rowNorm, float* rowRstd, bool relu2) {
+                            bool rowNorm, bool relu2) {
   const int64_t rows = B * T;
   if (rows * C == 0) return cudaSuccess;
-  if ((rowNorm && rowRstd == nullptr) || (relu2 && (rowNorm || normChannels > 0))) return cudaErrorInvalidValue;
+  if (relu2 && (rowNorm || normChannels > 0)) return cudaErrorInvalidValue;
+  if (rowNorm) {
+    const RowNormBlocks blocks(rows, C, normChannels, {x, y});
+    if (!blocks.fit) return cudaErrorInvalidValue;
+    auto launch = [&](auto width, auto* in, auto* out) {
+      constexpr int V = decltype(width)::value;
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      const size_t ring = RowRing<In, V, kRowNormRingRows>::bytes(int(blocks.threads));  // x's ring in dynamic shared memory
+      const auto kernel = canonRowNormKernel<V, In, std::remove_pointer_t<decltype(out)>>;
+      if (allowSharedMemory(kernel, ring) == cudaSuccess)
+        kernel<<<blocks.chunks, blocks.threads, ring, s>>>(in, w, docIds, out, int(rows), int(T), int(C), eps);
+    };
+    byInputType(x, xBf16, [&](auto* in) {
+      auto widths = [&](auto* out) {
+        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, in, out);
+        else launch(std::integral_constant<int, 1>{}, in, out);
+      };
+      if (yBf16) widths(static_cast<__nv_bfloat16*>(y));
+      else widths(static_cast<float*>(y));
+    });
+    return cudaGetLastError();
+  }
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps, rowRstd};
-  if (rowNorm) launchRowRstd(s, x, xBf16, rowRstd, rows, C, eps);
-  return byCanonVariant(C, norm, rowNorm, {x, y}, [&](auto width, auto normKind) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps};
+  return byCanonVariant(C, norm, {x, y}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* in, auto* out) {
@@ -375,12 +465,10 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    // whole rows a block: C / 4 threads (C / 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors
-    const bool vec4 = C % 4 == 0 && aligned16({dy, x, dx, accumulated, dxTwin});
-    const int64_t vectors = vec4 ? C / 4 : C;
-    if (normChannels > 0 || dxBf16 || vectors > kCanonRowNormMaxVectors || rows > INT32_MAX) return cudaErrorInvalidValue;
-    const int64_t chunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
-    const unsigned threads = unsigned((vectors + 31) / 32 * 32);
+    const RowNormBlocks blocks(rows, C, normChannels, {dy, x, dx, accumulated, dxTwin});
+    if (!blocks.fit || dxBf16) return cudaErrorInvalidValue;
+    const int64_t chunks = blocks.chunks, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
+    const unsigned threads = blocks.threads;
     auto launch = [&](auto width, auto* g, auto* in) {
       constexpr int V = decltype(width)::value;
       using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
@@ -395,7 +483,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        if (vec4) launch(std::integral_constant<int, 4>{}, g, in);
+        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, g, in);
         else launch(std::integral_constant<int, 1>{}, g, in);
       });
     });
@@ -407,8 +495,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps, nullptr};
-  const cudaError_t launched = byCanonVariant(C, norm, false, {dy, x, dx}, [&](auto width, auto normKind) {
+  const NormArgs norm{int(normChannels), int(normGroup), eps};
+  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
     constexpr int V = decltype(width)::value;
     constexpr int N = decltype(normKind)::value;
     auto launch = [&](auto* g, auto* in, auto* out) {
@@ -425,9 +513,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
           return;
         }
       }
-      if constexpr (N != kRowNorm)
-        run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, RowDy<InDy, V>{g}, in, w, docIds, out,
-            partials, int(rows), int(T), int(C), norm);
+      run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, RowDy<InDy, V>{g}, in, w, docIds, out,
+          partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
@@ -442,7 +529,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
-               "rowNorm", "rowRstd", "relu2");
+               "rowNorm", "relu2");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "dwAccumulated", "partials", "B", "T", "C",
                "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2");
 

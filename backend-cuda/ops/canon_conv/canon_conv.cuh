@@ -36,15 +36,14 @@ __device__ __forceinline__ CanonTaps canonTaps(const float* __restrict__ w, int6
 // channel vector, (blockIdx.y·8 + y)·32 the first row.
 __device__ __forceinline__ int firstRow() { return (int(blockIdx.y) * kRowGroups + int(threadIdx.y)) * kRowsPerThread; }
 
-// The norm before the taps: none; Canon B's q and k heads (kHeadNorm: normGroup channels each among the first
-// normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a warp); or the whole row (kRowNorm:
-// Canon A and C, rstd per row from rowRstdKernel). z = x·rstd, rstd = (mean x² + eps)^-½.
-enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1, kRowNorm = 2 };
+// The norm before the taps: none, or Canon B's q and k heads (kHeadNorm: normGroup channels each among the first
+// normChannels of a row, the lanes of one head normGroup / 4 consecutive lanes of a warp). z = x·rstd, rstd = (mean x² +
+// eps)^-½. (Canon A's and C's norm of the whole row has kernels of its own, canon_conv.cu's canonRowNorm*.)
+enum CanonNorm : int { kNoNorm = 0, kHeadNorm = 1 };
 
 struct NormArgs {
-  int channels, group;    // kHeadNorm: normChannels, normGroup
+  int channels, group;  // kHeadNorm: normChannels, normGroup
   float eps;
-  const float* rowRstd;   // kRowNorm: [rows]
 };
 
 // The sum of v over the lanes of the lane's head (group / 4 consecutive lanes). Always five shuffles, the unneeded ones
@@ -100,7 +99,7 @@ __device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], flo
   }
 }
 
-// Where the taps count, for a warp's rows (every kernel here but rowRstdKernel): bit k of the mask says that row
+// Where the taps count, for a warp's rows (every Canon kernel): bit k of the mask says that row
 // first + k begins a run of rows that see each other (the first token of its sequence, or another document than the row
 // before) or lies outside [0, rows). Rows q and q − s see each other where none of rows q − s + 1 … q begins a run. The
 // warp's lanes share their rows, so lane l tests rows first + l and first + 32 + l and a ballot gathers the bits: two
@@ -247,8 +246,8 @@ __global__ void __launch_bounds__(kGridThreads)
     if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
     commitAsync();
   };
-  // z of row r0 + i: x, or x·rstd (a normed head, or the row: rowRstd); 0 in an inactive lane of a normed kernel
-  auto input = [&](int i, float (&v)[V], float rowRstd) {
+  // z of row r0 + i: x, or x·rstd in a normed head; 0 in an inactive lane of a normed kernel
+  auto input = [&](int i, float (&v)[V]) {
     xRing.read(i, v);
     if constexpr (Norm == kHeadNorm) {
 #pragma unroll
@@ -256,32 +255,23 @@ __global__ void __launch_bounds__(kGridThreads)
       const float rstd = headRstd(v, normed, norm);
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] *= rstd;
-    } else if constexpr (Norm == kRowNorm) {
-#pragma unroll
-      for (int j = 0; j < V; ++j) v[j] *= rowRstd;
     }
   };
-  // rstd of row r0 + i for kRowNorm (rows outside read the first or last: never counted)
-  auto rowRstdOf = [&](int i) { return Norm == kRowNorm ? norm.rowRstd[min(max(r0 + i, 0), rows - 1)] : 1.f; };
   float zs[4][V];  // z of row r0 + i in zs[i & 3]
 #pragma unroll 1
   for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
   waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
 #pragma unroll
-  for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3], rowRstdOf(i));
+  for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3]);
   auto pass = [&](int m, auto checked) {
     constexpr bool kChecked = decltype(checked)::value;
-    float rstd[kPass];
 #pragma unroll
-    for (int p = 0; p < kPass; ++p) {
-      fetch(m + p + kRingRows - kPass);
-      rstd[p] = rowRstdOf(m + p);
-    }
+    for (int p = 0; p < kPass; ++p) fetch(m + p + kRingRows - kPass);
     waitAsync<kPending>();
 #pragma unroll
     for (int p = 0; p < kPass; ++p) {
       const int i = m + p, bit = i + 4, r = r0 + i;
-      input(i, zs[p], rstd[p]);
+      input(i, zs[p]);
       float out[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) {
@@ -299,7 +289,7 @@ __global__ void __launch_bounds__(kGridThreads)
 
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after, and the row's products with
 // the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
-// backward), rstd made again from the row (kRowNorm has its own kernel, canonRowNormGradKernel). A thread walks its
+// backward), rstd made again from the row (the row norm has its own kernel, canonRowNormGradKernel). A thread walks its
 // kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
 // so that each row's register is fixed; x and dy come through rings (RowRing; dy's is the Dy's: RowDy reads a [rows, C]
 // tensor), rows up to 15 ahead copied at a pass's start. A pass whose rows all see each other (forEachPass) runs without
@@ -310,7 +300,6 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     canonConvGradKernel(Dy dy, const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                         OutDx* __restrict__ dx, float* __restrict__ partials, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  static_assert(Norm != kRowNorm, "the row norm's gradient is canonRowNormGradKernel's");
   // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31, dy of r0 … r0 + 34; row r reads x of r and dy of
   // r + 3. A pass from row i copies rows i + 12 … i + 15 (into the slots of rows i − 4 … i − 1, read before) and waits
   // for the rows it reads, up to i + 6, so that its four rows' norms (a normed head's chains of shuffles) overlap

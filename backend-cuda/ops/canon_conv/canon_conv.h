@@ -10,7 +10,7 @@ namespace tsgpt {
 // Rows of the weight gradient's first pass per partial sum: dw's partials are ⌈B·T / kCanonRowsPerPartial⌉ × C × 4
 // floats (CANON_ROWS_PER_PARTIAL in kernel.ts).
 constexpr int kCanonRowsPerPartial = 256;
-// The row norm's gradient (Canon A and C) takes whole rows a block, kCanonRowNormRows of them, a thread a vector of 4
+// The row norm (Canon A and C) takes whole rows a block each way, kCanonRowNormRows of them, a thread a vector of 4
 // channels (of 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors; its partials are one a block,
 // summed in groups of kCanonPartialsPerGroup after: ⌈rows / 32⌉ + ⌈rows / 1024⌉ partials of C × 4 floats
 // (canonPartialFloats in kernel.ts).
@@ -26,14 +26,14 @@ constexpr int kCanonRowNormMaxVectors = 512;
 // read x RMS-normed (eps) in heads of normGroup channels over its first normChannels channels, and dx is the gradient
 // through that norm; normGroup a power of two from 4 to 128 dividing normChannels, C a multiple of 4 and the pointers
 // 16-byte aligned (else cudaErrorInvalidValue). With rowNorm (Canon A and C: the sublayer's norm) the taps read x
-// RMS-normed over the whole row, rowRstd a scratch of B·T floats for the rows' rstd, and the gradient's dx goes through
-// that norm too, plus accumulated (x's gradient so far, where not null), with its bf16 copy in dxTwin where not null
-// (float32 dx only; C at most 4·kCanonRowNormMaxVectors). With relu2 (Canon D before the relu2 MLP's activation, no norm)
+// RMS-normed over the whole row, and the gradient's dx goes through that norm too, plus accumulated (x's gradient so far,
+// where not null), with its bf16 copy in dxTwin where not null (float32 dx only; C at most 4·kCanonRowNormMaxVectors, or
+// kCanonRowNormMaxVectors where rows are not 16-byte aligned). With relu2 (Canon D before the relu2 MLP's activation, no norm)
 // y = relu(conv)², and the gradient kernel takes dy of that. dx is float32, or bf16 where dxBf16. dw adds dwAccumulated
 // (w's gradient so far) where not null.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
-                            bool rowNorm, float* rowRstd, bool relu2);
+                            bool rowNorm, bool relu2);
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, const float* dwAccumulated, float* partials, int64_t B,
                                 int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps, bool rowNorm,

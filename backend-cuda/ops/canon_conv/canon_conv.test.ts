@@ -54,9 +54,9 @@ for (const target of targets) {
     });
 
     it('with the row norm (Canon A and C on the residual stream): output and dx, dw match the composite (RMS norm, conv) on cpu', async () => {
-      // C = 5 (one channel a thread), 48, and on cuda the model's 768 (a warp a row for rstd: 24 channels a lane)
-      // (the gradient takes whole rows a block: 2100 rows are 66 blocks of 32 rows, the last partial; 1300 channels: 325
-      // threads, the last warp partly idle; 2048: 512 threads, the most)
+      // C = 5 (one channel a thread), 48, and on cuda the model's 768 (both ways take whole rows a block: 2000 rows are 63
+      // blocks of 32 rows, the last partial; 1300 channels: 325 threads, the last warp partly idle; 2048: 512 threads, the
+      // most)
       const cases = [[2, 40, 5], [3, 700, 48], ...(target.name === 'cuda' ? [[1, 2000, 768], [2, 300, 1300], [1, 100, 2048]] : [])];
       for (const [b, t, c] of cases) {
         const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
@@ -80,7 +80,7 @@ for (const target of targets) {
       tf.dispose([x, w, dy, docIds]);
     });
 
-    it('the row norm\'s gradient with a bf16-only x and dy and the residual\'s gradient so far, at the model\'s 768 channels: as from float32 copies, bit for bit', async () => {
+    it('the row norm with a bf16-only x, and its gradient with a bf16-only dy and the residual\'s gradient so far, at the model\'s 768 channels: as from float32 copies, bit for bit', async () => {
       // on cuda its rings of x, dy and the sum so far take exactly 48 KiB beside 256 bytes of static shared memory: past
       // the default limit, so the kernel must opt in (it failed to launch when the opt-in began above 48 KiB)
       await useBackend(B);
@@ -93,12 +93,15 @@ for (const target of targets) {
         const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
         assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'x and dy stored in bf16 only');
         const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
-        backend.setMatmulPrecision('fp32');
         const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
+        // y in bf16 both times (bf16 precision)
+        const [y, wantY] = [xn, xv].map((a) => tf.engine().runKernel(CANON_CONV, { x: a, w, docIds }, attrs) as tf.Tensor);
+        backend.setMatmulPrecision('fp32');
         const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
+        assert.deepEqual(Array.from(y.dataSync()), Array.from(wantY.dataSync()), 'y as from float32 copies');
         assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
         assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
-        tf.dispose([xn, dyn, dx, dw, xv, dyv, wantDx, wantDw]);
+        tf.dispose([xn, dyn, y, dx, dw, xv, dyv, wantY, wantDx, wantDw]);
       } finally {
         backend.setMatmulPrecision('fp32');
         tf.dispose([x, dy, acc, w, docIds]);

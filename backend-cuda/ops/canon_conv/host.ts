@@ -20,7 +20,7 @@ function normedHeads(x: Float32Array, rows: number, C: number, channels: number,
 
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm, _rowRstd, relu2) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm, relu2) {
       const n = B * T * C;
       if (n === 0) return;
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];

@@ -24,10 +24,10 @@ export function canonPartialFloats(rows: number, C: number, rowNorm: boolean): n
 export interface CanonConvNative {
   /** y[r,c] = z[r,c] + Σ_k w[c,k]·z[r−3+k, c] over x [B,T,C], rows r = b·T + t; a tap counts where t−3+k ≥ 0 and
    * docIds (int32 [B,T]) agree; z = x, RMS-normed (eps) in heads of normGroup channels over its first normChannels
-   * (0: none) or, with rowNorm, over whole rows (rowRstd: scratch of B·T floats); with relu2, y = relu(that)²; x in
+   * (0: none) or, with rowNorm, over whole rows; with relu2, y = relu(that)²; x in
    * bf16 where xBf16, y where yBf16. */
   canonConv(x: number, xBf16: boolean, w: number, docIds: number, y: number, yBf16: boolean, B: number, T: number, C: number,
-    normChannels: number, normGroup: number, eps: number, rowNorm: boolean, rowRstd: number, relu2: boolean): void;
+    normChannels: number, normGroup: number, eps: number, rowNorm: boolean, relu2: boolean): void;
   /** dx (through the norm; with rowNorm plus accumulated, x's gradient so far, where not 0, and its bf16 copy into
    * dxTwin where not 0; with relu2, dy is relu(y)²'s) and dw = Σ_r dy[r,c]·z[r−3+k, c] ([C,4]), summed deterministically
    * through `partials` (canonPartialFloats of scratch), plus dwAccumulated (w's gradient so far) where not 0; dy, x and dx in bf16
@@ -65,11 +65,9 @@ export const canonConvKernels: CudaKernel[] = [
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, dims } = checked(CANON_CONV, inputs, false);
       const { norm, relu2 } = normAttrs(CANON_CONV, attrs, dims[2]);
-      const rowRstd = norm[3] ? backend.makeOutput([dims[0] * dims[1]], 'float32') : null;  // the row norm's scratch
       const xs = backend.storedValues(x), y = backend.makeBf16Output(x.shape);
       backend.device.canonConv(xs.ptr, xs.bf16, backend.ptr(inputs.w as TensorInfo), backend.ptr(inputs.docIds as TensorInfo),
-        y.ptr, y.bf16, ...dims, ...norm, rowRstd ? backend.ptr(rowRstd) : 0, relu2);
-      if (rowRstd) backend.disposeIntermediateTensorInfo(rowRstd);
+        y.ptr, y.bf16, ...dims, ...norm, relu2);
       return y.out;
     },
   },
