@@ -46,8 +46,8 @@
 namespace tsgpt {
 namespace {
 
-constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // canonRowNormGradKernel: a thread a channel vector
-constexpr int kRowNormRingRows = 8;                            // canonRowNormGradKernel's rings (RowRing)
+constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // the row norm's kernels: a thread a channel vector
+constexpr int kRowNormRingRows = 8;                            // the row norm's kernels' rings (RowRing)
 
 // The sums over a row that a block holds whole (a thread V channels of it): each warp's, then the warps' in order in
 // shared memory, two rows' worth of slots so that a row takes one barrier. Every thread of the block calls it, for the
@@ -82,7 +82,7 @@ __device__ __forceinline__ float squares(const float (&v)[V]) {
 // canonRowNormGradKernel). Each row's Σx² over the block (BlockRowSums) gives rstd = (Σx²/C + eps)^-½ and z = x·rstd,
 // and y is the taps over z of the row and the three before, in canonConvKernel's order (z of the three rows before the
 // block's first made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and
-// canonConvKernel read x again: at the speedrun's float32 x, 150 MB a call where 250 were. x comes through a ring of
+// canonConvKernel read x again: at the speedrun's float32 x, ≈ 160 MB a call where ≈ 250 were. x comes through a ring of
 // kRowNormRingRows rows (RowRing): a thread reads only its own slots, so row r copies row r + 7 into row r − 1's.
 template <int V, typename In, typename Out>
 __global__ void __launch_bounds__(kRowNormMaxThreads)
