@@ -80,7 +80,7 @@ __device__ __forceinline__ float squares(const float (&v)[V]) {
 
 // Canon A and C's forward (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each (as
 // canonRowNormGradKernel). Each row's Σx² over the block (BlockRowSums) gives rstd = (Σx²/C + eps)^-½ and z = x·rstd,
-// and y is the taps over z of the row and the three before, in canonConvKernel's order (z of the three rows before the
+// and y is the taps over z of the row and the three before (forwardTaps, as canonConvKernel; z of the three rows before the
 // block's first made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and
 // canonConvKernel read x again: at the speedrun's float32 x, ≈ 160 MB a call where ≈ 250 were. x comes through a ring of
 // kRowNormRingRows rows (RowRing): a thread reads only its own slots, so row r copies row r + 7 into row r − 1's.
@@ -130,14 +130,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
       const int i = m + p, bit = i + 4, r = r0 + i;
       normed(i, zs[p]);
       float out[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        float acc = __fmul_rn(zs[p][j], k[j].self);
-#pragma unroll
-        for (int s = 1; s <= 3; ++s)
-          acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
-        out[j] = acc;
-      }
+      forwardTaps<kChecked>(zs, p, k, starts, bit, out);
       if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
     }
   };

@@ -217,9 +217,24 @@ struct RowDy {
   __device__ __forceinline__ void writeSums(const Sums&) const {}
 };
 
-// The taps' sum in the composite's order, each product and sum rounded on its own (no FMA contraction):
-// ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back (0 where it does not count), so the fused
-// forward equals the composite bit for bit (without the norm: z = x). A thread walks its kRowsPerThread rows with z of
+// The forward's taps over the row whose z is zs[p] (z of the rows before it: zs[(p − s) & 3]), in the composite's order,
+// each product and sum rounded on its own (no FMA contraction): ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s
+// back, so the fused forward equals the composite bit for bit. Checked: z_s counts where sameRun (bit: the row's in
+// starts), else every tap counts.
+template <bool kChecked, int V>
+__device__ __forceinline__ void forwardTaps(const float (&zs)[4][V], int p, const CanonTaps (&k)[V], uint64_t starts, int bit,
+                                            float (&y)[V]) {
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    float acc = __fmul_rn(zs[p][j], k[j].self);
+#pragma unroll
+    for (int s = 1; s <= 3; ++s)
+      acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
+    y[j] = acc;
+  }
+}
+
+// The forward (forwardTaps; without the norm, z = x). A thread walks its kRowsPerThread rows with z of
 // rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
 // ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
 // shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
@@ -273,13 +288,10 @@ __global__ void __launch_bounds__(kGridThreads)
       const int i = m + p, bit = i + 4, r = r0 + i;
       input(i, zs[p]);
       float out[V];
+      forwardTaps<kChecked>(zs, p, k, starts, bit, out);
+      if constexpr (Relu2) {  // the MLP's relu(h)² after Canon D
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        float acc = __fmul_rn(zs[p][j], k[j].self);
-#pragma unroll
-        for (int s = 1; s <= 3; ++s)
-          acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & 3][j] : 0.f, k[j].taps[s - 1]));
-        out[j] = Relu2 ? (acc > 0.f ? __fmul_rn(acc, acc) : 0.f) : acc;  // Relu2: the MLP's relu(h)² after Canon D
+        for (int j = 0; j < V; ++j) out[j] = out[j] > 0.f ? __fmul_rn(out[j], out[j]) : 0.f;
       }
       output.store(r, c0, out, active && (!kChecked || r < rows));
     }
