@@ -1,10 +1,10 @@
 // A SIMT emulator for running the CUDA kernels' logic on a CPU (test/simt/build.ts compiles a kernel file with it,
 // through a C++ compiler, with this header first): each CUDA thread is a fiber (ucontext), and the warp's shuffles and
 // ballots and the block's __syncthreads are rendezvous where its fibers wait for each other. Blocks run one at a time,
-// so a `static` stands in for a __shared__ array and one buffer for the dynamic shared memory. Device memory is host
-// memory. What it checks: a kernel's indexing, its maths and its warps' and blocks' exchanges, against the benchmarks'
-// float64 references (and, built with -fsanitize=address, its reads and writes inside the tensors); and, as adversarially
-// as the hardware may:
+// so a `static` stands in for a __shared__ array and an allocation of the launch's bytes for the dynamic shared memory.
+// Device memory is host memory. What it checks: a kernel's indexing, its maths and its warps' and blocks' exchanges,
+// against the benchmarks' float64 references (and, built with -fsanitize=address, its reads and writes inside the
+// tensors and inside the shared memory it asked for); and, as adversarially as the hardware may:
 // - the memory model of cp.async (test/simt/async_copy.cuh): a copy's destination holds NaN bytes from the copy until
 //   the thread's wait that covers its commit group, so a read of a slot before its copy lands, or a refill of a slot
 //   that a thread still reads, turns the results to NaN;
@@ -95,7 +95,10 @@ struct Grid {
   uint64_t schedule = 0;                           // the thread order's random state
 };
 inline Grid grid;
-alignas(16) inline unsigned char dynamicShared[kMostSharedBytes];
+// The launch's dynamic shared memory: an allocation of exactly its bytes, so that AddressSanitizer stops a read or write
+// past them (a ring's slots counted short in its launcher)
+inline std::unique_ptr<unsigned char[]> dynamicSharedBuffer;
+inline unsigned char* dynamicShared = nullptr;
 
 template <typename... Values>
 [[noreturn]] void fail(const char* what, Values... values) {
@@ -231,7 +234,7 @@ void run(dim3 blocks, dim3 threads, F f) {
         grid.warps.assign(n / 32, Warp{});
         grid.blockArrived = 0;
         grid.statics.clear();
-        std::memset(dynamicShared, kPoison, grid.dynamicBytes);
+        std::memset(dynamicShared, kPoison, grid.dynamicBytes);  // no thread has written it
         for (size_t i = 0; i < n; ++i) {
           Fiber& fiber = grid.fibers[i];
           fiber.thread = make_uint3(i % threads.x, i / threads.x % threads.y, i / (threads.x * threads.y));
@@ -278,6 +281,9 @@ void launch(Kernel kernel, dim3 blocks, dim3 threads, size_t sharedBytes, Args..
   grid.dynamicBytes = sharedBytes;
   grid.statics.clear();
   checkShared();
+  static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= 16, "the kernels' dynamic shared arrays are 16-byte aligned");
+  dynamicSharedBuffer.reset(sharedBytes ? new unsigned char[sharedBytes] : nullptr);
+  dynamicShared = dynamicSharedBuffer.get();
   run(blocks, threads, [=] { kernel(args...); });
   grid.optedInBytes = 0;
 }
