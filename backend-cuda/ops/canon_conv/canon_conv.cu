@@ -300,18 +300,14 @@ __global__ void __launch_bounds__(kGridThreads, 2)
       commitAsync();
     };
     float xs[8][V], gs[4][V];  // x of row r0 + i in xs[(i + 3) & 7], g of it in gs[i & 3]
-    // h at the row of bit `bit` whose x is xs[q] (its taps: xs[q − s]), as canonConvKernel rounds it, and g = dy·2·relu(h)
+    // h at the row of bit `bit` whose x is xs[q] (its taps: xs[q − s]), as canonConvKernel rounds it (forwardTaps), and g = dy·2·relu(h)
     // (d: its dy); checked: the taps count where sameRun, and g is 0 outside the rows
     auto reluGrad = [&](int q, int bit, bool inside, const float (&d)[V], float (&g)[V], auto checked) {
       constexpr bool kChecked = decltype(checked)::value;
+      float h[V];
+      forwardTaps<kChecked>(xs, q, k, starts, bit, h);
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        float h = __fmul_rn(xs[q & 7][j], k[j].self);
-#pragma unroll
-        for (int s = 1; s <= 3; ++s)
-          h = __fadd_rn(h, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? xs[(q - s) & 7][j] : 0.f, k[j].taps[s - 1]));
-        g[j] = h > 0.f && (!kChecked || inside) ? d[j] * 2.f * h : 0.f;
-      }
+      for (int j = 0; j < V; ++j) g[j] = h[j] > 0.f && (!kChecked || inside) ? d[j] * 2.f * h[j] : 0.f;
     };
 #pragma unroll 1
     for (int i = kFirst; i < kFirst + kRingRows; ++i) fetch(i);
