@@ -47,7 +47,19 @@ describe('CUDA kernels on the CPU (SIMT emulator)', () => {
       ['rms_norm_native', ['ops/rms_norm/rms_norm.cu']],
       ['shaped_mix_native', ['ops/shaped_mix/shaped_mix.cu']],
     ];
-    await Promise.all(benches.map(async ([name, kernels]) => { binaries[name] = await build.binary(`bench/${name}.cu`, kernels); }));
+    await Promise.all([...benches.map(async ([name, kernels]) => { binaries[name] = await build.binary(`bench/${name}.cu`, kernels); }),
+      build.binary('test/simt/emulator_checks.cu', []).then((b) => { binaries.checks = b; })]);
+  });
+
+  it('the emulator catches what the hardware does not forgive (test/simt/emulator_checks.cu)', async () => {
+    const outcome = (c: string) => run(binaries.checks, [c], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0' } })
+      .then(({ stdout }) => stdout, (e: { code?: number; stderr?: string }) => `exit ${e.code}: ${e.stderr ?? ''}`);
+    assert.match(await outcome('early-read'), /saw -?nan/, 'a cp.async slot read before its wait');
+    assert.match(await outcome('waited'), /saw 1\.5/, 'the same slot after its wait');
+    assert.match(await outcome('unwritten-shared'), /saw -?nan/, 'shared memory no thread wrote');
+    assert.match(await outcome('skipped-barrier'), /exit 3:[\s\S]*simt: block \(0, 0, 0\): its threads wait at a barrier/, 'a barrier lane 0 skips');
+    assert.match(await outcome('no-opt-in'), /exit 3:[\s\S]*simt: 65536 bytes of shared memory without the opt-in/, '64 KiB without allowSharedMemory');
+    assert.match(await outcome('opt-in'), /saw 1\.5/, '64 KiB with allowSharedMemory');
   });
 
   it('CanonConv forward and backward: plain, the heads\' norm, the row norm and relu2', async () => {

@@ -92,8 +92,8 @@ export function emulated(source: string): string {
     at = argsClose + 1;
   }
   return (out + source.slice(at))
-    .replace(/extern __shared__[^;]*?\b(\w+)\[\];/g, 'unsigned char* $1 = ::simt::dynamicShared;')
-    .replace(/__shared__\s+([^;]*);/g, (_, declaration: string) => {
+    .replace(/extern __shared__[^;\n]*?\b(\w+)\[\];/g, 'unsigned char* $1 = ::simt::dynamicShared;')
+    .replace(/__shared__[ \t]+([^;\n]*);/g, (_, declaration: string) => {  // one line each (a comment's words are not)
       // `static`, and each declarator (the name before its first `[`, or the last name) registered with the block
       const names = topLevelParts(declaration).map((part) => (/(\w+)\s*\[/.exec(part) ?? /(\w+)\s*$/.exec(part))![1]);
       return `static ${declaration};${names.map((n) => ` ::simt::sharedStatic(&${n}, sizeof(${n}));`).join('')}`;
@@ -140,13 +140,14 @@ export class CpuBuild {
     let object = this.objects.get(source);
     if (!object) {
       const path = join(this.dir, `${this.objects.size}.o`);
+      mkdirSync(dirname(join(this.dir, source)), { recursive: true });
       writeFileSync(join(this.dir, source), emulated(readFileSync(join(root, source), 'utf8')));
       object = run('g++', [...this.flags, '-x', 'c++', '-c', join(this.dir, source), '-o', path], { maxBuffer: 1 << 24 }).then(() => path);
       this.objects.set(source, object);
     }
     return object;
   }
-  /** The benchmark `bench` linked with `kernels`: the binary's path. */
+  /** The benchmark `bench` (a path under the repository, bench/*_native.cu or a test's) linked with `kernels`: the binary's path. */
   async binary(bench: string, kernels: string[]): Promise<string> {
     const objects = await Promise.all([bench, ...kernels.map((k) => join('backend-cuda', k))].map((source) => this.object(source)));
     const binary = join(this.dir, `${bench.replace(/\W/g, '_')}.bin`);
