@@ -46,27 +46,50 @@
 namespace tsgpt {
 namespace {
 
-constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;  // the row norm's kernels: a thread a channel vector
+// The row norm's kernels: a thread a channel vector. Their __launch_bounds__ ask for one block of up to 512 threads an SM
+// (128 registers a thread): without the 1, ptxas held some instances to 64 registers and spilled up to 68 bytes.
+constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;
 constexpr int kRowNormRingRows = 8;                            // the row norm's kernels' rings (RowRing)
 
-// The sums over a row that a block holds whole (a thread V channels of it): each warp's, then the warps' in order in
-// shared memory, two rows' worth of slots so that a row takes one barrier. Every thread of the block calls it, for the
-// same row, with the same N: the sums of the first N of (a, b).
+// Sums over rows that a block holds whole (a thread V channels of each): each warp's, then the warps' in order in shared
+// memory. A pass of 4 rows exchanges all its sums at one barrier (kMaxSums: 2 for each of 4 rows): a barrier a row over
+// 768 channels left too little work between barriers (the thirteenth session's row-norm forward was slower than two
+// kernels for it), and the 4 rows' shuffle chains overlap. Two sets of slots alternate, so that one exchange's writes
+// cannot meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every
+// thread of the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
+constexpr int kMaxSums = 8;
 struct BlockRowSums {
-  float2 (&slots)[2][kRowNormMaxThreads / 32];
+  float4 (&slots)[2][kRowNormMaxThreads / 32][kMaxSums / 4];  // [parity][warp]: its sums, 4 a vector
   int parity = 0;
   template <int N>
-  __device__ __forceinline__ float2 sums(float a, float b = 0.f) {
-    static_assert(N == 1 || N == 2, "one or two sums");
+  __device__ __forceinline__ void sums(float (&v)[N]) {
+    static_assert(N >= 1 && N <= kMaxSums, "at most kMaxSums sums an exchange");
+    constexpr int kVectors = (N + 3) / 4;
     const int warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
-    a = warpSum(a);
-    if constexpr (N == 2) b = warpSum(b);
-    if ((threadIdx.x & 31) == 0) slots[parity][warp] = make_float2(a, b);
+    float t[kVectors * 4] = {};  // v, then the block's sums, padded to whole vectors
+#pragma unroll
+    for (int n = 0; n < N; ++n) t[n] = warpSum(v[n]);
+    if ((threadIdx.x & 31) == 0) {
+#pragma unroll
+      for (int q = 0; q < kVectors; ++q) slots[parity][warp][q] = make_float4(t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+    }
     __syncthreads();
-    float2 total = slots[parity][0];
-    for (int i = 1; i < warps; ++i) total = make_float2(total.x + slots[parity][i].x, total.y + slots[parity][i].y);
+    // warp 0's sums, then the others' in order
+#pragma unroll
+    for (int q = 0; q < kVectors; ++q) {
+      const float4 s = slots[parity][0][q];
+      t[4 * q] = s.x, t[4 * q + 1] = s.y, t[4 * q + 2] = s.z, t[4 * q + 3] = s.w;
+    }
+    for (int i = 1; i < warps; ++i) {
+#pragma unroll
+      for (int q = 0; q < kVectors; ++q) {
+        const float4 s = slots[parity][i][q];
+        t[4 * q] += s.x, t[4 * q + 1] += s.y, t[4 * q + 2] += s.z, t[4 * q + 3] += s.w;
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < N; ++n) v[n] = t[n];
     parity ^= 1;
-    return total;
   }
 };
 
@@ -79,17 +102,18 @@ __device__ __forceinline__ float squares(const float (&v)[V]) {
 }
 
 // Canon A and C's forward (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each (as
-// canonRowNormGradKernel). Each row's Σx² over the block (BlockRowSums) gives rstd = (Σx²/C + eps)^-½ and z = x·rstd,
-// and y is the taps over z of the row and the three before (forwardTaps, as canonConvKernel; z of the three rows before the
-// block's first made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and
-// canonConvKernel read x again: at the speedrun's float32 x, ≈ 160 MB a call where ≈ 250 were. x comes through a ring of
-// kRowNormRingRows rows (RowRing): a thread reads only its own slots, so row r copies row r + 7 into row r − 1's.
+// canonRowNormGradKernel). Each row's Σx² over the block gives rstd = (Σx²/C + eps)^-½ and z = x·rstd, and y is the taps
+// over z of the row and the three before (forwardTaps, as canonConvKernel; z of the three rows before the block's first
+// made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and canonConvKernel
+// read x again: at the speedrun's float32 x, ≈ 160 MB a call where ≈ 250 were. Rows in passes of 4: the pass's x, then
+// its 4 sums in one exchange (BlockRowSums), then its z and y. x comes through a ring of kRowNormRingRows rows (RowRing):
+// a thread reads only its own slots, so row r copies row r + 7 into row r − 1's as it is read.
 template <int V, typename In, typename Out>
-__global__ void __launch_bounds__(kRowNormMaxThreads)
+__global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                        Out* __restrict__ y, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];
+  __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
   // rows read, relative to the block's first: r0 − 3 … r0 + 31, one commit group a row (empty past the last)
   constexpr int kFirst = -3, kLast = kCanonRowNormRows - 1, kPending = kRowNormRingRows - 1;
   const int c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
@@ -105,30 +129,53 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
     if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
     commitAsync();
   };
-  const float invC = 1.f / float(C);
-  // z of row r0 + i, once its copy has landed (the row after the ring's last copied as it is read)
-  auto normed = [&](int i, float (&z)[V]) {
+  // x of row r0 + i, once its copy has landed (the row after the ring's last copied as it is read)
+  auto load = [&](int i, float (&v)[V]) {
     fetch(i + kPending);
     waitAsync<kPending>();
-    xRing.read(i, z);
+    xRing.read(i, v);
 #pragma unroll
-    for (int j = 0; j < V; ++j) z[j] = active ? z[j] : 0.f;
-    const float rstd = rsqrtf(rowSums.sums<1>(squares(z)).x * invC + eps);
+    for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+  };
+  const float invC = 1.f / float(C);
+  auto norm = [&](auto& xs) {  // xs[N][V]: N rows' x made z, their Σx² in one exchange
+    constexpr int N = std::extent_v<std::remove_reference_t<decltype(xs)>>;
+    float ss[N];
 #pragma unroll
-    for (int j = 0; j < V; ++j) z[j] *= rstd;
+    for (int n = 0; n < N; ++n) ss[n] = squares(xs[n]);
+    rowSums.sums(ss);
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const float rstd = rsqrtf(ss[n] * invC + eps);
+#pragma unroll
+      for (int j = 0; j < V; ++j) xs[n][j] *= rstd;
+    }
   };
   float zs[4][V];  // z of row r0 + i in zs[i & 3]
 #pragma unroll 1
   for (int i = kFirst; i < kFirst + kPending; ++i) fetch(i);
+  {
+    float before[-kFirst][V];
 #pragma unroll
-  for (int i = kFirst; i < 0; ++i) normed(i, zs[i & 3]);
+    for (int i = kFirst; i < 0; ++i) load(i, before[i - kFirst]);
+    norm(before);
+#pragma unroll
+    for (int i = kFirst; i < 0; ++i)
+#pragma unroll
+      for (int j = 0; j < V; ++j) zs[i & 3][j] = before[i - kFirst][j];
+  }
   // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored
   auto pass = [&](int m, auto checked) {
     constexpr bool kChecked = decltype(checked)::value;
+    float xs[4][V];  // z of the pass's rows (zs[p] still holds row m + p − 4's, which the rows before p read)
+#pragma unroll
+    for (int p = 0; p < 4; ++p) load(m + p, xs[p]);
+    norm(xs);
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
       const int i = m + p, bit = i + 4, r = r0 + i;
-      normed(i, zs[p]);
+#pragma unroll
+      for (int j = 0; j < V; ++j) zs[p][j] = xs[p][j];
       float out[V];
       forwardTaps<kChecked>(zs, p, k, starts, bit, out);
       if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
@@ -138,26 +185,28 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
 }
 
 // Canon A and C's gradient (rowNorm): whole rows a block, kCanonRowNormRows of them, a thread V channels of each. dz, the
-// taps' gradient, as canonConvGradKernel makes it; then the row's Σx² and Σdz·x over the block (warp sums, then the
-// warps' in order in shared memory: one barrier a row) give rstd = (Σx²/C + eps)^-½ and dx = rstd·dz − x·rstd³·Σdz·x/C
-// (rms_norm.cu's backward), plus acc (x's gradient so far: the residual's) where given, and dx's bf16 copy where twin is
-// given. dw from z = x·rstd of the row and the three before (their rstd from the same sums, before the first row). The
-// block's dw goes to partials[blockIdx.x][c], summed in two ordered passes after (canonPartialSumsKernel).
-// What this replaces: an rstd pass over x, dz written and read back, and RMSNormGrad's pass over dz, x and acc.
-// x, acc and dy come through rings of kRowNormRingRows rows (RowRing; 40 bytes a row a thread at float32 x and acc, so
-// two blocks of 192 threads fit an SM): row r reads x and acc of r and dy of r + 3 and copies row r + 5. With a row
-// ahead in registers the kernel ran at ≈ 2.2 TB/s. Rows in fours, as canonConvGradKernel's.
+// taps' gradient, as canonConvGradKernel makes it; then the row's Σx² and Σdz·x over the block give rstd = (Σx²/C +
+// eps)^-½ and dx = rstd·dz − x·rstd³·Σdz·x/C (rms_norm.cu's backward), plus acc (x's gradient so far: the residual's)
+// where given, and dx's bf16 copy where twin is given. dw from z = x·rstd of the row and the three before (their rstd
+// from the same sums, before the first row). The block's dw goes to partials[blockIdx.x][c], summed in two ordered passes
+// after (canonPartialSumsKernel). What this replaces: an rstd pass over x, dz written and read back, and RMSNormGrad's
+// pass over dz, x and acc.
+// Rows in passes of 4, each in two halves around one exchange of its 8 sums (BlockRowSums): the first reads x and dy
+// and makes dz and the sums, the second reads x again with acc and finishes dx and dw. x, acc and dy come through rings
+// of kRowNormRingRows rows (RowRing; 40 bytes a row a thread at float32 x and acc, so two blocks of 192 threads fit an
+// SM), one commit group j a row: x and acc of row r0 + j, dy of row r0 + j + 3 (the rows a row's dz reads after it). Row
+// r's second half copies group r + 7, into the slots of row r − 1 and of dy's row r + 2, both read by then (dy lives in
+// registers from its first read: the 7 rows of a pass's dz). With a row ahead in registers the kernel ran at ≈ 2.2 TB/s.
 template <int V, typename InDy, typename In>
-__global__ void __launch_bounds__(kRowNormMaxThreads)
+__global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, float* __restrict__ dx,
                            __nv_bfloat16* __restrict__ twin, float* __restrict__ partials, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  __shared__ float2 rowSumsOf[2][kRowNormMaxThreads / 32];  // per warp (Σx², Σdz·x); two rows' worth: one barrier a row
-  // rows read, relative to the block's first: x of r0 − 3 … r0 + 31, acc of r0 … r0 + 31, dy of r0 … r0 + 34; row r copies
-  // row r + 5 into the slot of row r − 3 (its x and acc read 3 rows ago, its dy 6)
-  constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLast = kCanonRowNormRows + 2, kLead = 3;
-  constexpr int kPending = kRowNormRingRows + kFirst - kLead;  // rows after the one read that may still be in flight
+  __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
+  // groups j = −3 … 31 read x of r0 − 3 … r0 + 31, acc of r0 … r0 + 31, dy of r0 … r0 + 34 (empty past); group j + 7
+  // is copied at row j's second half, so at row m + p's first (m: a pass's first row) groups up to m + 6 are copied
+  constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLead = 3, kAhead = kRowNormRingRows - 1;
   const int threads = int(blockDim.x), c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
   const bool active = c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
@@ -170,13 +219,13 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
   XRing xRing(ringMemory, int(threadIdx.x), threads);
   DyRing dyRing(ringMemory + XRing::bytes(threads), int(threadIdx.x), threads);
   RowRing<float, V, kRowNormRingRows> accRing(ringMemory + XRing::bytes(threads) + DyRing::bytes(threads), int(threadIdx.x), threads);
-  auto fetch = [&](int i) {  // row r0 + i into its slots: one commit group a row, empty past the last row read
-    if (i <= kLast) {
-      const int64_t at = int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl;  // rows outside: read, never counted
-      if (i <= kLastX) xRing.copy(i, x + at);
-      if (i >= 0) dyRing.copy(i, dy + at);
-      if (acc && i >= 0 && i <= kLastX) accRing.copy(i, acc + at);
+  auto fetch = [&](int j) {  // group j: one commit group, empty past the last rows read
+    auto at = [&](int i) { return int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl; };  // rows outside: read, never counted
+    if (j <= kLastX) {
+      xRing.copy(j, x + at(j));
+      if (acc && j >= 0) accRing.copy(j, acc + at(j));
     }
+    if (j + kLead <= kLastX + kLead) dyRing.copy(j + kLead, dy + at(j + kLead));
     commitAsync();
   };
   auto read = [&](const auto& ring, int i, float (&v)[V]) {
@@ -186,49 +235,67 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
   };
   BlockRowSums rowSums{rowSumsOf};
   const float invC = 1.f / float(C);
-  float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
-  float sum[V][4] = {};      // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
+  float zs[4][V];       // z of row r0 + i in zs[i & 3]
+  float gs[4 + kLead][V];  // dy of a pass's rows m … m + 6 (the first 3 read by the pass before)
+  float sum[V][4] = {};    // sum[j][k]: tap k (the token 3 − k back) of channel c0 + j
 #pragma unroll 1
-  for (int i = kFirst; i < kFirst + kRowNormRingRows; ++i) fetch(i);
-  waitAsync<kPending>();  // rows r0 − 3 … r0 + 2 have landed
-  // z of the three rows before r0 (rstd from their sums too: every thread of the block takes part), dy of the first three
+  for (int j = kFirst; j < kFirst + kAhead; ++j) fetch(j);
+  // z of the three rows before r0 (their rstd from one exchange: every thread of the block takes part), dy of the first three
+  waitAsync<kAhead + kFirst>();  // groups −3 … −1 have landed
+  {
+    float ss[-kFirst];
 #pragma unroll
-  for (int i = kFirst; i < 0; ++i) {
-    read(xRing, i, zs[i & 3]);
-    const float rstd = rsqrtf(rowSums.sums<1>(squares(zs[i & 3])).x * invC + eps);
+    for (int i = kFirst; i < 0; ++i) {
+      read(xRing, i, zs[i & 3]);
+      read(dyRing, i + kLead, gs[i - kFirst]);
+      ss[i - kFirst] = squares(zs[i & 3]);
+      fetch(i + kAhead);
+    }
+    rowSums.sums(ss);
 #pragma unroll
-    for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
+    for (int i = kFirst; i < 0; ++i) {
+      const float rstd = rsqrtf(ss[i - kFirst] * invC + eps);
+#pragma unroll
+      for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
+    }
   }
-#pragma unroll
-  for (int i = 0; i < kLead; ++i) read(dyRing, i, gs[i]);
   // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
   auto pass = [&](int m, auto checked) {
     constexpr bool kChecked = decltype(checked)::value;
+    float dz[4][V], sums[8];  // sums[2p], sums[2p + 1]: row m + p's Σx², Σdz·x
+    waitAsync<kAhead - 4>();  // groups up to m + 3 have landed (m + 4 … m + 6 may not)
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
-      const int i = m + p, bit = i + 4, r = r0 + i;
-      fetch(i + kRowNormRingRows + kFirst);
-      waitAsync<kPending>();
-      float cur[V], a[V] = {}, dz[V], out[V];
+      const int i = m + p, bit = i + 4;
+      float cur[V];
       read(xRing, i, cur);
-      if (acc) read(accRing, i, a);
-      read(dyRing, i + kLead, gs[(p + kLead) & 3]);
-      const bool inside = !kChecked || r < rows;
+      read(dyRing, i + kLead, gs[p + kLead]);
       float dot = 0.f;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         float d = gs[p][j] * k[j].self;
 #pragma unroll
         for (int s = 1; s <= 3; ++s)
-          if (!kChecked || sameRun(starts, bit + s, s)) d += gs[(p + s) & 3][j] * k[j].taps[s - 1];
-        dz[j] = d;
+          if (!kChecked || sameRun(starts, bit + s, s)) d += gs[p + s][j] * k[j].taps[s - 1];
+        dz[p][j] = d;
         dot += d * cur[j];
       }
-      const float2 total = rowSums.sums<2>(squares(cur), dot);
-      const float rstd = rsqrtf(total.x * invC + eps), c = rstd * rstd * rstd * total.y * invC;
+      sums[2 * p] = squares(cur);
+      sums[2 * p + 1] = dot;
+    }
+    rowSums.sums(sums);
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const int i = m + p, bit = i + 4, r = r0 + i;
+      float cur[V], a[V] = {}, out[V];
+      read(xRing, i, cur);
+      if (acc) read(accRing, i, a);
+      fetch(i + kAhead);
+      const bool inside = !kChecked || r < rows;
+      const float rstd = rsqrtf(sums[2 * p] * invC + eps), c = rstd * rstd * rstd * sums[2 * p + 1] * invC;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        out[j] = rstd * dz[j] - c * cur[j] + a[j];
+        out[j] = rstd * dz[p][j] - c * cur[j] + a[j];
         cur[j] *= rstd;  // z, for dw and the rows after
         const float g = inside ? gs[p][j] : 0.f;
         sum[j][3] += g * cur[j];
@@ -243,6 +310,10 @@ __global__ void __launch_bounds__(kRowNormMaxThreads)
 #pragma unroll
       for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
     }
+#pragma unroll
+    for (int q = 0; q < kLead; ++q)
+#pragma unroll
+      for (int j = 0; j < V; ++j) gs[q][j] = gs[q + 4][j];  // the next pass's first rows
   };
   forEachPass<kCanonRowNormRows, 4, kLead>(starts, pass);  // dz reads dy of the 3 rows after; the same for the whole block
   if (active) {
