@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -202,8 +203,15 @@ struct AttentionInputsReference {
 };
 
 // Prints and returns the larger of ‖got − want‖ / ‖want‖ and max |got − want| / (f + |want|), f = 1e-3·max(1, max |want|)
-// (a sum over many random terms, a mean or a weight's gradient, can land near 0).
+// (a sum over many random terms, a mean or a weight's gradient, can land near 0). Also prints a hash of got's bits (FNV-1a),
+// so that two builds of a kernel (a refactoring that should change no result) can be compared on the same seed.
 static double report(const char* name, const std::vector<float>& got, const std::vector<double>& want) {
+  uint32_t bits = 2166136261u;
+  for (float v : got) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    for (int b = 0; b < 4; ++b) bits = (bits ^ ((u >> (8 * b)) & 0xffu)) * 16777619u;
+  }
   double num = 0, den = 0, maxRel = 0, top = 1;
   for (double v : want) top = std::fmax(top, std::fabs(v));
   for (size_t i = 0; i < want.size(); i++) {
@@ -213,7 +221,7 @@ static double report(const char* name, const std::vector<float>& got, const std:
     maxRel = std::fmax(maxRel, std::isfinite(got[i]) ? std::fabs(d) / (1e-3 * top + std::fabs(want[i])) : INFINITY);
   }
   const double rel = std::sqrt(num / std::fmax(den, 1e-300));
-  std::printf("  %-8s rel. error %.2e, max elementwise %.2e\n", name, rel, maxRel);
+  std::printf("  %-8s rel. error %.2e, max elementwise %.2e, bits %08x\n", name, rel, maxRel, bits);
   return std::fmax(rel, maxRel);
 }
 
