@@ -5,6 +5,7 @@
 #   bash bench/variants.sh                      # logs and $OUT/variants.md
 #   STEPS=12 VARIANTS="--canon AC|--mlp swiglu" COMMIT=$(git rev-parse --short HEAD) bash bench/variants.sh
 # (COMMIT: the commit measured, for the table's first line; the machine's copy of the tree has no history of its own)
+# FRESH_BUILD=0 keeps a warm machine's build of this same tree (the previous call's): no touch, an incremental build.
 # Carry .gpu-box and data/builtin/gpt2 (backend-cuda/NOTES.md, "The device runs").
 set -uo pipefail
 OUT=${OUT:-/tmp/variants_out}
@@ -14,7 +15,8 @@ mkdir -p "$OUT"
 t0=$SECONDS
 source .gpu-box/setup.sh >/dev/null 2>&1
 [ -f build/cuda/Release/tsgpt_cuda.node ] || tar -xzf .gpu-box/min_js.tgz
-find backend-cuda \( -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' \) -exec touch {} +
+# a warm machine keeps the previous call's build outputs, which may be newer than the copied sources: touch them all
+[ "${FRESH_BUILD:-1}" = 0 ] || find backend-cuda \( -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' \) -exec touch {} +
 npm run build:cuda -- --parallel 16 >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; echo "BUILD FAILED"; exit 1; }
 echo "=== [$((SECONDS - t0))s] built"
 runs="$OUT/variants_runs.txt"  # every run's output in one file (the machine returns at most 8 files)
