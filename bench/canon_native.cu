@@ -1,6 +1,7 @@
 // The fused Canon layer (canon_conv.cu) without Node: forward and backward of each variant against a float64 CPU
 // reference on one random problem with random document boundaries (relative errors), a bit-identical rerun of the
-// backward (dw's fixed-order sums), and CUDA-event timings with the tensors stored as training stores them.
+// backward (dw's fixed-order sums), and CUDA-event timings with the tensors stored as training stores them. The row
+// norm's backward also adds a gradient so far (acc) and writes dx's bf16 twin, as Canon A and C do in training.
 // For kernel work on the GPU machine: runs under compute-sanitizer, needs only the CUDA runtime.
 //   nvcc -std=c++17 -arch=sm_90a -O2 bench/canon_native.cu backend-cuda/ops/canon_conv/canon_conv.cu -o /tmp/canon_native
 //   /tmp/canon_native B T C variant [seed] variant: plain | heads (Canon B: q and k heads of 128 normed, C = 2304 at the
@@ -51,23 +52,29 @@ int main(int argc, char** argv) {
   }
   canon.tapsGradient(g, z, dz, dw);
   norm.backward(dz, z, rstd, dx);
+  // the row norm's gradient adds x's gradient so far (acc: the residual's) in its stores, and writes dx's bf16 twin
+  const std::vector<float> acc = rowNorm ? random(n, 1.f) : std::vector<float>{};
+  for (size_t i = 0; i < acc.size(); i++) dx[i] += acc[i];
 
   // dw's partials: one per kCanonRowsPerPartial rows, or with the row norm one per kCanonRowNormRows and their groups
   const int64_t rowNormChunks = (rows + kCanonRowNormRows - 1) / kCanonRowNormRows;
   const int64_t partialCount = rowNorm ? rowNormChunks + (rowNormChunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup
                                        : (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
-  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(partialCount * C * 4);
+  Buffer dX(n), dDy(n), dW(C * 4), oY(n), oDx(n), oDw(C * 4), partials(partialCount * C * 4), dAcc(rowNorm ? n : 0),
+      twin(rowNorm ? n / 2 + 1 : 0);  // twin: n bf16
   int32_t* dDoc;
   check(cudaMalloc(&dDoc, rows * 4), "cudaMalloc");
   check(cudaMemcpy(dDoc, doc.data(), rows * 4, cudaMemcpyHostToDevice), "upload");
   dX.upload(x); dDy.upload(dy); dW.upload(w);
+  if (rowNorm) dAcc.upload(acc);
   auto forward = [&](const void* in, bool inBf16, void* out, bool outBf16) {
     check(launchCanonConv(0, in, inBf16, dW.d, dDoc, out, outBf16, B, T, C, normChannels, group ? group : 1, eps, rowNorm, relu2),
           "forward");
   };
   auto backward = [&](const void* g_, bool gBf16, const void* in, bool inBf16, void* out, bool outBf16) {
     check(launchCanonConvGrad(0, g_, gBf16, in, inBf16, dW.d, dDoc, out, outBf16, oDw.d, nullptr, partials.d, B, T, C, normChannels,
-                              group ? group : 1, eps, rowNorm, nullptr, nullptr, relu2), "backward");
+                              group ? group : 1, eps, rowNorm, rowNorm ? dAcc.d : nullptr,
+                              rowNorm ? reinterpret_cast<__nv_bfloat16*>(twin.d) : nullptr, relu2), "backward");
   };
   forward(dX.d, false, oY.d, false);
   backward(dDy.d, false, dX.d, false, oDx.d, false);
@@ -76,6 +83,17 @@ int main(int argc, char** argv) {
   double worst = report("y", oY.download(), y);
   worst = std::fmax(worst, report("dx", oDx.download(), dx));
   worst = std::fmax(worst, report("dw", oDw.download(), dw));
+  bool twinSame = true;  // the twin is dx rounded to bf16 (to nearest even), bit for bit
+  if (rowNorm) {
+    const std::vector<float> got = oDx.download();
+    std::vector<__nv_bfloat16> twinBits(n);
+    check(cudaMemcpy(twinBits.data(), twin.d, n * 2, cudaMemcpyDeviceToHost), "download");
+    for (int64_t i = 0; i < n && twinSame; i++) {
+      const __nv_bfloat16 want = __float2bfloat16(got[i]);
+      twinSame = std::memcmp(&want, &twinBits[i], 2) == 0;
+    }
+    std::printf("  dx's bf16 twin: %s\n", twinSame ? "dx rounded, bit for bit" : "NOT dx rounded");
+  }
   const std::vector<float> first = oDw.download();
   backward(dDy.d, false, dX.d, false, oDx.d, false);
   const bool bitSame = std::memcmp(first.data(), oDw.download().data(), first.size() * 4) == 0;
@@ -92,10 +110,13 @@ int main(int argc, char** argv) {
   const void* xTimed = xBf16 ? static_cast<const void*>(xB.d) : dX.d;
   const double xBytes = (xBf16 ? 2.0 : 4.0) * n;
   timeBandwidth("forward", [&] { forward(xTimed, xBf16, yB.d, true); }, xBytes + 2.0 * n);
-  timeBandwidth("backward", [&] { backward(dyB.d, true, xTimed, xBf16, dxBf16 ? dxB.d : oDx.d, dxBf16); }, xBytes + 2.0 * n + (dxBf16 ? 2.0 : 4.0) * n);
+  // the row norm's backward reads acc (float32) and writes the twin (bf16) too, as in training
+  timeBandwidth("backward", [&] { backward(dyB.d, true, xTimed, xBf16, dxBf16 ? dxB.d : oDx.d, dxBf16); },
+                xBytes + 2.0 * n + (dxBf16 ? 2.0 : 4.0) * n + (rowNorm ? 6.0 * n : 0.0));
   check(cudaDeviceSynchronize(), "timings");
   cudaFree(dDoc);
   // float32 taps against float64; the head norm's backward subtracts nearly equal terms (bound 1e-3 as attention_inputs')
-  std::printf("worst error %.2e: %s\n", worst, worst < 1e-3 && bitSame ? "PASS" : "FAIL");
-  return worst < 1e-3 && bitSame ? 0 : 1;
+  const bool pass = worst < 1e-3 && bitSame && twinSame;
+  std::printf("worst error %.2e: %s\n", worst, pass ? "PASS" : "FAIL");
+  return pass ? 0 : 1;
 }
