@@ -6,8 +6,10 @@
 #   git diff <parent> HEAD -- backend-cuda tfjs_node.ts train_gpt.ts ':!*.test.ts' ':!*.md' > .base.patch
 # Carry .gpu-box and data/builtin/gpt2 (the corpus's source package is not on the machine: without it every run fails).
 #   TESTS="backend-cuda/ops/rms_norm/rms_norm.test.ts test/cuda_model.test.ts" bash bench/device_ab.sh
-#   RUNS="new base new base" alternates, RUNS="" runs none; NATIVE="cmd ..." runs a Node-free check after the tests (built by the
-#   caller).
+#   RUNS="new base new base" alternates, RUNS="" runs none; NATIVE="cmd ..." runs a Node-free check after the tests, and
+#   NATIVE_BUILD="nvcc ... -o /tmp/a & nvcc ... -o /tmp/b & wait" builds its binaries beside the addon's build (their
+#   nvcc lines are in their headers; a parent's kernel from an untracked copy compiled with `-x cu`, which the addon's
+#   glob skips).
 set -uo pipefail
 OUT=${OUT:-/tmp/device_ab_out}
 BASE_PATCH=${BASE_PATCH:-.base.patch}
@@ -35,7 +37,15 @@ train() {  # $1: the side; $2: the run's index
 stage build
 # a warm machine keeps the previous call's build outputs, which may be newer than the copied sources: touch them all
 find backend-cuda \( -name '*.cu' -o -name '*.cuh' -o -name '*.cc' -o -name '*.h' \) -exec touch {} +
+native_pid=""
+if [ -n "${NATIVE_BUILD:-}" ]; then
+  bash -c "$NATIVE_BUILD" >"$OUT/native_build.log" 2>&1 &
+  native_pid=$!
+fi
 build new
+if [ -n "$native_pid" ]; then
+  wait "$native_pid" || { tail -20 "$OUT/native_build.log"; echo "NATIVE_BUILD failed"; }
+fi
 if [ -n "${TESTS:-}" ]; then
   stage "tests: $TESTS"
   timeout 280 node --import tsx --test $TESTS >"$OUT/gpu_tests.log" 2>&1; echo "exit $?"
