@@ -4,7 +4,7 @@
 // becomes simt::launch(...), each `extern __shared__` array points at the emulator's buffer, each other __shared__
 // array is a `static` that the block registers (simt::sharedStatic: its bytes counted, NaN until written), and
 // async_copy.cuh is test/simt's. A C++ compiler (g++) and the CUDA toolkit's headers are all it needs (no GPU, no cudart).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -136,21 +136,32 @@ export class CpuBuild {
     this.flags = ['-std=c++17', '-O0', '-w', '-include', join(root, 'test/simt/simt.h'), '-I', include,
       ...(sanitize ? ['-fsanitize=address', '-fno-omit-frame-pointer'] : [])];
   }
-  private object(source: string): Promise<string> {
-    let object = this.objects.get(source);
+  /** source (a path under the repository) compiled; `text`: its text where not the file's, copied beside it as `as`. */
+  private object(source: string, text?: string, as = source): Promise<string> {
+    let object = this.objects.get(as);
     if (!object) {
       const path = join(this.dir, `${this.objects.size}.o`);
-      mkdirSync(dirname(join(this.dir, source)), { recursive: true });
-      writeFileSync(join(this.dir, source), emulated(readFileSync(join(root, source), 'utf8')));
-      object = run('g++', [...this.flags, '-x', 'c++', '-c', join(this.dir, source), '-o', path], { maxBuffer: 1 << 24 }).then(() => path);
-      this.objects.set(source, object);
+      mkdirSync(dirname(join(this.dir, as)), { recursive: true });
+      writeFileSync(join(this.dir, as), emulated(text ?? readFileSync(join(root, source), 'utf8')));
+      object = run('g++', [...this.flags, '-x', 'c++', '-c', join(this.dir, as), '-o', path], { maxBuffer: 1 << 24 }).then(() => path);
+      this.objects.set(as, object);
     }
     return object;
   }
-  /** The benchmark `bench` (a path under the repository, bench/*_native.cu or a test's) linked with `kernels`: the binary's path. */
-  async binary(bench: string, kernels: string[]): Promise<string> {
-    const objects = await Promise.all([bench, ...kernels.map((k) => join('backend-cuda', k))].map((source) => this.object(source)));
-    const binary = join(this.dir, `${bench.replace(/\W/g, '_')}.bin`);
+  /**
+   * The benchmark `bench` (a path under the repository, bench/*_native.cu or a test's) linked with `kernels`: the binary's
+   * path. With `revision` (git's), the kernel files are as they were there (`git show`), beside today's (their includes
+   * resolve alike), and the benchmark and the headers as they are now.
+   */
+  async binary(bench: string, kernels: string[], revision?: string): Promise<string> {
+    const tag = revision ? `_at_${revision.replace(/\W/g, '_')}` : '';
+    const kernelObjects = kernels.map((k) => join('backend-cuda', k)).map((source) => {
+      if (!revision) return this.object(source);
+      const text = execFileSync('git', ['show', `${revision}:${source}`], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'pipe'] });
+      return this.object(source, text, source.replace(/(\.\w+)$/, `${tag}$1`));
+    });
+    const objects = await Promise.all([this.object(bench), ...kernelObjects]);
+    const binary = join(this.dir, `${bench.replace(/\W/g, '_')}${tag}.bin`);
     await run('g++', [...(this.sanitize ? ['-fsanitize=address'] : []), ...objects, '-o', binary]);
     return binary;
   }
