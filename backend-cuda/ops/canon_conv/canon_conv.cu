@@ -224,8 +224,8 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     if (j <= kLastX) {
       xRing.copy(j, x + at(j));
       if (acc && j >= 0) accRing.copy(j, acc + at(j));
+      dyRing.copy(j + kLead, dy + at(j + kLead));
     }
-    if (j + kLead <= kLastX + kLead) dyRing.copy(j + kLead, dy + at(j + kLead));
     commitAsync();
   };
   auto read = [&](const auto& ring, int i, float (&v)[V]) {
