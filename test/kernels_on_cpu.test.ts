@@ -72,6 +72,21 @@ describe('CUDA kernels on the CPU (SIMT emulator)', () => {
     }
   });
 
+  it('same_bits.ts compares a kernel file with itself at a git revision, and names a revision that does not exist', async () => {
+    // HEAD's canon_conv.cu against today's: the revision's copy is built and run, and its bits agree where the file has
+    // not changed since HEAD (a clean checkout, as in CI); the same_bits run's own seed is the test's
+    const tool = (args: string[]) => run(process.execPath, ['--import', 'tsx', 'test/simt/same_bits.ts', ...args],
+      { env: { ...process.env, SEED: String(testSeed) }, maxBuffer: 1 << 24 }).then(({ stdout }) => `exit 0: ${stdout}`,
+      (e: { code?: number; stdout?: string; stderr?: string }) => `exit ${e.code}: ${e.stdout ?? ''}${e.stderr ?? ''}`);
+    const changed = await run('git', ['status', '--porcelain', 'backend-cuda/ops/canon_conv/canon_conv.cu']).then(({ stdout }) => stdout.trim());
+    const out = await tool(['HEAD', 'canon_native', 'ops/canon_conv/canon_conv.cu', '--', '1 100 13 rows']);
+    assert.match(out, new RegExp(`seed ${testSeed}`));
+    if (changed) assert.match(out, /^exit [01]: [\s\S]*1 100 13 rows: (same bits|DIFFERENT) \(y \w{8}, dx \w{8}, dw \w{8}/, out);
+    else assert.match(out, /^exit 0: [\s\S]*1 100 13 rows: same bits \(y \w{8}, dx \w{8}, dw \w{8}\)/, out);
+    assert.match(await tool(['no-such-revision', 'canon_native', 'ops/canon_conv/canon_conv.cu', '--', '1 10 4 rows']),
+      /^exit 2: [\s\S]*same_bits: building bench\/canon_native\.cu .* at no-such-revision\) failed/);
+  });
+
   it('CanonAttentionInputs forward and backward: q, k, v, dx, dw, dλ and dve', async () => {
     // [B, T, H, Hk, h, qkNorm, ve]: heads of 128 (a warp), 64, 16 and 8 (a pair's lanes side by side), GQA, with and
     // without the QK-norm and value embeddings; 600 rows (3 blocks), T = 77 (sequences starting inside a thread's rows)

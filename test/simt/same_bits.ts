@@ -2,6 +2,7 @@
 // (bench/<name>.cu) through the SIMT emulator twice, with the kernel files as they are and as they were at a git
 // revision, runs both on the same seed for each case, and compares the hashes that the benchmark's report() prints for
 // each result (`bits`). The benchmark and the headers (.cuh, .h) are today's on both sides. Exits 1 where a case differs.
+// SEED (default 1) is the benchmarks' seed and the emulator's schedule, printed first.
 //   npx tsx test/simt/same_bits.ts b995bce canon_native ops/canon_conv/canon_conv.cu -- "2 300 48 rows" "1 100 13 rows"
 // (the row norm's passes of 4 against their parent.) The emulator rounds as g++ does, without the GPU's contractions
 // into FMA: the same bits here mean the same arithmetic, which nvcc compiles alike where the expressions are the same.
@@ -33,6 +34,12 @@ if (why) {
   process.exit(2);
 }
 
+const seed = process.env.SEED ?? '1';
+if (!/^\d+$/.test(seed)) {
+  console.error(`same_bits: SEED=${seed} is not a non-negative integer`);
+  process.exit(2);
+}
+console.log(`seed ${seed}`);
 const build = new CpuBuild(false);
 let today: string, then: string;
 try {
@@ -42,10 +49,10 @@ try {
   process.exit(2);
 }
 
-/** `result bits` of each report() line of one run (seed 1, timings off). */
+/** `result bits` of each report() line of one run (timings off). */
 async function bits(binary: string, args: string): Promise<string[]> {
-  const env = { ...process.env, BENCH_REPS: '0', SIMT_SEED: '1' };
-  const { stdout } = await run(binary, [...args.split(/\s+/), '1'], { env, maxBuffer: 1 << 24 });
+  const env = { ...process.env, BENCH_REPS: '0', SIMT_SEED: seed };
+  const { stdout } = await run(binary, [...args.trim().split(/\s+/), seed], { env, maxBuffer: 1 << 24 });
   return stdout.split('\n').flatMap((line) => {
     const m = /^\s*(\S+)\s+rel\. error .*bits ([0-9a-f]{8})/.exec(line);
     return m ? [`${m[1]} ${m[2]}`] : [];
