@@ -26,7 +26,7 @@ import { logHeader, peakMemoryLine, resumedLine, stepLine, stoppedLine, valLine 
 import type { FusedKernelSpec } from './backend-cuda/ops/fused_kernel.ts';
 import { attentionInputs as attentionInputsKernel, attentionInputsQK, attentionInputsVE } from './backend-cuda/ops/attention_inputs/attention_inputs.ts';
 import { canonAttentionInputs as canonAttentionInputsKernel, canonAttentionInputsVE } from './backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.ts';
-import { canonConv } from './backend-cuda/ops/canon_conv/canon_conv.ts';
+import { canonConv, type CanonAttrs } from './backend-cuda/ops/canon_conv/canon_conv.ts';
 import { causalAttention, gatedCausalAttention } from './backend-cuda/ops/causal_attention/causal_attention.ts';
 import { embedding as embeddingKernel } from './backend-cuda/ops/embedding/embedding.ts';
 import { fp8HeadLoss as fp8HeadLossKernel, type Fp8HeadLossAttrs } from './backend-cuda/ops/fp8_head_loss/fp8_head_loss.ts';
@@ -845,7 +845,7 @@ export function checkpoint(f: (...xs: tf.Tensor[]) => tf.Tensor, ...xs: tf.Tenso
  * in one op (the composite: both checkpointed, made again in the backward instead of keeping the hidden layer). */
 export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNorm, rowNorm = false, fromProjection = false, relu2 = false }:
   { headNorm?: { channels: number; group: number }; rowNorm?: boolean; fromProjection?: boolean; relu2?: boolean } = {}): tf.Tensor {
-  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, rowNorm, xFromProjection: fromProjection, relu2 };
+  const attrs = { normChannels: headNorm?.channels ?? 0, normGroup: headNorm?.group ?? 1, eps: RMS_EPS, rowNorm, leading: 0, xFromProjection: fromProjection, relu2 };
   const fused = runFused(canonConv, { x, w, docIds: ctx.docIds }, attrs);
   if (fused) return fused;
   if (rowNorm) return checkpoint((x, w) => canon(rmsNorm(x), w, ctx.unmemoised()), x, w);
@@ -862,6 +862,17 @@ export function canon(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, { headNor
   let y = x.mul(taps[3].add(1)); // the residual and the current-token tap
   for (let s = 1; s <= 3; s++) y = y.add(padded.slice([0, 3 - s, 0], [B, T, C]).mul(ctx.sameDocShift(s)).mul(taps[3 - s]));
   return y;
+}
+
+/** [canon() with the row norm (Canon A), rmsNorm(x)'s first `leading` channels] (the attention gate's input): one pass
+ * each way through a backend's fused 'CanonConv' (attr leading), whose z is that norm; the composite norms the leading
+ * channels on their own (rmsNormLeading). On their own they took a pass over x each way, and the backward's read the
+ * residual stream's gradient so far and wrote it again whole, for 12 channels. */
+export function canonWithLeading(x: tf.Tensor, w: tf.Tensor, ctx: ForwardContext, leading: number): [tf.Tensor, tf.Tensor] {
+  const attrs: CanonAttrs = { normChannels: 0, normGroup: 1, eps: RMS_EPS, rowNorm: true, leading, xFromProjection: false, relu2: false };
+  const fused = runFused<tf.Tensor[], CanonAttrs>(canonConv, { x, w, docIds: ctx.docIds }, attrs);
+  if (fused) return [fused[0]!, fused[1]!];
+  return [canon(x, w, ctx, { rowNorm: true }), rmsNormLeading(x, leading)];
 }
 
 /**
@@ -1045,8 +1056,12 @@ class NormedInput {
     this.lead = { channels, values: lead };
     return (this.normed = xn);
   }
-  /** xn's first `channels`: made with xn (xnWithLeading), else a slice of xn where the sublayer made it, else normed
-   * on their own (Canon A: the attention gate's 12 channels are all of xn that the sublayer reads). */
+  /** The first `channels` of xn as another op made them (Canon A's: normedCanon), for leading(). */
+  madeLeading(channels: number, values: tf.Tensor): void {
+    this.lead = { channels, values };
+  }
+  /** xn's first `channels`: made with xn (xnWithLeading) or by Canon A (madeLeading), else a slice of xn where the sublayer
+   * made it, else normed on their own. */
   leading(channels: number): tf.Tensor {
     if (this.lead?.channels === channels) return this.lead.values;
     return this.normed ? leadingChannels(this.normed, channels) : rmsNormLeading(this.x, channels);
@@ -1054,9 +1069,13 @@ class NormedInput {
 }
 
 /** Canon A or C on the normed input: canon() norms the residual stream x itself (rowNorm), which the block keeps anyway,
- * so no normed copy is kept for the backward (a [T, d] tensor a position a layer), nor made again there. */
-function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-  return canon(input.x, w, ctx, { rowNorm: true });
+ * so no normed copy is kept for the backward (a [T, d] tensor a position a layer), nor made again there. With `leading`
+ * (Canon A under the attention gate), the normed input's first channels come with it, for input.leading(). */
+function normedCanon(input: NormedInput, w: tf.Tensor, ctx: ForwardContext, leading = 0): tf.Tensor {
+  if (!leading) return canon(input.x, w, ctx, { rowNorm: true });
+  const [y, lead] = canonWithLeading(input.x, w, ctx, leading);
+  input.madeLeading(leading, lead);
+  return y;
 }
 
 /** Multi-head causal self-attention of the pre-norm block, with the speedrun's extras (plus `residual`, if given). */
@@ -1065,7 +1084,8 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
   // the gate's channels come with the normed input where the projection reads it too
-  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx) : cfg.attnGate ? input.xnWithLeading(GATE_CHANNELS) : input.xn;
+  const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.attnGate ? GATE_CHANNELS : 0)
+    : cfg.attnGate ? input.xnWithLeading(GATE_CHANNELS) : input.xn;
   const qkv = linear(a, P('qkv')), ve = m.plan[i].valueEmbed >= 0 ? ves[m.plan[i].valueEmbed] : null, heads = { H, Hk, h, qkNorm: cfg.qkNorm };
   const [q, k, v] = cfg.canon.includes('B') ? canonAttentionInputs(qkv, P('canon_b'), ctx, sched.rope, ve, P('sa_lambdas'), heads)
     : attentionInputs(qkv, sched.rope, ve, P('sa_lambdas'), heads);

@@ -112,14 +112,14 @@ int main(int argc, char** argv) {
   Buffer canonPartials((rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial * C * 4);
   std::printf("CanonConv then AttentionInputs (the ops it replaces):\n");
   timeBandwidth("forward", [&] {
-    check(launchCanonConv(0, xB.d(), true, dW.d, dDoc, uB.d(), true, B, T, C, normChannels, h, eps, false, false), "canon");
+    check(launchCanonConv(0, xB.d(), true, dW.d, dDoc, uB.d(), true, B, T, C, normChannels, h, eps, false, false, nullptr, 0), "canon");
     check(launchAttentionInputs(0, uB.d(), true, dCos.d, dSin.d, dLam.d, vePtr, qB.d(), kB.d(), vB.d(), true, B, T, H, Hk, h, false, eps), "inputs");
   }, 2.0 * n * 4 + veBytes);
   timeBandwidth("backward", [&] {
     check(launchAttentionInputsGrad(0, dDq.d, dkB.d(), dvB.d(), true, uB.d(), true, dCos.d, dSin.d, dLam.d, vePtr, gB.d(), true, oDl.d,
                                     withVe ? oDve.d : nullptr, nullptr, B, T, H, Hk, h, false, eps, nullptr), "inputs grad");
     check(launchCanonConvGrad(0, gB.d(), true, xB.d(), true, dW.d, dDoc, dxB.d(), true, oDw.d, nullptr, canonPartials.d, B, T, C, normChannels, h, eps,
-                              false, nullptr, nullptr, false), "canon grad");
+                              false, nullptr, nullptr, false, nullptr, false, 0), "canon grad");
   }, 4.0 * nQ + 2.0 * 2 * nK + 2.0 * nK + 2.0 * n * 4 + 2 * veBytes);
   check(cudaDeviceSynchronize(), "timings");
   cudaFree(dDoc);

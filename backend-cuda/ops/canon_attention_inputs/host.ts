@@ -13,7 +13,7 @@ export function canonAttentionInputsHost(mem: HostDevice): CanonAttentionInputsN
     qkNorm: boolean, eps: number, f: (u: number) => void) => {
     const C = (H + 2 * Hk) * h, u = mem.alloc(B * T * C * 4);
     try {
-      canon.canonConv(x, xBf16, w, docIds, u, false, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, false);
+      canon.canonConv(x, xBf16, w, docIds, u, false, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, false, 0, 0);
       f(u);
     } finally {
       mem.free(u);
@@ -33,7 +33,7 @@ export function canonAttentionInputsHost(mem: HostDevice): CanonAttentionInputsN
           attentionInputs.attentionInputsGrad(dq, dk, dv, kvBf16, u, false, cos, sin, lambdas, ve, du, false, dlambdas, dve, veAcc,
             B, T, H, Hk, h, false, eps, lambdasAcc);
           canon.canonConvGrad(du, false, x, xBf16, w, docIds, dx, dxBf16, dw, dwAcc, 0, B, T, C, qkNorm ? (H + Hk) * h : 0, h, eps, false, 0, 0,
-            false);
+            false, 0, false, 0);
         } finally {
           mem.free(du);
         }

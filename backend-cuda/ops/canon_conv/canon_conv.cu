@@ -107,11 +107,12 @@ __device__ __forceinline__ float squares(const float (&v)[V]) {
 // made the same way first: 3 rows in 35 read twice). Where a pass of its own wrote each row's rstd and canonConvKernel
 // read x again: at the speedrun's float32 x, ≈ 160 MB a call where ≈ 250 were. Rows in passes of 4: the pass's x, then
 // its 4 sums in one exchange (BlockRowSums), then its z and y. x comes through a ring of kRowNormRingRows rows (RowRing):
-// a thread reads only its own slots, so row r copies row r + 7 into row r − 1's as it is read.
+// a thread reads only its own slots, so row r copies row r + 7 into row r − 1's as it is read. Where lead is given, z's
+// first leadCols channels of each row go there too (Canon A's z as the attention gate's input: a multiple of V).
 template <int V, typename In, typename Out>
 __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
-                       Out* __restrict__ y, int rows, int T, int C, float eps) {
+                       Out* __restrict__ y, Out* __restrict__ lead, int leadCols, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
   __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
   // rows read, relative to the block's first: r0 − 3 … r0 + 31, one commit group a row (empty past the last)
@@ -178,7 +179,10 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
       for (int j = 0; j < V; ++j) zs[p][j] = xs[p][j];
       float out[V];
       forwardTaps<kChecked>(zs, p, k, starts, bit, out);
-      if (active && (!kChecked || r < rows)) storeVec<V>(y + int64_t(r) * C + c0, out);
+      if (active && (!kChecked || r < rows)) {
+        storeVec<V>(y + int64_t(r) * C + c0, out);
+        if (lead && c0 < leadCols) storeVec<V>(lead + int64_t(r) * leadCols + c0, zs[p]);
+      }
     }
   };
   forEachPass<kCanonRowNormRows, 4, 0>(starts, pass);
@@ -197,11 +201,15 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
 // SM), one commit group j a row: x and acc of row r0 + j, dy of row r0 + j + 3 (the rows a row's dz reads after it). Row
 // r's second half copies group r + 7, into the slots of row r − 1 and of dy's row r + 2, both read by then (dy lives in
 // registers from its first read: the 7 rows of a pass's dz). With a row ahead in registers the kernel ran at ≈ 2.2 TB/s.
+// Where dLead is given (the gradient of z's first leadCols channels as the forward's second output: the attention gate's
+// input, at Canon A), it is added to dz of those channels, as the Add of the two gradients of z was: the gate's own
+// RMSNormGrad pass over x, acc and dx is not needed.
 template <int V, typename InDy, typename In>
 __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
-                           const int32_t* __restrict__ doc, const float* __restrict__ acc, float* __restrict__ dx,
-                           __nv_bfloat16* __restrict__ twin, float* __restrict__ partials, int rows, int T, int C, float eps) {
+                           const int32_t* __restrict__ doc, const float* __restrict__ acc, const void* __restrict__ dLead,
+                           bool dLeadBf16, int leadCols, float* __restrict__ dx, __nv_bfloat16* __restrict__ twin,
+                           float* __restrict__ partials, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
   __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
   // groups j = −3 … 31 read x of r0 − 3 … r0 + 31, acc of r0 … r0 + 31, dy of r0 … r0 + 34 (empty past); group j + 7
@@ -228,6 +236,19 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     }
     commitAsync();
   };
+  // dLead of the block's rows, row i's channel c at leadRows[i][c]: the threads of its channels copy all of theirs at the
+  // start, in the first commit group (a ring beside the others held 4 more registers in the loop and spilled at the 128
+  // that two blocks an SM allow)
+  __shared__ __align__(16) float leadRows[kCanonRowNormRows][kCanonMaxLeadCols];
+  const bool leads = dLead && c0 < leadCols;  // this thread's channels have dLead
+  if (leads) {
+#pragma unroll 1
+    for (int i = 0; i < kCanonRowNormRows; ++i) {
+      const int64_t at = int64_t(min(r0 + i, rows - 1)) * leadCols + c0;  // rows past the last: read, never counted
+      if (dLeadBf16) copyRowAsync<__nv_bfloat16, V>(&leadRows[i][c0], static_cast<const __nv_bfloat16*>(dLead) + at);
+      else copyRowAsync<float, V>(&leadRows[i][c0], static_cast<const float*>(dLead) + at);
+    }
+  }
   auto read = [&](const auto& ring, int i, float (&v)[V]) {
     ring.read(i, v);
 #pragma unroll
@@ -267,9 +288,13 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
       const int i = m + p, bit = i + 4;
-      float cur[V];
+      float cur[V], l[V] = {};  // l: dLead of the row's channels (0 past them)
       read(xRing, i, cur);
       read(dyRing, i + kLead, gs[p + kLead]);
+      if (leads) {
+        if (dLeadBf16) readRow<__nv_bfloat16, V>(&leadRows[i][c0], l);
+        else readRow<float, V>(&leadRows[i][c0], l);
+      }
       float dot = 0.f;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
@@ -277,6 +302,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
 #pragma unroll
         for (int s = 1; s <= 3; ++s)
           if (!kChecked || sameRun(starts, bit + s, s)) d += gs[p + s][j] * k[j].taps[s - 1];
+        d += l[j];
         dz[p][j] = d;
         dot += d * cur[j];
       }
@@ -457,26 +483,33 @@ struct RowNormBlocks {
     threads = unsigned((vectors + 31) / 32 * 32);
     chunks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
   }
+  // z's leading channels as a second output (lead, or its gradient dLead): none, or 1 … kCanonMaxLeadCols of them (at most
+  // C) in whole vectors
+  bool leadFits(const void* lead, int64_t leadCols, int64_t C) const {
+    return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % (vec4 ? 4 : 1) == 0);
+  }
 };
 
 }  // namespace
 
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
-                            bool rowNorm, bool relu2) {
+                            bool rowNorm, bool relu2, void* lead, int64_t leadCols) {
   const int64_t rows = B * T;
+  if (lead && !rowNorm) return cudaErrorInvalidValue;
   if (rows * C == 0) return cudaSuccess;
   if (relu2 && (rowNorm || normChannels > 0)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks blocks(rows, C, normChannels, {x, y});
-    if (!blocks.fit) return cudaErrorInvalidValue;
+    const RowNormBlocks blocks(rows, C, normChannels, {x, y, lead});
+    if (!blocks.fit || !blocks.leadFits(lead, leadCols, C)) return cudaErrorInvalidValue;
     auto launch = [&](auto width, auto* in, auto* out) {
       constexpr int V = decltype(width)::value;
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
       const size_t ring = RowRing<In, V, kRowNormRingRows>::bytes(int(blocks.threads));  // x's ring in dynamic shared memory
       const auto kernel = canonRowNormKernel<V, In, std::remove_pointer_t<decltype(out)>>;
       if (allowSharedMemory(kernel, ring) == cudaSuccess)
-        kernel<<<blocks.chunks, blocks.threads, ring, s>>>(in, w, docIds, out, int(rows), int(T), int(C), eps);
+        kernel<<<blocks.chunks, blocks.threads, ring, s>>>(in, w, docIds, out, static_cast<decltype(out)>(lead), int(leadCols), int(rows),
+                                                            int(T), int(C), eps);
     };
     byInputType(x, xBf16, [&](auto* in) {
       auto widths = [&](auto* out) {
@@ -516,8 +549,10 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
 cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, const void* x, bool xBf16, const float* w,
                                 const int32_t* docIds, void* dx, bool dxBf16, float* dw, const float* dwAccumulated, float* partials, int64_t B,
                                 int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps, bool rowNorm,
-                                const float* accumulated, __nv_bfloat16* dxTwin, bool relu2) {
+                                const float* accumulated, __nv_bfloat16* dxTwin, bool relu2, const void* dLead, bool dLeadBf16,
+                                int64_t leadCols) {
   const int64_t rows = B * T, n = rows * C;
+  if (dLead && !rowNorm) return cudaErrorInvalidValue;
   if (C == 0) return cudaSuccess;
   if (n == 0) {  // no rows: dw = 0, or the sum so far
     return dwAccumulated ? cudaMemcpyAsync(dw, dwAccumulated, C * 4 * sizeof(float), cudaMemcpyDeviceToDevice, s)
@@ -525,8 +560,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks blocks(rows, C, normChannels, {dy, x, dx, accumulated, dxTwin});
-    if (!blocks.fit || dxBf16) return cudaErrorInvalidValue;
+    const RowNormBlocks blocks(rows, C, normChannels, {dy, x, dx, accumulated, dxTwin, dLead});
+    if (!blocks.fit || !blocks.leadFits(dLead, leadCols, C) || dxBf16) return cudaErrorInvalidValue;
     const int64_t chunks = blocks.chunks, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
     const unsigned threads = blocks.threads;
     auto launch = [&](auto width, auto* g, auto* in) {
@@ -538,8 +573,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
                           RowRing<float, V, kRowNormRingRows>::bytes(int(threads));
       const auto kernel = canonRowNormGradKernel<V, InDy, In>;
       if (allowSharedMemory(kernel, ring) == cudaSuccess)
-        kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, static_cast<float*>(dx), dxTwin, partials, int(rows),
-                                                       int(T), int(C), eps);
+        kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, dLead, dLeadBf16, int(leadCols), static_cast<float*>(dx),
+                                                       dxTwin, partials, int(rows), int(T), int(C), eps);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
@@ -589,8 +624,8 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
 }
 
 TSGPT_LAUNCHER(canonConv, launchCanonConv, "x", "xBf16", "w", "docIds", "y", "yBf16", "B", "T", "C", "normChannels", "normGroup", "eps",
-               "rowNorm", "relu2");
+               "rowNorm", "relu2", "lead", "leadCols");
 TSGPT_LAUNCHER(canonConvGrad, launchCanonConvGrad, "dy", "dyBf16", "x", "xBf16", "w", "docIds", "dx", "dxBf16", "dw", "dwAccumulated", "partials", "B", "T", "C",
-               "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2");
+               "normChannels", "normGroup", "eps", "rowNorm", "accumulated", "dxTwin", "relu2", "dLead", "dLeadBf16", "leadCols");
 
 }  // namespace tsgpt

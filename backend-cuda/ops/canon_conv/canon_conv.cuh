@@ -139,6 +139,21 @@ struct RawRow<float, 1> { using type = float; };
 template <>
 struct RawRow<__nv_bfloat16, 1> { using type = __nv_bfloat16; };
 
+// A thread's V values of a row into its slot in shared memory (dst: sizeof the RawRow), and back from there as floats.
+template <typename In, int V>
+__device__ __forceinline__ void copyRowAsync(void* dst, const In* __restrict__ src) {
+  using Raw = typename RawRow<In, V>::type;
+  if constexpr (sizeof(Raw) >= 4) copyAsyncOwn<int(sizeof(Raw))>(dst, src);
+  else *static_cast<Raw*>(dst) = *reinterpret_cast<const Raw*>(src);  // 2 bytes (V = 1 of bf16) is below cp.async's smallest copy
+}
+template <typename In, int V>
+__device__ __forceinline__ void readRow(const void* src, float (&v)[V]) {
+  using Raw = typename RawRow<In, V>::type;
+  const Raw raw = *static_cast<const Raw*>(src);
+  if constexpr (V == 4) widen(Packed4<In>{raw}, v);
+  else v[0] = toFloat(raw);
+}
+
 // The rows a kernel reads ahead: each thread copies its own V values of each row into its own slot of a ring of kRows
 // rows in shared memory (cp.async), some rows before it reads them, so that the bytes in flight hold no registers. With
 // one row ahead in registers (≈ 20 bytes a thread in flight), D's and B's gradients ran at 1.3–1.6 TB/s. Slots are
@@ -154,15 +169,8 @@ struct RowRing {
   __host__ __device__ static constexpr size_t bytes(int threads) { return size_t(kRows) * threads * sizeof(Raw); }
   // row `row`'s slot (row: relative to any fixed origin, negative too)
   __device__ __forceinline__ Raw* at(int row) const { return slots + (row & (kRows - 1)) * stride; }
-  __device__ __forceinline__ void copy(int row, const In* __restrict__ src) {
-    if constexpr (sizeof(Raw) >= 4) copyAsyncOwn<int(sizeof(Raw))>(at(row), src);
-    else *at(row) = *reinterpret_cast<const Raw*>(src);  // 2 bytes (V = 1 of bf16) is below cp.async's smallest copy
-  }
-  __device__ __forceinline__ void read(int row, float (&v)[V]) const {
-    const Raw raw = *at(row);
-    if constexpr (V == 4) widen(Packed4<In>{raw}, v);
-    else v[0] = toFloat(raw);
-  }
+  __device__ __forceinline__ void copy(int row, const In* __restrict__ src) { copyRowAsync<In, V>(at(row), src); }
+  __device__ __forceinline__ void read(int row, float (&v)[V]) const { readRow<In, V>(at(row), v); }
 };
 // The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads): 16 rows each.
 constexpr int kRingRows = 16;

@@ -2,7 +2,8 @@
 // cpu backend: the output (bit for bit: the same products and sums in the same order) and dx, dw for a random dy,
 // on fresh random inputs and random document boundaries; channels that are not a multiple of 4, T < 4, more rows
 // than one partial sum of dw; the head norm of Canon B against the composite's split, norms and concatenation, and the
-// row norm of Canon A and C against the composite's norm; relu2 (Canon D with the MLP's relu²) against
+// row norm of Canon A and C against the composite's norm, with its leading channels as a second output (Canon A's z as
+// the attention gate's input) against rmsNormLeading; relu2 (Canon D with the MLP's relu²) against
 // relu(canon(x))²; a bf16-only x and dy read as stored; every Canon position in the model against --fused off (B through
 // CanonAttentionInputs, tested in its own folder); bad inputs failing with the kernel's name.
 import * as tf from '@tensorflow/tfjs-core';
@@ -80,31 +81,70 @@ for (const target of targets) {
       tf.dispose([x, w, dy, docIds]);
     });
 
-    it('the row norm with a bf16-only x, and its gradient with a bf16-only dy and the residual\'s gradient so far, at the model\'s 768 channels: as from float32 copies, bit for bit', async () => {
-      // on cuda its rings of x, dy and the sum so far take exactly 48 KiB beside 256 bytes of static shared memory: past
-      // the default limit, so the kernel must opt in (it failed to launch when the opt-in began above 48 KiB)
+    it('with the row norm and its leading channels as a second output (Canon A\'s z as the attention gate\'s input): both outputs and dx, dw match the composite (canon, rmsNormLeading) on cpu', async () => {
+      // [B, T, C, leading]: C = 5 (one channel a thread: 4 leading channels), 20 and 48 (the gate's 12), and on cuda the
+      // model's 768 and 1300 channels with the most leading channels (32)
+      const cases = [[2, 40, 5, 4], [1, 300, 20, 12], [3, 200, 48, 12], ...(target.name === 'cuda' ? [[1, 2000, 768, 12], [2, 300, 1300, 32]] : [])];
+      for (const [b, t, c, leading] of cases) {
+        const x = randFloat([b, t, c], -2, 2), w = randFloat([c, 4], -0.5, 0.5), docIds = randomDocIds(b, t), dy = randFloat([b, t, c]);
+        const dLead = randFloat([b, t, leading]);
+        // with x read by another op too (the residual stream: its gradient so far is summed in as well)
+        for (const residual of [false, true]) {
+          const outputsAndGrads = (x: tf.Tensor, w: tf.Tensor, docIds: tf.Tensor, dy: tf.Tensor, dLead: tf.Tensor) => {
+            const ctx = new T.ForwardContext(docIds as tf.Tensor2D);
+            const loss = (a: tf.Tensor, v: tf.Tensor) => {
+              const [y, lead] = T.canonWithLeading(a, v, ctx, leading);
+              const sum = y.mul(dy).sum().add(lead.mul(dLead).sum());
+              return residual ? sum.add(a.mul(0.75).mul(dy).sum()) : sum;
+            };
+            return [...T.canonWithLeading(x, w, ctx, leading), ...tf.grads(loss)([x, w])];
+          };
+          await compare(B, `canon with the row norm and ${leading} leading channels [${b},${t},${c}]${residual ? ' and a residual' : ''}`,
+            [x, w, docIds, dy, dLead], outputsAndGrads, { rtol: 1e-3, atol: 1e-3 });
+        }
+      }
+      // one CanonConv each way, no RMSNorm or RMSNormGrad of the leading channels
       await useBackend(B);
-      const backend = tf.backend() as CudaBackend, [b, t, c] = [1, 96, 768];
-      const [x, dy, acc] = [randFloat([b, t, c]), randFloat([b, t, c]), randFloat([b, t, c])].map((h) => tf.tensor(h.values, h.shape));
+      const [x, w, dy, dLead] = [randFloat([2, 40, 8]), randFloat([8, 4], -0.5, 0.5), randFloat([2, 40, 8]), randFloat([2, 40, 4])]
+        .map((h) => tf.tensor(h.values, h.shape));
+      const docIds = tf.tensor(randomDocIds(2, 40).values, [2, 40], 'int32'), ctx = new T.ForwardContext(docIds as tf.Tensor2D);
+      const names = await kernelsRun(() => tf.grads((a: tf.Tensor, v: tf.Tensor) => {
+        const [y, lead] = T.canonWithLeading(a, v, ctx, 4);
+        return y.mul(dy).sum().add(lead.mul(dLead).sum());
+      })([x, w]));
+      const count = (k: string) => names.filter((n) => n === k).length;
+      assert.deepEqual([count(CANON_CONV), count(CANON_CONV_GRAD), count('RMSNorm'), count('RMSNormGrad')], [1, 1, 0, 0], names.join(', '));
+      tf.dispose([x, w, dy, dLead, docIds]);
+    });
+
+    it('the row norm with a bf16-only x, and its gradient with a bf16-only dy and dLead (the gate\'s) and the residual\'s gradient so far, at the model\'s 768 channels: as from float32 copies, bit for bit', async () => {
+      // on cuda its rings of x, dy and the sum so far take exactly 48 KiB beside its static shared memory: past the
+      // default limit, so the kernel must opt in (it failed to launch when the opt-in began above 48 KiB)
+      await useBackend(B);
+      const backend = tf.backend() as CudaBackend, [b, t, c, leading] = [1, 96, 768, 12];
+      const [x, dy, acc, dLead] = [randFloat([b, t, c]), randFloat([b, t, c]), randFloat([b, t, c]), randFloat([b, t, leading])]
+        .map((h) => tf.tensor(h.values, h.shape));
       const w = tf.tensor(randFloat([c, 4], -0.5, 0.5).values, [c, 4]), docIds = tf.tensor(randomDocIds(b, t).values, [b, t], 'int32');
-      const attrs = { ...NO_NORM, rowNorm: true, eps: 1e-6 };
+      const attrs = { ...NO_NORM, rowNorm: true, eps: 1e-6, leading };
       try {
         backend.setMatmulPrecision('bf16');
-        const [xn, dyn] = [T.rmsNorm(x), T.rmsNorm(dy)];  // bf16-only activations
-        assert.deepEqual([backend.storedValues(xn).bf16, backend.storedValues(dyn).bf16], [true, true], 'x and dy stored in bf16 only');
-        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
-        const [xv, dyv] = [xn, dyn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
-        // y in bf16 both times (bf16 precision)
-        const [y, wantY] = [xn, xv].map((a) => tf.engine().runKernel(CANON_CONV, { x: a, w, docIds }, attrs) as tf.Tensor);
+        const [xn, dyn, dLeadn] = [T.rmsNorm(x), T.rmsNorm(dy), T.rmsNorm(dLead)];  // bf16-only activations
+        assert.deepEqual([xn, dyn, dLeadn].map((h) => backend.storedValues(h).bf16), [true, true, true], 'x, dy and dLead stored in bf16 only');
+        const [dx, dw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyn, x: xn, w, docIds, dLead: dLeadn, accumulated: acc }, attrs) as tf.Tensor[];
+        const [xv, dyv, dLeadv] = [xn, dyn, dLeadn].map((h) => tf.tensor(h.dataSync(), h.shape));  // the same values in float32
+        // y and lead in bf16 both times (bf16 precision)
+        const [[y, lead], [wantY, wantLead]] = [xn, xv].map((a) => tf.engine().runKernel(CANON_CONV, { x: a, w, docIds }, attrs) as tf.Tensor[]);
         backend.setMatmulPrecision('fp32');
-        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds, accumulated: acc }, attrs) as tf.Tensor[];
+        const [wantDx, wantDw] = tf.engine().runKernel(CANON_CONV_GRAD, { dy: dyv, x: xv, w, docIds, dLead: dLeadv, accumulated: acc },
+          attrs) as tf.Tensor[];
         assert.deepEqual(Array.from(y.dataSync()), Array.from(wantY.dataSync()), 'y as from float32 copies');
+        assert.deepEqual(Array.from(lead.dataSync()), Array.from(wantLead.dataSync()), 'lead as from float32 copies');
         assert.deepEqual(Array.from(dx.dataSync()), Array.from(wantDx.dataSync()), 'dx as from float32 copies');
         assert.deepEqual(Array.from(dw.dataSync()), Array.from(wantDw.dataSync()), 'dw as from float32 copies');
-        tf.dispose([xn, dyn, y, dx, dw, xv, dyv, wantY, wantDx, wantDw]);
+        tf.dispose([xn, dyn, dLeadn, y, lead, dx, dw, xv, dyv, dLeadv, wantY, wantLead, wantDx, wantDw]);
       } finally {
         backend.setMatmulPrecision('fp32');
-        tf.dispose([x, dy, acc, w, docIds]);
+        tf.dispose([x, dy, acc, dLead, w, docIds]);
       }
     });
 
@@ -163,10 +203,12 @@ for (const target of targets) {
         [CANON_CONV]: 3 * 2, [CANON_CONV_GRAD]: 3 * 2, [CANON_ATTENTION_INPUTS]: 2, [CANON_ATTENTION_INPUTS_GRAD]: 2, ReluSquared: 0,
         ReluSquaredGrad: 0,
       });
-      // with A, the attention gate's 12 normed channels are normed on their own (RMSNorm's attr channels): no whole
-      // normed row made for them, no slice of it and no zero-padded gradient (PadV2: none, the smear's being fused too; 2
-      // with the slices); A's and C's norms finish in CanonConvGrad (RMSNormGrad: 4 left, 8 when it returned dz)
-      await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2, PadV2: 0, RMSNormGrad: 4 });
+      // with A, the attention gate's 12 normed channels are CanonConv's second output (attr leading): no RMSNorm of them
+      // each way (their RMSNormGrad read x and the residual's gradient so far and wrote dx whole), no slice and no
+      // zero-padded gradient (PadV2: none, the smear's being fused too); A's and C's norms finish in CanonConvGrad
+      // (RMSNorm and RMSNormGrad: 2 each left, 4 when the gate's channels had their own, 8 RMSNormGrad when CanonConvGrad
+      // returned dz)
+      await checkModelKernels({ ...cfg, canon: 'AC' }, [0, 9, 16], { [CANON_CONV]: 2 * 2, [CANON_CONV_GRAD]: 2 * 2, PadV2: 0, RMSNorm: 2, RMSNormGrad: 2 });
       await checkModelKernels({ ...cfg, mlp: 'swiglu' }, [0, 9, 16], { [CANON_CONV]: 3 * 2 + 2, [CANON_CONV_GRAD]: 3 * 2 });
     });
 
@@ -203,6 +245,13 @@ for (const target of targets) {
         assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { normChannels: 8, normGroup: 4, rowNorm: false, relu2: false }), /CanonConvGrad: attr eps must be a finite number, got undefined/);
         assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, normChannels: 8, normGroup: 4, rowNorm: true }), /CanonConv: a head norm \(over 8 channels\) and the row norm together/);
         assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { ...NO_NORM, rowNorm: true, relu2: true }), /CanonConvGrad: relu2 with a norm/);
+        // the leading channels: with the row norm only, a multiple of 4 up to 32, and the gradient needs dLead of their shape
+        assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, leading: 4 }), /CanonConv: 4 leading channels without the row norm/);
+        assert.throws(run(CANON_CONV, { x, w, docIds }, { ...NO_NORM, rowNorm: true, leading: 6 }), /CanonConv: 6 leading channels of 8 \(the kernel takes a multiple of 4 up to 8\)/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds }, { ...NO_NORM, rowNorm: true, leading: 4 }), /CanonConvGrad: input dLead is missing/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds, dLead: tf.zeros([2, 5, 8]) }, { ...NO_NORM, rowNorm: true, leading: 4 }),
+          /CanonConvGrad: dLead float32\[2,5,8\] must be \[2,5,4\] \(attr leading\)/);
+        assert.throws(run(CANON_CONV_GRAD, { dy: x, x, w, docIds, dLead: tf.zeros([2, 5, 4]) }, { ...NO_NORM, rowNorm: true }), /CanonConvGrad: dLead without attr leading/);
       });
     });
   });

@@ -20,7 +20,7 @@ function normedHeads(x: Float32Array, rows: number, C: number, channels: number,
 
 export function canonConvHost(mem: HostDevice): CanonConvNative {
   return {
-    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm, relu2) {
+    canonConv(x, xBf16, w, docIds, y, yBf16, B, T, C, normChannels, normGroup, eps, rowNorm, relu2, lead, leadCols) {
       const n = B * T * C;
       if (n === 0) return;
       const [channels, group] = rowNorm ? [C, C] : [normChannels, normGroup];
@@ -28,9 +28,14 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       yv.set(conv(xv, mem.floats(w, C * 4), mem.ints(docIds, B * T), B, T, C));
       if (relu2) for (let i = 0; i < n; i++) yv[i] = yv[i] > 0 ? Math.fround(yv[i] * yv[i]) : 0;
       mem.flush(y, yv, yBf16);
+      if (lead) {  // z's first leadCols channels of each row, in y's type
+        const lv = mem.output(lead, B * T * leadCols, yBf16);
+        for (let row = 0; row < B * T; row++) for (let c = 0; c < leadCols; c++) lv[row * leadCols + c] = xv[row * C + c];
+        mem.flush(lead, lv, yBf16);
+      }
     },
     canonConvGrad(dy, dyBf16, x, xBf16, w, docIds, dx, dxBf16, dw, dwAccumulated, _partials, B, T, C, normChannels, normGroup, eps, rowNorm,
-      accumulated, dxTwin, relu2) {
+      accumulated, dxTwin, relu2, dLead, dLeadBf16, leadCols) {
       const n = B * T * C, dwv = mem.floats(dw, C * 4), dwSoFar = dwAccumulated ? mem.floats(dwAccumulated, C * 4) : null;
       dwv.fill(0);
       if (n === 0) {
@@ -43,7 +48,7 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
       // relu2: dy is relu(h)²'s, h the conv (made again, as the forward): the conv's gradient is dy·2·relu(h)
       const g = Float32Array.from(mem.input(dy, n, dyBf16));
       if (relu2) conv(xv, wv, doc, B, T, C).forEach((h, i) => { g[i] = h > 0 ? g[i] * 2 * h : 0; });
-      const sums = new Float64Array(C * 4);
+      const sums = new Float64Array(C * 4), lead = dLead ? mem.input(dLead, B * T * leadCols, dLeadBf16) : null;
       for (let row = 0; row < B * T; row++) {
         const t = row % T;
         for (let c = 0; c < C; c++) {
@@ -53,7 +58,8 @@ export function canonConvHost(mem: HostDevice): CanonConvNative {
             if (t + s < T && doc[row + s] === doc[row]) acc += wv[c * 4 + 3 - s] * g[(row + s) * C + c];
             if (t >= s && doc[row - s] === doc[row]) sums[c * 4 + 3 - s] += g[row * C + c] * xv[(row - s) * C + c];
           }
-          dxv[row * C + c] = acc;
+          // z's gradient: the taps' plus the second output's in its channels (the Add of the two, in float32)
+          dxv[row * C + c] = lead && c < leadCols ? Math.fround(Math.fround(acc) + lead[row * leadCols + c]) : acc;
         }
         // Through the norm (the head's, or the row's: one head of C): dx = rstd·(dz − z·mean(dz·z)) per head
         for (let c0 = 0; c0 < channels; c0 += group) {
