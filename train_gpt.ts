@@ -1083,7 +1083,7 @@ function attentionSublayer(m: Model, i: number, input: NormedInput, ves: tf.Tens
   residual?: tf.Tensor): tf.Tensor {
   const { cfg } = m, P = (n: string) => m.params.get(`layer.${i}.${n}`)!;
   const { B, T } = ctx, { numHeads: H, kvHeads: Hk, headDim: h } = cfg;
-  // the gate's channels come with the normed input where the projection reads it too
+  // the gate's channels come with the normed input where the projection reads it, or with Canon A's (which norms it)
   const a = cfg.canon.includes('A') ? normedCanon(input, P('canon_a'), ctx, cfg.attnGate ? GATE_CHANNELS : 0)
     : cfg.attnGate ? input.xnWithLeading(GATE_CHANNELS) : input.xn;
   const qkv = linear(a, P('qkv')), ve = m.plan[i].valueEmbed >= 0 ? ves[m.plan[i].valueEmbed] : null, heads = { H, Hk, h, qkNorm: cfg.qkNorm };
