@@ -22,9 +22,9 @@ describeOrSkip('the addon\'s argument checks', gpu.skip, () => {
     }
     const p = device.alloc(1024) as number;
     try {
-      assert.throws(() => device.headGate(p, p), /headGate\(o, g, y, yBf16, rows, h\): called with 2 argument\(s\), takes 6/);
-      assert.throws(() => device.headGate(p, p, p, false, 1, 8, 0), /headGate.*called with 7 argument\(s\), takes 6/);
-      assert.throws(() => device.headGate(p, p, p, 'yes', 1, 8), /headGate: argument 4 \(yBf16\) must be a boolean, got a string/);
+      assert.throws(() => device.headGate(p, p), /headGate\(o, oBf16, g, y, yBf16, rows, h\): called with 2 argument\(s\), takes 7/);
+      assert.throws(() => device.headGate(p, false, p, p, false, 1, 8, 0), /headGate.*called with 8 argument\(s\), takes 7/);
+      assert.throws(() => device.headGate(p, false, p, p, 'yes', 1, 8), /headGate: argument 5 \(yBf16\) must be a boolean, got a string/);
       assert.throws(() => device.rmsNorm(p, false, p, false, 1.5, 8, 8, 1e-6, 0, 0), /rmsNorm: argument 5 \(rows\) must be an integer, got 1\.5/);
       assert.throws(() => device.rmsNorm(-8, false, p, false, 1, 8, 8, 1e-6, 0, 0), /rmsNorm: argument 1 \(x\) must be a device address/);
       assert.throws(() => device.attention(p, p, p, p, p, 0, 2 ** 40, 1, 1, 1, 8, 1, 1, 0), /attention: argument 7 \(B\) must be a 32-bit integer/);
