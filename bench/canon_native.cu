@@ -82,9 +82,7 @@ int main(int argc, char** argv) {
   if (rowNorm) {
     dAcc.upload(acc);
     dDLead.upload(dLead);
-    std::vector<__nv_bfloat16> dLeadBits(dLead.size());
-    for (size_t i = 0; i < dLead.size(); i++) dLeadBits[i] = __float2bfloat16(dLead[i]);
-    check(cudaMemcpy(dLeadB.d, dLeadBits.data(), dLead.size() * 2, cudaMemcpyHostToDevice), "upload");
+    uploadBf16(dLeadB.d, dLead);
   }
   // lead: z's first leadCols channels in y's type (the row norm only)
   auto forward = [&](const void* in, bool inBf16, void* out, bool outBf16, void* lead) {
@@ -133,11 +131,9 @@ int main(int argc, char** argv) {
 
   // timings with x, dy, y and dx as training stores them: y and dy in bf16; x in bf16 where it is a projection's output
   // (Canon B and D, whose dx is bf16 too), the float32 residual stream at A and C (rows)
-  std::vector<__nv_bfloat16> xb(n), dyb(n);
-  for (int64_t i = 0; i < n; i++) { xb[i] = __float2bfloat16(x[i]); dyb[i] = __float2bfloat16(dy[i]); }
   Buffer xB(n / 2 + 1), dyB(n / 2 + 1), yB(n / 2 + 1), dxB(n / 2 + 1);  // n bf16 each
-  check(cudaMemcpy(xB.d, xb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
-  check(cudaMemcpy(dyB.d, dyb.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+  uploadBf16(xB.d, x);
+  uploadBf16(dyB.d, dy);
   const bool dxBf16 = variant == "heads" || relu2, xBf16 = !rowNorm;
   const void* xTimed = xBf16 ? static_cast<const void*>(xB.d) : dX.d;
   const double xBytes = (xBf16 ? 2.0 : 4.0) * n;

@@ -44,6 +44,13 @@ static std::vector<float> bf16Values(std::vector<float> v) {
   return v;
 }
 
+// v rounded to bf16 (to nearest even) into device memory at dst (v.size() bf16 values).
+static void uploadBf16(void* dst, const std::vector<float>& v) {
+  std::vector<__nv_bfloat16> bits(v.size());
+  for (size_t i = 0; i < v.size(); i++) bits[i] = __float2bfloat16(v[i]);
+  check(cudaMemcpy(dst, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice), "upload");
+}
+
 // The random inputs' generator, seeded from argv[at] where given, else at random; the seed printed, to rerun a failure.
 static std::mt19937 seededRng(int argc, char** argv, int at) {
   const unsigned seed = argc > at ? unsigned(std::strtoul(argv[at], nullptr, 10)) : std::random_device{}();
