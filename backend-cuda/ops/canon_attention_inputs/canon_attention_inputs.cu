@@ -78,10 +78,16 @@ __device__ __forceinline__ void rotate(const float (&u)[4], const float (&pair)[
   for (int i = 0; i < 4; ++i) y[i] = u[i] * c[i] + side * pair[i] * s[i];
 }
 
-// canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve.
+// canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve. What a row's store
+// reads besides u comes through its ring, 16 bytes a lane, copied with x's row: a q or k head's lane takes its 4 values
+// of the row's cos (in the head's first half) or sin (in its second), and its pair lane's shuffle gives the other (the
+// pair's lanes share their table offsets); a v head's lane takes its 4 values of ve. Read from global memory at the store,
+// the tables (L2, 32 bytes a lane and row) and ve held each pass of the walk for their latency: the fused forward ran at
+// 0.250 ms against CanonConv and AttentionInputs' 0.217 (the speedrun's layer with ve, one H200).
 template <typename Out>
 struct AttentionOutput {
   static constexpr bool kShuffles = true;  // the pair's values
+  static constexpr size_t kRingBytes = GridRing<float, 4>::kBytes;
   Out* __restrict__ q;
   Out* __restrict__ k;
   Out* __restrict__ v;
@@ -91,24 +97,45 @@ struct AttentionOutput {
   const float* __restrict__ ve;
   QkvHeads heads;
   int T;
-  template <int V>
-  __device__ __forceinline__ void store(int r, int c, const float (&u)[V], bool inside) const {
-    static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
-    float pair[4], y[4];
-    pairValues(u, heads.pairLanes(), pair);
-    if (!inside) return;
-    const HeadPlace at = heads.place(c);
-    if (at.kind == kValueHead) {
-      const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
-      float e[4] = {};
-      if (ve) loadVec<4>(ve + at.offset(r), e);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) y[i] = la * u[i] + lb * e[i];
-      storeVec<4>(v + at.offset(r), y);
-      return;
+  struct Writer {
+    GridRing<float, 4> ring;
+    HeadPlace at;
+    const float* src;  // what the lane copies from: cos or sin at its pair's offset, or ve (null: a v head without ve)
+    Out* dst;          // q, k or v
+    float la, lb;      // the v heads' λa and λb (λb 0 without ve)
+    int lanes, T;      // the pair's lanes apart; the sequence length
+    __device__ __forceinline__ void copy(int i, int row) const {
+      if (!src) return;
+      const int64_t offset = at.kind == kValueHead ? at.offset(row) : int64_t(positionOf(row, T)) * at.half;
+      copyAsyncOwn<16>(ring.at(i), src + offset);
     }
-    rotate(u, pair, cosT, sinT, at, positionOf(r, T), 1.f, y);
-    storeVec<4>((at.kind == kQueryHead ? q : k) + at.offset(r), y);
+    template <int V>
+    __device__ __forceinline__ void store(int i, int r, const float (&u)[V], bool inside) const {
+      static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
+      float own[4] = {}, pair[4], other[4], y[4];
+      if (src) ring.read(i, own);
+      pairValues(u, lanes, pair);
+      pairValues(own, lanes, other);
+      if (!inside) return;
+      if (at.kind == kValueHead) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
+      } else {
+        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
+          y[j] = u[j] * c + at.side * pair[j] * s;
+        }
+      }
+      storeVec<4>(dst + at.offset(r), y);
+    }
+  };
+  __device__ __forceinline__ Writer writer(unsigned char* ring, int c) const {
+    const HeadPlace at = heads.place(c);
+    const float* src = at.kind == kValueHead ? ve : (at.side > 0.f ? cosT : sinT) + at.pair;  // copy() adds the row's offset
+    Out* dst = at.kind == kQueryHead ? q : at.kind == kKeyHead ? k : v;
+    return {GridRing<float, 4>(ring), at, src, dst, lambdas[0], ve ? lambdas[1] : 0.f, heads.pairLanes(), T};
   }
 };
 
@@ -243,7 +270,7 @@ cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16
       const AttentionOutput<Out> output{static_cast<Out*>(q), static_cast<Out*>(k), static_cast<Out*>(v), cosT, sinT, lambdas, ve, heads, int(T)};
       byNorm(qkNorm, [&](auto normKind) {
         const auto kernel = canonConvKernel<4, decltype(normKind)::value, false, In, AttentionOutput<Out>>;
-        const size_t ring = GridRing<In, 4>::kBytes;
+        const size_t ring = GridRing<In, 4>::kBytes + AttentionOutput<Out>::kRingBytes;
         if (allowSharedMemory(kernel, ring) == cudaSuccess)
           kernel<<<canonGrid(rows, C, 4), dim3(kChannelThreads, kRowGroups), ring, s>>>(in, w, docIds, output, int(rows), int(T), int(C), norm);
       });

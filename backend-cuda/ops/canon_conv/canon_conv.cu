@@ -529,7 +529,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
     auto launch = [&](auto* in, auto* out) {
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
       using Out = std::remove_pointer_t<decltype(out)>;
-      const size_t ring = GridRing<In, V>::kBytes;  // x's ring in dynamic shared memory
+      const size_t ring = GridRing<In, V>::kBytes + RowOutput<Out>::kRingBytes;  // the rings in dynamic shared memory
       auto run = [&](auto kernel) {
         if (allowSharedMemory(kernel, ring) == cudaSuccess)
           kernel<<<canonGrid(rows, C, V), block, ring, s>>>(in, w, docIds, RowOutput<Out>{out, int(C)}, int(rows), int(T), int(C), norm);

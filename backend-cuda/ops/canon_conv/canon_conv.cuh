@@ -182,18 +182,27 @@ struct GridRing : RowRing<In, V, kRingRows> {
   static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGridThreads);
 };
 
-// Where the forward's values go (canonConvKernel's Output): store(r, c, y, inside) takes row r's values y of channels
-// c … c + V − 1 (every lane calls it where kShuffles; inside: the lane is active and r a row of the tensor). RowOutput:
-// the layer's output, y [rows, C] (float, or bf16 rounded to nearest even).
+// Where the forward's values go (canonConvKernel's Output): writer(ring, c) gives each thread its writer of channels
+// c … c + V − 1 with its rows' slots at `ring` (kRingBytes a block, after x's ring): copy(i, row) starts the copy of what
+// the store of row `row` reads besides y (into the walk's slot i, in x's commit group of that row), and store(i, r, y,
+// inside) takes row r's values y (every lane calls it where kShuffles; inside: the lane is active and r a row of the
+// tensor). RowOutput: the layer's output, y [rows, C] (float, or bf16 rounded to nearest even), and nothing read.
 template <typename Out>
 struct RowOutput {
   static constexpr bool kShuffles = false;
+  static constexpr size_t kRingBytes = 0;
   Out* __restrict__ y;
   int C;
-  template <int V>
-  __device__ __forceinline__ void store(int r, int c, const float (&v)[V], bool inside) const {
-    if (inside) storeVec<V>(y + int64_t(r) * C + c, v);
-  }
+  struct Writer {
+    Out* __restrict__ y;
+    int C, c;
+    __device__ __forceinline__ void copy(int, int) const {}
+    template <int V>
+    __device__ __forceinline__ void store(int, int r, const float (&v)[V], bool inside) const {
+      if (inside) storeVec<V>(y + int64_t(r) * C + c, v);
+    }
+  };
+  __device__ __forceinline__ Writer writer(unsigned char*, int c) const { return {y, C, c}; }
 };
 
 // Where the gradient's dy comes from (canonConvGradKernel's Dy: the gradient of the taps' sum, before the residual's
@@ -248,7 +257,7 @@ __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p
 // rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
 // ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
 // shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
-// to `output` (RowOutput: y [rows, C]).
+// to `output` (RowOutput: y [rows, C]), whose own reads of a row come through its ring in the row's commit group.
 template <int V, int Norm, bool Relu2, typename In, typename Output>
 __global__ void __launch_bounds__(kGridThreads)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
@@ -267,8 +276,13 @@ __global__ void __launch_bounds__(kGridThreads)
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
   GridRing<In, V> xRing(ringMemory);
+  auto out = output.writer(ringMemory + GridRing<In, V>::kBytes, cl);
   auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
-    if (i <= kLast) xRing.copy(i, x + int64_t(min(max(r0 + i, 0), rows - 1)) * C + cl);
+    if (i <= kLast) {
+      const int row = min(max(r0 + i, 0), rows - 1);
+      xRing.copy(i, x + int64_t(row) * C + cl);
+      if (i >= 0) out.copy(i, row);  // the rows stored
+    }
     commitAsync();
   };
   // z of row r0 + i: x, or x·rstd in a normed head; 0 in an inactive lane of a normed kernel
@@ -297,13 +311,13 @@ __global__ void __launch_bounds__(kGridThreads)
     for (int p = 0; p < kPass; ++p) {
       const int i = m + p, bit = i + 4, r = r0 + i;
       input(i, zs[p]);
-      float out[V];
-      forwardTaps<kChecked>(zs, p, k, starts, bit, out);
+      float y[V];
+      forwardTaps<kChecked>(zs, p, k, starts, bit, y);
       if constexpr (Relu2) {  // the MLP's relu(h)² after Canon D
 #pragma unroll
-        for (int j = 0; j < V; ++j) out[j] = out[j] > 0.f ? __fmul_rn(out[j], out[j]) : 0.f;
+        for (int j = 0; j < V; ++j) y[j] = y[j] > 0.f ? __fmul_rn(y[j], y[j]) : 0.f;
       }
-      output.store(r, c0, out, active && (!kChecked || r < rows));
+      out.store(i, r, y, active && (!kChecked || r < rows));
     }
   };
   forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
