@@ -317,7 +317,7 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
       else launch(static_cast<float*>(dx));
     });
   });
-  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, grid.y, C, dwAcc);
+  launchCanonConvGradWSum(s, partials, dw, grid.y, C, dwAcc);
   const cudaError_t e = cudaGetLastError();
   return e != cudaSuccess ? e : launchSumPartialPairs(s, lambdaPartials, int(grid.x * grid.y), dlambdas, dlambdas + 1, lambdasAcc);
 }

@@ -585,7 +585,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     // dw: the chunks' partials summed in groups, then the groups, each in order
     float* grouped = partials + chunks * C * 4;
     canonPartialSumsKernel<<<dim3(unsigned((C * 4 + kThreads - 1) / kThreads), unsigned(groups)), kThreads, 0, s>>>(partials, grouped, chunks, C * 4);
-    canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(grouped, dw, groups, C, dwAccumulated);
+    launchCanonConvGradWSum(s, grouped, dw, groups, C, dwAccumulated);
     return cudaGetLastError();
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
@@ -619,7 +619,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
     });
   });
   if (launched != cudaSuccess) return launched;
-  canonConvGradWSumKernel<<<gridFor(C * 4), kThreads, 0, s>>>(partials, dw, chunks, C, dwAccumulated);
+  launchCanonConvGradWSum(s, partials, dw, chunks, C, dwAccumulated);
   return cudaGetLastError();
 }
 

@@ -462,15 +462,30 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
   dy.writeSums(sideSums);
 }
 
-// dw = the partials summed in order, plus dwAcc (w's gradient so far: a gradient accumulation's earlier micro-steps) where
-// not null, added as the Add it replaces would.
-__global__ void canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw, int64_t chunks, int64_t C,
-                                        const float* __restrict__ dwAcc) {
-  TSGPT_GRID_STRIDE(i, C * 4) {
-    float acc = 0.f;
-    for (int64_t k = 0; k < chunks; ++k) acc += partials[k * C * 4 + i];
-    dw[i] = dwAcc ? dwAcc[i] + acc : acc;
-  }
+// dw = the partials summed in a fixed order, plus dwAcc (w's gradient so far: a gradient accumulation's earlier
+// micro-steps) where not null, added as the Add it replaces would. A block sums 32 values (a warp's lanes, one 128-byte
+// row of each partial): each of its warps the values' sums over its share of the chunks in order, then warp 0 those
+// shares' sums in order. A thread a value over every chunk (128 a call at the speedrun) was 36 blocks for C = 2304, each
+// thread's loads one after another. launchCanonConvGradWSum launches it.
+constexpr int kWSumWarps = kThreads / 32;
+__global__ void __launch_bounds__(kThreads) canonConvGradWSumKernel(const float* __restrict__ partials, float* __restrict__ dw,
+                                                                    int64_t chunks, int64_t C, const float* __restrict__ dwAcc) {
+  __shared__ float shareSums[kWSumWarps][32];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int64_t n = C * 4, i = int64_t(blockIdx.x) * 32 + lane, share = (chunks + kWSumWarps - 1) / kWSumWarps;
+  const int64_t first = warp * share, last = min(first + share, chunks);
+  float acc = 0.f;
+  if (i < n)
+    for (int64_t k = first; k < last; ++k) acc += partials[k * n + i];
+  shareSums[warp][lane] = acc;
+  __syncthreads();
+  if (warp != 0 || i >= n) return;
+  float total = shareSums[0][lane];
+  for (int w = 1; w < kWSumWarps; ++w) total += shareSums[w][lane];
+  dw[i] = dwAcc ? dwAcc[i] + total : total;
+}
+inline void launchCanonConvGradWSum(cudaStream_t s, const float* partials, float* dw, int64_t chunks, int64_t C, const float* dwAcc) {
+  canonConvGradWSumKernel<<<unsigned((C * 4 + 31) / 32), kThreads, 0, s>>>(partials, dw, chunks, C, dwAcc);
 }
 
 // The grid of both kernels: blocks of 32 channel vectors × 8 row groups of kRowsPerThread rows.
