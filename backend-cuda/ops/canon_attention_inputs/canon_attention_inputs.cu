@@ -65,17 +65,16 @@ __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float
   for (int i = 0; i < 4; ++i) pair[i] = __shfl_xor_sync(0xffffffffu, v[i], lanes);
 }
 
-// rotary.cu's rotation of the lane's values u (sign 1) or its transpose (sign −1) at position t: own·cos + side·pair·sin
-// (HeadPlace::side), the other way round for the transpose.
-__device__ __forceinline__ void rotate(const float (&u)[4], const float (&pair)[4], const float* __restrict__ cosT,
-                                       const float* __restrict__ sinT, const HeadPlace& at, int t, float sign, float (&y)[4]) {
+// The transpose of rotary.cu's rotation of the lane's values d at position t (the backward's; the forward's tables come
+// through its ring): d·cos − side·pair·sin, with HeadPlace::side and the pair lane's d.
+__device__ __forceinline__ void rotateBack(const float (&d)[4], const float (&pair)[4], const float* __restrict__ cosT,
+                                           const float* __restrict__ sinT, const HeadPlace& at, int t, float (&g)[4]) {
   float c[4], s[4];
   const int table = t * at.half + at.pair;
   loadVec<4>(cosT + table, c);
   loadVec<4>(sinT + table, s);
-  const float side = at.side * sign;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) y[i] = u[i] * c[i] + side * pair[i] * s[i];
+  for (int i = 0; i < 4; ++i) g[i] = d[i] * c[i] - at.side * pair[i] * s[i];
 }
 
 // canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve. What a row's store
@@ -184,7 +183,7 @@ struct AttentionDy {
 #pragma unroll
         for (int j = 0; j < 4; ++j) g[j] = d[j];  // dv: scaled by λa in dz and dw
       } else {
-        rotate(d, pair, dy.cosT, dy.sinT, at, positionOf(row, dy.T), -1.f, g);
+        rotateBack(d, pair, dy.cosT, dy.sinT, at, positionOf(row, dy.T), g);
       }
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
