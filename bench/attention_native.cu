@@ -36,11 +36,9 @@ static double relError(const Buffer& a, const Buffer& b) {
 // x rounded to bf16 (to nearest even, as the backend's copies) in a new device buffer: the tensor-core kernels' operands.
 static __nv_bfloat16* bf16Copy(const Buffer& x) {
   const std::vector<float> f = x.download();
-  std::vector<__nv_bfloat16> b(f.size());
-  for (size_t i = 0; i < f.size(); i++) b[i] = __float2bfloat16(f[i]);
   __nv_bfloat16* d;
-  check(cudaMalloc(&d, b.size() * sizeof(__nv_bfloat16)), "cudaMalloc");
-  check(cudaMemcpy(d, b.data(), b.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice), "upload");
+  check(cudaMalloc(&d, f.size() * sizeof(__nv_bfloat16)), "cudaMalloc");
+  uploadBf16(d, f);
   return d;
 }
 

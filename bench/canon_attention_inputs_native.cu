@@ -27,11 +27,7 @@ using namespace tsgpt;
 // A device copy of v in bf16 (n values in a Buffer of ⌈n/2⌉ + 1 floats).
 struct Bf16Buffer {
   Buffer buffer;
-  explicit Bf16Buffer(const std::vector<float>& v) : buffer(v.size() / 2 + 1) {
-    std::vector<__nv_bfloat16> b(v.size());
-    for (size_t i = 0; i < v.size(); i++) b[i] = __float2bfloat16(v[i]);
-    check(cudaMemcpy(buffer.d, b.data(), b.size() * 2, cudaMemcpyHostToDevice), "upload");
-  }
+  explicit Bf16Buffer(const std::vector<float>& v) : buffer(v.size() / 2 + 1) { uploadBf16(buffer.d, v); }
   explicit Bf16Buffer(size_t n) : buffer(n / 2 + 1) {}
   void* d() const { return buffer.d; }
 };

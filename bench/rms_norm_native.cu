@@ -59,13 +59,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<__nv_bfloat16> xh(n), dyh(nOut);
-  for (size_t i = 0; i < n; i++) xh[i] = __float2bfloat16(x[i]);
-  for (size_t i = 0; i < nOut; i++) dyh[i] = __float2bfloat16(dy[i]);
   Buffer dX(n), xB(n / 2 + 1), dY(nOut), yB(nOut / 2 + 1), dDy(nOut), dyB(nOut / 2 + 1), dAcc(n), dDx(n);  // xB, yB, dyB: bf16
   dX.upload(x);
-  check(cudaMemcpy(xB.d, xh.data(), n * 2, cudaMemcpyHostToDevice), "upload bf16 x");
-  check(cudaMemcpy(dyB.d, dyh.data(), nOut * 2, cudaMemcpyHostToDevice), "upload bf16 dy");
+  uploadBf16(xB.d, x);
+  uploadBf16(dyB.d, dy);
   dDy.upload(dy);
   dAcc.upload(acc);
   const auto bf16Result = [&](const Buffer& b, size_t count) {

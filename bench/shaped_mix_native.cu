@@ -97,11 +97,9 @@ static Reference reference(const std::vector<float>& x, const std::vector<float>
 
 // n bf16 values on the device from floats (exact where the floats hold bf16 values).
 static __nv_bfloat16* bf16Buffer(const std::vector<float>& v) {
-  std::vector<__nv_bfloat16> h(v.size());
-  for (size_t i = 0; i < v.size(); i++) h[i] = __float2bfloat16(v[i]);
   __nv_bfloat16* d;
   check(cudaMalloc(&d, v.size() * 2), "cudaMalloc");
-  check(cudaMemcpy(d, h.data(), v.size() * 2, cudaMemcpyHostToDevice), "upload");
+  uploadBf16(d, v);
   return d;
 }
 
