@@ -65,28 +65,31 @@ __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float
   for (int i = 0; i < 4; ++i) pair[i] = __shfl_xor_sync(0xffffffffu, v[i], lanes);
 }
 
-// The transpose of rotary.cu's rotation of the lane's values d at position t (the backward's; the forward's tables come
-// through its ring): d·cos − side·pair·sin, with HeadPlace::side and the pair lane's d.
-__device__ __forceinline__ void rotateBack(const float (&d)[4], const float (&pair)[4], const float* __restrict__ cosT,
-                                           const float* __restrict__ sinT, const HeadPlace& at, int t, float (&g)[4]) {
-  float c[4], s[4];
-  const int table = t * at.half + at.pair;
-  loadVec<4>(cosT + table, c);
-  loadVec<4>(sinT + table, s);
+// A q or k lane's place in the rotary tables' row that it copies into its ring (the forward's and the backward's): 4
+// values of cos in the head's first half, of sin in its second, at the pair's offset (the pair's lanes share it), so
+// that a lane's own values and its pair lane's (other) are the row's cos and sin at its 4 channels.
+__device__ __forceinline__ const float* tableOf(const HeadPlace& at, const float* __restrict__ cosT, const float* __restrict__ sinT) {
+  return (at.side > 0.f ? cosT : sinT) + at.pair;
+}
+__device__ __forceinline__ void cosSin(const HeadPlace& at, const float (&own)[4], const float (&other)[4], float (&c)[4], float (&s)[4]) {
+  const bool first = at.side > 0.f;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) g[i] = d[i] * c[i] - at.side * pair[i] * s[i];
+  for (int j = 0; j < 4; ++j) {
+    c[j] = first ? own[j] : other[j];
+    s[j] = first ? other[j] : own[j];
+  }
 }
 
 // canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve. What a row's store
 // reads besides u comes through its ring, 16 bytes a lane, copied with x's row: a q or k head's lane takes its 4 values
-// of the row's cos (in the head's first half) or sin (in its second), and its pair lane's shuffle gives the other (the
-// pair's lanes share their table offsets); a v head's lane takes its 4 values of ve. Read from global memory at the store,
+// of the row's cos or sin (tableOf), and its pair lane's shuffle gives the other; a v head's lane takes its 4 values of
+// ve. Read from global memory at the store,
 // the tables (L2, 32 bytes a lane and row) and ve held each pass of the walk for their latency: the fused forward ran at
 // 0.250 ms against CanonConv and AttentionInputs' 0.217 (the speedrun's layer with ve, one H200).
 template <typename Out>
 struct AttentionOutput {
   static constexpr bool kShuffles = true;  // the pair's values
-  static constexpr size_t kRingBytes = GridRing<float, 4>::kBytes;
+  static constexpr size_t kRingBytes = PassRing<float, 4>::kBytes;
   Out* __restrict__ q;
   Out* __restrict__ k;
   Out* __restrict__ v;
@@ -97,7 +100,7 @@ struct AttentionOutput {
   QkvHeads heads;
   int T;
   struct Writer {
-    GridRing<float, 4> ring;
+    PassRing<float, 4> ring;
     HeadPlace at;
     const float* src;  // what the lane copies from: cos or sin at its pair's offset, or ve (null: a v head without ve)
     Out* dst;          // q, k or v
@@ -120,33 +123,36 @@ struct AttentionOutput {
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
       } else {
-        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
+        float c[4], s[4];
+        cosSin(at, own, other, c, s);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
-          y[j] = u[j] * c + at.side * pair[j] * s;
-        }
+        for (int j = 0; j < 4; ++j) y[j] = u[j] * c[j] + at.side * pair[j] * s[j];
       }
       storeVec<4>(dst + at.offset(r), y);
     }
   };
   __device__ __forceinline__ Writer writer(unsigned char* ring, int c) const {
     const HeadPlace at = heads.place(c);
-    const float* src = at.kind == kValueHead ? ve : (at.side > 0.f ? cosT : sinT) + at.pair;  // copy() adds the row's offset
+    const float* src = at.kind == kValueHead ? ve : tableOf(at, cosT, sinT);  // copy() adds the row's offset
     Out* dst = at.kind == kQueryHead ? q : at.kind == kKeyHead ? k : v;
-    return {GridRing<float, 4>(ring), at, src, dst, lambdas[0], ve ? lambdas[1] : 0.f, heads.pairLanes(), T};
+    return {PassRing<float, 4>(ring), at, src, dst, lambdas[0], ve ? lambdas[1] : 0.f, heads.pairLanes(), T};
   }
 };
 
 // canonConvGradKernel's Dy: g from dq, dk and dv (dq float32 as the attention sums it, dk and dv in Kv as its backward
-// stores them), with dve and the λ sums on the way (the v heads' rows, once each).
+// stores them), with dve and the λ sums on the way (the v heads' rows, once each). What a row reads besides dy comes
+// through a PassRing of its own (copyAhead), 16 bytes a lane as the forward's: a q or k lane's 4 values of cos or sin
+// (tableOf) at the row whose dy it reads (kLead rows on), a v lane's 4 values of ve at its row. Loaded from global memory
+// at each row, behind the kinds' branches, they held the walk: 2.8 of its 7.9 cycles between issues were waits on them
+// (ncu, the speedrun's layer, one H200).
 template <typename Kv>
 struct AttentionDy {
   static constexpr bool kShuffles = true;  // the pair's values
-  // two blocks an SM (its rings take 96 KiB a block at bf16 x): without the bound, up to 156 registers allowed one
+  // two blocks an SM (its rings take 112 KiB a block at bf16 x): without the bound, up to 156 registers allowed one
   static constexpr int kMinBlocks = 2;
-  // slots of 16 bytes: a lane's 4 values of dq (float), or of dk and dv (8 bytes where Kv is bf16)
-  static constexpr size_t kRingBytes = GridRing<float, 4>::kBytes;
+  // dy's ring, slots of 16 bytes: a lane's 4 values of dq (float), or of dk and dv (8 bytes where Kv is bf16); then the
+  // ring of the tables and ve
+  static constexpr size_t kRingBytes = GridRing<float, 4>::kBytes + PassRing<float, 4>::kBytes;
   struct Sums {
     float a, b;  // this thread's Σ dv·u (λa's gradient) and Σ dv·ve (λb's)
   };
@@ -165,32 +171,46 @@ struct AttentionDy {
 
   struct Reader {
     GridRing<float, 4> ring;
+    PassRing<float, 4> ahead;  // the tables' or ve's slots
     HeadPlace at;
-    const void* src;  // dq, dk or dv: the lane's tensor
-    bool wide;        // src holds floats
-    float scale, lb;  // λa for the v heads (1 for q and k), λb
-    AttentionDy dy;   // its fields as kernel parameters (the ones a lane uses)
+    const void* src;    // dq, dk or dv: the lane's tensor
+    const float* side;  // what copyAhead copies from: cos or sin at the pair's offset, or ve (null: a v head without ve)
+    bool wide;          // src holds floats
+    float scale, lb;    // λa for the v heads (1 for q and k), λb
+    AttentionDy dy;     // its fields as kernel parameters (the ones a lane uses)
     __device__ __forceinline__ void copy(int i, int row) {
       if (wide) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + at.offset(row));
       else copyAsyncOwn<8>(ring.at(i), static_cast<const __nv_bfloat16*>(src) + at.offset(row));
     }
-    __device__ __forceinline__ void read(int i, int row, float (&g)[4]) const {
-      float d[4], pair[4];
+    __device__ __forceinline__ void copyAhead(int i, int row, int leadRow) {
+      if (!side) return;
+      if (at.kind == kValueHead) copyAsyncOwn<16>(ahead.at(i), side + at.offset(row));
+      else copyAsyncOwn<16>(ahead.at(i + kGradLead), side + int64_t(positionOf(leadRow, dy.T)) * at.half);
+    }
+    // g: the transpose of rotary.cu's rotation of dq or dk (d·cos − side·pair·sin, HeadPlace::side, the pair lane's d), or
+    // dv. A lane holds one table (t: cos in the first half, sin in the second), so each makes the product that its pair
+    // lane lacks and gets the one it lacks: the first half's lane d·cos − (its pair's d·sin), the second's (its pair's
+    // d·cos) + pair·sin. Shuffling t instead (the forward's cosSin) held 8 more values at once: the backward spilled at
+    // its 128 registers.
+    __device__ __forceinline__ void read(int i, int, float (&g)[4]) const {
+      float d[4], pair[4], t[4] = {}, mine[4], theirs[4];
       if (wide) widen(Packed4<float>{*ring.at(i)}, d);
       else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i))}, d);
+      if (side && at.kind != kValueHead) ahead.read(i, t);
+      const bool first = at.side > 0.f;
       pairValues(d, dy.heads.pairLanes(), pair);
-      if (at.kind == kValueHead) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) g[j] = d[j];  // dv: scaled by λa in dz and dw
-      } else {
-        rotateBack(d, pair, dy.cosT, dy.sinT, at, positionOf(row, dy.T), g);
-      }
+      for (int j = 0; j < 4; ++j) mine[j] = (first ? pair[j] : d[j]) * t[j];
+      pairValues(mine, dy.heads.pairLanes(), theirs);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)  // dv as it is: scaled by λa in dz and dw
+        g[j] = at.kind == kValueHead ? d[j] : first ? d[j] * t[j] - theirs[j] : theirs[j] + pair[j] * t[j];
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
-    __device__ __forceinline__ void atRow(int r, bool inside, const float (&d)[4], Sums& sums) const {
+    __device__ __forceinline__ void atRow(int i, int r, bool inside, const float (&d)[4], Sums& sums) const {
       if (at.kind != kValueHead || !dy.ve || !inside) return;
       float e[4], a[4] = {}, out[4];
-      loadVec<4>(dy.ve + at.offset(r), e);
+      ahead.read(i, e);
       if (dy.veAcc) loadVec<4>(dy.veAcc + at.offset(r), a);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
@@ -213,9 +233,11 @@ struct AttentionDy {
   __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int /* C */) const {
     const HeadPlace at = heads.place(c);
     const void* src = at.kind == kQueryHead ? static_cast<const void*>(dq) : at.kind == kKeyHead ? static_cast<const void*>(dk) : dv;
+    const float* side = at.kind == kValueHead ? ve : tableOf(at, cosT, sinT);  // copyAhead adds the row's offset
     const bool wide = at.kind == kQueryHead || sizeof(Kv) == 4;
     const float lb = ve ? lambdas[1] : 0.f;
-    return {GridRing<float, 4>(ring), at, src, wide, at.kind == kValueHead ? lambdas[0] : 1.f, lb, *this};
+    return {GridRing<float, 4>(ring), PassRing<float, 4>(ring + GridRing<float, 4>::kBytes), at, src, side, wide,
+            at.kind == kValueHead ? lambdas[0] : 1.f, lb, *this};
   }
   // The block's λ sums, its warps' in order, into lambdaPartials[block]. Every thread of the block calls it.
   __device__ __forceinline__ void writeSums(const Sums& sums) const {
@@ -269,7 +291,7 @@ cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16
       const AttentionOutput<Out> output{static_cast<Out*>(q), static_cast<Out*>(k), static_cast<Out*>(v), cosT, sinT, lambdas, ve, heads, int(T)};
       byNorm(qkNorm, [&](auto normKind) {
         const auto kernel = canonConvKernel<4, decltype(normKind)::value, false, In, AttentionOutput<Out>>;
-        const size_t ring = GridRing<In, 4>::kBytes + AttentionOutput<Out>::kRingBytes;
+        const size_t ring = PassRing<In, 4>::kBytes + AttentionOutput<Out>::kRingBytes;
         if (allowSharedMemory(kernel, ring) == cudaSuccess)
           kernel<<<canonGrid(rows, C, 4), dim3(kChannelThreads, kRowGroups), ring, s>>>(in, w, docIds, output, int(rows), int(T), int(C), norm);
       });
@@ -307,7 +329,7 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
         using OutDx = std::remove_pointer_t<decltype(out)>;
         byNorm(qkNorm, [&](auto normKind) {
           const auto kernel = canonConvGradKernel<4, decltype(normKind)::value, AttentionDy<Kv>, In, OutDx>;
-          const size_t ring = GridRing<In, 4>::kBytes + AttentionDy<Kv>::kRingBytes;
+          const size_t ring = canonGradRingBytes<AttentionDy<Kv>, In, 4>();
           if (allowSharedMemory(kernel, ring) == cudaSuccess)
             kernel<<<grid, dim3(kChannelThreads, kRowGroups), ring, s>>>(dy, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
         });

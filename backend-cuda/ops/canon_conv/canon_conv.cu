@@ -446,7 +446,7 @@ __global__ void __launch_bounds__(kGridThreads, 2)
     };
     forEachPass<kRowsPerThread, 8, kLead>(starts, pass);  // h of the 4 rows after each pass's last
   }
-  writeBlockPartials<V>(sum, partials, C);
+  writeBlockPartials<V>(sum, partials, C, ringMemory);
 }
 
 // Calls f(width, norm) with V = 4 where every row of C channels starts 16-byte aligned in each tensor (C a multiple of
@@ -529,7 +529,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
     auto launch = [&](auto* in, auto* out) {
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
       using Out = std::remove_pointer_t<decltype(out)>;
-      const size_t ring = GridRing<In, V>::kBytes + RowOutput<Out>::kRingBytes;  // the rings in dynamic shared memory
+      const size_t ring = PassRing<In, V>::kBytes + RowOutput<Out>::kRingBytes;  // the rings in dynamic shared memory
       auto run = [&](auto kernel) {
         if (allowSharedMemory(kernel, ring) == cudaSuccess)
           kernel<<<canonGrid(rows, C, V), block, ring, s>>>(in, w, docIds, RowOutput<Out>{out, int(C)}, int(rows), int(T), int(C), norm);
@@ -598,18 +598,18 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
       // the rings of x and dy (RowRing) in dynamic shared memory
       using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-      const size_t ring = GridRing<In, V>::kBytes + RowDy<InDy, V>::kRingBytes;
-      auto run = [&](auto kernel, auto... args) {
+      auto run = [&](auto kernel, size_t ring, auto... args) {
         if (allowSharedMemory(kernel, ring) == cudaSuccess) kernel<<<canonGrid(rows, C, V), block, ring, s>>>(args...);
       };
       if constexpr (N == kNoNorm) {
         if (relu2) {
-          run(canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>, g, in, w, docIds, out, partials, int(rows), int(T), int(C));
+          run(canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>, GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes,
+              g, in, w, docIds, out, partials, int(rows), int(T), int(C));
           return;
         }
       }
-      run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, RowDy<InDy, V>{g}, in, w, docIds, out,
-          partials, int(rows), int(T), int(C), norm);
+      run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, canonGradRingBytes<RowDy<InDy, V>, In, V>(),
+          RowDy<InDy, V>{g}, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {

@@ -84,10 +84,18 @@ __device__ __forceinline__ float headRstd(const float (&v)[4], bool normed, cons
 }
 
 // The block's dw: each thread's sums (sum[j][k]: tap k of its channel j) summed over the block's row groups in order in
-// shared memory, one partial [4] per channel: partials[blockIdx.y][c]. Every thread of the block calls it.
+// shared memory, one partial [4] per channel: partials[blockIdx.y][c]. Every thread of the block calls it, its walk
+// done. The sums go through the walk's rings (rings: the kernel's dynamic shared memory, at least kBlockSumsBytes):
+// an array of their own took 16 KiB a block beside them, which left the heads' gradient no room for a ring of the
+// rotary tables and ve at two blocks an SM.
 template <int V>
-__device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], float* __restrict__ partials, int C) {
-  __shared__ float4 blockSums[kRowGroups][kChannelThreads * V];  // [row group][channel of the block]
+constexpr size_t kBlockSumsBytes = sizeof(float4) * kRowGroups * kChannelThreads * V;
+template <int V>
+__device__ __forceinline__ void writeBlockPartials(const float (&sum)[V][4], float* __restrict__ partials, int C,
+                                                   unsigned char* rings) {
+  auto blockSums = reinterpret_cast<float4 (*)[kChannelThreads * V]>(rings);  // [row group][channel of the block]
+  waitAsync<0>();    // none of this thread's copies is in flight (every one was read: this is the walk's end)
+  __syncthreads();   // nor does any thread read its slots
 #pragma unroll
   for (int j = 0; j < V; ++j)
     blockSums[threadIdx.y][threadIdx.x * V + j] = make_float4(sum[j][0], sum[j][1], sum[j][2], sum[j][3]);
@@ -176,19 +184,27 @@ struct RowRing {
   __device__ __forceinline__ void copy(int row, const In* __restrict__ src) { copyRowAsync<In, V>(at(row), src); }
   __device__ __forceinline__ void read(int row, float (&v)[V]) const { readRow<In, V>(at(row), v); }
 };
-// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads): 16 rows each.
-constexpr int kRingRows = 16;
+// The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads). A walk's pass
+// reads 4 rows (kPass), and the rows a pass reads are copied one pass ahead into rings of two passes' rows (PassRing: 8
+// rows), so that a pass's copies land while the pass before runs (a pass is ≈ 1,000 instructions a warp, past a copy's
+// latency); the gradient's dy, read kLead rows past the row, comes through a ring of 16 rows (GridRing), copied three
+// passes ahead. 16-row rings for x and the forward's rows too took shared memory that held the heads' kernels to 2 blocks
+// an SM, and their per-row reads of the rotary tables and ve to loads from global memory in the walk.
+constexpr int kRingRows = 16, kPassRingRows = 8;
+constexpr int kGradLead = 3;  // the gradient reads dy of the row kGradLead rows after the row it makes (the taps' reach)
 constexpr int kGridThreads = kChannelThreads * kRowGroups;
-template <typename In, int V>
-struct GridRing : RowRing<In, V, kRingRows> {
+template <typename In, int V, int kRows = kRingRows>
+struct GridRing : RowRing<In, V, kRows> {
   __device__ __forceinline__ explicit GridRing(unsigned char* memory)
-      : RowRing<In, V, kRingRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGridThreads) {}
-  static constexpr size_t kBytes = RowRing<In, V, kRingRows>::bytes(kGridThreads);
+      : RowRing<In, V, kRows>(memory, int(threadIdx.y) * kChannelThreads + int(threadIdx.x), kGridThreads) {}
+  static constexpr size_t kBytes = RowRing<In, V, kRows>::bytes(kGridThreads);
 };
+template <typename In, int V>
+using PassRing = GridRing<In, V, kPassRingRows>;
 
 // Where the forward's values go (canonConvKernel's Output): writer(ring, c) gives each thread its writer of channels
-// c … c + V − 1 with its rows' slots at `ring` (kRingBytes a block, after x's ring): copy(i, row) starts the copy of what
-// the store of row `row` reads besides y (into the walk's slot i, in x's commit group of that row), and store(i, r, y,
+// c … c + V − 1 with its rows' slots at `ring` (kRingBytes a block, after x's ring; a PassRing): copy(i, row) starts the
+// copy of what the store of row `row` reads besides y (into the walk's slot i, in x's commit group of that row), and store(i, r, y,
 // inside) takes row r's values y (every lane calls it where kShuffles; inside: the lane is active and r a row of the
 // tensor). RowOutput: the layer's output, y [rows, C] (float, or bf16 rounded to nearest even), and nothing read.
 template <typename Out>
@@ -211,12 +227,14 @@ struct RowOutput {
 
 // Where the gradient's dy comes from (canonConvGradKernel's Dy: the gradient of the taps' sum, before the residual's
 // scale). reader(ring, c, C) gives each thread its reader of channels c … c + V − 1 of C with its rows' slots at `ring`
-// (kRingBytes a block): copy(i, row) starts the copy of that row into the walk's slot i, read(i, row, g) gives its
-// values (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and
-// atRow(r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of
-// its own summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the
-// block (every thread calls it). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a
-// thread). RowDy: dy [rows, C] as stored, and nothing else.
+// (kRingBytes a block): copy(i, row) starts the copy of dy's row into the walk's slot i (a GridRing), copyAhead(i, row,
+// leadRow) the copies of what read and atRow read besides dy, in x's commit group of walk row i (into a PassRing: row is
+// the walk's row i, for slot i, and leadRow the row whose dy the walk reads with it, for slot i + kGradLead), read(i, row, g) gives dy's values
+// (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
+// r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of its own
+// summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the block (every
+// thread calls it). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a thread). RowDy: dy
+// [rows, C] as stored, and nothing else.
 template <typename InDy, int V>
 struct RowDy {
   static constexpr bool kShuffles = false;
@@ -230,8 +248,9 @@ struct RowDy {
     const InDy* __restrict__ dy;
     int C, c;
     __device__ __forceinline__ void copy(int i, int row) { ring.copy(i, dy + int64_t(row) * C + c); }
+    __device__ __forceinline__ void copyAhead(int, int, int) const {}
     __device__ __forceinline__ void read(int i, int, float (&g)[V]) const { ring.read(i, g); }
-    __device__ __forceinline__ void atRow(int, bool, const float (&)[V], Sums&) const {}
+    __device__ __forceinline__ void atRow(int, int, bool, const float (&)[V], Sums&) const {}
     __device__ __forceinline__ void endWalk(float (&)[V][4], const CanonTaps (&)[V], Sums&) const {}
   };
   __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int C) const { return {GridRing<InDy, V>(ring), dy, C, c}; }
@@ -259,17 +278,17 @@ __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p
 
 // The forward (forwardTaps; without the norm, z = x). A thread walks its kRowsPerThread rows with z of
 // rows r − 3 … r in registers, four rows a pass of the unrolled loop (each row's register fixed); x comes through the
-// ring (RowRing), the pass's rows all landed before it starts, so that the four rows' norms (a normed head's chain of
-// shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
+// ring (PassRing: copied a pass ahead), the pass's rows all landed before it starts, so that the four rows' norms (a normed
+// head's chain of shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
 // to `output` (RowOutput: y [rows, C]), whose own reads of a row come through its ring in the row's commit group.
 template <int V, int Norm, bool Relu2, typename In, typename Output>
 __global__ void __launch_bounds__(kGridThreads)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Output output, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31; a pass from row i copies rows i + 12 … i + 15 (into
+  // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31; a pass from row i copies rows i + 4 … i + 7 (into
   // the slots of rows i − 4 … i − 1, read by the pass before) and waits for its own rows, up to i + 3
-  constexpr int kFirst = -3, kLast = kRowsPerThread - 1, kPass = 4, kPending = kRingRows - kPass;
+  constexpr int kFirst = -3, kLast = kRowsPerThread - 1, kPass = 4, kPending = kPassRingRows - kPass;
   constexpr bool Shuffles = Norm == kHeadNorm || Output::kShuffles;  // every lane of the warp must take part
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
   const bool active = c0 < C, normed = Norm == kHeadNorm && c0 < norm.channels;  // the same across a head's lanes
@@ -279,8 +298,8 @@ __global__ void __launch_bounds__(kGridThreads)
   CanonTaps k[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-  GridRing<In, V> xRing(ringMemory);
-  auto out = output.writer(ringMemory + GridRing<In, V>::kBytes, cl);
+  PassRing<In, V> xRing(ringMemory);
+  auto out = output.writer(ringMemory + PassRing<In, V>::kBytes, cl);
   auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
     if (i <= kLast) {
       const int row = min(max(r0 + i, 0), rows - 1);
@@ -302,14 +321,14 @@ __global__ void __launch_bounds__(kGridThreads)
   };
   float zs[4][V];  // z of row r0 + i in zs[i & 3]
 #pragma unroll 1
-  for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
+  for (int i = kFirst; i < kPassRingRows - kPass; ++i) fetch(i);
   waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
 #pragma unroll
   for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3]);
   auto pass = [&](int m, auto checked) {
     constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
-    for (int p = 0; p < kPass; ++p) fetch(m + p + kRingRows - kPass);
+    for (int p = 0; p < kPass; ++p) fetch(m + p + kPassRingRows - kPass);
     waitAsync<kPending>();
 #pragma unroll
     for (int p = 0; p < kPass; ++p) {
@@ -327,12 +346,19 @@ __global__ void __launch_bounds__(kGridThreads)
   forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
 }
 
+// canonConvGradKernel's dynamic shared memory: x's ring and the Dy's, which writeBlockPartials reuses.
+template <typename Dy, typename In, int V>
+constexpr size_t canonGradRingBytes() {
+  constexpr size_t rings = PassRing<In, V>::kBytes + Dy::kRingBytes;
+  return rings > kBlockSumsBytes<V> ? rings : kBlockSumsBytes<V>;
+}
+
 // dz of each row (the gradient of the taps' input) from dy of it and the three rows after, and the row's products with
 // the input of it and the three rows before for dw. dx = dz, or in a normed head rstd·(dz − z·mean(dz·z)) (rms_norm.cu's
 // backward), rstd made again from the row (the row norm has its own kernel, canonRowNormGradKernel). A thread walks its
 // kRowsPerThread rows with z of rows r − 3 … r and dy of rows r … r + 3 in registers, four rows a pass of the unrolled loop
-// so that each row's register is fixed; x and dy come through rings (RowRing; dy's is the Dy's: RowDy reads a [rows, C]
-// tensor), rows up to 15 ahead copied at a pass's start. A pass whose rows all see each other (forEachPass) runs without
+// so that each row's register is fixed; x and dy come through rings (x's a PassRing, dy's the Dy's: RowDy reads a [rows,
+// C] tensor), copied at a pass's start: x a pass ahead, dy kLead rows more. A pass whose rows all see each other (forEachPass) runs without
 // the taps' conditions. The block sums its row groups' dw in order in shared memory and writes one partial [4] per
 // channel: partials[blockIdx.y][c].
 template <int V, int Norm, typename Dy, typename In, typename OutDx>
@@ -341,10 +367,13 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
                         OutDx* __restrict__ dx, float* __restrict__ partials, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
   // rows read, relative to the thread's first: x of r0 − 3 … r0 + 31, dy of r0 … r0 + 34; row r reads x of r and dy of
-  // r + 3. A pass from row i copies rows i + 12 … i + 15 (into the slots of rows i − 4 … i − 1, read before) and waits
-  // for the rows it reads, up to i + 6, so that its four rows' norms (a normed head's chains of shuffles) overlap
-  constexpr int kFirst = -3, kLastX = kRowsPerThread - 1, kLast = kRowsPerThread + 2, kLead = 3, kPass = 4;
-  constexpr int kPending = kRingRows - kPass - kLead;  // rows after the pass's last that may still be in flight
+  // r + 3. A pass from row i copies x of rows i + 4 … i + 7 (and the Dy's copies ahead) in one commit group and dy of rows
+  // i + 12 … i + 15 in a second (into the slots of rows i − 4 … i − 1, read before), and waits for the rows it reads: x
+  // up to i + 3 (the pass before's first group) and dy up to i + 6 (two passes before), so that its four rows' norms (a
+  // normed head's chains of shuffles) overlap
+  constexpr int kFirst = -3, kLastX = kRowsPerThread - 1, kLast = kRowsPerThread + 2, kLead = kGradLead, kPass = 4;
+  constexpr int kXAhead = kPassRingRows - kPass, kDyAhead = kRingRows - kPass;  // the rows ahead a pass copies
+  constexpr int kPending = 3;  // groups after the pass before's x: its dy, and this pass's two
   constexpr bool Heads = Norm == kHeadNorm, Shuffles = Heads || Dy::kShuffles;  // Shuffles: every lane must take part
   const int c0 = (int(blockIdx.x) * kChannelThreads + int(threadIdx.x)) * V, r0 = firstRow();
   const bool active = c0 < C, normed = Heads && c0 < norm.channels;
@@ -356,16 +385,17 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     CanonTaps k[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
-    GridRing<In, V> xRing(ringMemory);
-    auto dyRows = dy.reader(ringMemory + GridRing<In, V>::kBytes, cl, C);
+    PassRing<In, V> xRing(ringMemory);
+    auto dyRows = dy.reader(ringMemory + PassRing<In, V>::kBytes, cl, C);
     // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
     auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
-    auto fetch = [&](int i) {  // row r0 + i into its slots: one commit group a row, empty past the last row read
-      if (i <= kLast) {
-        if (i <= kLastX) xRing.copy(i, x + int64_t(clamped(i)) * C + cl);
-        if (i >= 0) dyRows.copy(i, clamped(i));
-      }
-      commitAsync();
+    auto fetchX = [&](int i) {  // x of row r0 + i and the Dy's copies ahead into their slots (none past the last row read)
+      if (i > kLastX) return;
+      xRing.copy(i, x + int64_t(clamped(i)) * C + cl);
+      dyRows.copyAhead(i, clamped(i), clamped(i + kLead));
+    };
+    auto fetchDy = [&](int i) {  // dy of row r0 + i into its slot
+      if (i <= kLast) dyRows.copy(i, clamped(i));
     };
     // x of row r0 + i (v), and its z: x, or x·rstd in a normed head (rstd returned); 0 in an inactive lane, dy too
     auto readX = [&](int i, float (&v)[V]) {
@@ -384,8 +414,11 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     };
     float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
 #pragma unroll 1
-    for (int i = kFirst; i < kRingRows - kPass; ++i) fetch(i);
-    waitAsync<kPending>();  // rows r0 − 3 … r0 + 2 have landed
+    for (int i = kFirst; i < kXAhead; ++i) fetchX(i);
+#pragma unroll 1
+    for (int i = 0; i < kDyAhead; ++i) fetchDy(i);
+    commitAsync();
+    waitAsync<0>();  // x of rows r0 − 3 … r0 + 3, dy of r0 … r0 + 11
 #pragma unroll
     for (int i = kFirst; i < 0; ++i) {
       readX(i, zs[i & 3]);
@@ -401,7 +434,11 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     auto pass = [&](int m, auto checked) {
       constexpr bool kChecked = decltype(checked)::value;
 #pragma unroll
-      for (int p = 0; p < kPass; ++p) fetch(m + p + kRingRows - kPass);
+      for (int p = 0; p < kPass; ++p) fetchX(m + p + kXAhead);
+      commitAsync();
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) fetchDy(m + p + kDyAhead);
+      commitAsync();
       waitAsync<kPending>();
 #pragma unroll
       for (int p = 0; p < kPass; ++p) {
@@ -418,7 +455,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
             if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
           out[j] = acc * dyRows.scale;  // dz: no norm in it
         }
-        dyRows.atRow(r, active && inside, gs[p], sideSums);
+        dyRows.atRow(i, r, active && inside, gs[p], sideSums);
         // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
         // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
         // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
@@ -458,7 +495,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     forEachPass<kRowsPerThread, kPass, kLead>(starts, pass);  // dz reads dy of the 3 rows after
     dyRows.endWalk(sum, k, sideSums);
   }
-  writeBlockPartials<V>(sum, partials, C);
+  writeBlockPartials<V>(sum, partials, C, ringMemory);
   dy.writeSums(sideSums);
 }
 
