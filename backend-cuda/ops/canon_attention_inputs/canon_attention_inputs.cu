@@ -173,18 +173,19 @@ struct AttentionDy {
     GridRing<float, 4> ring;
     PassRing<float, 4> ahead;  // the tables' or ve's slots
     HeadPlace at;
-    const void* src;    // dq, dk or dv: the lane's tensor
-    const float* side;  // what copyAhead copies from: cos or sin at the pair's offset, or ve (null: a v head without ve)
+    const void* src;    // dq, dk or dv at the lane's first channel
+    const float* side;  // what copyAhead copies from: cos or sin at the pair's offset, or ve at the lane's first channel (null: a v head without ve)
     bool wide;          // src holds floats
     float scale, lb;    // λa for the v heads (1 for q and k), λb
     AttentionDy dy;     // its fields as kernel parameters (the ones a lane uses)
     __device__ __forceinline__ void copy(int i, int row) {
-      if (wide) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + at.offset(row));
-      else copyAsyncOwn<8>(ring.at(i), static_cast<const __nv_bfloat16*>(src) + at.offset(row));
+      const int64_t offset = int64_t(row) * at.width;  // src is at the lane's first channel
+      if (wide) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + offset);
+      else copyAsyncOwn<8>(ring.at(i), static_cast<const __nv_bfloat16*>(src) + offset);
     }
     __device__ __forceinline__ void copyAhead(int i, int row, int leadRow) {
       if (!side) return;
-      if (at.kind == kValueHead) copyAsyncOwn<16>(ahead.at(i), side + at.offset(row));
+      if (at.kind == kValueHead) copyAsyncOwn<16>(ahead.at(i), side + int64_t(row) * at.width);
       else copyAsyncOwn<16>(ahead.at(i + kGradLead), side + int64_t(positionOf(leadRow, dy.T)) * at.half);
     }
     // g: the transpose of rotary.cu's rotation of dq or dk (d·cos − side·pair·sin, HeadPlace::side, the pair lane's d), or
@@ -232,8 +233,9 @@ struct AttentionDy {
   };
   __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int /* C */) const {
     const HeadPlace at = heads.place(c);
-    const void* src = at.kind == kQueryHead ? static_cast<const void*>(dq) : at.kind == kKeyHead ? static_cast<const void*>(dk) : dv;
-    const float* side = at.kind == kValueHead ? ve : tableOf(at, cosT, sinT);  // copyAhead adds the row's offset
+    const void* src = at.kind == kQueryHead ? static_cast<const void*>(dq + at.first)
+                      : static_cast<const void*>((at.kind == kKeyHead ? dk : dv) + at.first);
+    const float* side = at.kind == kValueHead ? (ve ? ve + at.first : nullptr) : tableOf(at, cosT, sinT);  // copyAhead adds the row's offset
     const bool wide = at.kind == kQueryHead || sizeof(Kv) == 4;
     const float lb = ve ? lambdas[1] : 0.f;
     return {GridRing<float, 4>(ring), PassRing<float, 4>(ring + GridRing<float, 4>::kBytes), at, src, side, wide,
