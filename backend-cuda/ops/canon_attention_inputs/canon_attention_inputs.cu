@@ -67,17 +67,9 @@ __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float
 
 // A q or k lane's place in the rotary tables' row that it copies into its ring (the forward's and the backward's): 4
 // values of cos in the head's first half, of sin in its second, at the pair's offset (the pair's lanes share it), so
-// that a lane's own values and its pair lane's (other) are the row's cos and sin at its 4 channels.
+// that a lane's own values and its pair lane's are the row's cos and sin at its 4 channels.
 __device__ __forceinline__ const float* tableOf(const HeadPlace& at, const float* __restrict__ cosT, const float* __restrict__ sinT) {
   return (at.side > 0.f ? cosT : sinT) + at.pair;
-}
-__device__ __forceinline__ void cosSin(const HeadPlace& at, const float (&own)[4], const float (&other)[4], float (&c)[4], float (&s)[4]) {
-  const bool first = at.side > 0.f;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    c[j] = first ? own[j] : other[j];
-    s[j] = first ? other[j] : own[j];
-  }
 }
 
 // canonConvKernel's Output: q, k and v from u (the taps' sum of the row), rotated or mixed with ve. What a row's store
@@ -123,10 +115,12 @@ struct AttentionOutput {
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
       } else {
-        float c[4], s[4];
-        cosSin(at, own, other, c, s);
+        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
 #pragma unroll
-        for (int j = 0; j < 4; ++j) y[j] = u[j] * c[j] + at.side * pair[j] * s[j];
+        for (int j = 0; j < 4; ++j) {
+          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
+          y[j] = u[j] * c + at.side * pair[j] * s;
+        }
       }
       storeVec<4>(dst + at.offset(r), y);
     }
@@ -191,13 +185,13 @@ struct AttentionDy {
     // g: the transpose of rotary.cu's rotation of dq or dk (d·cos − side·pair·sin, HeadPlace::side, the pair lane's d), or
     // dv. A lane holds one table (t: cos in the first half, sin in the second), so each makes the product that its pair
     // lane lacks and gets the one it lacks: the first half's lane d·cos − (its pair's d·sin), the second's (its pair's
-    // d·cos) + pair·sin. Shuffling t instead (the forward's cosSin) held 8 more values at once: the backward spilled at
+    // d·cos) + pair·sin. Shuffling t instead (as the forward does) held 8 more values at once: the backward spilled at
     // its 128 registers.
-    __device__ __forceinline__ void read(int i, int, float (&g)[4]) const {
+    __device__ __forceinline__ void read(int i, float (&g)[4]) const {
       float d[4], pair[4], t[4] = {}, mine[4], theirs[4];
       if (wide) widen(Packed4<float>{*ring.at(i)}, d);
       else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i))}, d);
-      if (side && at.kind != kValueHead) ahead.read(i, t);
+      if (at.kind != kValueHead) ahead.read(i, t);  // a q or k lane always has its table
       const bool first = at.side > 0.f;
       pairValues(d, dy.heads.pairLanes(), pair);
 #pragma unroll

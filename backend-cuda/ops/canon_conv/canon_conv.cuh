@@ -229,8 +229,8 @@ struct RowOutput {
 // scale). reader(ring, c, C) gives each thread its reader of channels c … c + V − 1 of C with its rows' slots at `ring`
 // (kRingBytes a block): copy(i, row) starts the copy of dy's row into the walk's slot i (a GridRing), copyAhead(i, row,
 // leadRow) the copies of what read and atRow read besides dy, in x's commit group of walk row i (into a PassRing: row is
-// the walk's row i, for slot i, and leadRow the row whose dy the walk reads with it, for slot i + kGradLead), read(i, row, g) gives dy's values
-// (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
+// the walk's row i, for slot i, and leadRow the row whose dy the walk reads with it, for slot i + kGradLead), read(i, g)
+// gives dy's values (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
 // r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of its own
 // summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the block (every
 // thread calls it). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a thread). RowDy: dy
@@ -249,7 +249,7 @@ struct RowDy {
     int C, c;
     __device__ __forceinline__ void copy(int i, int row) { ring.copy(i, dy + int64_t(row) * C + c); }
     __device__ __forceinline__ void copyAhead(int, int, int) const {}
-    __device__ __forceinline__ void read(int i, int, float (&g)[V]) const { ring.read(i, g); }
+    __device__ __forceinline__ void read(int i, float (&g)[V]) const { ring.read(i, g); }
     __device__ __forceinline__ void atRow(int, int, bool, const float (&)[V], Sums&) const {}
     __device__ __forceinline__ void endWalk(float (&)[V][4], const CanonTaps (&)[V], Sums&) const {}
   };
@@ -406,7 +406,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
       }
     };
     auto readDy = [&](int i, float (&v)[V]) {
-      dyRows.read(i, clamped(i), v);
+      dyRows.read(i, v);
       if constexpr (Shuffles) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
