@@ -35,6 +35,7 @@
 #undef __host__
 #undef __forceinline__
 #undef __launch_bounds__
+#undef __maxnreg__
 #undef __shared__
 #undef __align__
 // (__shared__ arrays: build.ts makes each a `static` that it registers with sharedStatic)
@@ -43,6 +44,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __maxnreg__(n)
 #define __align__(n)
 
 namespace simt {

@@ -281,8 +281,10 @@ __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p
 // ring (PassRing: copied a pass ahead), the pass's rows all landed before it starts, so that the four rows' norms (a normed
 // head's chain of shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
 // to `output` (RowOutput: y [rows, C]), whose own reads of a row come through its ring in the row's commit group.
+// Four blocks an SM (64 registers): Canon B's instances took 71–79 registers, which held them to 3 blocks (an SM's
+// registers are four schedulers' 16,384), and at 64 they do not spill.
 template <int V, int Norm, bool Relu2, typename In, typename Output>
-__global__ void __launch_bounds__(kGridThreads)
+__global__ void __launch_bounds__(kGridThreads, 4)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Output output, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
