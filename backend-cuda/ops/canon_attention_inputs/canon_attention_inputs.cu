@@ -31,6 +31,7 @@ namespace tsgpt {
 namespace {
 
 enum HeadKind : int { kQueryHead = 0, kKeyHead = 1, kValueHead = 2 };
+constexpr int kAnyHead = -1;  // a reader whose lanes may be of different kinds (AttentionDy::Reader)
 
 // A lane's place among the heads: its 4 channels in its tensor (q, k or v: [rows, heads·h]) and in a rotary table's row
 // (h/2 values: the same for a pair's two lanes).
@@ -53,6 +54,8 @@ struct QkvHeads {
   }
   // The lanes between a channel's lane and its pair's (h/2 channels, 4 a lane).
   __device__ __forceinline__ int pairLanes() const { return 1 << (shift - 3); }
+  // Whether each block of canonGrid's (32 lanes of 4 channels) lies in one head: h = 128.
+  __host__ __device__ bool headPerBlock() const { return shift == 7; }
 };
 
 // Row r's position in its sequence: r itself in the first (all of them in the speedrun's one packed stream a micro-step),
@@ -139,7 +142,10 @@ struct AttentionOutput {
 // (tableOf) at the row whose dy it reads (kLead rows on), a v lane's 4 values of ve at its row. Loaded from global memory
 // at each row, behind the kinds' branches, they held the walk: 2.8 of its 7.9 cycles between issues were waits on them,
 // and it ran at 0.360 ms against 0.314 through the ring (the speedrun's layer with ve, one H200).
-template <typename Kv>
+// KindByBlock: every block's lanes are of one head kind (QkvHeads::headPerBlock), and each block walks with that kind's
+// reader; else a lane's kind is its own. Two kernels, not one with both: the four walks in one kernel spilled up to 140
+// bytes at its 128 registers (the speedrun's instance 28), each kernel alone at most 36 (the speedrun's none).
+template <typename Kv, bool KindByBlock>
 struct AttentionDy {
   static constexpr bool kShuffles = true;  // the pair's values
   // two blocks an SM (its rings take 112 KiB a block at bf16 x): without the bound, up to 156 registers allowed one
@@ -163,24 +169,46 @@ struct AttentionDy {
   QkvHeads heads;
   int T;
 
+  // A lane's reader. Kind: the head kind of every lane of the block (kQueryHead, kKeyHead, kValueHead), known when
+  // compiling its walk, or kAnyHead, each lane's own (at.kind). Where the kind is known, no row branches on it, on dy's
+  // width or on the table, and a v head's walk makes no rotation and no head norm. With a kind a lane, the 817
+  // instructions of a pass that every warp ran held 90 branches and their reconvergence (BRA, BSSY, BSYNC), and v lanes
+  // made the rotation's 8 shuffles and 8 products a row and the head norm's 10 shuffles, to discard them (the
+  // twenty-fourth session's ncu, one H200).
+  template <int Kind>
   struct Reader {
+    static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
     GridRing<float, 4> ring;
     PassRing<float, 4> ahead;  // the tables' or ve's slots
     HeadPlace at;
     const void* src;    // dq, dk or dv at the lane's first channel
     const float* side;  // what copyAhead copies from: cos or sin at the pair's offset, or ve at the lane's first channel (null: a v head without ve)
-    bool wide;          // src holds floats
-    float scale, lb;    // λa for the v heads (1 for q and k), λb
+    float la, lb;       // λa for the v heads (1 for q and k), λb
     AttentionDy dy;     // its fields as kernel parameters (the ones a lane uses)
+    __device__ __forceinline__ HeadKind kind() const {
+      if constexpr (Kind == kAnyHead) return at.kind;
+      else return HeadKind(Kind);
+    }
+    __device__ __forceinline__ bool wide() const {  // src holds floats: dq, or dk and dv in float32
+      if constexpr (sizeof(Kv) == 4 || Kind == kQueryHead) return true;
+      else if constexpr (Kind == kAnyHead) return at.kind == kQueryHead;
+      else return false;
+    }
+    __device__ __forceinline__ float scale() const {  // dv's λa, 1 for dq and dk
+      if constexpr (Kind == kQueryHead || Kind == kKeyHead) return 1.f;
+      else return la;
+    }
     __device__ __forceinline__ void copy(int i, int row) {
       const int64_t offset = int64_t(row) * at.width;  // src is at the lane's first channel
-      if (wide) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + offset);
+      if (wide()) copyAsyncOwn<16>(ring.at(i), static_cast<const float*>(src) + offset);
       else copyAsyncOwn<8>(ring.at(i), static_cast<const __nv_bfloat16*>(src) + offset);
     }
     __device__ __forceinline__ void copyAhead(int i, int row, int leadRow) {
-      if (!side) return;
-      if (at.kind == kValueHead) copyAsyncOwn<16>(ahead.at(i), side + int64_t(row) * at.width);
-      else copyAsyncOwn<16>(ahead.at(i + kGradLead), side + int64_t(positionOf(leadRow, dy.T)) * at.half);
+      if (kind() == kValueHead) {
+        if (side) copyAsyncOwn<16>(ahead.at(i), side + int64_t(row) * at.width);
+      } else {
+        copyAsyncOwn<16>(ahead.at(i + kGradLead), side + int64_t(positionOf(leadRow, dy.T)) * at.half);
+      }
     }
     // g: the transpose of rotary.cu's rotation of dq or dk (d·cos − side·pair·sin, HeadPlace::side, the pair lane's d), or
     // dv. A lane holds one table (t: cos in the first half, sin in the second), so each makes the product that its pair
@@ -188,22 +216,27 @@ struct AttentionDy {
     // d·cos) + pair·sin. Shuffling t instead (as the forward does) held 8 more values at once: the backward spilled at
     // its 128 registers.
     __device__ __forceinline__ void read(int i, float (&g)[4]) const {
-      float d[4], pair[4], t[4] = {}, mine[4], theirs[4];
-      if (wide) widen(Packed4<float>{*ring.at(i)}, d);
+      float d[4], pair[4], t[4] = {}, mine[4], theirs[4];  // (a v head's walk reads d only)
+      if (wide()) widen(Packed4<float>{*ring.at(i)}, d);
       else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i))}, d);
-      if (at.kind != kValueHead) ahead.read(i, t);  // a q or k lane always has its table
-      const bool first = at.side > 0.f;
-      pairValues(d, dy.heads.pairLanes(), pair);
+      if constexpr (Kind == kValueHead) {  // dv as it is (scaled by λa in dz and dw): every lane of the warp is a v lane
 #pragma unroll
-      for (int j = 0; j < 4; ++j) mine[j] = (first ? pair[j] : d[j]) * t[j];
-      pairValues(mine, dy.heads.pairLanes(), theirs);
+        for (int j = 0; j < 4; ++j) g[j] = d[j];
+      } else {
+        if (kind() != kValueHead) ahead.read(i, t);  // a q or k lane always has its table
+        const bool first = at.side > 0.f;
+        pairValues(d, dy.heads.pairLanes(), pair);
 #pragma unroll
-      for (int j = 0; j < 4; ++j)  // dv as it is: scaled by λa in dz and dw
-        g[j] = at.kind == kValueHead ? d[j] : first ? d[j] * t[j] - theirs[j] : theirs[j] + pair[j] * t[j];
+        for (int j = 0; j < 4; ++j) mine[j] = (first ? pair[j] : d[j]) * t[j];
+        pairValues(mine, dy.heads.pairLanes(), theirs);
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          g[j] = kind() == kValueHead ? d[j] : first ? d[j] * t[j] - theirs[j] : theirs[j] + pair[j] * t[j];
+      }
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
     __device__ __forceinline__ void atRow(int i, int r, bool inside, const float (&d)[4], Sums& sums) const {
-      if (at.kind != kValueHead || !dy.ve || !inside) return;
+      if (kind() != kValueHead || !dy.ve || !inside) return;
       float e[4], a[4] = {}, out[4];
       ahead.read(i, e);
       if (dy.veAcc) loadVec<4>(dy.veAcc + at.offset(r), a);
@@ -216,24 +249,34 @@ struct AttentionDy {
     }
     // λa's sum from dw's sums of dv (u = Σ_k w'[k]·z[r − 3 + k]), then those sums scaled by λa into dw's
     __device__ __forceinline__ void endWalk(float (&sum)[4][4], const CanonTaps (&k)[4], Sums& sums) const {
-      if (at.kind != kValueHead) return;
+      if (kind() != kValueHead) return;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         sums.a += k[j].self * sum[j][3] + k[j].taps[0] * sum[j][2] + k[j].taps[1] * sum[j][1] + k[j].taps[2] * sum[j][0];
 #pragma unroll
-        for (int tap = 0; tap < 4; ++tap) sum[j][tap] *= scale;
+        for (int tap = 0; tap < 4; ++tap) sum[j][tap] *= la;
       }
     }
   };
-  __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int /* C */) const {
+  // walk(the lane's reader): that of the block's head kind where KindByBlock (every lane of the block takes the same
+  // branch here), else the reader of a lane of any kind.
+  template <typename Walk>
+  __device__ __forceinline__ void withReader(unsigned char* ring, int c, int /* C */, Walk&& walk) const {
     const HeadPlace at = heads.place(c);
+    const float* side = at.kind == kValueHead ? (ve ? ve + at.first : nullptr) : tableOf(at, cosT, sinT);  // copyAhead adds the row's offset
     const void* src = at.kind == kQueryHead ? static_cast<const void*>(dq + at.first)
                       : static_cast<const void*>((at.kind == kKeyHead ? dk : dv) + at.first);
-    const float* side = at.kind == kValueHead ? (ve ? ve + at.first : nullptr) : tableOf(at, cosT, sinT);  // copyAhead adds the row's offset
-    const bool wide = at.kind == kQueryHead || sizeof(Kv) == 4;
-    const float lb = ve ? lambdas[1] : 0.f;
-    return {GridRing<float, 4>(ring), PassRing<float, 4>(ring + GridRing<float, 4>::kBytes), at, src, side, wide,
-            at.kind == kValueHead ? lambdas[0] : 1.f, lb, *this};
+    const float la = at.kind == kValueHead ? lambdas[0] : 1.f, lb = ve ? lambdas[1] : 0.f;
+    auto readerOf = [&](auto kind) {
+      return Reader<decltype(kind)::value>{GridRing<float, 4>(ring), PassRing<float, 4>(ring + GridRing<float, 4>::kBytes), at, src, side, la, lb, *this};
+    };
+    if constexpr (KindByBlock) {
+      if (at.kind == kQueryHead) walk(readerOf(std::integral_constant<int, kQueryHead>{}));
+      else if (at.kind == kKeyHead) walk(readerOf(std::integral_constant<int, kKeyHead>{}));
+      else walk(readerOf(std::integral_constant<int, kValueHead>{}));
+    } else {
+      walk(readerOf(std::integral_constant<int, kAnyHead>{}));
+    }
   }
   // The block's λ sums, its warps' in order, into lambdaPartials[block]. Every thread of the block calls it.
   __device__ __forceinline__ void writeSums(const Sums& sums) const {
@@ -316,24 +359,29 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
   const dim3 grid = canonGrid(rows, C, 4);
   float* lambdaPartials = partials + int64_t(grid.y) * C * 4;  // after dw's (canonAttentionInputsPartialFloats)
   static_assert(kCanonRowsPerPartial == kRowGroups * kRowsPerThread && kChannelThreads == 32, "canonAttentionInputsPartialFloats' grid");
-  byInputType(dk, kvBf16, [&](auto* dkT) {
-    using Kv = std::remove_const_t<std::remove_pointer_t<decltype(dkT)>>;
-    const AttentionDy<Kv> dy{dq, dkT, static_cast<const Kv*>(dv), cosT, sinT, lambdas, ve, veAcc, dve, lambdaPartials, heads, int(T)};
-    byInputType(x, xBf16, [&](auto* in) {
-      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-      auto launch = [&](auto* out) {
-        using OutDx = std::remove_pointer_t<decltype(out)>;
-        byNorm(qkNorm, [&](auto normKind) {
-          const auto kernel = canonConvGradKernel<4, decltype(normKind)::value, AttentionDy<Kv>, In, OutDx>;
-          const size_t ring = canonGradRingBytes<AttentionDy<Kv>, In, 4>();
-          if (allowSharedMemory(kernel, ring) == cudaSuccess)
-            kernel<<<grid, dim3(kChannelThreads, kRowGroups), ring, s>>>(dy, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
-        });
-      };
-      if (dxBf16) launch(static_cast<__nv_bfloat16*>(dx));
-      else launch(static_cast<float*>(dx));
+  auto byKinds = [&](auto kindByBlock) {
+    byInputType(dk, kvBf16, [&](auto* dkT) {
+      using Kv = std::remove_const_t<std::remove_pointer_t<decltype(dkT)>>;
+      using Dy = AttentionDy<Kv, decltype(kindByBlock)::value>;
+      const Dy dy{dq, dkT, static_cast<const Kv*>(dv), cosT, sinT, lambdas, ve, veAcc, dve, lambdaPartials, heads, int(T)};
+      byInputType(x, xBf16, [&](auto* in) {
+        using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+        auto launch = [&](auto* out) {
+          using OutDx = std::remove_pointer_t<decltype(out)>;
+          byNorm(qkNorm, [&](auto normKind) {
+            const auto kernel = canonConvGradKernel<4, decltype(normKind)::value, Dy, In, OutDx>;
+            const size_t ring = canonGradRingBytes<Dy, In, 4>();
+            if (allowSharedMemory(kernel, ring) == cudaSuccess)
+              kernel<<<grid, dim3(kChannelThreads, kRowGroups), ring, s>>>(dy, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+          });
+        };
+        if (dxBf16) launch(static_cast<__nv_bfloat16*>(dx));
+        else launch(static_cast<float*>(dx));
+      });
     });
-  });
+  };
+  if (heads.headPerBlock()) byKinds(std::true_type{});
+  else byKinds(std::false_type{});
   launchCanonConvGradWSum(s, partials, dw, grid.y, C, dwAcc);
   const cudaError_t e = cudaGetLastError();
   return e != cudaSuccess ? e : launchSumPartialPairs(s, lambdaPartials, int(grid.x * grid.y), dlambdas, dlambdas + 1, lambdasAcc);

@@ -226,15 +226,17 @@ struct RowOutput {
 };
 
 // Where the gradient's dy comes from (canonConvGradKernel's Dy: the gradient of the taps' sum, before the residual's
-// scale). reader(ring, c, C) gives each thread its reader of channels c … c + V − 1 of C with its rows' slots at `ring`
-// (kRingBytes a block): copy(i, row) starts the copy of dy's row into the walk's slot i (a GridRing), copyAhead(i, row,
+// scale). withReader(ring, c, C, walk) calls walk with each thread's reader of channels c … c + V − 1 of C with its rows'
+// slots at `ring` (kRingBytes a block), of one type across a block (a Dy may choose among several by the block: walk is
+// instantiated for each): copy(i, row) starts the copy of dy's row into the walk's slot i (a GridRing), copyAhead(i, row,
 // leadRow) the copies of what read and atRow read besides dy, in x's commit group of walk row i (into a PassRing: row is
 // the walk's row i, for slot i, and leadRow the row whose dy the walk reads with it, for slot i + kGradLead), read(i, g)
-// gives dy's values (every lane calls it where kShuffles), g·scale is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
+// gives dy's values (every lane calls it where kShuffles), g·scale() is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
 // r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of its own
 // summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the block (every
-// thread calls it). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a thread). RowDy: dy
-// [rows, C] as stored, and nothing else.
+// thread calls it). A reader's kNeverNormed: none of its lanes' channels is in a normed head (the kernel's head norm is
+// left out of its walk). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2, 128 registers a thread).
+// RowDy: dy [rows, C] as stored, and nothing else.
 template <typename InDy, int V>
 struct RowDy {
   static constexpr bool kShuffles = false;
@@ -243,17 +245,21 @@ struct RowDy {
   struct Sums {};
   const InDy* __restrict__ dy;
   struct Reader {
-    static constexpr float scale = 1.f;
+    static constexpr bool kNeverNormed = false;
     GridRing<InDy, V> ring;
     const InDy* __restrict__ dy;
     int C, c;
+    __host__ __device__ static constexpr float scale() { return 1.f; }
     __device__ __forceinline__ void copy(int i, int row) { ring.copy(i, dy + int64_t(row) * C + c); }
     __device__ __forceinline__ void copyAhead(int, int, int) const {}
     __device__ __forceinline__ void read(int i, float (&g)[V]) const { ring.read(i, g); }
     __device__ __forceinline__ void atRow(int, int, bool, const float (&)[V], Sums&) const {}
     __device__ __forceinline__ void endWalk(float (&)[V][4], const CanonTaps (&)[V], Sums&) const {}
   };
-  __device__ __forceinline__ Reader reader(unsigned char* ring, int c, int C) const { return {GridRing<InDy, V>(ring), dy, C, c}; }
+  template <typename Walk>
+  __device__ __forceinline__ void withReader(unsigned char* ring, int c, int C, Walk&& walk) const {
+    walk(Reader{GridRing<InDy, V>(ring), dy, C, c});
+  }
   __device__ __forceinline__ void writeSums(const Sums&) const {}
 };
 
@@ -388,114 +394,124 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
 #pragma unroll
     for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
     PassRing<In, V> xRing(ringMemory);
-    auto dyRows = dy.reader(ringMemory + PassRing<In, V>::kBytes, cl, C);
-    // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
-    auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
-    auto fetchX = [&](int i) {  // x of row r0 + i and the Dy's copies ahead into their slots (none past the last row read)
-      if (i > kLastX) return;
-      xRing.copy(i, x + int64_t(clamped(i)) * C + cl);
-      dyRows.copyAhead(i, clamped(i), clamped(i + kLead));
-    };
-    auto fetchDy = [&](int i) {  // dy of row r0 + i into its slot
-      if (i <= kLast) dyRows.copy(i, clamped(i));
-    };
-    // x of row r0 + i (v), and its z: x, or x·rstd in a normed head (rstd returned); 0 in an inactive lane, dy too
-    auto readX = [&](int i, float (&v)[V]) {
-      xRing.read(i, v);
-      if constexpr (Shuffles) {
+    // the walk, once for each reader the Dy gives a block (AttentionDy: one a head kind where a block's channels are one
+    // head's): what the reader knows of its lanes at compile time leaves no branch on it in the rows
+    dy.withReader(ringMemory + PassRing<In, V>::kBytes, cl, C, [&](auto dyRows) {
+      // a reader whose lanes are never normed (the v heads) skips the head norm and its shuffles (tested inside Heads's
+      // tests: a condition on dyRows' type alone leaves the body to be compiled for every Norm)
+      [[maybe_unused]] constexpr bool kNormedLanes = !decltype(dyRows)::kNeverNormed;
+      // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
+      auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
+      auto fetchX = [&](int i) {  // x of row r0 + i and the Dy's copies ahead into their slots (none past the last row read)
+        if (i > kLastX) return;
+        xRing.copy(i, x + int64_t(clamped(i)) * C + cl);
+        dyRows.copyAhead(i, clamped(i), clamped(i + kLead));
+      };
+      auto fetchDy = [&](int i) {  // dy of row r0 + i into its slot
+        if (i <= kLast) dyRows.copy(i, clamped(i));
+      };
+      // x of row r0 + i (v), and its z: x, or x·rstd in a normed head (rstd returned); 0 in an inactive lane, dy too
+      auto readX = [&](int i, float (&v)[V]) {
+        xRing.read(i, v);
+        if constexpr (Shuffles) {
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-      }
-    };
-    auto readDy = [&](int i, float (&v)[V]) {
-      dyRows.read(i, v);
-      if constexpr (Shuffles) {
-#pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-      }
-    };
-    float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
-#pragma unroll 1
-    for (int i = kFirst; i < kXAhead; ++i) fetchX(i);
-#pragma unroll 1
-    for (int i = 0; i < kDyAhead; ++i) fetchDy(i);
-    commitAsync();
-    waitAsync<0>();  // x of rows r0 − 3 … r0 + 3, dy of r0 … r0 + 11
-#pragma unroll
-    for (int i = kFirst; i < 0; ++i) {
-      readX(i, zs[i & 3]);
-      if constexpr (Heads) {
-        const float rstd = headRstd(zs[i & 3], normed, norm);
-#pragma unroll
-        for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kLead; ++i) readDy(i, gs[i]);
-    // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
-    auto pass = [&](int m, auto checked) {
-      constexpr bool kChecked = decltype(checked)::value;
-#pragma unroll
-      for (int p = 0; p < kPass; ++p) fetchX(m + p + kXAhead);
-      commitAsync();
-#pragma unroll
-      for (int p = 0; p < kPass; ++p) fetchDy(m + p + kDyAhead);
-      commitAsync();
-      waitAsync<kPending>();
-#pragma unroll
-      for (int p = 0; p < kPass; ++p) {
-        const int i = m + p, bit = i + 4, r = r0 + i;
-        float cur[V], out[V];
-        readX(i, cur);
-        readDy(i + kLead, gs[(p + kLead) & 3]);
-        const bool inside = !kChecked || r < rows;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          float acc = gs[p][j] * k[j].self;
-#pragma unroll
-          for (int s = 1; s <= 3; ++s)
-            if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
-          out[j] = acc * dyRows.scale;  // dz: no norm in it
+          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
         }
-        dyRows.atRow(i, r, active && inside, gs[p], sideSums);
-        // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
-        // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
-        // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
-        [[maybe_unused]] float rstd = 1.f, dzx = 0.f;  // read by the normed head only
+      };
+      auto readDy = [&](int i, float (&v)[V]) {
+        dyRows.read(i, v);
+        if constexpr (Shuffles) {
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+        }
+      };
+      float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
+#pragma unroll 1
+      for (int i = kFirst; i < kXAhead; ++i) fetchX(i);
+#pragma unroll 1
+      for (int i = 0; i < kDyAhead; ++i) fetchDy(i);
+      commitAsync();
+      waitAsync<0>();  // x of rows r0 − 3 … r0 + 3, dy of r0 … r0 + 11
+#pragma unroll
+      for (int i = kFirst; i < 0; ++i) {
+        readX(i, zs[i & 3]);
         if constexpr (Heads) {
-          float ss = 0.f;
+          if constexpr (kNormedLanes) {
+            const float rstd = headRstd(zs[i & 3], normed, norm);
+#pragma unroll
+            for (int j = 0; j < V; ++j) zs[i & 3][j] *= rstd;
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kLead; ++i) readDy(i, gs[i]);
+      // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
+      auto pass = [&](int m, auto checked) {
+        constexpr bool kChecked = decltype(checked)::value;
+#pragma unroll
+        for (int p = 0; p < kPass; ++p) fetchX(m + p + kXAhead);
+        commitAsync();
+#pragma unroll
+        for (int p = 0; p < kPass; ++p) fetchDy(m + p + kDyAhead);
+        commitAsync();
+        waitAsync<kPending>();
+#pragma unroll
+        for (int p = 0; p < kPass; ++p) {
+          const int i = m + p, bit = i + 4, r = r0 + i;
+          float cur[V], out[V];
+          readX(i, cur);
+          readDy(i + kLead, gs[(p + kLead) & 3]);
+          const bool inside = !kChecked || r < rows;
 #pragma unroll
           for (int j = 0; j < V; ++j) {
-            ss += cur[j] * cur[j];
-            dzx += out[j] * cur[j];
+            float acc = gs[p][j] * k[j].self;
+#pragma unroll
+            for (int s = 1; s <= 3; ++s)
+              if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
+            out[j] = acc * dyRows.scale();  // dz: no norm in it
           }
-          headSums(ss, dzx, norm.group);
-          if (normed) rstd = rsqrtf(norm.perChannel(ss) + norm.eps);
+          dyRows.atRow(i, r, active && inside, gs[p], sideSums);
+          // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
+          // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
+          // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
+          [[maybe_unused]] float rstd = 1.f, dzx = 0.f;  // read by the normed head only
+          if constexpr (Heads) {
+            if constexpr (kNormedLanes) {
+              float ss = 0.f;
 #pragma unroll
-          for (int j = 0; j < V; ++j) cur[j] *= rstd;
-        }
+              for (int j = 0; j < V; ++j) {
+                ss += cur[j] * cur[j];
+                dzx += out[j] * cur[j];
+              }
+              headSums(ss, dzx, norm.group);
+              if (normed) rstd = rsqrtf(norm.perChannel(ss) + norm.eps);
 #pragma unroll
-        for (int j = 0; j < V; ++j) {  // dw: dy of the row times z of it and of the three before
-          const float g = inside ? gs[p][j] : 0.f;
-          sum[j][3] += g * cur[j];
-#pragma unroll
-          for (int s = 1; s <= 3; ++s)
-            if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * zs[(p - s) & 3][j];
-        }
-        if constexpr (Heads) {  // through the head's norm
-          if (normed) {
-            const float mean = norm.perChannel(rstd * dzx);
-#pragma unroll
-            for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+              for (int j = 0; j < V; ++j) cur[j] *= rstd;
+            }
           }
-        }
-        if (active && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
 #pragma unroll
-        for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
-      }
-    };
-    forEachPass<kRowsPerThread, kPass, kLead>(starts, pass);  // dz reads dy of the 3 rows after
-    dyRows.endWalk(sum, k, sideSums);
+          for (int j = 0; j < V; ++j) {  // dw: dy of the row times z of it and of the three before
+            const float g = inside ? gs[p][j] : 0.f;
+            sum[j][3] += g * cur[j];
+#pragma unroll
+            for (int s = 1; s <= 3; ++s)
+              if (!kChecked || sameRun(starts, bit, s)) sum[j][3 - s] += g * zs[(p - s) & 3][j];
+          }
+          if constexpr (Heads) {  // through the head's norm
+            if (kNormedLanes && normed) {
+              const float mean = norm.perChannel(rstd * dzx);
+#pragma unroll
+              for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
+            }
+          }
+          if (active && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
+#pragma unroll
+          for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
+        }
+      };
+      forEachPass<kRowsPerThread, kPass, kLead>(starts, pass);  // dz reads dy of the 3 rows after
+      dyRows.endWalk(sum, k, sideSums);
+    });
   }
   writeBlockPartials<V>(sum, partials, C, ringMemory);
   dy.writeSums(sideSums);
