@@ -143,7 +143,7 @@ struct AttentionOutput {
 // at each row, behind the kinds' branches, they held the walk: 2.8 of its 7.9 cycles between issues were waits on them,
 // and it ran at 0.360 ms against 0.314 through the ring (the speedrun's layer with ve, one H200).
 // KindByBlock: every block's lanes are of one head kind (QkvHeads::headPerBlock), and each block walks with that kind's
-// reader; else a lane's kind is its own. Two kernels, not one with both: the four walks in one kernel spilled up to 140
+// reader; else a lane's kind is its own (also with h = 128, where dk, dv, x and dx are not all of one type). Two kernels, not one with both: the four walks in one kernel spilled up to 140
 // bytes at its 128 registers (the speedrun's instance 28), each kernel alone at most 36 (the speedrun's none).
 template <typename Kv, bool KindByBlock>
 struct AttentionDy {
@@ -359,29 +359,33 @@ cudaError_t launchCanonAttentionInputsGrad(cudaStream_t s, const float* dq, cons
   const dim3 grid = canonGrid(rows, C, 4);
   float* lambdaPartials = partials + int64_t(grid.y) * C * 4;  // after dw's (canonAttentionInputsPartialFloats)
   static_assert(kCanonRowsPerPartial == kRowGroups * kRowsPerThread && kChannelThreads == 32, "canonAttentionInputsPartialFloats' grid");
-  auto byKinds = [&](auto kindByBlock) {
-    byInputType(dk, kvBf16, [&](auto* dkT) {
-      using Kv = std::remove_const_t<std::remove_pointer_t<decltype(dkT)>>;
-      using Dy = AttentionDy<Kv, decltype(kindByBlock)::value>;
-      const Dy dy{dq, dkT, static_cast<const Kv*>(dv), cosT, sinT, lambdas, ve, veAcc, dve, lambdaPartials, heads, int(T)};
-      byInputType(x, xBf16, [&](auto* in) {
-        using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-        auto launch = [&](auto* out) {
-          using OutDx = std::remove_pointer_t<decltype(out)>;
-          byNorm(qkNorm, [&](auto normKind) {
+  byInputType(dk, kvBf16, [&](auto* dkT) {
+    using Kv = std::remove_const_t<std::remove_pointer_t<decltype(dkT)>>;
+    byInputType(x, xBf16, [&](auto* in) {
+      using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+      auto launch = [&](auto* out) {
+        using OutDx = std::remove_pointer_t<decltype(out)>;
+        byNorm(qkNorm, [&](auto normKind) {
+          auto run = [&](auto kindByBlock) {
+            using Dy = AttentionDy<Kv, decltype(kindByBlock)::value>;
+            const Dy dy{dq, dkT, static_cast<const Kv*>(dv), cosT, sinT, lambdas, ve, veAcc, dve, lambdaPartials, heads, int(T)};
             const auto kernel = canonConvGradKernel<4, decltype(normKind)::value, Dy, In, OutDx>;
             const size_t ring = canonGradRingBytes<Dy, In, 4>();
             if (allowSharedMemory(kernel, ring) == cudaSuccess)
               kernel<<<grid, dim3(kChannelThreads, kRowGroups), ring, s>>>(dy, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
-          });
-        };
-        if (dxBf16) launch(static_cast<__nv_bfloat16*>(dx));
-        else launch(static_cast<float*>(dx));
-      });
+          };
+          // by the block's kind only in the forms that run: training's (bf16 dk, dv, x and dx) and the benchmark's
+          // references' (all float32); in every form, its three walks took nvcc 89 s for this file against 37
+          if constexpr (std::is_same_v<Kv, In> && std::is_same_v<In, OutDx>) {
+            if (heads.headPerBlock()) return run(std::true_type{});
+          }
+          run(std::false_type{});
+        });
+      };
+      if (dxBf16) launch(static_cast<__nv_bfloat16*>(dx));
+      else launch(static_cast<float*>(dx));
     });
-  };
-  if (heads.headPerBlock()) byKinds(std::true_type{});
-  else byKinds(std::false_type{});
+  });
   launchCanonConvGradWSum(s, partials, dw, grid.y, C, dwAcc);
   const cudaError_t e = cudaGetLastError();
   return e != cudaSuccess ? e : launchSumPartialPairs(s, lambdaPartials, int(grid.x * grid.y), dlambdas, dlambdas + 1, lambdasAcc);
