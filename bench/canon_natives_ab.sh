@@ -14,7 +14,7 @@ CAI=backend-cuda/ops/canon_attention_inputs/canon_attention_inputs.cu
 CONV=backend-cuda/ops/canon_conv/canon_conv.cu
 CAI_BENCH=bench/canon_attention_inputs_native.cu
 CONV_BENCH=bench/canon_native.cu
-copy() { echo "$(dirname "$1")/.base_$(basename "$1").txt"; }  # where base_copies.sh puts a file's copy
+copy() { echo "$(dirname "$1")/.base_$(basename "$1").txt"; }  # where base_copies.sh puts a file's copy (its naming)
 case "${1:-}" in
   copies)
     [ -n "${2:-}" ] || { echo "usage: bash bench/canon_natives_ab.sh copies REV" >&2; exit 2; }

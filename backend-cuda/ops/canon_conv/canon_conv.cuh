@@ -397,8 +397,8 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
     // the walk, once for each reader the Dy gives a block (AttentionDy: one a head kind where a block's channels are one
     // head's): what the reader knows of its lanes at compile time leaves no branch on it in the rows
     dy.withReader(ringMemory + PassRing<In, V>::kBytes, cl, C, [&](auto dyRows) {
-      // a reader whose lanes are never normed (the v heads) skips the head norm and its shuffles (tested inside Heads's
-      // tests: a condition on dyRows' type alone leaves the body to be compiled for every Norm)
+      // a reader whose lanes are never normed (the v heads) skips the head norm and its shuffles; tested only inside
+      // `if constexpr (Heads)`, since a condition on dyRows' type alone would compile the head norm for every Norm
       [[maybe_unused]] constexpr bool kNormedLanes = !decltype(dyRows)::kNeverNormed;
       // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
       auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
