@@ -115,8 +115,9 @@ describe('CUDA kernels on the CPU (SIMT emulator)', () => {
   });
 
   it('ShapedMix forward and backward, windows inside and over T', async () => {
-    // [B, T, H, h, window]: h = 4 (float4) and 10 (scalar), a window over T
-    for (const args of [['2', '300', '3', '4', '100'], ['1', '200', '2', '10', '500']]) {
+    // [B, T, H, h, window]: h = 4 (float4) and 10 (scalar), a window over T; walks of 32 channel vectors (float4 and
+    // scalar), whose warps find their window's start together
+    for (const args of [['2', '300', '3', '4', '100'], ['1', '200', '2', '10', '500'], ['1', '300', '2', '64', '100'], ['1', '260', '16', '2', '70']]) {
       await passes(binaries.shaped_mix_native, args, PASS);
     }
   });

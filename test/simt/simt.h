@@ -303,6 +303,7 @@ inline void optIn(size_t bytes) { grid.optedInBytes = std::max(grid.optedInBytes
 inline float __shfl_xor_sync(unsigned, float v, int laneMask) { return ::simt::shuffleXor(v, laneMask); }
 inline unsigned __ballot_sync(unsigned, bool predicate) { return ::simt::ballot(predicate); }
 inline void __syncthreads() { ::simt::syncBlock(); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 using std::isinf;
 using std::isnan;
