@@ -77,8 +77,7 @@ __device__ int64_t windowStart(const int32_t* doc, int64_t u, int64_t T, int64_t
 // windowStart by a whole warp whose 32 threads walk from the same step u of the same row (a walk's channel vectors a
 // multiple of 32): each round the lanes read 32 evenly spaced steps of the range left, and the range becomes the stretch
 // after the last one outside u's document up to the first inside. A window of 2,048 takes 3 rounds of loads, where the
-// binary search made 11 one after another before the walk's first step (the walk's start was about a third of its
-// dependent loads at the speedrun's shape).
+// binary search made 11 one after another before the walk's first step.
 template <bool Back>
 __device__ int64_t windowStartByWarp(const int32_t* doc, int64_t u, int64_t T, int64_t w) {
   const int32_t d = doc[timeAt<Back>(u, T)];
