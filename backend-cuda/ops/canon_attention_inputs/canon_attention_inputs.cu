@@ -143,8 +143,9 @@ struct AttentionOutput {
 // at each row, behind the kinds' branches, they held the walk: 2.8 of its 7.9 cycles between issues were waits on them,
 // and it ran at 0.360 ms against 0.314 through the ring (the speedrun's layer with ve, one H200).
 // KindByBlock: every block's lanes are of one head kind (QkvHeads::headPerBlock), and each block walks with that kind's
-// reader; else a lane's kind is its own (also with h = 128, where dk, dv, x and dx are not all of one type). Two kernels, not one with both: the four walks in one kernel spilled up to 140
-// bytes at its 128 registers (the speedrun's instance 28), each kernel alone at most 36 (the speedrun's none).
+// reader; else a lane's kind is its own (also with h = 128, where dk, dv, x and dx are not all of one type). Two
+// kernels, not one with both: the four walks in one kernel spilled up to 140 bytes at its 128 registers (the
+// speedrun's instance 28), each kernel alone at most 36 (the speedrun's none).
 template <typename Kv, bool KindByBlock>
 struct AttentionDy {
   static constexpr bool kShuffles = true;  // the pair's values
