@@ -46,15 +46,20 @@
 namespace tsgpt {
 namespace {
 
-// The row norm's kernels: a thread a channel vector. The gradient's __launch_bounds__ ask for one block of up to 512
-// threads an SM (128 registers a thread): without the 1, ptxas held some instances to 64 registers and spilled up to 68
-// bytes. The forward is held to 96 registers instead (__maxnreg__, which __launch_bounds__ excludes): an SM's registers
-// are four schedulers' 16,384, so at its 111 only 2 blocks of 6 warps (C = 768) fitted, at 96 three do, without a
-// spill, and the forward went from 0.054 to 0.047 ms on one H200 (canon_native 1 32768 768 rows; at 64 registers it
-// spilled 16–20 bytes and took 0.050).
-constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;
+// The row norm's kernels: a thread a channel vector. The forward is held to 96 registers (__maxnreg__, which
+// __launch_bounds__ excludes): an SM's registers are four schedulers' 16,384, so at its 111 only 2 blocks of 6 warps
+// (C = 768) fitted, at 96 three do, without a spill, and the forward went from 0.054 to 0.047 ms on one H200
+// (canon_native 1 32768 768 rows; at 64 registers it spilled 16–20 bytes and took 0.050). The gradient's
+// __launch_bounds__ ask for one block of up to 512 threads an SM (128 registers) at 4 channels a thread and at 1 (without
+// the 1, ptxas held some instances to 64 registers and spilled up to 68 bytes), and for 2 blocks of up to 384 at 2
+// channels (RowNormBlocks: 12 warps a row of 768), 80 registers: 24 warps an SM, where 4 channels at 128 registers (2
+// blocks of 6 warps) ran at 3.2 of the H200's 4.8 TB/s. At 80 only the instance with a float32 dy spills (4 bytes; at
+// 72 every instance spilled 24–36).
+constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors, kRowNormPairThreads = 384;
 constexpr int kRowNormForwardRegisters = 96;
 static_assert(kRowNormForwardRegisters * kRowNormMaxThreads <= 65536, "a block of the most threads fits an SM's registers");
+template <int V>
+constexpr int kRowNormGradThreads = V == 2 ? kRowNormPairThreads : kRowNormMaxThreads;
 constexpr int kRowNormRingRows = 8;                            // the row norm's kernels' rings (RowRing)
 
 // Sums over rows that a block holds whole (a thread V channels of each): each warp's, then the warps' in order in shared
@@ -211,7 +216,7 @@ __global__ void __maxnreg__(kRowNormForwardRegisters)
 // input, at Canon A), it is added to dz of those channels, as the Add of the two gradients of z was: the gate's own
 // RMSNormGrad pass over x, acc and dx is not needed.
 template <int V, typename InDy, typename In>
-__global__ void __launch_bounds__(kRowNormMaxThreads, 1)
+__global__ void __launch_bounds__(kRowNormGradThreads<V>, V == 2 ? 2 : 1)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, const void* __restrict__ dLead,
                            bool dLeadBf16, int leadCols, float* __restrict__ dx, __nv_bfloat16* __restrict__ twin,
@@ -477,14 +482,20 @@ cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_lis
 }
 
 // The row norm's blocks (canonRowNormKernel and canonRowNormGradKernel): whole rows a block, kCanonRowNormRows of them,
-// a thread a vector of 4 channels where every row starts 16-byte aligned in each tensor (else of 1), up to
-// kCanonRowNormMaxVectors; no head norm beside it.
+// a thread a vector of V channels, up to kCanonRowNormMaxVectors: 4 where every row starts 16-byte aligned in each
+// tensor, else 1; and for the gradient (kPairs) 2 before 4, where rows start 8-byte aligned, the row's C / 2 vectors
+// fit its block (kRowNormPairThreads) and the leading channels are whole pairs. At V = 4 a row of 768 channels is 6 warps, and the gradient's 128 registers let
+// an SM hold 2 such blocks (12 warps, too few for its rows' latency); at V = 2, 2 blocks of 12 warps at 80 registers.
+// The forward keeps 4 (3 blocks of 6 warps at its 96 registers). No head norm beside it.
+template <bool kPairs>
 struct RowNormBlocks {
-  bool vec4, fit;
+  int width;  // V: 4, 2 (kPairs) or 1
+  bool fit;
   unsigned threads, chunks;
-  RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, std::initializer_list<const void*> ptrs)
-      : vec4(C % 4 == 0 && aligned16(ptrs)) {
-    const int64_t vectors = vec4 ? C / 4 : C;
+  RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, int64_t leadCols, std::initializer_list<const void*> ptrs) {
+    const bool pairs = kPairs && C % 2 == 0 && C / 2 <= kRowNormPairThreads && leadCols % 2 == 0 && alignedTo(8, ptrs);
+    width = pairs ? 2 : C % 4 == 0 && aligned16(ptrs) ? 4 : 1;
+    const int64_t vectors = C / width;
     fit = normChannels == 0 && vectors <= kCanonRowNormMaxVectors && rows <= INT32_MAX;
     threads = unsigned((vectors + 31) / 32 * 32);
     chunks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
@@ -492,7 +503,16 @@ struct RowNormBlocks {
   // z's leading channels as a second output (lead, or its gradient dLead): none, or 1 … kCanonMaxLeadCols of them (at most
   // C) in whole vectors
   bool leadFits(const void* lead, int64_t leadCols, int64_t C) const {
-    return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % (vec4 ? 4 : 1) == 0);
+    return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % width == 0);
+  }
+  // f(std::integral_constant<int, V>{})
+  template <typename F>
+  void byWidth(F f) const {
+    if constexpr (kPairs) {
+      if (width == 2) return f(std::integral_constant<int, 2>{});
+    }
+    if (width == 4) f(std::integral_constant<int, 4>{});
+    else f(std::integral_constant<int, 1>{});
   }
 };
 
@@ -506,7 +526,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
   if (rows * C == 0) return cudaSuccess;
   if (relu2 && (rowNorm || normChannels > 0)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks blocks(rows, C, normChannels, {x, y, lead});
+    const RowNormBlocks<false> blocks(rows, C, normChannels, lead ? leadCols : 0, {x, y, lead});
     if (!blocks.fit || !blocks.leadFits(lead, leadCols, C)) return cudaErrorInvalidValue;
     auto launch = [&](auto width, auto* in, auto* out) {
       constexpr int V = decltype(width)::value;
@@ -518,10 +538,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
                                                             int(T), int(C), eps);
     };
     byInputType(x, xBf16, [&](auto* in) {
-      auto widths = [&](auto* out) {
-        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, in, out);
-        else launch(std::integral_constant<int, 1>{}, in, out);
-      };
+      auto widths = [&](auto* out) { blocks.byWidth([&](auto width) { launch(width, in, out); }); };
       if (yBf16) widths(static_cast<__nv_bfloat16*>(y));
       else widths(static_cast<float*>(y));
     });
@@ -566,7 +583,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks blocks(rows, C, normChannels, {dy, x, dx, accumulated, dxTwin, dLead});
+    const RowNormBlocks<true> blocks(rows, C, normChannels, dLead ? leadCols : 0, {dy, x, dx, accumulated, dxTwin, dLead});
     if (!blocks.fit || !blocks.leadFits(dLead, leadCols, C) || dxBf16) return cudaErrorInvalidValue;
     const int64_t chunks = blocks.chunks, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
     const unsigned threads = blocks.threads;
@@ -583,10 +600,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
                                                        dxTwin, partials, int(rows), int(T), int(C), eps);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
-      byInputType(x, xBf16, [&](auto* in) {
-        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, g, in);
-        else launch(std::integral_constant<int, 1>{}, g, in);
-      });
+      byInputType(x, xBf16, [&](auto* in) { blocks.byWidth([&](auto width) { launch(width, g, in); }); });
     });
     // dw: the chunks' partials summed in groups, then the groups, each in order
     float* grouped = partials + chunks * C * 4;
