@@ -67,10 +67,11 @@ describe('CUDA kernels on the CPU (SIMT emulator)', () => {
     // rows (3 blocks of 256); the heads' norm over q | k heads of 128 (C = 384: a head a warp); the row norm over 3 warps a
     // row (C = 260: 65 vectors forward, 130 pairs backward, the row's sums exchanged through shared memory), its gradient at
     // a vector of 4 a thread where pairs would not fit its block (C = 776), and at one channel (13) and pairs (14) where the
-    // forward takes one; 2,600 rows (11 blocks' partials: dw's sum shares them out 2 a warp, the last warps none)
+    // forward takes one; relu2's gradient at pairs (C = 48, and 200: 4 blocks of 64 channels) and at one channel (7); 2,600
+    // rows (11 blocks' partials: dw's sum shares them out 2 a warp, the last warps none)
     for (const args of [['2', '300', '20', 'plain'], ['1', '300', '13', 'plain'], ['1', '2600', '7', 'plain'], ['1', '600', '384', 'heads'], ['2', '300', '48', 'rows'],
       ['1', '100', '13', 'rows'], ['1', '100', '14', 'rows'], ['1', '200', '260', 'rows'], ['1', '100', '776', 'rows'], ['2', '300', '48', 'relu2'],
-      ['1', '700', '7', 'relu2']]) {
+      ['1', '300', '200', 'relu2'], ['1', '700', '7', 'relu2']]) {
       await passes(binaries.canon_native, args, PASS);
     }
   });

@@ -377,9 +377,12 @@ __global__ void canonPartialSumsKernel(const float* __restrict__ partials, float
 // walks its kRowsPerThread rows with x of rows r − 3 … r + 4 and g of rows r … r + 3 in registers, eight rows a pass of
 // the unrolled loop so that each row's register is fixed (the loop of one row shifted 40 registers a row); x and dy come
 // through the ring (RowRing), row r + 13 copied at row r. A pass whose rows all see each other (forEachPass) runs without
-// the taps' conditions. Two blocks an SM (at most 128 registers).
+// the taps' conditions. Three blocks an SM (at most 80 registers), at 2 channels a thread (the launcher's V where rows
+// are 8-byte aligned): at 4 and 128 registers, 2 blocks an SM (16 warps) ran at 3.2 of the H200's 4.8 TB/s (0.187 ms
+// against ReLU²'s gradient's 0.146 over the same bytes), and at 3 blocks (80 registers) 4 channels spilled 764–1,228
+// bytes (x of 8 rows, g of 4, the taps and the sums: ≈ 80 registers of state), 2 none.
 template <int V, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kGridThreads, 2)
+__global__ void __launch_bounds__(kGridThreads, 3)
     canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                          const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                          int T, int C) {
@@ -610,34 +613,50 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  const NormArgs norm{int(normChannels), int(normGroup), eps};
-  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
-    constexpr int V = decltype(width)::value;
-    constexpr int N = decltype(normKind)::value;
-    auto launch = [&](auto* g, auto* in, auto* out) {
-      // the rings of x and dy (RowRing) in dynamic shared memory
+  // calls f(dx typed as stored)
+  auto byDxType = [&](auto f) {
+    if (dxBf16) f(static_cast<__nv_bfloat16*>(dx));
+    else f(static_cast<float*>(dx));
+  };
+  cudaError_t launched = cudaSuccess;
+  if (relu2) {  // Canon D's gradient: 2 channels a thread where every row starts 8-byte aligned, else 1 (canonRelu2GradKernel)
+    const bool pairs = C % 2 == 0 && alignedTo(8, {dy, x, dx});
+    auto launch = [&](auto width, auto* g, auto* in, auto* out) {
+      constexpr int V = decltype(width)::value;
       using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-      auto run = [&](auto kernel, size_t ring, auto... args) {
-        if (allowSharedMemory(kernel, ring) == cudaSuccess) kernel<<<canonGrid(rows, C, V), block, ring, s>>>(args...);
-      };
-      if constexpr (N == kNoNorm) {
-        if (relu2) {
-          run(canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>, GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes,
-              g, in, w, docIds, out, partials, int(rows), int(T), int(C));
-          return;
-        }
-      }
-      run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, canonGradRingBytes<RowDy<InDy, V>, In, V>(),
-          RowDy<InDy, V>{g}, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+      const auto kernel = canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>;
+      const size_t ring = GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes;  // the rings of x and dy in dynamic shared memory
+      if (allowSharedMemory(kernel, ring) == cudaSuccess)
+        kernel<<<canonGrid(rows, C, V), block, ring, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C));
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        if (dxBf16) launch(g, in, static_cast<__nv_bfloat16*>(dx));
-        else launch(g, in, static_cast<float*>(dx));
+        byDxType([&](auto* out) {
+          if (pairs) launch(std::integral_constant<int, 2>{}, g, in, out);
+          else launch(std::integral_constant<int, 1>{}, g, in, out);
+        });
       });
     });
-  });
+    launched = cudaGetLastError();
+  } else {
+    const NormArgs norm{int(normChannels), int(normGroup), eps};
+    launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
+      constexpr int V = decltype(width)::value;
+      constexpr int N = decltype(normKind)::value;
+      auto launch = [&](auto* g, auto* in, auto* out) {
+        using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
+        using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
+        const auto kernel = canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>;
+        const size_t ring = canonGradRingBytes<RowDy<InDy, V>, In, V>();  // the rings of x and dy in dynamic shared memory
+        if (allowSharedMemory(kernel, ring) == cudaSuccess)
+          kernel<<<canonGrid(rows, C, V), block, ring, s>>>(RowDy<InDy, V>{g}, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
+      };
+      byInputType(dy, dyBf16, [&](auto* g) {
+        byInputType(x, xBf16, [&](auto* in) { byDxType([&](auto* out) { launch(g, in, out); }); });
+      });
+    });
+  }
   if (launched != cudaSuccess) return launched;
   launchCanonConvGradWSum(s, partials, dw, chunks, C, dwAccumulated);
   return cudaGetLastError();
