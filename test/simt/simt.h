@@ -154,11 +154,12 @@ unsigned meetWarp(Leave leave) {
   return generation & 1;
 }
 
-inline float shuffleXor(float v, int laneMask) {
-  const int lane = linearThread() % 32;
+// v of lane srcLane (mod 32) of the warp, each lane leaving its own
+inline float shuffle(float v, int srcLane) {
   const unsigned slot = meetWarp([&](Warp& w, unsigned s, int l) { w.values[s][l] = v; });
-  return grid.warps[linearThread() / 32].values[slot][lane ^ laneMask];
+  return grid.warps[linearThread() / 32].values[slot][srcLane & 31];
 }
+inline float shuffleXor(float v, int laneMask) { return shuffle(v, linearThread() % 32 ^ laneMask); }
 
 inline unsigned ballot(bool predicate) {
   const unsigned slot = meetWarp([&](Warp& w, unsigned s, int l) {
@@ -301,6 +302,7 @@ inline void optIn(size_t bytes) { grid.optedInBytes = std::max(grid.optedInBytes
 #define gridDim (::simt::grid.gridDim)
 
 inline float __shfl_xor_sync(unsigned, float v, int laneMask) { return ::simt::shuffleXor(v, laneMask); }
+inline float __shfl_sync(unsigned, float v, int srcLane) { return ::simt::shuffle(v, srcLane); }
 inline unsigned __ballot_sync(unsigned, bool predicate) { return ::simt::ballot(predicate); }
 inline void __syncthreads() { ::simt::syncBlock(); }
 inline int __ffs(int x) { return __builtin_ffs(x); }

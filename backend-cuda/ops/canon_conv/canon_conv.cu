@@ -65,41 +65,32 @@ constexpr int kRowNormRingRows = 8;                            // the row norm's
 // Sums over rows that a block holds whole (a thread V channels of each): each warp's, then the warps' in order in shared
 // memory. A pass of 4 rows exchanges all its sums at one barrier (kMaxSums: 2 for each of 4 rows): a barrier a row over
 // 768 channels left too little work between barriers (the thirteenth session's row-norm forward was slower than two
-// kernels for it), and the 4 rows' shuffle chains overlap. Two sets of slots alternate, so that one exchange's writes
-// cannot meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every
-// thread of the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
+// kernels for it), and the 4 rows' shuffle chains overlap. A warp's N sums come from one warpSums (each to a group of
+// 32 / P lanes, P: N padded to a power of two) and go to shared memory from each group's first lane; after the barrier
+// each group sums its value over the warps in order, and every lane takes the N sums from the groups by shuffles. Where
+// every lane made a warpSum of each value and summed every warp's N values (≈ 195 instructions an exchange of 8 sums
+// over 12 warps), this is ≈ 65, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
+// meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every thread of
+// the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
 constexpr int kMaxSums = 8;
 struct BlockRowSums {
-  float4 (&slots)[2][kRowNormMaxThreads / 32][kMaxSums / 4];  // [parity][warp]: its sums, 4 a vector
+  float (&slots)[2][kRowNormMaxThreads / 32][kMaxSums];  // [parity][warp][sum]
   int parity = 0;
   template <int N>
   __device__ __forceinline__ void sums(float (&v)[N]) {
     static_assert(N >= 1 && N <= kMaxSums, "at most kMaxSums sums an exchange");
-    constexpr int kVectors = (N + 3) / 4;
-    const int warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32;
-    float t[kVectors * 4] = {};  // v, then the block's sums, padded to whole vectors
+    constexpr int P = N <= 1 ? 1 : N <= 2 ? 2 : N <= 4 ? 4 : 8, kGroup = 32 / P;  // lanes a sum
+    const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) / 32, warps = int(blockDim.x) / 32, k = lane / kGroup;
+    float t[P] = {};
 #pragma unroll
-    for (int n = 0; n < N; ++n) t[n] = warpSum(v[n]);
-    if ((threadIdx.x & 31) == 0) {
-#pragma unroll
-      for (int q = 0; q < kVectors; ++q) slots[parity][warp][q] = make_float4(t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
-    }
+    for (int n = 0; n < N; ++n) t[n] = v[n];
+    const float warpTotal = warpSums(t);  // the warp's sum of t[k]
+    if (lane % kGroup == 0) slots[parity][warp][k] = warpTotal;
     __syncthreads();
-    // warp 0's sums, then the others' in order
+    float total = slots[parity][0][k];  // warp 0's, then the others' in order
+    for (int i = 1; i < warps; ++i) total += slots[parity][i][k];
 #pragma unroll
-    for (int q = 0; q < kVectors; ++q) {
-      const float4 s = slots[parity][0][q];
-      t[4 * q] = s.x, t[4 * q + 1] = s.y, t[4 * q + 2] = s.z, t[4 * q + 3] = s.w;
-    }
-    for (int i = 1; i < warps; ++i) {
-#pragma unroll
-      for (int q = 0; q < kVectors; ++q) {
-        const float4 s = slots[parity][i][q];
-        t[4 * q] += s.x, t[4 * q + 1] += s.y, t[4 * q + 2] += s.z, t[4 * q + 3] += s.w;
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < N; ++n) v[n] = t[n];
+    for (int n = 0; n < N; ++n) v[n] = __shfl_sync(0xffffffffu, total, n * kGroup);
     parity ^= 1;
   }
 };
@@ -125,7 +116,7 @@ __global__ void __maxnreg__(kRowNormForwardRegisters)
     canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                        Out* __restrict__ y, Out* __restrict__ lead, int leadCols, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
+  __shared__ float rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums];
   // rows read, relative to the block's first: r0 − 3 … r0 + 31, one commit group a row (empty past the last)
   constexpr int kFirst = -3, kLast = kCanonRowNormRows - 1, kPending = kRowNormRingRows - 1;
   const int c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
@@ -222,7 +213,7 @@ __global__ void __launch_bounds__(kRowNormGradThreads<V>, V == 2 ? 2 : 1)
                            bool dLeadBf16, int leadCols, float* __restrict__ dx, __nv_bfloat16* __restrict__ twin,
                            float* __restrict__ partials, int rows, int T, int C, float eps) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
-  __shared__ float4 rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums / 4];
+  __shared__ float rowSumsOf[2][kRowNormMaxThreads / 32][kMaxSums];
   // groups j = −3 … 31 read x of r0 − 3 … r0 + 31, acc of r0 … r0 + 31, dy of r0 … r0 + 34 (empty past); group j + 7
   // is copied at row j's second half, so at row m + p's first (m: a pass's first row) groups up to m + 6 are copied
   constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLead = 3, kAhead = kRowNormRingRows - 1;
