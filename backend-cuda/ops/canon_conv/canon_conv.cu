@@ -68,8 +68,8 @@ constexpr int kRowNormRingRows = 8;                            // the row norm's
 // kernels for it), and the 4 rows' shuffle chains overlap. A warp's N sums come from one warpSums (each to a group of
 // 32 / P lanes, P: N padded to a power of two) and go to shared memory from each group's first lane; after the barrier
 // each group sums its value over the warps in order, and every lane takes the N sums from the groups by shuffles. Where
-// every lane made a warpSum of each value and summed every warp's N values (≈ 195 instructions an exchange of 8 sums
-// over 12 warps), this is ≈ 65, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
+// every lane made a warpSum of each value and summed every warp's N values (≈ 220 instructions an exchange of 8 sums
+// over 12 warps, counted by hand), this is ≈ 100, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
 // meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every thread of
 // the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
 constexpr int kMaxSums = 8;
