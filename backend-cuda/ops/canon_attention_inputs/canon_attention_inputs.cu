@@ -81,10 +81,15 @@ __device__ __forceinline__ const float* tableOf(const HeadPlace& at, const float
 // ve. Read from global memory at the store,
 // the tables (L2, 32 bytes a lane and row) and ve held each pass of the walk for their latency: the fused forward ran at
 // 0.250 ms against CanonConv and AttentionInputs' 0.217 (the speedrun's layer with ve, one H200).
-template <typename Out>
+// KindByBlock: every block's lanes are of one head kind (QkvHeads::headPerBlock), and each block walks with that kind's
+// writer (AttentionDy's choice, for the forward): a v walk makes no rotation, no pair shuffles and no head norm, a q or k
+// walk no branch on the kind. The three walks in one kernel took more registers: at 64 (4 blocks an SM) the speedrun's
+// instance spilled 228 bytes (the twenty-fourth session), so the kernel by the block's kind asks for 3 blocks (80).
+template <typename Out, bool KindByBlock>
 struct AttentionOutput {
   static constexpr bool kShuffles = true;  // the pair's values
   static constexpr size_t kRingBytes = PassRing<float, 4>::kBytes;
+  static constexpr int kMinBlocks = KindByBlock ? 3 : 4;
   Out* __restrict__ q;
   Out* __restrict__ k;
   Out* __restrict__ v;
@@ -94,45 +99,74 @@ struct AttentionOutput {
   const float* __restrict__ ve;
   QkvHeads heads;
   int T;
+  // A lane's writer. Kind: the head kind of every lane of the block (kQueryHead, kKeyHead, kValueHead), known when
+  // compiling its walk, or kAnyHead, each lane's own (at.kind).
+  template <int Kind>
   struct Writer {
+    static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
     PassRing<float, 4> ring;
     HeadPlace at;
     const float* src;  // what the lane copies from: cos or sin at its pair's offset, or ve (null: a v head without ve)
     Out* dst;          // q, k or v
     float la, lb;      // the v heads' λa and λb (λb 0 without ve)
     int lanes, T;      // the pair's lanes apart; the sequence length
+    __device__ __forceinline__ HeadKind kind() const {
+      if constexpr (Kind == kAnyHead) return at.kind;
+      else return HeadKind(Kind);
+    }
     __device__ __forceinline__ void copy(int i, int row) const {
-      if (!src) return;
-      const int64_t offset = at.kind == kValueHead ? at.offset(row) : int64_t(positionOf(row, T)) * at.half;
+      if (!src) return;  // a v head without ve (a q or k lane always has its table)
+      const int64_t offset = kind() == kValueHead ? at.offset(row) : int64_t(positionOf(row, T)) * at.half;
       copyAsyncOwn<16>(ring.at(i), src + offset);
     }
     template <int V>
     __device__ __forceinline__ void store(int i, int r, const float (&u)[V], bool inside) const {
       static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
-      float own[4] = {}, pair[4], other[4], y[4];
-      if (src) ring.read(i, own);
-      pairValues(u, lanes, pair);
-      pairValues(own, lanes, other);
-      if (!inside) return;
-      if (at.kind == kValueHead) {
+      float own[4] = {}, y[4];
+      if constexpr (Kind == kValueHead) {  // every lane of the warp is a v lane: no pair's values
+        if (!inside) return;
+        if (src) ring.read(i, own);
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
       } else {
-        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
+        float pair[4], other[4];
+        if (Kind != kAnyHead || src) ring.read(i, own);  // a q or k lane always has its table
+        pairValues(u, lanes, pair);
+        pairValues(own, lanes, other);
+        if (!inside) return;
+        if (kind() == kValueHead) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
-          y[j] = u[j] * c + at.side * pair[j] * s;
+          for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
+        } else {
+          const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
+            y[j] = u[j] * c + at.side * pair[j] * s;
+          }
         }
       }
       storeVec<4>(dst + at.offset(r), y);
     }
   };
-  __device__ __forceinline__ Writer writer(unsigned char* ring, int c) const {
+  // walk(the lane's writer): that of the block's head kind where KindByBlock (every lane of the block takes the same
+  // branch here), else the writer of a lane of any kind.
+  template <typename Walk>
+  __device__ __forceinline__ void withWriter(unsigned char* ring, int c, Walk&& walk) const {
     const HeadPlace at = heads.place(c);
     const float* src = at.kind == kValueHead ? ve : tableOf(at, cosT, sinT);  // copy() adds the row's offset
     Out* dst = at.kind == kQueryHead ? q : at.kind == kKeyHead ? k : v;
-    return {PassRing<float, 4>(ring), at, src, dst, lambdas[0], ve ? lambdas[1] : 0.f, heads.pairLanes(), T};
+    const float la = lambdas[0], lb = ve ? lambdas[1] : 0.f;
+    auto writerOf = [&](auto kind) {
+      return Writer<decltype(kind)::value>{PassRing<float, 4>(ring), at, src, dst, la, lb, heads.pairLanes(), T};
+    };
+    if constexpr (KindByBlock) {
+      if (at.kind == kQueryHead) walk(writerOf(std::integral_constant<int, kQueryHead>{}));
+      else if (at.kind == kKeyHead) walk(writerOf(std::integral_constant<int, kKeyHead>{}));
+      else walk(writerOf(std::integral_constant<int, kValueHead>{}));
+    } else {
+      walk(writerOf(std::integral_constant<int, kAnyHead>{}));
+    }
   }
 };
 
@@ -328,12 +362,21 @@ cudaError_t launchCanonAttentionInputs(cudaStream_t s, const void* x, bool xBf16
     using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
     auto launch = [&](auto* outType) {
       using Out = std::remove_pointer_t<decltype(outType)>;
-      const AttentionOutput<Out> output{static_cast<Out*>(q), static_cast<Out*>(k), static_cast<Out*>(v), cosT, sinT, lambdas, ve, heads, int(T)};
       byNorm(qkNorm, [&](auto normKind) {
-        const auto kernel = canonConvKernel<4, decltype(normKind)::value, false, In, AttentionOutput<Out>>;
-        const size_t ring = PassRing<In, 4>::kBytes + AttentionOutput<Out>::kRingBytes;
-        if (allowSharedMemory(kernel, ring) == cudaSuccess)
-          kernel<<<canonGrid(rows, C, 4), dim3(kChannelThreads, kRowGroups), ring, s>>>(in, w, docIds, output, int(rows), int(T), int(C), norm);
+        auto run = [&](auto kindByBlock) {
+          using Output = AttentionOutput<Out, decltype(kindByBlock)::value>;
+          const Output output{static_cast<Out*>(q), static_cast<Out*>(k), static_cast<Out*>(v), cosT, sinT, lambdas, ve, heads, int(T)};
+          const auto kernel = canonConvKernel<4, decltype(normKind)::value, false, In, Output>;
+          const size_t ring = PassRing<In, 4>::kBytes + Output::kRingBytes;
+          if (allowSharedMemory(kernel, ring) == cudaSuccess)
+            kernel<<<canonGrid(rows, C, 4), dim3(kChannelThreads, kRowGroups), ring, s>>>(in, w, docIds, output, int(rows), int(T), int(C), norm);
+        };
+        // by the block's kind only in the forms that run, as the backward's: training's (bf16 x, q, k and v) and the
+        // benchmark's references' (all float32)
+        if constexpr (std::is_same_v<In, Out>) {
+          if (heads.headPerBlock()) return run(std::true_type{});
+        }
+        run(std::false_type{});
       });
     };
     if (outBf16) launch(static_cast<__nv_bfloat16*>(nullptr));

@@ -212,18 +212,23 @@ struct GridRing : RowRing<In, V, kRows> {
 template <typename In, int V>
 using PassRing = GridRing<In, V, kPassRingRows>;
 
-// Where the forward's values go (canonConvKernel's Output): writer(ring, c) gives each thread its writer of channels
-// c … c + V − 1 with its rows' slots at `ring` (kRingBytes a block, after x's ring; a PassRing): copy(i, row) starts the
-// copy of what the store of row `row` reads besides y (into the walk's slot i, in x's commit group of that row), and store(i, r, y,
-// inside) takes row r's values y (every lane calls it where kShuffles; inside: the lane is active and r a row of the
-// tensor). RowOutput: the layer's output, y [rows, C] (float, or bf16 rounded to nearest even), and nothing read.
+// Where the forward's values go (canonConvKernel's Output): withWriter(ring, c, walk) calls walk with each thread's writer
+// of channels c … c + V − 1 with its rows' slots at `ring` (kRingBytes a block, after x's ring; a PassRing), of one type
+// across a block (an Output may choose among several by the block, as the gradient's Dy does: walk is instantiated for
+// each): copy(i, row) starts the copy of what the store of row `row` reads besides y (into the walk's slot i, in x's
+// commit group of that row), and store(i, r, y, inside) takes row r's values y (every lane calls it where kShuffles;
+// inside: the lane is active and r a row of the tensor). A writer's kNeverNormed: none of its lanes' channels is in a
+// normed head (the walk leaves the head norm out). kMinBlocks: the blocks an SM should hold (__launch_bounds__).
+// RowOutput: the layer's output, y [rows, C] (float, or bf16 rounded to nearest even), and nothing read.
 template <typename Out>
 struct RowOutput {
   static constexpr bool kShuffles = false;
   static constexpr size_t kRingBytes = 0;
+  static constexpr int kMinBlocks = 4;  // canonConvKernel's
   Out* __restrict__ y;
   int C;
   struct Writer {
+    static constexpr bool kNeverNormed = false;
     Out* __restrict__ y;
     int C, c;
     __device__ __forceinline__ void copy(int, int) const {}
@@ -232,7 +237,10 @@ struct RowOutput {
       if (inside) storeVec<V>(y + int64_t(r) * C + c, v);
     }
   };
-  __device__ __forceinline__ Writer writer(unsigned char*, int c) const { return {y, C, c}; }
+  template <typename Walk>
+  __device__ __forceinline__ void withWriter(unsigned char*, int c, Walk&& walk) const {
+    walk(Writer{y, C, c});
+  }
 };
 
 // Where the gradient's dy comes from (canonConvGradKernel's Dy: the gradient of the taps' sum, before the residual's
@@ -297,10 +305,10 @@ __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p
 // ring (PassRing: copied a pass ahead), the pass's rows all landed before it starts, so that the four rows' norms (a normed
 // head's chain of shuffles) overlap. A pass whose rows all see each other (forEachPass) runs without the taps' conditions. The values go
 // to `output` (RowOutput: y [rows, C]), whose own reads of a row come through its ring in the row's commit group.
-// Four blocks an SM (64 registers): Canon B's instances took 71–79 registers, which held them to 3 blocks (an SM's
-// registers are four schedulers' 16,384), and at 64 they do not spill.
+// Four blocks an SM for the plain layer (64 registers: Canon B's instances by the lane's head kind took 71–79, which held
+// them to 3 blocks, and at 64 they do not spill); the Output says (kMinBlocks).
 template <int V, int Norm, bool Relu2, typename In, typename Output>
-__global__ void __launch_bounds__(kGridThreads, 4)
+__global__ void __launch_bounds__(kGridThreads, Output::kMinBlocks)
     canonConvKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                     Output output, int rows, int T, int C, NormArgs norm) {
   extern __shared__ __align__(16) unsigned char ringMemory[];
@@ -317,51 +325,59 @@ __global__ void __launch_bounds__(kGridThreads, 4)
 #pragma unroll
   for (int j = 0; j < V; ++j) k[j] = canonTaps(w, cl + j);
   PassRing<In, V> xRing(ringMemory);
-  auto out = output.writer(ringMemory + PassRing<In, V>::kBytes, cl);
-  auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
-    if (i <= kLast) {
-      const int row = min(max(r0 + i, 0), rows - 1);
-      xRing.copy(i, x + int64_t(row) * C + cl);
-      if (i >= 0) out.copy(i, row);  // the rows stored
-    }
-    commitAsync();
-  };
-  // z of row r0 + i: x, or x·rstd in a normed head; 0 in an inactive lane of a normed kernel
-  auto input = [&](int i, float (&v)[V]) {
-    xRing.read(i, v);
-    if constexpr (Norm == kHeadNorm) {
-#pragma unroll
-      for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-      const float rstd = headRstd(v, normed, norm);
-#pragma unroll
-      for (int j = 0; j < V; ++j) v[j] *= rstd;
-    }
-  };
-  float zs[4][V];  // z of row r0 + i in zs[i & 3]
-#pragma unroll 1
-  for (int i = kFirst; i < kPassRingRows - kPass; ++i) fetch(i);
-  waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
-#pragma unroll
-  for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3]);
-  auto pass = [&](int m, auto checked) {
-    constexpr bool kChecked = decltype(checked)::value;
-#pragma unroll
-    for (int p = 0; p < kPass; ++p) fetch(m + p + kPassRingRows - kPass);
-    waitAsync<kPending>();
-#pragma unroll
-    for (int p = 0; p < kPass; ++p) {
-      const int i = m + p, bit = i + 4, r = r0 + i;
-      input(i, zs[p]);
-      float y[V];
-      forwardTaps<kChecked>(zs, p, k, starts, bit, y);
-      if constexpr (Relu2) {  // the MLP's relu(h)² after Canon D
-#pragma unroll
-        for (int j = 0; j < V; ++j) y[j] = y[j] > 0.f ? __fmul_rn(y[j], y[j]) : 0.f;
+  // the walk, once for each writer the Output gives a block (AttentionOutput: one a head kind where a block's channels
+  // are one head's): what the writer knows of its lanes at compile time leaves no branch on it in the rows
+  output.withWriter(ringMemory + PassRing<In, V>::kBytes, cl, [&](auto out) {
+    // a writer whose lanes are never normed (the v heads) skips the head norm and its shuffles; tested only inside
+    // `if constexpr (Norm == kHeadNorm)`, since a condition on out's type alone would compile the head norm for every Norm
+    [[maybe_unused]] constexpr bool kNormedLanes = !decltype(out)::kNeverNormed;
+    auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
+      if (i <= kLast) {
+        const int row = min(max(r0 + i, 0), rows - 1);
+        xRing.copy(i, x + int64_t(row) * C + cl);
+        if (i >= 0) out.copy(i, row);  // the rows stored
       }
-      out.store(i, r, y, active && (!kChecked || r < rows));
-    }
-  };
-  forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
+      commitAsync();
+    };
+    // z of row r0 + i: x, or x·rstd in a normed head; 0 in an inactive lane of a normed kernel
+    auto input = [&](int i, float (&v)[V]) {
+      xRing.read(i, v);
+      if constexpr (Norm == kHeadNorm) {
+        if constexpr (kNormedLanes) {
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+          const float rstd = headRstd(v, normed, norm);
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] *= rstd;
+        }
+      }
+    };
+    float zs[4][V];  // z of row r0 + i in zs[i & 3]
+#pragma unroll 1
+    for (int i = kFirst; i < kPassRingRows - kPass; ++i) fetch(i);
+    waitAsync<kPending>();  // rows r0 − 3 … r0 − 1 have landed
+#pragma unroll
+    for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3]);
+    auto pass = [&](int m, auto checked) {
+      constexpr bool kChecked = decltype(checked)::value;
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) fetch(m + p + kPassRingRows - kPass);
+      waitAsync<kPending>();
+#pragma unroll
+      for (int p = 0; p < kPass; ++p) {
+        const int i = m + p, bit = i + 4, r = r0 + i;
+        input(i, zs[p]);
+        float y[V];
+        forwardTaps<kChecked>(zs, p, k, starts, bit, y);
+        if constexpr (Relu2) {  // the MLP's relu(h)² after Canon D
+#pragma unroll
+          for (int j = 0; j < V; ++j) y[j] = y[j] > 0.f ? __fmul_rn(y[j], y[j]) : 0.f;
+        }
+        out.store(i, r, y, active && (!kChecked || r < rows));
+      }
+    };
+    forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
+  });
 }
 
 // canonConvGradKernel's dynamic shared memory: x's ring and the Dy's, which writeBlockPartials reuses.
