@@ -1,7 +1,6 @@
-// V consecutive floats as one load/store: float4 (one 16-byte transaction) for V = 4, float2 for V = 2, a plain
-// float for V = 1. The memory-bound fused kernels (rotary.cu, relu_squared.cu) take V = 4 where their
-// pointers are 16-byte aligned and their rows a multiple of 4, else V = 1 (the Canon row norm's V = 2: twice the
-// threads of a row, canon_conv.cu). A store to bf16 rounds to
+// V consecutive floats as one load/store: float4 (one 16-byte transaction) for V = 4, a plain float
+// for V = 1. The memory-bound fused kernels (rotary.cu, relu_squared.cu) take V = 4 where their
+// pointers are 16-byte aligned and their rows a multiple of 4, else V = 1. A store to bf16 rounds to
 // nearest even (the outputs that only bf16 products read under bf16 precision: backend.ts's makeBf16Output).
 #pragma once
 #include <cuda_bf16.h>
@@ -73,21 +72,18 @@ __device__ __forceinline__ void loadVec(const __nv_bfloat16* __restrict__ p, flo
 
 template <int V>
 __device__ __forceinline__ void storeVec(float* __restrict__ p, const float (&v)[V]) {
-  static_assert(V == 1 || V == 2 || V == 4, "V is 1, 2 or 4");
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
   if constexpr (V == 4) *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  else if constexpr (V == 2) *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
   else store(p, v[0]);
 }
 
 template <int V>
 __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const float (&v)[V]) {
-  static_assert(V == 1 || V == 2 || V == 4, "V is 1, 2 or 4");
+  static_assert(V == 1 || V == 4, "V is 1 or 4");
   if constexpr (V == 4) {  // one 8-byte store (8-byte aligned where the float32 twin is 16): as two 4-byte stores, a
     // warp's stores each wrote half of every sector they touched (ncu: 22 % excess sectors in CanonAttentionInputs)
     const __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
     *reinterpret_cast<uint2*>(p) = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
-  } else if constexpr (V == 2) {
-    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(v[0], v[1]);
   } else {
     store(p, v[0]);
   }
@@ -96,11 +92,10 @@ __device__ __forceinline__ void storeVec(__nv_bfloat16* __restrict__ p, const fl
 // x rounded to the nearest bf16 (ties to even), kept in float32: the record's bf16 state in float32 storage.
 __device__ __forceinline__ float roundedToBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
-inline bool alignedTo(uintptr_t bytes, std::initializer_list<const void*> ptrs) {
-  for (const void* p : ptrs) if (reinterpret_cast<uintptr_t>(p) % bytes != 0) return false;
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs) if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   return true;
 }
-inline bool aligned16(std::initializer_list<const void*> ptrs) { return alignedTo(16, ptrs); }
 
 // Calls f(std::integral_constant<int, V>{}, Out* out) for the vector width (4 where vec4, else 1) and the output's
 // type (bf16 where outBf16, else float); returns the launch's error.

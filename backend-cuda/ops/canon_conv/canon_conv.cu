@@ -46,20 +46,16 @@
 namespace tsgpt {
 namespace {
 
-// The row norm's kernels: a thread a channel vector. The forward is held to 96 registers (__maxnreg__, which
-// __launch_bounds__ excludes): an SM's registers are four schedulers' 16,384, so at its 111 only 2 blocks of 6 warps
-// (C = 768) fitted, at 96 three do, without a spill, and the forward went from 0.054 to 0.047 ms on one H200
-// (canon_native 1 32768 768 rows; at 64 registers it spilled 16–20 bytes and took 0.050). The gradient's
-// __launch_bounds__ ask for one block of up to 512 threads an SM (128 registers) at 4 channels a thread and at 1 (without
-// the 1, ptxas held some instances to 64 registers and spilled up to 68 bytes), and for 2 blocks of up to 384 at 2
-// channels (RowNormBlocks: 12 warps a row of 768), 80 registers: 24 warps an SM, where 4 channels at 128 registers (2
-// blocks of 6 warps) ran at 3.2 of the H200's 4.8 TB/s. At 80 only the instance with a float32 dy spills (4 bytes; at
-// 72 every instance spilled 24–36).
-constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors, kRowNormPairThreads = 384;
+// The row norm's kernels: a thread a channel vector. The gradient's __launch_bounds__ ask for one block of up to 512
+// threads an SM (128 registers a thread): without the 1, ptxas held some instances to 64 registers and spilled up to 68
+// bytes. 2 channels a thread (12 warps a row of 768) at 2 blocks of 80 registers an SM ran 0.130 ms against 0.125–0.126
+// on one H200 (the twenty-sixth session): twice the warps did not pay for the pairs' instructions. The forward is held to 96 registers instead (__maxnreg__, which __launch_bounds__ excludes): an SM's registers
+// are four schedulers' 16,384, so at its 111 only 2 blocks of 6 warps (C = 768) fitted, at 96 three do, without a
+// spill, and the forward went from 0.054 to 0.047 ms on one H200 (canon_native 1 32768 768 rows; at 64 registers it
+// spilled 16–20 bytes and took 0.050).
+constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;
 constexpr int kRowNormForwardRegisters = 96;
 static_assert(kRowNormForwardRegisters * kRowNormMaxThreads <= 65536, "a block of the most threads fits an SM's registers");
-template <int V>
-constexpr int kRowNormGradThreads = V == 2 ? kRowNormPairThreads : kRowNormMaxThreads;
 constexpr int kRowNormRingRows = 8;                            // the row norm's kernels' rings (RowRing)
 
 // Sums over rows that a block holds whole (a thread V channels of each): each warp's, then the warps' in order in shared
@@ -68,8 +64,8 @@ constexpr int kRowNormRingRows = 8;                            // the row norm's
 // kernels for it), and the 4 rows' shuffle chains overlap. A warp's N sums come from one warpSums (each to a group of
 // 32 / P lanes, P: N padded to a power of two) and go to shared memory from each group's first lane; after the barrier
 // each group sums its value over the warps in order, and every lane takes the N sums from the groups by shuffles. Where
-// every lane made a warpSum of each value and summed every warp's N values (≈ 220 instructions an exchange of 8 sums
-// over 12 warps, counted by hand), this is ≈ 100, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
+// every lane made a warpSum of each value and summed every warp's N values (≈ 150 instructions an exchange of 8 sums
+// over 6 warps, counted by hand), this is ≈ 70, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
 // meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every thread of
 // the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
 constexpr int kMaxSums = 8;
@@ -207,7 +203,7 @@ __global__ void __maxnreg__(kRowNormForwardRegisters)
 // input, at Canon A), it is added to dz of those channels, as the Add of the two gradients of z was: the gate's own
 // RMSNormGrad pass over x, acc and dx is not needed.
 template <int V, typename InDy, typename In>
-__global__ void __launch_bounds__(kRowNormGradThreads<V>, V == 2 ? 2 : 1)
+__global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, const void* __restrict__ dLead,
                            bool dLeadBf16, int leadCols, float* __restrict__ dx, __nv_bfloat16* __restrict__ twin,
@@ -368,12 +364,11 @@ __global__ void canonPartialSumsKernel(const float* __restrict__ partials, float
 // walks its kRowsPerThread rows with x of rows r − 3 … r + 4 and g of rows r … r + 3 in registers, eight rows a pass of
 // the unrolled loop so that each row's register is fixed (the loop of one row shifted 40 registers a row); x and dy come
 // through the ring (RowRing), row r + 13 copied at row r. A pass whose rows all see each other (forEachPass) runs without
-// the taps' conditions. Three blocks an SM (at most 80 registers), at 2 channels a thread (the launcher's V where rows
-// are 8-byte aligned): at 4 and 128 registers, 2 blocks an SM (16 warps) ran at 3.2 of the H200's 4.8 TB/s (0.187 ms
-// against ReLU²'s gradient's 0.146 over the same bytes), and at 3 blocks (80 registers) 4 channels spilled 764–1,228
-// bytes (x of 8 rows, g of 4, the taps and the sums: ≈ 80 registers of state), 2 none.
+// the taps' conditions. Two blocks an SM (at most 128 registers). More warps did not pay: at 2 channels a thread and 3
+// blocks an SM (80 registers, no spill; 24 warps where this has 16) it ran 0.215–0.218 ms against 0.187–0.188 on one
+// H200 (canon_native 1 32768 3072 relu2, the twenty-sixth session).
 template <int V, typename InDy, typename In, typename OutDx>
-__global__ void __launch_bounds__(kGridThreads, 3)
+__global__ void __launch_bounds__(kGridThreads, 2)
     canonRelu2GradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                          const int32_t* __restrict__ doc, OutDx* __restrict__ dx, float* __restrict__ partials, int rows,
                          int T, int C) {
@@ -476,20 +471,14 @@ cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_lis
 }
 
 // The row norm's blocks (canonRowNormKernel and canonRowNormGradKernel): whole rows a block, kCanonRowNormRows of them,
-// a thread a vector of V channels, up to kCanonRowNormMaxVectors: 4 where every row starts 16-byte aligned in each
-// tensor, else 1; and for the gradient (kPairs) 2 before 4, where rows start 8-byte aligned, the row's C / 2 vectors
-// fit its block (kRowNormPairThreads) and the leading channels are whole pairs. At V = 4 a row of 768 channels is 6 warps, and the gradient's 128 registers let
-// an SM hold 2 such blocks (12 warps, too few for its rows' latency); at V = 2, 2 blocks of 12 warps at 80 registers.
-// The forward keeps 4 (3 blocks of 6 warps at its 96 registers). No head norm beside it.
-template <bool kPairs>
+// a thread a vector of 4 channels where every row starts 16-byte aligned in each tensor (else of 1), up to
+// kCanonRowNormMaxVectors; no head norm beside it.
 struct RowNormBlocks {
-  int width;  // V: 4, 2 (kPairs) or 1
-  bool fit;
+  bool vec4, fit;
   unsigned threads, chunks;
-  RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, int64_t leadCols, std::initializer_list<const void*> ptrs) {
-    const bool pairs = kPairs && C % 2 == 0 && C / 2 <= kRowNormPairThreads && leadCols % 2 == 0 && alignedTo(8, ptrs);
-    width = pairs ? 2 : C % 4 == 0 && aligned16(ptrs) ? 4 : 1;
-    const int64_t vectors = C / width;
+  RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, std::initializer_list<const void*> ptrs)
+      : vec4(C % 4 == 0 && aligned16(ptrs)) {
+    const int64_t vectors = vec4 ? C / 4 : C;
     fit = normChannels == 0 && vectors <= kCanonRowNormMaxVectors && rows <= INT32_MAX;
     threads = unsigned((vectors + 31) / 32 * 32);
     chunks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
@@ -497,16 +486,7 @@ struct RowNormBlocks {
   // z's leading channels as a second output (lead, or its gradient dLead): none, or 1 … kCanonMaxLeadCols of them (at most
   // C) in whole vectors
   bool leadFits(const void* lead, int64_t leadCols, int64_t C) const {
-    return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % width == 0);
-  }
-  // f(std::integral_constant<int, V>{})
-  template <typename F>
-  void byWidth(F f) const {
-    if constexpr (kPairs) {
-      if (width == 2) return f(std::integral_constant<int, 2>{});
-    }
-    if (width == 4) f(std::integral_constant<int, 4>{});
-    else f(std::integral_constant<int, 1>{});
+    return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % (vec4 ? 4 : 1) == 0);
   }
 };
 
@@ -520,7 +500,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
   if (rows * C == 0) return cudaSuccess;
   if (relu2 && (rowNorm || normChannels > 0)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks<false> blocks(rows, C, normChannels, lead ? leadCols : 0, {x, y, lead});
+    const RowNormBlocks blocks(rows, C, normChannels, {x, y, lead});
     if (!blocks.fit || !blocks.leadFits(lead, leadCols, C)) return cudaErrorInvalidValue;
     auto launch = [&](auto width, auto* in, auto* out) {
       constexpr int V = decltype(width)::value;
@@ -532,7 +512,10 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
                                                             int(T), int(C), eps);
     };
     byInputType(x, xBf16, [&](auto* in) {
-      auto widths = [&](auto* out) { blocks.byWidth([&](auto width) { launch(width, in, out); }); };
+      auto widths = [&](auto* out) {
+        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, in, out);
+        else launch(std::integral_constant<int, 1>{}, in, out);
+      };
       if (yBf16) widths(static_cast<__nv_bfloat16*>(y));
       else widths(static_cast<float*>(y));
     });
@@ -577,7 +560,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   if ((relu2 && (rowNorm || normChannels > 0)) || ((accumulated || dxTwin) && !rowNorm)) return cudaErrorInvalidValue;
   if (rowNorm) {
-    const RowNormBlocks<true> blocks(rows, C, normChannels, dLead ? leadCols : 0, {dy, x, dx, accumulated, dxTwin, dLead});
+    const RowNormBlocks blocks(rows, C, normChannels, {dy, x, dx, accumulated, dxTwin, dLead});
     if (!blocks.fit || !blocks.leadFits(dLead, leadCols, C) || dxBf16) return cudaErrorInvalidValue;
     const int64_t chunks = blocks.chunks, groups = (chunks + kCanonPartialsPerGroup - 1) / kCanonPartialsPerGroup;
     const unsigned threads = blocks.threads;
@@ -594,7 +577,10 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
                                                        dxTwin, partials, int(rows), int(T), int(C), eps);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
-      byInputType(x, xBf16, [&](auto* in) { blocks.byWidth([&](auto width) { launch(width, g, in); }); });
+      byInputType(x, xBf16, [&](auto* in) {
+        if (blocks.vec4) launch(std::integral_constant<int, 4>{}, g, in);
+        else launch(std::integral_constant<int, 1>{}, g, in);
+      });
     });
     // dw: the chunks' partials summed in groups, then the groups, each in order
     float* grouped = partials + chunks * C * 4;
@@ -604,50 +590,34 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
   }
   const int64_t chunks = (rows + kCanonRowsPerPartial - 1) / kCanonRowsPerPartial;
   const dim3 block(kChannelThreads, kRowGroups);
-  // calls f(dx typed as stored)
-  auto byDxType = [&](auto f) {
-    if (dxBf16) f(static_cast<__nv_bfloat16*>(dx));
-    else f(static_cast<float*>(dx));
-  };
-  cudaError_t launched = cudaSuccess;
-  if (relu2) {  // Canon D's gradient: 2 channels a thread where every row starts 8-byte aligned, else 1 (canonRelu2GradKernel)
-    const bool pairs = C % 2 == 0 && alignedTo(8, {dy, x, dx});
-    auto launch = [&](auto width, auto* g, auto* in, auto* out) {
-      constexpr int V = decltype(width)::value;
+  const NormArgs norm{int(normChannels), int(normGroup), eps};
+  const cudaError_t launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
+    constexpr int V = decltype(width)::value;
+    constexpr int N = decltype(normKind)::value;
+    auto launch = [&](auto* g, auto* in, auto* out) {
+      // the rings of x and dy (RowRing) in dynamic shared memory
       using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-      const auto kernel = canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>;
-      const size_t ring = GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes;  // the rings of x and dy in dynamic shared memory
-      if (allowSharedMemory(kernel, ring) == cudaSuccess)
-        kernel<<<canonGrid(rows, C, V), block, ring, s>>>(g, in, w, docIds, out, partials, int(rows), int(T), int(C));
+      auto run = [&](auto kernel, size_t ring, auto... args) {
+        if (allowSharedMemory(kernel, ring) == cudaSuccess) kernel<<<canonGrid(rows, C, V), block, ring, s>>>(args...);
+      };
+      if constexpr (N == kNoNorm) {
+        if (relu2) {
+          run(canonRelu2GradKernel<V, InDy, In, std::remove_pointer_t<decltype(out)>>, GridRing<In, V>::kBytes + GridRing<InDy, V>::kBytes,
+              g, in, w, docIds, out, partials, int(rows), int(T), int(C));
+          return;
+        }
+      }
+      run(canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>, canonGradRingBytes<RowDy<InDy, V>, In, V>(),
+          RowDy<InDy, V>{g}, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
-        byDxType([&](auto* out) {
-          if (pairs) launch(std::integral_constant<int, 2>{}, g, in, out);
-          else launch(std::integral_constant<int, 1>{}, g, in, out);
-        });
+        if (dxBf16) launch(g, in, static_cast<__nv_bfloat16*>(dx));
+        else launch(g, in, static_cast<float*>(dx));
       });
     });
-    launched = cudaGetLastError();
-  } else {
-    const NormArgs norm{int(normChannels), int(normGroup), eps};
-    launched = byCanonVariant(C, norm, {dy, x, dx}, [&](auto width, auto normKind) {
-      constexpr int V = decltype(width)::value;
-      constexpr int N = decltype(normKind)::value;
-      auto launch = [&](auto* g, auto* in, auto* out) {
-        using InDy = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
-        using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
-        const auto kernel = canonConvGradKernel<V, N, RowDy<InDy, V>, In, std::remove_pointer_t<decltype(out)>>;
-        const size_t ring = canonGradRingBytes<RowDy<InDy, V>, In, V>();  // the rings of x and dy in dynamic shared memory
-        if (allowSharedMemory(kernel, ring) == cudaSuccess)
-          kernel<<<canonGrid(rows, C, V), block, ring, s>>>(RowDy<InDy, V>{g}, in, w, docIds, out, partials, int(rows), int(T), int(C), norm);
-      };
-      byInputType(dy, dyBf16, [&](auto* g) {
-        byInputType(x, xBf16, [&](auto* in) { byDxType([&](auto* out) { launch(g, in, out); }); });
-      });
-    });
-  }
+  });
   if (launched != cudaSuccess) return launched;
   launchCanonConvGradWSum(s, partials, dw, chunks, C, dwAccumulated);
   return cudaGetLastError();

@@ -147,10 +147,6 @@ struct RawRow<float, 4> { using type = float4; };
 template <>
 struct RawRow<__nv_bfloat16, 4> { using type = uint2; };
 template <>
-struct RawRow<float, 2> { using type = float2; };
-template <>
-struct RawRow<__nv_bfloat16, 2> { using type = __nv_bfloat162; };
-template <>
 struct RawRow<float, 1> { using type = float; };
 template <>
 struct RawRow<__nv_bfloat16, 1> { using type = __nv_bfloat16; };
@@ -166,14 +162,8 @@ template <typename In, int V>
 __device__ __forceinline__ void readRow(const void* src, float (&v)[V]) {
   using Raw = typename RawRow<In, V>::type;
   const Raw raw = *static_cast<const Raw*>(src);
-  if constexpr (V == 4) {
-    widen(Packed4<In>{raw}, v);
-  } else if constexpr (V == 2) {
-    if constexpr (std::is_same_v<In, float>) v[0] = raw.x, v[1] = raw.y;
-    else v[0] = __low2float(raw), v[1] = __high2float(raw);
-  } else {
-    v[0] = toFloat(raw);
-  }
+  if constexpr (V == 4) widen(Packed4<In>{raw}, v);
+  else v[0] = toFloat(raw);
 }
 
 // The rows a kernel reads ahead: each thread copies its own V values of each row into its own slot of a ring of kRows

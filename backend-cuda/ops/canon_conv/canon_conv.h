@@ -11,8 +11,7 @@ namespace tsgpt {
 // floats (CANON_ROWS_PER_PARTIAL in kernel.ts).
 constexpr int kCanonRowsPerPartial = 256;
 // The row norm (Canon A and C) takes whole rows a block each way, kCanonRowNormRows of them, a thread a vector of 4
-// channels (of 1 where rows are not 16-byte aligned; the gradient's of 2 where a row is at most 768 channels and rows
-// are 8-byte aligned), up to kCanonRowNormMaxVectors; its partials are one a block,
+// channels (of 1 where rows are not 16-byte aligned), up to kCanonRowNormMaxVectors; its partials are one a block,
 // summed in groups of kCanonPartialsPerGroup after: ⌈rows / 32⌉ + ⌈rows / 1024⌉ partials of C × 4 floats
 // (canonPartialFloats in kernel.ts).
 constexpr int kCanonRowNormRows = 32;
@@ -31,13 +30,12 @@ constexpr int kCanonMaxLeadCols = 32;
 // 16-byte aligned (else cudaErrorInvalidValue). With rowNorm (Canon A and C: the sublayer's norm) the taps read x
 // RMS-normed over the whole row, and the gradient's dx goes through that norm too, plus accumulated (x's gradient so far,
 // where not null), with its bf16 copy in dxTwin where not null (float32 dx only; C at most 4·kCanonRowNormMaxVectors, or
-// kCanonRowNormMaxVectors where rows are not 16-byte aligned, the gradient's 768 where they are 8-byte aligned). With
-// the row norm, lead (where not null; y's type) takes each row's first leadCols normed channels too (Canon A's z as the
-// attention gate's input), and the gradient adds dLead (where not null: [rows, leadCols], float32, or bf16 where
-// dLeadBf16) to those channels' gradient before the norm's; leadCols from 1 to min(C, kCanonMaxLeadCols), a multiple of
-// 4 where the rows go 4 channels a thread (C a multiple of 4, pointers 16-byte aligned; the gradient takes 2 channels a
-// thread instead where C ≤ 768 and leadCols are even and the pointers 8-byte aligned). With relu2 (Canon D before the
-// relu2 MLP's activation, no norm) y = relu(conv)², and the gradient kernel takes dy of that. dx is float32, or bf16 where dxBf16. dw adds dwAccumulated (w's gradient so far) where not null.
+// kCanonRowNormMaxVectors where rows are not 16-byte aligned). With the row norm, lead (where not null; y's type) takes
+// each row's first leadCols normed channels too (Canon A's z as the attention gate's input), and the gradient adds dLead
+// (where not null: [rows, leadCols], float32, or bf16 where dLeadBf16) to those channels' gradient before the norm's;
+// leadCols from 1 to min(C, kCanonMaxLeadCols), a multiple of 4 where the rows go 4 channels a thread (C a multiple of
+// 4, pointers 16-byte aligned). With relu2 (Canon D before the relu2 MLP's activation, no norm) y = relu(conv)², and the gradient kernel
+// takes dy of that. dx is float32, or bf16 where dxBf16. dw adds dwAccumulated (w's gradient so far) where not null.
 cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const float* w, const int32_t* docIds, void* y,
                             bool yBf16, int64_t B, int64_t T, int64_t C, int64_t normChannels, int64_t normGroup, float eps,
                             bool rowNorm, bool relu2, void* lead, int64_t leadCols);
