@@ -68,6 +68,19 @@ __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float
   for (int i = 0; i < 4; ++i) pair[i] = __shfl_xor_sync(0xffffffffu, v[i], lanes);
 }
 
+// f(std::integral_constant<int, Kind>{}): with the lane's head kind where KindByBlock (the block's: every lane of a block
+// takes the same branch), else with kAnyHead (a walk that reads each lane's own kind).
+template <bool KindByBlock, typename F>
+__device__ __forceinline__ void byHeadKind(HeadKind kind, F&& f) {
+  if constexpr (KindByBlock) {
+    if (kind == kQueryHead) f(std::integral_constant<int, kQueryHead>{});
+    else if (kind == kKeyHead) f(std::integral_constant<int, kKeyHead>{});
+    else f(std::integral_constant<int, kValueHead>{});
+  } else {
+    f(std::integral_constant<int, kAnyHead>{});
+  }
+}
+
 // A q or k lane's place in the rotary tables' row that it copies into its ring (the forward's and the backward's): 4
 // values of cos in the head's first half, of sin in its second, at the pair's offset (the pair's lanes share it), so
 // that a lane's own values and its pair lane's are the row's cos and sin at its 4 channels.
@@ -160,13 +173,7 @@ struct AttentionOutput {
     auto writerOf = [&](auto kind) {
       return Writer<decltype(kind)::value>{PassRing<float, 4>(ring), at, src, dst, la, lb, heads.pairLanes(), T};
     };
-    if constexpr (KindByBlock) {
-      if (at.kind == kQueryHead) walk(writerOf(std::integral_constant<int, kQueryHead>{}));
-      else if (at.kind == kKeyHead) walk(writerOf(std::integral_constant<int, kKeyHead>{}));
-      else walk(writerOf(std::integral_constant<int, kValueHead>{}));
-    } else {
-      walk(writerOf(std::integral_constant<int, kAnyHead>{}));
-    }
+    byHeadKind<KindByBlock>(at.kind, [&](auto kind) { walk(writerOf(kind)); });
   }
 };
 
@@ -305,13 +312,7 @@ struct AttentionDy {
     auto readerOf = [&](auto kind) {
       return Reader<decltype(kind)::value>{GridRing<float, 4>(ring), PassRing<float, 4>(ring + GridRing<float, 4>::kBytes), at, src, side, la, lb, *this};
     };
-    if constexpr (KindByBlock) {
-      if (at.kind == kQueryHead) walk(readerOf(std::integral_constant<int, kQueryHead>{}));
-      else if (at.kind == kKeyHead) walk(readerOf(std::integral_constant<int, kKeyHead>{}));
-      else walk(readerOf(std::integral_constant<int, kValueHead>{}));
-    } else {
-      walk(readerOf(std::integral_constant<int, kAnyHead>{}));
-    }
+    byHeadKind<KindByBlock>(at.kind, [&](auto kind) { walk(readerOf(kind)); });
   }
   // The block's λ sums, its warps' in order, into lambdaPartials[block]. Every thread of the block calls it.
   __device__ __forceinline__ void writeSums(const Sums& sums) const {
