@@ -135,28 +135,22 @@ struct AttentionOutput {
     template <int V>
     __device__ __forceinline__ void store(int i, int r, const float (&u)[V], bool inside) const {
       static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
-      float own[4] = {}, y[4];
-      if constexpr (Kind == kValueHead) {  // every lane of the warp is a v lane: no pair's values
-        if (!inside) return;
-        if (src) ring.read(i, own);
+      float own[4] = {}, pair[4], other[4], y[4];
+      if (src) ring.read(i, own);
+      if constexpr (Kind != kValueHead) {  // the pair lane's u and table (a v block's walk needs neither)
+        pairValues(u, lanes, pair);
+        pairValues(own, lanes, other);
+      }
+      if (!inside) return;
+      if (kind() == kValueHead) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
       } else {
-        float pair[4], other[4];
-        if (Kind != kAnyHead || src) ring.read(i, own);  // a q or k lane always has its table
-        pairValues(u, lanes, pair);
-        pairValues(own, lanes, other);
-        if (!inside) return;
-        if (kind() == kValueHead) {
+        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
 #pragma unroll
-          for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
-        } else {
-          const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
-            y[j] = u[j] * c + at.side * pair[j] * s;
-          }
+        for (int j = 0; j < 4; ++j) {
+          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
+          y[j] = u[j] * c + at.side * pair[j] * s;
         }
       }
       storeVec<4>(dst + at.offset(r), y);

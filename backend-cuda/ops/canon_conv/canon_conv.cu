@@ -49,10 +49,11 @@ namespace {
 // The row norm's kernels: a thread a channel vector. The gradient's __launch_bounds__ ask for one block of up to 512
 // threads an SM (128 registers a thread): without the 1, ptxas held some instances to 64 registers and spilled up to 68
 // bytes. 2 channels a thread (12 warps a row of 768) at 2 blocks of 80 registers an SM ran 0.130 ms against 0.125–0.126
-// on one H200 (the twenty-sixth session): twice the warps did not pay for the pairs' instructions. The forward is held to 96 registers instead (__maxnreg__, which __launch_bounds__ excludes): an SM's registers
-// are four schedulers' 16,384, so at its 111 only 2 blocks of 6 warps (C = 768) fitted, at 96 three do, without a
-// spill, and the forward went from 0.054 to 0.047 ms on one H200 (canon_native 1 32768 768 rows; at 64 registers it
-// spilled 16–20 bytes and took 0.050).
+// on one H200 (the twenty-sixth session): twice the warps did not pay for the pairs' instructions. The forward is held
+// to 96 registers instead (__maxnreg__, which __launch_bounds__ excludes): an SM's registers are four schedulers'
+// 16,384, so at its 111 only 2 blocks of 6 warps (C = 768) fitted, at 96 three do, without a spill, and the forward
+// went from 0.054 to 0.047 ms on one H200 (canon_native 1 32768 768 rows; at 64 registers it spilled 16–20 bytes and
+// took 0.050).
 constexpr int kRowNormMaxThreads = kCanonRowNormMaxVectors;
 constexpr int kRowNormForwardRegisters = 96;
 static_assert(kRowNormForwardRegisters * kRowNormMaxThreads <= 65536, "a block of the most threads fits an SM's registers");
@@ -65,9 +66,9 @@ constexpr int kRowNormRingRows = 8;                            // the row norm's
 // 32 / P lanes, P: N padded to a power of two) and go to shared memory from each group's first lane; after the barrier
 // each group sums its value over the warps in order, and every lane takes the N sums from the groups by shuffles. Where
 // every lane made a warpSum of each value and summed every warp's N values (≈ 150 instructions an exchange of 8 sums
-// over 6 warps, counted by hand), this is ≈ 70, with the same bits. Two sets of slots alternate, so that one exchange's writes cannot
-// meet the reads of the one before (a thread past the next barrier has every thread's reads behind it). Every thread of
-// the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
+// over 6 warps, counted by hand), this is ≈ 70, with the same bits. Two sets of slots alternate, so that one exchange's
+// writes cannot meet the reads of the one before (a thread past the next barrier has every thread's reads behind it).
+// Every thread of the block calls it, with the same N: each v[n] becomes the sum of the block's v[n].
 constexpr int kMaxSums = 8;
 struct BlockRowSums {
   float (&slots)[2][kRowNormMaxThreads / 32][kMaxSums];  // [parity][warp][sum]
