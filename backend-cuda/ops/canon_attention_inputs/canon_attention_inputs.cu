@@ -117,6 +117,7 @@ struct AttentionOutput {
   template <int Kind>
   struct Writer {
     static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
+    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : 4 * kChannelThreads;  // KindByBlock: h = 128
     PassRing<float, 4> ring;
     HeadPlace at;
     const float* src;  // what the lane copies from: cos or sin at its pair's offset, or ve (null: a v head without ve)
@@ -214,6 +215,7 @@ struct AttentionDy {
   template <int Kind>
   struct Reader {
     static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
+    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : 4 * kChannelThreads;  // KindByBlock: h = 128
     GridRing<float, 4> ring;
     PassRing<float, 4> ahead;  // the tables' or ve's slots
     HeadPlace at;
