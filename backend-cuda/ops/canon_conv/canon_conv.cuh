@@ -215,9 +215,10 @@ using PassRing = GridRing<In, V, kPassRingRows>;
 // commit group of that row), and store(i, r, y, inside) takes row r's values y (every lane calls it where kShuffles;
 // inside: the lane is active and r a row of the tensor). A writer's kNeverNormed: none of its lanes' channels is in a
 // normed head (the walk leaves the head norm out); its kBlockHeadChannels: where not 0, the block's channels are one head
-// of that many (kChannelThreads lanes of V), so the head norm's group is known when compiling (headSum adds every
-// shuffle's value without a select, and the mean's scale is a constant: the speedrun's instances of CanonAttentionInputs'
-// kernels are 7 % (forward) and 6 % (backward) fewer SASS instructions), else 0. kMinBlocks: the blocks an SM should hold (__launch_bounds__).
+// of that many (kChannelThreads lanes of V), so every lane is active and the head norm's group known when compiling: the
+// walk leaves out the selects of inactive lanes (and, forward, of unnormed ones), headSum adds every shuffle's value
+// without a select, and the mean's scale is a constant; else 0. The speedrun's instances of CanonAttentionInputs'
+// kernels: 7,456 against 8,256 SASS instructions (forward), 9,928 against 11,104 (backward). kMinBlocks: the blocks an SM should hold (__launch_bounds__).
 // RowOutput: the layer's output, y [rows, C] (float, or bf16 rounded to nearest even), and nothing read.
 template <typename Out>
 struct RowOutput {
@@ -333,7 +334,11 @@ __global__ void __launch_bounds__(kGridThreads, Output::kMinBlocks)
     // a writer whose lanes are never normed (the v heads) skips the head norm and its shuffles; tested only inside
     // `if constexpr (Norm == kHeadNorm)`, since a condition on out's type alone would compile the head norm for every Norm
     [[maybe_unused]] constexpr bool kNormedLanes = !decltype(out)::kNeverNormed;
-    [[maybe_unused]] constexpr int kHead = decltype(out)::kBlockHeadChannels;  // the head norm's group, where known
+    // a block of one head (kBlockHeadChannels): the head norm's group known, every lane active and normed where the kernel
+    // norms, so no select or branch on either
+    [[maybe_unused]] constexpr int kHead = decltype(out)::kBlockHeadChannels;
+    const bool on = kHead > 0 || active;
+    [[maybe_unused]] const bool inNorm = kHead > 0 || normed;
     auto fetch = [&](int i) {  // one commit group a row, empty past the last row read
       if (i <= kLast) {
         const int row = min(max(r0 + i, 0), rows - 1);
@@ -348,8 +353,8 @@ __global__ void __launch_bounds__(kGridThreads, Output::kMinBlocks)
       if constexpr (Norm == kHeadNorm) {
         if constexpr (kNormedLanes) {
 #pragma unroll
-          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
-          const float rstd = headRstd<kHead>(v, normed, norm);
+          for (int j = 0; j < V; ++j) v[j] = on ? v[j] : 0.f;
+          const float rstd = headRstd<kHead>(v, inNorm, norm);
 #pragma unroll
           for (int j = 0; j < V; ++j) v[j] *= rstd;
         }
@@ -376,7 +381,7 @@ __global__ void __launch_bounds__(kGridThreads, Output::kMinBlocks)
 #pragma unroll
           for (int j = 0; j < V; ++j) y[j] = y[j] > 0.f ? __fmul_rn(y[j], y[j]) : 0.f;
         }
-        out.store(i, r, y, active && (!kChecked || r < rows));
+        out.store(i, r, y, on && (!kChecked || r < rows));
       }
     };
     forEachPass<kRowsPerThread, kPass, 0>(starts, pass);
@@ -429,7 +434,10 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
       // a reader whose lanes are never normed (the v heads) skips the head norm and its shuffles; tested only inside
       // `if constexpr (Heads)`, since a condition on dyRows' type alone would compile the head norm for every Norm
       [[maybe_unused]] constexpr bool kNormedLanes = !decltype(dyRows)::kNeverNormed;
-      [[maybe_unused]] constexpr int kHead = decltype(dyRows)::kBlockHeadChannels;  // the head norm's group, where known
+      // a block of one head (kBlockHeadChannels): the head norm's group known and every lane active, so no select on it (the
+      // normed lanes' branch stays: without it too the speedrun's instance spilled 4 bytes at its 128 registers)
+      [[maybe_unused]] constexpr int kHead = decltype(dyRows)::kBlockHeadChannels;
+      const bool on = kHead > 0 || active;
       // the row of r0 + i that is read: rows outside the tensor are read from its first or last row and never counted
       auto clamped = [&](int i) { return min(max(r0 + i, 0), rows - 1); };
       auto fetchX = [&](int i) {  // x of row r0 + i and the Dy's copies ahead into their slots (none past the last row read)
@@ -445,14 +453,14 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
         xRing.read(i, v);
         if constexpr (Shuffles) {
 #pragma unroll
-          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+          for (int j = 0; j < V; ++j) v[j] = on ? v[j] : 0.f;
         }
       };
       auto readDy = [&](int i, float (&v)[V]) {
         dyRows.read(i, v);
         if constexpr (Shuffles) {
 #pragma unroll
-          for (int j = 0; j < V; ++j) v[j] = active ? v[j] : 0.f;
+          for (int j = 0; j < V; ++j) v[j] = on ? v[j] : 0.f;
         }
       };
       float zs[4][V], gs[4][V];  // z of row r0 + i in zs[i & 3], dy of it in gs[i & 3]
@@ -500,7 +508,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
               if (!kChecked || sameRun(starts, bit + s, s)) acc += gs[(p + s) & 3][j] * k[j].taps[s - 1];
             out[j] = acc * dyRows.scale();  // dz: no norm in it
           }
-          dyRows.atRow(i, r, active && inside, gs[p], sideSums);
+          dyRows.atRow(i, r, on && inside, gs[p], sideSums);
           // A normed head: z = x·rstd, and dx = rstd·(dz − z·mean(dz·z)) with mean(dz·z) = rstd·Σdz·x / group, so the
           // head's Σx² and Σdz·x are two independent shuffle chains, run side by side (z first and Σdz·z after it made them
           // one chain twice as long: the normed kernel ran at half the plain one's bandwidth)
@@ -534,7 +542,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
               for (int j = 0; j < V; ++j) out[j] = rstd * (out[j] - cur[j] * mean);
             }
           }
-          if (active && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
+          if (on && inside) storeVec<V>(dx + int64_t(r) * C + c0, out);
 #pragma unroll
           for (int j = 0; j < V; ++j) zs[p][j] = cur[j];
         }
