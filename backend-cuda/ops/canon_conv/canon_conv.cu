@@ -108,7 +108,9 @@ __device__ __forceinline__ float squares(const float (&v)[V]) {
 // its 4 sums in one exchange (BlockRowSums), then its z and y. x comes through a ring of kRowNormRingRows rows (RowRing):
 // a thread reads only its own slots, so row r copies row r + 7 into row r − 1's as it is read. Where lead is given, z's
 // first leadCols channels of each row go there too (Canon A's z as the attention gate's input: a multiple of V).
-template <int V, typename In, typename Out>
+// kWholeWarps: the row's vectors fill the block's warps (RowNormBlocks::wholeWarps), so no lane is inactive and x's reads
+// need no select (the speedrun's instance 1,656 SASS instructions where it was 1,712).
+template <int V, bool kWholeWarps, typename In, typename Out>
 __global__ void __maxnreg__(kRowNormForwardRegisters)
     canonRowNormKernel(const In* __restrict__ x, const float* __restrict__ w, const int32_t* __restrict__ doc,
                        Out* __restrict__ y, Out* __restrict__ lead, int leadCols, int rows, int T, int C, float eps) {
@@ -117,7 +119,7 @@ __global__ void __maxnreg__(kRowNormForwardRegisters)
   // rows read, relative to the block's first: r0 − 3 … r0 + 31, one commit group a row (empty past the last)
   constexpr int kFirst = -3, kLast = kCanonRowNormRows - 1, kPending = kRowNormRingRows - 1;
   const int c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
-  const bool active = c0 < C;
+  const bool active = kWholeWarps || c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
   const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i (the same in every warp)
   CanonTaps k[V];
@@ -202,8 +204,9 @@ __global__ void __maxnreg__(kRowNormForwardRegisters)
 // registers from its first read: the 7 rows of a pass's dz). With a row ahead in registers the kernel ran at ≈ 2.2 TB/s.
 // Where dLead is given (the gradient of z's first leadCols channels as the forward's second output: the attention gate's
 // input, at Canon A), it is added to dz of those channels, as the Add of the two gradients of z was: the gate's own
-// RMSNormGrad pass over x, acc and dx is not needed.
-template <int V, typename InDy, typename In>
+// RMSNormGrad pass over x, acc and dx is not needed. kWholeWarps as the forward's (the speedrun's instance 3,024 SASS
+// instructions where it was 3,304: its rows' reads of x, dy and acc are selected in every row).
+template <int V, bool kWholeWarps, typename InDy, typename In>
 __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
     canonRowNormGradKernel(const InDy* __restrict__ dy, const In* __restrict__ x, const float* __restrict__ w,
                            const int32_t* __restrict__ doc, const float* __restrict__ acc, const void* __restrict__ dLead,
@@ -215,7 +218,7 @@ __global__ void __launch_bounds__(kRowNormMaxThreads, 1)
   // is copied at row j's second half, so at row m + p's first (m: a pass's first row) groups up to m + 6 are copied
   constexpr int kFirst = -3, kLastX = kCanonRowNormRows - 1, kLead = 3, kAhead = kRowNormRingRows - 1;
   const int threads = int(blockDim.x), c0 = int(threadIdx.x) * V, r0 = int(blockIdx.x) * kCanonRowNormRows;
-  const bool active = c0 < C;
+  const bool active = kWholeWarps || c0 < C;
   const int cl = active ? c0 : C - V;  // an inactive lane reads the last channels and zeroes them
   const uint64_t starts = runStarts(doc, r0 - 4, rows, T);  // bit i + 4: row r0 + i (the same in every warp)
   CanonTaps k[V];
@@ -475,13 +478,14 @@ cudaError_t byCanonVariant(int64_t C, const NormArgs& norm, std::initializer_lis
 // a thread a vector of 4 channels where every row starts 16-byte aligned in each tensor (else of 1), up to
 // kCanonRowNormMaxVectors; no head norm beside it.
 struct RowNormBlocks {
-  bool vec4, fit;
+  bool vec4, fit, wholeWarps;  // wholeWarps: the vectors fill the block's warps (every lane active)
   unsigned threads, chunks;
   RowNormBlocks(int64_t rows, int64_t C, int64_t normChannels, std::initializer_list<const void*> ptrs)
       : vec4(C % 4 == 0 && aligned16(ptrs)) {
     const int64_t vectors = vec4 ? C / 4 : C;
     fit = normChannels == 0 && vectors <= kCanonRowNormMaxVectors && rows <= INT32_MAX;
     threads = unsigned((vectors + 31) / 32 * 32);
+    wholeWarps = vectors % 32 == 0;
     chunks = unsigned((rows + kCanonRowNormRows - 1) / kCanonRowNormRows);
   }
   // z's leading channels as a second output (lead, or its gradient dLead): none, or 1 … kCanonMaxLeadCols of them (at most
@@ -507,10 +511,16 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
       constexpr int V = decltype(width)::value;
       using In = std::remove_const_t<std::remove_pointer_t<decltype(in)>>;
       const size_t ring = RowRing<In, V, kRowNormRingRows>::bytes(int(blocks.threads));  // x's ring in dynamic shared memory
-      const auto kernel = canonRowNormKernel<V, In, std::remove_pointer_t<decltype(out)>>;
-      if (allowSharedMemory(kernel, ring) == cudaSuccess)
-        kernel<<<blocks.chunks, blocks.threads, ring, s>>>(in, w, docIds, out, static_cast<decltype(out)>(lead), int(leadCols), int(rows),
-                                                            int(T), int(C), eps);
+      auto run = [&](auto kernel) {
+        if (allowSharedMemory(kernel, ring) == cudaSuccess)
+          kernel<<<blocks.chunks, blocks.threads, ring, s>>>(in, w, docIds, out, static_cast<decltype(out)>(lead), int(leadCols), int(rows),
+                                                              int(T), int(C), eps);
+      };
+      using Out = std::remove_pointer_t<decltype(out)>;
+      if constexpr (V == 4) {  // whole warps of vectors of 4 only (the model's widths: V = 1 is for unaligned tensors)
+        if (blocks.wholeWarps) return run(canonRowNormKernel<V, true, In, Out>);
+      }
+      run(canonRowNormKernel<V, false, In, Out>);
     };
     byInputType(x, xBf16, [&](auto* in) {
       auto widths = [&](auto* out) {
@@ -572,10 +582,15 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
       // the rings of x, dy and acc (RowRing) in dynamic shared memory
       const size_t ring = RowRing<In, V, kRowNormRingRows>::bytes(int(threads)) + RowRing<InDy, V, kRowNormRingRows>::bytes(int(threads)) +
                           RowRing<float, V, kRowNormRingRows>::bytes(int(threads));
-      const auto kernel = canonRowNormGradKernel<V, InDy, In>;
-      if (allowSharedMemory(kernel, ring) == cudaSuccess)
-        kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, dLead, dLeadBf16, int(leadCols), static_cast<float*>(dx),
-                                                       dxTwin, partials, int(rows), int(T), int(C), eps);
+      auto run = [&](auto kernel) {
+        if (allowSharedMemory(kernel, ring) == cudaSuccess)
+          kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, dLead, dLeadBf16, int(leadCols), static_cast<float*>(dx),
+                                                         dxTwin, partials, int(rows), int(T), int(C), eps);
+      };
+      if constexpr (V == 4) {  // as the forward's
+        if (blocks.wholeWarps) return run(canonRowNormGradKernel<V, true, InDy, In>);
+      }
+      run(canonRowNormGradKernel<V, false, InDy, In>);
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
