@@ -65,10 +65,12 @@ describe('CUDA kernels on the CPU (SIMT emulator)', () => {
   it('CanonConv forward and backward: plain, the heads\' norm, the row norm and relu2', async () => {
     // [B, T, C, variant]: C = 13 and 7 (one channel a thread), 20 (a vector of 4 a thread, the block's last lanes idle); 600
     // rows (3 blocks of 256); the heads' norm over q | k heads of 128 (C = 384: a head a warp); the row norm's gradient over
-    // 3 warps a row (C = 260: 65 vectors, the row's sums exchanged through shared memory); relu2 over 2 blocks of channels
-    // (C = 200); 2,600 rows (11 blocks' partials: dw's sum shares them out 2 a warp, the last warps none)
+    // 3 warps a row (C = 260: 65 vectors, the row's sums exchanged through shared memory), and over 2 whole warps (C = 256:
+    // kWholeWarps, no lane inactive); relu2 over 2 blocks of channels (C = 200); 2,600 rows (11 blocks' partials: dw's sum
+    // shares them out 2 a warp, the last warps none)
     for (const args of [['2', '300', '20', 'plain'], ['1', '300', '13', 'plain'], ['1', '2600', '7', 'plain'], ['1', '600', '384', 'heads'], ['2', '300', '48', 'rows'],
-      ['1', '100', '13', 'rows'], ['1', '200', '260', 'rows'], ['2', '300', '48', 'relu2'], ['1', '300', '200', 'relu2'], ['1', '700', '7', 'relu2']]) {
+      ['1', '100', '13', 'rows'], ['1', '200', '260', 'rows'], ['1', '150', '256', 'rows'], ['2', '300', '48', 'relu2'], ['1', '300', '200', 'relu2'],
+      ['1', '700', '7', 'relu2']]) {
       await passes(binaries.canon_native, args, PASS);
     }
   });
