@@ -54,8 +54,9 @@ struct QkvHeads {
   }
   // The lanes between a channel's lane and its pair's (h/2 channels, 4 a lane).
   __device__ __forceinline__ int pairLanes() const { return 1 << (shift - 3); }
-  // Whether each block of canonGrid's (32 lanes of 4 channels) lies in one head: h = 128.
-  __host__ __device__ bool headPerBlock() const { return shift == 7; }
+  // The channels of a block of canonGrid's (32 lanes of 4), and whether each block lies in one head: h = 128.
+  static constexpr int kBlockChannels = 4 * kChannelThreads;
+  __host__ __device__ bool headPerBlock() const { return 1 << shift == kBlockChannels; }
 };
 
 // Row r's position in its sequence: r itself in the first (all of them in the speedrun's one packed stream a micro-step),
@@ -117,7 +118,7 @@ struct AttentionOutput {
   template <int Kind>
   struct Writer {
     static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
-    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : 4 * kChannelThreads;  // KindByBlock: h = 128
+    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : QkvHeads::kBlockChannels;  // KindByBlock: a head a block
     PassRing<float, 4> ring;
     HeadPlace at;
     const float* src;  // what the lane copies from: cos or sin at its pair's offset, or ve (null: a v head without ve)
@@ -215,7 +216,7 @@ struct AttentionDy {
   template <int Kind>
   struct Reader {
     static constexpr bool kNeverNormed = Kind == kValueHead;  // the norm's channels are the q and k heads'
-    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : 4 * kChannelThreads;  // KindByBlock: h = 128
+    static constexpr int kBlockHeadChannels = Kind == kAnyHead ? 0 : QkvHeads::kBlockChannels;  // KindByBlock: a head a block
     GridRing<float, 4> ring;
     PassRing<float, 4> ahead;  // the tables' or ve's slots
     HeadPlace at;

@@ -493,6 +493,15 @@ struct RowNormBlocks {
   bool leadFits(const void* lead, int64_t leadCols, int64_t C) const {
     return !lead || (leadCols > 0 && leadCols <= std::min<int64_t>(C, kCanonMaxLeadCols) && leadCols % (vec4 ? 4 : 1) == 0);
   }
+  // f(std::bool_constant<kWholeWarps>{}) for a kernel of width V: whole warps only at V = 4 (the model's widths: V = 1 is
+  // for unaligned tensors, and its instances would double for nothing)
+  template <int V, typename F>
+  void byWholeWarps(F f) const {
+    if constexpr (V == 4) {
+      if (wholeWarps) return f(std::true_type{});
+    }
+    f(std::false_type{});
+  }
 };
 
 }  // namespace
@@ -517,10 +526,7 @@ cudaError_t launchCanonConv(cudaStream_t s, const void* x, bool xBf16, const flo
                                                               int(T), int(C), eps);
       };
       using Out = std::remove_pointer_t<decltype(out)>;
-      if constexpr (V == 4) {  // whole warps of vectors of 4 only (the model's widths: V = 1 is for unaligned tensors)
-        if (blocks.wholeWarps) return run(canonRowNormKernel<V, true, In, Out>);
-      }
-      run(canonRowNormKernel<V, false, In, Out>);
+      blocks.byWholeWarps<V>([&](auto whole) { run(canonRowNormKernel<V, decltype(whole)::value, In, Out>); });
     };
     byInputType(x, xBf16, [&](auto* in) {
       auto widths = [&](auto* out) {
@@ -587,10 +593,7 @@ cudaError_t launchCanonConvGrad(cudaStream_t s, const void* dy, bool dyBf16, con
           kernel<<<unsigned(chunks), threads, ring, s>>>(g, in, w, docIds, accumulated, dLead, dLeadBf16, int(leadCols), static_cast<float*>(dx),
                                                          dxTwin, partials, int(rows), int(T), int(C), eps);
       };
-      if constexpr (V == 4) {  // as the forward's
-        if (blocks.wholeWarps) return run(canonRowNormGradKernel<V, true, InDy, In>);
-      }
-      run(canonRowNormGradKernel<V, false, InDy, In>);
+      blocks.byWholeWarps<V>([&](auto whole) { run(canonRowNormGradKernel<V, decltype(whole)::value, InDy, In>); });
     };
     byInputType(dy, dyBf16, [&](auto* g) {
       byInputType(x, xBf16, [&](auto* in) {
