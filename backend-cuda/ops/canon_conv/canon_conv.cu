@@ -363,7 +363,7 @@ __global__ void canonPartialSumsKernel(const float* __restrict__ partials, float
 }
 
 // Canon D with the MLP's relu² (Relu2): the gradient from dy, the gradient of relu(h)² with h = the conv of x, which is
-// made again here from x (as the forward did, bit for bit, so ReLU's signs agree). g = dy·2·relu(h) is the conv's
+// made again here from x (with FMAs: forwardTaps' kFused, within an ulp or two of the forward's h). g = dy·2·relu(h) is the conv's
 // gradient; a row's dx needs g of it and the three rows after, its dw g of it and x of it and the three before. A thread
 // walks its kRowsPerThread rows with x of rows r − 3 … r + 4 and g of rows r … r + 3 in registers, eight rows a pass of
 // the unrolled loop so that each row's register is fixed (the loop of one row shifted 40 registers a row); x and dy come
@@ -401,12 +401,12 @@ __global__ void __launch_bounds__(kGridThreads, 2)
       commitAsync();
     };
     float xs[8][V], gs[4][V];  // x of row r0 + i in xs[(i + 3) & 7], g of it in gs[i & 3]
-    // h at the row of bit `bit` whose x is xs[q] (its taps: xs[q − s]), as canonConvKernel rounds it (forwardTaps), and g = dy·2·relu(h)
+    // h at the row of bit `bit` whose x is xs[q] (its taps: xs[q − s]; forwardTaps with FMAs), and g = dy·2·relu(h)
     // (d: its dy); checked: the taps count where sameRun, and g is 0 outside the rows
     auto reluGrad = [&](int q, int bit, bool inside, const float (&d)[V], float (&g)[V], auto checked) {
       constexpr bool kChecked = decltype(checked)::value;
       float h[V];
-      forwardTaps<kChecked>(xs, q, k, starts, bit, h);
+      forwardTaps<kChecked, true>(xs, q, k, starts, bit, h);
 #pragma unroll
       for (int j = 0; j < V; ++j) g[j] = h[j] > 0.f && (!kChecked || inside) ? d[j] * 2.f * h[j] : 0.f;
     };

@@ -287,9 +287,11 @@ struct RowDy {
 // The forward's taps over the row whose z is zs[p] (z of the rows before it: zs[(p − s) mod kWindow], a window of a power
 // of two rows), in the composite's order, each product and sum rounded on its own (no FMA contraction):
 // ((z·(1 + w3) + z₁·w2) + z₂·w1) + z₃·w0, z_s the token s back, so that the fused forward equals the composite bit for
-// bit, and relu2's gradient makes the forward's h again bit for bit (ReLU's signs agree). Checked: z_s counts where
-// sameRun (bit: the row's in starts), else every tap counts.
-template <bool kChecked, int kWindow, int V>
+// bit. Checked: z_s counts where sameRun (bit: the row's in starts), else every tap counts. kFused: the same sum with the
+// three taps as FMAs (4 instructions a channel against 7), for relu2's gradient, which makes h again only for
+// g = dy·2·relu(h): h within an ulp or two of the forward's changes g by as little, and where the two disagree on h's
+// sign, |h| is that small, so g is ≈ 0 either way.
+template <bool kChecked, bool kFused = false, int kWindow, int V>
 __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p, const CanonTaps (&k)[V], uint64_t starts,
                                             int bit, float (&y)[V]) {
   static_assert(kWindow >= 4 && (kWindow & (kWindow - 1)) == 0, "a window of a power of two rows, the row and three before");
@@ -297,8 +299,10 @@ __device__ __forceinline__ void forwardTaps(const float (&zs)[kWindow][V], int p
   for (int j = 0; j < V; ++j) {
     float acc = __fmul_rn(zs[p & (kWindow - 1)][j], k[j].self);
 #pragma unroll
-    for (int s = 1; s <= 3; ++s)
-      acc = __fadd_rn(acc, __fmul_rn(!kChecked || sameRun(starts, bit, s) ? zs[(p - s) & (kWindow - 1)][j] : 0.f, k[j].taps[s - 1]));
+    for (int s = 1; s <= 3; ++s) {
+      const float z = !kChecked || sameRun(starts, bit, s) ? zs[(p - s) & (kWindow - 1)][j] : 0.f;
+      acc = kFused ? __fmaf_rn(z, k[j].taps[s - 1], acc) : __fadd_rn(acc, __fmul_rn(z, k[j].taps[s - 1]));
+    }
     y[j] = acc;
   }
 }
