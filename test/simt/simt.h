@@ -1,6 +1,6 @@
 // A SIMT emulator for running the CUDA kernels' logic on a CPU (test/simt/build.ts compiles a kernel file with it,
 // through a C++ compiler, with this header first): each CUDA thread is a fiber (ucontext), and the warp's shuffles and
-// ballots and the block's __syncthreads are rendezvous where its fibers wait for each other. Blocks run one at a time,
+// ballots, its __syncwarp and the block's __syncthreads are rendezvous where its fibers wait for each other. Blocks run one at a time,
 // so a `static` stands in for a __shared__ array and an allocation of the launch's bytes for the dynamic shared memory.
 // Device memory is host memory. What it checks: a kernel's indexing, its maths and its warps' and blocks' exchanges,
 // against the benchmarks' float64 references (and, built with -fsanitize=address, its reads and writes inside the
@@ -169,6 +169,10 @@ inline unsigned ballot(bool predicate) {
   return grid.warps[linearThread() / 32].bits[slot];
 }
 
+// __syncwarp: a rendezvous of the warp's lanes (the ballot's, its value unused), so that what a lane wrote before it is
+// there for every lane after it (cp.async's copies too, once their thread's wait has covered them)
+inline void syncWarp() { (void)ballot(true); }
+
 inline void syncBlock() {
   const unsigned generation = grid.blockGeneration;
   if (++grid.blockArrived == int(grid.blockDim.x * grid.blockDim.y * grid.blockDim.z)) {
@@ -305,6 +309,7 @@ inline float __shfl_xor_sync(unsigned, float v, int laneMask) { return ::simt::s
 inline float __shfl_sync(unsigned, float v, int srcLane) { return ::simt::shuffle(v, srcLane); }
 inline unsigned __ballot_sync(unsigned, bool predicate) { return ::simt::ballot(predicate); }
 inline void __syncthreads() { ::simt::syncBlock(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ::simt::syncWarp(); }
 inline int __ffs(int x) { return __builtin_ffs(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 using std::isinf;

@@ -101,7 +101,8 @@ __device__ __forceinline__ const float* tableOf(const HeadPlace& at, const float
 // instance spilled 228 bytes (the twenty-fourth session), so the kernel by the block's kind asks for 3 blocks (80).
 template <typename Out, bool KindByBlock>
 struct AttentionOutput {
-  static constexpr bool kShuffles = true;  // the pair's values
+  static constexpr bool kShuffles = true;     // the pair's values
+  static constexpr bool kSharesSlots = true;  // a q or k lane reads its pair lane's table
   static constexpr size_t kRingBytes = PassRing<float, 4>::kBytes;
   static constexpr int kMinBlocks = KindByBlock ? 3 : 4;
   Out* __restrict__ q;
@@ -134,26 +135,32 @@ struct AttentionOutput {
       const int64_t offset = kind() == kValueHead ? at.offset(row) : int64_t(positionOf(row, T)) * at.half;
       copyAsyncOwn<16>(ring.at(i), src + offset);
     }
+    // a q or k lane's cos and sin: the pair's first lane's slot and its second's (tableOf), read from the slots (0 or
+    // ±lanes threads from the lane's own); shuffling the other lane's table and selecting cos and sin took 8 more
+    // instructions a row
+    __device__ __forceinline__ int pairLanes() const {  // a constant where the block is one head
+      if constexpr (kBlockHeadChannels > 0) return kBlockHeadChannels / 8;
+      else return lanes;
+    }
+    __device__ __forceinline__ int cosAt() const { return at.side > 0.f ? 0 : -pairLanes(); }
+    __device__ __forceinline__ int sinAt() const { return at.side > 0.f ? pairLanes() : 0; }
     template <int V>
     __device__ __forceinline__ void store(int i, int r, const float (&u)[V], bool inside) const {
       static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
-      float own[4] = {}, pair[4], other[4], y[4];
-      if (src) ring.read(i, own);
-      if constexpr (Kind != kValueHead) {  // the pair lane's u and table (a v block's walk needs neither)
-        pairValues(u, lanes, pair);
-        pairValues(own, lanes, other);
-      }
+      float pair[4] = {}, y[4];
+      if constexpr (Kind != kValueHead) pairValues(u, pairLanes(), pair);  // the pair lane's u (a v block's walk needs none)
       if (!inside) return;
       if (kind() == kValueHead) {
+        float e[4] = {};
+        if (src) ring.read(i, e);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * own[j];
+        for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * e[j];
       } else {
-        const bool first = at.side > 0.f;  // own: cos, other: sin; the other way round in the second half
+        float c[4], s[4];
+        ring.readOf(i, cosAt(), c);
+        ring.readOf(i, sinAt(), s);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float c = first ? own[j] : other[j], s = first ? other[j] : own[j];
-          y[j] = u[j] * c + at.side * pair[j] * s;
-        }
+        for (int j = 0; j < 4; ++j) y[j] = u[j] * c[j] + at.side * pair[j] * s[j];
       }
       storeVec<4>(dst + at.offset(r), y);
     }
@@ -185,7 +192,8 @@ struct AttentionOutput {
 // speedrun's instance 28), each kernel alone at most 36 (the speedrun's none).
 template <typename Kv, bool KindByBlock>
 struct AttentionDy {
-  static constexpr bool kShuffles = true;  // the pair's values
+  static constexpr bool kShuffles = true;     // every lane of the warp runs the walk (kSharesSlots)
+  static constexpr bool kSharesSlots = true;  // a q or k lane reads its pair lane's dy and table
   // two blocks an SM (its rings take 112 KiB a block at bf16 x): without the bound, up to 156 registers allowed one
   static constexpr int kMinBlocks = 2;
   // dy's ring, slots of 16 bytes: a lane's 4 values of dq (float), or of dk and dv (8 bytes where Kv is bf16); then the
@@ -249,29 +257,37 @@ struct AttentionDy {
         copyAsyncOwn<16>(ahead.at(i + kGradLead), side + int64_t(positionOf(leadRow, dy.T)) * at.half);
       }
     }
-    // g: the transpose of rotary.cu's rotation of dq or dk (d·cos − side·pair·sin, HeadPlace::side, the pair lane's d), or
-    // dv. A lane holds one table (t: cos in the first half, sin in the second), so each makes the product that its pair
-    // lane lacks and gets the one it lacks: the first half's lane d·cos − (its pair's d·sin), the second's (its pair's
-    // d·cos) + pair·sin. Shuffling t instead (as the forward does) held 8 more values at once: the backward spilled at
-    // its 128 registers.
+    // g: the transpose of rotary.cu's rotation of dq or dk, or dv. With (d1, d2) a pair's dy in the head's first and
+    // second half, and (c, s) its table: g1 = d1·c − d2·s, g2 = d1·s + d2·c. Every lane reads d1 and d2 from the pair's
+    // two dy slots (x1At, x2At: 0 or ±lanes threads from its own), its own table slot (cos in the first half's lane,
+    // sin in the second's: tableOf) and its pair lane's: g = d1·own + side'·d2·theirs with side' = −1 in the first half
+    // and 1 in the second (HeadPlace::side, negated), the products and sums rounded as when the lanes exchanged d and
+    // d·t by shuffles (8 a row, and 8 selects of which value each half takes, that the slots' addresses now make once).
+    __device__ __forceinline__ int pairLanes() const {  // a constant where the block is one head
+      if constexpr (kBlockHeadChannels > 0) return kBlockHeadChannels / 8;
+      else return dy.heads.pairLanes();
+    }
+    __device__ __forceinline__ int d1At() const { return at.side > 0.f ? 0 : -pairLanes(); }
+    __device__ __forceinline__ int d2At() const { return at.side > 0.f ? pairLanes() : 0; }
+    __device__ __forceinline__ void readSlot(int i, int delta, float (&d)[4]) const {
+      if (wide()) widen(Packed4<float>{ring.at(i)[delta]}, d);
+      else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i) + delta)}, d);
+    }
     __device__ __forceinline__ void read(int i, float (&g)[4]) const {
-      float d[4], pair[4], t[4] = {}, mine[4], theirs[4];  // (a v head's walk reads d only)
-      if (wide()) widen(Packed4<float>{*ring.at(i)}, d);
-      else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i))}, d);
-      if constexpr (Kind == kValueHead) {  // dv as it is (scaled by λa in dz and dw): every lane of the warp is a v lane
-#pragma unroll
-        for (int j = 0; j < 4; ++j) g[j] = d[j];
-      } else {
-        if (kind() != kValueHead) ahead.read(i, t);  // a q or k lane always has its table
-        const bool first = at.side > 0.f;
-        pairValues(d, dy.heads.pairLanes(), pair);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) mine[j] = (first ? pair[j] : d[j]) * t[j];
-        pairValues(mine, dy.heads.pairLanes(), theirs);
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          g[j] = kind() == kValueHead ? d[j] : first ? d[j] * t[j] - theirs[j] : theirs[j] + pair[j] * t[j];
+      if (kind() == kValueHead) {  // dv as it is (scaled by λa in dz and dw)
+        readSlot(i, 0, g);
+        return;
       }
+      float d[4], t[4];
+      readSlot(i, d1At() + pairLanes(), d);  // d2's slot: d1's and lanes on (an offset in the load where lanes is a constant)
+      ahead.readOf(i, d1At() + d2At(), t);  // the pair lane's table: +lanes in the first half, −lanes in the second
+      const float sign = -at.side;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) g[j] = sign * (d[j] * t[j]);  // side'·d2·theirs
+      readSlot(i, d1At(), d);
+      ahead.read(i, t);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) g[j] += d[j] * t[j];  // d1·own (an FMA where nvcc contracts it, as the shuffles' form was)
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
     __device__ __forceinline__ void atRow(int i, int r, bool inside, const float (&d)[4], Sums& sums) const {

@@ -189,6 +189,9 @@ struct RowRing {
   __device__ __forceinline__ Raw* at(int row) const { return slots + (row & (kRows - 1)) * stride; }
   __device__ __forceinline__ void copy(int row, const In* __restrict__ src) { copyRowAsync<In, V>(at(row), src); }
   __device__ __forceinline__ void read(int row, float (&v)[V]) const { readRow<In, V>(at(row), v); }
+  // row `row`'s values from the slot of the thread `delta` threads on (a lane of the same warp: the walk syncs the warp
+  // between its copies and these reads, an Output's or Dy's kSharesSlots)
+  __device__ __forceinline__ void readOf(int row, int delta, float (&v)[V]) const { readRow<In, V>(at(row) + delta, v); }
 };
 // The rings of the kernels with blocks of 32 channel vectors × 8 row groups (canonGrid: kGridThreads). A walk's pass
 // reads 4 rows (kPass), and the rows a pass reads are copied one pass ahead into rings of two passes' rows (PassRing: 8
@@ -213,7 +216,9 @@ using PassRing = GridRing<In, V, kPassRingRows>;
 // across a block (an Output may choose among several by the block, as the gradient's Dy does: walk is instantiated for
 // each): copy(i, row) starts the copy of what the store of row `row` reads besides y (into the walk's slot i, in x's
 // commit group of that row), and store(i, r, y, inside) takes row r's values y (every lane calls it where kShuffles;
-// inside: the lane is active and r a row of the tensor). A writer's kNeverNormed: none of its lanes' channels is in a
+// inside: the lane is active and r a row of the tensor). kSharesSlots: a store reads other lanes' slots of its ring (then
+// every lane of the warp runs the walk, kShuffles, and the walk syncs the warp after a pass's copies have landed and
+// before it copies over slots that the pass before read). A writer's kNeverNormed: none of its lanes' channels is in a
 // normed head (the walk leaves the head norm out); its kBlockHeadChannels: where not 0, the block's channels are one head
 // of that many (kChannelThreads lanes of V), so every lane is active and the head norm's group known when compiling: the
 // walk leaves out the selects of inactive lanes (and, forward, of unnormed ones), headSum adds every shuffle's value
@@ -223,6 +228,7 @@ using PassRing = GridRing<In, V, kPassRingRows>;
 template <typename Out>
 struct RowOutput {
   static constexpr bool kShuffles = false;
+  static constexpr bool kSharesSlots = false;
   static constexpr size_t kRingBytes = 0;
   static constexpr int kMinBlocks = 4;  // canonConvKernel's
   Out* __restrict__ y;
@@ -253,13 +259,14 @@ struct RowOutput {
 // gives dy's values (every lane calls it where kShuffles), g·scale() is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
 // r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of its own
 // summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the block (every
-// thread calls it). A reader's kNeverNormed: none of its lanes' channels is in a normed head (the kernel's head norm is
+// thread calls it). kSharesSlots as an Output's: read reads other lanes' slots of its rings. A reader's kNeverNormed: none of its lanes' channels is in a normed head (the kernel's head norm is
 // left out of its walk); its kBlockHeadChannels as a writer's (Output above). kMinBlocks: the blocks an SM should hold
 // (__launch_bounds__: at 2, 128 registers a thread).
 // RowDy: dy [rows, C] as stored, and nothing else.
 template <typename InDy, int V>
 struct RowDy {
   static constexpr bool kShuffles = false;
+  static constexpr bool kSharesSlots = false;
   static constexpr int kMinBlocks = 1;
   static constexpr size_t kRingBytes = GridRing<InDy, V>::kBytes;
   struct Sums {};
@@ -372,9 +379,15 @@ __global__ void __launch_bounds__(kGridThreads, Output::kMinBlocks)
     for (int i = kFirst; i < 0; ++i) input(i, zs[i & 3]);
     auto pass = [&](int m, auto checked) {
       constexpr bool kChecked = decltype(checked)::value;
+      if constexpr (Output::kSharesSlots) {
+        // the stores read other lanes' slots: the pass's rows landed in every lane, and every lane done with the pass
+        // before (one sync for both), before the copies go into the slots that pass read
+        waitAsync<0>();
+        __syncwarp();
+      }
 #pragma unroll
       for (int p = 0; p < kPass; ++p) fetch(m + p + kPassRingRows - kPass);
-      waitAsync<kPending>();
+      if constexpr (!Output::kSharesSlots) waitAsync<kPending>();
 #pragma unroll
       for (int p = 0; p < kPass; ++p) {
         const int i = m + p, bit = i + 4, r = r0 + i;
@@ -474,6 +487,7 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
       for (int i = 0; i < kDyAhead; ++i) fetchDy(i);
       commitAsync();
       waitAsync<0>();  // x of rows r0 − 3 … r0 + 3, dy of r0 … r0 + 11
+      if constexpr (Dy::kSharesSlots) __syncwarp();  // every lane's (the reader reads other lanes' slots)
 #pragma unroll
       for (int i = kFirst; i < 0; ++i) {
         readX(i, zs[i & 3]);
@@ -490,13 +504,19 @@ __global__ void __launch_bounds__(kGridThreads, Dy::kMinBlocks)
       // Four rows from row r0 + m; checked: the taps count where sameRun, and rows past the last are not stored or summed
       auto pass = [&](int m, auto checked) {
         constexpr bool kChecked = decltype(checked)::value;
+        if constexpr (Dy::kSharesSlots) {
+          // the reader reads other lanes' slots: the pass's rows landed in every lane, and every lane done with the
+          // pass before (one sync for both), before the copies go into the slots that pass read
+          waitAsync<kPending - 2>();
+          __syncwarp();
+        }
 #pragma unroll
         for (int p = 0; p < kPass; ++p) fetchX(m + p + kXAhead);
         commitAsync();
 #pragma unroll
         for (int p = 0; p < kPass; ++p) fetchDy(m + p + kDyAhead);
         commitAsync();
-        waitAsync<kPending>();
+        if constexpr (!Dy::kSharesSlots) waitAsync<kPending>();
 #pragma unroll
         for (int p = 0; p < kPass; ++p) {
           const int i = m + p, bit = i + 4, r = r0 + i;
