@@ -51,6 +51,15 @@ static void uploadBf16(void* dst, const std::vector<float>& v) {
   check(cudaMemcpy(dst, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice), "upload");
 }
 
+// n bf16 values at src in device memory, widened to float.
+static std::vector<float> downloadBf16(const void* src, size_t n) {
+  std::vector<__nv_bfloat16> bits(n);
+  check(cudaMemcpy(bits.data(), src, n * 2, cudaMemcpyDeviceToHost), "download");
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = __bfloat162float(bits[i]);
+  return v;
+}
+
 // The random inputs' generator, seeded from argv[at] where given, else at random; the seed printed, to rerun a failure.
 static std::mt19937 seededRng(int argc, char** argv, int at) {
   const unsigned seed = argc > at ? unsigned(std::strtoul(argv[at], nullptr, 10)) : std::random_device{}();
