@@ -41,6 +41,10 @@ struct HeadPlace {
   int pair, half;    // the channels' offset in a table's row, and its width (h/2)
   float side;        // 1 in the first half of a head (y1 = u1·cos + u2·sin), −1 in the second (y2 = u2·cos − u1·sin)
   __device__ __forceinline__ int64_t offset(int row) const { return int64_t(row) * width + first; }
+  // Where the pair's lane in the head's first half and its lane in the second are, in threads from this lane (0 for its
+  // own; lanes: pairLanesOf): their ring slots, which a walk whose rows read both (kSharesSlots) reads by these offsets.
+  __device__ __forceinline__ int firstHalfAt(int lanes) const { return side > 0.f ? 0 : -lanes; }
+  __device__ __forceinline__ int secondHalfAt(int lanes) const { return side > 0.f ? lanes : 0; }
 };
 
 // The heads of a row of x: H q heads, Hk k heads, Hk v heads of h = 1 << shift channels.
@@ -62,6 +66,14 @@ struct QkvHeads {
 // Row r's position in its sequence: r itself in the first (all of them in the speedrun's one packed stream a micro-step),
 // without the division.
 __device__ __forceinline__ int positionOf(int r, int T) { return r < T ? r : r % T; }
+
+// The lanes between a lane and its pair's: a constant where a block is one head (a writer's or reader's
+// kBlockHeadChannels), else `lanes`, the heads' (QkvHeads::pairLanes).
+template <int kBlockHeadChannels>
+__device__ __forceinline__ int pairLanesOf(int lanes) {
+  if constexpr (kBlockHeadChannels > 0) return kBlockHeadChannels / 8;
+  else return lanes;
+}
 
 // The values of the lane's pair lane. Every lane of the warp calls it.
 __device__ __forceinline__ void pairValues(const float (&v)[4], int lanes, float (&pair)[4]) {
@@ -135,15 +147,7 @@ struct AttentionOutput {
       const int64_t offset = kind() == kValueHead ? at.offset(row) : int64_t(positionOf(row, T)) * at.half;
       copyAsyncOwn<16>(ring.at(i), src + offset);
     }
-    // a q or k lane's cos and sin: the pair's first lane's slot and its second's (tableOf), read from the slots (0 or
-    // ±lanes threads from the lane's own); shuffling the other lane's table and selecting cos and sin took 8 more
-    // instructions a row
-    __device__ __forceinline__ int pairLanes() const {  // a constant where the block is one head
-      if constexpr (kBlockHeadChannels > 0) return kBlockHeadChannels / 8;
-      else return lanes;
-    }
-    __device__ __forceinline__ int cosAt() const { return at.side > 0.f ? 0 : -pairLanes(); }
-    __device__ __forceinline__ int sinAt() const { return at.side > 0.f ? pairLanes() : 0; }
+    __device__ __forceinline__ int pairLanes() const { return pairLanesOf<kBlockHeadChannels>(lanes); }
     template <int V>
     __device__ __forceinline__ void store(int i, int r, const float (&u)[V], bool inside) const {
       static_assert(V == 4, "a lane's 4 channels lie in one half of a head");
@@ -156,9 +160,11 @@ struct AttentionOutput {
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = la * u[j] + lb * e[j];
       } else {
+        // cos from the slot of the pair's lane in the head's first half, sin from its second's (tableOf): shuffling the
+        // pair lane's table and selecting cos and sin by the half took 12 more instructions a row
         float c[4], s[4];
-        ring.readOf(i, cosAt(), c);
-        ring.readOf(i, sinAt(), s);
+        ring.readOf(i, at.firstHalfAt(pairLanes()), c);
+        ring.readOf(i, at.secondHalfAt(pairLanes()), s);
 #pragma unroll
         for (int j = 0; j < 4; ++j) y[j] = u[j] * c[j] + at.side * pair[j] * s[j];
       }
@@ -259,16 +265,11 @@ struct AttentionDy {
     }
     // g: the transpose of rotary.cu's rotation of dq or dk, or dv. With (d1, d2) a pair's dy in the head's first and
     // second half, and (c, s) its table: g1 = d1·c − d2·s, g2 = d1·s + d2·c. Every lane reads d1 and d2 from the pair's
-    // two dy slots (x1At, x2At: 0 or ±lanes threads from its own), its own table slot (cos in the first half's lane,
-    // sin in the second's: tableOf) and its pair lane's: g = d1·own + side'·d2·theirs with side' = −1 in the first half
-    // and 1 in the second (HeadPlace::side, negated), the products and sums rounded as when the lanes exchanged d and
-    // d·t by shuffles (8 a row, and 8 selects of which value each half takes, that the slots' addresses now make once).
-    __device__ __forceinline__ int pairLanes() const {  // a constant where the block is one head
-      if constexpr (kBlockHeadChannels > 0) return kBlockHeadChannels / 8;
-      else return dy.heads.pairLanes();
-    }
-    __device__ __forceinline__ int d1At() const { return at.side > 0.f ? 0 : -pairLanes(); }
-    __device__ __forceinline__ int d2At() const { return at.side > 0.f ? pairLanes() : 0; }
+    // two dy slots (HeadPlace::firstHalfAt, secondHalfAt), its own table slot (cos in the first half's lane, sin in the
+    // second's: tableOf) and its pair lane's: g = d1·own + side'·d2·theirs with side' = −1 in the first half and 1 in
+    // the second (HeadPlace::side, negated), the products and sums rounded as when the lanes exchanged d and d·t by
+    // shuffles (8 a row, and 8 selects of which value each half takes, that the slots' offsets now make once).
+    __device__ __forceinline__ int pairLanes() const { return pairLanesOf<kBlockHeadChannels>(dy.heads.pairLanes()); }
     __device__ __forceinline__ void readSlot(int i, int delta, float (&d)[4]) const {
       if (wide()) widen(Packed4<float>{ring.at(i)[delta]}, d);
       else widen(Packed4<__nv_bfloat16>{*reinterpret_cast<const uint2*>(ring.at(i) + delta)}, d);
@@ -279,15 +280,18 @@ struct AttentionDy {
         return;
       }
       float d[4], t[4];
-      readSlot(i, d1At() + pairLanes(), d);  // d2's slot: d1's and lanes on (an offset in the load where lanes is a constant)
-      ahead.readOf(i, d1At() + d2At(), t);  // the pair lane's table: +lanes in the first half, −lanes in the second
+      // d2's slot is d1's and lanes on (an offset in the load where lanes is a constant); the pair lane's table is
+      // lanes on in the first half, lanes back in the second
+      const int d1At = at.firstHalfAt(pairLanes());
+      readSlot(i, d1At + pairLanes(), d);
+      ahead.readOf(i, d1At + at.secondHalfAt(pairLanes()), t);
       const float sign = -at.side;
 #pragma unroll
       for (int j = 0; j < 4; ++j) g[j] = sign * (d[j] * t[j]);  // side'·d2·theirs
-      readSlot(i, d1At(), d);
+      readSlot(i, d1At, d);
       ahead.read(i, t);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) g[j] += d[j] * t[j];  // d1·own (an FMA where nvcc contracts it, as the shuffles' form was)
+      for (int j = 0; j < 4; ++j) g[j] += d[j] * t[j];  // d1·own (an FMA where contracted, as the shuffles' form)
     }
     // dve = λb·dv (+ ve's gradient so far, rounded as the Add's) and λb's sum, at the v heads' rows
     __device__ __forceinline__ void atRow(int i, int r, bool inside, const float (&d)[4], Sums& sums) const {

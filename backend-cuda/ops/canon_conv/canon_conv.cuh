@@ -259,9 +259,10 @@ struct RowOutput {
 // gives dy's values (every lane calls it where kShuffles), g·scale() is the gradient (dz is scaled here, dw's sums by endWalk), and atRow(i,
 // r, inside, g, sums) sees each row's g once (inside: the lane is active and r a row of the tensor), for work of its own
 // summed in Sums, which endWalk(dw's sums, taps, sums) may finish in the thread and writeSums(sums) over the block (every
-// thread calls it). kSharesSlots as an Output's: read reads other lanes' slots of its rings. A reader's kNeverNormed: none of its lanes' channels is in a normed head (the kernel's head norm is
-// left out of its walk); its kBlockHeadChannels as a writer's (Output above). kMinBlocks: the blocks an SM should hold
-// (__launch_bounds__: at 2, 128 registers a thread).
+// thread calls it). kSharesSlots as an Output's: read reads other lanes' slots of its rings. A reader's kNeverNormed:
+// none of its lanes' channels is in a normed head (the kernel's head norm is left out of its walk); its
+// kBlockHeadChannels as a writer's (Output above). kMinBlocks: the blocks an SM should hold (__launch_bounds__: at 2,
+// 128 registers a thread).
 // RowDy: dy [rows, C] as stored, and nothing else.
 template <typename InDy, int V>
 struct RowDy {
