@@ -65,20 +65,13 @@ int main(int argc, char** argv) {
   uploadBf16(dyB.d, dy);
   dDy.upload(dy);
   dAcc.upload(acc);
-  const auto bf16Result = [&](const Buffer& b, size_t count) {
-    std::vector<__nv_bfloat16> h(count);
-    check(cudaMemcpy(h.data(), b.d, count * 2, cudaMemcpyDeviceToHost), "download bf16");
-    std::vector<float> f(count);
-    for (size_t i = 0; i < count; i++) f[i] = __bfloat162float(h[i]);
-    return f;
-  };
   double worst = 0, worstBf16 = 0;
   for (const bool xBf16 : {false, true}) {
     const void* in = xBf16 ? static_cast<const void*>(xB.d) : dX.d;
     check(launchRmsNorm(0, in, xBf16, dY.d, false, rows, cols, outCols, eps), "forward");
     worst = std::fmax(worst, report(xBf16 ? "y, bf16 x" : "y", dY.download(), y));
     check(launchRmsNorm(0, in, xBf16, yB.d, true, rows, cols, outCols, eps), "forward, bf16 y");
-    worstBf16 = std::fmax(worstBf16, report("bf16 y", bf16Result(yB, nOut), y));
+    worstBf16 = std::fmax(worstBf16, report("bf16 y", downloadBf16(yB.d, nOut), y));
     for (const bool dyBf16 : {false, true}) {
       const void* g = dyBf16 ? static_cast<const void*>(dyB.d) : dDy.d;
       check(launchRmsNormGrad(0, g, dyBf16, in, xBf16, nullptr, dDx.d, rows, cols, outCols, eps), "backward");

@@ -173,11 +173,7 @@ int main(int argc, char** argv) {
   const std::vector<float> first = result(out, [&] { backward(xB, true, mB, true, dAcc.d, dmB, true); });
   const std::vector<float> firstCoef = dcoef.download();
   worst = std::fmax(worst, report("dx + acc", first, dxAccumulated));
-  std::vector<__nv_bfloat16> dmHost(n);
-  check(cudaMemcpy(dmHost.data(), dmB, n * 2, cudaMemcpyDeviceToHost), "download");
-  std::vector<float> dmWidened(n);
-  for (int64_t i = 0; i < n; i++) dmWidened[i] = __bfloat162float(dmHost[i]);
-  worst = std::fmax(worst, report("dm bf16", dmWidened, dmBf16));
+  worst = std::fmax(worst, report("dm bf16", downloadBf16(dmB, n), dmBf16));
   worst = std::fmax(worst, report("dcoef bf16", firstCoef, want.dcoef));
   const bool bitSame = std::memcmp(first.data(), result(out, [&] { backward(xB, true, mB, true, dAcc.d, dmB, true); }).data(), n * 4) == 0 &&
                        std::memcmp(firstCoef.data(), dcoef.download().data(), 3 * H * 4) == 0;
