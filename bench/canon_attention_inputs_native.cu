@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
   // Training's form (x, dk, dv, q, k, v and dx in bf16, dq and ve float32; the kernels by the block's head kind where h is
   // 128, as the float run's) on the same inputs: its arithmetic is the float run's, so q, k, v and dx are the float run's
   // rounded to bf16 (one rounding apart at most, where the two instances' products contract alike or not), and dw, dλ and
-  // dve the float run's (the worst relative difference of each printed; a slot or lane mixed up is far off both)
+  // dve the float run's (report()'s error of each against the float run's; a slot or lane mixed up is far off both)
   Bf16Buffer xB(x), dkB(dk), dvB(dv), qB(nQ), kB(nK), vB(nK), dxB(n), uB(n), gB(n);
   const std::vector<float> floatQ = oQ.download(), floatK = oK.download(), floatV = oV.download(), floatDx = oDx.download(),
                            floatDve = withVe ? oDve.download() : std::vector<float>();
@@ -108,10 +108,9 @@ int main(int argc, char** argv) {
   backward(dkB.d(), dvB.d(), true, xB.d(), true, dxB.d(), true);
   bool bf16Agrees = true;
   auto against = [&](const char* name, const std::vector<float>& got, const std::vector<float>& want, double bound) {
-    double most = 0.0;
-    for (size_t i = 0; i < got.size(); i++) most = std::fmax(most, std::fabs(double(got[i]) - want[i]) / std::fmax(std::fabs(double(want[i])), 1e-3));
-    std::printf("  %-8s %.2e of the float run's%s\n", name, most, most <= bound ? "" : " (too far)");
-    bf16Agrees = bf16Agrees && most <= bound;
+    const bool near = report(name, got, std::vector<double>(want.begin(), want.end())) <= bound;
+    if (!near) std::printf("  %s: over %.0e of the float run's\n", name, bound);
+    bf16Agrees = bf16Agrees && near;
   };
   std::printf("training's form (bf16 x, dk, dv, q, k, v and dx) against the float run:\n");
   const double bf16Step = 1.0 / 128;  // a bf16 rounding and a float one before it, relative
